@@ -1,0 +1,1 @@
+"""Data pipeline helpers of monai_unets."""

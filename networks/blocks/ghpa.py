@@ -1,0 +1,108 @@
+"""Grouped multi-axis Hadamard Product Attention (GHPA), the encoder/decoder block of EGE-UNet."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.factories import Conv
+from torch import nn
+
+from .layernorm import ChannelLayerNorm
+from .utils import linear_interp_mode
+
+
+def split_sizes(channels: int, groups: int) -> list[int]:
+    """Sizes of ``torch.tensor_split(x, groups, dim=1)`` for ``channels`` channels (the first groups get the extra)."""
+    if channels < groups:
+        raise ValueError(f"{channels} channels cannot be split into {groups} non-empty groups.")
+    base, extra = divmod(channels, groups)
+    return [base + 1 if i < extra else base for i in range(groups)]
+
+
+class _AxisMap(nn.Module):
+    """A learnable (channel, axis) attention map: ``channels`` x ``param_size`` values resized to any length."""
+
+    def __init__(self, channels: int, param_size: int) -> None:
+        super().__init__()
+        conv1d = Conv[Conv.CONV, 1]
+        self.params = nn.Parameter(torch.ones(1, channels, param_size))
+        self.conv = nn.Sequential(
+            conv1d(channels, channels, kernel_size=3, padding=1, groups=channels),
+            nn.GELU(),
+            conv1d(channels, channels, kernel_size=1),
+        )
+
+    def forward(self, length: int) -> torch.Tensor:
+        return self.conv(F.interpolate(self.params, size=[length], mode="linear", align_corners=True))
+
+
+class GHPA(nn.Module):
+    """Grouped multi-axis Hadamard Product Attention block (Ruan et al., EGE-UNet, MICCAI 2023).
+
+    The input is layer-normalised and its channels split into ``spatial_dims + 2`` groups:
+
+    - group 0 is multiplied by a learnable map over all spatial axes,
+    - group ``1 + a`` (one per spatial axis ``a``) by a learnable map over (channel, axis ``a``), broadcast over
+      the other axes,
+    - the last group goes through a 1x1 conv, GELU and a depthwise 3x3 conv.
+
+    Each learnable map is a small parameter tensor (``param_size`` per axis, initialised to ones) resized to
+    the feature size, followed by a depthwise conv, GELU and 1x1 conv, so any input size works. The groups
+    are concatenated, normalised, and mixed by a depthwise 3x3 conv, GELU and a 1x1 conv to ``out_channels``.
+
+    In 2D this is exactly the published block (4 groups of C/4 channels). In 3D there are 5 groups; when C
+    is not divisible by the group count, the first groups take one channel more.
+
+    Args:
+        spatial_dims: number of spatial dimensions (2 or 3).
+        in_channels: number of input channels.
+        out_channels: number of output channels.
+        param_size: side of the learnable attention maps before resizing.
+
+    Example::
+
+        >>> block = GHPA(spatial_dims=2, in_channels=24, out_channels=32)
+        >>> block(torch.randn(1, 24, 32, 48)).shape
+        torch.Size([1, 32, 32, 48])
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, param_size: int = 8) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.mode = linear_interp_mode(spatial_dims)
+        conv = Conv[Conv.CONV, spatial_dims]
+        self.sizes = split_sizes(in_channels, spatial_dims + 2)
+
+        c = self.sizes[0]
+        self.params_space = nn.Parameter(torch.ones((1, c) + (param_size,) * spatial_dims))
+        self.conv_space = nn.Sequential(
+            conv(c, c, kernel_size=3, padding=1, groups=c), nn.GELU(), conv(c, c, kernel_size=1)
+        )
+        self.axis_maps = nn.ModuleList(_AxisMap(c, param_size) for c in self.sizes[1:-1])
+        c = self.sizes[-1]
+        self.conv_local = nn.Sequential(
+            conv(c, c, kernel_size=1), nn.GELU(), conv(c, c, kernel_size=3, padding=1, groups=c)
+        )
+        self.norm_in = ChannelLayerNorm(in_channels)
+        self.norm_out = ChannelLayerNorm(in_channels)
+        self.mix = nn.Sequential(
+            conv(in_channels, in_channels, kernel_size=3, padding=1, groups=in_channels),
+            nn.GELU(),
+            conv(in_channels, out_channels, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm_in(x)
+        groups = list(torch.split(x, self.sizes, dim=1))
+        spatial = x.shape[2:]
+
+        space_map = F.interpolate(self.params_space, size=spatial, mode=self.mode, align_corners=True)
+        groups[0] = groups[0] * self.conv_space(space_map)
+        for axis, axis_map in enumerate(self.axis_maps):
+            length = spatial[axis]
+            # (1, c, L) -> (1, c, 1, .., L, .., 1): varies over channels and this axis, broadcast over the others
+            shape = [1, -1] + [length if a == axis else 1 for a in range(self.spatial_dims)]
+            groups[axis + 1] = groups[axis + 1] * axis_map(length).view(shape)
+        groups[-1] = self.conv_local(groups[-1])
+
+        return self.mix(self.norm_out(torch.cat(groups, dim=1)))
