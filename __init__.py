@@ -8,8 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import data, networks, transforms
+from . import data, handlers, networks, transforms
 from .networks import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ["__version__", "data", "networks", "transforms"] + networks.__all__ + transforms.__all__
+__all__ = ["__version__", "data", "handlers", "networks", "transforms"] + networks.__all__ + transforms.__all__

@@ -1,5 +1,7 @@
-"""Transforms of monai_unets."""
+"""Transforms of monai_unets, as array / dictionary pairs in MONAI style."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .label import BinarizeLabel, BinarizeLabeld, BinarizeLabelD, BinarizeLabelDict
+
+__all__ = ["BinarizeLabel", "BinarizeLabeld", "BinarizeLabelD", "BinarizeLabelDict"]

@@ -1,0 +1,65 @@
+"""Lists of cases to process: a MONAI datalist JSON or a folder of images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from monai.data import load_decathlon_datalist
+
+__all__ = ["IMAGE_SUFFIXES", "list_cases"]
+
+# Files that one image can be read from; a DICOM series is a folder and is not listed here.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
+
+
+def _has_image_suffix(path: Path, suffixes: Sequence[str]) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in suffixes)
+
+
+def list_cases(
+    dataset_dir: str | os.PathLike,
+    datalist: str | os.PathLike | None = None,
+    key: str = "test",
+    input_dir: str | os.PathLike | None = None,
+    suffixes: Sequence[str] = IMAGE_SUFFIXES,
+) -> list[dict]:
+    """The cases a bundle processes: a folder of images when ``input_dir`` is given, else a datalist's section.
+
+    Args:
+        dataset_dir: folder that relative paths in the datalist are relative to.
+        datalist: MONAI datalist JSON (``training`` / ``validation`` / ``test`` lists of ``{image, label}``);
+            relative paths are resolved against ``dataset_dir``. Defaults to ``dataset_dir/datalist.json``.
+        key: which list of the datalist to read.
+        input_dir: a folder of images to process instead of the datalist; every file in it with one of
+            ``suffixes`` becomes a case ``{"image": path}``, in sorted order. Hidden files are skipped.
+        suffixes: file name endings that count as images in ``input_dir``.
+
+    Returns:
+        a list of case dictionaries with absolute paths.
+
+    Raises:
+        FileNotFoundError: the folder or datalist does not exist, or the folder has no image.
+        KeyError: the datalist has no list named ``key``.
+
+    Example::
+
+        >>> cases = list_cases("data/isic2018", key="test")  # doctest: +SKIP
+        >>> cases[0]["image"]  # doctest: +SKIP
+        '/abs/path/data/isic2018/images/ISIC_0000001.jpg'
+    """
+    if input_dir:
+        folder = Path(input_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
+        files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and _has_image_suffix(p, suffixes))
+        if not files:
+            raise FileNotFoundError(f"input folder {folder} has no image file ({', '.join(suffixes)}).")
+        return [{"image": str(p.resolve())} for p in files]
+
+    datalist_path = Path(datalist) if datalist else Path(dataset_dir) / "datalist.json"
+    if not datalist_path.is_file():
+        raise FileNotFoundError(f"datalist {datalist_path} does not exist.")
+    return load_decathlon_datalist(datalist_path, is_segmentation=True, data_list_key=key, base_dir=dataset_dir)

@@ -1,0 +1,109 @@
+"""A dataset for batch jobs in which one unreadable case must not stop the others."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from monai.data import IterableDataset
+from monai.transforms import apply_transform
+from torch.utils.data import get_worker_info
+
+__all__ = ["SkipFailedCasesDataset", "describe_error"]
+
+logger = logging.getLogger(__name__)
+
+
+# "PIL.UnidentifiedImageError: cannot identify image file 'x.png'" as a line of an embedded traceback
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
+
+
+def describe_error(error: BaseException) -> str:
+    """What is wrong with a case, in one line: ``"Type: message"`` of the innermost cause of ``error``.
+
+    MONAI wraps a failing transform's exception in ``RuntimeError("applying transform ...")`` layers, and
+    ``LoadImage`` folds the tracebacks of every reader it tried into one message; the first reader's own
+    exception (the reader the config asked for) says what is actually wrong with the file.
+
+    Example::
+
+        >>> describe_error(ValueError("image is empty\nmore details"))
+        'ValueError: image is empty'
+    """
+    while error.__cause__ is not None:
+        error = error.__cause__
+    message = str(error)
+    embedded = _EXCEPTION_LINE.search(message)
+    if embedded:
+        return f"{embedded.group(1)}: {embedded.group(2).strip()}"
+    first_line = message.strip().splitlines()[0] if message.strip() else ""
+    return f"{type(error).__name__}: {first_line}"
+
+
+class SkipFailedCasesDataset(IterableDataset):
+    """Applies ``transform`` to each case; a case whose transform raises is reported and skipped.
+
+    For inference and evaluation over many files: a corrupt, truncated or missing image is logged as an error
+    that names its file and the reason, and recorded in ``failures`` (and in ``failure_log``, a CSV with
+    ``case,file,error`` columns), while every other case is processed as usual. Cases keep their order with
+    one worker; with several DataLoader workers they are sharded across workers.
+
+    Because it skips cases, the dataset has no length; MONAI's engines then run one pass over it.
+
+    Args:
+        data: case dictionaries.
+        transform: the preprocessing to apply to each case.
+        source_key: key of the file that names a case in messages.
+        failure_log: CSV file to write failures to; created (empty, with a header) when the dataset is
+            built, so a run without failures leaves an empty report rather than a stale one.
+
+    Example::
+
+        >>> ds = SkipFailedCasesDataset([{"image": "missing.png"}], LoadImaged("image"))  # doctest: +SKIP
+        >>> list(ds)  # doctest: +SKIP
+        []
+    """
+
+    def __init__(
+        self,
+        data: Sequence[dict],
+        transform: Callable | None = None,
+        source_key: str = "image",
+        failure_log: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(data=data, transform=transform)
+        self.source_key = source_key
+        self.failure_log = Path(failure_log) if failure_log else None
+        self.failures: list[dict[str, str]] = []
+        if self.failure_log is not None:
+            self.failure_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.failure_log, "w", newline="") as f:
+                csv.writer(f).writerow(["case", "file", "error"])
+
+    def __iter__(self):
+        info = get_worker_info()
+        num_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        for index, case in enumerate(self.data):
+            if index % num_workers != worker:
+                continue
+            try:
+                item = apply_transform(self.transform, case) if self.transform is not None else case
+            except Exception as error:  # noqa: BLE001 - any failure of one case must leave the others running
+                self._report(index, case, error)
+                continue
+            yield item
+
+    def _report(self, index: int, case: dict, error: Exception) -> None:
+        source = str(case.get(self.source_key, f"case {index}")) if isinstance(case, dict) else f"case {index}"
+        reason = describe_error(error)
+        logger.error("skipped %s: %s", source, reason)
+        record = {"case": str(index), "file": source, "error": reason}
+        self.failures.append(record)
+        if self.failure_log is not None:
+            # one short append per failure: safe enough across DataLoader worker processes
+            with open(self.failure_log, "a", newline="") as f:
+                csv.writer(f).writerow([record["case"], record["file"], record["error"]])

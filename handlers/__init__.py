@@ -1,0 +1,7 @@
+"""Ignite handlers of monai_unets, used by the bundles' workflows."""
+
+from __future__ import annotations
+
+from .case_metrics import CaseMetricsWriter
+
+__all__ = ["CaseMetricsWriter"]

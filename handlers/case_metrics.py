@@ -1,0 +1,117 @@
+"""Per-case metric tables for evaluation runs."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from monai.metrics import compute_confusion_matrix_metric
+from monai.utils import ImageMetaKey, min_version, optional_import
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["CaseMetricsWriter"]
+
+logger = logging.getLogger(__name__)
+
+
+def _default_batch_transform(batch: list[dict]) -> list[dict]:
+    return [case["image"].meta for case in batch]
+
+
+class CaseMetricsWriter:
+    """Writes one row per case with every metric of an evaluator, plus a summary, when the evaluation ends.
+
+    MONAI's metric handlers keep their per-case values in ``engine.state.metric_details`` (with
+    ``save_details=True``, the default). This handler joins them into ``metrics_per_case.csv`` (a ``case``
+    column with the image file, then one column per metric, and per class when there are several classes)
+    and ``metrics_summary.csv`` (mean, std, median, min, max and count of each column, ignoring NaN),
+    and logs the summary. Confusion-matrix handlers store raw TP/FP/TN/FN counts as details; name them in
+    ``confusion_metrics`` to get their per-case metric (sensitivity, specificity, ...) instead.
+
+    Args:
+        save_dir: folder of the two CSV files.
+        confusion_metrics: metric handler name -> confusion-matrix metric name, e.g.
+            ``{"val_sensitivity": "sensitivity"}``.
+        batch_transform: maps ``engine.state.batch`` to a list of meta dictionaries, one per case.
+
+    Example::
+
+        >>> writer = CaseMetricsWriter("eval", confusion_metrics={"val_accuracy": "accuracy"})  # doctest: +SKIP
+        >>> writer.attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        confusion_metrics: Mapping[str, str] | None = None,
+        batch_transform: Callable = _default_batch_transform,
+    ) -> None:
+        self.save_dir = Path(save_dir)
+        self.confusion_metrics = dict(confusion_metrics or {})
+        self.batch_transform = batch_transform
+        self._cases: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_cases)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _started(self, _engine: Engine) -> None:
+        self._cases = []
+
+    def _collect_cases(self, engine: Engine) -> None:
+        self._cases.extend(str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, "")) for meta in self.batch_transform(engine.state.batch))
+
+    def _columns(self, engine: Engine) -> dict[str, list[float]]:
+        columns: dict[str, list[float]] = {}
+        for name, details in engine.state.metric_details.items():
+            values = torch.as_tensor(details).float().cpu()
+            if name in self.confusion_metrics:
+                values = compute_confusion_matrix_metric(self.confusion_metrics[name], values)
+            values = values.reshape(values.shape[0], -1)  # (cases, classes)
+            if values.shape[1] > 1:
+                for c in range(values.shape[1]):
+                    columns[f"{name}_class{c}"] = values[:, c].tolist()
+            columns[name] = torch.nanmean(values, dim=1).tolist()
+        return columns
+
+    def __call__(self, engine: Engine) -> None:
+        columns = self._columns(engine)
+        if not columns:
+            logger.warning("no per-case metric details to write (did the evaluator see any case?)")
+            return
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        names = list(columns)
+        per_case = self.save_dir / "metrics_per_case.csv"
+        with open(per_case, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["case"] + names)
+            for i, case in enumerate(self._cases):
+                writer.writerow([case] + [f"{columns[n][i]:.6f}" for n in names])
+
+        summary = self.save_dir / "metrics_summary.csv"
+        lines = [f"{'metric':<24}{'mean':>9}{'std':>9}{'median':>9}{'min':>9}{'max':>9}{'cases':>7}"]
+        with open(summary, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["metric", "mean", "std", "median", "min", "max", "cases"])
+            for name in names:
+                stats = _summary([v for v in columns[name] if not math.isnan(v)])
+                writer.writerow([name] + [f"{v:.6f}" for v in stats[:-1]] + [int(stats[-1])])
+                lines.append(f"{name:<24}" + "".join(f"{v:9.4f}" for v in stats[:-1]) + f"{int(stats[-1]):7d}")
+        logger.info("per-case metrics of %d cases:\n%s\nwritten to %s and %s", len(self._cases), "\n".join(lines), per_case, summary)
+
+
+def _summary(values: list[float]) -> tuple[float, ...]:
+    """mean, std, median, min, max and count of ``values`` (NaN everywhere when there are none)."""
+    if not values:
+        return (math.nan,) * 5 + (0,)
+    t = torch.tensor(values, dtype=torch.float64)
+    std = float(t.std(unbiased=False))
+    return (float(t.mean()), std, float(t.quantile(0.5)), float(t.min()), float(t.max()), len(values))

@@ -1,0 +1,207 @@
+"""Attention U-Net with grid attention gates (Oktay et al., MIDL 2018), for 2D and 3D."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import List, Optional, Tuple, Union
+
+import torch
+from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from torch import nn
+
+from .blocks.attention import AttentionGate, SelfAttentionBlock
+from .blocks.conv import DoubleConv
+from .blocks.utils import resize_to
+
+__all__ = ["AttentionGateUNet", "AttentionGateUnet"]
+
+
+class AttentionGateUNet(nn.Module):
+    """Attention U-Net whose skips are filtered by additive grid attention gates driven by the coarser level.
+
+    Oktay, Schlemper, Le Folgoc, Lee, Heinrich, Misawa, Mori, McDonagh, Hammerla, Kainz, Glocker, Rueckert:
+    "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018, https://arxiv.org/abs/1804.03999.
+
+    This follows the authors' 3D CT network (``unet_CT_multi_att_dsv_3D``):
+
+    - encoder levels of 2 x (conv-BN-ReLU) separated by 2x max-pooling; default widths (16, 32, 64, 128, 256),
+      the paper's 64-1024 divided by 4;
+    - a gating signal (1x1 conv-BN-ReLU) computed from the bottleneck;
+    - on every skip except the finest, ``num_gates`` :class:`~monai_unets.networks.blocks.attention.AttentionGate`
+      blocks gated by the coarser level (the gating signal, then the decoder output one level below), with
+      theta a 2x2(x2) stride-2 conv; their outputs are merged by a 1x1 conv-BN-ReLU when there are several;
+    - decoder levels: (bi/tri)linear up-sampling of the coarser map to the skip's size, concatenation (no
+      channel halving) and a double conv;
+    - with ``deep_supervision``: a 1x1 head on every decoder level, up-sampled to the input size,
+      concatenated and fused by a 1x1 conv into the output; otherwise a 1x1 head on the finest level.
+
+    The optional ``self_attention`` adds a :class:`~monai_unets.networks.blocks.attention.SelfAttentionBlock`
+    after the bottleneck (zero-initialised, so training starts from the plain attention-gated network).
+
+    How it differs from ``monai.networks.nets.AttentionUnet``: MONAI gates the skip with the decoder feature
+    *after* it was up-sampled to the skip's resolution (1x1 convs on both inputs, no strided theta), uses
+    F_int = C/2, batch norm on psi and no output transform W, and one gate per level; it downsamples with
+    strided convs instead of max-pooling, up-samples with transposed convs (+BN+ReLU), merges with a single
+    conv followed by instance norm and PReLU, and has no deep supervision. Here the gate runs on a grid twice
+    as coarse as the skip, as in the original.
+
+    In training mode with ``deep_supervision`` the forward pass returns a list of logits, all at the input
+    size: the fused output, then the per-level head outputs from finest to coarsest. In eval mode (or
+    without deep supervision) it returns the logits tensor only. Any input size works (odd, non-square) as
+    long as every spatial size is >= 2 ** (len(features) - 1): coarse maps are resized to the skip's size.
+
+    Args:
+        spatial_dims: number of spatial dimensions (2 or 3).
+        in_channels: number of input channels.
+        out_channels: number of output channels (logits; apply softmax or sigmoid outside).
+        features: width of each level, finest first; ``len(features) - 1`` poolings.
+        deep_supervision: fuse per-level heads into the output and return them in training mode.
+        self_attention: add a self-attention block after the bottleneck.
+        num_gates: attention gates per gated skip (2 in the published network).
+        norm: MONAI norm name or (name, kwargs) tuple used everywhere (batch norm in the original).
+        act: MONAI activation name or (name, kwargs) tuple of the conv blocks.
+
+    Example::
+
+        >>> net = AttentionGateUNet(spatial_dims=3, in_channels=1, out_channels=3).eval()
+        >>> net(torch.randn(1, 1, 48, 40, 33)).shape
+        torch.Size([1, 3, 48, 40, 33])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        features: Sequence[int] = (16, 32, 64, 128, 256),
+        deep_supervision: bool = True,
+        self_attention: bool = False,
+        num_gates: int = 2,
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = ("relu", {"inplace": True}),
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if len(features) < 2:
+            raise ValueError(f"features needs at least two widths, got {tuple(features)}.")
+        if num_gates < 1:
+            raise ValueError(f"num_gates must be >= 1, got {num_gates}.")
+        self.spatial_dims = spatial_dims
+        self.deep_supervision = deep_supervision
+        self.min_size = 2 ** (len(features) - 1)
+        f = list(features)
+        conv = Conv[Conv.CONV, spatial_dims]
+        pool = Pool[Pool.MAX, spatial_dims]
+
+        def double_conv(c_in: int, c_out: int) -> DoubleConv:
+            return DoubleConv(spatial_dims, c_in, c_out, norm=norm, act=act)
+
+        def conv1x1_norm_act(c_in: int, c_out: int) -> nn.Sequential:
+            return _conv_norm_act(spatial_dims, c_in, c_out, norm, act)
+
+        self.encoders = nn.ModuleList([double_conv(in_channels, f[0])])
+        for i in range(1, len(f)):
+            self.encoders.append(nn.Sequential(pool(kernel_size=2, stride=2), double_conv(f[i - 1], f[i])))
+        self.bottleneck_attention = SelfAttentionBlock(spatial_dims, f[-1]) if self_attention else nn.Identity()
+        self.gating = conv1x1_norm_act(f[-1], f[-1])
+
+        self.decoders = nn.ModuleList()
+        for i in reversed(range(len(f) - 1)):
+            gate: nn.Module | None = None
+            if i > 0:  # the finest skip is not gated
+                gates = [AttentionGate(spatial_dims, f[i], f[i + 1], norm=norm) for _ in range(num_gates)]
+                merge = conv1x1_norm_act(num_gates * f[i], f[i]) if num_gates > 1 else None
+                gate = _GatedSkip(gates, merge)
+            head = conv(f[i], out_channels, kernel_size=1) if deep_supervision else None
+            self.decoders.append(_UpConcat(double_conv(f[i] + f[i + 1], f[i]), gate, head))
+        if deep_supervision:
+            self.head = conv(out_channels * (len(f) - 1), out_channels, kernel_size=1)
+        else:
+            self.head = conv(f[0], out_channels, kernel_size=1)
+        self.apply(_kaiming_init)
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
+        size = x.shape[2:]
+        if min(size) < self.min_size:
+            raise ValueError("AttentionGateUNet needs every spatial size >= " + str(self.min_size) + ", got " + str(size))
+        skips: List[torch.Tensor] = []  # noqa: UP006
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+        x = self.bottleneck_attention(skips.pop())
+        g = self.gating(x)
+        sides: List[torch.Tensor] = []  # noqa: UP006
+        for k, decoder in enumerate(self.decoders):
+            x, side = decoder(x, skips[len(skips) - 1 - k], g)
+            g = x
+            if side is not None:
+                sides.append(resize_to(side, size))
+        if not self.deep_supervision:
+            return self.head(x)
+        sides = sides[::-1]  # finest first
+        out = self.head(torch.cat(sides, dim=1))
+        if self.training:
+            return [out] + sides
+        return out
+
+
+class _GatedSkip(nn.Module):
+    """Several attention gates on one skip, merged by 1x1 conv-norm-act (the original "multi-attention block")."""
+
+    def __init__(self, gates: list[AttentionGate], merge: nn.Module | None) -> None:
+        super().__init__()
+        self.gates = nn.ModuleList(gates)
+        self.merge = merge
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        outs: List[torch.Tensor] = []  # noqa: UP006
+        for gate in self.gates:
+            outs.append(gate(x, g)[0])
+        if self.merge is None:
+            return outs[0]
+        return self.merge(torch.cat(outs, dim=1))
+
+
+class _UpConcat(nn.Module):
+    """Decoder level: gate the skip, resize the coarser map to it, concatenate, double conv, optional head."""
+
+    def __init__(self, conv: nn.Module, gate: nn.Module | None, head: nn.Module | None) -> None:
+        super().__init__()
+        self.conv = conv
+        self.gate = gate
+        self.head = head
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor, g: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP006,UP007
+        if self.gate is not None:
+            skip = self.gate(skip, g)
+        x = self.conv(torch.cat([skip, resize_to(x, skip.shape[2:])], dim=1))
+        side: Optional[torch.Tensor] = None  # noqa: UP007
+        if self.head is not None:
+            side = self.head(x)
+        return x, side
+
+
+def _conv_norm_act(
+    spatial_dims: int, in_channels: int, out_channels: int, norm: str | tuple | None, act: str | tuple | None
+) -> nn.Sequential:
+    layers: list[nn.Module] = [Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1)]
+    if norm is not None:
+        layers.append(get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=out_channels))
+    if act is not None:
+        layers.append(get_act_layer(name=act))
+    return nn.Sequential(*layers)
+
+
+def _kaiming_init(module: nn.Module) -> None:
+    """He (fan-in) initialisation of the convs, as in the published code."""
+    if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+        nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+AttentionGateUnet = AttentionGateUNet

@@ -1,0 +1,202 @@
+"""The classic U-Net of Ronneberger et al. (MICCAI 2015), for 2D and 3D."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from monai.networks.layers.factories import Conv, Pool
+from torch import nn
+
+from .blocks.conv import PADDING_MODES, DoubleConv, center_crop_to, match_size
+from .blocks.utils import resize_to
+
+__all__ = ["ClassicUNet", "ClassicUnet"]
+
+UPSAMPLE_MODES = ("deconv", "linear")
+
+
+class ClassicUNet(nn.Module):
+    """The original U-Net: double-conv levels, max-pooling, up-convolutions and concatenated skips.
+
+    Ronneberger, Fischer, Brox: "U-Net: Convolutional Networks for Biomedical Image Segmentation",
+    MICCAI 2015, https://arxiv.org/abs/1505.04597.
+
+    Each level is a :class:`~monai_unets.networks.blocks.conv.DoubleConv` (conv-norm-ReLU twice); the encoder
+    halves the size by 2x max-pooling between levels (four times with the default five widths). Each decoder
+    level up-samples by 2 while halving the channels, concatenates the skip of the same level and applies a
+    double conv; a 1x1 conv gives the logits.
+
+    - ``padding="valid"`` is the paper's network: unpadded convs, skips centre-cropped to the up-sampled size,
+      so a 572x572 tile gives a 388x388 output (see :meth:`output_size`). Valid-mode 3D works the same way.
+    - ``padding="same"`` keeps the input size for any input (odd and non-square included, every spatial size
+      >= 2**(len(features) - 1)): the up-sampled map is padded to the skip's size (``upsample="deconv"``) or
+      interpolated straight to it (``upsample="linear"``).
+    - ``upsample="deconv"`` uses a 2x2 transposed conv with stride 2 (the paper's "up-convolution");
+      ``upsample="linear"`` uses a 1x1 conv and (bi/tri)linear interpolation, which has fewer parameters.
+
+    MONAI's ``BasicUNet`` has the same topology but defaults to 3D, instance norm, LeakyReLU and 32-256 widths,
+    and pads/interpolates differently; ``monai.networks.nets.UNet`` uses strided convs instead of pooling.
+
+    With ``spatial_dims=2, in_channels=1, out_channels=1`` and the defaults the network has 31,042,369
+    parameters (conv biases, batch norm, 2x2 transposed convs, 1x1 output conv); ``out_channels=2`` and no
+    norm gives the paper's 31,030,658.
+
+    Args:
+        spatial_dims: number of spatial dimensions (2 or 3).
+        in_channels: number of input channels.
+        out_channels: number of output channels (logits; apply softmax or sigmoid outside).
+        features: width of each level, finest first; ``len(features) - 1`` poolings.
+        upsample: ``"deconv"`` (transposed conv) or ``"linear"`` (1x1 conv + (bi/tri)linear interpolation).
+        padding: ``"same"`` (padded convs, output size = input size) or ``"valid"`` (unpadded, as in the paper).
+        norm: MONAI norm name or (name, kwargs) tuple for the double convs; ``None`` for none (paper).
+        act: MONAI activation name or (name, kwargs) tuple.
+        bias: whether the 3x3 convs have biases.
+        dropout: dropout probability inside the double convs of the two coarsest levels (the paper drops out
+            at the end of the contracting path); 0 for none.
+
+    Example::
+
+        >>> net = ClassicUNet(spatial_dims=2, in_channels=1, out_channels=1, padding="valid").eval()
+        >>> net(torch.randn(1, 1, 572, 572)).shape
+        torch.Size([1, 1, 388, 388])
+        >>> ClassicUNet(2, 3, 2, features=(8, 16, 32, 64, 128))(torch.randn(1, 3, 97, 130)).shape
+        torch.Size([1, 2, 97, 130])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        features: Sequence[int] = (64, 128, 256, 512, 1024),
+        upsample: str = "deconv",
+        padding: str = "same",
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = ("relu", {"inplace": True}),
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if len(features) < 2:
+            raise ValueError(f"features needs at least two widths, got {tuple(features)}.")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}.")
+        if padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {PADDING_MODES}, got {padding!r}.")
+        self.spatial_dims = spatial_dims
+        self.valid = padding == "valid"
+        self.depth = len(features) - 1
+        self.min_size = self._min_input_size()
+        f = list(features)
+
+        def double_conv(c_in: int, c_out: int, drop: float = 0.0) -> DoubleConv:
+            return DoubleConv(spatial_dims, c_in, c_out, padding=padding, norm=norm, act=act, bias=bias, dropout=drop)
+
+        pool = Pool[Pool.MAX, spatial_dims]
+        self.encoders = nn.ModuleList([double_conv(in_channels, f[0])])
+        for i in range(1, len(f)):
+            drop = dropout if i >= len(f) - 2 else 0.0
+            self.encoders.append(nn.Sequential(pool(kernel_size=2, stride=2), double_conv(f[i - 1], f[i], drop)))
+        self.decoders = nn.ModuleList(
+            _UpBlock(spatial_dims, f[i + 1], f[i], double_conv(2 * f[i], f[i]), upsample, self.valid)
+            for i in reversed(range(len(f) - 1))
+        )
+        self.head = Conv[Conv.CONV, spatial_dims](f[0], out_channels, kernel_size=1)
+        self.apply(_he_init)
+
+    def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
+        """Spatial output size for ``input_size``: the input size in "same" mode, smaller in "valid" mode.
+
+        In valid mode labels must be centre-cropped to this size (e.g. 572 -> 388); sizes for which every
+        pooled map has an even size avoid half-voxel shifts between the input and the output.
+        """
+        if not self.valid:
+            return tuple(int(s) for s in input_size)
+        return tuple(_valid_output_length(int(s), self.depth) for s in input_size)
+
+    def _min_input_size(self) -> int:
+        if not self.valid:
+            return 2**self.depth
+        s = 1
+        while _valid_output_length(s, self.depth) < 1:
+            s += 1
+        return s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[2:]) < self.min_size:
+            raise ValueError(
+                "ClassicUNet needs every spatial size >= " + str(self.min_size) + ", got " + str(x.shape[2:])
+            )
+        skips: list[torch.Tensor] = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+        x = skips.pop()
+        for k, decoder in enumerate(self.decoders):
+            x = decoder(x, skips[len(skips) - 1 - k])
+        return self.head(x)
+
+
+class _UpBlock(nn.Module):
+    """One decoder level: up-sample by 2 to ``out_channels``, fit to the skip, concatenate, double conv."""
+
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, conv: nn.Module, upsample: str, valid: bool
+    ) -> None:
+        super().__init__()
+        self.linear = upsample == "linear"
+        self.valid = valid
+        if self.linear:
+            # a 1x1 conv commutes with linear interpolation, so it runs on the coarse map (4x/8x cheaper)
+            self.up = Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1)
+        else:
+            self.up = Conv[Conv.CONVTRANS, spatial_dims](in_channels, out_channels, kernel_size=2, stride=2)
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        if self.linear:
+            if self.valid:
+                x = resize_to(x, [2 * s for s in x.shape[2:]])
+            else:
+                x = resize_to(x, skip.shape[2:])
+        if self.valid:
+            skip = center_crop_to(skip, x.shape[2:])
+        else:
+            # odd sizes lose a voxel to floor pooling: pad the 2x up-sampled map back to the skip's size
+            x = match_size(x, skip.shape[2:])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+def _valid_output_length(size: int, depth: int, trim: int = 4) -> int:
+    """Output length of the valid-mode U-Net along one axis (0 or less when the input is too small)."""
+    for _ in range(depth):
+        size = size - trim
+        if size < 2:
+            return 0
+        size //= 2
+    size -= trim
+    for _ in range(depth):
+        if size < 1:
+            return 0
+        size = 2 * size - trim
+    return max(size, 0)
+
+
+def _he_init(module: nn.Module) -> None:
+    """The paper's initialisation: Gaussian weights with std sqrt(2 / fan-in), zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        fan_in = module.weight.shape[1] * math.prod(module.kernel_size)
+        if isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            # transposed conv weights are (in, out, *k): each output sums over in * prod(k) / stride**d inputs
+            fan_in = module.weight.shape[0] * math.prod(module.kernel_size) // math.prod(module.stride)
+        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_in))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+ClassicUnet = ClassicUNet

@@ -1,0 +1,126 @@
+"""The ``monai-unets`` command line: one subcommand per tool module.
+
+Every tool module exposes ``add_arguments(parser)`` and ``run(args) -> int``; its docstring is the
+subcommand's description and the docstring's first line its help. A new subcommand is one more entry in
+:data:`COMMANDS`; cli imports the tool modules only when it builds the parser, so they can import cli.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+import monai_unets
+
+__all__ = ["COMMANDS", "build_parser", "main", "run_tool"]
+
+#: Subcommand name -> module (relative to ``monai_unets.scripts``) implementing it.
+COMMANDS: dict[str, str] = {
+    "prepare-isic": ".prepare_isic",
+    "demo-data": ".demo_data",
+}
+
+
+def _load(module_name: str) -> ModuleType:
+    return importlib.import_module(module_name, package=__package__)
+
+
+def _summary(module: ModuleType) -> str:
+    return (module.__doc__ or "").strip().partition("\n")[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``monai-unets`` argument parser with every subcommand of :data:`COMMANDS`.
+
+    Returns:
+        The parser; a parsed namespace carries the chosen module's ``run`` as ``args.run``.
+
+    Example::
+
+        >>> args = build_parser().parse_args(["demo-data", "--output-dir", "demo"])
+        >>> args.command
+        'demo-data'
+    """
+    parser = argparse.ArgumentParser(prog="monai-unets", description="Tools of monai_unets: data preparation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {monai_unets.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = _load(module_name)
+        subparser = subparsers.add_parser(
+            name,
+            help=_summary(module),
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(subparser)
+        subparser.set_defaults(run=module.run)
+    return parser
+
+
+def _configure_logging() -> None:
+    # Progress and warnings go to stderr so that stdout holds only the tools' summaries.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def _invoke(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    _configure_logging()
+    try:
+        return args.run(args)
+    except (OSError, ValueError) as error:
+        # Bad folders, files or options are user errors: a one-line message, not a traceback.
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def run_tool(module: ModuleType, argv: Sequence[str] | None = None) -> int:
+    """Run one tool module as a stand-alone program (``python -m monai_unets.scripts.<tool>``).
+
+    Args:
+        module: the tool module (``sys.modules[__name__]`` from inside it).
+        argv: the arguments, without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status.
+
+    Example::
+
+        >>> from monai_unets.scripts import demo_data
+        >>> run_tool(demo_data, ["--output-dir", "demo"])  # doctest: +SKIP
+        0
+    """
+    # Under ``python -m`` the module is called __main__; its spec still has the importable name.
+    name = module.__spec__.name if module.__spec__ is not None else module.__name__
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {name}", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.run = module.run
+    return _invoke(parser, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``monai-unets`` console script.
+
+    Args:
+        argv: the arguments, without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 on success, 1 on a data or file error, 2 on a usage error (from argparse).
+
+    Example::
+
+        >>> main(["demo-data", "--output-dir", "demo", "--num-images", "10"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return _invoke(parser, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

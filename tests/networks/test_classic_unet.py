@@ -1,0 +1,122 @@
+"""Tests of the classic U-Net (Ronneberger et al., 2015)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monai_unets.networks.classic_unet import ClassicUNet, ClassicUnet
+from monai_unets.networks.utils import count_parameters
+
+SMALL = (4, 8, 12, 16, 20)
+
+
+def _onnx_matches(model: torch.nn.Module, x: torch.Tensor, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    path = str(tmp_path / "model.onnx")
+    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("upsample", ["deconv", "linear"])
+@pytest.mark.parametrize(
+    "spatial_dims,size",
+    [(2, (64, 64)), (2, (37, 50)), (2, (16, 113)), (3, (16, 16, 16)), (3, (19, 24, 17))],
+)
+def test_same_mode_shapes(spatial_dims: int, size: tuple, upsample: str) -> None:
+    net = ClassicUNet(spatial_dims, in_channels=2, out_channels=3, features=SMALL, upsample=upsample).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 2, *size))
+    assert out.shape == (2, 3, *size)
+    assert net.output_size(size) == size
+
+
+@pytest.mark.parametrize("upsample", ["deconv", "linear"])
+@pytest.mark.parametrize("spatial_dims,size,expected", [(2, (188, 204), (4, 20)), (3, (188, 188, 196), (4, 4, 12))])
+def test_valid_mode_shapes(spatial_dims: int, size: tuple, expected: tuple, upsample: str) -> None:
+    net = ClassicUNet(spatial_dims, 1, 2, features=(2, 2, 2, 2, 2), upsample=upsample, padding="valid").eval()
+    assert net.output_size(size) == expected
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *size))
+    assert out.shape == (1, 2, *expected)
+
+
+def test_valid_mode_too_small() -> None:
+    net = ClassicUNet(2, 1, 1, features=(2, 2, 2, 2, 2), padding="valid")
+    assert net.min_size == 188
+    with pytest.raises(ValueError, match="188"):
+        net(torch.randn(1, 1, 187, 200))
+    with pytest.raises(ValueError, match="16"):
+        ClassicUNet(2, 1, 1, features=SMALL)(torch.randn(1, 1, 15, 32))
+
+
+def test_paper_parameter_count_and_572_tile() -> None:
+    # the seed article's torchinfo summary: BN double convs with conv biases, 2x2 deconvs, 1x1 head
+    net = ClassicUNet(spatial_dims=2, in_channels=1, out_channels=1, upsample="deconv", padding="valid")
+    assert count_parameters(net) == 31_042_369
+    assert net.output_size((572, 572)) == (388, 388)
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 1, 572, 572))
+    assert out.shape == (1, 1, 388, 388)
+
+
+def test_parameter_counts_of_variants() -> None:
+    # paper network without normalisation, two classes; the padding does not change the count
+    assert count_parameters(ClassicUNet(2, 1, 2, norm=None, padding="valid")) == 31_030_658
+    assert count_parameters(ClassicUNet(2, 1, 2, norm=None, padding="same")) == 31_030_658
+    assert count_parameters(ClassicUNet()) == 31_042_434
+    # 1x1 convs instead of 2x2 deconvs: 3 / 4 of the up-conv weights less
+    assert count_parameters(ClassicUNet(2, 1, 1, upsample="linear")) == 31_042_369 - 3 * (
+        1024 * 512 + 512 * 256 + 256 * 128 + 128 * 64
+    )
+
+
+def test_layout() -> None:
+    net = ClassicUNet(3, 1, 2, features=SMALL)
+    assert len(net.encoders) == 5 and len(net.decoders) == 4
+    assert isinstance(net.encoders[1][0], torch.nn.MaxPool3d)
+    up = net.decoders[0].up
+    assert isinstance(up, torch.nn.ConvTranspose3d) and up.kernel_size == (2, 2, 2) and up.out_channels == 16
+    assert net.head.kernel_size == (1, 1, 1)
+    assert ClassicUnet is ClassicUNet
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="upsample"):
+        ClassicUNet(upsample="pixelshuffle")
+    with pytest.raises(ValueError, match="padding"):
+        ClassicUNet(padding="full")
+    with pytest.raises(ValueError, match="spatial_dims"):
+        ClassicUNet(spatial_dims=1)
+    with pytest.raises(ValueError, match="features"):
+        ClassicUNet(features=(8,))
+
+
+@pytest.mark.parametrize("upsample,padding", [("deconv", "same"), ("linear", "same"), ("deconv", "valid")])
+def test_gradients_reach_every_parameter(upsample: str, padding: str) -> None:
+    net = ClassicUNet(2, 1, 2, features=(2, 3, 4, 5, 6), upsample=upsample, padding=padding, dropout=0.1)
+    size = (33, 40) if padding == "same" else (188, 190)
+    net(torch.randn(2, 1, *size)).sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("spatial_dims,upsample,padding", [(2, "deconv", "same"), (3, "linear", "same"), (2, "linear", "valid")])
+def test_torchscript_matches_eager(spatial_dims: int, upsample: str, padding: str) -> None:
+    net = ClassicUNet(spatial_dims, 1, 2, features=(2, 3, 4, 5, 6), upsample=upsample, padding=padding).eval()
+    size = {2: (37, 42), 3: (17, 20, 16)}[spatial_dims] if padding == "same" else (188, 196)
+    x = torch.randn(1, 1, *size)
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x))
+
+
+@pytest.mark.parametrize("spatial_dims,upsample,size", [(2, "deconv", (37, 42)), (3, "linear", (17, 20, 16))])
+def test_onnx_export_matches_eager(spatial_dims: int, upsample: str, size: tuple, tmp_path) -> None:
+    net = ClassicUNet(spatial_dims, 1, 3, features=(2, 3, 4, 5, 6), upsample=upsample).eval()
+    _onnx_matches(net, torch.randn(1, 1, *size), tmp_path)

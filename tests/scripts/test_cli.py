@@ -1,0 +1,102 @@
+"""Tests of the ``monai-unets`` command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import monai_unets
+from monai_unets.scripts.cli import COMMANDS, main
+
+
+def make_isic_folders(root: Path, count: int) -> tuple[Path, Path]:
+    """A minimal ISIC 2018-style download with ``count`` pairs and one superpixel file."""
+    images, masks = root / "ISIC2018_Task1-2_Training_Input", root / "ISIC2018_Task1_Training_GroundTruth"
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    for number in range(count):
+        Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(images / f"ISIC_{number:07d}.jpg")
+        Image.fromarray(np.zeros((4, 6), np.uint8)).save(masks / f"ISIC_{number:07d}_segmentation.png")
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(images / "ISIC_0000000_superpixels.png")
+    return images, masks
+
+
+def test_console_script_points_at_main() -> None:
+    (script,) = [entry for entry in entry_points(group="console_scripts") if entry.name == "monai-unets"]
+    assert script.value == "monai_unets.scripts.cli:main"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"monai-unets {monai_unets.__version__}"
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+def test_every_command_module_has_the_plugin_interface() -> None:
+    for module_name in COMMANDS.values():
+        module = importlib.import_module(module_name, package="monai_unets.scripts")
+        assert callable(module.add_arguments) and callable(module.run) and callable(module.main)
+
+
+def test_demo_data_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output_dir = tmp_path / "demo"
+    assert main(["demo-data", "--output-dir", str(output_dir), "--num-images", "10", "--seed", "3"]) == 0
+    assert "10 synthetic images -> training 6, validation 1, test 3" in capsys.readouterr().out
+    content = json.loads((output_dir / "datalist.json").read_text())
+    assert content["seed"] == 3 and len(list((output_dir / "images").glob("demo_*.jpg"))) == 10
+
+
+def test_prepare_isic_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images, masks = make_isic_folders(tmp_path, 20)
+    output = tmp_path / "datalist.json"
+    argv = ["prepare-isic", "--images", str(images), "--masks", str(masks), "--output", str(output)]
+    assert main([*argv, "--val-fraction", "0", "--seed", "1"]) == 0
+    assert "20 ISIC pairs -> training 14, validation 6, test 6" in capsys.readouterr().out
+    content = json.loads(output.read_text())
+    assert content["seed"] == 1 and content["validation"] == content["test"]
+
+
+def test_prepare_isic_reports_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "ISIC2018_Task1-2_Training_Input"
+    assert main(["prepare-isic", "--images", str(missing), "--masks", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("monai-unets: error:") and str(missing) in err
+
+
+def test_usage_errors_exit_with_status_2() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare-isic", "--images", "somewhere"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+
+
+def test_tool_module_runs_with_python_m(tmp_path: Path) -> None:
+    images, masks = make_isic_folders(tmp_path, 10)
+    output = tmp_path / "lists" / "isic.json"
+    command = [sys.executable, "-m", "monai_unets.scripts.prepare_isic", "--images", str(images), "--masks", str(masks)]
+    result = subprocess.run(
+        [*command, "--output", str(output), "--val-fraction", "0"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10 ISIC pairs -> training 7, validation 3, test 3" in result.stdout
+    # Warnings go to stderr, leaving stdout to the summary line.
+    assert "validation list is the test list" in result.stderr and "WARNING" not in result.stdout
+    assert json.loads(output.read_text())["counts"] == {"training": 7, "validation": 3, "test": 3}
