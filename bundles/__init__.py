@@ -1,0 +1,30 @@
+"""The MONAI bundles shipped with monai_unets, one folder each (``configs/``, ``docs/``, ``LICENSE``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["BUNDLES_DIR", "bundle_dir", "list_bundles"]
+
+BUNDLES_DIR = Path(__file__).resolve().parent
+
+
+def list_bundles() -> list[str]:
+    """Names of the shipped bundles: every folder here with a ``configs/metadata.json``."""
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "metadata.json").is_file())
+
+
+def bundle_dir(name: str) -> Path:
+    """Folder of the shipped bundle ``name``.
+
+    Raises:
+        KeyError: no bundle of that name; the message lists the bundles there are.
+
+    Example::
+
+        >>> bundle_dir("egeunet_skin_lesion").name
+        'egeunet_skin_lesion'
+    """
+    if name not in list_bundles():
+        raise KeyError(f"no bundle named {name!r}; the bundles are: {', '.join(list_bundles())}.")
+    return BUNDLES_DIR / name

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
-from .blocks import GAB, GHPA, ChannelLayerNorm
+from .attention_unet import AttentionGateUNet, AttentionGateUnet
+from .blocks import (
+    GAB,
+    GHPA,
+    SDI,
+    AttentionGate,
+    ChannelLayerNorm,
+    DoubleConv,
+    PVTv2Encoder,
+    SDISkip,
+    SelfAttentionBlock,
+)
+from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
 from .losses import DeepSupervisedDiceCELoss
+from .unetv2 import UNetV2, UNetV2ConvEncoder, UnetV2
 from .utils import count_macs, count_parameters
 
 __all__ = [
     "GAB",
     "GHPA",
+    "SDI",
+    "AttentionGate",
+    "AttentionGateUNet",
+    "AttentionGateUnet",
     "ChannelLayerNorm",
+    "ClassicUNet",
+    "ClassicUnet",
     "DeepSupervisedDiceCELoss",
+    "DoubleConv",
     "EGEUNet",
     "EGEUnet",
+    "PVTv2Encoder",
+    "SDISkip",
+    "SelfAttentionBlock",
+    "UNetV2",
+    "UNetV2ConvEncoder",
+    "UnetV2",
     "count_macs",
     "count_parameters",
 ]

@@ -125,7 +125,9 @@ class AttentionGateUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]
         if min(size) < self.min_size:
-            raise ValueError("AttentionGateUNet needs every spatial size >= " + str(self.min_size) + ", got " + str(size))
+            raise ValueError(
+                "AttentionGateUNet needs every spatial size >= " + str(self.min_size) + ", got " + str(size)
+            )
         skips: List[torch.Tensor] = []  # noqa: UP006
         for encoder in self.encoders:
             x = encoder(x)

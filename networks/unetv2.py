@@ -179,7 +179,9 @@ class UNetV2(nn.Module):
             widths = tuple(encoder_channels) if encoder_channels is not None else (32, 64, 128, 256)
             self.encoder = UNetV2ConvEncoder(spatial_dims, in_channels, widths, norm=norm, act=act)
         else:
-            raise ValueError(f"encoder must be 'conv', one of {sorted(PVT_V2_VARIANTS)} or an nn.Module, got {encoder!r}.")
+            raise ValueError(
+                f"encoder must be 'conv', one of {sorted(PVT_V2_VARIANTS)} or an nn.Module, got {encoder!r}."
+            )
         widths = tuple(int(w) for w in widths)
         if len(widths) != 4:
             raise ValueError(f"U-Net v2 needs four encoder levels, got widths {widths}.")

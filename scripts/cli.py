@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main", "run_tool"]
 COMMANDS: dict[str, str] = {
     "prepare-isic": ".prepare_isic",
     "demo-data": ".demo_data",
+    "quickstart": ".quickstart",
 }
 
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args.command
         'demo-data'
     """
-    parser = argparse.ArgumentParser(prog="monai-unets", description="Tools of monai_unets: data preparation.")
+    parser = argparse.ArgumentParser(prog="monai-unets", description="Tools of monai_unets: data preparation and the bundle quick start.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {monai_unets.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():

@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+from .attention import AttentionGate, SelfAttentionBlock
+from .conv import DoubleConv
 from .gab import GAB
 from .ghpa import GHPA
 from .layernorm import ChannelLayerNorm
+from .pvt import PVT_V2_VARIANTS, PVTv2Encoder
+from .sdi import SDI, SDIChannelAttention, SDIReduction, SDISkip, SDISpatialAttention
 
-__all__ = ["GAB", "GHPA", "ChannelLayerNorm"]
+__all__ = [
+    "GAB",
+    "GHPA",
+    "PVT_V2_VARIANTS",
+    "SDI",
+    "AttentionGate",
+    "ChannelLayerNorm",
+    "DoubleConv",
+    "PVTv2Encoder",
+    "SDIChannelAttention",
+    "SDIReduction",
+    "SDISkip",
+    "SDISpatialAttention",
+    "SelfAttentionBlock",
+]

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Dict, List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["PVT_V2_VARIANTS", "PVTv2Encoder"]

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from monai_unets.data import list_cases
+
+
+def test_folder_lists_images_sorted_and_skips_others(tmp_path):
+    for name in ["b.jpg", "a.PNG", "c.nii.gz", "notes.txt", ".hidden.png"]:
+        (tmp_path / name).write_bytes(b"x")
+    cases = list_cases("unused", input_dir=tmp_path)
+    assert [c["image"] for c in cases] == [str((tmp_path / n).resolve()) for n in ["a.PNG", "b.jpg", "c.nii.gz"]]
+
+
+def test_datalist_section_resolves_relative_paths(tmp_path):
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "images/x.jpg", "label": "masks/x.png"}]}))
+    cases = list_cases(tmp_path)
+    assert cases == [{"image": str(tmp_path / "images/x.jpg"), "label": str(tmp_path / "masks/x.png")}]
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_cases(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_cases(tmp_path, input_dir=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no image file"):
+        list_cases(tmp_path, input_dir=tmp_path)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from monai.data import DataLoader
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from PIL import Image
+
+from monai_unets.data import SkipFailedCasesDataset, describe_error
+
+
+def _cases(tmp_path):
+    good = []
+    for i in range(3):
+        path = tmp_path / f"good{i}.png"
+        Image.fromarray(np.full((8, 10 + i), 100 + i, dtype=np.uint8)).save(path)
+        good.append(str(path))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"this is not a png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes((tmp_path / "good0.png").read_bytes()[:40])
+    missing = tmp_path / "missing.png"
+    files = [good[0], str(corrupt), good[1], str(missing), str(truncated), good[2]]
+    return [{"image": f} for f in files], good, [str(corrupt), str(missing), str(truncated)]
+
+
+def _transform():
+    return Compose([LoadImaged("image", reader="PILReader", image_only=True), EnsureChannelFirstd("image", channel_dim="no_channel")])
+
+
+def test_bad_cases_are_reported_and_good_ones_processed(tmp_path):
+    cases, good, bad = _cases(tmp_path)
+    log = tmp_path / "report" / "failures.csv"
+    ds = SkipFailedCasesDataset(cases, _transform(), failure_log=log)
+    items = list(ds)
+    assert [item["image"].meta["filename_or_obj"] for item in items] == good
+    assert [f["file"] for f in ds.failures] == bad
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == bad
+    reasons = {r["file"]: r["error"] for r in rows}
+    # one line each, naming what is wrong rather than MONAI's reader-fallback dump
+    assert all("\n" not in r and "Traceback" not in r for r in reasons.values())
+    assert "cannot identify image file" in reasons[bad[0]]
+    assert reasons[bad[1]].startswith("FileNotFoundError")
+
+
+def test_worker_processes_share_the_work(tmp_path):
+    cases, good, bad = _cases(tmp_path)
+    log = tmp_path / "failures.csv"
+    loader = DataLoader(SkipFailedCasesDataset(cases, _transform(), failure_log=log), batch_size=1, num_workers=2)
+    seen = sorted(str(batch["image"].meta["filename_or_obj"][0]) for batch in loader)
+    assert seen == sorted(good)
+    with open(log, newline="") as f:
+        assert sorted(r["file"] for r in csv.DictReader(f)) == sorted(bad)
+
+
+def test_failure_log_starts_empty_on_every_run(tmp_path):
+    log = tmp_path / "failures.csv"
+    log.write_text("stale\n")
+    SkipFailedCasesDataset([], None, failure_log=log)
+    assert log.read_text().strip() == "case,file,error"
+
+
+def test_describe_error_walks_to_the_cause():
+    try:
+        try:
+            raise OSError("Truncated File Read")
+        except OSError as inner:
+            raise RuntimeError("applying transform <LoadImaged>") from inner
+    except RuntimeError as outer:
+        assert describe_error(outer) == "OSError: Truncated File Read"

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from monai_unets.networks import EGEUNet, count_macs, count_parameters
+from tests.conftest import assert_all_grads
+
+SHAPES_2D = [(64, 64), (200, 200), (256, 192), (97, 131), (33, 250)]
+SHAPES_3D = [(32, 32, 32), (40, 35, 64), (33, 48, 37)]
+
+
+def test_published_parameter_count_and_macs():
+    net = EGEUNet(spatial_dims=2, in_channels=3, out_channels=1)
+    # the published network has 53,374 parameters and 0.0721 G conv multiply-accumulates at 256x256
+    assert count_parameters(net) == 53_374
+    macs = count_macs(net, (1, 3, 256, 256))
+    assert abs(macs / 0.0721e9 - 1) < 0.05, macs
+
+
+@pytest.mark.parametrize("size", SHAPES_2D)
+@pytest.mark.parametrize("out_channels", [1, 3])
+def test_shapes_2d(size, out_channels):
+    net = EGEUNet(2, 3, out_channels).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, *size))
+    assert out.shape == (2, out_channels, *size)
+
+
+@pytest.mark.parametrize("size", SHAPES_3D)
+def test_shapes_3d(size):
+    net = EGEUNet(3, 1, 2).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *size))
+    assert out.shape == (1, 2, *size)
+
+
+@pytest.mark.parametrize("bridge", [True, False])
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_variants_train_and_eval_outputs(bridge, deep_supervision):
+    net = EGEUNet(2, 3, 2, bridge=bridge, deep_supervision=deep_supervision)
+    x = torch.randn(2, 3, 64, 96)
+    net.train()
+    out = net(x)
+    if deep_supervision:
+        # main output, then the five side outputs from finest to coarsest, all at the input size
+        assert isinstance(out, list) and len(out) == 6
+        assert all(o.shape == (2, 2, 64, 96) for o in out)
+    else:
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 2, 64, 96)
+    net.eval()
+    with torch.no_grad():
+        assert net(x).shape == (2, 2, 64, 96)
+
+
+def test_flags_change_the_architecture():
+    full = count_parameters(EGEUNet())
+    assert count_parameters(EGEUNet(bridge=False)) < full
+    assert count_parameters(EGEUNet(deep_supervision=False)) < full
+    # multi-class: side heads and bridge masks take K channels
+    assert count_parameters(EGEUNet(out_channels=4)) > full
+
+
+def test_eval_output_is_the_main_training_output():
+    net = EGEUNet(2, 3, 1)
+    x = torch.randn(1, 3, 64, 64)
+    net.train()
+    main = net(x)[0]
+    net.eval()
+    torch.testing.assert_close(net(x), main)
+
+
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 3, 64, 80)), (3, (1, 1, 32, 40, 32))])
+def test_gradients_reach_every_parameter(spatial_dims, shape):
+    net = EGEUNet(spatial_dims, shape[1], 2)
+    outputs = net(torch.randn(*shape))
+    sum(o.sum() for o in outputs).backward()
+    assert_all_grads(net)
+
+
+def test_input_too_small_is_a_clear_error():
+    net = EGEUNet().eval()
+    with pytest.raises(ValueError, match="spatial size >= 32"):
+        net(torch.randn(1, 3, 31, 64))
+
+
+@pytest.mark.parametrize("kwargs", [{"channels": (8, 16, 24)}, {"channels": (8, 16, 24, 32, 48, 66)}, {"spatial_dims": 1}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        EGEUNet(**kwargs)
+
+
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (1, 3, 96, 64)), (3, (1, 1, 32, 48, 32))])
+def test_torchscript_matches_eager(spatial_dims, shape):
+    net = EGEUNet(spatial_dims, shape[1], 2).eval()
+    scripted = torch.jit.script(net)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    reloaded = torch.jit.load(buffer)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), net(x))
+        # the scripted model keeps the network's size freedom
+        y = torch.randn(1, shape[1], *[s + 7 for s in shape[2:]])
+        torch.testing.assert_close(reloaded(y), net(y))
+
+
+def test_onnx_export_matches_eager(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    net = EGEUNet(2, 3, 1).eval()
+    x = torch.randn(1, 3, 128, 96)
+    path = tmp_path / "egeunet.onnx"
+    torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["pred"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        eager = net(x).numpy()
+    # float32 kernels differ between runtimes: allow 1e-5 of the output's range
+    np.testing.assert_allclose(onnx_out, eager, atol=1e-5 * np.abs(eager).max(), rtol=1e-4)
