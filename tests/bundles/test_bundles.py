@@ -1,0 +1,204 @@
+"""Every folder under bundles/ is checked as a MONAI bundle, and trained, run and evaluated end to end.
+
+The end-to-end runs use the commands of the bundles' docs (``python -m monai.bundle run ...``) in a subprocess.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from monai_unets.bundles import bundle_dir, list_bundles
+from tests.bundles.conftest import BUNDLE_CASES
+from tests.conftest import SCHEMA_DIR
+
+BUNDLES = list_bundles()
+MAX_FILE_BYTES = 25 * 1024 * 1024
+
+
+def _configs(bundle: Path) -> Path:
+    return bundle / "configs"
+
+
+def _run_bundle(bundle: Path, configs: list[str], *args: str, run_id: str | None = None) -> None:
+    config = configs[0] if len(configs) == 1 else str(configs)
+    command = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else [])
+    command += ["--meta_file", str(_configs(bundle) / "metadata.json"), "--config_file", config]
+    command += ["--logging_file", str(_configs(bundle) / "logging.conf"), "--bundle_root", str(bundle), *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+
+
+def test_every_bundle_has_a_test_case():
+    assert BUNDLES, "no bundle found"
+    assert sorted(BUNDLE_CASES) == BUNDLES
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_layout_and_model_zoo_rules(name):
+    bundle = bundle_dir(name)
+    for relative in [
+        "LICENSE",
+        "docs/README.md",
+        "configs/metadata.json",
+        "configs/train.yaml",
+        "configs/inference.yaml",
+        "configs/evaluate.yaml",
+        "configs/logging.conf",
+    ]:
+        assert (bundle / relative).is_file(), f"{name}: missing {relative}"
+    big = [p for p in bundle.rglob("*") if p.is_file() and p.stat().st_size > MAX_FILE_BYTES]
+    assert not big, f"files over 25 MB must be listed in large_files.yml instead: {big}"
+    meta = json.loads((_configs(bundle) / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    pins = [meta["monai_version"], meta["pytorch_version"], meta["numpy_version"], *meta["required_packages_version"].values()]
+    assert all("+" not in v and v[0].isdigit() for v in pins), pins
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_verify_metadata(name):
+    schema = SCHEMA_DIR / "meta_schema_20240725.json"
+    assert schema.is_file(), f"the official schema is expected at {schema}"
+    verify_metadata(meta_file=str(_configs(bundle_dir(name)) / "metadata.json"), filepath=str(schema))
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_verify_net_in_out(name):
+    configs = _configs(bundle_dir(name))
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.yaml"),
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module", params=BUNDLES)
+def trained(request, tmp_path_factory):
+    """A copy of the bundle trained for one epoch on small generated data, then run and evaluated."""
+    name = request.param
+    case = BUNDLE_CASES[name]
+    root = tmp_path_factory.mktemp(name)
+    data = case.make_data(root / "data")
+    bundle = root / name
+    shutil.copytree(bundle_dir(name), bundle)
+    fast = ["--num_workers", "0", "--batch_size", "2"]
+    train = [str(_configs(bundle) / "train.yaml")]
+    # model-zoo style command with a run id
+    _run_bundle(bundle, train, "--dataset_dir", str(data), "--max_epochs", "1", "--val_interval", "1", *fast, run_id="training")
+
+    # inference on a folder holding the test images and one corrupt file
+    test_cases = json.loads((data / "datalist.json").read_text())["test"]
+    inputs = root / "inputs"
+    inputs.mkdir()
+    for item in test_cases:
+        shutil.copy(data / item["image"], inputs)
+    (inputs / case.bad_input_name).write_bytes(b"not an image at all")
+    predictions = root / "predictions"
+    _run_bundle(
+        bundle,
+        [str(_configs(bundle) / "inference.yaml")],
+        "--dataset_dir", str(data), "--input_dir", str(inputs), "--output_dir", str(predictions), "--num_workers", "0",
+    )  # fmt: skip
+
+    evaluation = root / "evaluation"
+    _run_bundle(
+        bundle,
+        train + [str(_configs(bundle) / "evaluate.yaml")],
+        "--dataset_dir", str(data), "--eval_dir", str(evaluation), "--num_workers", "0",
+    )  # fmt: skip
+    return {"name": name, "case": case, "bundle": bundle, "data": data, "inputs": inputs,
+            "test_cases": test_cases, "predictions": predictions, "evaluation": evaluation}  # fmt: skip
+
+
+def _network(bundle: Path) -> torch.nn.Module:
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle) / "inference.yaml"))
+    parser["bundle_root"] = str(bundle)
+    return parser.get_parsed_content("network_def")
+
+
+def test_training_writes_plain_state_dict_weights(trained):
+    weights = torch.load(trained["bundle"] / "models" / "model.pt", map_location="cpu", weights_only=True)
+    net = _network(trained["bundle"])
+    net.load_state_dict(weights)  # strict: every key of the network, nothing else
+    assert list((trained["bundle"] / "logs").glob("events.out.tfevents.*")), "no TensorBoard log"
+
+
+def test_inference_writes_one_prediction_per_image_at_its_size(trained):
+    from PIL import Image
+
+    case = trained["case"]
+    for item in trained["test_cases"]:
+        source = trained["inputs"] / Path(item["image"]).name
+        stem = source.name.split(".")[0]
+        prediction = trained["predictions"] / f"{stem}_seg{case.output_ext}"
+        assert prediction.is_file(), f"no prediction for {source.name}"
+        with Image.open(source) as image, Image.open(prediction) as mask:
+            assert mask.size == image.size
+            assert set(mask.getdata()) <= {0, 255}
+
+
+def test_inference_reports_the_corrupt_file_and_goes_on(trained):
+    with open(trained["predictions"] / "failures.csv", newline="") as f:
+        failures = list(csv.DictReader(f))
+    assert [Path(row["file"]).name for row in failures] == [trained["case"].bad_input_name]
+    assert failures[0]["error"]
+
+
+def test_evaluation_writes_per_case_metrics(trained):
+    with open(trained["evaluation"] / "metrics_per_case.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(trained["test_cases"])
+    metrics = ["val_mean_dice", "val_mean_iou", "val_accuracy", "val_sensitivity", "val_specificity"]
+    assert list(rows[0]) == ["case", *metrics]
+    for row in rows:
+        assert all(0.0 <= float(row[m]) <= 1.0 for m in metrics), row
+    with open(trained["evaluation"] / "metrics_summary.csv", newline="") as f:
+        assert [r["metric"] for r in csv.DictReader(f)] == metrics
+    assert (trained["evaluation"] / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("workflow_type, config", [("train", "train.yaml"), ("infer", "inference.yaml")])
+def test_config_properties(trained, workflow_type, config):
+    bundle = trained["bundle"]
+    workflow = ConfigWorkflow(
+        config_file=str(_configs(bundle) / config),
+        meta_file=str(_configs(bundle) / "metadata.json"),
+        workflow_type=workflow_type,
+        bundle_root=str(bundle),
+        dataset_dir=str(trained["data"]),
+        num_workers=0,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
+
+
+def test_ckpt_export_reloads_to_the_same_outputs(trained):
+    bundle = trained["bundle"]
+    configs = _configs(bundle)
+    exported = bundle / "models" / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(bundle / "models" / "model.pt"),
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.yaml"),
+        bundle_root=str(bundle),
+    )
+    scripted = torch.jit.load(str(exported))
+    net = _network(bundle)
+    net.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    image = json.loads((configs / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
+    x = torch.rand(1, image["num_channels"], *[int(s) for s in image["spatial_shape"]])
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x))
