@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -28,13 +29,9 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         >>> count_macs(EGEUNet(), (1, 3, 256, 256)) / 1e9  # doctest: +ELLIPSIS
         0.07...
     """
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters(), None)
-    x = torch.zeros(tuple(input_shape), device=param.device if param is not None else "cpu")
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        model.train(was_training)
+    # a copy on the meta device: shapes propagate, nothing is computed, so large inputs cost no time
+    meta_model = copy.deepcopy(model).to("meta").eval()
+    x = torch.zeros(tuple(input_shape), device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta_model(x)
     return counter.get_total_flops() // 2
