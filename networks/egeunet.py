@@ -20,7 +20,7 @@ __all__ = ["EGEUNet", "EGEUnet"]
 class EGEUNet(nn.Module):
     """EGE-UNet, a 53 K-parameter U-Net built from GHPA blocks and Group Aggregation Bridges.
 
-    Ruan, Xiang, Xie, Liu, Gao: "EGE-UNet: an Efficient Group Enhanced UNet for skin lesion segmentation",
+    Ruan, Xie, Gao, Liu, Fu: "EGE-UNet: an Efficient Group Enhanced UNet for skin lesion segmentation",
     MICCAI 2023, https://arxiv.org/abs/2307.08473.
 
     Six encoder stages (three 3x3 convs then three GHPA blocks, GroupNorm, 2x max-pooling after the first
