@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .case_metrics import CaseMetricsWriter
+from .gradient_clipping import GradientClipping
 
-__all__ = ["CaseMetricsWriter"]
+__all__ = ["CaseMetricsWriter", "GradientClipping"]

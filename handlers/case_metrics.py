@@ -71,7 +71,7 @@ class CaseMetricsWriter:
 
     def _columns(self, engine: Engine) -> dict[str, list[float]]:
         columns: dict[str, list[float]] = {}
-        for name, details in engine.state.metric_details.items():
+        for name, details in getattr(engine.state, "metric_details", {}).items():
             values = torch.as_tensor(details).float().cpu()
             if name in self.confusion_metrics:
                 values = compute_confusion_matrix_metric(self.confusion_metrics[name], values)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from monai.data import MetaTensor
+
+from monai_unets.handlers import CaseMetricsWriter
+
+
+def _batches(files: list[str]) -> list:
+    return [[{"image": MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f})}] for f in files]
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path):
+    dice = torch.tensor([[0.5, 1.0], [0.25, float("nan")]])  # two cases, two classes, one class absent
+    # TP, FP, TN, FN for each case and class
+    confusion = torch.tensor([[[8.0, 2.0, 88.0, 2.0]], [[0.0, 0.0, 90.0, 10.0]]])
+    engine = Engine(lambda e, batch: None)
+    writer = CaseMetricsWriter(tmp_path, confusion_metrics={"sens": "sensitivity"})
+
+    # metric handlers fill the details before the writer runs, as MONAI's do when attached first
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _set_details(e):
+        e.state.metric_details = {"dice": dice, "sens": confusion}
+
+    writer.attach(engine)
+    engine.run(_batches(["a.png", "b.png"]), max_epochs=1)
+
+    rows = _read(tmp_path / "metrics_per_case.csv")
+    assert [r["case"] for r in rows] == ["a.png", "b.png"]
+    assert list(rows[0]) == ["case", "dice_class0", "dice_class1", "dice", "sens"]
+    assert float(rows[0]["dice"]) == pytest.approx(0.75)
+    assert float(rows[1]["dice"]) == pytest.approx(0.25)  # the absent class is left out of the mean
+    assert float(rows[0]["sens"]) == pytest.approx(0.8)  # 8 / (8 + 2)
+    assert float(rows[1]["sens"]) == pytest.approx(0.0)
+
+    summary = {r["metric"]: r for r in _read(tmp_path / "metrics_summary.csv")}
+    assert float(summary["dice"]["mean"]) == pytest.approx(0.5)
+    assert float(summary["dice"]["median"]) == pytest.approx(0.5)
+    assert summary["dice_class1"]["cases"] == "1"
+
+
+def test_nothing_to_write_leaves_no_file(tmp_path):
+    engine = Engine(lambda e, batch: None)
+    CaseMetricsWriter(tmp_path).attach(engine)
+    engine.run(_batches(["x.png"]), max_epochs=1)
+    assert not (tmp_path / "metrics_per_case.csv").exists()
