@@ -17,6 +17,7 @@ from .blocks import (
 from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
 from .losses import DeepSupervisedDiceCELoss
+from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .unetv2 import UNetV2, UNetV2ConvEncoder, UnetV2
 from .utils import count_macs, count_parameters
 
@@ -31,12 +32,14 @@ __all__ = [
     "ClassicUNet",
     "ClassicUnet",
     "DeepSupervisedDiceCELoss",
+    "DeepSupervisedStructureLoss",
     "DoubleConv",
     "EGEUNet",
     "EGEUnet",
     "PVTv2Encoder",
     "SDISkip",
     "SelfAttentionBlock",
+    "StructureLoss",
     "UNetV2",
     "UNetV2ConvEncoder",
     "UnetV2",

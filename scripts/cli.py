@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "prepare-isic": ".prepare_isic",
     "demo-data": ".demo_data",
     "quickstart": ".quickstart",
+    "prepare-polyp": ".prepare_polyp",
+    "model-table": ".model_table",
 }
 
 

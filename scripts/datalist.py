@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
-__all__ = ["LabelledImage", "format_counts", "split_train_val_test", "write_datalist"]
+__all__ = ["LabelledImage", "format_counts", "split_by_count", "split_train_val_test", "write_datalist"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +27,47 @@ class LabelledImage(NamedTuple):
         id: a stable identifier (e.g. ``ISIC_0000000``); the split sorts by it before shuffling.
         image: path of the image file.
         label: path of the mask file.
+        dataset: optional name of the source dataset (e.g. ``kvasir``); written to the datalist as the
+            ``dataset`` field of the case so that metrics can be split per dataset later.
     """
 
     id: str
     image: Path
     label: Path
+    dataset: str | None = None
 
 
 def _rounded(value: float) -> int:
     # Half-up rounding: Python's round() rounds half to even, which would make e.g. 5 * 0.7 -> 4 but 15 * 0.7 -> 10.
     return math.floor(value + 0.5)
+
+
+def _shuffled(samples: Sequence[LabelledImage], seed: int) -> list[LabelledImage]:
+    # Sorting first makes the result depend only on the set of ids and the seed, not on the listing order.
+    ordered = sorted(samples, key=lambda sample: sample.id)
+    repeated = sorted({a.id for a, b in zip(ordered, ordered[1:]) if a.id == b.id})
+    if repeated:
+        raise ValueError(f"Sample ids must be unique; repeated: {', '.join(repeated)}.")
+    random.Random(seed).shuffle(ordered)
+    return ordered
+
+
+def _hold_out(train: list[LabelledImage], val_fraction: float) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    # Clamp so that tiny training parts still keep one sample on each side.
+    n_val = min(max(_rounded(len(train) * val_fraction), 1), len(train) - 1)
+    return train[n_val:], train[:n_val]
+
+
+def _check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+
+
+def _warn_validation_is_test() -> None:
+    logger.warning(
+        "val_fraction is 0: the validation list is the test list (the papers' protocol, which selects "
+        "checkpoints on the test split), so test scores will be optimistic."
+    )
 
 
 def split_train_val_test(
@@ -75,28 +106,86 @@ def split_train_val_test(
     """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}.")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
-    ordered = sorted(samples, key=lambda sample: sample.id)
-    repeated = sorted({a.id for a, b in zip(ordered, ordered[1:]) if a.id == b.id})
-    if repeated:
-        raise ValueError(f"Sample ids must be unique; repeated: {', '.join(repeated)}.")
+    _check_val_fraction(val_fraction)
     minimum = 3 if val_fraction > 0 else 2
-    if len(ordered) < minimum:
-        raise ValueError(f"Need at least {minimum} samples to fill every split, got {len(ordered)}.")
-    random.Random(seed).shuffle(ordered)
+    if len(samples) < minimum:
+        raise ValueError(f"Need at least {minimum} samples to fill every split, got {len(samples)}.")
+    ordered = _shuffled(samples, seed)
 
     # Clamp so that tiny datasets still get at least one sample in every list.
     n_train = min(max(_rounded(len(ordered) * train_fraction), minimum - 1), len(ordered) - 1)
     train, test = ordered[:n_train], ordered[n_train:]
     if val_fraction == 0:
-        logger.warning(
-            "val_fraction is 0: the validation list is the test list (the EGE-UNet paper's protocol, which selects "
-            "checkpoints on the test split), so test scores will be optimistic."
-        )
+        _warn_validation_is_test()
         return {"training": train, "validation": list(test), "test": test}
-    n_val = min(max(_rounded(n_train * val_fraction), 1), n_train - 1)
-    return {"training": train[n_val:], "validation": train[:n_val], "test": test}
+    training, validation = _hold_out(train, val_fraction)
+    return {"training": training, "validation": validation, "test": test}
+
+
+def split_by_count(
+    groups: Mapping[str, Sequence[LabelledImage]],
+    train_counts: Mapping[str, int],
+    val_fraction: float = 0.1,
+    seed: int = 42,
+) -> dict[str, list[LabelledImage]]:
+    """Split several datasets into fixed-size training parts and test rests, and join them.
+
+    Each group (dataset) is sorted by id and shuffled with ``random.Random(seed)``, exactly as in
+    :func:`split_train_val_test`; its first ``train_counts[name]`` samples form its training part and the
+    rest its test part (PraNet's polyp split: 900 of 1000 Kvasir-SEG and 550 of 612 CVC-ClinicDB images for
+    training). ``val_fraction`` of each training part (rounded half up, at least one sample) is held out for
+    validation, so validation is stratified by dataset. With ``val_fraction=0`` the validation list is the
+    joined test list, the papers' protocol, and a warning is logged once. The lists are joined in the order
+    of ``groups``.
+
+    Args:
+        groups: dataset name -> its labelled images; ids must be unique within a group.
+        train_counts: dataset name -> number of its samples used for training (including validation). A
+            count equal to the group's size leaves that group without test samples.
+        val_fraction: fraction of each training part held out for validation, in [0, 1).
+        seed: seed of the shuffles.
+
+    Returns:
+        A dict with keys ``training``, ``validation`` and ``test``; training and validation are non-empty.
+
+    Raises:
+        ValueError: if a count is missing or out of range, ids repeat within a group, ``val_fraction`` is out of
+            range, or no sample is left for validation.
+
+    Example::
+
+        >>> from pathlib import Path
+        >>> def make(name, n):
+        ...     return [LabelledImage(f"{i}", Path(f"{name}/{i}.jpg"), Path(f"{name}/{i}.png"), name) for i in range(n)]
+        >>> splits = split_by_count({"a": make("a", 20), "b": make("b", 12)}, {"a": 15, "b": 8}, val_fraction=0.2)
+        >>> format_counts(splits)
+        'training 18, validation 5, test 9'
+    """
+    _check_val_fraction(val_fraction)
+    splits: dict[str, list[LabelledImage]] = {key: [] for key in SPLIT_KEYS}
+    for name, samples in groups.items():
+        if name not in train_counts:
+            raise ValueError(f"No training count given for dataset {name!r}.")
+        count = train_counts[name]
+        minimum = 2 if val_fraction > 0 else 1
+        if not minimum <= count <= len(samples):
+            raise ValueError(
+                f"Dataset {name!r}: the training count must be between {minimum} and its {len(samples)} samples, "
+                f"got {count}."
+            )
+        ordered = _shuffled(samples, seed)
+        train, test = ordered[:count], ordered[count:]
+        if val_fraction > 0:
+            train, validation = _hold_out(train, val_fraction)
+            splits["validation"] += validation
+        splits["training"] += train
+        splits["test"] += test
+    if val_fraction == 0:
+        _warn_validation_is_test()
+        splits["validation"] = list(splits["test"])
+    if not splits["training"] or not splits["validation"]:
+        raise ValueError("Nothing left to validate on: give val_fraction > 0 or leave test samples.")
+    return splits
 
 
 def _datalist_path(path: Path, base_dir: Path) -> str:
@@ -106,6 +195,13 @@ def _datalist_path(path: Path, base_dir: Path) -> str:
         return resolved.relative_to(base_dir).as_posix()
     except ValueError:
         return resolved.as_posix()
+
+
+def _case(sample: LabelledImage, base_dir: Path) -> dict[str, str]:
+    case = {"image": _datalist_path(sample.image, base_dir), "label": _datalist_path(sample.label, base_dir)}
+    if sample.dataset is not None:
+        case["dataset"] = sample.dataset
+    return case
 
 
 def format_counts(splits: Mapping[str, Sequence[Any]]) -> str:
@@ -135,7 +231,8 @@ def write_datalist(
 ) -> Path:
     """Write a MONAI (Decathlon-style) datalist JSON file.
 
-    Each list holds ``{"image": ..., "label": ...}`` items. Paths under the JSON file's folder are written
+    Each list holds ``{"image": ..., "label": ...}`` items, plus ``"dataset": ...`` for samples that name
+    their dataset (see :class:`LabelledImage`). Paths under the JSON file's folder are written
     relative to it (what ``monai.data.load_decathlon_datalist`` expects by default), other paths absolutely.
     Besides the lists the file records ``description``, ``seed``, the list sizes under ``counts`` and the
     entries of ``extra``; MONAI ignores such extra keys.
@@ -166,9 +263,6 @@ def write_datalist(
     }
     content.update(extra or {})
     for key in SPLIT_KEYS:
-        content[key] = [
-            {"image": _datalist_path(sample.image, base_dir), "label": _datalist_path(sample.label, base_dir)}
-            for sample in splits[key]
-        ]
+        content[key] = [_case(sample, base_dir) for sample in splits[key]]
     output.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     return output
