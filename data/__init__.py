@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from .batch import MultiScaleBatch
 from .datalist import IMAGE_SUFFIXES, list_cases
 from .dataset import SkipFailedCasesDataset, describe_error
+from .dicom_seg import write_dicom_seg
 
-__all__ = ["IMAGE_SUFFIXES", "SkipFailedCasesDataset", "describe_error", "list_cases"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MultiScaleBatch",
+    "SkipFailedCasesDataset",
+    "describe_error",
+    "list_cases",
+    "write_dicom_seg",
+]

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from .io import SaveDicomSeg, SaveDicomSegd, SaveDicomSegD, SaveDicomSegDict
 from .label import BinarizeLabel, BinarizeLabeld, BinarizeLabelD, BinarizeLabelDict
 
-__all__ = ["BinarizeLabel", "BinarizeLabeld", "BinarizeLabelD", "BinarizeLabelDict"]
+__all__ = [
+    "BinarizeLabel",
+    "BinarizeLabeld",
+    "BinarizeLabelD",
+    "BinarizeLabelDict",
+    "SaveDicomSeg",
+    "SaveDicomSegd",
+    "SaveDicomSegD",
+    "SaveDicomSegDict",
+]

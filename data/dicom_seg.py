@@ -1,0 +1,304 @@
+"""Write a predicted label map as a DICOM SEG object that references the DICOM series it was predicted from.
+
+The label map is expected in the space MONAI's DICOM readers (``ITKReader``, ``PydicomReader``) produce for a
+series folder, e.g. the output of ``Invertd`` + ``AsDiscreted(argmax=True)``: a channel-first array
+``(1, X, Y, Z)`` whose ``affine`` maps voxel indices to RAS world coordinates. DICOM stores each slice as
+``(rows, columns)`` in LPS coordinates, so the voxel that belongs to each source pixel is found through the
+affine, not by assuming an axis order: with the usual readers this amounts to ``frame[s][r, c] =
+label[c, r, s]`` for axial slices, but coronal, sagittal, oblique or reversed slice orders are handled the same
+way. highdicom and pydicom are only needed when a SEG is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.config import NdarrayOrTensor
+from monai.utils import optional_import
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+    from pydicom.sr.coding import Code
+
+hd, _ = optional_import("highdicom")
+pydicom, _ = optional_import("pydicom")
+InvalidDicomError, _ = optional_import("pydicom.errors", name="InvalidDicomError")
+codes, _ = optional_import("pydicom.sr.codedict", name="codes")
+
+__all__ = ["write_dicom_seg"]
+
+# DICOM patient space is LPS, MONAI's reader affines are RAS: the two differ by flipping x and y.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# How far (in voxels) a source pixel centre may sit from a label-map voxel centre and still count as the same
+# point: header positions are written with a few decimals and affines may be float32, so exact equality is
+# too strict, while a real mismatch (resampled, cropped or un-inverted map) is off by a sizeable fraction.
+_GRID_TOLERANCE = 0.05
+
+
+def write_dicom_seg(
+    label_map: NdarrayOrTensor,
+    source_dir: str | os.PathLike,
+    output_path: str | os.PathLike,
+    labels: Mapping[int, str],
+    affine: NdarrayOrTensor | None = None,
+    algorithm_name: str = "monai_unets",
+    algorithm_version: str | None = None,
+    property_category: Code | None = None,
+    property_types: Mapping[int, Code] | None = None,
+    series_description: str = "Segmentation",
+    series_number: int = 300,
+    source_series_uid: str | None = None,
+) -> Path:
+    """Save a label map predicted for a DICOM series folder as a BINARY DICOM SEG that references the series.
+
+    Each foreground label found in ``label_map`` becomes one segment named ``labels[value]``, with algorithm
+    type AUTOMATIC and an algorithm identification naming the model. DICOM SEG requires segment numbers
+    ``1..n``, so the labels present are numbered in increasing order of their values: with ``labels={1:
+    "pancreas", 2: "tumour"}`` and only label 2 predicted, the SEG holds one segment, number 1, "tumour". When
+    the map holds no foreground at all, every label of ``labels`` is written as an empty segment, so the SEG
+    still records what was looked for. Each frame references the source slice it lies on; empty frames are
+    omitted.
+
+    Args:
+        label_map: class indices ``0..K``, shape ``(1, X, Y, Z)`` or ``(X, Y, Z)``, in the space MONAI's readers
+            give the series (after ``Invertd`` when the pipeline resampled). A ``MetaTensor`` brings its own
+            affine.
+        source_dir: folder of the single-frame DICOM series the map was predicted from.
+        output_path: file to write the SEG to; parent folders are created.
+        labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
+        affine: voxel-to-RAS affine of ``label_map``; ``None`` takes the ``MetaTensor``'s affine or, for plain
+            arrays, the affine MONAI's readers produce for the series.
+        algorithm_name: model name recorded in the algorithm identification.
+        algorithm_version: model version; ``None`` for the monai_unets version.
+        property_category: segmented property category code of all segments; ``None`` for SCT "Tissue".
+        property_types: segmented property type code per label value; labels missing here get SCT "Tissue".
+        series_description: description of the new SEG series.
+        series_number: series number of the new SEG series.
+        source_series_uid: SeriesInstanceUID to use when ``source_dir`` holds more than one series.
+
+    Returns:
+        The path the SEG was written to.
+
+    Raises:
+        ValueError: the folder holds no (or more than one) readable image series; the label map's shape or
+            affine does not match the series; the map holds values that are not in ``labels``.
+
+    Example::
+
+        >>> pred = post(infer(LoadImaged("image")({"image": "ct_series/"})))["pred"]  # (1, X, Y, Z)
+        >>> write_dicom_seg(pred, "ct_series/", "out/ct_series_seg.dcm", {1: "pancreas", 2: "tumour"})
+        PosixPath('out/ct_series_seg.dcm')
+    """
+    source_dir = Path(source_dir)
+    datasets = _read_series(source_dir, source_series_uid)
+    values, voxel_affine = _as_label_volume(label_map, affine, source_dir, datasets)
+    frames = _frames_on_source_slices(values, voxel_affine, datasets, source_dir)
+
+    present = [int(v) for v in np.unique(frames) if v != 0]
+    unknown = sorted(set(present) - {int(k) for k in labels})
+    if unknown:
+        raise ValueError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
+    # An all-background prediction still gets one (empty) segment per label, as SEG needs at least one segment.
+    segment_values = present or sorted(int(k) for k in labels)
+    if not segment_values:
+        raise ValueError("labels is empty: a DICOM SEG needs at least one named segment.")
+
+    from monai_unets import __version__
+
+    version = algorithm_version or __version__
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=version
+    )
+    category = property_category or codes.SCT.Tissue
+    types = property_types or {}
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=str(labels[value]),
+            segmented_property_category=category,
+            segmented_property_type=types.get(value, codes.SCT.Tissue),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for number, value in enumerate(segment_values, start=1)
+    ]
+    # stacked-segments layout (slices, rows, columns, segments) so segment numbers need not equal label values
+    masks = (frames[..., None] == np.asarray(segment_values, dtype=frames.dtype)).astype(np.uint8)
+    seg = hd.seg.Segmentation(
+        source_images=datasets,
+        pixel_array=masks,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="monai_unets",
+        manufacturer_model_name=algorithm_name,
+        software_versions=version,
+        device_serial_number="0",
+        series_description=series_description,
+        # an all-empty SEG must keep its frames; saying so up front spares highdicom's warning
+        omit_empty_frames=bool(present),
+    )
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(output_path)
+    return output_path
+
+
+def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
+    """Headers of the single-frame slices of the one image series in ``folder``, sorted along the slice normal.
+
+    Pixel data is not read: highdicom only needs the metadata of the source images.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"DICOM source {folder} is not a folder.")
+    series: dict[str, list[Dataset]] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
+            continue  # DICOMDIR leftovers, text files, thumbnails: ITK skips them as well
+        # only slices that place themselves in space can be matched to the label map
+        required = ("SeriesInstanceUID", "SOPInstanceUID", "ImagePositionPatient", "ImageOrientationPatient",
+                    "PixelSpacing", "Rows", "Columns")
+        if all(hasattr(ds, name) for name in required):
+            series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    if series_uid is not None:
+        series = {uid: items for uid, items in series.items() if uid == series_uid}
+    if len(series) != 1:
+        found = "no" if not series else f"{len(series)} ({', '.join(sorted(series))})"
+        which = f" with SeriesInstanceUID {series_uid}" if series_uid is not None else ""
+        raise ValueError(
+            f"{folder} must hold exactly one readable DICOM image series{which} of single-frame slices with "
+            f"ImagePositionPatient/ImageOrientationPatient/PixelSpacing, found {found}."
+        )
+    datasets = next(iter(series.values()))
+    first = datasets[0]
+    for ds in datasets[1:]:
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns) or not np.allclose(
+            _floats(ds.ImageOrientationPatient), _floats(first.ImageOrientationPatient), atol=1e-4
+        ):
+            raise ValueError(f"the slices of the series in {folder} differ in size or orientation.")
+    normal = _slice_normal(first)
+    datasets.sort(key=lambda ds: float(_floats(ds.ImagePositionPatient) @ normal))
+    offsets = [float(_floats(ds.ImagePositionPatient) @ normal) for ds in datasets]
+    if np.any(np.isclose(np.diff(offsets), 0.0, atol=1e-3)):
+        raise ValueError(f"the series in {folder} has several slices at the same position (several volumes?).")
+    return datasets
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    return np.asarray([float(v) for v in values], dtype=np.float64)
+
+
+def _slice_normal(ds: Dataset) -> np.ndarray:
+    iop = _floats(ds.ImageOrientationPatient)
+    return np.cross(iop[:3], iop[3:])
+
+
+def _reader_affine(datasets: Sequence[Dataset]) -> np.ndarray:
+    """Voxel-to-RAS affine of the ``(columns, rows, slices)`` array MONAI's readers build from sorted slices."""
+    first = datasets[0]
+    iop = _floats(first.ImageOrientationPatient)
+    row_spacing, col_spacing = _floats(first.PixelSpacing)
+    origin = _floats(first.ImagePositionPatient)
+    if len(datasets) > 1:
+        step = (_floats(datasets[-1].ImagePositionPatient) - origin) / (len(datasets) - 1)
+    else:
+        step = _slice_normal(first) * float(getattr(first, "SliceThickness", 1.0) or 1.0)
+    affine = np.eye(4)
+    affine[:3, 0] = _LPS_TO_RAS @ iop[:3] * col_spacing
+    affine[:3, 1] = _LPS_TO_RAS @ iop[3:] * row_spacing
+    affine[:3, 2] = _LPS_TO_RAS @ step
+    affine[:3, 3] = _LPS_TO_RAS @ origin
+    return affine
+
+
+def _as_label_volume(
+    label_map: NdarrayOrTensor, affine: NdarrayOrTensor | None, folder: Path, datasets: Sequence[Dataset]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial ``(X, Y, Z)`` integer array of ``label_map`` and its voxel-to-RAS affine."""
+    if affine is None:
+        affine = getattr(label_map, "affine", None)
+    if isinstance(label_map, torch.Tensor):
+        label_map = label_map.detach().cpu().numpy()
+    values = np.asarray(label_map)
+    if values.ndim == 4:
+        if values.shape[0] != 1:
+            raise ValueError(
+                f"expected a label map with one channel of class indices, got shape {values.shape}; "
+                "apply AsDiscreted(argmax=True) first."
+            )
+        values = values[0]
+    series_shape = (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns))
+    if values.ndim != 3 or sorted(values.shape) != sorted(series_shape):
+        raise ValueError(
+            f"label map spatial shape {tuple(values.shape)} does not match the series in {folder}: "
+            f"{series_shape[0]} slices of {series_shape[1]} rows x {series_shape[2]} columns, i.e. "
+            f"{(series_shape[2], series_shape[1], series_shape[0])} as MONAI loads it. "
+            "Was the prediction inverted to the original image space (Invertd)?"
+        )
+    if not np.allclose(values, np.round(values)) or values.min() < 0:
+        raise ValueError("label map must hold non-negative integer class indices (apply AsDiscreted(argmax=True)).")
+    if affine is None:
+        voxel_affine = _reader_affine(datasets)
+    else:
+        voxel_affine = np.asarray(
+            affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64
+        )
+    return np.round(values).astype(np.int64), voxel_affine
+
+
+def _frames_on_source_slices(
+    values: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset], folder: Path
+) -> np.ndarray:
+    """Sample the label map at every source pixel centre: ``(slices, rows, columns)`` in source-slice order.
+
+    For each slice the RAS position of pixel (0, 0) and the steps of one row / one column are taken to voxel
+    indices through the inverse affine. They must land on voxel centres, one row and one column step must each
+    move along a single voxel axis, so the map holds exactly the source grid (in any axis order or direction).
+    """
+    to_voxel = np.linalg.inv(affine)
+    linear, offset = to_voxel[:3, :3], to_voxel[:3, 3]
+    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
+    frames = np.empty((len(datasets), rows, cols), dtype=values.dtype)
+    row_idx, col_idx = np.arange(rows)[:, None], np.arange(cols)[None, :]
+    mismatch = (
+        f"the label map's affine does not place its voxels on the pixels of the series in {folder} "
+        f"(label map shape {tuple(values.shape)}); was the prediction inverted to the original image space?"
+    )
+    used_slices = set()
+    for s, ds in enumerate(datasets):
+        iop = _floats(ds.ImageOrientationPatient)
+        row_spacing, col_spacing = _floats(ds.PixelSpacing)
+        start = linear @ (_LPS_TO_RAS @ _floats(ds.ImagePositionPatient)) + offset
+        # the column index moves along the first direction cosine, the row index along the second
+        col_step = linear @ (_LPS_TO_RAS @ iop[:3]) * col_spacing
+        row_step = linear @ (_LPS_TO_RAS @ iop[3:]) * row_spacing
+        for vec in (start, col_step, row_step):
+            if not np.allclose(vec, np.round(vec), atol=_GRID_TOLERANCE):
+                raise ValueError(mismatch)
+        start, col_step, row_step = (np.round(v).astype(np.int64) for v in (start, col_step, row_step))
+        col_axis, row_axis = np.flatnonzero(col_step), np.flatnonzero(row_step)
+        if (
+            len(col_axis) != 1 or len(row_axis) != 1 or col_axis[0] == row_axis[0]
+            or abs(col_step[col_axis[0]]) != 1 or abs(row_step[row_axis[0]]) != 1
+        ):
+            raise ValueError(mismatch)
+        last = start + (rows - 1) * row_step + (cols - 1) * col_step
+        if np.any(np.minimum(start, last) < 0) or np.any(np.maximum(start, last) >= values.shape):
+            raise ValueError(mismatch)
+        slice_axis = 3 - int(col_axis[0]) - int(row_axis[0])
+        used_slices.add(int(start[slice_axis]))
+        index = start[:, None, None] + row_step[:, None, None] * row_idx + col_step[:, None, None] * col_idx
+        frames[s] = values[index[0], index[1], index[2]]
+    if len(used_slices) != len(datasets):
+        raise ValueError(mismatch)
+    return frames

@@ -1,0 +1,670 @@
+"""Readers for 3D clinical images: NIfTI, NRRD, MHA/MHD, DICOM series folders and single DICOM files.
+
+``MedicalImageReader`` is a MONAI ``ImageReader`` for ``LoadImage(d)``. It delegates the actual reading to MONAI's
+own readers (``NibabelReader`` for NIfTI, ``ITKReader`` for everything else), so arrays and metadata (``affine`` in
+RAS, ``original_affine``, ``spatial_shape``, ...) are exactly what MONAI's ``Orientationd``, ``Spacingd``,
+``Invertd`` and ``SaveImaged`` expect. What it adds is validation of DICOM series with clear errors that name the
+offending path: several series in one folder, missing slices, duplicate slices, inconsistent spacing, tilted
+stacks, non-DICOM files.
+
+A folder that holds several DICOM series is never merged: reading it raises an error listing the series. To
+process such a folder series by series, turn it into one case per series with ``split_dicom_series`` or
+``list_medical_cases(..., split_series=True)``; each case's image is then a *series reference*
+``"<folder>::<SeriesInstanceUID>"`` (see ``series_reference``), which ``MedicalImageReader`` reads as that series
+only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import ImageReader, ITKReader, NibabelReader
+from monai.utils import optional_import
+
+pydicom, _ = optional_import("pydicom")
+itk, _ = optional_import("itk")
+nib, _ = optional_import("nibabel")
+
+__all__ = [
+    "HARMLESS_FILES",
+    "MEDICAL_SUFFIXES",
+    "SERIES_SEPARATOR",
+    "DicomSeries",
+    "MedicalImageReader",
+    "list_medical_cases",
+    "parse_series_reference",
+    "series_reference",
+    "split_dicom_series",
+    "validate_dicom_series",
+]
+
+logger = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+ITK_SUFFIXES: tuple[str, ...] = (".nrrd", ".nhdr", ".mha", ".mhd")
+DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
+# Files that one 3D image is read from; a DICOM series is a folder and is not listed here.
+MEDICAL_SUFFIXES: tuple[str, ...] = NIFTI_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES
+
+# Separates a folder from the SeriesInstanceUID in a series reference; UIDs only hold digits and dots.
+SERIES_SEPARATOR = "::"
+
+# Files that DICOM exports and file browsers put beside the slices; they are skipped with a warning.
+# Any other file of a series folder must be a DICOM image, or reading the folder fails.
+HARMLESS_FILES: frozenset[str] = frozenset({"dicomdir", "thumbs.db", "desktop.ini", "lockfile", "version"})
+
+
+def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
+    name = Path(path).name.lower()
+    return any(name.endswith(s) for s in suffixes)
+
+
+def series_reference(folder: str | os.PathLike, series_uid: str) -> str:
+    """The image path that names one series of a DICOM folder: ``"<folder>::<SeriesInstanceUID>"``.
+
+    Args:
+        folder: the DICOM folder.
+        series_uid: the SeriesInstanceUID (0020,000E) of the series.
+
+    Example::
+
+        >>> series_reference("/data/ct", "1.2.3")
+        '/data/ct::1.2.3'
+    """
+    return f"{folder}{SERIES_SEPARATOR}{series_uid}"
+
+
+def parse_series_reference(path: str | os.PathLike) -> tuple[str, str | None]:
+    """Splits a series reference into ``(folder, series_uid)``; any other path gives ``(path, None)``.
+
+    Args:
+        path: an image path or a series reference made by ``series_reference``.
+
+    Example::
+
+        >>> parse_series_reference("/data/ct::1.2.3")
+        ('/data/ct', '1.2.3')
+        >>> parse_series_reference("/data/ct.nii.gz")
+        ('/data/ct.nii.gz', None)
+    """
+    text = f"{path}"
+    folder, sep, uid = text.rpartition(SERIES_SEPARATOR)
+    # only digits and dots follow the separator in a reference; anything else is an ordinary (odd) path
+    if sep and folder and uid and all(c.isdigit() or c == "." for c in uid):
+        return folder, uid
+    return text, None
+
+
+@dataclass
+class DicomSeries:
+    """One DICOM series of a folder: its files (sorted along the slice normal when positions are known).
+
+    Args:
+        folder: the folder the files are in.
+        series_uid: SeriesInstanceUID (0020,000E).
+        files: the series' files.
+        description: SeriesDescription (0008,103E), or ``""``.
+        modality: Modality (0008,0060), or ``""``.
+        series_number: SeriesNumber (0020,0011), or ``None``.
+        headers: the pydicom headers (no pixel data) of ``files``, in the same order.
+
+    Example::
+
+        >>> series = split_dicom_series("/data/study")  # doctest: +SKIP
+        >>> [s.reference for s in series]  # doctest: +SKIP
+        ['/data/study::1.2.3', '/data/study::1.2.4']
+    """
+
+    folder: str
+    series_uid: str
+    files: list[str]
+    description: str = ""
+    modality: str = ""
+    series_number: int | None = None
+    headers: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def reference(self) -> str:
+        """The image path (``series_reference``) that ``MedicalImageReader`` reads as this series only."""
+        return series_reference(self.folder, self.series_uid)
+
+    def summary(self) -> str:
+        """One line describing the series, for error messages and logs."""
+        number = "" if self.series_number is None else f"#{self.series_number} "
+        return (
+            f"{number}UID {self.series_uid} '{self.description}' modality {self.modality or '?'}: "
+            f"{len(self.files)} file(s)"
+        )
+
+
+def _read_header(path: Path, folder: Path) -> Any:
+    """The pydicom header of ``path``, or a ValueError that names the file."""
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except pydicom.errors.InvalidDicomError:
+        raise ValueError(
+            f"{path} is not a DICOM file, but DICOM series folder {folder} may only hold DICOM images; "
+            "move it out of the folder."
+        ) from None
+    except Exception as error:  # truncated or otherwise unreadable header
+        raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
+
+
+def _position_along_normal(header: Any) -> float | None:
+    iop, ipp = header.get("ImageOrientationPatient"), header.get("ImagePositionPatient")
+    if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
+        return None
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    return float(np.dot(normal, np.asarray(ipp, float)))
+
+
+def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
+    """Groups the DICOM files of ``folder`` by SeriesInstanceUID, reading headers only.
+
+    Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the
+    files in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning; any other file must be a
+    DICOM image. Series come sorted by SeriesNumber then UID; the files of a series are sorted by their position
+    along the slice normal (else by InstanceNumber, else by name). Geometry is checked later, when the series is
+    read (``validate_dicom_series``), so one broken series does not prevent listing the others.
+
+    Args:
+        folder: a folder of DICOM files.
+
+    Returns:
+        the series of the folder; use ``DicomSeries.reference`` as the image of one case per series.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist, is not a folder, or holds no file.
+        ValueError: a file is not DICOM, cannot be read, is a DICOM object without image, or has no
+            SeriesInstanceUID; the message names the file.
+
+    Example::
+
+        >>> cases = [{"image": s.reference} for s in split_dicom_series("/data/study")]  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"DICOM folder {folder} does not exist or is not a folder.")
+    files, subfolders = [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            subfolders.append(path.name)
+        elif path.name.startswith(".") or path.name.lower() in HARMLESS_FILES:
+            warnings.warn(f"skipping {path}: not part of a DICOM series.", stacklevel=2)
+        else:
+            files.append(path)
+    if not files:
+        hint = f" (it has subfolders {', '.join(subfolders)}; point to the series folder itself)" if subfolders else ""
+        raise FileNotFoundError(f"DICOM folder {folder} holds no DICOM file{hint}.")
+    if subfolders:
+        warnings.warn(f"ignoring subfolders of DICOM folder {folder}: {', '.join(subfolders)}.", stacklevel=2)
+
+    groups: dict[str, list[tuple[Path, Any]]] = {}
+    for path in files:
+        header = _read_header(path, folder)
+        if "Rows" not in header or "Columns" not in header:
+            kind = getattr(header.get("SOPClassUID"), "name", None) or header.get("Modality", "unknown")
+            raise ValueError(
+                f"{path} is a DICOM {kind} object without image data; it cannot be part of an image series."
+            )
+        uid = header.get("SeriesInstanceUID")
+        if not uid:
+            raise ValueError(f"{path} has no SeriesInstanceUID (0020,000E); cannot tell which series it belongs to.")
+        groups.setdefault(str(uid), []).append((path, header))
+
+    series = []
+    for uid, members in groups.items():
+        positions = [_position_along_normal(h) for _, h in members]
+        if all(p is not None for p in positions):
+            order = np.argsort(np.asarray(positions, float), kind="stable")
+        else:
+            numbers = [int(h.get("InstanceNumber") or 0) for _, h in members]
+            order = np.argsort(np.asarray(numbers), kind="stable")
+        members = [members[i] for i in order]
+        first = members[0][1]
+        number = first.get("SeriesNumber")
+        series.append(
+            DicomSeries(
+                folder=str(folder),
+                series_uid=uid,
+                files=[str(p) for p, _ in members],
+                description=str(first.get("SeriesDescription", "")),
+                modality=str(first.get("Modality", "")),
+                series_number=int(number) if number not in (None, "") else None,
+                headers=[h for _, h in members],
+            )
+        )
+    series.sort(key=lambda s: (s.series_number if s.series_number is not None else float("inf"), s.series_uid))
+    return series
+
+
+def _check_stack(
+    positions: np.ndarray,
+    labels: Sequence[str],
+    where: str,
+    missing_factor: float,
+    spacing_tolerance: float,
+) -> None:
+    """Slice positions (sorted, mm along the normal) form a regular stack: no duplicate, gap or uneven spacing."""
+    gaps = np.diff(positions)
+    duplicates = [f"{labels[i]} and {labels[i + 1]}" for i in np.flatnonzero(gaps < 1e-3)]
+    if duplicates:
+        raise ValueError(
+            f"{where} has {len(duplicates)} duplicate slice position(s) ({'; '.join(duplicates[:5])} share a "
+            "position); it may hold several acquisitions or time points."
+        )
+    median = float(np.median(gaps))
+    missing = []
+    for i in np.flatnonzero(gaps > missing_factor * median):
+        count = max(int(round(gaps[i] / median)) - 1, 1)
+        expected = ", ".join(f"{positions[i] + k * gaps[i] / (count + 1):.2f}" for k in range(1, count + 1))
+        missing.append(
+            f"{count} slice(s) between {labels[i]} at {positions[i]:.2f} mm and {labels[i + 1]} "
+            f"at {positions[i + 1]:.2f} mm, expected at {expected} mm"
+        )
+    if missing:
+        raise ValueError(f"{where} is missing slices (median spacing {median:.4g} mm): {'; '.join(missing)}.")
+    spread = (float(gaps.max()) - float(gaps.min())) / median
+    if spread > spacing_tolerance:
+        raise ValueError(
+            f"{where} has inconsistent slice spacing: gaps from {gaps.min():.4g} to {gaps.max():.4g} mm "
+            f"(median {median:.4g} mm, spread {spread:.1%} > {spacing_tolerance:.1%})."
+        )
+
+
+def _close(values: Sequence[Any], tolerance: float) -> bool:
+    arrays = np.asarray([np.asarray(v, float) for v in values])
+    return bool(np.all(np.abs(arrays - arrays[0]) <= tolerance))
+
+
+def _label(path: str, header: Any) -> str:
+    number = header.get("InstanceNumber")
+    return f"{Path(path).name} (instance {number})" if number not in (None, "") else Path(path).name
+
+
+def validate_dicom_series(
+    series: DicomSeries, missing_factor: float = 1.5, spacing_tolerance: float = 0.01
+) -> None:
+    """Checks that a DICOM series forms one regular 3D volume, so that its geometry can be trusted.
+
+    For a series of single-frame files: every file has ImagePositionPatient, ImageOrientationPatient and
+    PixelSpacing; orientation, pixel spacing and image size agree; positions projected on the slice normal
+    (the cross product of the orientation's row and column directions) have no duplicate, no gap larger than
+    ``missing_factor`` times the median spacing (a missing slice), a relative spread of gaps within
+    ``spacing_tolerance``, and lie on a line along the normal (no gantry tilt). A series of one file may be
+    multi-frame; its per-frame positions, where the file has them, are checked the same way.
+
+    Args:
+        series: a series from ``split_dicom_series``.
+        missing_factor: a gap larger than this many median spacings means missing slices.
+        spacing_tolerance: largest accepted ``(max gap - min gap) / median gap``.
+
+    Raises:
+        ValueError: the series is not a regular volume; the message names the folder and the slices at fault.
+
+    Example::
+
+        >>> for series in split_dicom_series("/data/study"):  # doctest: +SKIP
+        ...     validate_dicom_series(series)
+    """
+    where = f"DICOM series {series.series_uid} in {series.folder}"
+    headers = series.headers or [pydicom.dcmread(f, stop_before_pixels=True) for f in series.files]
+    if len(headers) == 1:
+        _validate_multiframe(headers[0], series.files[0], missing_factor, spacing_tolerance)
+        return
+    for path, header in zip(series.files, headers):
+        if int(header.get("NumberOfFrames") or 1) > 1:
+            raise ValueError(f"{where} mixes several files with multi-frame {path}; read the multi-frame file alone.")
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            if header.get(tag) is None:
+                raise ValueError(f"{path} of {where} has no {tag}; cannot place the slice in a volume.")
+    for tag, tolerance in (("ImageOrientationPatient", 1e-3), ("PixelSpacing", 1e-4), ("Rows", 0), ("Columns", 0)):
+        if not _close([h.get(tag) for h in headers], tolerance):
+            values = sorted({str(h.get(tag)) for h in headers})
+            raise ValueError(f"{where} has slices with different {tag}: {', '.join(values[:4])}.")
+    iop = np.asarray(headers[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    ipp = np.asarray([np.asarray(h.ImagePositionPatient, float) for h in headers])
+    along = ipp @ normal
+    order = np.argsort(along, kind="stable")
+    labels = [_label(series.files[i], headers[i]) for i in order]
+    _check_stack(along[order], labels, where, missing_factor, spacing_tolerance)
+    # in-plane drift of the slice origins: a tilted (sheared) stack that a volume affine cannot describe
+    offsets = ipp - ipp[order[0]] - np.outer(along - along[order[0]], normal)
+    drift = float(np.linalg.norm(offsets, axis=1).max())
+    if drift > 0.01 * min(float(v) for v in headers[0].PixelSpacing):
+        raise ValueError(
+            f"{where} is not stacked along the slice normal (in-plane shift up to {drift:.3g} mm, e.g. gantry tilt); "
+            "resample it to a regular grid first."
+        )
+
+
+def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_tolerance: float) -> None:
+    """The frames of one multi-frame file form a regular stack, where the file records their positions."""
+    frames = int(header.get("NumberOfFrames") or 1)
+    if frames < 2:
+        return
+    where = f"multi-frame DICOM file {path}"
+    offsets = header.get("GridFrameOffsetVector")  # RT Dose: frame positions relative to the first
+    positions = None
+    if offsets is not None and len(offsets) == frames:
+        positions = np.asarray(offsets, float)
+    elif "PerFrameFunctionalGroupsSequence" in header:  # enhanced CT/MR/PET
+        shared = header.get("SharedFunctionalGroupsSequence")
+        iop = None
+        if shared and "PlaneOrientationSequence" in shared[0]:
+            iop = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
+        ipps = []
+        for item in header.PerFrameFunctionalGroupsSequence:
+            if iop is None and "PlaneOrientationSequence" in item:
+                iop = item.PlaneOrientationSequence[0].ImageOrientationPatient
+            if "PlanePositionSequence" not in item:
+                return  # no per-frame position: nothing to check, the reader decides the geometry
+            ipps.append(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float))
+        if iop is None:
+            return
+        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+        positions = np.asarray(ipps) @ normal
+    if positions is None:
+        return
+    steps = np.diff(positions)
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        raise ValueError(f"{where}: frame positions are not in order along the slice normal (or repeat).")
+    labels = [f"frame {i + 1}" for i in range(frames)]
+    if steps[0] < 0:
+        positions, labels = positions[::-1], labels[::-1]
+    _check_stack(positions, labels, where, missing_factor, spacing_tolerance)
+
+
+def _check_single_dicom(path: Path) -> Any:
+    """The header of a lone ``.dcm`` file, which must be a readable DICOM image; errors name the file."""
+    try:
+        header = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except pydicom.errors.InvalidDicomError:
+        raise ValueError(f"{path} is not a DICOM file.") from None
+    except Exception as error:  # truncated or otherwise unreadable header
+        raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
+    if "Rows" not in header or "Columns" not in header:
+        kind = getattr(header.get("SOPClassUID"), "name", None) or header.get("Modality", "unknown")
+        raise ValueError(f"{path} is a DICOM {kind} object without image data.")
+    return header
+
+
+class _ReadError:
+    """A failure of ``MedicalImageReader.read``, raised again by ``get_data``.
+
+    ``LoadImage`` given a reader catches any exception of ``read`` and then tries its other readers; ``ITKReader``
+    would then read a refused folder anyway (merging series, ignoring gaps). Exceptions of ``get_data`` are not
+    caught, so deferring the error there makes it reach the caller unchanged, naming the path.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class MedicalImageReader(ImageReader):
+    """Reads NIfTI, NRRD, MHA/MHD, a DICOM series folder or a single (multi-frame) DICOM file, with checks.
+
+    Dispatch, by path:
+
+    - ``.nii`` / ``.nii.gz``: MONAI's ``NibabelReader``.
+    - ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd``: MONAI's ``ITKReader``.
+    - ``.dcm`` / ``.dicom`` file (single slice or multi-frame): checked with pydicom, read by ``ITKReader``.
+    - a folder: a DICOM series. Its files are grouped by SeriesInstanceUID (``split_dicom_series``); several
+      series raise a ``ValueError`` listing them (UID, description, modality, number of files), they are never
+      merged. The series is checked (``validate_dicom_series``) and its files are read, sorted along the slice
+      normal, with ITK; the result is converted by ``ITKReader.get_data``.
+    - a series reference ``"<folder>::<SeriesInstanceUID>"`` (``series_reference``): that series of the folder.
+
+    Errors (missing file, unsupported format, failed DICOM check) are raised by ``get_data`` rather than ``read``,
+    so that ``LoadImage`` cannot fall back to another of its readers and load a refused image anyway.
+
+    Metadata are those of the MONAI reader used (``affine`` and ``original_affine`` in RAS, ``spatial_shape``,
+    ``original_channel_dim``; ``LoadImage`` adds ``filename_or_obj``), so ``Orientationd``, ``Spacingd``,
+    ``Invertd`` and ``SaveImaged`` restore the original geometry.
+
+    In a bundle config: ``"reader": {"_target_": "MedicalImageReader"}`` (instance by short name) or
+    ``"reader": "monai_unets.data.medical_io.MedicalImageReader"`` (class by dotted path).
+
+    Args:
+        missing_factor: a gap between DICOM slices larger than this many median spacings is reported as
+            missing slices.
+        spacing_tolerance: largest accepted relative spread ``(max - min) / median`` of DICOM slice gaps.
+        nibabel_kwargs: arguments of ``NibabelReader``.
+        itk_kwargs: arguments of ``ITKReader`` (``affine_lps_to_ras`` is kept ``True`` so all formats agree).
+
+    Example::
+
+        >>> from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
+        >>> load = Compose([
+        ...     LoadImaged("image", reader=MedicalImageReader(), image_only=True),
+        ...     EnsureChannelFirstd("image"),
+        ...     Orientationd("image", axcodes="RAS"),
+        ... ])
+        >>> load({"image": "/data/ct_series_folder"})["image"].shape  # doctest: +SKIP
+        torch.Size([1, 512, 512, 120])
+    """
+
+    def __init__(
+        self,
+        missing_factor: float = 1.5,
+        spacing_tolerance: float = 0.01,
+        nibabel_kwargs: dict | None = None,
+        itk_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.missing_factor = missing_factor
+        self.spacing_tolerance = spacing_tolerance
+        self.nibabel_reader = NibabelReader(**(nibabel_kwargs or {}))
+        self.itk_reader = ITKReader(**{**(itk_kwargs or {}), "affine_lps_to_ras": True})
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """Whether every one of ``filename`` is a supported file, a folder or a series reference.
+
+        Args:
+            filename: file name(s) to check.
+        """
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
+        for name in names:
+            path, uid = parse_series_reference(name)
+            if not (uid is not None or Path(path).is_dir() or _has_suffix(path, MEDICAL_SUFFIXES)):
+                return False
+        return bool(names)
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Any:
+        """Reads each path of ``data`` into a nibabel or ITK image (a list when several paths are given).
+
+        Args:
+            data: path(s) of images, DICOM folders or series references.
+            kwargs: passed to ``nibabel.load`` or ``itk.imread``.
+
+        Raises:
+            FileNotFoundError: a path does not exist.
+            ValueError: a format is not supported, or a DICOM check failed; the message names the path.
+        """
+        names = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        images = []
+        for name in names:
+            try:
+                images.append(self._read_one(name, **kwargs))
+            except Exception as error:  # noqa: BLE001 - re-raised by get_data, see _ReadError
+                images.append(_ReadError(error))
+        return images if len(names) > 1 else images[0]
+
+    def _read_one(self, name: str | os.PathLike, **kwargs) -> Any:
+        text, uid = parse_series_reference(name)
+        path = Path(text)
+        if uid is not None or path.is_dir():
+            return self._read_series(path, uid, **kwargs)
+        if not path.exists():
+            raise FileNotFoundError(f"image {path} does not exist.")
+        if _has_suffix(path, NIFTI_SUFFIXES):
+            return self.nibabel_reader.read(str(path), **kwargs)
+        if _has_suffix(path, DICOM_SUFFIXES):
+            header = _check_single_dicom(path)
+            _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
+            return self.itk_reader.read(str(path), **kwargs)
+        if _has_suffix(path, ITK_SUFFIXES):
+            return self.itk_reader.read(str(path), **kwargs)
+        raise ValueError(
+            f"{path} is not a supported image: expected {', '.join(MEDICAL_SUFFIXES)}, a DICOM series folder "
+            f"or a series reference '<folder>{SERIES_SEPARATOR}<SeriesInstanceUID>'."
+        )
+
+    def _read_series(self, folder: Path, uid: str | None, **kwargs) -> Any:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"DICOM folder {folder} does not exist or is not a folder.")
+        all_series = split_dicom_series(folder)
+        if uid is not None:
+            chosen = [s for s in all_series if s.series_uid == uid]
+            if not chosen:
+                listing = "; ".join(s.summary() for s in all_series)
+                raise ValueError(f"DICOM folder {folder} has no series {uid}; it holds: {listing}.")
+            series = chosen[0]
+        elif len(all_series) > 1:
+            # one line, so that a batch job's failure report (describe_error) keeps the whole listing
+            listing = "; ".join(s.summary() for s in all_series)
+            raise ValueError(
+                f"DICOM folder {folder} holds {len(all_series)} series, which are never merged: {listing}. "
+                "List one case per series (list_medical_cases(..., split_series=True) or split_dicom_series) "
+                "or keep one series per folder."
+            )
+        else:
+            series = all_series[0]
+        validate_dicom_series(series, self.missing_factor, self.spacing_tolerance)
+        kwargs_ = {**self.itk_reader.kwargs, **kwargs}
+        files = series.files
+        # the files are already sorted along the normal, which is the order ITK's series reader stacks them in
+        image = itk.imread(files[0] if len(files) == 1 else files, **kwargs_)
+        if len(files) > 1:
+            self._check_itk_geometry(image, series)
+        return image
+
+    @staticmethod
+    def _check_itk_geometry(image: Any, series: DicomSeries) -> None:
+        """ITK's volume origin and slice spacing agree with the validated headers (guards against reader changes)."""
+        first = series.headers[0]
+        origin = np.asarray(image.GetOrigin(), float)
+        spacing = float(image.GetSpacing()[2])
+        iop = np.asarray(first.ImageOrientationPatient, float)
+        normal = np.cross(iop[:3], iop[3:])
+        along = [float(np.dot(normal, np.asarray(h.ImagePositionPatient, float))) for h in series.headers]
+        expected = float(np.median(np.diff(along)))
+        same_origin = np.allclose(origin, np.asarray(first.ImagePositionPatient, float), atol=1e-3)
+        if not (same_origin and abs(spacing - expected) < 1e-3 * max(expected, 1.0)):
+            raise RuntimeError(
+                f"ITK read DICOM series {series.series_uid} in {series.folder} with origin {origin.tolist()} and "
+                f"slice spacing {spacing}, but the headers say {list(first.ImagePositionPatient)} and {expected}."
+            )
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        """Array and MONAI metadata of image(s) from ``read``, by the MONAI reader of their kind.
+
+        Args:
+            img: a nibabel or ITK image, or a list of them (stacked as channels by the MONAI reader).
+        """
+        images = img if isinstance(img, (list, tuple)) else [img]
+        for image in images:
+            if isinstance(image, _ReadError):
+                raise image.error
+        is_nifti = [isinstance(i, nib.spatialimages.SpatialImage) for i in images]
+        if all(is_nifti):
+            return self.nibabel_reader.get_data(img)
+        if not any(is_nifti):
+            return self.itk_reader.get_data(img)
+        raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
+
+
+def list_medical_cases(
+    input_dir: str | os.PathLike, split_series: bool = False, suffixes: Sequence[str] = MEDICAL_SUFFIXES
+) -> list[dict]:
+    """The cases of an inference folder of 3D images: one per image file and one per DICOM series subfolder.
+
+    Every file of ``input_dir`` with one of ``suffixes`` (NIfTI, NRRD, MHA/MHD, a single or multi-frame
+    ``.dcm``) and every subfolder (a DICOM series) becomes a case ``{"image": path}``, in sorted order; hidden
+    entries are skipped. A subfolder with several series stays one case (``MedicalImageReader`` then refuses it
+    with a message listing the series) unless ``split_series`` is ``True``: then it becomes one case per series,
+    whose image is the series reference ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be
+    read stays one case, so that loading it reports the problem for that case alone.
+
+    Args:
+        input_dir: the folder to list.
+        split_series: one case per series for subfolders that hold several series.
+        suffixes: file name endings that count as images.
+
+    Returns:
+        a list of case dictionaries with absolute paths.
+
+    Raises:
+        FileNotFoundError: ``input_dir`` does not exist or holds no image.
+        ValueError: ``input_dir`` holds several ``.dcm`` slices of one series directly (put each series in its
+            own subfolder).
+
+    Example::
+
+        >>> list_medical_cases("/data/inbox", split_series=True)  # doctest: +SKIP
+        [{'image': '/data/inbox/a.nii.gz'},
+         {'image': '/data/inbox/study::1.2.3'}, {'image': '/data/inbox/study::1.2.4'}]
+    """
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
+    cases: list[dict] = []
+    loose_dicom: dict[str, list[str]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        path = path.resolve()
+        if path.is_dir():
+            cases.extend({"image": image} for image in _series_cases(path, split_series))
+        elif _has_suffix(path, suffixes):
+            if _has_suffix(path, DICOM_SUFFIXES):
+                uid = _series_uid_or_none(path)
+                if uid is not None:
+                    loose_dicom.setdefault(uid, []).append(path.name)
+            cases.append({"image": str(path)})
+    stacked = {uid: names for uid, names in loose_dicom.items() if len(names) > 1}
+    if stacked:
+        uid, names = next(iter(stacked.items()))
+        raise ValueError(
+            f"input folder {folder} holds {len(names)} DICOM files of series {uid} ({', '.join(names[:3])}, ...) "
+            "directly; each .dcm file there is read as a separate image, so put the slices of each series in "
+            "their own subfolder."
+        )
+    if not cases:
+        raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
+    return cases
+
+
+def _series_uid_or_none(path: Path) -> str | None:
+    """SeriesInstanceUID of a single-frame DICOM file; ``None`` for multi-frame or unreadable files."""
+    try:
+        header = pydicom.dcmread(
+            str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "NumberOfFrames"]
+        )
+    except Exception:  # unreadable: the reader reports it when the case is loaded
+        return None
+    if int(header.get("NumberOfFrames") or 1) > 1:
+        return None
+    uid = header.get("SeriesInstanceUID")
+    return str(uid) if uid else None
+
+
+def _series_cases(folder: Path, split_series: bool) -> list[str]:
+    if not split_series:
+        return [str(folder)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reader warns again when the case is loaded
+            series = split_dicom_series(folder)
+    except (OSError, ValueError) as error:
+        logger.warning("listing %s as one case: %s", folder, error)
+        return [str(folder)]
+    return [str(folder)] if len(series) == 1 else [s.reference for s in series]

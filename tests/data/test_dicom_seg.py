@@ -1,0 +1,242 @@
+"""write_dicom_seg: a label map loaded by MONAI from a DICOM folder goes back onto the source slices as DICOM SEG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from highdicom.seg import segread
+from monai.data import MetaTensor
+from monai.transforms import (
+    AsDiscreted,
+    Compose,
+    EnsureChannelFirstd,
+    Invertd,
+    LoadImaged,
+    Orientationd,
+    Spacingd,
+)
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from monai_unets.data.dicom_seg import write_dicom_seg
+
+LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
+BOX, SUB_BOX = 300, 800  # HU of the organ box and of the lesion inside it
+_COS, _SIN = np.cos(0.4), np.sin(0.4)
+ORIENTATIONS = {
+    "axial": (1, 0, 0, 0, 1, 0),
+    "axial_feet_first": (1, 0, 0, 0, -1, 0),  # slice normal points to the feet
+    "coronal": (1, 0, 0, 0, 0, -1),
+    "oblique": (_COS, _SIN, 0, 0, 0, -1),
+}
+
+
+def write_ct_series(folder, iop=ORIENTATIONS["axial"], shape=(7, 12, 10), series_uid=None, study_uid=None):
+    """Single-frame CT slices with a bright box and a brighter sub-box; rows, columns and slices all differ.
+
+    Pixel spacing is 0.7 mm between rows and 0.9 mm between columns, slices are 2.5 mm apart, and the files are
+    named out of slice order. Returns the volume (slices, rows, columns), the SOPInstanceUIDs in slice order and
+    the SeriesInstanceUID.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    n, rows, cols = shape
+    iop = np.asarray(iop, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    study_uid, series_uid, frame_uid = study_uid or generate_uid(), series_uid or generate_uid(), generate_uid()
+    volume = np.full(shape, -1000, dtype=np.int16)
+    volume[1:6, 2:9, 3:8] = BOX
+    volume[2:4, 3:5, 4:6] = SUB_BOX
+    sop_uids = []
+    for s in range(n):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        sop_uids.append(ds.SOPInstanceUID)
+        ds.Modality, ds.Manufacturer = "CT", "synthetic"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "19700101", "O"
+        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study_uid, "20240101", "120000", "1"
+        ds.AccessionNumber, ds.ReferringPhysicianName = "A1", ""
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series_uid, 1, s + 1
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in np.array([-20.0, 10.0, 30.0]) + s * 2.5 * normal]
+        ds.PixelSpacing, ds.SliceThickness = [0.7, 0.9], 2.5
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = volume[s].tobytes()
+        ds.save_as(folder / f"im{(s * 3) % n:03d}.dcm", enforce_file_format=True)
+    return volume, sop_uids, series_uid
+
+
+def load(folder, reader="ITKReader"):
+    data = Compose([LoadImaged("image", reader=reader, image_only=True), EnsureChannelFirstd("image")])
+    return data({"image": str(folder)})["image"]
+
+
+def label_map_of(image):
+    """Label 1 on the box, 2 on the sub-box, computed in MONAI's array layout."""
+    return ((image >= BOX).to(torch.uint8) + (image >= SUB_BOX).to(torch.uint8)).as_tensor()
+
+
+def frames_of(seg):
+    """(frame index, referenced source SOPInstanceUID, segment number, IPP) for each frame of a SEG."""
+    out = []
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    for i, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        source = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        # with a single segment, highdicom may put the segment identification into the shared groups
+        holder = item if "SegmentIdentificationSequence" in item else shared
+        number = holder.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        position = np.array(item.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        out.append((i, source, number, position))
+    return out
+
+
+def assert_frames_match_voxels(seg, label_map, affine, names):
+    """Every pixel centre of every SEG frame, taken through the label map's affine, hits a voxel of that label."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    iop = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
+    row_spacing, col_spacing = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
+    to_voxel = np.linalg.inv(np.asarray(affine, dtype=float))
+    rows, cols = np.meshgrid(np.arange(seg.Rows), np.arange(seg.Columns), indexing="ij")
+    pixels = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    value_of_name = {name: value for value, name in names.items()}
+    value_of_segment = {item.SegmentNumber: value_of_name[item.SegmentLabel] for item in seg.SegmentSequence}
+    for i, _, number, position in frames_of(seg):
+        # pixel (r, c) of a frame lies at IPP + c * column spacing * IOP[:3] + r * row spacing * IOP[3:] (LPS)
+        lps = position[:, None, None] + iop[:3, None, None] * col_spacing * cols
+        lps = lps + iop[3:, None, None] * row_spacing * rows
+        ras = lps * np.array([-1.0, -1.0, 1.0])[:, None, None]
+        index = np.einsum("ij,jrc->irc", to_voxel[:3, :3], ras) + to_voxel[:3, 3, None, None]
+        np.testing.assert_allclose(index, np.round(index), atol=1e-2)
+        index = np.round(index).astype(int)
+        voxels = label_map[index[0], index[1], index[2]]
+        np.testing.assert_array_equal(pixels[i].astype(bool), voxels == value_of_segment[number])
+
+
+@pytest.mark.parametrize("reader", ["ITKReader", "PydicomReader"])
+@pytest.mark.parametrize("orientation", list(ORIENTATIONS))
+def test_round_trip_puts_each_label_on_its_source_pixels(tmp_path, orientation, reader):
+    volume, sop_uids, series_uid = write_ct_series(tmp_path / "ct", ORIENTATIONS[orientation])
+    image = load(tmp_path / "ct", reader)
+    assert image.shape[1:] == (10, 12, 7)  # MONAI: (columns, rows, slices)
+    label_map = label_map_of(image)
+    pred = MetaTensor(label_map, meta=dict(image.meta))
+    path = write_dicom_seg(pred, pred.meta["filename_or_obj"], tmp_path / "out" / "seg.dcm", LABELS)
+
+    seg = segread(path)
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(sop_uids)
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas", "tumour"]
+    for item in seg.SegmentSequence:
+        assert item.SegmentAlgorithmType == "AUTOMATIC"
+        assert item.SegmentAlgorithmName == "monai_unets"
+    # frames are kept only for slices with foreground, each names the source slice it lies on
+    assert {uid for _, uid, _, _ in frames_of(seg)} == {sop_uids[s] for s in range(1, 6)}
+
+    # per source slice, the masks are exactly where the source pixels hold the box / sub-box intensities
+    masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], volume == BOX)
+    np.testing.assert_array_equal(masks[..., 1], volume == SUB_BOX)
+    # and, through the label map's own affine, the frame pixels fall on voxels of the matching label
+    assert_frames_match_voxels(seg, label_map[0].numpy(), image.affine, LABELS)
+
+
+def test_plain_array_uses_the_reader_geometry_and_absent_labels_are_renumbered(tmp_path):
+    volume, sop_uids, _ = write_ct_series(tmp_path / "ct", ORIENTATIONS["coronal"])
+    label_map = label_map_of(load(tmp_path / "ct")).numpy()
+    label_map[label_map == 1] = 0  # only the tumour is predicted
+    seg = segread(write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "seg.dcm", LABELS, algorithm_name="unet"))
+    assert [(item.SegmentNumber, item.SegmentLabel) for item in seg.SegmentSequence] == [(1, "tumour")]
+    assert seg.SegmentSequence[0].SegmentAlgorithmName == "unet"
+    masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], volume == SUB_BOX)
+
+
+def test_prediction_inverted_from_a_resampled_space_is_accepted(tmp_path):
+    write_ct_series(tmp_path / "ct", ORIENTATIONS["oblique"])
+    pre = Compose([
+        LoadImaged("image", image_only=True),
+        EnsureChannelFirstd("image"),
+        Orientationd("image", axcodes="RAS"),
+        Spacingd("image", pixdim=(1.0, 1.0, 1.0)),
+    ])
+    data = pre({"image": str(tmp_path / "ct")})
+    image = data["image"]
+    data["pred"] = torch.cat([image < BOX, (image >= BOX) & (image < SUB_BOX), image >= SUB_BOX]).float()
+    post = Compose([
+        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True),
+        AsDiscreted("pred", argmax=True),
+    ])
+    pred = post(data)["pred"]
+    assert pred.shape[1:] == (10, 12, 7)
+    seg = segread(write_dicom_seg(pred, pred.meta["filename_or_obj"], tmp_path / "seg.dcm", LABELS))
+    assert_frames_match_voxels(seg, pred[0].numpy().astype(int), pred.affine, LABELS)
+
+
+def test_empty_prediction_writes_every_label_as_an_empty_segment(tmp_path):
+    write_ct_series(tmp_path / "ct")
+    image = load(tmp_path / "ct")
+    empty = MetaTensor(torch.zeros_like(image.as_tensor()), affine=image.affine)
+    seg = segread(write_dicom_seg(empty, tmp_path / "ct", tmp_path / "seg.dcm", {1: "pancreas", 2: "tumour"}))
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas", "tumour"]
+    assert not seg.pixel_array.any()
+
+
+def test_shape_mismatch_names_both_shapes_and_the_folder(tmp_path):
+    write_ct_series(tmp_path / "ct")
+    image = load(tmp_path / "ct")
+    cropped = MetaTensor(label_map_of(image)[:, :, :, :6], affine=image.affine)
+    with pytest.raises(ValueError, match=r"\(10, 12, 6\).*ct.*7 slices of 12 rows x 10 columns.*\(10, 12, 7\)"):
+        write_dicom_seg(cropped, tmp_path / "ct", tmp_path / "seg.dcm", LABELS)
+
+
+def test_affine_not_on_the_source_grid_is_refused(tmp_path):
+    write_ct_series(tmp_path / "ct")
+    image = load(tmp_path / "ct")
+    shifted = image.affine.clone()
+    shifted[2, 3] += 1.25  # half a slice
+    with pytest.raises(ValueError, match="affine does not place its voxels"):
+        write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS, affine=shifted)
+    swapped = image.affine[:, [1, 0, 2, 3]]  # rows and columns exchanged
+    with pytest.raises(ValueError, match="affine does not place its voxels"):
+        write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS, affine=swapped)
+
+
+def test_bad_label_maps_are_refused(tmp_path):
+    write_ct_series(tmp_path / "ct")
+    image = load(tmp_path / "ct")
+    with pytest.raises(ValueError, match=r"values \[2\] that have no name"):
+        write_dicom_seg(label_map_of(image).numpy(), tmp_path / "ct", tmp_path / "seg.dcm", {1: "pancreas"})
+    with pytest.raises(ValueError, match="one channel"):
+        write_dicom_seg(torch.zeros(3, 10, 12, 7), tmp_path / "ct", tmp_path / "seg.dcm", LABELS)
+    with pytest.raises(ValueError, match="integer class indices"):
+        write_dicom_seg(torch.full((1, 10, 12, 7), 0.5), tmp_path / "ct", tmp_path / "seg.dcm", LABELS)
+
+
+def test_folder_without_a_single_series_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
+    with pytest.raises(ValueError, match="exactly one readable DICOM image series.*found no"):
+        write_dicom_seg(np.zeros((10, 12, 7)), tmp_path / "empty", tmp_path / "seg.dcm", LABELS)
+
+    write_ct_series(tmp_path / "two")
+    study = pydicom.dcmread(tmp_path / "two" / "im000.dcm").StudyInstanceUID
+    _, _, second = write_ct_series(tmp_path / "other", study_uid=study)
+    for path in (tmp_path / "other").iterdir():
+        path.rename(tmp_path / "two" / f"b_{path.name}")
+    with pytest.raises(ValueError, match="found 2"):
+        write_dicom_seg(np.zeros((10, 12, 7)), tmp_path / "two", tmp_path / "seg.dcm", LABELS)
+    # naming the series picks it
+    label_map = np.zeros((10, 12, 7), dtype=np.uint8)
+    label_map[0, 0, 0] = 1
+    seg = segread(write_dicom_seg(label_map, tmp_path / "two", tmp_path / "seg.dcm", LABELS, source_series_uid=second))
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == second

@@ -1,0 +1,341 @@
+"""MedicalImageReader: every 3D format loads to the same geometry; DICOM series problems give clear errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from monai.bundle import ConfigParser
+from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from monai_unets.data import SkipFailedCasesDataset
+from monai_unets.data.medical_io import (
+    MedicalImageReader,
+    list_medical_cases,
+    parse_series_reference,
+    series_reference,
+    split_dicom_series,
+)
+
+# The phantom, in LPS (DICOM/ITK) terms: a sagittal stack whose axes run to P, I and L, i.e. neither RAS nor
+# right-handed, with anisotropic spacing and an off-centre origin. Slices along +L are *against* the DICOM slice
+# normal (row x column = R), so ITK stacks them in the opposite order to the NIfTI file.
+SHAPE = (20, 24, 16)
+SPACING = np.array([0.8, 0.7, 2.5])
+DIRECTION = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # columns: x, y, z axes
+ORIGIN = np.array([12.5, -30.25, 40.0])
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+ARTERIAL, VENOUS = "1.2.826.0.1.3680043.8.498.10", "1.2.826.0.1.3680043.8.498.11"
+
+
+def _phantom() -> np.ndarray:
+    x, y, z = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    volume = 10 * x + 3 * y + z  # a gradient that tells every flip and permutation apart
+    volume[4:9, 5:15, 3:7] += 500  # a box "lesion"
+    return volume.astype(np.int16)
+
+
+def _ras_affine() -> np.ndarray:
+    lps = np.eye(4)
+    lps[:3, :3] = DIRECTION @ np.diag(SPACING)
+    lps[:3, 3] = ORIGIN
+    return LPS_TO_RAS @ lps
+
+
+def _write_sitk(volume: np.ndarray, path: Path) -> Path:
+    image = sitk.GetImageFromArray(volume.transpose(2, 1, 0))
+    image.SetSpacing(SPACING.tolist())
+    image.SetOrigin(ORIGIN.tolist())
+    image.SetDirection(DIRECTION.flatten().tolist())
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _write_slice(path: Path, pixels: np.ndarray, position, series_uid: str, instance: int, description: str) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.Modality = "Phantom", "P1", "CT"
+    ds.StudyInstanceUID, ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+    ds.SeriesInstanceUID, ds.SeriesDescription, ds.InstanceNumber = series_uid, description, instance
+    ds.SeriesNumber = int(series_uid.rsplit(".", 1)[-1])
+    ds.ImageOrientationPatient = [float(v) for v in np.concatenate([DIRECTION[:, 0], DIRECTION[:, 1]])]
+    ds.ImagePositionPatient = [round(float(v), 4) for v in position]
+    ds.PixelSpacing = [float(SPACING[1]), float(SPACING[0])]  # row spacing (y), column spacing (x)
+    ds.SliceThickness = float(SPACING[2])
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+    ds.PixelData = (pixels.astype(np.int32) + 1024).astype("<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _write_series(volume: np.ndarray, folder: Path, series_uid: str = ARTERIAL, description: str = "phantom") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    n = volume.shape[2]
+    for k in range(n):
+        position = ORIGIN + k * SPACING[2] * DIRECTION[:, 2]
+        # names in reverse slice order, so that the reader has to sort by position
+        name = f"{series_uid.rsplit('.', 1)[-1]}_IM{n - k:04d}.dcm"
+        _write_slice(folder / name, volume[:, :, k].T, position, series_uid, k + 1, description)
+    return folder
+
+
+def _slice_file(folder: Path, instance: int) -> Path:
+    return next(p for p in folder.iterdir() if pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber == instance)
+
+
+def _load(path, ras: bool = True):
+    transforms = [LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")]
+    if ras:
+        transforms.append(Orientationd("image", axcodes="RAS"))
+    return Compose(transforms)({"image": str(path)})["image"]
+
+
+def _load_error(path, kind: type[Exception] = ValueError, match: str = "") -> str:
+    """The message of the error that loading ``path`` raises, unwrapped from MONAI's ``RuntimeError`` layers."""
+    with pytest.raises(Exception) as info:
+        _load(path)
+    error = info.value
+    while error.__cause__ is not None:
+        error = error.__cause__
+    assert isinstance(error, kind), repr(error)
+    assert re.search(match, str(error)), str(error)
+    return str(error)
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("phantom")
+    volume = _phantom()
+    nifti = root / "phantom.nii.gz"
+    nib.save(nib.Nifti1Image(volume, _ras_affine()), str(nifti))
+    return {
+        "nifti": nifti,
+        "nrrd": _write_sitk(volume, root / "phantom.nrrd"),
+        "mha": _write_sitk(volume, root / "phantom.mha"),
+        "dicom": _write_series(volume, root / "series"),
+    }
+
+
+def test_every_format_loads_to_the_same_array_and_affine(formats):
+    reference = _load(formats["nifti"])
+    assert tuple(reference.shape[1:]) == (16, 20, 24)  # R <- slices, A <- rows, S <- columns
+    np.testing.assert_allclose(np.abs(np.diag(reference.affine[:3, :3].numpy())), [2.5, 0.8, 0.7], atol=1e-5)
+    for name in ("nrrd", "mha", "dicom"):
+        image = _load(formats[name])
+        assert image.shape == reference.shape, name
+        np.testing.assert_allclose(image.numpy(), reference.numpy(), err_msg=name)
+        np.testing.assert_allclose(image.affine.numpy(), reference.affine.numpy(), atol=1e-4, err_msg=name)
+        assert image.meta["filename_or_obj"] == str(formats[name])
+
+
+def test_raw_affine_of_every_format_places_the_phantom_correctly(formats):
+    volume, affine = _phantom(), _ras_affine()
+    for name, path in formats.items():
+        image = _load(path, ras=False)
+        # the voxel of the box corner lands on the same physical point whatever the array order
+        data, image_affine = image[0].numpy(), image.affine.numpy()
+        index = np.argwhere(data == volume[4, 5, 3])[0]
+        np.testing.assert_allclose(image_affine @ [*index, 1], affine @ [4, 5, 3, 1], atol=1e-4, err_msg=name)
+        assert np.asarray(image.meta["spatial_shape"]).prod() == volume.size
+
+
+def test_prediction_goes_back_to_the_original_dicom_geometry(formats, tmp_path):
+    keys = ["image"]
+    pre = Compose(
+        [
+            LoadImaged(keys, reader=MedicalImageReader(), image_only=True),
+            EnsureChannelFirstd(keys),
+            Orientationd(keys, axcodes="RAS"),
+            Spacingd(keys, pixdim=(1.0, 1.0, 1.0), mode="nearest"),
+        ]
+    )
+    data = pre({"image": str(formats["dicom"])})
+    data["pred"] = (data["image"] > 400).float()  # the box
+    post = Compose(
+        [
+            Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True),
+            SaveImaged("pred", output_dir=tmp_path, output_postfix="seg", separate_folder=False, print_log=False),
+        ]
+    )
+    out = post(data)
+    original = _load(formats["dicom"], ras=False)
+    assert out["pred"].shape == original.shape
+    np.testing.assert_allclose(out["pred"].affine.numpy(), original.affine.numpy(), atol=1e-4)
+    saved = nib.load(str(next(tmp_path.glob("*seg.nii.gz"))))
+    np.testing.assert_allclose(saved.affine, original.affine.numpy(), atol=1e-4)
+    box = (original[0].numpy() > 400).astype(float)
+    assert (saved.get_fdata() == box).mean() > 0.97
+
+
+def test_multiframe_dicom_file_loads_frames_and_spacing():
+    # RT Dose: 15 frames 5 mm apart (GridFrameOffsetVector), 10 mm pixels
+    path = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "rtdose.dcm")
+    image = _load(path, ras=False)
+    assert tuple(image.shape) == (1, 10, 10, 15)
+    np.testing.assert_allclose(np.abs(np.diag(image.affine.numpy()))[:3], [10.0, 10.0, 5.0], atol=1e-5)
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    lps = np.asarray(header.ImagePositionPatient, float)
+    np.testing.assert_allclose(image.affine.numpy()[:3, 3], [-lps[0], -lps[1], lps[2]], atol=1e-4)
+
+
+def test_single_slice_dicom_matches_its_header():
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("CT_small.dcm")
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    image = _load(path, ras=False)
+    assert tuple(image.shape) == (1, header.Columns, header.Rows, 1)
+    row_spacing, column_spacing = (float(v) for v in header.PixelSpacing)
+    affine = image.affine.numpy()
+    np.testing.assert_allclose([-affine[0, 0], -affine[1, 1]], [column_spacing, row_spacing], atol=1e-6)
+    lps = np.asarray(header.ImagePositionPatient, float)
+    np.testing.assert_allclose(affine[:3, 3], [-lps[0], -lps[1], lps[2]], atol=1e-4)
+
+
+@pytest.fixture()
+def two_series(tmp_path) -> Path:
+    volume = _phantom()
+    folder = _write_series(volume, tmp_path / "study", ARTERIAL, "arterial")
+    _write_series(volume[:, :, :10] * 2, folder, VENOUS, "venous")
+    return folder
+
+
+def test_folder_with_two_series_is_refused_with_a_listing(two_series):
+    message = _load_error(two_series, ValueError, "holds 2 series")
+    for text in (ARTERIAL, "arterial", "16 file(s)", VENOUS, "venous", "10 file(s)", "CT"):
+        assert text in message
+
+
+def test_split_series_gives_cases_that_load_separately(two_series):
+    series = split_dicom_series(two_series)
+    assert [(s.description, len(s.files), s.modality) for s in series] == [("arterial", 16, "CT"), ("venous", 10, "CT")]
+    arterial, venous = (_load(s.reference) for s in series)
+    assert arterial.shape[1] == 16 and venous.shape[1] == 10
+    np.testing.assert_allclose(venous.numpy(), 2 * arterial.numpy()[:, 6:], err_msg="venous holds slices 0-9 (L side)")
+    cases = list_medical_cases(two_series.parent, split_series=True)
+    assert [c["image"] for c in cases] == [s.reference for s in series]
+    assert list_medical_cases(two_series.parent) == [{"image": str(two_series.resolve())}]
+    _load_error(series_reference(two_series, "1.2.3"), ValueError, "has no series 1.2.3")
+
+
+def test_series_reference_round_trip():
+    assert parse_series_reference(series_reference("/a/b", "1.2.3")) == ("/a/b", "1.2.3")
+    assert parse_series_reference("/a/b.nii.gz") == ("/a/b.nii.gz", None)
+    assert parse_series_reference("/a/odd::name") == ("/a/odd::name", None)
+
+
+def test_missing_middle_slice_names_the_folder_and_the_gap(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "gap"))
+    _slice_file(folder, 8).unlink()
+    message = _load_error(folder, ValueError, "missing slices")
+    assert str(folder) in message and "instance 7" in message and "instance 9" in message
+
+
+def test_inconsistent_spacing_and_duplicates_are_refused(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "uneven"))
+    path = _slice_file(folder, 8)
+    ds = pydicom.dcmread(path)
+    ds.ImagePositionPatient[0] = float(ds.ImagePositionPatient[0]) + 0.2  # 2.5 mm gaps become 2.3 and 2.7
+    ds.save_as(path)
+    _load_error(folder, ValueError, f"{folder}.*inconsistent slice spacing")
+    ds.ImagePositionPatient = pydicom.dcmread(_slice_file(folder, 7)).ImagePositionPatient
+    ds.save_as(path)
+    _load_error(folder, ValueError, "duplicate slice position")
+
+
+def test_tilted_stack_is_refused(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "tilted"))
+    for instance in range(1, 17):  # every slice shifted along its rows a bit more: a gantry tilt
+        path = _slice_file(folder, instance)
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient[1] = round(float(ds.ImagePositionPatient[1]) + 0.3 * instance, 4)
+        ds.save_as(path)
+    _load_error(folder, ValueError, "not stacked along the slice normal")
+
+
+def test_non_dicom_files_in_a_series_folder(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "with_files"))
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "DICOMDIR").write_bytes(b"not really")
+    with pytest.warns(UserWarning, match="skipping"):
+        assert _load(folder).shape[1:] == (16, 20, 24)
+    (folder / "notes.txt").write_text("scanned on Monday")
+    _load_error(folder, ValueError, f"{folder / 'notes.txt'} is not a DICOM file")
+
+
+def test_clear_errors_for_missing_empty_and_unsupported_paths(tmp_path):
+    _load_error(tmp_path / "nowhere.nii.gz", FileNotFoundError, f"{tmp_path / 'nowhere.nii.gz'} does not exist")
+    (tmp_path / "empty").mkdir()
+    _load_error(tmp_path / "empty", FileNotFoundError, f"{tmp_path / 'empty'} holds no DICOM file")
+    (tmp_path / "fake.dcm").write_text("hello")
+    _load_error(tmp_path / "fake.dcm", ValueError, f"{tmp_path / 'fake.dcm'} is not a DICOM file")
+    (tmp_path / "image.xyz").write_text("hello")
+    reader = MedicalImageReader()
+    assert not reader.verify_suffix(str(tmp_path / "image.xyz"))
+    with pytest.raises(ValueError, match="is not a supported image"):
+        reader.get_data(reader.read(str(tmp_path / "image.xyz")))
+
+
+def test_a_bad_case_is_skipped_with_its_file_named(formats, tmp_path):
+    (tmp_path / "empty").mkdir()
+    load = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
+    ds = SkipFailedCasesDataset([{"image": str(tmp_path / "empty")}, {"image": str(formats["mha"])}], load)
+    assert len(list(ds)) == 1
+    assert ds.failures[0]["file"] == str(tmp_path / "empty") and "holds no DICOM file" in ds.failures[0]["error"]
+
+
+def test_the_failure_report_of_a_multi_series_folder_lists_every_series(two_series):
+    load = LoadImaged("image", reader=MedicalImageReader(), image_only=True)
+    ds = SkipFailedCasesDataset([{"image": str(two_series)}], load)
+    assert list(ds) == []
+    assert "arterial" in ds.failures[0]["error"] and "venous" in ds.failures[0]["error"]
+
+
+def test_list_medical_cases(formats, tmp_path):
+    shutil.copy(formats["nifti"], tmp_path / "b.nii.gz")
+    shutil.copy(formats["mha"], tmp_path / "a.mha")
+    shutil.copytree(formats["dicom"], tmp_path / "c_series")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.nii.gz").write_text("x")
+    cases = list_medical_cases(tmp_path)
+    assert [Path(c["image"]).name for c in cases] == ["a.mha", "b.nii.gz", "c_series"]
+    # loose slices of one series directly in the input folder would each become a 2D case: refused
+    for path in list((tmp_path / "c_series").iterdir())[:2]:
+        shutil.copy(path, tmp_path / path.name)
+    with pytest.raises(ValueError, match="own subfolder"):
+        list_medical_cases(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_medical_cases(tmp_path / "nowhere")
+
+
+def test_reader_by_short_name_in_a_bundle_config(formats):
+    parser = ConfigParser(
+        {
+            "imports": ["$import monai_unets.data.medical_io"],
+            "load": {"_target_": "LoadImaged", "keys": "image", "reader": {"_target_": "MedicalImageReader"}},
+            "load_by_path": {
+                "_target_": "LoadImaged",
+                "keys": "image",
+                "reader": "monai_unets.data.medical_io.MedicalImageReader",
+            },
+        }
+    )
+    for key in ("load", "load_by_path"):
+        image = parser.get_parsed_content(key)({"image": str(formats["dicom"])})["image"]
+        assert tuple(image.shape) == (20, 24, 16)

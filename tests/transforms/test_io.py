@@ -1,0 +1,120 @@
+"""SaveDicomSegd: one post-processing chain writes DICOM SEG for DICOM folders and skips other inputs."""
+
+from __future__ import annotations
+
+import logging
+
+import nibabel as nib
+import numpy as np
+import torch
+from highdicom.seg import segread
+from monai.transforms import EnsureChannelFirstd, LoadImaged
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from monai_unets.transforms.io import SaveDicomSeg, SaveDicomSegd
+
+LABELS = {1: "pancreas", 2: "tumour"}
+
+
+def write_axial_series(folder, shape=(5, 8, 6)):
+    """Axial CT slices with a bright box; returns the SeriesInstanceUID and the SOPInstanceUIDs in slice order."""
+    folder.mkdir(parents=True)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    volume = np.full(shape, -1000, dtype=np.int16)
+    volume[1:4, 2:6, 1:4] = 300
+    sop_uids = []
+    for s in range(shape[0]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        sop_uids.append(ds.SOPInstanceUID)
+        ds.Modality, ds.Manufacturer = "CT", "synthetic"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "19700101", "O"
+        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study_uid, "20240101", "120000", "1"
+        ds.AccessionNumber, ds.ReferringPhysicianName = "A1", ""
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series_uid, 1, s + 1
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, 3.0 * s]
+        ds.PixelSpacing, ds.SliceThickness = [0.8, 1.1], 3.0
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = shape[1], shape[2], 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = volume[s].tobytes()
+        ds.save_as(folder / f"{s}.dcm", enforce_file_format=True)
+    return series_uid, sop_uids
+
+
+def load(path):
+    return EnsureChannelFirstd("image")(LoadImaged("image", image_only=True)({"image": str(path)}))
+
+
+def predict(data):
+    """A stand-in network output after Invertd + AsDiscreted: label 1 on the box, keeping the image's meta."""
+    data["pred"] = (data["image"] > 0).float()
+    return data
+
+
+def test_dicom_input_is_written_to_output_dir_named_after_the_series(tmp_path):
+    series_uid, sop_uids = write_axial_series(tmp_path / "case_01")
+    data = predict(load(tmp_path / "case_01"))
+    out = SaveDicomSegd("pred", tmp_path / "out", LABELS, algorithm_name="unet")(data)
+    assert out["pred"] is data["pred"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["case_01_seg.dcm"]
+    seg = segread(tmp_path / "out" / "case_01_seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas"]
+    masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], data["image"][0].numpy().transpose(2, 1, 0) > 0)
+
+
+def test_source_folder_comes_from_the_source_key_when_the_prediction_has_no_meta(tmp_path):
+    write_axial_series(tmp_path / "case_02")
+    data = predict(load(tmp_path / "case_02"))
+    data["pred"] = data["pred"].as_tensor()  # e.g. a plain tensor from a custom post-processing step
+    SaveDicomSegd("pred", tmp_path / "out", LABELS, output_postfix="ai", affine=data["image"].affine)(data)
+    assert (tmp_path / "out" / "case_02_ai.dcm").is_file()
+
+
+def test_several_keys_get_their_key_in_the_file_name(tmp_path):
+    write_axial_series(tmp_path / "case_03")
+    data = predict(load(tmp_path / "case_03"))
+    data["pred2"] = data["pred"].clone()
+    SaveDicomSegd(["pred", "pred2"], tmp_path / "out", LABELS)(data)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case_03_pred2_seg.dcm", "case_03_pred_seg.dcm"]
+
+
+def test_nifti_input_is_passed_through_without_writing(tmp_path, caplog):
+    nib.save(nib.Nifti1Image(np.zeros((6, 8, 5), dtype=np.float32), np.eye(4)), tmp_path / "case.nii.gz")
+    data = predict(load(tmp_path / "case.nii.gz"))
+    with caplog.at_level(logging.DEBUG, logger="monai_unets.transforms.io"):
+        out = SaveDicomSegd("pred", tmp_path / "out", LABELS)(data)
+    assert out["pred"] is data["pred"]
+    assert not (tmp_path / "out").exists()
+    assert "not a DICOM series folder" in caplog.text
+
+
+def test_array_transform_skips_plain_tensors_and_writes_for_a_given_folder(tmp_path):
+    write_axial_series(tmp_path / "case_04")
+    image = load(tmp_path / "case_04")["image"]
+    saver = SaveDicomSeg(tmp_path / "out", LABELS)
+    label = torch.zeros((1, 6, 8, 5))
+    assert saver(label) is label
+    assert not (tmp_path / "out").exists()
+    saver((image > 0).float(), source=tmp_path / "case_04")
+    assert (tmp_path / "out" / "case_04_seg.dcm").is_file()
+
+
+def test_series_reference_selects_one_series_of_a_shared_folder(tmp_path):
+    first_uid, _ = write_axial_series(tmp_path / "study")
+    second_uid, _ = write_axial_series(tmp_path / "second")
+    for path in (tmp_path / "second").iterdir():
+        path.rename(tmp_path / "study" / f"b_{path.name}")
+    label = torch.zeros((1, 6, 8, 5))
+    label[0, 1:3, 2:5, 1:4] = 1
+    SaveDicomSeg(tmp_path / "out", LABELS)(label, source=f"{tmp_path / 'study'}::{second_uid}")
+    seg = segread(tmp_path / "out" / f"study_{second_uid}_seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == second_uid != first_uid
