@@ -16,6 +16,8 @@ class BundleCase:
     make_data: Callable[[Path], Path]  # writes a dataset with datalist.json into the folder, returns the folder
     output_ext: str  # extension of one prediction file
     bad_input_name: str  # a corrupt input file that inference must skip
+    metrics: tuple[str, ...]  # the per-case metric columns of the evaluation, in order
+    train_args: tuple[str, ...] = ()  # extra overrides that keep the one-epoch training short on a CPU
 
 
 def _skin_lesion_data(root: Path) -> Path:
@@ -25,5 +27,18 @@ def _skin_lesion_data(root: Path) -> Path:
 
 # A new bundle gets an entry here; test_bundles.py fails for a bundle without one.
 BUNDLE_CASES: dict[str, BundleCase] = {
-    "egeunet_skin_lesion": BundleCase(make_data=_skin_lesion_data, output_ext=".png", bad_input_name="corrupt.jpg"),
+    "egeunet_skin_lesion": BundleCase(
+        make_data=_skin_lesion_data,
+        output_ext=".png",
+        bad_input_name="corrupt.jpg",
+        metrics=("val_mean_dice", "val_mean_iou", "val_accuracy", "val_sensitivity", "val_specificity"),
+    ),
+    # RGB images with a darker blob and its mask stand in for colonoscopy frames
+    "unetv2_polyp": BundleCase(
+        make_data=_skin_lesion_data,
+        output_ext=".png",
+        bad_input_name="corrupt.png",
+        metrics=("val_mean_dice", "val_mean_iou", "val_mae"),
+        train_args=("--image_size", "[64, 64]"),
+    ),
 }

@@ -93,7 +93,10 @@ def trained(request, tmp_path_factory):
     fast = ["--num_workers", "0", "--batch_size", "2"]
     train = [str(_configs(bundle) / "train.yaml")]
     # model-zoo style command with a run id
-    _run_bundle(bundle, train, "--dataset_dir", str(data), "--max_epochs", "1", "--val_interval", "1", *fast, run_id="training")
+    _run_bundle(
+        bundle, train, "--dataset_dir", str(data), "--max_epochs", "1", "--val_interval", "1", *fast, *case.train_args,
+        run_id="training",
+    )  # fmt: skip
 
     # inference on a folder holding the test images and one corrupt file
     test_cases = json.loads((data / "datalist.json").read_text())["test"]
@@ -158,7 +161,7 @@ def test_evaluation_writes_per_case_metrics(trained):
     with open(trained["evaluation"] / "metrics_per_case.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(trained["test_cases"])
-    metrics = ["val_mean_dice", "val_mean_iou", "val_accuracy", "val_sensitivity", "val_specificity"]
+    metrics = list(trained["case"].metrics)
     assert list(rows[0]) == ["case", *metrics]
     for row in rows:
         assert all(0.0 <= float(row[m]) <= 1.0 for m in metrics), row
