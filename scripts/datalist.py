@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -10,7 +11,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
-__all__ = ["LabelledImage", "format_counts", "split_by_count", "split_train_val_test", "write_datalist"]
+__all__ = [
+    "LabelledImage",
+    "add_split_arguments",
+    "format_counts",
+    "split_by_count",
+    "split_train_val_test",
+    "write_datalist",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +194,61 @@ def split_by_count(
     if not splits["training"] or not splits["validation"]:
         raise ValueError("Nothing left to validate on: give val_fraction > 0 or leave test samples.")
     return splits
+
+
+def add_split_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    seed: int,
+    seed_help: str = "seed of the split",
+    samples: str = "pairs",
+    train_fraction: float | None = None,
+    train_note: str = "",
+    held_out_from: str | None = None,
+    val_note: str = "",
+) -> None:
+    """Add the ``--seed``, ``--train-fraction`` and ``--val-fraction`` options of a data-preparation tool.
+
+    The options are added in that order; ``--val-fraction`` defaults to 0.1, as in
+    :func:`split_train_val_test` and :func:`split_by_count`.
+
+    Args:
+        parser: the parser or subcommand parser to extend.
+        seed: the default of ``--seed``.
+        seed_help: what the seed seeds, the start of the ``--seed`` help.
+        samples: what the tool splits (e.g. ``pairs`` or ``images``), used in the help texts.
+        train_fraction: the default of ``--train-fraction``; ``None`` leaves that option out (for tools that
+            split by count).
+        train_note: text appended inside the parentheses of the ``--train-fraction`` help, after the default.
+        held_out_from: what validation is held out of, in the ``--val-fraction`` help; ``None`` means
+            ``"the training <samples>"``.
+        val_note: text appended to "0 validates on the test split" in the ``--val-fraction`` help.
+
+    Example::
+
+        >>> parser = argparse.ArgumentParser()
+        >>> add_split_arguments(parser, seed=42, train_fraction=0.7)
+        >>> args = parser.parse_args([])
+        >>> args.seed, args.train_fraction, args.val_fraction
+        (42, 0.7, 0.1)
+    """
+    parser.add_argument("--seed", type=int, default=seed, help=f"{seed_help} (default: %(default)s)")
+    if train_fraction is not None:
+        parser.add_argument(
+            "--train-fraction",
+            type=float,
+            default=train_fraction,
+            help=f"fraction of the {samples} for training, the rest is the test split "
+            f"(default: %(default)s{train_note})",
+        )
+    held_out_from = f"the training {samples}" if held_out_from is None else held_out_from
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help=f"fraction of {held_out_from} held out for validation; 0 validates on the test split{val_note} "
+        "(default: %(default)s)",
+    )
 
 
 def _datalist_path(path: Path, base_dir: Path) -> str:

@@ -24,7 +24,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .cli import run_tool
-from .datalist import LabelledImage, PathLike, format_counts, split_train_val_test, write_datalist
+from .datalist import (
+    LabelledImage,
+    PathLike,
+    add_split_arguments,
+    format_counts,
+    split_train_val_test,
+    write_datalist,
+)
 
 __all__ = ["add_arguments", "generate_demo_dataset", "main", "make_demo_sample", "run"]
 
@@ -217,18 +224,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", default="demo_data", metavar="DIR", help="folder to write (default: %(default)s)"
     )
     parser.add_argument("--num-images", type=int, default=40, help="number of images (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the images and the split (default: %(default)s)")
     parser.add_argument("--min-size", type=int, default=96, help="smallest image side in pixels (default: %(default)s)")
     parser.add_argument("--max-size", type=int, default=320, help="largest image side in pixels (default: %(default)s)")
-    parser.add_argument(
-        "--train-fraction", type=float, default=0.7, help="fraction of the images for training (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="fraction of the training images held out for validation; 0 validates on the test split "
-        "(default: %(default)s)",
+    add_split_arguments(
+        parser, seed=0, seed_help="seed of the images and the split", samples="images", train_fraction=0.7
     )
 
 
@@ -264,19 +263,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``demo-data`` as ``python -m monai_unets.scripts.demo_data``.
-
-    Args:
-        argv: the arguments, without the program name; ``None`` reads ``sys.argv``.
-
-    Returns:
-        The exit status.
-
-    Example::
-
-        >>> main(["--output-dir", "demo", "--num-images", "10"])  # doctest: +SKIP
-        0
-    """
+    """Run the tool as ``python -m monai_unets.scripts.demo_data``; returns the exit status."""
     return run_tool(sys.modules[__name__], argv)
 
 

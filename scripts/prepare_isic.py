@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cli import run_tool
-from .datalist import LabelledImage, PathLike, format_counts, split_train_val_test, write_datalist
+from .datalist import (
+    LabelledImage,
+    PathLike,
+    add_split_arguments,
+    format_counts,
+    split_train_val_test,
+    write_datalist,
+)
 
 __all__ = ["IsicDatalist", "IsicPairs", "add_arguments", "find_isic_pairs", "main", "prepare_isic", "run"]
 
@@ -226,19 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", default="datalist.json", metavar="PATH", help="datalist JSON to write (default: %(default)s)"
     )
-    parser.add_argument("--seed", type=int, default=42, help="seed of the split (default: %(default)s)")
-    parser.add_argument(
-        "--train-fraction",
-        type=float,
-        default=0.7,
-        help="fraction of the pairs for training, the rest is the test split (default: %(default)s, the paper's 7:3)",
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="fraction of the training pairs held out for validation; 0 validates on the test split as the "
-        "paper did (default: %(default)s)",
+    add_split_arguments(
+        parser, seed=42, train_fraction=0.7, train_note=", the paper's 7:3", val_note=" as the paper did"
     )
 
 
@@ -271,19 +267,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``prepare-isic`` as ``python -m monai_unets.scripts.prepare_isic``.
-
-    Args:
-        argv: the arguments, without the program name; ``None`` reads ``sys.argv``.
-
-    Returns:
-        The exit status.
-
-    Example::
-
-        >>> main(["--images", "img", "--masks", "gt", "--output", "datalist.json"])  # doctest: +SKIP
-        0
-    """
+    """Run the tool as ``python -m monai_unets.scripts.prepare_isic``; returns the exit status."""
     return run_tool(sys.modules[__name__], argv)
 
 

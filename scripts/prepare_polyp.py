@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cli import run_tool
-from .datalist import SPLIT_KEYS, LabelledImage, PathLike, format_counts, split_by_count, write_datalist
+from .datalist import (
+    SPLIT_KEYS,
+    LabelledImage,
+    PathLike,
+    add_split_arguments,
+    format_counts,
+    split_by_count,
+    write_datalist,
+)
 
 __all__ = [
     "PolypDatalist",
@@ -345,28 +353,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", default="datalist.json", metavar="PATH", help="datalist JSON to write (default: %(default)s)"
     )
-    parser.add_argument(
-        "--kvasir-train",
-        type=int,
-        default=PRANET_TRAIN_COUNTS["kvasir"],
-        metavar="N",
-        help="Kvasir-SEG pairs for training, the rest is test (default: %(default)s, PraNet's split)",
-    )
-    parser.add_argument(
-        "--clinicdb-train",
-        type=int,
-        default=PRANET_TRAIN_COUNTS["clinicdb"],
-        metavar="N",
-        help="CVC-ClinicDB pairs for training, the rest is test (default: %(default)s, PraNet's split)",
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="fraction of each dataset's training pairs held out for validation; 0 validates on the test split as "
-        "the papers did (default: %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=42, help="seed of the split (default: %(default)s)")
+    for dataset, count in PRANET_TRAIN_COUNTS.items():
+        parser.add_argument(
+            f"--{dataset}-train",
+            type=int,
+            default=count,
+            metavar="N",
+            help=f"{DATASET_NAMES[dataset]} pairs for training, the rest is test "
+            "(default: %(default)s, PraNet's split)",
+        )
+    add_split_arguments(parser, seed=42, held_out_from="each dataset's training pairs", val_note=" as the papers did")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -399,19 +395,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``prepare-polyp`` as ``python -m monai_unets.scripts.prepare_polyp``.
-
-    Args:
-        argv: the arguments, without the program name; ``None`` reads ``sys.argv``.
-
-    Returns:
-        The exit status.
-
-    Example::
-
-        >>> main(["--kvasir", "Kvasir-SEG", "--clinicdb", "CVC-ClinicDB"])  # doctest: +SKIP
-        0
-    """
+    """Run the tool as ``python -m monai_unets.scripts.prepare_polyp``; returns the exit status."""
     return run_tool(sys.modules[__name__], argv)
 
 
