@@ -8,6 +8,8 @@ from pathlib import Path
 
 from monai.data import load_decathlon_datalist
 
+from .medical_io import list_medical_cases, split_dicom_series
+
 __all__ = ["IMAGE_SUFFIXES", "list_cases"]
 
 # Files that one image can be read from; a DICOM series is a folder and is not listed here.
@@ -25,6 +27,7 @@ def list_cases(
     key: str = "test",
     input_dir: str | os.PathLike | None = None,
     suffixes: Sequence[str] = IMAGE_SUFFIXES,
+    volumes: bool = False,
 ) -> list[dict]:
     """The cases a bundle processes: a folder of images when ``input_dir`` is given, else a datalist's section.
 
@@ -35,7 +38,11 @@ def list_cases(
         key: which list of the datalist to read.
         input_dir: a folder of images to process instead of the datalist; every file in it with one of
             ``suffixes`` becomes a case ``{"image": path}``, in sorted order. Hidden files are skipped.
-        suffixes: file name endings that count as images in ``input_dir``.
+        suffixes: file name endings that count as images in ``input_dir`` (2D images).
+        volumes: list 3D studies instead: in ``input_dir`` every NIfTI/NRRD/MHA/DICOM file and every DICOM series
+            subfolder is a case, and a folder holding several DICOM series (in ``input_dir`` or as a datalist
+            image) becomes one case per series, never one merged volume
+            (see :func:`monai_unets.data.medical_io.list_medical_cases`).
 
     Returns:
         a list of case dictionaries with absolute paths.
@@ -50,6 +57,8 @@ def list_cases(
         >>> cases[0]["image"]  # doctest: +SKIP
         '/abs/path/data/isic2018/images/ISIC_0000001.jpg'
     """
+    if input_dir and volumes:
+        return list_medical_cases(input_dir, split_series=True)
     if input_dir:
         folder = Path(input_dir)
         if not folder.is_dir():
@@ -62,4 +71,12 @@ def list_cases(
     datalist_path = Path(datalist) if datalist else Path(dataset_dir) / "datalist.json"
     if not datalist_path.is_file():
         raise FileNotFoundError(f"datalist {datalist_path} does not exist.")
-    return load_decathlon_datalist(datalist_path, is_segmentation=True, data_list_key=key, base_dir=dataset_dir)
+    cases = load_decathlon_datalist(datalist_path, is_segmentation=True, data_list_key=key, base_dir=dataset_dir)
+    if not volumes:
+        return cases
+    return [
+        {**case, "image": series.reference} if len(group) > 1 else case
+        for case in cases
+        for group in [split_dicom_series(case["image"]) if Path(case["image"]).is_dir() else [None]]
+        for series in group
+    ]

@@ -4,5 +4,12 @@ from __future__ import annotations
 
 from .case_metrics import CaseMetricsWriter
 from .gradient_clipping import GradientClipping
+from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 
-__all__ = ["CaseMetricsWriter", "GradientClipping"]
+__all__ = [
+    "CaseMetricsWriter",
+    "GradientClipping",
+    "SpacedHausdorffDistanceMetric",
+    "SpacedSurfaceDiceMetric",
+    "voxel_spacing",
+]

@@ -6,7 +6,7 @@ import csv
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -39,6 +39,8 @@ class CaseMetricsWriter:
         save_dir: folder of the two CSV files.
         confusion_metrics: metric handler name -> confusion-matrix metric name, e.g.
             ``{"val_sensitivity": "sensitivity"}``.
+        class_names: names of the classes in the metrics' channel order (e.g. ``["pancreas", "tumour"]`` for
+            metrics without background), used in the per-class column names instead of ``class<i>``.
         batch_transform: maps ``engine.state.batch`` to a list of meta dictionaries, one per case.
 
     Example::
@@ -51,10 +53,12 @@ class CaseMetricsWriter:
         self,
         save_dir: str | os.PathLike,
         confusion_metrics: Mapping[str, str] | None = None,
+        class_names: Sequence[str] | None = None,
         batch_transform: Callable = _default_batch_transform,
     ) -> None:
         self.save_dir = Path(save_dir)
         self.confusion_metrics = dict(confusion_metrics or {})
+        self.class_names = list(class_names) if class_names else None
         self.batch_transform = batch_transform
         self._cases: list[str] = []
 
@@ -77,8 +81,11 @@ class CaseMetricsWriter:
                 values = compute_confusion_matrix_metric(self.confusion_metrics[name], values)
             values = values.reshape(values.shape[0], -1)  # (cases, classes)
             if values.shape[1] > 1:
-                for c in range(values.shape[1]):
-                    columns[f"{name}_class{c}"] = values[:, c].tolist()
+                names = self.class_names or [f"class{c}" for c in range(values.shape[1])]
+                if len(names) != values.shape[1]:
+                    raise ValueError(f"{name} has {values.shape[1]} classes but class_names names {len(names)}.")
+                for c, class_name in enumerate(names):
+                    columns[f"{name}_{class_name}"] = values[:, c].tolist()
             columns[name] = torch.nanmean(values, dim=1).tolist()
         return columns
 

@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main", "run_tool"]
 COMMANDS: dict[str, str] = {
     "prepare-isic": ".prepare_isic",
     "demo-data": ".demo_data",
+    "demo-ct": ".demo_ct",
     "quickstart": ".quickstart",
     "prepare-polyp": ".prepare_polyp",
     "model-table": ".model_table",

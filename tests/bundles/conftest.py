@@ -1,23 +1,36 @@
-"""What the bundle tests need per bundle: a way to make small data it trains and infers on."""
+"""What the bundle tests need per bundle: data it trains and infers on, and how to check its predictions."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import pydicom
+from monai.data import partition_dataset
+from PIL import Image
+
+from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
 
 
 @dataclass(frozen=True)
 class BundleCase:
-    """How to test one bundle: make its data, and what its inference writes."""
+    """How to test one bundle end to end."""
 
-    make_data: Callable[[Path], Path]  # writes a dataset with datalist.json into the folder, returns the folder
-    output_ext: str  # extension of one prediction file
+    make_data: Callable[[Path], Path]  # writes a dataset with its datalist into the folder, returns the folder
+    make_inputs: Callable[[Path, Path], list[Path]]  # copies/writes inference inputs into a folder, returns them
+    check_prediction: Callable[[Path, Path], None]  # (input, prediction folder): the prediction matches the input
+    prediction_name: Callable[[Path], str]  # the file name inference gives an input's prediction
     bad_input_name: str  # a corrupt input file that inference must skip
     metrics: tuple[str, ...]  # the per-case metric columns of the evaluation, in order
-    train_args: tuple[str, ...] = ()  # extra overrides that keep the one-epoch training short on a CPU
+    evaluated_cases: Callable[[Path], int]  # how many cases the evaluation of this data covers
+    train_args: tuple[str, ...] = ()  # overrides that keep the one-epoch training short on a CPU
+    infer_args: tuple[str, ...] = ()  # overrides for inference and evaluation, likewise
 
 
 def _skin_lesion_data(root: Path) -> Path:
@@ -25,20 +38,103 @@ def _skin_lesion_data(root: Path) -> Path:
     return root
 
 
+def _test_images(data: Path, inputs: Path) -> list[Path]:
+    cases = json.loads((data / "datalist.json").read_text())["test"]
+    return [Path(shutil.copy(data / case["image"], inputs)) for case in cases]
+
+
+def _test_list_size(data: Path) -> int:
+    return len(json.loads((data / "datalist.json").read_text())["test"])
+
+
+def _png_name(source: Path) -> str:
+    return f"{source.name.split('.')[0]}_seg.png"
+
+
+def _check_png(source: Path, predictions: Path) -> None:
+    with Image.open(source) as image, Image.open(predictions / _png_name(source)) as mask:
+        assert mask.size == image.size, source
+        assert set(mask.getdata()) <= {0, 255}
+
+
+def _ct_data(root: Path) -> Path:
+    generate_demo_ct(root, num_cases=5, num_test=1, shape=(48, 40, 24), spacing=(1.2, 1.2, 2.5), dicom=True)
+    return root
+
+
+def _ct_validation_size(data: Path) -> int:
+    # the bundle evaluates the validation part of its seeded split of the labelled cases
+    labelled = json.loads((data / "dataset.json").read_text())["training"]
+    return len(partition_dataset(labelled, ratios=[0.6, 0.4], shuffle=True, seed=0)[1])
+
+
+def _ct_inputs(data: Path, inputs: Path) -> list[Path]:
+    nifti = Path(shutil.copy(data / "imagesTs" / "demo_005.nii.gz", inputs))
+    series = Path(shutil.copytree(data / "dicomTs" / "demo_005", inputs / "demo_005_dicom"))
+    return [nifti, series]
+
+
+def _nifti_name(source: Path) -> str:
+    return f"{source.name.split('.')[0]}_seg.nii.gz"
+
+
+def _check_ct(source: Path, predictions: Path) -> None:
+    prediction = nib.load(predictions / _nifti_name(source))
+    if source.is_dir():
+        # the DICOM input: same grid as its NIfTI twin, and a DICOM SEG pointing at the series
+        twin = nib.load(source.parent / "demo_005.nii.gz")
+        seg = pydicom.dcmread(predictions / f"{source.name}_seg.dcm")
+        series_uid = pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
+        assert seg.Modality == "SEG"
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    else:
+        twin = nib.load(source)
+    assert prediction.shape == twin.shape
+    np.testing.assert_allclose(prediction.affine, twin.affine, atol=1e-4)
+    assert set(np.unique(np.asarray(prediction.dataobj)).tolist()) <= {0, 1, 2}
+
+
+_CT_METRICS = tuple(
+    f"{metric}{suffix}"
+    for metric in ("val_mean_dice", "val_mean_iou", "val_hd95_mm", "val_nsd")
+    for suffix in ("_pancreas", "_tumour", "")
+)
+
+_PANCREAS_CT = BundleCase(
+    make_data=_ct_data,
+    make_inputs=_ct_inputs,
+    check_prediction=_check_ct,
+    prediction_name=_nifti_name,
+    bad_input_name="corrupt.nii.gz",
+    metrics=_CT_METRICS,
+    evaluated_cases=_ct_validation_size,
+    train_args=("--patch_size", "[32, 32, 32]", "--val_fraction", "0.4"),
+    infer_args=("--patch_size", "[32, 32, 32]"),
+)
+
 # A new bundle gets an entry here; test_bundles.py fails for a bundle without one.
 BUNDLE_CASES: dict[str, BundleCase] = {
     "egeunet_skin_lesion": BundleCase(
         make_data=_skin_lesion_data,
-        output_ext=".png",
+        make_inputs=_test_images,
+        check_prediction=_check_png,
+        prediction_name=_png_name,
         bad_input_name="corrupt.jpg",
         metrics=("val_mean_dice", "val_mean_iou", "val_accuracy", "val_sensitivity", "val_specificity"),
+        evaluated_cases=_test_list_size,
     ),
     # RGB images with a darker blob and its mask stand in for colonoscopy frames
     "unetv2_polyp": BundleCase(
         make_data=_skin_lesion_data,
-        output_ext=".png",
+        make_inputs=_test_images,
+        check_prediction=_check_png,
+        prediction_name=_png_name,
         bad_input_name="corrupt.png",
         metrics=("val_mean_dice", "val_mean_iou", "val_mae"),
+        evaluated_cases=_test_list_size,
         train_args=("--image_size", "[64, 64]"),
     ),
+    "attention_unet_pancreas_ct": _PANCREAS_CT,
+    # the same pipeline with the 3D EGE-UNet
+    "egeunet3d_pancreas_ct": _PANCREAS_CT,
 }

@@ -27,3 +27,17 @@ def test_clear_errors(tmp_path):
         list_cases(tmp_path, input_dir=tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="no image file"):
         list_cases(tmp_path, input_dir=tmp_path)
+
+
+def test_volumes_split_a_multi_series_datalist_image(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import monai_unets.data.datalist as datalist
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "study"}, {"image": "ct.nii.gz"}]}))
+    series = [SimpleNamespace(reference=f"{study}::1.2.{i}") for i in (3, 4)]
+    monkeypatch.setattr(datalist, "split_dicom_series", lambda folder: series)
+    cases = list_cases(tmp_path, volumes=True)
+    assert [c["image"] for c in cases] == [f"{study}::1.2.3", f"{study}::1.2.4", str(tmp_path / "ct.nii.gz")]

@@ -1,0 +1,214 @@
+"""Generate synthetic CT studies of an abdomen-like phantom, in the Medical Segmentation Decathlon layout.
+
+Each case is a CT volume in Hounsfield units (air, an elliptic body, an enhancing "pancreas" blob and a
+hypodense "tumour" inside it) with its label map (0 background, 1 pancreas, 2 tumour). Volumes are stored as
+NIfTI in LPS orientation with anisotropic voxels, i.e. not RAS, so pipelines have to reorient and resample, and
+``--dicom`` also writes each test case as a DICOM CT series, for inference on DICOM. The folder holds
+``dataset.json``, ``imagesTr/``, ``labelsTr/`` and ``imagesTs/`` like an MSD task.
+
+Example::
+
+    monai-unets demo-ct --output-dir data/demo_ct --num-cases 8 --dicom
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .cli import run_tool
+
+__all__ = ["add_arguments", "generate_demo_ct", "lps_geometry_affine", "make_ct_phantom", "run", "write_dicom_series"]
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def make_ct_phantom(
+    shape: Sequence[int] = (64, 56, 40), spacing: Sequence[float] = (0.9, 0.9, 2.5), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One phantom CT volume (HU, int16) and its label map (uint8), both indexed (x, y, z).
+
+    Args:
+        shape: voxels along x (patient left), y (posterior) and z (superior).
+        spacing: voxel size in mm; the blobs are sized in mm, so they keep their physical size.
+        seed: seed of the random placement, sizes and noise.
+
+    Example::
+
+        >>> image, label = make_ct_phantom((32, 32, 16))
+        >>> image.shape, sorted(set(label.ravel().tolist()))
+        ((32, 32, 16), [0, 1, 2])
+    """
+    rng = np.random.default_rng(seed)
+    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    half = [n * s / 2 for n, s in zip(shape, spacing)]
+    image = np.full(shape, -1000.0)
+    body = (x / (0.85 * half[0])) ** 2 + (y / (0.75 * half[1])) ** 2 < 1
+    image[body] = 40.0
+    label = np.zeros(shape, dtype=np.uint8)
+    centre = rng.uniform(-0.3, 0.3, 3) * np.array(half)
+    radii = rng.uniform(0.22, 0.32, 3) * np.array(half)
+    organ = sum(((c - m) / r) ** 2 for c, m, r in zip((x, y, z), centre, radii)) < 1
+    image[organ] = 110.0
+    label[organ] = 1
+    tumour_centre = centre + rng.uniform(-0.3, 0.3, 3) * radii
+    tumour = sum(((c - m) / (0.35 * r)) ** 2 for c, m, r in zip((x, y, z), tumour_centre, radii)) < 1
+    image[tumour & organ] = 30.0
+    label[tumour & organ] = 2
+    image += rng.normal(0, 12, shape)
+    return np.round(image).astype(np.int16), label
+
+
+def lps_geometry_affine(spacing: Sequence[float], origin_lps: Sequence[float], direction_lps: np.ndarray) -> np.ndarray:
+    """The RAS affine (as in NIfTI and MONAI) of a volume with ITK/DICOM geometry (LPS origin and direction)."""
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(direction_lps) @ np.diag(spacing)
+    affine[:3, 3] = origin_lps
+    return LPS_TO_RAS @ affine
+
+
+def write_dicom_series(
+    volume: np.ndarray,
+    folder: str | Path,
+    spacing: Sequence[float],
+    origin_lps: Sequence[float],
+    direction_lps: np.ndarray | None = None,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    description: str = "demo CT",
+) -> Path:
+    """Write an (x, y, z)-indexed HU volume as a DICOM CT series, one file per z slice.
+
+    Args:
+        volume: HU values, indexed (column, row, slice).
+        folder: created if needed.
+        spacing: column, row and slice spacing in mm.
+        origin_lps: patient position (mm, LPS) of the first voxel.
+        direction_lps: 3x3 matrix whose columns are the column, row and slice directions (LPS); identity
+            (axial, head-first supine) by default.
+        series_uid: SeriesInstanceUID (a new one by default).
+        study_uid: StudyInstanceUID (a new one by default).
+        description: SeriesDescription.
+
+    Returns:
+        the series folder.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    direction = np.eye(3) if direction_lps is None else np.asarray(direction_lps, dtype=float)
+    series_uid = series_uid or generate_uid()
+    study_uid = study_uid or generate_uid()
+    frame_uid = generate_uid()
+    for k in range(volume.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Demo^Phantom", "DEMO", "", "O"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "20260101", "000000", "1", "", ""
+        ds.Modality, ds.Manufacturer, ds.SeriesNumber, ds.SeriesDescription = "CT", "monai-unets", 1, description
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+        position = np.asarray(origin_lps, dtype=float) + k * spacing[2] * direction[:, 2]
+        ds.ImagePositionPatient = [round(float(v), 4) for v in position]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]  # between rows, between columns
+        ds.SliceThickness = float(spacing[2])
+        pixels = volume[:, :, k].T  # rows run along y, columns along x
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+        ds.PixelData = (pixels.astype(np.int32) + 1024).astype("<i2").tobytes()
+        ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def generate_demo_ct(
+    output_dir: str | Path,
+    num_cases: int = 8,
+    num_test: int = 2,
+    shape: Sequence[int] = (64, 56, 40),
+    spacing: Sequence[float] = (0.9, 0.9, 2.5),
+    seed: int = 0,
+    dicom: bool = False,
+) -> Path:
+    """Write ``num_cases`` labelled phantoms (imagesTr/labelsTr) and ``num_test`` unlabelled ones (imagesTs).
+
+    Returns:
+        the path of ``dataset.json``.
+
+    Example::
+
+        >>> generate_demo_ct("data/demo_ct", num_cases=4, dicom=True)  # doctest: +SKIP
+        PosixPath('data/demo_ct/dataset.json')
+    """
+    out = Path(output_dir)
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    origin = np.array([-(shape[0] - 1) * spacing[0] / 2, -(shape[1] - 1) * spacing[1] / 2, 100.0])
+    affine = lps_geometry_affine(spacing, origin, np.eye(3))
+    training, test = [], []
+    for i in range(num_cases + num_test):
+        image, label = make_ct_phantom(shape, spacing, seed=seed * 1000 + i)
+        name = f"demo_{i:03d}.nii.gz"
+        if i < num_cases:
+            nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / name)
+            nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / name)
+            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+        else:
+            nib.save(nib.Nifti1Image(image, affine), out / "imagesTs" / name)
+            test.append(f"./imagesTs/{name}")
+            if dicom:
+                write_dicom_series(image, out / "dicomTs" / f"demo_{i:03d}", spacing, origin)
+    dataset = {
+        "name": "DemoCT",
+        "description": "synthetic abdomen-like CT phantoms",
+        "modality": {"0": "CT"},
+        "labels": {"0": "background", "1": "pancreas", "2": "cancer"},
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": training,
+        "test": test,
+    }
+    path = out / "dataset.json"
+    path.write_text(json.dumps(dataset, indent=2))
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-dir", default="demo_ct", metavar="DIR", help="folder to write (default: %(default)s)")
+    parser.add_argument("--num-cases", type=int, default=8, help="labelled cases (default: %(default)s)")
+    parser.add_argument("--num-test", type=int, default=2, help="unlabelled test cases (default: %(default)s)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[64, 56, 40], help="voxels (default: %(default)s)")
+    parser.add_argument("--spacing", type=float, nargs=3, default=[0.9, 0.9, 2.5], help="mm (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--dicom", action="store_true", help="also write each test case as a DICOM series")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = generate_demo_ct(args.output_dir, args.num_cases, args.num_test, args.shape, args.spacing, args.seed, args.dicom)
+    print(f"{path}: {args.num_cases} labelled and {args.num_test} test CT phantoms")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool as ``python -m monai_unets.scripts.demo_ct``; returns the exit status."""
+    return run_tool(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

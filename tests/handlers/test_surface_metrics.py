@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.metrics import HausdorffDistanceMetric
+
+from monai_unets.handlers import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
+
+
+def _pair(spacing=(1.0, 1.0, 2.5)):
+    """Two one-hot binary volumes whose boxes differ by 2 slices along the last axis."""
+    pred = torch.zeros(1, 2, 10, 10, 12)
+    label = torch.zeros(1, 2, 10, 10, 12)
+    pred[0, 1, 3:7, 3:7, 3:7] = 1
+    label[0, 1, 3:7, 3:7, 3:9] = 1
+    pred[0, 0] = 1 - pred[0, 1]
+    label[0, 0] = 1 - label[0, 1]
+    affine = torch.diag(torch.tensor([*spacing, 1.0]))
+    return MetaTensor(pred, affine=affine), MetaTensor(label, affine=affine)
+
+
+def test_spacing_from_affine():
+    _, label = _pair((0.8, 0.7, 2.5))
+    assert voxel_spacing(label) == pytest.approx([0.8, 0.7, 2.5])
+    assert voxel_spacing(torch.zeros(1, 1, 2, 2)) is None
+
+
+def test_hausdorff_in_millimetres():
+    pred, label = _pair()
+    voxels = HausdorffDistanceMetric(include_background=False)(pred, label)
+    millimetres = SpacedHausdorffDistanceMetric(include_background=False)(pred, label)
+    assert voxels.item() == pytest.approx(2.0)  # two slices
+    assert millimetres.item() == pytest.approx(5.0)  # of 2.5 mm
+
+
+def test_surface_dice_tolerance_in_millimetres():
+    pred, label = _pair()
+    # a 5 mm shift is inside a 5 mm tolerance but outside a 2 mm one
+    assert SpacedSurfaceDiceMetric([5.0], include_background=False)(pred, label).item() == pytest.approx(1.0)
+    assert SpacedSurfaceDiceMetric([2.0], include_background=False)(pred, label).item() < 1.0
