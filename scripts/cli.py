@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "quickstart": ".quickstart",
     "prepare-polyp": ".prepare_polyp",
     "model-table": ".model_table",
+    "benchmark": ".benchmark",
 }
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from .io import SaveDicomSeg, SaveDicomSegd, SaveDicomSegD, SaveDicomSegDict
 from .label import BinarizeLabel, BinarizeLabeld, BinarizeLabelD, BinarizeLabelDict
+from .spatial import ResampleSpacingd, ResampleSpacingD, ResampleSpacingDict
 
 __all__ = [
     "BinarizeLabel",
     "BinarizeLabeld",
     "BinarizeLabelD",
     "BinarizeLabelDict",
+    "ResampleSpacingd",
+    "ResampleSpacingD",
+    "ResampleSpacingDict",
     "SaveDicomSeg",
     "SaveDicomSegd",
     "SaveDicomSegD",

@@ -202,3 +202,36 @@ def test_ckpt_export_reloads_to_the_same_outputs(trained):
     x = torch.rand(1, image["num_channels"], *[int(s) for s in image["spatial_shape"]])
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x))
+
+
+# float32 kernels differ between runtimes; relative to the output's range
+ONNX_TOLERANCE = 1e-4
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_onnx_export_matches_eager(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from monai.bundle import onnx_export
+
+    configs = _configs(bundle_dir(name))
+    net = _network(bundle_dir(name)).eval()
+    weights = tmp_path / "model.pt"
+    torch.save(net.state_dict(), weights)
+    image = json.loads((configs / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
+    shape = [1, image["num_channels"], *[int(s) for s in image["spatial_shape"]]]
+    exported = tmp_path / "model.onnx"
+    onnx_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(weights),
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.yaml"),
+        input_shape=shape,
+    )
+    x = torch.rand(*shape)
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        eager = net(x).numpy()
+    assert onnx_out.shape == eager.shape
+    assert abs(onnx_out - eager).max() <= ONNX_TOLERANCE * max(1.0, abs(eager).max())
