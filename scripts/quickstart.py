@@ -81,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
         _bundle_command(
             bundle,
             train,
-            {**common, "max_epochs": args.epochs, "val_interval": args.val_interval, "batch_size": args.batch_size},
+            {
+                **common,
+                "max_epochs": args.epochs,
+                # the best checkpoint is saved at validation: validate at least once, at the last epoch
+                "val_interval": min(args.val_interval, args.epochs),
+                "batch_size": args.batch_size,
+            },
         ),
     )
     predictions = out / "predictions"
