@@ -17,7 +17,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
-from monai_unets.bundles import bundle_dir, list_bundles
+from monai_unets.bundles import BUNDLES_DIR, bundle_dir, list_bundles
 from tests.bundles.conftest import BUNDLE_CASES
 from tests.conftest import SCHEMA_DIR
 
@@ -38,8 +38,11 @@ def _run_bundle(bundle: Path, configs: list[str], *args: str, run_id: str | None
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
 
 
-def test_every_bundle_has_a_test_case():
-    assert BUNDLES, "no bundle found"
+def test_every_bundle_folder_is_a_bundle_with_a_test_case():
+    folders = sorted(p.name for p in BUNDLES_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    assert folders, "no bundle found"
+    # a folder without configs/metadata.json would otherwise escape every check below
+    assert folders == BUNDLES
     assert sorted(BUNDLE_CASES) == BUNDLES
 
 
