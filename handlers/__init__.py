@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from .case_metrics import CaseMetricsWriter
 from .gradient_clipping import GradientClipping
+from .validation import FinalValidationHandler
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 
 __all__ = [
     "CaseMetricsWriter",
+    "FinalValidationHandler",
     "GradientClipping",
     "SpacedHausdorffDistanceMetric",
     "SpacedSurfaceDiceMetric",
