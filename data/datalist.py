@@ -13,7 +13,20 @@ from .medical_io import list_medical_cases, split_dicom_series
 __all__ = ["IMAGE_SUFFIXES", "list_cases"]
 
 # Files that one image can be read from; a DICOM series is a folder and is not listed here.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".mha",
+    ".mhd",
+    ".dcm",
+)
 
 
 def _has_image_suffix(path: Path, suffixes: Sequence[str]) -> bool:

@@ -166,8 +166,15 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
         except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
             continue  # DICOMDIR leftovers, text files, thumbnails: ITK skips them as well
         # only slices that place themselves in space can be matched to the label map
-        required = ("SeriesInstanceUID", "SOPInstanceUID", "ImagePositionPatient", "ImageOrientationPatient",
-                    "PixelSpacing", "Rows", "Columns")
+        required = (
+            "SeriesInstanceUID",
+            "SOPInstanceUID",
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "Rows",
+            "Columns",
+        )
         if all(hasattr(ds, name) for name in required):
             series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
     if series_uid is not None:
@@ -288,8 +295,11 @@ def _frames_on_source_slices(
         start, col_step, row_step = (np.round(v).astype(np.int64) for v in (start, col_step, row_step))
         col_axis, row_axis = np.flatnonzero(col_step), np.flatnonzero(row_step)
         if (
-            len(col_axis) != 1 or len(row_axis) != 1 or col_axis[0] == row_axis[0]
-            or abs(col_step[col_axis[0]]) != 1 or abs(row_step[row_axis[0]]) != 1
+            len(col_axis) != 1
+            or len(row_axis) != 1
+            or col_axis[0] == row_axis[0]
+            or abs(col_step[col_axis[0]]) != 1
+            or abs(row_step[row_axis[0]]) != 1
         ):
             raise ValueError(mismatch)
         last = start + (rows - 1) * row_step + (cols - 1) * col_step

@@ -289,9 +289,7 @@ def _label(path: str, header: Any) -> str:
     return f"{Path(path).name} (instance {number})" if number not in (None, "") else Path(path).name
 
 
-def validate_dicom_series(
-    series: DicomSeries, missing_factor: float = 1.5, spacing_tolerance: float = 0.01
-) -> None:
+def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spacing_tolerance: float = 0.01) -> None:
     """Checks that a DICOM series forms one regular 3D volume, so that its geometry can be trusted.
 
     For a series of single-frame files: every file has ImagePositionPatient, ImageOrientationPatient and

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .case_metrics import CaseMetricsWriter
 from .gradient_clipping import GradientClipping
-from .validation import FinalValidationHandler
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
+from .validation import FinalValidationHandler
 
 __all__ = [
     "CaseMetricsWriter",

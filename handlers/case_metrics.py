@@ -71,7 +71,9 @@ class CaseMetricsWriter:
         self._cases = []
 
     def _collect_cases(self, engine: Engine) -> None:
-        self._cases.extend(str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, "")) for meta in self.batch_transform(engine.state.batch))
+        self._cases.extend(
+            str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, "")) for meta in self.batch_transform(engine.state.batch)
+        )
 
     def _columns(self, engine: Engine) -> dict[str, list[float]]:
         columns: dict[str, list[float]] = {}
@@ -112,7 +114,13 @@ class CaseMetricsWriter:
                 stats = _summary([v for v in columns[name] if not math.isnan(v)])
                 writer.writerow([name] + [f"{v:.6f}" for v in stats[:-1]] + [int(stats[-1])])
                 lines.append(f"{name:<24}" + "".join(f"{v:9.4f}" for v in stats[:-1]) + f"{int(stats[-1]):7d}")
-        logger.info("per-case metrics of %d cases:\n%s\nwritten to %s and %s", len(self._cases), "\n".join(lines), per_case, summary)
+        logger.info(
+            "per-case metrics of %d cases:\n%s\nwritten to %s and %s",
+            len(self._cases),
+            "\n".join(lines),
+            per_case,
+            summary,
+        )
 
 
 def _summary(values: list[float]) -> tuple[float, ...]:

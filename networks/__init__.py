@@ -18,7 +18,7 @@ from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
 from .losses import DeepSupervisedDiceCELoss
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
-from .unetv2 import UNetV2, UNetV2ConvEncoder, UnetV2
+from .unetv2 import UNetV2, UnetV2, UNetV2ConvEncoder
 from .utils import count_macs, count_parameters
 
 __all__ = [

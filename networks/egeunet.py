@@ -69,7 +69,9 @@ class EGEUNet(nn.Module):
         if len(channels) != 6:
             raise ValueError(f"channels must have 6 stage widths, got {tuple(channels)}.")
         if any(c % 4 for c in channels):
-            raise ValueError(f"every width in channels must be divisible by 4 (GroupNorm groups), got {tuple(channels)}.")
+            raise ValueError(
+                f"every width in channels must be divisible by 4 (GroupNorm groups), got {tuple(channels)}."
+            )
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         self.spatial_dims = spatial_dims
@@ -97,7 +99,9 @@ class EGEUNet(nn.Module):
         mask_channels = out_channels if deep_supervision else 0
         self.decoders = nn.ModuleList()
         for level in reversed(range(5)):  # level 4 (coarsest skip) up to level 0
-            op = GHPA(spatial_dims, c[level + 1], c[level]) if level >= 2 else conv(c[level + 1], c[level], 3, padding=1)
+            op = (
+                GHPA(spatial_dims, c[level + 1], c[level]) if level >= 2 else conv(c[level + 1], c[level], 3, padding=1)
+            )
             self.decoders.append(
                 _DecoderStage(
                     op=op,

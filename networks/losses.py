@@ -74,7 +74,8 @@ class DeepSupervisedDiceCELoss(nn.Module):
         first = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
         if not self.multiclass and first.shape[1] != 1:
             raise ValueError(
-                f"binary mode expects one output channel, got {first.shape[1]}; use multiclass=True for softmax outputs."
+                f"binary mode expects one output channel, got {first.shape[1]}; "
+                "use multiclass=True for softmax outputs."
             )
         if isinstance(outputs, (list, tuple)) and len(outputs) > len(self.loss.weights):
             raise ValueError(f"got {len(outputs)} outputs but only {len(self.loss.weights)} weights.")

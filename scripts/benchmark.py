@@ -22,7 +22,6 @@ import time
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
-
 from monai_unets.bundles import bundle_dir
 
 from .cli import run_tool
@@ -111,7 +110,9 @@ def benchmark_sliding_window(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", default="attention_unet_pancreas_ct", help="bundle name (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs="+", default=[512, 512, 300], help="volume size (default: %(default)s)")
+    parser.add_argument(
+        "--shape", type=int, nargs="+", default=[512, 512, 300], help="volume size (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="device of the windows (default: %(default)s)")
     parser.add_argument("--stitch-device", default=None, help="device of the whole-volume output (default: --device)")
     parser.add_argument("--overlap", type=float, default=None, help="window overlap (default: the bundle's)")

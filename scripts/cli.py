@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args.command
         'demo-data'
     """
-    parser = argparse.ArgumentParser(prog="monai-unets", description="Tools of monai_unets: data preparation and the bundle quick start.")
+    parser = argparse.ArgumentParser(
+        prog="monai-unets", description="Tools of monai_unets: data preparation and the bundle quick start."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {monai_unets.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():

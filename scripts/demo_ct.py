@@ -119,7 +119,13 @@ def write_dicom_series(
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Demo^Phantom", "DEMO", "", "O"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "20260101", "000000", "1", "", ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = (
+            "20260101",
+            "000000",
+            "1",
+            "",
+            "",
+        )
         ds.Modality, ds.Manufacturer, ds.SeriesNumber, ds.SeriesDescription = "CT", "monai-unets", 1, description
         ds.InstanceNumber = k + 1
         ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
@@ -200,7 +206,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = generate_demo_ct(args.output_dir, args.num_cases, args.num_test, args.shape, args.spacing, args.seed, args.dicom)
+    path = generate_demo_ct(
+        args.output_dir, args.num_cases, args.num_test, args.shape, args.spacing, args.seed, args.dicom
+    )
     print(f"{path}: {args.num_cases} labelled and {args.num_test} test CT phantoms")
     return 0
 

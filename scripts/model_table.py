@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
-
 from monai_unets.networks import AttentionGateUNet, ClassicUNet, EGEUNet, UNetV2, count_macs, count_parameters
+from torch import nn
 
 from .cli import run_tool
 
@@ -51,7 +50,9 @@ MODEL_ROWS: tuple[ModelRow, ...] = (
         lambda: ClassicUNet(2, 1, 1, padding="valid"),
         (1, 1, 572, 572),
     ),
-    ModelRow("ClassicUNet", "Ronneberger et al., MICCAI 2015", "2D, 3 -> 1", lambda: ClassicUNet(2, 3, 1), (1, 3, 256, 256)),
+    ModelRow(
+        "ClassicUNet", "Ronneberger et al., MICCAI 2015", "2D, 3 -> 1", lambda: ClassicUNet(2, 3, 1), (1, 3, 256, 256)
+    ),
     ModelRow(
         "AttentionGateUNet",
         "Oktay et al., MIDL 2018",
@@ -59,8 +60,16 @@ MODEL_ROWS: tuple[ModelRow, ...] = (
         lambda: AttentionGateUNet(3, 1, 2),
         (1, 1, 96, 96, 96),
     ),
-    ModelRow("AttentionGateUNet", "Oktay et al., MIDL 2018", "2D, 3 -> 1", lambda: AttentionGateUNet(2, 3, 1), (1, 3, 256, 256)),
-    ModelRow("UNetV2", "Peng et al., arXiv 2311.17791", "2D, 3 -> 1, PVTv2-b2", lambda: UNetV2(2, 3, 1), (1, 3, 352, 352)),
+    ModelRow(
+        "AttentionGateUNet",
+        "Oktay et al., MIDL 2018",
+        "2D, 3 -> 1",
+        lambda: AttentionGateUNet(2, 3, 1),
+        (1, 3, 256, 256),
+    ),
+    ModelRow(
+        "UNetV2", "Peng et al., arXiv 2311.17791", "2D, 3 -> 1, PVTv2-b2", lambda: UNetV2(2, 3, 1), (1, 3, 352, 352)
+    ),
     ModelRow(
         "UNetV2",
         "Peng et al., arXiv 2311.17791",
@@ -86,7 +95,9 @@ def model_table(rows: tuple[ModelRow, ...] = MODEL_ROWS) -> str:
         net = row.build()
         shape = "x".join(str(s) for s in row.input_shape)
         macs = count_macs(net, row.input_shape) / 1e9
-        lines.append(f"| `{row.name}` | {row.paper} | {row.config} | {count_parameters(net):,} | {shape} | {macs:,.3f} |")
+        lines.append(
+            f"| `{row.name}` | {row.paper} | {row.config} | {count_parameters(net):,} | {shape} | {macs:,.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -115,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
     updated = _replace_table(text, table, path)
     if args.check:
         if updated != text:
-            print(f"{path}: the model table is out of date; run `monai-unets model-table --write {path}`.", file=sys.stderr)
+            print(
+                f"{path}: the model table is out of date; run `monai-unets model-table --write {path}`.",
+                file=sys.stderr,
+            )
             return 1
         return 0
     path.write_text(updated)

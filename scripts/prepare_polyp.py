@@ -301,9 +301,7 @@ def prepare_polyp(
         val_fraction,
         seed,
     )
-    parts = " + ".join(
-        f"{dataset.name} {requested[dataset.dataset]} of {len(dataset.pairs)}" for dataset in found
-    )
+    parts = " + ".join(f"{dataset.name} {requested[dataset.dataset]} of {len(dataset.pairs)}" for dataset in found)
     validation = "the test list" if val_fraction == 0 else f"{val_fraction:g} of each dataset's training pairs"
     path = write_datalist(
         splits,

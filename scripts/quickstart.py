@@ -93,12 +93,16 @@ def run(args: argparse.Namespace) -> int:
     predictions = out / "predictions"
     _run("inference", _bundle_command(bundle, [str(configs / "inference.yaml")], {**common, "output_dir": predictions}))
     eval_dir = out / "evaluation"
-    _run("evaluation", _bundle_command(bundle, train + [str(configs / "evaluate.yaml")], {**common, "eval_dir": eval_dir}))
+    _run(
+        "evaluation",
+        _bundle_command(bundle, train + [str(configs / "evaluate.yaml")], {**common, "eval_dir": eval_dir}),
+    )
 
     print("\n== results")
     with open(eval_dir / "metrics_summary.csv", newline="") as f:
         for row in csv.DictReader(f):
-            print(f"{row['metric']:<20} mean {float(row['mean']):.4f}  (std {float(row['std']):.4f}, {row['cases']} cases)")
+            mean, std = float(row["mean"]), float(row["std"])
+            print(f"{row['metric']:<20} mean {mean:.4f}  (std {std:.4f}, {row['cases']} cases)")
     print(f"\nweights:       {bundle / 'models' / 'model.pt'}")
     print(f"training logs: {bundle / 'logs'}  (tensorboard --logdir {bundle / 'logs'})")
     print(f"test masks:    {predictions}  (one PNG per test image, at the image's size)")

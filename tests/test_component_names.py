@@ -6,13 +6,11 @@ import inspect
 import pkgutil
 
 import monai
+import monai_unets
 import pytest
 from monai.bundle import ConfigParser
 from monai.bundle.config_item import ComponentLocator
 from monai.utils import load_submodules
-
-import monai_unets
-
 
 # command-line modules share the entry-point names `main`/`run`; a bundle never imports them
 CLI_PACKAGE = "monai_unets.scripts"
@@ -31,7 +29,10 @@ def test_importing_the_package_leaves_the_command_line_modules_out():
     import sys
 
     code = "import sys, monai_unets; print(any(m.startswith('%s') for m in sys.modules))" % CLI_PACKAGE
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 def _our_public_names() -> dict[str, str]:
@@ -39,7 +40,11 @@ def _our_public_names() -> dict[str, str]:
     for modname in _our_modules():
         module = __import__(modname, fromlist=["_"])
         for name, obj in inspect.getmembers(module):
-            if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == modname and not name.startswith("_"):
+            if (
+                (inspect.isclass(obj) or inspect.isfunction(obj))
+                and obj.__module__ == modname
+                and not name.startswith("_")
+            ):
                 names[name] = modname
     return names
 
@@ -61,7 +66,11 @@ def test_no_name_clashes_with_monai_or_between_our_modules(locator):
     assert not clashes, f"names defined in several modules (ambiguous `_target_`): {clashes}"
 
 
-EXPORTED = sorted(n for n in monai_unets.__all__ if inspect.isclass(getattr(monai_unets, n)) or inspect.isfunction(getattr(monai_unets, n)))
+EXPORTED = sorted(
+    n
+    for n in monai_unets.__all__
+    if inspect.isclass(getattr(monai_unets, n)) or inspect.isfunction(getattr(monai_unets, n))
+)
 
 
 @pytest.mark.parametrize("name", EXPORTED)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .io import SaveDicomSeg, SaveDicomSegd, SaveDicomSegD, SaveDicomSegDict
-from .label import BinarizeLabel, BinarizeLabeld, BinarizeLabelD, BinarizeLabelDict
-from .spatial import ResampleSpacingd, ResampleSpacingD, ResampleSpacingDict
+from .io import SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict
+from .label import BinarizeLabel, BinarizeLabelD, BinarizeLabeld, BinarizeLabelDict
+from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict
 
 __all__ = [
     "BinarizeLabel",

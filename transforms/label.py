@@ -6,8 +6,8 @@ from collections.abc import Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, Transform
 from monai.data import get_track_meta
+from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor
 
 __all__ = ["BinarizeLabel", "BinarizeLabeld", "BinarizeLabelD", "BinarizeLabelDict"]

@@ -66,7 +66,9 @@ class GAB(nn.Module):
 
     def forward(self, x_high: torch.Tensor, x_low: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if (mask is None) != (self.mask_channels == 0):
-            raise ValueError("this GAB was built for " + str(self.mask_channels) + " mask channels; pass a mask exactly then")
+            raise ValueError(
+                "this GAB was built for " + str(self.mask_channels) + " mask channels; pass a mask exactly then"
+            )
         x_high = resize_to(self.pre_project(x_high), x_low.shape[2:])
         highs = torch.split(x_high, self.sizes, dim=1)
         lows = torch.split(x_low, self.sizes, dim=1)

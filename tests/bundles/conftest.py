@@ -12,10 +12,9 @@ import nibabel as nib
 import numpy as np
 import pydicom
 from monai.data import partition_dataset
-from PIL import Image
-
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
+from PIL import Image
 
 
 @dataclass(frozen=True)

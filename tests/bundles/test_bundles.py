@@ -6,8 +6,8 @@ The end-to-end runs use the commands of the bundles' docs (``python -m monai.bun
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, list_bundles
+
 from tests.bundles.conftest import BUNDLE_CASES
 from tests.conftest import SCHEMA_DIR
 
@@ -63,7 +63,12 @@ def test_layout_and_model_zoo_rules(name):
     assert not big, f"files over 25 MB must be listed in large_files.yml instead: {big}"
     meta = json.loads((_configs(bundle) / "metadata.json").read_text())
     assert meta["version"] in meta["changelog"]
-    pins = [meta["monai_version"], meta["pytorch_version"], meta["numpy_version"], *meta["required_packages_version"].values()]
+    pins = [
+        meta["monai_version"],
+        meta["pytorch_version"],
+        meta["numpy_version"],
+        *meta["required_packages_version"].values(),
+    ]
     assert all("+" not in v and v[0].isdigit() for v in pins), pins
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow
-
 from monai_unets.bundles import bundle_dir
 from monai_unets.scripts.demo_ct import generate_demo_ct, make_ct_phantom
 

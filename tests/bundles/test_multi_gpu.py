@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from monai_unets.bundles import bundle_dir, list_bundles
 from monai_unets.scripts.demo_data import generate_demo_dataset
+
 from tests.bundles.conftest import BUNDLE_CASES
 
 

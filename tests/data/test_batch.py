@@ -7,7 +7,6 @@ import torch
 from monai.data import DataLoader, Dataset, MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.utils import set_determinism
-
 from monai_unets.data.batch import MultiScaleBatch
 
 

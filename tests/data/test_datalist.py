@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from monai_unets.data import list_cases
 
 

@@ -5,9 +5,8 @@ import csv
 import numpy as np
 from monai.data import DataLoader
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
-from PIL import Image
-
 from monai_unets.data import SkipFailedCasesDataset, describe_error
+from PIL import Image
 
 
 def _cases(tmp_path):
@@ -26,7 +25,12 @@ def _cases(tmp_path):
 
 
 def _transform():
-    return Compose([LoadImaged("image", reader="PILReader", image_only=True), EnsureChannelFirstd("image", channel_dim="no_channel")])
+    return Compose(
+        [
+            LoadImaged("image", reader="PILReader", image_only=True),
+            EnsureChannelFirstd("image", channel_dim="no_channel"),
+        ]
+    )
 
 
 def test_bad_cases_are_reported_and_good_ones_processed(tmp_path):

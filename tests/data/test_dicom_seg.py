@@ -17,10 +17,9 @@ from monai.transforms import (
     Orientationd,
     Spacingd,
 )
+from monai_unets.data.dicom_seg import write_dicom_seg
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-from monai_unets.data.dicom_seg import write_dicom_seg
 
 LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
 BOX, SUB_BOX = 300, 800  # HU of the organ box and of the lesion inside it
@@ -163,19 +162,23 @@ def test_plain_array_uses_the_reader_geometry_and_absent_labels_are_renumbered(t
 
 def test_prediction_inverted_from_a_resampled_space_is_accepted(tmp_path):
     write_ct_series(tmp_path / "ct", ORIENTATIONS["oblique"])
-    pre = Compose([
-        LoadImaged("image", image_only=True),
-        EnsureChannelFirstd("image"),
-        Orientationd("image", axcodes="RAS"),
-        Spacingd("image", pixdim=(1.0, 1.0, 1.0)),
-    ])
+    pre = Compose(
+        [
+            LoadImaged("image", image_only=True),
+            EnsureChannelFirstd("image"),
+            Orientationd("image", axcodes="RAS"),
+            Spacingd("image", pixdim=(1.0, 1.0, 1.0)),
+        ]
+    )
     data = pre({"image": str(tmp_path / "ct")})
     image = data["image"]
     data["pred"] = torch.cat([image < BOX, (image >= BOX) & (image < SUB_BOX), image >= SUB_BOX]).float()
-    post = Compose([
-        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True),
-        AsDiscreted("pred", argmax=True),
-    ])
+    post = Compose(
+        [
+            Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True),
+            AsDiscreted("pred", argmax=True),
+        ]
+    )
     pred = post(data)["pred"]
     assert pred.shape[1:] == (10, 12, 7)
     seg = segread(write_dicom_seg(pred, pred.meta["filename_or_obj"], tmp_path / "seg.dcm", LABELS))

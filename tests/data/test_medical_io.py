@@ -14,9 +14,6 @@ import pytest
 import SimpleITK as sitk
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
 from monai_unets.data import SkipFailedCasesDataset
 from monai_unets.data.medical_io import (
     MedicalImageReader,
@@ -25,6 +22,8 @@ from monai_unets.data.medical_io import (
     series_reference,
     split_dicom_series,
 )
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 # The phantom, in LPS (DICOM/ITK) terms: a sagittal stack whose axes run to P, I and L, i.e. neither RAS nor
 # right-handed, with anisotropic spacing and an off-centre origin. Slices along +L are *against* the DICOM slice

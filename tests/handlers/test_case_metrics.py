@@ -6,7 +6,6 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
-
 from monai_unets.handlers import CaseMetricsWriter
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.engines import SupervisedTrainer
-
 from monai_unets.handlers import GradientClipping
 
 
@@ -17,7 +16,9 @@ class _Recorder:
     def attach(self, engine):
         from monai.engines.utils import IterationEvents
 
-        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, lambda e: self.grads.append(self.params[0].grad.clone()))
+        engine.add_event_handler(
+            IterationEvents.BACKWARD_COMPLETED, lambda e: self.grads.append(self.params[0].grad.clone())
+        )
 
 
 def _trainer(handlers):

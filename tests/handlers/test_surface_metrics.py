@@ -4,7 +4,6 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.metrics import HausdorffDistanceMetric
-
 from monai_unets.handlers import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 from ignite.engine import Engine
-
 from monai_unets.handlers import FinalValidationHandler
 
 

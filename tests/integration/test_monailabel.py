@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
-from PIL import Image
-
 from monai_unets.bundles import bundle_dir
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
+from PIL import Image
+
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.monailabel
@@ -59,7 +59,11 @@ def monailabel_env(tmp_path_factory) -> Path:
     if not (env / "bin" / "monailabel").exists():
         _run([sys.executable, "-m", "venv", str(env)])
         torch_version = torch.__version__.split("+")[0]
-        packages = [f"torch=={torch_version}", f"torchvision=={_torchvision_for(torch_version)}", *MONAILABEL_REQUIREMENTS]
+        packages = [
+            f"torch=={torch_version}",
+            f"torchvision=={_torchvision_for(torch_version)}",
+            *MONAILABEL_REQUIREMENTS,
+        ]
         # MONAI Label imports torchvision, whose registry build only loads with the registry's torch build: ignore
         # any local pip configuration (such as a folder of CPU-only torch wheels) that would pair it with another
         _run([str(python), "-m", "pip", "install", "--isolated", "-q", *packages, str(REPO_ROOT)], timeout=3600)

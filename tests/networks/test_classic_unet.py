@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from monai_unets.networks.classic_unet import ClassicUNet, ClassicUnet
 from monai_unets.networks.utils import count_parameters
 

@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 import torch
-
 from monai_unets.networks import EGEUNet, count_macs, count_parameters
+
 from tests.conftest import assert_all_grads
 
 SHAPES_2D = [(64, 64), (200, 200), (256, 192), (97, 131), (33, 250)]
@@ -87,7 +87,9 @@ def test_input_too_small_is_a_clear_error():
         net(torch.randn(1, 3, 31, 64))
 
 
-@pytest.mark.parametrize("kwargs", [{"channels": (8, 16, 24)}, {"channels": (8, 16, 24, 32, 48, 66)}, {"spatial_dims": 1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"channels": (8, 16, 24)}, {"channels": (8, 16, 24, 32, 48, 66)}, {"spatial_dims": 1}]
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         EGEUNet(**kwargs)

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from monai_unets.networks import DeepSupervisedDiceCELoss
 
 LOGITS = torch.tensor([[[[0.0, 2.0], [-1.0, 1.0]]]])

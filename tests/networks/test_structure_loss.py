@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from monai_unets.networks.structure_loss import DeepSupervisedStructureLoss, StructureLoss
 
 
@@ -18,7 +17,9 @@ def _expected_2d(logits: list[list[float]], mask: list[list[float]], kernel: int
     def pooled(i: int, j: int) -> float:
         # zero padding counts in the average, so the divisor is always kernel ** 2
         total = sum(
-            mask[a][b] for a in range(i - half, i + half + 1) for b in range(j - half, j + half + 1)
+            mask[a][b]
+            for a in range(i - half, i + half + 1)
+            for b in range(j - half, j + half + 1)
             if 0 <= a < rows and 0 <= b < cols
         )
         return total / kernel**2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from monai_unets.networks.blocks.pvt import PVTv2Encoder
 from monai_unets.networks.unetv2 import UNetV2, UNetV2ConvEncoder
 from monai_unets.networks.utils import count_parameters

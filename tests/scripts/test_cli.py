@@ -9,12 +9,11 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import monai_unets
 import numpy as np
 import pytest
-from PIL import Image
-
-import monai_unets
 from monai_unets.scripts.cli import COMMANDS, main
+from PIL import Image
 
 
 def make_isic_folders(root: Path, count: int) -> tuple[Path, Path]:

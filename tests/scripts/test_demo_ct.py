@@ -6,7 +6,6 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
-
 from monai_unets.data.medical_io import MedicalImageReader
 from monai_unets.scripts.demo_ct import generate_demo_ct, make_ct_phantom
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
-from PIL import Image
-
 from monai_unets.scripts.demo_data import generate_demo_dataset, make_demo_sample
+from PIL import Image
 
 NUM_IMAGES = 12
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from monai_unets.scripts import model_table
+
 from tests.conftest import REPO_ROOT
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
-from PIL import Image
-
 from monai_unets.scripts.datalist import LabelledImage, split_train_val_test
 from monai_unets.scripts.prepare_isic import find_isic_pairs, prepare_isic
+from PIL import Image
 
 
 def _isic_id(number: int) -> str:
@@ -74,9 +73,7 @@ def test_pairs_isic2018_by_id_and_reports_unpaired(tmp_path: Path, caplog: pytes
     assert "1 masks without image" in caplog.text and "ISIC_0000009_segmentation.png" in caplog.text
 
 
-def test_pairs_isic2017_folders_ignoring_superpixels_and_csv(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_pairs_isic2017_folders_ignoring_superpixels_and_csv(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     train_images, train_masks = make_isic2017(tmp_path, "Training", range(0, 8))
     val_images, val_masks = make_isic2017(tmp_path, "Validation", range(8, 11))
     with caplog.at_level(logging.WARNING):

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
-from PIL import Image
-
 from monai_unets.scripts import cli
 from monai_unets.scripts.datalist import LabelledImage, split_by_count
 from monai_unets.scripts.prepare_polyp import find_clinicdb_pairs, find_kvasir_pairs, prepare_polyp
+from PIL import Image
 
 KEYS = ("training", "validation", "test")
 
@@ -101,8 +100,9 @@ def test_one_dataset_alone(tmp_path: Path) -> None:
     kvasir = make_kvasir(tmp_path, range(20))
     alone = json.loads(prepare_polyp(tmp_path / "k.json", kvasir=kvasir, kvasir_train=15).path.read_text())
     both = json.loads(
-        prepare_polyp(tmp_path / "b.json", kvasir=kvasir, clinicdb=clinicdb, kvasir_train=15, clinicdb_train=8)
-        .path.read_text()
+        prepare_polyp(
+            tmp_path / "b.json", kvasir=kvasir, clinicdb=clinicdb, kvasir_train=15, clinicdb_train=8
+        ).path.read_text()
     )
     # Each dataset is split on its own, so adding ClinicDB leaves the Kvasir split unchanged.
     for key in KEYS:

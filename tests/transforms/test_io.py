@@ -9,10 +9,9 @@ import numpy as np
 import torch
 from highdicom.seg import segread
 from monai.transforms import EnsureChannelFirstd, LoadImaged
+from monai_unets.transforms.io import SaveDicomSeg, SaveDicomSegd
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-from monai_unets.transforms.io import SaveDicomSeg, SaveDicomSegd
 
 LABELS = {1: "pancreas", 2: "tumour"}
 

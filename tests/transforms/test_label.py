@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-
 from monai_unets.transforms import BinarizeLabel, BinarizeLabeld
 
 

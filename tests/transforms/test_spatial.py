@@ -4,7 +4,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Spacingd
-
 from monai_unets.transforms import ResampleSpacingd
 
 
@@ -18,7 +17,11 @@ def study(tmp_path):
 
 def _pipeline(spacing_transform):
     return Compose(
-        [LoadImaged("image", image_only=True), EnsureChannelFirstd("image"), spacing_transform("image", pixdim=(1.6, 1.6, 2.5))]
+        [
+            LoadImaged("image", image_only=True),
+            EnsureChannelFirstd("image"),
+            spacing_transform("image", pixdim=(1.6, 1.6, 2.5)),
+        ]
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from monai_unets.networks.blocks.attention import AttentionGate, SelfAttentionBlock
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from monai_unets.networks.blocks.conv import DoubleConv, center_crop_to, center_pad_to, match_size
 
 

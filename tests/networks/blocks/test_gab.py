@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from monai_unets.networks import GAB, count_parameters
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from monai_unets.networks import GHPA, count_parameters
 from monai_unets.networks.blocks.ghpa import split_sizes
 

@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-
 from monai_unets.networks.blocks.pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from monai_unets.networks.utils import count_parameters
 
@@ -75,9 +74,7 @@ def test_random_init(encoder):
     assert encoder.block3[0].mlp.dwconv.dwconv.weight.std().item() == pytest.approx((2 / 9) ** 0.5, rel=0.05)
 
 
-@pytest.mark.parametrize(
-    "size", [(64, 48), (97, 131), (29, 29)], ids=lambda s: "x".join(map(str, s))
-)
+@pytest.mark.parametrize("size", [(64, 48), (97, 131), (29, 29)], ids=lambda s: "x".join(map(str, s)))
 def test_shapes_any_size(encoder, size):
     with torch.no_grad():
         feats = encoder(torch.randn(1, 3, *size))
