@@ -16,15 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
 
 from .cli import run_tool
 
-__all__ = ["add_arguments", "generate_demo_ct", "lps_geometry_affine", "make_ct_phantom", "run", "write_dicom_series"]
+__all__ = [
+    "DicomSeries",
+    "add_arguments",
+    "generate_demo_ct",
+    "lps_geometry_affine",
+    "make_ct_phantom",
+    "run",
+    "write_dicom_series",
+]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -74,6 +83,15 @@ def lps_geometry_affine(spacing: Sequence[float], origin_lps: Sequence[float], d
     return LPS_TO_RAS @ affine
 
 
+class DicomSeries(NamedTuple):
+    """What :func:`write_dicom_series` wrote: the folder and the UIDs of the series and of its slices."""
+
+    folder: Path
+    study_uid: str
+    series_uid: str
+    sop_uids: list[str]  # SOPInstanceUID of slice k (volume[:, :, k]) at index k
+
+
 def write_dicom_series(
     volume: np.ndarray,
     folder: str | Path,
@@ -83,32 +101,67 @@ def write_dicom_series(
     series_uid: str | None = None,
     study_uid: str | None = None,
     description: str = "demo CT",
-) -> Path:
-    """Write an (x, y, z)-indexed HU volume as a DICOM CT series, one file per z slice.
+    *,
+    frame_uid: str | None = None,
+    series_number: int = 1,
+    rescale_intercept: int = -1024,
+    file_name: Callable[[int], str] | None = None,
+) -> DicomSeries:
+    """Write an (x, y, z)-indexed HU volume as a DICOM CT series, one single-frame file per z slice.
+
+    Geometry: ``volume[i, j, k]`` is column ``i`` and row ``j`` of slice ``k``, and lies at the LPS point
+    ``origin_lps + direction_lps @ (i * spacing[0], j * spacing[1], k * spacing[2])``. So slice ``k`` gets
+    ImagePositionPatient ``origin_lps + k * spacing[2] * direction_lps[:, 2]``, ImageOrientationPatient the
+    column and row directions ``direction_lps[:, 0]`` and ``direction_lps[:, 1]``, and PixelSpacing
+    ``(spacing[1], spacing[0])`` (between rows, between columns, as DICOM orders it). The slice direction may
+    point against the DICOM slice normal (row x column direction), i.e. the stack need not be right-handed.
 
     Args:
         volume: HU values, indexed (column, row, slice).
-        folder: created if needed.
+        folder: created if needed; other files in it are left alone.
         spacing: column, row and slice spacing in mm.
-        origin_lps: patient position (mm, LPS) of the first voxel.
-        direction_lps: 3x3 matrix whose columns are the column, row and slice directions (LPS); identity
+        origin_lps: patient position (mm, LPS) of the first voxel, ``volume[0, 0, 0]``.
+        direction_lps: 3x3 matrix with orthonormal columns: the column, row and slice directions (LPS); identity
             (axial, head-first supine) by default.
         series_uid: SeriesInstanceUID (a new one by default).
         study_uid: StudyInstanceUID (a new one by default).
         description: SeriesDescription.
+        frame_uid: FrameOfReferenceUID (a new one by default); give two series the same one to share it.
+        series_number: SeriesNumber.
+        rescale_intercept: RescaleIntercept (slope 1); pixels are stored as ``volume - rescale_intercept``, which
+            has to fit in int16.
+        file_name: file name of slice ``k`` (0-based); ``IM0001.dcm``, ``IM0002.dcm``, ... by default. Give e.g.
+            ``lambda k: f"IM{n - k:04d}.dcm"`` to name the files against the slice order.
 
     Returns:
-        the series folder.
+        the folder, the study and series UIDs and the SOPInstanceUIDs in slice order.
+
+    Example::
+
+        >>> series = write_dicom_series(np.zeros((4, 3, 2)), "ct", (0.8, 0.7, 2.5), (0, 0, 0))  # doctest: +SKIP
+        >>> series.folder, len(series.sop_uids)  # doctest: +SKIP
+        (PosixPath('ct'), 2)
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3-D (column, row, slice), got shape {volume.shape}")
+    direction = np.eye(3) if direction_lps is None else np.asarray(direction_lps, dtype=float)
+    if direction.shape != (3, 3) or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-6):
+        raise ValueError(f"direction_lps must be a 3x3 matrix with orthonormal columns, got {direction.tolist()}")
+    stored = volume.astype(np.int64) - int(rescale_intercept)
+    if stored.size and (stored.min() < -32768 or stored.max() > 32767):
+        raise ValueError(f"volume - rescale_intercept ({rescale_intercept}) does not fit in int16")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    direction = np.eye(3) if direction_lps is None else np.asarray(direction_lps, dtype=float)
     series_uid = series_uid or generate_uid()
     study_uid = study_uid or generate_uid()
-    frame_uid = generate_uid()
+    frame_uid = frame_uid or generate_uid()
+    name_of = file_name or (lambda k: f"IM{k + 1:04d}.dcm")
+    orientation = [round(float(v), 6) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+    sop_uids = []
     for k in range(volume.shape[2]):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
@@ -119,6 +172,7 @@ def write_dicom_series(
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Demo^Phantom", "DEMO", "", "O"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.PositionReferenceIndicator = ""
         ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = (
             "20260101",
             "000000",
@@ -126,21 +180,22 @@ def write_dicom_series(
             "",
             "",
         )
-        ds.Modality, ds.Manufacturer, ds.SeriesNumber, ds.SeriesDescription = "CT", "monai-unets", 1, description
-        ds.InstanceNumber = k + 1
-        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+        ds.Modality, ds.Manufacturer, ds.SeriesDescription = "CT", "monai-unets", description
+        ds.SeriesNumber, ds.InstanceNumber = series_number, k + 1
+        ds.ImageOrientationPatient = orientation
         position = np.asarray(origin_lps, dtype=float) + k * spacing[2] * direction[:, 2]
         ds.ImagePositionPatient = [round(float(v), 4) for v in position]
         ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]  # between rows, between columns
         ds.SliceThickness = float(spacing[2])
-        pixels = volume[:, :, k].T  # rows run along y, columns along x
+        pixels = stored[:, :, k].T  # rows run along y, columns along x
         ds.Rows, ds.Columns = pixels.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-        ds.PixelData = (pixels.astype(np.int32) + 1024).astype("<i2").tobytes()
-        ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
-    return folder
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = int(rescale_intercept), 1, "HU"
+        ds.PixelData = pixels.astype("<i2").tobytes()
+        ds.save_as(folder / name_of(k), enforce_file_format=True)
+        sop_uids.append(ds.SOPInstanceUID)
+    return DicomSeries(folder, study_uid, series_uid, sop_uids)
 
 
 def generate_demo_ct(

@@ -18,8 +18,7 @@ from monai.transforms import (
     Spacingd,
 )
 from monai_unets.data.dicom_seg import write_dicom_seg
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from monai_unets.scripts.demo_ct import write_dicom_series
 
 LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
 BOX, SUB_BOX = 300, 800  # HU of the organ box and of the lesion inside it
@@ -35,42 +34,28 @@ ORIENTATIONS = {
 def write_ct_series(folder, iop=ORIENTATIONS["axial"], shape=(7, 12, 10), series_uid=None, study_uid=None):
     """Single-frame CT slices with a bright box and a brighter sub-box; rows, columns and slices all differ.
 
-    Pixel spacing is 0.7 mm between rows and 0.9 mm between columns, slices are 2.5 mm apart, and the files are
-    named out of slice order. Returns the volume (slices, rows, columns), the SOPInstanceUIDs in slice order and
-    the SeriesInstanceUID.
+    Pixel spacing is 0.7 mm between rows and 0.9 mm between columns, slices are 2.5 mm apart along the slice
+    normal (row direction x column direction), and the files are named out of slice order. Returns the volume
+    (slices, rows, columns), the SOPInstanceUIDs in slice order and the SeriesInstanceUID.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    n, rows, cols = shape
+    n = shape[0]
     iop = np.asarray(iop, dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
-    study_uid, series_uid, frame_uid = study_uid or generate_uid(), series_uid or generate_uid(), generate_uid()
+    direction = np.column_stack([iop[:3], iop[3:], np.cross(iop[:3], iop[3:])])  # column, row, slice directions
     volume = np.full(shape, -1000, dtype=np.int16)
     volume[1:6, 2:9, 3:8] = BOX
     volume[2:4, 3:5, 4:6] = SUB_BOX
-    sop_uids = []
-    for s in range(n):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        sop_uids.append(ds.SOPInstanceUID)
-        ds.Modality, ds.Manufacturer = "CT", "synthetic"
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "19700101", "O"
-        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study_uid, "20240101", "120000", "1"
-        ds.AccessionNumber, ds.ReferringPhysicianName = "A1", ""
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series_uid, 1, s + 1
-        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in np.array([-20.0, 10.0, 30.0]) + s * 2.5 * normal]
-        ds.PixelSpacing, ds.SliceThickness = [0.7, 0.9], 2.5
-        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = volume[s].tobytes()
-        ds.save_as(folder / f"im{(s * 3) % n:03d}.dcm", enforce_file_format=True)
-    return volume, sop_uids, series_uid
+    series = write_dicom_series(
+        volume.transpose(2, 1, 0),  # (column, row, slice)
+        folder,
+        spacing=(0.9, 0.7, 2.5),  # column, row, slice
+        origin_lps=(-20.0, 10.0, 30.0),
+        direction_lps=direction,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        rescale_intercept=0,
+        file_name=lambda s: f"im{(s * 3) % n:03d}.dcm",
+    )
+    return volume, series.sop_uids, series.series_uid
 
 
 def load(folder, reader="ITKReader"):

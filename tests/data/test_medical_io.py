@@ -22,8 +22,7 @@ from monai_unets.data.medical_io import (
     series_reference,
     split_dicom_series,
 )
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from monai_unets.scripts.demo_ct import write_dicom_series
 
 # The phantom, in LPS (DICOM/ITK) terms: a sagittal stack whose axes run to P, I and L, i.e. neither RAS nor
 # right-handed, with anisotropic spacing and an off-centre origin. Slices along +L are *against* the DICOM slice
@@ -34,6 +33,7 @@ DIRECTION = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # co
 ORIGIN = np.array([12.5, -30.25, 40.0])
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ARTERIAL, VENOUS = "1.2.826.0.1.3680043.8.498.10", "1.2.826.0.1.3680043.8.498.11"
+STUDY, FRAME = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
 
 
 def _phantom() -> np.ndarray:
@@ -59,39 +59,24 @@ def _write_sitk(volume: np.ndarray, path: Path) -> Path:
     return path
 
 
-def _write_slice(path: Path, pixels: np.ndarray, position, series_uid: str, instance: int, description: str) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.Modality = "Phantom", "P1", "CT"
-    ds.StudyInstanceUID, ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
-    ds.SeriesInstanceUID, ds.SeriesDescription, ds.InstanceNumber = series_uid, description, instance
-    ds.SeriesNumber = int(series_uid.rsplit(".", 1)[-1])
-    ds.ImageOrientationPatient = [float(v) for v in np.concatenate([DIRECTION[:, 0], DIRECTION[:, 1]])]
-    ds.ImagePositionPatient = [round(float(v), 4) for v in position]
-    ds.PixelSpacing = [float(SPACING[1]), float(SPACING[0])]  # row spacing (y), column spacing (x)
-    ds.SliceThickness = float(SPACING[2])
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-    ds.PixelData = (pixels.astype(np.int32) + 1024).astype("<i2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def _write_series(volume: np.ndarray, folder: Path, series_uid: str = ARTERIAL, description: str = "phantom") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    """The (x, y, z) phantom as a CT series with the module's geometry; two series written into one folder share
+    the study and frame of reference, and their files are told apart by the series number."""
+    number = int(series_uid.rsplit(".", 1)[-1])
     n = volume.shape[2]
-    for k in range(n):
-        position = ORIGIN + k * SPACING[2] * DIRECTION[:, 2]
-        # names in reverse slice order, so that the reader has to sort by position
-        name = f"{series_uid.rsplit('.', 1)[-1]}_IM{n - k:04d}.dcm"
-        _write_slice(folder / name, volume[:, :, k].T, position, series_uid, k + 1, description)
-    return folder
+    return write_dicom_series(
+        volume,
+        folder,
+        SPACING,
+        ORIGIN,
+        DIRECTION,
+        series_uid=series_uid,
+        study_uid=STUDY,
+        description=description,
+        frame_uid=FRAME,
+        series_number=number,
+        file_name=lambda k: f"{number}_IM{n - k:04d}.dcm",  # names in reverse slice order: the reader has to sort
+    ).folder
 
 
 def _slice_file(folder: Path, instance: int) -> Path:

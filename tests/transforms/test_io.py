@@ -9,42 +9,28 @@ import numpy as np
 import torch
 from highdicom.seg import segread
 from monai.transforms import EnsureChannelFirstd, LoadImaged
+from monai_unets.scripts.demo_ct import write_dicom_series
 from monai_unets.transforms.io import SaveDicomSeg, SaveDicomSegd
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 LABELS = {1: "pancreas", 2: "tumour"}
 
 
 def write_axial_series(folder, shape=(5, 8, 6)):
-    """Axial CT slices with a bright box; returns the SeriesInstanceUID and the SOPInstanceUIDs in slice order."""
-    folder.mkdir(parents=True)
-    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    """Axial CT slices with a bright box; returns the SeriesInstanceUID and the SOPInstanceUIDs in slice order.
+
+    ``shape`` is (slices, rows, columns); rows are 0.8 mm apart, columns 1.1 mm, slices 3 mm.
+    """
     volume = np.full(shape, -1000, dtype=np.int16)
     volume[1:4, 2:6, 1:4] = 300
-    sop_uids = []
-    for s in range(shape[0]):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        sop_uids.append(ds.SOPInstanceUID)
-        ds.Modality, ds.Manufacturer = "CT", "synthetic"
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "P1", "19700101", "O"
-        ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = study_uid, "20240101", "120000", "1"
-        ds.AccessionNumber, ds.ReferringPhysicianName = "A1", ""
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series_uid, 1, s + 1
-        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0.0, 0.0, 3.0 * s]
-        ds.PixelSpacing, ds.SliceThickness = [0.8, 1.1], 3.0
-        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = shape[1], shape[2], 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = volume[s].tobytes()
-        ds.save_as(folder / f"{s}.dcm", enforce_file_format=True)
-    return series_uid, sop_uids
+    series = write_dicom_series(
+        volume.transpose(2, 1, 0),  # (column, row, slice)
+        folder,
+        spacing=(1.1, 0.8, 3.0),  # column, row, slice
+        origin_lps=(0.0, 0.0, 0.0),
+        rescale_intercept=0,
+        file_name=lambda s: f"{s}.dcm",
+    )
+    return series.series_uid, series.sop_uids
 
 
 def load(path):
