@@ -12,6 +12,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 
 from ..data.dicom_seg import write_dicom_seg
+from ..data.medical_io import parse_series_reference
 
 __all__ = ["SaveDicomSeg", "SaveDicomSegd", "SaveDicomSegD", "SaveDicomSegDict"]
 
@@ -26,10 +27,8 @@ def _dicom_series(obj: Any) -> tuple[Path, str | None] | None:
     """
     if not isinstance(obj, (str, os.PathLike)):
         return None
-    folder, sep, uid = f"{obj}".rpartition("::")
-    if sep and folder and uid and all(c.isdigit() or c == "." for c in uid) and os.path.isdir(folder):
-        return Path(folder), uid
-    return (Path(obj), None) if os.path.isdir(obj) else None
+    folder, uid = parse_series_reference(obj)
+    return (Path(folder), uid) if os.path.isdir(folder) else None
 
 
 class SaveDicomSeg(Transform):
