@@ -26,7 +26,7 @@ import numpy as np
 from .cli import run_tool
 
 __all__ = [
-    "DicomSeries",
+    "WrittenDicomSeries",
     "add_arguments",
     "generate_demo_ct",
     "lps_geometry_affine",
@@ -83,7 +83,7 @@ def lps_geometry_affine(spacing: Sequence[float], origin_lps: Sequence[float], d
     return LPS_TO_RAS @ affine
 
 
-class DicomSeries(NamedTuple):
+class WrittenDicomSeries(NamedTuple):
     """What :func:`write_dicom_series` wrote: the folder and the UIDs of the series and of its slices."""
 
     folder: Path
@@ -106,7 +106,7 @@ def write_dicom_series(
     series_number: int = 1,
     rescale_intercept: int = -1024,
     file_name: Callable[[int], str] | None = None,
-) -> DicomSeries:
+) -> WrittenDicomSeries:
     """Write an (x, y, z)-indexed HU volume as a DICOM CT series, one single-frame file per z slice.
 
     Geometry: ``volume[i, j, k]`` is column ``i`` and row ``j`` of slice ``k``, and lies at the LPS point
@@ -195,7 +195,7 @@ def write_dicom_series(
         ds.PixelData = pixels.astype("<i2").tobytes()
         ds.save_as(folder / name_of(k), enforce_file_format=True)
         sop_uids.append(ds.SOPInstanceUID)
-    return DicomSeries(folder, study_uid, series_uid, sop_uids)
+    return WrittenDicomSeries(folder, study_uid, series_uid, sop_uids)
 
 
 def generate_demo_ct(
