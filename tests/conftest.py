@@ -18,6 +18,20 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def assert_onnx_matches_eager(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], tmp_path: Path) -> None:
+    """The legacy ONNX export of ``model`` gives eager's outputs in ONNX Runtime, within 1e-4."""
+    ort = pytest.importorskip("onnxruntime")
+    path = str(tmp_path / "model.onnx")
+    torch.onnx.export(model, inputs, path, dynamo=False, opset_version=17)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = {inp.name: t.numpy() for inp, t in zip(session.get_inputs(), inputs)}
+    with torch.no_grad():
+        expected = model(*inputs)
+    expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+    for got, want in zip(session.run(None, feeds), expected):
+        torch.testing.assert_close(torch.from_numpy(got), want, atol=1e-4, rtol=1e-4)
+
+
 def assert_all_grads(model: torch.nn.Module) -> None:
     """Every parameter of ``model`` received a finite gradient."""
     missing = [name for name, p in model.named_parameters() if p.grad is None]

@@ -9,18 +9,9 @@ from monai_unets.networks.blocks.attention import AttentionGate, SelfAttentionBl
 from monai_unets.networks.blocks.utils import resize_to
 from monai_unets.networks.utils import count_parameters
 
+from tests.conftest import assert_onnx_matches_eager
+
 SMALL = (2, 4, 6, 8, 8)
-
-
-def _onnx_matches(model: torch.nn.Module, x: torch.Tensor, tmp_path) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    path = str(tmp_path / "model.onnx")
-    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        expected = model(x)
-    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False])
@@ -149,4 +140,4 @@ def test_onnx_export_matches_eager(spatial_dims: int, size: tuple, deep_supervis
     net = AttentionGateUNet(spatial_dims, 1, 3, features=SMALL, deep_supervision=deep_supervision, self_attention=True)
     with torch.no_grad():
         net.bottleneck_attention.gamma.fill_(0.3)
-    _onnx_matches(net.eval(), torch.randn(1, 1, *size), tmp_path)
+    assert_onnx_matches_eager(net.eval(), (torch.randn(1, 1, *size),), tmp_path)

@@ -7,18 +7,9 @@ import torch
 from monai_unets.networks.classic_unet import ClassicUNet, ClassicUnet
 from monai_unets.networks.utils import count_parameters
 
+from tests.conftest import assert_onnx_matches_eager
+
 SMALL = (4, 8, 12, 16, 20)
-
-
-def _onnx_matches(model: torch.nn.Module, x: torch.Tensor, tmp_path) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    path = str(tmp_path / "model.onnx")
-    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        expected = model(x)
-    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("upsample", ["deconv", "linear"])
@@ -124,4 +115,4 @@ def test_torchscript_matches_eager(spatial_dims: int, upsample: str, padding: st
 @pytest.mark.parametrize("spatial_dims,upsample,size", [(2, "deconv", (37, 42)), (3, "linear", (17, 20, 16))])
 def test_onnx_export_matches_eager(spatial_dims: int, upsample: str, size: tuple, tmp_path) -> None:
     net = ClassicUNet(spatial_dims, 1, 3, features=(2, 3, 4, 5, 6), upsample=upsample).eval()
-    _onnx_matches(net, torch.randn(1, 1, *size), tmp_path)
+    assert_onnx_matches_eager(net, (torch.randn(1, 1, *size),), tmp_path)

@@ -6,18 +6,7 @@ import pytest
 import torch
 from monai_unets.networks.blocks.attention import AttentionGate, SelfAttentionBlock
 
-
-def _onnx_matches(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], tmp_path) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    path = str(tmp_path / "model.onnx")
-    torch.onnx.export(model, inputs, path, dynamo=False, opset_version=17)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    feeds = {inp.name: t.numpy() for inp, t in zip(session.get_inputs(), inputs)}
-    with torch.no_grad():
-        expected = model(*inputs)
-    expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-    for got, want in zip(session.run(None, feeds), expected):
-        torch.testing.assert_close(torch.from_numpy(got), want, atol=1e-4, rtol=1e-4)
+from tests.conftest import assert_onnx_matches_eager
 
 
 @pytest.mark.parametrize(
@@ -56,7 +45,7 @@ def test_attention_gate_gradients_script_onnx(tmp_path) -> None:
     with torch.no_grad():
         for a, b in zip(scripted(x, g), gate(x, g)):
             torch.testing.assert_close(a, b)
-    _onnx_matches(gate, (x, g), tmp_path)
+    assert_onnx_matches_eager(gate, (x, g), tmp_path)
 
 
 @pytest.mark.parametrize("spatial_dims,size", [(1, (11,)), (2, (7, 5)), (3, (4, 5, 3))])
@@ -100,4 +89,4 @@ def test_self_attention_gradients_script_onnx(tmp_path) -> None:
     scripted = torch.jit.script(block)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), block(x))
-    _onnx_matches(block, (x,), tmp_path)
+    assert_onnx_matches_eager(block, (x,), tmp_path)
