@@ -87,9 +87,11 @@ def list_cases(
     cases = load_decathlon_datalist(datalist_path, is_segmentation=True, data_list_key=key, base_dir=dataset_dir)
     if not volumes:
         return cases
-    return [
-        {**case, "image": series.reference} if len(group) > 1 else case
-        for case in cases
-        for group in [split_dicom_series(case["image"]) if Path(case["image"]).is_dir() else [None]]
-        for series in group
-    ]
+    expanded = []
+    for case in cases:
+        series = split_dicom_series(case["image"]) if Path(case["image"]).is_dir() else []
+        if len(series) > 1:
+            expanded.extend({**case, "image": s.reference} for s in series)
+        else:
+            expanded.append(case)
+    return expanded
