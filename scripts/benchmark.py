@@ -59,16 +59,17 @@ def benchmark_sliding_window(
     """
     parser = ConfigParser()
     parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
-    config = parser.get_parsed_content("inferer", instantiate=False).get_config()
+    # the bundle's own inferer, with only the devices and the asked-for settings overridden
+    parser["sw_device"] = device
+    parser["stitch_device"] = stitch_device or device
+    if overlap is not None:
+        parser["overlap"] = overlap
+    if sw_batch_size is not None:
+        parser["sw_batch_size"] = sw_batch_size
+    inferer = parser.get_parsed_content("inferer")
+    if not isinstance(inferer, SlidingWindowInferer):
+        raise ValueError(f"the inferer of bundle {bundle} is {type(inferer).__name__}, not a sliding-window inferer.")
     network = parser.get_parsed_content("network_def").to(device).eval()
-    inferer = SlidingWindowInferer(
-        roi_size=parser.get_parsed_content("patch_size"),
-        sw_batch_size=sw_batch_size or parser.get_parsed_content("sw_batch_size"),
-        overlap=overlap if overlap is not None else parser.get_parsed_content("overlap"),
-        mode=config.get("mode", "gaussian"),
-        sw_device=device,
-        device=stitch_device or device,
-    )
     volume = torch.rand(1, 1, *shape)
     on_cuda = torch.device(device).type == "cuda"
     if on_cuda:
