@@ -32,7 +32,15 @@ def voxel_spacing(batch: torch.Tensor) -> list[float] | list[list[float]] | None
     return [[float(s) for s in affine_to_spacing(a, r=spatial_dims)] for a in affine]
 
 
-class SpacedHausdorffDistanceMetric(HausdorffDistanceMetric):
+class _SpacingFromAffine:
+    """Passes each case's voxel spacing, read from the label's affine, to a MONAI surface metric."""
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        kwargs.setdefault("spacing", voxel_spacing(y))
+        return super()._compute_tensor(y_pred, y, **kwargs)
+
+
+class SpacedHausdorffDistanceMetric(_SpacingFromAffine, HausdorffDistanceMetric):
     """MONAI's Hausdorff distance computed in millimetres, with each case's spacing read from the label's affine.
 
     The plain metric measures distances in voxels unless it is called with ``spacing``, which MONAI's metric
@@ -45,12 +53,8 @@ class SpacedHausdorffDistanceMetric(HausdorffDistanceMetric):
         >>> metric = SpacedHausdorffDistanceMetric(include_background=False, percentile=95)
     """
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        kwargs.setdefault("spacing", voxel_spacing(y))
-        return super()._compute_tensor(y_pred, y, **kwargs)
 
-
-class SpacedSurfaceDiceMetric(SurfaceDiceMetric):
+class SpacedSurfaceDiceMetric(_SpacingFromAffine, SurfaceDiceMetric):
     """MONAI's normalized surface Dice (NSD) with tolerances in millimetres, using each case's voxel spacing.
 
     Arguments are those of :class:`monai.metrics.SurfaceDiceMetric`; ``class_thresholds`` are then millimetres.
@@ -59,7 +63,3 @@ class SpacedSurfaceDiceMetric(SurfaceDiceMetric):
 
         >>> metric = SpacedSurfaceDiceMetric(class_thresholds=[2.0, 2.0], include_background=False)
     """
-
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        kwargs.setdefault("spacing", voxel_spacing(y))
-        return super()._compute_tensor(y_pred, y, **kwargs)
