@@ -1,0 +1,87 @@
+"""The wheel holds the same modules and bundle files as the source tree, and a clone works under any folder name."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+# top-level folders of the repository that become subpackages of monai_unets
+SUBPACKAGES = ("bundles", "data", "handlers", "networks", "scripts", "transforms")
+
+
+def _source_files() -> set[str]:
+    """Paths inside the installed package of every module and bundle file in the checkout."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    expected = {f"monai_unets/{Path(p).name}" for p in tracked if p.startswith("monai_unets/")}
+    for path in tracked:
+        top = path.split("/", 1)[0]
+        if top in SUBPACKAGES and (path.endswith(".py") or top == "bundles"):
+            expected.add(f"monai_unets/{path}")
+    return expected
+
+
+def test_no_init_at_repository_root():
+    # pytest would import the root as a package named after the clone's folder, which fails for "monai-unets"
+    assert not (REPO_ROOT / "__init__.py").exists()
+
+
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs a git checkout to list the tracked files")
+def test_wheel_holds_every_module_and_bundle_file(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO_ROOT),
+        ],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("monai_unets-*.whl")
+    names = {n for n in zipfile.ZipFile(wheel).namelist() if not n.endswith("/")}
+    missing = sorted(_source_files() - names)
+    assert not missing, f"not in the wheel: {missing}"
+    stray = sorted(
+        n
+        for n in names
+        if n.startswith("monai_unets/") and n.split("/")[1] not in (*SUBPACKAGES, "__init__.py", "py.typed")
+    )
+    assert not stray, f"files in the wheel that the source tree does not map: {stray}"
+
+
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs a git checkout to list the files")
+def test_suite_runs_in_a_folder_named_monai_unets(tmp_path):
+    # a test file run as the README's test command does, in a copy of the checkout under the project's own (not importable) name
+    clone = tmp_path / "monai-unets"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    for rel in files:
+        if (REPO_ROOT / rel).is_file():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / rel, clone / rel)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/networks/test_losses.py"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
