@@ -77,9 +77,12 @@ def test_3d_and_1d_inputs() -> None:
     mask = (torch.rand(2, 1, 8, 12, 10) > 0.5).float()
     value = StructureLoss(kernel_size=5)(torch.randn(2, 1, 8, 12, 10), mask)
     assert value.ndim == 0 and torch.isfinite(value)
-    # volumes get a 3D box filter
-    weights = 1 + 5 * (F.avg_pool3d(mask, 5, stride=1, padding=2) - mask).abs()
-    assert torch.equal(StructureLoss(kernel_size=5).weight_map(mask), weights)
+    # volumes get a 3D box filter: voxels next to the cube's faces along the third axis are weighted too
+    cube = torch.zeros(1, 1, 16, 16, 16)
+    cube[..., 4:12, 4:12, 4:12] = 1
+    weights = StructureLoss(kernel_size=5).weight_map(cube)
+    assert weights[0, 0, 8, 8, 8] == 1 and weights[0, 0, 0, 0, 0] == 1  # deep inside and far outside
+    assert weights[0, 0, 8, 8, 3] > 1 and weights[0, 0, 8, 8, 12] > 1  # just outside the faces on the third axis
     assert torch.isfinite(StructureLoss(kernel_size=3)(torch.randn(2, 1, 16), (torch.rand(2, 1, 16) > 0.5).float()))
 
 

@@ -11,4 +11,3 @@ def test_reports_windows_time_and_memory():
     assert result["output_shape"] == [1, 3, 100, 96, 40]
     # 96-voxel windows every 48 voxels: 2 along the first axis, 1 along the others
     assert result["windows"] == 2
-    assert result["seconds"] > 0 and result["peak_rss_mib"] >= result["rss_before_mib"] > 0

@@ -31,8 +31,12 @@ def test_quickstart_runs_the_three_bundle_workflows(tmp_path):
             assert mask.size == image.size
 
 
-def test_a_failing_step_is_named(tmp_path, monkeypatch):
+def test_a_failing_step_is_named(tmp_path, monkeypatch, capsys):
     from monai_unets.scripts import quickstart
 
+    # the training step's command fails; no later step may run
     monkeypatch.setattr(quickstart.sys, "executable", "false")
     assert quickstart.main(["--output-dir", str(tmp_path), "--num-images", "10"]) == 1
+    captured = capsys.readouterr()
+    assert "the training step failed with exit status 1" in captured.out + captured.err
+    assert "== inference" not in captured.out

@@ -31,8 +31,27 @@ def test_split_sizes():
         split_sizes(3, 4)
 
 
-def test_axis_map_varies_along_its_axis_only():
-    block = GHPA(2, 8, 8)
-    length = 12
-    axis_map = block.axis_maps[0](length)
-    assert axis_map.shape == (1, 2, length)
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_each_axis_group_varies_along_its_axis_only(spatial_dims):
+    block = GHPA(spatial_dims, 16, 16).eval()
+    with torch.no_grad():
+        for axis_map in block.axis_maps:
+            axis_map.params.uniform_(0.5, 1.5)
+    groups = {}
+    # the concatenated groups, just before the output normalisation
+    block.norm_out.register_forward_pre_hook(lambda _, args: groups.setdefault("cat", args[0]))
+    # constant over space, different per channel: any spatial variation comes from the attention maps
+    size = (9, 11, 7)[:spatial_dims]
+    x = torch.arange(16.0).view(1, 16, *([1] * spatial_dims)).expand(1, 16, *size).contiguous()
+    with torch.no_grad():
+        block(x)
+    start = block.sizes[0]
+    for axis in range(spatial_dims):
+        group = groups["cat"][:, start : start + block.sizes[axis + 1]]
+        start += block.sizes[axis + 1]
+        for other in range(spatial_dims):
+            spread = group.std(dim=2 + other).max().item()
+            if other == axis:
+                assert spread > 1e-3, f"group of axis {axis} is constant along it"
+            else:
+                assert spread < 1e-5, f"group of axis {axis} varies along axis {other}"

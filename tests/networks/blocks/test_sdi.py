@@ -25,29 +25,41 @@ def _pyramid(size, widths, batch=1, strides=(4, 8, 16, 32)):
     return [torch.randn(batch, c, *(-(-s // st) for s in size)) for c, st in zip(widths, strides)]
 
 
-def test_channel_attention_formula():
+def test_channel_attention_scales_each_channel_by_one_gate():
     torch.manual_seed(0)
     ca = SDIChannelAttention(2, 64)
     assert count_parameters(ca) == 2 * 64 * 4  # 1x1 convs 64 -> 4 -> 64, no bias
-    x = torch.randn(2, 64, 9, 7)
-    fc1, fc2 = ca.mlp[0].weight.flatten(1), ca.mlp[2].weight.flatten(1)
-
-    def mlp(v):
-        return F.relu(v @ fc1.T) @ fc2.T
-
-    weight = torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.amax((2, 3))))
-    assert torch.allclose(ca(x), x * weight[:, :, None, None], atol=1e-6)
+    with torch.no_grad():
+        for weight in ca.parameters():
+            weight.normal_(std=0.1)
+    x = torch.rand(2, 64, 9, 7) + 0.5
+    gate = ca(x) / x
+    # one gate in (0, 1) per sample and channel, the same at every position
+    assert torch.allclose(gate, gate[..., :1, :1].expand_as(gate), atol=1e-6)
+    assert bool(((gate > 0) & (gate < 1)).all())
+    # the gate reads the channel's maximum as well as its mean: a single peak changes it
+    peaked = x.clone()
+    peaked[:, :, 4, 3] += 10.0
+    assert not torch.allclose(ca(peaked)[:, :, 0, 0] / peaked[:, :, 0, 0], gate[:, :, 0, 0])
     # narrow inputs keep at least one hidden channel
     assert SDIChannelAttention(3, 8).mlp[0].out_channels == 1
 
 
-def test_spatial_attention_formula():
+def test_spatial_attention_gates_positions_within_its_kernel():
     torch.manual_seed(0)
     sa = SDISpatialAttention(2)
     assert count_parameters(sa) == 2 * 7 * 7 and sa.conv.bias is None
-    x = torch.randn(2, 16, 12, 10)
-    pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
-    assert torch.allclose(sa(x), x * torch.sigmoid(F.conv2d(pooled, sa.conv.weight, padding=3)), atol=1e-6)
+    x = torch.rand(1, 16, 20, 20) + 0.5
+    gate = sa(x) / x
+    # one gate in (0, 1) per position, shared by all channels
+    assert torch.allclose(gate, gate[:, :1].expand_as(gate), atol=1e-6)
+    assert bool(((gate > 0) & (gate < 1)).all())
+    # a change at one position moves the gates of its 7x7 neighbourhood and nowhere else
+    changed = x.clone()
+    changed[:, :, 10, 10] += 5.0
+    moved = ((sa(changed) / changed)[0, 0] - gate[0, 0]).abs() > 1e-7
+    rows, cols = torch.nonzero(moved, as_tuple=True)
+    assert moved[10, 10] and rows.min() >= 7 and rows.max() <= 13 and cols.min() >= 7 and cols.max() <= 13
     with pytest.raises(ValueError, match="odd"):
         SDISpatialAttention(2, kernel_size=4)
 
