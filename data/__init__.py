@@ -1,17 +1,45 @@
-"""Data pipeline helpers of monai_unets: case lists and fault-tolerant datasets."""
+"""Data pipeline helpers of monai_unets: case lists, fault-tolerant datasets and atomic outputs."""
 
 from __future__ import annotations
 
+from .atomic import AtomicITKWriter, AtomicNibabelWriter, AtomicPILWriter, atomic_open, atomic_path
 from .batch import MultiScaleBatch
+from .cases import (
+    CACHE_MODES,
+    CASE_INDEX_KEY,
+    CASE_NAME_KEY,
+    FAILURE_KEY,
+    CaseDataset,
+    cached_dataset,
+    case_output_name,
+    case_output_names,
+    failure_stage,
+    shard_items,
+)
 from .datalist import IMAGE_SUFFIXES, list_cases
 from .dataset import SkipFailedCasesDataset, describe_error
 from .dicom_seg import write_dicom_seg
 
 __all__ = [
+    "AtomicITKWriter",
+    "AtomicNibabelWriter",
+    "AtomicPILWriter",
+    "CACHE_MODES",
+    "CASE_INDEX_KEY",
+    "CASE_NAME_KEY",
+    "CaseDataset",
+    "FAILURE_KEY",
     "IMAGE_SUFFIXES",
     "MultiScaleBatch",
     "SkipFailedCasesDataset",
+    "atomic_open",
+    "atomic_path",
+    "cached_dataset",
+    "case_output_name",
+    "case_output_names",
     "describe_error",
+    "failure_stage",
     "list_cases",
+    "shard_items",
     "write_dicom_seg",
 ]

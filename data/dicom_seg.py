@@ -21,6 +21,8 @@ import torch
 from monai.config import NdarrayOrTensor
 from monai.utils import optional_import
 
+from .atomic import atomic_path
+
 if TYPE_CHECKING:
     from pydicom import Dataset
     from pydicom.sr.coding import Code
@@ -69,7 +71,8 @@ def write_dicom_seg(
             give the series (after ``Invertd`` when the pipeline resampled). A ``MetaTensor`` brings its own
             affine.
         source_dir: folder of the single-frame DICOM series the map was predicted from.
-        output_path: file to write the SEG to; parent folders are created.
+        output_path: file to write the SEG to; parent folders are created. The file appears only once complete
+            (written to a temporary file, then renamed).
         labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
         affine: voxel-to-RAS affine of ``label_map``; ``None`` takes the ``MetaTensor``'s affine or, for plain
             arrays, the affine MONAI's readers produce for the series.
@@ -147,8 +150,8 @@ def write_dicom_seg(
         omit_empty_frames=bool(present),
     )
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(output_path)
+    with atomic_path(output_path) as temporary:
+        seg.save_as(temporary)
     return output_path
 
 

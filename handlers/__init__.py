@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .case_isolation import CaseIsolationHandler
 from .case_metrics import CaseMetricsWriter
 from .gradient_clipping import GradientClipping
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 from .validation import FinalValidationHandler
 
 __all__ = [
+    "CaseIsolationHandler",
     "CaseMetricsWriter",
     "FinalValidationHandler",
     "GradientClipping",

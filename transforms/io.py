@@ -11,6 +11,7 @@ from typing import Any
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 
+from ..data.cases import CASE_NAME_KEY
 from ..data.dicom_seg import write_dicom_seg
 from ..data.medical_io import parse_series_reference
 
@@ -36,7 +37,9 @@ class SaveDicomSeg(Transform):
 
     The source folder is the label map's ``meta["filename_or_obj"]`` (kept by ``Invertd``) unless given; a
     series reference ``"<folder>::<SeriesInstanceUID>"`` selects that series of the folder and is written as
-    ``<folder name>_<SeriesInstanceUID>_<postfix>.dcm``. Inputs
+    ``<folder name>_<SeriesInstanceUID>_<postfix>.dcm``; a label map carrying a unique case name in
+    ``meta["case_name"]`` (from :class:`monai_unets.data.CaseDataset`) is written as ``<case name>_<postfix>.dcm``,
+    like the NIfTI of the same case. Inputs
     that are not DICOM folders (NIfTI files, PNGs, plain arrays) are passed through without writing anything,
     so one inference config serves both kinds of input. The label map is returned unchanged. See
     :func:`monai_unets.data.dicom_seg.write_dicom_seg` for the SEG content and the geometry checks.
@@ -77,8 +80,11 @@ class SaveDicomSeg(Transform):
             logger.debug("SaveDicomSeg: %r is not a DICOM series folder, no SEG written.", source)
             return label_map
         folder, series_uid = series
-        # one folder may yield several series references: their SEGs need distinct names
-        stem = folder.resolve().name if series_uid is None else f"{folder.resolve().name}_{series_uid}"
+        # the job's unique case name when the case came from a CaseDataset; else the folder (and series) name,
+        # as one folder may yield several series references whose SEGs need distinct names
+        stem = getattr(label_map, "meta", {}).get(CASE_NAME_KEY) or (
+            folder.resolve().name if series_uid is None else f"{folder.resolve().name}_{series_uid}"
+        )
         kwargs = dict(self.write_kwargs)
         if series_uid is not None:
             kwargs["source_series_uid"] = series_uid

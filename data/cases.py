@@ -1,0 +1,326 @@
+"""Cases of a batch job: one unique output name each, a shard per process, a failure record instead of a crash.
+
+Batch inference and evaluation go through :class:`CaseDataset`. Before anything runs, every case gets an output
+name that no other case of the job has (:func:`case_output_names`), computed on the full list so that every
+process of a sharded run agrees; each process then takes its own contiguous shard (:func:`shard_items`). A case whose
+reading or preprocessing fails becomes a failure record (case, file, stage, error) that
+:class:`monai_unets.handlers.CaseIsolationHandler` reports, and the job goes on with the next case.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
+from monai.data.folder_layout import default_name_formatter
+from monai.utils import ImageMetaKey
+
+from .datalist import IMAGE_SUFFIXES
+from .dataset import describe_error
+from .medical_io import MEDICAL_SUFFIXES, parse_series_reference
+
+__all__ = [
+    "CACHE_MODES",
+    "CASE_INDEX_KEY",
+    "CASE_NAME_KEY",
+    "FAILURE_KEY",
+    "CaseDataset",
+    "cached_dataset",
+    "case_output_name",
+    "case_output_names",
+    "failure_stage",
+    "shard_items",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Metadata key of a case's unique output name (set on every ``MetaTensor`` of a :class:`CaseDataset` item).
+CASE_NAME_KEY = "case_name"
+#: Metadata key of a case's position in the job's full case list (all shards).
+CASE_INDEX_KEY = "case_index"
+#: Key of the failure record a :class:`CaseDataset` item holds instead of data when its case failed.
+FAILURE_KEY = "case_failure"
+#: ``cache`` values of :func:`cached_dataset`.
+CACHE_MODES = ("none", "memory", "disk")
+
+_SUFFIXES = tuple(sorted({s.lower() for s in IMAGE_SUFFIXES + MEDICAL_SUFFIXES}, key=len, reverse=True))
+# characters that some file systems refuse in a name (Windows, SMB shares), and control characters
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+# "applying transform <monai.transforms.io.dictionary.LoadImaged object at 0x...>" of monai's apply_transform
+_FAILED_TRANSFORM = re.compile(r"^applying transform <(?:[\w]+\.)*(\w+) object")
+
+
+def _parts(source: str) -> tuple[Path, str, str]:
+    """Folder, default output name and kind tag (extension or ``dicom``) of one case's image."""
+    folder, uid = parse_series_reference(source)
+    path = Path(folder)
+    if uid is not None:
+        return path.parent, f"{path.name}_{uid}", "dicom"
+    if path.is_dir():
+        return path.parent, path.name, "dicom"
+    name = path.name
+    suffix = next((s for s in _SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), path.suffix)
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    return path.parent, stem, suffix.lstrip(".").replace(".", "_").lower() or "file"
+
+
+def _collisions(names: Sequence[str]) -> list[list[int]]:
+    # compared case-insensitively: "A.png" and "a.png" are one file on macOS and Windows volumes
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(name.casefold(), []).append(index)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
+    """One output name per case (without postfix or extension), unique within the job, in the order given.
+
+    A case is named after its image file without the image extension (``ct_001.nii.gz`` -> ``ct_001``), its
+    DICOM series folder, or ``<folder>_<SeriesInstanceUID>`` for one series of a folder that holds several.
+    Names that would collide (compared case-insensitively) are made distinct, deterministically and with a
+    warning: first by the kind of input (``a.jpg`` and ``a.png`` -> ``a_jpg``, ``a_png``; ``x.nii.gz`` and a
+    DICOM folder ``x/`` -> ``x_nii_gz``, ``x_dicom``), then by the folders that differ (``p1/image.nii.gz`` and
+    ``p2/image.nii.gz`` -> ``p1_image``, ``p2_image``), and last by a number (the same file listed twice).
+    Characters that file systems refuse (``:``, ``*``, ...) become ``_``.
+
+    Args:
+        sources: the image path (or series reference) of each case.
+
+    Returns:
+        the output names, one per source.
+
+    Example::
+
+        >>> case_output_names(["/in/a.jpg", "/in/a.png", "/in/b.png"])
+        ['a_jpg', 'a_png', 'b']
+    """
+    parts = [_parts(str(source)) for source in sources]
+    names = [_UNSAFE.sub("_", name) for _, name, _ in parts]
+    for group in _collisions(names):
+        if len({parts[i][2] for i in group}) > 1:
+            for i in group:
+                names[i] = f"{names[i]}_{parts[i][2]}"
+    for group in _collisions(names):
+        folders = [parts[i][0] for i in group]
+        if len(set(folders)) > 1:
+            common = Path(os.path.commonpath([str(f) for f in folders]))
+            for i, folder in zip(group, folders):
+                relative = folder.relative_to(common).parts
+                names[i] = _UNSAFE.sub("_", "_".join((*relative, names[i])))
+    taken: set[str] = set()
+    for i, name in enumerate(names):
+        candidate, number = name, 2
+        while candidate.casefold() in taken:
+            candidate, number = f"{name}_{number}", number + 1
+        names[i] = candidate
+        taken.add(candidate.casefold())
+    renamed = [f"{source} -> {name}" for source, (_, base, _), name in zip(sources, parts, names) if name != base]
+    if renamed:
+        logger.warning(
+            "%d input(s) would have shared an output name with another input; they are written as: %s",
+            len(renamed),
+            "; ".join(renamed),
+        )
+    return names
+
+
+def shard_items(items: Sequence[Any], rank: int | None = None, world_size: int | None = None) -> list[Any]:
+    """The contiguous part of ``items`` that process ``rank`` of ``world_size`` handles.
+
+    The shards are disjoint, cover ``items``, differ in length by at most one and keep the order, so results
+    gathered rank by rank come back in the original order. Without ``rank`` and ``world_size`` they are those
+    of the initialized ``torch.distributed`` process group; without one, all items.
+
+    Args:
+        items: what to split.
+        rank: this process's rank.
+        world_size: the number of processes.
+
+    Example::
+
+        >>> shard_items(list(range(5)), rank=1, world_size=2)
+        [2, 3, 4]
+    """
+    if rank is None or world_size is None:
+        if not (dist.is_available() and dist.is_initialized()):
+            return list(items)
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not within a world of {world_size} process(es).")
+    count = len(items)
+    return list(items[rank * count // world_size : (rank + 1) * count // world_size])
+
+
+def case_output_name(metadict: dict | None, saver: Any) -> dict:
+    """``output_name_formatter`` of MONAI's ``SaveImage(d)`` that names the file after the case's unique name.
+
+    Uses the :data:`CASE_NAME_KEY` that :class:`CaseDataset` puts in the metadata; without it, MONAI's default
+    (the input file's name).
+
+    Example::
+
+        >>> case_output_name({"case_name": "study_1.2.3"}, None)
+        {'subject': 'study_1.2.3.', 'idx': None}
+    """
+    name = (metadict or {}).get(CASE_NAME_KEY)
+    if not name:
+        return default_name_formatter(metadict, saver)
+    # MONAI's FolderLayout removes what looks like an extension from the subject; the trailing dot gives it an
+    # empty one, so names with dots (DICOM UIDs, "patient.01") stay whole
+    return {"subject": f"{name}.", "idx": (metadict or {}).get(ImageMetaKey.PATCH_INDEX)}
+
+
+def failure_stage(error: BaseException, default: str) -> str:
+    """The pipeline stage ``error`` came from: the MONAI transform that raised it, if any, decides.
+
+    ``LoadImage(d)`` gives ``reading``; a writer (``Save*``, ``Write*``) gives ``writing``; any other transform
+    gives ``default`` with the transform's name, e.g. ``preprocessing (Orientationd)``.
+
+    Args:
+        error: the exception of a failed case.
+        default: the stage the case was in (``preprocessing``, ``postprocessing``, ...).
+
+    Example::
+
+        >>> failure_stage(ValueError("bad"), "inference")
+        'inference'
+    """
+    failed = None
+    while error is not None:
+        match = _FAILED_TRANSFORM.match(str(error))
+        if match:
+            failed = match.group(1)
+        error = error.__cause__
+    if failed is None:
+        return default
+    if failed.startswith("Load"):
+        return "reading"
+    if failed.startswith(("Save", "Write")):
+        return f"writing ({failed})"
+    return f"{default} ({failed})"
+
+
+def cached_dataset(
+    data: Sequence[dict],
+    transform: Callable | None = None,
+    cache: str = "none",
+    cache_dir: str | os.PathLike | None = None,
+    num_workers: int | None = 1,
+    lazy: bool = False,
+) -> Dataset:
+    """A MONAI dataset with the chosen caching of the deterministic head of ``transform``.
+
+    - ``none``: ``Dataset``, every case is read and preprocessed each time it is used; least memory.
+    - ``memory``: ``CacheDataset``, preprocessed cases are kept in RAM (up to the first random transform);
+      fastest epochs, memory grows with the data set.
+    - ``disk``: ``PersistentDataset``, preprocessed cases are saved under ``cache_dir`` and reused by later
+      epochs and later runs; little RAM. Delete the folder after changing the preprocessing.
+
+    Args:
+        data: case dictionaries.
+        transform: the preprocessing.
+        cache: one of :data:`CACHE_MODES`.
+        cache_dir: folder of the ``disk`` cache.
+        num_workers: threads that fill the ``memory`` cache up front.
+        lazy: fill the ``memory`` cache as cases are first used instead of up front, so that a failing case
+            fails when it is used, alone.
+
+    Example::
+
+        >>> ds = cached_dataset(cases, preprocessing, cache="disk", cache_dir="cache")  # doctest: +SKIP
+
+        In a bundle config: ``{"_target_": "monai_unets.data.cached_dataset", "cache": "@cache", ...}``.
+    """
+    if cache == "none":
+        return Dataset(data=data, transform=transform)
+    if cache == "memory":
+        return CacheDataset(
+            data=data, transform=transform, cache_rate=1.0, num_workers=num_workers, runtime_cache=lazy, progress=False
+        )
+    if cache == "disk":
+        if not cache_dir:
+            raise ValueError("cache='disk' needs a cache_dir to keep the preprocessed cases in.")
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir)
+    raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}.")
+
+
+def _stamp(item: Any, name: str, index: int) -> Any:
+    values = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else [item]
+    for value in values:
+        if isinstance(value, MetaTensor):
+            value.meta[CASE_NAME_KEY] = name
+            value.meta[CASE_INDEX_KEY] = index
+        elif isinstance(value, (dict, list, tuple)):
+            _stamp(value, name, index)
+    return item
+
+
+class CaseDataset(torch.utils.data.Dataset):
+    """The cases of a batch inference or evaluation job: named, optionally sharded, failing without a crash.
+
+    Every case gets a unique output name (:func:`case_output_names`, over all cases, before sharding), stored
+    with its index in the metadata of each ``MetaTensor`` of the item (:data:`CASE_NAME_KEY`,
+    :data:`CASE_INDEX_KEY`) for the writers (:func:`case_output_name`) and the reports. A case whose
+    ``transform`` raises (unreadable file, failed check, wrong dimensions) yields ``{FAILURE_KEY: {"case",
+    "file", "stage", "error", "index"}}`` instead of data; :class:`monai_unets.handlers.CaseIsolationHandler`
+    records it and the next case follows. Use ``batch_size=1``.
+
+    Args:
+        data: case dictionaries.
+        transform: the preprocessing of a case.
+        source_key: key of the image that names a case (its file, folder or series reference).
+        shard: keep only this process's part of the cases (:func:`shard_items`) when ``torch.distributed`` is
+            initialized, for runs under ``torchrun``.
+        cache: caching of the preprocessed cases, see :func:`cached_dataset`; ``memory`` is filled as cases
+            are used.
+        cache_dir: folder of the ``disk`` cache.
+
+    Example::
+
+        >>> ds = CaseDataset([{"image": "a.png"}, {"image": "missing.png"}], LoadImaged("image"))  # doctest: +SKIP
+        >>> ds[1]["case_failure"]["stage"]  # doctest: +SKIP
+        'reading'
+    """
+
+    def __init__(
+        self,
+        data: Sequence[dict],
+        transform: Callable | None = None,
+        source_key: str = "image",
+        shard: bool = False,
+        cache: str = "none",
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        sources = [str(case.get(source_key, f"case {i}")) for i, case in enumerate(data)]
+        names = case_output_names(sources)
+        indices = list(range(len(data)))
+        if shard:
+            indices = shard_items(indices)
+        self.total = len(data)
+        self.indices = indices
+        self.names = [names[i] for i in indices]
+        self.sources = [sources[i] for i in indices]
+        self.dataset = cached_dataset([data[i] for i in indices], transform, cache, cache_dir, lazy=True)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Any:
+        name, index = self.names[position], self.indices[position]
+        try:
+            item = self.dataset[position]
+        except Exception as error:  # noqa: BLE001 - one failing case must leave the others running
+            stage = failure_stage(error, "preprocessing")
+            reason = describe_error(error)
+            logger.error("case %s (%s) failed in %s: %s", name, self.sources[position], stage, reason)
+            record = {"case": name, "file": self.sources[position], "stage": stage, "error": reason, "index": index}
+            return {FAILURE_KEY: record}
+        return _stamp(item, name, index)

@@ -1,0 +1,262 @@
+"""Per-case isolation for MONAI evaluators: a failing case is reported, the others run, the run ends with a verdict."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from monai.engines.utils import IterationEvents
+from monai.metrics import Cumulative
+from monai.utils import min_version, optional_import
+
+from ..data.atomic import atomic_open
+from ..data.cases import CASE_INDEX_KEY, CASE_NAME_KEY, FAILURE_KEY, failure_stage
+from ..data.dataset import describe_error
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+Metric, _ = optional_import("ignite.metrics", "0.4.11", min_version, "Metric")
+ProgressBar, _ = optional_import("ignite.handlers", "0.4.11", min_version, "ProgressBar")
+
+__all__ = ["FAILURE_COLUMNS", "CaseIsolationHandler"]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the failure report.
+FAILURE_COLUMNS = ("case", "file", "stage", "error")
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _owners(func: Callable, args: tuple) -> list[Any]:
+    """The objects an ignite event handler belongs to: itself, the instance of a bound method, its arguments."""
+    return [func, getattr(func, "__self__", None), *args]
+
+
+def _runs_for_failed_cases(func: Callable, args: tuple) -> bool:
+    # progress displays count every case; everything else consumes the case's outputs
+    return any(
+        getattr(owner, "runs_on_failed_cases", False) or isinstance(owner, ProgressBar) for owner in _owners(func, args)
+    )
+
+
+def _batch_cases(batch: Any) -> list[tuple[str, str, int]]:
+    """``(name, file, index)`` of each case of a collated batch, from the metadata of its first ``MetaTensor``."""
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else [batch]
+    for value in values:
+        meta = getattr(value, "meta", None)
+        if meta is None or "filename_or_obj" not in meta:
+            continue
+        files = meta["filename_or_obj"]
+        files = files if isinstance(files, (list, tuple)) else [files]
+        names = meta.get(CASE_NAME_KEY, files)
+        names = names if isinstance(names, (list, tuple)) else [names]
+        indices = meta.get(CASE_INDEX_KEY, [-1] * len(files))
+        indices = indices.tolist() if hasattr(indices, "tolist") else indices
+        indices = indices if isinstance(indices, (list, tuple)) else [indices]
+        return [(str(n), str(f), int(i)) for n, f, i in zip(names, files, indices)]
+    return [("?", "?", -1)]
+
+
+class CaseIsolationHandler:
+    """Makes a MONAI evaluator survive failing cases: each is reported, every other case gets all its outputs.
+
+    Attached to a ``SupervisedEvaluator`` (or any ignite engine) that reads a
+    :class:`monai_unets.data.CaseDataset` with ``batch_size=1``, it guards every stage of a case:
+
+    - reading and preprocessing: the dataset turns a failure into a record, which is reported here;
+    - the network (``inference``) and ``postprocessing``, with the writers in it (``writing``): an exception of
+      the iteration is caught and reported;
+    - ``metrics`` and the other per-iteration handlers: an exception is caught, the MONAI metric buffers this
+      case already added to are rolled back, so every metric covers the same cases.
+
+    A failed case is skipped by the per-iteration handlers that consume outputs (metrics, savers, per-case
+    tables); progress bars (ignite's ``ProgressBar``, or any handler with ``runs_on_failed_cases = True``)
+    still count it. Each failure is logged with its file and reason and written to ``failure_log``
+    (``case, file, stage, error``; rewritten atomically after each failure, so it is current even if the run
+    is killed). Call :meth:`conclude` after ``run()``: it merges the reports of all processes of a
+    ``torchrun`` job into ``failure_log``, logs a one-line summary, and exits with status 1 when any case
+    failed, after everything else has been written.
+
+    Args:
+        failure_log: the CSV failure report; written empty at the start, so an old report never remains.
+
+    Attributes:
+        failures: this process's failure records (``case, file, stage, error, index``).
+        cases: cases this process has seen, failed ones included.
+
+    Example::
+
+        >>> isolation = CaseIsolationHandler("out/failures.csv")  # doctest: +SKIP
+        >>> isolation.attach(evaluator); evaluator.run(); isolation.conclude()  # doctest: +SKIP
+
+        In a bundle config: ``- _target_: CaseIsolationHandler`` in the evaluator's handlers, and
+        ``run: ["$@evaluator.run()", "$@case_isolation.conclude()"]``.
+    """
+
+    def __init__(self, failure_log: str | os.PathLike) -> None:
+        self.failure_log = Path(failure_log)
+        self.failures: list[dict[str, Any]] = []
+        self.cases = 0
+        self._stage = "inference"
+        self._failed = False
+        self._wrapped = False
+        self._cumulative: list[Any] = []
+        self._lengths: list[list[int] | None] = []
+        rank, world = _distributed()
+        self._own_log = self.failure_log if world == 1 else self._rank_log(rank)
+        if rank == 0:
+            self._write(self.failure_log, [])
+
+    def _rank_log(self, rank: int) -> Path:
+        return self.failure_log.with_name(f"{self.failure_log.stem}.rank{rank}{self.failure_log.suffix}")
+
+    def attach(self, engine: Engine) -> None:
+        """Guard ``engine``'s iterations and per-iteration handlers.
+
+        Args:
+            engine: the evaluator; its data loader must have ``batch_size=1``.
+        """
+        batch_size = getattr(getattr(engine, "data_loader", None), "batch_size", 1)
+        if batch_size not in (1, None):
+            raise ValueError(f"CaseIsolationHandler isolates single cases: use batch_size=1, not {batch_size}.")
+        engine._process_function = self._guarded(engine._process_function)
+        engine.add_event_handler(Events.STARTED, self._wrap_iteration_handlers)
+        engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
+        if IterationEvents.FORWARD_COMPLETED in engine._allowed_events:
+            engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._forward_completed)
+
+    def _iteration_started(self, _engine: Engine) -> None:
+        self._stage, self._failed = "inference", False
+        self._lengths = [None if c._buffers is None else [len(b) for b in c._buffers] for c in self._cumulative]
+
+    def _forward_completed(self, _engine: Engine) -> None:
+        self._stage = "postprocessing"
+
+    def _guarded(self, process: Callable) -> Callable:
+        @functools.wraps(process)
+        def guarded(engine: Engine, batch: Any) -> Any:
+            self.cases += 1
+            if isinstance(batch, dict) and FAILURE_KEY in batch:
+                record = {k: v[0] if isinstance(v, (list, tuple)) else v for k, v in batch[FAILURE_KEY].items()}
+                record["index"] = int(record["index"])
+                self._record(record)
+                return []
+            try:
+                return process(engine, batch)
+            except Exception as error:  # noqa: BLE001 - one failing case must leave the others running
+                self._record_error(batch, failure_stage(error, self._stage), describe_error(error))
+                return []
+
+        return guarded
+
+    def _wrap_iteration_handlers(self, engine: Engine) -> None:
+        if self._wrapped:
+            return
+        self._wrapped = True
+        handlers = engine._event_handlers[Events.ITERATION_COMPLETED]
+        for position, (func, args, kwargs) in enumerate(handlers):
+            handlers[position] = (self._guard_handler(func, args), args, kwargs)
+            for owner in _owners(func, args):
+                metric_fn = getattr(owner, "metric_fn", None)
+                # MONAI's cumulative metrics keep one list per output; a failed case's entries are removed again
+                if (
+                    isinstance(owner, Metric)
+                    and isinstance(metric_fn, Cumulative)
+                    and metric_fn not in self._cumulative
+                ):
+                    self._cumulative.append(metric_fn)
+
+    def _guard_handler(self, func: Callable, args: tuple) -> Callable:
+        always = _runs_for_failed_cases(func, args)
+        is_metric = any(isinstance(owner, Metric) for owner in _owners(func, args))
+        owner_name = type(getattr(func, "__self__", func)).__name__
+
+        @functools.wraps(func)
+        def guarded(*call_args: Any, **call_kwargs: Any) -> Any:
+            if self._failed and not always:
+                return None
+            try:
+                return func(*call_args, **call_kwargs)
+            except Exception as error:  # noqa: BLE001 - a metric failing on one case must not end the run
+                if self._failed:
+                    return None
+                engine = next((a for a in call_args if isinstance(a, Engine)), None)
+                stage = "metrics" if is_metric else f"handlers ({owner_name})"
+                self._record_error(engine.state.batch if engine else None, stage, describe_error(error))
+                self._roll_back()
+                return None
+
+        return guarded
+
+    def _roll_back(self) -> None:
+        for cumulative, lengths in zip(self._cumulative, self._lengths):
+            if lengths is None:
+                cumulative._buffers = None
+            elif cumulative._buffers is not None:
+                for buffer, length in zip(cumulative._buffers, lengths):
+                    del buffer[length:]
+            cumulative._synced = False
+
+    def _record_error(self, batch: Any, stage: str, reason: str) -> None:
+        for name, file, index in _batch_cases(batch):
+            logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)
+            self._record({"case": name, "file": file, "stage": stage, "error": reason, "index": index})
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self._failed = True
+        self.failures.append(record)
+        self._write(self._own_log, self.failures)
+
+    @staticmethod
+    def _write(path: Path, records: list[dict[str, Any]]) -> None:
+        with atomic_open(path, newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(FAILURE_COLUMNS)
+            writer.writerows([record[column] for column in FAILURE_COLUMNS] for record in records)
+
+    def conclude(self) -> str:
+        """Merge the failure reports of all processes, log the summary; exit with status 1 if a case failed.
+
+        In a ``torchrun`` job every process must call it (it gathers); rank 0 writes ``failure_log`` and
+        prints the summary, the per-process reports are removed. On failure the process group is ended before
+        exiting, as the bundle's ``finalize`` step does not run then.
+
+        Returns:
+            the summary line, when no case failed.
+
+        Raises:
+            SystemExit: some case failed; the message is the summary line.
+        """
+        rank, world = _distributed()
+        failures, cases = self.failures, self.cases
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, (self.failures, self.cases))
+            failures = sorted((r for part, _ in gathered for r in part), key=lambda r: r["index"])
+            cases = sum(count for _, count in gathered)
+            if rank == 0:
+                self._write(self.failure_log, failures)
+            dist.barrier()
+            self._rank_log(rank).unlink(missing_ok=True)
+        summary = f"{cases} case(s): {cases - len(failures)} ok, {len(failures)} failed" + (
+            f"; the failures are listed in {self.failure_log}" if failures else ""
+        )
+        if rank == 0:
+            (logger.error if failures else logger.info)(summary)
+        if not failures:
+            return summary
+        if world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        raise SystemExit(summary if rank == 0 else 1)
