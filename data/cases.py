@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.data.folder_layout import default_name_formatter
+from monai.data.utils import json_hashing
 from monai.utils import ImageMetaKey
 
 from .datalist import IMAGE_SUFFIXES
@@ -221,7 +222,7 @@ def cached_dataset(
     - ``memory``: ``CacheDataset``, preprocessed cases are kept in RAM (up to the first random transform);
       fastest epochs, memory grows with the data set.
     - ``disk``: ``PersistentDataset``, preprocessed cases are saved under ``cache_dir`` and reused by later
-      epochs and later runs; little RAM. Delete the folder after changing the preprocessing.
+      epochs and later runs; little RAM. Entries are keyed by the case and the preprocessing's definition.
 
     Args:
         data: case dictionaries.
@@ -248,7 +249,8 @@ def cached_dataset(
         if not cache_dir:
             raise ValueError("cache='disk' needs a cache_dir to keep the preprocessed cases in.")
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir)
+        # the transform's definition is part of the key, so a changed preprocessing never reads stale entries
+        return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir, hash_transform=json_hashing)
     raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}.")
 
 
