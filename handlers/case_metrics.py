@@ -11,10 +11,13 @@ from pathlib import Path
 
 import torch
 from monai.metrics import compute_confusion_matrix_metric
-from monai.utils import ImageMetaKey, min_version, optional_import
+from monai.utils import ImageMetaKey, min_version, optional_import, string_list_all_gather
+
+from ..data.atomic import atomic_open
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = ["CaseMetricsWriter"]
 
@@ -32,7 +35,9 @@ class CaseMetricsWriter:
     ``save_details=True``, the default). This handler joins them into ``metrics_per_case.csv`` (a ``case``
     column with the image file, then one column per metric, and per class when there are several classes)
     and ``metrics_summary.csv`` (mean, std, median, min, max and count of each column, ignoring NaN),
-    and logs the summary. Confusion-matrix handlers store raw TP/FP/TN/FN counts as details; name them in
+    and logs the summary. Both files appear complete or not at all (written to a temporary file, then renamed).
+    In a ``torchrun`` job every process attaches it; the cases of all processes are gathered and rank 0
+    writes the files. Confusion-matrix handlers store raw TP/FP/TN/FN counts as details; name them in
     ``confusion_metrics`` to get their per-case metric (sensitivity, specificity, ...) instead.
 
     Args:
@@ -93,21 +98,24 @@ class CaseMetricsWriter:
 
     def __call__(self, engine: Engine) -> None:
         columns = self._columns(engine)
+        # MONAI's metrics gather their details from every process rank by rank; the case names follow suit
+        cases = string_list_all_gather(self._cases)
+        if idist.get_rank() != 0:
+            return
         if not columns:
             logger.warning("no per-case metric details to write (did the evaluator see any case?)")
             return
-        self.save_dir.mkdir(parents=True, exist_ok=True)
         names = list(columns)
         per_case = self.save_dir / "metrics_per_case.csv"
-        with open(per_case, "w", newline="") as f:
+        with atomic_open(per_case, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["case"] + names)
-            for i, case in enumerate(self._cases):
+            for i, case in enumerate(cases):
                 writer.writerow([case] + [f"{columns[n][i]:.6f}" for n in names])
 
         summary = self.save_dir / "metrics_summary.csv"
         lines = [f"{'metric':<24}{'mean':>9}{'std':>9}{'median':>9}{'min':>9}{'max':>9}{'cases':>7}"]
-        with open(summary, "w", newline="") as f:
+        with atomic_open(summary, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["metric", "mean", "std", "median", "min", "max", "cases"])
             for name in names:
@@ -116,7 +124,7 @@ class CaseMetricsWriter:
                 lines.append(f"{name:<24}" + "".join(f"{v:9.4f}" for v in stats[:-1]) + f"{int(stats[-1]):7d}")
         logger.info(
             "per-case metrics of %d cases:\n%s\nwritten to %s and %s",
-            len(self._cases),
+            len(cases),
             "\n".join(lines),
             per_case,
             summary,

@@ -29,13 +29,16 @@ def _configs(bundle: Path) -> Path:
     return bundle / "configs"
 
 
-def _run_bundle(bundle: Path, configs: list[str], *args: str, run_id: str | None = None) -> None:
+def _run_bundle(
+    bundle: Path, configs: list[str], *args: str, run_id: str | None = None, returncode: int = 0
+) -> subprocess.CompletedProcess:
     config = configs[0] if len(configs) == 1 else str(configs)
     command = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else [])
     command += ["--meta_file", str(_configs(bundle) / "metadata.json"), "--config_file", config]
     command += ["--logging_file", str(_configs(bundle) / "logging.conf"), "--bundle_root", str(bundle), *args]
     result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == returncode, f"{' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
 
 
 def test_every_bundle_folder_is_a_bundle_with_a_test_case():
@@ -113,11 +116,12 @@ def trained(request, tmp_path_factory):
     sources = case.make_inputs(data, inputs)
     (inputs / case.bad_input_name).write_bytes(b"not an image at all")
     predictions = root / "predictions"
-    _run_bundle(
+    # the corrupt file makes the run end with status 1, after every other input got its prediction
+    inference = _run_bundle(
         bundle,
         [str(_configs(bundle) / "inference.yaml")],
         "--dataset_dir", str(data), "--input_dir", str(inputs), "--output_dir", str(predictions), "--num_workers", "0",
-        *case.infer_args,
+        *case.infer_args, returncode=1,
     )  # fmt: skip
 
     evaluation = root / "evaluation"
@@ -128,7 +132,7 @@ def trained(request, tmp_path_factory):
         *case.infer_args,
     )  # fmt: skip
     return {"name": name, "case": case, "bundle": bundle, "data": data, "sources": sources,
-            "predictions": predictions, "evaluation": evaluation}  # fmt: skip
+            "predictions": predictions, "evaluation": evaluation, "inference_stderr": inference.stderr}  # fmt: skip
 
 
 def _network(bundle: Path) -> torch.nn.Module:
@@ -156,7 +160,10 @@ def test_inference_reports_the_corrupt_file_and_goes_on(trained):
     with open(trained["predictions"] / "failures.csv", newline="") as f:
         failures = list(csv.DictReader(f))
     assert [Path(row["file"]).name for row in failures] == [trained["case"].bad_input_name]
+    assert failures[0]["stage"] == "reading"
     assert failures[0]["error"]
+    cases = len(trained["sources"]) + 1
+    assert trained["inference_stderr"].strip().splitlines()[-1].startswith(f"{cases} case(s): {cases - 1} ok, 1 failed")
 
 
 def test_evaluation_writes_per_case_metrics(trained):

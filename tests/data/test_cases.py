@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
+from monai.transforms import Compose, EnsureChannelFirstd, Lambdad, LoadImaged, SaveImage
+from monai_unets.data import (
+    CASE_INDEX_KEY,
+    CASE_NAME_KEY,
+    FAILURE_KEY,
+    CaseDataset,
+    cached_dataset,
+    case_output_name,
+    case_output_names,
+    failure_stage,
+    shard_items,
+)
+from PIL import Image
+
+
+def test_inputs_of_different_kinds_with_one_stem_get_distinct_names(tmp_path, caplog):
+    (tmp_path / "x").mkdir()
+    sources = [tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "x.nii.gz", tmp_path / "x"]
+    with caplog.at_level(logging.WARNING):
+        names = case_output_names(sources)
+    assert names == ["a_jpg", "a_png", "b", "x_nii_gz", "x_dicom"]
+    assert "a.jpg -> a_jpg" in caplog.text
+
+
+def test_one_file_name_in_several_folders_takes_the_folder_names():
+    names = case_output_names(["/d/p1/image.nii.gz", "/d/p2/image.nii.gz", "/d/p3/other.nii.gz"])
+    assert names == ["p1_image", "p2_image", "other"]
+
+
+def test_names_are_unique_without_regard_to_case_and_for_repeated_files():
+    names = case_output_names(["/d/A.png", "/e/a.png", "/d/b.png", "/d/b.png"])
+    assert len({n.casefold() for n in names}) == 4
+    assert names[:2] == ["d_A", "e_a"]
+
+
+def test_series_of_one_folder_are_named_by_uid_and_unsafe_characters_replaced():
+    names = case_output_names(["/in/study::1.2.3", "/in/study::1.2.4", "/in/we:ird*.nii.gz"])
+    assert names == ["study_1.2.3", "study_1.2.4", "we_ird_"]
+
+
+def test_shards_are_disjoint_ordered_and_cover_everything():
+    items = list(range(7))
+    shards = [shard_items(items, rank, 3) for rank in range(3)]
+    assert sum(shards, []) == items
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    with pytest.raises(ValueError, match="rank 3"):
+        shard_items(items, 3, 3)
+
+
+def test_saved_file_is_named_after_the_whole_case_name(tmp_path):
+    image = MetaTensor(torch.zeros(1, 4, 5, 3), meta={"filename_or_obj": "/in/study", CASE_NAME_KEY: "study_1.2.3"})
+    saver = SaveImage(tmp_path, output_postfix="seg", separate_folder=False, output_name_formatter=case_output_name)
+    saver(image)
+    assert [p.name for p in tmp_path.iterdir()] == ["study_1.2.3_seg.nii.gz"]
+
+
+def _png(path, value=100, size=(6, 8)):
+    Image.fromarray(np.full(size, value, dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_case_dataset_names_its_items_and_turns_failures_into_records(tmp_path):
+    good = _png(tmp_path / "a.png")
+    corrupt = tmp_path / "a.jpg"
+    corrupt.write_bytes(b"not an image")
+    load = Compose(
+        [
+            LoadImaged("image", reader="PILReader", image_only=True),
+            EnsureChannelFirstd("image", channel_dim="no_channel"),
+        ]
+    )
+    transform = Compose([load, Lambdad("image", func=lambda image: image.reshape(-1, 5))])  # 48 pixels
+    ds = CaseDataset([{"image": good}, {"image": str(corrupt)}], load)
+    assert len(ds) == 2
+    assert ds[0]["image"].meta[CASE_NAME_KEY] == "a_png" and ds[0]["image"].meta[CASE_INDEX_KEY] == 0
+    assert ds[1][FAILURE_KEY] == {
+        "case": "a_jpg",
+        "file": str(corrupt),
+        "stage": "reading",
+        "error": ds[1][FAILURE_KEY]["error"],
+        "index": 1,
+    }
+    assert "cannot identify image file" in ds[1][FAILURE_KEY]["error"]
+    assert CaseDataset([{"image": good}], transform)[0][FAILURE_KEY]["stage"] == "preprocessing (Lambdad)"
+
+
+def test_failure_stage_names_writers_and_plain_errors():
+    def failed_in(transform: str) -> RuntimeError:
+        inner = RuntimeError(f"applying transform <monai.transforms.io.dictionary.{transform} object at 0x1>")
+        inner.__cause__ = OSError(28, "No space left on device")
+        outer = RuntimeError("applying transform <monai.transforms.compose.Compose object at 0x2>")
+        outer.__cause__ = inner
+        return outer
+
+    assert failure_stage(failed_in("SaveImaged"), "postprocessing") == "writing (SaveImaged)"
+    assert failure_stage(failed_in("LoadImaged"), "preprocessing") == "reading"
+    assert failure_stage(failed_in("Invertd"), "postprocessing") == "postprocessing (Invertd)"
+    assert failure_stage(ValueError("x"), "inference") == "inference"
+
+
+def test_cache_modes(tmp_path):
+    data = [{"image": _png(tmp_path / "a.png")}]
+    load = LoadImaged("image", reader="PILReader", image_only=True)
+    assert type(cached_dataset(data, load, "none")) is Dataset
+    assert isinstance(cached_dataset(data, load, "memory", num_workers=0), CacheDataset)
+    disk = cached_dataset(data, load, "disk", cache_dir=tmp_path / "cache")
+    assert isinstance(disk, PersistentDataset)
+    disk[0]
+    assert list((tmp_path / "cache").glob("*.pt"))
+    with pytest.raises(ValueError, match="cache must be one of"):
+        cached_dataset(data, load, "ram")
+    with pytest.raises(ValueError, match="cache_dir"):
+        cached_dataset(data, load, "disk")
