@@ -51,19 +51,20 @@ def _runs_for_failed_cases(func: Callable, args: tuple) -> bool:
 
 
 def _batch_cases(batch: Any) -> list[tuple[str, str, int]]:
-    """``(name, file, index)`` of each case of a collated batch, from the metadata of its first ``MetaTensor``."""
-    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else [batch]
-    for value in values:
+    """``(name, file, index)`` of each case of a batch, collated or decollated into a list of cases."""
+    if isinstance(batch, (list, tuple)) and all(isinstance(item, dict) for item in batch):
+        return [case for item in batch for case in _batch_cases(item)] or [("?", "?", -1)]
+    for value in batch.values() if isinstance(batch, dict) else []:
         meta = getattr(value, "meta", None)
         if meta is None or "filename_or_obj" not in meta:
             continue
-        files = meta["filename_or_obj"]
-        files = files if isinstance(files, (list, tuple)) else [files]
-        names = meta.get(CASE_NAME_KEY, files)
-        names = names if isinstance(names, (list, tuple)) else [names]
-        indices = meta.get(CASE_INDEX_KEY, [-1] * len(files))
-        indices = indices.tolist() if hasattr(indices, "tolist") else indices
-        indices = indices if isinstance(indices, (list, tuple)) else [indices]
+        columns = [
+            meta["filename_or_obj"],
+            meta.get(CASE_NAME_KEY, meta["filename_or_obj"]),
+            meta.get(CASE_INDEX_KEY, -1),
+        ]
+        columns = [c.tolist() if hasattr(c, "tolist") else c for c in columns]
+        files, names, indices = [c if isinstance(c, (list, tuple)) else [c] for c in columns]
         return [(str(n), str(f), int(i)) for n, f, i in zip(names, files, indices)]
     return [("?", "?", -1)]
 

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import SaveImage
+from monai_unets.data import AtomicNibabelWriter, atomic_open, atomic_path
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "report.csv"
+    with atomic_open(target) as f:
+        f.write("complete\n")
+    with pytest.raises(RuntimeError), atomic_open(target) as f:
+        f.write("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "complete\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]
+
+
+def test_the_temporary_file_keeps_the_extension_and_is_hidden(tmp_path):
+    with atomic_path(tmp_path / "sub" / "mask.nii.gz") as temporary:
+        assert temporary.parent == tmp_path / "sub" and temporary.name.endswith("mask.nii.gz")
+        assert temporary.name.startswith(".")
+        temporary.write_bytes(b"x")
+    assert (tmp_path / "sub" / "mask.nii.gz").read_bytes() == b"x"
+
+
+def test_a_full_disk_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
+    def half_then_full(image, filename, *args, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"\x1f\x8b partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nib, "save", half_then_full)
+    image = MetaTensor(torch.ones(1, 4, 4, 4), meta={"filename_or_obj": "case.nii.gz"})
+    saver = SaveImage(tmp_path, output_postfix="seg", separate_folder=False, writer=AtomicNibabelWriter)
+    with pytest.raises(RuntimeError, match="No space left"):
+        saver(image)
+    assert list(tmp_path.iterdir()) == []
+
+
+_WRITER = """
+import sys, torch
+from monai.data import MetaTensor
+from monai.transforms import SaveImage
+from monai_unets.data import AtomicNibabelWriter
+out = sys.argv[1]
+saver = SaveImage(out, output_postfix="seg", separate_folder=False, writer=AtomicNibabelWriter, print_log=False)
+for i in range(10_000):
+    saver(MetaTensor(torch.rand(1, 96, 96, 96), meta={"filename_or_obj": f"case{i:05d}.nii.gz"}))
+"""
+
+
+def _finals(folder):
+    # the hidden ".partial-*" file of the interrupted write is no final name
+    return sorted(p for p in folder.glob("*_seg.nii.gz") if not p.name.startswith("."))
+
+
+def test_sigkill_while_writing_leaves_only_complete_files(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 120
+        # kill while the writer is busy: a few complete files, another one on its way
+        while len(_finals(tmp_path)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    finals = _finals(tmp_path)
+    assert len(finals) >= 3
+    for path in finals:
+        assert nib.load(path).get_fdata().shape == (96, 96, 96), path

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import csv
+import errno
+
+import numpy as np
+import pytest
+import torch
+from monai.data import DataLoader
+from monai.engines import SupervisedEvaluator
+from monai.handlers import MeanDice, from_engine
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    Compose,
+    EnsureChannelFirstd,
+    LoadImaged,
+    SaveImaged,
+    ScaleIntensityd,
+)
+from monai_unets.data import AtomicPILWriter, CaseDataset, case_output_name
+from monai_unets.handlers import CaseIsolationHandler, CaseMetricsWriter
+from PIL import Image
+
+
+class _DiskFullFor(AtomicPILWriter):
+    """Writes PNGs, except for files whose name holds "full": the disk fills up while writing them."""
+
+    def write(self, filename, verbose=True, **kwargs):
+        if "full" in str(filename):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write(filename, verbose=verbose, **kwargs)
+
+
+def _pair(folder, name, size=(12, 16), label_size=None, rgb=False):
+    rng = np.random.default_rng(len(name))
+    shape = (*size, 3) if rgb else size
+    Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(folder / f"{name}.png")
+    label = (rng.random(label_size or size) > 0.5).astype(np.uint8) * 255
+    Image.fromarray(label).save(folder / f"{name}_label.png")
+    return {"image": str(folder / f"{name}.png"), "label": str(folder / f"{name}_label.png")}
+
+
+@pytest.fixture
+def run(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [
+        _pair(data, "good0"),
+        _pair(data, "rgb", rgb=True),  # three channels for a one-channel network: fails in the network
+        _pair(data, "good1"),
+        _pair(data, "full"),  # its mask cannot be written
+        _pair(data, "mismatch", label_size=(10, 16)),  # label and image differ in size: the metric fails
+        _pair(data, "good2"),
+    ]
+    corrupt = data / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    cases.insert(3, {"image": str(corrupt), "label": cases[0]["label"]})
+    keys = ["image", "label"]
+    preprocessing = Compose(
+        [
+            LoadImaged(keys, reader="PILReader", image_only=True),
+            EnsureChannelFirstd(keys, channel_dim="no_channel"),
+            ScaleIntensityd(keys),
+        ]
+    )
+    postprocessing = Compose(
+        [
+            Activationsd("pred", sigmoid=True),
+            AsDiscreted("pred", threshold=0.5),
+            SaveImaged(
+                "pred",
+                output_dir=tmp_path / "out",
+                output_postfix="seg",
+                output_ext=".png",
+                separate_folder=False,
+                output_name_formatter=case_output_name,
+                writer=_DiskFullFor,
+                scale=255,
+                print_log=False,
+            ),
+        ]
+    )
+    torch.manual_seed(0)
+    isolation = CaseIsolationHandler(tmp_path / "out" / "failures.csv")
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(cases, preprocessing), batch_size=1, num_workers=0),
+        network=torch.nn.Conv2d(1, 1, 3, padding=1),
+        postprocessing=postprocessing,
+        # the first metric works on any case; the second fails on "mismatch" after the first took it in
+        key_val_metric={"self_dice": MeanDice(output_transform=from_engine(["pred", "pred"]))},
+        additional_metrics={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        val_handlers=[isolation, CaseMetricsWriter(tmp_path / "eval")],
+    )
+    evaluator.run()
+    return {"evaluator": evaluator, "isolation": isolation, "out": tmp_path / "out", "eval": tmp_path / "eval"}
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_failing_stage_is_reported_and_the_good_cases_get_their_outputs(run):
+    stages = {row["case"]: row["stage"] for row in _rows(run["out"] / "failures.csv")}
+    assert stages == {
+        "rgb": "inference",
+        "corrupt": "reading",
+        "full": "writing (SaveImaged)",
+        "mismatch": "metrics",
+    }
+    errors = {row["case"]: row["error"] for row in _rows(run["out"] / "failures.csv")}
+    assert "No space left on device" in errors["full"]
+    written = sorted(p.name for p in run["out"].glob("*_seg.png"))
+    # "mismatch" failed in its metrics, after its mask was written
+    assert written == ["good0_seg.png", "good1_seg.png", "good2_seg.png", "mismatch_seg.png"]
+
+
+def test_metrics_cover_exactly_the_cases_that_succeeded(run):
+    details = run["evaluator"].state.metric_details
+    assert len(details["self_dice"]) == len(details["dice"]) == 3
+    rows = _rows(run["eval"] / "metrics_per_case.csv")
+    assert [row["case"].rsplit("/", 1)[-1] for row in rows] == ["good0.png", "good1.png", "good2.png"]
+    mean = float(np.mean([float(row["dice"]) for row in rows]))
+    assert run["evaluator"].state.metrics["dice"] == pytest.approx(mean, abs=1e-6)
+
+
+def test_conclude_exits_with_the_summary_when_a_case_failed(run):
+    with pytest.raises(SystemExit) as exit_info:
+        run["isolation"].conclude()
+    summary = str(exit_info.value.code)
+    assert summary.startswith("7 case(s): 3 ok, 4 failed")
+    assert str(run["out"] / "failures.csv") in summary
+
+
+def test_conclude_returns_when_every_case_succeeded(tmp_path):
+    isolation = CaseIsolationHandler(tmp_path / "failures.csv")
+    isolation.cases = 2
+    assert isolation.conclude() == "2 case(s): 2 ok, 0 failed"
+    assert _rows(tmp_path / "failures.csv") == []
+
+
+def test_batches_of_several_cases_are_refused(tmp_path):
+    evaluator = SupervisedEvaluator(
+        device="cpu", val_data_loader=DataLoader([{"image": torch.zeros(1, 4, 4)}] * 2, batch_size=2), network=None
+    )
+    with pytest.raises(ValueError, match="batch_size=1"):
+        CaseIsolationHandler(tmp_path / "failures.csv").attach(evaluator)
