@@ -1,0 +1,162 @@
+"""Batches with one bad case of each kind among good ones, run by the bundles' own commands, on one process and
+sharded over two (torchrun, gloo): every good case gets all its outputs, each bad case is listed with its stage,
+the run exits non-zero, and the sharded run writes what the single process writes."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai_unets.bundles import bundle_dir
+from monai_unets.scripts.demo_ct import generate_demo_ct
+from monai_unets.scripts.demo_data import generate_demo_dataset
+from PIL import Image
+
+# small bundles: one epoch of training is not needed to test what happens around the network
+FAST_2D = ("egeunet_skin_lesion", ("--image_size", "[64, 64]"))
+FAST_3D = ("egeunet3d_pancreas_ct", ("--patch_size", "[32, 32, 32]"))
+
+
+def _bundle_with_random_weights(name: str, root: Path) -> Path:
+    bundle = Path(shutil.copytree(bundle_dir(name), root / name))
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    torch.manual_seed(0)
+    (bundle / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
+def _command(bundle: Path, configs: list[str], processes: int, *args: str) -> list[str]:
+    runner = [sys.executable, "-m", "monai.bundle", "run"]
+    if processes > 1:
+        runner = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] + runner[1:]
+    files = [str(bundle / "configs" / c) for c in configs]
+    return runner + ["--config_file", str(files), "--bundle_root", str(bundle), "--num_workers", "0", *args]
+
+
+def _infer(bundle: Path, inputs: Path, output: Path, extra: tuple[str, ...], processes: int = 1):
+    configs = ["inference.yaml"] + (["multi_gpu_inference.yaml"] if processes > 1 else [])
+    command = _command(bundle, configs, processes, "--input_dir", str(inputs), "--output_dir", str(output), *extra)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def _failures(folder: Path) -> dict[str, str]:
+    with open(folder / "failures.csv", newline="") as f:
+        return {row["case"]: row["stage"] for row in csv.DictReader(f)}
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes() if p.is_file() else b"" for p in sorted(folder.iterdir()) if p.name != "failures.csv"
+    }
+
+
+def _ct_inputs(root: Path) -> Path:
+    data = root / "data"
+    generate_demo_ct(data, num_cases=1, num_test=2, shape=(36, 32, 20), dicom=True)
+    inputs = root / "inputs"
+    inputs.mkdir()
+    for image in sorted((data / "imagesTs").iterdir()):
+        shutil.copy(image, inputs)
+    # a DICOM series folder named like a NIfTI beside it, and a folder holding two series
+    shutil.copytree(data / "dicomTs" / "demo_001", inputs / "demo_001")
+    (inputs / "two").mkdir()
+    for series in ("demo_001", "demo_002"):
+        for slice_ in (data / "dicomTs" / series).iterdir():
+            shutil.copy(slice_, inputs / "two" / f"{series}_{slice_.name}")
+    nib.save(nib.Nifti1Image(np.zeros((30, 30), np.float32), np.eye(4)), inputs / "flat.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((30, 30, 20, 3), np.float32), np.eye(4)), inputs / "fourd.nii.gz")
+    (inputs / "corrupt.nii.gz").write_bytes(b"not a NIfTI")
+    return inputs
+
+
+def _check_ct_outputs(inputs: Path, output: Path) -> None:
+    names = sorted(p.name for p in output.iterdir())
+    uids = sorted(
+        str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in (inputs / "two").iterdir()
+    )
+    series = sorted(set(uids))
+    assert len(series) == 2
+    expected = ["demo_001_dicom_seg.nii.gz", "demo_001_nii_gz_seg.nii.gz", "demo_002_seg.nii.gz", "failures.csv"]
+    expected += [f"two_{uid}_seg.{ext}" for uid in series for ext in ("dcm", "nii.gz")]
+    # the SEG of demo_001_dicom could not be written (a folder is in its place); its NIfTI is kept
+    assert names == sorted(expected + ["demo_001_dicom_seg.dcm"])
+    assert (output / "demo_001_dicom_seg.dcm").is_dir()
+    for name in expected:
+        if name.endswith(".nii.gz"):
+            assert len(nib.load(output / name).shape) == 3
+
+
+@pytest.mark.slow
+def test_3d_batch_with_bad_cases_single_and_sharded(tmp_path):
+    name, extra = FAST_3D
+    bundle = _bundle_with_random_weights(name, tmp_path)
+    inputs = _ct_inputs(tmp_path)
+    results = {}
+    for processes in (1, 2):
+        output = tmp_path / f"out{processes}"
+        (output / "demo_001_dicom_seg.dcm").mkdir(parents=True)  # a writer that cannot write
+        result = _infer(bundle, inputs, output, extra, processes)
+        assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "8 case(s): 4 ok, 4 failed" in result.stdout + result.stderr
+        stages = _failures(output)
+        assert stages.pop("corrupt") == "reading"
+        assert stages.pop("demo_001_dicom").startswith("writing")
+        assert set(stages) == {"flat", "fourd"}
+        _check_ct_outputs(inputs, output)
+        assert not list(output.glob(".partial-*"))
+        results[processes] = output
+    one, two = _outputs(results[1]), _outputs(results[2])
+    assert one.keys() == two.keys()
+    for file in one:
+        if file.endswith(".nii.gz"):
+            np.testing.assert_array_equal(nib.load(results[1] / file).dataobj, nib.load(results[2] / file).dataobj)
+
+
+def _skin_inputs(root: Path) -> Path:
+    data = root / "data"
+    generate_demo_dataset(data, num_images=4, seed=1, min_size=40, max_size=64)
+    inputs = root / "inputs"
+    inputs.mkdir()
+    images = sorted((data / "images").iterdir())
+    for image in images:
+        shutil.copy(image, inputs)
+    # the same picture as PNG beside its JPEG, a corrupt and a truncated file
+    with Image.open(images[0]) as picture:
+        picture.save(inputs / "demo_000.png")
+    (inputs / "corrupt.png").write_bytes(b"not a PNG")
+    (inputs / "truncated.jpg").write_bytes(images[1].read_bytes()[:200])
+    return inputs
+
+
+@pytest.mark.slow
+def test_2d_batch_with_bad_cases_single_and_sharded(tmp_path):
+    name, extra = FAST_2D
+    bundle = _bundle_with_random_weights(name, tmp_path)
+    inputs = _skin_inputs(tmp_path)
+    results = {}
+    for processes in (1, 2):
+        output = tmp_path / f"out{processes}"
+        (output / "demo_003_seg.png").mkdir(parents=True)  # a writer that cannot write
+        result = _infer(bundle, inputs, output, extra, processes)
+        assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "7 case(s): 4 ok, 3 failed" in result.stdout + result.stderr
+        assert _failures(output) == {"corrupt": "reading", "truncated": "reading", "demo_003": "writing (SaveImaged)"}
+        written = sorted(p.name for p in output.glob("*_seg.png") if p.is_file())
+        assert written == ["demo_000_jpg_seg.png", "demo_000_png_seg.png", "demo_001_seg.png", "demo_002_seg.png"]
+        results[processes] = output
+    one, two = _outputs(results[1]), _outputs(results[2])
+    assert one.keys() == two.keys()
+    for file in one:
+        if (results[1] / file).is_file():
+            assert one[file] == two[file], file
