@@ -1,8 +1,10 @@
-"""multi_gpu_train.yaml of every bundle, run by torchrun with two CPU processes (gloo): the same code path as
-several GPUs (NCCL), which CI does not have."""
+"""The multi_gpu_*.yaml configs of every bundle, run by torchrun with two CPU processes (gloo): the same code path
+as several GPUs (NCCL), which CI does not have."""
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -10,8 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir, list_bundles
+from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
+from PIL import Image
 
 from tests.bundles.conftest import BUNDLE_CASES
 
@@ -42,3 +47,71 @@ def test_two_process_training(name, tmp_path):
     # the weights are saved without the DDP wrapper's prefix, so that single-process inference loads them
     weights = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(key.startswith("module.") for key in weights)
+
+
+def test_multi_gpu_configs_are_the_same_in_every_bundle():
+    bundles = [bundle_dir(name) for name in list_bundles()]
+    for config in sorted(p.name for p in (bundles[0] / "configs").glob("multi_gpu_*.yaml")):
+        contents = {(bundle / "configs" / config).read_bytes() for bundle in bundles}
+        assert len(contents) == 1, f"{config} differs between bundles"
+    assert {"multi_gpu_train.yaml", "multi_gpu_inference.yaml", "multi_gpu_evaluate.yaml"} <= {
+        p.name for p in (bundles[0] / "configs").glob("multi_gpu_*.yaml")
+    }
+
+
+def _evaluate(bundle: Path, data: Path, out: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
+    configs = ["train.yaml", "evaluate.yaml"] + (["multi_gpu_evaluate.yaml"] if processes > 1 else [])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "-m"]
+    command = (command if processes > 1 else [sys.executable, "-m"]) + ["monai.bundle", "run"]
+    command += ["--config_file", str([str(bundle / "configs" / c) for c in configs]), "--bundle_root", str(bundle)]
+    command += ["--dataset_dir", str(data), "--eval_dir", str(out), "--num_workers", "0", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("egeunet_skin_lesion", ("--image_size", "[64, 64]")),
+        ("egeunet3d_pancreas_ct", ("--patch_size", "[32, 32, 32]", "--val_fraction", "0.6")),
+    ],
+)
+def test_two_process_evaluation_equals_one_process(name, extra, tmp_path):
+    bundle = Path(shutil.copytree(bundle_dir(name), tmp_path / name))
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    torch.manual_seed(0)
+    (bundle / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    if name.endswith("_ct"):
+        data = tmp_path / "data"
+        generate_demo_ct(data, num_cases=5, num_test=0, shape=(36, 32, 20))
+    else:
+        data = tmp_path / "data"
+        generate_demo_dataset(data, num_images=16, seed=2, min_size=40, max_size=64, train_fraction=0.5)
+        # one test image's mask has another size than the image: that case fails in its metrics, alone
+        test = json.loads((data / "datalist.json").read_text())["test"]
+        Image.new("L", (7, 5)).save(data / test[1]["label"])
+    results = {}
+    for processes in (1, 2):
+        out = tmp_path / f"eval{processes}"
+        result = _evaluate(bundle, data, out, processes, *extra)
+        expected = 0 if name.endswith("_ct") else 1
+        assert (result.returncode == 0) == (expected == 0), result.stdout[-3000:] + result.stderr[-3000:]
+        results[processes] = out
+    for report in ("metrics_per_case.csv", "metrics_summary.csv", "failures.csv"):
+        one, two = _csv(results[1] / report), _csv(results[2] / report)
+        assert len(one) == len(two) and [r.keys() for r in one] == [r.keys() for r in two], report
+        for row_one, row_two in zip(one, two):
+            for key, value in row_one.items():
+                try:
+                    assert float(row_two[key]) == pytest.approx(float(value), abs=1e-5, nan_ok=True), (report, key)
+                except ValueError:
+                    assert row_two[key] == value, (report, key)
+    assert len(_csv(results[1] / "failures.csv")) == (0 if name.endswith("_ct") else 1)
+    assert not list(results[2].glob("failures.rank*.csv"))
