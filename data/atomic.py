@@ -17,12 +17,22 @@ from typing import IO, Any
 
 from monai.data import ITKWriter, NibabelWriter, PILWriter
 
-__all__ = ["AtomicITKWriter", "AtomicNibabelWriter", "AtomicPILWriter", "atomic_open", "atomic_path"]
+__all__ = [
+    "PARTIAL_PREFIX",
+    "AtomicITKWriter",
+    "AtomicNibabelWriter",
+    "AtomicPILWriter",
+    "atomic_open",
+    "atomic_path",
+    "fsync_file",
+]
 
+#: Name prefix of the hidden files (and folders) that outputs are written to before their final rename.
 PARTIAL_PREFIX = ".partial-"
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush ``path``'s content to the disk."""
     # without it a power loss right after the rename can leave the final name pointing at empty blocks
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
@@ -49,7 +59,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary = final.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{final.name}")
     try:
         yield temporary
-        _fsync(temporary)
+        fsync_file(temporary)
         os.replace(temporary, final)
     except BaseException:
         temporary.unlink(missing_ok=True)

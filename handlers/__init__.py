@@ -5,10 +5,12 @@ from __future__ import annotations
 from .case_isolation import CaseIsolationHandler
 from .case_metrics import CaseMetricsWriter
 from .gradient_clipping import GradientClipping
+from .metrics_saver import AtomicMetricsSaver
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 from .validation import FinalValidationHandler
 
 __all__ = [
+    "AtomicMetricsSaver",
     "CaseIsolationHandler",
     "CaseMetricsWriter",
     "FinalValidationHandler",

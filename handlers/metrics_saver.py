@@ -1,0 +1,42 @@
+"""MONAI's metrics report, written so that no report is ever found half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from monai.handlers import MetricsSaver
+from monai.utils import min_version, optional_import
+
+from ..data.atomic import PARTIAL_PREFIX, fsync_file
+
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["AtomicMetricsSaver"]
+
+
+class AtomicMetricsSaver(MetricsSaver):
+    """MONAI's :class:`~monai.handlers.MetricsSaver` whose files (``metrics.csv``, ``*_raw.csv``, ...) appear whole.
+
+    The reports are written into a hidden staging folder inside ``save_dir`` and each is then renamed into
+    ``save_dir``, so a run killed while writing leaves the previous report (or none), never a truncated one.
+    Arguments are ``MetricsSaver``'s.
+
+    Example::
+
+        >>> AtomicMetricsSaver(save_dir="eval", metrics="*").attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __call__(self, engine: Engine) -> None:
+        final = Path(self.save_dir)
+        final.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=PARTIAL_PREFIX, dir=final) as staging:
+            self.save_dir = staging
+            try:
+                super().__call__(engine)
+            finally:
+                self.save_dir = str(final)
+            for report in sorted(Path(staging).iterdir()):
+                fsync_file(report)
+                os.replace(report, final / report.name)
