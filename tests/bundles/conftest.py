@@ -11,7 +11,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+import torch
+from monai.bundle import ConfigParser
 from monai.data import partition_dataset
+from monai_unets.bundles import bundle_dir
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
 from PIL import Image
@@ -137,3 +140,15 @@ BUNDLE_CASES: dict[str, BundleCase] = {
     # the same pipeline with the 3D EGE-UNet
     "egeunet3d_pancreas_ct": _PANCREAS_CT,
 }
+
+
+def bundle_with_random_weights(name: str, root: Path) -> Path:
+    """A copy of bundle ``name`` in ``root`` with untrained weights in ``models/model.pt``, for tests of
+    everything around the network (failures, sharding, outputs) that need no training."""
+    bundle = Path(shutil.copytree(bundle_dir(name), root / name))
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    torch.manual_seed(0)
+    (bundle / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    return bundle

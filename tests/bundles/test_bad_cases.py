@@ -5,35 +5,27 @@ the run exits non-zero, and the sharded run writes what the single process write
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
-from monai.bundle import ConfigParser
-from monai_unets.bundles import bundle_dir
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
 from PIL import Image
 
+from tests.bundles.conftest import bundle_with_random_weights
+
 # small bundles: one epoch of training is not needed to test what happens around the network
 FAST_2D = ("egeunet_skin_lesion", ("--image_size", "[64, 64]"))
 FAST_3D = ("egeunet3d_pancreas_ct", ("--patch_size", "[32, 32, 32]"))
-
-
-def _bundle_with_random_weights(name: str, root: Path) -> Path:
-    bundle = Path(shutil.copytree(bundle_dir(name), root / name))
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.yaml"))
-    torch.manual_seed(0)
-    (bundle / "models").mkdir()
-    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
-    return bundle
 
 
 def _command(bundle: Path, configs: list[str], processes: int, *args: str) -> list[str]:
@@ -48,6 +40,16 @@ def _infer(bundle: Path, inputs: Path, output: Path, extra: tuple[str, ...], pro
     configs = ["inference.yaml"] + (["multi_gpu_inference.yaml"] if processes > 1 else [])
     command = _command(bundle, configs, processes, "--input_dir", str(inputs), "--output_dir", str(output), *extra)
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def _single_and_sharded(bundle: Path, inputs: Path, root: Path, extra: tuple[str, ...], blocked: str):
+    """Inference on one process, then sharded over two; ``blocked`` is an output that cannot be written."""
+    for processes in (1, 2):
+        output = root / f"out{processes}"
+        (output / blocked).mkdir(parents=True)  # a folder where the file should go: that writer fails
+        result = _infer(bundle, inputs, output, extra, processes)
+        assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield output, result.stdout + result.stderr
 
 
 def _failures(folder: Path) -> dict[str, str]:
@@ -100,27 +102,22 @@ def _check_ct_outputs(inputs: Path, output: Path) -> None:
 @pytest.mark.slow
 def test_3d_batch_with_bad_cases_single_and_sharded(tmp_path):
     name, extra = FAST_3D
-    bundle = _bundle_with_random_weights(name, tmp_path)
+    bundle = bundle_with_random_weights(name, tmp_path)
     inputs = _ct_inputs(tmp_path)
-    results = {}
-    for processes in (1, 2):
-        output = tmp_path / f"out{processes}"
-        (output / "demo_001_dicom_seg.dcm").mkdir(parents=True)  # a writer that cannot write
-        result = _infer(bundle, inputs, output, extra, processes)
-        assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "8 case(s): 4 ok, 4 failed" in result.stdout + result.stderr
+    outputs = []
+    for output, log in _single_and_sharded(bundle, inputs, tmp_path, extra, "demo_001_dicom_seg.dcm"):
+        assert "8 case(s): 4 ok, 4 failed" in log
         stages = _failures(output)
         assert stages.pop("corrupt") == "reading"
         assert stages.pop("demo_001_dicom").startswith("writing")
         assert set(stages) == {"flat", "fourd"}
         _check_ct_outputs(inputs, output)
         assert not list(output.glob(".partial-*"))
-        results[processes] = output
-    one, two = _outputs(results[1]), _outputs(results[2])
-    assert one.keys() == two.keys()
-    for file in one:
+        outputs.append(output)
+    assert _outputs(outputs[0]).keys() == _outputs(outputs[1]).keys()
+    for file in _outputs(outputs[0]):
         if file.endswith(".nii.gz"):
-            np.testing.assert_array_equal(nib.load(results[1] / file).dataobj, nib.load(results[2] / file).dataobj)
+            np.testing.assert_array_equal(nib.load(outputs[0] / file).dataobj, nib.load(outputs[1] / file).dataobj)
 
 
 def _skin_inputs(root: Path) -> Path:
@@ -142,21 +139,44 @@ def _skin_inputs(root: Path) -> Path:
 @pytest.mark.slow
 def test_2d_batch_with_bad_cases_single_and_sharded(tmp_path):
     name, extra = FAST_2D
-    bundle = _bundle_with_random_weights(name, tmp_path)
+    bundle = bundle_with_random_weights(name, tmp_path)
     inputs = _skin_inputs(tmp_path)
-    results = {}
-    for processes in (1, 2):
-        output = tmp_path / f"out{processes}"
-        (output / "demo_003_seg.png").mkdir(parents=True)  # a writer that cannot write
-        result = _infer(bundle, inputs, output, extra, processes)
-        assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "7 case(s): 4 ok, 3 failed" in result.stdout + result.stderr
+    outputs = []
+    for output, log in _single_and_sharded(bundle, inputs, tmp_path, extra, "demo_003_seg.png"):
+        assert "7 case(s): 4 ok, 3 failed" in log
         assert _failures(output) == {"corrupt": "reading", "truncated": "reading", "demo_003": "writing (SaveImaged)"}
         written = sorted(p.name for p in output.glob("*_seg.png") if p.is_file())
         assert written == ["demo_000_jpg_seg.png", "demo_000_png_seg.png", "demo_001_seg.png", "demo_002_seg.png"]
-        results[processes] = output
-    one, two = _outputs(results[1]), _outputs(results[2])
-    assert one.keys() == two.keys()
-    for file in one:
-        if (results[1] / file).is_file():
-            assert one[file] == two[file], file
+        outputs.append(output)
+    assert _outputs(outputs[0]) == _outputs(outputs[1])
+
+
+def _final_files(folder: Path) -> list[Path]:
+    # hidden ".partial-*" files are writes in progress, under no final name
+    return [p for p in folder.glob("*") if not p.name.startswith(".")] if folder.is_dir() else []
+
+
+@pytest.mark.slow
+def test_sigkill_during_inference_leaves_only_complete_files(tmp_path):
+    name, extra = FAST_3D
+    bundle = bundle_with_random_weights(name, tmp_path)
+    data = tmp_path / "data"
+    generate_demo_ct(data, num_cases=1, num_test=12, shape=(64, 56, 40))
+    output = tmp_path / "out"
+    command = _command(bundle, ["inference.yaml"], 1, "--input_dir", str(data / "imagesTs"))
+    process = subprocess.Popen([*command, "--output_dir", str(output), *extra], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while len(_final_files(output)) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "inference ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    finals = _final_files(output)
+    assert len(finals) < 13  # killed mid-run: not every study got its mask
+    for path in finals:
+        if path.name.endswith(".nii.gz"):
+            assert nib.load(path).get_fdata().shape == (64, 56, 40), path
+        else:
+            assert path.read_text().splitlines()[0] == "case,file,stage,error", path

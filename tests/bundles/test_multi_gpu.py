@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir, list_bundles
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
 from PIL import Image
 
-from tests.bundles.conftest import BUNDLE_CASES
+from tests.bundles.conftest import BUNDLE_CASES, bundle_with_random_weights
 
 
 def _data(name: str, root: Path) -> Path:
@@ -82,12 +81,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
     ],
 )
 def test_two_process_evaluation_equals_one_process(name, extra, tmp_path):
-    bundle = Path(shutil.copytree(bundle_dir(name), tmp_path / name))
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.yaml"))
-    torch.manual_seed(0)
-    (bundle / "models").mkdir()
-    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    bundle = bundle_with_random_weights(name, tmp_path)
     if name.endswith("_ct"):
         data = tmp_path / "data"
         generate_demo_ct(data, num_cases=5, num_test=0, shape=(36, 32, 20))
