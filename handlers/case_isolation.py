@@ -23,6 +23,7 @@ Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 Metric, _ = optional_import("ignite.metrics", "0.4.11", min_version, "Metric")
 ProgressBar, _ = optional_import("ignite.handlers", "0.4.11", min_version, "ProgressBar")
+idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = ["FAILURE_COLUMNS", "CaseIsolationHandler"]
 
@@ -132,7 +133,7 @@ class CaseIsolationHandler:
         if batch_size not in (1, None):
             raise ValueError(f"CaseIsolationHandler isolates single cases: use batch_size=1, not {batch_size}.")
         engine._process_function = self._guarded(engine._process_function)
-        engine.add_event_handler(Events.STARTED, self._wrap_iteration_handlers)
+        engine.add_event_handler(Events.STARTED, self._wrap_handlers)
         engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
         if IterationEvents.FORWARD_COMPLETED in engine._allowed_events:
             engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._forward_completed)
@@ -161,10 +162,14 @@ class CaseIsolationHandler:
 
         return guarded
 
-    def _wrap_iteration_handlers(self, engine: Engine) -> None:
+    def _wrap_handlers(self, engine: Engine) -> None:
         if self._wrapped:
             return
         self._wrapped = True
+        completions = engine._event_handlers[Events.EPOCH_COMPLETED]
+        for position, (func, args, kwargs) in enumerate(completions):
+            if any(isinstance(owner, Metric) for owner in _owners(func, args)):
+                completions[position] = (self._unless_all_failed(func), args, kwargs)
         handlers = engine._event_handlers[Events.ITERATION_COMPLETED]
         for position, (func, args, kwargs) in enumerate(handlers):
             handlers[position] = (self._guard_handler(func, args), args, kwargs)
@@ -177,6 +182,27 @@ class CaseIsolationHandler:
                     and metric_fn not in self._cumulative
                 ):
                     self._cumulative.append(metric_fn)
+
+    def _unless_all_failed(self, func: Callable) -> Callable:
+        """A metric's end-of-run computation, skipped when no case of any process succeeded: it has no data."""
+
+        @functools.wraps(func)
+        def guarded(*call_args: Any, **call_kwargs: Any) -> Any:
+            succeeded = self.cases - len(self.failures)
+            if _distributed()[1] > 1:
+                # one decision for all processes: the metrics gather across them
+                succeeded = int(idist.all_reduce(succeeded))
+            if succeeded == 0:
+                engine = next((a for a in call_args if isinstance(a, Engine)), None)
+                name = next((a for a in call_args if isinstance(a, str)), None)
+                logger.error("no case succeeded: metric %s is not computed", name)
+                # NaN, as MONAI gives a metric without valid values; the workflow reads every metric it attached
+                if engine is not None and name is not None:
+                    engine.state.metrics[name] = float("nan")
+                return None
+            return func(*call_args, **call_kwargs)
+
+        return guarded
 
     def _guard_handler(self, func: Callable, args: tuple) -> Callable:
         always = _runs_for_failed_cases(func, args)

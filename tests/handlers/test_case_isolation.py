@@ -147,3 +147,19 @@ def test_batches_of_several_cases_are_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="batch_size=1"):
         CaseIsolationHandler(tmp_path / "failures.csv").attach(evaluator)
+
+
+def test_a_run_in_which_every_case_fails_still_ends_with_its_summary(tmp_path):
+    missing = [{"image": str(tmp_path / f"missing{i}.png"), "label": str(tmp_path / "x.png")} for i in range(2)]
+    isolation = CaseIsolationHandler(tmp_path / "failures.csv")
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(missing, LoadImaged(["image", "label"])), batch_size=1),
+        network=torch.nn.Identity(),
+        key_val_metric={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        val_handlers=[isolation, CaseMetricsWriter(tmp_path / "eval")],
+    )
+    evaluator.run()
+    with pytest.raises(SystemExit, match="2 case\\(s\\): 0 ok, 2 failed"):
+        isolation.conclude()
+    assert [row["stage"] for row in _rows(tmp_path / "failures.csv")] == ["reading", "reading"]
