@@ -48,16 +48,6 @@ def test_two_process_training(name, tmp_path):
     assert not any(key.startswith("module.") for key in weights)
 
 
-def test_multi_gpu_configs_are_the_same_in_every_bundle():
-    bundles = [bundle_dir(name) for name in list_bundles()]
-    for config in sorted(p.name for p in (bundles[0] / "configs").glob("multi_gpu_*.yaml")):
-        contents = {(bundle / "configs" / config).read_bytes() for bundle in bundles}
-        assert len(contents) == 1, f"{config} differs between bundles"
-    assert {"multi_gpu_train.yaml", "multi_gpu_inference.yaml", "multi_gpu_evaluate.yaml"} <= {
-        p.name for p in (bundles[0] / "configs").glob("multi_gpu_*.yaml")
-    }
-
-
 def _evaluate(bundle: Path, data: Path, out: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
     configs = ["train.yaml", "evaluate.yaml"] + (["multi_gpu_evaluate.yaml"] if processes > 1 else [])
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "-m"]
