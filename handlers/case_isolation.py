@@ -113,6 +113,7 @@ class CaseIsolationHandler:
         self._stage = "inference"
         self._failed = False
         self._wrapped = False
+        self._attached = False
         self._cumulative: list[Any] = []
         self._lengths: list[list[int] | None] = []
         rank, world = _distributed()
@@ -132,6 +133,7 @@ class CaseIsolationHandler:
         batch_size = getattr(getattr(engine, "data_loader", None), "batch_size", 1)
         if batch_size not in (1, None):
             raise ValueError(f"CaseIsolationHandler isolates single cases: use batch_size=1, not {batch_size}.")
+        self._attached = True
         engine._process_function = self._guarded(engine._process_function)
         engine.add_event_handler(Events.STARTED, self._wrap_handlers)
         engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
@@ -266,6 +268,10 @@ class CaseIsolationHandler:
             SystemExit: some case failed; the message is the summary line.
         """
         rank, world = _distributed()
+        if not self._attached:
+            # e.g. the evaluator's handlers were replaced by an override: nothing was isolated or counted
+            logger.warning("CaseIsolationHandler was not attached to the evaluator: no per-case report.")
+            return "no per-case report"
         failures, cases = self.failures, self.cases
         if world > 1:
             gathered: list[Any] = [None] * world

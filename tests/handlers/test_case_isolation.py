@@ -136,7 +136,13 @@ def test_conclude_exits_with_the_summary_when_a_case_failed(run):
 
 def test_conclude_returns_when_every_case_succeeded(tmp_path):
     isolation = CaseIsolationHandler(tmp_path / "failures.csv")
-    isolation.cases = 2
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader([{"image": torch.zeros(1, 4, 4)}] * 2, batch_size=1),
+        network=torch.nn.Identity(),
+        val_handlers=[isolation],
+    )
+    evaluator.run()
     assert isolation.conclude() == "2 case(s): 2 ok, 0 failed"
     assert _rows(tmp_path / "failures.csv") == []
 
