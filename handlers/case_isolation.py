@@ -186,23 +186,29 @@ class CaseIsolationHandler:
                     self._cumulative.append(metric_fn)
 
     def _unless_all_failed(self, func: Callable) -> Callable:
-        """A metric's end-of-run computation, skipped when no case of any process succeeded: it has no data."""
+        """A metric's end-of-run computation, skipped when a process has no successful case to contribute.
+
+        With no successful case at all there is nothing to compute; in a ``torchrun`` job, MONAI's metrics
+        gather from every process and would wait forever for one without data. Every process takes the same
+        decision, so none is left waiting.
+        """
 
         @functools.wraps(func)
         def guarded(*call_args: Any, **call_kwargs: Any) -> Any:
-            succeeded = self.cases - len(self.failures)
+            succeeded = fewest = self.cases - len(self.failures)
             if _distributed()[1] > 1:
-                # one decision for all processes: the metrics gather across them
+                fewest = int(idist.all_reduce(succeeded, op="MIN"))
                 succeeded = int(idist.all_reduce(succeeded))
-            if succeeded == 0:
-                engine = next((a for a in call_args if isinstance(a, Engine)), None)
-                name = next((a for a in call_args if isinstance(a, str)), None)
-                logger.error("no case succeeded: metric %s is not computed", name)
-                # NaN, as MONAI gives a metric without valid values; the workflow reads every metric it attached
-                if engine is not None and name is not None:
-                    engine.state.metrics[name] = float("nan")
-                return None
-            return func(*call_args, **call_kwargs)
+            if fewest > 0:
+                return func(*call_args, **call_kwargs)
+            engine = next((a for a in call_args if isinstance(a, Engine)), None)
+            name = next((a for a in call_args if isinstance(a, str)), None)
+            reason = "no case succeeded" if succeeded == 0 else "a process had no successful case (use fewer)"
+            logger.error("%s: metric %s is not computed", reason, name)
+            # NaN, as MONAI gives a metric without valid values; the workflow reads every metric it attached
+            if engine is not None and name is not None:
+                engine.state.metrics[name] = float("nan")
+            return None
 
         return guarded
 
