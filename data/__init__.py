@@ -16,6 +16,16 @@ from .cases import (
     failure_stage,
     shard_items,
 )
+from .checks import (
+    BadCase,
+    CheckCaseD,
+    CheckCased,
+    CheckCaseDict,
+    DataCheckError,
+    check_cases,
+    find_bad_cases,
+    load_datalist,
+)
 from .datalist import IMAGE_SUFFIXES, list_cases
 from .dataset import SkipFailedCasesDataset, describe_error
 from .dicom_seg import write_dicom_seg
@@ -29,6 +39,14 @@ __all__ = [
     "CASE_NAME_KEY",
     "CaseDataset",
     "FAILURE_KEY",
+    "BadCase",
+    "CheckCased",
+    "CheckCaseD",
+    "CheckCaseDict",
+    "DataCheckError",
+    "check_cases",
+    "find_bad_cases",
+    "load_datalist",
     "IMAGE_SUFFIXES",
     "MultiScaleBatch",
     "SkipFailedCasesDataset",

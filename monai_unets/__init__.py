@@ -9,7 +9,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import data, handlers, networks, transforms
+from .handlers.errors import check_settings, report_errors
 from .networks import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ["__version__", "data", "handlers", "networks", "transforms"] + networks.__all__ + transforms.__all__
+__all__ = (
+    ["__version__", "check_settings", "data", "handlers", "networks", "report_errors", "transforms"]
+    + networks.__all__
+    + transforms.__all__
+)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "prepare-polyp": ".prepare_polyp",
     "model-table": ".model_table",
     "benchmark": ".benchmark",
+    "check-data": ".check_data",
 }
 
 

@@ -1,0 +1,381 @@
+"""Checks of input data before work: one source for the bundles (at load time) and ``monai-unets check-data``.
+
+- :func:`load_datalist`: a MONAI datalist JSON, with errors naming the file (missing, invalid JSON, no such list,
+  entries that are not ``{"image": ..., "label": ...}`` objects).
+- :class:`CheckCased`: after ``LoadImaged`` + ``EnsureChannelFirstd``, each case against what the bundle takes:
+  spatial dimensions, channel count, NaN/Inf voxels, image/label shape and affine agreement, label values within
+  the classes. Errors name the file and the problem.
+- :func:`find_bad_cases` / :func:`check_cases`: every case of a dataset read and checked up front, so that
+  training stops before its first epoch with the full list of bad cases (or trains on the others).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import load_decathlon_datalist
+from monai.transforms import Compose, MapTransform, apply_transform
+
+from .dataset import describe_error
+from .medical_io import parse_series_reference
+
+__all__ = [
+    "BAD_CASE_POLICIES",
+    "NAN_POLICIES",
+    "BadCase",
+    "CheckCased",
+    "CheckCaseD",
+    "CheckCaseDict",
+    "DataCheckError",
+    "check_cases",
+    "find_bad_cases",
+    "load_datalist",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``nan_policy`` values: ``error`` refuses an image with NaN/Inf voxels, ``replace`` replaces them with a warning.
+NAN_POLICIES = ("error", "replace")
+#: ``bad_case_policy`` values: ``error`` stops before training with the list of bad cases, ``skip`` trains
+#: on the other cases (each bad one is logged with its reason).
+BAD_CASE_POLICIES = ("error", "skip")
+
+
+class DataCheckError(ValueError):
+    """A problem with one input file; the message starts with the file's path."""
+
+    def __init__(self, file: str | os.PathLike, problem: str) -> None:
+        self.file = str(file)
+        self.problem = problem
+        super().__init__(f"{self.file}: {problem}" if self.file else problem)
+
+
+def _choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+    return str(value)
+
+
+def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None):
+    """The list ``key`` of a MONAI datalist JSON, with paths made absolute against ``base_dir``.
+
+    The same result as ``monai.data.load_decathlon_datalist(datalist, True, key, base_dir)``, but every problem
+    with the file is a :class:`DataCheckError` naming it, instead of a ``JSONDecodeError`` or ``KeyError`` without
+    a file name. Missing image files are not checked here but by :func:`find_bad_cases`, per case.
+
+    Args:
+        datalist: the JSON file.
+        key: which list to read (``training``, ``validation``, ``test``).
+        base_dir: folder that relative paths are relative to; defaults to the datalist's folder.
+
+    Raises:
+        DataCheckError: the file is missing or not valid JSON, has no list ``key``, or an entry is not an object
+            with an ``image``.
+
+    Example::
+
+        >>> cases = load_datalist("/data/Task07_Pancreas/dataset.json", "training")  # doctest: +SKIP
+        >>> sorted(cases[0])  # doctest: +SKIP
+        ['image', 'label']
+    """
+    path = Path(datalist)
+    if not path.is_file():
+        raise DataCheckError(path, "datalist does not exist; set `datalist` or `dataset_dir` to the right folder.")
+    try:
+        content = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise DataCheckError(path, "datalist is not a text file; it must be a JSON datalist.") from None
+    except json.JSONDecodeError as error:
+        raise DataCheckError(
+            path, f"datalist is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+        ) from None
+    if not isinstance(content, dict):
+        raise DataCheckError(
+            path, f"datalist must be a JSON object with a {key!r} list, not a {type(content).__name__}."
+        )
+    if key not in content:
+        lists = ", ".join(k for k, v in content.items() if isinstance(v, list)) or "none"
+        raise DataCheckError(path, f"datalist has no {key!r} list (its lists: {lists}).")
+    if not isinstance(content[key], list):
+        raise DataCheckError(path, f"{key!r} must be a list of cases, not a {type(content[key]).__name__}.")
+    for index, entry in enumerate(content[key]):
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise DataCheckError(path, f"entry {index} of {key!r} must be an object with an 'image'; got {entry!r}.")
+    return load_decathlon_datalist(path, True, key, base_dir if base_dir is not None else path.parent)
+
+
+def _filename(value: object, key: Hashable) -> str:
+    meta = getattr(value, "meta", None) or {}
+    return str(meta.get("filename_or_obj", key))
+
+
+def _corners(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    corners = np.array(list(product(*[(0, max(s - 1, 0)) for s in shape])), dtype=np.float64)
+    return corners @ affine[: len(shape), : len(shape)].T + affine[: len(shape), -1]
+
+
+class CheckCased(MapTransform):
+    """Checks a loaded case against what a bundle takes; errors name the file and the problem.
+
+    Goes after ``LoadImaged`` and ``EnsureChannelFirstd`` (channel-first images with their metadata):
+
+    - the image has ``spatial_dims`` spatial dimensions and ``in_channels`` channels (a 2D slice or a 4D series
+      given to a 3D bundle is refused, naming its shape);
+    - the image has no NaN or infinite voxel (``nan_policy="error"``), or they are replaced with a warning
+      (``nan_policy="replace"``: NaN by the image's smallest finite value, +/-Inf by its largest/smallest);
+      a label with NaN/Inf is always refused;
+    - the label has the image's spatial shape and its affine places every corner voxel within
+      ``affine_tolerance`` mm of the image's;
+    - with ``num_classes > 1``, label values are integers in ``0 .. num_classes - 1`` (a binary bundle,
+      ``num_classes`` 1, takes masks of any two levels and binarizes them).
+
+    Args:
+        keys: the image key and, optionally, the label key (a missing label is fine: inference).
+        spatial_dims: spatial dimensions the bundle takes (2 or 3); ``None`` skips the check.
+        in_channels: channels the bundle takes; ``None`` skips the check.
+        num_classes: output classes of the bundle (background included); ``None`` skips the label value check.
+        nan_policy: ``"error"`` or ``"replace"``.
+        affine_tolerance: largest distance in mm between where the image and the label put a corner voxel.
+
+    Raises:
+        DataCheckError: the first problem found, with the file's path.
+
+    Example::
+
+        >>> check = CheckCased(["image", "label"], spatial_dims=3, in_channels=1, num_classes=3)
+        >>> case = check(LoadImaged(["image", "label"], ensure_channel_first=True)(files))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = ("image", "label"),
+        spatial_dims: int | None = None,
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        nan_policy: str = "error",
+        affine_tolerance: float = 0.01,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        if len(self.keys) not in (1, 2):
+            raise ValueError(f"CheckCased takes an image key and optionally a label key; got {list(self.keys)}.")
+        self.image_key = self.keys[0]
+        self.label_key = self.keys[1] if len(self.keys) == 2 else None
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.nan_policy = _choice("nan_policy", nan_policy, NAN_POLICIES)
+        self.affine_tolerance = affine_tolerance
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if self.image_key in d:
+            d[self.image_key] = self._check_image(d[self.image_key])
+        if self.label_key is not None and self.label_key in d:
+            self._check_label(d[self.label_key], d.get(self.image_key))
+        return d
+
+    def _check_image(self, image: torch.Tensor) -> torch.Tensor:
+        name = _filename(image, self.image_key)
+        shape = tuple(image.shape)
+        if self.spatial_dims is not None and len(shape) - 1 != self.spatial_dims:
+            raise DataCheckError(
+                name,
+                f"a {len(shape) - 1}D image (channels first: {shape}); this bundle takes {self.spatial_dims}D images.",
+            )
+        if self.in_channels is not None and shape[0] != self.in_channels:
+            raise DataCheckError(
+                name,
+                f"has {shape[0]} channels (shape {shape}); this bundle takes {self.in_channels}. "
+                "A 4D file (several volumes or time points) must be split into single volumes.",
+            )
+        finite = torch.isfinite(image)
+        if bool(finite.all()):
+            return image
+        counts = f"{int(torch.isnan(image).sum())} NaN and {int(torch.isinf(image).sum())} infinite voxels"
+        if not bool(finite.any()):
+            raise DataCheckError(name, f"has no finite voxel ({counts}).")
+        if self.nan_policy == "error":
+            raise DataCheckError(
+                name, f"has {counts}; fix the file, or set nan_policy to 'replace' to replace them with a warning."
+            )
+        low, high = image[finite].min(), image[finite].max()
+        logger.warning("%s: replaced %s (NaN by %s, infinities by %s/%s).", name, counts, low, high, low)
+        return torch.nan_to_num(image, nan=float(low), posinf=float(high), neginf=float(low))
+
+    def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> None:
+        name = _filename(label, self.label_key)
+        if not bool(torch.isfinite(label).all()):
+            raise DataCheckError(name, "label has NaN or infinite values.")
+        if image is not None:
+            image_name = _filename(image, self.image_key)
+            if tuple(label.shape[1:]) != tuple(image.shape[1:]):
+                raise DataCheckError(
+                    name,
+                    f"label has spatial shape {tuple(label.shape[1:])} but its image {image_name} has "
+                    f"{tuple(image.shape[1:])}; they must be on the same voxel grid.",
+                )
+            if label.shape[0] != 1:
+                raise DataCheckError(name, f"label has {label.shape[0]} channels; it must be a single label map.")
+            self._check_affines(name, label, image_name, image)
+        if self.num_classes is not None and self.num_classes > 1:
+            bad = (label < 0) | (label >= self.num_classes) | (label != torch.round(label))
+            if bool(bad.any()):
+                values = torch.unique(label[bad])
+                shown = ", ".join(f"{float(v):g}" for v in values[:10]) + (", ..." if len(values) > 10 else "")
+                raise DataCheckError(
+                    name,
+                    f"label values {shown} are not classes 0..{self.num_classes - 1} (num_classes "
+                    f"{self.num_classes}); relabel the file or set num_classes.",
+                )
+
+    def _check_affines(self, name: str, label: torch.Tensor, image_name: str, image: torch.Tensor) -> None:
+        label_affine, image_affine = getattr(label, "affine", None), getattr(image, "affine", None)
+        if label_affine is None or image_affine is None:
+            return
+        shape = tuple(image.shape[1:])
+        distance = np.linalg.norm(
+            _corners(np.asarray(label_affine, dtype=np.float64), shape)
+            - _corners(np.asarray(image_affine, dtype=np.float64), shape),
+            axis=1,
+        ).max()
+        if distance > self.affine_tolerance:
+            raise DataCheckError(
+                name,
+                f"label is placed up to {distance:.3g} mm away from its image {image_name} (affines differ; "
+                f"tolerance {self.affine_tolerance} mm); resample the label onto the image's grid or fix its header.",
+            )
+
+
+CheckCaseD = CheckCaseDict = CheckCased
+
+
+@dataclass(frozen=True)
+class BadCase:
+    """One case that cannot be used, and why."""
+
+    file: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.problem}"
+
+
+def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCase | None:
+    if not isinstance(case, dict):
+        return BadCase(str(case), "a case must be an object with image and label paths.")
+    name = str(case.get(keys[0], case))
+    for key in keys:
+        if key not in case:
+            return BadCase(name, f"has no {key!r} in the datalist.")
+        paths = case[key] if isinstance(case[key], (list, tuple)) else [case[key]]
+        for path in paths:
+            if not isinstance(path, (str, os.PathLike)):
+                return BadCase(name, f"{key!r} must be a path, got {path!r}.")
+            if not os.path.exists(parse_series_reference(path)[0]):
+                return BadCase(str(path), f"{key} file does not exist.")
+    try:
+        apply_transform(loader, case)
+    except Exception as error:  # noqa: BLE001 - every reason a case cannot be read is reported, not raised
+        while error.__cause__ is not None:
+            error = error.__cause__
+        if isinstance(error, DataCheckError):
+            return BadCase(error.file, error.problem)
+        return BadCase(name, describe_error(error))
+    return None
+
+
+def find_bad_cases(
+    cases: Sequence[dict],
+    loader: Callable | Sequence[Callable],
+    keys: Sequence[str] = ("image", "label"),
+    num_workers: int = 1,
+    on_result: Callable[[dict, BadCase | None], None] | None = None,
+) -> list[tuple[int, BadCase]]:
+    """Reads and checks every case; returns ``(index, problem)`` of each case that cannot be used.
+
+    Args:
+        cases: case dictionaries (paths).
+        loader: the transforms that read and check a case (the bundle's loading steps ending with
+            :class:`CheckCased`), or a list of them.
+        keys: keys each case must have, with existing files.
+        num_workers: threads reading cases at once.
+        on_result: called with each case and its problem (``None`` when fine), in order, as they are checked.
+
+    Example::
+
+        >>> loading = [LoadImaged(keys), EnsureChannelFirstd(keys), CheckCased(keys)]
+        >>> bad = find_bad_cases(cases, loading)  # doctest: +SKIP
+        >>> [str(problem) for _, problem in bad]  # doctest: +SKIP
+        ['/data/labelsTr/case_7.nii.gz: label values 3 are not classes 0..2 (num_classes 3); ...']
+    """
+    transform = Compose(list(loader)) if isinstance(loader, (list, tuple)) else loader
+    with ThreadPoolExecutor(max(1, int(num_workers))) as pool:
+        problems = pool.map(lambda case: _case_problem(case, transform, keys), cases)
+        bad = []
+        for index, (case, problem) in enumerate(zip(cases, problems)):
+            if on_result is not None:
+                on_result(case, problem)
+            if problem is not None:
+                bad.append((index, problem))
+    return bad
+
+
+def check_cases(
+    groups: Sequence[Sequence[dict]],
+    loader: Callable | Sequence[Callable],
+    policy: str = "error",
+    keys: Sequence[str] = ("image", "label"),
+    num_workers: int = 1,
+) -> list[list[dict]]:
+    """The pre-flight check of training: every case of every group (training, validation) read and checked.
+
+    Args:
+        groups: lists of cases, e.g. ``[training_cases, validation_cases]``.
+        loader: the transforms that read and check one case (see :func:`find_bad_cases`).
+        policy: ``"error"`` stops with one message listing every bad case and its reason; ``"skip"`` logs each
+            bad case as a warning and returns the groups without them.
+        keys: keys each case must have, with existing files.
+        num_workers: threads reading cases at once.
+
+    Returns:
+        the groups, without the bad cases.
+
+    Raises:
+        DataCheckError: with ``policy="error"`` and a bad case, or when a group is left without any case.
+
+    Example::
+
+        >>> train, val = check_cases([train_cases, val_cases], loading, policy="skip")  # doctest: +SKIP
+    """
+    policy = _choice("bad_case_policy", policy, BAD_CASE_POLICIES)
+    total = sum(len(group) for group in groups)
+    flat = [case for group in groups for case in group]
+    bad = dict(find_bad_cases(flat, loader, keys, num_workers))
+    if bad and policy == "error":
+        lines = "".join(f"  {problem}\n" for problem in bad.values())
+        raise DataCheckError(
+            "",
+            f"{lines}{len(bad)} of {total} cases cannot be used (listed above): fix or remove them, or set "
+            "bad_case_policy to 'skip' to train on the other cases.",
+        )
+    for problem in bad.values():
+        logger.warning("skipped %s", problem)
+    kept, start = [], 0
+    for group in groups:
+        kept.append([case for i, case in enumerate(group, start) if i not in bad])
+        if group and not kept[-1]:
+            raise DataCheckError("", f"every case of a list of {len(group)} is bad; nothing to train on.")
+        start += len(group)
+    if bad:
+        logger.warning("data check: skipped %d bad of %d cases; using %d.", len(bad), total, total - len(bad))
+    return kept

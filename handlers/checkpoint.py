@@ -1,0 +1,278 @@
+"""Checkpoints that survive a kill: atomic saves, resumable training, best weights kept, clear loading errors.
+
+- :class:`BestModelSaver` (on the validator) writes the network's weights to ``model.pt`` whenever the key
+  metric beats the best so far, atomically; its best score is part of the training checkpoint, so a resumed
+  run never replaces a better ``model.pt`` with a worse one.
+- :class:`TrainingCheckpoint` (on the trainer) writes ``checkpoint.pt`` (model, optimizer, scheduler, epoch,
+  best metric) after every epoch, atomically, and resumes from it when training starts.
+- :class:`WeightsLoader` loads ``model.pt`` (or any state dict) before inference or evaluation; a missing,
+  truncated or mismatching file is an error that names the file and the missing / unexpected keys.
+
+Every file is a plain ``torch.save`` of tensors and numbers: it loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from monai.utils import min_version, optional_import
+
+from ..data.atomic import atomic_open
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["BestModelSaver", "CheckpointError", "TrainingCheckpoint", "WeightsLoader", "load_weights", "save_atomic"]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def _unwrap(obj: Any) -> Any:
+    # DataParallel / DistributedDataParallel keep the network in .module; files hold the plain network's keys
+    return obj.module if isinstance(obj, torch.nn.Module) and hasattr(obj, "module") else obj
+
+
+def _is_main_process() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` through a temporary file and a rename: never a partial file under ``path``.
+
+    Example::
+
+        >>> save_atomic(network.state_dict(), "models/model.pt")  # doctest: +SKIP
+    """
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def _read(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint does not exist; train the bundle first or set the path to it.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets one message naming it
+        # torch's own text may advise weights_only=False, which would run code from the file: not repeated here
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}); it is truncated, or not a file of "
+            "tensors and numbers: train again, or copy the file again."
+        ) from error
+
+
+def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[str, Any]) -> str | None:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} instead of {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    if not (missing or unexpected or shapes):
+        return None
+
+    def listed(label: str, items: list[str]) -> str:
+        return f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})" if items else ""
+
+    parts = [listed("missing keys", missing), listed("unexpected keys", unexpected), listed("other shapes", shapes)]
+    return (
+        f"{path}: does not fit the network {type(module).__name__}: {'; '.join(p for p in parts if p)}. It was "
+        "saved from another network or other settings (out_channels, features, spatial_dims); use the weights "
+        "trained with this bundle's configuration."
+    )
+
+
+def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location: Any = "cpu") -> None:
+    """Loads a state dict (``model.pt``; also a ``{"model": ...}`` training checkpoint) into ``network``, strictly.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its keys or shapes do not fit the network; the
+            message names the file and the keys.
+
+    Example::
+
+        >>> load_weights("models/model.pt", network)  # doctest: +SKIP
+    """
+    state = _read(path, map_location)
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]
+    module = _unwrap(network)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of network weights.")
+    problem = _mismatch(path, module, state)
+    if problem:
+        raise CheckpointError(problem)
+    module.load_state_dict(state)
+
+
+class WeightsLoader:
+    """Loads the weights of ``network`` from ``load_path`` when the engine starts (inference, evaluation).
+
+    Like MONAI's ``CheckpointLoader`` for one network, with errors that name the file, and the missing,
+    unexpected or mis-shaped keys (see :func:`load_weights`).
+
+    Args:
+        load_path: the weights file.
+        network: the network to load into.
+        map_location: ``torch.load``'s ``map_location``.
+
+    Example::
+
+        >>> WeightsLoader("models/model.pt", network).attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(self, load_path: str | os.PathLike, network: torch.nn.Module, map_location: Any = "cpu") -> None:
+        self.load_path = load_path
+        self.network = network
+        self.map_location = map_location
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        load_weights(self.load_path, self.network, self.map_location)
+        logger.info("loaded weights from %s", self.load_path)
+
+
+class BestModelSaver:
+    """Saves the network's weights to ``save_path`` each time the validator's key metric reaches a new best.
+
+    The file is written atomically and holds the plain network's state dict. The best score is restored
+    from a training checkpoint (``state_dict`` / ``load_state_dict``), so a resumed run keeps the better file.
+
+    Args:
+        save_path: the weights file (``models/model.pt``).
+        network: the network to save (a DDP / DataParallel wrapper is unwrapped).
+        metric_name: metric to compare, higher is better; defaults to the engine's key metric.
+
+    Example::
+
+        >>> BestModelSaver("models/model.pt", network).attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(self, save_path: str | os.PathLike, network: torch.nn.Module, metric_name: str | None = None) -> None:
+        self.save_path = Path(save_path)
+        self.network = network
+        self.metric_name = metric_name
+        self.best_metric = -math.inf
+        self.best_metric_epoch = -1
+        self._engine: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        self._engine = engine
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        name = self.metric_name or getattr(engine.state, "key_metric_name", None)
+        if name is None or name not in engine.state.metrics:
+            raise KeyError(f"BestModelSaver: no metric {name!r} in the validator's results.")
+        score = float(engine.state.metrics[name])
+        if math.isnan(score) or score <= self.best_metric:
+            return
+        self.best_metric, self.best_metric_epoch = score, int(engine.state.epoch)
+        if _is_main_process():
+            save_atomic(_unwrap(self.network).state_dict(), self.save_path)
+            logger.info("saved %s (%s %.4f at epoch %d)", self.save_path, name, score, self.best_metric_epoch)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.best_metric = float(state["best_metric"])
+        self.best_metric_epoch = int(state["best_metric_epoch"])
+        if self._engine is not None:
+            # the validator's own record, so that its log does not call a worse score a new best
+            self._engine.state.best_metric = self.best_metric
+            self._engine.state.best_metric_epoch = self.best_metric_epoch
+
+
+class TrainingCheckpoint:
+    """Saves everything training needs to go on after every ``interval`` epochs; resumes from it at start.
+
+    ``checkpoint_path`` holds the state dict of each object of ``save_dict`` (network, optimizer, scheduler,
+    :class:`BestModelSaver`, ...) and the trainer's epoch and iteration; it is written atomically. When the
+    trainer starts and ``resume`` is true, an existing checkpoint is loaded and training goes on after its
+    epoch (up to the trainer's ``max_epochs``, which may be raised on the command line to train longer).
+    With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten.
+
+    Args:
+        checkpoint_path: the checkpoint file (``models/checkpoint.pt``).
+        save_dict: name -> object with ``state_dict`` / ``load_state_dict``.
+        resume: load an existing checkpoint when training starts.
+        interval: epochs between saves.
+
+    Example::
+
+        >>> checkpoint = TrainingCheckpoint("models/checkpoint.pt", {"model": net, "optimizer": opt})
+        >>> checkpoint.attach(trainer)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, checkpoint_path: str | os.PathLike, save_dict: Mapping[str, Any], resume: bool = True, interval: int = 1
+    ) -> None:
+        if not isinstance(resume, bool):
+            raise ValueError(f"resume must be True or False, got {resume!r}.")
+        self.checkpoint_path = Path(checkpoint_path)
+        self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
+        self.resume = resume
+        self.interval = interval
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
+
+    def save(self, engine: Engine) -> None:
+        if not _is_main_process():
+            return
+        state = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
+        state["trainer"] = {"epoch": int(engine.state.epoch), "iteration": int(engine.state.iteration)}
+        save_atomic(state, self.checkpoint_path)
+
+    def load(self, engine: Engine) -> None:
+        if not self.resume or not self.checkpoint_path.is_file():
+            return
+        state = _read(self.checkpoint_path)
+        missing = [name for name in [*self.save_dict, "trainer"] if name not in state]
+        if missing:
+            raise CheckpointError(
+                f"{self.checkpoint_path}: has no {', '.join(missing)}; it is not a training checkpoint of this "
+                "configuration. Start fresh with --resume False (or move the file away)."
+            )
+        for name, obj in self.save_dict.items():
+            target = _unwrap(obj)
+            if isinstance(target, torch.nn.Module):
+                problem = _mismatch(self.checkpoint_path, target, state[name])
+                if problem:
+                    raise CheckpointError(f"{problem} Or start fresh with --resume False.")
+            try:
+                target.load_state_dict(state[name])
+            except (KeyError, ValueError, RuntimeError) as error:
+                raise CheckpointError(
+                    f"{self.checkpoint_path}: its {name!r} does not fit this configuration ({error}); start fresh "
+                    "with --resume False."
+                ) from error
+        epoch, iteration = int(state["trainer"]["epoch"]), int(state["trainer"]["iteration"])
+        engine.state.epoch, engine.state.iteration = epoch, iteration
+        if epoch >= engine.state.max_epochs:
+            logger.warning(
+                "%s: training already reached epoch %d of max_epochs %d; nothing to do. Raise --max_epochs to "
+                "train longer, or --resume False to start over.",
+                self.checkpoint_path,
+                epoch,
+                engine.state.max_epochs,
+            )
+        else:
+            logger.info("resumed from %s after epoch %d of %d", self.checkpoint_path, epoch, engine.state.max_epochs)

@@ -1,0 +1,189 @@
+"""Errors a person can act on: one last line naming the file, key or value and what to do; tracebacks to a file.
+
+A bundle run (``python -m monai.bundle run ...``) wraps every failure of a config expression in
+``RuntimeError: Failed to evaluate ConfigExpression`` and prints tracebacks of 60 to 1,000 lines. Each bundle
+config's ``initialize`` calls :func:`report_errors` first, so that an uncaught error of the run instead writes
+its full traceback to a log file and ends the output with one line from :func:`explain`; and
+:func:`check_settings` next, so that a wrong-typed setting (``--max_epochs abc``) is named before any work.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["SETTINGS", "SettingError", "check_settings", "explain", "report_errors", "root_cause"]
+
+
+class SettingError(ValueError):
+    """A configuration value of the wrong type or out of range; the message names the key and the value."""
+
+
+def _integer(minimum: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    def ok(v: object) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            return False
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return ok
+
+
+def _sizes(v: object) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_integer(1)(s) for s in v)
+
+
+def _spacings(v: object) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_number(0, low_open=True)(s) for s in v)
+
+
+def _one_of(*choices: str) -> tuple[Callable[[object], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
+
+
+#: setting name -> (test, what it must be). A bundle config checks the settings it has with :func:`check_settings`.
+SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "max_epochs": (_integer(1), "an integer >= 1"),
+    "val_interval": (_integer(1), "an integer >= 1"),
+    "batch_size": (_integer(1), "an integer >= 1"),
+    "samples_per_volume": (_integer(1), "an integer >= 1"),
+    "sw_batch_size": (_integer(1), "an integer >= 1"),
+    "num_workers": (_integer(0), "an integer >= 0"),
+    "num_classes": (_integer(1), "an integer >= 1"),
+    "split_seed": (_integer(0), "an integer >= 0"),
+    "learning_rate": (_number(0, low_open=True), "a number > 0"),
+    "weight_decay": (_number(0), "a number >= 0"),
+    "val_fraction": (_number(0, 1, True, True), "a number between 0 and 1 (exclusive)"),
+    "overlap": (_number(0, 1, high_open=True), "a number in [0, 1)"),
+    "affine_tolerance": (_number(0), "a distance in mm >= 0"),
+    "intensity_min": (_number(-math.inf), "a number"),
+    "intensity_max": (_number(-math.inf), "a number"),
+    "patch_size": (_sizes, "a list of integers >= 1, e.g. [96, 96, 96]"),
+    "image_size": (_sizes, "a list of integers >= 1, e.g. [256, 256]"),
+    "pixdim": (_spacings, "a list of spacings in mm > 0, e.g. [1.5, 1.5, 2.0]"),
+    "amp": (lambda v: isinstance(v, bool), "True or False"),
+    "resume": (lambda v: isinstance(v, bool), "True or False (on the command line: --resume False)"),
+    "nan_policy": _one_of("error", "replace"),
+    "bad_case_policy": _one_of("error", "skip"),
+}
+
+
+def check_settings(settings: Mapping[str, object]) -> None:
+    """Checks configuration values by name against :data:`SETTINGS`, before any work starts.
+
+    Args:
+        settings: name -> value, e.g. ``{"max_epochs": "@max_epochs", ...}`` in a bundle config.
+
+    Raises:
+        SettingError: the first wrong value: ``"max_epochs must be an integer >= 1, got 'abc'"``.
+        KeyError: a name that :data:`SETTINGS` does not know (a mistake in the config, not in the input).
+
+    Example::
+
+        >>> check_settings({"max_epochs": 10, "learning_rate": 1e-3})
+        >>> check_settings({"max_epochs": "abc"})
+        Traceback (most recent call last):
+        ...
+        monai_unets.handlers.errors.SettingError: max_epochs must be an integer >= 1, got 'abc'.
+    """
+    for name, value in settings.items():
+        test, wanted = SETTINGS[name]
+        if not test(value):
+            raise SettingError(f"{name} must be {wanted}, got {value!r}.")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    chain = [error]
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None or any(inner is e for e in chain):
+            return chain
+        chain.append(inner)
+        error = inner
+
+
+def _ours(error: BaseException) -> bool:
+    return type(error).__module__.startswith("monai_unets")
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The exception of ``error``'s chain that says what is wrong (MONAI's config wrappers set ``__cause__``).
+
+    The innermost error raised by monai_unets's own checks when there is one (it names the file or key and
+    wraps the library error it explains), otherwise the innermost exception.
+    """
+    chain = _chain(error)
+    return next((e for e in reversed(chain) if _ours(e)), chain[-1])
+
+
+# exception type name -> what to do, for errors whose message alone does not say it
+_HINTS: dict[str, str] = {
+    "OutOfMemoryError": "lower batch_size, patch_size or sw_batch_size, or set --stitch_device to the CPU.",
+    "FileNotFoundError": "check the path (dataset_dir, datalist, input_dir, bundle_root).",
+    "PermissionError": "check that the folder can be written (output_dir, ckpt_dir).",
+    "ModuleNotFoundError": "install the missing package (pip install monai-unets brings every dependency).",
+}
+
+
+def explain(error: BaseException) -> str:
+    """One line for a person: what went wrong (file, key or value) and what to do.
+
+    Errors of monai_unets's checks (data, settings, checkpoints) already say both and are given as they are;
+    for other errors the innermost exception is named, with a hint for common ones.
+
+    Example::
+
+        >>> explain(RuntimeError("Failed to evaluate ConfigExpression"))
+        'RuntimeError: Failed to evaluate ConfigExpression'
+    """
+    cause = root_cause(error)
+    if _ours(cause):
+        # our messages may list several files, one a line, before the line that says what to do
+        return str(cause).strip()
+    text = " ".join(str(cause).split()) or "(no message)"
+    hint = _HINTS.get(type(cause).__name__, "")
+    return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")
+
+
+def report_errors(log_file: str | os.PathLike) -> None:
+    """Makes an uncaught error end the run with a short message; its full traceback goes to ``log_file``.
+
+    Installs a ``sys.excepthook`` (called by a bundle config's ``initialize``, once per run). The screen shows
+    where the traceback went and, as its last line, ``ERROR: <file, key or value>: <what to do>``
+    (:func:`explain`). Keyboard interrupts keep Python's default report.
+
+    Args:
+        log_file: file the traceback is appended to (its folder is created when needed).
+
+    Example::
+
+        >>> report_errors("logs/error.log")  # doctest: +SKIP
+    """
+    path = Path(log_file).resolve()
+    default = sys.__excepthook__
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            default(kind, error, tb)
+            return
+        where = f"full traceback in {path}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
+                f.write("".join(traceback.format_exception(kind, error, tb)))
+        except OSError as log_error:
+            where = f"the traceback could not be written to {path} ({log_error}):"
+            traceback.print_exception(kind, error, tb)
+        print(f"{where}\nERROR: {explain(error)}", file=sys.stderr, flush=True)
+
+    sys.excepthook = hook

@@ -1,0 +1,105 @@
+"""Check a dataset against a bundle before a long training: one line per bad case, then a summary.
+
+Every case of the bundle's training and validation lists is read and checked with the bundle's own
+``load_transforms`` (the same checks its training runs before the first epoch): readable files, the bundle's spatial
+dimensions and channel count, no NaN/Inf voxels (unless ``nan_policy=replace``), label on its image's grid
+(shape, and affine within ``affine_tolerance`` mm), label values within ``0 .. num_classes - 1``; and the
+datalist itself (valid JSON, the lists and keys the bundle reads, existing files).
+
+The exit status is 0 when every case is fine, 1 when any case is bad or the datalist cannot be read.
+
+Example::
+
+    monai-unets check-data --bundle attention_unet_pancreas_ct --dataset-dir /data/Task07_Pancreas
+    monai-unets check-data --bundle ./my_bundle --dataset-dir /data/isic --set num_classes=1 --set nan_policy=replace
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from monai.bundle import ConfigParser
+from monai_unets.bundles import bundle_dir
+from monai_unets.data import find_bad_cases
+from monai_unets.handlers.errors import explain
+
+from .cli import run_tool
+
+__all__ = ["add_arguments", "main", "run"]
+
+
+def _override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, help="a shipped bundle's name or a bundle folder")
+    parser.add_argument("--dataset-dir", "--dataset_dir", required=True, help="the dataset folder")
+    parser.add_argument("--datalist", default=None, help="datalist JSON (default: the bundle's, in the dataset folder)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the bundle's train.yaml, as for training (e.g. num_classes=4); repeatable",
+    )
+
+
+def _bundle_folder(bundle: str) -> Path:
+    folder = Path(bundle)
+    if (folder / "configs" / "train.yaml").is_file():
+        return folder
+    if folder.exists() or "/" in bundle:
+        raise FileNotFoundError(f"{folder} is not a bundle folder: it has no configs/train.yaml.")
+    try:
+        return bundle_dir(bundle)
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = _bundle_folder(args.bundle)
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "train.yaml"))
+    parser["bundle_root"] = str(folder)
+    parser["dataset_dir"] = str(args.dataset_dir)
+    if args.datalist:
+        parser["datalist"] = str(args.datalist)
+    for key, value in args.overrides:
+        if key not in parser:
+            raise ValueError(f"--set {key}: the bundle's train.yaml has no setting {key!r}.")
+        parser[key] = value
+    try:
+        cases = [case for group in parser.get_parsed_content("case_groups") for case in group]
+        loading = parser.get_parsed_content("load_transforms")
+        num_workers = parser.get_parsed_content("num_workers")
+    except Exception as error:  # noqa: BLE001 - a datalist or setting problem is one message, as in training
+        raise ValueError(explain(error)) from error
+
+    def report(case: dict, problem: object) -> None:
+        if problem is not None:
+            print(f"BAD  {problem}", flush=True)
+
+    bad = find_bad_cases(cases, loading, num_workers=num_workers, on_result=report)
+    if bad:
+        print(f"{len(bad)} of {len(cases)} cases are bad (listed above); training would stop on them.")
+        return 1
+    print(f"all {len(cases)} cases are fine for {folder.name}.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool as ``python -m monai_unets.scripts.check_data``; returns the exit status."""
+    return run_tool(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Data checks: the pre-flight of training over groups of cases, NaN replacement, datalist paths."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import EnsureChannelFirstd, LoadImaged
+from monai_unets.data import CheckCased, DataCheckError, atomic_open, check_cases, load_datalist
+
+KEYS = ["image", "label"]
+
+
+def _case(root, name, label_values=(0, 1)):
+    image, label = np.zeros((8, 8, 4), np.float32), np.zeros((8, 8, 4), np.uint8)
+    for i, v in enumerate(label_values):
+        label[i] = v
+    nib.save(nib.Nifti1Image(image, np.eye(4)), str(root / f"{name}.nii.gz"))
+    nib.save(nib.Nifti1Image(label, np.eye(4)), str(root / f"{name}_label.nii.gz"))
+    return {"image": str(root / f"{name}.nii.gz"), "label": str(root / f"{name}_label.nii.gz")}
+
+
+def _loading(num_classes=2):
+    return [LoadImaged(KEYS, image_only=True), EnsureChannelFirstd(KEYS), CheckCased(KEYS, 3, 1, num_classes)]
+
+
+def test_every_bad_case_is_listed_before_the_line_that_says_what_to_do(tmp_path):
+    good = [_case(tmp_path, "a"), _case(tmp_path, "b")]
+    bad = [_case(tmp_path, "c", (0, 4)), {"image": str(tmp_path / "gone.nii.gz"), "label": good[0]["label"]}]
+    with pytest.raises(DataCheckError) as raised:
+        check_cases([good + bad[:1], bad[1:]], _loading())
+    lines = str(raised.value).splitlines()
+    assert lines[0].strip().startswith(bad[0]["label"]) and "label values 4" in lines[0]
+    assert lines[1].strip() == f"{tmp_path / 'gone.nii.gz'}: image file does not exist."
+    assert lines[-1].startswith("2 of 4 cases cannot be used (listed above)") and "bad_case_policy" in lines[-1]
+
+
+def test_skip_drops_each_bad_case_from_its_own_group_and_logs_it(tmp_path, caplog):
+    train = [_case(tmp_path, "a"), _case(tmp_path, "b", (0, 9)), _case(tmp_path, "c")]
+    val = [_case(tmp_path, "d"), _case(tmp_path, "e", (0, 9))]
+    with caplog.at_level(logging.WARNING):
+        kept = check_cases([train, val], _loading(), policy="skip", num_workers=2)
+    assert kept == [[train[0], train[2]], [val[0]]]
+    assert f"skipped {train[1]['label']}" in caplog.text and f"skipped {val[1]['label']}" in caplog.text
+
+
+def test_nan_policy_replace_uses_the_finite_extremes():
+    image = MetaTensor(torch.tensor([[[1.0, float("nan")], [float("inf"), -float("inf")], [5.0, -2.0]]]))
+    out = CheckCased(["image"], spatial_dims=2, nan_policy="replace")({"image": image})["image"]
+    torch.testing.assert_close(out, torch.tensor([[[1.0, -2.0], [5.0, -2.0], [5.0, -2.0]]]))
+    with pytest.raises(DataCheckError, match="1 NaN and 2 infinite voxels"):
+        CheckCased(["image"], spatial_dims=2)({"image": image})
+
+
+def test_a_label_on_the_image_grid_with_valid_classes_passes_unchanged(tmp_path):
+    case = _case(tmp_path, "a", (0, 1, 2))
+    loaded = EnsureChannelFirstd(KEYS)(LoadImaged(KEYS, image_only=True)(case))
+    checked = CheckCased(KEYS, 3, 1, num_classes=3)(loaded)
+    assert checked["image"] is loaded["image"] and checked["label"] is loaded["label"]
+
+
+def test_load_datalist_resolves_paths_against_the_dataset_folder(tmp_path):
+    (tmp_path / "lists").mkdir()
+    datalist = tmp_path / "lists" / "d.json"
+    datalist.write_text(json.dumps({"training": [{"image": "x.nii", "label": "y.nii"}]}))
+    assert load_datalist(datalist, "training", tmp_path) == [
+        {"image": str(tmp_path / "x.nii"), "label": str(tmp_path / "y.nii")}
+    ]
+    assert load_datalist(datalist)[0]["image"] == str(tmp_path / "lists" / "x.nii")
+
+
+def test_atomic_open_gives_the_permissions_of_an_ordinary_file(tmp_path):
+    with open(tmp_path / "plain", "w") as f:
+        f.write("x")
+    with atomic_open(tmp_path / "atomic", "w") as f:
+        f.write("x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "atomic").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)

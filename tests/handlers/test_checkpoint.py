@@ -1,0 +1,112 @@
+"""Resumable training: the checkpoint restores model, optimizer, scheduler, epoch and best metric."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.engines import SupervisedTrainer
+from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader
+
+
+def _trainer(tmp_path, max_epochs: int, resume: bool = True, seed: int = 0):
+    torch.manual_seed(seed)
+    net = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    data = [{"image": torch.rand(2, 3), "label": torch.rand(2, 1)} for _ in range(2)]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=max_epochs,
+        train_data_loader=data,
+        network=net,
+        optimizer=optimizer,
+        loss_function=torch.nn.MSELoss(),
+    )
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: scheduler.step())
+    saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
+    checkpoint = TrainingCheckpoint(
+        tmp_path / "checkpoint.pt",
+        {"model": net, "optimizer": optimizer, "lr_scheduler": scheduler, "best_model": saver},
+        resume=resume,
+    )
+    checkpoint.attach(trainer)
+    epochs: list[int] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
+    return trainer, net, optimizer, scheduler, saver, epochs
+
+
+def test_a_rerun_continues_after_the_last_epoch_with_every_state_restored(tmp_path):
+    trainer, net, optimizer, scheduler, saver, epochs = _trainer(tmp_path, max_epochs=2)
+    saver.best_metric, saver.best_metric_epoch = 0.7, 2
+    trainer.run()
+    assert epochs == [1, 2]
+    saved_weights = {k: v.clone() for k, v in net.state_dict().items()}
+
+    # a new process: fresh objects, another seed, the same command with more epochs
+    trainer, net, optimizer, scheduler, saver, epochs = _trainer(tmp_path, max_epochs=4, seed=1)
+    loaded = []
+    trainer.add_event_handler(
+        Events.EPOCH_STARTED(once=3), lambda e: loaded.append({k: v.clone() for k, v in net.state_dict().items()})
+    )
+    trainer.run()
+    assert epochs == [3, 4]
+    for key, value in saved_weights.items():
+        torch.testing.assert_close(loaded[0][key], value)
+    assert scheduler.last_epoch == 4  # two steps before the kill, two after
+    assert optimizer.state[next(iter(net.parameters()))]["step"] == 8  # 2 iterations x 4 epochs
+    assert (saver.best_metric, saver.best_metric_epoch) == (0.7, 2)
+    # every file loads without unpickling code
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["trainer"] == {"epoch": 4, "iteration": 8}
+
+
+def test_resume_false_starts_at_epoch_zero(tmp_path):
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=2)
+    trainer.run()
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=2, resume=False)
+    trainer.run()
+    assert epochs == [1, 2]
+
+
+def test_a_checkpoint_of_another_network_names_the_file_and_keys(tmp_path):
+    torch.save({"model": {"other.weight": torch.ones(1)}, "trainer": {"epoch": 1, "iteration": 1}}, tmp_path / "c.pt")
+    net = torch.nn.Linear(3, 1)
+    checkpoint = TrainingCheckpoint(tmp_path / "c.pt", {"model": net})
+    trainer = SupervisedTrainer(torch.device("cpu"), 2, [], net, torch.optim.SGD(net.parameters(), 0.1), None)
+    with pytest.raises(
+        CheckpointError, match=r"c\.pt: does not fit the network Linear: 2 missing keys \(weight, bias\)"
+    ):
+        checkpoint.load(trainer)
+
+
+class _Validator:
+    def __init__(self, score: float) -> None:
+        self.state = type("State", (), {"metrics": {"score": score}, "epoch": 3})()
+
+
+def test_best_model_saver_writes_only_better_scores_and_never_nan(tmp_path):
+    net = torch.nn.Linear(3, 1)
+    saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
+    saver(_Validator(0.5))
+    first = torch.load(tmp_path / "model.pt", weights_only=True)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    saver(_Validator(0.4))
+    saver(_Validator(math.nan))
+    torch.testing.assert_close(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], first["weight"])
+    saver(_Validator(0.6))
+    torch.testing.assert_close(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_weights_loader_loads_a_plain_state_dict_and_a_training_checkpoint(tmp_path):
+    source = torch.nn.Linear(3, 1)
+    torch.save(source.state_dict(), tmp_path / "model.pt")
+    torch.save({"model": source.state_dict(), "trainer": {"epoch": 1}}, tmp_path / "checkpoint.pt")
+    for name in ("model.pt", "checkpoint.pt"):
+        target = torch.nn.Linear(3, 1)
+        WeightsLoader(tmp_path / name, target)(None)
+        torch.testing.assert_close(target.weight, source.weight)

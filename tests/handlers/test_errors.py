@@ -1,0 +1,44 @@
+"""A failing run ends with one line that names the problem; the traceback goes to the log file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from monai_unets.data import DataCheckError
+from monai_unets.handlers import explain
+
+SCRIPT = """
+import sys
+from monai_unets.handlers import report_errors
+from monai_unets.data import DataCheckError
+report_errors(sys.argv[1])
+try:
+    raise DataCheckError("/data/x.nii.gz", "label values 3 are not classes 0..2")
+except Exception as error:
+    raise RuntimeError("Failed to evaluate ConfigExpression") from error
+"""
+
+
+def test_explain_finds_our_message_inside_the_config_wrappers():
+    try:
+        try:
+            raise OSError("low-level read error")
+        except OSError as low:
+            raise DataCheckError("/data/x.nii.gz", "cannot be read") from low
+    except DataCheckError as ours:
+        wrapped = RuntimeError("Failed to evaluate ConfigExpression")
+        wrapped.__cause__ = ours
+    assert explain(wrapped) == "/data/x.nii.gz: cannot be read"
+    assert explain(RuntimeError("outer")) == "RuntimeError: outer"
+
+
+def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path):
+    log = tmp_path / "logs" / "error.log"
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(log)], capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "ERROR: /data/x.nii.gz: label values 3 are not classes 0..2"
+    assert "Traceback" not in result.stderr and len(lines) == 2
+    logged = log.read_text()
+    assert "Traceback" in logged and "Failed to evaluate ConfigExpression" in logged

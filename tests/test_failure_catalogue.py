@@ -1,0 +1,893 @@
+"""The failure catalogue: every bad input and fault tried, and what the user sees; each row is a test.
+
+Each :class:`Fault` makes one bad input or fault in a fresh folder, runs the code a bundle or tool runs on it (the
+bundle's own config components: ``load_transforms``, ``settings``, the inference / evaluation preprocessing, the
+checkpoint handlers) and returns what the user is shown. The test asserts the row's ``expect`` fragment in it.
+``docs/failure-catalogue.md`` is generated from this table (``python tests/test_failure_catalogue.py``) and a
+test checks that it is current. A new kind of fault is one more row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from monai.bundle import ConfigParser
+from monai_unets.bundles import bundle_dir
+from monai_unets.data import SkipFailedCasesDataset, atomic_open, find_bad_cases, list_cases, load_datalist
+from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights
+from monai_unets.handlers.errors import check_settings, explain
+from monai_unets.scripts import cli
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOC = REPO_ROOT / "docs" / "failure-catalogue.md"
+CT = "attention_unet_pancreas_ct"
+SKIN = "egeunet_skin_lesion"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One bad input or fault: where it happens, what it is, what the user sees."""
+
+    area: str  # training, inference, evaluation, data tools (check-data), all bundles
+    fault: str
+    trigger: Callable[[Path], str]  # makes the fault under a folder and returns what the user is shown
+    expect: str  # fragment of what the user is shown
+    outcome: str  # what happens to the run
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+@lru_cache(maxsize=None)
+def _parser(bundle: str, configs: tuple[str, ...] = ("train.yaml",), overrides: tuple = ()) -> ConfigParser:
+    parser = ConfigParser()
+    folder = bundle_dir(bundle) / "configs"
+    parser.read_config([str(folder / c) for c in configs])
+    parser["bundle_root"] = str(bundle_dir(bundle))
+    for key, value in overrides:
+        parser[key] = json.loads(value)
+    return parser
+
+
+def _component(bundle: str, id: str, configs: tuple[str, ...] = ("train.yaml",), **overrides):
+    frozen = tuple(sorted((key, json.dumps(value)) for key, value in overrides.items()))
+    return _parser(bundle, configs, frozen).get_parsed_content(id)
+
+
+def _nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> str:
+    nib.save(nib.Nifti1Image(np.asarray(array), np.eye(4) if affine is None else affine), str(path))
+    return str(path)
+
+
+def _nifti_bytes(root: Path, array: np.ndarray) -> bytes:
+    return Path(_nifti(root / "made.nii.gz", array)).read_bytes()
+
+
+def _volume(shape=(16, 16, 8)) -> np.ndarray:
+    return np.random.default_rng(0).normal(40, 20, shape).astype(np.float32)
+
+
+def _labels(shape=(16, 16, 8), values=(0, 1, 2)) -> np.ndarray:
+    label = np.zeros(shape, dtype=np.uint8)
+    for i, v in enumerate(values):
+        label[i * 3 : i * 3 + 3] = v
+    return label
+
+
+def _png(path: Path, array: np.ndarray) -> str:
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def _rgb(size=(24, 32)) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
+
+
+def _mask(size=(24, 32)) -> np.ndarray:
+    mask = np.zeros(size, dtype=np.uint8)
+    mask[5:15, 5:15] = 255
+    return mask
+
+
+def _check(bundle: str, case: dict, **overrides) -> str:
+    """What the pre-flight check of training (and check-data) reports for one case."""
+    bad = find_bad_cases([case], _component(bundle, "load_transforms", **overrides))
+    return str(bad[0][1]) if bad else "accepted"
+
+
+def _ct_case(root: Path, image=None, label=None, image_affine=None, label_affine=None, **overrides) -> str:
+    image_path = _nifti(root / "img.nii.gz", _volume() if image is None else image, image_affine)
+    label_path = _nifti(root / "lab.nii.gz", _labels() if label is None else label, label_affine)
+    return _check(CT, {"image": image_path, "label": label_path}, **overrides)
+
+
+def _skin_case(root: Path, image=None, mask=None) -> str:
+    image_path = _png(root / "img.png", _rgb() if image is None else image)
+    mask_path = _png(root / "mask.png", _mask() if mask is None else mask)
+    return _check(SKIN, {"image": image_path, "label": mask_path})
+
+
+def _raised(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the message is what the row is about
+        return explain(error)
+    return "no error"
+
+
+def _datalist(root: Path, text: str) -> str:
+    path = root / "dataset.json"
+    path.write_text(text)
+    return _raised(lambda: load_datalist(path, "training", root))
+
+
+def _setting(bundle: str, key: str, value: object) -> str:
+    return _raised(lambda: check_settings(_component(bundle, "settings", **{key: value})))
+
+
+def _garbage(root: Path, name: str, content: bytes) -> str:
+    path = root / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def _truncated_nifti(root: Path) -> str:
+    full = _nifti(root / "full.nii.gz", _volume())
+    data = Path(full).read_bytes()
+    return _garbage(root, "cut.nii.gz", data[: len(data) // 2])
+
+
+def _tiny_network() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
+
+
+def _weights(root: Path, state: object) -> Path:
+    path = root / "model.pt"
+    torch.save(state, path)
+    return path
+
+
+def _inference_failure(root: Path, bundle: str, name: str, content: bytes | None) -> str:
+    """Inference over a folder with one bad file: the row of failures.csv that names it."""
+    folder = root / "inputs"
+    folder.mkdir()
+    if content is not None:
+        (folder / name).write_bytes(content)
+    _nifti(folder / "good.nii.gz", _volume()) if bundle == CT else _png(folder / "good.png", _rgb())
+    cases = list_cases(root, input_dir=folder, volumes=bundle == CT)
+    if content is None:
+        cases.append({"image": str(folder / name)})
+    dataset = SkipFailedCasesDataset(cases, _component(bundle, "preprocessing", ("inference.yaml",)))
+    processed = list(dataset)
+    assert len(processed) == 1, "the good case must go on"
+    return "; ".join(f"{Path(f['file']).name}: {f['error']}" for f in dataset.failures)
+
+
+def _evaluation_failure(root: Path, image: np.ndarray, label: np.ndarray) -> str:
+    case = {"image": _nifti(root / "img.nii.gz", image), "label": _nifti(root / "lab.nii.gz", label)}
+    good = {"image": _nifti(root / "ok.nii.gz", _volume()), "label": _nifti(root / "ok_l.nii.gz", _labels())}
+    transform = _component(CT, "validate#preprocessing", ("train.yaml", "evaluate.yaml"))
+    dataset = SkipFailedCasesDataset([case, good], transform)
+    assert len(list(dataset)) == 1, "the good case must go on"
+    return dataset.failures[0]["error"]
+
+
+def _cli(*args: str) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(list(args))
+    return f"exit {status}: {out.getvalue().strip()} {err.getvalue().strip()}"
+
+
+def _resume(root: Path, state: object, epochs: int = 3) -> str:
+    net = _tiny_network()
+    path = root / "checkpoint.pt"
+    if state is not None:
+        torch.save(state, path)
+    engine = Engine(lambda e, b: None)
+    TrainingCheckpoint(path, {"model": net}).attach(engine)
+    epochs_run: list[int] = []
+    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs_run.append(e.state.epoch))
+    return _raised(lambda: engine.run([0], max_epochs=epochs)) + f"; epochs run: {epochs_run}"
+
+
+def _ct_volume_dicom_two_series(root: Path) -> str:
+    from monai_unets.scripts.demo_ct import generate_demo_ct
+
+    data = generate_demo_ct(root / "ct", num_cases=1, num_test=2, shape=(16, 16, 6), spacing=(2, 2, 3), dicom=True)
+    folder = root / "two_series"
+    folder.mkdir()
+    for series in sorted((Path(data).parent / "dicomTs").iterdir()):
+        for f in series.iterdir():
+            (folder / f"{series.name}_{f.name}").write_bytes(f.read_bytes())
+    label = _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))
+    return _check(CT, {"image": str(folder), "label": label})
+
+
+def _kill_mid_save(root: Path) -> str:
+    path = root / "model.pt"
+    torch.save({"w": torch.ones(2)}, path)
+
+    def interrupted() -> None:
+        with atomic_open(path, "wb") as f:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+
+    message = _raised(interrupted)
+    kept = torch.load(path, weights_only=True)["w"].tolist()
+    leftovers = [p.name for p in root.iterdir() if p.name != "model.pt"]
+    return f"{message}; model.pt still holds {kept}; other files: {leftovers}"
+
+
+def _best_kept(root: Path) -> str:
+    path = root / "model.pt"
+    net = _tiny_network()
+    saver = BestModelSaver(path, net, metric_name="dice")
+    saver.load_state_dict({"best_metric": 0.9, "best_metric_epoch": 4})
+    torch.save({"marker": torch.tensor(1.0)}, path)
+    engine = Engine(lambda e, b: None)
+    saver.attach(engine)
+    engine.state.metrics = {"dice": 0.5}
+    saver(engine)
+    return f"model.pt kept: {list(torch.load(path, weights_only=True))}"
+
+
+def _bundle_run(root: Path, bundle: str, config: str, *args: str) -> str:
+    folder = bundle_dir(bundle)
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(folder / "configs" / config)]
+    command += ["--bundle_root", str(root), "--dataset_dir", str(root), *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    log = root / "logs" / "error.log"
+    traceback_logged = log.is_file() and "Traceback" in log.read_text()
+    return f"exit {result.returncode}; last line: {lines[-1]}; traceback in logs/error.log: {traceback_logged}"
+
+
+_V = _volume()
+_STOP = "training stops before its first epoch (bad_case_policy error) or skips the case (skip); check-data exit 1"
+_STOP_SETTING = "the run stops at start, before any data is read"
+_EVAL = "the case gets a row in failures.csv; the other cases are evaluated"
+_INFER = "the file gets a row in failures.csv; the other inputs are processed"
+
+
+def _nan(v: np.ndarray, value: float, count: int = 3) -> np.ndarray:
+    v = v.copy()
+    v.flat[:count] = value
+    return v
+
+
+def _affine(shift=(0.0, 0.0, 0.0), flip: bool = False) -> np.ndarray:
+    a = np.eye(4)
+    a[:3, 3] = shift
+    if flip:
+        a[0, 0] = -1
+        a[0, 3] = 15
+    return a
+
+
+CATALOGUE: list[Fault] = [
+    # --- datalists (training, check-data)
+    Fault(
+        "training, check-data",
+        "datalist file missing",
+        lambda r: _raised(lambda: load_datalist(r / "none.json")),
+        "datalist does not exist",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "datalist is not valid JSON (trailing comma)",
+        lambda r: _datalist(r, '{"training": [{"image": "a", "label": "b"},]}'),
+        "is not valid JSON",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "datalist is a binary file",
+        lambda r: _raised(lambda: load_datalist(_garbage(r, "d.json", b"\xff\xfe\x00\x81"))),
+        "not a text file",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "datalist is a JSON list, not an object",
+        lambda r: _datalist(r, "[]"),
+        "must be a JSON object",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "datalist has no `training` list",
+        lambda r: _datalist(r, '{"validation": []}'),
+        "has no 'training' list (its lists: validation)",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "`training` is not a list",
+        lambda r: _datalist(r, '{"training": {}}'),
+        "must be a list of cases",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "a case is a string, not an object",
+        lambda r: _datalist(r, '{"training": ["a"]}'),
+        "entry 0 of 'training' must be an object",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "a case has no `image`",
+        lambda r: _datalist(r, '{"training": [{"label": "b"}]}'),
+        "must be an object with an 'image'",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "a case has no `label`",
+        lambda r: _check(CT, {"image": _nifti(r / "i.nii", _V)}),
+        "has no 'label' in the datalist",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image file missing",
+        lambda r: _check(CT, {"image": str(r / "gone.nii.gz"), "label": _nifti(r / "l.nii", _labels())}),
+        "gone.nii.gz: image file does not exist",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label file missing",
+        lambda r: _check(CT, {"image": _nifti(r / "i.nii", _V), "label": str(r / "gone.nii.gz")}),
+        "gone.nii.gz: label file does not exist",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image path is a number",
+        lambda r: _check(CT, {"image": 3, "label": 4}),
+        "'image' must be a path",
+        _STOP,
+    ),
+    # --- 3D images and labels (training, check-data; the same checks run in evaluation)
+    Fault(
+        "training, check-data",
+        "image is not a NIfTI (garbage in .nii.gz)",
+        lambda r: _check(
+            CT, {"image": _garbage(r, "bad.nii.gz", b"not an image"), "label": _nifti(r / "l.nii", _labels())}
+        ),
+        "bad.nii.gz: ImageFileError",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image truncated (half a .nii.gz)",
+        lambda r: _check(CT, {"image": _truncated_nifti(r), "label": _nifti(r / "l.nii", _labels())}),
+        "cut.nii.gz: EOFError: Compressed file ended",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image is an empty file",
+        lambda r: _check(CT, {"image": _garbage(r, "empty.nii.gz", b""), "label": _nifti(r / "l.nii", _labels())}),
+        "empty.nii.gz: ImageFileError: Empty file",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image in an unsupported format (.txt)",
+        lambda r: _check(CT, {"image": _garbage(r, "notes.txt", b"x"), "label": _nifti(r / "l.nii", _labels())}),
+        "notes.txt is not a supported image",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a 2D image given to a 3D bundle",
+        lambda r: _ct_case(r, image=_V[..., 0], label=_labels()[..., 0]),
+        "a 2D image",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a 4D image (two volumes) given to a 1-channel bundle",
+        lambda r: _ct_case(r, image=np.stack([_V, _V], -1)),
+        "has 2 channels",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "NaN voxels in the image",
+        lambda r: _ct_case(r, image=_nan(_V, np.nan)),
+        "has 3 NaN and 0 infinite voxels; fix the file, or set nan_policy to 'replace'",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "infinite voxels in the image",
+        lambda r: _ct_case(r, image=_nan(_V, np.inf)),
+        "has 0 NaN and 3 infinite voxels",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "NaN voxels with nan_policy replace",
+        lambda r: _ct_case(r, image=_nan(_V, np.nan), nan_policy="replace"),
+        "accepted",
+        "the case is used; a warning names the file and the count of replaced voxels",
+    ),
+    Fault(
+        "training, check-data",
+        "an image of NaN only, with nan_policy replace",
+        lambda r: _ct_case(r, image=np.full((16, 16, 8), np.nan, np.float32), nan_policy="replace"),
+        "has no finite voxel",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label of another shape than its image",
+        lambda r: _ct_case(r, label=_labels((16, 16, 6))),
+        "label has spatial shape (16, 16, 6) but its image",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label shifted 5 mm against its image (affines differ)",
+        lambda r: _ct_case(r, label_affine=_affine((5.0, 0, 0))),
+        "label is placed up to 5 mm away",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label flipped left-right against its image",
+        lambda r: _ct_case(r, label_affine=_affine(flip=True)),
+        "mm away from its image",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label shifted 0.001 mm (rounding in the header)",
+        lambda r: _ct_case(r, label_affine=_affine((0.001, 0, 0))),
+        "accepted",
+        "the case is used (within affine_tolerance, 0.01 mm)",
+    ),
+    Fault(
+        "training, check-data",
+        "label value above the classes (3 with num_classes 3)",
+        lambda r: _ct_case(r, label=_labels(values=(0, 1, 3))),
+        "label values 3 are not classes 0..2",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "negative label value",
+        lambda r: _ct_case(r, label=_labels(values=(0, 1, 2)) - 1.0),
+        "label values -1 are not classes",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "fractional label values (an interpolated label)",
+        lambda r: _ct_case(r, label=_labels().astype(np.float32) * 0.5),
+        "label values 0.5 are not classes",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "NaN in the label",
+        lambda r: _ct_case(r, label=_nan(_labels().astype(np.float32), np.nan)),
+        "label has NaN or infinite values",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label with two channels (4D label)",
+        lambda r: _ct_case(r, label=np.stack([_labels(), _labels()], -1)),
+        "label has 2 channels",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a DICOM folder holding two series",
+        _ct_volume_dicom_two_series,
+        "holds 2 series, which are never merged",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "an empty folder as the image",
+        lambda r: (
+            (r / "empty").mkdir() or _check(CT, {"image": str(r / "empty"), "label": _nifti(r / "l.nii", _labels())})
+        ),
+        "holds no DICOM file",
+        _STOP,
+    ),
+    # --- 2D images and masks
+    Fault(
+        "training, check-data",
+        "corrupt JPEG image",
+        lambda r: _check(
+            SKIN, {"image": _garbage(r, "x.jpg", b"\xff\xd8garbage"), "label": _png(r / "m.png", _mask())}
+        ),
+        "x.jpg: UnidentifiedImageError",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "mask of another size than its image",
+        lambda r: _skin_case(r, mask=_mask((20, 32))),
+        "label has spatial shape (32, 20) but its image",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "greyscale image (1 channel) to an RGB bundle",
+        lambda r: _skin_case(r, image=_rgb()[..., 0]),
+        "accepted",
+        "the case is used: the bundle converts grey, RGBA and palette images to RGB",
+    ),
+    Fault(
+        "training, check-data",
+        "RGBA image",
+        lambda r: _skin_case(r, image=np.dstack([_rgb(), _rgb()[..., :1]])),
+        "accepted",
+        "the case is used: converted to RGB",
+    ),
+    Fault(
+        "training, check-data",
+        "mask stored as 0/1 instead of 0/255",
+        lambda r: _skin_case(r, mask=_mask() // 255),
+        "accepted",
+        "the case is used: any two-level mask is binarized",
+    ),
+    # --- settings (every bundle checks its settings at start)
+    Fault(
+        "all bundles",
+        "--max_epochs abc",
+        lambda r: _setting(SKIN, "max_epochs", "abc"),
+        "max_epochs must be an integer >= 1, got 'abc'",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--max_epochs 0",
+        lambda r: _setting(CT, "max_epochs", 0),
+        "max_epochs must be an integer >= 1, got 0",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--batch_size 2.5",
+        lambda r: _setting(CT, "batch_size", 2.5),
+        "batch_size must be an integer >= 1, got 2.5",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--learning_rate -1",
+        lambda r: _setting(SKIN, "learning_rate", -1),
+        "learning_rate must be a number > 0, got -1",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--val_fraction 1.5",
+        lambda r: _setting(CT, "val_fraction", 1.5),
+        "val_fraction must be a number between 0 and 1",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--patch_size abc",
+        lambda r: _setting(CT, "patch_size", "abc"),
+        "patch_size must be a list of integers >= 1",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--pixdim [1, 0, 1]",
+        lambda r: _setting(CT, "pixdim", [1, 0, 1]),
+        "pixdim must be a list of spacings in mm > 0",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--nan_policy ignore",
+        lambda r: _setting(CT, "nan_policy", "ignore"),
+        "nan_policy must be one of 'error', 'replace', got 'ignore'",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--bad_case_policy drop",
+        lambda r: _setting(SKIN, "bad_case_policy", "drop"),
+        "bad_case_policy must be one of 'error', 'skip'",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--resume false (a string, not False)",
+        lambda r: _setting(SKIN, "resume", "false"),
+        "resume must be True or False (on the command line: --resume False), got 'false'",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--num_workers -1",
+        lambda r: _setting(CT, "num_workers", -1),
+        "num_workers must be an integer >= 0",
+        _STOP_SETTING,
+    ),
+    # --- weights and checkpoints
+    Fault(
+        "inference, evaluation",
+        "model.pt missing",
+        lambda r: _raised(lambda: load_weights(r / "model.pt", _tiny_network())),
+        "model.pt: checkpoint does not exist; train the bundle first",
+        "the run stops before the first case",
+    ),
+    Fault(
+        "inference, evaluation",
+        "model.pt truncated",
+        lambda r: _raised(lambda: load_weights(_garbage(r, "model.pt", b"PK\x03\x04trunc"), _tiny_network())),
+        "model.pt: not a readable PyTorch checkpoint",
+        "the run stops before the first case",
+    ),
+    Fault(
+        "inference, evaluation",
+        "model.pt of another network (other keys)",
+        lambda r: _raised(lambda: load_weights(_weights(r, {"encoder.weight": torch.ones(1)}), _tiny_network())),
+        "does not fit the network Sequential: 4 missing keys (0.weight, 0.bias, 2.weight, ...); 1 unexpected keys "
+        "(encoder.weight)",
+        "the run stops before the first case",
+    ),
+    Fault(
+        "inference, evaluation",
+        "model.pt with other shapes (another out_channels)",
+        lambda r: _raised(
+            lambda: load_weights(
+                _weights(r, {**_tiny_network().state_dict(), "2.weight": torch.ones(2, 4, 1, 1)}), _tiny_network()
+            )
+        ),
+        "other shapes (2.weight (2, 4, 1, 1) instead of (1, 4, 1, 1))",
+        "the run stops before the first case",
+    ),
+    Fault(
+        "inference, evaluation",
+        "model.pt holds a tensor, not a state dict",
+        lambda r: _raised(lambda: load_weights(_weights(r, torch.ones(3)), _tiny_network())),
+        "holds a Tensor, not a state dict",
+        "the run stops before the first case",
+    ),
+    Fault(
+        "training",
+        "checkpoint.pt of another configuration on resume",
+        lambda r: _resume(r, {"trainer": {"epoch": 1, "iteration": 1}}),
+        "has no model",
+        "training stops at start",
+    ),
+    Fault(
+        "training",
+        "checkpoint.pt truncated on resume",
+        lambda r: _garbage(r, "checkpoint.pt", b"PK\x03") and _resume(r, None),
+        "checkpoint.pt: not a readable PyTorch checkpoint",
+        "training stops at start",
+    ),
+    Fault(
+        "training",
+        "re-run after SIGKILL: checkpoint of epoch 2 of 3",
+        lambda r: _resume(r, {"model": _tiny_network().state_dict(), "trainer": {"epoch": 2, "iteration": 2}}),
+        "epochs run: [3]",
+        "training goes on after epoch 2",
+    ),
+    Fault(
+        "training",
+        "re-run of a finished training",
+        lambda r: _resume(r, {"model": _tiny_network().state_dict(), "trainer": {"epoch": 3, "iteration": 3}}),
+        "epochs run: []",
+        "a warning says max_epochs is reached; raise --max_epochs or use --resume False",
+    ),
+    Fault(
+        "training",
+        "a resumed run validates worse than the best so far",
+        _best_kept,
+        "model.pt kept: ['marker']",
+        "model.pt keeps the better weights",
+    ),
+    Fault(
+        "training, inference",
+        "disk full / kill while a checkpoint is written",
+        _kill_mid_save,
+        "model.pt still holds [1.0, 1.0]; other files: []",
+        "the previous file stays whole; no temporary file left",
+    ),
+    Fault(
+        "training",
+        "every case of the training list is bad, with bad_case_policy skip",
+        lambda r: _raised(
+            lambda: __import__("monai_unets").data.check_cases(
+                [[{"image": str(r / "a.nii"), "label": str(r / "b.nii")}]], [], "skip"
+            )
+        ),
+        "every case of a list of 1 is bad; nothing to train on",
+        "training stops at start",
+    ),
+    # --- inference (read stage; per-case isolation of the later stages is catalogued with failures.csv)
+    Fault(
+        "inference",
+        "corrupt NIfTI among good inputs",
+        lambda r: _inference_failure(r, CT, "bad.nii.gz", b"garbage"),
+        "bad.nii.gz: ImageFileError",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "zero-byte PNG among good inputs",
+        lambda r: _inference_failure(r, SKIN, "empty.png", b""),
+        "empty.png: UnidentifiedImageError",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "input file deleted after listing",
+        lambda r: _inference_failure(r, SKIN, "gone.png", None),
+        "gone.png: FileNotFoundError",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a 2D NIfTI among 3D studies",
+        lambda r: _inference_failure(r, CT, "slice.nii.gz", _nifti_bytes(r, _V[..., 0])),
+        "slice.nii.gz: DataCheckError: ",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a 4D NIfTI (two volumes) among 3D studies",
+        lambda r: _inference_failure(r, CT, "series.nii.gz", _nifti_bytes(r, np.stack([_V, _V], -1))),
+        "has 2 channels",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a study with NaN voxels",
+        lambda r: _inference_failure(r, CT, "nan.nii.gz", _nifti_bytes(r, _nan(_V, np.nan))),
+        "has 3 NaN and 0 infinite voxels",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "input folder missing",
+        lambda r: _raised(lambda: list_cases(r, input_dir=r / "none")),
+        "none does not exist or is not a folder",
+        "the run stops: nothing to process",
+    ),
+    Fault(
+        "inference",
+        "input folder without images",
+        lambda r: (r / "in").mkdir() or _raised(lambda: list_cases(r, input_dir=r / "in")),
+        "has no image file",
+        "the run stops: nothing to process",
+    ),
+    # --- evaluation
+    Fault(
+        "evaluation",
+        "label of another shape than its image",
+        lambda r: _evaluation_failure(r, _volume(), _labels((16, 16, 6))),
+        "label has spatial shape",
+        _EVAL,
+    ),
+    Fault(
+        "evaluation",
+        "label value above the classes",
+        lambda r: _evaluation_failure(r, _volume(), _labels(values=(0, 1, 7))),
+        "label values 7 are not classes",
+        _EVAL,
+    ),
+    Fault(
+        "evaluation",
+        "NaN voxels in an image",
+        lambda r: _evaluation_failure(r, _nan(_V, np.nan), _labels()),
+        "has 3 NaN and 0 infinite voxels",
+        _EVAL,
+    ),
+    # --- the data tool
+    Fault(
+        "check-data",
+        "a dataset with one bad case among good ones",
+        lambda r: (
+            _nifti(r / "a.nii.gz", _V),
+            _nifti(r / "a_l.nii.gz", _labels()),
+            _nifti(r / "b.nii.gz", _V),
+            _nifti(r / "b_l.nii.gz", _labels(values=(0, 5, 1))),
+            (r / "dataset.json").write_text(
+                json.dumps(
+                    {
+                        "training": [
+                            {"image": "a.nii.gz", "label": "a_l.nii.gz"},
+                            {"image": "b.nii.gz", "label": "b_l.nii.gz"},
+                        ]
+                    }
+                )
+            ),
+            _cli("check-data", "--bundle", CT, "--dataset-dir", str(r), "--set", "val_fraction=0.5"),
+        )[-1],
+        "1 of 2 cases are bad (listed above)",
+        "one `BAD <file>: <problem>` line per bad case, a summary, exit 1",
+    ),
+    Fault(
+        "check-data",
+        "an unknown bundle name",
+        lambda r: _cli("check-data", "--bundle", "nope", "--dataset-dir", str(r)),
+        "no bundle named 'nope'",
+        "exit status 1 with the list of bundles",
+    ),
+    Fault(
+        "check-data",
+        "a datalist with invalid JSON",
+        lambda r: (r / "dataset.json").write_text("{") and _cli("check-data", "--bundle", CT, "--dataset-dir", str(r)),
+        "dataset.json: datalist is not valid JSON",
+        "exit status 1",
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", CATALOGUE, ids=lambda f: f"{f.area.split(',')[0]}: {f.fault}")
+def test_fault(fault: Fault, tmp_path):
+    seen = fault.trigger(tmp_path)
+    assert fault.expect in seen, seen
+
+
+def test_a_failing_bundle_run_ends_with_one_line_and_logs_the_traceback(tmp_path):
+    seen = _bundle_run(tmp_path, SKIN, "train.yaml", "--max_epochs", "abc")
+    assert "exit 1; last line: ERROR: max_epochs must be an integer >= 1, got 'abc'." in seen
+    assert seen.endswith("traceback in logs/error.log: True")
+
+
+def test_the_catalogue_covers_every_area_with_fifty_kinds():
+    areas = " ".join(f.area for f in CATALOGUE)
+    assert len(CATALOGUE) >= 50
+    assert all(a in areas for a in ("training", "inference", "evaluation", "check-data"))
+
+
+def render() -> str:
+    """The failure catalogue as Markdown."""
+    lines = [
+        "# Failure catalogue",
+        "",
+        "Every bad input and fault tried on the bundles and tools, and what the user sees. Each row is a test",
+        "(`tests/test_failure_catalogue.py`); this page is generated from it with",
+        "`python tests/test_failure_catalogue.py`. Paths are shown as `<file>`.",
+        "",
+        "| # | Where | Bad input or fault | The user sees | Then |",
+        "|---|---|---|---|---|",
+    ]
+    for number, f in enumerate(CATALOGUE, 1):
+        lines.append(f"| {number} | {f.area} | {f.fault} | `{f.expect.strip()}` | {f.outcome} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def test_the_catalogue_page_is_current():
+    assert DOC.read_text() == render(), "regenerate with: python tests/test_failure_catalogue.py"
+
+
+if __name__ == "__main__":
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(render())
+    print(f"{DOC}: {len(CATALOGUE)} kinds")
