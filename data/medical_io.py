@@ -42,6 +42,7 @@ __all__ = [
     "MedicalImageReader",
     "list_medical_cases",
     "parse_series_reference",
+    "select_dicom_series",
     "series_reference",
     "split_dicom_series",
     "validate_dicom_series",
@@ -254,6 +255,43 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
         )
     series.sort(key=lambda s: (s.series_number if s.series_number is not None else float("inf"), s.series_uid))
     return series
+
+
+def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> DicomSeries:
+    """The one series of ``folder`` that an image path names: the series ``series_uid``, else the only one.
+
+    Args:
+        folder: a DICOM series folder.
+        series_uid: SeriesInstanceUID of the series wanted, e.g. from a series reference; ``None`` when the folder
+            must hold exactly one series.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no file.
+        ValueError: a file cannot be read (see ``split_dicom_series``), the folder has no series ``series_uid``,
+            or it holds several series and none was named; the message lists the series of the folder.
+
+    Example::
+
+        >>> folder, uid = parse_series_reference("/data/study::1.2.3")  # doctest: +SKIP
+        >>> select_dicom_series(folder, uid).files[:1]  # doctest: +SKIP
+        ['/data/study/IM0001.dcm']
+    """
+    folder = Path(folder)
+    all_series = split_dicom_series(folder)
+    # one line, so that a batch job's failure report keeps the whole listing
+    listing = "; ".join(s.summary() for s in all_series)
+    if series_uid is not None:
+        chosen = [s for s in all_series if s.series_uid == series_uid]
+        if not chosen:
+            raise ValueError(f"DICOM folder {folder} has no series {series_uid}; it holds: {listing}.")
+        return chosen[0]
+    if len(all_series) > 1:
+        raise ValueError(
+            f"DICOM folder {folder} holds {len(all_series)} series, which are never merged: {listing}. "
+            "List one case per series (list_medical_cases(..., split_series=True) or split_dicom_series) "
+            "or keep one series per folder."
+        )
+    return all_series[0]
 
 
 def _check_stack(
@@ -524,7 +562,6 @@ def _copy_dicom_tags(header: Any, dictionary: Any) -> None:
         dictionary[f"{element.tag.group:04x}|{element.tag.element:04x}"] = "" if value is None else str(value)
 
 
-
 class _ReadError:
     """A failure of ``MedicalImageReader.read``, raised again by ``get_data``.
 
@@ -647,25 +684,7 @@ class MedicalImageReader(ImageReader):
         )
 
     def _read_series(self, folder: Path, uid: str | None, **kwargs) -> Any:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"DICOM folder {folder} does not exist or is not a folder.")
-        all_series = split_dicom_series(folder)
-        if uid is not None:
-            chosen = [s for s in all_series if s.series_uid == uid]
-            if not chosen:
-                listing = "; ".join(s.summary() for s in all_series)
-                raise ValueError(f"DICOM folder {folder} has no series {uid}; it holds: {listing}.")
-            series = chosen[0]
-        elif len(all_series) > 1:
-            # one line, so that a batch job's failure report (describe_error) keeps the whole listing
-            listing = "; ".join(s.summary() for s in all_series)
-            raise ValueError(
-                f"DICOM folder {folder} holds {len(all_series)} series, which are never merged: {listing}. "
-                "List one case per series (list_medical_cases(..., split_series=True) or split_dicom_series) "
-                "or keep one series per folder."
-            )
-        else:
-            series = all_series[0]
+        series = select_dicom_series(folder, uid)
         validate_dicom_series(series, self.missing_factor, self.spacing_tolerance)
         files = series.files
         if len(files) > 1:

@@ -21,12 +21,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .cli import run_tool
 
-__all__ = ["add_arguments", "benchmark_readers", "main", "run"]
+__all__ = ["add_arguments", "benchmark_readers", "main", "read_with_simpleitk", "run"]
 
 _SPACING = (0.75, 0.75, 1.5)
 _ORIGIN = (-180.0, -200.0, -300.0)
@@ -47,23 +48,38 @@ def _write_inputs(folder: Path, size: int, slices: int) -> tuple[Path, Path]:
     return series, nifti
 
 
+def read_with_simpleitk(path: str | Path) -> tuple[np.ndarray, np.ndarray, Any]:
+    """SimpleITK's reading of an image file or a DICOM series folder (GDCM's series sorting), the reference.
+
+    Args:
+        path: an image file or a folder holding one DICOM series.
+
+    Returns:
+        the ``(x, y, z)`` array (a view), the voxel-to-LPS affine, and the SimpleITK image, which must be kept
+        while the array is used.
+
+    Example::
+
+        >>> array, affine, image = read_with_simpleitk("ct_series/")  # doctest: +SKIP
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if path.is_dir():
+        image = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path)))
+    else:
+        image = sitk.ReadImage(str(path))
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return sitk.GetArrayViewFromImage(image).T, affine, image
+
+
 def _readers(path: Path) -> dict[str, Callable[[], tuple]]:
     """Each reader as a function returning ``(x, y, z) array, voxel-to-LPS affine, ...``."""
-    import SimpleITK as sitk
     from monai.data import ITKReader
 
     from ..data.medical_io import MedicalImageReader
-
-    def simpleitk() -> tuple:
-        if path.is_dir():
-            image = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path)))
-        else:
-            image = sitk.ReadImage(str(path))
-        affine = np.eye(4)
-        affine[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
-        affine[:3, 3] = image.GetOrigin()
-        # the view is only valid while the image lives: the image travels with it
-        return sitk.GetArrayViewFromImage(image).T, affine, image
 
     def monai_reader(reader: object) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
         def read() -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +89,7 @@ def _readers(path: Path) -> dict[str, Callable[[], tuple]]:
         return read
 
     return {
-        "simpleitk": simpleitk,
+        "simpleitk": lambda: read_with_simpleitk(path),
         "medical_image_reader": monai_reader(MedicalImageReader()),
         "monai_itk_reader": monai_reader(ITKReader()),
     }

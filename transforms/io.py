@@ -39,7 +39,9 @@ class SaveDicomSeg(Transform):
     ``<folder name>_<SeriesInstanceUID>_<postfix>.dcm``. Inputs
     that are not DICOM folders (NIfTI files, PNGs, plain arrays) are passed through without writing anything,
     so one inference config serves both kinds of input. The label map is returned unchanged. See
-    :func:`monai_unets.data.dicom_seg.write_dicom_seg` for the SEG content and the geometry checks.
+    :func:`monai_unets.data.dicom_seg.write_dicom_seg` for the SEG content and the geometry checks. When no SEG
+    can be written for a series (e.g. its slices lack a UID a SEG must reference), ``DicomSegError`` says why;
+    the outputs written before it in the chain (the NIfTI label map) are kept.
 
     Args:
         output_dir: folder the SEG files are written to; created when missing.
