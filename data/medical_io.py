@@ -444,32 +444,44 @@ def _check_single_dicom(path: Path) -> Any:
     return header
 
 
-def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
-    """The stored values of a series of native (uncompressed) single-sample slices: ``(slices, rows, columns)``.
+def _pydicom_decodes(syntax: Any) -> bool:
+    """Whether an installed pydicom plugin decodes pixel data of this (compressed) transfer syntax."""
+    try:
+        from pydicom.pixels import get_decoder
 
-    Each slice's bytes are read straight into the volume from the offset that the header pass recorded (the
-    pixel data was deferred), so every file is parsed once and every pixel copied once. Bits above BitsStored are
-    cleared, or sign-extended for signed data, as DICOM decoders do. ``None`` for encapsulated (compressed),
-    deflated or multi-sample pixel data, which ITK's decoders read instead.
+        return bool(get_decoder(syntax).is_available)
+    except (ImportError, NotImplementedError):  # pydicom < 3, or a syntax pydicom has no decoder for
+        return False
+
+
+def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
+    """The stored values of a series of single-sample slices: ``(slices, rows, columns)``.
+
+    Native (uncompressed) pixel data is read straight into the volume from the offset that the header pass
+    recorded (the pixel data was deferred), so every file is parsed once and every pixel copied once; bits above
+    BitsStored are cleared, or sign-extended for signed data, as DICOM decoders do. Compressed pixel data goes
+    through pydicom's decoders where one is installed (RLE always; JPEG family with pylibjpeg or GDCM). ``None``
+    for the rest (deflated, multi-sample, or no pydicom decoder), which ITK's decoders read instead.
     """
     first = series.headers[0]
     syntax = getattr(getattr(first, "file_meta", None), "TransferSyntaxUID", None)
     allocated = int(first.get("BitsAllocated") or 0)
     if (
         syntax is None
-        or syntax.is_compressed
         or syntax.is_deflated
         or int(first.get("SamplesPerPixel") or 1) != 1
         or allocated not in (8, 16, 32)
     ):
         return None
+    if syntax.is_compressed:
+        return _decoded_pixels(series) if _pydicom_decodes(syntax) else None
     signed = int(first.get("PixelRepresentation") or 0) == 1
     dtype = np.dtype(f"{'<' if syntax.is_little_endian else '>'}{'i' if signed else 'u'}{allocated // 8}")
     rows, columns = int(first.Rows), int(first.Columns)
     volume = np.empty((len(series.files), rows, columns), dtype=dtype.newbyteorder("="))
     size = rows * columns * dtype.itemsize
     for index, (path, header) in enumerate(zip(series.files, series.headers)):
-        element = header.get_item("PixelData", keep_deferred=True)
+        element = _pixel_element(header)
         if element is None:
             raise ValueError(f"{path} has no pixel data.")
         target = volume[index].view(dtype)  # the file's byte order; swapped below where it differs
@@ -483,7 +495,7 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
             target.reshape(-1)[: read // dtype.itemsize] = np.frombuffer(data, dtype, count=read // dtype.itemsize)
         if read < size:
             raise ValueError(f"the pixel data of {path} is truncated: {read} of {size} bytes ({rows} x {columns}).")
-    if dtype.byteorder not in ("=", "|") and dtype.byteorder != np.dtype("=i2").byteorder:
+    if not dtype.isnative:
         volume.byteswap(inplace=True)
     stored = int(first.get("BitsStored") or allocated)
     if stored < allocated:
@@ -494,6 +506,26 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
         else:
             volume &= (1 << stored) - 1
     return volume
+
+
+def _pixel_element(header: Any) -> Any:
+    """The PixelData element of ``header`` without reading a deferred value (pydicom 3), else with it."""
+    try:
+        return header.get_item("PixelData", keep_deferred=True)
+    except TypeError:  # pydicom < 3 reads the deferred value here
+        return header.get_item("PixelData")
+
+
+def _decoded_pixels(series: DicomSeries) -> np.ndarray:
+    """The stored values of compressed slices, decoded one by one by pydicom; errors name the file."""
+    slices = []
+    for path, header in zip(series.files, series.headers):
+        try:
+            slices.append(header.pixel_array)
+        except Exception as error:  # a corrupt or truncated frame
+            raise ValueError(f"cannot decode the pixel data of {path}: {type(error).__name__}: {error}") from error
+        del header.PixelData  # the decoded slice is kept; the compressed bytes need not be
+    return np.stack(slices)
 
 
 def _rescale(volume: np.ndarray, headers: Sequence[Any]) -> np.ndarray:
