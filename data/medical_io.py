@@ -587,11 +587,17 @@ def _series_image(series: DicomSeries) -> Any | None:
 
 def _copy_dicom_tags(header: Any, dictionary: Any) -> None:
     """The first slice's public text elements as ``"gggg|eeee"`` entries, the metadata ITK gives a series."""
-    for element in header:
-        if element.tag.is_private or element.VR in _BINARY_VRS or element.tag.group in (0x0002, 0x7FE0):
+    for tag in header.keys():
+        # pixel data and private tags first: touching a deferred element would read it from the file
+        if tag.is_private or tag.group in (0x0002, 0x7FE0):
+            continue
+        element = header[tag]
+        if element.VR in _BINARY_VRS:
             continue
         value = element.value
-        dictionary[f"{element.tag.group:04x}|{element.tag.element:04x}"] = "" if value is None else str(value)
+        # multiple values as DICOM writes them (and ITK reports them): separated by backslashes
+        text = "\\".join(str(v) for v in value) if element.VM > 1 else "" if value is None else str(value)
+        dictionary[f"{tag.group:04x}|{tag.element:04x}"] = text
 
 
 class _ReadError:

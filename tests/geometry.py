@@ -42,8 +42,8 @@ class Grid:
         return sum(((i - c) / r) ** 2 for i, c, r in zip(index, centre, radius)) <= 1.0
 
 
-def _rotation(angles: tuple[float, float, float]) -> np.ndarray:
-    a, b, c = angles
+def rotation(a: float, b: float, c: float) -> np.ndarray:
+    """The rotation by ``a``, ``b``, ``c`` radians about z, y and x."""
     rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
     rx = np.array([[1, 0, 0], [0, np.cos(c), -np.sin(c)], [0, np.sin(c), np.cos(c)]])
@@ -58,13 +58,16 @@ def directions(draw, oblique: bool | None = None) -> np.ndarray:
         oblique = draw(st.booleans())
     if oblique:
         angle = st.floats(-np.pi, np.pi, allow_nan=False)
-        matrix = _rotation((draw(angle), draw(angle), draw(angle)))
+        matrix = rotation(draw(angle), draw(angle), draw(angle))
     else:
         matrix = np.eye(3)[:, draw(st.permutations([0, 1, 2]))]
     signs = np.array([draw(st.sampled_from([-1.0, 1.0])) for _ in range(3)])
-    matrix = np.round(matrix * signs, 6)
-    # re-orthonormalise after rounding so that the matrix is exactly what the headers can say
-    u, _, vt = np.linalg.svd(matrix)
+    return as_stored(matrix * signs)
+
+
+def as_stored(direction: np.ndarray) -> np.ndarray:
+    """``direction`` rounded to the 6 decimals DICOM headers hold, then made orthonormal again."""
+    u, _, vt = np.linalg.svd(np.round(direction, 6))
     return u @ vt
 
 
