@@ -5,9 +5,9 @@ readers (``NibabelReader`` for NIfTI, ``ITKReader`` for everything else), so ``a
 ``original_affine``, ``spatial_shape``, ... are exactly what MONAI's ``Orientationd``, ``Spacingd``, ``Invertd`` and
 ``SaveImaged`` expect. What it adds is validation of DICOM series with clear errors that name the offending path:
 several series in one folder, missing slices, duplicate slices, inconsistent spacing, tilted stacks, non-DICOM
-files. A series of uncompressed slices is read in one pass: each file's header is parsed once (for the checks
-and the geometry) and its pixels are read from there into the volume, which ``ITKReader`` then converts; other
-DICOM data (compressed, colour, multi-frame) is decoded by ITK.
+files. A series is read in one pass: each file's header is parsed once (for the checks and the geometry) and its
+pixels are read from there into the volume (compressed ones through pydicom's decoders), which ``ITKReader`` then
+converts; colour and multi-frame DICOM, and compressed data that pydicom cannot decode, are read by ITK.
 
 A folder that holds several DICOM series is never merged: reading it raises an error listing the series. To
 process such a folder series by series, turn it into one case per series with ``split_dicom_series`` or
@@ -471,6 +471,7 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
         or syntax.is_deflated
         or int(first.get("SamplesPerPixel") or 1) != 1
         or allocated not in (8, 16, 32)
+        or len({_pixel_encoding(h) for h in series.headers}) > 1  # slices encoded differently: ITK decides
     ):
         return None
     if syntax.is_compressed:
@@ -506,6 +507,13 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
         else:
             volume &= (1 << stored) - 1
     return volume
+
+
+def _pixel_encoding(header: Any) -> tuple:
+    """What decoding a slice's pixels depends on: transfer syntax, bits, signedness, size."""
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+    keywords = ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "Rows", "Columns")
+    return (str(syntax), *(header.get(keyword) for keyword in keywords))
 
 
 def _pixel_element(header: Any) -> Any:
