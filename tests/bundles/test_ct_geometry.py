@@ -105,8 +105,9 @@ def _grids(count: int, seed: int) -> list[tuple[str, Grid]]:
     for i in range(count):
         direction = as_stored(rotation(*rng.uniform(-np.pi, np.pi, 3))) if i % 2 else np.eye(3)[:, rng.permutation(3)]
         direction = direction * rng.choice([-1.0, 1.0], 3)
-        shape = tuple(int(v) for v in rng.integers(14, 36, 3))
         spacing = tuple(float(v) for v in rng.integers(60, 300, 3) / 100)
+        # 36 to 60 mm per axis, so that the organ spans several voxels of the 1.5 x 1.5 x 2 mm working grid too
+        shape = tuple(max(14, int(extent / step)) for extent, step in zip(rng.uniform(36, 60, 3), spacing))
         origin = tuple(float(v) for v in rng.integers(-5000, 5000, 3) / 100)
         extra.append((f"{'dcm' if i % 3 else 'nii'}_random{i}", Grid(shape, spacing, direction, origin)))
     return fixed + extra
@@ -157,7 +158,10 @@ def _assert_organ_in_place(grids, input_dir, output_dir) -> None:
         assert np.abs(offset).max() < 0.4, f"{name}: organ centroid {offset_mm} mm ({offset} voxels) off"
 
 
-@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+# the two CT bundles share their configs except the network, which the oracle replaces: one in the default suite
+@pytest.mark.parametrize(
+    "name", ["attention_unet_pancreas_ct", pytest.param("egeunet3d_pancreas_ct", marks=pytest.mark.slow)]
+)
 def test_organ_lands_on_the_phantom_organ_in_every_orientation(name, tmp_path):
     grids = _grids(count=0, seed=0)
     (tmp_path / "in").mkdir()
