@@ -28,7 +28,7 @@ from .checks import (
 )
 from .datalist import IMAGE_SUFFIXES, list_cases
 from .dataset import SkipFailedCasesDataset, describe_error
-from .dicom_seg import write_dicom_seg
+from .dicom_seg import DicomSegError, write_dicom_seg
 
 __all__ = [
     "AtomicITKWriter",
@@ -48,6 +48,7 @@ __all__ = [
     "find_bad_cases",
     "load_datalist",
     "IMAGE_SUFFIXES",
+    "DicomSegError",
     "MultiScaleBatch",
     "SkipFailedCasesDataset",
     "atomic_open",

@@ -22,17 +22,16 @@ from monai.config import NdarrayOrTensor
 from monai.utils import optional_import
 
 from .atomic import atomic_path
+from .medical_io import select_dicom_series
 
 if TYPE_CHECKING:
     from pydicom import Dataset
     from pydicom.sr.coding import Code
 
 hd, _ = optional_import("highdicom")
-pydicom, _ = optional_import("pydicom")
-InvalidDicomError, _ = optional_import("pydicom.errors", name="InvalidDicomError")
 codes, _ = optional_import("pydicom.sr.codedict", name="codes")
 
-__all__ = ["write_dicom_seg"]
+__all__ = ["DicomSegError", "write_dicom_seg"]
 
 # DICOM patient space is LPS, MONAI's reader affines are RAS: the two differ by flipping x and y.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -40,6 +39,34 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # point: header positions are written with a few decimals and affines may be float32, so exact equality is
 # too strict, while a real mismatch (resampled, cropped or un-inverted map) is off by a sizeable fraction.
 _GRID_TOLERANCE = 0.05
+# Without these a slice cannot be placed in space, so no frame of the SEG could be matched to it.
+_GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+# The identifiers a SEG references its source by (type 1): nothing can stand in for them.
+_REFERENCE_TAGS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID")
+# Attributes highdicom copies from the source, and the value a missing one gets: empty for the patient and study
+# attributes that DICOM allows to be empty (type 2), "OT" (other) for a missing Modality. Anonymised or exported
+# series often drop them.
+_DEFAULTS_WHEN_MISSING = {
+    "PatientName": "",
+    "PatientID": "",
+    "PatientBirthDate": "",
+    "PatientSex": "",
+    "StudyDate": "",
+    "StudyTime": "",
+    "StudyID": "",
+    "AccessionNumber": "",
+    "ReferringPhysicianName": "",
+    "Modality": "OT",
+}
+
+
+class DicomSegError(ValueError):
+    """No DICOM SEG could be written for a case; the message names the source series and the reason.
+
+    Raised by ``write_dicom_seg`` (and so by ``SaveDicomSeg(d)``) for label maps that do not fit the series and
+    for source series a SEG cannot reference (missing identifiers or slice geometry). It is a ``ValueError``, so
+    a per-case runner records it as that case's failure while the case's other outputs, written before, stay.
+    """
 
 
 def write_dicom_seg(
@@ -87,9 +114,16 @@ def write_dicom_seg(
     Returns:
         The path the SEG was written to.
 
+    Source series often lack optional attributes (anonymised or exported data): missing patient and study
+    attributes of type 2 (PatientName, PatientID, StudyID, AccessionNumber, ReferringPhysicianName, ...) are
+    written empty, a missing Modality as "OT", a missing SliceThickness as the spacing between slices. What a SEG
+    cannot do without (the study, series, instance and frame-of-reference UIDs, the slice positions) raises
+    ``DicomSegError``.
+
     Raises:
-        ValueError: the folder holds no (or more than one) readable image series; the label map's shape or
-            affine does not match the series; the map holds values that are not in ``labels``.
+        DicomSegError: (a ``ValueError``) no SEG was written, and why: the folder holds no (or more than one)
+            readable image series; a slice lacks an identifier or its geometry; the label map's shape or affine
+            does not match the series; the map holds values that are not in ``labels``.
 
     Example::
 
@@ -105,11 +139,11 @@ def write_dicom_seg(
     present = [int(v) for v in np.unique(frames) if v != 0]
     unknown = sorted(set(present) - {int(k) for k in labels})
     if unknown:
-        raise ValueError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
+        raise DicomSegError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
     # An all-background prediction still gets one (empty) segment per label, as SEG needs at least one segment.
     segment_values = present or sorted(int(k) for k in labels)
     if not segment_values:
-        raise ValueError("labels is empty: a DICOM SEG needs at least one named segment.")
+        raise DicomSegError("labels is empty: a DICOM SEG needs at least one named segment.")
 
     from monai_unets import __version__
 
@@ -132,23 +166,28 @@ def write_dicom_seg(
     ]
     # stacked-segments layout (slices, rows, columns, segments) so segment numbers need not equal label values
     masks = (frames[..., None] == np.asarray(segment_values, dtype=frames.dtype)).astype(np.uint8)
-    seg = hd.seg.Segmentation(
-        source_images=datasets,
-        pixel_array=masks,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=series_number,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="monai_unets",
-        manufacturer_model_name=algorithm_name,
-        software_versions=version,
-        device_serial_number="0",
-        series_description=series_description,
-        # an all-empty SEG must keep its frames; saying so up front spares highdicom's warning
-        omit_empty_frames=bool(present),
-    )
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=datasets,
+            pixel_array=masks,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="monai_unets",
+            manufacturer_model_name=algorithm_name,
+            software_versions=version,
+            device_serial_number="0",
+            series_description=series_description,
+            # an all-empty SEG must keep its frames; saying so up front spares highdicom's warning
+            omit_empty_frames=bool(present),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a source header highdicom cannot use
+        raise DicomSegError(
+            f"no DICOM SEG written for {source_dir}: its headers do not allow one ({type(error).__name__}: {error})."
+        ) from error
     output_path = Path(output_path)
     with atomic_path(output_path) as temporary:
         seg.save_as(temporary)
@@ -156,52 +195,60 @@ def write_dicom_seg(
 
 
 def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
-    """Headers of the single-frame slices of the one image series in ``folder``, sorted along the slice normal.
+    """Headers of the single-frame slices of the series in ``folder``, sorted along the slice normal.
 
-    Pixel data is not read: highdicom only needs the metadata of the source images.
+    The series is found as ``MedicalImageReader`` finds it (``select_dicom_series``), so the SEG references
+    exactly the slices the label map was predicted from. Pixel data is not read: highdicom only needs the
+    metadata of the source images.
     """
     if not folder.is_dir():
-        raise ValueError(f"DICOM source {folder} is not a folder.")
-    series: dict[str, list[Dataset]] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
-            continue  # DICOMDIR leftovers, text files, thumbnails: ITK skips them as well
-        # only slices that place themselves in space can be matched to the label map
-        required = (
-            "SeriesInstanceUID",
-            "SOPInstanceUID",
-            "ImagePositionPatient",
-            "ImageOrientationPatient",
-            "PixelSpacing",
-            "Rows",
-            "Columns",
+        raise DicomSegError(f"no DICOM SEG written: source {folder} is not a folder.")
+    try:
+        series = select_dicom_series(folder, series_uid)
+    except (OSError, ValueError) as error:
+        raise DicomSegError(f"no DICOM SEG written for {folder}: {error}") from error
+    datasets = list(series.headers)
+    where = f"the series {series.series_uid} in {folder}"
+    missing_geometry = sorted({tag for ds in datasets for tag in _GEOMETRY_TAGS if ds.get(tag) is None})
+    if missing_geometry:
+        raise DicomSegError(
+            f"no DICOM SEG written for {where}: its slices lack {', '.join(missing_geometry)}, so the "
+            "segmentation cannot be placed on them."
         )
-        if all(hasattr(ds, name) for name in required):
-            series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
-    if series_uid is not None:
-        series = {uid: items for uid, items in series.items() if uid == series_uid}
-    if len(series) != 1:
-        found = "no" if not series else f"{len(series)} ({', '.join(sorted(series))})"
-        which = f" with SeriesInstanceUID {series_uid}" if series_uid is not None else ""
-        raise ValueError(
-            f"{folder} must hold exactly one readable DICOM image series{which} of single-frame slices with "
-            f"ImagePositionPatient/ImageOrientationPatient/PixelSpacing, found {found}."
+    missing_ids = sorted({tag for ds in datasets for tag in _REFERENCE_TAGS if not ds.get(tag)})
+    if missing_ids:
+        raise DicomSegError(
+            f"no DICOM SEG written for {where}: its slices lack {', '.join(missing_ids)}, which a DICOM SEG "
+            "must reference; the other outputs of the case are not affected."
         )
-    datasets = next(iter(series.values()))
     first = datasets[0]
     for ds in datasets[1:]:
         if (ds.Rows, ds.Columns) != (first.Rows, first.Columns) or not np.allclose(
             _floats(ds.ImageOrientationPatient), _floats(first.ImageOrientationPatient), atol=1e-4
         ):
-            raise ValueError(f"the slices of the series in {folder} differ in size or orientation.")
+            raise DicomSegError(f"no DICOM SEG written: the slices of {where} differ in size or orientation.")
     normal = _slice_normal(first)
-    datasets.sort(key=lambda ds: float(_floats(ds.ImagePositionPatient) @ normal))
     offsets = [float(_floats(ds.ImagePositionPatient) @ normal) for ds in datasets]
     if np.any(np.isclose(np.diff(offsets), 0.0, atol=1e-3)):
-        raise ValueError(f"the series in {folder} has several slices at the same position (several volumes?).")
+        raise DicomSegError(f"no DICOM SEG written: {where} has several slices at one position (several volumes?).")
+    _fill_optional_attributes(datasets, offsets)
     return datasets
+
+
+def _fill_optional_attributes(datasets: Sequence[Dataset], offsets: Sequence[float]) -> None:
+    """Gives the headers the attributes highdicom copies into the SEG, where the source left them out.
+
+    Patient and study attributes of type 2 may be present but empty in DICOM, which is what the SEG then says; a
+    missing Modality becomes "OT" (other), a missing SliceThickness the spacing between slices (the thickness of
+    one label-map voxel).
+    """
+    step = float(np.median(np.abs(np.diff(offsets)))) if len(offsets) > 1 else 1.0
+    for ds in datasets:
+        for keyword, value in _DEFAULTS_WHEN_MISSING.items():
+            if keyword not in ds:
+                setattr(ds, keyword, value)
+        if ds.get("SliceThickness") in (None, ""):
+            ds.SliceThickness = round(step, 6)
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray:
@@ -242,21 +289,21 @@ def _as_label_volume(
     values = np.asarray(label_map)
     if values.ndim == 4:
         if values.shape[0] != 1:
-            raise ValueError(
+            raise DicomSegError(
                 f"expected a label map with one channel of class indices, got shape {values.shape}; "
                 "apply AsDiscreted(argmax=True) first."
             )
         values = values[0]
     series_shape = (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns))
     if values.ndim != 3 or sorted(values.shape) != sorted(series_shape):
-        raise ValueError(
+        raise DicomSegError(
             f"label map spatial shape {tuple(values.shape)} does not match the series in {folder}: "
             f"{series_shape[0]} slices of {series_shape[1]} rows x {series_shape[2]} columns, i.e. "
             f"{(series_shape[2], series_shape[1], series_shape[0])} as MONAI loads it. "
             "Was the prediction inverted to the original image space (Invertd)?"
         )
     if not np.allclose(values, np.round(values)) or values.min() < 0:
-        raise ValueError("label map must hold non-negative integer class indices (apply AsDiscreted(argmax=True)).")
+        raise DicomSegError("label map must hold non-negative integer class indices (apply AsDiscreted(argmax=True)).")
     if affine is None:
         voxel_affine = _reader_affine(datasets)
     else:
@@ -294,7 +341,7 @@ def _frames_on_source_slices(
         row_step = linear @ (_LPS_TO_RAS @ iop[3:]) * row_spacing
         for vec in (start, col_step, row_step):
             if not np.allclose(vec, np.round(vec), atol=_GRID_TOLERANCE):
-                raise ValueError(mismatch)
+                raise DicomSegError(mismatch)
         start, col_step, row_step = (np.round(v).astype(np.int64) for v in (start, col_step, row_step))
         col_axis, row_axis = np.flatnonzero(col_step), np.flatnonzero(row_step)
         if (
@@ -304,14 +351,14 @@ def _frames_on_source_slices(
             or abs(col_step[col_axis[0]]) != 1
             or abs(row_step[row_axis[0]]) != 1
         ):
-            raise ValueError(mismatch)
+            raise DicomSegError(mismatch)
         last = start + (rows - 1) * row_step + (cols - 1) * col_step
         if np.any(np.minimum(start, last) < 0) or np.any(np.maximum(start, last) >= values.shape):
-            raise ValueError(mismatch)
+            raise DicomSegError(mismatch)
         slice_axis = 3 - int(col_axis[0]) - int(row_axis[0])
         used_slices.add(int(start[slice_axis]))
         index = start[:, None, None] + row_step[:, None, None] * row_idx + col_step[:, None, None] * col_idx
         frames[s] = values[index[0], index[1], index[2]]
     if len(used_slices) != len(datasets):
-        raise ValueError(mismatch)
+        raise DicomSegError(mismatch)
     return frames

@@ -1,11 +1,13 @@
 """Readers for 3D clinical images: NIfTI, NRRD, MHA/MHD, DICOM series folders and single DICOM files.
 
-``MedicalImageReader`` is a MONAI ``ImageReader`` for ``LoadImage(d)``. It delegates the actual reading to MONAI's
-own readers (``NibabelReader`` for NIfTI, ``ITKReader`` for everything else), so arrays and metadata (``affine`` in
-RAS, ``original_affine``, ``spatial_shape``, ...) are exactly what MONAI's ``Orientationd``, ``Spacingd``,
-``Invertd`` and ``SaveImaged`` expect. What it adds is validation of DICOM series with clear errors that name the
-offending path: several series in one folder, missing slices, duplicate slices, inconsistent spacing, tilted
-stacks, non-DICOM files.
+``MedicalImageReader`` is a MONAI ``ImageReader`` for ``LoadImage(d)``. Arrays and metadata come from MONAI's own
+readers (``NibabelReader`` for NIfTI, ``ITKReader`` for everything else), so ``affine`` in RAS,
+``original_affine``, ``spatial_shape``, ... are exactly what MONAI's ``Orientationd``, ``Spacingd``, ``Invertd`` and
+``SaveImaged`` expect. What it adds is validation of DICOM series with clear errors that name the offending path:
+several series in one folder, missing slices, duplicate slices, inconsistent spacing, tilted stacks, non-DICOM
+files. A series is read in one pass: each file's header is parsed once (for the checks and the geometry) and its
+pixels are read from there into the volume (compressed ones through pydicom's decoders), which ``ITKReader`` then
+converts; colour and multi-frame DICOM, and compressed data that pydicom cannot decode, are read by ITK.
 
 A folder that holds several DICOM series is never merged: reading it raises an error listing the series. To
 process such a folder series by series, turn it into one case per series with ``split_dicom_series`` or
@@ -40,6 +42,7 @@ __all__ = [
     "MedicalImageReader",
     "list_medical_cases",
     "parse_series_reference",
+    "select_dicom_series",
     "series_reference",
     "split_dicom_series",
     "validate_dicom_series",
@@ -59,6 +62,9 @@ SERIES_SEPARATOR = "::"
 # Files that DICOM exports and file browsers put beside the slices; they are skipped with a warning.
 # Any other file of a series folder must be a DICOM image, or reading the folder fails.
 HARMLESS_FILES: frozenset[str] = frozenset({"dicomdir", "thumbs.db", "desktop.ini", "lockfile", "version"})
+
+# Value representations that ITK leaves out of a DICOM image's metadata (sequences and binary data).
+_BINARY_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 
 
 def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
@@ -144,10 +150,16 @@ class DicomSeries:
         )
 
 
+# Elements larger than this (the pixel data of any usual slice) are left in the file when a header is read and
+# fetched from their recorded offset when needed, so one parse of each file serves listing, checks and pixels,
+# and listing a folder of many series keeps only the headers in memory.
+_DEFER_SIZE = "64 KB"
+
+
 def _read_header(path: Path, folder: Path) -> Any:
-    """The pydicom header of ``path``, or a ValueError that names the file."""
+    """The pydicom header of ``path`` (pixel data deferred), or a ValueError that names the file."""
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        return pydicom.dcmread(str(path), defer_size=_DEFER_SIZE)
     except pydicom.errors.InvalidDicomError:
         raise ValueError(
             f"{path} is not a DICOM file, but DICOM series folder {folder} may only hold DICOM images; "
@@ -243,6 +255,43 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
         )
     series.sort(key=lambda s: (s.series_number if s.series_number is not None else float("inf"), s.series_uid))
     return series
+
+
+def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> DicomSeries:
+    """The one series of ``folder`` that an image path names: the series ``series_uid``, else the only one.
+
+    Args:
+        folder: a DICOM series folder.
+        series_uid: SeriesInstanceUID of the series wanted, e.g. from a series reference; ``None`` when the folder
+            must hold exactly one series.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no file.
+        ValueError: a file cannot be read (see ``split_dicom_series``), the folder has no series ``series_uid``,
+            or it holds several series and none was named; the message lists the series of the folder.
+
+    Example::
+
+        >>> folder, uid = parse_series_reference("/data/study::1.2.3")  # doctest: +SKIP
+        >>> select_dicom_series(folder, uid).files[:1]  # doctest: +SKIP
+        ['/data/study/IM0001.dcm']
+    """
+    folder = Path(folder)
+    all_series = split_dicom_series(folder)
+    # one line, so that a batch job's failure report keeps the whole listing
+    listing = "; ".join(s.summary() for s in all_series)
+    if series_uid is not None:
+        chosen = [s for s in all_series if s.series_uid == series_uid]
+        if not chosen:
+            raise ValueError(f"DICOM folder {folder} has no series {series_uid}; it holds: {listing}.")
+        return chosen[0]
+    if len(all_series) > 1:
+        raise ValueError(
+            f"DICOM folder {folder} holds {len(all_series)} series, which are never merged: {listing}. "
+            "List one case per series (list_medical_cases(..., split_series=True) or split_dicom_series) "
+            "or keep one series per folder."
+        )
+    return all_series[0]
 
 
 def _check_stack(
@@ -395,6 +444,170 @@ def _check_single_dicom(path: Path) -> Any:
     return header
 
 
+def _pydicom_decodes(syntax: Any) -> bool:
+    """Whether an installed pydicom plugin decodes pixel data of this (compressed) transfer syntax."""
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(syntax).is_available)
+    except (ImportError, NotImplementedError):  # pydicom < 3, or a syntax pydicom has no decoder for
+        return False
+
+
+def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
+    """The stored values of a series of single-sample slices: ``(slices, rows, columns)``.
+
+    Native (uncompressed) pixel data is read straight into the volume from the offset that the header pass
+    recorded (the pixel data was deferred), so every file is parsed once and every pixel copied once; bits above
+    BitsStored are cleared, or sign-extended for signed data, as DICOM decoders do. Compressed pixel data goes
+    through pydicom's decoders where one is installed (RLE always; JPEG family with pylibjpeg or GDCM). ``None``
+    for the rest (deflated, multi-sample, or no pydicom decoder), which ITK's decoders read instead.
+    """
+    first = series.headers[0]
+    syntax = getattr(getattr(first, "file_meta", None), "TransferSyntaxUID", None)
+    allocated = int(first.get("BitsAllocated") or 0)
+    if (
+        syntax is None
+        or syntax.is_deflated
+        or int(first.get("SamplesPerPixel") or 1) != 1
+        or allocated not in (8, 16, 32)
+        or len({_pixel_encoding(h) for h in series.headers}) > 1  # slices encoded differently: ITK decides
+    ):
+        return None
+    if syntax.is_compressed:
+        return _decoded_pixels(series) if _pydicom_decodes(syntax) else None
+    signed = int(first.get("PixelRepresentation") or 0) == 1
+    dtype = np.dtype(f"{'<' if syntax.is_little_endian else '>'}{'i' if signed else 'u'}{allocated // 8}")
+    rows, columns = int(first.Rows), int(first.Columns)
+    volume = np.empty((len(series.files), rows, columns), dtype=dtype.newbyteorder("="))
+    size = rows * columns * dtype.itemsize
+    for index, (path, header) in enumerate(zip(series.files, series.headers)):
+        element = _pixel_element(header)
+        if element is None:
+            raise ValueError(f"{path} has no pixel data.")
+        target = volume[index].view(dtype)  # the file's byte order; swapped below where it differs
+        if element.value is None:  # deferred: read from the file at the recorded offset
+            with open(path, "rb") as stream:
+                stream.seek(element.value_tell)
+                read = stream.readinto(memoryview(target).cast("B"))
+        else:
+            data = element.value
+            read = min(len(data), size)
+            target.reshape(-1)[: read // dtype.itemsize] = np.frombuffer(data, dtype, count=read // dtype.itemsize)
+        if read < size:
+            raise ValueError(f"the pixel data of {path} is truncated: {read} of {size} bytes ({rows} x {columns}).")
+    if not dtype.isnative:
+        volume.byteswap(inplace=True)
+    stored = int(first.get("BitsStored") or allocated)
+    if stored < allocated:
+        if signed:
+            shift = allocated - stored
+            volume <<= shift
+            volume >>= shift
+        else:
+            volume &= (1 << stored) - 1
+    return volume
+
+
+def _pixel_encoding(header: Any) -> tuple:
+    """What decoding a slice's pixels depends on: transfer syntax, bits, signedness, size."""
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+    keywords = ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "Rows", "Columns")
+    return (str(syntax), *(header.get(keyword) for keyword in keywords))
+
+
+def _pixel_element(header: Any) -> Any:
+    """The PixelData element of ``header`` without reading a deferred value (pydicom 3), else with it."""
+    try:
+        return header.get_item("PixelData", keep_deferred=True)
+    except TypeError:  # pydicom < 3 reads the deferred value here
+        return header.get_item("PixelData")
+
+
+def _decoded_pixels(series: DicomSeries) -> np.ndarray:
+    """The stored values of compressed slices, decoded one by one by pydicom; errors name the file."""
+    slices = []
+    for path, header in zip(series.files, series.headers):
+        try:
+            slices.append(header.pixel_array)
+        except Exception as error:  # a corrupt or truncated frame
+            raise ValueError(f"cannot decode the pixel data of {path}: {type(error).__name__}: {error}") from error
+        del header.PixelData  # the decoded slice is kept; the compressed bytes need not be
+    return np.stack(slices)
+
+
+def _rescale(volume: np.ndarray, headers: Sequence[Any]) -> np.ndarray:
+    """Modality values: each slice by its own RescaleSlope/Intercept, as ITK reads a series.
+
+    Integer rescales keep an integer type (in place where the values fit the stored type); others give float32.
+    """
+    rescales = np.asarray(
+        [[float(h.get("RescaleSlope", 1) or 1), float(h.get("RescaleIntercept", 0) or 0)] for h in headers]
+    )
+    if np.all(rescales == [1.0, 0.0]):
+        return volume
+    if np.all(rescales == np.round(rescales)):
+        low, high = float(volume.min()), float(volume.max())
+        ends = rescales[:, :1] * [low, high] + rescales[:, 1:]
+        for dtype in (volume.dtype, np.dtype(np.int16), np.dtype(np.uint16)):
+            info = np.iinfo(dtype)
+            if ends.min() >= info.min and ends.max() <= info.max:
+                result = volume.astype(dtype, copy=False)
+                break
+        else:
+            result = volume.astype(np.float32)  # exact for the integers of any 16-bit rescaled range
+    else:
+        result = volume.astype(np.float32)
+    for index, (slope, intercept) in enumerate(rescales):
+        if slope != 1:
+            result[index] *= result.dtype.type(slope)
+        if intercept != 0:
+            result[index] += result.dtype.type(intercept)
+    return result
+
+
+def _series_image(series: DicomSeries) -> Any | None:
+    """A validated series of single-frame files as an ITK image, built from the headers already read.
+
+    Geometry comes from the headers that ``validate_dicom_series`` checked: origin at the first slice along the
+    normal, row and column directions from ImageOrientationPatient, the slice step from the first to the last
+    position. ``None`` where ITK has to decode the pixels (see ``_stored_pixels``).
+    """
+    volume = _stored_pixels(series)
+    if volume is None:
+        return None
+    volume = _rescale(volume, series.headers)
+    first = series.headers[0]
+    iop = np.asarray(first.ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    normal /= np.linalg.norm(normal)
+    origin = np.asarray(first.ImagePositionPatient, float)
+    last = np.asarray(series.headers[-1].ImagePositionPatient, float)
+    step = float(np.dot(last - origin, normal)) / (len(series.headers) - 1)
+    row_spacing, column_spacing = (float(v) for v in first.PixelSpacing)
+    image = itk.image_view_from_array(volume)
+    image.SetOrigin(origin.tolist())
+    image.SetSpacing([column_spacing, row_spacing, step])
+    image.SetDirection(itk.matrix_from_array(np.column_stack([iop[:3], iop[3:], normal])))
+    _copy_dicom_tags(first, image.GetMetaDataDictionary())
+    return image
+
+
+def _copy_dicom_tags(header: Any, dictionary: Any) -> None:
+    """The first slice's public text elements as ``"gggg|eeee"`` entries, the metadata ITK gives a series."""
+    for tag in header.keys():
+        # pixel data and private tags first: touching a deferred element would read it from the file
+        if tag.is_private or tag.group in (0x0002, 0x7FE0):
+            continue
+        element = header[tag]
+        if element.VR in _BINARY_VRS:
+            continue
+        value = element.value
+        # multiple values as DICOM writes them (and ITK reports them): separated by backslashes
+        text = "\\".join(str(v) for v in value) if element.VM > 1 else "" if value is None else str(value)
+        dictionary[f"{tag.group:04x}|{tag.element:04x}"] = text
+
+
 class _ReadError:
     """A failure of ``MedicalImageReader.read``, raised again by ``get_data``.
 
@@ -417,8 +630,8 @@ class MedicalImageReader(ImageReader):
     - ``.dcm`` / ``.dicom`` file (single slice or multi-frame): checked with pydicom, read by ``ITKReader``.
     - a folder: a DICOM series. Its files are grouped by SeriesInstanceUID (``split_dicom_series``); several
       series raise a ``ValueError`` listing them (UID, description, modality, number of files), they are never
-      merged. The series is checked (``validate_dicom_series``) and its files are read, sorted along the slice
-      normal, with ITK; the result is converted by ``ITKReader.get_data``.
+      merged. The series is checked (``validate_dicom_series``) and its slices are stacked along the slice
+      normal, geometry from the checked headers; the result is converted by ``ITKReader.get_data``.
     - a series reference ``"<folder>::<SeriesInstanceUID>"`` (``series_reference``): that series of the folder.
 
     Errors (missing file, unsupported format, failed DICOM check) are raised by ``get_data`` rather than ``read``,
@@ -517,50 +730,16 @@ class MedicalImageReader(ImageReader):
         )
 
     def _read_series(self, folder: Path, uid: str | None, **kwargs) -> Any:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"DICOM folder {folder} does not exist or is not a folder.")
-        all_series = split_dicom_series(folder)
-        if uid is not None:
-            chosen = [s for s in all_series if s.series_uid == uid]
-            if not chosen:
-                listing = "; ".join(s.summary() for s in all_series)
-                raise ValueError(f"DICOM folder {folder} has no series {uid}; it holds: {listing}.")
-            series = chosen[0]
-        elif len(all_series) > 1:
-            # one line, so that a batch job's failure report (describe_error) keeps the whole listing
-            listing = "; ".join(s.summary() for s in all_series)
-            raise ValueError(
-                f"DICOM folder {folder} holds {len(all_series)} series, which are never merged: {listing}. "
-                "List one case per series (list_medical_cases(..., split_series=True) or split_dicom_series) "
-                "or keep one series per folder."
-            )
-        else:
-            series = all_series[0]
+        series = select_dicom_series(folder, uid)
         validate_dicom_series(series, self.missing_factor, self.spacing_tolerance)
-        kwargs_ = {**self.itk_reader.kwargs, **kwargs}
         files = series.files
-        # the files are already sorted along the normal, which is the order ITK's series reader stacks them in
-        image = itk.imread(files[0] if len(files) == 1 else files, **kwargs_)
         if len(files) > 1:
-            self._check_itk_geometry(image, series)
-        return image
-
-    @staticmethod
-    def _check_itk_geometry(image: Any, series: DicomSeries) -> None:
-        """ITK's volume origin and slice spacing agree with the validated headers (guards against reader changes)."""
-        first = series.headers[0]
-        origin = np.asarray(image.GetOrigin(), float)
-        spacing = float(image.GetSpacing()[2])
-        iop = np.asarray(first.ImageOrientationPatient, float)
-        normal = np.cross(iop[:3], iop[3:])
-        along = [float(np.dot(normal, np.asarray(h.ImagePositionPatient, float))) for h in series.headers]
-        expected = float(np.median(np.diff(along)))
-        same_origin = np.allclose(origin, np.asarray(first.ImagePositionPatient, float), atol=1e-3)
-        if not (same_origin and abs(spacing - expected) < 1e-3 * max(expected, 1.0)):
-            raise RuntimeError(
-                f"ITK read DICOM series {series.series_uid} in {series.folder} with origin {origin.tolist()} and "
-                f"slice spacing {spacing}, but the headers say {list(first.ImagePositionPatient)} and {expected}."
-            )
+            image = _series_image(series)
+            if image is not None:
+                return image
+        # compressed or colour pixel data, a lone (multi-frame) file: ITK's GDCM decoders; the files are sorted
+        # along the normal, which is the order ITK's series reader stacks them in
+        return itk.imread(files[0] if len(files) == 1 else files, **{**self.itk_reader.kwargs, **kwargs})
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """Array and MONAI metadata of image(s) from ``read``, by the MONAI reader of their kind.

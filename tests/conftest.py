@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property-based tests: a few reproducible examples in the default suite, many random ones with
+# `pytest -m slow --hypothesis-profile slow` (or any run given that profile).
+settings.register_profile(
+    "suite", max_examples=5, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("slow", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The official MONAI metadata schemas sit beside the checkout, so that verification runs offline.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .io import SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict
+from .io import Image2DReader, SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict, image_pixels
 from .label import BinarizeLabel, BinarizeLabelD, BinarizeLabeld, BinarizeLabelDict
 from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict
 
@@ -11,6 +11,7 @@ __all__ = [
     "BinarizeLabeld",
     "BinarizeLabelD",
     "BinarizeLabelDict",
+    "Image2DReader",
     "ResampleSpacingd",
     "ResampleSpacingD",
     "ResampleSpacingDict",
@@ -18,4 +19,5 @@ __all__ = [
     "SaveDicomSegd",
     "SaveDicomSegD",
     "SaveDicomSegDict",
+    "image_pixels",
 ]

@@ -1,4 +1,4 @@
-"""Output transforms: save predictions of DICOM series as DICOM SEG objects beside the usual NIfTI writers."""
+"""Input and output of images: 2D image files at their own bit depth, and DICOM SEG beside the usual writers."""
 
 from __future__ import annotations
 
@@ -8,16 +8,121 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import PILReader
 from monai.transforms import MapTransform, Transform
+from monai.utils import ensure_tuple
 
 from ..data.cases import CASE_NAME_KEY
 from ..data.dicom_seg import write_dicom_seg
 from ..data.medical_io import parse_series_reference
 
-__all__ = ["SaveDicomSeg", "SaveDicomSegd", "SaveDicomSegD", "SaveDicomSegDict"]
+__all__ = [
+    "IMAGE_2D_SUFFIXES",
+    "Image2DReader",
+    "SaveDicomSeg",
+    "SaveDicomSegd",
+    "SaveDicomSegD",
+    "SaveDicomSegDict",
+    "image_pixels",
+]
 
 logger = logging.getLogger(__name__)
+
+
+#: File name endings that ``Image2DReader`` reads.
+IMAGE_2D_SUFFIXES: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp")
+
+
+class _Decoded:
+    """Pixels of one image file with the attributes ``PILReader.get_data`` reads from a PIL image."""
+
+    def __init__(self, pixels: np.ndarray, image: Any) -> None:
+        self.pixels = pixels
+        self.format, self.mode, self.width, self.height = image.format, image.mode, image.width, image.height
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.pixels if dtype is None else self.pixels.astype(dtype)
+
+
+def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
+    """The values of a PIL image at their own bit depth, as ``(height, width, channels)`` or ``(height, width)``.
+
+    ``PIL.Image.convert("RGB")`` or ``"L"`` clips 16-bit and 32-bit grey values to 0..255 (a 16-bit scan becomes
+    a constant image) and cannot hold floats. Here grey images keep their values and type: 1-bit as 0/1, 8-bit,
+    16-bit (``I;16``, either byte order) as uint16, 32-bit integer and float (TIFF). Palette images are looked up
+    in their palette, alpha channels are dropped, other colour modes (CMYK, YCbCr, ...) become RGB.
+
+    Args:
+        image: a PIL image.
+        channels: 3 for an RGB array (grey values repeated in each channel), 1 for a 2D grey array (colour
+            images become their luminance, as ``convert("L")`` computes it).
+
+    Example::
+
+        >>> from PIL import Image
+        >>> image_pixels(Image.fromarray(np.array([[0, 4095]], dtype=np.uint16)), channels=1)
+        array([[   0, 4095]], dtype=uint16)
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}.")
+    mode = image.mode
+    if mode == "1":
+        grey = np.asarray(image, dtype=np.uint8)
+    elif mode in ("L", "I", "F") or mode.startswith("I;16"):
+        grey = np.asarray(image)
+        grey = grey.astype(grey.dtype.newbyteorder("="), copy=False)
+    elif mode in ("LA", "La"):
+        grey = np.asarray(image.convert("L"))
+    else:
+        colour = image.convert("RGB")  # palette looked up, alpha dropped, CMYK/YCbCr/HSV/LAB converted
+        return np.asarray(colour) if channels == 3 else np.asarray(colour.convert("L"))
+    return np.repeat(grey[..., None], 3, axis=-1) if channels == 3 else grey
+
+
+class Image2DReader(PILReader):
+    """MONAI's ``PILReader`` for 2D image files of any mode and bit depth, with a fixed number of channels.
+
+    The values come from :func:`image_pixels`: 16-bit and 32-bit grey, float TIFF, 1-bit, palette, RGBA, CMYK
+    images all keep their range (normalise afterwards, e.g. ``ScaleIntensityd``), grey images are repeated into
+    RGB for ``channels=3`` and colour masks become grey for ``channels=1``. Arrays and metadata are laid out as
+    ``PILReader`` lays them out (width first), so ``Invertd`` and ``SaveImaged`` work as with ``PILReader``.
+
+    Args:
+        channels: 3 (RGB images) or 1 (grey images and masks, without channel axis).
+        kwargs: arguments of ``PILReader`` (``reverse_indexing``, ``PIL.Image.open`` arguments).
+
+    Example::
+
+        >>> from monai.transforms import LoadImaged
+        >>> load = LoadImaged("image", reader=Image2DReader(channels=3), image_only=True)
+        >>> load({"image": "scan_16bit.png"})["image"].shape  # doctest: +SKIP
+        torch.Size([512, 384, 3])
+    """
+
+    def __init__(self, channels: int = 3, **kwargs: Any) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}.")
+        super().__init__(converter=None, **kwargs)
+        self.channels = channels
+
+    def verify_suffix(self, filename: Any) -> bool:
+        """Whether every one of ``filename`` ends with one of ``IMAGE_2D_SUFFIXES``."""
+        from monai.data.utils import is_supported_format
+
+        return is_supported_format(filename, IMAGE_2D_SUFFIXES)
+
+    def read(self, data: Any, **kwargs: Any) -> Any:
+        """Opens each file with PIL and decodes it at its own bit depth (a list when several are given).
+
+        Args:
+            data: file name(s).
+            kwargs: arguments of ``PIL.Image.open``.
+        """
+        images = super().read(data, **kwargs)
+        decoded = [_Decoded(image_pixels(image, self.channels), image) for image in ensure_tuple(images)]
+        return decoded if isinstance(images, list) else decoded[0]
 
 
 def _dicom_series(obj: Any) -> tuple[Path, str | None] | None:
@@ -42,7 +147,9 @@ class SaveDicomSeg(Transform):
     like the NIfTI of the same case. Inputs
     that are not DICOM folders (NIfTI files, PNGs, plain arrays) are passed through without writing anything,
     so one inference config serves both kinds of input. The label map is returned unchanged. See
-    :func:`monai_unets.data.dicom_seg.write_dicom_seg` for the SEG content and the geometry checks.
+    :func:`monai_unets.data.dicom_seg.write_dicom_seg` for the SEG content and the geometry checks. When no SEG
+    can be written for a series (e.g. its slices lack a UID a SEG must reference), ``DicomSegError`` says why;
+    the outputs written before it in the chain (the NIfTI label map) are kept.
 
     Args:
         output_dir: folder the SEG files are written to; created when missing.

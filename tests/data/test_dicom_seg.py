@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pydicom
 import pytest
@@ -17,7 +19,7 @@ from monai.transforms import (
     Orientationd,
     Spacingd,
 )
-from monai_unets.data.dicom_seg import write_dicom_seg
+from monai_unets.data.dicom_seg import DicomSegError, write_dicom_seg
 from monai_unets.scripts.demo_ct import write_dicom_series
 
 LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
@@ -213,7 +215,7 @@ def test_bad_label_maps_are_refused(tmp_path):
 def test_folder_without_a_single_series_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
-    with pytest.raises(ValueError, match="exactly one readable DICOM image series.*found no"):
+    with pytest.raises(DicomSegError, match="notes.txt is not a DICOM file"):
         write_dicom_seg(np.zeros((10, 12, 7)), tmp_path / "empty", tmp_path / "seg.dcm", LABELS)
 
     write_ct_series(tmp_path / "two")
@@ -221,10 +223,69 @@ def test_folder_without_a_single_series_is_refused(tmp_path):
     _, _, second = write_ct_series(tmp_path / "other", study_uid=study)
     for path in (tmp_path / "other").iterdir():
         path.rename(tmp_path / "two" / f"b_{path.name}")
-    with pytest.raises(ValueError, match="found 2"):
+    with pytest.raises(DicomSegError, match="holds 2 series"):
         write_dicom_seg(np.zeros((10, 12, 7)), tmp_path / "two", tmp_path / "seg.dcm", LABELS)
     # naming the series picks it
     label_map = np.zeros((10, 12, 7), dtype=np.uint8)
     label_map[0, 0, 0] = 1
     seg = segread(write_dicom_seg(label_map, tmp_path / "two", tmp_path / "seg.dcm", LABELS, source_series_uid=second))
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == second
+
+
+def _strip(folder, keyword):
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        delattr(ds, keyword)
+        ds.save_as(path)
+
+
+# attributes that anonymisers and exporters drop; the SEG leaves them empty (SliceThickness: the slice spacing)
+OPTIONAL = [
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "Manufacturer",
+    "SeriesNumber",
+    "SeriesDescription",
+    "InstanceNumber",
+    "Modality",
+    "SliceThickness",
+    "PositionReferenceIndicator",
+]
+
+
+@pytest.fixture(scope="module")
+def seg_source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("source") / "ct"
+    volume, _, _ = write_ct_series(folder)
+    return folder, label_map_of(load(folder))
+
+
+@pytest.mark.parametrize("keyword", OPTIONAL)
+def test_source_without_an_optional_attribute_still_gets_its_seg(seg_source, keyword, tmp_path):
+    source, label_map = seg_source
+    folder = tmp_path / "ct"
+    shutil.copytree(source, folder)
+    _strip(folder, keyword)
+    seg = segread(write_dicom_seg(label_map, folder, tmp_path / "seg.dcm", LABELS))
+    assert len(seg.SegmentSequence) == 2
+    if keyword == "SliceThickness":
+        thickness = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness
+        assert float(thickness) == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "FrameOfReferenceUID", "ImagePositionPatient"])
+def test_source_without_what_a_seg_references_says_why_it_was_skipped(seg_source, keyword, tmp_path):
+    source, label_map = seg_source
+    folder = tmp_path / "ct"
+    shutil.copytree(source, folder)
+    _strip(folder, keyword)
+    with pytest.raises(DicomSegError, match=f"no DICOM SEG written for .*lack {keyword}"):
+        write_dicom_seg(label_map, folder, tmp_path / "seg.dcm", LABELS)
+    assert not (tmp_path / "seg.dcm").exists()

@@ -6,11 +6,13 @@ import logging
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from highdicom.seg import segread
-from monai.transforms import EnsureChannelFirstd, LoadImaged
+from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged
 from monai_unets.scripts.demo_ct import write_dicom_series
-from monai_unets.transforms.io import SaveDicomSeg, SaveDicomSegd
+from monai_unets.transforms.io import Image2DReader, SaveDicomSeg, SaveDicomSegd
+from PIL import Image
 
 LABELS = {1: "pancreas", 2: "tumour"}
 
@@ -103,3 +105,70 @@ def test_series_reference_selects_one_series_of_a_shared_folder(tmp_path):
     SaveDicomSeg(tmp_path / "out", LABELS)(label, source=f"{tmp_path / 'study'}::{second_uid}")
     seg = segread(tmp_path / "out" / f"study_{second_uid}_seg.dcm")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == second_uid != first_uid
+
+
+# Each 2D image kind, written with PIL, and the values Image2DReader must give (grey, before channel repetition).
+def _palette_image():
+    image = Image.fromarray(np.array([[0, 1], [2, 1]], dtype=np.uint8), mode="P")
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (256 * 3 - 9))
+    return image
+
+
+IMAGE_KINDS = {
+    # name: (PIL image, file suffix, expected RGB array (H, W, 3))
+    "grey16": (Image.fromarray(np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)), "png", None),
+    "grey8": (Image.fromarray(np.array([[0, 10], [200, 255]], dtype=np.uint8)), "png", None),
+    "bilevel": (Image.fromarray(np.array([[0, 255], [255, 0]], dtype=np.uint8)).convert("1"), "png", None),
+    "float": (Image.fromarray(np.array([[-1.5, 0.25], [1000.0, 3.0]], dtype=np.float32)), "tiff", None),
+    "int32": (Image.fromarray(np.array([[-70000, 0], [5, 123456]], dtype=np.int32)), "tiff", None),
+    "palette": (_palette_image(), "png", np.array([[[0, 0, 0], [255, 0, 0]], [[0, 0, 255], [255, 0, 0]]])),
+    "rgba": (
+        Image.fromarray(np.array([[[10, 20, 30, 0], [40, 50, 60, 255]]], dtype=np.uint8), mode="RGBA"),
+        "png",
+        np.array([[[10, 20, 30], [40, 50, 60]]]),
+    ),
+}
+
+
+def _expected_grey(name):
+    image, _, rgb = IMAGE_KINDS[name]
+    if rgb is not None:
+        return None
+    return np.asarray(image, dtype=np.float64) if image.mode != "1" else np.asarray(image).astype(np.float64)
+
+
+@pytest.mark.parametrize("name", list(IMAGE_KINDS))
+def test_image2d_reader_keeps_every_bit_depth_and_mode(name, tmp_path):
+    image, suffix, rgb = IMAGE_KINDS[name]
+    path = tmp_path / f"{name}.{suffix}"
+    image.save(path)
+    loaded = LoadImage(reader=Image2DReader(channels=3), image_only=True)(str(path))
+    # PILReader's layout: width first, channels last
+    expected = rgb if rgb is not None else np.repeat(_expected_grey(name)[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(loaded.numpy(), np.moveaxis(expected, 0, 1).astype(np.float32))
+    np.testing.assert_array_equal(loaded.meta["spatial_shape"], [image.width, image.height])
+
+
+def test_image2d_reader_with_one_channel_for_masks(tmp_path):
+    Image.fromarray(np.array([[0, 65535], [65535, 0]], dtype=np.uint16)).save(tmp_path / "mask16.png")
+    Image.fromarray(np.array([[[0, 0, 0], [255, 255, 255]]], dtype=np.uint8)).save(tmp_path / "mask_rgb.png")
+    mask16 = LoadImage(reader=Image2DReader(channels=1), image_only=True)(str(tmp_path / "mask16.png"))
+    np.testing.assert_array_equal(mask16.numpy(), [[0, 65535], [65535, 0]])
+    rgb = LoadImage(reader=Image2DReader(channels=1), image_only=True)(str(tmp_path / "mask_rgb.png"))
+    np.testing.assert_array_equal(rgb.numpy(), [[0], [255]])
+
+
+def test_a_16_bit_image_is_not_constant_after_the_2d_bundle_preprocessing(tmp_path):
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+
+    values = (np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)  # up to 61420: clipped by convert("RGB")
+    Image.fromarray(values).save(tmp_path / "scan.png")
+    for name in ("egeunet_skin_lesion", "unetv2_polyp"):
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir(name) / "configs" / "inference.yaml"))
+        image = parser.get_parsed_content("preprocessing")({"image": str(tmp_path / "scan.png")})["image"]
+        # the ramp survives: clipped to 255, nearly every pixel would sit at the maximum
+        channel = image[0].numpy()
+        near_max = np.mean(channel > channel.max() - 0.01 * (channel.max() - channel.min()))
+        assert near_max < 0.05, (name, near_max)
