@@ -134,3 +134,15 @@ def test_onnx_export_matches_eager(tmp_path):
         eager = net(x).numpy()
     # float32 kernels differ between runtimes: allow 1e-5 of the output's range
     np.testing.assert_allclose(onnx_out, eager, atol=1e-5 * np.abs(eager).max(), rtol=1e-4)
+
+
+def test_side_outputs_finest_first():
+    net = EGEUNet(2, 3, 2)
+    # constant side heads tell which level each output comes from: decoders run from level 4 down to 0
+    with torch.no_grad():
+        for level, decoder in zip((4, 3, 2, 1, 0), net.decoders):
+            decoder.side_head.conv.conv.weight.zero_()
+            decoder.side_head.conv.conv.bias.fill_(level)
+    outputs = net.train()(torch.randn(2, 3, 64, 40))
+    for level, side in enumerate(outputs[1:]):
+        torch.testing.assert_close(side, torch.full_like(side, level))

@@ -108,7 +108,6 @@ def test_deep_supervision_output_contract(cls, kwargs, spatial_dims):
         listed = net(x)
     assert isinstance(main, torch.Tensor) and main.shape == shape
     torch.testing.assert_close(listed[0], main)
-    assert not any(torch.equal(side, main) for side in listed[1:])
 
     plain = _build(cls, kwargs, spatial_dims, deep_supervision=False).train()
     single = plain(x)

@@ -229,3 +229,15 @@ def test_invalid_arguments(tmp_path):
         UNetV2(2, 1, 1, encoder=torch.nn.Identity())
     with pytest.raises(ValueError, match=r"stage widths \(32, 64, 160, 256\)"):
         UNetV2(2, 3, 1, channels=(64, 128, 320, 512), encoder="pvt_v2_b0")
+
+
+def test_side_outputs_finest_first():
+    net = UNetV2(2, 1, 2, encoder="conv", channels=(8, 16, 24, 32), decoder_channels=8)
+    # constant heads tell which level each output comes from; heads[i] reads level i, 0 the finest
+    with torch.no_grad():
+        for level, head in enumerate(net.heads):
+            head.conv.conv.weight.zero_()
+            head.conv.conv.bias.fill_(level)
+    outputs = net.train()(torch.randn(2, 1, 64, 40))
+    for level, output in enumerate(outputs):
+        torch.testing.assert_close(output, torch.full_like(output, level))
