@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import List, Optional, Tuple, Union
 
 import torch
-from monai.networks.layers.factories import Conv, Pool
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.blocks import Convolution, UnetOutBlock
+from monai.networks.layers.factories import Pool
+from monai.networks.nets.basic_unet import TwoConv
 from torch import nn
 
 from .blocks.attention import AttentionGate, SelfAttentionBlock
-from .blocks.conv import DoubleConv
 from .blocks.utils import resize_to
 
 __all__ = ["AttentionGateUNet", "AttentionGateUnet"]
@@ -25,8 +25,8 @@ class AttentionGateUNet(nn.Module):
 
     This follows the authors' 3D CT network (``unet_CT_multi_att_dsv_3D``):
 
-    - encoder levels of 2 x (conv-BN-ReLU) separated by 2x max-pooling; default widths (16, 32, 64, 128, 256),
-      the paper's 64-1024 divided by 4;
+    - encoder levels of 2 x (conv-BN-ReLU) (MONAI's ``TwoConv``) separated by 2x max-pooling; default widths
+      (16, 32, 64, 128, 256), the paper's 64-1024 divided by 4;
     - a gating signal (1x1 conv-BN-ReLU) computed from the bottleneck;
     - on every skip except the finest, ``num_gates`` :class:`~monai_unets.networks.blocks.attention.AttentionGate`
       blocks gated by the coarser level (the gating signal, then the decoder output one level below), with
@@ -46,21 +46,25 @@ class AttentionGateUNet(nn.Module):
     conv followed by instance norm and PReLU, and has no deep supervision. Here the gate runs on a grid twice
     as coarse as the skip, as in the original.
 
-    In training mode with ``deep_supervision`` the forward pass returns a list of logits, all at the input
-    size: the fused output, then the per-level head outputs from finest to coarsest. In eval mode (or
-    without deep supervision) it returns the logits tensor only. Any input size works (odd, non-square) as
-    long as every spatial size is >= 2 ** (len(features) - 1): coarse maps are resized to the skip's size.
+    Outputs follow the package's deep-supervision contract (see :mod:`monai_unets.networks`): in training mode
+    with ``deep_supervision``, a list of logits at the input size, the fused output then the per-level head
+    outputs from finest to coarsest; in eval mode (or without deep supervision) the logits tensor only. Any
+    input size works (odd, non-square) as long as every spatial size is >= 2 ** (len(channels) - 1): coarse
+    maps are resized to the skip's size.
 
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
         in_channels: number of input channels.
         out_channels: number of output channels (logits; apply softmax or sigmoid outside).
-        features: width of each level, finest first; ``len(features) - 1`` poolings.
+        channels: width of each level, finest first; ``len(channels) - 1`` poolings.
         deep_supervision: fuse per-level heads into the output and return them in training mode.
         self_attention: add a self-attention block after the bottleneck.
         num_gates: attention gates per gated skip (2 in the published network).
-        norm: MONAI norm name or (name, kwargs) tuple used everywhere (batch norm in the original).
-        act: MONAI activation name or (name, kwargs) tuple of the conv blocks.
+        act: activation of the conv blocks and inside the attention gates (MONAI ``Act`` spelling; ReLU as
+            published).
+        norm: norm used everywhere (MONAI ``Norm`` spelling; batch norm as published).
+        dropout: dropout of the encoder and decoder convs (MONAI ``Dropout`` spelling: a probability or a
+            (name, kwargs) tuple); ``None`` for none, as published.
 
     Example::
 
@@ -71,35 +75,35 @@ class AttentionGateUNet(nn.Module):
 
     def __init__(
         self,
-        spatial_dims: int = 3,
-        in_channels: int = 1,
-        out_channels: int = 2,
-        features: Sequence[int] = (16, 32, 64, 128, 256),
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        channels: Sequence[int] = (16, 32, 64, 128, 256),
         deep_supervision: bool = True,
         self_attention: bool = False,
         num_gates: int = 2,
-        norm: str | tuple | None = "batch",
         act: str | tuple | None = ("relu", {"inplace": True}),
+        norm: str | tuple | None = "batch",
+        dropout: str | tuple | float | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        if len(features) < 2:
-            raise ValueError(f"features needs at least two widths, got {tuple(features)}.")
+        if len(channels) < 2:
+            raise ValueError(f"channels needs at least two widths, got {tuple(channels)}.")
         if num_gates < 1:
             raise ValueError(f"num_gates must be >= 1, got {num_gates}.")
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
-        self.min_size = 2 ** (len(features) - 1)
-        f = list(features)
-        conv = Conv[Conv.CONV, spatial_dims]
+        self.min_size = 2 ** (len(channels) - 1)
+        f = list(channels)
         pool = Pool[Pool.MAX, spatial_dims]
 
-        def double_conv(c_in: int, c_out: int) -> DoubleConv:
-            return DoubleConv(spatial_dims, c_in, c_out, norm=norm, act=act)
+        def double_conv(c_in: int, c_out: int) -> TwoConv:
+            return TwoConv(spatial_dims, c_in, c_out, act=act, norm=norm, bias=True, dropout=dropout)
 
-        def conv1x1_norm_act(c_in: int, c_out: int) -> nn.Sequential:
-            return _conv_norm_act(spatial_dims, c_in, c_out, norm, act)
+        def conv1x1_norm_act(c_in: int, c_out: int) -> Convolution:
+            return Convolution(spatial_dims, c_in, c_out, kernel_size=1, act=act, norm=norm)
 
         self.encoders = nn.ModuleList([double_conv(in_channels, f[0])])
         for i in range(1, len(f)):
@@ -111,15 +115,15 @@ class AttentionGateUNet(nn.Module):
         for i in reversed(range(len(f) - 1)):
             gate: nn.Module | None = None
             if i > 0:  # the finest skip is not gated
-                gates = [AttentionGate(spatial_dims, f[i], f[i + 1], norm=norm) for _ in range(num_gates)]
+                gates = [AttentionGate(spatial_dims, f[i], f[i + 1], act=act, norm=norm) for _ in range(num_gates)]
                 merge = conv1x1_norm_act(num_gates * f[i], f[i]) if num_gates > 1 else None
                 gate = _GatedSkip(gates, merge)
-            head = conv(f[i], out_channels, kernel_size=1) if deep_supervision else None
+            head = UnetOutBlock(spatial_dims, f[i], out_channels) if deep_supervision else None
             self.decoders.append(_UpConcat(double_conv(f[i] + f[i + 1], f[i]), gate, head))
         if deep_supervision:
-            self.head = conv(out_channels * (len(f) - 1), out_channels, kernel_size=1)
+            self.head = UnetOutBlock(spatial_dims, out_channels * (len(f) - 1), out_channels)
         else:
-            self.head = conv(f[0], out_channels, kernel_size=1)
+            self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
         self.apply(_kaiming_init)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
@@ -185,17 +189,6 @@ class _UpConcat(nn.Module):
         if self.head is not None:
             side = self.head(x)
         return x, side
-
-
-def _conv_norm_act(
-    spatial_dims: int, in_channels: int, out_channels: int, norm: str | tuple | None, act: str | tuple | None
-) -> nn.Sequential:
-    layers: list[nn.Module] = [Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1)]
-    if norm is not None:
-        layers.append(get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=out_channels))
-    if act is not None:
-        layers.append(get_act_layer(name=act))
-    return nn.Sequential(*layers)
 
 
 def _kaiming_init(module: nn.Module) -> None:

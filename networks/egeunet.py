@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.blocks import UnetOutBlock
+from monai.networks.layers.factories import Conv, Pool, split_args
+from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
 from torch import nn
 
 from .blocks import GAB, GHPA
@@ -24,7 +25,8 @@ class EGEUNet(nn.Module):
     MICCAI 2023, https://arxiv.org/abs/2307.08473.
 
     Six encoder stages (three 3x3 convs then three GHPA blocks, GroupNorm, 2x max-pooling after the first
-    five, GELU) and a mirrored decoder. With ``deep_supervision``, every decoder stage has a 1x1 side head;
+    five, GELU) and a mirrored decoder. The GHPA blocks and the bridges normalise with a channels-first
+    LayerNorm (``block_norm``). With ``deep_supervision``, every decoder stage has a 1x1 side head;
     with ``bridge``, each skip goes through a GAB fed by the bridge output of the level below and by that
     stage's side output, and is added to the decoder feature.
 
@@ -37,17 +39,24 @@ class EGEUNet(nn.Module):
       of being upsampled by a fixed factor, so sizes need not be multiples of 32;
     - has a 3D variant (``spatial_dims=3``, trilinear resizing, 3D GHPA with one attention group per axis).
 
-    In training mode with ``deep_supervision`` the forward pass returns a list of logits, all at the input
-    size: the main output then the side outputs from finest to coarsest. In eval mode (or without deep
-    supervision) it returns the main logits only, so it works with sliding-window inference and exports.
+    Outputs follow the package's deep-supervision contract (see :mod:`monai_unets.networks`): in training mode
+    with ``deep_supervision``, a list of logits at the input size, the main output then the five side outputs
+    from finest to coarsest; in eval mode (or without deep supervision) the main logits only.
 
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
         in_channels: number of input channels.
         out_channels: number of output channels (classes; 1 for binary segmentation with a sigmoid).
-        channels: the six stage widths; each must be divisible by 4 (GroupNorm with 4 groups).
+        channels: the six stage widths, finest first; with GroupNorm each must be divisible by its groups.
         bridge: use Group Aggregation Bridges on the skips (otherwise plain additive skips).
         deep_supervision: add side heads, return them in training and feed them to the bridges.
+        act: activation of every stage and inside the GHPA blocks (MONAI ``Act`` spelling; GELU as published).
+        norm: norm after each stage's conv or GHPA block (MONAI ``Norm`` spelling; GroupNorm with 4 groups as
+            published).
+        block_norm: norm inside the GHPA blocks and the bridges (MONAI ``Norm`` spelling; the published
+            channels-first LayerNorm, ``"channel_layer"``).
+        dropout: dropout after each stage's activation (MONAI ``Dropout`` spelling: a probability or a
+            (name, kwargs) tuple); ``None`` for none, as published.
 
     Example::
 
@@ -58,19 +67,25 @@ class EGEUNet(nn.Module):
 
     def __init__(
         self,
-        spatial_dims: int = 2,
-        in_channels: int = 3,
-        out_channels: int = 1,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
         channels: Sequence[int] = (8, 16, 24, 32, 48, 64),
         bridge: bool = True,
         deep_supervision: bool = True,
+        act: str | tuple = "gelu",
+        norm: str | tuple = ("group", {"num_groups": 4}),
+        block_norm: str | tuple = "channel_layer",
+        dropout: str | tuple | float | None = None,
     ) -> None:
         super().__init__()
         if len(channels) != 6:
             raise ValueError(f"channels must have 6 stage widths, got {tuple(channels)}.")
-        if any(c % 4 for c in channels):
+        norm_name, norm_args = split_args(norm)
+        groups = int(norm_args.get("num_groups", 1)) if str(norm_name).lower() == "group" else 1
+        if any(c % groups for c in channels):
             raise ValueError(
-                f"every width in channels must be divisible by 4 (GroupNorm groups), got {tuple(channels)}."
+                f"every width in channels must be divisible by {groups} (GroupNorm groups), got {tuple(channels)}."
             )
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
@@ -82,35 +97,51 @@ class EGEUNet(nn.Module):
         conv = Conv[Conv.CONV, spatial_dims]
         c = list(channels)
 
+        def ghpa(c_in: int, c_out: int) -> GHPA:
+            return GHPA(spatial_dims, c_in, c_out, act=act, norm=block_norm)
+
+        def act_drop() -> list[nn.Module]:
+            layers = [get_act_layer(act)]
+            if dropout is not None:
+                layers.append(get_dropout_layer(dropout))
+            return layers
+
         ops: list[nn.Module] = [
             conv(in_channels, c[0], kernel_size=3, padding=1),
             conv(c[0], c[1], kernel_size=3, padding=1),
             conv(c[1], c[2], kernel_size=3, padding=1),
-            GHPA(spatial_dims, c[2], c[3]),
-            GHPA(spatial_dims, c[3], c[4]),
+            ghpa(c[2], c[3]),
+            ghpa(c[3], c[4]),
         ]
-        # each of the first five stages: op -> GroupNorm -> 2x max-pool (GELU in forward)
+        # each of the first five stages: op -> norm -> 2x max-pool -> act (-> dropout)
         self.encoders = nn.ModuleList(
-            nn.Sequential(op, nn.GroupNorm(4, width), Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2))
+            nn.Sequential(
+                op,
+                get_norm_layer(norm, spatial_dims, width),
+                Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2),
+                *act_drop(),
+            )
             for op, width in zip(ops, c[:5])
         )
-        self.bottom = GHPA(spatial_dims, c[4], c[5])
+        self.bottom = ghpa(c[4], c[5])
+        self.bottom_act = nn.Sequential(*act_drop())
 
         mask_channels = out_channels if deep_supervision else 0
         self.decoders = nn.ModuleList()
         for level in reversed(range(5)):  # level 4 (coarsest skip) up to level 0
-            op = (
-                GHPA(spatial_dims, c[level + 1], c[level]) if level >= 2 else conv(c[level + 1], c[level], 3, padding=1)
-            )
+            op = ghpa(c[level + 1], c[level]) if level >= 2 else conv(c[level + 1], c[level], 3, padding=1)
             self.decoders.append(
                 _DecoderStage(
                     op=op,
-                    norm=nn.GroupNorm(4, c[level]),
-                    side_head=conv(c[level], out_channels, kernel_size=1) if deep_supervision else None,
-                    bridge=GAB(spatial_dims, c[level + 1], c[level], mask_channels) if bridge else None,
+                    norm=get_norm_layer(norm, spatial_dims, c[level]),
+                    act=nn.Sequential(*act_drop()),
+                    side_head=UnetOutBlock(spatial_dims, c[level], out_channels) if deep_supervision else None,
+                    bridge=GAB(spatial_dims, c[level + 1], c[level], mask_channels, norm=block_norm)
+                    if bridge
+                    else None,
                 )
             )
-        self.final = conv(c[0], out_channels, kernel_size=1)
+        self.final = UnetOutBlock(spatial_dims, c[0], out_channels)
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
@@ -122,9 +153,9 @@ class EGEUNet(nn.Module):
 
         skips: List[torch.Tensor] = []  # noqa: UP006
         for encoder in self.encoders:
-            x = F.gelu(encoder(x))
+            x = encoder(x)
             skips.append(x)
-        x = F.gelu(self.bottom(x))
+        x = self.bottom_act(self.bottom(x))
 
         bridge_in = x
         sides: List[torch.Tensor] = []  # noqa: UP006
@@ -140,19 +171,22 @@ class EGEUNet(nn.Module):
 
 
 class _DecoderStage(nn.Module):
-    """One EGE-UNet decoder stage: op -> GroupNorm -> resize to the skip -> GELU, then side head and bridge."""
+    """One EGE-UNet decoder stage: op -> norm -> resize to the skip -> act (-> dropout), then side head and bridge."""
 
-    def __init__(self, op: nn.Module, norm: nn.Module, side_head: nn.Module | None, bridge: nn.Module | None) -> None:
+    def __init__(
+        self, op: nn.Module, norm: nn.Module, act: nn.Module, side_head: nn.Module | None, bridge: nn.Module | None
+    ) -> None:
         super().__init__()
         self.op = op
         self.norm = norm
+        self.act = act
         self.side_head = side_head
         self.bridge = bridge
 
     def forward(
         self, x: torch.Tensor, skip: torch.Tensor, bridge_in: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP006,UP007
-        x = F.gelu(resize_to(self.norm(self.op(x)), skip.shape[2:]))
+        x = self.act(resize_to(self.norm(self.op(x)), skip.shape[2:]))
         side: Optional[torch.Tensor] = None  # noqa: UP007
         if self.side_head is not None:
             side = self.side_head(x)

@@ -8,73 +8,17 @@ from typing import List, Union
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
+from monai.networks.blocks import UnetOutBlock
 from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_dropout_layer
 from torch import nn
 
+from .blocks.conv_encoder import UNetV2ConvEncoder
 from .blocks.pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from .blocks.sdi import SDISkip
 from .blocks.utils import linear_interp_mode
 
-__all__ = ["UNetV2", "UNetV2ConvEncoder", "UnetV2"]
-
-
-class UNetV2ConvEncoder(nn.Module):
-    """A plain convolutional four-level encoder for U-Net v2, in 2D or 3D, with features at strides 4/8/16/32.
-
-    Level 1 is a stem of two stride-2 3x3 convs and one stride-1 3x3 conv; levels 2-4 are a stride-2 3x3 conv
-    then a stride-1 3x3 conv. Every conv is followed by a norm and an activation (MONAI
-    :class:`~monai.networks.blocks.Convolution`). The padded strided convs give ceil(size / 2) at every step,
-    so any input size works. It gives U-Net v2 a backbone where no pretrained transformer exists, notably in
-    3D; the strides match PVTv2's so the SDI and decoder are unchanged.
-
-    Args:
-        spatial_dims: number of spatial dimensions (2 or 3).
-        in_channels: number of input channels.
-        channels: widths of the four levels.
-        norm: feature normalisation type and arguments (MONAI ``Norm`` factory spelling).
-        act: activation type and arguments (MONAI ``Act`` factory spelling).
-        dropout: dropout ratio (MONAI ``Dropout`` factory spelling); ``None`` for none.
-
-    Example::
-
-        >>> enc = UNetV2ConvEncoder(spatial_dims=3, in_channels=1)
-        >>> [tuple(f.shape) for f in enc(torch.randn(1, 1, 33, 40, 24))]
-        [(1, 32, 9, 10, 6), (1, 64, 5, 5, 3), (1, 128, 3, 3, 2), (1, 256, 2, 2, 1)]
-    """
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        channels: Sequence[int] = (32, 64, 128, 256),
-        norm: tuple | str | None = ("instance", {"affine": True}),
-        act: tuple | str | None = ("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
-        dropout: tuple | str | float | None = None,
-    ) -> None:
-        super().__init__()
-        if len(channels) != 4:
-            raise ValueError(f"channels must have 4 level widths, got {tuple(channels)}.")
-        self.out_channels = tuple(int(c) for c in channels)
-        self.strides = (4, 8, 16, 32)
-
-        def conv(cin: int, cout: int, stride: int) -> Convolution:
-            return Convolution(
-                spatial_dims, cin, cout, strides=stride, kernel_size=3, act=act, norm=norm, dropout=dropout
-            )
-
-        c = self.out_channels
-        self.levels = nn.ModuleList(
-            [nn.Sequential(conv(in_channels, c[0], 2), conv(c[0], c[0], 2), conv(c[0], c[0], 1))]
-            + [nn.Sequential(conv(c[i - 1], c[i], 2), conv(c[i], c[i], 1)) for i in range(1, 4)]
-        )
-
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:  # noqa: UP006
-        features: List[torch.Tensor] = []  # noqa: UP006
-        for level in self.levels:
-            x = level(x)
-            features.append(x)
-        return features
+__all__ = ["UNetV2", "UnetV2"]
 
 
 class UNetV2(nn.Module):
@@ -83,8 +27,9 @@ class UNetV2(nn.Module):
     Peng, Sonka, Chen: "U-Net v2: Rethinking the Skip Connections of U-Net for Medical Image Segmentation",
     arXiv 2311.17791, https://arxiv.org/abs/2311.17791.
 
-    The encoder gives four features at strides 4/8/16/32 (PVTv2-b2 in the paper, or a convolutional encoder).
-    Each goes through channel and spatial attention and a 1x1 conv + BatchNorm to ``channels`` (c = 32), and
+    The encoder gives four features at strides 4/8/16/32 (PVTv2-b2 in the paper, or a convolutional encoder),
+    of widths ``channels``. Each goes through channel and spatial attention and a 1x1 conv + BatchNorm to
+    ``decoder_channels`` (c = 32), and
     SDI_i multiplies all four levels, resampled to level i and smoothed by 3x3 convs (see
     :class:`~monai_unets.networks.blocks.sdi.SDISkip`). The decoder is linear, as published: starting from
     SDI_4, ``y = ConvTranspose(y) + SDI_i`` (4x4 kernel, stride 2, padding 1, no bias) for i = 3, 2, 1, with a
@@ -103,10 +48,10 @@ class UNetV2(nn.Module):
     - takes the PVTv2 ImageNet weights from a local file and raises on a missing or mismatched file instead
       of warning and training from random weights.
 
-    Outputs are logits (apply sigmoid or softmax outside). In eval mode, or without ``deep_supervision``, the
-    forward pass returns the finest head's logits at the input size, so it works with sliding-window
-    inference and exports. In training mode with ``deep_supervision`` it returns the four heads' logits,
-    finest first, all at the input size. The ISIC recipe (nnU-Net) supervises all four with weights
+    Outputs are logits (apply sigmoid or softmax outside) and follow the package's deep-supervision contract
+    (see :mod:`monai_unets.networks`): in eval mode, or without ``deep_supervision``, the finest head's logits
+    at the input size; in training mode with ``deep_supervision`` the four heads' logits, finest (main) first,
+    all at the input size. The ISIC recipe (nnU-Net) supervises all four with weights
     [8, 4, 2, 1] / 15; the polyp recipe (``PolypSeg``) uses only the two finest (``outputs[:2]``), and
     predicts ``sigmoid(outputs[0] + outputs[1])`` at test time.
 
@@ -114,17 +59,23 @@ class UNetV2(nn.Module):
         spatial_dims: number of spatial dimensions (2, or 3 with ``encoder="conv"``).
         in_channels: number of input channels (3 to use the ImageNet PVTv2 weights).
         out_channels: number of output channels (classes; 1 for binary segmentation with a sigmoid).
+        channels: the widths of the four encoder stages, finest first: those of the ``"conv"`` encoder
+            (default (32, 64, 128, 256)) or of a custom encoder module (default: its ``out_channels``
+            attribute). A PVTv2 encoder has its variant's widths ((64, 128, 320, 512) for b2); ``None`` takes
+            them, other values are an error.
         encoder: ``"pvt_v2_b2"`` (the paper's backbone; other keys of ``PVT_V2_VARIANTS`` work too),
-            ``"conv"`` (:class:`UNetV2ConvEncoder`), or an ``nn.Module`` mapping the input to a list of four
-            feature maps, finest first (then ``encoder_channels`` gives their widths).
-        channels: the SDI and decoder width ``c`` (32 in the paper).
+            ``"conv"`` (:class:`~monai_unets.networks.blocks.conv_encoder.UNetV2ConvEncoder`), or an
+            ``nn.Module`` mapping the input to a list of four feature maps, finest first.
+        decoder_channels: the SDI and decoder width ``c`` (32 in the paper).
         deep_supervision: return all four heads in training mode.
         pretrained: local path of PVTv2 ImageNet weights (e.g. ``pvt_v2_b2.pth``) to load into the encoder;
             ``None`` for random initialisation. Only for the PVTv2 encoders.
-        encoder_channels: the four level widths of the ``"conv"`` encoder (default (32, 64, 128, 256)) or of
-            a custom encoder module; ignored by the PVTv2 encoders.
-        norm: normalisation of the ``"conv"`` encoder (MONAI ``Norm`` spelling).
-        act: activation of the ``"conv"`` encoder (MONAI ``Act`` spelling).
+        act: activation of the SDI channel attention and of the ``"conv"`` encoder (MONAI ``Act`` spelling;
+            ReLU as published). The PVTv2 transformer keeps its own GELU.
+        norm: norm of the SDI reductions and of the ``"conv"`` encoder (MONAI ``Norm`` spelling; batch norm as
+            published). The PVTv2 transformer keeps its own LayerNorm.
+        dropout: dropout before each head and in the ``"conv"`` encoder (MONAI ``Dropout`` spelling: a
+            probability or a (name, kwargs) tuple); ``None`` for none, as published.
         drop_path_rate: stochastic-depth rate of the PVTv2 encoder (0.1 in the paper).
 
     Example::
@@ -139,16 +90,17 @@ class UNetV2(nn.Module):
 
     def __init__(
         self,
-        spatial_dims: int = 2,
-        in_channels: int = 3,
-        out_channels: int = 1,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        channels: Sequence[int] | None = None,
         encoder: str | nn.Module = "pvt_v2_b2",
-        channels: int = 32,
+        decoder_channels: int = 32,
         deep_supervision: bool = True,
         pretrained: str | os.PathLike | None = None,
-        encoder_channels: Sequence[int] | None = None,
-        norm: tuple | str | None = ("instance", {"affine": True}),
-        act: tuple | str | None = ("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
+        act: tuple | str = "relu",
+        norm: tuple | str = "batch",
+        dropout: tuple | str | float | None = None,
         drop_path_rate: float = 0.1,
     ) -> None:
         super().__init__()
@@ -160,9 +112,9 @@ class UNetV2(nn.Module):
         if isinstance(encoder, nn.Module):
             if pretrained is not None:
                 raise ValueError("pretrained is only for the PVTv2 encoders; load a custom encoder's weights yourself.")
-            widths = encoder_channels if encoder_channels is not None else getattr(encoder, "out_channels", None)
+            widths = channels if channels is not None else getattr(encoder, "out_channels", None)
             if widths is None:
-                raise ValueError("a custom encoder needs encoder_channels (or an out_channels attribute).")
+                raise ValueError("a custom encoder needs channels (or an out_channels attribute).")
             self.encoder = encoder
         elif encoder in PVT_V2_VARIANTS:
             if spatial_dims != 2:
@@ -173,11 +125,13 @@ class UNetV2(nn.Module):
                 encoder, in_channels=in_channels, drop_path_rate=drop_path_rate, pretrained=pretrained
             )
             widths = self.encoder.out_channels
+            if channels is not None and tuple(channels) != tuple(widths):
+                raise ValueError(f"the {encoder} encoder has stage widths {tuple(widths)}, got channels={channels}.")
         elif encoder == "conv":
             if pretrained is not None:
                 raise ValueError("pretrained weights exist only for the PVTv2 encoders, not for encoder='conv'.")
-            widths = tuple(encoder_channels) if encoder_channels is not None else (32, 64, 128, 256)
-            self.encoder = UNetV2ConvEncoder(spatial_dims, in_channels, widths, norm=norm, act=act)
+            widths = tuple(channels) if channels is not None else (32, 64, 128, 256)
+            self.encoder = UNetV2ConvEncoder(spatial_dims, in_channels, widths, act=act, norm=norm, dropout=dropout)
         else:
             raise ValueError(
                 f"encoder must be 'conv', one of {sorted(PVT_V2_VARIANTS)} or an nn.Module, got {encoder!r}."
@@ -185,16 +139,15 @@ class UNetV2(nn.Module):
         widths = tuple(int(w) for w in widths)
         if len(widths) != 4:
             raise ValueError(f"U-Net v2 needs four encoder levels, got widths {widths}.")
-        self.encoder_channels = widths
+        self.channels = widths
 
-        self.skip = SDISkip(spatial_dims, widths, channels)
+        c = decoder_channels
+        self.skip = SDISkip(spatial_dims, widths, c, act=act, norm=norm)
         up = Conv[Conv.CONVTRANS, spatial_dims]
-        conv = Conv[Conv.CONV, spatial_dims]
         # ups[i] brings level i + 1 to level i; heads[i] reads level i (0 = finest, stride 4)
-        self.ups = nn.ModuleList(
-            up(channels, channels, kernel_size=4, stride=2, padding=1, bias=False) for _ in range(3)
-        )
-        self.heads = nn.ModuleList(conv(channels, out_channels, kernel_size=1) for _ in range(4))
+        self.ups = nn.ModuleList(up(c, c, kernel_size=4, stride=2, padding=1, bias=False) for _ in range(3))
+        self.head_dropout = nn.Identity() if dropout is None else get_dropout_layer(dropout)
+        self.heads = nn.ModuleList(UnetOutBlock(spatial_dims, c, out_channels) for _ in range(4))
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size: List[int] = list(x.shape[2:])  # noqa: UP006
@@ -204,15 +157,15 @@ class UNetV2(nn.Module):
         coarse: List[torch.Tensor] = []  # noqa: UP006  (heads 4, 3, 2, coarsest first)
         y = skips[3]
         if all_heads:
-            coarse.append(self.heads[3](y))
+            coarse.append(self.heads[3](self.head_dropout(y)))
         y = _crop_or_pad(self.ups[2](y), skips[2].shape[2:]) + skips[2]
         if all_heads:
-            coarse.append(self.heads[2](y))
+            coarse.append(self.heads[2](self.head_dropout(y)))
         y = _crop_or_pad(self.ups[1](y), skips[1].shape[2:]) + skips[1]
         if all_heads:
-            coarse.append(self.heads[1](y))
+            coarse.append(self.heads[1](self.head_dropout(y)))
         y = _crop_or_pad(self.ups[0](y), skips[0].shape[2:]) + skips[0]
-        out = self._to_input_size(self.heads[0](y), size)
+        out = self._to_input_size(self.heads[0](self.head_dropout(y)), size)
 
         if all_heads:
             return [out] + [self._to_input_size(h, size) for h in coarse[::-1]]

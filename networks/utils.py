@@ -26,7 +26,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     Example::
 
         >>> from monai_unets import EGEUNet
-        >>> count_macs(EGEUNet(), (1, 3, 256, 256)) / 1e9  # doctest: +ELLIPSIS
+        >>> count_macs(EGEUNet(2, 3, 1), (1, 3, 256, 256)) / 1e9  # doctest: +ELLIPSIS
         0.07...
     """
     # a copy on the meta device: shapes propagate, nothing is computed, so large inputs cost no time

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .attention import AttentionGate, SelfAttentionBlock
-from .conv import DoubleConv
+from .conv_encoder import UNetV2ConvEncoder
 from .gab import GAB
 from .ghpa import GHPA
 from .layernorm import ChannelLayerNorm
@@ -17,11 +17,11 @@ __all__ = [
     "SDI",
     "AttentionGate",
     "ChannelLayerNorm",
-    "DoubleConv",
     "PVTv2Encoder",
     "SDIChannelAttention",
     "SDIReduction",
     "SDISkip",
     "SDISpatialAttention",
     "SelfAttentionBlock",
+    "UNetV2ConvEncoder",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
+from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
-from monai.networks.layers.utils import get_norm_layer
+from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
 from .utils import resize_to
@@ -25,7 +26,8 @@ class AttentionGate(nn.Module):
     - theta: conv of ``x`` to ``inter_channels`` with kernel = stride = ``sub_sample`` and no bias, so the
       gate works on a grid ``sub_sample`` times coarser than ``x``;
     - phi: 1x1 conv of ``g`` to ``inter_channels``, (bi/tri)linearly resized to theta's grid;
-    - alpha = sigmoid(psi(ReLU(theta + phi))), psi a 1x1 conv to one channel, resized back to ``x``'s size;
+    - alpha = sigmoid(psi(act(theta + phi))), act a ReLU, psi a 1x1 conv to one channel, resized back to
+      ``x``'s size;
     - output W(x * alpha), W a 1x1 conv followed by a norm layer.
 
     Because ``g`` is resized to theta's grid rather than assumed to be exactly half the size of ``x``, the
@@ -38,7 +40,8 @@ class AttentionGate(nn.Module):
         inter_channels: channels of theta, phi and their sum; defaults to ``in_channels`` as in the
             published 3D CT network.
         sub_sample: kernel size and stride of theta (the size ratio between ``x`` and ``g``).
-        norm: MONAI norm name or (name, kwargs) tuple of the output transform W; ``None`` for none.
+        act: activation of theta + phi (MONAI ``Act`` spelling; ReLU as published).
+        norm: norm of the output transform W (MONAI ``Norm`` spelling); ``None`` for none.
 
     Example::
 
@@ -55,6 +58,7 @@ class AttentionGate(nn.Module):
         gating_channels: int,
         inter_channels: int | None = None,
         sub_sample: int = 2,
+        act: str | tuple = "relu",
         norm: str | tuple | None = "batch",
     ) -> None:
         super().__init__()
@@ -63,11 +67,8 @@ class AttentionGate(nn.Module):
         self.theta = conv(in_channels, inter, kernel_size=sub_sample, stride=sub_sample, bias=False)
         self.phi = conv(gating_channels, inter, kernel_size=1)
         self.psi = conv(inter, 1, kernel_size=1)
-        self.act = nn.ReLU()
-        w: list[nn.Module] = [conv(in_channels, in_channels, kernel_size=1)]
-        if norm is not None:
-            w.append(get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=in_channels))
-        self.W = nn.Sequential(*w)
+        self.act = get_act_layer(act)
+        self.W = Convolution(spatial_dims, in_channels, in_channels, kernel_size=1, act=None, norm=norm)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # noqa: UP006
         """Return the gated feature (same shape as ``x``) and the attention coefficients (N, 1, *x's size)."""

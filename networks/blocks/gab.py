@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
 from .ghpa import split_sizes
-from .layernorm import ChannelLayerNorm
 from .utils import resize_to
 
 
@@ -32,6 +32,8 @@ class GAB(nn.Module):
         low_channels: channels of the skip feature ``x_low`` and of the output.
         mask_channels: channels of the mask (0: no mask).
         dilations: dilation of each group's depthwise conv.
+        norm: the norm of each group and of the merged groups (MONAI ``Norm`` spelling; the published
+            channels-first LayerNorm, ``"channel_layer"``).
 
     Example::
 
@@ -47,6 +49,7 @@ class GAB(nn.Module):
         low_channels: int,
         mask_channels: int = 1,
         dilations: Sequence[int] = (1, 2, 5, 7),
+        norm: str | tuple = "channel_layer",
     ) -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
@@ -58,11 +61,12 @@ class GAB(nn.Module):
             c = 2 * size + mask_channels
             self.groups.append(
                 nn.Sequential(
-                    ChannelLayerNorm(c), conv(c, c, kernel_size=3, padding=dilation, dilation=dilation, groups=c)
+                    get_norm_layer(norm, spatial_dims, c),
+                    conv(c, c, kernel_size=3, padding=dilation, dilation=dilation, groups=c),
                 )
             )
         merged = 2 * low_channels + len(dilations) * mask_channels
-        self.tail = nn.Sequential(ChannelLayerNorm(merged), conv(merged, low_channels, kernel_size=1))
+        self.tail = nn.Sequential(get_norm_layer(norm, spatial_dims, merged), conv(merged, low_channels, kernel_size=1))
 
     def forward(self, x_high: torch.Tensor, x_low: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if (mask is None) != (self.mask_channels == 0):

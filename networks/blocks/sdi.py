@@ -7,7 +7,8 @@ from typing import List
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.factories import Conv, Norm, Pool
+from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
 from .utils import linear_interp_mode
@@ -20,14 +21,15 @@ class SDIChannelAttention(nn.Module):
 
     Woo, Park, Lee, Kweon: "CBAM: Convolutional Block Attention Module", ECCV 2018; the variant of U-Net v2
     (Peng et al., https://arxiv.org/abs/2311.17791). The shared MLP is two 1x1 convs without bias,
-    ``channels -> channels // reduction -> channels``, with a ReLU in between. The published code hard-codes the
-    reduction to 16; here it is an argument (default 16) and the hidden width is at least 1 so that narrow
-    encoders work.
+    ``channels -> channels // reduction -> channels``, with an activation (ReLU) in between. The published code
+    hard-codes the reduction to 16; here it is an argument (default 16) and the hidden width is at least 1 so
+    that narrow encoders work.
 
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
         channels: number of input (and output) channels.
         reduction: channel reduction of the shared MLP.
+        act: activation of the shared MLP (MONAI ``Act`` spelling; ReLU as published).
 
     Example::
 
@@ -35,7 +37,7 @@ class SDIChannelAttention(nn.Module):
         torch.Size([1, 64, 32, 32])
     """
 
-    def __init__(self, spatial_dims: int, channels: int, reduction: int = 16) -> None:
+    def __init__(self, spatial_dims: int, channels: int, reduction: int = 16, act: str | tuple = "relu") -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
         hidden = max(1, channels // reduction)
@@ -43,7 +45,7 @@ class SDIChannelAttention(nn.Module):
         self.max_pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
         self.mlp = nn.Sequential(
             conv(channels, hidden, kernel_size=1, bias=False),
-            nn.ReLU(),
+            get_act_layer(act),
             conv(hidden, channels, kernel_size=1, bias=False),
         )
 
@@ -82,7 +84,8 @@ class SDIReduction(nn.Module):
 
     Peng et al., U-Net v2, https://arxiv.org/abs/2311.17791, Eq. 1 and the channel reduction to ``c``. The
     reduction conv has no bias; the published code defines a ReLU after the BatchNorm but never applies it, so
-    there is none here either (the output is affine in the attended features).
+    there is none here either (the output is affine in the attended features); ``act`` is the channel
+    attention's.
 
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
@@ -90,6 +93,8 @@ class SDIReduction(nn.Module):
         out_channels: the SDI width ``c`` (32 in the paper).
         reduction: channel reduction of the channel attention's MLP.
         kernel_size: kernel size of the spatial attention's conv.
+        act: activation of the channel attention (MONAI ``Act`` spelling; ReLU as published).
+        norm: norm after the reduction conv (MONAI ``Norm`` spelling; batch norm as published).
 
     Example::
 
@@ -98,13 +103,20 @@ class SDIReduction(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int = 32, reduction: int = 16, kernel_size: int = 7
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int = 32,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        act: str | tuple = "relu",
+        norm: str | tuple = "batch",
     ) -> None:
         super().__init__()
-        self.channel_attention = SDIChannelAttention(spatial_dims, in_channels, reduction)
+        self.channel_attention = SDIChannelAttention(spatial_dims, in_channels, reduction, act)
         self.spatial_attention = SDISpatialAttention(spatial_dims, kernel_size)
         self.conv = Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1, bias=False)
-        self.norm = Norm[Norm.BATCH, spatial_dims](out_channels)
+        self.norm = get_norm_layer(norm, spatial_dims, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(self.spatial_attention(self.channel_attention(x))))
@@ -164,6 +176,8 @@ class SDISkip(nn.Module):
         in_channels: width of each encoder level, finest first.
         channels: the SDI width ``c`` (32 in the paper).
         reduction: channel reduction of the channel attention's MLP (16 in the paper).
+        act: activation of the channel attention (MONAI ``Act`` spelling; ReLU as published).
+        norm: norm of the reductions (MONAI ``Norm`` spelling; batch norm as published).
 
     Example::
 
@@ -173,10 +187,20 @@ class SDISkip(nn.Module):
         [(1, 32, 64, 48), (1, 32, 32, 24), (1, 32, 16, 12), (1, 32, 8, 6)]
     """
 
-    def __init__(self, spatial_dims: int, in_channels: Sequence[int], channels: int = 32, reduction: int = 16) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: Sequence[int],
+        channels: int = 32,
+        reduction: int = 16,
+        act: str | tuple = "relu",
+        norm: str | tuple = "batch",
+    ) -> None:
         super().__init__()
         self.num_levels = len(in_channels)
-        self.reductions = nn.ModuleList(SDIReduction(spatial_dims, c, channels, reduction) for c in in_channels)
+        self.reductions = nn.ModuleList(
+            SDIReduction(spatial_dims, c, channels, reduction, act=act, norm=norm) for c in in_channels
+        )
         self.sdis = nn.ModuleList(SDI(spatial_dims, channels, self.num_levels) for _ in in_channels)
 
     def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:  # noqa: UP006

@@ -19,7 +19,7 @@ SMALL = (2, 4, 6, 8, 8)
     "spatial_dims,size", [(2, (32, 32)), (2, (37, 50)), (2, (16, 97)), (3, (16, 16, 16)), (3, (19, 24, 17))]
 )
 def test_shapes(spatial_dims: int, size: tuple, deep_supervision: bool) -> None:
-    net = AttentionGateUNet(spatial_dims, 2, 4, features=SMALL, deep_supervision=deep_supervision).eval()
+    net = AttentionGateUNet(spatial_dims, 2, 4, channels=SMALL, deep_supervision=deep_supervision).eval()
     with torch.no_grad():
         out = net(torch.randn(2, 2, *size))
     assert isinstance(out, torch.Tensor)
@@ -29,7 +29,7 @@ def test_shapes(spatial_dims: int, size: tuple, deep_supervision: bool) -> None:
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_deep_supervision_train_vs_eval(spatial_dims: int) -> None:
     size = (21, 18, 16)[:spatial_dims]
-    net = AttentionGateUNet(spatial_dims, 1, 3, features=SMALL, deep_supervision=True)
+    net = AttentionGateUNet(spatial_dims, 1, 3, channels=SMALL, deep_supervision=True)
     x = torch.randn(2, 1, *size)
     outs = net.train()(x)
     assert isinstance(outs, list) and len(outs) == 5  # fused output + one head per decoder level
@@ -53,7 +53,7 @@ def test_deep_supervision_train_vs_eval(spatial_dims: int) -> None:
         fused = net.head(torch.cat(sides[::-1], dim=1))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 3, *size)
     torch.testing.assert_close(out, fused)
-    plain = AttentionGateUNet(spatial_dims, 1, 3, features=SMALL, deep_supervision=False).train()
+    plain = AttentionGateUNet(spatial_dims, 1, 3, channels=SMALL, deep_supervision=False).train()
     assert isinstance(plain(x), torch.Tensor)
 
 
@@ -68,36 +68,36 @@ def test_official_parameter_counts() -> None:
 
 
 def test_layout() -> None:
-    net = AttentionGateUNet(3, 1, 2, features=SMALL, self_attention=True, num_gates=2)
+    net = AttentionGateUNet(3, 1, 2, channels=SMALL, self_attention=True, num_gates=2)
     assert isinstance(net.bottleneck_attention, SelfAttentionBlock)
     assert net.decoders[-1].gate is None  # the finest skip is not gated
     for decoder in list(net.decoders)[:-1]:
         assert len(decoder.gate.gates) == 2 and isinstance(decoder.gate.gates[0], AttentionGate)
         assert decoder.gate.merge is not None
     assert isinstance(net.encoders[1][0], torch.nn.MaxPool3d)
-    single = AttentionGateUNet(2, 1, 2, features=SMALL, num_gates=1, deep_supervision=False)
+    single = AttentionGateUNet(2, 1, 2, channels=SMALL, num_gates=1, deep_supervision=False)
     assert single.decoders[0].gate.merge is None and len(single.decoders[0].gate.gates) == 1
     assert isinstance(single.bottleneck_attention, torch.nn.Identity)
-    assert single.head.in_channels == SMALL[0]
+    assert single.head.conv.conv.in_channels == SMALL[0]
     assert AttentionGateUnet is AttentionGateUNet
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="spatial_dims"):
-        AttentionGateUNet(spatial_dims=1)
-    with pytest.raises(ValueError, match="features"):
-        AttentionGateUNet(features=(4,))
+        AttentionGateUNet(1, 1, 2)
+    with pytest.raises(ValueError, match="channels"):
+        AttentionGateUNet(3, 1, 2, channels=(4,))
     with pytest.raises(ValueError, match="num_gates"):
-        AttentionGateUNet(num_gates=0)
+        AttentionGateUNet(3, 1, 2, num_gates=0)
     with pytest.raises(ValueError, match="16"):
-        AttentionGateUNet(2, 1, 1, features=SMALL)(torch.randn(1, 1, 15, 40))
+        AttentionGateUNet(2, 1, 1, channels=SMALL)(torch.randn(1, 1, 15, 40))
 
 
 def test_self_attention_starts_as_identity() -> None:
     torch.manual_seed(0)
-    plain = AttentionGateUNet(2, 1, 2, features=SMALL).eval()
+    plain = AttentionGateUNet(2, 1, 2, channels=SMALL).eval()
     torch.manual_seed(0)
-    with_sa = AttentionGateUNet(2, 1, 2, features=SMALL, self_attention=True).eval()
+    with_sa = AttentionGateUNet(2, 1, 2, channels=SMALL, self_attention=True).eval()
     with_sa.load_state_dict(plain.state_dict(), strict=False)
     x = torch.randn(1, 1, 35, 32)
     with torch.no_grad():
@@ -106,7 +106,7 @@ def test_self_attention_starts_as_identity() -> None:
 
 @pytest.mark.parametrize("spatial_dims,deep_supervision", [(2, True), (2, False), (3, True)])
 def test_gradients_reach_every_parameter(spatial_dims: int, deep_supervision: bool) -> None:
-    net = AttentionGateUNet(spatial_dims, 1, 2, features=SMALL, deep_supervision=deep_supervision, self_attention=True)
+    net = AttentionGateUNet(spatial_dims, 1, 2, channels=SMALL, deep_supervision=deep_supervision, self_attention=True)
     size = (33, 40, 18)[:spatial_dims]
     out = net(torch.randn(2, 1, *size))
     loss = sum(o.sum() for o in out) if isinstance(out, list) else out.sum()
@@ -118,7 +118,7 @@ def test_gradients_reach_every_parameter(spatial_dims: int, deep_supervision: bo
 
 @pytest.mark.parametrize("spatial_dims,size", [(2, (37, 42)), (3, (17, 20, 16))])
 def test_torchscript_matches_eager(spatial_dims: int, size: tuple) -> None:
-    net = AttentionGateUNet(spatial_dims, 1, 2, features=SMALL, self_attention=True)
+    net = AttentionGateUNet(spatial_dims, 1, 2, channels=SMALL, self_attention=True)
     with torch.no_grad():
         net.bottleneck_attention.gamma.fill_(0.3)
     scripted = torch.jit.script(net)
@@ -137,7 +137,7 @@ def test_torchscript_matches_eager(spatial_dims: int, size: tuple) -> None:
     "spatial_dims,size,deep_supervision", [(2, (37, 42), True), (2, (32, 48), False), (3, (17, 20, 16), True)]
 )
 def test_onnx_export_matches_eager(spatial_dims: int, size: tuple, deep_supervision: bool, tmp_path) -> None:
-    net = AttentionGateUNet(spatial_dims, 1, 3, features=SMALL, deep_supervision=deep_supervision, self_attention=True)
+    net = AttentionGateUNet(spatial_dims, 1, 3, channels=SMALL, deep_supervision=deep_supervision, self_attention=True)
     with torch.no_grad():
         net.bottleneck_attention.gamma.fill_(0.3)
     assert_onnx_matches_eager(net.eval(), (torch.randn(1, 1, *size),), tmp_path)

@@ -57,11 +57,11 @@ def test_variants_train_and_eval_outputs(bridge, deep_supervision):
 
 
 def test_flags_change_the_architecture():
-    full = count_parameters(EGEUNet())
-    assert count_parameters(EGEUNet(bridge=False)) < full
-    assert count_parameters(EGEUNet(deep_supervision=False)) < full
+    full = count_parameters(EGEUNet(2, 3, 1))
+    assert count_parameters(EGEUNet(2, 3, 1, bridge=False)) < full
+    assert count_parameters(EGEUNet(2, 3, 1, deep_supervision=False)) < full
     # multi-class: side heads and bridge masks take K channels
-    assert count_parameters(EGEUNet(out_channels=4)) > full
+    assert count_parameters(EGEUNet(2, 3, 4)) > full
 
 
 def test_eval_output_is_the_main_training_output():
@@ -82,17 +82,27 @@ def test_gradients_reach_every_parameter(spatial_dims, shape):
 
 
 def test_input_too_small_is_a_clear_error():
-    net = EGEUNet().eval()
+    net = EGEUNet(2, 3, 1).eval()
     with pytest.raises(ValueError, match="spatial size >= 32"):
         net(torch.randn(1, 3, 31, 64))
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"channels": (8, 16, 24)}, {"channels": (8, 16, 24, 32, 48, 66)}, {"spatial_dims": 1}]
+    "kwargs, message",
+    [
+        ({"channels": (8, 16, 24)}, "6 stage widths"),
+        ({"channels": (8, 16, 24, 32, 48, 66)}, "divisible by 4"),
+        ({"channels": (6, 12, 18, 24, 36, 48), "norm": ("group", {"num_groups": 3})}, None),
+        ({"spatial_dims": 1}, "spatial_dims"),
+    ],
 )
-def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
-        EGEUNet(**kwargs)
+def test_bad_arguments(kwargs, message):
+    args = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1, **kwargs}
+    if message is None:  # widths that fit the chosen GroupNorm are accepted
+        EGEUNet(**args)
+        return
+    with pytest.raises(ValueError, match=message):
+        EGEUNet(**args)
 
 
 @pytest.mark.parametrize("spatial_dims, shape", [(2, (1, 3, 96, 64)), (3, (1, 1, 32, 48, 32))])
@@ -124,3 +134,15 @@ def test_onnx_export_matches_eager(tmp_path):
         eager = net(x).numpy()
     # float32 kernels differ between runtimes: allow 1e-5 of the output's range
     np.testing.assert_allclose(onnx_out, eager, atol=1e-5 * np.abs(eager).max(), rtol=1e-4)
+
+
+def test_side_outputs_finest_first():
+    net = EGEUNet(2, 3, 2)
+    # constant side heads tell which level each output comes from: decoders run from level 4 down to 0
+    with torch.no_grad():
+        for level, decoder in zip((4, 3, 2, 1, 0), net.decoders):
+            decoder.side_head.conv.conv.weight.zero_()
+            decoder.side_head.conv.conv.bias.fill_(level)
+    outputs = net.train()(torch.randn(2, 3, 64, 40))
+    for level, side in enumerate(outputs[1:]):
+        torch.testing.assert_close(side, torch.full_like(side, level))

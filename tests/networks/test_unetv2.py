@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monai_unets.networks.blocks.conv_encoder import UNetV2ConvEncoder
 from monai_unets.networks.blocks.pvt import PVTv2Encoder
-from monai_unets.networks.unetv2 import UNetV2, UNetV2ConvEncoder
+from monai_unets.networks.unetv2 import UNetV2
 from monai_unets.networks.utils import count_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch\\.jit")
@@ -164,7 +165,7 @@ def test_pretrained_encoder_weights(tmp_path):
     ids=lambda v: _ids(v) if isinstance(v, tuple) else f"{v}d",
 )
 def test_conv_encoder_any_size(spatial_dims, size):
-    net = UNetV2(spatial_dims, 1, 3, encoder="conv", encoder_channels=(8, 16, 24, 32), channels=8).eval()
+    net = UNetV2(spatial_dims, 1, 3, encoder="conv", channels=(8, 16, 24, 32), decoder_channels=8).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 1, *size))
     assert out.shape == (1, 3, *size)
@@ -181,7 +182,7 @@ def test_conv_encoder_strides():
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_conv_gradients_reach_every_parameter(spatial_dims):
-    net = UNetV2(spatial_dims, 1, 2, encoder="conv", encoder_channels=(8, 16, 24, 32), channels=8).train()
+    net = UNetV2(spatial_dims, 1, 2, encoder="conv", channels=(8, 16, 24, 32), decoder_channels=8).train()
     size = (64, 48) if spatial_dims == 2 else (33, 40, 24)
     outs = net(torch.randn(2, 1, *size))
     sum(o.mean() for o in outs).backward()
@@ -192,7 +193,7 @@ def test_conv_gradients_reach_every_parameter(spatial_dims):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_conv_torchscript_matches_eager(spatial_dims):
-    net = UNetV2(spatial_dims, 1, 2, encoder="conv", encoder_channels=(8, 16, 24, 32), channels=8).eval()
+    net = UNetV2(spatial_dims, 1, 2, encoder="conv", channels=(8, 16, 24, 32), decoder_channels=8).eval()
     scripted = torch.jit.script(net)
     x = torch.randn(1, 1, *((45, 38) if spatial_dims == 2 else (35, 41, 29)))
     with torch.no_grad():
@@ -207,8 +208,8 @@ def test_conv_torchscript_matches_eager(spatial_dims):
 
 def test_custom_encoder_module():
     enc = UNetV2ConvEncoder(2, 1, (4, 8, 12, 16))
-    net = UNetV2(2, 1, 1, encoder=enc, channels=4).eval()
-    assert net.encoder is enc and net.encoder_channels == (4, 8, 12, 16)
+    net = UNetV2(2, 1, 1, encoder=enc, decoder_channels=4).eval()
+    assert net.encoder is enc and net.channels == (4, 8, 12, 16)
     with torch.no_grad():
         assert net(torch.randn(1, 1, 50, 70)).shape == (1, 1, 50, 70)
 
@@ -223,6 +224,20 @@ def test_invalid_arguments(tmp_path):
     with pytest.raises(ValueError, match="pretrained"):
         UNetV2(2, 1, 1, encoder="conv", pretrained=str(tmp_path / "w.pth"))
     with pytest.raises(ValueError, match="4 level widths"):
-        UNetV2(2, 1, 1, encoder="conv", encoder_channels=(8, 16, 32))
-    with pytest.raises(ValueError, match="encoder_channels"):
+        UNetV2(2, 1, 1, encoder="conv", channels=(8, 16, 32))
+    with pytest.raises(ValueError, match="channels"):
         UNetV2(2, 1, 1, encoder=torch.nn.Identity())
+    with pytest.raises(ValueError, match=r"stage widths \(32, 64, 160, 256\)"):
+        UNetV2(2, 3, 1, channels=(64, 128, 320, 512), encoder="pvt_v2_b0")
+
+
+def test_side_outputs_finest_first():
+    net = UNetV2(2, 1, 2, encoder="conv", channels=(8, 16, 24, 32), decoder_channels=8)
+    # constant heads tell which level each output comes from; heads[i] reads level i, 0 the finest
+    with torch.no_grad():
+        for level, head in enumerate(net.heads):
+            head.conv.conv.weight.zero_()
+            head.conv.conv.bias.fill_(level)
+    outputs = net.train()(torch.randn(2, 1, 64, 40))
+    for level, output in enumerate(outputs):
+        torch.testing.assert_close(output, torch.full_like(output, level))

@@ -26,11 +26,11 @@ def test_attention_gate_layout() -> None:
     # theta: 2x2x2 stride-2 conv without bias; phi and psi 1x1 with bias; W = 1x1 conv + BN
     assert gate.theta.kernel_size == (2, 2, 2) and gate.theta.stride == (2, 2, 2) and gate.theta.bias is None
     assert gate.phi.kernel_size == (1, 1, 1) and gate.psi.out_channels == 1
-    assert isinstance(gate.W[1], torch.nn.BatchNorm3d)
+    assert isinstance(gate.W.adn.N, torch.nn.BatchNorm3d)
     # 131,072 + 32,896 + 129 + 16,512 + 256 (one gate of level 4 of the published 3D CT network)
     assert sum(p.numel() for p in gate.parameters()) == 180_865
     small = AttentionGate(2, 8, 4, inter_channels=2, sub_sample=3, norm=None)
-    assert small.theta.out_channels == 2 and small.theta.stride == (3, 3) and len(small.W) == 1
+    assert small.theta.out_channels == 2 and small.theta.stride == (3, 3) and not hasattr(small.W, "adn")
 
 
 def test_attention_gate_gradients_script_onnx(tmp_path) -> None:
