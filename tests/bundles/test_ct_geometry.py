@@ -65,3 +65,61 @@ def test_predicted_organ_lies_on_the_phantom_organ(name, studies, tmp_path):
     organ = np.asarray(prediction.dataobj) == 1
     # resampling to 1.5 x 1.5 x 2 mm and back blurs the boundary a little; a flip or shift would give ~0
     assert _dice(organ, truth == 1) > 0.85
+
+
+class RandomScores(torch.nn.Module):
+    """Smooth random logits of 3 classes: close calls everywhere, unlike a trained network's saturated ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv3d(1, 3, 5, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _run(name, studies, out, **overrides):
+    workflow = ConfigWorkflow(
+        config_file=str(bundle_dir(name) / "configs" / "inference.yaml"),
+        workflow_type="infer",
+        input_dir=str(studies / "dicomTs"),
+        output_dir=str(out),
+        num_workers=0,
+        patch_size=[32, 32, 32],
+        network_def=RandomScores(),
+        handlers=[],
+        **overrides,
+    )
+    workflow.initialize()
+    return workflow
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_label_maps_equal_those_of_monai_argmax(name, studies, tmp_path):
+    """The bundle's fast label map and DICOM SEG equal those of MONAI's AsDiscreted(argmax=True) on the scores."""
+    from monai.transforms import AsDiscreted
+    from monai_unets.transforms import ArgmaxLabeld
+
+    fast = _run(name, studies, tmp_path / "fast")
+    fast.run()
+    reference = _run(name, studies, tmp_path / "reference")
+    post = reference.parser.get_parsed_content("postprocessing")
+    pre = reference.parser.get_parsed_content("preprocessing")
+    swapped = [AsDiscreted(keys="pred", argmax=True) if isinstance(t, ArgmaxLabeld) else t for t in post.transforms]
+    assert len(swapped) == len(post.transforms) and any(isinstance(t, ArgmaxLabeld) for t in post.transforms)
+    post.transforms = tuple(swapped)
+    # Invertd must keep the very preprocessing object whose operations it undoes
+    reference.parser["preprocessing"] = pre
+    reference.parser["postprocessing"] = post
+    reference.run()
+    ours = nib.load(tmp_path / "fast" / "demo_000_seg.nii.gz")
+    theirs = nib.load(tmp_path / "reference" / "demo_000_seg.nii.gz")
+    labels = np.asarray(ours.dataobj)
+    assert len(np.unique(labels)) == 3
+    np.testing.assert_array_equal(labels, np.asarray(theirs.dataobj))
+    np.testing.assert_array_equal(ours.affine, theirs.affine)
+    import pydicom
+
+    seg_ours, seg_theirs = (pydicom.dcmread(tmp_path / d / "demo_000_seg.dcm") for d in ("fast", "reference"))
+    assert seg_ours.PixelData == seg_theirs.PixelData
