@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "prepare-polyp": ".prepare_polyp",
     "model-table": ".model_table",
     "benchmark": ".benchmark",
+    "benchmark-pipeline": ".benchmark_pipeline",
 }
 
 
