@@ -78,7 +78,8 @@ def benchmark_inference(
 
     Returns:
         the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
-        inferer), ``ratio``, ``steps_s`` (each post-processing step), ``peak_rss_mib`` and the output files.
+        inferer), ``ratio``, ``steps_s`` (each post-processing step), ``peak_rss_mib`` (the bundle process),
+        ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files.
     """
     from monai_unets.scripts.demo_ct import make_ct_phantom, write_dicom_series
 
@@ -124,6 +125,7 @@ def benchmark_inference(
         "imports_s": round(child["imports_s"], 2),
         "steps_s": {k: round(v, 2) for k, v in child["steps_s"].items()},
         "peak_rss_mib": round(child["peak_rss_mib"], 1),
+        "workers_peak_rss_mib": round(child["workers_peak_rss_mib"], 1),
         "outputs": outputs,
     }
 
@@ -180,6 +182,8 @@ def _child(job: dict) -> int:
         "network_s": network,
         "steps_s": steps,
         "peak_rss_mib": _peak_rss_mib(),
+        # DataLoader workers read and preprocess in their own processes
+        "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
     print(json.dumps(result))
     return 0
