@@ -123,3 +123,25 @@ def test_label_maps_equal_those_of_monai_argmax(name, studies, tmp_path):
 
     seg_ours, seg_theirs = (pydicom.dcmread(tmp_path / d / "demo_000_seg.dcm") for d in ("fast", "reference"))
     assert seg_ours.PixelData == seg_theirs.PixelData
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_float32_resampling_gives_the_float64_label_maps(name, studies, tmp_path):
+    """Resampling (and inverting) in float32 gives the label map of MONAI's default float64 on the phantom."""
+    from monai_unets.transforms import ResampleSpacingd
+
+    fast = _run(name, studies, tmp_path / "fast")
+    fast.run()
+    reference = _run(name, studies, tmp_path / "reference")
+    pre = reference.parser.get_parsed_content("preprocessing")
+    post = reference.parser.get_parsed_content("postprocessing")
+    resampling = [t for t in pre.transforms if isinstance(t, ResampleSpacingd)]
+    assert len(resampling) == 1 and resampling[0].dtype == (torch.float32,)
+    resampling[0].dtype = (np.float64,)
+    reference.parser["preprocessing"] = pre
+    reference.parser["postprocessing"] = post
+    reference.run()
+    ours = np.asarray(nib.load(tmp_path / "fast" / "demo_000_seg.nii.gz").dataobj)
+    theirs = np.asarray(nib.load(tmp_path / "reference" / "demo_000_seg.nii.gz").dataobj)
+    assert len(np.unique(ours)) == 3
+    np.testing.assert_array_equal(ours, theirs)
