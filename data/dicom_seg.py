@@ -136,7 +136,12 @@ def write_dicom_seg(
     values, voxel_affine = _as_label_volume(label_map, affine, source_dir, datasets)
     frames = _frames_on_source_slices(values, voxel_affine, datasets, source_dir)
 
-    present = [int(v) for v in np.unique(frames) if v != 0]
+    if frames.dtype in (np.uint8, np.uint16):
+        # counting small non-negative integers is much faster than np.unique's sort of a whole CT
+        found = np.flatnonzero(np.bincount(frames.ravel()))
+    else:
+        found = np.unique(frames)
+    present = [int(v) for v in found if v != 0]
     unknown = sorted(set(present) - {int(k) for k in labels})
     if unknown:
         raise DicomSegError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
@@ -302,15 +307,25 @@ def _as_label_volume(
             f"{(series_shape[2], series_shape[1], series_shape[0])} as MONAI loads it. "
             "Was the prediction inverted to the original image space (Invertd)?"
         )
-    if not np.allclose(values, np.round(values)) or values.min() < 0:
-        raise DicomSegError("label map must hold non-negative integer class indices (apply AsDiscreted(argmax=True)).")
+    not_indices = "label map must hold non-negative integer class indices (apply AsDiscreted(argmax=True))."
+    if values.dtype == np.bool_:
+        values = values.astype(np.uint8)
+    elif np.issubdtype(values.dtype, np.integer):
+        # integer maps (the usual argmax output) need no rounding check, and keep their compact dtype
+        if np.issubdtype(values.dtype, np.signedinteger) and values.size and values.min() < 0:
+            raise DicomSegError(not_indices)
+    else:
+        if not np.allclose(values, np.round(values)) or values.min() < 0:
+            raise DicomSegError(not_indices)
+        top = float(values.max()) if values.size else 0.0
+        values = np.round(values).astype(np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int64)
     if affine is None:
         voxel_affine = _reader_affine(datasets)
     else:
         voxel_affine = np.asarray(
             affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64
         )
-    return np.round(values).astype(np.int64), voxel_affine
+    return values, voxel_affine
 
 
 def _frames_on_source_slices(
@@ -326,7 +341,6 @@ def _frames_on_source_slices(
     linear, offset = to_voxel[:3, :3], to_voxel[:3, 3]
     rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
     frames = np.empty((len(datasets), rows, cols), dtype=values.dtype)
-    row_idx, col_idx = np.arange(rows)[:, None], np.arange(cols)[None, :]
     mismatch = (
         f"the label map's affine does not place its voxels on the pixels of the series in {folder} "
         f"(label map shape {tuple(values.shape)}); was the prediction inverted to the original image space?"
@@ -357,8 +371,22 @@ def _frames_on_source_slices(
             raise DicomSegError(mismatch)
         slice_axis = 3 - int(col_axis[0]) - int(row_axis[0])
         used_slices.add(int(start[slice_axis]))
-        index = start[:, None, None] + row_step[:, None, None] * row_idx + col_step[:, None, None] * col_idx
-        frames[s] = values[index[0], index[1], index[2]]
+        # one step moves one voxel along one axis: the frame is a strided slice of the map (no gather needed)
+        frame = values[
+            tuple(
+                _axis_range(int(start[a]), rows if a == row_axis[0] else cols, int(col_step[a] + row_step[a]))
+                if a != slice_axis
+                else int(start[a])
+                for a in range(3)
+            )
+        ]
+        frames[s] = frame if row_axis[0] < col_axis[0] else frame.T
     if len(used_slices) != len(datasets):
         raise DicomSegError(mismatch)
     return frames
+
+
+def _axis_range(start: int, count: int, step: int) -> slice:
+    """The slice of ``count`` indices from ``start`` by ``step`` (+1 or -1)."""
+    stop = start + count * step
+    return slice(start, stop if stop >= 0 else None, step)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "model-table": ".model_table",
     "benchmark": ".benchmark",
     "check-data": ".check_data",
+    "benchmark-pipeline": ".benchmark_pipeline",
 }
 
 

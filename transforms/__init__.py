@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from .io import Image2DReader, SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict, image_pixels
-from .label import BinarizeLabel, BinarizeLabelD, BinarizeLabeld, BinarizeLabelDict
+from .label import (
+    ArgmaxLabel,
+    ArgmaxLabelD,
+    ArgmaxLabeld,
+    ArgmaxLabelDict,
+    BinarizeLabel,
+    BinarizeLabelD,
+    BinarizeLabeld,
+    BinarizeLabelDict,
+)
 from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict
 
 __all__ = [
+    "ArgmaxLabel",
+    "ArgmaxLabeld",
+    "ArgmaxLabelD",
+    "ArgmaxLabelDict",
     "BinarizeLabel",
     "BinarizeLabeld",
     "BinarizeLabelD",

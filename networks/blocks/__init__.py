@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .attention import AttentionGate, SelfAttentionBlock
 from .conv_encoder import UNetV2ConvEncoder
+from .dilated_conv import DilatedDepthwiseConv3d, dilated_depthwise_conv
 from .gab import GAB
 from .ghpa import GHPA
 from .layernorm import ChannelLayerNorm
@@ -17,6 +18,7 @@ __all__ = [
     "SDI",
     "AttentionGate",
     "ChannelLayerNorm",
+    "DilatedDepthwiseConv3d",
     "PVTv2Encoder",
     "SDIChannelAttention",
     "SDIReduction",
@@ -24,4 +26,5 @@ __all__ = [
     "SDISpatialAttention",
     "SelfAttentionBlock",
     "UNetV2ConvEncoder",
+    "dilated_depthwise_conv",
 ]

@@ -9,6 +9,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from .dilated_conv import DilatedDepthwiseConv3d
 from .ghpa import split_sizes
 from .utils import resize_to
 
@@ -20,7 +21,8 @@ class GAB(nn.Module):
     coarse feature is projected to ``low_channels`` by a 1x1 conv and resized to the skip's size; both are
     split into ``len(dilations)`` channel groups; group i concatenates (x_high_i, x_low_i, mask) and goes
     through a channels-first LayerNorm and a depthwise 3x3 conv of dilation ``dilations[i]``. The groups are
-    concatenated, normalised and projected back to ``low_channels`` by a 1x1 conv.
+    concatenated, normalised and projected back to ``low_channels`` by a 1x1 conv. In 3D the dilated convs are
+    :class:`DilatedDepthwiseConv3d` (same parameters, computed without dilation on the CPU).
 
     The published block takes a one-channel mask (binary segmentation). Here ``mask_channels`` is free, so a
     multi-class network passes its K-channel side output, and ``mask_channels=0`` gives a bridge without
@@ -59,12 +61,11 @@ class GAB(nn.Module):
         self.groups = nn.ModuleList()
         for size, dilation in zip(self.sizes, dilations):
             c = 2 * size + mask_channels
-            self.groups.append(
-                nn.Sequential(
-                    get_norm_layer(norm, spatial_dims, c),
-                    conv(c, c, kernel_size=3, padding=dilation, dilation=dilation, groups=c),
-                )
-            )
+            if spatial_dims == 3:
+                depthwise = DilatedDepthwiseConv3d(c, kernel_size=3, dilation=dilation)
+            else:
+                depthwise = conv(c, c, kernel_size=3, padding=dilation, dilation=dilation, groups=c)
+            self.groups.append(nn.Sequential(get_norm_layer(norm, spatial_dims, c), depthwise))
         merged = 2 * low_channels + len(dilations) * mask_channels
         self.tail = nn.Sequential(get_norm_layer(norm, spatial_dims, merged), conv(merged, low_channels, kernel_size=1))
 

@@ -180,3 +180,83 @@ def test_organ_lands_on_the_phantom_organ_in_random_orientations(seed, tmp_path)
         _write_case(tmp_path / "in", case, grid)
     _run_oracle("attention_unet_pancreas_ct", tmp_path / "in", tmp_path / "out")
     _assert_organ_in_place(grids, tmp_path / "in", tmp_path / "out")
+
+
+class RandomScores(torch.nn.Module):
+    """Smooth random logits of 3 classes: close calls everywhere, unlike a trained network's saturated ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv3d(1, 3, 5, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _run(name, studies, out, **overrides):
+    workflow = ConfigWorkflow(
+        config_file=str(bundle_dir(name) / "configs" / "inference.yaml"),
+        workflow_type="infer",
+        input_dir=str(studies / "dicomTs"),
+        output_dir=str(out),
+        num_workers=0,
+        patch_size=[32, 32, 32],
+        network_def=RandomScores(),
+        handlers=[],
+        **overrides,
+    )
+    workflow.initialize()
+    return workflow
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_label_maps_equal_those_of_monai_argmax(name, studies, tmp_path):
+    """The bundle's fast label map and DICOM SEG equal those of MONAI's AsDiscreted(argmax=True) on the scores."""
+    from monai.transforms import AsDiscreted
+    from monai_unets.transforms import ArgmaxLabeld
+
+    fast = _run(name, studies, tmp_path / "fast")
+    fast.run()
+    reference = _run(name, studies, tmp_path / "reference")
+    post = reference.parser.get_parsed_content("postprocessing")
+    pre = reference.parser.get_parsed_content("preprocessing")
+    swapped = [AsDiscreted(keys="pred", argmax=True) if isinstance(t, ArgmaxLabeld) else t for t in post.transforms]
+    assert len(swapped) == len(post.transforms) and any(isinstance(t, ArgmaxLabeld) for t in post.transforms)
+    post.transforms = tuple(swapped)
+    # Invertd must keep the very preprocessing object whose operations it undoes
+    reference.parser["preprocessing"] = pre
+    reference.parser["postprocessing"] = post
+    reference.run()
+    ours = nib.load(tmp_path / "fast" / "demo_000_seg.nii.gz")
+    theirs = nib.load(tmp_path / "reference" / "demo_000_seg.nii.gz")
+    labels = np.asarray(ours.dataobj)
+    assert len(np.unique(labels)) == 3
+    np.testing.assert_array_equal(labels, np.asarray(theirs.dataobj))
+    np.testing.assert_array_equal(ours.affine, theirs.affine)
+    import pydicom
+
+    seg_ours, seg_theirs = (pydicom.dcmread(tmp_path / d / "demo_000_seg.dcm") for d in ("fast", "reference"))
+    assert seg_ours.PixelData == seg_theirs.PixelData
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_float32_resampling_gives_the_float64_label_maps(name, studies, tmp_path):
+    """Resampling (and inverting) in float32 gives the label map of MONAI's default float64 on the phantom."""
+    from monai_unets.transforms import ResampleSpacingd
+
+    fast = _run(name, studies, tmp_path / "fast")
+    fast.run()
+    reference = _run(name, studies, tmp_path / "reference")
+    pre = reference.parser.get_parsed_content("preprocessing")
+    post = reference.parser.get_parsed_content("postprocessing")
+    resampling = [t for t in pre.transforms if isinstance(t, ResampleSpacingd)]
+    assert len(resampling) == 1 and resampling[0].dtype == (torch.float32,)
+    resampling[0].dtype = (np.float64,)
+    reference.parser["preprocessing"] = pre
+    reference.parser["postprocessing"] = post
+    reference.run()
+    ours = np.asarray(nib.load(tmp_path / "fast" / "demo_000_seg.nii.gz").dataobj)
+    theirs = np.asarray(nib.load(tmp_path / "reference" / "demo_000_seg.nii.gz").dataobj)
+    assert len(np.unique(ours)) == 3
+    np.testing.assert_array_equal(ours, theirs)

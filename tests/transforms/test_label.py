@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai_unets.transforms import BinarizeLabel, BinarizeLabeld
+from monai_unets.transforms import ArgmaxLabel, ArgmaxLabeld, BinarizeLabel, BinarizeLabeld
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,30 @@ def test_dict_version_keeps_meta_and_other_keys():
     assert out["image"] == "untouched"
     assert out["label"].meta["filename_or_obj"] == "mask.png"
     np.testing.assert_array_equal(out["label"].numpy(), [[0, 1]])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 5])
+def test_argmax_label_equals_torch_argmax_with_ties_and_nans(channels):
+    torch.manual_seed(0)
+    scores = torch.randint(0, 3, (channels, 7, 6, 5)).float()  # many ties: the first channel must win
+    scores[:, 0, 0, 0] = float("nan")
+    if channels > 2:
+        scores[1:, 1, 1, 1] = float("nan")  # the first NaN wins
+        scores[0, 2, 2, 2] = float("nan")
+    expected = torch.argmax(scores, dim=0, keepdim=True)
+    label = ArgmaxLabel()(scores)
+    assert label.dtype == torch.uint8
+    assert torch.equal(label.long(), expected)
+    # integer scores and numpy arrays too
+    ints = torch.randint(0, 4, (channels, 9, 4))
+    assert torch.equal(torch.as_tensor(ArgmaxLabel()(ints.numpy())).long(), torch.argmax(ints, 0, keepdim=True))
+
+
+def test_argmax_labeld_keeps_the_geometry():
+    affine = torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0], dtype=torch.float64))
+    scores = MetaTensor(torch.randn(3, 4, 5, 6), affine=affine)
+    label = ArgmaxLabeld(keys="pred")({"pred": scores})["pred"]
+    assert isinstance(label, MetaTensor) and label.shape == (1, 4, 5, 6)
+    assert torch.equal(label.affine, affine)
+    with pytest.raises(ValueError, match="channel-first"):
+        ArgmaxLabel()(torch.tensor(1.0))

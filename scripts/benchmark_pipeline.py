@@ -1,0 +1,302 @@
+"""Time a 3D bundle end to end on a full-size CT, and a training epoch against its pure compute time.
+
+Inference: a CT-like phantom (512 x 512 x 300 voxels of 0.8 x 0.8 x 1.0 mm by default) is written as a DICOM
+series, and the bundle's own ``inference.yaml`` runs on it in a fresh Python process (random weights saved as
+the bundle's checkpoint, so loading them is timed too), exactly as ``python -m monai.bundle run`` would: imports,
+reading, preprocessing, sliding window, inverting, writing the NIfTI label map and the DICOM SEG. Reported:
+the process's wall time, the time inside the sliding-window inferer alone (the network), their ratio, the time
+of each post-processing step, and the process's peak resident memory.
+
+Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases (validation off), and the same
+number of batches of the same shape then go through the network's forward, loss, backward and optimiser step
+alone, on tensors already in memory. Their ratio says how much the data pipeline costs beyond the compute.
+
+Example::
+
+    monai-unets benchmark-pipeline --bundle egeunet3d_pancreas_ct
+    monai-unets benchmark-pipeline --quick --json figures.json
+
+From Python, :func:`pipeline_rows` gives the same figures as rows for a report table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cli import run_tool
+
+__all__ = ["add_arguments", "benchmark_inference", "benchmark_training", "main", "pipeline_rows", "run"]
+
+CT_BUNDLES = ("egeunet3d_pancreas_ct", "attention_unet_pancreas_ct")
+FULL_SHAPE, FULL_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)
+# small enough for a test: a few windows of a 32-voxel patch
+QUICK_SHAPE, QUICK_SPACING, QUICK_PATCH = (56, 48, 24), (1.5, 1.5, 2.0), (32, 32, 32)
+
+
+def _peak_rss_mib() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _save_random_checkpoint(bundle: str, bundle_root: Path, overrides: dict) -> None:
+    import torch
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
+    parser.update(overrides)
+    torch.manual_seed(0)
+    (bundle_root / "models").mkdir(parents=True, exist_ok=True)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle_root / "models" / "model.pt")
+
+
+def benchmark_inference(
+    bundle: str = "egeunet3d_pancreas_ct",
+    shape: Sequence[int] = FULL_SHAPE,
+    spacing: Sequence[float] = FULL_SPACING,
+    quick: bool = False,
+    workdir: str | os.PathLike | None = None,
+) -> dict:
+    """Run a CT bundle's inference on a phantom DICOM series in a fresh process and measure it.
+
+    Args:
+        bundle: a shipped 3D bundle.
+        shape: voxels of the phantom (x, y, z).
+        spacing: its voxel size in mm.
+        quick: a small phantom and a small patch, for checking that everything runs (figures mean little).
+        workdir: where the phantom, checkpoint and outputs go (a temporary folder by default).
+
+    Returns:
+        the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
+        inferer), ``ratio``, ``steps_s`` (each post-processing step), ``peak_rss_mib`` (the bundle process),
+        ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files.
+    """
+    from monai_unets.scripts.demo_ct import make_ct_phantom, write_dicom_series
+
+    if quick:
+        shape, spacing = QUICK_SHAPE, QUICK_SPACING
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(workdir or tmp)
+        image, _ = make_ct_phantom(shape, spacing, seed=0)
+        origin = [-(shape[0] - 1) * spacing[0] / 2, -(shape[1] - 1) * spacing[1] / 2, 100.0]
+        series = write_dicom_series(image, root / "studies" / "ct_000", spacing, origin)
+        del image
+        overrides = {"patch_size": list(QUICK_PATCH)} if quick else {}
+        _save_random_checkpoint(bundle, root / "bundle", overrides)
+        job = {
+            "bundle": bundle,
+            "bundle_root": str(root / "bundle"),
+            "input_dir": str(root / "studies"),
+            "output_dir": str(root / "out"),
+            "overrides": overrides,
+        }
+        job["launched"] = time.time()
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "monai_unets.scripts.benchmark_pipeline", "--child", json.dumps(job)],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"bundle inference failed:\n{proc.stderr[-3000:]}")
+        child = json.loads(proc.stdout.strip().splitlines()[-1])
+        outputs = sorted(p.name for p in (root / "out").iterdir())
+        del series
+    return {
+        "bundle": bundle,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "input": "DICOM series",
+        "threads": child["threads"],
+        "wall_s": round(wall, 2),
+        "network_s": round(child["network_s"], 2),
+        "ratio": round(wall / child["network_s"], 2) if child["network_s"] > 0 else None,
+        "imports_s": round(child["imports_s"], 2),
+        "steps_s": {k: round(v, 2) for k, v in child["steps_s"].items()},
+        "peak_rss_mib": round(child["peak_rss_mib"], 1),
+        "workers_peak_rss_mib": round(child["workers_peak_rss_mib"], 1),
+        "outputs": outputs,
+    }
+
+
+class _Timed:
+    """Calls ``inner`` and adds the seconds it took to ``times[name]``."""
+
+    def __init__(self, inner, name: str, times: dict) -> None:
+        self.inner, self.name, self.times = inner, name, times
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.inner(*args, **kwargs)
+        finally:
+            self.times[self.name] = self.times.get(self.name, 0.0) + time.perf_counter() - start
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def _child(job: dict) -> int:
+    # runs in its own process: starting Python and importing torch and MONAI are part of what a bundle run pays
+    import torch
+    from monai.bundle import ConfigWorkflow
+    from monai_unets.bundles import bundle_dir
+
+    imports = time.time() - job["launched"]
+    workflow = ConfigWorkflow(
+        config_file=str(bundle_dir(job["bundle"]) / "configs" / "inference.yaml"),
+        workflow_type="infer",
+        bundle_root=job["bundle_root"],
+        input_dir=job["input_dir"],
+        output_dir=job["output_dir"],
+        **job["overrides"],
+    )
+    workflow.initialize()
+    steps: dict[str, float] = {}
+    parser = workflow.parser
+    # one parse, so that Invertd keeps the very preprocessing object whose operations it undoes
+    preprocessing = parser.get_parsed_content("preprocessing")
+    postprocessing = parser.get_parsed_content("postprocessing")
+    inferer = parser.get_parsed_content("inferer")
+    postprocessing.transforms = tuple(_Timed(t, type(t).__name__, steps) for t in postprocessing.transforms)
+    parser["preprocessing"] = preprocessing
+    parser["postprocessing"] = postprocessing
+    parser["inferer"] = _Timed(inferer, "network", steps)
+    workflow.run()
+    workflow.finalize()
+    network = steps.pop("network", 0.0)
+    result = {
+        "threads": torch.get_num_threads(),
+        "imports_s": imports,
+        "network_s": network,
+        "steps_s": steps,
+        "peak_rss_mib": _peak_rss_mib(),
+        # DataLoader workers read and preprocess in their own processes
+        "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def benchmark_training(bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5, quick: bool = False) -> dict:
+    """One training epoch of a bundle's ``train.yaml`` against the network's pure compute on the same batches.
+
+    Args:
+        bundle: a shipped bundle with a ``train#trainer``.
+        num_cases: phantom cases written (a fifth of them go to validation, which does not run).
+        quick: two cases, small phantoms and patches, for checking that everything runs.
+
+    Returns:
+        ``epoch_s`` (the trainer's epoch, data loading included, caching excluded), ``compute_s`` (forward,
+        loss, backward and step on the same number of batches already in memory) and their ``ratio``.
+    """
+    import torch
+    from monai.bundle import ConfigParser
+    from monai.engines import SupervisedTrainer
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.scripts.demo_ct import generate_demo_ct
+
+    if quick:
+        num_cases = 2
+    with tempfile.TemporaryDirectory() as tmp:
+        shape, spacing = (QUICK_SHAPE, QUICK_SPACING) if quick else ((192, 192, 96), (1.5, 1.5, 2.0))
+        generate_demo_ct(tmp, num_cases=num_cases, num_test=0, shape=shape, spacing=spacing)
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir(bundle) / "configs" / "train.yaml"))
+        parser.update(
+            {
+                "bundle_root": tmp,
+                "dataset_dir": tmp,
+                "max_epochs": 1,
+                "val_interval": 1000,
+                # one epoch of the training loop alone: no validation, no progress bar, no TensorBoard
+                "train#handlers": [],
+                **({"patch_size": list(QUICK_PATCH)} if quick else {}),
+            }
+        )
+        parser.get_parsed_content("initialize")
+        # building the trainer fills the dataset's cache: once per run, while the epoch is what repeats
+        trainer: SupervisedTrainer = parser.get_parsed_content("train#trainer")
+        start = time.perf_counter()
+        trainer.run()
+        epoch = time.perf_counter() - start
+        iterations = trainer.state.iteration
+        # the engine keeps its last batch, decollated into samples
+        samples = trainer.state.batch if isinstance(trainer.state.batch, list) else [trainer.state.batch]
+        images, labels = (
+            torch.stack([torch.as_tensor(s[key]) for s in samples]).to(trainer.state.device)
+            for key in ("image", "label")
+        )
+        network, loss_fn, optimizer = trainer.network, trainer.loss_function, trainer.optimizer
+        network.train()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(network(images), labels)
+            loss.backward()
+            optimizer.step()
+        compute = time.perf_counter() - start
+    return {
+        "bundle": bundle,
+        "cases": num_cases,
+        "iterations": iterations,
+        "batch_shape": list(images.shape),
+        "num_workers": trainer.data_loader.num_workers,
+        "threads": torch.get_num_threads(),
+        "epoch_s": round(epoch, 2),
+        "compute_s": round(compute, 2),
+        "ratio": round(epoch / compute, 2) if compute > 0 else None,
+    }
+
+
+def pipeline_rows(bundles: Sequence[str] = CT_BUNDLES[:1], quick: bool = False) -> list[dict]:
+    """The 3D pipeline section of the benchmark suite: one row per measurement, ready for a table.
+
+    Each row has ``section`` (``"3D inference"`` or ``"training epoch"``), ``bundle`` and the figures of
+    :func:`benchmark_inference` or :func:`benchmark_training`.
+    """
+    rows = []
+    for bundle in bundles:
+        rows.append({"section": "3D inference", **benchmark_inference(bundle, quick=quick)})
+        rows.append({"section": "training epoch", **benchmark_training(bundle, quick=quick)})
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bundle", action="append", choices=CT_BUNDLES, help="3D bundle (repeatable; default: the EGE-UNet one)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small volumes: checks that everything runs")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.child:
+        return _child(json.loads(args.child))
+    rows = pipeline_rows(args.bundle or CT_BUNDLES[:1], quick=args.quick)
+    for row in rows:
+        print(json.dumps(row))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool as ``python -m monai_unets.scripts.benchmark_pipeline``; returns the exit status."""
+    return run_tool(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
