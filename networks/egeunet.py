@@ -8,10 +8,11 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.factories import Conv
 from torch import nn
 
 from .blocks import GAB, GHPA
+from .blocks.pool import MaxPool2x
 from .blocks.utils import resize_to
 
 __all__ = ["EGEUNet", "EGEUnet"]
@@ -91,8 +92,7 @@ class EGEUNet(nn.Module):
         ]
         # each of the first five stages: op -> GroupNorm -> 2x max-pool (GELU in forward)
         self.encoders = nn.ModuleList(
-            nn.Sequential(op, nn.GroupNorm(4, width), Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2))
-            for op, width in zip(ops, c[:5])
+            nn.Sequential(op, nn.GroupNorm(4, width), MaxPool2x()) for op, width in zip(ops, c[:5])
         )
         self.bottom = GHPA(spatial_dims, c[4], c[5])
 
