@@ -17,6 +17,7 @@ from .blocks import (
 from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
 from .losses import DeepSupervisedDiceCELoss
+from .runtime import OnnxRuntimeNetwork, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .unetv2 import UNetV2, UnetV2, UNetV2ConvEncoder
 from .utils import count_macs, count_parameters
@@ -36,6 +37,7 @@ __all__ = [
     "DoubleConv",
     "EGEUNet",
     "EGEUnet",
+    "OnnxRuntimeNetwork",
     "PVTv2Encoder",
     "SDISkip",
     "SelfAttentionBlock",
@@ -45,4 +47,5 @@ __all__ = [
     "UnetV2",
     "count_macs",
     "count_parameters",
+    "select_runtime",
 ]

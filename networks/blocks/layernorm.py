@@ -35,4 +35,6 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.movedim(1, -1), self.weight.shape, self.weight, self.bias, self.eps).movedim(-1, 1)
+        # non-negative axes: the legacy ONNX exporter writes negative ones into Transpose, which is invalid
+        last = x.dim() - 1
+        return F.layer_norm(x.movedim(1, last), self.weight.shape, self.weight, self.bias, self.eps).movedim(last, 1)
