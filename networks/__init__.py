@@ -46,6 +46,7 @@ from .blocks import (
 from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
 from .losses import DeepSupervisedDiceCELoss
+from .runtime import OnnxRuntimeNetwork, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .unetv2 import UNetV2, UnetV2
 from .utils import count_macs, count_parameters
@@ -64,6 +65,7 @@ __all__ = [
     "DeepSupervisedStructureLoss",
     "EGEUNet",
     "EGEUnet",
+    "OnnxRuntimeNetwork",
     "PVTv2Encoder",
     "SDISkip",
     "SelfAttentionBlock",
@@ -73,4 +75,5 @@ __all__ = [
     "UnetV2",
     "count_macs",
     "count_parameters",
+    "select_runtime",
 ]

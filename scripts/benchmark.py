@@ -1,37 +1,433 @@
-"""Time a bundle's sliding-window inference on a full-size volume and report its peak memory.
+"""Benchmark suite: networks beside MONAI's, runtime paths, sliding-window inference; Markdown and JSON reports.
 
-The network, window size, overlap and window batch come from the bundle's ``inference.yaml`` (random weights:
-speed does not depend on them); the volume is random, of ``--shape`` voxels, one channel, as the network sees
-it after preprocessing. Peak memory is the process's peak resident size (and the CUDA allocator's peak on a
-GPU), measured around the inference alone.
+Each section measures one thing and returns a table; the runner describes the machine (CPU, threads, load
+average before and after, library versions) and writes ``benchmark.md`` and ``benchmark.json`` to
+``--output-dir``. Sections are registered in :data:`SECTIONS` by module and function name; a section whose
+module is not installed is skipped.
+
+- ``networks``: every network of the README's model table at its reference input, at each batch size:
+  parameters, MACs, inference latency and throughput, training step time, peak memory, and MONAI's ``UNet``
+  (16..256), ``BasicUNet`` and ``AttentionUnet`` on the same input as ratios (their time / ours: above 1 means
+  ours is faster);
+- ``runtimes``: each network through eager PyTorch, inference mode (eval-time constants cached), channels_last,
+  TorchScript (scripted and frozen), ONNX Runtime and, with ``--compile``, torch.compile: latency, speed-up over
+  eager and the largest difference of the outputs from eager's;
+- ``sliding-window``: a bundle's own sliding-window inference on a full-size random volume (``--bundle``,
+  ``--shape``): seconds and peak memory.
+
+Timings are medians over ``--repeats`` rounds in which the compared variants run alternately, and ratios are
+medians of the per-round ratios, so that load changes on a shared machine hit both sides of a ratio alike.
+``--quick`` runs every section on tiny inputs with one round: a check that the suite works, not a measurement.
 
 Example::
 
-    monai-unets benchmark --bundle attention_unet_pancreas_ct --shape 512 512 300
-    monai-unets benchmark --bundle egeunet3d_pancreas_ct --device cuda:0 --stitch-device cpu
+    monai-unets benchmark --output-dir bench                    # every section
+    monai-unets benchmark --sections networks runtimes --networks EGEUNet --threads 1
+    monai-unets benchmark --sections sliding-window --bundle egeunet3d_pancreas_ct --shape 512 512 300
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
+import os
+import platform
 import resource
+import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from monai_unets.bundles import bundle_dir
+from monai_unets.networks import OnnxRuntimeNetwork, count_macs, count_parameters
+from torch import nn
 
 from .cli import run_tool
+from .model_table import MODEL_ROWS, ModelRow
 
-__all__ = ["add_arguments", "benchmark_sliding_window", "main", "run"]
+__all__ = [
+    "SECTIONS",
+    "BenchmarkOptions",
+    "BenchmarkSection",
+    "add_arguments",
+    "benchmark_sliding_window",
+    "machine_description",
+    "main",
+    "network_section",
+    "paired_times",
+    "run",
+    "run_suite",
+    "runtime_section",
+    "sliding_window_section",
+]
+
+#: Section name -> ``"module:function"`` (module relative to ``monai_unets.scripts``). The function takes
+#: :class:`BenchmarkOptions` and returns a :class:`BenchmarkSection`; a module that is not there is skipped.
+SECTIONS: dict[str, str] = {
+    "networks": ".benchmark:network_section",
+    "runtimes": ".benchmark:runtime_section",
+    "sliding-window": ".benchmark:sliding_window_section",
+    "pipeline": ".benchmark_pipeline:pipeline_section",
+}
+
+QUICK_SIZES = (32, 64, 128, 188)  # --quick takes the first side a network accepts (188: U-Net's valid convs)
+
+
+@dataclass
+class BenchmarkOptions:
+    """What the sections measure and how often.
+
+    Args:
+        quick: tiny inputs and one round, to check that everything runs.
+        repeats: timed rounds (medians are reported).
+        batch_sizes: batch sizes of the network and runtime sections.
+        networks: model-table networks to include (all when empty): a name (``EGEUNet``) or a name and the start
+            of its configuration (``EGEUNet 2D``).
+        compile: also time torch.compile (slow to compile).
+        device: where the networks run.
+        extra: section-specific settings (the sliding-window section reads ``bundle``, ``shape``, ``overlap``,
+            ``sw_batch_size`` and ``stitch_device``).
+    """
+
+    quick: bool = False
+    repeats: int = 10
+    batch_sizes: tuple[int, ...] = (1, 8)
+    networks: tuple[str, ...] = ()
+    compile: bool = False
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkSection:
+    """One table of the report: rows of the same keys, and notes printed under it."""
+
+    title: str
+    rows: list[dict]
+    notes: list[str] = field(default_factory=list)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def _load_average() -> list[float]:
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
+    return []
+
+
+def machine_description() -> dict:
+    """CPU model, logical CPUs, torch threads, load average, GPU and library versions of this machine."""
+    description = {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15min": _load_average(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    description.update({name: _version(name) for name in ("torch", "monai", "onnxruntime", "numpy", "monai-unets")})
+    if torch.cuda.is_available():
+        description["gpu"] = torch.cuda.get_device_name()
+    return description
+
+
+def paired_times(candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each candidate per round; in every round the candidates run one after the other.
+
+    Args:
+        candidates: name -> a call to time (it must finish its work before returning, e.g. synchronise CUDA).
+        repeats: timed rounds.
+        warmup: untimed rounds first (allocations, caches, lazy initialisation).
+    """
+    for _ in range(warmup):
+        for call in candidates.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, call in candidates.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
+def _reset_peak_rss() -> bool:
+    # Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) of this process
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def _peak_rss_mib() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     # ru_maxrss is in KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _synchronise(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _selected_rows(options: BenchmarkOptions) -> list[ModelRow]:
+    # a name selects every configuration of that network; "EGEUNet 2D" only the configurations starting so
+    rows = [
+        r
+        for r in MODEL_ROWS
+        if not options.networks or any(f"{r.name} {r.config}".startswith(n) for n in options.networks)
+    ]
+    if not rows:
+        raise ValueError(f"no network of the model table is called {', '.join(options.networks)}.")
+    return rows
+
+
+def _input_shape(row: ModelRow, net: nn.Module, batch: int, quick: bool) -> tuple[int, ...]:
+    spatial = row.input_shape[2:]
+    if quick:
+        for side in QUICK_SIZES:
+            try:  # shapes only, on the meta device
+                count_macs(net, (1, row.input_shape[1]) + (side,) * len(spatial))
+            except (RuntimeError, ValueError):
+                continue
+            spatial = (side,) * len(spatial)
+            break
+    return (batch, row.input_shape[1], *spatial)
+
+
+def _first(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (list, tuple)) else output
+
+
+def _monai_baselines(spatial_dims: int, in_channels: int, out_channels: int) -> dict[str, Callable[[], nn.Module]]:
+    from monai.networks.nets import AttentionUnet, BasicUNet, UNet
+
+    widths = (16, 32, 64, 128, 256)
+    return {
+        "UNet": lambda: UNet(spatial_dims, in_channels, out_channels, widths, (2, 2, 2, 2)),
+        "BasicUNet": lambda: BasicUNet(spatial_dims, in_channels, out_channels),
+        "AttentionUnet": lambda: AttentionUnet(spatial_dims, in_channels, out_channels, widths, (2, 2, 2, 2)),
+    }
+
+
+def _training_step(net: nn.Module, x: torch.Tensor, optimiser: torch.optim.Optimizer) -> Callable[[], None]:
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        output = net(x)
+        outputs = output if isinstance(output, (list, tuple)) else [output]
+        sum(o.float().mean() for o in outputs).backward()
+        optimiser.step()
+
+    return step
+
+
+def _inference(net: nn.Module, x: torch.Tensor, device: str) -> Callable[[], torch.Tensor]:
+    def infer() -> torch.Tensor:
+        with torch.inference_mode():
+            y = net(x)
+        _synchronise(device)
+        return y
+
+    return infer
+
+
+def _cases(options: BenchmarkOptions) -> Iterator[tuple[ModelRow, nn.Module, torch.Tensor]]:
+    """Each selected network (in eval mode) with a random input of each batch size."""
+    for row in _selected_rows(options):
+        net = row.build().to(options.device)
+        for batch in (1,) if options.quick else options.batch_sizes:
+            shape = _input_shape(row, net, batch, options.quick)
+            yield row, net.eval(), torch.rand(*shape, device=options.device)
+
+
+def network_section(options: BenchmarkOptions) -> BenchmarkSection:
+    """Every model-table network at its reference input beside MONAI's UNet, BasicUNet and AttentionUnet."""
+    rows = []
+    repeats = 1 if options.quick else options.repeats
+    for row, net, x in _cases(options):
+        shape, batch = tuple(x.shape), x.shape[0]
+        out_channels = _inference(net, x, options.device)().shape[1]
+        baselines = {}
+        for name, build in _monai_baselines(len(shape) - 2, shape[1], out_channels).items():
+            baseline = build().to(options.device).eval()
+            try:
+                _inference(baseline, x, options.device)()
+            except RuntimeError as error:  # e.g. MONAI's UNet needs sizes divisible by 16
+                rows_note = f"{name} does not take {list(shape)}: {str(error).splitlines()[0]}"
+                print(f"benchmark: {row.name} {row.config}: {rows_note}", file=sys.stderr)
+                continue
+            baselines[name] = baseline
+        candidates = {"ours": _inference(net, x, options.device)}
+        candidates.update({name: _inference(b, x, options.device) for name, b in baselines.items()})
+        _reset_peak_rss()
+        infer_times = paired_times(candidates, repeats)
+        # training: each network's own step (forward, a mean over its outputs, backward, SGD step)
+        steps = {}
+        for name, model in [("ours", net)] + list(baselines.items()):
+            model.train()
+            steps[name] = _training_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
+        train_times = paired_times(steps, max(1, repeats // 2))
+        latency = statistics.median(infer_times["ours"])
+        result = {
+            "network": row.name,
+            "config": row.config,
+            "input": "x".join(map(str, shape)),
+            "parameters": count_parameters(net),
+            "GMACs": round(count_macs(net, shape) / 1e9, 3),
+            "latency_ms": round(latency * 1e3, 2),
+            "images_per_s": round(batch / latency, 1),
+            "train_step_ms": round(statistics.median(train_times["ours"]) * 1e3, 1),
+        }
+        if torch.device(options.device).type == "cuda":
+            result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        else:
+            result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        for name in _monai_baselines(1, 1, 1):
+            key = f"MONAI {name} / ours"
+            result[f"{key} (inference)"] = (
+                round(_median_ratio(infer_times[name], infer_times["ours"]), 2) if name in baselines else None
+            )
+            result[f"{key} (training)"] = (
+                round(_median_ratio(train_times[name], train_times["ours"]), 2) if name in baselines else None
+            )
+        rows.append(result)
+    return BenchmarkSection(
+        "Networks beside MONAI's",
+        rows,
+        [
+            "MONAI UNet: channels (16, 32, 64, 128, 256), strides 2; BasicUNet: its defaults; AttentionUnet: the "
+            "UNet's channels. Ratios are their time over ours (above 1: ours is faster), medians of paired rounds.",
+            "Latency: inference mode, eval; training step: forward, mean of the outputs, backward, SGD step.",
+            "Peak memory: the process's peak resident size while these networks ran (CPU), or the CUDA "
+            "allocator's peak.",
+        ],
+    )
+
+
+def _export_onnx(net: nn.Module, x: torch.Tensor, path: Path) -> None:
+    # a traced export keeps the feature sizes of its example: exported at the size it is timed at
+    with torch.no_grad():
+        torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"])
+
+
+def _runtime_paths(
+    net: nn.Module, x: torch.Tensor, options: BenchmarkOptions, workdir: Path
+) -> dict[str, Callable[[], Callable[[], torch.Tensor]]]:
+    """Runtime path name -> a builder of its timed call (built lazily: a failing path is reported, not fatal)."""
+    device = options.device
+    memory_format = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+
+    def eager() -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            y = net(x)
+            _synchronise(device)
+            return y.detach()
+
+        return call
+
+    def channels_last() -> Callable[[], torch.Tensor]:
+        cl_net = _copy_of(net).to(memory_format=memory_format)
+        return _inference(cl_net, x.contiguous(memory_format=memory_format), device)
+
+    def torchscript() -> Callable[[], torch.Tensor]:
+        return _inference(torch.jit.freeze(torch.jit.script(_copy_of(net))), x, device)
+
+    def onnxruntime() -> Callable[[], torch.Tensor]:
+        path = workdir / "model.onnx"
+        _export_onnx(net, x, path)
+        return _inference(OnnxRuntimeNetwork(path, device), x, device)
+
+    paths = {
+        "eager": eager,
+        "eager, inference mode": lambda: _inference(net, x, device),
+        "channels_last": channels_last,
+        "TorchScript (frozen)": torchscript,
+        "ONNX Runtime": onnxruntime,
+    }
+    if options.compile:
+        paths["torch.compile"] = lambda: _inference(torch.compile(_copy_of(net)), x, device)
+    return paths
+
+
+def _copy_of(net: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(net).eval()
+
+
+def runtime_section(options: BenchmarkOptions) -> BenchmarkSection:
+    """Every model-table network through each runtime path: latency, speed-up over eager, output difference."""
+    rows = []
+    repeats = 1 if options.quick else options.repeats
+    for row, net, x in _cases(options):
+        batch = x.shape[0]
+        with tempfile.TemporaryDirectory() as workdir:
+            calls, failures = {}, {}
+            for name, build in _runtime_paths(net, x, options, Path(workdir)).items():
+                try:
+                    calls[name] = build()
+                    calls[name]()
+                except Exception as error:  # a runtime that cannot take this network is a finding, not a crash
+                    calls.pop(name, None)
+                    failures[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            reference = calls["eager"]().float()
+            scale = max(1.0, reference.abs().max().item())
+            diffs = {name: (call().float() - reference).abs().max().item() for name, call in calls.items()}
+            times = paired_times(calls, repeats)
+        for name in list(calls) + list(failures):
+            result = {"network": row.name, "config": row.config, "input": "x".join(map(str, x.shape))}
+            result["runtime"] = name
+            if name in failures:
+                result["error"] = failures[name]
+            else:
+                latency = statistics.median(times[name])
+                result["latency_ms"] = round(latency * 1e3, 2)
+                result["images_per_s"] = round(batch / latency, 1)
+                result["speed-up over eager"] = round(_median_ratio(times["eager"], times[name]), 2)
+                result["max abs diff from eager"] = float(f"{diffs[name]:.2e}")
+                result["max abs diff / max(1, max abs eager)"] = float(f"{diffs[name] / scale:.2e}")
+            rows.append(result)
+    return BenchmarkSection(
+        "Runtime paths",
+        rows,
+        [
+            "eager: the network in eval mode with autograd on, every operation recomputed on each call; "
+            "inference mode: torch.inference_mode(), where EGE-UNet reuses its attention maps per input size; "
+            "channels_last, TorchScript (scripted, frozen) and torch.compile run in inference mode.",
+            "ONNX Runtime: legacy exporter, opset 17, exported at the timed input size, all graph optimisations, "
+            "as many threads as torch; its own kernels give float32 differences of about 1e-5 relative.",
+        ],
+    )
 
 
 def benchmark_sliding_window(
@@ -44,6 +440,11 @@ def benchmark_sliding_window(
     repeats: int = 1,
 ) -> dict:
     """Run the bundle's sliding-window inference on a random volume and measure it.
+
+    The network, window size, overlap and window batch come from the bundle's ``inference.yaml`` (random weights:
+    speed does not depend on them); the volume is random, of ``shape`` voxels, one channel, as the network sees
+    it after preprocessing. Peak memory is the process's peak resident size (and the CUDA allocator's peak on a
+    GPU), measured around the inference alone.
 
     Args:
         bundle: name of a shipped bundle whose inference config has ``network_def`` and ``inferer``.
@@ -77,6 +478,7 @@ def benchmark_sliding_window(
             inferer(volume[..., : min(shape[-1], 2 * inferer.roi_size[-1])], network)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    _reset_peak_rss()
     rss_before = _peak_rss_mib()
     times = []
     with torch.inference_mode():
@@ -109,23 +511,155 @@ def benchmark_sliding_window(
     return result
 
 
+def sliding_window_section(options: BenchmarkOptions) -> BenchmarkSection:
+    """The sliding-window inference of one or more CT bundles on a full-size random volume."""
+    extra = options.extra
+    shape = (100, 96, 40) if options.quick else tuple(extra.get("shape", (512, 512, 300)))
+    bundles = extra.get("bundles") or ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"]
+    rows = [
+        benchmark_sliding_window(
+            bundle,
+            shape,
+            options.device,
+            extra.get("stitch_device"),
+            extra.get("overlap"),
+            extra.get("sw_batch_size"),
+            1 if options.quick else max(1, options.repeats // 5),
+        )
+        for bundle in bundles
+    ]
+    return BenchmarkSection("Sliding-window inference of the CT bundles", rows)
+
+
+def _load_section(spec: str) -> Callable[[BenchmarkOptions], BenchmarkSection] | None:
+    module_name, _, function = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name, package=__package__)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.lstrip(".") in error.name:
+            return None  # a section whose module is not part of this installation
+        raise
+    return getattr(module, function)
+
+
+def run_suite(sections: list[str], options: BenchmarkOptions) -> dict:
+    """Run the named sections (all registered ones when empty) and return the report as a dictionary.
+
+    Example::
+
+        >>> report = run_suite(["networks"], BenchmarkOptions(quick=True, networks=("EGEUNet",)))  # doctest: +SKIP
+    """
+    unknown = [name for name in sections if name not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown benchmark sections {unknown}; the sections are {', '.join(SECTIONS)}.")
+    report: dict = {"machine": machine_description(), "quick": options.quick, "sections": []}
+    for name in sections or list(SECTIONS):
+        section_function = _load_section(SECTIONS[name])
+        if section_function is None:
+            report["sections"].append({"name": name, "skipped": "its module is not installed"})
+            continue
+        print(f"benchmark: {name} ...", file=sys.stderr)
+        start = time.perf_counter()
+        section = section_function(options)
+        report["sections"].append(
+            {
+                "name": name,
+                "title": section.title,
+                "seconds": round(time.perf_counter() - start, 1),
+                "rows": section.rows,
+                "notes": section.notes,
+            }
+        )
+    report["machine"]["load_average_after"] = _load_average()
+    return report
+
+
+def _markdown_table(rows: list[dict]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = ["" if row.get(c) is None else str(row[c]).replace("|", "/") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_markdown(report: dict) -> str:
+    """The report as Markdown: the machine, then one table per section."""
+    machine = report["machine"]
+    lines = ["# monai-unets benchmark", ""]
+    if report["quick"]:
+        lines += ["Quick run: tiny inputs, one round. The figures check that the suite runs; they measure nothing.", ""]
+    lines += [f"- {key}: {value}" for key, value in machine.items()]
+    for section in report["sections"]:
+        lines += ["", f"## {section.get('title', section['name'])}", ""]
+        if "skipped" in section:
+            lines.append(f"Skipped: {section['skipped']}.")
+            continue
+        lines += _markdown_table(section["rows"]) if section["rows"] else ["(no rows)"]
+        lines += [""] + [f"- {note}" for note in section["notes"]] + [f"- section time: {section['seconds']} s"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", default="attention_unet_pancreas_ct", help="bundle name (default: %(default)s)")
     parser.add_argument(
-        "--shape", type=int, nargs="+", default=[512, 512, 300], help="volume size (default: %(default)s)"
+        "--sections", nargs="+", default=[], metavar="NAME", help=f"sections to run: {', '.join(SECTIONS)} (all)"
     )
-    parser.add_argument("--device", default="cpu", help="device of the windows (default: %(default)s)")
-    parser.add_argument("--stitch-device", default=None, help="device of the whole-volume output (default: --device)")
+    parser.add_argument("--output-dir", default=".", help="where benchmark.md and benchmark.json go (default: .)")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs, one round: checks that the suite runs")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds, medians reported (default: 10)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        default=[],
+        help='model-table networks (EGEUNet) or configurations ("EGEUNet 2D"); default: all',
+    )
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--device", default="cpu", help="device of the networks (default: %(default)s)")
+    parser.add_argument("--bundle", nargs="+", default=None, help="sliding-window section: bundle names")
+    parser.add_argument("--shape", type=int, nargs="+", default=[512, 512, 300], help="sliding-window volume size")
+    parser.add_argument("--stitch-device", default=None, help="sliding-window output device (default: --device)")
     parser.add_argument("--overlap", type=float, default=None, help="window overlap (default: the bundle's)")
     parser.add_argument("--sw-batch-size", type=int, default=None, help="windows per pass (default: the bundle's)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs, median reported (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = benchmark_sliding_window(
-        args.bundle, tuple(args.shape), args.device, args.stitch_device, args.overlap, args.sw_batch_size, args.repeats
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    sections = list(args.sections)
+    if args.bundle and not sections:
+        sections = ["sliding-window"]  # the former form of the command: one bundle's sliding-window figures
+    options = BenchmarkOptions(
+        quick=args.quick,
+        repeats=max(1, args.repeats),
+        batch_sizes=tuple(args.batch_sizes),
+        networks=tuple(args.networks),
+        compile=args.compile,
+        device=args.device,
+        extra={
+            "bundles": args.bundle,
+            "shape": args.shape,
+            "stitch_device": args.stitch_device,
+            "overlap": args.overlap,
+            "sw_batch_size": args.sw_batch_size,
+        },
     )
-    print(json.dumps(result))
+    report = run_suite(sections, options)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(output_dir / "benchmark.json", json.dumps(report, indent=1) + "\n")
+    markdown = report_markdown(report)
+    _write_atomic(output_dir / "benchmark.md", markdown)
+    print(markdown)
     return 0
 
 

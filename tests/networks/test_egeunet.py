@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,25 @@ def test_side_outputs_finest_first():
     outputs = net.train()(torch.randn(2, 3, 64, 40))
     for level, side in enumerate(outputs[1:]):
         torch.testing.assert_close(side, torch.full_like(side, level))
+
+
+REFERENCE = Path(__file__).parent / "data" / "egeunet_reference.pt"
+
+
+@pytest.mark.parametrize("dims", ["2d", "3d"])
+def test_outputs_match_the_frozen_reference(dims):
+    # Outputs of the straightforward implementation (whose 2D outputs equal the published
+    # code's with mapped weights), saved with random weights and input for a 2D and a 3D network. Caching,
+    # fused normalisation and the pooling rewrite must keep them, in eval and in training mode.
+    ref = torch.load(REFERENCE, weights_only=True)[dims]
+    x = ref["input"].float()
+    net = EGEUNet(x.dim() - 2, x.shape[1], 1)
+    net.load_state_dict({k: v.float() for k, v in ref["state_dict"].items()})
+    net.eval()
+    with torch.inference_mode():
+        first = net(x)
+        cached = net(x)
+    torch.testing.assert_close(first, ref["output"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cached, ref["output"], atol=1e-4, rtol=1e-4)
+    net.train()
+    torch.testing.assert_close(net(x)[0].detach(), ref["output"], atol=1e-4, rtol=1e-4)

@@ -1,8 +1,13 @@
-"""The benchmark script runs and reports its figures (figures themselves are written in the bundle docs)."""
+"""The benchmark suite runs and reports; its figures are never asserted (figures go into the docs)."""
 
 from __future__ import annotations
 
-from monai_unets.scripts.benchmark import benchmark_sliding_window
+import json
+
+import torch
+from monai_unets.scripts import benchmark
+from monai_unets.scripts.benchmark import BenchmarkOptions, BenchmarkSection, benchmark_sliding_window, run_suite
+from monai_unets.scripts.cli import main
 
 
 def test_reports_windows_time_and_memory():
@@ -11,3 +16,56 @@ def test_reports_windows_time_and_memory():
     assert result["output_shape"] == [1, 3, 100, 96, 40]
     # 96-voxel windows every 48 voxels: 2 along the first axis, 1 along the others
     assert result["windows"] == 2
+
+
+def test_quick_suite_writes_markdown_and_json(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        status = main(
+            ["benchmark", "--quick", "--threads", "1", "--sections", "networks", "runtimes", "--networks", "EGEUNet"]
+            + ["--output-dir", str(tmp_path)]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert status == 0
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    machine = report["machine"]
+    assert {"cpu", "torch_threads", "load_average_1_5_15min", "load_average_after", "torch", "monai"} <= set(machine)
+    networks, runtimes = report["sections"]
+    # the 2D and the 3D EGE-UNet of the model table, each beside MONAI's three networks
+    assert [(r["config"], r["input"]) for r in networks["rows"]] == [
+        ("2D, 3 -> 1", "1x3x32x32"),
+        ("3D, 1 -> 1", "1x1x32x32x32"),
+    ]
+    for row in networks["rows"]:
+        assert row["parameters"] in (53_374, 105_150) and row["GMACs"] > 0
+        # every figure measured (their values are not asserted: shared machines are noisy)
+        timed = [
+            "latency_ms",
+            "train_step_ms",
+            "MONAI UNet / ours (inference)",
+            "MONAI AttentionUnet / ours (training)",
+        ]
+        assert all(row[key] is not None for key in timed), row
+    paths = {(r["config"], r["runtime"]): r for r in runtimes["rows"]}
+    for config in ("2D, 3 -> 1", "3D, 1 -> 1"):
+        for name in ("eager", "eager, inference mode", "channels_last", "TorchScript (frozen)", "ONNX Runtime"):
+            row = paths[(config, name)]
+            assert "error" not in row, row
+            # every path computes the same network
+            assert row["max abs diff / max(1, max abs eager)"] <= 1e-4, row
+    markdown = (tmp_path / "benchmark.md").read_text()
+    assert "## Networks beside MONAI's" in markdown and "## Runtime paths" in markdown
+    assert "| ONNX Runtime |" in markdown
+
+
+def test_registered_sections_plug_in_and_missing_modules_are_skipped(monkeypatch):
+    def tiny_section(options):
+        return BenchmarkSection("Tiny", [{"quick": options.quick}])
+
+    monkeypatch.setattr(benchmark, "tiny_section", tiny_section, raising=False)
+    monkeypatch.setitem(benchmark.SECTIONS, "tiny", ".benchmark:tiny_section")
+    monkeypatch.setitem(benchmark.SECTIONS, "absent", ".benchmark_not_installed:section")
+    report = run_suite(["tiny", "absent"], BenchmarkOptions(quick=True))
+    assert report["sections"][0]["rows"] == [{"quick": True}]
+    assert report["sections"][1] == {"name": "absent", "skipped": "its module is not installed"}

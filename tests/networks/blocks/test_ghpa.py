@@ -55,3 +55,47 @@ def test_each_axis_group_varies_along_its_axis_only(spatial_dims):
                 assert spread > 1e-3, f"group of axis {axis} is constant along it"
             else:
                 assert spread < 1e-5, f"group of axis {axis} varies along axis {other}"
+
+
+def _fresh_output(block, x):
+    """The block's output with its maps computed from the parameters, as in training."""
+    with torch.enable_grad():
+        return block(x).detach()
+
+
+def test_eval_maps_follow_parameter_changes():
+    block = GHPA(2, 16, 8).eval()
+    x = torch.randn(1, 16, 12, 20)
+    with torch.inference_mode():
+        first = block(x)
+        torch.testing.assert_close(block(x), first)
+    # an optimiser step changes the parameters in place: the next no-grad pass must use the new maps
+    with torch.no_grad():
+        block.params_space.mul_(3.0)
+        block.axis_maps[0].params.add_(1.0)
+        changed = block(x)
+    assert not torch.allclose(changed, first)
+    torch.testing.assert_close(changed, _fresh_output(block, x))
+    # new weights loaded into the same module
+    other = GHPA(2, 16, 8)
+    block.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), _fresh_output(block, x))
+
+
+def test_eval_maps_per_input_size():
+    block = GHPA(3, 20, 8).eval()
+    with torch.no_grad():
+        for size in [(6, 7, 8), (8, 7, 6), (6, 7, 8)]:
+            x = torch.randn(1, 20, *size)
+            torch.testing.assert_close(block(x), _fresh_output(block, x))
+
+
+def test_gradients_in_eval_mode_reach_the_maps():
+    # saliency or fine-tuning with frozen statistics: eval mode with autograd must not use detached maps
+    block = GHPA(2, 8, 8).eval()
+    x = torch.randn(1, 8, 10, 10)
+    with torch.no_grad():
+        block(x)
+    block(x).sum().backward()
+    assert block.params_space.grad is not None and block.axis_maps[1].params.grad is not None

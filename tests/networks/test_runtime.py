@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai_unets.networks import EGEUNet, OnnxRuntimeNetwork, select_runtime
+from monai_unets.networks.runtime import RUNTIMES
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    net = EGEUNet(2, 3, 1).eval()
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (torch.rand(1, 3, 64, 64),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            dynamic_axes={"image": {0: "batch"}},
+        )
+    return net, path
+
+
+def test_onnx_network_matches_eager_at_another_batch_size(exported):
+    net, path = exported
+    onnx_net = OnnxRuntimeNetwork(path, num_threads=1)
+    # another batch; a traced export keeps the feature sizes of its example, so the image size stays
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(x)
+    got = onnx_net(x)
+    assert isinstance(got, torch.Tensor) and got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
+
+
+def test_select_runtime(exported):
+    net, path = exported
+    assert select_runtime("torch", net, path) is net
+    assert isinstance(select_runtime("onnx", net, path), OnnxRuntimeNetwork)
+    with pytest.raises(ValueError, match="runtime must be one of torch, onnx; got 'onxx'"):
+        select_runtime("onxx", net, path)
+    assert RUNTIMES == ("torch", "onnx")
+
+
+def test_missing_or_corrupt_model_names_the_file(tmp_path):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(FileNotFoundError, match="model.onnx: no ONNX model there"):
+        OnnxRuntimeNetwork(tmp_path / "model.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx file")
+    with pytest.raises(ValueError, match="corrupt.onnx: not a model ONNX Runtime can load"):
+        OnnxRuntimeNetwork(corrupt)
+
+
+def test_missing_onnxruntime_is_a_clear_error(monkeypatch, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(ImportError, match=r"pip install 'monai-unets\[onnx\]'"):
+        OnnxRuntimeNetwork(tmp_path / "model.onnx")
