@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BUNDLES_DIR", "bundle_dir", "list_bundles"]
+from .overrides import check_command_line
+
+__all__ = ["BUNDLES_DIR", "bundle_dir", "check_command_line", "list_bundles"]
 
 BUNDLES_DIR = Path(__file__).resolve().parent
 

@@ -6,8 +6,11 @@ from .case_isolation import CaseIsolationHandler
 from .case_metrics import CaseMetricsWriter
 from .checkpoint import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights, save_atomic
 from .errors import SettingError, check_settings, explain, report_errors
+from .evaluation_report import EvaluationReport, case_file_stem, write_report
 from .gradient_clipping import GradientClipping
 from .metrics_saver import AtomicMetricsSaver
+from .overlays import label_map, label_volumes, render_overlay
+from .progress import ProgressLogger, format_duration
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 from .validation import FinalValidationHandler
 
@@ -21,13 +24,21 @@ __all__ = [
     "load_weights",
     "save_atomic",
     "CaseMetricsWriter",
+    "EvaluationReport",
     "FinalValidationHandler",
     "GradientClipping",
     "SettingError",
     "check_settings",
     "explain",
     "report_errors",
+    "ProgressLogger",
     "SpacedHausdorffDistanceMetric",
     "SpacedSurfaceDiceMetric",
+    "case_file_stem",
+    "format_duration",
+    "label_map",
+    "label_volumes",
+    "render_overlay",
     "voxel_spacing",
+    "write_report",
 ]

@@ -1,8 +1,10 @@
 """The ``monai-unets`` command line: one subcommand per tool module.
 
 Every tool module exposes ``add_arguments(parser)`` and ``run(args) -> int``; its docstring is the
-subcommand's description and the docstring's first line its help. A new subcommand is one more entry in
-:data:`COMMANDS`; cli imports the tool modules only when it builds the parser, so they can import cli.
+subcommand's description and the docstring's first line its help. A module with ``ACCEPTS_OVERRIDES = True``
+also takes any other ``--key value`` pairs (bundle config overrides) as ``args.overrides``; its options are
+then matched in full only, so that an override is never taken for an abbreviated option. A new subcommand is
+one more entry in :data:`COMMANDS`; cli imports the tool modules only when it builds the parser, so they can import cli.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ COMMANDS: dict[str, str] = {
     "benchmark": ".benchmark",
     "check-data": ".check_data",
     "benchmark-pipeline": ".benchmark_pipeline",
+    "list": ".list_bundles",
+    "train": ".train",
+    "infer": ".infer",
+    "evaluate": ".evaluate",
+    "report": ".report",
 }
 
 
@@ -59,20 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = _load(module_name)
+        overrides = getattr(module, "ACCEPTS_OVERRIDES", False)
         subparser = subparsers.add_parser(
             name,
             help=_summary(module),
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=not overrides,
         )
         module.add_arguments(subparser)
-        subparser.set_defaults(run=module.run)
+        subparser.set_defaults(run=module.run, accepts_overrides=overrides)
     return parser
 
 
 def _configure_logging() -> None:
     # Progress and warnings go to stderr so that stdout holds only the tools' summaries.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args, extras = parser.parse_known_args(argv)
+    if extras and not args.accepts_overrides:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    args.overrides = extras
+    return args
 
 
 def _invoke(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -103,13 +120,16 @@ def run_tool(module: ModuleType, argv: Sequence[str] | None = None) -> int:
     """
     # Under ``python -m`` the module is called __main__; its spec still has the importable name.
     name = module.__spec__.name if module.__spec__ is not None else module.__name__
+    overrides = getattr(module, "ACCEPTS_OVERRIDES", False)
     parser = argparse.ArgumentParser(
-        prog=f"python -m {name}", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=f"python -m {name}",
+        description=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=not overrides,
     )
     module.add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.run = module.run
-    return _invoke(parser, args)
+    parser.set_defaults(run=module.run, accepts_overrides=overrides)
+    return _invoke(parser, _parse(parser, argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,8 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return _invoke(parser, args)
+    return _invoke(parser, _parse(parser, argv))
 
 
 if __name__ == "__main__":

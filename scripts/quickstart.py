@@ -6,7 +6,8 @@ The steps are the commands a user runs on real data, printed before they run:
 2. the bundle is copied next to the data, so that its weights and logs are written there;
 3. ``python -m monai.bundle run training`` trains it (train.yaml);
 4. ``python -m monai.bundle run`` with inference.yaml writes one PNG mask per test image, at the image's size;
-5. the same with train.yaml + evaluate.yaml computes Dice, IoU, accuracy, sensitivity and specificity per case.
+5. the same with train.yaml + evaluate.yaml computes Dice, IoU, accuracy, sensitivity and specificity per case
+   and writes an HTML report with an overlay picture of each case.
 
 Example::
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from monai_unets.bundles import bundle_dir
 
+from .bundle_run import bundle_command
 from .cli import run_tool
 from .demo_data import generate_demo_dataset
 
@@ -40,16 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-interval", type=int, default=5, help="validate every N epochs")
     parser.add_argument("--batch-size", type=int, default=8, help="training batch size")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's)")
-
-
-def _bundle_command(bundle: Path, configs: list[str], overrides: dict[str, object]) -> list[str]:
-    config = configs[0] if len(configs) == 1 else str(configs)
-    command = [sys.executable, "-m", "monai.bundle", "run"]
-    command += ["--meta_file", str(bundle / "configs" / "metadata.json"), "--config_file", config]
-    command += ["--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle)]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    return command
 
 
 def _run(step: str, command: list[str]) -> None:
@@ -70,15 +62,14 @@ def run(args: argparse.Namespace) -> int:
     if bundle.exists():
         shutil.rmtree(bundle)
     shutil.copytree(bundle_dir(BUNDLE), bundle, ignore=shutil.ignore_patterns("models", "logs", "eval"))
-    configs = bundle / "configs"
     common: dict[str, object] = {"dataset_dir": data}
     if args.device:
         common["device"] = f"$torch.device('{args.device}')"
 
-    train = [str(configs / "train.yaml")]
+    train = ["train.yaml"]
     _run(
         "training",
-        _bundle_command(
+        bundle_command(
             bundle,
             train,
             {
@@ -91,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     predictions = out / "predictions"
-    _run("inference", _bundle_command(bundle, [str(configs / "inference.yaml")], {**common, "output_dir": predictions}))
+    _run("inference", bundle_command(bundle, ["inference.yaml"], {**common, "output_dir": predictions}))
     eval_dir = out / "evaluation"
     _run(
         "evaluation",
-        _bundle_command(bundle, train + [str(configs / "evaluate.yaml")], {**common, "eval_dir": eval_dir}),
+        bundle_command(bundle, train + ["evaluate.yaml"], {**common, "eval_dir": eval_dir}),
     )
 
     print("\n== results")
@@ -107,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training logs: {bundle / 'logs'}  (tensorboard --logdir {bundle / 'logs'})")
     print(f"test masks:    {predictions}  (one PNG per test image, at the image's size)")
     print(f"metrics:       {eval_dir / 'metrics_per_case.csv'} and {eval_dir / 'metrics_summary.csv'}")
+    print(f"report:        {eval_dir / 'report.html'}  (figures, best and worst cases with their overlays)")
     return 0
 
 

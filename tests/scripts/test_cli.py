@@ -9,11 +9,12 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import monai_unets
 import numpy as np
 import pytest
 from monai_unets.scripts.cli import COMMANDS, main
 from PIL import Image
+
+import monai_unets
 
 
 def make_isic_folders(root: Path, count: int) -> tuple[Path, Path]:

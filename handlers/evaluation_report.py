@@ -1,0 +1,541 @@
+"""What an evaluation leaves for people to look at: overlays per case, label volumes and one HTML report.
+
+The report is built from files only (``metrics_per_case.csv``, ``metrics_summary.csv``, ``volumes_per_case.csv``,
+``overlays/``, ``run.json``, ``failures.csv`` and the TensorBoard logs of the training), so
+``monai-unets report <eval dir>`` rebuilds it from any evaluation folder, however it was produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.utils import ImageMetaKey, min_version, optional_import
+
+from ..data.medical_io import parse_series_reference
+from .case_metrics import _default_batch_transform
+from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+idist, _ = optional_import("ignite.distributed")
+
+__all__ = ["EvaluationReport", "case_file_stem", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+VOLUMES_NAME = "volumes_per_case.csv"
+RUN_INFO_NAME = "run.json"
+OVERLAY_DIR = "overlays"
+
+
+def case_file_stem(case: str) -> str:
+    """A file-name stem for a case path: the file name without extensions, or the DICOM folder and series.
+
+    Example::
+
+        >>> case_file_stem("/data/imagesTs/ct_001.nii.gz"), case_file_stem("/data/study::1.2.840.10008.77")
+        ('ct_001', 'study_10008.77')
+    """
+    path, series_uid = parse_series_reference(case)
+    stem = Path(path.rstrip("/\\")).name.split(".")[0] or "case"
+    return f"{stem}_{'.'.join(series_uid.split('.')[-2:])}" if series_uid else stem
+
+
+def _write_text(path: Path, text: str) -> None:
+    # a complete file or none: readers never see half a CSV or report
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_text(path, buffer.getvalue())
+
+
+class EvaluationReport:
+    """Per evaluated case an overlay PNG and the label volumes; at the end ``volumes_per_case.csv`` and the report.
+
+    For each case, the image with the true and predicted contours of every class is saved as
+    ``overlays/<case>.png`` (for 3D, the axial, coronal and sagittal slices with the most foreground), and the
+    size of each label in the truth and the prediction is recorded: millilitres for 3D images with an affine,
+    pixels for 2D images, which carry no physical size. When the evaluation ends, ``volumes_per_case.csv``,
+    ``run.json`` (the settings given here, the command line and the time) and ``report.html`` are written to
+    ``save_dir`` (on rank 0; the rows of every rank are gathered first). Attach it after the handler that writes
+    ``metrics_per_case.csv`` (:class:`CaseMetricsWriter`).
+
+    The image, prediction and label are read from each case of ``engine.state.output``, where the bundles'
+    postprocessing has taken all three back to the image's original grid (``Invertd`` on ``pred`` and ``image``).
+
+    Args:
+        save_dir: the evaluation folder (the one of ``metrics_per_case.csv``).
+        class_names: names of the foreground labels 1, 2, ...; default ``class1``, ``class2``, ...
+        log_dir: TensorBoard folder of the training, for the training curves of the report.
+        settings: what to record of the run's configuration (shown in the report), e.g. the dataset folder.
+        overlays: draw the overlay PNGs.
+        report: write ``report.html`` at the end.
+        num_extreme_cases: how many best and worst cases the report shows with their overlays.
+
+    Example::
+
+        >>> report = EvaluationReport("eval", class_names=["pancreas", "tumour"], log_dir="logs")
+        >>> report.attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        class_names: Sequence[str] | None = None,
+        log_dir: str | os.PathLike | None = None,
+        settings: Mapping[str, Any] | None = None,
+        overlays: bool = True,
+        report: bool = True,
+        num_extreme_cases: int = 3,
+        batch_transform: Callable = _default_batch_transform,
+    ) -> None:
+        self.save_dir = Path(save_dir)
+        self.class_names = list(class_names) if class_names else None
+        self.log_dir = str(log_dir) if log_dir else None
+        self.settings = {str(k): v for k, v in (settings or {}).items()}
+        self.overlays = overlays
+        self.report = report
+        self.num_extreme_cases = num_extreme_cases
+        self.batch_transform = batch_transform
+        self._rows: list[dict[str, Any]] = []
+        self._stems: set[str] = set()
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._cases)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write_volumes)
+        engine.add_event_handler(Events.COMPLETED, self._write_report)
+
+    def _started(self, _engine: Engine) -> None:
+        self._rows = []
+        self._stems = set()
+
+    def _names(self, num_channels: int) -> list[str]:
+        count = max(num_channels - 1, 1)
+        names = self.class_names or [f"class{c}" for c in range(1, count + 1)]
+        if len(names) != count:
+            raise ValueError(f"the prediction has {count} foreground classes but class_names names {len(names)}.")
+        return names
+
+    def _overlay_name(self, case: str) -> str:
+        stem = case_file_stem(case)
+        # names must not collide, within this process or with another rank's
+        if stem in self._stems or idist.get_world_size() > 1:
+            stem = f"{stem}_{hashlib.sha1(case.encode()).hexdigest()[:8]}"
+        self._stems.add(stem)
+        return f"{OVERLAY_DIR}/{stem}.png"
+
+    def _cases(self, engine: Engine) -> None:
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        metas = self.batch_transform(engine.state.batch)
+        for meta, output in zip(metas, outputs):
+            case = str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, ""))
+            pred = output["pred"]
+            names = self._names(pred.shape[0])
+            prediction = label_map(pred)
+            truth = label_map(output["label"]) if output.get("label") is not None else None
+            affine = getattr(pred, "affine", None)
+            affine = None if affine is None else np.asarray(affine.detach().cpu(), dtype=float)
+            unit = "ml" if prediction.ndim == 3 and affine is not None else "px"
+            row: dict[str, Any] = {"case": case, "overlay": ""}
+            true_sizes = label_volumes(truth, affine, len(names)) if truth is not None else [math.nan] * len(names)
+            for name, true_size, pred_size in zip(names, true_sizes, label_volumes(prediction, affine, len(names))):
+                row[f"{name}_true_{unit}"] = true_size
+                row[f"{name}_pred_{unit}"] = pred_size
+            if self.overlays:
+                try:
+                    picture = render_overlay(output["image"], truth, prediction, names, affine)
+                    row["overlay"] = self._overlay_name(case)
+                    target = self.save_dir / row["overlay"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    partial = target.with_name(f".partial-{os.getpid()}-{target.name}")
+                    picture.save(partial, format="PNG")
+                    os.replace(partial, target)
+                except (ValueError, OSError) as error:
+                    # a picture is a convenience: its failure must not lose the case's metrics
+                    logger.warning("no overlay for %s: %s", case, error)
+            self._rows.append(row)
+
+    def _write_volumes(self, _engine: Engine) -> None:
+        rows = self._rows
+        if idist.get_world_size() > 1:
+            rows = [row for part in idist.all_gather(json.dumps(rows)) for row in json.loads(part)]
+        if idist.get_rank() != 0 or not rows:
+            return
+        header = list(rows[0])
+        _write_csv(
+            self.save_dir / VOLUMES_NAME,
+            header,
+            [[f"{r[k]:.3f}" if isinstance(r[k], float) else r[k] for k in header] for r in rows],
+        )
+
+    def _write_report(self, _engine: Engine) -> None:
+        if idist.get_rank() != 0:
+            return
+        argv = list(sys.argv)
+        if argv and Path(argv[0]).parts[-2:] == ("bundle", "__main__.py"):
+            argv[:1] = ["python", "-m", "monai.bundle"]
+        info = {
+            "command": shlex.join(argv),
+            "working_dir": os.getcwd(),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "log_dir": self.log_dir,
+            "settings": {k: str(v) for k, v in self.settings.items()},
+        }
+        _write_text(self.save_dir / RUN_INFO_NAME, json.dumps(info, indent=2))
+        if self.report:
+            path = write_report(self.save_dir, num_extreme_cases=self.num_extreme_cases)
+            logger.info("evaluation report: %s", path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the HTML report
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _figure_png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _metric_groups(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Metric -> its per-class columns (``val_mean_dice`` -> ``val_mean_dice_pancreas``, ...), or itself."""
+    groups: dict[str, list[str]] = {}
+    for column in columns:
+        parents = [c for c in columns if c != column and column.startswith(f"{c}_")]
+        if parents:
+            groups.setdefault(max(parents, key=len), []).append(column)
+        else:
+            groups.setdefault(column, [])
+    return {metric: per_class or [metric] for metric, per_class in groups.items()}
+
+
+def _distribution_figure(cases: list[dict[str, str]], groups: Mapping[str, list[str]]) -> bytes:
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.2), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, (metric, columns) in zip(axes[0], groups.items()):
+        values = [[v for v in (_float(c[col]) for c in cases) if not math.isnan(v)] for col in columns]
+        positions = list(range(1, len(columns) + 1))
+        ax.boxplot([v or [math.nan] for v in values], positions=positions, widths=0.5, showfliers=False)
+        for position, v in zip(positions, values):
+            ax.scatter(position + rng.uniform(-0.15, 0.15, len(v)), v, s=10, alpha=0.6)
+        ax.set_xticks(positions, [col[len(metric) + 1 :] or metric for col in columns], rotation=20)
+        ax.set_title(metric, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
+def _runs(log_dir: Path) -> list[list[Path]]:
+    """TensorBoard event files of ``log_dir`` grouped by run (one trainer and one validator file each), newest first."""
+    files = sorted(log_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    runs: dict[str, list[Path]] = {}
+    for path in files:
+        # events.out.tfevents.<time>.<host>.<pid>.<n>: one run's writers share its process id
+        runs.setdefault(path.name.split(".")[-2], []).append(path)
+    return list(runs.values())
+
+
+def _training_curves(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of the newest run in ``log_dir`` that logged any (a workflow only built, never run, logs none)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for run in _runs(log_dir):
+        curves: dict[str, list[tuple[int, float]]] = {}
+        for path in run:
+            events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+            events.Reload()
+            for tag in events.Tags().get("scalars", []):
+                curves.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+        if curves:
+            return {tag: sorted(points) for tag, points in sorted(curves.items())}
+    return {}
+
+
+def _curves_figure(curves: Mapping[str, list[tuple[int, float]]]) -> bytes:
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.0), squeeze=False)
+    for ax, (tag, points) in zip(axes[0], curves.items()):
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="." if len(points) < 50 else None)
+        ax.set_title(tag, fontsize=10)
+        # the trainer logs per iteration, the validator per epoch
+        ax.set_xlabel("iteration" if "loss" in tag else "epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
+def _volume_figure(volumes: list[dict[str, str]], pairs: list[tuple[str, str, str]], unit: str) -> bytes:
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs), 3.4), squeeze=False)
+    for ax, (name, true_col, pred_col) in zip(axes[0], pairs):
+        truth = np.array([_float(r[true_col]) for r in volumes])
+        prediction = np.array([_float(r[pred_col]) for r in volumes])
+        ax.scatter(truth, prediction, s=12)
+        finite = np.concatenate([truth[np.isfinite(truth)], prediction[np.isfinite(prediction)]])
+        top = float(finite.max()) if finite.size else 1.0
+        ax.plot([0, top], [0, top], color="grey", linewidth=1, linestyle="--")
+        ax.set_xlabel(f"true ({unit})")
+        ax.set_ylabel(f"predicted ({unit})")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return _figure_png(figure)
+
+
+def _table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _number(text: str | None, digits: int = 4) -> str:
+    value = _float(text)
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _figure(title: str, png: bytes, figure_id: str) -> str:
+    return f'<figure id="{figure_id}"><img alt="{html.escape(title)}" src="{_png_data_uri(png)}"></figure>'
+
+
+def _legend_html(names: Sequence[str]) -> str:
+    def swatch(color: tuple[int, int, int]) -> str:
+        return f'<span class="swatch" style="background: rgb{color}"></span>'
+
+    truth = " ".join(f"{swatch(TRUTH_COLORS[i % len(TRUTH_COLORS)])}{html.escape(n)}" for i, n in enumerate(names))
+    prediction = " ".join(
+        f"{swatch(PREDICTION_COLORS[i % len(PREDICTION_COLORS)])}{html.escape(n)}" for i, n in enumerate(names)
+    )
+    return f'<p class="legend">Contours, truth: {truth} &nbsp; prediction: {prediction}</p>'
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 0.5em 0; } img { max-width: 100%; }
+.cases { display: flex; flex-wrap: wrap; gap: 1em; } .case { border: 1px solid #ddd; padding: 0.5em; }
+.case img { max-height: 360px; } .note { color: #666; } .swatch { display: inline-block; width: 0.9em;
+height: 0.9em; margin: 0 0.2em 0 0.6em; vertical-align: middle; }
+#settings td { text-align: left; }
+pre { background: #f6f6f6; padding: 0.8em; white-space: pre-wrap; word-break: break-all; font-size: 0.85em; }
+"""
+
+
+def write_report(
+    eval_dir: str | os.PathLike,
+    log_dir: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+    num_extreme_cases: int = 3,
+) -> Path:
+    """Writes a self-contained HTML report of an evaluation folder (figures embedded as PNG) and returns its path.
+
+    Sections: summary statistics (``metrics_summary.csv``), the distribution of each metric per class, the
+    training curves (TensorBoard logs of ``log_dir``, or of the ``log_dir`` recorded in ``run.json``), the best
+    and worst cases by the first metric (its mean over classes) with their overlays, predicted against true label
+    volumes, a table of every case (metrics and volumes, with a link to its overlay), the cases that failed, and
+    the configuration recorded in ``run.json``.
+
+    Args:
+        eval_dir: folder with ``metrics_per_case.csv`` (required) and the other files of an evaluation.
+        log_dir: TensorBoard folder of the training; default the one recorded in ``run.json``.
+        output: the HTML file; default ``<eval_dir>/report.html``.
+        num_extreme_cases: how many best and worst cases to show with their overlays.
+
+    Raises:
+        FileNotFoundError: ``eval_dir`` has no ``metrics_per_case.csv``.
+
+    Example::
+
+        >>> write_report("bundle/eval")  # doctest: +SKIP
+        PosixPath('bundle/eval/report.html')
+    """
+    folder = Path(eval_dir)
+    per_case_file = folder / "metrics_per_case.csv"
+    if not per_case_file.is_file():
+        raise FileNotFoundError(f"{per_case_file}: no per-case metrics; is {folder} an evaluation folder?")
+    cases = _read_csv(per_case_file)
+    summary = _read_csv(folder / "metrics_summary.csv")
+    volumes = _read_csv(folder / VOLUMES_NAME)
+    failures = _read_csv(folder / "failures.csv")
+    info_file = folder / RUN_INFO_NAME
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    log_dir = log_dir or info.get("log_dir")
+    metrics = [c for c in (cases[0] if cases else {}) if c != "case"]
+    volume_by_case = {row["case"]: row for row in volumes}
+
+    parts = [f"<h1>Evaluation report: {html.escape(str(folder.resolve()))}</h1>"]
+    parts.append(
+        f'<p id="counts">{len(cases)} cases evaluated, {len(failures)} failed to load. '
+        f"Written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>"
+    )
+    parts.append("<h2>Summary</h2>")
+    parts.append(
+        _table(
+            "summary",
+            ["metric", "mean", "std", "median", "min", "max", "cases"],
+            [
+                [html.escape(r["metric"])]
+                + [_number(r[k]) for k in ("mean", "std", "median", "min", "max")]
+                + [html.escape(r["cases"])]
+                for r in summary
+            ],
+        )  # fmt: skip
+    )
+    if cases and metrics:
+        parts.append("<h2>Metric distribution per class</h2>")
+        parts.append(_figure("metric distribution", _distribution_figure(cases, _metric_groups(metrics)), "dist"))
+
+    parts.append("<h2>Training curves</h2>")
+    curves = _training_curves(Path(log_dir)) if log_dir and Path(log_dir).is_dir() else {}
+    if curves:
+        parts.append(f'<p class="note">From the TensorBoard logs in {html.escape(str(log_dir))}.</p>')
+        parts.append(_figure("training curves", _curves_figure(curves), "curves"))
+    else:
+        parts.append(f'<p class="note">No TensorBoard logs found (log folder: {html.escape(str(log_dir))}).</p>')
+
+    if cases and metrics:
+        # the first metric over all classes (the key metric of the bundles), not one class's column
+        key = next(iter(_metric_groups(metrics)))
+        ranked = sorted((c for c in cases if not math.isnan(_float(c[key]))), key=lambda c: _float(c[key]))
+        count = min(num_extreme_cases, (len(ranked) + 1) // 2)
+        names = [c.rsplit("_true_", 1)[0] for c in (volumes[0] if volumes else {}) if "_true_" in c]
+        parts.append(f"<h2>Best and worst cases by {html.escape(key)}</h2>")
+        if names:
+            parts.append(_legend_html(names))
+        for title, chosen, section_id in (
+            ("Best", ranked[::-1][:count], "best"),
+            ("Worst", ranked[:count], "worst"),
+        ):
+            items = []
+            for case in chosen:
+                overlay = volume_by_case.get(case["case"], {}).get("overlay", "")
+                picture = folder / overlay if overlay else None
+                image = (
+                    f'<img alt="overlay" src="{_png_data_uri(picture.read_bytes())}">'
+                    if picture is not None and picture.is_file()
+                    else '<p class="note">no overlay</p>'
+                )
+                items.append(
+                    f'<div class="case"><b>{html.escape(Path(case["case"]).name)}</b><br>'
+                    f"{html.escape(key)} = {_number(case[key])}<br>{image}</div>"
+                )
+            parts.append(f'<h3>{title}</h3><div class="cases" id="{section_id}">{"".join(items)}</div>')
+
+    size_columns = [c for c in (volumes[0] if volumes else {}) if c.endswith(("_ml", "_px"))]
+    if size_columns:
+        unit = "ml" if size_columns[0].endswith("_ml") else "px"
+        pairs = [
+            (c[: -len(f"_true_{unit}")], c, c.replace("_true_", "_pred_"))
+            for c in size_columns
+            if c.endswith(f"_true_{unit}")
+        ]
+        parts.append("<h2>Label volumes</h2>" if unit == "ml" else "<h2>Label areas (pixels)</h2>")
+        parts.append(
+            '<p class="note">Predicted against true size per case'
+            + (" in millilitres." if unit == "ml" else "; 2D images carry no physical size.")
+            + "</p>"
+        )
+        parts.append(_figure("label volumes", _volume_figure(volumes, pairs, unit), "volumes"))
+
+    parts.append("<h2>Every case</h2>")
+    header = ["case"] + metrics + size_columns + ["overlay"]
+    rows = []
+    for case in cases:
+        sizes = volume_by_case.get(case["case"], {})
+        overlay = sizes.get("overlay", "")
+        link = f'<a href="{html.escape(overlay)}">png</a>' if overlay else ""
+        rows.append(
+            [html.escape(case["case"])]
+            + [_number(case[m]) for m in metrics]
+            + [_number(sizes.get(c), 2) for c in size_columns]
+            + [link]
+        )
+    parts.append(_table("cases", header, rows))
+
+    if failures:
+        parts.append("<h2>Cases that failed</h2>")
+        parts.append(
+            _table("failures", ["file", "error"], [[html.escape(f["file"]), html.escape(f["error"])] for f in failures])
+        )
+
+    parts.append("<h2>Configuration</h2>")
+    if info:
+        settings = info.get("settings", {})
+        parts.append(
+            _table("settings", ["setting", "value"], [[html.escape(k), html.escape(v)] for k, v in settings.items()])
+        )
+        parts.append(f"<p>Command:</p><pre>{html.escape(info.get('command', ''))}</pre>")
+        parts.append(f"<p>Run in:</p><pre>{html.escape(info.get('working_dir', ''))}</pre>")
+        parts.append(f'<p class="note">Finished {html.escape(info.get("finished", ""))}.</p>')
+    else:
+        parts.append(f'<p class="note">No {RUN_INFO_NAME} in this folder.</p>')
+
+    document = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Evaluation report</title>'
+        f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
+    target = Path(output) if output else folder / REPORT_NAME
+    _write_text(target, document)
+    return target

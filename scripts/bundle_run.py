@@ -1,0 +1,206 @@
+"""Run a bundle's training, inference or evaluation: ``monai-unets train|infer|evaluate <bundle> [overrides]``.
+
+These commands are thin wrappers over ``python -m monai.bundle run``: they fill in the config files
+(train: ``train.yaml``; infer: ``inference.yaml``; evaluate: ``train.yaml`` + ``evaluate.yaml``), the metadata,
+the logging configuration and the bundle root, check every override against the configs, print the full
+``python -m monai.bundle run`` command and run it. Everything that command accepts still works on its own.
+
+Overrides are the bundle's config keys, as for ``python -m monai.bundle run``: ``--max_epochs 2``,
+``--dataset_dir /data/isic2018``, ``--device "\\$torch.device('cpu')"``, ``--train#dataloader#num_workers 0``.
+A key the configs do not have is an error naming the closest one they have: a typo never silently trains
+with the default.
+
+The bundle is a folder (one that holds ``configs/metadata.json``, used in place: weights in ``models/``,
+logs in ``logs/``, evaluation in ``eval/``) or the name of a shipped bundle (``monai-unets list``). A shipped
+bundle is first copied to ``--workdir`` (default: a folder of its name in the current directory) and runs
+from there, as the installed package may not be writable; later commands reuse that copy, its weights and
+any edit you make to its configs.
+
+Examples::
+
+    monai-unets train egeunet_skin_lesion --dataset_dir /data/isic2018 --max_epochs 50
+    monai-unets infer egeunet_skin_lesion --input_dir /data/new_images --output_dir /data/masks
+    monai-unets evaluate egeunet_skin_lesion --dataset_dir /data/isic2018 --quiet
+    monai-unets train ./my_bundle --dataset_dir /data --tracking mlflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_unets.bundles import bundle_dir, list_bundles
+from monai_unets.bundles.overrides import check_overrides, parse_overrides
+
+__all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle"]
+
+logger = logging.getLogger(__name__)
+
+#: Command -> the config files it runs, merged in this order (as the bundles' docs give them).
+CONFIG_FILES: dict[str, tuple[str, ...]] = {
+    "train": ("train.yaml",),
+    "infer": ("inference.yaml",),
+    "evaluate": ("train.yaml", "evaluate.yaml"),
+}
+
+# command -> (config key, default folder in the bundle, what is there): printed when the run ends
+_RESULTS: dict[str, tuple[str, str, str]] = {
+    "train": ("ckpt_dir", "models", "weights (model.pt)"),
+    "infer": ("output_dir", "eval", "predictions"),
+    "evaluate": ("eval_dir", "eval", "metrics, overlays and report.html"),
+}
+# what the commands set themselves
+_FILLED_IN = frozenset({"meta_file", "config_file", "logging_file", "bundle_root"})
+
+
+def resolve_bundle(bundle: str, workdir: str | None = None) -> Path:
+    """The folder a bundle runs from: ``bundle`` itself if it is a bundle folder, else a copy of a shipped bundle.
+
+    Args:
+        bundle: a bundle folder (with ``configs/metadata.json``) or the name of a shipped bundle.
+        workdir: where a shipped bundle is copied; default ``./<name>``. An existing copy is reused.
+
+    Raises:
+        ValueError: ``bundle`` is neither, or ``workdir`` exists and is not a bundle.
+
+    Example::
+
+        >>> resolve_bundle("egeunet_skin_lesion", "/tmp/runs/skin")  # doctest: +SKIP
+        PosixPath('/tmp/runs/skin')
+    """
+    path = Path(bundle).expanduser()
+    if (path / "configs" / "metadata.json").is_file():
+        return path.resolve()
+    if bundle not in list_bundles():
+        if path.exists():
+            raise ValueError(f"{path} is not a bundle: it has no configs/metadata.json.")
+        raise ValueError(f"no bundle folder or shipped bundle named {bundle!r}; shipped: {', '.join(list_bundles())}.")
+    target = Path(workdir or bundle).expanduser().resolve()
+    if (target / "configs" / "metadata.json").is_file():
+        _warn_on_version_change(target, bundle_dir(bundle))
+        logger.info("using the bundle copy in %s", target)
+        return target
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"{target} exists and is not a bundle; give another --workdir for {bundle}.")
+    # a copy under a temporary name first, so an interrupted copy never looks like a bundle
+    partial = target.with_name(f".{target.name}.copying")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(bundle_dir(bundle), partial, ignore=shutil.ignore_patterns("models", "logs", "eval", "__pycache__"))
+    if target.exists():
+        target.rmdir()
+    partial.rename(target)
+    logger.info("copied the bundle %s to %s; its weights, logs and results go there", bundle, target)
+    return target
+
+
+def _version(bundle: Path) -> str:
+    return str(json.loads((bundle / "configs" / "metadata.json").read_text()).get("version", "?"))
+
+
+def _warn_on_version_change(copy: Path, shipped: Path) -> None:
+    if _version(copy) != _version(shipped):
+        logger.warning(
+            "the bundle copy in %s is version %s, the installed bundle is %s; give another --workdir for a fresh copy",
+            copy,
+            _version(copy),
+            _version(shipped),
+        )
+
+
+def bundle_command(
+    bundle: Path, configs: Sequence[str], overrides: Sequence[tuple[str, object]] | Mapping[str, object] = ()
+) -> list[str]:
+    """The ``python -m monai.bundle run`` command for ``configs`` of ``bundle`` with overrides.
+
+    Args:
+        bundle: the bundle folder.
+        configs: config file names in ``configs/`` (or paths), merged in this order.
+        overrides: ``(key, value)`` pairs (or a mapping), passed as ``--key value``.
+
+    Example::
+
+        >>> bundle_command(Path("b"), ["train.yaml"], {"max_epochs": 2})[3:]  # doctest: +NORMALIZE_WHITESPACE
+        ['run', '--meta_file', 'b/configs/metadata.json', '--config_file', 'b/configs/train.yaml',
+         '--logging_file', 'b/configs/logging.conf', '--bundle_root', 'b', '--max_epochs', '2']
+    """
+    files = [str(bundle / "configs" / name) for name in configs]
+    # a JSON list reads as a Python list to `monai.bundle run` and prints without escaped quotes
+    config = files[0] if len(files) == 1 else json.dumps(files)
+    command = [sys.executable, "-m", "monai.bundle", "run"]
+    command += ["--meta_file", str(bundle / "configs" / "metadata.json"), "--config_file", config]
+    command += ["--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle)]
+    pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
+    for key, value in pairs:
+        command += [f"--{key}", str(value)]
+    return command
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="a bundle folder, or the name of a shipped bundle (see `monai-unets list`)")
+    parser.add_argument(
+        "--workdir", default=None, help="where a shipped bundle is copied and runs (default: ./<bundle name>)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="warnings and errors only: no progress lines (the config key `quiet`)"
+    )
+    parser.add_argument(
+        "--tracking",
+        default=None,
+        help="experiment tracking of monai.bundle: `mlflow` (needs the `mlflow` extra; default store: the SQLite "
+        "file <bundle>/mlruns.db; set --tracking_uri, --experiment_name, --run_name to change it)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the overrides and print the command without running it"
+    )
+    parser.epilog = (
+        "Any other --KEY VALUE is a config override passed to `python -m monai.bundle run` "
+        "(e.g. --max_epochs 2 --dataset_dir /data); unknown keys are errors."
+    )
+
+
+def _run(task: str, args: argparse.Namespace) -> int:
+    overrides = parse_overrides(getattr(args, "overrides", None) or [])
+    filled = sorted({key for key, _ in overrides} & _FILLED_IN)
+    if filled:
+        raise ValueError(f"{', '.join('--' + k for k in filled)}: set by `monai-unets {task}`; give a bundle folder.")
+    bundle = resolve_bundle(args.bundle, args.workdir)
+    configs = CONFIG_FILES[task]
+    if args.quiet:
+        overrides.append(("quiet", "True"))
+    if args.tracking:
+        keys = {key for key, _ in overrides}
+        overrides.append(("tracking", args.tracking))
+        if args.tracking == "mlflow" and "tracking_uri" not in keys:
+            # a local SQLite file next to the bundle's weights: no server needed, readable by `mlflow ui`
+            overrides.append(("tracking_uri", f"sqlite:///{bundle / 'mlruns.db'}"))
+    check_overrides([bundle / "configs" / name for name in configs], [k for k, _ in overrides], bool(args.tracking))
+    command = bundle_command(bundle, configs, overrides)
+    print(f"$ {shlex.join(command)}", flush=True)
+    if args.dry_run:
+        return 0
+    status = subprocess.run(command).returncode
+    if status == 0:
+        # where the results are, also after a --quiet run (the bundles' default folders unless overridden)
+        given = dict(overrides)
+        key, default, what = _RESULTS[task]
+        print(f"{what}: {given.get(key, bundle / default)}")
+    return status
+
+
+def make_command(task: str) -> tuple[Any, Any]:
+    """``add_arguments`` and ``run`` of the ``monai-unets <task>`` command (``train``, ``infer``, ``evaluate``)."""
+    if task not in CONFIG_FILES:
+        raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(CONFIG_FILES)}.")
+
+    def run(args: argparse.Namespace) -> int:
+        return _run(task, args)
+
+    return _add_arguments, run

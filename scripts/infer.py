@@ -1,0 +1,32 @@
+"""Run a bundle's inference: ``python -m monai.bundle run`` with its inference.yaml filled in.
+
+Predictions of the datalist's test cases, or of every image in ``--input_dir``, go to ``--output_dir`` (default: the
+bundle's ``eval/``); unreadable inputs are listed in ``failures.csv`` there.
+
+Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; see
+``monai-unets infer --help`` and :mod:`monai_unets.scripts.bundle_run`.
+
+Example::
+
+    monai-unets infer egeunet_skin_lesion --dataset_dir /data/isic2018
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .bundle_run import make_command
+from .cli import run_tool
+
+__all__ = ["ACCEPTS_OVERRIDES", "add_arguments", "main", "run"]
+
+ACCEPTS_OVERRIDES = True
+add_arguments, run = make_command("infer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_tool(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.data import MetaTensor
+from monai_unets.handlers import EvaluationReport, case_file_stem, write_report
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class _Tables(HTMLParser):
+    """Text of every table cell by table id, images by the id of the nearest enclosing element with one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.images: dict[str, int] = {}
+        self._ids: list[str | None] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            owner = next((i for i in reversed(self._ids) if i), "")
+            assert attrs["src"].startswith("data:image/png;base64,")
+            self.images[owner] = self.images.get(owner, 0) + 1
+            return
+        self._ids.append(attrs.get("id"))
+        if tag == "table":
+            self._table = attrs.get("id")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        if tag == "table":
+            self._table = None
+        if self._ids and tag not in ("img",):
+            self._ids.pop()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(html_text: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(html_text)
+    return parser
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def eval_dir(tmp_path: Path) -> Path:
+    """An evaluation folder as the bundles leave it: metrics, volumes, overlays, run.json and training logs."""
+    folder = tmp_path / "eval"
+    (folder / "overlays").mkdir(parents=True)
+    dice = [0.91, 0.42, math.nan, 0.77, 0.65]
+    tumour_dice = [0.1, 0.9, math.nan, 0.3, 0.2]
+    cases, volumes = [], []
+    for i, (value, tumour) in enumerate(zip(dice, tumour_dice)):
+        case = f"/data/imagesTs/case_{i}.nii.gz"
+        cases.append({"case": case, "val_mean_dice_pancreas": f"{value:.6f}", "val_mean_dice_tumour": f"{tumour:.6f}",
+                      "val_mean_dice": f"{(value + tumour) / 2:.6f}"})  # fmt: skip
+        Image.fromarray(np.full((8, 12, 3), 40 * i, np.uint8)).save(folder / "overlays" / f"case_{i}.png")
+        volumes.append({"case": case, "overlay": f"overlays/case_{i}.png", "pancreas_true_ml": f"{60 + i:.3f}",
+                        "pancreas_pred_ml": f"{58 + i:.3f}", "tumour_true_ml": "2.500",
+                        "tumour_pred_ml": "1.250"})  # fmt: skip
+    _write_csv(folder / "metrics_per_case.csv", cases)
+    summary = []
+    for column in ("val_mean_dice_pancreas", "val_mean_dice_tumour", "val_mean_dice"):
+        values = [float(c[column]) for c in cases if not math.isnan(float(c[column]))]
+        summary.append({"metric": column, "mean": f"{np.mean(values):.6f}", "std": f"{np.std(values):.6f}",
+                        "median": f"{np.median(values):.6f}", "min": f"{min(values):.6f}",
+                        "max": f"{max(values):.6f}", "cases": len(values)})  # fmt: skip
+    _write_csv(folder / "metrics_summary.csv", summary)
+    _write_csv(folder / "volumes_per_case.csv", volumes)
+    (folder / "failures.csv").write_text("case,file,error\n3,/data/imagesTs/broken.nii.gz,EOFError: truncated\n")
+    logs = tmp_path / "logs"
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(logs)) as writer:
+        for step in range(1, 6):
+            writer.add_scalar("train_loss", 1.0 / step, step)
+            writer.add_scalar("val_mean_dice", 0.1 * step, step)
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "command": "python -m monai.bundle run --max_epochs 5",
+                "log_dir": str(logs),
+                "settings": {"dataset_dir": "/data/<pancreas>"},
+            }
+        )  # fmt: skip
+    )
+    return folder
+
+
+def test_report_numbers_are_those_of_the_csv_files(eval_dir: Path):
+    page = _parse(write_report(eval_dir).read_text())
+    with open(eval_dir / "metrics_summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert page.tables["summary"][1:] == [
+        [r["metric"]] + [f"{float(r[k]):.4f}" for k in ("mean", "std", "median", "min", "max")] + [r["cases"]]
+        for r in summary
+    ]
+    with open(eval_dir / "metrics_per_case.csv", newline="") as f:
+        cases = list(csv.DictReader(f))
+    rows = page.tables["cases"]
+    assert rows[0][:4] == ["case", "val_mean_dice_pancreas", "val_mean_dice_tumour", "val_mean_dice"]
+    assert [r[0] for r in rows[1:]] == [c["case"] for c in cases]
+    assert rows[3][1] == "n/a"  # a NaN metric is shown as such, not as a number
+    assert rows[1][4:8] == ["60.00", "58.00", "2.50", "1.25"]  # volumes in ml
+    assert page.tables["failures"][1] == ["/data/imagesTs/broken.nii.gz", "EOFError: truncated"]
+    assert page.tables["settings"][1] == ["dataset_dir", "/data/<pancreas>"]
+
+
+def test_report_shows_figures_and_the_best_and_worst_cases(eval_dir: Path):
+    text = write_report(eval_dir, num_extreme_cases=2).read_text()
+    page = _parse(text)
+    assert page.images["dist"] == page.images["curves"] == page.images["volumes"] == 1
+    assert page.images["best"] == page.images["worst"] == 2
+    best = re.search(r'id="best">(.*?)</div></div>', text, re.S).group(1)
+    worst = re.search(r'id="worst">(.*?)</div></div>', text, re.S).group(1)
+    # ranked by the first metric's mean over classes (0.505, 0.66, nan, 0.535, 0.425), not by its first class;
+    # the case without a value is in neither list
+    assert "by val_mean_dice<" in text
+    assert best.index("case_1") < best.index("case_3") and "case_2" not in best + worst
+    assert worst.index("case_4") < worst.index("case_0")
+
+
+def test_training_curves_come_from_the_newest_run_that_logged_any(eval_dir: Path, tmp_path: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    logs = tmp_path / "logs"
+    (trained,) = logs.glob("events.out.tfevents.*")
+    # a workflow built but never run (as a properties check) leaves a newer event file without scalars
+    with SummaryWriter(str(tmp_path / "empty")) as writer:
+        writer.flush()
+    (empty,) = (tmp_path / "empty").glob("events.out.tfevents.*")
+    newer = logs / f"events.out.tfevents.{int(trained.name.split('.')[3]) + 60}.host.999999.0"
+    empty.rename(newer)
+    os.utime(newer, (trained.stat().st_mtime + 60,) * 2)
+    assert 'id="curves"' in write_report(eval_dir).read_text()
+
+
+def test_report_without_training_logs_says_so(eval_dir: Path, tmp_path: Path):
+    text = write_report(eval_dir, log_dir=tmp_path / "nowhere").read_text()
+    assert "No TensorBoard logs found" in text and 'id="curves"' not in text
+
+
+def test_report_of_a_folder_without_metrics_names_the_file(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="metrics_per_case.csv"):
+        write_report(tmp_path)
+
+
+def test_case_file_stem():
+    assert case_file_stem("/data/a/ct_01.nii.gz") == "ct_01"
+    assert case_file_stem("/data/study1/::1.2.3.4") == "study1_3.4"
+
+
+def _case(value: float, name: str, affine: torch.Tensor) -> tuple[dict, dict]:
+    labels = torch.zeros(10, 10, 10, dtype=torch.long)
+    labels[2:6, 2:6, 2:6] = 1  # 64 voxels of 0.01 ml: 0.64 ml
+    labels[3, 3, 3] = 2
+    one_hot = torch.nn.functional.one_hot(labels, 3).permute(3, 0, 1, 2).float()
+    prediction = torch.roll(one_hot, 1, dims=1)
+    image = MetaTensor(torch.rand(1, 10, 10, 10) * value, affine=affine, meta={"filename_or_obj": name})
+    batch = {"image": image}
+    output = {
+        "image": image,
+        "pred": MetaTensor(prediction, affine=affine),
+        "label": MetaTensor(one_hot, affine=affine),
+    }
+    return batch, output
+
+
+def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.5, 1.0]), 0)
+    names = ["/data/a/image.nii.gz", "/data/b/image.nii.gz"]  # the same file name in two folders
+    cases = [_case(1.0, name, affine) for name in names]
+    # an evaluator's state after postprocessing: the batch and the output, one list item per case
+    engine = Engine(lambda engine, batch: [cases[engine.state.iteration - 1][1]])
+    save_dir = tmp_path / "eval"
+    save_dir.mkdir()
+    _write_csv(save_dir / "metrics_per_case.csv", [{"case": n, "val_mean_dice": "0.5"} for n in names])
+    EvaluationReport(save_dir, class_names=["pancreas", "tumour"], settings={"device": "cpu"}).attach(engine)
+    engine.run([[batch] for batch, _ in cases])
+
+    with open(save_dir / "volumes_per_case.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["case"] for r in rows] == names
+    assert float(rows[0]["pancreas_true_ml"]) == pytest.approx(0.63)  # 64 - 1 voxels of 10 mm^3
+    assert float(rows[0]["tumour_true_ml"]) == pytest.approx(0.01)
+    assert rows[0]["overlay"] != rows[1]["overlay"]
+    for row in rows:
+        assert Image.open(save_dir / row["overlay"]).size[0] > 0
+    info = json.loads((save_dir / "run.json").read_text())
+    assert info["settings"] == {"device": "cpu"}
+    assert (save_dir / "report.html").is_file()
+
+
+def test_handler_rejects_class_names_that_do_not_match_the_prediction(tmp_path: Path):
+    batch, output = _case(1.0, "/data/x.nii.gz", torch.eye(4))
+    engine = Engine(lambda engine, _: [output])
+    EvaluationReport(tmp_path, class_names=["pancreas"], report=False).attach(engine)
+    with pytest.raises(ValueError, match="2 foreground classes"):
+        engine.run([[batch]])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (Debian package `chromium`)")
+def test_report_renders_in_chromium_with_its_figures_and_numbers(eval_dir: Path, tmp_path: Path):
+    report = write_report(eval_dir)
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    page = _parse(dom)
+    # what the browser built: every figure, and the summary numbers of the CSV
+    assert page.images["dist"] == page.images["curves"] == page.images["volumes"] == 1
+    assert page.images["best"] == page.images["worst"] == 2
+    with open(eval_dir / "metrics_summary.csv", newline="") as f:
+        means = [f"{float(r['mean']):.4f}" for r in csv.DictReader(f)]
+    assert [row[1] for row in page.tables["summary"][1:]] == means
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    # matplotlib's first colour (the curves, the box plot points) is drawn, so the figures were decoded and shown
+    blue = np.all(np.abs(pixels - [31, 119, 180]) < 12, axis=-1)
+    assert blue.sum() > 200

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from monai_unets.handlers import label_map, label_volumes, render_overlay
+from monai_unets.handlers.overlays import PANEL_SIZE, PREDICTION_COLORS, TRUTH_COLORS
+
+
+def _pixels(picture, color) -> np.ndarray:
+    return np.argwhere(np.all(np.asarray(picture) == color, axis=-1))
+
+
+def test_label_map_from_a_mask_and_from_one_hot():
+    assert label_map(np.array([[[0.2, 0.7]]])).tolist() == [[0, 1]]
+    one_hot = np.zeros((3, 1, 3))
+    one_hot[0, 0, 0] = one_hot[1, 0, 1] = one_hot[2, 0, 2] = 1
+    assert label_map(one_hot).tolist() == [[0, 1, 2]]
+
+
+def test_label_volumes_in_millilitres_from_the_affine():
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[:4] = 1  # 400 voxels
+    labels[9, 9, 9] = 2
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])  # 0.5 mm^3 per voxel
+    assert label_volumes(labels, affine, 2) == pytest.approx([0.2, 0.0005])
+    # a rotated grid has the same voxel volume
+    rotation = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], float)
+    oblique = affine.copy()
+    oblique[:3, :3] = rotation @ affine[:3, :3]
+    assert label_volumes(labels, oblique, 2) == pytest.approx([0.2, 0.0005])
+
+
+def test_label_sizes_of_2d_images_are_pixels():
+    labels = np.zeros((6, 8), np.uint8)
+    labels[1:3, 1:4] = 1
+    assert label_volumes(labels, None, 1) == [6.0]
+
+
+def test_2d_contours_are_where_the_masks_are():
+    image = np.random.default_rng(0).random((3, 40, 80))
+    truth = np.zeros((40, 80), np.uint8)
+    truth[10:20, 5:25] = 1
+    prediction = np.zeros_like(truth)
+    prediction[20:30, 50:70] = 1
+    picture = render_overlay(image, truth, prediction, ["lesion"])
+    scale = PANEL_SIZE / 80
+    panel = np.asarray(picture)[: round(40 * scale)]  # without the legend below
+    green, red = _pixels(panel, TRUTH_COLORS[0]), _pixels(panel, PREDICTION_COLORS[0])
+    assert green.min(axis=0) == pytest.approx([10 * scale, 5 * scale], abs=2)
+    assert green.max(axis=0) == pytest.approx([20 * scale, 25 * scale], abs=3)
+    assert red.min(axis=0) == pytest.approx([20 * scale, 50 * scale], abs=2)
+    assert picture.width == PANEL_SIZE
+
+
+def _panels(picture, count: int) -> list[np.ndarray]:
+    width = (picture.width - 4 * (count - 1)) // count
+    array = np.asarray(picture)
+    return [array[:width, i * (width + 4) : i * (width + 4) + width] for i in range(count)]
+
+
+def test_3d_views_are_radiological_whatever_the_storage_orientation():
+    shape = (20, 20, 20)
+    truth = np.zeros(shape, np.uint8)
+    truth[14:18, 14:18, 14:18] = 1  # patient's right, anterior, superior in a RAS grid
+    image = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
+    ras = render_overlay(image, truth, np.zeros_like(truth), ["organ"], np.eye(4))
+    for panel in _panels(ras, 3):
+        rows, cols = np.nonzero(np.all(panel == TRUTH_COLORS[0], axis=-1))
+        # right on the left of the picture, anterior (axial) or superior (coronal, sagittal) at the top;
+        # sagittal shows anterior on the left
+        assert rows.max() < panel.shape[0] / 2 and cols.max() < panel.shape[1] / 2
+    # the same anatomy stored LPS (first two axes reversed) gives the same picture
+    lps_affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    lps_affine[:2, 3] = 19
+    flip = (slice(None, None, -1), slice(None, None, -1))
+    lps = render_overlay(image[(slice(None), *flip)], truth[flip], np.zeros_like(truth), ["organ"], lps_affine)
+    np.testing.assert_array_equal(np.asarray(lps), np.asarray(ras))
+
+
+def test_3d_views_cut_through_the_truth_even_where_the_prediction_is_larger():
+    truth = np.zeros((20, 20, 20), np.uint8)
+    truth[8:11, 8:11, 15:17] = 1
+    prediction = np.zeros_like(truth)
+    prediction[2:18, 2:18, 2:6] = 1  # a large false positive in other slices
+    picture = render_overlay(np.zeros((1, 20, 20, 20)), truth, prediction, ["organ"], np.eye(4))
+    for panel in _panels(picture, 3):
+        assert np.all(panel == TRUTH_COLORS[0], axis=-1).any()
+
+
+def test_3d_panels_have_square_millimetres():
+    truth = np.zeros((40, 40, 10), np.uint8)
+    picture = render_overlay(np.zeros((1, 40, 40, 10)), truth, truth, ["organ"], np.diag([1.0, 1.0, 4.0, 1.0]))
+    coronal = _panels(picture, 3)[1]
+    # 40 mm wide, 40 mm high: the coronal panel is square although it has 10 slices
+    assert np.asarray(picture).shape[0] - 34 == PANEL_SIZE and coronal.shape[1] == PANEL_SIZE
+
+
+def test_grids_that_differ_are_an_error():
+    with pytest.raises(ValueError, match="not on one grid"):
+        render_overlay(np.zeros((1, 4, 4)), np.zeros((4, 5), np.uint8), np.zeros((4, 4), np.uint8), ["a"])

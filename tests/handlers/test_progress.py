@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.engines import SupervisedTrainer
+from monai.handlers import StatsHandler
+from monai_unets.handlers import ProgressLogger, format_duration
+
+
+@pytest.fixture
+def restore_logging():
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def _evaluator(num_cases: int, batch_size: int) -> Engine:
+    engine = Engine(lambda engine, batch: None)
+    cases = [{"image": torch.zeros(1, 2, 2)} for _ in range(num_cases)]
+    engine.data_loader = torch.utils.data.DataLoader(cases, batch_size=batch_size)
+    return engine
+
+
+def _lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "monai_unets.progress"]
+
+
+def test_format_duration():
+    assert format_duration(3725.4) == "1:02:05"
+    assert format_duration(-3) == "0:00:00"
+
+
+def test_evaluator_counts_cases_of_every_batch(caplog):
+    engine = _evaluator(num_cases=5, batch_size=2)
+    ProgressLogger("evaluation", interval_s=0).attach(engine)
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        engine.run(engine.data_loader)
+    lines = _lines(caplog)
+    assert [line.split(",")[0] for line in lines[:3]] == [
+        "evaluation: case 2/5 (40.0%)",
+        "evaluation: case 4/5 (80.0%)",
+        "evaluation: case 5/5 (100.0%)",
+    ]
+    assert "ETA" in lines[0]
+    assert lines[-1].startswith("evaluation: finished 5 cases in ")
+
+
+def test_interval_keeps_the_first_and_the_last_case(caplog):
+    engine = _evaluator(num_cases=6, batch_size=1)
+    ProgressLogger("inference", interval_s=3600).attach(engine)
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        engine.run(engine.data_loader)
+    assert [line.split(" (")[0] for line in _lines(caplog)[:-1]] == ["inference: case 1/6", "inference: case 6/6"]
+
+
+def test_trainer_counts_iterations_over_every_epoch(caplog):
+    network = torch.nn.Linear(2, 1)
+    data = [{"image": torch.zeros(2, 2), "label": torch.zeros(2, 1)} for _ in range(3)]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=2,
+        train_data_loader=data,
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.MSELoss(),
+    )
+    ProgressLogger("training", interval_s=0).attach(trainer)
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        trainer.run()
+    lines = _lines(caplog)
+    assert lines[0].startswith("training: epoch 1/2, iteration 1/6 (16.7%)")
+    assert lines[5].startswith("training: epoch 2/2, iteration 6/6 (100.0%)")
+    assert lines[-1].startswith("training: finished 6 iterations")
+
+
+def test_quiet_logs_nothing_below_warning(restore_logging):
+    records: list[logging.LogRecord] = []
+    collector = logging.Handler(logging.DEBUG)
+    collector.emit = records.append
+    root = logging.getLogger()
+    root.addHandler(collector)
+    try:
+        engine = _evaluator(num_cases=2, batch_size=1)
+        ProgressLogger("evaluation", interval_s=0, quiet=True).attach(engine)
+        StatsHandler(iteration_log=False).attach(engine)  # MONAI's handler and ignite log at INFO
+        engine.logger.setLevel(logging.INFO)
+        engine.run(engine.data_loader)
+        logging.getLogger("monai_unets").warning("still shown")
+    finally:
+        root.removeHandler(collector)
+    assert [r.getMessage() for r in records] == ["still shown"]
+
+
+def test_negative_interval_is_an_error():
+    with pytest.raises(ValueError, match="interval_s"):
+        ProgressLogger(interval_s=-1)

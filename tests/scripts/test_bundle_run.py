@@ -1,0 +1,101 @@
+"""The bundle commands: monai-unets list, train, infer, evaluate (their checks and the command they run)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import pytest
+from monai_unets.bundles import bundle_dir, list_bundles
+from monai_unets.scripts.bundle_run import resolve_bundle
+from monai_unets.scripts.cli import COMMANDS, main
+
+SKIN = "egeunet_skin_lesion"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: monai-unets {command}")
+
+
+def test_a_shipped_bundle_runs_from_a_copy_that_is_reused(tmp_path):
+    copy = resolve_bundle(SKIN, str(tmp_path / "run"))
+    assert (copy / "configs" / "train.yaml").read_bytes() == (bundle_dir(SKIN) / "configs" / "train.yaml").read_bytes()
+    (copy / "configs" / "marker").write_text("user edit")
+    assert resolve_bundle(SKIN, str(tmp_path / "run")) == copy
+    assert (copy / "configs" / "marker").is_file()
+    # a bundle folder is used in place
+    assert resolve_bundle(str(copy)) == copy
+
+
+def test_bad_bundle_arguments_are_errors(tmp_path):
+    with pytest.raises(ValueError, match="no bundle folder or shipped bundle named 'nope'"):
+        resolve_bundle("nope")
+    with pytest.raises(ValueError, match="is not a bundle"):
+        resolve_bundle(str(tmp_path))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a bundle"):
+        resolve_bundle(SKIN, str(tmp_path / "taken"))
+
+
+def _dry_run(capsys, *argv: str) -> list[str]:
+    assert main([*argv, "--dry-run"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("$ ")
+    return shlex.split(line[2:])
+
+
+@pytest.mark.parametrize(
+    "command, configs",
+    [("train", ["train.yaml"]), ("infer", ["inference.yaml"]), ("evaluate", ["train.yaml", "evaluate.yaml"])],
+)
+def test_commands_fill_in_the_bundle_files(command, configs, tmp_path, capsys):
+    work = tmp_path / "skin"
+    argv = _dry_run(capsys, command, SKIN, "--workdir", str(work), "--dataset_dir", "/data/isic", "--quiet")
+    assert argv[:4] == [sys.executable, "-m", "monai.bundle", "run"]
+    options = dict(zip(argv[4::2], argv[5::2]))
+    files = [str(work / "configs" / name) for name in configs]
+    assert options["--config_file"] == (files[0] if len(files) == 1 else json.dumps(files))
+    assert options["--meta_file"] == str(work / "configs" / "metadata.json")
+    assert options["--logging_file"] == str(work / "configs" / "logging.conf")
+    assert options["--bundle_root"] == str(work)
+    assert options["--dataset_dir"] == "/data/isic" and options["--quiet"] == "True"
+
+
+def test_mlflow_tracking_defaults_to_a_sqlite_file_in_the_bundle(tmp_path, capsys):
+    work = tmp_path / "skin"
+    argv = _dry_run(capsys, "train", SKIN, "--workdir", str(work), "--tracking", "mlflow")
+    options = dict(zip(argv[4::2], argv[5::2]))
+    assert options["--tracking"] == "mlflow" and options["--tracking_uri"] == f"sqlite:///{work / 'mlruns.db'}"
+
+
+def test_the_command_line_reports_a_typo(tmp_path, capsys):
+    assert main(["train", SKIN, "--workdir", str(tmp_path / "w"), "--max_epoch", "2", "--dry-run"]) == 1
+    assert "unknown key 'max_epoch' (train.yaml); did you mean 'max_epochs'?" in capsys.readouterr().err
+
+
+def test_files_the_command_sets_cannot_be_overridden(capsys):
+    assert main(["train", SKIN, "--bundle_root", "/elsewhere", "--dry-run"]) == 1
+    assert "--bundle_root: set by `monai-unets train`" in capsys.readouterr().err
+
+
+def test_other_commands_still_reject_unknown_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo-data", "--output-dir", "x", "--max_epochs", "2"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --max_epochs 2" in capsys.readouterr().err
+
+
+def test_list_shows_every_bundle(capsys):
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [b["bundle"] for b in listing["bundles"]] == list_bundles()
+    skin = next(b for b in listing["bundles"] if b["bundle"] == SKIN)
+    assert skin["network"] == "EGEUNet 2D" and "ISIC" in skin["data"]
+    assert {n["network"] for n in listing["networks"]} >= {"EGEUNet", "ClassicUNet", "AttentionGateUNet", "UNetV2"}
+    assert list(listing["tasks"]) == ["train", "infer", "evaluate"]
