@@ -26,9 +26,10 @@ from .checks import (
     find_bad_cases,
     load_datalist,
 )
-from .datalist import IMAGE_SUFFIXES, list_cases
+from .datalist import IMAGE_SUFFIXES, list_cases, split_cases
 from .dataset import SkipFailedCasesDataset, describe_error
 from .dicom_seg import DicomSegError, write_dicom_seg
+from .plan import DEFAULT_PLAN, load_plan, make_plan, plan_dataset, save_plan
 
 __all__ = [
     "AtomicITKWriter",
@@ -47,6 +48,7 @@ __all__ = [
     "check_cases",
     "find_bad_cases",
     "load_datalist",
+    "DEFAULT_PLAN",
     "IMAGE_SUFFIXES",
     "DicomSegError",
     "MultiScaleBatch",
@@ -60,5 +62,10 @@ __all__ = [
     "failure_stage",
     "list_cases",
     "shard_items",
+    "load_plan",
+    "make_plan",
+    "plan_dataset",
+    "save_plan",
+    "split_cases",
     "write_dicom_seg",
 ]

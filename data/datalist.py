@@ -6,11 +6,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai.data import load_decathlon_datalist
+import numpy as np
+from monai.data import load_decathlon_datalist, partition_dataset
 
 from .medical_io import list_medical_cases, split_dicom_series
 
-__all__ = ["IMAGE_SUFFIXES", "list_cases"]
+__all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases"]
 
 # Files that one image can be read from; a DICOM series is a folder and is not listed here.
 IMAGE_SUFFIXES: tuple[str, ...] = (
@@ -95,3 +96,38 @@ def list_cases(
         else:
             expanded.append(case)
     return expanded
+
+
+def split_cases(
+    cases: Sequence[dict], val_fraction: float = 0.2, seed: int = 0, fold: int = 0, num_folds: int = 1
+) -> tuple[list[dict], list[dict]]:
+    """Training and validation cases: a seeded random split, or fold ``fold`` of a ``num_folds``-fold split.
+
+    With ``num_folds`` 1 a fraction ``val_fraction`` of the cases (at least one) is held out for validation.
+    With ``num_folds`` k > 1 the shuffled cases are cut into k parts; part ``fold`` validates and the others
+    train, so that k runs (``fold`` 0..k-1) validate every case once and their checkpoints form an ensemble.
+
+    Raises:
+        ValueError: fewer than 2 cases, more folds than cases, or ``fold`` outside ``0..num_folds-1``.
+
+    Example::
+
+        >>> train, val = split_cases([{"image": str(i)} for i in range(10)], fold=1, num_folds=5)
+        >>> len(train), len(val)
+        (8, 2)
+    """
+    cases = list(cases)
+    if len(cases) < 2:
+        raise ValueError(f"need at least 2 labelled cases to split into training and validation, got {len(cases)}")
+    if num_folds > 1:
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"fold must be in 0..{num_folds - 1}, got {fold}")
+        if num_folds > len(cases):
+            raise ValueError(f"{num_folds} folds need at least {num_folds} cases, got {len(cases)}")
+        parts = partition_dataset(cases, num_partitions=num_folds, shuffle=True, seed=seed)
+        return [c for i, part in enumerate(parts) if i != fold for c in part], list(parts[fold])
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    n_val = min(len(cases) - 1, max(1, round(val_fraction * len(cases))))
+    order = np.random.default_rng(seed).permutation(len(cases))
+    return [cases[i] for i in sorted(order[n_val:])], [cases[i] for i in sorted(order[:n_val])]

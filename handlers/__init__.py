@@ -11,8 +11,9 @@ from .gradient_clipping import GradientClipping
 from .metrics_saver import AtomicMetricsSaver
 from .overlays import label_map, label_volumes, render_overlay
 from .progress import ProgressLogger, format_duration
+from .postprocessing import PostprocessingSelector, choose_keep_largest
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
-from .validation import FinalValidationHandler
+from .validation import FinalValidationHandler, TrainingTimeLimit
 
 __all__ = [
     "AtomicMetricsSaver",
@@ -31,10 +32,13 @@ __all__ = [
     "check_settings",
     "explain",
     "report_errors",
+    "PostprocessingSelector",
     "ProgressLogger",
     "SpacedHausdorffDistanceMetric",
     "SpacedSurfaceDiceMetric",
+    "TrainingTimeLimit",
     "case_file_stem",
+    "choose_keep_largest",
     "format_duration",
     "label_map",
     "label_volumes",

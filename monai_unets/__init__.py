@@ -8,13 +8,27 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import data, handlers, networks, transforms
+from . import data, handlers, inferers, networks, transforms
+from .data.plan import load_plan, save_plan
 from .handlers.errors import check_settings, report_errors
+from .inferers import *  # noqa: F401,F403
 from .networks import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
 
 __all__ = (
-    ["__version__", "check_settings", "data", "handlers", "networks", "report_errors", "transforms"]
+    [
+        "__version__",
+        "check_settings",
+        "data",
+        "handlers",
+        "inferers",
+        "load_plan",
+        "networks",
+        "report_errors",
+        "save_plan",
+        "transforms",
+    ]
     + networks.__all__
     + transforms.__all__
+    + inferers.__all__
 )

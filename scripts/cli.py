@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "prepare-isic": ".prepare_isic",
     "demo-data": ".demo_data",
     "demo-ct": ".demo_ct",
+    "demo-mr": ".demo_mr",
+    "plan": ".plan",
     "quickstart": ".quickstart",
     "prepare-polyp": ".prepare_polyp",
     "model-table": ".model_table",
@@ -36,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "infer": ".infer",
     "evaluate": ".evaluate",
     "report": ".report",
+    "benchmark-quality": ".benchmark_quality",
 }
 
 

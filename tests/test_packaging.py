@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 # top-level folders of the repository that become subpackages of monai_unets
-SUBPACKAGES = ("bundles", "data", "handlers", "networks", "scripts", "transforms")
+SUBPACKAGES = ("bundles", "data", "handlers", "inferers", "networks", "scripts", "transforms")
 
 
 def _source_files() -> set[str]:

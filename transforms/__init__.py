@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from .intensity import (
+    AboveThreshold,
+    PlannedNormalize,
+    PlannedNormalizeD,
+    PlannedNormalized,
+    PlannedNormalizeDict,
+)
 from .io import Image2DReader, SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict, image_pixels
 from .label import (
     ArgmaxLabel,
@@ -12,14 +19,32 @@ from .label import (
     BinarizeLabelD,
     BinarizeLabeld,
     BinarizeLabelDict,
+    KeepLargestComponentD,
+    KeepLargestComponentd,
+    KeepLargestComponentDict,
+    keep_largest_component,
 )
 from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict
+from .uncertainty import SaveProbabilityMapsD, SaveProbabilityMapsd, SaveProbabilityMapsDict, entropy_map
 
 __all__ = [
     "ArgmaxLabel",
     "ArgmaxLabeld",
     "ArgmaxLabelD",
     "ArgmaxLabelDict",
+    "AboveThreshold",
+    "KeepLargestComponentd",
+    "KeepLargestComponentD",
+    "KeepLargestComponentDict",
+    "PlannedNormalize",
+    "PlannedNormalized",
+    "PlannedNormalizeD",
+    "PlannedNormalizeDict",
+    "SaveProbabilityMapsd",
+    "SaveProbabilityMapsD",
+    "SaveProbabilityMapsDict",
+    "entropy_map",
+    "keep_largest_component",
     "BinarizeLabel",
     "BinarizeLabeld",
     "BinarizeLabelD",

@@ -24,10 +24,13 @@ SHAPE, SPACING = (48, 40, 24), (1.2, 1.2, 2.5)
 
 
 class OrganOracle(torch.nn.Module):
-    """Logits of (background, organ, tumour): organ where the windowed CT is brighter than 0.6 (about 85 HU)."""
+    """Logits of (background, organ, tumour): organ where the CT is brighter than about 85 HU.
+
+    Without a plan the bundles normalise CT with the pancreas defaults, (HU - 56) / 72, so 85 HU is 0.4.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        organ = (x > 0.6).float()
+        organ = (x > 0.4).float()
         return torch.cat([1 - organ, organ, torch.full_like(x, -1.0)], dim=1) * 10
 
 
@@ -42,24 +45,31 @@ def studies(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
-def test_predicted_organ_lies_on_the_phantom_organ(name, studies, tmp_path):
+def _infer_with_oracle(name: str, input_dir, tmp_path, **overrides) -> None:
     configs = bundle_dir(name) / "configs"
     workflow = ConfigWorkflow(
         config_file=str(configs / "inference.yaml"),
         workflow_type="infer",
         bundle_root=str(tmp_path),
-        input_dir=str(studies / "dicomTs"),
+        input_dir=str(input_dir),
         output_dir=str(tmp_path / "out"),
         num_workers=0,
         patch_size=[32, 32, 32],
         network_def=OrganOracle(),
         # the oracle has no weights to load
-        handlers=[],
+        model_files=[],
+        **overrides,
     )
     workflow.initialize()
+    if overrides.get("tta"):
+        assert workflow.evaluator.inferer.tta
     workflow.run()
     workflow.finalize()
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_predicted_organ_lies_on_the_phantom_organ(name, studies, tmp_path):
+    _infer_with_oracle(name, studies / "dicomTs", tmp_path)
 
     _, truth = make_ct_phantom(SHAPE, SPACING, seed=7 * 1000 + 0)
     prediction = nib.load(tmp_path / "out" / "demo_000_seg.nii.gz")
@@ -136,6 +146,7 @@ def _run_oracle(name: str, input_dir, output_dir) -> None:
         patch_size=[32, 32, 32],
         network_def=OrganOracle(),
         handlers=[],
+        model_files=[],
     )
     workflow.initialize()
     workflow.run()
@@ -204,6 +215,7 @@ def _run(name, studies, out, **overrides):
         patch_size=[32, 32, 32],
         network_def=RandomScores(),
         handlers=[],
+        model_files=[],
         **overrides,
     )
     workflow.initialize()
@@ -260,3 +272,39 @@ def test_float32_resampling_gives_the_float64_label_maps(name, studies, tmp_path
     theirs = np.asarray(nib.load(tmp_path / "reference" / "demo_000_seg.nii.gz").dataobj)
     assert len(np.unique(ours)) == 3
     np.testing.assert_array_equal(ours, theirs)
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_probability_and_uncertainty_maps_lie_on_the_study_grid(name, studies, tmp_path):
+    _infer_with_oracle(name, studies / "imagesTs", tmp_path, tta=True, write_probabilities=True)
+
+    reference = nib.load(studies / "imagesTs" / "demo_000.nii.gz")
+    labels = np.asarray(nib.load(tmp_path / "out" / "demo_000_seg.nii.gz").dataobj)
+    probs_file = nib.load(tmp_path / "out" / "demo_000_prob.nii.gz")
+    entropy_file = nib.load(tmp_path / "out" / "demo_000_uncertainty.nii.gz")
+    assert probs_file.shape == (*reference.shape, 3)
+    assert entropy_file.shape == reference.shape
+    for image in (probs_file, entropy_file):
+        np.testing.assert_allclose(image.affine, reference.affine, atol=1e-4)
+    probs, entropy = probs_file.get_fdata(), entropy_file.get_fdata()
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+    # the label map is the probability map's argmax voxel for voxel: a flip or shift between them would show
+    assert (probs.argmax(-1) == labels).mean() > 0.999
+    assert entropy.min() >= 0 and entropy.max() <= 1 + 1e-6
+    # uncertainty is highest on the organ's boundary (partial volume), not in the body
+    organ = labels == 1
+    assert entropy[organ].mean() > entropy[~organ].mean()
+
+
+def test_ensemble_switch_names_model_files_in_the_bundle(studies, tmp_path):
+    configs = bundle_dir("egeunet3d_pancreas_ct") / "configs"
+    workflow = ConfigWorkflow(
+        config_file=str(configs / "inference.yaml"),
+        workflow_type="infer",
+        bundle_root=str(tmp_path),
+        input_dir=str(studies / "imagesTs"),
+        num_workers=0,
+        ensemble=["model_fold0.pt", "model_fold1.pt"],
+    )
+    workflow.initialize()
+    inferer = workflow.evaluator.inferer
+    assert inferer.checkpoints == [str(tmp_path / "models" / f"model_fold{k}.pt") for k in (0, 1)]
+    assert not inferer.tta

@@ -40,3 +40,24 @@ def test_volumes_split_a_multi_series_datalist_image(tmp_path, monkeypatch):
     monkeypatch.setattr(datalist, "split_dicom_series", lambda folder: series)
     cases = list_cases(tmp_path, volumes=True)
     assert [c["image"] for c in cases] == [f"{study}::1.2.3", f"{study}::1.2.4", str(tmp_path / "ct.nii.gz")]
+
+
+def test_cross_validation_folds_validate_every_case_once():
+    from monai_unets.data import split_cases
+
+    cases = [{"image": str(i)} for i in range(7)]
+    seen = []
+    for fold in range(3):
+        train, val = split_cases(cases, fold=fold, num_folds=3, seed=1)
+        assert sorted(c["image"] for c in train + val) == sorted(c["image"] for c in cases)
+        assert not {c["image"] for c in train} & {c["image"] for c in val}
+        seen += [c["image"] for c in val]
+    assert sorted(seen) == sorted(c["image"] for c in cases)
+
+
+@pytest.mark.parametrize("kwargs", [{"fold": 3, "num_folds": 3}, {"num_folds": 9}, {"val_fraction": 1.0}])
+def test_bad_split_is_refused(kwargs):
+    from monai_unets.data import split_cases
+
+    with pytest.raises(ValueError):
+        split_cases([{"image": str(i)} for i in range(7)], **kwargs)

@@ -59,3 +59,18 @@ def test_argmax_labeld_keeps_the_geometry():
     assert torch.equal(label.affine, affine)
     with pytest.raises(ValueError, match="channel-first"):
         ArgmaxLabel()(torch.tensor(1.0))
+
+
+def test_keep_largest_component_removes_smaller_islands_of_chosen_classes_only():
+    from monai_unets.transforms import KeepLargestComponentd
+
+    pred = torch.zeros(1, 8, 8, 4, dtype=torch.int64)
+    pred[0, :3, :3] = 1  # the organ
+    pred[0, 6:, 6:, 0] = 1  # a spurious island
+    pred[0, 4, 0] = 2  # two islands of a class not chosen
+    pred[0, 0, 6] = 2
+    out = KeepLargestComponentd("pred", applied_labels=[1])({"pred": pred})["pred"]
+    expected = pred.clone()
+    expected[0, 6:, 6:, 0] = 0
+    assert torch.equal(out, expected)
+    assert torch.equal(KeepLargestComponentd("pred", applied_labels=[])({"pred": pred})["pred"], pred)

@@ -1,0 +1,371 @@
+"""Planning from a dataset fingerprint: spacing, normalisation, patch and batch size, classes, post-processing.
+
+A plan is a JSON dictionary the bundles' configs read (``plan: "$monai_unets.load_plan(@plan_file)"``,
+``pixdim: "@plan#spacing"``), so that a new dataset, CT or MR, needs ``monai-unets plan`` then ``train`` and no
+overrides. The fingerprint (what is measured) and the rules that turn it into a plan follow nnU-Net:
+
+- target spacing: the median spacing per axis; for strongly anisotropic data (the coarsest axis more than 3 times
+  the finest, and 3 times fewer voxels along it) the coarse axis takes the 10th percentile of its spacings;
+- normalisation: CT (intensities in Hounsfield units) is clipped to the 0.5 / 99.5 percentiles of the foreground
+  intensities, then z-scored with the foreground mean and standard deviation; every other modality gets a
+  per-image z-score on its non-zero voxels;
+- patch size: the median resampled shape, its longest side (in mm) shrunk until it fits a voxel budget set by the
+  device (a GPU's memory, or a CPU's speed); batch size at least 2;
+- post-processing: none until :func:`choose_postprocessing` decides on validation data.
+
+Example::
+
+    >>> plan = plan_dataset("/data/Task07_Pancreas")  # doctest: +SKIP
+    >>> save_plan(plan, "/data/Task07_Pancreas/plan.json")  # doctest: +SKIP
+    >>> load_plan("/data/Task07_Pancreas/plan.json")["spacing"]  # doctest: +SKIP
+    [0.8, 0.8, 2.5]
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DEFAULT_PLAN",
+    "PLAN_VERSION",
+    "choose_patch_size",
+    "choose_target_spacing",
+    "detect_modality",
+    "fingerprint_dataset",
+    "load_plan",
+    "make_plan",
+    "plan_dataset",
+    "save_plan",
+    "voxel_budget",
+]
+
+PLAN_VERSION = 1
+
+# What the CT bundles use without a plan: their original pancreas recipe (1.5 x 1.5 x 2 mm, a soft-tissue window).
+DEFAULT_PLAN: dict[str, Any] = {
+    "version": PLAN_VERSION,
+    "modality": "CT",
+    "spacing": [1.5, 1.5, 2.0],
+    "normalization": {"scheme": "ct", "clip": [-87.0, 199.0], "mean": 56.0, "std": 72.0},
+    "foreground_threshold": -500.0,
+    "patch_size": [96, 96, 96],
+    "batch_size": 2,
+    "num_classes": 3,
+    "labels": {"1": "pancreas", "2": "tumour"},
+    "class_names": ["pancreas", "tumour"],
+    "postprocessing": {"keep_largest": []},
+}
+
+# Voxels (sampled per case) kept to estimate foreground intensity percentiles, as nnU-Net does.
+_SAMPLES_PER_CASE = 10_000
+# Patch sides are multiples of this, so that 5 halvings (the deepest bundle network) divide them evenly.
+_PATCH_DIVISOR = 32
+_MIN_PATCH_SIDE = 32
+
+
+def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Image (C, X, Y, Z) and label (X, Y, Z) in RAS orientation, and the voxel spacing (mm)."""
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
+
+    from .medical_io import MedicalImageReader
+
+    keys = ["image"] + (["label"] if label_path else [])
+    load = Compose(
+        [
+            LoadImaged(keys, reader=MedicalImageReader(), image_only=True),
+            EnsureChannelFirstd(keys),
+            Orientationd(keys, axcodes="RAS"),
+        ]
+    )
+    try:
+        data = load({"image": image_path, **({"label": label_path} if label_path else {})})
+    except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
+        raise ValueError(f"cannot read case {image_path}: {error}") from error
+    image = data["image"]
+    spacing = np.asarray(image.pixdim, dtype=float)[:3]
+    label = None
+    if label_path:
+        label = np.asarray(data["label"])[0]
+        if label.shape != tuple(image.shape[1:]):
+            raise ValueError(f"label {label_path} has shape {label.shape}, image {image_path} {tuple(image.shape[1:])}")
+    return np.asarray(image, dtype=np.float32), label, spacing
+
+
+def detect_modality(minimum: float, low_percentile: float) -> str:
+    """``"CT"`` when the intensities look like Hounsfield units (air near -1000), else ``"MR"``.
+
+    Args:
+        minimum: the lowest intensity over the dataset.
+        low_percentile: the 0.5th percentile of the sampled intensities of the whole images.
+    """
+    return "CT" if minimum <= -900 and low_percentile <= -500 else "MR"
+
+
+def _declared_modality(dataset: Mapping) -> str | None:
+    modality = dataset.get("modality") or dataset.get("channel_names")
+    if isinstance(modality, Mapping) and modality:
+        if len(modality) > 1:
+            raise ValueError(
+                f"the dataset has {len(modality)} input channels ({dict(modality)}); the bundles take one channel"
+            )
+        modality = next(iter(modality.values()))
+    if isinstance(modality, str):
+        # MSD names MR sequences (T1w, FLAIR, ADC, ...); all but CT get per-image normalisation
+        return "CT" if modality.strip().upper() == "CT" else "MR"
+    return None
+
+
+def fingerprint_dataset(
+    datalist: str | os.PathLike, dataset_dir: str | os.PathLike | None = None, key: str = "training", seed: int = 0
+) -> dict[str, Any]:
+    """Measure a labelled dataset: spacings, shapes, intensities (whole image and foreground), classes, modality.
+
+    Args:
+        datalist: an MSD ``dataset.json`` or a MONAI datalist with a ``key`` list of ``{image, label}``.
+        dataset_dir: folder relative paths are resolved against (default: the datalist's folder).
+        key: the list of labelled cases.
+        seed: seed of the voxel sampling.
+
+    Returns:
+        a JSON-serialisable dictionary (per-case spacings and shapes in RAS order, intensity statistics, class
+        voxel fractions, label values and names, the declared or detected modality).
+
+    Raises:
+        ValueError: no labelled case, an unreadable case (the file is named), or a label with a value the
+            dataset's ``labels`` do not declare.
+    """
+    from monai.data import load_decathlon_datalist
+
+    datalist = Path(datalist)
+    if not datalist.is_file():
+        raise FileNotFoundError(f"datalist {datalist} does not exist.")
+    try:
+        meta = json.loads(datalist.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"datalist {datalist} is not valid JSON: {error}") from error
+    base = Path(dataset_dir) if dataset_dir else datalist.parent
+    cases = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=key, base_dir=base)
+    cases = [c for c in cases if c.get("label")]
+    if not cases:
+        raise ValueError(f"datalist {datalist} has no labelled case in {key!r}.")
+
+    rng = np.random.default_rng(seed)
+    spacings, shapes, foreground, whole, counts = [], [], [], [], {}
+    minimum = np.inf
+    for case in cases:
+        image, label, spacing = _read_case(case["image"], case["label"])
+        if image.shape[0] != 1:
+            raise ValueError(f"image {case['image']} has {image.shape[0]} channels; the bundles take one channel")
+        image = image[0]
+        spacings.append(spacing.tolist())
+        shapes.append(list(image.shape))
+        minimum = min(minimum, float(image.min()))
+        flat = image.ravel()
+        whole.append(flat[rng.integers(0, flat.size, _SAMPLES_PER_CASE)])
+        fg = image[label > 0]
+        if fg.size:
+            foreground.append(fg[rng.integers(0, fg.size, min(_SAMPLES_PER_CASE, fg.size))])
+        values, n = np.unique(label.astype(np.int64), return_counts=True)
+        for v, c in zip(values.tolist(), n.tolist()):
+            counts[v] = counts.get(v, 0) + c
+
+    declared_labels = meta.get("labels")
+    if isinstance(declared_labels, Mapping):
+        labels = {int(k): str(v) for k, v in declared_labels.items()}
+        unknown = sorted(set(counts) - set(labels))
+        if unknown:
+            raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare")
+    else:
+        labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
+    if sorted(labels) != list(range(len(labels))):
+        raise ValueError(f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}")
+    total = sum(counts.values())
+    whole_all = np.concatenate(whole)
+    fg_all = np.concatenate(foreground) if foreground else whole_all
+    modality = _declared_modality(meta) or detect_modality(minimum, float(np.percentile(whole_all, 0.5)))
+    return {
+        "num_cases": len(cases),
+        "spacings": spacings,
+        "shapes": shapes,
+        "intensity_min": minimum,
+        "foreground_intensity": {
+            "mean": float(fg_all.mean()),
+            "std": float(fg_all.std()),
+            "percentile_00_5": float(np.percentile(fg_all, 0.5)),
+            "percentile_99_5": float(np.percentile(fg_all, 99.5)),
+        },
+        "labels": {str(k): v for k, v in sorted(labels.items())},
+        "class_fractions": {str(k): counts.get(k, 0) / total for k in sorted(labels)},
+        "modality": modality,
+    }
+
+
+def choose_target_spacing(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]]) -> list[float]:
+    """Median spacing, with nnU-Net's rule for anisotropic data (10th percentile on the coarse axis).
+
+    Example::
+
+        >>> choose_target_spacing([[1, 1, 5], [1, 1, 6], [1, 1, 7]], [[200, 200, 30]] * 3)
+        [1.0, 1.0, 5.2]
+    """
+    spacings = np.asarray(spacings, dtype=float)
+    shapes = np.asarray(shapes, dtype=float)
+    target = np.median(spacings, axis=0)
+    target_shape = np.median(shapes * spacings / target, axis=0)
+    coarse = int(np.argmax(target))
+    others = [i for i in range(len(target)) if i != coarse]
+    if target[coarse] > 3 * target[others].min() and target_shape[coarse] * 3 < target_shape[others].min():
+        coarse_spacing = np.percentile(spacings[:, coarse], 10)
+        target[coarse] = max(coarse_spacing, target[others].max() + 1e-5)
+    return [round(float(s), 4) for s in target]
+
+
+def voxel_budget(device: str | torch.device | None = None) -> int:
+    """Voxels in one training patch that the device handles well.
+
+    A GPU gets a budget from its memory (about 128^3 at 16 GiB and more, 96^3 at 8 GiB, 64^3 below); a CPU gets
+    64^3, since there speed, not memory, is what limits training.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type != "cuda":
+        return 64**3
+    memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    if memory_gib >= 16:
+        return 128**3
+    return 96**3 if memory_gib >= 8 else 64**3
+
+
+def choose_patch_size(median_shape: Sequence[float], spacing: Sequence[float], budget: int) -> list[int]:
+    """A patch of at most ``budget`` voxels, shaped like the median image in mm, sides multiples of 32.
+
+    Starts from the median resampled shape (rounded up to a multiple of 32), then shrinks by 32 voxels the side
+    that is longest in millimetres until the patch fits, as nnU-Net does.
+
+    Example::
+
+        >>> choose_patch_size([200, 200, 200], [1.0, 1.0, 1.0], 64**3)
+        [64, 64, 64]
+    """
+    patch = [max(_MIN_PATCH_SIDE, int(np.ceil(s / _PATCH_DIVISOR)) * _PATCH_DIVISOR) for s in median_shape]
+    while int(np.prod(patch)) > budget:
+        shrinkable = [i for i, p in enumerate(patch) if p > _MIN_PATCH_SIDE]
+        if not shrinkable:
+            break
+        longest = max(shrinkable, key=lambda i: patch[i] * spacing[i])
+        patch[longest] -= _PATCH_DIVISOR
+    return patch
+
+
+def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None = None) -> dict[str, Any]:
+    """Turn a fingerprint (:func:`fingerprint_dataset`) into a plan for the given device (default: this one)."""
+    spacing = choose_target_spacing(fingerprint["spacings"], fingerprint["shapes"])
+    resampled = np.asarray(fingerprint["shapes"]) * np.asarray(fingerprint["spacings"]) / np.asarray(spacing)
+    median_shape = np.median(resampled, axis=0).tolist()
+    budget = voxel_budget(device)
+    patch = choose_patch_size(median_shape, spacing, budget)
+    # small images leave room for more patches per step, up to the budget of 2 full-size patches
+    batch_size = max(2, min(8, (2 * budget) // int(np.prod(patch))))
+    intensity = fingerprint["foreground_intensity"]
+    if fingerprint["modality"] == "CT":
+        normalization = {
+            "scheme": "ct",
+            "clip": [intensity["percentile_00_5"], intensity["percentile_99_5"]],
+            "mean": intensity["mean"],
+            "std": max(intensity["std"], 1e-8),
+        }
+        # air (-1000 HU) is background; the body is cropped from everything denser than fat and lung
+        foreground_threshold = -500.0
+    else:
+        normalization = {"scheme": "zscore_nonzero"}
+        foreground_threshold = 0.0
+    labels = dict(fingerprint["labels"])
+    return {
+        "version": PLAN_VERSION,
+        "modality": fingerprint["modality"],
+        "spacing": spacing,
+        "median_shape": [round(s) for s in median_shape],
+        "normalization": normalization,
+        "foreground_threshold": foreground_threshold,
+        "patch_size": patch,
+        "batch_size": int(batch_size),
+        "num_classes": len(labels),
+        "labels": {k: v for k, v in labels.items() if k != "0"},
+        "class_names": [v for k, v in labels.items() if k != "0"],
+        "class_fractions": fingerprint["class_fractions"],
+        "postprocessing": {"keep_largest": []},
+    }
+
+
+def plan_dataset(
+    dataset_dir: str | os.PathLike,
+    datalist: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Fingerprint a dataset and plan for it: :func:`fingerprint_dataset` then :func:`make_plan`.
+
+    Args:
+        dataset_dir: the dataset folder.
+        datalist: MSD ``dataset.json`` or MONAI datalist (default: ``dataset_dir/dataset.json``).
+        device: the device the plan is for (default: CUDA when present, else the CPU).
+    """
+    datalist = Path(datalist) if datalist else Path(dataset_dir) / "dataset.json"
+    fingerprint = fingerprint_dataset(datalist, dataset_dir)
+    plan = make_plan(fingerprint, device)
+    plan["fingerprint"] = {k: fingerprint[k] for k in ("num_cases", "intensity_min", "foreground_intensity")}
+    return plan
+
+
+def save_plan(plan: Mapping[str, Any], path: str | os.PathLike) -> str:
+    """Write a plan as JSON, atomically (a temporary file renamed into place); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(plan, f, indent=2)
+        tmp = f.name
+    os.replace(tmp, path)
+    return str(path)
+
+
+_REQUIRED = ("spacing", "normalization", "foreground_threshold", "patch_size", "batch_size", "num_classes", "labels")
+
+
+def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a plan; when the file does not exist, return ``default`` (the bundles' original CT recipe).
+
+    Keys missing from the file are taken from the default, so a plan written by an older version still loads.
+
+    Raises:
+        ValueError: the file is not a JSON object, or a value has the wrong form (the file is named).
+
+    Example::
+
+        >>> load_plan("/no/such/plan.json")["spacing"]
+        [1.5, 1.5, 2.0]
+    """
+    base = copy.deepcopy(dict(default if default is not None else DEFAULT_PLAN))
+    if path is None or not Path(path).is_file():
+        return base
+    try:
+        plan = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"plan {path} is not valid JSON: {error}") from error
+    if not isinstance(plan, dict):
+        raise ValueError(f"plan {path} must hold a JSON object")
+    base.update(plan)
+    for key in _REQUIRED:
+        if key not in base:
+            raise ValueError(f"plan {path} has no {key!r}")
+    if len(base["spacing"]) != 3 or any(float(s) <= 0 for s in base["spacing"]):
+        raise ValueError(f"plan {path}: 'spacing' must be 3 positive numbers, got {base['spacing']}")
+    if base["normalization"].get("scheme") not in ("ct", "zscore_nonzero"):
+        raise ValueError(f"plan {path}: unknown normalization scheme {base['normalization'].get('scheme')!r}")
+    return base

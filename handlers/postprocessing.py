@@ -1,0 +1,112 @@
+"""Post-processing chosen on validation data: keep the largest connected component of a class where it helps."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.utils import min_version, optional_import
+
+from ..data.plan import load_plan, save_plan
+from ..transforms.label import keep_largest_component
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["PostprocessingSelector", "choose_keep_largest"]
+
+
+def _dice(pred: np.ndarray, label: np.ndarray) -> float:
+    total = pred.sum() + label.sum()
+    return float("nan") if total == 0 else 2.0 * float(np.logical_and(pred, label).sum()) / float(total)
+
+
+def choose_keep_largest(
+    dice_plain: Sequence[Sequence[float]], dice_largest: Sequence[Sequence[float]], class_values: Sequence[int]
+) -> list[int]:
+    """Classes whose mean validation Dice rises when only their largest component is kept, as nnU-Net decides.
+
+    Args:
+        dice_plain: per case, per class Dice of the prediction as it is (NaN where the class is in neither).
+        dice_largest: the same after keeping each class's largest component.
+        class_values: label value of each class column.
+
+    Example::
+
+        >>> choose_keep_largest([[0.8, 0.5]], [[0.9, 0.4]], [1, 2])
+        [1]
+    """
+    with warnings.catch_warnings():
+        # a class absent from every case has no mean: NaN, and it is not chosen
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plain = np.nanmean(np.asarray(dice_plain, dtype=float), axis=0)
+        largest = np.nanmean(np.asarray(dice_largest, dtype=float), axis=0)
+    return [int(v) for v, p, q in zip(class_values, plain, largest) if np.isfinite(p) and q > p]
+
+
+class PostprocessingSelector:
+    """Decide per class on validation data whether keeping the largest connected component helps; record it.
+
+    Attached to a validation evaluator whose outputs hold one-hot ``pred`` and ``label`` (after
+    ``AsDiscreted``), it measures each case's Dice per foreground class with and without keeping the largest
+    component of the class. Whenever the validation's key metric reaches a new best (the checkpoint the
+    ``CheckpointSaver`` keeps), it writes the classes where the largest component raises the mean Dice into the
+    plan file (``postprocessing.keep_largest``), which the inference config applies.
+
+    Args:
+        plan_file: the plan stored beside the model.
+        plan: the plan the model is trained with; written to ``plan_file`` when the handler is attached (so that
+            the weights always have their plan beside them, whichever process validates), with no
+            post-processing until validation decides. ``None``: ``plan_file`` is read (the defaults if absent).
+        pred_key: key of the prediction in the evaluator's output.
+        label_key: key of the reference.
+
+    Example::
+
+        >>> PostprocessingSelector("models/plan.json", plan).attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        plan_file: str | os.PathLike,
+        plan: Mapping[str, Any] | None = None,
+        pred_key: str = "pred",
+        label_key: str = "label",
+    ) -> None:
+        self.plan_file = plan_file
+        self.plan = plan
+        self.pred_key = pred_key
+        self.label_key = label_key
+        self.plain: list[list[float]] = []
+        self.largest: list[list[float]] = []
+
+    def attach(self, engine: Engine) -> None:
+        if self.plan is not None:
+            save_plan({**self.plan, "postprocessing": {"keep_largest": []}}, self.plan_file)
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.decide)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.plain, self.largest = [], []
+
+    def collect(self, engine: Engine) -> None:
+        outputs = engine.state.output
+        for item in outputs if isinstance(outputs, list) else [outputs]:
+            pred = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu()) > 0.5
+            label = np.asarray(torch.as_tensor(item[self.label_key]).detach().cpu()) > 0.5
+            classes = range(1, pred.shape[0])
+            self.plain.append([_dice(pred[c], label[c]) for c in classes])
+            self.largest.append([_dice(keep_largest_component(pred[c]), label[c]) for c in classes])
+
+    def decide(self, engine: Engine) -> None:
+        if not self.plain or engine.state.best_metric_epoch != engine.state.epoch:
+            return
+        values = list(range(1, len(self.plain[0]) + 1))
+        plan = load_plan(self.plan_file)
+        plan["postprocessing"] = {"keep_largest": choose_keep_largest(self.plain, self.largest, values)}
+        save_plan(plan, self.plan_file)

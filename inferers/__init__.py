@@ -1,0 +1,8 @@
+"""Inferers of monai_unets: test-time augmentation, ensembles and uncertainty scores."""
+
+from __future__ import annotations
+
+from .ensemble import EnsembleInferer, load_weights, mirror_axes
+from .scoring import UncertaintyScoring, uncertainty_score
+
+__all__ = ["EnsembleInferer", "UncertaintyScoring", "load_weights", "mirror_axes", "uncertainty_score"]

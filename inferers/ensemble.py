@@ -1,0 +1,115 @@
+"""Test-time augmentation by mirroring and ensembles of checkpoints, averaged as probabilities."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from monai.inferers import Inferer
+from torch import nn
+
+__all__ = ["EnsembleInferer", "load_weights", "mirror_axes"]
+
+
+def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
+    """Every subset of the spatial axes (as tensor dimensions of a (B, C, ...) batch), the empty one first.
+
+    Example::
+
+        >>> mirror_axes(2)
+        [(), (2,), (3,), (2, 3)]
+    """
+    dims = range(2, 2 + spatial_dims)
+    return [axes for n in range(spatial_dims + 1) for axes in itertools.combinations(dims, n)]
+
+
+def load_weights(network: nn.Module, path: str | os.PathLike, map_location: Any = None) -> nn.Module:
+    """Load a checkpoint written by MONAI's ``CheckpointSaver`` (or a plain state dict) into ``network``.
+
+    ``CheckpointSaver`` with one object stores that object's state dict directly; with several it stores
+    ``{"model": ..., ...}``. Both forms are accepted.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a checkpoint of this network (the file is named).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint {path} does not fit the network: {error}") from error
+    return network
+
+
+class EnsembleInferer(Inferer):
+    """Average the softmax probabilities of mirrored inputs (TTA) and of several checkpoints (an ensemble).
+
+    Each member is the wrapped ``inferer`` (e.g. a sliding window) run on one network and one mirroring of the
+    input, its logits turned into probabilities, mirrored back and averaged. nnU-Net mirrors over every subset
+    of the spatial axes (8 passes in 3D). The result is returned as log-probabilities: a later
+    ``Activationsd(softmax=True)`` turns it back into the averaged probabilities exactly, so the bundles'
+    post-processing is the same with and without averaging. With ``tta=False`` and no ``checkpoints`` the
+    network's logits are returned unchanged.
+
+    Args:
+        inferer: the inferer of one pass (a ``SlidingWindowInferer``).
+        checkpoints: model files; each is loaded into a copy of the network given at call time (once, on the
+            first call). Empty: the given network alone.
+        tta: mirror over all spatial axes.
+        spatial_dims: number of spatial dimensions of the inputs.
+        map_location: where the checkpoints are loaded (default: the network's device).
+
+    Example::
+
+        >>> inferer = EnsembleInferer(SlidingWindowInferer((64, 64, 64)), ["fold0.pt", "fold1.pt"], tta=True)
+        >>> log_probs = inferer(image, network)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        inferer: Inferer,
+        checkpoints: Sequence[str | os.PathLike] = (),
+        tta: bool = False,
+        spatial_dims: int = 3,
+        map_location: Any = None,
+    ) -> None:
+        super().__init__()
+        self.inferer = inferer
+        self.checkpoints = [os.fspath(c) for c in checkpoints or ()]
+        self.tta = bool(tta)
+        self.spatial_dims = spatial_dims
+        self.map_location = map_location
+        self._members: list[nn.Module] | None = None
+        self._template: nn.Module | None = None
+
+    def members(self, network: nn.Module) -> list[nn.Module]:
+        """The networks averaged: copies of ``network`` with each checkpoint's weights, or ``network`` itself."""
+        if not self.checkpoints:
+            return [network]
+        if self._members is None or self._template is not network:
+            device = self.map_location or next(network.parameters()).device
+            self._members = [load_weights(copy.deepcopy(network), c, device).eval() for c in self.checkpoints]
+            self._template = network
+        return self._members
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        members = self.members(network)
+        flips = mirror_axes(self.spatial_dims) if self.tta else [()]
+        if len(members) == 1 and len(flips) == 1:
+            return self.inferer(inputs, members[0], *args, **kwargs)
+        total: torch.Tensor | None = None
+        for member, axes in itertools.product(members, flips):
+            x = torch.flip(inputs, axes) if axes else inputs
+            probs = torch.softmax(self.inferer(x, member, *args, **kwargs).float(), dim=1)
+            probs = torch.flip(probs, axes) if axes else probs
+            total = probs if total is None else total + probs
+        mean = total / (len(members) * len(flips))
+        return torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))

@@ -1,0 +1,265 @@
+"""Time to quality: train a 3D bundle (plan + recipe) and MONAI's plain UNet for the same minutes, compare Dice.
+
+The dataset is a folder with an MSD ``dataset.json``, or synthetic data made on the fly: ``mr`` (brain-like MR
+with thin folded grey matter, :mod:`monai_unets.scripts.demo_mr`) or ``ct`` (the CT phantoms of
+:mod:`monai_unets.scripts.demo_ct`). The last ``--num-test`` labelled cases are held out. The bundle is planned
+(``monai-unets plan``) on the rest, trained by its own ``train.yaml`` for ``--minutes`` of wall-clock time
+(``max_minutes``) and run by its ``inference.yaml`` on the held-out studies; the baseline is MONAI's ``UNet``
+(channels 16-32-64-128, 2 residual units) trained in a plain loop (per-image z-score, 64^3 patches centred on
+foreground and background alike, Dice + cross-entropy, AdamW lr 2e-3, batch 2) for the same minutes on all the
+training cases, then run by sliding window on the held-out studies. Both are scored by Dice per class against
+the held-out labels in the studies' own voxel grids. Both run in the same process with the same threads, back
+to back, so machine load affects them alike.
+
+Example::
+
+    monai-unets benchmark-quality --bundle egeunet3d_pancreas_ct --data mr --minutes 10 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from .cli import run_tool
+
+__all__ = ["add_arguments", "dice_per_class", "hold_out", "main", "run", "train_baseline", "train_bundle"]
+
+_BASELINE_PATCH = (64, 64, 64)
+
+
+def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> list[float]:
+    """Dice of each foreground class (1..K-1); NaN where the class is in neither map.
+
+    Example::
+
+        >>> dice_per_class(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
+        [0.6666666666666666, 0.6666666666666666]
+    """
+    scores = []
+    for c in range(1, num_classes):
+        p, t = prediction == c, label == c
+        total = int(p.sum() + t.sum())
+        scores.append(float("nan") if total == 0 else 2.0 * int((p & t).sum()) / total)
+    return scores
+
+
+def hold_out(dataset_dir: str | os.PathLike, num_test: int, output: str | os.PathLike) -> Path:
+    """Write a datalist whose ``test`` list is the last ``num_test`` labelled cases and ``training`` the rest."""
+    dataset = json.loads((Path(dataset_dir) / "dataset.json").read_text())
+    labelled = dataset["training"]
+    if num_test < 1 or len(labelled) - num_test < 3:
+        raise ValueError(
+            f"{dataset_dir}: {len(labelled)} labelled cases cannot give {num_test} held out and 3 to train"
+        )
+    split = {**dataset, "training": labelled[:-num_test], "test": labelled[-num_test:]}
+    path = Path(output)
+    path.write_text(json.dumps(split, indent=2))
+    return path
+
+
+def _held_out(dataset_dir: Path, datalist: Path) -> list[dict[str, str]]:
+    from monai.data import load_decathlon_datalist
+
+    return load_decathlon_datalist(datalist, is_segmentation=True, data_list_key="test", base_dir=dataset_dir)
+
+
+def _score(predictions: Sequence[np.ndarray], cases: Sequence[dict[str, str]], num_classes: int) -> list[float]:
+    scores = []
+    for prediction, case in zip(predictions, cases):
+        label = np.asarray(nib.load(case["label"]).dataobj).astype(np.int64)
+        if prediction.shape != label.shape:
+            raise ValueError(f"prediction of {case['image']} has shape {prediction.shape}, label {label.shape}")
+        scores.append(dice_per_class(prediction, label, num_classes))
+    return np.nanmean(np.asarray(scores, dtype=float), axis=0).tolist()
+
+
+def train_bundle(
+    bundle: str, dataset_dir: Path, datalist: Path, work_dir: Path, minutes: float, overrides: dict | None = None
+) -> dict[str, Any]:
+    """Plan, train for ``minutes`` and infer on the held-out cases with a bundle's own configs; Dice per class."""
+    from monai.bundle import ConfigWorkflow
+
+    from ..bundles import bundle_dir
+    from ..data.plan import plan_dataset, save_plan
+
+    configs = bundle_dir(bundle) / "configs"
+    root = work_dir / bundle
+    plan_file = save_plan(plan_dataset(dataset_dir, datalist), root / "dataset_plan.json")
+    common = dict(bundle_root=str(root), dataset_dir=str(dataset_dir), datalist=str(datalist), num_workers=0)
+    start = time.process_time()
+    train = ConfigWorkflow(
+        config_file=str(configs / "train.yaml"),
+        workflow_type="train",
+        plan_file=plan_file,
+        max_minutes=minutes,
+        max_minutes_clock="cpu",
+        max_epochs=10**6,
+        **common,
+        **(overrides or {}),
+    )
+    train.initialize()
+    train.run()
+    iterations = train.trainer.state.iteration
+    train.finalize()
+    trained_s = time.process_time() - start
+    output_dir = root / "predictions"
+    infer = ConfigWorkflow(
+        config_file=str(configs / "inference.yaml"),
+        workflow_type="infer",
+        datalist_key="test",
+        output_dir=str(output_dir),
+        **common,
+    )
+    infer.initialize()
+    infer.run()
+    infer.finalize()
+    cases = _held_out(dataset_dir, datalist)
+    plan = json.loads((root / "models" / "plan.json").read_text())
+    predictions = [
+        np.asarray(nib.load(output_dir / f"{Path(c['image']).name.split('.')[0]}_seg.nii.gz").dataobj) for c in cases
+    ]
+    return {
+        "dice": _score(predictions, cases, plan["num_classes"]),
+        "iterations": iterations,
+        "seconds": trained_s,
+        "plan": {k: plan[k] for k in ("modality", "spacing", "patch_size", "batch_size", "postprocessing")},
+    }
+
+
+def train_baseline(dataset_dir: Path, datalist: Path, minutes: float, num_classes: int, seed: int = 0) -> dict:
+    """MONAI's plain ``UNet`` in a short training loop for ``minutes``; Dice per class on the held-out cases."""
+    from monai.data import CacheDataset, DataLoader, load_decathlon_datalist
+    from monai.inferers import sliding_window_inference
+    from monai.losses import DiceCELoss
+    from monai.networks.nets import UNet
+    from monai.transforms import (
+        Compose,
+        EnsureChannelFirstd,
+        LoadImaged,
+        NormalizeIntensityd,
+        RandCropByPosNegLabeld,
+        SpatialPadd,
+    )
+
+    torch.manual_seed(seed)
+    keys = ["image", "label"]
+    load = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), NormalizeIntensityd("image", nonzero=True)]
+    crop = [
+        SpatialPadd(keys, _BASELINE_PATCH),
+        RandCropByPosNegLabeld(keys, "label", _BASELINE_PATCH, pos=1, neg=1, num_samples=2),
+    ]
+    training = load_decathlon_datalist(datalist, True, "training", dataset_dir)
+    loader = DataLoader(CacheDataset(training, Compose(load + crop), progress=False), batch_size=2, shuffle=True)
+    net = UNet(3, 1, num_classes, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
+    start, iterations = time.process_time(), 0
+    while time.process_time() - start < 60 * minutes:
+        for batch in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(net(batch["image"]), batch["label"])
+            loss.backward()
+            optimizer.step()
+            iterations += 1
+            if time.process_time() - start >= 60 * minutes:
+                break
+    trained_s = time.process_time() - start
+    net.eval()
+    cases = _held_out(dataset_dir, datalist)
+    predictions = []
+    with torch.no_grad():
+        for case in cases:
+            image = Compose(load)(case)["image"][None]
+            logits = sliding_window_inference(image, _BASELINE_PATCH, 2, net, overlap=0.5, mode="gaussian")
+            predictions.append(logits.argmax(1)[0].numpy())
+    return {"dice": _score(predictions, cases, num_classes), "iterations": iterations, "seconds": trained_s}
+
+
+def _synthetic(kind: str, folder: Path, num_cases: int, quick: bool) -> Path:
+    if kind == "mr":
+        from .demo_mr import generate_demo_mr
+
+        shape = (40, 40, 36) if quick else (80, 80, 72)
+        generate_demo_mr(folder, num_cases=num_cases, num_test=0, shape=shape)
+    else:
+        from .demo_ct import generate_demo_ct
+
+        shape = (48, 40, 24) if quick else (96, 80, 48)
+        generate_demo_ct(folder, num_cases=num_cases, num_test=0, shape=shape)
+    return folder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bundle",
+        nargs="*",
+        default=["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"],
+        help="3D bundles to train",
+    )
+    parser.add_argument("--data", default="mr", help="'mr', 'ct' (synthetic) or a folder with dataset.json")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time of each model")
+    parser.add_argument("--num-cases", type=int, default=10, help="synthetic labelled cases (default: %(default)s)")
+    parser.add_argument("--num-test", type=int, default=2, help="labelled cases held out (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--work-dir", default="benchmark_quality", help="folder for data, weights and predictions")
+    parser.add_argument("--no-baseline", action="store_true", help="train only the bundles")
+    parser.add_argument("--quick", action="store_true", help="tiny data and seconds of training: a correctness run")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    minutes = 0.05 if args.quick else args.minutes
+    if args.data in ("mr", "ct"):
+        num_cases = 5 if args.quick else args.num_cases
+        dataset_dir = _synthetic(args.data, work / f"data_{args.data}", num_cases, args.quick)
+    else:
+        dataset_dir = Path(args.data)
+    num_test = 1 if args.quick else args.num_test
+    datalist = hold_out(dataset_dir, num_test, work / "benchmark_datalist.json")
+    overrides = {"val_interval": 1} if args.quick else {}
+    results: dict[str, Any] = {
+        "data": str(args.data),
+        "minutes": minutes,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0],
+    }
+    for bundle in args.bundle:
+        results[bundle] = train_bundle(bundle, dataset_dir, datalist, work, minutes, overrides)
+    if not args.no_baseline:
+        num_classes = len(json.loads(datalist.read_text())["labels"])
+        results["baseline_unet"] = train_baseline(dataset_dir, datalist, minutes, num_classes)
+    results["load_average_end"] = os.getloadavg()[0]
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print(
+        f"data {args.data}, {minutes} min per model, {results['threads']} threads, load {results['load_average']:.1f}"
+    )
+    for name, result in results.items():
+        if isinstance(result, dict) and "dice" in result:
+            dice = ", ".join(f"{d:.3f}" for d in result["dice"])
+            print(
+                f"{name:32s} Dice per class [{dice}]  mean {np.nanmean(result['dice']):.3f}  {result['iterations']} it"
+            )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool as ``python -m monai_unets.scripts.benchmark_quality``; returns the exit status."""
+    return run_tool(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

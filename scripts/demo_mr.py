@@ -1,0 +1,172 @@
+"""Generate synthetic brain-like MR studies with thin folded tissue classes, in the MSD layout.
+
+Each case is a T1-like volume of a skull-stripped "brain": a white-matter core whose surface is folded into gyri,
+a thin grey-matter ribbon (about 2.5 mm) that follows the folds, and cerebrospinal fluid that fills the sulci,
+surrounds the brain and forms two ventricles; labels 0 background, 1 CSF, 2 grey matter, 3 white matter. It has
+what makes real MR tissue segmentation hard: partial volume (intensities averaged over 2x2x2 sub-voxels, labels
+from the voxel centre), a smooth multiplicative bias field, Rician noise, an arbitrary intensity scale per study
+(so only per-image normalisation works), 1 mm voxels. The folder holds ``dataset.json`` (``"modality": {"0":
+"MR"}``), ``imagesTr/``, ``labelsTr/`` and ``imagesTs/``.
+
+Example::
+
+    monai-unets demo-mr --output-dir data/demo_mr --num-cases 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .cli import run_tool
+
+__all__ = ["add_arguments", "generate_demo_mr", "make_mr_phantom", "run"]
+
+# T1-like mean intensities of CSF, grey and white matter, before bias field, noise and scaling
+_TISSUE_INTENSITY = (0.25, 0.62, 1.0)
+
+
+def _folds(directions: np.ndarray, rng: np.random.Generator, waves: int = 12) -> np.ndarray:
+    """A smooth random folding pattern on the unit sphere, about -1..1, of random plane waves of 5-9 cycles."""
+    field = np.zeros(directions.shape[:-1])
+    for _ in range(waves):
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        field += np.cos(rng.uniform(5, 9) * np.pi * (directions @ axis) + rng.uniform(0, 2 * np.pi))
+    return field / np.sqrt(waves / 2)
+
+
+def make_mr_phantom(
+    shape: Sequence[int] = (80, 80, 72), spacing: Sequence[float] = (1.0, 1.0, 1.0), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One brain-like MR volume (float32) and its label map (uint8: 0 background, 1 CSF, 2 grey, 3 white matter).
+
+    Args:
+        shape: voxels along x, y, z.
+        spacing: voxel size in mm; anatomy is sized in mm.
+        seed: seed of the anatomy, bias field, noise and intensity scale.
+
+    Example::
+
+        >>> image, label = make_mr_phantom((40, 40, 36), seed=1)
+        >>> image.shape, sorted(set(label.ravel().tolist()))
+        ((40, 40, 36), [0, 1, 2, 3])
+    """
+    rng = np.random.default_rng(seed)
+    shape, spacing = tuple(int(s) for s in shape), np.asarray(spacing, dtype=float)
+    extent = np.asarray(shape) * spacing
+    # sub-voxel grid (2 per axis) for partial volume; coordinates in mm from the volume centre
+    axes = [(np.arange(2 * n) + 0.5) / 2 * s - e / 2 for n, s, e in zip(shape, spacing, extent)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    radii = extent / 2 * rng.uniform(0.78, 0.86, 3)  # brain ellipsoid, leaving a margin
+    centre = rng.uniform(-0.03, 0.03, 3) * extent
+    u = np.stack([(x - centre[0]) / radii[0], (y - centre[1]) / radii[1], (z - centre[2]) / radii[2]], -1)
+    r = np.linalg.norm(u, axis=-1)
+    directions = u / np.maximum(r, 1e-6)[..., None]
+    scale = float(radii.mean())  # mm per unit of the normalised radius
+    thickness, outer_csf = 2.5 / scale, 2.0 / scale
+    white_surface = 0.72 + 0.09 * _folds(directions, rng)
+    label = np.zeros(r.shape, dtype=np.uint8)
+    label[r < 0.72 + 0.09 * 2.2 + thickness + outer_csf] = 1
+    label[r < white_surface + thickness] = 2
+    label[r < white_surface] = 3
+    for side in (-1, 1):  # two ventricles beside the midline
+        v = ((u[..., 0] - side * 0.14) / 0.09) ** 2 + (u[..., 1] / 0.35) ** 2 + ((u[..., 2] - 0.05) / 0.16) ** 2
+        label[v < 1] = 1
+    intensity = np.zeros(label.shape)
+    for value, mean in enumerate(_TISSUE_INTENSITY, start=1):
+        intensity[label == value] = mean
+    # partial volume: average the 8 sub-voxels; the label is the tissue at the voxel centre's nearest sub-voxel
+    image = intensity.reshape(shape[0], 2, shape[1], 2, shape[2], 2).mean(axis=(1, 3, 5))
+    label = label[::2, ::2, ::2]
+    brain = image > 0
+    coarse = [c[::2, ::2, ::2] / (e / 2) for c, e in zip((x, y, z), extent)]
+    bias = np.exp(sum(rng.uniform(-0.2, 0.2) * c for c in coarse) + rng.uniform(-0.1, 0.1) * coarse[0] * coarse[1])
+    sigma = 0.03
+    noisy = np.sqrt((image * bias + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
+    image = np.where(brain, noisy, 0.0) * rng.uniform(200, 2000)  # no absolute scale, as in MR
+    return image.astype(np.float32), label
+
+
+def generate_demo_mr(
+    output_dir: str | Path,
+    num_cases: int = 8,
+    num_test: int = 2,
+    shape: Sequence[int] = (80, 80, 72),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+    modality: bool = True,
+) -> Path:
+    """Write ``num_cases`` labelled phantoms (imagesTr/labelsTr) and ``num_test`` unlabelled ones (imagesTs).
+
+    Args:
+        modality: record ``"modality": {"0": "MR"}`` in ``dataset.json``; without it a planner has to tell the
+            modality from the intensities.
+
+    Returns:
+        the path of ``dataset.json``.
+
+    Example::
+
+        >>> generate_demo_mr("data/demo_mr", num_cases=4)  # doctest: +SKIP
+        PosixPath('data/demo_mr/dataset.json')
+    """
+    out = Path(output_dir)
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -(np.asarray(shape) - 1) * np.asarray(spacing) / 2
+    training, test = [], []
+    for i in range(num_cases + num_test):
+        image, label = make_mr_phantom(shape, spacing, seed=seed * 1000 + i)
+        name = f"brain_{i:03d}.nii.gz"
+        if i < num_cases:
+            nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / name)
+            nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / name)
+            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+        else:
+            nib.save(nib.Nifti1Image(image, affine), out / "imagesTs" / name)
+            test.append(f"./imagesTs/{name}")
+    dataset = {
+        "name": "DemoMR",
+        "description": "synthetic brain-like T1 MR phantoms with folded grey matter",
+        **({"modality": {"0": "MR"}} if modality else {}),
+        "labels": {"0": "background", "1": "csf", "2": "grey_matter", "3": "white_matter"},
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": training,
+        "test": test,
+    }
+    path = out / "dataset.json"
+    path.write_text(json.dumps(dataset, indent=2))
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-dir", default="demo_mr", metavar="DIR", help="folder to write (default: %(default)s)")
+    parser.add_argument("--num-cases", type=int, default=8, help="labelled cases (default: %(default)s)")
+    parser.add_argument("--num-test", type=int, default=2, help="unlabelled test cases (default: %(default)s)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[80, 80, 72], help="voxels (default: %(default)s)")
+    parser.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0], help="mm (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = generate_demo_mr(args.output_dir, args.num_cases, args.num_test, args.shape, args.spacing, args.seed)
+    print(f"{path}: {args.num_cases} labelled and {args.num_test} test MR phantoms")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool as ``python -m monai_unets.scripts.demo_mr``; returns the exit status."""
+    return run_tool(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from monai_unets.data.plan import (
+    DEFAULT_PLAN,
+    choose_patch_size,
+    choose_target_spacing,
+    load_plan,
+    make_plan,
+    plan_dataset,
+    save_plan,
+)
+from monai_unets.scripts.demo_ct import generate_demo_ct
+from monai_unets.scripts.demo_mr import generate_demo_mr
+
+
+def _drop_modality(dataset_dir):
+    path = dataset_dir / "dataset.json"
+    dataset = json.loads(path.read_text())
+    del dataset["modality"]
+    path.write_text(json.dumps(dataset))
+
+
+@pytest.fixture(scope="module")
+def mr_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mr")
+    generate_demo_mr(root, num_cases=3, num_test=0, shape=(32, 36, 28), spacing=(1.0, 1.2, 1.0), modality=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ct_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ct")
+    generate_demo_ct(root, num_cases=3, num_test=0, shape=(40, 36, 16), spacing=(0.8, 0.8, 3.0))
+    return root
+
+
+def test_mr_without_modality_field_gets_per_image_zscore_and_its_spacing(mr_dir):
+    plan = plan_dataset(mr_dir, device="cpu")
+    assert plan["modality"] == "MR"
+    assert plan["normalization"] == {"scheme": "zscore_nonzero"}
+    assert plan["foreground_threshold"] == 0.0
+    assert plan["spacing"] == [1.0, 1.2, 1.0]
+    assert plan["num_classes"] == 4
+    assert plan["class_names"] == ["csf", "grey_matter", "white_matter"]
+    assert plan["labels"] == {"1": "csf", "2": "grey_matter", "3": "white_matter"}
+
+
+def test_ct_clips_to_foreground_percentiles_and_zscores_with_their_statistics(ct_dir):
+    plan = plan_dataset(ct_dir, device="cpu")
+    assert plan["modality"] == "CT"
+    norm = plan["normalization"]
+    assert norm["scheme"] == "ct"
+    # the phantom's organ is 110 HU and its tumour 30 HU, with noise of 12 HU
+    assert 0 < norm["clip"][0] < 30 < 110 < norm["clip"][1] < 160
+    assert 60 < norm["mean"] < 110 and 10 < norm["std"] < 60
+    assert plan["foreground_threshold"] == -500.0
+    # the phantoms are written in LPS with (0.8, 0.8, 3.0) mm voxels; RAS keeps the axis order
+    assert plan["spacing"] == [0.8, 0.8, 3.0]
+
+
+def test_ct_is_recognised_from_hounsfield_units_without_modality_field(ct_dir, tmp_path):
+    copy = tmp_path / "ct"
+    generate_demo_ct(copy, num_cases=2, num_test=0, shape=(24, 24, 8))
+    _drop_modality(copy)
+    assert plan_dataset(copy, device="cpu")["modality"] == "CT"
+
+
+def test_anisotropic_data_takes_a_finer_coarse_axis_spacing():
+    # median z spacing 5 mm against 0.7 mm in-plane, and few slices: nnU-Net's 10th percentile rule
+    spacings = [[0.7, 0.7, 4.0], [0.7, 0.7, 5.0], [0.7, 0.7, 6.0]]
+    assert choose_target_spacing(spacings, [[512, 512, 40]] * 3) == [0.7, 0.7, 4.2]
+    # isotropic-ish data keep the median
+    assert choose_target_spacing([[1, 1, 1.2], [1, 1, 1.5], [1, 1, 1.4]], [[100, 100, 100]] * 3) == [1.0, 1.0, 1.4]
+
+
+def test_patch_fits_budget_and_follows_the_image_shape():
+    patch = choose_patch_size([300, 300, 60], [0.8, 0.8, 3.0], 64**3)
+    assert np.prod(patch) <= 64**3
+    assert all(p % 32 == 0 for p in patch)
+    # a small image gets a patch no larger than itself (rounded up to 32)
+    assert choose_patch_size([40, 36, 20], [1, 1, 1], 128**3) == [64, 64, 32]
+
+
+def test_batch_size_grows_for_small_patches():
+    fingerprint = {
+        "spacings": [[1, 1, 1]] * 2,
+        "shapes": [[30, 30, 30]] * 2,
+        "foreground_intensity": {},
+        "modality": "MR",
+        "labels": {"0": "background", "1": "a"},
+        "class_fractions": {"0": 0.9, "1": 0.1},
+    }
+    plan = make_plan(fingerprint, "cpu")
+    assert plan["patch_size"] == [32, 32, 32]
+    assert plan["batch_size"] > 2
+
+
+def test_load_plan_defaults_when_absent_and_round_trips(tmp_path):
+    assert load_plan(tmp_path / "missing.json") == DEFAULT_PLAN
+    plan = {**DEFAULT_PLAN, "spacing": [1.0, 1.0, 1.0], "num_classes": 4}
+    save_plan(plan, tmp_path / "sub" / "plan.json")
+    assert load_plan(tmp_path / "sub" / "plan.json") == plan
+    assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"spacing": [1, 0, 1]}', "spacing")],
+)
+def test_bad_plan_file_is_named(tmp_path, content, message):
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as error:
+        load_plan(path)
+    assert str(path) in str(error.value)
+
+
+def test_undeclared_label_value_is_refused(ct_dir, tmp_path):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    label_path = root / "labelsTr" / "demo_000.nii.gz"
+    label = nib.load(label_path)
+    data = np.asarray(label.dataobj).copy()
+    data[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(data, label.affine), label_path)
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        plan_dataset(root, device="cpu")

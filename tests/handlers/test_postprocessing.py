@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import torch
+from monai_unets.handlers import PostprocessingSelector, choose_keep_largest
+
+
+def _onehot(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels, classes).permute(3, 0, 1, 2).float()
+
+
+def test_keeps_the_largest_component_only_where_validation_dice_rises(tmp_path):
+    label = torch.zeros(10, 10, 4, dtype=torch.int64)
+    label[:4, :4] = 1  # one organ
+    label[6:, :2] = 2  # a class with two true islands
+    label[6:, 8:] = 2
+    pred = label.clone()
+    pred[8:, 4:6, :1] = 1  # a spurious island of class 1: removing it helps
+    plan_file = tmp_path / "plan.json"
+    selector = PostprocessingSelector(plan_file)
+    engine = SimpleNamespace(state=SimpleNamespace(output=[{"pred": _onehot(pred, 3), "label": _onehot(label, 3)}]))
+    selector.reset()
+    selector.collect(engine)
+    engine.state.epoch, engine.state.best_metric_epoch = 3, 2  # not a new best: nothing written
+    selector.decide(engine)
+    assert not plan_file.exists()
+    engine.state.best_metric_epoch = 3
+    selector.decide(engine)
+    assert json.loads(plan_file.read_text())["postprocessing"] == {"keep_largest": [1]}
+
+
+def test_choice_ignores_classes_absent_everywhere():
+    nan = float("nan")
+    assert choose_keep_largest([[0.5, nan], [0.7, nan]], [[0.6, nan], [0.7, nan]], [1, 2]) == [1]
+    assert choose_keep_largest([[0.5, 0.9]], [[0.5, 0.8]], [1, 2]) == []
+
+
+def test_the_training_plan_is_written_beside_the_weights_when_validation_is_set_up(tmp_path):
+    from ignite.engine import Engine
+    from monai_unets.data import DEFAULT_PLAN
+
+    plan = {**DEFAULT_PLAN, "spacing": [1.0, 1.0, 1.0], "postprocessing": {"keep_largest": [2]}}
+    PostprocessingSelector(tmp_path / "models" / "plan.json", plan).attach(Engine(lambda e, b: None))
+    written = json.loads((tmp_path / "models" / "plan.json").read_text())
+    assert written["spacing"] == [1.0, 1.0, 1.0]
+    # a new training starts without the previous model's post-processing
+    assert written["postprocessing"] == {"keep_largest": []}

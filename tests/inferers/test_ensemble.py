@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import SimpleInferer
+from monai_unets.inferers import EnsembleInferer, UncertaintyScoring, mirror_axes, uncertainty_score
+
+
+class RampNet(torch.nn.Module):
+    """Class-1 logit grows along the first spatial axis: not mirror-symmetric, so TTA must change its output."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(-1, 1, x.shape[2]).view(1, 1, -1, *([1] * (x.dim() - 3))).expand_as(x)
+        return torch.cat([torch.zeros_like(x), self.scale * (ramp + x)], dim=1)
+
+
+def test_mirror_axes_cover_every_subset_once():
+    axes = mirror_axes(3)
+    assert len(axes) == 8 and len(set(axes)) == 8 and axes[0] == ()
+
+
+def test_without_tta_or_ensemble_the_logits_pass_unchanged():
+    x = torch.randn(1, 1, 6, 5, 4)
+    net = RampNet()
+    torch.testing.assert_close(EnsembleInferer(SimpleInferer())(x, net), net(x))
+
+
+def test_tta_maps_each_mirrored_prediction_back_before_averaging():
+    # a constant image: mirrored predictions mapped back are the ramp reversed, so the average is symmetric
+    x = torch.zeros(1, 1, 6, 5, 4)
+    net = RampNet()
+    probs = torch.softmax(EnsembleInferer(SimpleInferer(), tta=True)(x, net), dim=1)
+    torch.testing.assert_close(probs, torch.flip(probs, (2,)))
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 6, 5, 4))
+    # and an input feature still lands where it was: the brighter voxel keeps the higher class-1 probability
+    x[0, 0, 1, 2, 3] = 3.0
+    probs = torch.softmax(EnsembleInferer(SimpleInferer(), tta=True)(x, net), dim=1)
+    assert probs[0, 1].argmax() == torch.tensor([1, 2, 3]) @ torch.tensor([5 * 4, 4, 1])
+
+
+def test_ensemble_averages_the_probabilities_of_the_checkpoints(tmp_path):
+    paths = []
+    for i, scale in enumerate((1.0, 4.0)):
+        paths.append(tmp_path / f"model_fold{i}.pt")
+        torch.save(RampNet(scale).state_dict(), paths[-1])
+    x = torch.randn(1, 1, 6, 5, 4)
+    given = RampNet(100.0)  # its own weights are replaced by each checkpoint's
+    out = EnsembleInferer(SimpleInferer(), paths)(x, given)
+    expected = (torch.softmax(RampNet(1.0)(x), 1) + torch.softmax(RampNet(4.0)(x), 1)) / 2
+    torch.testing.assert_close(torch.softmax(out, 1), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_written_by_checkpoint_saver_with_several_objects_loads(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"model": RampNet(2.0).state_dict(), "epoch": 3}, path)
+    x = torch.randn(1, 1, 4, 4, 4)
+    out = EnsembleInferer(SimpleInferer(), [path])(x, RampNet(0.0))
+    torch.testing.assert_close(torch.softmax(out, 1), torch.softmax(RampNet(2.0)(x), 1).detach())
+
+
+def test_missing_or_mismatched_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        EnsembleInferer(SimpleInferer(), [tmp_path / "nothere.pt"])(torch.zeros(1, 1, 4, 4, 4), RampNet())
+    torch.save({"other": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt"):
+        EnsembleInferer(SimpleInferer(), [tmp_path / "bad.pt"])(torch.zeros(1, 1, 4, 4, 4), RampNet())
+
+
+def test_uncertainty_score_ranks_uncertain_studies_higher():
+    sure = torch.tensor([[0.02, 0.02], [0.98, 0.98]])
+    unsure = torch.tensor([[0.4, 0.5], [0.6, 0.5]])
+    assert uncertainty_score(unsure) > uncertainty_score(sure)
+
+
+class _Datastore:
+    def __init__(self):
+        self.info: dict[str, dict] = {}
+
+    def get_unlabeled_images(self):
+        return ["a", "b"]
+
+    def get_image_uri(self, image_id):
+        return f"/data/{image_id}.nii.gz"
+
+    def update_image_info(self, image_id, info):
+        self.info.setdefault(image_id, {}).update(info)
+
+
+def test_scoring_method_stores_a_score_per_unlabelled_image():
+    probs = {"/data/a.nii.gz": torch.tensor([[0.5], [0.5]]), "/data/b.nii.gz": torch.tensor([[0.1], [0.9]])}
+    datastore = _Datastore()
+    result = UncertaintyScoring(probs.__getitem__)({}, datastore)
+    assert result["executed"]
+    assert datastore.info["a"]["tta_entropy"] == pytest.approx(1.0)
+    assert datastore.info["a"]["tta_entropy"] > datastore.info["b"]["tta_entropy"]

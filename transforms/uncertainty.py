@@ -1,0 +1,93 @@
+"""Probability and uncertainty maps of a prediction, written beside its label map."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, SaveImage
+
+__all__ = ["SaveProbabilityMapsd", "SaveProbabilityMapsD", "SaveProbabilityMapsDict", "entropy_map"]
+
+
+def entropy_map(probabilities: torch.Tensor) -> torch.Tensor:
+    """Per-voxel entropy of class probabilities (C, ...), divided by ``log C``: 0 certain, 1 uniform.
+
+    Example::
+
+        >>> entropy_map(torch.tensor([[1.0, 0.5], [0.0, 0.5]]))
+        tensor([0., 1.])
+    """
+    probs = torch.as_tensor(probabilities, dtype=torch.float32)
+    channels = probs.shape[0]
+    if channels < 2:
+        raise ValueError(f"entropy needs 2 or more class channels, got {channels}")
+    plogp = torch.where(probs > 0, probs * torch.log(probs.clamp_min(1e-12)), torch.zeros_like(probs))
+    return -plogp.sum(0) / math.log(channels)
+
+
+class SaveProbabilityMapsd(MapTransform):
+    """Write a prediction's class probabilities and its uncertainty (normalised entropy) as NIfTI files.
+
+    Placed after ``Invertd`` and before ``AsDiscreted`` in an inference post-processing chain, the maps lie on
+    the study's own voxel grid: ``<name>_prob.nii.gz`` holds one volume per class (float32, shape ``(X, Y, Z, C)``,
+    the study's affine) and ``<name>_uncertainty.nii.gz`` the entropy (float32, the study's exact shape and
+    affine), beside the label map ``<name>_seg.nii.gz``. Voxels outside the region the network saw (zeros after
+    ``Invertd`` undoes a crop) count as background with probability 1. With TTA or an ensemble (``EnsembleInferer``) the
+    probabilities are the members' average, and the entropy covers their disagreement too. The data pass
+    through unchanged.
+
+    Args:
+        keys: the probability maps (C, X, Y, Z) with their meta data.
+        output_dir: folder of the files.
+        enabled: write nothing when false (a config switch).
+        probabilities: write the probability map.
+        uncertainty: write the uncertainty map.
+        output_ext: file extension.
+        allow_missing_keys: skip keys that are absent.
+
+    Example::
+
+        >>> save = SaveProbabilityMapsd("pred", "out")
+        >>> save({"pred": probs})  # doctest: +SKIP  (writes out/<case>_prob.nii.gz, out/<case>_uncertainty.nii.gz)
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str | os.PathLike,
+        enabled: bool = True,
+        probabilities: bool = True,
+        uncertainty: bool = True,
+        output_ext: str = ".nii.gz",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.enabled = bool(enabled)
+        common = dict(output_dir=output_dir, output_ext=output_ext, output_dtype=np.float32, resample=False)
+        common.update(separate_folder=False, print_log=False)
+        self.save_probs = SaveImage(output_postfix="prob", **common) if probabilities else None
+        self.save_entropy = SaveImage(output_postfix="uncertainty", **common) if uncertainty else None
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        if not self.enabled:
+            return d
+        for key in self.key_iterator(d):
+            meta = d[key].meta if isinstance(d[key], MetaTensor) else {}
+            probs = torch.as_tensor(d[key]).float().clone()
+            # outside the cropped region Invertd pads with zeros: the missing probability mass is background
+            probs[0] += (1.0 - probs.sum(0)).clamp_min(0.0)
+            if self.save_probs is not None:
+                self.save_probs(probs, meta_data=meta)
+            if self.save_entropy is not None:
+                self.save_entropy(entropy_map(probs)[None], meta_data=meta)
+        return d
+
+
+SaveProbabilityMapsD = SaveProbabilityMapsDict = SaveProbabilityMapsd
