@@ -4,7 +4,8 @@ The dataset is a folder with an MSD ``dataset.json``, or synthetic data made on 
 with thin folded grey matter, :mod:`monai_unets.scripts.demo_mr`) or ``ct`` (the CT phantoms of
 :mod:`monai_unets.scripts.demo_ct`). The last ``--num-test`` labelled cases are held out. The bundle is planned
 (``monai-unets plan``) on the rest, trained by its own ``train.yaml`` for ``--minutes`` of this process's CPU
-time (``max_minutes`` with ``max_minutes_clock: cpu``, validation included) and run by its ``inference.yaml`` on the held-out studies; the baseline is MONAI's ``UNet``
+time (``max_minutes`` with ``max_minutes_clock: cpu``, validation included) and run by its ``inference.yaml``
+on the held-out studies; the baseline is MONAI's ``UNet``
 (channels 16-32-64-128, 2 residual units) trained in a plain loop (per-image z-score, 64^3 patches centred on
 foreground and background alike, Dice + cross-entropy, AdamW lr 2e-3, batch 2) for the same minutes on all the
 training cases, then run by sliding window on the held-out studies. Both are scored by Dice per class against

@@ -34,3 +34,20 @@ def test_msd_layout_non_ras_nifti_and_dicom_twin(tmp_path):
     assert nifti.shape == dicom.shape
     torch.testing.assert_close(nifti.affine, dicom.affine, atol=1e-4, rtol=0)
     torch.testing.assert_close(nifti.as_tensor().float(), dicom.as_tensor().float())
+
+
+def test_mr_phantom_has_a_thin_grey_ribbon_between_white_matter_and_csf():
+    from monai_unets.scripts.demo_mr import make_mr_phantom
+
+    image, label = make_mr_phantom((48, 48, 44), seed=3)
+    assert sorted(np.unique(label).tolist()) == [0, 1, 2, 3]
+    # skull-stripped: zero outside the brain, except partial-volume voxels at its edge
+    assert (image[label == 0] == 0).mean() > 0.9
+    medians = [np.median(image[label == k]) for k in (1, 2, 3)]
+    assert medians[0] < medians[1] < medians[2]
+    # grey matter is a ribbon: nearly every grey voxel touches another class within one voxel
+    from scipy import ndimage
+
+    grey = label == 2
+    interior = ndimage.binary_erosion(grey, iterations=2)
+    assert interior.sum() < 0.1 * grey.sum()
