@@ -55,9 +55,10 @@ def _infer_with_oracle(name: str, input_dir, tmp_path, **overrides) -> None:
         output_dir=str(tmp_path / "out"),
         num_workers=0,
         patch_size=[32, 32, 32],
-        network_def=OrganOracle(),
-        # the oracle has no weights to load
+        network=OrganOracle(),
+        # the oracle has no weights to load, nor the settings of a real network to check
         model_files=[],
+        handlers=[],
         **overrides,
     )
     workflow.initialize()
