@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .ensemble import EnsembleInferer, load_weights, mirror_axes
+from .ensemble import EnsembleInferer, mirror_axes
 from .scoring import UncertaintyScoring, uncertainty_score
 
-__all__ = ["EnsembleInferer", "UncertaintyScoring", "load_weights", "mirror_axes", "uncertainty_score"]
+__all__ = ["EnsembleInferer", "UncertaintyScoring", "mirror_axes", "uncertainty_score"]

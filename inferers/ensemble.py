@@ -12,7 +12,9 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
-__all__ = ["EnsembleInferer", "load_weights", "mirror_axes"]
+from ..handlers.checkpoint import load_weights
+
+__all__ = ["EnsembleInferer", "mirror_axes"]
 
 
 def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -25,28 +27,6 @@ def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
     """
     dims = range(2, 2 + spatial_dims)
     return [axes for n in range(spatial_dims + 1) for axes in itertools.combinations(dims, n)]
-
-
-def load_weights(network: nn.Module, path: str | os.PathLike, map_location: Any = None) -> nn.Module:
-    """Load a checkpoint written by MONAI's ``CheckpointSaver`` (or a plain state dict) into ``network``.
-
-    ``CheckpointSaver`` with one object stores that object's state dict directly; with several it stores
-    ``{"model": ..., ...}``. Both forms are accepted.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a checkpoint of this network (the file is named).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist.")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"checkpoint {path} does not fit the network: {error}") from error
-    return network
 
 
 class EnsembleInferer(Inferer):
@@ -96,7 +76,11 @@ class EnsembleInferer(Inferer):
             return [network]
         if self._members is None or self._template is not network:
             device = self.map_location or next(network.parameters()).device
-            self._members = [load_weights(copy.deepcopy(network), c, device).eval() for c in self.checkpoints]
+            self._members = []
+            for checkpoint in self.checkpoints:
+                member = copy.deepcopy(network)
+                load_weights(checkpoint, member, device)
+                self._members.append(member.eval())
             self._template = network
         return self._members
 

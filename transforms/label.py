@@ -13,6 +13,10 @@ from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tenso
 from scipy import ndimage
 
 __all__ = [
+    "KeepLargestComponentd",
+    "KeepLargestComponentD",
+    "KeepLargestComponentDict",
+    "keep_largest_component",
     "ArgmaxLabel",
     "ArgmaxLabelD",
     "ArgmaxLabelDict",
@@ -21,10 +25,6 @@ __all__ = [
     "BinarizeLabelD",
     "BinarizeLabelDict",
     "BinarizeLabeld",
-    "KeepLargestComponentd",
-    "KeepLargestComponentD",
-    "KeepLargestComponentDict",
-    "keep_largest_component",
 ]
 
 
@@ -98,40 +98,6 @@ class ArgmaxLabel(Transform):
 
         >>> ArgmaxLabel()(torch.tensor([[[0.1, 0.7]], [[0.9, 0.2]]]))
         tensor([[[1, 0]]], dtype=torch.uint8)
-def keep_largest_component(mask: NdarrayOrTensor) -> np.ndarray:
-    """The largest 26-connected (in 2D 8-connected) component of a binary mask; an empty mask stays empty.
-
-    Example::
-
-        >>> keep_largest_component(np.array([1, 1, 0, 1])).tolist()
-        [True, True, False, False]
-    """
-    mask = np.asarray(mask, dtype=bool)
-    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim))
-    if count <= 1:
-        return mask
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    return components == int(sizes.argmax())
-
-
-class KeepLargestComponentd(MapTransform):
-    """In a label map (1, ...) of class indices, keep only the largest connected component of chosen classes.
-
-    Voxels of a chosen class outside its largest component become background (0), as in nnU-Net's
-    post-processing; which classes gain from it is decided on validation data and recorded in the plan
-    (``postprocessing.keep_largest``, see :class:`monai_unets.handlers.PostprocessingSelector`). An empty
-    ``applied_labels`` leaves the label map unchanged. The meta data are kept.
-
-    Args:
-        keys: the label maps.
-        applied_labels: the class values to process.
-        allow_missing_keys: skip keys that are absent.
-
-    Example::
-
-        >>> KeepLargestComponentd("pred", [1])({"pred": torch.tensor([[1, 1, 0, 1, 2]])})["pred"]
-        tensor([[1, 1, 0, 0, 2]])
     """
 
     backend = [TransformBackends.TORCH]
@@ -180,6 +146,46 @@ class ArgmaxLabeld(MapTransform):
 
 
 ArgmaxLabelD = ArgmaxLabelDict = ArgmaxLabeld
+
+
+def keep_largest_component(mask: NdarrayOrTensor) -> np.ndarray:
+    """The largest 26-connected (in 2D 8-connected) component of a binary mask; an empty mask stays empty.
+
+    Example::
+
+        >>> keep_largest_component(np.array([1, 1, 0, 1])).tolist()
+        [True, True, False, False]
+    """
+    mask = np.asarray(mask, dtype=bool)
+    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return components == int(sizes.argmax())
+
+
+class KeepLargestComponentd(MapTransform):
+    """In a label map (1, ...) of class indices, keep only the largest connected component of chosen classes.
+
+    Voxels of a chosen class outside its largest component become background (0), as in nnU-Net's
+    post-processing; which classes gain from it is decided on validation data and recorded in the plan
+    (``postprocessing.keep_largest``, see :class:`monai_unets.handlers.PostprocessingSelector`). An empty
+    ``applied_labels`` leaves the label map unchanged. The meta data are kept.
+
+    Args:
+        keys: the label maps.
+        applied_labels: the class values to process.
+        allow_missing_keys: skip keys that are absent.
+
+    Example::
+
+        >>> KeepLargestComponentd("pred", [1])({"pred": torch.tensor([[1, 1, 0, 1, 2]])})["pred"]
+        tensor([[1, 1, 0, 0, 2]])
+    """
+
+    backend = [TransformBackends.TORCH]
+
     def __init__(
         self, keys: KeysCollection, applied_labels: Sequence[int] = (), allow_missing_keys: bool = False
     ) -> None:

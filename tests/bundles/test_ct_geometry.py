@@ -145,7 +145,7 @@ def _run_oracle(name: str, input_dir, output_dir) -> None:
         output_dir=str(output_dir),
         num_workers=0,
         patch_size=[32, 32, 32],
-        network_def=OrganOracle(),
+        network=OrganOracle(),
         handlers=[],
         model_files=[],
     )
@@ -214,7 +214,7 @@ def _run(name, studies, out, **overrides):
         output_dir=str(out),
         num_workers=0,
         patch_size=[32, 32, 32],
-        network_def=RandomScores(),
+        network=RandomScores(),
         handlers=[],
         model_files=[],
         **overrides,
@@ -273,6 +273,8 @@ def test_float32_resampling_gives_the_float64_label_maps(name, studies, tmp_path
     theirs = np.asarray(nib.load(tmp_path / "reference" / "demo_000_seg.nii.gz").dataobj)
     assert len(np.unique(ours)) == 3
     np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_probability_and_uncertainty_maps_lie_on_the_study_grid(name, studies, tmp_path):
     _infer_with_oracle(name, studies / "imagesTs", tmp_path, tta=True, write_probabilities=True)

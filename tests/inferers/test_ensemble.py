@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.inferers import SimpleInferer
+from monai_unets.handlers.checkpoint import CheckpointError
 from monai_unets.inferers import EnsembleInferer, UncertaintyScoring, mirror_axes, uncertainty_score
 
 
@@ -63,10 +64,10 @@ def test_checkpoint_written_by_checkpoint_saver_with_several_objects_loads(tmp_p
 
 
 def test_missing_or_mismatched_checkpoint_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+    with pytest.raises(CheckpointError, match="nothere.pt"):
         EnsembleInferer(SimpleInferer(), [tmp_path / "nothere.pt"])(torch.zeros(1, 1, 4, 4, 4), RampNet())
     torch.save({"other": torch.zeros(1)}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="bad.pt"):
+    with pytest.raises(CheckpointError, match="bad.pt"):
         EnsembleInferer(SimpleInferer(), [tmp_path / "bad.pt"])(torch.zeros(1, 1, 4, 4, 4), RampNet())
 
 
