@@ -10,8 +10,8 @@ from .evaluation_report import EvaluationReport, case_file_stem, write_report
 from .gradient_clipping import GradientClipping
 from .metrics_saver import AtomicMetricsSaver
 from .overlays import label_map, label_volumes, render_overlay
-from .progress import ProgressLogger, format_duration
 from .postprocessing import PostprocessingSelector, choose_keep_largest
+from .progress import ProgressLogger, format_duration
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 from .validation import FinalValidationHandler, TrainingTimeLimit
 
