@@ -8,10 +8,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import data, handlers, inferers, networks, transforms
+from . import data, handlers, networks, transforms
 from .data.plan import load_plan, save_plan
 from .handlers.errors import check_settings, report_errors
-from .inferers import *  # noqa: F401,F403
 from .networks import *  # noqa: F401,F403
 from .transforms import *  # noqa: F401,F403
 
@@ -21,7 +20,6 @@ __all__ = (
         "check_settings",
         "data",
         "handlers",
-        "inferers",
         "load_plan",
         "networks",
         "report_errors",
@@ -30,5 +28,4 @@ __all__ = (
     ]
     + networks.__all__
     + transforms.__all__
-    + inferers.__all__
 )

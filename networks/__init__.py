@@ -45,9 +45,11 @@ from .blocks import (
 )
 from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
+from .ensemble import EnsembleInferer, mirror_axes
 from .losses import DeepSupervisedDiceCELoss
 from .runtime import OnnxRuntimeNetwork, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
+from .uncertainty import UncertaintyScoring, uncertainty_score
 from .unetv2 import UNetV2, UnetV2
 from .utils import count_macs, count_parameters
 
@@ -65,15 +67,19 @@ __all__ = [
     "DeepSupervisedStructureLoss",
     "EGEUNet",
     "EGEUnet",
+    "EnsembleInferer",
     "OnnxRuntimeNetwork",
     "PVTv2Encoder",
     "SDISkip",
     "SelfAttentionBlock",
     "StructureLoss",
     "UNetV2",
+    "UncertaintyScoring",
     "UNetV2ConvEncoder",
     "UnetV2",
     "count_macs",
     "count_parameters",
+    "mirror_axes",
     "select_runtime",
+    "uncertainty_score",
 ]

@@ -6,11 +6,12 @@ import inspect
 import pkgutil
 
 import monai
-import monai_unets
 import pytest
 from monai.bundle import ConfigParser
 from monai.bundle.config_item import ComponentLocator
 from monai.utils import load_submodules
+
+import monai_unets
 
 # command-line modules share the entry-point names `main`/`run`; a bundle never imports them
 CLI_PACKAGE = "monai_unets.scripts"

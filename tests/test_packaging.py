@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 # top-level folders of the repository that become subpackages of monai_unets
-SUBPACKAGES = ("bundles", "data", "handlers", "inferers", "networks", "scripts", "transforms")
+SUBPACKAGES = ("bundles", "data", "handlers", "networks", "scripts", "transforms")
 
 
 def _source_files() -> set[str]:
@@ -65,7 +65,8 @@ def test_wheel_holds_every_module_and_bundle_file(tmp_path):
 
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs a git checkout to list the files")
 def test_suite_runs_in_a_folder_named_monai_unets(tmp_path):
-    # a test file run as the README's test command does, in a copy of the checkout under the project's own (not importable) name
+    # a test file run as the README's test command runs it, in a copy of the checkout named like the project
+    # (a folder name that is not importable)
     clone = tmp_path / "monai-unets"
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],

@@ -22,6 +22,8 @@ def _exported_networks() -> list[type[nn.Module]]:
             continue
         if obj.__module__.startswith(networks.__name__ + ".blocks"):
             continue
+        if obj.__module__ == networks.__name__ + ".runtime":  # runs an exported model file, has no layers
+            continue
         if len(inspect.signature(obj.forward).parameters) != 2:  # self and the image
             continue
         found[obj.__name__] = obj  # aliases such as EGEUnet name the same class

@@ -4,7 +4,7 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer
 from monai_unets.handlers.checkpoint import CheckpointError
-from monai_unets.inferers import EnsembleInferer, UncertaintyScoring, mirror_axes, uncertainty_score
+from monai_unets.networks import EnsembleInferer, UncertaintyScoring, mirror_axes, uncertainty_score
 
 
 class RampNet(torch.nn.Module):
