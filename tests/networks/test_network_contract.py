@@ -109,7 +109,8 @@ def test_deep_supervision_output_contract(cls, kwargs, spatial_dims):
         net.training = True
         listed = net(x)
     assert isinstance(main, torch.Tensor) and main.shape == shape
-    torch.testing.assert_close(listed[0], main)
+    # eval mode may take a faster but equivalent path (cached maps, channels-last): equal to 1e-4, not bitwise
+    torch.testing.assert_close(listed[0], main, atol=1e-4, rtol=1e-4)
 
     plain = _build(cls, kwargs, spatial_dims, deep_supervision=False).train()
     single = plain(x)
