@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.bundle import ConfigParser, onnx_export
-from monai.handlers import CheckpointLoader
 from monai_unets.bundles import bundle_dir
+from monai_unets.handlers import WeightsLoader
 from monai_unets.networks import OnnxRuntimeNetwork
 
 RUNTIME_BUNDLES = ["egeunet_skin_lesion", "unetv2_polyp"]
@@ -27,7 +27,7 @@ def test_torch_runtime_is_the_default_and_loads_the_checkpoint(name, tmp_path):
     parser = _parser(name, tmp_path)
     assert parser["runtime"] == "torch"
     assert isinstance(parser.get_parsed_content("network"), torch.nn.Module)
-    assert any(isinstance(h, CheckpointLoader) for h in parser.get_parsed_content("handlers"))
+    assert any(isinstance(h, WeightsLoader) for h in parser.get_parsed_content("handlers"))
 
 
 def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path):
@@ -51,7 +51,7 @@ def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path):
     network = parser.get_parsed_content("network")
     assert isinstance(network, OnnxRuntimeNetwork)
     # the ONNX model carries its weights: no checkpoint loader that would fail on a network without parameters
-    assert not any(isinstance(h, CheckpointLoader) for h in parser.get_parsed_content("handlers"))
+    assert not any(isinstance(h, WeightsLoader) for h in parser.get_parsed_content("handlers"))
     x = torch.rand(1, 3, 256, 256)
     with torch.no_grad():
         expected = net(x)
