@@ -447,7 +447,8 @@ def benchmark_sliding_window(
     GPU), measured around the inference alone.
 
     Args:
-        bundle: name of a shipped bundle whose inference config has ``network_def`` and ``inferer``.
+        bundle: name of a shipped bundle whose inference config has ``network_def`` and ``window_inferer`` (or
+            a sliding-window ``inferer``).
         shape: spatial size of the volume.
         device: where the windows run.
         stitch_device: where the whole-volume output is assembled (default: ``device``).
@@ -467,7 +468,8 @@ def benchmark_sliding_window(
         parser["overlap"] = overlap
     if sw_batch_size is not None:
         parser["sw_batch_size"] = sw_batch_size
-    inferer = parser.get_parsed_content("inferer")
+    # the sliding window that the bundle's inferer (TTA / ensemble wrapper, when there is one) runs
+    inferer = parser.get_parsed_content("window_inferer" if "window_inferer" in parser else "inferer")
     if not isinstance(inferer, SlidingWindowInferer):
         raise ValueError(f"the inferer of bundle {bundle} is {type(inferer).__name__}, not a sliding-window inferer.")
     network = parser.get_parsed_content("network_def").to(device).eval()
