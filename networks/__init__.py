@@ -32,6 +32,7 @@ Deep-supervision outputs
 from __future__ import annotations
 
 from .attention_unet import AttentionGateUNet, AttentionGateUnet
+from .autocast import AutocastInferer, cpu_bf16_default
 from .blocks import (
     GAB,
     GHPA,
@@ -54,6 +55,7 @@ from .unetv2 import UNetV2, UnetV2
 from .utils import count_macs, count_parameters
 
 __all__ = [
+    "AutocastInferer",
     "GAB",
     "GHPA",
     "SDI",
@@ -78,6 +80,7 @@ __all__ = [
     "UNetV2ConvEncoder",
     "UnetV2",
     "count_macs",
+    "cpu_bf16_default",
     "count_parameters",
     "mirror_axes",
     "select_runtime",
