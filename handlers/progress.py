@@ -40,6 +40,8 @@ class ProgressLogger:
         name: what the engine does, the start of each line (``training``, ``evaluation``, ``inference``).
         interval_s: least number of seconds between two lines; 0 logs every iteration.
         quiet: no progress lines, and warnings and errors only from every logger of the process.
+        minutes: a trainer's time budget (:class:`~monai_unets.handlers.TrainingTimeLimit`), if any: the ETA is
+            at most the time left of it.
 
     Example::
 
@@ -47,12 +49,15 @@ class ProgressLogger:
         inference: case 12/340 (3.5%), elapsed 0:00:41, ETA 0:18:40
     """
 
-    def __init__(self, name: str = "progress", interval_s: float = 10.0, quiet: bool = False) -> None:
+    def __init__(
+        self, name: str = "progress", interval_s: float = 10.0, quiet: bool = False, minutes: float | None = None
+    ) -> None:
         if interval_s < 0:
             raise ValueError(f"interval_s must be >= 0, got {interval_s}.")
         self.name = name
         self.interval_s = float(interval_s)
         self.quiet = bool(quiet)
+        self.minutes = minutes
         self.logger = logging.getLogger("monai_unets.progress")
         self._start = 0.0
         self._last_log = 0.0
@@ -121,7 +126,10 @@ class ProgressLogger:
             line += f" ({100.0 * done / total:.1f}%)"
         line += f", elapsed {format_duration(elapsed)}"
         if total and done:
-            line += f", ETA {format_duration(elapsed / done * (total - done))}"
+            eta = elapsed / done * (total - done)
+            if self.minutes is not None:
+                eta = max(0.0, min(eta, 60.0 * self.minutes - elapsed))
+            line += f", ETA {format_duration(eta)}"
         self._log(line)
 
     def _completed(self, engine: Engine) -> None:

@@ -1,8 +1,9 @@
-"""Validation that also runs when training ends, and a wall-clock budget for training."""
+"""Validation that also runs when training ends and keeps to a share of the run, and a time budget for training."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from monai.handlers import ValidationHandler
 from monai.utils import min_version, optional_import
@@ -21,7 +22,14 @@ class FinalValidationHandler(ValidationHandler):
     quick test, never validates and so never writes ``models/model.pt``. This handler validates every
     ``interval`` epochs and once more when the run completes (after the last epoch, or when it is stopped
     early, e.g. by :class:`TrainingTimeLimit`) unless the current epoch was just validated.
-    Arguments are ``ValidationHandler``'s (epoch level only).
+    Sliding-window validation of whole volumes can cost more than the epochs between two validations (large
+    volumes, few training cases): with ``max_time_fraction`` a scheduled validation is skipped while the time
+    spent validating so far exceeds that share of the time since training started, so validation never
+    dominates a short run. The validation when the run ends always happens.
+
+    Args:
+        max_time_fraction: largest share of the run's wall time spent validating (``None``: no limit).
+        Other arguments are ``ValidationHandler``'s (epoch level only).
 
     Example::
 
@@ -29,22 +37,49 @@ class FinalValidationHandler(ValidationHandler):
         >>> handler.attach(trainer)  # validates after epochs 5, 10, ... and after the last one  # doctest: +SKIP
     """
 
+    def __init__(
+        self,
+        interval: int,
+        validator: Any = None,
+        epoch_level: bool = True,
+        exec_at_start: bool = False,
+        max_time_fraction: float | None = None,
+    ) -> None:
+        super().__init__(interval, validator, epoch_level, exec_at_start)
+        if max_time_fraction is not None and not 0 < max_time_fraction <= 1:
+            raise ValueError(f"max_time_fraction must be in (0, 1], got {max_time_fraction}")
+        self.max_time_fraction = max_time_fraction
+        self._validating_s = 0.0
+        self._started = time.monotonic()
+
     def attach(self, engine: Engine) -> None:
         if not self.epoch_level:
             raise ValueError("FinalValidationHandler validates at epoch level only.")
         self._validated_epoch: int | None = None
+        engine.add_event_handler(Events.STARTED, self._start_clock)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self._final)
         if self.exec_at_start:
             engine.add_event_handler(Events.STARTED, self)
 
+    def _start_clock(self, engine: Engine) -> None:
+        self._started, self._validating_s = time.monotonic(), 0.0
+
     def __call__(self, engine: Engine) -> None:
+        if self.max_time_fraction is not None:
+            if self._validating_s > self.max_time_fraction * (time.monotonic() - self._started):
+                return
+        self._validate(engine)
+
+    def _validate(self, engine: Engine) -> None:
+        start = time.monotonic()
         super().__call__(engine)
+        self._validating_s += time.monotonic() - start
         self._validated_epoch = engine.state.epoch
 
     def _final(self, engine: Engine) -> None:
         if self._validated_epoch != engine.state.epoch:
-            self(engine)
+            self._validate(engine)
 
 
 class TrainingTimeLimit:

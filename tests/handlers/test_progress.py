@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import StatsHandler
 from monai_unets.handlers import ProgressLogger, format_duration
@@ -73,6 +73,32 @@ def test_trainer_counts_iterations_over_every_epoch(caplog):
     assert lines[0].startswith("training: epoch 1/2, iteration 1/6 (16.7%)")
     assert lines[5].startswith("training: epoch 2/2, iteration 6/6 (100.0%)")
     assert lines[-1].startswith("training: finished 6 iterations")
+
+
+def test_a_time_budget_bounds_the_eta(caplog, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("monai_unets.handlers.progress.time.monotonic", lambda: clock[0])
+    network = torch.nn.Linear(2, 1)
+    data = [{"image": torch.zeros(2, 2), "label": torch.zeros(2, 1)}]
+
+    def slow_step(engine):
+        clock[0] += 10.0  # 10 s per iteration: 10^6 epochs would take 115 days
+
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=10**6,
+        train_data_loader=data,
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.MSELoss(),
+    )
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, slow_step)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=3), lambda engine: engine.terminate())
+    ProgressLogger("training", interval_s=0, minutes=1.0).attach(trainer)
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        trainer.run()
+    # after 10, 20 and 30 s of a 1-minute budget
+    assert [line.split("ETA ")[1] for line in _lines(caplog)[:3]] == ["0:00:50", "0:00:40", "0:00:30"]
 
 
 def test_quiet_logs_nothing_below_warning(restore_logging):

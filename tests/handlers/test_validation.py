@@ -50,3 +50,46 @@ def test_no_time_limit_runs_all_epochs():
     TrainingTimeLimit(None).attach(trainer)
     trainer.run([0, 1], max_epochs=3)
     assert trainer.state.iteration == 6
+
+
+class _SlowValidator(_Validator):
+    """Validation that takes `cost` seconds of (patched) clock time, as a large volume does."""
+
+    def __init__(self, clock: list[float], cost: float):
+        super().__init__()
+        self.clock, self.cost = clock, cost
+
+    def run(self, epoch: int) -> None:
+        super().run(epoch)
+        self.clock[0] += self.cost
+
+
+def test_validation_keeps_to_its_share_of_the_run(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("monai_unets.handlers.validation.time.monotonic", lambda: clock[0])
+    validator = _SlowValidator(clock, cost=10.0)
+
+    def step(engine, batch):
+        clock[0] += 1.0  # one second of training per epoch
+
+    trainer = Engine(step)
+    handler = FinalValidationHandler(interval=1, max_time_fraction=0.5)
+    handler.validator = validator
+    handler.attach(trainer)
+    trainer.run([0], max_epochs=40)
+    # every epoch is due and each validation costs 10 s; one runs only while validation so far is at most half of
+    # the time since the start (epoch e ends at e + 10 * validations so far): 10 <= (10 + 10) / 2, 20 <= 40 / 2, ...
+    assert validator.epochs == [1, 10, 20, 30, 40]
+    unlimited = _Validator()
+    trainer = Engine(step)
+    handler = FinalValidationHandler(interval=1)
+    handler.validator = unlimited
+    handler.attach(trainer)
+    trainer.run([0], max_epochs=40)
+    assert unlimited.epochs == list(range(1, 41))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5])
+def test_validation_share_out_of_range(fraction):
+    with pytest.raises(ValueError, match="max_time_fraction"):
+        FinalValidationHandler(interval=1, max_time_fraction=fraction)
