@@ -99,11 +99,18 @@ def list_cases(
 
 
 def split_cases(
-    cases: Sequence[dict], val_fraction: float = 0.2, seed: int = 0, fold: int = 0, num_folds: int = 1
+    cases: Sequence[dict],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    fold: int = 0,
+    num_folds: int = 1,
+    max_val_cases: int | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Training and validation cases: a seeded random split, or fold ``fold`` of a ``num_folds``-fold split.
 
-    With ``num_folds`` 1 a fraction ``val_fraction`` of the cases (at least one) is held out for validation.
+    With ``num_folds`` 1 a fraction ``val_fraction`` of the cases (at least one, at most ``max_val_cases``) is
+    held out for validation: validation during training only selects a checkpoint, so a large dataset keeps
+    every case beyond ``max_val_cases`` for training.
     With ``num_folds`` k > 1 the shuffled cases are cut into k parts; part ``fold`` validates and the others
     train, so that k runs (``fold`` 0..k-1) validate every case once and their checkpoints form an ensemble.
 
@@ -129,5 +136,7 @@ def split_cases(
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     n_val = min(len(cases) - 1, max(1, round(val_fraction * len(cases))))
+    if max_val_cases is not None:
+        n_val = max(1, min(n_val, int(max_val_cases)))
     order = np.random.default_rng(seed).permutation(len(cases))
     return [cases[i] for i in sorted(order[n_val:])], [cases[i] for i in sorted(order[:n_val])]

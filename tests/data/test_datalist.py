@@ -61,3 +61,16 @@ def test_bad_split_is_refused(kwargs):
 
     with pytest.raises(ValueError):
         split_cases([{"image": str(i)} for i in range(7)], **kwargs)
+
+
+def test_validation_holds_out_at_most_max_val_cases():
+    from monai_unets.data import split_cases
+
+    cases = [{"image": str(i)} for i in range(40)]
+    train, val = split_cases(cases, val_fraction=0.2, max_val_cases=4)
+    assert len(val) == 4 and len(train) == 36
+    assert sorted(c["image"] for c in train + val) == sorted(c["image"] for c in cases)
+    # the held-out cases are the first of the same seeded order: a cap never moves a case from training to
+    # validation
+    _, uncapped = split_cases(cases, val_fraction=0.2)
+    assert len(uncapped) == 8 and all(c in uncapped for c in val)
