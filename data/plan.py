@@ -10,7 +10,8 @@ overrides. The fingerprint (what is measured) and the rules that turn it into a 
   intensities, then z-scored with the foreground mean and standard deviation; every other modality gets a
   per-image z-score on its non-zero voxels;
 - patch size: the median resampled shape, its longest side (in mm) shrunk until it fits a voxel budget set by the
-  device (a GPU's memory, or a CPU's speed); batch size at least 2;
+  device (a GPU's memory, or a CPU's speed); batch size 2 full-size patches on a GPU, one on a CPU (small
+  steps learn more per CPU minute), more for small images;
 - post-processing: none until :func:`choose_postprocessing` decides on validation data.
 
 Example::
@@ -272,8 +273,12 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
     median_shape = np.median(resampled, axis=0).tolist()
     budget = voxel_budget(device)
     patch = choose_patch_size(median_shape, spacing, budget)
-    # small images leave room for more patches per step, up to the budget of 2 full-size patches
-    batch_size = max(2, min(8, (2 * budget) // int(np.prod(patch))))
+    # a GPU takes 2 full-size patches per step (more for small images); a CPU learns more per minute from
+    # smaller, more frequent steps: one budget of voxels per step (the bundles crop 2 patches per volume, so a
+    # step still sees 2 patches)
+    on_cpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type != "cuda"
+    per_step = budget if on_cpu else 2 * budget
+    batch_size = max(1 if on_cpu else 2, min(8, per_step // int(np.prod(patch))))
     intensity = fingerprint["foreground_intensity"]
     if fingerprint["modality"] == "CT":
         normalization = {

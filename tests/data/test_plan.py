@@ -97,7 +97,9 @@ def test_batch_size_grows_for_small_patches():
     }
     plan = make_plan(fingerprint, "cpu")
     assert plan["patch_size"] == [32, 32, 32]
-    assert plan["batch_size"] > 2
+    assert plan["batch_size"] == 8  # 8 patches of 32^3 make the CPU's budget of one 64^3 patch
+    fingerprint["shapes"] = [[200, 200, 200]] * 2
+    assert make_plan(fingerprint, "cpu")["batch_size"] == 1  # small, frequent steps on a CPU
 
 
 def test_load_plan_defaults_when_absent_and_round_trips(tmp_path):
