@@ -14,16 +14,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import nibabel as nib
 import numpy as np
 
 from .cli import run_tool
+from .phantom_dataset import add_phantom_arguments, write_phantom_dataset
 
 __all__ = [
     "WrittenDicomSeries",
@@ -217,46 +216,35 @@ def generate_demo_ct(
         >>> generate_demo_ct("data/demo_ct", num_cases=4, dicom=True)  # doctest: +SKIP
         PosixPath('data/demo_ct/dataset.json')
     """
-    out = Path(output_dir)
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     origin = np.array([-(shape[0] - 1) * spacing[0] / 2, -(shape[1] - 1) * spacing[1] / 2, 100.0])
     affine = lps_geometry_affine(spacing, origin, np.eye(3))
-    training, test = [], []
-    for i in range(num_cases + num_test):
-        image, label = make_ct_phantom(shape, spacing, seed=seed * 1000 + i)
-        name = f"demo_{i:03d}.nii.gz"
-        if i < num_cases:
-            nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / name)
-            nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / name)
-            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-        else:
-            nib.save(nib.Nifti1Image(image, affine), out / "imagesTs" / name)
-            test.append(f"./imagesTs/{name}")
-            if dicom:
-                write_dicom_series(image, out / "dicomTs" / f"demo_{i:03d}", spacing, origin)
-    dataset = {
+    header = {
         "name": "DemoCT",
         "description": "synthetic abdomen-like CT phantoms",
         "modality": {"0": "CT"},
         "labels": {"0": "background", "1": "pancreas", "2": "cancer"},
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": test,
     }
-    path = out / "dataset.json"
-    path.write_text(json.dumps(dataset, indent=2))
-    return path
+
+    def as_dicom(stem: str, image: np.ndarray) -> None:
+        write_dicom_series(image, Path(output_dir) / "dicomTs" / stem, spacing, origin)
+
+    return write_phantom_dataset(
+        output_dir,
+        make_ct_phantom,
+        "demo",
+        header,
+        affine,
+        num_cases,
+        num_test,
+        shape,
+        spacing,
+        seed,
+        on_test_case=as_dicom if dicom else None,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="demo_ct", metavar="DIR", help="folder to write (default: %(default)s)")
-    parser.add_argument("--num-cases", type=int, default=8, help="labelled cases (default: %(default)s)")
-    parser.add_argument("--num-test", type=int, default=2, help="unlabelled test cases (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[64, 56, 40], help="voxels (default: %(default)s)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=[0.9, 0.9, 2.5], help="mm (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    add_phantom_arguments(parser, "demo_ct", shape=(64, 56, 40), spacing=(0.9, 0.9, 2.5))
     parser.add_argument("--dicom", action="store_true", help="also write each test case as a DICOM series")
 
 

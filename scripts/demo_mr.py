@@ -16,15 +16,14 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from .cli import run_tool
+from .phantom_dataset import add_phantom_arguments, write_phantom_dataset
 
 __all__ = ["add_arguments", "generate_demo_mr", "make_mr_phantom", "run"]
 
@@ -117,44 +116,21 @@ def generate_demo_mr(
         >>> generate_demo_mr("data/demo_mr", num_cases=4)  # doctest: +SKIP
         PosixPath('data/demo_mr/dataset.json')
     """
-    out = Path(output_dir)
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = -(np.asarray(shape) - 1) * np.asarray(spacing) / 2
-    training, test = [], []
-    for i in range(num_cases + num_test):
-        image, label = make_mr_phantom(shape, spacing, seed=seed * 1000 + i)
-        name = f"brain_{i:03d}.nii.gz"
-        if i < num_cases:
-            nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / name)
-            nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / name)
-            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-        else:
-            nib.save(nib.Nifti1Image(image, affine), out / "imagesTs" / name)
-            test.append(f"./imagesTs/{name}")
-    dataset = {
+    header = {
         "name": "DemoMR",
         "description": "synthetic brain-like T1 MR phantoms with folded grey matter",
         **({"modality": {"0": "MR"}} if modality else {}),
         "labels": {"0": "background", "1": "csf", "2": "grey_matter", "3": "white_matter"},
-        "numTraining": len(training),
-        "numTest": len(test),
-        "training": training,
-        "test": test,
     }
-    path = out / "dataset.json"
-    path.write_text(json.dumps(dataset, indent=2))
-    return path
+    return write_phantom_dataset(
+        output_dir, make_mr_phantom, "brain", header, affine, num_cases, num_test, shape, spacing, seed
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="demo_mr", metavar="DIR", help="folder to write (default: %(default)s)")
-    parser.add_argument("--num-cases", type=int, default=8, help="labelled cases (default: %(default)s)")
-    parser.add_argument("--num-test", type=int, default=2, help="unlabelled test cases (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[80, 80, 72], help="voxels (default: %(default)s)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=[1.0, 1.0, 1.0], help="mm (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    add_phantom_arguments(parser, "demo_mr", shape=(80, 80, 72), spacing=(1.0, 1.0, 1.0))
 
 
 def run(args: argparse.Namespace) -> int:

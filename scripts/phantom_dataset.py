@@ -1,0 +1,84 @@
+"""Synthetic 3D phantoms written as a Medical Segmentation Decathlon task, shared by ``demo-ct`` and ``demo-mr``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["add_phantom_arguments", "write_phantom_dataset"]
+
+#: a phantom maker: (shape, spacing, seed) -> (image, label)
+PhantomMaker = Callable[[Sequence[int], Sequence[float], int], "tuple[np.ndarray, np.ndarray]"]
+
+
+def write_phantom_dataset(
+    output_dir: str | Path,
+    make_phantom: PhantomMaker,
+    prefix: str,
+    header: Mapping[str, Any],
+    affine: np.ndarray,
+    num_cases: int,
+    num_test: int,
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    seed: int = 0,
+    on_test_case: Callable[[str, np.ndarray], None] | None = None,
+) -> Path:
+    """Write ``num_cases`` labelled phantoms (imagesTr/labelsTr), ``num_test`` unlabelled ones (imagesTs) and
+    ``dataset.json`` (``header`` first: name, description, modality, labels).
+
+    Args:
+        make_phantom: makes case ``i``'s image and label from ``(shape, spacing, seed * 1000 + i)``.
+        prefix: file names are ``<prefix>_<i:03d>.nii.gz``.
+        on_test_case: called with each test case's name (no extension) and image, e.g. to write it as DICOM too.
+
+    Returns:
+        the path of ``dataset.json``.
+
+    Example::
+
+        >>> header = {"name": "Demo", "labels": {"0": "background", "1": "csf"}}
+        >>> write_phantom_dataset("demo", make_mr_phantom, "b", header, affine, 4, 1, shape, spacing)  # doctest: +SKIP
+        PosixPath('demo/dataset.json')
+    """
+    out = Path(output_dir)
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    training, test = [], []
+    for i in range(num_cases + num_test):
+        image, label = make_phantom(shape, spacing, seed * 1000 + i)
+        stem = f"{prefix}_{i:03d}"
+        name = f"{stem}.nii.gz"
+        if i < num_cases:
+            nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / name)
+            nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / name)
+            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+        else:
+            nib.save(nib.Nifti1Image(image, affine), out / "imagesTs" / name)
+            test.append(f"./imagesTs/{name}")
+            if on_test_case is not None:
+                on_test_case(stem, image)
+    dataset = {**header, "numTraining": len(training), "numTest": len(test), "training": training, "test": test}
+    path = out / "dataset.json"
+    path.write_text(json.dumps(dataset, indent=2))
+    return path
+
+
+def add_phantom_arguments(
+    parser: argparse.ArgumentParser, output_dir: str, shape: Sequence[int], spacing: Sequence[float]
+) -> None:
+    """The options every phantom tool takes, with the tool's own defaults."""
+    parser.add_argument(
+        "--output-dir", default=output_dir, metavar="DIR", help="folder to write (default: %(default)s)"
+    )
+    parser.add_argument("--num-cases", type=int, default=8, help="labelled cases (default: %(default)s)")
+    parser.add_argument("--num-test", type=int, default=2, help="unlabelled test cases (default: %(default)s)")
+    parser.add_argument("--shape", type=int, nargs=3, default=list(shape), help="voxels (default: %(default)s)")
+    parser.add_argument("--spacing", type=float, nargs=3, default=list(spacing), help="mm (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
