@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch.distributed as dist
 from monai.handlers import ValidationHandler
 from monai.utils import min_version, optional_import
 
@@ -66,10 +67,18 @@ class FinalValidationHandler(ValidationHandler):
         self._started, self._validating_s = time.monotonic(), 0.0
 
     def __call__(self, engine: Engine) -> None:
-        if self.max_time_fraction is not None:
-            if self._validating_s > self.max_time_fraction * (time.monotonic() - self._started):
-                return
+        if self.max_time_fraction is not None and not self._share_left():
+            return
         self._validate(engine)
+
+    def _share_left(self) -> bool:
+        left = self._validating_s <= self.max_time_fraction * (time.monotonic() - self._started)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # every rank validates together (the metrics are gathered): rank 0's clock decides for all
+            decision = [left]
+            dist.broadcast_object_list(decision, src=0)
+            left = bool(decision[0])
+        return left
 
     def _validate(self, engine: Engine) -> None:
         start = time.monotonic()
