@@ -243,7 +243,8 @@ def benchmark_training(bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5
         start = time.perf_counter()
         for _ in range(iterations):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(network(images), labels)
+            # through the trainer's inferer, so that the step runs in the same precision (bf16 autocast or not)
+            loss = loss_fn(trainer.inferer(images, network), labels)
             loss.backward()
             optimizer.step()
         compute = time.perf_counter() - start
