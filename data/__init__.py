@@ -14,6 +14,7 @@ from .cases import (
     case_output_name,
     case_output_names,
     failure_stage,
+    rank_and_world_size,
     shard_items,
 )
 from .checks import (
@@ -61,6 +62,7 @@ __all__ = [
     "describe_error",
     "failure_stage",
     "list_cases",
+    "rank_and_world_size",
     "shard_items",
     "load_plan",
     "make_plan",

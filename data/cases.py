@@ -37,6 +37,7 @@ __all__ = [
     "case_output_name",
     "case_output_names",
     "failure_stage",
+    "rank_and_world_size",
     "shard_items",
 ]
 
@@ -132,6 +133,22 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes: ``(0, 1)`` outside ``torch.distributed``.
+
+    Asked of ``torch.distributed`` directly, never through ignite's ``idist``, whose first call creates a process
+    group: a collective that hangs when only some ranks (e.g. the one that logs) reach it.
+
+    Example::
+
+        >>> rank_and_world_size()
+        (0, 1)
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def shard_items(items: Sequence[Any], rank: int | None = None, world_size: int | None = None) -> list[Any]:
     """The contiguous part of ``items`` that process ``rank`` of ``world_size`` handles.
 
@@ -150,9 +167,7 @@ def shard_items(items: Sequence[Any], rank: int | None = None, world_size: int |
         [2, 3, 4]
     """
     if rank is None or world_size is None:
-        if not (dist.is_available() and dist.is_initialized()):
-            return list(items)
-        rank, world_size = dist.get_rank(), dist.get_world_size()
+        rank, world_size = rank_and_world_size()
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not within a world of {world_size} process(es).")
     count = len(items)

@@ -16,7 +16,7 @@ from monai.metrics import Cumulative
 from monai.utils import min_version, optional_import
 
 from ..data.atomic import atomic_open
-from ..data.cases import CASE_INDEX_KEY, CASE_NAME_KEY, FAILURE_KEY, failure_stage
+from ..data.cases import CASE_INDEX_KEY, CASE_NAME_KEY, FAILURE_KEY, failure_stage, rank_and_world_size
 from ..data.dataset import describe_error
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -31,12 +31,6 @@ logger = logging.getLogger(__name__)
 
 #: Columns of the failure report.
 FAILURE_COLUMNS = ("case", "file", "stage", "error")
-
-
-def _distributed() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _owners(func: Callable, args: tuple) -> list[Any]:
@@ -116,7 +110,7 @@ class CaseIsolationHandler:
         self._attached = False
         self._cumulative: list[Any] = []
         self._lengths: list[list[int] | None] = []
-        rank, world = _distributed()
+        rank, world = rank_and_world_size()
         self._own_log = self.failure_log if world == 1 else self._rank_log(rank)
         if rank == 0:
             self._write(self.failure_log, [])
@@ -196,7 +190,7 @@ class CaseIsolationHandler:
         @functools.wraps(func)
         def guarded(*call_args: Any, **call_kwargs: Any) -> Any:
             succeeded = fewest = self.cases - len(self.failures)
-            if _distributed()[1] > 1:
+            if rank_and_world_size()[1] > 1:
                 fewest = int(idist.all_reduce(succeeded, op="MIN"))
                 succeeded = int(idist.all_reduce(succeeded))
             if fewest > 0:
@@ -273,7 +267,7 @@ class CaseIsolationHandler:
         Raises:
             SystemExit: some case failed; the message is the summary line.
         """
-        rank, world = _distributed()
+        rank, world = rank_and_world_size()
         if not self._attached:
             # e.g. the evaluator's handlers were replaced by an override: nothing was isolated or counted
             logger.warning("CaseIsolationHandler was not attached to the evaluator: no per-case report.")

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from monai.utils import min_version, optional_import
 
 from ..data.atomic import atomic_open
+from ..data.cases import rank_and_world_size
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -44,7 +44,7 @@ def _unwrap(obj: Any) -> Any:
 
 
 def _is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank_and_world_size()[0] == 0
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:

@@ -6,9 +6,10 @@ import logging
 import time
 from datetime import timedelta
 
-import torch.distributed as dist
 from monai.engines import Trainer
 from monai.utils import min_version, optional_import
+
+from ..data.cases import rank_and_world_size
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -141,8 +142,8 @@ class ProgressLogger:
         self._log(f"{self.name}: finished {steps} in {format_duration(time.monotonic() - self._start)}")
 
     def _log(self, line: str) -> None:
-        # torch.distributed directly: ignite's first get_world_size() creates a process group, a collective that
-        # hangs when only the ranks that log (rank 0 in the bundles) reach it
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            line = f"[rank {dist.get_rank()}] {line}"
+        # only the ranks that log (rank 0 in the bundles) get here: no collective may be involved
+        rank, world_size = rank_and_world_size()
+        if world_size > 1:
+            line = f"[rank {rank}] {line}"
         self.logger.info(line)

@@ -9,6 +9,8 @@ import torch.distributed as dist
 from monai.handlers import ValidationHandler
 from monai.utils import min_version, optional_import
 
+from ..data.cases import rank_and_world_size
+
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
@@ -73,7 +75,7 @@ class FinalValidationHandler(ValidationHandler):
 
     def _share_left(self) -> bool:
         left = self._validating_s <= self.max_time_fraction * (time.monotonic() - self._started)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if rank_and_world_size()[1] > 1:
             # every rank validates together (the metrics are gathered): rank 0's clock decides for all
             decision = [left]
             dist.broadcast_object_list(decision, src=0)
