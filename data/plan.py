@@ -230,13 +230,18 @@ def choose_target_spacing(spacings: Sequence[Sequence[float]], shapes: Sequence[
     return [round(float(s), 4) for s in target]
 
 
+def _training_device(device: str | torch.device | None) -> torch.device:
+    """The device a plan is made for: the one given, else CUDA when present, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def voxel_budget(device: str | torch.device | None = None) -> int:
     """Voxels in one training patch that the device handles well.
 
     A GPU gets a budget from its memory (about 128^3 at 16 GiB and more, 96^3 at 8 GiB, 64^3 below); a CPU gets
     64^3, since there speed, not memory, is what limits training.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _training_device(device)
     if device.type != "cuda":
         return 64**3
     memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
@@ -276,7 +281,7 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
     # a GPU takes 2 full-size patches per step (more for small images); a CPU learns more per minute from
     # smaller, more frequent steps: one budget of voxels per step (the bundles crop 2 patches per volume, so a
     # step still sees 2 patches)
-    on_cpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type != "cuda"
+    on_cpu = _training_device(device).type != "cuda"
     per_step = budget if on_cpu else 2 * budget
     batch_size = max(1 if on_cpu else 2, min(8, per_step // int(np.prod(patch))))
     intensity = fingerprint["foreground_intensity"]
