@@ -21,6 +21,7 @@ import torch.distributed as dist
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.data.folder_layout import default_name_formatter
 from monai.data.utils import json_hashing
+from monai.transforms import Compose
 from monai.utils import ImageMetaKey
 
 from .datalist import IMAGE_SUFFIXES
@@ -256,6 +257,11 @@ def cached_dataset(
     """
     if cache == "none":
         return Dataset(data=data, transform=transform)
+    if transform is not None:
+        # MONAI caches up to the first transform that is random or not a Transform, and a nested Compose counts
+        # as random: the bundles' preprocessing is a Compose of named Compose lists, which would cache nothing
+        # and re-read every case at every iteration
+        transform = Compose(transform).flatten()
     if cache == "memory":
         return CacheDataset(
             data=data, transform=transform, cache_rate=1.0, num_workers=num_workers, runtime_cache=lazy, progress=False

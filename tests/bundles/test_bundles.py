@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.transforms import RandomizableTrait, Transform
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, list_bundles
+from monai_unets.data import cached_dataset
 
 from tests.bundles.conftest import BUNDLE_CASES
 from tests.conftest import SCHEMA_DIR
@@ -91,6 +93,23 @@ def test_verify_net_in_out(name):
         config_file=str(configs / "inference.yaml"),
         device="cpu",
     )
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_training_caches_every_case_up_to_the_first_random_transform(name, tmp_path):
+    """The memory and disk caches keep the deterministic head: reading and resampling happen once per case."""
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+    parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+    parser["cache"] = "memory"
+    dataset = cached_dataset([], parser.get_parsed_content("train#preprocessing"), "memory", num_workers=0)
+    transforms = dataset.transform.transforms
+    first_random = dataset.transform.get_index_of_first(
+        lambda t: isinstance(t, RandomizableTrait) or not isinstance(t, Transform)
+    )
+    names = [type(t).__name__ for t in transforms]
+    assert first_random is not None and isinstance(transforms[first_random], RandomizableTrait), names
+    assert "LoadImaged" in names[:first_random] and names[first_random].startswith("Rand"), names
 
 
 @pytest.fixture(scope="module", params=BUNDLES)

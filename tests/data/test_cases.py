@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
-from monai.transforms import Compose, EnsureChannelFirstd, Lambdad, LoadImaged, SaveImage
+from monai.transforms import Compose, EnsureChannelFirstd, Lambdad, LoadImaged, RandFlipd, SaveImage, Transform
 from monai_unets.data import (
     CASE_INDEX_KEY,
     CASE_NAME_KEY,
@@ -119,3 +119,27 @@ def test_cache_modes(tmp_path):
         cached_dataset(data, load, "ram")
     with pytest.raises(ValueError, match="cache_dir"):
         cached_dataset(data, load, "disk")
+
+
+class _CountingLoad(Transform):
+    """A deterministic step that counts its calls (how often a case is read)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, data: dict) -> dict:
+        self.calls += 1
+        return {**data, "image": torch.full((1, 4, 4), float(data["value"]))}
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cache_keeps_the_deterministic_head_of_nested_compose_lists(tmp_path, cache):
+    """A bundle's preprocessing is a Compose of named Compose lists, then random transforms: each case is read once."""
+    load = _CountingLoad()
+    transform = Compose([Compose([load]), Compose([Lambdad("image", lambda x: x * 2)]), RandFlipd("image", prob=0.5)])
+    data = [{"value": v} for v in range(3)]
+    dataset = cached_dataset(data, transform, cache, cache_dir=tmp_path / "cache", num_workers=0)
+    for _ in range(3):
+        values = sorted(float(dataset[i]["image"].max()) for i in range(len(data)))
+    assert values == [0.0, 2.0, 4.0]
+    assert load.calls == len(data)
