@@ -1,9 +1,13 @@
-"""Mixed precision on the CPU: bfloat16 autocast around any MONAI inferer.
+"""Mixed precision on the CPU: bfloat16 autocast around any MONAI inferer, the network fed plain tensors.
 
 MONAI's engines take ``amp=True`` on CUDA only (``torch.autocast("cuda")`` with a gradient scaler). A CPU with
 AMX tiles (Intel Xeon from Sapphire Rapids on) runs 3D convolutions in bfloat16 about twice as fast as in
 float32, and bfloat16 keeps float32's exponent range, so training needs no gradient scaler. Wrapping the
 trainer's or evaluator's inferer gives the engines that path without touching them.
+
+The network itself gets plain tensors: a ``MetaTensor`` batch makes every operation of the forward pass go
+through its metadata bookkeeping, 10-20% of a training step of this package's small 3D networks, and no network
+reads the metadata. The inferer still sees the ``MetaTensor``, so sliding-window outputs keep it for ``Invertd``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 __all__ = ["AutocastInferer", "cpu_bf16_default"]
@@ -35,7 +40,8 @@ class AutocastInferer(Inferer):
     """Run ``inferer`` under ``torch.autocast`` and return float32 outputs, so losses and metrics stay float32.
 
     Gradients flow through the autocast graph as usual; the optimizer keeps float32 weights. Outputs that are
-    lists or tuples (deep supervision) are cast item by item.
+    lists or tuples (deep supervision) are cast item by item. Enabled or not, the network is called on plain
+    tensors (``MetaTensor`` inputs are unwrapped for it; the inferer's own inputs are left as they are).
 
     Args:
         inferer: the wrapped inferer (``SimpleInferer``, ``SlidingWindowInferer``, ...).
@@ -61,10 +67,13 @@ class AutocastInferer(Inferer):
         self.dtype = getattr(torch, dtype)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
+        def plain_network(x: torch.Tensor, *net_args: Any, **net_kwargs: Any) -> Any:
+            return network(x.as_tensor() if isinstance(x, MetaTensor) else x, *net_args, **net_kwargs)
+
         if not self.enabled:
-            return self.inferer(inputs, network, *args, **kwargs)
+            return self.inferer(inputs, plain_network, *args, **kwargs)
         with torch.autocast(self.device_type, dtype=self.dtype):
-            outputs = self.inferer(inputs, network, *args, **kwargs)
+            outputs = self.inferer(inputs, plain_network, *args, **kwargs)
         return _to_float(outputs)
 
 

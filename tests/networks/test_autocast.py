@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai_unets.networks import AttentionGateUNet, AutocastInferer, cpu_bf16_default
 
@@ -45,3 +46,28 @@ def test_training_through_autocast_reaches_every_parameter_in_float32():
 def test_bf16_default_is_off_for_cuda_devices():
     assert cpu_bf16_default("cuda:0") is False
     assert isinstance(cpu_bf16_default("cpu"), bool)
+
+
+class _Recorder(torch.nn.Module):
+    """Records the type of what it is called on, and doubles it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[type] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(type(x))
+        return x * 2
+
+
+def test_network_gets_plain_tensors_and_sliding_window_outputs_keep_the_metadata():
+    affine = torch.diag(torch.tensor([2.0, 3.0, 4.0, 1.0]))
+    x = MetaTensor(torch.randn(1, 1, 20, 18, 16), affine=affine)
+    for enabled in (False, True):
+        net = _Recorder()
+        simple = AutocastInferer(SimpleInferer(), enabled=enabled)(x, net)
+        window = AutocastInferer(SlidingWindowInferer((16, 16, 16), overlap=0.25), enabled=enabled)(x, net)
+        assert set(net.seen) == {torch.Tensor}
+        torch.testing.assert_close(torch.as_tensor(simple), x.as_tensor() * 2, atol=0.05, rtol=0.01)
+        assert isinstance(window, MetaTensor)
+        torch.testing.assert_close(window.affine, affine.double())
