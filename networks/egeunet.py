@@ -38,7 +38,8 @@ class EGEUNet(nn.Module):
     - works without deep supervision while keeping the bridges (they then take no mask), and without bridges;
     - accepts any input with every spatial size >= 32: decoder features are resized to the skip's size instead
       of being upsampled by a fixed factor, so sizes need not be multiples of 32;
-    - has a 3D variant (``spatial_dims=3``, trilinear resizing, 3D GHPA with one attention group per axis).
+    - has a 3D variant (``spatial_dims=3``, trilinear resizing, 3D GHPA with one attention group per axis);
+    - optionally predicts at full resolution (``full_resolution``).
 
     Outputs follow the package's deep-supervision contract (see :mod:`monai_unets.networks`): in training mode
     with ``deep_supervision``, a list of logits at the input size, the main output then the five side outputs
@@ -58,6 +59,11 @@ class EGEUNet(nn.Module):
             channels-first LayerNorm, ``"channel_layer"``).
         dropout: dropout after each stage's activation (MONAI ``Dropout`` spelling: a probability or a
             (name, kwargs) tuple); ``None`` for none, as published.
+        full_resolution: add a full-resolution branch (3x3 conv of the input, then ``norm``) that is summed with
+            the last decoder stage resized to the input, before the activation and the 1x1 head. The published
+            network (``False``) pools before its first skip, so it predicts at half resolution and resizes the
+            logits, which blurs structures one or two voxels thick (a cortex-like rim in 3D); the branch adds
+            about 240 parameters for one input channel and 10% to a 3D training step.
 
     Example::
 
@@ -78,6 +84,7 @@ class EGEUNet(nn.Module):
         norm: str | tuple = ("group", {"num_groups": 4}),
         block_norm: str | tuple = "channel_layer",
         dropout: str | tuple | float | None = None,
+        full_resolution: bool = False,
     ) -> None:
         super().__init__()
         if len(channels) != 6:
@@ -143,9 +150,16 @@ class EGEUNet(nn.Module):
                 )
             )
         self.final = UnetOutBlock(spatial_dims, c[0], out_channels)
+        self.full_resolution = (
+            nn.Sequential(conv(in_channels, c[0], kernel_size=3, padding=1), get_norm_layer(norm, spatial_dims, c[0]))
+            if full_resolution
+            else None
+        )
+        self.full_resolution_act = nn.Sequential(*act_drop())
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
+        inputs = x
         size = x.shape[2:]
         if min(size) < self.min_size:
             raise ValueError(
@@ -171,7 +185,10 @@ class EGEUNet(nn.Module):
             x, bridge_in, side = decoder(x, skips[4 - k], bridge_in)
             if side is not None:
                 sides.append(side)
-        out = resize_to(self.final(x), size)
+        if self.full_resolution is not None:
+            out = self.final(self.full_resolution_act(resize_to(x, size) + self.full_resolution(inputs)))
+        else:
+            out = resize_to(self.final(x), size)
         if channels_last:
             out = out.contiguous()
 

@@ -32,8 +32,9 @@ def test_shapes_2d(size, out_channels):
 
 
 @pytest.mark.parametrize("size", SHAPES_3D)
-def test_shapes_3d(size):
-    net = EGEUNet(3, 1, 2).eval()
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_shapes_3d(size, full_resolution):
+    net = EGEUNet(3, 1, 2, full_resolution=full_resolution).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 1, *size))
     assert out.shape == (1, 2, *size)
@@ -63,6 +64,22 @@ def test_flags_change_the_architecture():
     assert count_parameters(EGEUNet(2, 3, 1, deep_supervision=False)) < full
     # multi-class: side heads and bridge masks take K channels
     assert count_parameters(EGEUNet(2, 3, 4)) > full
+    # the full-resolution branch: a 3x3x3 conv of the one input channel to the 8 finest widths, and its norm
+    assert count_parameters(EGEUNet(3, 1, 2, full_resolution=True)) - count_parameters(EGEUNet(3, 1, 2)) == 240
+
+
+def test_full_resolution_output_is_not_a_resized_half_resolution_map():
+    """The published head predicts at half resolution: its logits cannot hold a one-voxel stripe pattern."""
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., ::2, :] = 1.0  # stripes one pixel wide, invisible after the first 2x pooling
+    for full_resolution, has_stripes in ((False, False), (True, True)):
+        net = EGEUNet(2, 1, 1, full_resolution=full_resolution).eval()
+        with torch.no_grad():
+            out = net(x)[0, 0]
+        # rows on and off a stripe differ with one sign only where the output follows the stripes
+        stripe_contrast = (out[8:-8:2] - out[9:-8:2]).mean().abs() / out[8:-8].std()
+        assert bool(stripe_contrast > 0.1) is has_stripes, (full_resolution, float(stripe_contrast))
 
 
 def test_eval_output_is_the_main_training_output():
@@ -75,8 +92,9 @@ def test_eval_output_is_the_main_training_output():
 
 
 @pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 3, 64, 80)), (3, (1, 1, 32, 40, 32))])
-def test_gradients_reach_every_parameter(spatial_dims, shape):
-    net = EGEUNet(spatial_dims, shape[1], 2)
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_gradients_reach_every_parameter(spatial_dims, shape, full_resolution):
+    net = EGEUNet(spatial_dims, shape[1], 2, full_resolution=full_resolution)
     outputs = net(torch.randn(*shape))
     sum(o.sum() for o in outputs).backward()
     assert_all_grads(net)
@@ -107,8 +125,9 @@ def test_bad_arguments(kwargs, message):
 
 
 @pytest.mark.parametrize("spatial_dims, shape", [(2, (1, 3, 96, 64)), (3, (1, 1, 32, 48, 32))])
-def test_torchscript_matches_eager(spatial_dims, shape):
-    net = EGEUNet(spatial_dims, shape[1], 2).eval()
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_torchscript_matches_eager(spatial_dims, shape, full_resolution):
+    net = EGEUNet(spatial_dims, shape[1], 2, full_resolution=full_resolution).eval()
     scripted = torch.jit.script(net)
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer)
