@@ -63,7 +63,7 @@ class EGEUNet(nn.Module):
             the last decoder stage resized to the input, before the activation and the 1x1 head. The published
             network (``False``) pools before its first skip, so it predicts at half resolution and resizes the
             logits, which blurs structures one or two voxels thick (a cortex-like rim in 3D); the branch adds
-            about 240 parameters for one input channel and 10% to a 3D training step.
+            about 240 parameters for one input channel and 1-10% to a 3D training step on a CPU.
 
     Example::
 
