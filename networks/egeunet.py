@@ -151,11 +151,14 @@ class EGEUNet(nn.Module):
             )
         self.final = UnetOutBlock(spatial_dims, c[0], out_channels)
         self.full_resolution = (
-            nn.Sequential(conv(in_channels, c[0], kernel_size=3, padding=1), get_norm_layer(norm, spatial_dims, c[0]))
+            _FullResolutionBranch(
+                conv(in_channels, c[0], kernel_size=3, padding=1),
+                get_norm_layer(norm, spatial_dims, c[0]),
+                nn.Sequential(*act_drop()),
+            )
             if full_resolution
             else None
         )
-        self.full_resolution_act = nn.Sequential(*act_drop())
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
@@ -186,7 +189,7 @@ class EGEUNet(nn.Module):
             if side is not None:
                 sides.append(side)
         if self.full_resolution is not None:
-            out = self.final(self.full_resolution_act(resize_to(x, size) + self.full_resolution(inputs)))
+            out = self.final(self.full_resolution(x, inputs))
         else:
             out = resize_to(self.final(x), size)
         if channels_last:
@@ -195,6 +198,19 @@ class EGEUNet(nn.Module):
         if self.training and self.deep_supervision:
             return [out] + [resize_to(side, size) for side in sides[::-1]]
         return out
+
+
+class _FullResolutionBranch(nn.Module):
+    """The input's own features (conv -> norm) added to the last decoder stage resized to the input, then act."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module, act: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = norm
+        self.act = act
+
+    def forward(self, decoded: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self.act(resize_to(decoded, inputs.shape[2:]) + self.norm(self.conv(inputs)))
 
 
 class _DecoderStage(nn.Module):

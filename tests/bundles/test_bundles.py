@@ -101,7 +101,6 @@ def test_training_caches_every_case_up_to_the_first_random_transform(name, tmp_p
     parser = ConfigParser()
     parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
     parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
-    parser["cache"] = "memory"
     dataset = cached_dataset([], parser.get_parsed_content("train#preprocessing"), "memory", num_workers=0)
     transforms = dataset.transform.transforms
     first_random = dataset.transform.get_index_of_first(
