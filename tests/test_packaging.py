@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -86,3 +87,18 @@ def test_suite_runs_in_a_folder_named_monai_unets(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_process_started_in_the_checkout_finds_every_subpackage():
+    # after `pip install .` (no editable finder), a process started in the checkout, such as the `python -m
+    # monai.bundle` steps of `monai-unets quickstart` run there, imports monai_unets/ from the checkout: its
+    # subpackages are the folders beside it. `-S` leaves out the .pth files, as a non-editable install has none.
+    site_packages = sysconfig.get_paths()["purelib"]
+    code = (
+        f"import sys; sys.path.append({site_packages!r}); "
+        + "; ".join(f"import monai_unets.{name}" for name in SUBPACKAGES)
+        + "; import monai_unets.networks.blocks; print(monai_unets.data.__file__)"
+    )
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Path(result.stdout.strip()) == REPO_ROOT / "data" / "__init__.py"
