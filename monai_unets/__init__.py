@@ -9,14 +9,34 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import os as _os
+import sys as _sys
+from importlib.machinery import PathFinder as _PathFinder
 
-# The subpackages are the repository's top-level folders (pyproject's package-dir). An installed copy holds them
-# inside this folder; a process started in a checkout (which puts the checkout first on sys.path, as
-# `monai-unets quickstart` run there does for its `python -m monai.bundle` steps) imports this file from the
-# checkout instead, and must find them beside it.
-_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if _os.path.isfile(_os.path.join(_checkout, "pyproject.toml")) and _os.path.isdir(_os.path.join(_checkout, "networks")):
-    __path__.append(_checkout)  # noqa: F821 (the package's own __path__)
+
+class _CheckoutSubpackages:
+    """Finds ``monai_unets.<folder>`` in a checkout, where the subpackages are the top-level folders.
+
+    pyproject's package-dir maps them; an installed copy holds them inside this folder. A process started in a
+    checkout (which puts the checkout first on sys.path, as the ``python -m monai.bundle`` steps of
+    ``monai-unets quickstart`` run there do) imports this file from the checkout instead, and finds its
+    subpackages through this finder, consulted after the usual ones.
+    """
+
+    root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    names = ("bundles", "data", "handlers", "networks", "scripts", "transforms")
+
+    @classmethod
+    def find_spec(cls, fullname: str, path: object = None, target: object = None) -> object:
+        package, _, name = fullname.rpartition(".")
+        if package != __name__ or name not in cls.names:
+            return None
+        return _PathFinder.find_spec(fullname, [cls.root])
+
+
+if _os.path.isfile(_os.path.join(_CheckoutSubpackages.root, "pyproject.toml")) and not any(
+    getattr(f, "__name__", "") == "_CheckoutSubpackages" for f in _sys.meta_path
+):
+    _sys.meta_path.append(_CheckoutSubpackages)
 
 from . import data, handlers, networks, transforms  # noqa: E402
 from .data.plan import load_plan, save_plan  # noqa: E402
