@@ -24,7 +24,7 @@ from .label import (
     KeepLargestComponentDict,
     keep_largest_component,
 )
-from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict
+from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict, SeparableResample, separable_resample
 from .uncertainty import SaveProbabilityMapsD, SaveProbabilityMapsd, SaveProbabilityMapsDict, entropy_map
 
 __all__ = [
@@ -53,6 +53,8 @@ __all__ = [
     "ResampleSpacingd",
     "ResampleSpacingD",
     "ResampleSpacingDict",
+    "SeparableResample",
+    "separable_resample",
     "SaveDicomSeg",
     "SaveDicomSegd",
     "SaveDicomSegD",

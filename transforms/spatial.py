@@ -1,22 +1,238 @@
-"""Spatial transforms that stay usable inside MONAI Label."""
+"""Spatial transforms: resampling that stays exact and fast on whole CT volumes, and usable inside MONAI Label."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import itertools
+import math
+from collections.abc import Hashable, Mapping, Sequence
 
+import numpy as np
 import torch
-from monai.transforms import Spacingd
+from monai.config import USE_COMPILED
+from monai.data import MetaTensor, get_track_meta
+from monai.transforms import Spacingd, SpatialResample
+from monai.utils import TraceKeys, convert_to_tensor, get_equivalent_dtype, get_torch_dtype_from_string
 
-__all__ = ["ResampleSpacingd", "ResampleSpacingD", "ResampleSpacingDict"]
+__all__ = ["ResampleSpacingd", "ResampleSpacingD", "ResampleSpacingDict", "SeparableResample", "separable_resample"]
+
+# MONAI's tolerance for "this affine is the identity"; also used here for "this resampling is axis-aligned"
+_AFFINE_TOL = 1e-4
+# source indices closer than this to a whole voxel are taken as that voxel
+_INDEX_TOL = 1e-6
+
+
+def _axis_taps(
+    n_out: int, scale: float, shift: float, n_in: int, mode: str, padding_mode: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (``lo``, ``hi``) and the weight of ``hi`` for each output index along one axis.
+
+    With ``"zeros"`` padding the indices address the axis padded by one zero slice at each end.
+    """
+    source = torch.arange(n_out, dtype=torch.float64) * scale + shift
+    # an index that the affines' rounding puts a hair off a voxel is that voxel: a weight of 1e-15 on a neighbour
+    # would leak its class scores into the all-zero margin that Invertd pads around a crop
+    nearest_voxel = torch.round(source)
+    source = torch.where((source - nearest_voxel).abs() < _INDEX_TOL, nearest_voxel, source)
+    if padding_mode == "border":
+        source = source.clamp(0, n_in - 1)
+        last, offset = n_in - 1, 0
+    else:
+        last, offset = n_in + 1, 1
+    if mode == "nearest":
+        # an exact tie (every other voxel of a 2x upsampling) goes up, so each input voxel covers the same number
+        # of output voxels; grid_sample's float32 grid breaks such ties either way, by rounding noise
+        nearest = torch.floor(source + 0.5) + offset
+        nearest = torch.where((nearest < offset) | (nearest > n_in - 1 + offset), 0, nearest)
+        return nearest.long(), nearest.long(), torch.zeros(n_out, dtype=torch.float64)
+    lo = torch.floor(source)
+    weight = source - lo
+    lo = lo + offset
+    return lo.clamp(0, last).long(), (lo + 1).clamp(0, last).long(), weight
+
+
+def _pass_order(in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[int, ...]:
+    """The order of axes that moves the fewest values; gathers along the innermost axis cost about 3 times more."""
+
+    def cost(order: tuple[int, ...]) -> float:
+        shape, total = list(in_shape), 0.0
+        for a in order:
+            shape[a] = out_shape[a]
+            total += math.prod(shape) * (3.0 if a == len(shape) - 1 else 1.0)
+        return total
+
+    return min(itertools.permutations(range(len(in_shape))), key=cost)
+
+
+def separable_resample(
+    image: torch.Tensor,
+    scale: Sequence[float],
+    shift: Sequence[float],
+    spatial_size: Sequence[int],
+    mode: str = "bilinear",
+    padding_mode: str = "border",
+) -> torch.Tensor:
+    """Resample a channel-first image whose voxel grid maps axis by axis onto the input's, one axis at a time.
+
+    Output voxel ``i`` along axis ``a`` samples the input at the continuous index ``scale[a] * i + shift[a]``,
+    with ``torch.nn.functional.grid_sample``'s interpolation (``"bilinear"``, i.e. linear in each axis, or
+    ``"nearest"``, an exact tie going to the higher index) and padding (``"border"`` or ``"zeros"``) with
+    ``align_corners=False``. The result equals ``grid_sample``'s up to rounding, but needs no sampling grid: on a
+    512 x 512 x 300 CT the grid alone is 3 floats per voxel, and building it takes longer than the interpolation.
+
+    Args:
+        image: ``(C, *spatial)`` tensor, 1 to 3 spatial axes; floating point for ``"bilinear"``.
+        scale: input voxels per output voxel, per axis (positive).
+        shift: input index of output voxel 0, per axis.
+        spatial_size: output spatial shape.
+        mode: ``"bilinear"`` or ``"nearest"``.
+        padding_mode: ``"border"`` or ``"zeros"``.
+
+    Example::
+
+        >>> image = torch.arange(4.0).reshape(1, 4)
+        >>> separable_resample(image, scale=[0.5], shift=[-0.25], spatial_size=[8])
+        tensor([[0.0000, 0.2500, 0.7500, 1.2500, 1.7500, 2.2500, 2.7500, 3.0000]])
+    """
+    out = image
+    last = image.ndim - 1
+    for a in _pass_order(image.shape[1:], spatial_size):
+        dim = a + 1
+        lo, hi, weight = _axis_taps(spatial_size[a], scale[a], shift[a], out.shape[dim], mode, padding_mode)
+        if padding_mode == "zeros":
+            pad = [0, 0] * (last - dim) + [1, 1]
+            out = torch.nn.functional.pad(out, pad)
+        if mode == "nearest":
+            out = out[..., lo.to(out.device)] if dim == last else out.index_select(dim, lo.to(out.device))
+        elif dim == last:
+            # gathering along the innermost axis is slow in any form; the pass order puts it where the volume is small
+            device = out.device
+            out = torch.lerp(
+                out[..., lo.to(device)], out[..., hi.to(device)], weight.to(device=device, dtype=out.dtype)
+            )
+        else:
+            # slab by slab into the output: the two source slabs are views, nothing but the result is written
+            source = out
+            shape = list(source.shape)
+            shape[dim] = spatial_size[a]
+            out = source.new_empty(shape)
+            for i, (j, k, w) in enumerate(zip(lo.tolist(), hi.tolist(), weight.tolist())):
+                torch.lerp(source.select(dim, j), source.select(dim, k), w, out=out.select(dim, i))
+    return out
+
+
+class SeparableResample(SpatialResample):
+    """MONAI's :class:`~monai.transforms.SpatialResample`, axis by axis where the resampling is axis-aligned.
+
+    Resampling to a new spacing, and back from it, maps each output axis onto one input axis. MONAI resamples
+    such a case like any affine, through a dense sampling grid; this transform computes it with
+    :func:`separable_resample`, several times faster on a whole CT and without the grid's memory. Outputs (up to
+    float rounding, and to the side an exact ``"nearest"`` tie takes), affine and the recorded transform (so the
+    inverse too) are ``SpatialResample``'s; rotations, axis permutations,
+    flips, spline orders, reflection padding, ``align_corners=True`` and lazy resampling go to
+    ``SpatialResample`` unchanged. Arguments are ``SpatialResample``'s.
+
+    Example::
+
+        >>> resample = SeparableResample(mode="bilinear", dtype=torch.float32)
+        >>> image = MetaTensor(torch.rand(1, 10, 10, 10), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+        >>> resample(image, dst_affine=torch.eye(4, dtype=torch.float64), spatial_size=(19, 19, 19)).shape
+        torch.Size([1, 19, 19, 19])
+    """
+
+    def __call__(  # type: ignore[override]
+        self,
+        img: torch.Tensor,
+        dst_affine: torch.Tensor | None = None,
+        spatial_size: Sequence[int] | torch.Tensor | int | None = None,
+        mode: str | int | None = None,
+        padding_mode: str | None = None,
+        align_corners: bool | None = None,
+        dtype: torch.dtype | np.dtype | str | None = None,
+        lazy: bool | None = None,
+    ) -> torch.Tensor:
+        args = (img, dst_affine, spatial_size, mode, padding_mode, align_corners, dtype, lazy)
+        mode = self.mode if mode is None else mode
+        padding_mode = self.padding_mode if padding_mode is None else padding_mode
+        align_corners = self.align_corners if align_corners is None else align_corners
+        dtype_pt = get_equivalent_dtype(dtype or self.dtype or img.dtype, torch.Tensor)
+        mode, padding_mode = (str(getattr(m, "value", m)) for m in (mode, padding_mode))
+        if (
+            (self.lazy if lazy is None else lazy)
+            or USE_COMPILED
+            or not isinstance(img, MetaTensor)
+            or img.pending_operations
+            or dst_affine is None
+            or spatial_size is None
+            or isinstance(spatial_size, int)
+            or mode not in ("bilinear", "nearest")
+            or padding_mode not in ("border", "zeros")
+            or align_corners
+        ):
+            return super().__call__(*args)
+        rank = img.ndim - 1
+        spatial_size = [int(s) for s in spatial_size]
+        src_affine = img.affine.to(torch.float64)
+        if len(spatial_size) != rank or rank > 3 or src_affine.shape[0] != rank + 1:
+            return super().__call__(*args)
+        dst = torch.as_tensor(dst_affine, dtype=torch.float64).cpu()
+        xform = torch.linalg.solve(src_affine, dst)
+        scale = torch.diagonal(xform)[:rank]
+        off_diagonal = xform[:rank, :rank] - torch.diag(scale)
+        identity = bool(torch.allclose(xform, torch.eye(rank + 1, dtype=torch.float64), atol=_AFFINE_TOL))
+        if identity or bool(off_diagonal.abs().max() > _AFFINE_TOL) or bool((scale <= 0).any()):
+            # nothing to resample, or not axis-aligned: SpatialResample's own path
+            return super().__call__(*args)
+        extra_info = {
+            "dtype": str(dtype_pt)[6:],
+            "mode": mode,
+            "padding_mode": padding_mode,
+            "align_corners": align_corners if align_corners is not None else TraceKeys.NONE,
+            "src_affine": src_affine,
+        }
+        # the same affine update and trace record as SpatialResample's, so that Invertd finds what it expects
+        meta = self.track_transform_meta(
+            img,
+            sp_size=torch.tensor(spatial_size),
+            affine=xform,
+            extra_info=extra_info,
+            orig_size=img.shape[1:],
+            transform_info=self.get_transform_info(),
+            lazy=False,
+        )
+        data = img.as_tensor()
+        if mode == "bilinear":
+            data = data.to(dtype_pt)
+        data = separable_resample(
+            data, scale.tolist(), xform[:rank, rank].tolist(), spatial_size, mode, padding_mode
+        ).to(torch.float32)
+        out = convert_to_tensor(data, track_meta=get_track_meta())
+        return out.copy_meta_from(meta) if isinstance(out, MetaTensor) else out
+
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        # SpatialResample.inverse calls SpatialResample.__call__ by name, which would skip the axis-by-axis path
+        transform = self.pop_transform(data)
+        kwargs = dict(transform[TraceKeys.EXTRA_INFO])
+        kwargs["dtype"] = get_torch_dtype_from_string(kwargs["dtype"])
+        kwargs["dst_affine"] = kwargs.pop("src_affine")
+        kwargs["spatial_size"] = transform[TraceKeys.ORIG_SIZE]
+        if kwargs.get("align_corners") == TraceKeys.NONE:
+            kwargs["align_corners"] = False
+        with self.trace_transform(False):
+            return self(data, **kwargs)
 
 
 class ResampleSpacingd(Spacingd):
-    """MONAI's :class:`~monai.transforms.Spacingd`, safe with non-dictionary entries named ``<key>_...``.
+    """MONAI's :class:`~monai.transforms.Spacingd`, resampling axis by axis, and safe inside MONAI Label.
 
-    For NIfTI inputs, MONAI 1.6's ``Spacingd`` calls ``update`` on every entry whose name starts with
-    ``<key>_``, assuming a meta dictionary. MONAI Label passes the study's path as ``image_path`` (a string), so
-    ``Spacingd`` fails inside MONAI Label. This transform sets such entries aside while resampling and puts them
-    back unchanged; everything else, inversion included, is ``Spacingd``'s. Arguments are ``Spacingd``'s.
+    - Resampling and its inverse go through :class:`SeparableResample`: same outputs and metadata as
+      ``Spacingd``'s, several times faster (on a 512 x 512 x 300 CT, ``Invertd`` of three class probabilities
+      took longer than the network's sliding window through MONAI's sampling grid).
+    - For NIfTI inputs, MONAI 1.6's ``Spacingd`` calls ``update`` on every entry whose name starts with
+      ``<key>_``, assuming a meta dictionary. MONAI Label passes the study's path as ``image_path`` (a string),
+      so ``Spacingd`` fails inside MONAI Label. This transform sets such entries aside while resampling and puts
+      them back unchanged.
+
+    Arguments are ``Spacingd``'s.
 
     Example::
 
@@ -25,6 +241,18 @@ class ResampleSpacingd(Spacingd):
         >>> resample(data)["image_path"]  # doctest: +SKIP
         '/data/ct.nii.gz'
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        spacing = self.spacing_transform
+        plain = spacing.sp_resample
+        spacing.sp_resample = SeparableResample(
+            mode=plain.mode,
+            padding_mode=plain.padding_mode,
+            align_corners=plain.align_corners,
+            dtype=plain.dtype,
+            lazy=plain.lazy,
+        )
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -3,8 +3,21 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Spacingd
-from monai_unets.transforms import ResampleSpacingd
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    CropForegroundd,
+    EnsureChannelFirstd,
+    Invertd,
+    LoadImaged,
+    Orientationd,
+    Spacingd,
+    SpatialResample,
+)
+from monai_unets.transforms import ResampleSpacingd, SeparableResample, spatial
+
+_separable = spatial.separable_resample
 
 
 @pytest.fixture
@@ -34,10 +47,10 @@ def test_monai_spacingd_fails_on_a_string_entry(study):
 def test_resamples_and_keeps_the_string_entry(study):
     out = _pipeline(ResampleSpacingd)(dict(study))
     assert out["image_path"] == study["image_path"]
-    # exactly what MONAI's Spacingd gives when no such entry is in the way
+    # what MONAI's Spacingd gives when no such entry is in the way, to float32 rounding
     reference = _pipeline(Spacingd)({"image": study["image"]})["image"]
     assert out["image"].shape == reference.shape
-    np.testing.assert_allclose(out["image"].numpy(), reference.numpy())
+    np.testing.assert_allclose(out["image"].numpy(), reference.numpy(), atol=1e-6)
     np.testing.assert_allclose(out["image"].pixdim[:3], [1.6, 1.6, 2.5])
 
 
@@ -47,3 +60,98 @@ def test_is_invertible(study):
     out["pred"] = out["image"].clone()
     restored = Invertd("pred", transform=pipeline, orig_keys="image")(out)
     assert tuple(restored["pred"].shape) == (1, 20, 16, 8)
+
+
+def _axis_aligned_affine(rng, rank=3):
+    affine = np.eye(rank + 1)
+    # mixed signs: LPS- and RAS-like axes, anisotropic spacing
+    affine[:rank, :rank] = np.diag(rng.uniform(0.4, 3.0, rank) * rng.choice([-1.0, 1.0], rank))
+    affine[:rank, rank] = rng.uniform(-80, 80, rank)
+    return affine
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_separable_resample_matches_spatial_resample(seed, padding_mode, dtype):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in rng.integers(9, 31, 3))
+    image = MetaTensor(torch.rand(2, *shape), affine=torch.as_tensor(_axis_aligned_affine(rng)))
+    labels = MetaTensor(torch.randint(0, 4, (1, *shape)).float(), affine=image.affine.clone())
+    # a finer or coarser grid on the same axes, reaching past the input on some sides
+    dst = image.affine.clone()
+    dst[:3, :3] *= torch.as_tensor(rng.uniform(0.5, 1.8, 3))
+    dst[:3, 3] += torch.as_tensor(rng.uniform(-6, 6, 3))
+    size = tuple(int(s) for s in rng.integers(9, 41, 3))
+    for data, mode in ((image, "bilinear"), (labels, "nearest")):
+        kwargs = dict(mode=mode, padding_mode=padding_mode, dtype=dtype)
+        reference = SpatialResample(**kwargs)(data.clone(), dst_affine=dst, spatial_size=size)
+        fast_resample = SeparableResample(**kwargs)
+        fast = fast_resample(data.clone(), dst_affine=dst, spatial_size=size)
+        assert fast.shape == reference.shape and fast.dtype == reference.dtype == torch.float32
+        torch.testing.assert_close(fast.affine, reference.affine)
+        torch.testing.assert_close(fast.as_tensor(), reference.as_tensor(), atol=1e-5, rtol=1e-5)
+        assert [op["class"] for op in fast.applied_operations] == ["SeparableResample"]
+        # and back onto the input's grid, as Invertd does
+        restored = fast_resample.inverse(fast)
+        assert restored.shape == data.shape and not restored.applied_operations
+        torch.testing.assert_close(restored.affine, data.affine)
+
+
+def test_separable_resample_takes_the_fast_path_only_where_it_is_exact(monkeypatch):
+    calls = []
+    monkeypatch.setattr(spatial, "separable_resample", lambda *a, **k: calls.append(1) or _separable(*a, **k))
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0], dtype=torch.float64))
+    image = MetaTensor(torch.rand(1, 12, 10, 8), affine=affine)
+    resample = SeparableResample(mode="bilinear")
+    resample(image.clone(), dst_affine=torch.eye(4, dtype=torch.float64), spatial_size=(23, 19, 15))
+    assert len(calls) == 1
+    # a rotation and an axis swap mix axes: MONAI's own resampling, same result as SpatialResample's
+    rotated = torch.eye(4, dtype=torch.float64)
+    rotated[:2, :2] = torch.tensor([[0.8, -0.6], [0.6, 0.8]], dtype=torch.float64)
+    swapped = torch.eye(4, dtype=torch.float64)[[1, 0, 2, 3]]
+    for dst in (rotated, swapped):
+        out = resample(image.clone(), dst_affine=dst, spatial_size=(20, 20, 16))
+        reference = SpatialResample(mode="bilinear")(image.clone(), dst_affine=dst, spatial_size=(20, 20, 16))
+        torch.testing.assert_close(out.as_tensor(), reference.as_tensor())
+    assert len(calls) == 1
+
+
+def test_separable_resample_catches_a_one_voxel_shift():
+    # a single bright voxel lands exactly where the affines say: index 4 of the input is index 8 of a grid
+    # twice as fine starting at the same corner voxel centre minus half a coarse voxel
+    image = torch.zeros(1, 10)
+    image[0, 4] = 1.0
+    out = spatial.separable_resample(image, scale=[0.5], shift=[0.0], spatial_size=[20])
+    assert int(out[0].argmax()) == 8
+    assert out[0, 7] == out[0, 9] == 0.5
+
+
+def test_separable_resample_nearest_ties_split_evenly():
+    # 2x upsampling puts every other output voxel exactly halfway between two input voxels
+    out = spatial.separable_resample(torch.arange(10.0)[None], [0.5], [0.0], [19], mode="nearest")
+    assert out[0].tolist() == [0.0] + [float(v) for v in range(1, 10) for _ in range(2)]
+
+
+def test_invertd_through_the_axis_by_axis_path_matches_monai(study):
+    def pipeline(spacing_transform):
+        return Compose(
+            [
+                LoadImaged("image", image_only=True),
+                EnsureChannelFirstd("image"),
+                Orientationd("image", axcodes="LPI"),
+                spacing_transform("image", pixdim=(1.3, 1.1, 1.7), mode="bilinear", dtype=torch.float32),
+                CropForegroundd("image", "image", select_fn=lambda x: x > 0.3, allow_smaller=True),
+            ]
+        )
+
+    results = []
+    for transform in (ResampleSpacingd, Spacingd):
+        forward = pipeline(transform)
+        out = forward({"image": study["image"]})
+        out["pred"] = out["image"].clone().repeat(3, 1, 1, 1)
+        results.append(Invertd("pred", transform=forward, orig_keys="image", nearest_interp=False)(out)["pred"])
+    fast, reference = results
+    assert tuple(fast.shape) == (3, 20, 16, 8)
+    torch.testing.assert_close(fast.affine, reference.affine)
+    torch.testing.assert_close(fast.as_tensor(), reference.as_tensor(), atol=1e-5, rtol=1e-5)
