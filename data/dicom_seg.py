@@ -136,9 +136,10 @@ def write_dicom_seg(
     values, voxel_affine = _as_label_volume(label_map, affine, source_dir, datasets)
     frames = _frames_on_source_slices(values, voxel_affine, datasets, source_dir)
 
-    if frames.dtype in (np.uint8, np.uint16):
-        # counting small non-negative integers is much faster than np.unique's sort of a whole CT
-        found = np.flatnonzero(np.bincount(frames.ravel()))
+    if frames.dtype == np.uint8:
+        # counting is much faster than np.unique's sort of a whole CT, and torch counts uint8 as it is where
+        # np.bincount first copies it to 8-byte integers (25x slower on a 512 x 512 x 300 map)
+        found = torch.bincount(torch.from_numpy(frames).ravel()).nonzero().ravel().tolist()
     else:
         found = np.unique(frames)
     present = [int(v) for v in found if v != 0]
@@ -169,12 +170,15 @@ def write_dicom_seg(
         )
         for number, value in enumerate(segment_values, start=1)
     ]
-    # stacked-segments layout (slices, rows, columns, segments) so segment numbers need not equal label values
-    masks = (frames[..., None] == np.asarray(segment_values, dtype=frames.dtype)).astype(np.uint8)
+    # a label map of segment numbers (1..n, in the order of segment_values): highdicom then checks it with one
+    # max() instead of building and summing a mask per segment over the whole series
+    numbering = np.zeros(max(segment_values) + 1, dtype=np.uint8 if len(segment_values) < 256 else np.uint16)
+    numbering[segment_values] = np.arange(1, len(segment_values) + 1)
+    segment_frames = numbering[frames]
     try:
         seg = hd.seg.Segmentation(
             source_images=datasets,
-            pixel_array=masks,
+            pixel_array=segment_frames,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
             series_instance_uid=hd.UID(),
