@@ -172,19 +172,23 @@ REFERENCE = Path(__file__).parent / "data" / "egeunet_reference.pt"
 
 
 @pytest.mark.parametrize("dims", ["2d", "3d"])
-def test_outputs_match_the_frozen_reference(dims):
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-4), (torch.float32, 1e-3)])
+def test_outputs_match_the_frozen_reference(dims, dtype, atol):
     # Outputs of the straightforward implementation (whose 2D outputs equal the published
     # code's with mapped weights), saved with random weights and input for a 2D and a 3D network. Caching,
-    # fused normalisation and the pooling rewrite must keep them, in eval and in training mode.
+    # fused normalisation and the pooling rewrite must keep them, in eval and in training mode. The reference is
+    # float32 from one CPU and lies within 6e-5 of the float64 outputs; float32 kernels of another CPU (AVX2
+    # against AVX-512) sum in another order and move outputs of up to 25 by up to 4e-4.
     ref = torch.load(REFERENCE, weights_only=True)[dims]
-    x = ref["input"].float()
-    net = EGEUNet(x.dim() - 2, x.shape[1], 1)
-    net.load_state_dict({k: v.float() for k, v in ref["state_dict"].items()})
+    x = ref["input"].to(dtype)
+    expected = ref["output"].to(dtype)
+    net = EGEUNet(x.dim() - 2, x.shape[1], 1).to(dtype)
+    net.load_state_dict({k: v.to(dtype) for k, v in ref["state_dict"].items()})
     net.eval()
     with torch.inference_mode():
         first = net(x)
         cached = net(x)
-    torch.testing.assert_close(first, ref["output"], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cached, ref["output"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(first, expected, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(cached, expected, atol=atol, rtol=1e-4)
     net.train()
-    torch.testing.assert_close(net(x)[0].detach(), ref["output"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(net(x)[0].detach(), expected, atol=atol, rtol=1e-4)
