@@ -42,11 +42,6 @@ FULL_SHAPE, FULL_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)
 QUICK_SHAPE, QUICK_SPACING, QUICK_PATCH = (56, 48, 24), (1.5, 1.5, 2.0), (32, 32, 32)
 
 
-def _peak_rss_mib() -> float:
-    # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _save_random_checkpoint(bundle: str, bundle_root: Path, overrides: dict) -> None:
     import torch
     from monai.bundle import ConfigParser
@@ -176,6 +171,10 @@ def _child(job: dict) -> int:
     workflow.run()
     workflow.finalize()
     network = steps.pop("network", 0.0)
+    # this process's own peak (VmHWM): ru_maxrss would also count the benchmark process it was forked from,
+    # which held the phantom
+    from .benchmark import _peak_rss_mib
+
     result = {
         "threads": torch.get_num_threads(),
         "imports_s": imports,
