@@ -74,6 +74,7 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "amp": (lambda v: isinstance(v, bool), "True or False"),
     "bf16": (lambda v: isinstance(v, bool), "True or False"),
     "channels_last": (lambda v: isinstance(v, bool), "True or False"),
+    "augment": (lambda v: isinstance(v, bool), "True or False"),
     "resume": (lambda v: isinstance(v, bool), "True or False (on the command line: --resume False)"),
     "nan_policy": _one_of("error", "replace"),
     "bad_case_policy": _one_of("error", "skip"),

@@ -20,6 +20,7 @@ from monai.transforms import RandomizableTrait, Transform
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, list_bundles
 from monai_unets.data import cached_dataset
 
+from monai_unets import load_plan
 from tests.bundles.conftest import BUNDLE_CASES
 from tests.conftest import SCHEMA_DIR
 
@@ -109,6 +110,51 @@ def test_training_caches_every_case_up_to_the_first_random_transform(name, tmp_p
     names = [type(t).__name__ for t in transforms]
     assert first_random is not None and isinstance(transforms[first_random], RandomizableTrait), names
     assert "LoadImaged" in names[:first_random] and names[first_random].startswith("Rand"), names
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+@pytest.mark.parametrize(
+    ("overrides", "augmented"),
+    [
+        ({}, True),
+        ({"max_minutes": 10}, False),
+        ({"max_minutes": 90}, True),
+        ({"max_minutes": 10, "augment": True}, True),
+    ],
+)
+def test_time_limited_runs_train_without_augmentation(name, overrides, augmented, tmp_path):
+    """Flips and intensity jitter only where the run is long enough to pay for them, or where asked for."""
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+    parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+    parser.update(overrides)
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").flatten().transforms]
+    assert "RandCropByLabelClassesd" in names
+    assert ("RandFlipd" in names) == augmented and ("RandScaleIntensityd" in names) == augmented, names
+
+
+@pytest.mark.parametrize(
+    ("name", "device", "patch"),
+    [
+        ("attention_unet_pancreas_ct", "cpu", [48, 48, 32]),
+        ("attention_unet_pancreas_ct", "cuda", [64, 96, 32]),
+        ("egeunet3d_pancreas_ct", "cpu", [64, 96, 32]),
+    ],
+)
+def test_training_patch_follows_the_plan_and_the_device(name, device, patch, tmp_path):
+    """The Attention U-Net trains on at most 48-voxel sides on a CPU; the plan stored beside the weights says so."""
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+    parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+    parser["device"] = f"$torch.device('{device}')"
+    parser["network"] = "$@network_def"  # built, never moved: the test machine need not have the device
+    # the original recipe's plan (no plan file) with the CT phantoms' patch
+    parser["plan"] = {**load_plan(tmp_path / "absent.json"), "patch_size": [64, 96, 32], "spacing": [0.9, 0.9, 2.5]}
+    assert parser.get_parsed_content("patch_size") == patch
+    selector = next(
+        h for h in parser.get_parsed_content("validate#handlers") if type(h).__name__ == "PostprocessingSelector"
+    )
+    assert selector.plan["patch_size"] == patch and selector.plan["spacing"] == [0.9, 0.9, 2.5]
 
 
 @pytest.fixture(scope="module", params=BUNDLES)

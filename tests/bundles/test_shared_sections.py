@@ -20,7 +20,15 @@ SHARED_FILES = ("logging.conf", "multi_gpu_train.yaml")
 CT_BUNDLES = ("attention_unet_pancreas_ct", "egeunet3d_pancreas_ct")
 # config id prefixes (MONAI's "#" paths) that may differ between the CT bundles
 CT_DIFFERENCES = {
-    "train.yaml": ("network_def", "loss#weights", "learning_rate", "weight_decay", "bf16", "channels_last"),
+    "train.yaml": (
+        "network_def",
+        "loss#weights",
+        "learning_rate",
+        "weight_decay",
+        "bf16",
+        "channels_last",
+        "patch_size",
+    ),
     "inference.yaml": ("network_def", "bf16", "channels_last"),
     "evaluate.yaml": (),
     "metadata.json": ("name", "description", "references", "changelog"),
