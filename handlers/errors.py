@@ -50,6 +50,9 @@ def _one_of(*choices: str) -> tuple[Callable[[object], bool], str]:
     return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
 
 
+# an on/off setting: a real bool, so that a string like "false" from a config is not taken as true
+_SWITCH: tuple[Callable[[object], bool], str] = (lambda v: isinstance(v, bool), "True or False")
+
 #: setting name -> (test, what it must be). A bundle config checks the settings it has with :func:`check_settings`.
 SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "max_epochs": (_integer(1), "an integer >= 1"),
@@ -71,11 +74,11 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "patch_size": (_sizes, "a list of integers >= 1, e.g. [96, 96, 96]"),
     "image_size": (_sizes, "a list of integers >= 1, e.g. [256, 256]"),
     "pixdim": (_spacings, "a list of spacings in mm > 0, e.g. [1.5, 1.5, 2.0]"),
-    "amp": (lambda v: isinstance(v, bool), "True or False"),
-    "bf16": (lambda v: isinstance(v, bool), "True or False"),
-    "channels_last": (lambda v: isinstance(v, bool), "True or False"),
-    "augment": (lambda v: isinstance(v, bool), "True or False"),
-    "resume": (lambda v: isinstance(v, bool), "True or False (on the command line: --resume False)"),
+    "amp": _SWITCH,
+    "bf16": _SWITCH,
+    "channels_last": _SWITCH,
+    "augment": _SWITCH,
+    "resume": (_SWITCH[0], "True or False (on the command line: --resume False)"),
     "nan_policy": _one_of("error", "replace"),
     "bad_case_policy": _one_of("error", "skip"),
 }
