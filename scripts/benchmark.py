@@ -1,4 +1,4 @@
-"""Benchmark suite: networks beside MONAI's, runtime paths, sliding-window inference; Markdown and JSON reports.
+"""Benchmark suite: networks beside MONAI's, runtime paths, 3D inference, readers; Markdown and JSON reports.
 
 Each section measures one thing and returns a table; the runner describes the machine (CPU, threads, load
 average before and after, library versions) and writes ``benchmark.md`` and ``benchmark.json`` to
@@ -13,7 +13,11 @@ module is not installed is skipped.
   TorchScript (scripted and frozen), ONNX Runtime and, with ``--compile``, torch.compile: latency, speed-up over
   eager and the largest difference of the outputs from eager's;
 - ``sliding-window``: a bundle's own sliding-window inference on a full-size random volume (``--bundle``,
-  ``--shape``): seconds and peak memory.
+  ``--shape``): seconds and peak memory;
+- ``readers``: a 300-slice DICOM series and a NIfTI volume read by the bundles' reader, MONAI's ITKReader and
+  SimpleITK (:mod:`.benchmark_readers`);
+- ``pipeline``: a 3D bundle end to end on full-size DICOM CTs against its network time, and training epochs
+  against their pure compute (:mod:`.benchmark_pipeline`).
 
 Timings are medians over ``--repeats`` rounds in which the compared variants run alternately, and ratios are
 medians of the per-round ratios, so that load changes on a shared machine hit both sides of a ratio alike.
@@ -76,6 +80,7 @@ SECTIONS: dict[str, str] = {
     "networks": ".benchmark:network_section",
     "runtimes": ".benchmark:runtime_section",
     "sliding-window": ".benchmark:sliding_window_section",
+    "readers": ".benchmark_readers:readers_section",
     "pipeline": ".benchmark_pipeline:pipeline_section",
 }
 
@@ -94,8 +99,8 @@ class BenchmarkOptions:
             of its configuration (``EGEUNet 2D``).
         compile: also time torch.compile (slow to compile).
         device: where the networks run.
-        extra: section-specific settings (the sliding-window section reads ``bundle``, ``shape``, ``overlap``,
-            ``sw_batch_size`` and ``stitch_device``).
+        extra: section-specific settings (the sliding-window and pipeline sections read ``bundles``, the
+            sliding-window section also ``shape``, ``overlap``, ``sw_batch_size`` and ``stitch_device``).
     """
 
     quick: bool = False
@@ -627,7 +632,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu", help="device of the networks (default: %(default)s)")
-    parser.add_argument("--bundle", nargs="+", default=None, help="sliding-window section: bundle names")
+    parser.add_argument("--bundle", nargs="+", default=None, help="sliding-window and pipeline sections: bundle names")
     parser.add_argument("--shape", type=int, nargs="+", default=[512, 512, 300], help="sliding-window volume size")
     parser.add_argument("--stitch-device", default=None, help="sliding-window output device (default: --device)")
     parser.add_argument("--overlap", type=float, default=None, help="window overlap (default: the bundle's)")

@@ -5,7 +5,10 @@ series, and the bundle's own ``inference.yaml`` runs on it in a fresh Python pro
 the bundle's checkpoint, so loading them is timed too), exactly as ``python -m monai.bundle run`` would: imports,
 reading, preprocessing, sliding window, inverting, writing the NIfTI label map and the DICOM SEG. Reported:
 the process's wall time, the time inside the sliding-window inferer alone (the network), their ratio, the time
-of each post-processing step, and the process's peak resident memory.
+of each post-processing step, and the process's peak resident memory. With ``--cases N`` the bundle reads N such
+series in one run, as a folder of studies is processed: the per-case figures after the first case (the time
+from one finished case to the next, and its network time) leave out what a run pays once (starting Python,
+imports, the first read before any network runs).
 
 Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases (validation off), and the same
 number of batches of the same shape then go through the network's forward, loss, backward and optimiser step
@@ -14,9 +17,11 @@ alone, on tensors already in memory. Their ratio says how much the data pipeline
 Example::
 
     monai-unets benchmark-pipeline --bundle egeunet3d_pancreas_ct
+    monai-unets benchmark-pipeline --cases 3 --epochs 2
     monai-unets benchmark-pipeline --quick --json figures.json
 
-From Python, :func:`pipeline_rows` gives the same figures as rows for a report table.
+From Python, :func:`pipeline_rows` gives the same figures as rows for a report table; the benchmark suite runs
+them as its ``pipeline`` section (:func:`pipeline_section`).
 """
 
 from __future__ import annotations
@@ -25,16 +30,29 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli import run_tool
 
-__all__ = ["add_arguments", "benchmark_inference", "benchmark_training", "main", "pipeline_rows", "run"]
+if TYPE_CHECKING:
+    from .benchmark import BenchmarkOptions, BenchmarkSection
+
+__all__ = [
+    "add_arguments",
+    "benchmark_inference",
+    "benchmark_training",
+    "main",
+    "pipeline_rows",
+    "pipeline_section",
+    "run",
+]
 
 CT_BUNDLES = ("egeunet3d_pancreas_ct", "attention_unet_pancreas_ct")
 FULL_SHAPE, FULL_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)
@@ -61,20 +79,24 @@ def benchmark_inference(
     spacing: Sequence[float] = FULL_SPACING,
     quick: bool = False,
     workdir: str | os.PathLike | None = None,
+    cases: int = 1,
 ) -> dict:
-    """Run a CT bundle's inference on a phantom DICOM series in a fresh process and measure it.
+    """Run a CT bundle's inference on phantom DICOM series in a fresh process and measure it.
 
     Args:
         bundle: a shipped 3D bundle.
         shape: voxels of the phantom (x, y, z).
         spacing: its voxel size in mm.
         quick: a small phantom and a small patch, for checking that everything runs (figures mean little).
-        workdir: where the phantom, checkpoint and outputs go (a temporary folder by default).
+        workdir: where the phantoms, checkpoint and outputs go (a temporary folder by default).
+        cases: phantom series read in the one run (different phantoms of the same size).
 
     Returns:
         the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
-        inferer), ``ratio``, ``steps_s`` (each post-processing step), ``peak_rss_mib`` (the bundle process),
-        ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files.
+        inferer, all cases), ``ratio``, ``steps_s`` (each post-processing step, all cases), ``peak_rss_mib`` (the
+        bundle process), ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files. With
+        two cases or more also ``per_case_s`` (median time from one finished case to the next, after the first),
+        ``per_case_network_s`` (median network time of those cases) and ``per_case_ratio``.
     """
     from monai_unets.scripts.demo_ct import make_ct_phantom, write_dicom_series
 
@@ -82,10 +104,11 @@ def benchmark_inference(
         shape, spacing = QUICK_SHAPE, QUICK_SPACING
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
-        image, _ = make_ct_phantom(shape, spacing, seed=0)
         origin = [-(shape[0] - 1) * spacing[0] / 2, -(shape[1] - 1) * spacing[1] / 2, 100.0]
-        series = write_dicom_series(image, root / "studies" / "ct_000", spacing, origin)
-        del image
+        for case in range(cases):
+            image, _ = make_ct_phantom(shape, spacing, seed=case)
+            write_dicom_series(image, root / "studies" / f"ct_{case:03d}", spacing, origin)
+            del image
         overrides = {"patch_size": list(QUICK_PATCH)} if quick else {}
         _save_random_checkpoint(bundle, root / "bundle", overrides)
         job = {
@@ -107,8 +130,7 @@ def benchmark_inference(
             raise RuntimeError(f"bundle inference failed:\n{proc.stderr[-3000:]}")
         child = json.loads(proc.stdout.strip().splitlines()[-1])
         outputs = sorted(p.name for p in (root / "out").iterdir())
-        del series
-    return {
+    result = {
         "bundle": bundle,
         "shape": list(shape),
         "spacing": list(spacing),
@@ -118,11 +140,20 @@ def benchmark_inference(
         "network_s": round(child["network_s"], 2),
         "ratio": round(wall / child["network_s"], 2) if child["network_s"] > 0 else None,
         "imports_s": round(child["imports_s"], 2),
+        "first_case_s": round(child["first_case_s"], 2),
         "steps_s": {k: round(v, 2) for k, v in child["steps_s"].items()},
         "peak_rss_mib": round(child["peak_rss_mib"], 1),
         "workers_peak_rss_mib": round(child["workers_peak_rss_mib"], 1),
         "outputs": outputs,
+        "cases": cases,
     }
+    # cases after the first: DataLoader workers read each one while the network runs on the one before
+    cycles, networks = child["case_s"], child["case_network_s"]
+    if cycles:
+        result["per_case_s"] = round(statistics.median(cycles), 2)
+        result["per_case_network_s"] = round(statistics.median(networks), 2)
+        result["per_case_ratio"] = round(result["per_case_s"] / result["per_case_network_s"], 2)
+    return result
 
 
 class _Timed:
@@ -145,6 +176,7 @@ class _Timed:
 def _child(job: dict) -> int:
     # runs in its own process: starting Python and importing torch and MONAI are part of what a bundle run pays
     import torch
+    from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
     from monai_unets.bundles import bundle_dir
 
@@ -168,9 +200,20 @@ def _child(job: dict) -> int:
     parser["preprocessing"] = preprocessing
     parser["postprocessing"] = postprocessing
     parser["inferer"] = _Timed(inferer, "network", steps)
+    evaluator = parser.get_parsed_content("evaluator")
+    parser["evaluator"] = evaluator
+    finished: list[tuple[float, float]] = []  # (time, network seconds so far) as each case is done
+
+    def case_done(_engine) -> None:
+        finished.append((time.time(), steps.get("network", 0.0)))
+
+    # added after the bundle's own handlers, so that it runs once the case's outputs are written
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, case_done)
     workflow.run()
     workflow.finalize()
     network = steps.pop("network", 0.0)
+    times = [job["launched"]] + [t for t, _ in finished]
+    totals = [0.0] + [n for _, n in finished]
     # this process's own peak (VmHWM): ru_maxrss would also count the benchmark process it was forked from,
     # which held the phantom
     from .benchmark import _peak_rss_mib
@@ -179,6 +222,9 @@ def _child(job: dict) -> int:
         "threads": torch.get_num_threads(),
         "imports_s": imports,
         "network_s": network,
+        "first_case_s": times[1] - times[0] if finished else 0.0,
+        "case_s": [b - a for a, b in zip(times[1:], times[2:])],
+        "case_network_s": [b - a for a, b in zip(totals[1:], totals[2:])],
         "steps_s": steps,
         "peak_rss_mib": _peak_rss_mib(),
         # DataLoader workers read and preprocess in their own processes
@@ -188,17 +234,24 @@ def _child(job: dict) -> int:
     return 0
 
 
-def benchmark_training(bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5, quick: bool = False) -> dict:
-    """One training epoch of a bundle's ``train.yaml`` against the network's pure compute on the same batches.
+def benchmark_training(
+    bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5, quick: bool = False, rounds: int = 3
+) -> dict:
+    """Training epochs of a bundle's ``train.yaml`` against the network's pure compute on the same batches.
+
+    Each round runs one epoch of the bundle's trainer, then the same number of steps on a batch already in
+    memory; the ratio is the median of the rounds' ratios, so that load changes on a shared machine hit both
+    sides alike.
 
     Args:
         bundle: a shipped bundle with a ``train#trainer``.
         num_cases: phantom cases written (a fifth of them go to validation, which does not run).
-        quick: two cases, small phantoms and patches, for checking that everything runs.
+        quick: two cases, small phantoms and patches, one round, for checking that everything runs.
+        rounds: epoch and compute rounds, alternating.
 
     Returns:
-        ``epoch_s`` (the trainer's epoch, data loading included, caching excluded), ``compute_s`` (forward,
-        loss, backward and step on the same number of batches already in memory) and their ``ratio``.
+        ``epoch_s`` (median epoch of the trainer, data loading included, caching excluded), ``compute_s``
+        (median time of forward, loss, backward and step on as many batches already in memory) and ``ratio``.
     """
     import torch
     from monai.bundle import ConfigParser
@@ -207,7 +260,7 @@ def benchmark_training(bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5
     from monai_unets.scripts.demo_ct import generate_demo_ct
 
     if quick:
-        num_cases = 2
+        num_cases, rounds = 2, 1
     with tempfile.TemporaryDirectory() as tmp:
         shape, spacing = (QUICK_SHAPE, QUICK_SPACING) if quick else ((192, 192, 96), (1.5, 1.5, 2.0))
         generate_demo_ct(tmp, num_cases=num_cases, num_test=0, shape=shape, spacing=spacing)
@@ -227,56 +280,84 @@ def benchmark_training(bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5
         parser.get_parsed_content("initialize")
         # building the trainer fills the dataset's cache: once per run, while the epoch is what repeats
         trainer: SupervisedTrainer = parser.get_parsed_content("train#trainer")
-        start = time.perf_counter()
-        trainer.run()
-        epoch = time.perf_counter() - start
-        iterations = trainer.state.iteration
-        # the engine keeps its last batch, decollated into samples
-        samples = trainer.state.batch if isinstance(trainer.state.batch, list) else [trainer.state.batch]
-        images, labels = (
-            torch.stack([torch.as_tensor(s[key]) for s in samples]).to(trainer.state.device)
-            for key in ("image", "label")
-        )
         network, loss_fn, optimizer = trainer.network, trainer.loss_function, trainer.optimizer
-        network.train()
-        start = time.perf_counter()
-        for _ in range(iterations):
-            optimizer.zero_grad(set_to_none=True)
-            # through the trainer's inferer, so that the step runs in the same precision (bf16 autocast or not)
-            loss = loss_fn(trainer.inferer(images, network), labels)
-            loss.backward()
-            optimizer.step()
-        compute = time.perf_counter() - start
+        epochs, computes = [], []
+        for _ in range(max(1, rounds)):
+            start = time.perf_counter()
+            trainer.run()  # a finished engine starts a new one-epoch run
+            epochs.append(time.perf_counter() - start)
+            iterations = trainer.state.iteration
+            # the engine keeps its last batch, decollated into samples
+            samples = trainer.state.batch if isinstance(trainer.state.batch, list) else [trainer.state.batch]
+            images, labels = (
+                torch.stack([torch.as_tensor(s[key]) for s in samples]).to(trainer.state.device)
+                for key in ("image", "label")
+            )
+            network.train()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                optimizer.zero_grad(set_to_none=True)
+                # through the trainer's inferer, so that the step runs in the same precision (bf16 autocast or not)
+                loss = loss_fn(trainer.inferer(images, network), labels)
+                loss.backward()
+                optimizer.step()
+            computes.append(time.perf_counter() - start)
     return {
         "bundle": bundle,
         "cases": num_cases,
+        "rounds": len(epochs),
         "iterations": iterations,
         "batch_shape": list(images.shape),
         "num_workers": trainer.data_loader.num_workers,
         "threads": torch.get_num_threads(),
-        "epoch_s": round(epoch, 2),
-        "compute_s": round(compute, 2),
-        "ratio": round(epoch / compute, 2) if compute > 0 else None,
+        "epoch_s": round(statistics.median(epochs), 2),
+        "compute_s": round(statistics.median(computes), 2),
+        "ratio": round(statistics.median(e / c for e, c in zip(epochs, computes)), 2),
     }
 
 
-def pipeline_rows(bundles: Sequence[str] = CT_BUNDLES[:1], quick: bool = False) -> list[dict]:
-    """The 3D pipeline section of the benchmark suite: one row per measurement, ready for a table.
+def pipeline_rows(
+    bundles: Sequence[str] = CT_BUNDLES[:1], quick: bool = False, cases: int = 1, train_cases: int = 5, rounds: int = 3
+) -> list[dict]:
+    """The 3D pipeline figures: one row per measurement, ready for a table.
 
     Each row has ``section`` (``"3D inference"`` or ``"training epoch"``), ``bundle`` and the figures of
-    :func:`benchmark_inference` or :func:`benchmark_training`.
+    :func:`benchmark_inference` (``cases`` series in one run) or :func:`benchmark_training` (``train_cases``
+    phantoms, ``rounds`` epochs).
     """
     rows = []
     for bundle in bundles:
-        rows.append({"section": "3D inference", **benchmark_inference(bundle, quick=quick)})
-        rows.append({"section": "training epoch", **benchmark_training(bundle, quick=quick)})
+        rows.append({"section": "3D inference", **benchmark_inference(bundle, quick=quick, cases=cases)})
+        training = benchmark_training(bundle, num_cases=train_cases, quick=quick, rounds=rounds)
+        rows.append({"section": "training epoch", **training})
     return rows
+
+
+def pipeline_section(options: BenchmarkOptions) -> BenchmarkSection:
+    """The benchmark suite's ``pipeline`` section: :func:`pipeline_rows` for the CT bundles among ``--bundle``."""
+    from .benchmark import BenchmarkSection
+
+    bundles = [b for b in options.extra.get("bundles") or [] if b in CT_BUNDLES] or list(CT_BUNDLES[:1])
+    return BenchmarkSection(
+        "3D bundle end to end and a training epoch",
+        pipeline_rows(bundles, quick=options.quick, cases=1 if options.quick else 2),
+        [
+            "3D inference: the bundle's inference.yaml in a fresh process on full-size CT-like DICOM series; "
+            "ratio: the whole process over the network's time; per_case_ratio: a case after the first over its "
+            "network time (start-up excluded).",
+            "training epoch: the bundle's trainer over the same number of steps on batches already in memory, "
+            "medians of alternating rounds.",
+        ],
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bundle", action="append", choices=CT_BUNDLES, help="3D bundle (repeatable; default: the EGE-UNet one)"
     )
+    parser.add_argument("--cases", type=int, default=1, help="CT series read in the one inference run (default: 1)")
+    parser.add_argument("--train-cases", type=int, default=5, help="phantoms of the training epoch (default: 5)")
+    parser.add_argument("--epochs", type=int, default=3, help="alternating epoch and compute rounds (default: 3)")
     parser.add_argument("--quick", action="store_true", help="small volumes: checks that everything runs")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
@@ -285,7 +366,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.child:
         return _child(json.loads(args.child))
-    rows = pipeline_rows(args.bundle or CT_BUNDLES[:1], quick=args.quick)
+    if min(args.cases, args.train_cases, args.epochs) < 1 or args.train_cases < 2:
+        raise SystemExit("--cases and --epochs must be at least 1, --train-cases at least 2")
+    rows = pipeline_rows(
+        args.bundle or CT_BUNDLES[:1], args.quick, cases=args.cases, train_cases=args.train_cases, rounds=args.epochs
+    )
     for row in rows:
         print(json.dumps(row))
     if args.json:

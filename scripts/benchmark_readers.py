@@ -10,6 +10,8 @@ Example::
 
     python -m monai_unets.scripts.benchmark_readers --slices 300 --rounds 7
     python -m monai_unets.scripts.benchmark_readers --quick
+
+The benchmark suite runs it as its ``readers`` section (:func:`readers_section`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .cli import run_tool
 
-__all__ = ["add_arguments", "benchmark_readers", "main", "read_with_simpleitk", "run"]
+if TYPE_CHECKING:
+    from .benchmark import BenchmarkOptions, BenchmarkSection
+
+__all__ = ["add_arguments", "benchmark_readers", "main", "read_with_simpleitk", "readers_section", "run"]
 
 _SPACING = (0.75, 0.75, 1.5)
 _ORIGIN = (-180.0, -200.0, -300.0)
@@ -156,6 +161,28 @@ def benchmark_readers(
             _compare(path, readers)  # also the warm-up round
             result[key] = _time_rounds(readers, rounds)
     return result
+
+
+def readers_section(options: BenchmarkOptions) -> BenchmarkSection:
+    """The benchmark suite's ``readers`` section: a 300-slice 512 x 512 series and NIfTI volume, one row per reader."""
+    from .benchmark import BenchmarkSection
+
+    result = benchmark_readers(rounds=max(3, options.repeats // 2), quick=options.quick)
+    shape = "x".join(map(str, result["shape"]))
+    rows = [
+        {"input": f"{kind.replace('_', ' ')} {shape}", "reader": reader, **figures}
+        for kind in ("dicom_series", "nifti")
+        for reader, figures in result[kind].items()
+    ]
+    return BenchmarkSection(
+        "Reading a CT: DICOM series and NIfTI",
+        rows,
+        [
+            "medical_image_reader: the bundles' MedicalImageReader; monai_itk_reader: MONAI's ITKReader; simpleitk: "
+            "SimpleITK's ImageSeriesReader / ReadImage. Each checked against SimpleITK's values and geometry "
+            f"first; ratios are medians of per-round ratios over {result['rounds']} rounds in rotating order.",
+        ],
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -69,3 +69,19 @@ def test_registered_sections_plug_in_and_missing_modules_are_skipped(monkeypatch
     report = run_suite(["tiny", "absent"], BenchmarkOptions(quick=True))
     assert report["sections"][0]["rows"] == [{"quick": True}]
     assert report["sections"][1] == {"name": "absent", "skipped": "its module is not installed"}
+
+
+def test_every_registered_section_loads():
+    # `monai-unets benchmark` without --sections runs them all: one that does not resolve ends the whole run
+    for name, spec in benchmark.SECTIONS.items():
+        assert callable(benchmark._load_section(spec)), name
+
+
+def test_quick_readers_section_compares_every_reader():
+    report = run_suite(["readers"], BenchmarkOptions(quick=True))
+    (section,) = report["sections"]
+    rows = {(row["input"].split()[0], row["reader"]): row for row in section["rows"]}
+    readers = ("simpleitk", "medical_image_reader", "monai_itk_reader")
+    assert set(rows) == {(kind, reader) for kind in ("dicom", "nifti") for reader in readers}
+    assert all(rows[(kind, "simpleitk")]["ratio_to_simpleitk"] == 1.0 for kind in ("dicom", "nifti"))
+    assert all(row["median_s"] > 0 for row in rows.values())

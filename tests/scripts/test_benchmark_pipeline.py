@@ -11,14 +11,18 @@ from monai_unets.scripts.benchmark_pipeline import main, pipeline_rows
 # a bundle process and a training epoch: a few minutes on a busy 2-core machine
 @pytest.mark.slow
 def test_quick_rows_cover_inference_and_training(tmp_path):
-    rows = pipeline_rows(quick=True)
+    rows = pipeline_rows(quick=True, cases=2)
     inference, training = rows
     assert inference["section"] == "3D inference" and training["section"] == "training epoch"
-    # the bundle wrote both outputs for the DICOM series it read
-    assert {"ct_000_seg.nii.gz", "ct_000_seg.dcm"} <= set(inference["outputs"])
+    # the bundle wrote both outputs for each DICOM series it read
+    for case in ("ct_000", "ct_001"):
+        assert {f"{case}_seg.nii.gz", f"{case}_seg.dcm"} <= set(inference["outputs"])
     assert {"Invertd", "ArgmaxLabeld", "SaveImaged", "SaveDicomSegd"} <= set(inference["steps_s"])
     assert 0 < inference["network_s"] < inference["wall_s"]
     assert inference["peak_rss_mib"] > 0
+    # the second case's own figures: its network time is part of the time it took
+    assert inference["cases"] == 2 and 0 < inference["per_case_network_s"] < inference["per_case_s"]
+    assert inference["first_case_s"] + inference["per_case_s"] <= inference["wall_s"]
     assert training["iterations"] >= 1 and training["batch_shape"][2:] == [32, 32, 32]
     assert training["epoch_s"] > 0 and training["compute_s"] > 0
 
@@ -26,6 +30,6 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
 def test_command_line_writes_json(tmp_path, monkeypatch):
     import monai_unets.scripts.benchmark_pipeline as module
 
-    monkeypatch.setattr(module, "pipeline_rows", lambda bundles, quick: [{"section": "x", "bundle": bundles[0]}])
+    monkeypatch.setattr(module, "pipeline_rows", lambda bundles, quick, **_: [{"section": "x", "bundle": bundles[0]}])
     assert main(["--quick", "--bundle", "attention_unet_pancreas_ct", "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text()) == [{"section": "x", "bundle": "attention_unet_pancreas_ct"}]
