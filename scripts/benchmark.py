@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import json
 import os
@@ -43,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -217,16 +218,30 @@ def _selected_rows(options: BenchmarkOptions) -> list[ModelRow]:
     return rows
 
 
+def _cannot_take(net: nn.Module, shape: Sequence[int]) -> str | None:
+    """Why ``net`` cannot run on ``shape`` in eval or in training mode, or ``None`` when it can.
+
+    Shapes only, on a meta-device copy: nothing is computed. Training mode matters for batch norm, which needs
+    more than one value per channel (a batch of one at a coarsest level of 1 x 1).
+    """
+    meta_net = copy.deepcopy(net).to("meta")
+    x = torch.zeros(tuple(shape), device="meta")
+    try:
+        with torch.no_grad():
+            for training in (False, True):
+                meta_net.train(training)(x)
+    except (RuntimeError, ValueError) as error:
+        return str(error).splitlines()[0]
+    return None
+
+
 def _input_shape(row: ModelRow, net: nn.Module, batch: int, quick: bool) -> tuple[int, ...]:
     spatial = row.input_shape[2:]
     if quick:
         for side in QUICK_SIZES:
-            try:  # shapes only, on the meta device
-                count_macs(net, (1, row.input_shape[1]) + (side,) * len(spatial))
-            except (RuntimeError, ValueError):
-                continue
-            spatial = (side,) * len(spatial)
-            break
+            if _cannot_take(net, (1, row.input_shape[1]) + (side,) * len(spatial)) is None:
+                spatial = (side,) * len(spatial)
+                break
     return (batch, row.input_shape[1], *spatial)
 
 
@@ -285,11 +300,12 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
         baselines = {}
         for name, build in _monai_baselines(len(shape) - 2, shape[1], out_channels).items():
             baseline = build().to(options.device).eval()
-            try:
-                _inference(baseline, x, options.device)()
-            except RuntimeError as error:  # e.g. MONAI's UNet needs sizes divisible by 16
-                rows_note = f"{name} does not take {list(shape)}: {str(error).splitlines()[0]}"
-                print(f"benchmark: {row.name} {row.config}: {rows_note}", file=sys.stderr)
+            # e.g. MONAI's UNet needs sizes divisible by 16
+            reason = _cannot_take(baseline, shape)
+            if reason is not None:
+                print(
+                    f"benchmark: {row.name} {row.config}: {name} does not take {list(shape)}: {reason}", file=sys.stderr
+                )
                 continue
             baselines[name] = baseline
         candidates = {"ours": _inference(net, x, options.device)}
@@ -385,8 +401,6 @@ def _runtime_paths(
 
 
 def _copy_of(net: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(net).eval()
 
 
