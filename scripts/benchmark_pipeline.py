@@ -212,8 +212,8 @@ def _child(job: dict) -> int:
     workflow.run()
     workflow.finalize()
     network = steps.pop("network", 0.0)
-    times = [job["launched"]] + [t for t, _ in finished]
-    totals = [0.0] + [n for _, n in finished]
+    done = [t for t, _ in finished]
+    network_so_far = [n for _, n in finished]
     # this process's own peak (VmHWM): ru_maxrss would also count the benchmark process it was forked from,
     # which held the phantom
     from .benchmark import _peak_rss_mib
@@ -222,9 +222,9 @@ def _child(job: dict) -> int:
         "threads": torch.get_num_threads(),
         "imports_s": imports,
         "network_s": network,
-        "first_case_s": times[1] - times[0] if finished else 0.0,
-        "case_s": [b - a for a, b in zip(times[1:], times[2:])],
-        "case_network_s": [b - a for a, b in zip(totals[1:], totals[2:])],
+        "first_case_s": done[0] - job["launched"] if done else 0.0,
+        "case_s": [b - a for a, b in zip(done, done[1:])],
+        "case_network_s": [b - a for a, b in zip(network_so_far, network_so_far[1:])],
         "steps_s": steps,
         "peak_rss_mib": _peak_rss_mib(),
         # DataLoader workers read and preprocess in their own processes
@@ -366,7 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.child:
         return _child(json.loads(args.child))
-    if min(args.cases, args.train_cases, args.epochs) < 1 or args.train_cases < 2:
+    if args.cases < 1 or args.epochs < 1 or args.train_cases < 2:
         raise SystemExit("--cases and --epochs must be at least 1, --train-cases at least 2")
     rows = pipeline_rows(
         args.bundle or CT_BUNDLES[:1], args.quick, cases=args.cases, train_cases=args.train_cases, rounds=args.epochs
