@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from monai.config import USE_COMPILED
 from monai.data import MetaTensor, get_track_meta
-from monai.transforms import Spacingd, SpatialResample
+from monai.transforms import Orientation, Spacing, Spacingd, SpatialResample
 from monai.utils import TraceKeys, convert_to_tensor, get_equivalent_dtype, get_torch_dtype_from_string
 
 __all__ = ["ResampleSpacingd", "ResampleSpacingD", "ResampleSpacingDict", "SeparableResample", "separable_resample"]
@@ -50,6 +50,22 @@ def _axis_taps(
     return lo.clamp(0, last).long(), (lo + 1).clamp(0, last).long(), weight
 
 
+def _source_axes(linear: torch.Tensor) -> list[int] | None:
+    """For a voxel-to-voxel map whose every output axis runs along one input axis, the input axis of each.
+
+    ``None`` when the map mixes axes (a rotation, a shear) or collapses one.
+    """
+    rank = linear.shape[0]
+    axes = linear.abs().argmax(dim=0).tolist()
+    off_axis = linear.clone()
+    off_axis[axes, list(range(rank))] = 0.0
+    if sorted(axes) != list(range(rank)) or bool(off_axis.abs().max() > _AFFINE_TOL):
+        return None
+    if any(abs(float(linear[a, o])) <= _AFFINE_TOL for o, a in enumerate(axes)):
+        return None
+    return axes
+
+
 def _pass_order(in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[int, ...]:
     """The order of axes that moves the fewest values; gathers along the innermost axis cost about 3 times more."""
 
@@ -81,7 +97,8 @@ def separable_resample(
 
     Args:
         image: ``(C, *spatial)`` tensor, 1 to 3 spatial axes; floating point for ``"bilinear"``.
-        scale: input voxels per output voxel, per axis (positive).
+        scale: input voxels per output voxel, per axis; negative where the output runs against the input (a
+            flip).
         shift: input index of output voxel 0, per axis.
         spatial_size: output spatial shape.
         mode: ``"bilinear"`` or ``"nearest"``.
@@ -123,12 +140,12 @@ def separable_resample(
 class SeparableResample(SpatialResample):
     """MONAI's :class:`~monai.transforms.SpatialResample`, axis by axis where the resampling is axis-aligned.
 
-    Resampling to a new spacing, and back from it, maps each output axis onto one input axis. MONAI resamples
-    such a case like any affine, through a dense sampling grid; this transform computes it with
-    :func:`separable_resample`, several times faster on a whole CT and without the grid's memory. Outputs (up to
-    float rounding, and to the side an exact ``"nearest"`` tie takes), affine and the recorded transform (so the
-    inverse too) are ``SpatialResample``'s; rotations, axis permutations,
-    flips, spline orders, reflection padding, ``align_corners=True`` and lazy resampling go to
+    Resampling to a new spacing or orientation, and back from it, maps each output axis onto one input axis (in
+    the same or the opposite direction). MONAI resamples such a case like any affine, through a dense sampling
+    grid; this transform computes it with :func:`separable_resample`, several times faster on a whole CT and
+    without the grid's memory. Outputs (up to float rounding, and to the side an exact ``"nearest"`` tie takes:
+    the higher input index), affine and the recorded transform (so the inverse too) are ``SpatialResample``'s;
+    rotations, spline orders, reflection padding, ``align_corners=True`` and lazy resampling go to
     ``SpatialResample`` unchanged. Arguments are ``SpatialResample``'s.
 
     Example::
@@ -176,10 +193,9 @@ class SeparableResample(SpatialResample):
             return super().__call__(*args)
         dst = torch.as_tensor(dst_affine, dtype=torch.float64).cpu()
         xform = torch.linalg.solve(src_affine, dst)
-        scale = torch.diagonal(xform)[:rank]
-        off_diagonal = xform[:rank, :rank] - torch.diag(scale)
+        source_axes = _source_axes(xform[:rank, :rank])
         identity = bool(torch.allclose(xform, torch.eye(rank + 1, dtype=torch.float64), atol=_AFFINE_TOL))
-        if identity or bool(off_diagonal.abs().max() > _AFFINE_TOL) or bool((scale <= 0).any()):
+        if identity or source_axes is None:
             # nothing to resample, or not axis-aligned: SpatialResample's own path
             return super().__call__(*args)
         extra_info = {
@@ -199,12 +215,13 @@ class SeparableResample(SpatialResample):
             transform_info=self.get_transform_info(),
             lazy=False,
         )
-        data = img.as_tensor()
+        # the input's axes in the order of the output axes they map onto (a view): a flip is a negative scale
+        data = img.as_tensor().permute(0, *(a + 1 for a in source_axes))
         if mode == "bilinear":
             data = data.to(dtype_pt)
-        data = separable_resample(
-            data, scale.tolist(), xform[:rank, rank].tolist(), spatial_size, mode, padding_mode
-        ).to(torch.float32)
+        scale = [float(xform[a, o]) for o, a in enumerate(source_axes)]
+        shift = [float(xform[a, rank]) for a in source_axes]
+        data = separable_resample(data, scale, shift, spatial_size, mode, padding_mode).to(torch.float32)
         out = convert_to_tensor(data, track_meta=get_track_meta())
         return out.copy_meta_from(meta) if isinstance(out, MetaTensor) else out
 
@@ -221,6 +238,63 @@ class SeparableResample(SpatialResample):
             return self(data, **kwargs)
 
 
+class _ReorientedSpacing:
+    """``Orientation(axcodes)`` followed by ``Spacing``, computed as one resampling of the input.
+
+    The output grid and every setting are the ones the two MONAI transforms choose in turn (found by running
+    them lazily, metadata only); the data then moves once, through ``spacing.sp_resample``, which records a
+    single invertible operation. Where that is not exact (``"nearest"``, whose ties would fall on the other
+    side of a flipped axis; lazy resampling; ``recompute_affine``), the two transforms run as they are.
+    """
+
+    def __init__(self, spacing: Spacing, axcodes: str, labels: Sequence[tuple[str, str]] | None) -> None:
+        self.spacing = spacing
+        self.orientation = Orientation(axcodes=axcodes, labels=labels, lazy=spacing.lazy)
+
+    @property
+    def lazy(self) -> bool:
+        return self.spacing.lazy
+
+    @lazy.setter
+    def lazy(self, val: bool) -> None:
+        self.spacing.lazy = self.orientation.lazy = val
+
+    def __call__(self, data_array: torch.Tensor, lazy: bool | None = None, **kwargs) -> torch.Tensor:
+        lazy_ = self.spacing.lazy if lazy is None else lazy
+        mode = str(getattr(kwargs.get("mode"), "value", kwargs.get("mode")))
+        if (
+            lazy_
+            or mode == "nearest"
+            or self.spacing.recompute_affine
+            or not isinstance(data_array, MetaTensor)
+            or data_array.pending_operations
+        ):
+            return self.spacing(self.orientation(data_array, lazy=lazy_), lazy=lazy_, **kwargs)
+        # the same tensor under a separate header: the lazy transforms only queue their operations on it
+        probe = MetaTensor(data_array.as_tensor(), meta=dict(data_array.meta))
+        probe = self.spacing(self.orientation(probe, lazy=True), lazy=True, **kwargs)
+        settings = probe.pending_operations[-1][TraceKeys.EXTRA_INFO]
+        align_corners = settings["align_corners"]
+        return self.spacing.sp_resample(
+            data_array,
+            dst_affine=probe.peek_pending_affine(),
+            spatial_size=probe.peek_pending_shape(),
+            mode=settings["mode"],
+            padding_mode=settings["padding_mode"],
+            align_corners=None if align_corners == TraceKeys.NONE else align_corners,
+            dtype=get_torch_dtype_from_string(settings["dtype"]),
+            lazy=False,
+        )
+
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        data = self.spacing.inverse(data)
+        # the two transforms ran one after the other: the orientation has its own record
+        if isinstance(data, MetaTensor) and data.applied_operations:
+            if data.applied_operations[-1].get(TraceKeys.ID) == id(self.orientation):
+                data = self.orientation.inverse(data)
+        return data
+
+
 class ResampleSpacingd(Spacingd):
     """MONAI's :class:`~monai.transforms.Spacingd`, resampling axis by axis, and safe inside MONAI Label.
 
@@ -232,17 +306,32 @@ class ResampleSpacingd(Spacingd):
       so ``Spacingd`` fails inside MONAI Label. This transform sets such entries aside while resampling and puts
       them back unchanged.
 
-    Arguments are ``Spacingd``'s.
+    - With ``axcodes``, it first reorients as ``Orientationd(axcodes=axcodes, labels=labels)`` would, in the
+      same resampling: the same output, but the data moves once and ``Invertd`` undoes both in one step (on a
+      512 x 512 x 300 CT, flipping three class probabilities back cost as much as resampling them).
+
+    Args:
+        args: ``Spacingd``'s arguments.
+        axcodes: the orientation to reorient to first (e.g. ``"RAS"``); ``None`` keeps the input's.
+        labels: ``Orientation``'s names of the negative and positive end of each world axis; ``None``, as in
+            ``Orientationd``: those of RAS, or of LPS for an image whose ``meta["space"]`` is LPS.
+        kwargs: ``Spacingd``'s keyword arguments.
 
     Example::
 
-        >>> resample = ResampleSpacingd(keys="image", pixdim=(1.5, 1.5, 2.0))
+        >>> resample = ResampleSpacingd(keys="image", pixdim=(1.5, 1.5, 2.0), axcodes="RAS")
         >>> data = {"image": image, "image_path": "/data/ct.nii.gz"}  # doctest: +SKIP
         >>> resample(data)["image_path"]  # doctest: +SKIP
         '/data/ct.nii.gz'
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        axcodes: str | None = None,
+        labels: Sequence[tuple[str, str]] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         spacing = self.spacing_transform
         plain = spacing.sp_resample
@@ -253,6 +342,8 @@ class ResampleSpacingd(Spacingd):
             dtype=plain.dtype,
             lazy=plain.lazy,
         )
+        if axcodes is not None:
+            self.spacing_transform = _ReorientedSpacing(spacing, axcodes, labels)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

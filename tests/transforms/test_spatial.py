@@ -104,17 +104,24 @@ def test_separable_resample_takes_the_fast_path_only_where_it_is_exact(monkeypat
     affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0], dtype=torch.float64))
     image = MetaTensor(torch.rand(1, 12, 10, 8), affine=affine)
     resample = SeparableResample(mode="bilinear")
-    resample(image.clone(), dst_affine=torch.eye(4, dtype=torch.float64), spatial_size=(23, 19, 15))
-    assert len(calls) == 1
-    # a rotation and an axis swap mix axes: MONAI's own resampling, same result as SpatialResample's
+
+    def both(dst, size):
+        out = resample(image.clone(), dst_affine=dst, spatial_size=size)
+        reference = SpatialResample(mode="bilinear")(image.clone(), dst_affine=dst, spatial_size=size)
+        torch.testing.assert_close(out.affine, reference.affine)
+        torch.testing.assert_close(out.as_tensor(), reference.as_tensor(), atol=1e-5, rtol=1e-5)
+
+    both(torch.eye(4, dtype=torch.float64), (23, 19, 15))
+    # an axis swap and a flip (a reorientation) still map each output axis onto one input axis
+    swapped_flipped = torch.eye(4, dtype=torch.float64)[[1, 0, 2, 3]]
+    swapped_flipped[2, 2], swapped_flipped[2, 3] = -1.0, 15.0
+    both(swapped_flipped, (19, 23, 15))
+    assert len(calls) == 2
+    # a rotation mixes axes: MONAI's own resampling
     rotated = torch.eye(4, dtype=torch.float64)
     rotated[:2, :2] = torch.tensor([[0.8, -0.6], [0.6, 0.8]], dtype=torch.float64)
-    swapped = torch.eye(4, dtype=torch.float64)[[1, 0, 2, 3]]
-    for dst in (rotated, swapped):
-        out = resample(image.clone(), dst_affine=dst, spatial_size=(20, 20, 16))
-        reference = SpatialResample(mode="bilinear")(image.clone(), dst_affine=dst, spatial_size=(20, 20, 16))
-        torch.testing.assert_close(out.as_tensor(), reference.as_tensor())
-    assert len(calls) == 1
+    both(rotated, (20, 20, 16))
+    assert len(calls) == 2
 
 
 def test_separable_resample_catches_a_one_voxel_shift():
@@ -155,3 +162,72 @@ def test_invertd_through_the_axis_by_axis_path_matches_monai(study):
     assert tuple(fast.shape) == (3, 20, 16, 8)
     torch.testing.assert_close(fast.affine, reference.affine)
     torch.testing.assert_close(fast.as_tensor(), reference.as_tensor(), atol=1e-5, rtol=1e-5)
+
+
+def _oriented_study(rng, kind):
+    """An image whose array axes run along the world axes in another order or direction than RAS."""
+    shape = tuple(int(s) for s in rng.integers(11, 25, 3))
+    spacing = rng.uniform(0.6, 2.6, 3)
+    axes = {"lps": [0, 1, 2], "lps_space": [0, 1, 2], "sagittal": [1, 2, 0], "coronal_flipped": [0, 2, 1]}[kind]
+    signs = {"lps": [-1, -1, 1], "lps_space": [-1, -1, 1], "sagittal": [1, -1, -1], "coronal_flipped": [1, -1, -1]}[
+        kind
+    ]
+    affine = np.zeros((4, 4))
+    for array_axis, (world_axis, sign) in enumerate(zip(axes, signs)):
+        affine[world_axis, array_axis] = sign * spacing[array_axis]
+    affine[:3, 3] = rng.uniform(-60, 60, 3)
+    affine[3, 3] = 1.0
+    if kind == "coronal_flipped":
+        # slightly oblique: a small in-plane rotation stays with the grid, as Spacingd keeps it
+        c, s = np.cos(0.1), np.sin(0.1)
+        affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+    # an image that says its affine is in LPS: Orientationd then reads "RAS" in LPS terms
+    meta = {"space": "LPS"} if kind == "lps_space" else {}
+    image = MetaTensor(torch.rand(1, *shape), affine=torch.as_tensor(affine), meta=dict(meta))
+    label = MetaTensor(torch.randint(0, 3, (1, *shape)).float(), affine=image.affine.clone(), meta=dict(meta))
+    return {"image": image, "label": label}
+
+
+@pytest.mark.parametrize("kind", ["lps", "lps_space", "sagittal", "coronal_flipped"])
+def test_reorienting_resample_equals_orientationd_then_spacing(kind):
+    rng = np.random.default_rng(7)
+    data = _oriented_study(rng, kind)
+    kwargs = dict(keys=["image", "label"], pixdim=(1.1, 0.9, 1.7), mode=["bilinear", "nearest"], dtype=torch.float32)
+    fused = ResampleSpacingd(axcodes="RAS", **kwargs)
+    two_steps = Compose([Orientationd(["image", "label"], axcodes="RAS"), Spacingd(**kwargs)])
+    out = fused({k: v.clone() for k, v in data.items()})
+    reference = two_steps({k: v.clone() for k, v in data.items()})
+    for key in ("image", "label"):
+        assert out[key].shape == reference[key].shape
+        torch.testing.assert_close(out[key].affine, reference[key].affine)
+        torch.testing.assert_close(out[key].as_tensor(), reference[key].as_tensor(), atol=1e-5, rtol=1e-5)
+    # the image moved once; the label (nearest) through the two transforms
+    assert [op["class"] for op in out["image"].applied_operations] == ["SeparableResample"]
+    assert [op["class"] for op in out["label"].applied_operations] == ["Orientation", "SeparableResample"]
+
+    # and back onto the input's grid: class scores and a label map, as Invertd undoes a pipeline
+    for inverted_key, nearest in (("image", False), ("label", True)):
+        results = []
+        for transform, forward in ((fused, out), (two_steps, reference)):
+            scores = forward[inverted_key].clone().repeat(2, 1, 1, 1)
+            pred = {**forward, "pred": scores}
+            invert = Invertd("pred", transform=transform, orig_keys=inverted_key, nearest_interp=nearest)
+            results.append(invert(pred)["pred"])
+        restored, expected = results
+        assert restored.shape[1:] == data[inverted_key].shape[1:]
+        torch.testing.assert_close(restored.affine, data[inverted_key].affine.to(restored.affine.dtype))
+        torch.testing.assert_close(restored.as_tensor(), expected.as_tensor(), atol=1e-5, rtol=1e-5)
+
+
+def test_reorienting_resample_catches_a_flip():
+    # one bright voxel at array index (1, 2, 3) of an LPS volume: after RAS reorientation (x and y flipped) at
+    # the same spacing it sits at (n_x - 2, n_y - 3, 3), and back at (1, 2, 3)
+    image = torch.zeros(1, 6, 7, 5)
+    image[0, 1, 2, 3] = 1.0
+    affine = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
+    transform = ResampleSpacingd("image", pixdim=(1.0, 1.0, 1.0), axcodes="RAS", dtype=torch.float32)
+    out = transform({"image": MetaTensor(image, affine=affine)})
+    assert tuple(torch.nonzero(out["image"][0] > 0.5)[0].tolist()) == (4, 4, 3)
+    restored = transform.inverse(out)["image"]
+    assert tuple(torch.nonzero(restored[0] > 0.5)[0].tolist()) == (1, 2, 3)
+    torch.testing.assert_close(restored.affine, affine)
