@@ -85,6 +85,10 @@ class BinarizeLabeld(MapTransform):
 BinarizeLabelD = BinarizeLabelDict = BinarizeLabeld
 
 
+# voxels per block of ArgmaxLabel on the CPU: 1 MiB of float32 scores per channel
+_ARGMAX_BLOCK = 1 << 18
+
+
 class ArgmaxLabel(Transform):
     """The label map of channel-first class scores: the index of the highest channel, as a compact integer type.
 
@@ -107,16 +111,24 @@ class ArgmaxLabel(Transform):
         if values.dim() < 2 or values.shape[0] < 1:
             raise ValueError(f"expected channel-first class scores (C, *spatial), got shape {tuple(values.shape)}.")
         dtype = torch.uint8 if values.shape[0] <= 256 else torch.int16
-        best = values[0].clone()
-        label = torch.zeros(values.shape[1:], dtype=dtype, device=values.device)
-        for c in range(1, values.shape[0]):
-            higher = values[c] > best
-            if values.is_floating_point():
-                # torch.argmax takes the first NaN as the maximum: a NaN beats any number, nothing beats a NaN
-                higher |= values[c].isnan() & ~best.isnan()
-            label.masked_fill_(higher, c)
-            torch.maximum(best, values[c], out=best)
-        return convert_to_dst_type(label[None], scores, dtype=dtype)[0]
+        flat = values.reshape(values.shape[0], -1)
+        label = torch.empty(flat.shape[1], dtype=dtype, device=values.device)
+        # on the CPU a block of voxels at a time, so that the running maximum and the masks stay in cache: about
+        # twice as fast on a whole CT as passes over the whole volume
+        block = _ARGMAX_BLOCK if values.device.type == "cpu" else max(flat.shape[1], 1)
+        for start in range(0, flat.shape[1], block):
+            scores_block, label_block = flat[:, start : start + block], label[start : start + block]
+            # torch.argmax takes the first NaN as the maximum: a NaN beats any number, nothing beats a NaN
+            with_nan = values.is_floating_point() and bool(scores_block.isnan().any())
+            best = scores_block[0].clone()
+            label_block.zero_()
+            for c in range(1, flat.shape[0]):
+                higher = scores_block[c] > best
+                if with_nan:
+                    higher |= scores_block[c].isnan() & ~best.isnan()
+                label_block.masked_fill_(higher, c)
+                torch.maximum(best, scores_block[c], out=best)
+        return convert_to_dst_type(label.reshape(1, *values.shape[1:]), scores, dtype=dtype)[0]
 
 
 class ArgmaxLabeld(MapTransform):

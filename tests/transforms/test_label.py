@@ -5,6 +5,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai_unets.transforms import ArgmaxLabel, ArgmaxLabeld, BinarizeLabel, BinarizeLabeld
+from monai_unets.transforms import label as label_transforms
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,11 @@ def test_dict_version_keeps_meta_and_other_keys():
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 5])
-def test_argmax_label_equals_torch_argmax_with_ties_and_nans(channels):
+@pytest.mark.parametrize("block", [None, 11])
+def test_argmax_label_equals_torch_argmax_with_ties_and_nans(channels, block, monkeypatch):
+    if block:
+        # many blocks, of which only some hold a NaN, the last one shorter
+        monkeypatch.setattr(label_transforms, "_ARGMAX_BLOCK", block)
     torch.manual_seed(0)
     scores = torch.randint(0, 3, (channels, 7, 6, 5)).float()  # many ties: the first channel must win
     scores[:, 0, 0, 0] = float("nan")
@@ -49,6 +54,9 @@ def test_argmax_label_equals_torch_argmax_with_ties_and_nans(channels):
     # integer scores and numpy arrays too
     ints = torch.randint(0, 4, (channels, 9, 4))
     assert torch.equal(torch.as_tensor(ArgmaxLabel()(ints.numpy())).long(), torch.argmax(ints, 0, keepdim=True))
+    # and a view whose channels are not contiguous
+    strided = scores.permute(0, 3, 2, 1)
+    assert torch.equal(ArgmaxLabel()(strided).long(), torch.argmax(strided, dim=0, keepdim=True))
 
 
 def test_argmax_labeld_keeps_the_geometry():
