@@ -26,8 +26,10 @@ from .label import (
 )
 from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict, SeparableResample, separable_resample
 from .uncertainty import SaveProbabilityMapsD, SaveProbabilityMapsd, SaveProbabilityMapsDict, entropy_map
+from .utility import ConcurrentCompose
 
 __all__ = [
+    "ConcurrentCompose",
     "ArgmaxLabel",
     "ArgmaxLabeld",
     "ArgmaxLabelD",
