@@ -228,6 +228,8 @@ def test_3d_bundle_serves_nifti_and_dicom(served_3d, model, tmp_path):
     reference = nib.load(study)
     assert label.shape == reference.shape
     np.testing.assert_allclose(label.affine, reference.affine, atol=1e-3)
+    # MONAI Label writes the result itself and drops the bundle's SaveImaged, which must stay a step of its own
+    assert not list((served_3d["app"] / "model" / model).rglob("*_seg.nii.gz"))
 
     # a DICOM series by its folder on the server's disk; its NIfTI twin gives the expected geometry
     series = served_3d["data"] / "dicomTs" / "demo_003"
