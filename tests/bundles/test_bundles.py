@@ -141,12 +141,14 @@ def test_time_limited_runs_train_without_augmentation(name, overrides, augmented
         ("egeunet3d_pancreas_ct", "cpu", [64, 96, 32]),
     ],
 )
-def test_training_patch_follows_the_plan_and_the_device(name, device, patch, tmp_path):
+@pytest.mark.parametrize("as_string", [False, True])
+def test_training_patch_follows_the_plan_and_the_device(name, device, patch, as_string, tmp_path):
     """The Attention U-Net trains on at most 48-voxel sides on a CPU; the plan stored beside the weights says so."""
     parser = ConfigParser()
     parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
     parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
-    parser["device"] = f"$torch.device('{device}')"
+    # MONAI Label's training request and a plain `--device cpu` give the device as a string
+    parser["device"] = device if as_string else f"$torch.device('{device}')"
     parser["network"] = "$@network_def"  # built, never moved: the test machine need not have the device
     # the original recipe's plan (no plan file) with the CT phantoms' patch
     parser["plan"] = {**load_plan(tmp_path / "absent.json"), "patch_size": [64, 96, 32], "spacing": [0.9, 0.9, 2.5]}
@@ -155,6 +157,17 @@ def test_training_patch_follows_the_plan_and_the_device(name, device, patch, tmp
         h for h in parser.get_parsed_content("validate#handlers") if type(h).__name__ == "PostprocessingSelector"
     )
     assert selector.plan["patch_size"] == patch and selector.plan["spacing"] == [0.9, 0.9, 2.5]
+    # channels-last weights: the Attention U-Net's CPU setting; EGE-UNet keeps the default order everywhere
+    expected = name == "attention_unet_pancreas_ct" and device == "cpu" and not parser.get_parsed_content("bf16")
+    assert parser.get_parsed_content("channels_last") == expected
+
+
+@pytest.mark.parametrize("device", ["cpu", "$torch.device('cpu')", "cuda:0"])
+def test_inference_settings_take_the_device_as_a_string_too(device):
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir("attention_unet_pancreas_ct")) / "inference.yaml"))
+    parser["device"] = device
+    assert parser.get_parsed_content("channels_last") == (device != "cuda:0")
 
 
 @pytest.mark.parametrize("name", BUNDLES)
