@@ -59,6 +59,25 @@ def test_nan_policy_replace_uses_the_finite_extremes():
         CheckCased(["image"], spatial_dims=2)({"image": image})
 
 
+@pytest.mark.parametrize(
+    "values, finite",
+    [
+        ([3e38, 3e38, 1.0, 2.0], True),  # finite, though their float32 sum overflows
+        ([1.0, float("inf"), float("-inf"), 2.0], False),  # the infinities' sum is NaN
+        ([1.0, float("inf"), 2.0, 3.0], False),
+        ([0.0, 0.0, float("nan"), 1.0], False),
+    ],
+)
+def test_the_finite_check_takes_every_value(values, finite):
+    image = MetaTensor(torch.tensor(values, dtype=torch.float32).reshape(1, 2, 2))
+    check = CheckCased(["image"], spatial_dims=2)
+    if finite:
+        assert check({"image": image})["image"] is image
+    else:
+        with pytest.raises(DataCheckError, match="NaN"):
+            check({"image": image})
+
+
 def test_a_label_on_the_image_grid_with_valid_classes_passes_unchanged(tmp_path):
     case = _case(tmp_path, "a", (0, 1, 2))
     loaded = EnsureChannelFirstd(KEYS)(LoadImaged(KEYS, image_only=True)(case))
