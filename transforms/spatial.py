@@ -137,6 +137,18 @@ def separable_resample(
     return out
 
 
+def _recorded_settings(transform: Mapping) -> dict:
+    """The interpolation settings a recorded (or planned) resampling ran with, as keyword arguments for it."""
+    info = transform[TraceKeys.EXTRA_INFO]
+    align_corners = info["align_corners"]
+    return {
+        "mode": info["mode"],
+        "padding_mode": info["padding_mode"],
+        "align_corners": False if align_corners == TraceKeys.NONE else align_corners,
+        "dtype": get_torch_dtype_from_string(info["dtype"]),
+    }
+
+
 class SeparableResample(SpatialResample):
     """MONAI's :class:`~monai.transforms.SpatialResample`, axis by axis where the resampling is axis-aligned.
 
@@ -228,14 +240,13 @@ class SeparableResample(SpatialResample):
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
         # SpatialResample.inverse calls SpatialResample.__call__ by name, which would skip the axis-by-axis path
         transform = self.pop_transform(data)
-        kwargs = dict(transform[TraceKeys.EXTRA_INFO])
-        kwargs["dtype"] = get_torch_dtype_from_string(kwargs["dtype"])
-        kwargs["dst_affine"] = kwargs.pop("src_affine")
-        kwargs["spatial_size"] = transform[TraceKeys.ORIG_SIZE]
-        if kwargs.get("align_corners") == TraceKeys.NONE:
-            kwargs["align_corners"] = False
         with self.trace_transform(False):
-            return self(data, **kwargs)
+            return self(
+                data,
+                dst_affine=transform[TraceKeys.EXTRA_INFO]["src_affine"],
+                spatial_size=transform[TraceKeys.ORIG_SIZE],
+                **_recorded_settings(transform),
+            )
 
 
 class _ReorientedSpacing:
@@ -273,17 +284,12 @@ class _ReorientedSpacing:
         # the same tensor under a separate header: the lazy transforms only queue their operations on it
         probe = MetaTensor(data_array.as_tensor(), meta=dict(data_array.meta))
         probe = self.spacing(self.orientation(probe, lazy=True), lazy=True, **kwargs)
-        settings = probe.pending_operations[-1][TraceKeys.EXTRA_INFO]
-        align_corners = settings["align_corners"]
         return self.spacing.sp_resample(
             data_array,
             dst_affine=probe.peek_pending_affine(),
             spatial_size=probe.peek_pending_shape(),
-            mode=settings["mode"],
-            padding_mode=settings["padding_mode"],
-            align_corners=None if align_corners == TraceKeys.NONE else align_corners,
-            dtype=get_torch_dtype_from_string(settings["dtype"]),
             lazy=False,
+            **_recorded_settings(probe.pending_operations[-1]),
         )
 
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
