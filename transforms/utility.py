@@ -57,7 +57,8 @@ class ConcurrentCompose(Compose):
             return super().__call__(input_, start=start, end=end, threading=threading, lazy=lazy)
         runs: list[list[Callable]] = []
         for transform in self.transforms:
-            if runs and self._side_by_side(transform) and all(self._side_by_side(t) for t in runs[-1]):
+            # a run is either one transform or writers only, so its first one says which
+            if runs and self._side_by_side(transform) and self._side_by_side(runs[-1][0]):
                 runs[-1].append(transform)
             else:
                 runs.append([transform])
