@@ -5,10 +5,12 @@ series, and the bundle's own ``inference.yaml`` runs on it in a fresh Python pro
 the bundle's checkpoint, so loading them is timed too), exactly as ``python -m monai.bundle run`` would: imports,
 reading, preprocessing, sliding window, inverting, writing the NIfTI label map and the DICOM SEG. Reported:
 the process's wall time, the time inside the sliding-window inferer alone (the network), their ratio, the time
-of each post-processing step, and the process's peak resident memory. With ``--cases N`` the bundle reads N such
-series in one run, as a folder of studies is processed: the per-case figures after the first case (the time
-from one finished case to the next, and its network time) leave out what a run pays once (starting Python,
-imports, the first read before any network runs).
+of each post-processing step, the CPU time of the network, of the rest of the process and of its DataLoader
+workers (their sum over the cores, against the network's time, is the best ratio the machine allows), and the
+process's peak resident memory. With ``--cases N`` the bundle reads N such series in one run, as a folder of
+studies is processed: the per-case figures after the first case (the time from one finished case to the next,
+and its network time) leave out what a run pays once (starting Python, imports, the first read before any
+network runs).
 
 Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases (validation off), and the same
 number of batches of the same shape then go through the network's forward, loss, backward and optimiser step
@@ -93,8 +95,12 @@ def benchmark_inference(
 
     Returns:
         the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
-        inferer, all cases), ``ratio``, ``steps_s`` (each post-processing step, all cases), ``peak_rss_mib`` (the
-        bundle process), ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files. With
+        inferer, all cases), ``ratio``, ``steps_s`` (each post-processing step, all cases), ``cpu_s`` (CPU
+        seconds of the run, all cases: the network, the rest of the bundle process, its DataLoader workers),
+        ``cores`` (the CPUs the process may use), ``cpu_floor_ratio`` (the whole run's CPU seconds over ``cores``
+        times the network's time: the best ``per_case_ratio`` this work allows, with every core busy all the
+        time), ``peak_rss_mib`` (the bundle process), ``workers_peak_rss_mib`` (its largest DataLoader worker)
+        and the output files. With
         two cases or more also ``per_case_s`` (median time from one finished case to the next, after the first),
         ``per_case_network_s`` (median network time of those cases) and ``per_case_ratio``.
     """
@@ -142,6 +148,13 @@ def benchmark_inference(
         "imports_s": round(child["imports_s"], 2),
         "first_case_s": round(child["first_case_s"], 2),
         "steps_s": {k: round(v, 2) for k, v in child["steps_s"].items()},
+        "cpu_s": {k: round(v, 2) for k, v in child["cpu_s"].items()},
+        "cores": child["cores"],
+        # the best ratio this much work allows with every core busy all the time: a ratio near it means the run
+        # is short of cores, not waiting on something
+        "cpu_floor_ratio": round(sum(child["cpu_s"].values()) / (child["cores"] * child["network_s"]), 2)
+        if child["network_s"] > 0
+        else None,
         "peak_rss_mib": round(child["peak_rss_mib"], 1),
         "workers_peak_rss_mib": round(child["workers_peak_rss_mib"], 1),
         "outputs": outputs,
@@ -157,17 +170,19 @@ def benchmark_inference(
 
 
 class _Timed:
-    """Calls ``inner`` and adds the seconds it took to ``times[name]``."""
+    """Calls ``inner`` and adds the seconds it took to ``times[name]`` (and the process's CPU seconds to ``cpu``)."""
 
-    def __init__(self, inner, name: str, times: dict) -> None:
-        self.inner, self.name, self.times = inner, name, times
+    def __init__(self, inner, name: str, times: dict, cpu: dict | None = None) -> None:
+        self.inner, self.name, self.times, self.cpu = inner, name, times, cpu
 
     def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             return self.inner(*args, **kwargs)
         finally:
             self.times[self.name] = self.times.get(self.name, 0.0) + time.perf_counter() - start
+            if self.cpu is not None:
+                self.cpu[self.name] = self.cpu.get(self.name, 0.0) + time.process_time() - cpu_start
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
@@ -204,7 +219,9 @@ def _child(job: dict) -> int:
     postprocessing.transforms = tuple(_Timed(t, type(t).__name__, steps) for t in postprocessing.transforms)
     parser["preprocessing"] = preprocessing
     parser["postprocessing"] = postprocessing
-    parser["inferer"] = _Timed(inferer, "network", steps)
+    # nothing else runs in this process while the network does: the process's CPU time is the network's
+    cpu: dict[str, float] = {}
+    parser["inferer"] = _Timed(inferer, "network", steps, cpu)
     evaluator = parser.get_parsed_content("evaluator")
     parser["evaluator"] = evaluator
     finished: list[tuple[float, float]] = []  # (time, network seconds so far) as each case is done
@@ -214,8 +231,12 @@ def _child(job: dict) -> int:
 
     # added after the bundle's own handlers, so that it runs once the case's outputs are written
     evaluator.add_event_handler(Events.ITERATION_COMPLETED, case_done)
+    main_cpu = time.process_time()
     workflow.run()
     workflow.finalize()
+    main_cpu = time.process_time() - main_cpu
+    # the DataLoader's worker processes, ended and reaped with the run (they are this process's only children)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     network = steps.pop("network", 0.0)
     done = [t for t, _ in finished]
     network_so_far = [n for _, n in finished]
@@ -231,6 +252,12 @@ def _child(job: dict) -> int:
         "case_s": [b - a for a, b in zip(done, done[1:])],
         "case_network_s": [b - a for a, b in zip(network_so_far, network_so_far[1:])],
         "steps_s": steps,
+        "cpu_s": {
+            "network": cpu.get("network", 0.0),
+            "rest_of_main": main_cpu - cpu.get("network", 0.0),
+            "workers": workers.ru_utime + workers.ru_stime,
+        },
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         "peak_rss_mib": _peak_rss_mib(),
         # DataLoader workers read and preprocess in their own processes
         "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -349,7 +376,8 @@ def pipeline_section(options: BenchmarkOptions) -> BenchmarkSection:
         [
             "3D inference: the bundle's inference.yaml in a fresh process on full-size CT-like DICOM series; "
             "ratio: the whole process over the network's time; per_case_ratio: a case after the first over its "
-            "network time (start-up excluded).",
+            "network time (start-up excluded); cpu_floor_ratio: the best per_case_ratio the run's CPU seconds "
+            "allow on this many cores.",
             "training epoch: the bundle's trainer over the same number of steps on batches already in memory, "
             "medians of alternating rounds.",
         ],

@@ -20,6 +20,11 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     assert {"Invertd", "ArgmaxLabeld", "SaveImaged", "SaveDicomSegd"} <= set(inference["steps_s"])
     assert 0 < inference["network_s"] < inference["wall_s"]
     assert inference["peak_rss_mib"] > 0
+    cpu = inference["cpu_s"]
+    assert set(cpu) == {"network", "rest_of_main", "workers"} and cpu["network"] > 0 and cpu["workers"] >= 0
+    assert inference["cores"] >= 1
+    floor = sum(cpu.values()) / (inference["cores"] * inference["network_s"])
+    assert inference["cpu_floor_ratio"] == pytest.approx(floor, abs=0.02)
     # the second case's own figures: its network time is part of the time it took
     assert inference["cases"] == 2 and 0 < inference["per_case_network_s"] < inference["per_case_s"]
     assert inference["first_case_s"] + inference["per_case_s"] <= inference["wall_s"]
