@@ -4,7 +4,9 @@ A synthetic CT (``--slices`` slices of ``--size`` x ``--size`` pixels, int16 wit
 once as a DICOM series and as a NIfTI file. Each round reads it with every reader, in a rotating order, and
 takes each reader's time as a ratio to SimpleITK's time in the same round; the medians of these paired ratios
 are reported, since on a shared machine the absolute times drift between rounds. Every reader's array is
-checked against SimpleITK's (values and world geometry) before anything is timed.
+checked against SimpleITK's (values and world geometry) before anything is timed. Each reading ends with the
+``(x, y, z)`` array in C order, as MONAI's ``LoadImage`` makes every reader's array before a pipeline gets it:
+for a transposed view (SimpleITK's, ITK's) that copy is part of reading it.
 
 Example::
 
@@ -89,12 +91,17 @@ def _readers(path: Path) -> dict[str, Callable[[], tuple]]:
     def monai_reader(reader: object) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
         def read() -> tuple[np.ndarray, np.ndarray]:
             array, meta = reader.get_data(reader.read(str(path)))
-            return array, np.diag([-1.0, -1.0, 1.0, 1.0]) @ meta["affine"]  # RAS -> LPS
+            # RAS -> LPS
+            return np.ascontiguousarray(array), np.diag([-1.0, -1.0, 1.0, 1.0]) @ meta["affine"]
 
         return read
 
+    def simpleitk() -> tuple:
+        array, affine, image = read_with_simpleitk(path)
+        return np.ascontiguousarray(array), affine, image
+
     return {
-        "simpleitk": lambda: read_with_simpleitk(path),
+        "simpleitk": simpleitk,
         "medical_image_reader": monai_reader(MedicalImageReader()),
         "monai_itk_reader": monai_reader(ITKReader()),
     }

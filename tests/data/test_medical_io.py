@@ -128,6 +128,33 @@ def test_every_format_loads_to_the_same_array_and_affine(formats):
         assert image.meta["filename_or_obj"] == str(formats[name])
 
 
+def test_itk_read_volumes_come_in_c_order_with_the_values_itk_read(formats, monkeypatch):
+    from monai_unets.data import medical_io
+
+    # blocks that do not divide the phantom's axes: every edge block is a partial one
+    monkeypatch.setattr(medical_io, "_TRANSPOSE_BLOCK", (3, 7, 5))
+    reader = MedicalImageReader()
+    for name in ("nrrd", "mha", "dicom"):
+        array, _ = reader.get_data(reader.read(str(formats[name])))
+        itk_array, _ = reader.itk_reader.get_data(reader.read(str(formats[name])))
+        assert array.flags.c_contiguous and not itk_array.flags.c_contiguous, name
+        np.testing.assert_array_equal(array, itk_array, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_c_ordered_copies_fortran_volumes_block_by_block(dtype, monkeypatch):
+    from monai_unets.data import medical_io
+
+    monkeypatch.setattr(medical_io, "_TRANSPOSE_BLOCK", (4, 5, 3))
+    volume = np.arange(9 * 11 * 7).reshape(7, 11, 9).astype(dtype).T  # (9, 11, 7), Fortran order
+    copied = medical_io._c_ordered(volume)
+    assert copied.flags.c_contiguous and copied.dtype == dtype
+    np.testing.assert_array_equal(copied, volume)
+    # arrays in C order already, of another rank or with gaps are left as they are
+    for other in (np.ascontiguousarray(volume), volume[..., 0], volume[::2]):
+        assert medical_io._c_ordered(other) is other
+
+
 def test_raw_affine_of_every_format_places_the_phantom_correctly(formats):
     volume, affine = _phantom(), _ras_affine()
     for name, path in formats.items():
