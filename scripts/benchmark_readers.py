@@ -187,7 +187,8 @@ def readers_section(options: BenchmarkOptions) -> BenchmarkSection:
         [
             "medical_image_reader: the bundles' MedicalImageReader; monai_itk_reader: MONAI's ITKReader; simpleitk: "
             "SimpleITK's ImageSeriesReader / ReadImage. Each checked against SimpleITK's values and geometry "
-            f"first; ratios are medians of per-round ratios over {result['rounds']} rounds in rotating order.",
+            f"first; ratios are medians of per-round ratios over {result['rounds']} rounds in rotating order. "
+            "Each reading ends with the array in C order, as MONAI's LoadImage hands it on.",
         ],
     )
 
