@@ -136,6 +136,26 @@ def test_round_trip_puts_each_label_on_its_source_pixels(tmp_path, orientation, 
     assert_frames_match_voxels(seg, label_map[0].numpy(), image.affine, LABELS)
 
 
+@pytest.mark.parametrize("orientation", list(ORIENTATIONS))
+@pytest.mark.parametrize("reorient", [False, True])
+def test_frames_in_the_readers_layout_are_copied_in_one_transposition(tmp_path, monkeypatch, orientation, reorient):
+    from monai_unets.data import dicom_seg
+
+    transposed = []
+    monkeypatch.setattr(dicom_seg, "_c_ordered", lambda array: transposed.append(array.shape) or array.copy())
+    write_ct_series(tmp_path / "ct", ORIENTATIONS[orientation])
+    image = load(tmp_path / "ct", "ITKReader")
+    if reorient:
+        # a map on the same voxels in another axis order and direction: its frames are gathered slice by slice
+        image = Orientationd("image", axcodes="RAS")({"image": image})["image"]
+    label_map = label_map_of(image)
+    pred = MetaTensor(label_map, meta=dict(image.meta))
+    path = write_dicom_seg(pred, pred.meta["filename_or_obj"], tmp_path / "seg.dcm", LABELS)
+    # the reader's (columns, rows, slices) layout, whatever the patient orientation, is the frames transposed
+    assert transposed == ([] if reorient else [(7, 12, 10)])
+    assert_frames_match_voxels(segread(path), label_map[0].numpy(), image.affine, LABELS)
+
+
 def test_plain_array_uses_the_reader_geometry_and_absent_labels_are_renumbered(tmp_path):
     volume, sop_uids, _ = write_ct_series(tmp_path / "ct", ORIENTATIONS["coronal"])
     label_map = label_map_of(load(tmp_path / "ct")).numpy()
