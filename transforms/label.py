@@ -118,17 +118,26 @@ class ArgmaxLabel(Transform):
         block = _ARGMAX_BLOCK if values.device.type == "cpu" else max(flat.shape[1], 1)
         for start in range(0, flat.shape[1], block):
             scores_block, label_block = flat[:, start : start + block], label[start : start + block]
-            # torch.argmax takes the first NaN as the maximum: a NaN beats any number, nothing beats a NaN
-            with_nan = values.is_floating_point() and bool(scores_block.isnan().any())
-            best = scores_block[0].clone()
-            label_block.zero_()
-            for c in range(1, flat.shape[0]):
-                higher = scores_block[c] > best
-                if with_nan:
-                    higher |= scores_block[c].isnan() & ~best.isnan()
-                label_block.masked_fill_(higher, c)
-                torch.maximum(best, scores_block[c], out=best)
+            best = self._running_argmax(scores_block, label_block, with_nan=False)
+            # torch.maximum carries a NaN of any channel into the running maximum: one check per block, on one
+            # channel, finds the blocks that need torch.argmax's NaN rule (the first NaN is the maximum)
+            if values.is_floating_point() and bool(best.isnan().any()):
+                self._running_argmax(scores_block, label_block, with_nan=True)
         return convert_to_dst_type(label.reshape(1, *values.shape[1:]), scores, dtype=dtype)[0]
+
+    @staticmethod
+    def _running_argmax(scores: torch.Tensor, label: torch.Tensor, with_nan: bool) -> torch.Tensor:
+        """Fill ``label`` with the index of the highest of ``scores`` (C, N); returns the running maximum."""
+        best = scores[0].clone()
+        label.zero_()
+        for c in range(1, scores.shape[0]):
+            higher = scores[c] > best
+            if with_nan:
+                # a NaN beats any number, nothing beats a NaN
+                higher |= scores[c].isnan() & ~best.isnan()
+            label.masked_fill_(higher, c)
+            torch.maximum(best, scores[c], out=best)
+        return best
 
 
 class ArgmaxLabeld(MapTransform):
