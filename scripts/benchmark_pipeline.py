@@ -6,7 +6,7 @@ the bundle's checkpoint, so loading them is timed too), exactly as ``python -m m
 reading, preprocessing, sliding window, inverting, writing the NIfTI label map and the DICOM SEG. Reported:
 the process's wall time, the time inside the sliding-window inferer alone (the network), their ratio, the time
 of each post-processing step, the CPU time of the network, of the rest of the process and of its DataLoader
-workers (their sum over the cores, against the network's time, is the best ratio the machine allows), and the
+workers (their sum over the cores, against the network's time, is about the ratio the machine allows), and the
 process's peak resident memory. With ``--cases N`` the bundle reads N such series in one run, as a folder of
 studies is processed: the per-case figures after the first case (the time from one finished case to the next,
 and its network time) leave out what a run pays once (starting Python, imports, the first read before any
@@ -98,10 +98,10 @@ def benchmark_inference(
         inferer, all cases), ``ratio``, ``steps_s`` (each post-processing step, all cases), ``cpu_s`` (CPU
         seconds of the run, all cases: the network, the rest of the bundle process, its DataLoader workers),
         ``cores`` (the CPUs the process may use), ``cpu_floor_ratio`` (the whole run's CPU seconds over ``cores``
-        times the network's time: the best ``per_case_ratio`` this work allows, with every core busy all the
-        time), ``peak_rss_mib`` (the bundle process), ``workers_peak_rss_mib`` (its largest DataLoader worker)
-        and the output files. With
-        two cases or more also ``per_case_s`` (median time from one finished case to the next, after the first),
+        times the network's time: about the ``per_case_ratio`` this work allows with every core busy all the
+        time; first-use costs, which later cases do not pay, are counted in it), ``peak_rss_mib`` (the bundle
+        process), ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files. With two cases or
+        more also ``per_case_s`` (median time from one finished case to the next, after the first),
         ``per_case_network_s`` (median network time of those cases) and ``per_case_ratio``.
     """
     from monai_unets.scripts.demo_ct import make_ct_phantom, write_dicom_series
@@ -150,7 +150,7 @@ def benchmark_inference(
         "steps_s": {k: round(v, 2) for k, v in child["steps_s"].items()},
         "cpu_s": {k: round(v, 2) for k, v in child["cpu_s"].items()},
         "cores": child["cores"],
-        # the best ratio this much work allows with every core busy all the time: a ratio near it means the run
+        # about the ratio this much work allows with every core busy all the time: a ratio near it means the run
         # is short of cores, not waiting on something
         "cpu_floor_ratio": round(sum(child["cpu_s"].values()) / (child["cores"] * child["network_s"]), 2)
         if child["network_s"] > 0
@@ -376,7 +376,7 @@ def pipeline_section(options: BenchmarkOptions) -> BenchmarkSection:
         [
             "3D inference: the bundle's inference.yaml in a fresh process on full-size CT-like DICOM series; "
             "ratio: the whole process over the network's time; per_case_ratio: a case after the first over its "
-            "network time (start-up excluded); cpu_floor_ratio: the best per_case_ratio the run's CPU seconds "
+            "network time (start-up excluded); cpu_floor_ratio: about the per_case_ratio the run's CPU seconds "
             "allow on this many cores.",
             "training epoch: the bundle's trainer over the same number of steps on batches already in memory, "
             "medians of alternating rounds.",
