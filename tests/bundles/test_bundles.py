@@ -162,10 +162,11 @@ def test_training_patch_follows_the_plan_and_the_device(name, device, patch, as_
     assert parser.get_parsed_content("channels_last") == expected
 
 
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 @pytest.mark.parametrize("device", ["cpu", "$torch.device('cpu')", "cuda:0"])
-def test_inference_settings_take_the_device_as_a_string_too(device):
+def test_ct_inference_runs_channels_last_on_the_cpu_whatever_form_the_device_takes(name, device):
     parser = ConfigParser()
-    parser.read_config(str(_configs(bundle_dir("attention_unet_pancreas_ct")) / "inference.yaml"))
+    parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
     parser["device"] = device
     assert parser.get_parsed_content("channels_last") == (device != "cuda:0")
 

@@ -192,3 +192,14 @@ def test_outputs_match_the_frozen_reference(dims, dtype, atol):
     torch.testing.assert_close(cached, expected, atol=atol, rtol=1e-4)
     net.train()
     torch.testing.assert_close(net(x)[0].detach(), expected, atol=atol, rtol=1e-4)
+
+
+def test_3d_inference_with_channels_last_weights_keeps_the_frozen_outputs():
+    """The 3D CT bundle infers on the CPU with channels-last weights (the whole network then runs channels-last)."""
+    ref = torch.load(REFERENCE, weights_only=True)["3d"]
+    net = EGEUNet(3, ref["input"].shape[1], 1)
+    net.load_state_dict(ref["state_dict"])
+    net = net.eval().to(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        out = net(ref["input"].float())
+    torch.testing.assert_close(out, ref["output"].float(), atol=1e-3, rtol=1e-4)
