@@ -23,8 +23,12 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     cpu = inference["cpu_s"]
     assert set(cpu) == {"network", "rest_of_main", "workers"} and cpu["network"] > 0 and cpu["workers"] >= 0
     assert inference["cores"] >= 1
-    floor = sum(cpu.values()) / (inference["cores"] * inference["network_s"])
-    assert inference["cpu_floor_ratio"] == pytest.approx(floor, abs=0.02)
+    # the ratio is taken before rounding, the fields after: each field is off by up to 0.005, which a network time
+    # of a fraction of a second (quick mode) makes a few hundredths of the ratio
+    cpu_total, cores, network = sum(cpu.values()), inference["cores"], inference["network_s"]
+    low = (cpu_total - 0.015) / (cores * (network + 0.005)) - 0.005
+    high = (cpu_total + 0.015) / (cores * (network - 0.005)) + 0.005
+    assert low <= inference["cpu_floor_ratio"] <= high
     # the second case's own figures: its network time is part of the time it took
     assert inference["cases"] == 2 and 0 < inference["per_case_network_s"] < inference["per_case_s"]
     assert inference["first_case_s"] + inference["per_case_s"] <= inference["wall_s"]
