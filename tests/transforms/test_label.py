@@ -6,6 +6,7 @@ import torch
 from monai.data import MetaTensor
 from monai_unets.transforms import ArgmaxLabel, ArgmaxLabeld, BinarizeLabel, BinarizeLabeld
 from monai_unets.transforms import label as label_transforms
+from scipy import ndimage
 
 
 @pytest.mark.parametrize(
@@ -82,3 +83,50 @@ def test_keep_largest_component_removes_smaller_islands_of_chosen_classes_only()
     expected[0, 6:, 6:, 0] = 0
     assert torch.equal(out, expected)
     assert torch.equal(KeepLargestComponentd("pred", applied_labels=[])({"pred": pred})["pred"], pred)
+
+
+def _largest_over_the_whole_volume(mask: np.ndarray) -> np.ndarray:
+    """The definition: label every component of the full array and keep the largest."""
+    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim))
+    if count <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return components == sizes.argmax()
+
+
+@pytest.mark.parametrize("shape", [(40,), (30, 25), (24, 20, 16)])
+def test_keep_largest_component_equals_labelling_the_whole_volume(shape):
+    from monai_unets.transforms import keep_largest_component
+
+    rng = np.random.default_rng(len(shape))
+    for density in (0.0, 0.002, 0.05, 0.3):
+        mask = rng.random(shape) < density
+        assert np.array_equal(keep_largest_component(mask), _largest_over_the_whole_volume(mask))
+    # islands touching the array's faces and corners, joined only diagonally across the box
+    mask = np.zeros(shape, dtype=bool)
+    mask[(0,) * len(shape)] = mask[(1,) * len(shape)] = True
+    mask[tuple(n - 1 for n in shape)] = True
+    kept = keep_largest_component(mask)
+    assert kept[(0,) * len(shape)] and kept[(1,) * len(shape)] and not kept[tuple(n - 1 for n in shape)]
+
+
+def test_keep_largest_componentd_matches_the_definition_and_keeps_the_input():
+    from monai_unets.transforms import KeepLargestComponentd
+
+    rng = np.random.default_rng(0)
+    values = rng.choice(4, size=(1, 30, 26, 18), p=[0.9, 0.05, 0.04, 0.01]).astype(np.uint8)
+    affine = torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0], dtype=torch.float64))
+    pred = MetaTensor(torch.from_numpy(values.copy()), affine=affine)
+    out = KeepLargestComponentd("pred", applied_labels=[1, 3])({"pred": pred})["pred"]
+    expected = values.copy()
+    for value in (1, 3):
+        mask = values == value
+        expected[mask & ~_largest_over_the_whole_volume(mask)] = 0
+    assert isinstance(out, MetaTensor) and torch.equal(out.affine, affine)
+    assert np.array_equal(out.numpy(), expected) and not np.array_equal(expected, values)
+    assert np.array_equal(pred.numpy(), values)  # the input map is not changed in place
+    # a chosen class that is absent or in one piece leaves the map as it was
+    single = torch.zeros(1, 6, 6, 6, dtype=torch.uint8)
+    single[0, 1:3, 1:3, 1:3] = 1
+    assert torch.equal(KeepLargestComponentd("pred", applied_labels=[1, 2])({"pred": single})["pred"], single)
