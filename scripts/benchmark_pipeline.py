@@ -10,7 +10,9 @@ workers (their sum over the cores, against the network's time, is about the rati
 process's peak resident memory. With ``--cases N`` the bundle reads N such series in one run, as a folder of
 studies is processed: the per-case figures after the first case (the time from one finished case to the next,
 and its network time) leave out what a run pays once (starting Python, imports, the first read before any
-network runs).
+network runs). The weights are random unless ``--models`` gives a trained bundle's ``models`` folder: random
+weights label far more voxels than a trained model, and the writers take longer for it (``foreground_fraction``
+reports how much was labelled).
 
 Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases (validation off), and the same
 number of batches of the same shape then go through the network's forward, loss, backward and optimiser step
@@ -20,6 +22,7 @@ Example::
 
     monai-unets benchmark-pipeline --bundle egeunet3d_pancreas_ct
     monai-unets benchmark-pipeline --cases 3 --epochs 2
+    monai-unets benchmark-pipeline --cases 3 --models bundles/egeunet3d_pancreas_ct/models
     monai-unets benchmark-pipeline --quick --json figures.json
 
 From Python, :func:`pipeline_rows` gives the same figures as rows for a report table; the benchmark suite runs
@@ -62,7 +65,24 @@ FULL_SHAPE, FULL_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)
 QUICK_SHAPE, QUICK_SPACING, QUICK_PATCH = (56, 48, 24), (1.5, 1.5, 2.0), (32, 32, 32)
 
 
-def _save_random_checkpoint(bundle: str, bundle_root: Path, overrides: dict) -> None:
+def _install_weights(bundle: str, bundle_root: Path, overrides: dict, models: str | os.PathLike | None) -> None:
+    """Give the bundle copy at ``bundle_root`` its weights: a trained model's, or random ones (seeded).
+
+    ``models`` is a trained bundle's ``models`` folder: its ``model.pt`` and, when there is one, the ``plan.json``
+    it was trained with (spacing, patch size, classes) are copied.
+    """
+    import shutil
+
+    target = bundle_root / "models"
+    target.mkdir(parents=True, exist_ok=True)
+    if models is not None:
+        source = Path(models)
+        if not (source / "model.pt").is_file():
+            raise FileNotFoundError(f"{source}: no model.pt there (give a trained bundle's models folder).")
+        for name in ("model.pt", "plan.json"):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, target / name)
+        return
     import torch
     from monai.bundle import ConfigParser
     from monai_unets.bundles import bundle_dir
@@ -71,8 +91,19 @@ def _save_random_checkpoint(bundle: str, bundle_root: Path, overrides: dict) -> 
     parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
     parser.update(overrides)
     torch.manual_seed(0)
-    (bundle_root / "models").mkdir(parents=True, exist_ok=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle_root / "models" / "model.pt")
+    torch.save(parser.get_parsed_content("network_def").state_dict(), target / "model.pt")
+
+
+def _foreground_fraction(label_maps: Sequence[Path]) -> float:
+    """The share of voxels that the label maps give a class other than background (all maps together)."""
+    import nibabel as nib
+    import numpy as np
+
+    foreground = total = 0
+    for path in label_maps:
+        values = np.asarray(nib.load(path).dataobj)
+        foreground, total = foreground + int(np.count_nonzero(values)), total + values.size
+    return foreground / total if total else 0.0
 
 
 def benchmark_inference(
@@ -82,8 +113,13 @@ def benchmark_inference(
     quick: bool = False,
     workdir: str | os.PathLike | None = None,
     cases: int = 1,
+    models: str | os.PathLike | None = None,
 ) -> dict:
     """Run a CT bundle's inference on phantom DICOM series in a fresh process and measure it.
+
+    With random weights (the default) the label maps are far denser than a trained model's, which makes the
+    writers slower than in real use (the DICOM SEG stores a frame per slice and segment that has foreground);
+    ``models`` times a trained model instead, and ``foreground_fraction`` says how dense the outputs were.
 
     Args:
         bundle: a shipped 3D bundle.
@@ -92,6 +128,8 @@ def benchmark_inference(
         quick: a small phantom and a small patch, for checking that everything runs (figures mean little).
         workdir: where the phantoms, checkpoint and outputs go (a temporary folder by default).
         cases: phantom series read in the one run (different phantoms of the same size).
+        models: a trained bundle's ``models`` folder (``model.pt``, and ``plan.json`` when it has one); default:
+            random weights.
 
     Returns:
         the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
@@ -100,7 +138,9 @@ def benchmark_inference(
         ``cores`` (the CPUs the process may use), ``cpu_floor_ratio`` (the whole run's CPU seconds over ``cores``
         times the network's time: about the ``per_case_ratio`` this work allows with every core busy all the
         time; first-use costs, which later cases do not pay, are counted in it), ``peak_rss_mib`` (the bundle
-        process), ``workers_peak_rss_mib`` (its largest DataLoader worker) and the output files. With two cases or
+        process), ``workers_peak_rss_mib`` (its largest DataLoader worker), the output files,
+        ``foreground_fraction`` (the share of voxels labelled other than background) and ``weights`` (``random``
+        or ``trained``). With two cases or
         more also ``per_case_s`` (median time from one finished case to the next, after the first),
         ``per_case_network_s`` (median network time of those cases) and ``per_case_ratio``.
     """
@@ -116,7 +156,7 @@ def benchmark_inference(
             write_dicom_series(image, root / "studies" / f"ct_{case:03d}", spacing, origin)
             del image
         overrides = {"patch_size": list(QUICK_PATCH)} if quick else {}
-        _save_random_checkpoint(bundle, root / "bundle", overrides)
+        _install_weights(bundle, root / "bundle", overrides, models)
         job = {
             "bundle": bundle,
             "bundle_root": str(root / "bundle"),
@@ -136,6 +176,7 @@ def benchmark_inference(
             raise RuntimeError(f"bundle inference failed:\n{proc.stderr[-3000:]}")
         child = json.loads(proc.stdout.strip().splitlines()[-1])
         outputs = sorted(p.name for p in (root / "out").iterdir())
+        foreground = _foreground_fraction(sorted((root / "out").glob("*_seg.nii.gz")))
     result = {
         "bundle": bundle,
         "shape": list(shape),
@@ -158,6 +199,8 @@ def benchmark_inference(
         "peak_rss_mib": round(child["peak_rss_mib"], 1),
         "workers_peak_rss_mib": round(child["workers_peak_rss_mib"], 1),
         "outputs": outputs,
+        "foreground_fraction": round(foreground, 4),
+        "weights": "trained" if models is not None else "random",
         "cases": cases,
     }
     # cases after the first: DataLoader workers read each one while the network runs on the one before
@@ -349,17 +392,23 @@ def benchmark_training(
 
 
 def pipeline_rows(
-    bundles: Sequence[str] = CT_BUNDLES[:1], quick: bool = False, cases: int = 1, train_cases: int = 5, rounds: int = 3
+    bundles: Sequence[str] = CT_BUNDLES[:1],
+    quick: bool = False,
+    cases: int = 1,
+    train_cases: int = 5,
+    rounds: int = 3,
+    models: str | os.PathLike | None = None,
 ) -> list[dict]:
     """The 3D pipeline figures: one row per measurement, ready for a table.
 
     Each row has ``section`` (``"3D inference"`` or ``"training epoch"``), ``bundle`` and the figures of
-    :func:`benchmark_inference` (``cases`` series in one run) or :func:`benchmark_training` (``train_cases``
-    phantoms, ``rounds`` epochs).
+    :func:`benchmark_inference` (``cases`` series in one run, with the weights in ``models`` or random ones) or
+    :func:`benchmark_training` (``train_cases`` phantoms, ``rounds`` epochs).
     """
     rows = []
     for bundle in bundles:
-        rows.append({"section": "3D inference", **benchmark_inference(bundle, quick=quick, cases=cases)})
+        inference = benchmark_inference(bundle, quick=quick, cases=cases, models=models)
+        rows.append({"section": "3D inference", **inference})
         training = benchmark_training(bundle, num_cases=train_cases, quick=quick, rounds=rounds)
         rows.append({"section": "training epoch", **training})
     return rows
@@ -391,6 +440,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=1, help="CT series read in the one inference run (default: 1)")
     parser.add_argument("--train-cases", type=int, default=5, help="phantoms of the training epoch (default: 5)")
     parser.add_argument("--epochs", type=int, default=3, help="alternating epoch and compute rounds (default: 3)")
+    parser.add_argument(
+        "--models",
+        metavar="DIR",
+        help="a trained bundle's models folder (model.pt, plan.json) to time instead of random weights",
+    )
     parser.add_argument("--quick", action="store_true", help="small volumes: checks that everything runs")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
@@ -401,8 +455,15 @@ def run(args: argparse.Namespace) -> int:
         return _child(json.loads(args.child))
     if args.cases < 1 or args.epochs < 1 or args.train_cases < 2:
         raise SystemExit("--cases and --epochs must be at least 1, --train-cases at least 2")
+    if len(args.bundle or []) > 1 and args.models:
+        raise SystemExit("--models holds one bundle's weights: give one --bundle with it")
     rows = pipeline_rows(
-        args.bundle or CT_BUNDLES[:1], args.quick, cases=args.cases, train_cases=args.train_cases, rounds=args.epochs
+        args.bundle or CT_BUNDLES[:1],
+        args.quick,
+        cases=args.cases,
+        train_cases=args.train_cases,
+        rounds=args.epochs,
+        models=args.models,
     )
     for row in rows:
         print(json.dumps(row))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from monai_unets.scripts.benchmark_pipeline import main, pipeline_rows
+from monai_unets.scripts.benchmark_pipeline import _foreground_fraction, _install_weights, main, pipeline_rows
 
 
 # a bundle process and a training epoch: a few minutes on a busy 2-core machine
@@ -32,6 +32,7 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     # the second case's own figures: its network time is part of the time it took
     assert inference["cases"] == 2 and 0 < inference["per_case_network_s"] < inference["per_case_s"]
     assert inference["first_case_s"] + inference["per_case_s"] <= inference["wall_s"]
+    assert inference["weights"] == "random" and 0.0 <= inference["foreground_fraction"] <= 1.0
     assert training["iterations"] >= 1 and training["batch_shape"][2:] == [32, 32, 32]
     assert training["epoch_s"] > 0 and training["compute_s"] > 0
 
@@ -42,3 +43,43 @@ def test_command_line_writes_json(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "pipeline_rows", lambda bundles, quick, **_: [{"section": "x", "bundle": bundles[0]}])
     assert main(["--quick", "--bundle", "attention_unet_pancreas_ct", "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text()) == [{"section": "x", "bundle": "attention_unet_pancreas_ct"}]
+
+
+def test_trained_weights_and_plan_are_copied(tmp_path):
+    models = tmp_path / "trained"
+    models.mkdir()
+    (models / "model.pt").write_bytes(b"weights")
+    (models / "plan.json").write_text("{}")
+    _install_weights("egeunet3d_pancreas_ct", tmp_path / "bundle", {}, models)
+    assert (tmp_path / "bundle" / "models" / "model.pt").read_bytes() == b"weights"
+    assert (tmp_path / "bundle" / "models" / "plan.json").read_text() == "{}"
+    (models / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="no model.pt"):
+        _install_weights("egeunet3d_pancreas_ct", tmp_path / "other", {}, models)
+
+
+def test_random_weights_load_into_the_bundle_network(tmp_path):
+    import torch
+    from monai_unets.networks import EGEUNet
+
+    _install_weights("egeunet3d_pancreas_ct", tmp_path, {}, None)
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    # the bundle's network: 3 classes, bridges without side outputs, full-resolution head
+    EGEUNet(3, 1, 3, deep_supervision=False, full_resolution=True).load_state_dict(state)
+
+
+def test_foreground_fraction_counts_every_label_map(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    first, second = np.zeros((4, 4, 2), np.uint8), np.zeros((2, 2, 2), np.uint8)
+    first[0, 0, 0], first[1, 1, 1], second[0, 0, 0] = 1, 2, 1
+    for name, values in (("a_seg.nii.gz", first), ("b_seg.nii.gz", second)):
+        nib.save(nib.Nifti1Image(values, np.eye(4)), tmp_path / name)
+    assert _foreground_fraction([tmp_path / "a_seg.nii.gz", tmp_path / "b_seg.nii.gz"]) == pytest.approx(3 / 40)
+    assert _foreground_fraction([]) == 0.0
+
+
+def test_models_take_one_bundle(tmp_path):
+    with pytest.raises(SystemExit, match="one --bundle"):
+        main(["--bundle", "egeunet3d_pancreas_ct", "--bundle", "attention_unet_pancreas_ct", "--models", str(tmp_path)])
