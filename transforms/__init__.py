@@ -8,6 +8,10 @@ from .intensity import (
     PlannedNormalizeD,
     PlannedNormalized,
     PlannedNormalizeDict,
+    ScaleByBitDepth,
+    ScaleByBitDepthD,
+    ScaleByBitDepthd,
+    ScaleByBitDepthDict,
 )
 from .io import Image2DReader, SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict, image_pixels
 from .label import (
@@ -42,6 +46,10 @@ __all__ = [
     "PlannedNormalized",
     "PlannedNormalizeD",
     "PlannedNormalizeDict",
+    "ScaleByBitDepth",
+    "ScaleByBitDepthD",
+    "ScaleByBitDepthd",
+    "ScaleByBitDepthDict",
     "SaveProbabilityMapsd",
     "SaveProbabilityMapsD",
     "SaveProbabilityMapsDict",

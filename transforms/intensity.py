@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+import torch
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, NormalizeIntensity, Transform
+from monai.transforms import MapTransform, NormalizeIntensity, ScaleIntensity, Transform
+from monai.utils import convert_to_dst_type, convert_to_tensor
 
 __all__ = [
     "AboveThreshold",
+    "ScaleByBitDepth",
+    "ScaleByBitDepthd",
+    "ScaleByBitDepthD",
+    "ScaleByBitDepthDict",
     "PlannedNormalize",
     "PlannedNormalized",
     "PlannedNormalizeD",
@@ -108,3 +114,75 @@ class PlannedNormalized(MapTransform):
 
 
 PlannedNormalizeD = PlannedNormalizeDict = PlannedNormalized
+
+
+#: PIL modes of one byte per channel: their full scale is 255.
+_EIGHT_BIT_MODES = frozenset({"L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+class ScaleByBitDepth(Transform):
+    """Scale a 2D image file's values to [0, 1] by its bit depth, as read by :class:`Image2DReader`.
+
+    - 8-bit images (grey, RGB, palette, CMYK, ...) are divided by 255, exactly as ``ScaleIntensityRange(0, 255,
+      0, 1)``, so networks trained on 8-bit images see the same values;
+    - 1-bit images are read as 0/1 and kept so (255 would make them black);
+    - 16-bit, 32-bit integer and float images have no common full scale (a 12-bit sensor stored in 16 bits fills
+      a sixteenth of it; a float TIFF may be negative): they are scaled by their own minimum and maximum,
+      ``ScaleIntensity(0, 1)``, instead of being left far outside the range the network learnt.
+
+    The bit depth comes from the PIL mode that ``PILReader`` records (``meta["mode"]``). Without one (an array
+    from elsewhere), values within 0..255 are taken as 8-bit and anything else is scaled by its range.
+
+    Example::
+
+        >>> ScaleByBitDepth()(MetaTensor(torch.tensor([[[0.0, 4095.0]]]), meta={"mode": "I;16"}))
+        metatensor([[[0., 1.]]])
+    """
+
+    backend = ScaleIntensity.backend
+
+    def __init__(self) -> None:
+        self.by_range = ScaleIntensity(minv=0.0, maxv=1.0)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        mode = getattr(img, "meta", {}).get("mode")
+        values = convert_to_tensor(img, track_meta=False)
+        if mode == "1":
+            return img
+        if mode is None:
+            eight_bit = bool(values.numel() == 0 or (values.min() >= 0 and values.max() <= 255))
+        else:
+            eight_bit = str(mode) in _EIGHT_BIT_MODES
+        if not eight_bit:
+            return self.by_range(img)
+        scaled = values.to(torch.float32 if not values.is_floating_point() else values.dtype) / 255.0
+        return convert_to_dst_type(scaled, img, dtype=scaled.dtype)[0]
+
+
+class ScaleByBitDepthd(MapTransform):
+    """Dictionary-based :class:`ScaleByBitDepth`.
+
+    Args:
+        keys: the images to scale.
+        allow_missing_keys: don't raise if a key is missing.
+
+    Example::
+
+        >>> ScaleByBitDepthd("image")({"image": MetaTensor(torch.tensor([[[0.0, 255.0]]]), meta={"mode": "RGB"})})
+        {'image': metatensor([[[0., 1.]]])}
+    """
+
+    backend = ScaleByBitDepth.backend
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scale = ScaleByBitDepth()
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scale(d[key])
+        return d
+
+
+ScaleByBitDepthD = ScaleByBitDepthDict = ScaleByBitDepthd

@@ -25,3 +25,46 @@ def test_unknown_scheme_is_refused():
 
 def test_above_threshold():
     assert AboveThreshold(-500)(torch.tensor([-1000.0, -400.0])).tolist() == [False, True]
+
+
+def _loaded(path, array):
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    from monai_unets.transforms import Image2DReader
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+    load = LoadImaged("image", reader=Image2DReader(channels=3), image_only=True)
+    return Compose([load, EnsureChannelFirstd("image")])({"image": str(path)})
+
+
+def test_scale_by_bit_depth_puts_every_file_type_in_the_unit_range(tmp_path):
+    import numpy as np
+    from monai.transforms import ScaleIntensityRanged
+    from monai_unets.transforms import ScaleByBitDepthd
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 200, (12, 9, 3), dtype=np.uint8)  # an 8-bit image that does not reach 255
+    data = _loaded(tmp_path / "rgb.png", rgb)
+    by_255 = ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0)(dict(data))["image"]
+    # 8-bit: exactly what trained networks saw, not stretched to the image's own range
+    assert torch.equal(ScaleByBitDepthd("image")(data)["image"], by_255)
+    assert float(by_255.max()) < 0.8
+    for name, array in (
+        ("grey16.png", np.array([[0, 1000], [4095, 12]], dtype=np.uint16)),
+        ("float.tif", np.array([[-3.5, 0.0], [2.0, 15.6]], dtype=np.float32)),
+        ("int32.tif", np.array([[-70000, 0], [5, 90000]], dtype=np.int32)),
+    ):
+        out = ScaleByBitDepthd("image")(_loaded(tmp_path / name, array))["image"]
+        assert float(out.min()) == 0.0 and float(out.max()) == 1.0, name
+    one_bit = _loaded(tmp_path / "mask.png", np.array([[True, False], [False, True]]))
+    out = ScaleByBitDepthd("image")(one_bit)["image"]
+    assert sorted(out.unique().tolist()) == [0.0, 1.0] and out.meta["mode"] == "1"
+
+
+def test_scale_by_bit_depth_without_a_recorded_mode():
+    from monai_unets.transforms import ScaleByBitDepth
+
+    scale = ScaleByBitDepth()
+    torch.testing.assert_close(scale(torch.tensor([[0.0, 51.0, 255.0]])), torch.tensor([[0.0, 0.2, 1.0]]))
+    torch.testing.assert_close(scale(torch.tensor([[0.0, 1000.0, 4000.0]])), torch.tensor([[0.0, 0.25, 1.0]]))
+    assert scale(torch.tensor([[0, 255]], dtype=torch.uint8)).dtype == torch.float32
