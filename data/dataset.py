@@ -19,22 +19,26 @@ logger = logging.getLogger(__name__)
 
 
 # "PIL.UnidentifiedImageError: cannot identify image file 'x.png'" as a line of an embedded traceback
+# the layer that MONAI's apply_transform puts around a failing transform's exception
+_MONAI_WRAPPER = re.compile(r"applying transform ")
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
 
 
 def describe_error(error: BaseException) -> str:
-    """What is wrong with a case, in one line: ``"Type: message"`` of the innermost cause of ``error``.
+    """What is wrong with a case, in one line: ``"Type: message"`` of the exception that says so.
 
-    MONAI wraps a failing transform's exception in ``RuntimeError("applying transform ...")`` layers, and
-    ``LoadImage`` folds the tracebacks of every reader it tried into one message; the first reader's own
-    exception (the reader the config asked for) says what is actually wrong with the file.
+    MONAI wraps a failing transform's exception in ``RuntimeError("applying transform ...")`` layers, which are
+    looked through; an exception raised ``from`` a lower-level one is kept, as it says more about the file (PIL's
+    "image file is truncated", not the ``struct.error`` behind it). ``LoadImage`` folds the tracebacks of every
+    reader it tried into one message; the first reader's own exception (the reader the config asked for) says
+    what is actually wrong with the file.
 
     Example::
 
         >>> describe_error(ValueError("image is empty\nmore details"))
         'ValueError: image is empty'
     """
-    while error.__cause__ is not None:
+    while error.__cause__ is not None and _MONAI_WRAPPER.match(str(error)) and isinstance(error, RuntimeError):
         error = error.__cause__
     message = str(error)
     embedded = _EXCEPTION_LINE.search(message)

@@ -75,3 +75,21 @@ def test_describe_error_walks_to_the_cause():
             raise RuntimeError("applying transform <LoadImaged>") from inner
     except RuntimeError as outer:
         assert describe_error(outer) == "OSError: Truncated File Read"
+
+
+def test_describe_error_keeps_the_exception_that_names_the_problem(tmp_path):
+    from monai_unets.transforms import Image2DReader
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    load = Compose(
+        [LoadImaged("image", reader=Image2DReader(channels=3), image_only=True), EnsureChannelFirstd("image")]
+    )
+    try:
+        load({"image": str(tmp_path / "cut.png")})
+        raise AssertionError("a truncated PNG was read")
+    except RuntimeError as error:
+        caught = error
+    # PIL raises "truncated" from the struct.error it met; the MONAI layer around both is looked through
+    assert describe_error(caught) == "OSError: image file is truncated"
