@@ -79,6 +79,9 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "channels_last": _SWITCH,
     "augment": _SWITCH,
     "resume": (_SWITCH[0], "True or False (on the command line: --resume False)"),
+    # None: torch's default, one thread per core
+    "cpu_threads": (lambda v: v is None or _integer(1)(v), "an integer >= 1, or None for one per core"),
+    "runtime": _one_of("torch", "onnx"),
     "nan_policy": _one_of("error", "replace"),
     "bad_case_policy": _one_of("error", "skip"),
 }

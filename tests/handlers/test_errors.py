@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from monai_unets.data import DataCheckError
 from monai_unets.handlers import explain
 
 SCRIPT = """
 import sys
+
+import pytest
 from monai_unets.handlers import report_errors
 from monai_unets.data import DataCheckError
 report_errors(sys.argv[1])
@@ -42,3 +45,22 @@ def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path)
     assert "Traceback" not in result.stderr and len(lines) == 2
     logged = log.read_text()
     assert "Traceback" in logged and "Failed to evaluate ConfigExpression" in logged
+
+
+def test_inference_settings_of_the_2d_bundles_are_checked_at_start():
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.handlers.errors import SettingError, check_settings
+
+    for bundle, key, value, message in (
+        ("egeunet_skin_lesion", "cpu_threads", "abc", "cpu_threads must be an integer >= 1, or None"),
+        ("egeunet_skin_lesion", "cpu_threads", 0, "cpu_threads must be an integer >= 1, or None"),
+        ("unetv2_polyp", "runtime", "tensorrt", "runtime must be one of 'torch', 'onnx'"),
+    ):
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
+        check_settings(parser.get_parsed_content("settings"))  # the shipped values pass
+        parser[key] = value
+        with pytest.raises(SettingError, match=message):
+            check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+    check_settings({"cpu_threads": None, "runtime": "onnx"})
