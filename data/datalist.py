@@ -9,25 +9,13 @@ from pathlib import Path
 import numpy as np
 from monai.data import load_decathlon_datalist, partition_dataset
 
-from .medical_io import list_medical_cases, split_dicom_series
+from .medical_io import list_medical_cases, output_folder_inside, split_dicom_series, warn_skipped
 
 __all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases"]
 
-# Files that one image can be read from; a DICOM series is a folder and is not listed here.
-IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".nii",
-    ".nii.gz",
-    ".nrrd",
-    ".mha",
-    ".mhd",
-    ".dcm",
-)
+# 2D image files that the 2D bundles read (``monai_unets.transforms.Image2DReader``); volumes are listed by
+# ``list_cases(..., volumes=True)`` instead.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
 
 def _has_image_suffix(path: Path, suffixes: Sequence[str]) -> bool:
@@ -42,6 +30,7 @@ def list_cases(
     input_dir: str | os.PathLike | None = None,
     suffixes: Sequence[str] = IMAGE_SUFFIXES,
     volumes: bool = False,
+    output_dir: str | os.PathLike | None = None,
 ) -> list[dict]:
     """The cases a bundle processes: a folder of images when ``input_dir`` is given, else a datalist's section.
 
@@ -51,12 +40,16 @@ def list_cases(
             relative paths are resolved against ``dataset_dir``. Defaults to ``dataset_dir/datalist.json``.
         key: which list of the datalist to read.
         input_dir: a folder of images to process instead of the datalist; every file in it with one of
-            ``suffixes`` becomes a case ``{"image": path}``, in sorted order. Hidden files are skipped.
+            ``suffixes`` becomes a case ``{"image": path}``, in sorted order, under the name it is listed by (a
+            symbolic link keeps its own name). Hidden files are skipped; other files and subfolders are skipped
+            with a warning that names them.
         suffixes: file name endings that count as images in ``input_dir`` (2D images).
         volumes: list 3D studies instead: in ``input_dir`` every NIfTI/NRRD/MHA/DICOM file and every DICOM series
             subfolder is a case, and a folder holding several DICOM series (in ``input_dir`` or as a datalist
             image) becomes one case per series, never one merged volume
             (see :func:`monai_unets.data.medical_io.list_medical_cases`).
+        output_dir: where the outputs of the run go: refused when it is ``input_dir`` (a later run would take
+            this run's outputs for images), and not listed when it is a subfolder of it.
 
     Returns:
         a list of case dictionaries with absolute paths.
@@ -64,6 +57,7 @@ def list_cases(
     Raises:
         FileNotFoundError: the folder or datalist does not exist, or the folder has no image.
         KeyError: the datalist has no list named ``key``.
+        ValueError: ``output_dir`` is ``input_dir``.
 
     Example::
 
@@ -72,15 +66,22 @@ def list_cases(
         '/abs/path/data/isic2018/images/ISIC_0000001.jpg'
     """
     if input_dir and volumes:
-        return list_medical_cases(input_dir, split_series=True)
+        return list_medical_cases(input_dir, split_series=True, output_dir=output_dir)
     if input_dir:
         folder = Path(input_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
-        files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and _has_image_suffix(p, suffixes))
+        outputs = output_folder_inside(folder, output_dir)
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.resolve() != outputs)
+        files = [p for p in entries if _has_image_suffix(p, suffixes) and not p.is_dir()]
+        warn_skipped(
+            folder,
+            [p.name for p in entries if p not in files],
+            f"subfolders and files that are not 2D images: {', '.join(suffixes)}",
+        )
         if not files:
             raise FileNotFoundError(f"input folder {folder} has no image file ({', '.join(suffixes)}).")
-        return [{"image": str(p.resolve())} for p in files]
+        return [{"image": os.path.abspath(p)} for p in files]
 
     datalist_path = Path(datalist) if datalist else Path(dataset_dir) / "datalist.json"
     if not datalist_path.is_file():

@@ -75,6 +75,32 @@ def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
     return any(name.endswith(s) for s in suffixes)
 
 
+def output_folder_inside(input_dir: str | os.PathLike, output_dir: str | os.PathLike | None) -> Path | None:
+    """The output folder (resolved) if it lies inside the input folder, so that listing the input can skip it.
+
+    Raises:
+        ValueError: the output folder is the input folder itself: a later run would take this run's outputs
+            (label maps, DICOM SEG files) for images to segment.
+    """
+    if output_dir is None:
+        return None
+    folder, output = Path(input_dir).resolve(), Path(output_dir).resolve()
+    if output == folder:
+        raise ValueError(
+            f"output folder {output_dir} is the input folder {input_dir}: a later run would read this run's outputs "
+            "as images; write the outputs to another folder."
+        )
+    return output if folder in output.parents else None
+
+
+def warn_skipped(folder: str | os.PathLike, skipped: Sequence[str], reason: str) -> None:
+    """One warning naming the entries of an input folder that are not processed, and why."""
+    if not skipped:
+        return
+    shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    warnings.warn(f"input folder {folder}: skipping {len(skipped)} entries ({reason}): {shown}.", stacklevel=3)
+
+
 def series_reference(folder: str | os.PathLike, series_uid: str) -> str:
     """The image path that names one series of a DICOM folder: ``"<folder>::<SeriesInstanceUID>"``.
 
@@ -792,7 +818,10 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
 
 
 def list_medical_cases(
-    input_dir: str | os.PathLike, split_series: bool = False, suffixes: Sequence[str] = MEDICAL_SUFFIXES
+    input_dir: str | os.PathLike,
+    split_series: bool = False,
+    suffixes: Sequence[str] = MEDICAL_SUFFIXES,
+    output_dir: str | os.PathLike | None = None,
 ) -> list[dict]:
     """The cases of an inference folder of 3D images: one per image file and one per DICOM series subfolder.
 
@@ -801,12 +830,15 @@ def list_medical_cases(
     entries are skipped. A subfolder with several series stays one case (``MedicalImageReader`` then refuses it
     with a message listing the series) unless ``split_series`` is ``True``: then it becomes one case per series,
     whose image is the series reference ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be
-    read stays one case, so that loading it reports the problem for that case alone.
+    read stays one case, so that loading it reports the problem for that case alone. Other files are skipped
+    with one warning that names them. Paths keep the names they are listed under (a symbolic link is not
+    replaced by its target), so outputs are named after them.
 
     Args:
         input_dir: the folder to list.
         split_series: one case per series for subfolders that hold several series.
         suffixes: file name endings that count as images.
+        output_dir: where the outputs go: skipped when it is a subfolder, refused when it is ``input_dir``.
 
     Returns:
         a list of case dictionaries with absolute paths.
@@ -814,7 +846,7 @@ def list_medical_cases(
     Raises:
         FileNotFoundError: ``input_dir`` does not exist or holds no image.
         ValueError: ``input_dir`` holds several ``.dcm`` slices of one series directly (put each series in its
-            own subfolder).
+            own subfolder), or it is ``output_dir``.
 
     Example::
 
@@ -825,12 +857,14 @@ def list_medical_cases(
     folder = Path(input_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
+    outputs = output_folder_inside(folder, output_dir)
     cases: list[dict] = []
     loose_dicom: dict[str, list[str]] = {}
+    skipped: list[str] = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
-        path = path.resolve()
+        path = Path(os.path.abspath(path))
         if path.is_dir():
             cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif _has_suffix(path, suffixes):
@@ -839,6 +873,9 @@ def list_medical_cases(
                 if uid is not None:
                     loose_dicom.setdefault(uid, []).append(path.name)
             cases.append({"image": str(path)})
+        else:
+            skipped.append(path.name)
+    warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
     stacked = {uid: names for uid, names in loose_dicom.items() if len(names) > 1}
     if stacked:
         uid, names = next(iter(stacked.items()))

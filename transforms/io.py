@@ -15,6 +15,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple
 
 from ..data.cases import CASE_NAME_KEY
+from ..data.datalist import IMAGE_SUFFIXES
 from ..data.dicom_seg import write_dicom_seg
 from ..data.medical_io import parse_series_reference
 
@@ -31,8 +32,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: File name endings that ``Image2DReader`` reads.
-IMAGE_2D_SUFFIXES: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp")
+#: File name endings that ``Image2DReader`` reads (those that a 2D bundle lists in an input folder).
+IMAGE_2D_SUFFIXES: tuple[str, ...] = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 
 
 class _Decoded:

@@ -1,16 +1,43 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from monai_unets.data import list_cases
 
 
-def test_folder_lists_images_sorted_and_skips_others(tmp_path):
-    for name in ["b.jpg", "a.PNG", "c.nii.gz", "notes.txt", ".hidden.png"]:
+def test_folder_lists_images_sorted_and_names_what_it_skips(tmp_path):
+    for name in ["b.jpg", "a.PNG", "d.webp", "c.nii.gz", "notes.txt", ".hidden.png"]:
         (tmp_path / name).write_bytes(b"x")
-    cases = list_cases("unused", input_dir=tmp_path)
-    assert [c["image"] for c in cases] == [str((tmp_path / n).resolve()) for n in ["a.PNG", "b.jpg", "c.nii.gz"]]
+    (tmp_path / "folder.png").mkdir()
+    with pytest.warns(UserWarning, match="skipping 3 entries") as caught:
+        cases = list_cases("unused", input_dir=tmp_path)
+    assert [c["image"] for c in cases] == [str(tmp_path / n) for n in ["a.PNG", "b.jpg", "d.webp"]]
+    message = str(caught[0].message)
+    assert all(name in message for name in ("c.nii.gz", "notes.txt", "folder.png")) and ".hidden" not in message
+
+
+def test_a_linked_image_keeps_its_own_name(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "scan_0042.png").write_bytes(b"x")
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "case01.png").symlink_to(tmp_path / "store" / "scan_0042.png")
+    (tmp_path / "inbox" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # dangling: loading it names the link
+    cases = list_cases("unused", input_dir=tmp_path / "inbox")
+    assert [c["image"] for c in cases] == [str(tmp_path / "inbox" / n) for n in ["case01.png", "gone.png"]]
+
+
+def test_outputs_never_become_inputs(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="is the input folder"):
+        list_cases("unused", input_dir=tmp_path, output_dir=tmp_path / "." / "")
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "a_seg.png").write_bytes(b"x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the output folder is expected there: no warning about skipping it
+        cases = list_cases("unused", input_dir=tmp_path, output_dir=tmp_path / "masks")
+    assert cases == [{"image": str(tmp_path / "a.png")}]
 
 
 def test_datalist_section_resolves_relative_paths(tmp_path):

@@ -324,8 +324,21 @@ def test_list_medical_cases(formats, tmp_path):
     shutil.copytree(formats["dicom"], tmp_path / "c_series")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / ".hidden.nii.gz").write_text("x")
-    cases = list_medical_cases(tmp_path)
-    assert [Path(c["image"]).name for c in cases] == ["a.mha", "b.nii.gz", "c_series"]
+    (tmp_path / "d.nii.gz").symlink_to(tmp_path / "b.nii.gz")
+    with pytest.warns(UserWarning, match=r"skipping 1 entries \(not a volume file.*: notes\.txt\."):
+        cases = list_medical_cases(tmp_path)
+    # a link is listed under its own name, so that its outputs are named after it
+    assert [Path(c["image"]).name for c in cases] == ["a.mha", "b.nii.gz", "c_series", "d.nii.gz"]
+    # the outputs of a run, in a subfolder of the input (label maps, DICOM SEG files), are not read as studies
+    (tmp_path / "out").mkdir()
+    shutil.copy(formats["nifti"], tmp_path / "out" / "b_seg.nii.gz")
+    with pytest.warns(UserWarning, match="notes.txt"):
+        listed = list_medical_cases(tmp_path, output_dir=tmp_path / "out")
+    assert [Path(c["image"]).name for c in listed] == ["a.mha", "b.nii.gz", "c_series", "d.nii.gz"]
+    with pytest.raises(ValueError, match="is the input folder"):
+        list_medical_cases(tmp_path, output_dir=tmp_path)
+    (tmp_path / "d.nii.gz").unlink()
+    shutil.rmtree(tmp_path / "out")
     # loose slices of one series directly in the input folder would each become a 2D case: refused
     for path in list((tmp_path / "c_series").iterdir())[:2]:
         shutil.copy(path, tmp_path / path.name)
