@@ -109,6 +109,18 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
         >>> SaveImaged("pred", output_ext=".png", writer=AtomicPILWriter)  # doctest: +SKIP
     """
 
+    def set_data_array(
+        self, data_array: Any, channel_dim: int | None = 0, squeeze_end_dims: bool = True, **kwargs: Any
+    ) -> None:
+        """``PILWriter.set_data_array``, dropping only a single channel axis.
+
+        MONAI's ``squeeze_end_dims`` removes every trailing axis of size 1, the height of an image one pixel
+        high included, after which writing it fails.
+        """
+        super().set_data_array(data_array, channel_dim=channel_dim, squeeze_end_dims=False, **kwargs)
+        if squeeze_end_dims and channel_dim is not None and self.data_obj.ndim == 3 and self.data_obj.shape[-1] == 1:
+            self.data_obj = self.data_obj[..., 0]
+
 
 class AtomicITKWriter(_AtomicWrite, ITKWriter):
     """MONAI's ``ITKWriter`` (NRRD, MHA, NIfTI) with atomic writes; for ``SaveImaged(writer=...)``.

@@ -8,6 +8,7 @@ import sys
 import time
 
 import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
@@ -79,3 +80,33 @@ def test_sigkill_while_writing_leaves_only_complete_files(tmp_path):
     assert len(finals) >= 3
     for path in finals:
         assert nib.load(path).get_fdata().shape == (96, 96, 96), path
+
+
+@pytest.mark.parametrize("width, height", [(7, 1), (1, 1), (1, 7), (5, 3)])
+def test_png_masks_one_pixel_high_or_wide_keep_their_size(tmp_path, width, height):
+    from monai.data import MetaTensor
+    from monai.transforms import SaveImaged
+    from monai_unets.data import AtomicPILWriter
+    from PIL import Image
+
+    mask = torch.zeros(1, width, height)  # PILReader's layout: width first
+    mask[0, width - 1, 0] = 1.0  # the top-right pixel: a flip or transposition moves it
+    pred = MetaTensor(mask, meta={"filename_or_obj": str(tmp_path / "image.png"), "spatial_shape": (width, height)})
+    save = SaveImaged(
+        "pred",
+        output_dir=tmp_path,
+        output_postfix="seg",
+        writer=AtomicPILWriter,
+        output_ext=".png",
+        output_dtype=np.uint8,
+        scale=255,
+        resample=False,
+        separate_folder=False,
+        print_log=False,
+    )
+    save({"pred": pred})
+    written = Image.open(tmp_path / "image_seg.png")
+    assert written.size == (width, height)
+    expected = np.zeros((height, width), np.uint8)
+    expected[0, width - 1] = 255
+    assert np.array_equal(np.asarray(written), expected)
