@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,36 @@ class Image2DReader(PILReader):
             kwargs: arguments of ``PIL.Image.open``.
         """
         images = super().read(data, **kwargs)
+        for name, image in zip(ensure_tuple(data), ensure_tuple(images)):
+            _warn_if_turned(name, image)
         decoded = [_Decoded(image_pixels(image, self.channels), image) for image in ensure_tuple(images)]
         return decoded if isinstance(images, list) else decoded[0]
+
+
+# EXIF orientation -> how viewers turn the stored pixels for display
+_EXIF_TURNS = {
+    2: "mirrored left to right",
+    3: "rotated by 180 degrees",
+    4: "mirrored top to bottom",
+    5: "transposed",
+    6: "rotated by 90 degrees clockwise",
+    7: "transverse",
+    8: "rotated by 90 degrees counter-clockwise",
+}
+
+
+def _warn_if_turned(name: Any, image: Any) -> None:
+    """Warns that an image's EXIF orientation is not applied: its mask follows the stored pixels, not the display."""
+    try:
+        orientation = image.getexif().get(0x0112)  # the Orientation tag
+    except Exception:  # noqa: BLE001 - a damaged EXIF block does not stop the pixels from being read
+        return
+    if orientation in _EXIF_TURNS:
+        warnings.warn(
+            f"{name}: EXIF orientation {orientation} is not applied; the mask follows the stored pixels, which "
+            f"viewers show {_EXIF_TURNS[orientation]}.",
+            stacklevel=2,
+        )
 
 
 def _dicom_series(obj: Any) -> tuple[Path, str | None] | None:

@@ -172,3 +172,20 @@ def test_a_16_bit_image_is_not_constant_after_the_2d_bundle_preprocessing(tmp_pa
         channel = image[0].numpy()
         near_max = np.mean(channel > channel.max() - 0.01 * (channel.max() - channel.min()))
         assert near_max < 0.05, (name, near_max)
+
+
+def test_image2d_reader_warns_of_an_exif_orientation_it_does_not_apply(tmp_path):
+    import warnings
+
+    turned, plain = tmp_path / "phone.jpg", tmp_path / "plain.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(turned, exif=exif)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(plain)
+    reader = Image2DReader(channels=3)
+    with pytest.warns(UserWarning, match=r"phone\.jpg: EXIF orientation 6 is not applied.*90 degrees clockwise"):
+        pixels, _ = reader.get_data(reader.read(str(turned)))
+    assert pixels.shape[:2] == (30, 20)  # width first, as stored: the pixels are not turned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reader.get_data(reader.read(str(plain)))
