@@ -140,6 +140,7 @@ _HINTS: dict[str, str] = {
     "OutOfMemoryError": "lower batch_size, patch_size or sw_batch_size, or set --stitch_device to the CPU.",
     "FileNotFoundError": "check the path (dataset_dir, datalist, input_dir, bundle_root).",
     "PermissionError": "check that the folder can be written (output_dir, ckpt_dir).",
+    "FileExistsError": "a folder to write to (output_dir, ckpt_dir) is an existing file: give another path.",
     "ModuleNotFoundError": "install the missing package (pip install monai-unets brings every dependency).",
 }
 

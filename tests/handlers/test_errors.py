@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,16 @@ def test_inference_settings_of_the_2d_bundles_are_checked_at_start():
         with pytest.raises(SettingError, match=message):
             check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
     check_settings({"cpu_threads": None, "runtime": "onnx"})
+
+
+def test_explain_says_what_to_do_when_an_output_folder_is_a_file(tmp_path):
+    (tmp_path / "out").write_text("x")
+    try:
+        try:
+            os.makedirs(tmp_path / "out")
+        except FileExistsError as error:
+            raise RuntimeError("Failed to instantiate component 'CaseIsolationHandler'") from error
+    except RuntimeError as error:
+        message = explain(error)
+    assert message.startswith("FileExistsError:") and str(tmp_path / "out") in message
+    assert "is an existing file: give another path" in message
