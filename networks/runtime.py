@@ -67,9 +67,19 @@ class OnnxRuntimeNetwork(nn.Module):
         if len(inputs) != 1:
             raise ValueError(f"{path}: the model takes {len(inputs)} inputs; a segmentation network takes one image.")
         self.input_name = inputs[0].name
+        # fixed sizes of the export (an int per axis; a name where the export left the axis free)
+        self.input_shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self.path = path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = list(x.shape)
+        fixed = zip(self.input_shape, shape)
+        if len(shape) != len(self.input_shape) or any(d is not None and d != n for d, n in fixed):
+            wanted = ", ".join("any" if d is None else str(d) for d in self.input_shape)
+            raise ValueError(
+                f"{self.path} was exported for inputs of shape [{wanted}], got {shape}: export it again for this size "
+                "(image_size, batch size) or run with runtime torch."
+            )
         (output, *_) = self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})
         return torch.from_numpy(output).to(x.device)
 

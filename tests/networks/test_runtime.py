@@ -36,6 +36,15 @@ def test_onnx_network_matches_eager_at_another_batch_size(exported):
     assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
 
 
+def test_an_input_the_export_does_not_take_is_named_with_the_shape_it_takes(exported):
+    _, path = exported
+    onnx_net = OnnxRuntimeNetwork(path, num_threads=1)
+    assert onnx_net.input_shape == [None, 3, 64, 64]
+    for shape in ((1, 3, 80, 64), (1, 1, 64, 64), (3, 64, 64)):
+        with pytest.raises(ValueError, match=r"exported for inputs of shape \[any, 3, 64, 64\], got \["):
+            onnx_net(torch.rand(shape))
+
+
 def test_select_runtime(exported):
     net, path = exported
     assert select_runtime("torch", net, path) is net
