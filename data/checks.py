@@ -213,7 +213,9 @@ class CheckCased(MapTransform):
         if _all_finite(image):
             return image
         finite = torch.isfinite(image)
-        counts = f"{int(torch.isnan(image).sum())} NaN and {int(torch.isinf(image).sum())} infinite voxels"
+        # voxels, not values: a grey image repeated into RGB has each bad pixel in three channels
+        nan, inf = (int(test(image).any(dim=0).sum()) for test in (torch.isnan, torch.isinf))
+        counts = f"{nan} NaN and {inf} infinite voxels"
         if not bool(finite.any()):
             raise DataCheckError(name, f"has no finite voxel ({counts}).")
         if self.nan_policy == "error":

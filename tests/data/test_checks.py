@@ -57,6 +57,10 @@ def test_nan_policy_replace_uses_the_finite_extremes():
     torch.testing.assert_close(out, torch.tensor([[[1.0, -2.0], [5.0, -2.0], [5.0, -2.0]]]))
     with pytest.raises(DataCheckError, match="1 NaN and 2 infinite voxels"):
         CheckCased(["image"], spatial_dims=2)({"image": image})
+    # a grey image repeated into RGB: each bad pixel counts once, not once per channel
+    rgb = MetaTensor(image.as_tensor().repeat(3, 1, 1))
+    with pytest.raises(DataCheckError, match="1 NaN and 2 infinite voxels"):
+        CheckCased(["image"], spatial_dims=2, in_channels=3)({"image": rgb})
 
 
 @pytest.mark.parametrize(
