@@ -85,7 +85,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 
 
 class _AtomicWrite:
-    """Mixin for a MONAI ``ImageWriter``: ``write`` goes through :func:`atomic_path`."""
+    """Mixin for a MONAI ``ImageWriter``: ``write`` goes through :func:`atomic_path`, and only a channel is squeezed.
+
+    MONAI's ``squeeze_end_dims`` removes every trailing axis of size 1 once the channel is last: the z axis of a
+    single-slice volume, or the height of an image one pixel high, which then came out with an axis too few (or
+    failed to be written). Here only a single channel axis is removed; the spatial shape stays the input's.
+    """
+
+    @classmethod
+    def convert_to_channel_last(cls, data: Any, channel_dim: Any = 0, squeeze_end_dims: bool = True, **kwargs: Any):
+        data = super().convert_to_channel_last(data, channel_dim, squeeze_end_dims=False, **kwargs)  # type: ignore[misc]
+        return data[..., 0] if squeeze_end_dims and data.shape[-1] == 1 else data
 
     def write(self, filename: str | os.PathLike, verbose: bool = True, **kwargs: Any) -> None:
         with atomic_path(filename) as temporary:
@@ -108,18 +118,6 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
 
         >>> SaveImaged("pred", output_ext=".png", writer=AtomicPILWriter)  # doctest: +SKIP
     """
-
-    def set_data_array(
-        self, data_array: Any, channel_dim: int | None = 0, squeeze_end_dims: bool = True, **kwargs: Any
-    ) -> None:
-        """``PILWriter.set_data_array``, dropping only a single channel axis.
-
-        MONAI's ``squeeze_end_dims`` removes every trailing axis of size 1, the height of an image one pixel
-        high included, after which writing it fails.
-        """
-        super().set_data_array(data_array, channel_dim=channel_dim, squeeze_end_dims=False, **kwargs)
-        if squeeze_end_dims and channel_dim is not None and self.data_obj.ndim == 3 and self.data_obj.shape[-1] == 1:
-            self.data_obj = self.data_obj[..., 0]
 
 
 class AtomicITKWriter(_AtomicWrite, ITKWriter):

@@ -110,3 +110,32 @@ def test_png_masks_one_pixel_high_or_wide_keep_their_size(tmp_path, width, heigh
     expected = np.zeros((height, width), np.uint8)
     expected[0, width - 1] = 255
     assert np.array_equal(np.asarray(written), expected)
+
+
+@pytest.mark.parametrize("writer", ["AtomicNibabelWriter", "AtomicITKWriter"])
+def test_a_single_slice_label_map_keeps_its_slice_axis(tmp_path, writer):
+    import monai_unets.data as data_module
+    from monai.data import MetaTensor
+    from monai.transforms import SaveImaged
+
+    rows = [[-0.8, 0, 0, 10.0], [0, -0.8, 0, 20.0], [0, 0, 2.5, -30.0], [0, 0, 0, 1]]
+    affine = torch.tensor(rows, dtype=torch.float64)
+    labels = torch.zeros(1, 6, 5, 1, dtype=torch.uint8)
+    labels[0, 5, 0, 0] = 2
+    pred = MetaTensor(labels, affine=affine, meta={"filename_or_obj": str(tmp_path / "slab.nii.gz")})
+    save = SaveImaged(
+        "pred",
+        output_dir=tmp_path / "out",
+        output_postfix="seg",
+        writer=getattr(data_module, writer),
+        output_ext=".nii.gz",
+        output_dtype=np.uint8,
+        resample=False,
+        separate_folder=False,
+        print_log=False,
+    )
+    save({"pred": pred})
+    written = nib.load(tmp_path / "out" / "slab_seg.nii.gz")
+    assert written.shape == (6, 5, 1)
+    assert np.allclose(written.affine, affine.numpy(), atol=1e-5)
+    assert np.asarray(written.dataobj)[5, 0, 0] == 2 and np.asarray(written.dataobj).sum() == 2
