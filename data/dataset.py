@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 # "PIL.UnidentifiedImageError: cannot identify image file 'x.png'" as a line of an embedded traceback
 # the layer that MONAI's apply_transform puts around a failing transform's exception
 _MONAI_WRAPPER = re.compile(r"applying transform ")
+_ITK_ERROR_LINE = re.compile(r"^ITK ERROR: (.+)$", re.MULTILINE)
+_ITK_ADDRESS = re.compile(r"\(0x[0-9a-fA-F]+\)")
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
 
 
@@ -41,6 +43,11 @@ def describe_error(error: BaseException) -> str:
     while error.__cause__ is not None and _MONAI_WRAPPER.match(str(error)) and isinstance(error, RuntimeError):
         error = error.__cause__
     message = str(error)
+    # ITK's messages start with its source file and line; the reason is on the "ITK ERROR:" line
+    itk = _ITK_ERROR_LINE.search(message)
+    if itk:
+        reason = _ITK_ADDRESS.sub("", itk.group(1)).strip()
+        return f"{type(error).__name__}: {reason}"
     embedded = _EXCEPTION_LINE.search(message)
     if embedded:
         return f"{embedded.group(1)}: {embedded.group(2).strip()}"

@@ -93,3 +93,19 @@ def test_describe_error_keeps_the_exception_that_names_the_problem(tmp_path):
         caught = error
     # PIL raises "truncated" from the struct.error it met; the MONAI layer around both is looked through
     assert describe_error(caught) == "OSError: image file is truncated"
+
+
+def test_describe_error_gives_itks_reason_not_its_source_line(tmp_path):
+    import SimpleITK as sitk
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((10, 12, 14), np.int16)), str(tmp_path / "full.mha"))
+    data = (tmp_path / "full.mha").read_bytes()
+    (tmp_path / "cut.mha").write_bytes(data[: len(data) // 2])
+    try:
+        LoadImaged("image", reader=MedicalImageReader(), image_only=True)({"image": str(tmp_path / "cut.mha")})
+        raise AssertionError("a truncated MHA was read")
+    except RuntimeError as error:
+        message = describe_error(error)
+    assert message.startswith("RuntimeError: MetaImageIO: File cannot be read") and str(tmp_path / "cut.mha") in message
+    assert ".cxx" not in message and "0x" not in message
