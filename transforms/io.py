@@ -18,7 +18,7 @@ from monai.utils import ensure_tuple
 from ..data.cases import CASE_NAME_KEY
 from ..data.datalist import IMAGE_SUFFIXES
 from ..data.dicom_seg import write_dicom_seg
-from ..data.medical_io import parse_series_reference
+from ..data.medical_io import DICOM_SUFFIXES, parse_series_reference
 
 __all__ = [
     "IMAGE_2D_SUFFIXES",
@@ -155,6 +155,20 @@ def _warn_if_turned(name: Any, image: Any) -> None:
         )
 
 
+def _is_dicom_file(obj: Any) -> bool:
+    """Whether ``obj`` names a file that is DICOM (by its suffix or its preamble)."""
+    if not isinstance(obj, (str, os.PathLike)) or not os.path.isfile(obj):
+        return False
+    if str(obj).lower().endswith(DICOM_SUFFIXES):
+        return True
+    from pydicom.misc import is_dicom
+
+    try:
+        return bool(is_dicom(obj))
+    except OSError:
+        return False
+
+
 def _dicom_series(obj: Any) -> tuple[Path, str | None] | None:
     """``(folder, SeriesInstanceUID or None)`` named by a ``filename_or_obj``-like value, ``None`` for non-folders.
 
@@ -214,7 +228,15 @@ class SaveDicomSeg(Transform):
             source = getattr(label_map, "meta", {}).get("filename_or_obj")
         series = _dicom_series(source)
         if series is None:
-            logger.debug("SaveDicomSeg: %r is not a DICOM series folder, no SEG written.", source)
+            if _is_dicom_file(source):
+                # the docs promise a SEG for DICOM input: say which DICOM input does not get one
+                logger.warning(
+                    "%s: no DICOM SEG written; SEG files are written for DICOM series folders, not for a single "
+                    "(multi-frame) DICOM file. The NIfTI label map is written as usual.",
+                    source,
+                )
+            else:
+                logger.debug("SaveDicomSeg: %r is not a DICOM series folder, no SEG written.", source)
             return label_map
         folder, series_uid = series
         # the job's unique case name when the case came from a CaseDataset; else the folder (and series) name,

@@ -189,3 +189,18 @@ def test_image2d_reader_warns_of_an_exif_orientation_it_does_not_apply(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         reader.get_data(reader.read(str(plain)))
+
+
+def test_a_single_dicom_file_is_told_to_get_no_seg(tmp_path, caplog):
+    from monai.data import MetaTensor
+
+    write_axial_series(tmp_path / "series")
+    first, second = sorted((tmp_path / "series").iterdir())[:2]
+    for source in (first, second.rename(tmp_path / "frames")):  # by suffix, and by the DICOM preamble
+        pred = MetaTensor(torch.zeros(1, 6, 8, 1), meta={"filename_or_obj": str(source)})
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="monai_unets.transforms.io"):
+            out = SaveDicomSegd("pred", tmp_path / "out", LABELS)({"pred": pred})
+        assert out["pred"] is pred and not (tmp_path / "out").exists()
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(f"{source}: no DICOM SEG written" in message for message in warned), caplog.text
