@@ -357,6 +357,17 @@ def _check_stack(
         )
 
 
+def _check_orientation(iop: np.ndarray, where: str, tolerance: float = 1e-3) -> None:
+    """ImageOrientationPatient holds two unit directions at right angles, or no volume affine describes the slices."""
+    row, column = iop[:3], iop[3:]
+    lengths = np.linalg.norm(row), np.linalg.norm(column)
+    if iop.shape != (6,) or max(abs(n - 1.0) for n in lengths) > tolerance or abs(float(row @ column)) > tolerance:
+        raise ValueError(
+            f"{where} has an ImageOrientationPatient whose row and column directions are not unit vectors at right "
+            f"angles ({', '.join(f'{v:.4g}' for v in iop)}); its slices cannot be placed in a volume."
+        )
+
+
 def _close(values: Sequence[Any], tolerance: float) -> bool:
     arrays = np.asarray([np.asarray(v, float) for v in values])
     return bool(np.all(np.abs(arrays - arrays[0]) <= tolerance))
@@ -405,7 +416,14 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
         if not _close([h.get(tag) for h in headers], tolerance):
             values = sorted({str(h.get(tag)) for h in headers})
             raise ValueError(f"{where} has slices with different {tag}: {', '.join(values[:4])}.")
+    # one volume is one acquisition in one patient coordinate system: slices of another study, frame of reference
+    # or kind of image that share the SeriesInstanceUID (a faulty export) would be stacked into one volume
+    for tag in ("StudyInstanceUID", "FrameOfReferenceUID", "SOPClassUID"):
+        values = {str(h.get(tag)) for h in headers}
+        if len(values) > 1:
+            raise ValueError(f"{where} mixes slices of different {tag}: {', '.join(sorted(values)[:4])}.")
     iop = np.asarray(headers[0].ImageOrientationPatient, float)
+    _check_orientation(iop, where)
     normal = np.cross(iop[:3], iop[3:])
     ipp = np.asarray([np.asarray(h.ImagePositionPatient, float) for h in headers])
     along = ipp @ normal
@@ -446,6 +464,7 @@ def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_
             ipps.append(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float))
         if iop is None:
             return
+        _check_orientation(np.asarray(iop, float), where)
         normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
         positions = np.asarray(ipps) @ normal
     if positions is None:

@@ -280,6 +280,25 @@ def test_tilted_stack_is_refused(formats, tmp_path):
     _load_error(folder, ValueError, "not stacked along the slice normal")
 
 
+def test_a_sheared_orientation_is_refused(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "sheared"))
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = [1, 0, 0, 0.3, 1, 0]  # columns not at right angles to the rows
+        ds.save_as(path)
+    _load_error(folder, ValueError, f"{folder}.*not unit vectors at right angles")
+
+
+@pytest.mark.parametrize("tag", ["FrameOfReferenceUID", "StudyInstanceUID", "SOPClassUID"])
+def test_slices_of_another_acquisition_in_one_series_are_refused(formats, tmp_path, tag):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "mixed"))
+    path = _slice_file(folder, 5)
+    ds = pydicom.dcmread(path)
+    ds.add_new(tag, "UI", "1.2.826.0.1.3680043.8.498.99" if tag != "SOPClassUID" else "1.2.840.10008.5.1.4.1.1.4")
+    ds.save_as(path)
+    _load_error(folder, ValueError, f"{folder}.*mixes slices of different {tag}")
+
+
 def test_non_dicom_files_in_a_series_folder(formats, tmp_path):
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "with_files"))
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
