@@ -766,6 +766,8 @@ class MedicalImageReader(ImageReader):
         if not path.exists():
             raise FileNotFoundError(f"image {path} does not exist.")
         if _has_suffix(path, NIFTI_SUFFIXES):
+            # the header as written: MONAI's reader "corrects" it, putting the identity in place of a singular affine
+            _check_nifti_geometry(nib.load(str(path)), path)
             return self.nibabel_reader.read(str(path), **kwargs)
         if _has_suffix(path, DICOM_SUFFIXES):
             header = _check_single_dicom(path)
@@ -807,6 +809,36 @@ class MedicalImageReader(ImageReader):
             array, meta = self.itk_reader.get_data(img)
             return _c_ordered(array), meta
         raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
+
+
+def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> None:
+    """A NIfTI's voxel-to-world affine can place its voxels; a qform and sform that disagree are pointed out.
+
+    MONAI's reader replaces a singular affine (a zero voxel size or column) by the identity, which would give the
+    outputs 1 mm voxels at the origin without a word.
+    """
+    affine = np.asarray(image.affine, float)
+    linear = affine[:3, :3]
+    finite = bool(np.all(np.isfinite(affine)))
+    scale = float(np.abs(linear).max()) if finite else 0.0
+    if not finite or scale == 0.0 or abs(float(np.linalg.det(linear))) < 1e-9 * scale**3:
+        raise ValueError(
+            f"{path} has a singular or non-finite voxel-to-world affine (rows {np.round(linear, 4).tolist()}); its "
+            "voxels cannot be placed in the world. Fix the header's sform or qform (and pixdim)."
+        )
+    header = image.header
+    if int(header["sform_code"]) > 0 and int(header["qform_code"]) > 0:
+        qform, sform = header.get_qform(), header.get_sform()
+        # where the two put the volume's corners apart: nibabel and MONAI follow the sform, ITK the qform
+        extent = [n - 1.0 for n in (tuple(image.shape[:3]) + (1, 1, 1))[:3]]
+        corners = np.array([[i, j, k, 1.0] for i in (0, extent[0]) for j in (0, extent[1]) for k in (0, extent[2])])
+        apart = float(np.abs(corners @ (sform - qform).T).max())
+        if apart > tolerance:
+            warnings.warn(
+                f"{path}: its sform and qform place the volume up to {apart:.3g} mm apart; the outputs follow the "
+                "sform (as nibabel and MONAI do), while ITK-based viewers show the qform.",
+                stacklevel=2,
+            )
 
 
 def _c_ordered(array: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -382,3 +383,33 @@ def test_reader_by_short_name_in_a_bundle_config(formats):
     for key in ("load", "load_by_path"):
         image = parser.get_parsed_content(key)({"image": str(formats["dicom"])})["image"]
         assert tuple(image.shape) == (20, 24, 16)
+
+
+def test_a_nifti_whose_affine_cannot_place_its_voxels_is_refused(tmp_path):
+    volume = np.zeros((8, 9, 5), np.int16)
+    image = nib.Nifti1Image(volume, None)
+    image.set_sform(np.diag([0.8, 0.8, 0.0, 1.0]), code=2)  # a zero slice spacing
+    image.set_qform(None, code=0)
+    nib.save(image, tmp_path / "flat.nii.gz")
+    # MONAI's reader alone puts the identity in its place: 1 mm voxels at the origin, without a word
+    _load_error(tmp_path / "flat.nii.gz", ValueError, f"{tmp_path / 'flat.nii.gz'} has a singular")
+
+
+def test_a_nifti_whose_sform_and_qform_disagree_is_read_by_its_sform_with_a_warning(tmp_path):
+    rotated = np.eye(4)
+    rotated[:2, :2] = [[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]]
+    rotated[:3, 3] = [5.0, 0.0, 0.0]
+    image = nib.Nifti1Image(np.zeros((8, 9, 5), np.int16), np.eye(4))
+    image.set_qform(np.eye(4), code=1)
+    image.set_sform(rotated, code=2)
+    nib.save(image, tmp_path / "two.nii.gz")
+    with pytest.warns(UserWarning, match="sform and qform place the volume up to .* mm apart"):
+        loaded = _load(tmp_path / "two.nii.gz")
+    assert np.allclose(loaded.affine.numpy(), rotated, atol=1e-5)
+    # one affine written by nibabel into both: no warning
+    oblique = rotated @ np.diag([0.7, 0.8, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(np.zeros((8, 9, 5), np.int16), oblique), tmp_path / "one.nii.gz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _load(tmp_path / "one.nii.gz")
+    assert not [str(w.message) for w in caught if "sform and qform" in str(w.message)]
