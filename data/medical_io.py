@@ -251,10 +251,7 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     for path in files:
         header = _read_header(path, folder)
         if "Rows" not in header or "Columns" not in header:
-            kind = getattr(header.get("SOPClassUID"), "name", None) or header.get("Modality", "unknown")
-            raise ValueError(
-                f"{path} is a DICOM {kind} object without image data; it cannot be part of an image series."
-            )
+            raise ValueError(f"{_without_image_data(path, header)}; it cannot be part of an image series.")
         uid = header.get("SeriesInstanceUID")
         if not uid:
             raise ValueError(f"{path} has no SeriesInstanceUID (0020,000E); cannot tell which series it belongs to.")
@@ -478,6 +475,18 @@ def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_
     _check_stack(positions, labels, where, missing_factor, spacing_tolerance)
 
 
+def _without_image_data(path: Path, header: Any) -> str:
+    """Why a DICOM header without Rows and Columns is no image: another kind of object, or a cut-off image file."""
+    kind = getattr(header.get("SOPClassUID"), "name", None) or header.get("Modality", "unknown")
+    if "Image Storage" in str(kind):
+        # an image object always has them: its header stops early, as a file cut off in transfer does
+        return (
+            f"{path} is a DICOM {kind} file whose header ends before its image attributes (Rows, Columns): "
+            f"the file is truncated or damaged ({Path(path).stat().st_size} bytes)"
+        )
+    return f"{path} is a DICOM {kind} object without image data"
+
+
 def _check_single_dicom(path: Path) -> Any:
     """The header of a lone ``.dcm`` file, which must be a readable DICOM image; errors name the file."""
     try:
@@ -487,8 +496,7 @@ def _check_single_dicom(path: Path) -> Any:
     except Exception as error:  # truncated or otherwise unreadable header
         raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
     if "Rows" not in header or "Columns" not in header:
-        kind = getattr(header.get("SOPClassUID"), "name", None) or header.get("Modality", "unknown")
-        raise ValueError(f"{path} is a DICOM {kind} object without image data.")
+        raise ValueError(f"{_without_image_data(path, header)}.")
     return header
 
 

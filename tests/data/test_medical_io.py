@@ -413,3 +413,24 @@ def test_a_nifti_whose_sform_and_qform_disagree_is_read_by_its_sform_with_a_warn
         warnings.simplefilter("always")
         _load(tmp_path / "one.nii.gz")
     assert not [str(w.message) for w in caught if "sform and qform" in str(w.message)]
+
+
+@pytest.mark.parametrize("keep", [400, 600, 800])
+def test_a_slice_cut_off_in_its_header_is_called_truncated(formats, tmp_path, keep):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "cut"))
+    path = _slice_file(folder, 6)
+    path.write_bytes(path.read_bytes()[:keep])
+    message = _load_error(folder, ValueError, str(path))
+    assert "truncated" in message or "cannot read the DICOM header" in message, message
+    assert "without image data" not in message
+
+
+def test_a_dicom_object_that_is_no_image_is_named_as_such(tmp_path):
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"  # RT Structure Set Storage
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.Modality = "1.2.3.4", "1.2.3.5", "RTSTRUCT"
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "rtstruct.dcm", enforce_file_format=True)
+    _load_error(tmp_path / "rtstruct.dcm", ValueError, "RT Structure Set Storage object without image data")
