@@ -72,13 +72,18 @@ def list_cases(
         if not folder.is_dir():
             raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
         outputs = output_folder_inside(folder, output_dir)
-        entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.resolve() != outputs)
-        files = [p for p in entries if _has_image_suffix(p, suffixes) and not p.is_dir()]
-        warn_skipped(
-            folder,
-            [p.name for p in entries if p not in files],
-            f"subfolders and files that are not 2D images: {', '.join(suffixes)}",
-        )
+        files, skipped = [], []
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.is_dir():
+                if outputs is None or path.resolve() != outputs:
+                    skipped.append(path.name)
+            elif _has_image_suffix(path, suffixes):
+                files.append(path)
+            else:
+                skipped.append(path.name)
+        warn_skipped(folder, skipped, f"subfolders and files that are not 2D images: {', '.join(suffixes)}")
         if not files:
             raise FileNotFoundError(f"input folder {folder} has no image file ({', '.join(suffixes)}).")
         return [{"image": os.path.abspath(p)} for p in files]
