@@ -18,11 +18,12 @@ __all__ = ["SkipFailedCasesDataset", "describe_error"]
 logger = logging.getLogger(__name__)
 
 
-# "PIL.UnidentifiedImageError: cannot identify image file 'x.png'" as a line of an embedded traceback
 # the layer that MONAI's apply_transform puts around a failing transform's exception
 _MONAI_WRAPPER = re.compile(r"applying transform ")
+# ITK's reason, after the source file and line its messages start with; the object address is left out
 _ITK_ERROR_LINE = re.compile(r"^ITK ERROR: (.+)$", re.MULTILINE)
 _ITK_ADDRESS = re.compile(r"\(0x[0-9a-fA-F]+\)")
+# "PIL.UnidentifiedImageError: cannot identify image file 'x.png'" as a line of an embedded traceback
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
 
 
@@ -40,10 +41,9 @@ def describe_error(error: BaseException) -> str:
         >>> describe_error(ValueError("image is empty\nmore details"))
         'ValueError: image is empty'
     """
-    while error.__cause__ is not None and _MONAI_WRAPPER.match(str(error)) and isinstance(error, RuntimeError):
+    while error.__cause__ is not None and isinstance(error, RuntimeError) and _MONAI_WRAPPER.match(str(error)):
         error = error.__cause__
     message = str(error)
-    # ITK's messages start with its source file and line; the reason is on the "ITK ERROR:" line
     itk = _ITK_ERROR_LINE.search(message)
     if itk:
         reason = _ITK_ADDRESS.sub("", itk.group(1)).strip()

@@ -146,9 +146,9 @@ class ScaleByBitDepth(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         mode = getattr(img, "meta", {}).get("mode")
-        values = convert_to_tensor(img, track_meta=False)
         if mode == "1":
             return img
+        values = convert_to_tensor(img, track_meta=False)
         if mode is None:
             eight_bit = bool(values.numel() == 0 or (values.min() >= 0 and values.max() <= 255))
         else:
