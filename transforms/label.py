@@ -185,20 +185,26 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return (*outer, slice(int(last[0]), int(last[-1]) + 1))
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
-    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim))
+def _outside_largest(mask: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """The bounding box of ``mask`` and, within it, the voxels outside its largest component; ``None`` if empty.
+
+    Components are labelled inside the box only: a tumour in a whole CT is a box of a few thousand voxels, where
+    labelling the whole volume took most of a second.
+    """
+    box = _bounding_box(mask)
+    if box is None:
+        return None
+    inside = mask[box]
+    components, count = ndimage.label(inside, structure=np.ones((3,) * mask.ndim))
     if count <= 1:
-        return mask
+        return box, np.zeros_like(inside)
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    return components == int(sizes.argmax())
+    return box, inside & (components != int(sizes.argmax()))
 
 
 def keep_largest_component(mask: NdarrayOrTensor) -> np.ndarray:
     """The largest 26-connected (in 2D 8-connected) component of a binary mask; an empty mask stays empty.
-
-    Components are labelled inside the mask's bounding box only: a tumour in a whole CT is a box of a few
-    thousand voxels, where labelling the whole volume took most of a second.
 
     Example::
 
@@ -206,11 +212,12 @@ def keep_largest_component(mask: NdarrayOrTensor) -> np.ndarray:
         [True, True, False, False]
     """
     mask = np.asarray(mask, dtype=bool)
-    box = _bounding_box(mask)
-    if box is None:
+    outside = _outside_largest(mask)
+    if outside is None:
         return mask
-    kept = np.zeros_like(mask)
-    kept[box] = _largest(mask[box])
+    box, dropped = outside
+    kept = mask.copy()
+    kept[box][dropped] = False
     return kept
 
 
@@ -250,15 +257,11 @@ class KeepLargestComponentd(MapTransform):
             values = np.asarray(labels.detach().cpu())
             out = None
             for value in self.applied_labels:
-                mask = values == value
                 # only the class's bounding box can change: the whole map is not copied or relabelled
-                box = _bounding_box(mask)
-                if box is None:
+                outside = _outside_largest(values == value)
+                if outside is None or not outside[1].any():
                     continue
-                inside = mask[box]
-                dropped = inside & ~_largest(inside)
-                if not dropped.any():
-                    continue
+                box, dropped = outside
                 if out is None:
                     out = labels.clone()
                 plain = out.as_tensor() if isinstance(out, MetaTensor) else out
