@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +109,7 @@ class GHPA(nn.Module):
             conv(in_channels, out_channels, kernel_size=1),
         )
         # eval-time maps per input size, valid while the parameters keep the recorded identity and versions
-        self._maps_cache: Dict[Tuple[int, ...], List[torch.Tensor]] = {}
+        self._maps_cache: Dict[tuple, List[torch.Tensor]] = {}
         self._maps_state: tuple = ()
 
     def train(self, mode: bool = True) -> GHPA:
@@ -135,7 +135,12 @@ class GHPA(nn.Module):
         if state != self._maps_state:
             self._maps_cache = {}
             self._maps_state = state
-        key = tuple(spatial)
+        # maps made under autocast are in its dtype: one entry per precision, so that a float32 call after a
+        # mixed-precision one never multiplies by half-precision maps
+        device_type = self.params_space.device.type
+        mixed = torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+        precision = torch.get_autocast_dtype(device_type) if mixed else None
+        key = (*spatial, precision)
         maps = self._maps_cache.get(key)
         if maps is None:
             if len(self._maps_cache) >= 8:  # many input sizes (e.g. whole images): keep the latest few

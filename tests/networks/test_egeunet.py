@@ -196,3 +196,16 @@ def test_outputs_match_the_frozen_reference(dims, dtype, atol, channels_last):
     torch.testing.assert_close(cached, expected, atol=atol, rtol=1e-4)
     net.train()
     torch.testing.assert_close(net(x)[0].detach(), expected, atol=atol, rtol=1e-4)
+
+
+def test_cached_maps_are_kept_per_precision():
+    # a mixed-precision call first must not leave bfloat16 attention maps for the float32 calls after it
+    net = EGEUNet(2, 3, 1).eval()
+    x = torch.rand(1, 3, 64, 64)
+    expected = net(x).detach()  # autograd on: the maps are computed afresh and the cache is left alone
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(x)
+        after = net(x)
+    assert not torch.allclose(mixed.float(), expected, atol=1e-3)  # the bfloat16 maps did differ
+    torch.testing.assert_close(after, expected, atol=1e-4, rtol=1e-4)
