@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai_unets.networks import ChannelLayerNorm
 
 from tests.conftest import assert_onnx_matches_eager
@@ -20,17 +21,47 @@ def test_matches_torch_layer_norm_over_channels(shape):
     torch.testing.assert_close(norm(x), reference)
 
 
-@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (1, 4, 3, 5, 2)])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_onnx_export_matches_eager(tmp_path, shape, channels_last):
-    norm = ChannelLayerNorm(shape[1]).eval()
+def _random_norm(channels: int) -> ChannelLayerNorm:
+    norm = ChannelLayerNorm(channels)
     with torch.no_grad():
         norm.weight.uniform_()
         norm.bias.uniform_()
+    return norm
+
+
+def _shifted_input(shape, channels_last: bool) -> torch.Tensor:
     # an offset and scale per channel, so that a mean or variance over the wrong axis shows
     x = torch.randn(*shape) * torch.arange(1, shape[1] + 1).view(1, -1, *[1] * (len(shape) - 2)) + 3.0
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    return x
+
+
+def _reference(norm: ChannelLayerNorm, x: torch.Tensor) -> torch.Tensor:
+    last = x.dim() - 1
+    return F.layer_norm(x.movedim(1, last), norm.weight.shape, norm.weight, norm.bias, eps=1e-6).movedim(last, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (1, 4, 3, 5, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gpu_statistics_match_layer_norm(shape, channels_last):
+    # the GPU path's formula, run here on the CPU
+    norm, x = _random_norm(shape[1]), _shifted_input(shape, channels_last)
+    got = norm._statistics(x)
+    torch.testing.assert_close(got, _reference(norm, x), atol=1e-5, rtol=1e-5)
+    assert got.stride() == x.stride()  # the input's layout is kept: no copy into another order
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_input_matches_layer_norm():
+    norm, x = _random_norm(8).cuda(), _shifted_input((2, 8, 32, 24), channels_last=False).cuda()
+    torch.testing.assert_close(norm(x), _reference(norm, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (1, 4, 3, 5, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_onnx_export_matches_eager(tmp_path, shape, channels_last):
+    norm, x = _random_norm(shape[1]).eval(), _shifted_input(shape, channels_last)
     assert_onnx_matches_eager(norm, (x,), tmp_path)
 
 
