@@ -18,6 +18,7 @@ only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -731,7 +732,12 @@ class MedicalImageReader(ImageReader):
         self.missing_factor = missing_factor
         self.spacing_tolerance = spacing_tolerance
         self.nibabel_reader = NibabelReader(**(nibabel_kwargs or {}))
-        self.itk_reader = ITKReader(**{**(itk_kwargs or {}), "affine_lps_to_ras": True})
+        self.itk_kwargs = {**(itk_kwargs or {}), "affine_lps_to_ras": True}
+
+    @functools.cached_property
+    def itk_reader(self) -> ITKReader:
+        # made on first use: NIfTI studies are read without importing ITK (seconds, and absent on some machines)
+        return ITKReader(**self.itk_kwargs)
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """Whether every one of ``filename`` is a supported file, a folder or a series reference.
