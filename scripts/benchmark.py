@@ -384,19 +384,76 @@ def _runtime_paths(
         return _inference(torch.jit.freeze(torch.jit.script(_copy_of(net))), x, device)
 
     def onnxruntime() -> Callable[[], torch.Tensor]:
+        import onnxruntime as ort
+
+        if on_cuda and "CUDAExecutionProvider" not in ort.get_available_providers():
+            # timing ONNX Runtime's CPU fallback in a GPU table would compare two machines
+            raise RuntimeError("ONNX Runtime has no CUDA execution provider here (pip install onnxruntime-gpu)")
         path = workdir / "model.onnx"
         _export_onnx(net, x, path)
         return _inference(OnnxRuntimeNetwork(path, device), x, device)
 
+    def autocast(dtype: torch.dtype, layout: bool = False, compiled: str | None = None):
+        def build() -> Callable[[], torch.Tensor]:
+            model = _copy_of(net).to(memory_format=memory_format) if layout else net
+            if compiled is not None:
+                model = torch.compile(_copy_of(model), mode=compiled)
+            inputs = x.contiguous(memory_format=memory_format) if layout else x
+            call = _inference(model, inputs, device)
+
+            def mixed() -> torch.Tensor:
+                with torch.autocast(torch.device(device).type, dtype=dtype):
+                    return call()
+
+            return mixed
+
+        return build
+
+    def cuda_graph() -> Callable[[], torch.Tensor]:
+        # the whole inference-mode call captured once and replayed: one launch instead of hundreds
+        static = x.clone()
+
+        def call() -> torch.Tensor:  # no synchronisation: not allowed while capturing
+            with torch.inference_mode():
+                return net(static)
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up outside the capture: cuDNN's choices, allocator pools
+                call()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = call()
+
+        def replay() -> torch.Tensor:
+            graph.replay()
+            _synchronise(device)
+            return output
+
+        return replay
+
+    on_cuda = torch.device(device).type == "cuda"
     paths = {
         "eager": eager,
         "eager, inference mode": lambda: _inference(net, x, device),
         "channels_last": channels_last,
         "TorchScript (frozen)": torchscript,
         "ONNX Runtime": onnxruntime,
+        # the bundles' mixed precision: float16 autocast on a GPU (amp), bfloat16 on the CPU (bf16)
+        "AMP bfloat16": autocast(torch.bfloat16),
     }
+    if on_cuda:
+        paths["AMP float16"] = autocast(torch.float16)
+        paths["channels_last, AMP float16"] = autocast(torch.float16, layout=True)
+        paths["CUDA graph"] = cuda_graph
     if options.compile:
         paths["torch.compile"] = lambda: _inference(torch.compile(_copy_of(net)), x, device)
+        if on_cuda:
+            paths["torch.compile, AMP float16"] = autocast(torch.float16, compiled="default")
+            # CUDA graphs replay the whole network as one launch: what a small network needs at small batches
+            paths["torch.compile CUDA graphs, AMP float16"] = autocast(torch.float16, compiled="reduce-overhead")
     return paths
 
 
@@ -442,7 +499,8 @@ def runtime_section(options: BenchmarkOptions) -> BenchmarkSection:
         [
             "eager: the network in eval mode with autograd on, every operation recomputed on each call; "
             "inference mode: torch.inference_mode(), where EGE-UNet reuses its attention maps per input size; "
-            "channels_last, TorchScript (scripted, frozen) and torch.compile run in inference mode.",
+            "channels_last, TorchScript (scripted, frozen) and torch.compile run in inference mode; CUDA graph: "
+            "the inference-mode call captured once and replayed; AMP: autocast to the named type.",
             "ONNX Runtime: legacy exporter, opset 17, exported at the timed input size, all graph optimisations, "
             "as many threads as torch; its own kernels give float32 differences of about 1e-5 relative.",
         ],
@@ -457,6 +515,7 @@ def benchmark_sliding_window(
     overlap: float | None = None,
     sw_batch_size: int | None = None,
     repeats: int = 1,
+    amp: bool | None = None,
 ) -> dict:
     """Run the bundle's sliding-window inference on a random volume and measure it.
 
@@ -474,6 +533,7 @@ def benchmark_sliding_window(
         overlap: window overlap (default: the bundle's).
         sw_batch_size: windows per forward pass (default: the bundle's).
         repeats: timed runs (the median is reported); one untimed warm-up run comes first on a GPU.
+        amp: float16 autocast on a GPU (default: the bundle's ``amp``); ignored on the CPU.
 
     Returns:
         the settings and figures: seconds, windows, peak resident memory (MiB) and, on CUDA, peak GPU memory.
@@ -491,18 +551,24 @@ def benchmark_sliding_window(
     inferer = parser.get_parsed_content("window_inferer" if "window_inferer" in parser else "inferer")
     if not isinstance(inferer, SlidingWindowInferer):
         raise ValueError(f"the inferer of bundle {bundle} is {type(inferer).__name__}, not a sliding-window inferer.")
-    network = parser.get_parsed_content("network_def").to(device).eval()
-    volume = torch.rand(1, 1, *shape)
+    parser["device"] = device
+    # as the bundle builds it: channels-last where its config says so
+    network = parser.get_parsed_content("network").eval()
+    # where the bundle's evaluator puts the study before the sliding window
+    volume = torch.rand(1, 1, *shape, device=device)
     on_cuda = torch.device(device).type == "cuda"
+    # the evaluator's float16 autocast (the bundle's `amp`, on by default on a GPU)
+    amp = on_cuda and bool(parser.get_parsed_content("amp") if amp is None else amp)
+    autocast = torch.autocast("cuda", enabled=amp) if on_cuda else contextlib.nullcontext()
     if on_cuda:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             inferer(volume[..., : min(shape[-1], 2 * inferer.roi_size[-1])], network)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     _reset_peak_rss()
     rss_before = _peak_rss_mib()
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         for _ in range(repeats):
             start = time.perf_counter()
             output = inferer(volume, network)
@@ -520,9 +586,10 @@ def benchmark_sliding_window(
         "sw_batch_size": inferer.sw_batch_size,
         "device": device,
         "stitch_device": str(stitch_device or device),
+        "amp": amp,
         "threads": torch.get_num_threads(),
         "windows": int(torch.tensor(scan).prod()),
-        "seconds": round(times[len(times) // 2], 2),
+        "seconds": round(times[len(times) // 2], 3),
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "rss_before_mib": round(rss_before, 1),
         "output_shape": list(output.shape),

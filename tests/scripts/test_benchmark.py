@@ -17,6 +17,7 @@ def test_reports_windows_time_and_memory():
     assert result["output_shape"] == [1, 3, 100, 96, 40]
     # 96-voxel windows every 48 voxels: 2 along the first axis, 1 along the others
     assert result["windows"] == 2
+    assert result["amp"] is False  # float16 autocast only on a GPU
 
 
 def test_quick_suite_writes_markdown_and_json(tmp_path):
@@ -53,8 +54,9 @@ def test_quick_suite_writes_markdown_and_json(tmp_path):
         for name in ("eager", "eager, inference mode", "channels_last", "TorchScript (frozen)", "ONNX Runtime"):
             row = paths[(config, name)]
             assert "error" not in row, row
-            # every path computes the same network
+            # every path computes the same network, also after the mixed-precision path ran the same module
             assert row["max abs diff / max(1, max abs eager)"] <= 1e-4, row
+        assert "error" not in paths[(config, "AMP bfloat16")]
     markdown = (tmp_path / "benchmark.md").read_text()
     assert "## Networks beside MONAI's" in markdown and "## Runtime paths" in markdown
     assert "| ONNX Runtime |" in markdown
