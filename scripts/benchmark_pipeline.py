@@ -61,6 +61,7 @@ __all__ = [
 
 CT_BUNDLES = ("egeunet3d_pancreas_ct", "attention_unet_pancreas_ct")
 FULL_SHAPE, FULL_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)
+INPUT_FORMATS = ("dicom", "nifti")
 # small enough for a test: a few windows of a 32-voxel patch
 QUICK_SHAPE, QUICK_SPACING, QUICK_PATCH = (56, 48, 24), (1.5, 1.5, 2.0), (32, 32, 32)
 
@@ -114,8 +115,10 @@ def benchmark_inference(
     workdir: str | os.PathLike | None = None,
     cases: int = 1,
     models: str | os.PathLike | None = None,
+    input_format: str = "dicom",
+    settings: dict | None = None,
 ) -> dict:
-    """Run a CT bundle's inference on phantom DICOM series in a fresh process and measure it.
+    """Run a CT bundle's inference on phantom studies in a fresh process and measure it.
 
     With random weights (the default) the label maps are far denser than a trained model's, which makes the
     writers slower than in real use (the DICOM SEG stores a frame per slice and segment that has foreground);
@@ -130,6 +133,10 @@ def benchmark_inference(
         cases: phantom series read in the one run (different phantoms of the same size).
         models: a trained bundle's ``models`` folder (``model.pt``, and ``plan.json`` when it has one); default:
             random weights.
+        input_format: ``"dicom"`` (a DICOM series per study, which also gets a DICOM SEG) or ``"nifti"`` (one
+            ``.nii.gz`` per study, a NIfTI label map only).
+        settings: keys of the bundle's ``inference.yaml`` to override (``{"sw_batch_size": 4}``), as on the
+            command line of ``monai.bundle run``.
 
     Returns:
         the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
@@ -144,18 +151,29 @@ def benchmark_inference(
         more also ``per_case_s`` (median time from one finished case to the next, after the first),
         ``per_case_network_s`` (median network time of those cases) and ``per_case_ratio``.
     """
-    from monai_unets.scripts.demo_ct import make_ct_phantom, write_dicom_series
+    from monai_unets.scripts.demo_ct import lps_geometry_affine, make_ct_phantom, write_dicom_series
 
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {', '.join(INPUT_FORMATS)}; got {input_format!r}.")
     if quick:
         shape, spacing = QUICK_SHAPE, QUICK_SPACING
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
         origin = [-(shape[0] - 1) * spacing[0] / 2, -(shape[1] - 1) * spacing[1] / 2, 100.0]
+        (root / "studies").mkdir(parents=True, exist_ok=True)
         for case in range(cases):
             image, _ = make_ct_phantom(shape, spacing, seed=case)
-            write_dicom_series(image, root / "studies" / f"ct_{case:03d}", spacing, origin)
+            if input_format == "dicom":
+                write_dicom_series(image, root / "studies" / f"ct_{case:03d}", spacing, origin)
+            else:
+                import nibabel as nib
+                import numpy as np
+
+                affine = lps_geometry_affine(spacing, origin, np.eye(3))
+                nib.save(nib.Nifti1Image(image, affine), root / "studies" / f"ct_{case:03d}.nii.gz")
             del image
         overrides = {"patch_size": list(QUICK_PATCH)} if quick else {}
+        overrides.update(settings or {})
         _install_weights(bundle, root / "bundle", overrides, models)
         job = {
             "bundle": bundle,
@@ -173,7 +191,8 @@ def benchmark_inference(
         )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
-            raise RuntimeError(f"bundle inference failed:\n{proc.stderr[-3000:]}")
+            # the bundle logs failed cases to stdout and tracebacks to stderr
+            raise RuntimeError(f"bundle inference failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         child = json.loads(proc.stdout.strip().splitlines()[-1])
         outputs = sorted(p.name for p in (root / "out").iterdir())
         foreground = _foreground_fraction(sorted((root / "out").glob("*_seg.nii.gz")))
@@ -181,7 +200,9 @@ def benchmark_inference(
         "bundle": bundle,
         "shape": list(shape),
         "spacing": list(spacing),
-        "input": "DICOM series",
+        "input": "DICOM series" if input_format == "dicom" else "NIfTI (.nii.gz)",
+        "settings": settings or {},
+        "device": child["device"],
         "threads": child["threads"],
         "wall_s": round(wall, 2),
         "network_s": round(child["network_s"], 2),
@@ -255,7 +276,9 @@ def _child(job: dict) -> int:
     workflow.initialize()
     steps: dict[str, float] = {}
     parser = workflow.parser
-    # one parse, so that Invertd keeps the very preprocessing object whose operations it undoes
+    # one parse, so that Invertd keeps the very preprocessing object whose operations it undoes, and the run's
+    # conclusion (failed cases, exit status) comes from the handler attached to the evaluator
+    parser["case_isolation"] = parser.get_parsed_content("case_isolation")
     preprocessing = parser.get_parsed_content("preprocessing")
     postprocessing = parser.get_parsed_content("postprocessing")
     inferer = parser.get_parsed_content("inferer")
@@ -289,6 +312,7 @@ def _child(job: dict) -> int:
 
     result = {
         "threads": torch.get_num_threads(),
+        "device": str(parser.get_parsed_content("device")),
         "imports_s": imports,
         "network_s": network,
         "first_case_s": done[0] - job["launched"] if done else 0.0,
@@ -398,19 +422,26 @@ def pipeline_rows(
     train_cases: int = 5,
     rounds: int = 3,
     models: str | os.PathLike | None = None,
+    input_format: str = "dicom",
+    settings: dict | None = None,
+    training: bool = True,
 ) -> list[dict]:
     """The 3D pipeline figures: one row per measurement, ready for a table.
 
     Each row has ``section`` (``"3D inference"`` or ``"training epoch"``), ``bundle`` and the figures of
-    :func:`benchmark_inference` (``cases`` series in one run, with the weights in ``models`` or random ones) or
-    :func:`benchmark_training` (``train_cases`` phantoms, ``rounds`` epochs).
+    :func:`benchmark_inference` (``cases`` studies in ``input_format`` in one run, with the weights in ``models``
+    or random ones, the bundle's ``settings`` overridden) or :func:`benchmark_training` (``train_cases``
+    phantoms, ``rounds`` epochs; left out when ``training`` is false).
     """
     rows = []
     for bundle in bundles:
-        inference = benchmark_inference(bundle, quick=quick, cases=cases, models=models)
+        inference = benchmark_inference(
+            bundle, quick=quick, cases=cases, models=models, input_format=input_format, settings=settings
+        )
         rows.append({"section": "3D inference", **inference})
-        training = benchmark_training(bundle, num_cases=train_cases, quick=quick, rounds=rounds)
-        rows.append({"section": "training epoch", **training})
+        if training:
+            training_row = benchmark_training(bundle, num_cases=train_cases, quick=quick, rounds=rounds)
+            rows.append({"section": "training epoch", **training_row})
     return rows
 
 
@@ -445,9 +476,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a trained bundle's models folder (model.pt, plan.json) to time instead of random weights",
     )
+    parser.add_argument(
+        "--input", choices=INPUT_FORMATS, default="dicom", help="study format (default: dicom; nifti: .nii.gz)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of inference.yaml, the value read as YAML (repeatable): --set sw_batch_size=4",
+    )
+    parser.add_argument("--inference-only", action="store_true", help="leave out the training epoch")
     parser.add_argument("--quick", action="store_true", help="small volumes: checks that everything runs")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
+
+
+def _parse_settings(pairs: Sequence[str]) -> dict:
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise SystemExit(f"--set takes KEY=VALUE; got {pair!r}")
+        settings[key] = yaml.safe_load(value)
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -464,6 +518,9 @@ def run(args: argparse.Namespace) -> int:
         train_cases=args.train_cases,
         rounds=args.epochs,
         models=args.models,
+        input_format=args.input,
+        settings=_parse_settings(args.set),
+        training=not args.inference_only,
     )
     for row in rows:
         print(json.dumps(row))

@@ -83,3 +83,34 @@ def test_foreground_fraction_counts_every_label_map(tmp_path):
 def test_models_take_one_bundle(tmp_path):
     with pytest.raises(SystemExit, match="one --bundle"):
         main(["--bundle", "egeunet3d_pancreas_ct", "--bundle", "attention_unet_pancreas_ct", "--models", str(tmp_path)])
+
+
+def test_nifti_studies_with_overridden_settings(tmp_path):
+    from monai_unets.scripts.benchmark_pipeline import benchmark_inference
+
+    result = benchmark_inference(quick=True, input_format="nifti", settings={"sw_batch_size": 3})
+    assert result["input"] == "NIfTI (.nii.gz)" and result["settings"] == {"sw_batch_size": 3}
+    # a NIfTI study gets its label map and no DICOM SEG
+    assert result["outputs"] == ["ct_000_seg.nii.gz", "failures.csv"]
+    assert result["device"] == "cpu" and result["first_case_s"] > 0
+
+
+def test_a_failed_case_fails_the_benchmark():
+    from monai_unets.scripts.benchmark_pipeline import benchmark_inference
+
+    # the inversion looks for a key the data does not have: the case fails, the bundle's run exits 1
+    with pytest.raises(RuntimeError, match="0 ok, 1 failed"):
+        benchmark_inference(quick=True, input_format="nifti", settings={"postprocessing#transforms#1#keys": "nope"})
+
+
+def test_command_line_passes_input_settings_and_parts(tmp_path, monkeypatch):
+    import monai_unets.scripts.benchmark_pipeline as module
+
+    seen = {}
+    monkeypatch.setattr(module, "pipeline_rows", lambda bundles, quick, **kwargs: seen.update(kwargs) or [])
+    argv = ["--quick", "--input", "nifti", "--set", "sw_batch_size=4", "--set", "overlap=0.25", "--inference-only"]
+    assert main(argv) == 0
+    assert seen["input_format"] == "nifti" and seen["training"] is False
+    assert seen["settings"] == {"sw_batch_size": 4, "overlap": 0.25}
+    with pytest.raises(SystemExit, match="--set takes KEY=VALUE"):
+        main(["--quick", "--set", "sw_batch_size"])
