@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ..networks.runtime import RUNTIMES
+
 __all__ = ["SETTINGS", "SettingError", "check_settings", "explain", "report_errors", "root_cause"]
 
 
@@ -81,7 +83,7 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "resume": (_SWITCH[0], "True or False (on the command line: --resume False)"),
     # None: torch's default, one thread per core
     "cpu_threads": (lambda v: v is None or _integer(1)(v), "an integer >= 1, or None for one per core"),
-    "runtime": _one_of("torch", "onnx"),
+    "runtime": _one_of(*RUNTIMES),
     "nan_policy": _one_of("error", "replace"),
     "bad_case_policy": _one_of("error", "skip"),
 }

@@ -1,4 +1,5 @@
-"""Run an exported network in ONNX Runtime behind the ``nn.Module`` interface that MONAI's inferers expect."""
+"""How a bundle runs its network: PyTorch, compiled PyTorch, or an exported model in ONNX Runtime behind the
+``nn.Module`` interface that MONAI's inferers expect."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 __all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "select_runtime"]
 
 #: The values of a bundle's ``runtime`` key.
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx", "compile")
 
 
 def _import_onnxruntime():
@@ -90,10 +91,13 @@ class OnnxRuntimeNetwork(nn.Module):
 def select_runtime(
     runtime: str, network: nn.Module, onnx_path: str | Path, device: str | torch.device = "cpu"
 ) -> nn.Module:
-    """The network a bundle runs: ``network`` itself on ``device`` (``"torch"``) or the ONNX model (``"onnx"``).
+    """The network a bundle runs: ``network`` on ``device``, as it is or compiled, or the ONNX model.
 
     Args:
-        runtime: ``"torch"`` or ``"onnx"``.
+        runtime: ``"torch"`` (the network as it is), ``"compile"`` (the same module, compiled in place with
+            ``torch.compile`` on its first call: a minute or more of compiling, then on a GPU many times
+            eager PyTorch's throughput; state-dict keys unchanged, so the checkpoint loader works as before) or
+            ``"onnx"`` (the exported model in ONNX Runtime).
         network: the PyTorch network (its weights are loaded later by the bundle's checkpoint loader).
         onnx_path: the exported ONNX model, used with ``"onnx"``.
         device: where the network runs.
@@ -104,6 +108,10 @@ def select_runtime(
     """
     if runtime == "torch":
         return network.to(device)
+    if runtime == "compile":
+        network = network.to(device)
+        network.compile()
+        return network
     if runtime == "onnx":
         return OnnxRuntimeNetwork(onnx_path, device)
     raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")

@@ -63,4 +63,21 @@ def test_unknown_runtime_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError) as raised:
         parser.get_parsed_content("network")
     # MONAI reports the failing expression and chains our message
-    assert "runtime must be one of torch, onnx; got 'onxx'" in str(raised.value.__cause__)
+    assert "runtime must be one of torch, onnx, compile; got 'onxx'" in str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize("name", RUNTIME_BUNDLES)
+def test_compile_runtime_loads_the_checkpoint_into_the_compiled_network(name, tmp_path):
+    trained = _parser(name, tmp_path).get_parsed_content("network_def")
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.uniform_()
+    (tmp_path / "models").mkdir()
+    torch.save(trained.state_dict(), tmp_path / "models" / "model.pt")
+    parser = _parser(name, tmp_path, runtime="compile")
+    network = parser.get_parsed_content("network")
+    assert network._compiled_call_impl is not None
+    (loader,) = [h for h in parser.get_parsed_content("handlers") if isinstance(h, WeightsLoader)]
+    loader(None)  # what the evaluator does when it starts
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(network.state_dict()[key], value)

@@ -49,9 +49,30 @@ def test_select_runtime(exported):
     net, path = exported
     assert select_runtime("torch", net, path) is net
     assert isinstance(select_runtime("onnx", net, path), OnnxRuntimeNetwork)
-    with pytest.raises(ValueError, match="runtime must be one of torch, onnx; got 'onxx'"):
+    with pytest.raises(ValueError, match="runtime must be one of torch, onnx, compile; got 'onxx'"):
         select_runtime("onxx", net, path)
-    assert RUNTIMES == ("torch", "onnx")
+    assert RUNTIMES == ("torch", "onnx", "compile")
+
+
+def test_compile_runtime_keeps_the_module_and_its_state_dict_keys():
+    # compiled in place: the bundle's weights loader fills the same parameters under the same names
+    net = EGEUNet(2, 3, 1)
+    keys = list(net.state_dict())
+    compiled = select_runtime("compile", net, "unused.onnx")
+    assert compiled is net
+    assert list(compiled.state_dict()) == keys
+    assert compiled._compiled_call_impl is not None  # calls go through torch.compile from now on
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_eager():
+    torch.manual_seed(0)
+    net = EGEUNet(2, 3, 1).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        expected = net(x)
+        got = select_runtime("compile", net, "unused.onnx")(x)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_missing_or_corrupt_model_names_the_file(tmp_path):
