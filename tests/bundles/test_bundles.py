@@ -171,6 +171,22 @@ def test_ct_inference_runs_channels_last_on_the_cpu_whatever_form_the_device_tak
     assert parser.get_parsed_content("channels_last") == (device != "cuda:0")
 
 
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+@pytest.mark.parametrize("device", ["cpu", "cuda:0"])
+def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
+    from monai.transforms import Invertd
+
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
+    parser["device"] = device
+    # a large CT assembled on the CPU (the docs' advice when it does not fit) is inverted there too
+    for stitch, expected in ((None, device), ("cpu", "cpu")):
+        if stitch is not None:
+            parser["stitch_device"] = stitch
+        (invert,) = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, Invertd)]
+        assert [str(d) for d in invert.device] == [expected]  # one device per key
+
+
 @pytest.mark.parametrize("name", BUNDLES)
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_loader_keeps_its_workers_between_epochs(name, workers):
