@@ -892,12 +892,15 @@ def list_medical_cases(
 
     Every file of ``input_dir`` with one of ``suffixes`` (NIfTI, NRRD, MHA/MHD, a single or multi-frame
     ``.dcm``) and every subfolder (a DICOM series) becomes a case ``{"image": path}``, in sorted order; hidden
-    entries are skipped. A subfolder with several series stays one case (``MedicalImageReader`` then refuses it
-    with a message listing the series) unless ``split_series`` is ``True``: then it becomes one case per series,
-    whose image is the series reference ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be
-    read stays one case, so that loading it reports the problem for that case alone. Other files are skipped
-    with one warning that names them. Paths keep the names they are listed under (a symbolic link is not
-    replaced by its target), so outputs are named after them.
+    entries are skipped. Two or more ``.dcm`` slices of one series directly in ``input_dir`` (a flat export, or
+    a series folder given as the input folder) become one case, the series reference
+    ``"<input_dir>::<SeriesInstanceUID>"``. A subfolder with several series stays one case
+    (``MedicalImageReader`` then refuses it with a message listing the series) unless ``split_series`` is
+    ``True``: then it becomes one case per series, whose image is the series reference
+    ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be read stays one case, so that loading
+    it reports the problem for that case alone. Other files are skipped with one warning that names them. Paths
+    keep the names they are listed under (a symbolic link is not replaced by its target), so outputs are named
+    after them.
 
     Args:
         input_dir: the folder to list.
@@ -910,8 +913,7 @@ def list_medical_cases(
 
     Raises:
         FileNotFoundError: ``input_dir`` does not exist or holds no image.
-        ValueError: ``input_dir`` holds several ``.dcm`` slices of one series directly (put each series in its
-            own subfolder), or it is ``output_dir``.
+        ValueError: ``input_dir`` is ``output_dir``.
 
     Example::
 
@@ -941,14 +943,14 @@ def list_medical_cases(
         else:
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
+    # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
+    # one case for the series, read from this folder, in place of one case per slice
     stacked = {uid: names for uid, names in loose_dicom.items() if len(names) > 1}
-    if stacked:
-        uid, names = next(iter(stacked.items()))
-        raise ValueError(
-            f"input folder {folder} holds {len(names)} DICOM files of series {uid} ({', '.join(names[:3])}, ...) "
-            "directly; each .dcm file there is read as a separate image, so put the slices of each series in "
-            "their own subfolder."
-        )
+    for uid, names in stacked.items():
+        slices = {str(folder / name) for name in names}
+        first = next(i for i, case in enumerate(cases) if case["image"] in slices)
+        cases = [case for case in cases if case["image"] not in slices]
+        cases.insert(first, {"image": series_reference(folder, uid)})
     if not cases:
         raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
     return cases

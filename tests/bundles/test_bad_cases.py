@@ -120,6 +120,32 @@ def test_3d_batch_with_bad_cases_single_and_sharded(tmp_path):
             np.testing.assert_array_equal(nib.load(outputs[0] / file).dataobj, nib.load(outputs[1] / file).dataobj)
 
 
+@pytest.mark.slow
+def test_series_slices_directly_in_the_input_folder_are_one_study(tmp_path):
+    # a flat export: the slices of a series lie directly in the input folder, beside a NIfTI study
+    name, extra = FAST_3D
+    bundle = bundle_with_random_weights(name, tmp_path)
+    data = tmp_path / "data"
+    generate_demo_ct(data, num_cases=1, num_test=1, shape=(36, 32, 20), dicom=True)
+    inputs = tmp_path / "flat"
+    shutil.copytree(data / "dicomTs" / "demo_001", inputs)
+    uid = str(pydicom.dcmread(next(inputs.iterdir()), stop_before_pixels=True).SeriesInstanceUID)
+    result = _infer(bundle, inputs, tmp_path / "out", extra)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["failures.csv", f"flat_{uid}_seg.dcm", f"flat_{uid}_seg.nii.gz"]
+    label = nib.load(tmp_path / "out" / f"flat_{uid}_seg.nii.gz")
+    reference = nib.load(data / "imagesTs" / "demo_001.nii.gz")
+    assert label.shape == reference.shape
+    np.testing.assert_allclose(label.affine, reference.affine, atol=1e-4)
+    # with another study beside the slices the series cannot be read from that folder: that case alone fails
+    shutil.copy(data / "imagesTs" / "demo_001.nii.gz", inputs / "other.nii.gz")
+    result = _infer(bundle, inputs, tmp_path / "out2", extra)
+    assert result.returncode != 0 and "2 case(s): 1 ok, 1 failed" in result.stdout + result.stderr
+    assert _failures(tmp_path / "out2") == {f"flat_{uid}": "reading"}
+    assert (tmp_path / "out2" / "other_seg.nii.gz").is_file()
+
+
 def _skin_inputs(root: Path) -> Path:
     data = root / "data"
     generate_demo_dataset(data, num_images=4, seed=1, min_size=40, max_size=64)

@@ -359,11 +359,17 @@ def test_list_medical_cases(formats, tmp_path):
         list_medical_cases(tmp_path, output_dir=tmp_path)
     (tmp_path / "d.nii.gz").unlink()
     shutil.rmtree(tmp_path / "out")
-    # loose slices of one series directly in the input folder would each become a 2D case: refused
-    for path in list((tmp_path / "c_series").iterdir())[:2]:
-        shutil.copy(path, tmp_path / path.name)
-    with pytest.raises(ValueError, match="own subfolder"):
-        list_medical_cases(tmp_path)
+    # loose slices of one series directly in the input folder: one case for the series, where its first slice was
+    slices = sorted((tmp_path / "c_series").iterdir())[:2]
+    for path in slices:
+        shutil.copy(path, tmp_path / f"x_{path.name}")
+    uid = str(pydicom.dcmread(slices[0], stop_before_pixels=True).SeriesInstanceUID)
+    with pytest.warns(UserWarning, match="notes.txt"):
+        cases = [c["image"] for c in list_medical_cases(tmp_path)]
+    assert [Path(c).name for c in cases[:3]] == ["a.mha", "b.nii.gz", "c_series"]
+    assert cases[3:] == [series_reference(tmp_path, uid)]
+    for path in slices:
+        (tmp_path / f"x_{path.name}").unlink()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_medical_cases(tmp_path / "nowhere")
 
