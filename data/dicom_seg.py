@@ -22,7 +22,7 @@ from monai.config import NdarrayOrTensor
 from monai.utils import optional_import
 
 from .atomic import atomic_path
-from .medical_io import _c_ordered, select_dicom_series
+from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, select_dicom_series
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -39,6 +39,9 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # point: header positions are written with a few decimals and affines may be float32, so exact equality is
 # too strict, while a real mismatch (resampled, cropped or un-inverted map) is off by a sizeable fraction.
 _GRID_TOLERANCE = 0.05
+# Along the slice axis a series whose gaps vary a little (within the reader's spacing tolerance) puts slices off
+# the regular grid of its volume; each still maps to one voxel slice while it lies within this fraction of one.
+_SLICE_TOLERANCE = 0.25
 # Without these a slice cannot be placed in space, so no frame of the SEG could be matched to it.
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 # The identifiers a SEG references its source by (type 1): nothing can stand in for them.
@@ -236,9 +239,12 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
     first = datasets[0]
     for ds in datasets[1:]:
         if (ds.Rows, ds.Columns) != (first.Rows, first.Columns) or not np.allclose(
-            _floats(ds.ImageOrientationPatient), _floats(first.ImageOrientationPatient), atol=1e-4
+            _floats(ds.ImageOrientationPatient), _floats(first.ImageOrientationPatient), atol=ORIENTATION_TOLERANCE
         ):
             raise DicomSegError(f"no DICOM SEG written: the slices of {where} differ in size or orientation.")
+        # within the reader's tolerance the volume has the first slice's orientation; highdicom wants one shared
+        # value (these are header copies read for the SEG: the source files are not changed)
+        ds.ImageOrientationPatient = first.ImageOrientationPatient
     normal = _slice_normal(first)
     offsets = [float(_floats(ds.ImagePositionPatient) @ normal) for ds in datasets]
     if np.any(np.isclose(np.diff(offsets), 0.0, atol=1e-3)):
@@ -361,10 +367,10 @@ def _frames_on_source_slices(
         # the column index moves along the first direction cosine, the row index along the second
         col_step = linear @ (_LPS_TO_RAS @ iop[:3]) * col_spacing
         row_step = linear @ (_LPS_TO_RAS @ iop[3:]) * row_spacing
-        for vec in (start, col_step, row_step):
+        for vec in (col_step, row_step):
             if not np.allclose(vec, np.round(vec), atol=_GRID_TOLERANCE):
                 raise DicomSegError(mismatch)
-        start, col_step, row_step = (np.round(v).astype(np.int64) for v in (start, col_step, row_step))
+        col_step, row_step = (np.round(v).astype(np.int64) for v in (col_step, row_step))
         col_axis, row_axis = np.flatnonzero(col_step), np.flatnonzero(row_step)
         if (
             len(col_axis) != 1
@@ -374,10 +380,15 @@ def _frames_on_source_slices(
             or abs(row_step[row_axis[0]]) != 1
         ):
             raise DicomSegError(mismatch)
+        slice_axis = 3 - int(col_axis[0]) - int(row_axis[0])
+        tolerance = np.full(3, _GRID_TOLERANCE)
+        tolerance[slice_axis] = _SLICE_TOLERANCE
+        if np.any(np.abs(start - np.round(start)) > tolerance):
+            raise DicomSegError(mismatch)
+        start = np.round(start).astype(np.int64)
         last = start + (rows - 1) * row_step + (cols - 1) * col_step
         if np.any(np.minimum(start, last) < 0) or np.any(np.maximum(start, last) >= values.shape):
             raise DicomSegError(mismatch)
-        slice_axis = 3 - int(col_axis[0]) - int(row_axis[0])
         used_slices.add(int(start[slice_axis]))
         # one step moves one voxel along one axis: the frame is a strided slice of the map (no gather needed)
         index = tuple(

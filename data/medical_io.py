@@ -38,6 +38,7 @@ nib, _ = optional_import("nibabel")
 __all__ = [
     "HARMLESS_FILES",
     "MEDICAL_SUFFIXES",
+    "ORIENTATION_TOLERANCE",
     "SERIES_SEPARATOR",
     "DicomSeries",
     "MedicalImageReader",
@@ -59,6 +60,9 @@ MEDICAL_SUFFIXES: tuple[str, ...] = NIFTI_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIX
 
 # Separates a folder from the SeriesInstanceUID in a series reference; UIDs only hold digits and dots.
 SERIES_SEPARATOR = "::"
+#: Largest difference between the ImageOrientationPatient values of one series' slices (and from unit, orthogonal
+#: directions) that the reader accepts; the DICOM SEG writer accepts the same.
+ORIENTATION_TOLERANCE = 1e-3
 
 # Files that DICOM exports and file browsers put beside the slices; they are skipped with a warning.
 # Any other file of a series folder must be a DICOM image, or reading the folder fails.
@@ -353,9 +357,19 @@ def _check_stack(
             f"{where} has inconsistent slice spacing: gaps from {gaps.min():.4g} to {gaps.max():.4g} mm "
             f"(median {median:.4g} mm, spread {spread:.1%} > {spacing_tolerance:.1%})."
         )
+    # small uneven gaps can add up: the volume puts every slice on the regular grid from the first to the last
+    grid = np.linspace(positions[0], positions[-1], len(positions))
+    off_grid = float(np.abs(positions - grid).max())
+    if off_grid > 0.05 * median:
+        warnings.warn(
+            f"{where}: slice gaps vary ({gaps.min():.4g} to {gaps.max():.4g} mm), so some slices lie up to "
+            f"{off_grid:.3g} mm ({off_grid / median:.0%} of a slice) off the regular grid the volume and its label "
+            "map use.",
+            stacklevel=3,
+        )
 
 
-def _check_orientation(iop: np.ndarray, where: str, tolerance: float = 1e-3) -> None:
+def _check_orientation(iop: np.ndarray, where: str, tolerance: float = ORIENTATION_TOLERANCE) -> None:
     """ImageOrientationPatient holds two unit directions at right angles, or no volume affine describes the slices."""
     row, column = iop[:3], iop[3:]
     lengths = np.linalg.norm(row), np.linalg.norm(column)
@@ -410,7 +424,12 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
         for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
             if header.get(tag) is None:
                 raise ValueError(f"{path} of {where} has no {tag}; cannot place the slice in a volume.")
-    for tag, tolerance in (("ImageOrientationPatient", 1e-3), ("PixelSpacing", 1e-4), ("Rows", 0), ("Columns", 0)):
+    for tag, tolerance in (
+        ("ImageOrientationPatient", ORIENTATION_TOLERANCE),
+        ("PixelSpacing", 1e-4),
+        ("Rows", 0),
+        ("Columns", 0),
+    ):
         if not _close([h.get(tag) for h in headers], tolerance):
             values = sorted({str(h.get(tag)) for h in headers})
             raise ValueError(f"{where} has slices with different {tag}: {', '.join(values[:4])}.")

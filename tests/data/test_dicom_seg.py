@@ -20,6 +20,7 @@ from monai.transforms import (
     Spacingd,
 )
 from monai_unets.data.dicom_seg import DicomSegError, write_dicom_seg
+from monai_unets.data.medical_io import MedicalImageReader
 from monai_unets.scripts.demo_ct import write_dicom_series
 
 LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
@@ -309,3 +310,40 @@ def test_source_without_what_a_seg_references_says_why_it_was_skipped(seg_source
     with pytest.raises(DicomSegError, match=f"no DICOM SEG written for .*lack {keyword}"):
         write_dicom_seg(label_map, folder, tmp_path / "seg.dcm", LABELS)
     assert not (tmp_path / "seg.dcm").exists()
+
+
+def _edit_slices(folder, edit):
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        edit(int(ds.InstanceNumber) - 1, ds)
+        ds.save_as(path)
+
+
+def test_orientation_jitter_the_reader_accepts_still_gets_its_seg(tmp_path):
+    volume, sop_uids, _ = write_ct_series(tmp_path / "ct")
+
+    def tilt(k, ds):  # one slice's column direction off by 5e-4, within the reader's tolerance
+        if k == 3:
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 0.999999875, 0.0005]
+
+    _edit_slices(tmp_path / "ct", tilt)
+    image = load(tmp_path / "ct", MedicalImageReader())
+    path = write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS, affine=image.affine)
+    masks = segread(path).get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], volume == BOX)
+
+
+def test_slices_off_the_regular_grid_within_the_spacing_tolerance_get_their_seg(tmp_path):
+    # gaps growing from 2.5 to 2.52 mm over 160 slices (0.9% spread): the last slices lie up to 0.45 mm off the
+    # regular grid of the volume, which the reader says; each still maps to its own slice of the label map
+    n = 160
+    volume = np.full((n, 8, 6), -1000, dtype=np.int16)
+    volume[20:140, 2:6, 1:5] = BOX
+    series = write_dicom_series(volume.transpose(2, 1, 0), tmp_path / "ct", (0.9, 0.7, 2.5), (0.0, 0.0, 0.0))
+    positions = np.concatenate([[0.0], np.cumsum(2.5 + 0.0225 * np.arange(n - 1) / (n - 2))])
+    _edit_slices(tmp_path / "ct", lambda k, ds: setattr(ds, "ImagePositionPatient", [0.0, 0.0, positions[k]]))
+    with pytest.warns(UserWarning, match=r"up to 0\.45 mm \(18% of a slice\) off the regular grid"):
+        image = load(tmp_path / "ct", MedicalImageReader())
+    path = write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS, affine=image.affine)
+    masks = segread(path).get_pixels_by_source_instance(series.sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], volume == BOX)
