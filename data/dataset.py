@@ -13,7 +13,7 @@ from monai.data import IterableDataset
 from monai.transforms import apply_transform
 from torch.utils.data import get_worker_info
 
-__all__ = ["SkipFailedCasesDataset", "describe_error"]
+__all__ = ["SkipFailedCasesDataset", "describe_error", "itk_error_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +44,28 @@ def describe_error(error: BaseException) -> str:
     while error.__cause__ is not None and isinstance(error, RuntimeError) and _MONAI_WRAPPER.match(str(error)):
         error = error.__cause__
     message = str(error)
-    itk = _ITK_ERROR_LINE.search(message)
-    if itk:
-        reason = _ITK_ADDRESS.sub("", itk.group(1)).strip()
+    reason = itk_error_reason(message)
+    if reason:
         return f"{type(error).__name__}: {reason}"
     embedded = _EXCEPTION_LINE.search(message)
     if embedded:
         return f"{embedded.group(1)}: {embedded.group(2).strip()}"
     first_line = message.strip().splitlines()[0] if message.strip() else ""
     return f"{type(error).__name__}: {first_line}"
+
+
+def itk_error_reason(message: str) -> str | None:
+    """The reason of an ITK error message (its ``ITK ERROR:`` line without object addresses); ``None`` if none.
+
+    ITK's messages start with the source file and line that raised them, which tell a user nothing.
+
+    Example::
+
+        >>> itk_error_reason("ITK ERROR: ImageFileReader(0x55d1): Could not read")
+        'ImageFileReader: Could not read'
+    """
+    line = _ITK_ERROR_LINE.search(message)
+    return _ITK_ADDRESS.sub("", line.group(1)).strip() if line else None
 
 
 class SkipFailedCasesDataset(IterableDataset):

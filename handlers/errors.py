@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ..data.dataset import itk_error_reason
 from ..networks.runtime import RUNTIMES
 
 __all__ = ["SETTINGS", "SettingError", "check_settings", "explain", "report_errors", "root_cause"]
@@ -163,7 +164,7 @@ def explain(error: BaseException) -> str:
     if _ours(cause):
         # our messages may list several files, one a line, before the line that says what to do
         return str(cause).strip()
-    text = " ".join(str(cause).split()) or "(no message)"
+    text = itk_error_reason(str(cause)) or " ".join(str(cause).split()) or "(no message)"
     hint = _HINTS.get(type(cause).__name__, "")
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")
 

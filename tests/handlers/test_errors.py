@@ -37,6 +37,14 @@ def test_explain_finds_our_message_inside_the_config_wrappers():
     assert explain(RuntimeError("outer")) == "RuntimeError: outer"
 
 
+def test_explain_gives_itks_reason_not_its_source_line():
+    error = RuntimeError(
+        "/work/ITK/Modules/IO/ImageBase/include/itkImageFileReader.hxx:135:\n"
+        "ITK ERROR: ImageFileReader(0x55d1c0): Could not create IO object for reading file /data/x.mha"
+    )
+    assert explain(error) == "RuntimeError: ImageFileReader: Could not create IO object for reading file /data/x.mha"
+
+
 def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path):
     log = tmp_path / "logs" / "error.log"
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(log)], capture_output=True, text=True)
