@@ -52,7 +52,7 @@ from .runtime import OnnxRuntimeNetwork, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .uncertainty import UncertaintyScoring, uncertainty_score
 from .unetv2 import UNetV2, UnetV2
-from .utils import count_macs, count_parameters
+from .utils import check_input_size, count_macs, count_parameters, input_shape_problem
 
 __all__ = [
     "AutocastInferer",
@@ -79,10 +79,12 @@ __all__ = [
     "UncertaintyScoring",
     "UNetV2ConvEncoder",
     "UnetV2",
+    "check_input_size",
     "count_macs",
     "cpu_bf16_default",
     "count_parameters",
     "mirror_axes",
+    "input_shape_problem",
     "select_runtime",
     "uncertainty_score",
 ]

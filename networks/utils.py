@@ -35,3 +35,43 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta_model(x)
     return counter.get_total_flops() // 2
+
+
+def input_shape_problem(model: nn.Module, shape: Sequence[int], modes: Sequence[bool] = (False,)) -> str | None:
+    """Why ``model`` cannot run on inputs of ``shape`` (batch and channels included), or ``None`` when it can.
+
+    Shapes only, on a meta-device copy: nothing is computed, so a whole CT's size costs no time. ``modes`` are
+    the training flags to try (``(False, True)`` also checks training mode, where batch norm needs more than one
+    value per channel).
+
+    Example::
+
+        >>> from monai_unets import EGEUNet
+        >>> input_shape_problem(EGEUNet(2, 3, 1), (1, 3, 16, 16))
+        'EGEUNet needs every spatial size >= 32 (five 2x poolings); got torch.Size([16, 16])'
+    """
+    meta_model = copy.deepcopy(model).to("meta")
+    x = torch.zeros(tuple(shape), device="meta")
+    try:
+        with torch.no_grad():
+            for training in modes:
+                meta_model.train(training)(x)
+    except (RuntimeError, ValueError) as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def check_input_size(model: nn.Module, in_channels: int, spatial_size: Sequence[int], key: str) -> None:
+    """Raises a ``ValueError`` that names the setting ``key`` when ``model`` cannot take its ``spatial_size``.
+
+    A bundle calls it at start, so that a size the network cannot take (``--image_size [16, 16]`` for EGE-UNet,
+    which pools five times) stops the run before any work instead of failing every case.
+
+    Example::
+
+        >>> check_input_size(EGEUNet(2, 3, 1), 3, [16, 16], "image_size")  # doctest: +SKIP
+        ValueError: image_size [16, 16] does not fit the network EGEUNet: EGEUNet needs every spatial size >= 32 ...
+    """
+    problem = input_shape_problem(model, (1, in_channels, *spatial_size))
+    if problem is not None:
+        raise ValueError(f"{key} {list(spatial_size)} does not fit the network {type(model).__name__}: {problem}")

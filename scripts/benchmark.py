@@ -44,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -53,7 +53,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from monai_unets.bundles import bundle_dir
-from monai_unets.networks import OnnxRuntimeNetwork, count_macs, count_parameters
+from monai_unets.networks import OnnxRuntimeNetwork, count_macs, count_parameters, input_shape_problem
 from torch import nn
 
 from .cli import run_tool
@@ -218,28 +218,11 @@ def _selected_rows(options: BenchmarkOptions) -> list[ModelRow]:
     return rows
 
 
-def _cannot_take(net: nn.Module, shape: Sequence[int]) -> str | None:
-    """Why ``net`` cannot run on ``shape`` in eval or in training mode, or ``None`` when it can.
-
-    Shapes only, on a meta-device copy: nothing is computed. Training mode matters for batch norm, which needs
-    more than one value per channel (a batch of one at a coarsest level of 1 x 1).
-    """
-    meta_net = copy.deepcopy(net).to("meta")
-    x = torch.zeros(tuple(shape), device="meta")
-    try:
-        with torch.no_grad():
-            for training in (False, True):
-                meta_net.train(training)(x)
-    except (RuntimeError, ValueError) as error:
-        return str(error).splitlines()[0]
-    return None
-
-
 def _input_shape(row: ModelRow, net: nn.Module, batch: int, quick: bool) -> tuple[int, ...]:
     spatial = row.input_shape[2:]
     if quick:
         for side in QUICK_SIZES:
-            if _cannot_take(net, (1, row.input_shape[1]) + (side,) * len(spatial)) is None:
+            if input_shape_problem(net, (1, row.input_shape[1]) + (side,) * len(spatial), (False, True)) is None:
                 spatial = (side,) * len(spatial)
                 break
     return (batch, row.input_shape[1], *spatial)
@@ -301,7 +284,7 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
         for name, build in _monai_baselines(len(shape) - 2, shape[1], out_channels).items():
             baseline = build().to(options.device).eval()
             # e.g. MONAI's UNet needs sizes divisible by 16
-            reason = _cannot_take(baseline, shape)
+            reason = input_shape_problem(baseline, shape, (False, True))
             if reason is not None:
                 print(
                     f"benchmark: {row.name} {row.config}: {name} does not take {list(shape)}: {reason}", file=sys.stderr

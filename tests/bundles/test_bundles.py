@@ -188,6 +188,20 @@ def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
 
 
 @pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("config", ["inference.yaml", "train.yaml", ["train.yaml", "evaluate.yaml"]])
+def test_a_size_the_network_cannot_take_stops_the_run_at_start(name, config):
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle_dir(name)) / c) for c in ([config] if isinstance(config, str) else config)])
+    key = "patch_size" if "pancreas" in name else "image_size"
+    (index,) = [i for i, item in enumerate(parser["initialize"]) if "check_input_size" in str(item)]
+    parser.get_parsed_content(f"initialize#{index}")  # the bundle's own size fits
+    parser[key] = [8] * len(parser.get_parsed_content(key))
+    with pytest.raises(RuntimeError) as raised:
+        parser.get_parsed_content(f"initialize#{index}")
+    assert f"{key} [8, 8" in str(raised.value.__cause__) and "does not fit the network" in str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
 @pytest.mark.parametrize("workers", [0, 2])
 def test_training_loader_keeps_its_workers_between_epochs(name, workers):
     parser = ConfigParser()
