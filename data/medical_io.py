@@ -520,6 +520,35 @@ def _check_single_dicom(path: Path) -> Any:
     return header
 
 
+def _with_slice_thickness(image: Any, header: Any, path: str | os.PathLike) -> Any:
+    """A single-slice DICOM image with the slice's own thickness as its third spacing.
+
+    With one slice there is no neighbour to measure the step to, and ITK puts 1 mm there; the header's
+    SpacingBetweenSlices, else SliceThickness, is the extent the slice stands for. Multi-frame files keep the
+    spacing of their frame positions. Without either attribute 1 mm stays, with a warning.
+    """
+    if int(header.get("NumberOfFrames") or 1) > 1 or image.GetImageDimension() != 3:
+        return image
+    size = image.GetLargestPossibleRegion().GetSize()
+    if int(size[2]) != 1:
+        return image
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value = header.get(keyword)
+        try:
+            thickness = float(value) if value not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            thickness = 0.0
+        if np.isfinite(thickness) and thickness > 0:
+            spacing = [float(v) for v in image.GetSpacing()]
+            image.SetSpacing([spacing[0], spacing[1], thickness])
+            return image
+    warnings.warn(
+        f"{path}: a single slice without SpacingBetweenSlices or SliceThickness; its thickness is taken as 1 mm.",
+        stacklevel=3,
+    )
+    return image
+
+
 def _pydicom_decodes(syntax: Any) -> bool:
     """Whether an installed pydicom plugin decodes pixel data of this (compressed) transfer syntax."""
     try:
@@ -805,7 +834,7 @@ class MedicalImageReader(ImageReader):
         if _has_suffix(path, DICOM_SUFFIXES):
             header = _check_single_dicom(path)
             _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
-            return self.itk_reader.read(str(path), **kwargs)
+            return _with_slice_thickness(self.itk_reader.read(str(path), **kwargs), header, path)
         if _has_suffix(path, ITK_SUFFIXES):
             return self.itk_reader.read(str(path), **kwargs)
         raise ValueError(
@@ -823,7 +852,11 @@ class MedicalImageReader(ImageReader):
                 return image
         # compressed or colour pixel data, a lone (multi-frame) file: ITK's GDCM decoders; the files are sorted
         # along the normal, which is the order ITK's series reader stacks them in
-        return itk.imread(files[0] if len(files) == 1 else files, **{**self.itk_reader.kwargs, **kwargs})
+        image = itk.imread(files[0] if len(files) == 1 else files, **{**self.itk_reader.kwargs, **kwargs})
+        if len(files) > 1:
+            return image
+        header = series.headers[0] if series.headers else pydicom.dcmread(files[0], stop_before_pixels=True)
+        return _with_slice_thickness(image, header, files[0])
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """Array and MONAI metadata of image(s) from ``read``, by the MONAI reader of their kind.

@@ -218,6 +218,23 @@ def test_single_slice_dicom_matches_its_header():
     np.testing.assert_allclose([-affine[0, 0], -affine[1, 1]], [column_spacing, row_spacing], atol=1e-6)
     lps = np.asarray(header.ImagePositionPatient, float)
     np.testing.assert_allclose(affine[:3, 3], [-lps[0], -lps[1], lps[2]], atol=1e-4)
+    # one slice has no neighbour to measure a step to: its thickness is the third spacing
+    assert affine[2, 2] == pytest.approx(float(header.SliceThickness))
+
+
+def test_single_slice_spacing_comes_from_its_thickness(tmp_path):
+    series = write_dicom_series(np.zeros((6, 5, 1), np.int16), tmp_path / "one", (0.8, 0.7, 3.0), (0.0, 0.0, 0.0))
+    (path,) = series.folder.iterdir()
+    for source in (path, series.folder):  # a lone file and a series folder of one file
+        assert abs(float(_load(source, ras=False).affine[2, 2])) == pytest.approx(3.0)
+    ds = pydicom.dcmread(path)
+    ds.SpacingBetweenSlices = 4.0  # the step between slices, where given, over the thickness
+    ds.save_as(path)
+    assert abs(float(_load(path, ras=False).affine[2, 2])) == pytest.approx(4.0)
+    del ds.SpacingBetweenSlices, ds.SliceThickness
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match="taken as 1 mm"):
+        assert abs(float(_load(path, ras=False).affine[2, 2])) == pytest.approx(1.0)
 
 
 @pytest.fixture()
