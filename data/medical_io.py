@@ -197,7 +197,7 @@ def _read_header(path: Path, folder: Path) -> Any:
     except pydicom.errors.InvalidDicomError:
         raise ValueError(
             f"{path} is not a DICOM file, but DICOM series folder {folder} may only hold DICOM images; "
-            "move it out of the folder."
+            "move it out of the folder, or the series' slices into a folder of their own."
         ) from None
     except Exception as error:  # truncated or otherwise unreadable header
         raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
