@@ -10,7 +10,6 @@ its full traceback to a log file and ends the output with one line from :func:`e
 from __future__ import annotations
 
 import datetime
-import logging
 import math
 import os
 import sys
@@ -169,26 +168,12 @@ def explain(error: BaseException) -> str:
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")
 
 
-class _WithoutTraceback(logging.Filter):
-    """Keeps a log record's message and drops its traceback (which :func:`report_errors` writes to its file)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info, record.exc_text = None, None
-        return True
-
-
-_WITHOUT_TRACEBACK = _WithoutTraceback()
-# MONAI's StatsHandler logs the exception that ends a run with its traceback before re-raising it
-_RERAISING_LOGGERS = ("monai.handlers.StatsHandler",)
-
-
 def report_errors(log_file: str | os.PathLike) -> None:
     """Makes an uncaught error end the run with a short message; its full traceback goes to ``log_file``.
 
     Installs a ``sys.excepthook`` (called by a bundle config's ``initialize``, once per run). The screen shows
     where the traceback went and, as its last line, ``ERROR: <file, key or value>: <what to do>``
-    (:func:`explain`). Keyboard interrupts keep Python's default report. MONAI's ``StatsHandler``, which logs the
-    error that ends an engine's run before re-raising it, keeps its one-line message without the traceback.
+    (:func:`explain`). Keyboard interrupts keep Python's default report.
 
     Args:
         log_file: file the traceback is appended to (its folder is created when needed).
@@ -216,7 +201,3 @@ def report_errors(log_file: str | os.PathLike) -> None:
         print(f"{where}\nERROR: {explain(error)}", file=sys.stderr, flush=True)
 
     sys.excepthook = hook
-    for name in _RERAISING_LOGGERS:
-        logger = logging.getLogger(name)
-        if _WITHOUT_TRACEBACK not in logger.filters:
-            logger.addFilter(_WITHOUT_TRACEBACK)
