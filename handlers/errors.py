@@ -10,6 +10,7 @@ its full traceback to a log file and ends the output with one line from :func:`e
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import sys
@@ -168,12 +169,29 @@ def explain(error: BaseException) -> str:
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")
 
 
+# MONAI's StatsHandler logs the exception that ends a run, with its traceback, before re-raising it
+_RERAISING_LOGGERS = frozenset({"monai.handlers.StatsHandler"})
+
+
+def _without_traceback(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    # records are stripped as they are made: a filter would have to create the logger before MONAI's get_logger
+    # does, which then leaves it without its handler
+    def make(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs) -> logging.LogRecord:
+        if name in _RERAISING_LOGGERS:
+            exc_info = None
+        return factory(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs)
+
+    make.strips_tracebacks = True  # type: ignore[attr-defined]
+    return make
+
+
 def report_errors(log_file: str | os.PathLike) -> None:
     """Makes an uncaught error end the run with a short message; its full traceback goes to ``log_file``.
 
     Installs a ``sys.excepthook`` (called by a bundle config's ``initialize``, once per run). The screen shows
     where the traceback went and, as its last line, ``ERROR: <file, key or value>: <what to do>``
-    (:func:`explain`). Keyboard interrupts keep Python's default report.
+    (:func:`explain`). Keyboard interrupts keep Python's default report. MONAI's ``StatsHandler``, which logs the
+    error that ends an engine's run before re-raising it, keeps its one-line message without the traceback.
 
     Args:
         log_file: file the traceback is appended to (its folder is created when needed).
@@ -201,3 +219,6 @@ def report_errors(log_file: str | os.PathLike) -> None:
         print(f"{where}\nERROR: {explain(error)}", file=sys.stderr, flush=True)
 
     sys.excepthook = hook
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "strips_tracebacks", False):
+        logging.setLogRecordFactory(_without_traceback(factory))

@@ -56,6 +56,45 @@ def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path)
     assert "Traceback" in logged and "Failed to evaluate ConfigExpression" in logged
 
 
+ENGINE_SCRIPT = """
+import logging
+import sys
+
+from ignite.engine import Engine, Events
+from monai.handlers import StatsHandler
+from monai_unets.handlers import report_errors
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+report_errors(sys.argv[1])
+engine = Engine(lambda engine, batch: None)
+stats = StatsHandler(iteration_log=False)
+print("StatsHandler's log handlers:", len(stats.logger.handlers))
+stats.attach(engine)
+
+
+@engine.on(Events.STARTED)
+def load(_):
+    raise ValueError("models/model.pt: does not fit the network")
+
+
+engine.run([0])
+"""
+
+
+def test_an_error_ending_an_engine_run_is_logged_without_its_traceback(tmp_path):
+    # MONAI's StatsHandler logs the error with its traceback before re-raising it; only the file keeps that
+    log = tmp_path / "error.log"
+    result = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, str(log)], capture_output=True, text=True)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    # MONAI set up StatsHandler's logger as usual (its other lines still print), and its error line stays
+    assert "StatsHandler's log handlers: 1" in output
+    assert "Exception: models/model.pt: does not fit the network" in output
+    assert "Traceback" not in output
+    assert result.stderr.strip().splitlines()[-1] == "ERROR: ValueError: models/model.pt: does not fit the network"
+    assert "Traceback" in log.read_text()
+
+
 def test_inference_settings_of_the_2d_bundles_are_checked_at_start():
     from monai.bundle import ConfigParser
     from monai_unets.bundles import bundle_dir
