@@ -18,7 +18,8 @@ class ChannelLayerNorm(nn.Module):
     nothing. The result keeps the strides of that view (channels last): use ``reshape`` rather than ``view``
     on it, or call ``.contiguous()`` first. On a GPU, ``F.layer_norm`` over a few channels of a strided view
     takes a slow path (84% of EGE-UNet's time on an H200), so the statistics come from one ``torch.var_mean``
-    over the channel axis instead, and the result keeps the input's layout (5x the network's throughput).
+    over the channel axis instead (in float32 for half-precision inputs, as autocast runs ``F.layer_norm``), and
+    the result keeps the input's layout (5x the network's throughput).
     MONAI's norm factory knows it as ``"channel_layer"``:
     ``get_norm_layer("channel_layer", spatial_dims, channels)``. ONNX exports get the same computation as
     matrix products and element-wise operations.
@@ -51,10 +52,14 @@ class ChannelLayerNorm(nn.Module):
         return F.layer_norm(x.movedim(1, last), self.weight.shape, self.weight, self.bias, self.eps).movedim(last, 1)
 
     def _statistics(self, x: torch.Tensor) -> torch.Tensor:
-        # one reduction over the channel axis, read in the input's own layout; the result keeps that layout
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+        # one reduction over the channel axis, read in the input's own layout; the result keeps that layout.
+        # Half-precision inputs (autocast) are normalised in float32, as autocast runs F.layer_norm: a float16
+        # variance overflows once activations pass about 256
+        values = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        var, mean = torch.var_mean(values, dim=1, keepdim=True, correction=0)
         shape = [1, -1] + [1] * (x.dim() - 2)
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+        out = (values - mean) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(x.dtype)
 
     def _reductions(self, x: torch.Tensor) -> torch.Tensor:
         # channel means as a (1, C) x (C, voxels) product per image: ONNX Runtime runs that GEMV several times

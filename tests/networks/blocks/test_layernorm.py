@@ -52,6 +52,16 @@ def test_gpu_statistics_match_layer_norm(shape, channels_last):
     assert got.stride() == x.stride()  # the input's layout is kept: no copy into another order
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_statistics_of_half_precision_inputs_do_not_overflow(dtype):
+    # activations of a few hundred square past float16's range: the statistics are taken in float32
+    norm = _random_norm(6)
+    x = _shifted_input((2, 6, 5, 7), channels_last=False) * 300
+    got = norm._statistics(x.to(dtype))
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), _reference(norm, x.to(dtype).float()), atol=2e-2, rtol=2e-2)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_input_matches_layer_norm():
     norm, x = _random_norm(8).cuda(), _shifted_input((2, 8, 32, 24), channels_last=False).cuda()
