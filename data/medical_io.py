@@ -978,7 +978,7 @@ def list_medical_cases(
         raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
     outputs = output_folder_inside(folder, output_dir)
     cases: list[dict] = []
-    loose_dicom: dict[str, list[str]] = {}
+    loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
@@ -990,19 +990,23 @@ def list_medical_cases(
             if _has_suffix(path, DICOM_SUFFIXES):
                 uid = _series_uid_or_none(path)
                 if uid is not None:
-                    loose_dicom.setdefault(uid, []).append(path.name)
+                    loose_dicom.setdefault(uid, []).append(str(path))
             cases.append({"image": str(path)})
         else:
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice
-    stacked = {uid: names for uid, names in loose_dicom.items() if len(names) > 1}
-    for uid, names in stacked.items():
-        slices = {str(folder / name) for name in names}
-        first = next(i for i, case in enumerate(cases) if case["image"] in slices)
-        cases = [case for case in cases if case["image"] not in slices]
-        cases.insert(first, {"image": series_reference(folder, uid)})
+    series_of = {path: uid for uid, paths in loose_dicom.items() if len(paths) > 1 for path in paths}
+    if series_of:
+        listed, cases, placed = cases, [], set()
+        for case in listed:
+            uid = series_of.get(case["image"])
+            if uid is None:
+                cases.append(case)
+            elif uid not in placed:  # where the series' first slice was
+                placed.add(uid)
+                cases.append({"image": series_reference(os.path.abspath(folder), uid)})
     if not cases:
         raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
     return cases

@@ -355,7 +355,7 @@ def test_the_failure_report_of_a_multi_series_folder_lists_every_series(two_seri
     assert "arterial" in ds.failures[0]["error"] and "venous" in ds.failures[0]["error"]
 
 
-def test_list_medical_cases(formats, tmp_path):
+def test_list_medical_cases(formats, tmp_path, monkeypatch):
     shutil.copy(formats["nifti"], tmp_path / "b.nii.gz")
     shutil.copy(formats["mha"], tmp_path / "a.mha")
     shutil.copytree(formats["dicom"], tmp_path / "c_series")
@@ -385,6 +385,11 @@ def test_list_medical_cases(formats, tmp_path):
         cases = [c["image"] for c in list_medical_cases(tmp_path)]
     assert [Path(c).name for c in cases[:3]] == ["a.mha", "b.nii.gz", "c_series"]
     assert cases[3:] == [series_reference(tmp_path, uid)]
+    # the same from a relative input folder: the reference is absolute, like every listed path
+    monkeypatch.chdir(tmp_path.parent)
+    with pytest.warns(UserWarning, match="notes.txt"):
+        relative = [c["image"] for c in list_medical_cases(tmp_path.name)]
+    assert relative == cases
     for path in slices:
         (tmp_path / f"x_{path.name}").unlink()
     with pytest.raises(FileNotFoundError, match="does not exist"):
