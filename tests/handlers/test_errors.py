@@ -39,7 +39,7 @@ def test_explain_finds_our_message_inside_the_config_wrappers():
 
 def test_explain_gives_itks_reason_not_its_source_line():
     error = RuntimeError(
-        "/work/ITK/Modules/IO/ImageBase/include/itkImageFileReader.hxx:135:\n"
+        "/src/ITK/Modules/IO/ImageBase/include/itkImageFileReader.hxx:135:\n"
         "ITK ERROR: ImageFileReader(0x55d1c0): Could not create IO object for reading file /data/x.mha"
     )
     assert explain(error) == "RuntimeError: ImageFileReader: Could not create IO object for reading file /data/x.mha"
