@@ -359,10 +359,6 @@ def _runtime_paths(
 
         return call
 
-    def channels_last() -> Callable[[], torch.Tensor]:
-        cl_net = _copy_of(net).to(memory_format=memory_format)
-        return _inference(cl_net, x.contiguous(memory_format=memory_format), device)
-
     def torchscript() -> Callable[[], torch.Tensor]:
         return _inference(torch.jit.freeze(torch.jit.script(_copy_of(net))), x, device)
 
@@ -376,13 +372,18 @@ def _runtime_paths(
         _export_onnx(net, x, path)
         return _inference(OnnxRuntimeNetwork(path, device), x, device)
 
-    def autocast(dtype: torch.dtype, layout: bool = False, compiled: str | None = None):
+    def variant(dtype: torch.dtype | None = None, layout: bool = False, compiled: str | None = None):
+        """Inference mode on a copy in channels-last ``layout``, ``compiled`` in that torch.compile mode, or under
+        autocast to ``dtype``."""
+
         def build() -> Callable[[], torch.Tensor]:
             model = _copy_of(net).to(memory_format=memory_format) if layout else net
             if compiled is not None:
                 model = torch.compile(_copy_of(model), mode=compiled)
             inputs = x.contiguous(memory_format=memory_format) if layout else x
             call = _inference(model, inputs, device)
+            if dtype is None:
+                return call
 
             def mixed() -> torch.Tensor:
                 with torch.autocast(torch.device(device).type, dtype=dtype):
@@ -421,22 +422,22 @@ def _runtime_paths(
     paths = {
         "eager": eager,
         "eager, inference mode": lambda: _inference(net, x, device),
-        "channels_last": channels_last,
+        "channels_last": variant(layout=True),
         "TorchScript (frozen)": torchscript,
         "ONNX Runtime": onnxruntime,
         # the bundles' mixed precision: float16 autocast on a GPU (amp), bfloat16 on the CPU (bf16)
-        "AMP bfloat16": autocast(torch.bfloat16),
+        "AMP bfloat16": variant(torch.bfloat16),
     }
     if on_cuda:
-        paths["AMP float16"] = autocast(torch.float16)
-        paths["channels_last, AMP float16"] = autocast(torch.float16, layout=True)
+        paths["AMP float16"] = variant(torch.float16)
+        paths["channels_last, AMP float16"] = variant(torch.float16, layout=True)
         paths["CUDA graph"] = cuda_graph
     if options.compile:
-        paths["torch.compile"] = lambda: _inference(torch.compile(_copy_of(net)), x, device)
+        paths["torch.compile"] = variant(compiled="default")
         if on_cuda:
-            paths["torch.compile, AMP float16"] = autocast(torch.float16, compiled="default")
+            paths["torch.compile, AMP float16"] = variant(torch.float16, compiled="default")
             # CUDA graphs replay the whole network as one launch: what a small network needs at small batches
-            paths["torch.compile CUDA graphs, AMP float16"] = autocast(torch.float16, compiled="reduce-overhead")
+            paths["torch.compile CUDA graphs, AMP float16"] = variant(torch.float16, compiled="reduce-overhead")
     return paths
 
 
