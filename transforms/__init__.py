@@ -28,7 +28,16 @@ from .label import (
     KeepLargestComponentDict,
     keep_largest_component,
 )
-from .spatial import ResampleSpacingD, ResampleSpacingd, ResampleSpacingDict, SeparableResample, separable_resample
+from .spatial import (
+    InvertArgmaxD,
+    InvertArgmaxd,
+    InvertArgmaxDict,
+    ResampleSpacingD,
+    ResampleSpacingd,
+    ResampleSpacingDict,
+    SeparableResample,
+    separable_resample,
+)
 from .uncertainty import SaveProbabilityMapsD, SaveProbabilityMapsd, SaveProbabilityMapsDict, entropy_map
 from .utility import ConcurrentCompose
 
@@ -60,6 +69,9 @@ __all__ = [
     "BinarizeLabelD",
     "BinarizeLabelDict",
     "Image2DReader",
+    "InvertArgmaxd",
+    "InvertArgmaxD",
+    "InvertArgmaxDict",
     "ResampleSpacingd",
     "ResampleSpacingD",
     "ResampleSpacingDict",

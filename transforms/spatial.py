@@ -8,12 +8,30 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.config import USE_COMPILED
+from monai.config import USE_COMPILED, KeysCollection
 from monai.data import MetaTensor, get_track_meta
-from monai.transforms import Orientation, Spacing, Spacingd, SpatialResample
-from monai.utils import TraceKeys, convert_to_tensor, get_equivalent_dtype, get_torch_dtype_from_string
+from monai.transforms import Invertd, InvertibleTransform, MapTransform, Orientation, Spacing, Spacingd, SpatialResample
+from monai.utils import (
+    TraceKeys,
+    convert_to_dst_type,
+    convert_to_tensor,
+    ensure_tuple_rep,
+    get_equivalent_dtype,
+    get_torch_dtype_from_string,
+)
 
-__all__ = ["ResampleSpacingd", "ResampleSpacingD", "ResampleSpacingDict", "SeparableResample", "separable_resample"]
+from .label import ArgmaxLabel
+
+__all__ = [
+    "ResampleSpacingd",
+    "ResampleSpacingD",
+    "ResampleSpacingDict",
+    "SeparableResample",
+    "separable_resample",
+    "InvertArgmaxd",
+    "InvertArgmaxD",
+    "InvertArgmaxDict",
+]
 
 # MONAI's tolerance for "this affine is the identity"; also used here for "this resampling is axis-aligned"
 _AFFINE_TOL = 1e-4
@@ -363,3 +381,205 @@ class ResampleSpacingd(Spacingd):
 
 
 ResampleSpacingD = ResampleSpacingDict = ResampleSpacingd
+
+
+# recorded operations whose inverse moves voxels by crops, pads, flips, axis permutations or one affine resampling
+# (linear between the two nearest voxels of each axis, zeros in the padding): InvertArgmaxd's shortcut is exact
+# for these only
+_GRID_OPERATIONS = frozenset(
+    {
+        "SeparableResample",
+        "SpatialResample",
+        "Spacing",
+        "Orientation",
+        "Flip",
+        "CropForeground",
+        "SpatialCrop",
+        "CenterSpatialCrop",
+        "BorderPad",
+        "SpatialPad",
+        "DivisiblePad",
+    }
+)
+# added to the class of the voxels at class boundaries in the label map that InvertArgmaxd inverts (at most 128
+# classes)
+_MIXED = 128
+# output voxels interpolated per block of the shortcut: a few MiB of gathered scores
+_GATHER_BLOCK = 1 << 18
+
+
+def _neighbourhood(label: torch.Tensor, op) -> torch.Tensor:
+    """``op`` (``torch.maximum`` or ``torch.minimum``) over each voxel's 3 x 3 (x 3) neighbourhood in the grid."""
+    for axis in range(1, label.ndim):
+        n = label.shape[axis]
+        if n == 1:
+            continue
+        spread = label.clone()
+        lower, upper = spread.narrow(axis, 0, n - 1), spread.narrow(axis, 1, n - 1)
+        lower.copy_(op(lower, label.narrow(axis, 1, n - 1)))
+        upper.copy_(op(upper, label.narrow(axis, 0, n - 1)))
+        label = spread
+    return label
+
+
+def _near_faces(label: torch.Tensor, width: int = 2) -> bool:
+    """Whether any voxel within ``width`` voxels of a face of the grid has a label other than 0."""
+    return any(
+        bool(label.narrow(axis, start, min(width, label.shape[axis])).any())
+        for axis in range(1, label.ndim)
+        for start in (0, max(label.shape[axis] - width, 0))
+    )
+
+
+def _source_label(scores: torch.Tensor, orig: object) -> torch.Tensor | None:
+    """The label map of ``scores`` on the grid of ``orig``, or ``None`` where InvertArgmaxd's shortcut would not
+    be exact."""
+    if not isinstance(orig, MetaTensor) or orig.pending_operations or not isinstance(scores, torch.Tensor):
+        return None
+    if not 2 <= scores.ndim <= 4 or scores.shape[1:] != orig.shape[1:] or not scores.is_floating_point():
+        return None
+    if any(op.get(TraceKeys.CLASS_NAME) not in _GRID_OPERATIONS for op in orig.applied_operations):
+        return None
+    rank = scores.ndim - 1
+    if tuple(orig.affine.shape) != (rank + 1, rank + 1):
+        return None
+    values = convert_to_tensor(scores, track_meta=False)
+    if bool(values.isnan().any()):
+        return None
+    label = ArgmaxLabel()(values)
+    return None if _near_faces(label) else label
+
+
+def _interpolated_labels(
+    scores: torch.Tensor, xform: torch.Tensor, out_shape: Sequence[int], voxels: torch.Tensor
+) -> torch.Tensor:
+    """The highest class of ``scores`` (C, *spatial), linearly interpolated at ``voxels`` (N, rank) of an output
+    grid whose voxel ``i`` lies at the scores' voxel coordinates ``xform @ i``."""
+    rank = scores.ndim - 1
+    source_axes = _source_axes(xform[:rank, :rank])
+    if source_axes is None:
+        raise ValueError("the output grid is not axis-aligned with the grid of the class scores")
+    # the scores' axes in the order of the output axes they map onto (a view)
+    view = scores.permute(0, *(a + 1 for a in source_axes))
+    taps = [
+        _axis_taps(
+            int(out_shape[o]), float(xform[a, o]), float(xform[a, rank]), view.shape[o + 1], "bilinear", "border"
+        )
+        for o, a in enumerate(source_axes)
+    ]
+    order = _pass_order(view.shape[1:], out_shape)
+    labels = []
+    for block in voxels.cpu().split(_GATHER_BLOCK):
+        lo, hi, weight = [], [], []
+        for o, (lo_o, hi_o, w_o) in enumerate(taps):
+            lo.append(lo_o[block[:, o]].to(view.device))
+            hi.append(hi_o[block[:, o]].to(view.device))
+            weight.append(w_o[block[:, o]].to(device=view.device, dtype=view.dtype))
+        # the 2^rank corners, then one axis at a time in separable_resample's order, for the same rounding
+        corners = []
+        for corner in itertools.product((0, 1), repeat=rank):
+            side = dict(zip(order, corner))
+            corners.append(view[(slice(None), *(hi[o] if side[o] else lo[o] for o in range(rank)))])
+        for o in order:
+            half = len(corners) // 2
+            corners = [torch.lerp(corners[i], corners[i + half], weight[o]) for i in range(half)]
+        labels.append(ArgmaxLabel()(corners[0])[0])
+    return torch.cat(labels)
+
+
+class InvertArgmaxd(MapTransform):
+    """``Invertd`` of class scores followed by :class:`~monai_unets.transforms.ArgmaxLabeld`, interpolating the
+    scores only where two classes meet.
+
+    Inverting a whole CT's class probabilities writes C float volumes of the study's size, most of whose voxels
+    lie where all neighbours agree on the class; linear interpolation between scores that share their highest
+    class keeps that class. So this transform:
+
+    1. takes the label map on the network's grid and marks the voxels whose 3 x 3 x 3 neighbourhood holds two
+       classes;
+    2. takes both back to the study's grid with ``Invertd`` and nearest-neighbour interpolation (one small-integer
+       volume): where the nearest source voxel is unmarked, every voxel the linear interpolation reads has its
+       class, which is then the label;
+    3. interpolates the scores linearly, as ``Invertd`` does, at the other voxels only, and takes their highest
+       class.
+
+    The label map (and its metadata) is that of ``Invertd(nearest_interp=False)`` then ``ArgmaxLabeld``, up to
+    float rounding of near ties. The whole volume is inverted as before where the shortcut would not be exact
+    or not faster: scores with NaN, a class other than 0 within two voxels of the grid's faces (beside the zeros
+    of an inverted crop), recorded operations other than crops, pads, flips, reorientation and resampling, more
+    than 128 classes, or more than ``max_boundary_share`` of the voxels at class boundaries (e.g. an untrained
+    network).
+
+    Args:
+        keys: keys of the class scores (C, *spatial), e.g. probabilities after ``Activationsd(softmax=True)``.
+        transform: the preprocessing to invert, as for ``Invertd``.
+        orig_keys: the keys whose recorded operations are inverted, as for ``Invertd``; default: ``keys``.
+        device: where the label map is put, as for ``Invertd``.
+        max_boundary_share: the share of the scores' voxels at class boundaries beyond which the whole volume is
+            interpolated: per voxel, the shortcut costs about 10 times a whole-volume pass.
+        allow_missing_keys: don't raise if a key is missing.
+
+    Example::
+
+        >>> post = InvertArgmaxd(keys="pred", transform=preprocessing, orig_keys="image")  # doctest: +SKIP
+        >>> post({"image": image, "pred": probabilities})["pred"].dtype  # doctest: +SKIP
+        torch.uint8
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        transform: InvertibleTransform,
+        orig_keys: KeysCollection | None = None,
+        device: str | torch.device | None = None,
+        max_boundary_share: float = 0.05,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.max_boundary_share = max_boundary_share
+        orig = ensure_tuple_rep(orig_keys, len(self.keys)) if orig_keys is not None else self.keys
+        self.orig_keys = dict(zip(self.keys, orig))
+
+        def invert(key: Hashable, nearest: bool) -> Invertd:
+            return Invertd(key, transform, self.orig_keys[key], nearest_interp=nearest, to_tensor=True, device=device)
+
+        self.invert_scores = {key: invert(key, False) for key in self.keys}
+        self.invert_codes = {key: invert(key, True) for key in self.keys}
+        self.argmax = ArgmaxLabel()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self._labels(d, key)
+        return d
+
+    def _labels(self, d: dict, key: Hashable) -> torch.Tensor:
+        scores, orig = d[key], d.get(self.orig_keys[key])
+        label = _source_label(scores, orig)
+        boundary = None
+        if label is not None:
+            boundary = _neighbourhood(label, torch.maximum) != _neighbourhood(label, torch.minimum)
+        if boundary is None or scores.shape[0] > _MIXED or bool(boundary.float().mean() > self.max_boundary_share):
+            return self.argmax(self.invert_scores[key](d)[key])
+        # the class, plus 128 where the neighbourhood is mixed: one small-integer volume, exact in float32
+        codes = MetaTensor(label + _MIXED * boundary.to(torch.uint8))
+        inverted = self.invert_codes[key]({**d, key: codes})[key]
+        out = convert_to_tensor(inverted, track_meta=False).to(torch.uint8)
+        mixed = out >= _MIXED
+        out.bitwise_and_(_MIXED - 1)
+        # Invertd takes the scores to lie on the grid of `orig` (the preprocessed image): so does this
+        xform = torch.linalg.solve(
+            torch.as_tensor(orig.affine, dtype=torch.float64).cpu(),
+            torch.as_tensor(inverted.affine, dtype=torch.float64).cpu(),
+        )
+        if _source_axes(xform[:-1, :-1]) is None:
+            return self.argmax(self.invert_scores[key](d)[key])
+        voxels = mixed[0].nonzero()
+        if len(voxels):
+            values = convert_to_tensor(scores, track_meta=False)
+            exact = _interpolated_labels(values, xform, out.shape[1:], voxels)
+            out[0][tuple(voxels.T)] = exact.to(out.device)
+        return convert_to_dst_type(out, inverted, dtype=torch.uint8)[0]
+
+
+InvertArgmaxD = InvertArgmaxDict = InvertArgmaxd

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import numpy as np
 import torch
@@ -34,8 +34,9 @@ def entropy_map(probabilities: torch.Tensor) -> torch.Tensor:
 class SaveProbabilityMapsd(MapTransform):
     """Write a prediction's class probabilities and its uncertainty (normalised entropy) as NIfTI files.
 
-    Placed after ``Invertd`` and before ``AsDiscreted`` in an inference post-processing chain, the maps lie on
-    the study's own voxel grid: ``<name>_prob.nii.gz`` holds one volume per class (float32, shape ``(X, Y, Z, C)``,
+    Placed after ``Invertd`` and before ``AsDiscreted`` in an inference post-processing chain, or before
+    :class:`~monai_unets.transforms.InvertArgmaxd` with that ``Invertd`` as ``invert``, the maps lie on the study's
+    own voxel grid: ``<name>_prob.nii.gz`` holds one volume per class (float32, shape ``(X, Y, Z, C)``,
     the study's affine) and ``<name>_uncertainty.nii.gz`` the entropy (float32, the study's exact shape and
     affine), beside the label map ``<name>_seg.nii.gz``. Voxels outside the region the network saw (zeros after
     ``Invertd`` undoes a crop) count as background with probability 1. With TTA or an ensemble (``EnsembleInferer``) the
@@ -49,6 +50,8 @@ class SaveProbabilityMapsd(MapTransform):
         probabilities: write the probability map.
         uncertainty: write the uncertainty map.
         output_ext: file extension.
+        invert: applied to the data before the maps are taken (e.g. ``Invertd(..., nearest_interp=False)``), and
+            only when they are written; the data passed on stay as they came.
         allow_missing_keys: skip keys that are absent.
 
     Example::
@@ -65,10 +68,12 @@ class SaveProbabilityMapsd(MapTransform):
         probabilities: bool = True,
         uncertainty: bool = True,
         output_ext: str = ".nii.gz",
+        invert: Callable[[dict], Mapping] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.enabled = bool(enabled)
+        self.invert = invert
         common = dict(output_dir=output_dir, output_ext=output_ext, output_dtype=np.float32, resample=False)
         common.update(separate_folder=False, print_log=False)
         self.save_probs = SaveImage(output_postfix="prob", **common) if probabilities else None
@@ -78,9 +83,10 @@ class SaveProbabilityMapsd(MapTransform):
         d = dict(data)
         if not self.enabled:
             return d
-        for key in self.key_iterator(d):
-            meta = d[key].meta if isinstance(d[key], MetaTensor) else {}
-            probs = torch.as_tensor(d[key]).float().clone()
+        maps = dict(self.invert(dict(d))) if self.invert is not None else d
+        for key in self.key_iterator(maps):
+            meta = maps[key].meta if isinstance(maps[key], MetaTensor) else {}
+            probs = torch.as_tensor(maps[key]).float().clone()
             # outside the cropped region Invertd pads with zeros: the missing probability mass is background
             probs[0] += (1.0 - probs.sum(0)).clamp_min(0.0)
             if self.save_probs is not None:

@@ -174,7 +174,7 @@ def test_ct_inference_runs_channels_last_on_the_cpu_whatever_form_the_device_tak
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 @pytest.mark.parametrize("device", ["cpu", "cuda:0"])
 def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
-    from monai.transforms import Invertd
+    from monai_unets.transforms import InvertArgmaxd, SaveProbabilityMapsd
 
     parser = ConfigParser()
     parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
@@ -183,8 +183,11 @@ def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
     for stitch, expected in ((None, device), ("cpu", "cpu")):
         if stitch is not None:
             parser["stitch_device"] = stitch
-        (invert,) = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, Invertd)]
-        assert [str(d) for d in invert.device] == [expected]  # one device per key
+        post = parser.get_parsed_content("postprocessing").transforms
+        (label,) = [t for t in post if isinstance(t, InvertArgmaxd)]
+        (maps,) = [t for t in post if isinstance(t, SaveProbabilityMapsd)]
+        inverters = [*label.invert_scores.values(), *label.invert_codes.values(), maps.invert]
+        assert [str(d) for invert in inverters for d in invert.device] == [expected] * 3  # one device per key
 
 
 @pytest.mark.parametrize("name", BUNDLES)

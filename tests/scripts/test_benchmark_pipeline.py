@@ -17,7 +17,7 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     # the bundle wrote both outputs for each DICOM series it read
     for case in ("ct_000", "ct_001"):
         assert {f"{case}_seg.nii.gz", f"{case}_seg.dcm"} <= set(inference["outputs"])
-    assert {"Invertd", "ArgmaxLabeld", "SaveImaged", "SaveDicomSegd"} <= set(inference["steps_s"])
+    assert {"InvertArgmaxd", "SaveImaged", "SaveDicomSegd"} <= set(inference["steps_s"])
     assert 0 < inference["network_s"] < inference["wall_s"]
     assert inference["peak_rss_mib"] > 0
     cpu = inference["cpu_s"]
@@ -98,9 +98,9 @@ def test_nifti_studies_with_overridden_settings(tmp_path):
 def test_a_failed_case_fails_the_benchmark():
     from monai_unets.scripts.benchmark_pipeline import benchmark_inference
 
-    # the inversion looks for a key the data does not have: the case fails, the bundle's run exits 1
+    # the label map's inversion looks for a key the data does not have: the case fails, the bundle's run exits 1
     with pytest.raises(RuntimeError, match="0 ok, 1 failed"):
-        benchmark_inference(quick=True, input_format="nifti", settings={"postprocessing#transforms#1#keys": "nope"})
+        benchmark_inference(quick=True, input_format="nifti", settings={"postprocessing#transforms#2#keys": "nope"})
 
 
 def test_command_line_passes_input_settings_and_parts(tmp_path, monkeypatch):

@@ -12,10 +12,11 @@ from monai.transforms import (
     Invertd,
     LoadImaged,
     Orientationd,
+    Rotate90d,
     Spacingd,
     SpatialResample,
 )
-from monai_unets.transforms import ResampleSpacingd, SeparableResample, spatial
+from monai_unets.transforms import ArgmaxLabel, InvertArgmaxd, ResampleSpacingd, SeparableResample, spatial
 
 _separable = spatial.separable_resample
 
@@ -164,10 +165,10 @@ def test_invertd_through_the_axis_by_axis_path_matches_monai(study):
     torch.testing.assert_close(fast.as_tensor(), reference.as_tensor(), atol=1e-5, rtol=1e-5)
 
 
-def _oriented_study(rng, kind):
+def _oriented_study(rng, kind, shape=None, spacing=None):
     """An image whose array axes run along the world axes in another order or direction than RAS."""
-    shape = tuple(int(s) for s in rng.integers(11, 25, 3))
-    spacing = rng.uniform(0.6, 2.6, 3)
+    shape = tuple(int(s) for s in rng.integers(11, 25, 3)) if shape is None else shape
+    spacing = rng.uniform(0.6, 2.6, 3) if spacing is None else np.asarray(spacing)
     axes = {"lps": [0, 1, 2], "lps_space": [0, 1, 2], "sagittal": [1, 2, 0], "coronal_flipped": [0, 2, 1]}[kind]
     signs = {"lps": [-1, -1, 1], "lps_space": [-1, -1, 1], "sagittal": [1, -1, -1], "coronal_flipped": [1, -1, -1]}[
         kind
@@ -231,3 +232,126 @@ def test_reorienting_resample_catches_a_flip():
     restored = transform.inverse(out)["image"]
     assert tuple(torch.nonzero(restored[0] > 0.5)[0].tolist()) == (1, 2, 3)
     torch.testing.assert_close(restored.affine, affine)
+
+
+def _scored_study(kind, seed=0):
+    """An oriented study preprocessed as the CT bundles do (reorient, resample, crop to the body), and smooth class
+    scores on the preprocessed grid: a round class 1 with a class 2 core, away from the faces of the crop."""
+    rng = np.random.default_rng(seed)
+    image = _oriented_study(rng, kind, shape=(80, 72, 56), spacing=rng.uniform(0.9, 1.2, 3))["image"]
+    shape = image.shape[1:]
+    body = torch.zeros(1, *shape)
+    body[:, 1:-1, 2:-1, 1:-2] = 1.0
+    image = MetaTensor(image.as_tensor() * 0.1 + body * 100.0, meta=dict(image.meta))
+    preprocessing = Compose(
+        [
+            ResampleSpacingd("image", pixdim=(1.0, 1.1, 1.2), axcodes="RAS", dtype=torch.float32),
+            CropForegroundd("image", source_key="image", select_fn=lambda x: x > 50.0, allow_smaller=True),
+        ]
+    )
+    out = preprocessing({"image": image})
+    grid = out["image"].shape[1:]
+    axes = torch.meshgrid(*[torch.linspace(-1.0, 1.0, n) for n in grid], indexing="ij")
+    radius = sum(a**2 for a in axes).sqrt()
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.nn.functional.avg_pool3d(torch.randn(1, 3, *grid, generator=generator), 3, 1, 1)[0]
+    logits = torch.stack([6 * (radius - 0.55), 6 * (0.6 - radius), 14 * (0.35 - radius)]) + noise
+    out["pred"] = MetaTensor(torch.softmax(logits, 0), meta=dict(out["image"].meta))
+    return image, preprocessing, out
+
+
+def _invert_then_argmax(preprocessing, data):
+    probabilities = Invertd("pred", preprocessing, "image", nearest_interp=False)(dict(data))["pred"]
+    return probabilities, ArgmaxLabel()(probabilities)
+
+
+def _spy_on_whole_volume_inversion(monkeypatch, transform):
+    calls = []
+    for key, invert in transform.invert_scores.items():
+        monkeypatch.setitem(transform.invert_scores, key, lambda d, invert=invert: calls.append(1) or invert(d))
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["lps", "sagittal", "coronal_flipped"])
+def test_invert_argmax_equals_invertd_then_argmax(kind, monkeypatch):
+    image, preprocessing, data = _scored_study(kind)
+    probabilities, expected = _invert_then_argmax(preprocessing, data)
+    # a boundary share of 7% in so small a grid (in a whole CT, about 1%)
+    transform = InvertArgmaxd("pred", preprocessing, orig_keys="image", max_boundary_share=0.1)
+    whole_volume = _spy_on_whole_volume_inversion(monkeypatch, transform)
+    label = transform(dict(data))["pred"]
+    assert not whole_volume, "the shortcut should have been taken"
+    assert label.dtype == torch.uint8 and label.shape == (1, *image.shape[1:])
+    torch.testing.assert_close(label.affine, image.affine.to(label.affine.dtype))
+    assert set(torch.unique(label).tolist()) == {0, 1, 2}
+    # the same label map; a voxel may differ only where two classes tie to float rounding
+    differ = (label != expected)[0]
+    top2 = probabilities.as_tensor().topk(2, dim=0).values
+    assert bool(((top2[0] - top2[1])[differ] < 1e-6).all())
+    assert int(differ.sum()) <= 2
+
+
+def test_invert_argmax_in_2d():
+    image = MetaTensor(torch.zeros(1, 40, 30), affine=torch.diag(torch.tensor([-0.6, 0.9, 1.0], dtype=torch.float64)))
+    image[:, 2:-2, 3:-2] = 100.0
+    preprocessing = Compose(
+        [
+            ResampleSpacingd("image", pixdim=(1.0, 1.0), axcodes="RA", dtype=torch.float32),
+            CropForegroundd("image", source_key="image", select_fn=lambda x: x > 50.0, allow_smaller=True),
+        ]
+    )
+    data = preprocessing({"image": image})
+    grid = data["image"].shape[1:]
+    yy, xx = torch.meshgrid(*[torch.linspace(-1.0, 1.0, n) for n in grid], indexing="ij")
+    radius = (yy**2 + xx**2).sqrt()
+    data["pred"] = MetaTensor(torch.stack([radius - 0.5, 0.5 - radius]), meta=dict(data["image"].meta))
+    expected = _invert_then_argmax(preprocessing, data)[1]
+    label = InvertArgmaxd("pred", preprocessing, orig_keys="image")(dict(data))["pred"]
+    assert label.shape == (1, 40, 30)
+    assert torch.equal(label.as_tensor(), expected.as_tensor())
+
+
+@pytest.mark.parametrize("case", ["nan", "class_at_a_face", "noisy", "unlisted_operation"])
+def test_invert_argmax_inverts_the_whole_volume_where_the_shortcut_is_not_exact(case, monkeypatch):
+    image, preprocessing, data = _scored_study("lps", seed=3)
+    scores = data["pred"].as_tensor().clone()
+    if case == "nan":
+        scores[0, 5, 5, 5] = float("nan")
+    elif case == "class_at_a_face":
+        scores[1, 0, 4, 4] = 2.0
+    elif case == "noisy":
+        scores = torch.rand(scores.shape, generator=torch.Generator().manual_seed(0))
+    data["pred"] = MetaTensor(scores, meta=dict(data["image"].meta))
+    if case == "unlisted_operation":
+        preprocessing = Compose([*preprocessing.transforms, Rotate90d("image", k=1, spatial_axes=(0, 1))])
+        data = preprocessing({"image": image})
+        data["pred"] = MetaTensor(torch.rand(3, *data["image"].shape[1:]), meta=dict(data["image"].meta))
+    probabilities, expected = _invert_then_argmax(preprocessing, data)
+    transform = InvertArgmaxd("pred", preprocessing, orig_keys="image", max_boundary_share=0.1)
+    whole_volume = _spy_on_whole_volume_inversion(monkeypatch, transform)
+    label = transform(dict(data))["pred"]
+    assert whole_volume == [1]
+    assert torch.equal(label.as_tensor(), expected.as_tensor())
+    torch.testing.assert_close(label.affine, expected.affine)
+
+
+def test_invert_argmax_catches_a_one_voxel_shift():
+    # class 1 in one block of the preprocessed grid: at the same spacing and orientation it must come back at
+    # exactly the block's voxels of the study, shifted by the crop
+    image = MetaTensor(torch.zeros(1, 20, 18, 16), affine=torch.diag(torch.tensor([1.0, 1.0, 1.0, 1.0])))
+    image[:, 3:17, 2:15, 4:14] = 100.0
+    preprocessing = Compose(
+        [
+            ResampleSpacingd("image", pixdim=(1.0, 1.0, 1.0), axcodes="RAS", dtype=torch.float32),
+            CropForegroundd("image", source_key="image", select_fn=lambda x: x > 50.0, allow_smaller=True),
+        ]
+    )
+    data = preprocessing({"image": image})
+    scores = torch.zeros(2, *data["image"].shape[1:])
+    scores[0] = 1.0
+    scores[1, 4:7, 5:9, 3:6] = 2.0
+    data["pred"] = MetaTensor(scores, meta=dict(data["image"].meta))
+    label = InvertArgmaxd("pred", preprocessing, orig_keys="image")(dict(data))["pred"]
+    expected = torch.zeros(1, 20, 18, 16, dtype=torch.uint8)
+    expected[0, 7:10, 7:11, 7:10] = 1
+    assert torch.equal(label.as_tensor(), expected)
