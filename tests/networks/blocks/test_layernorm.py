@@ -62,9 +62,21 @@ def test_gpu_statistics_of_half_precision_inputs_do_not_overflow(dtype):
     torch.testing.assert_close(got.float(), _reference(norm, x.to(dtype).float()), atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize(
+    "shape, statistics", [((2, 8, 256, 256), True), ((1, 8, 256, 256), False), ((2, 8, 6, 6, 6), False)]
+)
+def test_gpu_takes_var_mean_statistics_on_large_inputs_only(shape, statistics, monkeypatch):
+    # any device but the CPU (here the meta device, which has no data) dispatches as a GPU does
+    calls = []
+    monkeypatch.setattr(ChannelLayerNorm, "_statistics", lambda self, x: calls.append(x.shape) or x)
+    ChannelLayerNorm(shape[1]).to("meta")(torch.empty(shape, device="meta"))
+    assert calls == ([torch.Size(shape)] if statistics else [])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_input_matches_layer_norm():
-    norm, x = _random_norm(8).cuda(), _shifted_input((2, 8, 32, 24), channels_last=False).cuda()
+@pytest.mark.parametrize("shape", [(2, 8, 32, 24), (2, 8, 256, 256)])
+def test_cuda_input_matches_layer_norm(shape):
+    norm, x = _random_norm(8).cuda(), _shifted_input(shape, channels_last=False).cuda()
     torch.testing.assert_close(norm(x), _reference(norm, x), atol=1e-5, rtol=1e-5)
 
 
