@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from monai.networks.blocks import UnetOutBlock
 from monai.networks.layers.factories import Conv, split_args
 from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
@@ -177,8 +178,11 @@ class EGEUNet(nn.Module):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         skips: List[torch.Tensor] = []  # noqa: UP006
-        for encoder in self.encoders:
-            x = encoder(x)
+        for k, encoder in enumerate(self.encoders):
+            if torch.jit.is_scripting():
+                x = encoder(x)
+            else:
+                x = _encoder_stage(encoder, x, first=k == 0)
             skips.append(x)
         x = self.bottom_act(self.bottom(x))
 
@@ -189,9 +193,13 @@ class EGEUNet(nn.Module):
             if side is not None:
                 sides.append(side)
         if self.full_resolution is not None:
-            out = self.final(self.full_resolution(x, inputs))
+            x = self.full_resolution(x, inputs)
+        if torch.jit.is_scripting():
+            out = self.final(x)
         else:
-            out = resize_to(self.final(x), size)
+            out = _pointwise_head(self.final, x)
+        if self.full_resolution is None:
+            out = resize_to(out, size)
         if channels_last:
             out = out.contiguous()
 
@@ -232,12 +240,102 @@ class _DecoderStage(nn.Module):
         x = self.act(resize_to(self.norm(self.op(x)), skip.shape[2:]))
         side: Optional[torch.Tensor] = None  # noqa: UP007
         if self.side_head is not None:
-            side = self.side_head(x)
+            if torch.jit.is_scripting():
+                side = self.side_head(x)
+            else:
+                side = _pointwise_head(self.side_head, x)
         if self.bridge is not None:
             # the bridge output replaces the skip and feeds the bridge of the next, finer stage
             skip = self.bridge(bridge_in, skip, side)
             bridge_in = skip
         return x + skip, bridge_in, side
+
+
+def _encoder_stage(stage: nn.Sequential, x: torch.Tensor, first: bool) -> torch.Tensor:
+    """``stage(x)`` for an encoder stage (op -> GroupNorm -> 2x max-pool -> act ...), in ONNX exports in this form.
+
+    The norm's scale and shift are per channel, so they commute with the max-pooling (a max over the window of
+    ``w * y + b`` is ``w * max(y) + b``, or ``w * min(y) + b`` for ``w < 0``): the export normalises without them,
+    pools, then scales and shifts the pooled tensor, a quarter of the size. Channels with a negative scale are
+    negated before the pooling. In the first 2D stage a 3x3 convolution with even input sizes is exported as a
+    stride-2 4x4 convolution giving the 3x3 one at the four positions of each pooling window as channels
+    (channel ``c * 4 + position``), so that the pooling is a maximum over those channels and the convolution's
+    output has four times the channels at a quarter of the size (EGE-UNet's 3 -> 8 channels: 32 channels, which
+    ONNX Runtime's blocked-layout convolutions take without padding them to 16). Equal to ``stage(x)`` up to
+    float32 rounding; any other stage is exported as it is.
+    """
+    op, norm, pool = stage[0], stage[1], stage[2]
+    if not torch.onnx.is_in_onnx_export() or not isinstance(norm, nn.GroupNorm) or not isinstance(pool, MaxPool2x):
+        return stage(x)
+    phases = (
+        first
+        and isinstance(op, nn.Conv2d)
+        and op.kernel_size == (3, 3)
+        and op.stride == (1, 1)
+        and op.padding == (1, 1)
+        and op.dilation == (1, 1)
+        and op.groups == 1
+        and op.padding_mode == "zeros"
+        and all(int(s) % 2 == 0 for s in x.shape[2:])
+    )
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    if phases:
+        # (out, position, in, 4, 4): the 3x3 kernel at offset (py, px) of a 4x4 one, for position py * 2 + px
+        weight = op.weight.new_zeros([op.out_channels, 4, op.in_channels, 4, 4])
+        for py in (0, 1):
+            for px in (0, 1):
+                weight[:, py * 2 + px, :, py : py + 3, px : px + 3] = op.weight
+        weight = weight.flatten(0, 1)
+        bias = op.bias.repeat_interleave(4) if op.bias is not None else None
+        y = F.group_norm(F.conv2d(x, weight, bias, stride=2, padding=1), norm.num_groups, None, None, norm.eps)
+        if norm.weight is not None and _any_negative(norm.weight):
+            y = y * _signs(norm.weight).repeat_interleave(4).view(shape)
+        y = y.reshape([y.shape[0], op.out_channels, 4] + list(y.shape[2:])).amax(2)
+    else:
+        y = F.group_norm(op(x), norm.num_groups, None, None, norm.eps)
+        if norm.weight is not None and _any_negative(norm.weight):
+            y = y * _signs(norm.weight).view(shape)
+        y = pool(y)
+    if norm.weight is not None:
+        y = y * norm.weight.abs().view(shape)
+    if norm.bias is not None:
+        y = y + norm.bias.view(shape)
+    return stage[3:](y)
+
+
+def _any_negative(weight: torch.Tensor) -> bool:
+    # the TorchScript-based exporter reads the values (the graph then has no sign flips when none is needed);
+    # torch.export, which the dynamo-based exporter runs, does not let values decide the graph: flips stay
+    # (torch.compiler.is_exporting is newer than the oldest torch this package takes)
+    if torch.compiler.is_compiling() or getattr(torch.compiler, "is_exporting", lambda: False)():
+        return True
+    return bool((weight.detach() < 0).any())
+
+
+def _signs(weight: torch.Tensor) -> torch.Tensor:
+    # -1 for negative scales, else 1
+    return torch.where(weight < 0, -torch.ones_like(weight), torch.ones_like(weight))
+
+
+def _pointwise_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)``; in ONNX exports a 1x1-convolution head (``UnetOutBlock``) is a MatMul.
+
+    ONNX Runtime's blocked-layout pass pads a convolution's output channels to its block (16 channels with
+    AVX-512), which for a one-channel head means 16 channels computed, resized to the input and reordered; a
+    MatMul keeps one channel.
+    """
+    conv = getattr(getattr(head, "conv", None), "conv", None)
+    if (
+        not torch.onnx.is_in_onnx_export()
+        or not isinstance(conv, (nn.Conv2d, nn.Conv3d))
+        or any(k != 1 for k in conv.kernel_size)
+        or conv.groups != 1
+    ):
+        return head(x)
+    out = torch.matmul(conv.weight.flatten(1), x.flatten(2))
+    if conv.bias is not None:
+        out = out + conv.bias.unsqueeze(-1)
+    return out.reshape([x.shape[0], conv.out_channels] + list(x.shape[2:]))
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Norm
@@ -31,7 +33,8 @@ class ChannelLayerNorm(nn.Module):
     fewer kernel launches cost less there.
     MONAI's norm factory knows it as ``"channel_layer"``:
     ``get_norm_layer("channel_layer", spatial_dims, channels)``. ONNX exports get the same computation as
-    matrix products and element-wise operations.
+    matrix products and element-wise operations (at 256 voxels or fewer: one LayerNormalization between two
+    transposes).
 
     Args:
         num_channels: number of channels C.
@@ -75,14 +78,73 @@ class ChannelLayerNorm(nn.Module):
         # channel means as a (1, C) x (C, voxels) product per image: ONNX Runtime runs that GEMV several times
         # faster than a ReduceMean over the channel axis of a channels-first tensor (EGE-UNet at 1x3x256x256:
         # 1.4x in all), and the graph keeps the input's layout, where transposes around a LayerNormalization
-        # node cost more than they save
+        # node cost more than they save. At 256 voxels or fewer the node count costs more than the data: there
+        # the export is Transpose -> LayerNormalization -> Transpose, 3 nodes instead of 11 (EGE-UNet's 8x8 and
+        # 16x16 levels: 1.04x in all at batch 1)
+        if math.prod(int(s) for s in x.shape[2:]) <= 256:
+            last = x.dim() - 1
+            return F.layer_norm(x.movedim(1, last), self.weight.shape, self.weight, self.bias, self.eps).movedim(
+                last, 1
+            )
+        centred, std = self._centred(x)
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return self.weight.view(shape) * (centred / std).view(x.shape) + self.bias.view(shape)
+
+    def _centred(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # (N, C, voxels) minus the channel means, and the (N, 1, voxels) standard deviations
         channels = self.weight.shape[0]
         average = torch.full((1, channels), 1.0 / channels, dtype=x.dtype, device=x.device)
         flat = x.flatten(2)
         centred = flat - torch.matmul(average, flat)
-        normalised = centred / torch.sqrt(torch.matmul(average, centred * centred) + self.eps)
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        return self.weight.view(shape) * normalised.view(x.shape) + self.bias.view(shape)
+        return centred, torch.sqrt(torch.matmul(average, centred * centred) + self.eps)
+
+    def export_then_pointwise(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``conv(self(x))`` for a 1x1 convolution ``conv``, in the form the ONNX export takes.
+
+        The norm's scale is folded into the convolution's weights and its shift into the bias; the division by the
+        standard deviation, one value per voxel, comes after the projection, on its (fewer) output channels. This
+        takes 2 of the 5 element-wise passes over the norm's channels and runs the rest on the projection's
+        channels (EGE-UNet's bridges: 20 -> 8 at the finest level). Equal to ``conv(self(x))`` up to float32
+        rounding. For anything but a 1x1 convolution it is ``conv(self(x))``.
+        """
+        weight = getattr(conv, "weight", None)
+        pointwise = (
+            isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+            and conv.groups == 1
+            and all(k == 1 for k in conv.kernel_size)
+            and all(s == 1 for s in conv.stride)
+            and all(p == 0 for p in conv.padding)
+        )
+        if not pointwise or weight is None:
+            return conv(self(x))
+        projection = weight.flatten(1)  # (out, C)
+        bias = torch.matmul(projection, self.bias)
+        if conv.bias is not None:
+            bias = bias + conv.bias
+        centred, std = self._centred(x)
+        out = torch.matmul(projection * self.weight, centred) / std + bias.unsqueeze(-1)
+        return out.reshape([x.shape[0], weight.shape[0]] + list(x.shape[2:]))
+
+
+def export_grouped_norms(norms: list[ChannelLayerNorm], x: torch.Tensor) -> torch.Tensor:
+    """Each of ``norms`` applied to its own consecutive channels of ``x``, for an ONNX export.
+
+    For norms of equal width (and eps), all groups are normalised by the same few nodes on ``x`` viewed as
+    (N, groups, width, voxels), instead of one graph of a dozen nodes per group; the scales and shifts are then
+    one multiply and one add. Other norms are applied group by group.
+    """
+    widths = [int(norm.weight.shape[0]) for norm in norms]
+    eps = norms[0].eps
+    if len(set(widths)) > 1 or any(norm.eps != eps for norm in norms):
+        return torch.cat([norm(part) for norm, part in zip(norms, torch.split(x, widths, dim=1))], dim=1)
+    average = torch.full((1, widths[0]), 1.0 / widths[0], dtype=x.dtype, device=x.device)
+    grouped = x.reshape([x.shape[0], len(norms), widths[0], -1])
+    centred = grouped - torch.matmul(average, grouped)
+    normalised = (centred / torch.sqrt(torch.matmul(average, centred * centred) + eps)).reshape(x.shape)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    weight = torch.cat([norm.weight for norm in norms]).view(shape)
+    bias = torch.cat([norm.bias for norm in norms]).view(shape)
+    return normalised * weight + bias
 
 
 # registered in MONAI's norm factory so that ``norm="channel_layer"`` works wherever a MONAI norm spec is taken

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai_unets.networks import EGEUNet, count_macs, count_parameters
+from monai_unets.networks import ChannelLayerNorm, EGEUNet, count_macs, count_parameters
 
 from tests.conftest import assert_all_grads
 
@@ -154,6 +154,33 @@ def test_onnx_export_matches_eager(tmp_path):
         eager = net(x).numpy()
     # float32 kernels differ between runtimes: allow 1e-5 of the output's range
     np.testing.assert_allclose(onnx_out, eager, atol=1e-5 * np.abs(eager).max(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3, 64, 96), (1, 3, 65, 97)])
+def test_onnx_export_forms_match_eager_with_negative_norm_scales(tmp_path, shape, dynamo):
+    # the export-only forms (norms after the pooling with sign flips, the first convolution at the four positions
+    # of each pooling window for even sizes, the bridges' grouped norms and folded tail, MatMul heads) keep eager's
+    # outputs, negative norm scales included
+    ort = pytest.importorskip("onnxruntime")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    net = EGEUNet(2, 3, 2).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (torch.nn.GroupNorm, ChannelLayerNorm)):
+                module.weight.normal_()
+                module.bias.normal_()
+    assert any(bool((encoder[1].weight < 0).any()) for encoder in net.encoders)
+    x = torch.randn(*shape)
+    path = str(tmp_path / "egeunet.onnx")
+    options = {"dynamo": True} if dynamo else {"dynamo": False, "opset_version": 17}
+    torch.onnx.export(net, (x,), path, input_names=["image"], **options)
+    (got,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert np.abs(got - expected).max() <= 1e-4 * (expected.max() - expected.min())
 
 
 def test_side_outputs_finest_first():

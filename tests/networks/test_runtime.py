@@ -36,6 +36,24 @@ def test_onnx_network_matches_eager_at_another_batch_size(exported):
     assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
 
 
+def test_a_batch_1_export_runs_a_larger_batch_image_by_image(tmp_path):
+    pytest.importorskip("onnxruntime")
+    net = EGEUNet(2, 3, 1).eval()
+    path = tmp_path / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17)
+    onnx_net = OnnxRuntimeNetwork(path, num_threads=1)
+    assert onnx_net.input_shape == [1, 3, 64, 64]
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(x)
+    got = onnx_net(x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
+    with pytest.raises(ValueError, match=r"exported for inputs of shape \[1, 3, 64, 64\], got \[3, 3, 64, 80\]"):
+        onnx_net(torch.rand(3, 3, 64, 80))
+
+
 def test_an_input_the_export_does_not_take_is_named_with_the_shape_it_takes(exported):
     _, path = exported
     onnx_net = OnnxRuntimeNetwork(path, num_threads=1)
