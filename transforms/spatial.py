@@ -422,6 +422,14 @@ def _neighbourhood(label: torch.Tensor, op) -> torch.Tensor:
     return label
 
 
+def _grid_operation(op: Mapping) -> bool:
+    """Whether a recorded operation is one of ``_GRID_OPERATIONS``, resampled (if at all) with voxel centres on the
+    affines' grid: ``align_corners=True`` samples elsewhere."""
+    info = op.get(TraceKeys.EXTRA_INFO)
+    corners = info.get("align_corners") if isinstance(info, Mapping) else None
+    return op.get(TraceKeys.CLASS_NAME) in _GRID_OPERATIONS and corners is not True
+
+
 def _near_faces(label: torch.Tensor, width: int = 2) -> bool:
     """Whether any voxel within ``width`` voxels of a face of the grid has a label other than 0."""
     return any(
@@ -438,7 +446,7 @@ def _source_label(scores: torch.Tensor, orig: object) -> torch.Tensor | None:
         return None
     if not 2 <= scores.ndim <= 4 or scores.shape[1:] != orig.shape[1:] or not scores.is_floating_point():
         return None
-    if any(op.get(TraceKeys.CLASS_NAME) not in _GRID_OPERATIONS for op in orig.applied_operations):
+    if not all(_grid_operation(op) for op in orig.applied_operations):
         return None
     rank = scores.ndim - 1
     if tuple(orig.affine.shape) != (rank + 1, rank + 1):
@@ -506,9 +514,9 @@ class InvertArgmaxd(MapTransform):
     The label map (and its metadata) is that of ``Invertd(nearest_interp=False)`` then ``ArgmaxLabeld``, up to
     float rounding of near ties. The whole volume is inverted as before where the shortcut would not be exact
     or not faster: scores with NaN, a class other than 0 within two voxels of the grid's faces (beside the zeros
-    of an inverted crop), recorded operations other than crops, pads, flips, reorientation and resampling, more
-    than 128 classes, or more than ``max_boundary_share`` of the voxels at class boundaries (e.g. an untrained
-    network).
+    of an inverted crop), recorded operations other than crops, pads, flips, reorientation and resampling (or a
+    resampling with ``align_corners=True``), more than 128 classes, or more than ``max_boundary_share`` of the
+    voxels at class boundaries (e.g. an untrained network).
 
     Args:
         keys: keys of the class scores (C, *spatial), e.g. probabilities after ``Activationsd(softmax=True)``.

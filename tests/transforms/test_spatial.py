@@ -250,14 +250,19 @@ def _scored_study(kind, seed=0):
         ]
     )
     out = preprocessing({"image": image})
-    grid = out["image"].shape[1:]
+    out["pred"] = _smooth_scores(out["image"], seed)
+    return image, preprocessing, out
+
+
+def _smooth_scores(image, seed):
+    """Class probabilities on the grid of ``image``: a round class 1 with a class 2 core, in its middle."""
+    grid = image.shape[1:]
     axes = torch.meshgrid(*[torch.linspace(-1.0, 1.0, n) for n in grid], indexing="ij")
     radius = sum(a**2 for a in axes).sqrt()
     generator = torch.Generator().manual_seed(seed)
     noise = torch.nn.functional.avg_pool3d(torch.randn(1, 3, *grid, generator=generator), 3, 1, 1)[0]
     logits = torch.stack([6 * (radius - 0.55), 6 * (0.6 - radius), 14 * (0.35 - radius)]) + noise
-    out["pred"] = MetaTensor(torch.softmax(logits, 0), meta=dict(out["image"].meta))
-    return image, preprocessing, out
+    return MetaTensor(torch.softmax(logits, 0), meta=dict(image.meta))
 
 
 def _invert_then_argmax(preprocessing, data):
@@ -311,7 +316,7 @@ def test_invert_argmax_in_2d():
     assert torch.equal(label.as_tensor(), expected.as_tensor())
 
 
-@pytest.mark.parametrize("case", ["nan", "class_at_a_face", "noisy", "unlisted_operation"])
+@pytest.mark.parametrize("case", ["nan", "class_at_a_face", "noisy", "unlisted_operation", "align_corners"])
 def test_invert_argmax_inverts_the_whole_volume_where_the_shortcut_is_not_exact(case, monkeypatch):
     image, preprocessing, data = _scored_study("lps", seed=3)
     scores = data["pred"].as_tensor().clone()
@@ -322,10 +327,14 @@ def test_invert_argmax_inverts_the_whole_volume_where_the_shortcut_is_not_exact(
     elif case == "noisy":
         scores = torch.rand(scores.shape, generator=torch.Generator().manual_seed(0))
     data["pred"] = MetaTensor(scores, meta=dict(data["image"].meta))
-    if case == "unlisted_operation":
-        preprocessing = Compose([*preprocessing.transforms, Rotate90d("image", k=1, spatial_axes=(0, 1))])
+    if case in ("unlisted_operation", "align_corners"):
+        if case == "unlisted_operation":
+            preprocessing = Compose([*preprocessing.transforms, Rotate90d("image", k=1, spatial_axes=(0, 1))])
+        else:
+            resample = ResampleSpacingd("image", pixdim=(1.0, 1.1, 1.2), dtype=torch.float32, align_corners=True)
+            preprocessing = Compose([resample, *preprocessing.transforms[1:]])
         data = preprocessing({"image": image})
-        data["pred"] = MetaTensor(torch.rand(3, *data["image"].shape[1:]), meta=dict(data["image"].meta))
+        data["pred"] = _smooth_scores(data["image"], seed=3)
     probabilities, expected = _invert_then_argmax(preprocessing, data)
     transform = InvertArgmaxd("pred", preprocessing, orig_keys="image", max_boundary_share=0.1)
     whole_volume = _spy_on_whole_volume_inversion(monkeypatch, transform)
