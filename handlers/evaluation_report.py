@@ -85,7 +85,8 @@ class EvaluationReport:
     ``metrics_per_case.csv`` (:class:`CaseMetricsWriter`).
 
     The image, prediction and label are read from each case of ``engine.state.output``, where the bundles'
-    postprocessing has taken all three back to the image's original grid (``Invertd`` on ``pred`` and ``image``).
+    postprocessing has taken all three back to the image's original grid (``InvertArgmaxd`` on ``pred``, ``Invertd`` on
+    ``image``).
 
     Args:
         save_dir: the evaluation folder (the one of ``metrics_per_case.csv``).
