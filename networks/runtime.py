@@ -81,7 +81,8 @@ class OnnxRuntimeNetwork(nn.Module):
         # an export for batch 1 runs a larger batch image by image: on CPU that is also the faster way (EGE-UNet
         # at 8x3x256x256 on one thread: 1.07x a batch-8 export, whose feature maps no longer fit the L2 cache)
         per_image = len(shape) == len(self.input_shape) and self.input_shape[0] == 1 and shape[0] > 1
-        fixed = zip(self.input_shape[1:] if per_image else self.input_shape, shape[1:] if per_image else shape)
+        first = 1 if per_image else 0  # the batch axis is not compared when images go one by one
+        fixed = zip(self.input_shape[first:], shape[first:])
         if len(shape) != len(self.input_shape) or any(d is not None and d != n for d, n in fixed):
             wanted = ", ".join("any" if d is None else str(d) for d in self.input_shape)
             raise ValueError(

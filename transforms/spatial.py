@@ -446,6 +446,8 @@ def _source_label(scores: torch.Tensor, orig: object) -> torch.Tensor | None:
         return None
     if not 2 <= scores.ndim <= 4 or scores.shape[1:] != orig.shape[1:] or not scores.is_floating_point():
         return None
+    if scores.shape[0] > _MIXED:
+        return None
     if not all(_grid_operation(op) for op in orig.applied_operations):
         return None
     rank = scores.ndim - 1
@@ -459,14 +461,16 @@ def _source_label(scores: torch.Tensor, orig: object) -> torch.Tensor | None:
 
 
 def _interpolated_labels(
-    scores: torch.Tensor, xform: torch.Tensor, out_shape: Sequence[int], voxels: torch.Tensor
+    scores: torch.Tensor,
+    xform: torch.Tensor,
+    source_axes: Sequence[int],
+    out_shape: Sequence[int],
+    voxels: torch.Tensor,
 ) -> torch.Tensor:
     """The highest class of ``scores`` (C, *spatial), linearly interpolated at ``voxels`` (N, rank) of an output
-    grid whose voxel ``i`` lies at the scores' voxel coordinates ``xform @ i``."""
+    grid whose voxel ``i`` lies at the scores' voxel coordinates ``xform @ i``, output axis ``o`` running along the
+    scores' axis ``source_axes[o]`` (``_source_axes``)."""
     rank = scores.ndim - 1
-    source_axes = _source_axes(xform[:rank, :rank])
-    if source_axes is None:
-        raise ValueError("the output grid is not axis-aligned with the grid of the class scores")
     # the scores' axes in the order of the output axes they map onto (a view)
     view = scores.permute(0, *(a + 1 for a in source_axes))
     taps = [
@@ -564,12 +568,12 @@ class InvertArgmaxd(MapTransform):
     def _labels(self, d: dict, key: Hashable) -> torch.Tensor:
         scores, orig = d[key], d.get(self.orig_keys[key])
         label = _source_label(scores, orig)
-        boundary = None
-        if label is not None:
-            boundary = _neighbourhood(label, torch.maximum) != _neighbourhood(label, torch.minimum)
-        if boundary is None or scores.shape[0] > _MIXED or bool(boundary.float().mean() > self.max_boundary_share):
-            return self.argmax(self.invert_scores[key](d)[key])
-        # the class, plus 128 where the neighbourhood is mixed: one small-integer volume, exact in float32
+        if label is None:
+            return self._whole_volume(d, key)
+        boundary = _neighbourhood(label, torch.maximum) != _neighbourhood(label, torch.minimum)
+        if bool(boundary.float().mean() > self.max_boundary_share):
+            return self._whole_volume(d, key)
+        # the class, plus 128 where the neighbourhood is mixed: one small-integer volume
         codes = MetaTensor(label + _MIXED * boundary.to(torch.uint8))
         inverted = self.invert_codes[key]({**d, key: codes})[key]
         out = convert_to_tensor(inverted, track_meta=False).to(torch.uint8)
@@ -580,14 +584,19 @@ class InvertArgmaxd(MapTransform):
             torch.as_tensor(orig.affine, dtype=torch.float64).cpu(),
             torch.as_tensor(inverted.affine, dtype=torch.float64).cpu(),
         )
-        if _source_axes(xform[:-1, :-1]) is None:
-            return self.argmax(self.invert_scores[key](d)[key])
+        source_axes = _source_axes(xform[:-1, :-1])
+        if source_axes is None:
+            return self._whole_volume(d, key)
         voxels = mixed[0].nonzero()
         if len(voxels):
             values = convert_to_tensor(scores, track_meta=False)
-            exact = _interpolated_labels(values, xform, out.shape[1:], voxels)
+            exact = _interpolated_labels(values, xform, source_axes, out.shape[1:], voxels)
             out[0][tuple(voxels.T)] = exact.to(out.device)
         return convert_to_dst_type(out, inverted, dtype=torch.uint8)[0]
+
+    def _whole_volume(self, d: dict, key: Hashable) -> torch.Tensor:
+        # Invertd of every class score at every voxel of the study, then the argmax
+        return self.argmax(self.invert_scores[key](d)[key])
 
 
 InvertArgmaxD = InvertArgmaxDict = InvertArgmaxd
