@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import signal
 import subprocess
@@ -139,3 +140,64 @@ def test_a_single_slice_label_map_keeps_its_slice_axis(tmp_path, writer):
     assert written.shape == (6, 5, 1)
     assert np.allclose(written.affine, affine.numpy(), atol=1e-5)
     assert np.asarray(written.dataobj)[5, 0, 0] == 2 and np.asarray(written.dataobj).sum() == 2
+
+
+def _save_nifti(writer: type, data: torch.Tensor, affine: torch.Tensor, folder, output_dtype) -> bytes:
+    from monai.transforms import SaveImaged
+
+    pred = MetaTensor(data, affine=affine, meta={"filename_or_obj": str(folder / "case.nii.gz")})
+    save = SaveImaged(
+        "pred",
+        output_dir=folder,
+        output_postfix="seg",
+        writer=writer,
+        output_ext=".nii.gz",
+        output_dtype=output_dtype,
+        resample=False,
+        separate_folder=False,
+        print_log=False,
+    )
+    save({"pred": pred})
+    with gzip.open(folder / "case_seg.nii.gz") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, output_dtype",
+    [
+        ((1, 37, 29, 23), torch.uint8, np.uint8),  # a label map
+        ((1, 37, 29, 23), torch.float32, np.float32),
+        ((3, 17, 13, 11), torch.float32, np.float32),  # class probabilities, channel last in the file
+        ((1, 37, 29, 23), torch.int64, np.uint16),  # written in another integer type
+    ],
+)
+def test_nifti_holds_the_bytes_monais_writer_gives(tmp_path, shape, dtype, output_dtype):
+    from monai.data import NibabelWriter
+
+    generator = torch.Generator().manual_seed(0)
+    data = (torch.rand(shape, generator=generator) * 5).to(dtype)
+    rows = [[-0.8, 0, 0, 10.0], [0, 0.7, 0, 20.0], [0, 0, 2.5, -30.0], [0, 0, 0, 1]]
+    affine = torch.tensor(rows, dtype=torch.float64)
+    ours = _save_nifti(AtomicNibabelWriter, data, affine, tmp_path / "ours", output_dtype)
+    theirs = _save_nifti(NibabelWriter, data, affine, tmp_path / "theirs", output_dtype)
+    assert ours == theirs
+    written = np.asanyarray(nib.load(tmp_path / "ours" / "case_seg.nii.gz").dataobj)
+    expected = np.moveaxis(data.numpy(), 0, -1)
+    np.testing.assert_array_equal(written, expected[..., 0] if shape[0] == 1 else expected)
+
+
+def test_nifti_volume_reaches_the_compressor_in_chunks(tmp_path, monkeypatch):
+    from monai_unets.data import atomic
+
+    # about 1.2 MB of voxels in 300 slices: nibabel alone compresses one slice per call
+    monkeypatch.setattr(atomic._ChunkedNifti1Image, "chunk", 1 << 19)
+    calls = []
+    write = gzip.GzipFile.write
+    monkeypatch.setattr(gzip.GzipFile, "write", lambda self, data: calls.append(len(data)) or write(self, data))
+    labels = torch.zeros(1, 64, 64, 300, dtype=torch.uint8)
+    labels[0, 10:20, 30:40, 100:200] = 1
+    _save_nifti(AtomicNibabelWriter, labels, torch.eye(4, dtype=torch.float64), tmp_path, np.uint8)
+    assert sum(calls) == 352 + labels.numel()  # the header with its extension flag, then the voxels
+    assert len(calls) <= 4
+    written = np.asanyarray(nib.load(tmp_path / "case_seg.nii.gz").dataobj)
+    np.testing.assert_array_equal(written, labels[0].numpy())
