@@ -306,7 +306,8 @@ def trained(request, tmp_path_factory):
         *case.infer_args,
     )  # fmt: skip
     return {"name": name, "case": case, "bundle": bundle, "data": data, "sources": sources,
-            "predictions": predictions, "evaluation": evaluation, "inference_stderr": inference.stderr}  # fmt: skip
+            "predictions": predictions, "evaluation": evaluation, "inference_stderr": inference.stderr,
+            "inference_stdout": inference.stdout}  # fmt: skip
 
 
 def _network(bundle: Path) -> torch.nn.Module:
@@ -338,6 +339,17 @@ def test_inference_reports_the_corrupt_file_and_goes_on(trained):
     assert failures[0]["error"]
     cases = len(trained["sources"]) + 1
     assert trained["inference_stderr"].strip().splitlines()[-1].startswith(f"{cases} case(s): {cases - 1} ok, 1 failed")
+
+
+def test_inference_log_says_what_was_written_without_highdicom_details(trained):
+    # the bundle's logging.conf keeps highdicom's per-module INFO lines (nine per DICOM SEG) out of the log
+    series = [source for source in trained["sources"] if source.is_dir()]
+    if not series:
+        pytest.skip("this bundle reads no DICOM series, so it writes no DICOM SEG")
+    log = trained["inference_stdout"]
+    for source in series:
+        assert f"SaveDicomSeg: wrote {trained['predictions'] / f'{source.name}_seg.dcm'}" in log
+    assert " - highdicom" not in log
 
 
 def test_evaluation_writes_per_case_metrics(trained):
