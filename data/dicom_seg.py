@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from monai.config import NdarrayOrTensor
-from monai.utils import optional_import
 
 from .atomic import atomic_path
 from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, select_dicom_series
@@ -27,9 +26,6 @@ from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, select_dicom_series
 if TYPE_CHECKING:
     from pydicom import Dataset
     from pydicom.sr.coding import Code
-
-hd, _ = optional_import("highdicom")
-codes, _ = optional_import("pydicom.sr.codedict", name="codes")
 
 __all__ = ["DicomSegError", "write_dicom_seg"]
 
@@ -156,6 +152,10 @@ def write_dicom_seg(
     segment_values = present or sorted(int(k) for k in labels)
     if not segment_values:
         raise DicomSegError("labels is empty: a DICOM SEG needs at least one named segment.")
+
+    # imported here: highdicom takes 0.3 s to import, which a program that writes no SEG should not pay
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
 
     from monai_unets import __version__
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pydicom
@@ -347,3 +349,10 @@ def test_slices_off_the_regular_grid_within_the_spacing_tolerance_get_their_seg(
     path = write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS, affine=image.affine)
     masks = segread(path).get_pixels_by_source_instance(series.sop_uids, assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(masks[..., 0], volume == BOX)
+
+
+def test_importing_the_package_leaves_highdicom_until_a_seg_is_written():
+    # highdicom takes 0.3 s to import: the 2D bundles, MONAI Label's start and the command line tools write no SEG
+    code = "import sys, monai_unets, monai_unets.data, monai_unets.transforms; print('highdicom' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"
