@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from monai_unets.scripts.benchmark_pipeline import _foreground_fraction, _install_weights, main, pipeline_rows
+from monai_unets.scripts.benchmark_pipeline import (
+    SIDE_BY_SIDE,
+    _foreground_fraction,
+    _install_weights,
+    main,
+    pipeline_rows,
+)
 
 
 # a bundle process and a training epoch: a few minutes on a busy 2-core machine
@@ -18,6 +24,10 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     for case in ("ct_000", "ct_001"):
         assert {f"{case}_seg.nii.gz", f"{case}_seg.dcm"} <= set(inference["outputs"])
     assert {"InvertArgmaxd", "SaveImaged", "SaveDicomSegd"} <= set(inference["steps_s"])
+    # the writers run side by side: together at least as long as the longer one, and about as long as it
+    steps = inference["steps_s"]
+    longer, both = max(steps["SaveImaged"], steps["SaveDicomSegd"]), steps["SaveImaged"] + steps["SaveDicomSegd"]
+    assert longer - 0.02 <= steps[SIDE_BY_SIDE] <= both + 0.05
     assert 0 < inference["network_s"] < inference["wall_s"]
     assert inference["peak_rss_mib"] > 0
     cpu = inference["cpu_s"]
