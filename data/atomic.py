@@ -152,8 +152,7 @@ class _ChunkedNifti1Image(nib.Nifti1Image):
     chunk = 1 << 24
 
     def to_filename(self, filename: Any, **kwargs: Any) -> None:
-        with Opener(filename, "wb") as opened:
-            stream = _ChunkedWriter(opened, self.chunk)
+        with Opener(filename, "wb") as opened, _ChunkedWriter(opened, self.chunk) as stream:
             self.to_stream(stream, **kwargs)
             stream.flush()
 

@@ -877,24 +877,6 @@ class MedicalImageReader(ImageReader):
         raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
 
 
-def _fortran_ordered(array: np.ndarray) -> np.ndarray:
-    """A C-ordered 3D ``array`` in Fortran order (first axis fastest, as NIfTI stores it), copied block by block.
-
-    The transposing copy of :func:`_c_ordered`, the other way round; other arrays are returned as they are.
-
-    Args:
-        array: e.g. a label map about to be written to NIfTI.
-
-    Example::
-
-        >>> _fortran_ordered(np.zeros((4, 3, 2))).flags.f_contiguous
-        True
-    """
-    if array.ndim != 3 or array.flags.f_contiguous or not array.flags.c_contiguous:
-        return array
-    return _c_ordered(array.T).T
-
-
 def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> None:
     """A NIfTI's voxel-to-world affine can place its voxels; a qform and sform that disagree are pointed out.
 
@@ -950,6 +932,24 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
             for y in range(0, array.shape[1], by):
                 out[x : x + bx, y : y + by, z : z + bz] = array[x : x + bx, y : y + by, z : z + bz]
     return out
+
+
+def _fortran_ordered(array: np.ndarray) -> np.ndarray:
+    """A C-ordered 3D ``array`` in Fortran order (first axis fastest, as NIfTI stores it), copied block by block.
+
+    The transposing copy of :func:`_c_ordered`, the other way round; other arrays are returned as they are.
+
+    Args:
+        array: e.g. a label map about to be written to NIfTI.
+
+    Example::
+
+        >>> _fortran_ordered(np.zeros((4, 3, 2))).flags.f_contiguous
+        True
+    """
+    if array.ndim != 3 or array.flags.f_contiguous or not array.flags.c_contiguous:
+        return array
+    return _c_ordered(array.T).T
 
 
 def list_medical_cases(

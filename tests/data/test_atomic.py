@@ -201,3 +201,17 @@ def test_nifti_volume_reaches_the_compressor_in_chunks(tmp_path, monkeypatch):
     assert len(calls) <= 4
     written = np.asanyarray(nib.load(tmp_path / "case_seg.nii.gz").dataobj)
     np.testing.assert_array_equal(written, labels[0].numpy())
+
+
+def test_nifti_write_failing_midway_leaves_no_file(tmp_path, monkeypatch):
+    from monai_unets.data import atomic
+
+    def fail_midway(self, stream, **kwargs):
+        stream.write(b"\0" * 1000)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic._ChunkedNifti1Image, "to_stream", fail_midway)
+    with pytest.raises(RuntimeError) as raised:
+        _save_nifti(AtomicNibabelWriter, torch.zeros(1, 8, 8, 8, dtype=torch.uint8), torch.eye(4), tmp_path, np.uint8)
+    assert "disk full" in str(raised.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
