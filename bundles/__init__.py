@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .distributed import end_process_group
 from .overrides import check_command_line
 
-__all__ = ["BUNDLES_DIR", "bundle_dir", "check_command_line", "list_bundles"]
+__all__ = ["BUNDLES_DIR", "bundle_dir", "check_command_line", "end_process_group", "list_bundles"]
 
 BUNDLES_DIR = Path(__file__).resolve().parent
 
