@@ -15,7 +15,7 @@ from torch import nn
 
 from .blocks import GAB, GHPA
 from .blocks.pool import MaxPool2x
-from .blocks.utils import resize_to
+from .blocks.utils import is_pointwise_conv, resize_to
 
 __all__ = ["EGEUNet", "EGEUnet"]
 
@@ -325,12 +325,7 @@ def _pointwise_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     MatMul keeps one channel.
     """
     conv = getattr(getattr(head, "conv", None), "conv", None)
-    if (
-        not torch.onnx.is_in_onnx_export()
-        or not isinstance(conv, (nn.Conv2d, nn.Conv3d))
-        or any(k != 1 for k in conv.kernel_size)
-        or conv.groups != 1
-    ):
+    if not torch.onnx.is_in_onnx_export() or conv is None or not is_pointwise_conv(conv):
         return head(x)
     out = torch.matmul(conv.weight.flatten(1), x.flatten(2))
     if conv.bias is not None:

@@ -62,9 +62,9 @@ __all__ = [
 CT_BUNDLES = ("egeunet3d_pancreas_ct", "attention_unet_pancreas_ct")
 FULL_SHAPE, FULL_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)
 INPUT_FORMATS = ("dicom", "nifti")
-# small enough for a test: a few windows of a 32-voxel patch
 # the key of steps_s that times the writers run side by side, beside each writer's own time
 SIDE_BY_SIDE = "side by side"
+# small enough for a test: a few windows of a 32-voxel patch
 QUICK_SHAPE, QUICK_SPACING, QUICK_PATCH = (56, 48, 24), (1.5, 1.5, 2.0), (32, 32, 32)
 
 
