@@ -14,9 +14,10 @@ network runs). The weights are random unless ``--models`` gives a trained bundle
 weights label far more voxels than a trained model, and the writers take longer for it (``foreground_fraction``
 reports how much was labelled).
 
-Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases (validation off), and the same
-number of batches of the same shape then go through the network's forward, loss, backward and optimiser step
-alone, on tensors already in memory. Their ratio says how much the data pipeline costs beyond the compute.
+Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases or demo images (validation off),
+and the epoch's own batches then go through the network's forward, loss, backward and optimiser step once more,
+from memory. Their ratio says how much an epoch costs beyond the compute, and the time the trainer waited for its
+loader's batches says how much of that is the data pipeline.
 
 Example::
 
@@ -43,6 +44,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from monai_unets.bundles import list_bundles
 
 from .cli import run_tool
 
@@ -341,35 +344,51 @@ def _child(job: dict) -> int:
 
 
 def benchmark_training(
-    bundle: str = "egeunet3d_pancreas_ct", num_cases: int = 5, quick: bool = False, rounds: int = 3
+    bundle: str = "egeunet3d_pancreas_ct", num_cases: int | None = None, quick: bool = False, rounds: int = 3
 ) -> dict:
     """Training epochs of a bundle's ``train.yaml`` against the network's pure compute on the same batches.
 
-    Each round runs one epoch of the bundle's trainer, then the same number of steps on a batch already in
-    memory; the ratio is the median of the rounds' ratios, so that load changes on a shared machine hit both
-    sides alike.
+    Each round runs one epoch of the bundle's trainer, then the epoch's own batches, kept in memory, through the
+    trainer's forward, loss, backward and step once more; the ratio is the median of the rounds' ratios, so that
+    load changes on a shared machine hit both sides alike.
 
     Args:
-        bundle: a shipped bundle with a ``train#trainer``.
-        num_cases: phantom cases written (a fifth of them go to validation, which does not run).
-        quick: two cases, small phantoms and patches, one round, for checking that everything runs.
+        bundle: a shipped bundle: a CT one trains on CT-like phantoms, a 2D one on demo dermoscopy-like images.
+        num_cases: phantoms or images written (a CT phantom in five, and three 2D images in ten, go to validation,
+            which does not run, or to testing); default 5 phantoms or 48 images.
+        quick: a few small cases, small patches or images, one round, for checking that everything runs.
         rounds: epoch and compute rounds, alternating.
 
     Returns:
         ``epoch_s`` (median epoch of the trainer, data loading included, caching excluded), ``compute_s``
-        (median time of forward, loss, backward and step on as many batches already in memory) and ``ratio``.
+        (median time of the same batches through the step alone), ``ratio`` and ``data_s`` (median time the
+        trainer waited for its batches in an epoch).
     """
     import torch
+    from ignite.engine import Events
     from monai.bundle import ConfigParser
-    from monai.engines import SupervisedTrainer
+    from monai.engines import IterationEvents, SupervisedTrainer
+    from monai.utils import CommonKeys
     from monai_unets.bundles import bundle_dir
     from monai_unets.scripts.demo_ct import generate_demo_ct
+    from monai_unets.scripts.demo_data import generate_demo_dataset
 
+    ct = bundle in CT_BUNDLES
+    if num_cases is None:
+        num_cases = 5 if ct else 48
     if quick:
-        num_cases, rounds = 2, 1
+        num_cases, rounds = (2, 1) if ct else (6, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        shape, spacing = (QUICK_SHAPE, QUICK_SPACING) if quick else ((192, 192, 96), (1.5, 1.5, 2.0))
-        generate_demo_ct(tmp, num_cases=num_cases, num_test=0, shape=shape, spacing=spacing)
+        overrides: dict = {}
+        if ct:
+            shape, spacing = (QUICK_SHAPE, QUICK_SPACING) if quick else ((192, 192, 96), (1.5, 1.5, 2.0))
+            generate_demo_ct(tmp, num_cases=num_cases, num_test=0, shape=shape, spacing=spacing)
+            overrides = {"patch_size": list(QUICK_PATCH)} if quick else {}
+        elif quick:
+            generate_demo_dataset(tmp, num_images=num_cases, min_size=48, max_size=80)
+            overrides = {"image_size": [64, 64], "batch_size": 2}
+        else:
+            generate_demo_dataset(tmp, num_images=num_cases)
         parser = ConfigParser()
         parser.read_config(str(bundle_dir(bundle) / "configs" / "train.yaml"))
         parser.update(
@@ -380,28 +399,36 @@ def benchmark_training(
                 "val_interval": 1000,
                 # one epoch of the training loop alone: no validation, no progress bar, no TensorBoard
                 "train#handlers": [],
-                **({"patch_size": list(QUICK_PATCH)} if quick else {}),
+                **overrides,
             }
         )
         parser.get_parsed_content("initialize")
         # building the trainer fills the dataset's cache: once per run, while the epoch is what repeats
         trainer: SupervisedTrainer = parser.get_parsed_content("train#trainer")
         network, loss_fn, optimizer = trainer.network, trainer.loss_function, trainer.optimizer
-        epochs, computes = [], []
+        # each step's network input and target as the trainer's prepare_batch gave them (on its device, at the
+        # scale a multi-scale batch drew), taken once the forward pass has put them in the engine's output
+        steps: list = []
+        trainer.add_event_handler(
+            IterationEvents.FORWARD_COMPLETED,
+            lambda engine: steps.append((engine.state.output[CommonKeys.IMAGE], engine.state.output[CommonKeys.LABEL])),
+        )
+        # the time the trainer waits for its loader's batches: what a starved network would show, apart from
+        # the costs of an epoch's first step at a new input size that the replay no longer pays
+        waits: list = []
+        trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda _: waits.append(-time.perf_counter()))
+        trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda _: waits.append(time.perf_counter()))
+        epochs, computes, data = [], [], []
         for _ in range(max(1, rounds)):
+            steps.clear()
+            waits.clear()
             start = time.perf_counter()
             trainer.run()  # a finished engine starts a new one-epoch run
             epochs.append(time.perf_counter() - start)
-            iterations = trainer.state.iteration
-            # the engine keeps its last batch, decollated into samples
-            samples = trainer.state.batch if isinstance(trainer.state.batch, list) else [trainer.state.batch]
-            images, labels = (
-                torch.stack([torch.as_tensor(s[key]) for s in samples]).to(trainer.state.device)
-                for key in ("image", "label")
-            )
+            data.append(sum(waits))
             network.train()
             start = time.perf_counter()
-            for _ in range(iterations):
+            for images, labels in steps:
                 optimizer.zero_grad(set_to_none=True)
                 # through the trainer's inferer, so that the step runs in the same precision (bf16 autocast or not)
                 loss = loss_fn(trainer.inferer(images, network), labels)
@@ -412,13 +439,14 @@ def benchmark_training(
         "bundle": bundle,
         "cases": num_cases,
         "rounds": len(epochs),
-        "iterations": iterations,
-        "batch_shape": list(images.shape),
+        "iterations": len(steps),
+        "batch_shape": list(steps[0][0].shape),
         "num_workers": trainer.data_loader.num_workers,
         "threads": torch.get_num_threads(),
         "epoch_s": round(statistics.median(epochs), 2),
         "compute_s": round(statistics.median(computes), 2),
         "ratio": round(statistics.median(e / c for e, c in zip(epochs, computes)), 2),
+        "data_s": round(statistics.median(data), 3),
     }
 
 
@@ -426,7 +454,7 @@ def pipeline_rows(
     bundles: Sequence[str] = CT_BUNDLES[:1],
     quick: bool = False,
     cases: int = 1,
-    train_cases: int = 5,
+    train_cases: int | None = None,
     rounds: int = 3,
     models: str | os.PathLike | None = None,
     input_format: str = "dicom",
@@ -437,15 +465,17 @@ def pipeline_rows(
 
     Each row has ``section`` (``"3D inference"`` or ``"training epoch"``), ``bundle`` and the figures of
     :func:`benchmark_inference` (``cases`` studies in ``input_format`` in one run, with the weights in ``models``
-    or random ones, the bundle's ``settings`` overridden) or :func:`benchmark_training` (``train_cases``
-    phantoms, ``rounds`` epochs; left out when ``training`` is false).
+    or random ones, the bundle's ``settings`` overridden; CT bundles only) or :func:`benchmark_training`
+    (``train_cases`` phantoms or images, by default the function's; ``rounds`` epochs; left out when ``training``
+    is false).
     """
     rows = []
     for bundle in bundles:
-        inference = benchmark_inference(
-            bundle, quick=quick, cases=cases, models=models, input_format=input_format, settings=settings
-        )
-        rows.append({"section": "3D inference", **inference})
+        if bundle in CT_BUNDLES:
+            inference = benchmark_inference(
+                bundle, quick=quick, cases=cases, models=models, input_format=input_format, settings=settings
+            )
+            rows.append({"section": "3D inference", **inference})
         if training:
             training_row = benchmark_training(bundle, num_cases=train_cases, quick=quick, rounds=rounds)
             rows.append({"section": "training epoch", **training_row})
@@ -465,18 +495,23 @@ def pipeline_section(options: BenchmarkOptions) -> BenchmarkSection:
             "ratio: the whole process over the network's time; per_case_ratio: a case after the first over its "
             "network time (start-up excluded); cpu_floor_ratio: about the per_case_ratio the run's CPU seconds "
             "allow on this many cores.",
-            "training epoch: the bundle's trainer over the same number of steps on batches already in memory, "
-            "medians of alternating rounds.",
+            "training epoch: an epoch of the bundle's trainer against its own batches replayed from memory through "
+            "the step alone, medians of alternating rounds; data_s: the time the trainer waited for its batches.",
         ],
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--bundle", action="append", choices=CT_BUNDLES, help="3D bundle (repeatable; default: the EGE-UNet one)"
+        "--bundle",
+        action="append",
+        choices=list_bundles(),
+        help="bundle (repeatable; default: the 3D EGE-UNet one); a 2D bundle times its training epoch only",
     )
     parser.add_argument("--cases", type=int, default=1, help="CT series read in the one inference run (default: 1)")
-    parser.add_argument("--train-cases", type=int, default=5, help="phantoms of the training epoch (default: 5)")
+    parser.add_argument(
+        "--train-cases", type=int, help="phantoms or 2D images of the training epoch (default: 5 phantoms, 48 images)"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="alternating epoch and compute rounds (default: 3)")
     parser.add_argument(
         "--models",
@@ -514,8 +549,10 @@ def _parse_settings(pairs: Sequence[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.child:
         return _child(json.loads(args.child))
-    if args.cases < 1 or args.epochs < 1 or args.train_cases < 2:
-        raise SystemExit("--cases and --epochs must be at least 1, --train-cases at least 2")
+    if args.cases < 1 or args.epochs < 1 or (args.train_cases is not None and args.train_cases < 3):
+        raise SystemExit("--cases and --epochs must be at least 1, --train-cases at least 3")
+    if args.inference_only and not set(args.bundle or CT_BUNDLES) & set(CT_BUNDLES):
+        raise SystemExit("--inference-only times a CT bundle's inference: give a CT --bundle")
     if len(args.bundle or []) > 1 and args.models:
         raise SystemExit("--models holds one bundle's weights: give one --bundle with it")
     rows = pipeline_rows(

@@ -47,6 +47,35 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     assert training["epoch_s"] > 0 and training["compute_s"] > 0
 
 
+def test_a_2d_bundle_times_its_training_epoch():
+    from monai_unets.scripts.benchmark_pipeline import benchmark_training
+
+    row = benchmark_training("egeunet_skin_lesion", quick=True)
+    # the steps replayed are the epoch's own: as many, at the size the trainer fed the network
+    assert row["bundle"] == "egeunet_skin_lesion" and row["iterations"] >= 1
+    assert row["batch_shape"][1:] == [3, 64, 64]
+    # a CPU trainer crops and flips its cached images in the training process
+    assert row["num_workers"] == 0
+    assert row["epoch_s"] > 0 and row["compute_s"] > 0 and row["ratio"] > 0
+    # the waits for batches are a part of the epoch
+    assert 0 <= row["data_s"] < row["epoch_s"]
+
+
+def test_2d_bundles_have_no_inference_row(monkeypatch):
+    import monai_unets.scripts.benchmark_pipeline as module
+
+    monkeypatch.setattr(module, "benchmark_training", lambda bundle, **_: {"bundle": bundle})
+    monkeypatch.setattr(module, "benchmark_inference", lambda bundle, **_: {"bundle": bundle})
+    rows = pipeline_rows(["egeunet_skin_lesion", "attention_unet_pancreas_ct"], quick=True)
+    assert [(row["section"], row["bundle"]) for row in rows] == [
+        ("training epoch", "egeunet_skin_lesion"),
+        ("3D inference", "attention_unet_pancreas_ct"),
+        ("training epoch", "attention_unet_pancreas_ct"),
+    ]
+    with pytest.raises(SystemExit, match="give a CT --bundle"):
+        main(["--bundle", "unetv2_polyp", "--inference-only"])
+
+
 def test_command_line_writes_json(tmp_path, monkeypatch):
     import monai_unets.scripts.benchmark_pipeline as module
 
