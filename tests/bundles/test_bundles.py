@@ -228,13 +228,26 @@ def test_multi_gpu_runs_make_the_checks_of_a_single_process_run(name, configs):
 
 
 @pytest.mark.parametrize("name", BUNDLES)
-@pytest.mark.parametrize("workers", [0, 2])
-def test_training_loader_keeps_its_workers_between_epochs(name, workers):
+@pytest.mark.parametrize(
+    "device, cache, workers, expected",
+    [
+        # on a CPU, cached cases are cropped and flipped in the training process itself
+        ("cpu", "memory", 2, 0),
+        ("cpu", "disk", 2, 2),
+        ("cpu", "none", 2, 2),
+        ("cuda:0", "memory", 2, 2),
+        ("cuda:0", "memory", 0, 0),
+    ],
+)
+def test_training_loader_workers(name, device, cache, workers, expected):
     parser = ConfigParser()
     parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
-    parser["num_workers"] = workers
-    # torch refuses persistent workers without workers
-    assert parser.get_parsed_content("train#dataloader#persistent_workers") is (workers > 0)
+    parser.update({"num_workers": workers, "cache": cache, "device": f"$torch.device('{device}')"})
+    assert parser.get_parsed_content("train#dataloader#num_workers") == expected
+    # kept between epochs; torch refuses persistent workers without workers
+    assert parser.get_parsed_content("train#dataloader#persistent_workers") is (expected > 0)
+    # reading and checking the cases uses the workers wherever training runs
+    assert parser.get_parsed_content("train#dataset#num_workers") == workers
 
 
 def test_training_epochs_reuse_the_same_worker_processes(tmp_path):
@@ -251,7 +264,7 @@ def test_training_epochs_reuse_the_same_worker_processes(tmp_path):
             "dataset_dir": str(tmp_path),
             "max_epochs": 2,
             "val_interval": 1000,
-            "num_workers": 1,
+            "train#num_workers": 1,
             "patch_size": [32, 32, 32],
             "train#handlers": [],
         }
