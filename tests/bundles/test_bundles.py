@@ -250,6 +250,17 @@ def test_training_loader_workers(name, device, cache, workers, expected):
     assert parser.get_parsed_content("train#dataset#num_workers") == workers
 
 
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("workers", [0, 3])
+def test_training_loader_override_keeps_a_valid_loader(name, workers):
+    """The model zoo's way of setting a loader's workers, ``--train#dataloader#num_workers N``, on a GPU run."""
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+    parser.update({"num_workers": 2, "device": "$torch.device('cuda:0')", "train#dataloader#num_workers": workers})
+    assert parser.get_parsed_content("train#dataloader#num_workers") == workers
+    assert parser.get_parsed_content("train#dataloader#persistent_workers") is (workers > 0)
+
+
 def test_training_epochs_reuse_the_same_worker_processes(tmp_path):
     """Starting the workers anew each epoch doubled a short epoch's time; two epochs run on the same ones."""
     from ignite.engine import Events
