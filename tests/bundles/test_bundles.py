@@ -275,7 +275,7 @@ def test_training_epochs_reuse_the_same_worker_processes(tmp_path):
             "dataset_dir": str(tmp_path),
             "max_epochs": 2,
             "val_interval": 1000,
-            "train#num_workers": 1,
+            "train#dataloader#num_workers": 1,
             "patch_size": [32, 32, 32],
             "train#handlers": [],
         }
