@@ -379,16 +379,13 @@ def benchmark_training(
     if quick:
         num_cases, rounds = (2, 1) if ct else (6, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides: dict = {}
         if ct:
             shape, spacing = (QUICK_SHAPE, QUICK_SPACING) if quick else ((192, 192, 96), (1.5, 1.5, 2.0))
             generate_demo_ct(tmp, num_cases=num_cases, num_test=0, shape=shape, spacing=spacing)
             overrides = {"patch_size": list(QUICK_PATCH)} if quick else {}
-        elif quick:
-            generate_demo_dataset(tmp, num_images=num_cases, min_size=48, max_size=80)
-            overrides = {"image_size": [64, 64], "batch_size": 2}
         else:
-            generate_demo_dataset(tmp, num_images=num_cases)
+            generate_demo_dataset(tmp, num_images=num_cases, **({"min_size": 48, "max_size": 80} if quick else {}))
+            overrides = {"image_size": [64, 64], "batch_size": 2} if quick else {}
         parser = ConfigParser()
         parser.read_config(str(bundle_dir(bundle) / "configs" / "train.yaml"))
         parser.update(
