@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .distributed import end_process_group
 from .overrides import check_command_line
 
-__all__ = ["BUNDLES_DIR", "bundle_dir", "check_command_line", "end_process_group", "list_bundles"]
+__all__ = [
+    "BUNDLES_DIR",
+    "bundle_dir",
+    "bundle_spatial_dims",
+    "check_command_line",
+    "end_process_group",
+    "list_bundles",
+]
 
 BUNDLES_DIR = Path(__file__).resolve().parent
 
@@ -31,3 +39,15 @@ def bundle_dir(name: str) -> Path:
     if name not in list_bundles():
         raise KeyError(f"no bundle named {name!r}; the bundles are: {', '.join(list_bundles())}.")
     return BUNDLES_DIR / name
+
+
+def bundle_spatial_dims(name: str) -> int:
+    """Spatial dimensions (2 or 3) of the images the bundle ``name``'s network takes, from its metadata.
+
+    Example::
+
+        >>> bundle_spatial_dims("egeunet3d_pancreas_ct")
+        3
+    """
+    metadata = json.loads((bundle_dir(name) / "configs" / "metadata.json").read_text())
+    return len(metadata["network_data_format"]["inputs"]["image"]["spatial_shape"])

@@ -16,8 +16,8 @@ module is not installed is skipped.
   ``--shape``): seconds and peak memory;
 - ``readers``: a 300-slice DICOM series and a NIfTI volume read by the bundles' reader, MONAI's ITKReader and
   SimpleITK (:mod:`.benchmark_readers`);
-- ``pipeline``: a 3D bundle end to end on full-size DICOM CTs against its network time, and training epochs
-  against their pure compute (:mod:`.benchmark_pipeline`).
+- ``pipeline``: a 3D bundle end to end on full-size DICOM CTs against its network time, and the bundles'
+  training epochs against their pure compute, 2D ones included (``--bundle``; :mod:`.benchmark_pipeline`).
 
 Timings are medians over ``--repeats`` rounds in which the compared variants run alternately, and ratios are
 medians of the per-round ratios, so that load changes on a shared machine hit both sides of a ratio alike.
@@ -28,6 +28,7 @@ Example::
     monai-unets benchmark --output-dir bench                    # every section
     monai-unets benchmark --sections networks runtimes --networks EGEUNet --threads 1
     monai-unets benchmark --sections sliding-window --bundle egeunet3d_pancreas_ct --shape 512 512 300
+    monai-unets benchmark --sections pipeline --bundle egeunet3d_pancreas_ct egeunet_skin_lesion
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
-from monai_unets.bundles import bundle_dir
+from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.networks import OnnxRuntimeNetwork, count_macs, count_parameters, input_shape_problem
 from torch import nn
 
@@ -587,7 +588,11 @@ def sliding_window_section(options: BenchmarkOptions) -> BenchmarkSection:
     """The sliding-window inference of one or more CT bundles on a full-size random volume."""
     extra = options.extra
     shape = (100, 96, 40) if options.quick else tuple(extra.get("shape", (512, 512, 300)))
-    bundles = extra.get("bundles") or ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"]
+    asked = extra.get("bundles") or ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"]
+    # a 2D bundle runs its network on whole images (the pipeline section times its training)
+    bundles = [bundle for bundle in asked if bundle_spatial_dims(bundle) == 3]
+    if not bundles:
+        return BenchmarkSection("Sliding-window inference of the CT bundles", [], ["no 3D bundle among --bundle"])
     rows = [
         benchmark_sliding_window(
             bundle,
@@ -697,7 +702,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu", help="device of the networks (default: %(default)s)")
-    parser.add_argument("--bundle", nargs="+", default=None, help="sliding-window and pipeline sections: bundle names")
+    parser.add_argument(
+        "--bundle",
+        nargs="+",
+        default=None,
+        choices=list_bundles(),
+        help="bundles of the sliding-window (3D ones) and pipeline sections (a 2D one: its training epoch)",
+    )
     parser.add_argument("--shape", type=int, nargs="+", default=[512, 512, 300], help="sliding-window volume size")
     parser.add_argument("--stitch-device", default=None, help="sliding-window output device (default: --device)")
     parser.add_argument("--overlap", type=float, default=None, help="window overlap (default: the bundle's)")
@@ -709,7 +720,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     sections = list(args.sections)
     if args.bundle and not sections:
-        sections = ["sliding-window"]  # the former form of the command: one bundle's sliding-window figures
+        # the former form of the command: the bundles' sliding-window figures, or a 2D bundle's training epoch
+        three_d = any(bundle_spatial_dims(bundle) == 3 for bundle in args.bundle)
+        sections = ["sliding-window" if three_d else "pipeline"]
     options = BenchmarkOptions(
         quick=args.quick,
         repeats=max(1, args.repeats),

@@ -17,7 +17,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 from monai.transforms import RandomizableTrait, Transform
-from monai_unets.bundles import BUNDLES_DIR, bundle_dir, list_bundles
+from monai_unets.bundles import BUNDLES_DIR, bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.data import cached_dataset
 
 from monai_unets import load_plan
@@ -50,6 +50,13 @@ def test_every_bundle_folder_is_a_bundle_with_a_test_case():
     # a folder without configs/metadata.json would otherwise escape every check below
     assert folders == BUNDLES
     assert sorted(BUNDLE_CASES) == BUNDLES
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_spatial_dims_of_the_metadata_are_the_network_s(name):
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
+    assert bundle_spatial_dims(name) == parser["network_def"]["spatial_dims"] in (2, 3)
 
 
 @pytest.mark.parametrize("name", BUNDLES)

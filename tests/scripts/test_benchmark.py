@@ -87,3 +87,29 @@ def test_quick_readers_section_compares_every_reader():
     assert set(rows) == {(kind, reader) for kind in ("dicom", "nifti") for reader in readers}
     assert all(rows[(kind, "simpleitk")]["ratio_to_simpleitk"] == 1.0 for kind in ("dicom", "nifti"))
     assert all(row["median_s"] > 0 for row in rows.values())
+
+
+def test_bundles_go_to_the_sections_that_can_time_them(tmp_path, monkeypatch):
+    import monai_unets.scripts.benchmark_pipeline as pipeline
+
+    timed = []
+    monkeypatch.setattr(pipeline, "benchmark_training", lambda bundle, **_: timed.append(bundle) or {"bundle": bundle})
+    monkeypatch.setattr(pipeline, "benchmark_inference", lambda bundle, **_: {"bundle": bundle})
+    # a 2D bundle has no sliding window: the section says so instead of failing the suite
+    report = run_suite(["sliding-window"], BenchmarkOptions(quick=True, extra={"bundles": ["unetv2_polyp"]}))
+    assert report["sections"][0]["rows"] == [] and report["sections"][0]["notes"] == ["no 3D bundle among --bundle"]
+    # by default the pipeline times the 3D EGE-UNet end to end and both EGE-UNet bundles' training
+    (section,) = run_suite(["pipeline"], BenchmarkOptions(quick=True))["sections"]
+    assert [(row["section"], row["bundle"]) for row in section["rows"]] == [
+        ("3D inference", "egeunet3d_pancreas_ct"),
+        ("training epoch", "egeunet3d_pancreas_ct"),
+        ("training epoch", "egeunet_skin_lesion"),
+    ]
+    # `--bundle` with a 2D bundle alone (no --sections) times its training epoch
+    timed.clear()
+    assert main(["benchmark", "--quick", "--bundle", "egeunet_skin_lesion", "--output-dir", str(tmp_path)]) == 0
+    assert timed == ["egeunet_skin_lesion"]
+    (section,) = json.loads((tmp_path / "benchmark.json").read_text())["sections"]
+    assert section["name"] == "pipeline" and section["rows"] == [
+        {"section": "training epoch", "bundle": "egeunet_skin_lesion"}
+    ]
