@@ -3,19 +3,25 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "select_runtime"]
+__all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "reuse_freed_memory", "select_runtime"]
 
 #: The values of a bundle's ``runtime`` key.
 RUNTIMES = ("torch", "onnx", "compile")
 
 # torch.compile's mode for ``runtime: compile`` per device type; torch's default elsewhere
 _COMPILE_MODE = {"cuda": "reduce-overhead"}
+
+# mallopt's parameter numbers (glibc's malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 def _import_onnxruntime():
@@ -131,3 +137,45 @@ def select_runtime(
     if runtime == "onnx":
         return OnnxRuntimeNetwork(onnx_path, device)
     raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
+
+
+def reuse_freed_memory(block_mib: int = 256, keep_mib: int = 1024) -> bool:
+    """Keep freed memory blocks in the process for the next allocation instead of returning them (glibc only).
+
+    glibc's allocator gives every block above 32 MiB (and, until its threshold has adapted, above 128 KiB) its own
+    memory mapping and unmaps it when freed, and gives the free top of its heap back to the system, so that the
+    next window of a sliding window, or the next training step, faults fresh pages in again: on a 2-core CPU, 4
+    million page faults took half of a 3D EGE-UNet's sliding window over a CT (README, "Speed"). Raising glibc's
+    mmap and trim thresholds keeps those blocks for reuse, as the caching allocators that PyTorch's CPU tuning
+    guides suggest (jemalloc, tcmalloc) do. The price is a process that keeps more of its peak heap: 8-21% more
+    peak resident memory in the CT bundles' runs.
+
+    Nothing changes with another C library, or where the user set the allocator already (``MALLOC_*``
+    variables, ``glibc.malloc`` tunables, or a jemalloc, tcmalloc or mimalloc in ``LD_PRELOAD``). Processes
+    forked afterwards (DataLoader workers) inherit the setting.
+
+    Args:
+        block_mib: blocks up to this size come from the heap; larger ones (whole-volume arrays) are still mapped
+            on their own and go back to the system when freed.
+        keep_mib: free memory kept at the top of the heap (a smaller value gave back pages that the next window
+            faulted in again: 1.2 million faults at 256 MiB, a few thousand at 1,024).
+
+    Returns:
+        whether the setting was made.
+
+    Example::
+
+        >>> reuse_freed_memory()  # doctest: +SKIP
+        True
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    # the user's own allocator settings win: glibc's variables, its malloc tunables, a preloaded jemalloc/tcmalloc
+    if any(name.startswith("MALLOC_") for name in os.environ) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    if "malloc" in os.environ.get("LD_PRELOAD", ""):
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, block_mib * 2**20)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, keep_mib * 2**20)
+    )

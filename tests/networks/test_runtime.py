@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
-from monai_unets.networks import EGEUNet, OnnxRuntimeNetwork, select_runtime
+from monai_unets.networks import EGEUNet, OnnxRuntimeNetwork, reuse_freed_memory, select_runtime
 from monai_unets.networks.runtime import RUNTIMES
 
 
@@ -129,3 +134,46 @@ def test_missing_onnxruntime_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(ImportError, match=r"pip install 'monai-unets\[onnx\]'"):
         OnnxRuntimeNetwork(tmp_path / "model.onnx")
+
+
+_REUSE_PROBE = """
+import resource, sys, torch
+from monai_unets.networks import reuse_freed_memory
+applied = reuse_freed_memory() if sys.argv[1] == "reuse" else False
+faults = []
+for _ in range(20):  # a step that makes and frees a 64 MiB feature map, as a sliding window's windows do
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 * 2**18).sum()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, sum(faults[-5:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_freed_blocks_are_reused_instead_of_faulted_in_again():
+    def page_faults(mode: str) -> tuple[str, int]:
+        # a fresh process each: the setting is process-wide
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+        output = subprocess.run(
+            [sys.executable, "-c", _REUSE_PROBE, mode], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()
+        return output[0], int(output[1])
+
+    applied, reused = page_faults("reuse")
+    _, default = page_faults("default")
+    assert applied == "True"
+    # glibc's default maps each 64 MiB block anew: its 16,384 pages fault in again, step after step
+    assert default > 5 * 10_000 and reused < 1_000, (default, reused)
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("MALLOC_ARENA_MAX", "2"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+        ("LD_PRELOAD", "libjemalloc.so.2"),
+    ],
+)
+def test_the_users_own_allocator_settings_are_left_alone(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    assert reuse_freed_memory() is False
