@@ -54,7 +54,13 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
-from monai_unets.networks import OnnxRuntimeNetwork, count_macs, count_parameters, input_shape_problem
+from monai_unets.networks import (
+    OnnxRuntimeNetwork,
+    count_macs,
+    count_parameters,
+    input_shape_problem,
+    reuse_freed_memory,
+)
 from torch import nn
 
 from .cli import run_tool
@@ -703,6 +709,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu", help="device of the networks (default: %(default)s)")
     parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's allocator settings instead of reusing freed blocks as the bundles do",
+    )
+    parser.add_argument(
         "--bundle",
         nargs="+",
         default=None,
@@ -718,6 +729,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    # the allocator of the bundles' runs (their `initialize`), so that the figures are theirs
+    reused = False if args.default_allocator else reuse_freed_memory()
     sections = list(args.sections)
     if args.bundle and not sections:
         # the former form of the command: the bundles' sliding-window figures, or a 2D bundle's training epoch
@@ -739,6 +752,7 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     report = run_suite(sections, options)
+    report["machine"]["freed_memory_reused"] = reused
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(output_dir / "benchmark.json", json.dumps(report, indent=1) + "\n")
