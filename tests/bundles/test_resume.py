@@ -37,7 +37,9 @@ def _saved_epoch(path: Path) -> int:
 
 @pytest.mark.slow
 def test_sigkill_then_the_same_command_resumes_from_the_last_epoch(tmp_path):
-    data = generate_demo_dataset(tmp_path / "data", num_images=10, seed=1, min_size=32, max_size=48).parent
+    # epochs of about a second: with 10 images (0.2 s an epoch) a poll delayed by a busy machine once saw the run
+    # finish all four epochs before the kill
+    data = generate_demo_dataset(tmp_path / "data", num_images=40, seed=1, min_size=32, max_size=48).parent
     bundle = Path(shutil.copytree(bundle_dir(BUNDLE), tmp_path / BUNDLE))
     checkpoint = bundle / "models" / "checkpoint.pt"
     command = _command(bundle, data)
@@ -45,7 +47,7 @@ def test_sigkill_then_the_same_command_resumes_from_the_last_epoch(tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while _saved_epoch(checkpoint) < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = _saved_epoch(checkpoint)
