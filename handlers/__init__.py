@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .background import BackgroundPostprocessing
 from .case_isolation import CaseIsolationHandler
 from .case_metrics import CaseMetricsWriter
 from .checkpoint import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights, save_atomic
@@ -17,6 +18,7 @@ from .validation import FinalValidationHandler, TrainingTimeLimit
 
 __all__ = [
     "AtomicMetricsSaver",
+    "BackgroundPostprocessing",
     "CaseIsolationHandler",
     "BestModelSaver",
     "CheckpointError",

@@ -237,13 +237,26 @@ class CaseIsolationHandler:
                     del buffer[length:]
             cumulative._synced = False
 
-    def _record_error(self, batch: Any, stage: str, reason: str) -> None:
+    def _record_error(self, batch: Any, stage: str, reason: str, current: bool = True) -> None:
         for name, file, index in _batch_cases(batch):
             logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)
-            self._record({"case": name, "file": file, "stage": stage, "error": reason, "index": index})
+            self._record({"case": name, "file": file, "stage": stage, "error": reason, "index": index}, current)
 
-    def _record(self, record: dict[str, Any]) -> None:
-        self._failed = True
+    def record_failure(self, batch: Any, stage: str, reason: str) -> None:
+        """Report a case that failed outside the iteration it was read in (postprocessed in the background).
+
+        The iteration running now is not affected: its own handlers still run.
+
+        Args:
+            batch: the failed case's batch, whose metadata names it (a dictionary, or a list of decollated ones).
+            stage: where it failed, e.g. ``writing``.
+            reason: the error, one line.
+        """
+        self._record_error(batch, stage, reason, current=False)
+
+    def _record(self, record: dict[str, Any], current: bool = True) -> None:
+        # `current`: the case of the running iteration, whose remaining handlers are then skipped
+        self._failed = self._failed or current
         self.failures.append(record)
         self._write(self._own_log, self.failures)
 

@@ -41,6 +41,21 @@ def _pair(folder, name, size=(12, 16), label_size=None, rgb=False):
     return {"image": str(folder / f"{name}.png"), "label": str(folder / f"{name}_label.png")}
 
 
+def save_masks(out_dir):
+    """Writes each prediction as ``<case>_seg.png``; the disk is full for a case named "full"."""
+    return SaveImaged(
+        "pred",
+        output_dir=out_dir,
+        output_postfix="seg",
+        output_ext=".png",
+        separate_folder=False,
+        output_name_formatter=case_output_name,
+        writer=_DiskFullFor,
+        scale=255,
+        print_log=False,
+    )
+
+
 @pytest.fixture
 def run(tmp_path):
     data = tmp_path / "data"
@@ -68,17 +83,7 @@ def run(tmp_path):
         [
             Activationsd("pred", sigmoid=True),
             AsDiscreted("pred", threshold=0.5),
-            SaveImaged(
-                "pred",
-                output_dir=tmp_path / "out",
-                output_postfix="seg",
-                output_ext=".png",
-                separate_folder=False,
-                output_name_formatter=case_output_name,
-                writer=_DiskFullFor,
-                scale=255,
-                print_log=False,
-            ),
+            save_masks(tmp_path / "out"),
         ]
     )
     torch.manual_seed(0)
