@@ -82,6 +82,7 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "bf16": _SWITCH,
     "channels_last": _SWITCH,
     "augment": _SWITCH,
+    "background_postprocessing": _SWITCH,
     "resume": (_SWITCH[0], "True or False (on the command line: --resume False)"),
     # None: torch's default, one thread per core
     "cpu_threads": (lambda v: v is None or _integer(1)(v), "an integer >= 1, or None for one per core"),

@@ -177,6 +177,35 @@ def test_2d_batch_with_bad_cases_single_and_sharded(tmp_path):
     assert _outputs(outputs[0]) == _outputs(outputs[1])
 
 
+@pytest.mark.parametrize("name", ["egeunet3d_pancreas_ct", "egeunet_skin_lesion"])
+def test_background_postprocessing_reports_each_failure_under_its_own_case(name, tmp_path):
+    # on by default only with a GPU: forced on here, the same batch gives the same outputs and failures as above,
+    # a failed write named by its own case although the next case's network ran while it was written
+    three_d = name == FAST_3D[0]
+    extra = FAST_3D[1] if three_d else FAST_2D[1]
+    bundle = bundle_with_random_weights(name, tmp_path)
+    inputs = _ct_inputs(tmp_path) if three_d else _skin_inputs(tmp_path)
+    blocked = "demo_001_dicom_seg.dcm" if three_d else "demo_003_seg.png"
+    output = tmp_path / "out"
+    (output / blocked).mkdir(parents=True)
+    result = _infer(bundle, inputs, output, (*extra, "--background_postprocessing", "True"))
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]
+    stages = _failures(output)
+    if three_d:
+        assert "8 case(s): 4 ok, 4 failed" in log
+        assert stages.pop("corrupt") == "reading"
+        assert stages.pop("demo_001_dicom").startswith("writing")
+        assert set(stages) == {"flat", "fourd"}
+        _check_ct_outputs(inputs, output)
+    else:
+        assert "7 case(s): 4 ok, 3 failed" in log
+        assert stages == {"corrupt": "reading", "truncated": "reading", "demo_003": "writing (SaveImaged)"}
+        written = sorted(p.name for p in output.glob("*_seg.png") if p.is_file())
+        assert written == ["demo_000_jpg_seg.png", "demo_000_png_seg.png", "demo_001_seg.png", "demo_002_seg.png"]
+    assert not list(output.glob(".partial-*"))
+
+
 def _final_files(folder: Path) -> list[Path]:
     # hidden ".partial-*" files are writes in progress, under no final name
     return [p for p in folder.glob("*") if not p.name.startswith(".")] if folder.is_dir() else []

@@ -243,6 +243,20 @@ def test_every_run_reuses_freed_memory(name, configs):
 
 
 @pytest.mark.parametrize("name", BUNDLES)
+def test_served_inference_reuses_freed_memory(name, monkeypatch):
+    # MONAI Label's bundle app parses `inferer` (with `preprocessing` and `postprocessing`) but never `initialize`
+    import monai_unets
+
+    calls = []
+    monkeypatch.setattr(monai_unets, "reuse_freed_memory", lambda: calls.append(1) or True)
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
+    parser["bundle_root"] = str(bundle_dir(name))
+    parser.get_parsed_content("inferer")
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("name", BUNDLES)
 @pytest.mark.parametrize(
     "device, cache, workers, expected",
     [
