@@ -67,6 +67,12 @@ def monailabel_env(tmp_path_factory) -> Path:
         # MONAI Label imports torchvision, whose registry build only loads with the registry's torch build: ignore
         # any local pip configuration (such as a folder of CPU-only torch wheels) that would pair it with another
         _run([str(python), "-m", "pip", "install", "--isolated", "-q", *packages, str(REPO_ROOT)], timeout=3600)
+    else:
+        # an environment built by an earlier run holds that run's copy of this package: serve the code under test
+        _run(
+            [str(python), "-m", "pip", "install", "--isolated", "-q", "--no-deps", "--force-reinstall", str(REPO_ROOT)],
+            timeout=600,
+        )
     return env
 
 
