@@ -155,8 +155,9 @@ def benchmark_inference(
         times the network's time: about the ``per_case_ratio`` this work allows with every core busy all the
         time; first-use costs, which later cases do not pay, are counted in it), ``peak_rss_mib`` (the bundle
         process), ``workers_peak_rss_mib`` (its largest DataLoader worker), the output files,
-        ``foreground_fraction`` (the share of voxels labelled other than background) and ``weights`` (``random``
-        or ``trained``). With two cases or
+        ``foreground_fraction`` (the share of voxels labelled other than background), ``weights`` (``random``
+        or ``trained``) and ``background_postprocessing`` (cases inverted and written beside the next one's
+        network). With two cases or
         more also ``per_case_s`` (median time from one finished case to the next, after the first),
         ``per_case_network_s`` (median network time of those cases) and ``per_case_ratio``.
     """
@@ -213,6 +214,7 @@ def benchmark_inference(
         "settings": settings or {},
         "device": child["device"],
         "threads": child["threads"],
+        "background_postprocessing": child["background_postprocessing"],
         "wall_s": round(wall, 2),
         "network_s": round(child["network_s"], 2),
         "ratio": round(wall / child["network_s"], 2) if child["network_s"] > 0 else None,
@@ -326,6 +328,8 @@ def _child(job: dict) -> int:
     result = {
         "threads": torch.get_num_threads(),
         "device": str(parser.get_parsed_content("device")),
+        # inverting and writing beside the next case's network (the bundle's default: with a GPU)
+        "background_postprocessing": bool(parser.get_parsed_content("background_postprocessing")),
         "imports_s": imports,
         "network_s": network,
         "first_case_s": done[0] - job["launched"] if done else 0.0,

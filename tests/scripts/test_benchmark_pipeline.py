@@ -43,6 +43,8 @@ def test_quick_rows_cover_inference_and_training(tmp_path):
     assert inference["cases"] == 2 and 0 < inference["per_case_network_s"] < inference["per_case_s"]
     assert inference["first_case_s"] + inference["per_case_s"] <= inference["wall_s"]
     assert inference["weights"] == "random" and 0.0 <= inference["foreground_fraction"] <= 1.0
+    # the bundle's default on a CPU: each case written before the next one's network
+    assert inference["background_postprocessing"] is False
     assert training["iterations"] >= 1 and training["batch_shape"][2:] == [32, 32, 32]
     assert training["epoch_s"] > 0 and training["compute_s"] > 0
 
@@ -127,10 +129,12 @@ def test_models_take_one_bundle(tmp_path):
 def test_nifti_studies_with_overridden_settings(tmp_path):
     from monai_unets.scripts.benchmark_pipeline import benchmark_inference
 
-    result = benchmark_inference(quick=True, input_format="nifti", settings={"sw_batch_size": 3})
-    assert result["input"] == "NIfTI (.nii.gz)" and result["settings"] == {"sw_batch_size": 3}
-    # a NIfTI study gets its label map and no DICOM SEG
-    assert result["outputs"] == ["ct_000_seg.nii.gz", "failures.csv"]
+    settings = {"sw_batch_size": 3, "background_postprocessing": True}
+    result = benchmark_inference(quick=True, input_format="nifti", cases=2, settings=settings)
+    assert result["input"] == "NIfTI (.nii.gz)" and result["settings"] == settings
+    assert result["background_postprocessing"] is True
+    # a NIfTI study gets its label map and no DICOM SEG; the last one is written before the run ends
+    assert result["outputs"] == ["ct_000_seg.nii.gz", "ct_001_seg.nii.gz", "failures.csv"]
     assert result["device"] == "cpu" and result["first_case_s"] > 0
 
 
