@@ -30,10 +30,13 @@ class BackgroundPostprocessing:
     """Runs an evaluator's postprocessing of each case in a background thread while the network runs the next.
 
     A batch inference otherwise waits for every case's inverting and writing (label map, DICOM SEG) before its
-    network starts on the next case; on a GPU, or a CPU with cores to spare, that work can overlap the next
-    case's sliding window. Cases are postprocessed in order, one at a time, and at most one case waits behind
-    the network: before a case is queued, the previous one is finished, which bounds memory to two cases' outputs.
-    The run ends (``Events.COMPLETED``) only once the last case is written.
+    network starts on the next case. With the network on a GPU, whose sliding window leaves the CPU idle, that
+    work can overlap the next case's network; on a CPU the network's threads already take the cores, and the
+    overlap slowed the CT bundles' cases down (their docs give the figures).
+
+    Cases are postprocessed in order, one at a time, and at most one case waits behind the network: before a case
+    is queued, the previous one is finished, which bounds memory to two cases' outputs. The run ends
+    (``Events.COMPLETED``) only once the last case is written.
 
     Use it instead of the evaluator's own ``postprocessing`` (leave that ``None``): the transform gets the same
     dictionary, batch and output together, that MONAI's evaluators give it. Later handlers of the same
