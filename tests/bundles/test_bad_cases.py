@@ -100,8 +100,10 @@ def _check_ct_outputs(inputs: Path, output: Path) -> None:
 
 
 @pytest.mark.slow
-def test_3d_batch_with_bad_cases_single_and_sharded(tmp_path):
-    name, extra = FAST_3D
+@pytest.mark.parametrize("background", [False, True])
+def test_3d_batch_with_bad_cases_single_and_sharded(tmp_path, background):
+    # background: each case inverted and written beside the next one's network (the default with a GPU)
+    name, extra = FAST_3D[0], (*FAST_3D[1], "--background_postprocessing", str(background))
     bundle = bundle_with_random_weights(name, tmp_path)
     inputs = _ct_inputs(tmp_path)
     outputs = []
