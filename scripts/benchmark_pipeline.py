@@ -12,7 +12,8 @@ studies is processed: the per-case figures after the first case (the time from o
 and its network time) leave out what a run pays once (starting Python, imports, the first read before any
 network runs). The weights are random unless ``--models`` gives a trained bundle's ``models`` folder: random
 weights label far more voxels than a trained model, and the writers take longer for it (``foreground_fraction``
-reports how much was labelled).
+reports how much was labelled). ``--stand-in-network SECONDS`` replaces the network by a wait that uses no CPU
+and a compact label map, to time the rest of the pipeline as it runs with the network on a GPU.
 
 Training: the bundle's ``train.yaml`` trainer runs one epoch on phantom cases or demo images (validation off),
 and the epoch's own batches then go through the network's forward, loss, backward and optimiser step once more,
@@ -24,6 +25,7 @@ Example::
     monai-unets benchmark-pipeline --bundle egeunet3d_pancreas_ct
     monai-unets benchmark-pipeline --cases 3 --epochs 2
     monai-unets benchmark-pipeline --cases 3 --models bundles/egeunet3d_pancreas_ct/models
+    monai-unets benchmark-pipeline --cases 4 --inference-only --stand-in-network 1.0
     monai-unets benchmark-pipeline --quick --json figures.json
 
 From Python, :func:`pipeline_rows` gives the same figures as rows for a report table; the benchmark suite runs
@@ -125,6 +127,7 @@ def benchmark_inference(
     models: str | os.PathLike | None = None,
     input_format: str = "dicom",
     settings: dict | None = None,
+    stand_in_network_s: float | None = None,
 ) -> dict:
     """Run a CT bundle's inference on phantom studies in a fresh process and measure it.
 
@@ -145,6 +148,9 @@ def benchmark_inference(
             ``.nii.gz`` per study, a NIfTI label map only).
         settings: keys of the bundle's ``inference.yaml`` to override (``{"sw_batch_size": 4}``), as on the
             command line of ``monai.bundle run``.
+        stand_in_network_s: instead of the bundle's network, wait this many seconds per case without using the
+            CPU, then give a compact organ-like label map (about 1% of the voxels): the rest of the pipeline as it
+            runs when the network is on a GPU, on a machine without one.
 
     Returns:
         the settings and figures: ``wall_s`` (the whole process), ``network_s`` (inside the sliding-window
@@ -191,6 +197,7 @@ def benchmark_inference(
             "input_dir": str(root / "studies"),
             "output_dir": str(root / "out"),
             "overrides": overrides,
+            "stand_in_network_s": stand_in_network_s,
         }
         job["launched"] = time.time()
         start = time.perf_counter()
@@ -234,6 +241,7 @@ def benchmark_inference(
         "foreground_fraction": round(foreground, 4),
         "weights": "trained" if models is not None else "random",
         "cases": cases,
+        "network": "the bundle's" if stand_in_network_s is None else f"stand-in, {stand_in_network_s} s without CPU",
     }
     # cases after the first: DataLoader workers read each one while the network runs on the one before
     cycles, networks = child["case_s"], child["case_network_s"]
@@ -268,6 +276,30 @@ class _Timed:
         return type(self.inner)
 
 
+class _StandInInferer:
+    """Stands in for a network on an accelerator: the time passes without CPU work, then a compact label map.
+
+    The logits pick class 1 in a box around the volume's centre (an eighth of each side's length on each side of
+    it) and the last class in one corner of that box: about 1% of a CT's voxels after inversion, as a trained
+    model labels, where random weights label most of the volume.
+    """
+
+    def __init__(self, seconds: float, num_classes: int) -> None:
+        self.seconds, self.num_classes = seconds, num_classes
+
+    def __call__(self, inputs, network=None, *args, **kwargs):
+        import torch
+
+        time.sleep(self.seconds)
+        num_classes = self.num_classes
+        logits = torch.zeros(inputs.shape[0], num_classes, *inputs.shape[2:])
+        logits[:, 0] = 1.0
+        centre, radius = [n // 2 for n in inputs.shape[2:]], [max(1, n // 8) for n in inputs.shape[2:]]
+        logits[(slice(None), 1, *(slice(c - r, c + r) for c, r in zip(centre, radius)))] = 2.0
+        logits[(slice(None), num_classes - 1, *(slice(c, c + r // 2 + 1) for c, r in zip(centre, radius)))] = 3.0
+        return logits
+
+
 def _child(job: dict) -> int:
     # runs in its own process: starting Python and importing torch and MONAI are part of what a bundle run pays
     import torch
@@ -293,7 +325,11 @@ def _child(job: dict) -> int:
     parser["case_isolation"] = parser.get_parsed_content("case_isolation")
     preprocessing = parser.get_parsed_content("preprocessing")
     postprocessing = parser.get_parsed_content("postprocessing")
-    inferer = parser.get_parsed_content("inferer")
+    stand_in = job.get("stand_in_network_s")
+    if stand_in is None:
+        inferer = parser.get_parsed_content("inferer")
+    else:
+        inferer = _StandInInferer(stand_in, parser.get_parsed_content("num_classes"))
     postprocessing.transforms = tuple(_Timed(t, type(t).__name__, steps) for t in postprocessing.transforms)
     if isinstance(postprocessing, ConcurrentCompose):
         # the steps of a side-by-side run each take longer than alone, as they share the cores: the run's own time
@@ -469,12 +505,14 @@ def pipeline_rows(
     input_format: str = "dicom",
     settings: dict | None = None,
     training: bool = True,
+    stand_in_network_s: float | None = None,
 ) -> list[dict]:
     """The 3D pipeline figures: one row per measurement, ready for a table.
 
     Each row has ``section`` (``"3D inference"`` or ``"training epoch"``), ``bundle`` and the figures of
     :func:`benchmark_inference` (``cases`` studies in ``input_format`` in one run, with the weights in ``models``
-    or random ones, the bundle's ``settings`` overridden; CT bundles only) or :func:`benchmark_training`
+    or random ones, the bundle's ``settings`` overridden, its network replaced by a CPU-free wait of
+    ``stand_in_network_s`` when given; CT bundles only) or :func:`benchmark_training`
     (``train_cases`` phantoms or images, by default the function's; ``rounds`` epochs; left out when ``training``
     is false).
     """
@@ -482,7 +520,13 @@ def pipeline_rows(
     for bundle in bundles:
         if bundle_spatial_dims(bundle) == 3:
             inference = benchmark_inference(
-                bundle, quick=quick, cases=cases, models=models, input_format=input_format, settings=settings
+                bundle,
+                quick=quick,
+                cases=cases,
+                models=models,
+                input_format=input_format,
+                settings=settings,
+                stand_in_network_s=stand_in_network_s,
             )
             rows.append({"section": "3D inference", **inference})
         if training:
@@ -541,6 +585,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a key of inference.yaml, the value read as YAML (repeatable): --set sw_batch_size=4",
     )
+    parser.add_argument(
+        "--stand-in-network",
+        type=float,
+        metavar="SECONDS",
+        help="replace the network by a wait of SECONDS per case that uses no CPU, as a GPU's network would, and a "
+        "compact label map: times the rest of the pipeline for a GPU machine",
+    )
     parser.add_argument("--inference-only", action="store_true", help="leave out the training epoch")
     parser.add_argument("--quick", action="store_true", help="small volumes: checks that everything runs")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
@@ -564,6 +615,8 @@ def run(args: argparse.Namespace) -> int:
         return _child(json.loads(args.child))
     if args.cases < 1 or args.epochs < 1 or (args.train_cases is not None and args.train_cases < 3):
         raise SystemExit("--cases and --epochs must be at least 1, --train-cases at least 3")
+    if args.stand_in_network is not None and args.stand_in_network < 0:
+        raise SystemExit("--stand-in-network takes the seconds a case's network would take: 0 or more")
     if args.inference_only and all(bundle_spatial_dims(b) == 2 for b in args.bundle or CT_BUNDLES[:1]):
         raise SystemExit("--inference-only times a 3D bundle's inference: give a CT --bundle")
     if len(args.bundle or []) > 1 and args.models:
@@ -577,6 +630,7 @@ def run(args: argparse.Namespace) -> int:
         models=args.models,
         input_format=args.input,
         settings=_parse_settings(args.set),
+        stand_in_network_s=args.stand_in_network,
         training=not args.inference_only,
     )
     for row in rows:

@@ -138,6 +138,18 @@ def test_nifti_studies_with_overridden_settings(tmp_path):
     assert result["device"] == "cpu" and result["first_case_s"] > 0
 
 
+def test_a_stand_in_network_times_the_rest_of_the_pipeline():
+    from monai_unets.scripts.benchmark_pipeline import benchmark_inference
+
+    # as on a GPU: the network's time passes without the CPU; the label map is compact, not random weights' noise
+    result = benchmark_inference(quick=True, cases=2, stand_in_network_s=0.3)
+    assert result["network"] == "stand-in, 0.3 s without CPU" and result["weights"] == "random"
+    assert 0.3 <= result["per_case_network_s"] < 0.4 and 0.3 <= result["per_case_s"]
+    assert result["cpu_s"]["network"] < 0.1
+    assert 0.001 < result["foreground_fraction"] < 0.05
+    assert {"ct_000_seg.nii.gz", "ct_000_seg.dcm", "ct_001_seg.nii.gz", "ct_001_seg.dcm"} <= set(result["outputs"])
+
+
 def test_a_failed_case_fails_the_benchmark():
     from monai_unets.scripts.benchmark_pipeline import benchmark_inference
 
