@@ -83,6 +83,9 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "channels_last": _SWITCH,
     "augment": _SWITCH,
     "background_postprocessing": _SWITCH,
+    "quiet": _SWITCH,
+    "tta": _SWITCH,
+    "write_probabilities": _SWITCH,
     "resume": (_SWITCH[0], "True or False (on the command line: --resume False)"),
     # None: torch's default, one thread per core
     "cpu_threads": (lambda v: v is None or _integer(1)(v), "an integer >= 1, or None for one per core"),

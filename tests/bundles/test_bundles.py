@@ -19,6 +19,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metad
 from monai.transforms import RandomizableTrait, Transform
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.data import cached_dataset
+from monai_unets.handlers.errors import SettingError, check_settings
 
 from monai_unets import load_plan
 from tests.bundles.conftest import BUNDLE_CASES
@@ -240,6 +241,21 @@ def test_every_run_reuses_freed_memory(name, configs):
     parser = ConfigParser()
     parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
     assert "$monai_unets.reuse_freed_memory()" in parser["initialize"]
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("config", ["inference.yaml", "train.yaml"])
+def test_every_switch_is_checked_at_start(name, config):
+    # `monai.bundle run` passes `--tta false` as the string "false", which is true: unchecked, it would turn TTA on
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / config))
+    switches = [key for key, value in parser.config.items() if isinstance(value, bool)]
+    assert switches and set(switches) <= set(parser["settings"]), (config, switches)
+    for key in switches:
+        parser[key] = "false"
+        with pytest.raises(SettingError, match=f"^{key} must be True or False"):
+            check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+        parser[key] = False
 
 
 @pytest.mark.parametrize("name", BUNDLES)
