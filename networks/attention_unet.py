@@ -12,12 +12,12 @@ from monai.networks.nets.basic_unet import TwoConv
 from torch import nn
 
 from .blocks.attention import AttentionGate, SelfAttentionBlock
-from .blocks.utils import resize_to
+from .blocks.utils import MinimumInputSize, resize_to
 
 __all__ = ["AttentionGateUNet", "AttentionGateUnet"]
 
 
-class AttentionGateUNet(nn.Module):
+class AttentionGateUNet(MinimumInputSize, nn.Module):
     """Attention U-Net whose skips are filtered by additive grid attention gates driven by the coarser level.
 
     Oktay, Schlemper, Le Folgoc, Lee, Heinrich, Misawa, Mori, McDonagh, Hammerla, Kainz, Glocker, Rueckert:
@@ -96,6 +96,7 @@ class AttentionGateUNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
         self.min_size = 2 ** (len(channels) - 1)
+        self.size_rule = "AttentionGateUNet needs every spatial size >= " + str(self.min_size)
         f = list(channels)
         pool = Pool[Pool.MAX, spatial_dims]
 
@@ -128,10 +129,9 @@ class AttentionGateUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]
-        if min(size) < self.min_size:
-            raise ValueError(
-                "AttentionGateUNet needs every spatial size >= " + str(self.min_size) + ", got " + str(size)
-            )
+        problem = self._size_problem(list(size))
+        if problem:
+            raise ValueError(problem)
         skips: List[torch.Tensor] = []  # noqa: UP006
         for encoder in self.encoders:
             x = encoder(x)

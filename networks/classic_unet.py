@@ -12,14 +12,14 @@ from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
 from .blocks.conv import PADDING_MODES, center_crop_to, match_size
-from .blocks.utils import resize_to
+from .blocks.utils import MinimumInputSize, resize_to
 
 __all__ = ["ClassicUNet", "ClassicUnet"]
 
 UPSAMPLE_MODES = ("deconv", "linear")
 
 
-class ClassicUNet(nn.Module):
+class ClassicUNet(MinimumInputSize, nn.Module):
     """The original U-Net: double-conv levels, max-pooling, up-convolutions and concatenated skips.
 
     Ronneberger, Fischer, Brox: "U-Net: Convolutional Networks for Biomedical Image Segmentation",
@@ -102,6 +102,7 @@ class ClassicUNet(nn.Module):
         self.deep_supervision = deep_supervision
         self.depth = len(channels) - 1
         self.min_size = self._min_input_size()
+        self.size_rule = "ClassicUNet needs every spatial size >= " + str(self.min_size)
         f = list(channels)
         pad = 0 if self.valid else 1
 
@@ -153,8 +154,9 @@ class ClassicUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]
-        if min(size) < self.min_size:
-            raise ValueError("ClassicUNet needs every spatial size >= " + str(self.min_size) + ", got " + str(size))
+        problem = self._size_problem(list(size))
+        if problem:
+            raise ValueError(problem)
         skips: List[torch.Tensor] = []  # noqa: UP006
         for encoder in self.encoders:
             x = encoder(x)

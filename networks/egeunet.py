@@ -15,12 +15,12 @@ from torch import nn
 
 from .blocks import GAB, GHPA
 from .blocks.pool import MaxPool2x
-from .blocks.utils import is_pointwise_conv, resize_to
+from .blocks.utils import MinimumInputSize, is_pointwise_conv, resize_to
 
 __all__ = ["EGEUNet", "EGEUnet"]
 
 
-class EGEUNet(nn.Module):
+class EGEUNet(MinimumInputSize, nn.Module):
     """EGE-UNet, a 53 K-parameter U-Net built from GHPA blocks and Group Aggregation Bridges.
 
     Ruan, Xie, Gao, Liu, Fu: "EGE-UNet: an Efficient Group Enhanced UNet for skin lesion segmentation",
@@ -101,6 +101,7 @@ class EGEUNet(nn.Module):
         self.spatial_dims = spatial_dims
         # five 2x poolings: the coarsest level needs at least one voxel
         self.min_size = 2**5
+        self.size_rule = "EGEUNet needs every spatial size >= " + str(self.min_size) + " (five 2x poolings)"
         self.bridge = bridge
         self.deep_supervision = deep_supervision
         conv = Conv[Conv.CONV, spatial_dims]
@@ -165,10 +166,9 @@ class EGEUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         inputs = x
         size = x.shape[2:]
-        if min(size) < self.min_size:
-            raise ValueError(
-                "EGEUNet needs every spatial size >= " + str(self.min_size) + " (five 2x poolings); got " + str(size)
-            )
+        problem = self._size_problem(list(size))
+        if problem:
+            raise ValueError(problem)
 
         # 2D inference on CPU: channels-last memory makes the depthwise convolutions and the channel LayerNorms
         # cheaper (10-25% in all); training keeps the default layout, whose backward kernels are faster

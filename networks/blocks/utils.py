@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import List
+from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,3 +43,34 @@ def is_pointwise_conv(module: nn.Module) -> bool:
         and all(s == 1 for s in module.stride)
         and all(p == 0 for p in module.padding)
     )
+
+
+class MinimumInputSize:
+    """Mixin of networks that take every spatial size from ``min_size`` up (odd and non-square sizes included).
+
+    The network sets ``min_size`` and ``size_rule`` (the sentence its error starts with) in its constructor and
+    calls ``_size_problem`` at the start of ``forward`` (TorchScript compiles it with the network).
+    ``input_size_problem`` states the same rule without running the network, so that
+    :func:`~monai_unets.networks.input_shape_problem` needs no trace on the meta device (about a second when a
+    bundle starts, most of it importing ``torch._dynamo``). Tests check the rule against such a trace.
+
+    Example::
+
+        >>> from monai_unets import EGEUNet
+        >>> EGEUNet(2, 3, 1).input_size_problem([16, 64])
+        'EGEUNet needs every spatial size >= 32 (five 2x poolings); got [16, 64]'
+    """
+
+    def _size_problem(self, size: List[int]) -> str:  # noqa: UP006
+        if min(size) < self.min_size:
+            return self.size_rule + "; got " + str(size)
+        return ""
+
+    @torch.jit.unused
+    def input_size_problem(self, spatial_size: Sequence[int]) -> Optional[str]:  # noqa: UP007
+        """Why an input of ``spatial_size`` cannot go through the network in eval mode, or ``None`` when it can.
+
+        Args:
+            spatial_size: the input's spatial shape (no batch or channel axis).
+        """
+        return self._size_problem([int(s) for s in spatial_size]) or None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai_unets.networks import EGEUNet, check_input_size, input_shape_problem
+from monai_unets.networks import AttentionGateUNet, ClassicUNet, EGEUNet, check_input_size, input_shape_problem
 
 
 def test_sizes_a_network_cannot_train_at_are_found_on_shapes_alone():
@@ -22,3 +22,40 @@ def test_a_size_the_network_cannot_take_names_the_setting():
     check_input_size(EGEUNet(2, 3, 1), 3, [32, 48], "image_size")
     with pytest.raises(ValueError, match=r"image_size \[16, 64\] does not fit the network EGEUNet: .*>= 32"):
         check_input_size(EGEUNet(2, 3, 1), 3, [16, 64], "image_size")
+
+
+class _StatedRule(torch.nn.Conv2d):
+    def input_size_problem(self, spatial_size):
+        return f"stated rule for {list(spatial_size)}"
+
+
+def test_a_stated_size_rule_is_asked_instead_of_a_trace():
+    net = _StatedRule(1, 1, 3)
+    assert input_shape_problem(net, (1, 1, 8, 8)) == "stated rule for [8, 8]"
+    # training mode has rules of its own (batch norm): traced
+    assert input_shape_problem(net, (1, 1, 8, 8), (False, True)) is None
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        EGEUNet(2, 3, 2),
+        EGEUNet(3, 1, 3, channels=(4, 8, 8, 8, 8, 8), full_resolution=True),
+        AttentionGateUNet(2, 1, 2, channels=(4, 8, 8, 8, 8)),
+        AttentionGateUNet(3, 1, 3, channels=(4, 8, 8, 8)),
+        ClassicUNet(2, 1, 2, channels=(4, 8, 8, 8, 8)),
+        ClassicUNet(2, 1, 2, channels=(4, 8, 8), padding="valid"),
+    ],
+    ids=lambda net: f"{type(net).__name__}-{net.spatial_dims}d-min{net.min_size}",
+)
+def test_the_stated_size_rule_is_what_a_trace_finds(net):
+    """Around the smallest size, odd and anisotropic: the rule accepts exactly the sizes a meta-device trace does."""
+    in_channels = next(net.parameters()).shape[1]
+    for low in range(net.min_size - 3, net.min_size + 4):
+        for spatial in ([low] * net.spatial_dims, [net.min_size + 5] * (net.spatial_dims - 1) + [low]):
+            stated = net.input_size_problem(spatial)
+            # wrapped, the network states no rule of its own and is traced
+            traced = input_shape_problem(torch.nn.Sequential(net), (1, in_channels, *spatial))
+            assert (stated is None) == (traced is None), (spatial, stated, traced)
+            if stated is not None:
+                assert stated == traced
