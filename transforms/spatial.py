@@ -104,6 +104,7 @@ def separable_resample(
     spatial_size: Sequence[int],
     mode: str = "bilinear",
     padding_mode: str = "border",
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Resample a channel-first image whose voxel grid maps axis by axis onto the input's, one axis at a time.
 
@@ -114,13 +115,18 @@ def separable_resample(
     512 x 512 x 300 CT the grid alone is 3 floats per voxel, and building it takes longer than the interpolation.
 
     Args:
-        image: ``(C, *spatial)`` tensor, 1 to 3 spatial axes; floating point for ``"bilinear"``.
+        image: ``(C, *spatial)`` tensor, 1 to 3 spatial axes; integer or floating point.
         scale: input voxels per output voxel, per axis; negative where the output runs against the input (a
             flip).
         shift: input index of output voxel 0, per axis.
         spatial_size: output spatial shape.
         mode: ``"bilinear"`` or ``"nearest"``.
         padding_mode: ``"border"`` or ``"zeros"``.
+        dtype: floating-point type that ``"bilinear"`` interpolates in and returns; ``None`` for the image's own
+            (which must then be floating point). An integer image (a CT as stored) is converted slab by slab
+            as the first pass reads it: no floating-point copy of the whole input is made (on a 512 x 512 x 300
+            CT that copy is 300 MiB, and in a fresh DataLoader worker, whose pages are all new, it took 1-2 s).
+            ``"nearest"`` keeps the image's type.
 
     Example::
 
@@ -130,6 +136,7 @@ def separable_resample(
     """
     out = image
     last = image.ndim - 1
+    dtype = dtype or image.dtype
     for a in _pass_order(image.shape[1:], spatial_size):
         dim = a + 1
         lo, hi, weight = _axis_taps(spatial_size[a], scale[a], shift[a], out.shape[dim], mode, padding_mode)
@@ -142,16 +149,17 @@ def separable_resample(
             # gathering along the innermost axis is slow in any form; the pass order puts it where the volume is small
             device = out.device
             out = torch.lerp(
-                out[..., lo.to(device)], out[..., hi.to(device)], weight.to(device=device, dtype=out.dtype)
+                out[..., lo.to(device)].to(dtype), out[..., hi.to(device)].to(dtype), weight.to(device, dtype)
             )
         else:
-            # slab by slab into the output: the two source slabs are views, nothing but the result is written
+            # slab by slab into the output: the two source slabs are views (converted on their own where the
+            # input is not yet `dtype`), nothing but the result is written
             source = out
             shape = list(source.shape)
             shape[dim] = spatial_size[a]
-            out = source.new_empty(shape)
+            out = source.new_empty(shape, dtype=dtype)
             for i, (j, k, w) in enumerate(zip(lo.tolist(), hi.tolist(), weight.tolist())):
-                torch.lerp(source.select(dim, j), source.select(dim, k), w, out=out.select(dim, i))
+                torch.lerp(source.select(dim, j).to(dtype), source.select(dim, k).to(dtype), w, out=out.select(dim, i))
     return out
 
 
@@ -247,11 +255,11 @@ class SeparableResample(SpatialResample):
         )
         # the input's axes in the order of the output axes they map onto (a view): a flip is a negative scale
         data = img.as_tensor().permute(0, *(a + 1 for a in source_axes))
-        if mode == "bilinear":
-            data = data.to(dtype_pt)
         scale = [float(xform[a, o]) for o, a in enumerate(source_axes)]
         shift = [float(xform[a, rank]) for a in source_axes]
-        data = separable_resample(data, scale, shift, spatial_size, mode, padding_mode).to(torch.float32)
+        # bilinear: an integer image becomes `dtype_pt` as the first pass reads it, without a whole converted copy
+        interpolated = dtype_pt if mode == "bilinear" else None
+        data = separable_resample(data, scale, shift, spatial_size, mode, padding_mode, interpolated).to(torch.float32)
         out = convert_to_tensor(data, track_meta=get_track_meta())
         return out.copy_meta_from(meta) if isinstance(out, MetaTensor) else out
 

@@ -99,6 +99,29 @@ def test_separable_resample_matches_spatial_resample(seed, padding_mode, dtype):
         torch.testing.assert_close(restored.affine, data.affine)
 
 
+@pytest.mark.parametrize("stored", [torch.uint8, torch.int16, torch.uint16, torch.int32])
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+def test_separable_resample_of_stored_integers_equals_that_of_their_float_copy(stored, padding_mode):
+    """A study read as stored (LoadImaged(dtype=None)) is converted slab by slab: the same values, float32 out."""
+    rng = np.random.default_rng(3)
+    values = torch.from_numpy(rng.integers(0, 250, (1, 23, 17, 11)).astype(np.int64)).to(stored)
+    affine = torch.as_tensor(_axis_aligned_affine(rng))
+    dst = affine.clone()
+    dst[:3, :3] *= torch.as_tensor([0.6, 1.7, 1.3], dtype=torch.float64)
+    dst[:3, 3] += torch.as_tensor([1.5, -2.0, 0.7], dtype=torch.float64)
+    resample = SeparableResample(mode="bilinear", padding_mode=padding_mode, dtype=torch.float32)
+    out = resample(MetaTensor(values, affine=affine), dst_affine=dst, spatial_size=(31, 12, 14))
+    reference = resample(MetaTensor(values.float(), affine=affine), dst_affine=dst, spatial_size=(31, 12, 14))
+    assert out.dtype == torch.float32
+    assert torch.equal(out.as_tensor(), reference.as_tensor())
+    torch.testing.assert_close(out.affine, reference.affine)
+    # the function itself: integers in, `dtype` out, whichever axis its first pass takes
+    args = ([0.6, 1.4, 0.9], [0.2, -0.3, 0.4], [30, 11, 13])
+    direct = spatial.separable_resample(values, *args, padding_mode=padding_mode, dtype=torch.float32)
+    assert direct.dtype == torch.float32
+    assert torch.equal(direct, spatial.separable_resample(values.float(), *args, padding_mode=padding_mode))
+
+
 def test_separable_resample_takes_the_fast_path_only_where_it_is_exact(monkeypatch):
     calls = []
     monkeypatch.setattr(spatial, "separable_resample", lambda *a, **k: calls.append(1) or _separable(*a, **k))
