@@ -14,6 +14,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from monai.bundle import ConfigParser
+from monai.data import ITKReader
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
 from monai_unets.data import SkipFailedCasesDataset
 from monai_unets.data.medical_io import (
@@ -137,9 +138,55 @@ def test_itk_read_volumes_come_in_c_order_with_the_values_itk_read(formats, monk
     reader = MedicalImageReader()
     for name in ("nrrd", "mha", "dicom"):
         array, _ = reader.get_data(reader.read(str(formats[name])))
-        itk_array, _ = reader.itk_reader.get_data(reader.read(str(formats[name])))
+        image = reader.read(str(formats[name]))
+        itk_array, _ = reader.itk_reader.get_data(image.itk_image() if name == "dicom" else image)
         assert array.flags.c_contiguous and not itk_array.flags.c_contiguous, name
         np.testing.assert_array_equal(array, itk_array, err_msg=name)
+
+
+def _assert_same_meta(meta: dict, reference: dict) -> None:
+    assert list(meta) == list(reference)
+    for key, value in reference.items():
+        if isinstance(value, np.ndarray):
+            assert isinstance(meta[key], np.ndarray) and meta[key].dtype == value.dtype, key
+            np.testing.assert_array_equal(meta[key], value, err_msg=key)
+        elif isinstance(value, float) and np.isnan(value):
+            assert np.isnan(meta[key]), key
+        else:
+            assert meta[key] == value and type(meta[key]) is type(value), key
+
+
+@pytest.mark.parametrize("rescale", ["integer", "fractional"])
+def test_a_series_read_without_itk_gets_what_itk_reader_gives(tmp_path, rescale):
+    """The series' array and metadata as ITKReader.get_data gives them for the same image, tag texts included."""
+    volume = _phantom()
+    folder = _write_series(volume, tmp_path / "series")
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.PatientName = "Müller^Zoë"
+        if rescale == "fractional":
+            ds.RescaleSlope = "0.5"
+        ds.save_as(path)
+    reader = MedicalImageReader()
+    image = reader.read(str(folder))
+    array, meta = reader.get_data(image)
+    itk_array, itk_meta = ITKReader(affine_lps_to_ras=True).get_data(image.itk_image())
+    assert array.dtype == itk_array.dtype == (np.float32 if rescale == "fractional" else np.int16)
+    np.testing.assert_array_equal(array, itk_array)
+    _assert_same_meta(meta, itk_meta)
+    assert meta["0010|0010"] == "Müller^Zoë"
+    # ITKReader's own options are honoured through ITK
+    array, _ = MedicalImageReader(itk_kwargs={"reverse_indexing": True}).get_data(image)
+    np.testing.assert_array_equal(array, itk_array.T)
+
+
+def test_two_series_stack_as_channels_through_itk_reader(formats):
+    reader = MedicalImageReader()
+    array, meta = reader.get_data(reader.read([str(formats["dicom"]), str(formats["dicom"])]))
+    single, _ = reader.get_data(reader.read(str(formats["dicom"])))
+    assert array.shape == (2, *single.shape) and meta["original_channel_dim"] == 0
+    np.testing.assert_array_equal(array[1], single)
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
