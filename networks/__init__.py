@@ -48,7 +48,7 @@ from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
 from .ensemble import EnsembleInferer, mirror_axes
 from .losses import DeepSupervisedDiceCELoss
-from .runtime import OnnxRuntimeNetwork, reuse_freed_memory, select_runtime
+from .runtime import OnnxRuntimeNetwork, freeze_startup_objects, reuse_freed_memory, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .uncertainty import UncertaintyScoring, uncertainty_score
 from .unetv2 import UNetV2, UnetV2
@@ -85,6 +85,7 @@ __all__ = [
     "count_parameters",
     "mirror_axes",
     "input_shape_problem",
+    "freeze_startup_objects",
     "reuse_freed_memory",
     "select_runtime",
     "uncertainty_score",

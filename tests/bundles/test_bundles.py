@@ -229,7 +229,7 @@ def test_multi_gpu_runs_make_the_checks_of_a_single_process_run(name, configs):
     parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
     steps = "\n".join(str(item) for item in parser["initialize"])
     # not the size check in DDP training: with it, one rank aborted at exit in 6 of 36 two-process runs
-    checks = ["report_errors", "check_settings", "check_command_line", "reuse_freed_memory"]
+    checks = ["report_errors", "check_settings", "check_command_line", "reuse_freed_memory", "freeze_startup_objects"]
     checks += [] if configs[-1] == "multi_gpu_train.yaml" else ["@input_size_check"]
     for check in checks:
         assert check in steps, (configs[-1], check)
@@ -237,10 +237,11 @@ def test_multi_gpu_runs_make_the_checks_of_a_single_process_run(name, configs):
 
 @pytest.mark.parametrize("name", BUNDLES)
 @pytest.mark.parametrize("configs", [["train.yaml"], ["inference.yaml"], ["train.yaml", "evaluate.yaml"]])
-def test_every_run_reuses_freed_memory(name, configs):
+def test_every_run_reuses_freed_memory_and_freezes_its_startup_objects(name, configs):
     parser = ConfigParser()
     parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
     assert "$monai_unets.reuse_freed_memory()" in parser["initialize"]
+    assert "$monai_unets.freeze_startup_objects()" in parser["initialize"]
 
 
 @pytest.mark.parametrize("name", BUNDLES)

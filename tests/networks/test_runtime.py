@@ -177,3 +177,33 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
 def test_the_users_own_allocator_settings_are_left_alone(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     assert reuse_freed_memory() is False
+
+
+_FREEZE_PROBE = """
+import gc, weakref
+import monai
+from monai_unets.networks import freeze_startup_objects
+
+
+class Node:
+    pass
+
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+before = cycle()  # garbage already when the run starts
+first, second = freeze_startup_objects(), freeze_startup_objects()
+after = cycle()  # garbage made during the run
+gc.collect()
+print(first, second, gc.get_freeze_count() > 100_000, before() is None, after() is None)
+"""
+
+
+def test_startup_objects_are_frozen_once_and_garbage_is_still_collected():
+    # a fresh process: freezing is process-wide, and would hold this test session's objects
+    output = subprocess.run([sys.executable, "-c", _FREEZE_PROBE], capture_output=True, text=True, check=True)
+    assert output.stdout.split() == ["True", "False", "True", "True", "True"], output.stdout
