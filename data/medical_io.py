@@ -850,7 +850,8 @@ class MedicalImageReader(ImageReader):
         return bool(names)
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Any:
-        """Reads each path of ``data`` into a nibabel or ITK image (a list when several paths are given).
+        """Reads each path of ``data`` into a nibabel or ITK image (a list when several paths are given); a series of
+        single-frame DICOM files whose pixels pydicom decodes becomes the reader's own volume with its geometry.
 
         Args:
             data: path(s) of images, DICOM folders or series references.
