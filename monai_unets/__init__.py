@@ -19,7 +19,8 @@ class _CheckoutSubpackages:
     pyproject's package-dir maps them; an installed copy holds them inside this folder. A process started in a
     checkout (which puts the checkout first on sys.path, as the ``python -m monai.bundle`` steps of
     ``monai-unets quickstart`` run there do) imports this file from the checkout instead, and finds its
-    subpackages through this finder, consulted after the usual ones.
+    subpackages through this finder. It is consulted first: an editable install of another checkout would
+    otherwise give this file that checkout's subpackages.
     """
 
     root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
@@ -36,7 +37,7 @@ class _CheckoutSubpackages:
 if _os.path.isfile(_os.path.join(_CheckoutSubpackages.root, "pyproject.toml")) and not any(
     getattr(f, "__name__", "") == "_CheckoutSubpackages" for f in _sys.meta_path
 ):
-    _sys.meta_path.append(_CheckoutSubpackages)
+    _sys.meta_path.insert(0, _CheckoutSubpackages)
 
 from . import data, handlers, networks, transforms  # noqa: E402
 from .data.plan import load_plan, save_plan  # noqa: E402

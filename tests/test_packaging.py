@@ -87,6 +87,12 @@ def test_suite_runs_in_a_folder_named_monai_unets(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # the copy's own code, not that of the checkout installed (in editable mode by the README's test command)
+    modules = ("monai_unets", "monai_unets.data", "monai_unets.networks")
+    code = f"import importlib\nfor name in {modules!r}: print(importlib.import_module(name).__file__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=clone, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(Path(f).is_relative_to(clone) for f in result.stdout.split()), result.stdout
 
 
 def test_a_process_started_in_the_checkout_finds_every_subpackage():
