@@ -182,9 +182,6 @@ def reuse_freed_memory(block_mib: int = 256, keep_mib: int = 1024) -> bool:
     )
 
 
-_startup_frozen = False
-
-
 def freeze_startup_objects() -> bool:
     """Leave the objects alive at a run's start out of the garbage collector's later collections (``gc.freeze``).
 
@@ -193,21 +190,19 @@ def freeze_startup_objects() -> bool:
     bundle's process took 1.7-1.8 s to end after its work, 0.6-0.7 s with them frozen (2-core CPU). DataLoader
     workers forked afterwards also leave those objects alone in their own collections, so they copy fewer of the
     parent's pages (the use Python's documentation gives ``gc.freeze``). Garbage that already exists is collected
-    first, so none of it is kept; objects made later are collected as usual. Only the first call in a process
-    freezes: a process that runs several workflows keeps the later ones' objects collectable.
+    first, so none of it is kept; objects made later are collected as usual. Nothing is frozen where objects
+    already are (an earlier call): a process that runs several workflows keeps the later ones' objects collectable.
 
     Returns:
-        whether this call froze the objects (``False`` when an earlier call in this process did).
+        whether this call froze the objects (``False`` when objects were frozen already).
 
     Example::
 
         >>> freeze_startup_objects()  # doctest: +SKIP
         True
     """
-    global _startup_frozen
-    if _startup_frozen:
+    if gc.get_freeze_count():
         return False
     gc.collect()
     gc.freeze()
-    _startup_frozen = True
     return True
