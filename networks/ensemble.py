@@ -77,10 +77,13 @@ class EnsembleInferer(Inferer):
         if self._members is None or self._template is not network:
             device = self.map_location or next(network.parameters()).device
             self._members = []
-            for checkpoint in self.checkpoints:
-                member = copy.deepcopy(network)
-                load_weights(checkpoint, member, device)
-                self._members.append(member.eval())
+            # the first call may come under torch.inference_mode(): copies made there would hold inference
+            # tensors, which later calls outside it (no_grad evaluators, training-time validation) cannot use
+            with torch.inference_mode(False):
+                for checkpoint in self.checkpoints:
+                    member = copy.deepcopy(network)
+                    load_weights(checkpoint, member, device)
+                    self._members.append(member.eval())
             self._template = network
         return self._members
 

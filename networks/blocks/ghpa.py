@@ -127,11 +127,19 @@ class GHPA(nn.Module):
         return maps
 
     def _eval_maps(self, spatial: List[int]) -> List[torch.Tensor]:  # noqa: UP006
-        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
-            # autograd, traced and compiled graphs must see the maps computed from the parameters
+        parameters = self._map_parameters()
+        # autograd, traced and compiled graphs must see the maps computed from the parameters; parameters made
+        # under torch.inference_mode() have no version counter, so an in-place change to them would go unseen
+        if (
+            self.training
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or any(p.is_inference() for p in parameters)
+        ):
             return self.attention_maps(spatial)
         # in-place updates bump a parameter's version, .to() and load_state_dict(assign=True) replace its storage
-        state = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self._map_parameters())
+        state = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
         if state != self._maps_state:
             self._maps_cache = {}
             self._maps_state = state

@@ -55,6 +55,19 @@ def test_ensemble_averages_the_probabilities_of_the_checkpoints(tmp_path):
     torch.testing.assert_close(torch.softmax(out, 1), expected.detach(), atol=1e-5, rtol=1e-5)
 
 
+def test_members_first_made_under_inference_mode_serve_later_calls(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(RampNet(2.0).state_dict(), path)
+    inferer, network = EnsembleInferer(SimpleInferer(), [path], tta=True), RampNet()
+    x = torch.randn(1, 1, 6, 5, 4)
+    with torch.inference_mode():
+        first = inferer(x, network)
+    assert not any(p.is_inference() for member in inferer.members(network) for p in member.parameters())
+    # an evaluator under no_grad (or validation during training) reuses the same members
+    with torch.no_grad():
+        torch.testing.assert_close(inferer(x, network), first)
+
+
 def test_checkpoint_written_by_checkpoint_saver_with_several_objects_loads(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"model": RampNet(2.0).state_dict(), "epoch": 3}, path)

@@ -99,3 +99,18 @@ def test_gradients_in_eval_mode_reach_the_maps():
         block(x)
     block(x).sum().backward()
     assert block.params_space.grad is not None and block.axis_maps[1].params.grad is not None
+
+
+def test_block_made_in_inference_mode_computes_its_maps_each_call():
+    # inference tensors track no versions: a cache could not see this in-place change
+    with torch.inference_mode():
+        block = GHPA(2, 16, 8).eval()
+        x = torch.randn(1, 16, 12, 20)
+        first = block(x)
+        block.params_space.mul_(3.0)
+        changed = block(x)
+    assert not torch.allclose(changed, first)
+    with torch.inference_mode(False), torch.enable_grad():
+        fresh = GHPA(2, 16, 8).eval()
+        fresh.load_state_dict({k: v.clone() for k, v in block.state_dict().items()})
+        torch.testing.assert_close(changed, fresh(x.clone()).detach())
