@@ -19,6 +19,7 @@ from typing import IO, Any
 import nibabel as nib
 import numpy as np
 from monai.data import ITKWriter, NibabelWriter, PILWriter
+from monai.utils import convert_data_type
 from nibabel.openers import Opener
 
 from .medical_io import _fortran_ordered
@@ -91,12 +92,33 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 
 
 class _AtomicWrite:
-    """Mixin for a MONAI ``ImageWriter``: ``write`` goes through :func:`atomic_path`, and only a channel is squeezed.
+    """Mixin for a MONAI ``ImageWriter``: ``write`` goes through :func:`atomic_path`, only a channel is squeezed,
+    and data written without resampling is not converted on the way.
 
     MONAI's ``squeeze_end_dims`` removes every trailing axis of size 1 once the channel is last: the z axis of a
     single-slice volume, or the height of an image one pixel high, which then came out with an axis too few (or
     failed to be written). Here only a single channel axis is removed; the spatial shape stays the input's.
+
+    With ``resample=False`` MONAI's writers still pass the data through ``SpatialResample``, which returns it as
+    float32 for the writer to convert to ``output_dtype`` again: for a 512 x 512 x 300 label map a 300 MiB copy
+    and two conversions of every voxel. Here it goes to the writer as it is; the file is the same (float32 holds
+    every value of 8- and 16-bit types exactly), and wider types are no longer rounded through float32.
     """
+
+    @classmethod
+    def resample_if_needed(
+        cls,
+        data_array: Any,
+        affine: Any = None,
+        target_affine: Any = None,
+        output_spatial_shape: Any = None,
+        **kwargs: Any,
+    ) -> tuple[Any, Any]:
+        if target_affine is None and output_spatial_shape is None and affine is not None:
+            return data_array, convert_data_type(affine, output_type=type(data_array))[0]
+        return super().resample_if_needed(  # type: ignore[misc]
+            data_array, affine, target_affine, output_spatial_shape, **kwargs
+        )
 
     @classmethod
     def convert_to_channel_last(cls, data: Any, channel_dim: Any = 0, squeeze_end_dims: bool = True, **kwargs: Any):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.transforms import SaveImage
+from monai.transforms import LoadImage, SaveImage
 from monai_unets.data import AtomicNibabelWriter, atomic_open, atomic_path
 
 
@@ -53,7 +53,7 @@ def test_a_full_disk_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
 _WRITER = """
 import sys, torch
 from monai.data import MetaTensor
-from monai.transforms import SaveImage
+from monai.transforms import LoadImage, SaveImage
 from monai_unets.data import AtomicNibabelWriter
 out = sys.argv[1]
 saver = SaveImage(out, output_postfix="seg", separate_folder=False, writer=AtomicNibabelWriter, print_log=False)
@@ -171,19 +171,47 @@ def _save_nifti(writer: type, data: torch.Tensor, affine: torch.Tensor, folder, 
         ((1, 37, 29, 23), torch.int64, np.uint16),  # written in another integer type
     ],
 )
-def test_nifti_holds_the_bytes_monais_writer_gives(tmp_path, shape, dtype, output_dtype):
-    from monai.data import NibabelWriter
+@pytest.mark.parametrize("writer", ["NibabelWriter", "ITKWriter"])
+def test_nifti_holds_the_bytes_monais_writer_gives(tmp_path, shape, dtype, output_dtype, writer):
+    import monai.data
+    import monai_unets.data
 
     generator = torch.Generator().manual_seed(0)
     data = (torch.rand(shape, generator=generator) * 5).to(dtype)
     rows = [[-0.8, 0, 0, 10.0], [0, 0.7, 0, 20.0], [0, 0, 2.5, -30.0], [0, 0, 0, 1]]
     affine = torch.tensor(rows, dtype=torch.float64)
-    ours = _save_nifti(AtomicNibabelWriter, data, affine, tmp_path / "ours", output_dtype)
-    theirs = _save_nifti(NibabelWriter, data, affine, tmp_path / "theirs", output_dtype)
+    ours = _save_nifti(getattr(monai_unets.data, f"Atomic{writer}"), data, affine, tmp_path / "ours", output_dtype)
+    theirs = _save_nifti(getattr(monai.data, writer), data, affine, tmp_path / "theirs", output_dtype)
     assert ours == theirs
     written = np.asanyarray(nib.load(tmp_path / "ours" / "case_seg.nii.gz").dataobj)
+    if written.ndim == 5:  # ITK keeps a vector image's components in NIfTI's fifth dimension
+        written = written[:, :, :, 0]
     expected = np.moveaxis(data.numpy(), 0, -1)
     np.testing.assert_array_equal(written, expected[..., 0] if shape[0] == 1 else expected)
+
+
+@pytest.mark.parametrize("writer, ext", [("AtomicNibabelWriter", ".nii.gz"), ("AtomicITKWriter", ".nrrd")])
+def test_unresampled_data_is_written_without_a_float32_round_trip(tmp_path, writer, ext):
+    import monai_unets.data as data_module
+    from monai.transforms import SaveImaged
+
+    # 2^24 + 1 and its neighbours have no float32 form: MONAI's writers passed them through SpatialResample's
+    # float32 output and wrote 2^24
+    data = torch.tensor([0, 1, 2**24 - 1, 2**24 + 1, 2**31 - 1], dtype=torch.int32).view(1, 5, 1, 1).repeat(1, 1, 3, 2)
+    pred = MetaTensor(data, affine=torch.eye(4, dtype=torch.float64), meta={"filename_or_obj": "case.nii.gz"})
+    SaveImaged(
+        "pred",
+        output_dir=tmp_path,
+        output_postfix="seg",
+        writer=getattr(data_module, writer),
+        output_ext=ext,
+        output_dtype=np.int32,
+        resample=False,
+        separate_folder=False,
+        print_log=False,
+    )({"pred": pred})
+    written = LoadImage(image_only=True, dtype=None)(tmp_path / f"case_seg{ext}")
+    np.testing.assert_array_equal(np.asarray(written), data[0].numpy())
 
 
 def test_nifti_volume_reaches_the_compressor_in_chunks(tmp_path, monkeypatch):
