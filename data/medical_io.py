@@ -778,7 +778,9 @@ class MedicalImageReader(ImageReader):
 
     Dispatch, by path:
 
-    - ``.nii`` / ``.nii.gz``: MONAI's ``NibabelReader``.
+    - ``.nii`` / ``.nii.gz``: loaded by nibabel and placed by nibabel's affine (the sform where the header has
+      one), then converted by MONAI's ``NibabelReader``; MONAI's header correction, which puts the qform or the
+      identity in place of an sform whose voxel sizes differ from pixdim, is not applied.
     - ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd``: MONAI's ``ITKReader``.
     - ``.dcm`` / ``.dicom`` file (single slice or multi-frame): checked with pydicom, read by ``ITKReader``.
     - a folder: a DICOM series. Its files are grouped by SeriesInstanceUID (``split_dicom_series``); several
@@ -878,9 +880,13 @@ class MedicalImageReader(ImageReader):
         if not path.exists():
             raise FileNotFoundError(f"image {path} does not exist.")
         if _has_suffix(path, NIFTI_SUFFIXES):
-            # the header as written: MONAI's reader "corrects" it, putting the identity in place of a singular affine
-            _check_nifti_geometry(nib.load(str(path)), path)
-            return self.nibabel_reader.read(str(path), **kwargs)
+            # nibabel's affine of the header as written (the sform where it has one). MONAI's reader "corrects" a
+            # header whose pixdim differs from the sform's voxel sizes by putting the qform in the sform's place,
+            # or the identity in place of a singular affine: outputs then lay elsewhere (95 mm on one test
+            # header) than nibabel, viewers following the sform and our own qform/sform warning say
+            image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
+            _check_nifti_geometry(image, path)
+            return image
         if _has_suffix(path, DICOM_SUFFIXES):
             header = _check_single_dicom(path)
             _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
@@ -925,6 +931,8 @@ class MedicalImageReader(ImageReader):
             img = images if isinstance(img, (list, tuple)) else images[0]
         is_nifti = [isinstance(i, nib.spatialimages.SpatialImage) for i in images]
         if all(is_nifti):
+            # the file names NibabelReader.read would have recorded (the images are loaded by _read_one)
+            self.nibabel_reader.filenames = tuple(image.get_filename() for image in images)
             return self.nibabel_reader.get_data(img)
         if not any(is_nifti):
             array, meta = self.itk_reader.get_data(img)
