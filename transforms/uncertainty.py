@@ -12,6 +12,8 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, SaveImage
 
+from ..data import AtomicITKWriter, AtomicNibabelWriter, case_output_name
+
 __all__ = ["SaveProbabilityMapsd", "SaveProbabilityMapsD", "SaveProbabilityMapsDict", "entropy_map"]
 
 
@@ -38,10 +40,11 @@ class SaveProbabilityMapsd(MapTransform):
     :class:`~monai_unets.transforms.InvertArgmaxd` with that ``Invertd`` as ``invert``, the maps lie on the study's
     own voxel grid: ``<name>_prob.nii.gz`` holds one volume per class (float32, shape ``(X, Y, Z, C)``,
     the study's affine) and ``<name>_uncertainty.nii.gz`` the entropy (float32, the study's exact shape and
-    affine), beside the label map ``<name>_seg.nii.gz``. Voxels outside the region the network saw (zeros after
-    ``Invertd`` undoes a crop) count as background with probability 1. With TTA or an ensemble (``EnsembleInferer``) the
-    probabilities are the members' average, and the entropy covers their disagreement too. The data pass
-    through unchanged.
+    affine), beside the label map ``<name>_seg.nii.gz``: ``<name>`` is the case's unique output name
+    (:func:`~monai_unets.data.case_output_name`), and each file appears whole or not at all. Voxels outside the
+    region the network saw (zeros after ``Invertd`` undoes a crop) count as background with probability 1. With TTA
+    or an ensemble (``EnsembleInferer``) the probabilities are the members' average, and the entropy covers their
+    disagreement too. The data pass through unchanged.
 
     Args:
         keys: the probability maps (C, X, Y, Z) with their meta data.
@@ -74,8 +77,11 @@ class SaveProbabilityMapsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.enabled = bool(enabled)
         self.invert = invert
+        # the label map's writers: the case's unique name (two studies named alike must not share maps), files
+        # that appear whole or not at all, and a one-slice study's slice axis kept
+        writer = AtomicNibabelWriter if output_ext.lower() in (".nii", ".nii.gz") else AtomicITKWriter
         common = dict(output_dir=output_dir, output_ext=output_ext, output_dtype=np.float32, resample=False)
-        common.update(separate_folder=False, print_log=False)
+        common.update(separate_folder=False, print_log=False, writer=writer, output_name_formatter=case_output_name)
         self.save_probs = SaveImage(output_postfix="prob", **common) if probabilities else None
         self.save_entropy = SaveImage(output_postfix="uncertainty", **common) if uncertainty else None
 
