@@ -10,18 +10,69 @@ from __future__ import annotations
 import ast
 import difflib
 import inspect
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_command_line", "check_overrides", "config_ids", "parse_overrides"]
+__all__ = ["check_command_line", "check_overrides", "config_ids", "parse_overrides", "path_argument"]
 
 # Arguments of `monai.bundle run` itself (not config keys); the tracking settings MONAI adds to the config
 # when tracking is on are allowed with --tracking.
 _RUN_ARGUMENTS = frozenset(
     {"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file"}
 )
+
+
+# config keys whose value is a path: the configs' folders and files
+_PATH_KEY = re.compile(r"(^|#)(datalist|bundle_root|\w+_(dir|file|path|log))$")
+
+
+def _is_path_key(key: str) -> bool:
+    # monai.bundle run's own files (config_file, ...) also take lists
+    return key not in _RUN_ARGUMENTS and bool(_PATH_KEY.search(key))
+
+
+def _as_read(value: str) -> Any:
+    """``value`` as ``python -m monai.bundle run`` (python-fire) reads a command-line value: a Python literal
+    where it parses as one (``2024`` an int, ``1e3`` a float, ``a,b`` a tuple), else the text."""
+    from fire import parser
+
+    return parser.DefaultParseValue(value)
+
+
+def path_argument(key: str, value: str) -> str:
+    """The command-line text that gives the config key ``key`` the path ``value`` unchanged.
+
+    ``python -m monai.bundle run`` reads each value as a Python literal where it can: a folder named ``2024``
+    would reach the config as the number 2024, ``a,b`` as a tuple, and ``-x`` would be taken for a flag. Such a
+    path of a path key (``*_dir``, ``*_file``, ``datalist``, ...) is passed quoted for Python; other values
+    unchanged.
+
+    Args:
+        key: the override key.
+        value: its value as the user wrote it.
+
+    Example::
+
+        >>> path_argument("output_dir", "2024"), path_argument("output_dir", "out"), path_argument("max_epochs", "2")
+        ("'2024'", 'out', '2')
+    """
+    if _is_path_key(key) and (value.startswith("-") or _as_read(value) != value):
+        return repr(value)
+    return value
+
+
+def _path_problem(key: str, value: str) -> str | None:
+    """Why ``python -m monai.bundle run`` would not give a path key the path ``value``, as typed; ``None`` if it
+    would."""
+    if not _is_path_key(key):
+        return None
+    if value.startswith("-"):
+        return "a value starting with '-' is taken for an option"
+    read = _as_read(value)
+    return None if isinstance(read, str) else f"read as the {type(read).__name__} {read!r}, not as a path"
 
 
 def parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
@@ -173,6 +224,13 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
     if "args_file" in values or "config_file" not in values:
         return
     try:
+        for key, value in pairs:
+            problem = _path_problem(key, value)
+            if problem:
+                raise ValueError(
+                    f'--{key} {value}: {problem}; give it quoted for Python, --{key} "{repr(value)}" (the '
+                    "monai-unets commands do this themselves)."
+                )
         check_overrides(_config_files(values["config_file"]), [k for k, _ in pairs], tracking="tracking" in values)
     except ValueError as error:
         # SystemExit passes through MONAI's wrapping of expression errors: one line, not two tracebacks

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_unets.bundles import bundle_dir, list_bundles
-from monai_unets.bundles.overrides import check_overrides, parse_overrides
+from monai_unets.bundles.overrides import check_overrides, parse_overrides, path_argument
 
 __all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle"]
 
@@ -139,7 +139,7 @@ def bundle_command(
     command += ["--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle)]
     pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
     for key, value in pairs:
-        command += [f"--{key}", str(value)]
+        command += [f"--{key}", path_argument(key, str(value))]
     return command
 
 

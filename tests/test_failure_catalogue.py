@@ -139,6 +139,18 @@ def _setting(bundle: str, key: str, value: object) -> str:
     return _raised(lambda: check_settings(_component(bundle, "settings", **{key: value})))
 
 
+def _plain_run_line(bundle: str, *overrides: str) -> str:
+    """What ``python -m monai.bundle run --config_file <bundle>/configs/inference.yaml ...`` stops with."""
+    from monai_unets.bundles.overrides import check_command_line
+
+    config = str(bundle_dir(bundle) / "configs" / "inference.yaml")
+    try:
+        check_command_line(["/env/monai/bundle/__main__.py", "run", "--config_file", config, *overrides])
+    except SystemExit as stop:
+        return str(stop)
+    return "no error"
+
+
 def _garbage(root: Path, name: str, content: bytes) -> str:
     path = root / name
     path.write_bytes(content)
@@ -632,6 +644,13 @@ CATALOGUE: list[Fault] = [
         lambda r: _setting(CT, "num_workers", -1),
         "num_workers must be an integer >= 0",
         _STOP_SETTING,
+    ),
+    Fault(
+        "all bundles",
+        "--output_dir 2024 in a plain monai.bundle run (read as a number)",
+        lambda r: _plain_run_line(SKIN, "--output_dir", "2024"),
+        "--output_dir 2024: read as the int 2024, not as a path; give it quoted for Python",
+        _STOP_SETTING + "; the monai-unets commands pass such names quoted",
     ),
     # --- weights and checkpoints
     Fault(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from monai_unets.bundles import bundle_dir
-from monai_unets.bundles.overrides import check_command_line, check_overrides, parse_overrides
+from monai_unets.bundles.overrides import check_command_line, check_overrides, parse_overrides, path_argument
+from monai_unets.scripts.bundle_run import bundle_command
 
 SKIN = "egeunet_skin_lesion"
 MONAI_RUN = str(Path("/env/lib/monai/bundle/__main__.py"))
@@ -84,3 +85,32 @@ def test_a_plain_monai_bundle_run_stops_on_a_typo(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == "python -m monai.bundle run: error: unknown key 'max_epoch' (train.yaml); did you mean 'max_epochs'?"
+
+
+@pytest.mark.parametrize("folder", ["2024", "1e3", "out,x", "-scans", '"quoted"', "True", "None", "[1]", "/data/ct 1"])
+def test_a_path_reaches_the_config_as_typed(folder):
+    import fire
+
+    # the monai-unets commands' overrides, read the way `python -m monai.bundle run` reads its arguments
+    overrides = {"output_dir": folder, "network_def#cache_dir": folder, "max_epochs": "2"}
+    command = bundle_command(Path("b"), ["inference.yaml"], overrides)
+    received = fire.Fire(lambda **kwargs: kwargs, command=command[command.index("run") + 1 :])
+    assert received["output_dir"] == folder and received["network_def#cache_dir"] == folder
+    assert received["max_epochs"] == 2  # other values keep their Python reading
+    assert path_argument("output_dir", "scans") == "scans"  # plain names stay as typed
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("2024", "read as the int 2024, not as a path"),
+        ("a,b", "read as the tuple"),
+        ("-scans", "a value starting with '-' is taken for an option"),
+    ],
+)
+def test_a_plain_run_names_a_path_it_would_misread(value, problem):
+    configs = bundle_dir(SKIN) / "configs"
+    argv = [MONAI_RUN, "run", "--config_file", str(configs / "inference.yaml"), "--output_dir", value]
+    with pytest.raises(SystemExit, match=f"--output_dir {value}: {problem}.*--output_dir \"'"):
+        check_command_line(argv)
+    check_command_line(argv[:-1] + [repr(value)])  # quoted for Python, as the message says
