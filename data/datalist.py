@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 from monai.data import load_decathlon_datalist, partition_dataset
 
-from .medical_io import list_medical_cases, output_folder_inside, split_dicom_series, warn_skipped
+from .medical_io import (
+    SPECIAL_FILES,
+    is_special_file,
+    list_medical_cases,
+    output_folder_inside,
+    split_dicom_series,
+    warn_skipped,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases"]
 
@@ -41,8 +48,8 @@ def list_cases(
         key: which list of the datalist to read.
         input_dir: a folder of images to process instead of the datalist; every file in it with one of
             ``suffixes`` becomes a case ``{"image": path}``, in sorted order, under the name it is listed by (a
-            symbolic link keeps its own name). Hidden files are skipped; other files and subfolders are skipped
-            with a warning that names them.
+            symbolic link keeps its own name). Hidden files are skipped; other files, pipes, sockets, devices and
+            subfolders are skipped with a warning that names them.
         suffixes: file name endings that count as images in ``input_dir`` (2D images).
         volumes: list 3D studies instead: in ``input_dir`` every NIfTI/NRRD/MHA/DICOM file and every DICOM series
             subfolder is a case, and a folder holding several DICOM series (in ``input_dir`` or as a datalist
@@ -72,18 +79,21 @@ def list_cases(
         if not folder.is_dir():
             raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
         outputs = output_folder_inside(folder, output_dir)
-        files, skipped = [], []
+        files, skipped, special = [], [], []
         for path in sorted(folder.iterdir()):
             if path.name.startswith("."):
                 continue
             if path.is_dir():
                 if outputs is None or path.resolve() != outputs:
                     skipped.append(path.name)
+            elif is_special_file(path):
+                special.append(path.name)
             elif _has_image_suffix(path, suffixes):
                 files.append(path)
             else:
                 skipped.append(path.name)
         warn_skipped(folder, skipped, f"subfolders and files that are not 2D images: {', '.join(suffixes)}")
+        warn_skipped(folder, special, SPECIAL_FILES)
         if not files:
             raise FileNotFoundError(f"input folder {folder} has no image file ({', '.join(suffixes)}).")
         return [{"image": os.path.abspath(p)} for p in files]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,25 @@ def warn_skipped(folder: str | os.PathLike, skipped: Sequence[str], reason: str)
         return
     shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
     warnings.warn(f"input folder {folder}: skipping {len(skipped)} entries ({reason}): {shown}.", stacklevel=3)
+
+
+#: the warn_skipped reason for pipes, sockets and devices: reading one named like an image would wait forever
+SPECIAL_FILES = "not regular files: a pipe, socket or device is never read"
+
+
+def is_special_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a pipe, socket or device (not a regular file or folder); a broken link is not.
+
+    Example::
+
+        >>> is_special_file("/dev/null"), is_special_file("/etc/hostname")
+        (True, False)
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # missing: the case is listed and reported as missing when read
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def series_reference(folder: str | os.PathLike, series_uid: str) -> str:
@@ -245,6 +265,8 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
             subfolders.append(path.name)
         elif path.name.startswith(".") or path.name.lower() in HARMLESS_FILES:
             warnings.warn(f"skipping {path}: not part of a DICOM series.", stacklevel=2)
+        elif is_special_file(path):
+            warnings.warn(f"skipping {path}: {SPECIAL_FILES}.", stacklevel=2)
         else:
             files.append(path)
     if not files:
@@ -1035,9 +1057,9 @@ def list_medical_cases(
     (``MedicalImageReader`` then refuses it with a message listing the series) unless ``split_series`` is
     ``True``: then it becomes one case per series, whose image is the series reference
     ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be read stays one case, so that loading
-    it reports the problem for that case alone. Other files are skipped with one warning that names them. Paths
-    keep the names they are listed under (a symbolic link is not replaced by its target), so outputs are named
-    after them.
+    it reports the problem for that case alone. Other files (pipes, sockets and devices too) are skipped with a
+    warning that names them. Paths keep the names they are listed under (a symbolic link is not replaced by its
+    target), so outputs are named after them.
 
     Args:
         input_dir: the folder to list.
@@ -1065,12 +1087,15 @@ def list_medical_cases(
     cases: list[dict] = []
     loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
+    special: list[str] = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
         path = Path(os.path.abspath(path))
         if path.is_dir():
             cases.extend({"image": image} for image in _series_cases(path, split_series))
+        elif is_special_file(path):
+            special.append(path.name)
         elif _has_suffix(path, suffixes):
             if _has_suffix(path, DICOM_SUFFIXES):
                 uid = _series_uid_or_none(path)
@@ -1080,6 +1105,7 @@ def list_medical_cases(
         else:
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
+    warn_skipped(folder, special, SPECIAL_FILES)
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice
     series_of = {path: uid for uid, paths in loose_dicom.items() if len(paths) > 1 for path in paths}

@@ -28,6 +28,32 @@ def test_a_linked_image_keeps_its_own_name(tmp_path):
     assert [c["image"] for c in cases] == [str(tmp_path / "inbox" / n) for n in ["case01.png", "gone.png"]]
 
 
+@pytest.mark.parametrize("volumes, name", [(False, "incoming.png"), (True, "incoming.nii.gz")])
+def test_a_pipe_named_like_an_image_is_skipped_not_read(tmp_path, volumes, name):
+    import os
+
+    # reading a pipe nobody writes to waits forever: the whole batch would hang
+    os.mkfifo(tmp_path / name)
+    (tmp_path / ("a.png" if not volumes else "a.nii.gz")).write_bytes(b"x")
+    with pytest.warns(UserWarning, match=f"not regular files: a pipe, socket or device is never read\\): {name}"):
+        cases = list_cases("unused", input_dir=tmp_path, volumes=volumes)
+    assert [os.path.basename(c["image"]) for c in cases] == ["a.nii.gz" if volumes else "a.png"]
+
+
+def test_a_pipe_in_a_dicom_series_folder_is_skipped(tmp_path):
+    import os
+
+    import numpy as np
+    from monai_unets.data.medical_io import split_dicom_series
+    from monai_unets.scripts.demo_ct import write_dicom_series
+
+    write_dicom_series(np.zeros((8, 8, 3), np.int16), tmp_path / "series", (0.8, 0.8, 2.5), (0.0, 0.0, 0.0))
+    os.mkfifo(tmp_path / "series" / "slice_x.dcm")
+    with pytest.warns(UserWarning, match="slice_x.dcm: not regular files"):
+        series = split_dicom_series(tmp_path / "series")
+    assert len(series) == 1 and len(series[0].files) == 3
+
+
 def test_outputs_never_become_inputs(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     with pytest.raises(ValueError, match="is the input folder"):
