@@ -10,6 +10,7 @@ deleted.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -45,6 +46,22 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.fsync(f.fileno())
 
 
+def _temporary_name(final: Path) -> str:
+    """The hidden name ``final`` is written under: its own name after a prefix, within the file system's limit."""
+    prefix = f"{PARTIAL_PREFIX}{os.getpid()}-"
+    name = final.name
+    try:
+        limit = os.pathconf(final.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no such query here (Windows): the common limit
+        limit = 255
+    if len((prefix + name).encode()) <= limit:
+        return prefix + name
+    # a name near the limit: its end (the extension writers choose the format by) after a digest of all of it
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    room = limit - len(prefix.encode()) - len(digest) - 1
+    return f"{prefix}{digest}-{name.encode()[-room:].decode(errors='ignore')}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write ``path``'s content to; renamed to ``path`` when the block ends without error.
@@ -63,7 +80,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{final.name}")
+    temporary = final.with_name(_temporary_name(final))
     try:
         yield temporary
         fsync_file(temporary)

@@ -36,6 +36,17 @@ def test_the_temporary_file_keeps_the_extension_and_is_hidden(tmp_path):
     assert (tmp_path / "sub" / "mask.nii.gz").read_bytes() == b"x"
 
 
+@pytest.mark.parametrize("name", ["L" * 243 + "_seg.png", "é" * 119 + "_seg.nii.gz"])
+def test_a_name_near_the_file_system_limit_is_written(tmp_path, name):
+    # the final name is legal (at most 255 bytes); the hidden temporary name adds a prefix, and must still fit
+    seen = []
+    with atomic_path(tmp_path / name) as temporary:
+        seen.append(temporary.name)
+        temporary.write_bytes(b"mask")
+    assert (tmp_path / name).read_bytes() == b"mask" and [p.name for p in tmp_path.iterdir()] == [name]
+    assert len(seen[0].encode()) <= 255 and seen[0].startswith(".partial-") and seen[0].endswith(name[-12:])
+
+
 def test_a_full_disk_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
     def half_then_full(image, filename, *args, **kwargs):
         with open(filename, "wb") as f:
