@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,8 +57,10 @@ class GHPA(nn.Module):
     is not divisible by the group count, the first groups take one channel more.
 
     The maps depend on the parameters and the input size only. In eval mode without autograd (``torch.no_grad``
-    or ``torch.inference_mode``) they are computed once per input size and reused; ``train()``, an optimiser
-    step, ``load_state_dict`` or moving the block to another device or dtype makes them be computed anew.
+    or ``torch.inference_mode``) they are computed once per input size and reused while the parameters they
+    come from keep their values; any change to those values (an optimiser step, an EMA update through
+    ``param.data``, ``load_state_dict``), moving the block to another device or dtype, or ``train()`` makes them
+    be computed anew.
 
     Args:
         spatial_dims: number of spatial dimensions (2 or 3).
@@ -75,6 +77,10 @@ class GHPA(nn.Module):
         >>> block(torch.randn(1, 24, 32, 48)).shape
         torch.Size([1, 32, 32, 48])
     """
+
+    # the eager-only map cache stays out of TorchScript, which cannot type its (size..., dtype or None) keys and
+    # computes the maps on each call anyway
+    __jit_ignored_attributes__ = ["_maps_cache", "_maps_snapshot"]
 
     def __init__(
         self,
@@ -108,12 +114,13 @@ class GHPA(nn.Module):
             get_act_layer(act),
             conv(in_channels, out_channels, kernel_size=1),
         )
-        # eval-time maps per input size, valid while the parameters keep the recorded identity and versions
+        # eval-time maps per input size, valid while the map parameters equal the snapshot taken with them
         self._maps_cache: Dict[tuple, List[torch.Tensor]] = {}
-        self._maps_state: tuple = ()
+        self._maps_snapshot: Optional[torch.Tensor] = None  # noqa: UP007
 
     def train(self, mode: bool = True) -> GHPA:
         self._maps_cache = {}
+        self._maps_snapshot = None
         return super().train(mode)
 
     def attention_maps(self, spatial: List[int]) -> List[torch.Tensor]:  # noqa: UP006
@@ -127,22 +134,23 @@ class GHPA(nn.Module):
         return maps
 
     def _eval_maps(self, spatial: List[int]) -> List[torch.Tensor]:  # noqa: UP006
-        parameters = self._map_parameters()
-        # autograd, traced and compiled graphs must see the maps computed from the parameters; parameters made
-        # under torch.inference_mode() have no version counter, so an in-place change to them would go unseen
-        if (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-            or any(p.is_inference() for p in parameters)
-        ):
+        # autograd, traced and compiled graphs must see the maps computed from the parameters
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return self.attention_maps(spatial)
-        # in-place updates bump a parameter's version, .to() and load_state_dict(assign=True) replace its storage
-        state = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
-        if state != self._maps_state:
+        # compare values, not versions: in-place updates through .data (EMA, mean teacher) and parameters made
+        # under torch.inference_mode() leave no version to check, and the few thousand values of the maps'
+        # parameters are compared far faster than the maps are computed
+        values = torch.cat([p.reshape(-1) for p in self._map_parameters()])
+        snapshot = self._maps_snapshot
+        if (
+            snapshot is None
+            or snapshot.shape != values.shape
+            or snapshot.dtype != values.dtype
+            or snapshot.device != values.device
+            or not torch.equal(snapshot, values)
+        ):
             self._maps_cache = {}
-            self._maps_state = state
+            self._maps_snapshot = values
         # maps made under autocast are in its dtype: one entry per precision, so that a float32 call after a
         # mixed-precision one never multiplies by half-precision maps
         device_type = self.params_space.device.type

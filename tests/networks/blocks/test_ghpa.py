@@ -83,6 +83,35 @@ def test_eval_maps_follow_parameter_changes():
         torch.testing.assert_close(block(x), _fresh_output(block, x))
 
 
+def test_eval_maps_follow_updates_through_data():
+    # an EMA (mean-teacher) update writes through .data, which bumps no version: the cache must see the values
+    block, student = GHPA(2, 16, 8).eval(), GHPA(2, 16, 8)
+    x = torch.randn(1, 16, 12, 20)
+    with torch.no_grad():
+        first = block(x)
+        for ema_p, p in zip(block.parameters(), student.parameters()):
+            ema_p.data.mul_(0.9).add_(p.data, alpha=0.1)
+        block.params_space.data.mul_(3.0)
+        updated = block(x)
+    assert not torch.allclose(updated, first)
+    torch.testing.assert_close(updated, _fresh_output(block, x))
+
+
+def test_torchscript_after_eval_forwards_matches_eager():
+    # evaluation before export fills the cache, whose keys TorchScript cannot type
+    block = GHPA(2, 16, 8).eval()
+    x = torch.randn(1, 16, 12, 20)
+    with torch.no_grad():
+        block(x)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        block(x)
+    scripted = torch.jit.script(block)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), block(x))
+        y = torch.randn(2, 16, 9, 14)
+        torch.testing.assert_close(scripted(y), block(y))
+
+
 def test_eval_maps_per_input_size():
     block = GHPA(3, 20, 8).eval()
     with torch.no_grad():
@@ -101,8 +130,8 @@ def test_gradients_in_eval_mode_reach_the_maps():
     assert block.params_space.grad is not None and block.axis_maps[1].params.grad is not None
 
 
-def test_block_made_in_inference_mode_computes_its_maps_each_call():
-    # inference tensors track no versions: a cache could not see this in-place change
+def test_block_made_in_inference_mode_sees_in_place_changes():
+    # inference tensors track no versions: only the values can tell the cache of this in-place change
     with torch.inference_mode():
         block = GHPA(2, 16, 8).eval()
         x = torch.randn(1, 16, 12, 20)
