@@ -67,7 +67,8 @@ class UNetV2(nn.Module):
             ``"conv"`` (:class:`~monai_unets.networks.blocks.conv_encoder.UNetV2ConvEncoder`), or an
             ``nn.Module`` mapping the input to a list of four feature maps, finest first.
         decoder_channels: the SDI and decoder width ``c`` (32 in the paper).
-        deep_supervision: return all four heads in training mode.
+        deep_supervision: build a head on each of the four levels and return all four in training mode;
+            without it only the main head (``heads[0]``, the same state-dict key) is built.
         pretrained: local path of PVTv2 ImageNet weights (e.g. ``pvt_v2_b2.pth``) to load into the encoder;
             ``None`` for random initialisation. Only for the PVTv2 encoders.
         act: activation of the SDI channel attention and of the ``"conv"`` encoder (MONAI ``Act`` spelling;
@@ -144,32 +145,42 @@ class UNetV2(nn.Module):
         c = decoder_channels
         self.skip = SDISkip(spatial_dims, widths, c, act=act, norm=norm)
         up = Conv[Conv.CONVTRANS, spatial_dims]
-        # ups[i] brings level i + 1 to level i; heads[i] reads level i (0 = finest, stride 4)
+        # ups[i] brings level i + 1 to level i; heads[i] reads level i (0 = finest, stride 4). Without deep
+        # supervision only the main head exists: unused heads would get no gradient, which DistributedDataParallel
+        # rejects, and heads[0] keeps its name so that the main head loads from either kind of checkpoint
         self.ups = nn.ModuleList(up(c, c, kernel_size=4, stride=2, padding=1, bias=False) for _ in range(3))
         self.head_dropout = nn.Identity() if dropout is None else get_dropout_layer(dropout)
-        self.heads = nn.ModuleList(UnetOutBlock(spatial_dims, c, out_channels) for _ in range(4))
+        self.heads = nn.ModuleList(
+            UnetOutBlock(spatial_dims, c, out_channels) for _ in range(4 if deep_supervision else 1)
+        )
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size: List[int] = list(x.shape[2:])  # noqa: UP006
         skips = self.skip(self.encoder(x))
         all_heads = self.training and self.deep_supervision
 
-        coarse: List[torch.Tensor] = []  # noqa: UP006  (heads 4, 3, 2, coarsest first)
+        coarse: List[torch.Tensor] = []  # noqa: UP006  (levels 3, 2, 1, coarsest first, for the side heads)
         y = skips[3]
         if all_heads:
-            coarse.append(self.heads[3](self.head_dropout(y)))
+            coarse.append(y)
         y = _crop_or_pad(self.ups[2](y), skips[2].shape[2:]) + skips[2]
         if all_heads:
-            coarse.append(self.heads[2](self.head_dropout(y)))
+            coarse.append(y)
         y = _crop_or_pad(self.ups[1](y), skips[1].shape[2:]) + skips[1]
         if all_heads:
-            coarse.append(self.heads[1](self.head_dropout(y)))
+            coarse.append(y)
         y = _crop_or_pad(self.ups[0](y), skips[0].shape[2:]) + skips[0]
         out = self._to_input_size(self.heads[0](self.head_dropout(y)), size)
+        if not all_heads:
+            return out
 
-        if all_heads:
-            return [out] + [self._to_input_size(h, size) for h in coarse[::-1]]
-        return out
+        outputs = [out]
+        # TorchScript indexes a ModuleList only by constants or in a loop over it, and heads[1:] exist only with
+        # deep supervision
+        for level, head in enumerate(self.heads):
+            if level > 0:
+                outputs.append(self._to_input_size(head(self.head_dropout(coarse[3 - level])), size))
+        return outputs
 
     def _to_input_size(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:  # noqa: UP006
         # align_corners=False reproduces the original's x4 bilinear upsampling when size is a multiple of 32

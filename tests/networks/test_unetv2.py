@@ -206,6 +206,23 @@ def test_conv_torchscript_matches_eager(spatial_dims):
     assert isinstance(outs, list) and len(outs) == 4
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_without_deep_supervision_every_parameter_gets_a_gradient(spatial_dims):
+    # DistributedDataParallel (find_unused_parameters=False) fails on a parameter left without a gradient
+    kwargs = {"encoder": "conv", "channels": (8, 16, 24, 32), "decoder_channels": 8}
+    size = (64, 48) if spatial_dims == 2 else (33, 40, 24)
+    x = torch.randn(2, 1, *size)
+    net = UNetV2(spatial_dims, 1, 2, deep_supervision=False, **kwargs).train()
+    net(x).mean().backward()
+    for name, param in net.named_parameters():
+        assert param.grad is not None, name
+    # the main head has the same key with and without deep supervision
+    supervised = UNetV2(spatial_dims, 1, 2, deep_supervision=True, **kwargs).train()
+    assert set(net.state_dict()) < set(supervised.state_dict())
+    outs = supervised(x)
+    assert isinstance(outs, list) and len(outs) == 4 and all(o.shape == (2, 2, *size) for o in outs)
+
+
 def test_custom_encoder_module():
     enc = UNetV2ConvEncoder(2, 1, (4, 8, 12, 16))
     net = UNetV2(2, 1, 1, encoder=enc, decoder_channels=4).eval()
