@@ -116,7 +116,7 @@ class PlannedNormalized(MapTransform):
 PlannedNormalizeD = PlannedNormalizeDict = PlannedNormalized
 
 
-#: PIL modes of one byte per channel: their full scale is 255.
+#: PIL modes of one byte per channel: their full scale is 255 (for images read without a ``bits_per_sample``).
 _EIGHT_BIT_MODES = frozenset({"L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
 
 
@@ -130,12 +130,16 @@ class ScaleByBitDepth(Transform):
       a sixteenth of it; a float TIFF may be negative): they are scaled by their own minimum and maximum,
       ``ScaleIntensity(0, 1)``, instead of being left far outside the range the network learnt.
 
-    The bit depth comes from the PIL mode that ``PILReader`` records (``meta["mode"]``). Without one (an array
-    from elsewhere), values within 0..255 are taken as 8-bit and anything else is scaled by its range.
+    The bit depth comes from ``meta["bits_per_sample"]``, which :class:`Image2DReader` records from the values it
+    hands on (a 16-bit RGB PNG is 16, though PIL calls its mode ``"RGB"``), else from the PIL mode that
+    ``PILReader`` records (``meta["mode"]``). Without either (an array from elsewhere), values within 0..255 are
+    taken as 8-bit and anything else is scaled by its range.
 
     Example::
 
         >>> ScaleByBitDepth()(MetaTensor(torch.tensor([[[0.0, 4095.0]]]), meta={"mode": "I;16"}))
+        metatensor([[[0., 1.]]])
+        >>> ScaleByBitDepth()(MetaTensor(torch.tensor([[[0.0, 2048.0]]]), meta={"mode": "RGB", "bits_per_sample": 16}))
         metatensor([[[0., 1.]]])
     """
 
@@ -145,14 +149,17 @@ class ScaleByBitDepth(Transform):
         self.by_range = ScaleIntensity(minv=0.0, maxv=1.0)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
-        mode = getattr(img, "meta", {}).get("mode")
-        if mode == "1":
-            return img
+        meta = getattr(img, "meta", {})
+        bits, mode = meta.get("bits_per_sample"), meta.get("mode")
         values = convert_to_tensor(img, track_meta=False)
-        if mode is None:
-            eight_bit = bool(values.numel() == 0 or (values.min() >= 0 and values.max() <= 255))
+        if bits is not None:
+            one_bit, eight_bit = int(bits) == 1, int(bits) == 8
+        elif mode is not None:
+            one_bit, eight_bit = str(mode) == "1", str(mode) in _EIGHT_BIT_MODES
         else:
-            eight_bit = str(mode) in _EIGHT_BIT_MODES
+            one_bit, eight_bit = False, bool(values.numel() == 0 or (values.min() >= 0 and values.max() <= 255))
+        if one_bit:
+            return img
         if not eight_bit:
             return self.by_range(img)
         scaled = values.to(torch.float32 if not values.is_floating_point() else values.dtype) / 255.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import PILReader
 from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple
+from PIL import Image, UnidentifiedImageError
 
 from ..data.cases import CASE_NAME_KEY
 from ..data.datalist import IMAGE_SUFFIXES
@@ -38,14 +40,33 @@ IMAGE_2D_SUFFIXES: tuple[str, ...] = tuple(suffix.lstrip(".") for suffix in IMAG
 
 
 class _Decoded:
-    """Pixels of one image file with the attributes ``PILReader.get_data`` reads from a PIL image."""
+    """Pixels of one image file with the attributes ``PILReader.get_data`` reads from a PIL image.
 
-    def __init__(self, pixels: np.ndarray, image: Any) -> None:
-        self.pixels = pixels
-        self.format, self.mode, self.width, self.height = image.format, image.mode, image.width, image.height
+    Args:
+        pixels: ``(height, width, channels)`` or ``(height, width)``, as :func:`image_pixels` returns them.
+        format: the file format, e.g. ``"PNG"``.
+        mode: the PIL mode of the file; for files read by ITK, PIL's name of their samples (``"RGB"``, ...).
+    """
+
+    def __init__(self, pixels: np.ndarray, format: str | None, mode: str) -> None:
+        self.pixels, self.format, self.mode = pixels, format, mode
+        self.height, self.width = pixels.shape[:2]
+        # the depth of the values handed on, which the mode does not tell for images PIL reads at 8 bits only
+        self.bits_per_sample = 1 if mode == "1" else pixels.dtype.itemsize * 8
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         return self.pixels if dtype is None else self.pixels.astype(dtype)
+
+
+class _Refused:
+    """A file that ``Image2DReader`` recognised but refuses; ``get_data`` raises ``error``.
+
+    Raised in ``read``, the error would make ``LoadImage`` try its other readers, which misread such files (ITK
+    reads an image over PIL's pixel limit without its channel axis).
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
@@ -88,8 +109,16 @@ class Image2DReader(PILReader):
 
     The values come from :func:`image_pixels`: 16-bit and 32-bit grey, float TIFF, 1-bit, palette, RGBA, CMYK
     images all keep their range (normalise afterwards, e.g. ``ScaleIntensityd``), grey images are repeated into
-    RGB for ``channels=3`` and colour masks become grey for ``channels=1``. Arrays and metadata are laid out as
-    ``PILReader`` lays them out (width first), so ``Invertd`` and ``SaveImaged`` work as with ``PILReader``.
+    RGB for ``channels=3`` and colour masks become grey for ``channels=1``. Images whose samples PIL cuts to
+    their high byte (16-bit RGB, RGBA and grey-with-alpha PNG, 16-bit RGB(A) TIFF) and TIFFs PIL cannot open
+    (float or 32-bit RGB) are read by ITK at their stored type. ``meta["bits_per_sample"]`` gives the depth of
+    the values (1, 8, 16, 32), which :class:`~monai_unets.transforms.ScaleByBitDepth` scales by. Arrays and
+    metadata are laid out as ``PILReader`` lays them out (width first), so ``Invertd`` and ``SaveImaged`` work as
+    with ``PILReader``.
+
+    An image over PIL's pixel limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``, a guard against decompression bombs)
+    raises ``PIL.Image.DecompressionBombError`` naming the file, from ``get_data``, so that ``LoadImage`` does not
+    hand it on to a reader that misreads it.
 
     Args:
         channels: 3 (RGB images) or 1 (grey images and masks, without channel axis).
@@ -116,17 +145,128 @@ class Image2DReader(PILReader):
         return is_supported_format(filename, IMAGE_2D_SUFFIXES)
 
     def read(self, data: Any, **kwargs: Any) -> Any:
-        """Opens each file with PIL and decodes it at its own bit depth (a list when several are given).
+        """Opens each file and decodes it at its own bit depth (a list when several are given).
 
         Args:
             data: file name(s).
             kwargs: arguments of ``PIL.Image.open``.
         """
-        images = super().read(data, **kwargs)
-        for name, image in zip(ensure_tuple(data), ensure_tuple(images)):
+        open_kwargs = {**self.kwargs, **kwargs}
+        decoded = [self._decode(name, **open_kwargs) for name in ensure_tuple(data)]
+        return decoded if len(decoded) > 1 else decoded[0]
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        """The pixels and metadata of what ``read`` returned, as ``PILReader`` lays them out.
+
+        Raises:
+            PIL.Image.DecompressionBombError: an image over PIL's pixel limit.
+            ValueError: an image of more than four samples a pixel.
+        """
+        for item in ensure_tuple(img):
+            if isinstance(item, _Refused):
+                raise item.error
+        return super().get_data(img)
+
+    def _get_meta_dict(self, img: _Decoded) -> dict:
+        return {**super()._get_meta_dict(img), "bits_per_sample": img.bits_per_sample}
+
+    def _decode(self, name: Any, **kwargs: Any) -> _Decoded | _Refused:
+        """One file's pixels: PIL's where it holds them at full depth, ITK's where PIL would cut them to 8 bits."""
+        try:
+            image = Image.open(name, **kwargs)
+        except Image.DecompressionBombError as error:
+            return _Refused(_too_large(name, error))
+        except UnidentifiedImageError:
+            if not _header(name).startswith(_TIFF_SIGNATURES):
+                raise
+            image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
+        if image is not None:
             _warn_if_turned(name, image)
-        decoded = [_Decoded(image_pixels(image, self.channels), image) for image in ensure_tuple(images)]
-        return decoded if isinstance(images, list) else decoded[0]
+            if not _cut_to_8_bits(name, image):
+                return _Decoded(image_pixels(image, self.channels), image.format, image.mode)
+            image.close()
+        samples = _stored_samples(name)
+        count = samples.shape[-1]
+        mode = _SAMPLE_MODES.get(count)
+        if mode is None:
+            return _Refused(ValueError(f"{name}: {count} samples a pixel; Image2DReader reads grey and RGB (+ alpha)."))
+        return _Decoded(_stored_pixels(samples, self.channels), "TIFF" if image is None else image.format, mode)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: classic TIFF and BigTIFF, little and big endian
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: PIL mode of the images read by ITK, by their samples a pixel
+_SAMPLE_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+#: ITU-R 601-2 luma weights, as ``PIL.Image.convert("L")`` uses them
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _header(name: Any) -> bytes:
+    """The first bytes of a file: its signature and, for a PNG, the IHDR chunk up to the colour type."""
+    with open(name, "rb") as file:
+        return file.read(26)
+
+
+def _cut_to_8_bits(name: Any, image: Any) -> bool:
+    """Whether PIL keeps only the high byte of the samples of ``image``: 16-bit colour PNG and RGB(A) TIFF."""
+    if image.format == "PNG":
+        header = _header(name)
+        # IHDR bit depth and colour type: 2 RGB, 4 grey and alpha, 6 RGBA; PIL keeps 16-bit grey (0) as I;16
+        return header[24] == 16 and header[25] in (2, 4, 6)
+    if image.format == "TIFF":
+        # PhotometricInterpretation 2 is RGB (16-bit CMYK stays with PIL, which converts it), BitsPerSample 258
+        return image.tag_v2.get(262) == 2 and max(ensure_tuple(image.tag_v2.get(258, 8))) > 8
+    return False
+
+
+def _stored_samples(name: Any) -> np.ndarray:
+    """The samples of a 2D image file at their stored type, ``(height, width, samples)``, read by ITK.
+
+    ITK's arrays run over rows top to bottom, then columns left to right, as ``np.asarray`` of a PIL image does;
+    of a multi-page TIFF the first page is kept, as PIL keeps it.
+    """
+    header = _header(name)
+    if header.startswith(_PNG_SIGNATURE) and header[25] == 4:
+        import itk  # SimpleITK has no pixel type for two-sample PNG (grey and alpha)
+
+        reader = itk.ImageFileReader[itk.VectorImage[itk.US, 2]].New(FileName=os.fspath(name))
+        reader.Update()
+        return itk.array_from_image(reader.GetOutput())
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(os.fspath(name))
+    samples = sitk.GetArrayFromImage(image)
+    if image.GetDimension() == 3:
+        samples = samples[0]
+    return samples if image.GetNumberOfComponentsPerPixel() > 1 else samples[..., None]
+
+
+def _stored_pixels(samples: np.ndarray, channels: int) -> np.ndarray:
+    """:func:`image_pixels` of samples ``(height, width, samples)`` read by ITK: alpha dropped, types kept.
+
+    Colours are kept as stored also beside a premultiplied alpha (TIFF ExtraSamples 1), which PIL would divide
+    out: ITK writes that tag for plain RGBA, and opaque pixels are the same either way.
+    """
+    if samples.shape[-1] <= 2:
+        grey = samples[..., 0]
+        return np.repeat(grey[..., None], 3, axis=-1) if channels == 3 else grey
+    rgb = samples[..., :3]
+    if channels == 3:
+        return rgb
+    luma = rgb @ _LUMA
+    return (luma if rgb.dtype.kind == "f" else np.rint(luma)).astype(rgb.dtype)
+
+
+def _too_large(name: Any, error: Exception) -> Image.DecompressionBombError:
+    """PIL's refusal of an image over its pixel limit, with the file name and what a user can do."""
+    # PIL gives the pixel count only in its message: the image cannot be opened to ask for its size
+    count = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = f"{int(count[1]):,} pixels" if count else "its size"
+    return Image.DecompressionBombError(
+        f"{name}: {pixels} is over PIL's limit of {2 * Image.MAX_IMAGE_PIXELS:,} (2 x PIL.Image.MAX_IMAGE_PIXELS, "
+        "against decompression bombs); downscale or tile the image, or raise that limit for files you trust."
+    )
 
 
 # EXIF orientation -> how viewers turn the stored pixels for display

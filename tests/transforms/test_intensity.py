@@ -68,3 +68,27 @@ def test_scale_by_bit_depth_without_a_recorded_mode():
     torch.testing.assert_close(scale(torch.tensor([[0.0, 51.0, 255.0]])), torch.tensor([[0.0, 0.2, 1.0]]))
     torch.testing.assert_close(scale(torch.tensor([[0.0, 1000.0, 4000.0]])), torch.tensor([[0.0, 0.25, 1.0]]))
     assert scale(torch.tensor([[0, 255]], dtype=torch.uint8)).dtype == torch.float32
+
+
+def test_scale_by_bit_depth_scales_16_bit_and_float_rgb_by_their_own_range(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    from monai_unets.transforms import Image2DReader, ScaleByBitDepth, ScaleByBitDepthd
+
+    # PIL calls a 16-bit RGB image "RGB"; the depth of the values read decides, not the mode
+    image = MetaTensor(torch.tensor([[[0.0, 1024.0, 2048.0]]]), meta={"mode": "RGB", "bits_per_sample": 16})
+    torch.testing.assert_close(ScaleByBitDepth()(image).as_tensor(), torch.tensor([[[0.0, 0.5, 1.0]]]))
+    load = Compose(
+        [LoadImaged("image", reader=Image2DReader(channels=3), image_only=True), EnsureChannelFirstd("image")]
+    )
+    for name, array in (
+        ("rgb12.png", (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 50 + 100).astype(np.uint16)),  # 100..3650 of 65535
+        ("rgb12.tif", (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 50 + 100).astype(np.uint16)),
+        ("rgbf.tif", np.linspace(-0.5, 2.0, 4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)),
+    ):
+        sitk.WriteImage(sitk.GetImageFromArray(array, isVector=True), str(tmp_path / name))
+        out = ScaleByBitDepthd("image")(load({"image": str(tmp_path / name)}))["image"]
+        expected = (array - array.min()) / (array.max() - array.min())
+        np.testing.assert_allclose(out.numpy(), expected.transpose(2, 1, 0), atol=1e-6, err_msg=name)  # (C, W, H)

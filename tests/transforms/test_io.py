@@ -204,3 +204,89 @@ def test_a_single_dicom_file_is_told_to_get_no_seg(tmp_path, caplog):
         assert out["pred"] is pred and not (tmp_path / "out").exists()
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any(f"{source}: no DICOM SEG written" in message for message in warned), caplog.text
+
+
+def _write_samples(path, samples):
+    """An image file of ``samples`` (height, width, samples) at their own type, written by SimpleITK."""
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.GetImageFromArray(samples, isVector=True), str(path))
+
+
+# 16-bit samples, each distinct and none a multiple of 256, in a pattern that no flip or transposition keeps:
+# (height 5, width 7) with alpha (where present) opaque
+_SIXTEEN_BIT = (np.arange(5 * 7 * 3).reshape(5, 7, 3) * 617 + 3).astype(np.uint16)
+_OPAQUE = np.full((5, 7, 1), 65535, dtype=np.uint16)
+
+
+@pytest.mark.parametrize(
+    "name, samples",
+    [
+        ("rgb16.png", _SIXTEEN_BIT),
+        ("rgba16.png", np.concatenate([_SIXTEEN_BIT, _OPAQUE], axis=-1)),
+        ("grey_alpha16.png", np.concatenate([_SIXTEEN_BIT[..., :1], _OPAQUE], axis=-1)),
+        ("rgb16.tif", _SIXTEEN_BIT),
+        ("rgba16.tif", np.concatenate([_SIXTEEN_BIT, _OPAQUE], axis=-1)),
+    ],
+)
+def test_image2d_reader_keeps_16_bit_colour_samples_that_pil_cuts_to_8_bits(name, samples, tmp_path):
+    path = tmp_path / name
+    _write_samples(path, samples)
+    colour = samples[..., :3] if samples.shape[-1] > 2 else np.repeat(samples[..., :1], 3, axis=-1)
+    # the file holds the pattern as written: PIL's own decoder sees its high bytes in the same places
+    np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), colour >> 8)
+    loaded = LoadImage(reader=Image2DReader(channels=3), image_only=True)(str(path))
+    np.testing.assert_array_equal(loaded.numpy(), np.moveaxis(colour, 0, 1).astype(np.float32))  # width first
+    np.testing.assert_array_equal(loaded.meta["spatial_shape"], [7, 5])
+    assert loaded.meta["bits_per_sample"] == 16
+    grey = LoadImage(reader=Image2DReader(channels=1), image_only=True)(str(path))
+    luma = np.rint(colour @ np.array([0.299, 0.587, 0.114])) if samples.shape[-1] > 2 else colour[..., 0]
+    np.testing.assert_array_equal(grey.numpy(), luma.T.astype(np.float32))
+
+
+def test_image2d_reader_reads_float_and_32_bit_rgb_tiff(tmp_path):
+    for name, samples in (
+        ("float.tif", np.linspace(-2.0, 3.5, 5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3)),
+        ("int32.tif", (np.arange(5 * 7 * 3).reshape(5, 7, 3) * 100003 - 70000).astype(np.int32)),
+    ):
+        _write_samples(tmp_path / name, samples)
+        reader = Image2DReader(channels=3)
+        pixels, meta = reader.get_data(reader.read(str(tmp_path / name)))  # PIL alone cannot open these
+        np.testing.assert_array_equal(pixels, np.moveaxis(samples, 0, 1))
+        assert (meta["format"], meta["mode"], meta["bits_per_sample"]) == ("TIFF", "RGB", 32)
+
+
+def test_image2d_reader_names_a_tiff_of_more_samples_than_rgba(tmp_path):
+    _write_samples(tmp_path / "bands.tif", np.zeros((5, 7, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"bands\.tif: 5 samples a pixel"):
+        LoadImage(reader=Image2DReader(channels=3), image_only=True)(str(tmp_path / "bands.tif"))
+
+
+def test_a_16_bit_rgb_image_gives_the_network_input_of_its_8_bit_copy(tmp_path):
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+
+    picture = np.zeros((48, 64, 3), dtype=np.uint8)
+    picture[:, :, 0] = np.arange(64) * 4  # from 0 to 252, left to right
+    picture[:24, :, 1] = 255  # top half
+    picture[:, :16, 2] = 128  # left quarter
+    Image.fromarray(picture).save(tmp_path / "picture8.png")
+    _write_samples(tmp_path / "picture12.png", picture.astype(np.uint16) * 16)  # 12-bit camera data in 16 bits
+    _write_samples(tmp_path / "picture12.tif", picture.astype(np.uint16) * 16)
+    for bundle in ("egeunet_skin_lesion", "unetv2_polyp"):
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
+        preprocessing = parser.get_parsed_content("preprocessing")
+        eight = preprocessing({"image": str(tmp_path / "picture8.png")})["image"]
+        for name in ("picture12.png", "picture12.tif"):
+            sixteen = preprocessing({"image": str(tmp_path / name)})["image"]
+            torch.testing.assert_close(sixteen, eight, msg=f"{bundle}: {name}")
+
+
+def test_an_image_over_pil_pixel_limit_is_named_not_read_by_another_reader(tmp_path, monkeypatch):
+    Image.new("1", (20, 11), 1).save(tmp_path / "large.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses images over twice this
+    # the reader as the 2D bundles give it: LoadImage falls back to its other readers when one fails in `read`
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    with pytest.raises(Image.DecompressionBombError, match=r"large\.png: 220 pixels is over PIL's limit of 200 "):
+        load(str(tmp_path / "large.png"))
