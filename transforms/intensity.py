@@ -26,17 +26,24 @@ __all__ = [
 class AboveThreshold:
     """``x > threshold``: a picklable foreground test for ``CropForegroundd(select_fn=...)``.
 
+    Where no value is above the threshold (a study of air only, or an image of another modality than the plan's),
+    every voxel counts as foreground: the crop keeps the whole image instead of leaving nothing, which no later
+    step (the network, inverting the crop) can take.
+
     Example::
 
         >>> AboveThreshold(-500.0)(torch.tensor([-1000.0, 40.0]))
         tensor([False,  True])
+        >>> AboveThreshold(-500.0)(torch.tensor([-1000.0, -1000.0]))
+        tensor([True, True])
     """
 
     def __init__(self, threshold: float) -> None:
         self.threshold = float(threshold)
 
     def __call__(self, x: NdarrayOrTensor) -> NdarrayOrTensor:
-        return x > self.threshold
+        above = x > self.threshold
+        return above if above.any() else ~above
 
 
 class PlannedNormalize(Transform):

@@ -82,6 +82,20 @@ def test_predicted_organ_lies_on_the_phantom_organ(name, studies, tmp_path):
     assert _dice(organ, truth == 1) > 0.85
 
 
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_a_study_of_air_only_gets_a_background_label_map_on_its_grid(name, tmp_path):
+    # nothing above the foreground threshold: the crop keeps the whole study (it had cropped it to nothing, and
+    # the case failed in InvertArgmaxd with "narrow(): length must be non-negative")
+    (tmp_path / "in").mkdir()
+    affine = np.diag([-0.9, -0.9, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(np.full((40, 36, 12), -1000, np.int16), affine), tmp_path / "in" / "air.nii.gz")
+    _infer_with_oracle(name, tmp_path / "in", tmp_path)
+    labels = nib.load(tmp_path / "out" / "air_seg.nii.gz")
+    assert labels.shape == (40, 36, 12) and np.allclose(labels.affine, affine)
+    assert not np.asarray(labels.dataobj).any()
+    assert not (tmp_path / "out" / "failures.csv").read_text().strip().splitlines()[1:]
+
+
 # End to end over orientations: the same oracle on phantoms written with many grids. Each output label map must
 # have exactly its input's shape and affine, and the organ's world centroid (mm) must be the phantom's, within
 # a fraction of a voxel: a flip moves the off-centre organ by many voxels, a one-voxel shift by one.

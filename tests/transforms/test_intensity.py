@@ -25,6 +25,8 @@ def test_unknown_scheme_is_refused():
 
 def test_above_threshold():
     assert AboveThreshold(-500)(torch.tensor([-1000.0, -400.0])).tolist() == [False, True]
+    # nothing above: everything, so that a foreground crop keeps the image instead of emptying it
+    assert AboveThreshold(-500)(torch.tensor([-1000.0, -900.0])).tolist() == [True, True]
 
 
 def _loaded(path, array):
