@@ -82,18 +82,23 @@ def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
     return any(name.endswith(s) for s in suffixes)
 
 
+class OutputFolderError(ValueError):
+    """The output folder is one a run must not write to (the input folder); nothing, not even an error log, is
+    written there."""
+
+
 def output_folder_inside(input_dir: str | os.PathLike, output_dir: str | os.PathLike | None) -> Path | None:
     """The output folder (resolved) if it lies inside the input folder, so that listing the input can skip it.
 
     Raises:
-        ValueError: the output folder is the input folder itself: a later run would take this run's outputs
-            (label maps, DICOM SEG files) for images to segment.
+        OutputFolderError: (a ``ValueError``) the output folder is the input folder itself: a later run would take
+            this run's outputs (label maps, DICOM SEG files) for images to segment.
     """
     if output_dir is None:
         return None
     folder, output = Path(input_dir).resolve(), Path(output_dir).resolve()
     if output == folder:
-        raise ValueError(
+        raise OutputFolderError(
             f"output folder {output_dir} is the input folder {input_dir}: a later run would read this run's outputs "
             "as images; write the outputs to another folder."
         )

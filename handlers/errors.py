@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..data.dataset import itk_error_reason
+from ..data.medical_io import OutputFolderError
 from ..networks.runtime import RUNTIMES
 
 __all__ = ["SETTINGS", "SettingError", "check_settings", "explain", "report_errors", "root_cause"]
@@ -212,6 +213,10 @@ def report_errors(log_file: str | os.PathLike) -> None:
             default(kind, error, tb)
             return
         where = f"full traceback in {path}"
+        if isinstance(root_cause(error), OutputFolderError):
+            # the log would go into the folder the run refused to write to (the input folder)
+            print(f"ERROR: {explain(error)}", file=sys.stderr, flush=True)
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a") as f:

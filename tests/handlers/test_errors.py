@@ -56,6 +56,21 @@ def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path)
     assert "Traceback" in logged and "Failed to evaluate ConfigExpression" in logged
 
 
+def test_refusing_the_input_folder_as_output_writes_no_log_there(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    script = (
+        "import sys\n"
+        "from monai_unets.data import list_cases\n"
+        "from monai_unets.handlers import report_errors\n"
+        "report_errors(sys.argv[1] + '/error.log')\n"
+        "list_cases('unused', input_dir=sys.argv[1], output_dir=sys.argv[1])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ERROR: output folder {tmp_path} is the input folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 ENGINE_SCRIPT = """
 import logging
 import sys
