@@ -28,15 +28,32 @@ __all__ = [
 ]
 
 
+#: JPEG formats and file endings: lossy masks, whose empty regions decode to small noise instead of 0
+_LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
+_LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+#: values of a lossy 8-bit mask up to this are compression noise: an empty JPEG mask decodes to a few levels
+#: around 0, which half of its maximum would have made foreground
+_LOSSY_NOISE = 16.0
+
+
+def _lossy(label: NdarrayOrTensor) -> bool:
+    """Whether ``label`` was read from a JPEG file (the reader's ``format``, else the file name)."""
+    meta = getattr(label, "meta", None) or {}
+    if meta.get("format"):
+        return str(meta["format"]).upper() in _LOSSY_FORMATS
+    return str(meta.get("filename_or_obj", "")).lower().endswith(_LOSSY_SUFFIXES)
+
+
 class BinarizeLabel(Transform):
     """Turn a binary mask stored with any foreground value (1, 255, ...) into a float 0/1 mask.
 
     A voxel is foreground when its value is above ``threshold``; by default the threshold is half of the
     mask's maximum, so 0/1 and 0/255 masks both work, as do JPEG-compressed masks whose values drift around 0
-    and 255. An empty mask stays empty.
+    and 255. An empty mask stays empty, also one read from a JPEG file, whose compression noise (values up to
+    16) is never foreground.
 
     Args:
-        threshold: fixed threshold; ``None`` for half of each mask's maximum.
+        threshold: fixed threshold; ``None`` for half of each mask's maximum (at least 16 for a JPEG mask).
 
     Example::
 
@@ -51,7 +68,11 @@ class BinarizeLabel(Transform):
 
     def __call__(self, label: NdarrayOrTensor) -> torch.Tensor:
         label_t = convert_to_tensor(label, track_meta=get_track_meta())
-        threshold = self.threshold if self.threshold is not None else float(label_t.max()) / 2
+        threshold = self.threshold
+        if threshold is None:
+            threshold = float(label_t.max()) / 2
+            if _lossy(label):
+                threshold = max(threshold, _LOSSY_NOISE)
         return (label_t > threshold).to(torch.float32)
 
 
@@ -60,7 +81,7 @@ class BinarizeLabeld(MapTransform):
 
     Args:
         keys: keys of the masks to binarize.
-        threshold: fixed threshold; ``None`` for half of each mask's maximum.
+        threshold: fixed threshold; ``None`` for half of each mask's maximum (at least 16 for a JPEG mask).
         allow_missing_keys: don't raise if a key is missing.
 
     Example::

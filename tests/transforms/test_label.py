@@ -24,6 +24,28 @@ def test_auto_threshold(mask, expected):
     np.testing.assert_array_equal(out.numpy(), np.array(expected, dtype=np.float32))
 
 
+def test_an_empty_jpeg_mask_stays_empty_and_a_lesion_is_kept(tmp_path):
+    from monai.transforms import LoadImage
+    from monai_unets.transforms import Image2DReader
+    from PIL import Image
+
+    # a lesion-free mask that went through some processing, then JPEG: it decodes to a few levels above 0
+    noisy = np.clip(np.random.default_rng(0).normal(0, 4, (64, 64)), 0, 255).astype(np.uint8)
+    lesion = noisy.copy()
+    lesion[20:40, 20:40] = 255
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    for name, mask in [("empty.jpg", noisy), ("lesion.jpg", lesion)]:
+        Image.fromarray(mask).save(tmp_path / name, quality=70)
+    empty = load(tmp_path / "empty.jpg")
+    assert int(empty.max()) > 2  # the noise that half the maximum had made foreground
+    assert BinarizeLabel()(empty).sum() == 0
+    kept = BinarizeLabel()(load(tmp_path / "lesion.jpg"))
+    assert abs(float(kept.sum()) - 400) <= 8
+    # a lossless mask keeps half its maximum: 0/1 PNG masks are not noise
+    Image.fromarray((lesion == 255).astype(np.uint8)).save(tmp_path / "lesion01.png")
+    assert float(BinarizeLabel()(load(tmp_path / "lesion01.png")).sum()) == 400
+
+
 def test_fixed_threshold():
     np.testing.assert_array_equal(BinarizeLabel(threshold=0)(np.array([0, 1, 2])).numpy(), [0, 1, 1])
 
