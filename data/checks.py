@@ -222,9 +222,9 @@ class CheckCased(MapTransform):
             raise DataCheckError(
                 name, f"has {counts}; fix the file, or set nan_policy to 'replace' to replace them with a warning."
             )
-        low, high = image[finite].min(), image[finite].max()
-        logger.warning("%s: replaced %s (NaN by %s, infinities by %s/%s).", name, counts, low, high, low)
-        return torch.nan_to_num(image, nan=float(low), posinf=float(high), neginf=float(low))
+        low, high = float(image[finite].min()), float(image[finite].max())
+        logger.warning("%s: replaced %s (NaN by %g, infinities by %g/%g).", name, counts, low, high, low)
+        return torch.nan_to_num(image, nan=low, posinf=high, neginf=low)
 
     def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> None:
         name = _filename(label, self.label_key)

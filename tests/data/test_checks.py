@@ -51,10 +51,11 @@ def test_skip_drops_each_bad_case_from_its_own_group_and_logs_it(tmp_path, caplo
     assert f"skipped {train[1]['label']}" in caplog.text and f"skipped {val[1]['label']}" in caplog.text
 
 
-def test_nan_policy_replace_uses_the_finite_extremes():
+def test_nan_policy_replace_uses_the_finite_extremes(caplog):
     image = MetaTensor(torch.tensor([[[1.0, float("nan")], [float("inf"), -float("inf")], [5.0, -2.0]]]))
     out = CheckCased(["image"], spatial_dims=2, nan_policy="replace")({"image": image})["image"]
     torch.testing.assert_close(out, torch.tensor([[[1.0, -2.0], [5.0, -2.0], [5.0, -2.0]]]))
+    assert "replaced 1 NaN and 2 infinite voxels (NaN by -2, infinities by 5/-2)" in caplog.text
     with pytest.raises(DataCheckError, match="1 NaN and 2 infinite voxels"):
         CheckCased(["image"], spatial_dims=2)({"image": image})
     # a grey image repeated into RGB: each bad pixel counts once, not once per channel
