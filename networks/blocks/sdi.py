@@ -231,9 +231,49 @@ def resample_to(x: torch.Tensor, size: List[int]) -> torch.Tensor:  # noqa: UP00
         if s < t:
             larger = False
     if larger:
+        if _exporting_to_onnx():
+            return box_average(x, target)
         if x.dim() == 3:
             return F.adaptive_avg_pool1d(x, target)
         if x.dim() == 4:
             return F.adaptive_avg_pool2d(x, target)
         return F.adaptive_avg_pool3d(x, target)
     return F.interpolate(x, size=target, mode=linear_interp_mode(x.dim() - 2), align_corners=True)
+
+
+def _exporting_to_onnx() -> bool:
+    if torch.jit.is_scripting():
+        return False
+    else:
+        return torch.onnx.is_in_onnx_export()
+
+
+def box_average(x: torch.Tensor, size: List[int]) -> torch.Tensor:  # noqa: UP006
+    """Adaptive average pooling of ``x`` (N, C, *spatial) to ``size`` (each side at most ``x``'s), one axis at a
+    time as matrix products.
+
+    Output index ``i`` of an axis of length ``L`` averages the inputs ``floor(i L / T)`` to ``ceil((i + 1) L / T)
+    - 1``, as ``adaptive_avg_pool`` does; a box average is the product of its axis averages, so the result is the
+    same up to float rounding. ONNX exports use it: the dynamo exporter has no 3D adaptive pooling, and the
+    TorchScript exporter none where a side is not a multiple of the target.
+
+    Example::
+
+        >>> x = torch.arange(5.0).view(1, 1, 5)
+        >>> box_average(x, [2])
+        tensor([[[1., 3.]]])
+    """
+    rank = x.dim() - 2
+    for axis in range(rank):
+        length, count = x.shape[axis + 2], size[axis]
+        if length == count:
+            continue
+        index = torch.arange(count, device=x.device)
+        start = torch.div(index * length, count, rounding_mode="floor")
+        stop = torch.div((index + 1) * length + count - 1, count, rounding_mode="floor")
+        source = torch.arange(length, device=x.device)
+        inside = (source[None, :] >= start[:, None]) & (source[None, :] < stop[:, None])
+        weights = inside.to(x.dtype) / (stop - start).to(x.dtype)[:, None]
+        last = x.dim() - 1  # a non-negative index: the TorchScript exporter writes -1 into Transpose as it is
+        x = torch.movedim(torch.movedim(x, axis + 2, last) @ weights.T, last, axis + 2)
+    return x

@@ -11,6 +11,7 @@ from monai_unets.networks.blocks.sdi import (
     SDIReduction,
     SDISkip,
     SDISpatialAttention,
+    box_average,
     resample_to,
 )
 from monai_unets.networks.utils import count_parameters
@@ -147,3 +148,28 @@ def test_sdi_skip_torchscript():
     with torch.no_grad():
         for a, b in zip(scripted(feats), skip(feats)):
             assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 17, 11, 9), (5, 4, 3)), ((1, 2, 13, 7), (6, 7)), ((1, 1, 5), (2,))])
+def test_box_average_is_adaptive_average_pooling(shape, size):
+    x = torch.randn(shape)
+    pool = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}[x.dim()]
+    torch.testing.assert_close(box_average(x, list(size)), pool(x, size), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_3d_unetv2_exports_to_onnx_at_a_size_that_is_no_multiple(tmp_path, dynamo):
+    ort = pytest.importorskip("onnxruntime")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    from monai_unets.networks import UNetV2
+
+    # 48 x 40 x 33: SDI pools 33 to 9, which neither ONNX exporter can express as adaptive pooling
+    net = UNetV2(3, 1, 2, encoder="conv", decoder_channels=8).eval()
+    x = torch.randn(1, 1, 48, 40, 33)
+    path = tmp_path / "unetv2_3d.onnx"
+    torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["logits"], dynamo=dynamo)
+    (exported,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        eager = net(x).numpy()
+    assert exported.shape == eager.shape and abs(exported - eager).max() < 1e-4
