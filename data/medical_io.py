@@ -857,7 +857,9 @@ class MedicalImageReader(ImageReader):
         super().__init__()
         self.missing_factor = missing_factor
         self.spacing_tolerance = spacing_tolerance
-        self.nibabel_reader = NibabelReader(**(nibabel_kwargs or {}))
+        # a volume stored with singleton time and component axes, (X, Y, Z, 1, 1), is that volume, as (X, Y, Z, 1)
+        # already is; a 4D file of several volumes keeps its fourth axis (and is refused as channels by the checks)
+        self.nibabel_reader = NibabelReader(**{"squeeze_non_spatial_dims": True, **(nibabel_kwargs or {})})
         self.itk_kwargs = {**(itk_kwargs or {}), "affine_lps_to_ras": True}
 
     @functools.cached_property

@@ -490,6 +490,18 @@ def test_a_nifti_whose_sform_and_qform_disagree_is_read_by_its_sform_with_a_warn
     assert not [str(w.message) for w in caught if "sform and qform" in str(w.message)]
 
 
+@pytest.mark.parametrize("stored", [(8, 9, 5), (8, 9, 5, 1), (8, 9, 5, 1, 1)])
+def test_a_volume_with_singleton_time_or_component_axes_is_one_volume(tmp_path, stored):
+    volume = np.arange(8 * 9 * 5, dtype=np.int16).reshape(8, 9, 5)
+    nib.save(nib.Nifti1Image(volume.reshape(stored), np.diag([0.8, 0.9, 2.5, 1.0])), tmp_path / "v.nii.gz")
+    loaded = _load(tmp_path / "v.nii.gz", ras=False)
+    assert tuple(loaded.shape) == (1, 8, 9, 5)
+    assert np.array_equal(loaded.numpy()[0], volume)
+    # two volumes stay two channels, which the bundles' checks refuse
+    nib.save(nib.Nifti1Image(np.stack([volume, volume], -1), np.eye(4)), tmp_path / "two.nii.gz")
+    assert _load(tmp_path / "two.nii.gz", ras=False).shape[0] == 2
+
+
 @pytest.mark.parametrize("qform_code", [0, 1])
 @pytest.mark.parametrize("sheared", [False, True])
 def test_a_nifti_is_placed_by_nibabels_affine_whatever_its_pixdim(tmp_path, qform_code, sheared):
