@@ -10,6 +10,7 @@ from .errors import SettingError, check_settings, explain, report_errors
 from .evaluation_report import EvaluationReport, case_file_stem, write_report
 from .gradient_clipping import GradientClipping
 from .metrics_saver import AtomicMetricsSaver
+from .overlap_metrics import EmptyAwareDiceMetric, EmptyAwareMeanIoU
 from .overlays import label_map, label_volumes, render_overlay
 from .postprocessing import PostprocessingSelector, choose_keep_largest
 from .progress import ProgressLogger, format_duration
@@ -27,6 +28,8 @@ __all__ = [
     "load_weights",
     "save_atomic",
     "CaseMetricsWriter",
+    "EmptyAwareDiceMetric",
+    "EmptyAwareMeanIoU",
     "EvaluationReport",
     "FinalValidationHandler",
     "GradientClipping",
