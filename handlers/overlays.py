@@ -137,13 +137,15 @@ def render_overlay(
 ) -> Image.Image:
     """The image with true (cool colours) and predicted (warm colours) contours of each class, and a legend.
 
-    A 2D image gives one panel. A 3D volume gives three panels, axial, coronal and sagittal, each through the
-    slice with the most true foreground along its axis (predicted foreground when the truth is empty); the
-    volume is first reoriented to RAS with its affine and each panel has square pixels in millimetres, shown
-    radiologically (patient's right on the left).
+    A 2D image gives one panel, oriented as image viewers show the file (its height as the rows). A 3D volume
+    gives three panels, axial, coronal and sagittal, each through the slice with the most true foreground along
+    its axis (predicted foreground when the truth is empty); the volume is first reoriented to RAS with its affine
+    and each panel has square pixels in millimetres, shown radiologically (patient's right on the left).
 
     Args:
         image: channel-first image (C, *spatial); 3 channels are shown as RGB, otherwise the first channel in grey.
+            2D images are (C, width, height), as MONAI's readers of 2D files (``PILReader``, ``Image2DReader``)
+            give them.
         truth: integer label map (*spatial), or ``None`` when there is no reference.
         prediction: integer label map (*spatial) on the same grid.
         class_names: names of labels 1, 2, ... (the legend).
@@ -151,7 +153,7 @@ def render_overlay(
 
     Example::
 
-        >>> picture = render_overlay(np.random.rand(3, 64, 80), labels, predicted, ["lesion"])  # doctest: +SKIP
+        >>> picture = render_overlay(np.random.rand(3, 80, 64), labels, predicted, ["lesion"])  # doctest: +SKIP
         >>> picture.save("case_overlay.png")  # doctest: +SKIP
     """
     image = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
@@ -163,6 +165,8 @@ def render_overlay(
         )
     num_classes = len(class_names)
     if prediction.ndim == 2:
+        # the arrays are width first, as MONAI's 2D readers give them; a picture has its rows first
+        image, truth, prediction = image.swapaxes(1, 2), truth.T, prediction.T
         panels = [_panel(_display_intensity(image), truth, prediction, (1.0, 1.0), num_classes)]
     elif prediction.ndim == 3:
         affine_t = torch.as_tensor(np.eye(4) if affine is None else np.asarray(affine), dtype=torch.float64)

@@ -36,20 +36,37 @@ def test_label_sizes_of_2d_images_are_pixels():
     assert label_volumes(labels, None, 1) == [6.0]
 
 
-def test_2d_contours_are_where_the_masks_are():
-    image = np.random.default_rng(0).random((3, 40, 80))
-    truth = np.zeros((40, 80), np.uint8)
-    truth[10:20, 5:25] = 1
-    prediction = np.zeros_like(truth)
-    prediction[20:30, 50:70] = 1
+def test_2d_overlays_show_the_file_as_viewers_do(tmp_path):
+    from monai.transforms import LoadImage
+    from monai_unets.transforms import Image2DReader
+    from PIL import Image
+
+    # a landscape image, 80 wide and 48 high, with the lesion in its top left; the truth is the lesion, the
+    # prediction a box at the bottom right
+    truth_pixels = np.zeros((48, 80), np.uint8)
+    truth_pixels[5:15, 10:40] = 255
+    predicted_pixels = np.zeros_like(truth_pixels)
+    predicted_pixels[30:40, 60:75] = 255
+    for name, pixels in (("image", truth_pixels), ("truth", truth_pixels), ("prediction", predicted_pixels)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+    # loaded as the 2D bundles load them (width first)
+    load_image, load_mask = (
+        LoadImage(reader=Image2DReader(channels=c), image_only=True, ensure_channel_first=True) for c in (3, 1)
+    )
+    image = load_image(tmp_path / "image.png")
+    truth, prediction = (label_map(load_mask(tmp_path / f"{name}.png") / 255) for name in ("truth", "prediction"))
+    assert image.shape == (3, 80, 48)
+
     picture = render_overlay(image, truth, prediction, ["lesion"])
     scale = PANEL_SIZE / 80
-    panel = np.asarray(picture)[: round(40 * scale)]  # without the legend below
+    assert (picture.width, picture.height - 34) == (PANEL_SIZE, round(48 * scale))  # without the legend below
+    panel = np.asarray(picture)[: round(48 * scale)]
     green, red = _pixels(panel, TRUTH_COLORS[0]), _pixels(panel, PREDICTION_COLORS[0])
-    assert green.min(axis=0) == pytest.approx([10 * scale, 5 * scale], abs=2)
-    assert green.max(axis=0) == pytest.approx([20 * scale, 25 * scale], abs=3)
-    assert red.min(axis=0) == pytest.approx([20 * scale, 50 * scale], abs=2)
-    assert picture.width == PANEL_SIZE
+    # (row, column) of the contours' corners: the lesion's rows and columns in the file
+    assert green.min(axis=0) == pytest.approx([5 * scale, 10 * scale], abs=2)
+    assert green.max(axis=0) == pytest.approx([15 * scale, 40 * scale], abs=3)
+    assert red.min(axis=0) == pytest.approx([30 * scale, 60 * scale], abs=2)
+    assert red.max(axis=0) == pytest.approx([40 * scale, 75 * scale], abs=3)
 
 
 def _panels(picture, count: int) -> list[np.ndarray]:
