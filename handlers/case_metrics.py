@@ -36,6 +36,8 @@ class CaseMetricsWriter:
     column with the image file, then one column per metric, and per class when there are several classes)
     and ``metrics_summary.csv`` (mean, std, median, min, max and count of each column, ignoring NaN),
     and logs the summary. Both files appear complete or not at all (written to a temporary file, then renamed).
+    They describe this run only: a run without any case (every one failed to load) writes them with their header
+    and no rows, replacing those of an earlier run.
     In a ``torchrun`` job every process attaches it; the cases of all processes are gathered and rank 0
     writes the files. Confusion-matrix handlers store raw TP/FP/TN/FN counts as details; name them in
     ``confusion_metrics`` to get their per-case metric (sensitivity, specificity, ...) instead.
@@ -103,8 +105,8 @@ class CaseMetricsWriter:
         if idist.get_rank() != 0:
             return
         if not columns:
+            # the tables are still written, empty, so that none of an earlier run in save_dir passes for this run's
             logger.warning("no per-case metric details to write (did the evaluator see any case?)")
-            return
         names = list(columns)
         per_case = self.save_dir / "metrics_per_case.csv"
         with atomic_open(per_case, newline="") as f:

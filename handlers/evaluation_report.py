@@ -19,6 +19,7 @@ import os
 import shlex
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ class EvaluationReport:
     size of each label in the truth and the prediction is recorded: millilitres for 3D images with an affine,
     pixels for 2D images, which carry no physical size. When the evaluation ends, ``volumes_per_case.csv``,
     ``run.json`` (the settings given here, the command line and the time) and ``report.html`` are written to
-    ``save_dir`` (on rank 0; the rows of every rank are gathered first). Attach it after the handler that writes
-    ``metrics_per_case.csv`` (:class:`CaseMetricsWriter`).
+    ``save_dir`` (on rank 0; the rows of every rank are gathered first); ``volumes_per_case.csv`` has no rows when
+    no case was evaluated. Attach it after the handler that writes ``metrics_per_case.csv``
+    (:class:`CaseMetricsWriter`).
 
     The image, prediction and label are read from each case of ``engine.state.output``, where the bundles'
     postprocessing has taken all three back to the image's original grid (``InvertArgmaxd`` on ``pred``, ``Invertd`` on
@@ -185,9 +187,10 @@ class EvaluationReport:
         rows = self._rows
         if idist.get_world_size() > 1:
             rows = [row for part in idist.all_gather(json.dumps(rows)) for row in json.loads(part)]
-        if idist.get_rank() != 0 or not rows:
+        if idist.get_rank() != 0:
             return
-        header = list(rows[0])
+        # a run without any case still writes the table (its header), so that an earlier run's rows are gone
+        header = list(rows[0]) if rows else ["case", "overlay"]
         _write_csv(
             self.save_dir / VOLUMES_NAME,
             header,
@@ -358,6 +361,21 @@ def _figure(title: str, png: bytes, figure_id: str) -> str:
     return f'<figure id="{figure_id}"><img alt="{html.escape(title)}" src="{_png_data_uri(png)}"></figure>'
 
 
+def _href(path: Path, page_dir: Path) -> str:
+    """A link from a page in ``page_dir`` to ``path``: relative, URL-encoded (``#``, ``%``, ``?`` are no delimiters).
+
+    Example::
+
+        >>> _href(Path("eval/overlays/lesion #1.png"), Path("reports"))
+        '../eval/overlays/lesion%20%231.png'
+    """
+    try:
+        relative = Path(os.path.relpath(path, page_dir))
+    except ValueError:  # on another drive (Windows): no relative path leads there
+        return path.resolve().as_uri()
+    return urllib.parse.quote(relative.as_posix())
+
+
 def _legend_html(names: Sequence[str]) -> str:
     def swatch(color: tuple[int, int, int]) -> str:
         return f'<span class="swatch" style="background: rgb{color}"></span>'
@@ -401,7 +419,8 @@ def write_report(
     Args:
         eval_dir: folder with ``metrics_per_case.csv`` (required) and the other files of an evaluation.
         log_dir: TensorBoard folder of the training; default the one recorded in ``run.json``.
-        output: the HTML file; default ``<eval_dir>/report.html``.
+        output: the HTML file; default ``<eval_dir>/report.html``. Its links to the overlays are relative to its
+            folder, so the report and ``eval_dir`` can be moved together.
         num_extreme_cases: how many best and worst cases to show with their overlays.
 
     Raises:
@@ -425,6 +444,7 @@ def write_report(
     log_dir = log_dir or info.get("log_dir")
     metrics = [c for c in (cases[0] if cases else {}) if c != "case"]
     volume_by_case = {row["case"]: row for row in volumes}
+    target = Path(output) if output else folder / REPORT_NAME
 
     parts = [f"<h1>Evaluation report: {html.escape(str(folder.resolve()))}</h1>"]
     parts.append(
@@ -506,7 +526,7 @@ def write_report(
     for case in cases:
         sizes = volume_by_case.get(case["case"], {})
         overlay = sizes.get("overlay", "")
-        link = f'<a href="{html.escape(overlay)}">png</a>' if overlay else ""
+        link = f'<a href="{html.escape(_href(folder / overlay, target.parent))}">png</a>' if overlay else ""
         rows.append(
             [html.escape(case["case"])]
             + [_number(case[m]) for m in metrics]
@@ -537,6 +557,5 @@ def write_report(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Evaluation report</title>'
         f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
-    target = Path(output) if output else folder / REPORT_NAME
     _write_text(target, document)
     return target

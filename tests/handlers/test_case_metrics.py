@@ -47,8 +47,20 @@ def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path):
     assert summary["dice_class1"]["cases"] == "1"
 
 
-def test_nothing_to_write_leaves_no_file(tmp_path):
-    engine = Engine(lambda e, batch: None)
-    CaseMetricsWriter(tmp_path).attach(engine)
-    engine.run(_batches(["x.png"]), max_epochs=1)
-    assert not (tmp_path / "metrics_per_case.csv").exists()
+def test_a_run_without_cases_replaces_the_tables_of_the_previous_run(tmp_path):
+    details = {"dice": torch.tensor([[0.5]])}
+    for cases, run_details in ((["a.png"], details), ([], {})):
+        engine = Engine(lambda e, batch: None)
+
+        @engine.on(Events.EPOCH_COMPLETED)
+        def _set_details(e):
+            e.state.metric_details = run_details
+
+        CaseMetricsWriter(tmp_path).attach(engine)
+        # a run whose every case failed to load: one iteration without a case
+        engine.run(_batches(cases) or [[]], max_epochs=1)
+
+    with open(tmp_path / "metrics_per_case.csv", newline="") as f:
+        assert list(csv.reader(f)) == [["case"]]
+    with open(tmp_path / "metrics_summary.csv", newline="") as f:
+        assert list(csv.reader(f)) == [["metric", "mean", "std", "median", "min", "max", "cases"]]

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 from monai.data import MetaTensor
-from monai_unets.handlers import EvaluationReport, case_file_stem, write_report
+from monai_unets.handlers import CaseMetricsWriter, EvaluationReport, case_file_stem, write_report
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,6 +29,7 @@ class _Tables(HTMLParser):
         super().__init__()
         self.tables: dict[str, list[list[str]]] = {}
         self.images: dict[str, int] = {}
+        self.links: list[str] = []
         self._ids: list[str | None] = []
         self._table: str | None = None
         self._cell: list[str] | None = None
@@ -39,6 +41,8 @@ class _Tables(HTMLParser):
             assert attrs["src"].startswith("data:image/png;base64,")
             self.images[owner] = self.images.get(owner, 0) + 1
             return
+        if tag == "a":
+            self.links.append(attrs["href"])
         self._ids.append(attrs.get("id"))
         if tag == "table":
             self._table = attrs.get("id")
@@ -176,6 +180,52 @@ def test_report_without_training_logs_says_so(eval_dir: Path, tmp_path: Path):
 def test_report_of_a_folder_without_metrics_names_the_file(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="metrics_per_case.csv"):
         write_report(tmp_path)
+
+
+def _opened_by_a_browser(report: Path, href: str) -> Path:
+    """The file a browser opens for a link of ``report`` (the link's query and fragment are not part of it)."""
+    url = urllib.parse.urlsplit(urllib.parse.urljoin(report.resolve().as_uri(), href))
+    assert url.scheme == "file" and not url.query and not url.fragment, href
+    return Path(urllib.parse.unquote(url.path))
+
+
+def test_overlay_links_lead_to_the_overlays_from_a_report_elsewhere(eval_dir: Path, tmp_path: Path):
+    # names that are delimiters or escapes in a URL
+    name = "lesion #1 50%25?.png"
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(eval_dir / "overlays" / name)
+    with open(eval_dir / "volumes_per_case.csv", newline="") as f:
+        volumes = list(csv.DictReader(f))
+    volumes[0]["overlay"] = f"overlays/{name}"
+    _write_csv(eval_dir / "volumes_per_case.csv", volumes)
+
+    for report in (write_report(eval_dir), write_report(eval_dir, output=tmp_path / "reports" / "report.html")):
+        links = _parse(report.read_text()).links
+        assert len(links) == 5
+        opened = [_opened_by_a_browser(report, href) for href in links]
+        assert opened[0] == (eval_dir / "overlays" / name).resolve()
+        assert all(path.is_file() for path in opened)
+
+
+def test_a_run_without_cases_reports_none_of_the_previous_run(eval_dir: Path):
+    # this run's every case failed to load: the evaluator runs one iteration without any case
+    (eval_dir / "failures.csv").write_text(
+        "case,file,stage,error\n"
+        "a,/data/imagesTs/a.nii.gz,reading,FileNotFoundError: a\n"
+        "b,/data/imagesTs/b.nii.gz,reading,FileNotFoundError: b\n"
+    )
+    engine = Engine(lambda engine, batch: [])
+    CaseMetricsWriter(eval_dir).attach(engine)
+    EvaluationReport(eval_dir, class_names=["pancreas", "tumour"]).attach(engine)
+    engine.run([[]])
+
+    for table in ("metrics_per_case.csv", "metrics_summary.csv", "volumes_per_case.csv"):
+        with open(eval_dir / table, newline="") as f:
+            assert len(list(csv.reader(f))) == 1, table  # the header only
+    text = (eval_dir / "report.html").read_text()
+    assert "0 cases evaluated, 2 failed to load." in text
+    page = _parse(text)
+    assert page.tables["cases"] == [["case", "overlay"]] and page.tables["summary"][1:] == []
+    assert [row[0] for row in page.tables["failures"][1:]] == ["/data/imagesTs/a.nii.gz", "/data/imagesTs/b.nii.gz"]
 
 
 def test_case_file_stem():
