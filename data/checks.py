@@ -111,7 +111,9 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
     for index, entry in enumerate(content[key]):
         if not isinstance(entry, dict) or "image" not in entry:
             raise DataCheckError(path, f"entry {index} of {key!r} must be an object with an 'image'; got {entry!r}.")
-    return load_decathlon_datalist(path, True, key, base_dir if base_dir is not None else path.parent)
+    # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its
+    # modules, and another thread (the pre-flight check's, a writer's) then resolved relative paths elsewhere
+    return load_decathlon_datalist(path, True, key, os.path.abspath(base_dir if base_dir is not None else path.parent))
 
 
 def _all_finite(values: torch.Tensor) -> bool:

@@ -101,7 +101,10 @@ def list_cases(
     datalist_path = Path(datalist) if datalist else Path(dataset_dir) / "datalist.json"
     if not datalist_path.is_file():
         raise FileNotFoundError(f"datalist {datalist_path} does not exist.")
-    cases = load_decathlon_datalist(datalist_path, is_segmentation=True, data_list_key=key, base_dir=dataset_dir)
+    # absolute paths: ITK changes the working folder while it loads its modules (see load_datalist)
+    cases = load_decathlon_datalist(
+        datalist_path, is_segmentation=True, data_list_key=key, base_dir=os.path.abspath(dataset_dir)
+    )
     if not volumes:
         return cases
     expanded = []

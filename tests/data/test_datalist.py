@@ -127,3 +127,21 @@ def test_validation_holds_out_at_most_max_val_cases():
     # validation
     _, uncapped = split_cases(cases, val_fraction=0.2)
     assert len(uncapped) == 8 and all(c in uncapped for c in val)
+
+
+def test_a_relative_dataset_folder_gives_absolute_paths(tmp_path, monkeypatch):
+    from monai_unets.data import load_datalist
+
+    # ITK changes the working folder while it loads its modules: a relative path read by another thread then
+    # points elsewhere, so every case path is absolute from the start
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    entry = {"image": "images/a.png", "label": "images/a_mask.png"}
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps({"training": [entry], "test": [entry]}))
+    monkeypatch.chdir(tmp_path)
+    for cases in (
+        list_cases("data", "data/dataset.json", key="test"),
+        load_datalist("data/dataset.json", "training", "data"),
+        load_datalist("data/dataset.json", "training"),
+    ):
+        assert cases[0]["image"] == str(tmp_path / "data" / "images" / "a.png")
+        assert cases[0]["label"] == str(tmp_path / "data" / "images" / "a_mask.png")
