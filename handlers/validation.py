@@ -97,7 +97,8 @@ class TrainingTimeLimit:
     """Stop training after a time budget, counted from the start of the run; ``None`` never stops.
 
     Checked after every iteration; the run then completes normally, so :class:`FinalValidationHandler` validates
-    and checkpoints the weights reached. A fixed budget makes runs comparable as Dice per minute of compute; on
+    and checkpoints the weights reached. In a ``torchrun`` job the processes stop together, after the iteration
+    at which rank 0 is over its budget. A fixed budget makes runs comparable as Dice per minute of compute; on
     a shared machine the process's CPU time (``clock="cpu"``, all threads of this process together) measures the
     compute a run got better than the wall clock, which other processes' load stretches.
 
@@ -129,5 +130,12 @@ class TrainingTimeLimit:
         self._start = self._clock()
 
     def __call__(self, engine: Engine) -> None:
-        if self._clock() - self._start > 60.0 * self.minutes:
+        over = self._clock() - self._start > 60.0 * self.minutes
+        if rank_and_world_size()[1] > 1:
+            # every process stops after the same iteration, as rank 0's clock says: one that stopped alone would
+            # validate while the others waited in the next step's gradient all-reduce, for ever
+            decision = [over]
+            dist.broadcast_object_list(decision, src=0)
+            over = bool(decision[0])
+        if over:
             engine.terminate()

@@ -93,3 +93,39 @@ def test_validation_keeps_to_its_share_of_the_run(monkeypatch):
 def test_validation_share_out_of_range(fraction):
     with pytest.raises(ValueError, match="max_time_fraction"):
         FinalValidationHandler(interval=1, max_time_fraction=fraction)
+
+
+def _stop_iteration(rank: int, port: int, results: str) -> None:
+    import json
+
+    import torch.distributed as dist
+    from monai_unets.handlers import TrainingTimeLimit
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        trainer = Engine(lambda engine, batch: None)
+        limit = TrainingTimeLimit(minutes=1.0)
+        # each process's own clock: rank 1's passes the minute after its 2nd iteration, rank 0's after its 4th
+        per_iteration = 61.0 / (2 if rank == 1 else 4)
+        limit._clock = lambda: per_iteration * trainer.state.iteration
+        limit.attach(trainer)
+        trainer.run(list(range(10)), max_epochs=1)
+        with open(f"{results}.{rank}", "w") as f:
+            json.dump(trainer.state.iteration, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_processes_of_a_torchrun_job_stop_after_the_same_iteration(tmp_path):
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # each stopping after its own clock, one process would validate while the other waited in its next step
+    mp.spawn(_stop_iteration, args=(port, str(tmp_path / "stop")), nprocs=2, join=True)
+    stops = [json.loads((tmp_path / f"stop.{rank}").read_text()) for rank in (0, 1)]
+    assert stops == [4, 4]
