@@ -205,7 +205,9 @@ class TrainingCheckpoint:
     ``checkpoint_path`` holds the state dict of each object of ``save_dict`` (network, optimizer, scheduler,
     :class:`BestModelSaver`, ...) and the trainer's epoch and iteration; it is written atomically. When the
     trainer starts and ``resume`` is true, an existing checkpoint is loaded and training goes on after its
-    epoch (up to the trainer's ``max_epochs``, which may be raised on the command line to train longer).
+    epoch (up to the trainer's ``max_epochs``, which may be raised on the command line to train longer), also
+    with another batch size or number of processes. It is also saved when training ends, after the validation
+    then (:class:`~monai_unets.handlers.FinalValidationHandler`), so that it holds the best score so far.
     With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten.
 
     Args:
@@ -232,7 +234,15 @@ class TrainingCheckpoint:
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.STARTED, self._save_when_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
+
+    def _save_when_completed(self, engine: Engine) -> None:
+        # registered when the run starts, after every handler attached before it, so that this save follows the
+        # validation when training ends (FinalValidationHandler): the checkpoint then holds that validation's best
+        # score, and a resumed run does not take a worse one for a new best and replace the better model file
+        if not engine.has_event_handler(self.save, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self.save)
 
     def save(self, engine: Engine) -> None:
         if not _is_main_process():
@@ -264,8 +274,12 @@ class TrainingCheckpoint:
                     f"{self.checkpoint_path}: its {name!r} does not fit this configuration ({error}); start fresh "
                     "with --resume False."
                 ) from error
-        epoch, iteration = int(state["trainer"]["epoch"]), int(state["trainer"]["iteration"])
-        engine.state.epoch, engine.state.iteration = epoch, iteration
+        epoch = int(state["trainer"]["epoch"])
+        # the iterations of this run's epochs, not the saved count: another batch size or number of processes
+        # gives another epoch length, and ignite stops once the iteration reaches epoch_length * max_epochs
+        length = engine.state.epoch_length
+        engine.state.epoch = epoch
+        engine.state.iteration = epoch * length if length else int(state["trainer"]["iteration"])
         if epoch >= engine.state.max_epochs:
             logger.warning(
                 "%s: training already reached epoch %d of max_epochs %d; nothing to do. Raise --max_epochs to "

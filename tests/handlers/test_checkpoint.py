@@ -11,12 +11,12 @@ from monai.engines import SupervisedTrainer
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader
 
 
-def _trainer(tmp_path, max_epochs: int, resume: bool = True, seed: int = 0):
+def _trainer(tmp_path, max_epochs: int, resume: bool = True, seed: int = 0, batches: int = 2):
     torch.manual_seed(seed)
     net = torch.nn.Linear(3, 1)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    data = [{"image": torch.rand(2, 3), "label": torch.rand(2, 1)} for _ in range(2)]
+    data = [{"image": torch.rand(2, 3), "label": torch.rand(2, 1)} for _ in range(batches)]
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
         max_epochs=max_epochs,
@@ -61,6 +61,33 @@ def test_a_rerun_continues_after_the_last_epoch_with_every_state_restored(tmp_pa
     # every file loads without unpickling code
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["trainer"] == {"epoch": 4, "iteration": 8}
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+def test_a_resumed_run_with_another_epoch_length_runs_its_remaining_epochs(tmp_path, batches):
+    # another --batch_size, or torchrun with another number of processes: the saved iteration count (4) no longer
+    # marks the end of epoch 2, and ignite stopped as soon as it reached epoch_length * max_epochs
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=2)
+    trainer.run()
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=4, batches=batches)
+    trainer.run()
+    assert epochs == [3, 4] and trainer.state.iteration == 4 * batches
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["trainer"] == {
+        "epoch": 4,
+        "iteration": 4 * batches,
+    }
+
+
+def test_the_checkpoint_follows_the_validation_when_training_ends(tmp_path):
+    trainer, _, _, _, saver, _ = _trainer(tmp_path, max_epochs=2)
+
+    def final_validation(engine):  # as FinalValidationHandler: a better score once training has ended
+        saver.best_metric, saver.best_metric_epoch = 0.9, 2
+
+    trainer.add_event_handler(Events.COMPLETED, final_validation)
+    trainer.run()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["best_model"] == {"best_metric": 0.9, "best_metric_epoch": 2}
 
 
 def test_resume_false_starts_at_epoch_zero(tmp_path):
