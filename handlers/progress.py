@@ -63,7 +63,7 @@ class ProgressLogger:
         self._start = 0.0
         self._last_log = 0.0
         self._cases = 0
-        self._first_iteration = 0
+        self._first_iteration: int | None = 0
 
     def attach(self, engine: Engine) -> None:
         if self.quiet:
@@ -78,11 +78,14 @@ class ProgressLogger:
     def _started(self, engine: Engine) -> None:
         self._start = time.monotonic()
         self._last_log = -float("inf")
-        # a resumed run starts at a later iteration: the ETA counts the steps of this run only
-        self._first_iteration = engine.state.iteration
+        self._first_iteration = None
 
     def _epoch_started(self, engine: Engine) -> None:
         self._cases = 0
+        if self._first_iteration is None:
+            # a resumed run starts at a later iteration, set by the checkpoint's handler when the run starts (it may
+            # come after this one): the ETA counts the steps of this run only
+            self._first_iteration = engine.state.iteration
 
     @staticmethod
     def _total_cases(engine: Engine) -> int | None:
@@ -110,8 +113,9 @@ class ProgressLogger:
         if isinstance(engine, Trainer):
             total_iterations = (state.epoch_length or 0) * (state.max_epochs or 0) or None
             position = f"epoch {state.epoch}/{state.max_epochs}, iteration {state.iteration}/{total_iterations or '?'}"
-            done = state.iteration - self._first_iteration
-            total = total_iterations - self._first_iteration if total_iterations else None
+            first = self._first_iteration or 0
+            done = state.iteration - first
+            total = total_iterations - first if total_iterations else None
         else:
             self._cases += self._batch_size(state.batch)
             done, total = self._cases, self._total_cases(engine)
@@ -135,7 +139,7 @@ class ProgressLogger:
 
     def _completed(self, engine: Engine) -> None:
         steps = (
-            f"{engine.state.iteration - self._first_iteration} iterations"
+            f"{engine.state.iteration - (self._first_iteration or 0)} iterations"
             if isinstance(engine, Trainer)
             else (f"{self._cases} cases")
         )

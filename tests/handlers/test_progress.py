@@ -75,6 +75,30 @@ def test_trainer_counts_iterations_over_every_epoch(caplog):
     assert lines[-1].startswith("training: finished 6 iterations")
 
 
+def test_a_resumed_run_counts_its_own_iterations(caplog):
+    network = torch.nn.Linear(2, 1)
+    data = [{"image": torch.zeros(2, 2), "label": torch.zeros(2, 1)} for _ in range(3)]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=4,
+        train_data_loader=data,
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.MSELoss(),
+    )
+    ProgressLogger("training", interval_s=0).attach(trainer)
+
+    def resume(engine):  # as the checkpoint's handler, attached after the logger: epochs 1-2 were done before
+        engine.state.epoch, engine.state.iteration = 2, 6
+
+    trainer.add_event_handler(Events.STARTED, resume)
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        trainer.run()
+    lines = _lines(caplog)
+    assert lines[0].startswith("training: epoch 3/4, iteration 7/12 (16.7%)")
+    assert lines[-1].startswith("training: finished 6 iterations")
+
+
 def test_a_time_budget_bounds_the_eta(caplog, monkeypatch):
     clock = [0.0]
     monkeypatch.setattr("monai_unets.handlers.progress.time.monotonic", lambda: clock[0])
