@@ -27,13 +27,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .atomic import atomic_open
 
 __all__ = [
     "DEFAULT_PLAN",
@@ -336,12 +337,10 @@ def plan_dataset(
 
 def save_plan(plan: Mapping[str, Any], path: str | os.PathLike) -> str:
     """Write a plan as JSON, atomically (a temporary file renamed into place); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    # atomic_open: a temporary file of the umask's permissions (a NamedTemporaryFile's 0600 left the plan unreadable
+    # to the other accounts that read the weights beside it, a MONAI Label server's)
+    with atomic_open(path) as f:
         json.dump(plan, f, indent=2)
-        tmp = f.name
-    os.replace(tmp, path)
     return str(path)
 
 

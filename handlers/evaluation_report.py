@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
+from ..data.atomic import atomic_open, atomic_path
 from ..data.medical_io import parse_series_reference
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
@@ -60,10 +61,8 @@ def case_file_stem(case: str) -> str:
 
 def _write_text(path: Path, text: str) -> None:
     # a complete file or none: readers never see half a CSV or report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_open(path, encoding="utf-8") as f:
+        f.write(text)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -173,11 +172,8 @@ class EvaluationReport:
                 try:
                     picture = render_overlay(output["image"], truth, prediction, names, affine)
                     row["overlay"] = self._overlay_name(case)
-                    target = self.save_dir / row["overlay"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    partial = target.with_name(f".partial-{os.getpid()}-{target.name}")
-                    picture.save(partial, format="PNG")
-                    os.replace(partial, target)
+                    with atomic_path(self.save_dir / row["overlay"]) as partial:
+                        picture.save(partial, format="PNG")
                 except (ValueError, OSError) as error:
                     # a picture is a convenience: its failure must not lose the case's metrics
                     logger.warning("no overlay for %s: %s", case, error)

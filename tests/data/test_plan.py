@@ -132,3 +132,21 @@ def test_undeclared_label_value_is_refused(ct_dir, tmp_path):
     nib.save(nib.Nifti1Image(data, label.affine), label_path)
     with pytest.raises(ValueError, match=r"\[7\]"):
         plan_dataset(root, device="cpu")
+
+
+def test_a_saved_plan_is_readable_as_the_weights_beside_it_are(tmp_path):
+    import os
+    import stat
+
+    from monai_unets.data.plan import load_plan, save_plan
+
+    # the plan beside model.pt is read by other accounts (a MONAI Label server's): it follows the umask as
+    # model.pt does, where a NamedTemporaryFile had made it 0600
+    previous = os.umask(0o022)
+    try:
+        path = save_plan({"spacing": [1.0, 1.0, 2.0]}, tmp_path / "models" / "plan.json")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["plan.json"]
+    assert load_plan.__name__ and (tmp_path / "models" / "plan.json").read_text().startswith("{")
