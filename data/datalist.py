@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,20 +143,33 @@ def split_cases(
         >>> len(train), len(val)
         (8, 2)
     """
-    cases = list(cases)
-    if len(cases) < 2:
-        raise ValueError(f"need at least 2 labelled cases to split into training and validation, got {len(cases)}")
+    # the copies of an image listed more than once stay together: split across the two sides, validation would
+    # select the checkpoint on a case the network trained on
+    groups: dict[str, list[dict]] = {}
+    for case in cases:
+        groups.setdefault(str(case.get("image")), []).append(case)
+    repeated = [image for image, copies in groups.items() if len(copies) > 1]
+    if repeated:
+        warnings.warn(
+            f"{len(repeated)} images are listed more than once (e.g. {repeated[0]}); their copies stay on one side "
+            "of the training/validation split and weigh more in training.",
+            stacklevel=2,
+        )
+    units = list(groups.values())
+    if len(units) < 2:
+        raise ValueError(f"need at least 2 labelled cases to split into training and validation, got {len(units)}")
     if num_folds > 1:
         if not 0 <= fold < num_folds:
             raise ValueError(f"fold must be in 0..{num_folds - 1}, got {fold}")
-        if num_folds > len(cases):
-            raise ValueError(f"{num_folds} folds need at least {num_folds} cases, got {len(cases)}")
-        parts = partition_dataset(cases, num_partitions=num_folds, shuffle=True, seed=seed)
-        return [c for i, part in enumerate(parts) if i != fold for c in part], list(parts[fold])
+        if num_folds > len(units):
+            raise ValueError(f"{num_folds} folds need at least {num_folds} cases, got {len(units)}")
+        parts = partition_dataset(units, num_partitions=num_folds, shuffle=True, seed=seed)
+        train = [c for i, part in enumerate(parts) if i != fold for unit in part for c in unit]
+        return train, [c for unit in parts[fold] for c in unit]
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    n_val = min(len(cases) - 1, max(1, round(val_fraction * len(cases))))
+    n_val = min(len(units) - 1, max(1, round(val_fraction * len(units))))
     if max_val_cases is not None:
         n_val = max(1, min(n_val, int(max_val_cases)))
-    order = np.random.default_rng(seed).permutation(len(cases))
-    return [cases[i] for i in sorted(order[n_val:])], [cases[i] for i in sorted(order[:n_val])]
+    order = np.random.default_rng(seed).permutation(len(units))
+    return [c for i in sorted(order[n_val:]) for c in units[i]], [c for i in sorted(order[:n_val]) for c in units[i]]

@@ -145,3 +145,28 @@ def test_a_relative_dataset_folder_gives_absolute_paths(tmp_path, monkeypatch):
     ):
         assert cases[0]["image"] == str(tmp_path / "data" / "images" / "a.png")
         assert cases[0]["label"] == str(tmp_path / "data" / "images" / "a_mask.png")
+
+
+@pytest.mark.parametrize("split", [{"seed": s} for s in range(6)] + [{"fold": f, "num_folds": 3} for f in range(3)])
+def test_copies_of_a_case_listed_twice_stay_on_one_side(split):
+    from monai_unets.data import split_cases
+
+    cases = [{"image": str(i)} for i in range(8)] + [{"image": "0"}, {"image": "5"}]
+    with pytest.warns(UserWarning, match="2 images are listed more than once"):
+        train, val = split_cases(cases, **split)
+    assert not {c["image"] for c in train} & {c["image"] for c in val}
+    assert len(train) + len(val) == 10
+
+
+@pytest.mark.parametrize(
+    "split, validation",
+    [({"seed": 0}, ["2", "4"]), ({"seed": 1}, ["0", "5"]), ({"fold": 0, "num_folds": 3}, ["6", "7", "5"])],
+)
+def test_a_split_without_copies_is_the_one_earlier_versions_made(split, validation):
+    from monai_unets.data import split_cases
+
+    # a resumed or repeated training validates on the same cases as before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, val = split_cases([{"image": str(i)} for i in range(8)], **split)
+    assert [c["image"] for c in val] == validation
