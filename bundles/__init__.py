@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .distributed import end_process_group
+from .distributed import end_process_group, validation_sampler
 from .overrides import check_command_line
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "check_command_line",
     "end_process_group",
     "list_bundles",
+    "validation_sampler",
 ]
 
 BUNDLES_DIR = Path(__file__).resolve().parent

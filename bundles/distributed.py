@@ -1,10 +1,12 @@
-"""The end of a bundle's ``torchrun`` job: the process group is ended once every rank's collectives are done."""
+"""A bundle's ``torchrun`` job: the validation cases shared out among the processes, and the job's end once every
+rank's collectives are done."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-__all__ = ["end_process_group"]
+__all__ = ["end_process_group", "validation_sampler"]
 
 # How long the ending process leaves Python's global lock free for gloo's worker threads (see end_process_group):
 # they need it for microseconds once a collective is done; 0.1 s leaves a wide margin on a loaded machine.
@@ -34,3 +36,34 @@ def end_process_group() -> None:
     dist.barrier()
     dist.destroy_process_group()
     time.sleep(_RELEASE_WAIT_S)
+
+
+def validation_sampler(dataset: Any) -> Any:
+    """MONAI's ``DistributedSampler`` that gives each process of the job its share of the validation cases, each
+    case validated once (``even_divisible=False``, in order).
+
+    Args:
+        dataset: the validation dataset.
+
+    Raises:
+        SettingError: fewer validation cases than processes (MONAI's own message, "the dataset length is less
+            than the number of participating ranks", named neither the list nor what to change).
+
+    Example::
+
+        In a multi-GPU config: ``validate#sampler: {_target_: monai_unets.bundles.validation_sampler, dataset:
+        "@validate#dataset"}``.
+    """
+    import torch.distributed as dist
+    from monai.data import DistributedSampler
+
+    from ..handlers.errors import SettingError
+
+    processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if len(dataset) < processes:
+        raise SettingError(
+            f"the validation list holds {len(dataset)} case(s), fewer than the {processes} processes of this job, "
+            "which each validate a share of it: hold out more cases (val_fraction, val_max_cases) or start fewer "
+            "processes (torchrun --nproc_per_node)."
+        )
+    return DistributedSampler(dataset, even_divisible=False, shuffle=False)

@@ -45,3 +45,19 @@ def test_multi_gpu_runs_end_their_process_group_with_it(name):
     for config in configs:
         finalize = ConfigParser.load_config_file(config).get("finalize")
         assert finalize == ["$monai_unets.bundles.end_process_group()"], config.name
+
+
+def test_fewer_validation_cases_than_processes_says_what_to_change(monkeypatch):
+    from monai_unets.bundles import validation_sampler
+    from monai_unets.handlers import SettingError
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        # one process: every case, in order, once
+        assert list(validation_sampler(["a", "b", "c"])) == [0, 1, 2]
+        # a 2-process job with one validation case (6 labelled cases, val_fraction 0.2)
+        monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+        with pytest.raises(SettingError, match="holds 1 case\\(s\\), fewer than the 2 processes.*val_fraction"):
+            validation_sampler(["a"])
+    finally:
+        dist.destroy_process_group()
