@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,43 @@ class BestModelSaver:
             self._engine.state.best_metric_epoch = self.best_metric_epoch
 
 
+#: folder -> the open lock file by which this process holds it (see _lock_folder)
+_FOLDER_LOCKS: dict[Path, Any] = {}
+LOCK_NAME = ".training.lock"
+
+
+def _lock_folder(folder: Path) -> None:
+    """Holds an exclusive lock on ``folder`` (its ``.training.lock``) for this process, or raises CheckpointError.
+
+    The operating system releases the lock when the process ends, also after a kill. A process may take a folder it
+    already holds again (a notebook's second run after a failed one).
+    """
+    if sys.platform == "win32":
+        return  # no flock: trainings are not kept apart there
+    import fcntl
+
+    key = folder.resolve()
+    if key in _FOLDER_LOCKS:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a")  # noqa: SIM115 - held open while training
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise CheckpointError(
+            f"{folder}: another training is running with this folder for its checkpoints and weights; wait for it "
+            "to end, or give this one another bundle folder (--bundle_root) or --ckpt_dir."
+        ) from None
+    _FOLDER_LOCKS[key] = handle
+
+
+def _unlock_folder(folder: Path) -> None:
+    handle = _FOLDER_LOCKS.pop(folder.resolve(), None)
+    if handle is not None:
+        handle.close()
+
+
 class TrainingCheckpoint:
     """Saves everything training needs to go on after every ``interval`` epochs; resumes from it at start.
 
@@ -207,7 +245,9 @@ class TrainingCheckpoint:
     trainer starts and ``resume`` is true, an existing checkpoint is loaded and training goes on after its
     epoch (up to the trainer's ``max_epochs``, which may be raised on the command line to train longer), also
     with another batch size or number of processes. It is also saved when training ends, after the validation
-    then (:class:`~monai_unets.handlers.FinalValidationHandler`), so that it holds the best score so far.
+    then (:class:`~monai_unets.handlers.FinalValidationHandler`), so that it holds the best score so far. While a
+    training runs, its checkpoint folder is locked (``.training.lock``): a second training with the same folder
+    stops at start with a ``CheckpointError``.
     With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten.
 
     Args:
@@ -233,8 +273,15 @@ class TrainingCheckpoint:
         self.interval = interval
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._lock)
         engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.STARTED, self._save_when_completed)
+
+    def _lock(self, engine: Engine) -> None:
+        # one training per checkpoint folder: two at once (a second command in the same bundle) each kept their own
+        # best score and overwrote each other's model file, so the better weights could be lost
+        if _is_main_process():
+            _lock_folder(self.checkpoint_path.parent)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
 
     def _save_when_completed(self, engine: Engine) -> None:
@@ -243,6 +290,7 @@ class TrainingCheckpoint:
         # score, and a resumed run does not take a worse one for a new best and replace the better model file
         if not engine.has_event_handler(self.save, Events.COMPLETED):
             engine.add_event_handler(Events.COMPLETED, self.save)
+            engine.add_event_handler(Events.COMPLETED, lambda _: _unlock_folder(self.checkpoint_path.parent))
 
     def save(self, engine: Engine) -> None:
         if not _is_main_process():

@@ -137,3 +137,21 @@ def test_weights_loader_loads_a_plain_state_dict_and_a_training_checkpoint(tmp_p
         target = torch.nn.Linear(3, 1)
         WeightsLoader(tmp_path / name, target)(None)
         torch.testing.assert_close(target.weight, source.weight)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
+def test_a_second_training_with_the_same_folder_is_refused(tmp_path):
+    import fcntl
+
+    # another process training with this folder holds its lock (flock locks belong to one open file)
+    with open(tmp_path / ".training.lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        trainer, *_ = _trainer(tmp_path, max_epochs=1)
+        with pytest.raises(CheckpointError, match="another training is running with this folder"):
+            trainer.run()
+        assert not (tmp_path / "checkpoint.pt").exists()
+    # once it has ended, training runs, and its own lock is given back when it completes
+    trainer, *_ = _trainer(tmp_path, max_epochs=1)
+    trainer.run()
+    with open(tmp_path / ".training.lock", "a") as after:
+        fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)
