@@ -276,13 +276,13 @@ class TrainingCheckpoint:
         engine.add_event_handler(Events.STARTED, self._lock)
         engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.STARTED, self._save_when_completed)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
 
     def _lock(self, engine: Engine) -> None:
         # one training per checkpoint folder: two at once (a second command in the same bundle) each kept their own
         # best score and overwrote each other's model file, so the better weights could be lost
         if _is_main_process():
             _lock_folder(self.checkpoint_path.parent)
-        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
 
     def _save_when_completed(self, engine: Engine) -> None:
         # registered when the run starts, after every handler attached before it, so that this save follows the
