@@ -55,17 +55,21 @@ def test_interval_keeps_the_first_and_the_last_case(caplog):
     assert [line.split(" (")[0] for line in _lines(caplog)[:-1]] == ["inference: case 1/6", "inference: case 6/6"]
 
 
-def test_trainer_counts_iterations_over_every_epoch(caplog):
+def _trainer(max_epochs: int) -> SupervisedTrainer:
+    """A trainer of 3 iterations an epoch."""
     network = torch.nn.Linear(2, 1)
-    data = [{"image": torch.zeros(2, 2), "label": torch.zeros(2, 1)} for _ in range(3)]
-    trainer = SupervisedTrainer(
+    return SupervisedTrainer(
         device=torch.device("cpu"),
-        max_epochs=2,
-        train_data_loader=data,
+        max_epochs=max_epochs,
+        train_data_loader=[{"image": torch.zeros(2, 2), "label": torch.zeros(2, 1)} for _ in range(3)],
         network=network,
         optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
         loss_function=torch.nn.MSELoss(),
     )
+
+
+def test_trainer_counts_iterations_over_every_epoch(caplog):
+    trainer = _trainer(max_epochs=2)
     ProgressLogger("training", interval_s=0).attach(trainer)
     with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
         trainer.run()
@@ -76,16 +80,7 @@ def test_trainer_counts_iterations_over_every_epoch(caplog):
 
 
 def test_a_resumed_run_counts_its_own_iterations(caplog):
-    network = torch.nn.Linear(2, 1)
-    data = [{"image": torch.zeros(2, 2), "label": torch.zeros(2, 1)} for _ in range(3)]
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=4,
-        train_data_loader=data,
-        network=network,
-        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
-        loss_function=torch.nn.MSELoss(),
-    )
+    trainer = _trainer(max_epochs=4)
     ProgressLogger("training", interval_s=0).attach(trainer)
 
     def resume(engine):  # as the checkpoint's handler, attached after the logger: epochs 1-2 were done before
