@@ -1,18 +1,20 @@
-"""Write a predicted label map as a DICOM SEG object that references the DICOM series it was predicted from.
+"""Write a predicted label map as a DICOM SEG object that references the DICOM image(s) it was predicted from.
 
-The label map is expected in the space MONAI's DICOM readers (``ITKReader``, ``PydicomReader``) produce for a
-series folder, e.g. the output of ``Invertd`` + ``AsDiscreted(argmax=True)``: a channel-first array
-``(1, X, Y, Z)`` whose ``affine`` maps voxel indices to RAS world coordinates. DICOM stores each slice as
-``(rows, columns)`` in LPS coordinates, so the voxel that belongs to each source pixel is found through the
-affine, not by assuming an axis order: with the usual readers this amounts to ``frame[s][r, c] =
-label[c, r, s]`` for axial slices, but coronal, sagittal, oblique or reversed slice orders are handled the same
-way. highdicom and pydicom are only needed when a SEG is written.
+The source is a folder of single-frame slices or one DICOM file: a single slice, or an enhanced multi-frame
+image whose frames record their planes (per-frame functional groups). The label map is expected in the space
+MONAI's DICOM readers (``ITKReader``, ``PydicomReader``) produce for that source, e.g. the output of ``Invertd``
++ ``AsDiscreted(argmax=True)``: a channel-first array ``(1, X, Y, Z)`` whose ``affine`` maps voxel indices to RAS
+world coordinates. DICOM stores each slice (frame) as ``(rows, columns)`` in LPS coordinates, so the voxel that
+belongs to each source pixel is found through the affine, not by assuming an axis order: with the usual readers
+this amounts to ``frame[s][r, c] = label[c, r, s]`` for axial slices, but coronal, sagittal, oblique or reversed
+slice orders are handled the same way. highdicom and pydicom are only needed when a SEG is written.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ import torch
 from monai.config import NdarrayOrTensor
 
 from .atomic import atomic_path
-from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, select_dicom_series
+from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, _check_single_dicom, select_dicom_series
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -59,6 +61,20 @@ _DEFAULTS_WHEN_MISSING = {
 }
 
 
+@dataclass(frozen=True)
+class _Plane:
+    """Where one source frame lies: the LPS position of its first pixel, its row and column direction cosines
+    (ImageOrientationPatient) and its spacing between rows and between columns (PixelSpacing)."""
+
+    position: np.ndarray
+    orientation: np.ndarray
+    spacing: np.ndarray
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.orientation[:3], self.orientation[3:])
+
+
 class DicomSegError(ValueError):
     """No DICOM SEG could be written for a case; the message names the source series and the reason.
 
@@ -70,7 +86,7 @@ class DicomSegError(ValueError):
 
 def write_dicom_seg(
     label_map: NdarrayOrTensor,
-    source_dir: str | os.PathLike,
+    source: str | os.PathLike,
     output_path: str | os.PathLike,
     labels: Mapping[int, str],
     affine: NdarrayOrTensor | None = None,
@@ -82,7 +98,7 @@ def write_dicom_seg(
     series_number: int = 300,
     source_series_uid: str | None = None,
 ) -> Path:
-    """Save a label map predicted for a DICOM series folder as a BINARY DICOM SEG that references the series.
+    """Save a label map predicted for a DICOM series or file as a BINARY DICOM SEG that references its source.
 
     Each foreground label found in ``label_map`` becomes one segment named ``labels[value]``, with algorithm
     type AUTOMATIC and an algorithm identification naming the model. DICOM SEG requires segment numbers
@@ -90,13 +106,15 @@ def write_dicom_seg(
     "pancreas", 2: "tumour"}`` and only label 2 predicted, the SEG holds one segment, number 1, "tumour". When
     the map holds no foreground at all, every label of ``labels`` is written as an empty segment, so the SEG
     still records what was looked for. Each frame references the source slice it lies on; empty frames are
-    omitted.
+    omitted. A multi-frame source gets one frame per source frame, each referencing its frame number.
 
     Args:
         label_map: class indices ``0..K``, shape ``(1, X, Y, Z)`` or ``(X, Y, Z)``, in the space MONAI's readers
             give the series (after ``Invertd`` when the pipeline resampled). A ``MetaTensor`` brings its own
             affine.
-        source_dir: folder of the single-frame DICOM series the map was predicted from.
+        source: what the map was predicted from: a folder of a single-frame DICOM series, or one DICOM file (a
+            single slice, or an enhanced multi-frame image such as Enhanced CT/MR or Legacy Converted Enhanced,
+            whose frames record their plane positions).
         output_path: file to write the SEG to; parent folders are created. The file appears only once complete
             (written to a temporary file, then renamed).
         labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
@@ -108,7 +126,7 @@ def write_dicom_seg(
         property_types: segmented property type code per label value; labels missing here get SCT "Tissue".
         series_description: description of the new SEG series.
         series_number: series number of the new SEG series.
-        source_series_uid: SeriesInstanceUID to use when ``source_dir`` holds more than one series.
+        source_series_uid: SeriesInstanceUID to use when the ``source`` folder holds more than one series.
 
     Returns:
         The path the SEG was written to.
@@ -121,7 +139,8 @@ def write_dicom_seg(
 
     Raises:
         DicomSegError: (a ``ValueError``) no SEG was written, and why: the folder holds no (or more than one)
-            readable image series; a slice lacks an identifier or its geometry; the label map's shape or affine
+            readable image series; a slice lacks an identifier or its geometry; the frames of a multi-frame
+            file do not record their planes; the label map's shape or affine
             does not match the series; the map holds values that are not in ``labels``.
 
     Example::
@@ -130,10 +149,21 @@ def write_dicom_seg(
         >>> write_dicom_seg(pred, "ct_series/", "out/ct_series_seg.dcm", {1: "pancreas", 2: "tumour"})
         PosixPath('out/ct_series_seg.dcm')
     """
-    source_dir = Path(source_dir)
-    datasets = _read_series(source_dir, source_series_uid)
-    values, voxel_affine = _as_label_volume(label_map, affine, source_dir, datasets)
-    frames = _frames_on_source_slices(values, voxel_affine, datasets, source_dir)
+    source = Path(source)
+    if source.is_dir():
+        datasets = _read_series(source, source_series_uid)
+        planes = [_plane_of(ds) for ds in datasets]
+    elif source.is_file():
+        datasets, planes = _read_file(source)
+    else:
+        raise DicomSegError(f"no DICOM SEG written: source {source} is neither a folder nor a file.")
+    rows, columns = int(datasets[0].Rows), int(datasets[0].Columns)
+    if affine is None:
+        affine = getattr(label_map, "affine", None)
+    if affine is None:
+        affine = _reader_affine(planes, float(datasets[0].get("SliceThickness") or 1.0))
+    values, voxel_affine = _as_label_volume(label_map, affine, source, planes, rows, columns)
+    frames = _frames_on_source_slices(values, voxel_affine, planes, rows, columns, source)
 
     # counting small non-negative integers is much faster than np.unique's sort of a whole CT
     if frames.dtype == np.uint8:
@@ -206,7 +236,7 @@ def write_dicom_seg(
         )
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # a source header highdicom cannot use
         raise DicomSegError(
-            f"no DICOM SEG written for {source_dir}: its headers do not allow one ({type(error).__name__}: {error})."
+            f"no DICOM SEG written for {source}: its headers do not allow one ({type(error).__name__}: {error})."
         ) from error
     output_path = Path(output_path)
     with atomic_path(output_path) as temporary:
@@ -221,8 +251,6 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
     exactly the slices the label map was predicted from. Pixel data is not read: highdicom only needs the
     metadata of the source images.
     """
-    if not folder.is_dir():
-        raise DicomSegError(f"no DICOM SEG written: source {folder} is not a folder.")
     try:
         series = select_dicom_series(folder, series_uid)
     except (OSError, ValueError) as error:
@@ -235,27 +263,127 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
             f"no DICOM SEG written for {where}: its slices lack {', '.join(missing_geometry)}, so the "
             "segmentation cannot be placed on them."
         )
+    _check_references(datasets, where)
+    first = datasets[0]
+    for ds in datasets[1:]:
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
+            raise DicomSegError(f"no DICOM SEG written: the slices of {where} differ in size.")
+    offsets = _plane_offsets([_plane_of(ds) for ds in datasets], where, "slices")
+    for ds in datasets[1:]:
+        # within the reader's tolerance the volume has the first slice's orientation; highdicom wants one shared
+        # value (these are header copies read for the SEG: the source files are not changed)
+        ds.ImageOrientationPatient = first.ImageOrientationPatient
+    _fill_optional_attributes(datasets, offsets)
+    return datasets
+
+
+def _read_file(path: Path) -> tuple[list[Dataset], list[_Plane]]:
+    """The header of a single DICOM file and the plane of each of its frames.
+
+    A single-frame file is a series of one slice. A multi-frame file must record each frame's plane in its
+    functional groups (enhanced images); older multi-frame objects (secondary capture, ultrasound, RT dose)
+    state no frame positions a SEG frame could be placed on.
+    """
+    try:
+        header = _check_single_dicom(path)
+    except ValueError as error:
+        raise DicomSegError(f"no DICOM SEG written: {error}") from error
+    where = f"the DICOM file {path}"
+    frames = int(header.get("NumberOfFrames") or 1)
+    if "PerFrameFunctionalGroupsSequence" not in header:
+        if frames > 1:
+            raise DicomSegError(
+                f"no DICOM SEG written for {where}: its {frames} frames do not record their plane positions "
+                "(no per-frame functional groups), so the segmentation cannot be placed on them."
+            )
+        missing = [tag for tag in _GEOMETRY_TAGS if header.get(tag) is None]
+        if missing:
+            raise DicomSegError(
+                f"no DICOM SEG written for {where}: it lacks {', '.join(missing)}, so the segmentation cannot be "
+                "placed on it."
+            )
+        planes = [_plane_of(header)]
+    else:
+        planes = _planes_of_frames(header, frames, where)
+        _share_frame_geometry(header)
+    _check_references([header], where)
+    offsets = _plane_offsets(planes, where, "frames")
+    _fill_optional_attributes([header], offsets)
+    return [header], planes
+
+
+def _planes_of_frames(header: Dataset, frames: int, where: str) -> list[_Plane]:
+    """Each frame's plane from its per-frame functional groups, or the shared ones where all frames agree."""
+    per_frame = header.PerFrameFunctionalGroupsSequence
+    if len(per_frame) != frames:
+        raise DicomSegError(
+            f"no DICOM SEG written for {where}: it has {len(per_frame)} per-frame functional groups for {frames} "
+            "frames."
+        )
+    shared = header.get("SharedFunctionalGroupsSequence") or [{}]
+    groups = {
+        "PlanePositionSequence": "ImagePositionPatient",
+        "PlaneOrientationSequence": "ImageOrientationPatient",
+        "PixelMeasuresSequence": "PixelSpacing",
+    }
+    planes = []
+    for number, item in enumerate(per_frame, start=1):
+        values = {}
+        for group, keyword in groups.items():
+            sequence = (item if group in item else shared[0]).get(group)
+            value = sequence[0].get(keyword) if sequence else None
+            if value is None:
+                raise DicomSegError(
+                    f"no DICOM SEG written for {where}: frame {number} has no {keyword} ({group}), so the "
+                    "segmentation cannot be placed on it."
+                )
+            values[keyword] = _floats(value)
+        planes.append(_Plane(values["ImagePositionPatient"], values["ImageOrientationPatient"], values["PixelSpacing"]))
+    return planes
+
+
+def _share_frame_geometry(header: Dataset) -> None:
+    """Puts the first frame's orientation and pixel measures into the shared functional groups where only the
+    frames hold them: all frames agree (checked by ``_plane_offsets``), and highdicom reads them from the shared
+    groups only (a header copy read for the SEG: the source file is not changed)."""
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    if not header.get("SharedFunctionalGroupsSequence"):
+        header.SharedFunctionalGroupsSequence = DicomSequence([Dataset()])
+    shared = header.SharedFunctionalGroupsSequence[0]
+    first = header.PerFrameFunctionalGroupsSequence[0]
+    for group in ("PlaneOrientationSequence", "PixelMeasuresSequence"):
+        if group not in shared:
+            setattr(shared, group, first[group].value)
+
+
+def _plane_of(ds: Dataset) -> _Plane:
+    return _Plane(_floats(ds.ImagePositionPatient), _floats(ds.ImageOrientationPatient), _floats(ds.PixelSpacing))
+
+
+def _check_references(datasets: Sequence[Dataset], where: str) -> None:
     missing_ids = sorted({tag for ds in datasets for tag in _REFERENCE_TAGS if not ds.get(tag)})
     if missing_ids:
         raise DicomSegError(
             f"no DICOM SEG written for {where}: its slices lack {', '.join(missing_ids)}, which a DICOM SEG "
             "must reference; the other outputs of the case are not affected."
         )
-    first = datasets[0]
-    for ds in datasets[1:]:
-        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns) or not np.allclose(
-            _floats(ds.ImageOrientationPatient), _floats(first.ImageOrientationPatient), atol=ORIENTATION_TOLERANCE
-        ):
-            raise DicomSegError(f"no DICOM SEG written: the slices of {where} differ in size or orientation.")
-        # within the reader's tolerance the volume has the first slice's orientation; highdicom wants one shared
-        # value (these are header copies read for the SEG: the source files are not changed)
-        ds.ImageOrientationPatient = first.ImageOrientationPatient
-    normal = _slice_normal(first)
-    offsets = [float(_floats(ds.ImagePositionPatient) @ normal) for ds in datasets]
+
+
+def _plane_offsets(planes: Sequence[_Plane], where: str, what: str) -> list[float]:
+    """Positions of the planes along the first one's normal; they must share its orientation and pixel spacing,
+    and not repeat."""
+    first = planes[0]
+    for plane in planes[1:]:
+        if not np.allclose(plane.orientation, first.orientation, atol=ORIENTATION_TOLERANCE):
+            raise DicomSegError(f"no DICOM SEG written: the {what} of {where} differ in orientation.")
+        if not np.allclose(plane.spacing, first.spacing, rtol=1e-4):
+            raise DicomSegError(f"no DICOM SEG written: the {what} of {where} differ in pixel spacing.")
+    offsets = [float(plane.position @ first.normal) for plane in planes]
     if np.any(np.isclose(np.diff(offsets), 0.0, atol=1e-3)):
-        raise DicomSegError(f"no DICOM SEG written: {where} has several slices at one position (several volumes?).")
-    _fill_optional_attributes(datasets, offsets)
-    return datasets
+        raise DicomSegError(f"no DICOM SEG written: {where} has several {what} at one position (several volumes?).")
+    return offsets
 
 
 def _fill_optional_attributes(datasets: Sequence[Dataset], offsets: Sequence[float]) -> None:
@@ -278,21 +406,19 @@ def _floats(values: Sequence[Any]) -> np.ndarray:
     return np.asarray([float(v) for v in values], dtype=np.float64)
 
 
-def _slice_normal(ds: Dataset) -> np.ndarray:
-    iop = _floats(ds.ImageOrientationPatient)
-    return np.cross(iop[:3], iop[3:])
+def _reader_affine(planes: Sequence[_Plane], thickness: float) -> np.ndarray:
+    """Voxel-to-RAS affine of the ``(columns, rows, slices)`` array MONAI's readers build from sorted slices.
 
-
-def _reader_affine(datasets: Sequence[Dataset]) -> np.ndarray:
-    """Voxel-to-RAS affine of the ``(columns, rows, slices)`` array MONAI's readers build from sorted slices."""
-    first = datasets[0]
-    iop = _floats(first.ImageOrientationPatient)
-    row_spacing, col_spacing = _floats(first.PixelSpacing)
-    origin = _floats(first.ImagePositionPatient)
-    if len(datasets) > 1:
-        step = (_floats(datasets[-1].ImagePositionPatient) - origin) / (len(datasets) - 1)
+    A single plane stands for ``thickness`` mm along its normal.
+    """
+    first = planes[0]
+    iop = first.orientation
+    row_spacing, col_spacing = first.spacing
+    origin = first.position
+    if len(planes) > 1:
+        step = (planes[-1].position - origin) / (len(planes) - 1)
     else:
-        step = _slice_normal(first) * float(getattr(first, "SliceThickness", 1.0) or 1.0)
+        step = first.normal * thickness
     affine = np.eye(4)
     affine[:3, 0] = _LPS_TO_RAS @ iop[:3] * col_spacing
     affine[:3, 1] = _LPS_TO_RAS @ iop[3:] * row_spacing
@@ -302,11 +428,14 @@ def _reader_affine(datasets: Sequence[Dataset]) -> np.ndarray:
 
 
 def _as_label_volume(
-    label_map: NdarrayOrTensor, affine: NdarrayOrTensor | None, folder: Path, datasets: Sequence[Dataset]
+    label_map: NdarrayOrTensor,
+    affine: NdarrayOrTensor,
+    source: Path,
+    planes: Sequence[_Plane],
+    rows: int,
+    columns: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial ``(X, Y, Z)`` integer array of ``label_map`` and its voxel-to-RAS affine."""
-    if affine is None:
-        affine = getattr(label_map, "affine", None)
+    """Spatial ``(X, Y, Z)`` integer array of ``label_map`` and its voxel-to-RAS affine as float64."""
     if isinstance(label_map, torch.Tensor):
         label_map = label_map.detach().cpu().numpy()
     values = np.asarray(label_map)
@@ -317,10 +446,10 @@ def _as_label_volume(
                 "apply AsDiscreted(argmax=True) first."
             )
         values = values[0]
-    series_shape = (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns))
+    series_shape = (len(planes), rows, columns)
     if values.ndim != 3 or sorted(values.shape) != sorted(series_shape):
         raise DicomSegError(
-            f"label map spatial shape {tuple(values.shape)} does not match the series in {folder}: "
+            f"label map spatial shape {tuple(values.shape)} does not match the source {source}: "
             f"{series_shape[0]} slices of {series_shape[1]} rows x {series_shape[2]} columns, i.e. "
             f"{(series_shape[2], series_shape[1], series_shape[0])} as MONAI loads it. "
             "Was the prediction inverted to the original image space (Invertd)?"
@@ -337,17 +466,14 @@ def _as_label_volume(
             raise DicomSegError(not_indices)
         top = float(values.max()) if values.size else 0.0
         values = np.round(values).astype(np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int64)
-    if affine is None:
-        voxel_affine = _reader_affine(datasets)
-    else:
-        voxel_affine = np.asarray(
-            affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64
-        )
+    voxel_affine = np.asarray(
+        affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64
+    )
     return values, voxel_affine
 
 
 def _frames_on_source_slices(
-    values: np.ndarray, affine: np.ndarray, datasets: Sequence[Dataset], folder: Path
+    values: np.ndarray, affine: np.ndarray, planes: Sequence[_Plane], rows: int, cols: int, source: Path
 ) -> np.ndarray:
     """Sample the label map at every source pixel centre: ``(slices, rows, columns)`` in source-slice order.
 
@@ -357,18 +483,17 @@ def _frames_on_source_slices(
     """
     to_voxel = np.linalg.inv(affine)
     linear, offset = to_voxel[:3, :3], to_voxel[:3, 3]
-    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
     mismatch = (
-        f"the label map's affine does not place its voxels on the pixels of the series in {folder} "
+        f"the label map's affine does not place its voxels on the pixels of the series in {source} "
         f"(label map shape {tuple(values.shape)}); was the prediction inverted to the original image space?"
     )
     used_slices = set()
     # the part of the map each frame is, and whether it is transposed; copied once every slice is checked
     parts: list[tuple[tuple, bool]] = []
-    for s, ds in enumerate(datasets):
-        iop = _floats(ds.ImageOrientationPatient)
-        row_spacing, col_spacing = _floats(ds.PixelSpacing)
-        start = linear @ (_LPS_TO_RAS @ _floats(ds.ImagePositionPatient)) + offset
+    for plane in planes:
+        iop = plane.orientation
+        row_spacing, col_spacing = plane.spacing
+        start = linear @ (_LPS_TO_RAS @ plane.position) + offset
         # the column index moves along the first direction cosine, the row index along the second
         col_step = linear @ (_LPS_TO_RAS @ iop[:3]) * col_spacing
         row_step = linear @ (_LPS_TO_RAS @ iop[3:]) * row_spacing
@@ -403,15 +528,15 @@ def _frames_on_source_slices(
             for a in range(3)
         )
         parts.append((index, row_axis[0] > col_axis[0]))
-    if len(used_slices) != len(datasets):
+    if len(used_slices) != len(planes):
         raise DicomSegError(mismatch)
     # a map in the layout MONAI's readers give a series, (columns, rows, slices) in slice order, whatever the
     # patient orientation: the frames are the map transposed, copied in cache-sized blocks instead of one strided
     # slice at a time (3x faster on a CT)
-    reader_layout = [((slice(0, cols, 1), slice(0, rows, 1), s), True) for s in range(len(datasets))]
-    if values.flags.c_contiguous and values.shape == (cols, rows, len(datasets)) and parts == reader_layout:
+    reader_layout = [((slice(0, cols, 1), slice(0, rows, 1), s), True) for s in range(len(planes))]
+    if values.flags.c_contiguous and values.shape == (cols, rows, len(planes)) and parts == reader_layout:
         return _c_ordered(values.T)
-    frames = np.empty((len(datasets), rows, cols), dtype=values.dtype)
+    frames = np.empty((len(planes), rows, cols), dtype=values.dtype)
     for s, (index, transposed) in enumerate(parts):
         frames[s] = values[index].T if transposed else values[index]
     return frames

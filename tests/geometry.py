@@ -8,7 +8,9 @@ which is what a user would notice.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
@@ -111,3 +113,22 @@ def assert_same_world(
     assert inside.all(), f"{what}: {int((~inside).sum())} voxels fall outside the reference grid"
     expected = reference[tuple(rounded.astype(int).T)]
     np.testing.assert_array_equal(array.reshape(-1), expected, err_msg=what)
+
+
+def write_enhanced_ct(series: Path, path: Path) -> Path:
+    """Converts the single-frame CT series in the folder ``series`` to one enhanced multi-frame file at ``path``.
+
+    highdicom's legacy conversion records each frame's plane in the per-frame functional groups, as enhanced CT and
+    MR files from scanners do.
+    """
+    import highdicom as hd
+    import pydicom
+
+    slices = [pydicom.dcmread(file) for file in sorted(Path(series).iterdir())]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # highdicom: attributes a legacy series cannot fill
+        enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+            slices, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(), instance_number=1
+        )
+    enhanced.save_as(path)
+    return Path(path)

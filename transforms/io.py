@@ -322,15 +322,16 @@ def _dicom_series(obj: Any) -> tuple[Path, str | None] | None:
 
 
 class SaveDicomSeg(Transform):
-    """Write a label map predicted for a DICOM series folder as ``<output_dir>/<folder name>_<postfix>.dcm``.
+    """Write a label map predicted for DICOM as a DICOM SEG ``<output_dir>/<folder or file name>_<postfix>.dcm``.
 
-    The source folder is the label map's ``meta["filename_or_obj"]`` (kept by ``Invertd``) unless given; a
-    series reference ``"<folder>::<SeriesInstanceUID>"`` selects that series of the folder and is written as
-    ``<folder name>_<SeriesInstanceUID>_<postfix>.dcm``; a label map carrying a unique case name in
-    ``meta["case_name"]`` (from :class:`monai_unets.data.CaseDataset`) is written as ``<case name>_<postfix>.dcm``,
-    like the NIfTI of the same case. Inputs
-    that are not DICOM folders (NIfTI files, PNGs, plain arrays) are passed through without writing anything,
-    so one inference config serves both kinds of input. The label map is returned unchanged. See
+    The source is the label map's ``meta["filename_or_obj"]`` (kept by ``Invertd``) unless given: a DICOM series
+    folder, a series reference ``"<folder>::<SeriesInstanceUID>"`` (that series of the folder, written as
+    ``<folder name>_<SeriesInstanceUID>_<postfix>.dcm``) or a single DICOM file (one slice or an enhanced
+    multi-frame image; ``study.dcm`` is written as ``study_<postfix>.dcm``). A label map carrying a unique case
+    name in ``meta["case_name"]`` (from :class:`monai_unets.data.CaseDataset`) is written as
+    ``<case name>_<postfix>.dcm``, like the NIfTI of the same case. Inputs that are not DICOM (NIfTI files, PNGs,
+    plain arrays) are passed through without writing anything, so one inference config serves both kinds of
+    input. The label map is returned unchanged. See
     :func:`monai_unets.data.dicom_seg.write_dicom_seg` for the SEG content and the geometry checks. When no SEG
     can be written for a series (e.g. its slices lack a UID a SEG must reference), ``DicomSegError`` says why;
     the outputs written before it in the chain (the NIfTI label map) are kept.
@@ -338,7 +339,7 @@ class SaveDicomSeg(Transform):
     Args:
         output_dir: folder the SEG files are written to; created when missing.
         labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
-        output_postfix: appended to the series folder name to form the file name.
+        output_postfix: appended to the series folder (or file) name to form the file name.
         write_kwargs: further arguments of ``write_dicom_seg`` (``algorithm_name``, ``property_types``, ...).
 
     Example::
@@ -357,38 +358,33 @@ class SaveDicomSeg(Transform):
     def __call__(
         self, label_map: NdarrayOrTensor, source: str | os.PathLike | None = None, postfix: str | None = None
     ) -> NdarrayOrTensor:
-        """Save ``label_map`` when ``source`` (default: its ``filename_or_obj``) is a DICOM series folder.
+        """Save ``label_map`` when ``source`` (default: its ``filename_or_obj``) is a DICOM series folder or file.
 
         Args:
             label_map: class indices in the original space of the series, ``(1, X, Y, Z)``.
-            source: the series folder; ``None`` to read it from the label map's metadata.
+            source: the series folder or DICOM file; ``None`` to read it from the label map's metadata.
             postfix: overrides ``output_postfix`` for this call.
         """
         if source is None:
             source = getattr(label_map, "meta", {}).get("filename_or_obj")
         series = _dicom_series(source)
-        if series is None:
-            if _is_dicom_file(source):
-                # the docs promise a SEG for DICOM input: say which DICOM input does not get one
-                logger.warning(
-                    "%s: no DICOM SEG written; SEG files are written for DICOM series folders, not for a single "
-                    "(multi-frame) DICOM file. The NIfTI label map is written as usual.",
-                    source,
-                )
-            else:
-                logger.debug("SaveDicomSeg: %r is not a DICOM series folder, no SEG written.", source)
-            return label_map
-        folder, series_uid = series
-        # the job's unique case name when the case came from a CaseDataset; else the folder (and series) name,
-        # as one folder may yield several series references whose SEGs need distinct names
-        stem = getattr(label_map, "meta", {}).get(CASE_NAME_KEY) or (
-            folder.resolve().name if series_uid is None else f"{folder.resolve().name}_{series_uid}"
-        )
         kwargs = dict(self.write_kwargs)
-        if series_uid is not None:
-            kwargs["source_series_uid"] = series_uid
+        if series is not None:
+            source, series_uid = series
+            # one folder may yield several series references, whose SEGs need distinct names
+            name = source.resolve().name if series_uid is None else f"{source.resolve().name}_{series_uid}"
+            if series_uid is not None:
+                kwargs["source_series_uid"] = series_uid
+        elif _is_dicom_file(source):
+            source = Path(source)
+            name = source.name[: -len(source.suffix)] if source.suffix.lower() in DICOM_SUFFIXES else source.name
+        else:
+            logger.debug("SaveDicomSeg: %r is neither a DICOM series folder nor a DICOM file, no SEG written.", source)
+            return label_map
+        # the job's unique case name when the case came from a CaseDataset
+        stem = getattr(label_map, "meta", {}).get(CASE_NAME_KEY) or name
         path = write_dicom_seg(
-            label_map, folder, self.output_dir / f"{stem}_{postfix or self.output_postfix}.dcm", self.labels, **kwargs
+            label_map, source, self.output_dir / f"{stem}_{postfix or self.output_postfix}.dcm", self.labels, **kwargs
         )
         logger.info("SaveDicomSeg: wrote %s", path)
         return label_map
@@ -397,16 +393,16 @@ class SaveDicomSeg(Transform):
 class SaveDicomSegd(MapTransform):
     """Dictionary-based :class:`SaveDicomSeg`, for the post-processing chain after ``Invertd`` + ``AsDiscreted``.
 
-    The series folder is taken from the prediction's ``meta["filename_or_obj"]``, else from the metadata of
-    ``data[source_key]`` (or ``data[source_key]`` itself when it is still a path). With several keys, the key is
-    added to the file name so the outputs do not overwrite each other.
+    The series folder or DICOM file is taken from the prediction's ``meta["filename_or_obj"]``, else from the
+    metadata of ``data[source_key]`` (or ``data[source_key]`` itself when it is still a path). With several keys,
+    the key is added to the file name so the outputs do not overwrite each other.
 
     Args:
         keys: keys of the label maps to save, e.g. ``"pred"``.
         output_dir: folder the SEG files are written to; created when missing.
         labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
         source_key: key of the loaded image, used when the prediction carries no source folder.
-        output_postfix: appended to the series folder name to form the file name.
+        output_postfix: appended to the series folder (or file) name to form the file name.
         allow_missing_keys: don't raise if a key is missing.
         write_kwargs: further arguments of ``write_dicom_seg`` (``algorithm_name``, ``property_types``, ...).
 

@@ -19,6 +19,8 @@ from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
 from PIL import Image
 
+from tests.geometry import write_enhanced_ct
+
 
 @dataclass(frozen=True)
 class BundleCase:
@@ -73,7 +75,8 @@ def _ct_validation_size(data: Path) -> int:
 def _ct_inputs(data: Path, inputs: Path) -> list[Path]:
     nifti = Path(shutil.copy(data / "imagesTs" / "demo_005.nii.gz", inputs))
     series = Path(shutil.copytree(data / "dicomTs" / "demo_005", inputs / "demo_005_dicom"))
-    return [nifti, series]
+    # the same study as one enhanced multi-frame file
+    return [nifti, series, write_enhanced_ct(series, inputs / "demo_005_enhanced.dcm")]
 
 
 def _nifti_name(source: Path) -> str:
@@ -83,17 +86,53 @@ def _nifti_name(source: Path) -> str:
 def _check_ct(source: Path, predictions: Path) -> None:
     prediction = nib.load(predictions / _nifti_name(source))
     if source.is_dir():
-        # the DICOM input: same grid as its NIfTI twin, and a DICOM SEG pointing at the series
+        # the DICOM series: same grid as its NIfTI twin, and a DICOM SEG pointing at the series
         twin = nib.load(source.parent / "demo_005.nii.gz")
-        seg = pydicom.dcmread(predictions / f"{source.name}_seg.dcm")
-        series_uid = pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
-        assert seg.Modality == "SEG"
-        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+        _check_seg(predictions / f"{source.name}_seg.dcm", next(source.glob("*.dcm")))
+    elif source.suffix == ".dcm":
+        # the enhanced multi-frame file: frames in its own order, a label map on its grid (that of the series, as
+        # its voxels lie in space), with the series' labels on the same voxels, and a SEG pointing at the file
+        _check_multiframe_prediction(source, prediction, nib.load(predictions / "demo_005_dicom_seg.nii.gz"))
+        _check_seg(predictions / f"{source.stem}_seg.dcm", source)
+        return
     else:
         twin = nib.load(source)
     assert prediction.shape == twin.shape
     np.testing.assert_allclose(prediction.affine, twin.affine, atol=1e-4)
     assert set(np.unique(np.asarray(prediction.dataobj)).tolist()) <= {0, 1, 2}
+
+
+def _check_seg(path: Path, source_file: Path) -> None:
+    seg = pydicom.dcmread(path)
+    source = pydicom.dcmread(source_file, stop_before_pixels=True)
+    assert seg.Modality == "SEG"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+
+
+def _check_multiframe_prediction(source: Path, prediction: nib.Nifti1Image, series_prediction: nib.Nifti1Image) -> None:
+    header = pydicom.dcmread(source, stop_before_pixels=True)
+    frames = int(header.NumberOfFrames)
+    assert prediction.shape == series_prediction.shape[:2] + (frames,)
+    # each voxel's centre as the file's frames place it: column c, row r of frame f lies at IPP_f + c * column
+    # spacing * IOP[:3] + r * row spacing * IOP[3:] (LPS); the label map must hold the same centre at [c, r, f]
+    shared = header.SharedFunctionalGroupsSequence[0]
+    iop = np.asarray(shared.PlaneOrientationSequence[0].ImageOrientationPatient, float)
+    row_spacing, col_spacing = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
+    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+    for f in (0, frames - 1):
+        position = np.asarray(
+            header.PerFrameFunctionalGroupsSequence[f].PlanePositionSequence[0].ImagePositionPatient, float
+        )
+        for c, r in ((0, 0), (3, 5)):
+            world = (position + c * col_spacing * iop[:3] + r * row_spacing * iop[3:]) * lps_to_ras
+            np.testing.assert_allclose(prediction.affine @ [c, r, f, 1], [*world, 1], atol=1e-3)
+    # the series' label map, taken voxel by voxel through both affines, holds the same labels
+    index = np.stack(np.meshgrid(*(np.arange(n) for n in prediction.shape), indexing="ij"), -1).reshape(-1, 3)
+    to_series = np.linalg.inv(series_prediction.affine) @ prediction.affine
+    mapped = np.rint(index @ to_series[:3, :3].T + to_series[:3, 3]).astype(int)
+    labels = np.asarray(prediction.dataobj)[tuple(index.T)]
+    np.testing.assert_array_equal(labels, np.asarray(series_prediction.dataobj)[tuple(mapped.T)])
 
 
 _CT_METRICS = tuple(

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
+from highdicom.seg import segread
 from monai.bundle import ConfigWorkflow
 from monai.transforms import LoadImage
 from monai_unets.bundles import bundle_dir
 from monai_unets.data.medical_io import MedicalImageReader
 from monai_unets.scripts.demo_ct import generate_demo_ct, make_ct_phantom, write_dicom_series
 
-from tests.geometry import Grid, as_stored, rotation, world_centroid
+from tests.geometry import Grid, as_stored, rotation, world_centroid, write_enhanced_ct
 
 SHAPE, SPACING = (48, 40, 24), (1.2, 1.2, 2.5)
 
@@ -124,6 +126,9 @@ def _grids(count: int, seed: int) -> list[tuple[str, Grid]]:
         ("dcm_feet_first", Grid((32, 30, 14), (1.2, 1.0, 2.5), feet_first, (10.0, -30.0, 60.0))),
         ("dcm_sagittal", Grid((18, 30, 28), (2.5, 1.0, 1.2), sagittal_mirrored, (-40.0, 0.0, 12.0))),
         ("dcm_oblique", Grid((30, 28, 16), (1.0, 1.2, 2.0), as_stored(rotation(-0.3, 0.25, 0.4)), (7.0, -3.0, 21.0))),
+        # one enhanced multi-frame file each
+        ("mf_feet_first", Grid((32, 30, 14), (1.2, 1.0, 2.5), feet_first, (-15.0, 20.0, 35.0))),
+        ("mf_oblique", Grid((30, 28, 16), (1.0, 1.2, 2.0), as_stored(rotation(0.2, -0.35, 0.3)), (4.0, 9.0, -12.0))),
     ]
     rng = np.random.default_rng(seed)
     extra = []
@@ -142,12 +147,19 @@ def _write_case(folder, name: str, grid: Grid) -> np.ndarray:
     volume = _phantom(grid)
     if name.startswith("nii"):
         nib.save(nib.Nifti1Image(volume, grid.ras_affine()), str(folder / f"{name}.nii.gz"))
-    else:
+    elif name.startswith("dcm"):
         n = grid.shape[2]
         write_dicom_series(
             volume, folder / name, grid.spacing, grid.origin, grid.direction, file_name=lambda k: f"{n - k:04d}.dcm"
         )
+    else:
+        series = write_dicom_series(volume, folder.parent / "series" / name, grid.spacing, grid.origin, grid.direction)
+        write_enhanced_ct(series.folder, folder / f"{name}.dcm")
     return volume
+
+
+def _source(input_dir, name: str):
+    return input_dir / {"nii": f"{name}.nii.gz", "dcm": name, "mf": f"{name}.dcm"}[name.split("_")[0]]
 
 
 def _run_oracle(name: str, input_dir, output_dir) -> None:
@@ -171,7 +183,7 @@ def _run_oracle(name: str, input_dir, output_dir) -> None:
 def _assert_organ_in_place(grids, input_dir, output_dir) -> None:
     for name, grid in grids:
         volume = _phantom(grid)
-        source = input_dir / (f"{name}.nii.gz" if name.startswith("nii") else name)
+        source = _source(input_dir, name)
         study = LoadImage(reader=MedicalImageReader(), image_only=True)(str(source))
         prediction = nib.load(output_dir / f"{name}_seg.nii.gz")
         assert prediction.shape == tuple(study.shape), name
@@ -182,6 +194,14 @@ def _assert_organ_in_place(grids, input_dir, output_dir) -> None:
         # boundary a little (up to about 0.25 voxel here), a one-voxel shift by 1
         offset = np.linalg.solve(prediction.affine[:3, :3], offset_mm)
         assert np.abs(offset).max() < 0.4, f"{name}: organ centroid {offset_mm} mm ({offset} voxels) off"
+        if name.startswith("mf"):
+            # the DICOM SEG of the multi-frame file: each source frame's mask is that frame of the label map,
+            # whose (columns, rows, frames) layout is the reader's
+            header = pydicom.dcmread(source, stop_before_pixels=True)
+            frames = list(range(1, int(header.NumberOfFrames) + 1))
+            seg = segread(output_dir / f"{name}_seg.dcm")
+            masks = seg.get_pixels_by_source_frame(header.SOPInstanceUID, frames, assert_missing_frames_are_empty=True)
+            np.testing.assert_array_equal(masks[..., 0], organ.transpose(2, 1, 0), err_msg=name)
 
 
 # the two CT bundles share their configs except the network, which the oracle replaces: one in the default suite

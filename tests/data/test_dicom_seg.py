@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from monai.transforms import (
 from monai_unets.data.dicom_seg import DicomSegError, write_dicom_seg
 from monai_unets.data.medical_io import MedicalImageReader
 from monai_unets.scripts.demo_ct import write_dicom_series
+
+from tests.geometry import write_enhanced_ct
 
 LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
 BOX, SUB_BOX = 300, 800  # HU of the organ box and of the lesion inside it
@@ -349,6 +352,80 @@ def test_slices_off_the_regular_grid_within_the_spacing_tolerance_get_their_seg(
     path = write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS, affine=image.affine)
     masks = segread(path).get_pixels_by_source_instance(series.sop_uids, assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(masks[..., 0], volume == BOX)
+
+
+def write_enhanced_ct_of(folder, path, iop=ORIENTATIONS["axial"]):
+    """The CT series of ``write_ct_series`` converted to one enhanced multi-frame file (per-frame positions)."""
+    write_ct_series(folder, iop)
+    return write_enhanced_ct(folder, path)
+
+
+def _frame_positions(ds):
+    return [
+        np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ]
+
+
+@pytest.mark.parametrize("orientation", list(ORIENTATIONS))
+def test_enhanced_multiframe_source_gets_one_seg_frame_per_source_frame(tmp_path, orientation):
+    write_enhanced_ct_of(tmp_path / "ct", tmp_path / "enhanced.dcm", ORIENTATIONS[orientation])
+    source = pydicom.dcmread(tmp_path / "enhanced.dcm")
+    image = load(tmp_path / "enhanced.dcm", MedicalImageReader())
+    label_map = label_map_of(image)
+    pred = MetaTensor(label_map, meta=dict(image.meta))
+    seg = segread(write_dicom_seg(pred, tmp_path / "enhanced.dcm", tmp_path / "seg.dcm", LABELS))
+
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    # each SEG frame lies on the source frame it references: same position
+    positions = _frame_positions(source)
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        frame = int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        np.testing.assert_allclose(item.PlanePositionSequence[0].ImagePositionPatient, positions[frame - 1])
+    # per source frame, the masks are exactly where the source pixels hold the box / sub-box intensities
+    frames = list(range(1, int(source.NumberOfFrames) + 1))
+    masks = seg.get_pixels_by_source_frame(source.SOPInstanceUID, frames, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], source.pixel_array == BOX)
+    np.testing.assert_array_equal(masks[..., 1], source.pixel_array == SUB_BOX)
+    assert_frames_match_voxels(seg, label_map[0].numpy(), image.affine, LABELS)
+
+
+def test_enhanced_multiframe_frames_with_their_own_orientation_and_spacing_get_their_seg(tmp_path):
+    # the plane orientation and pixel spacing may sit in each frame's functional groups instead of the shared ones
+    write_enhanced_ct_of(tmp_path / "ct", tmp_path / "enhanced.dcm", ORIENTATIONS["oblique"])
+    ds = pydicom.dcmread(tmp_path / "enhanced.dcm")
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        item.PlaneOrientationSequence = copy.deepcopy(shared.PlaneOrientationSequence)
+        item.PixelMeasuresSequence = copy.deepcopy(shared.PixelMeasuresSequence)
+    del shared.PlaneOrientationSequence, shared.PixelMeasuresSequence
+    ds.save_as(tmp_path / "per_frame.dcm")
+    image = load(tmp_path / "enhanced.dcm", MedicalImageReader())
+    label_map = label_map_of(image)
+    seg = segread(
+        write_dicom_seg(label_map, tmp_path / "per_frame.dcm", tmp_path / "seg.dcm", LABELS, affine=image.affine)
+    )
+    frames = list(range(1, int(ds.NumberOfFrames) + 1))
+    masks = seg.get_pixels_by_source_frame(ds.SOPInstanceUID, frames, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 1], ds.pixel_array == SUB_BOX)
+
+
+def test_multiframe_source_without_frame_planes_says_why_it_gets_no_seg(tmp_path):
+    write_enhanced_ct_of(tmp_path / "ct", tmp_path / "enhanced.dcm")
+    image = load(tmp_path / "enhanced.dcm", MedicalImageReader())
+    ds = pydicom.dcmread(tmp_path / "enhanced.dcm")
+    del ds.PerFrameFunctionalGroupsSequence[3].PlanePositionSequence
+    ds.save_as(tmp_path / "no_position.dcm")
+    with pytest.raises(DicomSegError, match=r"no_position\.dcm: frame 4 has no ImagePositionPatient"):
+        write_dicom_seg(
+            label_map_of(image), tmp_path / "no_position.dcm", tmp_path / "seg.dcm", LABELS, affine=image.affine
+        )
+    del ds.PerFrameFunctionalGroupsSequence
+    ds.save_as(tmp_path / "legacy.dcm")  # multi-frame without functional groups (secondary capture, ultrasound)
+    with pytest.raises(DicomSegError, match=r"legacy\.dcm: its 7 frames do not record their plane positions"):
+        write_dicom_seg(label_map_of(image), tmp_path / "legacy.dcm", tmp_path / "seg.dcm", LABELS, affine=image.affine)
+    assert not (tmp_path / "seg.dcm").exists()
 
 
 def test_importing_the_package_leaves_highdicom_until_a_seg_is_written():

@@ -10,7 +10,6 @@ SimpleITK or nibabel reading the same file.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -22,7 +21,7 @@ from monai_unets.data.medical_io import MedicalImageReader
 from monai_unets.scripts.benchmark_readers import read_with_simpleitk
 from monai_unets.scripts.demo_ct import write_dicom_series
 
-from tests.geometry import LPS_TO_RAS, Grid, assert_same_world, grids, world_centroid
+from tests.geometry import LPS_TO_RAS, Grid, assert_same_world, grids, world_centroid, write_enhanced_ct
 
 NIFTI_DTYPES = [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64]
 
@@ -78,20 +77,10 @@ def test_dicom_series_voxels_land_where_the_headers_say(grid, order, seed):
 @given(grid=grids(min_size=2, max_size=6), seed=st.integers(0, 2**16))
 def test_multiframe_dicom_voxels_land_where_the_frames_say(grid, seed):
     """An enhanced CT (one file, per-frame positions) converted from a series of the same grid."""
-    import highdicom as hd
-    import pydicom
-
     volume = _volume(grid, np.int16, seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_dicom_series(volume, Path(tmp) / "series", grid.spacing, grid.origin, grid.direction).folder
-        slices = [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # highdicom: attributes a legacy series cannot fill
-            enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
-                slices, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(), instance_number=1
-            )
-        path = Path(tmp) / "enhanced.dcm"
-        enhanced.save_as(path)
+        path = write_enhanced_ct(folder, Path(tmp) / "enhanced.dcm")
         _check(path, grid, volume, f"multi-frame DICOM {grid}")
 
 

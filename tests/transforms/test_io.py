@@ -81,7 +81,7 @@ def test_nifti_input_is_passed_through_without_writing(tmp_path, caplog):
         out = SaveDicomSegd("pred", tmp_path / "out", LABELS)(data)
     assert out["pred"] is data["pred"]
     assert not (tmp_path / "out").exists()
-    assert "not a DICOM series folder" in caplog.text
+    assert "neither a DICOM series folder nor a DICOM file" in caplog.text
 
 
 def test_array_transform_skips_plain_tensors_and_writes_for_a_given_folder(tmp_path):
@@ -191,19 +191,22 @@ def test_image2d_reader_warns_of_an_exif_orientation_it_does_not_apply(tmp_path)
         reader.get_data(reader.read(str(plain)))
 
 
-def test_a_single_dicom_file_is_told_to_get_no_seg(tmp_path, caplog):
-    from monai.data import MetaTensor
-
-    write_axial_series(tmp_path / "series")
-    first, second = sorted((tmp_path / "series").iterdir())[:2]
-    for source in (first, second.rename(tmp_path / "frames")):  # by suffix, and by the DICOM preamble
-        pred = MetaTensor(torch.zeros(1, 6, 8, 1), meta={"filename_or_obj": str(source)})
-        caplog.clear()
-        with caplog.at_level(logging.DEBUG, logger="monai_unets.transforms.io"):
-            out = SaveDicomSegd("pred", tmp_path / "out", LABELS)({"pred": pred})
-        assert out["pred"] is pred and not (tmp_path / "out").exists()
-        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert any(f"{source}: no DICOM SEG written" in message for message in warned), caplog.text
+def test_a_single_dicom_file_gets_its_seg_named_after_the_file(tmp_path):
+    _, sop_uids = write_axial_series(tmp_path / "series")
+    second, third = (tmp_path / "series" / f"{s}.dcm" for s in (1, 2))
+    for source, name, sop_uid in (
+        (second, "1_seg.dcm", sop_uids[1]),
+        (third.rename(tmp_path / "IM0003"), "IM0003_seg.dcm", sop_uids[2]),
+    ):
+        # by its suffix, and by the DICOM preamble of a file without one
+        image = load(source)["image"]
+        assert image.shape == (1, 6, 8, 1)
+        pred = predict({"image": image})["pred"]
+        out = SaveDicomSegd("pred", tmp_path / "out", LABELS)({"pred": pred})
+        assert out["pred"] is pred
+        seg = segread(tmp_path / "out" / name)
+        masks = seg.get_pixels_by_source_instance([sop_uid], assert_missing_frames_are_empty=True)
+        np.testing.assert_array_equal(masks[0, ..., 0], pred[0, :, :, 0].numpy().T == 1)
 
 
 def _write_samples(path, samples):
