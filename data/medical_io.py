@@ -44,6 +44,7 @@ __all__ = [
     "SERIES_SEPARATOR",
     "DicomSeries",
     "MedicalImageReader",
+    "is_dicom_file",
     "list_medical_cases",
     "parse_series_reference",
     "select_dicom_series",
@@ -115,6 +116,25 @@ def warn_skipped(folder: str | os.PathLike, skipped: Sequence[str], reason: str)
 
 #: the warn_skipped reason for pipes, sockets and devices: reading one named like an image would wait forever
 SPECIAL_FILES = "not regular files: a pipe, socket or device is never read"
+
+
+def is_dicom_file(path: Any) -> bool:
+    """Whether ``path`` names a DICOM file: by its suffix (``.dcm``, ``.dicom``) or, without one, by the ``DICM``
+    mark after its preamble, as PACS exports and CDs name their files (``IM00001``, ``1.2.840...``).
+
+    Example::
+
+        >>> is_dicom_file("ct/IM00001"), is_dicom_file("ct.nii.gz")  # doctest: +SKIP
+        (True, False)
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return False
+    if _has_suffix(path, DICOM_SUFFIXES):
+        return True
+    try:
+        return bool(pydicom.misc.is_dicom(path))
+    except OSError:
+        return False
 
 
 def is_special_file(path: str | os.PathLike) -> bool:
@@ -882,7 +902,9 @@ class MedicalImageReader(ImageReader):
         names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
         for name in names:
             path, uid = parse_series_reference(name)
-            if not (uid is not None or Path(path).is_dir() or _has_suffix(path, MEDICAL_SUFFIXES)):
+            if not (
+                uid is not None or Path(path).is_dir() or _has_suffix(path, MEDICAL_SUFFIXES) or is_dicom_file(path)
+            ):
                 return False
         return bool(names)
 
@@ -922,7 +944,7 @@ class MedicalImageReader(ImageReader):
             image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
             _check_nifti_geometry(image, path)
             return image
-        if _has_suffix(path, DICOM_SUFFIXES):
+        if is_dicom_file(path):
             header = _check_single_dicom(path)
             _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
             return _with_slice_thickness(self.itk_reader.read(str(path), **kwargs), header, path)
@@ -1063,9 +1085,10 @@ def list_medical_cases(
     """The cases of an inference folder of 3D images: one per image file and one per DICOM series subfolder.
 
     Every file of ``input_dir`` with one of ``suffixes`` (NIfTI, NRRD, MHA/MHD, a single or multi-frame
-    ``.dcm``) and every subfolder (a DICOM series) becomes a case ``{"image": path}``, in sorted order; hidden
-    entries are skipped. Two or more ``.dcm`` slices of one series directly in ``input_dir`` (a flat export, or
-    a series folder given as the input folder) become one case, the series reference
+    ``.dcm``), every DICOM image file without a suffix (``IM00001``: found by its content) and every subfolder (a
+    DICOM series) becomes a case ``{"image": path}``, in sorted order; hidden entries are skipped. Two or more
+    DICOM slices of one series directly in ``input_dir`` (a flat export, or a series folder given as the input
+    folder) become one case, the series reference
     ``"<input_dir>::<SeriesInstanceUID>"``. A subfolder with several series stays one case
     (``MedicalImageReader`` then refuses it with a message listing the series) unless ``split_series`` is
     ``True``: then it becomes one case per series, whose image is the series reference
@@ -1101,6 +1124,7 @@ def list_medical_cases(
     loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
     special: list[str] = []
+    lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
@@ -1109,9 +1133,13 @@ def list_medical_cases(
             cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
             special.append(path.name)
-        elif _has_suffix(path, suffixes):
-            if _has_suffix(path, DICOM_SUFFIXES):
-                uid = _series_uid_or_none(path)
+        elif _has_suffix(path, suffixes) or (lists_dicom and is_dicom_file(path)):
+            if is_dicom_file(path):
+                is_image, uid = _dicom_image_series(path)
+                if not is_image and not _has_suffix(path, DICOM_SUFFIXES):
+                    # found by its content: a DICOMDIR, report or other object beside the images
+                    skipped.append(path.name)
+                    continue
                 if uid is not None:
                     loose_dicom.setdefault(uid, []).append(str(path))
             cases.append({"image": str(path)})
@@ -1136,18 +1164,23 @@ def list_medical_cases(
     return cases
 
 
-def _series_uid_or_none(path: Path) -> str | None:
-    """SeriesInstanceUID of a single-frame DICOM file; ``None`` for multi-frame or unreadable files."""
+def _dicom_image_series(path: Path) -> tuple[bool, str | None]:
+    """Whether a DICOM file is an image (has Rows), and its SeriesInstanceUID if it is a single-frame image.
+
+    Unreadable files count as images without a series: the reader reports them when the case is loaded.
+    """
     try:
         header = pydicom.dcmread(
-            str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "NumberOfFrames"]
+            str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "NumberOfFrames", "Rows"]
         )
-    except Exception:  # unreadable: the reader reports it when the case is loaded
-        return None
+    except Exception:  # noqa: BLE001 - unreadable: the reader reports it when the case is loaded
+        return True, None
+    if "Rows" not in header:
+        return False, None
     if int(header.get("NumberOfFrames") or 1) > 1:
-        return None
+        return True, None
     uid = header.get("SeriesInstanceUID")
-    return str(uid) if uid else None
+    return True, str(uid) if uid else None
 
 
 def _series_cases(folder: Path, split_series: bool) -> list[str]:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ..data.cases import CASE_NAME_KEY
 from ..data.datalist import IMAGE_SUFFIXES
 from ..data.dicom_seg import write_dicom_seg
-from ..data.medical_io import DICOM_SUFFIXES, parse_series_reference
+from ..data.medical_io import DICOM_SUFFIXES, is_dicom_file, parse_series_reference
 
 __all__ = [
     "IMAGE_2D_SUFFIXES",
@@ -295,20 +295,6 @@ def _warn_if_turned(name: Any, image: Any) -> None:
         )
 
 
-def _is_dicom_file(obj: Any) -> bool:
-    """Whether ``obj`` names a file that is DICOM (by its suffix or its preamble)."""
-    if not isinstance(obj, (str, os.PathLike)) or not os.path.isfile(obj):
-        return False
-    if str(obj).lower().endswith(DICOM_SUFFIXES):
-        return True
-    from pydicom.misc import is_dicom
-
-    try:
-        return bool(is_dicom(obj))
-    except OSError:
-        return False
-
-
 def _dicom_series(obj: Any) -> tuple[Path, str | None] | None:
     """``(folder, SeriesInstanceUID or None)`` named by a ``filename_or_obj``-like value, ``None`` for non-folders.
 
@@ -375,7 +361,7 @@ class SaveDicomSeg(Transform):
             name = source.resolve().name if series_uid is None else f"{source.resolve().name}_{series_uid}"
             if series_uid is not None:
                 kwargs["source_series_uid"] = series_uid
-        elif _is_dicom_file(source):
+        elif is_dicom_file(source):
             source = Path(source)
             name = source.name[: -len(source.suffix)] if source.suffix.lower() in DICOM_SUFFIXES else source.name
         else:

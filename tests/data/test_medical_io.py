@@ -461,6 +461,34 @@ def test_list_medical_cases(formats, tmp_path, monkeypatch):
         list_medical_cases(tmp_path / "nowhere")
 
 
+def test_dicom_files_without_a_suffix_are_found_by_their_content(formats, tmp_path):
+    # PACS exports and CDs name slices IM00001 or by their UID: a series folder given as the input folder is one
+    # case, a lone slice is read, and a DICOMDIR beside them is skipped with the other files that are no images
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for k, path in enumerate(sorted(formats["dicom"].iterdir())):
+        shutil.copy(path, flat / f"IM{k + 1:05d}")
+    uid = str(pydicom.dcmread(flat / "IM00001", stop_before_pixels=True).SeriesInstanceUID)
+    directory = pydicom.Dataset()
+    directory.SOPClassUID = pydicom.uid.MediaStorageDirectoryStorage
+    directory.SOPInstanceUID = pydicom.uid.generate_uid()
+    directory.FileSetID = "EXPORT"
+    directory.file_meta = pydicom.dataset.FileMetaDataset()
+    directory.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    directory.save_as(flat / "DICOMDIR", enforce_file_format=True)
+    with pytest.warns(UserWarning, match=r"skipping 1 entries \(not a volume file.*: DICOMDIR\."):
+        cases = list_medical_cases(flat)
+    assert [c["image"] for c in cases] == [series_reference(flat, uid)]
+    np.testing.assert_array_equal(_load(cases[0]["image"]).numpy(), _load(formats["dicom"]).numpy())
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(flat / "IM00003", lone / "1.2.840.10008.3")
+    [case] = list_medical_cases(lone)
+    image = _load(case["image"], ras=False)
+    assert tuple(image.shape) == (1, 20, 24, 1)
+
+
 def test_reader_by_short_name_in_a_bundle_config(formats):
     parser = ConfigParser(
         {
