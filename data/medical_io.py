@@ -236,10 +236,43 @@ class DicomSeries:
 _DEFER_SIZE = "64 KB"
 
 
+def _dcmread(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``pydicom.dcmread``, which also takes a DICOM dataset stored without preamble and file meta information.
+
+    Older archives and some PACS store the bare dataset: pydicom refuses it unless forced, and a forced read of
+    any other file gives a few nonsense elements. A bare dataset starts with the identifying group 0008 and names
+    its SOP class; its transfer syntax is the encoding pydicom found (implicit VR little endian as a rule).
+
+    Raises:
+        pydicom.errors.InvalidDicomError: the file is no DICOM file, with or without a preamble.
+    """
+    try:
+        return pydicom.dcmread(str(path), **kwargs)
+    except pydicom.errors.InvalidDicomError:
+        try:
+            header = pydicom.dcmread(str(path), force=True, **kwargs)
+        except Exception:  # noqa: BLE001 - no dataset at all: not DICOM
+            raise pydicom.errors.InvalidDicomError(f"{path} is not a DICOM file") from None
+        tags = list(header.keys())
+        if not tags or tags[0].group != 0x0008 or not header.get("SOPClassUID"):
+            raise pydicom.errors.InvalidDicomError(f"{path} is not a DICOM file") from None
+        implicit, little = header.original_encoding
+        if getattr(header, "file_meta", None) is None:
+            header.file_meta = pydicom.dataset.FileMetaDataset()
+        header.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian
+            if implicit
+            else pydicom.uid.ExplicitVRLittleEndian
+            if little
+            else pydicom.uid.ExplicitVRBigEndian
+        )
+        return header
+
+
 def _read_header(path: Path, folder: Path) -> Any:
     """The pydicom header of ``path`` (pixel data deferred), or a ValueError that names the file."""
     try:
-        return pydicom.dcmread(str(path), defer_size=_DEFER_SIZE)
+        return _dcmread(path, defer_size=_DEFER_SIZE)
     except pydicom.errors.InvalidDicomError:
         raise ValueError(
             f"{path} is not a DICOM file, but DICOM series folder {folder} may only hold DICOM images; "
@@ -468,7 +501,7 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
         ...     validate_dicom_series(series)
     """
     where = f"DICOM series {series.series_uid} in {series.folder}"
-    headers = series.headers or [pydicom.dcmread(f, stop_before_pixels=True) for f in series.files]
+    headers = series.headers or [_dcmread(f, stop_before_pixels=True) for f in series.files]
     if len(headers) == 1:
         _validate_multiframe(headers[0], series.files[0], missing_factor, spacing_tolerance)
         return
@@ -564,7 +597,7 @@ def _without_image_data(path: Path, header: Any) -> str:
 def _check_single_dicom(path: Path) -> Any:
     """The header of a lone ``.dcm`` file, which must be a readable DICOM image; errors name the file."""
     try:
-        header = pydicom.dcmread(str(path), stop_before_pixels=True)
+        header = _dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
         raise ValueError(f"{path} is not a DICOM file.") from None
     except Exception as error:  # truncated or otherwise unreadable header
@@ -968,7 +1001,7 @@ class MedicalImageReader(ImageReader):
         image = itk.imread(files[0] if len(files) == 1 else files, **{**self.itk_reader.kwargs, **kwargs})
         if len(files) > 1:
             return image
-        header = series.headers[0] if series.headers else pydicom.dcmread(files[0], stop_before_pixels=True)
+        header = series.headers[0] if series.headers else _dcmread(files[0], stop_before_pixels=True)
         return _with_slice_thickness(image, header, files[0])
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
@@ -1170,8 +1203,8 @@ def _dicom_image_series(path: Path) -> tuple[bool, str | None]:
     Unreadable files count as images without a series: the reader reports them when the case is loaded.
     """
     try:
-        header = pydicom.dcmread(
-            str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "NumberOfFrames", "Rows"]
+        header = _dcmread(
+            path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SeriesInstanceUID", "NumberOfFrames", "Rows"]
         )
     except Exception:  # noqa: BLE001 - unreadable: the reader reports it when the case is loaded
         return True, None

@@ -13,10 +13,12 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+import torch
 from monai.bundle import ConfigParser
 from monai.data import ITKReader
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
 from monai_unets.data import SkipFailedCasesDataset
+from monai_unets.data.dicom_seg import write_dicom_seg
 from monai_unets.data.medical_io import (
     MedicalImageReader,
     list_medical_cases,
@@ -487,6 +489,38 @@ def test_dicom_files_without_a_suffix_are_found_by_their_content(formats, tmp_pa
     [case] = list_medical_cases(lone)
     image = _load(case["image"], ras=False)
     assert tuple(image.shape) == (1, 20, 24, 1)
+
+
+def _strip_file_format(path: Path) -> None:
+    """Stores the dataset bare: no preamble, no DICM mark, no file meta information (implicit VR little endian)."""
+    ds = pydicom.dcmread(path)
+    ds.preamble = None
+    del ds.file_meta
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+
+
+def test_dicom_stored_without_preamble_and_file_meta_is_read(formats, tmp_path):
+    # older archives and some PACS store the bare dataset: the slices are read as the same volume, grouped as one
+    # series when they lie loose in the input folder, and get their DICOM SEG
+    bare = Path(shutil.copytree(formats["dicom"], tmp_path / "in" / "bare"))
+    for path in bare.iterdir():
+        _strip_file_format(path)
+    with pytest.raises(pydicom.errors.InvalidDicomError):
+        pydicom.dcmread(next(bare.iterdir()))
+    image = _load(bare)
+    np.testing.assert_array_equal(image.numpy(), _load(formats["dicom"]).numpy())
+    np.testing.assert_allclose(image.affine, _load(formats["dicom"]).affine)
+    for path in bare.iterdir():
+        path.rename(tmp_path / "in" / path.name)
+    bare.rmdir()
+    [case] = list_medical_cases(tmp_path / "in")
+    assert parse_series_reference(case["image"])[1] is not None
+    label_map = (_load(case["image"], ras=False) > 500).to(torch.uint8)
+    seg = write_dicom_seg(label_map, tmp_path / "in", tmp_path / "seg.dcm", {1: "lesion"})
+    assert pydicom.dcmread(seg).NumberOfFrames == 4  # the lesion's slices
+    # a file that is no DICOM dataset at all still says so
+    (tmp_path / "in" / "notes.dcm").write_text("written by hand")
+    _load_error(tmp_path / "in" / "notes.dcm", ValueError, "notes.dcm is not a DICOM file")
 
 
 def test_reader_by_short_name_in_a_bundle_config(formats):
