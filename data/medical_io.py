@@ -733,9 +733,7 @@ def _rescale(volume: np.ndarray, headers: Sequence[Any]) -> np.ndarray:
 
     Integer rescales keep an integer type (in place where the values fit the stored type); others give float32.
     """
-    rescales = np.asarray(
-        [[float(h.get("RescaleSlope", 1) or 1), float(h.get("RescaleIntercept", 0) or 0)] for h in headers]
-    )
+    rescales = np.asarray([_rescale_of(h) for h in headers])
     if np.all(rescales == [1.0, 0.0]):
         return volume
     if np.all(rescales == np.round(rescales)):
@@ -756,6 +754,11 @@ def _rescale(volume: np.ndarray, headers: Sequence[Any]) -> np.ndarray:
         if intercept != 0:
             result[index] += result.dtype.type(intercept)
     return result
+
+
+def _rescale_of(header: Any) -> tuple[float, float]:
+    """A slice's (RescaleSlope, RescaleIntercept); (1, 0) where they are absent."""
+    return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
 @dataclass
@@ -998,7 +1001,12 @@ class MedicalImageReader(ImageReader):
                 return image
         # compressed or colour pixel data, a lone (multi-frame) file: ITK's GDCM decoders; the files are sorted
         # along the normal, which is the order ITK's series reader stacks them in
-        image = itk.imread(files[0] if len(files) == 1 else files, **{**self.itk_reader.kwargs, **kwargs})
+        options = {**self.itk_reader.kwargs, **kwargs}
+        if len({_rescale_of(header) for header in series.headers}) > 1 and "pixel_type" not in options:
+            # ITK gives the volume the pixel type of the first slice's rescale: the fractional values of slices with
+            # another slope (per-slice slopes, as in MR) would be cut to integers; each slice's own rescale in float
+            options["pixel_type"] = itk.F
+        image = itk.imread(files[0] if len(files) == 1 else files, **options)
         if len(files) > 1:
             return image
         header = series.headers[0] if series.headers else _dcmread(files[0], stop_before_pixels=True)

@@ -105,6 +105,39 @@ def test_rle_compressed_series_is_decoded(tmp_path):
     _assert_reads(folder, STORED - 1024, simpleitk=False)
 
 
+def _compress_jpeg_lossless(folder: Path, tmp_path: Path) -> None:
+    """Re-encodes each slice's stored values as JPEG Lossless (GDCM's encoder, through SimpleITK)."""
+    import SimpleITK as sitk
+
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        stored = ds.pixel_array.astype(np.int16 if ds.PixelRepresentation else np.uint16)
+        writer = sitk.ImageFileWriter()
+        writer.SetImageIO("GDCMImageIO")
+        writer.SetFileName(str(tmp_path / "encoded.dcm"))
+        writer.SetUseCompression(True)
+        writer.SetCompressor("JPEG")
+        writer.Execute(sitk.GetImageFromArray(stored[None]))
+        encoded = pydicom.dcmread(tmp_path / "encoded.dcm")
+        ds.file_meta.TransferSyntaxUID = encoded.file_meta.TransferSyntaxUID
+        ds.PixelData = encoded.PixelData
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_compressed_slices_with_their_own_fractional_slopes_keep_their_fractions(tmp_path):
+    # slope 1 on the first slice, fractional on the others (per-slice slopes, as MR scanners write them): ITK, which
+    # decodes JPEG Lossless, gave the volume the first slice's integer type and cut the others' fractions off
+    folder = _series(tmp_path)
+    rescales = [(1.0, 0.0)] + [(0.004 * k, 0.5) for k in range(1, SHAPE[2])]
+    _encode(folder, STORED, bits=16, signed=True, rescales=rescales)
+    expected = np.stack([STORED[:, :, k] * s + i for k, (s, i) in enumerate(rescales)], axis=-1)
+    _compress_jpeg_lossless(folder, tmp_path)
+    assert pydicom.dcmread(next(folder.iterdir())).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+    _assert_reads(folder, expected, simpleitk=False)
+
+
 def test_truncated_pixel_data_names_the_file(tmp_path):
     folder = _series(tmp_path)
     path = sorted(folder.iterdir())[1]
