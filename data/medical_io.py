@@ -761,6 +761,33 @@ def _rescale_of(header: Any) -> tuple[float, float]:
     return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
+def _is_monochrome1(header: Any) -> bool:
+    return str(header.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+
+
+def _undo_monochrome1(image: Any, headers: Sequence[Any]) -> Any:
+    """The modality values of a MONOCHROME1 image that ITK read, as the native path and pydicom give them.
+
+    MONOCHROME1 (minimum is white) concerns display only, yet GDCM inverts each stored value ``s`` to ``low +
+    high - s`` over the range of BitsStored before rescaling: a CT read through ITK came out as -HU - 2049.
+    ``headers``: one per slice of ``image`` (a series), or one for all its frames; the image must be float.
+    """
+    if not any(map(_is_monochrome1, headers)):
+        return image
+    values = itk.array_view_from_image(image)  # (slices, rows, columns), in place
+    for index, header in enumerate(headers):
+        if not _is_monochrome1(header):
+            continue
+        bits = int(header.get("BitsStored") or header.get("BitsAllocated") or 16)
+        signed = int(header.get("PixelRepresentation") or 0) == 1
+        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        slope, intercept = _rescale_of(header)
+        part = values if len(headers) == 1 else values[index]
+        part *= -1
+        part += slope * (low + high) + 2 * intercept
+    return image
+
+
 @dataclass
 class _SeriesVolume:
     """A checked series of single-frame files as this reader assembled it from the headers already read.
@@ -983,7 +1010,10 @@ class MedicalImageReader(ImageReader):
         if is_dicom_file(path):
             header = _check_single_dicom(path)
             _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
-            return _with_slice_thickness(self.itk_reader.read(str(path), **kwargs), header, path)
+            if _is_monochrome1(header) and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
+                kwargs = {**kwargs, "pixel_type": itk.F}
+            image = _undo_monochrome1(self.itk_reader.read(str(path), **kwargs), [header])
+            return _with_slice_thickness(image, header, path)
         if _has_suffix(path, ITK_SUFFIXES):
             return self.itk_reader.read(str(path), **kwargs)
         raise ValueError(
@@ -1001,16 +1031,17 @@ class MedicalImageReader(ImageReader):
                 return image
         # compressed or colour pixel data, a lone (multi-frame) file: ITK's GDCM decoders; the files are sorted
         # along the normal, which is the order ITK's series reader stacks them in
+        headers = series.headers or [_dcmread(f, stop_before_pixels=True) for f in files]
         options = {**self.itk_reader.kwargs, **kwargs}
-        if len({_rescale_of(header) for header in series.headers}) > 1 and "pixel_type" not in options:
-            # ITK gives the volume the pixel type of the first slice's rescale: the fractional values of slices with
-            # another slope (per-slice slopes, as in MR) would be cut to integers; each slice's own rescale in float
+        # ITK gives the volume the pixel type of the first slice's rescale: the fractional values of slices with
+        # another slope (per-slice slopes, as in MR) would be cut to integers; each slice's own rescale in float
+        float_needed = len({_rescale_of(header) for header in headers}) > 1 or any(map(_is_monochrome1, headers))
+        if float_needed and "pixel_type" not in options:
             options["pixel_type"] = itk.F
-        image = itk.imread(files[0] if len(files) == 1 else files, **options)
+        image = _undo_monochrome1(itk.imread(files[0] if len(files) == 1 else files, **options), headers)
         if len(files) > 1:
             return image
-        header = series.headers[0] if series.headers else _dcmread(files[0], stop_before_pixels=True)
-        return _with_slice_thickness(image, header, files[0])
+        return _with_slice_thickness(image, headers[0], files[0])
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """Array and MONAI metadata of image(s) from ``read``, by the MONAI reader of their kind.

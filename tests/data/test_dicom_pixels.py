@@ -138,6 +138,35 @@ def test_compressed_slices_with_their_own_fractional_slopes_keep_their_fractions
     _assert_reads(folder, expected, simpleitk=False)
 
 
+def _set_monochrome1(folder: Path) -> None:
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(path)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_monochrome1_gives_the_modality_values_whichever_decoder_reads_it(tmp_path, compressed):
+    # MONOCHROME1 says how to display the values, not what they are: GDCM (ITK) inverted them, a CT read as
+    # -HU - 2049 where pydicom's path gave HU
+    folder = _series(tmp_path)
+    _encode(folder, STORED - 2048, bits=16, signed=True, rescales=[(1, -1024)] * SHAPE[2])
+    _set_monochrome1(folder)
+    if compressed:
+        _compress_jpeg_lossless(folder, tmp_path)
+    _assert_reads(folder, STORED - 2048 - 1024, simpleitk=False)
+
+
+def test_a_single_monochrome1_slice_gives_its_modality_values(tmp_path):
+    # a lone file is read by ITK: 12-bit unsigned, fractional rescale
+    folder = _series(tmp_path)
+    _encode(folder, STORED, bits=12, signed=False, rescales=[(0.5, -20.0)] * SHAPE[2])
+    _set_monochrome1(folder)
+    first = min(folder.iterdir(), key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber))
+    image = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(first))
+    np.testing.assert_allclose(image.numpy()[:, :, 0], STORED[:, :, 0] * 0.5 - 20.0)
+
+
 def test_truncated_pixel_data_names_the_file(tmp_path):
     folder = _series(tmp_path)
     path = sorted(folder.iterdir())[1]
