@@ -282,6 +282,12 @@ def _read_header(path: Path, folder: Path) -> Any:
         raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
 
 
+def _is_localizer(header: Any) -> bool:
+    image_type = header.get("ImageType") or []
+    values = [image_type] if isinstance(image_type, str) else list(image_type)
+    return "LOCALIZER" in (str(value).strip().upper() for value in values)
+
+
 def _position_along_normal(header: Any) -> float | None:
     iop, ipp = header.get("ImageOrientationPatient"), header.get("ImagePositionPatient")
     if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
@@ -345,6 +351,15 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
 
     series = []
     for uid, members in groups.items():
+        scouts = [path.name for path, header in members if _is_localizer(header)]
+        if scouts and len(scouts) < len(members):
+            # a scout exported into the series of the slices it planned: not a slice of the volume
+            warnings.warn(
+                f"skipping {len(scouts)} localizer image(s) of DICOM series {uid} in {folder}: "
+                f"{', '.join(scouts[:5])}.",
+                stacklevel=2,
+            )
+            members = [(path, header) for path, header in members if not _is_localizer(header)]
         positions = [_position_along_normal(h) for _, h in members]
         if all(p is not None for p in positions):
             order = np.argsort(np.asarray(positions, float), kind="stable")
@@ -470,6 +485,18 @@ def _close(values: Sequence[Any], tolerance: float) -> bool:
     return bool(np.all(np.abs(arrays - arrays[0]) <= tolerance))
 
 
+def _value_groups(files: Sequence[str], headers: Sequence[Any], tag: str) -> str:
+    """The values of ``tag`` in a series, the most common first, each with its count and the files of the others."""
+    groups: dict[str, list[str]] = {}
+    for path, header in zip(files, headers):
+        groups.setdefault(str(header.get(tag)), []).append(Path(path).name)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    parts = [f"{ordered[0][0]} ({len(ordered[0][1])} slices)"]
+    for value, names in ordered[1:4]:
+        parts.append(f"{value} ({len(names)}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+    return "; ".join(parts)
+
+
 def _label(path: str, header: Any) -> str:
     number = header.get("InstanceNumber")
     return f"{Path(path).name} (instance {number})" if number not in (None, "") else Path(path).name
@@ -518,14 +545,12 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
         ("Columns", 0),
     ):
         if not _close([h.get(tag) for h in headers], tolerance):
-            values = sorted({str(h.get(tag)) for h in headers})
-            raise ValueError(f"{where} has slices with different {tag}: {', '.join(values[:4])}.")
+            raise ValueError(f"{where} has slices with different {tag}: {_value_groups(series.files, headers, tag)}.")
     # one volume is one acquisition in one patient coordinate system: slices of another study, frame of reference
     # or kind of image that share the SeriesInstanceUID (a faulty export) would be stacked into one volume
     for tag in ("StudyInstanceUID", "FrameOfReferenceUID", "SOPClassUID"):
-        values = {str(h.get(tag)) for h in headers}
-        if len(values) > 1:
-            raise ValueError(f"{where} mixes slices of different {tag}: {', '.join(sorted(values)[:4])}.")
+        if len({str(h.get(tag)) for h in headers}) > 1:
+            raise ValueError(f"{where} mixes slices of different {tag}: {_value_groups(series.files, headers, tag)}.")
     iop = np.asarray(headers[0].ImageOrientationPatient, float)
     _check_orientation(iop, where)
     normal = np.cross(iop[:3], iop[3:])

@@ -491,6 +491,34 @@ def test_dicom_files_without_a_suffix_are_found_by_their_content(formats, tmp_pa
     assert tuple(image.shape) == (1, 20, 24, 1)
 
 
+def _add_scout(folder: Path, localizer: bool) -> Path:
+    """A coronal image with the series' UID, as exports put the scout that planned a series into it."""
+    ds = pydicom.dcmread(_slice_file(folder, 1))
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.ImagePositionPatient = [-50.0, 0.0, 100.0]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER" if localizer else "AXIAL"]
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.InstanceNumber = 0
+    ds.save_as(folder / "SCOUT.dcm")
+    return folder / "SCOUT.dcm"
+
+
+def test_a_localizer_in_the_series_is_skipped_and_another_odd_slice_is_named(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "ct"))
+    _add_scout(folder, localizer=True)
+    with pytest.warns(UserWarning, match=r"skipping 1 localizer image\(s\) of DICOM series .*: SCOUT\.dcm"):
+        image = _load(folder)
+    np.testing.assert_array_equal(image.numpy(), _load(formats["dicom"]).numpy())
+    # the DICOM SEG references the same slices as the volume, without the scout
+    seg = pydicom.dcmread(write_dicom_seg((image > 500).to(torch.uint8), folder, tmp_path / "seg.dcm", {1: "x"}))
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert pydicom.dcmread(folder / "SCOUT.dcm").SOPInstanceUID not in referenced
+    assert len(referenced) == 16
+    # an image of another orientation that is no localizer fails the series, naming the odd file
+    _add_scout(folder, localizer=False)
+    _load_error(folder, ValueError, r"different ImageOrientationPatient: .*\(16 slices\); .*\(1: SCOUT\.dcm\)")
+
+
 def _strip_file_format(path: Path) -> None:
     """Stores the dataset bare: no preamble, no DICM mark, no file meta information (implicit VR little endian)."""
     ds = pydicom.dcmread(path)
