@@ -683,6 +683,9 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
     first = series.headers[0]
     syntax = getattr(getattr(first, "file_meta", None), "TransferSyntaxUID", None)
     allocated = int(first.get("BitsAllocated") or 0)
+    if any(_FLOAT_PIXELS & set(header.keys()) for header in series.headers):
+        # float pixel data (parametric maps): pydicom reads it; its values need no rescale
+        return _decoded_pixels(series)
     if (
         syntax is None
         or syntax.is_deflated
@@ -726,6 +729,10 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
     return volume
 
 
+# FloatPixelData and DoubleFloatPixelData
+_FLOAT_PIXELS = {0x7FE00008, 0x7FE00009}
+
+
 def _pixel_encoding(header: Any) -> tuple:
     """What decoding a slice's pixels depends on: transfer syntax, bits, signedness, size."""
     syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
@@ -742,14 +749,16 @@ def _pixel_element(header: Any) -> Any:
 
 
 def _decoded_pixels(series: DicomSeries) -> np.ndarray:
-    """The stored values of compressed slices, decoded one by one by pydicom; errors name the file."""
+    """The stored values of compressed (or float) slices, decoded one by one by pydicom; errors name the file."""
     slices = []
     for path, header in zip(series.files, series.headers):
         try:
             slices.append(header.pixel_array)
         except Exception as error:  # a corrupt or truncated frame
             raise ValueError(f"cannot decode the pixel data of {path}: {type(error).__name__}: {error}") from error
-        del header.PixelData  # the decoded slice is kept; the compressed bytes need not be
+        for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if tag in header:
+                delattr(header, tag)  # the decoded slice is kept; the encoded bytes need not be
     return np.stack(slices)
 
 

@@ -167,6 +167,20 @@ def test_a_single_monochrome1_slice_gives_its_modality_values(tmp_path):
     np.testing.assert_allclose(image.numpy()[:, :, 0], STORED[:, :, 0] * 0.5 - 20.0)
 
 
+def test_float_pixel_data_is_read_as_stored(tmp_path):
+    # parametric maps (ADC, T1 maps) store float values in FloatPixelData, without rescale
+    folder = _series(tmp_path)
+    values = (STORED - 1024.25).astype(np.float32)
+    paths = sorted(folder.iterdir(), key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber))
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.RescaleSlope, ds.RescaleIntercept
+        ds.BitsAllocated = 32
+        ds.FloatPixelData = np.ascontiguousarray(values[:, :, k].T).tobytes()
+        ds.save_as(path)
+    _assert_reads(folder, values, simpleitk=False)
+
+
 def test_truncated_pixel_data_names_the_file(tmp_path):
     folder = _series(tmp_path)
     path = sorted(folder.iterdir())[1]
