@@ -21,7 +21,7 @@ import torch.distributed as dist
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.data.folder_layout import default_name_formatter
 from monai.data.utils import json_hashing
-from monai.transforms import Compose
+from monai.transforms import Compose, SaveImage, SaveImaged
 from monai.utils import ImageMetaKey
 
 from .datalist import IMAGE_SUFFIXES
@@ -37,6 +37,7 @@ __all__ = [
     "cached_dataset",
     "case_output_name",
     "case_output_names",
+    "case_output_paths",
     "failure_stage",
     "rank_and_world_size",
     "shard_items",
@@ -192,6 +193,41 @@ def case_output_name(metadict: dict | None, saver: Any) -> dict:
     # MONAI's FolderLayout removes what looks like an extension from the subject; the trailing dot gives it an
     # empty one, so names with dots (DICOM UIDs, "patient.01") stay whole
     return {"subject": f"{name}.", "idx": (metadict or {}).get(ImageMetaKey.PATCH_INDEX)}
+
+
+def saved_path(saver: SaveImage, name: str) -> Path | None:
+    """The file MONAI's ``SaveImage`` writes for the case named ``name``, when :func:`case_output_name` names it."""
+    if saver.fname_formatter is not case_output_name:
+        return None
+    return Path(saver.folder_layout.filename(**case_output_name({CASE_NAME_KEY: name}, saver)))
+
+
+def case_output_paths(transforms: Any, name: str) -> list[Path]:
+    """The files the writers among ``transforms`` write for the case named ``name`` (its unique output name).
+
+    ``transforms`` is a transform or a chain of them (``Compose``, lists); the writers are MONAI's ``SaveImage(d)``
+    named by :func:`case_output_name`, and any transform with an ``output_paths(name)`` method (the DICOM SEG and
+    probability map writers). Other transforms write nothing that is known here.
+
+    Example::
+
+        >>> case_output_paths(SaveImaged("pred", "out", "seg", output_name_formatter=case_output_name), "ct_1")
+        [PosixPath('out/ct_1_seg.nii.gz')]
+    """
+    paths: list[Path] = []
+    pending = [transforms]
+    while pending:
+        transform = pending.pop(0)
+        inner = transform if isinstance(transform, (list, tuple)) else getattr(transform, "transforms", None)
+        if isinstance(inner, (list, tuple)):
+            pending[:0] = list(inner)
+            continue
+        if callable(getattr(transform, "output_paths", None)):
+            paths.extend(transform.output_paths(name))
+        saver = transform.saver if isinstance(transform, SaveImaged) else transform
+        if isinstance(saver, SaveImage) and (path := saved_path(saver, name)) is not None:
+            paths.append(path)
+    return paths
 
 
 def failure_stage(error: BaseException, default: str) -> str:

@@ -6,6 +6,7 @@ import csv
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from monai.metrics import Cumulative
 from monai.utils import min_version, optional_import
 
 from ..data.atomic import atomic_open
-from ..data.cases import CASE_INDEX_KEY, CASE_NAME_KEY, FAILURE_KEY, failure_stage, rank_and_world_size
+from ..data.cases import (
+    CASE_INDEX_KEY,
+    CASE_NAME_KEY,
+    FAILURE_KEY,
+    case_output_paths,
+    failure_stage,
+    rank_and_world_size,
+)
 from ..data.dataset import describe_error
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -80,12 +88,18 @@ class CaseIsolationHandler:
     tables); progress bars (ignite's ``ProgressBar``, or any handler with ``runs_on_failed_cases = True``)
     still count it. Each failure is logged with its file and reason and written to ``failure_log``
     (``case, file, stage, error``; rewritten atomically after each failure, so it is current even if the run
-    is killed). Call :meth:`conclude` after ``run()``: it merges the reports of all processes of a
-    ``torchrun`` job into ``failure_log``, logs a one-line summary, and exits with status 1 when any case
-    failed, after everything else has been written.
+    is killed). Given the run's writers (``outputs``), a failed case's output files left by an earlier run in the
+    same folder are removed, each with a warning: beside this run's outputs they would pass for results of this
+    run. Its files written by this run before it failed (a label map before a failed DICOM SEG) stay.
+
+    Call :meth:`conclude` after ``run()``: it merges the reports of all processes of a ``torchrun`` job into
+    ``failure_log``, logs a one-line summary, and exits with status 1 when any case failed, after everything else
+    has been written.
 
     Args:
         failure_log: the CSV failure report; written empty at the start, so an old report never remains.
+        outputs: the transforms that write each case's outputs (the postprocessing chain), for
+            :func:`monai_unets.data.case_output_paths`; ``None`` leaves earlier runs' files alone.
 
     Attributes:
         failures: this process's failure records (``case, file, stage, error, index``).
@@ -100,8 +114,9 @@ class CaseIsolationHandler:
         ``run: ["$@evaluator.run()", "$@case_isolation.conclude()"]``.
     """
 
-    def __init__(self, failure_log: str | os.PathLike) -> None:
+    def __init__(self, failure_log: str | os.PathLike, outputs: Any = None) -> None:
         self.failure_log = Path(failure_log)
+        self.outputs = outputs
         self.failures: list[dict[str, Any]] = []
         self.cases = 0
         self._stage = "inference"
@@ -112,8 +127,11 @@ class CaseIsolationHandler:
         self._lengths: list[list[int] | None] = []
         rank, world = rank_and_world_size()
         self._own_log = self.failure_log if world == 1 else self._rank_log(rank)
+        # files older than this are an earlier run's; the failure log's time is the output file system's clock
+        self._started = time.time()
         if rank == 0:
             self._write(self.failure_log, [])
+            self._started = self.failure_log.stat().st_mtime
 
     def _rank_log(self, rank: int) -> Path:
         return self.failure_log.with_name(f"{self.failure_log.stem}.rank{rank}{self.failure_log.suffix}")
@@ -259,6 +277,23 @@ class CaseIsolationHandler:
         self._failed = self._failed or current
         self.failures.append(record)
         self._write(self._own_log, self.failures)
+        if self.outputs is not None:
+            self._remove_earlier_outputs(str(record["case"]))
+
+    def _remove_earlier_outputs(self, name: str) -> None:
+        for path in case_output_paths(self.outputs, name):
+            try:
+                if path.stat().st_mtime >= self._started:
+                    continue  # written by this run before the case failed
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                logger.warning(
+                    "case %s failed, and its output %s of an earlier run could not be removed: %s", name, path, error
+                )
+                continue
+            logger.warning("case %s failed: removed %s, written by an earlier run", name, path)
 
     @staticmethod
     def _write(path: Path, records: list[dict[str, Any]]) -> None:

@@ -341,6 +341,14 @@ class SaveDicomSeg(Transform):
         self.output_postfix = output_postfix
         self.write_kwargs = write_kwargs
 
+    def output_path(self, name: str, postfix: str | None = None) -> Path:
+        """The SEG file of the case (or series) named ``name``, with ``postfix`` in place of ``output_postfix``."""
+        return self.output_dir / f"{name}_{postfix or self.output_postfix}.dcm"
+
+    def output_paths(self, name: str) -> list[Path]:
+        """The files written for the case whose unique output name is ``name``."""
+        return [self.output_path(name)]
+
     def __call__(
         self, label_map: NdarrayOrTensor, source: str | os.PathLike | None = None, postfix: str | None = None
     ) -> NdarrayOrTensor:
@@ -369,9 +377,7 @@ class SaveDicomSeg(Transform):
             return label_map
         # the job's unique case name when the case came from a CaseDataset
         stem = getattr(label_map, "meta", {}).get(CASE_NAME_KEY) or name
-        path = write_dicom_seg(
-            label_map, source, self.output_dir / f"{stem}_{postfix or self.output_postfix}.dcm", self.labels, **kwargs
-        )
+        path = write_dicom_seg(label_map, source, self.output_path(stem, postfix), self.labels, **kwargs)
         logger.info("SaveDicomSeg: wrote %s", path)
         return label_map
 
@@ -422,12 +428,17 @@ class SaveDicomSegd(MapTransform):
         meta = getattr(source, "meta", None) or data.get(f"{self.source_key}_meta_dict", {})
         return meta.get("filename_or_obj")
 
+    def _postfix(self, key: Hashable) -> str | None:
+        return f"{key}_{self.saver.output_postfix}" if len(self.keys) > 1 else None
+
+    def output_paths(self, name: str) -> list[Path]:
+        """The files written for the case whose unique output name is ``name``, one per key."""
+        return [self.saver.output_path(name, self._postfix(key)) for key in self.keys]
+
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
-        several = len(self.keys) > 1
         for key in self.key_iterator(d):
-            postfix = f"{key}_{self.saver.output_postfix}" if several else None
-            d[key] = self.saver(d[key], source=self._source(d, d[key]), postfix=postfix)
+            d[key] = self.saver(d[key], source=self._source(d, d[key]), postfix=self._postfix(key))
         return d
 
 

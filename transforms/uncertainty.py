@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, SaveImage
 
 from ..data import AtomicITKWriter, AtomicNibabelWriter, case_output_name
+from ..data.cases import saved_path
 
 __all__ = ["SaveProbabilityMapsd", "SaveProbabilityMapsD", "SaveProbabilityMapsDict", "entropy_map"]
 
@@ -84,6 +86,11 @@ class SaveProbabilityMapsd(MapTransform):
         common.update(separate_folder=False, print_log=False, writer=writer, output_name_formatter=case_output_name)
         self.save_probs = SaveImage(output_postfix="prob", **common) if probabilities else None
         self.save_entropy = SaveImage(output_postfix="uncertainty", **common) if uncertainty else None
+
+    def output_paths(self, name: str) -> list[Path]:
+        """The files written for the case whose unique output name is ``name`` (none when disabled)."""
+        savers = (self.save_probs, self.save_entropy) if self.enabled else ()
+        return [saved_path(saver, name) for saver in savers if saver is not None]
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

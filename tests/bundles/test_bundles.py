@@ -18,7 +18,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 from monai.transforms import RandomizableTrait, Transform
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, bundle_spatial_dims, list_bundles
-from monai_unets.data import cached_dataset
+from monai_unets.data import cached_dataset, case_output_paths
 from monai_unets.handlers.errors import SettingError, check_settings
 
 from monai_unets import load_plan
@@ -506,3 +506,21 @@ def test_onnx_export_matches_eager(name, tmp_path):
         eager = net(x).numpy()
     assert onnx_out.shape == eager.shape
     assert abs(onnx_out - eager).max() <= ONNX_TOLERANCE * max(1.0, abs(eager).max())
+
+
+@pytest.mark.parametrize("name", list_bundles())
+def test_case_isolation_knows_every_file_inference_writes_for_a_case(name, tmp_path):
+    # a failed case's files from an earlier run are removed by name: every writer of the config must be known
+    configs = _configs(bundle_dir(name))
+    parser = ConfigParser()
+    parser.read_meta(str(configs / "metadata.json"))
+    parser.read_config(str(configs / "inference.yaml"))
+    # the CT bundles' probability maps, off by default
+    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "write_probabilities": True})
+    outputs = parser.get_parsed_content("case_isolation").outputs
+    names = sorted(path.name for path in case_output_paths(outputs, "ct_1.2"))
+    if "pancreas" in name:
+        assert names == ["ct_1.2_prob.nii.gz", "ct_1.2_seg.dcm", "ct_1.2_seg.nii.gz", "ct_1.2_uncertainty.nii.gz"]
+    else:
+        assert names == ["ct_1.2_seg.png"]
+    assert {path.parent for path in case_output_paths(outputs, "ct_1.2")} == {tmp_path / "out"}

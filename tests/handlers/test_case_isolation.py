@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import os
 
 import numpy as np
 import pytest
@@ -174,3 +175,57 @@ def test_a_run_in_which_every_case_fails_still_ends_with_its_summary(tmp_path):
     with pytest.raises(SystemExit, match="2 case\\(s\\): 0 ok, 2 failed"):
         isolation.conclude()
     assert [row["stage"] for row in _rows(tmp_path / "failures.csv")] == ["reading", "reading"]
+
+
+class _WriteNote:
+    """A second writer: ``<case>_note.txt``, failing for the case named in ``fail_for``."""
+
+    def __init__(self, out_dir, fail_for=None):
+        self.out_dir, self.fail_for = out_dir, fail_for
+
+    def output_paths(self, name):
+        return [self.out_dir / f"{name}_note.txt"]
+
+    def __call__(self, data):
+        name = data["pred"].meta["case_name"]
+        if name == self.fail_for:
+            raise OSError(errno.EACCES, "Permission denied")
+        self.output_paths(name)[0].write_text("this run")
+        return data
+
+
+def _run_writing_two_outputs(tmp_path, cases, fail_for=None):
+    out = tmp_path / "out"
+    preprocessing = Compose([LoadImaged("image", reader="PILReader", image_only=True), EnsureChannelFirstd("image")])
+    postprocessing = Compose([AsDiscreted("pred", threshold=0.5), save_masks(out), _WriteNote(out, fail_for)])
+    isolation = CaseIsolationHandler(out / "failures.csv", outputs=postprocessing)
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(cases, preprocessing), batch_size=1, num_workers=0),
+        network=torch.nn.Identity(),
+        postprocessing=postprocessing,
+        val_handlers=[isolation],
+    )
+    evaluator.run()
+    return {row["case"]: row["stage"] for row in _rows(out / "failures.csv")}
+
+
+def test_a_failed_case_loses_the_outputs_an_earlier_run_left_and_keeps_this_runs(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [{"image": _pair(data, name)["image"]} for name in ("good", "unreadable", "late")]
+    assert _run_writing_two_outputs(tmp_path, cases) == {}
+    out = tmp_path / "out"
+    (out / "unreadable_seg_by_hand.png").write_bytes(b"a user's own file")
+    earlier = sorted(out.iterdir())
+    for path in earlier:  # an earlier run, a minute ago
+        os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
+
+    late_mask_before = (out / "late_seg.png").stat().st_mtime
+    (data / "unreadable.png").write_bytes(b"damaged since")
+    stages = _run_writing_two_outputs(tmp_path, cases, fail_for="late")
+    assert stages == {"unreadable": "reading", "late": "postprocessing (_WriteNote)"}
+    left = sorted(p.name for p in out.iterdir() if p.name != "failures.csv")
+    # "unreadable" keeps nothing of the earlier run; "late" keeps the mask this run wrote before its note failed
+    assert left == ["good_note.txt", "good_seg.png", "late_seg.png", "unreadable_seg_by_hand.png"]
+    assert (out / "late_seg.png").stat().st_mtime > late_mask_before + 30
