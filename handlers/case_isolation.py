@@ -115,7 +115,9 @@ class CaseIsolationHandler:
     """
 
     def __init__(self, failure_log: str | os.PathLike, outputs: Any = None) -> None:
-        self.failure_log = Path(failure_log)
+        # absolute, as the writers' folders: a case failing in a background thread is recorded while ITK's module
+        # loading may have changed the working folder for a moment
+        self.failure_log = Path(failure_log).absolute()
         self.outputs = outputs
         self.failures: list[dict[str, Any]] = []
         self.cases = 0

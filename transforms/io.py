@@ -336,7 +336,9 @@ class SaveDicomSeg(Transform):
     def __init__(
         self, output_dir: str | os.PathLike, labels: Mapping[int, str], output_postfix: str = "seg", **write_kwargs: Any
     ) -> None:
-        self.output_dir = Path(output_dir)
+        # absolute now: ITK changes the working folder for a moment while its modules load, and a relative folder
+        # written to from a background thread then would lie elsewhere
+        self.output_dir = Path(output_dir).absolute()
         self.labels = dict(labels)
         self.output_postfix = output_postfix
         self.write_kwargs = write_kwargs

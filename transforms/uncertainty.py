@@ -82,7 +82,9 @@ class SaveProbabilityMapsd(MapTransform):
         # the label map's writers: the case's unique name (two studies named alike must not share maps), files
         # that appear whole or not at all, and a one-slice study's slice axis kept
         writer = AtomicNibabelWriter if output_ext.lower() in (".nii", ".nii.gz") else AtomicITKWriter
-        common = dict(output_dir=output_dir, output_ext=output_ext, output_dtype=np.float32, resample=False)
+        # an absolute folder, as SaveDicomSeg's: ITK's module loading changes the working folder for a moment
+        common = dict(output_dir=os.path.abspath(output_dir), output_ext=output_ext, output_dtype=np.float32)
+        common.update(resample=False)
         common.update(separate_folder=False, print_log=False, writer=writer, output_name_formatter=case_output_name)
         self.save_probs = SaveImage(output_postfix="prob", **common) if probabilities else None
         self.save_entropy = SaveImage(output_postfix="uncertainty", **common) if uncertainty else None

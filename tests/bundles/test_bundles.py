@@ -509,15 +509,21 @@ def test_onnx_export_matches_eager(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", list_bundles())
-def test_case_isolation_knows_every_file_inference_writes_for_a_case(name, tmp_path):
+def test_case_isolation_knows_every_file_inference_writes_for_a_case(name, tmp_path, monkeypatch):
     # a failed case's files from an earlier run are removed by name: every writer of the config must be known
     configs = _configs(bundle_dir(name))
     parser = ConfigParser()
     parser.read_meta(str(configs / "metadata.json"))
     parser.read_config(str(configs / "inference.yaml"))
-    # the CT bundles' probability maps, off by default
-    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "write_probabilities": True})
-    outputs = parser.get_parsed_content("case_isolation").outputs
+    # the CT bundles' probability maps, off by default; a relative output folder, as users give it
+    monkeypatch.chdir(tmp_path)
+    parser.update({"bundle_root": str(tmp_path), "output_dir": "out", "write_probabilities": True})
+    isolation = parser.get_parsed_content("case_isolation")
+    # every file is placed when the config is parsed: ITK's module loading changes the working folder for a
+    # moment, and a background thread writing to a relative path then would write elsewhere
+    monkeypatch.chdir(tmp_path.parent)
+    assert isolation.failure_log == tmp_path / "out" / "failures.csv"
+    outputs = isolation.outputs
     names = sorted(path.name for path in case_output_paths(outputs, "ct_1.2"))
     if "pancreas" in name:
         assert names == ["ct_1.2_prob.nii.gz", "ct_1.2_seg.dcm", "ct_1.2_seg.nii.gz", "ct_1.2_uncertainty.nii.gz"]
