@@ -138,11 +138,10 @@ class ProgressLogger:
         self._log(line)
 
     def _completed(self, engine: Engine) -> None:
-        steps = (
-            f"{engine.state.iteration - (self._first_iteration or 0)} iterations"
-            if isinstance(engine, Trainer)
-            else (f"{self._cases} cases")
-        )
+        # no epoch started: a resumed run whose epochs were all done before
+        first = engine.state.iteration if self._first_iteration is None else self._first_iteration
+        trainer = isinstance(engine, Trainer)
+        steps = f"{engine.state.iteration - first} iterations" if trainer else f"{self._cases} cases"
         self._log(f"{self.name}: finished {steps} in {format_duration(time.monotonic() - self._start)}")
 
     def _log(self, line: str) -> None:

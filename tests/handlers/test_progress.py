@@ -94,6 +94,16 @@ def test_a_resumed_run_counts_its_own_iterations(caplog):
     assert lines[-1].startswith("training: finished 6 iterations")
 
 
+def test_a_resumed_run_with_no_epoch_left_did_no_iteration(caplog):
+    trainer = _trainer(max_epochs=2)
+    ProgressLogger("training", interval_s=0).attach(trainer)
+    trainer.add_event_handler(Events.STARTED, lambda engine: setattr(engine.state, "epoch", 2))
+    trainer.add_event_handler(Events.STARTED, lambda engine: setattr(engine.state, "iteration", 6))
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        trainer.run()
+    assert _lines(caplog)[-1].startswith("training: finished 0 iterations")
+
+
 def test_a_time_budget_bounds_the_eta(caplog, monkeypatch):
     clock = [0.0]
     monkeypatch.setattr("monai_unets.handlers.progress.time.monotonic", lambda: clock[0])
