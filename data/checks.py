@@ -79,8 +79,8 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
         base_dir: folder that relative paths are relative to; defaults to the datalist's folder.
 
     Raises:
-        DataCheckError: the file is missing or not valid JSON, has no list ``key``, or an entry is not an object
-            with an ``image``.
+        DataCheckError: the file is missing or not valid JSON, has no list ``key`` or an empty one, or an entry is
+            not an object with an ``image`` (the ``test`` list may hold plain image paths, as the Decathlon's do).
 
     Example::
 
@@ -108,7 +108,11 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
         raise DataCheckError(path, f"datalist has no {key!r} list (its lists: {lists}).")
     if not isinstance(content[key], list):
         raise DataCheckError(path, f"{key!r} must be a list of cases, not a {type(content[key]).__name__}.")
-    for index, entry in enumerate(content[key]):
+    if not content[key]:
+        raise DataCheckError(path, f"the {key!r} list is empty.")
+    # the Medical Segmentation Decathlon lists its test images as plain paths
+    plain = key == "test" and all(isinstance(entry, str) for entry in content[key])
+    for index, entry in enumerate([] if plain else content[key]):
         if not isinstance(entry, dict) or "image" not in entry:
             raise DataCheckError(path, f"entry {index} of {key!r} must be an object with an 'image'; got {entry!r}.")
     # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its

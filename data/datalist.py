@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from monai.data import load_decathlon_datalist, partition_dataset
+from monai.data import partition_dataset
 
+from .checks import load_datalist
 from .medical_io import (
     SPECIAL_FILES,
     is_special_file,
@@ -64,7 +65,8 @@ def list_cases(
 
     Raises:
         FileNotFoundError: the folder or datalist does not exist, or the folder has no image.
-        KeyError: the datalist has no list named ``key``.
+        DataCheckError: (a ``ValueError``) the datalist is not valid JSON, or its list ``key`` is missing, empty or
+            holds entries without an ``image``; the message names the file.
         ValueError: ``output_dir`` is ``input_dir``.
 
     Example::
@@ -102,10 +104,7 @@ def list_cases(
     datalist_path = Path(datalist) if datalist else Path(dataset_dir) / "datalist.json"
     if not datalist_path.is_file():
         raise FileNotFoundError(f"datalist {datalist_path} does not exist.")
-    # absolute paths: ITK changes the working folder while it loads its modules (see load_datalist)
-    cases = load_decathlon_datalist(
-        datalist_path, is_segmentation=True, data_list_key=key, base_dir=os.path.abspath(dataset_dir)
-    )
+    cases = load_datalist(datalist_path, key, base_dir=dataset_dir)
     if not volumes:
         return cases
     expanded = []

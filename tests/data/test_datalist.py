@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 from monai_unets.data import list_cases
+from monai_unets.data.checks import DataCheckError
 
 
 def test_folder_lists_images_sorted_and_names_what_it_skips(tmp_path):
@@ -170,3 +171,20 @@ def test_a_split_without_copies_is_the_one_earlier_versions_made(split, validati
         warnings.simplefilter("error")
         _, val = split_cases([{"image": str(i)} for i in range(8)], **split)
     assert [c["image"] for c in val] == validation
+
+
+def test_an_empty_or_missing_section_is_named_with_the_datalist(tmp_path):
+    # a dataset prepared with every case for training has "test": [], which MONAI's loader met with an IndexError
+    datalist = {"training": [{"image": "a.png", "label": "b.png"}], "test": []}
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    with pytest.raises(DataCheckError, match=r"datalist\.json: the 'test' list is empty"):
+        list_cases(tmp_path, key="test")
+    with pytest.raises(DataCheckError, match=r"datalist has no 'validation' list \(its lists: training"):
+        list_cases(tmp_path, key="validation")
+
+
+def test_a_decathlon_test_list_of_plain_paths_is_read(tmp_path):
+    dataset = {"training": [], "test": ["./imagesTs/pancreas_002.nii.gz", "./imagesTs/pancreas_005.nii.gz"]}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    cases = list_cases(tmp_path, tmp_path / "dataset.json", key="test")
+    assert cases == [{"image": str(tmp_path / "imagesTs" / f"pancreas_00{i}.nii.gz")} for i in (2, 5)]
