@@ -1191,8 +1191,10 @@ def list_medical_cases(
     """The cases of an inference folder of 3D images: one per image file and one per DICOM series subfolder.
 
     Every file of ``input_dir`` with one of ``suffixes`` (NIfTI, NRRD, MHA/MHD, a single or multi-frame
-    ``.dcm``), every DICOM image file without a suffix (``IM00001``: found by its content) and every subfolder (a
-    DICOM series) becomes a case ``{"image": path}``, in sorted order; hidden entries are skipped. Two or more
+    ``.dcm``), every DICOM image file without a suffix (``IM00001``: found by its content) and every subfolder of
+    DICOM files (a series) becomes a case ``{"image": path}``, in sorted order; hidden entries are skipped. A
+    subfolder without DICOM files that holds volume files or subfolders (a folder per patient: ``p1/image.nii.gz``)
+    is listed the same way, its cases in its place. Two or more
     DICOM slices of one series directly in ``input_dir`` (a flat export, or a series folder given as the input
     folder) become one case, the series reference
     ``"<input_dir>::<SeriesInstanceUID>"``. A subfolder with several series stays one case
@@ -1226,6 +1228,12 @@ def list_medical_cases(
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
     outputs = output_folder_inside(folder, output_dir)
+    if (folder / "dataset.json").is_file():
+        warnings.warn(
+            f"input folder {folder} holds a dataset.json: every volume in it and its subfolders (labels too) is taken "
+            "for a study; to run the dataset's test list, give the folder as dataset_dir instead of input_dir.",
+            stacklevel=2,
+        )
     cases: list[dict] = []
     loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
@@ -1236,7 +1244,11 @@ def list_medical_cases(
             continue
         path = Path(os.path.abspath(path))
         if path.is_dir():
-            cases.extend({"image": image} for image in _series_cases(path, split_series))
+            if _holds_studies(path, suffixes):
+                # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies
+                cases.extend(list_medical_cases(path, split_series, suffixes, output_dir))
+            else:
+                cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
             special.append(path.name)
         elif _has_suffix(path, suffixes) or (lists_dicom and is_dicom_file(path)):
@@ -1268,6 +1280,16 @@ def list_medical_cases(
     if not cases:
         raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
     return cases
+
+
+def _holds_studies(folder: Path, suffixes: Sequence[str]) -> bool:
+    """Whether a subfolder of an input folder holds studies of its own (volume files, or subfolders) and no DICOM
+    file: then it is no DICOM series folder, and its studies are listed."""
+    entries = [path for path in folder.iterdir() if not path.name.startswith(".")]
+    files = [path for path in entries if path.is_file()]
+    if any(map(is_dicom_file, files)):
+        return False
+    return any(_has_suffix(path, suffixes) for path in files) or any(path.is_dir() for path in entries)
 
 
 def _dicom_image_series(path: Path) -> tuple[bool, str | None]:

@@ -17,7 +17,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import ITKReader
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
-from monai_unets.data import SkipFailedCasesDataset
+from monai_unets.data import SkipFailedCasesDataset, case_output_names
 from monai_unets.data.dicom_seg import write_dicom_seg
 from monai_unets.data.medical_io import (
     MedicalImageReader,
@@ -461,6 +461,29 @@ def test_list_medical_cases(formats, tmp_path, monkeypatch):
         (tmp_path / f"x_{path.name}").unlink()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_medical_cases(tmp_path / "nowhere")
+
+
+def test_a_folder_per_patient_is_listed_study_by_study(formats, tmp_path):
+    # studies/p1/image.nii.gz ...: subfolders of volume files are no DICOM series; their studies are listed in place
+    for patient in ("p1", "p2"):
+        (tmp_path / "studies" / patient).mkdir(parents=True)
+        shutil.copy(formats["nifti"], tmp_path / "studies" / patient / "image.nii.gz")
+    shutil.copytree(formats["dicom"], tmp_path / "studies" / "p3" / "ct")
+    shutil.copytree(formats["dicom"], tmp_path / "studies" / "p4")
+    cases = [c["image"] for c in list_medical_cases(tmp_path / "studies")]
+    root = tmp_path / "studies"
+    assert cases == [
+        str(root / "p1" / "image.nii.gz"),
+        str(root / "p2" / "image.nii.gz"),
+        str(root / "p3" / "ct"),
+        str(root / "p4"),
+    ]
+    assert case_output_names(cases)[:2] == ["p1_image", "p2_image"]
+    # a Decathlon task folder given as the input folder: its volumes are listed, with a warning that says how to
+    # run its test list instead
+    (root / "dataset.json").write_text("{}")
+    with pytest.warns(UserWarning, match="holds a dataset.json: .* give the folder as dataset_dir"):
+        assert [c["image"] for c in list_medical_cases(root)] == cases
 
 
 def test_dicom_files_without_a_suffix_are_found_by_their_content(formats, tmp_path):
