@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import load_decathlon_datalist
+from monai.data import MetaTensor, load_decathlon_datalist
 from monai.transforms import Compose, MapTransform, apply_transform
 
 from .dataset import describe_error
@@ -199,7 +200,7 @@ class CheckCased(MapTransform):
         if self.image_key in d:
             d[self.image_key] = self._check_image(d[self.image_key])
         if self.label_key is not None and self.label_key in d:
-            self._check_label(d[self.label_key], d.get(self.image_key))
+            d[self.label_key] = self._check_label(d[self.label_key], d.get(self.image_key))
         return d
 
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -232,12 +233,13 @@ class CheckCased(MapTransform):
         logger.warning("%s: replaced %s (NaN by %g, infinities by %g/%g).", name, counts, low, high, low)
         return torch.nan_to_num(image, nan=low, posinf=high, neginf=low)
 
-    def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> None:
+    def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         name = _filename(label, self.label_key)
         if not _all_finite(label):
             raise DataCheckError(name, "label has NaN or infinite values.")
         if image is not None:
             image_name = _filename(image, self.image_key)
+            label = self._in_image_order(name, label, image)
             if tuple(label.shape[1:]) != tuple(image.shape[1:]):
                 raise DataCheckError(
                     name,
@@ -257,6 +259,44 @@ class CheckCased(MapTransform):
                     f"label values {shown} are not classes 0..{self.num_classes - 1} (num_classes "
                     f"{self.num_classes}); relabel the file or set num_classes.",
                 )
+        return label
+
+    def _in_image_order(self, name: str, label: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The label in its image's voxel order, where it covers the image's grid stored in another order.
+
+        Tools save label maps in their own axis order (e.g. RAS, as ``nibabel.as_closest_canonical`` does) while
+        the image keeps the scanner's: the same voxel centres, axes swapped or reversed. Such a label is brought
+        to the image's order, with the image's affine; any other label is returned as it came, for the grid
+        checks to judge.
+        """
+        label_affine, image_affine = getattr(label, "affine", None), getattr(image, "affine", None)
+        dims = label.ndim - 1
+        if label_affine is None or image_affine is None or image.ndim != label.ndim or dims not in (2, 3):
+            return label
+        label_affine = np.asarray(label_affine, dtype=np.float64)[: dims + 1, : dims + 1]
+        image_affine = np.asarray(image_affine, dtype=np.float64)[: dims + 1, : dims + 1]
+        if np.allclose(label_affine, image_affine) and tuple(label.shape) == tuple(image.shape):
+            return label
+        ornt = nib.orientations
+        try:
+            transform = ornt.ornt_transform(ornt.io_orientation(label_affine), ornt.io_orientation(image_affine))
+        except ValueError:  # a singular affine: the grid checks say so
+            return label
+        if np.array_equal(transform, [[axis, 1] for axis in range(dims)]):
+            return label
+        shape = tuple(label.shape[1:])
+        reordered_shape = tuple(shape[int(np.flatnonzero(transform[:, 0] == axis)[0])] for axis in range(dims))
+        affine = label_affine @ ornt.inv_ornt_aff(transform, shape)
+        if reordered_shape != tuple(image.shape[1:]):
+            return label
+        distance = np.linalg.norm(_corners(affine, reordered_shape) - _corners(image_affine, reordered_shape), axis=1)
+        if distance.max() > self.affine_tolerance:
+            return label
+        values = ornt.apply_orientation(np.moveaxis(np.asarray(label), 0, -1), np.vstack([transform, [[dims, 1]]]))
+        logger.info("%s: label stored in another voxel order than its image; taken in the image's order.", name)
+        meta = dict(getattr(label, "meta", {}))
+        meta["affine"] = torch.as_tensor(np.asarray(image.affine), dtype=torch.float64)
+        return MetaTensor(torch.as_tensor(np.ascontiguousarray(np.moveaxis(values, -1, 0))), meta=meta)
 
     def _check_affines(self, name: str, label: torch.Tensor, image_name: str, image: torch.Tensor) -> None:
         label_affine, image_affine = getattr(label, "affine", None), getattr(image, "affine", None)

@@ -135,6 +135,11 @@ def _datalist(root: Path, text: str) -> str:
     return _raised(lambda: load_datalist(path, "training", root))
 
 
+def _empty_test_list(root: Path) -> str:
+    (root / "datalist.json").write_text('{"training": [], "test": []}')
+    return _raised(lambda: list_cases(root, key="test"))
+
+
 def _setting(bundle: str, key: str, value: object) -> str:
     return _raised(lambda: check_settings(_component(bundle, "settings", **{key: value})))
 
@@ -283,11 +288,13 @@ def _nan(v: np.ndarray, value: float, count: int = 3) -> np.ndarray:
 
 
 def _affine(shift=(0.0, 0.0, 0.0), flip: bool = False) -> np.ndarray:
+    """1 mm voxels of the 16-voxel-wide test volume; ``flip`` stores the x axis right to left (same voxel centres
+    for no shift)."""
     a = np.eye(4)
     a[:3, 3] = shift
     if flip:
         a[0, 0] = -1
-        a[0, 3] = 15
+        a[0, 3] += 15
     return a
 
 
@@ -466,10 +473,17 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "training, check-data",
-        "label flipped left-right against its image",
-        lambda r: _ct_case(r, label_affine=_affine(flip=True)),
+        "label mirrored left-right onto other positions",
+        lambda r: _ct_case(r, label_affine=_affine((-4.0, 0, 0), flip=True)),
         "mm away from its image",
         _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label stored right to left, the image left to right (same voxel centres)",
+        lambda r: _ct_case(r, label_affine=_affine(flip=True)),
+        "accepted",
+        "the case is used, its label taken in the image's voxel order",
     ),
     Fault(
         "training, check-data",
@@ -653,6 +667,13 @@ CATALOGUE: list[Fault] = [
         _STOP_SETTING + "; the monai-unets commands pass such names quoted",
     ),
     # --- weights and checkpoints
+    Fault(
+        "inference, evaluation",
+        "the datalist's test list is empty (every case prepared for training)",
+        lambda r: _empty_test_list(r),
+        "datalist.json: the 'test' list is empty",
+        "the run stops before the first case",
+    ),
     Fault(
         "inference, evaluation",
         "model.pt missing",

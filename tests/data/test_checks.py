@@ -90,6 +90,34 @@ def test_a_label_on_the_image_grid_with_valid_classes_passes_unchanged(tmp_path)
     assert checked["image"] is loaded["image"] and checked["label"] is loaded["label"]
 
 
+def test_a_label_of_the_image_grid_stored_in_another_voxel_order_is_taken_in_the_image_order(tmp_path):
+    # the image stored L-P-S with anisotropic voxels; the label as nibabel.as_closest_canonical saves it (R-A-S):
+    # the same voxel centres, axes reversed
+    image_affine = np.array([[-0.8, 0, 0, 30.0], [0, -0.7, 0, 20.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
+    values = np.random.default_rng(0).integers(0, 3, (8, 6, 5)).astype(np.uint8)
+    labels = nib.Nifti1Image(values, image_affine)
+    nib.save(nib.Nifti1Image(np.zeros((8, 6, 5), np.float32), image_affine), tmp_path / "image.nii.gz")
+    nib.save(nib.as_closest_canonical(labels), tmp_path / "label.nii.gz")
+    # and a label shifted by one voxel, which is another grid
+    shifted = image_affine.copy()
+    shifted[0, 3] += 0.8
+    nib.save(nib.Nifti1Image(values, shifted), tmp_path / "shifted.nii.gz")
+    load = EnsureChannelFirstd(KEYS)
+    case = load(
+        LoadImaged(KEYS, image_only=True)(
+            {"image": str(tmp_path / "image.nii.gz"), "label": str(tmp_path / "label.nii.gz")}
+        )
+    )
+    assert not np.array_equal(case["label"][0].numpy(), values)  # stored in the other order
+    checked = CheckCased(KEYS, 3, 1, num_classes=3)(case)
+    np.testing.assert_array_equal(checked["label"][0].numpy(), values)
+    np.testing.assert_allclose(checked["label"].affine, case["image"].affine)
+    shifted_label = LoadImaged("label", image_only=True)({"label": str(tmp_path / "shifted.nii.gz")})
+    case["label"] = EnsureChannelFirstd("label")(shifted_label)["label"]
+    with pytest.raises(DataCheckError, match="label is placed up to 0.8 mm away from its image"):
+        CheckCased(KEYS, 3, 1, num_classes=3)(case)
+
+
 def test_load_datalist_resolves_paths_against_the_dataset_folder(tmp_path):
     (tmp_path / "lists").mkdir()
     datalist = tmp_path / "lists" / "d.json"
