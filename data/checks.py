@@ -72,7 +72,9 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
 
     The same result as ``monai.data.load_decathlon_datalist(datalist, True, key, base_dir)``, but every problem
     with the file is a :class:`DataCheckError` naming it, instead of a ``JSONDecodeError`` or ``KeyError`` without
-    a file name. Missing image files are not checked here but by :func:`find_bad_cases`, per case.
+    a file name. Missing image files are not checked here but by :func:`find_bad_cases`, per case. An nnU-Net raw
+    dataset (its ``dataset.json`` has ``channel_names`` and ``file_ending`` but no lists) gives the cases of its
+    folders: ``imagesTr`` with ``labelsTr`` for ``training``, ``imagesTs`` for ``test``.
 
     Args:
         datalist: the JSON file.
@@ -104,6 +106,8 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
         raise DataCheckError(
             path, f"datalist must be a JSON object with a {key!r} list, not a {type(content).__name__}."
         )
+    if key not in content and "channel_names" in content and "file_ending" in content:
+        return _nnunet_cases(path, content, key)
     if key not in content:
         lists = ", ".join(k for k, v in content.items() if isinstance(v, list)) or "none"
         raise DataCheckError(path, f"datalist has no {key!r} list (its lists: {lists}).")
@@ -119,6 +123,41 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
     # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its
     # modules, and another thread (the pre-flight check's, a writer's) then resolved relative paths elsewhere
     return load_decathlon_datalist(path, True, key, os.path.abspath(base_dir if base_dir is not None else path.parent))
+
+
+# nnU-Net's raw layout: the folders of each list, and an image file's name <case>_<4-digit channel><file ending>
+_NNUNET_FOLDERS = {"training": ("imagesTr", "labelsTr"), "test": ("imagesTs", None)}
+
+
+def _nnunet_cases(path: Path, content: dict, key: str) -> list[dict]:
+    """The cases of an nnU-Net raw dataset (``dataset.json`` with ``channel_names`` and ``file_ending``, no lists):
+    ``imagesTr/<case>_0000<ending>`` with ``labelsTr/<case><ending>`` for ``training``, ``imagesTs`` for ``test``;
+    a case of several channels lists one image per channel."""
+    if key not in _NNUNET_FOLDERS:
+        raise DataCheckError(path, f"an nnU-Net raw dataset has no {key!r} list (it has: training, test).")
+    ending, root = str(content["file_ending"]), path.parent
+    images, labels = (root / folder if folder else None for folder in _NNUNET_FOLDERS[key])
+    try:
+        channels = sorted(int(channel) for channel in content["channel_names"])
+    except (TypeError, ValueError):
+        raise DataCheckError(path, f"'channel_names' must be numbered 0, 1, ...; got {content['channel_names']}.")
+    if labels is not None:
+        names = [p.name[: -len(ending)] for p in sorted(labels.glob(f"*{ending}")) if not p.name.startswith(".")]
+    else:
+        suffix = f"_{channels[0]:04d}{ending}"
+        names = [p.name[: -len(suffix)] for p in sorted(images.glob(f"*{suffix}")) if not p.name.startswith(".")]
+    if not names:
+        folder = labels if labels is not None else images
+        raise DataCheckError(path, f"an nnU-Net raw dataset without a {key!r} list, and {folder} has no *{ending}.")
+    cases = []
+    for name in names:
+        files = [str(images / f"{name}_{channel:04d}{ending}") for channel in channels]
+        case = {"image": files[0] if len(files) == 1 else files}
+        if labels is not None:
+            case["label"] = str(labels / f"{name}{ending}")
+        cases.append(case)
+    logger.info("%s: nnU-Net raw dataset, %d %s cases from %s.", path, len(cases), key, images.name)
+    return cases
 
 
 def _all_finite(values: torch.Tensor) -> bool:

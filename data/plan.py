@@ -78,20 +78,20 @@ def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.
     """Image (C, X, Y, Z) and label (X, Y, Z) in RAS orientation, and the voxel spacing (mm)."""
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 
+    from .dataset import describe_error
     from .medical_io import MedicalImageReader
 
-    keys = ["image"] + (["label"] if label_path else [])
-    load = Compose(
-        [
-            LoadImaged(keys, reader=MedicalImageReader(), image_only=True),
-            EnsureChannelFirstd(keys),
-            Orientationd(keys, axcodes="RAS"),
-        ]
-    )
-    try:
-        data = load({"image": image_path, **({"label": label_path} if label_path else {})})
-    except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
-        raise ValueError(f"cannot read case {image_path}: {error}") from error
+    paths = {"image": image_path, **({"label": label_path} if label_path else {})}
+    data = {}
+    for key, path in paths.items():
+        # each file on its own, so that the message names the one at fault and what is wrong with it
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: {key} file does not exist.")
+        try:
+            data.update(LoadImaged(key, reader=MedicalImageReader(), image_only=True)({key: path}))
+        except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
+            raise ValueError(f"{path}: cannot read the {key}: {describe_error(error)}") from error
+    data = Compose([EnsureChannelFirstd(list(paths)), Orientationd(list(paths), axcodes="RAS")])(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]
     label = None
@@ -100,6 +100,21 @@ def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.
         if label.shape != tuple(image.shape[1:]):
             raise ValueError(f"label {label_path} has shape {label.shape}, image {image_path} {tuple(image.shape[1:])}")
     return np.asarray(image, dtype=np.float32), label, spacing
+
+
+def _label_names(declared: Mapping, datalist: str | os.PathLike) -> dict[int, str]:
+    """Label value -> name from a dataset.json's ``labels``: the Decathlon's ``{"0": "background", ...}``, or
+    nnU-Net's ``{"background": 0, ...}`` the other way round."""
+    try:
+        return {int(key): str(name) for key, name in declared.items()}
+    except (TypeError, ValueError):
+        pass
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in declared.values()):
+        return {int(value): str(name) for name, value in declared.items()}
+    raise ValueError(
+        f'{datalist}: \'labels\' must map label values to names ({{"0": "background"}}) or names to values '
+        f'({{"background": 0}}), one value each (nnU-Net\'s regions are not supported); got {dict(declared)}'
+    )
 
 
 def detect_modality(minimum: float, low_percentile: float) -> str:
@@ -145,7 +160,7 @@ def fingerprint_dataset(
         ValueError: no labelled case, an unreadable case (the file is named), or a label with a value the
             dataset's ``labels`` do not declare.
     """
-    from monai.data import load_decathlon_datalist
+    from .checks import load_datalist
 
     datalist = Path(datalist)
     if not datalist.is_file():
@@ -155,8 +170,7 @@ def fingerprint_dataset(
     except json.JSONDecodeError as error:
         raise ValueError(f"datalist {datalist} is not valid JSON: {error}") from error
     base = Path(dataset_dir) if dataset_dir else datalist.parent
-    cases = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=key, base_dir=base)
-    cases = [c for c in cases if c.get("label")]
+    cases = [c for c in load_datalist(datalist, key, base) if c.get("label")]
     if not cases:
         raise ValueError(f"datalist {datalist} has no labelled case in {key!r}.")
 
@@ -182,7 +196,7 @@ def fingerprint_dataset(
 
     declared_labels = meta.get("labels")
     if isinstance(declared_labels, Mapping):
-        labels = {int(k): str(v) for k, v in declared_labels.items()}
+        labels = _label_names(declared_labels, datalist)
         unknown = sorted(set(counts) - set(labels))
         if unknown:
             raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare")

@@ -135,3 +135,32 @@ def test_atomic_open_gives_the_permissions_of_an_ordinary_file(tmp_path):
         f.write("x")
     mode = stat.S_IMODE(os.stat(tmp_path / "atomic").st_mode)
     assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
+
+
+def test_an_nnunet_raw_dataset_lists_its_cases_from_its_folders(tmp_path):
+    # dataset.json of nnU-Net's raw format names channels and the file ending, and lists no cases
+    dataset = {
+        "channel_names": {"0": "T2", "1": "ADC"},
+        "labels": {"background": 0, "prostate": 1},
+        "numTraining": 2,
+        "file_ending": ".nii.gz",
+    }
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    for folder in ("imagesTr", "labelsTr", "imagesTs"):
+        (tmp_path / folder).mkdir()
+    for case in ("prostate_00", "prostate_04"):
+        (tmp_path / "labelsTr" / f"{case}.nii.gz").touch()
+    (tmp_path / "imagesTs" / "prostate_09_0000.nii.gz").touch()
+    (tmp_path / "imagesTs" / "prostate_09_0001.nii.gz").touch()
+    training = load_datalist(tmp_path / "dataset.json", "training")
+    assert training == [
+        {
+            "image": [str(tmp_path / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in (0, 1)],
+            "label": str(tmp_path / "labelsTr" / f"{case}.nii.gz"),
+        }
+        for case in ("prostate_00", "prostate_04")
+    ]
+    test = load_datalist(tmp_path / "dataset.json", "test")
+    assert test == [{"image": [str(tmp_path / "imagesTs" / f"prostate_09_{c:04d}.nii.gz") for c in (0, 1)]}]
+    with pytest.raises(DataCheckError, match="an nnU-Net raw dataset has no 'validation' list"):
+        load_datalist(tmp_path / "dataset.json", "validation")

@@ -134,6 +134,24 @@ def test_undeclared_label_value_is_refused(ct_dir, tmp_path):
         plan_dataset(root, device="cpu")
 
 
+def test_nnunet_label_tables_are_read_and_unreadable_cases_say_which_file_and_why(tmp_path):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    dataset = json.loads((root / "dataset.json").read_text())
+    # nnU-Net writes its label table name -> value
+    dataset["labels"] = {name: int(value) for value, name in dataset["labels"].items()}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    plan = plan_dataset(root, device="cpu")
+    assert plan["labels"] == {str(value): name for name, value in dataset["labels"].items() if value > 0}
+    label = root / dataset["training"][1]["label"]
+    label.write_bytes(label.read_bytes()[:60])  # an interrupted download
+    with pytest.raises(ValueError, match=rf"{label}: cannot read the label: \w+Error: "):
+        plan_dataset(root, device="cpu")
+    label.unlink()
+    with pytest.raises(ValueError, match=rf"{label}: label file does not exist"):
+        plan_dataset(root, device="cpu")
+
+
 def test_a_saved_plan_is_readable_as_the_weights_beside_it_are(tmp_path):
     import os
     import stat
