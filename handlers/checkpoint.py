@@ -13,6 +13,8 @@ Every file is a plain ``torch.save`` of tensors and numbers: it loads with ``tor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -188,6 +190,17 @@ class BestModelSaver:
             save_atomic(_unwrap(self.network).state_dict(), self.save_path)
             logger.info("saved %s (%s %.4f at epoch %d)", self.save_path, name, score, self.best_metric_epoch)
 
+    def save_unvalidated(self) -> None:
+        """Saves the weights as they are, for a training that validated no case at all (no validation cases): else
+        it would end without a weights file, or with one of an earlier training."""
+        if _is_main_process():
+            save_atomic(_unwrap(self.network).state_dict(), self.save_path)
+            logger.warning(
+                "no validation case was scored in this training, so %s holds the weights of its last epoch, "
+                "not the best ones; give the training validation cases to keep the best.",
+                self.save_path,
+            )
+
     def state_dict(self) -> dict[str, float]:
         return {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
 
@@ -203,6 +216,15 @@ class BestModelSaver:
 #: folder -> the open lock file by which this process holds it (see _lock_folder)
 _FOLDER_LOCKS: dict[Path, Any] = {}
 LOCK_NAME = ".training.lock"
+
+
+def _cases_fingerprint(engine: Engine) -> str | None:
+    """A digest of the trainer's cases (their files, in any order); ``None`` when its dataset lists none."""
+    data = getattr(getattr(getattr(engine, "data_loader", None), "dataset", None), "data", None)
+    if not isinstance(data, (list, tuple)) or not data:
+        return None
+    files = sorted(json.dumps(case, sort_keys=True, default=str) for case in data)
+    return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
 
 
 def _lock_folder(folder: Path) -> None:
@@ -248,7 +270,11 @@ class TrainingCheckpoint:
     then (:class:`~monai_unets.handlers.FinalValidationHandler`), so that it holds the best score so far. While a
     training runs, its checkpoint folder is locked (``.training.lock``): a second training with the same folder
     stops at start with a ``CheckpointError``.
-    With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten.
+    With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten. A checkpoint records its
+    training cases (a digest of the dataset's list): a training on other cases (more labelled images, another
+    split) is another training, which starts at epoch 1 from the weights the run loaded, if any, instead of
+    resuming, and a best score of other validation cases is not kept. A training that scored no validation case
+    at all (none given) has its :class:`BestModelSaver` write the last epoch's weights when it ends.
 
     Args:
         checkpoint_path: the checkpoint file (``models/checkpoint.pt``).
@@ -271,6 +297,7 @@ class TrainingCheckpoint:
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
         self.resume = resume
         self.interval = interval
+        self._first_epoch = 0
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._lock)
@@ -289,20 +316,44 @@ class TrainingCheckpoint:
         # validation when training ends (FinalValidationHandler): the checkpoint then holds that validation's best
         # score, and a resumed run does not take a worse one for a new best and replace the better model file
         if not engine.has_event_handler(self.save, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self._save_weights_if_never_validated)
             engine.add_event_handler(Events.COMPLETED, self.save)
             engine.add_event_handler(Events.COMPLETED, lambda _: _unlock_folder(self.checkpoint_path.parent))
+
+    def _save_weights_if_never_validated(self, engine: Engine) -> None:
+        # with no validation case (MONAI Label's first trainings on a few labels: its val_split leaves none) the
+        # validator never runs, and the best-weights file would not be written at all
+        if engine.state.epoch <= self._first_epoch:
+            return  # no epoch trained in this run: the weights are as the last one left them
+        for obj in self.save_dict.values():
+            if isinstance(obj, BestModelSaver) and obj.best_metric_epoch < 0:
+                obj.save_unvalidated()
 
     def save(self, engine: Engine) -> None:
         if not _is_main_process():
             return
         state = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
         state["trainer"] = {"epoch": int(engine.state.epoch), "iteration": int(engine.state.iteration)}
+        cases = _cases_fingerprint(engine)
+        if cases is not None:
+            state["trainer"]["cases"] = cases
         save_atomic(state, self.checkpoint_path)
 
     def load(self, engine: Engine) -> None:
+        self._first_epoch = int(engine.state.epoch)
         if not self.resume or not self.checkpoint_path.is_file():
             return
         state = _read(self.checkpoint_path)
+        cases = state.get("trainer", {}).get("cases") if isinstance(state.get("trainer"), Mapping) else None
+        if cases is not None and cases != _cases_fingerprint(engine):
+            # another training, not the interrupted one: MONAI Label trains again once more images are labelled,
+            # and its best score came from other validation cases
+            logger.warning(
+                "%s is of a training on other cases: this one starts at epoch 1 (from the weights the run loaded, "
+                "if any) and overwrites it.",
+                self.checkpoint_path,
+            )
+            return
         missing = [name for name in [*self.save_dict, "trainer"] if name not in state]
         if missing:
             raise CheckpointError(
@@ -322,7 +373,7 @@ class TrainingCheckpoint:
                     f"{self.checkpoint_path}: its {name!r} does not fit this configuration ({error}); start fresh "
                     "with --resume False."
                 ) from error
-        epoch = int(state["trainer"]["epoch"])
+        epoch = self._first_epoch = int(state["trainer"]["epoch"])
         # the iterations of this run's epochs, not the saved count: another batch size or number of processes
         # gives another epoch length, and ignite stops once the iteration reaches epoch_length * max_epochs
         length = engine.state.epoch_length

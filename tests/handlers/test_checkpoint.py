@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from ignite.engine import Events
+from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader
 
@@ -155,3 +156,54 @@ def test_a_second_training_with_the_same_folder_is_refused(tmp_path):
     trainer.run()
     with open(tmp_path / ".training.lock", "a") as after:
         fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _case_trainer(tmp_path, names, max_epochs=2):
+    """A trainer over a dataset of named cases (what a bundle's datalist gives), checkpointed with its best saver."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    cases = [{"image": torch.full((3,), float(ord(name))), "label": torch.ones(1), "name": name} for name in names]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=max_epochs,
+        train_data_loader=DataLoader(Dataset(cases), batch_size=2),
+        network=net,
+        optimizer=optimizer,
+        loss_function=torch.nn.MSELoss(),
+    )
+    saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
+    TrainingCheckpoint(tmp_path / "checkpoint.pt", {"model": net, "optimizer": optimizer, "best_model": saver}).attach(
+        trainer
+    )
+    epochs: list[int] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
+    return trainer, net, saver, epochs
+
+
+def test_a_finished_training_resumes_only_on_its_own_cases_and_another_one_starts_anew(tmp_path, caplog):
+    # MONAI Label trains again once more images are labelled, with resume on: that training had done nothing
+    trainer, _, saver, epochs = _case_trainer(tmp_path, ["a", "b", "c"])
+    trainer.run()
+    assert epochs == [1, 2]
+    trainer, _, saver, epochs = _case_trainer(tmp_path, ["c", "b", "a"])  # the same cases: nothing left to do
+    trainer.run()
+    assert epochs == []
+    trainer, _, saver, epochs = _case_trainer(tmp_path, ["a", "b", "c", "d"])
+    saver.best_metric, saver.best_metric_epoch = 0.9, 1  # as a validation of this run would set it
+    with caplog.at_level("WARNING"):
+        trainer.run()
+    assert epochs == [1, 2]
+    assert "checkpoint.pt is of a training on other cases: this one starts at epoch 1" in caplog.text
+    assert saver.best_metric == 0.9  # not replaced by the other training's best score
+
+
+def test_a_training_without_validation_cases_still_writes_its_weights(tmp_path, caplog):
+    trainer, net, _, epochs = _case_trainer(tmp_path, ["a", "b"])
+    with caplog.at_level("WARNING"):
+        trainer.run()
+    assert epochs == [1, 2]
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(saved[key], value)
+    assert "no validation case was scored in this training" in caplog.text
