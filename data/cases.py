@@ -224,7 +224,8 @@ def case_output_paths(transforms: Any, name: str) -> list[Path]:
             continue
         if callable(getattr(transform, "output_paths", None)):
             paths.extend(transform.output_paths(name))
-        saver = transform.saver if isinstance(transform, SaveImaged) else transform
+            continue
+        saver = getattr(transform, "saver", None) if isinstance(transform, SaveImaged) else transform
         if isinstance(saver, SaveImage) and (path := saved_path(saver, name)) is not None:
             paths.append(path)
     return paths

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import PILReader
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, SaveImaged, Transform
 from monai.utils import ensure_tuple
 from PIL import Image, UnidentifiedImageError
 
@@ -384,7 +384,7 @@ class SaveDicomSeg(Transform):
         return label_map
 
 
-class SaveDicomSegd(MapTransform):
+class SaveDicomSegd(SaveImaged):
     """Dictionary-based :class:`SaveDicomSeg`, for the post-processing chain after ``Invertd`` + ``AsDiscreted``.
 
     The series folder or DICOM file is taken from the prediction's ``meta["filename_or_obj"]``, else from the
@@ -416,7 +416,10 @@ class SaveDicomSegd(MapTransform):
         allow_missing_keys: bool = False,
         **write_kwargs: Any,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
+        # a SaveImaged by type only: MONAI Label's served inference leaves every SaveImaged out of the postprocessing
+        # and returns the label map itself; a SEG written there would be a file no one receives, on the server, with
+        # the patient's identifiers
+        MapTransform.__init__(self, keys, allow_missing_keys)
         self.saver = SaveDicomSeg(output_dir, labels, output_postfix, **write_kwargs)
         self.source_key = source_key
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, SaveImage
+from monai.transforms import MapTransform, SaveImage, SaveImaged
 
 from ..data import AtomicITKWriter, AtomicNibabelWriter, case_output_name
 from ..data.cases import saved_path
@@ -35,7 +35,7 @@ def entropy_map(probabilities: torch.Tensor) -> torch.Tensor:
     return -plogp.sum(0) / math.log(channels)
 
 
-class SaveProbabilityMapsd(MapTransform):
+class SaveProbabilityMapsd(SaveImaged):
     """Write a prediction's class probabilities and its uncertainty (normalised entropy) as NIfTI files.
 
     Placed after ``Invertd`` and before ``AsDiscreted`` in an inference post-processing chain, or before
@@ -76,7 +76,8 @@ class SaveProbabilityMapsd(MapTransform):
         invert: Callable[[dict], Mapping] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
+        # a SaveImaged by type only, as SaveDicomSegd: MONAI Label's served inference leaves it out
+        MapTransform.__init__(self, keys, allow_missing_keys)
         self.enabled = bool(enabled)
         self.invert = invert
         # the label map's writers: the case's unique name (two studies named alike must not share maps), files

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-from monai.transforms import RandomizableTrait, Transform
+from monai.transforms import RandomizableTrait, SaveImaged, Transform
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.data import cached_dataset, case_output_paths
 from monai_unets.handlers.errors import SettingError, check_settings
@@ -530,3 +530,17 @@ def test_case_isolation_knows_every_file_inference_writes_for_a_case(name, tmp_p
     else:
         assert names == ["ct_1.2_seg.png"]
     assert {path.parent for path in case_output_paths(outputs, "ct_1.2")} == {tmp_path / "out"}
+
+
+@pytest.mark.parametrize("name", list_bundles())
+def test_served_inference_writes_no_file_on_the_server(name, tmp_path):
+    # MONAI Label's bundle app takes the postprocessing's transforms and leaves out those that are SaveImaged; it
+    # returns the label map itself. A writer left in would put files (a DICOM SEG with the patient's identifiers)
+    # on the server that no one receives
+    configs = _configs(bundle_dir(name))
+    parser = ConfigParser()
+    parser.read_meta(str(configs / "metadata.json"))
+    parser.read_config(str(configs / "inference.yaml"))
+    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "write_probabilities": True})
+    served = [t for t in parser.get_parsed_content("postprocessing").transforms if not isinstance(t, SaveImaged)]
+    assert served and case_output_paths(served, "case") == []
