@@ -581,6 +581,13 @@ CATALOGUE: list[Fault] = [
         "accepted",
         "the case is used: any two-level mask is binarized",
     ),
+    Fault(
+        "training, check-data",
+        "mask of class indices 0/1/2 (a second class an annotation tool added)",
+        lambda r: _skin_case(r, mask=_mask() // 255 + (np.arange(32) > 28).astype(np.uint8) * 2),
+        "mask values 0, 1, 2 are several classes",
+        _STOP,
+    ),
     # --- settings (every bundle checks its settings at start)
     Fault(
         "all bundles",

@@ -49,8 +49,10 @@ class BinarizeLabel(Transform):
 
     A voxel is foreground when its value is above ``threshold``; by default the threshold is half of the
     mask's maximum, so 0/1 and 0/255 masks both work, as do JPEG-compressed masks whose values drift around 0
-    and 255. An empty mask stays empty, also one read from a JPEG file, whose compression noise (values up to
-    16) is never foreground.
+    and 255, and masks with smoothed edges. An empty mask stays empty, also one read from a JPEG file, whose
+    compression noise (values up to 16) is never foreground. A lossless mask of more than two small integer
+    values (0, 1, 2: class indices, e.g. a second class an annotation tool added) is refused, naming the file:
+    half its maximum would drop class 1.
 
     Args:
         threshold: fixed threshold; ``None`` for half of each mask's maximum (at least 16 for a JPEG mask).
@@ -70,9 +72,19 @@ class BinarizeLabel(Transform):
         label_t = convert_to_tensor(label, track_meta=get_track_meta())
         threshold = self.threshold
         if threshold is None:
-            threshold = float(label_t.max()) / 2
+            top = float(label_t.max()) if label_t.numel() else 0.0
+            threshold = top / 2
             if _lossy(label):
                 threshold = max(threshold, _LOSSY_NOISE)
+            elif 1 < top < _LOSSY_NOISE:
+                values = torch.unique(label_t)
+                if len(values) > 2:
+                    name = (getattr(label, "meta", None) or {}).get("filename_or_obj", "mask")
+                    shown = ", ".join(f"{float(v):g}" for v in values[:8])
+                    raise ValueError(
+                        f"{name}: mask values {shown} are several classes; this bundle segments one, from masks of "
+                        "background 0 and one foreground value (1 or 255)."
+                    )
         return (label_t > threshold).to(torch.float32)
 
 

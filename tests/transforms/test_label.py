@@ -46,6 +46,16 @@ def test_an_empty_jpeg_mask_stays_empty_and_a_lesion_is_kept(tmp_path):
     assert float(BinarizeLabel()(load(tmp_path / "lesion01.png")).sum()) == 400
 
 
+def test_a_mask_of_several_class_indices_is_refused_and_smooth_edges_are_not():
+    # 0/1/2: lesion 1 and another class an annotation tool added; half the maximum had dropped the lesion
+    mask = MetaTensor(torch.tensor([[0, 1, 1, 2]]), meta={"filename_or_obj": "/labels/ISIC_1.png"})
+    with pytest.raises(ValueError, match=r"ISIC_1.png: mask values 0, 1, 2 are several classes"):
+        BinarizeLabel()(mask)
+    # a 0/255 mask with smoothed edges is read at half its maximum, as before
+    smooth = torch.tensor([[0, 40, 128, 200, 255]])
+    np.testing.assert_array_equal(BinarizeLabel()(smooth).numpy(), [[0, 0, 1, 1, 1]])
+
+
 def test_fixed_threshold():
     np.testing.assert_array_equal(BinarizeLabel(threshold=0)(np.array([0, 1, 2])).numpy(), [0, 1, 1])
 
