@@ -203,11 +203,15 @@ def _infer(server: Server, model: str, image: str, suffix: str, folder: Path) ->
 
 
 def _train_rewrites_weights(served: dict, model: str) -> None:
+    # a /train on other cases than the last one (another split here, as when more images are labelled) trains
+    # again rather than resuming the finished last one, and one without validation cases (val_split 0, or the
+    # first few labels) still writes its weights
     weights = served["app"] / "model" / model / "models" / "model.pt"
-    before = weights.stat().st_mtime_ns
-    body = {"max_epochs": 1, "val_split": 0.34, "device": "cpu"}
-    assert _request(f"{served['server'].url}/train/{model}?run_sync=true", "POST", body)[0] == 200
-    assert weights.stat().st_mtime_ns > before
+    for val_split in (0.34, 0.0, 0.34):
+        before = weights.stat().st_mtime_ns
+        body = {"max_epochs": 1, "val_split": val_split, "device": "cpu"}
+        assert _request(f"{served['server'].url}/train/{model}?run_sync=true", "POST", body)[0] == 200
+        assert weights.stat().st_mtime_ns > before, f"val_split {val_split}"
 
 
 @pytest.mark.parametrize("model, label", [("egeunet_skin_lesion", "lesion"), ("unetv2_polyp", "polyp")])
@@ -244,5 +248,7 @@ def test_3d_bundle_serves_nifti_and_dicom(served_3d, model, tmp_path):
     twin = nib.load(served_3d["data"] / "imagesTs" / "demo_003.nii.gz")
     assert label.shape == twin.shape
     np.testing.assert_allclose(label.affine, twin.affine, atol=1e-3)
+    # nor a DICOM SEG, which no one would receive, with the patient's identifiers, on the server
+    assert not list((served_3d["app"] / "model" / model).rglob("*.dcm"))
 
     _train_rewrites_weights(served_3d, model)
