@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,10 @@ __all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases"]
 # 2D image files that the 2D bundles read (``monai_unets.transforms.Image2DReader``); volumes are listed by
 # ``list_cases(..., volumes=True)`` instead.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+
+
+# ISIC 2017 ships a superpixel map beside each image (ISIC_<id>_superpixels.png): images, but none to segment
+_SUPERPIXEL_MAP = re.compile(r"_superpixels\.png$", re.IGNORECASE)
 
 
 def _has_image_suffix(path: Path, suffixes: Sequence[str]) -> bool:
@@ -82,7 +87,7 @@ def list_cases(
         if not folder.is_dir():
             raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
         outputs = output_folder_inside(folder, output_dir)
-        files, skipped, special = [], [], []
+        files, skipped, special, superpixels = [], [], [], []
         for path in sorted(folder.iterdir()):
             if path.name.startswith("."):
                 continue
@@ -91,12 +96,15 @@ def list_cases(
                     skipped.append(path.name)
             elif is_special_file(path):
                 special.append(path.name)
+            elif _SUPERPIXEL_MAP.search(path.name):
+                superpixels.append(path.name)
             elif _has_image_suffix(path, suffixes):
                 files.append(path)
             else:
                 skipped.append(path.name)
         warn_skipped(folder, skipped, f"subfolders and files that are not 2D images: {', '.join(suffixes)}")
         warn_skipped(folder, special, SPECIAL_FILES)
+        warn_skipped(folder, superpixels, "ISIC superpixel maps, not images to segment")
         if not files:
             raise FileNotFoundError(f"input folder {folder} has no image file ({', '.join(suffixes)}).")
         return [{"image": os.path.abspath(p)} for p in files]

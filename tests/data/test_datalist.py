@@ -188,3 +188,13 @@ def test_a_decathlon_test_list_of_plain_paths_is_read(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps(dataset))
     cases = list_cases(tmp_path, tmp_path / "dataset.json", key="test")
     assert cases == [{"image": str(tmp_path / "imagesTs" / f"pancreas_00{i}.nii.gz")} for i in (2, 5)]
+
+
+def test_isic_superpixel_maps_beside_the_images_are_not_segmented(tmp_path):
+    # the ISIC 2017 downloads: ISIC_<id>.jpg with ISIC_<id>_superpixels.png in one folder
+    for case in ("ISIC_0012086", "ISIC_0012092"):
+        (tmp_path / f"{case}.jpg").write_bytes(b"")
+        (tmp_path / f"{case}_superpixels.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"skipping 2 entries \(ISIC superpixel maps, not images to segment\)"):
+        cases = list_cases(tmp_path, input_dir=tmp_path)
+    assert [c["image"] for c in cases] == [str(tmp_path / "ISIC_0012086.jpg"), str(tmp_path / "ISIC_0012092.jpg")]
