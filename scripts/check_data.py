@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datalist", default=None, help="datalist JSON (default: the bundle's, in the dataset folder)")
     parser.add_argument(
         "--set",
-        dest="overrides",
+        # not "overrides": the command line keeps the arguments it does not know there
+        dest="settings",
         type=_override,
         action="append",
         default=[],
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     parser["dataset_dir"] = str(args.dataset_dir)
     if args.datalist:
         parser["datalist"] = str(args.datalist)
-    for key, value in args.overrides:
+    for key, value in args.settings:
         if key not in parser:
             raise ValueError(f"--set {key}: the bundle's train.yaml has no setting {key!r}.")
         parser[key] = value

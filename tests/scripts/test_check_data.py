@@ -1,0 +1,27 @@
+"""monai-unets check-data: one line per bad case, a summary, an exit status; --set takes the bundle's settings."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from monai_unets.scripts import check_data
+from monai_unets.scripts.demo_ct import generate_demo_ct
+
+
+def test_check_data_lists_a_bad_case_and_takes_a_setting_that_accepts_it(tmp_path, capsys):
+    generate_demo_ct(tmp_path, num_cases=3, num_test=0, shape=(24, 24, 8))
+    image_path = tmp_path / "imagesTr" / "demo_001.nii.gz"
+    image = nib.load(image_path)
+    values = np.asarray(image.dataobj, dtype=np.float32)
+    values[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(values, image.affine), image_path)
+    args = ["--bundle", "egeunet3d_pancreas_ct", "--dataset-dir", str(tmp_path)]
+    assert check_data.main(args) == 1
+    out = capsys.readouterr().out
+    assert f"BAD  {image_path}: has 1 NaN and 0 infinite voxels" in out
+    assert "1 of 3 cases are bad" in out
+    # the setting training takes for such data (--nan_policy replace) makes the case fine here too
+    assert check_data.main([*args, "--set", "nan_policy=replace"]) == 0
+    assert "all 3 cases are fine for egeunet3d_pancreas_ct" in capsys.readouterr().out
+    assert check_data.main([*args, "--set", "nan_polcy=replace"]) == 1
+    assert "train.yaml has no setting 'nan_polcy'" in capsys.readouterr().err
