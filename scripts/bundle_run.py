@@ -77,9 +77,13 @@ def resolve_bundle(bundle: str, workdir: str | None = None) -> Path:
         PosixPath('/tmp/runs/skin')
     """
     path = Path(bundle).expanduser()
-    if (path / "configs" / "metadata.json").is_file():
+    shipped = bundle in list_bundles()
+    # a shipped bundle's name given with --workdir runs there, though a folder of that name is in the current one
+    if (path / "configs" / "metadata.json").is_file() and not (shipped and workdir):
+        if workdir:
+            logger.warning("%s is a bundle folder and runs in place; --workdir %s is for shipped ones", path, workdir)
         return path.resolve()
-    if bundle not in list_bundles():
+    if not shipped:
         if path.exists():
             raise ValueError(f"{path} is not a bundle: it has no configs/metadata.json.")
         raise ValueError(f"no bundle folder or shipped bundle named {bundle!r}; shipped: {', '.join(list_bundles())}.")

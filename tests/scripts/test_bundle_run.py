@@ -32,6 +32,16 @@ def test_a_shipped_bundle_runs_from_a_copy_that_is_reused(tmp_path):
     assert resolve_bundle(str(copy)) == copy
 
 
+def test_workdir_is_taken_though_a_folder_of_the_bundles_name_is_in_the_current_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default = resolve_bundle(SKIN)
+    assert default == tmp_path / SKIN
+    # the user asks for another copy: ./<name> had been used instead, without a word
+    assert resolve_bundle(SKIN, "second") == tmp_path / "second"
+    assert (tmp_path / "second" / "configs" / "train.yaml").is_file()
+    assert resolve_bundle(SKIN) == default
+
+
 def test_bad_bundle_arguments_are_errors(tmp_path):
     with pytest.raises(ValueError, match="no bundle folder or shipped bundle named 'nope'"):
         resolve_bundle("nope")
