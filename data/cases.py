@@ -9,6 +9,7 @@ reading or preprocessing fails becomes a failure record (case, file, stage, erro
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -199,7 +200,10 @@ def saved_path(saver: SaveImage, name: str) -> Path | None:
     """The file MONAI's ``SaveImage`` writes for the case named ``name``, when :func:`case_output_name` names it."""
     if saver.fname_formatter is not case_output_name:
         return None
-    return Path(saver.folder_layout.filename(**case_output_name({CASE_NAME_KEY: name}, saver)))
+    # a copy that creates no folder: the layout of a saver makes the output folders as it names a file
+    layout = copy.copy(saver.folder_layout)
+    layout.makedirs = False
+    return Path(layout.filename(**case_output_name({CASE_NAME_KEY: name}, saver)))
 
 
 def case_output_paths(transforms: Any, name: str) -> list[Path]:
@@ -211,7 +215,9 @@ def case_output_paths(transforms: Any, name: str) -> list[Path]:
 
     Example::
 
-        >>> case_output_paths(SaveImaged("pred", "out", "seg", output_name_formatter=case_output_name), "ct_1")
+        >>> save = SaveImaged("pred", output_dir="out", output_postfix="seg", separate_folder=False,
+        ...                   output_name_formatter=case_output_name)
+        >>> case_output_paths([Activationsd("pred", softmax=True), save], "ct_1")
         [PosixPath('out/ct_1_seg.nii.gz')]
     """
     paths: list[Path] = []

@@ -28,7 +28,7 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Excep
 
 
 def describe_error(error: BaseException) -> str:
-    """What is wrong with a case, in one line: ``"Type: message"`` of the exception that says so.
+    r"""What is wrong with a case, in one line: ``"Type: message"`` of the exception that says so.
 
     MONAI wraps a failing transform's exception in ``RuntimeError("applying transform ...")`` layers, which are
     looked through; an exception raised ``from`` a lower-level one is kept, as it says more about the file (PIL's

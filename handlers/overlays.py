@@ -45,7 +45,7 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray | torch.Tensor | None, 
 
     Example::
 
-        >>> label_volumes(np.ones((10, 10, 10), np.uint8), np.diag([2.0, 2.0, 2.5, 1.0]), 1)
+        >>> [round(v, 6) for v in label_volumes(np.ones((10, 10, 10), np.uint8), np.diag([2.0, 2.0, 2.5, 1.0]), 1)]
         [10.0]
     """
     counts = np.bincount(labels.reshape(-1), minlength=num_classes + 1)[1 : num_classes + 1].astype(float)

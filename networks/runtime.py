@@ -125,7 +125,7 @@ def select_runtime(
 
     Example::
 
-        >>> net = select_runtime("torch", EGEUNet(), "models/model.onnx")
+        >>> net = select_runtime("torch", EGEUNet(spatial_dims=2, in_channels=3, out_channels=1), "model.onnx")
     """
     if runtime == "torch":
         return network.to(device)

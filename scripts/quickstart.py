@@ -4,7 +4,7 @@ The steps are the commands a user runs on real data, printed before they run:
 
 1. ``monai-unets demo-data`` writes synthetic dermoscopy images, masks and a datalist;
 2. the bundle is copied next to the data, so that its weights and logs are written there;
-3. ``python -m monai.bundle run training`` trains it (train.yaml);
+3. ``python -m monai.bundle run`` with its train.yaml trains it;
 4. ``python -m monai.bundle run`` with inference.yaml writes one PNG mask per test image, at the image's size;
 5. the same with train.yaml + evaluate.yaml computes Dice, IoU, accuracy, sensitivity and specificity per case
    and writes an HTML report with an overlay picture of each case.

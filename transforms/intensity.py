@@ -63,7 +63,7 @@ class PlannedNormalize(Transform):
 
         >>> norm = PlannedNormalize({"scheme": "ct", "clip": [-100, 200], "mean": 50, "std": 50})
         >>> norm(torch.tensor([[-1000.0, 50.0, 400.0]]))
-        tensor([[-3.,  0.,  3.]])
+        metatensor([[-3.,  0.,  3.]])
     """
 
     backend = NormalizeIntensity.backend
@@ -102,7 +102,7 @@ class PlannedNormalized(MapTransform):
 
         >>> norm = PlannedNormalized("image", {"scheme": "zscore_nonzero"})
         >>> norm({"image": torch.tensor([[0.0, 1.0, 3.0]])})["image"]
-        tensor([[ 0., -1.,  1.]])
+        metatensor([[ 0., -1.,  1.]])
     """
 
     backend = PlannedNormalize.backend

@@ -60,7 +60,7 @@ class BinarizeLabel(Transform):
     Example::
 
         >>> BinarizeLabel()(torch.tensor([[0, 255, 250, 3]]))
-        tensor([[0., 1., 1., 0.]])
+        metatensor([[0., 1., 1., 0.]])
     """
 
     backend = [TransformBackends.TORCH]
@@ -99,7 +99,7 @@ class BinarizeLabeld(MapTransform):
     Example::
 
         >>> BinarizeLabeld(keys="label")({"label": torch.tensor([[0, 1]])})["label"]
-        tensor([[0., 1.]])
+        metatensor([[0., 1.]])
     """
 
     backend = BinarizeLabel.backend

@@ -32,7 +32,8 @@ def entropy_map(probabilities: torch.Tensor) -> torch.Tensor:
     if channels < 2:
         raise ValueError(f"entropy needs 2 or more class channels, got {channels}")
     plogp = torch.where(probs > 0, probs * torch.log(probs.clamp_min(1e-12)), torch.zeros_like(probs))
-    return -plogp.sum(0) / math.log(channels)
+    # subtracted from +0.0: a certain voxel's entropy is 0, where negating the sum gives -0.0
+    return (0.0 - plogp.sum(0)) / math.log(channels)
 
 
 class SaveProbabilityMapsd(SaveImaged):
@@ -62,7 +63,8 @@ class SaveProbabilityMapsd(SaveImaged):
     Example::
 
         >>> save = SaveProbabilityMapsd("pred", "out")
-        >>> save({"pred": probs})  # doctest: +SKIP  (writes out/<case>_prob.nii.gz, out/<case>_uncertainty.nii.gz)
+        >>> # writes out/<case>_prob.nii.gz and out/<case>_uncertainty.nii.gz
+        >>> save({"pred": probs})  # doctest: +SKIP
     """
 
     def __init__(
