@@ -114,6 +114,8 @@ def warn_skipped(folder: str | os.PathLike, skipped: Sequence[str], reason: str)
     warnings.warn(f"input folder {folder}: skipping {len(skipped)} entries ({reason}): {shown}.", stacklevel=3)
 
 
+#: The report every batch run writes into its output folder; a subfolder holding one is an earlier run's outputs.
+RUN_MARKER = "failures.csv"
 #: the warn_skipped reason for pipes, sockets and devices: reading one named like an image would wait forever
 SPECIAL_FILES = "not regular files: a pipe, socket or device is never read"
 
@@ -1238,13 +1240,17 @@ def list_medical_cases(
     loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
     special: list[str] = []
+    earlier_runs: list[str] = []
     lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
         path = Path(os.path.abspath(path))
         if path.is_dir():
-            if _holds_studies(path, suffixes):
+            if (path / RUN_MARKER).is_file():
+                # an earlier run's outputs under another name than this run's output folder: label maps, no studies
+                earlier_runs.append(path.name)
+            elif _holds_studies(path, suffixes):
                 # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies
                 cases.extend(list_medical_cases(path, split_series, suffixes, output_dir))
             else:
@@ -1264,6 +1270,7 @@ def list_medical_cases(
         else:
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
+    warn_skipped(folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER}")
     warn_skipped(folder, special, SPECIAL_FILES)
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice

@@ -479,6 +479,13 @@ def test_a_folder_per_patient_is_listed_study_by_study(formats, tmp_path):
         str(root / "p4"),
     ]
     assert case_output_names(cases)[:2] == ["p1_image", "p2_image"]
+    # an earlier run's output folder among them (another name than this run's): its label maps are no studies
+    (root / "predictions_v1").mkdir()
+    shutil.copy(formats["nifti"], root / "predictions_v1" / "p1_image_seg.nii.gz")
+    (root / "predictions_v1" / "failures.csv").write_text("case,file,stage,error\n")
+    with pytest.warns(UserWarning, match=r"skipping 1 entries \(output folders of earlier runs.*: predictions_v1"):
+        assert [c["image"] for c in list_medical_cases(root, output_dir=tmp_path / "predictions_v2")] == cases
+    shutil.rmtree(root / "predictions_v1")
     # a Decathlon task folder given as the input folder: its volumes are listed, with a warning that says how to
     # run its test list instead
     (root / "dataset.json").write_text("{}")
