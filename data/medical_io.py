@@ -797,6 +797,42 @@ def _rescale_of(header: Any) -> tuple[float, float]:
     return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
+def _frame_rescales(header: Any) -> list[tuple[float, float]] | None:
+    """Each frame's (RescaleSlope, RescaleIntercept) of an enhanced multi-frame file, where its functional groups
+    hold them (Pixel Value Transformation, per frame or shared); ``None`` for other files."""
+    frames = header.get("PerFrameFunctionalGroupsSequence")
+    if not frames:
+        return None
+    shared = (header.get("SharedFunctionalGroupsSequence") or [{}])[0]
+    rescales = []
+    for item in frames:
+        group = item.get("PixelValueTransformationSequence") or shared.get("PixelValueTransformationSequence")
+        if not group:
+            return None
+        rescales.append(_rescale_of(group[0]))
+    return rescales
+
+
+def _set_frame_values(image: Any, path: Path, rescales: Sequence[tuple[float, float]]) -> None:
+    """Writes each frame's modality values (its stored values by its own rescale) into ``image`` (float, as ITK
+    read it, frames in file order): ITK gave every frame of an enhanced file one rescale, up to thousands off on the
+    others (per-frame slopes, as enhanced MR and PET carry), and inverted MONOCHROME1."""
+    try:
+        stored = _dcmread(path).pixel_array
+    except Exception as error:  # noqa: BLE001 - a compression pydicom cannot decode: ITK's values stay
+        warnings.warn(
+            f"{path}: its frames carry rescales of their own, but pydicom cannot decode its pixel data "
+            f"({type(error).__name__}); its values are ITK's, with one rescale for every frame.",
+            stacklevel=4,
+        )
+        return
+    values = itk.array_view_from_image(image)
+    stored = np.asarray(stored).reshape(len(rescales), -1)
+    flat = values.reshape(len(rescales), -1)
+    for index, (slope, intercept) in enumerate(rescales):
+        flat[index] = stored[index] * slope + intercept
+
+
 def _is_monochrome1(header: Any) -> bool:
     return str(header.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
 
@@ -1046,9 +1082,15 @@ class MedicalImageReader(ImageReader):
         if is_dicom_file(path):
             header = _check_single_dicom(path)
             _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
-            if _is_monochrome1(header) and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
+            rescales = _frame_rescales(header)
+            float_needed = rescales is not None or _is_monochrome1(header)
+            if float_needed and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
                 kwargs = {**kwargs, "pixel_type": itk.F}
-            image = _undo_monochrome1(self.itk_reader.read(str(path), **kwargs), [header])
+            image = self.itk_reader.read(str(path), **kwargs)
+            if rescales is not None:
+                _set_frame_values(image, path, rescales)
+            else:
+                image = _undo_monochrome1(image, [header])
             return _with_slice_thickness(image, header, path)
         if _has_suffix(path, ITK_SUFFIXES):
             return self.itk_reader.read(str(path), **kwargs)

@@ -181,6 +181,24 @@ def test_float_pixel_data_is_read_as_stored(tmp_path):
     _assert_reads(folder, values, simpleitk=False)
 
 
+def test_an_enhanced_multiframe_file_gives_each_frame_its_own_rescale(tmp_path):
+    # the series with one scale per slice as one enhanced file (a rescale in each frame's functional groups, as
+    # enhanced MR and PET carry them): ITK gave every frame one rescale, thousands off on the others
+    from tests.geometry import write_enhanced_ct
+
+    folder = _series(tmp_path)
+    rescales = [(1.0 + k, -10.0 * k) for k in range(SHAPE[2])]
+    _encode(folder, STORED, bits=16, signed=True, rescales=rescales)
+    path = write_enhanced_ct(folder, tmp_path / "enhanced.dcm")
+    frames = pydicom.dcmread(path, stop_before_pixels=True).PerFrameFunctionalGroupsSequence
+    assert all("PixelValueTransformationSequence" in frame for frame in frames)
+    expected = np.stack([STORED[:, :, k] * s + i for k, (s, i) in enumerate(rescales)], axis=-1)
+    image = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(path))
+    # the file's frames may run the other way along the slice axis than the series' slices
+    values = image.numpy()
+    assert np.allclose(values, expected) or np.allclose(values[..., ::-1], expected)
+
+
 def test_truncated_pixel_data_names_the_file(tmp_path):
     folder = _series(tmp_path)
     path = sorted(folder.iterdir())[1]
