@@ -23,7 +23,7 @@ import torch
 from monai.config import NdarrayOrTensor
 
 from .atomic import atomic_path
-from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, _check_single_dicom, select_dicom_series
+from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, _check_single_dicom, _frame_group, select_dicom_series
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -320,7 +320,6 @@ def _planes_of_frames(header: Dataset, frames: int, where: str) -> list[_Plane]:
             f"no DICOM SEG written for {where}: it has {len(per_frame)} per-frame functional groups for {frames} "
             "frames."
         )
-    shared = header.get("SharedFunctionalGroupsSequence") or [{}]
     groups = {
         "PlanePositionSequence": "ImagePositionPatient",
         "PlaneOrientationSequence": "ImageOrientationPatient",
@@ -330,8 +329,8 @@ def _planes_of_frames(header: Dataset, frames: int, where: str) -> list[_Plane]:
     for number, item in enumerate(per_frame, start=1):
         values = {}
         for group, keyword in groups.items():
-            sequence = (item if group in item else shared[0]).get(group)
-            value = sequence[0].get(keyword) if sequence else None
+            holder = _frame_group(header, item, group)
+            value = holder.get(keyword) if holder is not None else None
             if value is None:
                 raise DicomSegError(
                     f"no DICOM SEG written for {where}: frame {number} has no {keyword} ({group}), so the "

@@ -797,20 +797,23 @@ def _rescale_of(header: Any) -> tuple[float, float]:
     return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
+def _frame_group(header: Any, frame: Any, group: str) -> Any:
+    """The item of functional group ``group`` (e.g. ``PlanePositionSequence``) that holds for one frame of an
+    enhanced multi-frame file: the frame's own where the frame has the group, else the shared one; ``None``
+    where that has none."""
+    holder = frame if group in frame else (header.get("SharedFunctionalGroupsSequence") or [{}])[0]
+    sequence = holder.get(group)
+    return sequence[0] if sequence else None
+
+
 def _frame_rescales(header: Any) -> list[tuple[float, float]] | None:
     """Each frame's (RescaleSlope, RescaleIntercept) of an enhanced multi-frame file, where its functional groups
     hold them (Pixel Value Transformation, per frame or shared); ``None`` for other files."""
     frames = header.get("PerFrameFunctionalGroupsSequence")
     if not frames:
         return None
-    shared = (header.get("SharedFunctionalGroupsSequence") or [{}])[0]
-    rescales = []
-    for item in frames:
-        group = item.get("PixelValueTransformationSequence") or shared.get("PixelValueTransformationSequence")
-        if not group:
-            return None
-        rescales.append(_rescale_of(group[0]))
-    return rescales
+    groups = [_frame_group(header, frame, "PixelValueTransformationSequence") for frame in frames]
+    return None if any(group is None for group in groups) else [_rescale_of(group) for group in groups]
 
 
 def _set_frame_values(image: Any, path: Path, rescales: Sequence[tuple[float, float]]) -> None:
