@@ -77,6 +77,25 @@ _BINARY_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 # copy's z lines of a block stay in cache; a 512 x 512 x 300 CT is copied 3x faster than in one strided pass.
 _TRANSPOSE_BLOCK = (128, 128, 16)
 
+# MONAI's LoadImage constructs every reader it knows, NvImgCodecPydicomReader among them, which then reports (a log
+# record and a warning) that nvImageCodec, a GPU decoder, is missing; the reader declines every file in that case, so
+# the two lines told every run of a failure that changed nothing. They stay for a user who chose that reader.
+_NVIMGCODEC_NOTICES = ("nvImageCodec is not available", "NvImgCodecPydicomReader: nvImageCodec decoder plugin")
+
+
+def _nvimgcodec_requested() -> bool:
+    return os.environ.get("MONAI_DICOM_READER", "").strip().lower() == "nvimgcodec"
+
+
+class _UnrequestedReaderFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _nvimgcodec_requested() or not record.getMessage().startswith(_NVIMGCODEC_NOTICES)
+
+
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").addFilter(_UnrequestedReaderFilter())
+if not _nvimgcodec_requested():
+    warnings.filterwarnings("ignore", message=_NVIMGCODEC_NOTICES[1], category=UserWarning)
+
 
 def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
     name = Path(path).name.lower()

@@ -680,3 +680,26 @@ def test_a_dicom_object_that_is_no_image_is_named_as_such(tmp_path):
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     ds.save_as(tmp_path / "rtstruct.dcm", enforce_file_format=True)
     _load_error(tmp_path / "rtstruct.dcm", ValueError, "RT Structure Set Storage object without image data")
+
+
+def _load_image_notices(env: dict) -> str:
+    import subprocess
+    import sys
+
+    code = "import monai_unets\nfrom monai.transforms import LoadImage\nLoadImage()\nLoadImage()\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout + run.stderr
+
+
+def test_nvimgcodec_notices_only_when_that_reader_is_chosen():
+    from monai.data.nvimgcodec_pydicom_plugin import is_nvimgcodec_available
+
+    if is_nvimgcodec_available():
+        pytest.skip("nvImageCodec is installed: MONAI reports nothing either way")
+    env = {k: v for k, v in os.environ.items() if k != "MONAI_DICOM_READER"}
+    # every LoadImage constructs MONAI's nvImageCodec reader, which reported the missing GPU decoder each time
+    assert "nvImageCodec" not in _load_image_notices(env)
+    chosen = _load_image_notices({**env, "MONAI_DICOM_READER": "nvimgcodec"})
+    assert "nvImageCodec is not available" in chosen
+    assert "did not register successfully" in chosen
