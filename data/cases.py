@@ -281,7 +281,8 @@ def cached_dataset(
     - ``memory``: ``CacheDataset``, preprocessed cases are kept in RAM (up to the first random transform);
       fastest epochs, memory grows with the data set.
     - ``disk``: ``PersistentDataset``, preprocessed cases are saved under ``cache_dir`` and reused by later
-      epochs and later runs; little RAM. Entries are keyed by the case and the preprocessing's definition.
+      epochs and later runs; little RAM. Entries are keyed by the case, the size and modification time of
+      each file it names, and the preprocessing's definition.
 
     Args:
         data: case dictionaries.
@@ -313,9 +314,40 @@ def cached_dataset(
         if not cache_dir:
             raise ValueError("cache='disk' needs a cache_dir to keep the preprocessed cases in.")
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        # the transform's definition is part of the key, so a changed preprocessing never reads stale entries
-        return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir, hash_transform=json_hashing)
+        # The transform's definition and the files' states are part of the key, so a changed preprocessing or a
+        # file corrected in place never reads stale entries. Entries keep their metadata and the operations
+        # applied (Invertd and the case names need them), which only a full unpickling reads back: the cache
+        # holds this function's own writes in a folder the user chose.
+        return PersistentDataset(
+            data=data,
+            transform=transform,
+            cache_dir=cache_dir,
+            hash_func=_case_digest,
+            hash_transform=json_hashing,
+            track_meta=True,
+            weights_only=False,
+        )
     raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}.")
+
+
+def _file_states(value: Any) -> list:
+    """(path, size, modification time) of each file that ``value`` (a case entry) names; a folder's files too."""
+    if isinstance(value, (list, tuple)):
+        return [state for item in value for state in _file_states(item)]
+    if not isinstance(value, (str, os.PathLike)):
+        return []
+    path = Path(parse_series_reference(value)[0])
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    except OSError:  # not a path, or gone: reading the case reports it
+        return []
+
+
+def _case_digest(case: dict) -> bytes:
+    """The disk cache's key of a case: its entries and the state of every file they name."""
+    states = {key: _file_states(value) for key, value in sorted(case.items())}
+    return json_hashing({"case": {k: str(v) for k, v in case.items()}, "files": states})
 
 
 def _stamp(item: Any, name: str, index: int) -> Any:

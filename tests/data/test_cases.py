@@ -1,12 +1,23 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
 import torch
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
-from monai.transforms import Compose, EnsureChannelFirstd, Lambdad, LoadImaged, RandFlipd, SaveImage, Transform
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    Invertd,
+    Lambdad,
+    LoadImaged,
+    RandFlipd,
+    Resized,
+    SaveImage,
+    Transform,
+)
 from monai_unets.data import (
     CASE_INDEX_KEY,
     CASE_NAME_KEY,
@@ -119,6 +130,39 @@ def test_cache_modes(tmp_path):
         cached_dataset(data, load, "ram")
     with pytest.raises(ValueError, match="cache_dir"):
         cached_dataset(data, load, "disk")
+
+
+def _disk_cached_png(tmp_path, path):
+    load = Compose(
+        [
+            LoadImaged("image", reader="PILReader", image_only=True),
+            EnsureChannelFirstd("image"),
+            Resized("image", (4, 4)),
+        ]
+    )
+    # a new dataset each time, as a later run makes: its items come from the cache files
+    return cached_dataset([{"image": path}], load, "disk", cache_dir=tmp_path / "cache")[0], load
+
+
+def test_disk_cache_read_back_keeps_metadata_and_operations(tmp_path):
+    path = _png(tmp_path / "a.png", size=(6, 8))
+    _disk_cached_png(tmp_path, path)
+    item, load = _disk_cached_png(tmp_path, path)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    image = item["image"]
+    assert isinstance(image, MetaTensor) and image.meta["filename_or_obj"] == path
+    # evaluation inverts the preprocessing from the cached item's record of it
+    restored = Invertd("image", load, orig_keys="image")(item)["image"]
+    assert tuple(restored.shape) == (1, 8, 6)
+
+
+def test_disk_cache_reads_a_file_corrected_in_place_again(tmp_path):
+    path = _png(tmp_path / "mask.png", value=10)
+    assert float(_disk_cached_png(tmp_path, path)[0]["image"].max()) == 10
+    _png(tmp_path / "mask.png", value=200)
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    assert float(_disk_cached_png(tmp_path, path)[0]["image"].max()) == 200
 
 
 class _CountingLoad(Transform):
