@@ -28,6 +28,7 @@ from monai.utils import min_version, optional_import
 
 from ..data.atomic import atomic_open
 from ..data.cases import rank_and_world_size
+from ..data.plan import save_plan
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -155,21 +156,37 @@ class BestModelSaver:
 
     The file is written atomically and holds the plain network's state dict. The best score is restored
     from a training checkpoint (``state_dict`` / ``load_state_dict``), so a resumed run keeps the better file.
+    Given a ``plan``, the plan is written to ``plan_file`` with the weights, and only then: a run that writes no
+    weights (a rerun of a finished training) leaves the plan of the weights there alone.
 
     Args:
         save_path: the weights file (``models/model.pt``).
         network: the network to save (a DDP / DataParallel wrapper is unwrapped).
         metric_name: metric to compare, higher is better; defaults to the engine's key metric.
+        plan: the plan the network is trained with (``monai_unets.data.plan``), written without post-processing
+            (:class:`~monai_unets.handlers.PostprocessingSelector` then records what validation chose).
+        plan_file: where ``plan`` goes (``models/plan.json``); needed with ``plan``.
 
     Example::
 
         >>> BestModelSaver("models/model.pt", network).attach(evaluator)  # doctest: +SKIP
     """
 
-    def __init__(self, save_path: str | os.PathLike, network: torch.nn.Module, metric_name: str | None = None) -> None:
+    def __init__(
+        self,
+        save_path: str | os.PathLike,
+        network: torch.nn.Module,
+        metric_name: str | None = None,
+        plan: Mapping[str, Any] | None = None,
+        plan_file: str | os.PathLike | None = None,
+    ) -> None:
+        if plan is not None and plan_file is None:
+            raise ValueError("BestModelSaver: a plan needs the plan_file to write it to.")
         self.save_path = Path(save_path)
         self.network = network
         self.metric_name = metric_name
+        self.plan = plan
+        self.plan_file = plan_file
         self.best_metric = -math.inf
         self.best_metric_epoch = -1
         self._engine: Engine | None = None
@@ -187,14 +204,19 @@ class BestModelSaver:
             return
         self.best_metric, self.best_metric_epoch = score, int(engine.state.epoch)
         if _is_main_process():
-            save_atomic(_unwrap(self.network).state_dict(), self.save_path)
+            self._save()
             logger.info("saved %s (%s %.4f at epoch %d)", self.save_path, name, score, self.best_metric_epoch)
+
+    def _save(self) -> None:
+        save_atomic(_unwrap(self.network).state_dict(), self.save_path)
+        if self.plan is not None:
+            save_plan({**self.plan, "postprocessing": {"keep_largest": []}}, self.plan_file)
 
     def save_unvalidated(self) -> None:
         """Saves the weights as they are, for a training that validated no case at all (no validation cases): else
         it would end without a weights file, or with one of an earlier training."""
         if _is_main_process():
-            save_atomic(_unwrap(self.network).state_dict(), self.save_path)
+            self._save()
             logger.warning(
                 "no validation case was scored in this training, so %s holds the weights of its last epoch, "
                 "not the best ones; give the training validation cases to keep the best.",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ from monai.utils import min_version, optional_import
 
 from ..data.plan import load_plan, save_plan
 from ..transforms.label import keep_largest_component
+from .checkpoint import _is_main_process
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -53,40 +53,29 @@ class PostprocessingSelector:
 
     Attached to a validation evaluator whose outputs hold one-hot ``pred`` and ``label`` (after
     ``AsDiscreted``), it measures each case's Dice per foreground class with and without keeping the largest
-    component of the class. Whenever the validation's key metric reaches a new best (the checkpoint the
-    ``CheckpointSaver`` keeps), it writes the classes where the largest component raises the mean Dice into the
-    plan file (``postprocessing.keep_largest``), which the inference config applies.
+    component of the class. Whenever the validation's key metric reaches a new best (the weights that
+    :class:`~monai_unets.handlers.BestModelSaver` writes, with their plan, in the same event before this handler),
+    it writes the classes where the largest component raises the mean Dice into the plan file
+    (``postprocessing.keep_largest``), which the inference config applies.
 
     Args:
-        plan_file: the plan stored beside the model.
-        plan: the plan the model is trained with; written to ``plan_file`` when the handler is attached (so that
-            the weights always have their plan beside them, whichever process validates), with no
-            post-processing until validation decides. ``None``: ``plan_file`` is read (the defaults if absent).
+        plan_file: the plan stored beside the model (the defaults if absent).
         pred_key: key of the prediction in the evaluator's output.
         label_key: key of the reference.
 
     Example::
 
-        >>> PostprocessingSelector("models/plan.json", plan).attach(evaluator)  # doctest: +SKIP
+        >>> PostprocessingSelector("models/plan.json").attach(evaluator)  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        plan_file: str | os.PathLike,
-        plan: Mapping[str, Any] | None = None,
-        pred_key: str = "pred",
-        label_key: str = "label",
-    ) -> None:
+    def __init__(self, plan_file: str | os.PathLike, pred_key: str = "pred", label_key: str = "label") -> None:
         self.plan_file = plan_file
-        self.plan = plan
         self.pred_key = pred_key
         self.label_key = label_key
         self.plain: list[list[float]] = []
         self.largest: list[list[float]] = []
 
     def attach(self, engine: Engine) -> None:
-        if self.plan is not None:
-            save_plan({**self.plan, "postprocessing": {"keep_largest": []}}, self.plan_file)
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.decide)
@@ -104,7 +93,8 @@ class PostprocessingSelector:
             self.largest.append([_dice(keep_largest_component(pred[c]), label[c]) for c in classes])
 
     def decide(self, engine: Engine) -> None:
-        if not self.plain or engine.state.best_metric_epoch != engine.state.epoch:
+        # the process that wrote the weights and their plan: another one could read the plan before that write
+        if not self.plain or engine.state.best_metric_epoch != engine.state.epoch or not _is_main_process():
             return
         values = list(range(1, len(self.plain[0]) + 1))
         plan = load_plan(self.plan_file)

@@ -24,7 +24,8 @@ class FinalValidationHandler(ValidationHandler):
     ``ValidationHandler(interval=5)`` a run of fewer than 5 epochs, as MONAI Label's short fine-tuning runs or a
     quick test, never validates and so never writes ``models/model.pt``. This handler validates every
     ``interval`` epochs and once more when the run completes (after the last epoch, or when it is stopped
-    early, e.g. by :class:`TrainingTimeLimit`) unless the current epoch was just validated.
+    early, e.g. by :class:`TrainingTimeLimit`) unless the current epoch was just validated or the run trained
+    nothing (a rerun of a finished training: its weights were validated when they were trained).
     Sliding-window validation of whole volumes can cost more than the epochs between two validations (large
     volumes, few training cases): with ``max_time_fraction`` a scheduled validation is skipped while the time
     spent validating so far exceeds that share of the time since training started, so validation never
@@ -59,7 +60,9 @@ class FinalValidationHandler(ValidationHandler):
         if not self.epoch_level:
             raise ValueError("FinalValidationHandler validates at epoch level only.")
         self._validated_epoch: int | None = None
+        self._training = False
         engine.add_event_handler(Events.STARTED, self._start_clock)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._trained)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self._final)
         if self.exec_at_start:
@@ -67,6 +70,10 @@ class FinalValidationHandler(ValidationHandler):
 
     def _start_clock(self, engine: Engine) -> None:
         self._started, self._validating_s = time.monotonic(), 0.0
+        self._training = False
+
+    def _trained(self, engine: Engine) -> None:
+        self._training = True
 
     def __call__(self, engine: Engine) -> None:
         if self.max_time_fraction is not None and not self._share_left():
@@ -89,7 +96,9 @@ class FinalValidationHandler(ValidationHandler):
         self._validated_epoch = engine.state.epoch
 
     def _final(self, engine: Engine) -> None:
-        if self._validated_epoch != engine.state.epoch:
+        # a validation of unchanged weights can only differ by a changed plan or data, and would then replace the
+        # weights' plan (BestModelSaver) while they were trained with the earlier one
+        if self._training and self._validated_epoch != engine.state.epoch:
             self._validate(engine)
 
 

@@ -161,10 +161,8 @@ def test_training_patch_follows_the_plan_and_the_device(name, device, patch, as_
     # the original recipe's plan (no plan file) with the CT phantoms' patch
     parser["plan"] = {**load_plan(tmp_path / "absent.json"), "patch_size": [64, 96, 32], "spacing": [0.9, 0.9, 2.5]}
     assert parser.get_parsed_content("patch_size") == patch
-    selector = next(
-        h for h in parser.get_parsed_content("validate#handlers") if type(h).__name__ == "PostprocessingSelector"
-    )
-    assert selector.plan["patch_size"] == patch and selector.plan["spacing"] == [0.9, 0.9, 2.5]
+    saver = parser.get_parsed_content("validate#best_model")
+    assert saver.plan["patch_size"] == patch and saver.plan["spacing"] == [0.9, 0.9, 2.5]
     # channels-last weights: the Attention U-Net's CPU setting; EGE-UNet keeps the default order everywhere
     expected = name == "attention_unet_pancreas_ct" and device == "cpu" and not parser.get_parsed_content("bf16")
     assert parser.get_parsed_content("channels_last") == expected

@@ -37,13 +37,28 @@ def test_choice_ignores_classes_absent_everywhere():
     assert choose_keep_largest([[0.5, 0.9]], [[0.5, 0.8]], [1, 2]) == []
 
 
-def test_the_training_plan_is_written_beside_the_weights_when_validation_is_set_up(tmp_path):
+def test_the_training_plan_is_written_with_the_weights_and_only_then(tmp_path):
     from ignite.engine import Engine
     from monai_unets.data import DEFAULT_PLAN
+    from monai_unets.handlers import BestModelSaver
 
+    plan_file = tmp_path / "models" / "plan.json"
+    kept = {**DEFAULT_PLAN, "spacing": [2.0, 2.0, 2.0], "postprocessing": {"keep_largest": [1]}}
+    plan_file.parent.mkdir()
+    plan_file.write_text(json.dumps(kept))
     plan = {**DEFAULT_PLAN, "spacing": [1.0, 1.0, 1.0], "postprocessing": {"keep_largest": [2]}}
-    PostprocessingSelector(tmp_path / "models" / "plan.json", plan).attach(Engine(lambda e, b: None))
-    written = json.loads((tmp_path / "models" / "plan.json").read_text())
+    network = torch.nn.Linear(2, 1)
+    saver = BestModelSaver(
+        tmp_path / "models" / "model.pt", network, metric_name="dice", plan=plan, plan_file=plan_file
+    )
+    validator = Engine(lambda e, b: None)
+    saver.attach(validator)
+    PostprocessingSelector(plan_file).attach(validator)
+    # a rerun of a finished training validates nothing and writes no weights: the plan of the weights stays
+    assert json.loads(plan_file.read_text()) == kept
+    validator.state.metrics, validator.state.epoch = {"dice": 0.5}, 1
+    saver(validator)
+    written = json.loads(plan_file.read_text())
     assert written["spacing"] == [1.0, 1.0, 1.0]
-    # a new training starts without the previous model's post-processing
+    # new weights start without the previous model's post-processing
     assert written["postprocessing"] == {"keep_largest": []}

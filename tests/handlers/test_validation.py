@@ -13,15 +13,32 @@ class _Validator:
         self.epochs.append(epoch)
 
 
+def _validated_trainer(handler: FinalValidationHandler) -> tuple[Engine, _Validator]:
+    trainer, handler.validator = Engine(lambda engine, batch: None), _Validator()  # a stand-in that records runs
+    handler.attach(trainer)
+    return trainer, handler.validator
+
+
 @pytest.mark.parametrize("max_epochs, expected", [(2, [2]), (5, [5]), (7, [5, 7]), (10, [5, 10])])
 def test_validates_every_interval_and_after_the_last_epoch(max_epochs, expected):
-    validator = _Validator()
-    trainer = Engine(lambda engine, batch: None)
-    handler = FinalValidationHandler(interval=5)
-    handler.validator = validator  # a stand-in that records when it runs
-    handler.attach(trainer)
+    trainer, validator = _validated_trainer(FinalValidationHandler(interval=5))
     trainer.run([0], max_epochs=max_epochs)
     assert validator.epochs == expected
+
+
+def test_a_run_that_trains_nothing_does_not_validate():
+    from ignite.engine import Events
+
+    trainer, validator = _validated_trainer(FinalValidationHandler(interval=5))
+
+    def resumed_after_the_last_epoch(engine):
+        engine.state.epoch, engine.state.iteration = 3, 3
+
+    # a rerun of a finished training: the checkpoint puts the trainer at its last epoch when the run starts
+    trainer.add_event_handler(Events.STARTED, resumed_after_the_last_epoch)
+    trainer.run([0], max_epochs=3)
+    # its unchanged weights validated with a changed plan had replaced the plan beside them
+    assert validator.epochs == []
 
 
 def test_epoch_level_only():
@@ -32,11 +49,7 @@ def test_epoch_level_only():
 def test_time_limit_stops_training_and_the_last_weights_are_validated():
     from monai_unets.handlers import TrainingTimeLimit
 
-    validator = _Validator()
-    trainer = Engine(lambda engine, batch: None)
-    handler = FinalValidationHandler(interval=5)
-    handler.validator = validator
-    handler.attach(trainer)
+    trainer, validator = _validated_trainer(FinalValidationHandler(interval=5))
     TrainingTimeLimit(minutes=1e-9, clock="cpu").attach(trainer)
     trainer.run([0, 1, 2], max_epochs=10)
     assert trainer.state.iteration == 1
