@@ -67,7 +67,9 @@ def _choice(name: str, value: object, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None):
+def load_datalist(
+    datalist: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None, required: bool = True
+):
     """The list ``key`` of a MONAI datalist JSON, with paths made absolute against ``base_dir``.
 
     The same result as ``monai.data.load_decathlon_datalist(datalist, True, key, base_dir)``, but every problem
@@ -80,9 +82,11 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
         datalist: the JSON file.
         key: which list to read (``training``, ``validation``, ``test``).
         base_dir: folder that relative paths are relative to; defaults to the datalist's folder.
+        required: ``False`` gives ``[]`` where the datalist has no list ``key`` or an empty one.
 
     Raises:
-        DataCheckError: the file is missing or not valid JSON, has no list ``key`` or an empty one, or an entry is
+        DataCheckError: the file is missing or not valid JSON, has no list ``key`` or an empty one (when
+            ``required``), or an entry is
             not an object with an ``image`` (the ``test`` list may hold plain image paths, as the Decathlon's do).
 
     Example::
@@ -108,6 +112,8 @@ def load_datalist(datalist: str | os.PathLike, key: str = "training", base_dir: 
         )
     if key not in content and "channel_names" in content and "file_ending" in content:
         return _nnunet_cases(path, content, key)
+    if not required and not content.get(key):
+        return []
     if key not in content:
         lists = ", ".join(k for k, v in content.items() if isinstance(v, list)) or "none"
         raise DataCheckError(path, f"datalist has no {key!r} list (its lists: {lists}).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -20,6 +21,8 @@ from .medical_io import (
     split_dicom_series,
     warn_skipped,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases"]
 
@@ -132,6 +135,7 @@ def split_cases(
     fold: int = 0,
     num_folds: int = 1,
     max_val_cases: int | None = None,
+    validation: Sequence[dict] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Training and validation cases: a seeded random split, or fold ``fold`` of a ``num_folds``-fold split.
 
@@ -140,6 +144,17 @@ def split_cases(
     every case beyond ``max_val_cases`` for training.
     With ``num_folds`` k > 1 the shuffled cases are cut into k parts; part ``fold`` validates and the others
     train, so that k runs (``fold`` 0..k-1) validate every case once and their checkpoints form an ensemble.
+    Cases the datalist names for validation (``validation``) validate as given, all of them, and every case of
+    ``cases`` trains; with folds they join the cases that the folds are cut from.
+
+    Args:
+        cases: the labelled cases (a datalist's ``training`` list).
+        val_fraction: share of the cases held out for validation (``num_folds`` 1).
+        seed: seed of the shuffling.
+        fold: which part validates (``num_folds`` > 1).
+        num_folds: parts of a cross-validation; 1 for a single split.
+        max_val_cases: most cases held out for validation (``num_folds`` 1).
+        validation: a datalist's own ``validation`` list; empty or ``None`` for none.
 
     Raises:
         ValueError: fewer than 2 cases, more folds than cases, or ``fold`` outside ``0..num_folds-1``.
@@ -150,6 +165,11 @@ def split_cases(
         >>> len(train), len(val)
         (8, 2)
     """
+    if validation and num_folds == 1:
+        return list(cases), list(validation)
+    if validation:
+        logger.info("the %d cases of the validation list join the %d-fold split", len(validation), num_folds)
+        cases = [*cases, *validation]
     # the copies of an image listed more than once stay together: split across the two sides, validation would
     # select the checkpoint on a case the network trained on
     groups: dict[str, list[dict]] = {}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 from monai_unets.data import list_cases
@@ -198,3 +199,34 @@ def test_isic_superpixel_maps_beside_the_images_are_not_segmented(tmp_path):
     with pytest.warns(UserWarning, match=r"skipping 2 entries \(ISIC superpixel maps, not images to segment\)"):
         cases = list_cases(tmp_path, input_dir=tmp_path)
     assert [c["image"] for c in cases] == [str(tmp_path / "ISIC_0012086.jpg"), str(tmp_path / "ISIC_0012092.jpg")]
+
+
+def test_a_datalist_validation_list_validates_as_given(tmp_path):
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.data import split_cases
+
+    training = [{"image": f"t{i}.nii.gz", "label": f"t{i}_l.nii.gz"} for i in range(4)]
+    validation = [{"image": f"v{i}.nii.gz", "label": f"v{i}_l.nii.gz"} for i in range(2)]
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": training, "validation": validation}))
+    for name in ("egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"):
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir(name) / "configs" / "train.yaml"))
+        parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+        # the 3D bundles had split the training list and never used the listed validation cases
+        train, val = parser.get_parsed_content("case_split")
+        assert [Path(c["image"]).name for c in val] == ["v0.nii.gz", "v1.nii.gz"]
+        assert len(train) == 4 and all(Path(c["image"]).name.startswith("t") for c in train)
+    # with folds, the listed cases join the cases the folds are cut from
+    folds = [split_cases(training, fold=f, num_folds=3, validation=validation) for f in range(3)]
+    assert sorted(c["image"] for _, val in folds for c in val) == sorted(c["image"] for c in training + validation)
+
+
+def test_a_missing_validation_list_is_optional_where_asked(tmp_path):
+    from monai_unets.data import load_datalist
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": [{"image": "a.nii.gz"}], "validation": []}))
+    assert load_datalist(tmp_path / "dataset.json", "validation", required=False) == []
+    assert load_datalist(tmp_path / "dataset.json", "test", required=False) == []
+    with pytest.raises(DataCheckError, match="the 'validation' list is empty"):
+        load_datalist(tmp_path / "dataset.json", "validation")
