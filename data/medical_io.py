@@ -1162,7 +1162,10 @@ class MedicalImageReader(ImageReader):
         if all(is_nifti):
             # the file names NibabelReader.read would have recorded (the images are loaded by _read_one)
             self.nibabel_reader.filenames = tuple(image.get_filename() for image in images)
-            return self.nibabel_reader.get_data(img)
+            array, meta = self.nibabel_reader.get_data(img)
+            # a big-endian file's stored values keep their byte order, which torch cannot take (a pipeline that
+            # loads without a dtype, as inference does, failed on them)
+            return (array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))), meta
         if not any(is_nifti):
             array, meta = self.itk_reader.get_data(img)
             return _c_ordered(array), meta

@@ -703,3 +703,15 @@ def test_nvimgcodec_notices_only_when_that_reader_is_chosen():
     chosen = _load_image_notices({**env, "MONAI_DICOM_READER": "nvimgcodec"})
     assert "nvImageCodec is not available" in chosen
     assert "did not register successfully" in chosen
+
+
+def test_a_big_endian_nifti_loads_without_a_dtype(tmp_path):
+    from monai.transforms import LoadImage
+
+    values = np.arange(4 * 5 * 3, dtype=np.int16).reshape(4, 5, 3) - 30
+    image = nib.Nifti1Image(values, np.diag([0.8, 0.8, 2.0, 1.0]), nib.Nifti1Header(endianness=">"))
+    nib.save(image, tmp_path / "be.nii.gz")
+    assert nib.load(tmp_path / "be.nii.gz").get_data_dtype().byteorder == ">"
+    # the inference configs load with dtype None, which kept the file's byte order and failed in torch
+    loaded = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(tmp_path / "be.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(loaded), values)
