@@ -1296,30 +1296,47 @@ def list_medical_cases(
     folder = Path(input_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
-    outputs = output_folder_inside(folder, output_dir)
     if (folder / "dataset.json").is_file():
         warnings.warn(
             f"input folder {folder} holds a dataset.json: every volume in it and its subfolders (labels too) is taken "
             "for a study; to run the dataset's test list, give the folder as dataset_dir instead of input_dir.",
             stacklevel=2,
         )
+    cases = _list_folder(folder, split_series, suffixes, output_dir)
+    if not cases:
+        raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
+    return cases
+
+
+def _list_folder(
+    folder: Path, split_series: bool, suffixes: Sequence[str], output_dir: str | os.PathLike | None
+) -> list[dict]:
+    """The cases of one folder of ``list_medical_cases``, its study subfolders' in their place; may be none."""
+    outputs = output_folder_inside(folder, output_dir)
+    here = folder.resolve()
     cases: list[dict] = []
     loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
     special: list[str] = []
     earlier_runs: list[str] = []
+    loops: list[str] = []
     lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
         path = Path(os.path.abspath(path))
         if path.is_dir():
-            if (path / RUN_MARKER).is_file():
+            if path.resolve() == here or path.resolve() in here.parents:
+                # a link back to this folder or one above it: followed, it listed every study again, ~40 times
+                # (to the system's limit on nested links), and the studies around the input folder too
+                loops.append(path.name)
+            elif (path / RUN_MARKER).is_file():
                 # an earlier run's outputs under another name than this run's output folder: label maps, no studies
                 earlier_runs.append(path.name)
             elif _holds_studies(path, suffixes):
-                # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies
-                cases.extend(list_medical_cases(path, split_series, suffixes, output_dir))
+                # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies; one without
+                # any (the output folder's parent inside the input folder) adds none
+                cases.extend(_list_folder(path, split_series, suffixes, output_dir))
             else:
                 cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
@@ -1338,6 +1355,7 @@ def list_medical_cases(
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
     warn_skipped(folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER}")
+    warn_skipped(folder, loops, "links to this folder or a folder above it")
     warn_skipped(folder, special, SPECIAL_FILES)
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice
@@ -1351,8 +1369,6 @@ def list_medical_cases(
             elif uid not in placed:  # where the series' first slice was
                 placed.add(uid)
                 cases.append({"image": series_reference(os.path.abspath(folder), uid)})
-    if not cases:
-        raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
     return cases
 
 

@@ -715,3 +715,27 @@ def test_a_big_endian_nifti_loads_without_a_dtype(tmp_path):
     # the inference configs load with dtype None, which kept the file's byte order and failed in torch
     loaded = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(tmp_path / "be.nii.gz"))
     np.testing.assert_array_equal(np.asarray(loaded), values)
+
+
+def test_links_back_up_the_input_folder_are_not_followed(tmp_path):
+    (tmp_path / "elsewhere.nii.gz").touch()  # a study beside the input folder
+    inbox = tmp_path / "inbox"
+    (inbox / "p1").mkdir(parents=True)
+    (inbox / "a.nii.gz").touch()
+    (inbox / "p1" / "b.nii.gz").touch()
+    (inbox / "loop").symlink_to(".")
+    (inbox / "p1" / "up").symlink_to("..")
+    (inbox / "parent").symlink_to("..")
+    with pytest.warns(UserWarning, match="links to this folder or a folder above it"):
+        cases = list_medical_cases(inbox)
+    # followed, the links had listed each study about 40 times and the studies around the input folder
+    assert [c["image"] for c in cases] == [str(inbox / "a.nii.gz"), str(inbox / "p1" / "b.nii.gz")]
+
+
+def test_an_output_folder_deeper_inside_the_input_folder_is_left_out(tmp_path):
+    (tmp_path / "a.nii.gz").touch()
+    output = tmp_path / "results" / "run1"
+    output.mkdir(parents=True)
+    (output / "a_seg.nii.gz").touch()
+    # results/ then held no study, which had ended the whole listing with "has no image"
+    assert list_medical_cases(tmp_path, output_dir=output) == [{"image": str(tmp_path / "a.nii.gz")}]
