@@ -172,19 +172,32 @@ class Image2DReader(PILReader):
 
     def _decode(self, name: Any, **kwargs: Any) -> _Decoded | _Refused:
         """One file's pixels: PIL's where it holds them at full depth, ITK's where PIL would cut them to 8 bits."""
-        try:
-            image = Image.open(name, **kwargs)
-        except Image.DecompressionBombError as error:
-            return _Refused(_too_large(name, error))
-        except UnidentifiedImageError:
-            if not _header(name).startswith(_TIFF_SIGNATURES):
-                raise
-            image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
-        if image is not None:
-            _warn_if_turned(name, image)
-            if not _cut_to_8_bits(name, image):
-                return _Decoded(image_pixels(image, self.channels), image.format, image.mode)
-            image.close()
+        # from an open file, not by its name: PIL memory-maps an uncompressed grey TIFF named by a path at its
+        # displayed size, which for orientations 5 to 8 wraps the stored rows at the wrong width
+        with open(name, "rb") as file:
+            try:
+                image = Image.open(file, **kwargs)
+            except Image.DecompressionBombError as error:
+                return _Refused(_too_large(name, error))
+            except UnidentifiedImageError:
+                if not _header(name).startswith(_TIFF_SIGNATURES):
+                    raise
+                image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
+            exif_orientation = None if image is None else _exif_orientation(image)
+            if image is not None and not _cut_to_8_bits(name, image):
+                _warn_if_turned(name, exif_orientation)
+                return _Decoded(
+                    image_pixels(_as_stored(image, exif_orientation), self.channels), image.format, image.mode
+                )
+        if _header(name).startswith(_TIFF_SIGNATURES) and (orientation := _tiff_orientation(name)) in _EXIF_TURNS:
+            # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits
+            return _Refused(
+                ValueError(
+                    f"{name}: TIFF orientation {orientation}, which ITK (the reader of its samples) applies wrongly; "
+                    "save the image with orientation 1 (its pixels as stored or as displayed), or as a 16-bit PNG."
+                )
+            )
+        _warn_if_turned(name, exif_orientation)  # a 16-bit colour PNG's EXIF, which ITK leaves as well
         samples = _stored_samples(name)
         count = samples.shape[-1]
         mode = _SAMPLE_MODES.get(count)
@@ -281,12 +294,58 @@ _EXIF_TURNS = {
 }
 
 
-def _warn_if_turned(name: Any, image: Any) -> None:
-    """Warns that an image's EXIF orientation is not applied: its mask follows the stored pixels, not the display."""
+#: EXIF orientation -> the transposition that brings the displayed pixels back to the stored ones
+_UNTURN = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _exif_orientation(image: Any) -> int | None:
+    """The EXIF orientation of a PIL image not yet loaded; ``None`` without one or with a damaged EXIF block."""
     try:
-        orientation = image.getexif().get(0x0112)  # the Orientation tag
+        return image.getexif().get(0x0112)  # the Orientation tag
     except Exception:  # noqa: BLE001 - a damaged EXIF block does not stop the pixels from being read
-        return
+        return None
+
+
+def _tiff_orientation(name: Any) -> int | None:
+    """The Orientation tag of a TIFF's first page, read without decoding it (PIL opens no float RGB TIFF)."""
+    from PIL import TiffImagePlugin
+
+    with open(name, "rb") as file:
+        header = file.read(8)
+        if header[2] == 43:  # BigTIFF: 8-byte offset of the first directory
+            header += file.read(8)
+        directory = TiffImagePlugin.ImageFileDirectory_v2(header)
+        file.seek(directory.next)
+        directory.load(file)
+    return directory.get(0x0112)
+
+
+def _as_stored(image: Any, orientation: int | None) -> Any:
+    """``image`` loaded, with its pixels as stored in the file.
+
+    Pillow turns a TIFF by its orientation as it loads it (and then drops the tag), other formats not; the turn is
+    undone so that every format's mask follows the stored pixels.
+
+    Args:
+        image: a PIL image not yet loaded.
+        orientation: its EXIF orientation, read before loading.
+    """
+    image.load()
+    if orientation in _UNTURN and 0x0112 not in image.getexif():
+        return image.transpose(_UNTURN[orientation])
+    return image
+
+
+def _warn_if_turned(name: Any, orientation: int | None) -> None:
+    """Warns that an image's EXIF orientation is not applied: its mask follows the stored pixels, not the display."""
     if orientation in _EXIF_TURNS:
         warnings.warn(
             f"{name}: EXIF orientation {orientation} is not applied; the mask follows the stored pixels, which "

@@ -293,3 +293,55 @@ def test_an_image_over_pil_pixel_limit_is_named_not_read_by_another_reader(tmp_p
     load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
     with pytest.raises(Image.DecompressionBombError, match=r"large\.png: 220 pixels is over PIL's limit of 200 "):
         load(str(tmp_path / "large.png"))
+
+
+def _write_rgb_tiff(path, samples, orientation):
+    """An uncompressed RGB TIFF of ``samples`` (height, width, 3; uint8 or uint16) with an Orientation tag."""
+    import struct
+
+    height, width, _ = samples.shape
+    bits = samples.dtype.itemsize * 8
+    data = samples.astype(samples.dtype.newbyteorder("<")).tobytes()
+    bits_at = 8 + len(data)
+    directory_at = bits_at + 6
+    tags = [(256, 4, width), (257, 4, height), (258, 3, bits_at), (259, 3, 1), (262, 3, 2), (273, 4, 8)]
+    tags += [(274, 3, orientation), (277, 3, 3), (278, 4, height), (279, 4, len(data)), (284, 3, 1)]
+    entries = b"".join(
+        struct.pack("<HHIHH", tag, kind, 3 if tag == 258 else 1, value, 0)
+        if kind == 3 and tag != 258
+        else struct.pack("<HHII", tag, kind, 3 if tag == 258 else 1, value)
+        for tag, kind, value in tags
+    )
+    with open(path, "wb") as file:
+        file.write(b"II*\0" + struct.pack("<I", directory_at) + data + struct.pack("<3H", bits, bits, bits))
+        file.write(struct.pack("<H", len(tags)) + entries + b"\0\0\0\0")
+
+
+# (height 5, width 7), every value distinct: no flip, rotation or transposition keeps it
+_STORED = np.arange(5 * 7, dtype=np.uint8).reshape(5, 7) * 7
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+def test_a_tiff_gives_its_stored_pixels_whatever_its_orientation(orientation, compression, tmp_path):
+    grey, rgb = tmp_path / "grey.tif", tmp_path / "rgb.tif"
+    colour = np.stack([_STORED, 255 - _STORED, _STORED // 2], axis=-1)
+    Image.fromarray(_STORED).save(grey, tiffinfo={0x0112: orientation}, compression=compression)
+    Image.fromarray(colour).save(rgb, tiffinfo={0x0112: orientation}, compression=compression)
+    _write_rgb_tiff(tmp_path / "raw.tif", colour, orientation)
+    for path, channels, expected in ((grey, 1, _STORED), (rgb, 3, colour), (tmp_path / "raw.tif", 3, colour)):
+        with pytest.warns(UserWarning, match=rf"{path.name}: EXIF orientation {orientation} is not applied"):
+            loaded = LoadImage(reader=Image2DReader(channels=channels), image_only=True)(str(path))
+        np.testing.assert_array_equal(loaded.numpy(), np.swapaxes(expected, 0, 1).astype(np.float32))  # width first
+        np.testing.assert_array_equal(loaded.meta["spatial_shape"], [7, 5])
+
+
+def test_a_16_bit_rgb_tiff_with_an_orientation_is_refused_not_mirrored(tmp_path):
+    samples = np.stack([_STORED, 255 - _STORED, _STORED // 2], axis=-1).astype(np.uint16) * 257
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    _write_rgb_tiff(tmp_path / "plain16.tif", samples, 1)
+    np.testing.assert_array_equal(load(str(tmp_path / "plain16.tif")).numpy(), np.swapaxes(samples, 0, 1))
+    for orientation in range(2, 9):
+        _write_rgb_tiff(tmp_path / f"turned{orientation}.tif", samples, orientation)
+        with pytest.raises(ValueError, match=rf"turned{orientation}\.tif: TIFF orientation {orientation}, which"):
+            load(str(tmp_path / f"turned{orientation}.tif"))
