@@ -31,8 +31,10 @@ import json
 import logging
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from typing import Any
 from monai_unets.bundles import bundle_dir, list_bundles
 from monai_unets.bundles.overrides import check_overrides, parse_overrides, path_argument
 
-__all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle"]
+__all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle", "run_bundle_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,12 +192,62 @@ def _run(task: str, args: argparse.Namespace) -> int:
     print(f"$ {shlex.join(command)}", flush=True)
     if args.dry_run:
         return 0
-    status = subprocess.run(command).returncode
+    status = run_bundle_process(command)
     if status == 0:
         # where the results are, also after a --quiet run (the bundles' default folders unless overridden)
         given = dict(overrides)
         key, default, what = _RESULTS[task]
         print(f"{what}: {given.get(key, bundle / default)}")
+    return status
+
+
+def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
+    """Runs ``command`` (the bundle process) to its end and gives its exit status, that of a shell for a signal.
+
+    A SIGTERM or SIGHUP sent to this process is passed on to the bundle process, which would otherwise keep
+    running and writing after the command had been stopped. Ctrl-C reaches both processes from the terminal; this
+    one then waits for the bundle process to stop (passing the interrupt on after ``grace_s`` seconds if it did
+    not get it). A bundle process ended by a signal (SIGKILL from the system's out-of-memory killer) is reported
+    in one line and gives 128 + the signal's number, as a shell does.
+
+    Args:
+        command: the command line to run.
+        grace_s: seconds to wait after an interrupt before passing it on.
+
+    Example::
+
+        >>> run_bundle_process([sys.executable, "-c", "pass"])
+        0
+    """
+    child = subprocess.Popen(list(command))
+    # signal handlers can only be set from the main thread (not from a notebook's or a server's worker)
+    main_thread = threading.current_thread() is threading.main_thread()
+    passed_on = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None and main_thread]
+    previous = {s: signal.signal(s, lambda number, _frame: child.send_signal(number)) for s in passed_on}
+    try:
+        while True:
+            try:
+                status = child.wait()
+                break
+            except KeyboardInterrupt:
+                try:
+                    status = child.wait(timeout=grace_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    child.send_signal(signal.SIGINT)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if status < 0:
+        name = signal.Signals(-status).name
+        cause = " (as the system's out-of-memory killer does)" if -status == getattr(signal, "SIGKILL", 9) else ""
+        print(
+            f"the bundle process was stopped by {name}{cause}: the cases it had not finished have no outputs, and "
+            "failures.csv does not list them.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 128 - status
     return status
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 from monai_unets.bundles import bundle_dir, list_bundles
-from monai_unets.scripts.bundle_run import resolve_bundle
+from monai_unets.scripts.bundle_run import resolve_bundle, run_bundle_process
 from monai_unets.scripts.cli import COMMANDS, main
 
 SKIN = "egeunet_skin_lesion"
@@ -109,3 +113,30 @@ def test_list_shows_every_bundle(capsys):
     assert skin["network"] == "EGEUNet 2D" and "ISIC" in skin["data"]
     assert {n["network"] for n in listing["networks"]} >= {"EGEUNet", "ClassicUNet", "AttentionGateUNet", "UNetV2"}
     assert list(listing["tasks"]) == ["train", "infer", "evaluate"]
+
+
+def test_a_bundle_process_killed_by_a_signal_is_reported(capfd):
+    status = run_bundle_process([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    # the negative status had reached sys.exit as 247, with no word of what happened
+    assert status == 137
+    assert "stopped by SIGKILL (as the system's out-of-memory killer does)" in capfd.readouterr().err
+
+
+def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
+    marker = tmp_path / "child.pid"
+    child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    wrapper = (
+        "import sys; from monai_unets.scripts.bundle_run import run_bundle_process; "
+        f"sys.exit(run_bundle_process([sys.executable, '-c', {child!r}]))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", wrapper], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (marker.is_file() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    # the bundle process had gone on writing outputs after the command was stopped
+    assert "stopped by SIGTERM" in process.stderr.read()
+    pid = int(marker.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
