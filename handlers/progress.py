@@ -50,6 +50,9 @@ class ProgressLogger:
         inference: case 12/340 (3.5%), elapsed 0:00:41, ETA 0:18:40
     """
 
+    #: a failed case counts as done (``CaseIsolationHandler`` calls this handler for it too)
+    runs_on_failed_cases = True
+
     def __init__(
         self, name: str = "progress", interval_s: float = 10.0, quiet: bool = False, minutes: float | None = None
     ) -> None:

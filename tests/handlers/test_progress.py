@@ -151,3 +151,29 @@ def test_quiet_logs_nothing_below_warning(restore_logging):
 def test_negative_interval_is_an_error():
     with pytest.raises(ValueError, match="interval_s"):
         ProgressLogger(interval_s=-1)
+
+
+def test_failed_cases_count_toward_the_progress(caplog, tmp_path):
+    from monai.data import DataLoader
+    from monai.engines import SupervisedEvaluator
+    from monai.transforms import Lambdad
+    from monai_unets.data import CaseDataset
+    from monai_unets.handlers import CaseIsolationHandler
+
+    def read(value):
+        if value % 2:
+            raise ValueError("unreadable")
+        return torch.zeros(1, 4, 4)
+
+    dataset = CaseDataset([{"image": v} for v in range(6)], Lambdad("image", read))
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(dataset, batch_size=1, num_workers=0),
+        network=torch.nn.Identity(),
+        val_handlers=[CaseIsolationHandler(tmp_path / "failures.csv"), ProgressLogger("inference", interval_s=0)],
+    )
+    with caplog.at_level(logging.INFO, logger="monai_unets.progress"):
+        evaluator.run()
+    # the failed cases had been left out: the run seemed to stop half-way at "case 3/6" and then say "finished"
+    assert _lines(caplog)[-2].startswith("inference: case 6/6 (100.0%)")
+    assert _lines(caplog)[-1].startswith("inference: finished 6 cases")
