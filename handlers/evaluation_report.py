@@ -28,6 +28,7 @@ import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path
+from ..data.cases import CASE_NAME_KEY
 from ..data.medical_io import parse_series_reference
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
@@ -77,13 +78,14 @@ class EvaluationReport:
     """Per evaluated case an overlay PNG and the label volumes; at the end ``volumes_per_case.csv`` and the report.
 
     For each case, the image with the true and predicted contours of every class is saved as
-    ``overlays/<case>.png`` (for 3D, the axial, coronal and sagittal slices with the most foreground), and the
-    size of each label in the truth and the prediction is recorded: millilitres for 3D images with an affine,
-    pixels for 2D images, which carry no physical size. When the evaluation ends, ``volumes_per_case.csv``,
-    ``run.json`` (the settings given here, the command line and the time) and ``report.html`` are written to
-    ``save_dir`` (on rank 0; the rows of every rank are gathered first); ``volumes_per_case.csv`` has no rows when
-    no case was evaluated. Attach it after the handler that writes ``metrics_per_case.csv``
-    (:class:`CaseMetricsWriter`).
+    ``overlays/<case>.png``, named as the case's masks (its output name in a ``CaseDataset``); for 3D, the axial,
+    coronal and sagittal slices with the most foreground. The size of each label in the truth and the prediction
+    is recorded: millilitres for 3D images with an affine, pixels for 2D images, which carry no physical size.
+    When the evaluation ends, ``volumes_per_case.csv``, ``run.json`` (the settings given here, the command line
+    and the time) and ``report.html`` are written to ``save_dir`` (on rank 0; the rows of every rank are gathered
+    first); ``volumes_per_case.csv`` has no rows when no case was evaluated. Attach it after the handler that
+    writes ``metrics_per_case.csv`` (:class:`CaseMetricsWriter`). A failed case's overlay from an earlier run is
+    found by ``output_paths`` (:class:`~monai_unets.handlers.CaseIsolationHandler` removes it).
 
     The image, prediction and label are read from each case of ``engine.state.output``, where the bundles'
     postprocessing has taken all three back to the image's original grid (``InvertArgmaxd`` on ``pred``, ``Invertd`` on
@@ -143,13 +145,20 @@ class EvaluationReport:
             raise ValueError(f"the prediction has {count} foreground classes but class_names names {len(names)}.")
         return names
 
-    def _overlay_name(self, case: str) -> str:
+    def _overlay_name(self, case: str, name: str | None) -> str:
+        if name:  # the case's output name (CaseDataset): unique over the job, and its masks' name too
+            return f"{OVERLAY_DIR}/{name}.png"
         stem = case_file_stem(case)
         # names must not collide, within this process or with another rank's
         if stem in self._stems or idist.get_world_size() > 1:
             stem = f"{stem}_{hashlib.sha1(case.encode()).hexdigest()[:8]}"
         self._stems.add(stem)
         return f"{OVERLAY_DIR}/{stem}.png"
+
+    def output_paths(self, name: str) -> list[Path]:
+        """The files written for the case named ``name`` (its output name): its overlay, for
+        :class:`~monai_unets.handlers.CaseIsolationHandler` to remove an earlier run's when the case fails."""
+        return [self.save_dir / OVERLAY_DIR / f"{name}.png"] if self.overlays else []
 
     def _cases(self, engine: Engine) -> None:
         outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
@@ -171,7 +180,7 @@ class EvaluationReport:
             if self.overlays:
                 try:
                     picture = render_overlay(output["image"], truth, prediction, names, affine)
-                    row["overlay"] = self._overlay_name(case)
+                    row["overlay"] = self._overlay_name(case, meta.get(CASE_NAME_KEY))
                     with atomic_path(self.save_dir / row["overlay"]) as partial:
                         picture.save(partial, format="PNG")
                 except (ValueError, OSError) as error:

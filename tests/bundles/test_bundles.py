@@ -221,9 +221,9 @@ def test_evaluation_scores_the_weights_of_its_fold(name, folds, weights, tmp_pat
     parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
     parser["num_folds"], parser["fold"] = folds, 2
     targets = [h.get("_target_") if isinstance(h, dict) else h for h in parser["validate#handlers"]]
-    loader, report = targets.index("WeightsLoader"), targets.index("EvaluationReport")
+    loader = targets.index("WeightsLoader")
     assert parser.get_parsed_content(f"validate#handlers#{loader}#load_path") == str(tmp_path / "models" / weights)
-    assert parser.get_parsed_content(f"validate#handlers#{report}#settings#checkpoint").endswith(weights)
+    assert parser.get_parsed_content("evaluation_report#settings#checkpoint").endswith(weights)
 
 
 @pytest.mark.parametrize("name", BUNDLES)

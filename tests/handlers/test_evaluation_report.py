@@ -310,3 +310,41 @@ def test_report_renders_in_chromium_with_its_figures_and_numbers(eval_dir: Path,
     # matplotlib's first colour (the curves, the box plot points) is drawn, so the figures were decoded and shown
     blue = np.all(np.abs(pixels - [31, 119, 180]) < 12, axis=-1)
     assert blue.sum() > 200
+
+
+def _evaluate_pngs(cases, eval_dir):
+    from monai.data import DataLoader
+    from monai.engines import SupervisedEvaluator
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    from monai_unets.data import CaseDataset
+    from monai_unets.handlers import CaseIsolationHandler
+
+    keys = ["image", "label"]
+    load = Compose([LoadImaged(keys, reader="PILReader", image_only=True), EnsureChannelFirstd(keys)])
+    report = EvaluationReport(eval_dir, class_names=["lesion"], report=False)
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(cases, load), batch_size=1, num_workers=0),
+        network=lambda x: (x > 100).float(),
+        val_handlers=[CaseIsolationHandler(eval_dir / "failures.csv", outputs=report), report],
+    )
+    evaluator.run()
+    return sorted(p.name for p in (eval_dir / "overlays").iterdir())
+
+
+def test_overlays_are_named_as_the_cases_masks_and_a_failed_case_loses_its_earlier_one(tmp_path):
+    cases = []
+    for folder in ("a", "b"):  # two images of one name, as two centres' exports give
+        (tmp_path / folder).mkdir()
+        picture = np.zeros((12, 16), np.uint8)
+        picture[2:6, 3:9] = 200
+        Image.fromarray(picture).save(tmp_path / folder / "image.png")
+        Image.fromarray((picture > 0).astype(np.uint8)).save(tmp_path / folder / "mask.png")
+        cases.append({"image": str(tmp_path / folder / "image.png"), "label": str(tmp_path / folder / "mask.png")})
+    # the overlays had names of their own (image.png, image_<hash>.png), not the output names of the cases
+    assert _evaluate_pngs(cases, tmp_path / "eval") == ["a_image.png", "b_image.png"]
+    for path in (tmp_path / "eval" / "overlays").iterdir():  # an earlier run, a minute ago
+        os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
+    (tmp_path / "b" / "image.png").write_bytes(b"damaged since")
+    # the failed case's earlier overlay had stayed, passing for a result of this run
+    assert _evaluate_pngs(cases, tmp_path / "eval") == ["a_image.png"]
