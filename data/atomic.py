@@ -27,16 +27,33 @@ from .medical_io import _fortran_ordered
 
 __all__ = [
     "PARTIAL_PREFIX",
+    "TEXT_ERRORS",
     "AtomicITKWriter",
     "AtomicNibabelWriter",
     "AtomicPILWriter",
     "atomic_open",
     "atomic_path",
     "fsync_file",
+    "text_safe",
 ]
 
 #: Name prefix of the hidden files (and folders) that outputs are written to before their final rename.
 PARTIAL_PREFIX = ".partial-"
+#: Encoding error handler of the text files written here. A file name that is not valid UTF-8 (bytes of an old
+#: Latin-1 archive, which Python holds as surrogates) is written escaped (``\udce9``): the file stays valid UTF-8
+#: for the tools that read it, and the run does not fail on its report.
+TEXT_ERRORS = "backslashreplace"
+
+
+def text_safe(text: str) -> str:
+    r"""``text`` as it can be written to a UTF-8 file: what UTF-8 cannot encode escaped, as :data:`TEXT_ERRORS` does.
+
+    Example::
+
+        >>> text_safe("latin1_\udce9t\udce9.png")
+        'latin1_\\udce9t\\udce9.png'
+    """
+    return text.encode("utf-8", TEXT_ERRORS).decode("utf-8")
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -54,12 +71,14 @@ def _temporary_name(final: Path) -> str:
         limit = os.pathconf(final.parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no such query here (Windows): the common limit
         limit = 255
-    if len((prefix + name).encode()) <= limit:
+    # counted in the bytes the file system gets: a name that is not UTF-8 reaches here surrogate-escaped
+    encoded = os.fsencode(name)
+    if len(prefix) + len(encoded) <= limit:
         return prefix + name
     # a name near the limit: its end (the extension writers choose the format by) after a digest of all of it
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    room = limit - len(prefix.encode()) - len(digest) - 1
-    return f"{prefix}{digest}-{name.encode()[-room:].decode(errors='ignore')}"
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    room = limit - len(prefix) - len(digest) - 1
+    return f"{prefix}{digest}-{os.fsdecode(encoded[-room:])}"
 
 
 @contextlib.contextmanager
@@ -94,16 +113,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """``open(path, mode)`` for writing, through :func:`atomic_path`: the file appears only once complete.
 
+    Text is written as UTF-8 with :data:`TEXT_ERRORS` unless ``kwargs`` choose otherwise, so a case name that
+    is not valid UTF-8 cannot fail the writing of a report.
+
     Args:
         path: the final file name.
         mode: a writing mode (``"w"``, ``"wb"``).
-        kwargs: further arguments of ``open`` (``newline=""`` for CSV, ``encoding``).
+        kwargs: further arguments of ``open`` (``newline=""`` for CSV, ``encoding``, ``errors``).
 
     Example::
 
         >>> with atomic_open("eval/failures.csv", newline="") as f:  # doctest: +SKIP
         ...     csv.writer(f).writerow(["case", "file", "stage", "error"])
     """
+    if "b" not in mode:
+        kwargs = {"encoding": "utf-8", "errors": TEXT_ERRORS, **kwargs}
     with atomic_path(path) as temporary, open(temporary, mode, **kwargs) as f:
         yield f
 

@@ -13,6 +13,8 @@ from monai.data import IterableDataset
 from monai.transforms import apply_transform
 from torch.utils.data import get_worker_info
 
+from .atomic import TEXT_ERRORS
+
 __all__ = ["SkipFailedCasesDataset", "describe_error", "itk_error_reason"]
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class SkipFailedCasesDataset(IterableDataset):
         self.failures: list[dict[str, str]] = []
         if self.failure_log is not None:
             self.failure_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.failure_log, "w", newline="") as f:
+            with open(self.failure_log, "w", newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
                 csv.writer(f).writerow(["case", "file", "error"])
 
     def __iter__(self):
@@ -129,5 +131,5 @@ class SkipFailedCasesDataset(IterableDataset):
         self.failures.append(record)
         if self.failure_log is not None:
             # one short append per failure: safe enough across DataLoader worker processes
-            with open(self.failure_log, "a", newline="") as f:
+            with open(self.failure_log, "a", newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
                 csv.writer(f).writerow([record["case"], record["file"], record["error"]])

@@ -19,11 +19,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ..data.atomic import TEXT_ERRORS
 from ..data.dataset import itk_error_reason
 from ..data.medical_io import OutputFolderError
 from ..networks.runtime import RUNTIMES
 
-__all__ = ["SETTINGS", "SettingError", "check_settings", "explain", "report_errors", "root_cause"]
+__all__ = [
+    "SETTINGS",
+    "SettingError",
+    "check_settings",
+    "escape_unencodable_output",
+    "explain",
+    "report_errors",
+    "root_cause",
+]
 
 
 class SettingError(ValueError):
@@ -190,6 +199,18 @@ def _without_traceback(factory: Callable[..., logging.LogRecord]) -> Callable[..
     return make
 
 
+def escape_unencodable_output() -> None:
+    """Makes standard output and error escape what their encoding cannot hold instead of failing on it.
+
+    A file name that is not valid UTF-8 (surrogate-escaped by Python) cannot be printed to a strict stream, as
+    Python opens them in a UTF-8 locale other than ``C.UTF-8``: a log line naming it is dropped with a traceback,
+    a tool's report ends with an error. Such streams get :data:`monai_unets.data.atomic.TEXT_ERRORS` instead.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and callable(getattr(stream, "reconfigure", None)):
+            stream.reconfigure(errors=TEXT_ERRORS)
+
+
 def report_errors(log_file: str | os.PathLike) -> None:
     """Makes an uncaught error end the run with a short message; its full traceback goes to ``log_file``.
 
@@ -197,6 +218,8 @@ def report_errors(log_file: str | os.PathLike) -> None:
     where the traceback went and, as its last line, ``ERROR: <file, key or value>: <what to do>``
     (:func:`explain`). Keyboard interrupts keep Python's default report. MONAI's ``StatsHandler``, which logs the
     error that ends an engine's run before re-raising it, keeps its one-line message without the traceback.
+    Standard output and error escape what their encoding cannot hold (file names that are not valid UTF-8)
+    instead of dropping the log line, and the log file holds such names escaped.
 
     Args:
         log_file: file the traceback is appended to (its folder is created when needed).
@@ -219,7 +242,7 @@ def report_errors(log_file: str | os.PathLike) -> None:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as f:
+            with open(path, "a", encoding="utf-8", errors=TEXT_ERRORS) as f:
                 f.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
                 f.write("".join(traceback.format_exception(kind, error, tb)))
         except OSError as log_error:
@@ -228,6 +251,7 @@ def report_errors(log_file: str | os.PathLike) -> None:
         print(f"{where}\nERROR: {explain(error)}", file=sys.stderr, flush=True)
 
     sys.excepthook = hook
+    escape_unencodable_output()
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "strips_tracebacks", False):
         logging.setLogRecordFactory(_without_traceback(factory))

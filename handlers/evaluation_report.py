@@ -151,7 +151,7 @@ class EvaluationReport:
         stem = case_file_stem(case)
         # names must not collide, within this process or with another rank's
         if stem in self._stems or idist.get_world_size() > 1:
-            stem = f"{stem}_{hashlib.sha1(case.encode()).hexdigest()[:8]}"
+            stem = f"{stem}_{hashlib.sha1(os.fsencode(case)).hexdigest()[:8]}"
         self._stems.add(stem)
         return f"{OVERLAY_DIR}/{stem}.png"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from monai.handlers import MetricsSaver
 from monai.utils import min_version, optional_import
 
-from ..data.atomic import PARTIAL_PREFIX, fsync_file
+from ..data.atomic import PARTIAL_PREFIX, fsync_file, text_safe
 
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
@@ -21,12 +21,20 @@ class AtomicMetricsSaver(MetricsSaver):
 
     The reports are written into a hidden staging folder inside ``save_dir`` and each is then renamed into
     ``save_dir``, so a run killed while writing leaves the previous report (or none), never a truncated one.
+    File names that are not valid UTF-8 are listed escaped (:func:`monai_unets.data.atomic.text_safe`).
     Arguments are ``MetricsSaver``'s.
 
     Example::
 
         >>> AtomicMetricsSaver(save_dir="eval", metrics="*").attach(evaluator)  # doctest: +SKIP
     """
+
+    def _get_filenames(self, engine: Engine) -> None:
+        # MONAI writes the raw reports in the locale's encoding without an error handler, and gathers the names of
+        # a multi-GPU run as UTF-8: a file name that is not valid UTF-8 would fail both
+        known = len(self._filenames)
+        super()._get_filenames(engine)
+        self._filenames[known:] = [text_safe(name) for name in self._filenames[known:]]
 
     def __call__(self, engine: Engine) -> None:
         final = Path(self.save_dir)

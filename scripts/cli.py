@@ -18,6 +18,8 @@ from types import ModuleType
 
 import monai_unets
 
+from ..handlers.errors import escape_unencodable_output
+
 __all__ = ["COMMANDS", "build_parser", "main", "run_tool"]
 
 #: Subcommand name -> module (relative to ``monai_unets.scripts``) implementing it.
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging() -> None:
+    escape_unencodable_output()
     # Progress and warnings go to stderr so that stdout holds only the tools' summaries.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
 

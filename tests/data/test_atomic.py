@@ -47,6 +47,20 @@ def test_a_name_near_the_file_system_limit_is_written(tmp_path, name):
     assert len(seen[0].encode()) <= 255 and seen[0].startswith(".partial-") and seen[0].endswith(name[-12:])
 
 
+# names from an old Latin-1 archive: Python holds their bytes that are not UTF-8 as surrogates
+@pytest.mark.parametrize("name", ["latin1_\udce9t\udce9_seg.png", "\udce9" * 243 + "_seg.png"])
+def test_a_name_that_is_not_utf8_is_written_under_its_own_bytes(tmp_path, name):
+    with atomic_path(tmp_path / name) as temporary:
+        temporary.write_bytes(b"x")
+    assert os.listdir(os.fsencode(tmp_path)) == [os.fsencode(name)]
+
+
+def test_text_files_hold_names_that_are_not_utf8_escaped(tmp_path):
+    with atomic_open(tmp_path / "failures.csv") as f:
+        f.write("latin1_\udce9t\udce9.png\n")
+    assert (tmp_path / "failures.csv").read_text(encoding="utf-8") == "latin1_\\udce9t\\udce9.png\n"
+
+
 def test_a_full_disk_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
     def half_then_full(image, filename, *args, **kwargs):
         with open(filename, "wb") as f:

@@ -67,6 +67,17 @@ def test_failure_log_starts_empty_on_every_run(tmp_path):
     assert log.read_text().strip() == "case,file,error"
 
 
+def test_a_bad_case_whose_name_is_not_utf8_is_reported_escaped(tmp_path):
+    # bytes of an old Latin-1 archive, held by Python as surrogates
+    corrupt = tmp_path / "bad_\udce9.png"
+    corrupt.write_bytes(b"this is not a png")
+    log = tmp_path / "failures.csv"
+    ds = SkipFailedCasesDataset([{"image": str(corrupt)}], _transform(), failure_log=log)
+    assert list(ds) == []
+    with open(log, newline="", encoding="utf-8") as f:
+        assert [r["file"] for r in csv.DictReader(f)] == [str(tmp_path / "bad_\\udce9.png")]
+
+
 def test_describe_error_walks_to_the_cause():
     try:
         try:

@@ -229,3 +229,34 @@ def test_a_failed_case_loses_the_outputs_an_earlier_run_left_and_keeps_this_runs
     # "unreadable" keeps nothing of the earlier run; "late" keeps the mask this run wrote before its note failed
     assert left == ["good_note.txt", "good_seg.png", "late_seg.png", "unreadable_seg_by_hand.png"]
     assert (out / "late_seg.png").stat().st_mtime > late_mask_before + 30
+
+
+def test_names_that_are_not_utf8_get_their_outputs_and_their_report_rows(tmp_path):
+    # bytes of an old Latin-1 archive, which Python holds as surrogates
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [_pair(data, "a_good"), _pair(data, "latin1_\udce9t\udce9"), _pair(data, "z_good")]
+    corrupt = data / "bad_\udce9.png"
+    corrupt.write_bytes(b"not a png")
+    cases.insert(2, {"image": str(corrupt), "label": cases[0]["label"]})
+    keys = ["image", "label"]
+    preprocessing = Compose(
+        [LoadImaged(keys, reader="PILReader", image_only=True), EnsureChannelFirstd(keys, channel_dim="no_channel")]
+    )
+    isolation = CaseIsolationHandler(tmp_path / "out" / "failures.csv")
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(cases, preprocessing), batch_size=1, num_workers=0),
+        network=torch.nn.Identity(),
+        postprocessing=Compose([AsDiscreted("pred", threshold=100), save_masks(tmp_path / "out")]),
+        key_val_metric={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        val_handlers=[isolation, CaseMetricsWriter(tmp_path / "eval")],
+    )
+    evaluator.run()
+    written = sorted(os.listdir(os.fsencode(tmp_path / "out")))
+    assert written == [b"a_good_seg.png", b"failures.csv", b"latin1_\xe9t\xe9_seg.png", b"z_good_seg.png"]
+    # the reports stay UTF-8 for the tools that read them, the name escaped
+    with open(tmp_path / "out" / "failures.csv", newline="", encoding="utf-8") as f:
+        assert [(row["case"], row["stage"]) for row in csv.DictReader(f)] == [("bad_\\udce9", "reading")]
+    with open(tmp_path / "eval" / "metrics_per_case.csv", newline="", encoding="utf-8") as f:
+        assert [row["case"].rsplit("/", 1)[-1] for row in csv.DictReader(f)][1] == "latin1_\\udce9t\\udce9.png"

@@ -56,6 +56,26 @@ def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path)
     assert "Traceback" in logged and "Failed to evaluate ConfigExpression" in logged
 
 
+def test_a_name_that_is_not_utf8_reaches_the_screen_and_the_log_escaped(tmp_path):
+    # bytes of an old Latin-1 archive, held by Python as surrogates; a strict standard output, as Python opens it
+    # in a UTF-8 locale other than C.UTF-8
+    script = (
+        "import logging, sys\n"
+        "from monai_unets.handlers import report_errors\n"
+        "report_errors(sys.argv[1])\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(message)s')\n"
+        "logging.error('case bad_\\udce9 failed')\n"
+        "raise ValueError('/in/bad_\\udce9.png: not an image')\n"
+    )
+    log = tmp_path / "error.log"
+    environment = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    assert result.stdout == "case bad_\\udce9 failed\n"
+    assert result.stderr.strip().splitlines()[-1] == "ERROR: ValueError: /in/bad_\\udce9.png: not an image"
+    assert "ValueError: /in/bad_\\udce9.png: not an image" in log.read_text(encoding="utf-8")
+
+
 def test_refusing_the_input_folder_as_output_writes_no_log_there(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     script = (

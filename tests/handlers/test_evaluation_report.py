@@ -249,20 +249,29 @@ def _case(value: float, name: str, affine: torch.Tensor) -> tuple[dict, dict]:
     return batch, output
 
 
-def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
+def _escaped(name: str) -> str:
+    """``name`` as the CSV files hold it: what UTF-8 cannot encode (a surrogate-escaped byte) as ``\\udcXX``."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _report_rows(save_dir: Path, names: list[str]) -> list[dict[str, str]]:
+    """The rows of ``volumes_per_case.csv`` after an evaluation of a case per name."""
     affine = torch.diag(torch.tensor([2.0, 2.0, 2.5, 1.0]), 0)
-    names = ["/data/a/image.nii.gz", "/data/b/image.nii.gz"]  # the same file name in two folders
     cases = [_case(1.0, name, affine) for name in names]
     # an evaluator's state after postprocessing: the batch and the output, one list item per case
     engine = Engine(lambda engine, batch: [cases[engine.state.iteration - 1][1]])
-    save_dir = tmp_path / "eval"
     save_dir.mkdir()
-    _write_csv(save_dir / "metrics_per_case.csv", [{"case": n, "val_mean_dice": "0.5"} for n in names])
+    _write_csv(save_dir / "metrics_per_case.csv", [{"case": _escaped(n), "val_mean_dice": "0.5"} for n in names])
     EvaluationReport(save_dir, class_names=["pancreas", "tumour"], settings={"device": "cpu"}).attach(engine)
     engine.run([[batch] for batch, _ in cases])
+    with open(save_dir / "volumes_per_case.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
-    with open(save_dir / "volumes_per_case.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+
+def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
+    names = ["/data/a/image.nii.gz", "/data/b/image.nii.gz"]  # the same file name in two folders
+    save_dir = tmp_path / "eval"
+    rows = _report_rows(save_dir, names)
     assert [r["case"] for r in rows] == names
     assert float(rows[0]["pancreas_true_ml"]) == pytest.approx(0.63)  # 64 - 1 voxels of 10 mm^3
     assert float(rows[0]["tumour_true_ml"]) == pytest.approx(0.01)
@@ -272,6 +281,16 @@ def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
     info = json.loads((save_dir / "run.json").read_text())
     assert info["settings"] == {"device": "cpu"}
     assert (save_dir / "report.html").is_file()
+
+
+def test_cases_whose_names_are_not_utf8_get_their_overlays_and_rows(tmp_path: Path):
+    # bytes of an old Latin-1 archive, held by Python as surrogates; twice, so the overlays' names take a digest
+    names = ["/data/a/\udce9t\udce9.nii.gz", "/data/b/\udce9t\udce9.nii.gz"]
+    save_dir = tmp_path / "eval"
+    rows = _report_rows(save_dir, names)
+    assert [r["case"] for r in rows] == [_escaped(n) for n in names]
+    assert len({r["overlay"] for r in rows}) == 2
+    assert "\\udce9t\\udce9" in (save_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_handler_rejects_class_names_that_do_not_match_the_prediction(tmp_path: Path):

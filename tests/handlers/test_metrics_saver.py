@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from ignite.engine import Engine
 from monai.handlers import metrics_saver
 from monai_unets.handlers import AtomicMetricsSaver
@@ -28,3 +29,14 @@ def test_the_report_is_complete_or_the_previous_one(tmp_path, monkeypatch):
     assert (tmp_path / "metrics.csv").read_text().split() == ["val_mean_dice,0.5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
     assert saver.save_dir == str(tmp_path)
+
+
+def test_file_names_that_are_not_utf8_are_listed_escaped(tmp_path):
+    engine = _engine(0.5)
+    # the raw report of one case whose name holds a byte of an old Latin-1 archive, held by Python as a surrogate
+    engine.state.batch = [{"filename_or_obj": "/in/\udce9t\udce9.png"}]
+    engine.state.metric_details = {"dice": torch.tensor([[0.5]])}
+    saver = AtomicMetricsSaver(save_dir=str(tmp_path), metrics="*", metric_details="*", summary_ops=None)
+    saver._get_filenames(engine)  # what each iteration of a run calls
+    saver(engine)
+    assert (tmp_path / "dice_raw.csv").read_text(encoding="utf-8").splitlines()[1] == "/in/\\udce9t\\udce9.png,0.5,0.5"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -100,3 +101,24 @@ def test_tool_module_runs_with_python_m(tmp_path: Path) -> None:
     # Warnings go to stderr, leaving stdout to the summary line.
     assert "validation list is the test list" in result.stderr and "WARNING" not in result.stdout
     assert json.loads(output.read_text())["counts"] == {"training": 7, "validation": 3, "test": 3}
+
+
+def test_a_tool_reports_a_file_whose_name_is_not_utf8_on_a_strict_output(tmp_path):
+    # bytes of an old Latin-1 archive, held by Python as surrogates; a strict standard output, as Python opens it
+    # in a UTF-8 locale other than C.UTF-8
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(tmp_path / "images" / "good.png")
+    (tmp_path / "images" / "bad_\udce9.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((32, 48), np.uint8)).save(tmp_path / "mask.png")
+    cases = [{"image": f"images/{name}", "label": "mask.png"} for name in ("good.png", "bad_\udce9.png")]
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": cases[:1], "validation": cases}))
+    command = [sys.executable, "-m", "monai_unets.scripts.cli", "check-data", "--bundle", "egeunet_skin_lesion"]
+    result = subprocess.run(
+        [*command, "--dataset-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"BAD  {tmp_path}/images/bad_\\udce9.png: UnidentifiedImageError" in result.stdout
+    assert "1 of 3 cases are bad" in result.stdout
