@@ -10,6 +10,8 @@ reading or preprocessing fails becomes a failure record (case, file, stage, erro
 from __future__ import annotations
 
 import copy
+import hashlib
+import itertools
 import logging
 import os
 import re
@@ -58,6 +60,9 @@ CACHE_MODES = ("none", "memory", "disk")
 _SUFFIXES = tuple(sorted({s.lower() for s in IMAGE_SUFFIXES + MEDICAL_SUFFIXES}, key=len, reverse=True))
 # characters that some file systems refuse in a name (Windows, SMB shares), and control characters
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+# longest output name in bytes: 255, the limit of common file systems, less room for what the writers add
+# ("_uncertainty.nii.gz" is 19 bytes) and for the suffix a repeated name takes ("_2")
+_NAME_BYTES = 255 - 32
 # "applying transform <monai.transforms.io.dictionary.LoadImaged object at 0x...>" of monai's apply_transform
 _FAILED_TRANSFORM = re.compile(r"^applying transform <(?:[\w]+\.)*(\w+) object")
 
@@ -74,6 +79,20 @@ def _parts(source: str) -> tuple[Path, str, str]:
     suffix = next((s for s in _SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), path.suffix)
     stem = name[: len(name) - len(suffix)] if suffix else name
     return path.parent, stem, suffix.lstrip(".").replace(".", "_").lower() or "file"
+
+
+def _within_limit(name: str) -> str:
+    """``name``, or when its bytes exceed :data:`_NAME_BYTES` its start and a digest of all of it, within them."""
+    # counted in the bytes the file system gets: a name that is not UTF-8 is held surrogate-escaped
+    encoded = os.fsencode(name)
+    if len(encoded) <= _NAME_BYTES:
+        return name
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    room = _NAME_BYTES - len(digest) - 1
+    # whole characters only: a cut through one would leave a name that is not UTF-8
+    ends = itertools.accumulate(len(os.fsencode(character)) for character in name)
+    kept = sum(1 for end in ends if end <= room)
+    return f"{name[:kept]}_{digest}"
 
 
 def _collisions(names: Sequence[str]) -> list[list[int]]:
@@ -93,7 +112,9 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
     warning: first by the kind of input (``a.jpg`` and ``a.png`` -> ``a_jpg``, ``a_png``; ``x.nii.gz`` and a
     DICOM folder ``x/`` -> ``x_nii_gz``, ``x_dicom``), then by the folders that differ (``p1/image.nii.gz`` and
     ``p2/image.nii.gz`` -> ``p1_image``, ``p2_image``), and last by a number (the same file listed twice).
-    Characters that file systems refuse (``:``, ``*``, ...) become ``_``.
+    Characters that file systems refuse (``:``, ``*``, ...) become ``_``. A name longer than 223 bytes (which,
+    with a postfix and an extension, would exceed the 255 bytes a file name can have) keeps its start and ends
+    with a digest of all of it, so that it stays unique and is the same in every run.
 
     Args:
         sources: the image path (or series reference) of each case.
@@ -121,9 +142,9 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
                 names[i] = _UNSAFE.sub("_", "_".join((*relative, names[i])))
     taken: set[str] = set()
     for i, name in enumerate(names):
-        candidate, number = name, 2
+        candidate, number = _within_limit(name), 2
         while candidate.casefold() in taken:
-            candidate, number = f"{name}_{number}", number + 1
+            candidate, number = _within_limit(f"{name}_{number}"), number + 1
         names[i] = candidate
         taken.add(candidate.casefold())
     renamed = [f"{source} -> {name}" for source, (_, base, _), name in zip(sources, parts, names) if name != base]

@@ -22,6 +22,7 @@ from monai_unets.data import (
     CASE_INDEX_KEY,
     CASE_NAME_KEY,
     FAILURE_KEY,
+    AtomicNibabelWriter,
     CaseDataset,
     cached_dataset,
     case_output_name,
@@ -71,6 +72,28 @@ def test_saved_file_is_named_after_the_whole_case_name(tmp_path):
     saver = SaveImage(tmp_path, output_postfix="seg", separate_folder=False, output_name_formatter=case_output_name)
     saver(image)
     assert [p.name for p in tmp_path.iterdir()] == ["study_1.2.3_seg.nii.gz"]
+
+
+def test_names_too_long_for_the_file_system_are_shortened_uniquely_and_the_same_each_time(tmp_path):
+    # 252 to 255 bytes are legal input names, too long once "_seg.png" is added; "é" is two bytes
+    sources = [f"/in/{'L' * 248}.png", f"/in/{'L' * 248}.jpg", f"/in/{'L' * 251}.png", f"/in/{'é' * 125}.png"]
+    names = case_output_names(sources)
+    assert names == case_output_names(sources)
+    assert len({n.casefold() for n in names}) == 4
+    assert all(200 < len(n.encode()) <= 223 for n in names)
+    assert names[3].startswith("é" * 100)
+    for name in names:
+        image = MetaTensor(torch.zeros(1, 4, 5), meta={"filename_or_obj": "/in/x.png", CASE_NAME_KEY: name})
+        saver = SaveImage(
+            tmp_path,
+            output_postfix="uncertainty",
+            output_ext=".nii.gz",
+            separate_folder=False,
+            output_name_formatter=case_output_name,
+            writer=AtomicNibabelWriter,
+        )
+        saver(image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}_uncertainty.nii.gz" for n in names)
 
 
 def _png(path, value=100, size=(6, 8)):
