@@ -129,30 +129,49 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
     """
     parts = [_parts(str(source)) for source in sources]
     names = [_UNSAFE.sub("_", name) for _, name, _ in parts]
+    # inputs renamed because of another input, and because of their length: the warning says why
+    shared: set[int] = set()
+    shortened: set[int] = set()
     for group in _collisions(names):
         if len({parts[i][2] for i in group}) > 1:
+            shared.update(group)
             for i in group:
                 names[i] = f"{names[i]}_{parts[i][2]}"
     for group in _collisions(names):
         folders = [parts[i][0] for i in group]
         if len(set(folders)) > 1:
+            shared.update(group)
             common = Path(os.path.commonpath([str(f) for f in folders]))
             for i, folder in zip(group, folders):
                 relative = folder.relative_to(common).parts
                 names[i] = _UNSAFE.sub("_", "_".join((*relative, names[i])))
     taken: set[str] = set()
     for i, name in enumerate(names):
-        candidate, number = _within_limit(name), 2
-        while candidate.casefold() in taken:
-            candidate, number = _within_limit(f"{name}_{number}"), number + 1
-        names[i] = candidate
-        taken.add(candidate.casefold())
-    renamed = [f"{source} -> {name}" for source, (_, base, _), name in zip(sources, parts, names) if name != base]
+        unique, number = name, 2
+        while _within_limit(unique).casefold() in taken:
+            shared.add(i)
+            unique, number = f"{name}_{number}", number + 1
+        names[i] = _within_limit(unique)
+        if names[i] != unique:
+            shortened.add(i)
+        taken.add(names[i].casefold())
+    renamed = []
+    for i, (source, (_, base, _), name) in enumerate(zip(sources, parts, names)):
+        if name == base:
+            continue
+        reasons = [
+            reason
+            for reason, applies in (
+                ("characters that file systems refuse", _UNSAFE.search(base)),
+                ("the output name of another input", i in shared),
+                ("a name too long for the file system", i in shortened),
+            )
+            if applies
+        ]
+        renamed.append(f"{source} -> {name} (it had {' and '.join(reasons)})")
     if renamed:
         logger.warning(
-            "%d input(s) would have shared an output name with another input; they are written as: %s",
-            len(renamed),
-            "; ".join(renamed),
+            "%d input(s) are written under another name than their own: %s", len(renamed), "; ".join(renamed)
         )
     return names
 

@@ -58,6 +58,16 @@ def test_series_of_one_folder_are_named_by_uid_and_unsafe_characters_replaced():
     assert names == ["study_1.2.3", "study_1.2.4", "we_ird_"]
 
 
+def test_the_warning_says_why_each_input_was_renamed(caplog):
+    sources = ["/in/tab\there.png", "/in/a.jpg", "/in/a.png", f"/in/{'L' * 250}.png"]
+    with caplog.at_level(logging.WARNING):
+        names = case_output_names(sources)
+    renamed = dict(entry.split(" -> ") for entry in caplog.text.strip().split(": ", 1)[1].split("; "))
+    assert renamed["/in/tab\there.png"] == "tab_here (it had characters that file systems refuse)"
+    assert renamed["/in/a.jpg"] == "a_jpg (it had the output name of another input)"
+    assert renamed[sources[3]] == f"{names[3]} (it had a name too long for the file system)"
+
+
 def test_shards_are_disjoint_ordered_and_cover_everything():
     items = list(range(7))
     shards = [shard_items(items, rank, 3) for rank in range(3)]
