@@ -59,6 +59,8 @@ CACHE_MODES = ("none", "memory", "disk")
 
 _SUFFIXES = tuple(sorted({s.lower() for s in IMAGE_SUFFIXES + MEDICAL_SUFFIXES}, key=len, reverse=True))
 # characters that some file systems refuse in a name (Windows, SMB shares), and control characters
+#: renamed inputs the warning of case_output_names names
+_RENAMES_SHOWN = 5
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 # longest output name in bytes: 255, the limit of common file systems, less room for what the writers add
 # ("_uncertainty.nii.gz" is 19 bytes) and for the suffix a repeated name takes ("_2")
@@ -170,9 +172,11 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
         ]
         renamed.append(f"{source} -> {name} (it had {' and '.join(reasons)})")
     if renamed:
-        logger.warning(
-            "%d input(s) are written under another name than their own: %s", len(renamed), "; ".join(renamed)
+        # the first few: 1,500 renamed inputs had made one line of 100 KB
+        shown = "; ".join(renamed[:_RENAMES_SHOWN]) + (
+            f"; and {len(renamed) - _RENAMES_SHOWN} more" if len(renamed) > _RENAMES_SHOWN else ""
         )
+        logger.warning("%d input(s) are written under another name than their own: %s", len(renamed), shown)
     return names
 
 

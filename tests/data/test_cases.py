@@ -68,6 +68,16 @@ def test_the_warning_says_why_each_input_was_renamed(caplog):
     assert renamed[sources[3]] == f"{names[3]} (it had a name too long for the file system)"
 
 
+def test_the_warning_of_many_renamed_inputs_names_a_few(caplog):
+    sources = [f"/in/{i:04d}.{suffix}" for i in range(1500) for suffix in ("jpg", "png")]
+    with caplog.at_level(logging.WARNING):
+        case_output_names(sources)
+    # every one had been listed: a line of 100 KB
+    assert len(caplog.text) < 1000
+    assert caplog.text.rstrip().endswith("; and 2995 more")
+    assert "3000 input(s) are written under another name" in caplog.text
+
+
 def test_shards_are_disjoint_ordered_and_cover_everything():
     items = list(range(7))
     shards = [shard_items(items, rank, 3) for rank in range(3)]
