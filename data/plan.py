@@ -72,6 +72,10 @@ _SAMPLES_PER_CASE = 10_000
 # Patch sides are multiples of this, so that 5 halvings (the deepest bundle network) divide them evenly.
 _PATCH_DIVISOR = 32
 _MIN_PATCH_SIDE = 32
+# Resampled sides a few hundredths of a voxel over a whole number are that number: float32 header spacings
+# (0.30000001) and target spacings rounded to 4 decimals (512 x 0.390625 / 0.3906 = 512.03) leave such excess,
+# which must not add 32 voxels to the patch; resampling rounds the side to whole voxels anyway.
+_SHAPE_TOLERANCE = 0.1
 
 
 def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -268,15 +272,19 @@ def voxel_budget(device: str | torch.device | None = None) -> int:
 def choose_patch_size(median_shape: Sequence[float], spacing: Sequence[float], budget: int) -> list[int]:
     """A patch of at most ``budget`` voxels, shaped like the median image in mm, sides multiples of 32.
 
-    Starts from the median resampled shape (rounded up to a multiple of 32), then shrinks by 32 voxels the side
-    that is longest in millimetres until the patch fits, as nnU-Net does.
+    Starts from the median resampled shape (rounded up to a multiple of 32; a side at most a tenth of a voxel over
+    one is not rounded up), then shrinks by 32 voxels the side that is longest in millimetres until the patch fits,
+    as nnU-Net does.
 
     Example::
 
         >>> choose_patch_size([200, 200, 200], [1.0, 1.0, 1.0], 64**3)
         [64, 64, 64]
     """
-    patch = [max(_MIN_PATCH_SIDE, int(np.ceil(s / _PATCH_DIVISOR)) * _PATCH_DIVISOR) for s in median_shape]
+    patch = [
+        max(_MIN_PATCH_SIDE, int(np.ceil((s - _SHAPE_TOLERANCE) / _PATCH_DIVISOR)) * _PATCH_DIVISOR)
+        for s in median_shape
+    ]
     while int(np.prod(patch)) > budget:
         shrinkable = [i for i, p in enumerate(patch) if p > _MIN_PATCH_SIDE]
         if not shrinkable:

@@ -86,6 +86,23 @@ def test_patch_fits_budget_and_follows_the_image_shape():
     assert choose_patch_size([40, 36, 20], [1, 1, 1], 128**3) == [64, 64, 32]
 
 
+def test_patch_is_not_inflated_by_float32_or_rounded_spacings():
+    # 64 voxels of 0.30000001 mm (a NIfTI header's float32 of 0.3) at the target 0.3 mm are 64.0000013 voxels
+    resampled = 64 * float(np.float32(0.3)) / 0.3
+    assert choose_patch_size([resampled, resampled, 6], [0.3, 0.3, 8.0], 64**3) == [64, 64, 32]
+    # a target spacing rounded to 4 decimals: 512 voxels of 0.390625 mm at 0.3906 mm are 512.03 voxels
+    assert choose_patch_size([512 * 0.390625 / 0.3906] * 3, [0.3906] * 3, 512**3) == [512, 512, 512]
+    fingerprint = {
+        "spacings": [[float(np.float32(0.3)), float(np.float32(0.3)), 8.0]] * 4,
+        "shapes": [[64, 64, 6]] * 4,
+        "foreground_intensity": {},
+        "modality": "MR",
+        "labels": {"0": "background", "1": "a"},
+        "class_fractions": {"0": 0.9, "1": 0.1},
+    }
+    assert make_plan(fingerprint, "cpu")["patch_size"] == [64, 64, 32]
+
+
 def test_batch_size_grows_for_small_patches():
     fingerprint = {
         "spacings": [[1, 1, 1]] * 2,
