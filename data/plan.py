@@ -27,6 +27,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,20 @@ def detect_modality(minimum: float, low_percentile: float) -> str:
     return "CT" if minimum <= -900 and low_percentile <= -500 else "MR"
 
 
+# CT under the names datasets give it: contrast-enhanced (CECT), non-contrast (NCCT, NECT), angiography (CTA,
+# CCTA), cone-beam, multi-detector, high-resolution, low-dose and 4D CT, and the words written out
+_CT_WORDS = frozenset({"CT", "CTA", "CCTA", "CECT", "NCCT", "NECT", "CBCT", "MDCT", "HRCT", "LDCT", "4DCT"})
+_CT_PHRASE = re.compile(r"COMPUTE[RD]?(?:IZED|ISED)?\s*TOMOGRAPH")
+
+
+def _is_ct_name(name: str) -> bool:
+    """Whether a declared modality names CT (``"CT"``, ``"CECT"``, ``"CT arterial"``, ``"Computed Tomography"``)."""
+    upper = name.upper()
+    return bool(_CT_WORDS.intersection(re.findall(r"[A-Z0-9]+", upper))) or bool(_CT_PHRASE.search(upper))
+
+
 def _declared_modality(dataset: Mapping) -> str | None:
+    """The modality a dataset.json names (``modality``, or nnU-Net's ``channel_names``); ``None`` when none."""
     modality = dataset.get("modality") or dataset.get("channel_names")
     if isinstance(modality, Mapping) and modality:
         if len(modality) > 1:
@@ -139,10 +154,7 @@ def _declared_modality(dataset: Mapping) -> str | None:
                 f"the dataset has {len(modality)} input channels ({dict(modality)}); the bundles take one channel"
             )
         modality = next(iter(modality.values()))
-    if isinstance(modality, str):
-        # MSD names MR sequences (T1w, FLAIR, ADC, ...); all but CT get per-image normalisation
-        return "CT" if modality.strip().upper() == "CT" else "MR"
-    return None
+    return modality if isinstance(modality, str) else None
 
 
 def fingerprint_dataset(
@@ -211,7 +223,23 @@ def fingerprint_dataset(
     total = sum(counts.values())
     whole_all = np.concatenate(whole)
     fg_all = np.concatenate(foreground) if foreground else whole_all
-    modality = _declared_modality(meta) or detect_modality(minimum, float(np.percentile(whole_all, 0.5)))
+    low_percentile = float(np.percentile(whole_all, 0.5))
+    detected = detect_modality(minimum, low_percentile)
+    declared = _declared_modality(meta)
+    if declared is None:
+        modality = detected
+    else:
+        # MSD names MR sequences (T1w, FLAIR, ADC, ...); all but CT get per-image normalisation
+        modality = "CT" if _is_ct_name(declared) else "MR"
+        if modality != detected:
+            # the declaration is followed: intensities can resemble the other modality's (an MR with negative
+            # values, a CT cropped to the body or stored without its rescale)
+            warnings.warn(
+                f"{datalist}: its modality {declared!r} is planned as {modality}, but the intensities look like "
+                f"{detected} (minimum {minimum:g}, 0.5th percentile {low_percentile:g}); if the images are "
+                f"{detected}, declare that modality and plan again.",
+                stacklevel=2,
+            )
     return {
         "num_cases": len(cases),
         "spacings": spacings,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -22,6 +23,13 @@ def _drop_modality(dataset_dir):
     path = dataset_dir / "dataset.json"
     dataset = json.loads(path.read_text())
     del dataset["modality"]
+    path.write_text(json.dumps(dataset))
+
+
+def _declare_modality(dataset_dir, name):
+    path = dataset_dir / "dataset.json"
+    dataset = json.loads(path.read_text())
+    dataset["modality"] = {"0": name}
     path.write_text(json.dumps(dataset))
 
 
@@ -68,6 +76,30 @@ def test_ct_is_recognised_from_hounsfield_units_without_modality_field(ct_dir, t
     generate_demo_ct(copy, num_cases=2, num_test=0, shape=(24, 24, 8))
     _drop_modality(copy)
     assert plan_dataset(copy, device="cpu")["modality"] == "CT"
+
+
+@pytest.mark.parametrize("name", ["CECT", "CTA", "NCCT", "Computed Tomography", "ct arterial", " CT "])
+def test_ct_under_other_names_is_planned_as_ct(tmp_path, name):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    _declare_modality(root, name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*intensities look like")
+        plan = plan_dataset(root, device="cpu")
+    assert (plan["modality"], plan["normalization"]["scheme"], plan["foreground_threshold"]) == ("CT", "ct", -500.0)
+
+
+def test_declared_modality_that_the_intensities_contradict_is_kept_with_a_warning(ct_dir, mr_dir, tmp_path):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    _declare_modality(root, "T1")
+    with pytest.warns(UserWarning, match=r"modality 'T1' is planned as MR, but the intensities look like CT"):
+        assert plan_dataset(root, device="cpu")["modality"] == "MR"
+    mr = tmp_path / "mr"
+    generate_demo_mr(mr, num_cases=2, num_test=0, shape=(24, 24, 16), modality=False)
+    _declare_modality(mr, "CT")
+    with pytest.warns(UserWarning, match=r"modality 'CT' is planned as CT, but the intensities look like MR"):
+        assert plan_dataset(mr, device="cpu")["modality"] == "CT"
 
 
 def test_anisotropic_data_takes_a_finer_coarse_axis_spacing():
