@@ -220,6 +220,13 @@ def fingerprint_dataset(
         labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
     if sorted(labels) != list(range(len(labels))):
         raise ValueError(f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}")
+    absent = [f"{value} ({name})" for value, name in sorted(labels.items()) if value and not counts.get(value)]
+    if absent:
+        warnings.warn(
+            f"{datalist}: declared class {', '.join(absent)} appears in none of the {len(cases)} training labels; "
+            "a bundle trained on them never learns it.",
+            stacklevel=2,
+        )
     total = sum(counts.values())
     whole_all = np.concatenate(whole)
     fg_all = np.concatenate(foreground) if foreground else whole_all

@@ -183,6 +183,17 @@ def test_undeclared_label_value_is_refused(ct_dir, tmp_path):
         plan_dataset(root, device="cpu")
 
 
+def test_a_declared_class_without_any_voxel_is_warned_about(tmp_path):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    dataset = json.loads((root / "dataset.json").read_text())
+    dataset["labels"]["3"] = "metastasis"
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    with pytest.warns(UserWarning, match=r"class 3 \(metastasis\) appears in none of the 2 training labels"):
+        plan = plan_dataset(root, device="cpu")
+    assert plan["class_fractions"]["3"] == 0.0
+
+
 def test_nnunet_label_tables_are_read_and_unreadable_cases_say_which_file_and_why(tmp_path):
     root = tmp_path / "ct"
     generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
