@@ -61,6 +61,11 @@ class DataCheckError(ValueError):
         super().__init__(f"{self.file}: {problem}" if self.file else problem)
 
 
+class _ChannelFilesError(DataCheckError):
+    """A case's image files, one per channel, make more channels than the bundle takes. Raised for the first file
+    (all the loaded image knows); :func:`_case_problem`, which has the case, names every file."""
+
+
 def _choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
@@ -257,6 +262,13 @@ class CheckCased(MapTransform):
                 f"a {len(shape) - 1}D image (channels first: {shape}); this bundle takes {self.spatial_dims}D images.",
             )
         if self.in_channels is not None and shape[0] != self.in_channels:
+            # MONAI stacks the 3D files of a list as channels along a new first axis and marks it so
+            if getattr(image, "meta", {}).get("original_channel_dim") == 0:
+                raise _ChannelFilesError(
+                    name,
+                    f"a case of {shape[0]} image files, one per channel (shape {shape}); this bundle takes "
+                    f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file.",
+                )
             raise DataCheckError(
                 name,
                 f"has {shape[0]} channels (shape {shape}); this bundle takes {self.in_channels}. "
@@ -393,6 +405,8 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
     except Exception as error:  # noqa: BLE001 - every reason a case cannot be read is reported, not raised
         while error.__cause__ is not None:
             error = error.__cause__
+        if isinstance(error, _ChannelFilesError):
+            return BadCase(", ".join(map(str, case[keys[0]])), error.problem)
         if isinstance(error, DataCheckError):
             return BadCase(error.file, error.problem)
         return BadCase(name, describe_error(error))

@@ -145,13 +145,14 @@ def _is_ct_name(name: str) -> bool:
     return bool(_CT_WORDS.intersection(re.findall(r"[A-Z0-9]+", upper))) or bool(_CT_PHRASE.search(upper))
 
 
-def _declared_modality(dataset: Mapping) -> str | None:
+def _declared_modality(dataset: Mapping, datalist: str | os.PathLike) -> str | None:
     """The modality a dataset.json names (``modality``, or nnU-Net's ``channel_names``); ``None`` when none."""
     modality = dataset.get("modality") or dataset.get("channel_names")
     if isinstance(modality, Mapping) and modality:
         if len(modality) > 1:
             raise ValueError(
-                f"the dataset has {len(modality)} input channels ({dict(modality)}); the bundles take one channel"
+                f"{datalist}: the dataset has {len(modality)} input channels ({dict(modality)}); the bundles take "
+                "one channel"
             )
         modality = next(iter(modality.values()))
     return modality if isinstance(modality, str) else None
@@ -190,13 +191,24 @@ def fingerprint_dataset(
     if not cases:
         raise ValueError(f"datalist {datalist} has no labelled case in {key!r}.")
 
+    # before any case is read: a dataset of several channels is refused as a whole
+    declared = _declared_modality(meta, datalist)
     rng = np.random.default_rng(seed)
     spacings, shapes, foreground, whole, counts = [], [], [], [], {}
     minimum = np.inf
     for case in cases:
-        image, label, spacing = _read_case(case["image"], case["label"])
+        image_path = case["image"]
+        if not isinstance(image_path, str):
+            # one file per channel: a datalist's list of modalities, nnU-Net's <case>_0000, <case>_0001, ...
+            if len(image_path) > 1:
+                raise ValueError(
+                    f"{', '.join(image_path)}: a case of {len(image_path)} image files, one per channel; the bundles "
+                    "take one channel"
+                )
+            image_path = image_path[0]
+        image, label, spacing = _read_case(image_path, case["label"])
         if image.shape[0] != 1:
-            raise ValueError(f"image {case['image']} has {image.shape[0]} channels; the bundles take one channel")
+            raise ValueError(f"{image_path}: the image has {image.shape[0]} channels; the bundles take one channel")
         image = image[0]
         spacings.append(spacing.tolist())
         shapes.append(list(image.shape))
@@ -232,7 +244,6 @@ def fingerprint_dataset(
     fg_all = np.concatenate(foreground) if foreground else whole_all
     low_percentile = float(np.percentile(whole_all, 0.5))
     detected = detect_modality(minimum, low_percentile)
-    declared = _declared_modality(meta)
     if declared is None:
         modality = detected
     else:

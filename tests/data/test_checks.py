@@ -13,7 +13,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import EnsureChannelFirstd, LoadImaged
-from monai_unets.data import CheckCased, DataCheckError, atomic_open, check_cases, load_datalist
+from monai_unets.data import CheckCased, DataCheckError, atomic_open, check_cases, find_bad_cases, load_datalist
 
 KEYS = ["image", "label"]
 
@@ -49,6 +49,19 @@ def test_skip_drops_each_bad_case_from_its_own_group_and_logs_it(tmp_path, caplo
         kept = check_cases([train, val], _loading(), policy="skip", num_workers=2)
     assert kept == [[train[0], train[2]], [val[0]]]
     assert f"skipped {train[1]['label']}" in caplog.text and f"skipped {val[1]['label']}" in caplog.text
+
+
+def test_a_case_of_one_file_per_channel_names_its_files_and_not_a_4d_file(tmp_path):
+    case = _case(tmp_path, "a")
+    second = str(tmp_path / "a_t2.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), second)
+    case["image"] = [case["image"], second]
+    [(index, problem)] = find_bad_cases([case], _loading())
+    assert problem.file == f"{case['image'][0]}, {second}"
+    assert (
+        problem.problem.startswith("a case of 2 image files, one per channel") and "takes 1 channel" in problem.problem
+    )
+    assert "4D file" not in problem.problem
 
 
 def test_nan_policy_replace_uses_the_finite_extremes(caplog):

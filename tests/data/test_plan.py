@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
 
 import nibabel as nib
@@ -192,6 +194,27 @@ def test_a_declared_class_without_any_voxel_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"class 3 \(metastasis\) appears in none of the 2 training labels"):
         plan = plan_dataset(root, device="cpu")
     assert plan["class_fractions"]["3"] == 0.0
+
+
+def test_cases_of_one_file_per_channel_are_refused_naming_their_files(tmp_path):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    dataset = json.loads((root / "dataset.json").read_text())
+    del dataset["modality"]
+    first = dataset["training"][0]
+    first["image"] = [first["image"], first["image"].replace(".nii.gz", "_t2.nii.gz")]
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    files = ", ".join(os.path.abspath(root / name) for name in first["image"])
+    with pytest.raises(ValueError, match=rf"^{re.escape(files)}: a case of 2 image files, one per channel"):
+        plan_dataset(root, device="cpu")
+    # nnU-Net's raw layout with two channels: refused from its dataset.json before any case is read
+    nnunet = tmp_path / "nnunet"
+    (nnunet / "labelsTr").mkdir(parents=True)
+    (nnunet / "labelsTr" / "case.nii.gz").touch()
+    raw = {"channel_names": {"0": "T1", "1": "T2"}, "labels": {"background": 0, "a": 1}, "file_ending": ".nii.gz"}
+    (nnunet / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"dataset.json: the dataset has 2 input channels .*take one channel"):
+        plan_dataset(nnunet, device="cpu")
 
 
 def test_nnunet_label_tables_are_read_and_unreadable_cases_say_which_file_and_why(tmp_path):
