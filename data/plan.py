@@ -52,7 +52,8 @@ __all__ = [
     "voxel_budget",
 ]
 
-PLAN_VERSION = 1
+# 2: the non-CT crop is the non-zero region, ``foreground_threshold`` null (version 1 wrote 0, "> 0")
+PLAN_VERSION = 2
 
 # What the CT bundles use without a plan: their original pancreas recipe (1.5 x 1.5 x 2 mm, a soft-tissue window).
 DEFAULT_PLAN: dict[str, Any] = {
@@ -365,7 +366,8 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
         foreground_threshold = -500.0
     else:
         normalization = {"scheme": "zscore_nonzero"}
-        foreground_threshold = 0.0
+        # the non-zero region, as nnU-Net crops: only the background is zero; the tissue of an MR may be negative
+        foreground_threshold = None
     labels = dict(fingerprint["labels"])
     return {
         "version": PLAN_VERSION,
@@ -418,7 +420,8 @@ _REQUIRED = ("spacing", "normalization", "foreground_threshold", "patch_size", "
 def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a plan; when the file does not exist, return ``default`` (the bundles' original CT recipe).
 
-    Keys missing from the file are taken from the default, so a plan written by an older version still loads.
+    Keys missing from the file are taken from the default, so a plan written by an older version still loads; a
+    version 1 plan's non-CT crop (threshold 0) becomes the non-zero region that version 2 writes.
 
     Raises:
         ValueError: the file is not a JSON object, or a value has the wrong form (the file is named).
@@ -438,6 +441,13 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
     if not isinstance(plan, dict):
         raise ValueError(f"plan {path} must hold a JSON object")
     base.update(plan)
+    if (
+        plan.get("version", 1) < 2
+        and base["normalization"].get("scheme") == "zscore_nonzero"
+        and base["foreground_threshold"] == 0
+    ):
+        # version 1 wrote the non-zero region as threshold 0, whose "> 0" cut negative tissue away
+        base.update(version=PLAN_VERSION, foreground_threshold=None)
     for key in _REQUIRED:
         if key not in base:
             raise ValueError(f"plan {path} has no {key!r}")

@@ -24,11 +24,18 @@ __all__ = [
 
 
 class AboveThreshold:
-    """``x > threshold``: a picklable foreground test for ``CropForegroundd(select_fn=...)``.
+    """``x > threshold``, or ``x != 0`` without a threshold: a picklable foreground test for
+    ``CropForegroundd(select_fn=...)``.
 
-    Where no value is above the threshold (a study of air only, or an image of another modality than the plan's),
-    every voxel counts as foreground: the crop keeps the whole image instead of leaving nothing, which no later
-    step (the network, inverting the crop) can take.
+    A plan's ``foreground_threshold`` is a CT's body threshold (-500 HU), or ``None`` for the non-zero region of
+    other modalities: an MR's tissue may be negative (an MR stored z-scored), and only its background is zero.
+
+    Where no voxel is foreground (a study of air only, or an image of another modality than the plan's), every
+    voxel counts as foreground: the crop keeps the whole image instead of leaving nothing, which no later step (the
+    network, inverting the crop) can take.
+
+    Args:
+        threshold: the value foreground voxels exceed; ``None``: foreground voxels are those not zero.
 
     Example::
 
@@ -36,13 +43,15 @@ class AboveThreshold:
         tensor([False,  True])
         >>> AboveThreshold(-500.0)(torch.tensor([-1000.0, -1000.0]))
         tensor([True, True])
+        >>> AboveThreshold(None)(torch.tensor([0.0, -1.5, 0.8]))
+        tensor([False,  True,  True])
     """
 
-    def __init__(self, threshold: float) -> None:
-        self.threshold = float(threshold)
+    def __init__(self, threshold: float | None) -> None:
+        self.threshold = None if threshold is None else float(threshold)
 
     def __call__(self, x: NdarrayOrTensor) -> NdarrayOrTensor:
-        above = x > self.threshold
+        above = x != 0 if self.threshold is None else x > self.threshold
         return above if above.any() else ~above
 
 

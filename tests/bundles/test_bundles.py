@@ -169,6 +169,46 @@ def test_training_patch_follows_the_plan_and_the_device(name, device, patch, as_
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_mr_tissue_of_negative_values_stays_inside_the_crop_to_the_body(name, tmp_path):
+    """A z-scored MR (background 0, tissue of both signs) planned and preprocessed as the bundle trains and infers:
+    the crop keeps the non-zero region, where a crop to the positive voxels cut a negative structure away."""
+    import nibabel as nib
+    import numpy as np
+    from monai.transforms import Compose
+    from monai_unets.data.plan import plan_dataset, save_plan
+
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    rng = np.random.default_rng(0)
+    x = np.arange(32)[:, None, None]
+    body = np.broadcast_to((np.abs(x - 16) <= 12) & (np.abs(np.arange(32)[None, :, None] - 16) <= 12), (32, 32, 8))
+    organ = body & (x > 22)  # at the body's edge, negative after z-scoring
+    image = np.where(body, rng.normal(0.8, 0.3, body.shape), 0.0).astype(np.float32)
+    image[organ] = rng.normal(-1.5, 0.3, int(organ.sum()))
+    training = []
+    for i in range(2):
+        nib.save(nib.Nifti1Image(image, np.eye(4)), str(tmp_path / "imagesTr" / f"c{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(organ.astype(np.uint8), np.eye(4)), str(tmp_path / "labelsTr" / f"c{i}.nii.gz"))
+        training.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
+    dataset = {"modality": {"0": "T1"}, "labels": {"0": "background", "1": "organ"}, "training": training}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    plan = plan_dataset(tmp_path, device="cpu")
+    # where training reads it, and where inference does (beside the weights, bundle_root/models)
+    save_plan(plan, tmp_path / "plan.json")
+    save_plan(plan, tmp_path / "models" / "plan.json")
+    case = {"image": str(tmp_path / "imagesTr" / "c0.nii.gz"), "label": str(tmp_path / "labelsTr" / "c0.nii.gz")}
+    for config, key in (("train.yaml", "image_preprocessing"), ("inference.yaml", "preprocessing")):
+        parser = ConfigParser()
+        parser.read_config(str(_configs(bundle_dir(name)) / config))
+        parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+        out = Compose(parser.get_parsed_content(key))(dict(case))
+        # the crop keeps the whole body: 25 x 25 voxels across, organ included
+        assert tuple(out["image"].shape[1:3]) == (25, 25), config
+        if config == "train.yaml":
+            assert int((out["label"] > 0).sum()) == int(organ.sum())
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 @pytest.mark.parametrize("device", ["cpu", "$torch.device('cpu')", "cuda:0"])
 def test_ct_inference_runs_channels_last_on_the_cpu_whatever_form_the_device_takes(name, device):
     parser = ConfigParser()

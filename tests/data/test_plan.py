@@ -53,7 +53,7 @@ def test_mr_without_modality_field_gets_per_image_zscore_and_its_spacing(mr_dir)
     plan = plan_dataset(mr_dir, device="cpu")
     assert plan["modality"] == "MR"
     assert plan["normalization"] == {"scheme": "zscore_nonzero"}
-    assert plan["foreground_threshold"] == 0.0
+    assert plan["foreground_threshold"] is None  # the non-zero region
     assert plan["spacing"] == [1.0, 1.2, 1.0]
     assert plan["num_classes"] == 4
     assert plan["class_names"] == ["csf", "grey_matter", "white_matter"]
@@ -159,6 +159,17 @@ def test_load_plan_defaults_when_absent_and_round_trips(tmp_path):
     save_plan(plan, tmp_path / "sub" / "plan.json")
     assert load_plan(tmp_path / "sub" / "plan.json") == plan
     assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_a_version_1_plan_crops_mr_to_its_non_zero_region(tmp_path):
+    mr = {**DEFAULT_PLAN, "version": 1, "normalization": {"scheme": "zscore_nonzero"}, "foreground_threshold": 0.0}
+    save_plan(mr, tmp_path / "mr.json")
+    assert load_plan(tmp_path / "mr.json")["foreground_threshold"] is None
+    # a CT plan, and a threshold the plan's version means as written, stay as they are
+    save_plan({**DEFAULT_PLAN, "version": 1}, tmp_path / "ct.json")
+    assert load_plan(tmp_path / "ct.json")["foreground_threshold"] == -500.0
+    save_plan({**mr, "version": 2}, tmp_path / "v2.json")
+    assert load_plan(tmp_path / "v2.json")["foreground_threshold"] == 0.0
 
 
 @pytest.mark.parametrize(

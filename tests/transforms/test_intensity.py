@@ -29,6 +29,12 @@ def test_above_threshold():
     assert AboveThreshold(-500)(torch.tensor([-1000.0, -900.0])).tolist() == [True, True]
 
 
+def test_without_a_threshold_the_non_zero_region_is_foreground():
+    # a z-scored MR: background 0, tissue of both signs
+    assert AboveThreshold(None)(torch.tensor([0.0, -1.5, 0.8])).tolist() == [False, True, True]
+    assert AboveThreshold(None)(torch.zeros(2)).tolist() == [True, True]
+
+
 def _loaded(path, array):
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
     from monai_unets.transforms import Image2DReader
