@@ -16,7 +16,7 @@ from monai.engines.utils import IterationEvents
 from monai.metrics import Cumulative
 from monai.utils import min_version, optional_import
 
-from ..data.atomic import atomic_open
+from ..data.atomic import atomic_open, hold_folder, release_folder
 from ..data.cases import (
     CASE_INDEX_KEY,
     CASE_NAME_KEY,
@@ -26,6 +26,7 @@ from ..data.cases import (
     rank_and_world_size,
 )
 from ..data.dataset import describe_error
+from ..data.medical_io import OutputFolderError
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -37,6 +38,8 @@ __all__ = ["FAILURE_COLUMNS", "CaseIsolationHandler"]
 
 logger = logging.getLogger(__name__)
 
+#: The lock file by which a batch run holds its output folder (see :func:`monai_unets.data.atomic.hold_folder`).
+RUN_LOCK = ".run.lock"
 #: Columns of the failure report.
 FAILURE_COLUMNS = ("case", "file", "stage", "error")
 
@@ -96,6 +99,10 @@ class CaseIsolationHandler:
     ``failure_log``, logs a one-line summary, and exits with status 1 when any case failed, after everything else
     has been written.
 
+    The folder of ``failure_log`` is held for the run (its ``.run.lock``): a second run started with the same
+    output folder while one runs stops at once with an ``OutputFolderError``, where it had emptied the first
+    run's failure report and mixed its outputs with it. :meth:`conclude` frees the folder and removes the file.
+
     Args:
         failure_log: the CSV failure report; written empty at the start, so an old report never remains.
         outputs: the transforms that write each case's outputs (the postprocessing chain), for
@@ -132,6 +139,13 @@ class CaseIsolationHandler:
         # files older than this are an earlier run's; the failure log's time is the output file system's clock
         self._started = time.time()
         if rank == 0:
+            # another run writing into the same folder would have its report emptied here and its outputs mixed
+            # with this run's
+            if not hold_folder(self.failure_log.parent, RUN_LOCK):
+                raise OutputFolderError(
+                    f"{self.failure_log.parent}: another run is writing its outputs into this folder; wait for it to "
+                    "end, or give this one another output folder."
+                )
             self._write(self.failure_log, [])
             self._started = self.failure_log.stat().st_mtime
 
@@ -337,6 +351,9 @@ class CaseIsolationHandler:
         )
         if rank == 0:
             (logger.error if failures else logger.info)(summary)
+            # the run's outputs are complete: the folder is free, and keeps no lock file among them
+            (self.failure_log.parent / RUN_LOCK).unlink(missing_ok=True)
+            release_folder(self.failure_log.parent, RUN_LOCK)
         if not failures:
             return summary
         if world > 1:

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from monai.utils import min_version, optional_import
 
-from ..data.atomic import atomic_open
+from ..data.atomic import atomic_open, hold_folder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.plan import save_plan
 
@@ -235,8 +234,6 @@ class BestModelSaver:
             self._engine.state.best_metric_epoch = self.best_metric_epoch
 
 
-#: folder -> the open lock file by which this process holds it (see _lock_folder)
-_FOLDER_LOCKS: dict[Path, Any] = {}
 LOCK_NAME = ".training.lock"
 
 
@@ -250,35 +247,12 @@ def _cases_fingerprint(engine: Engine) -> str | None:
 
 
 def _lock_folder(folder: Path) -> None:
-    """Holds an exclusive lock on ``folder`` (its ``.training.lock``) for this process, or raises CheckpointError.
-
-    The operating system releases the lock when the process ends, also after a kill. A process may take a folder it
-    already holds again (a notebook's second run after a failed one).
-    """
-    if sys.platform == "win32":
-        return  # no flock: trainings are not kept apart there
-    import fcntl
-
-    key = folder.resolve()
-    if key in _FOLDER_LOCKS:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_NAME, "a")  # noqa: SIM115 - held open while training
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+    """Holds ``folder`` (its ``.training.lock``) for this process's training, or raises CheckpointError."""
+    if not hold_folder(folder, LOCK_NAME):
         raise CheckpointError(
             f"{folder}: another training is running with this folder for its checkpoints and weights; wait for it "
             "to end, or give this one another bundle folder (--bundle_root) or --ckpt_dir."
-        ) from None
-    _FOLDER_LOCKS[key] = handle
-
-
-def _unlock_folder(folder: Path) -> None:
-    handle = _FOLDER_LOCKS.pop(folder.resolve(), None)
-    if handle is not None:
-        handle.close()
+        )
 
 
 class TrainingCheckpoint:
@@ -340,7 +314,7 @@ class TrainingCheckpoint:
         if not engine.has_event_handler(self.save, Events.COMPLETED):
             engine.add_event_handler(Events.COMPLETED, self._save_weights_if_never_validated)
             engine.add_event_handler(Events.COMPLETED, self.save)
-            engine.add_event_handler(Events.COMPLETED, lambda _: _unlock_folder(self.checkpoint_path.parent))
+            engine.add_event_handler(Events.COMPLETED, lambda _: release_folder(self.checkpoint_path.parent, LOCK_NAME))
 
     def _save_weights_if_never_validated(self, engine: Engine) -> None:
         # with no validation case (MONAI Label's first trainings on a few labels: its val_split leaves none) the

@@ -21,6 +21,7 @@ from monai.transforms import (
 )
 from monai_unets.data import AtomicPILWriter, CaseDataset, case_output_name
 from monai_unets.handlers import CaseIsolationHandler, CaseMetricsWriter
+from monai_unets.handlers.case_isolation import RUN_LOCK
 from PIL import Image
 
 
@@ -225,7 +226,7 @@ def test_a_failed_case_loses_the_outputs_an_earlier_run_left_and_keeps_this_runs
     (data / "unreadable.png").write_bytes(b"damaged since")
     stages = _run_writing_two_outputs(tmp_path, cases, fail_for="late")
     assert stages == {"unreadable": "reading", "late": "postprocessing (_WriteNote)"}
-    left = sorted(p.name for p in out.iterdir() if p.name != "failures.csv")
+    left = sorted(p.name for p in out.iterdir() if p.name not in ("failures.csv", RUN_LOCK))
     # "unreadable" keeps nothing of the earlier run; "late" keeps the mask this run wrote before its note failed
     assert left == ["good_note.txt", "good_seg.png", "late_seg.png", "unreadable_seg_by_hand.png"]
     assert (out / "late_seg.png").stat().st_mtime > late_mask_before + 30
@@ -253,6 +254,8 @@ def test_names_that_are_not_utf8_get_their_outputs_and_their_report_rows(tmp_pat
         val_handlers=[isolation, CaseMetricsWriter(tmp_path / "eval")],
     )
     evaluator.run()
+    with pytest.raises(SystemExit):
+        isolation.conclude()
     written = sorted(os.listdir(os.fsencode(tmp_path / "out")))
     assert written == [b"a_good_seg.png", b"failures.csv", b"latin1_\xe9t\xe9_seg.png", b"z_good_seg.png"]
     # the reports stay UTF-8 for the tools that read them, the name escaped
@@ -260,3 +263,28 @@ def test_names_that_are_not_utf8_get_their_outputs_and_their_report_rows(tmp_pat
         assert [(row["case"], row["stage"]) for row in csv.DictReader(f)] == [("bad_\\udce9", "reading")]
     with open(tmp_path / "eval" / "metrics_per_case.csv", newline="", encoding="utf-8") as f:
         assert [row["case"].rsplit("/", 1)[-1] for row in csv.DictReader(f)][1] == "latin1_\\udce9t\\udce9.png"
+
+
+def test_a_second_run_into_a_folder_another_run_writes_to_stops_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    from monai_unets.data.medical_io import OutputFolderError
+
+    out = tmp_path / "out"
+    holder = (
+        "import sys, time; from monai_unets.handlers import CaseIsolationHandler; "
+        f"CaseIsolationHandler({str(out / 'failures.csv')!r}); print('running', flush=True); time.sleep(120)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "running"
+        (out / "failures.csv").write_text("case,file,stage,error\nbad,bad.png,reading,damaged\n")
+        with pytest.raises(OutputFolderError, match="another run is writing its outputs into this folder"):
+            CaseIsolationHandler(out / "failures.csv")
+        # the running run's report had been emptied by the second one's start
+        assert "bad.png" in (out / "failures.csv").read_text()
+    finally:
+        other.kill()
+        other.wait()
+    CaseIsolationHandler(out / "failures.csv")  # the folder is free once that run has ended
