@@ -27,6 +27,7 @@ from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
 from monai_unets.data import SkipFailedCasesDataset, atomic_open, find_bad_cases, list_cases, load_datalist
+from monai_unets.data.medical_io import list_medical_cases
 from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights
 from monai_unets.handlers.errors import check_settings, explain
 from monai_unets.scripts import cli
@@ -119,6 +120,21 @@ def _skin_case(root: Path, image=None, mask=None) -> str:
     image_path = _png(root / "img.png", _rgb() if image is None else image)
     mask_path = _png(root / "mask.png", _mask() if mask is None else mask)
     return _check(SKIN, {"image": image_path, "label": mask_path})
+
+
+def _jpeg(path: Path, array: np.ndarray) -> str:
+    Image.fromarray(array).save(path, quality=90)
+    return str(path)
+
+
+def _listing_warning(root: Path) -> str:
+    """The warning of listing an inference folder whose subfolder links back to it."""
+    (root / "a.nii.gz").touch()
+    (root / "loop").symlink_to(".")
+    with pytest.warns(UserWarning) as warned:
+        cases = list_medical_cases(root)
+    assert cases == [{"image": str(root / "a.nii.gz")}]
+    return str(warned[0].message)
 
 
 def _raised(call: Callable[[], object]) -> str:
@@ -588,6 +604,41 @@ CATALOGUE: list[Fault] = [
         "mask values 0, 1, 2 are several classes",
         _STOP,
     ),
+    Fault(
+        "training, check-data",
+        "a 0/1 mask saved as JPEG (decoded to values 0..2)",
+        lambda r: _check(
+            SKIN, {"image": _png(r / "img.png", _rgb()), "label": _jpeg(r / "m.jpg", (_mask() // 255).astype(np.uint8))}
+        ),
+        "accepted",
+        "the case is used: a JPEG mask is thresholded between its own two levels",
+    ),
+    Fault(
+        "training, check-data",
+        "a JPEG mask whose values form no two levels (a smooth ramp)",
+        lambda r: _check(
+            SKIN,
+            {
+                "image": _png(r / "img.png", _rgb()),
+                "label": _jpeg(r / "m.jpg", np.tile(np.linspace(0, 255, 32), (24, 1)).astype(np.uint8)),
+            },
+        ),
+        "do not form two levels",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a case of one image file per channel (two 3D files)",
+        lambda r: _check(
+            CT,
+            {
+                "image": [_nifti(r / "t1.nii.gz", _V), _nifti(r / "t2.nii.gz", _V)],
+                "label": _nifti(r / "l.nii.gz", _labels()),
+            },
+        ),
+        "a case of 2 image files, one per channel",
+        _STOP,
+    ),
     # --- settings (every bundle checks its settings at start)
     Fault(
         "all bundles",
@@ -816,6 +867,13 @@ CATALOGUE: list[Fault] = [
         lambda r: _inference_failure(r, CT, "nan.nii.gz", _nifti_bytes(r, _nan(_V, np.nan))),
         "has 3 NaN and 0 infinite voxels",
         _INFER,
+    ),
+    Fault(
+        "inference",
+        "a link in the input folder back to it (loop -> .)",
+        lambda r: _listing_warning(r),
+        "skipping 1 entries (links to this folder or a folder above it)",
+        "the link is not followed: each study is listed once",
     ),
     Fault(
         "inference",
