@@ -124,7 +124,12 @@ def _temporary_name(final: Path) -> str:
     # a name near the limit: its end (the extension writers choose the format by) after a digest of all of it
     digest = hashlib.sha1(encoded).hexdigest()[:8]
     room = limit - len(prefix) - len(digest) - 1
-    return f"{prefix}{digest}-{os.fsdecode(encoded[-room:])}"
+    tail = encoded[-room:]
+    # starting at a whole character: a cut inside a UTF-8 sequence left half a character (which length of the
+    # process id gives the cut)
+    while tail and tail[0] & 0xC0 == 0x80:
+        tail = tail[1:]
+    return f"{prefix}{digest}-{os.fsdecode(tail)}"
 
 
 @contextlib.contextmanager

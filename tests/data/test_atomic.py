@@ -36,7 +36,7 @@ def test_the_temporary_file_keeps_the_extension_and_is_hidden(tmp_path):
     assert (tmp_path / "sub" / "mask.nii.gz").read_bytes() == b"x"
 
 
-@pytest.mark.parametrize("name", ["L" * 243 + "_seg.png", "é" * 119 + "_seg.nii.gz"])
+@pytest.mark.parametrize("name", ["L" * 243 + "_seg.png", "é" * 119 + "_seg.nii.gz", "é" * 119 + "_seg.png"])
 def test_a_name_near_the_file_system_limit_is_written(tmp_path, name):
     # the final name is legal (at most 255 bytes); the hidden temporary name adds a prefix, and must still fit
     seen = []
