@@ -31,11 +31,11 @@ __all__ = [
 #: JPEG formats and file endings: lossy masks, whose levels decode to small noise around them
 _LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
 _LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
-#: a lossy mask of one value is empty at or below this: compression noise of 0/255 masks stays within it
-_LOSSY_NOISE = 16.0
-#: share of a lossy mask's value variance that its split into two levels must explain: 0/1 and 0/255 JPEG masks
-#: of quality 60 to 100 reach 0.95 to 1.0, blurred ones and compression noise around one level about 0.67
-_TWO_LEVELS = 0.9
+#: a JPEG mask whose values reach only this is no 0/255 mask: a 0/1 mask (which JPEG turns into values 0..2) or
+#: the compression noise of an empty one, which its values cannot tell apart
+_LOSSY_LOW_SCALE = 32.0
+#: a lossless mask of more than two values all below this holds class indices (0, 1, 2), not one lesion
+_CLASS_INDICES = 16.0
 
 
 def _lossy(label: NdarrayOrTensor) -> bool:
@@ -50,15 +50,15 @@ class BinarizeLabel(Transform):
     """Turn a binary mask stored with any foreground value (1, 255, ...) into a float 0/1 mask.
 
     A voxel is foreground when its value is above ``threshold``; by default the threshold is half of the
-    mask's maximum, so 0/1 and 0/255 masks both work, as do masks with smoothed edges. A mask read from a JPEG
-    file is thresholded half-way between its two levels instead (Otsu's split of its values): its scale is kept
-    (0/1 decodes to 0..2, 0/255 to values near 0 and 255) while its compression noise stays on its side; one
-    whose values do not form two levels is refused, naming the file, and one of a single value is empty unless
-    that value is above 16. A lossless mask of more than two small integer values (0, 1, 2: class indices, e.g.
-    a second class an annotation tool added) is refused, naming the file: half its maximum would drop class 1.
+    mask's maximum, so 0/1 and 0/255 masks both work, as do JPEG-compressed 0/255 masks whose values drift around
+    0 and 255, and masks with smoothed edges. An empty mask stays empty, also a JPEG one decoded to one value
+    other than 0. A JPEG mask of several values that reach only 32 (a 0/1 mask, which JPEG turns into values
+    0..2, or an empty mask's compression noise: they cannot be told apart) is refused, naming the file. A
+    lossless mask of more than two small integer values (0, 1, 2: class indices, e.g. a second class an
+    annotation tool added) is refused, naming the file: half its maximum would drop class 1.
 
     Args:
-        threshold: fixed threshold; ``None`` for half of each mask's maximum (between the levels of a JPEG mask).
+        threshold: fixed threshold; ``None`` for half of each mask's maximum.
 
     Example::
 
@@ -76,11 +76,11 @@ class BinarizeLabel(Transform):
         threshold = self.threshold
         if threshold is None:
             if _lossy(label):
-                threshold = _between_levels(label_t, _name(label))
+                threshold = _lossy_threshold(label_t, _name(label))
             else:
                 top = float(label_t.max()) if label_t.numel() else 0.0
                 threshold = top / 2
-                if 1 < top < _LOSSY_NOISE and len(values := torch.unique(label_t)) > 2:
+                if 1 < top < _CLASS_INDICES and len(values := torch.unique(label_t)) > 2:
                     shown = ", ".join(f"{float(v):g}" for v in values[:8])
                     raise ValueError(
                         f"{_name(label)}: mask values {shown} are several classes; this bundle segments one, from "
@@ -94,40 +94,27 @@ def _name(label: NdarrayOrTensor) -> str:
     return str((getattr(label, "meta", None) or {}).get("filename_or_obj", "mask"))
 
 
-def _between_levels(label: torch.Tensor, name: str) -> float:
-    """Half-way between the two levels (background, lesion) of a lossy mask, found by Otsu's split of its values.
+def _lossy_threshold(label: torch.Tensor, name: str) -> float:
+    """Half the maximum of a JPEG mask of 0/255 scale; an empty one stays empty; a low-scale one is refused.
 
-    JPEG keeps the scale of a mask: a 0/1 mask decodes to values 0..2, a 0/255 one to 0..7 and 248..255, so
-    neither half the maximum (0/1: only the 2s) nor a fixed noise floor fits both. A mask of one value is a
-    lesion where it is above :data:`_LOSSY_NOISE` and half its value, else empty.
-
-    Args:
-        label: the mask's values.
-        name: its file, for the error.
+    JPEG keeps a 0/255 mask's levels near 0 and 255 (soft edges and small lesions included), so half its maximum
+    separates them. An empty mask decodes to one value, not always 0 (all 1 at quality 70). A mask of several
+    values up to :data:`_LOSSY_LOW_SCALE` is a 0/1 mask (decoded to values 0..2) or an empty mask's compression
+    noise: taking such values for a lesion could invent one, ignoring them could erase one.
 
     Raises:
-        ValueError: the values do not split into two levels (a mask blurred by its compression).
+        ValueError: the mask holds several values, all up to :data:`_LOSSY_LOW_SCALE`.
     """
-    values, counts = torch.unique(label, return_counts=True)
-    if len(values) < 2:
-        top = float(values[0]) if len(values) else 0.0
-        return max(top / 2, _LOSSY_NOISE)
-    levels, share = values.double(), counts.double() / counts.sum()
-    mean = float((share * levels).sum())
-    # each split between neighbouring values: weight and first moment of the values below it
-    low_weight, low_moment = share.cumsum(0)[:-1], (share * levels).cumsum(0)[:-1]
-    between = (mean * low_weight - low_moment) ** 2 / (low_weight * (1 - low_weight))
-    split = int(between.argmax())
-    separation = float(between[split]) / float((share * (levels - mean) ** 2).sum())
-    if separation < _TWO_LEVELS:
-        raise ValueError(
-            f"{name}: JPEG mask values {float(values[0]):g} to {float(values[-1]):g} do not form two levels "
-            f"(background and lesion; {separation:.2f} of their variance is between the two, at least "
-            f"{_TWO_LEVELS} needed); save the mask losslessly (PNG)."
-        )
-    low = float(low_moment[split] / low_weight[split])
-    high = (mean - float(low_moment[split])) / (1 - float(low_weight[split]))
-    return (low + high) / 2
+    top = float(label.max()) if label.numel() else 0.0
+    if top > _LOSSY_LOW_SCALE:
+        return top / 2
+    if len(torch.unique(label)) <= 1:
+        return top  # nothing is above it: empty
+    raise ValueError(
+        f"{name}: JPEG mask values reach only {top:g}: a 0/1 mask saved as JPEG, or the compression noise of an "
+        "empty mask, which cannot be told apart; save the mask losslessly (PNG) with background 0 and the lesion "
+        "1 or 255."
+    )
 
 
 class BinarizeLabeld(MapTransform):
@@ -135,7 +122,7 @@ class BinarizeLabeld(MapTransform):
 
     Args:
         keys: keys of the masks to binarize.
-        threshold: fixed threshold; ``None`` for half of each mask's maximum (between the levels of a JPEG mask).
+        threshold: fixed threshold; ``None`` for half of each mask's maximum.
         allow_missing_keys: don't raise if a key is missing.
 
     Example::

@@ -24,43 +24,45 @@ def test_auto_threshold(mask, expected):
     np.testing.assert_array_equal(out.numpy(), np.array(expected, dtype=np.float32))
 
 
-def test_an_empty_jpeg_mask_stays_empty_and_a_blurred_one_is_refused(tmp_path):
+def test_an_empty_jpeg_mask_stays_empty_and_a_low_scale_one_is_refused(tmp_path):
     from monai.transforms import LoadImage
     from monai_unets.transforms import Image2DReader
     from PIL import Image
 
     load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
     Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "empty.jpg", quality=70)
+    assert float(load(tmp_path / "empty.jpg").max()) == 1  # JPEG's offset: every pixel decodes to 1
     assert BinarizeLabel()(load(tmp_path / "empty.jpg")).sum() == 0
-    # a lesion-free mask that went through some processing, then JPEG: a few levels above 0, not two levels
-    noisy = np.clip(np.random.default_rng(0).normal(0, 4, (64, 64)), 0, 255).astype(np.uint8)
-    Image.fromarray(noisy).save(tmp_path / "noisy.jpg", quality=70)
-    with pytest.raises(ValueError, match=r"noisy\.jpg: JPEG mask values 0 to \d+ do not form two levels"):
-        BinarizeLabel()(load(tmp_path / "noisy.jpg"))
-    # a lossless mask keeps half its maximum: 0/1 PNG masks are not noise
+    # a 0/1 mask as JPEG (values 0..2) and an empty mask's noise (values 0..3) cannot be told apart: half the
+    # maximum had made the noise a lesion of 41% of the image, a floor of 16 had erased the 0/1 mask's lesion
     lesion = np.zeros((64, 64), dtype=np.uint8)
     lesion[20:40, 20:30] = 1
+    noisy = np.clip(np.random.default_rng(0).normal(0, 2, (64, 64)), 0, 255).astype(np.uint8)
+    for name, mask in (("lesion01.jpg", lesion), ("noisy.jpg", noisy)):
+        Image.fromarray(mask).save(tmp_path / name, quality=90)
+        with pytest.raises(ValueError, match=rf"{name}: JPEG mask values reach only \d+: a 0/1 mask saved as JPEG"):
+            BinarizeLabel()(load(tmp_path / name))
+    # a lossless mask keeps half its maximum: 0/1 PNG masks are not noise
     Image.fromarray(lesion).save(tmp_path / "lesion01.png")
     assert float(BinarizeLabel()(load(tmp_path / "lesion01.png")).sum()) == 200
 
 
-@pytest.mark.parametrize("scale", [1, 255])
-@pytest.mark.parametrize("quality", [75, 95, 100])
-def test_a_jpeg_mask_is_thresholded_between_its_own_levels(scale, quality, tmp_path):
+@pytest.mark.parametrize("quality", [50, 75, 95, 100])
+@pytest.mark.parametrize("radius", [3, 6, 20])
+def test_a_0_255_jpeg_mask_keeps_its_lesion_small_and_soft_edged_ones_too(quality, radius, tmp_path):
     from monai.transforms import LoadImage
     from monai_unets.transforms import Image2DReader
-    from PIL import Image
+    from PIL import Image, ImageFilter
 
-    # an asymmetric lesion, 60 high and 40 wide, in a 96 x 128 mask
-    truth = np.zeros((96, 128), dtype=bool)
-    truth[10:70, 30:70] = True
-    truth[10:30, 70:100] = True
-    Image.fromarray((truth * scale).astype(np.uint8)).save(tmp_path / "mask.jpg", quality=quality)
+    # an asymmetric lesion (a disc and a bar to its right) with a blurred edge, as resized masks have
+    rows, cols = np.mgrid[:96, :128]
+    truth = ((rows - 40) ** 2 + (cols - 50) ** 2 <= radius**2) | ((abs(rows - 40) <= 1) & (cols > 50) & (cols < 90))
+    picture = Image.fromarray((truth * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    picture.save(tmp_path / "mask.jpg", quality=quality)
     mask = LoadImage(reader=Image2DReader(channels=1), image_only=True)(tmp_path / "mask.jpg")
-    # a 0/1 mask decodes to values up to 2, which a threshold of 16 (or half the maximum) left empty
     found = BinarizeLabel()(mask).numpy().T.astype(bool)  # width first, as PILReader lays it out
     dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
-    assert dice > 0.9, dice
+    assert dice > 0.8, dice
 
 
 def test_a_mask_of_several_class_indices_is_refused_and_smooth_edges_are_not():
