@@ -10,15 +10,18 @@ reading or preprocessing fails becomes a failure record (case, file, stage, erro
 from __future__ import annotations
 
 import copy
+import enum
 import hashlib
 import itertools
 import logging
 import os
 import re
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
@@ -367,11 +370,44 @@ def cached_dataset(
             transform=transform,
             cache_dir=cache_dir,
             hash_func=_case_digest,
-            hash_transform=json_hashing,
+            hash_transform=_transforms_digest,
             track_meta=True,
             weights_only=False,
         )
     raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}.")
+
+
+def _described(value: Any, depth: int = 0) -> Any:
+    """A JSON-able account of ``value`` (a transform and its settings, nested objects included), for a digest."""
+    if depth > 8:
+        return type(value).__qualname__
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_described(v, depth + 1) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _described(v, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        array = np.ascontiguousarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+        return [str(array.dtype), list(array.shape), hashlib.sha256(array.tobytes()).hexdigest()]
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    if hasattr(value, "__dict__"):
+        return [type(value).__qualname__, _described(vars(value), depth + 1)]
+    return type(value).__qualname__
+
+
+def _transforms_digest(transforms: Sequence) -> bytes:
+    """The disk cache's key of the cached preprocessing: every setting of each transform, not only its class.
+
+    MONAI's JSON digest of transform objects fails on them and falls back to their class names, so a run with
+    another spacing, image size or plan read the entries of the earlier one.
+    """
+    return json_hashing(_described(list(transforms)))
 
 
 def _file_states(value: Any) -> list:

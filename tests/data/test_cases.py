@@ -175,12 +175,12 @@ def test_cache_modes(tmp_path):
         cached_dataset(data, load, "disk")
 
 
-def _disk_cached_png(tmp_path, path):
+def _disk_cached_png(tmp_path, path, size=(4, 4)):
     load = Compose(
         [
             LoadImaged("image", reader="PILReader", image_only=True),
             EnsureChannelFirstd("image"),
-            Resized("image", (4, 4)),
+            Resized("image", size),
         ]
     )
     # a new dataset each time, as a later run makes: its items come from the cache files
@@ -197,6 +197,14 @@ def test_disk_cache_read_back_keeps_metadata_and_operations(tmp_path):
     # evaluation inverts the preprocessing from the cached item's record of it
     restored = Invertd("image", load, orig_keys="image")(item)["image"]
     assert tuple(restored.shape) == (1, 8, 6)
+
+
+def test_disk_cache_entries_of_other_preprocessing_settings_are_not_read(tmp_path):
+    path = _png(tmp_path / "a.png", size=(6, 8))
+    assert _disk_cached_png(tmp_path, path, size=(4, 4))[0]["image"].shape[1:] == (4, 4)
+    # the transforms' class names alone had keyed the entries: another image size read the earlier one's
+    assert _disk_cached_png(tmp_path, path, size=(5, 3))[0]["image"].shape[1:] == (5, 3)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
 
 
 def test_disk_cache_reads_a_file_corrected_in_place_again(tmp_path):
