@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "AtomicPILWriter",
     "atomic_open",
     "atomic_path",
+    "from_text_safe",
     "fsync_file",
     "text_safe",
 ]
@@ -100,6 +102,17 @@ def release_folder(folder: str | os.PathLike, lock_name: str) -> None:
     handle = _FOLDER_LOCKS.pop((Path(folder).resolve(), lock_name), None)
     if handle is not None:
         handle.close()
+
+
+def from_text_safe(text: str) -> str:
+    r"""A file name that :func:`text_safe` escaped, as the file system has it (its bytes that are not UTF-8 back).
+
+    Example::
+
+        >>> from_text_safe("latin1_\\udce9t\\udce9.png") == "latin1_\udce9t\udce9.png"
+        True
+    """
+    return re.sub(r"\\udc([89a-f][0-9a-f])", lambda match: chr(0xDC00 + int(match.group(1), 16)), text)
 
 
 def fsync_file(path: str | os.PathLike) -> None:

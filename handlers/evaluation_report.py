@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
-from ..data.atomic import atomic_open, atomic_path
+from ..data.atomic import atomic_open, atomic_path, from_text_safe
 from ..data.cases import CASE_NAME_KEY
 from ..data.medical_io import parse_series_reference
 from .case_metrics import _default_batch_transform
@@ -58,6 +58,14 @@ def case_file_stem(case: str) -> str:
     path, series_uid = parse_series_reference(case)
     stem = Path(path.rstrip("/\\")).name.split(".")[0] or "case"
     return f"{stem}_{'.'.join(series_uid.split('.')[-2:])}" if series_uid else stem
+
+
+def _read_picture(path: Path) -> bytes | None:
+    """An overlay's bytes; ``None`` where it is missing or cannot be read (the report then says so)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -497,10 +505,11 @@ def write_report(
             items = []
             for case in chosen:
                 overlay = volume_by_case.get(case["case"], {}).get("overlay", "")
-                picture = folder / overlay if overlay else None
+                # the CSV holds a name that is not UTF-8 escaped: the file has its own bytes
+                picture = _read_picture(folder / from_text_safe(overlay)) if overlay else None
                 image = (
-                    f'<img alt="overlay" src="{_png_data_uri(picture.read_bytes())}">'
-                    if picture is not None and picture.is_file()
+                    f'<img alt="overlay" src="{_png_data_uri(picture)}">'
+                    if picture is not None
                     else '<p class="note">no overlay</p>'
                 )
                 items.append(

@@ -285,12 +285,16 @@ def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
 
 def test_cases_whose_names_are_not_utf8_get_their_overlays_and_rows(tmp_path: Path):
     # bytes of an old Latin-1 archive, held by Python as surrogates; twice, so the overlays' names take a digest
-    names = ["/data/a/\udce9t\udce9.nii.gz", "/data/b/\udce9t\udce9.nii.gz"]
+    names = ["/data/a/\udce9t\udce9.nii.gz", "/data/b/\udce9t\udce9.nii.gz", "/data/c/" + "\udce9" * 230 + ".nii.gz"]
     save_dir = tmp_path / "eval"
     rows = _report_rows(save_dir, names)
     assert [r["case"] for r in rows] == [_escaped(n) for n in names]
-    assert len({r["overlay"] for r in rows}) == 2
-    assert "\\udce9t\\udce9" in (save_dir / "report.html").read_text(encoding="utf-8")
+    assert len({r["overlay"] for r in rows}) == 3
+    report = (save_dir / "report.html").read_text(encoding="utf-8")
+    assert "\\udce9t\\udce9" in report
+    # the overlays were looked up under their escaped names: "no overlay" in the report, and for the long name
+    # "File name too long", which ended the evaluation without a report
+    assert report.count('alt="overlay"') == 4 and "no overlay" not in report
 
 
 def test_handler_rejects_class_names_that_do_not_match_the_prediction(tmp_path: Path):
