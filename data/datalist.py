@@ -166,6 +166,13 @@ def split_cases(
         (8, 2)
     """
     if validation and num_folds == 1:
+        both = {str(c.get("image")) for c in cases} & {str(c.get("image")) for c in validation}
+        if both:
+            warnings.warn(
+                f"{len(both)} images of the validation list are in the training list too (e.g. {sorted(both)[0]}): "
+                "validation selects the checkpoint, and evaluation scores them, on cases the network trained on.",
+                stacklevel=2,
+            )
         return list(cases), list(validation)
     if validation:
         logger.info("the %d cases of the validation list join the %d-fold split", len(validation), num_folds)

@@ -101,7 +101,8 @@ class CaseIsolationHandler:
 
     The folder of ``failure_log`` is held for the run (its ``.run.lock``): a second run started with the same
     output folder while one runs stops at once with an ``OutputFolderError``, where it had emptied the first
-    run's failure report and mixed its outputs with it. :meth:`conclude` frees the folder and removes the file.
+    run's failure report and mixed its outputs with it. :meth:`conclude` frees the folder and removes the file; a run
+    that stops with an error leaves the file, free (the system releases the lock), for the next run.
 
     Args:
         failure_log: the CSV failure report; written empty at the start, so an old report never remains.

@@ -230,3 +230,12 @@ def test_a_missing_validation_list_is_optional_where_asked(tmp_path):
     assert load_datalist(tmp_path / "dataset.json", "test", required=False) == []
     with pytest.raises(DataCheckError, match="the 'validation' list is empty"):
         load_datalist(tmp_path / "dataset.json", "validation")
+
+
+def test_a_validation_list_repeating_training_cases_is_warned_about():
+    from monai_unets.data import split_cases
+
+    training = [{"image": f"t{i}.nii.gz"} for i in range(3)]
+    with pytest.warns(UserWarning, match="1 images of the validation list are in the training list too"):
+        train, val = split_cases(training, validation=[training[0]])
+    assert len(train) == 3 and val == [training[0]]
