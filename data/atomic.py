@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import re
 import sys
@@ -37,6 +38,7 @@ __all__ = [
     "atomic_path",
     "from_text_safe",
     "fsync_file",
+    "shortened_name",
     "text_safe",
 ]
 
@@ -115,6 +117,32 @@ def from_text_safe(text: str) -> str:
     return re.sub(r"\\udc([89a-f][0-9a-f])", lambda match: chr(0xDC00 + int(match.group(1), 16)), text)
 
 
+def shortened_name(name: str, limit: int, keep: str = "start") -> str:
+    """``name``, or where its bytes exceed ``limit`` as much of its start (or end) as fits with a digest of all of it.
+
+    Bytes are counted as the file system gets them (a name that is not UTF-8 is held surrogate-escaped), and the
+    cut falls between whole characters. The digest keeps shortened names unique and the same in every run.
+
+    Args:
+        name: a file name.
+        limit: the most bytes the result may have.
+        keep: ``"start"`` (``<start>_<digest>``) or ``"end"`` (``<digest>-<end>``, the extension kept).
+
+    Example::
+
+        >>> shortened_name("a" * 300 + ".png", 20, keep="end")
+        '9233e5fe-aaaaaaa.png'
+    """
+    encoded = os.fsencode(name)
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    room = limit - len(digest) - 1
+    characters = reversed(name) if keep == "end" else iter(name)
+    kept = sum(1 for end in itertools.accumulate(len(os.fsencode(c)) for c in characters) if end <= room)
+    return f"{digest}-{name[len(name) - kept :]}" if keep == "end" else f"{name[:kept]}_{digest}"
+
+
 def fsync_file(path: str | os.PathLike) -> None:
     """Flush ``path``'s content to the disk."""
     # without it a power loss right after the rename can leave the final name pointing at empty blocks
@@ -130,19 +158,8 @@ def _temporary_name(final: Path) -> str:
         limit = os.pathconf(final.parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no such query here (Windows): the common limit
         limit = 255
-    # counted in the bytes the file system gets: a name that is not UTF-8 reaches here surrogate-escaped
-    encoded = os.fsencode(name)
-    if len(prefix) + len(encoded) <= limit:
-        return prefix + name
-    # a name near the limit: its end (the extension writers choose the format by) after a digest of all of it
-    digest = hashlib.sha1(encoded).hexdigest()[:8]
-    room = limit - len(prefix) - len(digest) - 1
-    tail = encoded[-room:]
-    # starting at a whole character: a cut inside a UTF-8 sequence left half a character (which length of the
-    # process id gives the cut)
-    while tail and tail[0] & 0xC0 == 0x80:
-        tail = tail[1:]
-    return f"{prefix}{digest}-{os.fsdecode(tail)}"
+    # a name near the limit keeps its end (the extension writers choose the format by)
+    return prefix + shortened_name(name, limit - len(prefix), keep="end")
 
 
 @contextlib.contextmanager

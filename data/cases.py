@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import enum
 import hashlib
-import itertools
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ from monai.data.utils import json_hashing
 from monai.transforms import Compose, SaveImage, SaveImaged
 from monai.utils import ImageMetaKey
 
+from .atomic import shortened_name
 from .datalist import IMAGE_SUFFIXES
 from .dataset import describe_error
 from .medical_io import MEDICAL_SUFFIXES, parse_series_reference
@@ -86,20 +86,6 @@ def _parts(source: str) -> tuple[Path, str, str]:
     return path.parent, stem, suffix.lstrip(".").replace(".", "_").lower() or "file"
 
 
-def _within_limit(name: str) -> str:
-    """``name``, or when its bytes exceed :data:`_NAME_BYTES` its start and a digest of all of it, within them."""
-    # counted in the bytes the file system gets: a name that is not UTF-8 is held surrogate-escaped
-    encoded = os.fsencode(name)
-    if len(encoded) <= _NAME_BYTES:
-        return name
-    digest = hashlib.sha1(encoded).hexdigest()[:8]
-    room = _NAME_BYTES - len(digest) - 1
-    # whole characters only: a cut through one would leave a name that is not UTF-8
-    ends = itertools.accumulate(len(os.fsencode(character)) for character in name)
-    kept = sum(1 for end in ends if end <= room)
-    return f"{name[:kept]}_{digest}"
-
-
 def _collisions(names: Sequence[str]) -> list[list[int]]:
     # compared case-insensitively: "A.png" and "a.png" are one file on macOS and Windows volumes
     groups: dict[str, list[int]] = {}
@@ -153,10 +139,10 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
     taken: set[str] = set()
     for i, name in enumerate(names):
         unique, number = name, 2
-        while _within_limit(unique).casefold() in taken:
+        while shortened_name(unique, _NAME_BYTES).casefold() in taken:
             shared.add(i)
             unique, number = f"{name}_{number}", number + 1
-        names[i] = _within_limit(unique)
+        names[i] = shortened_name(unique, _NAME_BYTES)
         if names[i] != unique:
             shortened.add(i)
         taken.add(names[i].casefold())
