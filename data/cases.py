@@ -405,7 +405,7 @@ def _file_states(value: Any) -> list:
     path = Path(parse_series_reference(value)[0])
     try:
         files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-        return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return [(str(f), state.st_size, state.st_mtime_ns) for f in files for state in [f.stat()]]
     except OSError:  # not a path, or gone: reading the case reports it
         return []
 

@@ -1326,7 +1326,7 @@ def _list_folder(
             continue
         path = Path(os.path.abspath(path))
         if path.is_dir():
-            if path.resolve() == here or path.resolve() in here.parents:
+            if (target := path.resolve()) == here or target in here.parents:
                 # a link back to this folder or one above it: followed, it listed every study again, ~40 times
                 # (to the system's limit on nested links), and the studies around the input folder too
                 loops.append(path.name)
