@@ -21,18 +21,27 @@ from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_mr import generate_demo_mr
 
 
-def _drop_modality(dataset_dir):
+def _edit_dataset(dataset_dir, edit) -> dict:
+    """Applies ``edit`` to the dataset.json of ``dataset_dir`` (in place) and writes it back; returns it."""
     path = dataset_dir / "dataset.json"
     dataset = json.loads(path.read_text())
-    del dataset["modality"]
+    edit(dataset)
     path.write_text(json.dumps(dataset))
+    return dataset
+
+
+def _drop_modality(dataset_dir):
+    _edit_dataset(dataset_dir, lambda dataset: dataset.pop("modality"))
 
 
 def _declare_modality(dataset_dir, name):
-    path = dataset_dir / "dataset.json"
-    dataset = json.loads(path.read_text())
-    dataset["modality"] = {"0": name}
-    path.write_text(json.dumps(dataset))
+    _edit_dataset(dataset_dir, lambda dataset: dataset.update(modality={"0": name}))
+
+
+def _small_ct(tmp_path):
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +91,7 @@ def test_ct_is_recognised_from_hounsfield_units_without_modality_field(ct_dir, t
 
 @pytest.mark.parametrize("name", ["CECT", "CTA", "NCCT", "Computed Tomography", "ct arterial", " CT "])
 def test_ct_under_other_names_is_planned_as_ct(tmp_path, name):
-    root = tmp_path / "ct"
-    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    root = _small_ct(tmp_path)
     _declare_modality(root, name)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*intensities look like")
@@ -92,8 +100,7 @@ def test_ct_under_other_names_is_planned_as_ct(tmp_path, name):
 
 
 def test_declared_modality_that_the_intensities_contradict_is_kept_with_a_warning(ct_dir, mr_dir, tmp_path):
-    root = tmp_path / "ct"
-    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    root = _small_ct(tmp_path)
     _declare_modality(root, "T1")
     with pytest.warns(UserWarning, match=r"modality 'T1' is planned as MR, but the intensities look like CT"):
         assert plan_dataset(root, device="cpu")["modality"] == "MR"
@@ -185,8 +192,7 @@ def test_bad_plan_file_is_named(tmp_path, content, message):
 
 
 def test_undeclared_label_value_is_refused(ct_dir, tmp_path):
-    root = tmp_path / "ct"
-    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
+    root = _small_ct(tmp_path)
     label_path = root / "labelsTr" / "demo_000.nii.gz"
     label = nib.load(label_path)
     data = np.asarray(label.dataobj).copy()
@@ -197,24 +203,22 @@ def test_undeclared_label_value_is_refused(ct_dir, tmp_path):
 
 
 def test_a_declared_class_without_any_voxel_is_warned_about(tmp_path):
-    root = tmp_path / "ct"
-    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
-    dataset = json.loads((root / "dataset.json").read_text())
-    dataset["labels"]["3"] = "metastasis"
-    (root / "dataset.json").write_text(json.dumps(dataset))
+    root = _small_ct(tmp_path)
+    _edit_dataset(root, lambda dataset: dataset["labels"].update({"3": "metastasis"}))
     with pytest.warns(UserWarning, match=r"class 3 \(metastasis\) appears in none of the 2 training labels"):
         plan = plan_dataset(root, device="cpu")
     assert plan["class_fractions"]["3"] == 0.0
 
 
 def test_cases_of_one_file_per_channel_are_refused_naming_their_files(tmp_path):
-    root = tmp_path / "ct"
-    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
-    dataset = json.loads((root / "dataset.json").read_text())
-    del dataset["modality"]
-    first = dataset["training"][0]
-    first["image"] = [first["image"], first["image"].replace(".nii.gz", "_t2.nii.gz")]
-    (root / "dataset.json").write_text(json.dumps(dataset))
+    root = _small_ct(tmp_path)
+
+    def two_channel_files(dataset):
+        dataset.pop("modality")
+        first = dataset["training"][0]
+        first["image"] = [first["image"], first["image"].replace(".nii.gz", "_t2.nii.gz")]
+
+    first = _edit_dataset(root, two_channel_files)["training"][0]
     files = ", ".join(os.path.abspath(root / name) for name in first["image"])
     with pytest.raises(ValueError, match=rf"^{re.escape(files)}: a case of 2 image files, one per channel"):
         plan_dataset(root, device="cpu")
@@ -229,12 +233,11 @@ def test_cases_of_one_file_per_channel_are_refused_naming_their_files(tmp_path):
 
 
 def test_nnunet_label_tables_are_read_and_unreadable_cases_say_which_file_and_why(tmp_path):
-    root = tmp_path / "ct"
-    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8))
-    dataset = json.loads((root / "dataset.json").read_text())
+    root = _small_ct(tmp_path)
     # nnU-Net writes its label table name -> value
-    dataset["labels"] = {name: int(value) for value, name in dataset["labels"].items()}
-    (root / "dataset.json").write_text(json.dumps(dataset))
+    dataset = _edit_dataset(
+        root, lambda dataset: dataset.update(labels={name: int(value) for value, name in dataset["labels"].items()})
+    )
     plan = plan_dataset(root, device="cpu")
     assert plan["labels"] == {str(value): name for name, value in dataset["labels"].items() if value > 0}
     label = root / dataset["training"][1]["label"]
