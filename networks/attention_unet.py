@@ -95,8 +95,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
             raise ValueError(f"num_gates must be >= 1, got {num_gates}.")
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
-        self.min_size = 2 ** (len(channels) - 1)
-        self.size_rule = "AttentionGateUNet needs every spatial size >= " + str(self.min_size)
+        self._state_size_rule(2 ** (len(channels) - 1))
         f = list(channels)
         pool = Pool[Pool.MAX, spatial_dims]
 
@@ -129,7 +128,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]
-        problem = self._size_problem(list(size))
+        problem = self._shape_problem(list(x.shape))
         if problem:
             raise ValueError(problem)
         skips: List[torch.Tensor] = []  # noqa: UP006

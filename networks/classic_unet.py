@@ -101,8 +101,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         self.valid = padding == "valid"
         self.deep_supervision = deep_supervision
         self.depth = len(channels) - 1
-        self.min_size = self._min_input_size()
-        self.size_rule = "ClassicUNet needs every spatial size >= " + str(self.min_size)
+        self._state_size_rule(self._min_input_size())
         f = list(channels)
         pad = 0 if self.valid else 1
 
@@ -154,7 +153,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]
-        problem = self._size_problem(list(size))
+        problem = self._shape_problem(list(x.shape))
         if problem:
             raise ValueError(problem)
         skips: List[torch.Tensor] = []  # noqa: UP006

@@ -100,8 +100,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         self.spatial_dims = spatial_dims
         # five 2x poolings: the coarsest level needs at least one voxel
-        self.min_size = 2**5
-        self.size_rule = "EGEUNet needs every spatial size >= " + str(self.min_size) + " (five 2x poolings)"
+        self._state_size_rule(2**5, " (five 2x poolings)")
         self.bridge = bridge
         self.deep_supervision = deep_supervision
         conv = Conv[Conv.CONV, spatial_dims]
@@ -166,7 +165,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         inputs = x
         size = x.shape[2:]
-        problem = self._size_problem(list(size))
+        problem = self._shape_problem(list(x.shape))
         if problem:
             raise ValueError(problem)
 
@@ -261,8 +260,8 @@ def _encoder_stage(stage: nn.Sequential, x: torch.Tensor, first: bool) -> torch.
     stride-2 4x4 convolution giving the 3x3 one at the four positions of each pooling window as channels
     (channel ``c * 4 + position``), so that the pooling is a maximum over those channels and the convolution's
     output has four times the channels at a quarter of the size (EGE-UNet's 3 -> 8 channels: 32 channels, which
-    ONNX Runtime's blocked-layout convolutions take without padding them to 16). Equal to ``stage(x)`` up to
-    float32 rounding; any other stage is exported as it is.
+    ONNX Runtime's blocked-layout convolutions take without padding them to 16); that export takes even sizes
+    only. Equal to ``stage(x)`` up to float32 rounding; any other stage is exported as it is.
     """
     op, norm, pool = stage[0], stage[1], stage[2]
     if not torch.onnx.is_in_onnx_export() or not isinstance(norm, nn.GroupNorm) or not isinstance(pool, MaxPool2x):
@@ -280,6 +279,11 @@ def _encoder_stage(stage: nn.Sequential, x: torch.Tensor, first: bool) -> torch.
     )
     shape = [1, -1] + [1] * (x.dim() - 2)
     if phases:
+        # the form holds for even sizes only, and this trace decided on this input's: an export whose spatial axes
+        # are declared free fails on an odd size here (its halves do not fill it) instead of normalising over the
+        # wrong positions
+        n, c, h, w = x.shape
+        x = x.reshape(n, c, h // 2, 2, w // 2, 2).reshape(n, c, h, w)
         # (out, position, in, 4, 4): the 3x3 kernel at offset (py, px) of a 4x4 one, for position py * 2 + px
         weight = op.weight.new_zeros([op.out_channels, 4, op.in_channels, 4, 4])
         for py in (0, 1):

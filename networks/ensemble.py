@@ -30,14 +30,16 @@ def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
 
 
 class EnsembleInferer(Inferer):
-    """Average the softmax probabilities of mirrored inputs (TTA) and of several checkpoints (an ensemble).
+    """Average the probabilities of mirrored inputs (TTA) and of several checkpoints (an ensemble).
 
     Each member is the wrapped ``inferer`` (e.g. a sliding window) run on one network and one mirroring of the
     input, its logits turned into probabilities, mirrored back and averaged. nnU-Net mirrors over every subset
-    of the spatial axes (8 passes in 3D). The result is returned as log-probabilities: a later
-    ``Activationsd(softmax=True)`` turns it back into the averaged probabilities exactly, so the bundles'
-    post-processing is the same with and without averaging. With ``tta=False`` and no ``checkpoints`` the
-    network's logits are returned unchanged.
+    of the spatial axes (8 passes in 3D). Several output channels are classes (softmax); a single channel is one
+    class against the rest (sigmoid), as a binary network with ``out_channels=1`` gives. The result is returned
+    as logits of the averaged probabilities (log-probabilities; for one channel the log-odds): a later
+    ``Activationsd(softmax=True)`` or ``sigmoid=True`` turns it back into the averaged probabilities exactly, so
+    the bundles' post-processing is the same with and without averaging. With ``tta=False`` and no
+    ``checkpoints`` the network's logits are returned unchanged.
 
     Args:
         inferer: the inferer of one pass (a ``SlidingWindowInferer``).
@@ -95,8 +97,13 @@ class EnsembleInferer(Inferer):
         total: torch.Tensor | None = None
         for member, axes in itertools.product(members, flips):
             x = torch.flip(inputs, axes) if axes else inputs
-            probs = torch.softmax(self.inferer(x, member, *args, **kwargs).float(), dim=1)
+            logits = self.inferer(x, member, *args, **kwargs).float()
+            # a softmax over one channel is 1 everywhere: a binary network's channel is a sigmoid's
+            probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
             probs = torch.flip(probs, axes) if axes else probs
             total = probs if total is None else total + probs
         mean = total / (len(members) * len(flips))
-        return torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))
+        tiny = torch.finfo(mean.dtype).tiny
+        if mean.shape[1] == 1:
+            return torch.log(mean.clamp_min(tiny)) - torch.log((1 - mean).clamp_min(tiny))
+        return torch.log(mean.clamp_min(tiny))

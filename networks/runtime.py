@@ -83,25 +83,51 @@ class OnnxRuntimeNetwork(nn.Module):
         self.input_shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self.path = path
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = list(x.shape)
+    def _per_image(self, shape: list[int]) -> bool:
         # an export for batch 1 runs a larger batch image by image: on CPU that is also the faster way (EGE-UNet
         # at 8x3x256x256 on one thread: 1.07x a batch-8 export, whose feature maps no longer fit the L2 cache)
-        per_image = len(shape) == len(self.input_shape) and self.input_shape[0] == 1 and shape[0] > 1
-        first = 1 if per_image else 0  # the batch axis is not compared when images go one by one
+        return len(shape) == len(self.input_shape) and self.input_shape[0] == 1 and shape[0] > 1
+
+    def _shape_problem(self, shape: list[int]) -> str | None:
+        first = 1 if self._per_image(shape) else 0  # the batch axis is not compared when images go one by one
         fixed = zip(self.input_shape[first:], shape[first:])
-        if len(shape) != len(self.input_shape) or any(d is not None and d != n for d, n in fixed):
-            wanted = ", ".join("any" if d is None else str(d) for d in self.input_shape)
-            raise ValueError(
-                f"{self.path} was exported for inputs of shape [{wanted}], got {shape}: export it again for this size "
-                "(image_size, batch size) or run with runtime torch."
-            )
+        if len(shape) == len(self.input_shape) and all(d is None or d == n for d, n in fixed):
+            return None
+        wanted = ", ".join("any" if d is None else str(d) for d in self.input_shape)
+        return (
+            f"{self.path} was exported for inputs of shape [{wanted}], got {shape}: export it again for this size "
+            "(image_size, batch size) or run with runtime torch."
+        )
+
+    def input_size_problem(self, spatial_size: list[int]) -> str | None:
+        """Why an image of ``spatial_size`` cannot go through the exported model, or ``None`` when it can.
+
+        A bundle asks it at start (:func:`~monai_unets.networks.check_input_size`), so that an ``image_size`` the
+        export does not take stops the run before any case is read.
+
+        Args:
+            spatial_size: the input's spatial shape (no batch or channel axis).
+        """
+        return self._shape_problem([self.input_shape[0] or 1, self.input_shape[1] or 1, *map(int, spatial_size)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = list(x.shape)
+        problem = self._shape_problem(shape)
+        if problem is not None:
+            raise ValueError(problem)
         array = x.detach().float().cpu().numpy()
-        if per_image:
-            images = [self.session.run(None, {self.input_name: array[i : i + 1]})[0] for i in range(len(array))]
-            output = np.concatenate(images)
-        else:
-            (output, *_) = self.session.run(None, {self.input_name: array})
+        try:
+            if self._per_image(shape):
+                images = [self.session.run(None, {self.input_name: array[i : i + 1]})[0] for i in range(len(array))]
+                output = np.concatenate(images)
+            else:
+                (output, *_) = self.session.run(None, {self.input_name: array})
+        except Exception as error:  # onnxruntime raises its own exception types
+            # an export declared free spatial axes where the network's graph holds for the traced size only
+            raise ValueError(
+                f"{self.path}: ONNX Runtime cannot run this model on an input of shape {shape} "
+                f"({str(error).splitlines()[0][:200]}); export it again for this size or run with runtime torch."
+            ) from error
         return torch.from_numpy(output).to(x.device)
 
     def extra_repr(self) -> str:

@@ -48,8 +48,9 @@ def is_pointwise_conv(module: nn.Module) -> bool:
 class MinimumInputSize:
     """Mixin of networks that take every spatial size from ``min_size`` up (odd and non-square sizes included).
 
-    The network sets ``min_size`` and ``size_rule`` (the sentence its error starts with) in its constructor and
-    calls ``_size_problem`` at the start of ``forward`` (TorchScript compiles it with the network).
+    The network states its rule in its constructor (:meth:`_state_size_rule`, after setting ``spatial_dims``) and
+    calls ``_shape_problem`` at the start of ``forward`` (TorchScript compiles it with the network): an input of
+    the wrong rank or too small is refused there, in words, instead of failing deep inside a layer.
     ``input_size_problem`` states the same rule without running the network, so that
     :func:`~monai_unets.networks.input_shape_problem` needs no trace on the meta device (about a second when a
     bundle starts, most of it importing ``torch._dynamo``). Tests check the rule against such a trace.
@@ -60,6 +61,18 @@ class MinimumInputSize:
         >>> EGEUNet(2, 3, 1).input_size_problem([16, 64])
         'EGEUNet needs every spatial size >= 32 (five 2x poolings); got [16, 64]'
     """
+
+    def _state_size_rule(self, min_size: int, reason: str = "") -> None:
+        name = type(self).__name__
+        self.min_size = min_size
+        self.size_rule = f"{name} needs every spatial size >= {min_size}{reason}"
+        axes = ", ".join(["D", "H", "W"][-self.spatial_dims :])
+        self.rank_rule = f"{name} ({self.spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
+
+    def _shape_problem(self, shape: List[int]) -> str:  # noqa: UP006
+        if len(shape) != self.spatial_dims + 2:
+            return self.rank_rule + "; got shape " + str(shape)
+        return self._size_problem(shape[2:])
 
     def _size_problem(self, size: List[int]) -> str:  # noqa: UP006
         if min(size) < self.min_size:
@@ -73,4 +86,6 @@ class MinimumInputSize:
         Args:
             spatial_size: the input's spatial shape (no batch or channel axis).
         """
+        if len(spatial_size) != self.spatial_dims:
+            return self.rank_rule + "; got spatial size " + str(list(spatial_size))
         return self._size_problem([int(s) for s in spatial_size]) or None

@@ -43,11 +43,15 @@ def test_tta_maps_each_mirrored_prediction_back_before_averaging():
     assert probs[0, 1].argmax() == torch.tensor([1, 2, 3]) @ torch.tensor([5 * 4, 4, 1])
 
 
+def _fold_checkpoints(folder, scales=(1.0, 4.0)):
+    paths = [folder / f"model_fold{i}.pt" for i in range(len(scales))]
+    for path, scale in zip(paths, scales):
+        torch.save(RampNet(scale).state_dict(), path)
+    return paths
+
+
 def test_ensemble_averages_the_probabilities_of_the_checkpoints(tmp_path):
-    paths = []
-    for i, scale in enumerate((1.0, 4.0)):
-        paths.append(tmp_path / f"model_fold{i}.pt")
-        torch.save(RampNet(scale).state_dict(), paths[-1])
+    paths = _fold_checkpoints(tmp_path)
     x = torch.randn(1, 1, 6, 5, 4)
     given = RampNet(100.0)  # its own weights are replaced by each checkpoint's
     out = EnsembleInferer(SimpleInferer(), paths)(x, given)
@@ -111,3 +115,26 @@ def test_scoring_method_stores_a_score_per_unlabelled_image():
     assert result["executed"]
     assert datastore.info["a"]["tta_entropy"] == pytest.approx(1.0)
     assert datastore.info["a"]["tta_entropy"] > datastore.info["b"]["tta_entropy"]
+
+
+def test_a_binary_network_is_averaged_as_sigmoid_probabilities(tmp_path):
+    # one output channel: a softmax over it is 1 everywhere, which would give an all-zero output
+    paths = _fold_checkpoints(tmp_path)
+    x = torch.randn(1, 1, 6, 5, 4)
+
+    def foreground(scale):
+        return RampNet(scale)(x)[:, 1:]
+
+    class Binary(RampNet):
+        def forward(self, x):
+            return super().forward(x)[:, 1:]
+
+    out = EnsembleInferer(SimpleInferer(), paths)(x, Binary())
+    assert out.shape == (1, 1, 6, 5, 4)
+    expected = (torch.sigmoid(foreground(1.0)) + torch.sigmoid(foreground(4.0))) / 2
+    torch.testing.assert_close(torch.sigmoid(out), expected.detach(), atol=1e-5, rtol=1e-5)
+    # with mirroring: the average of the mirrored passes' sigmoids, each mapped back
+    net = Binary()
+    flips = [torch.flip(torch.sigmoid(net(torch.flip(x, axes))), axes) for axes in mirror_axes(3)]
+    mirrored = torch.sigmoid(EnsembleInferer(SimpleInferer(), tta=True)(x, net))
+    torch.testing.assert_close(mirrored, (sum(flips) / len(flips)).detach(), atol=1e-5, rtol=1e-5)

@@ -59,3 +59,21 @@ def test_the_stated_size_rule_is_what_a_trace_finds(net):
             assert (stated is None) == (traced is None), (spatial, stated, traced)
             if stated is not None:
                 assert stated == traced
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+@pytest.mark.parametrize(
+    "net", [EGEUNet(2, 3, 1), EGEUNet(3, 1, 2), AttentionGateUNet(2, 1, 2, channels=(4, 8, 8)), ClassicUNet(3, 1, 2)]
+)
+def test_an_input_of_the_wrong_rank_is_refused_in_words(net, scripted):
+    """An unbatched image, or a volume given to a 2D network, is named as such, in every mode (not a layer's error)."""
+    in_channels = next(net.parameters()).shape[1]
+    dims = net.spatial_dims
+    axes = "D, H, W" if dims == 3 else "H, W"
+    model = torch.jit.script(net) if scripted else net
+    for shape in ((in_channels, *[32] * dims), (1, in_channels, *[32] * (dims + 1))):
+        expected = rf"{type(net).__name__} \({dims}D\) takes inputs of shape \(batch, channels, {axes}\); got shape"
+        for training in (False, True):
+            with torch.no_grad(), pytest.raises((ValueError, torch.jit.Error), match=expected):
+                model.train(training)(torch.zeros(shape))
+    assert net.input_size_problem([32] * (dims + 1)).startswith(f"{type(net).__name__} ({dims}D) takes inputs")
