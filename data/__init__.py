@@ -31,7 +31,17 @@ from .checks import (
 from .datalist import IMAGE_SUFFIXES, list_cases, split_cases
 from .dataset import SkipFailedCasesDataset, describe_error
 from .dicom_seg import DicomSegError, write_dicom_seg
-from .plan import DEFAULT_PLAN, load_plan, make_plan, plan_dataset, save_plan
+from .plan import (
+    DEFAULT_PLAN,
+    PlanMismatchError,
+    ensemble_plan,
+    find_plan_of,
+    load_plan,
+    make_plan,
+    plan_dataset,
+    plan_file_of,
+    save_plan,
+)
 
 __all__ = [
     "AtomicITKWriter",
@@ -52,6 +62,7 @@ __all__ = [
     "load_datalist",
     "DEFAULT_PLAN",
     "IMAGE_SUFFIXES",
+    "PlanMismatchError",
     "DicomSegError",
     "MultiScaleBatch",
     "SkipFailedCasesDataset",
@@ -62,13 +73,16 @@ __all__ = [
     "case_output_names",
     "case_output_paths",
     "describe_error",
+    "ensemble_plan",
     "failure_stage",
+    "find_plan_of",
     "list_cases",
     "rank_and_world_size",
     "shard_items",
     "load_plan",
     "make_plan",
     "plan_dataset",
+    "plan_file_of",
     "save_plan",
     "split_cases",
     "write_dicom_seg",

@@ -41,13 +41,17 @@ from .atomic import atomic_open
 __all__ = [
     "DEFAULT_PLAN",
     "PLAN_VERSION",
+    "PlanMismatchError",
     "choose_patch_size",
     "choose_target_spacing",
     "detect_modality",
+    "ensemble_plan",
+    "find_plan_of",
     "fingerprint_dataset",
     "load_plan",
     "make_plan",
     "plan_dataset",
+    "plan_file_of",
     "save_plan",
     "voxel_budget",
 ]
@@ -456,3 +460,107 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
     if base["normalization"].get("scheme") not in ("ct", "zscore_nonzero"):
         raise ValueError(f"plan {path}: unknown normalization scheme {base['normalization'].get('scheme')!r}")
     return base
+
+
+# what a study's preprocessing and the meaning of the network's outputs depend on: the members of an ensemble, which
+# see one preprocessed volume and have their outputs averaged class by class, must agree on all of it
+_SHARED_BY_ENSEMBLES = (
+    "modality",
+    "spacing",
+    "normalization",
+    "foreground_threshold",
+    "patch_size",
+    "num_classes",
+    "labels",
+)
+
+
+class PlanMismatchError(ValueError):
+    """The model files of an ensemble were trained with different plans (preprocessing or classes)."""
+
+
+def plan_file_of(weights: str | os.PathLike) -> str:
+    """The plan file that training writes beside a weights file: ``model<rest>.pt`` -> ``plan<rest>.json``.
+
+    Each cross-validation fold keeps its own plan, with the post-processing its validation chose; a weights file
+    of another name ``<name>.pt`` has ``<name>.plan.json``.
+
+    Args:
+        weights: the weights file.
+
+    Example::
+
+        >>> plan_file_of("models/model_fold3.pt")
+        'models/plan_fold3.json'
+        >>> plan_file_of("models/model.pt")
+        'models/plan.json'
+    """
+    path = Path(weights)
+    name = "plan" + path.stem[len("model") :] if path.stem.startswith("model") else f"{path.stem}.plan"
+    return os.fspath(path.with_name(f"{name}.json"))
+
+
+def find_plan_of(weights: str | os.PathLike) -> str | None:
+    """The plan to read for a weights file: its own (:func:`plan_file_of`), else ``plan.json`` in its folder.
+
+    ``plan.json`` is what trainings wrote for every fold before each fold kept its own plan, so their weights keep
+    their preprocessing. ``None`` when there is neither.
+
+    Args:
+        weights: the weights file.
+
+    Example::
+
+        >>> find_plan_of("/no/such/models/model_fold0.pt") is None
+        True
+    """
+    for candidate in (plan_file_of(weights), os.path.join(os.path.dirname(os.fspath(weights)), "plan.json")):
+        if Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """The plan of one model file or of an ensemble: each member's plan (:func:`find_plan_of`), which must agree.
+
+    A member without any plan file has the default plan (:func:`load_plan`). The members must share modality,
+    spacing, normalisation, crop, patch size and classes; the ensemble keeps a class's largest component only where
+    every member's validation chose to (``postprocessing.keep_largest``): each choice was made on that member's own
+    predictions, and a class kept by some members only is left as averaged.
+
+    Args:
+        weights: the model files, at least one.
+
+    Raises:
+        PlanMismatchError: two members' plans differ; the message names both plan files and the first difference.
+
+    Example::
+
+        >>> ensemble_plan(["/no/such/models/model.pt"])["spacing"]
+        [1.5, 1.5, 2.0]
+    """
+    if not weights:
+        raise ValueError("ensemble_plan needs at least one model file.")
+    sources = [find_plan_of(w) for w in weights]
+    plans = [load_plan(source) for source in sources]
+    first = plans[0]
+    for member, source, plan in zip(weights[1:], sources[1:], plans[1:]):
+        differing = [key for key in _SHARED_BY_ENSEMBLES if plan[key] != first[key]]
+        if differing:
+            key = differing[0]
+            raise PlanMismatchError(
+                f"{_plan_name(weights[0], sources[0])} and {_plan_name(member, source)} differ in {key} "
+                f"({first[key]} against {plan[key]}"
+                + (f"; also {', '.join(differing[1:])}" if differing[1:] else "")
+                + "): the models of an ensemble must be trained with one plan; train them again with the same plan, "
+                "or leave one out of the ensemble."
+            )
+    chosen = [set(plan["postprocessing"]["keep_largest"]) for plan in plans]
+    keep = [label for label in first["postprocessing"]["keep_largest"] if all(label in labels for labels in chosen)]
+    return {**first, "postprocessing": {**first["postprocessing"], "keep_largest": keep}}
+
+
+def _plan_name(weights: str | os.PathLike, source: str | None) -> str:
+    if source is None:
+        return f"{weights} (no plan file: the default plan)"
+    return f"{source} (plan of {os.path.basename(weights)})"

@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 from monai_unets.data.plan import (
     DEFAULT_PLAN,
+    PlanMismatchError,
     choose_patch_size,
     choose_target_spacing,
+    ensemble_plan,
+    find_plan_of,
     load_plan,
     make_plan,
     plan_dataset,
+    plan_file_of,
     save_plan,
 )
 from monai_unets.scripts.demo_ct import generate_demo_ct
@@ -265,3 +269,64 @@ def test_a_saved_plan_is_readable_as_the_weights_beside_it_are(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["plan.json"]
     assert load_plan.__name__ and (tmp_path / "models" / "plan.json").read_text().startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("weights", "plan"),
+    [("model.pt", "plan.json"), ("model_fold3.pt", "plan_fold3.json"), ("ct_fold0.pt", "ct_fold0.plan.json")],
+)
+def test_each_weights_file_has_its_own_plan_file_beside_it(tmp_path, weights, plan):
+    assert plan_file_of(tmp_path / "models" / weights) == str(tmp_path / "models" / plan)
+
+
+def test_weights_without_their_own_plan_read_the_folder_s_plan_json(tmp_path):
+    models = tmp_path / "models"
+    assert find_plan_of(models / "model_fold0.pt") is None
+    # folds trained before each kept its plan: their plan.json
+    shared = save_plan(DEFAULT_PLAN, models / "plan.json")
+    assert find_plan_of(models / "model_fold0.pt") == shared
+    own = save_plan(DEFAULT_PLAN, models / "plan_fold0.json")
+    assert find_plan_of(models / "model_fold0.pt") == own
+    assert find_plan_of(models / "model.pt") == shared
+
+
+def _fold_plan(models, fold, **changes):
+    save_plan({**DEFAULT_PLAN, **changes}, models / f"plan_fold{fold}.json")
+    return str(models / f"model_fold{fold}.pt")
+
+
+def test_an_ensemble_keeps_a_class_s_largest_component_where_every_member_chose_to(tmp_path):
+    keep = ([1, 2], [2], [2, 1])
+    members = [_fold_plan(tmp_path, k, postprocessing={"keep_largest": v}) for k, v in enumerate(keep)]
+    plan = ensemble_plan(members)
+    assert plan["postprocessing"]["keep_largest"] == [2]
+    assert {k: v for k, v in plan.items() if k != "postprocessing"} == {
+        k: v for k, v in load_plan(tmp_path / "plan_fold0.json").items() if k != "postprocessing"
+    }
+    # one model: its own choice
+    assert ensemble_plan(members[:1])["postprocessing"]["keep_largest"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"spacing": [1.0, 1.0, 2.0]},
+        {"normalization": {"scheme": "zscore_nonzero"}},
+        {"patch_size": [64, 64, 64]},
+        {"labels": {"1": "liver", "2": "tumour"}},
+        {"modality": "MR"},
+    ],
+)
+def test_an_ensemble_of_members_trained_with_other_plans_is_refused_naming_the_files(tmp_path, changes):
+    members = [_fold_plan(tmp_path, 0), _fold_plan(tmp_path, 1, **changes)]
+    with pytest.raises(PlanMismatchError) as raised:
+        ensemble_plan(members)
+    message = str(raised.value)
+    assert str(tmp_path / "plan_fold0.json") in message and str(tmp_path / "plan_fold1.json") in message
+    assert f"differ in {next(iter(changes))}" in message
+
+
+def test_a_member_without_any_plan_file_is_compared_with_the_default_plan(tmp_path):
+    members = [_fold_plan(tmp_path, 0, spacing=[1.0, 1.0, 2.0]), str(tmp_path / "other" / "model.pt")]
+    with pytest.raises(PlanMismatchError, match="model.pt \\(no plan file: the default plan\\)"):
+        ensemble_plan(members)
