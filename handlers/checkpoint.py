@@ -164,7 +164,8 @@ class BestModelSaver:
         metric_name: metric to compare, higher is better; defaults to the engine's key metric.
         plan: the plan the network is trained with (``monai_unets.data.plan``), written without post-processing
             (:class:`~monai_unets.handlers.PostprocessingSelector` then records what validation chose).
-        plan_file: where ``plan`` goes (``models/plan.json``); needed with ``plan``.
+        plan_file: where ``plan`` goes (``models/plan.json``; a cross-validation fold's ``models/plan_fold<k>.json``,
+            :func:`~monai_unets.data.plan_file_of`), so that weights and plan stay a pair; needed with ``plan``.
 
     Example::
 

@@ -55,7 +55,11 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
 
 # command -> (config key, default folder in the bundle, what is there): printed when the run ends
 _RESULTS: dict[str, tuple[str, str, str]] = {
-    "train": ("ckpt_dir", "models", "weights (model.pt)"),
+    "train": (
+        "ckpt_dir",
+        "models",
+        "weights and, in the 3D bundles, their plan (model.pt, plan.json; a fold: model_fold<k>.pt, plan_fold<k>.json)",
+    ),
     "infer": ("output_dir", "eval", "predictions"),
     "evaluate": ("eval_dir", "eval", "metrics, overlays and report.html"),
 }

@@ -26,7 +26,15 @@ import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
-from monai_unets.data import SkipFailedCasesDataset, atomic_open, find_bad_cases, list_cases, load_datalist
+from monai_unets.data import (
+    DEFAULT_PLAN,
+    SkipFailedCasesDataset,
+    atomic_open,
+    find_bad_cases,
+    list_cases,
+    load_datalist,
+    save_plan,
+)
 from monai_unets.data.medical_io import list_medical_cases
 from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights
 from monai_unets.handlers.errors import check_settings, explain
@@ -277,6 +285,14 @@ def _best_kept(root: Path) -> str:
     engine.state.metrics = {"dice": 0.5}
     saver(engine)
     return f"model.pt kept: {list(torch.load(path, weights_only=True))}"
+
+
+def _ensemble_of_other_plans(root: Path) -> str:
+    """Inference with two folds whose plans differ: what the run stops with when its settings are checked."""
+    for fold, spacing in enumerate(([1.5, 1.5, 2.0], [2.0, 2.0, 2.5])):
+        save_plan({**DEFAULT_PLAN, "spacing": spacing}, root / "models" / f"plan_fold{fold}.json")
+    ensemble = ["model_fold0.pt", "model_fold1.pt"]
+    return _raised(lambda: _component(CT, "settings", ("inference.yaml",), bundle_root=str(root), ensemble=ensemble))
 
 
 def _bundle_run(root: Path, bundle: str, config: str, *args: str) -> str:
@@ -758,6 +774,14 @@ CATALOGUE: list[Fault] = [
         lambda r: _raised(lambda: load_weights(_weights(r, torch.ones(3)), _tiny_network())),
         "holds a Tensor, not a state dict",
         "the run stops before the first case",
+    ),
+    Fault(
+        "inference",
+        "an ensemble of cross-validation folds trained with different plans (the dataset planned again between folds)",
+        _ensemble_of_other_plans,
+        "differ in spacing ([1.5, 1.5, 2.0] against [2.0, 2.0, 2.5]): the models of an ensemble must be trained with "
+        "one plan",
+        "the run stops at start, before any study is read; the message names both plan files",
     ),
     Fault(
         "training",

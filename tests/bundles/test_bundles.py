@@ -19,9 +19,10 @@ from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metad
 from monai.transforms import RandomizableTrait, SaveImaged, Transform
 from monai_unets.bundles import BUNDLES_DIR, bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.data import cached_dataset, case_output_paths
-from monai_unets.handlers.errors import SettingError, check_settings
+from monai_unets.handlers.errors import SettingError, check_settings, explain
+from monai_unets.scripts.demo_ct import generate_demo_ct
 
-from monai_unets import load_plan
+from monai_unets import load_plan, save_plan
 from tests.bundles.conftest import BUNDLE_CASES
 from tests.conftest import SCHEMA_DIR
 
@@ -264,6 +265,83 @@ def test_evaluation_scores_the_weights_of_its_fold(name, folds, weights, tmp_pat
     loader = targets.index("WeightsLoader")
     assert parser.get_parsed_content(f"validate#handlers#{loader}#load_path") == str(tmp_path / "models" / weights)
     assert parser.get_parsed_content("evaluation_report#settings#checkpoint").endswith(weights)
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+@pytest.mark.parametrize(("folds", "plan"), [(1, "plan.json"), (3, "plan_fold2.json")])
+def test_training_writes_the_plan_of_its_fold_with_its_weights(name, folds, plan, tmp_path):
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+    parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+    parser["num_folds"], parser["fold"] = folds, 2
+    written = str(tmp_path / "models" / plan)
+    assert parser.get_parsed_content("validate#best_model").plan_file == written
+    # the post-processing validation chooses goes into the same plan
+    handlers = [h for h in parser["validate#handlers"] if isinstance(h, dict)]
+    assert [h["plan_file"] for h in handlers if h["_target_"] == "PostprocessingSelector"] == ["@plan_out"]
+    assert parser.get_parsed_content("plan_out") == written
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_ensemble_inference_reads_each_member_s_plan(name, tmp_path):
+    models = tmp_path / "models"
+    plan = {**load_plan(None), "spacing": [1.0, 1.0, 2.5], "patch_size": [32, 32, 32]}
+    save_plan({**plan, "postprocessing": {"keep_largest": [1, 2]}}, models / "plan_fold0.json")
+    save_plan({**plan, "postprocessing": {"keep_largest": [1]}}, models / "plan_fold1.json")
+    # the plan of the fold trained last, as every fold had written it
+    save_plan({**plan, "spacing": [3.0, 3.0, 3.0]}, models / "plan.json")
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
+    parser["bundle_root"] = str(tmp_path)
+    parser["ensemble"] = ["model_fold0.pt", "model_fold1.pt"]
+    assert parser.get_parsed_content("pixdim") == [1.0, 1.0, 2.5]
+    keep = next(t for t in parser["postprocessing"]["transforms"] if t["_target_"] == "KeepLargestComponentd")
+    index = parser["postprocessing"]["transforms"].index(keep)
+    assert parser.get_parsed_content(f"postprocessing#transforms#{index}#applied_labels") == [1]
+    # a single model reads the plan beside model.pt
+    parser["ensemble"] = []
+    assert parser.get_parsed_content("pixdim") == [3.0, 3.0, 3.0]
+
+
+def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_path):
+    """Two folds trained with the dataset re-planned between them: each fold's plan survives the other's training,
+    evaluation of fold 0 reads fold 0's plan, and an ensemble of both is refused naming both plan files."""
+    name = "attention_unet_pancreas_ct"
+    data = tmp_path / "data"
+    generate_demo_ct(data, num_cases=2, num_test=0, shape=(24, 24, 8))
+    bundle = tmp_path / name
+    shutil.copytree(bundle_dir(name), bundle)
+    models = bundle / "models"
+    fast = ["--max_epochs", "1", "--val_interval", "1", "--num_workers", "0", "--patch_size", "[32, 32, 32]"]
+
+    def train(fold: int) -> None:
+        args = ["--dataset_dir", str(data), *fast, "--num_folds", "2", "--fold", str(fold), "--quiet", "True"]
+        _run_bundle(bundle, [str(_configs(bundle) / "train.yaml")], *args)
+
+    train(0)
+    fold0 = (models / "plan_fold0.json").read_text()
+    save_plan({**load_plan(None), "spacing": [2.0, 2.0, 2.5]}, data / "plan.json")
+    train(1)
+    assert (models / "plan_fold0.json").read_text() == fold0
+    assert load_plan(models / "plan_fold1.json")["spacing"] == [2.0, 2.0, 2.5]
+    assert sorted(p.name for p in models.glob("*.json")) == ["plan_fold0.json", "plan_fold1.json"]
+
+    evaluation = ConfigParser()
+    evaluation.read_config([str(_configs(bundle) / c) for c in ("train.yaml", "evaluate.yaml")])
+    evaluation["bundle_root"], evaluation["dataset_dir"] = str(bundle), str(data)
+    evaluation["num_folds"], evaluation["fold"] = 2, 0
+    assert evaluation.get_parsed_content("plan_file") == str(models / "plan_fold0.json")
+    assert evaluation.get_parsed_content("plan") == json.loads(fold0)
+
+    inference = ConfigParser()
+    inference.read_config(str(_configs(bundle) / "inference.yaml"))
+    inference["bundle_root"] = str(bundle)
+    inference["ensemble"] = ["model_fold0.pt", "model_fold1.pt"]
+    with pytest.raises(RuntimeError) as raised:
+        inference.get_parsed_content("settings")
+    shown = explain(raised.value)
+    assert str(models / "plan_fold0.json") in shown and str(models / "plan_fold1.json") in shown
+    assert "differ in spacing" in shown
 
 
 @pytest.mark.parametrize("name", BUNDLES)
