@@ -235,9 +235,6 @@ class BestModelSaver:
             self._engine.state.best_metric_epoch = self.best_metric_epoch
 
 
-LOCK_NAME = ".training.lock"
-
-
 def _cases_fingerprint(engine: Engine) -> str | None:
     """A digest of the trainer's cases (their files, in any order); ``None`` when its dataset lists none."""
     data = getattr(getattr(getattr(engine, "data_loader", None), "dataset", None), "data", None)
@@ -247,12 +244,28 @@ def _cases_fingerprint(engine: Engine) -> str | None:
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
 
 
-def _lock_folder(folder: Path) -> None:
-    """Holds ``folder`` (its ``.training.lock``) for this process's training, or raises CheckpointError."""
-    if not hold_folder(folder, LOCK_NAME):
+def _lock_name(checkpoint_path: str | os.PathLike) -> str:
+    """The lock file of the training writing ``checkpoint_path``: ``checkpoint<rest>.pt`` -> ``.training<rest>.lock``.
+
+    One per checkpoint, so that cross-validation folds, each with its own checkpoint, weights and plan, can train
+    side by side in one bundle (one GPU each), while a second training of the same fold is refused.
+
+    Example::
+
+        >>> _lock_name("models/checkpoint.pt"), _lock_name("models/checkpoint_fold2.pt")
+        ('.training.lock', '.training_fold2.lock')
+    """
+    stem = Path(checkpoint_path).stem
+    return f".training{stem[len('checkpoint') :] if stem.startswith('checkpoint') else '_' + stem}.lock"
+
+
+def _lock_folder(checkpoint_path: Path) -> None:
+    """Holds the checkpoint's folder (its :func:`_lock_name`) for this process's training, or raises CheckpointError."""
+    if not hold_folder(checkpoint_path.parent, _lock_name(checkpoint_path)):
         raise CheckpointError(
-            f"{folder}: another training is running with this folder for its checkpoints and weights; wait for it "
-            "to end, or give this one another bundle folder (--bundle_root) or --ckpt_dir."
+            f"{checkpoint_path.parent}: another training is running with this folder for its checkpoint "
+            f"{checkpoint_path.name} and weights; wait for it to end, or give this one another bundle folder "
+            "(--bundle_root) or --ckpt_dir."
         )
 
 
@@ -265,8 +278,8 @@ class TrainingCheckpoint:
     epoch (up to the trainer's ``max_epochs``, which may be raised on the command line to train longer), also
     with another batch size or number of processes. It is also saved when training ends, after the validation
     then (:class:`~monai_unets.handlers.FinalValidationHandler`), so that it holds the best score so far. While a
-    training runs, its checkpoint folder is locked (``.training.lock``): a second training with the same folder
-    stops at start with a ``CheckpointError``.
+    training runs, its checkpoint is locked (``.training.lock`` in its folder, :func:`_lock_name`): a second
+    training with the same checkpoint stops at start with a ``CheckpointError``.
     With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten. A checkpoint records its
     training cases (a digest of the dataset's list): a training on other cases (more labelled images, another
     split) is another training, which starts at epoch 1 from the weights the run loaded, if any, instead of
@@ -306,7 +319,7 @@ class TrainingCheckpoint:
         # one training per checkpoint folder: two at once (a second command in the same bundle) each kept their own
         # best score and overwrote each other's model file, so the better weights could be lost
         if _is_main_process():
-            _lock_folder(self.checkpoint_path.parent)
+            _lock_folder(self.checkpoint_path)
 
     def _save_when_completed(self, engine: Engine) -> None:
         # registered when the run starts, after every handler attached before it, so that this save follows the
@@ -315,7 +328,10 @@ class TrainingCheckpoint:
         if not engine.has_event_handler(self.save, Events.COMPLETED):
             engine.add_event_handler(Events.COMPLETED, self._save_weights_if_never_validated)
             engine.add_event_handler(Events.COMPLETED, self.save)
-            engine.add_event_handler(Events.COMPLETED, lambda _: release_folder(self.checkpoint_path.parent, LOCK_NAME))
+            engine.add_event_handler(
+                Events.COMPLETED,
+                lambda _: release_folder(self.checkpoint_path.parent, _lock_name(self.checkpoint_path)),
+            )
 
     def _save_weights_if_never_validated(self, engine: Engine) -> None:
         # with no validation case (MONAI Label's first trainings on a few labels: its val_split leaves none) the

@@ -280,6 +280,12 @@ def test_training_writes_the_plan_of_its_fold_with_its_weights(name, folds, plan
     handlers = [h for h in parser["validate#handlers"] if isinstance(h, dict)]
     assert [h["plan_file"] for h in handlers if h["_target_"] == "PostprocessingSelector"] == ["@plan_out"]
     assert parser.get_parsed_content("plan_out") == written
+    # and its own checkpoint: a fold resumes its own run, also after another fold trained, and folds may train
+    # side by side (each holds its own checkpoint's lock)
+    checkpoint = next(h for h in parser["train#handlers"] if h.get("_target_") == "TrainingCheckpoint")
+    index = parser["train#handlers"].index(checkpoint)
+    path = parser.get_parsed_content(f"train#handlers#{index}#checkpoint_path")
+    assert path == str(tmp_path / "models" / ("checkpoint.pt" if folds == 1 else "checkpoint_fold2.pt"))
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])

@@ -158,6 +158,21 @@ def test_a_second_training_with_the_same_folder_is_refused(tmp_path):
         fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
+def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path):
+    import fcntl
+
+    from monai_unets.handlers.checkpoint import _lock_name
+
+    # another fold's training holds its own checkpoint's lock in the same models folder
+    assert _lock_name(tmp_path / "checkpoint_fold1.pt") != _lock_name(tmp_path / "checkpoint.pt") == ".training.lock"
+    with open(tmp_path / _lock_name(tmp_path / "checkpoint_fold1.pt"), "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        trainer, *_ = _trainer(tmp_path, max_epochs=1)
+        trainer.run()
+        assert (tmp_path / "checkpoint.pt").is_file()
+
+
 def _case_trainer(tmp_path, names, max_epochs=2):
     """A trainer over a dataset of named cases (what a bundle's datalist gives), checkpointed with its best saver."""
     torch.manual_seed(0)
