@@ -116,7 +116,7 @@ def load_datalist(
             path, f"datalist must be a JSON object with a {key!r} list, not a {type(content).__name__}."
         )
     if key not in content and "channel_names" in content and "file_ending" in content:
-        return _nnunet_cases(path, content, key)
+        return _nnunet_cases(path, content, key, required)
     if not required and not content.get(key):
         return []
     if key not in content:
@@ -140,11 +140,14 @@ def load_datalist(
 _NNUNET_FOLDERS = {"training": ("imagesTr", "labelsTr"), "test": ("imagesTs", None)}
 
 
-def _nnunet_cases(path: Path, content: dict, key: str) -> list[dict]:
+def _nnunet_cases(path: Path, content: dict, key: str, required: bool = True) -> list[dict]:
     """The cases of an nnU-Net raw dataset (``dataset.json`` with ``channel_names`` and ``file_ending``, no lists):
     ``imagesTr/<case>_0000<ending>`` with ``labelsTr/<case><ending>`` for ``training``, ``imagesTs`` for ``test``;
-    a case of several channels lists one image per channel."""
+    a case of several channels lists one image per channel. A list the layout does not have, or an empty one, is
+    ``[]`` when not ``required`` (a bundle's optional ``validation`` list)."""
     if key not in _NNUNET_FOLDERS:
+        if not required:
+            return []
         raise DataCheckError(path, f"an nnU-Net raw dataset has no {key!r} list (it has: training, test).")
     ending, root = str(content["file_ending"]), path.parent
     images, labels = (root / folder if folder else None for folder in _NNUNET_FOLDERS[key])
@@ -158,6 +161,8 @@ def _nnunet_cases(path: Path, content: dict, key: str) -> list[dict]:
         suffix = f"_{channels[0]:04d}{ending}"
         names = [p.name[: -len(suffix)] for p in sorted(images.glob(f"*{suffix}")) if not p.name.startswith(".")]
     if not names:
+        if not required:
+            return []
         folder = labels if labels is not None else images
         raise DataCheckError(path, f"an nnU-Net raw dataset without a {key!r} list, and {folder} has no *{ending}.")
     cases = []

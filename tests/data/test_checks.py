@@ -177,3 +177,10 @@ def test_an_nnunet_raw_dataset_lists_its_cases_from_its_folders(tmp_path):
     assert test == [{"image": [str(tmp_path / "imagesTs" / f"prostate_09_{c:04d}.nii.gz") for c in (0, 1)]}]
     with pytest.raises(DataCheckError, match="an nnU-Net raw dataset has no 'validation' list"):
         load_datalist(tmp_path / "dataset.json", "validation")
+    # a bundle's optional lists (the CT bundles' validation list): none, as in a datalist without them
+    assert load_datalist(tmp_path / "dataset.json", "validation", required=False) == []
+    for path in (tmp_path / "imagesTs").iterdir():
+        path.unlink()
+    assert load_datalist(tmp_path / "dataset.json", "test", required=False) == []
+    with pytest.raises(DataCheckError, match="without a 'test' list"):
+        load_datalist(tmp_path / "dataset.json", "test")

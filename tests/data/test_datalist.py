@@ -222,6 +222,27 @@ def test_a_datalist_validation_list_validates_as_given(tmp_path):
     assert sorted(c["image"] for _, val in folds for c in val) == sorted(c["image"] for c in training + validation)
 
 
+def test_the_3d_bundles_split_an_nnunet_raw_dataset(tmp_path):
+    # nnU-Net's raw layout has no validation list: the bundles' optional list is empty, the training list split
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+
+    dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}, "file_ending": ".nii.gz"}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    for folder in ("imagesTr", "labelsTr"):
+        (tmp_path / folder).mkdir()
+    for i in range(5):
+        (tmp_path / "imagesTr" / f"case{i}_0000.nii.gz").touch()
+        (tmp_path / "labelsTr" / f"case{i}.nii.gz").touch()
+    for name in ("egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"):
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir(name) / "configs" / "train.yaml"))
+        parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+        train, val = parser.get_parsed_content("case_split")
+        assert len(train) == 4 and len(val) == 1
+        assert sorted(Path(c["label"]).name for c in train + val) == [f"case{i}.nii.gz" for i in range(5)]
+
+
 def test_a_missing_validation_list_is_optional_where_asked(tmp_path):
     from monai_unets.data import load_datalist
 
