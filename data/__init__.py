@@ -15,6 +15,7 @@ from .cases import (
     case_output_names,
     case_output_paths,
     failure_stage,
+    gather_items,
     rank_and_world_size,
     shard_items,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "ensemble_plan",
     "failure_stage",
     "find_plan_of",
+    "gather_items",
     "list_cases",
     "rank_and_world_size",
     "shard_items",

@@ -45,6 +45,7 @@ __all__ = [
     "case_output_names",
     "case_output_paths",
     "failure_stage",
+    "gather_items",
     "rank_and_world_size",
     "shard_items",
 ]
@@ -208,6 +209,28 @@ def shard_items(items: Sequence[Any], rank: int | None = None, world_size: int |
         raise ValueError(f"rank {rank} is not within a world of {world_size} process(es).")
     count = len(items)
     return list(items[rank * count // world_size : (rank + 1) * count // world_size])
+
+
+def gather_items(items: Sequence[Any]) -> list[Any]:
+    """The items of every process of the job, rank by rank; ``items`` itself without a process group.
+
+    Every process must call it, each with its own items (picklable; none is fine). Results of the shards of
+    :func:`shard_items` thus come back in the original order.
+
+    Args:
+        items: this process's items.
+
+    Example::
+
+        >>> gather_items(["a.png", "b.png"])  # one process
+        ['a.png', 'b.png']
+    """
+    world_size = rank_and_world_size()[1]
+    if world_size == 1:
+        return list(items)
+    parts: list[Any] = [None] * world_size
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]
 
 
 def case_output_name(metadict: dict | None, saver: Any) -> dict:

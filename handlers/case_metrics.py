@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from monai.metrics import compute_confusion_matrix_metric
-from monai.utils import ImageMetaKey, min_version, optional_import, string_list_all_gather
+from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open
+from ..data.cases import gather_items
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -100,8 +101,9 @@ class CaseMetricsWriter:
 
     def __call__(self, engine: Engine) -> None:
         columns = self._columns(engine)
-        # MONAI's metrics gather their details from every process rank by rank; the case names follow suit
-        cases = string_list_all_gather(self._cases)
+        # MONAI's metrics gather their details from every process rank by rank; the case names follow suit (not with
+        # MONAI's string_list_all_gather, which gives a process without cases one case named "")
+        cases = gather_items(self._cases)
         if idist.get_rank() != 0:
             return
         if not columns:

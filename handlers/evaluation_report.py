@@ -28,7 +28,7 @@ import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
-from ..data.cases import CASE_NAME_KEY
+from ..data.cases import CASE_NAME_KEY, gather_items
 from ..data.medical_io import parse_series_reference
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
@@ -197,9 +197,7 @@ class EvaluationReport:
             self._rows.append(row)
 
     def _write_volumes(self, _engine: Engine) -> None:
-        rows = self._rows
-        if idist.get_world_size() > 1:
-            rows = [row for part in idist.all_gather(json.dumps(rows)) for row in json.loads(part)]
+        rows = gather_items(self._rows)
         if idist.get_rank() != 0:
             return
         # a run without any case still writes the table (its header), so that an earlier run's rows are gone

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -28,9 +29,12 @@ from monai_unets.data import (
     case_output_name,
     case_output_names,
     failure_stage,
+    gather_items,
     shard_items,
 )
 from PIL import Image
+
+from tests.distributed import run_in_two_processes
 
 
 def test_inputs_of_different_kinds_with_one_stem_get_distinct_names(tmp_path, caplog):
@@ -238,3 +242,18 @@ def test_cache_keeps_the_deterministic_head_of_nested_compose_lists(tmp_path, ca
         values = sorted(float(dataset[i]["image"].max()) for i in range(len(data)))
     assert values == [0.0, 2.0, 4.0]
     assert load.calls == len(data)
+
+
+def _gather(rank: int, results: str) -> None:
+    # rank 0 without items: the job's items are rank 1's alone
+    gathered = [gather_items([] if rank == 0 else ["b.png", "c.png"]), gather_items([{"case": rank}])]
+    with open(f"{results}.{rank}", "w") as f:
+        json.dump(gathered, f)
+
+
+def test_items_of_every_process_are_gathered_rank_by_rank(tmp_path):
+    assert gather_items(("a.png",)) == ["a.png"]  # one process: its own items
+    run_in_two_processes(_gather, str(tmp_path / "gathered"))
+    for rank in (0, 1):
+        gathered = json.loads((tmp_path / f"gathered.{rank}").read_text())
+        assert gathered == [["b.png", "c.png"], [{"case": 0}, {"case": 1}]]

@@ -8,6 +8,8 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai_unets.handlers import CaseMetricsWriter
 
+from tests.distributed import run_in_two_processes
+
 
 def _batches(files: list[str]) -> list:
     return [[{"image": MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f})}] for f in files]
@@ -64,3 +66,23 @@ def test_a_run_without_cases_replaces_the_tables_of_the_previous_run(tmp_path):
         assert list(csv.reader(f)) == [["case"]]
     with open(tmp_path / "metrics_summary.csv", newline="") as f:
         assert list(csv.reader(f)) == [["metric", "mean", "std", "median", "min", "max", "cases"]]
+
+
+def _write_without_cases_on_rank_zero(rank: int, save_dir: str) -> None:
+    engine = Engine(lambda e, batch: None)
+    writer = CaseMetricsWriter(save_dir)
+
+    # MONAI's metric handlers give every process the details of all the job's cases: here rank 1's one case
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _set_details(e):
+        e.state.metric_details = {"dice": torch.tensor([[0.5]])}
+
+    writer.attach(engine)
+    # rank 0's only case failed: its one iteration brought no case
+    engine.run([[]] if rank == 0 else _batches(["b.png"]), max_epochs=1)
+
+
+def test_a_process_without_cases_adds_no_row(tmp_path):
+    run_in_two_processes(_write_without_cases_on_rank_zero, str(tmp_path))
+    rows = _read(tmp_path / "metrics_per_case.csv")
+    assert [r["case"] for r in rows] == ["b.png"]
