@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .distributed import end_process_group, validation_sampler
+from .distributed import check_evaluation_shards, end_process_group, log_from_rank_zero, validation_sampler
 from .overrides import check_command_line
 
 __all__ = [
@@ -13,8 +13,10 @@ __all__ = [
     "bundle_dir",
     "bundle_spatial_dims",
     "check_command_line",
+    "check_evaluation_shards",
     "end_process_group",
     "list_bundles",
+    "log_from_rank_zero",
     "validation_sampler",
 ]
 

@@ -1,12 +1,15 @@
-"""A bundle's ``torchrun`` job: the validation cases shared out among the processes, and the job's end once every
-rank's collectives are done."""
+"""A bundle's ``torchrun`` job: the cases shared out among the processes (at least one each), the log of rank 0
+alone, and the job's end once every rank's collectives are done."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-__all__ = ["end_process_group", "validation_sampler"]
+from ..data.cases import rank_and_world_size
+
+__all__ = ["check_evaluation_shards", "end_process_group", "log_from_rank_zero", "validation_sampler"]
 
 # How long the ending process leaves Python's global lock free for gloo's worker threads (see end_process_group):
 # they need it for microseconds once a collective is done; 0.1 s leaves a wide margin on a loaded machine.
@@ -38,6 +41,17 @@ def end_process_group() -> None:
     time.sleep(_RELEASE_WAIT_S)
 
 
+def _require_a_case_per_process(cases: int, listed: str, remedy: str) -> None:
+    from ..handlers.errors import SettingError
+
+    processes = rank_and_world_size()[1]
+    if cases < processes:
+        raise SettingError(
+            f"{listed} holds {cases} case(s), fewer than the {processes} processes of this job, which each take a "
+            f"share of it: {remedy}start fewer processes (torchrun --nproc_per_node)."
+        )
+
+
 def validation_sampler(dataset: Any) -> Any:
     """MONAI's ``DistributedSampler`` that gives each process of the job its share of the validation cases, each
     case validated once (``even_divisible=False``, in order).
@@ -54,16 +68,49 @@ def validation_sampler(dataset: Any) -> Any:
         In a multi-GPU config: ``validate#sampler: {_target_: monai_unets.bundles.validation_sampler, dataset:
         "@validate#dataset"}``.
     """
-    import torch.distributed as dist
     from monai.data import DistributedSampler
 
-    from ..handlers.errors import SettingError
-
-    processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    if len(dataset) < processes:
-        raise SettingError(
-            f"the validation list holds {len(dataset)} case(s), fewer than the {processes} processes of this job, "
-            "which each validate a share of it: hold out more cases (val_fraction, val_max_cases) or start fewer "
-            "processes (torchrun --nproc_per_node)."
-        )
+    # every bundle takes a datalist's "validation" list; only the CT bundles hold cases out of the training list
+    _require_a_case_per_process(
+        len(dataset),
+        "the validation list",
+        'put more cases in the datalist\'s "validation" list (or, where a bundle holds them out of the training '
+        "list, raise val_fraction and val_max_cases), or ",
+    )
     return DistributedSampler(dataset, even_divisible=False, shuffle=False)
+
+
+def check_evaluation_shards(dataset: Any) -> None:
+    """Stops every process of an evaluation job at once when some process would get no case.
+
+    A process without a case skips its evaluator's run, and the others then wait for it forever in the
+    collectives that gather the metrics. Every process checks the same count, so all of them stop together.
+
+    Args:
+        dataset: the evaluation's :class:`~monai_unets.data.CaseDataset`, sharded or not (its ``total`` counts
+            the cases of every process).
+
+    Raises:
+        SettingError: fewer cases than processes; the message gives both counts.
+
+    Example::
+
+        In a multi-GPU evaluation config, after the process group is made:
+        ``"$monai_unets.bundles.check_evaluation_shards(@validate#dataset)"``.
+    """
+    _require_a_case_per_process(dataset.total, "the evaluation", "")
+
+
+def log_from_rank_zero() -> None:
+    """Leaves warnings and errors alone in the log of every process but rank 0 of the job; nothing on rank 0.
+
+    The processes of a job run the same engines, so their information lines (epochs, learning rate, best metric)
+    repeated rank 0's, and a process whose validator had not restored the best score called a worse one a new
+    best. Called once the process group is made.
+
+    Example::
+
+        >>> log_from_rank_zero()  # one process, or rank 0: its log stays as it is
+    """
+    if rank_and_world_size()[0] > 0:
+        logging.disable(logging.INFO)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from monai.utils import min_version, optional_import
 
+from ..data.cases import gather_items
 from ..data.plan import load_plan, save_plan
 from ..transforms.label import keep_largest_component
 from .checkpoint import _is_main_process
@@ -56,7 +57,8 @@ class PostprocessingSelector:
     component of the class. Whenever the validation's key metric reaches a new best (the weights that
     :class:`~monai_unets.handlers.BestModelSaver` writes, with their plan, in the same event before this handler),
     it writes the classes where the largest component raises the mean Dice into the plan file
-    (``postprocessing.keep_largest``), which the inference config applies.
+    (``postprocessing.keep_largest``), which the inference config applies. In a ``torchrun`` job every process
+    attaches it to its validator: the scores of every process's cases are gathered, and rank 0 decides and writes.
 
     Args:
         plan_file: the plan stored beside the model (the defaults if absent).
@@ -93,10 +95,13 @@ class PostprocessingSelector:
             self.largest.append([_dice(keep_largest_component(pred[c]), label[c]) for c in classes])
 
     def decide(self, engine: Engine) -> None:
+        # every validation, on every process, before anything is compared: a collective that only some processes
+        # reach hangs the job, and the decision is to rest on all the job's cases, as in a one-process run
+        plain, largest = gather_items(self.plain), gather_items(self.largest)
         # the process that wrote the weights and their plan: another one could read the plan before that write
-        if not self.plain or engine.state.best_metric_epoch != engine.state.epoch or not _is_main_process():
+        if not plain or engine.state.best_metric_epoch != engine.state.epoch or not _is_main_process():
             return
-        values = list(range(1, len(self.plain[0]) + 1))
+        values = list(range(1, len(plain[0]) + 1))
         plan = load_plan(self.plan_file)
-        plan["postprocessing"] = {"keep_largest": choose_keep_largest(self.plain, self.largest, values)}
+        plan["postprocessing"] = {"keep_largest": choose_keep_largest(plain, largest, values)}
         save_plan(plan, self.plan_file)

@@ -55,9 +55,62 @@ def test_fewer_validation_cases_than_processes_says_what_to_change(monkeypatch):
     try:
         # one process: every case, in order, once
         assert list(validation_sampler(["a", "b", "c"])) == [0, 1, 2]
-        # a 2-process job with one validation case (6 labelled cases, val_fraction 0.2)
+        # a 2-process job with one validation case: the datalist's list is what every bundle takes (the 2D
+        # bundles have no val_fraction)
         monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
-        with pytest.raises(SettingError, match="holds 1 case\\(s\\), fewer than the 2 processes.*val_fraction"):
+        with pytest.raises(SettingError, match='holds 1 case\\(s\\), fewer than the 2 processes.*"validation" list'):
             validation_sampler(["a"])
     finally:
         dist.destroy_process_group()
+
+
+def test_an_evaluation_with_fewer_cases_than_processes_stops_at_start(monkeypatch):
+    from monai_unets.bundles import check_evaluation_shards
+    from monai_unets.data import CaseDataset
+    from monai_unets.handlers import SettingError
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        check_evaluation_shards(CaseDataset([{"image": "a.png"}]))  # one process, one case
+        monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+        # rank 0's share, as in the job: the count is of every process's cases
+        check_evaluation_shards(CaseDataset([{"image": "a.png"}, {"image": "b.png"}], shard=True))
+        # a process without a case left the other waiting for it in the metrics' gathering, for ever
+        with pytest.raises(SettingError, match="evaluation holds 1 case\\(s\\), fewer than the 2 processes"):
+            check_evaluation_shards(CaseDataset([{"image": "a.png"}], shard=True))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("rank, logged", [(0, True), (1, False)])
+def test_ranks_above_zero_log_warnings_only(monkeypatch, caplog, rank, logged):
+    import logging
+
+    from monai_unets.bundles import log_from_rank_zero
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: rank)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    try:
+        # inside at_level, which sets logging.disable itself
+        with caplog.at_level(logging.INFO):
+            log_from_rank_zero()
+            logging.getLogger("ignite.engine.engine.SupervisedEvaluator").info("Got new best metric")
+            logging.getLogger("monai_unets").warning("a warning")
+    finally:
+        logging.disable(logging.NOTSET)
+    assert [r.getMessage() for r in caplog.records] == ["Got new best metric"] * logged + ["a warning"]
+
+
+@pytest.mark.parametrize("name", list_bundles())
+def test_multi_gpu_training_makes_no_tensorboard_writer_above_rank_zero(name):
+    configs = BUNDLES_DIR / name / "configs"
+    parser = ConfigParser()
+    parser.read_config([configs / "train.yaml", configs / "multi_gpu_train.yaml"])
+    # the handlers that multi_gpu_train.yaml disables by their place in the lists (a writer makes its file when made)
+    flat = ConfigParser.load_config_file(configs / "multi_gpu_train.yaml")
+    disabled = [key.rsplit("#", 1)[0] for key in flat if key.endswith("#_disabled_")]
+    assert disabled == ["train#handlers#3", "validate#handlers#1"]
+    for key in disabled:
+        assert parser[key]["_target_"] == "TensorBoardStatsHandler", key
+        assert parser[key]["_disabled_"] == "$dist.get_rank() > 0"

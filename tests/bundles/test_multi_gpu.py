@@ -40,9 +40,11 @@ def test_two_process_training(name, tmp_path):
     command += ["--num_workers", "0", "--batch_size", "2", *BUNDLE_CASES[name].train_args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    # the validation handlers (metric log and checkpoint saver) run on rank 0 only: one report of the best metric
+    # the validation metric log runs on rank 0 only: one report of the best metric
     output = result.stdout + result.stderr
     assert output.count("best value:") == 1, output[-5000:]
+    # TensorBoard files of one process (their names end in .<pid>.<n>): rank 1 had made empty ones
+    assert len({path.name.split(".")[-2] for path in (bundle / "logs").glob("events.out.tfevents.*")}) == 1
     # the weights are saved without the DDP wrapper's prefix, so that single-process inference loads them
     weights = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(key.startswith("module.") for key in weights)
@@ -99,3 +101,17 @@ def test_two_process_evaluation_equals_one_process(name, extra, tmp_path):
                     assert row_two[key] == value, (report, key)
     assert len(_csv(results[1] / "failures.csv")) == (0 if name.endswith("_ct") else 1)
     assert not list(results[2].glob("failures.rank*.csv"))
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_of_one_case_stops_at_start(tmp_path):
+    bundle = bundle_with_random_weights("egeunet_skin_lesion", tmp_path)
+    data = tmp_path / "data"
+    generate_demo_dataset(data, num_images=6, seed=2, min_size=40, max_size=64, train_fraction=0.5)
+    datalist = json.loads((data / "datalist.json").read_text())
+    (data / "datalist.json").write_text(json.dumps({**datalist, "test": datalist["test"][:1]}))
+    # rank 1, without a case, skipped its evaluator while rank 0 waited for it in the metrics' gathering, for ever
+    result = _evaluate(bundle, data, tmp_path / "eval", 2, "--image_size", "[64, 64]")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert output.count("the evaluation holds 1 case(s), fewer than the 2 processes") == 2, output[-3000:]

@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import torch
 from monai_unets.handlers import PostprocessingSelector, choose_keep_largest
 
+from tests.distributed import run_in_two_processes
+
 
 def _onehot(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels, classes).permute(3, 0, 1, 2).float()
@@ -62,3 +64,48 @@ def test_the_training_plan_is_written_with_the_weights_and_only_then(tmp_path):
     assert written["spacing"] == [1.0, 1.0, 1.0]
     # new weights start without the previous model's post-processing
     assert written["postprocessing"] == {"keep_largest": []}
+
+
+def _two_validation_cases() -> list[dict[str, torch.Tensor]]:
+    # case 0: the lesion and a small false positive, which keeping the largest component removes (Dice 0.95 -> 1)
+    label = torch.zeros(16, 16, 4, dtype=torch.int64)
+    label[2:8, 2:8] = 1
+    pred = label.clone()
+    pred[12:14, 12:14] = 1
+    first = {"pred": _onehot(pred, 2), "label": _onehot(label, 2)}
+    # case 1: two lesions, both found; keeping the largest component loses the smaller one (Dice 1 -> 0.71)
+    label = torch.zeros(16, 16, 4, dtype=torch.int64)
+    label[1:7, 1:7] = 1
+    label[10:15, 9:15] = 1
+    second = {"pred": _onehot(label, 2), "label": _onehot(label, 2)}
+    return [first, second]
+
+
+def _validate(cases: list[dict[str, torch.Tensor]], plan_file: str, new_best: bool = True) -> None:
+    from ignite.engine import Engine, Events
+
+    validator = Engine(lambda e, batch: batch)
+
+    @validator.on(Events.EPOCH_COMPLETED)
+    def _mark_best(e):  # the validator's record of a new best key metric, set before the selector decides
+        e.state.best_metric_epoch = e.state.epoch if new_best else 0
+
+    PostprocessingSelector(plan_file).attach(validator)
+    validator.run(cases, max_epochs=1)
+
+
+def _validate_share(rank: int, plan_file: str) -> None:
+    # each process its own case, as the validation sampler shares them out; rank 1's validator does not know the
+    # score is a new best (a resumed run's record may differ): it must still hand its cases to rank 0
+    _validate(_two_validation_cases()[rank : rank + 1], plan_file, new_best=rank == 0)
+
+
+def test_a_torchrun_job_decides_on_the_validation_cases_of_every_process(tmp_path):
+    first, one, two = tmp_path / "first.json", tmp_path / "one.json", tmp_path / "two.json"
+    # rank 0's case alone would keep the largest component; both cases together do not
+    _validate(_two_validation_cases()[:1], str(first))
+    assert json.loads(first.read_text())["postprocessing"] == {"keep_largest": [1]}
+    _validate(_two_validation_cases(), str(one))
+    assert json.loads(one.read_text())["postprocessing"] == {"keep_largest": []}
+    run_in_two_processes(_validate_share, str(two))
+    assert json.loads(two.read_text())["postprocessing"] == json.loads(one.read_text())["postprocessing"]
