@@ -9,6 +9,7 @@ deleted.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -61,16 +62,19 @@ def text_safe(text: str) -> str:
     return text.encode("utf-8", TEXT_ERRORS).decode("utf-8")
 
 
-#: (folder, lock file name) -> the open lock file by which this process holds the folder (see hold_folder)
-_FOLDER_LOCKS: dict[tuple[Path, str], IO] = {}
+#: (folder, lock file name) -> the open lock file by which a process holds the folder, and that process's id (a
+#: forked child inherits the table but not the locks; see hold_folder)
+_FOLDER_LOCKS: dict[tuple[Path, str], tuple[IO, int]] = {}
 
 
 def hold_folder(folder: str | os.PathLike, lock_name: str) -> bool:
     """Takes an exclusive lock on ``folder`` (its file ``lock_name``) for this process; ``False`` if another holds it.
 
     The operating system releases the lock when the process ends, also after a kill, so a lock is never left
-    behind. A process may take a folder it already holds again (a notebook's second run after a failed one). Where
-    the system has no ``flock`` (Windows) every call succeeds.
+    behind. The lock file is removed when the folder is released (:func:`release_folder`), at the latest when the
+    process ends normally or by an exception; a killed process leaves the file, free, for the next one. A process
+    may take a folder it already holds again (a notebook's second run after a failed one). Where the system has no
+    ``flock`` (Windows) every call succeeds.
 
     Args:
         folder: the folder to hold (created if needed).
@@ -89,21 +93,55 @@ def hold_folder(folder: str | os.PathLike, lock_name: str) -> bool:
     if key in _FOLDER_LOCKS:
         return True
     Path(folder).mkdir(parents=True, exist_ok=True)
-    handle = open(Path(folder) / lock_name, "a")  # noqa: SIM115 - held open while the work runs
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    path = Path(folder) / lock_name
+    while True:
+        handle = open(path, "a")  # noqa: SIM115 - held open while the work runs
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        # the holder before may have removed the file between its opening here and the lock: a lock on the removed
+        # file holds nothing, as the next process creates and locks a new one
+        if _names_open_file(path, handle):
+            break
         handle.close()
-        return False
-    _FOLDER_LOCKS[key] = handle
+    _FOLDER_LOCKS[key] = (handle, os.getpid())
     return True
 
 
+def _names_open_file(path: Path, handle: IO) -> bool:
+    """Whether ``path`` still names the file open as ``handle``."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
 def release_folder(folder: str | os.PathLike, lock_name: str) -> None:
-    """Gives up this process's lock on ``folder`` taken by :func:`hold_folder`, if it holds one."""
-    handle = _FOLDER_LOCKS.pop((Path(folder).resolve(), lock_name), None)
-    if handle is not None:
-        handle.close()
+    """Gives up this process's lock on ``folder`` taken by :func:`hold_folder`, if it holds one, and removes its file.
+
+    Example::
+
+        >>> release_folder("bundle/models", ".training.lock")  # doctest: +SKIP
+    """
+    key = (Path(folder).resolve(), lock_name)
+    handle, holder = _FOLDER_LOCKS.pop(key, (None, None))
+    if handle is None:
+        return
+    if holder == os.getpid():
+        # removed while still locked, so that no other process holds the file it names (see hold_folder)
+        with contextlib.suppress(OSError):
+            (key[0] / lock_name).unlink()
+    handle.close()
+
+
+@atexit.register
+def _release_held_folders() -> None:
+    for folder, lock_name in list(_FOLDER_LOCKS):
+        release_folder(folder, lock_name)
 
 
 def from_text_safe(text: str) -> str:

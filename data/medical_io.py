@@ -133,8 +133,11 @@ def warn_skipped(folder: str | os.PathLike, skipped: Sequence[str], reason: str)
     warnings.warn(f"input folder {folder}: skipping {len(skipped)} entries ({reason}): {shown}.", stacklevel=3)
 
 
-#: The report every batch run writes into its output folder; a subfolder holding one is an earlier run's outputs.
+#: The report every batch run writes into its output folder when it ends; a subfolder holding one is an earlier
+#: run's outputs.
 RUN_MARKER = "failures.csv"
+#: The report of each process of a batch run until it ends, left by a run that stopped early: the same mark.
+RUN_PROGRESS_MARKER = "failures.rank*.csv"
 #: the warn_skipped reason for pipes, sockets and devices: reading one named like an image would wait forever
 SPECIAL_FILES = "not regular files: a pipe, socket or device is never read"
 
@@ -1330,7 +1333,7 @@ def _list_folder(
                 # a link back to this folder or one above it: followed, it listed every study again, ~40 times
                 # (to the system's limit on nested links), and the studies around the input folder too
                 loops.append(path.name)
-            elif (path / RUN_MARKER).is_file():
+            elif (path / RUN_MARKER).is_file() or any(path.glob(RUN_PROGRESS_MARKER)):
                 # an earlier run's outputs under another name than this run's output folder: label maps, no studies
                 earlier_runs.append(path.name)
             elif _holds_studies(path, suffixes):
@@ -1354,7 +1357,9 @@ def _list_folder(
         else:
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
-    warn_skipped(folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER}")
+    warn_skipped(
+        folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER} or {RUN_PROGRESS_MARKER}"
+    )
     warn_skipped(folder, loops, "links to this folder or a folder above it")
     warn_skipped(folder, special, SPECIAL_FILES)
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):

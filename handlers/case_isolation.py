@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import glob
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from monai.engines.utils import IterationEvents
 from monai.metrics import Cumulative
 from monai.utils import min_version, optional_import
 
+from ..bundles.distributed import end_process_group
 from ..data.atomic import atomic_open, hold_folder, release_folder
 from ..data.cases import (
     CASE_INDEX_KEY,
@@ -89,23 +90,28 @@ class CaseIsolationHandler:
 
     A failed case is skipped by the per-iteration handlers that consume outputs (metrics, savers, per-case
     tables); progress bars (ignite's ``ProgressBar``, or any handler with ``runs_on_failed_cases = True``)
-    still count it. Each failure is logged with its file and reason and written to ``failure_log``
-    (``case, file, stage, error``; rewritten atomically after each failure, so it is current even if the run
-    is killed). Given the run's writers (``outputs``), a failed case's output files left by an earlier run in the
-    same folder are removed, each with a warning: beside this run's outputs they would pass for results of this
-    run. Its files written by this run before it failed (a label map before a failed DICOM SEG) stay.
+    still count it. Each failure is logged with its file and reason and written to this process's report
+    (``failures.rank<k>.csv`` beside ``failure_log``, ``case, file, stage, error``; rewritten atomically after
+    each failure, so it is current even if the run is killed). Given the run's writers (``outputs``), a failed
+    case's output files left by an earlier run in the same folder are removed, each with a warning: beside this
+    run's outputs they would pass for results of this run. Its files written by this run before it failed (a label
+    map before a failed DICOM SEG) stay.
 
-    Call :meth:`conclude` after ``run()``: it merges the reports of all processes of a ``torchrun`` job into
-    ``failure_log``, logs a one-line summary, and exits with status 1 when any case failed, after everything else
-    has been written.
+    Call :meth:`conclude` after ``run()``: it merges the reports of all processes into ``failure_log``, logs a
+    one-line summary, and exits with status 1 when any case failed, after everything else has been written. Only a
+    run that ends so has a ``failure_log``: one that stops early (an error, Ctrl-C, a kill) leaves none that would
+    say the cases it did not get to had succeeded, and its per-process reports say how far it got.
 
-    The folder of ``failure_log`` is held for the run (its ``.run.lock``): a second run started with the same
-    output folder while one runs stops at once with an ``OutputFolderError``, where it had emptied the first
-    run's failure report and mixed its outputs with it. :meth:`conclude` frees the folder and removes the file; a run
-    that stops with an error leaves the file, free (the system releases the lock), for the next run.
+    The folder of ``failure_log`` is held for the run (its ``.run.lock``, taken by rank 0 of a ``torchrun`` job
+    before any process writes): a second run started with the same output folder while one runs stops at once,
+    every process of it, rank 0 with an ``OutputFolderError``. The lock file is removed when :meth:`conclude` ends
+    or the process does (a killed run leaves it, free). At the start the earlier run's ``failure_log`` and
+    per-process reports are removed, and when the evaluator starts, the files the other handlers write at the end
+    of a run (any handler with a ``run_output_paths()`` method: the metrics tables, the evaluation report): beside
+    the per-case outputs of a run that stops part way, they would describe outputs they were not made from.
 
     Args:
-        failure_log: the CSV failure report; written empty at the start, so an old report never remains.
+        failure_log: the CSV failure report, written by :meth:`conclude`; an earlier one is removed at the start.
         outputs: the transforms that write each case's outputs (the postprocessing chain), for
             :func:`monai_unets.data.case_output_paths`; ``None`` leaves earlier runs' files alone.
 
@@ -136,22 +142,44 @@ class CaseIsolationHandler:
         self._cumulative: list[Any] = []
         self._lengths: list[list[int] | None] = []
         rank, world = rank_and_world_size()
-        self._own_log = self.failure_log if world == 1 else self._rank_log(rank)
-        # files older than this are an earlier run's; the failure log's time is the output file system's clock
-        self._started = time.time()
+        # this process's report until conclude() writes failure_log: a run that stops early leaves no failure_log
+        # that would say the cases it did not get to had succeeded
+        self._own_log = self._rank_log(rank)
+        held, started = True, 0.0
         if rank == 0:
-            # another run writing into the same folder would have its report emptied here and its outputs mixed
+            # another run writing into the same folder would have its reports removed here and its outputs mixed
             # with this run's
-            if not hold_folder(self.failure_log.parent, RUN_LOCK):
+            held = hold_folder(self.failure_log.parent, RUN_LOCK)
+            if held:
+                for report in self._earlier_reports():
+                    report.unlink(missing_ok=True)
+                self._write(self._own_log, [])
+                # files older than this are an earlier run's; the report's time is the output file system's clock
+                started = self._own_log.stat().st_mtime
+        if world > 1:
+            # every process waits for rank 0's lock: none writes into a folder another run holds
+            decision = [held, started]
+            dist.broadcast_object_list(decision, src=0)
+            held, started = decision
+        if not held:
+            end_process_group()
+            if rank == 0:
                 raise OutputFolderError(
                     f"{self.failure_log.parent}: another run is writing its outputs into this folder; wait for it to "
                     "end, or give this one another output folder."
                 )
-            self._write(self.failure_log, [])
-            self._started = self.failure_log.stat().st_mtime
+            raise SystemExit(1)  # rank 0 says why
+        self._started = started
+        if rank != 0:
+            self._write(self._own_log, [])
 
     def _rank_log(self, rank: int) -> Path:
         return self.failure_log.with_name(f"{self.failure_log.stem}.rank{rank}{self.failure_log.suffix}")
+
+    def _earlier_reports(self) -> list[Path]:
+        """An earlier run's merged report, and the per-process reports of one that stopped before merging them."""
+        stem, suffix = glob.escape(self.failure_log.stem), glob.escape(self.failure_log.suffix)
+        return [self.failure_log, *self.failure_log.parent.glob(f"{stem}.rank*{suffix}")]
 
     def attach(self, engine: Engine) -> None:
         """Guard ``engine``'s iterations and per-iteration handlers.
@@ -165,6 +193,7 @@ class CaseIsolationHandler:
         self._attached = True
         engine._process_function = self._guarded(engine._process_function)
         engine.add_event_handler(Events.STARTED, self._wrap_handlers)
+        engine.add_event_handler(Events.STARTED, self._remove_earlier_run_outputs)
         engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
         if IterationEvents.FORWARD_COMPLETED in engine._allowed_events:
             engine.add_event_handler(IterationEvents.FORWARD_COMPLETED, self._forward_completed)
@@ -213,6 +242,34 @@ class CaseIsolationHandler:
                     and metric_fn not in self._cumulative
                 ):
                     self._cumulative.append(metric_fn)
+
+    def _remove_earlier_run_outputs(self, engine: Engine) -> None:
+        """Removes the files an earlier run's handlers wrote at its end (``run_output_paths``) that this run's write.
+
+        Beside the per-case outputs of a run that stops early, an earlier run's metrics tables and report would
+        describe outputs they were not made from.
+        """
+        if rank_and_world_size()[0] != 0:
+            return
+        owners = {
+            id(owner): owner
+            for handlers in engine._event_handlers.values()
+            for func, args, _ in handlers
+            for owner in _owners(func, args)
+        }
+        removed = []
+        for owner in owners.values():
+            # asked of the class: an ignite Metric makes up any attribute asked of itself
+            for path in owner.run_output_paths() if callable(getattr(type(owner), "run_output_paths", None)) else []:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(path.name)
+        if removed:
+            logger.info(
+                "removed the reports of an earlier run from %s: %s", self.failure_log.parent, ", ".join(removed)
+            )
 
     def _unless_all_failed(self, func: Callable) -> Callable:
         """A metric's end-of-run computation, skipped when a process has no successful case to contribute.
@@ -336,6 +393,8 @@ class CaseIsolationHandler:
         if not self._attached:
             # e.g. the evaluator's handlers were replaced by an override: nothing was isolated or counted
             logger.warning("CaseIsolationHandler was not attached to the evaluator: no per-case report.")
+            self._own_log.unlink(missing_ok=True)
+            release_folder(self.failure_log.parent, RUN_LOCK)
             return "no per-case report"
         failures, cases = self.failures, self.cases
         if world > 1:
@@ -343,21 +402,19 @@ class CaseIsolationHandler:
             dist.all_gather_object(gathered, (self.failures, self.cases))
             failures = sorted((r for part, _ in gathered for r in part), key=lambda r: r["index"])
             cases = sum(count for _, count in gathered)
-            if rank == 0:
-                self._write(self.failure_log, failures)
-            dist.barrier()
-            self._rank_log(rank).unlink(missing_ok=True)
+        if rank == 0:
+            self._write(self.failure_log, failures)
+        if world > 1:
+            dist.barrier()  # the merged report is written before any process's own is removed
+        self._own_log.unlink(missing_ok=True)
         summary = f"{cases} case(s): {cases - len(failures)} ok, {len(failures)} failed" + (
             f"; the failures are listed in {self.failure_log}" if failures else ""
         )
         if rank == 0:
             (logger.error if failures else logger.info)(summary)
             # the run's outputs are complete: the folder is free, and keeps no lock file among them
-            (self.failure_log.parent / RUN_LOCK).unlink(missing_ok=True)
             release_folder(self.failure_log.parent, RUN_LOCK)
         if not failures:
             return summary
-        if world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
+        end_process_group()
         raise SystemExit(summary if rank == 0 else 1)

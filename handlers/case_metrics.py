@@ -70,6 +70,11 @@ class CaseMetricsWriter:
         self.batch_transform = batch_transform
         self._cases: list[str] = []
 
+    def run_output_paths(self) -> list[Path]:
+        """The tables written when the evaluation ends, for :class:`~monai_unets.handlers.CaseIsolationHandler` to
+        remove an earlier run's when this one starts."""
+        return [self.save_dir / "metrics_per_case.csv", self.save_dir / "metrics_summary.csv"]
+
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_cases)
@@ -110,14 +115,13 @@ class CaseMetricsWriter:
             # the tables are still written, empty, so that none of an earlier run in save_dir passes for this run's
             logger.warning("no per-case metric details to write (did the evaluator see any case?)")
         names = list(columns)
-        per_case = self.save_dir / "metrics_per_case.csv"
+        per_case, summary = self.run_output_paths()
         with atomic_open(per_case, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["case"] + names)
             for i, case in enumerate(cases):
                 writer.writerow([case] + [f"{columns[n][i]:.6f}" for n in names])
 
-        summary = self.save_dir / "metrics_summary.csv"
         lines = [f"{'metric':<24}{'mean':>9}{'std':>9}{'median':>9}{'min':>9}{'max':>9}{'cases':>7}"]
         with atomic_open(summary, newline="") as f:
             writer = csv.writer(f)

@@ -168,6 +168,12 @@ class EvaluationReport:
         :class:`~monai_unets.handlers.CaseIsolationHandler` to remove an earlier run's when the case fails."""
         return [self.save_dir / OVERLAY_DIR / f"{name}.png"] if self.overlays else []
 
+    def run_output_paths(self) -> list[Path]:
+        """The files written when the evaluation ends, for :class:`~monai_unets.handlers.CaseIsolationHandler` to
+        remove an earlier run's when this one starts."""
+        names = [VOLUMES_NAME, RUN_INFO_NAME] + ([REPORT_NAME] if self.report else [])
+        return [self.save_dir / name for name in names]
+
     def _cases(self, engine: Engine) -> None:
         outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
         metas = self.batch_transform(engine.state.batch)

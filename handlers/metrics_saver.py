@@ -29,6 +29,20 @@ class AtomicMetricsSaver(MetricsSaver):
         >>> AtomicMetricsSaver(save_dir="eval", metrics="*").attach(evaluator)  # doctest: +SKIP
     """
 
+    def run_output_paths(self) -> list[Path]:
+        """The reports written when the evaluation ends, for :class:`~monai_unets.handlers.CaseIsolationHandler` to
+        remove an earlier run's when this one starts; with ``metric_details="*"`` the per-metric reports in
+        ``save_dir``."""
+        folder = Path(self.save_dir)
+        paths = [folder / "metrics.csv"] if self.metrics else []
+        details = self.metric_details or ()
+        if "*" in details:
+            # the names of the metrics are known at the end only: those of the reports there
+            details = tuple(path.name[: -len("_raw.csv")] for path in folder.glob("*_raw.csv"))
+        for name in details:
+            paths += [folder / f"{name}_raw.csv"] + ([folder / f"{name}_summary.csv"] if self.summary_ops else [])
+        return paths
+
     def _get_filenames(self, engine: Engine) -> None:
         # MONAI writes the raw reports in the locale's encoding without an error handler, and gathers the names of
         # a multi-GPU run as UTF-8: a file name that is not valid UTF-8 would fail both

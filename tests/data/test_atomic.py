@@ -268,3 +268,45 @@ def test_nifti_write_failing_midway_leaves_no_file(tmp_path, monkeypatch):
         _save_nifti(AtomicNibabelWriter, torch.zeros(1, 8, 8, 8, dtype=torch.uint8), torch.eye(4), tmp_path, np.uint8)
     assert "disk full" in str(raised.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+_FLOCK = pytest.mark.skipif(sys.platform == "win32", reason="flock: POSIX only")
+
+
+@_FLOCK
+@pytest.mark.parametrize("ending", ["release_folder(folder, '.run.lock')", "pass", "raise RuntimeError('stopped')"])
+def test_a_held_folder_keeps_no_lock_file_once_released_or_its_process_ended(tmp_path, ending):
+    folder = tmp_path / "out"
+    code = (
+        "from monai_unets.data.atomic import hold_folder, release_folder; "
+        f"folder = {str(folder)!r}; assert hold_folder(folder, '.run.lock'); {ending}"
+    )
+    subprocess.run([sys.executable, "-c", code], capture_output=True, check=False, timeout=120)
+    assert list(folder.iterdir()) == []
+
+
+@_FLOCK
+def test_a_lock_file_removed_by_its_last_holder_is_not_taken_while_another_process_holds_the_new_one(
+    tmp_path, monkeypatch
+):
+    import fcntl
+
+    from monai_unets.data.atomic import hold_folder, release_folder
+
+    flock, others = fcntl.flock, []
+
+    def racing_flock(handle, operation):
+        # between this process's opening of the lock file and its lock, the holder removed the file and ended, and
+        # a third run created a new one and locked it
+        if not others:
+            os.unlink(tmp_path / ".run.lock")
+            others.append(open(tmp_path / ".run.lock", "a"))  # noqa: SIM115 - the third run's lock, held
+            flock(others[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return flock(handle, operation)
+
+    monkeypatch.setattr(fcntl, "flock", racing_flock)
+    try:
+        assert not hold_folder(tmp_path, ".run.lock")
+    finally:
+        release_folder(tmp_path, ".run.lock")
+        others[0].close()

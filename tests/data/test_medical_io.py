@@ -485,6 +485,10 @@ def test_a_folder_per_patient_is_listed_study_by_study(formats, tmp_path):
     (root / "predictions_v1" / "failures.csv").write_text("case,file,stage,error\n")
     with pytest.warns(UserWarning, match=r"skipping 1 entries \(output folders of earlier runs.*: predictions_v1"):
         assert [c["image"] for c in list_medical_cases(root, output_dir=tmp_path / "predictions_v2")] == cases
+    # one whose run stopped early holds the report of each of its processes instead
+    (root / "predictions_v1" / "failures.csv").rename(root / "predictions_v1" / "failures.rank0.csv")
+    with pytest.warns(UserWarning, match=r"skipping 1 entries \(output folders of earlier runs.*: predictions_v1"):
+        assert [c["image"] for c in list_medical_cases(root, output_dir=tmp_path / "predictions_v2")] == cases
     shutil.rmtree(root / "predictions_v1")
     # a Decathlon task folder given as the input folder: its volumes are listed, with a warning that says how to
     # run its test list instead

@@ -67,14 +67,14 @@ def test_a_failed_write_is_reported_under_its_own_case_and_the_others_get_their_
     background = BackgroundPostprocessing(_postprocessing(out), isolation)
     torch.manual_seed(0)
     _evaluator(cases, torch.nn.Conv2d(1, 1, 3, padding=1), [isolation, background]).run()
-    rows = {row["case"]: row for row in _rows(out / "failures.csv")}
-    assert {case: row["stage"] for case, row in rows.items()} == {"full": "writing (SaveImaged)", "rgb": "inference"}
-    assert "No space left on device" in rows["full"]["error"]
-    assert rows["full"]["file"].endswith("full.png")
     # every output is written once run() returns
     assert sorted(p.name for p in out.glob("*_seg.png")) == ["good0_seg.png", "good1_seg.png", "good2_seg.png"]
     with pytest.raises(SystemExit, match="5 case\\(s\\): 3 ok, 2 failed"):
         isolation.conclude()
+    rows = {row["case"]: row for row in _rows(out / "failures.csv")}
+    assert {case: row["stage"] for case, row in rows.items()} == {"full": "writing (SaveImaged)", "rgb": "inference"}
+    assert "No space left on device" in rows["full"]["error"]
+    assert rows["full"]["file"].endswith("full.png")
 
 
 class _Handshake:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import os
@@ -7,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Events
 from monai.data import DataLoader
 from monai.engines import SupervisedEvaluator
 from monai.handlers import MeanDice, from_engine
@@ -110,6 +112,8 @@ def _rows(path):
 
 
 def test_every_failing_stage_is_reported_and_the_good_cases_get_their_outputs(run):
+    with pytest.raises(SystemExit):
+        run["isolation"].conclude()
     stages = {row["case"]: row["stage"] for row in _rows(run["out"] / "failures.csv")}
     assert stages == {
         "rgb": "inference",
@@ -208,6 +212,8 @@ def _run_writing_two_outputs(tmp_path, cases, fail_for=None):
         val_handlers=[isolation],
     )
     evaluator.run()
+    with contextlib.suppress(SystemExit):
+        isolation.conclude()
     return {row["case"]: row["stage"] for row in _rows(out / "failures.csv")}
 
 
@@ -288,3 +294,114 @@ def test_a_second_run_into_a_folder_another_run_writes_to_stops_at_start(tmp_pat
         other.kill()
         other.wait()
     CaseIsolationHandler(out / "failures.csv")  # the folder is free once that run has ended
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_process_of_a_job_stops_at_start_when_another_run_holds_the_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from monai_unets.data.atomic import hold_folder, release_folder
+
+    out = tmp_path / "out"
+    assert hold_folder(out, RUN_LOCK)  # the other run
+    process = (
+        "import sys, torch.distributed as dist; from monai_unets.handlers import CaseIsolationHandler; "
+        "from monai_unets.data.medical_io import OutputFolderError; "
+        "rank = int(sys.argv[1]); "
+        f"dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{_free_port()}', rank=rank, world_size=2)\n"
+        f"try:\n    CaseIsolationHandler({str(out / 'failures.csv')!r})\n"
+        "except OutputFolderError as error:\n    print('refused:', error, flush=True); raise\n"
+        "print('built', flush=True)"
+    )
+    try:
+        jobs = [
+            subprocess.Popen([sys.executable, "-c", process, str(rank)], stdout=subprocess.PIPE, text=True)
+            for rank in (0, 1)
+        ]
+        outputs = [job.communicate(timeout=120)[0] for job in jobs]
+    finally:
+        release_folder(out, RUN_LOCK)
+    assert [job.returncode for job in jobs] == [1, 1]
+    assert outputs[0].startswith(f"refused: {out}: another run is writing its outputs into this folder")
+    assert outputs[1] == ""  # rank 0 alone says why
+    assert list(out.iterdir()) == []
+
+
+def test_a_run_that_stops_with_an_error_leaves_no_report_and_no_lock_file(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # the earlier run's report, which this run's start removes: it describes the other run's outputs
+    (out / "failures.csv").write_text("case,file,stage,error\nbad,bad.png,reading,damaged\n")
+    (out / "bad_seg.png").write_bytes(b"an earlier run's mask")
+    stopped = (
+        "from monai_unets.handlers import CaseIsolationHandler; "
+        f"CaseIsolationHandler({str(out / 'failures.csv')!r}); "
+        "raise FileNotFoundError('models/model.pt: checkpoint does not exist')"
+    )
+    result = subprocess.run([sys.executable, "-c", stopped], capture_output=True, text=True, timeout=120)
+    assert "checkpoint does not exist" in result.stderr
+    # no failures.csv claims that no case failed, the per-process report tells how far the run got
+    assert sorted(p.name for p in out.iterdir()) == ["bad_seg.png", "failures.rank0.csv"]
+    assert _rows(out / "failures.rank0.csv") == []
+
+
+def test_an_evaluation_stopped_part_way_leaves_no_report_of_an_earlier_run(tmp_path):
+    from monai_unets.handlers import AtomicMetricsSaver, EvaluationReport
+
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [_pair(data, f"case{i}") for i in range(3)]
+    keys = ["image", "label"]
+    preprocessing = Compose(
+        [LoadImaged(keys, reader="PILReader", image_only=True), EnsureChannelFirstd(keys, channel_dim="no_channel")]
+    )
+    eval_dir = tmp_path / "eval"
+
+    def evaluate(*extra_handlers):
+        isolation = CaseIsolationHandler(eval_dir / "failures.csv")
+        evaluator = SupervisedEvaluator(
+            device="cpu",
+            val_data_loader=DataLoader(CaseDataset(cases, preprocessing), batch_size=1, num_workers=0),
+            network=torch.nn.Identity(),
+            postprocessing=Compose([AsDiscreted("pred", threshold=100), save_masks(eval_dir)]),
+            key_val_metric={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+            val_handlers=[
+                isolation,
+                AtomicMetricsSaver(save_dir=eval_dir, metrics="*", metric_details="*", summary_ops="mean"),
+                CaseMetricsWriter(eval_dir),
+                EvaluationReport(eval_dir, class_names=["lesion"]),
+                *extra_handlers,
+            ],
+        )
+        evaluator.run()
+        return isolation.conclude()
+
+    assert evaluate() == "3 case(s): 3 ok, 0 failed"
+    reports = ["dice_raw.csv", "dice_summary.csv", "failures.csv", "metrics.csv", "metrics_per_case.csv"]
+    reports += ["metrics_summary.csv", "report.html", "run.json", "volumes_per_case.csv"]
+    assert reports == sorted(p.name for p in eval_dir.iterdir() if p.is_file() and not p.name.endswith(".png"))
+
+    class _Interrupt:
+        """Ctrl-C during the second case."""
+
+        def attach(self, engine):
+            engine.add_event_handler(Events.ITERATION_COMPLETED(once=2), self)
+
+        def __call__(self, _engine):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_Interrupt())
+    left = sorted(p.name for p in eval_dir.iterdir() if p.is_file() and not p.name.endswith(".png"))
+    assert left == [RUN_LOCK, "failures.rank0.csv"]  # the lock file goes when this process ends
