@@ -51,9 +51,11 @@ def _owners(func: Callable, args: tuple) -> list[Any]:
 
 
 def _runs_for_failed_cases(func: Callable, args: tuple) -> bool:
-    # progress displays count every case; everything else consumes the case's outputs
+    # progress displays count every case; everything else consumes the case's outputs. Looked up on the class: an
+    # ignite Metric answers any unknown attribute with a function (its arithmetic), which would count as true
     return any(
-        getattr(owner, "runs_on_failed_cases", False) or isinstance(owner, ProgressBar) for owner in _owners(func, args)
+        getattr(type(owner), "runs_on_failed_cases", False) is True or isinstance(owner, ProgressBar)
+        for owner in _owners(func, args)
     )
 
 

@@ -405,3 +405,14 @@ def test_an_evaluation_stopped_part_way_leaves_no_report_of_an_earlier_run(tmp_p
         evaluate(_Interrupt())
     left = sorted(p.name for p in eval_dir.iterdir() if p.is_file() and not p.name.endswith(".png"))
     assert left == [RUN_LOCK, "failures.rank0.csv"]  # the lock file goes when this process ends
+
+
+def test_a_failed_case_skips_the_metrics_and_still_counts_in_the_progress():
+    from monai_unets.handlers import ProgressLogger
+    from monai_unets.handlers.case_isolation import _runs_for_failed_cases
+
+    metric = MeanDice()
+    # an ignite Metric answers any attribute it lacks with a function: it must not pass for the marker
+    assert callable(getattr(metric, "runs_on_failed_cases"))
+    assert not _runs_for_failed_cases(metric.iteration_completed, ())
+    assert _runs_for_failed_cases(ProgressLogger().__call__, ())
