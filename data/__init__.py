@@ -20,6 +20,7 @@ from .cases import (
     shard_items,
 )
 from .checks import (
+    CASE_ID_KEY,
     BadCase,
     CheckCaseD,
     CheckCased,
@@ -50,6 +51,7 @@ __all__ = [
     "AtomicPILWriter",
     "CACHE_MODES",
     "CASE_INDEX_KEY",
+    "CASE_ID_KEY",
     "CASE_NAME_KEY",
     "CaseDataset",
     "FAILURE_KEY",

@@ -30,6 +30,7 @@ from monai.transforms import Compose, SaveImage, SaveImaged
 from monai.utils import ImageMetaKey
 
 from .atomic import shortened_name
+from .checks import CASE_ID_KEY
 from .datalist import IMAGE_SUFFIXES
 from .dataset import describe_error
 from .medical_io import MEDICAL_SUFFIXES, parse_series_reference
@@ -95,11 +96,13 @@ def _collisions(names: Sequence[str]) -> list[list[int]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
+def case_output_names(sources: Sequence[str | os.PathLike], case_ids: Sequence[str | None] | None = None) -> list[str]:
     """One output name per case (without postfix or extension), unique within the job, in the order given.
 
-    A case is named after its image file without the image extension (``ct_001.nii.gz`` -> ``ct_001``), its
-    DICOM series folder, or ``<folder>_<SeriesInstanceUID>`` for one series of a folder that holds several.
+    A case is named by its ``case_ids`` entry where it has one (:data:`CASE_ID_KEY`: nnU-Net's ``<case>`` for
+    ``<case>_0000.nii.gz``), else after its image file without the image extension (``ct_001.nii.gz`` ->
+    ``ct_001``), its DICOM series folder, or ``<folder>_<SeriesInstanceUID>`` for one series of a folder that
+    holds several.
     Names that would collide (compared case-insensitively) are made distinct, deterministically and with a
     warning: first by the kind of input (``a.jpg`` and ``a.png`` -> ``a_jpg``, ``a_png``; ``x.nii.gz`` and a
     DICOM folder ``x/`` -> ``x_nii_gz``, ``x_dicom``), then by the folders that differ (``p1/image.nii.gz`` and
@@ -110,6 +113,7 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
 
     Args:
         sources: the image path (or series reference) of each case.
+        case_ids: a name for each case, or ``None`` where its source names it.
 
     Returns:
         the output names, one per source.
@@ -120,6 +124,9 @@ def case_output_names(sources: Sequence[str | os.PathLike]) -> list[str]:
         ['a_jpg', 'a_png', 'b']
     """
     parts = [_parts(str(source)) for source in sources]
+    for i, case_id in enumerate(case_ids or ()):
+        if case_id:
+            parts[i] = (parts[i][0], str(case_id), parts[i][2])
     names = [_UNSAFE.sub("_", name) for _, name, _ in parts]
     # inputs renamed because of another input, and because of their length: the warning says why
     shared: set[int] = set()
@@ -487,7 +494,7 @@ class CaseDataset(torch.utils.data.Dataset):
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
         sources = [str(case.get(source_key, f"case {i}")) for i, case in enumerate(data)]
-        names = case_output_names(sources)
+        names = case_output_names(sources, [case.get(CASE_ID_KEY) for case in data])
         indices = list(range(len(data)))
         if shard:
             indices = shard_items(indices)

@@ -32,6 +32,7 @@ from .medical_io import parse_series_reference
 
 __all__ = [
     "BAD_CASE_POLICIES",
+    "CASE_ID_KEY",
     "NAN_POLICIES",
     "BadCase",
     "CheckCased",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Key of a case dictionary that gives its name (nnU-Net's case identifier, whose image files add a channel
+#: number: ``<case>_0000.nii.gz``); without it, a case is named after its image file or folder.
+CASE_ID_KEY = "case_id"
 
 #: ``nan_policy`` values: ``error`` refuses an image with NaN/Inf voxels, ``replace`` replaces them with a warning.
 NAN_POLICIES = ("error", "replace")
@@ -168,7 +173,8 @@ def _nnunet_cases(path: Path, content: dict, key: str, required: bool = True) ->
     cases = []
     for name in names:
         files = [str(images / f"{name}_{channel:04d}{ending}") for channel in channels]
-        case = {"image": files[0] if len(files) == 1 else files}
+        # named as nnU-Net names its predictions: <case>.nii.gz, without the channel number of its image files
+        case = {"image": files[0] if len(files) == 1 else files, CASE_ID_KEY: name}
         if labels is not None:
             case["label"] = str(labels / f"{name}{ending}")
         cases.append(case)

@@ -51,6 +51,14 @@ def test_one_file_name_in_several_folders_takes_the_folder_names():
     assert names == ["p1_image", "p2_image", "other"]
 
 
+def test_a_case_id_names_its_case_and_stays_unique():
+    # nnU-Net's cases: <case>_0000.nii.gz named <case>; an id shared with another case's file name is told apart
+    sources = ["/d/imagesTs/la_003_0000.nii.gz", "/d/imagesTs/la_004_0000.nii.gz", "/e/la_003.nii.gz"]
+    names = case_output_names(sources, ["la_003", "la_004", None])
+    assert names[1] == "la_004" and len({n.casefold() for n in names}) == 3
+    assert names[0].endswith("la_003") and names[2].endswith("la_003")
+
+
 def test_names_are_unique_without_regard_to_case_and_for_repeated_files():
     names = case_output_names(["/d/A.png", "/e/a.png", "/d/b.png", "/d/b.png"])
     assert len({n.casefold() for n in names}) == 4

@@ -13,7 +13,15 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import EnsureChannelFirstd, LoadImaged
-from monai_unets.data import CheckCased, DataCheckError, atomic_open, check_cases, find_bad_cases, load_datalist
+from monai_unets.data import (
+    CaseDataset,
+    CheckCased,
+    DataCheckError,
+    atomic_open,
+    check_cases,
+    find_bad_cases,
+    load_datalist,
+)
 
 KEYS = ["image", "label"]
 
@@ -170,11 +178,15 @@ def test_an_nnunet_raw_dataset_lists_its_cases_from_its_folders(tmp_path):
         {
             "image": [str(tmp_path / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in (0, 1)],
             "label": str(tmp_path / "labelsTr" / f"{case}.nii.gz"),
+            # named as nnU-Net names its predictions (prostate_00.nii.gz), not after a channel's file
+            "case_id": case,
         }
         for case in ("prostate_00", "prostate_04")
     ]
     test = load_datalist(tmp_path / "dataset.json", "test")
-    assert test == [{"image": [str(tmp_path / "imagesTs" / f"prostate_09_{c:04d}.nii.gz") for c in (0, 1)]}]
+    images = [str(tmp_path / "imagesTs" / f"prostate_09_{c:04d}.nii.gz") for c in (0, 1)]
+    assert test == [{"image": images, "case_id": "prostate_09"}]
+    assert CaseDataset(test).names == ["prostate_09"]
     with pytest.raises(DataCheckError, match="an nnU-Net raw dataset has no 'validation' list"):
         load_datalist(tmp_path / "dataset.json", "validation")
     # a bundle's optional lists (the CT bundles' validation list): none, as in a datalist without them
