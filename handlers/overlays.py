@@ -19,6 +19,8 @@ TRUTH_COLORS: tuple[tuple[int, int, int], ...] = ((0, 230, 0), (0, 200, 255), (6
 PREDICTION_COLORS: tuple[tuple[int, int, int], ...] = ((255, 40, 40), (255, 0, 255), (255, 150, 0), (255, 255, 0))
 # the largest side of one panel, in pixels
 PANEL_SIZE = 320
+# narrowest legend: a thin image's overlay is widened to it rather than cutting the colour key off
+_LEGEND_WIDTH = 240
 
 
 def label_map(segmentation: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -113,18 +115,29 @@ def _views_3d(
 
 
 def _legend(width: int, class_names: Sequence[str]) -> Image.Image:
+    """The colour key, its entries wrapped onto more lines where ``width`` is too narrow (at least _LEGEND_WIDTH)."""
     font = ImageFont.load_default()
-    line_height = 14
-    strip = Image.new("RGB", (width, line_height * 2 + 6), (0, 0, 0))
+    line_height, indent = 14, 80
+    width = max(width, _LEGEND_WIDTH)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    entries = [24 + int(measure.textlength(name, font=font)) for name in class_names]
+    # the line each entry starts, and its position on it, for one title's row; both rows lay out alike
+    places, x, line = [], indent, 0
+    for advance in entries:
+        if x > indent and x + advance > width:
+            x, line = indent, line + 1
+        places.append((line, x))
+        x += advance
+    lines = line + 1
+    strip = Image.new("RGB", (width, line_height * 2 * lines + 6), (0, 0, 0))
     draw = ImageDraw.Draw(strip)
     for row, (title, colors) in enumerate((("truth", TRUTH_COLORS), ("prediction", PREDICTION_COLORS))):
-        x, y = 4, 3 + row * line_height
-        draw.text((x, y), f"{title}:", fill=(255, 255, 255), font=font)
-        x += 80
-        for i, name in enumerate(class_names):
+        top = 3 + row * line_height * lines
+        draw.text((4, top), f"{title}:", fill=(255, 255, 255), font=font)
+        for i, (name, (line, x)) in enumerate(zip(class_names, places)):
+            y = top + line * line_height
             draw.rectangle((x, y + 2, x + 10, y + 10), fill=colors[i % len(colors)])
             draw.text((x + 14, y), name, fill=(255, 255, 255), font=font)
-            x += 24 + int(draw.textlength(name, font=font))
     return strip
 
 
@@ -187,7 +200,8 @@ def render_overlay(
     width = sum(p.width for p in panels) + 4 * (len(panels) - 1)
     height = max(p.height for p in panels)
     legend = _legend(width, class_names)
-    picture = Image.new("RGB", (width, height + legend.height), (0, 0, 0))
+    # a narrow image (a thin strip, a tall slice) gets the legend's width, so that the key stays readable
+    picture = Image.new("RGB", (legend.width, height + legend.height), (0, 0, 0))
     x = 0
     for panel in panels:
         picture.paste(panel, (x, 0))

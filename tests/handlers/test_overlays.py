@@ -115,3 +115,21 @@ def test_3d_panels_have_square_millimetres():
 def test_grids_that_differ_are_an_error():
     with pytest.raises(ValueError, match="not on one grid"):
         render_overlay(np.zeros((1, 4, 4)), np.zeros((4, 5), np.uint8), np.zeros((4, 4), np.uint8), ["a"])
+
+
+@pytest.mark.parametrize(
+    ("size", "names"),
+    [((12, 300), ["lesion"]), ((300, 280), ["liver", "spleen", "left kidney", "right kidney", "gallbladder", "aorta"])],
+)
+def test_the_colour_key_is_whole_for_a_thin_image_and_for_many_classes(size, names):
+    # a thin image had its key cut off at the image's width, and a long list of classes ran past the picture
+    truth = np.zeros(size, np.uint8)
+    truth[2:10, 20:60] = 1
+    picture = np.asarray(render_overlay(np.random.rand(3, *size), truth, truth, names))
+    panel_height = max(size) * PANEL_SIZE // max(size)
+    key = picture[panel_height:]
+    # the red swatch of the last class in the prediction row, and a dark margin right of every entry
+    last = PREDICTION_COLORS[(len(names) - 1) % len(PREDICTION_COLORS)]
+    assert (key == last).all(axis=-1).any()
+    assert key[:, -2:].max() == 0
+    assert picture.shape[1] >= 240
