@@ -30,12 +30,13 @@ from .checks import (
     find_bad_cases,
     load_datalist,
 )
-from .datalist import IMAGE_SUFFIXES, list_cases, split_cases
+from .datalist import IMAGE_SUFFIXES, list_cases, split_cases, warn_trained_on
 from .dataset import SkipFailedCasesDataset, describe_error
 from .dicom_seg import DicomSegError, write_dicom_seg
 from .plan import (
     DEFAULT_PLAN,
     PlanMismatchError,
+    dataset_plan,
     ensemble_plan,
     find_plan_of,
     load_plan,
@@ -75,6 +76,7 @@ __all__ = [
     "case_output_name",
     "case_output_names",
     "case_output_paths",
+    "dataset_plan",
     "describe_error",
     "ensemble_plan",
     "failure_stage",
@@ -89,5 +91,6 @@ __all__ = [
     "plan_file_of",
     "save_plan",
     "split_cases",
+    "warn_trained_on",
     "write_dicom_seg",
 ]

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, load_decathlon_datalist
-from monai.transforms import Compose, MapTransform, apply_transform
+from monai.transforms import Compose, LoadImaged, MapTransform, apply_transform
 
 from .dataset import describe_error
 from .medical_io import parse_series_reference
@@ -40,6 +41,7 @@ __all__ = [
     "CheckCaseDict",
     "DataCheckError",
     "check_cases",
+    "declared_labels",
     "find_bad_cases",
     "load_datalist",
 ]
@@ -77,8 +79,56 @@ def _choice(name: str, value: object, choices: Sequence[str]) -> str:
     return str(value)
 
 
+def declared_labels(content: Mapping, datalist: str | os.PathLike) -> dict[int, str] | None:
+    """Label value -> name from a dataset.json's ``labels``; ``None`` when it declares none.
+
+    Takes the Decathlon's ``{"0": "background", ...}`` and nnU-Net's ``{"background": 0, ...}`` the other way
+    round. nnU-Net's regions (a name for a list of values) and its ``ignore`` label (voxels left unannotated by a
+    sparse annotation, which nnU-Net leaves out of the loss) are refused: the bundles would train and score them
+    as classes of their own.
+
+    Args:
+        content: the dataset.json's content.
+        datalist: the dataset.json, named in errors.
+
+    Raises:
+        DataCheckError: ``labels`` is not such a mapping, or declares regions or an ``ignore`` label.
+
+    Example::
+
+        >>> declared_labels({"labels": {"background": 0, "pancreas": 1}}, "dataset.json")
+        {0: 'background', 1: 'pancreas'}
+    """
+    declared = content.get("labels")
+    if not isinstance(declared, Mapping):
+        return None
+    try:
+        labels = {int(key): str(name) for key, name in declared.items()}
+    except (TypeError, ValueError):
+        if not all(isinstance(value, int) and not isinstance(value, bool) for value in declared.values()):
+            raise DataCheckError(
+                datalist,
+                '\'labels\' must map label values to names ({"0": "background"}) or names to values '
+                f'({{"background": 0}}), one value each (nnU-Net\'s regions are not supported); got {dict(declared)}',
+            ) from None
+        labels = {int(value): str(name) for name, value in declared.items()}
+    ignored = [value for value, name in labels.items() if name == "ignore"]
+    if ignored:
+        raise DataCheckError(
+            datalist,
+            f"label {ignored[0]} is nnU-Net's 'ignore' label (voxels a sparse annotation leaves unannotated); sparse "
+            "annotation is not supported: the bundles would train and score those voxels as a class. Annotate "
+            "every voxel, or remove the label.",
+        )
+    return labels
+
+
 def load_datalist(
-    datalist: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None, required: bool = True
+    datalist: str | os.PathLike,
+    key: str = "training",
+    base_dir: str | os.PathLike | None = None,
+    required: bool = True,
+    labelled: bool = False,
 ):
     """The list ``key`` of a MONAI datalist JSON, with paths made absolute against ``base_dir``.
 
@@ -93,11 +143,15 @@ def load_datalist(
         key: which list to read (``training``, ``validation``, ``test``).
         base_dir: folder that relative paths are relative to; defaults to the datalist's folder.
         required: ``False`` gives ``[]`` where the datalist has no list ``key`` or an empty one.
+        labelled: every entry must have a ``label`` too (an evaluation scores each case against it).
 
     Raises:
         DataCheckError: the file is missing or not valid JSON, has no list ``key`` or an empty one (when
             ``required``), or an entry is
-            not an object with an ``image`` (the ``test`` list may hold plain image paths, as the Decathlon's do).
+            not an object with an ``image`` (the ``test`` list may hold plain image paths, as the Decathlon's do)
+            or, when ``labelled``, has no ``label``; a relative path is missing under ``base_dir`` but there under
+            the datalist's own folder; or its ``labels`` declare what the bundles cannot train (see
+            :func:`declared_labels`).
 
     Example::
 
@@ -120,6 +174,7 @@ def load_datalist(
         raise DataCheckError(
             path, f"datalist must be a JSON object with a {key!r} list, not a {type(content).__name__}."
         )
+    declared_labels(content, path)
     if key not in content and "channel_names" in content and "file_ending" in content:
         return _nnunet_cases(path, content, key, required)
     if not required and not content.get(key):
@@ -136,9 +191,44 @@ def load_datalist(
     for index, entry in enumerate([] if plain else content[key]):
         if not isinstance(entry, dict) or "image" not in entry:
             raise DataCheckError(path, f"entry {index} of {key!r} must be an object with an 'image'; got {entry!r}.")
+    unlabelled = [e for e in content[key] if not isinstance(e, dict) or "label" not in e] if labelled else []
+    if unlabelled:
+        raise DataCheckError(
+            path,
+            f"{len(unlabelled)} of the {len(content[key])} cases of {key!r} have no 'label' (the first: "
+            f"{unlabelled[0]!r}); each case is scored against its label: give every case one, or list the "
+            "labelled cases.",
+        )
     # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its
     # modules, and another thread (the pre-flight check's, a writer's) then resolved relative paths elsewhere
-    return load_decathlon_datalist(path, True, key, os.path.abspath(base_dir if base_dir is not None else path.parent))
+    base = os.path.abspath(base_dir if base_dir is not None else path.parent)
+    _check_base_dir(path, content[key], base)
+    return load_decathlon_datalist(path, True, key, base)
+
+
+def _check_base_dir(path: Path, entries: list, base: str) -> None:
+    """Refuses a datalist whose relative paths are missing under ``base`` but there under the datalist's folder.
+
+    A datalist written with paths relative to its own folder (as ``scripts/datalist.py`` writes them) and kept
+    outside the dataset folder had every case reported missing under a path that doubles part of the folder.
+    """
+    own = os.path.abspath(path.parent)
+    if base == own:
+        return
+    for entry in entries:
+        values = entry.values() if isinstance(entry, dict) else [entry]
+        for value in values:
+            for item in value if isinstance(value, list) else [value]:
+                if not isinstance(item, str) or os.path.isabs(item):
+                    continue
+                file = parse_series_reference(item)[0]
+                if not os.path.exists(os.path.join(base, file)) and os.path.exists(os.path.join(own, file)):
+                    raise DataCheckError(
+                        path,
+                        f"its paths are relative to dataset_dir {base}, where {file} does not exist; it does relative "
+                        f"to the datalist's own folder {own}. Set dataset_dir to {own}, or write the datalist's paths "
+                        "relative to dataset_dir.",
+                    )
 
 
 # nnU-Net's raw layout: the folders of each list, and an image file's name <case>_<4-digit channel><file ending>
@@ -420,7 +510,39 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
             return BadCase(", ".join(map(str, case[keys[0]])), error.problem)
         if isinstance(error, DataCheckError):
             return BadCase(error.file, error.problem)
-        return BadCase(name, describe_error(error))
+        failure = error
+    else:
+        return None
+    # out of the handler: readers' tracebacks, which describe_error reads, would start with this failure's
+    return _unreadable_file(case, loader, keys) or BadCase(name, describe_error(failure))
+
+
+def _loaders(transform: object) -> list[LoadImaged]:
+    """The ``LoadImaged`` steps among ``transform`` and the ``Compose`` steps within it."""
+    if isinstance(transform, LoadImaged):
+        return [transform]
+    steps = transform.transforms if isinstance(transform, Compose) else ()
+    return [loader for step in steps for loader in _loaders(step)]
+
+
+def _unreadable_file(case: dict, loader: Callable, keys: Sequence[str]) -> BadCase | None:
+    """The first file of a failed case that its own ``LoadImaged`` step cannot read, and why; ``None`` when each
+    reads on its own (the case failed later).
+
+    A ``LoadImaged`` of several keys raises without saying which file it was reading: a truncated label was reported
+    under its image's name.
+    """
+    for key in keys:
+        for step in _loaders(loader):
+            if key not in step.keys:
+                continue
+            alone = copy.copy(step)
+            alone.allow_missing_keys = True
+            try:
+                alone({key: case[key]})
+            except Exception as error:  # noqa: BLE001 - the reader's failure is the reason reported
+                files = case[key] if isinstance(case[key], (list, tuple)) else [case[key]]
+                return BadCase(", ".join(map(str, files)), f"cannot read the {key} file: {describe_error(error)}")
     return None
 
 

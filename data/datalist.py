@@ -24,7 +24,7 @@ from .medical_io import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases"]
+__all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases", "warn_trained_on"]
 
 # 2D image files that the 2D bundles read (``monai_unets.transforms.Image2DReader``); volumes are listed by
 # ``list_cases(..., volumes=True)`` instead.
@@ -48,6 +48,7 @@ def list_cases(
     suffixes: Sequence[str] = IMAGE_SUFFIXES,
     volumes: bool = False,
     output_dir: str | os.PathLike | None = None,
+    labelled: bool = False,
 ) -> list[dict]:
     """The cases a bundle processes: a folder of images when ``input_dir`` is given, else a datalist's section.
 
@@ -67,6 +68,7 @@ def list_cases(
             (see :func:`monai_unets.data.medical_io.list_medical_cases`).
         output_dir: where the outputs of the run go: refused when it is ``input_dir`` (a later run would take
             this run's outputs for images), and not listed when it is a subfolder of it.
+        labelled: every case of the datalist must have a ``label`` (an evaluation scores each case against it).
 
     Returns:
         a list of case dictionaries with absolute paths.
@@ -74,7 +76,7 @@ def list_cases(
     Raises:
         FileNotFoundError: the folder or datalist does not exist, or the folder has no image.
         DataCheckError: (a ``ValueError``) the datalist is not valid JSON, or its list ``key`` is missing, empty or
-            holds entries without an ``image``; the message names the file.
+            holds entries without an ``image`` (or, when ``labelled``, a ``label``); the message names the file.
         ValueError: ``output_dir`` is ``input_dir``.
 
     Example::
@@ -115,7 +117,7 @@ def list_cases(
     datalist_path = Path(datalist) if datalist else Path(dataset_dir) / "datalist.json"
     if not datalist_path.is_file():
         raise FileNotFoundError(f"datalist {datalist_path} does not exist.")
-    cases = load_datalist(datalist_path, key, base_dir=dataset_dir)
+    cases = load_datalist(datalist_path, key, base_dir=dataset_dir, labelled=labelled)
     if not volumes:
         return cases
     expanded = []
@@ -126,6 +128,32 @@ def list_cases(
         else:
             expanded.append(case)
     return expanded
+
+
+def warn_trained_on(cases: Sequence[dict], training: Sequence[dict], name: str) -> list[dict]:
+    """``cases`` as they are, with a warning when some of their images are in the ``training`` list too.
+
+    A network scores higher on images it trained on than on new ones: a validation list that repeats training
+    images selects the checkpoint on them, and a test list that does overstates how the network does.
+
+    Args:
+        cases: the cases a run validates or evaluates.
+        training: the training cases.
+        name: the list ``cases`` come from (``validation``, ``test``), named in the warning.
+
+    Example::
+
+        >>> warn_trained_on([{"image": "a.png"}], [{"image": "b.png"}], "test")
+        [{'image': 'a.png'}]
+    """
+    both = {str(c.get("image")) for c in cases} & {str(c.get("image")) for c in training}
+    if both:
+        warnings.warn(
+            f"{len(both)} of the {len(cases)} images of the {name} list are in the training list too (e.g. "
+            f"{sorted(both)[0]}): the network trained on them, so their scores overstate how it does on new images.",
+            stacklevel=2,
+        )
+    return list(cases)
 
 
 def split_cases(
@@ -166,14 +194,7 @@ def split_cases(
         (8, 2)
     """
     if validation and num_folds == 1:
-        both = {str(c.get("image")) for c in cases} & {str(c.get("image")) for c in validation}
-        if both:
-            warnings.warn(
-                f"{len(both)} images of the validation list are in the training list too (e.g. {sorted(both)[0]}): "
-                "validation selects the checkpoint, and evaluation scores them, on cases the network trained on.",
-                stacklevel=2,
-            )
-        return list(cases), list(validation)
+        return list(cases), warn_trained_on(validation, cases, "validation")
     if validation:
         logger.info("the %d cases of the validation list join the %d-fold split", len(validation), num_folds)
         cases = [*cases, *validation]

@@ -44,6 +44,7 @@ __all__ = [
     "PlanMismatchError",
     "choose_patch_size",
     "choose_target_spacing",
+    "dataset_plan",
     "detect_modality",
     "ensemble_plan",
     "find_plan_of",
@@ -113,21 +114,6 @@ def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.
     return np.asarray(image, dtype=np.float32), label, spacing
 
 
-def _label_names(declared: Mapping, datalist: str | os.PathLike) -> dict[int, str]:
-    """Label value -> name from a dataset.json's ``labels``: the Decathlon's ``{"0": "background", ...}``, or
-    nnU-Net's ``{"background": 0, ...}`` the other way round."""
-    try:
-        return {int(key): str(name) for key, name in declared.items()}
-    except (TypeError, ValueError):
-        pass
-    if all(isinstance(value, int) and not isinstance(value, bool) for value in declared.values()):
-        return {int(value): str(name) for name, value in declared.items()}
-    raise ValueError(
-        f'{datalist}: \'labels\' must map label values to names ({{"0": "background"}}) or names to values '
-        f'({{"background": 0}}), one value each (nnU-Net\'s regions are not supported); got {dict(declared)}'
-    )
-
-
 def detect_modality(minimum: float, low_percentile: float) -> str:
     """``"CT"`` when the intensities look like Hounsfield units (air near -1000), else ``"MR"``.
 
@@ -182,7 +168,7 @@ def fingerprint_dataset(
         ValueError: no labelled case, an unreadable case (the file is named), or a label with a value the
             dataset's ``labels`` do not declare.
     """
-    from .checks import load_datalist
+    from .checks import declared_labels, load_datalist
 
     datalist = Path(datalist)
     if not datalist.is_file():
@@ -227,9 +213,8 @@ def fingerprint_dataset(
         for v, c in zip(values.tolist(), n.tolist()):
             counts[v] = counts.get(v, 0) + c
 
-    declared_labels = meta.get("labels")
-    if isinstance(declared_labels, Mapping):
-        labels = _label_names(declared_labels, datalist)
+    labels = declared_labels(meta, datalist)
+    if labels is not None:
         unknown = sorted(set(counts) - set(labels))
         if unknown:
             raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare")
@@ -460,6 +445,60 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
     if base["normalization"].get("scheme") not in ("ct", "zscore_nonzero"):
         raise ValueError(f"plan {path}: unknown normalization scheme {base['normalization'].get('scheme')!r}")
     return base
+
+
+def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLike) -> dict[str, Any]:
+    """The plan a CT bundle trains or evaluates a dataset with: ``plan_file`` (``monai-unets plan``'s), else
+    :data:`DEFAULT_PLAN`, the pancreas CT recipe, where the dataset's ``dataset.json`` does not show it to be
+    another kind of data.
+
+    Without a plan file, a dataset.json that declares a modality other than CT, or another number of labels than
+    the default plan's classes, stops the run: the default recipe clips intensities to a soft-tissue window in
+    Hounsfield units, crops the body at -500 HU and trains the default plan's classes, so such a dataset would
+    train for hours on preprocessing made for other data. A datalist that cannot be read is left to
+    :func:`~monai_unets.data.load_datalist` to name.
+
+    Args:
+        plan_file: the dataset's plan file (it need not exist).
+        datalist: the dataset's ``dataset.json`` or MONAI datalist.
+
+    Raises:
+        ValueError: no plan file and the dataset.json declares another modality or number of labels; the plan
+            file is not a valid plan (see :func:`load_plan`).
+
+    Example::
+
+        >>> root = "/data/Task07_Pancreas"
+        >>> dataset_plan(f"{root}/plan.json", f"{root}/dataset.json")["num_classes"]  # doctest: +SKIP
+        3
+    """
+    from .checks import declared_labels
+
+    plan = load_plan(plan_file)
+    if plan_file is not None and Path(plan_file).is_file():
+        return plan
+    try:
+        content = json.loads(Path(datalist).read_text())
+    except (OSError, ValueError):
+        return plan
+    if not isinstance(content, dict):
+        return plan
+    misfits = []
+    modality = _declared_modality(content, datalist)
+    if modality is not None and not _is_ct_name(modality):
+        misfits.append(f"its modality is {modality!r}, not CT")
+    labels = declared_labels(content, datalist)
+    if labels is not None and len(labels) != plan["num_classes"]:
+        names = ", ".join(labels[value] for value in sorted(labels))
+        misfits.append(f"it declares {len(labels)} labels ({names}), the default plan {plan['num_classes']}")
+    if misfits:
+        raise ValueError(
+            f"{datalist}: there is no plan {plan_file}, and the default plan (pancreas CT: intensities clipped to "
+            f"{plan['normalization']['clip']} HU, body cropped at {plan['foreground_threshold']:g} HU, classes "
+            f"{', '.join(plan['class_names'])}) does not fit this dataset: {'; '.join(misfits)}. Run "
+            f"`monai-unets plan --dataset-dir {Path(plan_file or datalist).parent}` first."
+        )
+    return plan
 
 
 # what a study's preprocessing and the meaning of the network's outputs depend on: the members of an ensemble, which

@@ -164,6 +164,36 @@ def _empty_test_list(root: Path) -> str:
     return _raised(lambda: list_cases(root, key="test"))
 
 
+def _ignore_label(root: Path) -> str:
+    """An nnU-Net raw dataset whose label table has nnU-Net's ``ignore`` label (sparse annotation)."""
+    labels = {"background": 0, "pancreas": 1, "ignore": 2}
+    dataset = {"channel_names": {"0": "CT"}, "labels": labels, "file_ending": ".gz"}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    return _raised(lambda: load_datalist(root / "dataset.json", "training"))
+
+
+def _mr_without_plan(root: Path) -> str:
+    """A CT bundle's plan for an MR dataset.json of other labels, without `monai-unets plan`."""
+    labels = {"0": "background", "1": "CSF"}
+    (root / "dataset.json").write_text(json.dumps({"modality": {"0": "MR"}, "labels": labels, "training": []}))
+    return _raised(lambda: _component(CT, "plan", dataset_dir=str(root)))
+
+
+def _unlabelled_test_list(root: Path) -> str:
+    datalist = _garbage(root, "datalist.json", b'{"training": [], "test": [{"image": "a.png"}]}')
+    configs = ("train.yaml", "evaluate.yaml")
+    return _raised(lambda: _component(SKIN, "validate#dataset#data", configs, dataset_dir=str(root), datalist=datalist))
+
+
+def _datalist_beside_the_dataset(root: Path) -> str:
+    """A datalist whose paths are relative to its own folder, kept outside the dataset folder."""
+    image = root / "data" / "images" / "a.png"
+    image.parent.mkdir(parents=True)
+    image.touch()
+    datalist = _garbage(root, "datalist.json", b'{"training": [{"image": "data/images/a.png"}]}')
+    return _raised(lambda: load_datalist(datalist, "training", root / "data"))
+
+
 def _setting(bundle: str, key: str, value: object) -> str:
     return _raised(lambda: check_settings(_component(bundle, "settings", **{key: value})))
 
@@ -347,6 +377,36 @@ CATALOGUE: list[Fault] = [
         _STOP_SETTING,
     ),
     Fault(
+        "training, check-data, plan",
+        "nnU-Net's `ignore` label (sparse annotation) in dataset.json",
+        _ignore_label,
+        "label 2 is nnU-Net's 'ignore' label (voxels a sparse annotation leaves unannotated); sparse annotation is not "
+        "supported",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "CT bundle, no plan.json, dataset.json of another modality and labels",
+        _mr_without_plan,
+        "does not fit this dataset: its modality is 'MR', not CT; it declares 2 labels (background, CSF), the default "
+        "plan 3. Run `monai-unets plan",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, check-data",
+        "datalist outside dataset_dir with paths relative to its own folder",
+        _datalist_beside_the_dataset,
+        "where data/images/a.png does not exist; it does relative to the datalist's own folder",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "evaluation",
+        "2D test list without labels",
+        _unlabelled_test_list,
+        "1 of the 1 cases of 'test' have no 'label'",
+        _STOP_SETTING,
+    ),
+    Fault(
         "training, check-data",
         "datalist is a binary file",
         lambda r: _raised(lambda: load_datalist(_garbage(r, "d.json", b"\xff\xfe\x00\x81"))),
@@ -423,21 +483,28 @@ CATALOGUE: list[Fault] = [
         lambda r: _check(
             CT, {"image": _garbage(r, "bad.nii.gz", b"not an image"), "label": _nifti(r / "l.nii", _labels())}
         ),
-        "bad.nii.gz: ImageFileError",
+        "bad.nii.gz: cannot read the image file: ImageFileError",
         _STOP,
     ),
     Fault(
         "training, check-data",
         "image truncated (half a .nii.gz)",
         lambda r: _check(CT, {"image": _truncated_nifti(r), "label": _nifti(r / "l.nii", _labels())}),
-        "cut.nii.gz: EOFError: Compressed file ended",
+        "cut.nii.gz: cannot read the image file: EOFError: Compressed file ended",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "label truncated (half a .nii.gz)",
+        lambda r: _check(CT, {"image": _nifti(r / "i.nii.gz", _volume()), "label": _truncated_nifti(r)}),
+        "cut.nii.gz: cannot read the label file: EOFError: Compressed file ended",
         _STOP,
     ),
     Fault(
         "training, check-data",
         "image is an empty file",
         lambda r: _check(CT, {"image": _garbage(r, "empty.nii.gz", b""), "label": _nifti(r / "l.nii", _labels())}),
-        "empty.nii.gz: ImageFileError: Empty file",
+        "empty.nii.gz: cannot read the image file: ImageFileError: Empty file",
         _STOP,
     ),
     Fault(
@@ -582,7 +649,7 @@ CATALOGUE: list[Fault] = [
         lambda r: _check(
             SKIN, {"image": _garbage(r, "x.jpg", b"\xff\xd8garbage"), "label": _png(r / "m.png", _mask())}
         ),
-        "x.jpg: UnidentifiedImageError",
+        "x.jpg: cannot read the image file: UnidentifiedImageError",
         _STOP,
     ),
     Fault(

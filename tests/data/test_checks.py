@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 
 import nibabel as nib
@@ -196,3 +197,57 @@ def test_an_nnunet_raw_dataset_lists_its_cases_from_its_folders(tmp_path):
     assert load_datalist(tmp_path / "dataset.json", "test", required=False) == []
     with pytest.raises(DataCheckError, match="without a 'test' list"):
         load_datalist(tmp_path / "dataset.json", "test")
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ({"background": 0, "pancreas": 1, "ignore": 2}, "label 2 is nnU-Net's 'ignore' label"),
+        ({"background": 0, "whole": [1, 2], "core": 2}, "nnU-Net's regions are not supported"),
+    ],
+)
+def test_sparse_annotation_and_regions_are_refused_naming_the_dataset_json(tmp_path, labels, message):
+    dataset = {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 1, "file_ending": ".nii.gz"}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    (tmp_path / "labelsTr").mkdir()
+    (tmp_path / "labelsTr" / "case_00.nii.gz").touch()
+    with pytest.raises(DataCheckError, match=re.escape(message)) as raised:
+        load_datalist(tmp_path / "dataset.json", "training")
+    assert raised.value.file == str(tmp_path / "dataset.json")
+    if "ignore" in labels:
+        assert "sparse annotation is not supported" in raised.value.problem
+
+
+def test_an_unreadable_label_is_named_and_not_its_image(tmp_path):
+    case = _case(tmp_path, "a")
+    label = tmp_path / "a_label.nii.gz"
+    label.write_bytes(label.read_bytes()[:60])  # an interrupted copy
+    [(_, problem)] = find_bad_cases([case], _loading())
+    assert problem.file == str(label)
+    assert problem.problem.startswith("cannot read the label file: ")
+
+
+def test_a_list_to_score_must_give_every_case_a_label(tmp_path):
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": [{"image": "a.png", "label": "a_mask.png"}, {"image": "b.png"}]}))
+    assert len(load_datalist(datalist, "test")) == 2
+    with pytest.raises(DataCheckError, match=r"1 of the 2 cases of 'test' have no 'label' \(the first: .*b\.png"):
+        load_datalist(datalist, "test", labelled=True)
+
+
+def test_paths_relative_to_the_datalist_s_own_folder_are_named_as_such(tmp_path):
+    dataset, lists = tmp_path / "data", tmp_path / "lists"
+    (dataset / "images").mkdir(parents=True)
+    (lists / "data" / "images").mkdir(parents=True)
+    (dataset / "images" / "a.png").touch()
+    (lists / "data" / "images" / "b.png").touch()
+    datalist = lists / "d.json"
+    datalist.write_text(json.dumps({"training": [{"image": "images/a.png"}]}))
+    assert load_datalist(datalist, "training", dataset) == [{"image": str(dataset / "images" / "a.png")}]
+    # written relative to its own folder, as scripts/datalist.py writes it, and read against the dataset folder
+    datalist.write_text(json.dumps({"training": [{"image": "data/images/b.png"}]}))
+    with pytest.raises(DataCheckError) as raised:
+        load_datalist(datalist, "training", dataset)
+    assert raised.value.file == str(datalist)
+    assert f"relative to dataset_dir {dataset}, where data/images/b.png does not exist" in raised.value.problem
+    assert f"it does relative to the datalist's own folder {lists}" in raised.value.problem

@@ -257,6 +257,19 @@ def test_a_validation_list_repeating_training_cases_is_warned_about():
     from monai_unets.data import split_cases
 
     training = [{"image": f"t{i}.nii.gz"} for i in range(3)]
-    with pytest.warns(UserWarning, match="1 images of the validation list are in the training list too"):
+    with pytest.warns(UserWarning, match="1 of the 1 images of the validation list are in the training list too"):
         train, val = split_cases(training, validation=[training[0]])
     assert len(train) == 3 and val == [training[0]]
+
+
+def test_cases_of_a_list_that_the_training_list_repeats_are_warned_about():
+    from monai_unets.data import warn_trained_on
+
+    training = [{"image": f"t{i}.png"} for i in range(3)]
+    test = [{"image": "t1.png"}, {"image": "new.png"}]
+    overlap = r"1 of the 2 images of the test list are in the training list too \(e\.g\. t1\.png\)"
+    with pytest.warns(UserWarning, match=overlap):
+        assert warn_trained_on(test, training, "test") == test
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_trained_on(test[1:], training, "test") == test[1:]

@@ -13,6 +13,7 @@ from monai_unets.data.plan import (
     PlanMismatchError,
     choose_patch_size,
     choose_target_spacing,
+    dataset_plan,
     ensemble_plan,
     find_plan_of,
     load_plan,
@@ -330,3 +331,28 @@ def test_a_member_without_any_plan_file_is_compared_with_the_default_plan(tmp_pa
     members = [_fold_plan(tmp_path, 0, spacing=[1.0, 1.0, 2.0]), str(tmp_path / "other" / "model.pt")]
     with pytest.raises(PlanMismatchError, match="model.pt \\(no plan file: the default plan\\)"):
         ensemble_plan(members)
+
+
+def test_planning_refuses_nnunet_s_ignore_label(tmp_path):
+    root = _small_ct(tmp_path)
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"background": 0, "pancreas": 1, "ignore": 2}))
+    with pytest.raises(ValueError, match=rf"{root / 'dataset.json'}: label 2 is nnU-Net's 'ignore' label"):
+        plan_dataset(root, device="cpu")
+
+
+def test_without_a_plan_the_default_plan_is_refused_for_other_data(tmp_path):
+    root = _small_ct(tmp_path)
+    datalist, plan_file = root / "dataset.json", root / "plan.json"
+    assert dataset_plan(plan_file, datalist) == DEFAULT_PLAN
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"0": "background", "1": "liver"}))
+    with pytest.raises(ValueError, match=r"declares 2 labels \(background, liver\), the default plan 3") as raised:
+        dataset_plan(plan_file, datalist)
+    assert str(raised.value).startswith(f"{datalist}: there is no plan {plan_file}")
+    assert str(raised.value).endswith(f"Run `monai-unets plan --dataset-dir {root}` first.")
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"0": "background", "1": "a", "2": "b"}))
+    _declare_modality(root, "T2")
+    with pytest.raises(ValueError, match="its modality is 'T2', not CT"):
+        dataset_plan(plan_file, datalist)
+    # a plan made for the dataset is what `monai-unets plan` is for: it is used as it is
+    save_plan(dict(DEFAULT_PLAN, modality="MR", spacing=[1.0, 1.0, 1.0]), plan_file)
+    assert dataset_plan(plan_file, datalist)["spacing"] == [1.0, 1.0, 1.0]
