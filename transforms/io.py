@@ -69,6 +69,23 @@ class _Refused:
         self.error = error
 
 
+#: PIL modes with an alpha channel
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+def _alpha_or_grey(colour: np.ndarray, alpha: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """The alpha of a mask drawn only in its alpha channel, else its grey (see :func:`image_pixels`).
+
+    Args:
+        colour: the colour samples, ``(height, width, samples)``.
+        alpha: the alpha channel, ``(height, width)``.
+        grey: the grey array the image gives without an alpha drawing.
+    """
+    if alpha.size and (colour == colour[:1, :1]).all() and not (alpha == alpha.flat[0]).all():
+        return alpha
+    return grey
+
+
 def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
     """The values of a PIL image at their own bit depth, as ``(height, width, channels)`` or ``(height, width)``.
 
@@ -77,10 +94,14 @@ def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
     16-bit (``I;16``, either byte order) as uint16, 32-bit integer and float (TIFF). Palette images are looked up
     in their palette, alpha channels are dropped, other colour modes (CMYK, YCbCr, ...) become RGB.
 
+    A grey array (``channels=1``, how masks are read) of an image whose colour is one value everywhere while its
+    alpha varies is the alpha channel: masks exported as a transparent overlay (lesion opaque, the rest
+    transparent, all pixels black or white) hold the lesion nowhere else, and their grey would be an empty mask.
+
     Args:
         image: a PIL image.
         channels: 3 for an RGB array (grey values repeated in each channel), 1 for a 2D grey array (colour
-            images become their luminance, as ``convert("L")`` computes it).
+            images become their luminance, as ``convert("L")`` computes it; see above for alpha).
 
     Example::
 
@@ -91,6 +112,9 @@ def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}.")
     mode = image.mode
+    if channels == 1 and (mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info)):
+        samples = np.asarray(image.convert("RGBA"))
+        return _alpha_or_grey(samples[..., :3], samples[..., 3], np.asarray(image.convert("L")))
     if mode == "1":
         grey = np.asarray(image, dtype=np.uint8)
     elif mode in ("L", "I", "F") or mode.startswith("I;16"):
@@ -256,19 +280,23 @@ def _stored_samples(name: Any) -> np.ndarray:
 
 
 def _stored_pixels(samples: np.ndarray, channels: int) -> np.ndarray:
-    """:func:`image_pixels` of samples ``(height, width, samples)`` read by ITK: alpha dropped, types kept.
+    """:func:`image_pixels` of samples ``(height, width, samples)`` read by ITK: alpha dropped (for grey, kept
+    where it is the only drawing, as there), types kept.
 
     Colours are kept as stored also beside a premultiplied alpha (TIFF ExtraSamples 1), which PIL would divide
     out: ITK writes that tag for plain RGBA, and opaque pixels are the same either way.
     """
     if samples.shape[-1] <= 2:
         grey = samples[..., 0]
-        return np.repeat(grey[..., None], 3, axis=-1) if channels == 3 else grey
+        if channels == 3:
+            return np.repeat(grey[..., None], 3, axis=-1)
+        return _alpha_or_grey(samples[..., :1], samples[..., 1], grey) if samples.shape[-1] == 2 else grey
     rgb = samples[..., :3]
     if channels == 3:
         return rgb
     luma = rgb @ _LUMA
-    return (luma if rgb.dtype.kind == "f" else np.rint(luma)).astype(rgb.dtype)
+    grey = (luma if rgb.dtype.kind == "f" else np.rint(luma)).astype(rgb.dtype)
+    return _alpha_or_grey(rgb, samples[..., 3], grey) if samples.shape[-1] == 4 else grey
 
 
 def _too_large(name: Any, error: Exception) -> Image.DecompressionBombError:

@@ -34,8 +34,14 @@ _LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 #: a JPEG mask whose values reach only this is no 0/255 mask: a 0/1 mask (which JPEG turns into values 0..2) or
 #: the compression noise of an empty one, which its values cannot tell apart
 _LOSSY_LOW_SCALE = 32.0
-#: a lossless mask of more than two values all below this holds class indices (0, 1, 2), not one lesion
+#: a lossless mask of more than two integer values all below this holds class indices (0, 1, 2), not one lesion
 _CLASS_INDICES = 16.0
+#: a non-zero value of a lossless mask that half its maximum drops is another class, not edge smoothing, where it
+#: covers this share of the non-zero pixels and at least :data:`_DROPPED_PIXELS` of them: the intermediate values
+#: of a resized or blurred 0/255 mask each cover a few edge pixels (under 4% of a lesion of 50 pixels' radius,
+#: up to a quarter of one of 3 pixels', but then only a few pixels)
+_DROPPED_SHARE = 0.1
+_DROPPED_PIXELS = 64
 
 
 def _lossy(label: NdarrayOrTensor) -> bool:
@@ -55,7 +61,13 @@ class BinarizeLabel(Transform):
     other than 0. A JPEG mask of several values that reach only 32 (a 0/1 mask, which JPEG turns into values
     0..2, or an empty mask's compression noise: they cannot be told apart) is refused, naming the file. A
     lossless mask of more than two small integer values (0, 1, 2: class indices, e.g. a second class an
-    annotation tool added) is refused, naming the file: half its maximum would drop class 1.
+    annotation tool added) is refused, naming the file: half its maximum would drop class 1. So is a lossless mask
+    where a non-zero value at or below half the maximum covers at least 10% of the non-zero pixels (and 64
+    pixels): a lesion of 1 with a 255 "void" outline (VOC style), or classes 0/1/20, would keep only the
+    outline or the patch of 20; the message names the values and their pixel counts. Values above half the
+    maximum count as lesion (0/128/255 masks: 128 is lesion), and the few pixels of each intermediate value
+    of a mask with smoothed edges do not make it another class. Fractional values (0.9999 and 1.0001 of a
+    float mask's rounding) are no class indices: they are read at half the maximum.
 
     Args:
         threshold: fixed threshold; ``None`` for half of each mask's maximum.
@@ -78,20 +90,50 @@ class BinarizeLabel(Transform):
             if _lossy(label):
                 threshold = _lossy_threshold(label_t, _name(label))
             else:
-                top = float(label_t.max()) if label_t.numel() else 0.0
-                threshold = top / 2
-                if 1 < top < _CLASS_INDICES and len(values := torch.unique(label_t)) > 2:
-                    shown = ", ".join(f"{float(v):g}" for v in values[:8])
-                    raise ValueError(
-                        f"{_name(label)}: mask values {shown} are several classes; this bundle segments one, from "
-                        "masks of background 0 and one foreground value (1 or 255)."
-                    )
+                threshold = _lossless_threshold(label_t, _name(label))
         return (label_t > threshold).to(torch.float32)
 
 
 def _name(label: NdarrayOrTensor) -> str:
     """The file a mask was read from, for error messages."""
     return str((getattr(label, "meta", None) or {}).get("filename_or_obj", "mask"))
+
+
+def _lossless_threshold(label: torch.Tensor, name: str) -> float:
+    """Half the maximum of a lossless mask, refused where that would drop a class (see :class:`BinarizeLabel`).
+
+    Raises:
+        ValueError: the mask holds class indices, or a value half its maximum drops covers a sizeable share of
+            its non-zero pixels.
+    """
+    if not label.numel():
+        return 0.0
+    values, counts = torch.unique(label, return_counts=True)
+    threshold = float(values[-1]) / 2
+    if len(values) <= 2:
+        return threshold
+    one_class = "this bundle segments one, from masks of background 0 and one foreground value (1 or 255)"
+    if 1 < float(values[-1]) < _CLASS_INDICES and bool((values == torch.round(values)).all()):
+        shown = ", ".join(f"{float(v):g}" for v in values[:8])
+        pixels = ", ".join(str(int(c)) for c in counts[:8])
+        raise ValueError(f"{name}: mask values {shown} are several classes ({pixels} pixels); {one_class}.")
+    nonzero = values != 0
+    total = int(counts[nonzero].sum())
+    dropped = nonzero & (values <= threshold) & (counts >= max(_DROPPED_SHARE * total, _DROPPED_PIXELS))
+    if not bool(dropped.any()):
+        return threshold
+    shown = sorted({*[i for i in range(len(values)) if not nonzero[i] or dropped[i]][:8], len(values) - 1})
+    listing = ", ".join(f"{float(values[i]):g} ({int(counts[i])} pixels)" for i in shown)
+    others = f" and {len(values) - len(shown)} other values" if len(values) > len(shown) else ""
+    lost = " and ".join(
+        f"{float(v):g} ({100 * int(c) / total:.0f}% of the non-zero pixels)"
+        for v, c in zip(values[dropped], counts[dropped])
+    )
+    raise ValueError(
+        f"{name}: mask values {listing}{others}: {lost} would be read as background, "
+        f"at or below half the maximum ({threshold:g}): a second class, or a lesion drawn in one value and its "
+        f"outline in another; {one_class}: relabel the mask."
+    )
 
 
 def _lossy_threshold(label: torch.Tensor, name: str) -> float:

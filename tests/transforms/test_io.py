@@ -345,3 +345,54 @@ def test_a_16_bit_rgb_tiff_with_an_orientation_is_refused_not_mirrored(tmp_path)
         _write_rgb_tiff(tmp_path / f"turned{orientation}.tif", samples, orientation)
         with pytest.raises(ValueError, match=rf"turned{orientation}\.tif: TIFF orientation {orientation}, which"):
             load(str(tmp_path / f"turned{orientation}.tif"))
+
+
+def _lesion(dtype=np.uint8, value=255):
+    lesion = np.zeros((6, 9), dtype=dtype)
+    lesion[1:4, 2:7] = value
+    return lesion
+
+
+def _palette_with_transparency():
+    # index 1 (the lesion) opaque black, index 0 transparent black: the palette colours are one value
+    image = Image.fromarray((_lesion() > 0).astype(np.uint8), mode="P")
+    image.putpalette([0] * 256 * 3)
+    image.info["transparency"] = bytes([0] + [255] * 255)
+    return image
+
+
+@pytest.mark.parametrize(
+    "name, write",
+    [
+        ("rgba.png", lambda p: Image.fromarray(np.dstack([np.zeros((6, 9, 3), np.uint8), _lesion()])).save(p)),
+        (
+            "white_rgba.png",
+            lambda p: Image.fromarray(np.dstack([np.full((6, 9, 3), 255, np.uint8), _lesion()])).save(p),
+        ),
+        ("la.png", lambda p: Image.fromarray(np.dstack([np.zeros((6, 9), np.uint8), _lesion()]), mode="LA").save(p)),
+        ("palette.png", lambda p: _palette_with_transparency().save(p, transparency=0)),
+        (
+            "rgba16.png",
+            lambda p: _write_samples(p, np.dstack([np.zeros((6, 9, 3), np.uint16), _lesion(np.uint16, 65535)])),
+        ),
+        ("la16.png", lambda p: _write_samples(p, np.dstack([np.zeros((6, 9), np.uint16), _lesion(np.uint16, 65535)]))),
+    ],
+)
+def test_a_mask_drawn_only_in_its_alpha_channel_is_read_from_its_alpha(name, write, tmp_path):
+    # colour one value everywhere, the lesion opaque on transparency: its grey had been an empty mask
+    write(tmp_path / name)
+    mask = LoadImage(reader=Image2DReader(channels=1), image_only=True)(str(tmp_path / name))
+    np.testing.assert_array_equal(mask.numpy().T > 0, _lesion() > 0)  # width first
+
+
+def test_alpha_is_dropped_from_images_and_from_masks_drawn_in_colour(tmp_path):
+    colour = np.zeros((6, 9, 3), np.uint8)
+    colour[_lesion() > 0] = (255, 0, 0)
+    alpha = np.full((6, 9), 255, np.uint8)
+    alpha[0] = 0  # a transparent row that is no lesion
+    Image.fromarray(np.dstack([colour, alpha])).save(tmp_path / "red.png")
+    mask = LoadImage(reader=Image2DReader(channels=1), image_only=True)(str(tmp_path / "red.png"))
+    np.testing.assert_array_equal(mask.numpy().T, (_lesion() > 0) * 76)  # the luma of red
+    Image.fromarray(np.dstack([np.zeros((6, 9, 3), np.uint8), _lesion()])).save(tmp_path / "overlay.png")
+    image = LoadImage(reader=Image2DReader(channels=3), image_only=True)(str(tmp_path / "overlay.png"))
+    assert float(image.abs().max()) == 0  # an RGB image keeps its colour

@@ -181,3 +181,52 @@ def test_keep_largest_componentd_matches_the_definition_and_keeps_the_input():
     single = torch.zeros(1, 6, 6, 6, dtype=torch.uint8)
     single[0, 1:3, 1:3, 1:3] = 1
     assert torch.equal(KeepLargestComponentd("pred", applied_labels=[1, 2])({"pred": single})["pred"], single)
+
+
+def _named(values: np.ndarray, name: str = "/masks/case.png") -> MetaTensor:
+    return MetaTensor(torch.as_tensor(values), meta={"filename_or_obj": name})
+
+
+def _square_lesion(value: int = 255) -> np.ndarray:
+    mask = np.zeros((40, 48), dtype=np.uint8)
+    mask[10:30, 12:36] = value
+    return mask
+
+
+def test_a_third_value_that_half_the_maximum_drops_is_refused_with_its_pixel_counts():
+    lesion = _square_lesion(1)
+    outline = ndimage.binary_dilation(lesion, iterations=2) & ~ndimage.binary_erosion(lesion, iterations=2)
+    voc = lesion.copy()
+    voc[outline] = 255  # VOC style: lesion 1, its outline 255 ("void"); had become the outline only
+    with pytest.raises(ValueError, match=r"voc.png: mask values 0 \(1260 pixels\), 1 \(320 pixels\), 255 \(340 pix"):
+        BinarizeLabel()(_named(voc, "/masks/voc.png"))
+    classes = lesion.copy()
+    classes[:5, :5] = 20  # another class of an annotation tool; half of 20 had dropped the lesion
+    with pytest.raises(ValueError, match=r"cls.png: .*: 1 \(95% of the non-zero pixels\) would be read as background"):
+        BinarizeLabel()(_named(classes, "/masks/cls.png"))
+    # a value above half the maximum is lesion: 0/128/255 masks keep their 128s as before
+    uncertain = np.where(outline, 128, _square_lesion()).astype(np.uint8)
+    assert float(BinarizeLabel()(_named(uncertain)).sum()) == (uncertain > 0).sum()
+
+
+@pytest.mark.parametrize("radius", [2, 3, 5, 10, 25])
+@pytest.mark.parametrize("resample", ["BILINEAR", "BICUBIC", "LANCZOS", "BOX"])
+def test_a_resized_0_255_mask_with_many_edge_values_is_not_taken_for_classes(radius, resample):
+    from PIL import Image
+
+    rows, cols = np.mgrid[:256, :256]
+    disc = ((rows - 111) ** 2 + (cols - 135) ** 2 <= (radius * 4) ** 2).astype(np.uint8) * 255
+    small = np.array(Image.fromarray(disc).resize((64, 64), getattr(Image.Resampling, resample)))
+    assert len(np.unique(small)) > 3
+    found = BinarizeLabel()(_named(small)).numpy().astype(bool)
+    np.testing.assert_array_equal(found, small > 127.5)
+
+
+def test_a_float_mask_with_rounding_noise_is_read_at_half_its_maximum():
+    lesion = _square_lesion(1).astype(bool)
+    noisy = np.where(lesion, 1.0001, 0.0).astype(np.float32)
+    noisy[lesion & (np.arange(48) % 2 == 0)] = 0.9999  # had been refused as "several classes"
+    np.testing.assert_array_equal(BinarizeLabel()(_named(noisy)).numpy(), lesion)
+    # integer class indices stay refused, also as floats
+    with pytest.raises(ValueError, match="mask values 0, 1, 2 are several classes"):
+        BinarizeLabel()(_named(np.array([[0.0, 1.0, 2.0]], dtype=np.float32)))
