@@ -22,13 +22,16 @@ from .cases import (
 from .checks import (
     CASE_ID_KEY,
     BadCase,
+    CaseScan,
     CheckCaseD,
     CheckCased,
     CheckCaseDict,
     DataCheckError,
     check_cases,
+    empty_labels,
     find_bad_cases,
     load_datalist,
+    scan_cases,
 )
 from .datalist import IMAGE_SUFFIXES, list_cases, split_cases, warn_trained_on
 from .dataset import SkipFailedCasesDataset, describe_error
@@ -57,13 +60,16 @@ __all__ = [
     "CaseDataset",
     "FAILURE_KEY",
     "BadCase",
+    "CaseScan",
     "CheckCased",
     "CheckCaseD",
     "CheckCaseDict",
     "DataCheckError",
     "check_cases",
+    "empty_labels",
     "find_bad_cases",
     "load_datalist",
+    "scan_cases",
     "DEFAULT_PLAN",
     "IMAGE_SUFFIXES",
     "PlanMismatchError",

@@ -6,7 +6,9 @@
   spatial dimensions, channel count, NaN/Inf voxels, image/label shape and affine agreement, label values within
   the classes. Errors name the file and the problem.
 - :func:`find_bad_cases` / :func:`check_cases`: every case of a dataset read and checked up front, so that
-  training stops before its first epoch with the full list of bad cases (or trains on the others).
+  training stops before its first epoch with the full list of bad cases (or trains on the others), with a
+  warning counting the labels without foreground, and a refusal when every training label is one
+  (:func:`scan_cases`, :func:`empty_labels`).
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ __all__ = [
     "CASE_ID_KEY",
     "NAN_POLICIES",
     "BadCase",
+    "CaseScan",
     "CheckCased",
     "CheckCaseD",
     "CheckCaseDict",
     "DataCheckError",
     "check_cases",
     "declared_labels",
+    "empty_labels",
     "find_bad_cases",
     "load_datalist",
+    "scan_cases",
 ]
 
 logger = logging.getLogger(__name__)
@@ -488,7 +493,21 @@ class BadCase:
         return f"{self.file}: {self.problem}"
 
 
-def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCase | None:
+@dataclass(frozen=True)
+class CaseScan:
+    """What reading and checking every case of a list found (see :func:`scan_cases`).
+
+    Args:
+        bad: ``(index, problem)`` of each case that cannot be used.
+        empty: the index of each readable case whose label has no foreground (no value other than 0).
+    """
+
+    bad: list[tuple[int, BadCase]]
+    empty: list[int]
+
+
+def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCase | bool:
+    """The problem of a case, else whether its label (``keys[1]``) has foreground (``True`` without a label)."""
     if not isinstance(case, dict):
         return BadCase(str(case), "a case must be an object with image and label paths.")
     name = str(case.get(keys[0], case))
@@ -502,7 +521,7 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
             if not os.path.exists(parse_series_reference(path)[0]):
                 return BadCase(str(path), f"{key} file does not exist.")
     try:
-        apply_transform(loader, case)
+        loaded = apply_transform(loader, case)
     except Exception as error:  # noqa: BLE001 - every reason a case cannot be read is reported, not raised
         while error.__cause__ is not None:
             error = error.__cause__
@@ -512,7 +531,8 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
             return BadCase(error.file, error.problem)
         failure = error
     else:
-        return None
+        label = loaded.get(keys[1]) if len(keys) > 1 and isinstance(loaded, Mapping) else None
+        return not isinstance(label, torch.Tensor) or bool(label.ne(0).any())
     # out of the handler: readers' tracebacks, which describe_error reads, would start with this failure's
     return _unreadable_file(case, loader, keys) or BadCase(name, describe_error(failure))
 
@@ -546,6 +566,46 @@ def _unreadable_file(case: dict, loader: Callable, keys: Sequence[str]) -> BadCa
     return None
 
 
+def scan_cases(
+    cases: Sequence[dict],
+    loader: Callable | Sequence[Callable],
+    keys: Sequence[str] = ("image", "label"),
+    num_workers: int = 1,
+    on_result: Callable[[dict, BadCase | None], None] | None = None,
+) -> CaseScan:
+    """Reads and checks every case: the cases that cannot be used, and those whose label has no foreground.
+
+    The label (``keys[1]``) is judged as ``loader`` gives it, e.g. after a 2D bundle's binarization.
+
+    Args:
+        cases: case dictionaries (paths).
+        loader: the transforms that read and check a case (the bundle's loading steps ending with
+            :class:`CheckCased`), or a list of them.
+        keys: keys each case must have, with existing files: the image key and the label key.
+        num_workers: threads reading cases at once.
+        on_result: called with each case and its problem (``None`` when fine), in order, as they are checked.
+
+    Example::
+
+        >>> scan = scan_cases(cases, [LoadImaged(keys), EnsureChannelFirstd(keys), CheckCased(keys)])  # doctest: +SKIP
+        >>> [cases[i]["label"] for i in scan.empty]  # doctest: +SKIP
+        ['/data/masks/ISIC_0000004.png']
+    """
+    transform = Compose(list(loader)) if isinstance(loader, (list, tuple)) else loader
+    with ThreadPoolExecutor(max(1, int(num_workers))) as pool:
+        results = pool.map(lambda case: _case_problem(case, transform, keys), cases)
+        bad, empty = [], []
+        for index, (case, result) in enumerate(zip(cases, results)):
+            problem = result if isinstance(result, BadCase) else None
+            if on_result is not None:
+                on_result(case, problem)
+            if problem is not None:
+                bad.append((index, problem))
+            elif not result:
+                empty.append(index)
+    return CaseScan(bad, empty)
+
+
 def find_bad_cases(
     cases: Sequence[dict],
     loader: Callable | Sequence[Callable],
@@ -553,7 +613,8 @@ def find_bad_cases(
     num_workers: int = 1,
     on_result: Callable[[dict, BadCase | None], None] | None = None,
 ) -> list[tuple[int, BadCase]]:
-    """Reads and checks every case; returns ``(index, problem)`` of each case that cannot be used.
+    """Reads and checks every case; returns ``(index, problem)`` of each case that cannot be used (see
+    :func:`scan_cases`, which also finds the labels without foreground).
 
     Args:
         cases: case dictionaries (paths).
@@ -570,16 +631,66 @@ def find_bad_cases(
         >>> [str(problem) for _, problem in bad]  # doctest: +SKIP
         ['/data/labelsTr/case_7.nii.gz: label values 3 are not classes 0..2 (num_classes 3); ...']
     """
-    transform = Compose(list(loader)) if isinstance(loader, (list, tuple)) else loader
-    with ThreadPoolExecutor(max(1, int(num_workers))) as pool:
-        problems = pool.map(lambda case: _case_problem(case, transform, keys), cases)
-        bad = []
-        for index, (case, problem) in enumerate(zip(cases, problems)):
-            if on_result is not None:
-                on_result(case, problem)
-            if problem is not None:
-                bad.append((index, problem))
-    return bad
+    return scan_cases(cases, loader, keys, num_workers, on_result).bad
+
+
+#: what :func:`empty_labels` calls the groups of :func:`check_cases`, in order
+_GROUP_NAMES = ("training", "validation")
+#: label files :func:`empty_labels` names as examples
+_EMPTY_SHOWN = 3
+
+
+def empty_labels(
+    groups: Sequence[Sequence[dict]], scan: CaseScan, label_key: str = "label"
+) -> tuple[str | None, str | None]:
+    """What to say about labels without foreground: a warning counting them, and a refusal where every
+    readable label of the training list (the first group) is one.
+
+    An image without a lesion has an empty mask, so some are fine; but labels that are all empty train a network
+    to find nothing (validation Dice 0), which is what masks read wrongly (a lesion in an unread channel, label
+    files of another dataset) look like.
+
+    Args:
+        groups: the lists of cases that ``scan`` read one after the other, training first, then validation.
+        scan: what :func:`scan_cases` found over the cases of ``groups``.
+        label_key: the label key of a case, for the file names shown.
+
+    Returns:
+        the warning (``None`` when no label is empty) and the refusal (``None`` unless every readable training
+        label is empty).
+
+    Example::
+
+        >>> warning, refusal = empty_labels([train, val], scan_cases(train + val, loading))  # doctest: +SKIP
+        >>> warning  # doctest: +SKIP
+        '2 of 40 training labels have no foreground (e.g. /data/masks/a.png, /data/masks/b.png): ...'
+    """
+    if not scan.empty:
+        return None, None
+    bad, empty = {index for index, _ in scan.bad}, set(scan.empty)
+    counts, names, start = [], [], 0
+    for position, group in enumerate(groups):
+        readable = [i for i in range(start, start + len(group)) if i not in bad]
+        found = [i for i in readable if i in empty]
+        name = _GROUP_NAMES[position] if position < len(_GROUP_NAMES) else f"list {position + 1}"
+        if found:
+            counts.append((name, len(found), len(readable)))
+            names += [str(groups[position][i - start].get(label_key)) for i in found]
+        start += len(group)
+    shown = ", ".join(names[:_EMPTY_SHOWN]) + (", ..." if len(names) > _EMPTY_SHOWN else "")
+    first, found, readable = counts[0]
+    if first == _GROUP_NAMES[0] and found == readable:
+        # every training label: the warning's counts would hide that nothing can be learnt
+        return None, (
+            f"every one of the {readable} readable training labels has no foreground (e.g. {shown}): the network "
+            "would learn to find nothing; check that the label files are the right ones and hold the foreground "
+            "as non-zero values (a 2D mask as a grey or colour image, or in its alpha channel)."
+        )
+    told = " and ".join(f"{found} of {readable} {name} labels" for name, found, readable in counts)
+    return (
+        f"{told} have no foreground (e.g. {shown}): fine for images without a lesion, but a label read as empty "
+        "where it has one teaches the network to miss it."
+    ), None
 
 
 def check_cases(
@@ -603,7 +714,8 @@ def check_cases(
         the groups, without the bad cases.
 
     Raises:
-        DataCheckError: with ``policy="error"`` and a bad case, or when a group is left without any case.
+        DataCheckError: with ``policy="error"`` and a bad case, when a group is left without any case, or when
+            every training label has no foreground (some empty labels are logged as a warning, with a count).
 
     Example::
 
@@ -612,7 +724,8 @@ def check_cases(
     policy = _choice("bad_case_policy", policy, BAD_CASE_POLICIES)
     total = sum(len(group) for group in groups)
     flat = [case for group in groups for case in group]
-    bad = dict(find_bad_cases(flat, loader, keys, num_workers))
+    scan = scan_cases(flat, loader, keys, num_workers)
+    bad = dict(scan.bad)
     if bad and policy == "error":
         lines = "".join(f"  {problem}\n" for problem in bad.values())
         raise DataCheckError(
@@ -630,4 +743,9 @@ def check_cases(
         start += len(group)
     if bad:
         logger.warning("data check: skipped %d bad of %d cases; using %d.", len(bad), total, total - len(bad))
+    warning, refusal = empty_labels(groups, scan, keys[1] if len(keys) > 1 else "label")
+    if refusal:
+        raise DataCheckError("", refusal)
+    if warning:
+        logger.warning("data check: %s", warning)
     return kept

@@ -4,9 +4,11 @@ Every case of the bundle's training and validation lists is read and checked wit
 ``load_transforms`` (the same checks its training runs before the first epoch): readable files, the bundle's spatial
 dimensions and channel count, no NaN/Inf voxels (unless ``nan_policy=replace``), label on its image's grid
 (shape, and affine within ``affine_tolerance`` mm), label values within ``0 .. num_classes - 1``; and the
-datalist itself (valid JSON, the lists and keys the bundle reads, existing files).
+datalist itself (valid JSON, the lists and keys the bundle reads, existing files). Labels without foreground are
+counted in a warning (images without a lesion have them), and refused where they are every training label.
 
-The exit status is 0 when every case is fine, 1 when any case is bad or the datalist cannot be read.
+The exit status is 0 when every case is fine, 1 when any case is bad, every training label is empty, or the
+datalist cannot be read.
 
 Example::
 
@@ -23,7 +25,7 @@ from pathlib import Path
 import yaml
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
-from monai_unets.data import find_bad_cases
+from monai_unets.data import empty_labels, scan_cases
 from monai_unets.handlers.errors import explain
 
 from .cli import run_tool
@@ -79,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--set {key}: the bundle's train.yaml has no setting {key!r}.")
         parser[key] = value
     try:
-        cases = [case for group in parser.get_parsed_content("case_groups") for case in group]
+        groups = parser.get_parsed_content("case_groups")
+        cases = [case for group in groups for case in group]
         loading = parser.get_parsed_content("load_transforms")
         num_workers = parser.get_parsed_content("num_workers")
     except Exception as error:  # noqa: BLE001 - a datalist or setting problem is one message, as in training
@@ -89,9 +92,17 @@ def run(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"BAD  {problem}", flush=True)
 
-    bad = find_bad_cases(cases, loading, num_workers=num_workers, on_result=report)
-    if bad:
-        print(f"{len(bad)} of {len(cases)} cases are bad (listed above); training would stop on them.")
+    scan = scan_cases(cases, loading, num_workers=num_workers, on_result=report)
+    warning, refusal = empty_labels(groups, scan)
+    if refusal:
+        print(f"BAD  {refusal}", flush=True)
+    elif warning:
+        print(f"WARNING  {warning}", flush=True)
+    if scan.bad:
+        print(f"{len(scan.bad)} of {len(cases)} cases are bad (listed above); training would stop on them.")
+        return 1
+    if refusal:
+        print("training would stop on its labels (above).")
         return 1
     print(f"all {len(cases)} cases are fine for {folder.name}.")
     return 0

@@ -689,6 +689,32 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "training, check-data",
+        'mask of lesion 1 and a 255 region (a VOC style "void" outline, or another class: 0/1/20 likewise)',
+        lambda r: _skin_case(r, mask=(np.where(_mask() > 0, 1, 0) + (np.arange(32) > 24) * 255).astype(np.uint8)),
+        "would be read as background, at or below half the maximum",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "mask drawn only in its alpha channel (RGBA or grey and alpha, colour one value)",
+        lambda r: _skin_case(r, mask=np.dstack([np.zeros((24, 32, 3), np.uint8), _mask()])),
+        "accepted",
+        "the case is used: read from its alpha channel",
+    ),
+    Fault(
+        "training, check-data",
+        "every training mask (label) is empty",
+        lambda r: _raised(
+            lambda: __import__("monai_unets").data.check_cases(
+                [[{"image": _png(r / "img.png", _rgb()), "label": _png(r / "m.png", _mask() * 0)}]],
+                _component(SKIN, "load_transforms"),
+            )
+        ),
+        "every one of the 1 readable training labels has no foreground",
+        "training stops at start; check-data exit 1 (some empty labels: a warning with their count)",
+    ),
+    Fault(
+        "training, check-data",
         "a 0/1 mask saved as JPEG (decoded to values 0..2, as an empty mask's compression noise may be)",
         lambda r: _check(
             SKIN, {"image": _png(r / "img.png", _rgb()), "label": _jpeg(r / "m.jpg", (_mask() // 255).astype(np.uint8))}

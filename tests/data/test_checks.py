@@ -22,6 +22,7 @@ from monai_unets.data import (
     check_cases,
     find_bad_cases,
     load_datalist,
+    scan_cases,
 )
 
 KEYS = ["image", "label"]
@@ -251,3 +252,21 @@ def test_paths_relative_to_the_datalist_s_own_folder_are_named_as_such(tmp_path)
     assert raised.value.file == str(datalist)
     assert f"relative to dataset_dir {dataset}, where data/images/b.png does not exist" in raised.value.problem
     assert f"it does relative to the datalist's own folder {lists}" in raised.value.problem
+
+
+def test_empty_labels_are_counted_and_refused_when_every_training_label_is_one(tmp_path, caplog):
+    # images without a lesion have empty labels: a count, not a refusal
+    train = [_case(tmp_path, "a"), _case(tmp_path, "b", (0, 0)), _case(tmp_path, "c"), _case(tmp_path, "x", (0, 9))]
+    val = [_case(tmp_path, "d", (0, 0))]
+    with caplog.at_level(logging.WARNING):
+        assert check_cases([train, val], _loading(), policy="skip") == [train[:3], val]
+    assert (
+        f"1 of 3 training labels and 1 of 1 validation labels have no foreground (e.g. {train[1]['label']}, "
+        f"{val[0]['label']})" in caplog.text
+    )
+    # every training label empty (the bad case aside): nothing to learn, which had trained to Dice 0 silently
+    empty = [_case(tmp_path, "e", (0, 0)), _case(tmp_path, "f", (0, 0)), train[3]]
+    with pytest.raises(DataCheckError, match="every one of the 2 readable training labels has no foreground"):
+        check_cases([empty, val], _loading(), policy="skip")
+    scan = scan_cases([*empty, *val], _loading())
+    assert ([index for index, _ in scan.bad], scan.empty) == ([2], [0, 1, 3])

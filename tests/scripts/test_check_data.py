@@ -25,3 +25,40 @@ def test_check_data_lists_a_bad_case_and_takes_a_setting_that_accepts_it(tmp_pat
     assert "all 3 cases are fine for egeunet3d_pancreas_ct" in capsys.readouterr().out
     assert check_data.main([*args, "--set", "nan_polcy=replace"]) == 1
     assert "train.yaml has no setting 'nan_polcy'" in capsys.readouterr().err
+
+
+def test_check_data_counts_empty_masks_and_refuses_a_training_list_of_only_empty_ones(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    lesion = np.zeros((24, 32), np.uint8)
+    lesion[5:15, 5:15] = 255
+    masks = {"empty": np.zeros_like(lesion), "lesion": lesion}
+    for name, mask in masks.items():
+        Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(tmp_path / f"{name}.png")
+        Image.fromarray(mask).save(tmp_path / f"{name}_mask.png")
+
+    def run(training, validation):
+        lists = {
+            key: [{"image": f"{n}.png", "label": f"{n}_mask.png"} for n in names]
+            for key, names in (("training", training), ("validation", validation))
+        }
+        (tmp_path / "datalist.json").write_text(json.dumps(lists))
+        args = [
+            "--bundle",
+            "egeunet_skin_lesion",
+            "--dataset-dir",
+            str(tmp_path),
+            "--datalist",
+            str(tmp_path / "datalist.json"),
+        ]
+        return check_data.main(args), capsys.readouterr().out
+
+    status, out = run(["empty", "lesion"], ["lesion"])
+    assert (
+        status == 0
+        and f"WARNING  1 of 2 training labels have no foreground (e.g. {tmp_path / 'empty_mask.png'})" in out
+    )
+    status, out = run(["empty", "empty"], ["lesion"])
+    assert status == 1 and "BAD  every one of the 2 readable training labels has no foreground" in out
