@@ -85,6 +85,11 @@ class BinarizeLabel(Transform):
 
     def __call__(self, label: NdarrayOrTensor) -> torch.Tensor:
         label_t = convert_to_tensor(label, track_meta=get_track_meta())
+        # a NaN is no value at all: it compares false with any threshold, and would be read as background
+        if label_t.is_floating_point() and not bool(torch.isfinite(label_t).all()):
+            raise ValueError(
+                f"{_name(label)}: the mask holds NaN or infinite values; a mask is 0 and one foreground value."
+            )
         threshold = self.threshold
         if threshold is None:
             if _lossy(label):

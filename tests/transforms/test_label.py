@@ -230,3 +230,12 @@ def test_a_float_mask_with_rounding_noise_is_read_at_half_its_maximum():
     # integer class indices stay refused, also as floats
     with pytest.raises(ValueError, match="mask values 0, 1, 2 are several classes"):
         BinarizeLabel()(_named(np.array([[0.0, 1.0, 2.0]], dtype=np.float32)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_float_mask_with_nan_or_infinite_values_is_refused(bad):
+    # a NaN compares false with any threshold: the lesion's NaN pixels had been read as background
+    mask = np.where(_square_lesion(1).astype(bool), 1.0, 0.0).astype(np.float32)
+    mask[2, 2] = bad
+    with pytest.raises(ValueError, match="mask.*holds NaN or infinite values"):
+        BinarizeLabel()(_named(mask))
