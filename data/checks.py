@@ -198,12 +198,14 @@ def load_datalist(
             raise DataCheckError(path, f"entry {index} of {key!r} must be an object with an 'image'; got {entry!r}.")
     unlabelled = [e for e in content[key] if not isinstance(e, dict) or "label" not in e] if labelled else []
     if unlabelled:
-        raise DataCheckError(
-            path,
+        problem = (
             f"{len(unlabelled)} of the {len(content[key])} cases of {key!r} have no 'label' (the first: "
-            f"{unlabelled[0]!r}); each case is scored against its label: give every case one, or list the "
-            "labelled cases.",
+            f"{unlabelled[0]!r}); each case is scored against its label"
         )
+        if len(unlabelled) == len(content[key]):
+            raise DataCheckError(path, f"{problem}: give every case one, or list the labelled cases.")
+        # the labelled cases are scored, as a batch goes on past its bad cases; the others are its failures
+        logger.warning("%s: %s: those cases are reported as failures, the others scored.", path, problem)
     # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its
     # modules, and another thread (the pre-flight check's, a writer's) then resolved relative paths elsewhere
     base = os.path.abspath(base_dir if base_dir is not None else path.parent)

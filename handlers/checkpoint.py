@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,12 @@ def _cases_fingerprint(engine: Engine) -> str | None:
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
 
 
+def _recorded_cases(state: Mapping[str, Any]) -> str | None:
+    """The digest of the training cases a checkpoint records (:func:`_cases_fingerprint`), if any."""
+    trainer = state.get("trainer")
+    return trainer.get("cases") if isinstance(trainer, Mapping) else None
+
+
 def _lock_name(checkpoint_path: str | os.PathLike) -> str:
     """The lock file of the training writing ``checkpoint_path``: ``checkpoint<rest>.pt`` -> ``.training<rest>.lock``.
 
@@ -291,6 +297,9 @@ class TrainingCheckpoint:
         save_dict: name -> object with ``state_dict`` / ``load_state_dict``.
         resume: load an existing checkpoint when training starts.
         interval: epochs between saves.
+        earlier: checkpoints this training may have written under another name before (a cross-validation fold's
+            ``models/checkpoint.pt``, which folds shared before each kept its own); while ``checkpoint_path`` does
+            not exist, the first of them that records this run's training cases is resumed from.
 
     Example::
 
@@ -299,11 +308,17 @@ class TrainingCheckpoint:
     """
 
     def __init__(
-        self, checkpoint_path: str | os.PathLike, save_dict: Mapping[str, Any], resume: bool = True, interval: int = 1
+        self,
+        checkpoint_path: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        resume: bool = True,
+        interval: int = 1,
+        earlier: Sequence[str | os.PathLike] = (),
     ) -> None:
         if not isinstance(resume, bool):
             raise ValueError(f"resume must be True or False, got {resume!r}.")
         self.checkpoint_path = Path(checkpoint_path)
+        self.earlier = [Path(path) for path in earlier or ()]
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
         self.resume = resume
         self.interval = interval
@@ -354,10 +369,13 @@ class TrainingCheckpoint:
 
     def load(self, engine: Engine) -> None:
         self._first_epoch = int(engine.state.epoch)
-        if not self.resume or not self.checkpoint_path.is_file():
+        if not self.resume:
+            return
+        if not self.checkpoint_path.is_file():
+            self._resume_earlier(engine)
             return
         state = _read(self.checkpoint_path)
-        cases = state.get("trainer", {}).get("cases") if isinstance(state.get("trainer"), Mapping) else None
+        cases = _recorded_cases(state)
         if cases is not None and cases != _cases_fingerprint(engine):
             # another training, not the interrupted one: MONAI Label trains again once more images are labelled,
             # and its best score came from other validation cases
@@ -367,24 +385,43 @@ class TrainingCheckpoint:
                 self.checkpoint_path,
             )
             return
+        self._restore(engine, state, self.checkpoint_path)
+
+    def _resume_earlier(self, engine: Engine) -> None:
+        fingerprint = _cases_fingerprint(engine)
+        for path in self.earlier:
+            if not path.is_file():
+                continue
+            state = _read(path)
+            if fingerprint is not None and _recorded_cases(state) == fingerprint:
+                logger.warning(
+                    "%s does not exist yet: resuming from %s, which this training (the same cases) wrote before; "
+                    "its next checkpoints go to %s.",
+                    self.checkpoint_path,
+                    path,
+                    self.checkpoint_path,
+                )
+                self._restore(engine, state, path)
+                return
+
+    def _restore(self, engine: Engine, state: Mapping[str, Any], path: Path) -> None:
         missing = [name for name in [*self.save_dict, "trainer"] if name not in state]
         if missing:
             raise CheckpointError(
-                f"{self.checkpoint_path}: has no {', '.join(missing)}; it is not a training checkpoint of this "
+                f"{path}: has no {', '.join(missing)}; it is not a training checkpoint of this "
                 "configuration. Start fresh with --resume False (or move the file away)."
             )
         for name, obj in self.save_dict.items():
             target = _unwrap(obj)
             if isinstance(target, torch.nn.Module):
-                problem = _mismatch(self.checkpoint_path, target, state[name])
+                problem = _mismatch(path, target, state[name])
                 if problem:
                     raise CheckpointError(f"{problem} Or start fresh with --resume False.")
             try:
                 target.load_state_dict(state[name])
             except (KeyError, ValueError, RuntimeError) as error:
                 raise CheckpointError(
-                    f"{self.checkpoint_path}: its {name!r} does not fit this configuration ({error}); start fresh "
-                    "with --resume False."
+                    f"{path}: its {name!r} does not fit this configuration ({error}); start fresh with --resume False."
                 ) from error
         epoch = self._first_epoch = int(state["trainer"]["epoch"])
         # the iterations of this run's epochs, not the saved count: another batch size or number of processes
@@ -396,9 +433,9 @@ class TrainingCheckpoint:
             logger.warning(
                 "%s: training already reached epoch %d of max_epochs %d; nothing to do. Raise --max_epochs to "
                 "train longer, or --resume False to start over.",
-                self.checkpoint_path,
+                path,
                 epoch,
                 engine.state.max_epochs,
             )
         else:
-            logger.info("resumed from %s after epoch %d of %d", self.checkpoint_path, epoch, engine.state.max_epochs)
+            logger.info("resumed from %s after epoch %d of %d", path, epoch, engine.state.max_epochs)

@@ -7,6 +7,7 @@ import ctypes
 import gc
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +136,16 @@ class OnnxRuntimeNetwork(nn.Module):
 
 
 def select_runtime(
-    runtime: str, network: nn.Module, onnx_path: str | Path, device: str | torch.device = "cpu"
+    runtime: str,
+    network: nn.Module,
+    onnx_path: str | Path,
+    device: str | torch.device = "cpu",
+    image_size: Sequence[int] | None = None,
 ) -> nn.Module:
     """The network a bundle runs: ``network`` on ``device``, as it is or compiled, or the ONNX model.
+
+    With ``image_size``, an ONNX model exported for another size stops here, when the bundle's evaluator is made,
+    before any case is read (the PyTorch network's own size rule is the bundle's ``input_size_check``).
 
     Args:
         runtime: ``"torch"`` (the network as it is), ``"compile"`` (the same module, compiled in place with
@@ -148,6 +156,8 @@ def select_runtime(
         network: the PyTorch network (its weights are loaded later by the bundle's checkpoint loader).
         onnx_path: the exported ONNX model, used with ``"onnx"``.
         device: where the network runs.
+        image_size: the spatial size every image is resized to (the bundle's ``image_size``), checked against
+            the ONNX model's input.
 
     Example::
 
@@ -162,7 +172,11 @@ def select_runtime(
         network.compile(mode=_COMPILE_MODE.get(torch.device(device).type))
         return network
     if runtime == "onnx":
-        return OnnxRuntimeNetwork(onnx_path, device)
+        model = OnnxRuntimeNetwork(onnx_path, device)
+        problem = None if image_size is None else model.input_size_problem(list(image_size))
+        if problem is not None:
+            raise ValueError(f"image_size {list(image_size)} does not fit the network OnnxRuntimeNetwork: {problem}")
+        return model
     raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
 
 

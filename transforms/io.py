@@ -81,7 +81,10 @@ def _alpha_or_grey(colour: np.ndarray, alpha: np.ndarray, grey: np.ndarray) -> n
         alpha: the alpha channel, ``(height, width)``.
         grey: the grey array the image gives without an alpha drawing.
     """
-    if alpha.size and (colour == colour[:1, :1]).all() and not (alpha == alpha.flat[0]).all():
+    # transparent anywhere: the drawing is the alpha, also where it is transparent everywhere (the lesion-free
+    # images of such an export, whose grey is the colour: a white one had been read as lesion everywhere)
+    opaque = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
+    if alpha.size and (colour == colour[:1, :1]).all() and not (alpha == opaque).all():
         return alpha
     return grey
 

@@ -286,6 +286,9 @@ def test_training_writes_the_plan_of_its_fold_with_its_weights(name, folds, plan
     index = parser["train#handlers"].index(checkpoint)
     path = parser.get_parsed_content(f"train#handlers#{index}#checkpoint_path")
     assert path == str(tmp_path / "models" / ("checkpoint.pt" if folds == 1 else "checkpoint_fold2.pt"))
+    # a fold interrupted while folds shared models/checkpoint.pt goes on from it
+    earlier = parser.get_parsed_content(f"train#handlers#{index}#earlier")
+    assert earlier == ([] if folds == 1 else [str(tmp_path / "models" / "checkpoint.pt")])
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
@@ -360,14 +363,18 @@ def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_
     ],
 )
 def test_multi_gpu_runs_make_the_checks_of_a_single_process_run(name, configs):
-    # a multi-GPU config replaces `initialize` whole: it must repeat the start-up checks
-    parser = ConfigParser()
-    parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
-    steps = "\n".join(str(item) for item in parser["initialize"])
+    # a multi-GPU config replaces `initialize` whole: it must repeat every start-up step of the single-process run
+    single, multi = ConfigParser(), ConfigParser()
+    single.read_config([str(_configs(bundle_dir(name)) / c) for c in configs[:-1]])
+    multi.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
     # not the size check in DDP training: with it, one rank aborted at exit in 6 of 36 two-process runs
-    checks = ["report_errors", "check_settings", "check_command_line", "reuse_freed_memory", "freeze_startup_objects"]
-    checks += [] if configs[-1] == "multi_gpu_train.yaml" else ["@input_size_check"]
-    for check in checks:
+    left_out = {"@input_size_check"} if configs[-1] == "multi_gpu_train.yaml" else set()
+    # torchrun gives each process one thread itself (OMP_NUM_THREADS=1), and the multi-GPU file is one for all bundles
+    left_out.add("$torch.set_num_threads(@cpu_threads) if @cpu_threads else None")
+    missing = {str(step) for step in single["initialize"]} - {str(step) for step in multi["initialize"]}
+    assert missing <= left_out, (configs[-1], missing - left_out)
+    steps = "\n".join(str(item) for item in multi["initialize"])
+    for check in ["report_errors", "check_settings", "check_command_line", "reuse_freed_memory"]:
         assert check in steps, (configs[-1], check)
 
 

@@ -58,20 +58,24 @@ def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path):
     assert (network(x) - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
 
 
-def test_an_image_size_the_export_does_not_take_stops_the_run_at_start(tmp_path, monkeypatch):
+@pytest.mark.parametrize("configs", [["inference.yaml"], ["inference.yaml", "multi_gpu_inference.yaml"]])
+def test_an_image_size_the_export_does_not_take_stops_the_run_before_any_case(tmp_path, configs):
+    # checked when the network is made (with the evaluator, before its first case), in a torchrun job too
     pytest.importorskip("onnxruntime")
     name = "egeunet_skin_lesion"
     net = _parser(name, tmp_path).get_parsed_content("network_def").eval()
     (tmp_path / "models").mkdir()
     with torch.no_grad():
         torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(tmp_path / "models" / "model.onnx"), dynamo=False)
-    assert _parser(name, tmp_path, runtime="onnx", image_size=[64, 64]).get_parsed_content("onnx_size_check") is None
+    parser = ConfigParser()
+    parser.read_config([str(bundle_dir(name) / "configs" / c) for c in configs])
+    parser["bundle_root"], parser["device"], parser["runtime"] = str(tmp_path), "$torch.device('cpu')", "onnx"
+    parser["image_size"] = [64, 64]
+    assert isinstance(parser.get_parsed_content("network"), OnnxRuntimeNetwork)
+    parser["image_size"] = [96, 96]
     with pytest.raises(RuntimeError) as raised:
-        _parser(name, tmp_path, runtime="onnx", image_size=[96, 96]).get_parsed_content("onnx_size_check")
+        parser.get_parsed_content("network", lazy=False)
     assert "image_size [96, 96] does not fit the network OnnxRuntimeNetwork" in str(raised.value.__cause__)
-    # with PyTorch the check is off, and the ONNX file is not read
-    (tmp_path / "models" / "model.onnx").unlink()
-    assert _parser(name, tmp_path, image_size=[96, 96]).get_parsed_content("onnx_size_check") is None
 
 
 def test_unknown_runtime_is_a_clear_error(tmp_path):

@@ -173,7 +173,7 @@ def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path)
         assert (tmp_path / "checkpoint.pt").is_file()
 
 
-def _case_trainer(tmp_path, names, max_epochs=2):
+def _case_trainer(tmp_path, names, max_epochs=2, checkpoint="checkpoint.pt", earlier=()):
     """A trainer over a dataset of named cases (what a bundle's datalist gives), checkpointed with its best saver."""
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
@@ -188,9 +188,8 @@ def _case_trainer(tmp_path, names, max_epochs=2):
         loss_function=torch.nn.MSELoss(),
     )
     saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
-    TrainingCheckpoint(tmp_path / "checkpoint.pt", {"model": net, "optimizer": optimizer, "best_model": saver}).attach(
-        trainer
-    )
+    state = {"model": net, "optimizer": optimizer, "best_model": saver}
+    TrainingCheckpoint(tmp_path / checkpoint, state, earlier=[tmp_path / name for name in earlier]).attach(trainer)
     epochs: list[int] = []
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
     return trainer, net, saver, epochs
@@ -222,3 +221,18 @@ def test_a_training_without_validation_cases_still_writes_its_weights(tmp_path, 
     for key, value in net.state_dict().items():
         torch.testing.assert_close(saved[key], value)
     assert "no validation case was scored in this training" in caplog.text
+
+
+def test_a_fold_goes_on_from_the_shared_checkpoint_it_wrote_before_its_own(tmp_path, caplog):
+    # folds had shared models/checkpoint.pt: fold 1 interrupted then, resumed with its own checkpoint now
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1)
+    trainer.run()
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], 3, "checkpoint_fold1.pt", ["checkpoint.pt"])
+    with caplog.at_level("WARNING"):
+        trainer.run()
+    assert epochs == [2, 3]
+    assert "resuming from" in caplog.text and (tmp_path / "checkpoint_fold1.pt").is_file()
+    # another fold's cases in the shared checkpoint: a training of its own, from epoch 1
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["c", "d"], 2, "checkpoint_fold2.pt", ["checkpoint.pt"])
+    trainer.run()
+    assert epochs == [1, 2]

@@ -385,6 +385,21 @@ def test_a_mask_drawn_only_in_its_alpha_channel_is_read_from_its_alpha(name, wri
     np.testing.assert_array_equal(mask.numpy().T > 0, _lesion() > 0)  # width first
 
 
+@pytest.mark.parametrize("colour", [0, 255])
+def test_a_lesion_free_mask_of_such_an_export_is_empty_and_an_opaque_one_is_its_grey(colour, tmp_path):
+    # transparent everywhere: the lesion-free images of a transparent-overlay export; a white one had been read
+    # as lesion everywhere
+    clear = np.zeros((6, 9), np.uint8)
+    Image.fromarray(np.dstack([np.full((6, 9, 3), colour, np.uint8), clear])).save(tmp_path / "rgba.png")
+    Image.fromarray(np.dstack([np.full((6, 9), colour, np.uint8), clear]), mode="LA").save(tmp_path / "la.png")
+    opaque = np.full((6, 9), 255, np.uint8)
+    Image.fromarray(np.dstack([np.full((6, 9, 3), colour, np.uint8), opaque])).save(tmp_path / "opaque.png")
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    for name in ("rgba.png", "la.png"):
+        assert float(load(str(tmp_path / name)).abs().max()) == 0, name
+    np.testing.assert_array_equal(load(str(tmp_path / "opaque.png")).numpy(), np.full((9, 6), colour))
+
+
 def test_alpha_is_dropped_from_images_and_from_masks_drawn_in_colour(tmp_path):
     colour = np.zeros((6, 9, 3), np.uint8)
     colour[_lesion() > 0] = (255, 0, 0)
