@@ -109,6 +109,8 @@ class UNetV2(nn.Module):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
+        axes = "D, H, W" if spatial_dims == 3 else "H, W"
+        self.rank_rule = f"UNetV2 ({spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
 
         if isinstance(encoder, nn.Module):
             if pretrained is not None:
@@ -155,6 +157,9 @@ class UNetV2(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
+        # in words, where the encoder's first layer would name its own expectations
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(self.rank_rule + "; got shape " + str(list(x.shape)))
         size: List[int] = list(x.shape[2:])  # noqa: UP006
         skips = self.skip(self.encoder(x))
         all_heads = self.training and self.deep_supervision

@@ -120,5 +120,6 @@ def test_a_tool_reports_a_file_whose_name_is_not_utf8_on_a_strict_output(tmp_pat
         env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
     )
     assert result.returncode == 1, result.stderr
-    assert f"BAD  {tmp_path}/images/bad_\\udce9.png: cannot read the image file: UnidentifiedImageError" in result.stdout
+    bad = f"BAD  {tmp_path}/images/bad_\\udce9.png"
+    assert f"{bad}: cannot read the image file: UnidentifiedImageError" in result.stdout
     assert "1 of 3 cases are bad" in result.stdout
