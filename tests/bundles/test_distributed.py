@@ -4,6 +4,7 @@ import socket
 
 import pytest
 import torch.distributed as dist
+import yaml
 from monai.bundle import ConfigParser
 from monai_unets.bundles import BUNDLES_DIR, end_process_group, list_bundles
 
@@ -100,6 +101,16 @@ def test_ranks_above_zero_log_warnings_only(monkeypatch, caplog, rank, logged):
     finally:
         logging.disable(logging.NOTSET)
     assert [r.getMessage() for r in caplog.records] == ["Got new best metric"] * logged + ["a warning"]
+
+
+@pytest.mark.parametrize("name", list_bundles())
+@pytest.mark.parametrize("config", ["multi_gpu_train.yaml", "multi_gpu_inference.yaml", "multi_gpu_evaluate.yaml"])
+def test_every_multi_gpu_run_logs_from_rank_zero_alone(name, config):
+    steps = [str(step) for step in yaml.safe_load((BUNDLES_DIR / name / "configs" / config).read_text())["initialize"]]
+    # after the process group is made: the rank is known from then on
+    assert steps.index("$monai_unets.bundles.log_from_rank_zero()") > next(
+        i for i, step in enumerate(steps) if "init_process_group" in step
+    )
 
 
 @pytest.mark.parametrize("name", list_bundles())
