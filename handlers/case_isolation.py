@@ -50,11 +50,16 @@ def _owners(func: Callable, args: tuple) -> list[Any]:
     return [func, getattr(func, "__self__", None), *args]
 
 
+def _declared(owner: Any, name: str) -> Any:
+    """What a handler's class declares as ``name`` (``None`` if nothing): asked of the class, as an ignite Metric
+    answers any attribute it lacks with a function (its arithmetic), which would pass for a declaration."""
+    return getattr(type(owner), name, None)
+
+
 def _runs_for_failed_cases(func: Callable, args: tuple) -> bool:
-    # progress displays count every case; everything else consumes the case's outputs. Looked up on the class: an
-    # ignite Metric answers any unknown attribute with a function (its arithmetic), which would count as true
+    # progress displays count every case; everything else consumes the case's outputs
     return any(
-        getattr(type(owner), "runs_on_failed_cases", False) is True or isinstance(owner, ProgressBar)
+        _declared(owner, "runs_on_failed_cases") is True or isinstance(owner, ProgressBar)
         for owner in _owners(func, args)
     )
 
@@ -261,8 +266,7 @@ class CaseIsolationHandler:
         }
         removed = []
         for owner in owners.values():
-            # asked of the class: an ignite Metric makes up any attribute asked of itself
-            for path in owner.run_output_paths() if callable(getattr(type(owner), "run_output_paths", None)) else []:
+            for path in owner.run_output_paths() if callable(_declared(owner, "run_output_paths")) else []:
                 try:
                     path.unlink()
                 except FileNotFoundError:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .utils import check_input_size
+
 __all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "freeze_startup_objects", "reuse_freed_memory", "select_runtime"]
 
 #: The values of a bundle's ``runtime`` key.
@@ -103,8 +105,8 @@ class OnnxRuntimeNetwork(nn.Module):
     def input_size_problem(self, spatial_size: list[int]) -> str | None:
         """Why an image of ``spatial_size`` cannot go through the exported model, or ``None`` when it can.
 
-        A bundle asks it at start (:func:`~monai_unets.networks.check_input_size`), so that an ``image_size`` the
-        export does not take stops the run before any case is read.
+        :func:`select_runtime` asks it (through :func:`~monai_unets.networks.check_input_size`) when a bundle
+        makes its network, so that an ``image_size`` the export does not take stops the run before any case is read.
 
         Args:
             spatial_size: the input's spatial shape (no batch or channel axis).
@@ -173,9 +175,8 @@ def select_runtime(
         return network
     if runtime == "onnx":
         model = OnnxRuntimeNetwork(onnx_path, device)
-        problem = None if image_size is None else model.input_size_problem(list(image_size))
-        if problem is not None:
-            raise ValueError(f"image_size {list(image_size)} does not fit the network OnnxRuntimeNetwork: {problem}")
+        if image_size is not None:
+            check_input_size(model, model.input_shape[1] or 1, image_size, "image_size")
         return model
     raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
 

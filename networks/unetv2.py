@@ -16,7 +16,7 @@ from torch import nn
 from .blocks.conv_encoder import UNetV2ConvEncoder
 from .blocks.pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from .blocks.sdi import SDISkip
-from .blocks.utils import linear_interp_mode
+from .blocks.utils import input_rank_rule, linear_interp_mode
 
 __all__ = ["UNetV2", "UnetV2"]
 
@@ -109,8 +109,7 @@ class UNetV2(nn.Module):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
-        axes = "D, H, W" if spatial_dims == 3 else "H, W"
-        self.rank_rule = f"UNetV2 ({spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
+        self.rank_rule = input_rank_rule("UNetV2", spatial_dims)
 
         if isinstance(encoder, nn.Module):
             if pretrained is not None:

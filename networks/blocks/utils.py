@@ -45,6 +45,18 @@ def is_pointwise_conv(module: nn.Module) -> bool:
     )
 
 
+def input_rank_rule(name: str, spatial_dims: int) -> str:
+    """The sentence a network's error for an input of the wrong rank starts with (the shape it takes).
+
+    Example::
+
+        >>> input_rank_rule("EGEUNet", 3)
+        'EGEUNet (3D) takes inputs of shape (batch, channels, D, H, W)'
+    """
+    axes = ", ".join(["D", "H", "W"][-spatial_dims:])
+    return f"{name} ({spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
+
+
 class MinimumInputSize:
     """Mixin of networks that take every spatial size from ``min_size`` up (odd and non-square sizes included).
 
@@ -66,8 +78,7 @@ class MinimumInputSize:
         name = type(self).__name__
         self.min_size = min_size
         self.size_rule = f"{name} needs every spatial size >= {min_size}{reason}"
-        axes = ", ".join(["D", "H", "W"][-self.spatial_dims :])
-        self.rank_rule = f"{name} ({self.spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
+        self.rank_rule = input_rank_rule(name, self.spatial_dims)
 
     def _shape_problem(self, shape: List[int]) -> str:  # noqa: UP006
         if len(shape) != self.spatial_dims + 2:
