@@ -124,10 +124,22 @@ def _ct_case(root: Path, image=None, label=None, image_affine=None, label_affine
     return _check(CT, {"image": image_path, "label": label_path}, **overrides)
 
 
+#: a VOC-style palette: background black, then the display colours of classes 1 and 2
+_VOC = [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
+
+
 def _skin_case(root: Path, image=None, mask=None) -> str:
     image_path = _png(root / "img.png", _rgb() if image is None else image)
     mask_path = _png(root / "mask.png", _mask() if mask is None else mask)
     return _check(SKIN, {"image": image_path, "label": mask_path})
+
+
+def _palette_png(path: Path, indices: np.ndarray, colours: list[tuple[int, int, int]]) -> str:
+    """A palette PNG of ``indices`` whose palette shows index ``i`` as ``colours[i]``."""
+    image = Image.fromarray(indices.astype(np.uint8))
+    image.putpalette([sample for colour in colours for sample in colour])
+    image.save(path)
+    return str(path)
 
 
 def _jpeg(path: Path, array: np.ndarray) -> str:
@@ -700,6 +712,30 @@ CATALOGUE: list[Fault] = [
         lambda r: _skin_case(r, mask=np.dstack([np.zeros((24, 32, 3), np.uint8), _mask()])),
         "accepted",
         "the case is used: read from its alpha channel",
+    ),
+    Fault(
+        "training, check-data",
+        "palette mask (indices 0/1 shown in display colours, VOC style)",
+        lambda r: _check(
+            SKIN, {"image": _png(r / "img.png", _rgb()), "label": _palette_png(r / "m.png", _mask() // 255, _VOC)}
+        ),
+        "accepted",
+        "the case is used: read by its indices, as most loaders read masks (two classes, 0/1/2, are refused)",
+    ),
+    Fault(
+        "training, check-data",
+        "palette mask whose background index 0 is shown white and lesion index 1 black (an RGB mask PIL saves as "
+        "GIF looks alike, its white lesion at index 0)",
+        lambda r: _check(
+            SKIN,
+            {
+                "image": _png(r / "img.png", _rgb()),
+                "label": _palette_png(r / "m.png", _mask() // 255, [(255, 255, 255), (0, 0, 0)]),
+            },
+        ),
+        "palette mask whose lowest index, 0, is shown brighter than its index 1: its indices and its colours give "
+        "opposite masks",
+        _STOP,
     ),
     Fault(
         "training, check-data",

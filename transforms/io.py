@@ -73,20 +73,60 @@ class _Refused:
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 
-def _alpha_or_grey(colour: np.ndarray, alpha: np.ndarray, grey: np.ndarray) -> np.ndarray:
-    """The alpha of a mask drawn only in its alpha channel, else its grey (see :func:`image_pixels`).
+def _drawn_in_alpha(colour: np.ndarray, alpha: np.ndarray) -> bool:
+    """Whether a mask is drawn only in its alpha channel (see :func:`image_pixels`), which is then its values.
 
     Args:
         colour: the colour samples, ``(height, width, samples)``.
         alpha: the alpha channel, ``(height, width)``.
-        grey: the grey array the image gives without an alpha drawing.
     """
     # transparent anywhere: the drawing is the alpha, also where it is transparent everywhere (the lesion-free
     # images of such an export, whose grey is the colour: a white one had been read as lesion everywhere)
     opaque = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
-    if alpha.size and (colour == colour[:1, :1]).all() and not (alpha == opaque).all():
-        return alpha
-    return grey
+    return bool(alpha.size and (colour == colour[:1, :1]).all() and not (alpha == opaque).all())
+
+
+class _PaletteMismatch(ValueError):
+    """A palette mask whose indices and colours disagree on its background (see :func:`_palette_mismatch`)."""
+
+
+def _palette_mismatch(image: Any, indices: np.ndarray) -> str | None:
+    """Why the indices of a palette mask, which are its values, and its colours tell different backgrounds, if so.
+
+    Read by index a mask's background is its lowest index; shown, its darkest colour, over black (transparent
+    shows nothing drawn, as for a mask drawn in its alpha). Where these differ, the file alone cannot tell the
+    lesion: an annotation tool's palette may colour its background index white, and an RGB mask quantised to a
+    palette (PIL saving it as GIF, say) can put a white lesion at index 0, and both files look alike.
+
+    Args:
+        image: a ``"P"`` or ``"PA"`` PIL image.
+        indices: its indices, ``(height, width)``.
+    """
+    counts = np.bincount(indices.ravel(), minlength=256)
+    used = np.flatnonzero(counts)
+    if not used.size:
+        return None
+    swatch = Image.new("P", (len(used), 1))
+    swatch.putdata(used.tolist())
+    swatch.putpalette(image.palette)
+    if "transparency" in image.info:
+        swatch.info["transparency"] = image.info["transparency"]
+    colours = np.asarray(swatch.convert("RGBA"), dtype=np.float64)[0]
+    alpha = colours[:, 3]
+    if image.mode == "PA":  # alpha by pixel: each index's mean
+        alpha = np.bincount(indices.ravel(), np.asarray(image.getchannel("A")).ravel(), 256)[used] / counts[used]
+    shown = colours[:, :3] @ _LUMA * alpha / 255
+    if (shown < shown[0]).any():
+        darker = used[np.argmax(shown < shown[0])]
+        problem = f"is shown brighter than its index {darker}: its indices and its colours give opposite masks"
+    elif used[0] > 0 and shown[0] == 0:
+        problem = "is shown black but is not 0, the background of a mask read by index"
+    else:
+        return None
+    return (
+        f"palette mask whose lowest index, {used[0]}, {problem}; save the mask as a grey image, background 0 and "
+        "lesion 1 or 255."
+    )
 
 
 def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
@@ -95,16 +135,29 @@ def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
     ``PIL.Image.convert("RGB")`` or ``"L"`` clips 16-bit and 32-bit grey values to 0..255 (a 16-bit scan becomes
     a constant image) and cannot hold floats. Here grey images keep their values and type: 1-bit as 0/1, 8-bit,
     16-bit (``I;16``, either byte order) as uint16, 32-bit integer and float (TIFF). Palette images are looked up
-    in their palette, alpha channels are dropped, other colour modes (CMYK, YCbCr, ...) become RGB.
+    in their palette for RGB, alpha channels are dropped, other colour modes (CMYK, YCbCr, ...) become RGB.
 
-    A grey array (``channels=1``, how masks are read) of an image whose colour is one value everywhere while its
-    alpha varies is the alpha channel: masks exported as a transparent overlay (lesion opaque, the rest
-    transparent, all pixels black or white) hold the lesion nowhere else, and their grey would be an empty mask.
+    A grey array (``channels=1``, how masks are read) of a palette image is its indices, as most loaders read a
+    mask (``np.asarray(PIL.Image.open(mask))``): its palette only colours them for display, and looked up, a
+    background index coloured white would be read as lesion. Grey ramp palettes (index ``i`` shown as grey ``i``)
+    give the same values either way. Where the indices and the colours tell different backgrounds (the lowest
+    index shown brighter than another index the mask uses, or shown black but not 0: an RGB mask that PIL saves
+    as GIF gets its white lesion at index 0 and its black background at index 1), the file does not tell which
+    is meant, and it is refused.
+
+    A grey array of an image whose colour is one value everywhere while its alpha varies is the alpha channel
+    (also for a palette image with transparent indices): masks exported as a transparent overlay (lesion opaque,
+    the rest transparent, all pixels black or white) hold the lesion nowhere else, and their grey would be an
+    empty mask.
 
     Args:
         image: a PIL image.
         channels: 3 for an RGB array (grey values repeated in each channel), 1 for a 2D grey array (colour
-            images become their luminance, as ``convert("L")`` computes it; see above for alpha).
+            images become their luminance, as ``convert("L")`` computes it, palette images their indices; see
+            above for alpha).
+
+    Raises:
+        ValueError: with ``channels=1``, a palette image whose indices and colours tell different backgrounds.
 
     Example::
 
@@ -117,7 +170,8 @@ def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
     mode = image.mode
     if channels == 1 and (mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info)):
         samples = np.asarray(image.convert("RGBA"))
-        return _alpha_or_grey(samples[..., :3], samples[..., 3], np.asarray(image.convert("L")))
+        if _drawn_in_alpha(samples[..., :3], samples[..., 3]):
+            return samples[..., 3]
     if mode == "1":
         grey = np.asarray(image, dtype=np.uint8)
     elif mode in ("L", "I", "F") or mode.startswith("I;16"):
@@ -125,6 +179,11 @@ def image_pixels(image: Any, channels: int = 3) -> np.ndarray:
         grey = grey.astype(grey.dtype.newbyteorder("="), copy=False)
     elif mode in ("LA", "La"):
         grey = np.asarray(image.convert("L"))
+    elif channels == 1 and mode in ("P", "PA"):
+        # the indices, as other loaders read masks: looked up, a background index coloured white became lesion
+        grey = np.asarray(image.getchannel(0))
+        if problem := _palette_mismatch(image, grey):
+            raise _PaletteMismatch(problem)
     else:
         colour = image.convert("RGB")  # palette looked up, alpha dropped, CMYK/YCbCr/HSV/LAB converted
         return np.asarray(colour) if channels == 3 else np.asarray(colour.convert("L"))
@@ -136,16 +195,18 @@ class Image2DReader(PILReader):
 
     The values come from :func:`image_pixels`: 16-bit and 32-bit grey, float TIFF, 1-bit, palette, RGBA, CMYK
     images all keep their range (normalise afterwards, e.g. ``ScaleIntensityd``), grey images are repeated into
-    RGB for ``channels=3`` and colour masks become grey for ``channels=1``. Images whose samples PIL cuts to
-    their high byte (16-bit RGB, RGBA and grey-with-alpha PNG, 16-bit RGB(A) TIFF) and TIFFs PIL cannot open
-    (float or 32-bit RGB) are read by ITK at their stored type. ``meta["bits_per_sample"]`` gives the depth of
-    the values (1, 8, 16, 32), which :class:`~monai_unets.transforms.ScaleByBitDepth` scales by. Arrays and
-    metadata are laid out as ``PILReader`` lays them out (width first), so ``Invertd`` and ``SaveImaged`` work as
-    with ``PILReader``.
+    RGB for ``channels=3`` and colour masks become grey for ``channels=1`` (palette masks their indices). Images
+    whose samples PIL cuts to their high byte (16-bit RGB, RGBA and grey-with-alpha PNG, 16-bit RGB(A) TIFF) and
+    TIFFs PIL cannot open (float or 32-bit RGB) are read by ITK at their stored type. ``meta["bits_per_sample"]``
+    gives the depth of the values (1, 8, 16, 32), which :class:`~monai_unets.transforms.ScaleByBitDepth` scales
+    by. Arrays and metadata are laid out as ``PILReader`` lays them out (width first), so ``Invertd`` and
+    ``SaveImaged`` work as with ``PILReader``.
 
-    An image over PIL's pixel limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``, a guard against decompression bombs)
-    raises ``PIL.Image.DecompressionBombError`` naming the file, from ``get_data``, so that ``LoadImage`` does not
-    hand it on to a reader that misreads it.
+    Files that no reader here reads right are refused from ``get_data`` with an error naming the file, so that
+    ``LoadImage`` does not hand them on to a reader that misreads them: an image over PIL's pixel limit (twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``, a guard against decompression bombs) with ``PIL.Image.DecompressionBombError``,
+    the others listed under ``get_data`` (such as a palette mask whose indices and colours tell different
+    backgrounds, see :func:`image_pixels`) with ``ValueError``.
 
     Args:
         channels: 3 (RGB images) or 1 (grey images and masks, without channel axis).
@@ -187,7 +248,8 @@ class Image2DReader(PILReader):
 
         Raises:
             PIL.Image.DecompressionBombError: an image over PIL's pixel limit.
-            ValueError: an image of more than four samples a pixel.
+            ValueError: an image of more than four samples a pixel, a 16-bit RGB TIFF with an orientation, a
+                palette mask whose indices and colours disagree.
         """
         for item in ensure_tuple(img):
             if isinstance(item, _Refused):
@@ -213,9 +275,11 @@ class Image2DReader(PILReader):
             exif_orientation = None if image is None else _exif_orientation(image)
             if image is not None and not _cut_to_8_bits(name, image):
                 _warn_if_turned(name, exif_orientation)
-                return _Decoded(
-                    image_pixels(_as_stored(image, exif_orientation), self.channels), image.format, image.mode
-                )
+                try:
+                    pixels = image_pixels(_as_stored(image, exif_orientation), self.channels)
+                except _PaletteMismatch as error:
+                    return _Refused(ValueError(f"{name}: {error}"))
+                return _Decoded(pixels, image.format, image.mode)
         if _header(name).startswith(_TIFF_SIGNATURES) and (orientation := _tiff_orientation(name)) in _EXIF_TURNS:
             # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits
             return _Refused(
@@ -289,17 +353,16 @@ def _stored_pixels(samples: np.ndarray, channels: int) -> np.ndarray:
     Colours are kept as stored also beside a premultiplied alpha (TIFF ExtraSamples 1), which PIL would divide
     out: ITK writes that tag for plain RGBA, and opaque pixels are the same either way.
     """
+    colour = samples[..., :3] if samples.shape[-1] > 2 else samples[..., :1]
+    if channels == 1 and samples.shape[-1] in (2, 4) and _drawn_in_alpha(colour, samples[..., -1]):
+        return samples[..., -1]
     if samples.shape[-1] <= 2:
         grey = samples[..., 0]
-        if channels == 3:
-            return np.repeat(grey[..., None], 3, axis=-1)
-        return _alpha_or_grey(samples[..., :1], samples[..., 1], grey) if samples.shape[-1] == 2 else grey
-    rgb = samples[..., :3]
+        return np.repeat(grey[..., None], 3, axis=-1) if channels == 3 else grey
     if channels == 3:
-        return rgb
-    luma = rgb @ _LUMA
-    grey = (luma if rgb.dtype.kind == "f" else np.rint(luma)).astype(rgb.dtype)
-    return _alpha_or_grey(rgb, samples[..., 3], grey) if samples.shape[-1] == 4 else grey
+        return colour
+    luma = colour @ _LUMA
+    return (luma if colour.dtype.kind == "f" else np.rint(luma)).astype(colour.dtype)
 
 
 def _too_large(name: Any, error: Exception) -> Image.DecompressionBombError:

@@ -12,6 +12,7 @@ from highdicom.seg import segread
 from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged
 from monai_unets.scripts.demo_ct import write_dicom_series
 from monai_unets.transforms.io import Image2DReader, SaveDicomSeg, SaveDicomSegd
+from monai_unets.transforms.label import BinarizeLabel
 from PIL import Image
 
 LABELS = {1: "pancreas", 2: "tumour"}
@@ -411,3 +412,105 @@ def test_alpha_is_dropped_from_images_and_from_masks_drawn_in_colour(tmp_path):
     Image.fromarray(np.dstack([np.zeros((6, 9, 3), np.uint8), _lesion()])).save(tmp_path / "overlay.png")
     image = LoadImage(reader=Image2DReader(channels=3), image_only=True)(str(tmp_path / "overlay.png"))
     assert float(image.abs().max()) == 0  # an RGB image keeps its colour
+
+
+def _palette_mask(path, indices, colours, **save):
+    """A palette image file of ``indices`` whose palette shows index ``i`` as ``colours[i]``."""
+    image = Image.fromarray(indices.astype(np.uint8))
+    image.putpalette([sample for colour in colours for sample in colour])  # an "L" image becomes "P"
+    image.save(path, **save)
+    return str(path)
+
+
+_VOC = [(0, 0, 0), (128, 0, 0), (0, 128, 0)]  # background, then the display colours of classes 1 and 2
+
+
+@pytest.mark.parametrize("suffix", ["png", "gif", "bmp", "tif"])
+def test_a_palette_mask_is_read_by_its_indices(suffix, tmp_path):
+    # looked up, index 1 had been its colour's luminance (38): one class of several came out as another value
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    path = _palette_mask(tmp_path / f"voc.{suffix}", _lesion(value=1), _VOC)
+    assert Image.open(path).mode == "P"
+    np.testing.assert_array_equal(load(path).numpy().T, _lesion(value=1))
+    # so a mask of two classes is refused as one: looked up (0, 38, 75), both had been read as lesion
+    two = _lesion(value=1) + (np.arange(9) > 6) * 2
+    with pytest.raises(ValueError, match=r"two\.\w+: mask values 0, 1, 2 are several classes"):
+        BinarizeLabel()(load(_palette_mask(tmp_path / f"two.{suffix}", two, _VOC)))
+
+
+def test_a_palette_mask_with_transparent_indices_is_read_by_its_indices(tmp_path):
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    # background index 0 transparent white, lesion index 1 opaque black: its grey had been the inverted mask
+    path = _palette_mask(tmp_path / "overlay.png", _lesion(value=1), [(255, 255, 255), (0, 0, 0)], transparency=0)
+    np.testing.assert_array_equal(load(path).numpy().T, _lesion(value=1))
+    # PA (palette and alpha, TIFF): the indices too, where the alpha is no drawing
+    image = Image.open(_palette_mask(tmp_path / "p.png", _lesion(value=1), _VOC))
+    Image.merge("PA", (image, Image.new("L", image.size, 255))).save(tmp_path / "pa.tif")
+    assert Image.open(tmp_path / "pa.tif").mode == "PA"
+    np.testing.assert_array_equal(load(str(tmp_path / "pa.tif")).numpy().T, _lesion(value=1))
+
+
+def test_a_grey_ramp_palette_mask_reads_as_before(tmp_path):
+    # index i shown as grey i (DRIVE-style GIF masks): the indices are the grey values
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    ramp = [(i, i, i) for i in range(256)]
+    for suffix in ("png", "tif"):
+        path = _palette_mask(tmp_path / f"ramp.{suffix}", _lesion(), ramp)
+        assert Image.open(path).mode == "P"
+        np.testing.assert_array_equal(load(path).numpy().T, _lesion())
+    # a 0/255 mask PIL saves as GIF keeps two palette entries, black 0 and white 1: the same mask binarized
+    Image.fromarray(_lesion()).save(tmp_path / "grey.gif")
+    assert Image.open(tmp_path / "grey.gif").mode == "P"
+    np.testing.assert_array_equal(BinarizeLabel()(load(str(tmp_path / "grey.gif"))).numpy().T, _lesion() > 0)
+
+
+def _rgb_mask_as_gif(path):
+    # PIL puts the white lesion at index 0 and the black background at index 1
+    Image.fromarray(np.repeat(_lesion()[..., None], 3, axis=-1)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "name, write, lowest, shown",
+    [
+        # background index 0 shown white, lesion index 1 black: looked up, the lesion had been the background
+        ("white.png", lambda p: _palette_mask(p, _lesion(value=1), [(255, 255, 255), (0, 0, 0)]), 0, "brighter"),
+        ("white.gif", lambda p: _palette_mask(p, _lesion(value=1), [(255, 255, 255), (0, 0, 0)]), 0, "brighter"),
+        ("red.png", lambda p: _palette_mask(p, _lesion(value=1), [(255, 255, 255), (255, 0, 0)]), 0, "brighter"),
+        # the opposite file, alike: read by index, its lesion would be the background
+        ("rgb.gif", _rgb_mask_as_gif, 0, "brighter"),
+        # an empty mask of a palette with black at 255: read by index, lesion everywhere
+        (
+            "empty.png",
+            lambda p: _palette_mask(p, np.full((6, 9), 255), [(255, 255, 255)] * 255 + [(0, 0, 0)]),
+            255,
+            "black",
+        ),
+    ],
+)
+def test_a_palette_mask_whose_colours_tell_another_background_is_refused(name, write, lowest, shown, tmp_path):
+    path = write(tmp_path / name)
+    assert Image.open(path).mode == "P"
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    with pytest.raises(ValueError, match=rf"{name}: palette mask whose lowest index, {lowest}, is shown {shown}"):
+        load(path)
+    # as an image, its colours
+    assert LoadImage(reader=Image2DReader(channels=3), image_only=True)(path).shape == (9, 6, 3)
+
+
+def test_the_2d_bundles_evaluate_a_palette_label_by_its_indices(tmp_path):
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.data import SkipFailedCasesDataset
+
+    Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(tmp_path / "image.png")
+    voc = _palette_mask(tmp_path / "voc.png", _lesion(value=1), _VOC)
+    white = _palette_mask(tmp_path / "white.png", _lesion(value=1), [(255, 255, 255), (0, 0, 0)])
+    cases = [{"image": str(tmp_path / "image.png"), "label": label} for label in (voc, white)]
+    for bundle in ("egeunet_skin_lesion", "unetv2_polyp"):
+        parser = ConfigParser()
+        parser.read_config([str(bundle_dir(bundle) / "configs" / name) for name in ("train.yaml", "evaluate.yaml")])
+        dataset = SkipFailedCasesDataset(cases, parser.get_parsed_content("validate#preprocessing"))
+        (evaluated,) = list(dataset)  # the palette label read by index; the one its colours contradict fails
+        np.testing.assert_array_equal(evaluated["label"][0].numpy().T, _lesion(value=1), err_msg=bundle)
+        assert "white.png: palette mask whose lowest index, 0, is shown brighter" in dataset.failures[0]["error"]
