@@ -197,10 +197,10 @@ class Image2DReader(PILReader):
     images all keep their range (normalise afterwards, e.g. ``ScaleIntensityd``), grey images are repeated into
     RGB for ``channels=3`` and colour masks become grey for ``channels=1`` (palette masks their indices). Images
     whose samples PIL cuts to their high byte (16-bit RGB, RGBA and grey-with-alpha PNG, 16-bit RGB(A) TIFF) and
-    TIFFs PIL cannot open (float or 32-bit RGB) are read by ITK at their stored type. ``meta["bits_per_sample"]``
-    gives the depth of the values (1, 8, 16, 32), which :class:`~monai_unets.transforms.ScaleByBitDepth` scales
-    by. Arrays and metadata are laid out as ``PILReader`` lays them out (width first), so ``Invertd`` and
-    ``SaveImaged`` work as with ``PILReader``.
+    TIFFs PIL cannot open (float or 32-bit RGB) are read by ITK at their stored type; 16-bit CMYK TIFFs, which
+    ITK cannot read, are read by PIL at 8 bits. ``meta["bits_per_sample"]`` gives the depth of the values (1, 8,
+    16, 32), which :class:`~monai_unets.transforms.ScaleByBitDepth` scales by. Arrays and metadata are laid out
+    as ``PILReader`` lays them out (width first), so ``Invertd`` and ``SaveImaged`` work as with ``PILReader``.
 
     Files that no reader here reads right are refused from ``get_data`` with an error naming the file, so that
     ``LoadImage`` does not hand them on to a reader that misreads them: an image over PIL's pixel limit (twice
@@ -249,7 +249,7 @@ class Image2DReader(PILReader):
         Raises:
             PIL.Image.DecompressionBombError: an image over PIL's pixel limit.
             ValueError: an image of more than four samples a pixel, a 16-bit RGB TIFF with an orientation, a
-                palette mask whose indices and colours disagree.
+                16-bit CMYK TIFF PIL misreads, a palette mask whose indices and colours disagree.
         """
         for item in ensure_tuple(img):
             if isinstance(item, _Refused):
@@ -272,6 +272,11 @@ class Image2DReader(PILReader):
                 if not _header(name).startswith(_TIFF_SIGNATURES):
                     raise
                 image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
+            tiff = _tiff_tags(name) if image is None or image.format == "TIFF" else None
+            if tiff is not None and (problem := _cmyk_problem(tiff, opened=image is not None)):
+                return _Refused(
+                    ValueError(f"{name}: 16-bit CMYK TIFF {problem}; save the image as RGB (8 or 16 bits).")
+                )
             exif_orientation = None if image is None else _exif_orientation(image)
             if image is not None and not _cut_to_8_bits(name, image):
                 _warn_if_turned(name, exif_orientation)
@@ -280,7 +285,7 @@ class Image2DReader(PILReader):
                 except _PaletteMismatch as error:
                     return _Refused(ValueError(f"{name}: {error}"))
                 return _Decoded(pixels, image.format, image.mode)
-        if _header(name).startswith(_TIFF_SIGNATURES) and (orientation := _tiff_orientation(name)) in _EXIF_TURNS:
+        if tiff is not None and (orientation := tiff.get(0x0112)) in _EXIF_TURNS:
             # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits
             return _Refused(
                 ValueError(
@@ -319,7 +324,7 @@ def _cut_to_8_bits(name: Any, image: Any) -> bool:
         # IHDR bit depth and colour type: 2 RGB, 4 grey and alpha, 6 RGBA; PIL keeps 16-bit grey (0) as I;16
         return header[24] == 16 and header[25] in (2, 4, 6)
     if image.format == "TIFF":
-        # PhotometricInterpretation 2 is RGB (16-bit CMYK stays with PIL, which converts it), BitsPerSample 258
+        # PhotometricInterpretation 2 is RGB (16-bit CMYK stays with PIL: see _cmyk_problem), BitsPerSample 258
         return image.tag_v2.get(262) == 2 and max(ensure_tuple(image.tag_v2.get(258, 8))) > 8
     return False
 
@@ -408,8 +413,8 @@ def _exif_orientation(image: Any) -> int | None:
         return None
 
 
-def _tiff_orientation(name: Any) -> int | None:
-    """The Orientation tag of a TIFF's first page, read without decoding it (PIL opens no float RGB TIFF)."""
+def _tiff_tags(name: Any) -> Mapping[int, Any]:
+    """The tags of a TIFF's first page, read without decoding it (PIL opens no float RGB TIFF)."""
     from PIL import TiffImagePlugin
 
     with open(name, "rb") as file:
@@ -419,7 +424,28 @@ def _tiff_orientation(name: Any) -> int | None:
         directory = TiffImagePlugin.ImageFileDirectory_v2(header)
         file.seek(directory.next)
         directory.load(file)
-    return directory.get(0x0112)
+    return directory
+
+
+def _cmyk_problem(tags: Mapping[int, Any], opened: bool) -> str | None:
+    """Why a TIFF is 16-bit CMYK that neither PIL nor ITK reads right, if it is.
+
+    PIL keeps the high byte of each 16-bit CMYK sample, right at 8 bits (the depth ``bits_per_sample`` then
+    gives), except from uncompressed separate planes (PlanarConfiguration 2): its own decoder unpacks each
+    16-bit plane as 8-bit samples, a wrong image (libtiff, which decodes compressed planes, gets them right). ITK
+    reads no 16-bit CMYK.
+
+    Args:
+        tags: the TIFF's tags.
+        opened: whether PIL opened the file.
+    """
+    if tags.get(262) != 5 or max(ensure_tuple(tags.get(258, 8))) <= 8:  # PhotometricInterpretation, BitsPerSample
+        return None
+    if not opened:
+        return "(with extra samples, say), which PIL cannot open and ITK cannot read"
+    if tags.get(284, 1) == 2 and tags.get(259, 1) == 1:  # PlanarConfiguration, Compression
+        return "in uncompressed separate planes, which PIL decodes wrongly and ITK cannot read"
+    return None
 
 
 def _as_stored(image: Any, orientation: int | None) -> Any:

@@ -296,25 +296,35 @@ def test_an_image_over_pil_pixel_limit_is_named_not_read_by_another_reader(tmp_p
         load(str(tmp_path / "large.png"))
 
 
-def _write_rgb_tiff(path, samples, orientation):
-    """An uncompressed RGB TIFF of ``samples`` (height, width, 3; uint8 or uint16) with an Orientation tag."""
+def _write_tiff(path, samples, orientation=1, photometric=2, planar=1, extra_samples=()):
+    """An uncompressed TIFF of ``samples`` (height, width, samples; uint8 or uint16), one strip per plane.
+
+    Written by hand: PIL writes no 16-bit colour, no CMYK in separate planes (``planar=2``), and SimpleITK no
+    Orientation tag.
+    """
     import struct
 
-    height, width, _ = samples.shape
-    bits = samples.dtype.itemsize * 8
-    data = samples.astype(samples.dtype.newbyteorder("<")).tobytes()
-    bits_at = 8 + len(data)
-    directory_at = bits_at + 6
-    tags = [(256, 4, width), (257, 4, height), (258, 3, bits_at), (259, 3, 1), (262, 3, 2), (273, 4, 8)]
-    tags += [(274, 3, orientation), (277, 3, 3), (278, 4, height), (279, 4, len(data)), (284, 3, 1)]
-    entries = b"".join(
-        struct.pack("<HHIHH", tag, kind, 3 if tag == 258 else 1, value, 0)
-        if kind == 3 and tag != 258
-        else struct.pack("<HHII", tag, kind, 3 if tag == 258 else 1, value)
-        for tag, kind, value in tags
-    )
+    height, width, count = samples.shape
+    little = samples.astype(samples.dtype.newbyteorder("<"))
+    planes = [little[..., i].tobytes() for i in range(count)] if planar == 2 else [little.tobytes()]
+    data = b"".join(planes)
+    data += b"\0" * (len(data) % 2)  # what follows starts on a word boundary
+    arrays = b""  # tag values over 4 bytes, after the pixels
+
+    def entry(tag, kind, values):
+        nonlocal arrays
+        packed = struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
+        if len(packed) > 4:
+            packed, arrays = struct.pack("<I", 8 + len(data) + len(arrays)), arrays + packed
+        return struct.pack("<HHI", tag, kind, len(values)) + packed.ljust(4, b"\0")
+
+    tags = [(256, 4, [width]), (257, 4, [height]), (258, 3, [samples.dtype.itemsize * 8] * count), (259, 3, [1])]
+    tags += [(262, 3, [photometric]), (273, 4, [8 + i * len(planes[0]) for i in range(len(planes))])]
+    tags += [(274, 3, [orientation]), (277, 3, [count]), (278, 4, [height]), (279, 4, [len(p) for p in planes])]
+    tags += [(284, 3, [planar])] + ([(338, 3, list(extra_samples))] if extra_samples else [])
+    entries = b"".join(entry(*tag) for tag in tags)
     with open(path, "wb") as file:
-        file.write(b"II*\0" + struct.pack("<I", directory_at) + data + struct.pack("<3H", bits, bits, bits))
+        file.write(b"II*\0" + struct.pack("<I", 8 + len(data) + len(arrays)) + data + arrays)
         file.write(struct.pack("<H", len(tags)) + entries + b"\0\0\0\0")
 
 
@@ -329,7 +339,7 @@ def test_a_tiff_gives_its_stored_pixels_whatever_its_orientation(orientation, co
     colour = np.stack([_STORED, 255 - _STORED, _STORED // 2], axis=-1)
     Image.fromarray(_STORED).save(grey, tiffinfo={0x0112: orientation}, compression=compression)
     Image.fromarray(colour).save(rgb, tiffinfo={0x0112: orientation}, compression=compression)
-    _write_rgb_tiff(tmp_path / "raw.tif", colour, orientation)
+    _write_tiff(tmp_path / "raw.tif", colour, orientation)
     for path, channels, expected in ((grey, 1, _STORED), (rgb, 3, colour), (tmp_path / "raw.tif", 3, colour)):
         with pytest.warns(UserWarning, match=rf"{path.name}: EXIF orientation {orientation} is not applied"):
             loaded = LoadImage(reader=Image2DReader(channels=channels), image_only=True)(str(path))
@@ -340,12 +350,35 @@ def test_a_tiff_gives_its_stored_pixels_whatever_its_orientation(orientation, co
 def test_a_16_bit_rgb_tiff_with_an_orientation_is_refused_not_mirrored(tmp_path):
     samples = np.stack([_STORED, 255 - _STORED, _STORED // 2], axis=-1).astype(np.uint16) * 257
     load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
-    _write_rgb_tiff(tmp_path / "plain16.tif", samples, 1)
+    _write_tiff(tmp_path / "plain16.tif", samples)
     np.testing.assert_array_equal(load(str(tmp_path / "plain16.tif")).numpy(), np.swapaxes(samples, 0, 1))
     for orientation in range(2, 9):
-        _write_rgb_tiff(tmp_path / f"turned{orientation}.tif", samples, orientation)
+        _write_tiff(tmp_path / f"turned{orientation}.tif", samples, orientation)
         with pytest.raises(ValueError, match=rf"turned{orientation}\.tif: TIFF orientation {orientation}, which"):
             load(str(tmp_path / f"turned{orientation}.tif"))
+
+
+def test_a_16_bit_cmyk_tiff_is_read_at_8_bits_or_refused_where_pil_misreads_it(tmp_path):
+    cmyk = (np.arange(5 * 7 * 4).reshape(5, 7, 4) * 467 + 11).astype(np.uint16)  # distinct, none a multiple of 256
+    high = (cmyk >> 8).astype(np.uint8)
+    rgb = np.asarray(Image.frombytes("CMYK", (7, 5), high.tobytes()).convert("RGB"))  # PIL's RGB of its 8 bits
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    # interleaved (as most writers store it): PIL keeps the high byte of each sample, ITK reads none of them
+    _write_tiff(tmp_path / "cmyk16.tif", cmyk, photometric=5)
+    loaded = load(str(tmp_path / "cmyk16.tif"))
+    np.testing.assert_array_equal(loaded.numpy(), np.swapaxes(rgb, 0, 1))
+    assert (loaded.meta["mode"], loaded.meta["bits_per_sample"]) == ("CMYK", 8)
+    # in separate planes PIL's decoder unpacks the 16-bit samples as 8-bit ones: a wrong image had been read
+    _write_tiff(tmp_path / "planes8.tif", high, photometric=5, planar=2)
+    np.testing.assert_array_equal(load(str(tmp_path / "planes8.tif")).numpy(), np.swapaxes(rgb, 0, 1))
+    _write_tiff(tmp_path / "planes16.tif", cmyk, photometric=5, planar=2)
+    with pytest.raises(ValueError, match=r"planes16\.tif: 16-bit CMYK TIFF in uncompressed separate planes, which"):
+        load(str(tmp_path / "planes16.tif"))
+    # with alpha PIL opens none and ITK fails: the reader's name for it, not the last reader's failure
+    alpha = np.concatenate([cmyk, np.full((5, 7, 1), 65535, np.uint16)], axis=-1)
+    _write_tiff(tmp_path / "alpha16.tif", alpha, photometric=5, extra_samples=(2,))
+    with pytest.raises(ValueError, match=r"alpha16\.tif: 16-bit CMYK TIFF .*, which PIL cannot open"):
+        load(str(tmp_path / "alpha16.tif"))
 
 
 def _lesion(dtype=np.uint8, value=255):
