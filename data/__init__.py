@@ -17,6 +17,7 @@ from .cases import (
     failure_stage,
     gather_items,
     rank_and_world_size,
+    rank_file,
     shard_items,
 )
 from .checks import (
@@ -90,6 +91,7 @@ __all__ = [
     "gather_items",
     "list_cases",
     "rank_and_world_size",
+    "rank_file",
     "shard_items",
     "load_plan",
     "make_plan",

@@ -48,6 +48,7 @@ __all__ = [
     "failure_stage",
     "gather_items",
     "rank_and_world_size",
+    "rank_file",
     "shard_items",
 ]
 
@@ -191,6 +192,19 @@ def rank_and_world_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def rank_file(path: str | os.PathLike, rank: int) -> Path:
+    """The file of process ``rank`` beside ``path``, for a job whose processes each write their own:
+    ``<stem>.rank<k><suffix>``.
+
+    Example::
+
+        >>> rank_file("out/failures.csv", 1).name
+        'failures.rank1.csv'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
 def shard_items(items: Sequence[Any], rank: int | None = None, world_size: int | None = None) -> list[Any]:

@@ -25,6 +25,7 @@ from ..data.cases import (
     case_output_paths,
     failure_stage,
     rank_and_world_size,
+    rank_file,
 )
 from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
@@ -151,7 +152,7 @@ class CaseIsolationHandler:
         rank, world = rank_and_world_size()
         # this process's report until conclude() writes failure_log: a run that stops early leaves no failure_log
         # that would say the cases it did not get to had succeeded
-        self._own_log = self._rank_log(rank)
+        self._own_log = rank_file(self.failure_log, rank)
         held, started = True, 0.0
         if rank == 0:
             # another run writing into the same folder would have its reports removed here and its outputs mixed
@@ -179,9 +180,6 @@ class CaseIsolationHandler:
         self._started = started
         if rank != 0:
             self._write(self._own_log, [])
-
-    def _rank_log(self, rank: int) -> Path:
-        return self.failure_log.with_name(f"{self.failure_log.stem}.rank{rank}{self.failure_log.suffix}")
 
     def _earlier_reports(self) -> list[Path]:
         """An earlier run's merged report, and the per-process reports of one that stopped before merging them."""

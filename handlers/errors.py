@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..data.atomic import TEXT_ERRORS
+from ..data.cases import rank_file
 from ..data.dataset import itk_error_reason
 from ..data.medical_io import OutputFolderError
 from ..networks.runtime import RUNTIMES
@@ -221,14 +222,23 @@ def report_errors(log_file: str | os.PathLike) -> None:
     Standard output and error escape what their encoding cannot hold (file names that are not valid UTF-8)
     instead of dropping the log line, and the log file holds such names escaped.
 
+    In a ``torchrun`` job every process runs this, and process ``k > 0`` appends to a file of its own beside
+    ``log_file`` (``logs/error.rank1.log`` for ``logs/error.log``, :func:`~monai_unets.data.rank_file`), which its
+    message names: the tracebacks of processes failing at once are never interleaved in one file, each in the
+    file of the process it is from.
+
     Args:
-        log_file: file the traceback is appended to (its folder is created when needed).
+        log_file: file the traceback is appended to (its folder is created when needed); that of rank 0.
 
     Example::
 
         >>> report_errors("logs/error.log")  # doctest: +SKIP
     """
     path = Path(log_file).resolve()
+    # torchrun's RANK: the process group, which knows the rank too, is made by a later initialize step
+    rank = int(os.environ.get("RANK") or 0)
+    if rank > 0:
+        path = rank_file(path, rank)
     default = sys.__excepthook__
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:

@@ -111,7 +111,13 @@ def test_two_process_evaluation_of_one_case_stops_at_start(tmp_path):
     datalist = json.loads((data / "datalist.json").read_text())
     (data / "datalist.json").write_text(json.dumps({**datalist, "test": datalist["test"][:1]}))
     # rank 1, without a case, skipped its evaluator while rank 0 waited for it in the metrics' gathering, for ever
-    result = _evaluate(bundle, data, tmp_path / "eval", 2, "--image_size", "[64, 64]")
+    out = tmp_path / "eval"
+    result = _evaluate(bundle, data, out, 2, "--image_size", "[64, 64]")
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert output.count("the evaluation holds 1 case(s), fewer than the 2 processes") == 2, output[-3000:]
+    # each process's traceback in a file of its own, which its message names: both had gone to error.log, mixed
+    for log in ("error.log", "error.rank1.log"):
+        assert f"full traceback in {out / log}" in output, output[-3000:]
+        entries = [line for line in (out / log).read_text().splitlines() if line.startswith("--- ")]
+        assert len(entries) == 1, log

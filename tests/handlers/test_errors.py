@@ -56,6 +56,21 @@ def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path)
     assert "Traceback" in logged and "Failed to evaluate ConfigExpression" in logged
 
 
+def test_a_process_above_rank_zero_logs_its_traceback_to_its_own_file(tmp_path):
+    # process 1 of a torchrun job (RANK, set by torchrun); in one shared file the tracebacks of processes failing at
+    # once mixed; rank 0 keeps error.log (the test above, without RANK)
+    log = tmp_path / "logs" / "error.log"
+    environment = {**os.environ, "RANK": "1"}
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(log)], capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"full traceback in {log.parent / 'error.rank1.log'}",
+        "ERROR: /data/x.nii.gz: label values 3 are not classes 0..2",
+    ]
+    assert [p.name for p in log.parent.iterdir()] == ["error.rank1.log"]
+    assert "Failed to evaluate ConfigExpression" in (log.parent / "error.rank1.log").read_text()
+
+
 def test_a_name_that_is_not_utf8_reaches_the_screen_and_the_log_escaped(tmp_path):
     # bytes of an old Latin-1 archive, held by Python as surrogates; a strict standard output, as Python opens it
     # in a UTF-8 locale other than C.UTF-8
