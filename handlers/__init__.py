@@ -13,7 +13,7 @@ from .metrics_saver import AtomicMetricsSaver
 from .overlap_metrics import EmptyAwareDiceMetric, EmptyAwareMeanIoU
 from .overlays import label_map, label_volumes, render_overlay
 from .postprocessing import PostprocessingSelector, choose_keep_largest
-from .progress import ProgressLogger, format_duration
+from .progress import ProgressLogger, format_duration, log_warnings_only
 from .surface_metrics import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 from .validation import FinalValidationHandler, TrainingTimeLimit
 
@@ -47,6 +47,7 @@ __all__ = [
     "format_duration",
     "label_map",
     "label_volumes",
+    "log_warnings_only",
     "render_overlay",
     "voxel_spacing",
     "write_report",

@@ -14,7 +14,7 @@ from ..data.cases import rank_and_world_size
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["ProgressLogger", "format_duration"]
+__all__ = ["ProgressLogger", "format_duration", "log_warnings_only"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,22 @@ logger = logging.getLogger(__name__)
 def format_duration(seconds: float) -> str:
     """``H:MM:SS`` for a number of seconds (rounded), e.g. ``format_duration(3725.4) == '1:02:05'``."""
     return str(timedelta(seconds=round(max(seconds, 0.0))))
+
+
+def log_warnings_only() -> None:
+    """Leaves warnings and errors alone in the log of this process, from every logger: the bundles' ``quiet`` mode.
+
+    A threshold for the whole process (``logging.disable``): ignite's engines, MONAI's ``StatsHandler`` and
+    MONAI's bundle scripts set their own loggers to INFO. A bundle config calls it in ``initialize`` when ``quiet``
+    is set, so that MONAI's input summary, logged once ``initialize`` has run, is left out too.
+
+    Example::
+
+        >>> log_warnings_only()  # doctest: +SKIP
+
+        In a bundle config's ``initialize``: ``"$monai_unets.handlers.log_warnings_only() if @quiet else None"``.
+    """
+    logging.disable(logging.INFO)
 
 
 class ProgressLogger:
@@ -34,7 +50,7 @@ class ProgressLogger:
     the bundle's log and in files as plain text, unlike a terminal progress bar.
 
     ``quiet=True`` turns the progress lines off and disables INFO messages of every logger of the process
-    (``logging.disable``): only warnings and errors remain (the bundles' ``quiet`` config key,
+    (:func:`log_warnings_only`): only warnings and errors remain (the bundles' ``quiet`` config key,
     ``monai-unets ... --quiet``).
 
     Args:
@@ -70,8 +86,7 @@ class ProgressLogger:
 
     def attach(self, engine: Engine) -> None:
         if self.quiet:
-            # a process-wide threshold: ignite's engines and MONAI's StatsHandler set their own loggers to INFO
-            logging.disable(logging.INFO)
+            log_warnings_only()
             return
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)

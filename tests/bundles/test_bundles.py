@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import shutil
 import subprocess
@@ -385,6 +386,31 @@ def test_every_run_reuses_freed_memory_and_freezes_its_startup_objects(name, con
     parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
     assert "$monai_unets.reuse_freed_memory()" in parser["initialize"]
     assert "$monai_unets.freeze_startup_objects()" in parser["initialize"]
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("configs", [["train.yaml"], ["inference.yaml"], ["train.yaml", "evaluate.yaml"]])
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_keeps_warnings_only_from_initialize_on(name, configs, quiet):
+    # MONAI logs its input summary once `initialize` has run, before the run builds the progress logger
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
+    parser["quiet"] = quiet
+    step = parser["initialize"].index("$monai_unets.handlers.log_warnings_only() if @quiet else None")
+    try:
+        parser.get_parsed_content(f"initialize#{step}")
+        assert logging.root.manager.disable == (logging.INFO if quiet else logging.NOTSET)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_a_quiet_run_leaves_monai_s_input_summary_out_and_still_shows_its_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    bundle = bundle_dir("egeunet_skin_lesion")
+    args = ["--input_dir", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "out"), "--quiet", "True"]
+    result = _run_bundle(bundle, [str(_configs(bundle) / "inference.yaml")], *args, returncode=1)
+    assert "input summary" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ERROR: FileNotFoundError: input folder {tmp_path}")
 
 
 @pytest.mark.parametrize("name", BUNDLES)
