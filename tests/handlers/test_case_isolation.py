@@ -335,6 +335,31 @@ def test_every_process_of_a_job_stops_at_start_when_another_run_holds_the_folder
     assert list(out.iterdir()) == []
 
 
+def test_a_run_refused_for_a_held_folder_writes_no_error_log_there(tmp_path):
+    import subprocess
+    import sys
+
+    from monai_unets.data.atomic import hold_folder, release_folder
+
+    out = tmp_path / "out"
+    assert hold_folder(out, RUN_LOCK)  # the other run
+    # as a bundle's initialize and its handlers do: the error log would go into the other run's folder
+    refused = (
+        "from monai_unets.handlers import CaseIsolationHandler, report_errors; "
+        f"report_errors({str(out / 'error.log')!r}); CaseIsolationHandler({str(out / 'failures.csv')!r})"
+    )
+    try:
+        result = subprocess.run([sys.executable, "-c", refused], capture_output=True, text=True, timeout=120)
+    finally:
+        release_folder(out, RUN_LOCK)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"ERROR: {out}: another run is writing its outputs into this folder; wait for it to end, or give this one "
+        "another output folder."
+    ]
+    assert list(out.iterdir()) == []
+
+
 def test_a_run_that_stops_with_an_error_leaves_no_report_and_no_lock_file(tmp_path):
     import subprocess
     import sys
