@@ -251,7 +251,9 @@ def _nnunet_cases(path: Path, content: dict, key: str, required: bool = True) ->
         if not required:
             return []
         raise DataCheckError(path, f"an nnU-Net raw dataset has no {key!r} list (it has: training, test).")
-    ending, root = str(content["file_ending"]), path.parent
+    # absolute, as load_datalist makes a datalist's paths: the reports name each case by its file, and a relative
+    # dataset_dir gave paths that only the folder the run started in resolves
+    ending, root = str(content["file_ending"]), Path(os.path.abspath(path.parent))
     images, labels = (root / folder if folder else None for folder in _NNUNET_FOLDERS[key])
     try:
         channels = sorted(int(channel) for channel in content["channel_names"])

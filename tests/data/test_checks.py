@@ -200,6 +200,33 @@ def test_an_nnunet_raw_dataset_lists_its_cases_from_its_folders(tmp_path):
         load_datalist(tmp_path / "dataset.json", "test")
 
 
+def test_a_relative_dataset_dir_gives_absolute_paths_in_both_layouts(tmp_path, monkeypatch):
+    # the reports (metrics_per_case.csv, report.html) name each case by its file: an nnU-Net raw dataset given as
+    # a relative folder had its cases named relative to the folder the run started in
+    from monai_unets.data import list_cases
+
+    dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}, "file_ending": ".nii.gz"}
+    for folder in ("imagesTr", "labelsTr", "imagesTs"):
+        (tmp_path / "ds" / folder).mkdir(parents=True)
+    (tmp_path / "ds" / "imagesTr" / "a_0000.nii.gz").touch()
+    (tmp_path / "ds" / "labelsTr" / "a.nii.gz").touch()
+    (tmp_path / "ds" / "imagesTs" / "b_0000.nii.gz").touch()
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps(dataset))
+    listed = {"training": [{"image": "imagesTr/a_0000.nii.gz", "label": "labelsTr/a.nii.gz"}]}
+    (tmp_path / "ds" / "datalist.json").write_text(json.dumps(listed))
+    monkeypatch.chdir(tmp_path)
+    expected = {
+        "image": str(tmp_path / "ds" / "imagesTr" / "a_0000.nii.gz"),
+        "label": str(tmp_path / "ds/labelsTr/a.nii.gz"),
+    }
+    [nnunet] = list_cases("ds", "ds/dataset.json", key="training", labelled=True, volumes=True)
+    [monai] = list_cases("ds", "ds/datalist.json", key="training", labelled=True, volumes=True)
+    assert {key: nnunet[key] for key in ("image", "label")} == monai == expected
+    assert load_datalist("ds/dataset.json", "test") == [
+        {"image": str(tmp_path / "ds" / "imagesTs" / "b_0000.nii.gz"), "case_id": "b"}
+    ]
+
+
 @pytest.mark.parametrize(
     "labels, message",
     [
