@@ -24,6 +24,7 @@ from .checks import (
     CASE_ID_KEY,
     BadCase,
     CaseScan,
+    ChannelFilesError,
     CheckCaseD,
     CheckCased,
     CheckCaseDict,
@@ -35,7 +36,7 @@ from .checks import (
     scan_cases,
 )
 from .datalist import IMAGE_SUFFIXES, list_cases, split_cases, warn_trained_on
-from .dataset import SkipFailedCasesDataset, describe_error
+from .dataset import SkipFailedCasesDataset, describe_error, files_at_fault
 from .dicom_seg import DicomSegError, write_dicom_seg
 from .plan import (
     DEFAULT_PLAN,
@@ -62,6 +63,7 @@ __all__ = [
     "FAILURE_KEY",
     "BadCase",
     "CaseScan",
+    "ChannelFilesError",
     "CheckCased",
     "CheckCaseD",
     "CheckCaseDict",
@@ -87,6 +89,7 @@ __all__ = [
     "describe_error",
     "ensemble_plan",
     "failure_stage",
+    "files_at_fault",
     "find_plan_of",
     "gather_items",
     "list_cases",

@@ -32,7 +32,7 @@ from monai.utils import ImageMetaKey
 from .atomic import shortened_name
 from .checks import CASE_ID_KEY
 from .datalist import IMAGE_SUFFIXES
-from .dataset import describe_error
+from .dataset import describe_error, files_at_fault
 from .medical_io import MEDICAL_SUFFIXES, parse_series_reference
 
 __all__ = [
@@ -484,7 +484,8 @@ class CaseDataset(torch.utils.data.Dataset):
     Args:
         data: case dictionaries.
         transform: the preprocessing of a case.
-        source_key: key of the image that names a case (its file, folder or series reference).
+        source_key: key of the image that names a case (its file, folder or series reference; the first of a
+            case's files, one per channel).
         shard: keep only this process's part of the cases (:func:`shard_items`) when ``torch.distributed`` is
             initialized, for runs under ``torchrun``.
         cache: caching of the preprocessed cases, see :func:`cached_dataset`; ``memory`` is filled as cases
@@ -507,7 +508,9 @@ class CaseDataset(torch.utils.data.Dataset):
         cache: str = "none",
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
-        sources = [str(case.get(source_key, f"case {i}")) for i, case in enumerate(data)]
+        entries = [case.get(source_key, f"case {i}") for i, case in enumerate(data)]
+        # a case of several files, one per channel, is named after the first, as MONAI's reading names its image
+        sources = [str(e[0]) if isinstance(e, (list, tuple)) and e else str(e) for e in entries]
         names = case_output_names(sources, [case.get(CASE_ID_KEY) for case in data])
         indices = list(range(len(data)))
         if shard:
@@ -515,7 +518,7 @@ class CaseDataset(torch.utils.data.Dataset):
         self.total = len(data)
         self.indices = indices
         self.names = [names[i] for i in indices]
-        self.sources = [sources[i] for i in indices]
+        self.entries = [entries[i] for i in indices]
         self.dataset = cached_dataset([data[i] for i in indices], transform, cache, cache_dir, lazy=True)
 
     def __len__(self) -> int:
@@ -528,7 +531,8 @@ class CaseDataset(torch.utils.data.Dataset):
         except Exception as error:  # noqa: BLE001 - one failing case must leave the others running
             stage = failure_stage(error, "preprocessing")
             reason = describe_error(error)
-            logger.error("case %s (%s) failed in %s: %s", name, self.sources[position], stage, reason)
-            record = {"case": name, "file": self.sources[position], "stage": stage, "error": reason, "index": index}
+            file = files_at_fault(self.entries[position], error)
+            logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)
+            record = {"case": name, "file": file, "stage": stage, "error": reason, "index": index}
             return {FAILURE_KEY: record}
         return _stamp(item, name, index)

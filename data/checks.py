@@ -30,7 +30,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor, load_decathlon_datalist
 from monai.transforms import Compose, LoadImaged, MapTransform, apply_transform
 
-from .dataset import describe_error
+from .dataset import describe_error, files_at_fault
 from .medical_io import parse_series_reference
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "NAN_POLICIES",
     "BadCase",
     "CaseScan",
+    "ChannelFilesError",
     "CheckCased",
     "CheckCaseD",
     "CheckCaseDict",
@@ -73,9 +74,19 @@ class DataCheckError(ValueError):
         super().__init__(f"{self.file}: {problem}" if self.file else problem)
 
 
-class _ChannelFilesError(DataCheckError):
-    """A case's image files, one per channel, make more channels than the bundle takes. Raised for the first file
-    (all the loaded image knows); :func:`_case_problem`, which has the case, names every file."""
+class ChannelFilesError(DataCheckError):
+    """A problem of an image read from several files, one per channel, which the image cannot name: it knows its
+    channels, not its files. The error names the channels at fault; where the case is known,
+    :func:`~monai_unets.data.dataset.files_at_fault` names their files.
+
+    Args:
+        problem: what is wrong.
+        channels: the channels at fault, from 0.
+    """
+
+    def __init__(self, problem: str, channels: Sequence[int]) -> None:
+        self.channels = [int(c) for c in channels]
+        super().__init__("", problem)
 
 
 def _choice(name: str, value: object, choices: Sequence[str]) -> str:
@@ -327,7 +338,8 @@ class CheckCased(MapTransform):
         affine_tolerance: largest distance in mm between where the image and the label put a corner voxel.
 
     Raises:
-        DataCheckError: the first problem found, with the file's path.
+        DataCheckError: the first problem found, with the file's path; for an image read from several files, one
+            per channel, a :class:`ChannelFilesError` with the channels at fault.
 
     Example::
 
@@ -366,23 +378,26 @@ class CheckCased(MapTransform):
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
         name = _filename(image, self.image_key)
         shape = tuple(image.shape)
+        # MONAI stacks the files of a list as channels along a new first axis and marks it so; the image then
+        # knows the first file only, and its errors name the channels at fault instead
+        files = getattr(image, "meta", {}).get("original_channel_dim") == 0
+
+        def error(problem: str, channels: Sequence[int] = range(shape[0])) -> DataCheckError:
+            return ChannelFilesError(problem, channels) if files else DataCheckError(name, problem)
+
         if self.spatial_dims is not None and len(shape) - 1 != self.spatial_dims:
-            raise DataCheckError(
-                name,
-                f"a {len(shape) - 1}D image (channels first: {shape}); this bundle takes {self.spatial_dims}D images.",
+            raise error(
+                f"a {len(shape) - 1}D image (channels first: {shape}); this bundle takes {self.spatial_dims}D images."
             )
         if self.in_channels is not None and shape[0] != self.in_channels:
-            # MONAI stacks the 3D files of a list as channels along a new first axis and marks it so
-            if getattr(image, "meta", {}).get("original_channel_dim") == 0:
-                raise _ChannelFilesError(
-                    name,
+            if files:
+                raise error(
                     f"a case of {shape[0]} image files, one per channel (shape {shape}); this bundle takes "
-                    f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file.",
+                    f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file."
                 )
-            raise DataCheckError(
-                name,
+            raise error(
                 f"has {shape[0]} channels (shape {shape}); this bundle takes {self.in_channels}. "
-                "A 4D file (several volumes or time points) must be split into single volumes.",
+                "A 4D file (several volumes or time points) must be split into single volumes."
             )
         if _all_finite(image):
             return image
@@ -390,11 +405,12 @@ class CheckCased(MapTransform):
         # voxels, not values: a grey image repeated into RGB has each bad pixel in three channels
         nan, inf = (int(test(image).any(dim=0).sum()) for test in (torch.isnan, torch.isinf))
         counts = f"{nan} NaN and {inf} infinite voxels"
+        flawed = [channel for channel in range(shape[0]) if not bool(finite[channel].all())]
         if not bool(finite.any()):
-            raise DataCheckError(name, f"has no finite voxel ({counts}).")
+            raise error(f"has no finite voxel ({counts}).", flawed)
         if self.nan_policy == "error":
-            raise DataCheckError(
-                name, f"has {counts}; fix the file, or set nan_policy to 'replace' to replace them with a warning."
+            raise error(
+                f"has {counts}; fix the file, or set nan_policy to 'replace' to replace them with a warning.", flawed
             )
         low, high = float(image[finite].min()), float(image[finite].max())
         logger.warning("%s: replaced %s (NaN by %g, infinities by %g/%g).", name, counts, low, high, low)
@@ -529,8 +545,8 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
     except Exception as error:  # noqa: BLE001 - every reason a case cannot be read is reported, not raised
         while error.__cause__ is not None:
             error = error.__cause__
-        if isinstance(error, _ChannelFilesError):
-            return BadCase(", ".join(map(str, case[keys[0]])), error.problem)
+        if isinstance(error, ChannelFilesError):
+            return BadCase(files_at_fault(case[keys[0]], error), error.problem)
         if isinstance(error, DataCheckError):
             return BadCase(error.file, error.problem)
         failure = error
@@ -549,12 +565,22 @@ def _loaders(transform: object) -> list[LoadImaged]:
     return [loader for step in steps for loader in _loaders(step)]
 
 
+def _read_error(step: LoadImaged, key: str, value: object) -> Exception | None:
+    """Why ``step`` cannot read ``value`` as ``key``; ``None`` when it can."""
+    try:
+        step({key: value})
+    except Exception as error:  # noqa: BLE001 - the reader's failure is the reason reported
+        return error
+    return None
+
+
 def _unreadable_file(case: dict, loader: Callable, keys: Sequence[str]) -> BadCase | None:
     """The first file of a failed case that its own ``LoadImaged`` step cannot read, and why; ``None`` when each
     reads on its own (the case failed later).
 
     A ``LoadImaged`` of several keys raises without saying which file it was reading: a truncated label was reported
-    under its image's name.
+    under its image's name. Of an entry of several files (one per channel), the first that does not read alone is
+    named; where each does, they do not make one image together, and all are named.
     """
     for key in keys:
         for step in _loaders(loader):
@@ -562,11 +588,16 @@ def _unreadable_file(case: dict, loader: Callable, keys: Sequence[str]) -> BadCa
                 continue
             alone = copy.copy(step)
             alone.allow_missing_keys = True
-            try:
-                alone({key: case[key]})
-            except Exception as error:  # noqa: BLE001 - the reader's failure is the reason reported
-                files = case[key] if isinstance(case[key], (list, tuple)) else [case[key]]
-                return BadCase(", ".join(map(str, files)), f"cannot read the {key} file: {describe_error(error)}")
+            error = _read_error(alone, key, case[key])
+            if error is None:
+                continue
+            files = case[key] if isinstance(case[key], (list, tuple)) else [case[key]]
+            if len(files) == 1:
+                return BadCase(str(files[0]), f"cannot read the {key} file: {describe_error(error)}")
+            for file in files:
+                if (own := _read_error(alone, key, file)) is not None:
+                    return BadCase(str(file), f"cannot read the {key} file: {describe_error(own)}")
+            return BadCase(files_at_fault(files), f"the {key} files do not make one image: {describe_error(error)}")
     return None
 
 

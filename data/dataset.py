@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from monai.data import IterableDataset
 from monai.transforms import apply_transform
@@ -15,7 +16,7 @@ from torch.utils.data import get_worker_info
 
 from .atomic import TEXT_ERRORS
 
-__all__ = ["SkipFailedCasesDataset", "describe_error", "itk_error_reason"]
+__all__ = ["SkipFailedCasesDataset", "describe_error", "files_at_fault", "itk_error_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,32 @@ def describe_error(error: BaseException) -> str:
         return f"{embedded.group(1)}: {embedded.group(2).strip()}"
     first_line = message.strip().splitlines()[0] if message.strip() else ""
     return f"{type(error).__name__}: {first_line}"
+
+
+def files_at_fault(files: Any, error: BaseException | None = None) -> str:
+    """The files of a case's entry that ``error`` is about, joined by ", ".
+
+    An entry of several files, one per channel, is read into one image, which knows none of its files: a check of
+    such an image names the channels at fault instead (an exception with a ``channels`` list, as
+    :class:`monai_unets.data.checks.ChannelFilesError`), whose files are named here, where the case is known.
+    Other errors are about every file of the entry.
+
+    Args:
+        files: the case's entry: a path, or a list of paths (one per channel).
+        error: the case's failure; ``None`` for every file.
+
+    Example::
+
+        >>> files_at_fault(["t1.nii.gz", "t2.nii.gz"])
+        't1.nii.gz, t2.nii.gz'
+    """
+    paths = [str(f) for f in files] if isinstance(files, (list, tuple)) else [str(files)]
+    while error is not None and getattr(error, "channels", None) is None:
+        error = error.__cause__
+    channels = getattr(error, "channels", None) or []
+    if channels and max(channels) < len(paths):
+        paths = [paths[c] for c in channels]
+    return ", ".join(paths)
 
 
 def itk_error_reason(message: str) -> str | None:
@@ -124,7 +151,11 @@ class SkipFailedCasesDataset(IterableDataset):
             yield item
 
     def _report(self, index: int, case: dict, error: Exception) -> None:
-        source = str(case.get(self.source_key, f"case {index}")) if isinstance(case, dict) else f"case {index}"
+        source = (
+            files_at_fault(case.get(self.source_key, f"case {index}"), error)
+            if isinstance(case, dict)
+            else f"case {index}"
+        )
         reason = describe_error(error)
         logger.error("skipped %s: %s", source, reason)
         record = {"case": str(index), "file": source, "error": reason}

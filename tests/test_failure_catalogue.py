@@ -771,6 +771,19 @@ CATALOGUE: list[Fault] = [
         "a case of 2 image files, one per channel",
         _STOP,
     ),
+    Fault(
+        "training, check-data",
+        "a case of one image file per channel, one of them truncated",
+        lambda r: _check(
+            CT,
+            {
+                "image": [_garbage(r, "t1.nii.gz", _nifti_bytes(r, _V)[:60]), _nifti(r / "t2.nii.gz", _V)],
+                "label": _nifti(r / "l.nii.gz", _labels()),
+            },
+        ),
+        "t1.nii.gz: cannot read the image file",
+        _STOP,
+    ),
     # --- settings (every bundle checks its settings at start)
     Fault(
         "all bundles",

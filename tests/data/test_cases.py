@@ -158,6 +158,29 @@ def test_case_dataset_names_its_items_and_turns_failures_into_records(tmp_path):
     assert CaseDataset([{"image": good}], transform)[0][FAILURE_KEY]["stage"] == "preprocessing (Lambdad)"
 
 
+def test_a_case_of_one_file_per_channel_is_named_after_its_first_and_fails_naming_the_file_at_fault(tmp_path):
+    import nibabel as nib
+    from monai_unets.data import CheckCased
+
+    volume = np.zeros((6, 6, 4), np.float32)
+    nan = volume.copy()
+    nan[0, 0, 0] = np.nan
+    cases = []
+    for patient in ("p1", "p2"):
+        (tmp_path / patient).mkdir()
+        files = [str(tmp_path / patient / f"{channel}.nii.gz") for channel in ("t1", "t2")]
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), files[0])
+        nib.save(nib.Nifti1Image(nan if patient == "p2" else volume, np.eye(4)), files[1])
+        cases.append({"image": files})
+    load = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"), CheckCased("image", 3, 2)])
+    ds = CaseDataset(cases, load)
+    # the names had been made of the list's text: "p1_t1.nii.gz', '_x_p1_t2.nii"
+    assert ds.names == ["p1_t1", "p2_t1"]
+    assert ds[0]["image"].shape == (2, 6, 6, 4)
+    failure = ds[1][FAILURE_KEY]
+    assert failure["file"] == cases[1]["image"][1] and "1 NaN" in failure["error"]
+
+
 def test_failure_stage_names_writers_and_plain_errors():
     def failed_in(transform: str) -> RuntimeError:
         inner = RuntimeError(f"applying transform <monai.transforms.io.dictionary.{transform} object at 0x1>")

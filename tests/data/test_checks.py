@@ -74,6 +74,40 @@ def test_a_case_of_one_file_per_channel_names_its_files_and_not_a_4d_file(tmp_pa
     assert "4D file" not in problem.problem
 
 
+def _second_channel(root, name, array, affine=np.eye(4)):
+    nib.save(nib.Nifti1Image(array, affine), str(root / name))
+    return str(root / name)
+
+
+def test_a_case_of_one_file_per_channel_names_the_file_at_fault(tmp_path):
+    # the case's files had been named all together, or under the first one, whichever was at fault
+    case = _case(tmp_path, "a")
+    volume = np.zeros((8, 8, 4), np.float32)
+    truncated = _second_channel(tmp_path, "truncated.nii.gz", volume)
+    with open(truncated, "r+b") as f:
+        f.truncate(60)
+    nan = volume.copy()
+    nan[1, 2, 3] = np.nan
+    shifted = np.eye(4)
+    shifted[0, 3] = 50.0
+    files = {
+        "truncated": truncated,
+        "nan": _second_channel(tmp_path, "nan.nii.gz", nan),
+        "shifted": _second_channel(tmp_path, "shifted.nii.gz", volume, shifted),
+    }
+    two_channels = [LoadImaged(KEYS, image_only=True), EnsureChannelFirstd(KEYS), CheckCased(KEYS, 3, 2, 2)]
+    cases = [{**case, "image": [case["image"], second]} for second in files.values()]
+    problems = [problem for _, problem in find_bad_cases(cases, two_channels)]
+    assert problems[0].file == files["truncated"] and problems[0].problem.startswith("cannot read the image file: ")
+    assert problems[1].file == files["nan"] and problems[1].problem.startswith("has 1 NaN and 0 infinite voxels")
+    # each file reads alone, but they do not make one image: the fault is the case's
+    assert problems[2].file == f"{case['image']}, {files['shifted']}"
+    assert problems[2].problem.startswith("the image files do not make one image: ")
+    # the bundle's own reading (one channel): the unreadable file is named, not the case's first
+    [(_, problem)] = find_bad_cases(cases[:1], _loading())
+    assert problem.file == files["truncated"]
+
+
 def test_nan_policy_replace_uses_the_finite_extremes(caplog):
     image = MetaTensor(torch.tensor([[[1.0, float("nan")], [float("inf"), -float("inf")], [5.0, -2.0]]]))
     out = CheckCased(["image"], spatial_dims=2, nan_policy="replace")({"image": image})["image"]
