@@ -206,7 +206,9 @@ class Image2DReader(PILReader):
     ``LoadImage`` does not hand them on to a reader that misreads them: an image over PIL's pixel limit (twice
     ``PIL.Image.MAX_IMAGE_PIXELS``, a guard against decompression bombs) with ``PIL.Image.DecompressionBombError``,
     the others listed under ``get_data`` (such as a palette mask whose indices and colours tell different
-    backgrounds, see :func:`image_pixels`) with ``ValueError``.
+    backgrounds, see :func:`image_pixels`) with ``ValueError``. So is a missing, empty or text file (an HTML error
+    page, a Git LFS pointer), which none of its readers reads: it is reported at once, not after each of them has
+    tried it.
 
     Args:
         channels: 3 (RGB images) or 1 (grey images and masks, without channel axis).
@@ -261,15 +263,24 @@ class Image2DReader(PILReader):
 
     def _decode(self, name: Any, **kwargs: Any) -> _Decoded | _Refused:
         """One file's pixels: PIL's where it holds them at full depth, ITK's where PIL would cut them to 8 bits."""
-        # from an open file, not by its name: PIL memory-maps an uncompressed grey TIFF named by a path at its
-        # displayed size, which for orientations 5 to 8 wraps the stored rows at the wrong width
-        with open(name, "rb") as file:
+        # Raised, an error makes LoadImage try each of its other readers, and the first such file of a run waits for
+        # ITK's import (2-3 s): a file that none of them reads is refused here instead
+        try:
+            # from an open file, not by its name: PIL memory-maps an uncompressed grey TIFF named by a path at its
+            # displayed size, which for orientations 5 to 8 wraps the stored rows at the wrong width
+            file = open(name, "rb")
+        except FileNotFoundError as error:
+            return _Refused(error)
+        with file:
             try:
                 image = Image.open(file, **kwargs)
             except Image.DecompressionBombError as error:
                 return _Refused(_too_large(name, error))
-            except UnidentifiedImageError:
-                if not _header(name).startswith(_TIFF_SIGNATURES):
+            except UnidentifiedImageError as error:
+                header = _header(name, _TEXT_PROBE)
+                if b"\0" not in header:
+                    return _Refused(error)
+                if not header.startswith(_TIFF_SIGNATURES):
                     raise
                 image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
             tiff = _tiff_tags(name) if image is None or image.format == "TIFF" else None
@@ -303,6 +314,11 @@ class Image2DReader(PILReader):
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: bytes of a file PIL cannot identify that are looked at before it is handed to other readers: without a zero byte
+#: among them it is empty or text (an HTML error page or a Git LFS pointer saved as the image), which none reads,
+#: while every binary format that one of them takes by content (DICOM, TIFF, PNG, BMP, JPEG, HDF5, MRC, NumPy) has
+#: zero bytes in its header
+_TEXT_PROBE = 1024
 #: classic TIFF and BigTIFF, little and big endian
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: PIL mode of the images read by ITK, by their samples a pixel
@@ -311,10 +327,11 @@ _SAMPLE_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _header(name: Any) -> bytes:
-    """The first bytes of a file: its signature and, for a PNG, the IHDR chunk up to the colour type."""
+def _header(name: Any, size: int = 26) -> bytes:
+    """The first ``size`` bytes of a file: by default its signature and, for a PNG, the IHDR chunk up to the colour
+    type."""
     with open(name, "rb") as file:
-        return file.read(26)
+        return file.read(size)
 
 
 def _cut_to_8_bits(name: Any, image: Any) -> bool:

@@ -296,6 +296,34 @@ def test_an_image_over_pil_pixel_limit_is_named_not_read_by_another_reader(tmp_p
         load(str(tmp_path / "large.png"))
 
 
+@pytest.mark.parametrize(
+    "name, content, error",
+    [
+        ("empty.png", b"", "UnidentifiedImageError"),
+        ("page.jpg", b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "UnidentifiedImageError"),
+        ("pointer.png", b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n", "Unidentified"),
+        ("gone.png", None, "FileNotFoundError"),
+    ],
+)
+def test_a_file_that_no_reader_takes_is_refused_without_asking_the_others(name, content, error, tmp_path, monkeypatch):
+    from monai.data import ITKReader
+
+    # ITK's reader, asked after ours failed, imported ITK before the first such file was reported (2-3 s)
+    asked = []
+    monkeypatch.setattr(ITKReader, "read", lambda self, data, **kwargs: asked.append(data))
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    with pytest.raises(Exception) as raised:
+        load(str(tmp_path / name))
+    assert type(raised.value).__name__.startswith(error) and not asked
+    # a file of binary content that PIL cannot identify is still handed on: ITK reads some (DICOM, HDF5)
+    (tmp_path / "binary.png").write_bytes(b"\x00\x01binary")
+    with pytest.raises(RuntimeError, match="cannot find a suitable reader"):
+        load(str(tmp_path / "binary.png"))
+    assert asked
+
+
 def _write_tiff(path, samples, orientation=1, photometric=2, planar=1, extra_samples=()):
     """An uncompressed TIFF of ``samples`` (height, width, samples; uint8 or uint16), one strip per plane.
 
