@@ -95,9 +95,11 @@ class EvaluationReport:
     writes ``metrics_per_case.csv`` (:class:`CaseMetricsWriter`). A failed case's overlay from an earlier run is
     found by ``output_paths`` (:class:`~monai_unets.handlers.CaseIsolationHandler` removes it).
 
-    The image, prediction and label are read from each case of ``engine.state.output``, where the bundles'
-    postprocessing has taken all three back to the image's original grid (``InvertArgmaxd`` on ``pred``, ``Invertd`` on
-    ``image``).
+    The prediction and label are read from each case of ``engine.state.output``, where the bundles' postprocessing
+    has taken them back to the image's original grid (``InvertArgmaxd`` on ``pred``); the image under the contours
+    (``image_key``) from the case's output too, or else from its entry of ``engine.state.batch``, on that grid: the
+    2D bundles take the image back with ``Invertd``, the 3D bundles keep a copy of the study as read, whose voxels
+    outside their body crop no inverse restores.
 
     Args:
         save_dir: the evaluation folder (the one of ``metrics_per_case.csv``).
@@ -107,6 +109,8 @@ class EvaluationReport:
         overlays: draw the overlay PNGs.
         report: write ``report.html`` at the end.
         num_extreme_cases: how many best and worst cases the report shows with their overlays.
+        batch_transform: maps ``engine.state.batch`` to a list of meta dictionaries, one per case.
+        image_key: key of the image the overlays are drawn on.
 
     Example::
 
@@ -124,6 +128,7 @@ class EvaluationReport:
         report: bool = True,
         num_extreme_cases: int = 3,
         batch_transform: Callable = _default_batch_transform,
+        image_key: str = "image",
     ) -> None:
         self.save_dir = Path(save_dir)
         self.class_names = list(class_names) if class_names else None
@@ -133,6 +138,7 @@ class EvaluationReport:
         self.report = report
         self.num_extreme_cases = num_extreme_cases
         self.batch_transform = batch_transform
+        self.image_key = image_key
         self._rows: list[dict[str, Any]] = []
         self._stems: set[str] = set()
 
@@ -176,8 +182,9 @@ class EvaluationReport:
 
     def _cases(self, engine: Engine) -> None:
         outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        batches = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
         metas = self.batch_transform(engine.state.batch)
-        for meta, output in zip(metas, outputs):
+        for meta, output, batch in zip(metas, outputs, batches):
             case = str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, ""))
             pred = output["pred"]
             names = self._names(pred.shape[0])
@@ -193,7 +200,8 @@ class EvaluationReport:
                 row[f"{name}_pred_{unit}"] = pred_size
             if self.overlays:
                 try:
-                    picture = render_overlay(output["image"], truth, prediction, names, affine)
+                    image = output[self.image_key] if self.image_key in output else batch[self.image_key]
+                    picture = render_overlay(image, truth, prediction, names, affine)
                     row["overlay"] = self._overlay_name(case, meta.get(CASE_NAME_KEY))
                     with atomic_path(self.save_dir / row["overlay"]) as partial:
                         picture.save(partial, format="PNG")

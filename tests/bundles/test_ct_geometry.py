@@ -8,6 +8,8 @@ would not overlap the phantom's organ.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pydicom
@@ -47,20 +49,16 @@ def studies(tmp_path_factory):
     return root
 
 
-def _infer_with_oracle(name: str, input_dir, tmp_path, **overrides) -> None:
-    configs = bundle_dir(name) / "configs"
+def _run_with_oracle(name: str, configs: list[str], tmp_path, **overrides) -> ConfigWorkflow:
+    """The bundle's ``configs`` run with the oracle for a network; the workflow, initialized, run and finalized."""
+    folder = bundle_dir(name) / "configs"
     workflow = ConfigWorkflow(
-        config_file=str(configs / "inference.yaml"),
-        workflow_type="infer",
+        config_file=[str(folder / config) for config in configs],
+        workflow_type="infer" if configs == ["inference.yaml"] else "eval",
         bundle_root=str(tmp_path),
-        input_dir=str(input_dir),
-        output_dir=str(tmp_path / "out"),
         num_workers=0,
         patch_size=[32, 32, 32],
         network=OrganOracle(),
-        # the oracle has no weights to load, nor the settings of a real network to check
-        model_files=[],
-        handlers=[],
         **overrides,
     )
     workflow.initialize()
@@ -68,6 +66,15 @@ def _infer_with_oracle(name: str, input_dir, tmp_path, **overrides) -> None:
         assert workflow.evaluator.inferer.tta
     workflow.run()
     workflow.finalize()
+    return workflow
+
+
+def _infer_with_oracle(name: str, input_dir, tmp_path, **overrides) -> None:
+    # the oracle has no weights to load, nor the settings of a real network to check
+    overrides = {"model_files": [], "handlers": [], **overrides}
+    _run_with_oracle(
+        name, ["inference.yaml"], tmp_path, input_dir=str(input_dir), output_dir=str(tmp_path / "out"), **overrides
+    )
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
@@ -95,6 +102,38 @@ def test_a_study_of_air_only_gets_a_background_label_map_on_its_grid(name, tmp_p
     labels = nib.load(tmp_path / "out" / "air_seg.nii.gz")
     assert labels.shape == (40, 36, 12) and np.allclose(labels.affine, affine)
     assert not np.asarray(labels.dataobj).any()
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_evaluation_overlays_show_the_study_itself(name, tmp_path, monkeypatch):
+    # the overlays had shown the network's input taken back to the study's grid: a constant, drawn as mid-grey
+    # tissue, where the body crop had cut the study's air off
+    from monai_unets.handlers import evaluation_report
+    from monai_unets.transforms import PlannedNormalize
+
+    data = tmp_path / "data"
+    generate_demo_ct(data, num_cases=2, num_test=0, shape=SHAPE, spacing=SPACING, seed=7)
+    drawn = []
+    draw = evaluation_report.render_overlay
+    monkeypatch.setattr(evaluation_report, "render_overlay", lambda *args: drawn.append(args) or draw(*args))
+    # the oracle has no weights to load; the overlays without the report, which needs every metric's table
+    handlers = {"validate#handlers": ["@case_isolation", "@evaluation_report"], "evaluation_report#report": False}
+    workflow = _run_with_oracle(
+        name,
+        ["train.yaml", "evaluate.yaml"],
+        tmp_path,
+        dataset_dir=str(data),
+        eval_dir=str(tmp_path / "eval"),
+        **handlers,
+    )
+    [(image, truth, prediction, _, affine)] = drawn
+    source = Path(image.meta["filename_or_obj"])
+    study = LoadImage(reader=MedicalImageReader(), image_only=True, ensure_channel_first=True)(source)
+    normalize = PlannedNormalize(workflow.parser.get_parsed_content("normalization"))
+    assert torch.equal(torch.as_tensor(image), normalize(study))
+    np.testing.assert_allclose(affine, study.affine)
+    assert prediction.shape == truth.shape == study.shape[1:] and _dice(prediction == 1, truth == 1) > 0.85
+    assert (tmp_path / "eval" / "overlays" / f"{source.name.split('.')[0]}.png").is_file()
 
 
 # End to end over orientations: the same oracle on phantoms written with many grids. Each output label map must
