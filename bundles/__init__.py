@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .distributed import check_evaluation_shards, end_process_group, log_from_rank_zero, validation_sampler
+from .distributed import (
+    check_evaluation_shards,
+    end_process_group,
+    hold_folder_for_job,
+    log_from_rank_zero,
+    validation_sampler,
+)
 from .overrides import check_command_line
 
 __all__ = [
@@ -15,6 +21,7 @@ __all__ = [
     "check_command_line",
     "check_evaluation_shards",
     "end_process_group",
+    "hold_folder_for_job",
     "list_bundles",
     "log_from_rank_zero",
     "validation_sampler",

@@ -1,15 +1,24 @@
-"""A bundle's ``torchrun`` job: the cases shared out among the processes (at least one each), the log of rank 0
-alone, and the job's end once every rank's collectives are done."""
+"""A bundle's ``torchrun`` job: the cases shared out among the processes (at least one each), the folders it holds,
+the log of rank 0 alone, and the job's end once every rank's collectives are done."""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ..data.atomic import hold_folder
 from ..data.cases import rank_and_world_size
 
-__all__ = ["check_evaluation_shards", "end_process_group", "log_from_rank_zero", "validation_sampler"]
+__all__ = [
+    "check_evaluation_shards",
+    "end_process_group",
+    "hold_folder_for_job",
+    "log_from_rank_zero",
+    "validation_sampler",
+]
 
 # How long the ending process leaves Python's global lock free for gloo's worker threads (see end_process_group):
 # they need it for microseconds once a collective is done; 0.1 s leaves a wide margin on a loaded machine.
@@ -39,6 +48,54 @@ def end_process_group() -> None:
     dist.barrier()
     dist.destroy_process_group()
     time.sleep(_RELEASE_WAIT_S)
+
+
+def hold_folder_for_job(
+    folder: str | os.PathLike,
+    lock_name: str,
+    refusal: Exception,
+    on_hold: Callable[[], Any] | None = None,
+) -> Any:
+    """Holds ``folder`` for this run (:func:`~monai_unets.data.atomic.hold_folder`), for every process of a
+    ``torchrun`` job at once, before any of them writes there.
+
+    Rank 0 takes the lock and tells the others whether it got it; without a process group the one process takes
+    it. When another run holds the folder, every process stops: the process group is ended, rank 0 raises
+    ``refusal`` and the others exit with status 1 (rank 0 says why).
+
+    Args:
+        folder: the folder to hold.
+        lock_name: its lock file, one name per kind of work (``.run.lock``, ``.training.lock``).
+        refusal: what rank 0 raises when another run holds the folder.
+        on_hold: called on rank 0 once it holds the folder, before the other processes go on (to clear an earlier
+            run's files); what it returns is given to every process.
+
+    Returns:
+        what ``on_hold`` returned (``None`` without it), on every process.
+
+    Example::
+
+        >>> hold_folder_for_job("out", ".run.lock", RuntimeError("out: another run is writing here"))  # doctest: +SKIP
+    """
+    rank, world = rank_and_world_size()
+    held, result = True, None
+    if rank == 0:
+        held = hold_folder(folder, lock_name)
+        if held and on_hold is not None:
+            result = on_hold()
+    if world > 1:
+        import torch.distributed as dist
+
+        # every process waits for rank 0's lock: none writes into a folder another run holds
+        decision = [held, result]
+        dist.broadcast_object_list(decision, src=0)
+        held, result = decision
+    if not held:
+        end_process_group()
+        if rank == 0:
+            raise refusal
+        raise SystemExit(1)  # rank 0 says why
+    return result
 
 
 def _require_a_case_per_process(cases: int, listed: str, remedy: str) -> None:

@@ -103,8 +103,8 @@ def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
 
 
 class OutputFolderError(ValueError):
-    """The output folder is one a run must not write to (the input folder); nothing, not even an error log, is
-    written there."""
+    """The output folder is one a run must not write to (the input folder, or one another run is writing to);
+    nothing, not even an error log, is written there."""
 
 
 def output_folder_inside(input_dir: str | os.PathLike, output_dir: str | os.PathLike | None) -> Path | None:

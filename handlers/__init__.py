@@ -5,7 +5,15 @@ from __future__ import annotations
 from .background import BackgroundPostprocessing
 from .case_isolation import CaseIsolationHandler
 from .case_metrics import CaseMetricsWriter
-from .checkpoint import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights, save_atomic
+from .checkpoint import (
+    BestModelSaver,
+    CheckpointError,
+    TrainingCheckpoint,
+    WeightsLoader,
+    hold_training,
+    load_weights,
+    save_atomic,
+)
 from .errors import SettingError, check_settings, explain, report_errors
 from .evaluation_report import EvaluationReport, case_file_stem, write_report
 from .gradient_clipping import GradientClipping
@@ -25,6 +33,7 @@ __all__ = [
     "CheckpointError",
     "TrainingCheckpoint",
     "WeightsLoader",
+    "hold_training",
     "load_weights",
     "save_atomic",
     "CaseMetricsWriter",

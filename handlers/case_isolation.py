@@ -16,8 +16,8 @@ from monai.engines.utils import IterationEvents
 from monai.metrics import Cumulative
 from monai.utils import min_version, optional_import
 
-from ..bundles.distributed import end_process_group
-from ..data.atomic import atomic_open, hold_folder, release_folder
+from ..bundles.distributed import end_process_group, hold_folder_for_job
+from ..data.atomic import atomic_open, release_folder
 from ..data.cases import (
     CASE_INDEX_KEY,
     CASE_NAME_KEY,
@@ -149,37 +149,31 @@ class CaseIsolationHandler:
         self._attached = False
         self._cumulative: list[Any] = []
         self._lengths: list[list[int] | None] = []
-        rank, world = rank_and_world_size()
+        rank = rank_and_world_size()[0]
         # this process's report until conclude() writes failure_log: a run that stops early leaves no failure_log
         # that would say the cases it did not get to had succeeded
         self._own_log = rank_file(self.failure_log, rank)
-        held, started = True, 0.0
-        if rank == 0:
-            # another run writing into the same folder would have its reports removed here and its outputs mixed
-            # with this run's
-            held = hold_folder(self.failure_log.parent, RUN_LOCK)
-            if held:
-                for report in self._earlier_reports():
-                    report.unlink(missing_ok=True)
-                self._write(self._own_log, [])
-                # files older than this are an earlier run's; the report's time is the output file system's clock
-                started = self._own_log.stat().st_mtime
-        if world > 1:
-            # every process waits for rank 0's lock: none writes into a folder another run holds
-            decision = [held, started]
-            dist.broadcast_object_list(decision, src=0)
-            held, started = decision
-        if not held:
-            end_process_group()
-            if rank == 0:
-                raise OutputFolderError(
-                    f"{self.failure_log.parent}: another run is writing its outputs into this folder; wait for it to "
-                    "end, or give this one another output folder."
-                )
-            raise SystemExit(1)  # rank 0 says why
-        self._started = started
+        # another run writing into the same folder would have its reports removed here and its outputs mixed with
+        # this run's
+        self._started = hold_folder_for_job(
+            self.failure_log.parent,
+            RUN_LOCK,
+            OutputFolderError(
+                f"{self.failure_log.parent}: another run is writing its outputs into this folder; wait for it to "
+                "end, or give this one another output folder."
+            ),
+            self._start_report,
+        )
         if rank != 0:
             self._write(self._own_log, [])
+
+    def _start_report(self) -> float:
+        """Removes the earlier run's reports and starts this process's (rank 0's); the time it was started."""
+        for report in self._earlier_reports():
+            report.unlink(missing_ok=True)
+        self._write(self._own_log, [])
+        # files older than this are an earlier run's; the report's time is the output file system's clock
+        return self._own_log.stat().st_mtime
 
     def _earlier_reports(self) -> list[Path]:
         """An earlier run's merged report, and the per-process reports of one that stopped before merging them."""

@@ -25,14 +25,24 @@ from typing import Any
 import torch
 from monai.utils import min_version, optional_import
 
+from ..bundles.distributed import hold_folder_for_job
 from ..data.atomic import atomic_open, hold_folder, release_folder
 from ..data.cases import rank_and_world_size
+from ..data.medical_io import OutputFolderError
 from ..data.plan import save_plan
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["BestModelSaver", "CheckpointError", "TrainingCheckpoint", "WeightsLoader", "load_weights", "save_atomic"]
+__all__ = [
+    "BestModelSaver",
+    "CheckpointError",
+    "TrainingCheckpoint",
+    "WeightsLoader",
+    "hold_training",
+    "load_weights",
+    "save_atomic",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -265,14 +275,51 @@ def _lock_name(checkpoint_path: str | os.PathLike) -> str:
     return f".training{stem[len('checkpoint') :] if stem.startswith('checkpoint') else '_' + stem}.lock"
 
 
+class _TrainingRunningError(CheckpointError, OutputFolderError):
+    """Another training holds the checkpoint: the refused one writes nothing, not even its error log, which would go
+    into the running training's ``logs/`` (:func:`~monai_unets.handlers.report_errors`)."""
+
+
+def _training_running(checkpoint_path: Path) -> _TrainingRunningError:
+    return _TrainingRunningError(
+        f"{checkpoint_path.parent}: another training is running with this folder for its checkpoint "
+        f"{checkpoint_path.name} and weights; wait for it to end, or give this one another bundle folder "
+        "(--bundle_root) or --ckpt_dir."
+    )
+
+
 def _lock_folder(checkpoint_path: Path) -> None:
     """Holds the checkpoint's folder (its :func:`_lock_name`) for this process's training, or raises CheckpointError."""
     if not hold_folder(checkpoint_path.parent, _lock_name(checkpoint_path)):
-        raise CheckpointError(
-            f"{checkpoint_path.parent}: another training is running with this folder for its checkpoint "
-            f"{checkpoint_path.name} and weights; wait for it to end, or give this one another bundle folder "
-            "(--bundle_root) or --ckpt_dir."
-        )
+        raise _training_running(checkpoint_path)
+
+
+def hold_training(checkpoint_path: str | os.PathLike) -> None:
+    """Holds the checkpoint of this training (its lock, as :class:`TrainingCheckpoint` takes it) from the start of
+    the run, before anything is written, in every process of a ``torchrun`` job.
+
+    A bundle's ``initialize`` calls it, so that a second training of the same checkpoint (the same bundle, or fold)
+    stops before it makes its TensorBoard files or an error log in the running training's ``logs/``: with the lock
+    taken only when the trainer starts, those were made before. The lock is kept for the run: the trainer's
+    :class:`TrainingCheckpoint` takes it again (a process may) and gives it up when training completes.
+
+    Args:
+        checkpoint_path: the training's checkpoint file (``models/checkpoint.pt``, a fold's
+            ``models/checkpoint_fold<k>.pt``).
+
+    Raises:
+        CheckpointError: another training holds the checkpoint (on rank 0; the other processes of a job exit with
+            status 1). It is also an :class:`~monai_unets.data.medical_io.OutputFolderError`, for which
+            :func:`~monai_unets.handlers.report_errors` writes no error log.
+
+    Example::
+
+        >>> hold_training("bundle/models/checkpoint.pt")  # doctest: +SKIP
+
+        In a bundle config: ``initialize: [..., "$monai_unets.handlers.hold_training(@checkpoint_path)", ...]``.
+    """
+    path = Path(checkpoint_path)
+    hold_folder_for_job(path.parent, _lock_name(path), _training_running(path))
 
 
 class TrainingCheckpoint:
@@ -285,7 +332,8 @@ class TrainingCheckpoint:
     with another batch size or number of processes. It is also saved when training ends, after the validation
     then (:class:`~monai_unets.handlers.FinalValidationHandler`), so that it holds the best score so far. While a
     training runs, its checkpoint is locked (``.training.lock`` in its folder, :func:`_lock_name`): a second
-    training with the same checkpoint stops at start with a ``CheckpointError``.
+    training with the same checkpoint stops at start with a ``CheckpointError`` (the bundles take the lock before
+    the run writes anything, :func:`hold_training`; it is taken here again).
     With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten. A checkpoint records its
     training cases (a digest of the dataset's list): a training on other cases (more labelled images, another
     split) is another training, which starts at epoch 1 from the weights the run loaded, if any, instead of

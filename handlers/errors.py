@@ -247,7 +247,8 @@ def report_errors(log_file: str | os.PathLike) -> None:
             return
         where = f"full traceback in {path}"
         if isinstance(root_cause(error), OutputFolderError):
-            # the log would go into the folder the run refused to write to (the input folder)
+            # the log would go into the folder the run refused to write to (the input folder, or the logs/ of the
+            # training or the output folder of the run that holds it)
             print(f"ERROR: {explain(error)}", file=sys.stderr, flush=True)
             return
         try:

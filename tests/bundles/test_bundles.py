@@ -292,6 +292,45 @@ def test_training_writes_the_plan_of_its_fold_with_its_weights(name, folds, plan
     assert earlier == ([] if folds == 1 else [str(tmp_path / "models" / "checkpoint.pt")])
 
 
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("configs", [["train.yaml"], ["train.yaml", "multi_gpu_train.yaml"]])
+def test_training_holds_its_checkpoint_before_anything_is_written(name, configs):
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
+    steps = [str(step) for step in parser["initialize"]]
+    held = steps.index("$monai_unets.handlers.hold_training(@checkpoint_path)")
+    # before it only the checks that write nothing, the error hook (which writes nothing for this refusal) and the
+    # process group that rank 0's lock is told through
+    first = {"check_command_line()", "report_errors(", "import torch.distributed", "init_process_group(", "set_device("}
+    assert all(any(step in before for step in first) for before in steps[:held]), steps[:held]
+    # the checkpoint the trainer saves and takes the lock of
+    checkpoint = next(h for h in parser["train#handlers"] if h.get("_target_") == "TrainingCheckpoint")
+    assert checkpoint["checkpoint_path"] == "@checkpoint_path"
+
+
+def test_a_training_refused_for_a_running_one_writes_nothing_into_its_folders(tmp_path):
+    from monai_unets.data.atomic import hold_folder, release_folder
+
+    bundle, case = bundle_dir("egeunet_skin_lesion"), BUNDLE_CASES["egeunet_skin_lesion"]
+    data = case.make_data(tmp_path / "data")
+    models, logs = tmp_path / "models", tmp_path / "logs"
+    assert hold_folder(models, ".training.lock")  # the running training
+    args = ["--dataset_dir", str(data), "--ckpt_dir", str(models), "--output_dir", str(logs), "--num_workers", "0"]
+    try:
+        result = _run_bundle(bundle, [str(_configs(bundle) / "train.yaml")], *args, *case.train_args, returncode=1)
+    finally:
+        release_folder(models, ".training.lock")
+    # it had made two empty TensorBoard files and its error log in the running training's logs/ before its trainer
+    # took the lock
+    assert not logs.exists()
+    assert list(models.iterdir()) == []
+    assert "Traceback" not in result.stderr and "full traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ERROR: {models}: another training is running with this folder for its checkpoint checkpoint.pt and "
+        "weights; wait for it to end, or give this one another bundle folder (--bundle_root) or --ckpt_dir."
+    )
+
+
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_ensemble_inference_reads_each_member_s_plan(name, tmp_path):
     models = tmp_path / "models"

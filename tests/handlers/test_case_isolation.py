@@ -296,40 +296,24 @@ def test_a_second_run_into_a_folder_another_run_writes_to_stops_at_start(tmp_pat
     CaseIsolationHandler(out / "failures.csv")  # the folder is free once that run has ended
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_every_process_of_a_job_stops_at_start_when_another_run_holds_the_folder(tmp_path):
-    import subprocess
-    import sys
-
     from monai_unets.data.atomic import hold_folder, release_folder
+
+    from tests.distributed import run_script_in_two_processes
 
     out = tmp_path / "out"
     assert hold_folder(out, RUN_LOCK)  # the other run
-    process = (
-        "import sys, torch.distributed as dist; from monai_unets.handlers import CaseIsolationHandler; "
-        "from monai_unets.data.medical_io import OutputFolderError; "
-        "rank = int(sys.argv[1]); "
-        f"dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{_free_port()}', rank=rank, world_size=2)\n"
-        f"try:\n    CaseIsolationHandler({str(out / 'failures.csv')!r})\n"
-        "except OutputFolderError as error:\n    print('refused:', error, flush=True); raise\n"
-        "print('built', flush=True)"
-    )
     try:
-        jobs = [
-            subprocess.Popen([sys.executable, "-c", process, str(rank)], stdout=subprocess.PIPE, text=True)
-            for rank in (0, 1)
-        ]
-        outputs = [job.communicate(timeout=120)[0] for job in jobs]
+        returncodes, outputs = run_script_in_two_processes(
+            "from monai_unets.handlers import CaseIsolationHandler; "
+            "from monai_unets.data.medical_io import OutputFolderError\n"
+            f"try:\n    CaseIsolationHandler({str(out / 'failures.csv')!r})\n"
+            "except OutputFolderError as error:\n    print('refused:', error, flush=True); raise\n"
+            "print('built', flush=True)"
+        )
     finally:
         release_folder(out, RUN_LOCK)
-    assert [job.returncode for job in jobs] == [1, 1]
+    assert returncodes == [1, 1]
     assert outputs[0].startswith(f"refused: {out}: another run is writing its outputs into this folder")
     assert outputs[1] == ""  # rank 0 alone says why
     assert list(out.iterdir()) == []

@@ -159,6 +159,29 @@ def test_a_second_training_with_the_same_folder_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
+def test_every_process_of_a_training_job_stops_at_start_when_another_training_holds_its_checkpoint(tmp_path):
+    from monai_unets.data.atomic import hold_folder, release_folder
+
+    from tests.distributed import run_script_in_two_processes
+
+    models = tmp_path / "models"
+    assert hold_folder(models, ".training.lock")  # the running training
+    try:
+        returncodes, outputs = run_script_in_two_processes(
+            "from monai_unets.handlers import CheckpointError, hold_training\n"
+            f"try:\n    hold_training({str(models / 'checkpoint.pt')!r})\n"
+            "except CheckpointError as error:\n    print('refused:', error, flush=True); raise\n"
+            "print('held', flush=True)"
+        )
+    finally:
+        release_folder(models, ".training.lock")
+    assert returncodes == [1, 1]
+    assert outputs[0].startswith(f"refused: {models}: another training is running with this folder")
+    assert outputs[1] == ""  # rank 0 alone says why
+    assert list(models.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
 def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path):
     import fcntl
 
