@@ -8,7 +8,8 @@
 - :func:`find_bad_cases` / :func:`check_cases`: every case of a dataset read and checked up front, so that
   training stops before its first epoch with the full list of bad cases (or trains on the others), with a
   warning counting the labels without foreground, and a refusal when every training label is one
-  (:func:`scan_cases`, :func:`empty_labels`).
+  (:func:`scan_cases`, :func:`empty_labels`), and a warning counting the 2D masks whose foreground covers nearly
+  all their border, as a mask drawn dark on light does (:func:`border_filling_labels`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .medical_io import parse_series_reference
 
 __all__ = [
     "BAD_CASE_POLICIES",
+    "BORDER_FILLING_SHARE",
     "CASE_ID_KEY",
     "NAN_POLICIES",
     "BadCase",
@@ -44,6 +46,7 @@ __all__ = [
     "CheckCaseD",
     "CheckCaseDict",
     "DataCheckError",
+    "border_filling_labels",
     "check_cases",
     "declared_labels",
     "empty_labels",
@@ -520,14 +523,42 @@ class CaseScan:
     Args:
         bad: ``(index, problem)`` of each case that cannot be used.
         empty: the index of each readable case whose label has no foreground (no value other than 0).
+        border_filling: the index of each readable case whose label is a 2D mask with foreground on at least
+            :data:`BORDER_FILLING_SHARE` of its border pixels (:func:`border_filling_labels`).
     """
 
     bad: list[tuple[int, BadCase]]
     empty: list[int]
+    border_filling: list[int] = field(default_factory=list)
 
 
-def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCase | bool:
-    """The problem of a case, else whether its label (``keys[1]``) has foreground (``True`` without a label)."""
+#: Share of a 2D mask's border pixels that its foreground covers at least in :func:`border_filling_labels`' count.
+#: The bundles read a mask's brighter value as lesion, so a mask drawn dark on a light background is read inverted,
+#: and its "lesion" is then the background, around the whole frame: all of the border where the real lesion lies
+#: inside the image, still over 90% where it touches one side along less than 40% of it (a tenth of a square's
+#: border). A mask drawn right covers this much of its border only where the lesion overflows nearly all of the
+#: frame on every side, which close-up dermoscopy images do now and then: hence a warning with a count, no refusal,
+#: and a share high enough that a large lesion reaching two or three sides is not counted.
+BORDER_FILLING_SHARE = 0.9
+#: what :func:`_case_problem` says of a readable case's label that is worth a warning
+_EMPTY, _BORDER_FILLING = "empty", "border filling"
+
+
+def _fills_border(label: torch.Tensor) -> bool:
+    """Whether ``label``, a 2D mask with its channel first, has foreground on :data:`BORDER_FILLING_SHARE` of its
+    border pixels; ``False`` for any other shape, and for a mask under 3 pixels wide, which is all border."""
+    if label.ndim != 3 or min(label.shape[1:]) < 3:
+        return False
+    mask = label.ne(0).any(0)
+    # each border pixel once: the full first and last rows, and the columns' ends between them
+    border = (mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1])
+    covered = sum(int(edge.sum()) for edge in border)
+    return covered >= BORDER_FILLING_SHARE * sum(edge.numel() for edge in border)
+
+
+def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCase | str | None:
+    """The problem of a case, else what its label (``keys[1]``) is worth a warning for: :data:`_EMPTY` without
+    foreground, :data:`_BORDER_FILLING` where :func:`_fills_border`; ``None`` otherwise, and without a label."""
     if not isinstance(case, dict):
         return BadCase(str(case), "a case must be an object with image and label paths.")
     name = str(case.get(keys[0], case))
@@ -552,7 +583,11 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
         failure = error
     else:
         label = loaded.get(keys[1]) if len(keys) > 1 and isinstance(loaded, Mapping) else None
-        return not isinstance(label, torch.Tensor) or bool(label.ne(0).any())
+        if not isinstance(label, torch.Tensor):
+            return None
+        if not bool(label.ne(0).any()):
+            return _EMPTY
+        return _BORDER_FILLING if _fills_border(label) else None
     # out of the handler: readers' tracebacks, which describe_error reads, would start with this failure's
     return _unreadable_file(case, loader, keys) or BadCase(name, describe_error(failure))
 
@@ -608,7 +643,8 @@ def scan_cases(
     num_workers: int = 1,
     on_result: Callable[[dict, BadCase | None], None] | None = None,
 ) -> CaseScan:
-    """Reads and checks every case: the cases that cannot be used, and those whose label has no foreground.
+    """Reads and checks every case: the cases that cannot be used, those whose label has no foreground, and those
+    whose label is a 2D mask with foreground over nearly all its border (:data:`BORDER_FILLING_SHARE`).
 
     The label (``keys[1]``) is judged as ``loader`` gives it, e.g. after a 2D bundle's binarization.
 
@@ -629,16 +665,18 @@ def scan_cases(
     transform = Compose(list(loader)) if isinstance(loader, (list, tuple)) else loader
     with ThreadPoolExecutor(max(1, int(num_workers))) as pool:
         results = pool.map(lambda case: _case_problem(case, transform, keys), cases)
-        bad, empty = [], []
+        bad, empty, border_filling = [], [], []
         for index, (case, result) in enumerate(zip(cases, results)):
             problem = result if isinstance(result, BadCase) else None
             if on_result is not None:
                 on_result(case, problem)
             if problem is not None:
                 bad.append((index, problem))
-            elif not result:
+            elif result == _EMPTY:
                 empty.append(index)
-    return CaseScan(bad, empty)
+            elif result == _BORDER_FILLING:
+                border_filling.append(index)
+    return CaseScan(bad, empty, border_filling)
 
 
 def find_bad_cases(
@@ -671,8 +709,31 @@ def find_bad_cases(
 
 #: what :func:`empty_labels` calls the groups of :func:`check_cases`, in order
 _GROUP_NAMES = ("training", "validation")
-#: label files :func:`empty_labels` names as examples
+#: label files :func:`empty_labels` and :func:`border_filling_labels` name as examples
 _EMPTY_SHOWN = 3
+
+
+def _found_in_groups(
+    groups: Sequence[Sequence[dict]], scan: CaseScan, found: Sequence[int], label_key: str
+) -> tuple[list[tuple[str, int, int]], str]:
+    """Where the cases ``found`` by ``scan`` are: ``(group name, how many, readable cases)`` of each group that has
+    some, and the first few label files of them, for a message."""
+    bad, found = {index for index, _ in scan.bad}, set(found)
+    counts, names, start = [], [], 0
+    for position, group in enumerate(groups):
+        readable = [i for i in range(start, start + len(group)) if i not in bad]
+        hits = [i for i in readable if i in found]
+        name = _GROUP_NAMES[position] if position < len(_GROUP_NAMES) else f"list {position + 1}"
+        if hits:
+            counts.append((name, len(hits), len(readable)))
+            names += [str(groups[position][i - start].get(label_key)) for i in hits]
+        start += len(group)
+    return counts, ", ".join(names[:_EMPTY_SHOWN]) + (", ..." if len(names) > _EMPTY_SHOWN else "")
+
+
+def _counted(counts: list[tuple[str, int, int]], noun: str) -> str:
+    """``counts`` of :func:`_found_in_groups` in words: ``2 of 40 training labels and 1 of 5 validation labels``."""
+    return " and ".join(f"{found} of {readable} {name} {noun}" for name, found, readable in counts)
 
 
 def empty_labels(
@@ -702,17 +763,7 @@ def empty_labels(
     """
     if not scan.empty:
         return None, None
-    bad, empty = {index for index, _ in scan.bad}, set(scan.empty)
-    counts, names, start = [], [], 0
-    for position, group in enumerate(groups):
-        readable = [i for i in range(start, start + len(group)) if i not in bad]
-        found = [i for i in readable if i in empty]
-        name = _GROUP_NAMES[position] if position < len(_GROUP_NAMES) else f"list {position + 1}"
-        if found:
-            counts.append((name, len(found), len(readable)))
-            names += [str(groups[position][i - start].get(label_key)) for i in found]
-        start += len(group)
-    shown = ", ".join(names[:_EMPTY_SHOWN]) + (", ..." if len(names) > _EMPTY_SHOWN else "")
+    counts, shown = _found_in_groups(groups, scan, scan.empty, label_key)
     first, found, readable = counts[0]
     if first == _GROUP_NAMES[0] and found == readable:
         # every training label: the warning's counts would hide that nothing can be learnt
@@ -721,11 +772,42 @@ def empty_labels(
             "would learn to find nothing; check that the label files are the right ones and hold the foreground "
             "as non-zero values (a 2D mask as a grey or colour image, or in its alpha channel)."
         )
-    told = " and ".join(f"{found} of {readable} {name} labels" for name, found, readable in counts)
     return (
-        f"{told} have no foreground (e.g. {shown}): fine for images without a lesion, but a label read as empty "
-        "where it has one teaches the network to miss it."
+        f"{_counted(counts, 'labels')} have no foreground (e.g. {shown}): fine for images without a lesion, but a "
+        "label read as empty where it has one teaches the network to miss it."
     ), None
+
+
+def border_filling_labels(groups: Sequence[Sequence[dict]], scan: CaseScan, label_key: str = "label") -> str | None:
+    """A warning counting the 2D masks whose foreground covers at least :data:`BORDER_FILLING_SHARE` of their
+    border pixels, as a mask drawn dark on a light background does, which the bundles read inverted.
+
+    A mask alone cannot say which of its values is meant as lesion; the bundles take the brighter one. A mask whose
+    "lesion" runs around the whole frame is most likely the background of such a mask, but it may be a lesion that
+    fills the frame (dermoscopy close-ups): a warning, not a refusal.
+
+    Args:
+        groups: the lists of cases that ``scan`` read one after the other, training first, then validation.
+        scan: what :func:`scan_cases` found over the cases of ``groups``.
+        label_key: the label key of a case, for the file names shown.
+
+    Returns:
+        the warning, or ``None`` when no mask fills its border.
+
+    Example::
+
+        >>> border_filling_labels([train, val], scan_cases(train + val, loading))  # doctest: +SKIP
+        '1 of 40 training masks have foreground on at least 90% of their border (e.g. /data/masks/a.png): ...'
+    """
+    if not scan.border_filling:
+        return None
+    counts, shown = _found_in_groups(groups, scan, scan.border_filling, label_key)
+    return (
+        f"{_counted(counts, 'masks')} have foreground on at least {BORDER_FILLING_SHARE:.0%} of their border (e.g. "
+        f"{shown}): the bundles read the brighter value of a mask as lesion, so a mask drawn dark on a light "
+        "background is read inverted, its background taken for the lesion; invert such masks first (fine where "
+        "the lesion fills the whole frame)."
+    )
 
 
 def check_cases(
@@ -750,7 +832,8 @@ def check_cases(
 
     Raises:
         DataCheckError: with ``policy="error"`` and a bad case, when a group is left without any case, or when
-            every training label has no foreground (some empty labels are logged as a warning, with a count).
+            every training label has no foreground (some empty labels are logged as a warning, with a count; so are
+            2D masks that fill their border, :func:`border_filling_labels`).
 
     Example::
 
@@ -778,9 +861,11 @@ def check_cases(
         start += len(group)
     if bad:
         logger.warning("data check: skipped %d bad of %d cases; using %d.", len(bad), total, total - len(bad))
-    warning, refusal = empty_labels(groups, scan, keys[1] if len(keys) > 1 else "label")
+    label_key = keys[1] if len(keys) > 1 else "label"
+    empty, refusal = empty_labels(groups, scan, label_key)
     if refusal:
         raise DataCheckError("", refusal)
-    if warning:
-        logger.warning("data check: %s", warning)
+    for warning in (empty, border_filling_labels(groups, scan, label_key)):
+        if warning:
+            logger.warning("data check: %s", warning)
     return kept

@@ -5,7 +5,9 @@ Every case of the bundle's training and validation lists is read and checked wit
 dimensions and channel count, no NaN/Inf voxels (unless ``nan_policy=replace``), label on its image's grid
 (shape, and affine within ``affine_tolerance`` mm), label values within ``0 .. num_classes - 1``; and the
 datalist itself (valid JSON, the lists and keys the bundle reads, existing files). Labels without foreground are
-counted in a warning (images without a lesion have them), and refused where they are every training label.
+counted in a warning (images without a lesion have them), and refused where they are every training label; 2D
+masks whose foreground covers nearly all their border (as a mask drawn dark on light does, which the bundles read
+inverted) are counted in a warning.
 
 The exit status is 0 when every case is fine, 1 when any case is bad, every training label is empty, or the
 datalist cannot be read.
@@ -25,7 +27,7 @@ from pathlib import Path
 import yaml
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
-from monai_unets.data import empty_labels, scan_cases
+from monai_unets.data import border_filling_labels, empty_labels, scan_cases
 from monai_unets.handlers.errors import explain
 
 from .cli import run_tool
@@ -98,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"BAD  {refusal}", flush=True)
     elif warning:
         print(f"WARNING  {warning}", flush=True)
+    border_filling = border_filling_labels(groups, scan)
+    if border_filling:
+        print(f"WARNING  {border_filling}", flush=True)
     if scan.bad:
         print(f"{len(scan.bad)} of {len(cases)} cases are bad (listed above); training would stop on them.")
         return 1

@@ -30,10 +30,12 @@ from monai_unets.data import (
     DEFAULT_PLAN,
     SkipFailedCasesDataset,
     atomic_open,
+    border_filling_labels,
     find_bad_cases,
     list_cases,
     load_datalist,
     save_plan,
+    scan_cases,
 )
 from monai_unets.data.medical_io import list_medical_cases
 from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights
@@ -116,6 +118,13 @@ def _check(bundle: str, case: dict, **overrides) -> str:
     """What the pre-flight check of training (and check-data) reports for one case."""
     bad = find_bad_cases([case], _component(bundle, "load_transforms", **overrides))
     return str(bad[0][1]) if bad else "accepted"
+
+
+def _border_filling(root: Path, mask: np.ndarray) -> str:
+    """The warning of the pre-flight check of training (and check-data) about one case of this 2D mask."""
+    groups = [[{"image": _png(root / "img.png", _rgb()), "label": _png(root / "mask.png", mask)}]]
+    scan = scan_cases(groups[0], _component(SKIN, "load_transforms"))
+    return border_filling_labels(groups, scan) or "no warning"
 
 
 def _ct_case(root: Path, image=None, label=None, image_affine=None, label_affine=None, **overrides) -> str:
@@ -748,6 +757,17 @@ CATALOGUE: list[Fault] = [
         ),
         "every one of the 1 readable training labels has no foreground",
         "training stops at start; check-data exit 1 (some empty labels: a warning with their count)",
+    ),
+    Fault(
+        "training, check-data",
+        "a mask drawn dark on a light background (white background, lesion black or in a colour)",
+        lambda r: _border_filling(
+            r,
+            np.stack([np.full_like(_mask(), 255), 255 - _mask(), 255 - _mask()], axis=-1),  # a red lesion
+        ),
+        "have foreground on at least 90% of their border",
+        "a warning counting such masks and naming a few (the file alone cannot say which value is the lesion); "
+        "the cases are used",
     ),
     Fault(
         "training, check-data",

@@ -24,6 +24,8 @@ from monai_unets.data import (
     load_datalist,
     scan_cases,
 )
+from monai_unets.transforms import BinarizeLabeld
+from PIL import Image
 
 KEYS = ["image", "label"]
 
@@ -336,3 +338,42 @@ def test_empty_labels_are_counted_and_refused_when_every_training_label_is_one(t
         check_cases([empty, val], _loading(), policy="skip")
     scan = scan_cases([*empty, *val], _loading())
     assert ([index for index, _ in scan.bad], scan.empty) == ([2], [0, 1, 3])
+
+
+def _mask_case(root, name, mask):
+    """A grey image and its 2D mask, written as PNG files."""
+    Image.fromarray(np.full(mask.shape, 90, np.uint8)).save(root / f"{name}.png")
+    Image.fromarray(mask).save(root / f"{name}_mask.png")
+    return {"image": str(root / f"{name}.png"), "label": str(root / f"{name}_mask.png")}
+
+
+def test_masks_whose_foreground_fills_their_border_are_counted_in_a_warning(tmp_path, caplog):
+    # a 2D bundle's loading: the brighter value of a mask is its lesion
+    loading = [
+        LoadImaged(KEYS, image_only=True),
+        EnsureChannelFirstd(KEYS, channel_dim="no_channel"),
+        BinarizeLabeld("label"),
+        CheckCased(KEYS, spatial_dims=2, in_channels=1, num_classes=1),
+    ]
+    lesion = np.zeros((24, 32), np.uint8)
+    lesion[6:16, 8:20] = 255
+    reaching = np.zeros_like(lesion)
+    reaching[6:20, :12] = 255  # a lesion that reaches one side of the image
+    good = [_mask_case(tmp_path, "inside", lesion), _mask_case(tmp_path, "reaching", reaching)]
+    # white background, lesion black or in a colour darker than the background: its background read as the lesion
+    inverted = [
+        _mask_case(tmp_path, "black", 255 - lesion),
+        _mask_case(tmp_path, "grey", np.where(lesion, 76, 255).astype(np.uint8)),
+    ]
+    with caplog.at_level(logging.WARNING):
+        assert check_cases([good + inverted[:1], inverted[1:]], loading) == [good + inverted[:1], inverted[1:]]
+    assert (
+        f"1 of 3 training masks and 1 of 1 validation masks have foreground on at least 90% of their border (e.g. "
+        f"{inverted[0]['label']}, {inverted[1]['label']}): the bundles read the brighter value of a mask as lesion, "
+        "so a mask drawn dark on a light background is read inverted" in caplog.text
+    )
+    assert scan_cases(good + inverted, loading).border_filling == [2, 3]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        check_cases([good, good[:1]], loading)
+    assert "border" not in caplog.text

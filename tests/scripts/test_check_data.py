@@ -27,38 +27,63 @@ def test_check_data_lists_a_bad_case_and_takes_a_setting_that_accepts_it(tmp_pat
     assert "train.yaml has no setting 'nan_polcy'" in capsys.readouterr().err
 
 
-def test_check_data_counts_empty_masks_and_refuses_a_training_list_of_only_empty_ones(tmp_path, capsys):
+def _check_masks(folder, capsys, masks, training, validation):
+    """check-data of the skin-lesion bundle over grey images with the given masks (name -> array), listed by name;
+    its exit status and output."""
     import json
 
     from PIL import Image
 
+    for name, mask in masks.items():
+        Image.fromarray(np.full((*mask.shape[:2], 3), 90, np.uint8)).save(folder / f"{name}.png")
+        Image.fromarray(mask).save(folder / f"{name}_mask.png")
+    lists = {
+        key: [{"image": f"{n}.png", "label": f"{n}_mask.png"} for n in names]
+        for key, names in (("training", training), ("validation", validation))
+    }
+    (folder / "datalist.json").write_text(json.dumps(lists))
+    args = [
+        "--bundle",
+        "egeunet_skin_lesion",
+        "--dataset-dir",
+        str(folder),
+        "--datalist",
+        str(folder / "datalist.json"),
+    ]
+    return check_data.main(args), capsys.readouterr().out
+
+
+def _lesion() -> np.ndarray:
     lesion = np.zeros((24, 32), np.uint8)
     lesion[5:15, 5:15] = 255
-    masks = {"empty": np.zeros_like(lesion), "lesion": lesion}
-    for name, mask in masks.items():
-        Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(tmp_path / f"{name}.png")
-        Image.fromarray(mask).save(tmp_path / f"{name}_mask.png")
+    return lesion
 
-    def run(training, validation):
-        lists = {
-            key: [{"image": f"{n}.png", "label": f"{n}_mask.png"} for n in names]
-            for key, names in (("training", training), ("validation", validation))
-        }
-        (tmp_path / "datalist.json").write_text(json.dumps(lists))
-        args = [
-            "--bundle",
-            "egeunet_skin_lesion",
-            "--dataset-dir",
-            str(tmp_path),
-            "--datalist",
-            str(tmp_path / "datalist.json"),
-        ]
-        return check_data.main(args), capsys.readouterr().out
 
-    status, out = run(["empty", "lesion"], ["lesion"])
+def test_check_data_counts_empty_masks_and_refuses_a_training_list_of_only_empty_ones(tmp_path, capsys):
+    masks = {"empty": np.zeros_like(_lesion()), "lesion": _lesion()}
+    status, out = _check_masks(tmp_path, capsys, masks, ["empty", "lesion"], ["lesion"])
     assert (
         status == 0
         and f"WARNING  1 of 2 training labels have no foreground (e.g. {tmp_path / 'empty_mask.png'})" in out
     )
-    status, out = run(["empty", "empty"], ["lesion"])
+    status, out = _check_masks(tmp_path, capsys, masks, ["empty", "empty"], ["lesion"])
     assert status == 1 and "BAD  every one of the 2 readable training labels has no foreground" in out
+
+
+def test_check_data_counts_masks_drawn_dark_on_light(tmp_path, capsys):
+    lesion = _lesion()
+    reaching = np.zeros_like(lesion)
+    reaching[8:20, 20:] = 255  # a lesion that reaches the right side of the image
+    # a white RGB mask with a red lesion: the bundle reads its brighter value, the white background, as lesion
+    red = np.stack([np.full_like(lesion, 255), 255 - lesion, 255 - lesion], axis=-1)
+    masks = {"lesion": lesion, "reaching": reaching, "red": red}
+    status, out = _check_masks(tmp_path, capsys, masks, ["lesion", "red", "reaching"], ["lesion"])
+    assert status == 0
+    assert (
+        f"WARNING  1 of 3 training masks have foreground on at least 90% of their border (e.g. "
+        f"{tmp_path / 'red_mask.png'}): the bundles read the brighter value of a mask as lesion, so a mask drawn "
+        "dark on a light background is read inverted, its background taken for the lesion; invert such masks first"
+        in out
+    )
+    status, out = _check_masks(tmp_path, capsys, masks, ["lesion", "reaching"], ["lesion"])
+    assert status == 0 and "WARNING" not in out
