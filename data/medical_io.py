@@ -993,7 +993,8 @@ class MedicalImageReader(ImageReader):
 
     - ``.nii`` / ``.nii.gz``: loaded by nibabel and placed by nibabel's affine (the sform where the header has
       one), then converted by MONAI's ``NibabelReader``; MONAI's header correction, which puts the qform or the
-      identity in place of an sform whose voxel sizes differ from pixdim, is not applied.
+      identity in place of an sform whose voxel sizes differ from pixdim, is not applied. A zero voxel size where
+      pixdim places the voxels (no sform) is refused.
     - ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd``: MONAI's ``ITKReader``.
     - ``.dcm`` / ``.dicom`` file (single slice or multi-frame): checked with pydicom, read by ``ITKReader``.
     - a folder: a DICOM series. Its files are grouped by SeriesInstanceUID (``split_dicom_series``); several
@@ -1183,8 +1184,20 @@ def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> No
     """A NIfTI's voxel-to-world affine can place its voxels; a qform and sform that disagree are pointed out.
 
     MONAI's reader replaces a singular affine (a zero voxel size or column) by the identity, which would give the
-    outputs 1 mm voxels at the origin without a word.
+    outputs 1 mm voxels at the origin without a word. A zero voxel size in pixdim, which the qform (or, without
+    any form, pixdim alone) scales the voxels by, is refused too: nibabel puts 1 mm in its place on loading.
     """
+    header = image.header
+    if int(header["sform_code"]) == 0:
+        # the header as stored: the loaded one already holds nibabel's 1 in place of a 0
+        with nib.openers.ImageOpener(str(path)) as stored:
+            pixdim = type(header).from_fileobj(stored, check=False)["pixdim"]
+        zero = [f"pixdim[{k}]" for k in range(1, min(int(header["dim"][0]), 3) + 1) if pixdim[k] == 0]
+        if zero:
+            raise ValueError(
+                f"{path} has a voxel size of 0 ({', '.join(zero)} = 0) and no sform; its voxels cannot be placed in "
+                "the world. Fix the header's pixdim."
+            )
     affine = np.asarray(image.affine, float)
     linear = affine[:3, :3]
     finite = bool(np.all(np.isfinite(affine)))
@@ -1194,7 +1207,6 @@ def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> No
             f"{path} has a singular or non-finite voxel-to-world affine (rows {np.round(linear, 4).tolist()}); its "
             "voxels cannot be placed in the world. Fix the header's sform or qform (and pixdim)."
         )
-    header = image.header
     if int(header["sform_code"]) > 0 and int(header["qform_code"]) > 0:
         qform, sform = header.get_qform(), header.get_sform()
         # where the two put the volume's corners apart: nibabel and MONAI follow the sform, ITK the qform

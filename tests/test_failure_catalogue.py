@@ -243,6 +243,15 @@ def _truncated_nifti(root: Path) -> str:
     return _garbage(root, "cut.nii.gz", data[: len(data) // 2])
 
 
+def _zero_slice_spacing_nifti() -> bytes:
+    """A NIfTI placed by its qform alone whose pixdim[3] (the slice spacing) is 0."""
+    image = nib.Nifti1Image(_volume(), None)
+    image.set_qform(np.diag([0.8, 0.8, 2.5, 1.0]), code=1)
+    stored = bytearray(image.to_bytes())
+    stored[88:92] = np.float32(0.0).tobytes()  # pixdim[3]: 76 + 3 * 4
+    return bytes(stored)
+
+
 def _tiny_network() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
 
@@ -1032,6 +1041,13 @@ CATALOGUE: list[Fault] = [
         "a 4D NIfTI (two volumes) among 3D studies",
         lambda r: _inference_failure(r, CT, "series.nii.gz", _nifti_bytes(r, np.stack([_V, _V], -1))),
         "has 2 channels",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a NIfTI placed by its qform whose voxel size is 0 (pixdim[3] = 0) among 3D studies",
+        lambda r: _inference_failure(r, CT, "flat.nii", _zero_slice_spacing_nifti()),
+        "has a voxel size of 0 (pixdim[3] = 0) and no sform",
         _INFER,
     ),
     Fault(

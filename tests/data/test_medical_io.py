@@ -665,6 +665,45 @@ def test_a_nifti_is_placed_by_nibabels_affine_whatever_its_pixdim(tmp_path, qfor
     assert np.array_equal(loaded.numpy()[0], np.asanyarray(image.dataobj))
 
 
+def _sitk_ras_affine(path: Path) -> np.ndarray:
+    """The voxel-to-world affine (RAS, mm) that ITK-based tools read from ``path``."""
+    image = sitk.ReadImage(str(path))
+    lps = np.eye(4)
+    lps[:3, :3] = np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    return LPS_TO_RAS @ lps
+
+
+def _with_zero_slice_spacing(path: Path) -> Path:
+    """``path``, an uncompressed NIfTI, with pixdim[3] set to 0 in the file."""
+    stored = bytearray(path.read_bytes())
+    stored[88:92] = np.float32(0.0).tobytes()  # pixdim[3]: 76 + 3 * 4
+    path.write_bytes(bytes(stored))
+    return path
+
+
+@pytest.mark.parametrize("qform_code", [1, 0])
+def test_a_nifti_with_a_zero_voxel_size_and_no_sform_is_refused(tmp_path, qform_code):
+    # nibabel puts 1 in place of a pixdim of 0 on loading (a warning naming no file): the study was read as
+    # 1 mm slices; the qform, or pixdim alone without any form, sizes the voxels by it
+    image = nib.Nifti1Image(_phantom(), None)
+    image.set_sform(None, code=0)
+    image.set_qform(np.diag([0.8, 0.7, 2.5, 1.0]) if qform_code else None, code=qform_code)
+    nib.save(image, tmp_path / "flat.nii")
+    path = _with_zero_slice_spacing(tmp_path / "flat.nii")
+    _load_error(path, ValueError, re.escape(f"{path} has a voxel size of 0 (pixdim[3] = 0) and no sform"))
+
+
+def test_an_sform_places_the_voxels_whatever_a_zero_pixdim_says(tmp_path):
+    sform = np.diag([0.8, 0.7, 2.5, 1.0])
+    image = nib.Nifti1Image(_phantom(), sform)
+    image.set_qform(None, code=0)
+    image.set_sform(sform, code=2)
+    nib.save(image, tmp_path / "sform.nii")
+    loaded = _load(_with_zero_slice_spacing(tmp_path / "sform.nii"), ras=False)
+    assert np.allclose(loaded.affine.numpy(), sform)
+
+
 @pytest.mark.parametrize("keep", [400, 600, 800])
 def test_a_slice_cut_off_in_its_header_is_called_truncated(formats, tmp_path, keep):
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "cut"))
