@@ -993,8 +993,9 @@ class MedicalImageReader(ImageReader):
 
     - ``.nii`` / ``.nii.gz``: loaded by nibabel and placed by nibabel's affine (the sform where the header has
       one), then converted by MONAI's ``NibabelReader``; MONAI's header correction, which puts the qform or the
-      identity in place of an sform whose voxel sizes differ from pixdim, is not applied. A zero voxel size where
-      pixdim places the voxels (no sform) is refused.
+      identity in place of an sform whose voxel sizes differ from pixdim, is not applied. A header in meters or
+      microns (xyzt_units) is read in mm, as ITK reads it; a zero voxel size where pixdim places the voxels (no
+      sform) is refused.
     - ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd``: MONAI's ``ITKReader``.
     - ``.dcm`` / ``.dicom`` file (single slice or multi-frame): checked with pydicom, read by ``ITKReader``.
     - a folder: a DICOM series. Its files are grouped by SeriesInstanceUID (``split_dicom_series``); several
@@ -1103,6 +1104,7 @@ class MedicalImageReader(ImageReader):
             # or the identity in place of a singular affine: outputs then lay elsewhere (95 mm on one test
             # header) than nibabel, viewers following the sform and our own qform/sform warning say
             image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
+            _nifti_in_mm(image)
             _check_nifti_geometry(image, path)
             return image
         if is_dicom_file(path):
@@ -1178,6 +1180,44 @@ class MedicalImageReader(ImageReader):
     def _itk_layout_is_default(self) -> bool:
         # the array layout that _SeriesVolume.meta reproduces: ITKReader's defaults
         return self.itk_kwargs.get("channel_dim") is None and not self.itk_kwargs.get("reverse_indexing", False)
+
+
+# mm per NIfTI spatial unit (the low three bits of xyzt_units) that is not mm: 1 meter, 3 micron. Any other code,
+# 0 (unknown) among them, is taken as mm, as ITK does
+_NIFTI_UNIT_MM = {1: 1000.0, 3: 1e-3}
+_NIFTI_MM = 2
+
+
+def _nifti_in_mm(image: Any) -> None:
+    """Puts a NIfTI image whose header is in meters or microns into mm, in place: its sform, qform and pixdim are
+    scaled, its spatial unit set to mm; the image's affine follows.
+
+    nibabel, and MONAI with it, take a header's numbers as mm whatever its xyzt_units say, where ITK-based tools
+    scale them: a CT stored in meters was resampled as if it were 1000 times smaller, one in microns as 1000 times
+    larger. Images and labels are read through here alike, so plan, training, inference and evaluation agree.
+
+    Args:
+        image: a nibabel NIfTI image as loaded.
+    """
+    header = image.header
+    units = int(header["xyzt_units"])
+    factor = _NIFTI_UNIT_MM.get(units & 7)
+    if factor is None:
+        return
+    scale = np.diag([factor, factor, factor, 1.0])
+    # before pixdim is scaled: the qform is made of it
+    sform = header.get_sform() if int(header["sform_code"]) else None
+    qform = header.get_qform() if int(header["qform_code"]) else None
+    zooms = header.get_zooms()
+    # pixdim places the voxels of a header without forms, and is what readers report as the voxel size
+    header.set_zooms(tuple(z * factor for z in zooms[:3]) + tuple(zooms[3:]))
+    # the time unit, in the higher bits, stays
+    header["xyzt_units"] = units - (units & 7) + _NIFTI_MM
+    # without a code the header's own code stays, whatever its value
+    if sform is not None:
+        image.set_sform(scale @ sform)
+    # also without a qform: the image's affine is then taken from the scaled header again
+    image.set_qform(None if qform is None else scale @ qform)
 
 
 def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> None:

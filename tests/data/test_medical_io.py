@@ -674,6 +674,34 @@ def _sitk_ras_affine(path: Path) -> np.ndarray:
     return LPS_TO_RAS @ lps
 
 
+@pytest.mark.parametrize("unit, per_mm", [("meter", 1e-3), ("micron", 1e3)])
+@pytest.mark.parametrize("forms", ["sform and qform", "sform", "qform", "none"])
+def test_a_nifti_in_meters_or_microns_is_read_in_mm(tmp_path, unit, per_mm, forms):
+    # nibabel and MONAI take the numbers as mm: a CT in meters became 1000 times smaller (one voxel after
+    # resampling), one in microns 1000 times larger (hundreds of GB to allocate)
+    to_mm = np.diag([1.0 / per_mm] * 3 + [1.0])
+    stored = np.linalg.inv(to_mm) @ _ras_affine()
+    image = nib.Nifti1Image(_phantom(), stored)
+    image.header.set_xyzt_units(unit, "sec")
+    image.set_sform(stored if "sform" in forms else None, code=2 if "sform" in forms else 0)
+    image.set_qform(stored if "qform" in forms else None, code=1 if "qform" in forms else 0)
+    nib.save(image, tmp_path / "ct.nii.gz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = _load(tmp_path / "ct.nii.gz", ras=False)
+    assert not [str(w.message) for w in caught if "sform and qform" in str(w.message)]  # scaled alike
+    affine = loaded.affine.numpy()
+    # without forms, pixdim alone places the voxels (nibabel's way), scaled as well
+    assert np.allclose(affine, to_mm @ nib.load(tmp_path / "ct.nii.gz").affine, rtol=1e-5, atol=1e-4)
+    if forms != "none":
+        assert np.allclose(affine, _ras_affine(), atol=1e-4)
+        assert np.allclose(affine, _sitk_ras_affine(tmp_path / "ct.nii.gz"), atol=1e-4)  # where ITK places it
+    # the header MONAI keeps says the same: pixdim in mm, and mm as the unit (the time unit kept)
+    assert np.allclose(loaded.meta["pixdim"][1:4], np.linalg.norm(affine[:3, :3], axis=0), rtol=1e-5)
+    assert int(loaded.meta["xyzt_units"]) == nib.nifti1.unit_codes["mm"] + nib.nifti1.unit_codes["sec"]
+    assert np.array_equal(loaded.numpy()[0], _phantom())
+
+
 def _with_zero_slice_spacing(path: Path) -> Path:
     """``path``, an uncompressed NIfTI, with pixdim[3] set to 0 in the file."""
     stored = bytearray(path.read_bytes())

@@ -87,6 +87,19 @@ def test_ct_clips_to_foreground_percentiles_and_zscores_with_their_statistics(ct
     assert plan["spacing"] == [0.8, 0.8, 3.0]
 
 
+def test_a_dataset_stored_in_meters_is_planned_in_mm(tmp_path):
+    # the header's unit was ignored: the planned spacing came out in meters taken for mm, 1000 times too fine
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=2, num_test=0, shape=(24, 24, 8), spacing=(0.8, 0.8, 3.0))
+    for path in [*root.glob("imagesTr/*.nii.gz"), *root.glob("labelsTr/*.nii.gz")]:
+        image = nib.load(path)
+        in_meters = np.diag([1e-3, 1e-3, 1e-3, 1.0]) @ image.affine
+        image = nib.Nifti1Image(np.asanyarray(image.dataobj), in_meters)
+        image.header.set_xyzt_units("meter")
+        nib.save(image, path)
+    assert plan_dataset(root, device="cpu")["spacing"] == [0.8, 0.8, 3.0]
+
+
 def test_ct_is_recognised_from_hounsfield_units_without_modality_field(ct_dir, tmp_path):
     copy = tmp_path / "ct"
     generate_demo_ct(copy, num_cases=2, num_test=0, shape=(24, 24, 8))
