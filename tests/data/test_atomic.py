@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -207,6 +209,8 @@ def test_nifti_holds_the_bytes_monais_writer_gives(tmp_path, shape, dtype, outpu
     affine = torch.tensor(rows, dtype=torch.float64)
     ours = _save_nifti(getattr(monai_unets.data, f"Atomic{writer}"), data, affine, tmp_path / "ours", output_dtype)
     theirs = _save_nifti(getattr(monai.data, writer), data, affine, tmp_path / "theirs", output_dtype)
+    if writer == "NibabelWriter":  # which leaves the unit unknown; ours says mm, as ITK's does
+        theirs = theirs[:123] + bytes([nib.nifti1.unit_codes["mm"]]) + theirs[124:]  # xyzt_units
     assert ours == theirs
     written = np.asanyarray(nib.load(tmp_path / "ours" / "case_seg.nii.gz").dataobj)
     if written.ndim == 5:  # ITK keeps a vector image's components in NIfTI's fifth dimension
@@ -310,3 +314,87 @@ def test_a_lock_file_removed_by_its_last_holder_is_not_taken_while_another_proce
     finally:
         release_folder(tmp_path, ".run.lock")
         others[0].close()
+
+
+def _label_map_of(study, output_dir):
+    """The label map the bundles write for ``study``, read by the project's reader: its file (nibabel)."""
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    image = LoadImage(reader=MedicalImageReader(), image_only=True, ensure_channel_first=True)(str(study))
+    labels = MetaTensor((image > 0).to(torch.uint8), meta=image.meta)
+    saver = SaveImage(
+        output_dir, output_postfix="seg", separate_folder=False, writer=AtomicNibabelWriter, print_log=False
+    )
+    saver(labels)
+    return nib.load(next(output_dir.glob("*_seg.nii.gz")))
+
+
+def _sitk_geometry(path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    return np.concatenate([image.GetSpacing(), image.GetOrigin(), image.GetDirection()])
+
+
+# an oblique study: axes turned 0.3 rad about x and permuted, anisotropic voxels, off-centre
+_OBLIQUE = np.eye(4)
+_OBLIQUE[:3, :3] = (
+    np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
+    @ np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    @ np.diag([1.1, 0.9, 2.4])
+)
+_OBLIQUE[:3, 3] = [30.0, -12.5, 48.0]
+
+
+@pytest.mark.parametrize(
+    "sform_code, qform_code, unit",
+    [(1, 1, "mm"), (4, 4, "mm"), (2, 0, "mm"), (0, 1, "mm"), (0, 0, "mm"), (1, 1, "meter"), (None, None, "mm")],
+)
+def test_a_label_map_keeps_its_studys_form_codes_and_lies_on_it_in_itk(tmp_path, sform_code, qform_code, unit):
+    import SimpleITK as sitk
+
+    # MONAI's writer gave both forms code 1 (scanner) and no unit: a study in a template space (2-4) lost its
+    # space, one without forms got a made-up scanner geometry, one in meters a label map 1000 times smaller in ITK
+    volume = np.zeros((9, 8, 7), np.int16)
+    volume[2:5, 3:6, 1:4] = 1
+    if sform_code is None:  # NRRD: no codes, scanner as before
+        study = tmp_path / "ct.nrrd"
+        sitk.WriteImage(sitk.GetImageFromArray(volume.transpose(2, 1, 0)), str(study))
+        sform_code = qform_code = 1
+    else:
+        study = tmp_path / "ct.nii.gz"
+        stored = np.diag([1e-3 if unit == "meter" else 1.0] * 3 + [1.0]) @ _OBLIQUE
+        image = nib.Nifti1Image(volume, stored)
+        image.header.set_xyzt_units(unit)
+        image.set_sform(stored if sform_code else None, code=sform_code)
+        image.set_qform(stored if qform_code else None, code=qform_code)
+        nib.save(image, study)
+    written = _label_map_of(study, tmp_path / "out")
+    header = written.header
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (sform_code, qform_code)
+    assert header.get_xyzt_units()[0] == "mm"
+    np.testing.assert_array_equal(np.asarray(written.dataobj), volume > 0)
+    # ITK-based tools place the label map on its study
+    np.testing.assert_allclose(_sitk_geometry(written.get_filename()), _sitk_geometry(study), atol=1e-5)
+
+
+@pytest.mark.parametrize("qform_code", [0, 1])
+def test_a_sheared_studys_label_map_has_its_sform_and_no_qform(tmp_path, qform_code):
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    # MONAI's writer put a qform (code 1) beside the sform: the orthogonal approximation, 14 mm away at the far
+    # corner, where ITK-based tools put the labels (and the project's reader warned about its own output)
+    sheared = np.diag([1.2, 1.2, 2.5, 1.0])
+    sheared[0, 2] = 0.8
+    image = nib.Nifti1Image(np.ones((12, 12, 8), np.int16), sheared)
+    image.set_qform(np.diag([1.2, 1.2, 2.5, 1.0]) if qform_code else None, code=qform_code)
+    image.set_sform(sheared, code=2)
+    nib.save(image, tmp_path / "ct.nii.gz")
+    with pytest.warns(UserWarning, match="sform and qform") if qform_code else contextlib.nullcontext():
+        written = _label_map_of(tmp_path / "ct.nii.gz", tmp_path / "out")
+    assert (int(written.header["sform_code"]), int(written.header["qform_code"])) == (2, 0)
+    np.testing.assert_allclose(written.affine, sheared, atol=1e-6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LoadImage(reader=MedicalImageReader(), image_only=True)(written.get_filename())
+    assert not [str(w.message) for w in caught if "sform and qform" in str(w.message)]
