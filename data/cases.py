@@ -530,8 +530,8 @@ class CaseDataset(torch.utils.data.Dataset):
             item = self.dataset[position]
         except Exception as error:  # noqa: BLE001 - one failing case must leave the others running
             stage = failure_stage(error, "preprocessing")
-            reason = describe_error(error)
             file = files_at_fault(self.entries[position], error)
+            reason = describe_error(error, file)
             logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)
             record = {"case": name, "file": file, "stage": stage, "error": reason, "index": index}
             return {FAILURE_KEY: record}

@@ -589,7 +589,7 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
             return _EMPTY
         return _BORDER_FILLING if _fills_border(label) else None
     # out of the handler: readers' tracebacks, which describe_error reads, would start with this failure's
-    return _unreadable_file(case, loader, keys) or BadCase(name, describe_error(failure))
+    return _unreadable_file(case, loader, keys) or BadCase(name, describe_error(failure, name))
 
 
 def _loaders(transform: object) -> list[LoadImaged]:
@@ -628,11 +628,12 @@ def _unreadable_file(case: dict, loader: Callable, keys: Sequence[str]) -> BadCa
                 continue
             files = case[key] if isinstance(case[key], (list, tuple)) else [case[key]]
             if len(files) == 1:
-                return BadCase(str(files[0]), f"cannot read the {key} file: {describe_error(error)}")
+                return BadCase(str(files[0]), f"cannot read the {key} file: {describe_error(error, files[0])}")
             for file in files:
                 if (own := _read_error(alone, key, file)) is not None:
-                    return BadCase(str(file), f"cannot read the {key} file: {describe_error(own)}")
-            return BadCase(files_at_fault(files), f"the {key} files do not make one image: {describe_error(error)}")
+                    return BadCase(str(file), f"cannot read the {key} file: {describe_error(own, file)}")
+            named = files_at_fault(files)
+            return BadCase(named, f"the {key} files do not make one image: {describe_error(error, named)}")
     return None
 
 

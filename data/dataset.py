@@ -16,7 +16,14 @@ from torch.utils.data import get_worker_info
 
 from .atomic import TEXT_ERRORS
 
-__all__ = ["SkipFailedCasesDataset", "describe_error", "files_at_fault", "itk_error_reason"]
+__all__ = [
+    "REASON_LENGTH",
+    "SkipFailedCasesDataset",
+    "describe_error",
+    "files_at_fault",
+    "itk_error_reason",
+    "one_line",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,35 +33,74 @@ _MONAI_WRAPPER = re.compile(r"applying transform ")
 # ITK's reason, after the source file and line its messages start with; the object address is left out
 _ITK_ERROR_LINE = re.compile(r"^ITK ERROR: (.+)$", re.MULTILINE)
 _ITK_ADDRESS = re.compile(r"\(0x[0-9a-fA-F]+\)")
-# "PIL.UnidentifiedImageError: cannot identify image file 'x.png'" as a line of an embedded traceback
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
+# "PIL.UnidentifiedImageError: x.png: cannot identify ..." in an embedded traceback, with the lines its message goes
+# on over, up to the blank line that ends a traceback
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.+?)(?=\n\s*\n|\Z)", re.MULTILINE | re.DOTALL
+)
+
+#: characters of a reason kept beyond its first line: a message that goes on over lines (a numpy array, a list) is
+#: given whole up to this length, then cut
+REASON_LENGTH = 500
 
 
-def describe_error(error: BaseException) -> str:
+def one_line(message: str, limit: int = REASON_LENGTH) -> str:
+    r"""``message`` as one line: its lines joined, each run of white space one space; a message of several lines
+    that comes to more than ``limit`` characters is cut there, between words and never inside its first line,
+    ending with "...".
+
+    Args:
+        message: e.g. an exception's message that prints a numpy array over several lines.
+        limit: the length kept of a message of several lines.
+
+    Example::
+
+        >>> one_line("affines differ. Got [[ 1.  0.  0. 50.]\n [ 0.  1.  0.  0.]]")
+        'affines differ. Got [[ 1. 0. 0. 50.] [ 0. 1. 0. 0.]]'
+    """
+    text = " ".join(message.split())
+    first = " ".join(message.strip().partition("\n")[0].split())
+    keep = max(limit, len(first))
+    # cut between words: a number cut short would read as another number
+    return text if len(text) <= keep else text[: keep + 1].rsplit(" ", 1)[0] + " ..."
+
+
+def describe_error(error: BaseException, named: str | os.PathLike | None = None) -> str:
     r"""What is wrong with a case, in one line: ``"Type: message"`` of the exception that says so.
 
     MONAI wraps a failing transform's exception in ``RuntimeError("applying transform ...")`` layers, which are
     looked through; an exception raised ``from`` a lower-level one is kept, as it says more about the file (PIL's
     "image file is truncated", not the ``struct.error`` behind it). ``LoadImage`` folds the tracebacks of every
     reader it tried into one message; the first reader's own exception (the reader the config asked for) says
-    what is actually wrong with the file.
+    what is actually wrong with the file. A message of several lines is made one (:func:`one_line`).
+
+    Args:
+        error: the case's failure.
+        named: the file that the reason is shown under (or the files, as :func:`files_at_fault` joins them); a
+            message that starts with it (``"<file>: problem"``, as the readers' and checks' errors do) is given
+            without it.
 
     Example::
 
         >>> describe_error(ValueError("image is empty\nmore details"))
-        'ValueError: image is empty'
+        'ValueError: image is empty more details'
+        >>> describe_error(ValueError("/data/a.png: not an image"), named="/data/a.png")
+        'ValueError: not an image'
     """
     while error.__cause__ is not None and isinstance(error, RuntimeError) and _MONAI_WRAPPER.match(str(error)):
         error = error.__cause__
     message = str(error)
+    kind = type(error).__name__
     reason = itk_error_reason(message)
-    if reason:
-        return f"{type(error).__name__}: {reason}"
-    embedded = _EXCEPTION_LINE.search(message)
-    if embedded:
-        return f"{embedded.group(1)}: {embedded.group(2).strip()}"
-    first_line = message.strip().splitlines()[0] if message.strip() else ""
-    return f"{type(error).__name__}: {first_line}"
+    if not reason:
+        embedded = _EXCEPTION_LINE.search(message)
+        kind, reason = (embedded.group(1), embedded.group(2)) if embedded else (kind, message)
+    reason = one_line(reason)
+    if named is not None:
+        # MONAI's readers take a path as str(Path(...)), which may spell it otherwise than the case does
+        prefix = next((p for p in (f"{named}: ", f"{Path(named)}: ") if reason.startswith(p)), "")
+        reason = reason[len(prefix) :]
+    return f"{kind}: {reason}"
 
 
 def files_at_fault(files: Any, error: BaseException | None = None) -> str:
@@ -156,7 +202,7 @@ class SkipFailedCasesDataset(IterableDataset):
             if isinstance(case, dict)
             else f"case {index}"
         )
-        reason = describe_error(error)
+        reason = describe_error(error, source)
         logger.error("skipped %s: %s", source, reason)
         record = {"case": str(index), "file": source, "error": reason}
         self.failures.append(record)

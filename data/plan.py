@@ -102,7 +102,7 @@ def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.
         try:
             data.update(LoadImaged(key, reader=MedicalImageReader(), image_only=True)({key: path}))
         except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
-            raise ValueError(f"{path}: cannot read the {key}: {describe_error(error)}") from error
+            raise ValueError(f"{path}: cannot read the {key}: {describe_error(error, path)}") from error
     data = Compose([EnsureChannelFirstd(list(paths)), Orientationd(list(paths), axcodes="RAS")])(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]

@@ -21,7 +21,7 @@ from types import TracebackType
 
 from ..data.atomic import TEXT_ERRORS
 from ..data.cases import rank_file
-from ..data.dataset import itk_error_reason
+from ..data.dataset import itk_error_reason, one_line
 from ..data.medical_io import OutputFolderError
 from ..networks.runtime import RUNTIMES
 
@@ -179,7 +179,7 @@ def explain(error: BaseException) -> str:
     if _ours(cause):
         # our messages may list several files, one a line, before the line that says what to do
         return str(cause).strip()
-    text = itk_error_reason(str(cause)) or " ".join(str(cause).split()) or "(no message)"
+    text = itk_error_reason(str(cause)) or one_line(str(cause)) or "(no message)"
     hint = _HINTS.get(type(cause).__name__, "")
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")
 

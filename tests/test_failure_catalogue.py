@@ -813,6 +813,20 @@ CATALOGUE: list[Fault] = [
         "t1.nii.gz: cannot read the image file",
         _STOP,
     ),
+    Fault(
+        "training, check-data",
+        "a case of one image file per channel, placed 50 mm apart (affines differ)",
+        lambda r: _check(
+            CT,
+            {
+                "image": [_nifti(r / "t1.nii.gz", _V), _nifti(r / "t2.nii.gz", _V, _affine((50.0, 0, 0)))],
+                "label": _nifti(r / "l.nii.gz", _labels()),
+            },
+        ),
+        "t2.nii.gz: the image files do not make one image: RuntimeError: affine matrix of all images should be the "
+        "same for channel-wise concatenation. Got [[ 1. 0. 0. 50.] [ 0. 1. 0. 0.] [ 0. 0. 1. 0.] [ 0. 0. 0. 1.]] and",
+        _STOP,
+    ),
     # --- settings (every bundle checks its settings at start)
     Fault(
         "all bundles",

@@ -105,6 +105,11 @@ def test_a_case_of_one_file_per_channel_names_the_file_at_fault(tmp_path):
     # each file reads alone, but they do not make one image: the fault is the case's
     assert problems[2].file == f"{case['image']}, {files['shifted']}"
     assert problems[2].problem.startswith("the image files do not make one image: ")
+    # MONAI's message prints both affines over eight lines: they had been cut after the first row of the first
+    assert problems[2].problem.endswith(
+        "Got [[ 1. 0. 0. 50.] [ 0. 1. 0. 0.] [ 0. 0. 1. 0.] [ 0. 0. 0. 1.]] and [[1. 0. 0. 0.] [0. 1. 0. 0.] "
+        "[0. 0. 1. 0.] [0. 0. 0. 1.]]."
+    )
     # the bundle's own reading (one channel): the unreadable file is named, not the case's first
     [(_, problem)] = find_bad_cases(cases[:1], _loading())
     assert problem.file == files["truncated"]

@@ -6,6 +6,7 @@ import numpy as np
 from monai.data import DataLoader
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai_unets.data import SkipFailedCasesDataset, describe_error
+from monai_unets.data.dataset import REASON_LENGTH, one_line
 from PIL import Image
 
 
@@ -120,3 +121,40 @@ def test_describe_error_gives_itks_reason_not_its_source_line(tmp_path):
         message = describe_error(error)
     assert message.startswith("RuntimeError: MetaImageIO: File cannot be read") and str(tmp_path / "cut.mha") in message
     assert ".cxx" not in message and "0x" not in message
+
+
+def test_a_reason_of_several_lines_is_given_whole_in_one_line():
+    # MONAI prints the affines of channel files that do not fit over eight lines: the reason had ended at the first
+    affines = f"{np.diag([1.0, 1.0, 1.0, 1.0]) + np.eye(4, k=3) * 50} and {np.eye(4)}"
+    error = RuntimeError(f"affine matrix of all images should be the same. Got {affines}.")
+    assert describe_error(error) == (
+        "RuntimeError: affine matrix of all images should be the same. Got [[ 1. 0. 0. 50.] [ 0. 1. 0. 0.] "
+        "[ 0. 0. 1. 0.] [ 0. 0. 0. 1.]] and [[1. 0. 0. 0.] [0. 1. 0. 0.] [0. 0. 1. 0.] [0. 0. 0. 1.]]."
+    )
+
+
+def test_a_long_reason_is_cut_at_its_end_never_inside_its_first_line():
+    first = "a problem named at length " * 30  # 780 characters, over REASON_LENGTH
+    assert one_line(first) == first.strip()
+    assert one_line(f"{first}\n{'detail ' * 100}") == f"{first.strip()} ..."
+    cut = one_line("short first line\n" + "detail " * 100)
+    assert cut.startswith("short first line detail") and cut.endswith(" detail ...")
+    assert REASON_LENGTH - len("detail") < len(cut) - len(" ...") <= REASON_LENGTH
+
+
+def test_an_embedded_exception_keeps_the_lines_of_its_message():
+    # LoadImage folds the traceback of each reader it tried into its message
+    folded = (
+        "LoadImage cannot find a suitable reader for file: x.nii.gz.\n"
+        'Traceback (most recent call last):\n  File "reader.py", line 1, in read\n'
+        "ValueError: shapes differ: Got [1 2\n 3]\n\n"
+        'Traceback (most recent call last):\n  File "other.py", line 1, in read\nOSError: another reader\'s\n'
+    )
+    assert describe_error(RuntimeError(folded)) == "ValueError: shapes differ: Got [1 2 3]"
+
+
+def test_a_reason_shown_under_its_file_does_not_name_it_again():
+    error = ValueError("/data/a.png: not an image")
+    assert describe_error(error, "/data/a.png") == "ValueError: not an image"
+    assert describe_error(error, "/data//a.png") == "ValueError: not an image"  # as MONAI's reader spells the path
+    assert describe_error(error, "/data/b.png") == "ValueError: /data/a.png: not an image"

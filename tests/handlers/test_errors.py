@@ -45,6 +45,14 @@ def test_explain_gives_itks_reason_not_its_source_line():
     assert explain(error) == "RuntimeError: ImageFileReader: Could not create IO object for reading file /data/x.mha"
 
 
+def test_explain_gives_a_message_of_many_lines_in_one_line_cut_at_its_end():
+    # as the reasons of failures.csv and check-data: the whole of it is in the traceback's log
+    keys = "\n".join(f"\tencoder.block{i}.weight" for i in range(100))
+    line = explain(RuntimeError(f"Error(s) in loading state_dict for UNet:\n\tMissing key(s):\n{keys}"))
+    assert line.startswith("RuntimeError: Error(s) in loading state_dict for UNet: Missing key(s): encoder.block0.")
+    assert line.endswith(" ...") and len(line) < 600
+
+
 def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path):
     log = tmp_path / "logs" / "error.log"
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(log)], capture_output=True, text=True)
