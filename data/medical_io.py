@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import stat
 import warnings
 from collections.abc import Sequence
@@ -974,6 +975,29 @@ def _dicom_tags(header: Any) -> dict[str, str]:
     return tags
 
 
+# nibabel's message for a file that ends before the voxels its header declares; the file object it names after it
+# is nameless for a .nii.gz
+_SHORT_READ = re.compile(r"Expected (\d+) bytes, got (\d+) bytes")
+
+
+class _NiftiReader(NibabelReader):
+    """MONAI's ``NibabelReader``, whose reading of a file cut off after its header names the file."""
+
+    def _get_array_data(self, img: Any, filename: str) -> Any:
+        try:
+            return super()._get_array_data(img, filename)
+        except OSError as error:
+            short = _SHORT_READ.search(str(error))
+            if short is None:
+                raise
+            expected, read = short.groups()
+            size = " x ".join(str(s) for s in img.shape)
+            raise ValueError(
+                f"{filename}: the image data is truncated: {read} of {expected} bytes ({size} voxels of "
+                f"{img.get_data_dtype()})."
+            ) from None
+
+
 class _ReadError:
     """A failure of ``MedicalImageReader.read``, raised again by ``get_data``.
 
@@ -1005,8 +1029,9 @@ class MedicalImageReader(ImageReader):
       ITK's modules, 0.7-0.8 s in each new process).
     - a series reference ``"<folder>::<SeriesInstanceUID>"`` (``series_reference``): that series of the folder.
 
-    Errors (missing file, unsupported format, failed DICOM check) are raised by ``get_data`` rather than ``read``,
-    so that ``LoadImage`` cannot fall back to another of its readers and load a refused image anyway.
+    Errors (missing file, unsupported format, failed DICOM check, NIfTI voxels cut off) are raised by ``get_data``
+    rather than ``read``, so that ``LoadImage`` cannot fall back to another of its readers and load a refused image
+    anyway.
 
     Metadata are those of the MONAI reader used (``affine`` and ``original_affine`` in RAS, ``spatial_shape``,
     ``original_channel_dim``; ``LoadImage`` adds ``filename_or_obj``), so ``Orientationd``, ``Spacingd``,
@@ -1047,7 +1072,7 @@ class MedicalImageReader(ImageReader):
         self.spacing_tolerance = spacing_tolerance
         # a volume stored with singleton time and component axes, (X, Y, Z, 1, 1), is that volume, as (X, Y, Z, 1)
         # already is; a 4D file of several volumes keeps its fourth axis (and is refused as channels by the checks)
-        self.nibabel_reader = NibabelReader(**{"squeeze_non_spatial_dims": True, **(nibabel_kwargs or {})})
+        self.nibabel_reader = _NiftiReader(**{"squeeze_non_spatial_dims": True, **(nibabel_kwargs or {})})
         self.itk_kwargs = {**(itk_kwargs or {}), "affine_lps_to_ras": True}
 
     @functools.cached_property

@@ -10,6 +10,7 @@ test checks that it is current. A new kind of fault is one more row.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import subprocess
@@ -250,6 +251,12 @@ def _zero_slice_spacing_nifti() -> bytes:
     stored = bytearray(image.to_bytes())
     stored[88:92] = np.float32(0.0).tobytes()  # pixdim[3]: 76 + 3 * 4
     return bytes(stored)
+
+
+def _voxels_cut_off(root: Path, name: str = "cut.nii.gz") -> str:
+    """A .nii.gz whose header is whole and whose voxels are cut off (its first 400 bytes, compressed again)."""
+    data = nib.Nifti1Image(_volume(), np.eye(4)).to_bytes()
+    return _garbage(root, name, gzip.compress(data[:400]))
 
 
 def _tiny_network() -> torch.nn.Module:
@@ -528,6 +535,13 @@ CATALOGUE: list[Fault] = [
         "label truncated (half a .nii.gz)",
         lambda r: _check(CT, {"image": _nifti(r / "i.nii.gz", _volume()), "label": _truncated_nifti(r)}),
         "cut.nii.gz: cannot read the label file: EOFError: Compressed file ended",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image cut off after its header (the .nii.gz whole, its voxels missing)",
+        lambda r: _check(CT, {"image": _voxels_cut_off(r), "label": _nifti(r / "l.nii", _labels())}),
+        "cut.nii.gz: cannot read the image file: ValueError: the image data is truncated: 48 of 8192 bytes",
         _STOP,
     ),
     Fault(
@@ -1027,6 +1041,13 @@ CATALOGUE: list[Fault] = [
         "corrupt NIfTI among good inputs",
         lambda r: _inference_failure(r, CT, "bad.nii.gz", b"garbage"),
         "bad.nii.gz: ImageFileError",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a NIfTI cut off after its header among good inputs",
+        lambda r: _inference_failure(r, CT, "cut.nii.gz", Path(_voxels_cut_off(r)).read_bytes()),
+        "cut.nii.gz: ValueError: the image data is truncated: 48 of 8192 bytes (16 x 16 x 8 voxels of float32)",
         _INFER,
     ),
     Fault(

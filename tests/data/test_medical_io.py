@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -405,6 +406,18 @@ def test_clear_errors_for_missing_empty_and_unsupported_paths(tmp_path):
     assert not reader.verify_suffix(str(tmp_path / "image.xyz"))
     with pytest.raises(ValueError, match="is not a supported image"):
         reader.get_data(reader.read(str(tmp_path / "image.xyz")))
+
+
+@pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
+def test_a_nifti_cut_off_after_its_header_is_called_truncated_and_named(name, tmp_path):
+    # nibabel's "Expected 131072 bytes, got 48 bytes from " named no file for a .nii.gz, and said nothing of a cut
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 16), np.int16), np.eye(4)), str(tmp_path / "full.nii"))
+    head = (tmp_path / "full.nii").read_bytes()[:400]
+    (tmp_path / name).write_bytes(gzip.compress(head) if name.endswith(".gz") else head)
+    message = _load_error(tmp_path / name, ValueError)
+    assert message == (
+        f"{tmp_path / name}: the image data is truncated: 48 of 131072 bytes (64 x 64 x 16 voxels of int16)."
+    )
 
 
 def test_a_bad_case_is_skipped_with_its_file_named(formats, tmp_path):
