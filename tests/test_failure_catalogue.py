@@ -693,7 +693,7 @@ CATALOGUE: list[Fault] = [
         lambda r: _check(
             SKIN, {"image": _garbage(r, "x.jpg", b"\xff\xd8garbage"), "label": _png(r / "m.png", _mask())}
         ),
-        "x.jpg: cannot read the image file: UnidentifiedImageError",
+        "x.jpg: cannot read the image file: UnidentifiedImageError: cannot identify the image file (not an image PIL",
         _STOP,
     ),
     Fault(
@@ -1054,7 +1054,7 @@ CATALOGUE: list[Fault] = [
         "inference",
         "zero-byte PNG among good inputs",
         lambda r: _inference_failure(r, SKIN, "empty.png", b""),
-        "empty.png: UnidentifiedImageError",
+        "empty.png: UnidentifiedImageError: cannot identify the image file (not an image PIL reads)",
         _INFER,
     ),
     Fault(

@@ -276,12 +276,14 @@ class Image2DReader(PILReader):
                 image = Image.open(file, **kwargs)
             except Image.DecompressionBombError as error:
                 return _Refused(_too_large(name, error))
-            except UnidentifiedImageError as error:
+            except UnidentifiedImageError:
+                # PIL's message names the file object it was given, not the file
+                unknown = UnidentifiedImageError(f"{name}: cannot identify the image file (not an image PIL reads).")
                 header = _header(name, _TEXT_PROBE)
                 if b"\0" not in header:
-                    return _Refused(error)
+                    return _Refused(unknown)
                 if not header.startswith(_TIFF_SIGNATURES):
-                    raise
+                    raise unknown from None
                 image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
             tiff = _tiff_tags(name) if image is None or image.format == "TIFF" else None
             if tiff is not None and (problem := _cmyk_problem(tiff, opened=image is not None)):

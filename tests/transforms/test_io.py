@@ -324,6 +324,24 @@ def test_a_file_that_no_reader_takes_is_refused_without_asking_the_others(name, 
     assert asked
 
 
+@pytest.mark.parametrize("content", [b"", b"\x00\x01binary"], ids=["empty, refused at once", "binary, handed on"])
+def test_a_file_pil_cannot_identify_is_named_by_its_path_once(content, tmp_path):
+    from monai_unets.data import SkipFailedCasesDataset
+
+    # PIL named the file object it was given: "cannot identify image file <_io.BufferedReader name='...'>"
+    (tmp_path / "x.png").write_bytes(content)
+    load = LoadImaged("image", reader=Image2DReader(channels=3), image_only=True)
+    dataset = SkipFailedCasesDataset([{"image": str(tmp_path / "x.png")}], load)
+    assert list(dataset) == []
+    [failure] = dataset.failures
+    assert failure["file"] == str(tmp_path / "x.png")
+    assert failure["error"] == "UnidentifiedImageError: cannot identify the image file (not an image PIL reads)."
+    with pytest.raises(Exception) as raised:
+        load({"image": str(tmp_path / "x.png")})
+    assert f"{tmp_path / 'x.png'}: cannot identify the image file" in str(raised.value)
+    assert "BufferedReader" not in str(raised.value)
+
+
 def _write_tiff(path, samples, orientation=1, photometric=2, planar=1, extra_samples=()):
     """An uncompressed TIFF of ``samples`` (height, width, samples; uint8 or uint16), one strip per plane.
 
