@@ -416,6 +416,10 @@ class CheckCased(MapTransform):
                 f"has {counts}; fix the file, or set nan_policy to 'replace' to replace them with a warning.", flawed
             )
         low, high = float(image[finite].min()), float(image[finite].max())
+        if files:
+            # the image knows its first file only: the files at fault are named by their place in the case's list
+            positions = ", ".join(str(channel + 1) for channel in flawed)
+            name = f"image file {positions} of {shape[0]} of the case of {name} (one file per channel)"
         logger.warning("%s: replaced %s (NaN by %g, infinities by %g/%g).", name, counts, low, high, low)
         return torch.nan_to_num(image, nan=low, posinf=high, neginf=low)
 

@@ -115,6 +115,18 @@ def test_a_case_of_one_file_per_channel_names_the_file_at_fault(tmp_path):
     assert problem.file == files["truncated"]
 
 
+def test_nan_replaced_in_a_case_of_one_file_per_channel_names_the_files_place(tmp_path, caplog):
+    # the image knows its first file only: the warning had named that file for NaN voxels of another
+    case = _case(tmp_path, "a")
+    nan = np.zeros((8, 8, 4), np.float32)
+    nan[1, 2, 3] = np.nan
+    case["image"] = [case["image"], _second_channel(tmp_path, "nan.nii.gz", nan)]
+    loading = [LoadImaged(KEYS, image_only=True), EnsureChannelFirstd(KEYS), CheckCased(KEYS, 3, 2, 2, "replace")]
+    with caplog.at_level(logging.WARNING):
+        assert find_bad_cases([case], loading) == []
+    assert f"image file 2 of 2 of the case of {case['image'][0]} (one file per channel): replaced 1 NaN" in caplog.text
+
+
 def test_nan_policy_replace_uses_the_finite_extremes(caplog):
     image = MetaTensor(torch.tensor([[[1.0, float("nan")], [float("inf"), -float("inf")], [5.0, -2.0]]]))
     out = CheckCased(["image"], spatial_dims=2, nan_policy="replace")({"image": image})["image"]
