@@ -281,7 +281,7 @@ def _read_file(path: Path) -> tuple[list[Dataset], list[_Plane]]:
     """The header of a single DICOM file and the plane of each of its frames.
 
     A single-frame file is a series of one slice. A multi-frame file must record each frame's plane in its
-    functional groups (enhanced images); older multi-frame objects (secondary capture, ultrasound, RT dose)
+    functional groups (enhanced images); older multi-frame objects (secondary capture, ultrasound)
     state no frame positions a SEG frame could be placed on.
     """
     try:

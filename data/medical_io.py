@@ -72,6 +72,12 @@ ORIENTATION_TOLERANCE = 1e-3
 # Any other file of a series folder must be a DICOM image, or reading the folder fails.
 HARMLESS_FILES: frozenset[str] = frozenset({"dicomdir", "thumbs.db", "desktop.ini", "lockfile", "version"})
 
+#: The SOP class of DICOM Segmentation objects (SEG), which the inference runs write beside their label maps.
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+# Storage classes of images whose names do not say "Image Storage": parametric maps (float ADC or T1 values, which
+# the reader reads as stored) and 3D ultrasound volumes. Other named non-image classes are skipped (see _is_image).
+_IMAGE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.6.2"})
+
 # Value representations that ITK leaves out of a DICOM image's metadata (sequences and binary data).
 _BINARY_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 # Blocks of a transposing copy (x, y, z voxels): about 1 MB of float32, so that the source's x lines and the
@@ -325,8 +331,9 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     """Groups the DICOM files of ``folder`` by SeriesInstanceUID, reading headers only.
 
     Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the
-    files in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning; any other file must be a
-    DICOM image. Series come sorted by SeriesNumber then UID; the files of a series are sorted by their position
+    files in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning, and so are DICOM objects that
+    are no images by their SOP class (segmentations, RT doses and structure sets, reports); any other file must be
+    a DICOM image. Series come sorted by SeriesNumber then UID; the files of a series are sorted by their position
     along the slice normal (else by InstanceNumber, else by name). Geometry is checked later, when the series is
     read (``validate_dicom_series``), so one broken series does not prevent listing the others.
 
@@ -338,8 +345,8 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
 
     Raises:
         FileNotFoundError: ``folder`` does not exist, is not a folder, or holds no file.
-        ValueError: a file is not DICOM, cannot be read, is a DICOM object without image, or has no
-            SeriesInstanceUID; the message names the file.
+        ValueError: a file is not DICOM, cannot be read, is an image whose header is cut off, or has no
+            SeriesInstanceUID (the message names the file), or the folder holds no image.
 
     Example::
 
@@ -365,14 +372,24 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
         warnings.warn(f"ignoring subfolders of DICOM folder {folder}: {', '.join(subfolders)}.", stacklevel=2)
 
     groups: dict[str, list[tuple[Path, Any]]] = {}
+    others = []
     for path in files:
         header = _read_header(path, folder)
+        if not _is_image(header):
+            # a segmentation, structure set or report exported with its study, or an earlier run's SEG copied back
+            others.append(f"{path.name} ({_object_kind(header)})")
+            continue
         if "Rows" not in header or "Columns" not in header:
             raise ValueError(f"{_without_image_data(path, header)}; it cannot be part of an image series.")
         uid = header.get("SeriesInstanceUID")
         if not uid:
             raise ValueError(f"{path} has no SeriesInstanceUID (0020,000E); cannot tell which series it belongs to.")
         groups.setdefault(str(uid), []).append((path, header))
+    if not groups:
+        kinds = ", ".join(others)
+        raise ValueError(f"DICOM folder {folder} holds no image, only DICOM objects of other kinds: {kinds}.")
+    if others:
+        warnings.warn(f"skipping {', '.join(others)} in {folder}: DICOM objects that are no images.", stacklevel=2)
 
     series = []
     for uid, members in groups.items():
@@ -600,29 +617,24 @@ def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_
     if frames < 2:
         return
     where = f"multi-frame DICOM file {path}"
-    offsets = header.get("GridFrameOffsetVector")  # RT Dose: frame positions relative to the first
-    positions = None
-    if offsets is not None and len(offsets) == frames:
-        positions = np.asarray(offsets, float)
-    elif "PerFrameFunctionalGroupsSequence" in header:  # enhanced CT/MR/PET
-        shared = header.get("SharedFunctionalGroupsSequence")
-        iop = None
-        if shared and "PlaneOrientationSequence" in shared[0]:
-            iop = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
-        ipps = []
-        for item in header.PerFrameFunctionalGroupsSequence:
-            if iop is None and "PlaneOrientationSequence" in item:
-                iop = item.PlaneOrientationSequence[0].ImageOrientationPatient
-            if "PlanePositionSequence" not in item:
-                return  # no per-frame position: nothing to check, the reader decides the geometry
-            ipps.append(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float))
-        if iop is None:
-            return
-        _check_orientation(np.asarray(iop, float), where)
-        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
-        positions = np.asarray(ipps) @ normal
-    if positions is None:
+    if "PerFrameFunctionalGroupsSequence" not in header:  # no frame positions (enhanced CT/MR/PET record them)
         return
+    shared = header.get("SharedFunctionalGroupsSequence")
+    iop = None
+    if shared and "PlaneOrientationSequence" in shared[0]:
+        iop = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
+    ipps = []
+    for item in header.PerFrameFunctionalGroupsSequence:
+        if iop is None and "PlaneOrientationSequence" in item:
+            iop = item.PlaneOrientationSequence[0].ImageOrientationPatient
+        if "PlanePositionSequence" not in item:
+            return  # no per-frame position: nothing to check, the reader decides the geometry
+        ipps.append(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float))
+    if iop is None:
+        return
+    _check_orientation(np.asarray(iop, float), where)
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    positions = np.asarray(ipps) @ normal
     steps = np.diff(positions)
     if not (np.all(steps > 0) or np.all(steps < 0)):
         raise ValueError(f"{where}: frame positions are not in order along the slice normal (or repeat).")
@@ -632,16 +644,51 @@ def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_
     _check_stack(positions, labels, where, missing_factor, spacing_tolerance)
 
 
+def _sop_class(header: Any) -> Any:
+    """The SOP class of a DICOM file: its file meta's MediaStorageSOPClassUID (read even where the dataset is cut
+    short), else the dataset's SOPClassUID; ``None`` without either."""
+    meta = getattr(header, "file_meta", None)
+    uid = (meta.get("MediaStorageSOPClassUID") if meta is not None else None) or header.get("SOPClassUID")
+    return pydicom.uid.UID(str(uid)) if uid else None
+
+
+def _object_kind(header: Any) -> str:
+    """What a DICOM object is, for messages: its SOP class name (``CT Image Storage``), else its Modality."""
+    sop = _sop_class(header)
+    return sop.name if sop is not None else str(header.get("Modality") or "unknown")
+
+
+def _is_image(header: Any) -> bool:
+    """Whether a DICOM object is an image to segment: by its SOP class where pydicom knows the class, else by its
+    Rows and Columns.
+
+    Segmentations (an earlier run's SEG among them) and RT doses carry Rows, Columns and pixel data, yet they are
+    no images; structure sets, reports and presentation states carry none. An image class stays an image where its
+    header lacks Rows (a file cut off in transfer), so that the reader calls it truncated.
+    """
+    sop = _sop_class(header)
+    if sop is not None and sop.type == "SOP Class":
+        return "Image Storage" in sop.name or sop in _IMAGE_CLASSES
+    return "Rows" in header and "Columns" in header
+
+
 def _without_image_data(path: Path, header: Any) -> str:
-    """Why a DICOM header without Rows and Columns is no image: another kind of object, or a cut-off image file."""
-    kind = getattr(header.get("SOPClassUID"), "name", None) or header.get("Modality", "unknown")
-    if "Image Storage" in str(kind):
+    """Why a DICOM header is no image to segment: another kind of object, or an image file cut off before its
+    Rows and Columns."""
+    kind = _object_kind(header)
+    if _is_image(header):
         # an image object always has them: its header stops early, as a file cut off in transfer does
         return (
             f"{path} is a DICOM {kind} file whose header ends before its image attributes (Rows, Columns): "
             f"the file is truncated or damaged ({Path(path).stat().st_size} bytes)"
         )
-    return f"{path} is a DICOM {kind} object without image data"
+    if _sop_class(header) == SEGMENTATION_STORAGE:
+        # given as a training or evaluation label, a SEG's frames would be read as an image
+        return (
+            f"{path} is a DICOM {kind} object, not an image; DICOM SEG labels are not supported either: convert "
+            "the segmentation to NIfTI (e.g. with highdicom or dcmqi's segimage2itkimage)"
+        )
+    return f"{path} is a DICOM {kind} object, not an image"
 
 
 def _check_single_dicom(path: Path) -> Any:
@@ -652,7 +699,7 @@ def _check_single_dicom(path: Path) -> Any:
         raise ValueError(f"{path} is not a DICOM file.") from None
     except Exception as error:  # truncated or otherwise unreadable header
         raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
-    if "Rows" not in header or "Columns" not in header:
+    if not _is_image(header) or "Rows" not in header or "Columns" not in header:
         raise ValueError(f"{_without_image_data(path, header)}.")
     return header
 
@@ -1350,9 +1397,10 @@ def list_medical_cases(
     (``MedicalImageReader`` then refuses it with a message listing the series) unless ``split_series`` is
     ``True``: then it becomes one case per series, whose image is the series reference
     ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be read stays one case, so that loading
-    it reports the problem for that case alone. Other files (pipes, sockets and devices too) are skipped with a
-    warning that names them. Paths keep the names they are listed under (a symbolic link is not replaced by its
-    target), so outputs are named after them.
+    it reports the problem for that case alone. DICOM objects that are no images (a DICOMDIR, a segmentation such
+    as an earlier run's SEG, an RT structure set or dose, a report: by their SOP class) and other files (pipes,
+    sockets and devices too) are skipped with a warning that names them. Paths keep the names they are listed
+    under (a symbolic link is not replaced by its target), so outputs are named after them.
 
     Args:
         input_dir: the folder to list.
@@ -1397,6 +1445,7 @@ def _list_folder(
     cases: list[dict] = []
     loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
     skipped: list[str] = []
+    not_images: list[str] = []
     special: list[str] = []
     earlier_runs: list[str] = []
     loops: list[str] = []
@@ -1423,10 +1472,10 @@ def _list_folder(
             special.append(path.name)
         elif _has_suffix(path, suffixes) or (lists_dicom and is_dicom_file(path)):
             if is_dicom_file(path):
-                is_image, uid = _dicom_image_series(path)
-                if not is_image and not _has_suffix(path, DICOM_SUFFIXES):
-                    # found by its content: a DICOMDIR, report or other object beside the images
-                    skipped.append(path.name)
+                other, uid = _dicom_image_series(path)
+                if other is not None:
+                    # a DICOMDIR, report or segmentation beside the images (an earlier run's SEG copied back too)
+                    not_images.append(f"{path.name} ({other})")
                     continue
                 if uid is not None:
                     loose_dicom.setdefault(uid, []).append(str(path))
@@ -1434,6 +1483,7 @@ def _list_folder(
         else:
             skipped.append(path.name)
     warn_skipped(folder, skipped, f"not a volume file: {', '.join(suffixes)}")
+    warn_skipped(folder, not_images, "DICOM objects that are no images")
     warn_skipped(
         folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER} or {RUN_PROGRESS_MARKER}"
     )
@@ -1464,23 +1514,24 @@ def _holds_studies(folder: Path, suffixes: Sequence[str]) -> bool:
     return any(_has_suffix(path, suffixes) for path in files) or any(path.is_dir() for path in entries)
 
 
-def _dicom_image_series(path: Path) -> tuple[bool, str | None]:
-    """Whether a DICOM file is an image (has Rows), and its SeriesInstanceUID if it is a single-frame image.
+def _dicom_image_series(path: Path) -> tuple[str | None, str | None]:
+    """What a DICOM file of an input folder is: ``(None, SeriesInstanceUID)`` for an image (the UID ``None`` unless
+    it is a single-frame image), ``(kind, None)`` for an object that is no image (``_is_image``), e.g.
+    ``"Segmentation Storage"``.
 
     Unreadable files count as images without a series: the reader reports them when the case is loaded.
     """
+    tags = ["SOPClassUID", "SeriesInstanceUID", "NumberOfFrames", "Rows", "Columns", "Modality"]
     try:
-        header = _dcmread(
-            path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SeriesInstanceUID", "NumberOfFrames", "Rows"]
-        )
+        header = _dcmread(path, stop_before_pixels=True, specific_tags=tags)
     except Exception:  # noqa: BLE001 - unreadable: the reader reports it when the case is loaded
-        return True, None
-    if "Rows" not in header:
-        return False, None
+        return None, None
+    if not _is_image(header):
+        return _object_kind(header), None
     if int(header.get("NumberOfFrames") or 1) > 1:
-        return True, None
+        return None, None
     uid = header.get("SeriesInstanceUID")
-    return True, str(uid) if uid else None
+    return None, str(uid) if uid else None
 
 
 def _series_cases(folder: Path, split_series: bool) -> list[str]:

@@ -326,6 +326,29 @@ def _ct_volume_dicom_two_series(root: Path) -> str:
     return _check(CT, {"image": str(folder), "label": label})
 
 
+def _dicom_series_and_seg(root: Path) -> tuple[Path, Path]:
+    """A DICOM CT series in ``root/in/study`` and the DICOM SEG an inference run writes for it."""
+    from monai_unets.data.dicom_seg import write_dicom_seg
+    from monai_unets.scripts.demo_ct import write_dicom_series
+
+    series = write_dicom_series(_volume((16, 16, 6)), root / "in" / "study", (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)).folder
+    seg = write_dicom_seg(_labels((16, 16, 6)), series, root / "study_seg.dcm", {1: "pancreas", 2: "cancer"})
+    return series, seg
+
+
+def _seg_beside_its_series(root: Path) -> str:
+    """The warnings of listing and reading an input folder where an earlier run's SEG lies beside the series and
+    inside its folder."""
+    series, seg = _dicom_series_and_seg(root)
+    (series / "SEG.dcm").write_bytes(seg.read_bytes())
+    (root / "in" / "earlier_seg.dcm").write_bytes(seg.read_bytes())
+    with pytest.warns(UserWarning) as warned:
+        cases = list_medical_cases(root / "in", split_series=True)
+        _component(CT, "preprocessing", ("inference.yaml",))(cases[0])
+    shown = [str(w.message).replace(str(root), "<root>") for w in warned if "skipping" in str(w.message)]
+    return "; ".join(shown) + f"; cases: {[Path(c['image']).name for c in cases]}"
+
+
 def _kill_mid_save(root: Path) -> str:
     path = root / "model.pt"
     torch.save({"w": torch.ones(2)}, path)
@@ -675,6 +698,13 @@ CATALOGUE: list[Fault] = [
         "a DICOM folder holding two series",
         _ct_volume_dicom_two_series,
         "holds 2 series, which are never merged",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a DICOM SEG as the label",
+        lambda r: _check(CT, dict(zip(("image", "label"), map(str, _dicom_series_and_seg(r))))),
+        "Segmentation Storage object, not an image; DICOM SEG labels are not supported either: convert",
         _STOP,
     ),
     Fault(
@@ -1098,6 +1128,14 @@ CATALOGUE: list[Fault] = [
         lambda r: _listing_warning(r),
         "skipping 1 entries (links to this folder or a folder above it)",
         "the link is not followed: each study is listed once",
+    ),
+    Fault(
+        "inference",
+        "a DICOM SEG (an earlier run's) in the input folder and in a series folder; RT structure sets, doses and "
+        "reports likewise",
+        _seg_beside_its_series,
+        "skipping 1 entries (DICOM objects that are no images): earlier_seg.dcm (Segmentation Storage)",
+        "skipped with a warning that names them; the series is read without them",
     ),
     Fault(
         "inference",

@@ -29,6 +29,8 @@ from monai_unets.data.medical_io import (
 )
 from monai_unets.scripts.demo_ct import write_dicom_series
 
+from tests.geometry import write_enhanced_ct
+
 # The phantom, in LPS (DICOM/ITK) terms: a sagittal stack whose axes run to P, I and L, i.e. neither RAS nor
 # right-handed, with anisotropic spacing and an off-centre origin. Slices along +L are *against* the DICOM slice
 # normal (row x column = R), so ITK stacks them in the opposite order to the NIfTI file.
@@ -245,15 +247,15 @@ def test_prediction_goes_back_to_the_original_dicom_geometry(formats, tmp_path):
     assert (saved.get_fdata() == box).mean() > 0.97
 
 
-def test_multiframe_dicom_file_loads_frames_and_spacing():
-    # RT Dose: 15 frames 5 mm apart (GridFrameOffsetVector), 10 mm pixels
-    path = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "rtdose.dcm")
-    image = _load(path, ras=False)
-    assert tuple(image.shape) == (1, 10, 10, 15)
-    np.testing.assert_allclose(np.abs(np.diag(image.affine.numpy()))[:3], [10.0, 10.0, 5.0], atol=1e-5)
-    header = pydicom.dcmread(path, stop_before_pixels=True)
-    lps = np.asarray(header.ImagePositionPatient, float)
-    np.testing.assert_allclose(image.affine.numpy()[:3, 3], [-lps[0], -lps[1], lps[2]], atol=1e-4)
+def test_multiframe_dicom_file_loads_frames_and_spacing(formats, tmp_path):
+    # the phantom series as one enhanced multi-frame file: the same voxels in the same place
+    path = write_enhanced_ct(formats["dicom"], tmp_path / "enhanced.dcm")
+    image, series = _load(path), _load(formats["dicom"])
+    np.testing.assert_array_equal(image.numpy(), series.numpy())
+    np.testing.assert_allclose(image.affine.numpy(), series.affine.numpy(), atol=1e-4)
+    # an RT Dose has frames and pixel data too, but it is no image to segment
+    dose = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "rtdose.dcm")
+    _load_error(dose, ValueError, "rtdose.dcm is a DICOM RT Dose Storage object, not an image")
 
 
 def test_single_slice_dicom_matches_its_header():
@@ -525,7 +527,7 @@ def test_dicom_files_without_a_suffix_are_found_by_their_content(formats, tmp_pa
     directory.file_meta = pydicom.dataset.FileMetaDataset()
     directory.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     directory.save_as(flat / "DICOMDIR", enforce_file_format=True)
-    with pytest.warns(UserWarning, match=r"skipping 1 entries \(not a volume file.*: DICOMDIR\."):
+    with pytest.warns(UserWarning, match=r"skipping 1 entries \(DICOM objects that are no images\): DICOMDIR \(Media"):
         cases = list_medical_cases(flat)
     assert [c["image"] for c in cases] == [series_reference(flat, uid)]
     np.testing.assert_array_equal(_load(cases[0]["image"]).numpy(), _load(formats["dicom"]).numpy())
@@ -755,15 +757,47 @@ def test_a_slice_cut_off_in_its_header_is_called_truncated(formats, tmp_path, ke
     assert "without image data" not in message
 
 
-def test_a_dicom_object_that_is_no_image_is_named_as_such(tmp_path):
+def _rtstruct(path: Path) -> Path:
+    """An RT Structure Set: a DICOM object without Rows, Columns or pixel data."""
     ds = pydicom.Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"  # RT Structure Set Storage
     ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.Modality = "1.2.3.4", "1.2.3.5", "RTSTRUCT"
     ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.save_as(tmp_path / "rtstruct.dcm", enforce_file_format=True)
-    _load_error(tmp_path / "rtstruct.dcm", ValueError, "RT Structure Set Storage object without image data")
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_dicom_object_that_is_no_image_is_named_as_such(tmp_path):
+    _rtstruct(tmp_path / "rtstruct.dcm")
+    _load_error(tmp_path / "rtstruct.dcm", ValueError, "RT Structure Set Storage object, not an image")
+
+
+def test_dicom_objects_that_are_no_images_are_skipped_beside_the_images(formats, tmp_path):
+    # an export of a study holds its segmentations and structure sets beside the slices, and an earlier run's SEG
+    # may be copied back next to its study: they have Rows, Columns and frames (SEG, RT Dose) or no pixels at all
+    study = Path(shutil.copytree(formats["dicom"], tmp_path / "in" / "study"))
+    label_map = (_load(study, ras=False) > 500).to(torch.uint8)
+    write_dicom_seg(label_map, study, tmp_path / "seg.dcm", {1: "lesion"})
+    write_dicom_seg(
+        label_map + (_load(study, ras=False) > 700), study, tmp_path / "in" / "earlier_seg.dcm", {1: "a", 2: "b"}
+    )
+    shutil.copy(tmp_path / "seg.dcm", study / "SEG.dcm")
+    shutil.copy(_rtstruct(tmp_path / "rtstruct.dcm"), study / "RS")
+    # they had split the folder into two series, the SEG's frames read as a CT; the structure set failed the series
+    with pytest.warns(
+        UserWarning, match=r"skipping RS \(RT Structure Set Storage\), SEG\.dcm \(Segmentation Storage\)"
+    ):
+        np.testing.assert_array_equal(_load(study).numpy(), _load(formats["dicom"]).numpy())
+    with pytest.warns(UserWarning, match=r"skipping 1 entries \(DICOM objects that are no images\): earlier_seg\.dcm"):
+        assert list_medical_cases(tmp_path / "in", split_series=True) == [{"image": str(study)}]
+    # given as a file, e.g. as a label in a datalist, a SEG is refused as such (its frames are no volume either)
+    _load_error(tmp_path / "seg.dcm", ValueError, "Segmentation Storage object, not an image; DICOM SEG labels are not")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(tmp_path / "rtstruct.dcm", alone / "RS.dcm")
+    _load_error(alone, ValueError, r"holds no image, only DICOM objects of other kinds: RS\.dcm \(RT Structure Set")
 
 
 def _load_image_notices(env: dict) -> str:
