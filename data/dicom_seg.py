@@ -390,7 +390,7 @@ def _fill_optional_attributes(datasets: Sequence[Dataset], offsets: Sequence[flo
 
     Patient and study attributes of type 2 may be present but empty in DICOM, which is what the SEG then says; a
     missing Modality becomes "OT" (other), a missing SliceThickness the spacing between slices (the thickness of
-    one label-map voxel).
+    one label-map voxel), in the header and in an enhanced image's shared Pixel Measures alike.
     """
     step = float(np.median(np.abs(np.diff(offsets)))) if len(offsets) > 1 else 1.0
     for ds in datasets:
@@ -399,6 +399,12 @@ def _fill_optional_attributes(datasets: Sequence[Dataset], offsets: Sequence[flo
                 setattr(ds, keyword, value)
         if ds.get("SliceThickness") in (None, ""):
             ds.SliceThickness = round(step, 6)
+        # highdicom copies an enhanced image's shared Pixel Measures into the SEG, where a SEG placed in a frame of
+        # reference must have SliceThickness: without it the SEG cannot be read back
+        for shared in ds.get("SharedFunctionalGroupsSequence") or []:
+            for measures in shared.get("PixelMeasuresSequence") or []:
+                if measures.get("SliceThickness") in (None, ""):
+                    measures.SliceThickness = ds.SliceThickness
 
 
 def _floats(values: Sequence[Any]) -> np.ndarray:

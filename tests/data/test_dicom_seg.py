@@ -411,6 +411,22 @@ def test_enhanced_multiframe_frames_with_their_own_orientation_and_spacing_get_t
     np.testing.assert_array_equal(masks[..., 1], ds.pixel_array == SUB_BOX)
 
 
+def test_enhanced_multiframe_source_without_slice_thickness_gets_a_seg_that_reads_back(tmp_path):
+    # SliceThickness may be left out of the Pixel Measures where the frame positions give the spacing; the SEG's
+    # own Pixel Measures, copied from the source, had none, and highdicom could not read the SEG
+    write_enhanced_ct_of(tmp_path / "ct", tmp_path / "enhanced.dcm")
+    ds = pydicom.dcmread(tmp_path / "enhanced.dcm")
+    del ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness
+    ds.save_as(tmp_path / "no_thickness.dcm")
+    image = load(tmp_path / "no_thickness.dcm", MedicalImageReader())
+    path = write_dicom_seg(label_map_of(image), tmp_path / "no_thickness.dcm", tmp_path / "seg.dcm", LABELS)
+    measures = pydicom.dcmread(path).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == pytest.approx(2.5)  # the spacing of the frames
+    frames = list(range(1, int(ds.NumberOfFrames) + 1))
+    masks = segread(path).get_pixels_by_source_frame(ds.SOPInstanceUID, frames, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], ds.pixel_array == BOX)
+
+
 def test_multiframe_source_without_frame_planes_says_why_it_gets_no_seg(tmp_path):
     write_enhanced_ct_of(tmp_path / "ct", tmp_path / "enhanced.dcm")
     image = load(tmp_path / "enhanced.dcm", MedicalImageReader())
