@@ -733,14 +733,80 @@ def _with_slice_thickness(image: Any, header: Any, path: str | os.PathLike) -> A
     return image
 
 
-def _pydicom_decodes(syntax: Any) -> bool:
-    """Whether an installed pydicom plugin decodes pixel data of this (compressed) transfer syntax."""
+def _pydicom_decoder(syntax: Any) -> Any:
+    """pydicom's decoder of a (compressed) transfer syntax, whether its plugins are installed or not; ``None``
+    where pydicom has none."""
+    if syntax is None:
+        return None
     try:
         from pydicom.pixels import get_decoder
 
-        return bool(get_decoder(syntax).is_available)
+        return get_decoder(syntax)
     except (ImportError, NotImplementedError):  # pydicom < 3, or a syntax pydicom has no decoder for
+        return None
+
+
+def _pydicom_decodes(syntax: Any) -> bool:
+    """Whether an installed pydicom plugin decodes pixel data of this (compressed) transfer syntax."""
+    decoder = _pydicom_decoder(syntax)
+    return decoder is not None and bool(decoder.is_available)
+
+
+def _undecodable(files: Sequence[str], headers: Sequence[Any], error: Exception) -> ValueError:
+    """The error for DICOM pixel data that ITK failed on, naming the file at fault and its transfer syntax.
+
+    ITK's series reader says neither which slice it failed on nor why ("Failed to change to Implicit Transfer
+    Syntax"), so each slice is tried alone: a few failing among slices that decode are damaged; where all fail,
+    no installed decoder reads the syntax, and pydicom tells which packages its decoders for it need.
+    """
+    from .dataset import itk_error_reason  # not at the top: dataset imports atomic, which imports this module
+
+    reason = itk_error_reason(str(error)) or " ".join(str(error).split())
+    failing = list(range(len(files)))
+    if len(files) > 1:
+        failing = [index for index in failing if not _itk_decodes(files[index])]
+        if not failing:  # each slice decodes alone: not a decoding failure
+            return ValueError(f"ITK cannot read the DICOM series of {Path(files[0]).parent}: {reason}")
+    first = failing[0]
+    where = f"{files[first]}: cannot decode its pixel data ({_syntax_name(headers[first])})"
+    if len(failing) < len(files):
+        others = [Path(files[index]).name for index in failing[1:]]
+        more = f" (as are {', '.join(others[:5])}{' and more' if len(others) > 5 else ''})" if others else ""
+        return ValueError(f"{where}: the file is damaged{more}, as the series' other slices decode; ITK: {reason}.")
+    slices = f", nor those of the series' {len(files) - 1} other slices" if len(files) > 1 else ", or it is damaged"
+    decoders = _pydicom_decoders(_transfer_syntax(headers[first]))
+    return ValueError(f"{where}: no installed decoder reads it{slices} (ITK: {reason}; {decoders}).")
+
+
+def _transfer_syntax(header: Any) -> Any:
+    """The TransferSyntaxUID (a pydicom ``UID``) of a header's file meta, ``None`` where it has none."""
+    return getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+
+
+def _syntax_name(header: Any) -> str:
+    syntax = _transfer_syntax(header)
+    return syntax.name if syntax is not None else "no transfer syntax"
+
+
+def _itk_decodes(path: str) -> bool:
+    try:
+        itk.imread(path)
+    except RuntimeError:
         return False
+    return True
+
+
+def _pydicom_decoders(syntax: Any) -> str:
+    """What pydicom's decoders for a transfer syntax need, for a message: ``"pydicom reads it with pylibjpeg>=2.0
+    and pylibjpeg-openjpeg>=2.0 installed"``."""
+    decoder = _pydicom_decoder(syntax)
+    if decoder is None:
+        return "pydicom has no decoder for it"
+    if decoder.is_available:
+        return "pydicom's decoder for it is installed"
+    # each entry reads "<plugin> - requires <packages>"
+    needs = [entry.split(" - requires ", 1)[-1] for entry in decoder.missing_dependencies]
+    return f"pydicom reads it with {' or with '.join(needs)} installed"
 
 
 def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
@@ -753,7 +819,7 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
     for the rest (deflated, multi-sample, or no pydicom decoder), which ITK's decoders read instead.
     """
     first = series.headers[0]
-    syntax = getattr(getattr(first, "file_meta", None), "TransferSyntaxUID", None)
+    syntax = _transfer_syntax(first)
     allocated = int(first.get("BitsAllocated") or 0)
     if any(_FLOAT_PIXELS & set(header.keys()) for header in series.headers):
         # float pixel data (parametric maps): pydicom reads it; its values need no rescale
@@ -807,7 +873,7 @@ _FLOAT_PIXELS = {0x7FE00008, 0x7FE00009}
 
 def _pixel_encoding(header: Any) -> tuple:
     """What decoding a slice's pixels depends on: transfer syntax, bits, signedness, size."""
-    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+    syntax = _transfer_syntax(header)
     keywords = ("BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel", "Rows", "Columns")
     return (str(syntax), *(header.get(keyword) for keyword in keywords))
 
@@ -827,7 +893,9 @@ def _decoded_pixels(series: DicomSeries) -> np.ndarray:
         try:
             slices.append(header.pixel_array)
         except Exception as error:  # a corrupt or truncated frame
-            raise ValueError(f"cannot decode the pixel data of {path}: {type(error).__name__}: {error}") from error
+            raise ValueError(
+                f"{path}: cannot decode its pixel data ({_syntax_name(header)}): {type(error).__name__}: {error}"
+            ) from error
         for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             if tag in header:
                 delattr(header, tag)  # the decoded slice is kept; the encoded bytes need not be
@@ -1186,7 +1254,10 @@ class MedicalImageReader(ImageReader):
             float_needed = rescales is not None or _is_monochrome1(header)
             if float_needed and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
                 kwargs = {**kwargs, "pixel_type": itk.F}
-            image = self.itk_reader.read(str(path), **kwargs)
+            try:
+                image = self.itk_reader.read(str(path), **kwargs)
+            except RuntimeError as error:
+                raise _undecodable([str(path)], [header], error) from error
             if rescales is not None:
                 _set_frame_values(image, path, rescales)
             else:
@@ -1216,7 +1287,11 @@ class MedicalImageReader(ImageReader):
         float_needed = len({_rescale_of(header) for header in headers}) > 1 or any(map(_is_monochrome1, headers))
         if float_needed and "pixel_type" not in options:
             options["pixel_type"] = itk.F
-        image = _undo_monochrome1(itk.imread(files[0] if len(files) == 1 else files, **options), headers)
+        try:
+            image = itk.imread(files[0] if len(files) == 1 else files, **options)
+        except RuntimeError as error:
+            raise _undecodable(files, headers, error) from error
+        image = _undo_monochrome1(image, headers)
         if len(files) > 1:
             return image
         return _with_slice_thickness(image, headers[0], files[0])

@@ -326,14 +326,34 @@ def _ct_volume_dicom_two_series(root: Path) -> str:
     return _check(CT, {"image": str(folder), "label": label})
 
 
+def _dicom_series(root: Path) -> Path:
+    """A DICOM CT series in ``root/in/study``."""
+    from monai_unets.scripts.demo_ct import write_dicom_series
+
+    return write_dicom_series(_volume((16, 16, 6)), root / "in" / "study", (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)).folder
+
+
 def _dicom_series_and_seg(root: Path) -> tuple[Path, Path]:
     """A DICOM CT series in ``root/in/study`` and the DICOM SEG an inference run writes for it."""
     from monai_unets.data.dicom_seg import write_dicom_seg
-    from monai_unets.scripts.demo_ct import write_dicom_series
 
-    series = write_dicom_series(_volume((16, 16, 6)), root / "in" / "study", (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)).folder
+    series = _dicom_series(root)
     seg = write_dicom_seg(_labels((16, 16, 6)), series, root / "study_seg.dcm", {1: "pancreas", 2: "cancer"})
     return series, seg
+
+
+def _htj2k_slice(root: Path) -> bytes:
+    """A CT slice whose pixel data is HTJ2K, which neither ITK's GDCM nor pydicom without pylibjpeg decodes."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(min(_dicom_series(root).iterdir()))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"  # HTJ2K Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(100)])
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
 
 
 def _seg_beside_its_series(root: Path) -> str:
@@ -1092,6 +1112,13 @@ CATALOGUE: list[Fault] = [
         "input file deleted after listing",
         lambda r: _inference_failure(r, SKIN, "gone.png", None),
         "gone.png: FileNotFoundError",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a DICOM file (or series) compressed in a syntax no installed decoder reads (HTJ2K without pylibjpeg)",
+        lambda r: _inference_failure(r, CT, "htj2k.dcm", _htj2k_slice(r)),
+        "htj2k.dcm: cannot decode its pixel data (High-Throughput JPEG 2000 Image Compression (Lossless Only))",
         _INFER,
     ),
     Fault(

@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from monai.transforms import LoadImage
+from monai_unets.data import describe_error
 from monai_unets.data.medical_io import MedicalImageReader
 from monai_unets.scripts.benchmark_readers import read_with_simpleitk
 from monai_unets.scripts.demo_ct import write_dicom_series
@@ -211,3 +212,51 @@ def test_truncated_pixel_data_names_the_file(tmp_path):
     while error.__cause__ is not None:
         error = error.__cause__
     assert isinstance(error, ValueError) and path.name in str(error) and "truncated" in str(error)
+
+
+def _load_error(path: Path) -> str:
+    with pytest.raises(Exception) as info:
+        LoadImage(reader=MedicalImageReader(), image_only=True)(str(path))
+    return describe_error(info.value)
+
+
+def _pydicom_decodes(syntax: str) -> bool:
+    from pydicom.pixels import get_decoder
+
+    return get_decoder(syntax).is_available
+
+
+def test_pixel_data_that_no_decoder_reads_names_the_file_and_its_transfer_syntax(tmp_path):
+    from pydicom.encaps import encapsulate
+
+    folder = _series(tmp_path)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"  # HTJ2K Lossless: ITK's GDCM has no decoder
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(100)])
+        ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+        ds.save_as(path)
+    first = min(folder.iterdir())
+    # ITK's words had named no file: "GDCMImageIO: Failed to change to Implicit Transfer Syntax"
+    for source in (folder, first):
+        message = _load_error(source)
+        assert f"{first}: cannot decode its pixel data (High-Throughput JPEG 2000" in message, message
+        if not _pydicom_decodes("1.2.840.10008.1.2.4.201"):
+            assert "no installed decoder reads it" in message and "pydicom reads it with pylibjpeg" in message, message
+
+
+def test_a_damaged_slice_of_a_compressed_series_is_named(tmp_path):
+    from pydicom.encaps import encapsulate, generate_fragmented_frames
+
+    folder = _series(tmp_path)
+    _encode(folder, STORED, bits=16, signed=True, rescales=[(1, -1024)] * SHAPE[2])
+    _compress_jpeg_lossless(folder, tmp_path)
+    damaged = sorted(folder.iterdir())[2]
+    ds = pydicom.dcmread(damaged)
+    stream = b"".join(next(generate_fragmented_frames(ds.PixelData)))
+    ds.PixelData = encapsulate([stream[: len(stream) // 3]])  # cut short, as an interrupted transfer leaves it
+    ds.save_as(damaged)
+    message = _load_error(folder)
+    assert f"{damaged}: cannot decode its pixel data" in message, message
+    if not _pydicom_decodes(ds.file_meta.TransferSyntaxUID):  # else pydicom's decoder names it
+        assert "the file is damaged, as the series' other slices decode" in message, message
