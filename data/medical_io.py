@@ -300,8 +300,15 @@ def _dcmread(path: str | os.PathLike, **kwargs: Any) -> Any:
         return header
 
 
+def _refuse_empty(path: str | os.PathLike) -> None:
+    """A zero-byte file (a copy or download that never finished) is called empty, not "no DICOM file"."""
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path} is empty (0 bytes).")
+
+
 def _read_header(path: Path, folder: Path) -> Any:
     """The pydicom header of ``path`` (pixel data deferred), or a ValueError that names the file."""
+    _refuse_empty(path)
     try:
         return _dcmread(path, defer_size=_DEFER_SIZE)
     except pydicom.errors.InvalidDicomError:
@@ -692,15 +699,18 @@ def _without_image_data(path: Path, header: Any) -> str:
 
 
 def _check_single_dicom(path: Path) -> Any:
-    """The header of a lone ``.dcm`` file, which must be a readable DICOM image; errors name the file."""
+    """The header (pixel data deferred) of a lone ``.dcm`` file, which must be a readable DICOM image whose
+    uncompressed pixel data, if any, is whole; errors name the file."""
+    _refuse_empty(path)
     try:
-        header = _dcmread(path, stop_before_pixels=True)
+        header = _dcmread(path, defer_size=_DEFER_SIZE)
     except pydicom.errors.InvalidDicomError:
         raise ValueError(f"{path} is not a DICOM file.") from None
     except Exception as error:  # truncated or otherwise unreadable header
         raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
     if not _is_image(header) or "Rows" not in header or "Columns" not in header:
         raise ValueError(f"{_without_image_data(path, header)}.")
+    _check_pixel_length(path, header)
     return header
 
 
@@ -852,8 +862,7 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
             data = element.value
             read = min(len(data), size)
             target.reshape(-1)[: read // dtype.itemsize] = np.frombuffer(data, dtype, count=read // dtype.itemsize)
-        if read < size:
-            raise ValueError(f"the pixel data of {path} is truncated: {read} of {size} bytes ({rows} x {columns}).")
+        _check_length(path, read, size, f"{rows} x {columns}")
     if not dtype.isnative:
         volume.byteswap(inplace=True)
     stored = int(first.get("BitsStored") or allocated)
@@ -865,6 +874,32 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
         else:
             volume &= (1 << stored) - 1
     return volume
+
+
+def _check_length(path: str | os.PathLike, read: int, size: int, shape: str) -> None:
+    if read < size:
+        raise ValueError(f"the pixel data of {path} is truncated: {read} of {size} bytes ({shape}).")
+
+
+def _check_pixel_length(path: str | os.PathLike, header: Any) -> None:
+    """Uncompressed pixel data that ITK is to read holds every frame: ITK fails on a short one with "Could not
+    create IO object" or "No ImageIO is registered", naming neither the file nor the reason.
+
+    ``header`` must keep its PixelData element (deferred, not skipped); compressed data is checked by decoding.
+    """
+    syntax = _transfer_syntax(header)
+    element = _pixel_element(header)
+    if element is None or syntax is None or syntax.is_compressed or syntax.is_deflated:
+        return
+    frames, rows, columns = int(header.get("NumberOfFrames") or 1), int(header.Rows), int(header.Columns)
+    bits = frames * rows * columns * int(header.get("SamplesPerPixel") or 1) * int(header.get("BitsAllocated") or 0)
+    if element.value is None:  # deferred: what the file holds from the value's offset on
+        held = min(int(element.length), os.path.getsize(path) - element.value_tell)
+    else:
+        held = len(element.value)
+    _check_length(
+        path, held, (bits + 7) // 8, f"{frames} frames of {rows} x {columns}" if frames > 1 else f"{rows} x {columns}"
+    )
 
 
 # FloatPixelData and DoubleFloatPixelData
@@ -1281,6 +1316,8 @@ class MedicalImageReader(ImageReader):
         # compressed or colour pixel data, a lone (multi-frame) file: ITK's GDCM decoders; the files are sorted
         # along the normal, which is the order ITK's series reader stacks them in
         headers = series.headers or [_dcmread(f, stop_before_pixels=True) for f in files]
+        for path, header in zip(files, headers):
+            _check_pixel_length(path, header)
         options = {**self.itk_reader.kwargs, **kwargs}
         # ITK gives the volume the pixel type of the first slice's rescale: the fractional values of slices with
         # another slope (per-slice slopes, as in MR) would be cut to integers; each slice's own rescale in float

@@ -1123,6 +1123,20 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "inference",
+        "zero-byte DICOM file (.dcm) among good inputs",
+        lambda r: _inference_failure(r, CT, "empty.dcm", b""),
+        "empty.dcm is empty (0 bytes)",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a single DICOM file whose pixel data is cut short (a lone slice or multi-frame file)",
+        lambda r: _inference_failure(r, CT, "cut.dcm", min(_dicom_series(r).iterdir()).read_bytes()[:-10]),
+        "cut.dcm is truncated: 502 of 512 bytes (16 x 16)",
+        _INFER,
+    ),
+    Fault(
+        "inference",
         "a 2D NIfTI among 3D studies",
         lambda r: _inference_failure(r, CT, "slice.nii.gz", _nifti_bytes(r, _V[..., 0])),
         "slice.nii.gz: DataCheckError: ",

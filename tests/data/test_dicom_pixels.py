@@ -214,6 +214,24 @@ def test_truncated_pixel_data_names_the_file(tmp_path):
     assert isinstance(error, ValueError) and path.name in str(error) and "truncated" in str(error)
 
 
+def test_truncated_pixel_data_of_a_lone_file_names_the_file(tmp_path):
+    from tests.geometry import write_enhanced_ct
+
+    # a lone slice or multi-frame file is read by ITK, whose words named no reason: "Could not create IO object
+    # for reading file", "No ImageIO is registered to handle the given file"
+    folder = _series(tmp_path)
+    single = tmp_path / "single.dcm"
+    single.write_bytes(sorted(folder.iterdir())[1].read_bytes()[:-10])
+    enhanced = write_enhanced_ct(folder, tmp_path / "enhanced.dcm")
+    enhanced.write_bytes(enhanced.read_bytes()[:-10])
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "enhanced.dcm").write_bytes(enhanced.read_bytes())
+    assert f"the pixel data of {single} is truncated: 50 of 60 bytes (5 x 6)" in _load_error(single)
+    for path in (enhanced, tmp_path / "one"):  # a file, and a folder of that one file
+        message = _load_error(path)
+        assert "enhanced.dcm is truncated: 230 of 240 bytes (4 frames of 5 x 6)" in message, message
+
+
 def _load_error(path: Path) -> str:
     with pytest.raises(Exception) as info:
         LoadImage(reader=MedicalImageReader(), image_only=True)(str(path))

@@ -757,6 +757,23 @@ def test_a_slice_cut_off_in_its_header_is_called_truncated(formats, tmp_path, ke
     assert "without image data" not in message
 
 
+def test_a_lone_dicom_file_that_is_cut_in_its_header_or_empty_says_so(formats, tmp_path):
+    data = _slice_file(formats["dicom"], 6).read_bytes()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    # only the file meta is left, which says CT Image Storage: it had been called "a DICOM unknown object"
+    (inbox / "cut.dcm").write_bytes(data[: data.index(b"\x08\x00\x16\x00UI", 132)])
+    _load_error(inbox / "cut.dcm", ValueError, "cut.dcm is a DICOM CT Image Storage file whose header ends before")
+    # without a suffix it is a case of its own, reported when read, where it had been skipped as no image
+    (inbox / "cut.dcm").rename(inbox / "IM00006")
+    assert list_medical_cases(inbox) == [{"image": str(inbox / "IM00006")}]
+    (inbox / "empty.dcm").touch()
+    _load_error(inbox / "empty.dcm", ValueError, r"empty\.dcm is empty \(0 bytes\)")  # not "is not a DICOM file"
+    series = Path(shutil.copytree(formats["dicom"], tmp_path / "series"))
+    (series / "IM9999.dcm").touch()
+    _load_error(series, ValueError, r"IM9999\.dcm is empty \(0 bytes\)")
+
+
 def _rtstruct(path: Path) -> Path:
     """An RT Structure Set: a DICOM object without Rows, Columns or pixel data."""
     ds = pydicom.Dataset()
