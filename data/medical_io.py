@@ -595,6 +595,17 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
     ):
         if not _close([h.get(tag) for h in headers], tolerance):
             raise ValueError(f"{where} has slices with different {tag}: {_value_groups(series.files, headers, tag)}.")
+    # a copy of a slice under another name ("IM0004 (1).dcm", as downloads name it) is no second slice
+    named: dict[str, str] = {}
+    for path, header in zip(series.files, headers):
+        uid = str(header.get("SOPInstanceUID") or "")
+        if uid in named:
+            raise ValueError(
+                f"{where} holds one instance twice: {Path(named[uid]).name} and {Path(path).name} have the same "
+                f"SOPInstanceUID {uid}; remove one of them."
+            )
+        if uid:
+            named[uid] = path
     # one volume is one acquisition in one patient coordinate system: slices of another study, frame of reference
     # or kind of image that share the SeriesInstanceUID (a faulty export) would be stacked into one volume
     for tag in ("StudyInstanceUID", "FrameOfReferenceUID", "SOPClassUID"):

@@ -358,6 +358,15 @@ def test_inconsistent_spacing_and_duplicates_are_refused(formats, tmp_path):
     _load_error(folder, ValueError, "duplicate slice position")
 
 
+def test_one_slice_given_twice_under_two_names_is_named_as_a_copy(formats, tmp_path):
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "copied"))
+    path = _slice_file(folder, 4)
+    shutil.copy(path, folder / f"{path.stem} (1).dcm")  # as a browser names a second download of the file
+    # it had been refused as duplicate positions, "several acquisitions or time points"
+    message = _load_error(folder, ValueError, r"holds one instance twice: .* have the same SOPInstanceUID")
+    assert path.name in message and f"{path.stem} (1).dcm" in message, message
+
+
 def test_tilted_stack_is_refused(formats, tmp_path):
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "tilted"))
     for instance in range(1, 17):  # every slice shifted along its rows a bit more: a gantry tilt
