@@ -252,7 +252,8 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
     metadata of the source images.
     """
     try:
-        series = select_dicom_series(folder, series_uid)
+        # the reader warned of the files it skipped when it read the series (a localizer, a SEG): once is enough
+        series = select_dicom_series(folder, series_uid, warn=False)
     except (OSError, ValueError) as error:
         raise DicomSegError(f"no DICOM SEG written for {folder}: {error}") from error
     datasets = list(series.headers)

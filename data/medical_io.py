@@ -334,7 +334,7 @@ def _position_along_normal(header: Any) -> float | None:
     return float(np.dot(normal, np.asarray(ipp, float)))
 
 
-def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
+def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[DicomSeries]:
     """Groups the DICOM files of ``folder`` by SeriesInstanceUID, reading headers only.
 
     Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the
@@ -346,6 +346,8 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
 
     Args:
         folder: a folder of DICOM files.
+        warn: give the warnings about skipped files; ``False`` where the reader gives them when it reads the
+            folder (in another process, with DataLoader workers, where they would show twice).
 
     Returns:
         the series of the folder; use ``DicomSeries.reference`` as the image of one case per series.
@@ -359,6 +361,11 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
 
         >>> cases = [{"image": s.reference} for s in split_dicom_series("/data/study")]  # doctest: +SKIP
     """
+
+    def note(message: str) -> None:
+        if warn:
+            warnings.warn(message, stacklevel=3)
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"DICOM folder {folder} does not exist or is not a folder.")
@@ -367,16 +374,16 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
         if path.is_dir():
             subfolders.append(path.name)
         elif path.name.startswith(".") or path.name.lower() in HARMLESS_FILES:
-            warnings.warn(f"skipping {path}: not part of a DICOM series.", stacklevel=2)
+            note(f"skipping {path}: not part of a DICOM series.")
         elif is_special_file(path):
-            warnings.warn(f"skipping {path}: {SPECIAL_FILES}.", stacklevel=2)
+            note(f"skipping {path}: {SPECIAL_FILES}.")
         else:
             files.append(path)
     if not files:
         hint = f" (it has subfolders {', '.join(subfolders)}; point to the series folder itself)" if subfolders else ""
         raise FileNotFoundError(f"DICOM folder {folder} holds no DICOM file{hint}.")
     if subfolders:
-        warnings.warn(f"ignoring subfolders of DICOM folder {folder}: {', '.join(subfolders)}.", stacklevel=2)
+        note(f"ignoring subfolders of DICOM folder {folder}: {', '.join(subfolders)}.")
 
     groups: dict[str, list[tuple[Path, Any]]] = {}
     others = []
@@ -396,17 +403,15 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
         kinds = ", ".join(others)
         raise ValueError(f"DICOM folder {folder} holds no image, only DICOM objects of other kinds: {kinds}.")
     if others:
-        warnings.warn(f"skipping {', '.join(others)} in {folder}: DICOM objects that are no images.", stacklevel=2)
+        note(f"skipping {', '.join(others)} in {folder}: DICOM objects that are no images.")
 
     series = []
     for uid, members in groups.items():
         scouts = [path.name for path, header in members if _is_localizer(header)]
         if scouts and len(scouts) < len(members):
             # a scout exported into the series of the slices it planned: not a slice of the volume
-            warnings.warn(
-                f"skipping {len(scouts)} localizer image(s) of DICOM series {uid} in {folder}: "
-                f"{', '.join(scouts[:5])}.",
-                stacklevel=2,
+            note(
+                f"skipping {len(scouts)} localizer image(s) of DICOM series {uid} in {folder}: {', '.join(scouts[:5])}."
             )
             members = [(path, header) for path, header in members if not _is_localizer(header)]
         positions = [_position_along_normal(h) for _, h in members]
@@ -433,13 +438,14 @@ def split_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     return series
 
 
-def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> DicomSeries:
+def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, warn: bool = True) -> DicomSeries:
     """The one series of ``folder`` that an image path names: the series ``series_uid``, else the only one.
 
     Args:
         folder: a DICOM series folder.
         series_uid: SeriesInstanceUID of the series wanted, e.g. from a series reference; ``None`` when the folder
             must hold exactly one series.
+        warn: give the warnings of ``split_dicom_series`` about skipped files.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or holds no file.
@@ -453,7 +459,7 @@ def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None
         ['/data/study/IM0001.dcm']
     """
     folder = Path(folder)
-    all_series = split_dicom_series(folder)
+    all_series = split_dicom_series(folder, warn)
     # one line, so that a batch job's failure report keeps the whole listing
     listing = "; ".join(s.summary() for s in all_series)
     if series_uid is not None:

@@ -567,8 +567,12 @@ def test_a_localizer_in_the_series_is_skipped_and_another_odd_slice_is_named(for
     with pytest.warns(UserWarning, match=r"skipping 1 localizer image\(s\) of DICOM series .*: SCOUT\.dcm"):
         image = _load(folder)
     np.testing.assert_array_equal(image.numpy(), _load(formats["dicom"]).numpy())
-    # the DICOM SEG references the same slices as the volume, without the scout
-    seg = pydicom.dcmread(write_dicom_seg((image > 500).to(torch.uint8), folder, tmp_path / "seg.dcm", {1: "x"}))
+    # the DICOM SEG references the same slices as the volume, without the scout, and does not warn of it again:
+    # with DataLoader workers the warning had shown twice, from the worker and from the SEG writer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seg = pydicom.dcmread(write_dicom_seg((image > 500).to(torch.uint8), folder, tmp_path / "seg.dcm", {1: "x"}))
+    assert not [str(w.message) for w in caught if "localizer" in str(w.message)]
     referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert pydicom.dcmread(folder / "SCOUT.dcm").SOPInstanceUID not in referenced
     assert len(referenced) == 16
