@@ -398,6 +398,15 @@ class CheckCased(MapTransform):
                     f"a case of {shape[0]} image files, one per channel (shape {shape}); this bundle takes "
                     f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file."
                 )
+            # a DICOM image's SamplesPerPixel and PhotometricInterpretation, as the readers report them
+            samples, colour = (
+                str(getattr(image, "meta", {}).get(tag, "")).strip() for tag in ("0028|0002", "0028|0004")
+            )
+            if samples not in ("", "1"):
+                raise error(
+                    f"is a colour DICOM image ({colour or 'colour'}: {samples} samples per pixel, shape {shape}); "
+                    f"this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
+                )
             raise error(
                 f"has {shape[0]} channels (shape {shape}); this bundle takes {self.in_channels}. "
                 "A 4D file (several volumes or time points) must be split into single volumes."

@@ -1091,10 +1091,15 @@ class _SeriesVolume:
         image.SetOrigin(self.origin.tolist())
         image.SetSpacing(self.spacing.tolist())
         image.SetDirection(itk.matrix_from_array(self.direction))
-        dictionary = image.GetMetaDataDictionary()
-        for key, text in self.tags.items():
-            dictionary[key] = text
-        return image
+        return _with_tags(image, self.tags)
+
+
+def _with_tags(image: Any, tags: dict[str, str]) -> Any:
+    """``image`` with ``tags`` (``"gggg|eeee"`` entries) in its metadata dictionary, which ``ITKReader`` reports."""
+    dictionary = image.GetMetaDataDictionary()
+    for key, text in tags.items():
+        dictionary[key] = text
+    return image
 
 
 def _series_volume(series: DicomSeries) -> _SeriesVolume | None:
@@ -1347,7 +1352,9 @@ class MedicalImageReader(ImageReader):
             raise _undecodable(files, headers, error) from error
         image = _undo_monochrome1(image, headers)
         if len(files) > 1:
-            return image
+            # ITK's series reader gives the volume none of the DICOM tags that a single file and the series this
+            # reader assembles itself carry (the checks tell a colour series by them)
+            return _with_tags(image, _dicom_tags(headers[0]))
         return _with_slice_thickness(image, headers[0], files[0])
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:

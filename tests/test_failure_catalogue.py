@@ -356,6 +356,20 @@ def _htj2k_slice(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _colour_dicom_series(root: Path) -> str:
+    """A DICOM series of RGB slices (a colour rendering of a scan) as a CT bundle's training image."""
+    import pydicom
+
+    series = _dicom_series(root)
+    for path in series.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = bytes(16 * 16 * 3)
+        ds.save_as(path)
+    return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
+
+
 def _seg_beside_its_series(root: Path) -> str:
     """The warnings of listing and reading an input folder where an earlier run's SEG lies beside the series and
     inside its folder."""
@@ -725,6 +739,13 @@ CATALOGUE: list[Fault] = [
         "a DICOM SEG as the label",
         lambda r: _check(CT, dict(zip(("image", "label"), map(str, _dicom_series_and_seg(r))))),
         "Segmentation Storage object, not an image; DICOM SEG labels are not supported either: convert",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a colour (RGB) DICOM series as a CT image",
+        _colour_dicom_series,
+        "is a colour DICOM image (RGB: 3 samples per pixel",
         _STOP,
     ),
     Fault(

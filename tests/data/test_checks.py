@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.transforms import EnsureChannelFirstd, LoadImaged
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai_unets.data import (
     CaseDataset,
     CheckCased,
@@ -125,6 +125,26 @@ def test_nan_replaced_in_a_case_of_one_file_per_channel_names_the_files_place(tm
     with caplog.at_level(logging.WARNING):
         assert find_bad_cases([case], loading) == []
     assert f"image file 2 of 2 of the case of {case['image'][0]} (one file per channel): replaced 1 NaN" in caplog.text
+
+
+def test_a_colour_dicom_series_is_named_as_such_and_not_a_4d_file(tmp_path):
+    import pydicom
+    from monai_unets.data.medical_io import MedicalImageReader
+    from monai_unets.scripts.demo_ct import write_dicom_series
+
+    folder = write_dicom_series(np.zeros((6, 5, 4), np.int16), tmp_path / "rgb", (0.8, 0.8, 2.0), (0, 0, 0)).folder
+    for path in folder.iterdir():  # a colour rendering of the scan, as some exports hold (ITK reads it)
+        ds = pydicom.dcmread(path)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = bytes(5 * 6 * 3)
+        ds.save_as(path)
+    load = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
+    for image in (folder, min(folder.iterdir())):  # the series, and one of its files alone
+        loaded = load({"image": str(image)})
+        with pytest.raises(DataCheckError, match=r"is a colour DICOM image \(RGB: 3 samples per pixel") as raised:
+            CheckCased(["image"], spatial_dims=3, in_channels=1)(loaded)
+        assert "4D file" not in str(raised.value)
 
 
 def test_nan_policy_replace_uses_the_finite_extremes(caplog):
