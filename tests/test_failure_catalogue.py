@@ -356,6 +356,14 @@ def _htj2k_slice(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _copied_slice(root: Path) -> str:
+    """A DICOM series whose first slice lies in its folder a second time, under a download's copy name."""
+    series = _dicom_series(root)
+    first = min(series.iterdir())
+    (series / f"{first.stem} (1).dcm").write_bytes(first.read_bytes())
+    return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
+
+
 def _colour_dicom_series(root: Path) -> str:
     """A DICOM series of RGB slices (a colour rendering of a scan) as a CT bundle's training image."""
     import pydicom
@@ -739,6 +747,13 @@ CATALOGUE: list[Fault] = [
         "a DICOM SEG as the label",
         lambda r: _check(CT, dict(zip(("image", "label"), map(str, _dicom_series_and_seg(r))))),
         "Segmentation Storage object, not an image; DICOM SEG labels are not supported either: convert",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        'a DICOM series folder with one slice twice under two names ("IM0004 (1).dcm", a second download)',
+        _copied_slice,
+        "holds one instance twice",
         _STOP,
     ),
     Fault(
