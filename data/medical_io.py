@@ -72,8 +72,13 @@ ORIENTATION_TOLERANCE = 1e-3
 # Any other file of a series folder must be a DICOM image, or reading the folder fails.
 HARMLESS_FILES: frozenset[str] = frozenset({"dicomdir", "thumbs.db", "desktop.ini", "lockfile", "version"})
 
-#: The SOP class of DICOM Segmentation objects (SEG), which the inference runs write beside their label maps.
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+# The SOP classes of DICOM Segmentation objects (SEG; inference runs write the first beside their label maps) and
+# their names: pydicom 3.0 does not know the label map and heightmap classes, which newer tools write.
+_SEGMENTATION_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.8": "Heightmap Segmentation Storage",
+}
 # Storage classes of images whose names do not say "Image Storage": parametric maps (float ADC or T1 values, which
 # the reader reads as stored) and 3D ultrasound volumes. Other named non-image classes are skipped (see _is_image).
 _IMAGE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.6.2"})
@@ -679,7 +684,9 @@ def _sop_class(header: Any) -> Any:
 def _object_kind(header: Any) -> str:
     """What a DICOM object is, for messages: its SOP class name (``CT Image Storage``), else its Modality."""
     sop = _sop_class(header)
-    return sop.name if sop is not None else str(header.get("Modality") or "unknown")
+    if sop is None:
+        return str(header.get("Modality") or "unknown")
+    return _SEGMENTATION_CLASSES.get(sop) or sop.name
 
 
 def _is_image(header: Any) -> bool:
@@ -691,6 +698,8 @@ def _is_image(header: Any) -> bool:
     header lacks Rows (a file cut off in transfer), so that the reader calls it truncated.
     """
     sop = _sop_class(header)
+    if sop in _SEGMENTATION_CLASSES:
+        return False
     if sop is not None and sop.type == "SOP Class":
         return "Image Storage" in sop.name or sop in _IMAGE_CLASSES
     return "Rows" in header and "Columns" in header
@@ -706,7 +715,7 @@ def _without_image_data(path: Path, header: Any) -> str:
             f"{path} is a DICOM {kind} file whose header ends before its image attributes (Rows, Columns): "
             f"the file is truncated or damaged ({Path(path).stat().st_size} bytes)"
         )
-    if _sop_class(header) == SEGMENTATION_STORAGE:
+    if _sop_class(header) in _SEGMENTATION_CLASSES:
         # given as a training or evaluation label, a SEG's frames would be read as an image
         return (
             f"{path} is a DICOM {kind} object, not an image; DICOM SEG labels are not supported either: convert "

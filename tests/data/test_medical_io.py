@@ -824,6 +824,13 @@ def test_dicom_objects_that_are_no_images_are_skipped_beside_the_images(formats,
         assert list_medical_cases(tmp_path / "in", split_series=True) == [{"image": str(study)}]
     # given as a file, e.g. as a label in a datalist, a SEG is refused as such (its frames are no volume either)
     _load_error(tmp_path / "seg.dcm", ValueError, "Segmentation Storage object, not an image; DICOM SEG labels are not")
+    # a label map SEG (DICOM 2024), a class that pydicom 3.0 does not name, is one too
+    labelmap = pydicom.dcmread(tmp_path / "seg.dcm")
+    labelmap.SOPClassUID = labelmap.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.7"
+    labelmap.save_as(study / "LABELMAP.dcm")
+    with pytest.warns(UserWarning, match=r"LABELMAP\.dcm \(Label Map Segmentation Storage\)"):
+        np.testing.assert_array_equal(_load(study).numpy(), _load(formats["dicom"]).numpy())
+    _load_error(study / "LABELMAP.dcm", ValueError, "Label Map Segmentation Storage object, not an image; DICOM SEG")
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(tmp_path / "rtstruct.dcm", alone / "RS.dcm")
