@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import stat
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,10 +34,12 @@ import numpy as np
 from monai.data import ImageReader, ITKReader, NibabelReader
 from monai.data.utils import orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys, optional_import
+from numpy.lib.recfunctions import structured_to_unstructured
 
 pydicom, _ = optional_import("pydicom")
 itk, _ = optional_import("itk")
 nib, _ = optional_import("nibabel")
+sitk, _ = optional_import("SimpleITK")
 
 __all__ = [
     "HARMLESS_FILES",
@@ -88,6 +91,11 @@ _BINARY_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 # Blocks of a transposing copy (x, y, z voxels): about 1 MB of float32, so that the source's x lines and the
 # copy's z lines of a block stay in cache; a 512 x 512 x 300 CT is copied 3x faster than in one strided pass.
 _TRANSPOSE_BLOCK = (128, 128, 16)
+# SimpleITK's names of the scalar pixel types whose 3D images ITK's Python modules have (no int8, int64, vectors)
+# ITK's templates load their modules on a lookup outside ITK's own lazy-loading lock: reads in several threads (the
+# data checks) loaded the same modules at once, printing thousands of "template already defined" warnings
+_ITK_LOCK = threading.Lock()
+_ITK_WRAPPED_PIXELS = ("UInt8", "UInt16", "Int16", "UInt32", "Int32", "UInt64", "Float32", "Float64")
 
 # MONAI's LoadImage constructs every reader it knows, NvImgCodecPydicomReader among them, which then reports (a log
 # record and a warning) that nvImageCodec, a GPU decoder, is missing; the reader declines every file in that case, so
@@ -826,7 +834,8 @@ def _syntax_name(header: Any) -> str:
 
 def _itk_decodes(path: str) -> bool:
     try:
-        itk.imread(path)
+        with _ITK_LOCK:
+            itk.imread(path)
     except RuntimeError:
         return False
     return True
@@ -1064,9 +1073,11 @@ def _undo_monochrome1(image: Any, headers: Sequence[Any]) -> Any:
 
 @dataclass
 class _SeriesVolume:
-    """A checked series of single-frame files as this reader assembled it from the headers already read.
+    """A checked series of single-frame files as this reader assembled it from the headers already read, or a file
+    of a pixel type that ITK's Python modules cannot read (``_read_unwrapped``).
 
-    ``volume`` holds the modality values ``(slices, rows, columns)``; the geometry is ITK's convention (LPS origin,
+    ``volume`` holds the modality values ``(slices, rows, columns)``, with a last axis of components for a file of
+    several values per voxel (RGB, vector); the geometry is ITK's convention (LPS origin,
     ``(column, row, slice)`` spacing, direction columns). ``meta`` gives MONAI's metadata without ITK, whose Python
     modules take 0.7-0.8 s to load in each new process (a DataLoader worker reading its first series);
     ``itk_image`` gives the same image to ``ITKReader`` where a list of images is stacked or its options matter.
@@ -1090,13 +1101,19 @@ class _SeriesVolume:
             MetaKeys.ORIGINAL_AFFINE: affine,
             MetaKeys.SPACE: SpaceKeys.RAS,
             MetaKeys.AFFINE: affine.copy(),
-            MetaKeys.SPATIAL_SHAPE: np.asarray(self.volume.shape[::-1]),
-            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
+            MetaKeys.SPATIAL_SHAPE: np.asarray(self.volume.shape[:3][::-1]),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: -1 if self.volume.ndim > 3 else float("nan"),
         }
+
+    def array(self) -> np.ndarray:
+        """The values as ``ITKReader.get_data`` gives them: ``(x, y, z)`` in C order, components last."""
+        if self.volume.ndim > 3:
+            return np.ascontiguousarray(np.moveaxis(self.volume.T, 0, -1))
+        return _c_ordered(self.volume.T)
 
     def itk_image(self) -> Any:
         """The volume as an ITK image (a view of ``volume``) with the same geometry and tags."""
-        image = itk.image_view_from_array(self.volume)
+        image = itk.image_view_from_array(self.volume, is_vector=self.volume.ndim > 3)
         image.SetOrigin(self.origin.tolist())
         image.SetSpacing(self.spacing.tolist())
         image.SetDirection(itk.matrix_from_array(self.direction))
@@ -1109,6 +1126,50 @@ def _with_tags(image: Any, tags: dict[str, str]) -> Any:
     for key, text in tags.items():
         dictionary[key] = text
     return image
+
+
+def _read_unwrapped(path: Path) -> _SeriesVolume | None:
+    """A 3D NRRD/MHA/MHD file of a pixel type ITK's Python modules have no image for, read by SimpleITK; else ``None``.
+
+    ITK's Python build has no int8 or int64 images, nor images of vectors (RGB, vector fields, a 1-element vector
+    axis), and refuses such files with a template error; int64 is what ``SimpleITK.GetImageFromArray`` writes for
+    numpy's default integers, so such labels are common. SimpleITK reads the same header with the same image IO, so
+    the geometry is ITK's to the bit. The values are kept exactly: int8 as int16, int64 as int32 where they fit,
+    else as float64 where that is exact; a single component is one channel.
+
+    Raises:
+        ValueError: 64-bit integers that no type ITKReader's callers take can hold exactly.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None  # ITK's reader says what is wrong with the header
+    if reader.GetDimension() != 3 or reader.GetPixelID() in {getattr(sitk, f"sitk{n}") for n in _ITK_WRAPPED_PIXELS}:
+        return None
+    image = reader.Execute()
+    volume = sitk.GetArrayFromImage(image)
+    if volume.dtype == np.int8:
+        volume = volume.astype(np.int16)
+    elif volume.dtype.itemsize == 8 and volume.dtype.kind in "iu" and volume.size:
+        low, high = int(volume.min()), int(volume.max())
+        if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max:
+            volume = volume.astype(np.int32)
+        elif max(-low, high) <= 2**53:
+            volume = volume.astype(np.float64)
+        else:
+            raise ValueError(
+                f"{path} holds 64-bit integers up to {max(-low, high)}, beyond 2**53: they cannot be read exactly. "
+                "Save it with 32-bit integers (or floats) instead."
+            )
+    return _SeriesVolume(
+        volume=volume,
+        origin=np.asarray(image.GetOrigin(), float),
+        spacing=np.asarray(image.GetSpacing(), float),
+        direction=np.asarray(image.GetDirection(), float).reshape(3, 3),
+        tags={key: image.GetMetaData(key) for key in image.GetMetaDataKeys()},
+    )
 
 
 def _series_volume(series: DicomSeries) -> _SeriesVolume | None:
@@ -1321,7 +1382,8 @@ class MedicalImageReader(ImageReader):
             if float_needed and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
                 kwargs = {**kwargs, "pixel_type": itk.F}
             try:
-                image = self.itk_reader.read(str(path), **kwargs)
+                with _ITK_LOCK:
+                    image = self.itk_reader.read(str(path), **kwargs)
             except RuntimeError as error:
                 raise _undecodable([str(path)], [header], error) from error
             if rescales is not None:
@@ -1330,7 +1392,11 @@ class MedicalImageReader(ImageReader):
                 image = _undo_monochrome1(image, [header])
             return _with_slice_thickness(image, header, path)
         if _has_suffix(path, ITK_SUFFIXES):
-            return self.itk_reader.read(str(path), **kwargs)
+            image = _read_unwrapped(path)
+            if image is not None:
+                return image
+            with _ITK_LOCK:
+                return self.itk_reader.read(str(path), **kwargs)
         raise ValueError(
             f"{path} is not a supported image: expected {', '.join(MEDICAL_SUFFIXES)}, a DICOM series folder "
             f"or a series reference '<folder>{SERIES_SEPARATOR}<SeriesInstanceUID>'."
@@ -1356,7 +1422,8 @@ class MedicalImageReader(ImageReader):
         if float_needed and "pixel_type" not in options:
             options["pixel_type"] = itk.F
         try:
-            image = itk.imread(files[0] if len(files) == 1 else files, **options)
+            with _ITK_LOCK:
+                image = itk.imread(files[0] if len(files) == 1 else files, **options)
         except RuntimeError as error:
             raise _undecodable(files, headers, error) from error
         image = _undo_monochrome1(image, headers)
@@ -1377,7 +1444,7 @@ class MedicalImageReader(ImageReader):
             if isinstance(image, _ReadError):
                 raise image.error
         if isinstance(img, _SeriesVolume) and self._itk_layout_is_default():
-            return _c_ordered(img.volume.T), img.meta()
+            return img.array(), img.meta()
         if any(isinstance(image, _SeriesVolume) for image in images):
             images = [image.itk_image() if isinstance(image, _SeriesVolume) else image for image in images]
             img = images if isinstance(img, (list, tuple)) else images[0]
@@ -1386,11 +1453,17 @@ class MedicalImageReader(ImageReader):
             # the file names NibabelReader.read would have recorded (the images are loaded by _read_one)
             self.nibabel_reader.filenames = tuple(image.get_filename() for image in images)
             array, meta = self.nibabel_reader.get_data(img)
+            if array.dtype.names and len(images) == 1:
+                # an RGB NIfTI stores its colours as the fields of one value per voxel, which torch cannot take:
+                # its colours become channels, for the channel check of the bundle to judge
+                array = structured_to_unstructured(array)
+                meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = -1
             # a big-endian file's stored values keep their byte order, which torch cannot take (a pipeline that
             # loads without a dtype, as inference does, failed on them)
             return (array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))), meta
         if not any(is_nifti):
-            array, meta = self.itk_reader.get_data(img)
+            with _ITK_LOCK:
+                array, meta = self.itk_reader.get_data(img)
             return _c_ordered(array), meta
         raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
 

@@ -6,7 +6,9 @@ import gzip
 import os
 import re
 import shutil
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -894,3 +896,99 @@ def test_an_output_folder_deeper_inside_the_input_folder_is_left_out(tmp_path):
     (output / "a_seg.nii.gz").touch()
     # results/ then held no study, which had ended the whole listing with "has no image"
     assert list_medical_cases(tmp_path, output_dir=output) == [{"image": str(tmp_path / "a.nii.gz")}]
+
+
+def _oblique_sitk(values: np.ndarray) -> sitk.Image:
+    """``values`` ``(z, y, x)`` as a SimpleITK image with an oblique direction, anisotropic spacing and an origin."""
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((0.8, 0.7, 2.5))
+    image.SetOrigin((-12.5, 30.25, 7.0))
+    rotation = sitk.VersorTransform((0.3, -0.2, 0.9), 0.4).GetMatrix()
+    image.SetDirection(rotation)
+    return image
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+@pytest.mark.parametrize(
+    ("dtype", "values", "read_as"),
+    [
+        (np.int64, [0, 1, 2], np.int32),
+        (np.int64, [-(2**40), 2**40], np.float64),
+        (np.int8, [-128, 0, 127], np.int16),
+    ],
+)
+def test_int8_and_int64_files_read_exactly_with_itks_geometry(tmp_path, suffix, dtype, values, read_as):
+    """int64 (numpy's default integer, as SimpleITK writes it) and int8 files, which ITK's Python modules refused."""
+    volume = np.zeros((6, 5, 4), dtype)
+    volume.flat[: len(values)] = values
+    path = tmp_path / f"label{suffix}"
+    sitk.WriteImage(_oblique_sitk(volume), str(path))
+    reference = tmp_path / f"reference{suffix}"  # the same geometry in a type ITK reads
+    sitk.WriteImage(_oblique_sitk(volume.astype(np.float64)), str(reference))
+    reader = MedicalImageReader()
+    array, meta = reader.get_data(reader.read(str(path)))
+    itk_array, itk_meta = ITKReader(affine_lps_to_ras=True).get_data(ITKReader().read(str(reference)))
+    assert array.dtype == read_as
+    np.testing.assert_array_equal(array, itk_array)
+    np.testing.assert_array_equal(array, volume.T)
+    for key in ("affine", "original_affine", "spacing", "spatial_shape"):
+        np.testing.assert_array_equal(meta[key], itk_meta[key])
+
+
+def test_int64_values_beyond_exact_floats_are_refused(tmp_path):
+    sitk.WriteImage(_oblique_sitk(np.full((3, 3, 3), 2**60, np.int64)), str(tmp_path / "big.nrrd"))
+    reader = MedicalImageReader()
+    with pytest.raises(ValueError, match=r"big\.nrrd holds 64-bit integers .* cannot be read exactly"):
+        reader.get_data(reader.read(str(tmp_path / "big.nrrd")))
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_vector_files_read_with_their_values_as_channels(tmp_path, suffix):
+    """3 values per voxel (RGB, vector) come as 3 channels, for the channel check to refuse in a 1-channel bundle;
+    a 1-element vector axis is one channel, as a NIfTI (x, y, z, 1) is."""
+    volume = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    one = _oblique_sitk(volume)
+    sitk.WriteImage(sitk.Compose([one, one * 2, one * 3]), str(tmp_path / f"v3{suffix}"))
+    sitk.WriteImage(sitk.Compose([one]), str(tmp_path / f"v1{suffix}"))
+    loader = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
+    three = loader({"image": str(tmp_path / f"v3{suffix}")})["image"]
+    single = loader({"image": str(tmp_path / f"v1{suffix}")})["image"]
+    assert three.shape == (3, 4, 5, 6) and single.shape == (1, 4, 5, 6)
+    for channel in range(3):
+        np.testing.assert_array_equal(three[channel].numpy(), volume.T * (channel + 1))
+    np.testing.assert_array_equal(single[0].numpy(), volume.T)
+    np.testing.assert_array_equal(three.affine, single.affine)
+
+
+def test_itk_reads_in_threads_take_turns(tmp_path, monkeypatch):
+    """ITK loads its modules on a template lookup without a lock: concurrent reads (the data checks' threads) loaded
+    them twice over, printing thousands of "template already defined" warnings."""
+    sitk.WriteImage(_oblique_sitk(np.zeros((4, 4, 4), np.int16)), str(tmp_path / "a.nrrd"))
+    reader = MedicalImageReader()
+    itk_read, running, most = reader.itk_reader.read, [], []
+
+    def read(*args, **kwargs):
+        running.append(1)
+        most.append(len(running))
+        time.sleep(0.05)
+        try:
+            return itk_read(*args, **kwargs)
+        finally:
+            running.pop()
+
+    monkeypatch.setattr(reader.itk_reader, "read", read)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: reader.get_data(reader.read(str(tmp_path / "a.nrrd"))), range(4)))
+    assert max(most) == 1 and len(most) == 4
+
+
+def test_an_rgb_nifti_reads_its_colours_as_channels(tmp_path):
+    """numpy's fields of an RGB NIfTI had reached torch, which failed with "can't convert np.ndarray of type
+    numpy.void"; its colours are channels, which a 1-channel bundle's channel check refuses."""
+    rgb = np.zeros((4, 5, 6), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["G"], rgb["B"] = 7, 9
+    nib.Nifti1Image(rgb, np.diag([1.2, 1.2, 2.5, 1])).to_filename(tmp_path / "rgb.nii.gz")
+    loader = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
+    image = loader({"image": str(tmp_path / "rgb.nii.gz")})["image"]
+    assert image.shape == (3, 4, 5, 6)
+    assert [int(image[c].max()) for c in range(3)] == [0, 7, 9]
