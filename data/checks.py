@@ -18,11 +18,14 @@ import copy
 import json
 import logging
 import os
-from collections.abc import Callable, Hashable, Mapping, Sequence
+import re
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import nibabel as nib
 import numpy as np
@@ -223,8 +226,45 @@ def load_datalist(
     # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its
     # modules, and another thread (the pre-flight check's, a writer's) then resolved relative paths elsewhere
     base = os.path.abspath(base_dir if base_dir is not None else path.parent)
+    _check_path_forms(path, key, content[key], base)
     _check_base_dir(path, content[key], base)
     return load_decathlon_datalist(path, True, key, base)
+
+
+def _entry_paths(entries: list) -> Iterator[tuple[int, str, str]]:
+    """``(index, key, text)`` of each string of a datalist's entries (a plain string entry is an image)."""
+    for index, entry in enumerate(entries):
+        for name, value in entry.items() if isinstance(entry, dict) else [("image", entry)]:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    yield index, name, item
+
+
+# a URI (file://, https://, s3://): MONAI's datalist loader joins it to dataset_dir as if it were a relative path
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _check_path_forms(path: Path, key: str, entries: list, base: str) -> None:
+    """Refuses an image or label given as a URI, or with backslashes for folders where no such file exists.
+
+    Both had been joined to ``base`` as they were, and each such case failed naming a file the datalist does not
+    hold (``<dataset_dir>/file:/...``). A file whose name holds a backslash is still read where it exists.
+    """
+    for index, name, item in _entry_paths(entries):
+        if name not in ("image", "label"):
+            continue
+        where = f"entry {index} of {key!r}: {name} {item}"
+        if _URI.match(item):
+            local = url2pathname(urlparse(item).path) if item.lower().startswith("file:") else None
+            hint = f": write {local}" if local else ", absolute or relative to dataset_dir"
+            raise DataCheckError(path, f"{where} is a URI; a datalist lists files by their paths{hint}.")
+        if "\\" in item and os.sep == "/" and not os.path.exists(os.path.join(base, parse_series_reference(item)[0])):
+            slashes = item.replace("\\", "/")
+            raise DataCheckError(
+                path,
+                f"{where} does not exist, and backslashes do not separate folders on this system; write the "
+                f"datalist's paths with '/' ({slashes}).",
+            )
 
 
 def _check_base_dir(path: Path, entries: list, base: str) -> None:
@@ -236,20 +276,17 @@ def _check_base_dir(path: Path, entries: list, base: str) -> None:
     own = os.path.abspath(path.parent)
     if base == own:
         return
-    for entry in entries:
-        values = entry.values() if isinstance(entry, dict) else [entry]
-        for value in values:
-            for item in value if isinstance(value, list) else [value]:
-                if not isinstance(item, str) or os.path.isabs(item):
-                    continue
-                file = parse_series_reference(item)[0]
-                if not os.path.exists(os.path.join(base, file)) and os.path.exists(os.path.join(own, file)):
-                    raise DataCheckError(
-                        path,
-                        f"its paths are relative to dataset_dir {base}, where {file} does not exist; it does relative "
-                        f"to the datalist's own folder {own}. Set dataset_dir to {own}, or write the datalist's paths "
-                        "relative to dataset_dir.",
-                    )
+    for _, _, item in _entry_paths(entries):
+        if os.path.isabs(item):
+            continue
+        file = parse_series_reference(item)[0]
+        if not os.path.exists(os.path.join(base, file)) and os.path.exists(os.path.join(own, file)):
+            raise DataCheckError(
+                path,
+                f"its paths are relative to dataset_dir {base}, where {file} does not exist; it does relative "
+                f"to the datalist's own folder {own}. Set dataset_dir to {own}, or write the datalist's paths "
+                "relative to dataset_dir.",
+            )
 
 
 # nnU-Net's raw layout: the folders of each list, and an image file's name <case>_<4-digit channel><file ending>

@@ -502,6 +502,22 @@ CATALOGUE: list[Fault] = [
         _STOP_SETTING,
     ),
     Fault(
+        "training, inference, evaluation, check-data",
+        "a datalist path written as a URI (file:///data/a.png)",
+        lambda r: _datalist(r, '{"training": [{"image": "file:///data/a%20b.png", "label": "b.png"}]}'),
+        "entry 0 of 'training': image file:///data/a%20b.png is a URI; a datalist lists files by their paths: write "
+        "/data/a b.png.",
+        _STOP_SETTING,
+    ),
+    Fault(
+        "training, inference, evaluation, check-data",
+        "a datalist path with Windows backslashes (images\\\\a.png)",
+        lambda r: _datalist(r, '{"training": [{"image": "images\\\\a.png", "label": "b.png"}]}'),
+        "image images\\a.png does not exist, and backslashes do not separate folders on this system; write the "
+        "datalist's paths with '/' (images/a.png).",
+        _STOP_SETTING,
+    ),
+    Fault(
         "evaluation",
         "2D test list without labels",
         _unlabelled_test_list,

@@ -359,6 +359,37 @@ def test_paths_relative_to_the_datalist_s_own_folder_are_named_as_such(tmp_path)
     assert f"it does relative to the datalist's own folder {lists}" in raised.value.problem
 
 
+def test_uris_and_backslashes_are_named_as_such(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").touch()
+    datalist = tmp_path / "datalist.json"
+
+    def refusal(entry: object) -> str:
+        datalist.write_text(json.dumps({"test": [{"image": "images/a.png"}, entry]}))
+        with pytest.raises(DataCheckError) as raised:
+            load_datalist(datalist, "test", tmp_path)
+        assert raised.value.file == str(datalist)
+        return raised.value.problem
+
+    # both had failed per case naming a path the datalist does not hold: <dataset_dir>/file:/..., <dataset_dir>/x\y
+    uri = (tmp_path / "images" / "a b.png").as_uri()
+    assert refusal({"image": uri}) == (
+        f"entry 1 of 'test': image {uri} is a URI; a datalist lists files by their paths: write "
+        f"{tmp_path / 'images' / 'a b.png'}."
+    )
+    assert "image https://host/a.png is a URI; a datalist lists files by their paths, absolute or relative" in (
+        refusal({"image": "https://host/a.png"})
+    )
+    assert refusal({"image": "images/a.png", "label": ["masks\\a.png"]}) == (
+        "entry 1 of 'test': label masks\\a.png does not exist, and backslashes do not separate folders on this "
+        "system; write the datalist's paths with '/' (masks/a.png)."
+    )
+    # a file whose name holds a backslash is read
+    (tmp_path / "images" / "b\\c.png").touch()
+    datalist.write_text(json.dumps({"test": ["images/b\\c.png"]}))
+    assert load_datalist(datalist, "test", tmp_path) == [{"image": str(tmp_path / "images" / "b\\c.png")}]
+
+
 def test_empty_labels_are_counted_and_refused_when_every_training_label_is_one(tmp_path, caplog):
     # images without a lesion have empty labels: a count, not a refusal
     train = [_case(tmp_path, "a"), _case(tmp_path, "b", (0, 0)), _case(tmp_path, "c"), _case(tmp_path, "x", (0, 9))]
