@@ -10,13 +10,23 @@ from __future__ import annotations
 import ast
 import difflib
 import inspect
+import os
 import re
+import shlex
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_command_line", "check_overrides", "config_ids", "parse_overrides", "path_argument"]
+__all__ = [
+    "check_command_line",
+    "check_overrides",
+    "config_ids",
+    "expand_path",
+    "literal_path",
+    "parse_overrides",
+    "path_argument",
+]
 
 # Arguments of `monai.bundle run` itself (not config keys); the tracking settings MONAI adds to the config
 # when tracking is on are allowed with --tracking.
@@ -25,8 +35,12 @@ _RUN_ARGUMENTS = frozenset(
 )
 
 
-# config keys whose value is a path: the configs' folders and files
-_PATH_KEY = re.compile(r"(^|#)(datalist|bundle_root|\w+_(dir|file|path|log))$")
+# config keys whose value is a path: the configs' folders and files (not handler flags such as iteration_log)
+_PATH_KEY = re.compile(r"(^|#)(datalist|bundle_root|failure_log|\w+_(dir|file|path))$")
+
+# what MONAI's config parser reads in a string instead of keeping it: a leading `$` (expression), `@` (reference)
+# or `%` (macro), `#` (its old id separator, which it turns into `::` anywhere in the text) and relative ids
+_READ_BY_MONAI = re.compile(r"^[$@%]|#|[@%]::")
 
 
 def _is_path_key(key: str) -> bool:
@@ -42,13 +56,40 @@ def _as_read(value: str) -> Any:
     return parser.DefaultParseValue(value)
 
 
-def path_argument(key: str, value: str) -> str:
-    """The command-line text that gives the config key ``key`` the path ``value`` unchanged.
+def literal_path(path: str) -> str:
+    r"""The config value that MONAI's config parser reads as ``path`` itself.
 
-    ``python -m monai.bundle run`` reads each value as a Python literal where it can: a folder named ``2024``
-    would reach the config as the number 2024, ``a,b`` as a tuple, and ``-x`` would be taken for a flag. Such a
-    path of a path key (``*_dir``, ``*_file``, ``datalist``, ...) is passed quoted for Python; other values
-    unchanged.
+    The parser turns ``#`` into ``::`` in every string of a config and reads a string starting with ``$``, ``@``
+    or ``%`` as an expression, a reference or a macro: ``res#1`` would become the folder ``res::1``, and ``@eaDir``
+    a reference to a key ``eaDir``. Such a path is given as an expression of a Python string in which ``#``,
+    ``@``, ``%`` (and quotes, backslashes and unprintable characters) are escapes (``\x23``): the parser leaves
+    it alone, and Python reads the path back. Any other path is its own value.
+
+    Args:
+        path: the path as the user wrote it.
+
+    Example::
+
+        >>> print(literal_path("res#1"), literal_path("@eaDir"), literal_path("/data/ct 1"))
+        $"res\x231" $"\x40eaDir" /data/ct 1
+    """
+    if not _READ_BY_MONAI.search(path):
+        return path
+    return '$"' + "".join(map(_escaped, path)) + '"'
+
+
+def _escaped(char: str) -> str:
+    """``char`` in a double-quoted Python string that holds no character MONAI's config parser reads."""
+    if char in '#@%"\\':
+        return f"\\x{ord(char):02x}"
+    return char if char.isprintable() else repr(char)[1:-1]
+
+
+def expand_path(key: str, value: str) -> str:
+    """``value`` with a leading ``~`` expanded to the home folder where ``key`` is a path key, as a shell does.
+
+    ``--input_dir=~/scans`` (and a quoted ``~``) reaches the program unexpanded; the bundle would read a folder
+    named ``~`` in the current one.
 
     Args:
         key: the override key.
@@ -56,23 +97,58 @@ def path_argument(key: str, value: str) -> str:
 
     Example::
 
-        >>> path_argument("output_dir", "2024"), path_argument("output_dir", "out"), path_argument("max_epochs", "2")
-        ("'2024'", 'out', '2')
+        >>> expand_path("input_dir", "~/scans") == os.path.expanduser("~/scans"), expand_path("run_name", "~x")
+        (True, '~x')
     """
-    if _is_path_key(key) and (value.startswith("-") or _as_read(value) != value):
-        return repr(value)
-    return value
+    return os.path.expanduser(value) if _is_path_key(key) else value
+
+
+def path_argument(key: str, value: str) -> str:
+    r"""The command-line text that gives the config key ``key`` the path ``value`` unchanged.
+
+    ``python -m monai.bundle run`` reads each value as a Python literal where it can: a folder named ``2024``
+    would reach the config as the number 2024, ``a,b`` as a tuple, and ``-x`` would be taken for a flag; the
+    config parser then reads ``#``, ``$``, ``@`` and ``%`` (see :func:`literal_path`). Such a path of a path key
+    (``*_dir``, ``*_file``, ``datalist``, ...) is passed quoted for Python, or as a string expression; other
+    values unchanged.
+
+    Args:
+        key: the override key.
+        value: its value as the user wrote it.
+
+    Example::
+
+        >>> print(path_argument("output_dir", "2024"), path_argument("output_dir", "res#1"), path_argument("seed", "2"))
+        '2024' $"res\x231" 2
+    """
+    if not _is_path_key(key):
+        return value
+    text = literal_path(value)
+    if text.startswith("-") or _as_read(text) != text:
+        return repr(text)
+    return text
 
 
 def _path_problem(key: str, value: str) -> str | None:
     """Why ``python -m monai.bundle run`` would not give a path key the path ``value``, as typed; ``None`` if it
-    would."""
+    would. A value starting with ``$``, ``@`` or ``%`` is MONAI's expression, reference or macro."""
     if not _is_path_key(key):
         return None
     if value.startswith("-"):
         return "a value starting with '-' is taken for an option"
+    if value.startswith("~"):
+        return "'~' is not expanded here, and would be a folder of that name"
+    if "#" in value and not value.startswith(("$", "@", "%")):
+        return f"MONAI's config parser reads '#' as its id separator, and the path would be {value.replace('#', '::')}"
     read = _as_read(value)
     return None if isinstance(read, str) else f"read as the {type(read).__name__} {read!r}, not as a path"
+
+
+def _shell_word(text: str) -> str:
+    """``text`` quoted for a POSIX shell, in double quotes where it holds a single quote (``'2024'``)."""
+    if "'" not in text:
+        return shlex.quote(text)
+    return '"' + re.sub(r'(["$`]|\\(?=["$`\\]|$))', r"\\\1", text) + '"'
 
 
 def parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
@@ -82,10 +158,11 @@ def parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
     ``[("max_epochs", "2"), ("amp", "false"), ("flag", "True")]``.
 
     A key without a value (followed by another ``--key`` or at the end) is ``True``, as ``monai.bundle run``
-    reads it.
+    reads it; but a path key (``*_dir``, ``*_file``, ``datalist``, ...) without a value, or with an empty one, is an
+    error: ``--output_dir "$OUT"`` with ``OUT`` unset would write into a folder named ``True``, or the current one.
 
     Raises:
-        ValueError: a token that is neither ``--key`` nor the value of one.
+        ValueError: a token that is neither ``--key`` nor the value of one; a path key without a path.
     """
     pairs: list[tuple[str, str]] = []
     i = 0
@@ -98,8 +175,10 @@ def parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
             if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
                 value = tokens[i + 1]
                 i += 1
-            else:
+            elif not _is_path_key(key):
                 value = "True"
+        if _is_path_key(key) and not value.strip():
+            raise ValueError(f"--{key} needs a path.")
         pairs.append((key, value))
         i += 1
     return pairs
@@ -219,17 +298,18 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
     tokens = argv[2:]
     if tokens and not tokens[0].startswith("--"):
         tokens = tokens[1:]  # the run id
-    pairs = parse_overrides(tokens)
-    values = dict(pairs)
-    if "args_file" in values or "config_file" not in values:
-        return
     try:
+        pairs = parse_overrides(tokens)
+        values = dict(pairs)
+        if "args_file" in values or "config_file" not in values:
+            return
         for key, value in pairs:
             problem = _path_problem(key, value)
             if problem:
+                given = _shell_word(path_argument(key, expand_path(key, value)))
                 raise ValueError(
-                    f'--{key} {value}: {problem}; give it quoted for Python, --{key} "{repr(value)}" (the '
-                    "monai-unets commands do this themselves)."
+                    f"--{key} {value}: {problem}; give it as --{key} {given} (the monai-unets commands do this "
+                    "themselves)."
                 )
         check_overrides(_config_files(values["config_file"]), [k for k, _ in pairs], tracking="tracking" in values)
     except ValueError as error:

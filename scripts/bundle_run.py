@@ -8,7 +8,8 @@ the logging configuration and the bundle root, check every override against the 
 Overrides are the bundle's config keys, as for ``python -m monai.bundle run``: ``--max_epochs 2``,
 ``--dataset_dir /data/isic2018``, ``--device "\\$torch.device('cpu')"``, ``--train#dataloader#num_workers 0``.
 A key the configs do not have is an error naming the closest one they have: a typo never silently trains
-with the default.
+with the default. The value of a path key (``*_dir``, ``*_file``, ``datalist``) is the path as typed, with a
+leading ``~`` expanded: ``#``, ``$``, ``@`` and ``%`` in it are part of the name, not MONAI's config syntax.
 
 The bundle is a folder (one that holds ``configs/metadata.json``, used in place: weights in ``models/``,
 logs in ``logs/``, evaluation in ``eval/``) or the name of a shipped bundle (``monai-unets list``). A shipped
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_unets.bundles import bundle_dir, list_bundles
-from monai_unets.bundles.overrides import check_overrides, parse_overrides, path_argument
+from monai_unets.bundles.overrides import check_overrides, expand_path, parse_overrides, path_argument
 
 __all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle", "run_bundle_process"]
 
@@ -146,7 +147,8 @@ def bundle_command(
     config = files[0] if len(files) == 1 else json.dumps(files)
     command = [sys.executable, "-m", "monai.bundle", "run"]
     command += ["--meta_file", str(bundle / "configs" / "metadata.json"), "--config_file", config]
-    command += ["--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle)]
+    command += ["--logging_file", str(bundle / "configs" / "logging.conf")]
+    command += ["--bundle_root", path_argument("bundle_root", str(bundle))]
     pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
     for key, value in pairs:
         command += [f"--{key}", path_argument(key, str(value))]
@@ -177,7 +179,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(task: str, args: argparse.Namespace) -> int:
-    overrides = parse_overrides(getattr(args, "overrides", None) or [])
+    typed = parse_overrides(getattr(args, "overrides", None) or [])
+    overrides = [(key, expand_path(key, value)) for key, value in typed]
     filled = sorted({key for key, _ in overrides} & _FILLED_IN)
     if filled:
         raise ValueError(f"{', '.join('--' + k for k in filled)}: set by `monai-unets {task}`; give a bundle folder.")

@@ -21,12 +21,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import yaml
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
+from monai_unets.bundles.overrides import literal_path
 from monai_unets.data import border_filling_labels, empty_labels, scan_cases
 from monai_unets.handlers.errors import explain
 
@@ -42,10 +44,19 @@ def _override(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def _path(text: str) -> str:
+    # an unset shell variable ("$DATA") gives an empty path, which would read the current folder
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a path")
+    return os.path.expanduser(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, help="a shipped bundle's name or a bundle folder")
-    parser.add_argument("--dataset-dir", "--dataset_dir", required=True, help="the dataset folder")
-    parser.add_argument("--datalist", default=None, help="datalist JSON (default: the bundle's, in the dataset folder)")
+    parser.add_argument("--bundle", required=True, type=_path, help="a shipped bundle's name or a bundle folder")
+    parser.add_argument("--dataset-dir", "--dataset_dir", required=True, type=_path, help="the dataset folder")
+    parser.add_argument(
+        "--datalist", default=None, type=_path, help="datalist JSON (default: the bundle's, in the dataset folder)"
+    )
     parser.add_argument(
         "--set",
         # not "overrides": the command line keeps the arguments it does not know there
@@ -74,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
     folder = _bundle_folder(args.bundle)
     parser = ConfigParser()
     parser.read_config(str(folder / "configs" / "train.yaml"))
-    parser["bundle_root"] = str(folder)
-    parser["dataset_dir"] = str(args.dataset_dir)
+    # as the paths were typed: MONAI's config parser would read '#', '@', '$' and '%' in them
+    parser["bundle_root"] = literal_path(str(folder))
+    parser["dataset_dir"] = literal_path(args.dataset_dir)
     if args.datalist:
-        parser["datalist"] = str(args.datalist)
+        parser["datalist"] = literal_path(args.datalist)
     for key, value in args.settings:
         if key not in parser:
             raise ValueError(f"--set {key}: the bundle's train.yaml has no setting {key!r}.")

@@ -1025,8 +1025,30 @@ CATALOGUE: list[Fault] = [
         "all bundles",
         "--output_dir 2024 in a plain monai.bundle run (read as a number)",
         lambda r: _plain_run_line(SKIN, "--output_dir", "2024"),
-        "--output_dir 2024: read as the int 2024, not as a path; give it quoted for Python",
+        "--output_dir 2024: read as the int 2024, not as a path; give it as --output_dir \"'2024'\"",
         _STOP_SETTING + "; the monai-unets commands pass such names quoted",
+    ),
+    Fault(
+        "all bundles",
+        "--output_dir res#1 in a plain monai.bundle run (MONAI reads '#' as '::')",
+        lambda r: _plain_run_line(SKIN, "--output_dir", "res#1"),
+        "MONAI's config parser reads '#' as its id separator, and the path would be res::1; give it as --output_dir "
+        "'$\"res\\x231\"'",
+        _STOP_SETTING + "; the monai-unets commands pass paths with '#', '@', '$' or '%' as typed",
+    ),
+    Fault(
+        "all bundles",
+        "--input_dir=~/scans in a plain monai.bundle run (no shell expands the ~)",
+        lambda r: _plain_run_line(SKIN, "--input_dir=~/scans"),
+        "--input_dir ~/scans: '~' is not expanded here, and would be a folder of that name; give it as --input_dir",
+        _STOP_SETTING + "; the monai-unets commands expand it",
+    ),
+    Fault(
+        "training, inference, evaluation",
+        'a path key without a path (`--output_dir "$OUT"` with OUT unset)',
+        lambda r: _cli("infer", SKIN, "--workdir", str(r / "skin"), "--output_dir", "", "--dry-run"),
+        "monai-unets: error: --output_dir needs a path.",
+        "the command stops before anything is read or written; so does a plain monai.bundle run",
     ),
     # --- weights and checkpoints
     Fault(

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
-from monai_unets.bundles.overrides import check_command_line, check_overrides, parse_overrides, path_argument
+from monai_unets.bundles.overrides import (
+    check_command_line,
+    check_overrides,
+    expand_path,
+    literal_path,
+    parse_overrides,
+    path_argument,
+)
 from monai_unets.scripts.bundle_run import bundle_command
 
 SKIN = "egeunet_skin_lesion"
@@ -30,6 +39,22 @@ def test_parse_overrides():
     ]
     with pytest.raises(ValueError, match="'2'"):
         parse_overrides(["2"])
+    # a handler's flag ending in _log is not a path: it still takes no value, and False stays the boolean
+    assert path_argument("handlers#3#iteration_log", "False") == "False"
+    assert parse_overrides(["--handlers#3#iteration_log", "--flag="]) == [
+        ("handlers#3#iteration_log", "True"),
+        ("flag", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [["--output_dir"], ["--output_dir", "--quiet"], ["--output_dir", ""], ["--output_dir="], ["--input_dir", " "]],
+)
+def test_a_path_key_without_a_path_is_an_error(tokens):
+    # `--output_dir "$OUT"` with OUT unset: the run had written into a folder named True, or the current one
+    with pytest.raises(ValueError, match=f"^{tokens[0].partition('=')[0]} needs a path.$"):
+        parse_overrides(tokens)
 
 
 def test_a_typo_names_the_closest_key():
@@ -87,30 +112,64 @@ def test_a_plain_monai_bundle_run_stops_on_a_typo(tmp_path):
     assert last == "python -m monai.bundle run: error: unknown key 'max_epoch' (train.yaml); did you mean 'max_epochs'?"
 
 
-@pytest.mark.parametrize("folder", ["2024", "1e3", "out,x", "-scans", '"quoted"', "True", "None", "[1]", "/data/ct 1"])
+FOLDERS = ["2024", "1e3", "out,x", "-scans", '"quoted"', "True", "None", "[1]", "/data/ct 1", "res#1", "@eaDir",
+           "$out", "%out", "a@::b", "it's #\\", "ct é 中文 😀 @x %y"]  # fmt: skip
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_a_path_reaches_the_config_as_typed(folder):
     import fire
 
-    # the monai-unets commands' overrides, read the way `python -m monai.bundle run` reads its arguments
+    # the monai-unets commands' overrides, read the way `python -m monai.bundle run` reads its arguments, and then
+    # its config parser (MONAI's ConfigWorkflow updates the config with them)
     overrides = {"output_dir": folder, "network_def#cache_dir": folder, "max_epochs": "2"}
-    command = bundle_command(Path("b"), ["inference.yaml"], overrides)
+    command = bundle_command(Path("b") / folder, ["inference.yaml"], overrides)
     received = fire.Fire(lambda **kwargs: kwargs, command=command[command.index("run") + 1 :])
-    assert received["output_dir"] == folder and received["network_def#cache_dir"] == folder
+    parser = ConfigParser(ConfigParser.load_config_files(str(bundle_dir(SKIN) / "configs" / "inference.yaml")))
+    parser.update({k: v for k, v in received.items() if k not in ("meta_file", "config_file", "logging_file")})
+    assert parser.get_parsed_content("output_dir") == folder
+    assert parser.get_parsed_content("network_def#cache_dir") == folder
+    assert parser.get_parsed_content("failure_log") == os.path.join(folder, "failures.csv")
+    assert parser.get_parsed_content("onnx_path") == os.path.join("b", folder, "models", "model.onnx")
     assert received["max_epochs"] == 2  # other values keep their Python reading
     assert path_argument("output_dir", "scans") == "scans"  # plain names stay as typed
+    assert literal_path("/data/ct 1") == "/data/ct 1"
+
+
+def test_a_leading_tilde_of_a_path_is_the_home_folder():
+    assert expand_path("input_dir", "~/scans") == os.path.join(os.path.expanduser("~"), "scans")
+    assert expand_path("datalist", "a/~b") == "a/~b" and expand_path("run_name", "~x") == "~x"
 
 
 @pytest.mark.parametrize(
-    "value, problem",
+    "value, problem, given",
     [
-        ("2024", "read as the int 2024, not as a path"),
-        ("a,b", "read as the tuple"),
-        ("-scans", "a value starting with '-' is taken for an option"),
+        ("2024", "read as the int 2024, not as a path", "\"'2024'\""),
+        ("a,b", "read as the tuple", "\"'a,b'\""),
+        ("-scans", "a value starting with '-' is taken for an option", "\"'-scans'\""),
+        (
+            "res#1",
+            "MONAI's config parser reads '#' as its id separator, and the path would be res::1",
+            "'$\"res\\x231\"'",
+        ),
+        ("~/scans", "'~' is not expanded here", os.path.expanduser("~/scans")),
     ],
 )
-def test_a_plain_run_names_a_path_it_would_misread(value, problem):
+def test_a_plain_run_names_a_path_it_would_misread(value, problem, given):
     configs = bundle_dir(SKIN) / "configs"
     argv = [MONAI_RUN, "run", "--config_file", str(configs / "inference.yaml"), "--output_dir", value]
-    with pytest.raises(SystemExit, match=f"--output_dir {value}: {problem}.*--output_dir \"'"):
+    with pytest.raises(SystemExit) as stop:
         check_command_line(argv)
-    check_command_line(argv[:-1] + [repr(value)])  # quoted for Python, as the message says
+    assert str(stop.value).startswith(f"python -m monai.bundle run: error: --output_dir {value}: {problem}")
+    assert f"; give it as --output_dir {given} (the monai-unets commands" in str(stop.value)
+    check_command_line(argv[:-1] + [path_argument("output_dir", expand_path("output_dir", value))])  # as it says
+
+
+def test_a_plain_run_stops_on_a_path_key_without_a_path():
+    argv = [MONAI_RUN, "run", "--config_file", str(bundle_dir(SKIN) / "configs" / "inference.yaml"), "--output_dir"]
+    for tail in ([], [""], ["--quiet"]):
+        with pytest.raises(SystemExit, match="^python -m monai.bundle run: error: --output_dir needs a path.$"):
+            check_command_line(argv + tail)
+    # MONAI's own references and expressions stay what they are
+    check_command_line(argv + ["@bundle_root"])
+    check_command_line(argv + ["$os.path.join(@bundle_root, 'out')"])

@@ -81,6 +81,26 @@ def test_commands_fill_in_the_bundle_files(command, configs, tmp_path, capsys):
     assert options["--dataset_dir"] == "/data/isic" and options["--quiet"] == "True"
 
 
+def test_paths_are_passed_as_typed_with_a_leading_tilde_expanded(tmp_path, capsys, monkeypatch):
+    from monai.bundle import ConfigParser
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    work = tmp_path / "runs#1" / "@skin"
+    argv = _dry_run(capsys, "infer", SKIN, "--workdir", str(work), "--input_dir=~/scans", "--output_dir", "res#1")
+    options = dict(zip(argv[4::2], argv[5::2]))
+    # MONAI's config parser had read '#' as '::' (outputs and weights went to res::1) and '@skin' as a reference
+    parser = ConfigParser({key[2:]: value for key, value in options.items()})
+    assert parser.get_parsed_content("bundle_root") == str(work)
+    assert parser.get_parsed_content("output_dir") == "res#1"
+    assert parser.get_parsed_content("input_dir") == str(tmp_path / "home" / "scans")
+
+
+@pytest.mark.parametrize("given", [["--output_dir"], ["--output_dir", ""], ["--output_dir", "--quiet"]])
+def test_a_path_key_without_a_path_stops_the_command(given, tmp_path, capsys):
+    assert main(["infer", SKIN, "--workdir", str(tmp_path / "w"), *given, "--dry-run"]) == 1
+    assert "error: --output_dir needs a path." in capsys.readouterr().err
+
+
 def test_mlflow_tracking_defaults_to_a_sqlite_file_in_the_bundle(tmp_path, capsys):
     work = tmp_path / "skin"
     argv = _dry_run(capsys, "train", SKIN, "--workdir", str(work), "--tracking", "mlflow")

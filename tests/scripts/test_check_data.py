@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import nibabel as nib
 import numpy as np
+import pytest
+from monai_unets.bundles import bundle_dir
 from monai_unets.scripts import check_data
 from monai_unets.scripts.demo_ct import generate_demo_ct
 
@@ -87,3 +91,24 @@ def test_check_data_counts_masks_drawn_dark_on_light(tmp_path, capsys):
     )
     status, out = _check_masks(tmp_path, capsys, masks, ["lesion", "reaching"], ["lesion"])
     assert status == 0 and "WARNING" not in out
+
+
+def test_check_data_reads_folders_as_typed(tmp_path, capsys, monkeypatch):
+    # '#', '@', '$' and '%' had been read by MONAI's config parser: skin#2 became skin::2, @x a reference
+    monkeypatch.setenv("HOME", str(tmp_path))
+    dataset = tmp_path / "skin#2" / "@x $y %z"
+    dataset.mkdir(parents=True)
+    _check_masks(dataset, capsys, {"lesion": _lesion()}, ["lesion"], ["lesion"])
+    bundle = tmp_path / "b#1"
+    shutil.copytree(bundle_dir("egeunet_skin_lesion") / "configs", bundle / "configs")
+    args = ["--bundle", "~/b#1", "--dataset-dir", "~/skin#2/@x $y %z"]
+    assert check_data.main(args) == 0
+    assert "all 2 cases are fine for b#1." in capsys.readouterr().out
+
+
+def test_check_data_refuses_an_empty_path(capsys):
+    # `--dataset-dir "$DATA"` with DATA unset: the current folder had been read as the dataset
+    with pytest.raises(SystemExit) as stop:
+        check_data.main(["--bundle", "egeunet_skin_lesion", "--dataset-dir", ""])
+    assert stop.value.code == 2
+    assert "argument --dataset-dir/--dataset_dir: needs a path" in capsys.readouterr().err
