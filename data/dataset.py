@@ -30,9 +30,15 @@ logger = logging.getLogger(__name__)
 
 # the layer that MONAI's apply_transform puts around a failing transform's exception
 _MONAI_WRAPPER = re.compile(r"applying transform ")
-# ITK's reason, after the source file and line its messages start with; the object address is left out
-_ITK_ERROR_LINE = re.compile(r"^ITK ERROR: (.+)$", re.MULTILINE)
+# ITK's reason, after the source file and line its messages start with ("ITK ERROR:", or "itk::ERROR:" from some
+# image IOs), with the lines of detail that follow it up to a blank line (after which MONAI's LoadImage adds the
+# tracebacks of its other readers); the object address is left out
+_ITK_ERROR = re.compile(r"^(?:ITK ERROR|itk::ERROR): (.+?)(?=\n\s*\n|\Z)", re.MULTILINE | re.DOTALL)
 _ITK_ADDRESS = re.compile(r"\(0x[0-9a-fA-F]+\)")
+# a C++ source file and line ("/src/ITK/Modules/IO/NRRD/src/itkNrrdImageIO.cxx:410:")
+_SOURCE_LINE = re.compile(r"\S+\.(?:cxx|cpp|cc|hxx|h):\d+:?")
+# a line of the NRRD library's error stack, "[nrrd] function: message", outermost call first
+_NRRD_STACK_LINE = re.compile(r"^\[\w+\] \w+: ?(.*)$")
 # "PIL.UnidentifiedImageError: x.png: cannot identify ..." in an embedded traceback, with the lines its message goes
 # on over, up to the blank line that ends a traceback
 _EXCEPTION_LINE = re.compile(
@@ -130,17 +136,31 @@ def files_at_fault(files: Any, error: BaseException | None = None) -> str:
 
 
 def itk_error_reason(message: str) -> str | None:
-    """The reason of an ITK error message (its ``ITK ERROR:`` line without object addresses); ``None`` if none.
+    r"""The reason of an ITK error message in one line; ``None`` if ``message`` is none.
 
-    ITK's messages start with the source file and line that raised them, which tell a user nothing.
+    The reason is the ``ITK ERROR:`` (or ``itk::ERROR:``) line with the lines of detail that follow it, without
+    object addresses and C++ source files and lines, which tell a user nothing. Of the NRRD library's stack of
+    "[nrrd] function: message" lines, whose outer calls only say "trouble reading", the innermost is kept: it says
+    why (a short read, a data file that cannot be opened).
+
+    Args:
+        message: the text of an exception that ITK raised.
 
     Example::
 
-        >>> itk_error_reason("ITK ERROR: ImageFileReader(0x55d1): Could not read")
+        >>> itk_error_reason("/itk/itkImageFileReader.hxx:135:\nITK ERROR: ImageFileReader(0x55d1): Could not read")
         'ImageFileReader: Could not read'
+        >>> itk_error_reason('itk::ERROR: NrrdImageIO(0x5e): Read: Error reading a.nrrd:\n'
+        ...                  '[nrrd] nrrdLoad: trouble\n[nrrd] _nrrdEncodingRaw_read: fread got only 9')
+        'NrrdImageIO: Read: Error reading a.nrrd: fread got only 9'
     """
-    line = _ITK_ERROR_LINE.search(message)
-    return _ITK_ADDRESS.sub("", line.group(1)).strip() if line else None
+    found = _ITK_ERROR.search(message)
+    if not found:
+        return None
+    lines = [_SOURCE_LINE.sub("", _ITK_ADDRESS.sub("", line)) for line in found.group(1).splitlines()]
+    nrrd_stack = [match.group(1) for match in map(_NRRD_STACK_LINE.match, lines) if match]
+    details = [line for line in lines if not _NRRD_STACK_LINE.match(line)] + nrrd_stack[-1:]
+    return one_line("\n".join(details)) or None
 
 
 class SkipFailedCasesDataset(IterableDataset):

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import stat
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1128,6 +1129,80 @@ def _with_tags(image: Any, tags: dict[str, str]) -> Any:
     return image
 
 
+# bytes of a MetaImage ElementType; MET_LONG, whose size ITK takes from the platform, is left to ITK
+_MET_BYTES = {
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+}
+# the bytes of a NRRD/MetaImage file searched for its header, which is text of a few hundred bytes
+_HEADER_BYTES = 65536
+
+
+def _header_fields(head: bytes, separator: str) -> Iterator[tuple[str, str, int]]:
+    """The ``key<separator>value`` lines at the start of ``head``, each with the offset where the next line starts;
+    comment lines (``#``) are passed over, a blank line or any other ends the header."""
+    offset = 0
+    for raw in head.splitlines(keepends=True):
+        offset += len(raw)
+        line = raw.decode("latin-1").strip()
+        if line.startswith("#"):
+            continue
+        key, found, value = line.partition(separator)
+        if not found or not raw.endswith(b"\n"):  # the end of the header, or a line cut off by the bytes read
+            return
+        yield key.strip(), value.strip(), offset
+
+
+def _check_data_file(path: Path) -> None:
+    """The voxel data of a NRRD/MetaImage file is where its header says, and an uncompressed MetaImage's is whole.
+
+    ITK names neither: a .mhd without its .raw, or a cut .mha, fails with "File cannot be read: x.mhd for reading"
+    and the reason of whichever system call failed last ("No such file or directory" for the cut .mha). Only the
+    header is read; data files given as a list or a numbered pattern, and a compressed or cut NRRD's data (whose
+    reason ITK gives), are left to ITK.
+
+    Raises:
+        FileNotFoundError: the data file that the header names does not exist.
+        ValueError: the header's dimensions and element type take more bytes than the data holds.
+    """
+    with open(path, "rb") as file:
+        head = file.read(_HEADER_BYTES)
+    nrrd = head.startswith(b"NRRD")
+    fields: dict[str, str] = {}
+    data_at = 0
+    # a NRRD header starts with its magic line ("NRRD0004") and ends with a blank line; a MetaImage header ends with
+    # its ElementDataFile line, after which the data of a LOCAL file start
+    for key, value, offset in _header_fields(head.partition(b"\n")[2] if nrrd else head, ":" if nrrd else "="):
+        fields[key] = value
+        if not nrrd and key == "ElementDataFile":
+            data_at = offset
+            break
+    name = fields.get("data file", fields.get("datafile")) if nrrd else fields.get("ElementDataFile")
+    if not name or name.split()[0] == "LIST" or "%" in name:
+        return
+    data = path if name == "LOCAL" else path.parent / name
+    if not data.is_file():
+        raise FileNotFoundError(f"{path}: its data file {name} does not exist.")
+    if nrrd or fields.get("CompressedData", "").lower() == "true" or "HeaderSize" in fields:
+        return
+    try:
+        dims = [int(size) for size in fields["DimSize"].split()]
+        element = _MET_BYTES[fields["ElementType"]] * int(fields.get("ElementNumberOfChannels", 1))
+    except (KeyError, ValueError):  # a header ITK refuses, which it names
+        return
+    held = os.path.getsize(data) - (data_at if data == path else 0)
+    voxels = f"{' x '.join(map(str, dims))} voxels of {fields['ElementType']}"
+    _check_length(data, held, math.prod(dims) * element, voxels)
+
+
 def _read_unwrapped(path: Path) -> _SeriesVolume | None:
     """A 3D NRRD/MHA/MHD file of a pixel type ITK's Python modules have no image for, read by SimpleITK; else ``None``.
 
@@ -1392,6 +1467,7 @@ class MedicalImageReader(ImageReader):
                 image = _undo_monochrome1(image, [header])
             return _with_slice_thickness(image, header, path)
         if _has_suffix(path, ITK_SUFFIXES):
+            _check_data_file(path)
             image = _read_unwrapped(path)
             if image is not None:
                 return image

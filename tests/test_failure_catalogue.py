@@ -378,6 +378,37 @@ def _colour_dicom_series(root: Path) -> str:
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
 
+def _sitk_file(root: Path, name: str, array: np.ndarray, components: int = 1) -> str:
+    """``array`` (x, y, z) written by SimpleITK as ``name`` (NRRD, MHA, or a detached .nhdr/.mhd and its .raw), with
+    ``components`` values per voxel."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array.transpose(2, 1, 0))
+    image = sitk.Compose([image] * components) if components > 1 else image
+    path = root / name
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+def _sitk_bytes(root: Path, name: str, keep: float = 1.0) -> bytes:
+    """The first ``keep`` of the bytes of a CT volume that SimpleITK wrote as ``name`` (of a detached header: the
+    header's alone)."""
+    data = Path(_sitk_file(root, name, _volume())).read_bytes()
+    return data[: int(len(data) * keep)]
+
+
+def _detached_headers(root: Path) -> str:
+    """Inference over a folder of a .nhdr, then of a .mhd, each without the .raw file its header names."""
+    seen = []
+    for name in ("ct.nhdr", "ct.mhd"):
+        header = _sitk_bytes(root, name)
+        (root / name).unlink()
+        (root / "ct.raw").unlink()
+        (root / name.replace(".", "_")).mkdir()
+        seen.append(_inference_failure(root / name.replace(".", "_"), CT, f"lone{Path(name).suffix}", header))
+    return "; ".join(seen)
+
+
 def _seg_beside_its_series(root: Path) -> str:
     """The warnings of listing and reading an input folder where an earlier run's SEG lies beside the series and
     inside its folder."""
@@ -1207,6 +1238,28 @@ CATALOGUE: list[Fault] = [
         "a single DICOM file whose pixel data is cut short (a lone slice or multi-frame file)",
         lambda r: _inference_failure(r, CT, "cut.dcm", min(_dicom_series(r).iterdir()).read_bytes()[:-10]),
         "cut.dcm is truncated: 502 of 512 bytes (16 x 16)",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "image truncated (half a .nrrd)",
+        lambda r: _inference_failure(r, CT, "cut.nrrd", _sitk_bytes(r, "ct.nrrd", keep=0.5)),
+        "fread got only 987 4-sized things, not 2048 (48.1934% of expected)",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "image truncated (half a .mha)",
+        lambda r: _inference_failure(r, CT, "cut.mha", _sitk_bytes(r, "ct.mha", keep=0.5)),
+        "is truncated: 3949 of 8192 bytes (16 x 16 x 8 voxels of MET_FLOAT)",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a detached header (.nhdr, .mhd) whose data file is missing",
+        _detached_headers,
+        "lone.nhdr: FileNotFoundError: its data file ct.raw does not exist.; "
+        "lone.mhd: FileNotFoundError: its data file ct.raw does not exist.",
         _INFER,
     ),
     Fault(

@@ -6,7 +6,7 @@ import numpy as np
 from monai.data import DataLoader
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai_unets.data import SkipFailedCasesDataset, describe_error
-from monai_unets.data.dataset import REASON_LENGTH, one_line
+from monai_unets.data.dataset import REASON_LENGTH, itk_error_reason, one_line
 from PIL import Image
 
 
@@ -111,16 +111,37 @@ def test_describe_error_gives_itks_reason_not_its_source_line(tmp_path):
     import SimpleITK as sitk
     from monai_unets.data.medical_io import MedicalImageReader
 
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((10, 12, 14), np.int16)), str(tmp_path / "full.mha"))
-    data = (tmp_path / "full.mha").read_bytes()
-    (tmp_path / "cut.mha").write_bytes(data[: len(data) // 2])
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((10, 12, 14), np.int16)), str(tmp_path / "full.nrrd"))
+    data = (tmp_path / "full.nrrd").read_bytes()
+    (tmp_path / "cut.nrrd").write_bytes(data[: len(data) // 2])
     try:
-        LoadImaged("image", reader=MedicalImageReader(), image_only=True)({"image": str(tmp_path / "cut.mha")})
-        raise AssertionError("a truncated MHA was read")
+        LoadImaged("image", reader=MedicalImageReader(), image_only=True)({"image": str(tmp_path / "cut.nrrd")})
+        raise AssertionError("a truncated NRRD was read")
     except RuntimeError as error:
         message = describe_error(error)
-    assert message.startswith("RuntimeError: MetaImageIO: File cannot be read") and str(tmp_path / "cut.mha") in message
-    assert ".cxx" not in message and "0x" not in message
+    # the reason, which the NRRD library gives on the lines after ITK's, had been left out
+    assert message.startswith(f"RuntimeError: NrrdImageIO: Read: Error reading {tmp_path / 'cut.nrrd'}: fread got only")
+    assert "% of expected)" in message
+    assert ".cxx" not in message and "0x" not in message and "[nrrd]" not in message and "trouble" not in message
+
+
+def test_itk_errors_of_both_forms_keep_their_details_without_source_lines():
+    source = "/work/ITK/Modules/IO/NRRD/src/itkNrrdImageIO.cxx:410:\n"
+    nrrd = (
+        f"{source}itk::ERROR: NrrdImageIO(0x5625b9b96350): ReadImageInformation: Error reading /d/a.nhdr:\n"
+        '[nrrd] nrrdLoad: trouble reading "/d/a.nhdr"\n[nrrd] _nrrdFormatNRRD_read: couldn\'t open the first datafile\n'
+        '[nrrd] nrrdIoStateDataFileIterNext: couldn\'t open "/d/a.raw" (data file 1 of 1) for reading\n'
+    )
+    assert itk_error_reason(nrrd) == (
+        'NrrdImageIO: ReadImageInformation: Error reading /d/a.nhdr: couldn\'t open "/d/a.raw" (data file 1 of 1) for '
+        "reading"
+    )
+    meta = f"{source}ITK ERROR: MetaImageIO(0x5e): File cannot be read: /d/b.mhd for reading.\nReason: no access"
+    assert itk_error_reason(meta) == "MetaImageIO: File cannot be read: /d/b.mhd for reading. Reason: no access"
+    # LoadImage appends the tracebacks of its other readers after a blank line
+    folded = f"{source}ITK ERROR: PNGImageIO(0x1): PNG critical error in /d/c.png\n\nTraceback (most recent call last):"
+    assert itk_error_reason(folded) == "PNGImageIO: PNG critical error in /d/c.png"
+    assert itk_error_reason("no ITK here") is None
 
 
 def test_a_reason_of_several_lines_is_given_whole_in_one_line():

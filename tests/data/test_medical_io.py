@@ -421,6 +421,40 @@ def test_clear_errors_for_missing_empty_and_unsupported_paths(tmp_path):
         reader.get_data(reader.read(str(tmp_path / "image.xyz")))
 
 
+@pytest.mark.parametrize("header", ["ct.mhd", "ct.nhdr"])
+def test_a_header_whose_data_file_is_missing_names_that_file(header, tmp_path):
+    # ITK had said "File cannot be read: ct.mhd for reading." (.mhd) or given only its source line (.nhdr)
+    _write_sitk(_phantom(), tmp_path / header)
+    (tmp_path / "ct.raw").unlink()
+    message = _load_error(tmp_path / header, FileNotFoundError)
+    assert message == f"{tmp_path / header}: its data file ct.raw does not exist."
+
+
+@pytest.mark.parametrize("name", ["ct.mha", "ct.raw"])
+def test_a_metaimage_whose_data_is_cut_off_is_called_truncated(name, tmp_path):
+    # a cut .mha had been "File cannot be read: ct.mha for reading." with "Reason: No such file or directory"
+    _write_sitk(_phantom(), tmp_path / name.replace(".raw", ".mhd"))
+    whole = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(whole[:-100])
+    message = _load_error(tmp_path / name.replace(".raw", ".mhd"), ValueError)
+    size = _phantom().size * _phantom().itemsize
+    assert re.fullmatch(
+        rf"the pixel data of {re.escape(str(tmp_path / name))} is truncated: {size - 100} of {size} bytes "
+        r"\(\d+ x \d+ x \d+ voxels of MET_\w+\)\.",
+        message,
+    ), message
+
+
+def test_detached_and_compressed_metaimage_and_nrrd_files_are_read(formats, tmp_path):
+    reference = _load(formats["nrrd"])
+    for name in ("ct.mhd", "ct.nhdr"):
+        _write_sitk(_phantom(), tmp_path / name)
+        assert torch.equal(_load(tmp_path / name), reference)
+    image = sitk.ReadImage(str(formats["mha"]))
+    sitk.WriteImage(image, str(tmp_path / "packed.mha"), useCompression=True)
+    assert torch.equal(_load(tmp_path / "packed.mha"), reference)
+
+
 @pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
 def test_a_nifti_cut_off_after_its_header_is_called_truncated_and_named(name, tmp_path):
     # nibabel's "Expected 131072 bytes, got 48 bytes from " named no file for a .nii.gz, and said nothing of a cut
