@@ -35,7 +35,7 @@ from monai.data import MetaTensor, load_decathlon_datalist
 from monai.transforms import Compose, LoadImaged, MapTransform, apply_transform
 
 from .dataset import describe_error, files_at_fault
-from .medical_io import parse_series_reference
+from .medical_io import VALUES_PER_VOXEL, parse_series_reference
 
 __all__ = [
     "BAD_CASE_POLICIES",
@@ -443,6 +443,11 @@ class CheckCased(MapTransform):
                 raise error(
                     f"is a colour DICOM image ({colour or 'colour'}: {samples} samples per pixel, shape {shape}); "
                     f"this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
+                )
+            if getattr(image, "meta", {}).get(VALUES_PER_VOXEL) == shape[0]:
+                raise error(
+                    f"holds {shape[0]} values per voxel (colour or vector components), read as {shape[0]} channels "
+                    f"(shape {shape}); this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
                 )
             raise error(
                 f"has {shape[0]} channels (shape {shape}); this bundle takes {self.in_channels}. "

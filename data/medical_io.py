@@ -47,6 +47,7 @@ __all__ = [
     "MEDICAL_SUFFIXES",
     "ORIENTATION_TOLERANCE",
     "SERIES_SEPARATOR",
+    "VALUES_PER_VOXEL",
     "DicomSeries",
     "MedicalImageReader",
     "is_dicom_file",
@@ -65,6 +66,10 @@ ITK_SUFFIXES: tuple[str, ...] = (".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 # Files that one 3D image is read from; a DICOM series is a folder and is not listed here.
 MEDICAL_SUFFIXES: tuple[str, ...] = NIFTI_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES
+
+#: Metadata key of the number of values a file stores per voxel (RGB colours, vector components) where it stores
+#: several, which the reader gives as channels: the checks tell such a file from one of several volumes by it.
+VALUES_PER_VOXEL = "values_per_voxel"
 
 # Separates a folder from the SeriesInstanceUID in a series reference; UIDs only hold digits and dots.
 SERIES_SEPARATOR = "::"
@@ -1104,6 +1109,7 @@ class _SeriesVolume:
             MetaKeys.AFFINE: affine.copy(),
             MetaKeys.SPATIAL_SHAPE: np.asarray(self.volume.shape[:3][::-1]),
             MetaKeys.ORIGINAL_CHANNEL_DIM: -1 if self.volume.ndim > 3 else float("nan"),
+            **({VALUES_PER_VOXEL: self.volume.shape[-1]} if self.volume.ndim > 3 else {}),
         }
 
     def array(self) -> np.ndarray:
@@ -1235,7 +1241,7 @@ def _read_unwrapped(path: Path) -> _SeriesVolume | None:
             volume = volume.astype(np.float64)
         else:
             raise ValueError(
-                f"{path} holds 64-bit integers up to {max(-low, high)}, beyond 2**53: they cannot be read exactly. "
+                f"{path}: holds 64-bit integers up to {max(-low, high)}, beyond 2**53: they cannot be read exactly. "
                 "Save it with 32-bit integers (or floats) instead."
             )
     return _SeriesVolume(
@@ -1534,6 +1540,7 @@ class MedicalImageReader(ImageReader):
                 # its colours become channels, for the channel check of the bundle to judge
                 array = structured_to_unstructured(array)
                 meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = -1
+                meta[VALUES_PER_VOXEL] = array.shape[-1]
             # a big-endian file's stored values keep their byte order, which torch cannot take (a pipeline that
             # loads without a dtype, as inference does, failed on them)
             return (array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))), meta

@@ -812,6 +812,32 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "training, check-data",
+        "an RGB NIfTI or a vector NRRD (3 values per voxel) as a CT image",
+        lambda r: "; ".join(
+            _check(CT, {"image": image, "label": _nifti(r / "l.nii.gz", _labels())})
+            for image in (
+                _nifti(r / "rgb.nii.gz", np.zeros((16, 16, 8), [("R", "u1"), ("G", "u1"), ("B", "u1")])),
+                _sitk_file(r, "vector.nrrd", _volume(), components=3),
+            )
+        ),
+        "holds 3 values per voxel (colour or vector components), read as 3 channels",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "an int64 NRRD label with values beyond 2**53",
+        lambda r: _check(
+            CT,
+            {
+                "image": _nifti(r / "i.nii.gz", _volume()),
+                "label": _sitk_file(r, "big.nrrd", _labels().astype(np.int64) * 2**60),
+            },
+        ),
+        "cannot read the label file: ValueError: holds 64-bit integers up to 2305843009213693952, beyond 2**53",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
         "an empty folder as the image",
         lambda r: (
             (r / "empty").mkdir() or _check(CT, {"image": str(r / "empty"), "label": _nifti(r / "l.nii", _labels())})

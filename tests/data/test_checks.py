@@ -147,6 +147,26 @@ def test_a_colour_dicom_series_is_named_as_such_and_not_a_4d_file(tmp_path):
         assert "4D file" not in str(raised.value)
 
 
+def test_a_file_of_several_values_per_voxel_is_named_as_such_and_a_4d_file_as_4d(tmp_path):
+    import SimpleITK as sitk
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    grey = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16))
+    sitk.WriteImage(sitk.Compose([grey, grey, grey]), str(tmp_path / "vector.nrrd"))
+    rgb = np.zeros((6, 5, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(tmp_path / "rgb.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4, 3), np.float32), np.eye(4)), str(tmp_path / "4d.nii.gz"))
+    load = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
+    check = CheckCased(["image"], spatial_dims=3, in_channels=1)
+    for name in ("vector.nrrd", "rgb.nii.gz"):
+        # a 4D file of several volumes, to be split, they are not
+        with pytest.raises(DataCheckError, match=r"holds 3 values per voxel \(colour or vector components\)") as raised:
+            check(load({"image": str(tmp_path / name)}))
+        assert "4D file" not in str(raised.value)
+    with pytest.raises(DataCheckError, match="A 4D file .* must be split into single volumes"):
+        check(load({"image": str(tmp_path / "4d.nii.gz")}))
+
+
 def test_nan_policy_replace_uses_the_finite_extremes(caplog):
     image = MetaTensor(torch.tensor([[[1.0, float("nan")], [float("inf"), -float("inf")], [5.0, -2.0]]]))
     out = CheckCased(["image"], spatial_dims=2, nan_policy="replace")({"image": image})["image"]
