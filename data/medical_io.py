@@ -1168,16 +1168,17 @@ def _header_fields(head: bytes, separator: str) -> Iterator[tuple[str, str, int]
 
 
 def _check_data_file(path: Path) -> None:
-    """The voxel data of a NRRD/MetaImage file is where its header says, and an uncompressed MetaImage's is whole.
+    """The voxel data of a NRRD/MetaImage file is where its header says, and a MetaImage's is whole.
 
     ITK names neither: a .mhd without its .raw, or a cut .mha, fails with "File cannot be read: x.mhd for reading"
     and the reason of whichever system call failed last ("No such file or directory" for the cut .mha). Only the
-    header is read; data files given as a list or a numbered pattern, and a compressed or cut NRRD's data (whose
-    reason ITK gives), are left to ITK.
+    header is read; data files given as a list or a numbered pattern, and a cut NRRD's data (whose reason ITK
+    gives), are left to ITK.
 
     Raises:
         FileNotFoundError: the data file that the header names does not exist.
-        ValueError: the header's dimensions and element type take more bytes than the data holds.
+        ValueError: the header's dimensions and element type (or its CompressedDataSize) take more bytes than the
+            data holds.
     """
     with open(path, "rb") as file:
         head = file.read(_HEADER_BYTES)
@@ -1197,16 +1198,18 @@ def _check_data_file(path: Path) -> None:
     data = path if name == "LOCAL" else path.parent / name
     if not data.is_file():
         raise FileNotFoundError(f"{path}: its data file {name} does not exist.")
-    if nrrd or fields.get("CompressedData", "").lower() == "true" or "HeaderSize" in fields:
+    if nrrd or "HeaderSize" in fields:
         return
+    compressed = fields.get("CompressedData", "").lower() == "true"
     try:
         dims = [int(size) for size in fields["DimSize"].split()]
         element = _MET_BYTES[fields["ElementType"]] * int(fields.get("ElementNumberOfChannels", 1))
-    except (KeyError, ValueError):  # a header ITK refuses, which it names
+        size = int(fields["CompressedDataSize"]) if compressed else math.prod(dims) * element
+    except (KeyError, ValueError):  # a header ITK refuses, which it names, or a compressed size it does not give
         return
     held = os.path.getsize(data) - (data_at if data == path else 0)
-    voxels = f"{' x '.join(map(str, dims))} voxels of {fields['ElementType']}"
-    _check_length(data, held, math.prod(dims) * element, voxels)
+    voxels = f"{' x '.join(map(str, dims))} voxels of {fields['ElementType']}{', compressed' if compressed else ''}"
+    _check_length(data, held, size, voxels)
 
 
 def _read_unwrapped(path: Path) -> _SeriesVolume | None:

@@ -445,6 +445,18 @@ def test_a_metaimage_whose_data_is_cut_off_is_called_truncated(name, tmp_path):
     ), message
 
 
+def test_a_compressed_metaimage_cut_off_is_called_truncated(formats, tmp_path):
+    sitk.WriteImage(sitk.ReadImage(str(formats["mha"])), str(tmp_path / "packed.mha"), useCompression=True)
+    whole = (tmp_path / "packed.mha").read_bytes()
+    (tmp_path / "packed.mha").write_bytes(whole[:-100])
+    message = _load_error(tmp_path / "packed.mha", ValueError)
+    assert re.fullmatch(
+        rf"the pixel data of {re.escape(str(tmp_path / 'packed.mha'))} is truncated: (\d+) of (\d+) bytes "
+        r"\(\d+ x \d+ x \d+ voxels of MET_\w+, compressed\)\.",
+        message,
+    ), message
+
+
 def test_detached_and_compressed_metaimage_and_nrrd_files_are_read(formats, tmp_path):
     reference = _load(formats["nrrd"])
     for name in ("ct.mhd", "ct.nhdr"):
