@@ -98,10 +98,20 @@ _BINARY_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 # copy's z lines of a block stay in cache; a 512 x 512 x 300 CT is copied 3x faster than in one strided pass.
 _TRANSPOSE_BLOCK = (128, 128, 16)
 # SimpleITK's names of the scalar pixel types whose 3D images ITK's Python modules have (no int8, int64, vectors)
+_ITK_WRAPPED_PIXELS = ("UInt8", "UInt16", "Int16", "UInt32", "Int32", "UInt64", "Float32", "Float64")
 # ITK's templates load their modules on a lookup outside ITK's own lazy-loading lock: reads in several threads (the
 # data checks) loaded the same modules at once, printing thousands of "template already defined" warnings
 _ITK_LOCK = threading.Lock()
-_ITK_WRAPPED_PIXELS = ("UInt8", "UInt16", "Int16", "UInt32", "Int32", "UInt64", "Float32", "Float64")
+
+
+def _new_itk_lock() -> None:
+    global _ITK_LOCK
+    _ITK_LOCK = threading.Lock()
+
+
+# a forked process (a DataLoader worker) gets a lock of its own: one copied while another thread held it would stay
+# held in the child, whose every ITK read would then wait for ever
+os.register_at_fork(after_in_child=_new_itk_lock)
 
 # MONAI's LoadImage constructs every reader it knows, NvImgCodecPydicomReader among them, which then reports (a log
 # record and a warning) that nvImageCodec, a GPU decoder, is missing; the reader declines every file in that case, so

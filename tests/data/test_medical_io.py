@@ -1029,6 +1029,19 @@ def test_itk_reads_in_threads_take_turns(tmp_path, monkeypatch):
     assert max(most) == 1 and len(most) == 4
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_reads_with_itk_while_a_thread_of_its_parent_holds_the_lock():
+    """A DataLoader worker forked while another thread read through ITK had copied the held lock and waited for ever."""
+    from monai_unets.data import medical_io
+
+    with medical_io._ITK_LOCK:
+        child = os.fork()
+        if child == 0:  # the child: its lock must be free
+            os._exit(0 if medical_io._ITK_LOCK.acquire(timeout=5) else 1)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_an_rgb_nifti_reads_its_colours_as_channels(tmp_path):
     """numpy's fields of an RGB NIfTI had reached torch, which failed with "can't convert np.ndarray of type
     numpy.void"; its colours are channels, which a 1-channel bundle's channel check refuses."""
