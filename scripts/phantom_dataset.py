@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,53 @@ def write_phantom_dataset(
     return path
 
 
+def _at_least(kind: type[int] | type[float], low: float, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` that is at least ``low`` (more than it, with ``above``)."""
+    wanted = f"{'an integer' if kind is int else 'a number'} {'>' if above else '>='} {low}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        # NaN fails every comparison, so it is refused with the values out of range
+        if not (math.isfinite(value) and (value > low if above else value >= low)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
 def add_phantom_arguments(
     parser: argparse.ArgumentParser, output_dir: str, shape: Sequence[int], spacing: Sequence[float]
 ) -> None:
-    """The options every phantom tool takes, with the tool's own defaults."""
+    """The options every phantom tool takes, with the tool's own defaults.
+
+    Counts, sizes and spacings out of range are usage errors of argparse (exit status 2), before anything is
+    written: a dataset without training cases, volumes of no voxels, or a spacing that makes no affine.
+
+    Example::
+
+        >>> parser = argparse.ArgumentParser()
+        >>> add_phantom_arguments(parser, "demo_ct", shape=(64, 56, 40), spacing=(0.9, 0.9, 2.5))
+        >>> parser.parse_args(["--num-test", "0"]).num_test
+        0
+    """
     parser.add_argument(
         "--output-dir", default=output_dir, metavar="DIR", help="folder to write (default: %(default)s)"
     )
-    parser.add_argument("--num-cases", type=int, default=8, help="labelled cases (default: %(default)s)")
-    parser.add_argument("--num-test", type=int, default=2, help="unlabelled test cases (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs=3, default=list(shape), help="voxels (default: %(default)s)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=list(spacing), help="mm (default: %(default)s)")
+    parser.add_argument("--num-cases", type=_at_least(int, 1), default=8, help="labelled cases (default: %(default)s)")
+    parser.add_argument(
+        "--num-test", type=_at_least(int, 0), default=2, help="unlabelled test cases (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--shape", type=_at_least(int, 1), nargs=3, default=list(shape), help="voxels (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--spacing",
+        type=_at_least(float, 0, above=True),
+        nargs=3,
+        default=list(spacing),
+        help="mm (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")

@@ -19,10 +19,23 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from ..data.plan import plan_dataset, save_plan
 from .cli import run_tool
 
 __all__ = ["add_arguments", "main", "run"]
+
+
+def _device(text: str) -> str:
+    """``--device``: a device of this machine, whose memory the patch size is planned for."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; give e.g. cpu, cuda or cuda:1") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", default=None, metavar="JSON", help="plan file (default: DIR/plan.json)")
     parser.add_argument(
-        "--device", default=None, help="device the patch size is planned for, e.g. cpu or cuda:0 (default: this one)"
+        "--device",
+        type=_device,
+        default=None,
+        help="device the patch size is planned for, e.g. cpu or cuda:0 (default: this one)",
     )
 
 

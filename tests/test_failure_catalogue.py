@@ -297,7 +297,10 @@ def _evaluation_failure(root: Path, image: np.ndarray, label: np.ndarray) -> str
 def _cli(*args: str) -> str:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = cli.main(list(args))
+        try:
+            status = cli.main(list(args))
+        except SystemExit as usage_error:  # argparse's: a value out of range for the option
+            status = usage_error.code
     return f"exit {status}: {out.getvalue().strip()} {err.getvalue().strip()}"
 
 
@@ -1404,6 +1407,28 @@ CATALOGUE: list[Fault] = [
         lambda r: (r / "dataset.json").write_text("{") and _cli("check-data", "--bundle", CT, "--dataset-dir", str(r)),
         "dataset.json: datalist is not valid JSON",
         "exit status 1",
+    ),
+    # --- the other tools' options
+    Fault(
+        "demo-ct, demo-mr",
+        "`--spacing 0 1 1` (or nan, inf)",
+        lambda r: _cli("demo-ct", "--output-dir", str(r / "out"), "--spacing", "0", "1", "1"),
+        "error: argument --spacing: must be a number > 0, got '0'",
+        "usage error (exit status 2), nothing written",
+    ),
+    Fault(
+        "demo-ct, demo-mr",
+        "`--num-cases 0`, `--num-test -1` or `--shape 0 0 0`",
+        lambda r: _cli("demo-mr", "--output-dir", str(r / "out"), "--num-cases", "0"),
+        "error: argument --num-cases: must be an integer >= 1, got '0'",
+        "usage error (exit status 2), nothing written",
+    ),
+    Fault(
+        "plan",
+        "`--device nosuchdevice`, or a CUDA device the machine does not have",
+        lambda r: _cli("plan", "--dataset-dir", str(r), "--device", "nosuchdevice"),
+        "error: argument --device: 'nosuchdevice' is not a device; give e.g. cpu, cuda or cuda:1",
+        "usage error (exit status 2), before the dataset is read",
     ),
 ]
 

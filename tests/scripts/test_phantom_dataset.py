@@ -6,6 +6,8 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
+from monai_unets.scripts.cli import main
 from monai_unets.scripts.phantom_dataset import write_phantom_dataset
 
 
@@ -41,3 +43,24 @@ def test_writes_an_msd_task_with_its_header_and_test_hook(tmp_path):
     written = nib.load(tmp_path / "labelsTr" / "case_001.nii.gz")
     np.testing.assert_array_equal(written.affine, affine)
     assert written.shape == (4, 5, 6)
+
+
+@pytest.mark.parametrize("tool", ["demo-ct", "demo-mr"])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        # a nibabel HeaderDataError traceback
+        (["--spacing", "0", "1", "1"], "argument --spacing: must be a number > 0, got '0'"),
+        (["--spacing", "nan", "1", "1"], "argument --spacing: must be a number > 0, got 'nan'"),
+        # accepted: volumes of 0 x 0 x 0 voxels, an empty training list, "-1 test" phantoms
+        (["--shape", "0", "0", "0"], "argument --shape: must be an integer >= 1, got '0'"),
+        (["--num-cases", "0"], "argument --num-cases: must be an integer >= 1, got '0'"),
+        (["--num-cases", "1", "--num-test", "-1"], "argument --num-test: must be an integer >= 0, got '-1'"),
+    ],
+)
+def test_counts_sizes_and_spacings_out_of_range_are_usage_errors(tool, arguments, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([tool, "--output-dir", str(tmp_path / "out"), *arguments])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"monai-unets {tool}: error: {message}"
+    assert not (tmp_path / "out").exists()
