@@ -30,7 +30,7 @@ from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
 from monai_unets.bundles.overrides import literal_path
 from monai_unets.data import border_filling_labels, empty_labels, scan_cases
-from monai_unets.handlers.errors import explain
+from monai_unets.handlers.errors import check_settings, explain
 
 from .cli import run_tool
 
@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--set {key}: the bundle's train.yaml has no setting {key!r}.")
         parser[key] = value
     try:
+        if "settings" in parser:
+            # as training's initialize does: a wrong value is named before any data is read
+            check_settings(parser.get_parsed_content("settings"))
         groups = parser.get_parsed_content("case_groups")
         cases = [case for group in groups for case in group]
         loading = parser.get_parsed_content("load_transforms")

@@ -1408,6 +1408,13 @@ CATALOGUE: list[Fault] = [
         "dataset.json: datalist is not valid JSON",
         "exit status 1",
     ),
+    Fault(
+        "check-data",
+        "`--set num_classes=abc` (a setting of the wrong type)",
+        lambda r: _cli("check-data", "--bundle", SKIN, "--dataset-dir", str(r), "--set", "num_classes=abc"),
+        "monai-unets: error: num_classes must be an integer >= 1, got 'abc'.",
+        "exit status 1 before any data is read",
+    ),
     # --- the other tools' options
     Fault(
         "demo-ct, demo-mr",

@@ -112,3 +112,22 @@ def test_check_data_refuses_an_empty_path(capsys):
         check_data.main(["--bundle", "egeunet_skin_lesion", "--dataset-dir", ""])
     assert stop.value.code == 2
     assert "argument --dataset-dir/--dataset_dir: needs a path" in capsys.readouterr().err
+
+
+def test_a_setting_of_the_wrong_type_is_named_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    # --set num_classes=abc had been reported against every image ("BAD <image>: TypeError: '>' not supported
+    # between instances of 'str' and 'int'")
+    generate_demo_ct(tmp_path, num_cases=2, num_test=0, shape=(16, 16, 8))
+
+    def read(*_, **__):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(check_data, "scan_cases", read)
+    args = ["--bundle", "egeunet3d_pancreas_ct", "--dataset-dir", str(tmp_path), "--set", "num_classes=abc"]
+    assert check_data.main(args) == 1
+    out, err = capsys.readouterr()
+    assert "BAD" not in out
+    assert (
+        err.strip()
+        == "python -m monai_unets.scripts.check_data: error: num_classes must be an integer >= 1, got 'abc'."
+    )
