@@ -9,11 +9,14 @@ its full traceback to a log file and ends the output with one line from :func:`e
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import logging
 import math
 import os
 import sys
+import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -212,15 +215,43 @@ def escape_unencodable_output() -> None:
             stream.reconfigure(errors=TEXT_ERRORS)
 
 
+def _saved_traceback(path: Path, kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> str:
+    """Appends the traceback to ``path``, else to a new file in the temporary folder; says where it went.
+
+    Only when neither can be written is the traceback itself given, after the line that says so.
+    """
+    text = f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n"
+    text += "".join(traceback.format_exception(kind, error, tb))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8", errors=TEXT_ERRORS) as f:
+            f.write(text)
+        return f"full traceback in {path}"
+    except OSError as log_error:
+        # the log's folder is often the one the run failed to write to (an existing file, a read-only folder)
+        failed = f"the traceback could not be written to {path} ({log_error})"
+    try:
+        handle, spare = tempfile.mkstemp(prefix="monai_unets-error-", suffix=".log")
+        with open(handle, "w", encoding="utf-8", errors=TEXT_ERRORS) as f:
+            f.write(text)
+        return f"{failed}; it is in {spare}"
+    except OSError as spare_error:
+        return f"{failed}, nor to {tempfile.gettempdir()} ({spare_error}); here it is:\n{text.rstrip()}"
+
+
 def report_errors(log_file: str | os.PathLike) -> None:
     """Makes an uncaught error end the run with a short message; its full traceback goes to ``log_file``.
 
     Installs a ``sys.excepthook`` (called by a bundle config's ``initialize``, once per run). The screen shows
     where the traceback went and, as its last line, ``ERROR: <file, key or value>: <what to do>``
-    (:func:`explain`). Keyboard interrupts keep Python's default report. MONAI's ``StatsHandler``, which logs the
-    error that ends an engine's run before re-raising it, keeps its one-line message without the traceback.
-    Standard output and error escape what their encoding cannot hold (file names that are not valid UTF-8)
-    instead of dropping the log line, and the log file holds such names escaped.
+    (:func:`explain`). Where ``log_file`` cannot be written (its folder is the one the run could not write to), the
+    traceback goes to a new file in the temporary folder, named in the line before; it is printed only when that
+    fails too. Keyboard interrupts keep Python's default report. An error that ends another thread (a background
+    writer's) is reported the same way when the process exits, on a line ``ERROR in thread <name>: ...``, unless
+    the run ended on it (raised again by the thread that waited on the writer): one fault, one report. MONAI's
+    ``StatsHandler``, which logs the error that ends an engine's run before re-raising it, keeps its one-line
+    message without the traceback. Standard output and error escape what their encoding cannot hold (file names
+    that are not valid UTF-8) instead of dropping the log line, and the log file holds such names escaped.
 
     In a ``torchrun`` job every process runs this, and process ``k > 0`` appends to a file of its own beside
     ``log_file`` (``logs/error.rank1.log`` for ``logs/error.log``, :func:`~monai_unets.data.rank_file`), which its
@@ -240,28 +271,38 @@ def report_errors(log_file: str | os.PathLike) -> None:
     if rank > 0:
         path = rank_file(path, rank)
     default = sys.__excepthook__
+    # errors reported, with their causes: a background thread's error is often raised again by the thread that
+    # waits on it (a writer's flush), and ends the run there
+    reported: list[BaseException] = []
+    thread_errors: list[threading.ExceptHookArgs] = []
+
+    def report(kind: type[BaseException], error: BaseException, tb: TracebackType | None, prefix: str) -> None:
+        # the log would go into the folder the run refused to write to (the input folder, or the logs/ of the
+        # training or the output folder of the run that holds it)
+        skip_log = isinstance(root_cause(error), OutputFolderError)
+        where = "" if skip_log else _saved_traceback(path, kind, error, tb) + "\n"
+        reported.extend(_chain(error))
+        print(f"{where}{prefix}: {explain(error)}", file=sys.stderr, flush=True)
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
             default(kind, error, tb)
             return
-        where = f"full traceback in {path}"
-        if isinstance(root_cause(error), OutputFolderError):
-            # the log would go into the folder the run refused to write to (the input folder, or the logs/ of the
-            # training or the output folder of the run that holds it)
-            print(f"ERROR: {explain(error)}", file=sys.stderr, flush=True)
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8", errors=TEXT_ERRORS) as f:
-                f.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
-                f.write("".join(traceback.format_exception(kind, error, tb)))
-        except OSError as log_error:
-            where = f"the traceback could not be written to {path} ({log_error}):"
-            traceback.print_exception(kind, error, tb)
-        print(f"{where}\nERROR: {explain(error)}", file=sys.stderr, flush=True)
+        report(kind, error, tb, "ERROR")
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and not issubclass(args.exc_type, SystemExit):
+            thread_errors.append(args)
+
+    def report_thread_errors() -> None:
+        for args in thread_errors:
+            if not any(seen is args.exc_value for seen in reported):
+                name = args.thread.name if args.thread is not None else "?"
+                report(args.exc_type, args.exc_value, args.exc_traceback, f"ERROR in thread {name}")
 
     sys.excepthook = hook
+    threading.excepthook = thread_hook
+    atexit.register(report_thread_errors)
     escape_unencodable_output()
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "strips_tracebacks", False):

@@ -183,3 +183,75 @@ def test_explain_says_what_to_do_when_an_output_folder_is_a_file(tmp_path):
         message = explain(error)
     assert message.startswith("FileExistsError:") and str(tmp_path / "out") in message
     assert "is an existing file: give another path" in message
+
+
+def _fail_writing_to(folder: str) -> str:
+    return (
+        "import sys\n"
+        "from monai_unets.handlers import report_errors\n"
+        f"report_errors({folder!r} + '/error.log')\n"
+        "try:\n"
+        f"    open({folder!r} + '/prediction.png', 'w')\n"
+        "except OSError as error:\n"
+        "    raise RuntimeError('Failed to instantiate component') from error\n"
+    )
+
+
+def test_an_output_folder_that_is_a_file_gets_two_lines_and_its_traceback_a_spare_file(tmp_path):
+    # the error log goes into that folder too: its traceback had been printed, 60 lines, before the line that
+    # introduced it
+    (tmp_path / "out").write_text("x")
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    environment = {**os.environ, "TMPDIR": str(spare)}
+    command = [sys.executable, "-c", _fail_writing_to(str(tmp_path / "out"))]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    (saved,) = spare.iterdir()
+    assert result.stderr.strip().splitlines() == [
+        f"the traceback could not be written to {tmp_path / 'out' / 'error.log'} ([Errno 17] File exists: "
+        f"'{tmp_path / 'out'}'); it is in {saved}",
+        f"ERROR: NotADirectoryError: [Errno 20] Not a directory: '{tmp_path / 'out' / 'prediction.png'}'",
+    ]
+    assert "Traceback" in saved.read_text() and "Failed to instantiate component" in saved.read_text()
+    # where no file can be written, the traceback is printed, after the line that says so
+    no_spare = "import tempfile\ndef refuse(**_):\n    raise PermissionError('read-only')\ntempfile.mkstemp = refuse\n"
+    command[2] = no_spare + command[2]
+    lines = subprocess.run(command, capture_output=True, text=True, env=environment).stderr.strip().splitlines()
+    assert lines[0].startswith("the traceback could not be written to") and lines[0].endswith("here it is:")
+    assert lines[2] == "Traceback (most recent call last):" and lines[-1].startswith("ERROR: NotADirectoryError")
+
+
+def test_an_error_of_a_background_thread_that_ends_the_run_is_reported_once(tmp_path):
+    # a writer thread's error raised again by the thread that flushes it (TensorBoard's event writer in a
+    # read-only folder): its traceback had followed the run's one-line message as "Exception in thread"
+    script = (
+        "import sys, threading\n"
+        "from monai_unets.handlers import report_errors\n"
+        "report_errors(sys.argv[1])\n"
+        "failure = []\n"
+        "def write():\n"
+        "    try:\n"
+        "        open('/nonexistent/events.out', 'w')\n"
+        "    except OSError as error:\n"
+        "        failure.append(error)\n"
+        "        raise\n"
+        "writer = threading.Thread(target=write, name='writer')\n"
+        "writer.start()\n"
+        "writer.join()\n"
+        "if len(sys.argv) > 2:\n"
+        "    raise failure[0]\n"
+    )
+    log = tmp_path / "error.log"
+    result = subprocess.run([sys.executable, "-c", script, str(log), "raise"], capture_output=True, text=True)
+    assert result.returncode == 1
+    message = "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/events.out'"
+    assert result.stderr.strip().splitlines() == [
+        f"full traceback in {log}",
+        f"ERROR: {message} -- " + ("check the path (dataset_dir, datalist, input_dir, bundle_root)."),
+    ]
+    # a thread's error that the run does not end on is reported when the process exits
+    result = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ERROR in thread writer: {message}")
+    assert "Traceback" not in result.stderr
