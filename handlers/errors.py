@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 from ..data.atomic import TEXT_ERRORS
 from ..data.cases import rank_file
@@ -34,6 +35,8 @@ __all__ = [
     "check_settings",
     "escape_unencodable_output",
     "explain",
+    "point_at_null_device",
+    "quiet_closed_stdout",
     "report_errors",
     "root_cause",
 ]
@@ -215,6 +218,77 @@ def escape_unencodable_output() -> None:
             stream.reconfigure(errors=TEXT_ERRORS)
 
 
+def point_at_null_device(fd: int) -> None:
+    """Makes the open file ``fd`` the null device: what is still written to it is dropped without an error.
+
+    For standard output once its reader has gone (``| head``, quitting ``less``), where each write would raise
+    ``BrokenPipeError``; every writer of the file, the final flush of a stream at exit included, is quiet then.
+
+    Example::
+
+        >>> point_at_null_device(sys.stdout.fileno())  # doctest: +SKIP
+    """
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+class _ClosedPipeQuietStream:
+    """A text stream that sends what follows to the null device when its reader has gone, instead of raising."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            # only a pipe's or a socket's write raises it: the stream has a file descriptor
+            point_at_null_device(self.stream.fileno())
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            point_at_null_device(self.stream.fileno())
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
+
+
+def quiet_closed_stdout() -> None:
+    """Makes the process stop writing to standard output quietly once its reader has gone, as Unix tools do.
+
+    Output piped into a reader that stops early (``| head -1``, quitting ``less``) makes each later write raise
+    ``BrokenPipeError``: every log line then prints a ``--- Logging error ---`` traceback, and a tool's last line
+    turns its success into a failure. After this call the first such write points standard output at the null
+    device instead (:func:`point_at_null_device`): the work goes on, its files are written, and the exit status is
+    the run's own. The log handlers that write to standard output (those of the bundle's ``logging.conf`` and of
+    MONAI's modules) and ``sys.stdout`` itself go through a stream that does so; errors still reach standard error
+    and the error log.
+
+    Example::
+
+        >>> quiet_closed_stdout()  # doctest: +SKIP
+    """
+    stdout = sys.stdout
+    if stdout is None or isinstance(stdout, _ClosedPipeQuietStream):
+        return
+    quiet = _ClosedPipeQuietStream(stdout)
+    # what an earlier line left in the buffer, if its reader has gone already
+    quiet.flush()
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        # placeholders of loggers not yet made have no handlers
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is stdout:
+                handler.stream = quiet
+    sys.stdout = quiet
+
+
 def _saved_traceback(path: Path, kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> str:
     """Appends the traceback to ``path``, else to a new file in the temporary folder; says where it went.
 
@@ -251,7 +325,8 @@ def report_errors(log_file: str | os.PathLike) -> None:
     the run ended on it (raised again by the thread that waited on the writer): one fault, one report. MONAI's
     ``StatsHandler``, which logs the error that ends an engine's run before re-raising it, keeps its one-line
     message without the traceback. Standard output and error escape what their encoding cannot hold (file names
-    that are not valid UTF-8) instead of dropping the log line, and the log file holds such names escaped.
+    that are not valid UTF-8) instead of dropping the log line, and the log file holds such names escaped;
+    standard output goes quiet once its reader has gone (:func:`quiet_closed_stdout`).
 
     In a ``torchrun`` job every process runs this, and process ``k > 0`` appends to a file of its own beside
     ``log_file`` (``logs/error.rank1.log`` for ``logs/error.log``, :func:`~monai_unets.data.rank_file`), which its
@@ -304,6 +379,7 @@ def report_errors(log_file: str | os.PathLike) -> None:
     threading.excepthook = thread_hook
     atexit.register(report_thread_errors)
     escape_unencodable_output()
+    quiet_closed_stdout()
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "strips_tracebacks", False):
         logging.setLogRecordFactory(_without_traceback(factory))

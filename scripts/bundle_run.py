@@ -30,18 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from monai_unets.bundles import bundle_dir, list_bundles
 from monai_unets.bundles.overrides import check_overrides, expand_path, parse_overrides, path_argument
+from monai_unets.handlers.errors import point_at_null_device
 
 __all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle", "run_bundle_process"]
 
@@ -208,6 +211,28 @@ def _run(task: str, args: argparse.Namespace) -> int:
     return status
 
 
+def _stdout_is_a_pipe() -> bool:
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _pass_on(source: IO[bytes], fd: int) -> None:
+    """Copies the bundle process's output to ``fd`` to its end; once ``fd`` cannot be written, drops the rest."""
+    with source:
+        while chunk := os.read(source.fileno(), 1 << 16):
+            try:
+                while chunk:
+                    chunk = chunk[os.write(fd, chunk) :]
+            except OSError as error:
+                if not isinstance(error, BrokenPipeError):
+                    print(f"the bundle process's output is dropped from here on: {error}", file=sys.stderr, flush=True)
+                # the bundle process goes on to its end, its output read and dropped so that it never waits on it
+                point_at_null_device(fd)
+
+
 def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
     """Runs ``command`` (the bundle process) to its end and gives its exit status, that of a shell for a signal.
 
@@ -216,6 +241,11 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
     one then waits for the bundle process to stop (passing the interrupt on after ``grace_s`` seconds if it did
     not get it). A bundle process ended by a signal (SIGKILL from the system's out-of-memory killer) is reported
     in one line and gives 128 + the signal's number, as a shell does.
+
+    Where standard output is a pipe, the bundle process writes into this process, which passes its output on: a
+    reader that stops early (``| head``) then ends the output, never the run, and the bundle process never writes
+    into a pipe that has no reader (whose first log lines, before the bundle config's ``initialize``, would print
+    tracebacks).
 
     Args:
         command: the command line to run.
@@ -226,7 +256,14 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
         >>> run_bundle_process([sys.executable, "-c", "pass"])
         0
     """
-    child = subprocess.Popen(list(command))
+    passing_on = None
+    if _stdout_is_a_pipe():
+        sys.stdout.flush()
+        child = subprocess.Popen(list(command), stdout=subprocess.PIPE)
+        passing_on = threading.Thread(target=_pass_on, args=(child.stdout, sys.stdout.fileno()), daemon=True)
+        passing_on.start()
+    else:
+        child = subprocess.Popen(list(command))
     # signal handlers can only be set from the main thread (not from a notebook's or a server's worker)
     main_thread = threading.current_thread() is threading.main_thread()
     passed_on = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None and main_thread]
@@ -245,6 +282,9 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+    if passing_on is not None:
+        # the output ends with the bundle process, or with the last of its worker processes
+        passing_on.join(grace_s)
     if status < 0:
         name = signal.Signals(-status).name
         cause = " (as the system's out-of-memory killer does)" if -status == getattr(signal, "SIGKILL", 9) else ""

@@ -18,7 +18,7 @@ from types import ModuleType
 
 import monai_unets
 
-from ..handlers.errors import escape_unencodable_output
+from ..handlers.errors import escape_unencodable_output, quiet_closed_stdout
 
 __all__ = ["COMMANDS", "build_parser", "main", "run_tool"]
 
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging() -> None:
     escape_unencodable_output()
+    # `| head` ends the output, not the work: a tool's status is that of its work
+    quiet_closed_stdout()
     # Progress and warnings go to stderr so that stdout holds only the tools' summaries.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
 

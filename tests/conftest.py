@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,13 @@ def assert_all_grads(model: torch.nn.Module) -> None:
     assert not missing, f"no gradient for {missing}"
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradient for {bad}"
+
+
+def run_with_closed_stdout(command: Sequence[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    """Runs ``command`` with standard output a pipe whose reader has gone (``| head`` done); stderr is captured."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(list(command), stdout=write, stderr=subprocess.PIPE, text=True, **kwargs)
+    finally:
+        os.close(write)

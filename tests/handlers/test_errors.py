@@ -10,6 +10,8 @@ import pytest
 from monai_unets.data import DataCheckError
 from monai_unets.handlers import explain
 
+from tests.conftest import run_with_closed_stdout
+
 SCRIPT = """
 import sys
 
@@ -183,6 +185,25 @@ def test_explain_says_what_to_do_when_an_output_folder_is_a_file(tmp_path):
         message = explain(error)
     assert message.startswith("FileExistsError:") and str(tmp_path / "out") in message
     assert "is an existing file: give another path" in message
+
+
+def test_a_log_to_a_stdout_without_reader_goes_quiet_and_the_run_goes_on(tmp_path):
+    # the bundles' logging.conf logs to stdout; `| head -1` had printed a "--- Logging error ---" traceback for
+    # each later line
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
+        "from monai_unets.handlers import report_errors\n"
+        "report_errors(sys.argv[1] + '/error.log')\n"
+        "for case in range(20):\n"
+        "    logging.info('case %d written', case)\n"
+        "print('done', flush=True)\n"
+        "logging.warning('last line')\n"
+        "open(sys.argv[1] + '/output.txt', 'w').write('all cases')\n"
+    )
+    result = run_with_closed_stdout([sys.executable, "-c", script, str(tmp_path)])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (tmp_path / "output.txt").read_text() == "all cases"
 
 
 def _fail_writing_to(folder: str) -> str:

@@ -15,6 +15,8 @@ from monai_unets.bundles import bundle_dir, list_bundles
 from monai_unets.scripts.bundle_run import resolve_bundle, run_bundle_process
 from monai_unets.scripts.cli import COMMANDS, main
 
+from tests.conftest import run_with_closed_stdout
+
 SKIN = "egeunet_skin_lesion"
 
 
@@ -160,3 +162,36 @@ def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_reader_that_stops_early_ends_the_output_not_the_bundle_process(tmp_path):
+    # `monai-unets infer ... | head -1`: the bundle process's log lines before its config's initialize (MONAI's
+    # own) had each printed a "--- Logging error ---" traceback
+    marker = tmp_path / "outputs.txt"
+    child = (
+        "import logging, sys; logging.basicConfig(stream=sys.stdout); "
+        "[logging.warning('case %d written', case) for case in range(2000)]; "
+        f"open({str(marker)!r}, 'w').write('all cases')"
+    )
+    wrapper = (
+        "import sys; from monai_unets.scripts.bundle_run import run_bundle_process; "
+        f"sys.exit(run_bundle_process([sys.executable, '-c', {child!r}]))"
+    )
+    result = run_with_closed_stdout([sys.executable, "-c", wrapper])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert marker.read_text() == "all cases"
+
+
+def test_a_finished_run_keeps_its_status_when_the_reader_of_its_output_has_gone(tmp_path):
+    # the line saying where the results are had ended a successful run with
+    # "monai-unets: error: [Errno 32] Broken pipe" and exit status 1
+    script = (
+        "import sys\n"
+        "from monai_unets.scripts import bundle_run\n"
+        "from monai_unets.scripts.cli import main\n"
+        "bundle_run.run_bundle_process = lambda command: 0\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["infer", SKIN, "--workdir", str(tmp_path / "skin"), "--input_dir", "in", "--output_dir", "out"]
+    result = run_with_closed_stdout([sys.executable, "-c", script, *argv])
+    assert result.returncode == 0 and "Broken pipe" not in result.stderr

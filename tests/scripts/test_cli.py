@@ -16,6 +16,7 @@ from monai_unets.scripts.cli import COMMANDS, main
 from PIL import Image
 
 import monai_unets
+from tests.conftest import run_with_closed_stdout
 
 
 def make_isic_folders(root: Path, count: int) -> tuple[Path, Path]:
@@ -123,3 +124,13 @@ def test_a_tool_reports_a_file_whose_name_is_not_utf8_on_a_strict_output(tmp_pat
     bad = f"BAD  {tmp_path}/images/bad_\\udce9.png"
     assert f"{bad}: cannot read the image file: UnidentifiedImageError" in result.stdout
     assert "1 of 3 cases are bad" in result.stdout
+
+
+def test_a_tool_whose_reader_stops_early_finishes_its_work_with_its_own_status(tmp_path):
+    # `monai-unets demo-data ... | head -0`: the summary line had failed the finished tool ("Exception ignored ...
+    # BrokenPipeError", exit status 120)
+    output_dir = tmp_path / "demo"
+    argv = ["demo-data", "--output-dir", str(output_dir), "--num-images", "3", "--min-size", "32", "--max-size", "40"]
+    result = run_with_closed_stdout([sys.executable, "-m", "monai_unets.scripts.cli", *argv])
+    assert result.returncode == 0 and "BrokenPipeError" not in result.stderr and "Broken pipe" not in result.stderr
+    assert len(json.loads((output_dir / "datalist.json").read_text())["training"]) > 0
