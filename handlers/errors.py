@@ -9,7 +9,6 @@ its full traceback to a log file and ends the output with one line from :func:`e
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import logging
 import math
@@ -321,8 +320,9 @@ def report_errors(log_file: str | os.PathLike) -> None:
     (:func:`explain`). Where ``log_file`` cannot be written (its folder is the one the run could not write to), the
     traceback goes to a new file in the temporary folder, named in the line before; it is printed only when that
     fails too. Keyboard interrupts keep Python's default report. An error that ends another thread (a background
-    writer's) is reported the same way when the process exits, on a line ``ERROR in thread <name>: ...``, unless
-    the run ended on it (raised again by the thread that waited on the writer): one fault, one report. MONAI's
+    writer's) is reported the same way when it happens, on a line ``ERROR in thread <name>: ...``; if the run then
+    ends on it (raised again by the thread that waited on the writer), only the last line follows: one fault, one
+    traceback. MONAI's
     ``StatsHandler``, which logs the error that ends an engine's run before re-raising it, keeps its one-line
     message without the traceback. Standard output and error escape what their encoding cannot hold (file names
     that are not valid UTF-8) instead of dropping the log line, and the log file holds such names escaped;
@@ -349,12 +349,13 @@ def report_errors(log_file: str | os.PathLike) -> None:
     # errors reported, with their causes: a background thread's error is often raised again by the thread that
     # waits on it (a writer's flush), and ends the run there
     reported: list[BaseException] = []
-    thread_errors: list[threading.ExceptHookArgs] = []
 
     def report(kind: type[BaseException], error: BaseException, tb: TracebackType | None, prefix: str) -> None:
         # the log would go into the folder the run refused to write to (the input folder, or the logs/ of the
-        # training or the output folder of the run that holds it)
-        skip_log = isinstance(root_cause(error), OutputFolderError)
+        # training or the output folder of the run that holds it); a thread's error that the run ends on has its
+        # traceback saved and named already
+        seen = any(error is done for done in reported)
+        skip_log = seen or isinstance(root_cause(error), OutputFolderError)
         where = "" if skip_log else _saved_traceback(path, kind, error, tb) + "\n"
         reported.extend(_chain(error))
         print(f"{where}{prefix}: {explain(error)}", file=sys.stderr, flush=True)
@@ -366,18 +367,13 @@ def report_errors(log_file: str | os.PathLike) -> None:
         report(kind, error, tb, "ERROR")
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:
-        if args.exc_value is not None and not issubclass(args.exc_type, SystemExit):
-            thread_errors.append(args)
-
-    def report_thread_errors() -> None:
-        for args in thread_errors:
-            if not any(seen is args.exc_value for seen in reported):
-                name = args.thread.name if args.thread is not None else "?"
-                report(args.exc_type, args.exc_value, args.exc_traceback, f"ERROR in thread {name}")
+        if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        report(args.exc_type, args.exc_value, args.exc_traceback, f"ERROR in thread {name}")
 
     sys.excepthook = hook
     threading.excepthook = thread_hook
-    atexit.register(report_thread_errors)
     escape_unencodable_output()
     quiet_closed_stdout()
     factory = logging.getLogRecordFactory()
