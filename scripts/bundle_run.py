@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from monai_unets.bundles import bundle_dir, list_bundles
-from monai_unets.bundles.overrides import check_overrides, expand_path, parse_overrides, path_argument
+from monai_unets.bundles.overrides import (
+    check_overrides,
+    expand_path,
+    literal_path,
+    parse_overrides,
+    path_argument,
+)
 from monai_unets.handlers.errors import point_at_null_device
 
 __all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle", "run_bundle_process"]
@@ -196,7 +202,8 @@ def _run(task: str, args: argparse.Namespace) -> int:
         overrides.append(("tracking", args.tracking))
         if args.tracking == "mlflow" and "tracking_uri" not in keys:
             # a local SQLite file next to the bundle's weights: no server needed, readable by `mlflow ui`
-            overrides.append(("tracking_uri", f"sqlite:///{bundle / 'mlruns.db'}"))
+            # made from the bundle's path, so carried as typed as the path keys are (a '#' in it became '::')
+            overrides.append(("tracking_uri", literal_path(f"sqlite:///{bundle / 'mlruns.db'}")))
     check_overrides([bundle / "configs" / name for name in configs], [k for k, _ in overrides], bool(args.tracking))
     command = bundle_command(bundle, configs, overrides)
     print(f"$ {shlex.join(command)}", flush=True)

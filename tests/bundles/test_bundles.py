@@ -308,6 +308,19 @@ def test_training_holds_its_checkpoint_before_anything_is_written(name, configs)
     assert checkpoint["checkpoint_path"] == "@checkpoint_path"
 
 
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("task", ["train", "inference", "evaluate"])
+def test_every_config_checks_its_command_line_first(name, task):
+    # the multi-GPU configs had checked it after making the error log's path and the training lock: a path key
+    # without a path ended in a traceback on every process, a '~' bundle root made a folder '~' before its refusal
+    folder = _configs(bundle_dir(name))
+    single = [str(folder / "train.yaml")] * (task == "evaluate") + [str(folder / f"{task}.yaml")]
+    for configs in (single, [*single, str(folder / f"multi_gpu_{task}.yaml")]):
+        parser = ConfigParser()
+        parser.read_config(configs)
+        assert str(parser["initialize"][0]) == "$monai_unets.bundles.check_command_line()", configs
+
+
 def test_a_training_refused_for_a_running_one_writes_nothing_into_its_folders(tmp_path):
     from monai_unets.data.atomic import hold_folder, release_folder
 

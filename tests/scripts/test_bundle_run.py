@@ -110,6 +110,17 @@ def test_mlflow_tracking_defaults_to_a_sqlite_file_in_the_bundle(tmp_path, capsy
     assert options["--tracking"] == "mlflow" and options["--tracking_uri"] == f"sqlite:///{work / 'mlruns.db'}"
 
 
+def test_the_default_mlflow_store_of_a_bundle_with_a_hash_in_its_path_stays_in_that_bundle(tmp_path, capsys):
+    from monai.bundle import ConfigParser
+
+    work = tmp_path / "trk#1"
+    argv = _dry_run(capsys, "train", SKIN, "--workdir", str(work), "--tracking", "mlflow")
+    options = dict(zip(argv[4::2], argv[5::2]))
+    # made from the bundle's path, it had been read with '::' for '#': the store went to a folder trk::1
+    parser = ConfigParser({"tracking_uri": options["--tracking_uri"]})
+    assert parser.get_parsed_content("tracking_uri") == f"sqlite:///{work / 'mlruns.db'}"
+
+
 def test_the_command_line_reports_a_typo(tmp_path, capsys):
     assert main(["train", SKIN, "--workdir", str(tmp_path / "w"), "--max_epoch", "2", "--dry-run"]) == 1
     assert "unknown key 'max_epoch' (train.yaml); did you mean 'max_epochs'?" in capsys.readouterr().err
