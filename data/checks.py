@@ -418,9 +418,10 @@ class CheckCased(MapTransform):
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
         name = _filename(image, self.image_key)
         shape = tuple(image.shape)
+        meta = getattr(image, "meta", {})
         # MONAI stacks the files of a list as channels along a new first axis and marks it so; the image then
         # knows the first file only, and its errors name the channels at fault instead
-        files = getattr(image, "meta", {}).get("original_channel_dim") == 0
+        files = meta.get("original_channel_dim") == 0
 
         def error(problem: str, channels: Sequence[int] = range(shape[0])) -> DataCheckError:
             return ChannelFilesError(problem, channels) if files else DataCheckError(name, problem)
@@ -436,15 +437,13 @@ class CheckCased(MapTransform):
                     f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file."
                 )
             # a DICOM image's SamplesPerPixel and PhotometricInterpretation, as the readers report them
-            samples, colour = (
-                str(getattr(image, "meta", {}).get(tag, "")).strip() for tag in ("0028|0002", "0028|0004")
-            )
+            samples, colour = (str(meta.get(tag, "")).strip() for tag in ("0028|0002", "0028|0004"))
             if samples not in ("", "1"):
                 raise error(
                     f"is a colour DICOM image ({colour or 'colour'}: {samples} samples per pixel, shape {shape}); "
                     f"this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
                 )
-            if getattr(image, "meta", {}).get(VALUES_PER_VOXEL) == shape[0]:
+            if meta.get(VALUES_PER_VOXEL) == shape[0]:
                 raise error(
                     f"holds {shape[0]} values per voxel (colour or vector components), read as {shape[0]} channels "
                     f"(shape {shape}); this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."

@@ -126,7 +126,7 @@ def test_describe_error_gives_itks_reason_not_its_source_line(tmp_path):
 
 
 def test_itk_errors_of_both_forms_keep_their_details_without_source_lines():
-    source = "/work/ITK/Modules/IO/NRRD/src/itkNrrdImageIO.cxx:410:\n"
+    source = "/src/ITK/Modules/IO/NRRD/src/itkNrrdImageIO.cxx:410:\n"
     nrrd = (
         f"{source}itk::ERROR: NrrdImageIO(0x5625b9b96350): ReadImageInformation: Error reading /d/a.nhdr:\n"
         '[nrrd] nrrdLoad: trouble reading "/d/a.nhdr"\n[nrrd] _nrrdFormatNRRD_read: couldn\'t open the first datafile\n'
