@@ -24,7 +24,7 @@ from typing import IO, Any
 import nibabel as nib
 import numpy as np
 from monai.data import ITKWriter, NibabelWriter, PILWriter
-from monai.utils import convert_data_type
+from monai.utils import MetaKeys, convert_data_type
 from nibabel.openers import Opener
 from nibabel.spatialimages import HeaderDataError
 
@@ -348,35 +348,93 @@ def _nifti_form_codes(meta: Mapping | None) -> tuple[int, int]:
     return tuple(code if code in known else 1 for code in codes)  # type: ignore[return-value]
 
 
+# the header fields of a NIfTI qform beside its code and pixdim: its rotation (quaternion) and offset
+_QFORM_FIELDS = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
+# the fields that place a NIfTI's voxels beside pixdim (the qform's voxel sizes and handedness, qfac): both forms
+_GEOMETRY_FIELDS = (*_QFORM_FIELDS, "qform_code", "sform_code", "srow_x", "srow_y", "srow_z")
+
+
+def _nifti_study_header(meta: Mapping | None) -> nib.Nifti1Header | None:
+    """A header holding the fields that place the voxels of the NIfTI study whose metadata ``meta`` is.
+
+    MONAI's ``NibabelReader`` keeps the header's fields in the metadata (in mm: the project's reader has scaled a
+    header in meters or microns), pixdim as loaded in ``original_pixdim``: MONAI's spatial transforms set
+    ``pixdim`` to the voxel sizes of the affine they make. Other formats have none, and give ``None``.
+
+    Args:
+        meta: an image's metadata (``MetaTensor.meta``), or ``None``.
+
+    Example::
+
+        >>> study = nib.Nifti1Image(np.zeros((2, 2, 2)), np.diag([2.0, 2.0, 3.0, 1.0])).header
+        >>> meta = {**study, MetaKeys.ORIGINAL_PIXDIM: study["pixdim"]}
+        >>> float(_nifti_study_header(meta).get_qform()[2, 2]), _nifti_study_header({"sform_code": 1})
+        (3.0, None)
+    """
+    if meta is None or any(key not in meta for key in (*_GEOMETRY_FIELDS, MetaKeys.ORIGINAL_PIXDIM)):
+        return None
+    header = nib.Nifti1Header()
+    for key in _GEOMETRY_FIELDS:
+        # a batch's metadata, decollated, holds tensors
+        header[key] = np.asarray(meta[key])
+    header["pixdim"] = np.asarray(meta[MetaKeys.ORIGINAL_PIXDIM])
+    return header
+
+
 class _ChunkedNifti1Image(nib.Nifti1Image):
     """A ``Nifti1Image`` whose file gets the bytes nibabel writes, handed to the compressor in large chunks.
 
     Its header is written in mm with ``form_codes``, the ``(sform_code, qform_code)`` of the study it belongs to
     (see ``_nifti_form_codes``), in place of the code 1 (scanner) that MONAI's writer gives both forms: a study in a
-    template space (codes 2 to 4) keeps its space, and a form the study did not have is not made up. A sheared
-    affine, which no qform can hold, is written as an sform alone: a qform, its orthogonal approximation, would put
-    the labels elsewhere (14 mm at the far corner of a test study) in the tools that read the qform (ITK).
+    template space (codes 2 to 4) keeps its space, and a form the study did not have is not made up. On the study's
+    own voxel grid (its affine), the file gets the study's qform as stored, ``study`` (see ``_nifti_study_header``):
+    tools that read the qform (ITK) then place it where they place the study, also where the study's sform is
+    sheared, which no qform can hold. Elsewhere, a sheared affine is written as an sform alone: a qform, its
+    orthogonal approximation, would put the labels elsewhere (14 mm at the far corner of a test study) in those
+    tools.
     """
 
     #: 16 MiB: a 512 x 512 x 300 label map reaches gzip in 5 calls instead of 300
     chunk = 1 << 24
 
-    def __init__(self, *args: Any, form_codes: tuple[int, int] = (1, 1), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        form_codes: tuple[int, int] = (1, 1),
+        study: nib.Nifti1Header | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.form_codes = form_codes
+        self.study = study
 
     def _set_geometry(self) -> None:
-        """The header's unit and forms: the affine in mm, under ``form_codes``."""
+        """The header's unit and forms: the affine in mm, under ``form_codes``; the study's qform on its grid."""
         sform_code, qform_code = self.form_codes
         affine = np.array(self.affine)
         # without units ITK-based tools read the numbers as mm anyway; with them, no reader has to assume
         self.header.set_xyzt_units("mm")
-        try:
-            self.set_qform(affine, code=qform_code, strip_shears=False)
-        except HeaderDataError:
-            self.set_qform(None, code=0)
-            sform_code = sform_code or 1  # the sform is then the only place of the affine
+        if self._on_study_grid(affine):
+            # field by field: the qform rebuilt from the affine (set_qform) is the study's only to float precision
+            for key in _QFORM_FIELDS:
+                self.header[key] = self.study[key]  # type: ignore[index]
+            self.header["qform_code"] = qform_code
+            pixdim = self.header["pixdim"].copy()
+            pixdim[:4] = self.study["pixdim"][:4]  # type: ignore[index]
+            self.header["pixdim"] = pixdim
+        else:
+            try:
+                self.set_qform(affine, code=qform_code, strip_shears=False)
+            except HeaderDataError:
+                self.set_qform(None, code=0)
+                sform_code = sform_code or 1  # the sform is then the only place of the affine
         self.set_sform(affine, code=sform_code)
+
+    def _on_study_grid(self, affine: np.ndarray) -> bool:
+        # a study with a qform, whose affine (the sform where it has one) the file's is, to the float32 it is stored in
+        if self.study is None or int(self.study["qform_code"]) == 0:
+            return False
+        return bool(np.allclose(affine, self.study.get_best_affine(), rtol=1e-6, atol=1e-6))
 
     def to_filename(self, filename: Any, **kwargs: Any) -> None:
         # here, as MONAI's writer sets both forms with code 1 after making the image and before saving it
@@ -397,8 +455,9 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
     the NIfTI and the DICOM SEG written side by side take 0.47 s instead of 0.60 s.
 
     The header is in mm and keeps the form codes of the study the data belong to (taken from the metadata of a
-    NIfTI study; 1, scanner, for other formats, as MONAI writes), with no qform where the affine is sheared: the
-    file overlays its study in ITK-based tools as in nibabel.
+    NIfTI study; 1, scanner, for other formats, as MONAI writes). On a NIfTI study's own grid the file gets the
+    study's qform as stored, beside the study's sform, sheared or not; elsewhere there is no qform where the affine
+    is sheared. The file overlays its study in ITK-based tools as in nibabel.
 
     Example::
 
@@ -407,9 +466,12 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
 
     #: ``(sform_code, qform_code)`` of the file; ``set_metadata`` takes them from the study's metadata
     form_codes: tuple[int, int] = (1, 1)
+    #: the placing header fields of the NIfTI study the data belong to (``None`` for other formats), from
+    #: ``set_metadata``
+    study: nib.Nifti1Header | None = None
 
     def set_metadata(self, meta_dict: Mapping | None, resample: bool = True, **options: Any) -> None:
-        """MONAI's ``set_metadata``; the study's NIfTI form codes (``_nifti_form_codes``) are kept for the file.
+        """MONAI's ``set_metadata``; the study's NIfTI form codes and placing fields are kept for the file.
 
         Args:
             meta_dict: the metadata of the data written (``affine``, ``original_affine``, ``spatial_shape``, and
@@ -419,16 +481,17 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
         """
         super().set_metadata(meta_dict, resample=resample, **options)
         self.form_codes = _nifti_form_codes(meta_dict)
+        self.study = _nifti_study_header(meta_dict)
 
     def write(self, filename: str | os.PathLike, verbose: bool = True, **obj_kwargs: Any) -> None:
-        """MONAI's ``write``, atomic, the file getting the study's form codes.
+        """MONAI's ``write``, atomic, the file getting the study's form codes (and qform, on its grid).
 
         Args:
             filename: the final file name.
             verbose: log the file name.
             obj_kwargs: arguments of ``create_backend_obj`` (``header``, ``extra``).
         """
-        super().write(filename, verbose=verbose, form_codes=self.form_codes, **obj_kwargs)
+        super().write(filename, verbose=verbose, form_codes=self.form_codes, study=self.study, **obj_kwargs)
 
     @classmethod
     def create_backend_obj(
@@ -437,11 +500,14 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
         affine: Any = None,
         dtype: Any = None,
         form_codes: tuple[int, int] = (1, 1),
+        study: nib.Nifti1Header | None = None,
         **kwargs: Any,
     ) -> nib.Nifti1Image:
         image = super().create_backend_obj(data_array, affine=affine, dtype=dtype, **kwargs)
         data = _fortran_ordered(np.asanyarray(image.dataobj))
-        return _ChunkedNifti1Image(data, image.affine, image.header, extra=image.extra, form_codes=form_codes)
+        return _ChunkedNifti1Image(
+            data, image.affine, image.header, extra=image.extra, form_codes=form_codes, study=study
+        )
 
 
 class AtomicPILWriter(_AtomicWrite, PILWriter):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
 import os
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.transforms import LoadImage, SaveImage
+from monai.transforms import LoadImage, Orientation, SaveImage
 from monai_unets.data import AtomicNibabelWriter, atomic_open, atomic_path
 
 
@@ -80,7 +79,7 @@ def test_a_full_disk_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
 _WRITER = """
 import sys, torch
 from monai.data import MetaTensor
-from monai.transforms import LoadImage, SaveImage
+from monai.transforms import LoadImage, Orientation, SaveImage
 from monai_unets.data import AtomicNibabelWriter
 out = sys.argv[1]
 saver = SaveImage(out, output_postfix="seg", separate_folder=False, writer=AtomicNibabelWriter, print_log=False)
@@ -321,6 +320,10 @@ def _label_map_of(study, output_dir):
     from monai_unets.data.medical_io import MedicalImageReader
 
     image = LoadImage(reader=MedicalImageReader(), image_only=True, ensure_channel_first=True)(str(study))
+    # there and back, as the bundles' Invertd takes the labels: MONAI's spatial transforms rewrite the metadata's
+    # pixdim (to the voxel sizes of a sheared affine's columns, not the header's)
+    orientation = Orientation(axcodes="LPS")
+    image = orientation.inverse(orientation(image))
     labels = MetaTensor((image > 0).to(torch.uint8), meta=image.meta)
     saver = SaveImage(
         output_dir, output_postfix="seg", separate_folder=False, writer=AtomicNibabelWriter, print_log=False
@@ -378,8 +381,7 @@ def test_a_label_map_keeps_its_studys_form_codes_and_lies_on_it_in_itk(tmp_path,
     np.testing.assert_allclose(_sitk_geometry(written.get_filename()), _sitk_geometry(study), atol=1e-5)
 
 
-@pytest.mark.parametrize("qform_code", [0, 1])
-def test_a_sheared_studys_label_map_has_its_sform_and_no_qform(tmp_path, qform_code):
+def test_a_sheared_studys_label_map_without_a_qform_has_its_sform_alone(tmp_path):
     from monai_unets.data.medical_io import MedicalImageReader
 
     # MONAI's writer put a qform (code 1) beside the sform: the orthogonal approximation, 14 mm away at the far
@@ -387,14 +389,54 @@ def test_a_sheared_studys_label_map_has_its_sform_and_no_qform(tmp_path, qform_c
     sheared = np.diag([1.2, 1.2, 2.5, 1.0])
     sheared[0, 2] = 0.8
     image = nib.Nifti1Image(np.ones((12, 12, 8), np.int16), sheared)
-    image.set_qform(np.diag([1.2, 1.2, 2.5, 1.0]) if qform_code else None, code=qform_code)
+    image.set_qform(None, code=0)
     image.set_sform(sheared, code=2)
     nib.save(image, tmp_path / "ct.nii.gz")
-    with pytest.warns(UserWarning, match="sform and qform") if qform_code else contextlib.nullcontext():
-        written = _label_map_of(tmp_path / "ct.nii.gz", tmp_path / "out")
+    written = _label_map_of(tmp_path / "ct.nii.gz", tmp_path / "out")
     assert (int(written.header["sform_code"]), int(written.header["qform_code"])) == (2, 0)
     np.testing.assert_allclose(written.affine, sheared, atol=1e-6)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         LoadImage(reader=MedicalImageReader(), image_only=True)(written.get_filename())
     assert not [str(w.message) for w in caught if "sform and qform" in str(w.message)]
+
+
+@pytest.mark.parametrize("unit, shear, shift", [("mm", 0.6, 0.0), ("meter", 0.6, 0.0), ("mm", 0.0, 5.0)])
+def test_a_label_map_has_its_studys_qform_and_lies_on_it_in_itk(tmp_path, unit, shear, shift):
+    import SimpleITK as sitk
+
+    # the label map of a study whose sform is sheared and whose qform ITK reads it by had no qform, and ITK-based
+    # tools (which need orthonormal directions) could not read it at all; one whose sform and qform place it 5 mm
+    # apart had the sform as its qform too, 5 mm off the study in the tools that read the qform
+    qform = np.eye(4)
+    qform[:3, :3] = _OBLIQUE[:3, :3] @ np.diag([1.0, 1.0, -1.0])  # qfac -1
+    qform[:3, 3] = _OBLIQUE[:3, 3]
+    sheared = qform.copy()
+    sheared[:3, 2] += shear * qform[:3, 0]
+    sheared[2, 3] += shift
+    volume = np.zeros((12, 11, 8), np.int16)
+    volume[3:7, 2:6, 1:5] = 1
+    stored = np.diag([1e-3 if unit == "meter" else 1.0] * 3 + [1.0])
+    image = nib.Nifti1Image(volume, stored @ sheared)
+    image.header.set_xyzt_units(unit)
+    image.set_qform(stored @ qform, code=1)
+    image.set_sform(stored @ sheared, code=2)
+    study = tmp_path / "ct.nii.gz"
+    nib.save(image, study)
+    with pytest.warns(UserWarning, match="sform and qform"):
+        written = _label_map_of(study, tmp_path / "out")
+    header = nib.load(study).header
+    assert (int(written.header["sform_code"]), int(written.header["qform_code"])) == (2, 1)
+    # the study's qform as stored (in mm), its sheared sform, nibabel's affine of the study
+    scale = 1e3 if unit == "meter" else 1.0
+    for key in ("quatern_b", "quatern_c", "quatern_d"):
+        assert written.header[key] == header[key]
+    for key in ("qoffset_x", "qoffset_y", "qoffset_z"):
+        np.testing.assert_allclose(written.header[key], header[key] * scale, rtol=1e-6)
+    np.testing.assert_allclose(written.header["pixdim"][:4], header["pixdim"][:4] * [1, scale, scale, scale], 1e-6)
+    np.testing.assert_allclose(written.affine, sheared, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), volume > 0)
+    # ITK-based tools read the label map, and place it where they place the study
+    labels, ct = sitk.ReadImage(written.get_filename()), sitk.ReadImage(str(study))
+    for geometry in ("GetOrigin", "GetSpacing", "GetDirection"):
+        np.testing.assert_allclose(getattr(labels, geometry)(), getattr(ct, geometry)(), rtol=0, atol=1e-6)
