@@ -436,14 +436,14 @@ class CheckCased(MapTransform):
                     f"a case of {shape[0]} image files, one per channel (shape {shape}); this bundle takes "
                     f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file."
                 )
-            # a DICOM image's SamplesPerPixel and PhotometricInterpretation, as the readers report them
-            samples, colour = (str(meta.get(tag, "")).strip() for tag in ("0028|0002", "0028|0004"))
-            if samples not in ("", "1"):
-                raise error(
-                    f"is a colour DICOM image ({colour or 'colour'}: {samples} samples per pixel, shape {shape}); "
-                    f"this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
-                )
             if meta.get(VALUES_PER_VOXEL) == shape[0]:
+                # a DICOM image's PhotometricInterpretation, as the readers report it, names its colours
+                colour = str(meta.get("0028|0004", "")).strip()
+                if colour:
+                    raise error(
+                        f"is a colour DICOM image ({colour}: {shape[0]} samples per pixel, shape {shape}); this "
+                        f"bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
+                    )
                 raise error(
                     f"holds {shape[0]} values per voxel (colour or vector components), read as {shape[0]} channels "
                     f"(shape {shape}); this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."

@@ -1560,6 +1560,11 @@ class MedicalImageReader(ImageReader):
         if not any(is_nifti):
             with _ITK_LOCK:
                 array, meta = self.itk_reader.get_data(img)
+            components = images[0].GetNumberOfComponentsPerPixel()
+            if components > 1 and len(images) == 1:
+                # a colour DICOM (series, multi-frame or single file) or a vector NRRD/MHA read by ITK: its values
+                # come as channels, as those of the files read without ITK do
+                meta[VALUES_PER_VOXEL] = components
             return _c_ordered(array), meta
         raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
 

@@ -127,24 +127,56 @@ def test_nan_replaced_in_a_case_of_one_file_per_channel_names_the_files_place(tm
     assert f"image file 2 of 2 of the case of {case['image'][0]} (one file per channel): replaced 1 NaN" in caplog.text
 
 
-def test_a_colour_dicom_series_is_named_as_such_and_not_a_4d_file(tmp_path):
+def _as_rgb(ds, frames: int = 1) -> None:
+    """``ds`` made a colour rendering of its scan (RGB, black), as some exports hold; ITK reads it."""
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(ds.Rows * ds.Columns * 3 * frames)
+    # colour has no rescale to modality values
+    for group in [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]:
+        group.pop("PixelValueTransformationSequence", None)
+    for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+        ds.pop(keyword, None)
+
+
+def test_a_colour_dicom_is_named_as_such_and_not_a_4d_file(tmp_path):
     import pydicom
-    from monai_unets.data.medical_io import MedicalImageReader
+    from monai_unets.data.medical_io import VALUES_PER_VOXEL, MedicalImageReader
     from monai_unets.scripts.demo_ct import write_dicom_series
 
+    from tests.geometry import write_enhanced_ct
+
     folder = write_dicom_series(np.zeros((6, 5, 4), np.int16), tmp_path / "rgb", (0.8, 0.8, 2.0), (0, 0, 0)).folder
-    for path in folder.iterdir():  # a colour rendering of the scan, as some exports hold (ITK reads it)
+    multiframe = write_enhanced_ct(folder, tmp_path / "enhanced.dcm")
+    ds = pydicom.dcmread(multiframe)
+    _as_rgb(ds, frames=4)
+    ds.save_as(multiframe)
+    for path in folder.iterdir():
         ds = pydicom.dcmread(path)
-        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.PixelData = bytes(5 * 6 * 3)
+        _as_rgb(ds)
         ds.save_as(path)
+    # the series, one of its files alone, the multi-frame file; and with ITK's reversed axes, which the series
+    # reader leaves to ITK
+    for image in (folder, min(folder.iterdir()), multiframe):
+        for reader in (MedicalImageReader(), MedicalImageReader(itk_kwargs={"reverse_indexing": True})):
+            load = Compose([LoadImaged("image", reader=reader, image_only=True), EnsureChannelFirstd("image")])
+            loaded = load({"image": str(image)})
+            # the checks tell colour from several volumes by the values per voxel, in all formats
+            assert loaded["image"].meta[VALUES_PER_VOXEL] == 3
+            with pytest.raises(DataCheckError, match=r"is a colour DICOM image \(RGB: 3 samples per pixel") as raised:
+                CheckCased(["image"], spatial_dims=3, in_channels=1)(loaded)
+            assert "4D file" not in str(raised.value)
+    # a palette colour file holds one sample per pixel, which ITK gives as the colours of its palette
+    ds = pydicom.dcmread(min(folder.iterdir()))
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "PALETTE COLOR"
+    ds.PixelData = bytes(ds.Rows * ds.Columns)
+    for offset in range(3):  # red, green and blue: 256 entries of 16 bits, a grey ramp
+        ds.add_new(0x00281101 + offset, "US", [256, 0, 16])
+        ds.add_new(0x00281201 + offset, "OW", np.arange(256, dtype=np.uint16).tobytes())
+    ds.save_as(tmp_path / "palette.dcm")
     load = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
-    for image in (folder, min(folder.iterdir())):  # the series, and one of its files alone
-        loaded = load({"image": str(image)})
-        with pytest.raises(DataCheckError, match=r"is a colour DICOM image \(RGB: 3 samples per pixel") as raised:
-            CheckCased(["image"], spatial_dims=3, in_channels=1)(loaded)
-        assert "4D file" not in str(raised.value)
+    with pytest.raises(DataCheckError, match=r"is a colour DICOM image \(PALETTE COLOR: 3 samples per pixel"):
+        CheckCased(["image"], spatial_dims=3, in_channels=1)(load({"image": str(tmp_path / "palette.dcm")}))
 
 
 def test_a_file_of_several_values_per_voxel_is_named_as_such_and_a_4d_file_as_4d(tmp_path):
