@@ -18,6 +18,7 @@ only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -131,6 +132,40 @@ class _UnrequestedReaderFilter(logging.Filter):
 logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").addFilter(_UnrequestedReaderFilter())
 if not _nvimgcodec_requested():
     warnings.filterwarnings("ignore", message=_NVIMGCODEC_NOTICES[1], category=UserWarning)
+
+
+class _HeldRecords(logging.Filter):
+    """Holds back the records that one thread logs, for them to be passed on or dropped later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _nibabel_reports_held() -> Iterator[None]:
+    """What nibabel logs in this thread about the header it loads is shown only if the block ends without error.
+
+    nibabel reports the fields it repairs on loading ("pixdim[1,2,3] should be non-zero; setting 0 dims to 1")
+    on standard error; where the reader then refuses the file, its own error says what is wrong, and nibabel's
+    lines before it told the user about a repair that was never used. Other threads' records pass as they come.
+    """
+    logger = nib.imageglobals.logger
+    held = _HeldRecords()
+    logger.addFilter(held)
+    try:
+        yield
+    finally:
+        logger.removeFilter(held)
+    for record in held.records:
+        logger.handle(record)
 
 
 def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
@@ -1464,9 +1499,10 @@ class MedicalImageReader(ImageReader):
             # header whose pixdim differs from the sform's voxel sizes by putting the qform in the sform's place,
             # or the identity in place of a singular affine: outputs then lay elsewhere (95 mm on one test
             # header) than nibabel, viewers following the sform and our own qform/sform warning say
-            image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
-            _nifti_in_mm(image)
-            _check_nifti_geometry(image, path)
+            with _nibabel_reports_held():
+                image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
+                _nifti_in_mm(image)
+                _check_nifti_geometry(image, path)
             return image
         if is_dicom_file(path):
             header = _check_single_dicom(path)
