@@ -129,11 +129,15 @@ def path_argument(key: str, value: str) -> str:
     return text
 
 
-def _path_problem(key: str, value: str) -> str | None:
+def _path_problem(key: str, value: str, config_files: Sequence[str | Path]) -> str | None:
     """Why ``python -m monai.bundle run`` would not give a path key the path ``value``, as typed; ``None`` if it
-    would. A value starting with ``$``, ``@`` or ``%`` is MONAI's expression, reference or macro."""
+    would. A value starting with ``$`` or ``@`` is MONAI's expression or reference: a problem only where the
+    configs (``config_files``) cannot resolve it, as with a folder named ``@eaDir``. (A ``%`` macro MONAI resolves
+    while it reads the configs, before their ``initialize`` can check anything.)"""
     if not _is_path_key(key):
         return None
+    if value.startswith(("$", "@")):
+        return _unresolved(key, value, _load(config_files))
     if value.startswith("-"):
         return "a value starting with '-' is taken for an option"
     if value.startswith("~"):
@@ -142,6 +146,61 @@ def _path_problem(key: str, value: str) -> str | None:
         return f"MONAI's config parser reads '#' as its id separator, and the path would be {value.replace('#', '::')}"
     read = _as_read(value)
     return None if isinstance(read, str) else f"read as the {type(read).__name__} {read!r}, not as a path"
+
+
+def _unresolved(key: str, value: str, config: Any) -> str | None:
+    """Why MONAI's config parser cannot resolve the expression or reference ``value`` of the key ``key`` in
+    ``config`` (a ``ConfigParser``); ``None`` where it can."""
+    from monai.bundle import ConfigParser
+    from monai.bundle.config_item import ConfigExpression
+    from monai.bundle.reference_resolver import ReferenceResolver
+
+    text = ConfigParser.resolve_relative_ids(ReferenceResolver.normalize_id(key), value)
+    reads = "MONAI's config parser reads"
+    # MONAI reads `@id` in an expression, or as the whole value, as a reference
+    for ref in ReferenceResolver.match_refs_pattern(text):
+        # `_meta_` is the metadata file's content, which MONAI merges in under that key
+        if ref not in config and ref.partition("::")[0] != "_meta_":
+            return f"{reads} '@{ref}' as a reference to a config key, and there is no key {ref!r}"
+    if not ConfigExpression.is_expression(text):
+        return None
+    reads += " a value starting with '$' as a Python expression, and this one"
+    try:
+        # as MONAI evaluates it: each reference replaced by a look-up in the resolved content
+        code = ReferenceResolver.id_matcher.sub(ReferenceResolver._vars, ReferenceResolver.normalize_id(text))
+        tree = ast.parse(code[1:], mode="eval")
+    except SyntaxError as error:
+        return f"{reads} is not Python ({error.msg})"
+    unknown = sorted(_free_names(tree) - _known_names(config))
+    return f"{reads} uses {unknown[0]!r}, which is not defined" if unknown else None
+
+
+def _free_names(tree: ast.AST) -> set[str]:
+    """The names an expression reads that it does not bind itself (in a comprehension or a lambda)."""
+    read, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return read - bound
+
+
+def _known_names(config: Any) -> set[str]:
+    """The names a config expression may use: Python's builtins, MONAI's default globals, the configs' imports
+    and its references."""
+    import builtins
+
+    from monai.bundle.config_item import ConfigExpression
+    from monai.bundle.reference_resolver import ReferenceResolver
+
+    names = set(dir(builtins)) | set(config.globals) | {ReferenceResolver._vars}
+    for item in map(config.__getitem__, config_ids(config.get())):
+        if ConfigExpression.is_import_statement(item):
+            for node in ast.walk(ast.parse(item[1:])):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names |= {alias.asname or alias.name.partition(".")[0] for alias in node.names}
+    return names
 
 
 def _shell_word(text: str) -> str:
@@ -218,10 +277,9 @@ def check_overrides(config_files: Sequence[str | Path], keys: Iterable[str], tra
         >>> check_overrides(["configs/train.yaml"], ["max_epoch"])  # doctest: +SKIP
         ValueError: unknown key 'max_epoch' (configs/train.yaml); did you mean 'max_epochs'?
     """
-    from monai.bundle import ConfigParser
     from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
 
-    config = ConfigParser(ConfigParser.load_config_files([str(f) for f in config_files]))
+    config = _load(config_files)
     known = set(_RUN_ARGUMENTS)
     if tracking:
         known |= {k for settings in DEFAULT_EXP_MGMT_SETTINGS.values() for k in settings.get("configs", {})}
@@ -242,6 +300,13 @@ def check_overrides(config_files: Sequence[str | Path], keys: Iterable[str], tra
         where = ", ".join(Path(f).name for f in config_files)
         hint = f"; did you mean {close[0]!r}?" if close else "; see the bundle's docs/README.md for its keys."
         raise ValueError(f"unknown key {raw_key!r} ({where}){hint}")
+
+
+def _load(config_files: Sequence[str | Path]) -> Any:
+    """The ``ConfigParser`` of the config files, merged in this order as ``monai.bundle run`` merges them."""
+    from monai.bundle import ConfigParser
+
+    return ConfigParser(ConfigParser.load_config_files([str(f) for f in config_files]))
 
 
 def _parameters(component: Mapping[str, Any]) -> set[str] | None:
@@ -303,15 +368,16 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
         values = dict(pairs)
         if "args_file" in values or "config_file" not in values:
             return
+        config_files = _config_files(values["config_file"])
         for key, value in pairs:
-            problem = _path_problem(key, value)
+            problem = _path_problem(key, value, config_files)
             if problem:
                 given = _shell_word(path_argument(key, expand_path(key, value)))
                 raise ValueError(
                     f"--{key} {value}: {problem}; give it as --{key} {given} (the monai-unets commands do this "
                     "themselves)."
                 )
-        check_overrides(_config_files(values["config_file"]), [k for k, _ in pairs], tracking="tracking" in values)
+        check_overrides(config_files, [k for k, _ in pairs], tracking="tracking" in values)
     except ValueError as error:
         # SystemExit passes through MONAI's wrapping of expression errors: one line, not two tracebacks
         raise SystemExit(f"python -m monai.bundle run: error: {error}") from None

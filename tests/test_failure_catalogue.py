@@ -1098,6 +1098,16 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "all bundles",
+        "--input_dir @eaDir in a plain monai.bundle run (MONAI reads it as a reference to a key eaDir)",
+        lambda r: _plain_run_line(SKIN, "--input_dir", "@eaDir"),
+        "MONAI's config parser reads '@eaDir' as a reference to a config key, and there is no key 'eaDir'; give it "
+        "as --input_dir '$\"\\x40eaDir\"'",
+        _STOP_SETTING + "; so does a '$' value that is not an expression the configs can evaluate ('$scans'); a "
+        "'%' value is MONAI's macro, which it resolves before the bundle can check it. The monai-unets commands "
+        "pass such paths as typed",
+    ),
+    Fault(
+        "all bundles",
         "--input_dir=~/scans in a plain monai.bundle run (no shell expands the ~)",
         lambda r: _plain_run_line(SKIN, "--input_dir=~/scans"),
         "--input_dir ~/scans: '~' is not expanded here, and would be a folder of that name; give it as --input_dir",
