@@ -13,6 +13,7 @@ import datetime
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -169,11 +170,18 @@ _HINTS: dict[str, str] = {
 }
 
 
+# what torch.distributed raises in a process whose collective was cut off by another process of the job that
+# stopped: gloo's "Connection closed by peer", NCCL's "remote process exited"
+_PEER_STOPPED = re.compile(r"Connection (closed|reset) by peer|remote process exited")
+
+
 def explain(error: BaseException) -> str:
     """One line for a person: what went wrong (file, key or value) and what to do.
 
     Errors of monai_unets's checks (data, settings, checkpoints) already say both and are given as they are;
-    for other errors the innermost exception is named, with a hint for common ones.
+    for other errors the innermost exception is named, with a hint for common ones. A process of a ``torchrun``
+    job that stopped because another one did (rank 0 refusing an input, while this one waited for it) says so:
+    the reason is that process's own line, not the library's message about the lost connection.
 
     Example::
 
@@ -184,6 +192,8 @@ def explain(error: BaseException) -> str:
     if _ours(cause):
         # our messages may list several files, one a line, before the line that says what to do
         return str(cause).strip()
+    if isinstance(cause, RuntimeError) and _PEER_STOPPED.search(str(cause)):
+        return "another process of this job stopped, and this one with it: that process's ERROR line says why."
     text = itk_error_reason(str(cause)) or one_line(str(cause)) or "(no message)"
     hint = _HINTS.get(type(cause).__name__, "")
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")

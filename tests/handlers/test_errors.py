@@ -281,3 +281,22 @@ def test_an_error_of_a_background_thread_that_ends_the_run_is_reported_once(tmp_
         f"full traceback in {log}",
         f"ERROR in thread writer: {message}{hint}",
     ]
+
+
+def test_a_process_of_a_job_that_stops_because_rank_zero_did_says_so(tmp_path):
+    from tests.distributed import run_script_in_two_processes
+
+    # rank 0 refuses an input while rank 1 waits for it in a collective (as for the output folder's lock): rank 1 had
+    # ended on gloo's "Connection closed by peer [127.0.0.1]:4784. This is typically caused by a remote worker
+    # crashing. ... GLHF!"
+    log = tmp_path / "logs" / "error.log"
+    returncodes, outputs = run_script_in_two_processes(
+        "import os\nfrom monai_unets.handlers import report_errors\nsys.stderr = sys.stdout\n"
+        f"os.environ['RANK'] = str(rank)\nreport_errors({str(log)!r})\n"
+        "if rank == 0:\n    raise FileNotFoundError('input folder /data/x does not exist')\ndist.barrier()"
+    )
+    assert returncodes == [1, 1]
+    assert outputs[0].splitlines()[-1].startswith("ERROR: FileNotFoundError: input folder /data/x does not exist")
+    assert outputs[1].splitlines()[-1] == (
+        "ERROR: another process of this job stopped, and this one with it: that process's ERROR line says why."
+    )
