@@ -294,32 +294,45 @@ def _lock_folder(checkpoint_path: Path) -> None:
         raise _training_running(checkpoint_path)
 
 
-def hold_training(checkpoint_path: str | os.PathLike) -> None:
-    """Holds the checkpoint of this training (its lock, as :class:`TrainingCheckpoint` takes it) from the start of
-    the run, before anything is written, in every process of a ``torchrun`` job.
+def hold_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike | None = None) -> None:
+    """Holds the checkpoint of this training (its lock, as :class:`TrainingCheckpoint` takes it) and the folder it
+    writes its logs into, from the start of the run, before anything is written, in every process of a
+    ``torchrun`` job.
 
     A bundle's ``initialize`` calls it, so that a second training of the same checkpoint (the same bundle, or fold)
     stops before it makes its TensorBoard files or an error log in the running training's ``logs/``: with the lock
-    taken only when the trainer starts, those were made before. The lock is kept for the run: the trainer's
-    :class:`TrainingCheckpoint` takes it again (a process may) and gives it up when training completes.
+    taken only when the trainer starts, those were made before. A training of another checkpoint (another
+    ``--ckpt_dir``) with the same logs folder stops too: its TensorBoard files would be mixed with the running
+    one's. The logs folder's lock has the checkpoint's lock name, so that folds, each with its own checkpoint, still
+    train side by side with one logs folder. The checkpoint's lock is kept for the run: the trainer's
+    :class:`TrainingCheckpoint` takes it again (a process may) and gives it up when training completes; the logs
+    folder's is kept until the process ends.
 
     Args:
         checkpoint_path: the training's checkpoint file (``models/checkpoint.pt``, a fold's
             ``models/checkpoint_fold<k>.pt``).
+        log_dir: the folder the training writes its logs into (``logs/``); ``None``: the checkpoint's alone.
 
     Raises:
-        CheckpointError: another training holds the checkpoint (on rank 0; the other processes of a job exit with
-            status 1). It is also an :class:`~monai_unets.data.medical_io.OutputFolderError`, for which
-            :func:`~monai_unets.handlers.report_errors` writes no error log.
+        CheckpointError: another training holds the checkpoint or the logs folder (on rank 0; the other processes
+            of a job exit with status 1). It is also an :class:`~monai_unets.data.medical_io.OutputFolderError`,
+            for which :func:`~monai_unets.handlers.report_errors` writes no error log.
 
     Example::
 
-        >>> hold_training("bundle/models/checkpoint.pt")  # doctest: +SKIP
+        >>> hold_training("bundle/models/checkpoint.pt", "bundle/logs")  # doctest: +SKIP
 
-        In a bundle config: ``initialize: [..., "$monai_unets.handlers.hold_training(@checkpoint_path)", ...]``.
+        In a bundle config: ``initialize: [..., "$monai_unets.handlers.hold_training(@checkpoint_path,
+        @output_dir)", ...]``.
     """
     path = Path(checkpoint_path)
     hold_folder_for_job(path.parent, _lock_name(path), _training_running(path))
+    if log_dir is not None:
+        refusal = _TrainingRunningError(
+            f"{log_dir}: another training is writing its logs (TensorBoard files, error log) into this folder; wait "
+            "for it to end, or give this one another --output_dir."
+        )
+        hold_folder_for_job(log_dir, _lock_name(path), refusal)
 
 
 class TrainingCheckpoint:

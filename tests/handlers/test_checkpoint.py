@@ -182,6 +182,35 @@ def test_every_process_of_a_training_job_stops_at_start_when_another_training_ho
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
+def test_a_training_of_another_checkpoint_is_refused_the_logs_folder_of_a_running_one(tmp_path):
+    import fcntl
+
+    from monai_unets.data.atomic import release_folder
+    from monai_unets.handlers import hold_training
+
+    logs, mine, folds = tmp_path / "logs", tmp_path / "models2", tmp_path / "models"
+    logs.mkdir()
+    # the running training (its checkpoint in another folder) holds its logs folder; a training with another
+    # --ckpt_dir had written its TensorBoard files and error log in there
+    with open(logs / ".training.lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            with pytest.raises(CheckpointError) as refusal:
+                hold_training(mine / "checkpoint.pt", logs)
+            assert str(refusal.value) == (
+                f"{logs}: another training is writing its logs (TensorBoard files, error log) into this folder; wait "
+                "for it to end, or give this one another --output_dir."
+            )
+            # a fold of another checkpoint shares the logs folder, as folds train side by side
+            hold_training(folds / "checkpoint_fold1.pt", logs)
+        finally:
+            release_folder(mine, ".training.lock")
+            release_folder(folds, ".training_fold1.lock")
+            release_folder(logs, ".training_fold1.lock")
+    assert sorted(p.name for p in logs.iterdir()) == [".training.lock"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
 def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path):
     import fcntl
 
