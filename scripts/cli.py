@@ -12,15 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import monai_unets
 
 from ..handlers.errors import escape_unencodable_output, quiet_closed_stdout
 
-__all__ = ["COMMANDS", "build_parser", "main", "run_tool"]
+__all__ = ["COMMANDS", "UsageError", "at_least", "build_parser", "main", "run_tool"]
 
 #: Subcommand name -> module (relative to ``monai_unets.scripts``) implementing it.
 COMMANDS: dict[str, str] = {
@@ -42,6 +43,38 @@ COMMANDS: dict[str, str] = {
     "report": ".report",
     "benchmark-quality": ".benchmark_quality",
 }
+
+
+class UsageError(ValueError):
+    """Options that do not go together (``--max-size`` not above ``--min-size``): a usage error, exit status 2, as
+    argparse gives for an option out of range."""
+
+
+def at_least(kind: type[int] | type[float], low: float, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` that is at least ``low`` (more than it, with ``above``).
+
+    A value out of range is a usage error of argparse (exit status 2), before the tool does anything.
+
+    Example::
+
+        >>> parser = argparse.ArgumentParser()
+        >>> _ = parser.add_argument("--epochs", type=at_least(int, 1))
+        >>> parser.parse_args(["--epochs", "3"]).epochs
+        3
+    """
+    wanted = f"{'an integer' if kind is int else 'a number'} {'>' if above else '>='} {low}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        # NaN fails every comparison, so it is refused with the values out of range
+        if not (math.isfinite(value) and (value > low if above else value >= low)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _load(module_name: str) -> ModuleType:
@@ -104,6 +137,9 @@ def _invoke(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     _configure_logging()
     try:
         return args.run(args)
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as error:
         # Bad folders, files or options are user errors: a one-line message, not a traceback.
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

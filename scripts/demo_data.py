@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .cli import run_tool
+from .cli import UsageError, at_least, run_tool
 from .datalist import (
     LabelledImage,
     PathLike,
@@ -223,9 +223,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output-dir", default="demo_data", metavar="DIR", help="folder to write (default: %(default)s)"
     )
-    parser.add_argument("--num-images", type=int, default=40, help="number of images (default: %(default)s)")
-    parser.add_argument("--min-size", type=int, default=96, help="smallest image side in pixels (default: %(default)s)")
-    parser.add_argument("--max-size", type=int, default=320, help="largest image side in pixels (default: %(default)s)")
+    # counts and sizes out of range are usage errors (exit status 2), as for demo-ct, before anything is written
+    parser.add_argument(
+        "--num-images", type=at_least(int, 3), default=40, help="number of images, 3 or more (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--min-size",
+        type=at_least(int, _SMALLEST_SIDE),
+        default=96,
+        help=f"smallest image side in pixels, {_SMALLEST_SIDE} or more (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=320, help="largest image side in pixels, > --min-size (default: %(default)s)"
+    )
     add_split_arguments(
         parser, seed=0, seed_help="seed of the images and the split", samples="images", train_fraction=0.7
     )
@@ -240,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         The exit status (0).
 
+    Raises:
+        UsageError: ``--max-size`` is not above ``--min-size`` (exit status 2).
+
     Example::
 
         >>> parser = argparse.ArgumentParser()
@@ -247,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
         >>> run(parser.parse_args(["--output-dir", "demo"]))  # doctest: +SKIP
         0
     """
+    if args.max_size <= args.min_size:
+        raise UsageError(f"--max-size must be above --min-size ({args.min_size}), got {args.max_size}.")
     datalist = generate_demo_dataset(
         args.output_dir,
         args.num_images,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+
+from .cli import at_least
 
 __all__ = ["add_phantom_arguments", "write_phantom_dataset"]
 
@@ -71,23 +72,6 @@ def write_phantom_dataset(
     return path
 
 
-def _at_least(kind: type[int] | type[float], low: float, above: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``kind`` that is at least ``low`` (more than it, with ``above``)."""
-    wanted = f"{'an integer' if kind is int else 'a number'} {'>' if above else '>='} {low}"
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        # NaN fails every comparison, so it is refused with the values out of range
-        if not (math.isfinite(value) and (value > low if above else value >= low)):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
-        return value
-
-    return parse
-
-
 def add_phantom_arguments(
     parser: argparse.ArgumentParser, output_dir: str, shape: Sequence[int], spacing: Sequence[float]
 ) -> None:
@@ -106,16 +90,16 @@ def add_phantom_arguments(
     parser.add_argument(
         "--output-dir", default=output_dir, metavar="DIR", help="folder to write (default: %(default)s)"
     )
-    parser.add_argument("--num-cases", type=_at_least(int, 1), default=8, help="labelled cases (default: %(default)s)")
+    parser.add_argument("--num-cases", type=at_least(int, 1), default=8, help="labelled cases (default: %(default)s)")
     parser.add_argument(
-        "--num-test", type=_at_least(int, 0), default=2, help="unlabelled test cases (default: %(default)s)"
+        "--num-test", type=at_least(int, 0), default=2, help="unlabelled test cases (default: %(default)s)"
     )
     parser.add_argument(
-        "--shape", type=_at_least(int, 1), nargs=3, default=list(shape), help="voxels (default: %(default)s)"
+        "--shape", type=at_least(int, 1), nargs=3, default=list(shape), help="voxels (default: %(default)s)"
     )
     parser.add_argument(
         "--spacing",
-        type=_at_least(float, 0, above=True),
+        type=at_least(float, 0, above=True),
         nargs=3,
         default=list(spacing),
         help="mm (default: %(default)s)",

@@ -88,3 +88,30 @@ def test_make_demo_sample_respects_the_size_range() -> None:
 def test_rejects_bad_arguments(tmp_path: Path, num_images: int, min_size: int, max_size: int) -> None:
     with pytest.raises(ValueError):
         generate_demo_dataset(tmp_path, num_images=num_images, min_size=min_size, max_size=max_size)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        # each had been "monai-unets: error: ..." with exit status 1, where demo-ct gives a usage error
+        (
+            ["--num-images", "2"],
+            "monai-unets demo-data: error: argument --num-images: must be an integer >= 3, got '2'",
+        ),
+        (["--min-size", "16"], "monai-unets demo-data: error: argument --min-size: must be an integer >= 32, got '16'"),
+        (
+            ["--min-size", "128", "--max-size", "128"],
+            "monai-unets: error: --max-size must be above --min-size (128), got 128.",
+        ),
+    ],
+)
+def test_counts_and_sizes_out_of_range_are_usage_errors(arguments, message, tmp_path, capsys):
+    from monai_unets.scripts.cli import main
+
+    try:
+        status = main(["demo-data", "--output-dir", str(tmp_path / "out"), *arguments])
+    except SystemExit as stop:
+        status = stop.code
+    assert status == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == message
+    assert not (tmp_path / "out").exists()
