@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from monai_unets.bundles.overrides import literal_path
 from monai_unets.data import border_filling_labels, empty_labels, scan_cases
 from monai_unets.handlers.errors import check_settings, explain
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -44,18 +43,14 @@ def _override(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def _path(text: str) -> str:
-    # an unset shell variable ("$DATA") gives an empty path, which would read the current folder
-    if not text.strip():
-        raise argparse.ArgumentTypeError("needs a path")
-    return os.path.expanduser(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, type=_path, help="a shipped bundle's name or a bundle folder")
-    parser.add_argument("--dataset-dir", "--dataset_dir", required=True, type=_path, help="the dataset folder")
+    parser.add_argument("--bundle", required=True, type=path_option, help="a shipped bundle's name or a bundle folder")
+    parser.add_argument("--dataset-dir", "--dataset_dir", required=True, type=path_option, help="the dataset folder")
     parser.add_argument(
-        "--datalist", default=None, type=_path, help="datalist JSON (default: the bundle's, in the dataset folder)"
+        "--datalist",
+        default=None,
+        type=path_option,
+        help="datalist JSON (default: the bundle's, in the dataset folder)",
     )
     parser.add_argument(
         "--set",

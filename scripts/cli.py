@@ -13,6 +13,7 @@ import argparse
 import importlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -21,7 +22,7 @@ import monai_unets
 
 from ..handlers.errors import escape_unencodable_output, quiet_closed_stdout
 
-__all__ = ["COMMANDS", "UsageError", "at_least", "build_parser", "main", "run_tool"]
+__all__ = ["COMMANDS", "UsageError", "at_least", "build_parser", "device_option", "main", "path_option", "run_tool"]
 
 #: Subcommand name -> module (relative to ``monai_unets.scripts``) implementing it.
 COMMANDS: dict[str, str] = {
@@ -75,6 +76,41 @@ def at_least(kind: type[int] | type[float], low: float, above: bool = False) -> 
         return value
 
     return parse
+
+
+def path_option(text: str) -> str:
+    """An argparse type: a path, with a leading ``~`` expanded (as a shell does, also where it is quoted).
+
+    An empty path is a usage error: an unset shell variable (``--output-dir "$OUT"``) would read or write the
+    current folder.
+
+    Example::
+
+        >>> path_option("~/data") == os.path.expanduser("~/data")
+        True
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a path")
+    return os.path.expanduser(text)
+
+
+def device_option(text: str) -> str:
+    """An argparse type: a torch device of this machine (``cpu``, ``cuda``, ``cuda:1``).
+
+    Example::
+
+        >>> device_option("cpu")
+        'cpu'
+    """
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; give e.g. cpu, cuda or cuda:1") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return text
 
 
 def _load(module_name: str) -> ModuleType:

@@ -19,23 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from ..data.plan import plan_dataset, save_plan
-from .cli import run_tool
+from .cli import device_option, run_tool
 
 __all__ = ["add_arguments", "main", "run"]
-
-
-def _device(text: str) -> str:
-    """``--device``: a device of this machine, whose memory the patch size is planned for."""
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; give e.g. cpu, cuda or cuda:1") from None
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
-    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, metavar="JSON", help="plan file (default: DIR/plan.json)")
     parser.add_argument(
         "--device",
-        type=_device,
+        type=device_option,
         default=None,
         help="device the patch size is planned for, e.g. cpu or cuda:0 (default: this one)",
     )

@@ -20,14 +20,13 @@ import argparse
 import csv
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from monai_unets.bundles import bundle_dir
 
-from .bundle_run import bundle_command
-from .cli import run_tool
+from .bundle_run import bundle_command, run_bundle_process
+from .cli import at_least, device_option, path_option, run_tool
 from .demo_data import generate_demo_dataset
 
 __all__ = ["add_arguments", "main", "run"]
@@ -36,24 +35,37 @@ BUNDLE = "egeunet_skin_lesion"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="demo_run", help="folder for data, bundle, weights and outputs")
-    parser.add_argument("--num-images", type=int, default=40, help="number of demo images")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs")
-    parser.add_argument("--val-interval", type=int, default=5, help="validate every N epochs")
-    parser.add_argument("--batch-size", type=int, default=8, help="training batch size")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's)")
+    # checked as the other commands check theirs: a count out of range or a device this machine does not have is a
+    # usage error before any data is made, not a failure of the training step after it
+    parser.add_argument(
+        "--output-dir", type=path_option, default="demo_run", help="folder for data, bundle, weights and outputs"
+    )
+    parser.add_argument("--num-images", type=at_least(int, 3), default=40, help="number of demo images, 3 or more")
+    parser.add_argument("--epochs", type=at_least(int, 1), default=30, help="training epochs")
+    parser.add_argument("--val-interval", type=at_least(int, 1), default=5, help="validate every N epochs")
+    parser.add_argument("--batch-size", type=at_least(int, 1), default=8, help="training batch size")
+    parser.add_argument(
+        "--device",
+        type=device_option,
+        default=None,
+        help="torch device, e.g. cpu or cuda:0 (default: the bundle's)",
+    )
 
 
 def _run(step: str, command: list[str]) -> None:
     print(f"\n== {step}\n$ {shlex.join(command)}", flush=True)
-    result = subprocess.run(command)
-    if result.returncode:
-        # the workflow has printed its own traceback above; say which step it was
-        raise ValueError(f"the {step} step failed with exit status {result.returncode}; see its log above.")
+    # as monai-unets train, infer and evaluate run it: signals passed on, a reader of the output that stops early
+    # ends the output, not the run
+    status = run_bundle_process(command)
+    if status:
+        # the workflow has printed its own error above; say which step it was
+        raise ValueError(f"the {step} step failed with exit status {status}; see its log above.")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--output-dir {out}: an existing file; give a folder.")
     data = out / "data"
     bundle = out / BUNDLE
     print(f"== demo data: {args.num_images} images in {data}", flush=True)
