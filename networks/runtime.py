@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.dataset import one_line
 from .utils import check_input_size
 
 __all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "freeze_startup_objects", "reuse_freed_memory", "select_runtime"]
@@ -129,7 +130,7 @@ class OnnxRuntimeNetwork(nn.Module):
             # an export declared free spatial axes where the network's graph holds for the traced size only
             raise ValueError(
                 f"{self.path}: ONNX Runtime cannot run this model on an input of shape {shape} "
-                f"({str(error).splitlines()[0][:200]}); export it again for this size or run with runtime torch."
+                f"({one_line(str(error))}); export it again for this size or run with runtime torch."
             ) from error
         return torch.from_numpy(output).to(x.device)
 

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..data.dataset import one_line
+
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``model`` (only those with ``requires_grad`` when ``trainable_only``)."""
@@ -62,7 +64,7 @@ def input_shape_problem(model: nn.Module, shape: Sequence[int], modes: Sequence[
             for training in modes:
                 meta_model.train(training)(x)
     except (RuntimeError, ValueError) as error:
-        return str(error).splitlines()[0]
+        return one_line(str(error))
     return None
 
 

@@ -54,6 +54,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
+from monai_unets.data.dataset import one_line
 from monai_unets.networks import (
     OnnxRuntimeNetwork,
     count_macs,
@@ -466,7 +467,7 @@ def runtime_section(options: BenchmarkOptions) -> BenchmarkSection:
                     calls[name]()
                 except Exception as error:  # a runtime that cannot take this network is a finding, not a crash
                     calls.pop(name, None)
-                    failures[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                    failures[name] = f"{type(error).__name__}: {one_line(str(error))}"
             reference = calls["eager"]().float()
             scale = max(1.0, reference.abs().max().item())
             diffs = {name: (call().float() - reference).abs().max().item() for name, call in calls.items()}

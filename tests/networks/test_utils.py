@@ -25,6 +25,17 @@ def test_sizes_a_network_cannot_train_at_are_found_on_shapes_alone():
     assert all(p.device.type == "cpu" for p in net.parameters())  # checked on a copy
 
 
+class _TwoLineRefusal(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("cannot take this input:\n  its last side must be even, got 5")
+
+
+def test_a_problem_is_given_whole_in_one_line():
+    # its first line alone had been given: "cannot take this input:"
+    problem = input_shape_problem(_TwoLineRefusal(), (1, 1, 4, 5))
+    assert problem == "cannot take this input: its last side must be even, got 5"
+
+
 def test_a_size_the_network_cannot_take_names_the_setting():
     check_input_size(EGEUNet(2, 3, 1), 3, [32, 48], "image_size")
     with pytest.raises(ValueError, match=r"image_size \[16, 64\] does not fit the network EGEUNet: .*>= 32"):
