@@ -17,7 +17,7 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=60)
 
 
 def free_port() -> int:
-    """A TCP port of this machine that is free now, for a process group's ``init_method``."""
+    """A TCP port of this machine that is free now: for a process group's ``init_method``, or a test's server."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch.distributed as dist
 import yaml
 from monai.bundle import ConfigParser
 from monai_unets.bundles import BUNDLES_DIR, end_process_group, list_bundles
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.distributed import free_port
 
 
 def test_without_a_process_group_nothing_is_ended():
@@ -24,7 +18,7 @@ def test_without_a_process_group_nothing_is_ended():
 def test_the_process_group_is_ended_after_a_barrier_then_the_lock_is_left_free(monkeypatch):
     from monai_unets.bundles import distributed
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     calls = []
     barrier, destroy = dist.barrier, dist.destroy_process_group
     monkeypatch.setattr(dist, "barrier", lambda *a, **k: calls.append("barrier") or barrier(*a, **k))
@@ -52,7 +46,7 @@ def test_fewer_validation_cases_than_processes_says_what_to_change(monkeypatch):
     from monai_unets.bundles import validation_sampler
     from monai_unets.handlers import SettingError
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         # one process: every case, in order, once
         assert list(validation_sampler(["a", "b", "c"])) == [0, 1, 2]
@@ -70,7 +64,7 @@ def test_an_evaluation_with_fewer_cases_than_processes_stops_at_start(monkeypatc
     from monai_unets.data import CaseDataset
     from monai_unets.handlers import SettingError
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         check_evaluation_shards(CaseDataset([{"image": "a.png"}]))  # one process, one case
         monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)

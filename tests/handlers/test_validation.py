@@ -131,13 +131,12 @@ def _stop_iteration(rank: int, port: int, results: str) -> None:
 
 def test_the_processes_of_a_torchrun_job_stop_after_the_same_iteration(tmp_path):
     import json
-    import socket
 
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from tests.distributed import free_port
+
+    port = free_port()
     # each stopping after its own clock, one process would validate while the other waited in its next step
     mp.spawn(_stop_iteration, args=(port, str(tmp_path / "stop")), nprocs=2, join=True)
     stops = [json.loads((tmp_path / f"stop.{rank}").read_text()) for rank in (0, 1)]

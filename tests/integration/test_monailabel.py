@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from monai_unets.scripts.demo_data import generate_demo_dataset
 from PIL import Image
 
 from tests.conftest import REPO_ROOT
+from tests.distributed import free_port
 
 pytestmark = pytest.mark.monailabel
 
@@ -83,12 +83,6 @@ def _torchvision_for(torch_version: str) -> str:
     return f"0.{minor + 15}.*"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _request(
     url: str, method: str = "GET", body: dict | None = None, form: dict | None = None, timeout: float = REQUEST_SECONDS
 ) -> tuple[int, bytes]:
@@ -116,7 +110,7 @@ class Server:
     """A MONAI Label server with MONAI's bundle app serving ``models`` on ``studies``."""
 
     def __init__(self, env: Path, app: Path, studies: Path, models: list[str], log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [str(env / "bin" / "monailabel"), "start_server", "--app", str(app), "--studies", str(studies)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--conf", "models", ",".join(models)]
