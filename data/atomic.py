@@ -38,6 +38,7 @@ __all__ = [
     "AtomicPILWriter",
     "atomic_open",
     "atomic_path",
+    "companion_name",
     "from_text_safe",
     "fsync_file",
     "shortened_name",
@@ -154,6 +155,30 @@ def from_text_safe(text: str) -> str:
         True
     """
     return re.sub(r"\\udc([89a-f][0-9a-f])", lambda match: chr(0xDC00 + int(match.group(1), 16)), text)
+
+
+def companion_name(path: str | os.PathLike, stem: str, kind: str, suffix: str) -> str:
+    """The name of the file of ``kind`` that belongs with the file ``path``: ``<stem><rest>.<ext>`` gives
+    ``<kind><rest><suffix>``, any other name ``<name>.<ext>`` gives ``<name>.<kind><suffix>``.
+
+    A cross-validation fold's weights and checkpoint (``model_fold3.pt``, ``checkpoint_fold3.pt``) each have their
+    own plan and training lock this way, named after them.
+
+    Args:
+        path: the file (its folder is not used).
+        stem: the start of the usual names of such files (``model``).
+        kind: what the companion file is (``plan``).
+        suffix: the companion file's extension (``.json``).
+
+    Example::
+
+        >>> companion_name("models/model_fold3.pt", "model", "plan", ".json")
+        'plan_fold3.json'
+        >>> companion_name("models/best.pt", "model", "plan", ".json")
+        'best.plan.json'
+    """
+    name = Path(path).stem
+    return (kind + name[len(stem) :] if name.startswith(stem) else f"{name}.{kind}") + suffix
 
 
 def shortened_name(name: str, limit: int, keep: str = "start") -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_open
+from .atomic import atomic_open, companion_name
 
 __all__ = [
     "DEFAULT_PLAN",
@@ -534,9 +534,7 @@ def plan_file_of(weights: str | os.PathLike) -> str:
         >>> plan_file_of("models/model.pt")
         'models/plan.json'
     """
-    path = Path(weights)
-    name = "plan" + path.stem[len("model") :] if path.stem.startswith("model") else f"{path.stem}.plan"
-    return os.fspath(path.with_name(f"{name}.json"))
+    return os.fspath(Path(weights).with_name(companion_name(weights, "model", "plan", ".json")))
 
 
 def find_plan_of(weights: str | os.PathLike) -> str | None:

@@ -26,7 +26,7 @@ import torch
 from monai.utils import min_version, optional_import
 
 from ..bundles.distributed import hold_folder_for_job
-from ..data.atomic import atomic_open, hold_folder, release_folder
+from ..data.atomic import atomic_open, companion_name, hold_folder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.medical_io import OutputFolderError
 from ..data.plan import save_plan
@@ -261,18 +261,18 @@ def _recorded_cases(state: Mapping[str, Any]) -> str | None:
 
 
 def _lock_name(checkpoint_path: str | os.PathLike) -> str:
-    """The lock file of the training writing ``checkpoint_path``: ``checkpoint<rest>.pt`` -> ``.training<rest>.lock``.
+    """The lock file of the training writing ``checkpoint_path``: ``checkpoint<rest>.pt`` -> ``.training<rest>.lock``
+    (:func:`~monai_unets.data.atomic.companion_name`, hidden).
 
     One per checkpoint, so that cross-validation folds, each with its own checkpoint, weights and plan, can train
     side by side in one bundle (one GPU each), while a second training of the same fold is refused.
 
     Example::
 
-        >>> _lock_name("models/checkpoint.pt"), _lock_name("models/checkpoint_fold2.pt")
-        ('.training.lock', '.training_fold2.lock')
+        >>> _lock_name("models/checkpoint.pt"), _lock_name("models/checkpoint_fold2.pt"), _lock_name("models/run.pt")
+        ('.training.lock', '.training_fold2.lock', '.run.training.lock')
     """
-    stem = Path(checkpoint_path).stem
-    return f".training{stem[len('checkpoint') :] if stem.startswith('checkpoint') else '_' + stem}.lock"
+    return "." + companion_name(checkpoint_path, "checkpoint", "training", ".lock")
 
 
 class _TrainingRunningError(CheckpointError, OutputFolderError):

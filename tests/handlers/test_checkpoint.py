@@ -210,6 +210,20 @@ def test_a_training_of_another_checkpoint_is_refused_the_logs_folder_of_a_runnin
     assert sorted(p.name for p in logs.iterdir()) == [".training.lock"]
 
 
+@pytest.mark.parametrize(
+    ("checkpoint", "lock"),
+    [
+        ("checkpoint.pt", ".training.lock"),
+        ("checkpoint_fold2.pt", ".training_fold2.lock"),
+        ("run.pt", ".run.training.lock"),
+    ],
+)
+def test_each_checkpoint_has_its_own_lock_named_as_its_plan_is(checkpoint, lock):
+    from monai_unets.handlers.checkpoint import _lock_name
+
+    assert _lock_name(f"models/{checkpoint}") == lock
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
 def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path):
     import fcntl
