@@ -1441,6 +1441,22 @@ CATALOGUE: list[Fault] = [
         "usage error (exit status 2), nothing written",
     ),
     Fault(
+        "demo-data",
+        "`--num-images 2`, `--min-size 16`, or a `--max-size` not above `--min-size`",
+        lambda r: _cli("demo-data", "--output-dir", str(r / "out"), "--num-images", "2"),
+        "error: argument --num-images: must be an integer >= 3, got '2'",
+        "usage error (exit status 2), nothing written",
+    ),
+    Fault(
+        "quickstart",
+        "`--epochs 0` (or --batch-size, --val-interval 0, --num-images 2, a --device the machine does not have, an "
+        "empty --output-dir)",
+        lambda r: _cli("quickstart", "--output-dir", str(r / "out"), "--epochs", "0"),
+        "error: argument --epochs: must be an integer >= 1, got '0'",
+        "usage error (exit status 2), before the demo data is made; an --output-dir that is a file: one line, exit "
+        "status 1",
+    ),
+    Fault(
         "plan",
         "`--device nosuchdevice`, or a CUDA device the machine does not have",
         lambda r: _cli("plan", "--dataset-dir", str(r), "--device", "nosuchdevice"),
