@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "FAILURE_KEY",
     "CaseDataset",
     "cached_dataset",
+    "case_name",
     "case_output_name",
     "case_output_names",
     "case_output_paths",
@@ -252,6 +253,22 @@ def gather_items(items: Sequence[Any]) -> list[Any]:
     parts: list[Any] = [None] * world_size
     dist.all_gather_object(parts, list(items))
     return [item for part in parts for item in part]
+
+
+def case_name(meta: Mapping[str, Any]) -> str:
+    """The name that tells a case from every other case of its job in the per-case tables and reports.
+
+    Its output name (:data:`CASE_NAME_KEY`, which :class:`CaseDataset` gives each datalist entry, so an image listed
+    twice with two labels has two), else its image file, for cases that come from another dataset.
+
+    Example::
+
+        >>> case_name({"filename_or_obj": "/in/ct.nii.gz", "case_name": "ct_2"})
+        'ct_2'
+        >>> case_name({"filename_or_obj": "/in/a.png"})
+        '/in/a.png'
+    """
+    return str(meta.get(CASE_NAME_KEY) or meta.get(ImageMetaKey.FILENAME_OR_OBJ, ""))
 
 
 def case_output_name(metadict: dict | None, saver: Any) -> dict:

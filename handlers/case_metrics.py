@@ -14,7 +14,7 @@ from monai.metrics import compute_confusion_matrix_metric
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open
-from ..data.cases import gather_items
+from ..data.cases import case_name, gather_items
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -34,7 +34,10 @@ class CaseMetricsWriter:
 
     MONAI's metric handlers keep their per-case values in ``engine.state.metric_details`` (with
     ``save_details=True``, the default). This handler joins them into ``metrics_per_case.csv`` (a ``case``
-    column with the image file, then one column per metric, and per class when there are several classes)
+    column with the image file, a ``name`` column with the case's name (:func:`~monai_unets.data.case_name`: its
+    output name, as its overlay and ``failures.csv`` name it, unique per datalist entry, so that one image scored
+    against two labels gives two rows that can be told apart), then one column per metric, and per class when there
+    are several classes)
     and ``metrics_summary.csv`` (mean, std, median, min, max and count of each column, ignoring NaN),
     and logs the summary. Both files appear complete or not at all (written to a temporary file, then renamed).
     They describe this run only: a run without any case (every one failed to load) writes them with their header
@@ -68,7 +71,7 @@ class CaseMetricsWriter:
         self.confusion_metrics = dict(confusion_metrics or {})
         self.class_names = list(class_names) if class_names else None
         self.batch_transform = batch_transform
-        self._cases: list[str] = []
+        self._cases: list[tuple[str, str]] = []
 
     def run_output_paths(self) -> list[Path]:
         """The tables written when the evaluation ends, for :class:`~monai_unets.handlers.CaseIsolationHandler` to
@@ -85,7 +88,8 @@ class CaseMetricsWriter:
 
     def _collect_cases(self, engine: Engine) -> None:
         self._cases.extend(
-            str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, "")) for meta in self.batch_transform(engine.state.batch)
+            (str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, "")), case_name(meta))
+            for meta in self.batch_transform(engine.state.batch)
         )
 
     def _columns(self, engine: Engine) -> dict[str, list[float]]:
@@ -118,9 +122,9 @@ class CaseMetricsWriter:
         per_case, summary = self.run_output_paths()
         with atomic_open(per_case, newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["case"] + names)
-            for i, case in enumerate(cases):
-                writer.writerow([case] + [f"{columns[n][i]:.6f}" for n in names])
+            writer.writerow(["case", "name"] + names)
+            for i, (case, name) in enumerate(cases):
+                writer.writerow([case, name] + [f"{columns[n][i]:.6f}" for n in names])
 
         lines = [f"{'metric':<24}{'mean':>9}{'std':>9}{'median':>9}{'min':>9}{'max':>9}{'cases':>7}"]
         with atomic_open(summary, newline="") as f:

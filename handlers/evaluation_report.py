@@ -28,7 +28,7 @@ import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
-from ..data.cases import CASE_NAME_KEY, gather_items
+from ..data.cases import CASE_NAME_KEY, case_name, gather_items
 from ..data.medical_io import parse_series_reference
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
@@ -89,6 +89,8 @@ class EvaluationReport:
     ``overlays/<case>.png``, named as the case's masks (its output name in a ``CaseDataset``); for 3D, the axial,
     coronal and sagittal slices with the most foreground. The size of each label in the truth and the prediction
     is recorded: millilitres for 3D images with an affine, pixels for 2D images, which carry no physical size.
+    Each row has the case's image file (``case``) and its name (``name``, :func:`~monai_unets.data.case_name`),
+    which the report joins with the row of ``metrics_per_case.csv``.
     When the evaluation ends, ``volumes_per_case.csv``, ``run.json`` (the settings given here, the command line
     and the time) and ``report.html`` are written to ``save_dir`` (on rank 0; the rows of every rank are gathered
     first); ``volumes_per_case.csv`` has no rows when no case was evaluated. Attach it after the handler that
@@ -193,7 +195,7 @@ class EvaluationReport:
             affine = getattr(pred, "affine", None)
             affine = None if affine is None else np.asarray(affine.detach().cpu(), dtype=float)
             unit = "ml" if prediction.ndim == 3 and affine is not None else "px"
-            row: dict[str, Any] = {"case": case, "overlay": ""}
+            row: dict[str, Any] = {"case": case, "name": case_name(meta), "overlay": ""}
             true_sizes = label_volumes(truth, affine, len(names)) if truth is not None else [math.nan] * len(names)
             for name, true_size, pred_size in zip(names, true_sizes, label_volumes(prediction, affine, len(names))):
                 row[f"{name}_true_{unit}"] = true_size
@@ -215,7 +217,7 @@ class EvaluationReport:
         if idist.get_rank() != 0:
             return
         # a run without any case still writes the table (its header), so that an earlier run's rows are gone
-        header = list(rows[0]) if rows else ["case", "overlay"]
+        header = list(rows[0]) if rows else ["case", "name", "overlay"]
         _write_csv(
             self.save_dir / VOLUMES_NAME,
             header,
@@ -377,6 +379,11 @@ def _table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]]) 
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _case_key(row: Mapping[str, str]) -> str:
+    """What joins a case's rows of the tables: its ``name``; its file in a folder written before they had names."""
+    return row.get("name") or row["case"]
+
+
 def _number(text: str | None, digits: int = 4) -> str:
     value = _float(text)
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
@@ -467,8 +474,10 @@ def write_report(
     info_file = folder / RUN_INFO_NAME
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     log_dir = log_dir or info.get("log_dir")
-    metrics = [c for c in (cases[0] if cases else {}) if c != "case"]
-    volume_by_case = {row["case"]: row for row in volumes}
+    # the image file, and the case's name where the tables have it (one image scored against two labels is two cases)
+    identity = [c for c in ("case", "name") if c in (cases[0] if cases else {})] or ["case"]
+    metrics = [c for c in (cases[0] if cases else {}) if c not in identity]
+    volume_by_case = {_case_key(row): row for row in volumes}
     target = Path(output) if output else folder / REPORT_NAME
 
     parts = [f"<h1>Evaluation report: {html.escape(str(folder.resolve()))}</h1>"]
@@ -516,7 +525,7 @@ def write_report(
         ):
             items = []
             for case in chosen:
-                overlay = volume_by_case.get(case["case"], {}).get("overlay", "")
+                overlay = volume_by_case.get(_case_key(case), {}).get("overlay", "")
                 # the CSV holds a name that is not UTF-8 escaped: the file has its own bytes
                 picture = _read_picture(folder / from_text_safe(overlay)) if overlay else None
                 image = (
@@ -525,7 +534,7 @@ def write_report(
                     else '<p class="note">no overlay</p>'
                 )
                 items.append(
-                    f'<div class="case"><b>{html.escape(Path(case["case"]).name)}</b><br>'
+                    f'<div class="case"><b>{html.escape(case.get("name") or Path(case["case"]).name)}</b><br>'
                     f"{html.escape(key)} = {_number(case[key])}<br>{image}</div>"
                 )
             parts.append(f'<h3>{title}</h3><div class="cases" id="{section_id}">{"".join(items)}</div>')
@@ -547,14 +556,14 @@ def write_report(
         parts.append(_figure("label volumes", _volume_figure(volumes, pairs, unit), "volumes"))
 
     parts.append("<h2>Every case</h2>")
-    header = ["case"] + metrics + size_columns + ["overlay"]
+    header = identity + metrics + size_columns + ["overlay"]
     rows = []
     for case in cases:
-        sizes = volume_by_case.get(case["case"], {})
+        sizes = volume_by_case.get(_case_key(case), {})
         overlay = sizes.get("overlay", "")
         link = f'<a href="{html.escape(_href(folder / overlay, target.parent))}">png</a>' if overlay else ""
         rows.append(
-            [html.escape(case["case"])]
+            [html.escape(case[c]) for c in identity]
             + [_number(case[m]) for m in metrics]
             + [_number(sizes.get(c), 2) for c in size_columns]
             + [link]

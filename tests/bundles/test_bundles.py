@@ -653,7 +653,7 @@ def test_evaluation_writes_per_case_metrics(trained):
         rows = list(csv.DictReader(f))
     assert len(rows) == trained["case"].evaluated_cases(trained["data"])
     metrics = list(trained["case"].metrics)
-    assert list(rows[0]) == ["case", *metrics]
+    assert list(rows[0]) == ["case", "name", *metrics]
     for row in rows:
         values = {m: float(row[m]) for m in metrics}
         # overlap figures are fractions; distances (mm) are not bounded, and nan where a class is absent

@@ -37,7 +37,9 @@ def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path):
 
     rows = _read(tmp_path / "metrics_per_case.csv")
     assert [r["case"] for r in rows] == ["a.png", "b.png"]
-    assert list(rows[0]) == ["case", "dice_class0", "dice_class1", "dice", "sens"]
+    # cases read without a CaseDataset have no output name: their file names them
+    assert [r["name"] for r in rows] == ["a.png", "b.png"]
+    assert list(rows[0]) == ["case", "name", "dice_class0", "dice_class1", "dice", "sens"]
     assert float(rows[0]["dice"]) == pytest.approx(0.75)
     assert float(rows[1]["dice"]) == pytest.approx(0.25)  # the absent class is left out of the mean
     assert float(rows[0]["sens"]) == pytest.approx(0.8)  # 8 / (8 + 2)
@@ -63,7 +65,7 @@ def test_a_run_without_cases_replaces_the_tables_of_the_previous_run(tmp_path):
         engine.run(_batches(cases) or [[]], max_epochs=1)
 
     with open(tmp_path / "metrics_per_case.csv", newline="") as f:
-        assert list(csv.reader(f)) == [["case"]]
+        assert list(csv.reader(f)) == [["case", "name"]]
     with open(tmp_path / "metrics_summary.csv", newline="") as f:
         assert list(csv.reader(f)) == [["metric", "mean", "std", "median", "min", "max", "cases"]]
 

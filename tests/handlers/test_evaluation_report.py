@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.data import MetaTensor
+from monai_unets.data import CASE_NAME_KEY
 from monai_unets.handlers import CaseMetricsWriter, EvaluationReport, case_file_stem, write_report
 from PIL import Image
 
@@ -295,6 +296,39 @@ def test_cases_whose_names_are_not_utf8_get_their_overlays_and_rows(tmp_path: Pa
     # the overlays were looked up under their escaped names: "no overlay" in the report, and for the long name
     # "File name too long", which ended the evaluation without a report
     assert report.count('alt="overlay"') == 4 and "no overlay" not in report
+
+
+def test_one_image_scored_against_two_labels_gives_two_cases_told_apart(tmp_path: Path):
+    # two readers' labels of one study: two datalist entries with the same image, named study and study_2
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.5, 1.0]))
+    cases = [_case(1.0, "/data/study.nii.gz", affine) for _ in range(2)]
+    second_label = cases[1][1]["label"]
+    second_label[1] += second_label[2]  # the second reader marked no tumour
+    second_label[2] = 0
+    for (batch, _), name in zip(cases, ("study", "study_2")):
+        batch["image"].meta[CASE_NAME_KEY] = name
+    engine = Engine(lambda engine, batch: [cases[engine.state.iteration - 1][1]])
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _set_details(e):
+        e.state.metric_details = {"dice": torch.tensor([[0.8, 0.75], [0.8, 0.0]])}
+
+    CaseMetricsWriter(tmp_path, class_names=["pancreas", "tumour"]).attach(engine)
+    EvaluationReport(tmp_path, class_names=["pancreas", "tumour"]).attach(engine)
+    engine.run([[batch] for batch, _ in cases])
+
+    with open(tmp_path / "metrics_per_case.csv", newline="") as f:
+        metrics = list(csv.DictReader(f))
+    assert [(r["case"], r["name"], r["dice_tumour"]) for r in metrics] == [
+        ("/data/study.nii.gz", "study", "0.750000"),
+        ("/data/study.nii.gz", "study_2", "0.000000"),
+    ]
+    page = _parse((tmp_path / "report.html").read_text())
+    header, *rows = page.tables["cases"]
+    shown = [(row[header.index("name")], row[header.index("tumour_true_ml")]) for row in rows]
+    # both rows had shown the second reader's volumes and overlay
+    assert shown == [("study", "0.01"), ("study_2", "0.00")]
+    assert [link for link in page.links if "overlays" in link] == ["overlays/study.png", "overlays/study_2.png"]
 
 
 def test_handler_rejects_class_names_that_do_not_match_the_prediction(tmp_path: Path):
