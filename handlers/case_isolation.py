@@ -65,6 +65,34 @@ def _runs_for_failed_cases(func: Callable, args: tuple) -> bool:
     )
 
 
+class _CumulativeRecords:
+    """A MONAI cumulative metric's buffers (one list per output) as per-case records that can be rolled back."""
+
+    def __init__(self, cumulative: Cumulative) -> None:
+        self.cumulative = cumulative
+
+    def case_mark(self) -> list[int] | None:
+        buffers = self.cumulative._buffers
+        return None if buffers is None else [len(buffer) for buffer in buffers]
+
+    def roll_back_case(self, mark: list[int] | None) -> None:
+        if mark is None:
+            self.cumulative._buffers = None
+        elif self.cumulative._buffers is not None:
+            for buffer, length in zip(self.cumulative._buffers, mark):
+                del buffer[length:]
+        self.cumulative._synced = False
+
+
+def _case_records(owner: Any) -> Any:
+    """What of a handler keeps per-case records to roll back (``None`` if nothing): a handler declaring
+    ``case_mark()`` and ``roll_back_case(mark)``, or the buffers of a MONAI metric handler's cumulative metric."""
+    if callable(_declared(owner, "case_mark")) and callable(_declared(owner, "roll_back_case")):
+        return owner
+    metric_fn = getattr(owner, "metric_fn", None) if isinstance(owner, Metric) else None
+    return _CumulativeRecords(metric_fn) if isinstance(metric_fn, Cumulative) else None
+
+
 def _batch_cases(batch: Any) -> list[tuple[str, str, int]]:
     """``(name, file, index)`` of each case of a batch, collated or decollated into a list of cases."""
     if isinstance(batch, (list, tuple)) and all(isinstance(item, dict) for item in batch):
@@ -93,8 +121,12 @@ class CaseIsolationHandler:
     - reading and preprocessing: the dataset turns a failure into a record, which is reported here;
     - the network (``inference``) and ``postprocessing``, with the writers in it (``writing``): an exception of
       the iteration is caught and reported;
-    - ``metrics`` and the other per-iteration handlers: an exception is caught, the MONAI metric buffers this
-      case already added to are rolled back, so every metric covers the same cases.
+    - ``metrics`` and the other per-iteration handlers: an exception is caught, and what the case already added
+      to the per-case records of every handler is rolled back, so every metric and table covers the same cases.
+      The records are the buffers of MONAI's cumulative metrics and those of any handler that declares
+      ``case_mark()`` (a mark of its records before a case, taken when each iteration starts) and
+      ``roll_back_case(mark)`` (forget what came after it), as :class:`~monai_unets.handlers.CaseMetricsWriter`
+      and :class:`~monai_unets.handlers.EvaluationReport` do.
 
     A failed case is skipped by the per-iteration handlers that consume outputs (metrics, savers, per-case
     tables); progress bars (ignite's ``ProgressBar``, or any handler with ``runs_on_failed_cases = True``)
@@ -147,8 +179,8 @@ class CaseIsolationHandler:
         self._failed = False
         self._wrapped = False
         self._attached = False
-        self._cumulative: list[Any] = []
-        self._lengths: list[list[int] | None] = []
+        self._records: list[Any] = []
+        self._marks: list[Any] = []
         rank = rank_and_world_size()[0]
         # this process's report until conclude() writes failure_log: a run that stops early leaves no failure_log
         # that would say the cases it did not get to had succeeded
@@ -199,7 +231,7 @@ class CaseIsolationHandler:
 
     def _iteration_started(self, _engine: Engine) -> None:
         self._stage, self._failed = "inference", False
-        self._lengths = [None if c._buffers is None else [len(b) for b in c._buffers] for c in self._cumulative]
+        self._marks = [records.case_mark() for records in self._records]
 
     def _forward_completed(self, _engine: Engine) -> None:
         self._stage = "postprocessing"
@@ -230,17 +262,16 @@ class CaseIsolationHandler:
             if any(isinstance(owner, Metric) for owner in _owners(func, args)):
                 completions[position] = (self._unless_all_failed(func), args, kwargs)
         handlers = engine._event_handlers[Events.ITERATION_COMPLETED]
+        # a case that fails in one handler is taken out of the records of all: otherwise the tables written at the
+        # end would have rows for cases that the metrics lack
+        known: set[int] = set()
         for position, (func, args, kwargs) in enumerate(handlers):
             handlers[position] = (self._guard_handler(func, args), args, kwargs)
             for owner in _owners(func, args):
-                metric_fn = getattr(owner, "metric_fn", None)
-                # MONAI's cumulative metrics keep one list per output; a failed case's entries are removed again
-                if (
-                    isinstance(owner, Metric)
-                    and isinstance(metric_fn, Cumulative)
-                    and metric_fn not in self._cumulative
-                ):
-                    self._cumulative.append(metric_fn)
+                records = _case_records(owner)
+                if records is not None and id(owner) not in known:
+                    known.add(id(owner))
+                    self._records.append(records)
 
     def _remove_earlier_run_outputs(self, engine: Engine) -> None:
         """Removes the files an earlier run's handlers wrote at its end (``run_output_paths``) that this run's write.
@@ -319,13 +350,8 @@ class CaseIsolationHandler:
         return guarded
 
     def _roll_back(self) -> None:
-        for cumulative, lengths in zip(self._cumulative, self._lengths):
-            if lengths is None:
-                cumulative._buffers = None
-            elif cumulative._buffers is not None:
-                for buffer, length in zip(cumulative._buffers, lengths):
-                    del buffer[length:]
-            cumulative._synced = False
+        for records, mark in zip(self._records, self._marks):
+            records.roll_back_case(mark)
 
     def _record_error(self, batch: Any, stage: str, reason: str, current: bool = True) -> None:
         for name, file, index in _batch_cases(batch):

@@ -78,6 +78,14 @@ class CaseMetricsWriter:
         remove an earlier run's when this one starts."""
         return [self.save_dir / "metrics_per_case.csv", self.save_dir / "metrics_summary.csv"]
 
+    def case_mark(self) -> int:
+        """How many cases are recorded, for :class:`~monai_unets.handlers.CaseIsolationHandler` to roll back to."""
+        return len(self._cases)
+
+    def roll_back_case(self, mark: int) -> None:
+        """Forgets the cases recorded after ``mark`` (:meth:`case_mark`): one that failed in a later handler."""
+        del self._cases[mark:]
+
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_cases)

@@ -144,6 +144,14 @@ class EvaluationReport:
         self._rows: list[dict[str, Any]] = []
         self._stems: set[str] = set()
 
+    def case_mark(self) -> int:
+        """How many cases are recorded, for :class:`~monai_unets.handlers.CaseIsolationHandler` to roll back to."""
+        return len(self._rows)
+
+    def roll_back_case(self, mark: int) -> None:
+        """Forgets the cases recorded after ``mark`` (:meth:`case_mark`): one that failed in a later handler."""
+        del self._rows[mark:]
+
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._cases)

@@ -425,3 +425,62 @@ def test_a_failed_case_skips_the_metrics_and_still_counts_in_the_progress():
     assert callable(getattr(metric, "runs_on_failed_cases"))
     assert not _runs_for_failed_cases(metric.iteration_completed, ())
     assert _runs_for_failed_cases(ProgressLogger().__call__, ())
+
+
+class _FailsOn:
+    """A per-case handler with a fault other than the ValueError or OSError handlers expect, for one case."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def attach(self, engine):
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine):
+        if any(self.name in str(case["image"].meta["filename_or_obj"]) for case in engine.state.batch):
+            raise RuntimeError(f"unexpected fault on {self.name}")
+
+
+@pytest.mark.parametrize("where", ["overlay", "last handler"])
+def test_a_case_failing_in_a_later_handler_is_rolled_back_from_every_table(tmp_path, monkeypatch, where):
+    from monai_unets.handlers import EvaluationReport, evaluation_report
+
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [_pair(data, name) for name in ("good0", "bad", "good1")]
+    keys = ["image", "label"]
+    preprocessing = Compose(
+        [LoadImaged(keys, reader="PILReader", image_only=True), EnsureChannelFirstd(keys), ScaleIntensityd(keys)]
+    )
+    handlers = [CaseMetricsWriter(tmp_path / "eval"), EvaluationReport(tmp_path / "eval", class_names=["lesion"])]
+    if where == "overlay":
+        render = evaluation_report.render_overlay
+
+        def render_or_fail(image, *args, **kwargs):
+            if "bad" in str(image.meta["filename_or_obj"]):
+                raise MemoryError("no memory left for the overlay")
+            return render(image, *args, **kwargs)
+
+        monkeypatch.setattr(evaluation_report, "render_overlay", render_or_fail)
+    else:
+        handlers.append(_FailsOn("bad"))  # after both tables took the case in
+    isolation = CaseIsolationHandler(tmp_path / "eval" / "failures.csv")
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(cases, preprocessing), batch_size=1, num_workers=0),
+        network=lambda x: (x > 0.5).float(),
+        postprocessing=AsDiscreted("pred", threshold=0.5),
+        key_val_metric={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        val_handlers=[isolation, *handlers],
+    )
+    # the run had ended in an IndexError at its end, without tables, report or failures.csv
+    evaluator.run()
+    with pytest.raises(SystemExit, match=r"3 case\(s\): 2 ok, 1 failed"):
+        isolation.conclude()
+    eval_dir = tmp_path / "eval"
+    stage = "handlers (EvaluationReport)" if where == "overlay" else "handlers (_FailsOn)"
+    assert [(row["case"], row["stage"]) for row in _rows(eval_dir / "failures.csv")] == [("bad", stage)]
+    for table in ("metrics_per_case.csv", "volumes_per_case.csv"):
+        assert [row["name"] for row in _rows(eval_dir / table)] == ["good0", "good1"]
+    assert _rows(eval_dir / "metrics_summary.csv")[0]["cases"] == "2"
+    assert (eval_dir / "report.html").is_file()
