@@ -87,8 +87,9 @@ class EvaluationReport:
 
     For each case, the image with the true and predicted contours of every class is saved as
     ``overlays/<case>.png``, named as the case's masks (its output name in a ``CaseDataset``); for 3D, the axial,
-    coronal and sagittal slices with the most foreground. The size of each label in the truth and the prediction
-    is recorded: millilitres for 3D images with an affine, pixels for 2D images, which carry no physical size.
+    coronal and sagittal slices that show the most classes, then the most foreground. The size of each label in the
+    truth and the prediction is recorded: millilitres for 3D images with an affine, pixels for 2D images, which
+    carry no physical size.
     Each row has the case's image file (``case``) and its name (``name``, :func:`~monai_unets.data.case_name`),
     which the report joins with the row of ``metrics_per_case.csv``.
     When the evaluation ends, ``volumes_per_case.csv``, ``run.json`` (the settings given here, the command line

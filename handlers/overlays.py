@@ -88,10 +88,30 @@ def _panel(
     return Image.fromarray(canvas)
 
 
+def _slice_index(shown: list[np.ndarray], foreground: np.ndarray, axis: int) -> int:
+    """The slice along ``axis`` that shows the most classes, then the most ``foreground``; of equal ones the middle.
+
+    ``shown`` holds one mask per class present (in the truth or the prediction). A small class (a tumour beside its
+    organ) is thus on the panel even off the organ's largest slice, and a structure of equal slices is cut through
+    its middle rather than at its edge.
+    """
+    others = tuple(a for a in range(3) if a != axis)
+    if not shown:
+        return foreground.shape[axis] // 2
+    classes = sum(mask.any(axis=others).astype(int) for mask in shown)
+    area = foreground.sum(axis=others)
+    best = np.flatnonzero(classes == classes.max())
+    best = best[area[best] == area[best].max()]
+    return int(best[len(best) // 2])
+
+
 def _views_3d(
     image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, spacing: Sequence[float]
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]]:
-    """Axial, coronal and sagittal slices through the most true foreground, in radiological display orientation.
+    """Axial, coronal and sagittal slices through every class where one can, in radiological display orientation.
+
+    Each slice shows the most classes of the truth or prediction that any slice along its axis shows, then the most
+    true foreground (predicted where the truth is empty), then lies in the middle of the slices equal in both.
 
     The arrays are RAS: axis 0 runs from the patient's left to right, 1 from posterior to anterior, 2 from
     inferior to superior; ``image`` has its channels last. Axial views have anterior up, coronal and sagittal
@@ -100,11 +120,12 @@ def _views_3d(
     """
     # the reference structure is what a reader wants to see; the prediction only where there is none
     foreground = truth > 0 if truth.any() else prediction > 0
+    labels = np.union1d(np.unique(truth), np.unique(prediction))
+    shown = [(truth == label) | (prediction == label) for label in labels[labels > 0]]
     views = []
     for axis in (2, 1, 0):
         first, second = (a for a in range(3) if a != axis)
-        counts = foreground.sum(axis=(first, second))
-        index = int(np.argmax(counts)) if counts.any() else foreground.shape[axis] // 2
+        index = _slice_index(shown, foreground, axis)
 
         def cut(volume: np.ndarray, axis: int = axis, index: int = index) -> np.ndarray:
             # the second remaining axis becomes the rows, both shown from high to low index
@@ -151,8 +172,9 @@ def render_overlay(
     """The image with true (cool colours) and predicted (warm colours) contours of each class, and a legend.
 
     A 2D image gives one panel, oriented as image viewers show the file (its height as the rows). A 3D volume
-    gives three panels, axial, coronal and sagittal, each through the slice with the most true foreground along
-    its axis (predicted foreground when the truth is empty); the volume is first reoriented to RAS with its affine
+    gives three panels, axial, coronal and sagittal, each through the slice along its axis that shows the most
+    classes of the truth or prediction, then the most true foreground (predicted foreground when the truth is
+    empty), in the middle of the slices equal in both; the volume is first reoriented to RAS with its affine
     and each panel has square pixels in millimetres, shown radiologically (patient's right on the left).
 
     Args:

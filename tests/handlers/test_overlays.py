@@ -104,6 +104,31 @@ def test_3d_views_cut_through_the_truth_even_where_the_prediction_is_larger():
         assert np.all(panel == TRUTH_COLORS[0], axis=-1).any()
 
 
+def test_3d_views_show_a_small_class_that_lies_off_the_largest_slice_of_the_big_one():
+    truth = np.zeros((30, 30, 20), np.uint8)
+    truth[5:25, 5:25, 2:16] = 1
+    truth[2:28, 5:25, 2:4] = 1  # the organ is widest at its lower end
+    truth[10:13, 10:13, 12:14] = 2  # a small tumour higher up
+    # predicted perfectly (its contours cover the true ones), and missed
+    for prediction, color in ((truth, PREDICTION_COLORS[1]), (np.zeros_like(truth), TRUTH_COLORS[1])):
+        picture = render_overlay(np.zeros((1, 30, 30, 20)), truth, prediction, ["organ", "tumour"], np.eye(4))
+        # the slices with the most foreground, first of equal ones, had cut beside the tumour in every panel
+        for panel in _panels(picture, 3):
+            assert np.all(panel == color, axis=-1).any()
+
+
+def test_3d_views_cut_a_structure_of_equal_slices_through_its_middle():
+    from monai_unets.handlers.overlays import _views_3d
+
+    organ = np.zeros((10, 10, 12), np.uint8)
+    organ[2:8, 2:8, 3:8] = 1
+    # each voxel's coordinates as its channels, so each view tells the slice it cuts
+    coordinates = np.stack(np.meshgrid(*map(np.arange, organ.shape), indexing="ij"), axis=-1).astype(np.float32)
+    views = _views_3d(coordinates, organ, organ, (1.0, 1.0, 1.0))
+    # the first of equal slices was the structure's edge (2 and 3)
+    assert [np.unique(view[0][..., axis]).tolist() for view, axis in zip(views, (2, 1, 0))] == [[5], [5], [5]]
+
+
 def test_3d_panels_have_square_millimetres():
     truth = np.zeros((40, 40, 10), np.uint8)
     picture = render_overlay(np.zeros((1, 40, 40, 10)), truth, truth, ["organ"], np.diag([1.0, 1.0, 4.0, 1.0]))
