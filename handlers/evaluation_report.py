@@ -491,7 +491,7 @@ def write_report(
 
     parts = [f"<h1>Evaluation report: {html.escape(str(folder.resolve()))}</h1>"]
     parts.append(
-        f'<p id="counts">{len(cases)} cases evaluated, {len(failures)} failed to load. '
+        f'<p id="counts">{len(cases)} cases evaluated, {len(failures)} failed. '
         f"Written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>"
     )
     parts.append("<h2>Summary</h2>")
@@ -581,9 +581,9 @@ def write_report(
 
     if failures:
         parts.append("<h2>Cases that failed</h2>")
-        parts.append(
-            _table("failures", ["file", "error"], [[html.escape(f["file"]), html.escape(f["error"])] for f in failures])
-        )
+        columns = ["case", "file", "stage", "error"]
+        # a case fails at any stage (reading, the network, a writer, the metrics): the stage says which
+        parts.append(_table("failures", columns, [[html.escape(f.get(c) or "") for c in columns] for f in failures]))
 
     parts.append("<h2>Configuration</h2>")
     if info:

@@ -105,7 +105,10 @@ def eval_dir(tmp_path: Path) -> Path:
                         "max": f"{max(values):.6f}", "cases": len(values)})  # fmt: skip
     _write_csv(folder / "metrics_summary.csv", summary)
     _write_csv(folder / "volumes_per_case.csv", volumes)
-    (folder / "failures.csv").write_text("case,file,error\n3,/data/imagesTs/broken.nii.gz,EOFError: truncated\n")
+    (folder / "failures.csv").write_text(
+        "case,file,stage,error\nbroken,/data/imagesTs/broken.nii.gz,reading,EOFError: truncated\n"
+        "case_5,/data/imagesTs/case_5.nii.gz,metrics,RuntimeError: out of memory\n"
+    )
     logs = tmp_path / "logs"
     from torch.utils.tensorboard import SummaryWriter
 
@@ -126,7 +129,8 @@ def eval_dir(tmp_path: Path) -> Path:
 
 
 def test_report_numbers_are_those_of_the_csv_files(eval_dir: Path):
-    page = _parse(write_report(eval_dir).read_text())
+    text = write_report(eval_dir).read_text()
+    page = _parse(text)
     with open(eval_dir / "metrics_summary.csv", newline="") as f:
         summary = list(csv.DictReader(f))
     assert page.tables["summary"][1:] == [
@@ -140,7 +144,12 @@ def test_report_numbers_are_those_of_the_csv_files(eval_dir: Path):
     assert [r[0] for r in rows[1:]] == [c["case"] for c in cases]
     assert rows[3][1] == "n/a"  # a NaN metric is shown as such, not as a number
     assert rows[1][4:8] == ["60.00", "58.00", "2.50", "1.25"]  # volumes in ml
-    assert page.tables["failures"][1] == ["/data/imagesTs/broken.nii.gz", "EOFError: truncated"]
+    # failures at any stage, each with its stage: the report had counted them all as failed to load
+    assert page.tables["failures"][1:] == [
+        ["broken", "/data/imagesTs/broken.nii.gz", "reading", "EOFError: truncated"],
+        ["case_5", "/data/imagesTs/case_5.nii.gz", "metrics", "RuntimeError: out of memory"],
+    ]
+    assert re.search(r'<p id="counts">5 cases evaluated, 2 failed\. ', text)
     assert page.tables["settings"][1] == ["dataset_dir", "/data/<pancreas>"]
 
 
@@ -223,10 +232,10 @@ def test_a_run_without_cases_reports_none_of_the_previous_run(eval_dir: Path):
         with open(eval_dir / table, newline="") as f:
             assert len(list(csv.reader(f))) == 1, table  # the header only
     text = (eval_dir / "report.html").read_text()
-    assert "0 cases evaluated, 2 failed to load." in text
+    assert "0 cases evaluated, 2 failed." in text
     page = _parse(text)
     assert page.tables["cases"] == [["case", "overlay"]] and page.tables["summary"][1:] == []
-    assert [row[0] for row in page.tables["failures"][1:]] == ["/data/imagesTs/a.nii.gz", "/data/imagesTs/b.nii.gz"]
+    assert [row[1] for row in page.tables["failures"][1:]] == ["/data/imagesTs/a.nii.gz", "/data/imagesTs/b.nii.gz"]
 
 
 def test_case_file_stem():
