@@ -438,7 +438,7 @@ figure { margin: 0.5em 0; } img { max-width: 100%; }
 .cases { display: flex; flex-wrap: wrap; gap: 1em; } .case { border: 1px solid #ddd; padding: 0.5em; }
 .case img { max-height: 360px; } .note { color: #666; } .swatch { display: inline-block; width: 0.9em;
 height: 0.9em; margin: 0 0.2em 0 0.6em; vertical-align: middle; }
-#settings td { text-align: left; }
+#settings td { text-align: left; } .wide { overflow-x: auto; max-width: 100%; }
 pre { background: #f6f6f6; padding: 0.8em; white-space: pre-wrap; word-break: break-all; font-size: 0.85em; }
 """
 
@@ -577,7 +577,8 @@ def write_report(
             + [_number(sizes.get(c), 2) for c in size_columns]
             + [link]
         )
-    parts.append(_table("cases", header, rows))
+    # one column per metric, class and volume is wider than a page: the table scrolls in its own box, not the page
+    parts.append(f'<div class="wide">{_table("cases", header, rows)}</div>')
 
     if failures:
         parts.append("<h2>Cases that failed</h2>")
