@@ -93,6 +93,15 @@ _SEGMENTATION_CLASSES = {
 # the reader reads as stored) and 3D ultrasound volumes. Other named non-image classes are skipped (see _is_image).
 _IMAGE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.6.2"})
 
+# Samples per pixel of each PhotometricInterpretation that ITK reads; it reads no other (the retired HSV, ARGB and
+# CMYK among them)
+_PHOTOMETRIC_SAMPLES = {
+    "MONOCHROME1": 1,
+    "MONOCHROME2": 1,
+    "PALETTE COLOR": 1,
+    **dict.fromkeys(("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"), 3),
+}
+
 # Value representations that ITK leaves out of a DICOM image's metadata (sequences and binary data).
 _BINARY_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 # Blocks of a transposing copy (x, y, z voxels): about 1 MB of float32, so that the source's x lines and the
@@ -648,6 +657,8 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
     """
     where = f"DICOM series {series.series_uid} in {series.folder}"
     headers = series.headers or [_dcmread(f, stop_before_pixels=True) for f in series.files]
+    for path, header in zip(series.files, headers):
+        _check_photometric(path, header)
     if len(headers) == 1:
         _validate_multiframe(headers[0], series.files[0], missing_factor, spacing_tolerance)
         return
@@ -783,6 +794,27 @@ def _without_image_data(path: Path, header: Any) -> str:
     return f"{path} is a DICOM {kind} object, not an image"
 
 
+def _check_photometric(path: str | os.PathLike, header: Any) -> None:
+    """The image's PhotometricInterpretation is one ITK reads and agrees with its SamplesPerPixel: ITK read an RGB
+    header over one sample per pixel as colours made of the following pixels, padded with zeros, and failed on the
+    retired colour models with a template error naming no file."""
+    photometric = _photometric(header)
+    if not photometric:
+        return  # older files lack it: the samples per pixel decide, as in ITK
+    samples = _PHOTOMETRIC_SAMPLES.get(photometric)
+    if samples is None:
+        raise ValueError(
+            f"{path} has PhotometricInterpretation {photometric}, a colour model that cannot be read; expected one "
+            f"of {', '.join(_PHOTOMETRIC_SAMPLES)}."
+        )
+    stored = int(header.get("SamplesPerPixel") or 1)
+    if stored != samples:
+        raise ValueError(
+            f"{path} has PhotometricInterpretation {photometric} with SamplesPerPixel {stored}: {photometric} "
+            f"stores {samples} sample{'s' if samples > 1 else ''} per pixel, so the header is inconsistent."
+        )
+
+
 def _check_single_dicom(path: Path) -> Any:
     """The header (pixel data deferred) of a lone ``.dcm`` file, which must be a readable DICOM image whose
     uncompressed pixel data, if any, is whole; errors name the file."""
@@ -795,6 +827,7 @@ def _check_single_dicom(path: Path) -> Any:
         raise ValueError(f"cannot read the DICOM header of {path}: {type(error).__name__}: {error}") from error
     if not _is_image(header) or "Rows" not in header or "Columns" not in header:
         raise ValueError(f"{_without_image_data(path, header)}.")
+    _check_photometric(path, header)
     _check_pixel_length(path, header)
     return header
 
@@ -912,7 +945,8 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
     recorded (the pixel data was deferred), so every file is parsed once and every pixel copied once; bits above
     BitsStored are cleared, or sign-extended for signed data, as DICOM decoders do. Compressed pixel data goes
     through pydicom's decoders where one is installed (RLE always; JPEG family with pylibjpeg or GDCM). ``None``
-    for the rest (deflated, multi-sample, or no pydicom decoder), which ITK's decoders read instead.
+    for the rest (deflated, multi-sample, colour, or no pydicom decoder), which ITK's decoders read instead: ITK gives
+    a palette colour image's one sample per pixel as the colours of its palette.
     """
     first = series.headers[0]
     syntax = _transfer_syntax(first)
@@ -924,6 +958,7 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
         syntax is None
         or syntax.is_deflated
         or int(first.get("SamplesPerPixel") or 1) != 1
+        or not all(map(_is_greyscale, series.headers))
         or allocated not in (8, 16, 32)
         or len({_pixel_encoding(h) for h in series.headers}) > 1  # slices encoded differently: ITK decides
     ):
@@ -1095,8 +1130,16 @@ def _set_frame_values(image: Any, path: Path, rescales: Sequence[tuple[float, fl
         flat[index] = stored[index] * slope + intercept
 
 
+def _is_greyscale(header: Any) -> bool:
+    return _photometric(header) in ("", "MONOCHROME1", "MONOCHROME2")
+
+
+def _photometric(header: Any) -> str:
+    return str(header.get("PhotometricInterpretation", "")).strip().upper()
+
+
 def _is_monochrome1(header: Any) -> bool:
-    return str(header.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+    return _photometric(header) == "MONOCHROME1"
 
 
 def _undo_monochrome1(image: Any, headers: Sequence[Any]) -> Any:

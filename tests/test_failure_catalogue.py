@@ -367,16 +367,23 @@ def _copied_slice(root: Path) -> str:
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
 
-def _colour_dicom_series(root: Path) -> str:
-    """A DICOM series of RGB slices (a colour rendering of a scan) as a CT bundle's training image."""
+def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3) -> str:
+    """A DICOM series of 8-bit colour slices (a colour rendering of a scan) as a CT bundle's training image: of
+    colour model ``photometric`` with ``samples`` samples per pixel; a palette gets a grey ramp of 16-bit entries."""
     import pydicom
 
     series = _dicom_series(root)
     for path in series.iterdir():
         ds = pydicom.dcmread(path)
-        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = samples, photometric, 0
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.PixelData = bytes(16 * 16 * 3)
+        ds.PixelData = bytes(16 * 16 * samples)
+        for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            ds.pop(keyword, None)  # colour has no rescale to modality values
+        if photometric == "PALETTE COLOR":
+            for colour in range(3):
+                ds.add_new(0x00281101 + colour, "US", [256, 0, 16])
+                ds.add_new(0x00281201 + colour, "OW", np.arange(256, dtype=np.uint16).tobytes())
         ds.save_as(path)
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
@@ -811,6 +818,20 @@ CATALOGUE: list[Fault] = [
         "a colour (RGB) DICOM series as a CT image",
         _colour_dicom_series,
         "is a colour DICOM image (RGB: 3 samples per pixel",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a palette colour DICOM series (PALETTE COLOR: one sample per pixel, its colours in a palette) as a CT image",
+        lambda r: _colour_dicom_series(r, "PALETTE COLOR", 1),
+        "is a colour DICOM image (PALETTE COLOR: 3 samples per pixel",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a DICOM series whose PhotometricInterpretation contradicts its SamplesPerPixel (RGB over one sample)",
+        lambda r: _colour_dicom_series(r, "RGB", 1),
+        "has PhotometricInterpretation RGB with SamplesPerPixel 1: RGB stores 3 samples per pixel",
         _STOP,
     ),
     Fault(

@@ -168,6 +168,60 @@ def test_a_single_monochrome1_slice_gives_its_modality_values(tmp_path):
     np.testing.assert_allclose(image.numpy()[:, :, 0], STORED[:, :, 0] * 0.5 - 20.0)
 
 
+def _set_colour_model(path: Path, photometric: str, pixels: np.ndarray | None = None) -> None:
+    """``path`` made one 8-bit sample per pixel (``pixels``, zeros by default) of colour model ``photometric``;
+    PALETTE COLOR gets a palette whose red, green and blue are 16-bit ramps of different slopes."""
+    ds = pydicom.dcmread(path)
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = (np.zeros((ds.Rows, ds.Columns)) if pixels is None else pixels).astype(np.uint8).tobytes()
+    for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+        ds.pop(keyword, None)
+    if photometric == "PALETTE COLOR":
+        for colour in range(3):  # 256 entries from index 0, of 16 bits
+            ds.add_new(0x00281101 + colour, "US", [256, 0, 16])
+            ds.add_new(0x00281201 + colour, "OW", (np.arange(256, dtype=np.uint16) * (colour + 1)).tobytes())
+    ds.save_as(path)
+
+
+def test_a_palette_colour_series_reads_its_colours_as_its_files_do(tmp_path):
+    # one sample per pixel, yet colour: the series had been read as one channel of palette indices, which a CT
+    # bundle would have segmented as HU, while each of its files alone gave the palette's three colours
+    from monai.transforms import EnsureChannelFirst
+    from monai_unets.data.medical_io import VALUES_PER_VOXEL
+
+    folder = _series(tmp_path)
+    paths = sorted(folder.iterdir(), key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber))
+    for k, path in enumerate(paths):
+        _set_colour_model(path, "PALETTE COLOR", STORED[:, :, k].T % 256)
+    load = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)
+    series, first = (EnsureChannelFirst()(load(str(path))) for path in (folder, paths[0]))
+    assert series.shape == (3, *SHAPE) and series.meta[VALUES_PER_VOXEL] == 3
+    assert first.shape == (3, *SHAPE[:2], 1) and first.meta[VALUES_PER_VOXEL] == 3
+    np.testing.assert_array_equal(series.numpy()[..., :1], first.numpy())
+    # the colours of the palette, not its indices
+    assert not np.array_equal(series.numpy()[0], series.numpy()[1])
+
+
+@pytest.mark.parametrize(
+    ("photometric", "reason"),
+    [
+        ("RGB", "has PhotometricInterpretation RGB with SamplesPerPixel 1: RGB stores 3 samples per pixel"),
+        ("HSV", "has PhotometricInterpretation HSV, a colour model that cannot be read"),
+    ],
+)
+def test_a_colour_model_that_its_samples_or_itk_cannot_give_names_the_file(tmp_path, photometric, reason):
+    # ITK read an RGB header over one sample per pixel as colours made of the following pixels padded with zeros,
+    # and failed on the retired colour models with a template error naming no file; pydicom's path had read both
+    # as grey values
+    folder = _series(tmp_path)
+    for path in folder.iterdir():
+        _set_colour_model(path, photometric)
+    for source in (folder, min(folder.iterdir())):
+        message = _load_error(source)
+        assert reason in message and "IM000" in message, message
+
+
 def test_float_pixel_data_is_read_as_stored(tmp_path):
     # parametric maps (ADC, T1 maps) store float values in FloatPixelData, without rescale
     folder = _series(tmp_path)
