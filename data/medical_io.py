@@ -1102,9 +1102,10 @@ def _frame_group(header: Any, frame: Any, group: str) -> Any:
 
 def _frame_rescales(header: Any) -> list[tuple[float, float]] | None:
     """Each frame's (RescaleSlope, RescaleIntercept) of an enhanced multi-frame file, where its functional groups
-    hold them (Pixel Value Transformation, per frame or shared); ``None`` for other files."""
+    hold them (Pixel Value Transformation, per frame or shared); ``None`` for other files, and for colour files,
+    whose samples are colours, not modality values (a converter may still have written the groups)."""
     frames = header.get("PerFrameFunctionalGroupsSequence")
-    if not frames:
+    if not frames or not _is_greyscale(header):
         return None
     groups = [_frame_group(header, frame, "PixelValueTransformationSequence") for frame in frames]
     return None if any(group is None for group in groups) else [_rescale_of(group) for group in groups]

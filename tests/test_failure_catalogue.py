@@ -388,6 +388,22 @@ def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3)
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
 
+def _colour_enhanced_dicom(root: Path) -> str:
+    """An RGB enhanced multi-frame DICOM that still carries the Pixel Value Transformation (rescale) groups of the
+    scan it was made from, as a CT bundle's training image."""
+    import pydicom
+
+    from tests.geometry import write_enhanced_ct
+
+    path = write_enhanced_ct(_dicom_series(root), root / "enhanced.dcm")
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(16 * 16 * 3 * 6)
+    ds.save_as(path)
+    return _check(CT, {"image": str(path), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
+
+
 def _sitk_file(root: Path, name: str, array: np.ndarray, components: int = 1) -> str:
     """``array`` (x, y, z) written by SimpleITK as ``name`` (NRRD, MHA, or a detached .nhdr/.mhd and its .raw), with
     ``components`` values per voxel."""
@@ -825,6 +841,13 @@ CATALOGUE: list[Fault] = [
         "a palette colour DICOM series (PALETTE COLOR: one sample per pixel, its colours in a palette) as a CT image",
         lambda r: _colour_dicom_series(r, "PALETTE COLOR", 1),
         "is a colour DICOM image (PALETTE COLOR: 3 samples per pixel",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "an RGB enhanced multi-frame DICOM that keeps the rescale groups (Pixel Value Transformation) of its scan",
+        _colour_enhanced_dicom,
+        "enhanced.dcm: is a colour DICOM image (RGB: 3 samples per pixel",
         _STOP,
     ),
     Fault(

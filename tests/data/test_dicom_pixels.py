@@ -254,6 +254,29 @@ def test_an_enhanced_multiframe_file_gives_each_frame_its_own_rescale(tmp_path):
     assert np.allclose(values, expected) or np.allclose(values[..., ::-1], expected)
 
 
+def test_a_colour_enhanced_file_with_pixel_value_transformations_reads_its_colours(tmp_path):
+    # the rescale groups of a converted scan, left in a colour rendering: the frames' colours had been rescaled as
+    # if they were one value per pixel, which failed with "could not broadcast input array from shape (90,) into
+    # shape (30,)", naming no file
+    from monai.transforms import EnsureChannelFirst
+    from monai_unets.data.medical_io import VALUES_PER_VOXEL
+
+    from tests.geometry import write_enhanced_ct
+
+    path = write_enhanced_ct(_series(tmp_path), tmp_path / "enhanced.dcm")
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    colours = np.random.default_rng(5).integers(0, 256, (SHAPE[2], SHAPE[1], SHAPE[0], 3), dtype=np.uint8)
+    ds.PixelData = colours.tobytes()
+    ds.save_as(path)
+    image = EnsureChannelFirst()(LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(path)))
+    assert image.shape == (3, *SHAPE) and image.meta[VALUES_PER_VOXEL] == 3
+    # the stored colours, frame by frame (the frames may run against the slice axis)
+    expected = colours.transpose(3, 2, 1, 0)
+    assert np.array_equal(image.numpy(), expected) or np.array_equal(image.numpy()[..., ::-1], expected)
+
+
 def test_truncated_pixel_data_names_the_file(tmp_path):
     folder = _series(tmp_path)
     path = sorted(folder.iterdir())[1]
