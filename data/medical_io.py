@@ -1543,8 +1543,12 @@ class MedicalImageReader(ImageReader):
             # header whose pixdim differs from the sform's voxel sizes by putting the qform in the sform's place,
             # or the identity in place of a singular affine: outputs then lay elsewhere (95 mm on one test
             # header) than nibabel, viewers following the sform and our own qform/sform warning say
+            _check_nifti_dims(path)
             with _nibabel_reports_held():
-                image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
+                try:
+                    image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
+                except nib.spatialimages.HeaderDataError as error:  # e.g. an unknown datatype code
+                    raise ValueError(f"{path}: the NIfTI header cannot be read: {error}.") from error
                 _nifti_in_mm(image)
                 _check_nifti_geometry(image, path)
             return image
@@ -1689,6 +1693,40 @@ def _nifti_in_mm(image: Any) -> None:
         image.set_sform(scale @ sform)
     # also without a qform: the image's affine is then taken from the scaled header again
     image.set_qform(None if qform is None else scale @ qform)
+
+
+def _check_nifti_dims(path: Path) -> None:
+    """The dimensions of a NIfTI header as stored make an image: nibabel takes a dim[0] outside 1 to 7 for a sign of
+    the other byte order and then reports a consequence ("vox offset 0 too low for single file nifti1"), read a
+    dim[0] of 0 as an empty image, and failed on a negative dimension with "negative count"; none named the file.
+
+    A file that is no NIfTI (or no gzip file), or whose sizeof_hdr is neither NIfTI-1's nor NIfTI-2's in either
+    byte order, is left to nibabel, which says so.
+    """
+    try:
+        with nib.openers.ImageOpener(str(path)) as stored:
+            head = stored.read(540)
+    except (OSError, EOFError):
+        return
+    for order in "<>":
+        size = int(np.frombuffer(head, f"{order}i4", 1)[0]) if len(head) >= 4 else 0
+        if size == 348 and len(head) >= 348:
+            dims = np.frombuffer(head, f"{order}i2", 8, 40)
+        elif size == 540 and len(head) >= 540:
+            dims = np.frombuffer(head, f"{order}i8", 8, 16)
+        else:
+            continue
+        ndim = int(dims[0])
+        if not 1 <= ndim <= 7:
+            raise ValueError(
+                f"{path}: the NIfTI header is damaged: dim[0], its number of dimensions, is {ndim}; it must be 1 to 7."
+            )
+        bad = [f"dim[{k}] = {int(d)}" for k, d in enumerate(dims[1 : ndim + 1], 1) if d < 1]
+        if bad:
+            raise ValueError(
+                f"{path}: the NIfTI header is damaged: {', '.join(bad)}; every dimension must be at least 1."
+            )
+        return
 
 
 def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> None:

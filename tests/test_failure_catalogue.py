@@ -244,6 +244,13 @@ def _truncated_nifti(root: Path) -> str:
     return _garbage(root, "cut.nii.gz", data[: len(data) // 2])
 
 
+def _damaged_nifti_header(root: Path, name: str, offset: int, value: np.ndarray) -> str:
+    """A .nii of the test volume whose header holds ``value`` (with its dtype's bytes) at byte ``offset``."""
+    data = bytearray(Path(_nifti(root / "whole.nii", _volume())).read_bytes())
+    data[offset : offset + value.nbytes] = value.tobytes()
+    return _garbage(root, name, bytes(data))
+
+
 def _zero_slice_spacing_nifti() -> bytes:
     """A NIfTI placed by its qform alone whose pixdim[3] (the slice spacing) is 0."""
     image = nib.Nifti1Image(_volume(), None)
@@ -680,6 +687,23 @@ CATALOGUE: list[Fault] = [
         "image cut off after its header (the .nii.gz whole, its voxels missing)",
         lambda r: _check(CT, {"image": _voxels_cut_off(r), "label": _nifti(r / "l.nii", _labels())}),
         "cut.nii.gz: cannot read the image file: ValueError: the image data is truncated: 48 of 8192 bytes",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image with a damaged NIfTI header: dim[0] 9 (outside 1 to 7), a negative dimension, an unknown datatype",
+        lambda r: "; ".join(
+            _check(
+                CT, {"image": _damaged_nifti_header(r, name, offset, value), "label": _nifti(r / "l.nii", _labels())}
+            )
+            for name, offset, value in (
+                ("ndim.nii", 40, np.int16(9)),
+                ("negative.nii", 44, np.int16(-16)),
+                ("datatype.nii", 70, np.int16(999)),
+            )
+        ),
+        "ndim.nii: cannot read the image file: ValueError: the NIfTI header is damaged: dim[0], its number of "
+        "dimensions, is 9; it must be 1 to 7",
         _STOP,
     ),
     Fault(

@@ -1011,6 +1011,32 @@ def test_vector_files_read_with_their_values_as_channels(tmp_path, suffix):
     np.testing.assert_array_equal(three.affine, single.affine)
 
 
+@pytest.mark.parametrize(
+    ("offset", "value", "reason"),
+    [
+        # nibabel took the header for one of the other byte order: "vox offset 0 too low for single file nifti1"
+        (40, np.int16(9), "the NIfTI header is damaged: dim[0], its number of dimensions, is 9; it must be 1 to 7."),
+        # read as an empty image
+        (40, np.int16(0), "the NIfTI header is damaged: dim[0], its number of dimensions, is 0; it must be 1 to 7."),
+        # "negative count"
+        (46, np.int16(-5), "the NIfTI header is damaged: dim[3] = -5; every dimension must be at least 1."),
+        # "data code 999 not recognized"
+        (70, np.int16(999), "the NIfTI header cannot be read: data code 999 not recognized."),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_a_damaged_nifti_header_names_the_file_and_the_fault(tmp_path, suffix, offset, value, reason):
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), np.eye(4)), str(tmp_path / "whole.nii"))
+    data = bytearray((tmp_path / "whole.nii").read_bytes())
+    data[offset : offset + value.nbytes] = value.tobytes()
+    path = tmp_path / f"damaged{suffix}"
+    path.write_bytes(gzip.compress(bytes(data)) if suffix == ".nii.gz" else bytes(data))
+    reader = MedicalImageReader()
+    with pytest.raises(ValueError) as raised:
+        reader.get_data(reader.read(str(path)))
+    assert str(raised.value) == f"{path}: {reason}"
+
+
 def test_itk_reads_in_threads_take_turns(tmp_path, monkeypatch):
     """ITK loads its modules on a template lookup without a lock: concurrent reads (the data checks' threads) loaded
     them twice over, printing thousands of "template already defined" warnings."""
