@@ -83,8 +83,8 @@ def describe_error(error: BaseException, named: str | os.PathLike | None = None)
     Args:
         error: the case's failure.
         named: the file that the reason is shown under (or the files, as :func:`files_at_fault` joins them); a
-            message that starts with it (``"<file>: problem"``, as the readers' and checks' errors do) is given
-            without it.
+            message that starts with it (``"<file>: problem"``, as the readers' and checks' errors do, or
+            ``"<file> is ..."`` / ``"<file> has ..."``) is given without it, from its verb on.
 
     Example::
 
@@ -92,6 +92,8 @@ def describe_error(error: BaseException, named: str | os.PathLike | None = None)
         'ValueError: image is empty more details'
         >>> describe_error(ValueError("/data/a.png: not an image"), named="/data/a.png")
         'ValueError: not an image'
+        >>> describe_error(ValueError("/data/a.nii has a voxel size of 0"), named="/data/a.nii")
+        'ValueError: has a voxel size of 0'
     """
     while error.__cause__ is not None and isinstance(error, RuntimeError) and _MONAI_WRAPPER.match(str(error)):
         error = error.__cause__
@@ -104,8 +106,14 @@ def describe_error(error: BaseException, named: str | os.PathLike | None = None)
     reason = one_line(reason)
     if named is not None:
         # MONAI's readers take a path as str(Path(...)), which may spell it otherwise than the case does
-        prefix = next((p for p in (f"{named}: ", f"{Path(named)}: ") if reason.startswith(p)), "")
-        reason = reason[len(prefix) :]
+        # a sentence with the file as its subject then reads as the checks' own reasons do ("has 2 channels")
+        for spelling in (str(named), str(Path(named))):
+            if reason.startswith(f"{spelling}: "):
+                reason = reason[len(spelling) + 2 :]
+                break
+            if reason.startswith((f"{spelling} is ", f"{spelling} has ")):
+                reason = reason[len(spelling) + 1 :]
+                break
     return f"{kind}: {reason}"
 
 

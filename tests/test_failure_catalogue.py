@@ -717,7 +717,7 @@ CATALOGUE: list[Fault] = [
         "training, check-data",
         "image in an unsupported format (.txt)",
         lambda r: _check(CT, {"image": _garbage(r, "notes.txt", b"x"), "label": _nifti(r / "l.nii", _labels())}),
-        "notes.txt is not a supported image",
+        "notes.txt: cannot read the image file: ValueError: is not a supported image",
         _STOP,
     ),
     Fault(
@@ -1337,7 +1337,7 @@ CATALOGUE: list[Fault] = [
         "inference",
         "zero-byte DICOM file (.dcm) among good inputs",
         lambda r: _inference_failure(r, CT, "empty.dcm", b""),
-        "empty.dcm is empty (0 bytes)",
+        "empty.dcm: ValueError: is empty (0 bytes)",
         _INFER,
     ),
     Fault(

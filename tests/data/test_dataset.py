@@ -179,3 +179,16 @@ def test_a_reason_shown_under_its_file_does_not_name_it_again():
     assert describe_error(error, "/data/a.png") == "ValueError: not an image"
     assert describe_error(error, "/data//a.png") == "ValueError: not an image"  # as MONAI's reader spells the path
     assert describe_error(error, "/data/b.png") == "ValueError: /data/a.png: not an image"
+
+
+def test_a_reason_with_its_file_as_subject_is_shown_from_its_verb_under_that_file():
+    # "x.nii: cannot read the image file: ValueError: /data/x.nii has a voxel size of 0" had named the file twice
+    zero = ValueError("/data/x.nii has a voxel size of 0 (pixdim[3] = 0) and no sform")
+    assert describe_error(zero, "/data/x.nii") == "ValueError: has a voxel size of 0 (pixdim[3] = 0) and no sform"
+    assert describe_error(ValueError("/data/x.dcm is not a DICOM file."), "/data//x.dcm") == (
+        "ValueError: is not a DICOM file."
+    )
+    # another file, or the file as other than the subject, keeps its name
+    assert describe_error(zero, "/data/y.nii") == f"ValueError: {zero}"
+    inner = ValueError("/data/s/IM1.dcm of DICOM series 1.2 in /data/s has no PixelSpacing")
+    assert describe_error(inner, "/data/s") == f"ValueError: {inner}"
