@@ -25,6 +25,7 @@ import math
 import os
 import re
 import stat
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -1091,6 +1092,27 @@ def _rescale_of(header: Any) -> tuple[float, float]:
     return float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
 
 
+@contextlib.contextmanager
+def _colours_without_rescale(files: Sequence[str], headers: Sequence[Any]) -> Iterator[list[str]]:
+    """``files`` as ITK should read them: a colour file that carries RescaleSlope or RescaleIntercept (a scan
+    converted to colour with its rescale kept) as a temporary copy without them, since colour has no modality
+    values and ITK applies them to the colours (to a palette's indices it failed with a template error naming no
+    file; RGB values came out changed). Other files are given as they are."""
+    kept = ("RescaleSlope", "RescaleIntercept", "RescaleType")
+    if all(_is_greyscale(header) or not any(k in header for k in kept) for header in headers):
+        yield list(files)
+        return
+    with tempfile.TemporaryDirectory(prefix="monai_unets_colour_") as folder:
+        copies = []
+        for index, path in enumerate(files):
+            dataset = _dcmread(path)
+            for keyword in kept:
+                dataset.pop(keyword, None)
+            copies.append(os.path.join(folder, f"{index:06d}.dcm"))
+            dataset.save_as(copies[-1])
+        yield copies
+
+
 def _frame_group(header: Any, frame: Any, group: str) -> Any:
     """The item of functional group ``group`` (e.g. ``PlanePositionSequence``) that holds for one frame of an
     enhanced multi-frame file: the frame's own where the frame has the group, else the shared one; ``None``
@@ -1560,8 +1582,8 @@ class MedicalImageReader(ImageReader):
             if float_needed and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
                 kwargs = {**kwargs, "pixel_type": itk.F}
             try:
-                with _ITK_LOCK:
-                    image = self.itk_reader.read(str(path), **kwargs)
+                with _ITK_LOCK, _colours_without_rescale([str(path)], [header]) as copies:
+                    image = self.itk_reader.read(copies[0], **kwargs)
             except RuntimeError as error:
                 raise _undecodable([str(path)], [header], error) from error
             if rescales is not None:
@@ -1597,12 +1619,13 @@ class MedicalImageReader(ImageReader):
         options = {**self.itk_reader.kwargs, **kwargs}
         # ITK gives the volume the pixel type of the first slice's rescale: the fractional values of slices with
         # another slope (per-slice slopes, as in MR) would be cut to integers; each slice's own rescale in float
-        float_needed = len({_rescale_of(header) for header in headers}) > 1 or any(map(_is_monochrome1, headers))
-        if float_needed and "pixel_type" not in options:
+        # (a colour series is read without its rescale, see _colours_without_rescale)
+        float_needed = _is_greyscale(headers[0]) and len({_rescale_of(header) for header in headers}) > 1
+        if (float_needed or any(map(_is_monochrome1, headers))) and "pixel_type" not in options:
             options["pixel_type"] = itk.F
         try:
-            with _ITK_LOCK:
-                image = itk.imread(files[0] if len(files) == 1 else files, **options)
+            with _ITK_LOCK, _colours_without_rescale(files, headers) as copies:
+                image = itk.imread(copies[0] if len(copies) == 1 else copies, **options)
         except RuntimeError as error:
             raise _undecodable(files, headers, error) from error
         image = _undo_monochrome1(image, headers)

@@ -374,9 +374,10 @@ def _copied_slice(root: Path) -> str:
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
 
-def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3) -> str:
+def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3, rescale: bool = False) -> str:
     """A DICOM series of 8-bit colour slices (a colour rendering of a scan) as a CT bundle's training image: of
-    colour model ``photometric`` with ``samples`` samples per pixel; a palette gets a grey ramp of 16-bit entries."""
+    colour model ``photometric`` with ``samples`` samples per pixel; a palette gets a grey ramp of 16-bit entries.
+    ``rescale`` keeps the scan's RescaleSlope and RescaleIntercept (-1024), as some converters do."""
     import pydicom
 
     series = _dicom_series(root)
@@ -385,7 +386,7 @@ def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3)
         ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = samples, photometric, 0
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
         ds.PixelData = bytes(16 * 16 * samples)
-        for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+        for keyword in () if rescale else ("RescaleSlope", "RescaleIntercept", "RescaleType"):
             ds.pop(keyword, None)  # colour has no rescale to modality values
         if photometric == "PALETTE COLOR":
             for colour in range(3):
@@ -864,6 +865,13 @@ CATALOGUE: list[Fault] = [
         "training, check-data",
         "a palette colour DICOM series (PALETTE COLOR: one sample per pixel, its colours in a palette) as a CT image",
         lambda r: _colour_dicom_series(r, "PALETTE COLOR", 1),
+        "is a colour DICOM image (PALETTE COLOR: 3 samples per pixel",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a palette colour DICOM series that keeps the RescaleSlope and RescaleIntercept (-1024) of its scan",
+        lambda r: _colour_dicom_series(r, "PALETTE COLOR", 1, rescale=True),
         "is a colour DICOM image (PALETTE COLOR: 3 samples per pixel",
         _STOP,
     ),

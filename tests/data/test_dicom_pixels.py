@@ -168,14 +168,17 @@ def test_a_single_monochrome1_slice_gives_its_modality_values(tmp_path):
     np.testing.assert_allclose(image.numpy()[:, :, 0], STORED[:, :, 0] * 0.5 - 20.0)
 
 
-def _set_colour_model(path: Path, photometric: str, pixels: np.ndarray | None = None) -> None:
+def _set_colour_model(path: Path, photometric: str, pixels: np.ndarray | None = None, rescale: bool = False) -> None:
     """``path`` made one 8-bit sample per pixel (``pixels``, zeros by default) of colour model ``photometric``;
-    PALETTE COLOR gets a palette whose red, green and blue are 16-bit ramps of different slopes."""
+    PALETTE COLOR gets a palette whose red, green and blue are 16-bit ramps of different slopes. ``rescale`` keeps
+    the slice's RescaleSlope and RescaleIntercept (1 and -1024, a converted CT)."""
     ds = pydicom.dcmread(path)
     ds.PhotometricInterpretation = photometric
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = (np.zeros((ds.Rows, ds.Columns)) if pixels is None else pixels).astype(np.uint8).tobytes()
-    for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+    if rescale:
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    for keyword in () if rescale else ("RescaleSlope", "RescaleIntercept", "RescaleType"):
         ds.pop(keyword, None)
     if photometric == "PALETTE COLOR":
         for colour in range(3):  # 256 entries from index 0, of 16 bits
@@ -201,6 +204,24 @@ def test_a_palette_colour_series_reads_its_colours_as_its_files_do(tmp_path):
     np.testing.assert_array_equal(series.numpy()[..., :1], first.numpy())
     # the colours of the palette, not its indices
     assert not np.array_equal(series.numpy()[0], series.numpy()[1])
+
+
+def test_a_palette_colour_file_or_series_that_keeps_its_scans_rescale_reads_its_colours(tmp_path):
+    # a CT converted to palette colour with its rescale kept: ITK applied the rescale to the palette indices and
+    # failed with "itk.RGBPixel is not wrapped for input type itk.SS", naming no file
+    from monai.transforms import EnsureChannelFirst
+
+    plain, kept = _series(tmp_path / "plain"), _series(tmp_path / "kept")
+    for folder, rescale in ((plain, False), (kept, True)):
+        paths = sorted(folder.iterdir(), key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber))
+        for k, path in enumerate(paths):
+            _set_colour_model(path, "PALETTE COLOR", STORED[:, :, k].T % 256, rescale=rescale)
+    assert pydicom.dcmread(min(kept.iterdir())).RescaleIntercept == -1024
+    load = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)
+    for source in (lambda folder: folder, lambda folder: min(folder.iterdir())):  # the series, one of its files
+        image, expected = (EnsureChannelFirst()(load(str(source(folder)))) for folder in (kept, plain))
+        assert image.shape[0] == 3
+        np.testing.assert_array_equal(image.numpy(), expected.numpy())
 
 
 @pytest.mark.parametrize(
