@@ -396,6 +396,19 @@ def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3,
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
 
+def _rgb_dicom_2d(root: Path) -> str:
+    """A 16-bit RGB DICOM slice that keeps its scan's RescaleSlope and RescaleIntercept (-1024), as a skin lesion
+    bundle's training image."""
+    import pydicom
+
+    ds = pydicom.dcmread(min(_dicom_series(root).iterdir()))
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = bytes(16 * 16 * 3 * 2)
+    ds.save_as(root / "img.dcm")
+    return _check(SKIN, {"image": str(root / "img.dcm"), "label": _png(root / "m.png", _mask((16, 16)))})
+
+
 def _colour_enhanced_dicom(root: Path) -> str:
     """An RGB enhanced multi-frame DICOM that still carries the Pixel Value Transformation (rescale) groups of the
     scan it was made from, as a CT bundle's training image."""
@@ -932,6 +945,13 @@ CATALOGUE: list[Fault] = [
             SKIN, {"image": _garbage(r, "x.jpg", b"\xff\xd8garbage"), "label": _png(r / "m.png", _mask())}
         ),
         "x.jpg: cannot read the image file: UnidentifiedImageError: cannot identify the image file (not an image PIL",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a DICOM image (16-bit RGB, its scan's rescale kept) as a 2D bundle's image",
+        _rgb_dicom_2d,
+        "img.dcm: cannot read the image file: ValueError: is a DICOM file; Image2DReader reads 2D image files (.png,",
         _STOP,
     ),
     Fault(

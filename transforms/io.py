@@ -208,7 +208,7 @@ class Image2DReader(PILReader):
     the others listed under ``get_data`` (such as a palette mask whose indices and colours tell different
     backgrounds, see :func:`image_pixels`) with ``ValueError``. So is a missing, empty or text file (an HTML error
     page, a Git LFS pointer), which none of its readers reads: it is reported at once, not after each of them has
-    tried it.
+    tried it, and a DICOM file, which the others read as a volume or with its colours rescaled.
 
     Args:
         channels: 3 (RGB images) or 1 (grey images and masks, without channel axis).
@@ -282,6 +282,15 @@ class Image2DReader(PILReader):
                 header = _header(name, _TEXT_PROBE)
                 if b"\0" not in header:
                     return _Refused(unknown)
+                if is_dicom_file(name):
+                    # handed on, ITK read it as a 3D volume and pydicom, where ITK failed (16-bit RGB), as a 2D
+                    # image of rescaled values that reached the network instead of its stored colours
+                    return _Refused(
+                        ValueError(
+                            f"{name} is a DICOM file; Image2DReader reads 2D image files "
+                            f"({', '.join(IMAGE_SUFFIXES)}): save the image as PNG or TIFF."
+                        )
+                    )
                 if not header.startswith(_TIFF_SIGNATURES):
                     raise unknown from None
                 image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does

@@ -159,6 +159,26 @@ def test_image2d_reader_with_one_channel_for_masks(tmp_path):
     np.testing.assert_array_equal(rgb.numpy(), [[0], [255]])
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_image2d_reader_refuses_a_dicom_file_naming_it(tmp_path, bits):
+    # handed on to MONAI's other readers, an 8-bit RGB DICOM was read by ITK as a 3D volume, and a 16-bit one (which
+    # ITK cannot read) by pydicom as a 2D image of its colours rescaled by the scan's intercept, -1024 for black,
+    # which passed the bundles' checks and reached the network
+    import pydicom
+
+    folder = write_dicom_series(np.zeros((6, 5, 2), np.int16), tmp_path / "ct", (0.7, 0.8, 2.0), (0, 0, 0)).folder
+    path = min(folder.iterdir())
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = bytes(ds.Rows * ds.Columns * 3 * bits // 8)
+    ds.save_as(path)
+    with pytest.raises(ValueError, match="is a DICOM file; Image2DReader reads 2D image files") as error:
+        LoadImaged("image", reader=Image2DReader(channels=3), image_only=True)({"image": str(path)})
+    assert path.name in str(error.value)
+
+
 def test_a_16_bit_image_is_not_constant_after_the_2d_bundle_preprocessing(tmp_path):
     from monai.bundle import ConfigParser
     from monai_unets.bundles import bundle_dir
