@@ -160,8 +160,9 @@ class _HeldRecords(logging.Filter):
 
 
 @contextlib.contextmanager
-def _nibabel_reports_held() -> Iterator[None]:
-    """What nibabel logs in this thread about the header it loads is shown only if the block ends without error.
+def _nibabel_reports_held(path: str | os.PathLike) -> Iterator[None]:
+    """What nibabel logs in this thread about the header of ``path`` it loads is shown only if the block ends
+    without error, each line headed by the file's name, which nibabel's own lines leave out.
 
     nibabel reports the fields it repairs on loading ("pixdim[1,2,3] should be non-zero; setting 0 dims to 1")
     on standard error; where the reader then refuses the file, its own error says what is wrong, and nibabel's
@@ -175,6 +176,8 @@ def _nibabel_reports_held() -> Iterator[None]:
     finally:
         logger.removeFilter(held)
     for record in held.records:
+        # in a batch, "set sizeof_hdr to 348" alone does not say which file was repaired
+        record.msg, record.args = f"{path}: {record.getMessage()}", ()
         logger.handle(record)
 
 
@@ -1566,7 +1569,7 @@ class MedicalImageReader(ImageReader):
             # or the identity in place of a singular affine: outputs then lay elsewhere (95 mm on one test
             # header) than nibabel, viewers following the sform and our own qform/sform warning say
             _check_nifti_dims(path)
-            with _nibabel_reports_held():
+            with _nibabel_reports_held(path):
                 try:
                     image = nib.load(str(path), **{**self.nibabel_reader.kwargs, **kwargs})
                 except nib.spatialimages.HeaderDataError as error:  # e.g. an unknown datatype code

@@ -812,6 +812,18 @@ def test_an_sform_places_the_voxels_whatever_a_zero_pixdim_says(tmp_path, caplog
     assert "setting 0 dims to 1" in caplog.text
 
 
+def test_nibabels_repair_lines_name_the_file_they_are_about(tmp_path, caplog):
+    # nibabel repairs a wrong sizeof_hdr and reads the image right, but its line named no file: in a batch the user
+    # could not tell which file had the faulty header
+    nib.save(nib.Nifti1Image(_phantom(), np.eye(4)), tmp_path / "size.nii")
+    stored = bytearray((tmp_path / "size.nii").read_bytes())
+    stored[0:4] = np.int32(350).tobytes()
+    (tmp_path / "size.nii").write_bytes(bytes(stored))
+    loaded = _load(tmp_path / "size.nii", ras=False)
+    assert np.array_equal(loaded.numpy()[0], _phantom())
+    assert f"{tmp_path / 'size.nii'}: sizeof_hdr should be 348; set sizeof_hdr to 348" in caplog.text
+
+
 @pytest.mark.parametrize("keep", [400, 600, 800])
 def test_a_slice_cut_off_in_its_header_is_called_truncated(formats, tmp_path, keep):
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "cut"))
