@@ -24,16 +24,20 @@ class DeepSupervisedDiceCELoss(nn.Module):
     computes cross-entropy plus soft Dice over the one-hot classes.
 
     The outputs are weighted by ``weights`` in order (main output first); with the default weights this is
-    EGE-UNet's ``L = BD(out) + 0.5 BD(ds1) + 0.4 BD(ds2) + 0.3 BD(ds3) + 0.2 BD(ds4) + 0.1 BD(ds5)``. A single
-    tensor (a network in eval mode or without deep supervision) gets the plain Dice + CE loss. Side outputs
-    smaller than the target are compared with the target resized by nearest neighbour.
+    EGE-UNet's ``L = BD(out) + 0.5 BD(ds1) + 0.4 BD(ds2) + 0.3 BD(ds3) + 0.2 BD(ds4) + 0.1 BD(ds5)``. With no
+    weights, or fewer weights than the network gives outputs (deep supervision switched on in a config that set
+    weights for one output), all outputs take MONAI's halving weights instead: ``1, 0.5, 0.25, 0.125`` and
+    ``0.0625`` for every further output (``DeepSupervisionLoss``'s ``weight_mode="exp"``). A single tensor (a
+    network in eval mode or without deep supervision) gets the plain Dice + CE loss. Side outputs smaller than
+    the target are compared with the target resized by nearest neighbour.
 
     Built on MONAI's :class:`~monai.losses.DiceCELoss` and :class:`~monai.losses.DeepSupervisionLoss`.
     Binary cross-entropy is computed on logits, so the loss is safe under mixed precision.
 
     Args:
         multiclass: softmax over K >= 2 channels with integer labels, instead of a sigmoid on one channel.
-        weights: weight of each output, main output first; outputs beyond its length are not expected.
+        weights: weight of each output, main output first; ``None``, or too few for the outputs, gives the
+            halving weights above.
         include_background: multi-class only: include channel 0 in the Dice term.
         lambda_dice: weight of the Dice term.
         lambda_ce: weight of the cross-entropy term.
@@ -50,7 +54,7 @@ class DeepSupervisedDiceCELoss(nn.Module):
     def __init__(
         self,
         multiclass: bool = False,
-        weights: Sequence[float] = EGEUNET_WEIGHTS,
+        weights: Sequence[float] | None = EGEUNET_WEIGHTS,
         include_background: bool = True,
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
@@ -68,7 +72,7 @@ class DeepSupervisedDiceCELoss(nn.Module):
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
         )
-        self.loss = DeepSupervisionLoss(base, weights=list(weights))
+        self.loss = DeepSupervisionLoss(base, weight_mode="exp", weights=None if weights is None else list(weights))
 
     def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         first = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
@@ -77,6 +81,4 @@ class DeepSupervisedDiceCELoss(nn.Module):
                 f"binary mode expects one output channel, got {first.shape[1]}; "
                 "use multiclass=True for softmax outputs."
             )
-        if isinstance(outputs, (list, tuple)) and len(outputs) > len(self.loss.weights):
-            raise ValueError(f"got {len(outputs)} outputs but only {len(self.loss.weights)} weights.")
         return self.loss(outputs, target)

@@ -32,8 +32,15 @@ def test_deep_supervision_weights():
     assert loss([LOGITS, LOGITS], TARGET).item() == pytest.approx(1.5 * _hand_bce_dice(), rel=1e-5)
     # all six outputs: 1 + 0.5 + 0.4 + 0.3 + 0.2 + 0.1
     assert loss([LOGITS] * 6, TARGET).item() == pytest.approx(2.5 * _hand_bce_dice(), rel=1e-5)
-    with pytest.raises(ValueError, match="weights"):
-        loss([LOGITS] * 7, TARGET)
+
+
+@pytest.mark.parametrize("weights", [None, [1.0], (1.0, 0.5, 0.4, 0.3, 0.2, 0.1)])
+def test_too_few_weights_take_halving_weights(weights):
+    # a config with one weight (deep supervision off) must still train once deep supervision is switched on
+    outputs = 7 if weights else 5
+    expected = sum([1.0, 0.5, 0.25, 0.125, 0.0625, 0.0625, 0.0625][:outputs]) * _hand_bce_dice()
+    got = DeepSupervisedDiceCELoss(weights=weights)([LOGITS] * outputs, TARGET)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_dice_is_per_sample_then_averaged():
