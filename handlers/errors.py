@@ -106,6 +106,13 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "resume": (_SWITCH[0], "True or False (on the command line: --resume False)"),
     # None: torch's default, one thread per core
     "cpu_threads": (lambda v: v is None or _integer(1)(v), "an integer >= 1, or None for one per core"),
+    # checked here, before the network is built, so that the error names the key the user typed and not the
+    # network's argument (UNetV2's pretrained)
+    "pretrained_encoder": (
+        lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.path.isfile(v)),
+        "the path of a local PVTv2 weights file (pvt_v2_b2.pth, from https://github.com/whai362/PVT), "
+        "or None for a randomly initialised encoder",
+    ),
     "runtime": _one_of(*RUNTIMES),
     "nan_policy": _one_of("error", "replace"),
     "bad_case_policy": _one_of("error", "skip"),

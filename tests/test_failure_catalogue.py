@@ -1216,6 +1216,14 @@ CATALOGUE: list[Fault] = [
         "monai-unets: error: --output_dir needs a path.",
         "the command stops before anything is read or written; so does a plain monai.bundle run",
     ),
+    Fault(
+        "training (unetv2_polyp)",
+        "--pretrained_encoder naming no file",
+        lambda r: _setting("unetv2_polyp", "pretrained_encoder", str(r / "pvt_v2_b2.pth")),
+        "pretrained_encoder must be the path of a local PVTv2 weights file (pvt_v2_b2.pth, from "
+        "https://github.com/whai362/PVT), or None for a randomly initialised encoder",
+        _STOP_SETTING,
+    ),
     # --- weights and checkpoints
     Fault(
         "inference, evaluation",
