@@ -77,12 +77,14 @@ _RESULTS: dict[str, tuple[str, str, str]] = {
 _FILLED_IN = frozenset({"meta_file", "config_file", "logging_file", "bundle_root"})
 
 
-def resolve_bundle(bundle: str, workdir: str | None = None) -> Path:
+def resolve_bundle(bundle: str, workdir: str | None = None, copy: bool = True) -> Path:
     """The folder a bundle runs from: ``bundle`` itself if it is a bundle folder, else a copy of a shipped bundle.
 
     Args:
         bundle: a bundle folder (with ``configs/metadata.json``) or the name of a shipped bundle.
         workdir: where a shipped bundle is copied; default ``./<name>``. An existing copy is reused.
+        copy: copy a shipped bundle that has no copy yet; ``False`` (``--dry-run``) only names the folder it would
+            be copied to, and writes nothing.
 
     Raises:
         ValueError: ``bundle`` is neither, or ``workdir`` exists and is not a bundle.
@@ -110,6 +112,8 @@ def resolve_bundle(bundle: str, workdir: str | None = None) -> Path:
         return target
     if target.exists() and any(target.iterdir()):
         raise ValueError(f"{target} exists and is not a bundle; give another --workdir for {bundle}.")
+    if not copy:
+        return target
     # a copy under a temporary name first, so an interrupted copy never looks like a bundle
     partial = target.with_name(f".{target.name}.copying")
     shutil.rmtree(partial, ignore_errors=True)
@@ -179,7 +183,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "file <bundle>/mlruns.db; set --tracking_uri, --experiment_name, --run_name to change it)",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="check the overrides and print the command without running it"
+        "--dry-run",
+        action="store_true",
+        help="check the overrides and print the command without running it; writes nothing (no bundle copy)",
     )
     parser.epilog = (
         "Any other --KEY VALUE is a config override passed to `python -m monai.bundle run` "
@@ -193,7 +199,9 @@ def _run(task: str, args: argparse.Namespace) -> int:
     filled = sorted({key for key, _ in overrides} & _FILLED_IN)
     if filled:
         raise ValueError(f"{', '.join('--' + k for k in filled)}: set by `monai-unets {task}`; give a bundle folder.")
-    bundle = resolve_bundle(args.bundle, args.workdir)
+    bundle = resolve_bundle(args.bundle, args.workdir, copy=not args.dry_run)
+    # a dry run of a shipped bundle not copied yet checks the overrides against the configs the copy would have
+    source = bundle if (bundle / "configs").is_dir() else bundle_dir(args.bundle)
     configs = CONFIG_FILES[task]
     if args.quiet:
         overrides.append(("quiet", "True"))
@@ -204,7 +212,7 @@ def _run(task: str, args: argparse.Namespace) -> int:
             # a local SQLite file next to the bundle's weights: no server needed, readable by `mlflow ui`
             # made from the bundle's path, so carried as typed as the path keys are (a '#' in it became '::')
             overrides.append(("tracking_uri", literal_path(f"sqlite:///{bundle / 'mlruns.db'}")))
-    check_overrides([bundle / "configs" / name for name in configs], [k for k, _ in overrides], bool(args.tracking))
+    check_overrides([source / "configs" / name for name in configs], [k for k, _ in overrides], bool(args.tracking))
     command = bundle_command(bundle, configs, overrides)
     print(f"$ {shlex.join(command)}", flush=True)
     if args.dry_run:

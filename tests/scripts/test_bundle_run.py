@@ -83,6 +83,17 @@ def test_commands_fill_in_the_bundle_files(command, configs, tmp_path, capsys):
     assert options["--dataset_dir"] == "/data/isic" and options["--quiet"] == "True"
 
 
+def test_a_dry_run_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = _dry_run(capsys, "train", SKIN, "--workdir", "wd/bund", "--dataset_dir", "/data/isic")
+    # the command names the copy it would run from, but the shipped bundle had been copied there
+    assert argv[argv.index("--bundle_root") + 1] == str(tmp_path / "wd" / "bund")
+    assert list(tmp_path.iterdir()) == []
+    # its overrides are still checked, against the shipped bundle's configs
+    assert main(["train", SKIN, "--workdir", "wd/bund", "--max_epoch", "2", "--dry-run"]) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_paths_are_passed_as_typed_with_a_leading_tilde_expanded(tmp_path, capsys, monkeypatch):
     from monai.bundle import ConfigParser
 
