@@ -1494,7 +1494,7 @@ class MedicalImageReader(ImageReader):
         >>> load = Compose([
         ...     LoadImaged("image", reader=MedicalImageReader(), image_only=True),
         ...     EnsureChannelFirstd("image"),
-        ...     Orientationd("image", axcodes="RAS"),
+        ...     Orientationd("image", axcodes="RAS", labels=None),
         ... ])
         >>> load({"image": "/data/ct_series_folder"})["image"].shape  # doctest: +SKIP
         torch.Size([1, 512, 512, 120])

@@ -103,7 +103,10 @@ def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.
             data.update(LoadImaged(key, reader=MedicalImageReader(), image_only=True)({key: path}))
         except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
             raise ValueError(f"{path}: cannot read the {key}: {describe_error(error, path)}") from error
-    data = Compose([EnsureChannelFirstd(list(paths)), Orientationd(list(paths), axcodes="RAS")])(data)
+    # labels given, as MONAI warns on every run where its changed default is left to apply: None names the axes by
+    # the image's space (RAS, or LPS), as the bundles' ResampleSpacingd does
+    orient = Orientationd(list(paths), axcodes="RAS", labels=None)
+    data = Compose([EnsureChannelFirstd(list(paths)), orient])(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]
     label = None

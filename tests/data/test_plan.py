@@ -129,6 +129,14 @@ def test_declared_modality_that_the_intensities_contradict_is_kept_with_a_warnin
         assert plan_dataset(mr, device="cpu")["modality"] == "CT"
 
 
+def test_planning_prints_no_warning_of_monai_s_changed_orientation_default(tmp_path):
+    # `monai-unets plan` printed MONAI's "Current default value of argument `labels` ... changed" on every run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan_dataset(_small_ct(tmp_path), device="cpu")
+    assert [str(w.message) for w in caught if "labels" in str(w.message)] == []
+
+
 def test_anisotropic_data_takes_a_finer_coarse_axis_spacing():
     # median z spacing 5 mm against 0.7 mm in-plane, and few slices: nnU-Net's 10th percentile rule
     spacings = [[0.7, 0.7, 4.0], [0.7, 0.7, 5.0], [0.7, 0.7, 6.0]]
