@@ -51,8 +51,11 @@ class UsageError(ValueError):
     argparse gives for an option out of range."""
 
 
-def at_least(kind: type[int] | type[float], low: float, above: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``kind`` that is at least ``low`` (more than it, with ``above``).
+def at_least(
+    kind: type[int] | type[float], low: float, above: bool = False, below: float = math.inf
+) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` that is at least ``low`` (more than it, with ``above``) and
+    less than ``below``.
 
     A value out of range is a usage error of argparse (exit status 2), before the tool does anything.
 
@@ -62,8 +65,12 @@ def at_least(kind: type[int] | type[float], low: float, above: bool = False) -> 
         >>> _ = parser.add_argument("--epochs", type=at_least(int, 1))
         >>> parser.parse_args(["--epochs", "3"]).epochs
         3
+        >>> _ = parser.add_argument("--fraction", type=at_least(float, 0, above=True, below=1))
+        >>> parser.parse_args(["--fraction", "0.7"]).fraction
+        0.7
     """
     wanted = f"{'an integer' if kind is int else 'a number'} {'>' if above else '>='} {low}"
+    wanted += f" and < {below}" if below < math.inf else ""
 
     def parse(text: str) -> float:
         try:
@@ -71,7 +78,7 @@ def at_least(kind: type[int] | type[float], low: float, above: bool = False) -> 
         except ValueError:
             value = math.nan
         # NaN fails every comparison, so it is refused with the values out of range
-        if not (math.isfinite(value) and (value > low if above else value >= low)):
+        if not (math.isfinite(value) and (value > low if above else value >= low) and value < below):
             raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
         return value
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
+from .cli import at_least
+
 __all__ = [
     "LabelledImage",
     "add_split_arguments",
@@ -236,7 +238,7 @@ def add_split_arguments(
     if train_fraction is not None:
         parser.add_argument(
             "--train-fraction",
-            type=float,
+            type=at_least(float, 0, above=True, below=1),
             default=train_fraction,
             help=f"fraction of the {samples} for training, the rest is the test split "
             f"(default: %(default)s{train_note})",
@@ -244,7 +246,7 @@ def add_split_arguments(
     held_out_from = f"the training {samples}" if held_out_from is None else held_out_from
     parser.add_argument(
         "--val-fraction",
-        type=float,
+        type=at_least(float, 0, below=1),
         default=0.1,
         help=f"fraction of {held_out_from} held out for validation; 0 validates on the test split{val_note} "
         "(default: %(default)s)",

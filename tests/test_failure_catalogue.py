@@ -1552,6 +1552,13 @@ CATALOGUE: list[Fault] = [
         "usage error (exit status 2), nothing written",
     ),
     Fault(
+        "demo-data, prepare-isic, prepare-polyp",
+        "`--train-fraction 2` or a `--val-fraction` outside [0, 1)",
+        lambda r: _cli("demo-data", "--output-dir", str(r / "out"), "--train-fraction", "2"),
+        "error: argument --train-fraction: must be a number > 0 and < 1, got '2'",
+        "usage error (exit status 2), nothing written",
+    ),
+    Fault(
         "quickstart",
         "`--epochs 0` (or --batch-size, --val-interval 0, --num-images 2, a --device the machine does not have, an "
         "empty --output-dir)",

@@ -90,6 +90,25 @@ def test_usage_errors_exit_with_status_2() -> None:
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo-data", "--train-fraction", "2"], "--train-fraction: must be a number > 0 and < 1, got '2'"),
+        (["demo-data", "--val-fraction", "-0.1"], "--val-fraction: must be a number >= 0 and < 1, got '-0.1'"),
+        (["prepare-isic", "--images", "i", "--masks", "m", "--val-fraction", "1"], "got '1'"),
+        (["prepare-polyp", "--kvasir", "k", "--val-fraction", "1.5"], "got '1.5'"),
+    ],
+)
+def test_split_fractions_out_of_range_are_usage_errors(argv, message, tmp_path, capsys, monkeypatch):
+    # they had been refused by the split, with exit status 1, after demo-data had written its images
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--output-dir" if argv[0] == "demo-data" else "--output", "out"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_tool_module_runs_with_python_m(tmp_path: Path) -> None:
     images, masks = make_isic_folders(tmp_path, 10)
     output = tmp_path / "lists" / "isic.json"
