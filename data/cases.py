@@ -309,6 +309,7 @@ def case_output_paths(transforms: Any, name: str) -> list[Path]:
 
     Example::
 
+        >>> from monai.transforms import Activationsd, SaveImaged
         >>> save = SaveImaged("pred", output_dir="out", output_postfix="seg", separate_folder=False,
         ...                   output_name_formatter=case_output_name)
         >>> case_output_paths([Activationsd("pred", softmax=True), save], "ct_1")

@@ -288,3 +288,14 @@ def test_items_of_every_process_are_gathered_rank_by_rank(tmp_path):
     for rank in (0, 1):
         gathered = json.loads((tmp_path / f"gathered.{rank}").read_text())
         assert gathered == [["b.png", "c.png"], [{"case": 0}, {"case": 1}]]
+
+
+def test_the_examples_of_the_module_run(tmp_path, monkeypatch):
+    # `python -m pytest --doctest-modules data/cases.py` failed: case_output_paths' example used names it had not
+    # imported
+    import doctest
+
+    from monai_unets.data import cases
+
+    monkeypatch.chdir(tmp_path)
+    assert doctest.testmod(cases, verbose=False, report=False).failed == 0
