@@ -13,6 +13,7 @@ from .checkpoint import (
     hold_training,
     load_weights,
     save_atomic,
+    weights_fingerprint,
 )
 from .errors import SettingError, check_settings, explain, report_errors
 from .evaluation_report import EvaluationReport, case_file_stem, write_report
@@ -36,6 +37,7 @@ __all__ = [
     "hold_training",
     "load_weights",
     "save_atomic",
+    "weights_fingerprint",
     "CaseMetricsWriter",
     "EmptyAwareDiceMetric",
     "EmptyAwareMeanIoU",

@@ -42,6 +42,7 @@ __all__ = [
     "hold_training",
     "load_weights",
     "save_atomic",
+    "weights_fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,54 @@ def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[s
     )
 
 
+def _weights_of(path: str | os.PathLike, map_location: Any = "cpu", key: str = "") -> Mapping[str, Any]:
+    # a training checkpoint keeps the network's weights under "model"; ``key`` names another entry
+    state = _read(path, map_location)
+    if key:
+        if not isinstance(state, Mapping) or key not in state:
+            raise CheckpointError(f"{path}: has no entry {key!r} of network weights.")
+        state = state[key]
+    elif isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of network weights.")
+    return state
+
+
+def weights_fingerprint(path: str | os.PathLike, key: str = "") -> str:
+    """The SHA-256 of the network weights in a checkpoint: names, dtypes, shapes and values, in name order.
+
+    It depends on the weights only, not on how the file was written, so that an export records which weights it
+    was made from and a later run can tell whether ``model.pt`` still holds them (retrained since, or replaced).
+
+    Args:
+        path: a state dict (``model.pt``) or a training checkpoint (its ``"model"`` entry).
+        key: the checkpoint's entry holding the weights (MONAI's ``key_in_ckpt``); default: the file itself, or
+            its ``"model"`` entry.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or holds no state dict.
+
+    Example::
+
+        >>> weights_fingerprint("models/model.pt")  # doctest: +SKIP
+        '9f2c...'
+    """
+    digest = hashlib.sha256()
+    state = _weights_of(path, "cpu", key)
+    for name in sorted(state):
+        value = state[name]
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            value = value.detach().contiguous()
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            # the raw bytes, whatever the dtype (numpy has no bfloat16)
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
 def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location: Any = "cpu") -> None:
     """Loads a state dict (``model.pt``; also a ``{"model": ...}`` training checkpoint) into ``network``, strictly.
 
@@ -119,12 +168,8 @@ def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location
 
         >>> load_weights("models/model.pt", network)  # doctest: +SKIP
     """
-    state = _read(path, map_location)
-    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-        state = state["model"]
+    state = _weights_of(path, map_location)
     module = _unwrap(network)
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of network weights.")
     problem = _mismatch(path, module, state)
     if problem:
         raise CheckpointError(problem)

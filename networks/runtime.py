@@ -7,6 +7,7 @@ import ctypes
 import gc
 import os
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,12 +16,28 @@ import torch
 from torch import nn
 
 from ..data.dataset import one_line
+from ..handlers.checkpoint import weights_fingerprint
 from .utils import check_input_size
 
-__all__ = ["RUNTIMES", "OnnxRuntimeNetwork", "freeze_startup_objects", "reuse_freed_memory", "select_runtime"]
+__all__ = [
+    "EXPORT_COMMAND",
+    "RUNTIMES",
+    "WEIGHTS_FINGERPRINT_KEY",
+    "OnnxRuntimeNetwork",
+    "freeze_startup_objects",
+    "reuse_freed_memory",
+    "select_runtime",
+]
 
 #: The values of a bundle's ``runtime`` key.
 RUNTIMES = ("torch", "onnx", "compile")
+
+#: The ONNX metadata entry holding the fingerprint of the weights an export was made from
+#: (:func:`~monai_unets.handlers.weights_fingerprint`), written by :func:`monai_unets.bundles.export.onnx_export`.
+WEIGHTS_FINGERPRINT_KEY = "monai_unets.weights_sha256"
+
+#: The export that records that fingerprint, as the bundles' docs/README.md give it.
+EXPORT_COMMAND = "python -m monai_unets.bundles.export onnx_export (docs/README.md)"
 
 # torch.compile's mode for ``runtime: compile`` per device type; torch's default elsewhere
 _COMPILE_MODE = {"cuda": "reduce-overhead"}
@@ -53,6 +70,10 @@ class OnnxRuntimeNetwork(nn.Module):
         device: ``cuda`` devices use ONNX Runtime's CUDA provider when installed (``onnxruntime-gpu``); anything
             else runs on CPU. Outputs come back on the input's device.
         num_threads: intra-op threads; default: ``torch.get_num_threads()``, so one setting governs both runtimes.
+        weights: the weights file the model should have been exported from (the bundle's ``models/model.pt``).
+            An export from other weights (``model.pt`` trained again since) is refused, one that records no weights
+            (an older export, or MONAI's own ``onnx_export``) is run with a warning; nothing is compared when the
+            file does not exist.
 
     Example::
 
@@ -61,7 +82,13 @@ class OnnxRuntimeNetwork(nn.Module):
         torch.Size([1, 1, 256, 256])
     """
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu", num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        num_threads: int | None = None,
+        weights: str | Path | None = None,
+    ) -> None:
         super().__init__()
         ort = _import_onnxruntime()
         path = Path(path)
@@ -86,6 +113,22 @@ class OnnxRuntimeNetwork(nn.Module):
         # fixed sizes of the export (an int per axis; a name where the export left the axis free)
         self.input_shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self.path = path
+        if weights is not None and Path(weights).is_file():
+            self._check_weights(Path(weights))
+
+    def _check_weights(self, weights: Path) -> None:
+        recorded = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_FINGERPRINT_KEY)
+        if recorded is None:
+            warnings.warn(
+                f"{self.path}: records no weights it was exported from, so it may be older than {weights}; "
+                f"export it again with {EXPORT_COMMAND} after each training.",
+                stacklevel=3,
+            )
+        elif recorded != weights_fingerprint(weights):
+            raise ValueError(
+                f"{self.path}: exported from other weights than {weights} (trained after the export?); export it "
+                f"again with {EXPORT_COMMAND} or run with --runtime torch."
+            )
 
     def _per_image(self, shape: list[int]) -> bool:
         # an export for batch 1 runs a larger batch image by image: on CPU that is also the faster way (EGE-UNet
@@ -144,6 +187,7 @@ def select_runtime(
     onnx_path: str | Path,
     device: str | torch.device = "cpu",
     image_size: Sequence[int] | None = None,
+    weights: str | Path | None = None,
 ) -> nn.Module:
     """The network a bundle runs: ``network`` on ``device``, as it is or compiled, or the ONNX model.
 
@@ -161,6 +205,8 @@ def select_runtime(
         device: where the network runs.
         image_size: the spatial size every image is resized to (the bundle's ``image_size``), checked against
             the ONNX model's input.
+        weights: the weights file of ``network`` (``models/model.pt``): an ONNX model exported from other weights
+            stops here too (see :class:`OnnxRuntimeNetwork`).
 
     Example::
 
@@ -175,7 +221,7 @@ def select_runtime(
         network.compile(mode=_COMPILE_MODE.get(torch.device(device).type))
         return network
     if runtime == "onnx":
-        model = OnnxRuntimeNetwork(onnx_path, device)
+        model = OnnxRuntimeNetwork(onnx_path, device, weights=weights)
         if image_size is not None:
             check_input_size(model, model.input_shape[1] or 1, image_size, "image_size")
         return model

@@ -39,8 +39,10 @@ from monai_unets.data import (
     scan_cases,
 )
 from monai_unets.data.medical_io import list_medical_cases
-from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights
+from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights, weights_fingerprint
 from monai_unets.handlers.errors import check_settings, explain
+from monai_unets.networks import OnnxRuntimeNetwork
+from monai_unets.networks.runtime import WEIGHTS_FINGERPRINT_KEY
 from monai_unets.scripts import cli
 from PIL import Image
 
@@ -274,6 +276,21 @@ def _weights(root: Path, state: object) -> Path:
     path = root / "model.pt"
     torch.save(state, path)
     return path
+
+
+def _onnx_of_earlier_weights(root: Path) -> str:
+    # exported as the bundles' export command does (fingerprint in the metadata), then model.pt trained again
+    import onnx  # the ONNX extra
+
+    network = _tiny_network()
+    weights = _weights(root, network.state_dict())
+    with torch.no_grad():
+        torch.onnx.export(network, (torch.rand(1, 3, 8, 8),), str(root / "model.onnx"), dynamo=False)
+    model = onnx.load(str(root / "model.onnx"))
+    model.metadata_props.add(key=WEIGHTS_FINGERPRINT_KEY, value=weights_fingerprint(weights))
+    onnx.save(model, str(root / "model.onnx"))
+    _weights(root, _tiny_network().state_dict())
+    return _raised(lambda: OnnxRuntimeNetwork(root / "model.onnx", weights=weights))
 
 
 def _inference_failure(root: Path, bundle: str, name: str, content: bytes | None) -> str:
@@ -1271,6 +1288,13 @@ CATALOGUE: list[Fault] = [
         lambda r: _raised(lambda: load_weights(_weights(r, torch.ones(3)), _tiny_network())),
         "holds a Tensor, not a state dict",
         "the run stops before the first case",
+    ),
+    Fault(
+        "inference (runtime onnx)",
+        "model.onnx exported from earlier weights (model.pt trained again since the export)",
+        _onnx_of_earlier_weights,
+        "model.onnx: exported from other weights than ",
+        "the run stops at start, before any case is read; the message names the export command and --runtime torch",
     ),
     Fault(
         "inference",

@@ -6,6 +6,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, onnx_export
 from monai_unets.bundles import bundle_dir
+from monai_unets.bundles.export import onnx_export as documented_export
 from monai_unets.handlers import WeightsLoader
 from monai_unets.networks import OnnxRuntimeNetwork
 
@@ -30,24 +31,30 @@ def test_torch_runtime_is_the_default_and_loads_the_checkpoint(name, tmp_path):
     assert any(isinstance(h, WeightsLoader) for h in parser.get_parsed_content("handlers"))
 
 
-def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path):
-    pytest.importorskip("onnxruntime")
+def _exported(bundle_root, export=None, size: int = 64, **converter) -> tuple[torch.nn.Module, ConfigParser]:
+    # weights, exported by the command of the bundle's docs/README.md (default) for one image size; then the
+    # bundle's config for runtime onnx at that size
     name = "egeunet_skin_lesion"
     configs = bundle_dir(name) / "configs"
-    net = _parser(name, tmp_path).get_parsed_content("network_def").eval()
-    (tmp_path / "models").mkdir()
-    torch.save(net.state_dict(), tmp_path / "models" / "model.pt")
-    # the bundle docs' export command: verified against eager in ONNX Runtime before it returns
-    onnx_export(
+    net = _parser(name, bundle_root).get_parsed_content("network_def").eval()
+    (bundle_root / "models").mkdir()
+    torch.save(net.state_dict(), bundle_root / "models" / "model.pt")
+    (export or documented_export)(
         net_id="network_def",
-        filepath=str(tmp_path / "models" / "model.onnx"),
-        ckpt_file=str(tmp_path / "models" / "model.pt"),
+        filepath=str(bundle_root / "models" / "model.onnx"),
+        ckpt_file=str(bundle_root / "models" / "model.pt"),
         meta_file=str(configs / "metadata.json"),
         config_file=str(configs / "inference.yaml"),
-        input_shape=[1, 3, 256, 256],
-        converter_kwargs={"verify": True, "use_ort": True, "rtol": 1e-3, "atol": 1e-2},
+        input_shape=[1, 3, size, size],
+        converter_kwargs=converter,
     )
-    parser = _parser(name, tmp_path, runtime="onnx")
+    return net, _parser(name, bundle_root, runtime="onnx", image_size=[size, size])
+
+
+def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path):
+    pytest.importorskip("onnxruntime")
+    # the bundle docs' export command: verified against eager in ONNX Runtime before it returns
+    net, parser = _exported(tmp_path, size=256, verify=True, use_ort=True, rtol=1e-3, atol=1e-2)
     network = parser.get_parsed_content("network")
     assert isinstance(network, OnnxRuntimeNetwork)
     # the ONNX model carries its weights: no checkpoint loader that would fail on a network without parameters
@@ -101,3 +108,33 @@ def test_compile_runtime_loads_the_checkpoint_into_the_compiled_network(name, tm
     loader(None)  # what the evaluator does when it starts
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(network.state_dict()[key], value)
+
+
+def test_onnx_runtime_refuses_an_export_of_earlier_weights(tmp_path):
+    # trained, exported, trained again: the ONNX model holds the first weights, model.pt the second
+    pytest.importorskip("onnxruntime")
+    net, parser = _exported(tmp_path)
+    assert isinstance(parser.get_parsed_content("network", lazy=False), OnnxRuntimeNetwork)
+    # the same weights saved again (another file, a training checkpoint's "model" entry) are still the export's
+    torch.save({"model": net.state_dict(), "epoch": 3}, tmp_path / "models" / "model.pt")
+    assert isinstance(parser.get_parsed_content("network", lazy=False), OnnxRuntimeNetwork)
+    with torch.no_grad():
+        next(net.parameters()).add_(0.01)
+    torch.save(net.state_dict(), tmp_path / "models" / "model.pt")
+    with pytest.raises(RuntimeError) as raised:
+        parser.get_parsed_content("network", lazy=False)
+    message = str(raised.value.__cause__)
+    assert message.startswith(f"{tmp_path / 'models' / 'model.onnx'}: exported from other weights than ")
+    assert "export it again with python -m monai_unets.bundles.export onnx_export" in message
+    assert "or run with --runtime torch" in message
+    # an ONNX model deployed without its weights file runs as it is: nothing to compare it with
+    (tmp_path / "models" / "model.pt").unlink()
+    assert isinstance(parser.get_parsed_content("network", lazy=False), OnnxRuntimeNetwork)
+
+
+def test_onnx_runtime_warns_about_an_export_that_records_no_weights(tmp_path):
+    # MONAI's own onnx_export (the command of earlier docs) writes no fingerprint: run, with one warning
+    pytest.importorskip("onnxruntime")
+    _, parser = _exported(tmp_path, onnx_export)
+    with pytest.warns(UserWarning, match="records no weights it was exported from, so it may be older than"):
+        assert isinstance(parser.get_parsed_content("network", lazy=False), OnnxRuntimeNetwork)

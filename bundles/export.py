@@ -1,0 +1,63 @@
+"""ONNX export of a bundle's network that records the weights it was made from.
+
+MONAI's ``python -m monai.bundle onnx_export`` writes the model only, so a later run of ``runtime: onnx`` cannot
+tell an export of the current ``models/model.pt`` from one made before the network was trained again. This command
+takes the same arguments, runs MONAI's export, and records the fingerprint of the checkpoint's weights
+(:func:`~monai_unets.handlers.weights_fingerprint`) in the ONNX file's metadata, which
+:class:`~monai_unets.networks.OnnxRuntimeNetwork` compares with ``models/model.pt`` at start.
+
+Example::
+
+    python -m monai_unets.bundles.export onnx_export network_def --filepath models/model.onnx \\
+        --ckpt_file models/model.pt --meta_file configs/metadata.json --config_file configs/inference.yaml \\
+        --input_shape "[1, 3, 256, 256]"
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monai.bundle import onnx_export as monai_onnx_export
+from monai.bundle.scripts import update_kwargs
+from monai.utils import optional_import
+
+from ..data.atomic import atomic_path
+from ..handlers.checkpoint import weights_fingerprint
+from ..networks.runtime import WEIGHTS_FINGERPRINT_KEY
+
+__all__ = ["onnx_export"]
+
+
+def onnx_export(net_id: str | None = None, args_file: str | None = None, **kwargs: Any) -> None:
+    """MONAI's ``onnx_export`` (same arguments), with the fingerprint of ``ckpt_file``'s weights in the ONNX metadata.
+
+    The file appears at ``filepath`` only once complete; a failed export or check leaves an earlier one as it was.
+
+    Args:
+        net_id: the network's config key (``network_def``).
+        args_file: a JSON or YAML file of default arguments, as for MONAI's command.
+        kwargs: MONAI's ``onnx_export`` arguments (``filepath``, ``ckpt_file``, ``config_file``, ``meta_file``,
+            ``key_in_ckpt``, ``input_shape``, ``converter_kwargs``, ...) and config overrides.
+
+    Example::
+
+        >>> onnx_export("network_def", filepath="models/model.onnx", ckpt_file="models/model.pt",
+        ...             config_file="configs/inference.yaml", input_shape=[1, 3, 256, 256])  # doctest: +SKIP
+    """
+    onnx, _ = optional_import("onnx")
+    args = update_kwargs(args=args_file, net_id=net_id, **kwargs)
+    for required in ("filepath", "ckpt_file", "config_file"):
+        if not args.get(required):
+            raise ValueError(f"onnx_export needs --{required}.")
+    # before the export's minutes: an unreadable weights file is named at once
+    fingerprint = weights_fingerprint(args["ckpt_file"], args.get("key_in_ckpt") or "")
+    with atomic_path(args["filepath"]) as temporary:
+        monai_onnx_export(**{**args, "filepath": str(temporary)})
+        model = onnx.load(str(temporary))
+        model.metadata_props.add(key=WEIGHTS_FINGERPRINT_KEY, value=fingerprint)
+        onnx.save(model, str(temporary))
+
+
+if __name__ == "__main__":
+    fire, _ = optional_import("fire")
+    fire.Fire({"onnx_export": onnx_export})
