@@ -157,6 +157,33 @@ def weights_fingerprint(path: str | os.PathLike, key: str = "") -> str:
     return digest.hexdigest()
 
 
+def _optimizer_change(
+    path: str | os.PathLike, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]
+) -> str | None:
+    # loading the optimizer's state brings back its hyperparameters: a learning rate or weight decay given for the
+    # resumed run would otherwise be dropped without a word. The learning rate as configured is a scheduler's
+    # initial_lr where one runs (its lr has moved on since), else lr.
+    settings = {
+        "learning rate": lambda g: g.get("initial_lr", g.get("lr")),
+        "weight decay": lambda g: g.get("weight_decay"),
+    }
+    saved_groups = state.get("param_groups", [])
+    for label, setting in settings.items():
+        for group, saved_group in zip(optimizer.param_groups, saved_groups):
+            now, saved = setting(group), setting(saved_group)
+            if (
+                isinstance(now, (int, float))
+                and isinstance(saved, (int, float))
+                and not math.isclose(now, saved, rel_tol=1e-6)
+            ):
+                return (
+                    f"{path}: was trained with {label} {saved:g}, this run sets {now:g}; a resumed training goes on "
+                    f"with the checkpoint's optimizer: resume with {label} {saved:g}, or start fresh with --resume "
+                    "False."
+                )
+    return None
+
+
 def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location: Any = "cpu") -> None:
     """Loads a state dict (``model.pt``; also a ``{"model": ...}`` training checkpoint) into ``network``, strictly.
 
@@ -523,6 +550,10 @@ class TrainingCheckpoint:
                 problem = _mismatch(path, target, state[name])
                 if problem:
                     raise CheckpointError(f"{problem} Or start fresh with --resume False.")
+            if isinstance(target, torch.optim.Optimizer) and isinstance(state[name], Mapping):
+                problem = _optimizer_change(path, target, state[name])
+                if problem:
+                    raise CheckpointError(problem)
             try:
                 target.load_state_dict(state[name])
             except (KeyError, ValueError, RuntimeError) as error:

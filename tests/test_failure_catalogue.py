@@ -340,6 +340,17 @@ def _resume(root: Path, state: object, epochs: int = 3) -> str:
     return _raised(lambda: engine.run([0], max_epochs=epochs)) + f"; epochs run: {epochs_run}"
 
 
+def _resume_with_another_learning_rate(root: Path) -> str:
+    # a checkpoint of a training at learning rate 0.001 (model and optimizer), resumed with --learning_rate 0.1
+    net = _tiny_network()
+    path = root / "checkpoint.pt"
+    saved = torch.optim.AdamW(net.parameters(), lr=0.001).state_dict()
+    torch.save({"model": net.state_dict(), "optimizer": saved, "trainer": {"epoch": 1, "iteration": 1}}, path)
+    engine = Engine(lambda e, b: None)
+    TrainingCheckpoint(path, {"model": net, "optimizer": torch.optim.AdamW(net.parameters(), lr=0.1)}).attach(engine)
+    return _raised(lambda: engine.run([0], max_epochs=3))
+
+
 def _ct_volume_dicom_two_series(root: Path) -> str:
     from monai_unets.scripts.demo_ct import generate_demo_ct
 
@@ -1310,6 +1321,13 @@ CATALOGUE: list[Fault] = [
         lambda r: _resume(r, {"trainer": {"epoch": 1, "iteration": 1}}),
         "has no model",
         "training stops at start",
+    ),
+    Fault(
+        "training",
+        "resumed with another --learning_rate or --weight_decay than checkpoint.pt was trained with",
+        _resume_with_another_learning_rate,
+        "checkpoint.pt: was trained with learning rate 0.001, this run sets 0.1",
+        "training stops at start; the message names both values and --resume False",
     ),
     Fault(
         "training",

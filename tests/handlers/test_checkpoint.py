@@ -12,10 +12,12 @@ from monai.engines import SupervisedTrainer
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader
 
 
-def _trainer(tmp_path, max_epochs: int, resume: bool = True, seed: int = 0, batches: int = 2):
+def _trainer(
+    tmp_path, max_epochs: int, resume: bool = True, seed: int = 0, batches: int = 2, lr: float = 0.1, decay: float = 0
+):
     torch.manual_seed(seed)
     net = torch.nn.Linear(3, 1)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     data = [{"image": torch.rand(2, 3), "label": torch.rand(2, 1)} for _ in range(batches)]
     trainer = SupervisedTrainer(
@@ -89,6 +91,25 @@ def test_the_checkpoint_follows_the_validation_when_training_ends(tmp_path):
     trainer.run()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["best_model"] == {"best_metric": 0.9, "best_metric_epoch": 2}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [({"lr": 0.5}, "was trained with learning rate 0.1, this run sets 0.5"), ({"decay": 0.01}, "weight decay 0")],
+)
+def test_a_resume_with_another_learning_rate_or_weight_decay_stops_naming_both(tmp_path, change, expected):
+    # the optimizer's saved state would bring back the checkpoint's values: the new one was dropped without a word
+    trainer, *_ = _trainer(tmp_path, max_epochs=2)
+    trainer.run()
+    trainer, *_ = _trainer(tmp_path, max_epochs=4, **change)
+    with pytest.raises(CheckpointError, match=expected) as raised:
+        trainer.run()
+    assert str(raised.value).startswith(f"{tmp_path / 'checkpoint.pt'}: ")
+    assert str(raised.value).endswith("or start fresh with --resume False.")
+    # the same values go on (the scheduler's learning rate has moved on since: its initial one is compared)
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=4)
+    trainer.run()
+    assert epochs == [3, 4]
 
 
 def test_resume_false_starts_at_epoch_zero(tmp_path):
