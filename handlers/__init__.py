@@ -12,6 +12,7 @@ from .checkpoint import (
     WeightsLoader,
     hold_training,
     load_weights,
+    read_checkpoint,
     save_atomic,
     weights_fingerprint,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "WeightsLoader",
     "hold_training",
     "load_weights",
+    "read_checkpoint",
     "save_atomic",
     "weights_fingerprint",
     "CaseMetricsWriter",

@@ -41,6 +41,7 @@ __all__ = [
     "WeightsLoader",
     "hold_training",
     "load_weights",
+    "read_checkpoint",
     "save_atomic",
     "weights_fingerprint",
 ]
@@ -72,7 +73,23 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
-def _read(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+def read_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", remedy: str = "train again, or copy the file again"
+) -> Any:
+    """``torch.load(path, weights_only=True)``, with one line naming the file when it is missing or unreadable.
+
+    Args:
+        path: the checkpoint file.
+        map_location: ``torch.load``'s ``map_location``.
+        remedy: what the user can do about an unreadable file, ending its message.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or not a file of tensors and numbers.
+
+    Example::
+
+        >>> state = read_checkpoint("pvt_v2_b2.pth", remedy="download it again")  # doctest: +SKIP
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint does not exist; train the bundle first or set the path to it.")
@@ -82,7 +99,7 @@ def _read(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         # torch's own text may advise weights_only=False, which would run code from the file: not repeated here
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}); it is truncated, or not a file of "
-            "tensors and numbers: train again, or copy the file again."
+            f"tensors and numbers: {remedy}."
         ) from error
 
 
@@ -111,7 +128,7 @@ def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[s
 
 def _weights_of(path: str | os.PathLike, map_location: Any = "cpu", key: str = "") -> Mapping[str, Any]:
     # a training checkpoint keeps the network's weights under "model"; ``key`` names another entry
-    state = _read(path, map_location)
+    state = read_checkpoint(path, map_location)
     if key:
         if not isinstance(state, Mapping) or key not in state:
             raise CheckpointError(f"{path}: has no entry {key!r} of network weights.")
@@ -507,7 +524,7 @@ class TrainingCheckpoint:
         if not self.checkpoint_path.is_file():
             self._resume_earlier(engine)
             return
-        state = _read(self.checkpoint_path)
+        state = read_checkpoint(self.checkpoint_path)
         cases = _recorded_cases(state)
         if cases is not None and cases != _cases_fingerprint(engine):
             # another training, not the interrupted one: MONAI Label trains again once more images are labelled,
@@ -525,7 +542,7 @@ class TrainingCheckpoint:
         for path in self.earlier:
             if not path.is_file():
                 continue
-            state = _read(path)
+            state = read_checkpoint(path)
             if fingerprint is not None and _recorded_cases(state) == fingerprint:
                 logger.warning(
                     "%s does not exist yet: resuming from %s, which this training (the same cases) wrote before; "

@@ -41,7 +41,7 @@ from monai_unets.data import (
 from monai_unets.data.medical_io import list_medical_cases
 from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights, weights_fingerprint
 from monai_unets.handlers.errors import check_settings, explain
-from monai_unets.networks import OnnxRuntimeNetwork
+from monai_unets.networks import OnnxRuntimeNetwork, PVTv2Encoder
 from monai_unets.networks.runtime import WEIGHTS_FINGERPRINT_KEY
 from monai_unets.scripts import cli
 from PIL import Image
@@ -1320,6 +1320,16 @@ CATALOGUE: list[Fault] = [
         "checkpoint.pt of another configuration on resume",
         lambda r: _resume(r, {"trainer": {"epoch": 1, "iteration": 1}}),
         "has no model",
+        "training stops at start",
+    ),
+    Fault(
+        "training (unetv2_polyp)",
+        "--pretrained_encoder file truncated or not a PyTorch file (a broken download)",
+        lambda r: _raised(
+            lambda: PVTv2Encoder.from_variant("pvt_v2_b0", pretrained=_garbage(r, "pvt_v2_b2.pth", b"PK\x03\x04trunc"))
+        ),
+        "pvt_v2_b2.pth: not a readable PyTorch checkpoint (RuntimeError); it is truncated, or not a file of tensors "
+        "and numbers: download it again",
         "training stops at start",
     ),
     Fault(

@@ -10,6 +10,8 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
+from ...handlers.checkpoint import read_checkpoint
+
 __all__ = ["PVT_V2_VARIANTS", "PVTv2Encoder"]
 
 # Hyper-parameters of the published PVTv2 variants (Wang et al., Table 1 of the PVTv2 paper). Only the depths,
@@ -151,7 +153,8 @@ class PVTv2Encoder(nn.Module):
 
         Raises:
             FileNotFoundError: ``path`` is not an existing file.
-            ValueError: the file is not a state dict of this encoder (missing, unexpected or mis-shaped keys).
+            ValueError: the file is not a state dict of this encoder (missing, unexpected or mis-shaped keys), or
+                (:class:`~monai_unets.handlers.CheckpointError`) not a readable PyTorch file at all (truncated).
         """
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -160,7 +163,7 @@ class PVTv2Encoder(nn.Module):
                 "https://github.com/whai362/PVT) and pass the local path, or pass pretrained=None for random "
                 "initialisation."
             )
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(path, remedy="download it again")
         state = _unwrap_state_dict(checkpoint, path)
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
 

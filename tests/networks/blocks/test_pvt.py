@@ -161,6 +161,16 @@ def test_missing_file_raises(encoder, tmp_path):
         PVTv2Encoder.from_variant("pvt_v2_b0", pretrained=str(path))
 
 
+def test_an_unreadable_file_is_named_in_one_line(encoder, tmp_path):
+    # a truncated download: torch's own error named neither the file nor what to do
+    path = tmp_path / "pvt_v2_b2.pth"
+    path.write_bytes(b"PK\x03\x04truncated")
+    with pytest.raises(ValueError) as raised:
+        copy.deepcopy(encoder).load_pretrained(path)
+    assert str(raised.value).startswith(f"{path}: not a readable PyTorch checkpoint (RuntimeError)")
+    assert str(raised.value).endswith("download it again.")
+
+
 def test_mismatched_file_raises_and_keeps_weights(encoder, tmp_path):
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     other = copy.deepcopy(encoder)
