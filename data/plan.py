@@ -412,11 +412,13 @@ _REQUIRED = ("spacing", "normalization", "foreground_threshold", "patch_size", "
 def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read a plan; when the file does not exist, return ``default`` (the bundles' original CT recipe).
 
-    Keys missing from the file are taken from the default, so a plan written by an older version still loads; a
-    version 1 plan's non-CT crop (threshold 0) becomes the non-zero region that version 2 writes.
+    Keys that later versions added are taken from the default where the file lacks them, so a plan written by an
+    older version still loads; a version 1 plan's non-CT crop (threshold 0) becomes the non-zero region that
+    version 2 writes.
 
     Raises:
-        ValueError: the file is not a JSON object, or a value has the wrong form (the file is named).
+        ValueError: the file is not a JSON object, lacks a key that every version writes, or a value has the wrong
+            form (the file is named).
 
     Example::
 
@@ -440,9 +442,11 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
     ):
         # version 1 wrote the non-zero region as threshold 0, whose "> 0" cut negative tissue away
         base.update(version=PLAN_VERSION, foreground_threshold=None)
+    # every plan version wrote these: one without them was cut or edited, and the default CT recipe's value in
+    # its place (1.5 x 1.5 x 2 mm) would resample studies as the weights were never trained
     for key in _REQUIRED:
-        if key not in base:
-            raise ValueError(f"plan {path} has no {key!r}")
+        if key not in plan:
+            raise ValueError(f"plan {path} has no {key!r}; plan the dataset again with monai-unets plan")
     if len(base["spacing"]) != 3 or any(float(s) <= 0 for s in base["spacing"]):
         raise ValueError(f"plan {path}: 'spacing' must be 3 positive numbers, got {base['spacing']}")
     if base["normalization"].get("scheme") not in ("ct", "zscore_nonzero"):

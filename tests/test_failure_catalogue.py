@@ -533,6 +533,12 @@ def _ensemble_of_other_plans(root: Path) -> str:
     return _raised(lambda: _component(CT, "settings", ("inference.yaml",), bundle_root=str(root), ensemble=ensemble))
 
 
+def _plan_without_spacing(root: Path) -> str:
+    """Inference whose models/plan.json was cut or edited and lost its spacing."""
+    save_plan({k: v for k, v in DEFAULT_PLAN.items() if k != "spacing"}, root / "models" / "plan.json")
+    return _raised(lambda: _component(CT, "plan", ("inference.yaml",), bundle_root=str(root)))
+
+
 def _bundle_run(root: Path, bundle: str, config: str, *args: str) -> str:
     folder = bundle_dir(bundle)
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(folder / "configs" / config)]
@@ -1314,6 +1320,14 @@ CATALOGUE: list[Fault] = [
         "differ in spacing ([1.5, 1.5, 2.0] against [2.0, 2.0, 2.5]): the models of an ensemble must be trained with "
         "one plan",
         "the run stops at start, before any study is read; the message names both plan files",
+    ),
+    Fault(
+        "inference",
+        "models/plan.json without its spacing (cut or edited by hand)",
+        _plan_without_spacing,
+        "has no 'spacing'; plan the dataset again with monai-unets plan",
+        "the run stops at start, naming the plan file; the default recipe's spacing no longer stands in for the one "
+        "the weights were trained at",
     ),
     Fault(
         "training",

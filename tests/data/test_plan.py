@@ -207,7 +207,13 @@ def test_a_version_1_plan_crops_mr_to_its_non_zero_region(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"spacing": [1, 0, 1]}', "spacing")],
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (json.dumps({**DEFAULT_PLAN, "spacing": [1, 0, 1]}), "'spacing' must be 3 positive numbers"),
+        # cut or edited: the default recipe's spacing must not stand in for the one the weights were trained at
+        (json.dumps({k: v for k, v in DEFAULT_PLAN.items() if k != "spacing"}), "has no 'spacing'; plan the"),
+    ],
 )
 def test_bad_plan_file_is_named(tmp_path, content, message):
     path = tmp_path / "plan.json"
