@@ -103,6 +103,23 @@ def read_checkpoint(
         ) from error
 
 
+def _class_counts(module: torch.nn.Module, state: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(trained, configured) number of classes when the file's output layer differs only in its output channels.
+
+    The output layer is the network's last weight of two or more dimensions (the 1x1 convolution head of every
+    network here), whose first dimension is ``out_channels``: the bundles' ``num_classes``. Layers that take the
+    class maps as input (EGE-UNet's gated bridges) then differ too, so only the output layer's shape decides.
+    """
+    expected = module.state_dict()
+    weights = [k for k, v in expected.items() if v.ndim >= 2]
+    if set(expected) != set(state) or not weights:
+        return None
+    saved, wanted = state[weights[-1]], expected[weights[-1]]
+    if not isinstance(saved, torch.Tensor) or saved.shape[1:] != wanted.shape[1:] or saved.shape == wanted.shape:
+        return None
+    return saved.shape[0], wanted.shape[0]
+
+
 def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[str, Any]) -> str | None:
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
@@ -206,7 +223,8 @@ def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location
 
     Raises:
         CheckpointError: the file is missing or unreadable, or its keys or shapes do not fit the network; the
-            message names the file and the keys.
+            message names the file and the keys, or, when the output layer differs only in its output channels, the
+            number of classes the weights were trained for and the ``num_classes`` of this run.
 
     Example::
 
@@ -216,6 +234,14 @@ def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location
     module = _unwrap(network)
     problem = _mismatch(path, module, state)
     if problem:
+        counts = _class_counts(module, state)
+        if counts:
+            trained, configured = counts
+            # the setting the user changed, not the shapes of every layer that follows from it
+            raise CheckpointError(
+                f"{path}: the weights were trained with num_classes {trained}, this run sets num_classes {configured}; "
+                f"run with --num_classes {trained}, or train weights with num_classes {configured} first."
+            )
         raise CheckpointError(problem)
     module.load_state_dict(state)
 

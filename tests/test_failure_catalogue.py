@@ -1290,13 +1290,24 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "inference, evaluation",
-        "model.pt with other shapes (another out_channels)",
+        "model.pt trained for another number of classes than --num_classes",
         lambda r: _raised(
             lambda: load_weights(
                 _weights(r, {**_tiny_network().state_dict(), "2.weight": torch.ones(2, 4, 1, 1)}), _tiny_network()
             )
         ),
-        "other shapes (2.weight (2, 4, 1, 1) instead of (1, 4, 1, 1))",
+        "the weights were trained with num_classes 2, this run sets num_classes 1; run with --num_classes 2",
+        "the run stops before the first case",
+    ),
+    Fault(
+        "inference, evaluation",
+        "model.pt with other shapes (other features)",
+        lambda r: _raised(
+            lambda: load_weights(
+                _weights(r, {**_tiny_network().state_dict(), "0.weight": torch.ones(4, 3, 5, 5)}), _tiny_network()
+            )
+        ),
+        "other shapes (0.weight (4, 3, 5, 5) instead of (4, 3, 3, 3))",
         "the run stops before the first case",
     ),
     Fault(

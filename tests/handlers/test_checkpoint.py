@@ -10,6 +10,7 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader
+from monai_unets.networks import EGEUNet
 
 
 def _trainer(
@@ -129,6 +130,17 @@ def test_a_checkpoint_of_another_network_names_the_file_and_keys(tmp_path):
         CheckpointError, match=r"c\.pt: does not fit the network Linear: 2 missing keys \(weight, bias\)"
     ):
         checkpoint.load(trainer)
+
+
+def test_weights_of_another_number_of_classes_name_the_classes_not_the_shapes(tmp_path):
+    # in EGE-UNet the class maps gate the bridges, so 107 shapes differ, not only the output layer's
+    torch.save(EGEUNet(2, 3, 1).state_dict(), tmp_path / "model.pt")
+    with pytest.raises(CheckpointError) as raised:
+        WeightsLoader(tmp_path / "model.pt", EGEUNet(2, 3, 2))(None)
+    assert str(raised.value) == (
+        f"{tmp_path / 'model.pt'}: the weights were trained with num_classes 1, this run sets num_classes 2; run with "
+        "--num_classes 1, or train weights with num_classes 2 first."
+    )
 
 
 class _Validator:
