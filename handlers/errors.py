@@ -113,6 +113,12 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
         "the path of a local PVTv2 weights file (pvt_v2_b2.pth, from https://github.com/whai362/PVT), "
         "or None for a randomly initialised encoder",
     ),
+    # None: no time limit (only max_epochs)
+    "max_minutes": (
+        lambda v: v is None or _number(0, low_open=True)(v),
+        "a number of minutes > 0, or None for no limit",
+    ),
+    "max_minutes_clock": _one_of("wall", "cpu"),
     "runtime": _one_of(*RUNTIMES),
     "nan_policy": _one_of("error", "replace"),
     "bad_case_policy": _one_of("error", "skip"),

@@ -1198,6 +1198,13 @@ CATALOGUE: list[Fault] = [
         _STOP_SETTING,
     ),
     Fault(
+        "training (CT bundles)",
+        "--max_minutes null (a string, not None)",
+        lambda r: _bundle_run(r, CT, "train.yaml", "--max_minutes", "null"),
+        "exit 1; last line: ERROR: max_minutes must be a number of minutes > 0, or None for no limit, got 'null'.",
+        _STOP_SETTING,
+    ),
+    Fault(
         "all bundles",
         "--resume false (a string, not False)",
         lambda r: _setting(SKIN, "resume", "false"),

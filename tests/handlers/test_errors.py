@@ -174,6 +174,32 @@ def test_inference_settings_of_the_2d_bundles_are_checked_at_start():
     check_settings({"cpu_threads": None, "runtime": "onnx"})
 
 
+@pytest.mark.parametrize("bundle", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_a_ct_training_checks_max_minutes_with_its_settings(bundle):
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.handlers.errors import SettingError, check_settings
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir(bundle) / "configs" / "train.yaml"))
+    for value, augment in ((None, True), (30, False), (60.5, True)):
+        parser["max_minutes"] = value
+        settings = parser.get_parsed_content("settings", instantiate=True, lazy=False)
+        check_settings(settings)
+        assert settings["augment"] is augment
+    # augment is computed from max_minutes: a wrong value is named, not the comparison that it breaks
+    for value, shown in (("null", "'null'"), (0, "0"), (True, "True")):
+        parser["max_minutes"] = value
+        with pytest.raises(
+            SettingError, match=f"^max_minutes must be a number of minutes > 0, or None for no limit, got {shown}"
+        ):
+            check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+    parser["max_minutes"] = None
+    parser["max_minutes_clock"] = "cpu time"
+    with pytest.raises(SettingError, match="max_minutes_clock must be one of 'wall', 'cpu', got 'cpu time'"):
+        check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+
+
 def test_explain_says_what_to_do_when_an_output_folder_is_a_file(tmp_path):
     (tmp_path / "out").write_text("x")
     try:
