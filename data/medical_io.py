@@ -801,8 +801,17 @@ def _without_image_data(path: Path, header: Any) -> str:
 def _check_photometric(path: str | os.PathLike, header: Any) -> None:
     """The image's PhotometricInterpretation is one ITK reads and agrees with its SamplesPerPixel: ITK read an RGB
     header over one sample per pixel as colours made of the following pixels, padded with zeros, and failed on the
-    retired colour models with a template error naming no file."""
+    retired colour models with a template error naming no file, as it does on colours of more than 8 bits, which
+    ITK's Python images do not hold (every colour image is refused by the CT bundles' channel check anyway)."""
     photometric = _photometric(header)
+    stored = int(header.get("SamplesPerPixel") or 1)
+    bits = int(header.get("BitsAllocated") or 8)
+    if stored > 1 and bits > 8:
+        raise ValueError(
+            f"{path}: is a colour DICOM image ({photometric or 'no PhotometricInterpretation'}: {stored} samples per "
+            f"pixel of {bits} bits), which cannot be read: colour is read at 8 bits per sample only; the CT bundles "
+            "take greyscale scans."
+        )
     if not photometric:
         return  # older files lack it: the samples per pixel decide, as in ITK
     samples = _PHOTOMETRIC_SAMPLES.get(photometric)
@@ -811,7 +820,6 @@ def _check_photometric(path: str | os.PathLike, header: Any) -> None:
             f"{path} has PhotometricInterpretation {photometric}, a colour model that cannot be read; expected one "
             f"of {', '.join(_PHOTOMETRIC_SAMPLES)}."
         )
-    stored = int(header.get("SamplesPerPixel") or 1)
     if stored != samples:
         raise ValueError(
             f"{path} has PhotometricInterpretation {photometric} with SamplesPerPixel {stored}: {photometric} "

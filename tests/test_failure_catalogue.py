@@ -402,18 +402,20 @@ def _copied_slice(root: Path) -> str:
     return _check(CT, {"image": str(series), "label": _nifti(root / "lab.nii.gz", _labels((16, 16, 6)))})
 
 
-def _colour_dicom_series(root: Path, photometric: str = "RGB", samples: int = 3, rescale: bool = False) -> str:
-    """A DICOM series of 8-bit colour slices (a colour rendering of a scan) as a CT bundle's training image: of
-    colour model ``photometric`` with ``samples`` samples per pixel; a palette gets a grey ramp of 16-bit entries.
-    ``rescale`` keeps the scan's RescaleSlope and RescaleIntercept (-1024), as some converters do."""
+def _colour_dicom_series(
+    root: Path, photometric: str = "RGB", samples: int = 3, rescale: bool = False, bits: int = 8
+) -> str:
+    """A DICOM series of colour slices (a colour rendering of a scan) as a CT bundle's training image: of colour
+    model ``photometric`` with ``samples`` samples per pixel of ``bits`` bits; a palette gets a grey ramp of 16-bit
+    entries. ``rescale`` keeps the scan's RescaleSlope and RescaleIntercept (-1024), as some converters do."""
     import pydicom
 
     series = _dicom_series(root)
     for path in series.iterdir():
         ds = pydicom.dcmread(path)
         ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = samples, photometric, 0
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.PixelData = bytes(16 * 16 * samples)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+        ds.PixelData = bytes(16 * 16 * samples * bits // 8)
         for keyword in () if rescale else ("RescaleSlope", "RescaleIntercept", "RescaleType"):
             ds.pop(keyword, None)  # colour has no rescale to modality values
         if photometric == "PALETTE COLOR":
@@ -906,6 +908,13 @@ CATALOGUE: list[Fault] = [
         "a colour (RGB) DICOM series as a CT image",
         _colour_dicom_series,
         "is a colour DICOM image (RGB: 3 samples per pixel",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a 16-bit colour (RGB) DICOM series as a CT image",
+        lambda r: _colour_dicom_series(r, bits=16),
+        "IM0001.dcm: is a colour DICOM image (RGB: 3 samples per pixel of 16 bits), which cannot be read",
         _STOP,
     ),
     Fault(

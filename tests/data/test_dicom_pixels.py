@@ -243,6 +243,23 @@ def test_a_colour_model_that_its_samples_or_itk_cannot_give_names_the_file(tmp_p
         assert reason in message and "IM000" in message, message
 
 
+def test_a_colour_image_of_16_bits_a_sample_names_the_file_as_a_colour_image(tmp_path):
+    # ITK's Python images hold colours of 8 bits only: such a series or file had failed with "itk.Image is not
+    # wrapped for input type itk.RGBPixel[itk.US]", naming the folder but not a colour image
+    folder = _series(tmp_path)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = bytes(ds.Rows * ds.Columns * 3 * 2)
+        ds.save_as(path)
+    for source in (folder, min(folder.iterdir())):
+        message = _load_error(source)
+        assert "IM000" in message and "is a colour DICOM image (RGB: 3 samples per pixel of 16 bits)" in message, (
+            message
+        )
+
+
 def test_float_pixel_data_is_read_as_stored(tmp_path):
     # parametric maps (ADC, T1 maps) store float values in FloatPixelData, without rescale
     folder = _series(tmp_path)
