@@ -42,7 +42,6 @@ from numpy.lib.recfunctions import structured_to_unstructured
 pydicom, _ = optional_import("pydicom")
 itk, _ = optional_import("itk")
 nib, _ = optional_import("nibabel")
-sitk, _ = optional_import("SimpleITK")
 
 __all__ = [
     "HARMLESS_FILES",
@@ -1346,6 +1345,9 @@ def _read_unwrapped(path: Path) -> _SeriesVolume | None:
     Raises:
         ValueError: 64-bit integers that no type ITKReader's callers take can hold exactly.
     """
+    # here, not with the module: only these files need it, and its import cost every process about 0.2 s
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
