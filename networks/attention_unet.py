@@ -12,6 +12,7 @@ from monai.networks.nets.basic_unet import TwoConv
 from torch import nn
 
 from .blocks.attention import AttentionGate, SelfAttentionBlock
+from .blocks.groupnorm import accurate_group_norms
 from .blocks.utils import MinimumInputSize, resize_to
 
 __all__ = ["AttentionGateUNet", "AttentionGateUnet"]
@@ -125,6 +126,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
         else:
             self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
         self.apply(_kaiming_init)
+        accurate_group_norms(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]

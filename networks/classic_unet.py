@@ -12,6 +12,7 @@ from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
 from .blocks.conv import PADDING_MODES, center_crop_to, match_size
+from .blocks.groupnorm import accurate_group_norms
 from .blocks.utils import MinimumInputSize, resize_to
 
 __all__ = ["ClassicUNet", "ClassicUnet"]
@@ -132,6 +133,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         )
         self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
         self.apply(_he_init)
+        accurate_group_norms(self)
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """Spatial output size for ``input_size``: the input size in "same" mode, smaller in "valid" mode.

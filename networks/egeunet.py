@@ -14,6 +14,7 @@ from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_no
 from torch import nn
 
 from .blocks import GAB, GHPA
+from .blocks.groupnorm import accurate_group_norms
 from .blocks.pool import MaxPool2x
 from .blocks.utils import MinimumInputSize, is_pointwise_conv, resize_to
 
@@ -161,6 +162,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
             else None
         )
         self.apply(_init_weights)
+        accurate_group_norms(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         inputs = x

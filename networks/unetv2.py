@@ -14,6 +14,7 @@ from monai.networks.layers.utils import get_dropout_layer
 from torch import nn
 
 from .blocks.conv_encoder import UNetV2ConvEncoder
+from .blocks.groupnorm import accurate_group_norms
 from .blocks.pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from .blocks.sdi import SDISkip
 from .blocks.utils import input_rank_rule, linear_interp_mode
@@ -154,6 +155,7 @@ class UNetV2(nn.Module):
         self.heads = nn.ModuleList(
             UnetOutBlock(spatial_dims, c, out_channels) for _ in range(4 if deep_supervision else 1)
         )
+        accurate_group_norms(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         # in words, where the encoder's first layer would name its own expectations

@@ -7,6 +7,7 @@ from .conv_encoder import UNetV2ConvEncoder
 from .dilated_conv import DilatedDepthwiseConv3d, dilated_depthwise_conv
 from .gab import GAB
 from .ghpa import GHPA
+from .groupnorm import GroupNorm, accurate_group_norms
 from .layernorm import ChannelLayerNorm
 from .pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from .sdi import SDI, SDIChannelAttention, SDIReduction, SDISkip, SDISpatialAttention
@@ -19,6 +20,7 @@ __all__ = [
     "AttentionGate",
     "ChannelLayerNorm",
     "DilatedDepthwiseConv3d",
+    "GroupNorm",
     "PVTv2Encoder",
     "SDIChannelAttention",
     "SDIReduction",
@@ -26,5 +28,6 @@ __all__ = [
     "SDISpatialAttention",
     "SelfAttentionBlock",
     "UNetV2ConvEncoder",
+    "accurate_group_norms",
     "dilated_depthwise_conv",
 ]
