@@ -8,6 +8,7 @@ would not overlap the phantom's organ.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import nibabel as nib
@@ -404,3 +405,48 @@ def test_ensemble_switch_names_model_files_in_the_bundle(studies, tmp_path):
     inferer = workflow.evaluator.inferer
     assert inferer.checkpoints == [str(tmp_path / "models" / f"model_fold{k}.pt") for k in (0, 1)]
     assert not inferer.tta
+
+
+@pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
+def test_without_an_ensemble_the_network_given_is_run_with_its_own_weights(bundle, studies, tmp_path):
+    # MONAI Label loads the model file chosen in its `model_filename` option into a copy of network_def and calls
+    # the bundle's inferer with it: that choice must be what runs (the inferer had loaded models/model.pt over it)
+    configs = bundle_dir(bundle) / "configs"
+    workflow = ConfigWorkflow(
+        config_file=str(configs / "inference.yaml"),
+        workflow_type="infer",
+        bundle_root=str(tmp_path),
+        input_dir=str(studies / "imagesTs"),
+        num_workers=0,
+        device="$torch.device('cpu')",
+        patch_size=[32, 32, 32],
+        bf16=False,  # the Attention U-Net's default on CPUs with AMX: compared exactly below
+    )
+    workflow.initialize()
+    parser = workflow.parser
+    network_def = parser.get_parsed_content("network_def", instantiate=True).eval()
+    (tmp_path / "models").mkdir()
+    torch.manual_seed(0)
+    for name in ("model.pt", "model_fold0.pt"):
+        weights = {
+            k: v + 0.2 * torch.randn_like(v) if v.is_floating_point() else v
+            for k, v in network_def.state_dict().items()
+        }
+        torch.save(weights, tmp_path / "models" / name)
+    chosen = copy.deepcopy(network_def)
+    chosen.load_state_dict(torch.load(tmp_path / "models" / "model_fold0.pt"))
+    default = copy.deepcopy(network_def)
+    default.load_state_dict(torch.load(tmp_path / "models" / "model.pt"))
+    inferer = parser.get_parsed_content("inferer", instantiate=True)
+    image = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        served, expected, other = inferer(image, chosen), chosen(image), default(image)
+    assert (expected - other).abs().max() > 1e-2  # the two files' predictions differ
+    torch.testing.assert_close(served, expected, atol=1e-4, rtol=1e-4)
+    # a bundle run loads models/model.pt into `network` at start; an ensemble's members are the inferer's
+    loaders = [h for h in parser.get_parsed_content("handlers") if type(h).__name__ == "WeightsLoader"]
+    assert [(h.load_path, h.network) for h in loaders] == [
+        (str(tmp_path / "models" / "model.pt"), parser.get_parsed_content("network"))
+    ]
+    parser["ensemble"] = ["model.pt", "model_fold0.pt"]
+    assert not [h for h in parser.get_parsed_content("handlers", lazy=False) if type(h).__name__ == "WeightsLoader"]
