@@ -29,6 +29,16 @@ def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
     return [axes for n in range(spatial_dims + 1) for axes in itertools.combinations(dims, n)]
 
 
+def _file_state(path: str) -> tuple[int, int, int] | None:
+    """What tells a rewritten file from the one read before: inode (a file renamed into place), size, modification
+    time; ``None`` for a missing file, which :func:`load_weights` names."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class EnsembleInferer(Inferer):
     """Average the probabilities of mirrored inputs (TTA) and of several checkpoints (an ensemble).
 
@@ -43,8 +53,9 @@ class EnsembleInferer(Inferer):
 
     Args:
         inferer: the inferer of one pass (a ``SlidingWindowInferer``).
-        checkpoints: model files; each is loaded into a copy of the network given at call time (once, on the
-            first call). Empty: the given network alone.
+        checkpoints: model files; each is loaded into a copy of the network given at call time, on the first call
+            and again whenever a file has changed since (another file under its name, another size or modification
+            time: model.pt written by a later training). Empty: the given network alone.
         tta: mirror over all spatial axes.
         spatial_dims: number of spatial dimensions of the inputs.
         map_location: where the checkpoints are loaded (default: the network's device).
@@ -71,12 +82,16 @@ class EnsembleInferer(Inferer):
         self.map_location = map_location
         self._members: list[nn.Module] | None = None
         self._template: nn.Module | None = None
+        self._loaded: list[tuple[int, int, int] | None] = []
 
     def members(self, network: nn.Module) -> list[nn.Module]:
         """The networks averaged: copies of ``network`` with each checkpoint's weights, or ``network`` itself."""
         if not self.checkpoints:
             return [network]
-        if self._members is None or self._template is not network:
+        # a program may keep this inferer and its network between runs while a training rewrites model.pt: members
+        # made from the earlier file would go on predicting with the earlier weights
+        loaded = [_file_state(checkpoint) for checkpoint in self.checkpoints]
+        if self._members is None or self._template is not network or loaded != self._loaded:
             device = self.map_location or next(network.parameters()).device
             self._members = []
             # the first call may come under torch.inference_mode(): copies made there would hold inference
@@ -87,6 +102,7 @@ class EnsembleInferer(Inferer):
                     load_weights(checkpoint, member, device)
                     self._members.append(member.eval())
             self._template = network
+            self._loaded = loaded
         return self._members
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:

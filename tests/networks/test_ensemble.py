@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.inferers import SimpleInferer
-from monai_unets.handlers.checkpoint import CheckpointError
+from monai_unets.handlers.checkpoint import CheckpointError, save_atomic
 from monai_unets.networks import EnsembleInferer, UncertaintyScoring, mirror_axes, uncertainty_score
 
 
@@ -70,6 +70,21 @@ def test_members_first_made_under_inference_mode_serve_later_calls(tmp_path):
     # an evaluator under no_grad (or validation during training) reuses the same members
     with torch.no_grad():
         torch.testing.assert_close(inferer(x, network), first)
+
+
+def test_members_follow_a_checkpoint_rewritten_after_the_first_call(tmp_path):
+    # an inferer and network kept between runs while a training rewrites model.pt
+    path = tmp_path / "model.pt"
+    save_atomic(RampNet(1.0).state_dict(), path)
+    inferer, network = EnsembleInferer(SimpleInferer(), [path]), RampNet()
+    x = torch.randn(1, 1, 6, 5, 4)
+    with torch.no_grad():
+        inferer(x, network)
+        save_atomic(RampNet(3.0).state_dict(), path)
+        torch.testing.assert_close(inferer(x, network), RampNet(3.0)(x))
+        # an unchanged file keeps the members
+        members = inferer.members(network)
+        assert inferer.members(network) is members
 
 
 def test_checkpoint_written_by_checkpoint_saver_with_several_objects_loads(tmp_path):
