@@ -171,6 +171,22 @@ def test_training_patch_follows_the_plan_and_the_device(name, device, patch, as_
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were_trained_with(name, tmp_path):
+    # the dataset's spacing had been written beside weights trained with --pixdim, and inference and evaluation
+    # resampled every study to it without a word
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+    parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+    parser["network"] = "$@network_def"
+    normalization = {"scheme": "ct", "clip": [-100.0, 300.0], "mean": 40.0, "std": 90.0}
+    parser.update({"pixdim": [1.2, 1.2, 3.0], "normalization": normalization, "foreground_threshold": -300.0})
+    saver = parser.get_parsed_content("validate#best_model")
+    assert saver.plan["spacing"] == [1.2, 1.2, 3.0]
+    assert saver.plan["normalization"] == normalization
+    assert saver.plan["foreground_threshold"] == -300.0
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_mr_tissue_of_negative_values_stays_inside_the_crop_to_the_body(name, tmp_path):
     """A z-scored MR (background 0, tissue of both signs) planned and preprocessed as the bundle trains and infers:
     the crop keeps the non-zero region, where a crop to the positive voxels cut a negative structure away."""
