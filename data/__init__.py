@@ -42,6 +42,7 @@ from .dataset import SkipFailedCasesDataset, describe_error, files_at_fault
 from .dicom_seg import DicomSegError, write_dicom_seg
 from .plan import (
     DEFAULT_PLAN,
+    MissingModelError,
     PlanMismatchError,
     dataset_plan,
     ensemble_plan,
@@ -78,6 +79,7 @@ __all__ = [
     "scan_cases",
     "DEFAULT_PLAN",
     "IMAGE_SUFFIXES",
+    "MissingModelError",
     "PlanMismatchError",
     "DicomSegError",
     "MultiScaleBatch",

@@ -41,6 +41,7 @@ from .atomic import atomic_open, companion_name
 __all__ = [
     "DEFAULT_PLAN",
     "PLAN_VERSION",
+    "MissingModelError",
     "PlanMismatchError",
     "choose_patch_size",
     "choose_target_spacing",
@@ -525,6 +526,10 @@ class PlanMismatchError(ValueError):
     """The model files of an ensemble were trained with different plans (preprocessing or classes)."""
 
 
+class MissingModelError(FileNotFoundError):
+    """A model file listed in an ensemble does not exist."""
+
+
 def plan_file_of(weights: str | os.PathLike) -> str:
     """The plan file that training writes beside a weights file: ``model<rest>.pt`` -> ``plan<rest>.json``.
 
@@ -576,6 +581,8 @@ def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
         weights: the model files, at least one.
 
     Raises:
+        MissingModelError: a member of an ensemble of several model files does not exist (a single model file
+            without a plan has the default plan: a network given as it is, as MONAI Label serves it, has none).
         PlanMismatchError: two members' plans differ; the message names both plan files and the first difference.
 
     Example::
@@ -585,6 +592,16 @@ def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
     """
     if not weights:
         raise ValueError("ensemble_plan needs at least one model file.")
+    if len(weights) > 1:
+        # a missing member has no plan, and the default plan it would get differs from the others': named as what
+        # it is, not as a plan of other preprocessing
+        missing = [os.fspath(w) for w in weights if not Path(w).is_file()]
+        if missing:
+            raise MissingModelError(
+                f"{missing[0]}: model file of the ensemble does not exist"
+                + (f" (nor {', '.join(missing[1:])})" if missing[1:] else "")
+                + "; train that fold first, or leave it out of the ensemble."
+            )
     sources = [find_plan_of(w) for w in weights]
     plans = [load_plan(source) for source in sources]
     first = plans[0]

@@ -12,9 +12,9 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
-from ..handlers.checkpoint import load_weights
+from ..handlers.checkpoint import CheckpointError, load_weights
 
-__all__ = ["EnsembleInferer", "mirror_axes"]
+__all__ = ["EnsembleInferer", "load_models", "mirror_axes"]
 
 
 def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -37,6 +37,14 @@ def _file_state(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _same_weights(first: nn.Module, second: nn.Module) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def _same_file(first: str, second: str) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
 
 
 class EnsembleInferer(Inferer):
@@ -85,7 +93,14 @@ class EnsembleInferer(Inferer):
         self._loaded: list[tuple[int, int, int] | None] = []
 
     def members(self, network: nn.Module) -> list[nn.Module]:
-        """The networks averaged: copies of ``network`` with each checkpoint's weights, or ``network`` itself."""
+        """The networks averaged: copies of ``network`` with each checkpoint's weights, or ``network`` itself.
+
+        The checkpoints are loaded on the first call (:func:`load_models` makes it before a run's first case).
+
+        Raises:
+            CheckpointError: a checkpoint is missing or unreadable, does not fit ``network``, or holds the same
+                weights as another one (listed twice, or a copy): averaged, that model would count twice.
+        """
         if not self.checkpoints:
             return [network]
         # a program may keep this inferer and its network between runs while a training rewrites model.pt: members
@@ -93,16 +108,23 @@ class EnsembleInferer(Inferer):
         loaded = [_file_state(checkpoint) for checkpoint in self.checkpoints]
         if self._members is None or self._template is not network or loaded != self._loaded:
             device = self.map_location or next(network.parameters()).device
-            self._members = []
+            members: list[nn.Module] = []
             # the first call may come under torch.inference_mode(): copies made there would hold inference
             # tensors, which later calls outside it (no_grad evaluators, training-time validation) cannot use
             with torch.inference_mode(False):
                 for checkpoint in self.checkpoints:
                     member = copy.deepcopy(network)
                     load_weights(checkpoint, member, device)
-                    self._members.append(member.eval())
-            self._template = network
-            self._loaded = loaded
+                    twin = next((c for c, m in zip(self.checkpoints, members) if _same_weights(m, member)), None)
+                    if twin is not None:
+                        same = (
+                            "is listed twice" if _same_file(twin, checkpoint) else f"holds the same weights as {twin}"
+                        )
+                        raise CheckpointError(
+                            f"{checkpoint}: {same}; the ensemble would count that model twice: list each model once."
+                        )
+                    members.append(member.eval())
+            self._members, self._template, self._loaded = members, network, loaded
         return self._members
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -123,3 +145,22 @@ class EnsembleInferer(Inferer):
         if mean.shape[1] == 1:
             return torch.log(mean.clamp_min(tiny)) - torch.log((1 - mean).clamp_min(tiny))
         return torch.log(mean.clamp_min(tiny))
+
+
+def load_models(inferer: Inferer, network: nn.Module) -> None:
+    """Loads the model files an :class:`EnsembleInferer` averages now; any other inferer has none to load.
+
+    An ensemble loads them on its first call, once the first case is read and preprocessed: a run calls this at
+    start instead, so that a model file that cannot take part (missing, unreadable, of another network, listed
+    twice) stops it in one line rather than failing every case in turn.
+
+    Args:
+        inferer: the run's inferer.
+        network: the network the run gives it.
+
+    Example::
+
+        >>> load_models(EnsembleInferer(SimpleInferer(), ["fold0.pt", "fold1.pt"]), network)  # doctest: +SKIP
+    """
+    if isinstance(inferer, EnsembleInferer):
+        inferer.members(network)

@@ -26,6 +26,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
+from monai.inferers import SimpleInferer
 from monai_unets.bundles import bundle_dir
 from monai_unets.data import (
     DEFAULT_PLAN,
@@ -41,7 +42,7 @@ from monai_unets.data import (
 from monai_unets.data.medical_io import list_medical_cases
 from monai_unets.handlers import BestModelSaver, TrainingCheckpoint, load_weights, weights_fingerprint
 from monai_unets.handlers.errors import check_settings, explain
-from monai_unets.networks import OnnxRuntimeNetwork, PVTv2Encoder
+from monai_unets.networks import EnsembleInferer, OnnxRuntimeNetwork, PVTv2Encoder
 from monai_unets.networks.runtime import WEIGHTS_FINGERPRINT_KEY
 from monai_unets.scripts import cli
 from PIL import Image
@@ -531,8 +532,27 @@ def _ensemble_of_other_plans(root: Path) -> str:
     """Inference with two folds whose plans differ: what the run stops with when its settings are checked."""
     for fold, spacing in enumerate(([1.5, 1.5, 2.0], [2.0, 2.0, 2.5])):
         save_plan({**DEFAULT_PLAN, "spacing": spacing}, root / "models" / f"plan_fold{fold}.json")
+        (root / "models" / f"model_fold{fold}.pt").touch()
     ensemble = ["model_fold0.pt", "model_fold1.pt"]
     return _raised(lambda: _component(CT, "settings", ("inference.yaml",), bundle_root=str(root), ensemble=ensemble))
+
+
+def _ensemble_with_a_missing_fold(root: Path) -> str:
+    """Inference with three folds listed, fold 2 never trained: what the run stops with when its settings are
+    checked."""
+    for fold in (0, 1):
+        save_plan(DEFAULT_PLAN, root / "models" / f"plan_fold{fold}.json")
+        (root / "models" / f"model_fold{fold}.pt").touch()
+    ensemble = ["model_fold0.pt", "model_fold1.pt", "model_fold2.pt"]
+    return _raised(lambda: _component(CT, "settings", ("inference.yaml",), bundle_root=str(root), ensemble=ensemble))
+
+
+def _ensemble_listing_a_fold_twice(root: Path) -> str:
+    """The members of an ensemble with model_fold0.pt listed twice, as the CT inference loads them at start."""
+    torch.save(_tiny_network().state_dict(), root / "model_fold0.pt")
+    torch.save(_tiny_network().state_dict(), root / "model_fold1.pt")
+    listed = [root / "model_fold0.pt", root / "model_fold1.pt", root / "model_fold0.pt"]
+    return _raised(lambda: EnsembleInferer(SimpleInferer(), listed).members(_tiny_network()))
 
 
 def _plan_without_spacing(root: Path) -> str:
@@ -1347,6 +1367,20 @@ CATALOGUE: list[Fault] = [
         "differ in spacing ([1.5, 1.5, 2.0] against [2.0, 2.0, 2.5]): the models of an ensemble must be trained with "
         "one plan",
         "the run stops at start, before any study is read; the message names both plan files",
+    ),
+    Fault(
+        "inference",
+        "an ensemble listing a fold that was never trained (model_fold2.pt missing)",
+        _ensemble_with_a_missing_fold,
+        "model_fold2.pt: model file of the ensemble does not exist; train that fold first, or leave it out",
+        "the run stops at start, before any study is read; it had been refused as a member of the default plan",
+    ),
+    Fault(
+        "inference",
+        "an ensemble listing one fold twice",
+        _ensemble_listing_a_fold_twice,
+        "model_fold0.pt: is listed twice; the ensemble would count that model twice: list each model once.",
+        "the run stops at start, before any study is read; that fold had been averaged with twice the weight",
     ),
     Fault(
         "inference",

@@ -373,6 +373,8 @@ def test_ensemble_inference_reads_each_member_s_plan(name, tmp_path):
     save_plan({**plan, "postprocessing": {"keep_largest": [1]}}, models / "plan_fold1.json")
     # the plan of the fold trained last, as every fold had written it
     save_plan({**plan, "spacing": [3.0, 3.0, 3.0]}, models / "plan.json")
+    for fold in (0, 1):
+        (models / f"model_fold{fold}.pt").touch()
     parser = ConfigParser()
     parser.read_config(str(_configs(bundle_dir(name)) / "inference.yaml"))
     parser["bundle_root"] = str(tmp_path)
@@ -425,6 +427,35 @@ def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_
     shown = explain(raised.value)
     assert str(models / "plan_fold0.json") in shown and str(models / "plan_fold1.json") in shown
     assert "differ in spacing" in shown
+
+
+@pytest.mark.parametrize("member", ["truncated", "listed twice"])
+def test_an_ensemble_member_that_cannot_take_part_stops_inference_before_any_study(member, tmp_path):
+    # its weights had been read with the first study's window: every study failed in turn, each read and
+    # preprocessed first, and a model listed twice had been averaged as two members
+    bundle = tmp_path / "bundle"
+    shutil.copytree(_configs(bundle_dir("egeunet3d_pancreas_ct")), _configs(bundle))
+    models, studies = bundle / "models", tmp_path / "studies"
+    plan = {**load_plan(None), "patch_size": [32, 32, 32]}
+    for fold in (0, 1):
+        save_plan(plan, models / f"plan_fold{fold}.json")
+        (models / f"model_fold{fold}.pt").touch()
+    torch.save(_network(bundle).state_dict(), models / "model_fold0.pt")
+    (models / "model_fold1.pt").write_bytes((models / "model_fold0.pt").read_bytes()[:1000])
+    generate_demo_ct(tmp_path / "data", num_cases=0, num_test=1, shape=(24, 24, 8))
+    shutil.copytree(tmp_path / "data" / "imagesTs", studies)
+    listed = {"truncated": "['model_fold0.pt','model_fold1.pt']", "listed twice": "['model_fold0.pt','model_fold0.pt']"}
+    args = ["--input_dir", str(studies), "--output_dir", str(tmp_path / "out"), "--num_workers", "0"]
+    result = _run_bundle(
+        bundle, [str(_configs(bundle) / "inference.yaml")], *args, "--ensemble", listed[member], returncode=1
+    )
+    expected = {
+        "truncated": f"ERROR: {models / 'model_fold1.pt'}: not a readable PyTorch checkpoint",
+        "listed twice": f"ERROR: {models / 'model_fold0.pt'}: is listed twice; the ensemble would count",
+    }
+    assert result.stderr.strip().splitlines()[-1].startswith(expected[member])
+    assert "case(s)" not in result.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["error.log"]
 
 
 @pytest.mark.parametrize("name", BUNDLES)

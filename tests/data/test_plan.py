@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from monai_unets.data.plan import (
     DEFAULT_PLAN,
+    MissingModelError,
     PlanMismatchError,
     choose_patch_size,
     choose_target_spacing,
@@ -320,7 +321,9 @@ def test_weights_without_their_own_plan_read_the_folder_s_plan_json(tmp_path):
 
 def _fold_plan(models, fold, **changes):
     save_plan({**DEFAULT_PLAN, **changes}, models / f"plan_fold{fold}.json")
-    return str(models / f"model_fold{fold}.pt")
+    weights = models / f"model_fold{fold}.pt"
+    weights.touch()  # the plan is what is compared; the inferer reads the weights
+    return str(weights)
 
 
 def test_an_ensemble_keeps_a_class_s_largest_component_where_every_member_chose_to(tmp_path):
@@ -356,8 +359,24 @@ def test_an_ensemble_of_members_trained_with_other_plans_is_refused_naming_the_f
 
 def test_a_member_without_any_plan_file_is_compared_with_the_default_plan(tmp_path):
     members = [_fold_plan(tmp_path, 0, spacing=[1.0, 1.0, 2.0]), str(tmp_path / "other" / "model.pt")]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.pt").touch()
     with pytest.raises(PlanMismatchError, match="model.pt \\(no plan file: the default plan\\)"):
         ensemble_plan(members)
+
+
+def test_a_member_that_does_not_exist_is_named_as_missing_not_as_another_plan(tmp_path):
+    # it had been refused as a member of the default plan's spacing, normalisation and patch size
+    members = [_fold_plan(tmp_path, 0, spacing=[1.0, 1.0, 2.0]), str(tmp_path / "model_fold1.pt")]
+    members.append(str(tmp_path / "model_fold2.pt"))
+    with pytest.raises(MissingModelError) as raised:
+        ensemble_plan(members)
+    assert str(raised.value) == (
+        f"{members[1]}: model file of the ensemble does not exist (nor {members[2]}); train that fold first, or leave "
+        "it out of the ensemble."
+    )
+    # one model file without a plan (a network served as it is) still has the default plan
+    assert ensemble_plan([str(tmp_path / "model.pt")])["spacing"] == DEFAULT_PLAN["spacing"]
 
 
 def test_planning_refuses_nnunet_s_ignore_label(tmp_path):

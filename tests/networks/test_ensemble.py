@@ -153,3 +153,14 @@ def test_a_binary_network_is_averaged_as_sigmoid_probabilities(tmp_path):
     flips = [torch.flip(torch.sigmoid(net(torch.flip(x, axes))), axes) for axes in mirror_axes(3)]
     mirrored = torch.sigmoid(EnsembleInferer(SimpleInferer(), tta=True)(x, net))
     torch.testing.assert_close(mirrored, (sum(flips) / len(flips)).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_listed_twice_or_copied_is_refused_naming_both(tmp_path):
+    # averaged, it had counted twice against the other members, without a word
+    fold0, fold1 = _fold_checkpoints(tmp_path)
+    with pytest.raises(CheckpointError, match=r"model_fold0\.pt: is listed twice; the ensemble would count"):
+        EnsembleInferer(SimpleInferer(), [fold0, fold1, fold0]).members(RampNet())
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(fold1.read_bytes())
+    with pytest.raises(CheckpointError, match=rf"copy\.pt: holds the same weights as {fold1}; the ensemble"):
+        EnsembleInferer(SimpleInferer(), [fold0, fold1, copy]).members(RampNet())
