@@ -104,18 +104,20 @@ def read_checkpoint(
 
 
 def _class_counts(module: torch.nn.Module, state: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(trained, configured) number of classes when the file's output layer differs only in its output channels.
+    """(trained, configured) number of classes when the file's output layer has other output channels.
 
-    The output layer is the network's last weight of two or more dimensions (the 1x1 convolution head of every
-    network here), whose first dimension is ``out_channels``: the bundles' ``num_classes``. Layers that take the
-    class maps as input (EGE-UNet's gated bridges) then differ too, so only the output layer's shape decides.
+    The output layer is the network's last 1x1 weight of two or more dimensions (the convolution head of every
+    network here; a 3D EGE-UNet's full-resolution stem, a 3x3 convolution, comes after it), whose first dimension
+    is ``out_channels``: the bundles' ``num_classes``. Layers that take the class maps as input (EGE-UNet's gated
+    bridges, the Attention U-Net's head over its side outputs) then differ too, so only the output layer's number
+    of output channels decides.
     """
     expected = module.state_dict()
-    weights = [k for k, v in expected.items() if v.ndim >= 2]
+    weights = [k for k, v in expected.items() if v.ndim >= 2 and all(side == 1 for side in v.shape[2:])]
     if set(expected) != set(state) or not weights:
         return None
     saved, wanted = state[weights[-1]], expected[weights[-1]]
-    if not isinstance(saved, torch.Tensor) or saved.shape[1:] != wanted.shape[1:] or saved.shape == wanted.shape:
+    if not isinstance(saved, torch.Tensor) or saved.shape[2:] != wanted.shape[2:] or saved.shape[0] == wanted.shape[0]:
         return None
     return saved.shape[0], wanted.shape[0]
 

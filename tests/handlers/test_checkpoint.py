@@ -9,8 +9,8 @@ import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
-from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader
-from monai_unets.networks import EGEUNet
+from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights
+from monai_unets.networks import AttentionGateUNet, EGEUNet
 
 
 def _trainer(
@@ -141,6 +141,25 @@ def test_weights_of_another_number_of_classes_name_the_classes_not_the_shapes(tm
         f"{tmp_path / 'model.pt'}: the weights were trained with num_classes 1, this run sets num_classes 2; run with "
         "--num_classes 1, or train weights with num_classes 2 first."
     )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # the CT bundle's EGE-UNet: its full-resolution stem, a 3x3 convolution, is its last weight
+        lambda k: EGEUNet(3, 1, k, channels=(8, 8, 8, 8, 8, 8), deep_supervision=False, full_resolution=True),
+        # the Attention U-Net's head takes the side outputs, one map a class each: its input channels differ too
+        lambda k: AttentionGateUNet(3, 1, k, channels=(4, 4, 4, 4, 4)),
+    ],
+    ids=["egeunet3d", "attention_unet"],
+)
+def test_weights_of_another_number_of_classes_name_the_classes_in_the_ct_networks(make, tmp_path):
+    # both had listed the shapes of every layer that follows from the number of classes
+    torch.save(make(2).state_dict(), tmp_path / "model.pt")
+    with pytest.raises(
+        CheckpointError, match="the weights were trained with num_classes 2, this run sets num_classes 3"
+    ):
+        load_weights(tmp_path / "model.pt", make(3))
 
 
 class _Validator:
