@@ -386,6 +386,9 @@ def test_ensemble_inference_reads_each_member_s_plan(name, tmp_path):
     # a single model reads the plan beside model.pt
     parser["ensemble"] = []
     assert parser.get_parsed_content("pixdim") == [3.0, 3.0, 3.0]
+    # one fold given by its name alone (--ensemble model_fold1.pt) had been read as one file a letter
+    parser["ensemble"] = "model_fold1.pt"
+    assert parser.get_parsed_content("model_files") == [str(models / "model_fold1.pt")]
 
 
 def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_path):
