@@ -17,7 +17,7 @@ import pydicom
 import pytest
 import torch
 from highdicom.seg import segread
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import LoadImage
 from monai_unets.bundles import bundle_dir
 from monai_unets.data.medical_io import MedicalImageReader
@@ -393,6 +393,15 @@ def test_probability_and_uncertainty_maps_lie_on_the_study_grid(name, studies, t
 
 def test_ensemble_switch_names_model_files_in_the_bundle(studies, tmp_path):
     configs = bundle_dir("egeunet3d_pancreas_ct") / "configs"
+    # the members are read at start: two folds of other weights
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.yaml"))
+    (tmp_path / "models").mkdir()
+    for k in (0, 1):
+        torch.manual_seed(k)
+        torch.save(
+            parser.get_parsed_content("network_def", lazy=False).state_dict(), tmp_path / "models" / f"model_fold{k}.pt"
+        )
     workflow = ConfigWorkflow(
         config_file=str(configs / "inference.yaml"),
         workflow_type="infer",
