@@ -32,28 +32,29 @@ def test_channels_last_statistics_match_float64(shape, mean):
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 9, 7, 5), (2, 6, 64, 48, 48)])  # a copy; the statistics
-def test_other_inputs_are_plain_group_norm_and_gradients_match_float64(shape):
+def test_training_and_channels_first_inputs_are_plain_group_norm(shape):
+    # training keeps PyTorch's kernels (forward and backward) bit for bit: the learning is as it was measured
     torch.manual_seed(0)
-    norm, plain, exact = GroupNorm(2, 6), nn.GroupNorm(2, 6), nn.GroupNorm(2, 6).double()
+    norm, plain = GroupNorm(2, 6), nn.GroupNorm(2, 6)
     plain.load_state_dict(norm.state_dict())
-    exact.load_state_dict(norm.state_dict())
     x = torch.randn(shape) * 3 + 2
-    assert torch.equal(norm(x), plain(x))  # channels-first: PyTorch's kernel, bitwise
-    a = _channels_last(x).requires_grad_()
-    b = x.double().requires_grad_()
+    with torch.no_grad():
+        assert torch.equal(norm(x), plain(x))  # channels-first
+    a, b = _channels_last(x).requires_grad_(), _channels_last(x).requires_grad_()
     probe = torch.linspace(-1, 1, x.numel()).view_as(x)
-    (norm(a) * probe).sum().backward()
-    (exact(b) * probe.double()).sum().backward()
-    assert (a.grad - b.grad).abs().max() < 1e-5 * b.grad.abs().max()
-    # PyTorch's own channels-first kernel is 0.2 off (of 245) for the larger shape's weight gradient
-    assert (norm.weight.grad - exact.weight.grad).abs().max() < 2e-4 * exact.weight.grad.abs().max()
+    out_a, out_b = norm(a), plain(b)
+    assert torch.equal(out_a, out_b)
+    (out_a * probe).sum().backward()
+    (out_b * probe).sum().backward()
+    assert torch.equal(a.grad, b.grad) and torch.equal(norm.weight.grad, plain.weight.grad)
 
 
 def test_without_affine_parameters():
     norm = GroupNorm(2, 4, affine=False)
     x = _channels_last(torch.randn(3, 4, 16, 16) + 5)
     expected = F.group_norm(x.double(), 2, eps=norm.eps)
-    assert (norm(x).double() - expected).abs().max() < 1e-5
+    with torch.no_grad():
+        assert (norm(x).double() - expected).abs().max() < 1e-5
 
 
 def test_networks_use_it_and_keep_their_state_dict():
