@@ -391,6 +391,20 @@ def test_probability_and_uncertainty_maps_lie_on_the_study_grid(name, studies, t
     assert entropy[organ].mean() > entropy[~organ].mean()
 
 
+def _initialized_inference(bundle: str, studies: Path, bundle_root: Path, **overrides) -> ConfigWorkflow:
+    """The bundle's inference.yaml on the NIfTI test studies, with ``bundle_root`` for its models; initialized."""
+    workflow = ConfigWorkflow(
+        config_file=str(bundle_dir(bundle) / "configs" / "inference.yaml"),
+        workflow_type="infer",
+        bundle_root=str(bundle_root),
+        input_dir=str(studies / "imagesTs"),
+        num_workers=0,
+        **overrides,
+    )
+    workflow.initialize()
+    return workflow
+
+
 def test_ensemble_switch_names_model_files_in_the_bundle(studies, tmp_path):
     configs = bundle_dir("egeunet3d_pancreas_ct") / "configs"
     # the members are read at start: two folds of other weights
@@ -402,15 +416,9 @@ def test_ensemble_switch_names_model_files_in_the_bundle(studies, tmp_path):
         torch.save(
             parser.get_parsed_content("network_def", lazy=False).state_dict(), tmp_path / "models" / f"model_fold{k}.pt"
         )
-    workflow = ConfigWorkflow(
-        config_file=str(configs / "inference.yaml"),
-        workflow_type="infer",
-        bundle_root=str(tmp_path),
-        input_dir=str(studies / "imagesTs"),
-        num_workers=0,
-        ensemble=["model_fold0.pt", "model_fold1.pt"],
+    workflow = _initialized_inference(
+        "egeunet3d_pancreas_ct", studies, tmp_path, ensemble=["model_fold0.pt", "model_fold1.pt"]
     )
-    workflow.initialize()
     inferer = workflow.evaluator.inferer
     assert inferer.checkpoints == [str(tmp_path / "models" / f"model_fold{k}.pt") for k in (0, 1)]
     assert not inferer.tta
@@ -420,18 +428,14 @@ def test_ensemble_switch_names_model_files_in_the_bundle(studies, tmp_path):
 def test_without_an_ensemble_the_network_given_is_run_with_its_own_weights(bundle, studies, tmp_path):
     # MONAI Label loads the model file chosen in its `model_filename` option into a copy of network_def and calls
     # the bundle's inferer with it: that choice must be what runs (the inferer had loaded models/model.pt over it)
-    configs = bundle_dir(bundle) / "configs"
-    workflow = ConfigWorkflow(
-        config_file=str(configs / "inference.yaml"),
-        workflow_type="infer",
-        bundle_root=str(tmp_path),
-        input_dir=str(studies / "imagesTs"),
-        num_workers=0,
+    workflow = _initialized_inference(
+        bundle,
+        studies,
+        tmp_path,
         device="$torch.device('cpu')",
         patch_size=[32, 32, 32],
         bf16=False,  # the Attention U-Net's default on CPUs with AMX: compared exactly below
     )
-    workflow.initialize()
     parser = workflow.parser
     network_def = parser.get_parsed_content("network_def", instantiate=True).eval()
     (tmp_path / "models").mkdir()
