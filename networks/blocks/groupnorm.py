@@ -63,22 +63,23 @@ class GroupNorm(nn.GroupNorm):
         axes: List[int] = list(range(2, x.dim()))  # noqa: UP006
         per_channel: List[int] = [n, c] + [1] * len(axes)  # noqa: UP006
         width = c // self.num_groups
-        count = (x.numel() // max(n, 1)) // self.num_groups
+        count = x[0].numel() // self.num_groups
         mean = x.sum(axes).view(n, self.num_groups, width).sum(2) / count
         # the sums of squares per channel: the diagonal of a (channels x channels) matrix product over the
         # positions, which reads the channels-last values in place and adds in blocks
         flat = x.permute([0] + axes + [1]).reshape(n, -1, c)
         squares = torch.bmm(flat.transpose(1, 2), flat).diagonal(dim1=1, dim2=2)
         var = squares.reshape(n, self.num_groups, width).sum(2) / count - mean * mean
+        mean_per_channel = mean.repeat_interleave(width, 1)
         if bool((mean * mean > 10.0 * var).any()):
             # a mean large against the spread: E[x^2] - mean^2 in float32 then loses more than about 1e-5 of the
             # variance; take the squares of the centred values instead (one more pass over the data)
-            centred = x - mean.repeat_interleave(width, 1).view(per_channel)
+            centred = x - mean_per_channel.view(per_channel)
             var = centred.square().sum(axes).view(n, self.num_groups, width).sum(2) / count
         scale = torch.rsqrt(var.clamp_min(0) + self.eps).repeat_interleave(width, 1)
         if self.weight is not None:
             scale = scale * self.weight
-        shift = -mean.repeat_interleave(width, 1) * scale
+        shift = -mean_per_channel * scale
         if self.bias is not None:
             shift = shift + self.bias
         return torch.addcmul(shift.view(per_channel), x, scale.view(per_channel))
