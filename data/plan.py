@@ -52,6 +52,7 @@ __all__ = [
     "fingerprint_dataset",
     "load_plan",
     "make_plan",
+    "model_settings",
     "plan_dataset",
     "plan_file_of",
     "save_plan",
@@ -510,8 +511,9 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
 
 
 # what a study's preprocessing and the meaning of the network's outputs depend on: the members of an ensemble, which
-# see one preprocessed volume and have their outputs averaged class by class, must agree on all of it
-_SHARED_BY_ENSEMBLES = (
+# see one preprocessed volume and have their outputs averaged class by class, must agree on all of it, and so must the
+# epochs of a resumed training
+_MODEL_SETTINGS = (
     "modality",
     "spacing",
     "normalization",
@@ -520,6 +522,24 @@ _SHARED_BY_ENSEMBLES = (
     "num_classes",
     "labels",
 )
+
+
+def model_settings(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``plan`` that weights are bound to: the preprocessing that shapes the network's input (modality,
+    spacing, normalisation, crop threshold, patch size) and the classes of its outputs; as JSON values (a tuple as a
+    list), as the plan file holds them.
+
+    Not the batch size, the fold or the post-processing, which weights trained or used otherwise share.
+
+    Args:
+        plan: a plan (:func:`load_plan`), or a training's plan with its overrides.
+
+    Example::
+
+        >>> sorted(model_settings(load_plan(None)))
+        ['foreground_threshold', 'labels', 'modality', 'normalization', 'num_classes', 'patch_size', 'spacing']
+    """
+    return json.loads(json.dumps({key: plan[key] for key in _MODEL_SETTINGS if key in plan}))
 
 
 class PlanMismatchError(ValueError):
@@ -606,7 +626,8 @@ def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
     plans = [load_plan(source) for source in sources]
     first = plans[0]
     for member, source, plan in zip(weights[1:], sources[1:], plans[1:]):
-        differing = [key for key in _SHARED_BY_ENSEMBLES if plan[key] != first[key]]
+        settings = model_settings(plan)
+        differing = [key for key, value in model_settings(first).items() if settings[key] != value]
         if differing:
             key = differing[0]
             raise PlanMismatchError(

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..bundles.distributed import hold_folder_for_job
 from ..data.atomic import atomic_open, companion_name, hold_folder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.medical_io import OutputFolderError
-from ..data.plan import save_plan
+from ..data.plan import model_settings, save_plan
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -193,9 +193,11 @@ def weights_fingerprint(path: str | os.PathLike, key: str = "") -> str:
     return digest.hexdigest()
 
 
-def _optimizer_change(
-    path: str | os.PathLike, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]
-) -> str | None:
+# a setting a training checkpoint records: its name, the checkpoint's value, this run's, and how to go on
+_Setting = tuple[str, Any, Any, str]
+
+
+def _optimizer_settings(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> Iterator[_Setting]:
     # loading the optimizer's state brings back its hyperparameters: a learning rate or weight decay given for the
     # resumed run would otherwise be dropped without a word. The learning rate as configured is a scheduler's
     # initial_lr where one runs (its lr has moved on since), else lr.
@@ -207,16 +209,62 @@ def _optimizer_change(
     for label, setting in settings.items():
         for group, saved_group in zip(optimizer.param_groups, saved_groups):
             now, saved = setting(group), setting(saved_group)
-            if (
-                isinstance(now, (int, float))
-                and isinstance(saved, (int, float))
-                and not math.isclose(now, saved, rel_tol=1e-6)
-            ):
-                return (
-                    f"{path}: was trained with {label} {saved:g}, this run sets {now:g}; a resumed training goes on "
-                    f"with the checkpoint's optimizer: resume with {label} {saved:g}, or start fresh with --resume "
-                    "False."
+            if isinstance(now, (int, float)) and isinstance(saved, (int, float)):
+                yield (
+                    label,
+                    saved,
+                    now,
+                    f"a resumed training goes on with the checkpoint's optimizer: resume with {label} {saved:g}, or "
+                    "start fresh with --resume False.",
                 )
+
+
+# the CT bundles' command-line names of the plan entries whose overrides their training writes into the plan beside
+# the weights (train.yaml's best_model#plan); the others come from the plan file alone
+_PLAN_OVERRIDES = {
+    "spacing": "pixdim",
+    "normalization": "normalization",
+    "foreground_threshold": "foreground_threshold",
+    "patch_size": "patch_size",
+}
+
+
+def _plan_settings(saver: BestModelSaver, state: Mapping[str, Any]) -> Iterator[_Setting]:
+    # the resumed epochs would train the weights on input prepared otherwise, and the plan written beside them would
+    # describe the epochs of one of the two runs. A checkpoint written before it recorded its plan has nothing to
+    # compare.
+    saved_plan = state.get("plan")
+    if saver.plan is None or not isinstance(saved_plan, Mapping):
+        return
+    plan = model_settings(saver.plan)
+    for key, saved in saved_plan.items():
+        if key in plan:
+            option = _PLAN_OVERRIDES.get(key)
+            resume = f'--{option} "{_shown(saved)}"' if option else "the plan file it was trained with"
+            yield key, saved, plan[key], f"resume with {resume}, or train anew with another --ckpt_dir."
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def _setting_change(path: str | os.PathLike, target: Any, state: Mapping[str, Any]) -> str | None:
+    """One line naming the first setting of this run that differs from the one ``path`` recorded for ``target`` (an
+    optimizer's learning rate and weight decay, a :class:`BestModelSaver`'s plan), or ``None``."""
+    if isinstance(target, torch.optim.Optimizer):
+        settings = _optimizer_settings(target, state)
+    elif isinstance(target, BestModelSaver):
+        settings = _plan_settings(target, state)
+    else:
+        return None
+    for label, saved, now, remedy in settings:
+        # numbers may have been through a scheduler or a JSON file: equal to a few units in the last place
+        if isinstance(saved, (int, float)) and isinstance(now, (int, float)):
+            changed = not math.isclose(now, saved, rel_tol=1e-6)
+        else:
+            changed = saved != now
+        if changed:
+            return f"{path}: was trained with {label} {_shown(saved)}, this run sets {_shown(now)}; {remedy}"
     return None
 
 
@@ -281,7 +329,9 @@ class BestModelSaver:
     """Saves the network's weights to ``save_path`` each time the validator's key metric reaches a new best.
 
     The file is written atomically and holds the plain network's state dict. The best score is restored
-    from a training checkpoint (``state_dict`` / ``load_state_dict``), so a resumed run keeps the better file.
+    from a training checkpoint (``state_dict`` / ``load_state_dict``), so a resumed run keeps the better file; the
+    state also records the plan's preprocessing and classes (:func:`~monai_unets.data.model_settings`), so that
+    :class:`TrainingCheckpoint` refuses to resume the weights with others.
     Given a ``plan``, the plan is written to ``plan_file`` with the weights, and only then: a run that writes no
     weights (a rerun of a finished training) leaves the plan of the weights there alone.
 
@@ -350,10 +400,15 @@ class BestModelSaver:
                 self.save_path,
             )
 
-    def state_dict(self) -> dict[str, float]:
-        return {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
+        if self.plan is not None:
+            # what the weights are bound to, so that a resume with other preprocessing or classes is refused
+            # (TrainingCheckpoint); JSON values, which load with weights_only=True
+            state["plan"] = model_settings(self.plan)
+        return state
 
-    def load_state_dict(self, state: Mapping[str, float]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best_metric = float(state["best_metric"])
         self.best_metric_epoch = int(state["best_metric_epoch"])
         if self._engine is not None:
@@ -468,7 +523,10 @@ class TrainingCheckpoint:
     training cases (a digest of the dataset's list): a training on other cases (more labelled images, another
     split) is another training, which starts at epoch 1 from the weights the run loaded, if any, instead of
     resuming, and a best score of other validation cases is not kept. A training that scored no validation case
-    at all (none given) has its :class:`BestModelSaver` write the last epoch's weights when it ends.
+    at all (none given) has its :class:`BestModelSaver` write the last epoch's weights when it ends. A resume whose
+    optimizer has another learning rate or weight decay, or whose :class:`BestModelSaver` has a plan of other
+    preprocessing or classes, stops at start with a ``CheckpointError`` naming the setting and both values (a
+    checkpoint written before it recorded the plan is resumed without that comparison).
 
     Args:
         checkpoint_path: the checkpoint file (``models/checkpoint.pt``).
@@ -589,16 +647,18 @@ class TrainingCheckpoint:
                 f"{path}: has no {', '.join(missing)}; it is not a training checkpoint of this "
                 "configuration. Start fresh with --resume False (or move the file away)."
             )
+        # every recorded setting before anything is loaded: another number of classes is named as such, not by the
+        # shapes of the layers that follow from it
+        for name, obj in self.save_dict.items():
+            problem = _setting_change(path, _unwrap(obj), state[name]) if isinstance(state[name], Mapping) else None
+            if problem:
+                raise CheckpointError(problem)
         for name, obj in self.save_dict.items():
             target = _unwrap(obj)
             if isinstance(target, torch.nn.Module):
                 problem = _mismatch(path, target, state[name])
                 if problem:
                     raise CheckpointError(f"{problem} Or start fresh with --resume False.")
-            if isinstance(target, torch.optim.Optimizer) and isinstance(state[name], Mapping):
-                problem = _optimizer_change(path, target, state[name])
-                if problem:
-                    raise CheckpointError(problem)
             try:
                 target.load_state_dict(state[name])
             except (KeyError, ValueError, RuntimeError) as error:

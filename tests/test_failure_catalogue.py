@@ -352,6 +352,19 @@ def _resume_with_another_learning_rate(root: Path) -> str:
     return _raised(lambda: engine.run([0], max_epochs=3))
 
 
+def _resume_with_another_spacing(root: Path) -> str:
+    # a checkpoint of a CT training with --pixdim [1.2, 1.2, 3.0], resumed without it (the plan's spacing)
+    net = _tiny_network()
+    path = root / "checkpoint.pt"
+    trained = BestModelSaver(root / "model.pt", net, plan={**DEFAULT_PLAN, "spacing": [1.2, 1.2, 3.0]}, plan_file=path)
+    state = {"model": net.state_dict(), "best_model": trained.state_dict(), "trainer": {"epoch": 1, "iteration": 1}}
+    torch.save(state, path)
+    engine = Engine(lambda e, b: None)
+    saver = BestModelSaver(root / "model.pt", net, plan=DEFAULT_PLAN, plan_file=root / "plan.json")
+    TrainingCheckpoint(path, {"model": net, "best_model": saver}).attach(engine)
+    return _raised(lambda: engine.run([0], max_epochs=3))
+
+
 def _ct_volume_dicom_two_series(root: Path) -> str:
     from monai_unets.scripts.demo_ct import generate_demo_ct
 
@@ -1413,6 +1426,14 @@ CATALOGUE: list[Fault] = [
         _resume_with_another_learning_rate,
         "checkpoint.pt: was trained with learning rate 0.001, this run sets 0.1",
         "training stops at start; the message names both values and --resume False",
+    ),
+    Fault(
+        "training",
+        "resumed with other preprocessing than checkpoint.pt was trained with (a CT bundle's --pixdim, "
+        "--normalization, --foreground_threshold or --patch_size left out or changed, the dataset planned again)",
+        _resume_with_another_spacing,
+        "checkpoint.pt: was trained with spacing [1.2, 1.2, 3.0], this run sets [1.5, 1.5, 2.0]; resume with --pixdim",
+        "training stops at start; the message names both values, the override and --ckpt_dir",
     ),
     Fault(
         "training",

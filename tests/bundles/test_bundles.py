@@ -186,6 +186,30 @@ def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were
     assert saver.plan["foreground_threshold"] == -300.0
 
 
+def test_a_resume_with_other_preprocessing_stops_at_start_naming_the_setting(tmp_path):
+    # the checkpoint recorded no preprocessing: the resumed epochs trained on studies resampled to the plan's spacing,
+    # while the plan beside the weights said --pixdim's
+    data, bundle = tmp_path / "data", Path(shutil.copytree(bundle_dir("egeunet3d_pancreas_ct"), tmp_path / "bundle"))
+    generate_demo_ct(data, num_cases=2, num_test=0, shape=(24, 24, 8))
+    checkpoint = bundle / "models" / "checkpoint.pt"
+    train = [str(_configs(bundle) / "train.yaml")]
+    fast = ["--dataset_dir", str(data), "--val_interval", "1", "--num_workers", "0", "--quiet", "True"]
+    fast += ["--patch_size", "[32, 32, 32]"]
+    _run_bundle(bundle, train, *fast, "--max_epochs", "1", "--pixdim", "[1.2, 1.2, 3.0]")
+    result = _run_bundle(bundle, train, *fast, "--max_epochs", "2", returncode=1)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ERROR: {checkpoint}: was trained with spacing [1.2, 1.2, 3.0], this run sets [1.5, 1.5, 2.0]; resume with "
+        '--pixdim "[1.2, 1.2, 3.0]", or train anew with another --ckpt_dir.'
+    )
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["trainer"]["epoch"] == 1
+    # a checkpoint written before checkpoints recorded the preprocessing has nothing to compare: it goes on
+    del state["best_model"]["plan"]
+    torch.save(state, checkpoint)
+    _run_bundle(bundle, train, *fast, "--max_epochs", "2")
+    assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 2
+
+
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_mr_tissue_of_negative_values_stays_inside_the_crop_to_the_body(name, tmp_path):
     """A z-scored MR (background 0, tissue of both signs) planned and preprocessed as the bundle trains and infers:

@@ -12,9 +12,18 @@ from monai.engines import SupervisedTrainer
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights
 from monai_unets.networks import AttentionGateUNet, EGEUNet
 
+from monai_unets import load_plan
+
 
 def _trainer(
-    tmp_path, max_epochs: int, resume: bool = True, seed: int = 0, batches: int = 2, lr: float = 0.1, decay: float = 0
+    tmp_path,
+    max_epochs: int,
+    resume: bool = True,
+    seed: int = 0,
+    batches: int = 2,
+    lr: float = 0.1,
+    decay: float = 0,
+    plan: dict | None = None,
 ):
     torch.manual_seed(seed)
     net = torch.nn.Linear(3, 1)
@@ -30,7 +39,7 @@ def _trainer(
         loss_function=torch.nn.MSELoss(),
     )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: scheduler.step())
-    saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
+    saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score", plan=plan, plan_file=tmp_path / "plan.json")
     checkpoint = TrainingCheckpoint(
         tmp_path / "checkpoint.pt",
         {"model": net, "optimizer": optimizer, "lr_scheduler": scheduler, "best_model": saver},
@@ -111,6 +120,62 @@ def test_a_resume_with_another_learning_rate_or_weight_decay_stops_naming_both(t
     trainer, *_, epochs = _trainer(tmp_path, max_epochs=4)
     trainer.run()
     assert epochs == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"spacing": (1.5, 1.5, 2.0)},
+            'spacing [1.2, 1.2, 3.0], this run sets [1.5, 1.5, 2.0]; resume with --pixdim "[1.2, 1.2, 3.0]"',
+        ),
+        (
+            {"foreground_threshold": -300},
+            'foreground_threshold -500, this run sets -300; resume with --foreground_threshold "-500"',
+        ),
+        (
+            {"patch_size": [64, 64, 64]},
+            'patch_size [32, 32, 32], this run sets [64, 64, 64]; resume with --patch_size "[32, 32, 32]"',
+        ),
+        (
+            {"labels": {"1": "organ", "2": "lesion"}},
+            "labels {'1': 'pancreas', '2': 'tumour'}, this run sets {'1': 'organ', '2': 'lesion'}; resume with the "
+            "plan file it was trained with",
+        ),
+    ],
+)
+def test_a_resume_with_other_preprocessing_or_classes_stops_naming_both(tmp_path, change, expected):
+    # the checkpoint had recorded no plan: the resumed epochs trained the weights on input resampled or normalised
+    # otherwise, and the plan written beside them described one of the two runs
+    plan = {**load_plan(None), "spacing": [1.2, 1.2, 3.0], "patch_size": [32, 32, 32]}
+    trainer, *_ = _trainer(tmp_path, max_epochs=2, plan=plan)
+    trainer.run()
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=4, plan={**plan, **change})
+    with pytest.raises(CheckpointError) as raised:
+        trainer.run()
+    assert str(raised.value) == (
+        f"{tmp_path / 'checkpoint.pt'}: was trained with {expected}, or train anew with another --ckpt_dir."
+    )
+    assert epochs == [] and torch.load(tmp_path / "checkpoint.pt", weights_only=True)["trainer"]["epoch"] == 2
+    # what the weights are not bound to (batch size, fold, post-processing), and a tuple for the list, go on
+    same = {**plan, "spacing": (1.2, 1.2, 3.0), "batch_size": 4, "fold": 1, "postprocessing": {"keep_largest": [1]}}
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=4, plan=same)
+    trainer.run()
+    assert epochs == [3, 4]
+
+
+def test_a_checkpoint_that_recorded_no_plan_resumes_with_any(tmp_path):
+    # written before checkpoints recorded the plan: nothing to compare, it goes on as it did
+    trainer, *_ = _trainer(tmp_path, max_epochs=2, plan=load_plan(None))
+    trainer.run()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["best_model"].pop("plan")["spacing"] == [1.5, 1.5, 2.0]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    trainer, *_, epochs = _trainer(tmp_path, max_epochs=4, plan={**load_plan(None), "spacing": [1.2, 1.2, 3.0]})
+    trainer.run()
+    assert epochs == [3, 4]
+    # from now on it records the plan it goes on with
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["best_model"]["plan"]["spacing"] == [1.2, 1.2, 3.0]
 
 
 def test_resume_false_starts_at_epoch_zero(tmp_path):
