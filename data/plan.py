@@ -408,6 +408,9 @@ def save_plan(plan: Mapping[str, Any], path: str | os.PathLike) -> str:
     return str(path)
 
 
+# the plan of a cross-validation fold, beside its weights model_fold<k>.pt (plan_file_of)
+_FOLD_PLAN = re.compile(r"plan_fold(\d+)\.json")
+
 _REQUIRED = ("spacing", "normalization", "foreground_threshold", "patch_size", "batch_size", "num_classes", "labels")
 
 
@@ -416,11 +419,12 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
 
     Keys that later versions added are taken from the default where the file lacks them, so a plan written by an
     older version still loads; a version 1 plan's non-CT crop (threshold 0) becomes the non-zero region that
-    version 2 writes.
+    version 2 writes. A cross-validation fold's plan (``plan_fold<k>.json``) that records another fold is refused:
+    it was copied from that fold.
 
     Raises:
         ValueError: the file is not a JSON object, lacks a key that every version writes, or a value has the wrong
-            form (the file is named).
+            form, or it is a fold's plan that records another fold (the file is named).
 
     Example::
 
@@ -453,6 +457,14 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
         raise ValueError(f"plan {path}: 'spacing' must be 3 positive numbers, got {base['spacing']}")
     if base["normalization"].get("scheme") not in ("ct", "zscore_nonzero"):
         raise ValueError(f"plan {path}: unknown normalization scheme {base['normalization'].get('scheme')!r}")
+    # a fold's plan records its fold (plans written before do not): one of another fold was copied over it, and its
+    # preprocessing and post-processing were chosen for that fold's weights, not for the ones beside this file
+    named = _FOLD_PLAN.fullmatch(Path(path).name)
+    if named and plan.get("fold") is not None and plan["fold"] != int(named[1]):
+        raise ValueError(
+            f"plan {path} records fold {plan['fold']}: it is that fold's plan, not fold {named[1]}'s; put fold "
+            f"{named[1]}'s own plan there, or train fold {named[1]} again"
+        )
     return base
 
 

@@ -365,6 +365,13 @@ def _resume_with_another_spacing(root: Path) -> str:
     return _raised(lambda: engine.run([0], max_epochs=3))
 
 
+def _plan_copied_from_another_fold(root: Path) -> str:
+    """Evaluation of fold 1, whose plan_fold1.json is a copy of fold 0's."""
+    save_plan({**DEFAULT_PLAN, "fold": 0}, root / "models" / "plan_fold1.json")
+    folds = {"ckpt_dir": str(root / "models"), "num_folds": 2, "fold": 1}
+    return _raised(lambda: _component(CT, "plan", ("train.yaml", "evaluate.yaml"), bundle_root=str(root), **folds))
+
+
 def _ct_volume_dicom_two_series(root: Path) -> str:
     from monai_unets.scripts.demo_ct import generate_demo_ct
 
@@ -1394,6 +1401,13 @@ CATALOGUE: list[Fault] = [
         _ensemble_listing_a_fold_twice,
         "model_fold0.pt: is listed twice; the ensemble would count that model twice: list each model once.",
         "the run stops at start, before any study is read; that fold had been averaged with twice the weight",
+    ),
+    Fault(
+        "evaluation, inference",
+        "a fold's models/plan_fold<k>.json copied from another fold",
+        _plan_copied_from_another_fold,
+        "plan_fold1.json records fold 0: it is that fold's plan, not fold 1's; put fold 1's own plan there",
+        "the run stops at start, naming the plan file (plans written before plans recorded their fold are read)",
     ),
     Fault(
         "inference",

@@ -316,7 +316,10 @@ def test_training_writes_the_plan_of_its_fold_with_its_weights(name, folds, plan
     parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
     parser["num_folds"], parser["fold"] = folds, 2
     written = str(tmp_path / "models" / plan)
-    assert parser.get_parsed_content("validate#best_model").plan_file == written
+    saver = parser.get_parsed_content("validate#best_model")
+    assert saver.plan_file == written
+    # with its fold, so that a copy of it over another fold's plan is refused
+    assert saver.plan["fold"] == (None if folds == 1 else 2)
     # the post-processing validation chooses goes into the same plan
     handlers = [h for h in parser["validate#handlers"] if isinstance(h, dict)]
     assert [h["plan_file"] for h in handlers if h["_target_"] == "PostprocessingSelector"] == ["@plan_out"]
@@ -454,6 +457,18 @@ def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_
     shown = explain(raised.value)
     assert str(models / "plan_fold0.json") in shown and str(models / "plan_fold1.json") in shown
     assert "differ in spacing" in shown
+
+    # fold 0's plan copied over fold 1's: it records fold 0, and inference and evaluation of fold 1 refuse it
+    assert load_plan(models / "plan_fold1.json")["fold"] == 1
+    (models / "plan_fold1.json").write_text(fold0)
+    evaluation["fold"] = 1
+    for parser, key in ((evaluation, "plan"), (inference, "settings")):
+        with pytest.raises(RuntimeError) as raised:
+            parser.get_parsed_content(key)
+        assert explain(raised.value).endswith(
+            f"plan {models / 'plan_fold1.json'} records fold 0: it is that fold's plan, not fold 1's; put fold 1's own "
+            "plan there, or train fold 1 again"
+        )
 
 
 @pytest.mark.parametrize("member", ["truncated", "listed twice", "model.pt truncated"])

@@ -319,9 +319,9 @@ def test_weights_without_their_own_plan_read_the_folder_s_plan_json(tmp_path):
     assert find_plan_of(models / "model.pt") == shared
 
 
-def _fold_plan(models, fold, **changes):
-    save_plan({**DEFAULT_PLAN, **changes}, models / f"plan_fold{fold}.json")
-    weights = models / f"model_fold{fold}.pt"
+def _fold_plan(models, k, **changes):
+    save_plan({**DEFAULT_PLAN, **changes}, models / f"plan_fold{k}.json")
+    weights = models / f"model_fold{k}.pt"
     weights.touch()  # the plan is what is compared; the inferer reads the weights
     return str(weights)
 
@@ -355,6 +355,25 @@ def test_an_ensemble_of_members_trained_with_other_plans_is_refused_naming_the_f
     message = str(raised.value)
     assert str(tmp_path / "plan_fold0.json") in message and str(tmp_path / "plan_fold1.json") in message
     assert f"differ in {next(iter(changes))}" in message
+
+
+def test_a_fold_s_plan_that_records_another_fold_is_refused_naming_the_file(tmp_path):
+    # a copy of fold 0's plan over fold 1's had been read as fold 1's: its post-processing and any overrides were
+    # chosen for fold 0's weights
+    members = [_fold_plan(tmp_path, 0, fold=0), _fold_plan(tmp_path, 1, fold=0)]
+    message = f"plan {tmp_path / 'plan_fold1.json'} records fold 0: it is that fold's plan, not fold 1's"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_plan(tmp_path / "plan_fold1.json")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ensemble_plan(members)
+    # its own fold, none (written before plans recorded it), null (no folds), and a fold under another name load
+    _fold_plan(tmp_path, 1, fold=1)
+    assert ensemble_plan(members)["fold"] == 0
+    _fold_plan(tmp_path, 1)
+    assert "fold" not in load_plan(tmp_path / "plan_fold1.json")
+    save_plan({**DEFAULT_PLAN, "fold": None}, tmp_path / "plan_fold2.json")
+    save_plan({**DEFAULT_PLAN, "fold": 3}, tmp_path / "plan.json")
+    assert load_plan(tmp_path / "plan_fold2.json")["fold"] is None and load_plan(tmp_path / "plan.json")["fold"] == 3
 
 
 def test_a_member_without_any_plan_file_is_compared_with_the_default_plan(tmp_path):
