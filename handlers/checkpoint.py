@@ -225,8 +225,10 @@ _PLAN_OVERRIDES = {
     "spacing": "pixdim",
     "normalization": "normalization",
     "foreground_threshold": "foreground_threshold",
-    "patch_size": "patch_size",
 }
+# what a resumed run may change: the network is fully convolutional, and a training moved from a GPU to a CPU
+# takes smaller patches there (the Attention U-Net bundle's default)
+_RESUMABLE_WITH_OTHER = frozenset({"patch_size"})
 
 
 def _plan_settings(saver: BestModelSaver, state: Mapping[str, Any]) -> Iterator[_Setting]:
@@ -238,7 +240,7 @@ def _plan_settings(saver: BestModelSaver, state: Mapping[str, Any]) -> Iterator[
         return
     plan = model_settings(saver.plan)
     for key, saved in saved_plan.items():
-        if key in plan:
+        if key in plan and key not in _RESUMABLE_WITH_OTHER:
             option = _PLAN_OVERRIDES.get(key)
             resume = f'--{option} "{_shown(saved)}"' if option else "the plan file it was trained with"
             yield key, saved, plan[key], f"resume with {resume}, or train anew with another --ckpt_dir."

@@ -1444,7 +1444,7 @@ CATALOGUE: list[Fault] = [
     Fault(
         "training",
         "resumed with other preprocessing than checkpoint.pt was trained with (a CT bundle's --pixdim, "
-        "--normalization, --foreground_threshold or --patch_size left out or changed, the dataset planned again)",
+        "--normalization or --foreground_threshold left out or changed, the dataset planned again)",
         _resume_with_another_spacing,
         "checkpoint.pt: was trained with spacing [1.2, 1.2, 3.0], this run sets [1.5, 1.5, 2.0]; resume with --pixdim",
         "training stops at start; the message names both values, the override and --ckpt_dir",
