@@ -46,7 +46,7 @@ from .blocks import (
 )
 from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
-from .ensemble import EnsembleInferer, load_models, mirror_axes
+from .ensemble import EnsembleInferer, load_models, mirror_axes, model_files
 from .losses import DeepSupervisedDiceCELoss
 from .runtime import OnnxRuntimeNetwork, freeze_startup_objects, reuse_freed_memory, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
@@ -85,6 +85,7 @@ __all__ = [
     "count_parameters",
     "load_models",
     "mirror_axes",
+    "model_files",
     "input_shape_problem",
     "freeze_startup_objects",
     "reuse_freed_memory",

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..handlers.checkpoint import CheckpointError, load_weights
 
-__all__ = ["EnsembleInferer", "load_models", "mirror_axes"]
+__all__ = ["EnsembleInferer", "load_models", "mirror_axes", "model_files"]
 
 
 def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -145,6 +145,33 @@ class EnsembleInferer(Inferer):
         if mean.shape[1] == 1:
             return torch.log(mean.clamp_min(tiny)) - torch.log((1 - mean).clamp_min(tiny))
         return torch.log(mean.clamp_min(tiny))
+
+
+def model_files(
+    folder: str | os.PathLike,
+    ensemble: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    default: str = "model.pt",
+) -> list[str]:
+    """The model files of a bundle run: those an ``ensemble`` names in ``folder``, else ``default`` there.
+
+    The CT bundles' inference and evaluation take their ``ensemble`` setting through this: a list of model files
+    (``--ensemble "['model_fold0.pt','model_fold1.pt']"``), and one name alone (``--ensemble model_fold0.pt``,
+    which the command line gives as a string) is that one file, not a list of its letters.
+
+    Args:
+        folder: the folder of the model files (the bundle's ``models/``).
+        ensemble: the model files averaged, relative to ``folder``; empty or ``None`` for none.
+        default: the model file of a run without an ensemble.
+
+    Example::
+
+        >>> model_files("models", ["model_fold0.pt", "model_fold1.pt"])
+        ['models/model_fold0.pt', 'models/model_fold1.pt']
+        >>> model_files("models", "model_fold1.pt"), model_files("models", [])
+        (['models/model_fold1.pt'], ['models/model.pt'])
+    """
+    names = [ensemble] if isinstance(ensemble, (str, os.PathLike)) else list(ensemble or ()) or [default]
+    return [os.path.join(folder, name) for name in names]
 
 
 def load_models(inferer: Inferer, network: nn.Module) -> None:

@@ -1381,7 +1381,7 @@ CATALOGUE: list[Fault] = [
         "the run stops at start, before any case is read; the message names the export command and --runtime torch",
     ),
     Fault(
-        "inference",
+        "inference, evaluation (CT bundles)",
         "an ensemble of cross-validation folds trained with different plans (the dataset planned again between folds)",
         _ensemble_of_other_plans,
         "differ in spacing ([1.5, 1.5, 2.0] against [2.0, 2.0, 2.5]): the models of an ensemble must be trained with "
@@ -1389,14 +1389,14 @@ CATALOGUE: list[Fault] = [
         "the run stops at start, before any study is read; the message names both plan files",
     ),
     Fault(
-        "inference",
+        "inference, evaluation (CT bundles)",
         "an ensemble listing a fold that was never trained (model_fold2.pt missing)",
         _ensemble_with_a_missing_fold,
         "model_fold2.pt: model file of the ensemble does not exist; train that fold first, or leave it out",
         "the run stops at start, before any study is read; it had been refused as a member of the default plan",
     ),
     Fault(
-        "inference",
+        "inference, evaluation (CT bundles)",
         "an ensemble listing one fold twice",
         _ensemble_listing_a_fold_twice,
         "model_fold0.pt: is listed twice; the ensemble would count that model twice: list each model once.",

@@ -505,6 +505,89 @@ def test_an_ensemble_member_that_cannot_take_part_stops_inference_before_any_stu
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"error.log"} | begun
 
 
+def _two_folds(bundle: Path, network: str) -> Path:
+    """``bundle/models`` with two folds of ``network``'s bundle (other weights each) and their plans, which differ
+    only in the classes whose largest component they keep; the folder."""
+    models = bundle / "models"
+    plan = {**load_plan(None), "spacing": [2.0, 2.0, 2.5], "patch_size": [32, 32, 32]}
+    save_plan({**plan, "postprocessing": {"keep_largest": [1, 2]}}, models / "plan_fold0.json")
+    save_plan({**plan, "postprocessing": {"keep_largest": [1]}}, models / "plan_fold1.json")
+    for fold in (0, 1):
+        torch.manual_seed(fold)
+        torch.save(_network(bundle_dir(network)).state_dict(), models / f"model_fold{fold}.pt")
+    return models
+
+
+def test_an_ensemble_of_folds_is_evaluated_as_inference_runs_it(tmp_path, capsys):
+    # `monai-unets evaluate ... --ensemble` had been refused as an unknown key: evaluation could score one model file
+    from monai_unets.scripts.cli import main
+
+    name = "egeunet3d_pancreas_ct"
+    bundle = tmp_path / "bundle"
+    shutil.copytree(_configs(bundle_dir(name)), _configs(bundle))
+    models = _two_folds(bundle, name)
+    data = tmp_path / "data"
+    generate_demo_ct(data, num_cases=3, num_test=0, shape=(24, 24, 8))
+    ensemble = ["model_fold0.pt", "model_fold1.pt"]
+    evaluation = tmp_path / "eval"
+    args = ["--dataset_dir", str(data), "--eval_dir", str(evaluation), "--num_workers", "0", "--quiet"]
+    assert main(["evaluate", str(bundle), *args, "--ensemble", str(ensemble)]) == 0, capsys.readouterr().err[-3000:]
+    with open(evaluation / "metrics_per_case.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1  # the validation case of the seeded split
+    members = [str(models / f"model_fold{fold}.pt") for fold in (0, 1)]
+    settings = json.loads((evaluation / "run.json").read_text())["settings"]
+    assert settings["checkpoint"] == ", ".join(members)
+
+    # what that run was made of: the members averaged, preprocessed with their plan, and a class's largest
+    # component kept where both chose it, as inference.yaml does
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle) / c) for c in ("train.yaml", "evaluate.yaml")])
+    parser.update({"bundle_root": str(bundle), "dataset_dir": str(data), "ensemble": ensemble})
+    inferer = parser.get_parsed_content("validate#evaluator").inferer
+    assert inferer.checkpoints == members and parser.get_parsed_content("validate#inferer") is inferer
+    assert parser.get_parsed_content("pixdim") == [2.0, 2.0, 2.5]
+    assert parser.get_parsed_content("plan")["postprocessing"]["keep_largest"] == [1]
+    loaders = [h for h in parser.get_parsed_content("validate#handlers") if type(h).__name__ == "WeightsLoader"]
+    assert not loaders  # the members are the inferer's; no model.pt is loaded into the network
+    # one name alone is that model file
+    parser["ensemble"] = "model_fold1.pt"
+    assert parser.get_parsed_content("model_files") == [members[1]]
+
+
+@pytest.mark.parametrize("member", ["missing", "listed twice", "of another network", "of another plan"])
+def test_an_ensemble_member_that_cannot_take_part_stops_evaluation_at_start(member, tmp_path):
+    name = "attention_unet_pancreas_ct"
+    models = _two_folds(tmp_path, name)
+    ensemble = ["model_fold0.pt", "model_fold1.pt"]
+    if member == "missing":
+        ensemble.append("model_fold2.pt")
+    elif member == "listed twice":
+        ensemble = ["model_fold0.pt", "model_fold0.pt"]
+    elif member == "of another network":
+        torch.save(_network(bundle_dir("egeunet3d_pancreas_ct")).state_dict(), models / "model_fold1.pt")
+    else:
+        save_plan({**load_plan(models / "plan_fold1.json"), "spacing": [3.0, 3.0, 3.0]}, models / "plan_fold1.json")
+    generate_demo_ct(tmp_path / "data", num_cases=2, num_test=0, shape=(24, 24, 8))
+    workflow = ConfigWorkflow(
+        config_file=[str(_configs(bundle_dir(name)) / c) for c in ("train.yaml", "evaluate.yaml")],
+        workflow_type="eval",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(tmp_path / "data"),
+        num_workers=0,
+        ensemble=ensemble,
+    )
+    with pytest.raises(RuntimeError) as raised:
+        workflow.initialize()
+    expected = {
+        "missing": f"{models / 'model_fold2.pt'}: model file of the ensemble does not exist",
+        "listed twice": f"{models / 'model_fold0.pt'}: is listed twice; the ensemble would count that model twice",
+        "of another network": f"{models / 'model_fold1.pt'}: does not fit the network AttentionGateUNet",
+        "of another plan": f"{models / 'plan_fold0.json'} (plan of model_fold0.pt) and {models / 'plan_fold1.json'}",
+    }
+    assert explain(raised.value).startswith(expected[member]), explain(raised.value)
+    assert not (tmp_path / "eval" / "metrics_per_case.csv").exists()
+
+
 @pytest.mark.parametrize("name", BUNDLES)
 @pytest.mark.parametrize(
     "configs",

@@ -4,7 +4,7 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer
 from monai_unets.handlers.checkpoint import CheckpointError, save_atomic
-from monai_unets.networks import EnsembleInferer, UncertaintyScoring, mirror_axes, uncertainty_score
+from monai_unets.networks import EnsembleInferer, UncertaintyScoring, mirror_axes, model_files, uncertainty_score
 
 
 class RampNet(torch.nn.Module):
@@ -164,3 +164,11 @@ def test_a_model_listed_twice_or_copied_is_refused_naming_both(tmp_path):
     copy.write_bytes(fold1.read_bytes())
     with pytest.raises(CheckpointError, match=rf"copy\.pt: holds the same weights as {fold1}; the ensemble"):
         EnsembleInferer(SimpleInferer(), [fold0, fold1, copy]).members(RampNet())
+
+
+def test_model_files_of_an_ensemble_setting():
+    # as the command line gives `--ensemble`: a list, a,b (a tuple), one name (a string, not a list of letters)
+    assert model_files("m", ["a.pt", "b.pt"]) == model_files("m", ("a.pt", "b.pt")) == ["m/a.pt", "m/b.pt"]
+    assert model_files("m", "fold1.pt") == ["m/fold1.pt"]
+    assert model_files("m", []) == model_files("m", None) == ["m/model.pt"]
+    assert model_files("m", [], "model_fold2.pt") == ["m/model_fold2.pt"]
