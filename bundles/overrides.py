@@ -142,10 +142,22 @@ def _path_problem(key: str, value: str, config_files: Sequence[str | Path]) -> s
         return "a value starting with '-' is taken for an option"
     if value.startswith("~"):
         return "'~' is not expanded here, and would be a folder of that name"
-    if "#" in value and not value.startswith(("$", "@", "%")):
-        return f"MONAI's config parser reads '#' as its id separator, and the path would be {value.replace('#', '::')}"
+    if _READ_BY_MONAI.search(value) and not value.startswith(("$", "@", "%")):
+        return _rewritten(key, value)
     read = _as_read(value)
     return None if isinstance(read, str) else f"read as the {type(read).__name__} {read!r}, not as a path"
+
+
+def _rewritten(key: str, value: str) -> str:
+    """How MONAI's config parser changes the path ``value`` of the key ``key``, which holds a ``#`` or a relative id
+    (``%::``, ``@::``) after its first character: it turns ``#`` into ``::`` and a relative id into the id of the
+    key's parent, so that ``res#1`` becomes ``res::1`` and ``a%::b`` becomes ``a%b``, with no error."""
+    from monai.bundle import ConfigParser
+    from monai.bundle.reference_resolver import ReferenceResolver
+
+    read = ConfigParser.resolve_relative_ids(ReferenceResolver.normalize_id(key), value)
+    syntax = "'#' as its id separator" if "#" in value else "'%::' and '@::' as relative ids"
+    return f"MONAI's config parser reads {syntax}, and the path would be {read}"
 
 
 def _unresolved(key: str, value: str, config: Any) -> str | None:

@@ -1284,6 +1284,15 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "all bundles",
+        "--output_dir a%::b in a plain monai.bundle run (MONAI reads '%::' or '@::' as a relative id)",
+        lambda r: _plain_run_line(SKIN, "--output_dir", "a%::b"),
+        "MONAI's config parser reads '%::' and '@::' as relative ids, and the path would be a%b; give it as "
+        "--output_dir '$\"a\\x25::b\"'",
+        _STOP_SETTING + "; it had written into a folder a%b without a word. The monai-unets commands pass such paths "
+        "as typed",
+    ),
+    Fault(
+        "all bundles",
         "--input_dir @eaDir in a plain monai.bundle run (MONAI reads it as a reference to a key eaDir)",
         lambda r: _plain_run_line(SKIN, "--input_dir", "@eaDir"),
         "MONAI's config parser reads '@eaDir' as a reference to a config key, and there is no key 'eaDir'; give it "

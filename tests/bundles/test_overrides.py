@@ -153,6 +153,15 @@ def test_a_leading_tilde_of_a_path_is_the_home_folder():
             "'$\"res\\x231\"'",
         ),
         ("~/scans", "'~' is not expanded here", os.path.expanduser("~/scans")),
+        # a relative id after the first character: MONAI had made the path a%b without a word
+        (
+            "a%::b",
+            "MONAI's config parser reads '%::' and '@::' as relative ids, and the path would be a%b",
+            "'$\"a\\x25::b\"'",
+        ),
+        ("a@::b", "MONAI's config parser reads '%::' and '@::' as relative ids, and the path would be a@b", None),
+        # '#' first becomes '::', which after '%' is a relative id too (the message had named a%::b)
+        ("a%#b", "MONAI's config parser reads '#' as its id separator, and the path would be a%b", None),
         (
             "@in",
             "MONAI's config parser reads '@in' as a reference to a config key, and there is no key 'in'",
@@ -187,6 +196,16 @@ def test_a_plain_run_names_a_path_it_would_misread(value, problem, given):
     if given is not None:
         assert f"; give it as --output_dir {given} (the monai-unets commands" in str(stop.value)
     check_command_line(argv[:-1] + [path_argument("output_dir", expand_path("output_dir", value))])  # as it says
+
+
+@pytest.mark.parametrize("folder, read", [("res#1", "res::1"), ("a%::b", "a%b"), ("a@::b", "a@b"), ("a%#b", "a%b")])
+def test_the_path_a_plain_run_names_is_the_one_monai_would_use(folder, read):
+    parser = ConfigParser(ConfigParser.load_config_files(str(bundle_dir(SKIN) / "configs" / "inference.yaml")))
+    parser.update({"output_dir": folder})
+    assert parser.get_parsed_content("output_dir") == read
+    argv = [MONAI_RUN, "run", "--config_file", str(bundle_dir(SKIN) / "configs" / "inference.yaml")]
+    with pytest.raises(SystemExit, match=f"the path would be {read};"):
+        check_command_line(argv + ["--output_dir", folder])
 
 
 def test_a_plain_run_stops_on_a_path_key_without_a_path():
