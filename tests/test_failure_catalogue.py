@@ -1745,6 +1745,14 @@ CATALOGUE: list[Fault] = [
         "error: argument --device: 'nosuchdevice' is not a device; give e.g. cpu, cuda or cuda:1",
         "usage error (exit status 2), before the dataset is read",
     ),
+    Fault(
+        "served inference (MONAI Label, CT bundles)",
+        'a request\'s tta option given as the string "false"',
+        lambda r: _raised(lambda: _component(CT, "inferer", ("inference.yaml",), displayable_configs={"tta": "false"})),
+        "tta must be True or False, got 'false'.",
+        "that request fails, naming the option (the string would have turned test-time augmentation on); the next "
+        "requests are served",
+    ),
 ]
 
 

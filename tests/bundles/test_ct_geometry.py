@@ -18,11 +18,14 @@ import pytest
 import torch
 from highdicom.seg import segread
 from monai.bundle import ConfigParser, ConfigWorkflow
-from monai.transforms import LoadImage
+from monai.transforms import LoadImage, SaveImaged
 from monai_unets.bundles import bundle_dir
 from monai_unets.data.medical_io import MedicalImageReader
+from monai_unets.handlers.errors import root_cause
 from monai_unets.scripts.demo_ct import generate_demo_ct, make_ct_phantom, write_dicom_series
+from scipy import ndimage
 
+from monai_unets import load_plan, save_plan
 from tests.geometry import Grid, as_stored, rotation, world_centroid, write_enhanced_ct
 
 SHAPE, SPACING = (48, 40, 24), (1.2, 1.2, 2.5)
@@ -463,3 +466,86 @@ def test_without_an_ensemble_the_network_given_is_run_with_its_own_weights(bundl
     ]
     parser["ensemble"] = ["model.pt", "model_fold0.pt"]
     assert not [h for h in parser.get_parsed_content("handlers", lazy=False) if type(h).__name__ == "WeightsLoader"]
+
+
+class _ServedBundle:
+    """The calls MONAI Label's bundle app (BundleInferTask of monailabel 0.8.5) makes on a bundle's inference config.
+
+    The config is read and parsed once, when the server starts (``network_def`` for the network it serves). For each
+    request the request's values of the options in ``displayable_configs`` are written into the config and the config
+    is parsed again, where it has such options; then the app takes ``preprocessing``, ``inferer``
+    and ``postprocessing`` (its writers left out) and runs them with the network it loaded from models/model.pt.
+    """
+
+    def __init__(self, bundle: str, bundle_root: Path) -> None:
+        self.parser = ConfigParser()
+        self.parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
+        self.parser.config.update({"bundle_root": str(bundle_root)})
+        self.parser.get_parsed_content("network_def")
+        self.options = dict(self.parser.get_parsed_content("displayable_configs", default={}))
+
+    def parsed(self, **request) -> tuple[list, object, list]:
+        """The preprocessing, inferer and writer-less postprocessing a request with these option values gets."""
+        if self.options:
+            self.parser["displayable_configs"].update(
+                {key: request.get(key, value) for key, value in self.options.items()}
+            )
+            self.parser.parse()
+        preprocessing = list(self.parser.get_parsed_content("preprocessing").transforms)
+        postprocessing = self.parser.get_parsed_content("postprocessing").transforms
+        served = [t for t in postprocessing if not isinstance(t, SaveImaged)]
+        return preprocessing, self.parser.get_parsed_content("inferer"), served
+
+    def infer(self, study: Path, network: torch.nn.Module) -> tuple[torch.Tensor, np.ndarray]:
+        """The preprocessed image and the label map a request for ``study`` gets."""
+        preprocessing, inferer, postprocessing = self.parsed()
+        data = {"image": str(study), "image_path": str(study)}
+        for transform in preprocessing:
+            data = transform(data)
+        image = data["image"]
+        with torch.no_grad():
+            data["pred"] = inferer(image[None], network)[0]
+        for transform in postprocessing:
+            data = transform(data)
+        return image, np.asarray(data["pred"])
+
+
+@pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
+def test_served_inference_follows_the_plan_a_training_rewrites(bundle, tmp_path):
+    # MONAI Label keeps the config it parsed at start, and a /train rewrites models/model.pt and models/plan.json: the
+    # app loads the new weights at the next request, whose spacing, crop, normalisation, windows and post-processing
+    # must then be the new plan's (they had stayed those of the plan read at the server's start)
+    volume = np.full((40, 40, 20), -1000, np.int16)
+    volume[2:38, 2:38, 2:18] = 0
+    # two bright organs: two components of class 1 for the oracle
+    volume[5:17, 5:17, 4:12] = 150
+    volume[25:31, 25:31, 4:10] = 150
+    study = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0])), study)
+    plan = {**load_plan(None), "patch_size": [32, 32, 32]}
+    save_plan({**plan, "spacing": [1.0, 1.0, 2.0]}, tmp_path / "models" / "plan.json")
+    server = _ServedBundle(bundle, tmp_path)
+    image, label = server.infer(study, OrganOracle())
+    assert image.pixdim.tolist() == [1.0, 1.0, 2.0]
+    assert ndimage.label(label == 1)[1] == 2
+
+    save_plan(
+        {**plan, "spacing": [2.0, 2.0, 4.0], "postprocessing": {"keep_largest": [1]}}, tmp_path / "models" / "plan.json"
+    )
+    image, label = server.infer(study, OrganOracle())
+    assert image.pixdim.tolist() == [2.0, 2.0, 4.0]
+    assert label.shape == volume.shape
+    assert ndimage.label(label == 1)[1] == 1
+    assert (label == 1).sum() > 0.9 * (volume[5:17, 5:17, 4:12] == 150).sum()
+
+
+@pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
+def test_served_tta_option_is_checked(bundle, tmp_path):
+    server = _ServedBundle(bundle, tmp_path)
+    assert server.options == {"tta": False}
+    assert server.parsed(tta=True)[1].tta
+    assert not server.parsed()[1].tta
+    # a client's "false" is a string, which is true
+    with pytest.raises(Exception) as error:
+        server.parsed(tta="false")
+    assert str(root_cause(error.value)) == "tta must be True or False, got 'false'."

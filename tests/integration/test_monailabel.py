@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -246,3 +247,26 @@ def test_3d_bundle_serves_nifti_and_dicom(served_3d, model, tmp_path):
     assert not list((served_3d["app"] / "model" / model).rglob("*.dcm"))
 
     _train_rewrites_weights(served_3d, model)
+    _plan_is_read_at_each_request(served_3d, model, study.name.split(".")[0], tmp_path / "replanned")
+
+
+def _plan_is_read_at_each_request(served: dict, model: str, image: str, folder: Path) -> None:
+    # the plan that a /train wrote with the weights is the one the next request reads, not the one read at the server's
+    # start: a plan that cannot be read stops that request, naming it, and the plan put back serves again
+    plan_file = served["app"] / "model" / model / "models" / "plan.json"
+    plan = plan_file.read_text()
+    folder.mkdir()
+    plan_file.write_text(json.dumps({**json.loads(plan), "spacing": [1.0, 1.0]}))
+    message = f"{model}/models/plan.json: 'spacing' must be 3 positive numbers, got [1.0, 1.0]"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as error:
+            _infer(served["server"], model, image, ".nii.gz", folder)
+        assert error.value.code == 500
+        # the server logs the error once it has answered
+        deadline = time.time() + 30
+        while message not in served["server"].log.read_text() and time.time() < deadline:
+            time.sleep(0.5)
+        assert message in served["server"].log.read_text()
+    finally:
+        plan_file.write_text(plan)
+    _infer(served["server"], model, image, ".nii.gz", folder)
