@@ -754,10 +754,13 @@ def find_bad_cases(
 
     Example::
 
-        >>> loading = [LoadImaged(keys), EnsureChannelFirstd(keys), CheckCased(keys)]
-        >>> bad = find_bad_cases(cases, loading)  # doctest: +SKIP
-        >>> [str(problem) for _, problem in bad]  # doctest: +SKIP
-        ['/data/labelsTr/case_7.nii.gz: label values 3 are not classes 0..2 (num_classes 3); ...']
+        >>> from monai.transforms import EnsureChannelFirstd
+        >>> keys = ["image", "label"]
+        >>> loading = [LoadImaged(keys), EnsureChannelFirstd(keys), CheckCased(keys, num_classes=3)]
+        >>> cases = [{"image": "images/case_7.nii.gz", "label": "labels/case_7.nii.gz"}]
+        >>> for _, problem in find_bad_cases(cases, loading):  # doctest: +SKIP
+        ...     print(problem)
+        labels/case_7.nii.gz: label values 3 are not classes 0..2 (num_classes 3); relabel the file or set num_classes.
     """
     return scan_cases(cases, loader, keys, num_workers, on_result).bad
 

@@ -145,8 +145,11 @@ def write_dicom_seg(
 
     Example::
 
-        >>> pred = post(infer(LoadImaged("image")({"image": "ct_series/"})))["pred"]  # (1, X, Y, Z)
-        >>> write_dicom_seg(pred, "ct_series/", "out/ct_series_seg.dcm", {1: "pancreas", 2: "tumour"})
+        >>> from monai.transforms import LoadImage
+        >>> image = LoadImage(ensure_channel_first=True)("ct_series/")  # doctest: +SKIP
+        >>> # stands in for the bundle's prediction: class indices (1, X, Y, Z) on the series' grid, with its affine
+        >>> pred = (image > 100).to(torch.uint8)  # doctest: +SKIP
+        >>> write_dicom_seg(pred, "ct_series/", "out/ct_series_seg.dcm", {1: "pancreas", 2: "tumour"})  # doctest: +SKIP
         PosixPath('out/ct_series_seg.dcm')
     """
     source = Path(source)

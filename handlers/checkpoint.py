@@ -541,8 +541,10 @@ class TrainingCheckpoint:
 
     Example::
 
+        >>> net = torch.nn.Linear(4, 2)
+        >>> opt = torch.optim.Adam(net.parameters())
         >>> checkpoint = TrainingCheckpoint("models/checkpoint.pt", {"model": net, "optimizer": opt})
-        >>> checkpoint.attach(trainer)  # doctest: +SKIP
+        >>> checkpoint.attach(trainer)  # trainer: the bundle's SupervisedTrainer  # doctest: +SKIP
     """
 
     def __init__(

@@ -70,7 +70,9 @@ class EnsembleInferer(Inferer):
 
     Example::
 
+        >>> from monai.inferers import SlidingWindowInferer
         >>> inferer = EnsembleInferer(SlidingWindowInferer((64, 64, 64)), ["fold0.pt", "fold1.pt"], tta=True)
+        >>> # image: a (1, 1, X, Y, Z) CT; network: the architecture the folds were trained with
         >>> log_probs = inferer(image, network)  # doctest: +SKIP
     """
 

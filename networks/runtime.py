@@ -210,7 +210,10 @@ def select_runtime(
 
     Example::
 
+        >>> from monai_unets import EGEUNet
         >>> net = select_runtime("torch", EGEUNet(spatial_dims=2, in_channels=3, out_channels=1), "model.onnx")
+        >>> type(net).__name__, next(net.parameters()).device
+        ('EGEUNet', device(type='cpu'))
     """
     if runtime == "torch":
         return network.to(device)

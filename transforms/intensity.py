@@ -153,6 +153,7 @@ class ScaleByBitDepth(Transform):
 
     Example::
 
+        >>> from monai.data import MetaTensor
         >>> ScaleByBitDepth()(MetaTensor(torch.tensor([[[0.0, 4095.0]]]), meta={"mode": "I;16"}))
         metatensor([[[0., 1.]]])
         >>> ScaleByBitDepth()(MetaTensor(torch.tensor([[[0.0, 2048.0]]]), meta={"mode": "RGB", "bits_per_sample": 16}))
@@ -191,6 +192,7 @@ class ScaleByBitDepthd(MapTransform):
 
     Example::
 
+        >>> from monai.data import MetaTensor
         >>> ScaleByBitDepthd("image")({"image": MetaTensor(torch.tensor([[[0.0, 255.0]]]), meta={"mode": "RGB"})})
         {'image': metatensor([[[0., 1.]]])}
     """

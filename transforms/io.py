@@ -537,7 +537,13 @@ class SaveDicomSeg(Transform):
 
     Example::
 
-        >>> SaveDicomSeg("out", {1: "pancreas"}, algorithm_name="unet")(pred)  # writes out/<series>_seg.dcm
+        >>> import torch
+        >>> from monai.transforms import LoadImage
+        >>> save = SaveDicomSeg("out", {1: "pancreas"}, algorithm_name="unet")
+        >>> image = LoadImage(ensure_channel_first=True)("ct_series/")  # doctest: +SKIP
+        >>> # stands in for the prediction after Invertd + AsDiscreted: it keeps the image's meta["filename_or_obj"]
+        >>> pred = (image > 100).to(torch.uint8)  # doctest: +SKIP
+        >>> pred = save(pred)  # writes out/ct_series_seg.dcm  # doctest: +SKIP
     """
 
     def __init__(
@@ -609,8 +615,12 @@ class SaveDicomSegd(SaveImaged):
 
     Example::
 
+        >>> import torch
+        >>> from monai.transforms import LoadImaged
         >>> save = SaveDicomSegd("pred", "out", {1: "pancreas", 2: "tumour"}, algorithm_name="attention_unet")
-        >>> save({"image": image, "pred": pred})  # writes out/<series folder>_seg.dcm for DICOM inputs
+        >>> data = LoadImaged("image", ensure_channel_first=True)({"image": "ct_series/"})  # doctest: +SKIP
+        >>> data["pred"] = (data["image"] > 100).to(torch.uint8)  # stands in for the prediction  # doctest: +SKIP
+        >>> data = save(data)  # writes out/ct_series_seg.dcm; a NIfTI or PNG input is passed through  # doctest: +SKIP
     """
 
     def __init__(
