@@ -362,7 +362,9 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
         normalization = {"scheme": "zscore_nonzero"}
         # the non-zero region, as nnU-Net crops: only the background is zero; the tissue of an MR may be negative
         foreground_threshold = None
-    labels = dict(fingerprint["labels"])
+    # the label values are 0 .. K-1 without gaps (fingerprint_dataset checks them): the names of 1 .. K-1 in order
+    labels = sorted(fingerprint["labels"].items(), key=lambda item: int(item[0]))
+    class_names = [name for value, name in labels if value != "0"]
     return {
         "version": PLAN_VERSION,
         "modality": fingerprint["modality"],
@@ -372,12 +374,28 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
         "foreground_threshold": foreground_threshold,
         "patch_size": patch,
         "batch_size": int(batch_size),
-        "num_classes": len(labels),
-        "labels": {k: v for k, v in labels.items() if k != "0"},
-        "class_names": [v for k, v in labels.items() if k != "0"],
+        "num_classes": len(class_names) + 1,
+        "labels": class_labels(class_names),
+        "class_names": class_names,
         "class_fractions": fingerprint["class_fractions"],
         "postprocessing": {"keep_largest": []},
     }
+
+
+def class_labels(class_names: Sequence[str]) -> dict[str, str]:
+    """A plan's ``labels``: label value (as a JSON key) -> name, for ``class_names``, the names of values 1, 2, ...
+
+    What inference names the DICOM SEG's segments and MONAI Label's labels by.
+
+    Args:
+        class_names: the names of the classes after the background (label 0).
+
+    Example::
+
+        >>> class_labels(["pancreas", "tumour"])
+        {'1': 'pancreas', '2': 'tumour'}
+    """
+    return {str(value): name for value, name in enumerate(class_names, start=1)}
 
 
 def plan_dataset(

@@ -220,7 +220,8 @@ def _optimizer_settings(optimizer: torch.optim.Optimizer, state: Mapping[str, An
 
 
 # the CT bundles' command-line names of the plan entries whose overrides their training writes into the plan beside
-# the weights (train.yaml's best_model#plan); the others come from the plan file alone
+# the weights (train.yaml's best_model#plan); the others come from the plan file alone, but for the classes
+# (_classes_override)
 _PLAN_OVERRIDES = {
     "spacing": "pixdim",
     "normalization": "normalization",
@@ -242,8 +243,22 @@ def _plan_settings(saver: BestModelSaver, state: Mapping[str, Any]) -> Iterator[
     for key, saved in saved_plan.items():
         if key in plan and key not in _RESUMABLE_WITH_OTHER:
             option = _PLAN_OVERRIDES.get(key)
-            resume = f'--{option} "{_shown(saved)}"' if option else "the plan file it was trained with"
+            if key in ("num_classes", "labels"):
+                resume = _classes_override(saved_plan)
+            elif option:
+                resume = f'--{option} "{_shown(saved)}"'
+            else:
+                resume = "the plan file it was trained with"
             yield key, saved, plan[key], f"resume with {resume}, or train anew with another --ckpt_dir."
+
+
+def _classes_override(saved_plan: Mapping[str, Any]) -> str:
+    # the classes are overridden together: a num_classes without as many class_names is refused at start
+    labels = saved_plan.get("labels")
+    if "num_classes" not in saved_plan or not isinstance(labels, Mapping):
+        return "the plan file it was trained with"
+    names = [labels[value] for value in sorted(labels, key=int)]
+    return f'--num_classes {saved_plan["num_classes"]} --class_names "{names!r}"'
 
 
 def _shown(value: Any) -> str:

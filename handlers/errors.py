@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -67,6 +67,15 @@ def _spacings(v: object) -> bool:
     return isinstance(v, (list, tuple)) and len(v) > 0 and all(_number(0, low_open=True)(s) for s in v)
 
 
+def _names(v: object) -> bool:
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) > 0
+        and all(isinstance(n, str) and n.strip() for n in v)
+        and len(set(v)) == len(v)
+    )
+
+
 def _one_of(*choices: str) -> tuple[Callable[[object], bool], str]:
     return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
 
@@ -95,6 +104,8 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "patch_size": (_sizes, "a list of integers >= 1, e.g. [96, 96, 96]"),
     "image_size": (_sizes, "a list of integers >= 1, e.g. [256, 256]"),
     "pixdim": (_spacings, "a list of spacings in mm > 0, e.g. [1.5, 1.5, 2.0]"),
+    # the names of label values 1, 2, ... (the DICOM SEG's segments, MONAI Label's labels): one each, told apart
+    "class_names": (_names, "a list of distinct names, e.g. ['pancreas', 'tumour']"),
     "amp": _SWITCH,
     "bf16": _SWITCH,
     "channels_last": _SWITCH,
@@ -128,11 +139,16 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
 def check_settings(settings: Mapping[str, object]) -> None:
     """Checks configuration values by name against :data:`SETTINGS`, before any work starts.
 
+    Settings given together are also checked against each other: ``class_names`` names the label values 1 to
+    ``num_classes - 1`` (0 is the background), so a ``num_classes`` changed without as many ``class_names``, or
+    the other way round, is refused with both values.
+
     Args:
         settings: name -> value, e.g. ``{"max_epochs": "@max_epochs", ...}`` in a bundle config.
 
     Raises:
-        SettingError: the first wrong value: ``"max_epochs must be an integer >= 1, got 'abc'"``.
+        SettingError: the first wrong value: ``"max_epochs must be an integer >= 1, got 'abc'"``; or
+            ``num_classes`` and ``class_names`` that do not fit each other.
         KeyError: a name that :data:`SETTINGS` does not know (a mistake in the config, not in the input).
 
     Example::
@@ -142,11 +158,30 @@ def check_settings(settings: Mapping[str, object]) -> None:
         Traceback (most recent call last):
         ...
         monai_unets.handlers.errors.SettingError: max_epochs must be an integer >= 1, got 'abc'.
+        >>> check_settings({"num_classes": 4, "class_names": ["pancreas", "tumour"]})
+        Traceback (most recent call last):
+        ...
+        monai_unets.handlers.errors.SettingError: num_classes 4 and class_names ['pancreas', 'tumour'] do not fit: ...
     """
     for name, value in settings.items():
         test, wanted = SETTINGS[name]
         if not test(value):
             raise SettingError(f"{name} must be {wanted}, got {value!r}.")
+    if "num_classes" in settings and "class_names" in settings:
+        _check_classes(settings["num_classes"], settings["class_names"])
+
+
+def _check_classes(num_classes: int, class_names: Sequence[str]) -> None:
+    # one of the two overridden alone: the network would train one number of classes and the plan saved with its
+    # weights name another, and inference, DICOM SEG and MONAI Label would take the names for other classes
+    named = num_classes - 1
+    if len(class_names) != named:
+        other = f" or give {named} class_names" if named > 0 else ""
+        raise SettingError(
+            f"num_classes {num_classes} and class_names {list(class_names)!r} do not fit: class_names names labels "
+            f"1 to num_classes - 1 (0 is the background), {named} names for num_classes {num_classes}, got "
+            f"{len(class_names)}; set num_classes to {len(class_names) + 1}{other}."
+        )
 
 
 def _chain(error: BaseException) -> list[BaseException]:

@@ -14,6 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import pydicom
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
@@ -180,10 +183,16 @@ def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were
     parser["network"] = "$@network_def"
     normalization = {"scheme": "ct", "clip": [-100.0, 300.0], "mean": 40.0, "std": 90.0}
     parser.update({"pixdim": [1.2, 1.2, 3.0], "normalization": normalization, "foreground_threshold": -300.0})
+    # the classes too (--num_classes with --class_names, given as a tuple by --class_names organ,lesion,cyst): the
+    # dataset's 3 classes and their names had been written beside weights of 4
+    parser.update({"num_classes": 4, "class_names": ("organ", "lesion", "cyst")})
     saver = parser.get_parsed_content("validate#best_model")
     assert saver.plan["spacing"] == [1.2, 1.2, 3.0]
     assert saver.plan["normalization"] == normalization
     assert saver.plan["foreground_threshold"] == -300.0
+    assert saver.plan["num_classes"] == 4
+    assert saver.plan["labels"] == {"1": "organ", "2": "lesion", "3": "cyst"}
+    assert saver.plan["class_names"] == ["organ", "lesion", "cyst"]
 
 
 def test_a_resume_with_other_preprocessing_stops_at_start_naming_the_setting(tmp_path):
@@ -208,6 +217,39 @@ def test_a_resume_with_other_preprocessing_stops_at_start_naming_the_setting(tmp
     torch.save(state, checkpoint)
     _run_bundle(bundle, train, *fast, "--max_epochs", "2")
     assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 2
+
+
+def test_weights_trained_with_other_classes_are_inferred_with_their_classes_and_names(tmp_path):
+    # --num_classes 4 --class_names ...: the plan beside the weights had kept the dataset's 3 classes, so inference
+    # built a network of 3 classes and refused the weights, and the DICOM SEG named the segments by the old names
+    data, bundle = tmp_path / "data", Path(shutil.copytree(bundle_dir("egeunet3d_pancreas_ct"), tmp_path / "bundle"))
+    generate_demo_ct(data, num_cases=2, num_test=1, shape=(24, 24, 8), dicom=True)
+    train = [str(_configs(bundle) / "train.yaml")]
+    fast = ["--dataset_dir", str(data), "--val_interval", "1", "--num_workers", "0", "--quiet", "True"]
+    fast += ["--patch_size", "[32, 32, 32]", "--max_epochs", "1"]
+    # one of the two alone stops at start, before any case is read or anything is trained
+    result = _run_bundle(bundle, train, *fast, "--num_classes", "4", returncode=1)
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ERROR: num_classes 4 and class_names ['pancreas', 'tumour'] do not fit: class_names names labels 1 to "
+        "num_classes - 1 (0 is the background), 3 names for num_classes 4, got 2; set num_classes to 3 or give 3 "
+        "class_names."
+    )
+    assert not (bundle / "models" / "checkpoint.pt").exists()
+    names = ["organ", "lesion", "cyst"]
+    _run_bundle(bundle, train, *fast, "--num_classes", "4", "--class_names", str(names))
+    plan = load_plan(bundle / "models" / "plan.json")
+    assert plan["num_classes"] == 4 and plan["class_names"] == names
+    assert plan["labels"] == {"1": "organ", "2": "lesion", "3": "cyst"}
+
+    studies, out = tmp_path / "studies", tmp_path / "out"
+    shutil.copytree(data / "dicomTs" / "demo_002", studies / "demo_002")
+    inference = [str(_configs(bundle) / "inference.yaml")]
+    _run_bundle(bundle, inference, "--input_dir", str(studies), "--output_dir", str(out), "--num_workers", "0")
+    assert (out / "demo_002_seg.nii.gz").is_file()
+    # a segment for each class the label map holds, named by its value (every class, empty, for a map without any)
+    present = sorted(set(np.unique(nib.load(out / "demo_002_seg.nii.gz").get_fdata()).astype(int).tolist()) - {0})
+    seg = pydicom.dcmread(next(out.glob("*.dcm")), stop_before_pixels=True)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ([names[v - 1] for v in present] or names)
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])

@@ -133,10 +133,15 @@ def test_a_resume_with_another_learning_rate_or_weight_decay_stops_naming_both(t
             {"foreground_threshold": -300},
             'foreground_threshold -500, this run sets -300; resume with --foreground_threshold "-500"',
         ),
+        # the classes are overridden together (--num_classes with --class_names): the remedy gives both
         (
             {"labels": {"1": "organ", "2": "lesion"}},
-            "labels {'1': 'pancreas', '2': 'tumour'}, this run sets {'1': 'organ', '2': 'lesion'}; resume with the "
-            "plan file it was trained with",
+            "labels {'1': 'pancreas', '2': 'tumour'}, this run sets {'1': 'organ', '2': 'lesion'}; resume with "
+            "--num_classes 3 --class_names \"['pancreas', 'tumour']\"",
+        ),
+        (
+            {"num_classes": 4, "labels": {"1": "pancreas", "2": "tumour", "3": "cyst"}},
+            "num_classes 3, this run sets 4; resume with --num_classes 3 --class_names \"['pancreas', 'tumour']\"",
         ),
     ],
 )

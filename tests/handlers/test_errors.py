@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -198,6 +199,49 @@ def test_a_ct_training_checks_max_minutes_with_its_settings(bundle):
     parser["max_minutes_clock"] = "cpu time"
     with pytest.raises(SettingError, match="max_minutes_clock must be one of 'wall', 'cpu', got 'cpu time'"):
         check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+
+
+def test_class_names_name_each_class_after_the_background_once():
+    from monai_unets.handlers.errors import SettingError, check_settings
+
+    check_settings({"num_classes": 4, "class_names": ["organ", "lesion", "cyst"]})
+    check_settings({"num_classes": 3, "class_names": ("organ", "lesion")})  # --class_names organ,lesion
+    for names in ("organ", [], ["organ", "organ"], ["organ", ""], ["organ", 2]):
+        with pytest.raises(SettingError, match="^class_names must be a list of distinct names, e.g. "):
+            check_settings({"class_names": names})
+    with pytest.raises(SettingError) as raised:
+        check_settings({"num_classes": 4, "class_names": ["pancreas", "tumour"]})
+    assert str(raised.value) == (
+        "num_classes 4 and class_names ['pancreas', 'tumour'] do not fit: class_names names labels 1 to "
+        "num_classes - 1 (0 is the background), 3 names for num_classes 4, got 2; set num_classes to 3 or give 3 "
+        "class_names."
+    )
+    with pytest.raises(SettingError, match=r"0 names for num_classes 1, got 1; set num_classes to 2\.$"):
+        check_settings({"num_classes": 1, "class_names": ["lesion"]})
+
+
+@pytest.mark.parametrize("bundle", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+@pytest.mark.parametrize("configs", [["train.yaml"], ["train.yaml", "evaluate.yaml"]])
+def test_a_ct_run_checks_its_classes_against_each_other_at_start(bundle, configs, tmp_path):
+    # --num_classes alone had trained a network of 4 classes while the plan saved with its weights kept the
+    # dataset's 3 classes and 2 names
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.handlers.errors import SettingError, check_settings
+
+    def settings(**overrides: object) -> dict:
+        parser = ConfigParser()
+        parser.read_config([str(bundle_dir(bundle) / "configs" / c) for c in configs])
+        parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tmp_path), **overrides})
+        return parser.get_parsed_content("settings", instantiate=True, lazy=False)
+
+    for overrides, shown in (
+        ({"num_classes": 4}, "num_classes 4 and class_names ['pancreas', 'tumour']"),
+        ({"class_names": ["organ", "lesion", "cyst"]}, "num_classes 3 and class_names ['organ', 'lesion', 'cyst']"),
+    ):
+        with pytest.raises(SettingError, match=re.escape(f"{shown} do not fit")):
+            check_settings(settings(**overrides))
+    check_settings(settings(num_classes=4, class_names=["organ", "lesion", "cyst"]))
 
 
 def test_explain_says_what_to_do_when_an_output_folder_is_a_file(tmp_path):
