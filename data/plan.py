@@ -494,8 +494,8 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     Without a plan file, a dataset.json that declares a modality other than CT, or another number of labels than
     the default plan's classes, stops the run: the default recipe clips intensities to a soft-tissue window in
     Hounsfield units, crops the body at -500 HU and trains the default plan's classes, so such a dataset would
-    train for hours on preprocessing made for other data. A datalist that cannot be read is left to
-    :func:`~monai_unets.data.load_datalist` to name.
+    train for hours on preprocessing made for other data. The classes take the names the dataset.json gives
+    them. A datalist that cannot be read is left to :func:`~monai_unets.data.load_datalist` to name.
 
     Args:
         plan_file: the dataset's plan file (it need not exist).
@@ -537,6 +537,11 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
             f"{', '.join(plan['class_names'])}) does not fit this dataset: {'; '.join(misfits)}. Run "
             f"`monai-unets plan --dataset-dir {Path(plan_file or datalist).parent}` first."
         )
+    if labels is not None and set(labels) == set(range(plan["num_classes"])):
+        # the dataset's own names (the Decathlon's pancreas calls class 2 "cancer"): the DICOM SEG's segments, the
+        # metrics' columns and the plan saved with the weights name the classes as the annotations do
+        class_names = [labels[value] for value in range(1, plan["num_classes"])]
+        plan = {**plan, "class_names": class_names, "labels": class_labels(class_names)}
     return plan
 
 

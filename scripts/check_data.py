@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a setting of the bundle's train.yaml, as for training (e.g. num_classes=4); repeatable",
+        help="a setting of the bundle's train.yaml, as for training (e.g. nan_policy=replace); repeatable",
     )
 
 

@@ -135,10 +135,11 @@ def _check_multiframe_prediction(source: Path, prediction: nib.Nifti1Image, seri
     np.testing.assert_array_equal(labels, np.asarray(series_prediction.dataobj)[tuple(mapped.T)])
 
 
+# the demo CT's dataset.json names its classes as the Decathlon's pancreas task does
 _CT_METRICS = tuple(
     f"{metric}{suffix}"
     for metric in ("val_mean_dice", "val_mean_iou", "val_hd95_mm", "val_nsd")
-    for suffix in ("_pancreas", "_tumour", "")
+    for suffix in ("_pancreas", "_cancer", "")
 )
 
 _PANCREAS_CT = BundleCase(

@@ -230,7 +230,7 @@ def test_weights_trained_with_other_classes_are_inferred_with_their_classes_and_
     # one of the two alone stops at start, before any case is read or anything is trained
     result = _run_bundle(bundle, train, *fast, "--num_classes", "4", returncode=1)
     assert result.stderr.strip().splitlines()[-1] == (
-        "ERROR: num_classes 4 and class_names ['pancreas', 'tumour'] do not fit: class_names names labels 1 to "
+        "ERROR: num_classes 4 and class_names ['pancreas', 'cancer'] do not fit: class_names names labels 1 to "
         "num_classes - 1 (0 is the background), 3 names for num_classes 4, got 2; set num_classes to 3 or give 3 "
         "class_names."
     )

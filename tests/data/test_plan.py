@@ -405,9 +405,22 @@ def test_planning_refuses_nnunet_s_ignore_label(tmp_path):
         plan_dataset(root, device="cpu")
 
 
+def test_without_a_plan_the_default_recipe_names_the_classes_as_the_dataset_does(tmp_path):
+    # the Decathlon's pancreas calls class 2 "cancer": the default recipe's "tumour" had named it in the DICOM SEG,
+    # the metrics and the plan saved with the weights
+    root = _small_ct(tmp_path)
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"background": 0, "cancer": 2, "pancreas": 1}))
+    plan = dataset_plan(root / "plan.json", root / "dataset.json")
+    assert plan["class_names"] == ["pancreas", "cancer"] and plan["labels"] == {"1": "pancreas", "2": "cancer"}
+    assert {k: v for k, v in plan.items() if k not in ("class_names", "labels")} == {
+        k: v for k, v in DEFAULT_PLAN.items() if k not in ("class_names", "labels")
+    }
+
+
 def test_without_a_plan_the_default_plan_is_refused_for_other_data(tmp_path):
     root = _small_ct(tmp_path)
     datalist, plan_file = root / "dataset.json", root / "plan.json"
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"0": "background", "1": "pancreas", "2": "tumour"}))
     assert dataset_plan(plan_file, datalist) == DEFAULT_PLAN
     _edit_dataset(root, lambda dataset: dataset.update(labels={"0": "background", "1": "liver"}))
     with pytest.raises(ValueError, match=r"declares 2 labels \(background, liver\), the default plan 3") as raised:
