@@ -1254,7 +1254,7 @@ CATALOGUE: list[Fault] = [
         _STOP_SETTING,
     ),
     Fault(
-        "training, evaluation (CT bundles)",
+        "training, evaluation, inference (CT bundles)",
         "--num_classes 4 without --class_names, or class names of another count",
         lambda r: _setting(CT, "num_classes", 4),
         "num_classes 4 and class_names ['pancreas', 'tumour'] do not fit: class_names names labels 1 to "
@@ -1263,7 +1263,7 @@ CATALOGUE: list[Fault] = [
         _STOP_SETTING + "; the plan saved with the weights records the classes of a training given both",
     ),
     Fault(
-        "training, evaluation (CT bundles)",
+        "training, evaluation, inference (CT bundles)",
         "--class_names organ (one name, not a list), or a name given twice",
         lambda r: _setting(CT, "class_names", "organ"),
         "class_names must be a list of distinct names, e.g. ['pancreas', 'tumour'], got 'organ'",

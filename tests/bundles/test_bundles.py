@@ -253,6 +253,32 @@ def test_weights_trained_with_other_classes_are_inferred_with_their_classes_and_
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_inference_with_more_classes_than_the_plan_names_stops_at_start(name, tmp_path):
+    # --num_classes 4 for weights whose plan names 3 classes (trained before plans recorded their classes) had run
+    # every study and failed each DICOM SEG on label 3, which had no name
+    generate_demo_ct(tmp_path / "data", num_cases=0, num_test=1, shape=(24, 24, 8))
+    workflow = ConfigWorkflow(
+        config_file=str(_configs(bundle_dir(name)) / "inference.yaml"),
+        workflow_type="infer",
+        bundle_root=str(tmp_path),
+        input_dir=str(tmp_path / "data" / "imagesTs"),
+        output_dir=str(tmp_path / "out"),
+        num_workers=0,
+        num_classes=4,
+    )
+    with pytest.raises(RuntimeError) as raised:
+        workflow.initialize()
+    assert explain(raised.value) == (
+        "num_classes 4 and class_names ['pancreas', 'tumour'] do not fit: class_names names labels 1 to "
+        "num_classes - 1 (0 is the background), 3 names for num_classes 4, got 2; set num_classes to 3 or give 3 "
+        "class_names."
+    )
+    # named, the fourth class is written into the DICOM SEG as the others are
+    workflow.parser["class_names"] = ["pancreas", "tumour", "cyst"]
+    assert workflow.parser.get_parsed_content("labels") == {1: "pancreas", 2: "tumour", 3: "cyst"}
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_mr_tissue_of_negative_values_stays_inside_the_crop_to_the_body(name, tmp_path):
     """A z-scored MR (background 0, tissue of both signs) planned and preprocessed as the bundle trains and infers:
     the crop keeps the non-zero region, where a crop to the positive voxels cut a negative structure away."""
@@ -594,6 +620,35 @@ def test_an_ensemble_of_folds_is_evaluated_as_inference_runs_it(tmp_path, capsys
     # one name alone is that model file
     parser["ensemble"] = "model_fold1.pt"
     assert parser.get_parsed_content("model_files") == [members[1]]
+
+
+def test_evaluation_with_tta_mirrors_as_inference_does(tmp_path, capsys):
+    # `monai-unets evaluate ... --tta True` had been refused as an unknown key: the test-time augmentation of
+    # inference.yaml could not be scored
+    from monai_unets.scripts.cli import main
+
+    name = "egeunet3d_pancreas_ct"
+    bundle = tmp_path / "bundle"
+    shutil.copytree(_configs(bundle_dir(name)), _configs(bundle))
+    _two_folds(bundle, name)
+    data = tmp_path / "data"
+    generate_demo_ct(data, num_cases=3, num_test=0, shape=(24, 24, 8))
+    evaluation = tmp_path / "eval"
+    args = ["--dataset_dir", str(data), "--eval_dir", str(evaluation), "--num_workers", "0", "--quiet"]
+    args += ["--ensemble", "model_fold0.pt"]
+    # a string is no switch ("false" would be true): refused at start, before any case is evaluated
+    assert main(["evaluate", str(bundle), *args, "--tta", "false"]) != 0
+    assert "tta must be True or False, got 'false'" in (evaluation / "error.log").read_text()
+    assert not (evaluation / "metrics_per_case.csv").exists()
+
+    assert main(["evaluate", str(bundle), *args, "--tta", "True"]) == 0, capsys.readouterr().err[-3000:]
+    assert json.loads((evaluation / "run.json").read_text())["settings"]["tta"] == "True"
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle) / c) for c in ("train.yaml", "evaluate.yaml")])
+    parser.update({"bundle_root": str(bundle), "dataset_dir": str(data), "tta": True})
+    assert parser.get_parsed_content("validate#evaluator").inferer.tta
+    parser["tta"] = False
+    assert not parser.get_parsed_content("validate#evaluator", lazy=False).inferer.tta
 
 
 @pytest.mark.parametrize("member", ["missing", "listed twice", "of another network", "of another plan"])
