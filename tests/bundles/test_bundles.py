@@ -195,6 +195,8 @@ def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were
     assert saver.plan["class_names"] == ["organ", "lesion", "cyst"]
 
 
+# two bundle trainings end to end (about 20 s on 2 cores); tests/handlers/test_checkpoint.py checks the refusal
+@pytest.mark.slow
 def test_a_resume_with_other_preprocessing_stops_at_start_naming_the_setting(tmp_path):
     # the checkpoint recorded no preprocessing: the resumed epochs trained on studies resampled to the plan's spacing,
     # while the plan beside the weights said --pixdim's
@@ -219,6 +221,8 @@ def test_a_resume_with_other_preprocessing_stops_at_start_naming_the_setting(tmp
     assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 2
 
 
+# two bundle runs end to end (about 20 s on 2 cores); the start-time check and the saved plan have fast tests
+@pytest.mark.slow
 def test_weights_trained_with_other_classes_are_inferred_with_their_classes_and_names(tmp_path):
     # --num_classes 4 --class_names ...: the plan beside the weights had kept the dataset's 3 classes, so inference
     # built a network of 3 classes and refused the weights, and the DICOM SEG named the segments by the old names
