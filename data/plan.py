@@ -44,6 +44,8 @@ __all__ = [
     "MissingModelError",
     "PlanMismatchError",
     "choose_patch_size",
+    "class_labels",
+    "class_names_of",
     "choose_target_spacing",
     "dataset_plan",
     "detect_modality",
@@ -363,8 +365,7 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
         # the non-zero region, as nnU-Net crops: only the background is zero; the tissue of an MR may be negative
         foreground_threshold = None
     # the label values are 0 .. K-1 without gaps (fingerprint_dataset checks them): the names of 1 .. K-1 in order
-    labels = sorted(fingerprint["labels"].items(), key=lambda item: int(item[0]))
-    class_names = [name for value, name in labels if value != "0"]
+    class_names = class_names_of(fingerprint["labels"])
     return {
         "version": PLAN_VERSION,
         "modality": fingerprint["modality"],
@@ -396,6 +397,21 @@ def class_labels(class_names: Sequence[str]) -> dict[str, str]:
         {'1': 'pancreas', '2': 'tumour'}
     """
     return {str(value): name for value, name in enumerate(class_names, start=1)}
+
+
+def class_names_of(labels: Mapping[str, str] | Mapping[int, str]) -> list[str]:
+    """The names of a ``labels`` map's classes after the background, in the order of their values: the inverse of
+    :func:`class_labels`.
+
+    Args:
+        labels: label value (an integer, or one as a JSON key) -> name; a background entry (0) is left out.
+
+    Example::
+
+        >>> class_names_of({"2": "tumour", "1": "pancreas"}), class_names_of({0: "background", 1: "liver"})
+        (['pancreas', 'tumour'], ['liver'])
+    """
+    return [name for value, name in sorted((int(value), name) for value, name in labels.items()) if value != 0]
 
 
 def plan_dataset(
@@ -540,7 +556,7 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     if labels is not None and set(labels) == set(range(plan["num_classes"])):
         # the dataset's own names (the Decathlon's pancreas calls class 2 "cancer"): the DICOM SEG's segments, the
         # metrics' columns and the plan saved with the weights name the classes as the annotations do
-        class_names = [labels[value] for value in range(1, plan["num_classes"])]
+        class_names = class_names_of(labels)
         plan = {**plan, "class_names": class_names, "labels": class_labels(class_names)}
     return plan
 
@@ -660,9 +676,10 @@ def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
     sources = [find_plan_of(w) for w in weights]
     plans = [load_plan(source) for source in sources]
     first = plans[0]
+    shared = model_settings(first)
     for member, source, plan in zip(weights[1:], sources[1:], plans[1:]):
         settings = model_settings(plan)
-        differing = [key for key, value in model_settings(first).items() if settings[key] != value]
+        differing = [key for key, value in shared.items() if settings[key] != value]
         if differing:
             key = differing[0]
             raise PlanMismatchError(

@@ -29,7 +29,7 @@ from ..bundles.distributed import hold_folder_for_job
 from ..data.atomic import atomic_open, companion_name, hold_folder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.medical_io import OutputFolderError
-from ..data.plan import model_settings, save_plan
+from ..data.plan import class_names_of, model_settings, save_plan
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -257,8 +257,7 @@ def _classes_override(saved_plan: Mapping[str, Any]) -> str:
     labels = saved_plan.get("labels")
     if "num_classes" not in saved_plan or not isinstance(labels, Mapping):
         return "the plan file it was trained with"
-    names = [labels[value] for value in sorted(labels, key=int)]
-    return f'--num_classes {saved_plan["num_classes"]} --class_names "{names!r}"'
+    return f'--num_classes {saved_plan["num_classes"]} --class_names "{class_names_of(labels)!r}"'
 
 
 def _shown(value: Any) -> str:
