@@ -369,6 +369,7 @@ def cached_dataset(
     cache_dir: str | os.PathLike | None = None,
     num_workers: int | None = 1,
     lazy: bool = False,
+    random_meta: bool = True,
 ) -> Dataset:
     """A MONAI dataset with the chosen caching of the deterministic head of ``transform``.
 
@@ -387,6 +388,9 @@ def cached_dataset(
         num_workers: threads that fill the ``memory`` cache up front.
         lazy: fill the ``memory`` cache as cases are first used instead of up front, so that a failing case
             fails when it is used, alone.
+        random_meta: ``False``: the random tail of ``transform`` (a training's augmentation) runs on plain
+            tensors with MONAI's metadata tracking off (:class:`~monai_unets.transforms.MetaFreeRandomCompose`),
+            for batches that nothing reads the metadata of.
 
     Example::
 
@@ -394,13 +398,19 @@ def cached_dataset(
 
         In a bundle config: ``{"_target_": "monai_unets.data.cached_dataset", "cache": "@cache", ...}``.
     """
-    if cache == "none":
-        return Dataset(data=data, transform=transform)
     if transform is not None:
         # MONAI caches up to the first transform that is random or not a Transform, and a nested Compose counts
         # as random: the bundles' preprocessing is a Compose of named Compose lists, which would cache nothing
-        # and re-read every case at every iteration
+        # and re-read every case at every iteration. Flat without a cache too, so that every mode seeds the random
+        # transforms alike and draws the same samples
         transform = Compose(transform).flatten()
+        if not random_meta:
+            # imported here: monai_unets.transforms imports this module
+            from ..transforms.utility import MetaFreeRandomCompose
+
+            transform = MetaFreeRandomCompose(transform.transforms)
+    if cache == "none":
+        return Dataset(data=data, transform=transform)
     if cache == "memory":
         return CacheDataset(
             data=data, transform=transform, cache_rate=1.0, num_workers=num_workers, runtime_cache=lazy, progress=False

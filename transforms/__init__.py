@@ -39,10 +39,11 @@ from .spatial import (
     separable_resample,
 )
 from .uncertainty import SaveProbabilityMapsD, SaveProbabilityMapsd, SaveProbabilityMapsDict, entropy_map
-from .utility import ConcurrentCompose
+from .utility import ConcurrentCompose, MetaFreeRandomCompose
 
 __all__ = [
     "ConcurrentCompose",
+    "MetaFreeRandomCompose",
     "ArgmaxLabel",
     "ArgmaxLabeld",
     "ArgmaxLabelD",

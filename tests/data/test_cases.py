@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
+from monai.data import CacheDataset, DataLoader, Dataset, MetaTensor, PersistentDataset
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -208,6 +208,31 @@ def test_cache_modes(tmp_path):
         cached_dataset(data, load, "ram")
     with pytest.raises(ValueError, match="cache_dir"):
         cached_dataset(data, load, "disk")
+
+
+@pytest.mark.parametrize("cache", ["none", "memory", "disk"])
+def test_random_meta_off_gives_the_same_samples_as_plain_tensors(tmp_path, cache):
+    paths = [_png(tmp_path / f"{i}.png", value=i, size=(6, 8)) for i in range(4)]
+    for i, path in enumerate(paths):
+        # a different pattern per image, so that a flip shows
+        Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8) * (i + 1)).save(path)
+    # nested lists as the bundles write them: the head is still cached, and reads the files with metadata
+    head = Compose([LoadImaged("image", reader="PILReader", image_only=True), EnsureChannelFirstd("image")])
+    seen = []
+    transform = Compose(
+        [head, Lambdad("image", lambda x: seen.append(type(x)) or x), RandFlipd("image", prob=0.5, spatial_axis=0)]
+    )
+    batches = {}
+    for mode, random_meta in ((cache, True), (cache, False), ("memory", True)):
+        cases = [{"image": p} for p in paths]
+        data = cached_dataset(cases, transform, mode, tmp_path / f"cache_{random_meta}", 0, random_meta=random_meta)
+        loader = DataLoader(data, batch_size=4, generator=torch.Generator().manual_seed(5))
+        batches[mode, random_meta] = next(iter(loader))["image"]
+    assert isinstance(batches[cache, True], MetaTensor) and type(batches[cache, False]) is torch.Tensor
+    # the same samples with and without metadata, and in every cache mode
+    assert torch.equal(batches[cache, True].as_tensor(), batches[cache, False])
+    assert torch.equal(batches["memory", True].as_tensor(), batches[cache, False])
+    assert set(seen) == {MetaTensor}
 
 
 def _disk_cached_png(tmp_path, path, size=(4, 4)):

@@ -3,9 +3,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from monai.transforms import Compose
+import torch
+from monai.data import MetaTensor, get_track_meta
+from monai.transforms import Compose, RandFlipd, RandomizableTransform, RandRotated, ScaleIntensityd, Transform
 from monai_unets.data.cases import failure_stage
-from monai_unets.transforms import ConcurrentCompose
+from monai_unets.transforms import ConcurrentCompose, MetaFreeRandomCompose
 
 
 class _Writer:
@@ -86,3 +88,70 @@ def test_of_two_failures_the_first_in_the_chain_is_raised():
     with pytest.raises(RuntimeError) as raised:
         chain({"pred": "label map"})
     assert "SaveNifti: disk full" in str(raised.value.__cause__)
+
+
+class _Probe(Transform):
+    """Records the type of ``image`` and MONAI's metadata switch as it sees them."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def __call__(self, data):
+        self.seen.append((type(data["image"]).__name__, get_track_meta()))
+        return data
+
+
+class _RandomProbe(_Probe, RandomizableTransform):
+    def __init__(self, seen: list, fail: bool = False) -> None:
+        _Probe.__init__(self, seen)
+        RandomizableTransform.__init__(self, prob=1.0)
+        self.fail = fail
+
+    def __call__(self, data):
+        super().__call__(data)
+        if self.fail:
+            raise RuntimeError("augmentation failed")
+        return data
+
+
+def _image():
+    return {"image": MetaTensor(torch.arange(64.0).reshape(1, 8, 8)), "name": "a"}
+
+
+def test_meta_free_random_compose_runs_only_the_random_tail_without_metadata():
+    seen: list = []
+    chain = MetaFreeRandomCompose([_Probe(seen), RandFlipd("image", prob=1.0, spatial_axis=0), _Probe(seen)])
+    out = chain(_image())
+    assert seen == [("MetaTensor", True), ("Tensor", False)]
+    assert type(out["image"]) is torch.Tensor and out["name"] == "a"
+    assert get_track_meta()
+    # as a caching dataset calls it: the cached head alone, then the tail from the first random transform
+    seen.clear()
+    head = chain(_image(), end=1)
+    assert isinstance(head["image"], MetaTensor)
+    assert type(chain(head, start=1)["image"]) is torch.Tensor
+    assert seen == [("MetaTensor", True), ("Tensor", False)]
+
+
+def test_meta_free_random_compose_draws_the_same_samples_as_compose():
+    def chain(cls):
+        composed = cls(
+            [
+                ScaleIntensityd("image"),
+                RandFlipd("image", prob=0.5, spatial_axis=1),
+                RandRotated("image", range_x=0.5, prob=0.5, mode="bilinear"),
+            ]
+        )
+        return composed.set_random_state(seed=7)
+
+    plain, with_meta = chain(MetaFreeRandomCompose), chain(Compose)
+    for _ in range(6):
+        assert torch.equal(plain(_image())["image"], with_meta(_image())["image"].as_tensor())
+
+
+def test_meta_free_random_compose_turns_metadata_back_on_after_a_failure():
+    chain = MetaFreeRandomCompose([_RandomProbe([], fail=True)])
+    with pytest.raises(RuntimeError, match="applying transform") as error:
+        chain(_image())
+    assert str(error.value.__cause__) == "augmentation failed"
+    assert get_track_meta()
