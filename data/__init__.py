@@ -54,6 +54,7 @@ from .plan import (
     model_settings,
     plan_dataset,
     plan_file_of,
+    record_classes_in_metadata,
     save_plan,
 )
 
@@ -96,6 +97,7 @@ __all__ = [
     "case_output_paths",
     "class_labels",
     "class_names_of",
+    "record_classes_in_metadata",
     "dataset_plan",
     "describe_error",
     "ensemble_plan",

@@ -414,6 +414,38 @@ def class_names_of(labels: Mapping[str, str] | Mapping[int, str]) -> list[str]:
     return [name for value, name in sorted((int(value), name) for value, name in labels.items()) if value != 0]
 
 
+def record_classes_in_metadata(metadata_file: str | os.PathLike, class_names: Sequence[str]) -> bool:
+    """Sets the output classes of a bundle's ``metadata.json`` to the background and ``class_names``.
+
+    The metadata describes the weights in the bundle's ``models/model.pt``: MONAI Label names the classes of a served
+    bundle by its ``network_data_format`` (``outputs`` ``pred`` ``channel_def``), and MONAI's ``verify_net_in_out``
+    checks the network's output channels against ``num_channels``. A training of other classes (another dataset,
+    ``--num_classes`` with ``--class_names``) therefore writes its classes there with its weights. The file is
+    rewritten, atomically, only where its classes differ; its other entries are kept.
+
+    Args:
+        metadata_file: the bundle's ``configs/metadata.json``.
+        class_names: the names of the classes after the background (label 0).
+
+    Returns:
+        whether the file was changed.
+
+    Example::
+
+        >>> record_classes_in_metadata("configs/metadata.json", ["spleen"])  # doctest: +SKIP
+        True
+    """
+    metadata = json.loads(Path(metadata_file).read_text())
+    output = next(iter(metadata["network_data_format"]["outputs"].values()))
+    channels = {"0": "background", **class_labels(class_names)}
+    if output.get("channel_def") == channels and output.get("num_channels") == len(channels):
+        return False
+    output["channel_def"], output["num_channels"] = channels, len(channels)
+    with atomic_open(metadata_file) as f:
+        f.write(json.dumps(metadata, indent=4, ensure_ascii=False) + "\n")
+    return True
+
+
 def plan_dataset(
     dataset_dir: str | os.PathLike,
     datalist: str | os.PathLike | None = None,

@@ -28,8 +28,9 @@ from monai.utils import min_version, optional_import
 from ..bundles.distributed import hold_folder_for_job
 from ..data.atomic import atomic_open, companion_name, hold_folder, release_folder
 from ..data.cases import rank_and_world_size
+from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
-from ..data.plan import class_names_of, model_settings, save_plan
+from ..data.plan import class_names_of, model_settings, record_classes_in_metadata, save_plan
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -359,6 +360,10 @@ class BestModelSaver:
             (:class:`~monai_unets.handlers.PostprocessingSelector` then records what validation chose).
         plan_file: where ``plan`` goes (``models/plan.json``; a cross-validation fold's ``models/plan_fold<k>.json``,
             :func:`~monai_unets.data.plan_file_of`), so that weights and plan stay a pair; needed with ``plan``.
+        metadata_file: the bundle's ``configs/metadata.json`` where ``save_path`` is the bundle's own weights file
+            (``models/model.pt``, which MONAI Label serves): the plan's classes are recorded there with the weights
+            (:func:`~monai_unets.data.record_classes_in_metadata`), so that the served classes take their names. A
+            file that cannot be rewritten is named in a warning; the training goes on.
 
     Example::
 
@@ -372,6 +377,7 @@ class BestModelSaver:
         metric_name: str | None = None,
         plan: Mapping[str, Any] | None = None,
         plan_file: str | os.PathLike | None = None,
+        metadata_file: str | os.PathLike | None = None,
     ) -> None:
         if plan is not None and plan_file is None:
             raise ValueError("BestModelSaver: a plan needs the plan_file to write it to.")
@@ -380,6 +386,7 @@ class BestModelSaver:
         self.metric_name = metric_name
         self.plan = plan
         self.plan_file = plan_file
+        self.metadata_file = metadata_file
         self.best_metric = -math.inf
         self.best_metric_epoch = -1
         self._engine: Engine | None = None
@@ -404,6 +411,30 @@ class BestModelSaver:
         save_atomic(_unwrap(self.network).state_dict(), self.save_path)
         if self.plan is not None:
             save_plan({**self.plan, "postprocessing": {"keep_largest": []}}, self.plan_file)
+            if self.metadata_file is not None:
+                self._record_classes()
+
+    def _record_classes(self) -> None:
+        names = class_names_of(self.plan["labels"])
+        try:
+            changed = record_classes_in_metadata(self.metadata_file, names)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as error:
+            # the weights are saved: a bundle installed read-only still trains, its served names stay stale
+            logger.warning(
+                "%s: the classes of %s could not be recorded there (%s); MONAI Label names the classes from it.",
+                self.metadata_file,
+                self.save_path,
+                describe_error(error),
+            )
+            return
+        if changed:
+            logger.warning(
+                "%s: its output classes are now background, %s, as %s was trained (MONAI Label names the served "
+                "classes from it; restart a running server).",
+                self.metadata_file,
+                ", ".join(names),
+                self.save_path,
+            )
 
     def save_unvalidated(self) -> None:
         """Saves the weights as they are, for a training that validated no case at all (no validation cases): else

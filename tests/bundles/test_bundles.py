@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -193,6 +194,13 @@ def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were
     assert saver.plan["num_classes"] == 4
     assert saver.plan["labels"] == {"1": "organ", "2": "lesion", "3": "cyst"}
     assert saver.plan["class_names"] == ["organ", "lesion", "cyst"]
+    # the bundle's own weights file, the one MONAI Label serves: their classes go into the bundle's metadata too
+    assert saver.metadata_file == os.path.join(str(tmp_path), "configs", "metadata.json")
+    for other in ({"ckpt_dir": str(tmp_path / "elsewhere")}, {"num_folds": 5, "fold": 1}):
+        parser = ConfigParser()
+        parser.read_config(str(_configs(bundle_dir(name)) / "train.yaml"))
+        parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tmp_path), "network": "$@network_def", **other})
+        assert parser.get_parsed_content("validate#best_model").metadata_file is None, other
 
 
 # two bundle trainings end to end (about 20 s on 2 cores); tests/handlers/test_checkpoint.py checks the refusal
@@ -244,6 +252,9 @@ def test_weights_trained_with_other_classes_are_inferred_with_their_classes_and_
     plan = load_plan(bundle / "models" / "plan.json")
     assert plan["num_classes"] == 4 and plan["class_names"] == names
     assert plan["labels"] == {"1": "organ", "2": "lesion", "3": "cyst"}
+    # MONAI Label names a served bundle's classes from its metadata
+    output = json.loads((bundle / "configs" / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]
+    assert output["channel_def"] == {"0": "background", "1": "organ", "2": "lesion", "3": "cyst"}
 
     studies, out = tmp_path / "studies", tmp_path / "out"
     shutil.copytree(data / "dicomTs" / "demo_002", studies / "demo_002")

@@ -21,6 +21,7 @@ from monai_unets.data.plan import (
     make_plan,
     plan_dataset,
     plan_file_of,
+    record_classes_in_metadata,
     save_plan,
 )
 from monai_unets.scripts.demo_ct import generate_demo_ct
@@ -434,3 +435,29 @@ def test_without_a_plan_the_default_plan_is_refused_for_other_data(tmp_path):
     # a plan made for the dataset is what `monai-unets plan` is for: it is used as it is
     save_plan(dict(DEFAULT_PLAN, modality="MR", spacing=[1.0, 1.0, 1.0]), plan_file)
     assert dataset_plan(plan_file, datalist)["spacing"] == [1.0, 1.0, 1.0]
+
+
+def test_recording_classes_in_metadata_sets_the_output_classes_and_keeps_the_rest(tmp_path):
+    from monai_unets.bundles import bundle_dir
+
+    shipped = bundle_dir("egeunet3d_pancreas_ct") / "configs" / "metadata.json"
+    metadata_file = tmp_path / "metadata.json"
+    metadata_file.write_bytes(shipped.read_bytes())
+    # the shipped file's own classes: nothing to write
+    assert not record_classes_in_metadata(metadata_file, ["pancreas", "tumour"])
+    assert metadata_file.read_bytes() == shipped.read_bytes()
+    assert record_classes_in_metadata(metadata_file, ["liver", "lesion", "cyst"])
+    before, after = json.loads(shipped.read_text()), json.loads(metadata_file.read_text())
+    output = after["network_data_format"]["outputs"]["pred"]
+    assert output["channel_def"] == {"0": "background", "1": "liver", "2": "lesion", "3": "cyst"}
+    assert output["num_channels"] == 4
+    # as MONAI Label's bundle app reads a served bundle's labels
+    assert {v.lower(): int(k) for k, v in output["channel_def"].items() if v.lower() != "background"} == {
+        "liver": 1,
+        "lesion": 2,
+        "cyst": 3,
+    }
+    del output["channel_def"], output["num_channels"]
+    shipped_output = before["network_data_format"]["outputs"]["pred"]
+    del shipped_output["channel_def"], shipped_output["num_channels"]
+    assert after == before

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import shutil
 
 import pytest
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
+from monai_unets.bundles import bundle_dir
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights
 from monai_unets.networks import AttentionGateUNet, EGEUNet
 
@@ -254,6 +258,41 @@ def test_best_model_saver_writes_only_better_scores_and_never_nan(tmp_path):
     saver(_Validator(0.6))
     torch.testing.assert_close(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_best_model_saver_records_the_trained_classes_in_the_bundle_metadata(tmp_path, caplog):
+    metadata_file = tmp_path / "metadata.json"
+    shutil.copy(bundle_dir("egeunet3d_pancreas_ct") / "configs" / "metadata.json", metadata_file)
+    plan = {**load_plan(None), "num_classes": 2, "class_names": ["spleen"], "labels": {"1": "spleen"}}
+    net = torch.nn.Linear(3, 1)
+    saver = BestModelSaver(
+        tmp_path / "model.pt", net, "score", plan, tmp_path / "plan.json", metadata_file=metadata_file
+    )
+    with caplog.at_level(logging.WARNING):
+        saver(_Validator(0.5))
+    output = json.loads(metadata_file.read_text())["network_data_format"]["outputs"]["pred"]
+    # the pancreas recipe's classes had stayed there: MONAI Label named the spleen "pancreas"
+    assert output["channel_def"] == {"0": "background", "1": "spleen"} and output["num_channels"] == 2
+    assert f"{metadata_file}: its output classes are now background, spleen" in caplog.text
+    # a later best of the same classes leaves the file as it is
+    written = metadata_file.stat().st_mtime_ns
+    caplog.clear()
+    saver(_Validator(0.6))
+    assert metadata_file.stat().st_mtime_ns == written and "output classes" not in caplog.text
+
+
+def test_best_model_saver_keeps_training_when_the_metadata_cannot_be_written(tmp_path, caplog):
+    (tmp_path / "metadata.json").write_text("{not json")
+    plan = {**load_plan(None), "postprocessing": {"keep_largest": []}}
+    saver = BestModelSaver(
+        tmp_path / "model.pt", torch.nn.Linear(3, 1), "score", plan, tmp_path / "plan.json", tmp_path / "metadata.json"
+    )
+    with caplog.at_level(logging.WARNING):
+        saver(_Validator(0.5))
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "plan.json").is_file()
+    assert f"{tmp_path / 'metadata.json'}: the classes of {tmp_path / 'model.pt'} could not be recorded there" in (
+        caplog.text
+    )
 
 
 def test_weights_loader_loads_a_plain_state_dict_and_a_training_checkpoint(tmp_path):
