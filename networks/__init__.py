@@ -46,7 +46,7 @@ from .blocks import (
 )
 from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet
-from .ensemble import EnsembleInferer, load_models, mirror_axes, model_files
+from .ensemble import EnsembleInferer, load_models, mirror_axes, model_files, served_model_file, served_model_files
 from .losses import DeepSupervisedDiceCELoss
 from .runtime import OnnxRuntimeNetwork, freeze_startup_objects, reuse_freed_memory, select_runtime
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
@@ -86,6 +86,8 @@ __all__ = [
     "load_models",
     "mirror_axes",
     "model_files",
+    "served_model_file",
+    "served_model_files",
     "input_shape_problem",
     "freeze_startup_objects",
     "reuse_freed_memory",

@@ -6,6 +6,7 @@ import copy
 import itertools
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..handlers.checkpoint import CheckpointError, load_weights
 
-__all__ = ["EnsembleInferer", "load_models", "mirror_axes", "model_files"]
+__all__ = ["EnsembleInferer", "load_models", "mirror_axes", "model_files", "served_model_file", "served_model_files"]
 
 
 def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -174,6 +175,48 @@ def model_files(
     """
     names = [ensemble] if isinstance(ensemble, (str, os.PathLike)) else list(ensemble or ()) or [default]
     return [os.path.join(folder, name) for name in names]
+
+
+def served_model_files(folder: str | os.PathLike, default: str = "model.pt") -> list[str]:
+    """The model files a bundle offers in MONAI Label (its ``model_filename`` option): ``default`` first, the weights
+    a request runs when it chooses none, then the other ``.pt`` files of ``folder`` (cross-validation folds), shortest
+    name first, as MONAI Label's bundle app lists them.
+
+    The CT bundles give this list as their ``displayable_configs`` option, so that the app passes each request's
+    choice into the config, whose plan then follows the chosen weights (:func:`served_model_file`).
+
+    Args:
+        folder: the bundle's ``models/``.
+        default: the bundle's own weights file.
+
+    Example::
+
+        >>> served_model_files("models")  # with model.pt, model_fold0.pt and model_fold1.pt there  # doctest: +SKIP
+        ['model.pt', 'model_fold0.pt', 'model_fold1.pt']
+    """
+    names = sorted((p.name for p in Path(folder).glob("*.pt") if p.name != default), key=lambda name: (len(name), name))
+    return [default, *names] if (Path(folder) / default).is_file() else names
+
+
+def served_model_file(folder: str | os.PathLike, choice: str | Sequence[str] | None, default: str = "model.pt") -> str:
+    """The model file a MONAI Label request runs, by the app's rule: the name chosen (a string) in ``folder``;
+    ``default`` there for a request that chose none (it gets the offered list, whose first is ``default``) and for a
+    name that is no file there.
+
+    Args:
+        folder: the bundle's ``models/``.
+        choice: the request's ``model_filename``, or the list :func:`served_model_files` offers.
+        default: the bundle's own weights file.
+
+    Example::
+
+        >>> served_model_file("models", "model_fold1.pt")  # where that file exists  # doctest: +SKIP
+        'models/model_fold1.pt'
+        >>> served_model_file("models", ["model.pt", "model_fold0.pt"])
+        'models/model.pt'
+    """
+    path = os.path.join(folder, choice) if isinstance(choice, str) and choice else ""
+    return path if os.path.isfile(path) else os.path.join(folder, default)
 
 
 def load_models(inferer: Inferer, network: nn.Module) -> None:

@@ -540,9 +540,36 @@ def test_served_inference_follows_the_plan_a_training_rewrites(bundle, tmp_path)
 
 
 @pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
+def test_served_inference_preprocesses_with_the_plan_of_the_chosen_model_file(bundle, tmp_path):
+    # MONAI Label offers every model file of models/ and loads the one a request chooses: a fold's weights had been
+    # run on studies resampled by models/plan.json, not by the fold's own plan
+    study = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((24, 24, 12), np.int16), np.diag([1.0, 1.0, 2.0, 1.0])), study)
+    plan = {**load_plan(None), "patch_size": [32, 32, 32]}
+    save_plan({**plan, "spacing": [1.0, 1.0, 2.0]}, tmp_path / "models" / "plan.json")
+    save_plan({**plan, "spacing": [2.0, 2.0, 4.0], "fold": 0}, tmp_path / "models" / "plan_fold0.json")
+    for name in ("model.pt", "model_fold0.pt", "checkpoint.pt"):
+        torch.save({}, tmp_path / "models" / name)
+    server = _ServedBundle(bundle, tmp_path)
+    # the bundle's own weights first: what a request that chooses none runs
+    assert server.options["model_filename"] == ["model.pt", "checkpoint.pt", "model_fold0.pt"]
+
+    def spacing(**request):
+        data = {"image": str(study)}
+        for transform in server.parsed(**request)[0]:
+            data = transform(data)
+        return data["image"].pixdim.tolist()
+
+    assert spacing(model_filename="model_fold0.pt") == [2.0, 2.0, 4.0]
+    assert spacing() == [1.0, 1.0, 2.0]
+    # a name that is no file there: the app runs models/model.pt
+    assert spacing(model_filename="model_fold7.pt") == [1.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
 def test_served_tta_option_is_checked(bundle, tmp_path):
     server = _ServedBundle(bundle, tmp_path)
-    assert server.options == {"tta": False}
+    assert server.options["tta"] is False
     assert server.parsed(tta=True)[1].tta
     assert not server.parsed()[1].tta
     # a client's "false" is a string, which is true

@@ -26,6 +26,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
+from monai_unets.data import load_plan, plan_file_of, save_plan
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_data import generate_demo_dataset
 from PIL import Image
@@ -186,10 +187,10 @@ def served_3d(monailabel_env, tmp_path_factory):
         yield {**served, "data": data}
 
 
-def _infer(server: Server, model: str, image: str, suffix: str, folder: Path) -> Path:
+def _infer(server: Server, model: str, image: str, suffix: str, folder: Path, **options) -> Path:
     # a lossless uint8 label file: MONAI Label would otherwise write the label of a JPEG study as float JPEG
     url = f"{server.url}/infer/{model}?image={urllib.parse.quote(image)}&output=image"
-    params = {"result_extension": suffix, "result_dtype": "uint8"}
+    params = {"result_extension": suffix, "result_dtype": "uint8", **options}
     status, body = _request(url, "POST", form={"params": json.dumps(params)})
     assert status == 200
     result = folder / f"label{suffix}"
@@ -247,20 +248,29 @@ def test_3d_bundle_serves_nifti_and_dicom(served_3d, model, tmp_path):
     assert not list((served_3d["app"] / "model" / model).rglob("*.dcm"))
 
     _train_rewrites_weights(served_3d, model)
-    _plan_is_read_at_each_request(served_3d, model, study.name.split(".")[0], tmp_path / "replanned")
+    image = study.name.split(".")[0]
+    _plan_is_read_at_each_request(served_3d, model, image, tmp_path / "replanned")
+    # a cross-validation fold chosen in the model_filename option runs with its own plan
+    models = served_3d["app"] / "model" / model / "models"
+    shutil.copy(models / "model.pt", models / "model_fold0.pt")
+    save_plan({**load_plan(models / "plan.json"), "fold": 0}, models / "plan_fold0.json")
+    _plan_is_read_at_each_request(served_3d, model, image, tmp_path / "fold", "model_fold0.pt")
 
 
-def _plan_is_read_at_each_request(served: dict, model: str, image: str, folder: Path) -> None:
+def _plan_is_read_at_each_request(
+    served: dict, model: str, image: str, folder: Path, weights: str = "model.pt"
+) -> None:
     # the plan that a /train wrote with the weights is the one the next request reads, not the one read at the server's
-    # start: a plan that cannot be read stops that request, naming it, and the plan put back serves again
-    plan_file = served["app"] / "model" / model / "models" / "plan.json"
+    # start, and it is the plan of the model file the request chose: a plan that cannot be read stops that request,
+    # naming it, and the plan put back serves again
+    plan_file = Path(plan_file_of(served["app"] / "model" / model / "models" / weights))
     plan = plan_file.read_text()
     folder.mkdir()
     plan_file.write_text(json.dumps({**json.loads(plan), "spacing": [1.0, 1.0]}))
-    message = f"{model}/models/plan.json: 'spacing' must be 3 positive numbers, got [1.0, 1.0]"
+    message = f"{model}/models/{plan_file.name}: 'spacing' must be 3 positive numbers, got [1.0, 1.0]"
     try:
         with pytest.raises(urllib.error.HTTPError) as error:
-            _infer(served["server"], model, image, ".nii.gz", folder)
+            _infer(served["server"], model, image, ".nii.gz", folder, model_filename=weights)
         assert error.value.code == 500
         # the server logs the error once it has answered
         deadline = time.time() + 30
@@ -269,4 +279,4 @@ def _plan_is_read_at_each_request(served: dict, model: str, image: str, folder: 
         assert message in served["server"].log.read_text()
     finally:
         plan_file.write_text(plan)
-    _infer(served["server"], model, image, ".nii.gz", folder)
+    _infer(served["server"], model, image, ".nii.gz", folder, model_filename=weights)
