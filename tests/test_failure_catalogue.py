@@ -112,6 +112,13 @@ def _rgb(size=(24, 32)) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
 
 
+def _frames(path: Path, count: int = 2) -> str:
+    """An animation (GIF, PNG, WebP) or a stack of TIFF pages of ``count`` RGB images."""
+    first, *rest = (Image.fromarray(_rgb() // (k + 1)) for k in range(count))
+    first.save(path, save_all=True, append_images=rest)
+    return str(path)
+
+
 def _mask(size=(24, 32)) -> np.ndarray:
     mask = np.zeros(size, dtype=np.uint8)
     mask[5:15, 5:15] = 255
@@ -1028,6 +1035,13 @@ CATALOGUE: list[Fault] = [
             SKIN, {"image": _garbage(r, "x.jpg", b"\xff\xd8garbage"), "label": _png(r / "m.png", _mask())}
         ),
         "x.jpg: cannot read the image file: UnidentifiedImageError: cannot identify the image file (not an image PIL",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "an animated GIF, PNG or WebP, or a TIFF of several full-size pages (a stack), as the image",
+        lambda r: _check(SKIN, {"image": _frames(r / "x.gif"), "label": _png(r / "m.png", _mask())}),
+        "x.gif: cannot read the image file: ValueError: holds an animation of 2 frames, not one image; save the one",
         _STOP,
     ),
     Fault(

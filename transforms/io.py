@@ -299,6 +299,10 @@ class Image2DReader(PILReader):
                 return _Refused(
                     ValueError(f"{name}: 16-bit CMYK TIFF {problem}; save the image as RGB (8 or 16 bits).")
                 )
+            if image is not None and (problem := _frames_problem(image)):
+                return _Refused(
+                    ValueError(f"{name}: {problem}; save the one image to segment as PNG, or as a TIFF of one page.")
+                )
             exif_orientation = None if image is None else _exif_orientation(image)
             if image is not None and not _cut_to_8_bits(name, image):
                 _warn_if_turned(name, exif_orientation)
@@ -431,6 +435,27 @@ _UNTURN = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_270,
 }
+
+
+# TIFF NewSubfileType bits of a page that is no image of its own: a reduced-resolution copy (a pyramid's level, a
+# thumbnail) or a transparency mask of another page
+_DERIVED_PAGE = 0x1 | 0x4
+
+
+def _frames_problem(image: Any) -> str | None:
+    """Why a file of several images cannot be read as one (an animation, a stack of pages); ``None`` for one image."""
+    frames = getattr(image, "n_frames", 1)
+    if frames <= 1 or image.format == "MPO":
+        # a camera's multi-picture JPEG: the first picture is the photograph, the others its previews or depth maps
+        return None
+    if image.format != "TIFF":
+        return f"holds an animation of {frames} frames, not one image"
+    full_pages = 1
+    for page in range(1, frames):
+        image.seek(page)
+        full_pages += not int(image.tag_v2.get(254, 0)) & _DERIVED_PAGE
+    image.seek(0)
+    return f"holds {full_pages} images (TIFF pages), not one" if full_pages > 1 else None
 
 
 def _exif_orientation(image: Any) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import nibabel as nib
 import numpy as np
@@ -13,7 +14,7 @@ from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged
 from monai_unets.scripts.demo_ct import write_dicom_series
 from monai_unets.transforms.io import Image2DReader, SaveDicomSeg, SaveDicomSegd
 from monai_unets.transforms.label import BinarizeLabel
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 LABELS = {1: "pancreas", 2: "tumour"}
 
@@ -613,3 +614,36 @@ def test_the_2d_bundles_evaluate_a_palette_label_by_its_indices(tmp_path):
         (evaluated,) = list(dataset)  # the palette label read by index; the one its colours contradict fails
         np.testing.assert_array_equal(evaluated["label"][0].numpy().T, _lesion(value=1), err_msg=bundle)
         assert "white.png: palette mask whose lowest index, 0, is shown brighter" in dataset.failures[0]["error"]
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".gif", ".png", ".webp"])
+def test_a_file_of_several_images_is_refused_not_read_as_its_first(suffix, tmp_path):
+    # a stack of TIFF pages or an animation: PIL opens its first image, and the others had been dropped without a word
+    first, second = (Image.fromarray(np.full((6, 8, 3), value, np.uint8)) for value in (10, 200))
+    path = tmp_path / f"several{suffix}"
+    first.save(path, save_all=True, append_images=[second])
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    kind = "2 images (TIFF pages)" if suffix == ".tif" else "an animation of 2 frames"
+    with pytest.raises(ValueError, match=rf"several\{suffix}: holds {re.escape(kind)}, not one"):
+        load(str(path))
+
+
+def test_a_tiff_with_reduced_resolution_pages_and_a_camera_s_multi_picture_jpeg_give_their_first_image(tmp_path):
+    first, thumbnail = (
+        Image.fromarray(np.full((6, 8, 3), 10, np.uint8)),
+        Image.fromarray(np.full((3, 4, 3), 200, np.uint8)),
+    )
+    # a pyramid's level or a thumbnail after the image (NewSubfileType 1: reduced resolution)
+    with TiffImagePlugin.AppendingTiffWriter(tmp_path / "pyramid.tif", True) as tiff:
+        first.save(tiff, format="TIFF")
+        tiff.newFrame()
+        thumbnail.save(tiff, format="TIFF", tiffinfo={254: 1})
+        tiff.newFrame()
+    # a phone's JPEG with a preview picture (MPO): its first picture is the photograph
+    first.save(tmp_path / "photo.jpg", format="MPO", save_all=True, append_images=[thumbnail], quality=100)
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    for name in ("pyramid.tif", "photo.jpg"):
+        with Image.open(tmp_path / name) as opened:
+            assert opened.n_frames == 2
+        image = load(str(tmp_path / name))
+        assert tuple(image.shape) == (8, 6, 3) and abs(float(image.float().mean()) - 10) < 2, name
