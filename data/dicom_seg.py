@@ -40,6 +40,9 @@ _GRID_TOLERANCE = 0.05
 # Along the slice axis a series whose gaps vary a little (within the reader's spacing tolerance) puts slices off
 # the regular grid of its volume; each still maps to one voxel slice while it lies within this fraction of one.
 _SLICE_TOLERANCE = 0.25
+# Label maps whose largest value is at most this have the values present found by one comparison each, below
+# which that is faster than counting every value of the map
+_FEW_LABELS = 8
 # Without these a slice cannot be placed in space, so no frame of the SEG could be matched to it.
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 # The identifiers a SEG references its source by (type 1): nothing can stand in for them.
@@ -169,7 +172,12 @@ def write_dicom_seg(
     frames = _frames_on_source_slices(values, voxel_affine, planes, rows, columns, source)
 
     # counting small non-negative integers is much faster than np.unique's sort of a whole CT
-    if frames.dtype == np.uint8:
+    top = int(frames.max()) if frames.size and frames.dtype in (np.uint8, np.uint16) else None
+    if top is not None and top <= _FEW_LABELS:
+        # the maximum is present; each value below it takes one vectorised comparison (on a 512 x 512 x 300 map of
+        # 2 classes 0.015 s, against 0.16 s to count every value)
+        found = [value for value in range(1, top) if (frames == value).any()] + [top]
+    elif frames.dtype == np.uint8:
         # torch counts uint8 as it is, where np.bincount first copies it to 8-byte integers (25x slower on a
         # 512 x 512 x 300 map); torch has no uint16 bincount
         found = torch.bincount(torch.from_numpy(frames).ravel()).nonzero().ravel().tolist()

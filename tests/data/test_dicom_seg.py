@@ -173,6 +173,17 @@ def test_plain_array_uses_the_reader_geometry_and_absent_labels_are_renumbered(t
     np.testing.assert_array_equal(masks[..., 0], volume == SUB_BOX)
 
 
+@pytest.mark.parametrize("values", [(2, 5), (3, 12), (7, 200)])
+def test_the_segments_are_the_label_values_present_few_or_many(tmp_path, values):
+    # few classes are found by comparisons, many by counting: both give the values present, gaps included
+    write_ct_series(tmp_path / "ct", ORIENTATIONS["axial"])
+    label_map = label_map_of(load(tmp_path / "ct")).numpy()
+    label_map = np.select([label_map == 1, label_map == 2], values, 0).astype(np.uint8)
+    labels = {value: f"class {value}" for value in range(1, 201)}
+    seg = segread(write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "seg.dcm", labels))
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == [f"class {value}" for value in values]
+
+
 def test_prediction_inverted_from_a_resampled_space_is_accepted(tmp_path):
     write_ct_series(tmp_path / "ct", ORIENTATIONS["oblique"])
     pre = Compose(
