@@ -656,7 +656,9 @@ def find_plan_of(weights: str | os.PathLike) -> str | None:
     """The plan to read for a weights file: its own (:func:`plan_file_of`), else ``plan.json`` in its folder.
 
     ``plan.json`` is what trainings wrote for every fold before each fold kept its own plan, so their weights keep
-    their preprocessing. ``None`` when there is neither.
+    their preprocessing. A training's checkpoint (``checkpoint_fold<k>.pt``, which MONAI Label offers among the model
+    files and loads the weights of) has the plan of its training's weights (``plan_fold<k>.json``). ``None`` when there
+    is none of them.
 
     Args:
         weights: the weights file.
@@ -666,10 +668,11 @@ def find_plan_of(weights: str | os.PathLike) -> str | None:
         >>> find_plan_of("/no/such/models/model_fold0.pt") is None
         True
     """
-    for candidate in (plan_file_of(weights), os.path.join(os.path.dirname(os.fspath(weights)), "plan.json")):
-        if Path(candidate).is_file():
-            return candidate
-    return None
+    folder = os.path.dirname(os.fspath(weights))
+    candidates = [plan_file_of(weights), os.path.join(folder, "plan.json")]
+    if Path(weights).name.startswith("checkpoint"):
+        candidates.insert(1, os.path.join(folder, companion_name(weights, "checkpoint", "plan", ".json")))
+    return next((candidate for candidate in candidates if Path(candidate).is_file()), None)
 
 
 def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:

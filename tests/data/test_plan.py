@@ -318,6 +318,9 @@ def test_weights_without_their_own_plan_read_the_folder_s_plan_json(tmp_path):
     own = save_plan(DEFAULT_PLAN, models / "plan_fold0.json")
     assert find_plan_of(models / "model_fold0.pt") == own
     assert find_plan_of(models / "model.pt") == shared
+    # a fold's training checkpoint (a model file MONAI Label offers) holds that fold's weights: its plan, not plan.json
+    assert find_plan_of(models / "checkpoint_fold0.pt") == own
+    assert find_plan_of(models / "checkpoint.pt") == shared
 
 
 def _fold_plan(models, k, **changes):
