@@ -100,6 +100,8 @@ def _first_random(transform: Any) -> bool:
 
 def _without_meta(data: Any) -> Any:
     """``data`` with each ``MetaTensor`` (at the top level of a dictionary or list of them) as a plain tensor."""
+    # not MONAI's convert_to_tensor: it would also turn a case's other values (numbers, lists of them, numpy arrays)
+    # into tensors, which the transforms after it and the collation would then see in another type
     if isinstance(data, MetaTensor):
         return data.as_tensor()
     if isinstance(data, dict):
