@@ -1039,7 +1039,7 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "training, check-data",
-        "an animated GIF, PNG or WebP, or a TIFF of several full-size pages (a stack), as the image",
+        "an animated GIF, PNG or WebP, or a TIFF of several full-size pages (a stack; float RGB too), as the image",
         lambda r: _check(SKIN, {"image": _frames(r / "x.gif"), "label": _png(r / "m.png", _mask())}),
         "x.gif: cannot read the image file: ValueError: holds an animation of 2 frames, not one image; save the one",
         _STOP,

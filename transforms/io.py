@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -299,7 +299,7 @@ class Image2DReader(PILReader):
                 return _Refused(
                     ValueError(f"{name}: 16-bit CMYK TIFF {problem}; save the image as RGB (8 or 16 bits).")
                 )
-            if image is not None and (problem := _frames_problem(image)):
+            if (image is not None or tiff is not None) and (problem := _frames_problem(name, image)):
                 return _Refused(
                     ValueError(f"{name}: {problem}; save the one image to segment as PNG, or as a TIFF of one page.")
                 )
@@ -365,7 +365,8 @@ def _stored_samples(name: Any) -> np.ndarray:
     """The samples of a 2D image file at their stored type, ``(height, width, samples)``, read by ITK.
 
     ITK's arrays run over rows top to bottom, then columns left to right, as ``np.asarray`` of a PIL image does;
-    of a multi-page TIFF the first page is kept, as PIL keeps it.
+    of a TIFF whose further pages are reduced-resolution copies (refused otherwise) the first page is kept, as PIL
+    keeps it.
     """
     header = _header(name)
     if header.startswith(_PNG_SIGNATURE) and header[25] == 4:
@@ -442,20 +443,17 @@ _UNTURN = {
 _DERIVED_PAGE = 0x1 | 0x4
 
 
-def _frames_problem(image: Any) -> str | None:
-    """Why a file of several images cannot be read as one (an animation, a stack of pages); ``None`` for one image."""
+def _frames_problem(name: Any, image: Any) -> str | None:
+    """Why a file of several images cannot be read as one (an animation, a stack of TIFF pages); ``None`` for one
+    image. ``image`` is PIL's, or ``None`` for a TIFF that PIL does not open."""
+    if image is None or image.format == "TIFF":
+        full_pages = sum(not int(page.get(254, 0)) & _DERIVED_PAGE for page in _tiff_pages(name))
+        return f"holds {full_pages} images (TIFF pages), not one" if full_pages > 1 else None
     frames = getattr(image, "n_frames", 1)
     if frames <= 1 or image.format == "MPO":
         # a camera's multi-picture JPEG: the first picture is the photograph, the others its previews or depth maps
         return None
-    if image.format != "TIFF":
-        return f"holds an animation of {frames} frames, not one image"
-    full_pages = 1
-    for page in range(1, frames):
-        image.seek(page)
-        full_pages += not int(image.tag_v2.get(254, 0)) & _DERIVED_PAGE
-    image.seek(0)
-    return f"holds {full_pages} images (TIFF pages), not one" if full_pages > 1 else None
+    return f"holds an animation of {frames} frames, not one image"
 
 
 def _exif_orientation(image: Any) -> int | None:
@@ -466,8 +464,11 @@ def _exif_orientation(image: Any) -> int | None:
         return None
 
 
-def _tiff_tags(name: Any) -> Mapping[int, Any]:
-    """The tags of a TIFF's first page, read without decoding it (PIL opens no float RGB TIFF)."""
+def _tiff_pages(name: Any) -> Iterator[Mapping[int, Any]]:
+    """The tags of each page of a TIFF, first page first, read without decoding any (PIL opens no float RGB TIFF).
+
+    A directory offset seen before ends the walk, so a damaged file whose pages point back cannot loop it.
+    """
     from PIL import TiffImagePlugin
 
     with open(name, "rb") as file:
@@ -475,9 +476,17 @@ def _tiff_tags(name: Any) -> Mapping[int, Any]:
         if header[2] == 43:  # BigTIFF: 8-byte offset of the first directory
             header += file.read(8)
         directory = TiffImagePlugin.ImageFileDirectory_v2(header)
-        file.seek(directory.next)
-        directory.load(file)
-    return directory
+        seen: set[int] = set()
+        while directory.next and directory.next not in seen:
+            seen.add(directory.next)
+            file.seek(directory.next)
+            directory.load(file)
+            yield directory
+
+
+def _tiff_tags(name: Any) -> Mapping[int, Any]:
+    """The tags of a TIFF's first page."""
+    return next(_tiff_pages(name))
 
 
 def _cmyk_problem(tags: Mapping[int, Any], opened: bool) -> str | None:

@@ -628,6 +628,20 @@ def test_a_file_of_several_images_is_refused_not_read_as_its_first(suffix, tmp_p
         load(str(path))
 
 
+def test_a_stack_of_float_rgb_tiff_pages_which_pil_does_not_open_is_refused(tmp_path):
+    # such a TIFF goes to ITK, which reads the pages as a volume: its first page had been kept without a word
+    import SimpleITK as sitk
+
+    pages = np.stack([np.full((6, 8, 3), value, np.float32) for value in (0.1, 0.9)])
+    sitk.WriteImage(sitk.GetImageFromArray(pages, isVector=True), str(tmp_path / "stack.tif"))
+    sitk.WriteImage(sitk.GetImageFromArray(pages[0], isVector=True), str(tmp_path / "one.tif"))
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    with pytest.raises(ValueError, match=r"stack\.tif: holds 2 images \(TIFF pages\), not one"):
+        load(str(tmp_path / "stack.tif"))
+    image = load(str(tmp_path / "one.tif"))
+    assert tuple(image.shape) == (8, 6, 3) and np.allclose(image.numpy(), 0.1)
+
+
 def test_a_tiff_with_reduced_resolution_pages_and_a_camera_s_multi_picture_jpeg_give_their_first_image(tmp_path):
     first, thumbnail = (
         Image.fromarray(np.full((6, 8, 3), 10, np.uint8)),
