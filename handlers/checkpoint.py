@@ -285,8 +285,20 @@ def _setting_change(path: str | os.PathLike, target: Any, state: Mapping[str, An
     return None
 
 
-def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location: Any = "cpu") -> None:
+def load_weights(
+    path: str | os.PathLike,
+    network: torch.nn.Module,
+    map_location: Any = "cpu",
+    class_names: Sequence[str] | None = None,
+) -> None:
     """Loads a state dict (``model.pt``; also a ``{"model": ...}`` training checkpoint) into ``network``, strictly.
+
+    Args:
+        path: the weights file.
+        network: the network to load into.
+        map_location: ``torch.load``'s ``map_location``.
+        class_names: the run's names of the classes after the background, in a bundle that takes them together with
+            ``num_classes`` (the CT bundles): weights of another number of classes are then to be run with both.
 
     Raises:
         CheckpointError: the file is missing or unreadable, or its keys or shapes do not fit the network; the
@@ -307,10 +319,22 @@ def load_weights(path: str | os.PathLike, network: torch.nn.Module, map_location
             # the setting the user changed, not the shapes of every layer that follows from it
             raise CheckpointError(
                 f"{path}: the weights were trained with num_classes {trained}, this run sets num_classes {configured}; "
-                f"run with --num_classes {trained}, or train weights with num_classes {configured} first."
+                f"run with {_classes_setting(trained, class_names)}, or train weights with num_classes {configured} "
+                "first."
             )
         raise CheckpointError(problem)
     module.load_state_dict(state)
+
+
+def _classes_setting(num_classes: int, class_names: Sequence[str] | None) -> str:
+    # a bundle that names its classes refuses a num_classes without as many names: both, in one step
+    if class_names is None or num_classes < 2:
+        return f"--num_classes {num_classes}"
+    names = [f"class{k}" for k in range(1, num_classes)]
+    return (
+        f"the plan they were trained with (plan.json beside them), or --num_classes {num_classes} "
+        f'--class_names "{names!r}" (a name for each class after the background)'
+    )
 
 
 class WeightsLoader:
@@ -323,22 +347,31 @@ class WeightsLoader:
         load_path: the weights file.
         network: the network to load into.
         map_location: ``torch.load``'s ``map_location``.
+        class_names: the run's class names, in a bundle that takes them with ``num_classes`` (see
+            :func:`load_weights`).
 
     Example::
 
         >>> WeightsLoader("models/model.pt", network).attach(evaluator)  # doctest: +SKIP
     """
 
-    def __init__(self, load_path: str | os.PathLike, network: torch.nn.Module, map_location: Any = "cpu") -> None:
+    def __init__(
+        self,
+        load_path: str | os.PathLike,
+        network: torch.nn.Module,
+        map_location: Any = "cpu",
+        class_names: Sequence[str] | None = None,
+    ) -> None:
         self.load_path = load_path
         self.network = network
         self.map_location = map_location
+        self.class_names = class_names
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        load_weights(self.load_path, self.network, self.map_location)
+        load_weights(self.load_path, self.network, self.map_location, self.class_names)
         logger.info("loaded weights from %s", self.load_path)
 
 

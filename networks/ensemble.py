@@ -68,6 +68,8 @@ class EnsembleInferer(Inferer):
         tta: mirror over all spatial axes.
         spatial_dims: number of spatial dimensions of the inputs.
         map_location: where the checkpoints are loaded (default: the network's device).
+        class_names: the run's class names, in a bundle that takes them with ``num_classes``: a checkpoint of
+            another number of classes is then to be run with both (see :func:`~monai_unets.handlers.load_weights`).
 
     Example::
 
@@ -84,6 +86,7 @@ class EnsembleInferer(Inferer):
         tta: bool = False,
         spatial_dims: int = 3,
         map_location: Any = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.inferer = inferer
@@ -91,6 +94,7 @@ class EnsembleInferer(Inferer):
         self.tta = bool(tta)
         self.spatial_dims = spatial_dims
         self.map_location = map_location
+        self.class_names = class_names
         self._members: list[nn.Module] | None = None
         self._template: nn.Module | None = None
         self._loaded: list[tuple[int, int, int] | None] = []
@@ -117,7 +121,7 @@ class EnsembleInferer(Inferer):
             with torch.inference_mode(False):
                 for checkpoint in self.checkpoints:
                     member = copy.deepcopy(network)
-                    load_weights(checkpoint, member, device)
+                    load_weights(checkpoint, member, device, self.class_names)
                     twin = next((c for c, m in zip(self.checkpoints, members) if _same_weights(m, member)), None)
                     if twin is not None:
                         same = (

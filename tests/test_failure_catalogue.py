@@ -1395,6 +1395,19 @@ CATALOGUE: list[Fault] = [
         "the run stops before the first case",
     ),
     Fault(
+        "inference, evaluation (CT bundles)",
+        "model.pt trained for other classes than the run's plan (without a plan beside it: the recipe's classes)",
+        lambda r: _raised(
+            lambda: load_weights(
+                _weights(r, {**_tiny_network().state_dict(), "2.weight": torch.ones(2, 4, 1, 1)}),
+                _tiny_network(),
+                class_names=["pancreas", "tumour"],
+            )
+        ),
+        "run with the plan they were trained with (plan.json beside them), or --num_classes 2 --class_names",
+        "the run stops before the first case",
+    ),
+    Fault(
         "inference, evaluation",
         "model.pt with other shapes (other features)",
         lambda r: _raised(

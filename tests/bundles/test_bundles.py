@@ -293,6 +293,39 @@ def test_inference_with_more_classes_than_the_plan_names_stops_at_start(name, tm
     assert workflow.parser.get_parsed_content("labels") == {1: "pancreas", 2: "tumour", 3: "cyst"}
 
 
+@pytest.mark.parametrize("config", ["inference.yaml", "evaluate.yaml"])
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_weights_of_other_classes_are_told_to_run_with_both_class_settings(name, config, tmp_path):
+    # weights of 2 classes without their plan (the recipe's 3 classes): the message had named --num_classes alone,
+    # which the bundle then refused for want of as many class names
+    from monai_unets.handlers import CheckpointError, WeightsLoader
+
+    generate_demo_ct(tmp_path / "data", num_cases=2, num_test=1, shape=(24, 24, 8))
+    configs = [str(_configs(bundle_dir(name)) / n) for n in (["train.yaml"] if config == "evaluate.yaml" else [])]
+    settings = {"bundle_root": str(tmp_path), "dataset_dir": str(tmp_path / "data"), "num_workers": 0}
+    settings.update(input_dir=str(tmp_path / "data" / "imagesTs"), output_dir=str(tmp_path / "out"))
+
+    def weights_loader(**overrides):
+        parser = ConfigParser()
+        parser.read_config([*configs, str(_configs(bundle_dir(name)) / config)])
+        parser.update({**settings, **overrides})
+        key = "validate#handlers" if config == "evaluate.yaml" else "handlers"
+        handlers = parser.get_parsed_content(key, instantiate=True)
+        return parser, next(h for h in handlers if isinstance(h, WeightsLoader))
+
+    parser, _ = weights_loader(num_classes=2, class_names=["class1"])
+    (tmp_path / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "models" / "model.pt")
+    with pytest.raises(CheckpointError) as raised:
+        weights_loader()[1](None)
+    assert str(raised.value).endswith(
+        "the weights were trained with num_classes 2, this run sets num_classes 3; run with the plan they were "
+        "trained with (plan.json beside them), or --num_classes 2 --class_names \"['class1']\" (a name for each "
+        "class after the background), or train weights with num_classes 3 first."
+    )
+    weights_loader(num_classes=2, class_names=["class1"])[1](None)  # what the message says is accepted
+
+
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_mr_tissue_of_negative_values_stays_inside_the_crop_to_the_body(name, tmp_path):
     """A z-scored MR (background 0, tissue of both signs) planned and preprocessed as the bundle trains and infers:

@@ -103,6 +103,14 @@ def test_missing_or_mismatched_checkpoint_is_named(tmp_path):
         EnsembleInferer(SimpleInferer(), [tmp_path / "bad.pt"])(torch.zeros(1, 1, 4, 4, 4), RampNet())
 
 
+def test_a_member_of_other_classes_is_told_to_run_with_the_class_names_too(tmp_path):
+    # in a bundle that names its classes, num_classes alone is refused: the message gives both settings
+    torch.save(torch.nn.Conv3d(1, 2, 1).state_dict(), tmp_path / "fold0.pt")
+    ensemble = EnsembleInferer(SimpleInferer(), [tmp_path / "fold0.pt"], class_names=["pancreas", "tumour"])
+    with pytest.raises(CheckpointError, match=r"""--num_classes 2 --class_names "\['class1'\]" \(a name for each"""):
+        ensemble(torch.zeros(1, 1, 4, 4, 4), torch.nn.Conv3d(1, 3, 1))
+
+
 def test_uncertainty_score_ranks_uncertain_studies_higher():
     sure = torch.tensor([[0.02, 0.02], [0.98, 0.98]])
     unsure = torch.tensor([[0.4, 0.5], [0.6, 0.5]])
