@@ -467,7 +467,9 @@ def _exif_orientation(image: Any) -> int | None:
 def _tiff_pages(name: Any) -> Iterator[Mapping[int, Any]]:
     """The tags of each page of a TIFF, first page first, read without decoding any (PIL opens no float RGB TIFF).
 
-    A directory offset seen before ends the walk, so a damaged file whose pages point back cannot loop it.
+    The walk ends at a directory offset seen before (a damaged file whose pages point back cannot loop it) and at a
+    later directory that cannot be read or holds no image size (a damaged link to a next page): its first page is
+    still an image to read, as PIL reads it.
     """
     from PIL import TiffImagePlugin
 
@@ -478,9 +480,17 @@ def _tiff_pages(name: Any) -> Iterator[Mapping[int, Any]]:
         directory = TiffImagePlugin.ImageFileDirectory_v2(header)
         seen: set[int] = set()
         while directory.next and directory.next not in seen:
+            first = not seen
             seen.add(directory.next)
             file.seek(directory.next)
-            directory.load(file)
+            try:
+                directory.load(file)
+            except (OSError, ValueError):
+                if first:
+                    raise
+                return
+            if not first and not {256, 257} <= set(directory):  # ImageWidth and ImageLength
+                return
             yield directory
 
 

@@ -642,6 +642,20 @@ def test_a_stack_of_float_rgb_tiff_pages_which_pil_does_not_open_is_refused(tmp_
     assert tuple(image.shape) == (8, 6, 3) and np.allclose(image.numpy(), 0.1)
 
 
+@pytest.mark.parametrize("link", ["past the end", "into the header"])
+def test_a_tiff_whose_link_to_a_next_page_is_damaged_gives_its_one_image(link, tmp_path):
+    # the directory the link leads to holds no image: no second page to refuse, as PIL reads the first alone
+    Image.fromarray(np.full((6, 8, 3), 50, np.uint8)).save(tmp_path / "one.tif")
+    data = bytearray((tmp_path / "one.tif").read_bytes())
+    directory = int.from_bytes(data[4:8], "little")
+    entries = int.from_bytes(data[directory : directory + 2], "little")
+    link_at = directory + 2 + 12 * entries
+    data[link_at : link_at + 4] = (len(data) + 1000 if link == "past the end" else 10).to_bytes(4, "little")
+    (tmp_path / "damaged.tif").write_bytes(data)
+    image = LoadImage(reader=Image2DReader(channels=3), image_only=True)(str(tmp_path / "damaged.tif"))
+    assert tuple(image.shape) == (8, 6, 3) and np.all(image.numpy() == 50)
+
+
 def test_a_tiff_with_reduced_resolution_pages_and_a_camera_s_multi_picture_jpeg_give_their_first_image(tmp_path):
     first, thumbnail = (
         Image.fromarray(np.full((6, 8, 3), 10, np.uint8)),
