@@ -299,7 +299,7 @@ class Image2DReader(PILReader):
                 return _Refused(
                     ValueError(f"{name}: 16-bit CMYK TIFF {problem}; save the image as RGB (8 or 16 bits).")
                 )
-            if (image is not None or tiff is not None) and (problem := _frames_problem(name, image)):
+            if problem := _frames_problem(name, image):
                 return _Refused(
                     ValueError(f"{name}: {problem}; save the one image to segment as PNG, or as a TIFF of one page.")
                 )
