@@ -117,7 +117,7 @@ def write_dicom_seg(
             affine.
         source: what the map was predicted from: a folder of a single-frame DICOM series, or one DICOM file (a
             single slice, or an enhanced multi-frame image such as Enhanced CT/MR or Legacy Converted Enhanced,
-            whose frames record their plane positions).
+            whose frames record their plane positions), alone or in its series folder.
         output_path: file to write the SEG to; parent folders are created. The file appears only once complete
             (written to a temporary file, then renamed).
         labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
@@ -157,8 +157,7 @@ def write_dicom_seg(
     """
     source = Path(source)
     if source.is_dir():
-        datasets = _read_series(source, source_series_uid)
-        planes = [_plane_of(ds) for ds in datasets]
+        datasets, planes = _read_series(source, source_series_uid)
     elif source.is_file():
         datasets, planes = _read_file(source)
     else:
@@ -255,8 +254,9 @@ def write_dicom_seg(
     return output_path
 
 
-def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
-    """Headers of the single-frame slices of the series in ``folder``, sorted along the slice normal.
+def _read_series(folder: Path, series_uid: str | None) -> tuple[list[Dataset], list[_Plane]]:
+    """Headers of the single-frame slices of the series in ``folder``, sorted along the slice normal, and their
+    planes; for a series that is one multi-frame file, ``_read_file``'s header and frame planes.
 
     The series is found as ``MedicalImageReader`` finds it (``select_dicom_series``), so the SEG references
     exactly the slices the label map was predicted from. Pixel data is not read: highdicom only needs the
@@ -267,6 +267,9 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
         series = select_dicom_series(folder, series_uid, warn=False)
     except (OSError, ValueError) as error:
         raise DicomSegError(f"no DICOM SEG written for {folder}: {error}") from error
+    if len(series.files) == 1 and int(series.headers[0].get("NumberOfFrames") or 1) > 1:
+        # an enhanced image alone in its series folder, as exports store it: its frames are the slices
+        return _read_file(Path(series.files[0]))
     datasets = list(series.headers)
     where = f"the series {series.series_uid} in {folder}"
     missing_geometry = sorted({tag for ds in datasets for tag in _GEOMETRY_TAGS if ds.get(tag) is None})
@@ -286,7 +289,7 @@ def _read_series(folder: Path, series_uid: str | None) -> list[Dataset]:
         # value (these are header copies read for the SEG: the source files are not changed)
         ds.ImageOrientationPatient = first.ImageOrientationPatient
     _fill_optional_attributes(datasets, offsets)
-    return datasets
+    return datasets, [_plane_of(ds) for ds in datasets]
 
 
 def _read_file(path: Path) -> tuple[list[Dataset], list[_Plane]]:

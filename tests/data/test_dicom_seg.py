@@ -402,6 +402,27 @@ def test_enhanced_multiframe_source_gets_one_seg_frame_per_source_frame(tmp_path
     assert_frames_match_voxels(seg, label_map[0].numpy(), image.affine, LABELS)
 
 
+def test_enhanced_multiframe_file_alone_in_its_series_folder_gets_its_seg(tmp_path):
+    # exports put an enhanced image in a series folder of its own, which the reader reads as that file; the SEG
+    # had taken the folder for one of single-frame slices and refused it for want of their plane tags
+    (tmp_path / "series").mkdir()
+    write_enhanced_ct_of(tmp_path / "ct", tmp_path / "series" / "enhanced.dcm", ORIENTATIONS["coronal"])
+    source = pydicom.dcmread(tmp_path / "series" / "enhanced.dcm")
+    image = load(tmp_path / "series", MedicalImageReader())
+    label_map = label_map_of(image)
+    frames = list(range(1, int(source.NumberOfFrames) + 1))
+    for name in ("series", f"series::{source.SeriesInstanceUID}"):
+        folder, uid = (tmp_path / name.split("::")[0]), (name.split("::") + [None])[1]
+        path = write_dicom_seg(
+            MetaTensor(label_map, meta=dict(image.meta)), folder, tmp_path / "seg.dcm", LABELS, source_series_uid=uid
+        )
+        seg = segread(path)
+        masks = seg.get_pixels_by_source_frame(source.SOPInstanceUID, frames, assert_missing_frames_are_empty=True)
+        np.testing.assert_array_equal(masks[..., 0], source.pixel_array == BOX)
+        np.testing.assert_array_equal(masks[..., 1], source.pixel_array == SUB_BOX)
+        assert_frames_match_voxels(seg, label_map[0].numpy(), image.affine, LABELS)
+
+
 def test_enhanced_multiframe_frames_with_their_own_orientation_and_spacing_get_their_seg(tmp_path):
     # the plane orientation and pixel spacing may sit in each frame's functional groups instead of the shared ones
     write_enhanced_ct_of(tmp_path / "ct", tmp_path / "enhanced.dcm", ORIENTATIONS["oblique"])
