@@ -415,10 +415,11 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
 
     Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the
     files in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning, and so are DICOM objects that
-    are no images by their SOP class (segmentations, RT doses and structure sets, reports); any other file must be
-    a DICOM image. Series come sorted by SeriesNumber then UID; the files of a series are sorted by their position
-    along the slice normal (else by InstanceNumber, else by name). Geometry is checked later, when the series is
-    read (``validate_dicom_series``), so one broken series does not prevent listing the others.
+    are no images by their SOP class (segmentations, RT doses and structure sets, reports), localizer images
+    (ImageType LOCALIZER) among a series' slices, and series of localizers beside other series; any other file
+    must be a DICOM image. Series come sorted by SeriesNumber then UID; the files of a series are sorted by their
+    position along the slice normal (else by InstanceNumber, else by name). Geometry is checked later, when the
+    series is read (``validate_dicom_series``), so one broken series does not prevent listing the others.
 
     Args:
         folder: a folder of DICOM files.
@@ -480,6 +481,11 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
         raise ValueError(f"DICOM folder {folder} holds no image, only DICOM objects of other kinds: {kinds}.")
     if others:
         note(f"skipping {', '.join(others)} in {folder}: DICOM objects that are no images.")
+    scout_series = [uid for uid, members in groups.items() if all(_is_localizer(h) for _, h in members)]
+    if scout_series and len(scout_series) < len(groups):
+        # a scout exported as a series of its own beside the series it planned: a projection, not a volume
+        note(f"skipping localizer series {', '.join(scout_series)} in {folder}: scout images, not volumes.")
+        groups = {uid: members for uid, members in groups.items() if uid not in scout_series}
 
     series = []
     for uid, members in groups.items():

@@ -527,6 +527,25 @@ def _seg_beside_its_series(root: Path) -> str:
     return "; ".join(shown) + f"; cases: {[Path(c['image']).name for c in cases]}"
 
 
+def _scouts_beside_their_series(root: Path) -> str:
+    """The warning of reading a study folder that holds a CT series and its scouts as a series of their own."""
+    import pydicom
+
+    series = _dicom_series(root)
+    uid = pydicom.uid.generate_uid()
+    for number, orientation in enumerate(([1, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1]), start=1):
+        ds = pydicom.dcmread(min(series.iterdir()))
+        ds.ImageType, ds.ImageOrientationPatient = ["ORIGINAL", "PRIMARY", "LOCALIZER"], orientation
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, pydicom.uid.generate_uid(), 1
+        ds.save_as(series / f"SCOUT{number}.dcm")
+    [case] = list_medical_cases(root / "in", split_series=True)
+    with pytest.warns(UserWarning) as warned:
+        image = _component(CT, "preprocessing", ("inference.yaml",))(case)["image"]
+    assert image.shape[-1] > 2  # the CT's slices, not the two scouts
+    shown = [str(w.message).replace(str(root), "<root>").replace(uid, "<uid>") for w in warned]
+    return "; ".join(m for m in shown if "skipping" in m)
+
+
 def _kill_mid_save(root: Path) -> str:
     path = root / "model.pt"
     torch.save({"w": torch.ones(2)}, path)
@@ -1661,6 +1680,13 @@ CATALOGUE: list[Fault] = [
         _seg_beside_its_series,
         "skipping 1 entries (DICOM objects that are no images): earlier_seg.dcm (Segmentation Storage)",
         "skipped with a warning that names them; the series is read without them",
+    ),
+    Fault(
+        "inference",
+        "the scouts (localizers) of a CT in its folder as a series of their own",
+        _scouts_beside_their_series,
+        "skipping localizer series <uid> in <root>/in/study: scout images, not volumes.",
+        "the scout series is skipped with a warning; the CT series is the folder's one study",
     ),
     Fault(
         "inference",

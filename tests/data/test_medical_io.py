@@ -629,6 +629,31 @@ def test_a_localizer_in_the_series_is_skipped_and_another_odd_slice_is_named(for
     _load_error(folder, ValueError, r"different ImageOrientationPatient: .*\(16 slices\); .*\(1: SCOUT\.dcm\)")
 
 
+def test_a_localizer_series_beside_the_volume_is_skipped(formats, tmp_path):
+    # exports often give the scouts a series of their own, in the study's folder beside the volume they planned
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "ct"))
+    scouts = pydicom.uid.generate_uid()
+    for name in ("SCOUT1.dcm", "SCOUT2.dcm"):
+        ds = pydicom.dcmread(_add_scout(folder, localizer=True))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = scouts, pydicom.uid.generate_uid()
+        ds.save_as(folder / name)
+    (folder / "SCOUT.dcm").unlink()
+    with pytest.warns(UserWarning, match=rf"skipping localizer series {scouts} in .*ct: scout images, not volumes"):
+        [series] = split_dicom_series(folder)
+    assert len(series.files) == 16 and not any("SCOUT" in f for f in series.files)
+    with pytest.warns(UserWarning, match="skipping localizer series"):
+        image = _load(folder)
+    np.testing.assert_array_equal(image.numpy(), _load(formats["dicom"]).numpy())
+    # listed as the one case of its folder (the reader warns when it reads it)
+    assert list_medical_cases(tmp_path, split_series=True) == [{"image": str(folder.resolve())}]
+    # a folder of scouts alone is what it holds: read as such, not skipped into an empty folder
+    for path in folder.iterdir():
+        if not path.name.startswith("SCOUT"):
+            path.unlink()
+    [series] = split_dicom_series(folder)
+    assert series.series_uid == scouts and len(series.files) == 2
+
+
 def _strip_file_format(path: Path) -> None:
     """Stores the dataset bare: no preamble, no DICM mark, no file meta information (implicit VR little endian)."""
     ds = pydicom.dcmread(path)
