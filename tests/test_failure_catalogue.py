@@ -167,6 +167,13 @@ def _jpeg(path: Path, array: np.ndarray) -> str:
     return str(path)
 
 
+def _jpeg_bytes() -> bytes:
+    """An RGB photograph-sized JPEG's bytes: noise, so that half of the file cuts into its pixel data."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
 def _listing_warning(root: Path) -> str:
     """The warning of listing an inference folder whose subfolder links back to it."""
     (root / "a.nii.gz").touch()
@@ -1579,6 +1586,13 @@ CATALOGUE: list[Fault] = [
         "a NIfTI cut off after its header among good inputs",
         lambda r: _inference_failure(r, CT, "cut.nii.gz", Path(_voxels_cut_off(r)).read_bytes()),
         "cut.nii.gz: ValueError: the image data is truncated: 48 of 8192 bytes (16 x 16 x 8 voxels of float32)",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a JPEG cut short (an interrupted download) among good inputs",
+        lambda r: _inference_failure(r, SKIN, "cut.jpg", _jpeg_bytes()[:1500]),
+        "cut.jpg: OSError: cannot decode its pixel data (image file is truncated",
         _INFER,
     ),
     Fault(

@@ -294,6 +294,8 @@ class Image2DReader(PILReader):
                 if not header.startswith(_TIFF_SIGNATURES):
                     raise unknown from None
                 image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
+            except (OSError, SyntaxError) as error:  # PIL knew the format, then found the header cut short or damaged
+                return _Refused(OSError(f"{name}: cannot read its header ({error}); the file is damaged."))
             tiff = _tiff_tags(name) if image is None or image.format == "TIFF" else None
             if tiff is not None and (problem := _cmyk_problem(tiff, opened=image is not None)):
                 return _Refused(
@@ -310,6 +312,8 @@ class Image2DReader(PILReader):
                     pixels = image_pixels(_as_stored(image, exif_orientation), self.channels)
                 except _PaletteMismatch as error:
                     return _Refused(ValueError(f"{name}: {error}"))
+                except (OSError, SyntaxError) as error:  # PIL's errors for pixel data cut short or damaged
+                    return _Refused(OSError(f"{name}: cannot decode its pixel data ({error}); the file is damaged."))
                 return _Decoded(pixels, image.format, image.mode)
         if tiff is not None and (orientation := tiff.get(0x0112)) in _EXIF_TURNS:
             # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits

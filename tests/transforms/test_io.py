@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 
@@ -343,6 +344,34 @@ def test_a_file_that_no_reader_takes_is_refused_without_asking_the_others(name, 
     with pytest.raises(RuntimeError, match="cannot find a suitable reader"):
         load(str(tmp_path / "binary.png"))
     assert asked
+
+
+def _encoded(format: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(buffer, format)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("cut.jpg", _encoded("JPEG")[:1500], r"cannot decode its pixel data \(image file is truncated"),
+        ("cut.png", _encoded("PNG")[:3000], r"cannot decode its pixel data \(image file is truncated"),
+        # an APP segment longer than the file: PIL knows the format, then cannot read its header
+        ("header.jpg", b"\xff\xd8\xff\xe0\x7f\xff" + bytes(300), r"cannot read its header \(Truncated File Read"),
+    ],
+)
+def test_a_damaged_image_is_named_without_asking_the_other_readers(name, content, problem, tmp_path, monkeypatch):
+    from monai.data import ITKReader
+
+    # handed on, it went through every reader of LoadImage, ITK's import included, and ended in their listing
+    asked = []
+    monkeypatch.setattr(ITKReader, "read", lambda self, data, **kwargs: asked.append(data))
+    (tmp_path / name).write_bytes(content)
+    load = LoadImage(reader=Image2DReader(channels=3), image_only=True)
+    with pytest.raises(OSError, match=rf"{re.escape(name)}: {problem}.*; the file is damaged"):
+        load(str(tmp_path / name))
+    assert not asked
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01binary"], ids=["empty, refused at once", "binary, handed on"])
