@@ -173,8 +173,13 @@ class EGEUNet(MinimumInputSize, nn.Module):
 
         # 2D inference on CPU: channels-last memory makes the depthwise convolutions and the channel LayerNorms
         # cheaper (10-25% in all); training keeps the default layout, whose backward kernels are faster
+        # (not while tracing: torch.jit.trace checks its graph by a second run without autograd)
         channels_last = (
-            self.spatial_dims == 2 and not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+            self.spatial_dims == 2
+            and not self.training
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and x.device.type == "cpu"
         )
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -227,6 +227,18 @@ def test_onnx_export_has_no_identity_operations(tmp_path, dynamo):
     assert _identity_operations(path) == []
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (1, 1, 32, 32, 32)], ids=["2d", "3d"])
+def test_trace_in_eval_mode(shape):
+    # torch.jit.trace checks its graph by a second run without autograd: the CPU inference paths that differ
+    # without autograd (channels-last memory, the group norms' kernels) had made the two graphs differ
+    torch.manual_seed(0)
+    net = EGEUNet(len(shape) - 2, shape[1], 2).eval()
+    x = torch.rand(*shape)
+    traced = torch.jit.trace(net, x)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), net(x), atol=1e-3, rtol=1e-4)
+
+
 def test_side_outputs_finest_first():
     net = EGEUNet(2, 3, 2)
     # constant side heads tell which level each output comes from: decoders run from level 4 down to 0
