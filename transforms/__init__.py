@@ -12,6 +12,7 @@ from .intensity import (
     ScaleByBitDepthD,
     ScaleByBitDepthd,
     ScaleByBitDepthDict,
+    normalised_background,
 )
 from .io import Image2DReader, SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict, image_pixels
 from .label import (
@@ -60,6 +61,7 @@ __all__ = [
     "ScaleByBitDepthD",
     "ScaleByBitDepthd",
     "ScaleByBitDepthDict",
+    "normalised_background",
     "SaveProbabilityMapsd",
     "SaveProbabilityMapsD",
     "SaveProbabilityMapsDict",

@@ -20,6 +20,7 @@ __all__ = [
     "PlannedNormalized",
     "PlannedNormalizeD",
     "PlannedNormalizeDict",
+    "normalised_background",
 ]
 
 
@@ -53,6 +54,31 @@ class AboveThreshold:
     def __call__(self, x: NdarrayOrTensor) -> NdarrayOrTensor:
         above = x != 0 if self.threshold is None else x > self.threshold
         return above if above.any() else ~above
+
+
+def normalised_background(normalization: Mapping[str, Any]) -> float:
+    """The value that a plan's normalisation gives the outside of the body: what a normalised volume smaller than
+    the patch is padded with, in training and in the sliding window, so that the padding looks like what lies
+    around a patient, not like tissue.
+
+    Zero, the default padding, is the foreground's mean of a CT plan (a pancreas-like intensity): a study cut to
+    its body and thinner than the patch then had slabs of "tissue" above and below it. A CT's outside is air,
+    clipped to the plan's lower bound; a z-scored image's outside (its zeros) stays zero.
+
+    Args:
+        normalization: the plan's ``normalization`` dictionary.
+
+    Example::
+
+        >>> normalised_background({"scheme": "ct", "clip": [-100, 200], "mean": 50, "std": 50})
+        -3.0
+        >>> normalised_background({"scheme": "zscore_nonzero"})
+        0.0
+    """
+    normalizer = PlannedNormalize(normalization)
+    if normalizer.clip is None:
+        return 0.0
+    return float(normalizer(torch.tensor([normalizer.clip[0]]))[0])
 
 
 class PlannedNormalize(Transform):

@@ -18,9 +18,10 @@ import pytest
 import torch
 from highdicom.seg import segread
 from monai.bundle import ConfigParser, ConfigWorkflow
-from monai.transforms import LoadImage, SaveImaged
+from monai.transforms import Compose, LoadImage, SaveImaged
 from monai_unets.bundles import bundle_dir
 from monai_unets.data.medical_io import MedicalImageReader
+from monai_unets.data.plan import DEFAULT_PLAN
 from monai_unets.handlers.errors import root_cause
 from monai_unets.scripts.demo_ct import generate_demo_ct, make_ct_phantom, write_dicom_series
 from scipy import ndimage
@@ -576,3 +577,42 @@ def test_served_tta_option_is_checked(bundle, tmp_path):
     with pytest.raises(Exception) as error:
         server.parsed(tta="false")
     assert str(root_cause(error.value)) == "tta must be True or False, got 'false'."
+
+
+@pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
+def test_a_volume_thinner_than_the_patch_is_padded_with_the_outside_of_the_body(bundle):
+    # Padded with 0, the CT plan's foreground mean, a study cropped to its body and thinner than the patch had
+    # slabs of pancreas-like "tissue" above and below it: a trained model then found a third of the organ
+    plan = copy.deepcopy(DEFAULT_PLAN)
+    plan["normalization"] = {"scheme": "ct", "clip": [-100.0, 200.0], "mean": 50.0, "std": 50.0}
+    plan["patch_size"] = [32, 32, 32]
+    outside = -3.0  # (-100 - 50) / 50: air, clipped and normalised
+    configs = bundle_dir(bundle) / "configs"
+
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.yaml"))
+    parser["plan"] = plan
+    inferer = parser.get_parsed_content("window_inferer")
+    seen = []
+
+    def network(window: torch.Tensor) -> torch.Tensor:
+        seen.append(window.clone())
+        return window
+
+    thin = torch.ones(1, 1, 40, 36, 12)
+    torch.testing.assert_close(inferer(thin, network), thin)
+    values = torch.cat([w.flatten() for w in seen]).unique().tolist()
+    assert values == [outside, 1.0]
+
+    parser = ConfigParser()
+    parser.read_config(str(configs / "train.yaml"))
+    parser["plan"] = plan
+    parser["device"] = "$torch.device('cpu')"
+    prepare = Compose(parser.get_parsed_content("train#sampling_preparation"))
+    case = prepare({"image": torch.ones(1, 40, 36, 12), "label": torch.ones(1, 40, 36, 12, dtype=torch.uint8)})
+    image, label = case["image"], case["label"]
+    assert image.shape[-1] == label.shape[-1] == 32
+    inside = (slice(None), slice(0, 40), slice(0, 36), slice(10, 22))  # SpatialPadd centres the volume
+    assert bool((image[inside] == 1.0).all()) and int((image == 1.0).sum()) == 40 * 36 * 12
+    assert bool((image[image != 1.0] == outside).all())
+    assert int(label.sum()) == 40 * 36 * 12  # the label is padded with background

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai_unets.transforms import AboveThreshold, PlannedNormalized
+from monai_unets.transforms import AboveThreshold, PlannedNormalized, normalised_background
 
 
 def test_ct_clips_then_zscores_with_the_plan_statistics():
@@ -16,6 +16,13 @@ def test_mr_zscores_each_image_on_its_nonzero_voxels():
     for scale in (1.0, 300.0):
         out = norm({"image": torch.tensor([[0.0, 1.0, 3.0, 0.0]]) * scale})["image"]
         torch.testing.assert_close(out, torch.tensor([[0.0, -1.0, 1.0, 0.0]]))
+
+
+def test_the_normalised_background_is_what_the_outside_of_the_body_becomes():
+    ct = {"scheme": "ct", "clip": [-100.0, 200.0], "mean": 50.0, "std": 25.0}
+    air = PlannedNormalized("image", ct)({"image": torch.tensor([[-1000.0]])})["image"]
+    assert normalised_background(ct) == float(air) == -6.0
+    assert normalised_background({"scheme": "zscore_nonzero"}) == 0.0
 
 
 def test_unknown_scheme_is_refused():
