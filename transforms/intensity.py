@@ -87,9 +87,9 @@ class PlannedNormalize(Transform):
     - ``{"scheme": "ct", "clip": [low, high], "mean": m, "std": s}``: clip to ``[low, high]`` (the foreground's
       0.5 / 99.5 percentiles over the dataset), then ``(x - m) / s`` with the foreground's statistics: the same
       numbers for every image, as Hounsfield units mean the same everywhere.
-    - ``{"scheme": "zscore_nonzero"}``: per image, subtract the mean and divide by the standard deviation of its
-      non-zero voxels; zeros (outside a skull-stripped or masked image) stay zero. For MR and other modalities
-      whose intensities have no absolute scale.
+    - ``{"scheme": "zscore_nonzero"}``: per image and channel, subtract the mean and divide by the standard
+      deviation of its non-zero voxels; zeros (outside a skull-stripped or masked image) stay zero. For MR and
+      other modalities whose intensities have no absolute scale.
 
     Args:
         normalization: the plan's ``normalization`` dictionary.
@@ -115,7 +115,8 @@ class PlannedNormalize(Transform):
             )
         elif scheme == "zscore_nonzero":
             self.clip = None
-            self.normalize = NormalizeIntensity(nonzero=True)
+            # each channel (modality) by its own statistics, as their scales are unrelated
+            self.normalize = NormalizeIntensity(nonzero=True, channel_wise=True)
         else:
             raise ValueError(f"unknown normalization scheme {scheme!r}; expected 'ct' or 'zscore_nonzero'")
 

@@ -18,6 +18,13 @@ def test_mr_zscores_each_image_on_its_nonzero_voxels():
         torch.testing.assert_close(out, torch.tensor([[0.0, -1.0, 1.0, 0.0]]))
 
 
+def test_mr_zscores_each_channel_of_a_multi_modal_image_on_its_own():
+    # two modalities of unrelated scales: pooled statistics had made the smaller one nearly constant
+    norm = PlannedNormalized("image", {"scheme": "zscore_nonzero"})
+    out = norm({"image": torch.tensor([[0.0, 1.0, 3.0], [0.0, 1000.0, 3000.0]])})["image"]
+    torch.testing.assert_close(out, torch.tensor([[0.0, -1.0, 1.0], [0.0, -1.0, 1.0]]))
+
+
 def test_the_normalised_background_is_what_the_outside_of_the_body_becomes():
     ct = {"scheme": "ct", "clip": [-100.0, 200.0], "mean": 50.0, "std": 25.0}
     air = PlannedNormalized("image", ct)({"image": torch.tensor([[-1000.0]])})["image"]
