@@ -23,6 +23,7 @@ from ..data.dicom_seg import write_dicom_seg
 from ..data.medical_io import DICOM_SUFFIXES, is_dicom_file, parse_series_reference
 
 __all__ = [
+    "EXIF_ORIENTATION_KEY",
     "IMAGE_2D_SUFFIXES",
     "Image2DReader",
     "SaveDicomSeg",
@@ -46,10 +47,11 @@ class _Decoded:
         pixels: ``(height, width, channels)`` or ``(height, width)``, as :func:`image_pixels` returns them.
         format: the file format, e.g. ``"PNG"``.
         mode: the PIL mode of the file; for files read by ITK, PIL's name of their samples (``"RGB"``, ...).
+        orientation: the file's EXIF orientation, which the pixels are not turned by (1: none).
     """
 
-    def __init__(self, pixels: np.ndarray, format: str | None, mode: str) -> None:
-        self.pixels, self.format, self.mode = pixels, format, mode
+    def __init__(self, pixels: np.ndarray, format: str | None, mode: str, orientation: int = 1) -> None:
+        self.pixels, self.format, self.mode, self.orientation = pixels, format, mode, orientation
         self.height, self.width = pixels.shape[:2]
         # the depth of the values handed on, which the mode does not tell for images PIL reads at 8 bits only
         self.bits_per_sample = 1 if mode == "1" else pixels.dtype.itemsize * 8
@@ -259,7 +261,12 @@ class Image2DReader(PILReader):
         return super().get_data(img)
 
     def _get_meta_dict(self, img: _Decoded) -> dict:
-        return {**super()._get_meta_dict(img), "bits_per_sample": img.bits_per_sample}
+        # every image has the orientation key, so that a batch's metadata collates
+        return {
+            **super()._get_meta_dict(img),
+            "bits_per_sample": img.bits_per_sample,
+            EXIF_ORIENTATION_KEY: img.orientation,
+        }
 
     def _decode(self, name: Any, **kwargs: Any) -> _Decoded | _Refused:
         """One file's pixels: PIL's where it holds them at full depth, ITK's where PIL would cut them to 8 bits."""
@@ -314,7 +321,7 @@ class Image2DReader(PILReader):
                     return _Refused(ValueError(f"{name}: {error}"))
                 except (OSError, SyntaxError) as error:  # PIL's errors for pixel data cut short or damaged
                     return _Refused(OSError(f"{name}: cannot decode its pixel data ({error}); the file is damaged."))
-                return _Decoded(pixels, image.format, image.mode)
+                return _Decoded(pixels, image.format, image.mode, _turn_of(exif_orientation))
         if tiff is not None and (orientation := tiff.get(0x0112)) in _EXIF_TURNS:
             # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits
             return _Refused(
@@ -329,7 +336,12 @@ class Image2DReader(PILReader):
         mode = _SAMPLE_MODES.get(count)
         if mode is None:
             return _Refused(ValueError(f"{name}: {count} samples a pixel; Image2DReader reads grey and RGB (+ alpha)."))
-        return _Decoded(_stored_pixels(samples, self.channels), "TIFF" if image is None else image.format, mode)
+        return _Decoded(
+            _stored_pixels(samples, self.channels),
+            "TIFF" if image is None else image.format,
+            mode,
+            _turn_of(exif_orientation),
+        )
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -417,6 +429,10 @@ def _too_large(name: Any, error: Exception) -> Image.DecompressionBombError:
         "against decompression bombs); downscale or tile the image, or raise that limit for files you trust."
     )
 
+
+#: The metadata key of :class:`Image2DReader` holding a file's EXIF orientation (1 to 8; 1 without one), which its
+#: pixels are not turned by; :class:`~monai_unets.data.AtomicPILWriter` gives it to the mask written for the image.
+EXIF_ORIENTATION_KEY = "exif_orientation"
 
 # EXIF orientation -> how viewers turn the stored pixels for display
 _EXIF_TURNS = {
@@ -540,12 +556,17 @@ def _as_stored(image: Any, orientation: int | None) -> Any:
     return image
 
 
+def _turn_of(orientation: int | None) -> int:
+    """The EXIF orientation recorded in an image's metadata: the file's, 1 where it has none or an invalid one."""
+    return orientation if orientation in _EXIF_TURNS else 1
+
+
 def _warn_if_turned(name: Any, orientation: int | None) -> None:
     """Warns that an image's EXIF orientation is not applied: its mask follows the stored pixels, not the display."""
     if orientation in _EXIF_TURNS:
         warnings.warn(
             f"{name}: EXIF orientation {orientation} is not applied; the mask follows the stored pixels, which "
-            f"viewers show {_EXIF_TURNS[orientation]}.",
+            f"viewers show {_EXIF_TURNS[orientation]} (a mask written for it carries the same orientation).",
             stacklevel=2,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -198,8 +199,6 @@ def test_a_16_bit_image_is_not_constant_after_the_2d_bundle_preprocessing(tmp_pa
 
 
 def test_image2d_reader_warns_of_an_exif_orientation_it_does_not_apply(tmp_path):
-    import warnings
-
     turned, plain = tmp_path / "phone.jpg", tmp_path / "plain.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -212,6 +211,40 @@ def test_image2d_reader_warns_of_an_exif_orientation_it_does_not_apply(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         reader.get_data(reader.read(str(plain)))
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_the_mask_of_a_turned_photograph_is_shown_where_its_image_is(orientation, tmp_path):
+    # a phone photograph stored sideways: read as stored, its mask has the stored grid, and with the image's
+    # orientation tag a viewer turns the mask as it turns the image (a mask without it was shown turned away)
+    from monai.data import MetaTensor
+    from monai.transforms import SaveImaged
+    from monai_unets.data import AtomicPILWriter
+    from PIL import ImageOps
+
+    stored = np.zeros((30, 50, 3), np.uint8)
+    stored[2:8, 3:12] = 255  # a lesion off every axis of symmetry
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    Image.fromarray(stored).save(tmp_path / "plain.png")
+    load = LoadImaged("image", reader=Image2DReader(channels=3), image_only=True)
+    save = SaveImaged(
+        "mask", output_dir=tmp_path / "out", output_postfix="seg", writer=AtomicPILWriter, output_ext=".png",
+        output_dtype=np.uint8, scale=255, resample=False, separate_folder=False, print_log=False,
+    )  # fmt: skip
+    for name, tag in (("phone", orientation), ("plain", 1)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reader's warning of the unapplied orientation
+            image = load({"image": str(tmp_path / f"{name}.png")})["image"]
+        assert image.meta["exif_orientation"] == tag
+        mask = MetaTensor((image[..., :1] > 127).to(torch.uint8).permute(2, 0, 1), meta=image.meta)
+        save({"mask": mask})
+        written = Image.open(tmp_path / "out" / f"{name}_seg.png")
+        assert written.getexif().get(0x0112, 1) == tag
+        np.testing.assert_array_equal(np.asarray(written) > 127, stored[..., 0] > 127)  # the stored grid
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / f"{name}.png")))[..., 0] > 127
+        np.testing.assert_array_equal(np.asarray(ImageOps.exif_transpose(written)) > 127, shown)
 
 
 def test_a_single_dicom_file_gets_its_seg_named_after_the_file(tmp_path):
