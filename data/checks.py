@@ -344,6 +344,21 @@ def _all_finite(values: torch.Tensor) -> bool:
     return bool(torch.isfinite(values).all())
 
 
+def _turned_hint(label: torch.Tensor, image: torch.Tensor) -> str:
+    """Why a 2D label may have its image's size turned: drawn on the image as a viewer shows a photograph whose EXIF
+    orientation turns it a quarter (orientations 5 to 8), where the pixels are read as stored."""
+    from ..transforms.io import EXIF_ORIENTATION_KEY
+
+    orientation = int(getattr(image, "meta", {}).get(EXIF_ORIENTATION_KEY, 1))
+    if orientation < 5 or tuple(label.shape[1:]) != tuple(image.shape[1:])[::-1]:
+        return ""
+    return (
+        f" (the image's EXIF orientation {orientation} shows it turned to the label's size: the label was drawn on the "
+        "image as displayed, while images are read as stored; save the image turned as displayed, e.g. with "
+        "PIL.ImageOps.exif_transpose, or the label as stored)"
+    )
+
+
 def _filename(value: object, key: Hashable) -> str:
     meta = getattr(value, "meta", None) or {}
     return str(meta.get("filename_or_obj", key))
@@ -484,7 +499,7 @@ class CheckCased(MapTransform):
                 raise DataCheckError(
                     name,
                     f"label has spatial shape {tuple(label.shape[1:])} but its image {image_name} has "
-                    f"{tuple(image.shape[1:])}; they must be on the same voxel grid.",
+                    f"{tuple(image.shape[1:])}; they must be on the same voxel grid{_turned_hint(label, image)}.",
                 )
             if label.shape[0] != 1:
                 raise DataCheckError(name, f"label has {label.shape[0]} channels; it must be a single label map.")

@@ -154,6 +154,16 @@ def _skin_case(root: Path, image=None, mask=None) -> str:
     return _check(SKIN, {"image": image_path, "label": mask_path})
 
 
+def _mask_of_a_turned_photograph(root: Path) -> str:
+    """A phone photograph stored sideways (EXIF orientation 6) with its mask drawn on it as a viewer shows it."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_rgb()).save(root / "phone.jpg", exif=exif)
+    mask = _png(root / "mask.png", _mask((32, 24)))
+    with pytest.warns(UserWarning, match="EXIF orientation 6 is not applied"):
+        return _check(SKIN, {"image": str(root / "phone.jpg"), "label": mask})
+
+
 def _palette_png(path: Path, indices: np.ndarray, colours: list[tuple[int, int, int]]) -> str:
     """A palette PNG of ``indices`` whose palette shows index ``i`` as ``colours[i]``."""
     image = Image.fromarray(indices.astype(np.uint8))
@@ -1082,6 +1092,14 @@ CATALOGUE: list[Fault] = [
         "mask of another size than its image",
         lambda r: _skin_case(r, mask=_mask((20, 32))),
         "label has spatial shape (32, 20) but its image",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a mask drawn on a phone photograph as a viewer shows it (EXIF orientation 6, the photograph stored sideways)",
+        _mask_of_a_turned_photograph,
+        "(the image's EXIF orientation 6 shows it turned to the label's size: the label was drawn on the image as "
+        "displayed, while images are read as stored; save the image turned as displayed",
         _STOP,
     ),
     Fault(
