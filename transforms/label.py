@@ -363,6 +363,13 @@ class KeepLargestComponentd(MapTransform):
             return d
         for key in self.key_iterator(d):
             labels = torch.as_tensor(d[key])
+            if labels.dim() < 2 or labels.shape[0] != 1:
+                # a batch or a one-hot map would have its items or classes joined into one component search
+                raise ValueError(
+                    f"KeepLargestComponentd takes one label map of class indices (1, ...), got {key!r} of shape "
+                    f"{tuple(labels.shape)}: apply it to each item of a batch (after decollate_batch) and to the "
+                    "argmax of class channels."
+                )
             values = np.asarray(labels.detach().cpu())
             out = None
             for value in self.applied_labels:

@@ -239,3 +239,18 @@ def test_a_float_mask_with_nan_or_infinite_values_is_refused(bad):
     mask[2, 2] = bad
     with pytest.raises(ValueError, match="mask.*holds NaN or infinite values"):
         BinarizeLabel()(_named(mask))
+
+
+def test_keep_largest_componentd_refuses_a_batch_or_class_channels():
+    from monai_unets.transforms import KeepLargestComponentd
+
+    # two items of a batch: the second item's only lesion, smaller than the first's, had been removed
+    batch = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    batch[0, 0, :4, :4] = 1
+    batch[1, 0, 6:, 6:] = 1
+    keep = KeepLargestComponentd("pred", applied_labels=[1])
+    with pytest.raises(ValueError, match=r"one label map of class indices \(1, \.\.\.\), got 'pred' of shape \(2, 1"):
+        keep({"pred": batch})
+    with pytest.raises(ValueError, match=r"of shape \(2, 8, 8\)"):
+        keep({"pred": batch[:, 0]})  # two class channels
+    assert int(keep({"pred": batch[1]})["pred"].sum()) == 4
