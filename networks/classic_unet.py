@@ -134,6 +134,8 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
         self.apply(_he_init)
         accurate_group_norms(self)
+        if not self.valid:  # valid convolutions shrink the coarsest maps further: the size rule covers them
+            self._state_instance_norm_rule(2**self.depth)
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """Spatial output size for ``input_size``: the input size in "same" mode, smaller in "valid" mode.

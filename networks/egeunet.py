@@ -38,8 +38,9 @@ class EGEUNet(MinimumInputSize, nn.Module):
     - returns logits (apply sigmoid or softmax outside) and supports ``out_channels > 1``: the side heads
       and the bridges' mask inputs then have ``out_channels`` channels;
     - works without deep supervision while keeping the bridges (they then take no mask), and without bridges;
-    - accepts any input with every spatial size >= 32: decoder features are resized to the skip's size instead
-      of being upsampled by a fixed factor, so sizes need not be multiples of 32;
+    - accepts any input with every spatial size >= 32 (with instance norm, whose statistics need more than one
+      voxel, coarsest maps of two voxels or more: e.g. 32 x 64): decoder features are resized to the skip's size
+      instead of being upsampled by a fixed factor, so sizes need not be multiples of 32;
     - has a 3D variant (``spatial_dims=3``, trilinear resizing, 3D GHPA with one attention group per axis);
     - optionally predicts at full resolution (``full_resolution``).
 
@@ -163,6 +164,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
         )
         self.apply(_init_weights)
         accurate_group_norms(self)
+        self._state_instance_norm_rule(2**5)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         inputs = x

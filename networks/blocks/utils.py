@@ -79,6 +79,16 @@ class MinimumInputSize:
         self.min_size = min_size
         self.size_rule = f"{name} needs every spatial size >= {min_size}{reason}"
         self.rank_rule = input_rank_rule(name, self.spatial_dims)
+        self.coarsest_scale = 0
+
+    def _state_instance_norm_rule(self, coarsest_scale: int) -> None:
+        """Adds, where the built network has instance norms (without running statistics), that its coarsest maps,
+        the input's size divided by ``coarsest_scale``, need more than one voxel: such a norm takes its statistics
+        over a map's voxels and refuses a single one, in eval mode too."""
+        instance_norms = (
+            isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats for m in self.modules()
+        )
+        self.coarsest_scale = coarsest_scale if any(instance_norms) else 0
 
     def _shape_problem(self, shape: List[int]) -> str:  # noqa: UP006
         if len(shape) != self.spatial_dims + 2:
@@ -88,6 +98,18 @@ class MinimumInputSize:
     def _size_problem(self, size: List[int]) -> str:  # noqa: UP006
         if min(size) < self.min_size:
             return self.size_rule + "; got " + str(size)
+        if self.coarsest_scale > 0:
+            voxels = 1
+            for s in size:
+                voxels *= s // self.coarsest_scale
+            if voxels < 2:
+                return (
+                    self.size_rule
+                    + ", and with instance norm more than one voxel in its coarsest maps (the size divided by "
+                    + str(self.coarsest_scale)
+                    + "); got "
+                    + str(size)
+                )
         return ""
 
     @torch.jit.unused

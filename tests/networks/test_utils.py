@@ -63,14 +63,23 @@ def test_a_stated_size_rule_is_asked_instead_of_a_trace():
         AttentionGateUNet(3, 1, 3, channels=(4, 8, 8, 8)),
         ClassicUNet(2, 1, 2, channels=(4, 8, 8, 8, 8)),
         ClassicUNet(2, 1, 2, channels=(4, 8, 8), padding="valid"),
+        # instance norms refuse maps of one voxel: the coarsest maps need two
+        EGEUNet(2, 1, 2, channels=(4, 8, 8, 8, 8, 8), norm="instance"),
+        EGEUNet(3, 1, 2, channels=(4, 8, 8, 8, 8, 8), norm="instance"),
+        AttentionGateUNet(2, 1, 2, channels=(4, 8, 8, 8, 8), norm="instance"),
+        ClassicUNet(3, 1, 2, channels=(4, 8, 8), norm="instance"),
     ],
-    ids=lambda net: f"{type(net).__name__}-{net.spatial_dims}d-min{net.min_size}",
+    ids=lambda net: f"{type(net).__name__}-{net.spatial_dims}d-min{net.min_size}-{net.coarsest_scale}",
 )
 def test_the_stated_size_rule_is_what_a_trace_finds(net):
     """Around the smallest size, odd and anisotropic: the rule accepts exactly the sizes a meta-device trace does."""
     in_channels = next(net.parameters()).shape[1]
     for low in range(net.min_size - 3, net.min_size + 4):
-        for spatial in ([low] * net.spatial_dims, [net.min_size + 5] * (net.spatial_dims - 1) + [low]):
+        wider = (
+            [net.min_size + 5] * (net.spatial_dims - 1) + [low],
+            [2 * net.min_size] * (net.spatial_dims - 1) + [low],
+        )
+        for spatial in ([low] * net.spatial_dims, *wider):
             stated = net.input_size_problem(spatial)
             # wrapped, the network states no rule of its own and is traced
             traced = input_shape_problem(torch.nn.Sequential(net), (1, in_channels, *spatial))
