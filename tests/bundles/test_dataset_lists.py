@@ -71,3 +71,30 @@ def test_a_dataset_of_other_labels_without_a_plan_stops_before_the_default_recip
     message = explain(raised.value)
     assert re.search(r"its modality is 'MRI', not CT; it declares 2 labels \(background, CSF\)", message), message
     assert message.endswith(f"Run `monai-unets plan --dataset-dir {tmp_path}` first.")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES_2D + BUNDLES_CT)
+def test_every_output_of_inference_goes_to_one_absolute_folder(bundle, tmp_path, monkeypatch):
+    # a relative folder named one place under two spellings in the run's messages, and writers in background
+    # threads resolved it against a working folder that ITK changes for a moment while its modules load
+    monkeypatch.chdir(tmp_path)
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
+    parser["output_dir"] = "out"
+    writers = []
+
+    def walk(item, where):
+        if isinstance(item, dict):
+            if "output_dir" in item:
+                writers.append(where)
+            for key, value in item.items():
+                walk(value, f"{where}#{key}")
+        elif isinstance(item, list):
+            for index, value in enumerate(item):
+                walk(value, f"{where}#{index}")
+
+    walk(parser.get("postprocessing"), "postprocessing")
+    assert writers
+    for where in writers:
+        assert parser.get_parsed_content(f"{where}#output_dir") == str(tmp_path / "out"), where
+    assert parser.get_parsed_content("failure_log") == str(tmp_path / "out" / "failures.csv")
