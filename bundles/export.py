@@ -15,6 +15,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from monai.bundle import onnx_export as monai_onnx_export
@@ -51,11 +54,37 @@ def onnx_export(net_id: str | None = None, args_file: str | None = None, **kwarg
             raise ValueError(f"onnx_export needs --{required}.")
     # before the export's minutes: an unreadable weights file is named at once
     fingerprint = weights_fingerprint(args["ckpt_file"], args.get("key_in_ckpt") or "")
-    with atomic_path(args["filepath"]) as temporary:
+    with atomic_path(args["filepath"]) as temporary, _naming(str(temporary), str(args["filepath"])):
         monai_onnx_export(**{**args, "filepath": str(temporary)})
         model = onnx.load(str(temporary))
         model.metadata_props.add(key=WEIGHTS_FINGERPRINT_KEY, value=fingerprint)
         onnx.save(model, str(temporary))
+
+
+class _FinalName(logging.Filter):
+    """Names the file a message names by its temporary name by the name it will have."""
+
+    def __init__(self, temporary: str, final: str) -> None:
+        super().__init__()
+        self.temporary, self.final = temporary, final
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.temporary in message:
+            record.msg, record.args = message.replace(self.temporary, self.final), ()
+        return True
+
+
+@contextlib.contextmanager
+def _naming(temporary: str, final: str) -> Iterator[None]:
+    """MONAI's export logs the file it wrote, here the temporary one: its line names the final file instead."""
+    logger = logging.getLogger(monai_onnx_export.__module__)
+    rename = _FinalName(temporary, final)
+    logger.addFilter(rename)
+    try:
+        yield
+    finally:
+        logger.removeFilter(rename)
 
 
 if __name__ == "__main__":

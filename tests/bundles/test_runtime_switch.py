@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from monai.bundle import ConfigParser, onnx_export
@@ -51,10 +53,14 @@ def _exported(bundle_root, export=None, size: int = 64, **converter) -> tuple[to
     return net, _parser(name, bundle_root, runtime="onnx", image_size=[size, size])
 
 
-def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path):
+def test_onnx_runtime_runs_the_exported_model_checked_at_export(tmp_path, caplog):
     pytest.importorskip("onnxruntime")
     # the bundle docs' export command: verified against eager in ONNX Runtime before it returns
-    net, parser = _exported(tmp_path, size=256, verify=True, use_ort=True, rtol=1e-3, atol=1e-2)
+    with caplog.at_level(logging.INFO, logger="monai.bundle.scripts"):
+        net, parser = _exported(tmp_path, size=256, verify=True, use_ort=True, rtol=1e-3, atol=1e-2)
+    # MONAI's line names the file the export is renamed to, not its temporary name
+    assert f"exported to file: {tmp_path / 'models' / 'model.onnx'}." in caplog.messages
+    assert not [m for m in caplog.messages if ".partial-" in m]
     network = parser.get_parsed_content("network")
     assert isinstance(network, OnnxRuntimeNetwork)
     # the ONNX model carries its weights: no checkpoint loader that would fail on a network without parameters
