@@ -45,7 +45,7 @@ from .blocks import (
     UNetV2ConvEncoder,
 )
 from .classic_unet import ClassicUNet, ClassicUnet
-from .egeunet import EGEUNet, EGEUnet
+from .egeunet import EGEUNet, EGEUnet, published_egeunet_state_dict
 from .ensemble import EnsembleInferer, load_models, mirror_axes, model_files, served_model_file, served_model_files
 from .losses import DeepSupervisedDiceCELoss
 from .runtime import OnnxRuntimeNetwork, freeze_startup_objects, reuse_freed_memory, select_runtime
@@ -88,6 +88,7 @@ __all__ = [
     "model_files",
     "served_model_file",
     "served_model_files",
+    "published_egeunet_state_dict",
     "input_shape_problem",
     "freeze_startup_objects",
     "reuse_freed_memory",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -18,7 +19,7 @@ from .blocks.groupnorm import accurate_group_norms
 from .blocks.pool import MaxPool2x
 from .blocks.utils import MinimumInputSize, is_pointwise_conv, resize_to
 
-__all__ = ["EGEUNet", "EGEUnet"]
+__all__ = ["EGEUNet", "EGEUnet", "published_egeunet_state_dict"]
 
 
 class EGEUNet(MinimumInputSize, nn.Module):
@@ -377,3 +378,85 @@ def _init_weights(module: nn.Module) -> None:
 
 
 EGEUnet = EGEUNet
+
+
+# the published GHPA block's parts -> this package's (its x-y map, then the maps over channel and one axis)
+_PUBLISHED_GHPA = {
+    "params_xy": "params_space",
+    "conv_xy": "conv_space",
+    "params_zx": "axis_maps.0.params",
+    "conv_zx": "axis_maps.0.conv",
+    "params_zy": "axis_maps.1.params",
+    "conv_zy": "axis_maps.1.conv",
+    "dw": "conv_local",
+    "norm1": "norm_in",
+    "norm2": "norm_out",
+    "ldw": "mix",
+}
+
+
+def _published_key(key: str) -> str | None:
+    """This package's EGEUNet key for a key of the published network, ``None`` for one it does not have."""
+
+    def ghpa(rest: str) -> str:
+        part, _, tail = rest.partition(".")
+        return _PUBLISHED_GHPA[part] + (f".{tail}" if tail else "")
+
+    try:
+        if m := re.fullmatch(r"encoder([1-6])\.0\.(.+)", key):
+            stage, rest = int(m[1]), m[2]
+            if stage <= 3:
+                return f"encoders.{stage - 1}.0.{rest}"
+            return f"encoders.{stage - 1}.0.{ghpa(rest)}" if stage <= 5 else f"bottom.{ghpa(rest)}"
+        if m := re.fullmatch(r"ebn([1-5])\.(.+)", key):
+            return f"encoders.{int(m[1]) - 1}.1.{m[2]}"
+        if m := re.fullmatch(r"decoder([1-5])\.0\.(.+)", key):
+            stage, rest = int(m[1]), m[2]
+            return f"decoders.{stage - 1}.op.{ghpa(rest) if stage <= 3 else rest}"
+        if m := re.fullmatch(r"dbn([1-5])\.(.+)", key):
+            return f"decoders.{int(m[1]) - 1}.norm.{m[2]}"
+        if m := re.fullmatch(r"gt_conv([1-5])\.0\.(.+)", key):
+            return f"decoders.{int(m[1]) - 1}.side_head.conv.conv.{m[2]}"
+        if m := re.fullmatch(r"GAB([1-5])\.(.+)", key):
+            # GAB1 bridges the finest skip, which the last decoder stage takes
+            rest = re.sub(r"^g([0-3])\.", r"groups.\1.", m[2]).replace("tail_conv.", "tail.")
+            return f"decoders.{5 - int(m[1])}.bridge.{rest}"
+        if m := re.fullmatch(r"final\.(.+)", key):
+            return f"final.conv.conv.{m[1]}"
+    except KeyError:  # a GHPA part the published block does not have
+        return None
+    return None
+
+
+def published_egeunet_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights of the published EGE-UNet (``models/egeunet.py`` of the authors' repository, e.g. their ISIC
+    2018 checkpoint) as a state dict of this package's :class:`EGEUNet` with ``spatial_dims=2`` and the same
+    ``channels`` (``c_list``), ``bridge`` and ``deep_supervision`` (``gt_ds``).
+
+    The network then gives the published outputs as logits (the published code returns their sigmoid): equal in
+    float64 to rounding (about 1e-12), in float32 within the rounding of other kernels. A ``module.`` prefix (weights
+    saved from ``DataParallel``) is removed.
+
+    Args:
+        state_dict: the published network's state dict (``torch.load`` of its checkpoint).
+
+    Raises:
+        ValueError: a key that the published EGE-UNet does not have, naming it.
+
+    Example::
+
+        >>> published = torch.load("best.pth", map_location="cpu", weights_only=True)  # doctest: +SKIP
+        >>> net = EGEUNet(spatial_dims=2, in_channels=3, out_channels=1)
+        >>> net.load_state_dict(published_egeunet_state_dict(published))  # doctest: +SKIP
+        <All keys matched successfully>
+    """
+    mapped = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        ours = _published_key(key)
+        if ours is None:
+            raise ValueError(f"{key!r} is not a weight of the published EGE-UNet (models/egeunet.py).")
+        if ".axis_maps." in ours and ours.endswith(".params"):
+            value = value.flatten(0, 1)  # the published axis maps are (1, 1, channels, size); here (1, channels, size)
+        mapped[ours] = value
+    return mapped

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai_unets.networks import ChannelLayerNorm, EGEUNet, count_macs, count_parameters
+from monai_unets.networks import ChannelLayerNorm, EGEUNet, count_macs, count_parameters, published_egeunet_state_dict
 
 from tests.conftest import assert_all_grads
 
@@ -251,6 +252,28 @@ def test_side_outputs_finest_first():
         torch.testing.assert_close(side, torch.full_like(side, level))
 
 
+PUBLISHED = Path(__file__).parent / "data" / "egeunet_published.pt"
+
+
+def test_published_weights_give_the_published_outputs():
+    # Made once with the authors' models/egeunet.py (not part of this repository): its state dict with random
+    # weights, an input, and the published network's output (the sigmoid of its logits) computed in float64.
+    published = torch.load(PUBLISHED, weights_only=True)
+    net = EGEUNet(2, 3, 1)
+    net.load_state_dict(published_egeunet_state_dict(published["state_dict"]))
+    net.eval()
+    with torch.inference_mode():
+        exact = torch.sigmoid(copy.deepcopy(net).double()(published["input"].double()))
+        fast = torch.sigmoid(net(published["input"]))
+    torch.testing.assert_close(exact, published["output"], atol=1e-10, rtol=0)
+    torch.testing.assert_close(fast.double(), published["output"], atol=1e-5, rtol=0)
+    # weights saved from DataParallel keep their module. prefix
+    prefixed = {f"module.{k}": v for k, v in published["state_dict"].items()}
+    assert published_egeunet_state_dict(prefixed).keys() == net.state_dict().keys()
+    with pytest.raises(ValueError, match="'encoder4.0.extra' is not a weight of the published EGE-UNet"):
+        published_egeunet_state_dict({"encoder4.0.extra": torch.zeros(1)})
+
+
 REFERENCE = Path(__file__).parent / "data" / "egeunet_reference.pt"
 
 
@@ -258,12 +281,13 @@ REFERENCE = Path(__file__).parent / "data" / "egeunet_reference.pt"
 @pytest.mark.parametrize("dims", ["2d", "3d"])
 @pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-4), (torch.float32, 1e-3)])
 def test_outputs_match_the_frozen_reference(dims, dtype, atol, channels_last):
-    # Outputs of the straightforward implementation (whose 2D outputs equal the published
-    # code's with mapped weights), saved with random weights and input for a 2D and a 3D network. Caching,
-    # fused normalisation and the pooling rewrite must keep them, in eval and in training mode. The reference is
-    # float32 from one CPU and lies within 6e-5 of the float64 outputs; float32 kernels of another CPU (AVX2
-    # against AVX-512) sum in another order and move outputs of up to 25 by up to 4e-4. Channels-last weights (the
-    # 3D CT bundle's CPU inference) make the whole network run channels-last and must keep them too.
+    # Outputs of the straightforward implementation (whose 2D outputs equal the published code's with its weights
+    # mapped by published_egeunet_state_dict, see the test above), saved with random weights and input for a 2D and
+    # a 3D network. Caching, fused normalisation and the pooling rewrite must keep them, in eval and in training
+    # mode. The reference is float32 from one CPU and lies within 6e-5 of the float64 outputs; float32 kernels of
+    # another CPU (AVX2 against AVX-512) sum in another order and move outputs of up to 25 by up to 4e-4.
+    # Channels-last weights (the 3D CT bundle's CPU inference) make the whole network run channels-last and must
+    # keep them too.
     ref = torch.load(REFERENCE, weights_only=True)[dims]
     x = ref["input"].to(dtype)
     expected = ref["output"].to(dtype)
