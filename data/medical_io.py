@@ -28,7 +28,7 @@ import stat
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,16 +410,32 @@ def _position_along_normal(header: Any) -> float | None:
     return float(np.dot(normal, np.asarray(ipp, float)))
 
 
+def _is_screen_capture(headers: Sequence[Any]) -> bool:
+    """A secondary capture series that holds no volume: one image (a dose report page, a screenshot) or colour
+    images (photographs of a screen), as exported with a CT study."""
+    captures = all("Secondary Capture" in getattr(_sop_class(h), "name", "") for h in headers)
+    return captures and (len(headers) == 1 or not all(_is_greyscale(h) for h in headers))
+
+
+#: Series that are not a study's volume, skipped with a warning when other series share their folder (alone, a
+#: folder is read as what it holds): what tells them, and how the warning names them and says why
+_AUXILIARY_SERIES: tuple[tuple[Callable[[Sequence[Any]], bool], tuple[str, str]], ...] = (
+    (lambda headers: all(_is_localizer(h) for h in headers), ("localizer series", "scout images, not volumes")),
+    (_is_screen_capture, ("secondary capture series", "screenshots or report pages, not volumes")),
+)
+
+
 def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[DicomSeries]:
     """Groups the DICOM files of ``folder`` by SeriesInstanceUID, reading headers only.
 
-    Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the
-    files in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning, and so are DICOM objects that
-    are no images by their SOP class (segmentations, RT doses and structure sets, reports), localizer images
-    (ImageType LOCALIZER) among a series' slices, and series of localizers beside other series; any other file
-    must be a DICOM image. Series come sorted by SeriesNumber then UID; the files of a series are sorted by their
-    position along the slice normal (else by InstanceNumber, else by name). Geometry is checked later, when the
-    series is read (``validate_dicom_series``), so one broken series does not prevent listing the others.
+    Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the files
+    in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning, and so are DICOM objects that are
+    no images by their SOP class (segmentations, RT doses and structure sets, reports), localizer images (ImageType
+    LOCALIZER) among a series' slices, and beside other series, series of localizers and secondary captures of one
+    image or in colour (a dose report page, a screenshot); any other file must be a DICOM image. Series come sorted
+    by SeriesNumber then UID; the files of a series are sorted by their position along the slice normal (else by
+    InstanceNumber, else by name). Geometry is checked later, when the series is read (``validate_dicom_series``),
+    so one broken series does not prevent listing the others.
 
     Args:
         folder: a folder of DICOM files.
@@ -481,11 +497,12 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
         raise ValueError(f"DICOM folder {folder} holds no image, only DICOM objects of other kinds: {kinds}.")
     if others:
         note(f"skipping {', '.join(others)} in {folder}: DICOM objects that are no images.")
-    scout_series = [uid for uid, members in groups.items() if all(_is_localizer(h) for _, h in members)]
-    if scout_series and len(scout_series) < len(groups):
-        # a scout exported as a series of its own beside the series it planned: a projection, not a volume
-        note(f"skipping localizer series {', '.join(scout_series)} in {folder}: scout images, not volumes.")
-        groups = {uid: members for uid, members in groups.items() if uid not in scout_series}
+    for is_auxiliary, what in _AUXILIARY_SERIES:
+        auxiliary = [uid for uid, members in groups.items() if is_auxiliary([h for _, h in members])]
+        if auxiliary and len(auxiliary) < len(groups):
+            # exported beside the series of the study (a CD's one folder of every image): no volume to read
+            note(f"skipping {what[0]} {', '.join(auxiliary)} in {folder}: {what[1]}.")
+            groups = {uid: members for uid, members in groups.items() if uid not in auxiliary}
 
     series = []
     for uid, members in groups.items():

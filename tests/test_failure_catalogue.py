@@ -563,6 +563,26 @@ def _scouts_beside_their_series(root: Path) -> str:
     return "; ".join(m for m in shown if "skipping" in m)
 
 
+def _dose_page_beside_its_series(root: Path) -> str:
+    """The warning of reading a study folder that holds a CT series and its dose report page (a secondary capture)."""
+    import pydicom
+
+    series = _dicom_series(root)
+    ds = pydicom.dcmread(min(series.iterdir()))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = (
+        pydicom.uid.generate_uid(),
+        pydicom.uid.generate_uid(),
+        999,
+    )
+    ds.save_as(series / "DOSE.dcm")
+    [case] = list_medical_cases(root / "in", split_series=True)
+    with pytest.warns(UserWarning) as warned:
+        _component(CT, "preprocessing", ("inference.yaml",))(case)
+    shown = [str(w.message).replace(str(root), "<root>").replace(ds.SeriesInstanceUID, "<uid>") for w in warned]
+    return "; ".join(m for m in shown if "skipping" in m)
+
+
 def _kill_mid_save(root: Path) -> str:
     path = root / "model.pt"
     torch.save({"w": torch.ones(2)}, path)
@@ -1719,6 +1739,13 @@ CATALOGUE: list[Fault] = [
         _scouts_beside_their_series,
         "skipping localizer series <uid> in <root>/in/study: scout images, not volumes.",
         "the scout series is skipped with a warning; the CT series is the folder's one study",
+    ),
+    Fault(
+        "inference",
+        "a CT's dose report page or screenshots (secondary captures) in its folder as series of their own",
+        _dose_page_beside_its_series,
+        "skipping secondary capture series <uid> in <root>/in/study: screenshots or report pages, not volumes.",
+        "the secondary capture series is skipped with a warning; the CT series is the folder's one study",
     ),
     Fault(
         "inference",

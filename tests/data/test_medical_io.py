@@ -654,6 +654,41 @@ def test_a_localizer_series_beside_the_volume_is_skipped(formats, tmp_path):
     assert series.series_uid == scouts and len(series.files) == 2
 
 
+def _secondary_capture(source: Path, path: Path, series_uid: str, colour: bool = False) -> None:
+    """A slice of the CT ``source`` re-labelled a secondary capture of the series ``series_uid`` (a dose page, or a
+    screenshot), written to ``path``."""
+    ds = pydicom.dcmread(_slice_file(source, 1))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = series_uid, pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if colour:
+        rgb = np.zeros((int(ds.Rows), int(ds.Columns), 3), np.uint8)
+        ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PlanarConfiguration = "RGB", 3, 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit, ds.PixelRepresentation, ds.PixelData = 7, 0, rgb.tobytes()
+    ds.save_as(path)
+
+
+def test_a_dose_page_or_screenshot_beside_the_volume_is_skipped(formats, tmp_path):
+    # a CD export puts every image of a study in one folder: the dose report page (one image) and screenshots
+    # (colour) are secondary captures, which had each been listed as a study and failed, the run exiting 1
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "ct"))
+    dose, shots = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    _secondary_capture(formats["dicom"], folder / "DOSE.dcm", dose)
+    for k in range(2):
+        _secondary_capture(formats["dicom"], folder / f"SHOT{k}.dcm", shots, colour=True)
+    with pytest.warns(UserWarning, match="skipping secondary capture series") as warned:
+        [series] = split_dicom_series(folder)
+    assert len(series.files) == 16
+    assert dose in str(warned[0].message) and shots in str(warned[0].message)
+    # greyscale secondary captures of several images may be a converted volume: kept as a series of its own
+    volume = pydicom.uid.generate_uid()
+    for k in range(3):
+        _secondary_capture(formats["dicom"], folder / f"VOL{k}.dcm", volume)
+    with pytest.warns(UserWarning, match="skipping secondary capture series"):
+        assert [len(s.files) for s in split_dicom_series(folder)] == [16, 3]
+
+
 def _strip_file_format(path: Path) -> None:
     """Stores the dataset bare: no preamble, no DICM mark, no file meta information (implicit VR little endian)."""
     ds = pydicom.dcmread(path)
