@@ -103,8 +103,9 @@ def test_describe_error_keeps_the_exception_that_names_the_problem(tmp_path):
         raise AssertionError("a truncated PNG was read")
     except RuntimeError as error:
         caught = error
-    # PIL raises "truncated" from the struct.error it met; the MONAI layer around both is looked through
-    assert describe_error(caught) == "OSError: image file is truncated"
+    # the reader's error, which names the file and PIL's reason; the MONAI layer around it is looked through
+    expected = f"OSError: {tmp_path / 'cut.png'}: cannot decode its pixel data (image file is truncated); the file is"
+    assert describe_error(caught) == expected + " damaged."
 
 
 def test_describe_error_gives_itks_reason_not_its_source_line(tmp_path):
