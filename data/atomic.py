@@ -27,7 +27,6 @@ from monai.data import ITKWriter, NibabelWriter, PILWriter
 from monai.utils import MetaKeys, convert_data_type
 from nibabel.openers import Opener
 from nibabel.spatialimages import HeaderDataError
-from PIL import Image
 
 from .medical_io import _fortran_ordered
 
@@ -48,14 +47,10 @@ __all__ = [
 
 #: Name prefix of the hidden files (and folders) that outputs are written to before their final rename.
 PARTIAL_PREFIX = ".partial-"
-
 #: Encoding error handler of the text files written here. A file name that is not valid UTF-8 (bytes of an old
 #: Latin-1 archive, which Python holds as surrogates) is written escaped (``\udce9``): the file stays valid UTF-8
 #: for the tools that read it, and the run does not fail on its report.
 TEXT_ERRORS = "backslashreplace"
-
-# the Orientation tag of EXIF
-_EXIF_ORIENTATION_TAG = 0x0112
 
 
 def text_safe(text: str) -> str:
@@ -552,8 +547,8 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
         >>> SaveImaged("pred", output_ext=".png", writer=AtomicPILWriter)  # doctest: +SKIP
     """
 
-    #: the EXIF orientation the file gets (1: none written); ``set_metadata`` takes it from the image's metadata
-    orientation: int = 1
+    #: the EXIF block the file gets (``None``: none); ``set_metadata`` makes it from the image's orientation
+    exif: Any = None
 
     def set_metadata(self, meta_dict: Mapping | None = None, resample: bool = True, **options: Any) -> None:
         """MONAI's ``set_metadata``; the image's EXIF orientation is kept for the file.
@@ -564,10 +559,10 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
             resample: resample the data to ``spatial_shape``.
             options: resampling options of MONAI's ``set_metadata``.
         """
-        from ..transforms.io import EXIF_ORIENTATION_KEY
+        from ..transforms.io import EXIF_ORIENTATION_KEY, _orientation_exif
 
         super().set_metadata(meta_dict, resample=resample, **options)
-        self.orientation = int((meta_dict or {}).get(EXIF_ORIENTATION_KEY, 1))
+        self.exif = _orientation_exif(int((meta_dict or {}).get(EXIF_ORIENTATION_KEY, 1)))
 
     def write(self, filename: str | os.PathLike, verbose: bool = False, **kwargs: Any) -> None:
         """MONAI's ``write``, atomic, with the image's EXIF orientation where it has one.
@@ -577,10 +572,8 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
             verbose: log the file name.
             kwargs: arguments of ``create_backend_obj`` and of ``PIL.Image.save``.
         """
-        if self.orientation != 1:
-            exif = Image.Exif()
-            exif[_EXIF_ORIENTATION_TAG] = self.orientation
-            kwargs.setdefault("exif", exif)
+        if self.exif is not None:
+            kwargs.setdefault("exif", self.exif)
         super().write(filename, verbose=verbose, **kwargs)
 
 

@@ -322,7 +322,7 @@ class Image2DReader(PILReader):
                 except (OSError, SyntaxError) as error:  # PIL's errors for pixel data cut short or damaged
                     return _Refused(OSError(f"{name}: cannot decode its pixel data ({error}); the file is damaged."))
                 return _Decoded(pixels, image.format, image.mode, _turn_of(exif_orientation))
-        if tiff is not None and (orientation := tiff.get(0x0112)) in _EXIF_TURNS:
+        if tiff is not None and (orientation := tiff.get(_ORIENTATION_TAG)) in _EXIF_TURNS:
             # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits
             return _Refused(
                 ValueError(
@@ -434,6 +434,9 @@ def _too_large(name: Any, error: Exception) -> Image.DecompressionBombError:
 #: pixels are not turned by; :class:`~monai_unets.data.AtomicPILWriter` gives it to the mask written for the image.
 EXIF_ORIENTATION_KEY = "exif_orientation"
 
+# the Orientation tag of EXIF (and of TIFF)
+_ORIENTATION_TAG = 0x0112
+
 # EXIF orientation -> how viewers turn the stored pixels for display
 _EXIF_TURNS = {
     2: "mirrored left to right",
@@ -479,7 +482,7 @@ def _frames_problem(name: Any, image: Any) -> str | None:
 def _exif_orientation(image: Any) -> int | None:
     """The EXIF orientation of a PIL image not yet loaded; ``None`` without one or with a damaged EXIF block."""
     try:
-        return image.getexif().get(0x0112)  # the Orientation tag
+        return image.getexif().get(_ORIENTATION_TAG)
     except Exception:  # noqa: BLE001 - a damaged EXIF block does not stop the pixels from being read
         return None
 
@@ -551,7 +554,7 @@ def _as_stored(image: Any, orientation: int | None) -> Any:
         orientation: its EXIF orientation, read before loading.
     """
     image.load()
-    if orientation in _UNTURN and 0x0112 not in image.getexif():
+    if orientation in _UNTURN and _ORIENTATION_TAG not in image.getexif():
         return image.transpose(_UNTURN[orientation])
     return image
 
@@ -559,6 +562,16 @@ def _as_stored(image: Any, orientation: int | None) -> Any:
 def _turn_of(orientation: int | None) -> int:
     """The EXIF orientation recorded in an image's metadata: the file's, 1 where it has none or an invalid one."""
     return orientation if orientation in _EXIF_TURNS else 1
+
+
+def _orientation_exif(orientation: int) -> Image.Exif | None:
+    """An EXIF block that holds ``orientation`` alone, for a file written for an image of that orientation; ``None``
+    for orientation 1, which needs none."""
+    if orientation == 1:
+        return None
+    exif = Image.Exif()
+    exif[_ORIENTATION_TAG] = orientation
+    return exif
 
 
 def _warn_if_turned(name: Any, orientation: int | None) -> None:
