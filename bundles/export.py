@@ -61,25 +61,17 @@ def onnx_export(net_id: str | None = None, args_file: str | None = None, **kwarg
         onnx.save(model, str(temporary))
 
 
-class _FinalName(logging.Filter):
-    """Names the file a message names by its temporary name by the name it will have."""
-
-    def __init__(self, temporary: str, final: str) -> None:
-        super().__init__()
-        self.temporary, self.final = temporary, final
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.temporary in message:
-            record.msg, record.args = message.replace(self.temporary, self.final), ()
-        return True
-
-
 @contextlib.contextmanager
 def _naming(temporary: str, final: str) -> Iterator[None]:
     """MONAI's export logs the file it wrote, here the temporary one: its line names the final file instead."""
+
+    def rename(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if temporary in message:
+            record.msg, record.args = message.replace(temporary, final), ()
+        return True
+
     logger = logging.getLogger(monai_onnx_export.__module__)
-    rename = _FinalName(temporary, final)
     logger.addFilter(rename)
     try:
         yield
