@@ -1848,12 +1848,20 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.flags.c_contiguous or not array.flags.f_contiguous:
         return array
     out = np.empty(array.shape, array.dtype)
+    _copy_in_blocks(out, array)
+    return out
+
+
+def _copy_in_blocks(out: np.ndarray, array: np.ndarray) -> None:
+    """``out[...] = array`` for 3D arrays whose first axis is the fastest in ``array`` and the last in ``out``.
+
+    The transposing copy of :func:`_c_ordered`, into an existing array (e.g. a part of a larger one).
+    """
     bx, by, bz = _TRANSPOSE_BLOCK
     for z in range(0, array.shape[2], bz):
         for x in range(0, array.shape[0], bx):
             for y in range(0, array.shape[1], by):
                 out[x : x + bx, y : y + by, z : z + bz] = array[x : x + bx, y : y + by, z : z + bz]
-    return out
 
 
 def _fortran_ordered(array: np.ndarray) -> np.ndarray:

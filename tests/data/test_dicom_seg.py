@@ -147,8 +147,9 @@ def test_round_trip_puts_each_label_on_its_source_pixels(tmp_path, orientation, 
 def test_frames_in_the_readers_layout_are_copied_in_one_transposition(tmp_path, monkeypatch, orientation, reorient):
     from monai_unets.data import dicom_seg
 
-    transposed = []
-    monkeypatch.setattr(dicom_seg, "_c_ordered", lambda array: transposed.append(array.shape) or array.copy())
+    copies = []
+    copy = dicom_seg._copy_in_blocks
+    monkeypatch.setattr(dicom_seg, "_copy_in_blocks", lambda out, array: copies.append(out.shape) or copy(out, array))
     write_ct_series(tmp_path / "ct", ORIENTATIONS[orientation])
     image = load(tmp_path / "ct", "ITKReader")
     if reorient:
@@ -157,9 +158,29 @@ def test_frames_in_the_readers_layout_are_copied_in_one_transposition(tmp_path, 
     label_map = label_map_of(image)
     pred = MetaTensor(label_map, meta=dict(image.meta))
     path = write_dicom_seg(pred, pred.meta["filename_or_obj"], tmp_path / "seg.dcm", LABELS)
-    # the reader's (columns, rows, slices) layout, whatever the patient orientation, is the frames transposed
-    assert transposed == ([] if reorient else [(7, 12, 10)])
+    # the reader's (columns, rows, slices) layout, whatever the patient orientation, is the frames transposed, from
+    # the first to the last labelled slice only
+    assert copies == ([] if reorient else [(5, 12, 10)])  # slices 1 to 5 of 7 hold the box
     assert_frames_match_voxels(segread(path), label_map[0].numpy(), image.affine, LABELS)
+
+
+def test_iod_lookups_are_made_once_per_sop_class(tmp_path):
+    # highdicom asks of every source slice whether its IOD is multi-frame: the answer is kept per SOP class
+    from highdicom import _standard_utils
+
+    write_ct_series(tmp_path / "ct", ORIENTATIONS["axial"])
+    pred = MetaTensor(label_map_of(image := load(tmp_path / "ct")), meta=dict(image.meta))
+    write_dicom_seg(pred, tmp_path / "ct", tmp_path / "first.dcm", LABELS)
+    lookup = _standard_utils.is_attribute_in_iod
+    before = lookup.cache_info()
+    write_dicom_seg(pred, tmp_path / "ct", tmp_path / "second.dcm", LABELS)
+    after = lookup.cache_info()
+    assert after.misses == before.misses and after.hits - before.hits >= 7  # one per slice at least
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    excluded = ["SharedFunctionalGroupsSequence"]
+    for args in [("NumberOfFrames", ct), ("ContentDate", ct), ("NumberOfFrames", ct, excluded)]:
+        assert lookup(*args) == lookup.__wrapped__(*args)
+    assert segread(tmp_path / "second.dcm").NumberOfFrames == segread(tmp_path / "first.dcm").NumberOfFrames
 
 
 def test_plain_array_uses_the_reader_geometry_and_absent_labels_are_renumbered(tmp_path):
