@@ -24,7 +24,7 @@ import torch
 from monai.config import NdarrayOrTensor
 
 from .atomic import atomic_path
-from .medical_io import ORIENTATION_TOLERANCE, _check_single_dicom, _copy_in_blocks, _frame_group, select_dicom_series
+from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, _check_single_dicom, _frame_group, select_dicom_series
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -582,16 +582,10 @@ def _frames_on_source_slices(
         raise DicomSegError(mismatch)
     # a map in the layout MONAI's readers give a series, (columns, rows, slices) in slice order, whatever the
     # patient orientation: the frames are the map transposed, copied in cache-sized blocks instead of one strided
-    # slice at a time (3x faster on a CT), and only from the first to the last slice that holds a label (an organ
-    # spans a part of a CT; the other frames stay zero)
+    # slice at a time (3x faster on a CT), and without the columns on either side of the labels
     reader_layout = [((slice(0, cols, 1), slice(0, rows, 1), s), True) for s in range(len(planes))]
     if values.flags.c_contiguous and values.shape == (cols, rows, len(planes)) and parts == reader_layout:
-        frames = np.zeros((len(planes), rows, cols), dtype=values.dtype)
-        labelled = np.flatnonzero(values.reshape(-1, len(planes)).any(axis=0))
-        if labelled.size:
-            first, stop = int(labelled[0]), int(labelled[-1]) + 1
-            _copy_in_blocks(frames[first:stop], values[:, :, first:stop].T)
-        return frames
+        return _c_ordered(values.T)
     frames = np.empty((len(planes), rows, cols), dtype=values.dtype)
     for s, (index, transposed) in enumerate(parts):
         frames[s] = values[index].T if transposed else values[index]

@@ -1835,10 +1835,12 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
     ITK gives an ``(x, y, z)`` volume as the transpose of its ``(z, y, x)`` buffer, and MONAI's ``LoadImage`` makes
     every array C-contiguous with one strided copy, whose reads of a CT jump a whole slice apart; copied in
     blocks (``_TRANSPOSE_BLOCK``) that stay in cache, the same values arrive 3x faster, and ``LoadImage`` then
-    has nothing to copy.
+    has nothing to copy. Of an integer volume (a label map, whose organ spans a part of it) only the values from
+    the first to the last ``z`` slab that holds one other than 0 are copied, the slabs beyond being 0 (in Fortran
+    order each slab is contiguous, so finding them reads the empty slabs once, and an image's first and last only).
 
     Args:
-        array: e.g. the data of ``ITKReader.get_data``.
+        array: e.g. the data of ``ITKReader.get_data``, or a label map's transpose on its way to a file.
 
     Example::
 
@@ -1847,21 +1849,21 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
     """
     if array.ndim != 3 or array.flags.c_contiguous or not array.flags.f_contiguous:
         return array
-    out = np.empty(array.shape, array.dtype)
-    _copy_in_blocks(out, array)
-    return out
-
-
-def _copy_in_blocks(out: np.ndarray, array: np.ndarray) -> None:
-    """``out[...] = array`` for 3D arrays whose first axis is the fastest in ``array`` and the last in ``out``.
-
-    The transposing copy of :func:`_c_ordered`, into an existing array (e.g. a part of a larger one).
-    """
+    first, stop = 0, array.shape[2]
+    if array.dtype.kind in "biu":
+        while first < stop and not array[:, :, first].any():
+            first += 1
+        while stop > first and not array[:, :, stop - 1].any():
+            stop -= 1
+    whole = (first, stop) == (0, array.shape[2])
+    out = (np.empty if whole else np.zeros)(array.shape, array.dtype)
     bx, by, bz = _TRANSPOSE_BLOCK
-    for z in range(0, array.shape[2], bz):
+    for z in range(first, stop, bz):
+        end = min(z + bz, stop)
         for x in range(0, array.shape[0], bx):
             for y in range(0, array.shape[1], by):
-                out[x : x + bx, y : y + by, z : z + bz] = array[x : x + bx, y : y + by, z : z + bz]
+                out[x : x + bx, y : y + by, z:end] = array[x : x + bx, y : y + by, z:end]
+    return out
 
 
 def _fortran_ordered(array: np.ndarray) -> np.ndarray:

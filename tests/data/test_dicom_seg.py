@@ -147,9 +147,8 @@ def test_round_trip_puts_each_label_on_its_source_pixels(tmp_path, orientation, 
 def test_frames_in_the_readers_layout_are_copied_in_one_transposition(tmp_path, monkeypatch, orientation, reorient):
     from monai_unets.data import dicom_seg
 
-    copies = []
-    copy = dicom_seg._copy_in_blocks
-    monkeypatch.setattr(dicom_seg, "_copy_in_blocks", lambda out, array: copies.append(out.shape) or copy(out, array))
+    transposed = []
+    monkeypatch.setattr(dicom_seg, "_c_ordered", lambda array: transposed.append(array.shape) or array.copy())
     write_ct_series(tmp_path / "ct", ORIENTATIONS[orientation])
     image = load(tmp_path / "ct", "ITKReader")
     if reorient:
@@ -158,9 +157,8 @@ def test_frames_in_the_readers_layout_are_copied_in_one_transposition(tmp_path, 
     label_map = label_map_of(image)
     pred = MetaTensor(label_map, meta=dict(image.meta))
     path = write_dicom_seg(pred, pred.meta["filename_or_obj"], tmp_path / "seg.dcm", LABELS)
-    # the reader's (columns, rows, slices) layout, whatever the patient orientation, is the frames transposed, from
-    # the first to the last labelled slice only
-    assert copies == ([] if reorient else [(5, 12, 10)])  # slices 1 to 5 of 7 hold the box
+    # the reader's (columns, rows, slices) layout, whatever the patient orientation, is the frames transposed
+    assert transposed == ([] if reorient else [(7, 12, 10)])
     assert_frames_match_voxels(segread(path), label_map[0].numpy(), image.affine, LABELS)
 
 

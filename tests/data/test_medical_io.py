@@ -210,6 +210,22 @@ def test_c_ordered_copies_fortran_volumes_block_by_block(dtype, monkeypatch):
         assert medical_io._c_ordered(other) is other
 
 
+@pytest.mark.parametrize("labelled", [(3, 5), (0, 7), (6, 7), (0, 1), None])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, bool])
+def test_c_ordered_label_maps_are_copied_between_their_first_and_last_labelled_slab(labelled, dtype, monkeypatch):
+    from monai_unets.data import medical_io
+
+    monkeypatch.setattr(medical_io, "_TRANSPOSE_BLOCK", (4, 5, 3))
+    rng = np.random.default_rng(0)
+    labels = np.zeros((7, 11, 9), dtype)  # (z, y, x) in C order: the transpose is (x, y, z) in Fortran order
+    if labelled is not None:
+        labels[labelled[0] : labelled[1]] = rng.integers(0, 3, (labelled[1] - labelled[0], 11, 9)).astype(dtype)
+        labels[labelled[0], 0, 0] = labels[labelled[1] - 1, 10, 8] = 1  # the end slabs hold a label
+    copied = medical_io._c_ordered(labels.T)
+    assert copied.flags.c_contiguous and copied.dtype == dtype
+    np.testing.assert_array_equal(copied, labels.T)
+
+
 def test_raw_affine_of_every_format_places_the_phantom_correctly(formats):
     volume, affine = _phantom(), _ras_affine()
     for name, path in formats.items():
