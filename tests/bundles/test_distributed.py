@@ -119,3 +119,18 @@ def test_multi_gpu_training_makes_no_tensorboard_writer_above_rank_zero(name):
     for key in disabled:
         assert parser[key]["_target_"] == "TensorBoardStatsHandler", key
         assert parser[key]["_disabled_"] == "$dist.get_rank() > 0"
+
+
+@pytest.mark.parametrize("name", list_bundles())
+def test_each_training_process_draws_its_own_random_augmentations(name, monkeypatch):
+    import monai
+
+    steps = yaml.safe_load((BUNDLES_DIR / name / "configs" / "multi_gpu_train.yaml").read_text())["initialize"]
+    (seeding,) = [step for step in steps if "set_determinism" in str(step)]
+    seeds = []
+    monkeypatch.setattr(monai.utils, "set_determinism", lambda seed=None, **_: seeds.append(seed))
+    for rank in (0, 1, 2):
+        monkeypatch.setattr(dist, "get_rank", lambda rank=rank: rank)
+        ConfigParser({"seeding": seeding}, globals={"monai": monai, "dist": dist}).get_parsed_content("seeding")
+    # rank 0 draws as a one-process training (train.yaml's seed); the others differ from it and from each other
+    assert seeds[0] == 42 and len(set(seeds)) == 3
