@@ -148,7 +148,9 @@ class CaseIsolationHandler:
     or the process does (a killed run leaves it, free). At the start the earlier run's ``failure_log`` and
     per-process reports are removed, and when the evaluator starts, the files the other handlers write at the end
     of a run (any handler with a ``run_output_paths()`` method: the metrics tables, the evaluation report): beside
-    the per-case outputs of a run that stops part way, they would describe outputs they were not made from.
+    the per-case outputs of a run that stops part way, they would describe outputs they were not made from. A
+    handler that reports the failures (the evaluation report) declares ``run_concluded(failures)``: :meth:`conclude`
+    calls it in every process once ``failure_log`` is written, with the number of failed cases.
 
     Args:
         failure_log: the CSV failure report, written by :meth:`conclude`; an earlier one is removed at the start.
@@ -181,6 +183,7 @@ class CaseIsolationHandler:
         self._attached = False
         self._records: list[Any] = []
         self._marks: list[Any] = []
+        self._concluding: list[Any] = []
         rank = rank_and_world_size()[0]
         # this process's report until conclude() writes failure_log: a run that stops early leaves no failure_log
         # that would say the cases it did not get to had succeeded
@@ -279,14 +282,15 @@ class CaseIsolationHandler:
         Beside the per-case outputs of a run that stops early, an earlier run's metrics tables and report would
         describe outputs they were not made from.
         """
-        if rank_and_world_size()[0] != 0:
-            return
         owners = {
             id(owner): owner
             for handlers in engine._event_handlers.values()
             for func, args, _ in handlers
             for owner in _owners(func, args)
         }
+        self._concluding = [owner for owner in owners.values() if callable(_declared(owner, "run_concluded"))]
+        if rank_and_world_size()[0] != 0:
+            return
         removed = []
         for owner in owners.values():
             for path in owner.run_output_paths() if callable(_declared(owner, "run_output_paths")) else []:
@@ -431,6 +435,8 @@ class CaseIsolationHandler:
         if world > 1:
             dist.barrier()  # the merged report is written before any process's own is removed
         self._own_log.unlink(missing_ok=True)
+        for owner in self._concluding:
+            owner.run_concluded(len(failures))
         summary = f"{cases} case(s): {cases - len(failures)} ok, {len(failures)} failed" + (
             f"; the failures are listed in {self.failure_log}" if failures else ""
         )

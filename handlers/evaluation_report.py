@@ -251,6 +251,16 @@ class EvaluationReport:
             path = write_report(self.save_dir, num_extreme_cases=self.num_extreme_cases)
             logger.info("evaluation report: %s", path)
 
+    def run_concluded(self, failures: int) -> None:
+        """Writes the report again once :class:`~monai_unets.handlers.CaseIsolationHandler` has written the
+        failure log, which the evaluator's end came before: the failed cases then have their count and table.
+
+        Args:
+            failures: how many cases failed in the run (all processes).
+        """
+        if failures and self.report and idist.get_rank() == 0:
+            write_report(self.save_dir, num_extreme_cases=self.num_extreme_cases)
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # the HTML report

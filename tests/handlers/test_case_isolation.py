@@ -22,7 +22,7 @@ from monai.transforms import (
     ScaleIntensityd,
 )
 from monai_unets.data import AtomicPILWriter, CaseDataset, case_output_name
-from monai_unets.handlers import CaseIsolationHandler, CaseMetricsWriter
+from monai_unets.handlers import CaseIsolationHandler, CaseMetricsWriter, EvaluationReport
 from monai_unets.handlers.case_isolation import RUN_LOCK
 from PIL import Image
 
@@ -60,8 +60,9 @@ def save_masks(out_dir):
     )
 
 
-@pytest.fixture
-def run(tmp_path):
+def _evaluated(tmp_path, failure_log, *handlers):
+    """An evaluator run over good cases and cases that fail in every stage, with ``handlers`` after the isolation
+    and the metrics table; it has not concluded."""
     data = tmp_path / "data"
     data.mkdir()
     cases = [
@@ -91,7 +92,7 @@ def run(tmp_path):
         ]
     )
     torch.manual_seed(0)
-    isolation = CaseIsolationHandler(tmp_path / "out" / "failures.csv")
+    isolation = CaseIsolationHandler(failure_log)
     evaluator = SupervisedEvaluator(
         device="cpu",
         val_data_loader=DataLoader(CaseDataset(cases, preprocessing), batch_size=1, num_workers=0),
@@ -100,9 +101,15 @@ def run(tmp_path):
         # the first metric works on any case; the second fails on "mismatch" after the first took it in
         key_val_metric={"self_dice": MeanDice(output_transform=from_engine(["pred", "pred"]))},
         additional_metrics={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
-        val_handlers=[isolation, CaseMetricsWriter(tmp_path / "eval")],
+        val_handlers=[isolation, CaseMetricsWriter(tmp_path / "eval"), *handlers],
     )
     evaluator.run()
+    return evaluator, isolation
+
+
+@pytest.fixture
+def run(tmp_path):
+    evaluator, isolation = _evaluated(tmp_path, tmp_path / "out" / "failures.csv")
     return {"evaluator": evaluator, "isolation": isolation, "out": tmp_path / "out", "eval": tmp_path / "eval"}
 
 
@@ -135,6 +142,17 @@ def test_metrics_cover_exactly_the_cases_that_succeeded(run):
     assert [row["case"].rsplit("/", 1)[-1] for row in rows] == ["good0.png", "good1.png", "good2.png"]
     mean = float(np.mean([float(row["dice"]) for row in rows]))
     assert run["evaluator"].state.metrics["dice"] == pytest.approx(mean, abs=1e-6)
+
+
+def test_the_evaluation_report_counts_and_lists_the_failed_cases(tmp_path):
+    # the report is written when the evaluator ends, before conclude() writes the failure log it reads
+    _, isolation = _evaluated(tmp_path, tmp_path / "eval" / "failures.csv", EvaluationReport(tmp_path / "eval"))
+    with pytest.raises(SystemExit):
+        isolation.conclude()
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "3 cases evaluated, 4 failed." in report
+    for name in ("rgb", "corrupt", "full", "mismatch"):
+        assert f"{name}.png" in report
 
 
 def test_conclude_exits_with_the_summary_when_a_case_failed(run):
