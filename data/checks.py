@@ -48,6 +48,7 @@ __all__ = [
     "CheckCased",
     "CheckCaseD",
     "CheckCaseDict",
+    "CheckedCases",
     "DataCheckError",
     "border_filling_labels",
     "check_cases",
@@ -883,13 +884,37 @@ def border_filling_labels(groups: Sequence[Sequence[dict]], scan: CaseScan, labe
     )
 
 
+class CheckedCases(list):
+    """The cases of a list that passed :func:`check_cases`, with the list as it was given (``listed``, bad cases
+    included).
+
+    A training is known by the cases it was given (:class:`~monai_unets.handlers.TrainingCheckpoint` records them):
+    a case skipped as bad (an image damaged since the last run) leaves the training the same one, which a re-run
+    goes on with.
+
+    Args:
+        cases: the cases that passed.
+        listed: the list they come from.
+
+    Example::
+
+        >>> kept = CheckedCases([{"image": "a.png"}], listed=[{"image": "a.png"}, {"image": "bad.png"}])
+        >>> len(kept), len(kept.listed)
+        (1, 2)
+    """
+
+    def __init__(self, cases: Sequence[dict], listed: Sequence[dict]) -> None:
+        super().__init__(cases)
+        self.listed = list(listed)
+
+
 def check_cases(
     groups: Sequence[Sequence[dict]],
     loader: Callable | Sequence[Callable],
     policy: str = "error",
     keys: Sequence[str] = ("image", "label"),
     num_workers: int = 1,
-) -> list[list[dict]]:
+) -> list[CheckedCases]:
     """The pre-flight check of training: every case of every group (training, validation) read and checked.
 
     Args:
@@ -901,7 +926,7 @@ def check_cases(
         num_workers: threads reading cases at once.
 
     Returns:
-        the groups, without the bad cases.
+        the groups, without the bad cases (each a :class:`CheckedCases`, which keeps the group as given).
 
     Raises:
         DataCheckError: with ``policy="error"`` and a bad case, when a group is left without any case, or when
@@ -928,7 +953,7 @@ def check_cases(
         logger.warning("skipped %s", problem)
     kept, start = [], 0
     for group in groups:
-        kept.append([case for i, case in enumerate(group, start) if i not in bad])
+        kept.append(CheckedCases([case for i, case in enumerate(group, start) if i not in bad], group))
         if group and not kept[-1]:
             raise DataCheckError("", f"every case of a list of {len(group)} is bad; nothing to train on.")
         start += len(group)

@@ -379,8 +379,10 @@ class BestModelSaver:
     """Saves the network's weights to ``save_path`` each time the validator's key metric reaches a new best.
 
     The file is written atomically and holds the plain network's state dict. The best score is restored
-    from a training checkpoint (``state_dict`` / ``load_state_dict``), so a resumed run keeps the better file; the
-    state also records the plan's preprocessing and classes (:func:`~monai_unets.data.model_settings`), so that
+    from a training checkpoint (``state_dict`` / ``load_state_dict``), so a resumed run keeps the better file,
+    where the checkpoint's validation cases are the run's: a score of other cases is not compared (a warning says
+    so, and the run's first validation replaces the file). The state also records the plan's preprocessing and
+    classes (:func:`~monai_unets.data.model_settings`), so that
     :class:`TrainingCheckpoint` refuses to resume the weights with others.
     Given a ``plan``, the plan is written to ``plan_file`` with the weights, and only then: a run that writes no
     weights (a rerun of a finished training) leaves the plan of the weights there alone.
@@ -482,6 +484,10 @@ class BestModelSaver:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
+        cases = _cases_fingerprint(self._engine) if self._engine is not None else None
+        if cases is not None:
+            # the validation cases the best score is of: a score of other cases is not one to beat
+            state["validation_cases"] = cases
         if self.plan is not None:
             # what the weights are bound to, so that a resume with other preprocessing or classes is refused
             # (TrainingCheckpoint); JSON values, which load with weights_only=True
@@ -489,6 +495,17 @@ class BestModelSaver:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        recorded = state.get("validation_cases")
+        current = _cases_fingerprint(self._engine) if self._engine is not None else None
+        if recorded is not None and current is not None and recorded != current:
+            logger.warning(
+                "the best score so far (%.4f, epoch %d) is of other validation cases than this run's, so it is not "
+                "compared with this run's scores: its first validation replaces %s.",
+                float(state["best_metric"]),
+                int(state["best_metric_epoch"]),
+                self.save_path,
+            )
+            return
         self.best_metric = float(state["best_metric"])
         self.best_metric_epoch = int(state["best_metric_epoch"])
         if self._engine is not None:
@@ -498,8 +515,14 @@ class BestModelSaver:
 
 
 def _cases_fingerprint(engine: Engine) -> str | None:
-    """A digest of the trainer's cases (their files, in any order); ``None`` when its dataset lists none."""
+    """A digest of an engine's cases (their files, in any order); ``None`` when its dataset lists none.
+
+    The cases as the run was given them: the list before the data check skipped bad ones
+    (:class:`~monai_unets.data.CheckedCases`), so that an image damaged since the last run leaves its training
+    the same one.
+    """
     data = getattr(getattr(getattr(engine, "data_loader", None), "dataset", None), "data", None)
+    data = getattr(data, "listed", data)
     if not isinstance(data, (list, tuple)) or not data:
         return None
     files = sorted(json.dumps(case, sort_keys=True, default=str) for case in data)
@@ -600,13 +623,14 @@ class TrainingCheckpoint:
     training with the same checkpoint stops at start with a ``CheckpointError`` (the bundles take the lock before
     the run writes anything, :func:`hold_training`; it is taken here again).
     With ``resume`` false, training starts from epoch 0 and the checkpoint is overwritten. A checkpoint records its
-    training cases (a digest of the dataset's list): a training on other cases (more labelled images, another
-    split) is another training, which starts at epoch 1 from the weights the run loaded, if any, instead of
-    resuming, and a best score of other validation cases is not kept. A training that scored no validation case
-    at all (none given) has its :class:`BestModelSaver` write the last epoch's weights when it ends. A resume whose
-    optimizer has another learning rate or weight decay, or whose :class:`BestModelSaver` has a plan of other
-    preprocessing or classes, stops at start with a ``CheckpointError`` naming the setting and both values (a
-    checkpoint written before it recorded the plan is resumed without that comparison).
+    training cases (a digest of the dataset's list as given, before the data check skipped bad ones: a re-run in
+    which an image has been damaged since goes on with its training): a training on other cases (more labelled
+    images, another split) is another training, which starts at epoch 1 from the weights the run loaded, if any,
+    instead of resuming, and a best score of other validation cases is not kept. A training that scored no
+    validation case at all (none given) has its :class:`BestModelSaver` write the last epoch's weights when it ends.
+    A resume whose optimizer has another learning rate or weight decay, or whose :class:`BestModelSaver` has a plan
+    of other preprocessing or classes, stops at start with a ``CheckpointError`` naming the setting and both values
+    (a checkpoint written before it recorded the plan is resumed without that comparison).
 
     Args:
         checkpoint_path: the checkpoint file (``models/checkpoint.pt``).

@@ -9,10 +9,11 @@ import shutil
 
 import pytest
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
 from monai_unets.bundles import bundle_dir
+from monai_unets.data import CheckedCases
 from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights
 from monai_unets.networks import AttentionGateUNet, EGEUNet
 
@@ -404,21 +405,27 @@ def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path)
         assert (tmp_path / "checkpoint.pt").is_file()
 
 
-def _case_trainer(tmp_path, names, max_epochs=2, checkpoint="checkpoint.pt", earlier=()):
-    """A trainer over a dataset of named cases (what a bundle's datalist gives), checkpointed with its best saver."""
+def _case_trainer(tmp_path, names, max_epochs=2, checkpoint="checkpoint.pt", earlier=(), skipped=(), validation=()):
+    """A trainer over a dataset of named cases (what a bundle's datalist gives, less those the data check ``skipped``),
+    checkpointed with its best saver, which is attached to a validator of the ``validation`` cases when given."""
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     cases = [{"image": torch.full((3,), float(ord(name))), "label": torch.ones(1), "name": name} for name in names]
+    checked = CheckedCases([case for case in cases if case["name"] not in skipped], listed=cases)
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
         max_epochs=max_epochs,
-        train_data_loader=DataLoader(Dataset(cases), batch_size=2),
+        train_data_loader=DataLoader(Dataset(checked), batch_size=2),
         network=net,
         optimizer=optimizer,
         loss_function=torch.nn.MSELoss(),
     )
     saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
+    if validation:
+        validator = Engine(lambda engine, batch: None)
+        validator.data_loader = DataLoader(Dataset([{"name": name} for name in validation]))
+        saver.attach(validator)
     state = {"model": net, "optimizer": optimizer, "best_model": saver}
     TrainingCheckpoint(tmp_path / checkpoint, state, earlier=[tmp_path / name for name in earlier]).attach(trainer)
     epochs: list[int] = []
@@ -441,6 +448,29 @@ def test_a_finished_training_resumes_only_on_its_own_cases_and_another_one_start
     assert epochs == [1, 2]
     assert "checkpoint.pt is of a training on other cases: this one starts at epoch 1" in caplog.text
     assert saver.best_metric == 0.9  # not replaced by the other training's best score
+
+
+def test_a_case_skipped_as_bad_since_the_last_run_leaves_the_training_the_one_a_rerun_goes_on_with(tmp_path):
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b", "c"], max_epochs=1)
+    trainer.run()
+    # "c" was damaged since and the data check skipped it: the listed cases are the same, so this training goes on
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b", "c"], max_epochs=2, skipped=["c"])
+    trainer.run()
+    assert epochs == [2]
+
+
+def test_a_best_score_of_other_validation_cases_is_not_one_to_beat(tmp_path, caplog):
+    for folder, validation, kept in [("same", ["w", "v"], 0.9), ("other", ["v"], -math.inf)]:
+        trainer, _, saver, _ = _case_trainer(tmp_path / folder, ["a", "b"], max_epochs=1, validation=["v", "w"])
+        saver.best_metric, saver.best_metric_epoch = 0.9, 1  # as the validation of epoch 1 would set them
+        trainer.run()
+        trainer, _, saver, epochs = _case_trainer(tmp_path / folder, ["a", "b"], max_epochs=2, validation=validation)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            trainer.run()
+        assert epochs == [2] and saver.best_metric == kept
+        warned = "the best score so far (0.9000, epoch 1) is of other validation cases than this run's"
+        assert (warned in caplog.text) == (folder == "other")
 
 
 def test_a_training_without_validation_cases_still_writes_its_weights(tmp_path, caplog):
