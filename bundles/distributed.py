@@ -98,13 +98,14 @@ def hold_folder_for_job(
     return result
 
 
-def _require_a_case_per_process(cases: int, listed: str, remedy: str) -> None:
+def _require_a_case_per_process(cases: int, listed: str, remedy: str, skipped: int = 0) -> None:
     from ..handlers.errors import SettingError
 
     processes = rank_and_world_size()[1]
     if cases < processes:
+        held = f"{cases} case(s)" + (f" once the data check skipped {skipped} bad one(s)" if skipped else "")
         raise SettingError(
-            f"{listed} holds {cases} case(s), fewer than the {processes} processes of this job, which each take a "
+            f"{listed} holds {held}, fewer than the {processes} processes of this job, which each take a "
             f"share of it: {remedy}start fewer processes (torchrun --nproc_per_node)."
         )
 
@@ -128,11 +129,14 @@ def validation_sampler(dataset: Any) -> Any:
     from monai.data import DistributedSampler
 
     # every bundle takes a datalist's "validation" list; only the CT bundles hold cases out of the training list
+    # the cases as listed, where the data check skipped bad ones (CheckedCases)
+    listed = getattr(getattr(dataset, "data", None), "listed", None)
     _require_a_case_per_process(
         len(dataset),
         "the validation list",
         'put more cases in the datalist\'s "validation" list (or, where a bundle holds them out of the training '
         "list, raise val_fraction and val_max_cases), or ",
+        skipped=len(listed) - len(dataset) if listed is not None else 0,
     )
     return DistributedSampler(dataset, even_divisible=False, shuffle=False)
 

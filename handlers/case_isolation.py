@@ -322,8 +322,13 @@ class CaseIsolationHandler:
                 return func(*call_args, **call_kwargs)
             engine = next((a for a in call_args if isinstance(a, Engine)), None)
             name = next((a for a in call_args if isinstance(a, str)), None)
-            reason = "no case succeeded" if succeeded == 0 else "a process had no successful case (use fewer)"
-            logger.error("%s: metric %s is not computed", reason, name)
+            reason = (
+                "no case succeeded"
+                if succeeded == 0
+                else "every case of one process of this job failed, and MONAI's metrics gather a case from each "
+                "(run the evaluation with fewer processes, torchrun --nproc_per_node, to score the other cases)"
+            )
+            logger.error("metric %s is not computed: %s.", name, reason)
             # NaN, as MONAI gives a metric without valid values; the workflow reads every metric it attached
             if engine is not None and name is not None:
                 engine.state.metrics[name] = float("nan")

@@ -241,7 +241,10 @@ def explain(error: BaseException) -> str:
         # our messages may list several files, one a line, before the line that says what to do
         return str(cause).strip()
     if isinstance(cause, RuntimeError) and _PEER_STOPPED.search(str(cause)):
-        return "another process of this job stopped, and this one with it: that process's ERROR line says why."
+        return (
+            "another process of this job stopped, and this one with it: that process's ERROR line says why, or, "
+            "where it wrote none, torchrun's summary (exitcode -9: it was killed, e.g. for want of memory)."
+        )
     text = itk_error_reason(str(cause)) or one_line(str(cause)) or "(no message)"
     hint = _HINTS.get(type(cause).__name__, "")
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")

@@ -4,7 +4,9 @@ import pytest
 import torch.distributed as dist
 import yaml
 from monai.bundle import ConfigParser
+from monai.data import Dataset
 from monai_unets.bundles import BUNDLES_DIR, end_process_group, list_bundles
+from monai_unets.data import CheckedCases
 
 from tests.distributed import free_port
 
@@ -55,6 +57,10 @@ def test_fewer_validation_cases_than_processes_says_what_to_change(monkeypatch):
         monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
         with pytest.raises(SettingError, match='holds 1 case\\(s\\), fewer than the 2 processes.*"validation" list'):
             validation_sampler(["a"])
+        # two listed, one of them skipped as bad by the data check: the message says why one is left
+        dataset = Dataset(CheckedCases([{"image": "a"}], listed=[{"image": "a"}, {"image": "bad"}]))
+        with pytest.raises(SettingError, match="holds 1 case\\(s\\) once the data check skipped 1 bad one\\(s\\),"):
+            validation_sampler(dataset)
     finally:
         dist.destroy_process_group()
 

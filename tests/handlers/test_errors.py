@@ -368,5 +368,6 @@ def test_a_process_of_a_job_that_stops_because_rank_zero_did_says_so(tmp_path):
     assert returncodes == [1, 1]
     assert outputs[0].splitlines()[-1].startswith("ERROR: FileNotFoundError: input folder /data/x does not exist")
     assert outputs[1].splitlines()[-1] == (
-        "ERROR: another process of this job stopped, and this one with it: that process's ERROR line says why."
+        "ERROR: another process of this job stopped, and this one with it: that process's ERROR line says why, or, "
+        "where it wrote none, torchrun's summary (exitcode -9: it was killed, e.g. for want of memory)."
     )
