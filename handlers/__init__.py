@@ -14,6 +14,7 @@ from .checkpoint import (
     load_weights,
     read_checkpoint,
     save_atomic,
+    trained_cases,
     weights_fingerprint,
 )
 from .errors import SettingError, check_settings, explain, report_errors
@@ -39,6 +40,7 @@ __all__ = [
     "load_weights",
     "read_checkpoint",
     "save_atomic",
+    "trained_cases",
     "weights_fingerprint",
     "CaseMetricsWriter",
     "EmptyAwareDiceMetric",

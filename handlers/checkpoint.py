@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "load_weights",
     "read_checkpoint",
     "save_atomic",
+    "trained_cases",
     "weights_fingerprint",
 ]
 
@@ -514,19 +516,54 @@ class BestModelSaver:
             self._engine.state.best_metric_epoch = self.best_metric_epoch
 
 
-def _cases_fingerprint(engine: Engine) -> str | None:
-    """A digest of an engine's cases (their files, in any order); ``None`` when its dataset lists none.
-
-    The cases as the run was given them: the list before the data check skipped bad ones
-    (:class:`~monai_unets.data.CheckedCases`), so that an image damaged since the last run leaves its training
-    the same one.
-    """
+def _listed_cases(engine: Engine) -> list | None:
+    """An engine's cases as the run was given them: the list before the data check skipped bad ones
+    (:class:`~monai_unets.data.CheckedCases`); ``None`` when its dataset lists none."""
     data = getattr(getattr(getattr(engine, "data_loader", None), "dataset", None), "data", None)
     data = getattr(data, "listed", data)
-    if not isinstance(data, (list, tuple)) or not data:
+    return list(data) if isinstance(data, (list, tuple)) and data else None
+
+
+def _cases_fingerprint(engine: Engine) -> str | None:
+    """A digest of an engine's cases (their files, in any order, as listed: an image damaged since the last run
+    leaves its training the same one); ``None`` when its dataset lists none."""
+    data = _listed_cases(engine)
+    if data is None:
         return None
     files = sorted(json.dumps(case, sort_keys=True, default=str) for case in data)
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+
+
+def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, str]]:
+    """The images the weights of ``model_files`` were trained on, as their trainings' checkpoints record them.
+
+    The checkpoint of ``model.pt`` is ``checkpoint.pt`` beside it, that of a cross-validation fold's
+    ``model_fold<k>.pt`` is ``checkpoint_fold<k>.pt``; weights without one (trained elsewhere, or before
+    checkpoints recorded their images) add nothing. With :func:`~monai_unets.data.warn_trained_on`, an evaluation
+    says when it scores images the weights trained on (another split than the training's, or folds of an
+    ensemble that trained on them).
+
+    Args:
+        model_files: weights files (an ensemble's members, or one).
+
+    Example::
+
+        >>> warn_trained_on(test_cases, trained_cases(["models/model.pt"]), "test")  # doctest: +SKIP
+    """
+    images: set[str] = set()
+    for model_file in model_files:
+        path = Path(model_file)
+        match = re.fullmatch(r"model(_fold\d+)?\.pt", path.name)
+        checkpoint = path.with_name(f"checkpoint{match.group(1) or ''}.pt") if match else None
+        if checkpoint is None or not checkpoint.is_file():
+            continue
+        try:
+            trainer = read_checkpoint(checkpoint).get("trainer")
+        except CheckpointError as error:  # the weights are scored all the same
+            logger.warning("the images %s trained on are not known: %s", path, error)
+            continue
+        images.update(trainer.get("images", []) if isinstance(trainer, Mapping) else [])
+    return [{"image": image} for image in sorted(images)]
 
 
 def _recorded_cases(state: Mapping[str, Any]) -> str | None:
@@ -707,6 +744,8 @@ class TrainingCheckpoint:
         cases = _cases_fingerprint(engine)
         if cases is not None:
             state["trainer"]["cases"] = cases
+            # the images the weights train on, for an evaluation to tell when it scores some (trained_cases)
+            state["trainer"]["images"] = sorted({str(case.get("image")) for case in _listed_cases(engine) or []})
         save_atomic(state, self.checkpoint_path)
 
     def load(self, engine: Engine) -> None:

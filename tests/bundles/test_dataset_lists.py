@@ -73,6 +73,32 @@ def test_a_dataset_of_other_labels_without_a_plan_stops_before_the_default_recip
     assert message.endswith(f"Run `monai-unets plan --dataset-dir {tmp_path}` first.")
 
 
+@pytest.mark.parametrize("bundle", BUNDLES_CT)
+def test_an_evaluation_of_cases_the_weights_trained_on_is_warned_about(bundle, tmp_path):
+    from types import SimpleNamespace
+
+    from monai_unets.handlers import TrainingCheckpoint
+
+    generate_demo_ct(tmp_path / "data", num_cases=10, num_test=0, shape=(24, 24, 8))
+    settings = {"dataset_dir": str(tmp_path / "data"), "ckpt_dir": str(tmp_path / "models")}
+    # the checkpoint of a training on the default split (split_seed 0), beside its weights
+    training, _ = _parse(bundle, ["train.yaml"], "case_split", **settings)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.pt").write_bytes(b"")
+    trainer = SimpleNamespace(
+        data_loader=SimpleNamespace(dataset=SimpleNamespace(data=training)),
+        state=SimpleNamespace(epoch=1, iteration=1),
+    )
+    TrainingCheckpoint(tmp_path / "models" / "checkpoint.pt", {}).save(trainer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        held_out = _parse(bundle, ["train.yaml", "evaluate.yaml"], "validate#dataset#data", **settings)
+    # another split: some of its held-out cases are among those the weights trained on
+    with pytest.warns(UserWarning, match="images of the evaluation list are in the training list too"):
+        other = _parse(bundle, ["train.yaml", "evaluate.yaml"], "validate#dataset#data", split_seed=1, **settings)
+    assert {c["image"] for c in other} != {c["image"] for c in held_out}
+
+
 @pytest.mark.parametrize("bundle", BUNDLES_2D + BUNDLES_CT)
 def test_every_output_of_inference_goes_to_one_absolute_folder(bundle, tmp_path, monkeypatch):
     # a relative folder named one place under two spellings in the run's messages, and writers in background

@@ -497,3 +497,17 @@ def test_a_fold_goes_on_from_the_shared_checkpoint_it_wrote_before_its_own(tmp_p
     trainer, _, _, epochs = _case_trainer(tmp_path, ["c", "d"], 2, "checkpoint_fold2.pt", ["checkpoint.pt"])
     trainer.run()
     assert epochs == [1, 2]
+
+
+def test_the_images_weights_trained_on_come_from_their_trainings_checkpoints(tmp_path, caplog):
+    from monai_unets.handlers import trained_cases
+
+    for fold, images in [(0, ["a.nii.gz", "b.nii.gz"]), (1, ["b.nii.gz", "c.nii.gz"])]:
+        torch.save({"trainer": {"epoch": 1, "iteration": 1, "images": images}}, tmp_path / f"checkpoint_fold{fold}.pt")
+    (tmp_path / "checkpoint.pt").write_bytes(b"truncated")
+    folds = [tmp_path / "model_fold0.pt", tmp_path / "model_fold1.pt"]
+    # an ensemble of folds trained on the images of every fold; weights named otherwise have no known checkpoint
+    assert trained_cases([*folds, tmp_path / "best.pt"]) == [{"image": f"{n}.nii.gz"} for n in "abc"]
+    with caplog.at_level("WARNING"):
+        assert trained_cases([tmp_path / "model.pt"]) == []
+    assert f"the images {tmp_path / 'model.pt'} trained on are not known" in caplog.text
