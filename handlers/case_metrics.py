@@ -38,7 +38,8 @@ class CaseMetricsWriter:
     output name, as its overlay and ``failures.csv`` name it, unique per datalist entry, so that one image scored
     against two labels gives two rows that can be told apart), then one column per metric, and per class when there
     are several classes)
-    and ``metrics_summary.csv`` (mean, std, median, min, max and count of each column, ignoring NaN),
+    and ``metrics_summary.csv`` (mean, standard deviation of the cases as a population (numpy's ``std``), median,
+    min, max and count of each column, ignoring NaN),
     and logs the summary. Both files appear complete or not at all (written to a temporary file, then renamed).
     They describe this run only: a run without any case (every one failed to load) writes them with their header
     and no rows, replacing those of an earlier run.

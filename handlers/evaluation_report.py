@@ -533,15 +533,18 @@ def write_report(
         # the first metric over all classes (the key metric of the bundles), not one class's column
         key = next(iter(_metric_groups(metrics)))
         ranked = sorted((c for c in cases if not math.isnan(_float(c[key]))), key=lambda c: _float(c[key]))
-        count = min(num_extreme_cases, (len(ranked) + 1) // 2)
+        # the best take the middle case of an odd count, so that no case is shown as both
+        best, worst = min(num_extreme_cases, (len(ranked) + 1) // 2), min(num_extreme_cases, len(ranked) // 2)
         names = [c.rsplit("_true_", 1)[0] for c in (volumes[0] if volumes else {}) if "_true_" in c]
         parts.append(f"<h2>Best and worst cases by {html.escape(key)}</h2>")
         if names:
             parts.append(_legend_html(names))
         for title, chosen, section_id in (
-            ("Best", ranked[::-1][:count], "best"),
-            ("Worst", ranked[:count], "worst"),
+            ("Best", ranked[::-1][:best], "best"),
+            ("Worst", ranked[:worst], "worst"),
         ):
+            if not chosen:
+                continue
             items = []
             for case in chosen:
                 overlay = volume_by_case.get(_case_key(case), {}).get("overlay", "")

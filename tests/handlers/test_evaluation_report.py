@@ -165,6 +165,17 @@ def test_report_shows_figures_and_the_best_and_worst_cases(eval_dir: Path):
     assert "by val_mean_dice<" in text
     assert best.index("case_1") < best.index("case_3") and "case_2" not in best + worst
     assert worst.index("case_4") < worst.index("case_0")
+    # three ranked cases (case_4 left out) and room for three each way: the middle one is among the best only
+    per_case = eval_dir / "metrics_per_case.csv"
+    per_case.write_text("".join(line for line in per_case.read_text().splitlines(True) if "case_4" not in line))
+    text = write_report(eval_dir, num_extreme_cases=3).read_text()
+    best = re.search(r'id="best">(.*?)</div></div>', text, re.S).group(1)
+    worst = re.search(r'id="worst">(.*?)</div></div>', text, re.S).group(1)
+    assert (
+        "case_3" in best
+        and "case_3" not in worst
+        and (_parse(text).images["best"], _parse(text).images["worst"]) == (2, 1)
+    )
 
 
 def test_training_curves_come_from_the_newest_run_that_logged_any(eval_dir: Path, tmp_path: Path):
@@ -304,7 +315,8 @@ def test_cases_whose_names_are_not_utf8_get_their_overlays_and_rows(tmp_path: Pa
     assert "\\udce9t\\udce9" in report
     # the overlays were looked up under their escaped names: "no overlay" in the report, and for the long name
     # "File name too long", which ended the evaluation without a report
-    assert report.count('alt="overlay"') == 4 and "no overlay" not in report
+    # two best and one worst of the three cases, none shown twice
+    assert report.count('alt="overlay"') == 3 and "no overlay" not in report
 
 
 def test_one_image_scored_against_two_labels_gives_two_cases_told_apart(tmp_path: Path):
