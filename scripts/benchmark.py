@@ -65,7 +65,7 @@ from monai_unets.networks import (
 )
 from torch import nn
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 from .model_table import MODEL_ROWS, ModelRow
 
 __all__ = [
@@ -702,7 +702,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sections", nargs="+", default=[], metavar="NAME", help=f"sections to run: {', '.join(SECTIONS)} (all)"
     )
-    parser.add_argument("--output-dir", default=".", help="where benchmark.md and benchmark.json go (default: .)")
+    parser.add_argument(
+        "--output-dir", type=path_option, default=".", help="where benchmark.md and benchmark.json go (default: .)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one round: checks that the suite runs")
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds, medians reported (default: 10)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 
 from monai_unets.bundles import bundle_spatial_dims, list_bundles
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 
 if TYPE_CHECKING:
     from .benchmark import BenchmarkOptions, BenchmarkSection
@@ -573,6 +573,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="alternating epoch and compute rounds (default: 3)")
     parser.add_argument(
         "--models",
+        type=path_option,
         metavar="DIR",
         help="a trained bundle's models folder (model.pt, plan.json) to time instead of random weights",
     )
@@ -595,7 +596,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--inference-only", action="store_true", help="leave out the training epoch")
     parser.add_argument("--quick", action="store_true", help="small volumes: checks that everything runs")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    parser.add_argument("--json", type=path_option, metavar="FILE", help="also write the rows as JSON to FILE")
     parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
 
 

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 
 __all__ = ["add_arguments", "dice_per_class", "hold_out", "main", "run", "train_baseline", "train_bundle"]
 
@@ -208,12 +208,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"],
         help="3D bundles to train",
     )
-    parser.add_argument("--data", default="mr", help="'mr', 'ct' (synthetic) or a folder with dataset.json")
+    parser.add_argument(
+        "--data", type=path_option, default="mr", help="'mr', 'ct' (synthetic) or a folder with dataset.json"
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="training time of each model")
     parser.add_argument("--num-cases", type=int, default=10, help="synthetic labelled cases (default: %(default)s)")
     parser.add_argument("--num-test", type=int, default=2, help="labelled cases held out (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--work-dir", default="benchmark_quality", help="folder for data, weights and predictions")
+    parser.add_argument(
+        "--work-dir", type=path_option, default="benchmark_quality", help="folder for data, weights and predictions"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="train only the bundles")
     parser.add_argument("--quick", action="store_true", help="tiny data and seconds of training: a correctness run")
 

@@ -52,6 +52,8 @@ from monai_unets.bundles.overrides import (
 )
 from monai_unets.handlers.errors import point_at_null_device
 
+from .cli import path_option
+
 __all__ = ["CONFIG_FILES", "bundle_command", "make_command", "resolve_bundle", "run_bundle_process"]
 
 logger = logging.getLogger(__name__)
@@ -169,9 +171,14 @@ def bundle_command(
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", help="a bundle folder, or the name of a shipped bundle (see `monai-unets list`)")
     parser.add_argument(
-        "--workdir", default=None, help="where a shipped bundle is copied and runs (default: ./<bundle name>)"
+        "bundle", type=path_option, help="a bundle folder, or the name of a shipped bundle (see `monai-unets list`)"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=path_option,
+        default=None,
+        help="where a shipped bundle is copied and runs (default: ./<bundle name>)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="warnings and errors only: no progress lines (the config key `quiet`)"

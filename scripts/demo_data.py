@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .cli import UsageError, at_least, run_tool
+from .cli import UsageError, at_least, path_option, run_tool
 from .datalist import (
     LabelledImage,
     PathLike,
@@ -221,7 +221,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         40
     """
     parser.add_argument(
-        "--output-dir", default="demo_data", metavar="DIR", help="folder to write (default: %(default)s)"
+        "--output-dir",
+        type=path_option,
+        default="demo_data",
+        metavar="DIR",
+        help="folder to write (default: %(default)s)",
     )
     # counts and sizes out of range are usage errors (exit status 2), as for demo-ct, before anything is written
     parser.add_argument(

@@ -21,7 +21,7 @@ from pathlib import Path
 from monai_unets.networks import AttentionGateUNet, ClassicUNet, EGEUNet, UNetV2, count_macs, count_parameters
 from torch import nn
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 
 __all__ = ["MODEL_ROWS", "ModelRow", "add_arguments", "main", "model_table", "run"]
 
@@ -111,8 +111,12 @@ def _replace_table(text: str, table: str, path: Path) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="FILE", help="replace the table between the markers of FILE")
-    group.add_argument("--check", metavar="FILE", help="exit with status 1 if FILE's table differs from a new one")
+    group.add_argument(
+        "--write", type=path_option, metavar="FILE", help="replace the table between the markers of FILE"
+    )
+    group.add_argument(
+        "--check", type=path_option, metavar="FILE", help="exit with status 1 if FILE's table differs from a new one"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

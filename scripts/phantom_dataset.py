@@ -11,7 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .cli import at_least
+from .cli import at_least, path_option
 
 __all__ = ["add_phantom_arguments", "write_phantom_dataset"]
 
@@ -88,7 +88,11 @@ def add_phantom_arguments(
         0
     """
     parser.add_argument(
-        "--output-dir", default=output_dir, metavar="DIR", help="folder to write (default: %(default)s)"
+        "--output-dir",
+        type=path_option,
+        default=output_dir,
+        metavar="DIR",
+        help="folder to write (default: %(default)s)",
     )
     parser.add_argument("--num-cases", type=at_least(int, 1), default=8, help="labelled cases (default: %(default)s)")
     parser.add_argument(

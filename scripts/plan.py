@@ -20,17 +20,23 @@ import sys
 from pathlib import Path
 
 from ..data.plan import plan_dataset, save_plan
-from .cli import device_option, run_tool
+from .cli import device_option, path_option, run_tool
 
 __all__ = ["add_arguments", "main", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset-dir", required=True, metavar="DIR", help="the dataset folder")
+    parser.add_argument("--dataset-dir", type=path_option, required=True, metavar="DIR", help="the dataset folder")
     parser.add_argument(
-        "--datalist", default=None, metavar="JSON", help="MSD dataset.json or datalist (default: DIR/dataset.json)"
+        "--datalist",
+        type=path_option,
+        default=None,
+        metavar="JSON",
+        help="MSD dataset.json or datalist (default: DIR/dataset.json)",
     )
-    parser.add_argument("--output", default=None, metavar="JSON", help="plan file (default: DIR/plan.json)")
+    parser.add_argument(
+        "--output", type=path_option, default=None, metavar="JSON", help="plan file (default: DIR/plan.json)"
+    )
     parser.add_argument(
         "--device",
         type=device_option,

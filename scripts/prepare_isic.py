@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 from .datalist import (
     LabelledImage,
     PathLike,
@@ -226,12 +226,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> parser.parse_args(["--images", "img", "--masks", "gt"]).seed
         42
     """
-    parser.add_argument("--images", nargs="+", required=True, metavar="DIR", help="folders of ISIC_<id>.jpg images")
     parser.add_argument(
-        "--masks", nargs="+", required=True, metavar="DIR", help="folders of ISIC_<id>_segmentation.png masks"
+        "--images", type=path_option, nargs="+", required=True, metavar="DIR", help="folders of ISIC_<id>.jpg images"
     )
     parser.add_argument(
-        "--output", default="datalist.json", metavar="PATH", help="datalist JSON to write (default: %(default)s)"
+        "--masks",
+        type=path_option,
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="folders of ISIC_<id>_segmentation.png masks",
+    )
+    parser.add_argument(
+        "--output",
+        type=path_option,
+        default="datalist.json",
+        metavar="PATH",
+        help="datalist JSON to write (default: %(default)s)",
     )
     add_split_arguments(
         parser, seed=42, train_fraction=0.7, train_note=", the paper's 7:3", val_note=" as the paper did"

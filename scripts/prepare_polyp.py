@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 from .datalist import (
     SPLIT_KEYS,
     LabelledImage,
@@ -344,12 +344,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> parser.parse_args(["--kvasir", "Kvasir-SEG"]).kvasir_train
         900
     """
-    parser.add_argument("--kvasir", metavar="DIR", help="Kvasir-SEG folder (with images/ and masks/)")
+    parser.add_argument("--kvasir", type=path_option, metavar="DIR", help="Kvasir-SEG folder (with images/ and masks/)")
     parser.add_argument(
-        "--clinicdb", metavar="DIR", help="CVC-ClinicDB folder (with Original/ and 'Ground Truth/', or PNG/ or TIF/)"
+        "--clinicdb",
+        type=path_option,
+        metavar="DIR",
+        help="CVC-ClinicDB folder (with Original/ and 'Ground Truth/', or PNG/ or TIF/)",
     )
     parser.add_argument(
-        "--output", default="datalist.json", metavar="PATH", help="datalist JSON to write (default: %(default)s)"
+        "--output",
+        type=path_option,
+        default="datalist.json",
+        metavar="PATH",
+        help="datalist JSON to write (default: %(default)s)",
     )
     for dataset, count in PRANET_TRAIN_COUNTS.items():
         parser.add_argument(

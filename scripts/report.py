@@ -18,17 +18,22 @@ import sys
 
 from monai_unets.handlers import write_report
 
-from .cli import run_tool
+from .cli import path_option, run_tool
 
 __all__ = ["add_arguments", "main", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("eval_dir", help="the evaluation folder (with metrics_per_case.csv)")
+    parser.add_argument("eval_dir", type=path_option, help="the evaluation folder (with metrics_per_case.csv)")
     parser.add_argument(
-        "--log-dir", default=None, help="TensorBoard folder of the training (default: the one in run.json)"
+        "--log-dir",
+        type=path_option,
+        default=None,
+        help="TensorBoard folder of the training (default: the one in run.json)",
     )
-    parser.add_argument("--output", default=None, help="the HTML file (default: <eval_dir>/report.html)")
+    parser.add_argument(
+        "--output", type=path_option, default=None, help="the HTML file (default: <eval_dir>/report.html)"
+    )
     parser.add_argument("--cases", type=int, default=3, help="how many best and worst cases to show")
 
 

@@ -153,3 +153,24 @@ def test_a_tool_whose_reader_stops_early_finishes_its_work_with_its_own_status(t
     result = run_with_closed_stdout([sys.executable, "-m", "monai_unets.scripts.cli", *argv])
     assert result.returncode == 0 and "BrokenPipeError" not in result.stderr and "Broken pipe" not in result.stderr
     assert len(json.loads((output_dir / "datalist.json").read_text())["training"]) > 0
+
+
+def test_every_path_argument_expands_a_tilde_and_refuses_an_empty_path() -> None:
+    import argparse
+    import re
+
+    from monai_unets.scripts.cli import build_parser, path_option
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    # arguments that name a file or folder, by their metavar or name: "~/data" had made a folder named "~", and ""
+    # had written into the current folder
+    named = re.compile(r"(^|_)(dir|output|workdir|datalist|models|json|data|write|check)$")
+    paths = []
+    for command, parser in commands.items():
+        for action in parser._actions:
+            shipped_or_folder = action.dest == "bundle" and command in ("train", "infer", "evaluate")
+            path_like = action.metavar in ("DIR", "FILE", "PATH", "JSON") or named.search(action.dest)
+            if action.nargs != 0 and (path_like or shipped_or_folder):
+                paths.append((command, action.dest, action.type))
+    assert len(paths) >= 25
+    assert [(command, name) for command, name, kind in paths if kind is not path_option] == []
