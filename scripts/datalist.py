@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
-from .cli import at_least
+from .cli import at_least, path_option
 
 __all__ = [
     "LabelledImage",
+    "add_output_argument",
     "add_split_arguments",
     "format_counts",
     "split_by_count",
@@ -196,6 +197,25 @@ def split_by_count(
     if not splits["training"] or not splits["validation"]:
         raise ValueError("Nothing left to validate on: give val_fraction > 0 or leave test samples.")
     return splits
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--output`` option of a data-preparation tool: the datalist JSON it writes.
+
+    Example::
+
+        >>> parser = argparse.ArgumentParser()
+        >>> add_output_argument(parser)
+        >>> parser.parse_args([]).output
+        'datalist.json'
+    """
+    parser.add_argument(
+        "--output",
+        type=path_option,
+        default="datalist.json",
+        metavar="PATH",
+        help="datalist JSON to write (default: %(default)s)",
+    )
 
 
 def add_split_arguments(

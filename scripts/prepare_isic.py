@@ -27,6 +27,7 @@ from .cli import path_option, run_tool
 from .datalist import (
     LabelledImage,
     PathLike,
+    add_output_argument,
     add_split_arguments,
     format_counts,
     split_train_val_test,
@@ -237,13 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folders of ISIC_<id>_segmentation.png masks",
     )
-    parser.add_argument(
-        "--output",
-        type=path_option,
-        default="datalist.json",
-        metavar="PATH",
-        help="datalist JSON to write (default: %(default)s)",
-    )
+    add_output_argument(parser)
     add_split_arguments(
         parser, seed=42, train_fraction=0.7, train_note=", the paper's 7:3", val_note=" as the paper did"
     )

@@ -32,6 +32,7 @@ from .datalist import (
     SPLIT_KEYS,
     LabelledImage,
     PathLike,
+    add_output_argument,
     add_split_arguments,
     format_counts,
     split_by_count,
@@ -351,13 +352,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="CVC-ClinicDB folder (with Original/ and 'Ground Truth/', or PNG/ or TIF/)",
     )
-    parser.add_argument(
-        "--output",
-        type=path_option,
-        default="datalist.json",
-        metavar="PATH",
-        help="datalist JSON to write (default: %(default)s)",
-    )
+    add_output_argument(parser)
     for dataset, count in PRANET_TRAIN_COUNTS.items():
         parser.add_argument(
             f"--{dataset}-train",
