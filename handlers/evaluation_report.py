@@ -267,10 +267,37 @@ class EvaluationReport:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a table of the evaluation folder (none where it has no such file); a damaged one names itself."""
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: not a table an evaluation writes ({error}); evaluate again.") from error
+    for number, row in enumerate(rows, start=2):
+        # csv keeps extra values under None and gives None for missing ones
+        if None in row or None in row.values():
+            raise ValueError(
+                f"{path}: line {number} has {'more' if None in row else 'fewer'} values than the header (the file "
+                "was cut short or edited); evaluate again."
+            )
+    return rows
+
+
+def _read_run_info(path: Path) -> dict[str, Any]:
+    """The run's command, folder and settings (``run.json``); a damaged file is left out with a warning, as the
+    report's tables do without it."""
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        info = error
+    if not isinstance(info, dict):
+        logger.warning("%s is damaged (%s): the report leaves out the run's command and settings.", path, info)
+        return {}
+    return info
 
 
 def _float(text: str | None) -> float:
@@ -485,13 +512,19 @@ def write_report(
     folder = Path(eval_dir)
     per_case_file = folder / "metrics_per_case.csv"
     if not per_case_file.is_file():
+        unfinished = sorted(folder.glob("failures.rank*.csv"))
+        if unfinished:
+            raise FileNotFoundError(
+                f"{per_case_file}: no per-case metrics: the evaluation writing into {folder} did not finish (its "
+                f"per-process report {unfinished[0].name} is there); evaluate again."
+            )
         raise FileNotFoundError(f"{per_case_file}: no per-case metrics; is {folder} an evaluation folder?")
     cases = _read_csv(per_case_file)
     summary = _read_csv(folder / "metrics_summary.csv")
     volumes = _read_csv(folder / VOLUMES_NAME)
     failures = _read_csv(folder / "failures.csv")
     info_file = folder / RUN_INFO_NAME
-    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    info = _read_run_info(info_file)
     log_dir = log_dir or info.get("log_dir")
     # the image file, and the case's name where the tables have it (one image scored against two labels is two cases)
     identity = [c for c in ("case", "name") if c in (cases[0] if cases else {})] or ["case"]

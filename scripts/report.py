@@ -18,7 +18,7 @@ import sys
 
 from monai_unets.handlers import write_report
 
-from .cli import path_option, run_tool
+from .cli import at_least, path_option, run_tool
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", type=path_option, default=None, help="the HTML file (default: <eval_dir>/report.html)"
     )
-    parser.add_argument("--cases", type=int, default=3, help="how many best and worst cases to show")
+    parser.add_argument(
+        "--cases", type=at_least(int, 0), default=3, help="how many best and worst cases to show (default: 3)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -426,3 +426,27 @@ def test_overlays_are_named_as_the_cases_masks_and_a_failed_case_loses_its_earli
     (tmp_path / "b" / "image.png").write_bytes(b"damaged since")
     # the failed case's earlier overlay had stayed, passing for a result of this run
     assert _evaluate_pngs(cases, tmp_path / "eval") == ["a_image.png"]
+
+
+def test_a_damaged_or_unfinished_folder_is_named_with_what_is_wrong(eval_dir: Path, caplog):
+    summary = eval_dir / "metrics_summary.csv"
+    text = summary.read_text()
+    summary.write_text(text[: text.rindex(",")])  # the last line cut short
+    with pytest.raises(ValueError, match=f"{re.escape(str(summary))}: line 4 has fewer values than the header"):
+        write_report(eval_dir)
+    summary.write_text(text)
+    volumes = eval_dir / "volumes_per_case.csv"
+    volumes.write_bytes(volumes.read_bytes() + b"\xff\xfe,1\n")
+    with pytest.raises(ValueError, match=f"{re.escape(str(volumes))}: not a table an evaluation writes"):
+        write_report(eval_dir)
+    volumes.write_bytes(volumes.read_bytes()[:-6])
+    # the run's details are left out where run.json is damaged; the report is written
+    (eval_dir / "run.json").write_text('{"command": ')
+    with caplog.at_level("WARNING"):
+        assert write_report(eval_dir).is_file()
+    assert "run.json is damaged" in caplog.text
+    # an evaluation that did not finish: its per-process failure report is there, its tables are not
+    (eval_dir / "metrics_per_case.csv").unlink()
+    (eval_dir / "failures.rank0.csv").write_text("case,file,stage,error\n")
+    with pytest.raises(FileNotFoundError, match="did not finish \\(its per-process report failures.rank0.csv"):
+        write_report(eval_dir)

@@ -88,6 +88,9 @@ def test_usage_errors_exit_with_status_2() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "eval", "--cases", "-1"])  # had listed all but one case as the best ones
+    assert exit_info.value.code == 2
 
 
 @pytest.mark.parametrize(
