@@ -213,7 +213,8 @@ def warn_skipped(folder: str | os.PathLike, skipped: Sequence[str], reason: str)
     if not skipped:
         return
     shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-    warnings.warn(f"input folder {folder}: skipping {len(skipped)} entries ({reason}): {shown}.", stacklevel=3)
+    entries = "1 entry" if len(skipped) == 1 else f"{len(skipped)} entries"
+    warnings.warn(f"input folder {folder}: skipping {entries} ({reason}): {shown}.", stacklevel=3)
 
 
 #: The report every batch run writes into its output folder when it ends; a subfolder holding one is an earlier

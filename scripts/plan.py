@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_dataset(args.dataset_dir, args.datalist, args.device)
     path = save_plan(plan, args.output or Path(args.dataset_dir) / "plan.json")
     print(
-        f"{path}: {plan['modality']}, {plan['num_classes']} classes ({', '.join(plan['class_names'])}), "
+        f"{path}: {plan['modality']}, {plan['num_classes']} classes (background, {', '.join(plan['class_names'])}), "
         f"spacing {plan['spacing']} mm, patch {plan['patch_size']} x {plan['batch_size']}, "
         f"normalisation {plan['normalization']['scheme']}"
     )

@@ -1722,7 +1722,7 @@ CATALOGUE: list[Fault] = [
         "inference",
         "a link in the input folder back to it (loop -> .)",
         lambda r: _listing_warning(r),
-        "skipping 1 entries (links to this folder or a folder above it)",
+        "skipping 1 entry (links to this folder or a folder above it)",
         "the link is not followed: each study is listed once",
     ),
     Fault(
@@ -1730,7 +1730,7 @@ CATALOGUE: list[Fault] = [
         "a DICOM SEG (an earlier run's) in the input folder and in a series folder; RT structure sets, doses and "
         "reports likewise",
         _seg_beside_its_series,
-        "skipping 1 entries (DICOM objects that are no images): earlier_seg.dcm (Segmentation Storage)",
+        "skipping 1 entry (DICOM objects that are no images): earlier_seg.dcm (Segmentation Storage)",
         "skipped with a warning that names them; the series is read without them",
     ),
     Fault(

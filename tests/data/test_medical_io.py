@@ -517,7 +517,7 @@ def test_list_medical_cases(formats, tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / ".hidden.nii.gz").write_text("x")
     (tmp_path / "d.nii.gz").symlink_to(tmp_path / "b.nii.gz")
-    with pytest.warns(UserWarning, match=r"skipping 1 entries \(not a volume file.*: notes\.txt\."):
+    with pytest.warns(UserWarning, match=r"skipping 1 entry \(not a volume file.*: notes\.txt\."):
         cases = list_medical_cases(tmp_path)
     # a link is listed under its own name, so that its outputs are named after it
     assert [Path(c["image"]).name for c in cases] == ["a.mha", "b.nii.gz", "c_series", "d.nii.gz"]
@@ -571,11 +571,11 @@ def test_a_folder_per_patient_is_listed_study_by_study(formats, tmp_path):
     (root / "predictions_v1").mkdir()
     shutil.copy(formats["nifti"], root / "predictions_v1" / "p1_image_seg.nii.gz")
     (root / "predictions_v1" / "failures.csv").write_text("case,file,stage,error\n")
-    with pytest.warns(UserWarning, match=r"skipping 1 entries \(output folders of earlier runs.*: predictions_v1"):
+    with pytest.warns(UserWarning, match=r"skipping 1 entry \(output folders of earlier runs.*: predictions_v1"):
         assert [c["image"] for c in list_medical_cases(root, output_dir=tmp_path / "predictions_v2")] == cases
     # one whose run stopped early holds the report of each of its processes instead
     (root / "predictions_v1" / "failures.csv").rename(root / "predictions_v1" / "failures.rank0.csv")
-    with pytest.warns(UserWarning, match=r"skipping 1 entries \(output folders of earlier runs.*: predictions_v1"):
+    with pytest.warns(UserWarning, match=r"skipping 1 entry \(output folders of earlier runs.*: predictions_v1"):
         assert [c["image"] for c in list_medical_cases(root, output_dir=tmp_path / "predictions_v2")] == cases
     shutil.rmtree(root / "predictions_v1")
     # a Decathlon task folder given as the input folder: its volumes are listed, with a warning that says how to
@@ -600,7 +600,7 @@ def test_dicom_files_without_a_suffix_are_found_by_their_content(formats, tmp_pa
     directory.file_meta = pydicom.dataset.FileMetaDataset()
     directory.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     directory.save_as(flat / "DICOMDIR", enforce_file_format=True)
-    with pytest.warns(UserWarning, match=r"skipping 1 entries \(DICOM objects that are no images\): DICOMDIR \(Media"):
+    with pytest.warns(UserWarning, match=r"skipping 1 entry \(DICOM objects that are no images\): DICOMDIR \(Media"):
         cases = list_medical_cases(flat)
     assert [c["image"] for c in cases] == [series_reference(flat, uid)]
     np.testing.assert_array_equal(_load(cases[0]["image"]).numpy(), _load(formats["dicom"]).numpy())
@@ -960,7 +960,7 @@ def test_dicom_objects_that_are_no_images_are_skipped_beside_the_images(formats,
         UserWarning, match=r"skipping RS \(RT Structure Set Storage\), SEG\.dcm \(Segmentation Storage\)"
     ):
         np.testing.assert_array_equal(_load(study).numpy(), _load(formats["dicom"]).numpy())
-    with pytest.warns(UserWarning, match=r"skipping 1 entries \(DICOM objects that are no images\): earlier_seg\.dcm"):
+    with pytest.warns(UserWarning, match=r"skipping 1 entry \(DICOM objects that are no images\): earlier_seg\.dcm"):
         assert list_medical_cases(tmp_path / "in", split_series=True) == [{"image": str(study)}]
     # given as a file, e.g. as a label in a datalist, a SEG is refused as such (its frames are no volume either)
     _load_error(tmp_path / "seg.dcm", ValueError, "Segmentation Storage object, not an image; DICOM SEG labels are not")
