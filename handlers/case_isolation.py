@@ -402,6 +402,28 @@ class CaseIsolationHandler:
                 continue
             logger.warning("case %s failed: removed %s, written by an earlier run", name, path)
 
+    def _warn_of_earlier_outputs(self) -> None:
+        """A warning naming the files in the output folders that are named as this run's outputs but that it did not
+        write (of cases an earlier run had, e.g. with other inputs): beside this run's, they would pass for its."""
+        if self.outputs is None:
+            return
+        marker = "MONAI_UNETS_CASE_NAME"
+        patterns = {glob.escape(str(path)).replace(marker, "*") for path in case_output_paths(self.outputs, marker)}
+        earlier = sorted(
+            path
+            for pattern in patterns
+            for path in map(Path, glob.glob(pattern))
+            if path.is_file() and path.stat().st_mtime < self._started
+        )
+        if earlier:
+            shown = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+            logger.warning(
+                "%d file(s) in the output folder are named as this run's outputs but were not written by it (%s), "
+                "an earlier run's: remove them, or give each run an output folder of its own.",
+                len(earlier),
+                shown,
+            )
+
     @staticmethod
     def _write(path: Path, records: list[dict[str, Any]]) -> None:
         with atomic_open(path, newline="") as f:
@@ -440,6 +462,8 @@ class CaseIsolationHandler:
         if world > 1:
             dist.barrier()  # the merged report is written before any process's own is removed
         self._own_log.unlink(missing_ok=True)
+        if rank == 0:
+            self._warn_of_earlier_outputs()
         for owner in self._concluding:
             owner.run_concluded(len(failures))
         summary = f"{cases} case(s): {cases - len(failures)} ok, {len(failures)} failed" + (

@@ -256,6 +256,24 @@ def test_a_failed_case_loses_the_outputs_an_earlier_run_left_and_keeps_this_runs
     assert (out / "late_seg.png").stat().st_mtime > late_mask_before + 30
 
 
+def test_outputs_an_earlier_run_left_for_cases_this_one_does_not_have_are_named(tmp_path, caplog):
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [{"image": _pair(data, name)["image"]} for name in ("a", "b", "c")]
+    _run_writing_two_outputs(tmp_path, cases)
+    for path in (tmp_path / "out").iterdir():  # an earlier run, a minute ago
+        os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
+    (tmp_path / "out" / "notes_by_hand.txt").write_text("not named as an output")
+    with caplog.at_level("WARNING"):
+        _run_writing_two_outputs(tmp_path, cases[:1])  # the same folder, other inputs
+    assert "4 file(s) in the output folder are named as this run's outputs but were not written by it" in caplog.text
+    assert "(b_note.txt, b_seg.png, c_note.txt, ...), an earlier run's" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _run_writing_two_outputs(tmp_path / "again", cases)
+    assert "not written by it" not in caplog.text
+
+
 def test_names_that_are_not_utf8_get_their_outputs_and_their_report_rows(tmp_path):
     # bytes of an old Latin-1 archive, which Python holds as surrogates
     data = tmp_path / "data"
