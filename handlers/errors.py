@@ -406,7 +406,6 @@ def report_errors(log_file: str | os.PathLike) -> None:
     rank = int(os.environ.get("RANK") or 0)
     if rank > 0:
         path = rank_file(path, rank)
-    default = sys.__excepthook__
     # errors reported, with their causes: a background thread's error is often raised again by the thread that
     # waits on it (a writer's flush), and ends the run there
     reported: list[BaseException] = []
@@ -423,7 +422,12 @@ def report_errors(log_file: str | os.PathLike) -> None:
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
-            default(kind, error, tb)
+            # Python still exits with the status of SIGINT (130); the traceback would only show where it came
+            print(
+                "stopped (Ctrl-C): every file written so far is complete, none is left half-written.",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         report(kind, error, tb, "ERROR")
 

@@ -371,3 +371,17 @@ def test_a_process_of_a_job_that_stops_because_rank_zero_did_says_so(tmp_path):
         "ERROR: another process of this job stopped, and this one with it: that process's ERROR line says why, or, "
         "where it wrote none, torchrun's summary (exitcode -9: it was killed, e.g. for want of memory)."
     )
+
+
+def test_ctrl_c_ends_with_one_line_and_the_status_of_sigint(tmp_path):
+    script = (
+        "from monai_unets.handlers import report_errors\n"
+        f"report_errors({str(tmp_path / 'error.log')!r})\n"
+        "raise KeyboardInterrupt\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    # killed by its own SIGINT, as Python ends on an uncaught KeyboardInterrupt: a shell sees 130
+    assert result.returncode == -2
+    assert result.stderr.strip() == (
+        "stopped (Ctrl-C): every file written so far is complete, none is left half-written."
+    )
