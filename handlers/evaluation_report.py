@@ -648,5 +648,10 @@ def write_report(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Evaluation report</title>'
         f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
-    _write_text(target, document)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; give the report's file, e.g. {target / REPORT_NAME}.")
+    try:
+        _write_text(target, document)
+    except OSError as error:  # named by the file asked for, not by the temporary one it is written through
+        raise OSError(f"cannot write the report {target}: {error.strerror or error}") from error
     return target

@@ -450,3 +450,11 @@ def test_a_damaged_or_unfinished_folder_is_named_with_what_is_wrong(eval_dir: Pa
     (eval_dir / "failures.rank0.csv").write_text("case,file,stage,error\n")
     with pytest.raises(FileNotFoundError, match="did not finish \\(its per-process report failures.rank0.csv"):
         write_report(eval_dir)
+
+
+def test_a_report_output_that_is_a_folder_or_cannot_be_written_is_named(eval_dir: Path, tmp_path: Path):
+    with pytest.raises(IsADirectoryError, match=f"{re.escape(str(tmp_path))} is a folder; give the report's file"):
+        write_report(eval_dir, output=tmp_path)
+    (tmp_path / "notes.txt").write_text("a file where a folder would be")
+    with pytest.raises(OSError, match=f"cannot write the report {re.escape(str(tmp_path / 'notes.txt' / 'r.html'))}"):
+        write_report(eval_dir, output=tmp_path / "notes.txt" / "r.html")
