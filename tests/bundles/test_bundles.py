@@ -751,6 +751,10 @@ def test_multi_gpu_runs_make_the_checks_of_a_single_process_run(name, configs):
     left_out = {"@input_size_check"} if configs[-1] == "multi_gpu_train.yaml" else set()
     # torchrun gives each process one thread itself (OMP_NUM_THREADS=1), and the multi-GPU file is one for all bundles
     left_out.add("$torch.set_num_threads(@cpu_threads) if @cpu_threads else None")
+    if configs[-1] == "multi_gpu_train.yaml":
+        # each training process seeds its own augmentations, from the same seed on rank 0
+        left_out.add("$monai.utils.set_determinism(seed=42)")
+        assert "$monai.utils.set_determinism(seed=42 + dist.get_rank())" in multi["initialize"]
     missing = {str(step) for step in single["initialize"]} - {str(step) for step in multi["initialize"]}
     assert missing <= left_out, (configs[-1], missing - left_out)
     steps = "\n".join(str(item) for item in multi["initialize"])
