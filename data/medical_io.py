@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ import stat
 import tempfile
 import threading
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1455,11 +1457,21 @@ _SHORT_READ = re.compile(r"Expected (\d+) bytes, got (\d+) bytes")
 
 
 class _NiftiReader(NibabelReader):
-    """MONAI's ``NibabelReader``, whose reading of a file cut off after its header names the file."""
+    """MONAI's ``NibabelReader``, whose reading of a file cut off after its header names the file, and which checks
+    the checksum of a ``.nii.gz``.
+
+    nibabel decompresses a ``.nii.gz`` up to the last voxel and stops there, before the checksum at the end of the
+    stream: a file damaged on its way (a flipped block of bytes) was read with other values, NaN among them,
+    without a word. Here the stream is read to its end, which checks it, for no more decompression.
+    """
 
     def _get_array_data(self, img: Any, filename: str) -> Any:
         try:
+            if not self.to_gpu and str(filename).lower().endswith(".gz"):
+                return _checked_gzip_data(img.dataobj, filename)
             return super()._get_array_data(img, filename)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise _damaged_gzip(filename, error) from None
         except OSError as error:
             short = _SHORT_READ.search(str(error))
             if short is None:
@@ -1470,6 +1482,28 @@ class _NiftiReader(NibabelReader):
                 f"{filename}: the image data is truncated: {read} of {expected} bytes ({size} voxels of "
                 f"{img.get_data_dtype()})."
             ) from None
+
+
+def _damaged_gzip(path: str | os.PathLike, error: BaseException) -> ValueError:
+    """The error of a ``.nii.gz`` whose compressed stream is cut short or damaged (``EOFError``, ``zlib.error``,
+    ``BadGzipFile``), naming the file."""
+    return ValueError(
+        f"{path}: its compressed image data end early or are damaged ({error}); the file is cut short (an "
+        "interrupted copy or download) or damaged."
+    )
+
+
+def _checked_gzip_data(proxy: Any, filename: str) -> np.ndarray:
+    """The voxels of nibabel's ``proxy`` of a ``.nii.gz``, read from a stream that is then read to its end, where
+    gzip compares the checksum of all it decompressed (``BadGzipFile`` when they differ)."""
+    from nibabel.arrayproxy import ArrayProxy
+
+    with gzip.open(filename, "rb") as stream:
+        spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
+        data = np.asanyarray(ArrayProxy(stream, spec, order=proxy.order))
+        while stream.read(1 << 20):  # bytes after the voxels (rare): read, not kept
+            pass
+    return data
 
 
 class _ReadError:
@@ -1766,6 +1800,8 @@ def _check_nifti_dims(path: Path) -> None:
     try:
         with nib.openers.ImageOpener(str(path)) as stored:
             head = stored.read(540)
+    except zlib.error as error:  # damaged within the first block that gzip decompresses
+        raise _damaged_gzip(path, error) from None
     except (OSError, EOFError):
         return
     for order in "<>":

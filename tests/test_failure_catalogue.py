@@ -271,6 +271,14 @@ def _truncated_nifti(root: Path) -> str:
     return _garbage(root, "cut.nii.gz", data[: len(data) // 2])
 
 
+def _flipped_nifti(root: Path) -> str:
+    """A .nii.gz of the test volume with a block of bytes inside its compressed data flipped (damaged in transit)."""
+    data = bytearray(Path(_nifti(root / "whole.nii.gz", _volume())).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
+    return _garbage(root, "flipped.nii.gz", bytes(data))
+
+
 def _damaged_nifti_header(root: Path, name: str, offset: int, value: np.ndarray) -> str:
     """A .nii of the test volume whose header holds ``value`` (with its dtype's bytes) at byte ``offset``."""
     data = bytearray(Path(_nifti(root / "whole.nii", _volume())).read_bytes())
@@ -825,14 +833,21 @@ CATALOGUE: list[Fault] = [
         "training, check-data",
         "image truncated (half a .nii.gz)",
         lambda r: _check(CT, {"image": _truncated_nifti(r), "label": _nifti(r / "l.nii", _labels())}),
-        "cut.nii.gz: cannot read the image file: EOFError: Compressed file ended",
+        "cut.nii.gz: cannot read the image file: ValueError: its compressed image data end early or are damaged",
         _STOP,
     ),
     Fault(
         "training, check-data",
         "label truncated (half a .nii.gz)",
         lambda r: _check(CT, {"image": _nifti(r / "i.nii.gz", _volume()), "label": _truncated_nifti(r)}),
-        "cut.nii.gz: cannot read the label file: EOFError: Compressed file ended",
+        "cut.nii.gz: cannot read the label file: ValueError: its compressed image data end early or are damaged",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "image damaged inside its .nii.gz (a block of bytes flipped in transit)",
+        lambda r: _check(CT, {"image": _flipped_nifti(r), "label": _nifti(r / "l.nii", _labels())}),
+        "flipped.nii.gz: cannot read the image file: ValueError: its compressed image data end early or are damaged",
         _STOP,
     ),
     Fault(

@@ -19,7 +19,16 @@ import SimpleITK as sitk
 import torch
 from monai.bundle import ConfigParser
 from monai.data import ITKReader
-from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    Invertd,
+    LoadImage,
+    LoadImaged,
+    Orientationd,
+    SaveImaged,
+    Spacingd,
+)
 from monai_unets.data import SkipFailedCasesDataset, case_output_names
 from monai_unets.data.dicom_seg import write_dicom_seg
 from monai_unets.data.medical_io import (
@@ -224,6 +233,18 @@ def test_c_ordered_label_maps_are_copied_between_their_first_and_last_labelled_s
     copied = medical_io._c_ordered(labels.T)
     assert copied.flags.c_contiguous and copied.dtype == dtype
     np.testing.assert_array_equal(copied, labels.T)
+
+
+def test_a_nifti_gz_damaged_inside_is_refused_not_read_with_other_values(tmp_path):
+    # nibabel stops decompressing at the last voxel, before the checksum: these bytes had decoded to other values
+    # without a word (as a block flipped at most places of this file did, some with NaN among them)
+    path = tmp_path / "flipped.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 40, 40), np.float32), np.eye(4)), path)
+    data = bytearray(path.read_bytes())
+    data[30000:30050] = bytes(255 - b for b in data[30000:30050])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{path}: its compressed image data end early or are damaged \\(CRC check"):
+        LoadImage(reader=MedicalImageReader(), image_only=True)(path)
 
 
 def test_raw_affine_of_every_format_places_the_phantom_correctly(formats):
