@@ -1315,7 +1315,8 @@ def _header_fields(head: bytes, separator: str) -> Iterator[tuple[str, str, int]
 
 
 def _check_data_file(path: Path) -> None:
-    """The voxel data of a NRRD/MetaImage file is where its header says, and a MetaImage's is whole.
+    """The voxel data of a NRRD/MetaImage file is where its header says, a MetaImage's is whole, and compressed
+    voxels decompress whole, to their checksum (:func:`_check_compressed_stream`).
 
     ITK names neither: a .mhd without its .raw, or a cut .mha, fails with "File cannot be read: x.mhd for reading"
     and the reason of whichever system call failed last ("No such file or directory" for the cut .mha). Only the
@@ -1325,27 +1326,39 @@ def _check_data_file(path: Path) -> None:
     Raises:
         FileNotFoundError: the data file that the header names does not exist.
         ValueError: the header's dimensions and element type (or its CompressedDataSize) take more bytes than the
-            data holds.
+            data holds, or the compressed voxels are damaged.
     """
     with open(path, "rb") as file:
         head = file.read(_HEADER_BYTES)
     nrrd = head.startswith(b"NRRD")
     fields: dict[str, str] = {}
     data_at = 0
-    # a NRRD header starts with its magic line ("NRRD0004") and ends with a blank line; a MetaImage header ends with
-    # its ElementDataFile line, after which the data of a LOCAL file start
-    for key, value, offset in _header_fields(head.partition(b"\n")[2] if nrrd else head, ":" if nrrd else "="):
+    # a NRRD header starts with its magic line ("NRRD0004") and ends with a blank line, after which its attached data
+    # start; a MetaImage header ends with its ElementDataFile line, after which the data of a LOCAL file start
+    magic = len(head.partition(b"\n")[0]) + 1 if nrrd else 0
+    for key, value, offset in _header_fields(head[magic:], ":" if nrrd else "="):
         fields[key] = value
+        data_at = magic + offset
         if not nrrd and key == "ElementDataFile":
-            data_at = offset
             break
+    if nrrd:
+        blank = re.match(rb"\r?\n", head[data_at:])
+        data_at = data_at + blank.end() if blank else -1
     name = fields.get("data file", fields.get("datafile")) if nrrd else fields.get("ElementDataFile")
+    if nrrd and name is None:
+        name = "LOCAL"
     if not name or name.split()[0] == "LIST" or "%" in name:
         return
     data = path if name == "LOCAL" else path.parent / name
     if not data.is_file():
         raise FileNotFoundError(f"{path}: its data file {name} does not exist.")
-    if nrrd or "HeaderSize" in fields:
+    if nrrd:
+        skipped = fields.keys() & {"byte skip", "byteskip", "line skip", "lineskip"}
+        start = data_at if data == path else 0
+        if fields.get("encoding", "").lower() in ("gzip", "gz") and not skipped and start >= 0:
+            _check_compressed_stream(path, data, start, gzip_format=True)
+        return
+    if "HeaderSize" in fields:
         return
     compressed = fields.get("CompressedData", "").lower() == "true"
     try:
@@ -1354,9 +1367,40 @@ def _check_data_file(path: Path) -> None:
         size = int(fields["CompressedDataSize"]) if compressed else math.prod(dims) * element
     except (KeyError, ValueError):  # a header ITK refuses, which it names, or a compressed size it does not give
         return
-    held = os.path.getsize(data) - (data_at if data == path else 0)
+    start = data_at if data == path else 0
     voxels = f"{' x '.join(map(str, dims))} voxels of {fields['ElementType']}{', compressed' if compressed else ''}"
-    _check_length(data, held, size, voxels)
+    _check_length(data, os.path.getsize(data) - start, size, voxels)
+    if compressed:
+        _check_compressed_stream(path, data, start, gzip_format=False)
+
+
+def _check_compressed_stream(path: Path, data: Path, start: int, gzip_format: bool) -> None:
+    """The compressed voxels of a NRRD (gzip) or MetaImage (zlib) file decompress whole, to their checksum.
+
+    ITK decompresses as many bytes as the voxels take and does not compare the checksum at the end, and it reports
+    a MetaImage's failed decompression only on the console: a file damaged in transit was read as other voxel values
+    without an error. The stream is decompressed once more here, its output dropped: reading a compressed CT takes
+    1.7-1.8x the time of ITK's read alone (0.8 against 0.46 s for 512 x 512 x 300 int16 voxels on a 2-core CPU;
+    alongside ITK in a thread it took as long, as ITK's read holds the interpreter's lock).
+
+    Raises:
+        ValueError: the stream is damaged or ends before its checksum, naming ``path``.
+    """
+    decompressor = zlib.decompressobj(zlib.MAX_WBITS | (16 if gzip_format else 0))
+    try:
+        with open(data, "rb") as file:
+            file.seek(start)
+            while not decompressor.eof:
+                chunk = decompressor.unconsumed_tail or file.read(1 << 20)
+                if not chunk:
+                    decompressor.flush()  # what the output limit held back
+                    break
+                # at most 64 MiB out at a time: a volume of zeros decompresses a thousandfold
+                decompressor.decompress(chunk, 1 << 26)
+        if not decompressor.eof:
+            raise EOFError("the compressed stream ends before its checksum")
+    except (zlib.error, EOFError) as error:
+        raise _damaged_compressed(path, error) from None
 
 
 def _read_unwrapped(path: Path) -> _SeriesVolume | None:
@@ -1471,7 +1515,7 @@ class _NiftiReader(NibabelReader):
                 return _checked_gzip_data(img.dataobj, filename)
             return super()._get_array_data(img, filename)
         except (EOFError, zlib.error, gzip.BadGzipFile) as error:
-            raise _damaged_gzip(filename, error) from None
+            raise _damaged_compressed(filename, error) from None
         except OSError as error:
             short = _SHORT_READ.search(str(error))
             if short is None:
@@ -1484,9 +1528,9 @@ class _NiftiReader(NibabelReader):
             ) from None
 
 
-def _damaged_gzip(path: str | os.PathLike, error: BaseException) -> ValueError:
-    """The error of a ``.nii.gz`` whose compressed stream is cut short or damaged (``EOFError``, ``zlib.error``,
-    ``BadGzipFile``), naming the file."""
+def _damaged_compressed(path: str | os.PathLike, error: BaseException) -> ValueError:
+    """The error of a file whose compressed voxels are cut short or damaged (``EOFError``, ``zlib.error``,
+    ``BadGzipFile``), naming it."""
     return ValueError(
         f"{path}: its compressed image data end early or are damaged ({error}); the file is cut short (an "
         "interrupted copy or download) or damaged."
@@ -1801,7 +1845,7 @@ def _check_nifti_dims(path: Path) -> None:
         with nib.openers.ImageOpener(str(path)) as stored:
             head = stored.read(540)
     except zlib.error as error:  # damaged within the first block that gzip decompresses
-        raise _damaged_gzip(path, error) from None
+        raise _damaged_compressed(path, error) from None
     except (OSError, EOFError):
         return
     for order in "<>":

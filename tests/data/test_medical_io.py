@@ -247,6 +247,21 @@ def test_a_nifti_gz_damaged_inside_is_refused_not_read_with_other_values(tmp_pat
         LoadImage(reader=MedicalImageReader(), image_only=True)(path)
 
 
+@pytest.mark.parametrize("suffix", [".nrrd", ".nhdr", ".mha", ".mhd"])
+def test_a_compressed_nrrd_or_metaimage_damaged_inside_is_refused_not_read_with_other_values(tmp_path, suffix):
+    # ITK decompresses as many bytes as the voxels take and compares no checksum, and reports a MetaImage's failed
+    # decompression on the console only: these files had been read with other values
+    path = tmp_path / f"flipped{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((40, 40, 40), np.float32)), str(path), True)
+    data_file = {".nhdr": tmp_path / "flipped.raw.gz", ".mhd": tmp_path / "flipped.zraw"}.get(suffix, path)
+    data = bytearray(data_file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 50] = bytes(255 - b for b in data[middle : middle + 50])
+    data_file.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{path}: its compressed image data end early or are damaged"):
+        LoadImage(reader=MedicalImageReader(), image_only=True)(path)
+
+
 def test_raw_affine_of_every_format_places_the_phantom_correctly(formats):
     volume, affine = _phantom(), _ras_affine()
     for name, path in formats.items():
