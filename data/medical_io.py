@@ -1352,9 +1352,9 @@ def _check_data_file(path: Path) -> None:
     data = path if name == "LOCAL" else path.parent / name
     if not data.is_file():
         raise FileNotFoundError(f"{path}: its data file {name} does not exist.")
+    start = data_at if data == path else 0
     if nrrd:
         skipped = fields.keys() & {"byte skip", "byteskip", "line skip", "lineskip"}
-        start = data_at if data == path else 0
         if fields.get("encoding", "").lower() in ("gzip", "gz") and not skipped and start >= 0:
             _check_compressed_stream(path, data, start, gzip_format=True)
         return
@@ -1367,7 +1367,6 @@ def _check_data_file(path: Path) -> None:
         size = int(fields["CompressedDataSize"]) if compressed else math.prod(dims) * element
     except (KeyError, ValueError):  # a header ITK refuses, which it names, or a compressed size it does not give
         return
-    start = data_at if data == path else 0
     voxels = f"{' x '.join(map(str, dims))} voxels of {fields['ElementType']}{', compressed' if compressed else ''}"
     _check_length(data, os.path.getsize(data) - start, size, voxels)
     if compressed:

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -486,7 +485,7 @@ class BestModelSaver:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
-        cases = _cases_fingerprint(self._engine) if self._engine is not None else None
+        cases = _cases_fingerprint(self._engine)
         if cases is not None:
             # the validation cases the best score is of: a score of other cases is not one to beat
             state["validation_cases"] = cases
@@ -498,7 +497,7 @@ class BestModelSaver:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         recorded = state.get("validation_cases")
-        current = _cases_fingerprint(self._engine) if self._engine is not None else None
+        current = _cases_fingerprint(self._engine)
         if recorded is not None and current is not None and recorded != current:
             logger.warning(
                 "the best score so far (%.4f, epoch %d) is of other validation cases than this run's, so it is not "
@@ -516,22 +515,25 @@ class BestModelSaver:
             self._engine.state.best_metric_epoch = self.best_metric_epoch
 
 
-def _listed_cases(engine: Engine) -> list | None:
+def _listed_cases(engine: Engine | None) -> list | None:
     """An engine's cases as the run was given them: the list before the data check skipped bad ones
-    (:class:`~monai_unets.data.CheckedCases`); ``None`` when its dataset lists none."""
+    (:class:`~monai_unets.data.CheckedCases`); ``None`` when it has none (or there is no engine)."""
     data = getattr(getattr(getattr(engine, "data_loader", None), "dataset", None), "data", None)
     data = getattr(data, "listed", data)
     return list(data) if isinstance(data, (list, tuple)) and data else None
 
 
-def _cases_fingerprint(engine: Engine) -> str | None:
-    """A digest of an engine's cases (their files, in any order, as listed: an image damaged since the last run
-    leaves its training the same one); ``None`` when its dataset lists none."""
-    data = _listed_cases(engine)
-    if data is None:
-        return None
-    files = sorted(json.dumps(case, sort_keys=True, default=str) for case in data)
+def _digest(cases: Sequence[Any]) -> str:
+    """A digest of ``cases`` (their files, in any order)."""
+    files = sorted(json.dumps(case, sort_keys=True, default=str) for case in cases)
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+
+
+def _cases_fingerprint(engine: Engine | None) -> str | None:
+    """A digest of an engine's cases as listed (:func:`_listed_cases`: an image damaged since the last run leaves
+    its training the same one); ``None`` when it has none."""
+    cases = _listed_cases(engine)
+    return None if cases is None else _digest(cases)
 
 
 def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, str]]:
@@ -553,9 +555,8 @@ def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, st
     images: set[str] = set()
     for model_file in model_files:
         path = Path(model_file)
-        match = re.fullmatch(r"model(_fold\d+)?\.pt", path.name)
-        checkpoint = path.with_name(f"checkpoint{match.group(1) or ''}.pt") if match else None
-        if checkpoint is None or not checkpoint.is_file():
+        checkpoint = path.with_name(companion_name(path, "model", "checkpoint", ".pt"))
+        if not checkpoint.is_file():
             continue
         try:
             trainer = read_checkpoint(checkpoint).get("trainer")
@@ -741,11 +742,11 @@ class TrainingCheckpoint:
             return
         state = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
         state["trainer"] = {"epoch": int(engine.state.epoch), "iteration": int(engine.state.iteration)}
-        cases = _cases_fingerprint(engine)
+        cases = _listed_cases(engine)
         if cases is not None:
-            state["trainer"]["cases"] = cases
+            state["trainer"]["cases"] = _digest(cases)
             # the images the weights train on, for an evaluation to tell when it scores some (trained_cases)
-            state["trainer"]["images"] = sorted({str(case.get("image")) for case in _listed_cases(engine) or []})
+            state["trainer"]["images"] = sorted({str(case.get("image")) for case in cases})
         save_atomic(state, self.checkpoint_path)
 
     def load(self, engine: Engine) -> None:

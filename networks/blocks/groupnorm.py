@@ -12,19 +12,18 @@ from torch import nn
 class GroupNorm(nn.GroupNorm):
     """:class:`torch.nn.GroupNorm` with accurate statistics for channels-last float32 tensors on the CPU.
 
-    PyTorch's CPU kernel for a channels-last input (the layout the 3D CT bundles and EGE-UNet's 2D inference run
-    in on a CPU) accumulates each group's sum and sum of squares position after position in float32 and takes the
-    variance as their difference. Over the 1.7 M values of a 96^3 window's group this moves normalised values by
-    up to 2e-3 (against 1e-6 for a channels-first input), and for activations whose mean is large against their
-    spread the difference cancels: at a mean 100 times the standard deviation, outputs were off by 0.1 to 1. For
-    such inputs the statistics come from one cascade sum per channel and matrix products giving each channel's
-    sum of squares over blocks of positions (:func:`_sums_of_squares`), both reading the values where they lie, in
-    float32 but adding in blocks; where the mean is
-    large against the spread, the variance is taken from the centred values instead. The normalisation, scale and
-    shift are then one multiply-add per value, in the input's layout. Tensors of fewer than 2^19 values go through
-    the channels-first kernel on a copy, which costs less there. This is for inference (autograd off); training and
-    every other input (channels-first, a GPU, other precisions, ONNX exports) take ``F.group_norm``. Parameters
-    and state dict are those of ``nn.GroupNorm``.
+    PyTorch's CPU kernel for a channels-last input (the layout the 3D CT bundles and EGE-UNet's 2D inference run in
+    on a CPU) accumulates each group's sum and sum of squares position after position in float32 and takes the
+    variance as their difference. Over the 1.7 M values of a 96^3 window's group this moves normalised values by up
+    to 2e-3 (against 1e-6 for a channels-first input), and for activations whose mean is large against their spread
+    the difference cancels: at a mean 100 times the standard deviation, outputs were off by 0.1 to 1. For such
+    inputs the statistics come from one cascade sum per channel and matrix products giving each channel's sum of
+    squares over blocks of positions (:func:`_sums_of_squares`), both reading the values where they lie, in float32
+    but adding in blocks; where the mean is large against the spread, the variance is taken from the centred values
+    instead. The normalisation, scale and shift are then one multiply-add per value, in the input's layout. Tensors
+    of fewer than 2^19 values go through the channels-first kernel on a copy, which costs less there. This is for
+    inference (autograd off); training and every other input (channels-first, a GPU, other precisions, ONNX exports)
+    take ``F.group_norm``. Parameters and state dict are those of ``nn.GroupNorm``.
 
     Args:
         num_groups: number of groups the channels are divided into.
