@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, decollate_batch
 from monai.data.utils import affine_to_spacing
 from monai.metrics import HausdorffDistanceMetric, SurfaceDiceMetric
+
+from ..data.cases import case_name
 
 __all__ = ["SpacedHausdorffDistanceMetric", "SpacedSurfaceDiceMetric", "voxel_spacing"]
 
@@ -33,11 +36,30 @@ def voxel_spacing(batch: torch.Tensor) -> list[float] | list[list[float]] | None
 
 
 class _SpacingFromAffine:
-    """Passes each case's voxel spacing, read from the label's affine, to a MONAI surface metric."""
+    """Passes each case's voxel spacing, read from the label's affine, to a MONAI surface metric, and names the
+    case in the metric's warnings."""
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if isinstance(y, MetaTensor) and y.is_batch and len(y) > 1:
+            # case by case, so that each warning names its own case
+            cases = decollate_batch(y, detach=False)
+            return torch.cat(
+                [self._compute_tensor(y_pred[i : i + 1], case.unsqueeze(0), **kwargs) for i, case in enumerate(cases)]
+            )
         kwargs.setdefault("spacing", voxel_spacing(y))
-        return super()._compute_tensor(y_pred, y, **kwargs)
+        # MONAI warns of a class missing from a mask without naming the case; Python then shows each message once,
+        # so that of all the cases without a tumour only the first was reported, and not by name
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores = super()._compute_tensor(y_pred, y, **kwargs)
+        name = case_name(y.meta) if isinstance(y, MetaTensor) else ""
+        for warning in caught:
+            message = str(warning.message)
+            # MONAI's call of its own deprecated argument, which no user of the metric can act on
+            if "always_return_as_numpy" in message:
+                continue
+            warnings.warn(f"{name}: {message}" if name else message, warning.category, stacklevel=2)
+        return scores
 
 
 class SpacedHausdorffDistanceMetric(_SpacingFromAffine, HausdorffDistanceMetric):

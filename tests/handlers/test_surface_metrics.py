@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, list_data_collate
 from monai.metrics import HausdorffDistanceMetric
 from monai_unets.handlers import SpacedHausdorffDistanceMetric, SpacedSurfaceDiceMetric, voxel_spacing
 
@@ -38,3 +40,30 @@ def test_surface_dice_tolerance_in_millimetres():
     # a 5 mm shift is inside a 5 mm tolerance but outside a 2 mm one
     assert SpacedSurfaceDiceMetric([5.0], include_background=False)(pred, label).item() == pytest.approx(1.0)
     assert SpacedSurfaceDiceMetric([2.0], include_background=False)(pred, label).item() < 1.0
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        SpacedHausdorffDistanceMetric(include_background=False, percentile=95),
+        SpacedSurfaceDiceMetric([2.0], include_background=False),
+    ],
+)
+def test_warnings_name_their_case(metric):
+    pred, label = _pair()
+    empty = label.clone()
+    empty[0, 1], empty[0, 0] = 0, 1
+    batch = list_data_collate(
+        [{"label": MetaTensor(label[0], affine=label.affine, meta={"case_name": name})} for name in ("ct_1", "ct_2")]
+        + [{"label": MetaTensor(empty[0], affine=label.affine, meta={"case_name": "ct_3"})}]
+    )["label"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = metric(torch.cat([pred, pred, pred]), batch)
+    messages = [str(w.message) for w in caught]
+    # only the case without the class is named, once for its empty reference, and MONAI's deprecation of its own
+    # argument is not passed on
+    assert messages == ["ct_3: the ground truth of class 1 is all 0, this may result in nan/inf distance."]
+    # scored case by case as a whole batch would be, each with its own spacing
+    assert torch.equal(scores[:2].isnan(), torch.zeros(2, 1, dtype=torch.bool))
+    assert scores[0].item() == pytest.approx(metric(pred, label).item())
