@@ -739,14 +739,20 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
         )
 
 
-def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_tolerance: float) -> None:
-    """The frames of one multi-frame file form a regular stack, where the file records their positions."""
+def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_tolerance: float) -> np.ndarray | None:
+    """The frames of one multi-frame file form a regular stack, where the file records their positions.
+
+    Returns:
+        the order of the frames along the slice normal where the file stores them in another order than ascending
+        or descending (which DICOM allows, and from which ITK makes no volume: it falls back to 1 mm spacing and an
+        arbitrary direction), for :func:`_frames_in_order`; ``None`` otherwise.
+    """
     frames = int(header.get("NumberOfFrames") or 1)
     if frames < 2:
-        return
+        return None
     where = f"multi-frame DICOM file {path}"
     if "PerFrameFunctionalGroupsSequence" not in header:  # no frame positions (enhanced CT/MR/PET record them)
-        return
+        return None
     shared = header.get("SharedFunctionalGroupsSequence")
     iop = None
     if shared and "PlaneOrientationSequence" in shared[0]:
@@ -756,20 +762,64 @@ def _validate_multiframe(header: Any, path: str, missing_factor: float, spacing_
         if iop is None and "PlaneOrientationSequence" in item:
             iop = item.PlaneOrientationSequence[0].ImageOrientationPatient
         if "PlanePositionSequence" not in item:
-            return  # no per-frame position: nothing to check, the reader decides the geometry
+            return None  # no per-frame position: nothing to check, the reader decides the geometry
         ipps.append(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float))
-    if iop is None:
-        return
+    if iop is None or len(ipps) != frames:
+        return None
     _check_orientation(np.asarray(iop, float), where)
     normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
     positions = np.asarray(ipps) @ normal
+    order = np.argsort(positions, kind="stable")
+    _check_stack(positions[order], [f"frame {i + 1}" for i in order], where, missing_factor, spacing_tolerance)
     steps = np.diff(positions)
-    if not (np.all(steps > 0) or np.all(steps < 0)):
-        raise ValueError(f"{where}: frame positions are not in order along the slice normal (or repeat).")
-    labels = [f"frame {i + 1}" for i in range(frames)]
-    if steps[0] < 0:
-        positions, labels = positions[::-1], labels[::-1]
-    _check_stack(positions, labels, where, missing_factor, spacing_tolerance)
+    return None if np.all(steps > 0) or np.all(steps < 0) else order
+
+
+@contextlib.contextmanager
+def _frames_in_order(path: Path, header: Any, order: np.ndarray | None) -> Iterator[tuple[Path, Any]]:
+    """The multi-frame file ``path`` and its header as ITK should read them: where ``order`` is given
+    (:func:`_validate_multiframe`), a temporary copy whose frames, pixel data and per-frame functional groups
+    alike, are stored in that order; else the file and ``header`` as they are.
+
+    Raises:
+        ValueError: pixel data whose frames cannot be told apart (bit-packed or float), naming ``path``.
+    """
+    if order is None:
+        yield path, header
+        return
+    dataset = _dcmread(path)
+    frames = int(dataset.NumberOfFrames)
+    groups = list(dataset.PerFrameFunctionalGroupsSequence)
+    dataset.PerFrameFunctionalGroupsSequence = pydicom.sequence.Sequence([groups[i] for i in order])
+    if "PixelData" not in dataset:
+        raise ValueError(
+            f"{path}: its frames are not stored in order along the slice normal, and its float pixel "
+            "data cannot be reordered; store them in order."
+        )
+    if _transfer_syntax(dataset).is_encapsulated:
+        try:
+            from pydicom.encaps import generate_frames
+        except ImportError:  # pydicom < 3
+            from pydicom.encaps import generate_pixel_data_frame as generate_frames
+        encoded = list(generate_frames(dataset.PixelData, number_of_frames=frames))
+        dataset.PixelData = pydicom.encaps.encapsulate([encoded[i] for i in order])
+        # the offsets of the frames as stored, which no longer hold
+        for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+            dataset.pop(keyword, None)
+    else:
+        bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel") or 1)
+        bits *= int(dataset.BitsAllocated)
+        if bits % 8:
+            raise ValueError(
+                f"{path}: its frames are not stored in order along the slice normal, and its "
+                "bit-packed frames cannot be reordered; store them in order."
+            )
+        stored = np.frombuffer(dataset.PixelData, np.uint8)[: frames * bits // 8].reshape(frames, -1)
+        dataset.PixelData = stored[order].tobytes()
+    with tempfile.TemporaryDirectory(prefix="monai_unets_frames_") as folder:
+        copy = Path(folder) / path.name
+        dataset.save_as(copy)
+        yield copy, dataset
 
 
 def _sop_class(header: Any) -> Any:
@@ -1689,22 +1739,7 @@ class MedicalImageReader(ImageReader):
                 _check_nifti_geometry(image, path)
             return image
         if is_dicom_file(path):
-            header = _check_single_dicom(path)
-            _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
-            rescales = _frame_rescales(header)
-            float_needed = rescales is not None or _is_monochrome1(header)
-            if float_needed and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
-                kwargs = {**kwargs, "pixel_type": itk.F}
-            try:
-                with _ITK_LOCK, _colours_without_rescale([str(path)], [header]) as copies:
-                    image = self.itk_reader.read(copies[0], **kwargs)
-            except RuntimeError as error:
-                raise _undecodable([str(path)], [header], error) from error
-            if rescales is not None:
-                _set_frame_values(image, path, rescales)
-            else:
-                image = _undo_monochrome1(image, [header])
-            return _with_slice_thickness(image, header, path)
+            return self._read_dicom_file(path, **kwargs)
         if _has_suffix(path, ITK_SUFFIXES):
             _check_data_file(path)
             image = _read_unwrapped(path)
@@ -1717,16 +1752,40 @@ class MedicalImageReader(ImageReader):
             f"or a series reference '<folder>{SERIES_SEPARATOR}<SeriesInstanceUID>'."
         )
 
+    def _read_dicom_file(self, path: Path, **kwargs) -> Any:
+        """A single DICOM file, one slice or a multi-frame volume (its frames in order along the slice normal, with
+        each frame's own rescale)."""
+        header = _check_single_dicom(path)
+        order = _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
+        with _frames_in_order(path, header, order) as (source, header):
+            rescales = _frame_rescales(header)
+            float_needed = rescales is not None or _is_monochrome1(header)
+            if float_needed and "pixel_type" not in {**self.itk_reader.kwargs, **kwargs}:
+                kwargs = {**kwargs, "pixel_type": itk.F}
+            try:
+                with _ITK_LOCK, _colours_without_rescale([str(source)], [header]) as copies:
+                    image = self.itk_reader.read(copies[0], **kwargs)
+            except RuntimeError as error:
+                raise _undecodable([str(path)], [header], error) from error
+            if rescales is not None:
+                _set_frame_values(image, source, rescales)
+            else:
+                image = _undo_monochrome1(image, [header])
+        return _with_slice_thickness(image, header, path)
+
     def _read_series(self, folder: Path, uid: str | None, **kwargs) -> Any:
         series = select_dicom_series(folder, uid)
         validate_dicom_series(series, self.missing_factor, self.spacing_tolerance)
         files = series.files
-        if len(files) > 1:
-            image = _series_volume(series)
-            if image is not None:
-                return image
-        # compressed or colour pixel data, a lone (multi-frame) file: ITK's GDCM decoders; the files are sorted
-        # along the normal, which is the order ITK's series reader stacks them in
+        if len(files) == 1:
+            # a folder of one file is read as that file: a multi-frame one then gets its frames' own rescales and
+            # order, which ITK's reading of it gives it neither
+            return self._read_dicom_file(Path(files[0]), **kwargs)
+        image = _series_volume(series)
+        if image is not None:
+            return image
+        # compressed or colour pixel data: ITK's GDCM decoders; the files are sorted along the normal, which is the
+        # order ITK's series reader stacks them in
         headers = series.headers or [_dcmread(f, stop_before_pixels=True) for f in files]
         for path, header in zip(files, headers):
             _check_pixel_length(path, header)
@@ -1739,15 +1798,12 @@ class MedicalImageReader(ImageReader):
             options["pixel_type"] = itk.F
         try:
             with _ITK_LOCK, _colours_without_rescale(files, headers) as copies:
-                image = itk.imread(copies[0] if len(copies) == 1 else copies, **options)
+                image = itk.imread(copies, **options)
         except RuntimeError as error:
             raise _undecodable(files, headers, error) from error
-        image = _undo_monochrome1(image, headers)
-        if len(files) > 1:
-            # ITK's series reader gives the volume none of the DICOM tags that a single file and the series this
-            # reader assembles itself carry (the checks tell a colour series by them)
-            return _with_tags(image, _dicom_tags(headers[0]))
-        return _with_slice_thickness(image, headers[0], files[0])
+        # ITK's series reader gives the volume none of the DICOM tags that a single file and the series this reader
+        # assembles itself carry (the checks tell a colour series by them)
+        return _with_tags(_undo_monochrome1(image, headers), _dicom_tags(headers[0]))
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """Array and MONAI metadata of image(s) from ``read``, by the MONAI reader of their kind.

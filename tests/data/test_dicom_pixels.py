@@ -6,6 +6,7 @@ and by SimpleITK; both must give the known values.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -286,10 +287,15 @@ def test_an_enhanced_multiframe_file_gives_each_frame_its_own_rescale(tmp_path):
     frames = pydicom.dcmread(path, stop_before_pixels=True).PerFrameFunctionalGroupsSequence
     assert all("PixelValueTransformationSequence" in frame for frame in frames)
     expected = np.stack([STORED[:, :, k] * s + i for k, (s, i) in enumerate(rescales)], axis=-1)
-    image = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(path))
-    # the file's frames may run the other way along the slice axis than the series' slices
-    values = image.numpy()
-    assert np.allclose(values, expected) or np.allclose(values[..., ::-1], expected)
+    # alone in a folder, as exports put an enhanced image in a series folder of its own, it is read as the file:
+    # that had given every frame ITK's one rescale
+    (tmp_path / "alone").mkdir()
+    shutil.copy(path, tmp_path / "alone")
+    for source in (path, tmp_path / "alone"):
+        image = LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(source))
+        # the file's frames may run the other way along the slice axis than the series' slices
+        values = image.numpy()
+        assert np.allclose(values, expected) or np.allclose(values[..., ::-1], expected), source
 
 
 def test_a_colour_enhanced_file_with_pixel_value_transformations_reads_its_colours(tmp_path):

@@ -40,7 +40,7 @@ from monai_unets.data.medical_io import (
 )
 from monai_unets.scripts.demo_ct import write_dicom_series
 
-from tests.geometry import write_enhanced_ct
+from tests.geometry import assert_same_world, write_enhanced_ct
 
 # The phantom, in LPS (DICOM/ITK) terms: a sagittal stack whose axes run to P, I and L, i.e. neither RAS nor
 # right-handed, with anisotropic spacing and an off-centre origin. Slices along +L are *against* the DICOM slice
@@ -310,6 +310,31 @@ def test_multiframe_dicom_file_loads_frames_and_spacing(formats, tmp_path):
     # an RT Dose has frames and pixel data too, but it is no image to segment
     dose = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "rtdose.dcm")
     _load_error(dose, ValueError, "rtdose.dcm is a DICOM RT Dose Storage object, not an image")
+
+
+@pytest.mark.parametrize("encoding", ["native", "rle"])
+def test_enhanced_frames_stored_out_of_spatial_order_read_as_the_volume(encoding, formats, tmp_path):
+    # DICOM lets an enhanced file store its frames in any order; ITK made of a shuffled one a volume of 1 mm
+    # spacing and a wrong direction, and the reader had refused it
+    from pydicom.uid import RLELossless
+
+    path = write_enhanced_ct(formats["dicom"], tmp_path / "enhanced.dcm")
+    ds = pydicom.dcmread(path)
+    order = np.random.default_rng(3).permutation(int(ds.NumberOfFrames))
+    groups = list(ds.PerFrameFunctionalGroupsSequence)
+    ds.PerFrameFunctionalGroupsSequence = pydicom.sequence.Sequence([groups[i] for i in order])
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[order]).tobytes()
+    if encoding == "rle":
+        ds.compress(RLELossless)
+    ds.save_as(tmp_path / "shuffled.dcm")
+    series = _load(formats["dicom"])
+    image = _load(tmp_path / "shuffled.dcm")
+    assert_same_world(image[0].numpy(), image.affine.numpy(), series[0].numpy(), series.affine.numpy(), encoding)
+    # a repeated position is still no volume
+    groups = list(ds.PerFrameFunctionalGroupsSequence)
+    groups[1].PlanePositionSequence[0].ImagePositionPatient = groups[0].PlanePositionSequence[0].ImagePositionPatient
+    ds.save_as(tmp_path / "repeated.dcm")
+    _load_error(tmp_path / "repeated.dcm", ValueError, "duplicate slice position")
 
 
 def test_single_slice_dicom_matches_its_header():
