@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from .distributed import (
     check_evaluation_shards,
@@ -17,6 +19,7 @@ from .overrides import check_command_line
 __all__ = [
     "BUNDLES_DIR",
     "bundle_dir",
+    "bundle_metadata",
     "bundle_spatial_dims",
     "check_command_line",
     "check_evaluation_shards",
@@ -51,6 +54,32 @@ def bundle_dir(name: str) -> Path:
     return BUNDLES_DIR / name
 
 
+def bundle_metadata(root: str | os.PathLike) -> dict[str, Any]:
+    """The ``configs/metadata.json`` of the bundle folder ``root`` (a shipped bundle or a copy of it); empty where
+    ``root`` has none (a config run with ``--bundle_root`` set to a folder of weights alone).
+
+    Its configs take their name and version from it for the algorithm identification of the DICOM SEGs they write.
+
+    Raises:
+        ValueError: the file is no JSON object, naming it.
+
+    Example::
+
+        >>> bundle_metadata(bundle_dir("egeunet3d_pancreas_ct"))["name"]
+        'EGE-UNet 3D pancreas CT segmentation'
+    """
+    path = Path(root) / "configs" / "metadata.json"
+    if not path.is_file():
+        return {}
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} holds no JSON object.")
+    return metadata
+
+
 def bundle_spatial_dims(name: str) -> int:
     """Spatial dimensions (2 or 3) of the images the bundle ``name``'s network takes, from its metadata.
 
@@ -59,5 +88,5 @@ def bundle_spatial_dims(name: str) -> int:
         >>> bundle_spatial_dims("egeunet3d_pancreas_ct")
         3
     """
-    metadata = json.loads((bundle_dir(name) / "configs" / "metadata.json").read_text())
+    metadata = bundle_metadata(bundle_dir(name))
     return len(metadata["network_data_format"]["inputs"]["image"]["spatial_shape"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,25 @@ _DEFAULTS_WHEN_MISSING = {
     "ReferringPhysicianName": "",
     "Modality": "OT",
 }
+# DICOM's segmentation property types by category (PS3.16 CID 7191-7198), with the keyword of the category's code
+_CATEGORY_CIDS = {
+    7191: "Tissue",
+    7192: "AnatomicalStructure",
+    7193: "PhysicalObject",
+    7194: "MorphologicallyAbnormalStructure",
+    7195: "Function",
+    7196: "SpatialAndRelationalConcept",
+    7197: "BodySubstance",
+    7198: "Substance",
+}
+# label names (lower case, without separators) whose DICOM property type goes by another keyword
+_TERM_SYNONYMS = {
+    "tumour": "Neoplasm",
+    "tumor": "Neoplasm",
+    "cancer": "Neoplasm",
+    "oedema": "Edema",
+    "haemorrhage": "Hemorrhage",
+}
 
 
 @dataclass(frozen=True)
@@ -104,13 +124,16 @@ def write_dicom_seg(
 ) -> Path:
     """Save a label map predicted for a DICOM series or file as a BINARY DICOM SEG that references its source.
 
-    Each foreground label found in ``label_map`` becomes one segment named ``labels[value]``, with algorithm
-    type AUTOMATIC and an algorithm identification naming the model. DICOM SEG requires segment numbers
-    ``1..n``, so the labels present are numbered in increasing order of their values: with ``labels={1:
-    "pancreas", 2: "tumour"}`` and only label 2 predicted, the SEG holds one segment, number 1, "tumour". When
-    the map holds no foreground at all, every label of ``labels`` is written as an empty segment, so the SEG
-    still records what was looked for. Each frame references the source slice it lies on; empty frames are
-    omitted. A multi-frame source gets one frame per source frame, each referencing its frame number.
+    Every label of ``labels`` becomes one segment named ``labels[value]``, predicted or not, with algorithm type
+    AUTOMATIC and an algorithm identification naming the model. DICOM SEG requires segment numbers ``1..n``, so
+    the labels are numbered in increasing order of their values: segment ``k`` is the ``k``-th label in every
+    SEG written with the same ``labels``, and with labels ``1..n`` it is label ``k`` (read back as one label map,
+    the values are those of ``label_map``). A label not predicted is a segment without frames. Each segment is
+    coded as DICOM's segmentation property types list its name (CID 7191-7198: "pancreas" an Anatomical Structure
+    "Pancreas", "tumour", "tumor" and "cancer" a Morphologically Abnormal Structure "Neoplasm", "lesion" a
+    "Lesion", whatever the case and separators), else as SCT "Tissue"; ``property_types`` gives codes of one's own.
+    Each frame references the source slice it lies on; empty frames are omitted. A multi-frame source gets one
+    frame per source frame, each referencing its frame number.
 
     Args:
         label_map: class indices ``0..K``, shape ``(1, X, Y, Z)`` or ``(X, Y, Z)``, in the space MONAI's readers
@@ -126,8 +149,10 @@ def write_dicom_seg(
             arrays, the affine MONAI's readers produce for the series.
         algorithm_name: model name recorded in the algorithm identification.
         algorithm_version: model version; ``None`` for the monai_unets version.
-        property_category: segmented property category code of all segments; ``None`` for SCT "Tissue".
-        property_types: segmented property type code per label value; labels missing here get SCT "Tissue".
+        property_category: segmented property category code of all segments; ``None``: per segment, the category
+            whose DICOM list holds its property type, else SCT "Tissue".
+        property_types: segmented property type code per label value; a label missing here gets the type DICOM
+            lists under its name, else SCT "Tissue".
         series_description: description of the new SEG series.
         series_number: series number of the new SEG series.
         source_series_uid: SeriesInstanceUID to use when the ``source`` folder holds more than one series.
@@ -189,8 +214,9 @@ def write_dicom_seg(
     unknown = sorted(set(present) - {int(k) for k in labels})
     if unknown:
         raise DicomSegError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
-    # An all-background prediction still gets one (empty) segment per label, as SEG needs at least one segment.
-    segment_values = present or sorted(int(k) for k in labels)
+    # every label is a segment, numbered in the order of the label values, so that a segment number means the same
+    # in every case's SEG (segment k is label k for labels 1..n); a label not predicted has a segment without frames
+    segment_values = sorted(int(k) for k in labels)
     if not segment_values:
         raise DicomSegError("labels is empty: a DICOM SEG needs at least one named segment.")
 
@@ -206,24 +232,24 @@ def write_dicom_seg(
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=version
     )
-    category = property_category or codes.SCT.Tissue
     types = property_types or {}
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=str(labels[value]),
-            segmented_property_category=category,
-            segmented_property_type=types.get(value, codes.SCT.Tissue),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
+    descriptions = []
+    for number, value in enumerate(segment_values, start=1):
+        category, kind = _segment_terms(str(labels[value]), types.get(value))
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=str(labels[value]),
+                segmented_property_category=property_category or category,
+                segmented_property_type=kind,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+            )
         )
-        for number, value in enumerate(segment_values, start=1)
-    ]
     # a label map of segment numbers (1..n, in the order of segment_values): highdicom then checks it with one
     # max() instead of building and summing a mask per segment over the whole series
     if segment_values == list(range(1, len(segment_values) + 1)) and frames.dtype in (np.uint8, np.uint16):
-        # labels 1..n all present (or an empty map): the values are the segment numbers already; renumbering a
-        # CT's frames takes 0.08 s
+        # labels 1..n: the values are the segment numbers already; renumbering a CT's frames takes 0.08 s
         segment_frames = frames
     else:
         numbering = np.zeros(max(segment_values) + 1, dtype=np.uint8 if len(segment_values) < 256 else np.uint16)
@@ -241,7 +267,8 @@ def write_dicom_seg(
             instance_number=1,
             manufacturer="monai_unets",
             manufacturer_model_name=algorithm_name,
-            software_versions=version,
+            # the software of the manufacturer named above; the model's own version is the algorithm's
+            software_versions=__version__,
             device_serial_number="0",
             series_description=series_description,
             # an all-empty SEG must keep its frames; saying so up front spares highdicom's warning
@@ -255,6 +282,38 @@ def write_dicom_seg(
     with atomic_path(output_path) as temporary:
         seg.save_as(temporary)
     return output_path
+
+
+def _segment_terms(name: str, kind: Code | None) -> tuple[Code, Code]:
+    """The segmented property category and type of a segment named ``name``: ``kind`` (when given) or the type
+    DICOM's segmentation property types list under that name, in the category whose list holds it; SCT "Tissue"
+    where DICOM lists neither.
+
+    Names match the terms' keywords whatever their case and separators ("Pancreas", "left kidney" and
+    "left_kidney" match ``LeftKidney``); "tumour", "tumor" and "cancer" are a "Neoplasm".
+    """
+    from pydicom.sr.codedict import codes
+
+    words = [word for word in re.split(r"[^0-9A-Za-z]+", name) if word]
+    keyword = _TERM_SYNONYMS.get("".join(words).lower(), "".join(words)).lower()
+    for cid, category in _CATEGORY_CIDS.items():
+        terms = _property_types(cid)
+        if kind is not None and any(kind == code for code in terms.values()) or kind is None and keyword in terms:
+            return getattr(codes.SCT, category), kind or terms[keyword]
+    return codes.SCT.Tissue, kind or codes.SCT.Tissue
+
+
+@functools.cache
+def _property_types(cid: int) -> dict[str, Code]:
+    """The codes of a DICOM context group by lower-case keyword; empty where this pydicom does not know it."""
+    from pydicom.sr.codedict import codes
+
+    try:
+        collection = getattr(codes, f"cid{cid}")
+        keywords = [keyword for keyword in dir(collection) if keyword[:1].isupper()]
+        return {keyword.lower(): getattr(collection, keyword) for keyword in keywords}
+    except AttributeError:
+        return {}
 
 
 @functools.cache

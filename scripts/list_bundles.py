@@ -16,7 +16,7 @@ from pathlib import Path
 import monai_unets.networks
 import torch
 from monai.bundle import ConfigParser
-from monai_unets.bundles import bundle_dir, list_bundles
+from monai_unets.bundles import bundle_dir, bundle_metadata, list_bundles
 
 from .bundle_run import CONFIG_FILES
 from .cli import run_tool
@@ -43,7 +43,7 @@ def bundle_summary(bundle: Path) -> dict[str, str]:
         'EGEUNet 2D'
     """
     configs = bundle / "configs"
-    meta = json.loads((configs / "metadata.json").read_text())
+    meta = bundle_metadata(bundle)
     network = ConfigParser.load_config_file(str(configs / "inference.yaml")).get("network_def", {})
     return {
         "bundle": bundle.name,

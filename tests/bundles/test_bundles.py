@@ -15,8 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pydicom
 import pytest
 import torch
@@ -261,10 +259,9 @@ def test_weights_trained_with_other_classes_are_inferred_with_their_classes_and_
     inference = [str(_configs(bundle) / "inference.yaml")]
     _run_bundle(bundle, inference, "--input_dir", str(studies), "--output_dir", str(out), "--num_workers", "0")
     assert (out / "demo_002_seg.nii.gz").is_file()
-    # a segment for each class the label map holds, named by its value (every class, empty, for a map without any)
-    present = sorted(set(np.unique(nib.load(out / "demo_002_seg.nii.gz").get_fdata()).astype(int).tolist()) - {0})
+    # a segment for each class, named as the plan names it, predicted or not
     seg = pydicom.dcmread(next(out.glob("*.dcm")), stop_before_pixels=True)
-    assert [s.SegmentLabel for s in seg.SegmentSequence] == ([names[v - 1] for v in present] or names)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == names
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
@@ -972,6 +969,30 @@ def test_inference_log_says_what_was_written_without_highdicom_details(trained):
     for source in series:
         assert f"SaveDicomSeg: wrote {trained['predictions'] / f'{source.name}_seg.dcm'}" in log
     assert " - highdicom" not in log
+
+
+def test_dicom_segs_name_their_bundle_and_code_their_classes(trained):
+    # the SEG had named the package (monai_unets 0.1.0) for every bundle, and coded every class as "Tissue"
+    series = [source for source in trained["sources"] if source.is_dir()]
+    if not series:
+        pytest.skip("this bundle reads no DICOM series, so it writes no DICOM SEG")
+    metadata = json.loads((trained["bundle"] / "configs" / "metadata.json").read_text())
+    for source in series:
+        seg = pydicom.dcmread(trained["predictions"] / f"{source.name}_seg.dcm", stop_before_pixels=True)
+        segments = [
+            (
+                item.SegmentLabel,
+                item.SegmentedPropertyTypeCodeSequence[0].CodeMeaning,
+                item.SegmentAlgorithmName,
+                item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion,
+            )
+            for item in seg.SegmentSequence
+        ]
+        # every class of the demo's dataset.json, which names them as the Decathlon's pancreas task does
+        assert segments == [
+            ("pancreas", "Pancreas", metadata["name"], metadata["version"]),
+            ("cancer", "Neoplasm", metadata["name"], metadata["version"]),
+        ]
 
 
 def test_evaluation_writes_per_case_metrics(trained):

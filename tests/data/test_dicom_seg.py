@@ -28,7 +28,7 @@ from monai_unets.scripts.demo_ct import write_dicom_series
 
 from tests.geometry import write_enhanced_ct
 
-LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: no segment for it
+LABELS = {1: "pancreas", 2: "tumour", 3: "spleen"}  # 3 never predicted: a segment without frames
 BOX, SUB_BOX = 300, 800  # HU of the organ box and of the lesion inside it
 _COS, _SIN = np.cos(0.4), np.sin(0.4)
 ORIENTATIONS = {
@@ -127,7 +127,17 @@ def test_round_trip_puts_each_label_on_its_source_pixels(tmp_path, orientation, 
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
     referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced == set(sop_uids)
-    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas", "tumour"]
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas", "tumour", "spleen"]
+    # coded as DICOM lists these structures, so that tools which go by the codes tell them apart
+    terms = [
+        (item.SegmentedPropertyCategoryCodeSequence[0], item.SegmentedPropertyTypeCodeSequence[0])
+        for item in seg.SegmentSequence
+    ]
+    assert [(category.CodeMeaning, kind.CodeValue) for category, kind in terms] == [
+        ("Anatomical Structure", "15776009"),
+        ("Morphologically Abnormal Structure", "108369006"),
+        ("Anatomical Structure", "78961009"),
+    ]
     for item in seg.SegmentSequence:
         assert item.SegmentAlgorithmType == "AUTOMATIC"
         assert item.SegmentAlgorithmName == "monai_unets"
@@ -181,26 +191,36 @@ def test_iod_lookups_are_made_once_per_sop_class(tmp_path):
     assert segread(tmp_path / "second.dcm").NumberOfFrames == segread(tmp_path / "first.dcm").NumberOfFrames
 
 
-def test_plain_array_uses_the_reader_geometry_and_absent_labels_are_renumbered(tmp_path):
+def test_plain_array_uses_the_reader_geometry_and_absent_labels_keep_their_segments(tmp_path):
     volume, sop_uids, _ = write_ct_series(tmp_path / "ct", ORIENTATIONS["coronal"])
     label_map = label_map_of(load(tmp_path / "ct")).numpy()
     label_map[label_map == 1] = 0  # only the tumour is predicted
     seg = segread(write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "seg.dcm", LABELS, algorithm_name="unet"))
-    assert [(item.SegmentNumber, item.SegmentLabel) for item in seg.SegmentSequence] == [(1, "tumour")]
+    # segment k is label k in every case's SEG, predicted or not: the tumour had become segment 1 where it was alone
+    assert [(item.SegmentNumber, item.SegmentLabel) for item in seg.SegmentSequence] == list(LABELS.items())
     assert seg.SegmentSequence[0].SegmentAlgorithmName == "unet"
     masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
-    np.testing.assert_array_equal(masks[..., 0], volume == SUB_BOX)
+    np.testing.assert_array_equal(masks[..., 1], volume == SUB_BOX)
+    assert not masks[..., 0].any() and not masks[..., 2].any()
+    # read back as one label map, the values are the label map's
+    np.testing.assert_array_equal(seg.get_volume(combine_segments=True).array.max(), 2)
 
 
 @pytest.mark.parametrize("values", [(2, 5), (3, 12), (7, 200)])
-def test_the_segments_are_the_label_values_present_few_or_many(tmp_path, values):
-    # few classes are found by comparisons, many by counting: both give the values present, gaps included
-    write_ct_series(tmp_path / "ct", ORIENTATIONS["axial"])
+def test_the_segments_are_the_labels_few_or_many_values(tmp_path, values):
+    # few classes are found by comparisons, many by counting: both find the values present, gaps included, and
+    # one that has no name is refused
+    _, sop_uids, _ = write_ct_series(tmp_path / "ct", ORIENTATIONS["axial"])
     label_map = label_map_of(load(tmp_path / "ct")).numpy()
     label_map = np.select([label_map == 1, label_map == 2], values, 0).astype(np.uint8)
-    labels = {value: f"class {value}" for value in range(1, 201)}
+    labels = {value: f"class {value}" for value in (1, *values)}
     seg = segread(write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "seg.dcm", labels))
-    assert [item.SegmentLabel for item in seg.SegmentSequence] == [f"class {value}" for value in values]
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == [f"class {value}" for value in sorted(labels)]
+    masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    for segment, value in enumerate(sorted(labels)):
+        np.testing.assert_array_equal(masks[..., segment], label_map[0].transpose(2, 1, 0) == value)
+    with pytest.raises(DicomSegError, match=f"values \\[{values[1]}\\] that have no name"):
+        write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "other.dcm", {1: "a", values[0]: "b"})
 
 
 def test_prediction_inverted_from_a_resampled_space_is_accepted(tmp_path):
@@ -330,7 +350,7 @@ def test_source_without_an_optional_attribute_still_gets_its_seg(seg_source, key
     shutil.copytree(source, folder)
     _strip(folder, keyword)
     seg = segread(write_dicom_seg(label_map, folder, tmp_path / "seg.dcm", LABELS))
-    assert len(seg.SegmentSequence) == 2
+    assert len(seg.SegmentSequence) == len(LABELS)
     if keyword == "SliceThickness":
         thickness = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness
         assert float(thickness) == pytest.approx(2.5)

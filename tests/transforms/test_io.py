@@ -57,9 +57,10 @@ def test_dicom_input_is_written_to_output_dir_named_after_the_series(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["case_01_seg.dcm"]
     seg = segread(tmp_path / "out" / "case_01_seg.dcm")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
-    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas"]
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["pancreas", "tumour"]
     masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(masks[..., 0], data["image"][0].numpy().transpose(2, 1, 0) > 0)
+    assert not masks[..., 1].any()
 
 
 def test_source_folder_comes_from_the_source_key_when_the_prediction_has_no_meta(tmp_path):
