@@ -799,9 +799,12 @@ def _frames_in_order(path: Path, header: Any, order: np.ndarray | None) -> Itera
     if _transfer_syntax(dataset).is_encapsulated:
         try:
             from pydicom.encaps import generate_frames
+
+            encoded = list(generate_frames(dataset.PixelData, number_of_frames=frames))
         except ImportError:  # pydicom < 3
-            from pydicom.encaps import generate_pixel_data_frame as generate_frames
-        encoded = list(generate_frames(dataset.PixelData, number_of_frames=frames))
+            from pydicom.encaps import generate_pixel_data_frame
+
+            encoded = list(generate_pixel_data_frame(dataset.PixelData, frames))
         dataset.PixelData = pydicom.encaps.encapsulate([encoded[i] for i in order])
         # the offsets of the frames as stored, which no longer hold
         for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
