@@ -7,6 +7,7 @@ import logging
 import pytest
 import torch
 from monai.bundle import ConfigParser, onnx_export
+from monai.data import MetaTensor
 from monai_unets.bundles import bundle_dir
 from monai_unets.bundles.export import onnx_export as documented_export
 from monai_unets.handlers import WeightsLoader
@@ -33,7 +34,9 @@ def test_torch_runtime_is_the_default_and_loads_the_checkpoint(name, tmp_path):
     assert any(isinstance(h, WeightsLoader) for h in parser.get_parsed_content("handlers"))
 
 
-def _exported(bundle_root, export=None, size: int = 64, **converter) -> tuple[torch.nn.Module, ConfigParser]:
+def _exported(
+    bundle_root, export=None, size: int = 64, batch: int = 1, **converter
+) -> tuple[torch.nn.Module, ConfigParser]:
     # weights, exported by the command of the bundle's docs/README.md (default) for one image size; then the
     # bundle's config for runtime onnx at that size
     name = "egeunet_skin_lesion"
@@ -47,7 +50,7 @@ def _exported(bundle_root, export=None, size: int = 64, **converter) -> tuple[to
         ckpt_file=str(bundle_root / "models" / "model.pt"),
         meta_file=str(configs / "metadata.json"),
         config_file=str(configs / "inference.yaml"),
-        input_shape=[1, 3, size, size],
+        input_shape=[batch, 3, size, size],
         converter_kwargs=converter,
     )
     return net, _parser(name, bundle_root, runtime="onnx", image_size=[size, size])
@@ -91,6 +94,26 @@ def test_an_image_size_the_export_does_not_take_stops_the_run_before_any_case(tm
     assert "image_size [96, 96] does not fit the network OnnxRuntimeNetwork" in str(raised.value.__cause__)
 
 
+def test_an_export_for_batch_2_runs_one_image_at_a_time_with_a_warning(tmp_path):
+    # every case of the run had failed: the export took batches of 2 and the bundle gives one image
+    net, parser = _exported(tmp_path, batch=2)
+    with pytest.warns(UserWarning, match="exported for batch 2: a bundle runs one image at a time"):
+        network = parser.get_parsed_content("network")
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(network(image), net(image), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a PyTorch without CUDA")
+def test_onnx_runtime_on_a_device_pytorch_cannot_use_stops_at_start(tmp_path):
+    # every case had failed in turn with the same message
+    _, parser = _exported(tmp_path)
+    parser["device"] = "$torch.device('cuda:0')"
+    with pytest.raises(RuntimeError) as raised:
+        parser.get_parsed_content("network")
+    assert "Torch not compiled with CUDA enabled" in str(raised.value.__cause__)
+
+
 def test_unknown_runtime_is_a_clear_error(tmp_path):
     parser = _parser("egeunet_skin_lesion", tmp_path, runtime="onxx")
     with pytest.raises(RuntimeError) as raised:
@@ -114,6 +137,33 @@ def test_compile_runtime_loads_the_checkpoint_into_the_compiled_network(name, tm
     loader(None)  # what the evaluator does when it starts
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(network.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("name", RUNTIME_BUNDLES)
+def test_the_inferer_gives_the_network_plain_tensors(name, tmp_path):
+    # a MetaTensor's bookkeeping of every operation made EGE-UNet's forward pass 1.4x as long, and torch.compile
+    # failed on the first MetaTensor of each run
+    seen = []
+
+    def network(x):
+        seen.append(type(x))
+        return x[:, :1]
+
+    inferer = _parser(name, tmp_path).get_parsed_content("inferer")
+    inferer(MetaTensor(torch.rand(1, 3, 32, 32)), network)
+    assert seen == [torch.Tensor]
+
+
+@pytest.mark.slow
+def test_the_compiled_network_runs_the_first_image_of_a_run(tmp_path):
+    parser = _parser("egeunet_skin_lesion", tmp_path, runtime="compile")
+    network, inferer = parser.get_parsed_content("network").eval(), parser.get_parsed_content("inferer")
+    image = MetaTensor(torch.rand(1, 3, 64, 64))
+    with torch.no_grad():
+        compiled = inferer(image, network)
+    # the same module, run eagerly: compiled kernels round otherwise
+    eager = parser.get_parsed_content("network_def")(image.as_tensor())
+    torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)
 
 
 def test_onnx_runtime_refuses_an_export_of_earlier_weights(tmp_path):

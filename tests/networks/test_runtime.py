@@ -52,21 +52,27 @@ def test_onnx_network_matches_eager_at_another_batch_size(exported):
     assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
 
 
-def test_a_batch_1_export_runs_a_larger_batch_image_by_image(tmp_path):
+@pytest.mark.parametrize("exported_batch", [1, 2])
+def test_an_export_for_a_fixed_batch_runs_any_batch_in_chunks_of_it(exported_batch, tmp_path):
+    # a batch-2 export had refused every single image, so that a bundle (batch 1) failed every case
     pytest.importorskip("onnxruntime")
     net = EGEUNet(2, 3, 1).eval()
     path = tmp_path / "model.onnx"
     with torch.no_grad():
-        torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17)
+        torch.onnx.export(net, (torch.rand(exported_batch, 3, 64, 64),), str(path), dynamo=False, opset_version=17)
     onnx_net = OnnxRuntimeNetwork(path, num_threads=1)
-    assert onnx_net.input_shape == [1, 3, 64, 64]
-    x = torch.rand(3, 3, 64, 64)
-    with torch.no_grad():
-        expected = net(x)
-    got = onnx_net(x)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
-    with pytest.raises(ValueError, match=r"exported for inputs of shape \[1, 3, 64, 64\], got \[3, 3, 64, 80\]"):
+    assert onnx_net.input_shape == [exported_batch, 3, 64, 64]
+    assert onnx_net.input_size_problem([64, 64]) is None
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, 64, 64)
+        with torch.no_grad():
+            expected = net(x)
+        got = onnx_net(x)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
+    with pytest.raises(
+        ValueError, match=rf"exported for inputs of shape \[{exported_batch}, 3, 64, 64\], got \[3, 3, 64, 80\]"
+    ):
         onnx_net(torch.rand(3, 3, 64, 80))
 
 
