@@ -65,7 +65,7 @@ from monai_unets.networks import (
 )
 from torch import nn
 
-from .cli import path_option, run_tool
+from .cli import at_least, device_option, path_option, run_tool
 from .model_table import MODEL_ROWS, ModelRow
 
 __all__ = [
@@ -635,6 +635,8 @@ def _load_section(spec: str) -> Callable[[BenchmarkOptions], BenchmarkSection] |
 def run_suite(sections: list[str], options: BenchmarkOptions) -> dict:
     """Run the named sections (all registered ones when empty) and return the report as a dictionary.
 
+    A section that fails is reported as such (``"failed"``: the error) and the others still run.
+
     Example::
 
         >>> report = run_suite(["networks"], BenchmarkOptions(quick=True, networks=("EGEUNet",)))  # doctest: +SKIP
@@ -650,7 +652,13 @@ def run_suite(sections: list[str], options: BenchmarkOptions) -> dict:
             continue
         print(f"benchmark: {name} ...", file=sys.stderr)
         start = time.perf_counter()
-        section = section_function(options)
+        try:
+            section = section_function(options)
+        except Exception as error:  # noqa: BLE001 - one section's failure must not lose the others' figures
+            message = f"{type(error).__name__}: {one_line(str(error))}"
+            print(f"benchmark: {name} failed: {message}", file=sys.stderr)
+            report["sections"].append({"name": name, "failed": message})
+            continue
         report["sections"].append(
             {
                 "name": name,
@@ -687,6 +695,9 @@ def report_markdown(report: dict) -> str:
         if "skipped" in section:
             lines.append(f"Skipped: {section['skipped']}.")
             continue
+        if "failed" in section:
+            lines.append(f"Failed: {section['failed']}")
+            continue
         lines += _markdown_table(section["rows"]) if section["rows"] else ["(no rows)"]
         lines += [""] + [f"- {note}" for note in section["notes"]] + [f"- section time: {section['seconds']} s"]
     return "\n".join(lines) + "\n"
@@ -706,8 +717,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", type=path_option, default=".", help="where benchmark.md and benchmark.json go (default: .)"
     )
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one round: checks that the suite runs")
-    parser.add_argument("--repeats", type=int, default=10, help="timed rounds, medians reported (default: 10)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    parser.add_argument(
+        "--repeats", type=at_least(int, 1), default=10, help="timed rounds, medians reported (default: 10)"
+    )
+    parser.add_argument(
+        "--batch-sizes", type=at_least(int, 1), nargs="+", default=[1, 8], help="batch sizes (default: 1 8)"
+    )
     parser.add_argument(
         "--networks",
         nargs="+",
@@ -715,8 +730,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='model-table networks (EGEUNet) or configurations ("EGEUNet 2D"); default: all',
     )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--device", default="cpu", help="device of the networks (default: %(default)s)")
+    parser.add_argument(
+        "--threads", type=at_least(int, 1), default=None, help="torch threads (default: torch's own choice)"
+    )
+    parser.add_argument(
+        "--device", type=device_option, default="cpu", help="device of the networks (default: %(default)s)"
+    )
     parser.add_argument(
         "--default-allocator",
         action="store_true",
@@ -729,13 +748,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=list_bundles(),
         help="bundles of the sliding-window (3D ones) and pipeline sections (a 2D one: its training epoch)",
     )
-    parser.add_argument("--shape", type=int, nargs="+", default=[512, 512, 300], help="sliding-window volume size")
-    parser.add_argument("--stitch-device", default=None, help="sliding-window output device (default: --device)")
+    parser.add_argument(
+        "--shape", type=at_least(int, 1), nargs="+", default=[512, 512, 300], help="sliding-window volume size"
+    )
+    parser.add_argument(
+        "--stitch-device", type=device_option, default=None, help="sliding-window output device (default: --device)"
+    )
     parser.add_argument("--overlap", type=float, default=None, help="window overlap (default: the bundle's)")
-    parser.add_argument("--sw-batch-size", type=int, default=None, help="windows per pass (default: the bundle's)")
+    parser.add_argument(
+        "--sw-batch-size", type=at_least(int, 1), default=None, help="windows per pass (default: the bundle's)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    # the output folder first: a long suite must not end by failing to write its figures
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(output_dir, os.W_OK):
+        raise SystemExit(f"--output-dir {output_dir}: cannot write there")
+    if len(args.shape) != 3:
+        raise SystemExit(f"--shape takes the 3 sizes of a volume, got {len(args.shape)}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     # the allocator of the bundles' runs (their `initialize`), so that the figures are theirs
@@ -747,7 +779,7 @@ def run(args: argparse.Namespace) -> int:
         sections = ["sliding-window" if three_d else "pipeline"]
     options = BenchmarkOptions(
         quick=args.quick,
-        repeats=max(1, args.repeats),
+        repeats=args.repeats,
         batch_sizes=tuple(args.batch_sizes),
         networks=tuple(args.networks),
         compile=args.compile,
@@ -762,13 +794,11 @@ def run(args: argparse.Namespace) -> int:
     )
     report = run_suite(sections, options)
     report["machine"]["freed_memory_reused"] = reused
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(output_dir / "benchmark.json", json.dumps(report, indent=1) + "\n")
     markdown = report_markdown(report)
     _write_atomic(output_dir / "benchmark.md", markdown)
     print(markdown)
-    return 0
+    return 1 if any("failed" in section for section in report["sections"]) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

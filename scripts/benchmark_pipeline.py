@@ -47,7 +47,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monai_unets.bundles import bundle_spatial_dims, list_bundles
+from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
+from monai_unets.bundles.overrides import check_overrides
 
 from .cli import path_option, run_tool
 
@@ -96,7 +97,6 @@ def _install_weights(bundle: str, bundle_root: Path, overrides: dict, models: st
         return
     import torch
     from monai.bundle import ConfigParser
-    from monai_unets.bundles import bundle_dir
 
     parser = ConfigParser()
     parser.read_config(str(bundle_dir(bundle) / "configs" / "inference.yaml"))
@@ -209,8 +209,12 @@ def benchmark_inference(
         )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
-            # the bundle logs failed cases to stdout and tracebacks to stderr
-            raise RuntimeError(f"bundle inference failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            # the bundle's own last word (its one-line error, or the summary of its failed cases); the folder of its
+            # error.log goes with this function
+            said = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+            raise RuntimeError(
+                f"{bundle}'s inference failed (exit status {proc.returncode}): {said[-1] if said else 'no output'}"
+            )
         child = json.loads(proc.stdout.strip().splitlines()[-1])
         outputs = sorted(p.name for p in (root / "out").iterdir())
         foreground = _foreground_fraction(sorted((root / "out").glob("*_seg.nii.gz")))
@@ -305,7 +309,6 @@ def _child(job: dict) -> int:
     import torch
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
-    from monai_unets.bundles import bundle_dir
     from monai_unets.transforms import ConcurrentCompose
 
     imports = time.time() - job["launched"]
@@ -413,7 +416,6 @@ def benchmark_training(
     from monai.bundle import ConfigParser
     from monai.engines import IterationEvents, SupervisedTrainer
     from monai.utils import CommonKeys
-    from monai_unets.bundles import bundle_dir
     from monai_unets.scripts.demo_ct import generate_demo_ct
     from monai_unets.scripts.demo_data import generate_demo_dataset
 
@@ -623,18 +625,28 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--inference-only times a 3D bundle's inference: give a CT --bundle")
     if len(args.bundle or []) > 1 and args.models:
         raise SystemExit("--models holds one bundle's weights: give one --bundle with it")
-    rows = pipeline_rows(
-        args.bundle or CT_BUNDLES[:1],
-        args.quick,
-        cases=args.cases,
-        train_cases=args.train_cases,
-        rounds=args.epochs,
-        models=args.models,
-        input_format=args.input,
-        settings=_parse_settings(args.set),
-        stand_in_network_s=args.stand_in_network,
-        training=not args.inference_only,
-    )
+    settings = _parse_settings(args.set)
+    for bundle in args.bundle or CT_BUNDLES[:1]:
+        if bundle_spatial_dims(bundle) == 3 and settings:
+            try:
+                check_overrides([bundle_dir(bundle) / "configs" / "inference.yaml"], settings)
+            except ValueError as error:
+                raise SystemExit(f"--set: {error}") from None
+    try:
+        rows = pipeline_rows(
+            args.bundle or CT_BUNDLES[:1],
+            args.quick,
+            cases=args.cases,
+            train_cases=args.train_cases,
+            rounds=args.epochs,
+            models=args.models,
+            input_format=args.input,
+            settings=settings,
+            stand_in_network_s=args.stand_in_network,
+            training=not args.inference_only,
+        )
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
     for row in rows:
         print(json.dumps(row))
     if args.json:

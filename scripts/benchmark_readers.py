@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cli import path_option, run_tool
+from .cli import at_least, path_option, run_tool
 
 if TYPE_CHECKING:
     from .benchmark import BenchmarkOptions, BenchmarkSection
@@ -194,9 +194,13 @@ def readers_section(options: BenchmarkOptions) -> BenchmarkSection:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slices", type=int, default=300, help="slices of the series (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=512, help="rows and columns per slice (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default: %(default)s)")
+    parser.add_argument(
+        "--slices", type=at_least(int, 2), default=300, help="slices of the series (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--size", type=at_least(int, 1), default=512, help="rows and columns per slice (default: %(default)s)"
+    )
+    parser.add_argument("--rounds", type=at_least(int, 1), default=7, help="timed rounds (default: %(default)s)")
     parser.add_argument(
         "--workdir", type=path_option, default=None, help="folder for the generated inputs (default: a temp folder)"
     )

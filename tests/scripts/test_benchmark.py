@@ -131,3 +131,50 @@ def test_the_onnx_path_times_the_bundles_export_image_by_image(tmp_path):
     assert model.input_shape == [1, 3, 64, 64]
     with torch.no_grad():
         torch.testing.assert_close(model(x), net(x), atol=1e-4, rtol=1e-4)
+
+
+def test_a_failing_section_is_reported_and_the_others_kept(tmp_path, monkeypatch, capsys):
+    # one failing bundle run had ended the whole suite with a traceback, losing the sections before it
+    def failing_section(options):
+        raise RuntimeError("egeunet3d_pancreas_ct's inference failed (exit status 1): ERROR: something")
+
+    monkeypatch.setattr(benchmark, "failing_section", failing_section, raising=False)
+    monkeypatch.setitem(benchmark.SECTIONS, "failing", ".benchmark:failing_section")
+    command = ["benchmark", "--quick", "--sections", "failing", "readers", "--default-allocator"]
+    assert main(command + ["--output-dir", str(tmp_path)]) == 1
+    failed, readers = json.loads((tmp_path / "benchmark.json").read_text())["sections"]
+    assert failed == {
+        "name": "failing",
+        "failed": "RuntimeError: egeunet3d_pancreas_ct's inference failed (exit status 1): ERROR: something",
+    }
+    assert readers["rows"]
+    assert "Failed: RuntimeError: egeunet3d_pancreas_ct's inference failed" in (tmp_path / "benchmark.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--threads", "0"],
+        ["--batch-sizes", "0"],
+        ["--repeats", "0"],
+        ["--device", "foo"],
+        ["--stitch-device", "foo"],
+        ["--shape", "0", "0", "0"],
+        ["--sw-batch-size", "0"],
+    ],
+)
+def test_values_out_of_range_are_usage_errors(option, capsys):
+    # each had ended in a traceback, or been timed as given (an empty volume) or quietly changed
+    with pytest.raises(SystemExit) as raised:
+        main(["benchmark", *option])
+    assert raised.value.code == 2
+    assert f"argument {option[0]}:" in capsys.readouterr().err
+
+
+def test_the_output_folder_is_checked_before_any_work(tmp_path, monkeypatch):
+    # an unwritable folder had been found after the whole suite ran, its figures then lost
+    monkeypatch.setattr(benchmark, "run_suite", lambda *_: pytest.fail("the suite ran"))
+    (tmp_path / "file").write_text("")
+    assert main(["benchmark", "--quick", "--output-dir", str(tmp_path / "file" / "out")]) != 0
+    with pytest.raises(SystemExit, match="--shape takes the 3 sizes of a volume, got 1"):
+        main(["benchmark", "--quick", "--shape", "10", "--output-dir", str(tmp_path)])

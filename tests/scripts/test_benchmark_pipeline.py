@@ -169,3 +169,26 @@ def test_command_line_passes_input_settings_and_parts(tmp_path, monkeypatch):
     assert seen["settings"] == {"sw_batch_size": 4, "overlap": 0.25}
     with pytest.raises(SystemExit, match="--set takes KEY=VALUE"):
         main(["--quick", "--set", "sw_batch_size"])
+
+
+def test_settings_are_keys_of_the_bundle(monkeypatch):
+    # a misspelt key had been reported as applied
+    import monai_unets.scripts.benchmark_pipeline as module
+
+    monkeypatch.setattr(module, "pipeline_rows", lambda *_, **__: pytest.fail("the benchmark ran"))
+    with pytest.raises(SystemExit, match="--set: unknown key 'sw_batchsize' .*did you mean 'sw_batch_size'"):
+        main(["--quick", "--inference-only", "--set", "sw_batchsize=4"])
+
+
+def test_a_failed_bundle_run_is_one_line_with_the_bundles_error(monkeypatch):
+    import subprocess
+
+    failed = subprocess.CompletedProcess(
+        [], 1, stdout="INFO - starting\n", stderr="ERROR: sw_batch_size must be >= 1\n"
+    )
+    monkeypatch.setattr(subprocess, "run", lambda *_, **__: failed)
+    with pytest.raises(SystemExit) as raised:
+        main(["--quick", "--inference-only"])
+    assert str(raised.value) == (
+        "egeunet3d_pancreas_ct's inference failed (exit status 1): ERROR: sw_batch_size must be >= 1"
+    )
