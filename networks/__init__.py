@@ -48,7 +48,14 @@ from .classic_unet import ClassicUNet, ClassicUnet
 from .egeunet import EGEUNet, EGEUnet, published_egeunet_state_dict
 from .ensemble import EnsembleInferer, load_models, mirror_axes, model_files, served_model_file, served_model_files
 from .losses import DeepSupervisedDiceCELoss
-from .runtime import OnnxRuntimeNetwork, freeze_startup_objects, reuse_freed_memory, select_runtime
+from .runtime import (
+    MissingOnnxModelError,
+    OnnxModelError,
+    OnnxRuntimeNetwork,
+    freeze_startup_objects,
+    reuse_freed_memory,
+    select_runtime,
+)
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .uncertainty import UncertaintyScoring, uncertainty_score
 from .unetv2 import UNetV2, UnetV2
@@ -70,6 +77,8 @@ __all__ = [
     "EGEUNet",
     "EGEUnet",
     "EnsembleInferer",
+    "MissingOnnxModelError",
+    "OnnxModelError",
     "OnnxRuntimeNetwork",
     "PVTv2Encoder",
     "SDISkip",

@@ -21,6 +21,8 @@ from .utils import check_input_size
 
 __all__ = [
     "EXPORT_COMMAND",
+    "MissingOnnxModelError",
+    "OnnxModelError",
     "RUNTIMES",
     "WEIGHTS_FINGERPRINT_KEY",
     "OnnxRuntimeNetwork",
@@ -44,6 +46,15 @@ _COMPILE_MODE = {"cuda": "reduce-overhead"}
 
 # mallopt's parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+class OnnxModelError(ValueError):
+    """An ONNX model that cannot run here: unreadable, exported from other weights or for other inputs. The message
+    names the file and what to do (export again, or run with runtime torch)."""
+
+
+class MissingOnnxModelError(FileNotFoundError):
+    """No ONNX model where a run looks for it: it has to be exported first."""
 
 
 def _import_onnxruntime():
@@ -94,7 +105,7 @@ class OnnxRuntimeNetwork(nn.Module):
         ort = _import_onnxruntime()
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingOnnxModelError(
                 f"{path}: no ONNX model there; export it first (see the bundle's docs/README.md, onnx_export)."
             )
         options = ort.SessionOptions()
@@ -106,10 +117,12 @@ class OnnxRuntimeNetwork(nn.Module):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for corrupt or unsupported files
-            raise ValueError(f"{path}: not a model ONNX Runtime can load ({error}).") from error
+            raise OnnxModelError(f"{path}: not a model ONNX Runtime can load ({error}).") from error
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
-            raise ValueError(f"{path}: the model takes {len(inputs)} inputs; a segmentation network takes one image.")
+            raise OnnxModelError(
+                f"{path}: the model takes {len(inputs)} inputs; a segmentation network takes one image."
+            )
         self.input_name = inputs[0].name
         # fixed sizes of the export (an int per axis; a name where the export left the axis free)
         self.input_shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
@@ -126,7 +139,7 @@ class OnnxRuntimeNetwork(nn.Module):
                 stacklevel=3,
             )
         elif recorded != weights_fingerprint(weights):
-            raise ValueError(
+            raise OnnxModelError(
                 f"{self.path}: exported from other weights than {weights} (trained after the export?); export it "
                 f"again with {EXPORT_COMMAND} or run with --runtime torch."
             )
@@ -157,7 +170,7 @@ class OnnxRuntimeNetwork(nn.Module):
         shape = list(x.shape)
         problem = self._shape_problem(shape)
         if problem is not None:
-            raise ValueError(problem)
+            raise OnnxModelError(problem)
         array = x.detach().float().cpu().numpy()
         batch = self.input_shape[0] or len(array)
         try:
@@ -174,7 +187,7 @@ class OnnxRuntimeNetwork(nn.Module):
             output = np.concatenate(outputs)
         except Exception as error:  # onnxruntime raises its own exception types
             # an export declared free spatial axes where the network's graph holds for the traced size only
-            raise ValueError(
+            raise OnnxModelError(
                 f"{self.path}: ONNX Runtime cannot run this model on an input of shape {shape} "
                 f"({one_line(str(error))}); export it again for this size or run with runtime torch."
             ) from error

@@ -10,6 +10,8 @@ import torch
 from monai_unets.data.dataset import one_line
 from monai_unets.networks import (
     EGEUNet,
+    MissingOnnxModelError,
+    OnnxModelError,
     OnnxRuntimeNetwork,
     check_input_size,
     reuse_freed_memory,
@@ -169,6 +171,23 @@ def test_missing_or_corrupt_model_names_the_file(tmp_path):
     corrupt.write_bytes(b"not an onnx file")
     with pytest.raises(ValueError, match="corrupt.onnx: not a model ONNX Runtime can load"):
         OnnxRuntimeNetwork(corrupt)
+
+
+def test_a_run_stopped_by_an_unusable_export_says_it_in_our_words(tmp_path):
+    # a run's one-line error had given ONNX Runtime's InvalidProtobuf instead of the message that names the file,
+    # and a missing export the hint to check dataset_dir and input_dir
+    from monai_unets.handlers import explain
+
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "corrupt.onnx").write_bytes(b"not an onnx file")
+    for path, said in (("corrupt.onnx", "not a model ONNX Runtime can load"), ("model.onnx", "no ONNX model there")):
+        try:
+            OnnxRuntimeNetwork(tmp_path / path)
+        except (OnnxModelError, MissingOnnxModelError) as error:
+            wrapped = RuntimeError("Failed to evaluate ConfigExpression")  # as MONAI's config parser wraps it
+            wrapped.__cause__ = error
+            line = explain(wrapped)
+        assert line.startswith(f"{tmp_path / path}: {said}") and "check the path" not in line, line
 
 
 def test_missing_onnxruntime_is_a_clear_error(monkeypatch, tmp_path):
