@@ -223,6 +223,10 @@ class CaseIsolationHandler:
         """
         batch_size = getattr(getattr(engine, "data_loader", None), "batch_size", 1)
         if batch_size not in (1, None):
+            # refused before any case: the run leaves no report of its own behind, and the folder free
+            self._own_log.unlink(missing_ok=True)
+            if rank_and_world_size()[0] == 0:
+                release_folder(self.failure_log.parent, RUN_LOCK)
             raise ValueError(f"CaseIsolationHandler isolates single cases: use batch_size=1, not {batch_size}.")
         self._attached = True
         engine._process_function = self._guarded(engine._process_function)

@@ -182,6 +182,9 @@ def test_batches_of_several_cases_are_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="batch_size=1"):
         CaseIsolationHandler(tmp_path / "failures.csv").attach(evaluator)
+    # refused before any case, the run leaves no report, and the folder to the next run
+    assert list(tmp_path.iterdir()) == []
+    CaseIsolationHandler(tmp_path / "failures.csv")
 
 
 def test_a_run_in_which_every_case_fails_still_ends_with_its_summary(tmp_path):
