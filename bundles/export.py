@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from monai.utils import optional_import
 
 from ..data.atomic import atomic_path
 from ..handlers.checkpoint import weights_fingerprint
+from ..handlers.errors import explain
 from ..networks.runtime import WEIGHTS_FINGERPRINT_KEY
 
 __all__ = ["onnx_export"]
@@ -79,6 +81,20 @@ def _naming(temporary: str, final: str) -> Iterator[None]:
         logger.removeFilter(rename)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """``python -m monai_unets.bundles.export onnx_export ...``: the export, or one line saying why it failed.
+
+    Returns:
+        the exit status: 0 once the file is written, 1 with the error's line on standard error.
+    """
     fire, _ = optional_import("fire")
-    fire.Fire({"onnx_export": onnx_export})
+    try:
+        fire.Fire({"onnx_export": onnx_export}, command=argv, name="python -m monai_unets.bundles.export")
+    except Exception as error:  # noqa: BLE001 - a user's mistake is one line, not the exporter's traceback
+        print(f"onnx_export: error: {explain(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,6 +114,23 @@ def test_onnx_runtime_on_a_device_pytorch_cannot_use_stops_at_start(tmp_path):
     assert "Torch not compiled with CUDA enabled" in str(raised.value.__cause__)
 
 
+def test_the_export_command_says_a_mistake_in_one_line(tmp_path, capsys):
+    # an image size the network cannot take had ended in 193 lines that asked for a PyTorch issue report
+    from monai_unets.bundles.export import main
+
+    configs = bundle_dir("egeunet_skin_lesion") / "configs"
+    net = _parser("egeunet_skin_lesion", tmp_path).get_parsed_content("network_def")
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    command = ["onnx_export", "network_def", "--filepath", str(tmp_path / "model.onnx"), "--ckpt_file"]
+    command += [str(tmp_path / "model.pt"), "--config_file", str(configs / "inference.yaml")]
+    assert main(command + ["--input_shape", "[1, 3, 8, 8]"]) == 1
+    said = capsys.readouterr().err
+    assert said.strip().splitlines()[-1] == (
+        "onnx_export: error: ValueError: EGEUNet needs every spatial size >= 32 (five 2x poolings); got [8, 8]"
+    )
+    assert "Traceback" not in said and not (tmp_path / "model.onnx").exists()
+
+
 def test_unknown_runtime_is_a_clear_error(tmp_path):
     parser = _parser("egeunet_skin_lesion", tmp_path, runtime="onxx")
     with pytest.raises(RuntimeError) as raised:
