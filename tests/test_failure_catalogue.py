@@ -1167,6 +1167,13 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "training, check-data",
+        "the image given as its own mask (a datalist that names images/x.jpg for masks/x.jpg)",
+        lambda r: _skin_case(r, mask=_rgb()),
+        "as in a photograph: is it the image instead of its mask?",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
         'mask of lesion 1 and a 255 region (a VOC style "void" outline, or another class: 0/1/20 likewise)',
         lambda r: _skin_case(r, mask=(np.where(_mask() > 0, 1, 0) + (np.arange(32) > 24) * 255).astype(np.uint8)),
         "would be read as background, at or below half the maximum",

@@ -42,6 +42,13 @@ _CLASS_INDICES = 16.0
 #: up to a quarter of one of 3 pixels', but then only a few pixels)
 _DROPPED_SHARE = 0.1
 _DROPPED_PIXELS = 64
+#: a mask of which this share of the pixels lies between its two levels (above 10% and below 90% of its maximum),
+#: in values that each cover less than :data:`_LEVEL_SHARE` of it, is a photograph, not a mask. Photographs (skin,
+#: endoscopy) have 0.7-0.9 there; 0/255 masks, JPEG-compressed, blurred (a 3 px Gaussian: 0.02) or resized, stay
+#: below 0.15 (a lesion filling the image, its edge blurred by 5 px)
+_GREY_SHARE = 0.4
+#: a value that covers this share of a mask is one of its levels (0/128/255 masks: 128 is lesion), not grey
+_LEVEL_SHARE = 0.05
 
 
 def _lossy(label: NdarrayOrTensor) -> bool:
@@ -67,7 +74,9 @@ class BinarizeLabel(Transform):
     outline or the patch of 20; the message names the values and their pixel counts. Values above half the
     maximum count as lesion (0/128/255 masks: 128 is lesion), and the few pixels of each intermediate value
     of a mask with smoothed edges do not make it another class. Fractional values (0.9999 and 1.0001 of a
-    float mask's rounding) are no class indices: they are read at half the maximum.
+    float mask's rounding) are no class indices: they are read at half the maximum. A "mask" with 40% or more of
+    its pixels in grey levels between background and maximum (a photograph: the image given as its own mask) is
+    refused, naming the file; blurred, resized and JPEG-compressed masks stay far below that.
 
     Args:
         threshold: fixed threshold; ``None`` for half of each mask's maximum.
@@ -92,6 +101,7 @@ class BinarizeLabel(Transform):
             )
         threshold = self.threshold
         if threshold is None:
+            _refuse_photograph(label_t, _name(label))
             if _lossy(label):
                 threshold = _lossy_threshold(label_t, _name(label))
             else:
@@ -102,6 +112,30 @@ class BinarizeLabel(Transform):
 def _name(label: NdarrayOrTensor) -> str:
     """The file a mask was read from, for error messages."""
     return str((getattr(label, "meta", None) or {}).get("filename_or_obj", "mask"))
+
+
+def _refuse_photograph(label: torch.Tensor, name: str) -> None:
+    """Refuses a "mask" whose pixels spread over the grey levels between its background and its maximum, as an
+    image's do: a datalist whose label names the image (``images/x.jpg`` for ``masks/x.jpg``) trained on the
+    photograph cut at half its brightness, without a word.
+
+    Raises:
+        ValueError: at least :data:`_GREY_SHARE` of the pixels are such grey levels, naming the file.
+    """
+    top = float(label.max()) if label.numel() else 0.0
+    if top <= 0:
+        return
+    grey = label[(label > 0.1 * top) & (label < 0.9 * top)]
+    if grey.numel() < _GREY_SHARE * label.numel():
+        return
+    _, counts = torch.unique(grey, return_counts=True)
+    share = float(counts[counts < _LEVEL_SHARE * label.numel()].sum()) / label.numel()
+    if share >= _GREY_SHARE:
+        raise ValueError(
+            f"{name}: {share:.0%} of the mask's pixels are grey levels between 0 and its maximum {top:g}, as in a "
+            "photograph: is it the image instead of its mask? A mask is background 0 and one foreground value (1 or "
+            "255)."
+        )
 
 
 def _lossless_threshold(label: torch.Tensor, name: str) -> float:

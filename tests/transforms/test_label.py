@@ -254,3 +254,30 @@ def test_keep_largest_componentd_refuses_a_batch_or_class_channels():
     with pytest.raises(ValueError, match=r"of shape \(2, 8, 8\)"):
         keep({"pred": batch[:, 0]})  # two class channels
     assert int(keep({"pred": batch[1]})["pred"].sum()) == 4
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_photograph_given_as_its_own_mask_is_refused(suffix, tmp_path):
+    # a datalist whose label named the image (images/x.jpg for masks/x.jpg) passed every check, and training
+    # learnt the photograph cut at half its brightness
+    from monai.transforms import LoadImage
+    from monai_unets.transforms import Image2DReader
+    from PIL import Image, ImageFilter
+
+    rows, cols = np.mgrid[:128, :160]
+    shading = 40 + 150 * np.exp(-((rows - 60) ** 2 + (cols - 90) ** 2) / 4000)
+    texture = np.random.default_rng(1).normal(0, 12, (128, 160, 3))
+    photo = np.clip(shading[..., None] * [1.0, 0.7, 0.6] + texture, 0, 255).astype(np.uint8)
+    Image.fromarray(photo).filter(ImageFilter.GaussianBlur(1)).save(tmp_path / f"x{suffix}")
+    load = LoadImage(reader=Image2DReader(channels=1), image_only=True)
+    with pytest.raises(
+        ValueError, match=rf"x{suffix}: \d+% of the mask's pixels are grey levels .* as in a photograph"
+    ):
+        BinarizeLabel()(load(tmp_path / f"x{suffix}"))
+    # a mask whose lesion fills the image, its edge blurred by 5 pixels, is still a mask
+    lesion = (((rows - 64) ** 2 + (cols - 80) ** 2) <= 60**2).astype(np.uint8) * 255
+    Image.fromarray(lesion).filter(ImageFilter.GaussianBlur(5)).save(tmp_path / f"mask{suffix}")
+    found = BinarizeLabel()(load(tmp_path / f"mask{suffix}")).numpy()[..., :].T.astype(bool)
+    assert 2 * (found & (lesion > 0)).sum() / (found.sum() + (lesion > 0).sum()) > 0.95
+    # a fixed threshold is for soft labels, whose grey levels are meant
+    assert BinarizeLabel(threshold=127)(load(tmp_path / f"x{suffix}")).sum() > 0
