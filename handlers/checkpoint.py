@@ -496,9 +496,7 @@ class BestModelSaver:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        recorded = state.get("validation_cases")
-        current = _cases_fingerprint(self._engine)
-        if recorded is not None and current is not None and recorded != current:
+        if _same_cases(state.get("validation_cases"), self._engine) is False:
             logger.warning(
                 "the best score so far (%.4f, epoch %d) is of other validation cases than this run's, so it is not "
                 "compared with this run's scores: its first validation replaces %s.",
@@ -523,8 +521,39 @@ def _listed_cases(engine: Engine | None) -> list | None:
     return list(data) if isinstance(data, (list, tuple)) and data else None
 
 
-def _digest(cases: Sequence[Any]) -> str:
-    """A digest of ``cases`` (their files, in any order)."""
+def _paths(value: Any) -> Iterator[str]:
+    """The absolute paths among the strings of a case (its values, lists of them included)."""
+    if isinstance(value, str):
+        if os.path.isabs(value):
+            yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _paths(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _paths(item)
+
+
+def _relative(value: Any, root: str) -> Any:
+    """A case with its absolute paths relative to ``root``."""
+    if isinstance(value, str):
+        return os.path.relpath(value, root) if os.path.isabs(value) else value
+    if isinstance(value, Mapping):
+        return {key: _relative(item, root) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_relative(item, root) for item in value]
+    return value
+
+
+def _digest(cases: Sequence[Any], located: bool = False) -> str:
+    """A digest of ``cases`` (their files, in any order), the same wherever the dataset lies: its files are taken
+    relative to the folder that holds them all, so a dataset moved, mounted elsewhere or reached through a link is
+    the same one. ``located``: of the paths as they are (the digest checkpoints recorded before)."""
+    if not located:
+        folders = [os.path.dirname(path) for path in _paths(list(cases))]
+        if folders:
+            root = os.path.commonpath(folders)
+            cases = [_relative(case, root) for case in cases]
     files = sorted(json.dumps(case, sort_keys=True, default=str) for case in cases)
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
 
@@ -534,6 +563,15 @@ def _cases_fingerprint(engine: Engine | None) -> str | None:
     its training the same one); ``None`` when it has none."""
     cases = _listed_cases(engine)
     return None if cases is None else _digest(cases)
+
+
+def _same_cases(recorded: str | None, engine: Engine | None) -> bool | None:
+    """Whether a checkpoint's digest of its cases (``recorded``) is of ``engine``'s cases; ``None`` where either is
+    unknown. A digest of the paths as they were (what checkpoints of earlier versions recorded) matches too."""
+    cases = _listed_cases(engine)
+    if recorded is None or cases is None:
+        return None
+    return recorded in (_digest(cases), _digest(cases, located=True))
 
 
 def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, str]]:
@@ -757,8 +795,7 @@ class TrainingCheckpoint:
             self._resume_earlier(engine)
             return
         state = read_checkpoint(self.checkpoint_path)
-        cases = _recorded_cases(state)
-        if cases is not None and cases != _cases_fingerprint(engine):
+        if _same_cases(_recorded_cases(state), engine) is False:
             # another training, not the interrupted one: MONAI Label trains again once more images are labelled,
             # and its best score came from other validation cases
             logger.warning(
@@ -770,12 +807,11 @@ class TrainingCheckpoint:
         self._restore(engine, state, self.checkpoint_path)
 
     def _resume_earlier(self, engine: Engine) -> None:
-        fingerprint = _cases_fingerprint(engine)
         for path in self.earlier:
             if not path.is_file():
                 continue
             state = read_checkpoint(path)
-            if fingerprint is not None and _recorded_cases(state) == fingerprint:
+            if _same_cases(_recorded_cases(state), engine):
                 logger.warning(
                     "%s does not exist yet: resuming from %s, which this training (the same cases) wrote before; "
                     "its next checkpoints go to %s.",

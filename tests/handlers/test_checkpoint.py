@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -405,13 +406,17 @@ def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path)
         assert (tmp_path / "checkpoint.pt").is_file()
 
 
-def _case_trainer(tmp_path, names, max_epochs=2, checkpoint="checkpoint.pt", earlier=(), skipped=(), validation=()):
+def _case_trainer(
+    tmp_path, names, max_epochs=2, checkpoint="checkpoint.pt", earlier=(), skipped=(), validation=(), folder=None
+):
     """A trainer over a dataset of named cases (what a bundle's datalist gives, less those the data check ``skipped``),
     checkpointed with its best saver, which is attached to a validator of the ``validation`` cases when given."""
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     cases = [{"image": torch.full((3,), float(ord(name))), "label": torch.ones(1), "name": name} for name in names]
+    if folder is not None:  # the files a datalist names, as absolute paths
+        cases = [{**case, "file": str(folder / "imagesTr" / f"{case['name']}.nii.gz")} for case in cases]
     checked = CheckedCases([case for case in cases if case["name"] not in skipped], listed=cases)
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
@@ -448,6 +453,36 @@ def test_a_finished_training_resumes_only_on_its_own_cases_and_another_one_start
     assert epochs == [1, 2]
     assert "checkpoint.pt is of a training on other cases: this one starts at epoch 1" in caplog.text
     assert saver.best_metric == 0.9  # not replaced by the other training's best score
+
+
+def test_a_dataset_moved_or_reached_through_a_link_is_the_same_training(tmp_path):
+    # the same files under another mount point had started the training anew, its first validation replacing the
+    # best model.pt of the interrupted one
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=Path("/data/Task07"))
+    trainer.run()
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=Path("/workspace/data/Task07"))
+    trainer.run()
+    assert epochs == [2]
+    # other files in the new place are another training
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "c"], max_epochs=2, folder=Path("/workspace/data/Task07"))
+    trainer.run()
+    assert epochs == [1, 2]
+
+
+def test_a_checkpoint_that_recorded_its_cases_where_they_lay_still_resumes(tmp_path):
+    # earlier versions recorded the digest of the absolute paths: their trainings go on after an update
+    from monai_unets.handlers.checkpoint import _digest
+
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=Path("/data/Task07"))
+    trainer.run()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    cases = trainer.data_loader.dataset.data.listed
+    state["trainer"]["cases"] = _digest(cases, located=True)
+    assert state["trainer"]["cases"] != _digest(cases)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=Path("/data/Task07"))
+    trainer.run()
+    assert epochs == [2]
 
 
 def test_a_case_skipped_as_bad_since_the_last_run_leaves_the_training_the_one_a_rerun_goes_on_with(tmp_path):
