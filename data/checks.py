@@ -360,6 +360,28 @@ def _turned_hint(label: torch.Tensor, image: torch.Tensor) -> str:
     )
 
 
+def _orientation_problem(label: torch.Tensor, image: torch.Tensor, image_name: str) -> str | None:
+    """Why a 2D label and its image of one shape cannot be told to be aligned: their EXIF orientations differ by a
+    turn that keeps the shape (180 degrees, a mirroring; any turn of a square image), so the label is aligned either
+    with the stored pixels (what training reads) or with the displayed image, and nothing tells which. Where the
+    turn would swap the sides of a non-square image, the label's shape shows it follows the stored pixels."""
+    from ..transforms.io import EXIF_ORIENTATION_KEY
+
+    ours = getattr(label, "meta", {}).get(EXIF_ORIENTATION_KEY)
+    theirs = getattr(image, "meta", {}).get(EXIF_ORIENTATION_KEY)
+    if ours is None or theirs is None or int(ours) == int(theirs):
+        return None
+    square = len(set(image.shape[1:])) == 1
+    if not square and (int(ours) >= 5) != (int(theirs) >= 5):
+        return None
+    return (
+        f"label has EXIF orientation {int(ours)} and its image {image_name} {int(theirs)}: viewers show them turned "
+        "against each other, and whether the label follows the stored pixels (as training reads them) or the "
+        "displayed image cannot be told; save the image as displayed (PIL.ImageOps.exif_transpose) with its label "
+        "drawn on that, or give the label the image's orientation tag."
+    )
+
+
 def _filename(value: object, key: Hashable) -> str:
     meta = getattr(value, "meta", None) or {}
     return str(meta.get("filename_or_obj", key))
@@ -382,6 +404,8 @@ class CheckCased(MapTransform):
       a label with NaN/Inf is always refused;
     - the label has the image's spatial shape and its affine places every corner voxel within
       ``affine_tolerance`` mm of the image's;
+    - a 2D label has its image's EXIF orientation, where another one would leave unknown whether it follows the
+      stored pixels or the displayed image (a turn that keeps the shape: 180 degrees, a mirroring, a square image);
     - with ``num_classes > 1``, label values are integers in ``0 .. num_classes - 1`` (a binary bundle,
       ``num_classes`` 1, takes masks of any two levels and binarizes them).
 
@@ -504,6 +528,9 @@ class CheckCased(MapTransform):
                 )
             if label.shape[0] != 1:
                 raise DataCheckError(name, f"label has {label.shape[0]} channels; it must be a single label map.")
+            problem = _orientation_problem(label, image, image_name)
+            if problem:
+                raise DataCheckError(name, problem)
             self._check_affines(name, label, image_name, image)
         if self.num_classes is not None and self.num_classes > 1:
             bad = (label < 0) | (label >= self.num_classes) | (label != torch.round(label))

@@ -154,13 +154,14 @@ def _skin_case(root: Path, image=None, mask=None) -> str:
     return _check(SKIN, {"image": image_path, "label": mask_path})
 
 
-def _mask_of_a_turned_photograph(root: Path) -> str:
-    """A phone photograph stored sideways (EXIF orientation 6) with its mask drawn on it as a viewer shows it."""
+def _mask_of_a_turned_photograph(root: Path, orientation: int = 6) -> str:
+    """A phone photograph stored turned (EXIF ``orientation``: 6 sideways, 3 upside down) with its mask drawn on it
+    as a viewer shows it."""
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[0x0112] = orientation
     Image.fromarray(_rgb()).save(root / "phone.jpg", exif=exif)
-    mask = _png(root / "mask.png", _mask((32, 24)))
-    with pytest.warns(UserWarning, match="EXIF orientation 6 is not applied"):
+    mask = _png(root / "mask.png", _mask((32, 24) if orientation >= 5 else (24, 32)))
+    with pytest.warns(UserWarning, match=f"EXIF orientation {orientation} is not applied"):
         return _check(SKIN, {"image": str(root / "phone.jpg"), "label": mask})
 
 
@@ -1135,6 +1136,14 @@ CATALOGUE: list[Fault] = [
         _mask_of_a_turned_photograph,
         "(the image's EXIF orientation 6 shows it turned to the label's size: the label was drawn on the image as "
         "displayed, while images are read as stored; save the image turned as displayed",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data",
+        "a mask drawn on a phone photograph as a viewer shows it (EXIF orientation 3, the photograph stored upside "
+        "down; 2 and 4 mirror it)",
+        lambda r: _mask_of_a_turned_photograph(r, 3),
+        "label has EXIF orientation 1 and its image",
         _STOP,
     ),
     Fault(

@@ -497,3 +497,42 @@ def test_masks_whose_foreground_fills_their_border_are_counted_in_a_warning(tmp_
     with caplog.at_level(logging.WARNING):
         check_cases([good, good[:1]], loading)
     assert "border" not in caplog.text
+
+
+def test_a_2d_label_of_another_exif_orientation_that_keeps_the_shape_is_refused(tmp_path):
+    # a photograph stored upside down (EXIF 3) with its mask drawn on it as displayed: training read the mask
+    # against the stored pixels, turned 180 degrees from the lesion, after a warning among many
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    from monai_unets.transforms import Image2DReader
+    from PIL import Image
+
+    def save(name, array, orientation=None):
+        exif = Image.Exif()
+        if orientation:
+            exif[0x0112] = orientation
+        Image.fromarray(array).save(tmp_path / name, exif=exif)
+        return str(tmp_path / name)
+
+    photo = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    mask = np.zeros((24, 32), np.uint8)
+    mask[3:9, 4:12] = 255
+    load = Compose(
+        [
+            LoadImaged("image", reader=Image2DReader(), image_only=True),
+            LoadImaged("label", reader=Image2DReader(channels=1), image_only=True),
+            EnsureChannelFirstd("image", channel_dim=-1),
+            EnsureChannelFirstd("label", channel_dim="no_channel"),
+            CheckCased(["image", "label"], spatial_dims=2, in_channels=3),
+        ]
+    )
+    for image_orientation, mask_orientation in ((3, None), (2, None), (6, 8)):
+        case = {"image": save("a.png", photo, image_orientation), "label": save("m.png", mask, mask_orientation)}
+        with pytest.raises(RuntimeError) as raised:  # MONAI's wrapping of the transform's error
+            load(case)
+        said = str(raised.value.__cause__)
+        assert f"m.png: label has EXIF orientation {mask_orientation or 1} and its image" in said
+    # the same orientation, or a quarter turn that would have swapped the label's sides: it follows the pixels
+    for image_orientation, mask_orientation in ((3, 3), (6, None)):
+        case = {"image": save("a.png", photo, image_orientation), "label": save("m.png", mask, mask_orientation)}
+        with pytest.warns(UserWarning, match="EXIF orientation"):
+            load(case)
