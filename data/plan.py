@@ -539,10 +539,12 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     :data:`DEFAULT_PLAN`, the pancreas CT recipe, where the dataset's ``dataset.json`` does not show it to be
     another kind of data.
 
-    Without a plan file, a dataset.json that declares a modality other than CT, or another number of labels than
-    the default plan's classes, stops the run: the default recipe clips intensities to a soft-tissue window in
-    Hounsfield units, crops the body at -500 HU and trains the default plan's classes, so such a dataset would
-    train for hours on preprocessing made for other data. The classes take the names the dataset.json gives
+    A plan file whose number of classes differs from the labels the dataset.json declares (made before they
+    changed) stops the run, asking for the plan to be made again. Without a plan file, a dataset.json that declares
+    a modality other than CT, or another number of labels than the default plan's classes, stops the run: the
+    default recipe clips intensities to a soft-tissue window in Hounsfield units, crops the body at -500 HU and
+    trains the default plan's classes, so such a dataset would train for hours on preprocessing made for other
+    data. The classes take the names the dataset.json gives
     them. A datalist that cannot be read is left to :func:`~monai_unets.data.load_datalist` to name.
 
     Args:
@@ -550,8 +552,9 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
         datalist: the dataset's ``dataset.json`` or MONAI datalist.
 
     Raises:
-        ValueError: no plan file and the dataset.json declares another modality or number of labels; the plan
-            file is not a valid plan (see :func:`load_plan`).
+        ValueError: the plan file, or without one the default plan, has another number of classes than the labels
+            the dataset.json declares (or, without one, another modality); the plan file is not a valid plan (see
+            :func:`load_plan`).
 
     Example::
 
@@ -562,13 +565,24 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     from .checks import declared_labels
 
     plan = load_plan(plan_file)
-    if plan_file is not None and Path(plan_file).is_file():
-        return plan
+    planned = plan_file is not None and Path(plan_file).is_file()
     try:
         content = json.loads(Path(datalist).read_text())
     except (OSError, ValueError):
         return plan
     if not isinstance(content, dict):
+        return plan
+    if planned:
+        labels = declared_labels(content, datalist)
+        if labels is not None and len(labels) != plan["num_classes"]:
+            # a plan made before the dataset's labels changed: trained, it has outputs for classes no label holds
+            # (or none for new ones), named after the old labels in the weights' plan and every DICOM SEG
+            names = ", ".join(labels[value] for value in sorted(labels))
+            raise ValueError(
+                f"{datalist} declares {len(labels)} labels ({names}), but its plan {plan_file} has "
+                f"{plan['num_classes']} classes (background, {', '.join(plan['class_names'])}): the labels changed "
+                f"since it was made; run `monai-unets plan --dataset-dir {Path(plan_file).parent}` again."
+            )
         return plan
     misfits = []
     modality = _declared_modality(content, datalist)

@@ -440,6 +440,20 @@ def test_without_a_plan_the_default_plan_is_refused_for_other_data(tmp_path):
     assert dataset_plan(plan_file, datalist)["spacing"] == [1.0, 1.0, 1.0]
 
 
+def test_a_plan_made_before_the_labels_changed_is_refused(tmp_path):
+    # two classes merged into one after planning: training had gone on with an output and a name for the class no
+    # label holds any more, without a word
+    root = _small_ct(tmp_path)
+    datalist, plan_file = root / "dataset.json", root / "plan.json"
+    save_plan(DEFAULT_PLAN, plan_file)
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"0": "background", "1": "pancreas_and_tumour"}))
+    with pytest.raises(
+        ValueError, match=r"declares 2 labels \(background, pancreas_and_tumour\), but its plan"
+    ) as raised:
+        dataset_plan(plan_file, datalist)
+    assert str(raised.value).endswith(f"run `monai-unets plan --dataset-dir {root}` again.")
+
+
 def test_recording_classes_in_metadata_sets_the_output_classes_and_keeps_the_rest(tmp_path):
     from monai_unets.bundles import bundle_dir
 
