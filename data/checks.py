@@ -536,7 +536,8 @@ class CheckCased(MapTransform):
             bad = (label < 0) | (label >= self.num_classes) | (label != torch.round(label))
             if bool(bad.any()):
                 values = torch.unique(label[bad])
-                shown = ", ".join(f"{float(v):g}" for v in values[:10]) + (", ..." if len(values) > 10 else "")
+                # all the digits: 1.0000001 (a resampling's rounding) shown as 1 read as a valid class
+                shown = ", ".join(f"{float(v):.9g}" for v in values[:10]) + (", ..." if len(values) > 10 else "")
                 raise DataCheckError(
                     name,
                     f"label values {shown} are not classes 0..{self.num_classes - 1} (num_classes "

@@ -193,6 +193,7 @@ def fingerprint_dataset(
     declared = _declared_modality(meta, datalist)
     rng = np.random.default_rng(seed)
     spacings, shapes, foreground, whole, counts = [], [], [], [], {}
+    first_file: dict[int, str] = {}  # the first label file holding each value, for messages
     minimum = np.inf
     for case in cases:
         image_path = case["image"]
@@ -216,15 +217,25 @@ def fingerprint_dataset(
         fg = image[label > 0]
         if fg.size:
             foreground.append(fg[rng.integers(0, fg.size, min(_SAMPLES_PER_CASE, fg.size))])
-        values, n = np.unique(label.astype(np.int64), return_counts=True)
-        for v, c in zip(values.tolist(), n.tolist()):
+        values, n = np.unique(label, return_counts=True)
+        fractional = values[values != np.round(values)]
+        if fractional.size:
+            # cast to integers, 0.999999 (a label map resampled linearly) had been counted as background
+            shown = ", ".join(f"{float(v):.9g}" for v in fractional[:5])
+            raise ValueError(
+                f"{case['label']}: label values {shown} are not whole class numbers; save the labels as integers "
+                "(a label map resampled with linear interpolation needs nearest-neighbour instead)"
+            )
+        for v, c in zip(values.astype(np.int64).tolist(), n.tolist()):
             counts[v] = counts.get(v, 0) + c
+            first_file.setdefault(v, str(case["label"]))
 
     labels = declared_labels(meta, datalist)
     if labels is not None:
         unknown = sorted(set(counts) - set(labels))
         if unknown:
-            raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare")
+            where = "; ".join(f"{value} first in {first_file[value]}" for value in unknown[:5])
+            raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare ({where})")
     else:
         labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
     if sorted(labels) != list(range(len(labels))):

@@ -536,3 +536,13 @@ def test_a_2d_label_of_another_exif_orientation_that_keeps_the_shape_is_refused(
         case = {"image": save("a.png", photo, image_orientation), "label": save("m.png", mask, mask_orientation)}
         with pytest.warns(UserWarning, match="EXIF orientation"):
             load(case)
+
+
+def test_label_values_that_are_not_classes_are_shown_with_all_their_digits():
+    # 1.0000001 (a resampling's rounding) had been shown as 1, which reads as a valid class
+    from monai.data import MetaTensor
+
+    label = MetaTensor(torch.tensor([[[0.0, 1.0000001], [2.0, 2.0]]]), meta={"filename_or_obj": "/data/lab.nii.gz"})
+    image = MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": "/data/img.nii.gz"})
+    with pytest.raises(DataCheckError, match=r"lab.nii.gz: label values 1.00000012 are not classes 0..2"):
+        CheckCased(["image", "label"], num_classes=3)({"image": image, "label": label})

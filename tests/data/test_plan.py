@@ -478,3 +478,23 @@ def test_recording_classes_in_metadata_sets_the_output_classes_and_keeps_the_res
     shipped_output = before["network_data_format"]["outputs"]["pred"]
     del shipped_output["channel_def"], shipped_output["num_channels"]
     assert after == before
+
+
+def test_planning_refuses_fractional_labels_and_names_the_file_of_an_undeclared_value(tmp_path):
+    # a label map resampled linearly (0.999999, 1.999998) had been cast to 0 and 1: the plan warned that class 2
+    # was absent, or planned too few classes
+    import nibabel as nib
+
+    root = _small_ct(tmp_path)
+    path = sorted((root / "labelsTr").glob("*.nii.gz"))[1]
+    image = nib.load(path)
+    values = np.asarray(image.dataobj).astype(np.float32)
+    nib.save(nib.Nifti1Image(values * 0.999999, image.affine), path)
+    with pytest.raises(ValueError, match=rf"{path}: label values 0.999\d+, 1.999\d+ are not whole class numbers"):
+        plan_dataset(root, device="cpu")
+    values[0, 0, 0] = 255
+    nib.save(nib.Nifti1Image(values.astype(np.uint8), image.affine), path)
+    with pytest.raises(
+        ValueError, match=rf"hold values \[255\] that its 'labels' do not declare \(255 first in {path}\)"
+    ):
+        plan_dataset(root, device="cpu")
