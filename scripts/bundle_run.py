@@ -65,6 +65,13 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
     "evaluate": ("train.yaml", "evaluate.yaml"),
 }
 
+# command -> what a bundle process stopped by a signal leaves, said with the signal
+_STOPPED: dict[str, str] = {
+    "train": "the training goes on after its last saved epoch when the same command runs again.",
+    "infer": "the cases it had not finished have no outputs, and failures.csv does not list them.",
+    "evaluate": "the cases it had not finished have no metrics, and its tables and report are not written.",
+}
+
 # command -> (config key, default folder in the bundle, what is there): printed when the run ends
 _RESULTS: dict[str, tuple[str, str, str]] = {
     "train": (
@@ -224,7 +231,7 @@ def _run(task: str, args: argparse.Namespace) -> int:
     print(f"$ {shlex.join(command)}", flush=True)
     if args.dry_run:
         return 0
-    status = run_bundle_process(command)
+    status = run_bundle_process(command, stopped=_STOPPED[task])
     if status == 0:
         # where the results are, also after a --quiet run (the bundles' default folders unless overridden)
         given = dict(overrides)
@@ -255,7 +262,7 @@ def _pass_on(source: IO[bytes], fd: int) -> None:
                 point_at_null_device(fd)
 
 
-def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
+def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, stopped: str = _STOPPED["infer"]) -> int:
     """Runs ``command`` (the bundle process) to its end and gives its exit status, that of a shell for a signal.
 
     A SIGTERM or SIGHUP sent to this process is passed on to the bundle process, which would otherwise keep
@@ -272,6 +279,7 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
     Args:
         command: the command line to run.
         grace_s: seconds to wait after an interrupt before passing it on.
+        stopped: what a bundle process stopped by a signal leaves (its task's outputs), said with the signal.
 
     Example::
 
@@ -310,12 +318,7 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0) -> int:
     if status < 0:
         name = signal.Signals(-status).name
         cause = " (as the system's out-of-memory killer does)" if -status == getattr(signal, "SIGKILL", 9) else ""
-        print(
-            f"the bundle process was stopped by {name}{cause}: the cases it had not finished have no outputs, and "
-            "failures.csv does not list them.",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"the bundle process was stopped by {name}{cause}: {stopped}", file=sys.stderr, flush=True)
         return 128 - status
     return status
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from monai_unets.bundles import bundle_dir, list_bundles
-from monai_unets.scripts.bundle_run import resolve_bundle, run_bundle_process
+from monai_unets.scripts.bundle_run import _STOPPED, resolve_bundle, run_bundle_process
 from monai_unets.scripts.cli import COMMANDS, main
 
 from tests.conftest import run_with_closed_stdout
@@ -164,6 +164,13 @@ def test_a_bundle_process_killed_by_a_signal_is_reported(capfd):
     # the negative status had reached sys.exit as 247, with no word of what happened
     assert status == 137
     assert "stopped by SIGKILL (as the system's out-of-memory killer does)" in capfd.readouterr().err
+    # a training's is no inference's: its last saved epoch is where the same command goes on
+    training = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
+    assert run_bundle_process(training, stopped=_STOPPED["train"]) == 143
+    assert capfd.readouterr().err.strip() == (
+        "the bundle process was stopped by SIGTERM: the training goes on after its last saved epoch when the same "
+        "command runs again."
+    )
 
 
 def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
@@ -211,7 +218,7 @@ def test_a_finished_run_keeps_its_status_when_the_reader_of_its_output_has_gone(
         "import sys\n"
         "from monai_unets.scripts import bundle_run\n"
         "from monai_unets.scripts.cli import main\n"
-        "bundle_run.run_bundle_process = lambda command: 0\n"
+        "bundle_run.run_bundle_process = lambda command, **_: 0\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     argv = ["infer", SKIN, "--workdir", str(tmp_path / "skin"), "--input_dir", "in", "--output_dir", "out"]
