@@ -134,7 +134,9 @@ def warn_trained_on(cases: Sequence[dict], training: Sequence[dict], name: str) 
     """``cases`` as they are, with a warning when some of their images are in the ``training`` list too.
 
     A network scores higher on images it trained on than on new ones: a validation list that repeats training
-    images selects the checkpoint on them, and a test list that does overstates how the network does.
+    images selects the checkpoint on them, and a test list that does overstates how the network does. Where no
+    path is shared, images whose folder and file names are those of training images (the dataset moved since the
+    training, or mounted elsewhere) are warned about as such.
 
     Args:
         cases: the cases a run validates or evaluates.
@@ -146,11 +148,26 @@ def warn_trained_on(cases: Sequence[dict], training: Sequence[dict], name: str) 
         >>> warn_trained_on([{"image": "a.png"}], [{"image": "b.png"}], "test")
         [{'image': 'a.png'}]
     """
-    both = {str(c.get("image")) for c in cases} & {str(c.get("image")) for c in training}
+    images = {str(c.get("image")) for c in cases}
+    trained = {str(c.get("image")) for c in training}
+    both = images & trained
     if both:
         warnings.warn(
             f"{len(both)} of the {len(cases)} images of the {name} list are in the training list too (e.g. "
             f"{sorted(both)[0]}): the network trained on them, so their scores overstate how it does on new images.",
+            stacklevel=2,
+        )
+        return list(cases)
+    # the same dataset moved, mounted elsewhere or reached through a link: the training's paths lie elsewhere, its
+    # folders and file names are these
+    trained_names = {Path(image).parts[-2:]: image for image in trained}
+    alike = sorted(image for image in images if Path(image).parts[-2:] in trained_names)
+    if alike:
+        example = Path(alike[0])
+        warnings.warn(
+            f"{len(alike)} of the {len(cases)} images of the {name} list have the folder and file names of training "
+            f"images (e.g. {example}, trained on as {trained_names[example.parts[-2:]]}): if the dataset was moved, "
+            "the network trained on them, and their scores overstate how it does on new images.",
             stacklevel=2,
         )
     return list(cases)

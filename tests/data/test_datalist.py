@@ -273,3 +273,19 @@ def test_cases_of_a_list_that_the_training_list_repeats_are_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert warn_trained_on(test[1:], training, "test") == test[1:]
+
+
+def test_images_of_a_moved_dataset_that_the_training_used_are_warned_about():
+    # evaluated on a copy of the dataset in another place, the images a model trained on had passed unnoticed
+    from monai_unets.data import warn_trained_on
+
+    training = [{"image": f"/data/Task07/imagesTr/p{i}.nii.gz"} for i in range(3)]
+    moved = [{"image": f"/workspace/Task07/imagesTr/p{i}.nii.gz"} for i in (1, 2)]
+    with pytest.warns(
+        UserWarning, match=r"2 of the 2 images of the test list have the folder and file names of training"
+    ):
+        warn_trained_on(moved, training, "test")
+    # other folders (the test images) share no folder and file name with the training's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_trained_on([{"image": "/workspace/Task07/imagesTs/p1.nii.gz"}], training, "test")
