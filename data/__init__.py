@@ -56,6 +56,7 @@ from .plan import (
     plan_dataset,
     plan_file_of,
     record_classes_in_metadata,
+    record_input_size_in_metadata,
     save_plan,
 )
 
@@ -100,6 +101,7 @@ __all__ = [
     "class_labels",
     "class_names_of",
     "record_classes_in_metadata",
+    "record_input_size_in_metadata",
     "dataset_plan",
     "describe_error",
     "ensemble_plan",

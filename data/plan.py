@@ -29,7 +29,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -446,12 +446,54 @@ def record_classes_in_metadata(metadata_file: str | os.PathLike, class_names: Se
         >>> record_classes_in_metadata("configs/metadata.json", ["spleen"])  # doctest: +SKIP
         True
     """
-    metadata = json.loads(Path(metadata_file).read_text())
-    output = next(iter(metadata["network_data_format"]["outputs"].values()))
     channels = {"0": "background", **class_labels(class_names)}
-    if output.get("channel_def") == channels and output.get("num_channels") == len(channels):
+
+    def change(metadata: dict) -> bool:
+        output = next(iter(metadata["network_data_format"]["outputs"].values()))
+        if output.get("channel_def") == channels and output.get("num_channels") == len(channels):
+            return False
+        output["channel_def"], output["num_channels"] = channels, len(channels)
+        return True
+
+    return _rewrite_metadata(metadata_file, change)
+
+
+def record_input_size_in_metadata(metadata_file: str | os.PathLike, size: Sequence[int]) -> bool:
+    """Sets the input ``spatial_shape`` of a 2D bundle's ``metadata.json``: the size its images are resized to.
+
+    The weights in ``models/model.pt`` are bound to the size they were trained at; the 2D bundles' inference and
+    evaluation resize images to the size recorded there, unless given an ``image_size``. The file is rewritten,
+    atomically, only where the size differs; its other entries are kept.
+
+    Args:
+        metadata_file: the bundle's ``configs/metadata.json``.
+        size: the spatial size the training resized its images to.
+
+    Returns:
+        whether the file was changed.
+
+    Example::
+
+        >>> record_input_size_in_metadata("configs/metadata.json", [384, 384])  # doctest: +SKIP
+        True
+    """
+    shape = [int(v) for v in size]
+
+    def change(metadata: dict) -> bool:
+        image = next(iter(metadata["network_data_format"]["inputs"].values()))
+        if image.get("spatial_shape") == shape:
+            return False
+        image["spatial_shape"] = shape
+        return True
+
+    return _rewrite_metadata(metadata_file, change)
+
+
+def _rewrite_metadata(metadata_file: str | os.PathLike, change: Callable[[dict], bool]) -> bool:
+    """Rewrites ``metadata_file`` atomically where ``change`` changed its content (it says whether it did)."""
+    metadata = json.loads(Path(metadata_file).read_text())
+    if not change(metadata):
         return False
-    output["channel_def"], output["num_channels"] = channels, len(channels)
     with atomic_open(metadata_file) as f:
         f.write(json.dumps(metadata, indent=4, ensure_ascii=False) + "\n")
     return True

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,13 @@ from ..data.atomic import atomic_open, companion_name, hold_folder, release_fold
 from ..data.cases import rank_and_world_size
 from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
-from ..data.plan import class_names_of, model_settings, record_classes_in_metadata, save_plan
+from ..data.plan import (
+    class_names_of,
+    model_settings,
+    record_classes_in_metadata,
+    record_input_size_in_metadata,
+    save_plan,
+)
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -238,6 +244,10 @@ def _plan_settings(saver: BestModelSaver, state: Mapping[str, Any]) -> Iterator[
     # the resumed epochs would train the weights on input prepared otherwise, and the plan written beside them would
     # describe the epochs of one of the two runs. A checkpoint written before it recorded its plan has nothing to
     # compare.
+    saved_size = state.get("input_size")
+    if saver.input_size is not None and saved_size is not None:
+        remedy = f'resume with --image_size "{list(saved_size)}", or train anew with another --ckpt_dir.'
+        yield "image_size", list(saved_size), saver.input_size, remedy
     saved_plan = state.get("plan")
     if saver.plan is None or not isinstance(saved_plan, Mapping):
         return
@@ -398,8 +408,12 @@ class BestModelSaver:
             :func:`~monai_unets.data.plan_file_of`), so that weights and plan stay a pair; needed with ``plan``.
         metadata_file: the bundle's ``configs/metadata.json`` where ``save_path`` is the bundle's own weights file
             (``models/model.pt``, which MONAI Label serves): the plan's classes are recorded there with the weights
-            (:func:`~monai_unets.data.record_classes_in_metadata`), so that the served classes take their names. A
-            file that cannot be rewritten is named in a warning; the training goes on.
+            (:func:`~monai_unets.data.record_classes_in_metadata`), so that the served classes take their names, and
+            so is ``input_size`` (:func:`~monai_unets.data.record_input_size_in_metadata`). A file that cannot be
+            rewritten is named in a warning; the training goes on.
+        input_size: the spatial size a 2D bundle resizes its images to (``image_size``): recorded in the state, so
+            that a resume at another size is refused, and in ``metadata_file``, which inference and evaluation take
+            the size from.
 
     Example::
 
@@ -414,6 +428,7 @@ class BestModelSaver:
         plan: Mapping[str, Any] | None = None,
         plan_file: str | os.PathLike | None = None,
         metadata_file: str | os.PathLike | None = None,
+        input_size: Sequence[int] | None = None,
     ) -> None:
         if plan is not None and plan_file is None:
             raise ValueError("BestModelSaver: a plan needs the plan_file to write it to.")
@@ -423,6 +438,7 @@ class BestModelSaver:
         self.plan = plan
         self.plan_file = plan_file
         self.metadata_file = metadata_file
+        self.input_size = None if input_size is None else [int(v) for v in input_size]
         self.best_metric = -math.inf
         self.best_metric_epoch = -1
         self._engine: Engine | None = None
@@ -448,29 +464,36 @@ class BestModelSaver:
         if self.plan is not None:
             save_plan({**self.plan, "postprocessing": {"keep_largest": []}}, self.plan_file)
             if self.metadata_file is not None:
-                self._record_classes()
+                names = class_names_of(self.plan["labels"])
+                self._record(
+                    lambda: record_classes_in_metadata(self.metadata_file, names),
+                    "classes",
+                    f"its output classes are now background, {', '.join(names)}, as {self.save_path} was trained "
+                    "(MONAI Label names the served classes from it; restart a running server).",
+                )
+        if self.input_size is not None and self.metadata_file is not None:
+            self._record(
+                lambda: record_input_size_in_metadata(self.metadata_file, self.input_size),
+                "input size",
+                f"its input size is now {self.input_size}, as {self.save_path} was trained (inference and evaluation "
+                "resize images to it unless given an image_size).",
+            )
 
-    def _record_classes(self) -> None:
-        names = class_names_of(self.plan["labels"])
+    def _record(self, record: Callable[[], bool], what: str, changed: str) -> None:
         try:
-            changed = record_classes_in_metadata(self.metadata_file, names)
+            done = record()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as error:
-            # the weights are saved: a bundle installed read-only still trains, its served names stay stale
+            # the weights are saved: a bundle installed read-only still trains, its metadata stays stale
             logger.warning(
-                "%s: the classes of %s could not be recorded there (%s); MONAI Label names the classes from it.",
+                "%s: the %s of %s could not be recorded there (%s); inference and MONAI Label read it.",
                 self.metadata_file,
+                what,
                 self.save_path,
                 describe_error(error),
             )
             return
-        if changed:
-            logger.warning(
-                "%s: its output classes are now background, %s, as %s was trained (MONAI Label names the served "
-                "classes from it; restart a running server).",
-                self.metadata_file,
-                ", ".join(names),
-                self.save_path,
-            )
+        if done:
+            logger.warning("%s: %s", self.metadata_file, changed)
 
     def save_unvalidated(self) -> None:
         """Saves the weights as they are, for a training that validated no case at all (no validation cases): else
@@ -493,6 +516,8 @@ class BestModelSaver:
             # what the weights are bound to, so that a resume with other preprocessing or classes is refused
             # (TrainingCheckpoint); JSON values, which load with weights_only=True
             state["plan"] = model_settings(self.plan)
+        if self.input_size is not None:
+            state["input_size"] = self.input_size
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -262,6 +262,40 @@ def test_best_model_saver_writes_only_better_scores_and_never_nan(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
+def test_a_2d_training_records_its_image_size_which_inference_takes_and_a_resume_keeps(tmp_path, caplog):
+    # trained at 64 x 64, the weights had been evaluated at the bundle's 256 x 256 (a tenth of their Dice) and
+    # resumed at another size, without a word
+    from monai_unets.bundles import input_size
+    from monai_unets.handlers.checkpoint import _setting_change
+
+    (tmp_path / "configs").mkdir()
+    metadata_file = tmp_path / "configs" / "metadata.json"
+    shutil.copy(bundle_dir("egeunet_skin_lesion") / "configs" / "metadata.json", metadata_file)
+    assert input_size(tmp_path, [256, 256]) == [256, 256]
+    net = torch.nn.Linear(3, 1)
+    saver = BestModelSaver(tmp_path / "model.pt", net, "score", metadata_file=metadata_file, input_size=(64, 64))
+    with caplog.at_level(logging.WARNING):
+        saver(_Validator(0.5))
+    assert input_size(tmp_path, [256, 256]) == [64, 64]
+    assert f"{metadata_file}: its input size is now [64, 64], as {tmp_path / 'model.pt'} was trained" in caplog.text
+    assert saver.state_dict()["input_size"] == [64, 64]
+    # a resume at another size stops, naming the size to resume with
+    restarted = BestModelSaver(tmp_path / "model.pt", net, "score", input_size=(96, 96))
+    problem = _setting_change(tmp_path / "checkpoint.pt", restarted, saver.state_dict())
+    assert problem == (
+        f"{tmp_path / 'checkpoint.pt'}: was trained with image_size [64, 64], this run sets [96, 96]; resume with "
+        '--image_size "[64, 64]", or train anew with another --ckpt_dir.'
+    )
+    assert (
+        _setting_change(
+            tmp_path / "checkpoint.pt",
+            BestModelSaver(tmp_path / "m.pt", net, "score", input_size=[64, 64]),
+            saver.state_dict(),
+        )
+        is None
+    )
+
+
 def test_best_model_saver_records_the_trained_classes_in_the_bundle_metadata(tmp_path, caplog):
     metadata_file = tmp_path / "metadata.json"
     shutil.copy(bundle_dir("egeunet3d_pancreas_ct") / "configs" / "metadata.json", metadata_file)
