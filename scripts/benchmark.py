@@ -341,8 +341,9 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
             "MONAI UNet: channels (16, 32, 64, 128, 256), strides 2; BasicUNet: its defaults; AttentionUnet: the "
             "UNet's channels. Ratios are their time over ours (above 1: ours is faster), medians of paired rounds.",
             "Latency: inference mode, eval; training step: forward, mean of the outputs, backward, SGD step.",
-            "Peak memory: the process's peak resident size while these networks ran (CPU), or the CUDA "
-            "allocator's peak.",
+            "Peak memory: on the CPU the process's peak resident size by the end of the row, which holds what "
+            "earlier rows left resident (the allocator keeps freed blocks for reuse): it only grows down the table; "
+            "a network's own figure comes from running it alone (--networks). On a GPU the CUDA allocator's peak.",
         ],
     )
 
