@@ -38,7 +38,7 @@ from .checks import (
     load_datalist,
     scan_cases,
 )
-from .datalist import IMAGE_SUFFIXES, list_cases, split_cases, warn_trained_on
+from .datalist import IMAGE_SUFFIXES, list_cases, split_cases, warn_repeated, warn_trained_on
 from .dataset import SkipFailedCasesDataset, describe_error, files_at_fault
 from .dicom_seg import DicomSegError, write_dicom_seg
 from .plan import (
@@ -120,6 +120,7 @@ __all__ = [
     "plan_file_of",
     "save_plan",
     "split_cases",
+    "warn_repeated",
     "warn_trained_on",
     "write_dicom_seg",
 ]

@@ -173,6 +173,31 @@ def warn_trained_on(cases: Sequence[dict], training: Sequence[dict], name: str) 
     return list(cases)
 
 
+def warn_repeated(cases: Sequence[dict], consequence: str = "they weigh more in training") -> list[dict]:
+    """``cases`` as they are, with a warning when an image is listed more than once (a datalist merged from two
+    exports, a case copied by hand), saying ``consequence``.
+
+    Args:
+        cases: a list of cases.
+        consequence: what the copies do, for the warning.
+
+    Example::
+
+        >>> warn_repeated([{"image": "a.png"}, {"image": "b.png"}])
+        [{'image': 'a.png'}, {'image': 'b.png'}]
+    """
+    seen: dict[str, int] = {}
+    for case in cases:
+        image = str(case.get("image"))
+        seen[image] = seen.get(image, 0) + 1
+    repeated = [image for image, count in seen.items() if count > 1]
+    if repeated:
+        warnings.warn(
+            f"{len(repeated)} images are listed more than once (e.g. {repeated[0]}); {consequence}.", stacklevel=2
+        )
+    return list(cases)
+
+
 def split_cases(
     cases: Sequence[dict],
     val_fraction: float = 0.2,
@@ -218,15 +243,10 @@ def split_cases(
     # the copies of an image listed more than once stay together: split across the two sides, validation would
     # select the checkpoint on a case the network trained on
     groups: dict[str, list[dict]] = {}
-    for case in cases:
+    for case in warn_repeated(
+        cases, "they stay on one side of the training/validation split and weigh more in training"
+    ):
         groups.setdefault(str(case.get("image")), []).append(case)
-    repeated = [image for image, copies in groups.items() if len(copies) > 1]
-    if repeated:
-        warnings.warn(
-            f"{len(repeated)} images are listed more than once (e.g. {repeated[0]}); their copies stay on one side "
-            "of the training/validation split and weigh more in training.",
-            stacklevel=2,
-        )
     units = list(groups.values())
     if len(units) < 2:
         raise ValueError(f"need at least 2 labelled cases to split into training and validation, got {len(units)}")

@@ -289,3 +289,12 @@ def test_images_of_a_moved_dataset_that_the_training_used_are_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_trained_on([{"image": "/workspace/Task07/imagesTs/p1.nii.gz"}], training, "test")
+
+
+def test_a_list_that_repeats_an_image_is_warned_about():
+    # the 2D bundles, whose datalists name their validation cases, had trained on a repeated image without a word
+    from monai_unets.data import warn_repeated
+
+    cases = [{"image": "a.png", "label": "a_mask.png"}, {"image": "b.png"}, {"image": "a.png", "label": "a_mask.png"}]
+    with pytest.warns(UserWarning, match=r"1 images are listed more than once \(e\.g\. a\.png\); they weigh more"):
+        assert warn_repeated(cases) == cases
