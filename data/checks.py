@@ -224,6 +224,18 @@ def load_datalist(
             raise DataCheckError(path, f"{problem}: give every case one, or list the labelled cases.")
         # the labelled cases are scored, as a batch goes on past its bad cases; the others are its failures
         logger.warning("%s: %s: those cases are reported as failures, the others scored.", path, problem)
+    # the Decathlon's count of its own list (numTraining, numTest): a list cut short in a copy or an edit
+    count = content.get(f"num{key[:1].upper()}{key[1:]}")
+    if isinstance(count, int) and not isinstance(count, bool) and count != len(content[key]):
+        logger.warning(
+            "%s: num%s%s is %d, but its %r list has %d cases; the list is used as it is.",
+            path,
+            key[:1].upper(),
+            key[1:],
+            count,
+            key,
+            len(content[key]),
+        )
     # absolute, whatever the working folder is later: ITK changes the process's working folder while it loads its
     # modules, and another thread (the pre-flight check's, a writer's) then resolved relative paths elsewhere
     base = os.path.abspath(base_dir if base_dir is not None else path.parent)

@@ -276,6 +276,21 @@ def test_load_datalist_resolves_paths_against_the_dataset_folder(tmp_path):
     assert load_datalist(datalist)[0]["image"] == str(tmp_path / "lists" / "x.nii")
 
 
+def test_a_decathlon_count_that_its_list_does_not_match_is_warned_about(tmp_path, caplog):
+    # numTraining 60 over a list of 6 (a list cut short in a copy) had passed unnoticed
+    datalist = tmp_path / "dataset.json"
+    cases = [{"image": f"i{k}.nii", "label": f"l{k}.nii"} for k in range(6)]
+    datalist.write_text(json.dumps({"numTraining": 60, "training": cases, "numTest": 0, "test": []}))
+    with caplog.at_level(logging.WARNING):
+        assert len(load_datalist(datalist)) == 6
+    assert f"{datalist}: numTraining is 60, but its 'training' list has 6 cases" in caplog.text
+    caplog.clear()
+    datalist.write_text(json.dumps({"numTraining": 6, "training": cases}))
+    with caplog.at_level(logging.WARNING):
+        load_datalist(datalist)
+    assert "numTraining" not in caplog.text
+
+
 def test_atomic_open_gives_the_permissions_of_an_ordinary_file(tmp_path):
     with open(tmp_path / "plain", "w") as f:
         f.write("x")
