@@ -225,13 +225,13 @@ def load_datalist(
         # the labelled cases are scored, as a batch goes on past its bad cases; the others are its failures
         logger.warning("%s: %s: those cases are reported as failures, the others scored.", path, problem)
     # the Decathlon's count of its own list (numTraining, numTest): a list cut short in a copy or an edit
-    count = content.get(f"num{key[:1].upper()}{key[1:]}")
+    count_key = f"num{key[:1].upper()}{key[1:]}"
+    count = content.get(count_key)
     if isinstance(count, int) and not isinstance(count, bool) and count != len(content[key]):
         logger.warning(
-            "%s: num%s%s is %d, but its %r list has %d cases; the list is used as it is.",
+            "%s: %s is %d, but its %r list has %d cases; the list is used as it is.",
             path,
-            key[:1].upper(),
-            key[1:],
+            count_key,
             count,
             key,
             len(content[key]),

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -186,11 +187,8 @@ def warn_repeated(cases: Sequence[dict], consequence: str = "they weigh more in 
         >>> warn_repeated([{"image": "a.png"}, {"image": "b.png"}])
         [{'image': 'a.png'}, {'image': 'b.png'}]
     """
-    seen: dict[str, int] = {}
-    for case in cases:
-        image = str(case.get("image"))
-        seen[image] = seen.get(image, 0) + 1
-    repeated = [image for image, count in seen.items() if count > 1]
+    counts = Counter(str(case.get("image")) for case in cases)
+    repeated = [image for image, count in counts.items() if count > 1]
     if repeated:
         warnings.warn(
             f"{len(repeated)} images are listed more than once (e.g. {repeated[0]}); {consequence}.", stacklevel=2

@@ -625,8 +625,8 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
         return plan
     if not isinstance(content, dict):
         return plan
+    labels = declared_labels(content, datalist)
     if planned:
-        labels = declared_labels(content, datalist)
         if labels is not None and len(labels) != plan["num_classes"]:
             # a plan made before the dataset's labels changed: trained, it has outputs for classes no label holds
             # (or none for new ones), named after the old labels in the weights' plan and every DICOM SEG
@@ -641,7 +641,6 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     modality = _declared_modality(content, datalist)
     if modality is not None and not _is_ct_name(modality):
         misfits.append(f"its modality is {modality!r}, not CT")
-    labels = declared_labels(content, datalist)
     if labels is not None and len(labels) != plan["num_classes"]:
         names = ", ".join(labels[value] for value in sorted(labels))
         misfits.append(f"it declares {len(labels)} labels ({names}), the default plan {plan['num_classes']}")

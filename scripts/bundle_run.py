@@ -231,7 +231,7 @@ def _run(task: str, args: argparse.Namespace) -> int:
     print(f"$ {shlex.join(command)}", flush=True)
     if args.dry_run:
         return 0
-    status = run_bundle_process(command, stopped=_STOPPED[task])
+    status = run_bundle_process(command, task=task)
     if status == 0:
         # where the results are, also after a --quiet run (the bundles' default folders unless overridden)
         given = dict(overrides)
@@ -262,7 +262,7 @@ def _pass_on(source: IO[bytes], fd: int) -> None:
                 point_at_null_device(fd)
 
 
-def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, stopped: str = _STOPPED["infer"]) -> int:
+def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str = "infer") -> int:
     """Runs ``command`` (the bundle process) to its end and gives its exit status, that of a shell for a signal.
 
     A SIGTERM or SIGHUP sent to this process is passed on to the bundle process, which would otherwise keep
@@ -279,7 +279,8 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, stopped: s
     Args:
         command: the command line to run.
         grace_s: seconds to wait after an interrupt before passing it on.
-        stopped: what a bundle process stopped by a signal leaves (its task's outputs), said with the signal.
+        task: the command the bundle process runs (``train``, ``infer``, ``evaluate``), whose outputs a process
+            stopped by a signal is said to leave as they are.
 
     Example::
 
@@ -318,7 +319,7 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, stopped: s
     if status < 0:
         name = signal.Signals(-status).name
         cause = " (as the system's out-of-memory killer does)" if -status == getattr(signal, "SIGKILL", 9) else ""
-        print(f"the bundle process was stopped by {name}{cause}: {stopped}", file=sys.stderr, flush=True)
+        print(f"the bundle process was stopped by {name}{cause}: {_STOPPED[task]}", file=sys.stderr, flush=True)
         return 128 - status
     return status
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from monai_unets.bundles import bundle_dir
 
-from .bundle_run import _STOPPED, bundle_command, run_bundle_process
+from .bundle_run import bundle_command, run_bundle_process
 from .cli import at_least, device_option, path_option, run_tool
 from .demo_data import generate_demo_dataset
 
@@ -60,7 +60,7 @@ def _run(step: str, command: list[str]) -> None:
     print(f"\n== {step}\n$ {shlex.join(command)}", flush=True)
     # as monai-unets train, infer and evaluate run it: signals passed on, a reader of the output that stops early
     # ends the output, not the run
-    status = run_bundle_process(command, stopped=_STOPPED[_TASKS[step]])
+    status = run_bundle_process(command, task=_TASKS[step])
     if status:
         # the workflow has printed its own error above; say which step it was
         raise ValueError(f"the {step} step failed with exit status {status}; see its log above.")

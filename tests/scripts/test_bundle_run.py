@@ -12,7 +12,7 @@ import time
 
 import pytest
 from monai_unets.bundles import bundle_dir, list_bundles
-from monai_unets.scripts.bundle_run import _STOPPED, resolve_bundle, run_bundle_process
+from monai_unets.scripts.bundle_run import resolve_bundle, run_bundle_process
 from monai_unets.scripts.cli import COMMANDS, main
 
 from tests.conftest import run_with_closed_stdout
@@ -166,7 +166,7 @@ def test_a_bundle_process_killed_by_a_signal_is_reported(capfd):
     assert "stopped by SIGKILL (as the system's out-of-memory killer does)" in capfd.readouterr().err
     # a training's is no inference's: its last saved epoch is where the same command goes on
     training = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
-    assert run_bundle_process(training, stopped=_STOPPED["train"]) == 143
+    assert run_bundle_process(training, task="train") == 143
     assert capfd.readouterr().err.strip() == (
         "the bundle process was stopped by SIGTERM: the training goes on after its last saved epoch when the same "
         "command runs again."
