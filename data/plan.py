@@ -156,6 +156,37 @@ def _declared_modality(dataset: Mapping, datalist: str | os.PathLike) -> str | N
     return modality if isinstance(modality, str) else None
 
 
+def _read_labelled_case(case: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One datalist case's image (X, Y, Z), label and spacing; ``ValueError`` naming the file and what is wrong."""
+    image_path = case["image"]
+    if not isinstance(image_path, str):
+        # one file per channel: a datalist's list of modalities, nnU-Net's <case>_0000, <case>_0001, ...
+        if len(image_path) > 1:
+            raise ValueError(
+                f"{', '.join(image_path)}: a case of {len(image_path)} image files, one per channel; the bundles "
+                "take one channel"
+            )
+        image_path = image_path[0]
+    image, label, spacing = _read_case(image_path, case["label"])
+    if image.shape[0] != 1:
+        raise ValueError(f"{image_path}: the image has {image.shape[0]} channels; the bundles take one channel")
+    return image[0], label, spacing
+
+
+def _label_values(label: np.ndarray, label_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The class numbers in a label map and their voxel counts; ``ValueError`` for values that are not whole."""
+    values, counts = np.unique(label, return_counts=True)
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        # cast to integers, 0.999999 (a label map resampled linearly) had been counted as background
+        shown = ", ".join(f"{float(v):.9g}" for v in fractional[:5])
+        raise ValueError(
+            f"{label_path}: label values {shown} are not whole class numbers; save the labels as integers "
+            "(a label map resampled with linear interpolation needs nearest-neighbour instead)"
+        )
+    return values.astype(np.int64), counts
+
+
 def fingerprint_dataset(
     datalist: str | os.PathLike, dataset_dir: str | os.PathLike | None = None, key: str = "training", seed: int = 0
 ) -> dict[str, Any]:
@@ -172,8 +203,8 @@ def fingerprint_dataset(
         voxel fractions, label values and names, the declared or detected modality).
 
     Raises:
-        ValueError: no labelled case, an unreadable case (the file is named), or a label with a value the
-            dataset's ``labels`` do not declare.
+        ValueError: no labelled case, unreadable or unusable cases (every one of them named, the files and what
+            is wrong), or a label with a value the dataset's ``labels`` do not declare.
     """
     from .checks import declared_labels, load_datalist
 
@@ -195,20 +226,14 @@ def fingerprint_dataset(
     spacings, shapes, foreground, whole, counts = [], [], [], [], {}
     first_file: dict[int, str] = {}  # the first label file holding each value, for messages
     minimum = np.inf
+    failures = []  # every case at fault is named, as check-data names them, not only the first
     for case in cases:
-        image_path = case["image"]
-        if not isinstance(image_path, str):
-            # one file per channel: a datalist's list of modalities, nnU-Net's <case>_0000, <case>_0001, ...
-            if len(image_path) > 1:
-                raise ValueError(
-                    f"{', '.join(image_path)}: a case of {len(image_path)} image files, one per channel; the bundles "
-                    "take one channel"
-                )
-            image_path = image_path[0]
-        image, label, spacing = _read_case(image_path, case["label"])
-        if image.shape[0] != 1:
-            raise ValueError(f"{image_path}: the image has {image.shape[0]} channels; the bundles take one channel")
-        image = image[0]
+        try:
+            image, label, spacing = _read_labelled_case(case)
+            values, n = _label_values(label, case["label"])
+        except ValueError as error:
+            failures.append(str(error))
+            continue
         spacings.append(spacing.tolist())
         shapes.append(list(image.shape))
         minimum = min(minimum, float(image.min()))
@@ -217,18 +242,16 @@ def fingerprint_dataset(
         fg = image[label > 0]
         if fg.size:
             foreground.append(fg[rng.integers(0, fg.size, min(_SAMPLES_PER_CASE, fg.size))])
-        values, n = np.unique(label, return_counts=True)
-        fractional = values[values != np.round(values)]
-        if fractional.size:
-            # cast to integers, 0.999999 (a label map resampled linearly) had been counted as background
-            shown = ", ".join(f"{float(v):.9g}" for v in fractional[:5])
-            raise ValueError(
-                f"{case['label']}: label values {shown} are not whole class numbers; save the labels as integers "
-                "(a label map resampled with linear interpolation needs nearest-neighbour instead)"
-            )
-        for v, c in zip(values.astype(np.int64).tolist(), n.tolist()):
+        for v, c in zip(values.tolist(), n.tolist()):
             counts[v] = counts.get(v, 0) + c
             first_file.setdefault(v, str(case["label"]))
+    if len(failures) == 1:
+        raise ValueError(failures[0])
+    if failures:
+        raise ValueError(
+            f"{datalist}: {len(failures)} of its {len(cases)} labelled cases cannot be planned:\n  "
+            + "\n  ".join(failures)
+        )
 
     labels = declared_labels(meta, datalist)
     if labels is not None:

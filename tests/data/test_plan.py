@@ -498,3 +498,20 @@ def test_planning_refuses_fractional_labels_and_names_the_file_of_an_undeclared_
         ValueError, match=rf"hold values \[255\] that its 'labels' do not declare \(255 first in {path}\)"
     ):
         plan_dataset(root, device="cpu")
+
+
+def test_planning_names_every_case_at_fault_not_only_the_first(tmp_path):
+    # planning had stopped at the first unreadable case: a dataset with several took a run per case to mend
+    root = tmp_path / "ct"
+    generate_demo_ct(root, num_cases=4, num_test=0, shape=(24, 24, 8))
+    labels = sorted((root / "labelsTr").glob("*.nii.gz"))
+    labels[0].write_bytes(b"not a NIfTI file")
+    image = nib.load(labels[2])
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj).astype(np.float32) * 0.5, image.affine), labels[2])
+    with pytest.raises(ValueError) as raised:
+        plan_dataset(root, device="cpu")
+    lines = str(raised.value).splitlines()
+    assert lines[0] == f"{root / 'dataset.json'}: 2 of its 4 labelled cases cannot be planned:"
+    assert lines[1].startswith(f"  {labels[0]}: cannot read the label")
+    assert lines[2].startswith(f"  {labels[2]}: label values 0.5 are not whole class numbers")
+    assert len(lines) == 3
