@@ -82,18 +82,33 @@ def bundle_metadata(root: str | os.PathLike) -> dict[str, Any]:
     return metadata
 
 
-def input_size(root: str | os.PathLike, default: Sequence[int]) -> list[int]:
-    """The size a 2D bundle's weights were trained at: the input ``spatial_shape`` of its ``metadata.json``, which
-    its training records with ``models/model.pt``; ``default`` where the metadata has none.
+def input_size(
+    root: str | os.PathLike, default: Sequence[int], model_file: str | os.PathLike | None = None
+) -> list[int]:
+    """The size a 2D bundle's weights were trained at; ``default`` where nothing records it.
+
+    The bundle's own ``models/model.pt`` has its size in the input ``spatial_shape`` of ``metadata.json``, which its
+    training records; weights elsewhere (a training's ``ckpt_dir`` outside the bundle) have it in the training
+    checkpoint beside them (:func:`~monai_unets.handlers.trained_input_size`).
 
     The 2D bundles' inference and evaluation resize images to it unless given an ``image_size``: weights trained at
     64 x 64 and run at 256 x 256 had scored 0.003 Dice against 0.17 at their own size, without a word.
+
+    Args:
+        root: the bundle folder.
+        default: the size of weights whose size is not recorded.
+        model_file: the weights the bundle runs with; default: its own ``models/model.pt``.
 
     Example::
 
         >>> input_size(bundle_dir("egeunet_skin_lesion"), [256, 256])
         [256, 256]
     """
+    own = os.path.join(root, "models", "model.pt")
+    if model_file is not None and os.path.abspath(model_file) != os.path.abspath(own):
+        from ..handlers import trained_input_size
+
+        return trained_input_size(model_file) or [int(v) for v in default]
     try:
         image = next(iter(bundle_metadata(root)["network_data_format"]["inputs"].values()))
         return [int(v) for v in image["spatial_shape"]]

@@ -15,6 +15,7 @@ from .checkpoint import (
     read_checkpoint,
     save_atomic,
     trained_cases,
+    trained_input_size,
     weights_fingerprint,
 )
 from .errors import SettingError, check_settings, explain, report_errors
@@ -41,6 +42,7 @@ __all__ = [
     "read_checkpoint",
     "save_atomic",
     "trained_cases",
+    "trained_input_size",
     "weights_fingerprint",
     "CaseMetricsWriter",
     "EmptyAwareDiceMetric",

@@ -51,6 +51,7 @@ __all__ = [
     "read_checkpoint",
     "save_atomic",
     "trained_cases",
+    "trained_input_size",
     "weights_fingerprint",
 ]
 
@@ -617,17 +618,46 @@ def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, st
     """
     images: set[str] = set()
     for model_file in model_files:
-        path = Path(model_file)
-        checkpoint = path.with_name(companion_name(path, "model", "checkpoint", ".pt"))
-        if not checkpoint.is_file():
-            continue
-        try:
-            trainer = read_checkpoint(checkpoint).get("trainer")
-        except CheckpointError as error:  # the weights are scored all the same
-            logger.warning("the images %s trained on are not known: %s", path, error)
-            continue
+        trainer = _training_record(model_file, "trainer", "the images {} trained on are not known")
         images.update(trainer.get("images", []) if isinstance(trainer, Mapping) else [])
     return [{"image": image} for image in sorted(images)]
+
+
+def trained_input_size(model_file: str | os.PathLike) -> list[int] | None:
+    """The image size the 2D weights of ``model_file`` were trained at, as their training's checkpoint records it
+    (:class:`BestModelSaver`'s ``input_size``); ``None`` without one.
+
+    The checkpoint is ``checkpoint.pt`` beside ``model.pt``, as for :func:`trained_cases`. Weights trained into a
+    ``ckpt_dir`` outside their bundle have no ``metadata.json`` that records their size, only this.
+
+    Args:
+        model_file: the weights file.
+
+    Example::
+
+        >>> trained_input_size("/runs/skin/model.pt")  # doctest: +SKIP
+        [128, 128]
+    """
+    saver = _training_record(model_file, "best_model", "the image size {} was trained at is not known")
+    size = saver.get("input_size") if isinstance(saver, Mapping) else None
+    return [int(v) for v in size] if size else None
+
+
+def _training_record(model_file: str | os.PathLike, key: str, unknown: str) -> Any:
+    """Entry ``key`` of the training checkpoint of ``model_file`` (``checkpoint.pt`` beside ``model.pt``,
+    ``checkpoint_fold<k>.pt`` beside ``model_fold<k>.pt``), or ``None``: without one, or when it cannot be read,
+    with the warning ``unknown`` (formatted with the weights' path) and why; the weights are used all the same.
+    """
+    path = Path(model_file)
+    checkpoint = path.with_name(companion_name(path, "model", "checkpoint", ".pt"))
+    if not checkpoint.is_file():
+        return None
+    try:
+        state = read_checkpoint(checkpoint)
+    except CheckpointError as error:
+        logger.warning("%s: %s", unknown.format(path), error)
+        return None
+    return state.get(key) if isinstance(state, Mapping) else None
 
 
 def _recorded_cases(state: Mapping[str, Any]) -> str | None:

@@ -296,6 +296,41 @@ def test_a_2d_training_records_its_image_size_which_inference_takes_and_a_resume
     )
 
 
+@pytest.mark.parametrize("configs", [["inference.yaml"], ["train.yaml", "evaluate.yaml"]])
+@pytest.mark.parametrize("name", ["egeunet_skin_lesion", "unetv2_polyp"])
+def test_2d_weights_trained_outside_their_bundle_run_at_the_size_their_checkpoint_records(
+    tmp_path, name, configs, caplog
+):
+    # a training with --ckpt_dir outside the bundle records its size in its checkpoint only: evaluated or served from
+    # there, the weights had been run at the bundle's default size
+    from monai.bundle import ConfigParser
+
+    default = ConfigParser.load_config_file(bundle_dir(name) / "configs" / "train.yaml")["image_size"]
+    parser = ConfigParser()
+    parser.read_config([str(bundle_dir(name) / "configs" / c) for c in configs])
+    parser["bundle_root"] = str(bundle_dir(name))
+    runs = tmp_path / "runs"
+    if configs == ["inference.yaml"]:
+        parser["model_file"] = str(runs / "model.pt")
+    else:
+        parser["ckpt_dir"] = str(runs)
+    assert parser.get_parsed_content("image_size") == default  # nothing records the size of weights not there yet
+    runs.mkdir()
+    saver = BestModelSaver(runs / "model.pt", torch.nn.Linear(3, 1), "score", input_size=(64, 80))
+    saver(_Validator(0.5))
+    torch.save({"best_model": saver.state_dict()}, runs / "checkpoint.pt")
+    parser.ref_resolver.reset()
+    assert parser.get_parsed_content("image_size") == [64, 80]
+    # a checkpoint that cannot be read leaves the default, with a warning
+    (runs / "checkpoint.pt").write_bytes(b"cut short")
+    parser.ref_resolver.reset()
+    with caplog.at_level(logging.WARNING):
+        assert parser.get_parsed_content("image_size") == default
+    assert f"the image size {runs / 'model.pt'} was trained at is not known: {runs / 'checkpoint.pt'}: not a" in (
+        caplog.text
+    )
+
+
 def test_best_model_saver_records_the_trained_classes_in_the_bundle_metadata(tmp_path, caplog):
     metadata_file = tmp_path / "metadata.json"
     shutil.copy(bundle_dir("egeunet3d_pancreas_ct") / "configs" / "metadata.json", metadata_file)

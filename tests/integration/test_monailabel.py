@@ -187,13 +187,14 @@ def served_3d(monailabel_env, tmp_path_factory):
         yield {**served, "data": data}
 
 
-def _infer(server: Server, model: str, image: str, suffix: str, folder: Path, **options) -> Path:
-    # a lossless uint8 label file: MONAI Label would otherwise write the label of a JPEG study as float JPEG
+def _infer(server: Server, model: str, image: str, suffix: str | None, folder: Path, **options) -> Path:
+    # a lossless uint8 label file of the given suffix; without one, the file the bundle gives a request that leaves
+    # them to it, as MONAI Label's clients do (for a 2D bundle a PNG)
     url = f"{server.url}/infer/{model}?image={urllib.parse.quote(image)}&output=image"
-    params = {"result_extension": suffix, "result_dtype": "uint8", **options}
+    params = {**({"result_extension": suffix, "result_dtype": "uint8"} if suffix else {}), **options}
     status, body = _request(url, "POST", form={"params": json.dumps(params)})
     assert status == 200
-    result = folder / f"label{suffix}"
+    result = folder / f"label{suffix or '.png'}"
     result.write_bytes(body)
     return result
 
@@ -216,8 +217,10 @@ def test_2d_bundle_serves(served_2d, model, label, tmp_path):
     info = json.loads(_request(f"{server.url}/info/")[1])
     assert info["models"][model]["labels"] == {label: 1}
     image = sorted(served_2d["studies"].glob("*.jpg"))[0]
-    result = _infer(server, model, image.stem, ".png", tmp_path)
+    # the request's defaults: a JPEG study's mask had been written as float JPEG, which failed every such request
+    result = _infer(server, model, image.stem, None, tmp_path)
     with Image.open(image) as study, Image.open(result) as mask:
+        assert mask.format == "PNG" and mask.mode == "L"
         assert mask.size == study.size
         assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 1}
     _train_rewrites_weights(served_2d, model)
