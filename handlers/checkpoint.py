@@ -49,6 +49,7 @@ __all__ = [
     "hold_training",
     "load_weights",
     "read_checkpoint",
+    "release_training",
     "save_atomic",
     "trained_cases",
     "trained_input_size",
@@ -712,7 +713,7 @@ def hold_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike
     one's. The logs folder's lock has the checkpoint's lock name, so that folds, each with its own checkpoint, still
     train side by side with one logs folder. The checkpoint's lock is kept for the run: the trainer's
     :class:`TrainingCheckpoint` takes it again (a process may) and gives it up when training completes; the logs
-    folder's is kept until the process ends.
+    folder's is kept until the run's ``finalize`` (:func:`release_training`) or the process ends.
 
     Args:
         checkpoint_path: the training's checkpoint file (``models/checkpoint.pt``, a fold's
@@ -739,6 +740,28 @@ def hold_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike
             "for it to end, or give this one another --output_dir."
         )
         hold_folder_for_job(log_dir, _lock_name(path), refusal)
+
+
+def release_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike | None = None) -> None:
+    """Gives up what :func:`hold_training` holds, when a training ends in a process that goes on.
+
+    A process that ends gives the locks up anyway. One that goes on (MONAI Label's server, which runs a
+    ``/train?run_sync=true`` in its own process, or a notebook) had kept them: every later training of the bundle in
+    another process (MONAI Label's background ``/train``) was refused as if this one still ran. The bundles'
+    ``finalize`` calls it with :func:`hold_training`'s arguments.
+
+    Args:
+        checkpoint_path: the training's checkpoint file, as given to :func:`hold_training`.
+        log_dir: its logs folder, as given to :func:`hold_training`.
+
+    Example::
+
+        >>> release_training("bundle/models/checkpoint.pt", "bundle/logs")  # doctest: +SKIP
+    """
+    path = Path(checkpoint_path)
+    release_folder(path.parent, _lock_name(path))
+    if log_dir is not None:
+        release_folder(log_dir, _lock_name(path))
 
 
 class TrainingCheckpoint:

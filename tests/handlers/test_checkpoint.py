@@ -615,3 +615,32 @@ def test_the_images_weights_trained_on_come_from_their_trainings_checkpoints(tmp
     with caplog.at_level("WARNING"):
         assert trained_cases([tmp_path / "model.pt"]) == []
     assert f"the images {tmp_path / 'model.pt'} trained on are not known" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
+@pytest.mark.parametrize("name", ["egeunet_skin_lesion", "egeunet3d_pancreas_ct"])
+def test_a_training_run_in_a_process_that_goes_on_gives_up_its_locks_when_it_ends(name, tmp_path):
+    # MONAI Label runs /train?run_sync=true in its server process: that process had kept the locks, and every later
+    # background /train (another process) was refused as if that training still ran
+    import subprocess
+    import sys
+
+    from monai.bundle import ConfigWorkflow
+
+    shutil.copytree(bundle_dir(name), tmp_path / name)
+    workflow = ConfigWorkflow(
+        config_file=str(tmp_path / name / "configs" / "train.yaml"),
+        workflow_type="train",
+        bundle_root=str(tmp_path / name),
+    )
+    workflow.initialize()
+    checkpoint, logs = (Path(workflow.parser.get_parsed_content(k)) for k in ("checkpoint_path", "output_dir"))
+    # what another process's hold_training takes: the lock files of the checkpoint's folder and of the logs folder
+    take = "import fcntl\n" + "".join(
+        f"fcntl.flock(open({str(folder / '.training.lock')!r}, 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        for folder in (checkpoint.parent, logs)
+    )
+    assert subprocess.run([sys.executable, "-c", take], capture_output=True).returncode == 1  # the training holds them
+    workflow.finalize()
+    taken = subprocess.run([sys.executable, "-c", take], capture_output=True, text=True)
+    assert taken.returncode == 0, taken.stderr

@@ -209,6 +209,17 @@ def _train_rewrites_weights(served: dict, model: str) -> None:
         body = {"max_epochs": 1, "val_split": val_split, "device": "cpu"}
         assert _request(f"{served['server'].url}/train/{model}?run_sync=true", "POST", body)[0] == 200
         assert weights.stat().st_mtime_ns > before, f"val_split {val_split}"
+    # a background /train (a process of its own) after those trainings in the server's process: the server had kept
+    # their locks, and refused it as if one of them still ran
+    before = weights.stat().st_mtime_ns
+    body = {"max_epochs": 1, "val_split": 0.0, "device": "cpu"}
+    assert _request(f"{served['server'].url}/train/{model}", "POST", body)[0] == 200
+    deadline = time.time() + 600
+    while (task := json.loads(_request(f"{served['server'].url}/train/")[1]))["status"] in ("SUBMITTED", "RUNNING"):
+        assert time.time() < deadline, "the background training did not end in 10 minutes"
+        time.sleep(2)
+    assert task["status"] == "DONE", task
+    assert weights.stat().st_mtime_ns > before
 
 
 @pytest.mark.parametrize("model, label", [("egeunet_skin_lesion", "lesion"), ("unetv2_polyp", "polyp")])
