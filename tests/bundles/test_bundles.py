@@ -373,6 +373,23 @@ def test_ct_inference_runs_channels_last_on_the_cpu_whatever_form_the_device_tak
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_ct_evaluation_assembles_a_volume_where_inference_does(name):
+    # evaluation had no stitch_device: a CT too large for the GPU could be inferred, with the sums on the CPU, but
+    # not evaluated
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle_dir(name)) / c) for c in ("train.yaml", "evaluate.yaml")])
+    parser["device"] = "cuda:0"
+
+    def devices() -> tuple[str, str]:
+        parser.ref_resolver.reset()
+        return tuple(str(parser.get_parsed_content(f"validate#window_inferer#{k}")) for k in ("sw_device", "device"))
+
+    assert devices() == ("cuda:0", "cuda:0")
+    parser["stitch_device"] = "cpu"
+    assert devices() == ("cuda:0", "cpu")
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 @pytest.mark.parametrize("device", ["cpu", "cuda:0"])
 def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
     from monai_unets.transforms import InvertArgmaxd, SaveProbabilityMapsd
