@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -63,7 +64,14 @@ def hold_out(dataset_dir: str | os.PathLike, num_test: int, output: str | os.Pat
         raise ValueError(
             f"{dataset_dir}: {len(labelled)} labelled cases cannot give {num_test} held out and 3 to train"
         )
-    split = {**dataset, "training": labelled[:-num_test], "test": labelled[-num_test:]}
+    split = {
+        **dataset,
+        "training": labelled[:-num_test],
+        "test": labelled[-num_test:],
+        # the counts of the lists as split: the bundles warn of a datalist whose counts differ from its lists
+        "numTraining": len(labelled) - num_test,
+        "numTest": num_test,
+    }
     path = Path(output)
     path.write_text(json.dumps(split, indent=2))
     return path
@@ -94,8 +102,9 @@ def train_bundle(
     from ..bundles import bundle_dir
     from ..data.plan import plan_dataset, save_plan
 
-    configs = bundle_dir(bundle) / "configs"
-    root = work_dir / bundle
+    # a copy of the bundle, whose training records its classes and input size in its own configs/metadata.json
+    root = Path(shutil.copytree(bundle_dir(bundle), work_dir / bundle, dirs_exist_ok=True))
+    configs = root / "configs"
     plan_file = save_plan(plan_dataset(dataset_dir, datalist), root / "dataset_plan.json")
     common = dict(bundle_root=str(root), dataset_dir=str(dataset_dir), datalist=str(datalist), num_workers=0)
     start = time.process_time()

@@ -146,7 +146,7 @@ def benchmark_readers(
         slices: slices of the series (and depth of the NIfTI volume).
         size: rows and columns of each slice.
         rounds: timed rounds after one untimed warm-up; medians of the per-round ratios are reported.
-        workdir: where the inputs are written (a temporary folder, removed afterwards, by default).
+        workdir: where the inputs are written (made if needed; a temporary folder, removed afterwards, by default).
         quick: a correctness run on a small volume (12 slices of 32 x 32, one round); its times mean nothing.
 
     Returns:
@@ -160,6 +160,8 @@ def benchmark_readers(
     """
     if quick:
         slices, size, rounds = 12, 32, 1
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         series, nifti = _write_inputs(Path(tmp), size, slices)
         result: dict = {"shape": [size, size, slices], "rounds": rounds}

@@ -17,9 +17,12 @@ def test_dice_per_class_with_an_absent_class():
 
 def test_hold_out_keeps_the_last_cases_for_testing(tmp_path):
     cases = [{"image": f"i{k}", "label": f"l{k}"} for k in range(6)]
-    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"0": "bg"}, "training": cases}))
+    dataset = {"labels": {"0": "bg"}, "numTraining": 6, "numTest": 0, "training": cases}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
     split = json.loads(hold_out(tmp_path, 2, tmp_path / "split.json").read_text())
     assert split["training"] == cases[:4] and split["test"] == cases[4:]
+    # counted as split: the bundles had warned twice that the counts differ from the lists
+    assert (split["numTraining"], split["numTest"]) == (4, 2)
     with pytest.raises(ValueError, match="cannot give"):
         hold_out(tmp_path, 4, tmp_path / "split.json")
 
