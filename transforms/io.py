@@ -231,10 +231,12 @@ class Image2DReader(PILReader):
         self.channels = channels
 
     def verify_suffix(self, filename: Any) -> bool:
-        """Whether every one of ``filename`` ends with one of ``IMAGE_2D_SUFFIXES``."""
+        """Whether every one of ``filename`` ends with one of ``IMAGE_2D_SUFFIXES``, or is a folder (which ``read``
+        refuses by name: no other reader of ``LoadImage`` is tried on it, whose errors named other files)."""
         from monai.data.utils import is_supported_format
 
-        return is_supported_format(filename, IMAGE_2D_SUFFIXES)
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
+        return is_supported_format(filename, IMAGE_2D_SUFFIXES) or all(os.path.isdir(name) for name in names)
 
     def read(self, data: Any, **kwargs: Any) -> Any:
         """Opens each file and decodes it at its own bit depth (a list when several are given).
@@ -278,6 +280,10 @@ class Image2DReader(PILReader):
             file = open(name, "rb")
         except FileNotFoundError as error:
             return _Refused(error)
+        except IsADirectoryError:
+            # MONAI Label gives an unknown study id an empty path, which MONAI makes the working folder "."
+            where = "" if os.path.isabs(name) else f" ({os.path.abspath(name)})"
+            return _Refused(ValueError(f"{name}: is a folder{where}, not an image file"))
         with file:
             try:
                 image = Image.open(file, **kwargs)

@@ -738,3 +738,14 @@ def test_a_tiff_with_reduced_resolution_pages_and_a_camera_s_multi_picture_jpeg_
             assert opened.n_frames == 2
         image = load(str(tmp_path / name))
         assert tuple(image.shape) == (8, 6, 3) and abs(float(image.float().mean()) - 10) < 2, name
+
+
+def test_a_folder_given_as_a_2d_image_is_refused_by_name(tmp_path, monkeypatch):
+    # MONAI Label gives an unknown study id an empty path, which MONAI makes ".": the error had named a file of
+    # another reader's choosing in the server's working folder (IsADirectoryError: './app')
+    (tmp_path / "app").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name, where in ((str(tmp_path), ""), ("", f" ({tmp_path})")):
+        with pytest.raises(ValueError) as raised:
+            LoadImage(reader=Image2DReader(channels=3), image_only=True)(name)
+        assert str(raised.value) == f"{name or '.'}: is a folder{where}, not an image file"
