@@ -484,7 +484,19 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
     groups: dict[str, list[tuple[Path, Any]]] = {}
     others = []
     for path in files:
-        header = _read_header(path, folder)
+        try:
+            header = _read_header(path, folder)
+        except ValueError:
+            if any(is_dicom_file(f) for f in files):
+                raise
+            # a folder of other files read as a series (MONAI Label gives an unknown study id an empty path, which
+            # MONAI makes the working folder "."): its first file had been named as a stray among DICOM slices
+            where = "" if folder.is_absolute() else f" ({folder.resolve()})"
+            shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            raise ValueError(
+                f"{folder}{where} is no DICOM series folder: none of its {len(files)} files is DICOM ({shown}); "
+                "give an image file or a folder of one series' DICOM slices."
+            ) from None
         if not _is_image(header):
             # a segmentation, structure set or report exported with its study, or an earlier run's SEG copied back
             others.append(f"{path.name} ({_object_kind(header)})")

@@ -485,6 +485,19 @@ def test_non_dicom_files_in_a_series_folder(formats, tmp_path):
     _load_error(folder, ValueError, f"{folder / 'notes.txt'} is not a DICOM file")
 
 
+def test_a_folder_without_any_dicom_file_is_no_series_folder(tmp_path, monkeypatch):
+    # MONAI Label gives an unknown study id an empty path, which MONAI makes the working folder ".": its first file
+    # had been named as a stray among DICOM slices ("mark_bad is not a DICOM file, but DICOM series folder . ...")
+    for name in ("mark_bad", "notes.txt", "run.log", "study.nii.gz"):
+        (tmp_path / name).write_text("not DICOM")
+    monkeypatch.chdir(tmp_path)
+    message = _load_error(Path("."), ValueError)
+    assert message == (
+        f". ({tmp_path}) is no DICOM series folder: none of its 4 files is DICOM (mark_bad, notes.txt, run.log, ...); "
+        "give an image file or a folder of one series' DICOM slices."
+    )
+
+
 def test_clear_errors_for_missing_empty_and_unsupported_paths(tmp_path):
     _load_error(tmp_path / "nowhere.nii.gz", FileNotFoundError, f"{tmp_path / 'nowhere.nii.gz'} does not exist")
     (tmp_path / "empty").mkdir()
