@@ -291,7 +291,7 @@ def test_bad_label_maps_are_refused(tmp_path):
 def test_folder_without_a_single_series_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
-    with pytest.raises(DicomSegError, match="notes.txt is not a DICOM file"):
+    with pytest.raises(DicomSegError, match=r"none of its 1 files is DICOM \(notes.txt\)"):
         write_dicom_seg(np.zeros((10, 12, 7)), tmp_path / "empty", tmp_path / "seg.dcm", LABELS)
 
     write_ct_series(tmp_path / "two")
