@@ -25,6 +25,7 @@ def _our_modules() -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_importing_the_package_leaves_the_command_line_modules_out():
     import subprocess
     import sys

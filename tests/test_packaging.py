@@ -64,6 +64,8 @@ def test_wheel_holds_every_module_and_bundle_file(tmp_path):
     assert not stray, f"files in the wheel that the source tree does not map: {stray}"
 
 
+# .ci/run runs the whole default suite from a clone in such a folder; this check is for other checkouts
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs a git checkout to list the files")
 def test_suite_runs_in_a_folder_named_monai_unets(tmp_path):
     # a test file run as the README's test command runs it, in a copy of the checkout named like the project

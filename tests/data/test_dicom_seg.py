@@ -515,6 +515,7 @@ def test_multiframe_source_without_frame_planes_says_why_it_gets_no_seg(tmp_path
     assert not (tmp_path / "seg.dcm").exists()
 
 
+@pytest.mark.slow
 def test_importing_the_package_leaves_highdicom_until_a_seg_is_written():
     # highdicom takes 0.3 s to import: the 2D bundles, MONAI Label's start and the command line tools write no SEG
     code = "import sys, monai_unets, monai_unets.data, monai_unets.transforms; print('highdicom' in sys.modules)"

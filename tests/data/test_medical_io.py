@@ -1061,6 +1061,7 @@ def _load_image_notices(env: dict) -> str:
     return run.stdout + run.stderr
 
 
+@pytest.mark.slow
 def test_nvimgcodec_notices_only_when_that_reader_is_chosen():
     from monai.data.nvimgcodec_pydicom_plugin import is_nvimgcodec_available
 

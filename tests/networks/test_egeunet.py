@@ -157,8 +157,16 @@ def test_onnx_export_matches_eager(tmp_path):
     np.testing.assert_allclose(onnx_out, eager, atol=1e-5 * np.abs(eager).max(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("dynamo", [False, True])
-@pytest.mark.parametrize("shape", [(2, 3, 64, 96), (1, 3, 65, 97)])
+@pytest.mark.parametrize(
+    ("shape", "dynamo"),
+    [
+        ((2, 3, 64, 96), False),
+        # the dynamo exporter on the even size takes the longest; the odd size runs its forms in the default suite
+        pytest.param((2, 3, 64, 96), True, marks=pytest.mark.slow),
+        ((1, 3, 65, 97), False),
+        ((1, 3, 65, 97), True),
+    ],
+)
 def test_onnx_export_forms_match_eager_with_negative_norm_scales(tmp_path, shape, dynamo):
     # the export-only forms (norms after the pooling with sign flips, the first convolution at the four positions
     # of each pooling window for even sizes, the bridges' grouped norms and folded tail, MatMul heads) keep eager's

@@ -218,6 +218,7 @@ print(applied, sum(faults[-5:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     def page_faults(mode: str) -> tuple[str, int]:

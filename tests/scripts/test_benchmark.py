@@ -120,6 +120,7 @@ def test_bundles_go_to_the_sections_that_can_time_them(tmp_path, monkeypatch):
     ]
 
 
+@pytest.mark.slow
 def test_the_onnx_path_times_the_bundles_export_image_by_image(tmp_path):
     # the bundles export for one image with MONAI's converter and run a batch image by image; a batch-8 export by
     # another exporter had been timed instead (1.28x the time per image of the bundles' path for EGE-UNet)
