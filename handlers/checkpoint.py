@@ -933,8 +933,9 @@ class TrainingCheckpoint:
         engine.state.iteration = epoch * length if length else int(state["trainer"]["iteration"])
         if epoch >= engine.state.max_epochs:
             logger.warning(
-                "%s: training already reached epoch %d of max_epochs %d; nothing to do. Raise --max_epochs to "
-                "train longer, or --resume False to start over.",
+                "%s: training already reached epoch %d of max_epochs %d; nothing to do. Raise max_epochs to train "
+                "longer (--max_epochs, or max_epochs in a MONAI Label /train request), or start over with --resume "
+                "False.",
                 path,
                 epoch,
                 engine.state.max_epochs,

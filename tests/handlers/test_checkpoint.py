@@ -513,8 +513,14 @@ def test_a_finished_training_resumes_only_on_its_own_cases_and_another_one_start
     trainer.run()
     assert epochs == [1, 2]
     trainer, _, saver, epochs = _case_trainer(tmp_path, ["c", "b", "a"])  # the same cases: nothing left to do
-    trainer.run()
+    with caplog.at_level("WARNING"):
+        trainer.run()
     assert epochs == []
+    # served, the command line's flags are no remedy: the request's max_epochs is named too
+    assert "Raise max_epochs to train longer (--max_epochs, or max_epochs in a MONAI Label /train request)" in (
+        caplog.text
+    )
+    caplog.clear()
     trainer, _, saver, epochs = _case_trainer(tmp_path, ["a", "b", "c", "d"])
     saver.best_metric, saver.best_metric_epoch = 0.9, 1  # as a validation of this run would set it
     with caplog.at_level("WARNING"):
