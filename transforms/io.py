@@ -235,8 +235,7 @@ class Image2DReader(PILReader):
         refuses by name: no other reader of ``LoadImage`` is tried on it, whose errors named other files)."""
         from monai.data.utils import is_supported_format
 
-        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
-        return is_supported_format(filename, IMAGE_2D_SUFFIXES) or all(os.path.isdir(name) for name in names)
+        return is_supported_format(filename, IMAGE_2D_SUFFIXES) or all(os.path.isdir(n) for n in ensure_tuple(filename))
 
     def read(self, data: Any, **kwargs: Any) -> Any:
         """Opens each file and decodes it at its own bit depth (a list when several are given).
