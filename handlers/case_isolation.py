@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from monai.engines.utils import IterationEvents
 from monai.metrics import Cumulative
-from monai.utils import min_version, optional_import
+from monai.utils import evenly_divisible_all_gather, min_version, optional_import
 
 from ..bundles.distributed import end_process_group, hold_folder_for_job
 from ..data.atomic import atomic_open, release_folder
@@ -24,6 +25,7 @@ from ..data.cases import (
     FAILURE_KEY,
     case_output_paths,
     failure_stage,
+    gather_items,
     rank_and_world_size,
     rank_file,
 )
@@ -82,6 +84,25 @@ class _CumulativeRecords:
             for buffer, length in zip(self.cumulative._buffers, mark):
                 del buffer[length:]
         self.cumulative._synced = False
+
+    def gather(self) -> None:
+        """Gathers the buffers of every process of the job, as the metric's aggregation would, where this process
+        may have no case: MONAI's gathering skips a process without buffers, and the others would wait for it. Such
+        a process gives empty buffers shaped as the others', so the metric is that of every other process's cases.
+        Every process calls it, before the aggregation, which then finds the buffers gathered.
+        """
+        buffers = self.cumulative._buffers
+        has_cases = buffers is not None and all(buffers)
+        layout = [(tuple(b[0].shape), b[0].dtype, b[0].device.type) for b in buffers] if has_cases else None
+        layouts = [part for part in gather_items([layout]) if part is not None]
+        if has_cases or not layouts:
+            return
+        device = torch.device("cpu") if layouts[0][0][2] == "cpu" else idist.device()
+        self.cumulative._synced_tensors = [
+            evenly_divisible_all_gather(torch.empty((0, *shape), dtype=dtype, device=device), concat=True)
+            for shape, dtype, _ in layouts[0]
+        ]
+        self.cumulative._synced = True
 
 
 def _case_records(owner: Any) -> Any:
@@ -267,7 +288,7 @@ class CaseIsolationHandler:
         completions = engine._event_handlers[Events.EPOCH_COMPLETED]
         for position, (func, args, kwargs) in enumerate(completions):
             if any(isinstance(owner, Metric) for owner in _owners(func, args)):
-                completions[position] = (self._unless_all_failed(func), args, kwargs)
+                completions[position] = (self._unless_all_failed(func, args), args, kwargs)
         handlers = engine._event_handlers[Events.ITERATION_COMPLETED]
         # a case that fails in one handler is taken out of the records of all: otherwise the tables written at the
         # end would have rows for cases that the metrics lack
@@ -308,13 +329,17 @@ class CaseIsolationHandler:
                 "removed the reports of an earlier run from %s: %s", self.failure_log.parent, ", ".join(removed)
             )
 
-    def _unless_all_failed(self, func: Callable) -> Callable:
-        """A metric's end-of-run computation, skipped when a process has no successful case to contribute.
+    def _unless_all_failed(self, func: Callable, args: tuple) -> Callable:
+        """A metric's end-of-run computation, skipped when no case succeeded.
 
-        With no successful case at all there is nothing to compute; in a ``torchrun`` job, MONAI's metrics
-        gather from every process and would wait forever for one without data. Every process takes the same
-        decision, so none is left waiting.
+        In a ``torchrun`` job, MONAI's metrics gather from every process and would wait forever for one without
+        data: where such a process has no successful case, MONAI's cumulative metrics gather empty buffers from it
+        (:meth:`_CumulativeRecords.gather`) and are computed over the other processes' cases; any other metric is
+        skipped. Every process takes the same decision, so none is left waiting.
         """
+        metrics = {id(owner): owner for owner in _owners(func, args) if isinstance(owner, Metric)}
+        cumulative = [_case_records(metric) for metric in metrics.values()]
+        gatherable = bool(cumulative) and all(isinstance(records, _CumulativeRecords) for records in cumulative)
 
         @functools.wraps(func)
         def guarded(*call_args: Any, **call_kwargs: Any) -> Any:
@@ -324,13 +349,17 @@ class CaseIsolationHandler:
                 succeeded = int(idist.all_reduce(succeeded))
             if fewest > 0:
                 return func(*call_args, **call_kwargs)
+            if succeeded > 0 and gatherable:
+                for records in cumulative:
+                    records.gather()
+                return func(*call_args, **call_kwargs)
             engine = next((a for a in call_args if isinstance(a, Engine)), None)
             name = next((a for a in call_args if isinstance(a, str)), None)
             reason = (
                 "no case succeeded"
                 if succeeded == 0
-                else "every case of one process of this job failed, and MONAI's metrics gather a case from each "
-                "(run the evaluation with fewer processes, torchrun --nproc_per_node, to score the other cases)"
+                else "every case of one process of this job failed, and this metric needs a case from each (run "
+                "the evaluation with fewer processes, torchrun --nproc_per_node, to score the other cases)"
             )
             logger.error("metric %s is not computed: %s.", name, reason)
             # NaN, as MONAI gives a metric without valid values; the workflow reads every metric it attached

@@ -523,3 +523,53 @@ def test_a_case_failing_in_a_later_handler_is_rolled_back_from_every_table(tmp_p
         assert [row["name"] for row in _rows(eval_dir / table)] == ["good0", "good1"]
     assert _rows(eval_dir / "metrics_summary.csv")[0]["cases"] == "2"
     assert (eval_dir / "report.html").is_file()
+
+
+def _evaluate_one_process_failing(rank: int, folder: str, cases_of_rank: list[list[dict]]) -> None:
+    import json
+
+    from monai_unets.handlers import AtomicMetricsSaver
+
+    keys = ["image", "label"]
+    preprocessing = Compose(
+        [LoadImaged(keys, reader="PILReader", image_only=True), EnsureChannelFirstd(keys), ScaleIntensityd(keys)]
+    )
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(CaseDataset(cases_of_rank[rank], preprocessing), batch_size=1, num_workers=0),
+        network=lambda x: (x > 0.5).float(),
+        key_val_metric={"dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        val_handlers=[
+            CaseIsolationHandler(f"{folder}/eval/failures.csv"),
+            CaseMetricsWriter(f"{folder}/eval"),
+            AtomicMetricsSaver(save_dir=f"{folder}/eval", metrics="*"),
+        ],
+    )
+    evaluator.run()
+    with open(f"{folder}/metrics.rank{rank}.json", "w") as f:
+        json.dump(evaluator.state.metrics, f)
+
+
+def test_a_process_whose_every_case_failed_leaves_the_other_processes_cases_scored(tmp_path):
+    import json
+
+    from tests.distributed import run_in_two_processes
+
+    data = tmp_path / "data"
+    data.mkdir()
+    names = ["one", "three", "eleven"]  # _pair draws its pixels by the name's length
+    good = [_pair(data, name) for name in names]
+    corrupt = data / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    # rank 0's only case cannot be read; rank 1 has the good cases
+    run_in_two_processes(_evaluate_one_process_failing, str(tmp_path), [[{**good[0], "image": str(corrupt)}], good])
+
+    dice = [float(row["dice"]) for row in _rows(tmp_path / "eval" / "metrics_per_case.csv")]
+    assert [row["name"] for row in _rows(tmp_path / "eval" / "metrics_per_case.csv")] == names
+    assert len(set(dice)) == 3 and 0 < min(dice)  # three cases with their own scores
+    for rank in (0, 1):
+        metrics = json.loads((tmp_path / f"metrics.rank{rank}.json").read_text())
+        assert metrics["dice"] == pytest.approx(np.mean(dice), abs=1e-6)
+    # MONAI's report, as the bundles write it (its delimiter differs between MONAI versions)
+    name, value = (tmp_path / "eval" / "metrics.csv").read_text().strip().replace("\t", ",").split(",")
+    assert name == "dice" and float(value) == pytest.approx(np.mean(dice), abs=1e-6)
