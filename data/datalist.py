@@ -16,10 +16,10 @@ from monai.data import partition_dataset
 from .checks import load_datalist
 from .medical_io import (
     SPECIAL_FILES,
+    _series_cases,
     is_special_file,
     list_medical_cases,
     output_folder_inside,
-    split_dicom_series,
     warn_skipped,
 )
 
@@ -123,9 +123,12 @@ def list_cases(
         return cases
     expanded = []
     for case in cases:
-        series = split_dicom_series(case["image"]) if Path(case["image"]).is_dir() else []
-        if len(series) > 1:
-            expanded.extend({**case, "image": s.reference} for s in series)
+        image = case["image"]
+        # a folder that cannot be read as series stays one case, which fails alone when it is read, as in input_dir
+        folder = isinstance(image, str) and Path(image).is_dir()
+        references = _series_cases(Path(image), split_series=True) if folder else []
+        if len(references) > 1:
+            expanded.extend({**case, "image": reference} for reference in references)
         else:
             expanded.append(case)
     return expanded

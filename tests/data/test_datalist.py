@@ -86,15 +86,26 @@ def test_clear_errors(tmp_path):
 def test_volumes_split_a_multi_series_datalist_image(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    import monai_unets.data.datalist as datalist
+    import monai_unets.data.medical_io as medical_io
 
     study = tmp_path / "study"
     study.mkdir()
     (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "study"}, {"image": "ct.nii.gz"}]}))
     series = [SimpleNamespace(reference=f"{study}::1.2.{i}") for i in (3, 4)]
-    monkeypatch.setattr(datalist, "split_dicom_series", lambda folder: series)
+    monkeypatch.setattr(medical_io, "split_dicom_series", lambda folder: series)
     cases = list_cases(tmp_path, volumes=True)
     assert [c["image"] for c in cases] == [f"{study}::1.2.3", f"{study}::1.2.4", str(tmp_path / "ct.nii.gz")]
+
+
+def test_a_datalist_folder_that_is_no_dicom_series_stays_one_case_of_the_batch(tmp_path, caplog):
+    # it fails alone when it is read, as a folder of input_dir does, instead of stopping every case before any runs
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "notes.txt").write_text("not a DICOM slice")
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "study"}, {"image": "ct.nii.gz"}]}))
+    cases = list_cases(tmp_path, volumes=True)
+    assert [c["image"] for c in cases] == [str(study), str(tmp_path / "ct.nii.gz")]
+    assert f"listing {study} as one case: {study} is no DICOM series folder" in caplog.text
 
 
 def test_cross_validation_folds_validate_every_case_once():
