@@ -144,7 +144,8 @@ def write_dicom_seg(
             whose frames record their plane positions), alone or in its series folder.
         output_path: file to write the SEG to; parent folders are created. The file appears only once complete
             (written to a temporary file, then renamed).
-        labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``.
+        labels: name of each foreground label value, e.g. ``{1: "pancreas", 2: "tumour"}``; a name of 0
+            (background) is left out.
         affine: voxel-to-RAS affine of ``label_map``; ``None`` takes the ``MetaTensor``'s affine or, for plain
             arrays, the affine MONAI's readers produce for the series.
         algorithm_name: model name recorded in the algorithm identification.
@@ -216,9 +217,10 @@ def write_dicom_seg(
         raise DicomSegError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
     # every label is a segment, numbered in the order of the label values, so that a segment number means the same
     # in every case's SEG (segment k is label k for labels 1..n); a label not predicted has a segment without frames
-    segment_values = sorted(int(k) for k in labels)
+    # background is no segment, whether or not ``labels`` names it (as a dataset's list of labels does)
+    segment_values = sorted(int(k) for k in labels if int(k) != 0)
     if not segment_values:
-        raise DicomSegError("labels is empty: a DICOM SEG needs at least one named segment.")
+        raise DicomSegError("labels names no class but background: a DICOM SEG needs at least one named segment.")
 
     # imported here: highdicom takes 0.3 s to import, which a program that writes no SEG should not pay
     import highdicom as hd

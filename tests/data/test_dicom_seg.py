@@ -223,6 +223,17 @@ def test_the_segments_are_the_labels_few_or_many_values(tmp_path, values):
         write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "other.dcm", {1: "a", values[0]: "b"})
 
 
+def test_a_background_name_among_the_labels_makes_no_segment(tmp_path):
+    # a dataset's labels as MSD and nnU-Net list them, background included: its voxels had become a segment
+    # covering the whole series, and each class had moved one segment number up
+    volume, sop_uids, _ = write_ct_series(tmp_path / "ct", ORIENTATIONS["axial"])
+    label_map = label_map_of(load(tmp_path / "ct"))
+    seg = segread(write_dicom_seg(label_map, tmp_path / "ct", tmp_path / "seg.dcm", {0: "background", **LABELS}))
+    assert [(item.SegmentNumber, item.SegmentLabel) for item in seg.SegmentSequence] == list(LABELS.items())
+    masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 1], volume == SUB_BOX)
+
+
 def test_prediction_inverted_from_a_resampled_space_is_accepted(tmp_path):
     write_ct_series(tmp_path / "ct", ORIENTATIONS["oblique"])
     pre = Compose(
