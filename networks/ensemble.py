@@ -66,7 +66,7 @@ class EnsembleInferer(Inferer):
             and again whenever a file has changed since (another file under its name, another size or modification
             time: model.pt written by a later training). Empty: the given network alone.
         tta: mirror over all spatial axes.
-        spatial_dims: number of spatial dimensions of the inputs.
+        spatial_dims: number of spatial dimensions of the inputs; ``None``: those of each input (2D or 3D).
         map_location: where the checkpoints are loaded (default: the network's device).
         class_names: the run's class names, in a bundle that takes them with ``num_classes``: a checkpoint of
             another number of classes is then to be run with both (see :func:`~monai_unets.handlers.load_weights`).
@@ -84,7 +84,7 @@ class EnsembleInferer(Inferer):
         inferer: Inferer,
         checkpoints: Sequence[str | os.PathLike] = (),
         tta: bool = False,
-        spatial_dims: int = 3,
+        spatial_dims: int | None = None,
         map_location: Any = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
@@ -136,7 +136,7 @@ class EnsembleInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         members = self.members(network)
-        flips = mirror_axes(self.spatial_dims) if self.tta else [()]
+        flips = mirror_axes(self.spatial_dims or inputs.ndim - 2) if self.tta else [()]
         if len(members) == 1 and len(flips) == 1:
             return self.inferer(inputs, members[0], *args, **kwargs)
         total: torch.Tensor | None = None

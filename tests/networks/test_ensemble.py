@@ -43,6 +43,17 @@ def test_tta_maps_each_mirrored_prediction_back_before_averaging():
     assert probs[0, 1].argmax() == torch.tensor([1, 2, 3]) @ torch.tensor([5 * 4, 4, 1])
 
 
+def test_tta_mirrors_a_2d_input_over_its_own_two_axes():
+    x = torch.zeros(1, 1, 6, 5)
+    x[0, 0, 1, 2] = 3.0
+    net = RampNet()
+    probs = torch.softmax(EnsembleInferer(SimpleInferer(), tta=True)(x, net), dim=1)
+    # the four mirrorings of a 2D image (a 3D inferer had mirrored a fifth dimension the input lacks)
+    expected = sum(torch.softmax(torch.flip(net(torch.flip(x, axes)), axes), dim=1) for axes in mirror_axes(2)) / 4
+    torch.testing.assert_close(probs, expected)
+    assert probs[0, 1].argmax() == 1 * 5 + 2
+
+
 def _fold_checkpoints(folder, scales=(1.0, 4.0)):
     paths = [folder / f"model_fold{i}.pt" for i in range(len(scales))]
     for path, scale in zip(paths, scales):
