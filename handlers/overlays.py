@@ -37,7 +37,7 @@ def label_map(segmentation: torch.Tensor | np.ndarray) -> np.ndarray:
     array = np.asarray(segmentation.detach().cpu() if isinstance(segmentation, torch.Tensor) else segmentation)
     if array.shape[0] == 1:
         return (array[0] > 0.5).astype(np.uint8)
-    return np.argmax(array, axis=0).astype(np.uint8)
+    return np.argmax(array, axis=0).astype(np.uint8 if array.shape[0] <= 256 else np.int16)
 
 
 def label_volumes(labels: np.ndarray, affine: np.ndarray | torch.Tensor | None, num_classes: int) -> list[float]:

@@ -416,7 +416,7 @@ class KeepLargestComponentd(MapTransform):
                     out = labels.clone()
                 plain = out.as_tensor() if isinstance(out, MetaTensor) else out
                 plain[box][torch.from_numpy(dropped).to(plain.device)] = 0
-            d[key] = labels if out is None else out
+            d[key] = d[key] if out is None else convert_to_dst_type(out, d[key])[0]
         return d
 
 

@@ -15,6 +15,9 @@ def test_label_map_from_a_mask_and_from_one_hot():
     one_hot = np.zeros((3, 1, 3))
     one_hot[0, 0, 0] = one_hot[1, 0, 1] = one_hot[2, 0, 2] = 1
     assert label_map(one_hot).tolist() == [[0, 1, 2]]
+    many = np.zeros((300, 1, 2))
+    many[299, 0, 1] = 1
+    assert label_map(many).tolist() == [[0, 299]]  # beyond 256 classes the labels do not wrap round
 
 
 def test_label_volumes_in_millilitres_from_the_affine():

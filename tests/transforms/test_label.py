@@ -181,6 +181,10 @@ def test_keep_largest_componentd_matches_the_definition_and_keeps_the_input():
     single = torch.zeros(1, 6, 6, 6, dtype=torch.uint8)
     single[0, 1:3, 1:3, 1:3] = 1
     assert torch.equal(KeepLargestComponentd("pred", applied_labels=[1, 2])({"pred": single})["pred"], single)
+    # a numpy map stays numpy, changed or not
+    for values in (values, single.numpy()):
+        out = KeepLargestComponentd("pred", applied_labels=[1, 3])({"pred": values})["pred"]
+        assert isinstance(out, np.ndarray) and out.dtype == np.uint8
 
 
 def _named(values: np.ndarray, name: str = "/masks/case.png") -> MetaTensor:
