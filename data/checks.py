@@ -322,6 +322,8 @@ def _nnunet_cases(path: Path, content: dict, key: str, required: bool = True) ->
     try:
         channels = sorted(int(channel) for channel in content["channel_names"])
     except (TypeError, ValueError):
+        channels = []
+    if not channels:
         raise DataCheckError(path, f"'channel_names' must be numbered 0, 1, ...; got {content['channel_names']}.")
     if labels is not None:
         names = [p.name[: -len(ending)] for p in sorted(labels.glob(f"*{ending}")) if not p.name.startswith(".")]

@@ -338,6 +338,12 @@ def test_an_nnunet_raw_dataset_lists_its_cases_from_its_folders(tmp_path):
     assert load_datalist(tmp_path / "dataset.json", "test", required=False) == []
     with pytest.raises(DataCheckError, match="without a 'test' list"):
         load_datalist(tmp_path / "dataset.json", "test")
+    # no channel named: refused as such (the test list had failed on an IndexError, the training list had cases
+    # without images)
+    (tmp_path / "dataset.json").write_text(json.dumps({**dataset, "channel_names": {}}))
+    for key in ("training", "test"):
+        with pytest.raises(DataCheckError, match="'channel_names' must be numbered 0, 1, ...; got {}"):
+            load_datalist(tmp_path / "dataset.json", key)
 
 
 def test_a_relative_dataset_dir_gives_absolute_paths_in_both_layouts(tmp_path, monkeypatch):
