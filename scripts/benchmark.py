@@ -55,6 +55,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
+from monai_unets.data.atomic import atomic_open
 from monai_unets.data.dataset import one_line
 from monai_unets.networks import (
     OnnxRuntimeNetwork,
@@ -237,10 +238,6 @@ def _input_shape(row: ModelRow, net: nn.Module, batch: int, quick: bool) -> tupl
     return (batch, row.input_shape[1], *spatial)
 
 
-def _first(output) -> torch.Tensor:
-    return output[0] if isinstance(output, (list, tuple)) else output
-
-
 def _monai_baselines(spatial_dims: int, in_channels: int, out_channels: int) -> dict[str, Callable[[], nn.Module]]:
     from monai.networks.nets import AttentionUnet, BasicUNet, UNet
 
@@ -302,7 +299,15 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
             baselines[name] = baseline
         candidates = {"ours": _inference(net, x, options.device)}
         candidates.update({name: _inference(b, x, options.device) for name, b in baselines.items()})
+        # the peak of this network's inference alone: the paired rounds run the baselines too, and the rows before
+        # this one other networks
+        on_cuda = torch.device(options.device).type == "cuda"
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats()
         _reset_peak_rss()
+        candidates["ours"]()
+        peak = torch.cuda.max_memory_allocated() if on_cuda else None
+        peak_rss = _peak_rss_mib()
         infer_times = paired_times(candidates, repeats)
         # training: each network's own step (forward, a mean over its outputs, backward, SGD step)
         steps = {}
@@ -321,10 +326,10 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
             "images_per_s": round(batch / latency, 1),
             "train_step_ms": round(statistics.median(train_times["ours"]) * 1e3, 1),
         }
-        if torch.device(options.device).type == "cuda":
-            result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if peak is not None:
+            result["peak_cuda_mib"] = round(peak / 2**20, 1)
         else:
-            result["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+            result["peak_rss_mib"] = round(peak_rss, 1)
         for name in _monai_baselines(1, 1, 1):
             key = f"MONAI {name} / ours"
             result[f"{key} (inference)"] = (
@@ -341,9 +346,10 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
             "MONAI UNet: channels (16, 32, 64, 128, 256), strides 2; BasicUNet: its defaults; AttentionUnet: the "
             "UNet's channels. Ratios are their time over ours (above 1: ours is faster), medians of paired rounds.",
             "Latency: inference mode, eval; training step: forward, mean of the outputs, backward, SGD step.",
-            "Peak memory: on the CPU the process's peak resident size by the end of the row, which holds what "
-            "earlier rows left resident (the allocator keeps freed blocks for reuse): it only grows down the table; "
-            "a network's own figure comes from running it alone (--networks). On a GPU the CUDA allocator's peak.",
+            "Peak memory: of one inference of the row's network, before the paired rounds. On the CPU the "
+            "process's peak resident size, which holds what earlier rows left resident (the allocator keeps freed "
+            "blocks for reuse): a network's own figure comes from running it alone (--networks). On a GPU the CUDA "
+            "allocator's peak.",
         ],
     )
 
@@ -704,12 +710,6 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sections", nargs="+", default=[], metavar="NAME", help=f"sections to run: {', '.join(SECTIONS)} (all)"
@@ -775,9 +775,9 @@ def run(args: argparse.Namespace) -> int:
     reused = False if args.default_allocator else reuse_freed_memory()
     sections = list(args.sections)
     if args.bundle and not sections:
-        # the former form of the command: the bundles' sliding-window figures, or a 2D bundle's training epoch
-        three_d = any(bundle_spatial_dims(bundle) == 3 for bundle in args.bundle)
-        sections = ["sliding-window" if three_d else "pipeline"]
+        # the former form of the command: the 3D bundles' sliding-window figures, the 2D ones' training epochs
+        dims = {bundle_spatial_dims(bundle) for bundle in args.bundle}
+        sections = ["sliding-window"] * (3 in dims) + ["pipeline"] * (2 in dims)
     options = BenchmarkOptions(
         quick=args.quick,
         repeats=args.repeats,
@@ -795,9 +795,11 @@ def run(args: argparse.Namespace) -> int:
     )
     report = run_suite(sections, options)
     report["machine"]["freed_memory_reused"] = reused
-    _write_atomic(output_dir / "benchmark.json", json.dumps(report, indent=1) + "\n")
+    with atomic_open(output_dir / "benchmark.json") as f:
+        f.write(json.dumps(report, indent=1) + "\n")
     markdown = report_markdown(report)
-    _write_atomic(output_dir / "benchmark.md", markdown)
+    with atomic_open(output_dir / "benchmark.md") as f:
+        f.write(markdown)
     print(markdown)
     return 1 if any("failed" in section for section in report["sections"]) else 0
 

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.bundles.overrides import check_overrides
 
+from ..data.atomic import atomic_open
 from .cli import path_option, run_tool
 
 if TYPE_CHECKING:
@@ -251,9 +252,11 @@ def benchmark_inference(
     # cases after the first: DataLoader workers read each one while the network runs on the one before
     cycles, networks = child["case_s"], child["case_network_s"]
     if cycles:
-        result["per_case_s"] = round(statistics.median(cycles), 2)
-        result["per_case_network_s"] = round(statistics.median(networks), 2)
-        result["per_case_ratio"] = round(result["per_case_s"] / result["per_case_network_s"], 2)
+        cycle, network = statistics.median(cycles), statistics.median(networks)
+        result["per_case_s"] = round(cycle, 2)
+        result["per_case_network_s"] = round(network, 2)
+        # of the medians as measured: a stand-in of 0 s, or a network of milliseconds, rounds to 0.00
+        result["per_case_ratio"] = round(cycle / network, 2) if network > 0 else None
     return result
 
 
@@ -650,7 +653,8 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         print(json.dumps(row))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        with atomic_open(args.json) as f:
+            f.write(json.dumps(rows, indent=2))
     return 0
 
 

@@ -33,6 +33,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from ..data.atomic import atomic_open
+from ..data.cases import case_output_names
 from .cli import path_option, run_tool
 
 __all__ = ["add_arguments", "dice_per_class", "hold_out", "main", "run", "train_baseline", "train_bundle"]
@@ -73,7 +75,8 @@ def hold_out(dataset_dir: str | os.PathLike, num_test: int, output: str | os.Pat
         "numTest": num_test,
     }
     path = Path(output)
-    path.write_text(json.dumps(split, indent=2))
+    with atomic_open(path) as f:
+        f.write(json.dumps(split, indent=2))
     return path
 
 
@@ -136,8 +139,10 @@ def train_bundle(
     infer.finalize()
     cases = _held_out(dataset_dir, datalist)
     plan = json.loads((root / "models" / "plan.json").read_text())
+    # named as the bundle names its outputs: a case "case.01.nii.gz" is "case.01"
     predictions = [
-        np.asarray(nib.load(output_dir / f"{Path(c['image']).name.split('.')[0]}_seg.nii.gz").dataobj) for c in cases
+        np.asarray(nib.load(output_dir / f"{name}_seg.nii.gz").dataobj)
+        for name in case_output_names([c["image"] for c in cases])
     ]
     return {
         "dice": _score(predictions, cases, plan["num_classes"]),
@@ -257,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
         num_classes = len(json.loads(datalist.read_text())["labels"])
         results["baseline_unet"] = train_baseline(dataset_dir, datalist, minutes, num_classes)
     results["load_average_end"] = os.getloadavg()[0]
-    (work / "results.json").write_text(json.dumps(results, indent=2))
+    with atomic_open(work / "results.json") as f:
+        f.write(json.dumps(results, indent=2))
     print(
         f"data {args.data}, {minutes} min per model, {results['threads']} threads, load {results['load_average']:.1f}"
     )

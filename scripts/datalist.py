@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
+from ..data.atomic import atomic_open
 from .cli import at_least, path_option
 
 __all__ = [
@@ -349,5 +350,6 @@ def write_datalist(
     content.update(extra or {})
     for key in SPLIT_KEYS:
         content[key] = [_case(sample, base_dir) for sample in splits[key]]
-    output.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    with atomic_open(output) as f:
+        f.write(json.dumps(content, indent=2) + "\n")
     return output

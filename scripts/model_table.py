@@ -21,6 +21,7 @@ from pathlib import Path
 from monai_unets.networks import AttentionGateUNet, ClassicUNet, EGEUNet, UNetV2, count_macs, count_parameters
 from torch import nn
 
+from ..data.atomic import atomic_open
 from .cli import path_option, run_tool
 
 __all__ = ["MODEL_ROWS", "ModelRow", "add_arguments", "main", "model_table", "run"]
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
         return 0
-    path.write_text(updated)
+    with atomic_open(path) as f:
+        f.write(updated)
     return 0
 
 

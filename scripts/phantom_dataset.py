@@ -11,6 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ..data.atomic import atomic_open
 from .cli import at_least, path_option
 
 __all__ = ["add_phantom_arguments", "write_phantom_dataset"]
@@ -68,7 +69,8 @@ def write_phantom_dataset(
                 on_test_case(stem, image)
     dataset = {**header, "numTraining": len(training), "numTest": len(test), "training": training, "test": test}
     path = out / "dataset.json"
-    path.write_text(json.dumps(dataset, indent=2))
+    with atomic_open(path) as f:
+        f.write(json.dumps(dataset, indent=2))
     return path
 
 
