@@ -103,7 +103,7 @@ class MultiScaleBatch:
         """
         if scale == 1.0:
             return tuple(int(side) for side in size)
-        # Half-up rounding, as in datalist splitting; Python's round() would round half to even.
+        # half-up rounding: Python's round() would round half to even
         return tuple(max(math.floor(side * scale / self.multiple + 0.5), 1) * self.multiple for side in size)
 
     def draw_scale(self) -> float:

@@ -65,9 +65,9 @@ FAILURE_KEY = "case_failure"
 CACHE_MODES = ("none", "memory", "disk")
 
 _SUFFIXES = tuple(sorted({s.lower() for s in IMAGE_SUFFIXES + MEDICAL_SUFFIXES}, key=len, reverse=True))
-# characters that some file systems refuse in a name (Windows, SMB shares), and control characters
 #: renamed inputs the warning of case_output_names names
 _RENAMES_SHOWN = 5
+# characters that some file systems refuse in a name (Windows, SMB shares), and control characters
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 # longest output name in bytes: 255, the limit of common file systems, less room for what the writers add
 # ("_uncertainty.nii.gz" is 19 bytes) and for the suffix a repeated name takes ("_2")

@@ -12,7 +12,8 @@ overrides. The fingerprint (what is measured) and the rules that turn it into a 
 - patch size: the median resampled shape, its longest side (in mm) shrunk until it fits a voxel budget set by the
   device (a GPU's memory, or a CPU's speed); batch size 2 full-size patches on a GPU, one on a CPU (small
   steps learn more per CPU minute), more for small images;
-- post-processing: none until :func:`choose_postprocessing` decides on validation data.
+- post-processing: none until the training's validation decides
+  (:class:`~monai_unets.handlers.PostprocessingSelector`).
 
 Example::
 

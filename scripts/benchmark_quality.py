@@ -7,10 +7,11 @@ with thin folded grey matter, :mod:`monai_unets.scripts.demo_mr`) or ``ct`` (the
 time (``max_minutes`` with ``max_minutes_clock: cpu``, validation included) and run by its ``inference.yaml``
 on the held-out studies; the baseline is MONAI's ``UNet``
 (channels 16-32-64-128, 2 residual units) trained in a plain loop (per-image z-score, 64^3 patches centred on
-foreground and background alike, Dice + cross-entropy, AdamW lr 2e-3, batch 2) for the same minutes on all the
-training cases, then run by sliding window on the held-out studies. Both are scored by Dice per class against
-the held-out labels in the studies' own voxel grids. Both run in the same process with the same threads, back
-to back; budgets in CPU time keep other processes' load on a shared machine from shortening either run.
+foreground and background alike, Dice + cross-entropy, AdamW lr 2e-3, 2 patches of each of 2 volumes a step) for
+the same minutes on all the training cases, then run by sliding window on the held-out studies. Both are scored
+by Dice per class against the held-out labels in the studies' own voxel grids. Both run in the same process with
+the same threads, back to back; budgets in CPU time keep other processes' load on a shared machine from
+shortening either run.
 
 Example::
 
