@@ -21,6 +21,7 @@ __all__ = [
     "format_counts",
     "split_by_count",
     "split_train_val_test",
+    "warn_unpaired",
     "write_datalist",
 ]
 
@@ -30,6 +31,9 @@ PathLike = Union[str, Path]
 
 #: The keys of the three lists in a datalist, in the order they are written.
 SPLIT_KEYS = ("training", "validation", "test")
+
+# How many unpaired file names a warning lists before it only counts.
+_LISTED_NAMES = 5
 
 
 class LabelledImage(NamedTuple):
@@ -305,6 +309,23 @@ def format_counts(splits: Mapping[str, Sequence[Any]]) -> str:
         'training 2, validation 1, test 1'
     """
     return ", ".join(f"{key} {len(splits[key])}" for key in SPLIT_KEYS)
+
+
+def warn_unpaired(paths: Sequence[Path], what: str) -> None:
+    """Warns of the files of a dataset left out for want of their image or mask, naming the first few.
+
+    Args:
+        paths: the unpaired files.
+        what: what they are, e.g. ``"images without mask"``.
+
+    Example::
+
+        >>> warn_unpaired([Path("ISIC_0000001.jpg")], "images without mask")  # doctest: +SKIP
+    """
+    if paths:
+        names = ", ".join(path.name for path in paths[:_LISTED_NAMES])
+        more = f" and {len(paths) - _LISTED_NAMES} more" if len(paths) > _LISTED_NAMES else ""
+        logger.warning("%d %s (skipped): %s%s", len(paths), what, names, more)
 
 
 def write_datalist(

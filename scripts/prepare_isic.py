@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -31,19 +30,15 @@ from .datalist import (
     add_split_arguments,
     format_counts,
     split_train_val_test,
+    warn_unpaired,
     write_datalist,
 )
 
 __all__ = ["IsicDatalist", "IsicPairs", "add_arguments", "find_isic_pairs", "main", "prepare_isic", "run"]
 
-logger = logging.getLogger(__name__)
-
 # Anchored on both ends so that ``ISIC_<id>_superpixels.png`` and macOS ``._ISIC_<id>.jpg`` files do not match.
 _IMAGE_NAME = re.compile(r"^(ISIC_\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 _MASK_NAME = re.compile(r"^(ISIC_\d+)_segmentation\.png$", re.IGNORECASE)
-
-# How many unpaired file names a warning lists before it only counts.
-_LISTED_NAMES = 5
 
 
 @dataclass
@@ -109,13 +104,6 @@ def _index_folders(folders: Iterable[PathLike], pattern: re.Pattern[str], kind: 
     return files
 
 
-def _warn_unpaired(paths: Sequence[Path], what: str) -> None:
-    if paths:
-        names = ", ".join(path.name for path in paths[:_LISTED_NAMES])
-        more = f" and {len(paths) - _LISTED_NAMES} more" if len(paths) > _LISTED_NAMES else ""
-        logger.warning("%d %s (skipped): %s%s", len(paths), what, names, more)
-
-
 def find_isic_pairs(image_dirs: Sequence[PathLike], mask_dirs: Sequence[PathLike]) -> IsicPairs:
     """Pair ISIC images ``ISIC_<id>.jpg`` with masks ``ISIC_<id>_segmentation.png`` by id.
 
@@ -155,8 +143,8 @@ def find_isic_pairs(image_dirs: Sequence[PathLike], mask_dirs: Sequence[PathLike
             f"No image in {', '.join(map(str, image_dirs))} has a mask in {', '.join(map(str, mask_dirs))} "
             "(images ISIC_<id>.jpg are paired with masks ISIC_<id>_segmentation.png)."
         )
-    _warn_unpaired(found.images_without_mask, "images without mask")
-    _warn_unpaired(found.masks_without_image, "masks without image")
+    warn_unpaired(found.images_without_mask, "images without mask")
+    warn_unpaired(found.masks_without_image, "masks without image")
     return found
 
 

@@ -36,6 +36,7 @@ from .datalist import (
     add_split_arguments,
     format_counts,
     split_by_count,
+    warn_unpaired,
     write_datalist,
 )
 
@@ -59,9 +60,6 @@ DATASET_NAMES = {"kvasir": "Kvasir-SEG", "clinicdb": "CVC-ClinicDB"}
 PRANET_TRAIN_COUNTS = {"kvasir": 900, "clinicdb": 550}
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
-
-# How many unpaired file names a warning lists before it only counts.
-_LISTED_NAMES = 5
 
 
 @dataclass
@@ -153,13 +151,6 @@ def _index_images(folder: Path, dataset: str, kind: str) -> dict[str, Path]:
     return files
 
 
-def _warn_unpaired(paths: Sequence[Path], what: str) -> None:
-    if paths:
-        names = ", ".join(path.name for path in paths[:_LISTED_NAMES])
-        more = f" and {len(paths) - _LISTED_NAMES} more" if len(paths) > _LISTED_NAMES else ""
-        logger.warning("%d %s (skipped): %s%s", len(paths), what, names, more)
-
-
 def _pair(dataset: str, folder: Path, image_dir: Path, mask_dir: Path) -> PolypPairs:
     images = _index_images(image_dir, dataset, "image")
     masks = _index_images(mask_dir, dataset, "mask")
@@ -176,8 +167,8 @@ def _pair(dataset: str, folder: Path, image_dir: Path, mask_dir: Path) -> PolypP
         raise ValueError(
             f"No {found.name} image in {image_dir} has a mask of the same name in {mask_dir} (folder {folder})."
         )
-    _warn_unpaired(found.images_without_mask, f"{found.name} images without mask in {image_dir}")
-    _warn_unpaired(found.masks_without_image, f"{found.name} masks without image in {mask_dir}")
+    warn_unpaired(found.images_without_mask, f"{found.name} images without mask in {image_dir}")
+    warn_unpaired(found.masks_without_image, f"{found.name} masks without image in {mask_dir}")
     return found
 
 
