@@ -17,6 +17,15 @@ Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 __all__ = ["FinalValidationHandler", "TrainingTimeLimit"]
 
 
+def _rank_zero_decides(flag: bool) -> bool:
+    """``flag`` as rank 0 of a ``torchrun`` job has it, in every process (``flag`` itself in a single process)."""
+    if rank_and_world_size()[1] > 1:
+        decision = [flag]
+        dist.broadcast_object_list(decision, src=0)
+        flag = bool(decision[0])
+    return flag
+
+
 class FinalValidationHandler(ValidationHandler):
     """MONAI's epoch-level :class:`~monai.handlers.ValidationHandler`, plus one validation when training ends.
 
@@ -82,12 +91,8 @@ class FinalValidationHandler(ValidationHandler):
 
     def _share_left(self) -> bool:
         left = self._validating_s <= self.max_time_fraction * (time.monotonic() - self._started)
-        if rank_and_world_size()[1] > 1:
-            # every rank validates together (the metrics are gathered): rank 0's clock decides for all
-            decision = [left]
-            dist.broadcast_object_list(decision, src=0)
-            left = bool(decision[0])
-        return left
+        # every rank validates together (the metrics are gathered): rank 0's clock decides for all
+        return _rank_zero_decides(left)
 
     def _validate(self, engine: Engine) -> None:
         start = time.monotonic()
@@ -139,12 +144,7 @@ class TrainingTimeLimit:
         self._start = self._clock()
 
     def __call__(self, engine: Engine) -> None:
-        over = self._clock() - self._start > 60.0 * self.minutes
-        if rank_and_world_size()[1] > 1:
-            # every process stops after the same iteration, as rank 0's clock says: one that stopped alone would
-            # validate while the others waited in the next step's gradient all-reduce, for ever
-            decision = [over]
-            dist.broadcast_object_list(decision, src=0)
-            over = bool(decision[0])
-        if over:
+        # every process stops after the same iteration, as rank 0's clock says: one that stopped alone would
+        # validate while the others waited in the next step's gradient all-reduce, for ever
+        if _rank_zero_decides(self._clock() - self._start > 60.0 * self.minutes):
             engine.terminate()
