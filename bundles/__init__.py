@@ -36,12 +36,21 @@ BUNDLES_DIR = Path(__file__).resolve().parent
 
 
 def list_bundles() -> list[str]:
-    """Names of the shipped bundles: every folder here with a ``configs/metadata.json``."""
+    """Names of the shipped bundles: every folder here with a ``configs/metadata.json``.
+
+    Example::
+
+        >>> list_bundles()
+        ['attention_unet_pancreas_ct', 'egeunet3d_pancreas_ct', 'egeunet_skin_lesion', 'unetv2_polyp']
+    """
     return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "metadata.json").is_file())
 
 
 def bundle_dir(name: str) -> Path:
     """Folder of the shipped bundle ``name``.
+
+    Args:
+        name: the bundle's folder name, one of :func:`list_bundles`.
 
     Raises:
         KeyError: no bundle of that name; the message lists the bundles there are.
@@ -61,6 +70,9 @@ def bundle_metadata(root: str | os.PathLike) -> dict[str, Any]:
     ``root`` has none (a config run with ``--bundle_root`` set to a folder of weights alone).
 
     Its configs take their name and version from it for the algorithm identification of the DICOM SEGs they write.
+
+    Args:
+        root: the bundle folder (``bundle_root``), which holds ``configs/metadata.json``.
 
     Raises:
         ValueError: the file is no JSON object, naming it.
@@ -118,6 +130,14 @@ def input_size(
 
 def bundle_spatial_dims(name: str) -> int:
     """Spatial dimensions (2 or 3) of the images the bundle ``name``'s network takes, from its metadata.
+
+    Args:
+        name: a shipped bundle, one of :func:`list_bundles`; its metadata's input ``image`` has a
+            ``spatial_shape`` of one entry per spatial axis.
+
+    Raises:
+        KeyError: no bundle of that name (:func:`bundle_dir`), or its metadata has no input ``image`` with a
+            ``spatial_shape``.
 
     Example::
 

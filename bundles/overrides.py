@@ -232,8 +232,19 @@ def parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
     reads it; but a path key (``*_dir``, ``*_file``, ``datalist``, ...) without a value, or with an empty one, is an
     error: ``--output_dir "$OUT"`` with ``OUT`` unset would write into a folder named ``True``, or the current one.
 
+    Args:
+        tokens: the command-line words of the overrides, without the command and run id: ``--key value``,
+            ``--key=value`` or ``--key`` alone. A word after ``--key`` that does not start with ``--`` is its value,
+            so a value may start with one ``-`` (``--learning_rate -1``). Values are kept as text, ``#`` and
+            ``::`` in keys as given.
+
     Raises:
         ValueError: a token that is neither ``--key`` nor the value of one; a path key without a path.
+
+    Example::
+
+        >>> parse_overrides(["--max_epochs", "2", "--amp=false", "--flag"])
+        [('max_epochs', '2'), ('amp', 'false'), ('flag', 'True')]
     """
     pairs: list[tuple[str, str]] = []
     i = 0
@@ -256,7 +267,20 @@ def parse_overrides(tokens: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def config_ids(config: Any, prefix: str = "") -> Iterator[str]:
-    """Every id of a raw config, nested ones joined with ``#`` (``train``, ``train#trainer``, ...)."""
+    """Every id of a raw config, nested ones joined with ``#`` (``train``, ``train#trainer``, ...).
+
+    Each id comes before the ids under it; the items of a list are numbered from 0.
+
+    Args:
+        config: a raw config, as ``ConfigParser.get()`` gives it: dictionaries and lists, nested; other values
+            have no ids under them.
+        prefix: text put before each id: the parent's id and ``#`` in the recursion, ``""`` at the top.
+
+    Example::
+
+        >>> list(config_ids({"train": {"trainer": {"max_epochs": 2}}, "handlers": [{"_target_": "StatsHandler"}]}))
+        ['train', 'train#trainer', 'train#trainer#max_epochs', 'handlers', 'handlers#0', 'handlers#0#_target_']
+    """
     items: Iterable[tuple[Any, Any]]
     if isinstance(config, Mapping):
         items = config.items()

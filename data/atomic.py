@@ -56,6 +56,10 @@ TEXT_ERRORS = "backslashreplace"
 def text_safe(text: str) -> str:
     r"""``text`` as it can be written to a UTF-8 file: what UTF-8 cannot encode escaped, as :data:`TEXT_ERRORS` does.
 
+    Args:
+        text: any text, e.g. a file name that holds surrogates (``\udce9``) for bytes that are not UTF-8; each
+            character UTF-8 cannot encode becomes its backslash escape, the rest stays as it is.
+
     Example::
 
         >>> text_safe("latin1_\udce9t\udce9.png")
@@ -149,6 +153,10 @@ def _release_held_folders() -> None:
 def from_text_safe(text: str) -> str:
     r"""A file name that :func:`text_safe` escaped, as the file system has it (its bytes that are not UTF-8 back).
 
+    Args:
+        text: a name as :func:`text_safe` gave it; each escape ``\udc80`` to ``\udcff`` (a byte that is not
+            UTF-8, as Python holds it) becomes that surrogate again, other text stays as it is.
+
     Example::
 
         >>> from_text_safe("latin1_\\udce9t\\udce9.png") == "latin1_\udce9t\udce9.png"
@@ -208,7 +216,21 @@ def shortened_name(name: str, limit: int, keep: str = "start") -> str:
 
 
 def fsync_file(path: str | os.PathLike) -> None:
-    """Flush ``path``'s content to the disk."""
+    """Flush ``path``'s content to the disk.
+
+    Only what the system holds is flushed: a file still open elsewhere must be flushed there first.
+
+    Args:
+        path: an existing file, which is opened for reading and writing (``rb+``), so it must be writable.
+
+    Example::
+
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as f:
+        ...     _ = f.write(b"{}")
+        ...     f.flush()  # from Python's buffer to the system's
+        ...     fsync_file(f.name)  # from the system's cache to the disk
+    """
     # without it a power loss right after the rename can leave the final name pointing at empty blocks
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
@@ -484,6 +506,12 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
     study's qform as stored, beside the study's sform, sheared or not; elsewhere there is no qform where the affine
     is sheared. The file overlays its study in ITK-based tools as in nibabel.
 
+    Args:
+        output_dtype: data type of the voxels in the file (default ``np.float32``); ``SaveImage(d)`` passes its
+            own ``output_dtype``.
+        kwargs: further attributes of the writer, as MONAI's ``ImageWriter`` takes them (``SaveImage(d)`` passes
+            its ``scale``).
+
     Example::
 
         >>> SaveImaged("pred", output_ext=".nii.gz", writer=AtomicNibabelWriter)  # doctest: +SKIP
@@ -542,6 +570,16 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
     phone photograph stored sideways) has the image's stored grid and gets the same orientation tag, so that a
     viewer turns both alike and shows the mask over the lesion it shows.
 
+    Args:
+        output_dtype: data type of the pixels in the file (default ``np.float32``); ``SaveImage(d)`` passes its
+            own, which it makes ``uint8`` for a ``.png`` unless it is ``uint8`` or ``uint16``.
+        channel_dim: the channel axis of the data, kept as an attribute (default 0; ``None``: no channel axis);
+            the data written are converted by the ``channel_dim`` that ``set_data_array`` is given.
+        scale: ``255`` or ``65535`` clips the data to [0, 1] and scales them to [0, 255] (uint8) or [0, 65535]
+            (uint16); ``None`` writes the values as they are. Default 255; ``SaveImage(d)`` passes its own
+            ``scale``, ``None`` unless given.
+        kwargs: further attributes of the writer, as MONAI's ``ImageWriter`` takes them.
+
     Example::
 
         >>> SaveImaged("pred", output_ext=".png", writer=AtomicPILWriter)  # doctest: +SKIP
@@ -579,6 +617,15 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
 
 class AtomicITKWriter(_AtomicWrite, ITKWriter):
     """MONAI's ``ITKWriter`` (NRRD, MHA, NIfTI) with atomic writes; for ``SaveImaged(writer=...)``.
+
+    Args:
+        output_dtype: data type of the voxels in the file (default ``np.float32``); ``SaveImage(d)`` passes its
+            own ``output_dtype``.
+        affine_lps_to_ras: the data's affine is RAS (as MONAI's readers and ``NibabelWriter`` have it) and is
+            turned to ITK's LPS for the file; ``False``: it is LPS already; ``None``: the data's ``space``
+            metadata decides. Default ``True``.
+        kwargs: further attributes of the writer, as MONAI's ``ImageWriter`` takes them (``SaveImage(d)`` passes
+            its ``scale``).
 
     Example::
 

@@ -199,6 +199,10 @@ def rank_file(path: str | os.PathLike, rank: int) -> Path:
     """The file of process ``rank`` beside ``path``, for a job whose processes each write their own:
     ``<stem>.rank<k><suffix>``.
 
+    Args:
+        path: the file the job writes as a whole (``out/failures.csv``); only its name is changed, in its folder.
+        rank: the process's rank (:func:`rank_and_world_size`).
+
     Example::
 
         >>> rank_file("out/failures.csv", 1).name
@@ -261,6 +265,10 @@ def case_name(meta: Mapping[str, Any]) -> str:
     Its output name (:data:`CASE_NAME_KEY`, which :class:`CaseDataset` gives each datalist entry, so an image listed
     twice with two labels has two), else its image file, for cases that come from another dataset.
 
+    Args:
+        meta: the case's image metadata (a ``MetaTensor``'s ``meta``): its :data:`CASE_NAME_KEY`, else its
+            ``filename_or_obj``, names the case; ``""`` where it has neither.
+
     Example::
 
         >>> case_name({"filename_or_obj": "/in/ct.nii.gz", "case_name": "ct_2"})
@@ -276,6 +284,15 @@ def case_output_name(metadict: dict | None, saver: Any) -> dict:
 
     Uses the :data:`CASE_NAME_KEY` that :class:`CaseDataset` puts in the metadata; without it, MONAI's default
     (the input file's name).
+
+    Args:
+        metadict: the metadata of the image written (``None`` for none); its ``patch_index``, where it has one,
+            is kept as the ``idx`` of the name.
+        saver: the ``SaveImage`` that writes it, given on to MONAI's default formatter.
+
+    Returns:
+        the ``subject`` and ``idx`` that MONAI's ``FolderLayout`` makes the file name of; the subject ends with
+        a dot, so that the layout takes no part of a name with dots for an extension.
 
     Example::
 
@@ -306,6 +323,15 @@ def case_output_paths(transforms: Any, name: str) -> list[Path]:
     ``transforms`` is a transform or a chain of them (``Compose``, lists); the writers are MONAI's ``SaveImage(d)``
     named by :func:`case_output_name`, and any transform with an ``output_paths(name)`` method (the DICOM SEG and
     probability map writers). Other transforms write nothing that is known here.
+
+    Args:
+        transforms: a transform, or a chain of them (a ``Compose``, a list or a tuple, nested or not), searched
+            in order.
+        name: the case's unique output name (:func:`case_output_names`, :data:`CASE_NAME_KEY`).
+
+    Returns:
+        the paths, in the order of the writers; a ``SaveImage(d)`` named otherwise than by
+        :func:`case_output_name` gives none. No folder is created.
 
     Example::
 

@@ -73,7 +73,21 @@ BAD_CASE_POLICIES = ("error", "skip")
 
 
 class DataCheckError(ValueError):
-    """A problem with one input file; the message starts with the file's path."""
+    """A problem with one input file; the message starts with the file's path.
+
+    Args:
+        file: the file at fault, kept as ``file`` (a string); empty where no file can be named, and the message is
+            then ``problem`` alone.
+        problem: what is wrong with it, kept as ``problem``.
+
+    Example::
+
+        >>> error = DataCheckError("/data/ct_001.nii.gz", "image file does not exist.")
+        >>> print(error)
+        /data/ct_001.nii.gz: image file does not exist.
+        >>> isinstance(error, ValueError), error.file
+        (True, '/data/ct_001.nii.gz')
+    """
 
     def __init__(self, file: str | os.PathLike, problem: str) -> None:
         self.file = str(file)
@@ -89,6 +103,12 @@ class ChannelFilesError(DataCheckError):
     Args:
         problem: what is wrong.
         channels: the channels at fault, from 0.
+
+    Example::
+
+        >>> error = ChannelFilesError("channel 1 has another shape than channel 0.", [1])
+        >>> str(error), error.channels
+        ('channel 1 has another shape than channel 0.', [1])
     """
 
     def __init__(self, problem: str, channels: Sequence[int]) -> None:
@@ -167,6 +187,12 @@ def load_datalist(
         base_dir: folder that relative paths are relative to; defaults to the datalist's folder.
         required: ``False`` gives ``[]`` where the datalist has no list ``key`` or an empty one.
         labelled: every entry must have a ``label`` too (an evaluation scores each case against it).
+
+    Returns:
+        list[dict]: the cases of the list, one dictionary each (a plain image path of a ``test`` list becomes
+        ``{"image": path}``), its ``image`` (a path, or a list of one per channel) and ``label`` absolute; an
+        nnU-Net raw dataset's cases also hold their :data:`CASE_ID_KEY`. ``[]`` where ``required`` is ``False``
+        and there is no list ``key`` or an empty one.
 
     Raises:
         DataCheckError: the file is missing or not valid JSON, has no list ``key`` or an empty one (when
@@ -619,7 +645,17 @@ CheckCaseD = CheckCaseDict = CheckCased
 
 @dataclass(frozen=True)
 class BadCase:
-    """One case that cannot be used, and why."""
+    """One case that cannot be used, and why.
+
+    Args:
+        file: the file at fault (or the case, where no file can be named).
+        problem: what is wrong with it.
+
+    Example::
+
+        >>> print(BadCase("/data/ct_001.nii.gz", "image file does not exist."))
+        /data/ct_001.nii.gz: image file does not exist.
+    """
 
     file: str
     problem: str
@@ -637,6 +673,12 @@ class CaseScan:
         empty: the index of each readable case whose label has no foreground (no value other than 0).
         border_filling: the index of each readable case whose label is a 2D mask with foreground on at least
             :data:`BORDER_FILLING_SHARE` of its border pixels (:func:`border_filling_labels`).
+
+    Example::
+
+        >>> scan = CaseScan(bad=[(2, BadCase("/data/c.png", "label file does not exist."))], empty=[0])
+        >>> [index for index, _ in scan.bad], scan.empty, scan.border_filling
+        ([2], [0], [])
     """
 
     bad: list[tuple[int, BadCase]]

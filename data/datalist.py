@@ -25,7 +25,7 @@ from .medical_io import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases", "warn_trained_on"]
+__all__ = ["IMAGE_SUFFIXES", "list_cases", "split_cases", "warn_repeated", "warn_trained_on"]
 
 # 2D image files that the 2D bundles read (``monai_unets.transforms.Image2DReader``); volumes are listed by
 # ``list_cases(..., volumes=True)`` instead.

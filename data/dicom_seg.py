@@ -105,6 +105,14 @@ class DicomSegError(ValueError):
     Raised by ``write_dicom_seg`` (and so by ``SaveDicomSeg(d)``) for label maps that do not fit the series and
     for source series a SEG cannot reference (missing identifiers or slice geometry). It is a ``ValueError``, so
     a per-case runner records it as that case's failure while the case's other outputs, written before, stay.
+
+    Example::
+
+        >>> try:
+        ...     write_dicom_seg(np.zeros((4, 4, 2)), "/no/such/series", "seg.dcm", {1: "pancreas"})
+        ... except ValueError as error:
+        ...     print(type(error).__name__, error)
+        DicomSegError no DICOM SEG written: source /no/such/series is neither a folder nor a file.
     """
 
 

@@ -232,6 +232,11 @@ def is_dicom_file(path: Any) -> bool:
     """Whether ``path`` names a DICOM file: by its suffix (``.dcm``, ``.dicom``) or, without one, by the ``DICM``
     mark after its preamble, as PACS exports and CDs name their files (``IM00001``, ``1.2.840...``).
 
+    Args:
+        path: a path (``str`` or ``os.PathLike``); anything else (a list of channel files, an array), a path that
+            names no file (a folder, nothing) and a file that cannot be read are not DICOM files. The suffix is
+            compared case-insensitively.
+
     Example::
 
         >>> is_dicom_file("ct/IM00001"), is_dicom_file("ct.nii.gz")  # doctest: +SKIP

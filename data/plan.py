@@ -128,6 +128,14 @@ def detect_modality(minimum: float, low_percentile: float) -> str:
     Args:
         minimum: the lowest intensity over the dataset.
         low_percentile: the 0.5th percentile of the sampled intensities of the whole images.
+
+    Returns:
+        ``"CT"`` where ``minimum`` is at most -900 and ``low_percentile`` at most -500, else ``"MR"``.
+
+    Example::
+
+        >>> detect_modality(-1024.0, -1000.0), detect_modality(0.0, 0.0)
+        ('CT', 'MR')
     """
     return "CT" if minimum <= -900 and low_percentile <= -500 else "MR"
 
@@ -206,6 +214,12 @@ def fingerprint_dataset(
     Raises:
         ValueError: no labelled case, unreadable or unusable cases (every one of them named, the files and what
             is wrong), or a label with a value the dataset's ``labels`` do not declare.
+
+    Example::
+
+        >>> fingerprint = fingerprint_dataset("/data/Task07_Pancreas/dataset.json")  # doctest: +SKIP
+        >>> fingerprint["modality"], fingerprint["labels"]  # doctest: +SKIP
+        ('CT', {'0': 'background', '1': 'pancreas', '2': 'cancer'})
     """
     from .checks import declared_labels, load_datalist
 
@@ -310,6 +324,16 @@ def fingerprint_dataset(
 def choose_target_spacing(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]]) -> list[float]:
     """Median spacing, with nnU-Net's rule for anisotropic data (10th percentile on the coarse axis).
 
+    Args:
+        spacings: the voxel spacing (mm) of each case, one row per case, one value per axis.
+        shapes: the shape (voxels) of each case, in the order and axes of ``spacings``.
+
+    Returns:
+        the target spacing (mm) per axis, rounded to 4 decimals. Where the coarsest median spacing is more than 3
+        times the finest and the cases resampled to the medians have fewer than a third as many voxels along that
+        axis as along any other, the coarse axis takes the 10th percentile of its spacings, but stays coarser
+        than every other axis.
+
     Example::
 
         >>> choose_target_spacing([[1, 1, 5], [1, 1, 6], [1, 1, 7]], [[200, 200, 30]] * 3)
@@ -337,6 +361,15 @@ def voxel_budget(device: str | torch.device | None = None) -> int:
 
     A GPU gets a budget from its memory (about 128^3 at 16 GiB and more, 96^3 at 8 GiB, 64^3 below); a CPU gets
     64^3, since there speed, not memory, is what limits training.
+
+    Args:
+        device: the device training runs on (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``); any type
+            other than CUDA counts as a CPU. Default: CUDA when present, else the CPU.
+
+    Example::
+
+        >>> voxel_budget("cpu") == 64**3
+        True
     """
     device = _training_device(device)
     if device.type != "cuda":
@@ -353,6 +386,15 @@ def choose_patch_size(median_shape: Sequence[float], spacing: Sequence[float], b
     Starts from the median resampled shape (rounded up to a multiple of 32; a side at most a tenth of a voxel over
     one is not rounded up), then shrinks by 32 voxels the side that is longest in millimetres until the patch fits,
     as nnU-Net does.
+
+    Args:
+        median_shape: the median shape of the cases resampled to ``spacing``, in voxels per axis (fractions allowed).
+        spacing: the target spacing (mm) per axis, which tells the side that is longest in millimetres.
+        budget: the most voxels the patch may hold (:func:`voxel_budget`). No side goes below 32, so a budget
+            under 32 voxels per side gives a patch of 32 per side, larger than the budget.
+
+    Returns:
+        the patch size in voxels per axis, each side a multiple of 32 and at least 32.
 
     Example::
 
@@ -373,7 +415,38 @@ def choose_patch_size(median_shape: Sequence[float], spacing: Sequence[float], b
 
 
 def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None = None) -> dict[str, Any]:
-    """Turn a fingerprint (:func:`fingerprint_dataset`) into a plan for the given device (default: this one)."""
+    """Turn a fingerprint (:func:`fingerprint_dataset`) into a plan for the given device (default: this one).
+
+    Args:
+        fingerprint: what :func:`fingerprint_dataset` measured; read are ``spacings``, ``shapes``, ``modality``,
+            ``labels``, ``class_fractions`` and ``foreground_intensity`` (its ``mean``, ``std``,
+            ``percentile_00_5`` and ``percentile_99_5`` make the normalisation of CT; other modalities are
+            z-scored per image).
+        device: the device training runs on (``"cpu"``, ``"cuda"``, a ``torch.device``); it sets the voxel
+            budget of the patch (:func:`voxel_budget`) and the batch size: as many patches as twice the budget
+            holds on a GPU (at least 2), as the budget holds on a CPU (at least 1), at most 8. Default: CUDA when
+            present, else the CPU.
+
+    Returns:
+        the plan: ``version``, ``modality``, ``spacing`` (mm), ``median_shape`` (voxels at that spacing),
+        ``normalization``, ``foreground_threshold`` (-500 HU for CT, ``None``, the non-zero region, otherwise),
+        ``patch_size``, ``batch_size``, ``num_classes`` (the background included), ``labels``, ``class_names``,
+        ``class_fractions`` and ``postprocessing`` (none yet).
+
+    Example::
+
+        >>> fingerprint = {
+        ...     "spacings": [[0.8, 0.8, 2.5], [0.8, 0.8, 3.0], [0.8, 0.8, 2.5]],
+        ...     "shapes": [[512, 512, 90], [512, 512, 80], [512, 512, 100]],
+        ...     "modality": "CT",
+        ...     "foreground_intensity": {"mean": 80.0, "std": 60.0, "percentile_00_5": -90.0, "percentile_99_5": 250.0},
+        ...     "labels": {"0": "background", "1": "pancreas", "2": "tumour"},
+        ...     "class_fractions": {"0": 0.998, "1": 0.0018, "2": 0.0002},
+        ... }
+        >>> plan = make_plan(fingerprint, "cpu")
+        >>> plan["spacing"], plan["patch_size"], plan["batch_size"], plan["normalization"]["clip"]
+        ([0.8, 0.8, 2.5], [64, 96, 32], 1, [-90.0, 250.0])
+    """
     spacing = choose_target_spacing(fingerprint["spacings"], fingerprint["shapes"])
     resampled = np.asarray(fingerprint["shapes"]) * np.asarray(fingerprint["spacings"]) / np.asarray(spacing)
     median_shape = np.median(resampled, axis=0).tolist()
@@ -534,6 +607,16 @@ def plan_dataset(
         dataset_dir: the dataset folder.
         datalist: MSD ``dataset.json`` or MONAI datalist (default: ``dataset_dir/dataset.json``).
         device: the device the plan is for (default: CUDA when present, else the CPU).
+
+    Returns:
+        the plan of :func:`make_plan`, with a ``fingerprint`` entry that keeps the number of cases, the lowest
+        intensity and the foreground intensity statistics.
+
+    Example::
+
+        >>> plan = plan_dataset("/data/Task07_Pancreas")  # doctest: +SKIP
+        >>> plan["modality"], plan["spacing"]  # doctest: +SKIP
+        ('CT', [0.8, 0.8, 2.5])
     """
     datalist = Path(datalist) if datalist else Path(dataset_dir) / "dataset.json"
     fingerprint = fingerprint_dataset(datalist, dataset_dir)
@@ -543,7 +626,20 @@ def plan_dataset(
 
 
 def save_plan(plan: Mapping[str, Any], path: str | os.PathLike) -> str:
-    """Write a plan as JSON, atomically (a temporary file renamed into place); returns the path."""
+    """Write a plan as JSON, atomically (a temporary file renamed into place); returns the path.
+
+    Args:
+        plan: the plan (:func:`make_plan`, :func:`plan_dataset`); its values must be JSON-serialisable.
+        path: the JSON file to write; its folder is created where missing, and a file there is replaced.
+
+    Returns:
+        ``path`` as a string.
+
+    Example::
+
+        >>> save_plan(plan_dataset("/data/Task07_Pancreas"), "/data/Task07_Pancreas/plan.json")  # doctest: +SKIP
+        '/data/Task07_Pancreas/plan.json'
+    """
     # atomic_open: a temporary file of the umask's permissions (a NamedTemporaryFile's 0600 left the plan unreadable
     # to the other accounts that read the weights beside it, a MONAI Label server's)
     with atomic_open(path) as f:
@@ -564,6 +660,12 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
     older version still loads; a version 1 plan's non-CT crop (threshold 0) becomes the non-zero region that
     version 2 writes. A cross-validation fold's plan (``plan_fold<k>.json``) that records another fold is refused:
     it was copied from that fold.
+
+    Args:
+        path: the plan file (``monai-unets plan``'s, :func:`save_plan`'s); ``None``, or a path where no file is,
+            gives ``default``.
+        default: the plan given where there is no file, whose entries also fill the keys a file lacks; ``None``
+            for :data:`DEFAULT_PLAN`. It is copied, never changed.
 
     Raises:
         ValueError: the file is not a JSON object, lacks a key that every version writes, or a value has the wrong
@@ -716,11 +818,33 @@ def model_settings(plan: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class PlanMismatchError(ValueError):
-    """The model files of an ensemble were trained with different plans (preprocessing or classes)."""
+    """The model files of an ensemble were trained with different plans (preprocessing or classes).
+
+    Raised by :func:`ensemble_plan`; the message names both plan files and the first setting they differ in.
+
+    Example::
+
+        >>> try:  # doctest: +SKIP
+        ...     ensemble_plan(["models/model_fold0.pt", "models/model_fold1.pt"])
+        ... except PlanMismatchError as error:
+        ...     print(error)
+        models/plan_fold0.json (plan of model_fold0.pt) and models/plan_fold1.json (plan of model_fold1.pt) differ ...
+    """
 
 
 class MissingModelError(FileNotFoundError):
-    """A model file listed in an ensemble does not exist."""
+    """A model file listed in an ensemble does not exist.
+
+    Raised by :func:`ensemble_plan` for an ensemble of several model files; the message names every missing one.
+
+    Example::
+
+        >>> try:
+        ...     ensemble_plan(["/no/such/model_fold0.pt", "/no/such/model_fold1.pt"])
+        ... except FileNotFoundError as error:
+        ...     print(type(error).__name__)
+        MissingModelError
+    """
 
 
 def plan_file_of(weights: str | os.PathLike) -> str:

@@ -60,7 +60,15 @@ logger = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and what to do."""
+    """A checkpoint that cannot be used; the message names the file and what to do.
+
+    Example::
+
+        >>> read_checkpoint("no/such/model.pt")
+        Traceback (most recent call last):
+        ...
+        monai_unets.handlers.checkpoint.CheckpointError: no/such/model.pt: checkpoint does not exist; train the ...
+    """
 
 
 def _unwrap(obj: Any) -> Any:
@@ -74,6 +82,11 @@ def _is_main_process() -> bool:
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` through a temporary file and a rename: never a partial file under ``path``.
+
+    Args:
+        obj: what ``torch.save`` takes: a state dict, or a dict of them with epoch and iteration numbers.
+        path: the final file; its folder is created when missing. If saving fails, ``path`` is left as it was
+            (absent, or the previous complete file) and the temporary file is removed.
 
     Example::
 

@@ -43,7 +43,13 @@ __all__ = [
 
 
 class SettingError(ValueError):
-    """A configuration value of the wrong type or out of range; the message names the key and the value."""
+    """A configuration value of the wrong type or out of range; the message names the key and the value.
+
+    Example::
+
+        >>> explain(SettingError("max_epochs must be an integer >= 1, got 'abc'."))
+        "max_epochs must be an integer >= 1, got 'abc'."
+    """
 
 
 def _integer(minimum: int) -> Callable[[object], bool]:
@@ -203,6 +209,17 @@ def root_cause(error: BaseException) -> BaseException:
 
     The innermost error raised by monai_unets's own checks when there is one (it names the file or key and
     wraps the library error it explains), otherwise the innermost exception.
+
+    Args:
+        error: the exception caught. Its chain is followed through ``__cause__``, else ``__context__`` unless
+            ``raise ... from None`` suppressed it; ``error`` itself when it has neither.
+
+    Example::
+
+        >>> error = RuntimeError("Failed to evaluate ConfigExpression")
+        >>> error.__cause__ = FileNotFoundError("dataset.json")
+        >>> root_cause(error)
+        FileNotFoundError('dataset.json')
     """
     chain = _chain(error)
     return next((e for e in reversed(chain) if _ours(e)), chain[-1])
@@ -231,10 +248,22 @@ def explain(error: BaseException) -> str:
     job that stopped because another one did (rank 0 refusing an input, while this one waited for it) says so:
     the reason is that process's own line, not the library's message about the lost connection.
 
+    Args:
+        error: the exception that ended the run; its :func:`root_cause` is what the line is about.
+
+    Returns:
+        ``"<type>: <message> -- <hint>"`` for another library's error (the message on one line, ITK's reduced to
+        its reason, the hint only for common types); the message of monai_unets's own error, which may have
+        several lines; or, for a lost connection to a stopped process, the line that points at that process.
+
     Example::
 
         >>> explain(RuntimeError("Failed to evaluate ConfigExpression"))
         'RuntimeError: Failed to evaluate ConfigExpression'
+        >>> error = RuntimeError("Failed to evaluate ConfigExpression")
+        >>> error.__cause__ = FileNotFoundError("dataset.json")
+        >>> explain(error)
+        'FileNotFoundError: dataset.json -- check the path (dataset_dir, datalist, input_dir, bundle_root).'
     """
     cause = root_cause(error)
     if _ours(cause):
@@ -272,6 +301,10 @@ def escape_unencodable_output() -> None:
     A file name that is not valid UTF-8 (surrogate-escaped by Python) cannot be printed to a strict stream, as
     Python opens them in a UTF-8 locale other than ``C.UTF-8``: a log line naming it is dropped with a traceback,
     a tool's report ends with an error. Such streams get :data:`monai_unets.data.atomic.TEXT_ERRORS` instead.
+
+    Example::
+
+        >>> escape_unencodable_output()  # doctest: +SKIP
     """
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and callable(getattr(stream, "reconfigure", None)):
@@ -283,6 +316,10 @@ def point_at_null_device(fd: int) -> None:
 
     For standard output once its reader has gone (``| head``, quitting ``less``), where each write would raise
     ``BrokenPipeError``; every writer of the file, the final flush of a stream at exit included, is quiet then.
+
+    Args:
+        fd: the file descriptor (``sys.stdout.fileno()``); it stays open and keeps its number, so the streams and
+            handlers that write to it need no change.
 
     Example::
 

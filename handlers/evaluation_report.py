@@ -50,6 +50,12 @@ OVERLAY_DIR = "overlays"
 def case_file_stem(case: str) -> str:
     """A file-name stem for a case path: the file name without extensions, or the DICOM folder and series.
 
+    Args:
+        case: an image path, or a DICOM series reference ``<folder>::<SeriesInstanceUID>``. A file name loses
+            everything from its first dot (``ct.v2.nii.gz`` -> ``ct``); a series gives its folder's name and the
+            last two parts of its UID. A name that comes to nothing gives ``"case"``. Stems are not made unique:
+            two cases may share one.
+
     Example::
 
         >>> case_file_stem("/data/imagesTs/ct_001.nii.gz"), case_file_stem("/data/study::1.2.840.10008.77")

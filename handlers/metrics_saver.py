@@ -24,6 +24,21 @@ class AtomicMetricsSaver(MetricsSaver):
     File names that are not valid UTF-8 are listed escaped (:func:`monai_unets.data.atomic.text_safe`).
     Arguments are ``MetricsSaver``'s.
 
+    Args:
+        save_dir: the folder of the reports, created when missing; the staging folder is made inside it.
+        metrics: the engine's metrics written to ``metrics.csv``: ``"*"`` (the default) all of them, a list of
+            names, or ``None`` for no ``metrics.csv``.
+        metric_details: the metrics whose per-case, per-class values (``engine.state.metric_details``) are written
+            to ``<name>_raw.csv``, one row per case file: ``"*"``, a list of names, or ``None`` (the default) for none.
+        batch_transform: takes ``engine.state.batch`` to the cases' metadata (a dictionary of lists, or one
+            dictionary per case), whose ``filename_or_obj`` names the rows of the detail reports; by default the
+            batch as it is. Used only with ``metric_details``.
+        summary_ops: statistics of each detail report written to ``<name>_summary.csv`` (``"mean"``, ``"median"``,
+            ``"90percentile"``, ...; ``"*"`` all of MONAI's); ``None`` (the default) writes no summaries.
+        save_rank: the process of a multi-GPU evaluation that writes the reports (0 by default).
+        delimiter: the column separator of the files (``","``).
+        output_type: the file type; MONAI supports ``"csv"`` only.
+
     Example::
 
         >>> AtomicMetricsSaver(save_dir="eval", metrics="*").attach(evaluator)  # doctest: +SKIP

@@ -38,6 +38,17 @@ class EmptyAwareDiceMetric(_ScoresFalsePositives, DiceMetric):
     NaN (left out of the means) remains where both the prediction and the reference lack the class. The
     arguments are ``DiceMetric``'s; ``ignore_empty`` is always ``True``.
 
+    Args:
+        args: ``DiceMetric``'s arguments by position, at most three (``include_background``, ``reduction``,
+            ``get_not_nans``): the fourth, ``ignore_empty``, is set here, and a value for it raises a ``TypeError``.
+        kwargs: :class:`monai.metrics.DiceMetric`'s arguments by name: ``include_background`` (default ``True``),
+            ``reduction`` (default ``"mean"``), ``get_not_nans``, ``num_classes``, ``return_with_label``,
+            ``per_component``, ``ignore_index``. ``ignore_empty`` is overridden with ``True``: an empty reference gives
+            NaN, or 0 where the class was predicted. Predictions and references must be binary masks (B, C, ...), one
+            per class, of one shape; other shapes are refused with a ``ValueError``, and label maps (B, 1, ...) with
+            ``num_classes`` are not scored as described here. With ``ignore_index``, a class predicted only in the
+            ignored voxels still scores 0.
+
     Example::
 
         >>> reference = torch.zeros(1, 2, 4, 4)
@@ -59,6 +70,15 @@ class EmptyAwareMeanIoU(_ScoresFalsePositives, MeanIoU):
 
     NaN (left out of the means) remains where both the prediction and the reference lack the class. The
     arguments are ``MeanIoU``'s; ``ignore_empty`` is always ``True``.
+
+    Args:
+        args: ``MeanIoU``'s arguments by position, at most three (``include_background``, ``reduction``,
+            ``get_not_nans``): the fourth, ``ignore_empty``, is set here, and a value for it raises a ``TypeError``.
+        kwargs: :class:`monai.metrics.MeanIoU`'s arguments by name: ``include_background`` (default ``True``),
+            ``reduction`` (default ``"mean"``), ``get_not_nans``, ``ignore_index``. ``ignore_empty`` is overridden
+            with ``True``: an empty reference gives NaN, or 0 where the class was predicted. Predictions and
+            references must be binary masks (B, C, ...), one per class, of one shape; other shapes are refused with a
+            ``ValueError``. With ``ignore_index``, a class predicted only in the ignored voxels still scores 0.
 
     Example::
 

@@ -29,6 +29,13 @@ def label_map(segmentation: torch.Tensor | np.ndarray) -> np.ndarray:
     One channel is a binary mask (> 0.5 is label 1); several channels are one-hot with the background first
     (label = argmax).
 
+    Args:
+        segmentation: (C, ...) masks, one-hot labels or class probabilities, as a tensor (on any device, detached
+            here) or an array.
+
+    Returns:
+        the labels (...), uint8 (int16 for more than 256 channels).
+
     Example::
 
         >>> label_map(np.array([[[0.0, 1.0]]])).tolist()
@@ -44,6 +51,16 @@ def label_volumes(labels: np.ndarray, affine: np.ndarray | torch.Tensor | None, 
     """Size of labels 1..num_classes: millilitres for a 3D map with an affine, otherwise the number of pixels.
 
     The voxel volume is the absolute determinant of the affine's 3x3 part (mm^3), so oblique grids count right.
+
+    Args:
+        labels: an integer label map, spatial only (:func:`label_map`), of values >= 0; values above ``num_classes``
+            are not counted.
+        affine: the map's voxel-to-world affine in mm (4x4, or at least its 3x3 part); ``None``, or a 2D map, gives
+            pixel counts.
+        num_classes: the number of foreground labels, the length of the result; 0, the background, is not counted.
+
+    Returns:
+        one size per label 1..num_classes, 0.0 for a label that is absent.
 
     Example::
 

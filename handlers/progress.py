@@ -20,7 +20,22 @@ logger = logging.getLogger(__name__)
 
 
 def format_duration(seconds: float) -> str:
-    """``H:MM:SS`` for a number of seconds (rounded), e.g. ``format_duration(3725.4) == '1:02:05'``."""
+    """``H:MM:SS`` for a number of seconds (rounded), e.g. ``format_duration(3725.4) == '1:02:05'``.
+
+    Args:
+        seconds: a duration in seconds, rounded to whole seconds (halves to even, as Python's ``round``); a negative
+            one, as a clock set back can give, shows as ``0:00:00``. From 24 hours on, ``timedelta`` puts the days
+            first (``1 day, 1:00:00``).
+
+    Example::
+
+        >>> format_duration(3725.4)
+        '1:02:05'
+        >>> format_duration(59.6)
+        '0:01:00'
+        >>> format_duration(90000)
+        '1 day, 1:00:00'
+    """
     return str(timedelta(seconds=round(max(seconds, 0.0))))
 
 

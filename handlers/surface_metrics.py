@@ -21,6 +21,11 @@ def voxel_spacing(batch: torch.Tensor) -> list[float] | list[list[float]] | None
     One list of spacings for a single affine, one list per case for a batch of affines, ``None`` when the
     tensor carries no affine.
 
+    Args:
+        batch: the image or label batch (B, C, *spatial). A ``MetaTensor`` gives the spacing of its affine's first
+            ``len(spatial)`` axes (the length of each column of the affine's rotation and scaling part); any other
+            tensor gives ``None``.
+
     Example::
 
         >>> voxel_spacing(MetaTensor(torch.zeros(1, 1, 4, 4, 4), affine=torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0]))))
@@ -67,8 +72,19 @@ class SpacedHausdorffDistanceMetric(_SpacingFromAffine, HausdorffDistanceMetric)
 
     The plain metric measures distances in voxels unless it is called with ``spacing``, which MONAI's metric
     handlers never pass; on anisotropic CT that makes the figures meaningless. Labels without an affine fall
-    back to voxel units. Arguments are those of :class:`monai.metrics.HausdorffDistanceMetric`, e.g.
-    ``percentile=95`` for HD95.
+    back to voxel units; a ``spacing`` given to the call itself is used instead. Arguments are those of
+    :class:`monai.metrics.HausdorffDistanceMetric`, e.g. ``percentile=95`` for HD95.
+
+    Args:
+        include_background: score the first channel too (MONAI's default ``False``).
+        distance_metric: ``"euclidean"`` (the default), ``"chessboard"`` or ``"taxicab"``.
+        percentile: the percentile of the surface distances reported, 0 to 100 (95 for HD95); ``None``, the default,
+            takes the largest (the Hausdorff distance).
+        directed: measure only from the prediction to the label, not both ways.
+        reduction: how :meth:`aggregate` combines cases and classes (MONAI's ``"mean"``, ``"mean_batch"``, ...).
+        get_not_nans: :meth:`aggregate` also returns the number of values that were not NaN.
+        ignore_index: a class (its channel in one-hot labels) whose voxels are left out of every class's score;
+            ``None``, the default, keeps them all.
 
     Example::
 
@@ -80,6 +96,18 @@ class SpacedSurfaceDiceMetric(_SpacingFromAffine, SurfaceDiceMetric):
     """MONAI's normalized surface Dice (NSD) with tolerances in millimetres, using each case's voxel spacing.
 
     Arguments are those of :class:`monai.metrics.SurfaceDiceMetric`; ``class_thresholds`` are then millimetres.
+    Labels without an affine fall back to voxel units, as for :class:`SpacedHausdorffDistanceMetric`.
+
+    Args:
+        class_thresholds: one per class scored (the background left out unless ``include_background``): the distance
+            in mm within which a boundary voxel counts as matched; finite and >= 0.
+        include_background: score the first channel too (MONAI's default ``False``).
+        distance_metric: ``"euclidean"`` (the default), ``"chessboard"`` or ``"taxicab"``.
+        reduction: how :meth:`aggregate` combines cases and classes (MONAI's ``"mean"``, ``"mean_batch"``, ...).
+        get_not_nans: :meth:`aggregate` also returns the number of values that were not NaN.
+        use_subvoxels: measure the boundary with subvoxel precision, as DeepMind's ``surface-distance`` does.
+        ignore_index: a class (its channel in one-hot labels) whose voxels are left out of every class's score;
+            ``None``, the default, keeps them all.
 
     Example::
 

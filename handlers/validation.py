@@ -41,7 +41,12 @@ class FinalValidationHandler(ValidationHandler):
     dominates a short run. The validation when the run ends always happens.
 
     Args:
-        max_time_fraction: largest share of the run's wall time spent validating (``None``: no limit).
+        interval: validate after each epoch whose number is a multiple of ``interval`` (a resumed training keeps
+            the same epochs).
+        validator: the ``Evaluator`` to run; ``None`` leaves it to ``set_validator`` before training starts.
+        epoch_level: must stay ``True``: ``attach`` refuses iteration-level validation with a ``ValueError``.
+        exec_at_start: also validate when the trainer starts, before its first epoch (the initial weights).
+        max_time_fraction: largest share of the run's wall time spent validating, in (0, 1] (``None``: no limit).
         Other arguments are ``ValidationHandler``'s (epoch level only).
 
     Example::

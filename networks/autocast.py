@@ -26,6 +26,10 @@ def cpu_bf16_default(device: str | torch.device | None = None) -> bool:
 
     On other CPUs bfloat16 convolutions are emulated or barely faster, and CUDA has MONAI's own ``amp``.
 
+    Args:
+        device: the device the run uses (``"cpu"``, ``"cuda:0"``, a ``torch.device``); ``None`` means the CPU. Any
+            device that is not a CPU gives ``False``; for a CPU, this machine's CPU is checked.
+
     Example::
 
         >>> cpu_bf16_default("cuda:0")

@@ -21,6 +21,10 @@ __all__ = ["EnsembleInferer", "load_models", "mirror_axes", "model_files", "serv
 def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
     """Every subset of the spatial axes (as tensor dimensions of a (B, C, ...) batch), the empty one first.
 
+    Args:
+        spatial_dims: the number of spatial dimensions (2 or 3); the result has ``2 ** spatial_dims`` subsets, from
+            the smallest to the largest, which :class:`EnsembleInferer` flips one pass each.
+
     Example::
 
         >>> mirror_axes(2)

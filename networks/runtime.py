@@ -50,11 +50,29 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 class OnnxModelError(ValueError):
     """An ONNX model that cannot run here: unreadable, exported from other weights or for other inputs. The message
-    names the file and what to do (export again, or run with runtime torch)."""
+    names the file and what to do (export again, or run with runtime torch).
+
+    Example::
+
+        >>> OnnxRuntimeNetwork("models/model.onnx", weights="models/model.pt")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        monai_unets.networks.runtime.OnnxModelError: models/model.onnx: ...
+    """
 
 
 class MissingOnnxModelError(FileNotFoundError):
-    """No ONNX model where a run looks for it: it has to be exported first."""
+    """No ONNX model where a run looks for it: it has to be exported first.
+
+    Example::
+
+        >>> issubclass(MissingOnnxModelError, FileNotFoundError)
+        True
+        >>> OnnxRuntimeNetwork("no/such/model.onnx")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        monai_unets.networks.runtime.MissingOnnxModelError: no/such/model.onnx: no ONNX model there; export it first ...
+    """
 
 
 def _import_onnxruntime():

@@ -21,6 +21,13 @@ def uncertainty_score(probabilities: torch.Tensor) -> float:
     Averaging over the whole volume would let the large, easy background drown the uncertain structures, so
     voxels whose background probability exceeds 0.99 are left out (all voxels if none remain).
 
+    Args:
+        probabilities: class probabilities, channel first (C, ...) with C >= 2, channel 0 the background; a tensor or
+            an array, taken as float32. Each voxel's entropy is :func:`~monai_unets.transforms.entropy_map`.
+
+    Raises:
+        ValueError: when there are fewer than 2 channels.
+
     Example::
 
         >>> round(uncertainty_score(torch.tensor([[1.0, 0.5], [0.0, 0.5]])), 3)

@@ -13,7 +13,21 @@ from ..data.dataset import one_line
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of ``model`` (only those with ``requires_grad`` when ``trainable_only``)."""
+    """Number of parameters of ``model`` (only those with ``requires_grad`` when ``trainable_only``).
+
+    Args:
+        model: the network; each parameter counts its elements (``numel``), shared ones once.
+        trainable_only: count only the parameters with ``requires_grad``; ``False`` counts frozen ones too.
+
+    Example::
+
+        >>> layer = nn.Conv2d(3, 8, kernel_size=3)
+        >>> count_parameters(layer)
+        224
+        >>> _ = layer.bias.requires_grad_(False)
+        >>> count_parameters(layer, trainable_only=True)
+        216
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -24,6 +38,14 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     of convolutions, transposed convolutions and matrix products (attention included), and nothing for
     normalisation, activations, pooling or interpolation. This is the "GFLOPs" convention of the EGE-UNet and
     U-Net v2 papers (conv MACs), and counts transposed convolutions exactly.
+
+    Args:
+        model: the network; it is left as it is (a deep copy runs on the meta device, in eval mode).
+        input_shape: the whole input shape, batch and channels first (``(1, 3, 256, 256)``); the count grows with
+            the batch size.
+
+    Returns:
+        the multiply-accumulates, half the FLOPs ``FlopCounterMode`` counts.
 
     Example::
 
@@ -47,6 +69,15 @@ def input_shape_problem(model: nn.Module, shape: Sequence[int], modes: Sequence[
     value per channel). A network that states its own rule for spatial sizes (``input_size_problem``, e.g. this
     package's EGE-UNet, Attention U-Net and classic U-Net) is asked that instead in eval mode: tracing it on the
     meta device takes about a second the first time.
+
+    Args:
+        model: the network; it is left as it is (a deep copy is traced, on the meta device).
+        shape: the whole input shape, batch and channels first (``(1, 3, 256, 256)``).
+        modes: the values of ``model.train(...)`` to trace in, in order; the first that fails gives the reason. The
+            default, eval mode only, lets a network's own ``input_size_problem`` answer.
+
+    Returns:
+        the reason on one line (the network's own words, or the error tracing it raised), or ``None``.
 
     Example::
 
@@ -73,6 +104,15 @@ def check_input_size(model: nn.Module, in_channels: int, spatial_size: Sequence[
 
     A bundle calls it at start, so that a size the network cannot take (``--image_size [16, 16]`` for EGE-UNet,
     which pools five times) stops the run before any work instead of failing every case.
+
+    Args:
+        model: the network, checked in eval mode on one input (:func:`input_shape_problem`).
+        in_channels: the number of input channels the network is given.
+        spatial_size: the spatial size it is given, without batch and channels (``[256, 256]``).
+        key: the name of the setting that gave ``spatial_size``, which the message names (``"image_size"``).
+
+    Raises:
+        ValueError: when the network cannot take the size; the message gives the network's reason.
 
     Example::
 

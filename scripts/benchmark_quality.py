@@ -60,7 +60,27 @@ def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) 
 
 
 def hold_out(dataset_dir: str | os.PathLike, num_test: int, output: str | os.PathLike) -> Path:
-    """Write a datalist whose ``test`` list is the last ``num_test`` labelled cases and ``training`` the rest."""
+    """Write a datalist whose ``test`` list is the last ``num_test`` labelled cases and ``training`` the rest.
+
+    The other entries of ``dataset.json`` (labels, modality) are kept, its counts set to the lists as split, and
+    its paths left as they are: relative ones are read against ``dataset_dir``.
+
+    Args:
+        dataset_dir: the folder of the MSD ``dataset.json`` whose ``training`` list is split.
+        num_test: labelled cases held out, at least 1; at least 3 must be left to train.
+        output: the datalist file to write (atomically; its folder is created where missing).
+
+    Returns:
+        the path of the datalist written.
+
+    Raises:
+        ValueError: ``num_test`` is below 1, or leaves fewer than 3 cases to train.
+
+    Example::
+
+        >>> hold_out("data/demo_mr", 2, "benchmark_quality/benchmark_datalist.json")  # doctest: +SKIP
+        PosixPath('benchmark_quality/benchmark_datalist.json')
+    """
     dataset = json.loads((Path(dataset_dir) / "dataset.json").read_text())
     labelled = dataset["training"]
     if num_test < 1 or len(labelled) - num_test < 3:
@@ -100,7 +120,36 @@ def _score(predictions: Sequence[np.ndarray], cases: Sequence[dict[str, str]], n
 def train_bundle(
     bundle: str, dataset_dir: Path, datalist: Path, work_dir: Path, minutes: float, overrides: dict | None = None
 ) -> dict[str, Any]:
-    """Plan, train for ``minutes`` and infer on the held-out cases with a bundle's own configs; Dice per class."""
+    """Plan, train for ``minutes`` and infer on the held-out cases with a bundle's own configs; Dice per class.
+
+    Args:
+        bundle: a shipped 3D bundle (:func:`~monai_unets.bundles.list_bundles`).
+        dataset_dir: the folder that relative paths of ``datalist`` are read against.
+        datalist: the split of :func:`hold_out`: its ``training`` cases are planned and trained on, its ``test``
+            cases inferred and scored.
+        work_dir: the bundle is copied to ``work_dir/<bundle>`` (files of a copy there replaced), which then holds
+            the plan (``dataset_plan.json``), the weights and plan of the training (``models/``) and the
+            predictions (``predictions/``).
+        minutes: training time in minutes of this process's CPU time, validation included (``max_minutes``
+            with ``max_minutes_clock: cpu``).
+        overrides: more keys of ``train.yaml`` to set (``{"val_interval": 1}``); not those set here
+            (``bundle_root``, ``dataset_dir``, ``datalist``, ``num_workers``, ``plan_file``, ``max_minutes``,
+            ``max_minutes_clock``, ``max_epochs``).
+
+    Returns:
+        ``dice``: the mean Dice of each foreground class over the held-out cases (a case whose label and
+        prediction both lack the class left out); ``iterations``: the training's iterations; ``seconds``: the
+        CPU seconds of the training, its set-up and end included; ``plan``: the trained plan's modality,
+        spacing, patch size, batch size and post-processing.
+
+    Example::
+
+        >>> data = Path("data/demo_mr")  # labels: background, CSF, grey and white matter
+        >>> split = hold_out(data, 2, "work/split.json")  # doctest: +SKIP
+        >>> result = train_bundle("egeunet3d_pancreas_ct", data, split, Path("work"), 10)  # doctest: +SKIP
+        >>> len(result["dice"])  # doctest: +SKIP
+        3
+    """
     from monai.bundle import ConfigWorkflow
 
     from ..bundles import bundle_dir
@@ -154,7 +203,29 @@ def train_bundle(
 
 
 def train_baseline(dataset_dir: Path, datalist: Path, minutes: float, num_classes: int, seed: int = 0) -> dict:
-    """MONAI's plain ``UNet`` in a short training loop for ``minutes``; Dice per class on the held-out cases."""
+    """MONAI's plain ``UNet`` in a short training loop for ``minutes``; Dice per class on the held-out cases.
+
+    Args:
+        dataset_dir: the folder that relative paths of ``datalist`` are read against.
+        datalist: the split of :func:`hold_out`: its ``training`` cases are trained on, its ``test`` cases scored.
+        minutes: training time in minutes of this process's CPU time, checked after each step (the last step
+            ends past it).
+        num_classes: classes, the background included: the network's output channels.
+        seed: ``torch``'s seed, which sets the initial weights, the order of the cases and (through MONAI's
+            ``DataLoader``) the crops.
+
+    Returns:
+        ``dice``: the mean Dice of each foreground class over the held-out cases (a case whose label and
+        prediction both lack the class left out); ``iterations``: the training's steps; ``seconds``: the CPU
+        seconds of the training loop.
+
+    Example::
+
+        >>> data = Path("data/demo_mr")  # labels: background, CSF, grey and white matter
+        >>> split = hold_out(data, 2, "work/split.json")  # doctest: +SKIP
+        >>> len(train_baseline(data, split, 10, num_classes=4)["dice"])  # doctest: +SKIP
+        3
+    """
     from monai.data import CacheDataset, DataLoader, load_decathlon_datalist
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss

@@ -75,7 +75,25 @@ def make_ct_phantom(
 
 
 def lps_geometry_affine(spacing: Sequence[float], origin_lps: Sequence[float], direction_lps: np.ndarray) -> np.ndarray:
-    """The RAS affine (as in NIfTI and MONAI) of a volume with ITK/DICOM geometry (LPS origin and direction)."""
+    """The RAS affine (as in NIfTI and MONAI) of a volume with ITK/DICOM geometry (LPS origin and direction).
+
+    Args:
+        spacing: voxel size in mm along the volume's three axes.
+        origin_lps: patient position (mm, LPS) of the first voxel, ``volume[0, 0, 0]``.
+        direction_lps: 3 x 3 matrix whose columns are the directions (LPS) of the volume's axes, as ITK's
+            direction.
+
+    Returns:
+        the 4 x 4 voxel-to-RAS affine.
+
+    Example::
+
+        >>> lps_geometry_affine((0.9, 0.9, 2.5), (-10.0, -20.0, 100.0), np.eye(3))
+        array([[ -0.9,   0. ,   0. ,  10. ],
+               [  0. ,  -0.9,   0. ,  20. ],
+               [  0. ,   0. ,   2.5, 100. ],
+               [  0. ,   0. ,   0. ,   1. ]])
+    """
     affine = np.eye(4)
     affine[:3, :3] = np.asarray(direction_lps) @ np.diag(spacing)
     affine[:3, 3] = origin_lps
@@ -207,6 +225,20 @@ def generate_demo_ct(
     dicom: bool = False,
 ) -> Path:
     """Write ``num_cases`` labelled phantoms (imagesTr/labelsTr) and ``num_test`` unlabelled ones (imagesTs).
+
+    The volumes are stored in LPS orientation (axes towards patient left, posterior and superior), centred in x
+    and y, their first slice at z = 100 mm; case ``i`` is :func:`make_ct_phantom` of seed ``seed * 1000 + i``, the
+    test cases numbered on from the labelled ones (``demo_<i:03d>.nii.gz``).
+
+    Args:
+        output_dir: the dataset folder, created where missing (see :func:`write_phantom_dataset`).
+        num_cases: labelled cases.
+        num_test: unlabelled test cases.
+        shape: voxels along x (patient left), y (posterior) and z (superior).
+        spacing: voxel size in mm along x, y and z; the blobs are sized in mm.
+        seed: seed of the dataset.
+        dicom: also write each test case as a DICOM CT series (:func:`write_dicom_series`), of the same geometry,
+            in ``dicomTs/<name>/`` (``name`` without the extension).
 
     Returns:
         the path of ``dataset.json``.

@@ -104,7 +104,16 @@ def generate_demo_mr(
 ) -> Path:
     """Write ``num_cases`` labelled phantoms (imagesTr/labelsTr) and ``num_test`` unlabelled ones (imagesTs).
 
+    The volumes are RAS, centred on the world origin; case ``i`` is :func:`make_mr_phantom` of seed
+    ``seed * 1000 + i``, the test cases numbered on from the labelled ones (``brain_<i:03d>.nii.gz``).
+
     Args:
+        output_dir: the dataset folder, created where missing (see :func:`write_phantom_dataset`).
+        num_cases: labelled cases.
+        num_test: unlabelled test cases.
+        shape: voxels along x, y and z.
+        spacing: voxel size in mm along x, y and z; the anatomy is sized in mm.
+        seed: seed of the dataset.
         modality: record ``"modality": {"0": "MR"}`` in ``dataset.json``; without it a planner has to tell the
             modality from the intensities.
 

@@ -37,8 +37,19 @@ def write_phantom_dataset(
     ``dataset.json`` (``header`` first: name, description, modality, labels).
 
     Args:
+        output_dir: the dataset folder; it and its ``imagesTr``, ``labelsTr`` and ``imagesTs`` are created where
+            missing. Files of the names written are replaced, other files left alone.
         make_phantom: makes case ``i``'s image and label from ``(shape, spacing, seed * 1000 + i)``.
         prefix: file names are ``<prefix>_<i:03d>.nii.gz``.
+        header: the first entries of ``dataset.json``; ``numTraining``, ``numTest``, ``training`` and ``test``
+            follow (and replace entries of those names).
+        affine: the 4 x 4 voxel-to-world affine (RAS, mm, as NIfTI stores it) of every image and label; it
+            should agree with ``spacing``, which only ``make_phantom`` is given.
+        num_cases: labelled cases, ``i`` = 0 .. ``num_cases`` - 1.
+        num_test: unlabelled test cases, numbered on from the labelled ones.
+        shape: voxels per axis of every case, for ``make_phantom``.
+        spacing: voxel size (mm) per axis, for ``make_phantom``.
+        seed: seed of the dataset: case ``i`` is made with ``seed * 1000 + i``.
         on_test_case: called with each test case's name (no extension) and image, e.g. to write it as DICOM too.
 
     Returns:

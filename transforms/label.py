@@ -349,6 +349,14 @@ def _outside_largest(mask: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray] |
 def keep_largest_component(mask: NdarrayOrTensor) -> np.ndarray:
     """The largest 26-connected (in 2D 8-connected) component of a binary mask; an empty mask stays empty.
 
+    Args:
+        mask: the mask, spatial dimensions only (no channel): a numpy array or a CPU tensor, nonzero values taken as
+            ``True``. Components touching at an edge or a corner are one; of two largest of equal size, the first in
+            array order is kept.
+
+    Returns:
+        a bool array of the mask's shape.
+
     Example::
 
         >>> keep_largest_component(np.array([1, 1, 0, 1])).tolist()

@@ -186,6 +186,16 @@ class SeparableResample(SpatialResample):
     rotations, spline orders, reflection padding, ``align_corners=True`` and lazy resampling go to
     ``SpatialResample`` unchanged. Arguments are ``SpatialResample``'s.
 
+    Args:
+        mode: ``"bilinear"`` (the default) or ``"nearest"``, which take the axis-by-axis path; a spline order 0-5
+            (an integer) goes to ``SpatialResample``.
+        padding_mode: the values outside the input: ``"border"`` (the default, the nearest edge value) or
+            ``"zeros"`` take the axis-by-axis path, ``"reflection"`` goes to ``SpatialResample``.
+        align_corners: ``False`` (the default) takes the axis-by-axis path; ``True`` goes to ``SpatialResample``.
+        dtype: the precision of the interpolation (``float64`` by default, ``None`` the input's); the output is
+            float32 either way.
+        lazy: record the resampling for MONAI's lazy execution instead of running it, as ``SpatialResample`` does.
+
     Example::
 
         >>> resample = SeparableResample(mode="bilinear", dtype=torch.float32)

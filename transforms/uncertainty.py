@@ -22,6 +22,17 @@ __all__ = ["SaveProbabilityMapsd", "SaveProbabilityMapsD", "SaveProbabilityMapsD
 def entropy_map(probabilities: torch.Tensor) -> torch.Tensor:
     """Per-voxel entropy of class probabilities (C, ...), divided by ``log C``: 0 certain, 1 uniform.
 
+    Args:
+        probabilities: class probabilities, channel first (C, ...) with C >= 2 and each voxel's channels summing to
+            1 (a softmax, or the average of several); a tensor or an array, taken as float32. Zero probabilities add
+            nothing.
+
+    Returns:
+        the entropy map (...), float32, without the channel dimension.
+
+    Raises:
+        ValueError: when there are fewer than 2 channels (a single sigmoid channel has no class distribution).
+
     Example::
 
         >>> entropy_map(torch.tensor([[1.0, 0.5], [0.0, 0.5]]))

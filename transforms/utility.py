@@ -130,7 +130,14 @@ class MetaFreeRandomCompose(Compose):
     Args:
         transforms: the chain, as for ``Compose``; nested ``Compose`` lists are not looked into, so pass a flat
             chain (``Compose(...).flatten().transforms``).
-        kwargs: ``Compose``'s keyword arguments.
+        kwargs: ``Compose``'s keyword arguments, below, passed to the head and the random part alike.
+        map_items: apply each transform to every item of a list (as a multi-sample crop makes) rather than to the
+            list; an integer is the depth of nested lists to map into (``True`` is 1).
+        unpack_items: call each transform with the items of the data as separate arguments.
+        log_stats: MONAI's logging of the chain: ``False`` none, ``True`` its default loggers, a string a logger name.
+        lazy: MONAI's lazy resampling: ``False`` (the default) resamples transform by transform, ``True`` combines
+            lazy transforms, ``None`` lets each transform's own ``lazy`` decide.
+        overrides: arguments (``mode``, ``padding_mode``, ...) applied to the transforms when resampling lazily.
 
     Example::
 

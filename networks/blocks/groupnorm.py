@@ -30,6 +30,10 @@ class GroupNorm(nn.GroupNorm):
         num_channels: number of channels of the input.
         eps: added to the variance for numerical stability.
         affine: whether to learn a per-channel scale and shift.
+        device: where the scale and shift are created (``None``: PyTorch's default device).
+        dtype: their dtype (``None``: PyTorch's default, float32).
+        bias: keyword only, and only in PyTorch versions whose ``nn.GroupNorm`` takes it: ``False`` learns the scale
+            without a shift.
 
     Example::
 
@@ -112,6 +116,10 @@ def accurate_group_norms(module: nn.Module) -> nn.Module:
 
     For networks built from MONAI's blocks and norm factory, which create ``nn.GroupNorm``; the state dict is
     unchanged. Returns ``module``.
+
+    Args:
+        module: the network, changed in place. Its submodules are replaced at every depth; ``module`` itself is not,
+            nor are subclasses of ``nn.GroupNorm``. The new layers share the old ones' scale and shift parameters.
 
     Example::
 

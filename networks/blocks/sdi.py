@@ -219,6 +219,22 @@ def resample_to(x: torch.Tensor, size: List[int]) -> torch.Tensor:  # noqa: UP00
     """Resample ``x`` (N, C, *spatial) to ``size`` as SDI does: adaptive average pooling when every side is at
     least the target (and the shape differs), (bi/tri)linear interpolation with ``align_corners=True``
     otherwise, nothing when the shapes are equal.
+
+    Args:
+        x: a batch (N, C, *spatial), 1 to 3 spatial axes.
+        size: the target size of each spatial axis, as many as ``x`` has. In an ONNX export the pooling is
+            :func:`box_average`, which gives the same values.
+
+    Raises:
+        ValueError: when ``size`` has another number of axes than ``x``.
+
+    Example::
+
+        >>> resample_to(torch.arange(16.0).view(1, 1, 4, 4), [2, 2])
+        tensor([[[[ 2.5000,  4.5000],
+                  [10.5000, 12.5000]]]])
+        >>> resample_to(torch.tensor([[[0.0, 3.0]]]), [4])
+        tensor([[[0., 1., 2., 3.]]])
     """
     shape: List[int] = list(x.shape[2:])  # noqa: UP006
     target: List[int] = list(size)  # noqa: UP006
