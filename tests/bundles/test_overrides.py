@@ -98,8 +98,15 @@ def test_the_command_line_of_a_bundle_run_is_checked():
 
 
 def test_other_programs_and_args_files_are_left_alone():
-    check_command_line(["/usr/bin/monailabel", "start_server", "--max_epoch", "2"])
-    check_command_line([MONAI_RUN, "run", "--args_file", "args.json", "--max_epoch", "2"])
+    train = str(bundle_dir(SKIN) / "configs" / "train.yaml")
+    typo = ["--config_file", train, "--max_epoch", "2"]
+    # the typo is refused where the check applies, so each call below passes for the reason named
+    with pytest.raises(SystemExit, match="unknown key 'max_epoch'"):
+        check_command_line([MONAI_RUN, "run", *typo])
+    check_command_line(["/usr/bin/monailabel", "run", *typo])
+    check_command_line([MONAI_RUN, "verify_metadata", *typo])
+    # an args file may hold keys the command line completes: MONAI merges them, the check cannot see them
+    check_command_line([MONAI_RUN, "run", "--args_file", "args.json", *typo])
 
 
 def test_a_plain_monai_bundle_run_stops_on_a_typo(tmp_path):

@@ -43,9 +43,15 @@ def test_training_through_autocast_reaches_every_parameter_in_float32():
         assert p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32, name
 
 
-def test_bf16_default_is_off_for_cuda_devices():
+def test_bf16_default_is_off_for_cuda_devices_and_follows_amx_on_the_cpu(monkeypatch):
     assert cpu_bf16_default("cuda:0") is False
-    assert isinstance(cpu_bf16_default("cpu"), bool)
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+        assert cpu_bf16_default("cpu") is amx
+    # AMX tiles without oneDNN's bfloat16 kernels: float32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert cpu_bf16_default("cpu") is False
 
 
 class _Recorder(torch.nn.Module):
