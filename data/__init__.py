@@ -57,6 +57,7 @@ from .plan import (
     plan_file_of,
     record_classes_in_metadata,
     record_input_size_in_metadata,
+    record_inputs_in_metadata,
     save_plan,
 )
 
@@ -102,6 +103,7 @@ __all__ = [
     "class_names_of",
     "record_classes_in_metadata",
     "record_input_size_in_metadata",
+    "record_inputs_in_metadata",
     "dataset_plan",
     "describe_error",
     "ensemble_plan",

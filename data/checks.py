@@ -511,26 +511,40 @@ class CheckCased(MapTransform):
                 f"a {len(shape) - 1}D image (channels first: {shape}); this bundle takes {self.spatial_dims}D images."
             )
         if self.in_channels is not None and shape[0] != self.in_channels:
+            wanted = self.in_channels
+            # a network of several channels takes one per modality of its plan (MSD's 4D NIfTI, nnU-Net's files)
+            whole_case = (
+                "give each case one image file"
+                if wanted == 1
+                else f"give each case its {wanted} channels, as one file of {wanted} channels or {wanted} files, "
+                "one per channel, in the order the bundle was trained with"
+            )
             if files:
                 raise error(
                     f"a case of {shape[0]} image files, one per channel (shape {shape}); this bundle takes "
-                    f"{self.in_channels} channel{'s' if self.in_channels > 1 else ''}: give each case one image file."
+                    f"{wanted} channel{'s' if wanted > 1 else ''}: {whole_case}."
                 )
+            example = ", e.g. greyscale scans" if wanted == 1 else ""
             if meta.get(VALUES_PER_VOXEL) == shape[0]:
                 # a DICOM image's PhotometricInterpretation, as the readers report it, names its colours
                 colour = str(meta.get("0028|0004", "")).strip()
                 if colour:
                     raise error(
                         f"is a colour DICOM image ({colour}: {shape[0]} samples per pixel, shape {shape}); this "
-                        f"bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
+                        f"bundle takes {wanted}-channel images{example}."
                     )
                 raise error(
                     f"holds {shape[0]} values per voxel (colour or vector components), read as {shape[0]} channels "
-                    f"(shape {shape}); this bundle takes {self.in_channels}-channel images, e.g. greyscale scans."
+                    f"(shape {shape}); this bundle takes {wanted}-channel images{example}."
+                )
+            if wanted == 1:
+                raise error(
+                    f"has {shape[0]} channels (shape {shape}); this bundle takes 1. A 4D file (several volumes or "
+                    "time points) must be split into single volumes."
                 )
             raise error(
-                f"has {shape[0]} channels (shape {shape}); this bundle takes {self.in_channels}. "
-                "A 4D file (several volumes or time points) must be split into single volumes."
+                f"has {shape[0]} channel{'s' if shape[0] > 1 else ''} (shape {shape}); this bundle takes "
+                f"{wanted}: {whole_case}."
             )
         if _all_finite(image):
             return image

@@ -91,8 +91,11 @@ _MIN_PATCH_SIDE = 32
 _SHAPE_TOLERANCE = 0.1
 
 
-def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Image (C, X, Y, Z) and label (X, Y, Z) in RAS orientation, and the voxel spacing (mm)."""
+def _read_case(
+    image_path: str | Sequence[str], label_path: str | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Image (C, X, Y, Z) and label (X, Y, Z) in RAS orientation, and the voxel spacing (mm); the image from one
+    file or, given several, one channel from each."""
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 
     from .dataset import describe_error
@@ -101,24 +104,29 @@ def _read_case(image_path: str, label_path: str | None) -> tuple[np.ndarray, np.
     paths = {"image": image_path, **({"label": label_path} if label_path else {})}
     data = {}
     for key, path in paths.items():
-        # each file on its own, so that the message names the one at fault and what is wrong with it
-        if not os.path.exists(path):
-            raise ValueError(f"{path}: {key} file does not exist.")
+        # each key on its own, so that the message names the file at fault and what is wrong with it
+        files = [path] if isinstance(path, str) else list(path)
+        for file in files:
+            if not os.path.exists(file):
+                raise ValueError(f"{file}: {key} file does not exist.")
         try:
+            # several files: one channel each, as the bundles load them
             data.update(LoadImaged(key, reader=MedicalImageReader(), image_only=True)({key: path}))
         except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
-            raise ValueError(f"{path}: cannot read the {key}: {describe_error(error, path)}") from error
+            named = ", ".join(files)
+            raise ValueError(f"{named}: cannot read the {key}: {describe_error(error, named)}") from error
     # labels given, as MONAI warns on every run where its changed default is left to apply: None names the axes by
     # the image's space (RAS, or LPS), as the bundles' ResampleSpacingd does
     orient = Orientationd(list(paths), axcodes="RAS", labels=None)
     data = Compose([EnsureChannelFirstd(list(paths)), orient])(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]
+    shown = image_path if isinstance(image_path, str) else ", ".join(image_path)
     label = None
     if label_path:
         label = np.asarray(data["label"])[0]
         if label.shape != tuple(image.shape[1:]):
-            raise ValueError(f"label {label_path} has shape {label.shape}, image {image_path} {tuple(image.shape[1:])}")
+            raise ValueError(f"label {label_path} has shape {label.shape}, image {shown} {tuple(image.shape[1:])}")
     return np.asarray(image, dtype=np.float32), label, spacing
 
 
@@ -152,34 +160,37 @@ def _is_ct_name(name: str) -> bool:
     return bool(_CT_WORDS.intersection(re.findall(r"[A-Z0-9]+", upper))) or bool(_CT_PHRASE.search(upper))
 
 
-def _declared_modality(dataset: Mapping, datalist: str | os.PathLike) -> str | None:
-    """The modality a dataset.json names (``modality``, or nnU-Net's ``channel_names``); ``None`` when none."""
+def _declared_modality(dataset: Mapping, datalist: str | os.PathLike) -> tuple[str | None, int | None]:
+    """The modality a dataset.json names (``modality``, or nnU-Net's ``channel_names``) and its number of input
+    channels; ``None`` for what it does not name.
+
+    Channels of several modalities (MSD's prostate T2 and ADC, brain FLAIR, T1w, ...) are planned together: every
+    channel of an image is normalised alike, so they must all be CT (Hounsfield units, normalised with the
+    dataset's statistics) or all other modalities (each channel of each image z-scored on its own).
+    """
     modality = dataset.get("modality") or dataset.get("channel_names")
     if isinstance(modality, Mapping) and modality:
-        if len(modality) > 1:
+        names = [str(name) for name in modality.values()]
+        if len({_is_ct_name(name) for name in names}) > 1:
             raise ValueError(
-                f"{datalist}: the dataset has {len(modality)} input channels ({dict(modality)}); the bundles take "
-                "one channel"
+                f"{datalist}: its input channels {dict(modality)} mix CT with other modalities; the bundles "
+                "normalise every channel of an image alike (CT by the dataset's Hounsfield statistics, the others "
+                "each by its own), so plan datasets of CT channels or of other channels only"
             )
-        modality = next(iter(modality.values()))
-    return modality if isinstance(modality, str) else None
+        return names[0], len(names)
+    return (modality if isinstance(modality, str) else None), None
 
 
 def _read_labelled_case(case: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One datalist case's image (X, Y, Z), label and spacing; ``ValueError`` naming the file and what is wrong."""
+    """One datalist case's image (C, X, Y, Z), label and spacing; ``ValueError`` naming the file and what is wrong.
+
+    The channels are the image file's own (a 4D NIfTI of MSD's multi-modal tasks) or one file each (a datalist's
+    list of files, nnU-Net's ``<case>_0000``, ``<case>_0001``, ...).
+    """
     image_path = case["image"]
-    if not isinstance(image_path, str):
-        # one file per channel: a datalist's list of modalities, nnU-Net's <case>_0000, <case>_0001, ...
-        if len(image_path) > 1:
-            raise ValueError(
-                f"{', '.join(image_path)}: a case of {len(image_path)} image files, one per channel; the bundles "
-                "take one channel"
-            )
+    if not isinstance(image_path, str) and len(image_path) == 1:
         image_path = image_path[0]
-    image, label, spacing = _read_case(image_path, case["label"])
-    if image.shape[0] != 1:
-        raise ValueError(f"{image_path}: the image has {image.shape[0]} channels; the bundles take one channel")
-    return image[0], label, spacing
+    return _read_case(image_path, case["label"])
 
 
 def _label_values(label: np.ndarray, label_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +246,9 @@ def fingerprint_dataset(
     if not cases:
         raise ValueError(f"datalist {datalist} has no labelled case in {key!r}.")
 
-    # before any case is read: a dataset of several channels is refused as a whole
-    declared = _declared_modality(meta, datalist)
+    # before any case is read: channels of CT and of other modalities are refused as a whole
+    declared, declared_channels = _declared_modality(meta, datalist)
+    channels: int | None = declared_channels
     rng = np.random.default_rng(seed)
     spacings, shapes, foreground, whole, counts = [], [], [], [], {}
     first_file: dict[int, str] = {}  # the first label file holding each value, for messages
@@ -246,15 +258,22 @@ def fingerprint_dataset(
         try:
             image, label, spacing = _read_labelled_case(case)
             values, n = _label_values(label, case["label"])
+            if channels is not None and image.shape[0] != channels:
+                files = case["image"] if isinstance(case["image"], str) else ", ".join(case["image"])
+                expected = "declares" if declared_channels else "has in its first case"
+                raise ValueError(
+                    f"{files}: the image has {image.shape[0]} channel(s); the dataset {expected} {channels}"
+                )
         except ValueError as error:
             failures.append(str(error))
             continue
+        channels = image.shape[0]
         spacings.append(spacing.tolist())
-        shapes.append(list(image.shape))
+        shapes.append(list(image.shape[1:]))
         minimum = min(minimum, float(image.min()))
         flat = image.ravel()
         whole.append(flat[rng.integers(0, flat.size, _SAMPLES_PER_CASE)])
-        fg = image[label > 0]
+        fg = image[:, label > 0].ravel()
         if fg.size:
             foreground.append(fg[rng.integers(0, fg.size, min(_SAMPLES_PER_CASE, fg.size))])
         for v, c in zip(values.tolist(), n.tolist()):
@@ -318,6 +337,7 @@ def fingerprint_dataset(
         "labels": {str(k): v for k, v in sorted(labels.items())},
         "class_fractions": {str(k): counts.get(k, 0) / total for k in sorted(labels)},
         "modality": modality,
+        "num_channels": int(channels or 1),
     }
 
 
@@ -477,6 +497,8 @@ def make_plan(fingerprint: Mapping[str, Any], device: str | torch.device | None 
     return {
         "version": PLAN_VERSION,
         "modality": fingerprint["modality"],
+        # the network's input channels (the image's modalities, normalised alike)
+        "in_channels": int(fingerprint.get("num_channels", 1)),
         "spacing": spacing,
         "median_shape": [round(s) for s in median_shape],
         "normalization": normalization,
@@ -550,6 +572,46 @@ def record_classes_in_metadata(metadata_file: str | os.PathLike, class_names: Se
         if output.get("channel_def") == channels and output.get("num_channels") == len(channels):
             return False
         output["channel_def"], output["num_channels"] = channels, len(channels)
+        return True
+
+    return _rewrite_metadata(metadata_file, change)
+
+
+def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int, modality: str) -> bool:
+    """Sets the input of a 3D bundle's ``metadata.json`` to images of ``in_channels`` channels of ``modality``.
+
+    A bundle planned for another dataset (an MR, a multi-modal MR of several channels) trains weights that take
+    its images: the metadata of ``models/model.pt`` then says so, for MONAI's ``verify_net_in_out`` (which builds
+    its test input from ``num_channels``) and for the model zoo's readers. The file is rewritten, atomically, only
+    where the input differs; its other entries are kept.
+
+    Args:
+        metadata_file: the bundle's ``configs/metadata.json``.
+        in_channels: the images' channels (the plan's ``in_channels``).
+        modality: the plan's ``modality``: ``"CT"`` (Hounsfield units) or another (MR and others: magnitudes).
+
+    Returns:
+        whether the file was changed.
+
+    Example::
+
+        >>> record_inputs_in_metadata("configs/metadata.json", 2, "MR")  # doctest: +SKIP
+        True
+    """
+    described = {
+        "num_channels": int(in_channels),
+        "modality": modality,
+        "format": "hounsfield" if modality == "CT" else "magnitude",
+        "channel_def": {"0": "image"}
+        if in_channels == 1
+        else {str(c): f"image channel {c}" for c in range(in_channels)},
+    }
+
+    def change(metadata: dict) -> bool:
+        image = next(iter(metadata["network_data_format"]["inputs"].values()))
+        if all(image.get(key) == value for key, value in described.items()):
+            return False
+        image.update(described)
         return True
 
     return _rewrite_metadata(metadata_file, change)
@@ -764,9 +826,11 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
             )
         return plan
     misfits = []
-    modality = _declared_modality(content, datalist)
+    modality, channels = _declared_modality(content, datalist)
     if modality is not None and not _is_ct_name(modality):
         misfits.append(f"its modality is {modality!r}, not CT")
+    if channels is not None and channels != plan.get("in_channels", 1):
+        misfits.append(f"its images have {channels} channels, the default plan's one")
     if labels is not None and len(labels) != plan["num_classes"]:
         names = ", ".join(labels[value] for value in sorted(labels))
         misfits.append(f"it declares {len(labels)} labels ({names}), the default plan {plan['num_classes']}")

@@ -35,6 +35,7 @@ from ..data.plan import (
     model_settings,
     record_classes_in_metadata,
     record_input_size_in_metadata,
+    record_inputs_in_metadata,
     save_plan,
 )
 
@@ -424,7 +425,8 @@ class BestModelSaver:
         metadata_file: the bundle's ``configs/metadata.json`` where ``save_path`` is the bundle's own weights file
             (``models/model.pt``, which MONAI Label serves): the plan's classes are recorded there with the weights
             (:func:`~monai_unets.data.record_classes_in_metadata`), so that the served classes take their names, and
-            so is ``input_size`` (:func:`~monai_unets.data.record_input_size_in_metadata`). A file that cannot be
+            so are its input channels and modality (:func:`~monai_unets.data.record_inputs_in_metadata`) and
+            ``input_size`` (:func:`~monai_unets.data.record_input_size_in_metadata`). A file that cannot be
             rewritten is named in a warning; the training goes on.
         input_size: the spatial size a 2D bundle resizes its images to (``image_size``): recorded in the state, so
             that a resume at another size is refused, and in ``metadata_file``, which inference and evaluation take
@@ -485,6 +487,12 @@ class BestModelSaver:
                     "classes",
                     f"its output classes are now background, {', '.join(names)}, as {self.save_path} was trained "
                     "(MONAI Label names the served classes from it; restart a running server).",
+                )
+                channels, modality = int(self.plan.get("in_channels", 1)), str(self.plan.get("modality", "CT"))
+                self._record(
+                    lambda: record_inputs_in_metadata(self.metadata_file, channels, modality),
+                    "inputs",
+                    f"its input is now {channels} channel(s) of {modality}, as {self.save_path} was trained.",
                 )
         if self.input_size is not None and self.metadata_file is not None:
             self._record(

@@ -390,6 +390,26 @@ def test_ct_evaluation_assembles_a_volume_where_inference_does(name):
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+def test_ct_evaluation_slides_the_windows_inference_slides(name, tmp_path):
+    # the Attention U-Net trains on patches of at most 48^3 on a CPU: weights planned and trained with 96^3 windows
+    # on a GPU had been scored on a CPU with 48^3 windows, and inferred with 96^3
+    from monai_unets.data.plan import load_plan, save_plan
+
+    save_plan({**load_plan(None), "patch_size": [96, 96, 96]}, tmp_path / "models" / "plan.json")
+    sizes = []
+    for configs, key in (
+        (["train.yaml", "evaluate.yaml"], "validate#window_inferer"),
+        (["inference.yaml"], "window_inferer"),
+    ):
+        parser = ConfigParser()
+        parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
+        parser["bundle_root"] = parser["dataset_dir"] = str(tmp_path)
+        parser["device"] = "cpu"
+        sizes.append(list(parser.get_parsed_content(key).roi_size))
+    assert sizes == [[96, 96, 96]] * 2
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 @pytest.mark.parametrize("device", ["cpu", "cuda:0"])
 def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
     from monai_unets.transforms import InvertArgmaxd, SaveProbabilityMapsd
@@ -409,7 +429,9 @@ def test_ct_inference_inverts_where_the_output_was_assembled(name, device):
 
 
 @pytest.mark.parametrize("name", BUNDLES)
-@pytest.mark.parametrize("config", ["inference.yaml", "train.yaml", ["train.yaml", "evaluate.yaml"]])
+@pytest.mark.parametrize(
+    "config", ["inference.yaml", "train.yaml", ["train.yaml", "evaluate.yaml"], ["train.yaml", "multi_gpu_train.yaml"]]
+)
 def test_a_size_the_network_cannot_take_stops_the_run_at_start(name, config):
     parser = ConfigParser()
     parser.read_config([str(_configs(bundle_dir(name)) / c) for c in ([config] if isinstance(config, str) else config)])
@@ -1137,3 +1159,54 @@ def test_served_inference_writes_no_file_on_the_server(name, tmp_path):
     parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out"), "write_probabilities": True})
     served = [t for t in parser.get_parsed_content("postprocessing").transforms if not isinstance(t, SaveImaged)]
     assert served and case_output_paths(served, "case") == []
+
+
+def test_a_multi_modal_mr_dataset_trains_and_infers_with_all_its_channels(tmp_path):
+    """A dataset of two MR channels in MSD's 4D NIfTI, planned, trained and inferred: the network takes both
+    channels, the label map has the study's grid, the metadata says what the weights take, and a study of one
+    channel is refused, naming what the weights want."""
+    import nibabel as nib
+    import numpy as np
+    from monai_unets.data.plan import plan_dataset, save_plan
+    from monai_unets.scripts.demo_mr import generate_demo_mr
+
+    name = "egeunet3d_pancreas_ct"
+    data = tmp_path / "data"
+    generate_demo_mr(data, num_cases=2, num_test=0, shape=(24, 28, 20), modality=False)
+    dataset = json.loads((data / "dataset.json").read_text())
+    affine = np.diag([1.0, 1.2, 1.5, 1.0])
+    affine[:3, 3] = [-10.0, 4.0, 7.5]
+    for case in dataset["training"]:
+        path = data / case["image"]
+        t1 = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+        t2 = np.where(t1 > 0, t1.max() - t1, 0).astype(np.float32)  # another contrast of the same anatomy
+        nib.save(nib.Nifti1Image(np.stack([t1, t2], -1), affine), path)
+        nib.save(nib.Nifti1Image(np.asarray(nib.load(data / case["label"]).dataobj), affine), data / case["label"])
+    dataset["modality"] = {"0": "T1", "1": "T2"}
+    (data / "dataset.json").write_text(json.dumps(dataset))
+    save_plan(plan_dataset(data, device="cpu"), data / "plan.json")
+
+    bundle = tmp_path / name
+    shutil.copytree(bundle_dir(name), bundle)
+    fast = ["--max_epochs", "1", "--val_interval", "1", "--num_workers", "0", "--patch_size", "[32, 32, 32]"]
+    _run_bundle(bundle, [str(_configs(bundle) / "train.yaml")], "--dataset_dir", str(data), *fast, "--quiet", "True")
+    inputs = json.loads((_configs(bundle) / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
+    assert (inputs["num_channels"], inputs["modality"]) == (2, "MR")
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    study = data / dataset["training"][0]["image"]
+    shutil.copy(study, studies / "mr.nii.gz")
+    one_channel = nib.load(study)
+    nib.save(nib.Nifti1Image(np.asarray(one_channel.dataobj)[..., 0], affine), studies / "t1_only.nii.gz")
+    out = tmp_path / "out"
+    args = ["--input_dir", str(studies), "--output_dir", str(out), "--num_workers", "0"]
+    _run_bundle(bundle, [str(_configs(bundle) / "inference.yaml")], *args, returncode=1)
+    label = nib.load(out / "mr_seg.nii.gz")
+    assert label.shape == (24, 28, 20) and np.allclose(label.affine, affine)
+    with open(out / "failures.csv", newline="") as f:
+        (failure,) = list(csv.DictReader(f))
+    assert failure["case"] == "t1_only"
+    assert (
+        "has 1 channel (shape (1, 24, 28, 20)); this bundle takes 2: give each case its 2 channels" in failure["error"]
+    )

@@ -244,25 +244,61 @@ def test_a_declared_class_without_any_voxel_is_warned_about(tmp_path):
     assert plan["class_fractions"]["3"] == 0.0
 
 
-def test_cases_of_one_file_per_channel_are_refused_naming_their_files(tmp_path):
+def _two_channel_mr(tmp_path, layout):
+    """The MR phantoms with a second, inverted-contrast channel: MSD's 4D NIfTI, or nnU-Net's file per channel."""
+    root = tmp_path / layout
+    generate_demo_mr(root, num_cases=3, num_test=0, shape=(32, 36, 28), modality=False)
+    dataset = json.loads((root / "dataset.json").read_text())
+    for case in dataset["training"]:
+        path = root / case["image"]
+        image = nib.load(path)
+        first = np.asarray(image.dataobj, dtype=np.float32)
+        channels = [first, np.where(first > 0, first.max() - first, 0).astype(np.float32)]
+        if layout == "msd":
+            nib.save(nib.Nifti1Image(np.stack(channels, -1), image.affine), path)
+            continue
+        path.unlink()
+        case["image"] = [str(case["image"]).replace(".nii.gz", f"_{c:04d}.nii.gz") for c in range(2)]
+        for name, values in zip(case["image"], channels):
+            nib.save(nib.Nifti1Image(values, image.affine), root / name)
+    dataset["modality"] = {"0": "T1", "1": "T2"}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    return root
+
+
+@pytest.mark.parametrize("layout", ["msd", "files"])
+def test_a_dataset_of_several_mr_channels_is_planned_with_them(tmp_path, layout):
+    # MSD's 4D NIfTI (prostate T2 and ADC) and a list of one file per channel (nnU-Net's <case>_0000, _0001)
+    plan = plan_dataset(_two_channel_mr(tmp_path, layout), device="cpu")
+    assert plan["in_channels"] == 2 and plan["modality"] == "MR"
+    # each channel of each image z-scored on its own: their scales are unrelated
+    assert plan["normalization"] == {"scheme": "zscore_nonzero"}
+    assert plan["median_shape"] == [32, 36, 28]
+
+
+def test_a_case_of_other_channels_than_the_dataset_is_named_with_its_files(tmp_path):
     root = _small_ct(tmp_path)
 
-    def two_channel_files(dataset):
+    def second_case_of_two_files(dataset):
         dataset.pop("modality")
-        first = dataset["training"][0]
-        first["image"] = [first["image"], first["image"].replace(".nii.gz", "_t2.nii.gz")]
+        second = dataset["training"][1]
+        second["image"] = [second["image"], dataset["training"][0]["image"]]
 
-    first = _edit_dataset(root, two_channel_files)["training"][0]
-    files = ", ".join(os.path.abspath(root / name) for name in first["image"])
-    with pytest.raises(ValueError, match=rf"^{re.escape(files)}: a case of 2 image files, one per channel"):
+    second = _edit_dataset(root, second_case_of_two_files)["training"][1]
+    files = ", ".join(os.path.abspath(root / name) for name in second["image"])
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(files)}: the image has 2 channel\(s\); the dataset has in its "
+        "first case 1",
+    ):
         plan_dataset(root, device="cpu")
-    # nnU-Net's raw layout with two channels: refused from its dataset.json before any case is read
+    # channels of CT and of another modality: refused from the dataset.json before any case is read
     nnunet = tmp_path / "nnunet"
     (nnunet / "labelsTr").mkdir(parents=True)
     (nnunet / "labelsTr" / "case.nii.gz").touch()
-    raw = {"channel_names": {"0": "T1", "1": "T2"}, "labels": {"background": 0, "a": 1}, "file_ending": ".nii.gz"}
+    raw = {"channel_names": {"0": "CT", "1": "PET"}, "labels": {"background": 0, "a": 1}, "file_ending": ".nii.gz"}
     (nnunet / "dataset.json").write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match=r"dataset.json: the dataset has 2 input channels .*take one channel"):
+    with pytest.raises(ValueError, match=r"dataset.json: its input channels .* mix CT with other modalities"):
         plan_dataset(nnunet, device="cpu")
 
 
