@@ -51,7 +51,7 @@ from monai_unets.bundles import bundle_dir, bundle_spatial_dims, list_bundles
 from monai_unets.bundles.overrides import check_overrides
 
 from ..data.atomic import atomic_open
-from .cli import path_option, run_tool
+from .cli import key_value, path_option, run_tool
 
 if TYPE_CHECKING:
     from .benchmark import BenchmarkOptions, BenchmarkSection
@@ -588,6 +588,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         action="append",
+        type=key_value,
         default=[],
         metavar="KEY=VALUE",
         help="override a key of inference.yaml, the value read as YAML (repeatable): --set sw_batch_size=4",
@@ -605,18 +606,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
 
 
-def _parse_settings(pairs: Sequence[str]) -> dict:
-    import yaml
-
-    settings = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise SystemExit(f"--set takes KEY=VALUE; got {pair!r}")
-        settings[key] = yaml.safe_load(value)
-    return settings
-
-
 def run(args: argparse.Namespace) -> int:
     if args.child:
         return _child(json.loads(args.child))
@@ -628,7 +617,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--inference-only times a 3D bundle's inference: give a CT --bundle")
     if len(args.bundle or []) > 1 and args.models:
         raise SystemExit("--models holds one bundle's weights: give one --bundle with it")
-    settings = _parse_settings(args.set)
+    settings = dict(args.set)
     for bundle in args.bundle or CT_BUNDLES[:1]:
         if bundle_spatial_dims(bundle) == 3 and settings:
             try:

@@ -43,15 +43,13 @@ _ORIGIN = (-180.0, -200.0, -300.0)
 def _write_inputs(folder: Path, size: int, slices: int) -> tuple[Path, Path]:
     import nibabel as nib
 
-    from .demo_ct import write_dicom_series
+    from .demo_ct import lps_geometry_affine, write_dicom_series
 
     rng = np.random.default_rng(0)
     volume = rng.integers(-1024, 2000, size=(size, size, slices), dtype=np.int16)
     series = write_dicom_series(volume, folder / "series", _SPACING, _ORIGIN).folder
-    affine = np.diag([-_SPACING[0], -_SPACING[1], _SPACING[2], 1.0])  # LPS -> RAS
-    affine[:3, 3] = [-_ORIGIN[0], -_ORIGIN[1], _ORIGIN[2]]
     nifti = folder / "volume.nii.gz"
-    nib.save(nib.Nifti1Image(volume, affine), str(nifti))
+    nib.save(nib.Nifti1Image(volume, lps_geometry_affine(_SPACING, _ORIGIN, np.eye(3))), str(nifti))
     return series, nifti
 
 

@@ -24,23 +24,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
 from monai_unets.bundles.overrides import literal_path
 from monai_unets.data import border_filling_labels, empty_labels, scan_cases
 from monai_unets.handlers.errors import check_settings, explain
 
-from .cli import path_option, run_tool
+from .cli import key_value, path_option, run_tool
 
 __all__ = ["add_arguments", "main", "run"]
-
-
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set",
         # not "overrides": the command line keeps the arguments it does not know there
         dest="settings",
-        type=_override,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",

@@ -22,7 +22,17 @@ import monai_unets
 
 from ..handlers.errors import escape_unencodable_output, quiet_closed_stdout
 
-__all__ = ["COMMANDS", "UsageError", "at_least", "build_parser", "device_option", "main", "path_option", "run_tool"]
+__all__ = [
+    "COMMANDS",
+    "UsageError",
+    "at_least",
+    "build_parser",
+    "device_option",
+    "key_value",
+    "main",
+    "path_option",
+    "run_tool",
+]
 
 #: Subcommand name -> module (relative to ``monai_unets.scripts``) implementing it.
 COMMANDS: dict[str, str] = {
@@ -118,6 +128,25 @@ def device_option(text: str) -> str:
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
     return text
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """An argparse type: ``KEY=VALUE``, a config override whose value is read as YAML (a number, a list, ...).
+
+    Args:
+        text: the option's argument.
+
+    Example::
+
+        >>> key_value("patch_size=[64, 64, 32]")
+        ('patch_size', [64, 64, 32])
+    """
+    import yaml
+
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 def _load(module_name: str) -> ModuleType:
