@@ -241,14 +241,17 @@ def train_baseline(dataset_dir: Path, datalist: Path, minutes: float, num_classe
 
     torch.manual_seed(seed)
     keys = ["image", "label"]
-    load = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), NormalizeIntensityd("image", nonzero=True)]
+    # each channel of a multi-modal image z-scored on its own, as the bundles' plans do
+    normalise = NormalizeIntensityd("image", nonzero=True, channel_wise=True)
+    load = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), normalise]
     crop = [
         SpatialPadd(keys, _BASELINE_PATCH),
         RandCropByPosNegLabeld(keys, "label", _BASELINE_PATCH, pos=1, neg=1, num_samples=2),
     ]
     training = load_decathlon_datalist(datalist, True, "training", dataset_dir)
     loader = DataLoader(CacheDataset(training, Compose(load + crop), progress=False), batch_size=2, shuffle=True)
-    net = UNet(3, 1, num_classes, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
+    in_channels = int(Compose(load)(training[0])["image"].shape[0])
+    net = UNet(3, in_channels, num_classes, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
     start, iterations = time.process_time(), 0
