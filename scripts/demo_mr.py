@@ -6,16 +6,19 @@ surrounds the brain and forms two ventricles; labels 0 background, 1 CSF, 2 grey
 what makes real MR tissue segmentation hard: partial volume (intensities averaged over 2x2x2 sub-voxels, labels
 from the voxel centre), a smooth multiplicative bias field, Rician noise, an arbitrary intensity scale per study
 (so only per-image normalisation works), 1 mm voxels. The folder holds ``dataset.json`` (``"modality": {"0":
-"MR"}``), ``imagesTr/``, ``labelsTr/`` and ``imagesTs/``.
+"MR"}``), ``imagesTr/``, ``labelsTr/`` and ``imagesTs/``. ``--sequences T1 T2`` (or ``FLAIR``) images each study in
+several sequences, one channel each in a 4D NIfTI, as the Decathlon stores its multi-modal tasks.
 
 Example::
 
     monai-unets demo-mr --output-dir data/demo_mr --num-cases 8
+    monai-unets demo-mr --output-dir data/demo_mr2 --sequences T1 T2
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +28,12 @@ import numpy as np
 from .cli import run_tool
 from .phantom_dataset import add_phantom_arguments, write_phantom_dataset
 
-__all__ = ["add_arguments", "generate_demo_mr", "make_mr_phantom", "run"]
+__all__ = ["SEQUENCES", "add_arguments", "generate_demo_mr", "make_mr_phantom", "run"]
 
-# T1-like mean intensities of CSF, grey and white matter, before bias field, noise and scaling
-_TISSUE_INTENSITY = (0.25, 0.62, 1.0)
+#: Mean intensities of CSF, grey and white matter in each sequence :func:`make_mr_phantom` images, before bias
+#: field, noise and scaling: T1-weighted (white matter brightest), T2-weighted (CSF brightest) and FLAIR (CSF dark,
+#: grey matter brighter than white).
+SEQUENCES = {"T1": (0.25, 0.62, 1.0), "T2": (1.0, 0.70, 0.45), "FLAIR": (0.08, 0.75, 0.55)}
 
 
 def _folds(directions: np.ndarray, rng: np.random.Generator, waves: int = 12) -> np.ndarray:
@@ -42,7 +47,10 @@ def _folds(directions: np.ndarray, rng: np.random.Generator, waves: int = 12) ->
 
 
 def make_mr_phantom(
-    shape: Sequence[int] = (80, 80, 72), spacing: Sequence[float] = (1.0, 1.0, 1.0), seed: int = 0
+    shape: Sequence[int] = (80, 80, 72),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+    sequences: Sequence[str] = ("T1",),
 ) -> tuple[np.ndarray, np.ndarray]:
     """One brain-like MR volume (float32) and its label map (uint8: 0 background, 1 CSF, 2 grey, 3 white matter).
 
@@ -50,13 +58,21 @@ def make_mr_phantom(
         shape: voxels along x, y, z.
         spacing: voxel size in mm; anatomy is sized in mm.
         seed: seed of the anatomy, bias field, noise and intensity scale.
+        sequences: the sequences imaged (names of :data:`SEQUENCES`): one gives a volume (x, y, z), several a
+            multi-modal study (x, y, z, sequence) of one anatomy and coil bias, each sequence with its own noise
+            and intensity scale. The first sequence's volume is the same whatever follows it.
 
     Example::
 
         >>> image, label = make_mr_phantom((40, 40, 36), seed=1)
         >>> image.shape, sorted(set(label.ravel().tolist()))
         ((40, 40, 36), [0, 1, 2, 3])
+        >>> make_mr_phantom((40, 40, 36), seed=1, sequences=("T1", "T2"))[0].shape
+        (40, 40, 36, 2)
     """
+    unknown = [name for name in sequences if name not in SEQUENCES]
+    if unknown or not sequences:
+        raise ValueError(f"sequences must be some of {', '.join(SEQUENCES)}; got {list(sequences)}")
     rng = np.random.default_rng(seed)
     shape, spacing = tuple(int(s) for s in shape), np.asarray(spacing, dtype=float)
     extent = np.asarray(shape) * spacing
@@ -78,19 +94,25 @@ def make_mr_phantom(
     for side in (-1, 1):  # two ventricles beside the midline
         v = ((u[..., 0] - side * 0.14) / 0.09) ** 2 + (u[..., 1] / 0.35) ** 2 + ((u[..., 2] - 0.05) / 0.16) ** 2
         label[v < 1] = 1
-    intensity = np.zeros(label.shape)
-    for value, mean in enumerate(_TISSUE_INTENSITY, start=1):
-        intensity[label == value] = mean
-    # partial volume: average the 8 sub-voxels; the label is the tissue at the voxel centre's nearest sub-voxel
-    image = intensity.reshape(shape[0], 2, shape[1], 2, shape[2], 2).mean(axis=(1, 3, 5))
-    label = label[::2, ::2, ::2]
-    brain = image > 0
     coarse = [c[::2, ::2, ::2] / (e / 2) for c, e in zip((x, y, z), extent)]
-    bias = np.exp(sum(rng.uniform(-0.2, 0.2) * c for c in coarse) + rng.uniform(-0.1, 0.1) * coarse[0] * coarse[1])
-    sigma = 0.03
-    noisy = np.sqrt((image * bias + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
-    image = np.where(brain, noisy, 0.0) * rng.uniform(200, 2000)  # no absolute scale, as in MR
-    return image.astype(np.float32), label
+    volumes = []
+    for index, name in enumerate(sequences):
+        intensity = np.zeros(label.shape)
+        for value, mean in enumerate(SEQUENCES[name], start=1):
+            intensity[label == value] = mean
+        # partial volume: average the 8 sub-voxels; the label is the tissue at the voxel centre's nearest sub-voxel
+        image = intensity.reshape(shape[0], 2, shape[1], 2, shape[2], 2).mean(axis=(1, 3, 5))
+        brain = image > 0
+        if index == 0:
+            # the coil's bias field, the same for every sequence of the study
+            bias = np.exp(
+                sum(rng.uniform(-0.2, 0.2) * c for c in coarse) + rng.uniform(-0.1, 0.1) * coarse[0] * coarse[1]
+            )
+        sigma = 0.03
+        noisy = np.sqrt((image * bias + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
+        volumes.append(np.where(brain, noisy, 0.0) * rng.uniform(200, 2000))  # no absolute scale, as in MR
+    image = volumes[0] if len(volumes) == 1 else np.stack(volumes, axis=-1)
+    return image.astype(np.float32), label[::2, ::2, ::2]
 
 
 def generate_demo_mr(
@@ -101,6 +123,7 @@ def generate_demo_mr(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     seed: int = 0,
     modality: bool = True,
+    sequences: Sequence[str] = ("T1",),
 ) -> Path:
     """Write ``num_cases`` labelled phantoms (imagesTr/labelsTr) and ``num_test`` unlabelled ones (imagesTs).
 
@@ -114,8 +137,10 @@ def generate_demo_mr(
         shape: voxels along x, y and z.
         spacing: voxel size in mm along x, y and z; the anatomy is sized in mm.
         seed: seed of the dataset.
-        modality: record ``"modality": {"0": "MR"}`` in ``dataset.json``; without it a planner has to tell the
-            modality from the intensities.
+        modality: record the modality in ``dataset.json`` (``{"0": "MR"}``; with several sequences their names,
+            ``{"0": "T1", "1": "T2"}``); without it a planner has to tell the modality from the intensities.
+        sequences: the sequences of each study (names of :data:`SEQUENCES`); several make each image a 4D NIfTI
+            of one channel per sequence, as the Decathlon's multi-modal tasks are stored.
 
     Returns:
         the path of ``dataset.json``.
@@ -127,24 +152,33 @@ def generate_demo_mr(
     """
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = -(np.asarray(shape) - 1) * np.asarray(spacing) / 2
+    names = {"0": "MR"} if tuple(sequences) == ("T1",) else {str(c): name for c, name in enumerate(sequences)}
     header = {
         "name": "DemoMR",
-        "description": "synthetic brain-like T1 MR phantoms with folded grey matter",
-        **({"modality": {"0": "MR"}} if modality else {}),
+        "description": f"synthetic brain-like {', '.join(sequences)} MR phantoms with folded grey matter",
+        **({"modality": names} if modality else {}),
         "labels": {"0": "background", "1": "csf", "2": "grey_matter", "3": "white_matter"},
     }
-    return write_phantom_dataset(
-        output_dir, make_mr_phantom, "brain", header, affine, num_cases, num_test, shape, spacing, seed
-    )
+    make = functools.partial(make_mr_phantom, sequences=tuple(sequences))
+    return write_phantom_dataset(output_dir, make, "brain", header, affine, num_cases, num_test, shape, spacing, seed)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_phantom_arguments(parser, "demo_mr", shape=(80, 80, 72), spacing=(1.0, 1.0, 1.0))
+    parser.add_argument(
+        "--sequences",
+        nargs="+",
+        choices=list(SEQUENCES),
+        default=["T1"],
+        help="the sequences of each study; several make multi-modal 4D NIfTI images (default: T1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    path = generate_demo_mr(args.output_dir, args.num_cases, args.num_test, args.shape, args.spacing, args.seed)
-    print(f"{path}: {args.num_cases} labelled and {args.num_test} test MR phantoms")
+    path = generate_demo_mr(
+        args.output_dir, args.num_cases, args.num_test, args.shape, args.spacing, args.seed, sequences=args.sequences
+    )
+    print(f"{path}: {args.num_cases} labelled and {args.num_test} test MR phantoms ({', '.join(args.sequences)})")
     return 0
 
 

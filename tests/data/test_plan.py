@@ -245,23 +245,19 @@ def test_a_declared_class_without_any_voxel_is_warned_about(tmp_path):
 
 
 def _two_channel_mr(tmp_path, layout):
-    """The MR phantoms with a second, inverted-contrast channel: MSD's 4D NIfTI, or nnU-Net's file per channel."""
+    """MR phantoms of two sequences: MSD's 4D NIfTI, or nnU-Net's file per channel."""
     root = tmp_path / layout
-    generate_demo_mr(root, num_cases=3, num_test=0, shape=(32, 36, 28), modality=False)
+    generate_demo_mr(root, num_cases=3, num_test=0, shape=(32, 36, 28), sequences=("T1", "T2"))
+    if layout == "msd":
+        return root
     dataset = json.loads((root / "dataset.json").read_text())
     for case in dataset["training"]:
         path = root / case["image"]
         image = nib.load(path)
-        first = np.asarray(image.dataobj, dtype=np.float32)
-        channels = [first, np.where(first > 0, first.max() - first, 0).astype(np.float32)]
-        if layout == "msd":
-            nib.save(nib.Nifti1Image(np.stack(channels, -1), image.affine), path)
-            continue
-        path.unlink()
         case["image"] = [str(case["image"]).replace(".nii.gz", f"_{c:04d}.nii.gz") for c in range(2)]
-        for name, values in zip(case["image"], channels):
-            nib.save(nib.Nifti1Image(values, image.affine), root / name)
-    dataset["modality"] = {"0": "T1", "1": "T2"}
+        for c, name in enumerate(case["image"]):
+            nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[..., c], image.affine), root / name)
+        path.unlink()
     (root / "dataset.json").write_text(json.dumps(dataset))
     return root
 
