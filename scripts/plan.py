@@ -48,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     plan = plan_dataset(args.dataset_dir, args.datalist, args.device)
     path = save_plan(plan, args.output or Path(args.dataset_dir) / "plan.json")
+    channels = f" of {plan['in_channels']} channels" if plan["in_channels"] > 1 else ""
     print(
-        f"{path}: {plan['modality']}, {plan['num_classes']} classes (background, {', '.join(plan['class_names'])}), "
+        f"{path}: {plan['modality']}{channels}, {plan['num_classes']} classes (background, "
+        f"{', '.join(plan['class_names'])}), "
         f"spacing {plan['spacing']} mm, patch {plan['patch_size']} x {plan['batch_size']}, "
         f"normalisation {plan['normalization']['scheme']}"
     )
