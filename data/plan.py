@@ -260,10 +260,8 @@ def fingerprint_dataset(
             values, n = _label_values(label, case["label"])
             if channels is not None and image.shape[0] != channels:
                 files = case["image"] if isinstance(case["image"], str) else ", ".join(case["image"])
-                expected = "declares" if declared_channels else "has in its first case"
-                raise ValueError(
-                    f"{files}: the image has {image.shape[0]} channel(s); the dataset {expected} {channels}"
-                )
+                expected = "the dataset declares" if declared_channels else "the dataset's first case has"
+                raise ValueError(f"{files}: the image has {image.shape[0]} channel(s); {expected} {channels}")
         except ValueError as error:
             failures.append(str(error))
             continue

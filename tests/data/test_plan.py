@@ -284,8 +284,7 @@ def test_a_case_of_other_channels_than_the_dataset_is_named_with_its_files(tmp_p
     files = ", ".join(os.path.abspath(root / name) for name in second["image"])
     with pytest.raises(
         ValueError,
-        match=rf"^{re.escape(files)}: the image has 2 channel\(s\); the dataset has in its "
-        "first case 1",
+        match=rf"^{re.escape(files)}: the image has 2 channel\(s\); the dataset's first case has 1$",
     ):
         plan_dataset(root, device="cpu")
     # channels of CT and of another modality: refused from the dataset.json before any case is read
