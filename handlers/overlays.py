@@ -12,6 +12,8 @@ from monai.transforms import Orientation
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from ..transforms.label import ArgmaxLabel
+
 __all__ = ["TRUTH_COLORS", "PREDICTION_COLORS", "label_map", "label_volumes", "render_overlay"]
 
 # one colour per class; truth in cool colours, prediction in warm ones, so each contour says what it is
@@ -44,7 +46,8 @@ def label_map(segmentation: torch.Tensor | np.ndarray) -> np.ndarray:
     array = np.asarray(segmentation.detach().cpu() if isinstance(segmentation, torch.Tensor) else segmentation)
     if array.shape[0] == 1:
         return (array[0] > 0.5).astype(np.uint8)
-    return np.argmax(array, axis=0).astype(np.uint8 if array.shape[0] <= 256 else np.int16)
+    # the bundles' own argmax, and its label type: uint8, int16 beyond 256 classes
+    return np.asarray(ArgmaxLabel()(torch.as_tensor(array)))[0]
 
 
 def label_volumes(labels: np.ndarray, affine: np.ndarray | torch.Tensor | None, num_classes: int) -> list[float]:
