@@ -91,6 +91,11 @@ _MIN_PATCH_SIDE = 32
 _SHAPE_TOLERANCE = 0.1
 
 
+def _file_names(path: str | Sequence[str]) -> str:
+    """An image's file, or its channel files joined, as messages name them."""
+    return path if isinstance(path, str) else ", ".join(path)
+
+
 def _read_case(
     image_path: str | Sequence[str], label_path: str | None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -105,15 +110,14 @@ def _read_case(
     data = {}
     for key, path in paths.items():
         # each key on its own, so that the message names the file at fault and what is wrong with it
-        files = [path] if isinstance(path, str) else list(path)
-        for file in files:
+        for file in [path] if isinstance(path, str) else path:
             if not os.path.exists(file):
                 raise ValueError(f"{file}: {key} file does not exist.")
         try:
             # several files: one channel each, as the bundles load them
             data.update(LoadImaged(key, reader=MedicalImageReader(), image_only=True)({key: path}))
         except Exception as error:  # noqa: BLE001 - any reader failure becomes a message naming the file
-            named = ", ".join(files)
+            named = _file_names(path)
             raise ValueError(f"{named}: cannot read the {key}: {describe_error(error, named)}") from error
     # labels given, as MONAI warns on every run where its changed default is left to apply: None names the axes by
     # the image's space (RAS, or LPS), as the bundles' ResampleSpacingd does
@@ -121,12 +125,13 @@ def _read_case(
     data = Compose([EnsureChannelFirstd(list(paths)), orient])(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]
-    shown = image_path if isinstance(image_path, str) else ", ".join(image_path)
     label = None
     if label_path:
         label = np.asarray(data["label"])[0]
         if label.shape != tuple(image.shape[1:]):
-            raise ValueError(f"label {label_path} has shape {label.shape}, image {shown} {tuple(image.shape[1:])}")
+            raise ValueError(
+                f"label {label_path} has shape {label.shape}, image {_file_names(image_path)} {tuple(image.shape[1:])}"
+            )
     return np.asarray(image, dtype=np.float32), label, spacing
 
 
@@ -259,7 +264,7 @@ def fingerprint_dataset(
             image, label, spacing = _read_labelled_case(case)
             values, n = _label_values(label, case["label"])
             if channels is not None and image.shape[0] != channels:
-                files = case["image"] if isinstance(case["image"], str) else ", ".join(case["image"])
+                files = _file_names(case["image"])
                 expected = "the dataset declares" if declared_channels else "the dataset's first case has"
                 raise ValueError(f"{files}: the image has {image.shape[0]} channel(s); {expected} {channels}")
         except ValueError as error:

@@ -250,7 +250,8 @@ def train_baseline(dataset_dir: Path, datalist: Path, minutes: float, num_classe
     ]
     training = load_decathlon_datalist(datalist, True, "training", dataset_dir)
     loader = DataLoader(CacheDataset(training, Compose(load + crop), progress=False), batch_size=2, shuffle=True)
-    in_channels = int(Compose(load)(training[0])["image"].shape[0])
+    # the channels of a cached case's crops: the first image is not read again
+    in_channels = int(loader.dataset[0][0]["image"].shape[0])
     net = UNet(3, in_channels, num_classes, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)

@@ -95,19 +95,16 @@ def make_mr_phantom(
         v = ((u[..., 0] - side * 0.14) / 0.09) ** 2 + (u[..., 1] / 0.35) ** 2 + ((u[..., 2] - 0.05) / 0.16) ** 2
         label[v < 1] = 1
     coarse = [c[::2, ::2, ::2] / (e / 2) for c, e in zip((x, y, z), extent)]
+    # the coil's bias field, the same for every sequence of the study
+    bias = np.exp(sum(rng.uniform(-0.2, 0.2) * c for c in coarse) + rng.uniform(-0.1, 0.1) * coarse[0] * coarse[1])
     volumes = []
-    for index, name in enumerate(sequences):
+    for name in sequences:
         intensity = np.zeros(label.shape)
         for value, mean in enumerate(SEQUENCES[name], start=1):
             intensity[label == value] = mean
         # partial volume: average the 8 sub-voxels; the label is the tissue at the voxel centre's nearest sub-voxel
         image = intensity.reshape(shape[0], 2, shape[1], 2, shape[2], 2).mean(axis=(1, 3, 5))
         brain = image > 0
-        if index == 0:
-            # the coil's bias field, the same for every sequence of the study
-            bias = np.exp(
-                sum(rng.uniform(-0.2, 0.2) * c for c in coarse) + rng.uniform(-0.1, 0.1) * coarse[0] * coarse[1]
-            )
         sigma = 0.03
         noisy = np.sqrt((image * bias + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
         volumes.append(np.where(brain, noisy, 0.0) * rng.uniform(200, 2000))  # no absolute scale, as in MR
