@@ -51,6 +51,7 @@ __all__ = [
     "load_weights",
     "read_checkpoint",
     "release_training",
+    "run_training",
     "save_atomic",
     "trained_cases",
     "trained_input_size",
@@ -734,7 +735,8 @@ def hold_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike
     one's. The logs folder's lock has the checkpoint's lock name, so that folds, each with its own checkpoint, still
     train side by side with one logs folder. The checkpoint's lock is kept for the run: the trainer's
     :class:`TrainingCheckpoint` takes it again (a process may) and gives it up when training completes; the logs
-    folder's is kept until the run's ``finalize`` (:func:`release_training`) or the process ends.
+    folder's is kept until the run's ``finalize`` (:func:`release_training`), a failed run's end
+    (:func:`run_training`) or the process's.
 
     Args:
         checkpoint_path: the training's checkpoint file (``models/checkpoint.pt``, a fold's
@@ -783,6 +785,33 @@ def release_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathL
     release_folder(path.parent, _lock_name(path))
     if log_dir is not None:
         release_folder(log_dir, _lock_name(path))
+
+
+def run_training(trainer: Engine, checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike | None = None) -> None:
+    """Runs ``trainer``; a run that fails gives up what :func:`hold_training` holds before its error goes on.
+
+    MONAI runs no ``finalize`` after a failed ``run``, so a process that goes on after the failure (MONAI Label's
+    server, which runs a ``/train?run_sync=true`` itself, or a notebook) kept the locks: every later training of the
+    bundle in another process (MONAI Label's background ``/train``) was refused as if the failed one still ran,
+    until the server restarted. A run that completes keeps them for ``finalize`` (:func:`release_training`).
+
+    Args:
+        trainer: the training engine, run as it is.
+        checkpoint_path: the training's checkpoint file, as given to :func:`hold_training`.
+        log_dir: its logs folder, as given to :func:`hold_training`.
+
+    Example::
+
+        >>> run_training(trainer, "bundle/models/checkpoint.pt", "bundle/logs")  # doctest: +SKIP
+
+        In a bundle config: ``run: ["$monai_unets.handlers.run_training(@train#trainer, @checkpoint_path,
+        @output_dir)"]``.
+    """
+    try:
+        trainer.run()
+    except BaseException:
+        release_training(checkpoint_path, log_dir)
+        raise
 
 
 class TrainingCheckpoint:

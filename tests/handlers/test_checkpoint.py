@@ -625,9 +625,11 @@ def test_the_images_weights_trained_on_come_from_their_trainings_checkpoints(tmp
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
 @pytest.mark.parametrize("name", ["egeunet_skin_lesion", "egeunet3d_pancreas_ct"])
-def test_a_training_run_in_a_process_that_goes_on_gives_up_its_locks_when_it_ends(name, tmp_path):
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_training_run_in_a_process_that_goes_on_gives_up_its_locks_when_it_ends(name, fails, tmp_path):
     # MONAI Label runs /train?run_sync=true in its server process: that process had kept the locks, and every later
-    # background /train (another process) was refused as if that training still ran
+    # background /train (another process) was refused as if that training still ran; MONAI runs no finalize after
+    # a failed run, so a failed training had kept them until the server restarted
     import subprocess
     import sys
 
@@ -647,6 +649,32 @@ def test_a_training_run_in_a_process_that_goes_on_gives_up_its_locks_when_it_end
         for folder in (checkpoint.parent, logs)
     )
     assert subprocess.run([sys.executable, "-c", take], capture_output=True).returncode == 1  # the training holds them
-    workflow.finalize()
+    if fails:
+        workflow.parser["train#trainer"] = "$type('Failing', (), {'run': lambda self: 1 / 0})()"
+        with pytest.raises(RuntimeError) as failure:  # MONAI's config expression error, raised from the run's
+            workflow.run()
+        assert isinstance(failure.value.__cause__, ZeroDivisionError)
+    else:
+        workflow.finalize()
     taken = subprocess.run([sys.executable, "-c", take], capture_output=True, text=True)
     assert taken.returncode == 0, taken.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
+def test_a_training_stopped_by_a_setting_takes_no_lock(tmp_path):
+    # a process that goes on after initialize failed (MONAI Label's run_sync training with a wrong request value)
+    # had kept the locks taken before the settings were checked
+    from monai.bundle import ConfigWorkflow
+    from monai_unets.handlers import SettingError
+
+    shutil.copytree(bundle_dir("egeunet_skin_lesion"), tmp_path / "bundle")
+    workflow = ConfigWorkflow(
+        config_file=str(tmp_path / "bundle" / "configs" / "train.yaml"),
+        workflow_type="train",
+        bundle_root=str(tmp_path / "bundle"),
+        max_epochs="abc",
+    )
+    with pytest.raises(RuntimeError) as failure:
+        workflow.initialize()
+    assert isinstance(failure.value.__cause__, SettingError)
+    assert not list(tmp_path.rglob(".training.lock"))
