@@ -1853,7 +1853,11 @@ class MedicalImageReader(ImageReader):
                 meta[VALUES_PER_VOXEL] = array.shape[-1]
             # a big-endian file's stored values keep their byte order, which torch cannot take (a pipeline that
             # loads without a dtype, as inference does, failed on them)
-            return (array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))), meta
+            if not array.dtype.isnative:
+                array = array.astype(array.dtype.newbyteorder("="), order="K")
+            # NIfTI stores volumes in Fortran order, as ITK's arrays come: LoadImage's one strided copy to C order
+            # took 1.6 s of a 512 x 512 x 300 CT's 3.2 s
+            return _c_ordered(array), meta
         if not any(is_nifti):
             with _ITK_LOCK:
                 array, meta = self.itk_reader.get_data(img)

@@ -146,18 +146,21 @@ def test_every_format_loads_to_the_same_array_and_affine(formats):
         assert image.meta["filename_or_obj"] == str(formats[name])
 
 
-def test_itk_read_volumes_come_in_c_order_with_the_values_itk_read(formats, monkeypatch):
+def test_volumes_come_in_c_order_with_the_values_their_library_read(formats, monkeypatch):
+    # ITK and NIfTI give Fortran-ordered volumes, which LoadImage copied to C order with one strided copy: half the
+    # time of reading a NIfTI CT
     from monai_unets.data import medical_io
 
     # blocks that do not divide the phantom's axes: every edge block is a partial one
     monkeypatch.setattr(medical_io, "_TRANSPOSE_BLOCK", (3, 7, 5))
     reader = MedicalImageReader()
-    for name in ("nrrd", "mha", "dicom"):
+    for name in ("nifti", "nrrd", "mha", "dicom"):
         array, _ = reader.get_data(reader.read(str(formats[name])))
         image = reader.read(str(formats[name]))
-        itk_array, _ = reader.itk_reader.get_data(image.itk_image() if name == "dicom" else image)
-        assert array.flags.c_contiguous and not itk_array.flags.c_contiguous, name
-        np.testing.assert_array_equal(array, itk_array, err_msg=name)
+        library = reader.nibabel_reader if name == "nifti" else reader.itk_reader
+        library_array, _ = library.get_data(image.itk_image() if name == "dicom" else image)
+        assert array.flags.c_contiguous and not library_array.flags.c_contiguous, name
+        np.testing.assert_array_equal(array, library_array, err_msg=name)
 
 
 def _assert_same_meta(meta: dict, reference: dict) -> None:
