@@ -523,6 +523,33 @@ def test_a_header_whose_data_file_is_missing_names_that_file(header, tmp_path):
     assert message == f"{tmp_path / header}: its data file ct.raw does not exist."
 
 
+@pytest.mark.parametrize("suffix", [".nrrd", ".nhdr", ".mha", ".mhd"])
+def test_a_sound_compressed_nrrd_or_metaimage_is_decompressed_once(tmp_path, suffix, monkeypatch):
+    # its checksum is compared with that of the voxels ITK read: decompressing the stream a second time to check
+    # it had taken longer than ITK's whole read of a CT
+    from monai_unets.data import medical_io
+
+    volume = np.random.default_rng(0).integers(-1000, 1000, (12, 10, 8), dtype=np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(volume), str(tmp_path / f"ct{suffix}"), True)
+    monkeypatch.setattr(medical_io.zlib, "decompressobj", None)  # our own decompression would fail
+    array, _ = MedicalImageReader().get_data(MedicalImageReader().read(str(tmp_path / f"ct{suffix}")))
+    np.testing.assert_array_equal(array, volume.T)
+
+
+def test_a_big_endian_compressed_nrrd_is_checked_by_decompressing_it(tmp_path):
+    # ITK swaps its bytes, so the checksum of what it read is not the stream's: the stream is checked as a whole
+    volume = np.arange(4 * 5 * 6, dtype=">i2").reshape(6, 5, 4)
+    header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 4 5 6\nendian: big\nencoding: gzip\n\n"
+    good, damaged = tmp_path / "good.nrrd", tmp_path / "damaged.nrrd"
+    stream = gzip.compress(volume.tobytes())
+    good.write_bytes(header.encode() + stream)
+    damaged.write_bytes(header.encode() + stream[:-8] + bytes(8))  # voxels intact, checksum and size not
+    array, _ = MedicalImageReader().get_data(MedicalImageReader().read(str(good)))
+    np.testing.assert_array_equal(array, volume.T)
+    with pytest.raises(ValueError, match=f"{damaged}: its compressed image data end early or are damaged"):
+        LoadImage(reader=MedicalImageReader(), image_only=True)(damaged)
+
+
 @pytest.mark.parametrize("name", ["ct.mha", "ct.raw"])
 def test_a_metaimage_whose_data_is_cut_off_is_called_truncated(name, tmp_path):
     # a cut .mha had been "File cannot be read: ct.mha for reading." with "Reason: No such file or directory"
