@@ -25,11 +25,19 @@ class _ScoresFalsePositives:
                 f"{type(self).__name__} takes one-hot predictions and references of one shape, got "
                 f"{tuple(y_pred.shape)} and {tuple(y.shape)}."
             )
-        predicted = y_pred.reshape(*y_pred.shape[:2], -1).bool().any(-1)
-        present = y.reshape(*y.shape[:2], -1).bool().any(-1)
+        predicted, present = self._classes_in(y_pred), self._classes_in(y)
         if not self.include_background and predicted.shape[1] > 1:
             predicted, present = predicted[:, 1:], present[:, 1:]
         return torch.where(predicted & ~present, torch.zeros_like(scores), scores)
+
+    def _classes_in(self, masks: torch.Tensor) -> torch.Tensor:
+        """Which classes each case holds, (B, C): of one-hot masks (B, C, ...), or of label maps (B, 1, ...) of
+        ``num_classes`` classes (DiceMetric's), which MONAI scores class by class."""
+        classes = getattr(self, "num_classes", None)
+        if classes is not None and masks.shape[1] == 1:
+            values = masks.reshape(masks.shape[0], -1)
+            return torch.stack([(values == c).any(-1) for c in range(classes)], 1)
+        return masks.reshape(*masks.shape[:2], -1).bool().any(-1)
 
 
 class EmptyAwareDiceMetric(_ScoresFalsePositives, DiceMetric):
@@ -44,10 +52,9 @@ class EmptyAwareDiceMetric(_ScoresFalsePositives, DiceMetric):
         kwargs: :class:`monai.metrics.DiceMetric`'s arguments by name: ``include_background`` (default ``True``),
             ``reduction`` (default ``"mean"``), ``get_not_nans``, ``num_classes``, ``return_with_label``,
             ``per_component``, ``ignore_index``. ``ignore_empty`` is overridden with ``True``: an empty reference gives
-            NaN, or 0 where the class was predicted. Predictions and references must be binary masks (B, C, ...), one
-            per class, of one shape; other shapes are refused with a ``ValueError``, and label maps (B, 1, ...) with
-            ``num_classes`` are not scored as described here. With ``ignore_index``, a class predicted only in the
-            ignored voxels still scores 0.
+            NaN, or 0 where the class was predicted. Predictions and references are binary masks (B, C, ...), one
+            per class, or with ``num_classes`` label maps (B, 1, ...), of one shape; other shapes are refused with a
+            ``ValueError``. With ``ignore_index``, a class predicted only in the ignored voxels still scores 0.
 
     Example::
 

@@ -35,6 +35,19 @@ def test_a_class_predicted_where_there_is_none_scores_zero(metric, monai_metric)
     assert metric(include_background=True)(prediction, reference).shape == (4, 3)
 
 
+@pytest.mark.parametrize("include_background", [False, True])
+def test_label_maps_of_num_classes_score_as_their_one_hot_masks(include_background):
+    # MONAI scores a label map (B, 1, ...) of num_classes class by class: a class predicted where the reference has
+    # none had been judged by the whole map, which holds class 1, and kept its NaN
+    prediction, reference = _cases()
+    maps = EmptyAwareDiceMetric(include_background=include_background, num_classes=3)(
+        prediction.argmax(1, keepdim=True), reference.argmax(1, keepdim=True)
+    )
+    masks = EmptyAwareDiceMetric(include_background=include_background)(prediction, reference)
+    torch.testing.assert_close(maps, masks, equal_nan=True)
+    assert maps[1, -1].item() == 0.0
+
+
 def test_binary_masks_with_one_channel():
     lesion_free = torch.zeros(2, 1, 8, 8)
     prediction = lesion_free.clone()
