@@ -317,6 +317,14 @@ class Image2DReader(PILReader):
                 return _Refused(
                     ValueError(f"{name}: {problem}; save the one image to segment as PNG, or as a TIFF of one page.")
                 )
+            if image is not None and image.format != "TIFF":
+                # decoded before the EXIF is read: a PNG's EXIF may follow its pixels, so reading it decoded them,
+                # and the error of damaged pixels had passed for that of a damaged EXIF block, leaving the image
+                # half decoded (a TIFF is read as it is stored, see _as_stored)
+                try:
+                    image.load()
+                except (OSError, SyntaxError) as error:
+                    return _Refused(_damaged_pixels(name, error))
             exif_orientation = None if image is None else _exif_orientation(image)
             if image is not None and not _cut_to_8_bits(name, image):
                 _warn_if_turned(name, exif_orientation)
@@ -325,7 +333,7 @@ class Image2DReader(PILReader):
                 except _PaletteMismatch as error:
                     return _Refused(ValueError(f"{name}: {error}"))
                 except (OSError, SyntaxError) as error:  # PIL's errors for pixel data cut short or damaged
-                    return _Refused(OSError(f"{name}: cannot decode its pixel data ({error}); the file is damaged."))
+                    return _Refused(_damaged_pixels(name, error))
                 return _Decoded(pixels, image.format, image.mode, _turn_of(exif_orientation))
         if tiff is not None and (orientation := tiff.get(_ORIENTATION_TAG)) in _EXIF_TURNS:
             # ITK's TIFF reader turns such files by a wrong rule (orientation 6 comes out mirrored) and at 8 bits
@@ -484,8 +492,13 @@ def _frames_problem(name: Any, image: Any) -> str | None:
     return f"holds an animation of {frames} frames, not one image"
 
 
+def _damaged_pixels(name: Any, error: Exception) -> OSError:
+    """The error of an image file whose pixel data PIL cannot decode (cut short or damaged), naming it."""
+    return OSError(f"{name}: cannot decode its pixel data ({error}); the file is damaged.")
+
+
 def _exif_orientation(image: Any) -> int | None:
-    """The EXIF orientation of a PIL image not yet loaded; ``None`` without one or with a damaged EXIF block."""
+    """The EXIF orientation of a PIL image; ``None`` without one or with a damaged EXIF block."""
     try:
         return image.getexif().get(_ORIENTATION_TAG)
     except Exception:  # noqa: BLE001 - a damaged EXIF block does not stop the pixels from being read

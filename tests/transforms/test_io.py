@@ -386,11 +386,19 @@ def _encoded(format: str) -> bytes:
     return buffer.getvalue()
 
 
+def _flipped(content: bytes) -> bytes:
+    middle = len(content) // 2
+    return content[:middle] + bytes(b ^ 0x5A for b in content[middle : middle + 64]) + content[middle + 64 :]
+
+
 @pytest.mark.parametrize(
     "name, content, problem",
     [
         ("cut.jpg", _encoded("JPEG")[:1500], r"cannot decode its pixel data \(image file is truncated"),
         ("cut.png", _encoded("PNG")[:3000], r"cannot decode its pixel data \(image file is truncated"),
+        # bytes flipped in the middle of its pixel data: reading its EXIF (which may follow the pixels) decoded them,
+        # and the error passed for a damaged EXIF block's, leaving the image half black
+        ("flipped.png", _flipped(_encoded("PNG")), r"cannot decode its pixel data \(unrecognized data stream"),
         # an APP segment longer than the file: PIL knows the format, then cannot read its header
         ("header.jpg", b"\xff\xd8\xff\xe0\x7f\xff" + bytes(300), r"cannot read its header \(Truncated File Read"),
     ],
