@@ -283,6 +283,7 @@ def write_dicom_seg(
             series_description=series_description,
             # an all-empty SEG must keep its frames; saying so up front spares highdicom's warning
             omit_empty_frames=bool(present),
+            specific_character_set=_character_set(datasets[0]),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # a source header highdicom cannot use
         raise DicomSegError(
@@ -292,6 +293,23 @@ def write_dicom_seg(
     with atomic_path(output_path) as temporary:
         seg.save_as(temporary)
     return output_path
+
+
+def _character_set(source: Dataset) -> str | Sequence[str] | None:
+    """The SEG's SpecificCharacterSet: the source's where highdicom lists it, else UTF-8 (ISO_IR 192), which holds
+    the text of every character set.
+
+    highdicom copies the source's value and refuses one it does not list, such as the Japanese and Korean code
+    extensions written with an empty first value (``\\ISO 2022 IR 87``, as DICOM's own examples write them) or
+    ``ISO_IR 6``: every study of such a site had no SEG. The texts the SEG copies are decoded from the source's
+    character set either way.
+    """
+    import highdicom as hd
+
+    value = source.get("SpecificCharacterSet")
+    values = [value] if isinstance(value, str) else list(value or [])
+    listed = {member.value for member in hd.SpecificCharacterSetValues}
+    return value if all(v in listed for v in values) else "ISO_IR 192"
 
 
 def _segment_terms(name: str, kind: Code | None) -> tuple[Code, Code]:

@@ -378,6 +378,33 @@ def test_source_without_what_a_seg_references_says_why_it_was_skipped(seg_source
     assert not (tmp_path / "seg.dcm").exists()
 
 
+@pytest.mark.parametrize(
+    "charset, name",
+    [
+        # the Japanese and Korean code extensions as DICOM's own examples write them, with an empty first value,
+        # and ISO_IR 6: highdicom lists neither, and every study of such a site had no SEG
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎"),
+        (["", "ISO 2022 IR 149"], "Kim^Minsu=김^민수"),
+        ("ISO_IR 6", "Smith^John"),
+        ("ISO_IR 100", "Müller^Jürgen"),
+    ],
+)
+def test_a_source_of_any_character_set_gets_its_seg_with_its_names(seg_source, charset, name, tmp_path):
+    source, label_map = seg_source
+    folder = tmp_path / "ct"
+    shutil.copytree(source, folder)
+
+    def encode(k, ds):
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+
+    _edit_slices(folder, encode)
+    seg = pydicom.dcmread(write_dicom_seg(label_map, folder, tmp_path / "seg.dcm", LABELS))
+    assert str(seg.PatientName) == name
+    # a set highdicom lists is kept, another becomes UTF-8
+    assert seg.SpecificCharacterSet == ("ISO_IR 100" if charset == "ISO_IR 100" else "ISO_IR 192")
+
+
 def _edit_slices(folder, edit):
     for path in sorted(folder.iterdir()):
         ds = pydicom.dcmread(path)
