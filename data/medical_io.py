@@ -1295,6 +1295,32 @@ def _undo_monochrome1(image: Any, headers: Sequence[Any]) -> Any:
     return image
 
 
+def _fill_padding(values: np.ndarray, headers: Sequence[Any]) -> None:
+    """Voxels of the stored PixelPaddingValue (to PixelPaddingRangeLimit, where given) take the lowest value of the
+    others, in place.
+
+    Padding marks the pixels outside the scanned field of view: they hold no measurement. Read as values, an unsigned
+    CT's padding of 65535 became 64511 HU around every slice, brighter than bone, which a network then segmented.
+    ``values`` are modality values (rescaled; padding is given in stored values, rescaled here alike); ``headers``:
+    one per slice of ``values`` (a series), or one for all its frames.
+    """
+    if not any("PixelPaddingValue" in header for header in headers):
+        return
+    padded = np.zeros(values.shape, bool)
+    for index, header in enumerate(headers):
+        if "PixelPaddingValue" not in header or not _is_greyscale(header):
+            continue
+        slope, intercept = _rescale_of(header)
+        ends = [float(header.PixelPaddingValue), float(header.get("PixelPaddingRangeLimit", header.PixelPaddingValue))]
+        low, high = sorted(slope * end + intercept for end in ends)
+        # ITK rescales in floating point: its values of the padding may differ from these in the last digits
+        margin = 1e-3 * abs(slope)
+        part = values if len(headers) == 1 else values[index]
+        (padded if len(headers) == 1 else padded[index])[...] = (part >= low - margin) & (part <= high + margin)
+    if padded.any() and not padded.all():
+        values[padded] = values[~padded].min()
+
+
 @dataclass
 class _SeriesVolume:
     """A checked series of single-frame files as this reader assembled it from the headers already read, or a file
@@ -1566,6 +1592,7 @@ def _series_volume(series: DicomSeries) -> _SeriesVolume | None:
     if volume is None:
         return None
     volume = _rescale(volume, series.headers)
+    _fill_padding(volume, series.headers)
     first = series.headers[0]
     iop = np.asarray(first.ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
@@ -1834,6 +1861,7 @@ class MedicalImageReader(ImageReader):
                 _set_frame_values(image, source, rescales)
             else:
                 image = _undo_monochrome1(image, [header])
+                _fill_padding(itk.array_view_from_image(image), [header])
         return _with_slice_thickness(image, header, path)
 
     def _read_series(self, folder: Path, uid: str | None, **kwargs) -> Any:
@@ -1864,9 +1892,11 @@ class MedicalImageReader(ImageReader):
                 image = itk.imread(copies, **options)
         except RuntimeError as error:
             raise _undecodable(files, headers, error) from error
+        image = _undo_monochrome1(image, headers)
+        _fill_padding(itk.array_view_from_image(image), headers)
         # ITK's series reader gives the volume none of the DICOM tags that a single file and the series this reader
         # assembles itself carry (the checks tell a colour series by them)
-        return _with_tags(_undo_monochrome1(image, headers), _dicom_tags(headers[0]))
+        return _with_tags(image, _dicom_tags(headers[0]))
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """Array and MONAI metadata of image(s) from ``read``, by the MONAI reader of their kind.

@@ -140,6 +140,37 @@ def test_compressed_slices_with_their_own_fractional_slopes_keep_their_fractions
     _assert_reads(folder, expected, simpleitk=False)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("padding", [(65535, None), (0, 9)], ids=["value", "range"])
+def test_padding_outside_the_field_of_view_takes_the_lowest_measured_value(tmp_path, compressed, padding):
+    # an unsigned CT's padding of 65535 had been read as 64511 HU around every slice, brighter than bone
+    value, limit = padding
+    folder = _series(tmp_path)
+    stored = np.random.default_rng(4).integers(1000, 3000, size=SHAPE)
+    stored[:2, :, :] = value
+    if limit is not None:
+        stored[2, 0, :] = limit
+    rescales = [(1, -1024)] * (SHAPE[2] - 1) + [(2, -2048)]  # the last slice with a rescale of its own
+    _encode(folder, stored, bits=16, signed=False, rescales=rescales)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.PixelPaddingValue = value
+        ds["PixelPaddingValue"].VR = "US"
+        if limit is not None:
+            ds.PixelPaddingRangeLimit = limit
+            ds["PixelPaddingRangeLimit"].VR = "US"
+        ds.save_as(path)
+    if compressed:  # decoded by ITK, which rescales in floating point
+        _compress_jpeg_lossless(folder, tmp_path)
+    expected = np.stack([stored[:, :, k] * s + i for k, (s, i) in enumerate(rescales)], axis=-1).astype(float)
+    padded = np.zeros(SHAPE, bool)
+    padded[:2] = True
+    if limit is not None:
+        padded[2, 0, :] = True
+    expected[padded] = expected[~padded].min()
+    _assert_reads(folder, expected, simpleitk=False)
+
+
 def _set_monochrome1(folder: Path) -> None:
     for path in folder.iterdir():
         ds = pydicom.dcmread(path)
