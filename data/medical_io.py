@@ -1411,20 +1411,9 @@ def _header_fields(head: bytes, separator: str) -> Iterator[tuple[str, str, int]
         yield key.strip(), value.strip(), offset
 
 
-def _check_data_file(path: Path) -> _CompressedVoxels | None:
-    """The voxel data of a NRRD/MetaImage file is where its header says and a MetaImage's is whole; compressed
-    voxels are returned, to be checked against their checksum once read (:meth:`_CompressedVoxels.check`).
-
-    ITK names neither: a .mhd without its .raw, or a cut .mha, fails with "File cannot be read: x.mhd for reading"
-    and the reason of whichever system call failed last ("No such file or directory" for the cut .mha). Only the
-    header is read; data files given as a list or a numbered pattern, and a cut NRRD's data (whose reason ITK
-    gives), are left to ITK.
-
-    Raises:
-        FileNotFoundError: the data file that the header names does not exist.
-        ValueError: the header's dimensions and element type (or its CompressedDataSize) take more bytes than the
-            data holds, or the compressed voxels are damaged.
-    """
+def _read_volume_header(path: Path) -> tuple[bool, dict[str, str], int, str | None]:
+    """A NRRD or MetaImage header: whether it is NRRD, its fields, where its attached data start (-1: a NRRD header
+    without its blank line) and the data file it names (``"LOCAL"`` for attached data, as MetaImage writes it)."""
     with open(path, "rb") as file:
         head = file.read(_HEADER_BYTES)
     nrrd = head.startswith(b"NRRD")
@@ -1442,8 +1431,36 @@ def _check_data_file(path: Path) -> _CompressedVoxels | None:
         blank = re.match(rb"\r?\n", head[data_at:])
         data_at = data_at + blank.end() if blank else -1
     name = fields.get("data file", fields.get("datafile")) if nrrd else fields.get("ElementDataFile")
-    if nrrd and name is None:
-        name = "LOCAL"
+    return nrrd, fields, data_at, "LOCAL" if nrrd and name is None else name
+
+
+def _detached_data_files(folder: Path) -> set[Path]:
+    """The data files that the NRRD/MetaImage headers of ``folder`` (``.nhdr``, ``.mhd``) name, resolved."""
+    files = set()
+    for header in folder.glob("*"):
+        if header.suffix.lower() in (".nhdr", ".mhd") and header.is_file():
+            with contextlib.suppress(OSError):
+                name = _read_volume_header(header)[3]
+                if name and name != "LOCAL" and name.split()[0] != "LIST" and "%" not in name:
+                    files.add((folder / name).resolve())
+    return files
+
+
+def _check_data_file(path: Path) -> _CompressedVoxels | None:
+    """The voxel data of a NRRD/MetaImage file is where its header says and a MetaImage's is whole; compressed
+    voxels are returned, to be checked against their checksum once read (:meth:`_CompressedVoxels.check`).
+
+    ITK names neither: a .mhd without its .raw, or a cut .mha, fails with "File cannot be read: x.mhd for reading"
+    and the reason of whichever system call failed last ("No such file or directory" for the cut .mha). Only the
+    header is read; data files given as a list or a numbered pattern, and a cut NRRD's data (whose reason ITK
+    gives), are left to ITK.
+
+    Raises:
+        FileNotFoundError: the data file that the header names does not exist.
+        ValueError: the header's dimensions and element type (or its CompressedDataSize) take more bytes than the
+            data holds, or the compressed voxels are damaged.
+    """
+    nrrd, fields, data_at, name = _read_volume_header(path)
     if not name or name.split()[0] == "LIST" or "%" in name:
         return None
     data = path if name == "LOCAL" else path.parent / name
@@ -2189,6 +2206,8 @@ def _list_folder(
     earlier_runs: list[str] = []
     loops: list[str] = []
     lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
+    detached: set[Path] | None = None
+    data_folders: list[str] = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
@@ -2205,6 +2224,9 @@ def _list_folder(
                 # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies; one without
                 # any (the output folder's parent inside the input folder) adds none
                 cases.extend(_list_folder(path, split_series, suffixes, output_dir))
+            elif _holds_only(path, detached := _detached_data_files(folder) if detached is None else detached):
+                # the voxels of the .nhdr/.mhd headers beside it (data/ct.raw): no series, and no failed case
+                data_folders.append(path.name)
             else:
                 cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
@@ -2227,6 +2249,7 @@ def _list_folder(
         folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER} or {RUN_PROGRESS_MARKER}"
     )
     warn_skipped(folder, loops, "links to this folder or a folder above it")
+    warn_skipped(folder, data_folders, "folders of the data files that headers beside them name")
     warn_skipped(folder, special, SPECIAL_FILES)
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice
@@ -2241,6 +2264,12 @@ def _list_folder(
                 placed.add(uid)
                 cases.append({"image": series_reference(os.path.abspath(folder), uid)})
     return cases
+
+
+def _holds_only(folder: Path, files: set[Path]) -> bool:
+    """Whether every entry of ``folder`` (hidden ones aside; at least one) is among ``files`` (resolved paths)."""
+    entries = [path.resolve() for path in folder.iterdir() if not path.name.startswith(".")]
+    return bool(entries) and all(entry in files for entry in entries)
 
 
 def _holds_studies(folder: Path, suffixes: Sequence[str]) -> bool:

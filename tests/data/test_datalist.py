@@ -309,3 +309,21 @@ def test_a_list_that_repeats_an_image_is_warned_about():
     cases = [{"image": "a.png", "label": "a_mask.png"}, {"image": "b.png"}, {"image": "a.png", "label": "a_mask.png"}]
     with pytest.warns(UserWarning, match=r"1 images are listed more than once \(e\.g\. a\.png\); they weigh more"):
         assert warn_repeated(cases) == cases
+
+
+def test_a_folder_of_the_data_files_that_headers_name_is_no_case(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    # data/ct.raw of ct.nhdr had become a failed case ("is no DICOM series folder"), and the run's exit status 1
+    (tmp_path / "data").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(tmp_path / "ct.nhdr"))
+    header = (tmp_path / "ct.nhdr").read_text().replace("data file: ct.raw", "data file: data/ct.raw")
+    (tmp_path / "ct.nhdr").write_text(header)
+    (tmp_path / "ct.raw").rename(tmp_path / "data" / "ct.raw")
+    # a folder of other files is still a case, which fails alone when read: a series the reader cannot take
+    (tmp_path / "series").mkdir()
+    (tmp_path / "series" / "slice1").write_bytes(b"x")
+    with pytest.warns(UserWarning, match="folders of the data files that headers beside them name\\): data"):
+        cases = list_cases("unused", input_dir=tmp_path, volumes=True)
+    assert [c["image"] for c in cases] == [str(tmp_path / "ct.nhdr"), str(tmp_path / "series")]
