@@ -391,6 +391,41 @@ def _refuse_empty(path: str | os.PathLike) -> None:
         raise ValueError(f"{path} is empty (0 bytes).")
 
 
+# the first bytes of the files a volume's suffix may hide, to say what a misnamed one holds
+_SIGNATURES = {
+    b"\x1f\x8b": "gzip-compressed data",
+    b"NRRD": "a NRRD file",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"PK\x03\x04": "a ZIP archive",
+    b"<": "HTML or XML text (an error page saved in place of the file?)",
+}
+
+
+def _check_signature(path: Path) -> None:
+    """A ``.nrrd``/``.nhdr`` starts with ``NRRD`` and a ``.nii.gz`` with gzip's signature; one that does not is
+    refused saying what it holds, where ITK had said "Could not create IO object" and gzip "not a gzip file"."""
+    name = path.name.lower()
+    wanted = b"NRRD" if name.endswith((".nrrd", ".nhdr")) else b"\x1f\x8b" if name.endswith(".nii.gz") else None
+    if wanted is None:
+        return
+    with open(path, "rb") as file:
+        head = file.read(132)
+    if head.startswith(wanted):
+        return
+    found = next((what for magic, what in _SIGNATURES.items() if head.lstrip().startswith(magic)), None)
+    if found is None and head[128:132] == b"DICM":
+        found = "a DICOM file"
+    if found is None and re.match(rb"\s*(ObjectType|NDims)\s*=", head):
+        found = "a MetaImage header (.mha/.mhd)"
+    if found is None and len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540):
+        found = "an uncompressed NIfTI (.nii)"
+    kind = "a NRRD file" if wanted == b"NRRD" else "gzip-compressed, as its .gz says"
+    raise ValueError(f"{path} is not {kind}: it holds {found or 'something else'}; rename or convert it.")
+
+
 def _read_header(path: Path, folder: Path) -> Any:
     """The pydicom header of ``path`` (pixel data deferred), or a ValueError that names the file."""
     _refuse_empty(path)
@@ -1824,6 +1859,9 @@ class MedicalImageReader(ImageReader):
             return self._read_series(path, uid, **kwargs)
         if not path.exists():
             raise FileNotFoundError(f"image {path} does not exist.")
+        if path.is_file():
+            _refuse_empty(path)
+            _check_signature(path)
         if _has_suffix(path, NIFTI_SUFFIXES):
             # nibabel's affine of the header as written (the sform where it has one). MONAI's reader "corrects" a
             # header whose pixdim differs from the sform's voxel sizes by putting the qform in the sform's place,

@@ -827,7 +827,7 @@ CATALOGUE: list[Fault] = [
         lambda r: _check(
             CT, {"image": _garbage(r, "bad.nii.gz", b"not an image"), "label": _nifti(r / "l.nii", _labels())}
         ),
-        "bad.nii.gz: cannot read the image file: ImageFileError",
+        "bad.nii.gz: cannot read the image file: ValueError: is not gzip-compressed, as its .gz says",
         _STOP,
     ),
     Fault(
@@ -879,7 +879,7 @@ CATALOGUE: list[Fault] = [
         "training, check-data",
         "image is an empty file",
         lambda r: _check(CT, {"image": _garbage(r, "empty.nii.gz", b""), "label": _nifti(r / "l.nii", _labels())}),
-        "empty.nii.gz: cannot read the image file: ImageFileError: Empty file",
+        "empty.nii.gz: cannot read the image file: ValueError: is empty (0 bytes)",
         _STOP,
     ),
     Fault(
@@ -1647,7 +1647,7 @@ CATALOGUE: list[Fault] = [
         "inference",
         "corrupt NIfTI among good inputs",
         lambda r: _inference_failure(r, CT, "bad.nii.gz", b"garbage"),
-        "bad.nii.gz: ImageFileError",
+        "bad.nii.gz: ValueError: is not gzip-compressed, as its .gz says",
         _INFER,
     ),
     Fault(

@@ -550,6 +550,22 @@ def test_a_big_endian_compressed_nrrd_is_checked_by_decompressing_it(tmp_path):
         LoadImage(reader=MedicalImageReader(), image_only=True)(damaged)
 
 
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("zero.nrrd", b"", "is empty \\(0 bytes\\)"),
+        ("zero.mha", b"", "is empty \\(0 bytes\\)"),
+        ("page.nrrd", b"<!DOCTYPE html><html>Not found</html>", "is not a NRRD file: it holds HTML or XML text"),
+        ("ct.nrrd", b"ObjectType = Image\nNDims = 3\n", "is not a NRRD file: it holds a MetaImage header"),
+        ("ct.nii.gz", b"NRRD0004\ntype: short\n", "is not gzip-compressed, as its .gz says: it holds a NRRD file"),
+    ],
+)
+def test_an_empty_or_misnamed_volume_file_says_what_it_holds(name, content, problem, tmp_path):
+    # ITK had said "Could not create IO object for reading file", gzip "not a gzip file"
+    (tmp_path / name).write_bytes(content)
+    _load_error(tmp_path / name, ValueError, f"^{re.escape(str(tmp_path / name))} {problem}")
+
+
 @pytest.mark.parametrize("name", ["ct.mha", "ct.raw"])
 def test_a_metaimage_whose_data_is_cut_off_is_called_truncated(name, tmp_path):
     # a cut .mha had been "File cannot be read: ct.mha for reading." with "Reason: No such file or directory"
