@@ -46,6 +46,8 @@ __all__ = [
     "BestModelSaver",
     "CheckpointError",
     "TrainingCheckpoint",
+    "TrainingDivergedError",
+    "check_finite_weights",
     "WeightsLoader",
     "hold_training",
     "load_weights",
@@ -80,6 +82,39 @@ def _unwrap(obj: Any) -> Any:
 
 def _is_main_process() -> bool:
     return rank_and_world_size()[0] == 0
+
+
+class TrainingDivergedError(RuntimeError):
+    """The network's weights hold NaN or infinite values: the training diverged, and what it would save is refused.
+
+    A loss that became NaN (a learning rate too high, a normalisation of absurd values) turned the weights to NaN,
+    and the run had gone on to its end with exit status 0, saving them as the best ``model.pt`` (their Dice of 0
+    beat no score at all): inference then wrote empty label maps, also without an error.
+    """
+
+
+def check_finite_weights(network: torch.nn.Module, saving: str | os.PathLike, epoch: int | None) -> None:
+    """Raises :class:`TrainingDivergedError` when ``network`` holds a weight that is NaN or infinite.
+
+    Args:
+        network: the network about to be saved (a DDP / DataParallel wrapper is unwrapped).
+        saving: the file it was to be saved to, which the message names as not written.
+        epoch: the training's epoch, for the message; ``None``: its last.
+
+    Example::
+
+        >>> check_finite_weights(torch.nn.Linear(2, 2), "models/model.pt", 3)
+    """
+    weights = [p for p in _unwrap(network).parameters() if p.is_floating_point() or p.is_complex()]
+    bad = sum(int((~torch.isfinite(p.detach())).sum()) for p in weights)
+    if bad:
+        total = sum(p.numel() for p in weights)
+        raise TrainingDivergedError(
+            f"the training diverged by {'its last epoch' if epoch is None else f'epoch {epoch}'}: {bad} of {total} "
+            f"weights are NaN or infinite, so {saving} was "
+            "not written (the files of earlier epochs are kept). Lower --learning_rate, or check the data and the "
+            "plan's normalisation (monai-unets check-data, monai-unets plan)."
+        )
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -478,6 +513,10 @@ class BestModelSaver:
             logger.info("saved %s (%s %.4f at epoch %d)", self.save_path, name, score, self.best_metric_epoch)
 
     def _save(self) -> None:
+        # the weights of a training that never validated are its last epoch's, which the message then names
+        check_finite_weights(
+            self.network, self.save_path, self.best_metric_epoch if self.best_metric_epoch >= 0 else None
+        )
         save_atomic(_unwrap(self.network).state_dict(), self.save_path)
         if self.plan is not None:
             save_plan({**self.plan, "postprocessing": {"keep_largest": []}}, self.plan_file)
@@ -906,6 +945,9 @@ class TrainingCheckpoint:
     def save(self, engine: Engine) -> None:
         if not _is_main_process():
             return
+        for obj in self.save_dict.values():
+            if isinstance(obj, torch.nn.Module):
+                check_finite_weights(obj, self.checkpoint_path, int(engine.state.epoch))
         state = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
         state["trainer"] = {"epoch": int(engine.state.epoch), "iteration": int(engine.state.iteration)}
         cases = _listed_cases(engine)

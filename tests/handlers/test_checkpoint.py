@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
 from monai_unets.bundles import bundle_dir
 from monai_unets.data import CheckedCases
-from monai_unets.handlers import BestModelSaver, CheckpointError, TrainingCheckpoint, WeightsLoader, load_weights
+from monai_unets.handlers import (
+    BestModelSaver,
+    CheckpointError,
+    TrainingCheckpoint,
+    WeightsLoader,
+    load_weights,
+    read_checkpoint,
+)
 from monai_unets.networks import AttentionGateUNet, EGEUNet
 
 from monai_unets import load_plan
@@ -55,6 +63,22 @@ def _trainer(
     epochs: list[int] = []
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
     return trainer, net, optimizer, scheduler, saver, epochs
+
+
+def test_weights_turned_nan_are_never_saved_and_stop_the_training(tmp_path):
+    # a loss that became NaN had turned the weights to NaN, and the run went on to save them as the best model.pt
+    # (their Dice of 0 beat no score) and in its checkpoint, with exit status 0
+    from monai_unets.handlers import TrainingDivergedError
+
+    trainer, net, _, _, saver, epochs = _trainer(tmp_path, max_epochs=3)
+    trainer.add_event_handler(Events.EPOCH_STARTED(once=2), lambda e: net.weight.data.fill_(float("nan")))
+    with pytest.raises(TrainingDivergedError, match=r"diverged by epoch 2: [34] of 4 weights are NaN or infinite"):
+        trainer.run()
+    assert epochs == [1, 2]
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["trainer"]["epoch"] == 1  # the last sound one is kept
+    with pytest.raises(TrainingDivergedError, match=f"by its last epoch.*so {re.escape(str(tmp_path))}/model.pt was"):
+        saver.save_unvalidated()
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_a_rerun_continues_after_the_last_epoch_with_every_state_restored(tmp_path):
