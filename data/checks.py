@@ -546,6 +546,10 @@ class CheckCased(MapTransform):
                 f"has {shape[0]} channel{'s' if shape[0] > 1 else ''} (shape {shape}); this bundle takes "
                 f"{wanted}: {whole_case}."
             )
+        if image.dtype == torch.float64:
+            # the pipeline casts to float32 after this check (inference keeps the stored type up to here): a value
+            # beyond float32's range became infinite there and spread NaN through the resampling, unchecked
+            image = image.to(torch.float32)
         if _all_finite(image):
             return image
         finite = torch.isfinite(image)

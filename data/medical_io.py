@@ -1586,6 +1586,15 @@ class _CompressedVoxels:
         return int.from_bytes(trailer, "big") == zlib.adler32(voxels)
 
 
+def _complex_values(path: str | os.PathLike, dtype: Any) -> ValueError:
+    """The error of a complex-valued image (MR raw data): cast to float, its imaginary part had been dropped without
+    a word, and NaN there escaped the checks of finite values."""
+    return ValueError(
+        f"{path}: holds complex values ({dtype}); the bundles take real-valued images: save its magnitude (or its "
+        "real part) as a real-valued image."
+    )
+
+
 def _read_unwrapped(path: Path) -> _SeriesVolume | None:
     """A 3D NRRD/MHA/MHD file of a pixel type ITK's Python modules have no image for, read by SimpleITK; else ``None``.
 
@@ -1611,6 +1620,8 @@ def _read_unwrapped(path: Path) -> _SeriesVolume | None:
         return None
     image = reader.Execute()
     volume = sitk.GetArrayFromImage(image)
+    if np.iscomplexobj(volume):
+        raise _complex_values(path, volume.dtype)
     if volume.dtype == np.int8:
         volume = volume.astype(np.int16)
     elif volume.dtype.itemsize == 8 and volume.dtype.kind in "iu" and volume.size:
@@ -1969,6 +1980,10 @@ class MedicalImageReader(ImageReader):
             images = [image.itk_image() if isinstance(image, _SeriesVolume) else image for image in images]
             img = images if isinstance(img, (list, tuple)) else images[0]
         is_nifti = [isinstance(i, nib.spatialimages.SpatialImage) for i in images]
+        for image in images:
+            dtype = image.get_data_dtype() if isinstance(image, nib.spatialimages.SpatialImage) else None
+            if dtype is not None and dtype.kind == "c":
+                raise _complex_values(image.get_filename(), dtype)
         if all(is_nifti):
             # the file names NibabelReader.read would have recorded (the images are loaded by _read_one)
             self.nibabel_reader.filenames = tuple(image.get_filename() for image in images)

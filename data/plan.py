@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import warnings
@@ -267,6 +268,13 @@ def fingerprint_dataset(
                 files = _file_names(case["image"])
                 expected = "the dataset declares" if declared_channels else "the dataset's first case has"
                 raise ValueError(f"{files}: the image has {image.shape[0]} channel(s); {expected} {channels}")
+            if image.dtype.kind == "f" and not np.isfinite(image.sum(dtype=np.float32)):
+                # one sum screens the image (a NaN or an infinity, or values beyond float32's range, carry through);
+                # in the statistics they made a normalisation of NaN or of infinite std, which trained NaN weights
+                bad = int((~np.isfinite(image.astype(np.float32))).sum())
+                if bad:
+                    files = _file_names(case["image"])
+                    raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
         except ValueError as error:
             failures.append(str(error))
             continue
@@ -326,17 +334,23 @@ def fingerprint_dataset(
                 f"{detected}, declare that modality and plan again.",
                 stacklevel=2,
             )
+    intensity = {
+        "mean": float(fg_all.mean()),
+        "std": float(fg_all.std()),
+        "percentile_00_5": float(np.percentile(fg_all, 0.5)),
+        "percentile_99_5": float(np.percentile(fg_all, 99.5)),
+    }
+    if not all(math.isfinite(value) for value in intensity.values()):
+        raise ValueError(
+            f"{datalist}: the foreground intensities of its images give no finite statistics ({intensity}): an image "
+            "holds values far beyond its modality's range; `monai-unets check-data` shows its intensities."
+        )
     return {
         "num_cases": len(cases),
         "spacings": spacings,
         "shapes": shapes,
         "intensity_min": minimum,
-        "foreground_intensity": {
-            "mean": float(fg_all.mean()),
-            "std": float(fg_all.std()),
-            "percentile_00_5": float(np.percentile(fg_all, 0.5)),
-            "percentile_99_5": float(np.percentile(fg_all, 99.5)),
-        },
+        "foreground_intensity": intensity,
         "labels": {str(k): v for k, v in sorted(labels.items())},
         "class_fractions": {str(k): counts.get(k, 0) / total for k in sorted(labels)},
         "modality": modality,

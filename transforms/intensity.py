@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -107,12 +108,17 @@ class PlannedNormalize(Transform):
         scheme = normalization.get("scheme")
         if scheme == "ct":
             low, high = (float(v) for v in normalization["clip"])
+            mean, std = float(normalization["mean"]), float(normalization["std"])
+            if not all(map(math.isfinite, (low, high, mean, std))) or std <= 0:
+                # a plan made from NaN or absurd voxels: every input became NaN or -0, and training NaN weights
+                raise ValueError(
+                    f"normalization must hold finite numbers and a positive std, got clip {normalization['clip']}, "
+                    f"mean {normalization['mean']}, std {normalization['std']}: plan the dataset again."
+                )
             if low > high:
                 raise ValueError(f"normalization clip range must be increasing, got {normalization['clip']}")
             self.clip: tuple[float, float] | None = (low, high)
-            self.normalize = NormalizeIntensity(
-                subtrahend=float(normalization["mean"]), divisor=float(normalization["std"])
-            )
+            self.normalize = NormalizeIntensity(subtrahend=mean, divisor=std)
         elif scheme == "zscore_nonzero":
             self.clip = None
             # each channel (modality) by its own statistics, as their scales are unrelated

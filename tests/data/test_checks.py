@@ -231,6 +231,38 @@ def test_the_finite_check_takes_every_value(values, finite):
             check({"image": image})
 
 
+def test_a_float64_value_beyond_float32_s_range_counts_as_infinite():
+    # inference keeps the stored type up to this check and casts to float32 after it: the value became infinite there
+    # and spread NaN through the resampling, and the case came out as an empty label map
+    image = MetaTensor(torch.tensor([[[1.0, 1e39], [2.0, 3.0]]], dtype=torch.float64))
+    with pytest.raises(DataCheckError, match="0 NaN and 1 infinite voxels"):
+        CheckCased(["image"], spatial_dims=2)({"image": image})
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_a_complex_valued_image_is_refused_naming_it(tmp_path, suffix):
+    # its imaginary part was dropped without a word as it was cast to float, and NaN in it escaped the finite check
+    from monai.transforms import LoadImage
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    values = np.full((4, 5, 6), 1 + 2j, np.complex64)
+    path = tmp_path / f"raw{suffix}"
+    if suffix == ".nii.gz":
+        nib.save(nib.Nifti1Image(values, np.eye(4), dtype=np.complex64), path)
+    else:
+        import SimpleITK as sitk
+
+        sitk.WriteImage(sitk.GetImageFromArray(values), str(path))
+    with pytest.raises(Exception) as raised:
+        LoadImage(reader=MedicalImageReader(), image_only=True, dtype=None)(str(path))
+    error = raised.value
+    while error.__cause__ is not None:
+        error = error.__cause__
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: holds complex values \(complex64\); .* real-valued image\.", str(error)
+    )
+
+
 def test_a_label_on_the_image_grid_with_valid_classes_passes_unchanged(tmp_path):
     case = _case(tmp_path, "a", (0, 1, 2))
     loaded = EnsureChannelFirstd(KEYS)(LoadImaged(KEYS, image_only=True)(case))

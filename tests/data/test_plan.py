@@ -546,3 +546,23 @@ def test_planning_names_every_case_at_fault_not_only_the_first(tmp_path):
     assert lines[1].startswith(f"  {labels[0]}: cannot read the label")
     assert lines[2].startswith(f"  {labels[2]}: label values 0.5 are not whole class numbers")
     assert len(lines) == 3
+
+
+def test_planning_refuses_images_of_nan_or_absurd_values_and_normalisations_not_finite(tmp_path):
+    # an all-NaN image made a normalisation of NaN (written as a NaN literal, not JSON), one of 1e30 HU an infinite
+    # std that made every input -0: trained on either, the network's weights became NaN
+    from monai_unets.transforms import PlannedNormalize
+
+    root = _small_ct(tmp_path)
+    path = sorted((root / "imagesTr").glob("*.nii.gz"))[1]
+    image = nib.load(path)
+    values = np.asarray(image.dataobj).astype(np.float32)
+    nib.save(nib.Nifti1Image(np.full_like(values, np.nan), image.affine), path)
+    with pytest.raises(ValueError, match=rf"{path}: {values.size} voxels are NaN, infinite or beyond float32's range"):
+        plan_dataset(root, device="cpu")
+    values[values > 0] = 1e30
+    nib.save(nib.Nifti1Image(values, image.affine), path)
+    with pytest.raises(ValueError, match="give no finite statistics .*'std': inf"):
+        plan_dataset(root, device="cpu")
+    with pytest.raises(ValueError, match="normalization must hold finite numbers and a positive std"):
+        PlannedNormalize({"scheme": "ct", "clip": [19.0, 1e30], "mean": 1.98e29, "std": float("inf")})
