@@ -55,6 +55,23 @@ def test_resamples_and_keeps_the_string_entry(study):
     np.testing.assert_allclose(out["image"].pixdim[:3], [1.6, 1.6, 2.5])
 
 
+def test_a_spacing_that_would_blow_the_image_up_is_refused_naming_the_file(tmp_path):
+    # 50 mm voxels (a header in another unit) made a 48 x 40 x 24 study 1.3e9 voxels at 1.5 mm, which held a whole
+    # batch for minutes before anything said which study it was
+    path = tmp_path / "cm.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((48, 40, 24), np.float32), np.diag([50.0, 50.0, 50.0, 1.0])), path)
+    load = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image")])
+    image = load({"image": str(path)})
+    with pytest.raises(
+        ValueError,
+        match=rf"{path}: resampled from its spacing \[50.0, 50.0, 50.0\] mm to "
+        r"\[1.5, 1.5, 1.5\] mm it would be 1600 x 1333 x 800 voxels, 37028 times its 46080",
+    ):
+        ResampleSpacingd("image", pixdim=(1.5, 1.5, 1.5))(image)
+    # a thick-slice study brought to fine slices is resampled as before
+    assert ResampleSpacingd("image", pixdim=(50.0, 50.0, 10.0))(image)["image"].shape == (1, 48, 40, 116)
+
+
 def test_is_invertible(study):
     pipeline = _pipeline(ResampleSpacingd)
     out = pipeline(dict(study))
