@@ -1346,7 +1346,13 @@ def _fill_padding(values: np.ndarray, headers: Sequence[Any]) -> None:
         if "PixelPaddingValue" not in header or not _is_greyscale(header):
             continue
         slope, intercept = _rescale_of(header)
-        ends = [float(header.PixelPaddingValue), float(header.get("PixelPaddingRangeLimit", header.PixelPaddingValue))]
+        try:
+            ends = [
+                float(header.get(tag, header.PixelPaddingValue))
+                for tag in ("PixelPaddingValue", "PixelPaddingRangeLimit")
+            ]
+        except (TypeError, ValueError):  # a value pydicom could not decode (an ambiguous VR left as bytes)
+            continue
         low, high = sorted(slope * end + intercept for end in ends)
         # ITK rescales in floating point: its values of the padding may differ from these in the last digits
         margin = 1e-3 * abs(slope)
