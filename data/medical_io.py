@@ -1475,15 +1475,23 @@ def _read_volume_header(path: Path) -> tuple[bool, dict[str, str], int, str | No
     return nrrd, fields, data_at, "LOCAL" if nrrd and name is None else name
 
 
+def _named_data_file(header: Path, name: str | None) -> Path | None:
+    """The one data file that a header names (``name``, from :func:`_read_volume_header`): the header itself for
+    attached data; ``None`` for none, a list or a numbered pattern of files, which are left to ITK."""
+    if not name or name.split()[0] == "LIST" or "%" in name:
+        return None
+    return header if name == "LOCAL" else header.parent / name
+
+
 def _detached_data_files(folder: Path) -> set[Path]:
     """The data files that the NRRD/MetaImage headers of ``folder`` (``.nhdr``, ``.mhd``) name, resolved."""
     files = set()
     for header in folder.glob("*"):
         if header.suffix.lower() in (".nhdr", ".mhd") and header.is_file():
             with contextlib.suppress(OSError):
-                name = _read_volume_header(header)[3]
-                if name and name != "LOCAL" and name.split()[0] != "LIST" and "%" not in name:
-                    files.add((folder / name).resolve())
+                data = _named_data_file(header, _read_volume_header(header)[3])
+                if data is not None and data != header:
+                    files.add(data.resolve())
     return files
 
 
@@ -1502,9 +1510,9 @@ def _check_data_file(path: Path) -> _CompressedVoxels | None:
             data holds, or the compressed voxels are damaged.
     """
     nrrd, fields, data_at, name = _read_volume_header(path)
-    if not name or name.split()[0] == "LIST" or "%" in name:
+    data = _named_data_file(path, name)
+    if data is None:
         return None
-    data = path if name == "LOCAL" else path.parent / name
     if not data.is_file():
         raise FileNotFoundError(f"{path}: its data file {name} does not exist.")
     start = data_at if data == path else 0
@@ -1986,10 +1994,9 @@ class MedicalImageReader(ImageReader):
             images = [image.itk_image() if isinstance(image, _SeriesVolume) else image for image in images]
             img = images if isinstance(img, (list, tuple)) else images[0]
         is_nifti = [isinstance(i, nib.spatialimages.SpatialImage) for i in images]
-        for image in images:
-            dtype = image.get_data_dtype() if isinstance(image, nib.spatialimages.SpatialImage) else None
-            if dtype is not None and dtype.kind == "c":
-                raise _complex_values(image.get_filename(), dtype)
+        for image, nifti in zip(images, is_nifti):
+            if nifti and image.get_data_dtype().kind == "c":
+                raise _complex_values(image.get_filename(), image.get_data_dtype())
         if all(is_nifti):
             # the file names NibabelReader.read would have recorded (the images are loaded by _read_one)
             self.nibabel_reader.filenames = tuple(image.get_filename() for image in images)
@@ -2265,7 +2272,8 @@ def _list_folder(
     earlier_runs: list[str] = []
     loops: list[str] = []
     lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
-    detached: set[Path] | None = None
+    # read only where a subfolder is neither a set of studies nor a series: most folders have no header to parse
+    detached = functools.cache(lambda: _detached_data_files(folder))
     data_folders: list[str] = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
@@ -2283,7 +2291,7 @@ def _list_folder(
                 # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies; one without
                 # any (the output folder's parent inside the input folder) adds none
                 cases.extend(_list_folder(path, split_series, suffixes, output_dir))
-            elif _holds_only(path, detached := _detached_data_files(folder) if detached is None else detached):
+            elif _holds_only(path, detached()):
                 # the voxels of the .nhdr/.mhd headers beside it (data/ct.raw): no series, and no failed case
                 data_folders.append(path.name)
             else:

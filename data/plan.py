@@ -238,7 +238,7 @@ def fingerprint_dataset(
         >>> fingerprint["modality"], fingerprint["labels"]  # doctest: +SKIP
         ('CT', {'0': 'background', '1': 'pancreas', '2': 'cancer'})
     """
-    from .checks import declared_labels, load_datalist
+    from .checks import _all_finite, declared_labels, load_datalist
 
     datalist = Path(datalist)
     if not datalist.is_file():
@@ -268,13 +268,13 @@ def fingerprint_dataset(
                 files = _file_names(case["image"])
                 expected = "the dataset declares" if declared_channels else "the dataset's first case has"
                 raise ValueError(f"{files}: the image has {image.shape[0]} channel(s); {expected} {channels}")
-            if image.dtype.kind == "f" and not np.isfinite(image.sum(dtype=np.float32)):
-                # one sum screens the image (a NaN or an infinity, or values beyond float32's range, carry through);
-                # in the statistics they made a normalisation of NaN or of infinite std, which trained NaN weights
-                bad = int((~np.isfinite(image.astype(np.float32))).sum())
-                if bad:
-                    files = _file_names(case["image"])
-                    raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
+            # as the bundles take it, in float32: in the statistics, NaN, infinite voxels or values beyond float32's
+            # range made a normalisation of NaN or of infinite std, which trained NaN weights
+            voxels = torch.from_numpy(image.astype(np.float32, copy=False)) if image.dtype.kind == "f" else None
+            if voxels is not None and not _all_finite(voxels):
+                bad = int((~torch.isfinite(voxels)).sum())
+                files = _file_names(case["image"])
+                raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
         except ValueError as error:
             failures.append(str(error))
             continue
