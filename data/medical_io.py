@@ -914,6 +914,14 @@ def _without_image_data(path: Path, header: Any) -> str:
     """Why a DICOM header is no image to segment: another kind of object, or an image file cut off before its
     Rows and Columns."""
     kind = _object_kind(header)
+    syntax = _transfer_syntax(header)
+    if not len(header) and syntax is not None and syntax.is_encapsulated:
+        # pydicom keeps no element at all of a dataset whose encapsulated pixel data end before their sequence
+        # delimiter: the header was whole, the image data are cut short
+        return (
+            f"{path} is a DICOM {kind} file whose compressed pixel data end before their closing delimiter: the "
+            f"file is truncated or damaged ({Path(path).stat().st_size} bytes)"
+        )
     if _is_image(header):
         # an image object always has them: its header stops early, as a file cut off in transfer does
         return (

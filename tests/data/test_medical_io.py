@@ -1047,6 +1047,22 @@ def test_a_lone_dicom_file_that_is_cut_in_its_header_or_empty_says_so(formats, t
     _load_error(series, ValueError, r"IM9999\.dcm is empty \(0 bytes\)")
 
 
+def test_a_slice_cut_off_in_its_compressed_pixel_data_is_called_truncated_there(formats, tmp_path):
+    # pydicom keeps nothing of a dataset whose encapsulated pixel data end before their delimiter; the message had
+    # blamed a header that was whole
+    from pydicom.uid import RLELossless
+
+    folder = Path(shutil.copytree(formats["dicom"], tmp_path / "rle"))
+    path = _slice_file(folder, 6)
+    ds = pydicom.dcmread(path)
+    ds.compress(RLELossless)
+    ds.save_as(path)
+    path.write_bytes(path.read_bytes()[:-300])
+    expected = f"{path} is a DICOM CT Image Storage file whose compressed pixel data end before their closing delimiter"
+    assert "header" not in _load_error(folder, ValueError, re.escape(expected))
+    _load_error(path, ValueError, re.escape(expected))
+
+
 def _rtstruct(path: Path) -> Path:
     """An RT Structure Set: a DICOM object without Rows, Columns or pixel data."""
     ds = pydicom.Dataset()
