@@ -50,6 +50,7 @@ __all__ = [
     "CheckCaseDict",
     "CheckedCases",
     "DataCheckError",
+    "absent_classes",
     "border_filling_labels",
     "check_cases",
     "declared_labels",
@@ -691,6 +692,8 @@ class CaseScan:
         empty: the index of each readable case whose label has no foreground (no value other than 0).
         border_filling: the index of each readable case whose label is a 2D mask with foreground on at least
             :data:`BORDER_FILLING_SHARE` of its border pixels (:func:`border_filling_labels`).
+        num_classes: the classes the cases were checked for (background included), where more than one.
+        classes: with ``num_classes``, the foreground classes each readable labelled case holds, by index.
 
     Example::
 
@@ -702,6 +705,8 @@ class CaseScan:
     bad: list[tuple[int, BadCase]]
     empty: list[int]
     border_filling: list[int] = field(default_factory=list)
+    num_classes: int | None = None
+    classes: dict[int, frozenset[int]] = field(default_factory=dict)
 
 
 #: Share of a 2D mask's border pixels that its foreground covers at least in :func:`border_filling_labels`' count.
@@ -728,9 +733,41 @@ def _fills_border(label: torch.Tensor) -> bool:
     return covered >= BORDER_FILLING_SHARE * sum(edge.numel() for edge in border)
 
 
-def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCase | str | None:
-    """The problem of a case, else what its label (``keys[1]``) is worth a warning for: :data:`_EMPTY` without
-    foreground, :data:`_BORDER_FILLING` where :func:`_fills_border`; ``None`` otherwise, and without a label."""
+def _class_count(transform: object) -> int | None:
+    """The ``num_classes`` of the :class:`CheckCased` step among ``transform`` and its ``Compose`` steps."""
+    if isinstance(transform, CheckCased):
+        return transform.num_classes
+    steps = transform.transforms if isinstance(transform, Compose) else ()
+    return next((count for step in steps if (count := _class_count(step)) is not None), None)
+
+
+def _constant_image(image: object, label: torch.Tensor, key: Hashable) -> BadCase | None:
+    """An image of one value everywhere under a label with foreground: a blank or failed export (a black series
+    of a viewer's export, a volume written before its data). Nothing can be learnt from it, and in a plan its one
+    value would stretch the intensity window the whole dataset is normalised with."""
+    if not isinstance(image, torch.Tensor) or not image.numel():
+        return None
+    low, high = torch.aminmax(image)
+    if bool(low != high) or not bool(label.ne(0).any()):
+        return None
+    return BadCase(_filename(image, key), _constant_image_problem(float(low)))
+
+
+def _constant_image_problem(value: float) -> str:
+    """What is wrong with an image of one ``value`` everywhere under a label with foreground (:func:`scan_cases`,
+    :func:`~monai_unets.data.fingerprint_dataset`)."""
+    return (
+        f"image holds one value everywhere ({value:g}) while its label marks foreground: a blank or failed export; "
+        "nothing can be learnt from it. Export the image again, or leave the case out."
+    )
+
+
+def _case_problem(
+    case: object, loader: Callable, keys: Sequence[str], num_classes: int | None = None
+) -> BadCase | tuple[str | None, frozenset[int]] | None:
+    """The problem of a case, else what its label (``keys[1]``) is worth a warning for (:data:`_EMPTY` without
+    foreground, :data:`_BORDER_FILLING` where :func:`_fills_border`, else ``None``) and, with ``num_classes`` above
+    1, the foreground classes it holds; ``None`` without a label."""
     if not isinstance(case, dict):
         return BadCase(str(case), "a case must be an object with image and label paths.")
     name = str(case.get(keys[0], case))
@@ -758,8 +795,13 @@ def _case_problem(case: object, loader: Callable, keys: Sequence[str]) -> BadCas
         if not isinstance(label, torch.Tensor):
             return None
         if not bool(label.ne(0).any()):
-            return _EMPTY
-        return _BORDER_FILLING if _fills_border(label) else None
+            return _EMPTY, frozenset()
+        constant = _constant_image(loaded.get(keys[0]), label, keys[0])
+        if constant is not None:
+            return constant
+        # CheckCased has made sure the values are the classes 0..num_classes - 1
+        classes = frozenset(c for c in range(1, num_classes or 0) if bool(label.eq(c).any()))
+        return (_BORDER_FILLING if _fills_border(label) else None), classes
     # out of the handler: readers' tracebacks, which describe_error reads, would start with this failure's
     return _unreadable_file(case, loader, keys) or BadCase(name, describe_error(failure, name))
 
@@ -836,20 +878,24 @@ def scan_cases(
         ['/data/masks/ISIC_0000004.png']
     """
     transform = Compose(list(loader)) if isinstance(loader, (list, tuple)) else loader
+    num_classes = _class_count(transform)
+    num_classes = num_classes if num_classes is not None and num_classes > 1 else None
     with ThreadPoolExecutor(max(1, int(num_workers))) as pool:
-        results = pool.map(lambda case: _case_problem(case, transform, keys), cases)
-        bad, empty, border_filling = [], [], []
+        results = pool.map(lambda case: _case_problem(case, transform, keys, num_classes), cases)
+        bad, empty, border_filling, classes = [], [], [], {}
         for index, (case, result) in enumerate(zip(cases, results)):
             problem = result if isinstance(result, BadCase) else None
             if on_result is not None:
                 on_result(case, problem)
             if problem is not None:
                 bad.append((index, problem))
-            elif result == _EMPTY:
-                empty.append(index)
-            elif result == _BORDER_FILLING:
-                border_filling.append(index)
-    return CaseScan(bad, empty, border_filling)
+            elif result is not None:
+                note, classes[index] = result
+                if note == _EMPTY:
+                    empty.append(index)
+                elif note == _BORDER_FILLING:
+                    border_filling.append(index)
+    return CaseScan(bad, empty, border_filling, num_classes, classes if num_classes else {})
 
 
 def find_bad_cases(
@@ -986,6 +1032,48 @@ def border_filling_labels(groups: Sequence[Sequence[dict]], scan: CaseScan, labe
     )
 
 
+def absent_classes(
+    groups: Sequence[Sequence[dict]], scan: CaseScan, class_names: Sequence[str] | None = None
+) -> str | None:
+    """A warning naming the classes that no readable label of the training list (the first group) holds.
+
+    A network learns nothing of a class it never sees: labels exported with one class merged into another, or
+    ``num_classes`` set above the dataset's, look like this.
+
+    Args:
+        groups: the lists of cases that ``scan`` read one after the other, training first, then validation.
+        scan: what :func:`scan_cases` found over the cases of ``groups`` (with ``num_classes`` above 1).
+        class_names: the names of the classes 1, 2, ..., for the message.
+
+    Returns:
+        the warning, or ``None`` where every class is in some training label (or the bundle has one class).
+
+    Example::
+
+        >>> absent_classes([train, val], scan_cases(train + val, loading), ["pancreas", "cancer"])  # doctest: +SKIP
+        'class 2 (cancer) is in none of the 40 readable training labels: ...'
+    """
+    if not scan.num_classes or not groups:
+        return None
+    training = [scan.classes[i] for i in range(len(groups[0])) if i in scan.classes]
+    if not training:
+        return None
+    seen = frozenset().union(*training)
+    names = list(class_names or [])
+    absent = [
+        f"{c} ({names[c - 1]})" if c <= len(names) else str(c) for c in range(1, scan.num_classes) if c not in seen
+    ]
+    if not absent:
+        return None
+    noun = "class" if len(absent) == 1 else "classes"
+    verb = "is" if len(absent) == 1 else "are"
+    return (
+        f"{noun} {', '.join(absent)} {verb} in none of the {len(training)} readable training labels: the network "
+        "cannot learn what it never sees; check that the labels hold every class (none merged into another) and that "
+        "num_classes is the dataset's."
+    )
+
+
 class CheckedCases(list):
     """The cases of a list that passed :func:`check_cases`, with the list as it was given (``listed``, bad cases
     included).
@@ -1016,6 +1104,7 @@ def check_cases(
     policy: str = "error",
     keys: Sequence[str] = ("image", "label"),
     num_workers: int = 1,
+    class_names: Sequence[str] | None = None,
 ) -> list[CheckedCases]:
     """The pre-flight check of training: every case of every group (training, validation) read and checked.
 
@@ -1026,6 +1115,8 @@ def check_cases(
             bad case as a warning and returns the groups without them.
         keys: keys each case must have, with existing files.
         num_workers: threads reading cases at once.
+        class_names: the names of the classes 1, 2, ..., for the warning about classes no training label holds
+            (:func:`absent_classes`).
 
     Returns:
         the groups, without the bad cases (each a :class:`CheckedCases`, which keeps the group as given).
@@ -1033,7 +1124,8 @@ def check_cases(
     Raises:
         DataCheckError: with ``policy="error"`` and a bad case, when a group is left without any case, or when
             every training label has no foreground (some empty labels are logged as a warning, with a count; so are
-            2D masks that fill their border, :func:`border_filling_labels`).
+            2D masks that fill their border, :func:`border_filling_labels`, and classes that no training label
+            holds, :func:`absent_classes`).
 
     Example::
 
@@ -1065,7 +1157,7 @@ def check_cases(
     empty, refusal = empty_labels(groups, scan, label_key)
     if refusal:
         raise DataCheckError("", refusal)
-    for warning in (empty, border_filling_labels(groups, scan, label_key)):
+    for warning in (empty, border_filling_labels(groups, scan, label_key), absent_classes(groups, scan, class_names)):
         if warning:
             logger.warning("data check: %s", warning)
     return kept

@@ -238,7 +238,7 @@ def fingerprint_dataset(
         >>> fingerprint["modality"], fingerprint["labels"]  # doctest: +SKIP
         ('CT', {'0': 'background', '1': 'pancreas', '2': 'cancer'})
     """
-    from .checks import _all_finite, declared_labels, load_datalist
+    from .checks import _all_finite, _constant_image_problem, declared_labels, load_datalist
 
     datalist = Path(datalist)
     if not datalist.is_file():
@@ -275,6 +275,9 @@ def fingerprint_dataset(
                 bad = int((~torch.isfinite(voxels)).sum())
                 files = _file_names(case["image"])
                 raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
+            if image.size and image.min() == image.max() and bool((label > 0).any()):
+                # its one value would stretch the intensity window every image is normalised with
+                raise ValueError(f"{_file_names(case['image'])}: {_constant_image_problem(float(image.min()))}")
         except ValueError as error:
             failures.append(str(error))
             continue

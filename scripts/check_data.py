@@ -27,7 +27,7 @@ from pathlib import Path
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
 from monai_unets.bundles.overrides import literal_path
-from monai_unets.data import border_filling_labels, empty_labels, scan_cases
+from monai_unets.data import absent_classes, border_filling_labels, empty_labels, scan_cases
 from monai_unets.handlers.errors import check_settings, explain
 
 from .cli import key_value, path_option, run_tool
@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         cases = [case for group in groups for case in group]
         loading = parser.get_parsed_content("load_transforms")
         num_workers = parser.get_parsed_content("num_workers")
+        class_names = parser.get_parsed_content("class_names") if "class_names" in parser else None
     except Exception as error:  # noqa: BLE001 - a datalist or setting problem is one message, as in training
         raise ValueError(explain(error)) from error
 
@@ -102,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"BAD  {refusal}", flush=True)
     elif warning:
         print(f"WARNING  {warning}", flush=True)
-    border_filling = border_filling_labels(groups, scan)
-    if border_filling:
-        print(f"WARNING  {border_filling}", flush=True)
+    for warning in (border_filling_labels(groups, scan), absent_classes(groups, scan, class_names)):
+        if warning:
+            print(f"WARNING  {warning}", flush=True)
     if scan.bad:
         print(f"{len(scan.bad)} of {len(cases)} cases are bad (listed above); training would stop on them.")
         return 1

@@ -18,6 +18,7 @@ from monai_unets.data import (
     CaseDataset,
     CheckCased,
     DataCheckError,
+    absent_classes,
     atomic_open,
     check_cases,
     find_bad_cases,
@@ -31,7 +32,7 @@ KEYS = ["image", "label"]
 
 
 def _case(root, name, label_values=(0, 1)):
-    image, label = np.zeros((8, 8, 4), np.float32), np.zeros((8, 8, 4), np.uint8)
+    image, label = np.arange(256, dtype=np.float32).reshape(8, 8, 4), np.zeros((8, 8, 4), np.uint8)
     for i, v in enumerate(label_values):
         label[i] = v
     nib.save(nib.Nifti1Image(image, np.eye(4)), str(root / f"{name}.nii.gz"))
@@ -513,9 +514,48 @@ def test_empty_labels_are_counted_and_refused_when_every_training_label_is_one(t
     assert ([index for index, _ in scan.bad], scan.empty) == ([2], [0, 1, 3])
 
 
+def test_a_blank_image_under_a_drawn_label_is_a_bad_case(tmp_path):
+    # a black series of a failed export had passed every check, and plan took its one value into the window
+    # the dataset is normalised with
+    train = [_case(tmp_path, "a"), _case(tmp_path, "b"), _case(tmp_path, "c", (0, 0))]
+    for case in train[1:]:
+        nib.save(nib.Nifti1Image(np.full((8, 8, 4), -1024, np.int16), np.eye(4)), case["image"])
+    scan = scan_cases(train, _loading())
+    assert [(index, str(problem)) for index, problem in scan.bad] == [
+        (
+            1,
+            f"{train[1]['image']}: image holds one value everywhere (-1024) while its label marks foreground: a blank "
+            "or failed export; nothing can be learnt from it. Export the image again, or leave the case out.",
+        )
+    ]
+    assert scan.empty == [2]  # blank with an empty label: counted as an empty label, as any other
+
+
+def test_classes_that_no_training_label_holds_are_named_in_a_warning(tmp_path, caplog):
+    train = [_case(tmp_path, "a", (0, 1)), _case(tmp_path, "b", (0, 1)), _case(tmp_path, "x", (0, 9))]
+    val = [_case(tmp_path, "v", (0, 1, 3))]  # a class in validation only is still unlearnt
+    with caplog.at_level(logging.WARNING):
+        check_cases([train, val], _loading(4), policy="skip", class_names=["liver", "lesion", "cyst"])
+    assert (
+        "classes 2 (lesion), 3 (cyst) are in none of the 2 readable training labels: the network cannot learn what "
+        "it never sees" in caplog.text
+    )
+    scan = scan_cases([*train, *val], _loading(4))
+    assert (scan.num_classes, scan.classes) == (4, {0: {1}, 1: {1}, 3: {1, 3}})
+    assert absent_classes([train, val], scan) is not None and "class" in absent_classes([train, val], scan)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        check_cases([train[:2] + val, []], _loading(4), class_names=["liver", "lesion", "cyst"])
+    assert "class 2 (lesion) is in none of the 3 readable training labels" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        check_cases([train[:2], train[:1]], _loading(2))  # every class seen
+    assert "none of the" not in caplog.text
+
+
 def _mask_case(root, name, mask):
     """A grey image and its 2D mask, written as PNG files."""
-    Image.fromarray(np.full(mask.shape, 90, np.uint8)).save(root / f"{name}.png")
+    Image.fromarray(np.tile(np.arange(mask.shape[1], dtype=np.uint8), (mask.shape[0], 1))).save(root / f"{name}.png")
     Image.fromarray(mask).save(root / f"{name}_mask.png")
     return {"image": str(root / f"{name}.png"), "label": str(root / f"{name}_mask.png")}
 

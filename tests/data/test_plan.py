@@ -566,3 +566,14 @@ def test_planning_refuses_images_of_nan_or_absurd_values_and_normalisations_not_
         plan_dataset(root, device="cpu")
     with pytest.raises(ValueError, match="normalization must hold finite numbers and a positive std"):
         PlannedNormalize({"scheme": "ct", "clip": [19.0, 1e30], "mean": 1.98e29, "std": float("inf")})
+
+
+def test_planning_refuses_an_image_of_one_value_under_a_drawn_label(tmp_path):
+    # a black series of a failed export took its one value into the statistics: the clip window went from the
+    # organs' [19, 142] to [-1024, 139]
+    root = _small_ct(tmp_path)
+    path = sorted((root / "imagesTr").glob("*.nii.gz"))[1]
+    image = nib.load(path)
+    nib.save(nib.Nifti1Image(np.full(image.shape, -1024, np.int16), image.affine), path)
+    with pytest.raises(ValueError, match=rf"{path}: image holds one value everywhere \(-1024\) while its label"):
+        plan_dataset(root, device="cpu")

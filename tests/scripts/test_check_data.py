@@ -32,14 +32,15 @@ def test_check_data_lists_a_bad_case_and_takes_a_setting_that_accepts_it(tmp_pat
 
 
 def _check_masks(folder, capsys, masks, training, validation):
-    """check-data of the skin-lesion bundle over grey images with the given masks (name -> array), listed by name;
-    its exit status and output."""
+    """check-data of the skin-lesion bundle over shaded grey images with the given masks (name -> array), listed by
+    name; its exit status and output."""
     import json
 
     from PIL import Image
 
     for name, mask in masks.items():
-        Image.fromarray(np.full((*mask.shape[:2], 3), 90, np.uint8)).save(folder / f"{name}.png")
+        shade = np.arange(mask.shape[1], dtype=np.uint8)[None, :, None]
+        Image.fromarray(np.broadcast_to(shade, (*mask.shape[:2], 3)).copy()).save(folder / f"{name}.png")
         Image.fromarray(mask).save(folder / f"{name}_mask.png")
     lists = {
         key: [{"image": f"{n}.png", "label": f"{n}_mask.png"} for n in names]
@@ -130,4 +131,27 @@ def test_a_setting_of_the_wrong_type_is_named_before_any_data_is_read(tmp_path, 
     assert (
         err.strip()
         == "python -m monai_unets.scripts.check_data: error: num_classes must be an integer >= 1, got 'abc'."
+    )
+
+
+def test_check_data_names_a_class_no_training_label_holds_and_a_blank_image(tmp_path, capsys):
+    # both had passed as "all cases are fine": a class merged into another, a black series of a failed export
+    generate_demo_ct(tmp_path, num_cases=3, num_test=0, shape=(24, 24, 8))
+    for label_path in sorted((tmp_path / "labelsTr").glob("*.nii.gz")):
+        label = nib.load(label_path)
+        merged = np.minimum(np.asarray(label.dataobj), 1).astype(np.uint8)
+        nib.save(nib.Nifti1Image(merged, label.affine), label_path)
+    args = ["--bundle", "egeunet3d_pancreas_ct", "--dataset-dir", str(tmp_path)]
+    assert check_data.main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        "WARNING  class 2 (cancer) is in none of the 2 readable training labels" in out
+        and "all 3 cases are fine" in out
+    )
+    image_path = tmp_path / "imagesTr" / "demo_002.nii.gz"
+    image = nib.load(image_path)
+    nib.save(nib.Nifti1Image(np.zeros(image.shape, np.int16), image.affine), image_path)
+    assert check_data.main(args) == 1
+    assert f"BAD  {image_path}: image holds one value everywhere (0) while its label marks foreground" in (
+        capsys.readouterr().out
     )
