@@ -625,8 +625,8 @@ def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None
     if len(all_series) > 1:
         raise ValueError(
             f"DICOM folder {folder} holds {len(all_series)} series, which are never merged: {listing}. "
-            "List one case per series (list_medical_cases(..., split_series=True) or split_dicom_series) "
-            "or keep one series per folder."
+            f"Name the one to read as {folder}::<SeriesInstanceUID> (in a datalist too), or keep one series per "
+            "folder; split_dicom_series lists them."
         )
     return all_series[0]
 
@@ -2283,6 +2283,8 @@ def _list_folder(
     # read only where a subfolder is neither a set of studies nor a series: most folders have no header to parse
     detached = functools.cache(lambda: _detached_data_files(folder))
     data_folders: list[str] = []
+    no_files: list[str] = []
+    auxiliary: list[tuple[Path, str]] = []  # series folders of scouts, reports or screenshots, and what they hold
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
@@ -2295,6 +2297,9 @@ def _list_folder(
             elif (path / RUN_MARKER).is_file() or any(path.glob(RUN_PROGRESS_MARKER)):
                 # an earlier run's outputs under another name than this run's output folder: label maps, no studies
                 earlier_runs.append(path.name)
+            elif not _holds_visible_file(path):
+                # an empty folder, or one of hidden files only: macOS's __MACOSX/ of AppleDouble ._ files
+                no_files.append(path.name)
             elif _holds_studies(path, suffixes):
                 # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies; one without
                 # any (the output folder's parent inside the input folder) adds none
@@ -2302,6 +2307,8 @@ def _list_folder(
             elif _holds_only(path, detached()):
                 # the voxels of the .nhdr/.mhd headers beside it (data/ct.raw): no series, and no failed case
                 data_folders.append(path.name)
+            elif (what := _auxiliary_series_folder(path)) is not None:
+                auxiliary.append((path, what))
             else:
                 cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
@@ -2325,7 +2332,14 @@ def _list_folder(
     )
     warn_skipped(folder, loops, "links to this folder or a folder above it")
     warn_skipped(folder, data_folders, "folders of the data files that headers beside them name")
+    warn_skipped(folder, no_files, "folders without a file, hidden ones aside")
     warn_skipped(folder, special, SPECIAL_FILES)
+    if auxiliary and not cases:
+        # alone, a folder is read as what it holds, and the reader says why it is no volume
+        cases = [{"image": image} for path, _ in auxiliary for image in _series_cases(path, split_series)]
+    else:
+        # the study's other series folders beside them: its volumes
+        warn_skipped(folder, [f"{path.name} ({what})" for path, what in auxiliary], "series that are no volumes")
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice
     series_of = {path: uid for uid, paths in loose_dicom.items() if len(paths) > 1 for path in paths}
@@ -2347,12 +2361,22 @@ def _holds_only(folder: Path, files: set[Path]) -> bool:
     return bool(entries) and all(entry in files for entry in entries)
 
 
+def _holds_visible_file(folder: Path) -> bool:
+    """Whether ``folder`` or a folder below it holds a file that is not hidden."""
+    for _, dirs, files in os.walk(folder):
+        if any(not name.startswith(".") for name in files):
+            return True
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+    return False
+
+
 def _holds_studies(folder: Path, suffixes: Sequence[str]) -> bool:
     """Whether a subfolder of an input folder holds studies of its own (volume files, or subfolders) and no DICOM
-    file: then it is no DICOM series folder, and its studies are listed."""
+    file but a DICOMDIR (a CD's index, copied with a patient's folder): then it is no DICOM series folder, and its
+    studies are listed."""
     entries = [path for path in folder.iterdir() if not path.name.startswith(".")]
     files = [path for path in entries if path.is_file()]
-    if any(map(is_dicom_file, files)):
+    if any(is_dicom_file(path) for path in files if path.name.lower() not in HARMLESS_FILES):
         return False
     return any(_has_suffix(path, suffixes) for path in files) or any(path.is_dir() for path in entries)
 
@@ -2375,6 +2399,36 @@ def _dicom_image_series(path: Path) -> tuple[str | None, str | None]:
         return None, None
     uid = header.get("SeriesInstanceUID")
     return None, str(uid) if uid else None
+
+
+#: the most files a series folder may hold to be looked at as scouts, a report or screenshots
+_AUXILIARY_MAX_FILES = 8
+
+
+def _auxiliary_series_folder(folder: Path) -> str | None:
+    """What a series folder of few files holds where it is no volume: DICOM objects that are no images (a dose
+    report), or one of :data:`_AUXILIARY_SERIES` (localizers, a screenshot); ``None`` for any other folder.
+
+    A study exported as one folder per series puts its scouts and dose pages in folders of their own, which the
+    listing skips beside the study's volumes, as the reader skips them beside the slices of one folder.
+    """
+    files = [path for path in folder.iterdir() if not path.name.startswith(".")]
+    if not files or len(files) > _AUXILIARY_MAX_FILES or not all(path.is_file() for path in files):
+        return None
+    tags = ["SOPClassUID", "ImageType", "PhotometricInterpretation", "Rows", "Columns", "Modality"]
+    headers = []
+    for path in files:
+        if path.name.lower() in HARMLESS_FILES:
+            continue
+        try:
+            headers.append(_dcmread(path, stop_before_pixels=True, specific_tags=tags))
+        except Exception:  # noqa: BLE001 - not DICOM, or unreadable: the reader reports it when the case is loaded
+            return None
+    images = [header for header in headers if _is_image(header)]
+    if not images:
+        kinds = sorted({_object_kind(header) for header in headers})
+        return f"DICOM objects that are no images: {', '.join(kinds)}" if kinds else None
+    return next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(images)), None)
 
 
 def _series_cases(folder: Path, split_series: bool) -> list[str]:

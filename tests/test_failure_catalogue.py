@@ -195,6 +195,18 @@ def _listing_warning(root: Path) -> str:
     return str(warned[0].message)
 
 
+def _empty_folders_warning(root: Path) -> str:
+    """The warning of listing an inference folder that holds an empty folder and a Mac archive's __MACOSX/."""
+    (root / "a.nii.gz").touch()
+    (root / "empty").mkdir()
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "._a.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.warns(UserWarning) as warned:
+        cases = list_medical_cases(root)
+    assert cases == [{"image": str(root / "a.nii.gz")}]
+    return str(warned[0].message)
+
+
 def _raised(call: Callable[[], object]) -> str:
     try:
         call()
@@ -908,6 +920,13 @@ CATALOGUE: list[Fault] = [
         "NaN voxels in the image",
         lambda r: _ct_case(r, image=_nan(_V, np.nan)),
         "has 3 NaN and 0 infinite voxels; fix the file, or set nan_policy to 'replace'",
+        _STOP,
+    ),
+    Fault(
+        "training, check-data, plan",
+        "an image of one value everywhere (a blank or failed export) under a drawn label",
+        lambda r: _ct_case(r, image=np.full_like(_V, -1024)),
+        "image holds one value everywhere (-1024) while its label marks foreground: a blank or failed export",
         _STOP,
     ),
     Fault(
@@ -1755,6 +1774,13 @@ CATALOGUE: list[Fault] = [
         lambda r: _listing_warning(r),
         "skipping 1 entry (links to this folder or a folder above it)",
         "the link is not followed: each study is listed once",
+    ),
+    Fault(
+        "inference",
+        "an empty folder, or a Mac archive's __MACOSX/ of hidden ._ files, in the input folder",
+        lambda r: _empty_folders_warning(r),
+        "skipping 2 entries (folders without a file, hidden ones aside): __MACOSX, empty",
+        "no failed case: the studies beside them are processed",
     ),
     Fault(
         "inference",

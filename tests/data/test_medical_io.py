@@ -383,6 +383,9 @@ def test_folder_with_two_series_is_refused_with_a_listing(two_series):
     message = _load_error(two_series, ValueError, "holds 2 series")
     for text in (ARTERIAL, "arterial", "16 file(s)", VENOUS, "venous", "10 file(s)", "CT"):
         assert text in message
+    # what a datalist can say: the reference of one series, as it reads
+    assert f"Name the one to read as {two_series}::<SeriesInstanceUID> (in a datalist too)" in message
+    assert _load(f"{two_series}::{ARTERIAL}").shape[1] == 16
 
 
 def test_split_series_gives_cases_that_load_separately(two_series):
@@ -823,6 +826,63 @@ def test_a_dose_page_or_screenshot_beside_the_volume_is_skipped(formats, tmp_pat
         _secondary_capture(formats["dicom"], folder / f"VOL{k}.dcm", volume)
     with pytest.warns(UserWarning, match="skipping secondary capture series"):
         assert [len(s.files) for s in split_dicom_series(folder)] == [16, 3]
+
+
+def _dicomdir(path: Path) -> None:
+    directory = pydicom.Dataset()
+    directory.SOPClassUID = pydicom.uid.MediaStorageDirectoryStorage
+    directory.SOPInstanceUID = pydicom.uid.generate_uid()
+    directory.file_meta = pydicom.dataset.FileMetaDataset()
+    directory.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    directory.save_as(path, enforce_file_format=True)
+
+
+def test_a_study_of_one_folder_per_series_lists_its_volumes_only(formats, tmp_path):
+    # the most common export layout: PATIENT/STUDY/SE<n>/, scouts, the dose report and screenshots each in a series
+    # folder of their own. Each had been a case: the scouts got a segmentation and a SEG, the others failed and the
+    # run exited 1. A patient folder copied from a CD with its DICOMDIR had been one failed case "holding no DICOM"
+    study = tmp_path / "in" / "PAT001" / "STUDY1"
+    volume = Path(shutil.copytree(formats["dicom"], study / "SE2"))
+    scouts = study / "SE1"
+    scouts.mkdir()
+    for name in ("SCOUT1.dcm", "SCOUT2.dcm"):
+        ds = pydicom.dcmread(_add_scout(volume, localizer=True))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3.1", pydicom.uid.generate_uid()
+        ds.save_as(scouts / name)
+    (volume / "SCOUT.dcm").unlink()
+    (study / "SE998").mkdir()
+    _secondary_capture(formats["dicom"], study / "SE998" / "SHOT.dcm", "1.2.3.998", colour=True)
+    (study / "SE999").mkdir()
+    _rtstruct(study / "SE999" / "RS.dcm")
+    _dicomdir(tmp_path / "in" / "PAT001" / "DICOMDIR")
+    with pytest.warns(UserWarning) as warned:
+        cases = list_medical_cases(tmp_path / "in")
+    assert cases == [{"image": str(volume)}]
+    said = " ".join(str(w.message) for w in warned)
+    assert "skipping 1 entry (DICOM objects that are no images): DICOMDIR" in said
+    assert (
+        f"input folder {study}: skipping 3 entries (series that are no volumes): SE1 (localizer series), SE998 "
+        "(secondary capture series), SE999 (DICOM objects that are no images: RT Structure Set Storage)" in said
+    )
+    # alone, a folder is read as what it holds, and the reader says what that is
+    shutil.rmtree(volume)
+    with pytest.warns(UserWarning):
+        assert [c["image"] for c in list_medical_cases(tmp_path / "in")] == [
+            str(study / n) for n in ("SE1", "SE998", "SE999")
+        ]
+
+
+def test_empty_folders_and_macos_archive_metadata_are_no_cases(formats, tmp_path):
+    # a Decathlon archive unzipped from a Mac has __MACOSX/ of AppleDouble ._ files; both had been failed DICOM cases
+    inbox = tmp_path / "in"
+    (inbox / "__MACOSX" / "Task09_Spleen" / "imagesTs").mkdir(parents=True)
+    (inbox / "__MACOSX" / "Task09_Spleen" / "imagesTs" / "._spleen_1.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    (inbox / "empty_patient").mkdir()
+    shutil.copy(formats["nifti"], inbox / "spleen_1.nii.gz")
+    with pytest.warns(
+        UserWarning, match=r"skipping 2 entries \(folders without a file, hidden ones aside\): __MACOSX, empty"
+    ):
+        assert list_medical_cases(inbox) == [{"image": str(inbox / "spleen_1.nii.gz")}]
 
 
 def _strip_file_format(path: Path) -> None:
