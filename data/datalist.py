@@ -199,6 +199,36 @@ def warn_repeated(cases: Sequence[dict], consequence: str = "they weigh more in 
     return list(cases)
 
 
+def _declared_folds(units: Sequence[Sequence[dict]]) -> list[int] | None:
+    """The fold each unit's cases carry in their ``"fold"`` key; ``None`` where no case has one.
+
+    Raises:
+        ValueError: some cases carry a fold and others not, a fold is no whole number >= 0, or the copies of an
+            image carry different folds.
+    """
+    cases = [case for unit in units for case in unit]
+    marked = [case for case in cases if "fold" in case]
+    if not marked:
+        return None
+    if len(marked) < len(cases):
+        missing = next(case for case in cases if "fold" not in case)
+        raise ValueError(
+            f"{len(marked)} of the {len(cases)} cases to split carry a fold key and the others not (e.g. "
+            f"{missing.get('image')}): give every case its fold, or none."
+        )
+    folds = []
+    for unit in units:
+        values = {case["fold"] for case in unit}
+        value = next(iter(values))
+        if len(values) > 1 or isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            shown = ", ".join(repr(v) for v in sorted(values, key=repr))
+            raise ValueError(
+                f"{unit[0].get('image')} has fold {shown}: a fold is a whole number from 0, one per image."
+            )
+        folds.append(value)
+    return folds
+
+
 def split_cases(
     cases: Sequence[dict],
     val_fraction: float = 0.2,
@@ -214,7 +244,10 @@ def split_cases(
     held out for validation: validation during training only selects a checkpoint, so a large dataset keeps
     every case beyond ``max_val_cases`` for training.
     With ``num_folds`` k > 1 the shuffled cases are cut into k parts; part ``fold`` validates and the others
-    train, so that k runs (``fold`` 0..k-1) validate every case once and their checkpoints form an ensemble.
+    train, so that k runs (``fold`` 0..k-1) validate every case once and their checkpoints form an ensemble. Cases
+    that carry a ``"fold"`` key (as MONAI's and Auto3DSeg's datalists write them) are split by it instead: those of
+    fold ``fold`` validate, and the datalist's folds must be ``0..num_folds-1``; a run of ``num_folds`` 1 warns that
+    it does not use them.
     Cases the datalist names for validation (``validation``) validate as given, all of them, and every case of
     ``cases`` trains; with folds they join the cases that the folds are cut from.
 
@@ -228,7 +261,8 @@ def split_cases(
         validation: a datalist's own ``validation`` list; empty or ``None`` for none.
 
     Raises:
-        ValueError: fewer than 2 cases, more folds than cases, or ``fold`` outside ``0..num_folds-1``.
+        ValueError: fewer than 2 cases, more folds than cases, ``fold`` outside ``0..num_folds-1``, or fold keys
+            that are not the folds ``0..num_folds-1`` of every case.
 
     Example::
 
@@ -251,11 +285,29 @@ def split_cases(
     units = list(groups.values())
     if len(units) < 2:
         raise ValueError(f"need at least 2 labelled cases to split into training and validation, got {len(units)}")
+    declared = _declared_folds(units)
+    if declared is not None and num_folds == 1:
+        logger.warning(
+            "the datalist's cases carry fold keys (folds %s), which a run of num_folds 1 does not use: it holds out "
+            "val_fraction of the cases at random; set num_folds %d and fold to train on the datalist's folds.",
+            ", ".join(map(str, sorted(set(declared)))),
+            len(set(declared)),
+        )
     if num_folds > 1:
         if not 0 <= fold < num_folds:
             raise ValueError(f"fold must be in 0..{num_folds - 1}, got {fold}")
         if num_folds > len(units):
             raise ValueError(f"{num_folds} folds need at least {num_folds} cases, got {len(units)}")
+        if declared is not None:
+            if sorted(set(declared)) != list(range(num_folds)):
+                raise ValueError(
+                    f"the datalist's cases carry fold keys {sorted(set(declared))}, which are not folds "
+                    f"0..{num_folds - 1} of num_folds {num_folds}; set num_folds to the datalist's number of folds."
+                )
+            # the folds the datalist declares (MONAI's and Auto3DSeg's "fold" key), not a split of our own: results
+            # then compare with other runs on the same datalist, and an ensemble never validates on trained cases
+            train = [c for unit, k in zip(units, declared) if k != fold for c in unit]
+            return train, [c for unit, k in zip(units, declared) if k == fold for c in unit]
         parts = partition_dataset(units, num_partitions=num_folds, shuffle=True, seed=seed)
         train = [c for i, part in enumerate(parts) if i != fold for unit in part for c in unit]
         return train, [c for unit in parts[fold] for c in unit]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -327,3 +328,24 @@ def test_a_folder_of_the_data_files_that_headers_name_is_no_case(tmp_path):
     with pytest.warns(UserWarning, match="folders of the data files that headers beside them name\\): data"):
         cases = list_cases("unused", input_dir=tmp_path, volumes=True)
     assert [c["image"] for c in cases] == [str(tmp_path / "ct.nhdr"), str(tmp_path / "series")]
+
+
+def test_the_folds_a_datalist_declares_are_the_folds_it_is_split_by(caplog):
+    # MONAI's and Auto3DSeg's datalists give each case a "fold"; the folds had been cut at random instead, so
+    # fold 0 validated other cases than the datalist's fold 0, without a word
+    from monai_unets.data import split_cases
+
+    cases = [{"image": str(i), "fold": i // 2} for i in range(6)]
+    for fold in range(3):
+        train, val = split_cases(cases, fold=fold, num_folds=3, seed=1)
+        assert [c["image"] for c in val] == [str(2 * fold), str(2 * fold + 1)]
+        assert len(train) == 4 and not {c["image"] for c in train} & {c["image"] for c in val}
+    with pytest.raises(ValueError, match=r"carry fold keys \[0, 1, 2\], which are not folds 0\.\.4 of num_folds 5"):
+        split_cases(cases, fold=0, num_folds=5)
+    with caplog.at_level(logging.WARNING):
+        train, val = split_cases(cases, val_fraction=0.5)
+    assert len(val) == 3 and "carry fold keys (folds 0, 1, 2), which a run of num_folds 1 does not use" in caplog.text
+    with pytest.raises(ValueError, match=r"5 of the 6 cases to split carry a fold key and the others not \(e\.g\. 5\)"):
+        split_cases([*cases[:5], {"image": "5"}], fold=0, num_folds=3)
+    with pytest.raises(ValueError, match="3 has fold 'b': a fold is a whole number from 0"):
+        split_cases([*cases[:3], {"image": "3", "fold": "b"}, *cases[4:]], fold=0, num_folds=3)
