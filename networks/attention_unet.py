@@ -62,8 +62,8 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
         self_attention: add a self-attention block after the bottleneck.
         num_gates: attention gates per gated skip (2 in the published network).
         act: activation of the conv blocks and inside the attention gates (MONAI ``Act`` spelling; ReLU as
-            published).
-        norm: norm used everywhere (MONAI ``Norm`` spelling; batch norm as published).
+            published); ``None`` for none.
+        norm: norm used everywhere (MONAI ``Norm`` spelling; batch norm as published); ``None`` for none.
         dropout: dropout of the encoder and decoder convs (MONAI ``Dropout`` spelling: a probability or a
             (name, kwargs) tuple); ``None`` for none, as published.
 

@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from monai.networks.blocks import UnetOutBlock
 from monai.networks.layers.factories import Conv, split_args
-from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
+from monai.networks.layers.utils import get_dropout_layer
 from torch import nn
 
 from .blocks import GAB, GHPA
 from .blocks.groupnorm import accurate_group_norms
 from .blocks.pool import MaxPool2x
-from .blocks.utils import MinimumInputSize, is_pointwise_conv, resize_to
+from .blocks.utils import MinimumInputSize, act_layer, is_pointwise_conv, norm_layer, resize_to
 
 __all__ = ["EGEUNet", "EGEUnet", "published_egeunet_state_dict"]
 
@@ -56,11 +56,12 @@ class EGEUNet(MinimumInputSize, nn.Module):
         channels: the six stage widths, finest first; with GroupNorm each must be divisible by its groups.
         bridge: use Group Aggregation Bridges on the skips (otherwise plain additive skips).
         deep_supervision: add side heads, return them in training and feed them to the bridges.
-        act: activation of every stage and inside the GHPA blocks (MONAI ``Act`` spelling; GELU as published).
+        act: activation of every stage and inside the GHPA blocks (MONAI ``Act`` spelling; GELU as published);
+            ``None`` for none.
         norm: norm after each stage's conv or GHPA block (MONAI ``Norm`` spelling; GroupNorm with 4 groups as
-            published).
+            published); ``None`` for none.
         block_norm: norm inside the GHPA blocks and the bridges (MONAI ``Norm`` spelling; the published
-            channels-first LayerNorm, ``"channel_layer"``).
+            channels-first LayerNorm, ``"channel_layer"``); ``None`` for none.
         dropout: dropout after each stage's activation (MONAI ``Dropout`` spelling: a probability or a
             (name, kwargs) tuple); ``None`` for none, as published.
         full_resolution: add a full-resolution branch (3x3 conv of the input, then ``norm``) that is summed with
@@ -84,16 +85,16 @@ class EGEUNet(MinimumInputSize, nn.Module):
         channels: Sequence[int] = (8, 16, 24, 32, 48, 64),
         bridge: bool = True,
         deep_supervision: bool = True,
-        act: str | tuple = "gelu",
-        norm: str | tuple = ("group", {"num_groups": 4}),
-        block_norm: str | tuple = "channel_layer",
+        act: str | tuple | None = "gelu",
+        norm: str | tuple | None = ("group", {"num_groups": 4}),
+        block_norm: str | tuple | None = "channel_layer",
         dropout: str | tuple | float | None = None,
         full_resolution: bool = False,
     ) -> None:
         super().__init__()
         if len(channels) != 6:
             raise ValueError(f"channels must have 6 stage widths, got {tuple(channels)}.")
-        norm_name, norm_args = split_args(norm)
+        norm_name, norm_args = split_args(norm) if norm is not None else (None, {})
         groups = int(norm_args.get("num_groups", 1)) if str(norm_name).lower() == "group" else 1
         if any(c % groups for c in channels):
             raise ValueError(
@@ -113,7 +114,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
             return GHPA(spatial_dims, c_in, c_out, act=act, norm=block_norm)
 
         def act_drop() -> list[nn.Module]:
-            layers = [get_act_layer(act)]
+            layers = [act_layer(act)]
             if dropout is not None:
                 layers.append(get_dropout_layer(dropout))
             return layers
@@ -129,7 +130,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
         self.encoders = nn.ModuleList(
             nn.Sequential(
                 op,
-                get_norm_layer(norm, spatial_dims, width),
+                norm_layer(norm, spatial_dims, width),
                 MaxPool2x(),
                 *act_drop(),
             )
@@ -145,7 +146,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
             self.decoders.append(
                 _DecoderStage(
                     op=op,
-                    norm=get_norm_layer(norm, spatial_dims, c[level]),
+                    norm=norm_layer(norm, spatial_dims, c[level]),
                     act=nn.Sequential(*act_drop()),
                     side_head=UnetOutBlock(spatial_dims, c[level], out_channels) if deep_supervision else None,
                     bridge=GAB(spatial_dims, c[level + 1], c[level], mask_channels, norm=block_norm)
@@ -157,7 +158,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
         self.full_resolution = (
             _FullResolutionBranch(
                 conv(in_channels, c[0], kernel_size=3, padding=1),
-                get_norm_layer(norm, spatial_dims, c[0]),
+                norm_layer(norm, spatial_dims, c[0]),
                 nn.Sequential(*act_drop()),
             )
             if full_resolution

@@ -73,9 +73,9 @@ class UNetV2(nn.Module):
         pretrained: local path of PVTv2 ImageNet weights (e.g. ``pvt_v2_b2.pth``) to load into the encoder;
             ``None`` for random initialisation. Only for the PVTv2 encoders.
         act: activation of the SDI channel attention and of the ``"conv"`` encoder (MONAI ``Act`` spelling;
-            ReLU as published). The PVTv2 transformer keeps its own GELU.
+            ReLU as published; ``None`` for none). The PVTv2 transformer keeps its own GELU.
         norm: norm of the SDI reductions and of the ``"conv"`` encoder (MONAI ``Norm`` spelling; batch norm as
-            published). The PVTv2 transformer keeps its own LayerNorm.
+            published; ``None`` for none). The PVTv2 transformer keeps its own LayerNorm.
         dropout: dropout before each head and in the ``"conv"`` encoder (MONAI ``Dropout`` spelling: a
             probability or a (name, kwargs) tuple); ``None`` for none, as published.
         drop_path_rate: stochastic-depth rate of the PVTv2 encoder (0.1 in the paper).
@@ -100,8 +100,8 @@ class UNetV2(nn.Module):
         decoder_channels: int = 32,
         deep_supervision: bool = True,
         pretrained: str | os.PathLike | None = None,
-        act: tuple | str = "relu",
-        norm: tuple | str = "batch",
+        act: tuple | str | None = "relu",
+        norm: tuple | str | None = "batch",
         dropout: tuple | str | float | None = None,
         drop_path_rate: float = 0.1,
     ) -> None:

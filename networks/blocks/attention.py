@@ -7,10 +7,9 @@ from typing import Tuple
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
-from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
-from .utils import resize_to
+from .utils import act_layer, resize_to
 
 __all__ = ["AttentionGate", "SelfAttentionBlock"]
 
@@ -40,7 +39,7 @@ class AttentionGate(nn.Module):
         inter_channels: channels of theta, phi and their sum; defaults to ``in_channels`` as in the
             published 3D CT network.
         sub_sample: kernel size and stride of theta (the size ratio between ``x`` and ``g``).
-        act: activation of theta + phi (MONAI ``Act`` spelling; ReLU as published).
+        act: activation of theta + phi (MONAI ``Act`` spelling; ReLU as published); ``None`` for none.
         norm: norm of the output transform W (MONAI ``Norm`` spelling); ``None`` for none.
 
     Example::
@@ -58,7 +57,7 @@ class AttentionGate(nn.Module):
         gating_channels: int,
         inter_channels: int | None = None,
         sub_sample: int = 2,
-        act: str | tuple = "relu",
+        act: str | tuple | None = "relu",
         norm: str | tuple | None = "batch",
     ) -> None:
         super().__init__()
@@ -67,7 +66,7 @@ class AttentionGate(nn.Module):
         self.theta = conv(in_channels, inter, kernel_size=sub_sample, stride=sub_sample, bias=False)
         self.phi = conv(gating_channels, inter, kernel_size=1)
         self.psi = conv(inter, 1, kernel_size=1)
-        self.act = get_act_layer(act)
+        self.act = act_layer(act)
         self.W = Convolution(spatial_dims, in_channels, in_channels, kernel_size=1, act=None, norm=norm)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # noqa: UP006

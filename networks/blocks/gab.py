@@ -7,13 +7,12 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.layers.factories import Conv
-from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
 from .dilated_conv import DilatedDepthwiseConv3d
 from .ghpa import split_sizes
 from .layernorm import ChannelLayerNorm, export_grouped_norms
-from .utils import resize_to
+from .utils import norm_layer, resize_to
 
 #: ONNX exports of bridges up to this many voxels normalise all groups together (see GAB._export_forward).
 GROUPED_NORMS_VOXELS = 64 * 64
@@ -56,7 +55,7 @@ class GAB(nn.Module):
         low_channels: int,
         mask_channels: int = 1,
         dilations: Sequence[int] = (1, 2, 5, 7),
-        norm: str | tuple = "channel_layer",
+        norm: str | tuple | None = "channel_layer",
     ) -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
@@ -70,9 +69,9 @@ class GAB(nn.Module):
                 depthwise = DilatedDepthwiseConv3d(c, kernel_size=3, dilation=dilation)
             else:
                 depthwise = conv(c, c, kernel_size=3, padding=dilation, dilation=dilation, groups=c)
-            self.groups.append(nn.Sequential(get_norm_layer(norm, spatial_dims, c), depthwise))
+            self.groups.append(nn.Sequential(norm_layer(norm, spatial_dims, c), depthwise))
         merged = 2 * low_channels + len(dilations) * mask_channels
-        self.tail = nn.Sequential(get_norm_layer(norm, spatial_dims, merged), conv(merged, low_channels, kernel_size=1))
+        self.tail = nn.Sequential(norm_layer(norm, spatial_dims, merged), conv(merged, low_channels, kernel_size=1))
 
     def forward(self, x_high: torch.Tensor, x_low: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if (mask is None) != (self.mask_channels == 0):

@@ -7,11 +7,10 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
 from . import layernorm  # noqa: F401  (registers the default norm, "channel_layer", in MONAI's factory)
-from .utils import linear_interp_mode
+from .utils import act_layer, linear_interp_mode, norm_layer
 
 
 def split_sizes(channels: int, groups: int) -> list[int]:
@@ -25,13 +24,13 @@ def split_sizes(channels: int, groups: int) -> list[int]:
 class _AxisMap(nn.Module):
     """A learnable (channel, axis) attention map: ``channels`` x ``param_size`` values resized to any length."""
 
-    def __init__(self, channels: int, param_size: int, act: str | tuple = "gelu") -> None:
+    def __init__(self, channels: int, param_size: int, act: str | tuple | None = "gelu") -> None:
         super().__init__()
         conv1d = Conv[Conv.CONV, 1]
         self.params = nn.Parameter(torch.ones(1, channels, param_size))
         self.conv = nn.Sequential(
             conv1d(channels, channels, kernel_size=3, padding=1, groups=channels),
-            get_act_layer(act),
+            act_layer(act),
             conv1d(channels, channels, kernel_size=1),
         )
 
@@ -67,7 +66,7 @@ class GHPA(nn.Module):
         in_channels: number of input channels.
         out_channels: number of output channels.
         param_size: side of the learnable attention maps before resizing.
-        act: the activation inside the block (MONAI ``Act`` spelling; GELU as published).
+        act: the activation inside the block (MONAI ``Act`` spelling; GELU as published); ``None`` for none.
         norm: the two norms around the groups (MONAI ``Norm`` spelling; the published channels-first LayerNorm,
             ``"channel_layer"``).
 
@@ -88,8 +87,8 @@ class GHPA(nn.Module):
         in_channels: int,
         out_channels: int,
         param_size: int = 8,
-        act: str | tuple = "gelu",
-        norm: str | tuple = "channel_layer",
+        act: str | tuple | None = "gelu",
+        norm: str | tuple | None = "channel_layer",
     ) -> None:
         super().__init__()
         self.spatial_dims = spatial_dims
@@ -100,18 +99,18 @@ class GHPA(nn.Module):
         c = self.sizes[0]
         self.params_space = nn.Parameter(torch.ones((1, c) + (param_size,) * spatial_dims))
         self.conv_space = nn.Sequential(
-            conv(c, c, kernel_size=3, padding=1, groups=c), get_act_layer(act), conv(c, c, kernel_size=1)
+            conv(c, c, kernel_size=3, padding=1, groups=c), act_layer(act), conv(c, c, kernel_size=1)
         )
         self.axis_maps = nn.ModuleList(_AxisMap(c, param_size, act) for c in self.sizes[1:-1])
         c = self.sizes[-1]
         self.conv_local = nn.Sequential(
-            conv(c, c, kernel_size=1), get_act_layer(act), conv(c, c, kernel_size=3, padding=1, groups=c)
+            conv(c, c, kernel_size=1), act_layer(act), conv(c, c, kernel_size=3, padding=1, groups=c)
         )
-        self.norm_in = get_norm_layer(norm, spatial_dims, in_channels)
-        self.norm_out = get_norm_layer(norm, spatial_dims, in_channels)
+        self.norm_in = norm_layer(norm, spatial_dims, in_channels)
+        self.norm_out = norm_layer(norm, spatial_dims, in_channels)
         self.mix = nn.Sequential(
             conv(in_channels, in_channels, kernel_size=3, padding=1, groups=in_channels),
-            get_act_layer(act),
+            act_layer(act),
             conv(in_channels, out_channels, kernel_size=1),
         )
         # eval-time maps per input size, valid while the map parameters equal the snapshot taken with them

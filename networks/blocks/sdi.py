@@ -8,10 +8,9 @@ from typing import List
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Pool
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
-from .utils import linear_interp_mode
+from .utils import act_layer, linear_interp_mode, norm_layer
 
 __all__ = ["SDI", "SDIChannelAttention", "SDIReduction", "SDISkip", "SDISpatialAttention", "resample_to"]
 
@@ -37,7 +36,7 @@ class SDIChannelAttention(nn.Module):
         torch.Size([1, 64, 32, 32])
     """
 
-    def __init__(self, spatial_dims: int, channels: int, reduction: int = 16, act: str | tuple = "relu") -> None:
+    def __init__(self, spatial_dims: int, channels: int, reduction: int = 16, act: str | tuple | None = "relu") -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
         hidden = max(1, channels // reduction)
@@ -45,7 +44,7 @@ class SDIChannelAttention(nn.Module):
         self.max_pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
         self.mlp = nn.Sequential(
             conv(channels, hidden, kernel_size=1, bias=False),
-            get_act_layer(act),
+            act_layer(act),
             conv(hidden, channels, kernel_size=1, bias=False),
         )
 
@@ -109,14 +108,14 @@ class SDIReduction(nn.Module):
         out_channels: int = 32,
         reduction: int = 16,
         kernel_size: int = 7,
-        act: str | tuple = "relu",
-        norm: str | tuple = "batch",
+        act: str | tuple | None = "relu",
+        norm: str | tuple | None = "batch",
     ) -> None:
         super().__init__()
         self.channel_attention = SDIChannelAttention(spatial_dims, in_channels, reduction, act)
         self.spatial_attention = SDISpatialAttention(spatial_dims, kernel_size)
         self.conv = Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1, bias=False)
-        self.norm = get_norm_layer(norm, spatial_dims, out_channels)
+        self.norm = norm_layer(norm, spatial_dims, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(self.spatial_attention(self.channel_attention(x))))
@@ -193,8 +192,8 @@ class SDISkip(nn.Module):
         in_channels: Sequence[int],
         channels: int = 32,
         reduction: int = 16,
-        act: str | tuple = "relu",
-        norm: str | tuple = "batch",
+        act: str | tuple | None = "relu",
+        norm: str | tuple | None = "batch",
     ) -> None:
         super().__init__()
         self.num_levels = len(in_channels)

@@ -7,7 +7,30 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
+
+
+def act_layer(act: str | tuple | None) -> nn.Module:
+    """MONAI's ``get_act_layer(act)``, or ``nn.Identity()`` for ``act`` ``None`` (no activation).
+
+    Example::
+
+        >>> act_layer(None), act_layer("relu")
+        (Identity(), ReLU())
+    """
+    return nn.Identity() if act is None else get_act_layer(act)
+
+
+def norm_layer(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
+    """MONAI's ``get_norm_layer(norm, spatial_dims, channels)``, or ``nn.Identity()`` for ``norm`` ``None``.
+
+    Example::
+
+        >>> norm_layer(None, 2, 8)
+        Identity()
+    """
+    return nn.Identity() if norm is None else get_norm_layer(norm, spatial_dims, channels)
 
 
 def linear_interp_mode(spatial_dims: int) -> str:

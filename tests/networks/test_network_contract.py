@@ -157,5 +157,24 @@ def test_act_norm_dropout_take_effect(cls, kwargs):
         assert not torch.allclose(_first(dropped(x)), _first(reference))
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("cls, kwargs", _configs())
+def test_act_and_norm_none_leave_them_out(cls, kwargs, spatial_dims):
+    # MONAI's own networks take None for "no activation / no norm"; all but one of ours had failed in MONAI's
+    # factory with "cannot unpack non-iterable NoneType object"
+    for option in ("act", "norm"):
+        net = _build(cls, kwargs, spatial_dims, **{option: None}).eval()
+        x = _input(spatial_dims)
+        with torch.no_grad():
+            assert net(x).shape == (x.shape[0], OUT_CHANNELS, *x.shape[2:])
+        kinds = (nn.ReLU, nn.GELU) if option == "act" else (nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm)
+        # a PVTv2 transformer encoder keeps its own GELU and LayerNorm, as documented
+        own = "encoder" if str(kwargs.get("encoder", "")).startswith("pvt") else None
+        modules = [m for name, m in net.named_modules() if own is None or not name.startswith(own)]
+        assert not any(isinstance(m, kinds) for m in modules), option
+    assert "None" in str(inspect.signature(cls.__init__).parameters["act"].annotation)
+    assert "None" in str(inspect.signature(cls.__init__).parameters["norm"].annotation)
+
+
 def _first(out) -> torch.Tensor:
     return out[0] if isinstance(out, list) else out
