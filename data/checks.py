@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -35,7 +34,7 @@ from monai.data import MetaTensor, load_decathlon_datalist
 from monai.transforms import Compose, LoadImaged, MapTransform, apply_transform
 
 from .dataset import describe_error, files_at_fault
-from .medical_io import VALUES_PER_VOXEL, parse_series_reference
+from .medical_io import VALUES_PER_VOXEL, _corners, parse_series_reference
 
 __all__ = [
     "BAD_CASE_POLICIES",
@@ -426,11 +425,6 @@ def _orientation_problem(label: torch.Tensor, image: torch.Tensor, image_name: s
 def _filename(value: object, key: Hashable) -> str:
     meta = getattr(value, "meta", None) or {}
     return str(meta.get("filename_or_obj", key))
-
-
-def _corners(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    corners = np.array(list(product(*[(0, max(s - 1, 0)) for s in shape])), dtype=np.float64)
-    return corners @ affine[: len(shape), : len(shape)].T + affine[: len(shape), -1]
 
 
 class CheckCased(MapTransform):

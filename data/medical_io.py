@@ -33,6 +33,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -1883,7 +1884,7 @@ class MedicalImageReader(ImageReader):
                 images.append(self._read_one(name, **kwargs))
             except Exception as error:  # noqa: BLE001 - re-raised by get_data, see _ReadError
                 images.append(_ReadError(error))
-        return images if len(names) > 1 else images[0]
+        return _ChannelImages(images, names) if len(names) > 1 else images[0]
 
     def _read_one(self, name: str | os.PathLike, **kwargs) -> Any:
         text, uid = parse_series_reference(name)
@@ -2008,6 +2009,8 @@ class MedicalImageReader(ImageReader):
         if all(is_nifti):
             # the file names NibabelReader.read would have recorded (the images are loaded by _read_one)
             self.nibabel_reader.filenames = tuple(image.get_filename() for image in images)
+            if isinstance(img, _ChannelImages):
+                img = self._on_one_grid(img, [np.asarray(image.affine, np.float64) for image in img])
             array, meta = self.nibabel_reader.get_data(img)
             if array.dtype.names and len(images) == 1:
                 # an RGB NIfTI stores its colours as the fields of one value per voxel, which torch cannot take:
@@ -2023,6 +2026,10 @@ class MedicalImageReader(ImageReader):
             # took 1.6 s of a 512 x 512 x 300 CT's 3.2 s
             return _c_ordered(array), meta
         if not any(is_nifti):
+            if isinstance(img, _ChannelImages):
+                with _ITK_LOCK:
+                    affines = [np.asarray(self.itk_reader._get_affine(image), np.float64) for image in img]
+                img = self._on_one_grid(img, affines)
             with _ITK_LOCK:
                 array, meta = self.itk_reader.get_data(img)
             components = images[0].GetNumberOfComponentsPerPixel()
@@ -2033,15 +2040,78 @@ class MedicalImageReader(ImageReader):
             return _c_ordered(array), meta
         raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
 
+    @staticmethod
+    def _on_one_grid(images: _ChannelImages, affines: Sequence[np.ndarray]) -> list[Any]:
+        """The images of one item's channels, each placed as the first where it lies within
+        :data:`CHANNEL_AFFINE_TOLERANCE` of it (MONAI stacks them only where their affines are equal to 1e-8).
+
+        Raises:
+            ValueError: a channel's file lies farther from the first's, naming both and the distance.
+        """
+        shape = _spatial_shape(images[0])
+        placed = [images[0]]
+        for image, affine, name in zip(images[1:], affines[1:], images.names[1:]):
+            if _spatial_shape(image) != shape or np.array_equal(affine, affines[0]):
+                placed.append(image)  # another shape: MONAI's stacking says so
+                continue
+            distance = float(np.linalg.norm(_corners(affine, shape) - _corners(affines[0], shape), axis=1).max())
+            if distance > CHANNEL_AFFINE_TOLERANCE:
+                raise ValueError(
+                    f"{name} is placed up to {distance:.3g} mm away from {images.names[0]}, the "
+                    "case's first channel file (affines differ); the files of one image's channels must lie on one "
+                    "voxel grid: resample it onto the first's grid or fix its header."
+                )
+            placed.append(_placed_as(image, images[0]))
+        return placed
+
     def _itk_layout_is_default(self) -> bool:
         # the array layout that _SeriesVolume.meta reproduces: ITKReader's defaults
         return self.itk_kwargs.get("channel_dim") is None and not self.itk_kwargs.get("reverse_indexing", False)
+
+
+def _spatial_shape(image: Any) -> tuple[int, ...]:
+    """The voxel grid's size of a nibabel image (its first three axes) or of an ITK image, in the index order of
+    its affine."""
+    if isinstance(image, nib.spatialimages.SpatialImage):
+        return tuple(int(s) for s in image.shape[:3])
+    return tuple(int(s) for s in image.GetLargestPossibleRegion().GetSize())
+
+
+class _ChannelImages(list):
+    """The images :meth:`MedicalImageReader.read` read from several paths (an item's channels), with the paths."""
+
+    def __init__(self, images: Sequence[Any], names: Sequence[str | os.PathLike]) -> None:
+        super().__init__(images)
+        self.names = [str(name) for name in names]
+
+
+def _placed_as(image: Any, first: Any) -> Any:
+    """``image`` with the geometry of ``first``, which it lies within rounding of."""
+    if isinstance(image, nib.spatialimages.SpatialImage):
+        placed = type(image)(image.dataobj, first.affine, image.header)
+        placed.set_filename(image.get_filename())
+        return placed
+    image.SetOrigin(first.GetOrigin())
+    image.SetSpacing(first.GetSpacing())
+    image.SetDirection(first.GetDirection())
+    return image
 
 
 # mm per NIfTI spatial unit (the low three bits of xyzt_units) that is not mm: 1 meter, 3 micron. Any other code,
 # 0 (unknown) among them, is taken as mm, as ITK does
 _NIFTI_UNIT_MM = {1: 1000.0, 3: 1e-3}
 _NIFTI_MM = 2
+
+
+def _corners(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The world positions of the corner voxels of a grid of ``shape`` placed by ``affine``, one per row."""
+    corners = np.array(list(product(*[(0, max(s - 1, 0)) for s in shape])), dtype=np.float64)
+    return corners @ affine[: len(shape), : len(shape)].T + affine[: len(shape), -1]
+
+
+#: farthest in mm the files of one image's channels may place a corner voxel apart, as a label from its image
+#: (``CheckCased``'s ``affine_tolerance``): tools that write each channel round its header on their own
+CHANNEL_AFFINE_TOLERANCE = 0.01
 
 
 def _nifti_in_mm(image: Any) -> None:

@@ -1367,3 +1367,33 @@ def test_an_rgb_nifti_reads_its_colours_as_channels(tmp_path):
     image = loader({"image": str(tmp_path / "rgb.nii.gz")})["image"]
     assert image.shape == (3, 4, 5, 6)
     assert [int(image[c].max()) for c in range(3)] == [0, 7, 9]
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_channel_files_whose_headers_differ_by_rounding_make_one_image(tmp_path, suffix):
+    # tools that write each channel of a case round its header on their own: MONAI stacked them only where the
+    # affines were equal to 1e-8, and refused the case with its two matrices, however close
+    import SimpleITK as sitk
+
+    volume = _phantom().astype(np.float32)
+
+    def channel(name: str, shift: float) -> str:
+        image = sitk.GetImageFromArray(np.transpose(volume, (2, 1, 0)).copy())
+        image.SetSpacing((0.8, 0.7, 2.5))
+        image.SetOrigin((10.0 + shift, -4.0, 3.0 - shift))
+        sitk.WriteImage(image, str(tmp_path / f"{name}{suffix}"))
+        return str(tmp_path / f"{name}{suffix}")
+
+    first, rounded, moved = channel("t2", 0.0), channel("adc", 2e-6), channel("dwi", 0.5)
+    reader = MedicalImageReader()
+    stacked = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)([first, rounded])
+    alone = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)(first)
+    assert tuple(stacked.shape) == (2, *alone.shape[1:])
+    np.testing.assert_array_equal(stacked.affine.numpy(), alone.affine.numpy())
+    np.testing.assert_array_equal(stacked[1].numpy(), alone[0].numpy())
+    with pytest.raises(Exception) as raised:
+        LoadImage(reader=reader, image_only=True)([first, moved])
+    error = raised.value
+    while error.__cause__ is not None:
+        error = error.__cause__
+    assert str(error).startswith(f"{moved} is placed up to 0.707 mm away from {first}, the case's first channel file")
