@@ -385,6 +385,32 @@ def _all_finite(values: torch.Tensor) -> bool:
     return bool(torch.isfinite(values).all())
 
 
+#: most distinct values of a volume that :func:`_label_map_values` takes for a label map: a scan has hundreds
+LABEL_MAP_VALUES = 32
+
+
+def _label_map_values(image: torch.Tensor) -> list[float] | None:
+    """The values of a volume that holds at most :data:`LABEL_MAP_VALUES` whole values within 0..255, as a label map
+    or mask does (a segmentation beside the studies of an input folder, listed as one); ``None`` for any other.
+
+    A strided sample of a million voxels decides; the whole volume's range then confirms, at one pass."""
+    if not image.numel() or image.dtype == torch.bool:
+        return None
+    sample = image.reshape(-1)[:: max(1, image.numel() // 1_000_000)]
+    values = torch.unique(sample)
+    if (
+        len(values) > LABEL_MAP_VALUES
+        or values[0] < 0
+        or values[-1] > 255
+        or not bool((values == values.round()).all())
+    ):
+        return None
+    low, high = torch.aminmax(image)
+    if low < 0 or high > 255:
+        return None
+    return [float(v) for v in values]
+
+
 def _turned_hint(label: torch.Tensor, image: torch.Tensor) -> str:
     """Why a 2D label may have its image's size turned: drawn on the image as a viewer shows a photograph whose EXIF
     orientation turns it a quarter (orientations 5 to 8), where the pixels are read as stored."""
@@ -541,6 +567,15 @@ class CheckCased(MapTransform):
                 f"has {shape[0]} channel{'s' if shape[0] > 1 else ''} (shape {shape}); this bundle takes "
                 f"{wanted}: {whole_case}."
             )
+        if len(shape) == 4:
+            values = _label_map_values(image)
+            if values is not None:
+                logger.warning(
+                    "%s: the image holds only the whole values %s, as a label map or mask does, not a scan: is it a "
+                    "segmentation saved beside the studies? Its prediction means nothing.",
+                    name,
+                    ", ".join(f"{v:g}" for v in values),
+                )
         if image.dtype == torch.float64:
             # the pipeline casts to float32 after this check (inference keeps the stored type up to here): a value
             # beyond float32's range became infinite there and spread NaN through the resampling, unchecked

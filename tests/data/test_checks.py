@@ -639,3 +639,27 @@ def test_label_values_that_are_not_classes_are_shown_with_all_their_digits():
     image = MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": "/data/img.nii.gz"})
     with pytest.raises(DataCheckError, match=r"lab.nii.gz: label values 1.00000012 are not classes 0..2"):
         CheckCased(["image", "label"], num_classes=3)({"image": image, "label": label})
+
+
+def test_a_volume_of_few_whole_values_is_named_as_a_label_map_in_a_warning(tmp_path, caplog):
+    # a segmentation saved beside a patient's series folder was listed as a study and segmented, exit 0, no word
+    label = np.zeros((16, 16, 8), np.uint8)
+    label[4:9, 5:12, 2:6] = 1
+    nib.save(nib.Nifti1Image(label, np.eye(4)), str(tmp_path / "segmentation.nii.gz"))
+    check = CheckCased(["image"], spatial_dims=3, in_channels=1)
+    load = LoadImaged("image", image_only=True, ensure_channel_first=True)
+    with caplog.at_level(logging.WARNING):
+        check(load({"image": str(tmp_path / "segmentation.nii.gz")}))
+    assert (
+        f"{tmp_path / 'segmentation.nii.gz'}: the image holds only the whole values 0, 1, as a label map or mask does"
+        in caplog.text
+    )
+    caplog.clear()
+    # a scan, even a small phantom of whole Hounsfield units, and a float volume of few values that are no labels
+    scan = np.random.default_rng(0).integers(-1024, 400, (16, 16, 8)).astype(np.int16)
+    nib.save(nib.Nifti1Image(scan, np.eye(4)), str(tmp_path / "ct.nii.gz"))
+    nib.save(nib.Nifti1Image(label * 0.5, np.eye(4)), str(tmp_path / "halves.nii.gz"))
+    with caplog.at_level(logging.WARNING):
+        for name in ("ct.nii.gz", "halves.nii.gz"):
+            check(load({"image": str(tmp_path / name)}))
+    assert "label map" not in caplog.text
