@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks.attention import AttentionGate, SelfAttentionBlock
 from .blocks.groupnorm import accurate_group_norms
-from .blocks.utils import MinimumInputSize, resize_to
+from .blocks.utils import MinimumInputSize, check_network_arguments, resize_to
 
 __all__ = ["AttentionGateUNet", "AttentionGateUnet"]
 
@@ -88,8 +88,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
         dropout: str | tuple | float | None = None,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
         if len(channels) < 2:
             raise ValueError(f"channels needs at least two widths, got {tuple(channels)}.")
         if num_gates < 1:

@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks.conv import PADDING_MODES, center_crop_to, match_size
 from .blocks.groupnorm import accurate_group_norms
-from .blocks.utils import MinimumInputSize, resize_to
+from .blocks.utils import MinimumInputSize, check_network_arguments, resize_to
 
 __all__ = ["ClassicUNet", "ClassicUnet"]
 
@@ -88,8 +88,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
         if len(channels) < 2:
             raise ValueError(f"channels needs at least two widths, got {tuple(channels)}.")
         if upsample not in UPSAMPLE_MODES:

@@ -17,7 +17,7 @@ from torch import nn
 from .blocks import GAB, GHPA
 from .blocks.groupnorm import accurate_group_norms
 from .blocks.pool import MaxPool2x
-from .blocks.utils import MinimumInputSize, act_layer, is_pointwise_conv, norm_layer, resize_to
+from .blocks.utils import MinimumInputSize, act_layer, check_network_arguments, is_pointwise_conv, norm_layer, resize_to
 
 __all__ = ["EGEUNet", "EGEUnet", "published_egeunet_state_dict"]
 
@@ -92,6 +92,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
         full_resolution: bool = False,
     ) -> None:
         super().__init__()
+        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
         if len(channels) != 6:
             raise ValueError(f"channels must have 6 stage widths, got {tuple(channels)}.")
         norm_name, norm_args = split_args(norm) if norm is not None else (None, {})
@@ -100,8 +101,6 @@ class EGEUNet(MinimumInputSize, nn.Module):
             raise ValueError(
                 f"every width in channels must be divisible by {groups} (GroupNorm groups), got {tuple(channels)}."
             )
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         self.spatial_dims = spatial_dims
         # five 2x poolings: the coarsest level needs at least one voxel
         self._state_size_rule(2**5, " (five 2x poolings)")

@@ -17,7 +17,7 @@ from .blocks.conv_encoder import UNetV2ConvEncoder
 from .blocks.groupnorm import accurate_group_norms
 from .blocks.pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from .blocks.sdi import SDISkip
-from .blocks.utils import input_rank_rule, linear_interp_mode
+from .blocks.utils import check_network_arguments, input_rank_rule, linear_interp_mode
 
 __all__ = ["UNetV2", "UnetV2"]
 
@@ -106,8 +106,7 @@ class UNetV2(nn.Module):
         drop_path_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
         self.rank_rule = input_rank_rule("UNetV2", spatial_dims)

@@ -5,10 +5,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
+
+
+def check_network_arguments(
+    spatial_dims: object, in_channels: object, out_channels: object, channels: object, deep_supervision: object
+) -> None:
+    """The arguments every network of this package takes, checked when it is built, each named where it is wrong:
+    a zero or a string there had built a network that failed deep in torch (or at once with a ZeroDivisionError
+    of the weight initialisation), and ``deep_supervision="no"`` had turned deep supervision on.
+
+    Raises:
+        ValueError: ``spatial_dims`` not 2 or 3, a channel count or width (``channels``, ``None`` for a network's
+            default) that is no whole number >= 1, or ``deep_supervision`` that is no bool.
+
+    Example::
+
+        >>> check_network_arguments(2, 3, 0, (8, 16), False)
+        Traceback (most recent call last):
+        ...
+        ValueError: out_channels must be a whole number >= 1, got 0.
+    """
+
+    def whole(value: object) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
+
+    if not whole(spatial_dims) or spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if not whole(value):
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+    if channels is not None and (
+        not isinstance(channels, Sequence) or isinstance(channels, str) or not all(map(whole, channels))
+    ):
+        raise ValueError(f"channels must be a sequence of whole numbers >= 1, got {channels!r}.")
+    if not isinstance(deep_supervision, (bool, np.bool_)):
+        raise ValueError(f"deep_supervision must be True or False, got {deep_supervision!r}.")
 
 
 def act_layer(act: str | tuple | None) -> nn.Module:

@@ -6,6 +6,7 @@ The networks are discovered from ``monai_unets.networks.__all__``, so a network 
 from __future__ import annotations
 
 import inspect
+import re
 
 import monai_unets.networks as networks
 import pytest
@@ -174,6 +175,25 @@ def test_act_and_norm_none_leave_them_out(cls, kwargs, spatial_dims):
         assert not any(isinstance(m, kinds) for m in modules), option
     assert "None" in str(inspect.signature(cls.__init__).parameters["act"].annotation)
     assert "None" in str(inspect.signature(cls.__init__).parameters["norm"].annotation)
+
+
+@pytest.mark.parametrize("cls", NETWORKS, ids=lambda c: c.__name__)
+def test_wrong_contract_arguments_are_named_when_the_network_is_built(cls):
+    # a zero had built a network that failed in torch's convolution at its first input (or at once in the weight
+    # initialisation, dividing by zero), '2' was refused as "must be 2 or 3, got 2", and "no" turned deep
+    # supervision on
+    widths = SMALL.get(cls.__name__, [{}])[0]
+    for args, kwargs, message in [
+        ((2, 1, 0), {}, "out_channels must be a whole number >= 1, got 0."),
+        ((2, 0, 1), {}, "in_channels must be a whole number >= 1, got 0."),
+        ((2, "3", 1), {}, "in_channels must be a whole number >= 1, got '3'."),
+        (("2", 1, 1), {}, "spatial_dims must be 2 or 3, got '2'."),
+        ((2.0, 1, 1), {}, "spatial_dims must be 2 or 3, got 2.0."),
+        ((2, 1, 1), {"channels": (8, 0, 16, 16, 24, 32)}, "channels must be a sequence of whole numbers >= 1"),
+        ((2, 1, 1), {"deep_supervision": "no"}, "deep_supervision must be True or False, got 'no'."),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cls(*args, **{**widths, **kwargs})
 
 
 def _first(out) -> torch.Tensor:
