@@ -216,6 +216,14 @@ def load_datalist(
     except UnicodeDecodeError:
         raise DataCheckError(path, "datalist is not a text file; it must be a JSON datalist.") from None
     except json.JSONDecodeError as error:
+        first = path.read_text(errors="replace").lstrip().split("\n", 1)[0]
+        if "," in first and not first.startswith(("{", "[")):
+            # a spreadsheet's file list, the commonest datalist that is not MONAI's
+            raise DataCheckError(
+                path,
+                "datalist is a table (CSV), not JSON: the bundles read MONAI's JSON datalists, "
+                '{"training": [{"image": "images/a.nii.gz", "label": "labels/a.nii.gz"}, ...]}; write its rows so.',
+            ) from None
         raise DataCheckError(
             path, f"datalist is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
         ) from None
@@ -242,8 +250,10 @@ def load_datalist(
             raise DataCheckError(path, f"entry {index} of {key!r} must be an object with an 'image'; got {entry!r}.")
     unlabelled = [e for e in content[key] if not isinstance(e, dict) or "label" not in e] if labelled else []
     if unlabelled:
+        others = sorted({k for e in unlabelled if isinstance(e, dict) for k in e if k != "image"})
+        named = f" (they have {', '.join(map(repr, others))}: MONAI's datalists name it 'label')" if others else ""
         problem = (
-            f"{len(unlabelled)} of the {len(content[key])} cases of {key!r} have no 'label' (the first: "
+            f"{len(unlabelled)} of the {len(content[key])} cases of {key!r} have no 'label'{named} (the first: "
             f"{unlabelled[0]!r}); each case is scored against its label"
         )
         if len(unlabelled) == len(content[key]):
@@ -267,7 +277,29 @@ def load_datalist(
     base = os.path.abspath(base_dir if base_dir is not None else path.parent)
     _check_path_forms(path, key, content[key], base)
     _check_base_dir(path, content[key], base)
-    return load_decathlon_datalist(path, True, key, base)
+    cases = load_decathlon_datalist(path, True, key, base)
+    modality = content.get("modality")
+    if isinstance(modality, dict) and len(modality) > 1:
+        cases = [_with_channel_files(case, len(modality)) for case in cases]
+    return cases
+
+
+def _with_channel_files(case: dict, channels: int) -> dict:
+    """A case of an nnU-Net v1 dataset with its image as its channel files.
+
+    nnU-Net v1 (and the Decathlon copies it made) lists ``imagesTr/la_003.nii.gz`` for a case stored as one file per
+    modality, ``la_003_0000.nii.gz``, ``la_003_0001.nii.gz``...: every case had been reported missing. Where the
+    listed image is missing and its channel files exist, they become the case's image, one per channel.
+    """
+    image = case.get("image")
+    if not isinstance(image, str) or os.path.exists(image):
+        return case
+    folder, name = os.path.split(image)
+    stem, dot, suffix = name.partition(".")
+    files = [os.path.join(folder, f"{stem}_{channel:04d}{dot}{suffix}") for channel in range(channels)]
+    if not all(os.path.isfile(file) for file in files):
+        return case
+    return {**case, "image": files}
 
 
 def _entry_paths(entries: list) -> Iterator[tuple[int, str, str]]:
@@ -281,6 +313,8 @@ def _entry_paths(entries: list) -> Iterator[tuple[int, str, str]]:
 
 # a URI (file://, https://, s3://): MONAI's datalist loader joins it to dataset_dir as if it were a relative path
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# a Windows absolute path (C:\data\a.png, C:/data/a.png), written on one system and read on another
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def _check_path_forms(path: Path, key: str, entries: list, base: str) -> None:
@@ -297,7 +331,14 @@ def _check_path_forms(path: Path, key: str, entries: list, base: str) -> None:
             local = url2pathname(urlparse(item).path) if item.lower().startswith("file:") else None
             hint = f": write {local}" if local else ", absolute or relative to dataset_dir"
             raise DataCheckError(path, f"{where} is a URI; a datalist lists files by their paths{hint}.")
-        if "\\" in item and os.sep == "/" and not os.path.exists(os.path.join(base, parse_series_reference(item)[0])):
+        missing = not os.path.exists(os.path.join(base, parse_series_reference(item)[0]))
+        if _WINDOWS_DRIVE.match(item) and os.sep == "/" and missing:
+            raise DataCheckError(
+                path,
+                f"{where} is a Windows path (drive {item[:2]}) that does not exist on this system; write the "
+                "datalist's paths relative to dataset_dir, or as this system's paths.",
+            )
+        if "\\" in item and os.sep == "/" and missing:
             slashes = item.replace("\\", "/")
             raise DataCheckError(
                 path,
@@ -802,7 +843,9 @@ def _case_problem(
     name = str(case.get(keys[0], case))
     for key in keys:
         if key not in case:
-            return BadCase(name, f"has no {key!r} in the datalist.")
+            others = [k for k in case if k not in keys]
+            named = f" (it has {', '.join(map(repr, others))}: MONAI's datalists name it {key!r})" if others else ""
+            return BadCase(name, f"has no {key!r} in the datalist{named}.")
         paths = case[key] if isinstance(case[key], (list, tuple)) else [case[key]]
         for path in paths:
             if not isinstance(path, (str, os.PathLike)):

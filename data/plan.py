@@ -310,7 +310,11 @@ def fingerprint_dataset(
     else:
         labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
     if sorted(labels) != list(range(len(labels))):
-        raise ValueError(f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}")
+        gaps = ", ".join(f"{value} -> {k}" for k, value in enumerate(sorted(labels)) if value != k)
+        raise ValueError(
+            f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}; relabel the files and "
+            f"the datalist's 'labels' ({gaps})"
+        )
     absent = [f"{value} ({name})" for value, name in sorted(labels.items()) if value and not counts.get(value)]
     if absent:
         warnings.warn(

@@ -663,3 +663,44 @@ def test_a_volume_of_few_whole_values_is_named_as_a_label_map_in_a_warning(tmp_p
         for name in ("ct.nii.gz", "halves.nii.gz"):
             check(load({"image": str(tmp_path / name)}))
     assert "label map" not in caplog.text
+
+
+def test_datalists_of_other_tools_are_named_with_what_to_write(tmp_path):
+    from monai_unets.data import load_datalist
+
+    # a spreadsheet's file list had been "not valid JSON: Expecting value at line 1, column 1"
+    (tmp_path / "list.csv").write_text("image,label\nimages/a.png,masks/a.png\n")
+    with pytest.raises(DataCheckError, match=r"datalist is a table \(CSV\), not JSON: .*MONAI's JSON datalists"):
+        load_datalist(tmp_path / "list.csv", "training")
+    # a Windows absolute path had been told to be written with '/' (C:/Users/...), which cannot exist either
+    (tmp_path / "win.json").write_text(json.dumps({"training": [{"image": "C:\\Users\\lab\\a.png", "label": "b"}]}))
+    with pytest.raises(DataCheckError, match=r"is a Windows path \(drive C:\) that does not exist on this system"):
+        load_datalist(tmp_path / "win.json", "training")
+    # masks listed as 'mask': the key MONAI's datalists use is named
+    case = _case(tmp_path, "a")
+    case["mask"] = case.pop("label")
+    [(_, problem)] = scan_cases([case], _loading()).bad
+    assert problem.problem == "has no 'label' in the datalist (it has 'mask': MONAI's datalists name it 'label')."
+    (tmp_path / "masks.json").write_text(json.dumps({"test": [case]}))
+    with pytest.raises(
+        DataCheckError, match="have no 'label' \\(they have 'mask': MONAI's datalists name it 'label'\\)"
+    ):
+        load_datalist(tmp_path / "masks.json", "test", labelled=True)
+
+
+def test_an_nnunet_v1_dataset_gives_each_case_its_channel_files(tmp_path):
+    # nnU-Net v1 lists imagesTr/p_000.nii.gz for a case stored as p_000_0000.nii.gz, p_000_0001.nii.gz: every case
+    # had been "image file does not exist"
+    from monai_unets.data import load_datalist
+
+    (tmp_path / "imagesTr").mkdir()
+    for channel in range(2):
+        (tmp_path / "imagesTr" / f"p_000_{channel:04d}.nii.gz").touch()
+    entry = {"image": "./imagesTr/p_000.nii.gz", "label": "./labelsTr/p_000.nii.gz"}
+    (tmp_path / "dataset.json").write_text(json.dumps({"modality": {"0": "T2", "1": "ADC"}, "training": [entry]}))
+    [case] = load_datalist(tmp_path / "dataset.json", "training")
+    assert case["image"] == [str(tmp_path / "imagesTr" / f"p_000_{c:04d}.nii.gz") for c in range(2)]
+    # a case whose listed file exists, or whose channel files do not all, stays as listed
+    (tmp_path / "imagesTr" / "p_000_0001.nii.gz").unlink()
+    [case] = load_datalist(tmp_path / "dataset.json", "training")
+    assert case["image"] == str(tmp_path / "imagesTr" / "p_000.nii.gz")

@@ -577,3 +577,19 @@ def test_planning_refuses_an_image_of_one_value_under_a_drawn_label(tmp_path):
     nib.save(nib.Nifti1Image(np.full(image.shape, -1024, np.int16), image.affine), path)
     with pytest.raises(ValueError, match=rf"{path}: image holds one value everywhere \(-1024\) while its label"):
         plan_dataset(root, device="cpu")
+
+
+def test_planning_labels_with_a_gap_says_how_to_relabel(tmp_path):
+    # BraTS labels 0, 1, 2, 4: the refusal says which value becomes which
+    root = _small_ct(tmp_path)
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"] = {"0": "background", "1": "pancreas", "3": "cancer"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    for path in (root / "labelsTr").glob("*.nii.gz"):
+        label = nib.load(path)
+        values = np.asarray(label.dataobj)
+        nib.save(nib.Nifti1Image(np.where(values == 2, 3, values).astype(np.uint8), label.affine), path)
+    with pytest.raises(
+        ValueError, match=r"got \[0, 1, 3\] in .*; relabel the files and the datalist's 'labels' \(3 -> 2\)"
+    ):
+        plan_dataset(root, device="cpu")
