@@ -579,7 +579,9 @@ class CheckCased(MapTransform):
                 "give each case one image file"
                 if wanted == 1
                 else f"give each case its {wanted} channels, as one file of {wanted} channels or {wanted} files, "
-                "one per channel, in the order the bundle was trained with"
+                "one per channel, in the order the bundle was trained with (files of one case are listed together "
+                "by a datalist: an nnU-Net dataset's dataset.json given as dataset_dir, not its image folder as "
+                "input_dir)"
             )
             if files:
                 raise error(

@@ -1208,3 +1208,8 @@ def test_a_multi_modal_mr_dataset_trains_and_infers_with_all_its_channels(tmp_pa
     assert (
         "has 1 channel (shape (1, 24, 28, 20)); this bundle takes 2: give each case its 2 channels" in failure["error"]
     )
+    # an nnU-Net imagesTs folder given as input_dir: each channel file alone; the message says where they pair up
+    assert (
+        "an nnU-Net dataset's dataset.json given as dataset_dir, not its image folder as input_dir"
+        in (failure["error"])
+    )
