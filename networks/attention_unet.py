@@ -88,7 +88,14 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
         dropout: str | tuple | float | None = None,
     ) -> None:
         super().__init__()
-        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
+        check_network_arguments(
+            spatial_dims,
+            in_channels,
+            out_channels,
+            channels,
+            deep_supervision=deep_supervision,
+            self_attention=self_attention,
+        )
         if len(channels) < 2:
             raise ValueError(f"channels needs at least two widths, got {tuple(channels)}.")
         if num_gates < 1:

@@ -88,7 +88,9 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
+        check_network_arguments(
+            spatial_dims, in_channels, out_channels, channels, deep_supervision=deep_supervision, bias=bias
+        )
         if len(channels) < 2:
             raise ValueError(f"channels needs at least two widths, got {tuple(channels)}.")
         if upsample not in UPSAMPLE_MODES:

@@ -92,7 +92,15 @@ class EGEUNet(MinimumInputSize, nn.Module):
         full_resolution: bool = False,
     ) -> None:
         super().__init__()
-        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
+        check_network_arguments(
+            spatial_dims,
+            in_channels,
+            out_channels,
+            channels,
+            deep_supervision=deep_supervision,
+            bridge=bridge,
+            full_resolution=full_resolution,
+        )
         if len(channels) != 6:
             raise ValueError(f"channels must have 6 stage widths, got {tuple(channels)}.")
         norm_name, norm_args = split_args(norm) if norm is not None else (None, {})

@@ -106,7 +106,7 @@ class UNetV2(nn.Module):
         drop_path_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision)
+        check_network_arguments(spatial_dims, in_channels, out_channels, channels, deep_supervision=deep_supervision)
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
         self.rank_rule = input_rank_rule("UNetV2", spatial_dims)

@@ -13,19 +13,26 @@ from torch import nn
 
 
 def check_network_arguments(
-    spatial_dims: object, in_channels: object, out_channels: object, channels: object, deep_supervision: object
+    spatial_dims: object, in_channels: object, out_channels: object, channels: object, **switches: object
 ) -> None:
     """The arguments every network of this package takes, checked when it is built, each named where it is wrong:
     a zero or a string there had built a network that failed deep in torch (or at once with a ZeroDivisionError
     of the weight initialisation), and ``deep_supervision="no"`` had turned deep supervision on.
 
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: the input channels, a whole number >= 1.
+        out_channels: the output channels, a whole number >= 1.
+        channels: the stage widths, whole numbers >= 1; ``None`` for a network's default.
+        switches: the network's options that are on or off (``deep_supervision=...``), each a bool.
+
     Raises:
-        ValueError: ``spatial_dims`` not 2 or 3, a channel count or width (``channels``, ``None`` for a network's
-            default) that is no whole number >= 1, or ``deep_supervision`` that is no bool.
+        ValueError: ``spatial_dims`` not 2 or 3, a channel count or width that is no whole number >= 1, or a switch
+            that is no bool.
 
     Example::
 
-        >>> check_network_arguments(2, 3, 0, (8, 16), False)
+        >>> check_network_arguments(2, 3, 0, (8, 16), deep_supervision=False)
         Traceback (most recent call last):
         ...
         ValueError: out_channels must be a whole number >= 1, got 0.
@@ -43,8 +50,9 @@ def check_network_arguments(
         not isinstance(channels, Sequence) or isinstance(channels, str) or not all(map(whole, channels))
     ):
         raise ValueError(f"channels must be a sequence of whole numbers >= 1, got {channels!r}.")
-    if not isinstance(deep_supervision, (bool, np.bool_)):
-        raise ValueError(f"deep_supervision must be True or False, got {deep_supervision!r}.")
+    for name, value in switches.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}.")
 
 
 def act_layer(act: str | tuple | None) -> nn.Module:

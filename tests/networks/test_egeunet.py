@@ -324,3 +324,10 @@ def test_cached_maps_are_kept_per_precision():
         after = net(x)
     assert not torch.allclose(mixed.float(), expected, atol=1e-3)  # the bfloat16 maps did differ
     torch.testing.assert_close(after, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_switches_must_be_bools():
+    # "no" had turned the bridges on, as any string does
+    for switch in ("bridge", "full_resolution"):
+        with pytest.raises(ValueError, match=f"{switch} must be True or False, got 'no'"):
+            EGEUNet(2, 3, 1, **{switch: "no"})
