@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -805,6 +806,18 @@ def _fills_border(label: torch.Tensor) -> bool:
     return covered >= BORDER_FILLING_SHARE * sum(edge.numel() for edge in border)
 
 
+def _other_unicode_form(path: str) -> str:
+    """Why a missing path may be there all the same: it exists with its accented letters composed otherwise (macOS
+    writes names decomposed, NFD; most editors and other systems composed, NFC), which looks the same in print."""
+    for form in ("NFC", "NFD"):
+        if unicodedata.normalize(form, path) != path and os.path.exists(unicodedata.normalize(form, path)):
+            return (
+                f" as written, but does with its accented letters in Unicode form {form} (as macOS and other "
+                "systems write names differently); write the datalist's names as the files have them"
+            )
+    return ""
+
+
 def _class_count(transform: object) -> int | None:
     """The ``num_classes`` of the :class:`CheckCased` step among ``transform`` and its ``Compose`` steps."""
     if isinstance(transform, CheckCased):
@@ -853,7 +866,7 @@ def _case_problem(
             if not isinstance(path, (str, os.PathLike)):
                 return BadCase(name, f"{key!r} must be a path, got {path!r}.")
             if not os.path.exists(parse_series_reference(path)[0]):
-                return BadCase(str(path), f"{key} file does not exist.")
+                return BadCase(str(path), f"{key} file does not exist{_other_unicode_form(str(path))}.")
     try:
         loaded = apply_transform(loader, case)
     except Exception as error:  # noqa: BLE001 - every reason a case cannot be read is reported, not raised

@@ -704,3 +704,14 @@ def test_an_nnunet_v1_dataset_gives_each_case_its_channel_files(tmp_path):
     (tmp_path / "imagesTr" / "p_000_0001.nii.gz").unlink()
     [case] = load_datalist(tmp_path / "dataset.json", "training")
     assert case["image"] == str(tmp_path / "imagesTr" / "p_000.nii.gz")
+
+
+def test_a_name_written_in_another_unicode_form_is_named_so(tmp_path):
+    # a datalist typed in NFC beside files a Mac archive stored in NFD: both print as "été", and the case had only
+    # been said not to exist
+    import unicodedata
+
+    case = _case(tmp_path, unicodedata.normalize("NFD", "été"))
+    case["image"] = unicodedata.normalize("NFC", case["image"])
+    [(_, problem)] = scan_cases([case], _loading()).bad
+    assert problem.problem.startswith("image file does not exist as written, but does with its accented letters in")
