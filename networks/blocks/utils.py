@@ -47,7 +47,7 @@ def check_network_arguments(
         if not whole(value):
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
     if channels is not None and (
-        not isinstance(channels, Sequence) or isinstance(channels, str) or not all(map(whole, channels))
+        not isinstance(channels, (Sequence, np.ndarray)) or isinstance(channels, str) or not all(map(whole, channels))
     ):
         raise ValueError(f"channels must be a sequence of whole numbers >= 1, got {channels!r}.")
     for name, value in switches.items():

@@ -331,3 +331,5 @@ def test_switches_must_be_bools():
     for switch in ("bridge", "full_resolution"):
         with pytest.raises(ValueError, match=f"{switch} must be True or False, got 'no'"):
             EGEUNet(2, 3, 1, **{switch: "no"})
+    # widths as numpy numbers, as computed ones come, are whole numbers
+    assert EGEUNet(2, 3, 1, channels=np.array([8, 16, 24, 32, 48, 64])).spatial_dims == 2
