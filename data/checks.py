@@ -625,7 +625,7 @@ class CheckCased(MapTransform):
             # beyond float32's range became infinite there and spread NaN through the resampling, unchecked
             image = image.to(torch.float32)
         if _all_finite(image):
-            return image
+            return self._scalable(image, error)
         finite = torch.isfinite(image)
         # voxels, not values: a grey image repeated into RGB has each bad pixel in three channels
         nan, inf = (int(test(image).any(dim=0).sum()) for test in (torch.isnan, torch.isinf))
@@ -643,7 +643,23 @@ class CheckCased(MapTransform):
             positions = ", ".join(str(channel + 1) for channel in flawed)
             name = f"image file {positions} of {shape[0]} of the case of {name} (one file per channel)"
         logger.warning("%s: replaced %s (NaN by %g, infinities by %g/%g).", name, counts, low, high, low)
-        return torch.nan_to_num(image, nan=low, posinf=high, neginf=low)
+        return self._scalable(torch.nan_to_num(image, nan=low, posinf=high, neginf=low), error)
+
+    @staticmethod
+    def _scalable(image: torch.Tensor, error: Callable[[str], DataCheckError]) -> torch.Tensor:
+        """A 2D float image whose range float32 holds: the 2D bundles scale it by its range, which for finite
+        values of +-3e38 (a "no data" fill of a float TIFF) overflowed and made every pixel NaN, the mask empty.
+        A CT of such values is fine: it is clipped before any arithmetic."""
+        if image.ndim != 3 or not image.is_floating_point() or not image.numel():
+            return image
+        low, high = torch.aminmax(image)
+        if bool(torch.isfinite(high - low)):
+            return image
+        raise error(
+            f"has values from {float(low):g} to {float(high):g}, a range beyond float32's (fill values for missing "
+            "data?); 2D images are scaled by their range, which made every pixel NaN: give such pixels a value "
+            "within the image's."
+        )
 
     def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         name = _filename(label, self.label_key)

@@ -185,6 +185,15 @@ def _jpeg_bytes() -> bytes:
     return buffer.getvalue()
 
 
+def _filled_tiff_bytes() -> bytes:
+    """A float TIFF whose missing pixels hold +-3e38, as GIS and microscopy tools fill them."""
+    image = np.tile(np.linspace(0.0, 1.0, 32, dtype=np.float32), (24, 1))
+    image[0, :2] = 3e38, -3e38
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
 def _listing_warning(root: Path) -> str:
     """The warning of listing an inference folder whose subfolder links back to it."""
     (root / "a.nii.gz").touch()
@@ -1680,6 +1689,13 @@ CATALOGUE: list[Fault] = [
         "a JPEG cut short (an interrupted download) among good inputs",
         lambda r: _inference_failure(r, SKIN, "cut.jpg", _jpeg_bytes()[:1500]),
         "cut.jpg: OSError: cannot decode its pixel data (image file is truncated",
+        _INFER,
+    ),
+    Fault(
+        "inference",
+        "a float TIFF with a no-data fill of +-3e38 among good inputs (its min-max scaling overflows)",
+        lambda r: _inference_failure(r, SKIN, "filled.tiff", _filled_tiff_bytes()),
+        "filled.tiff: DataCheckError: has values from -3e+38 to 3e+38, a range beyond float32's",
         _INFER,
     ),
     Fault(

@@ -715,3 +715,20 @@ def test_a_name_written_in_another_unicode_form_is_named_so(tmp_path):
     case["image"] = unicodedata.normalize("NFC", case["image"])
     [(_, problem)] = scan_cases([case], _loading()).bad
     assert problem.problem.startswith("image file does not exist as written, but does with its accented letters in")
+
+
+def test_a_2d_float_image_whose_range_float32_cannot_hold_is_refused(tmp_path):
+    # a float TIFF with a "no data" fill of +-3e38: its min-max scaling overflowed, every pixel became NaN and the
+    # mask came out empty, exit 0. A CT of such values is fine: it is clipped before any arithmetic
+    image = np.tile(np.linspace(0.0, 1.0, 32, dtype=np.float32), (24, 1))
+    image[0, 0], image[0, 1] = 3e38, -3e38
+    Image.fromarray(image).save(tmp_path / "filled.tiff")
+    load = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image", channel_dim="no_channel")])
+    check = CheckCased(["image"], spatial_dims=2, in_channels=1)
+    with pytest.raises(
+        DataCheckError, match=r"filled\.tiff: has values from -3e\+38 to 3e\+38, a range beyond float32"
+    ):
+        check(load({"image": str(tmp_path / "filled.tiff")}))
+    image[0, 0] = 1e30  # a wide range that float32 holds is scaled as it is
+    Image.fromarray(image).save(tmp_path / "wide.tiff")
+    check(load({"image": str(tmp_path / "wide.tiff")}))
