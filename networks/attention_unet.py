@@ -133,7 +133,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
             self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
         self.apply(_kaiming_init)
         accurate_group_norms(self)
-        self._state_instance_norm_rule(2 ** (len(channels) - 1))
+        self._state_norm_rules(2 ** (len(channels) - 1))
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         size = x.shape[2:]

@@ -136,7 +136,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         self.apply(_he_init)
         accurate_group_norms(self)
         if not self.valid:  # valid convolutions shrink the coarsest maps further: the size rule covers them
-            self._state_instance_norm_rule(2**self.depth)
+            self._state_norm_rules(2**self.depth)
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """Spatial output size for ``input_size``: the input size in "same" mode, smaller in "valid" mode.

@@ -173,7 +173,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
         )
         self.apply(_init_weights)
         accurate_group_norms(self)
-        self._state_instance_norm_rule(2**5)
+        self._state_norm_rules(2**5)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         inputs = x

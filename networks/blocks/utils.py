@@ -147,20 +147,39 @@ class MinimumInputSize:
         self.size_rule = f"{name} needs every spatial size >= {min_size}{reason}"
         self.rank_rule = input_rank_rule(name, self.spatial_dims)
         self.coarsest_scale = 0
+        self.batch_norm_scale = 0
+        self.batch_norm_rule = ""
 
-    def _state_instance_norm_rule(self, coarsest_scale: int) -> None:
-        """Adds, where the built network has instance norms (without running statistics), that its coarsest maps,
-        the input's size divided by ``coarsest_scale``, need more than one voxel: such a norm takes its statistics
-        over a map's voxels and refuses a single one, in eval mode too."""
+    def _state_norm_rules(self, coarsest_scale: int) -> None:
+        """Adds the rules of the built network's norms on its coarsest maps, the input's size divided by
+        ``coarsest_scale``: instance norms (without running statistics) take their statistics over a map's voxels
+        and refuse a single one, in eval mode too; batch norms in training take them over the batch's voxels too,
+        and refuse a batch of one coarsest voxel (a batch of 1 at the smallest size), where torch's error named no
+        size."""
         instance_norms = (
             isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats for m in self.modules()
         )
         self.coarsest_scale = coarsest_scale if any(instance_norms) else 0
+        batch_norms = (isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
+        self.batch_norm_scale = coarsest_scale if any(batch_norms) else 0
+        self.batch_norm_rule = (
+            f"{type(self).__name__} in training with batch norm needs more than one value per channel in its "
+            f"coarsest maps (the size divided by {coarsest_scale}, times the batch): train with a batch of 2 or "
+            "more, or larger inputs; got shape "
+        )
 
     def _shape_problem(self, shape: List[int]) -> str:  # noqa: UP006
         if len(shape) != self.spatial_dims + 2:
             return self.rank_rule + "; got shape " + str(shape)
-        return self._size_problem(shape[2:])
+        problem = self._size_problem(shape[2:])
+        if problem or not self.training or self.batch_norm_scale == 0:
+            return problem
+        values = shape[0]
+        for s in shape[2:]:
+            values *= s // self.batch_norm_scale
+        if values < 2:
+            return self.batch_norm_rule + str(shape)
+        return ""
 
     def _size_problem(self, size: List[int]) -> str:  # noqa: UP006
         if min(size) < self.min_size:

@@ -113,3 +113,20 @@ def test_an_input_of_the_wrong_rank_is_refused_in_words(net, scripted):
                 model.train(training)(torch.zeros(shape))
     if hasattr(net, "input_size_problem"):
         assert net.input_size_problem([32] * (dims + 1)).startswith(f"{type(net).__name__} ({dims}D) takes inputs")
+
+
+@pytest.mark.parametrize(
+    "net, size",
+    [(ClassicUNet(2, 1, 1), 16), (EGEUNet(2, 1, 1, norm="batch"), 32), (AttentionGateUNet(3, 1, 1, (4, 8, 8)), 4)],
+    ids=lambda value: type(value).__name__ if isinstance(value, torch.nn.Module) else str(value),
+)
+def test_batch_norms_in_training_name_a_batch_of_one_coarsest_voxel(net, size):
+    # the size rule passed, then torch failed inside: "Expected more than 1 value per channel when training"
+    one = torch.randn(1, 1, *[size] * net.spatial_dims)
+    with pytest.raises(ValueError, match=rf"{type(net).__name__} in training with batch norm needs more than one"):
+        net.train()(one)
+    assert "train with a batch of 2 or more" in input_shape_problem(net, tuple(one.shape), (False, True))
+    with torch.no_grad():
+        assert net.eval()(one).shape[2:] == one.shape[2:]  # eval mode takes its running statistics
+    output = net.train()(torch.cat([one, one]))
+    assert (output[0] if isinstance(output, list) else output).shape[0] == 2  # deep supervision lists its outputs
