@@ -124,6 +124,14 @@ def input_rank_rule(name: str, spatial_dims: int) -> str:
     return f"{name} ({spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
 
 
+def _coarsest_voxels(size: List[int], scale: int) -> int:  # noqa: UP006
+    """Voxels of the coarsest maps of an input of spatial ``size``, each side divided by ``scale`` (rounded down)."""
+    voxels = 1
+    for s in size:
+        voxels *= s // scale
+    return voxels
+
+
 class MinimumInputSize:
     """Mixin of networks that take every spatial size from ``min_size`` up (odd and non-square sizes included).
 
@@ -174,10 +182,7 @@ class MinimumInputSize:
         problem = self._size_problem(shape[2:])
         if problem or not self.training or self.batch_norm_scale == 0:
             return problem
-        values = shape[0]
-        for s in shape[2:]:
-            values *= s // self.batch_norm_scale
-        if values < 2:
+        if shape[0] * _coarsest_voxels(shape[2:], self.batch_norm_scale) < 2:
             return self.batch_norm_rule + str(shape)
         return ""
 
@@ -185,10 +190,7 @@ class MinimumInputSize:
         if min(size) < self.min_size:
             return self.size_rule + "; got " + str(size)
         if self.coarsest_scale > 0:
-            voxels = 1
-            for s in size:
-                voxels *= s // self.coarsest_scale
-            if voxels < 2:
+            if _coarsest_voxels(size, self.coarsest_scale) < 2:
                 return (
                     self.size_rule
                     + ", and with instance norm more than one voxel in its coarsest maps (the size divided by "
