@@ -842,14 +842,14 @@ def _class_count(transform: object) -> int | None:
     return next((count for step in steps if (count := _class_count(step)) is not None), None)
 
 
-def _constant_image(image: object, label: torch.Tensor, key: Hashable) -> BadCase | None:
-    """An image of one value everywhere under a label with foreground: a blank or failed export (a black series
-    of a viewer's export, a volume written before its data). Nothing can be learnt from it, and in a plan its one
-    value would stretch the intensity window the whole dataset is normalised with."""
+def _constant_image(image: object, key: Hashable) -> BadCase | None:
+    """An image of one value everywhere, asked of a case whose label has foreground: a blank or failed export (a
+    black series of a viewer's export, a volume written before its data). Nothing can be learnt from it, and in a
+    plan its one value would stretch the intensity window the whole dataset is normalised with."""
     if not isinstance(image, torch.Tensor) or not image.numel():
         return None
     low, high = torch.aminmax(image)
-    if bool(low != high) or not bool(label.ne(0).any()):
+    if bool(low != high):
         return None
     return BadCase(_filename(image, key), _constant_image_problem(float(low)))
 
@@ -899,7 +899,7 @@ def _case_problem(
             return None
         if not bool(label.ne(0).any()):
             return _EMPTY, frozenset()
-        constant = _constant_image(loaded.get(keys[0]), label, keys[0])
+        constant = _constant_image(loaded.get(keys[0]), keys[0])
         if constant is not None:
             return constant
         # CheckCased has made sure the values are the classes 0..num_classes - 1
