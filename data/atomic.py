@@ -28,7 +28,7 @@ from monai.utils import MetaKeys, convert_data_type
 from nibabel.openers import Opener
 from nibabel.spatialimages import HeaderDataError
 
-from .medical_io import _fortran_ordered
+from .medical_io import GZIP, _fortran_ordered
 
 __all__ = [
     "PARTIAL_PREFIX",
@@ -486,9 +486,24 @@ class _ChunkedNifti1Image(nib.Nifti1Image):
     def to_filename(self, filename: Any, **kwargs: Any) -> None:
         # here, as MONAI's writer sets both forms with code 1 after making the image and before saving it
         self._set_geometry()
-        with Opener(filename, "wb") as opened, _ChunkedWriter(opened, self.chunk) as stream:
+        with _nifti_file(filename) as opened, _ChunkedWriter(opened, self.chunk) as stream:
             self.to_stream(stream, **kwargs)
             stream.flush()
+
+
+@contextlib.contextmanager
+def _nifti_file(filename: Any) -> Iterator[IO[bytes]]:
+    """``filename`` opened to write as nibabel's ``Opener`` opens it, a ``.gz`` compressed by :data:`GZIP` (ISA-L
+    where installed): the stream nibabel writes, at its level 1, without a file name or time in its header."""
+    if not str(filename).lower().endswith(".gz"):
+        with Opener(filename, "wb") as opened:
+            yield opened
+        return
+    with (
+        open(filename, "wb") as raw,
+        GZIP.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as opened,
+    ):
+        yield opened
 
 
 class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):

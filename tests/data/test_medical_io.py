@@ -534,7 +534,7 @@ def test_a_sound_compressed_nrrd_or_metaimage_is_decompressed_once(tmp_path, suf
 
     volume = np.random.default_rng(0).integers(-1000, 1000, (12, 10, 8), dtype=np.int16)
     sitk.WriteImage(sitk.GetImageFromArray(volume), str(tmp_path / f"ct{suffix}"), True)
-    monkeypatch.setattr(medical_io.zlib, "decompressobj", None)  # our own decompression would fail
+    monkeypatch.setattr(medical_io.ZLIB, "decompressobj", None)  # our own decompression would fail
     array, _ = MedicalImageReader().get_data(MedicalImageReader().read(str(tmp_path / f"ct{suffix}")))
     np.testing.assert_array_equal(array, volume.T)
 
