@@ -20,7 +20,9 @@ class ConcurrentCompose(Compose):
     A case's outputs (a NIfTI label map, a DICOM SEG) are written by steps that only read the case and do not
     depend on one another, and most of their time is spent in one thread: gzip compression, which releases the
     GIL, or building the SEG in Python. Run side by side, each in a thread, they take about as long as the
-    slowest of them (on a 512 x 512 x 300 CT, the SEG) instead of their sum. Every transform of such a run goes
+    slowest of them (on a 512 x 512 x 300 CT, the SEG) instead of their sum. Such a transform may also declare
+    ``prepare(data)``, called with the case as it enters the chain, to start in a thread the part of its work that
+    does not depend on the steps before it (the SEG's reading of its source headers). Every transform of such a run goes
     to its end whatever the others do, so one failed output does not keep the others from being written; then
     the first failure in the chain's order is raised, wrapped as ``apply_transform`` wraps it, so that it names
     the transform that failed. The data goes on as it came to them: their return values are not used.
@@ -64,6 +66,10 @@ class ConcurrentCompose(Compose):
                 runs[-1].append(transform)
             else:
                 runs.append([transform])
+        for transform in self.transforms:
+            prepare = getattr(transform, "prepare", None) if self._side_by_side(transform) else None
+            if callable(prepare):
+                prepare(input_)
         data = input_
         for run in runs:
             if len(run) == 1:

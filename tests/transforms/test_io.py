@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 import warnings
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from highdicom.seg import segread
 from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged
+from monai_unets.data import DicomSegError
 from monai_unets.scripts.demo_ct import write_dicom_series
 from monai_unets.transforms.io import Image2DReader, SaveDicomSeg, SaveDicomSegd
 from monai_unets.transforms.label import BinarizeLabel
@@ -61,6 +64,44 @@ def test_dicom_input_is_written_to_output_dir_named_after_the_series(tmp_path):
     masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(masks[..., 0], data["image"][0].numpy().transpose(2, 1, 0) > 0)
     assert not masks[..., 1].any()
+
+
+def test_the_source_headers_read_ahead_make_the_seg_and_are_not_read_again(tmp_path, monkeypatch):
+    from monai_unets.data import dicom_seg
+
+    series_uid, sop_uids = write_axial_series(tmp_path / "case_03")
+    data = predict(load(tmp_path / "case_03"))
+    reads = []
+    read = dicom_seg._read_series
+    monkeypatch.setattr(
+        dicom_seg, "_read_series", lambda *args: reads.append(threading.current_thread().name) or read(*args)
+    )
+    save = SaveDicomSegd("pred", tmp_path / "out", LABELS)
+    save.prepare({"pred": data["pred"], "image": data["image"]})
+    save(data)
+    assert len(reads) == 1 and reads[0].startswith("dicom-seg-source")
+    seg = segread(tmp_path / "out" / "case_03_seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
+    masks = seg.get_pixels_by_source_instance(sop_uids, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(masks[..., 0], data["image"][0].numpy().transpose(2, 1, 0) > 0)
+
+
+def test_a_source_read_ahead_that_fails_fails_the_seg_as_it_would_have(tmp_path):
+    write_axial_series(tmp_path / "case_04")
+    data = predict(load(tmp_path / "case_04"))
+    for path in (tmp_path / "case_04").iterdir():  # the slices lose the frame of reference a SEG needs
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path)
+    messages = []
+    for read_ahead in (False, True):
+        save = SaveDicomSegd("pred", tmp_path / "out", LABELS)
+        if read_ahead:
+            save.prepare(data)
+        with pytest.raises(DicomSegError) as raised:
+            save(data)
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1] and "FrameOfReferenceUID" in messages[0]
 
 
 def test_source_folder_comes_from_the_source_key_when_the_prediction_has_no_meta(tmp_path):
@@ -168,8 +209,6 @@ def test_image2d_reader_refuses_a_dicom_file_naming_it(tmp_path, bits):
     # handed on to MONAI's other readers, an 8-bit RGB DICOM was read by ITK as a 3D volume, and a 16-bit one (which
     # ITK cannot read) by pydicom as a 2D image of its colours rescaled by the scan's intercept, -1024 for black,
     # which passed the bundles' checks and reached the network
-    import pydicom
-
     folder = write_dicom_series(np.zeros((6, 5, 2), np.int16), tmp_path / "ct", (0.7, 0.8, 2.0), (0, 0, 0)).folder
     path = min(folder.iterdir())
     ds = pydicom.dcmread(path)

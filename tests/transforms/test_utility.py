@@ -90,6 +90,28 @@ def test_of_two_failures_the_first_in_the_chain_is_raised():
     assert "SaveNifti: disk full" in str(raised.value.__cause__)
 
 
+class SaveSegReadingAhead(SaveSeg):
+    def prepare(self, data):
+        self.log.append(("prepare", data["pred"], threading.current_thread().name))
+
+
+class StepReadingAhead(Step):
+    def prepare(self, data):  # not a writer of the run: never asked to read ahead
+        self.log.append(("prepare of a step", data["pred"]))
+
+
+def test_a_writer_may_start_its_work_as_the_chain_starts():
+    log: list = []
+    chain = ConcurrentCompose(
+        [StepReadingAhead(log, "label map"), SaveNifti(log), SaveSegReadingAhead(log)],
+        concurrent=["SaveNifti", "SaveSeg"],
+    )
+    chain({"pred": "scores"})
+    # the writer's prepare saw the case as it entered the chain, before the first step ran
+    assert log[:2] == [("prepare", "scores", threading.current_thread().name), ("Step", "scores")]
+    assert sorted(log[2:]) == [("SaveNifti", "label map"), ("SaveSegReadingAhead", "label map")]
+
+
 class _Probe(Transform):
     """Records the type of ``image`` and MONAI's metadata switch as it sees them."""
 
