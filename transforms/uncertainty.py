@@ -100,13 +100,16 @@ class SaveProbabilityMapsd(SaveImaged):
         common = dict(output_dir=os.path.abspath(output_dir), output_ext=output_ext, output_dtype=np.float32)
         common.update(resample=False)
         common.update(separate_folder=False, print_log=False, writer=writer, output_name_formatter=case_output_name)
-        self.save_probs = SaveImage(output_postfix="prob", **common) if probabilities else None
-        self.save_entropy = SaveImage(output_postfix="uncertainty", **common) if uncertainty else None
+        self.save_probs = SaveImage(output_postfix="prob", **common)
+        self.save_entropy = SaveImage(output_postfix="uncertainty", **common)
+        self.probabilities, self.uncertainty = bool(probabilities), bool(uncertainty)
 
     def output_paths(self, name: str) -> list[Path]:
-        """The files written for the case whose unique output name is ``name`` (none when disabled)."""
-        savers = (self.save_probs, self.save_entropy) if self.enabled else ()
-        return [saved_path(saver, name) for saver in savers if saver is not None]
+        """The files of the case whose unique output name is ``name``: those written, and those not written in
+        this configuration (disabled, or one of the maps off). An earlier run's maps under these names must not
+        pass for this run's: a failed case's are removed, and the others counted in the run's closing warning.
+        """
+        return [saved_path(saver, name) for saver in (self.save_probs, self.save_entropy)]
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
@@ -118,9 +121,9 @@ class SaveProbabilityMapsd(SaveImaged):
             probs = torch.as_tensor(maps[key]).float().clone()
             # outside the cropped region Invertd pads with zeros: the missing probability mass is background
             probs[0] += (1.0 - probs.sum(0)).clamp_min(0.0)
-            if self.save_probs is not None:
+            if self.probabilities:
                 self.save_probs(probs, meta_data=meta)
-            if self.save_entropy is not None:
+            if self.uncertainty:
                 self.save_entropy(entropy_map(probs)[None], meta_data=meta)
         return d
 

@@ -55,3 +55,20 @@ def test_a_write_that_fails_midway_leaves_no_map(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         SaveProbabilityMapsd("pred", tmp_path)({"pred": _probabilities((6, 5, 4), "/in/case.nii.gz")})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "settings, written",
+    [
+        ({"enabled": False}, []),
+        ({"uncertainty": False}, ["c1_prob.nii.gz"]),
+        ({}, ["c1_prob.nii.gz", "c1_uncertainty.nii.gz"]),
+    ],
+)
+def test_the_maps_of_a_case_are_its_outputs_also_where_this_run_writes_none(tmp_path, settings, written):
+    # a rerun without maps into a folder of an earlier run with them: a failed case's earlier maps must be removed,
+    # and a good case's counted as files this run did not write (CaseIsolationHandler reads the paths from here)
+    save = SaveProbabilityMapsd("pred", tmp_path, **settings)
+    assert save.output_paths("c1") == [tmp_path / "c1_prob.nii.gz", tmp_path / "c1_uncertainty.nii.gz"]
+    save({"pred": _probabilities((6, 5, 4), "/in/c1.nii.gz", "c1")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == written
