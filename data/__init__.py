@@ -60,6 +60,7 @@ from .plan import (
     record_input_size_in_metadata,
     record_inputs_in_metadata,
     save_plan,
+    weights_plan_file,
 )
 
 __all__ = [
@@ -126,5 +127,6 @@ __all__ = [
     "split_cases",
     "warn_repeated",
     "warn_trained_on",
+    "weights_plan_file",
     "write_dicom_seg",
 ]

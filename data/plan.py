@@ -61,6 +61,7 @@ __all__ = [
     "plan_file_of",
     "save_plan",
     "voxel_budget",
+    "weights_plan_file",
 ]
 
 # 2: the non-CT crop is the non-zero region, ``foreground_threshold`` null (version 1 wrote 0, "> 0")
@@ -977,16 +978,57 @@ def find_plan_of(weights: str | os.PathLike) -> str | None:
     return next((candidate for candidate in candidates if Path(candidate).is_file()), None)
 
 
-def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """The plan of one model file or of an ensemble: each member's plan (:func:`find_plan_of`), which must agree.
+def weights_plan_file(weights: str | os.PathLike, dataset_dir: str | os.PathLike | None = None) -> str | None:
+    """The plan file to preprocess for ``weights`` with: its own (:func:`find_plan_of`), else the dataset's
+    ``plan.json``, else ``None`` (the bundles' original pancreas CT recipe, :data:`DEFAULT_PLAN`).
 
-    A member without any plan file has the default plan (:func:`load_plan`). The members must share modality,
-    spacing, normalisation, crop, patch size and classes; the ensemble keeps a class's largest component only where
-    every member's validation chose to (``postprocessing.keep_largest``): each choice was made on that member's own
-    predictions, and a class kept by some members only is left as averaged.
+    Weights copied without the plan of their training (``model.pt`` alone) would otherwise run silently with other
+    spacing and intensities than they learned: an existing weights file without a plan of its own gets a warning
+    naming the plan it is given.
+
+    Args:
+        weights: the weights file.
+        dataset_dir: the dataset of the run, whose ``plan.json`` (``monai-unets plan``'s) is the next guess.
+
+    Example::
+
+        >>> weights_plan_file("/no/such/models/model.pt") is None
+        True
+    """
+    own = find_plan_of(weights)
+    if own is not None or not Path(weights).is_file():
+        return own
+    dataset = os.path.join(dataset_dir, "plan.json") if dataset_dir else None
+    if dataset is not None and Path(dataset).is_file():
+        warnings.warn(
+            f"{weights} has no plan file beside it (plan.json): its preprocessing is taken from the dataset's plan "
+            f"{dataset}. Copy the plan.json of the training that made the weights beside them.",
+            stacklevel=2,
+        )
+        return dataset
+    normalization = DEFAULT_PLAN["normalization"]
+    warnings.warn(
+        f"{weights} has no plan file beside it (plan.json): it runs with the bundle's original pancreas CT recipe "
+        f"({' x '.join(str(s) for s in DEFAULT_PLAN['spacing'])} mm voxels, intensities clipped to "
+        f"{normalization['clip']} HU). Weights trained with a plan of their own (monai-unets plan) segment nothing "
+        "useful that way: copy that plan.json beside them.",
+        stacklevel=2,
+    )
+    return None
+
+
+def ensemble_plan(weights: Sequence[str | os.PathLike], dataset_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The plan of one model file or of an ensemble: each member's plan (:func:`weights_plan_file`), which must
+    agree.
+
+    A member without a plan file of its own has the dataset's, else the default plan, with a warning. The members
+    must share modality, spacing, normalisation, crop, patch size and classes; the ensemble keeps a class's largest
+    component only where every member's validation chose to (``postprocessing.keep_largest``): each choice was made
+    on that member's own predictions, and a class kept by some members only is left as averaged.
 
     Args:
         weights: the model files, at least one.
+        dataset_dir: the dataset of the run, whose ``plan.json`` a member without a plan of its own is given.
 
     Raises:
         MissingModelError: a member of an ensemble of several model files does not exist (a single model file
@@ -1010,7 +1052,7 @@ def ensemble_plan(weights: Sequence[str | os.PathLike]) -> dict[str, Any]:
                 + (f" (nor {', '.join(missing[1:])})" if missing[1:] else "")
                 + "; train that fold first, or leave it out of the ensemble."
             )
-    sources = [find_plan_of(w) for w in weights]
+    sources = [weights_plan_file(w, dataset_dir) for w in weights]
     plans = [load_plan(source) for source in sources]
     first = plans[0]
     shared = model_settings(first)

@@ -572,6 +572,30 @@ def test_ensemble_inference_reads_each_member_s_plan(name, tmp_path):
     assert parser.get_parsed_content("model_files") == [str(models / "model_fold1.pt")]
 
 
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+@pytest.mark.parametrize("config", ["inference.yaml", "evaluate.yaml"])
+def test_the_weights_that_run_are_preprocessed_with_their_own_plan(name, config, tmp_path):
+    # weights given as model_files (the key suggested for a misspelt --model_file) had run with the plan beside
+    # the bundle's own models/model.pt: 0.04 Dice where their own plan gave 0.965
+    models = tmp_path / "models"
+    save_plan({**load_plan(None), "spacing": [3.0, 3.0, 3.0]}, models / "plan.json")
+    (models / "model.pt").touch()
+    other = tmp_path / "runs" / "x" / "model.pt"
+    save_plan({**load_plan(None), "spacing": [1.0, 1.0, 2.5]}, other.parent / "plan.json")
+    other.touch()
+    parser = ConfigParser()
+    files = ["train.yaml", "evaluate.yaml"] if config == "evaluate.yaml" else [config]
+    parser.read_config([str(_configs(bundle_dir(name)) / f) for f in files])
+    parser["bundle_root"] = str(tmp_path)
+    parser["dataset_dir"] = str(tmp_path / "no_dataset")
+    assert parser.get_parsed_content("pixdim") == [3.0, 3.0, 3.0]
+    parser["model_files"] = [str(other)]
+    assert parser.get_parsed_content("pixdim") == [1.0, 1.0, 2.5]
+    handlers = "validate#handlers" if config == "evaluate.yaml" else "handlers"
+    index = next(i for i, h in enumerate(parser[handlers]) if isinstance(h, dict) and h["_target_"] == "WeightsLoader")
+    assert parser.get_parsed_content(f"{handlers}#{index}#load_path") == str(other)
+
+
 def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_path):
     """Two folds trained with the dataset re-planned between them: each fold's plan survives the other's training,
     evaluation of fold 0 reads fold 0's plan, and an ensemble of both is refused naming both plan files."""

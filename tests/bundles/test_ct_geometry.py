@@ -76,7 +76,7 @@ def _run_with_oracle(name: str, configs: list[str], tmp_path, **overrides) -> Co
 
 def _infer_with_oracle(name: str, input_dir, tmp_path, **overrides) -> None:
     # the oracle has no weights to load, nor the settings of a real network to check
-    overrides = {"model_files": [], "handlers": [], **overrides}
+    overrides = {"handlers": [], **overrides}
     _run_with_oracle(
         name, ["inference.yaml"], tmp_path, input_dir=str(input_dir), output_dir=str(tmp_path / "out"), **overrides
     )
@@ -216,7 +216,6 @@ def _run_oracle(name: str, input_dir, output_dir) -> None:
         patch_size=[32, 32, 32],
         network=OrganOracle(),
         handlers=[],
-        model_files=[],
     )
     workflow.initialize()
     workflow.run()
@@ -302,7 +301,6 @@ def _run(name, studies, out, **overrides):
         num_workers=0,
         patch_size=[32, 32, 32],
         handlers=[],
-        model_files=[],
         **{"network": RandomScores(), **overrides},
     )
     workflow.initialize()

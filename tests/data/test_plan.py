@@ -23,6 +23,7 @@ from monai_unets.data.plan import (
     plan_file_of,
     record_classes_in_metadata,
     save_plan,
+    weights_plan_file,
 )
 from monai_unets.scripts.demo_ct import generate_demo_ct
 from monai_unets.scripts.demo_mr import generate_demo_mr
@@ -352,6 +353,26 @@ def test_weights_without_their_own_plan_read_the_folder_s_plan_json(tmp_path):
     # a fold's training checkpoint (a model file MONAI Label offers) holds that fold's weights: its plan, not plan.json
     assert find_plan_of(models / "checkpoint_fold0.pt") == own
     assert find_plan_of(models / "checkpoint.pt") == shared
+
+
+def test_weights_without_a_plan_of_their_own_take_the_dataset_s_or_the_default_one_with_a_warning(tmp_path):
+    # a model.pt copied alone had run with the default recipe without a word, and its evaluation with the dataset's
+    weights = tmp_path / "copied" / "model.pt"
+    weights.parent.mkdir()
+    weights.touch()
+    with pytest.warns(UserWarning, match="model.pt has no plan file beside it .* original pancreas CT recipe"):
+        assert weights_plan_file(weights) is None
+    dataset = save_plan({**DEFAULT_PLAN, "spacing": [0.9, 0.9, 2.5]}, tmp_path / "Task07" / "plan.json")
+    with pytest.warns(UserWarning, match=f"taken from the dataset's plan {re.escape(dataset)}"):
+        assert weights_plan_file(weights, tmp_path / "Task07") == dataset
+    with pytest.warns(UserWarning, match="the dataset's plan"):
+        assert ensemble_plan([str(weights)], tmp_path / "Task07")["spacing"] == [0.9, 0.9, 2.5]
+    own = save_plan(DEFAULT_PLAN, weights.parent / "plan.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert weights_plan_file(weights, tmp_path / "Task07") == own
+        # weights that do not exist are named as missing by the loader: no plan is guessed for them
+        assert weights_plan_file(tmp_path / "none" / "model.pt", tmp_path / "Task07") is None
 
 
 def _fold_plan(models, k, **changes):
