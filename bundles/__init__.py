@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,13 @@ def bundle_metadata(root: str | os.PathLike) -> dict[str, Any]:
 def input_size(
     root: str | os.PathLike, default: Sequence[int], model_file: str | os.PathLike | None = None
 ) -> list[int]:
-    """The size a 2D bundle's weights were trained at; ``default`` where nothing records it.
+    """The size a 2D bundle's weights were trained at, as their training recorded it; else a guess, with a warning.
 
     The bundle's own ``models/model.pt`` has its size in the input ``spatial_shape`` of ``metadata.json``, which its
-    training records; weights elsewhere (a training's ``ckpt_dir`` outside the bundle) have it in the training
-    checkpoint beside them (:func:`~monai_unets.handlers.trained_input_size`).
+    training records together with the weights' SHA-256 (``model_sha256``); weights elsewhere (a training's
+    ``ckpt_dir`` outside the bundle), or whose digest is not the one recorded (a ``model.pt`` copied into the
+    bundle), have it in the training checkpoint beside them (:func:`~monai_unets.handlers.trained_input_size`).
+    Weights with neither get the size of ``metadata.json`` (their own bundle's) or ``default``, with a warning.
 
     The 2D bundles' inference and evaluation resize images to it unless given an ``image_size``: weights trained at
     64 x 64 and run at 256 x 256 had scored 0.003 Dice against 0.17 at their own size, without a word.
@@ -116,16 +119,35 @@ def input_size(
         >>> input_size(bundle_dir("egeunet_skin_lesion"), [256, 256])
         [256, 256]
     """
-    own = os.path.join(root, "models", "model.pt")
-    if model_file is not None and os.path.abspath(model_file) != os.path.abspath(own):
-        from ..handlers import trained_input_size
+    from ..data.plan import MODEL_DIGEST_KEY, weights_digest
+    from ..handlers import trained_input_size
 
-        return trained_input_size(model_file) or [int(v) for v in default]
-    try:
-        image = next(iter(bundle_metadata(root)["network_data_format"]["inputs"].values()))
-        return [int(v) for v in image["spatial_shape"]]
-    except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
-        return [int(v) for v in default]
+    own = os.path.join(root, "models", "model.pt")
+    weights = own if model_file is None else os.fspath(model_file)
+    metadata = bundle_metadata(root)
+    size = [int(v) for v in default]
+    if os.path.abspath(weights) == os.path.abspath(own):
+        try:
+            image = next(iter(metadata["network_data_format"]["inputs"].values()))
+            size = [int(v) for v in image["spatial_shape"]]
+        except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
+            pass
+        # weights that are not there are named by the loader; the size does not matter then
+        if not os.path.isfile(own) or metadata.get(MODEL_DIGEST_KEY) == weights_digest(own):
+            return size
+    elif not os.path.isfile(weights):
+        return size
+    recorded = trained_input_size(weights)
+    if recorded:
+        return recorded
+    warnings.warn(
+        f"{weights}: the image size these weights were trained at is recorded neither in {root}/configs/metadata.json "
+        f"(by the training that wrote them) nor in a training checkpoint beside them; images are resized to "
+        f"{' x '.join(map(str, size))}. Weights trained at another size segment poorly at this one: give theirs "
+        '(--image_size "[H, W]").',
+        stacklevel=2,
+    )
+    return size
 
 
 def bundle_spatial_dims(name: str) -> int:

@@ -536,7 +536,7 @@ class BestModelSaver:
                 )
         if self.input_size is not None and self.metadata_file is not None:
             self._record(
-                lambda: record_input_size_in_metadata(self.metadata_file, self.input_size),
+                lambda: record_input_size_in_metadata(self.metadata_file, self.input_size, self.save_path),
                 "input size",
                 f"its input size is now {self.input_size}, as {self.save_path} was trained (inference and evaluation "
                 "resize images to it unless given an image_size).",

@@ -7,6 +7,7 @@ import logging
 import math
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -318,6 +319,30 @@ def test_a_2d_training_records_its_image_size_which_inference_takes_and_a_resume
         )
         is None
     )
+
+
+def test_weights_copied_into_a_bundle_are_not_taken_for_the_ones_its_metadata_records_the_size_of(tmp_path):
+    # a model.pt trained at 64 x 64 and copied alone into a bundle whose metadata says 256 x 256 had run at 256 x 256
+    # without a word (Dice 0.008 against 0.131)
+    from monai_unets.bundles import input_size
+
+    (tmp_path / "configs").mkdir()
+    metadata_file = tmp_path / "configs" / "metadata.json"
+    shutil.copy(bundle_dir("egeunet_skin_lesion") / "configs" / "metadata.json", metadata_file)
+    weights = tmp_path / "models" / "model.pt"
+    net = torch.nn.Linear(3, 1)
+    BestModelSaver(weights, net, "score", metadata_file=metadata_file, input_size=(96, 96))(_Validator(0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert input_size(tmp_path, [256, 256]) == [96, 96]  # the weights its training recorded
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    torch.save(net.state_dict(), weights)  # other weights copied over them, without their training's checkpoint
+    with pytest.warns(UserWarning, match=r"model.pt: the image size these weights were trained at is recorded neither"):
+        assert input_size(tmp_path, [256, 256]) == [96, 96]
+    # the checkpoint of their training, copied beside them, says their size
+    torch.save({"best_model": {"input_size": [64, 64]}}, tmp_path / "models" / "checkpoint.pt")
+    assert input_size(tmp_path, [256, 256]) == [64, 64]
 
 
 @pytest.mark.parametrize("configs", [["inference.yaml"], ["train.yaml", "evaluate.yaml"]])
