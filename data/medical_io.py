@@ -264,6 +264,30 @@ def is_dicom_file(path: Any) -> bool:
         return False
 
 
+def _can_list(folder: Path) -> bool:
+    """Whether the entries of ``folder`` can be listed and opened (read and search permission)."""
+    try:
+        with os.scandir(folder) as entries:
+            for _ in entries:
+                break
+        # search permission: a folder listed without it gives names whose files cannot be opened
+        os.stat(folder / RUN_MARKER)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _can_read(path: Path) -> bool:
+    """Whether the file ``path`` can be opened for reading."""
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
 def is_special_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a pipe, socket or device (not a regular file or folder); a broken link is not.
 
@@ -2369,7 +2393,11 @@ def _list_folder(
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
         path = Path(os.path.abspath(path))
-        if path.is_dir():
+        if path.is_dir() and not _can_list(path):
+            # a folder this account may not open (another group's data on a shared disk): its own case, which then
+            # fails in reading saying so, where the checks below had stopped the whole batch
+            cases.append({"image": str(path)})
+        elif path.is_dir():
             if (target := path.resolve()) == here or target in here.parents:
                 # a link back to this folder or one above it: followed, it listed every study again, ~40 times
                 # (to the system's limit on nested links), and the studies around the input folder too
@@ -2393,7 +2421,9 @@ def _list_folder(
                 cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
             special.append(path.name)
-        elif _has_suffix(path, suffixes) or (lists_dicom and is_dicom_file(path)):
+        elif _has_suffix(path, suffixes) or (lists_dicom and (is_dicom_file(path) or not _can_read(path))):
+            # a file that cannot be read may be a DICOM study named without a suffix: its own case, failing in
+            # reading, rather than skipped as no volume file with an exit status of 0
             if is_dicom_file(path):
                 other, uid = _dicom_image_series(path)
                 if other is not None:

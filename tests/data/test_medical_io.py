@@ -674,6 +674,35 @@ def test_list_medical_cases(formats, tmp_path, monkeypatch):
         list_medical_cases(tmp_path / "nowhere")
 
 
+def test_a_study_this_account_may_not_open_is_a_case_of_its_own(formats, tmp_path, monkeypatch):
+    # a series folder without search permission had stopped the whole batch while it was listed, and an unreadable
+    # DICOM file without a suffix was skipped as no volume file, exit status 0; each is now a case that fails alone
+    # (chmod cannot take the permission from root, which tests may run as: the system calls are made to refuse)
+    from monai_unets.data import medical_io
+
+    shutil.copy(formats["nifti"], tmp_path / "b.nii.gz")
+    shutil.copytree(formats["dicom"], tmp_path / "locked_series")
+    (tmp_path / "IM000123").write_bytes(b"\0" * 200)
+    scandir, stat_of = os.scandir, os.stat
+    locked = tmp_path / "locked_series"
+
+    def refused(path, *within):
+        if any(Path(path) == p or p in Path(path).parents for p in within):
+            raise PermissionError(13, "Permission denied", str(path))
+
+    # the folder cannot be listed nor anything in it reached, the file not opened
+    monkeypatch.setattr(os, "scandir", lambda path=".": refused(path, locked) or scandir(path))
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: refused(path, *locked.iterdir()) or stat_of(path, *a, **k))
+    monkeypatch.setattr(
+        medical_io,
+        "open",
+        lambda path, *a, **k: refused(path, tmp_path / "IM000123") or open(path, *a, **k),
+        raising=False,
+    )
+    cases = [Path(c["image"]).name for c in list_medical_cases(tmp_path)]
+    assert cases == ["IM000123", "b.nii.gz", "locked_series"]
+
+
 def test_a_folder_per_patient_is_listed_study_by_study(formats, tmp_path):
     # studies/p1/image.nii.gz ...: subfolders of volume files are no DICOM series; their studies are listed in place
     for patient in ("p1", "p2"):
