@@ -633,22 +633,35 @@ def _relative(value: Any, root: str) -> Any:
     return value
 
 
-def _digest(cases: Sequence[Any], located: bool = False) -> str:
+def _digest(cases: Sequence[Any], located: bool = False, sized: bool = True) -> str:
     """A digest of ``cases`` (their files, in any order), the same wherever the dataset lies: its files are taken
     relative to the folder that holds them all, so a dataset moved, mounted elsewhere or reached through a link is
-    the same one. ``located``: of the paths as they are (the digest checkpoints recorded before)."""
+    the same one; with their sizes (``sized``), so that another dataset whose files have the same names (one made
+    again, another export) is not. ``located``: of the paths as they are, without sizes; ``sized=False``: relative
+    paths alone (the digests checkpoints recorded before)."""
+    sizes = [[_file_size(path) for path in _paths(case)] if sized and not located else [] for case in cases]
     if not located:
         folders = [os.path.dirname(path) for path in _paths(list(cases))]
         if folders:
             root = os.path.commonpath(folders)
             cases = [_relative(case, root) for case in cases]
-    files = sorted(json.dumps(case, sort_keys=True, default=str) for case in cases)
+    files = sorted(
+        json.dumps([case, size] if size else case, sort_keys=True, default=str) for case, size in zip(cases, sizes)
+    )
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
 
 
+def _file_size(path: str) -> int | None:
+    # a folder (a DICOM series) has no size of its own to compare; a file gone since is left to the run to name
+    try:
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    except OSError:
+        return None
+
+
 def _cases_fingerprint(engine: Engine | None) -> str | None:
-    """A digest of an engine's cases as listed (:func:`_listed_cases`: an image damaged since the last run leaves
-    its training the same one); ``None`` when it has none."""
+    """A digest of an engine's cases as listed (:func:`_listed_cases`, before the data check skips any), with the
+    sizes of their files; ``None`` when it has none."""
     cases = _listed_cases(engine)
     return None if cases is None else _digest(cases)
 
@@ -659,7 +672,7 @@ def _same_cases(recorded: str | None, engine: Engine | None) -> bool | None:
     cases = _listed_cases(engine)
     if recorded is None or cases is None:
         return None
-    return recorded in (_digest(cases), _digest(cases, located=True))
+    return recorded in (_digest(cases), _digest(cases, sized=False), _digest(cases, located=True))
 
 
 def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, str]]:

@@ -593,18 +593,40 @@ def test_a_dataset_moved_or_reached_through_a_link_is_the_same_training(tmp_path
     assert epochs == [1, 2]
 
 
-def test_a_checkpoint_that_recorded_its_cases_where_they_lay_still_resumes(tmp_path):
-    # earlier versions recorded the digest of the absolute paths: their trainings go on after an update
+def test_another_dataset_whose_files_have_the_same_names_is_another_training(tmp_path):
+    # a dataset made again (or exported anew) under the same names had resumed the training of the first one, whose
+    # best score then kept its weights as model.pt
+    for dataset, content in (("first", b"x" * 100), ("copy", b"x" * 100), ("again", b"y" * 120)):
+        (tmp_path / dataset / "imagesTr").mkdir(parents=True)
+        for name in ("a", "b"):
+            (tmp_path / dataset / "imagesTr" / f"{name}.nii.gz").write_bytes(content)
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=tmp_path / "first")
+    trainer.run()
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=tmp_path / "copy")
+    trainer.run()
+    assert epochs == [2]  # the same files copied elsewhere: the same training
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=tmp_path / "again")
+    trainer.run()
+    assert epochs == [1, 2]
+
+
+@pytest.mark.parametrize("recorded", [{"located": True}, {"sized": False}])
+def test_a_checkpoint_of_an_earlier_version_s_digest_of_its_cases_still_resumes(tmp_path, recorded):
+    # earlier versions recorded the digest of the absolute paths, then of the relative paths without the files'
+    # sizes: their trainings go on after an update
     from monai_unets.handlers.checkpoint import _digest
 
-    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=Path("/data/Task07"))
+    (tmp_path / "data" / "imagesTr").mkdir(parents=True)
+    for name in ("a", "b"):
+        (tmp_path / "data" / "imagesTr" / f"{name}.nii.gz").write_bytes(b"x")
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=tmp_path / "data")
     trainer.run()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     cases = trainer.data_loader.dataset.data.listed
-    state["trainer"]["cases"] = _digest(cases, located=True)
+    state["trainer"]["cases"] = _digest(cases, **recorded)
     assert state["trainer"]["cases"] != _digest(cases)
     torch.save(state, tmp_path / "checkpoint.pt")
-    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=Path("/data/Task07"))
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=tmp_path / "data")
     trainer.run()
     assert epochs == [2]
 
