@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import types
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,16 @@ def _parts(source: str) -> tuple[Path, str, str]:
     return path.parent, stem, suffix.lstrip(".").replace(".", "_").lower() or "file"
 
 
+def _file_key(name: str) -> str:
+    # "A.png" and "a.png" are one file on macOS and Windows volumes, and so are the two Unicode forms of "café.png"
+    # (a precomposed é, as Linux and Windows tools write it, and e with a combining accent, as macOS does) on macOS's
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def _collisions(names: Sequence[str]) -> list[list[int]]:
-    # compared case-insensitively: "A.png" and "a.png" are one file on macOS and Windows volumes
     groups: dict[str, list[int]] = {}
     for index, name in enumerate(names):
-        groups.setdefault(name.casefold(), []).append(index)
+        groups.setdefault(_file_key(name), []).append(index)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -105,10 +111,11 @@ def case_output_names(sources: Sequence[str | os.PathLike], case_ids: Sequence[s
     ``<case>_0000.nii.gz``), else after its image file without the image extension (``ct_001.nii.gz`` ->
     ``ct_001``), its DICOM series folder, or ``<folder>_<SeriesInstanceUID>`` for one series of a folder that
     holds several.
-    Names that would collide (compared case-insensitively) are made distinct, deterministically and with a
-    warning: first by the kind of input (``a.jpg`` and ``a.png`` -> ``a_jpg``, ``a_png``; ``x.nii.gz`` and a
-    DICOM folder ``x/`` -> ``x_nii_gz``, ``x_dicom``), then by the folders that differ (``p1/image.nii.gz`` and
-    ``p2/image.nii.gz`` -> ``p1_image``, ``p2_image``), and last by a number (the same file listed twice).
+    Names that would collide (compared case-insensitively, and with accented letters in one Unicode form) are made
+    distinct, deterministically and with a warning: first by the kind of input (``a.jpg`` and ``a.png`` ->
+    ``a_jpg``, ``a_png``; ``x.nii.gz`` and a DICOM folder ``x/`` -> ``x_nii_gz``, ``x_dicom``), then by the folders
+    that differ (``p1/image.nii.gz`` and ``p2/image.nii.gz`` -> ``p1_image``, ``p2_image``), and last by a number
+    (the same file listed twice).
     Characters that file systems refuse (``:``, ``*``, ...) become ``_``. A name longer than 223 bytes (which,
     with a postfix and an extension, would exceed the 255 bytes a file name can have) keeps its start and ends
     with a digest of all of it, so that it stays unique and is the same in every run.
@@ -149,13 +156,13 @@ def case_output_names(sources: Sequence[str | os.PathLike], case_ids: Sequence[s
     taken: set[str] = set()
     for i, name in enumerate(names):
         unique, number = name, 2
-        while shortened_name(unique, _NAME_BYTES).casefold() in taken:
+        while _file_key(shortened_name(unique, _NAME_BYTES)) in taken:
             shared.add(i)
             unique, number = f"{name}_{number}", number + 1
         names[i] = shortened_name(unique, _NAME_BYTES)
         if names[i] != unique:
             shortened.add(i)
-        taken.add(names[i].casefold())
+        taken.add(_file_key(names[i]))
     renamed = []
     for i, (source, (_, base, _), name) in enumerate(zip(sources, parts, names)):
         if name == base:

@@ -65,6 +65,16 @@ def test_names_are_unique_without_regard_to_case_and_for_repeated_files():
     assert names[:2] == ["d_A", "e_a"]
 
 
+def test_names_are_unique_without_regard_to_the_unicode_form_of_their_letters():
+    # café.jpg written once precomposed and once with a combining accent: two files here, one on a macOS volume,
+    # where one mask had silently replaced the other
+    import unicodedata
+
+    composed, decomposed = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    names = case_output_names([f"/d/{composed}.jpg", f"/d/{decomposed}.jpg"])
+    assert len({unicodedata.normalize("NFC", n).casefold() for n in names}) == 2
+
+
 def test_series_of_one_folder_are_named_by_uid_and_unsafe_characters_replaced():
     names = case_output_names(["/in/study::1.2.3", "/in/study::1.2.4", "/in/we:ird*.nii.gz"])
     assert names == ["study_1.2.3", "study_1.2.4", "we_ird_"]
