@@ -271,6 +271,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield temporary
         fsync_file(temporary)
         os.replace(temporary, final)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.errno is None or error.filename not in (None, str(temporary), temporary):
+            raise
+        # named by the file it was to be (a full disk's "File too large" had named none, a read-only folder the
+        # hidden temporary file); the same errno, so the same OSError subclass
+        raise OSError(error.errno, error.strerror, str(final)) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

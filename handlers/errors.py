@@ -9,6 +9,7 @@ its full traceback to a log file and ends the output with one line from :func:`e
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
@@ -193,7 +194,11 @@ def _check_classes(num_classes: int, class_names: Sequence[str]) -> None:
 def _chain(error: BaseException) -> list[BaseException]:
     chain = [error]
     while True:
-        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        # an error raised while another was handled has it as its context, which is not its cause (pathlib's
+        # mkdir, refused, had been reported as the FileNotFoundError it first met): the context is followed from a
+        # RuntimeError only, as libraries wrap the error they explain in one
+        context = type(error) is RuntimeError and not error.__suppress_context__
+        inner = error.__cause__ or (error.__context__ if context else None)
         if inner is None or any(inner is e for e in chain):
             return chain
         chain.append(inner)
@@ -229,7 +234,8 @@ def root_cause(error: BaseException) -> BaseException:
 _HINTS: dict[str, str] = {
     "OutOfMemoryError": "lower batch_size, patch_size or sw_batch_size, or set --stitch_device to the CPU.",
     "FileNotFoundError": "check the path (dataset_dir, datalist, input_dir, bundle_root).",
-    "PermissionError": "check that the folder can be written (output_dir, ckpt_dir).",
+    "PermissionError": "check that this account may read the inputs (dataset_dir, input_dir) and write the output "
+    "folders (output_dir, ckpt_dir).",
     "FileExistsError": "a folder to write to (output_dir, ckpt_dir) is an existing file: give another path.",
     "ModuleNotFoundError": "install the missing package (pip install monai-unets brings every dependency).",
 }
@@ -276,7 +282,23 @@ def explain(error: BaseException) -> str:
         )
     text = itk_error_reason(str(cause)) or one_line(str(cause)) or "(no message)"
     hint = _HINTS.get(type(cause).__name__, "")
+    link = _dangling_link(cause)
+    if link is not None:
+        hint = (
+            f"{link} is a link to {os.readlink(link)}, which does not exist (a share not mounted?): mount it, or "
+            "give another path."
+        )
     return f"{type(cause).__name__}: {text}" + (f" -- {hint}" if hint else "")
+
+
+def _dangling_link(error: BaseException) -> Path | None:
+    """The link to nothing on the way to the file of a FileNotFoundError or FileExistsError (an output folder on a
+    share not mounted), if there is one."""
+    name = getattr(error, "filename", None) if isinstance(error, (FileNotFoundError, FileExistsError)) else None
+    if not isinstance(name, (str, os.PathLike)):
+        return None
+    path = Path(os.path.abspath(name))
+    return next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
 
 
 # MONAI's StatsHandler logs the exception that ends a run, with its traceback, before re-raising it
@@ -393,21 +415,32 @@ def _saved_traceback(path: Path, kind: type[BaseException], error: BaseException
     """
     text = f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n"
     text += "".join(traceback.format_exception(kind, error, tb))
+    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8", errors=TEXT_ERRORS) as f:
             f.write(text)
         return f"full traceback in {path}"
     except OSError as log_error:
-        # the log's folder is often the one the run failed to write to (an existing file, a read-only folder)
+        # the log's folder is often the one the run failed to write to (an existing file, a read-only folder); on a
+        # full disk the log is created and stays empty
+        if not existed:
+            with contextlib.suppress(OSError):
+                path.unlink()
         failed = f"the traceback could not be written to {path} ({log_error})"
+    spare = None
     try:
         handle, spare = tempfile.mkstemp(prefix="monai_unets-error-", suffix=".log")
         with open(handle, "w", encoding="utf-8", errors=TEXT_ERRORS) as f:
             f.write(text)
         return f"{failed}; it is in {spare}"
     except OSError as spare_error:
-        return f"{failed}, nor to {tempfile.gettempdir()} ({spare_error}); here it is:\n{text.rstrip()}"
+        # no usable temporary folder either (the disk is full): the error of that, not a second one from asking
+        # for the folder again, and the traceback itself
+        if spare is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(spare)
+        return f"{failed}, nor to a temporary file ({spare_error}); here it is:\n{text.rstrip()}"
 
 
 def report_errors(log_file: str | os.PathLike) -> None:
@@ -438,7 +471,9 @@ def report_errors(log_file: str | os.PathLike) -> None:
 
         >>> report_errors("logs/error.log")  # doctest: +SKIP
     """
-    path = Path(log_file).resolve()
+    # absolute, not resolved: an output folder that is a link to nothing (a share not mounted) must not be created
+    # at the link's target to hold the log
+    path = Path(os.path.abspath(log_file))
     # torchrun's RANK: the process group, which knows the rank too, is made by a later initialize step
     rank = int(os.environ.get("RANK") or 0)
     if rank > 0:

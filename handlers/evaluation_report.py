@@ -659,5 +659,6 @@ def write_report(
     try:
         _write_text(target, document)
     except OSError as error:  # named by the file asked for, not by the temporary one it is written through
-        raise OSError(f"cannot write the report {target}: {error.strerror or error}") from error
+        # the message names the report, which the error of the write alone does not
+        raise OSError(f"cannot write the report {target}: {error.strerror or error}") from None
     return target

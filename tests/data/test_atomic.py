@@ -460,3 +460,19 @@ def test_a_label_map_has_its_studys_qform_and_lies_on_it_in_itk(tmp_path, unit, 
     labels, ct = sitk.ReadImage(written.get_filename()), sitk.ReadImage(str(study))
     for geometry in ("GetOrigin", "GetSpacing", "GetDirection"):
         np.testing.assert_allclose(getattr(labels, geometry)(), getattr(ct, geometry)(), rtol=0, atol=1e-6)
+
+
+def test_a_failed_write_is_named_by_the_file_it_was_to_be(tmp_path):
+    # a full disk's "File too large" had named no file, a read-only folder the hidden temporary one
+    final = tmp_path / "mask.nii.gz"
+    with pytest.raises(OSError) as raised, atomic_path(final):
+        raise OSError(errno.EFBIG, "File too large")
+    assert (raised.value.errno, raised.value.filename) == (errno.EFBIG, str(final))
+    with pytest.raises(PermissionError) as raised, atomic_path(final) as temporary:
+        raise PermissionError(errno.EACCES, "Permission denied", str(temporary))
+    assert raised.value.filename == str(final)
+    # the error of another file (an input read within the block) is left as it is
+    with pytest.raises(FileNotFoundError) as raised, atomic_path(final):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/in/case.nii.gz")
+    assert raised.value.filename == "/in/case.nii.gz"
+    assert list(tmp_path.iterdir()) == []

@@ -385,3 +385,58 @@ def test_ctrl_c_ends_with_one_line_and_the_status_of_sigint(tmp_path):
     assert result.stderr.strip() == (
         "stopped (Ctrl-C): every file written so far is complete, none is left half-written."
     )
+
+
+def test_an_error_raised_while_another_was_handled_is_named_not_the_other():
+    # pathlib's mkdir of an output folder under a read-only one first meets FileNotFoundError, then raises
+    # PermissionError: the line had named the first, with the hint to check the input paths
+    try:
+        try:
+            raise FileNotFoundError(2, "No such file or directory", "/ro/sub/out")
+        except FileNotFoundError:
+            raise PermissionError(13, "Permission denied", "/ro/sub")  # noqa: B904 - as pathlib raises it
+    except PermissionError as error:
+        line = explain(error)
+    assert line.startswith("PermissionError: [Errno 13] Permission denied: '/ro/sub'")
+    assert "write the output folders" in line
+
+
+def test_an_output_folder_that_links_to_nothing_is_named_so_and_not_created(tmp_path):
+    # a share not mounted: the error log had been written at the link's target, creating its folders
+    (tmp_path / "out").symlink_to(tmp_path / "not_mounted" / "predictions")
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    command = [sys.executable, "-c", _fail_writing_to(str(tmp_path / "out"))]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TMPDIR": str(spare)})
+    assert result.returncode == 1
+    assert not (tmp_path / "not_mounted").exists()
+    target = tmp_path / "not_mounted" / "predictions"
+    expected = f"{tmp_path / 'out'} is a link to {target}, which does not exist (a share not mounted?): mount it"
+    assert expected in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_full_disk_gets_its_error_line_and_leaves_no_empty_log(tmp_path):
+    # where no file can grow, the hook had failed on asking for the temporary folder again ("Error in
+    # sys.excepthook", three tracebacks) and left an empty error.log
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from monai_unets.handlers import report_errors\n"
+        "report_errors(sys.argv[1] + '/error.log')\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "with open(sys.argv[1] + '/prediction.nii.gz', 'wb') as f:\n"
+        "    f.write(b'x' * 10)\n"
+    )
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(spare)},
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and "Error in sys.excepthook" not in result.stderr
+    assert lines[0].startswith("the traceback could not be written to") and lines[0].endswith("here it is:")
+    assert lines[-1] == "ERROR: OSError: [Errno 27] File too large"
+    assert not (tmp_path / "error.log").exists() and list(spare.iterdir()) == []
