@@ -68,7 +68,8 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
 # command -> what a bundle process stopped by a signal leaves, said with the signal
 _STOPPED: dict[str, str] = {
     "train": "the training goes on after its last saved epoch when the same command runs again.",
-    "infer": "the cases it had not finished have no outputs, and failures.csv does not list them.",
+    "infer": "the cases it had not finished have no outputs from this run (files an earlier run wrote for them are "
+    "still in the output folder under the same names), and failures.csv does not list them.",
     "evaluate": "the cases it had not finished have no metrics, and its tables and report are not written.",
 }
 
@@ -299,17 +300,21 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str 
     main_thread = threading.current_thread() is threading.main_thread()
     passed_on = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None and main_thread]
     previous = {s: signal.signal(s, lambda number, _frame: child.send_signal(number)) for s in passed_on}
+    interrupts = 0
     try:
         while True:
             try:
-                status = child.wait()
+                # after an interrupt the bundle process has grace_s to stop on its own (a terminal's Ctrl-C reaches it
+                # too); this process waits for it to end in any case, so that no run goes on unseen
+                status = child.wait(timeout=grace_s if interrupts == 1 else None)
                 break
             except KeyboardInterrupt:
-                try:
-                    status = child.wait(timeout=grace_s)
-                    break
-                except subprocess.TimeoutExpired:
+                interrupts += 1
+                if interrupts > 1:  # a second interrupt: passed on at once
                     child.send_signal(signal.SIGINT)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
+                interrupts = 2
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

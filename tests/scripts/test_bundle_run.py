@@ -173,17 +173,24 @@ def test_a_bundle_process_killed_by_a_signal_is_reported(capfd):
     )
 
 
-def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
+def _wrapped_child(tmp_path, body: str, grace_s: float = 10.0) -> tuple[subprocess.Popen, os.PathLike]:
+    """A command running a bundle process whose Python ``body`` runs once it has written its pid to the marker
+    file, returned with that file once it is there."""
     marker = tmp_path / "child.pid"
-    child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    child = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n{body}"
     wrapper = (
         "import sys; from monai_unets.scripts.bundle_run import run_bundle_process; "
-        f"sys.exit(run_bundle_process([sys.executable, '-c', {child!r}]))"
+        f"sys.exit(run_bundle_process([sys.executable, '-c', {child!r}], grace_s={grace_s}))"
     )
     process = subprocess.Popen([sys.executable, "-c", wrapper], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (marker.is_file() and marker.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
+    return process, marker
+
+
+def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
+    process, marker = _wrapped_child(tmp_path, "time.sleep(120)")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     # the bundle process had gone on writing outputs after the command was stopped
@@ -191,6 +198,28 @@ def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_second_interrupt_is_passed_on_and_the_command_ends_with_the_bundle_process(tmp_path):
+    # interrupts sent to the command alone (a job runner's, a notebook's): the second had ended the command with a
+    # traceback while the bundle process, orphaned, went on with the whole batch
+    done = tmp_path / "child.done"
+    body = (
+        f"try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n    open({str(done)!r}, 'w').write('stopped')\n"
+        "    raise\n"
+    )
+    process, marker = _wrapped_child(tmp_path, body, grace_s=60)
+    process.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert process.poll() is None  # the bundle process has its grace period to stop on its own
+    process.send_signal(signal.SIGINT)
+    status = process.wait(timeout=60)
+    assert done.read_text() == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(marker.read_text()), 0)
+    said = process.stderr.read()
+    # the command's own word, not a traceback of its wait (the bundle process's own report comes before it)
+    assert status == 130 and "subprocess.py" not in said and said.strip().endswith("failures.csv does not list them.")
 
 
 def test_a_reader_that_stops_early_ends_the_output_not_the_bundle_process(tmp_path):
