@@ -499,8 +499,11 @@ class CaseIsolationHandler:
             self._warn_of_earlier_outputs()
         for owner in self._concluding:
             owner.run_concluded(len(failures))
+        # the folder is said either way: a bundle run (python -m monai.bundle) says nowhere else where its outputs went
         summary = f"{cases} case(s): {cases - len(failures)} ok, {len(failures)} failed" + (
-            f"; the failures are listed in {self.failure_log}" if failures else ""
+            f"; the failures are listed in {self.failure_log}"
+            if failures
+            else f"; outputs in {self.failure_log.parent}"
         )
         if rank == 0:
             (logger.error if failures else logger.info)(summary)

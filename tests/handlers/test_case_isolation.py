@@ -172,7 +172,8 @@ def test_conclude_returns_when_every_case_succeeded(tmp_path):
         val_handlers=[isolation],
     )
     evaluator.run()
-    assert isolation.conclude() == "2 case(s): 2 ok, 0 failed"
+    # where the outputs are: a bundle run says it nowhere else
+    assert isolation.conclude() == f"2 case(s): 2 ok, 0 failed; outputs in {isolation.failure_log.parent}"
     assert _rows(tmp_path / "failures.csv") == []
 
 
@@ -435,7 +436,7 @@ def test_an_evaluation_stopped_part_way_leaves_no_report_of_an_earlier_run(tmp_p
         evaluator.run()
         return isolation.conclude()
 
-    assert evaluate() == "3 case(s): 3 ok, 0 failed"
+    assert evaluate().startswith("3 case(s): 3 ok, 0 failed; outputs in ")
     reports = ["dice_raw.csv", "dice_summary.csv", "failures.csv", "metrics.csv", "metrics_per_case.csv"]
     reports += ["metrics_summary.csv", "report.html", "run.json", "volumes_per_case.csv"]
     assert reports == sorted(p.name for p in eval_dir.iterdir() if p.is_file() and not p.name.endswith(".png"))
