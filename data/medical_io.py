@@ -1960,6 +1960,11 @@ class MedicalImageReader(ImageReader):
             if compressed is not None:
                 compressed.check(None if isinstance(image, _SeriesVolume) else itk.array_view_from_image(image))
             return image
+        if path.is_file():
+            # a DICOM file named without a suffix is known by its content: one this account may not read is named
+            # by that error (Permission denied), not as a file of another format
+            with open(path, "rb"):
+                pass
         raise ValueError(
             f"{path} is not a supported image: expected {', '.join(MEDICAL_SUFFIXES)}, a DICOM series folder "
             f"or a series reference '<folder>{SERIES_SEPARATOR}<SeriesInstanceUID>'."

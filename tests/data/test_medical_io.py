@@ -701,6 +701,10 @@ def test_a_study_this_account_may_not_open_is_a_case_of_its_own(formats, tmp_pat
     )
     cases = [Path(c["image"]).name for c in list_medical_cases(tmp_path)]
     assert cases == ["IM000123", "b.nii.gz", "locked_series"]
+    # reading it names that error, not "not a supported image"
+    reader = MedicalImageReader()
+    with pytest.raises(PermissionError, match="IM000123"):
+        reader.get_data(reader.read(str(tmp_path / "IM000123")))
 
 
 def test_a_folder_per_patient_is_listed_study_by_study(formats, tmp_path):
