@@ -101,7 +101,8 @@ def input_size(
     """The size a 2D bundle's weights were trained at, as their training recorded it; else a guess, with a warning.
 
     The bundle's own ``models/model.pt`` has its size in the input ``spatial_shape`` of ``metadata.json``, which its
-    training records together with the weights' SHA-256 (``model_sha256``); weights elsewhere (a training's
+    training records together with the weights' fingerprint (``model_sha256``,
+    :func:`~monai_unets.handlers.weights_fingerprint`); weights elsewhere (a training's
     ``ckpt_dir`` outside the bundle), or whose digest is not the one recorded (a ``model.pt`` copied into the
     bundle), have it in the training checkpoint beside them (:func:`~monai_unets.handlers.trained_input_size`).
     Weights with neither get the size of ``metadata.json`` (their own bundle's) or ``default``, with a warning.
@@ -119,8 +120,8 @@ def input_size(
         >>> input_size(bundle_dir("egeunet_skin_lesion"), [256, 256])
         [256, 256]
     """
-    from ..data.plan import MODEL_DIGEST_KEY, weights_digest
-    from ..handlers import trained_input_size
+    from ..data.plan import MODEL_DIGEST_KEY
+    from ..handlers import CheckpointError, trained_input_size, weights_fingerprint
 
     own = os.path.join(root, "models", "model.pt")
     weights = own if model_file is None else os.fspath(model_file)
@@ -132,8 +133,11 @@ def input_size(
             size = [int(v) for v in image["spatial_shape"]]
         except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
             pass
-        # weights that are not there are named by the loader; the size does not matter then
-        if not os.path.isfile(own) or metadata.get(MODEL_DIGEST_KEY) == weights_digest(own):
+        # weights that are not there, or cannot be read, are named by the loader; the size does not matter then
+        try:
+            if not os.path.isfile(own) or metadata.get(MODEL_DIGEST_KEY) == weights_fingerprint(own):
+                return size
+        except CheckpointError:
             return size
     elif not os.path.isfile(weights):
         return size

@@ -26,8 +26,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import json
 import math
 import os
@@ -64,7 +62,6 @@ __all__ = [
     "plan_file_of",
     "save_plan",
     "voxel_budget",
-    "weights_digest",
     "weights_plan_file",
 ]
 
@@ -646,38 +643,18 @@ def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int
     return _rewrite_metadata(metadata_file, change)
 
 
-#: ``metadata.json`` key of the SHA-256 of the ``models/model.pt`` whose training recorded the input ``spatial_shape``
+#: ``metadata.json`` key of the fingerprint (:func:`~monai_unets.handlers.weights_fingerprint`) of the
+#: ``models/model.pt`` whose training recorded the input ``spatial_shape``
 MODEL_DIGEST_KEY = "model_sha256"
 
 
-def weights_digest(path: str | os.PathLike) -> str:
-    """The SHA-256 of a weights file, in hex; computed once per file content (path, size and time of change).
-
-    Example::
-
-        >>> weights_digest("models/model.pt")  # doctest: +SKIP
-        '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
-    """
-    stat = os.stat(path)
-    return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, _size: int, _mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def record_input_size_in_metadata(
-    metadata_file: str | os.PathLike, size: Sequence[int], model_file: str | os.PathLike | None = None
+    metadata_file: str | os.PathLike, size: Sequence[int], fingerprint: str | None = None
 ) -> bool:
     """Sets the input ``spatial_shape`` of a 2D bundle's ``metadata.json``: the size its images are resized to.
 
     The weights in ``models/model.pt`` are bound to the size they were trained at; the 2D bundles' inference and
-    evaluation resize images to the size recorded there, unless given an ``image_size``. With ``model_file`` the
+    evaluation resize images to the size recorded there, unless given an ``image_size``. With ``fingerprint`` the
     file also records which weights the size is theirs (:data:`MODEL_DIGEST_KEY`): other weights copied into the
     bundle later are not taken to have it. The file is rewritten, atomically, only where something differs; its
     other entries are kept.
@@ -685,18 +662,18 @@ def record_input_size_in_metadata(
     Args:
         metadata_file: the bundle's ``configs/metadata.json``.
         size: the spatial size the training resized its images to.
-        model_file: the weights just saved with that size (the bundle's ``models/model.pt``).
+        fingerprint: :func:`~monai_unets.handlers.weights_fingerprint` of the weights just saved with that size
+            (the bundle's ``models/model.pt``).
 
     Returns:
         whether the size was changed.
 
     Example::
 
-        >>> record_input_size_in_metadata("configs/metadata.json", [384, 384], "models/model.pt")  # doctest: +SKIP
+        >>> record_input_size_in_metadata("configs/metadata.json", [384, 384], "9f2c...")  # doctest: +SKIP
         True
     """
     shape = [int(v) for v in size]
-    digest = None if model_file is None else weights_digest(model_file)
     resized = False
 
     def change(metadata: dict) -> bool:
@@ -704,9 +681,9 @@ def record_input_size_in_metadata(
         image = next(iter(metadata["network_data_format"]["inputs"].values()))
         resized = image.get("spatial_shape") != shape
         image["spatial_shape"] = shape
-        bound = digest is None or metadata.get(MODEL_DIGEST_KEY) == digest
-        if digest is not None:
-            metadata[MODEL_DIGEST_KEY] = digest
+        bound = fingerprint is None or metadata.get(MODEL_DIGEST_KEY) == fingerprint
+        if fingerprint is not None:
+            metadata[MODEL_DIGEST_KEY] = fingerprint
         return resized or not bound
 
     _rewrite_metadata(metadata_file, change)

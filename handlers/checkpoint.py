@@ -13,6 +13,7 @@ Every file is a plain ``torch.save`` of tensors and numbers: it loads with ``tor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -238,6 +239,13 @@ def weights_fingerprint(path: str | os.PathLike, key: str = "") -> str:
         >>> weights_fingerprint("models/model.pt")  # doctest: +SKIP
         '9f2c...'
     """
+    stat = os.stat(path)
+    return _fingerprint(os.path.abspath(path), key, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(path: str, key: str, _size: int, _mtime_ns: int) -> str:
+    # once per file content (its size and time of change): a served bundle's config is parsed for every request
     digest = hashlib.sha256()
     state = _weights_of(path, "cpu", key)
     for name in sorted(state):
@@ -536,7 +544,9 @@ class BestModelSaver:
                 )
         if self.input_size is not None and self.metadata_file is not None:
             self._record(
-                lambda: record_input_size_in_metadata(self.metadata_file, self.input_size, self.save_path),
+                lambda: record_input_size_in_metadata(
+                    self.metadata_file, self.input_size, weights_fingerprint(self.save_path)
+                ),
                 "input size",
                 f"its input size is now {self.input_size}, as {self.save_path} was trained (inference and evaluation "
                 "resize images to it unless given an image_size).",
