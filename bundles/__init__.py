@@ -17,6 +17,7 @@ from .distributed import (
     validation_sampler,
 )
 from .overrides import check_command_line
+from .process_state import restore_process_state, save_process_state
 
 __all__ = [
     "BUNDLES_DIR",
@@ -30,6 +31,8 @@ __all__ = [
     "input_size",
     "list_bundles",
     "log_from_rank_zero",
+    "restore_process_state",
+    "save_process_state",
     "validation_sampler",
 ]
 

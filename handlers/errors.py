@@ -509,6 +509,8 @@ def report_errors(log_file: str | os.PathLike) -> None:
         name = args.thread.name if args.thread is not None else "?"
         report(args.exc_type, args.exc_value, args.exc_traceback, f"ERROR in thread {name}")
 
+    # marked, so that a run that ends in a process that goes on takes off its own hooks only (restore_process_state)
+    hook.reports_errors = thread_hook.reports_errors = True  # type: ignore[attr-defined]
     sys.excepthook = hook
     threading.excepthook = thread_hook
     escape_unencodable_output()

@@ -495,9 +495,9 @@ def test_training_holds_its_checkpoint_before_anything_is_written(name, configs)
     steps = [str(step) for step in parser["initialize"]]
     held = steps.index("$monai_unets.handlers.hold_training(@checkpoint_path, @output_dir)")
     # before it only the checks that write nothing (those that can fail come first, so that a process that goes on
-    # after them, MONAI Label's run_sync training, holds no lock), the error hook (which writes nothing for this
-    # refusal) and the process group that rank 0's lock is told through
-    first = {"check_command_line()", "report_errors(", "check_settings(", "@input_size_check"}
+    # after them, MONAI Label's run_sync training, holds no lock), the note of the process's settings and the error
+    # hook (which write nothing for this refusal) and the process group that rank 0's lock is told through
+    first = {"check_command_line()", "save_process_state()", "report_errors(", "check_settings(", "@input_size_check"}
     first |= {"import torch.distributed", "init_process_group(", "set_device("}
     assert all(any(step in before for step in first) for before in steps[:held]), steps[:held]
     # the checkpoint the trainer saves and takes the lock of, and the folder of its logs

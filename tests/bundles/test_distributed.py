@@ -41,7 +41,9 @@ def test_multi_gpu_runs_end_their_process_group_with_it(name):
     assert len(configs) == 3
     for config in configs:
         finalize = ConfigParser.load_config_file(config).get("finalize")
-        assert finalize == ["$monai_unets.bundles.end_process_group()"], config.name
+        # then what initialize changed for the process, given back where the process goes on
+        ending = ["$monai_unets.bundles.end_process_group()", "$monai_unets.bundles.restore_process_state()"]
+        assert finalize == ending, config.name
 
 
 def test_fewer_validation_cases_than_processes_says_what_to_change(monkeypatch):
