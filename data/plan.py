@@ -653,6 +653,8 @@ def record_input_size_in_metadata(
 ) -> bool:
     """Sets the input ``spatial_shape`` of a 2D bundle's ``metadata.json``: the size its images are resized to.
 
+    Outputs described at the input's size (the segmentation) are set to the new size with it.
+
     The weights in ``models/model.pt`` are bound to the size they were trained at; the 2D bundles' inference and
     evaluation resize images to the size recorded there, unless given an ``image_size``. With ``fingerprint`` the
     file also records which weights the size is theirs (:data:`MODEL_DIGEST_KEY`): other weights copied into the
@@ -680,6 +682,10 @@ def record_input_size_in_metadata(
         nonlocal resized
         image = next(iter(metadata["network_data_format"]["inputs"].values()))
         resized = image.get("spatial_shape") != shape
+        # the segmentation comes out at its input's size: left at the old size, the metadata contradicted itself
+        for output in metadata["network_data_format"]["outputs"].values():
+            if output.get("spatial_shape") == image.get("spatial_shape"):
+                output["spatial_shape"] = shape
         image["spatial_shape"] = shape
         bound = fingerprint is None or metadata.get(MODEL_DIGEST_KEY) == fingerprint
         if fingerprint is not None:

@@ -302,6 +302,9 @@ def test_a_2d_training_records_its_image_size_which_inference_takes_and_a_resume
     with caplog.at_level(logging.WARNING):
         saver(_Validator(0.5))
     assert input_size(tmp_path, [256, 256]) == [64, 64]
+    # the segmentation, at the input's size, is described at that size too
+    outputs = json.loads(metadata_file.read_text())["network_data_format"]["outputs"]
+    assert outputs["pred"]["spatial_shape"] == [64, 64]
     assert f"{metadata_file}: its input size is now [64, 64], as {tmp_path / 'model.pt'} was trained" in caplog.text
     assert saver.state_dict()["input_size"] == [64, 64]
     # a resume at another size stops, naming the size to resume with
