@@ -58,7 +58,7 @@ from .runtime import (
 )
 from .structure_loss import DeepSupervisedStructureLoss, StructureLoss
 from .uncertainty import UncertaintyScoring, uncertainty_score
-from .unetv2 import UNetV2, UnetV2
+from .unetv2 import UNetV2, UnetV2, warn_if_random_encoder
 from .utils import check_input_size, count_macs, count_parameters, input_shape_problem
 
 __all__ = [
@@ -103,4 +103,5 @@ __all__ = [
     "reuse_freed_memory",
     "select_runtime",
     "uncertainty_score",
+    "warn_if_random_encoder",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from monai_unets.networks.blocks.conv_encoder import UNetV2ConvEncoder
@@ -258,3 +260,27 @@ def test_side_outputs_finest_first():
     outputs = net.train()(torch.randn(2, 1, 64, 40))
     for level, output in enumerate(outputs):
         torch.testing.assert_close(output, torch.full_like(output, level))
+
+
+@pytest.mark.parametrize(
+    "pretrained, resumed, warned", [(None, False, True), ("pvt.pth", False, False), (None, True, False)]
+)
+def test_a_polyp_training_without_the_encoder_s_weights_says_so_in_its_log(
+    tmp_path, caplog, pretrained, resumed, warned
+):
+    # the default trains the PVTv2 encoder from random weights, far more slowly, and had not said so
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir("unetv2_polyp") / "configs" / "train.yaml"))
+    parser["bundle_root"], parser["pretrained_encoder"] = str(tmp_path), pretrained
+    if resumed:
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / "checkpoint.pt").write_bytes(b"")
+    step = [str(s) for s in parser["run"]].index(
+        "$monai_unets.networks.warn_if_random_encoder(@pretrained_encoder, @checkpoint_path if @resume else None)"
+    )
+    with caplog.at_level(logging.WARNING):
+        assert parser.get_parsed_content(f"run#{step}") is warned
+    assert ("starts from random weights" in caplog.text) is warned
