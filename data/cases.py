@@ -468,27 +468,54 @@ def cached_dataset(
     raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}.")
 
 
-def _described(value: Any, depth: int = 0) -> Any:
-    """A JSON-able account of ``value`` (a transform and its settings, nested objects included), for a digest."""
-    if depth > 8:
-        return type(value).__qualname__
+def _code_digest(code: types.CodeType) -> str:
+    """A digest of what a function's code computes: its bytecode, constants (nested code too) and names."""
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    for const in code.co_consts:
+        parts.append(_code_digest(const).encode() if isinstance(const, types.CodeType) else repr(const).encode())
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+def _described(value: Any, seen: frozenset[int] = frozenset()) -> Any:
+    """A JSON-able account of ``value`` (a transform and its settings, nested objects included), for a digest.
+
+    Objects are followed to any depth (a reader's settings sit nine levels inside a ``LoadImaged``); one met again
+    inside itself is named, not followed. A function is described by its code, defaults and closure, so that two
+    lambdas, or a function edited between runs, are told apart.
+    """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, enum.Enum):
         return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_described(v, depth + 1) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(str(v) for v in value)
-    if isinstance(value, dict):
-        return {str(k): _described(v, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (np.ndarray, torch.Tensor)):
         array = np.ascontiguousarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
         return [str(array.dtype), list(array.shape), hashlib.sha256(array.tobytes()).hexdigest()]
-    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, (type, types.BuiltinFunctionType)):
         return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    if id(value) in seen:
+        return f"<{type(value).__qualname__} within itself>"
+    seen = seen | {id(value)}
+    if isinstance(value, (list, tuple)):
+        return [_described(v, seen) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _described(v, seen) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, types.MethodType):
+        return [_described(value.__func__, seen), _described(value.__self__, seen)]
+    if isinstance(value, types.FunctionType):
+        cells = []
+        for cell in value.__closure__ or ():
+            try:
+                cells.append(_described(cell.cell_contents, seen))
+            except ValueError:  # a cell not filled yet
+                cells.append(None)
+        name = f"{value.__module__}.{value.__qualname__}"
+        return [name, _code_digest(value.__code__), _described(value.__defaults__, seen), cells]
     if hasattr(value, "__dict__"):
-        return [type(value).__qualname__, _described(vars(value), depth + 1)]
+        return [type(value).__qualname__, _described(vars(value), seen)]
     return type(value).__qualname__
 
 
@@ -516,9 +543,9 @@ def _file_states(value: Any) -> list:
 
 
 def _case_digest(case: dict) -> bytes:
-    """The disk cache's key of a case: its entries and the state of every file they name."""
+    """The disk cache's key of a case: its entries (an array by its values) and the state of every file they name."""
     states = {key: _file_states(value) for key, value in sorted(case.items())}
-    return json_hashing({"case": {k: str(v) for k, v in case.items()}, "files": states})
+    return json_hashing({"case": _described(case), "files": states})
 
 
 def _stamp(item: Any, name: str, index: int) -> Any:

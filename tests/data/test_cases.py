@@ -286,6 +286,36 @@ def test_disk_cache_reads_a_file_corrected_in_place_again(tmp_path):
     assert float(_disk_cached_png(tmp_path, path)[0]["image"].max()) == 200
 
 
+def test_disk_cache_keys_cases_given_as_arrays_by_all_their_values(tmp_path):
+    # keyed by their printed form, which shows only an array's corners, two images that differ in the middle had
+    # shared one entry: the second case read the first one's image
+    plain, lesion = np.zeros((1, 64, 64), np.float32), np.zeros((1, 64, 64), np.float32)
+    lesion[0, 20:40, 20:40] = 1.0
+    cases = [{"image": plain}, {"image": lesion}]
+    dataset = cached_dataset(cases, Compose([Lambdad("image", torch.as_tensor)]), "disk", cache_dir=tmp_path / "cache")
+    assert float(dataset[0]["image"].sum()) == 0.0 and float(dataset[1]["image"].sum()) == 400.0
+
+
+def test_disk_cache_keys_the_preprocessing_by_deep_settings_and_function_bodies(tmp_path):
+    # a reader's settings nine levels inside LoadImaged, and a lambda's body, had been left out of the key
+    from monai_unets.data.cases import _transforms_digest
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    def load(canonical: bool) -> LoadImaged:
+        reader = MedicalImageReader(nibabel_kwargs={"as_closest_canonical": canonical})
+        return LoadImaged("image", reader=reader, image_only=True)
+
+    assert _transforms_digest([load(False)]) != _transforms_digest([load(True)])
+    assert _transforms_digest([load(True)]) == _transforms_digest([load(True)])
+    add, double = Lambdad("image", lambda x: x + 1), Lambdad("image", lambda x: x * 2)
+    assert _transforms_digest([add]) != _transforms_digest([double])
+    offset = 1
+    closure = Lambdad("image", lambda x: x + offset)
+    first = _transforms_digest([closure])
+    offset = 2
+    assert _transforms_digest([closure]) != first
+
+
 class _CountingLoad(Transform):
     """A deterministic step that counts its calls (how often a case is read)."""
 
