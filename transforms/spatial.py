@@ -346,7 +346,7 @@ class ResampleSpacingd(Spacingd):
     - For NIfTI inputs, MONAI 1.6's ``Spacingd`` calls ``update`` on every entry whose name starts with
       ``<key>_``, assuming a meta dictionary. MONAI Label passes the study's path as ``image_path`` (a string),
       so ``Spacingd`` fails inside MONAI Label. This transform sets such entries aside while resampling and puts
-      them back unchanged.
+      them back unchanged; those among its ``keys`` (``"image_t2"`` beside ``"image"``) are resampled.
 
     - With ``axcodes``, it first reorients as ``Orientationd(axcodes=axcodes, labels=labels)`` would, in the
       same resampling: the same output, but the data moves once and ``Invertd`` undoes both in one step (on a
@@ -393,8 +393,11 @@ class ResampleSpacingd(Spacingd):
         for key in self.key_iterator(d):
             _check_resampled_size(d[key], self._pixdim)
         prefixes = tuple(f"{key}_" for key in self.keys if isinstance(key, str))
+        # a key of this transform is resampled, whatever its name (an "image_t2" beside "image")
         aside = {
-            k: d.pop(k) for k in list(d) if isinstance(k, str) and k.startswith(prefixes) and not isinstance(d[k], dict)
+            k: d.pop(k)
+            for k in list(d)
+            if isinstance(k, str) and k.startswith(prefixes) and k not in self.keys and not isinstance(d[k], dict)
         }
         out = super().__call__(d, lazy=lazy)
         out.update(aside)

@@ -55,6 +55,20 @@ def test_resamples_and_keeps_the_string_entry(study):
     np.testing.assert_allclose(out["image"].pixdim[:3], [1.6, 1.6, 2.5])
 
 
+def test_a_key_named_after_another_key_is_resampled_with_it():
+    # entries named "<key>_..." are set aside for MONAI Label's image_path; an "image_t2" among the keys had been
+    # set aside too, and with allow_missing_keys left silently on its own grid
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    keys = ("image", "image_t2")
+    for allow_missing_keys in (False, True):
+        case = {key: MetaTensor(torch.rand(1, 8, 8, 8), affine=affine) for key in keys}
+        out = ResampleSpacingd(keys, pixdim=(1.0, 1.0, 1.0), allow_missing_keys=allow_missing_keys)(case)
+        reference = Spacingd(keys, pixdim=(1.0, 1.0, 1.0))(dict(case))
+        for key in keys:
+            assert out[key].shape == reference[key].shape == (1, 15, 15, 15)
+            torch.testing.assert_close(out[key].affine, reference[key].affine)
+
+
 def test_a_spacing_that_would_blow_the_image_up_is_refused_naming_the_file(tmp_path):
     # 50 mm voxels (a header in another unit) made a 48 x 40 x 24 study 1.3e9 voxels at 1.5 mm, which held a whole
     # batch for minutes before anything said which study it was
