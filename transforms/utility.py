@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from threading import current_thread, main_thread
 from typing import Any
 
 from monai.data import MetaTensor, get_track_meta, set_track_meta
@@ -130,8 +131,11 @@ class MetaFreeRandomCompose(Compose):
     random numbers as they do there: the same seed gives the same samples.
 
     MONAI's metadata switch is one per process (``monai.data.set_track_meta``): while the random part runs,
-    transforms in other threads of the process make no metadata either. A training's loader runs it in its
-    worker processes or in the trainer's own thread, between which nothing else runs transforms.
+    transforms in other threads of the process would make no metadata either (a reader's affine lost, a
+    resampling skipped). So the switch is made only in a process's main thread, where a training's loader runs
+    the chain (in its worker processes, or in the trainer's process without workers); in another thread (those of
+    ``ThreadDataLoader``) the chain runs as ``Compose`` does, with metadata. So does a chain resampled lazily
+    (``lazy=True``), whose random spatial transforms are combined through their metadata.
 
     Args:
         transforms: the chain, as for ``Compose``; nested ``Compose`` lists are not looked into, so pass a flat
@@ -158,7 +162,8 @@ class MetaFreeRandomCompose(Compose):
     def __call__(self, input_, start=0, end=None, threading=False, lazy: bool | None = None):
         first = self.get_index_of_first(_first_random)
         stop = len(self.transforms) if end is None else end
-        if first is None or stop <= first:
+        lazily = self.lazy if lazy is None else lazy
+        if first is None or stop <= first or lazily is True or current_thread() is not main_thread():
             return super().__call__(input_, start=start, end=end, threading=threading, lazy=lazy)
         split = max(start, first)
         if split > start:

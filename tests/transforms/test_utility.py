@@ -177,3 +177,21 @@ def test_meta_free_random_compose_turns_metadata_back_on_after_a_failure():
         chain(_image())
     assert str(error.value.__cause__) == "augmentation failed"
     assert get_track_meta()
+
+
+def test_meta_free_random_compose_keeps_metadata_outside_the_main_thread_and_when_lazy():
+    # the switch is one per process: a chain in a ThreadDataLoader's thread had turned it off for the transforms of
+    # the other threads (a reader's affine lost, a resampling skipped, without an error); and lazy resampling needs
+    # the metadata of its random transforms (it had failed on a bare MetaObj)
+    seen: list = []
+    chain = MetaFreeRandomCompose([_Probe(seen), RandFlipd("image", prob=1.0, spatial_axis=0), _Probe(seen)])
+    outputs: list = []
+    worker = threading.Thread(target=lambda: outputs.append(chain(_image())))
+    worker.start()
+    worker.join()
+    assert seen == [("MetaTensor", True), ("MetaTensor", True)] and isinstance(outputs[0]["image"], MetaTensor)
+    lazy = MetaFreeRandomCompose([ScaleIntensityd("image"), RandRotated("image", range_x=0.5, prob=1.0)], lazy=True)
+    reference = Compose([ScaleIntensityd("image"), RandRotated("image", range_x=0.5, prob=1.0)], lazy=True)
+    torch.testing.assert_close(
+        lazy.set_random_state(seed=3)(_image())["image"], reference.set_random_state(seed=3)(_image())["image"]
+    )
