@@ -1763,7 +1763,8 @@ class _NiftiReader(NibabelReader):
 
     def _get_array_data(self, img: Any, filename: str) -> Any:
         try:
-            if not self.to_gpu and str(filename).lower().endswith(".gz"):
+            # a proxy of the file's voxels; an image reoriented by as_closest_canonical holds an array already
+            if not self.to_gpu and str(filename).lower().endswith(".gz") and nib.is_proxy(img.dataobj):
                 return _checked_gzip_data(img.dataobj, filename)
             return super()._get_array_data(img, filename)
         except COMPRESSED_DATA_ERRORS as error:

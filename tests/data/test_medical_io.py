@@ -250,6 +250,17 @@ def test_a_nifti_gz_damaged_inside_is_refused_not_read_with_other_values(tmp_pat
         LoadImage(reader=MedicalImageReader(), image_only=True)(path)
 
 
+def test_nibabel_s_closest_canonical_reads_a_nifti_gz_as_monai_s_reader_does(tmp_path):
+    # the reoriented image holds an array, not a proxy of the file: the checksum reading had failed on it
+    path = tmp_path / "lps.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.diag([-1.0, -2.0, 3.0, 1.0])), path)
+    ours = LoadImage(reader=MedicalImageReader(nibabel_kwargs={"as_closest_canonical": True}), image_only=True)(path)
+    monai = LoadImage(reader="NibabelReader", as_closest_canonical=True, image_only=True)(path)
+    np.testing.assert_array_equal(ours.numpy(), monai.numpy())
+    np.testing.assert_array_equal(ours.affine.numpy(), monai.affine.numpy())
+    assert float(ours.affine[0, 0]) == 1.0
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".nhdr", ".mha", ".mhd"])
 def test_a_compressed_nrrd_or_metaimage_damaged_inside_is_refused_not_read_with_other_values(tmp_path, suffix):
     # ITK decompresses as many bytes as the voxels take and compares no checksum, and reports a MetaImage's failed
