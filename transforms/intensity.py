@@ -6,6 +6,7 @@ import math
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, NormalizeIntensity, ScaleIntensity, Transform
@@ -107,6 +108,9 @@ class PlannedNormalize(Transform):
     def __init__(self, normalization: Mapping[str, Any]) -> None:
         scheme = normalization.get("scheme")
         if scheme == "ct":
+            missing = [key for key in ("clip", "mean", "std") if key not in normalization]
+            if missing:
+                raise ValueError(f"normalization of scheme 'ct' needs {', '.join(missing)}; got {dict(normalization)}")
             low, high = (float(v) for v in normalization["clip"])
             mean, std = float(normalization["mean"]), float(normalization["std"])
             if not all(map(math.isfinite, (low, high, mean, std))) or std <= 0:
@@ -129,6 +133,9 @@ class PlannedNormalize(Transform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         if self.clip is not None:
             img = img.clip(*self.clip)
+        else:
+            # MONAI's channel-wise normalisation writes into its input: the caller's array would be changed
+            img = img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
         return self.normalize(img)
 
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from monai_unets.transforms import AboveThreshold, PlannedNormalized, normalised_background
+from monai_unets.transforms import AboveThreshold, PlannedNormalize, PlannedNormalized, normalised_background
 
 
 def test_ct_clips_then_zscores_with_the_plan_statistics():
@@ -23,6 +24,20 @@ def test_mr_zscores_each_channel_of_a_multi_modal_image_on_its_own():
     norm = PlannedNormalized("image", {"scheme": "zscore_nonzero"})
     out = norm({"image": torch.tensor([[0.0, 1.0, 3.0], [0.0, 1000.0, 3000.0]])})["image"]
     torch.testing.assert_close(out, torch.tensor([[0.0, -1.0, 1.0], [0.0, -1.0, 1.0]]))
+
+
+def test_normalising_leaves_the_caller_s_image_as_it_was():
+    # MONAI's channel-wise normalisation had written the normalised values into the caller's array or tensor
+    for image in (np.array([[0.0, 100.0, 200.0, 255.0]], np.float32), torch.tensor([[0.0, 100.0, 200.0, 255.0]])):
+        kept = image.copy() if isinstance(image, np.ndarray) else image.clone()
+        PlannedNormalize({"scheme": "zscore_nonzero"})(image)
+        PlannedNormalized("image", {"scheme": "zscore_nonzero"})({"image": image})
+        assert (image == kept).all()
+
+
+def test_a_ct_normalization_without_its_statistics_names_what_is_missing():
+    with pytest.raises(ValueError, match="normalization of scheme 'ct' needs clip; got"):
+        PlannedNormalize({"scheme": "ct", "mean": 0.0, "std": 1.0})
 
 
 def test_the_normalised_background_is_what_the_outside_of_the_body_becomes():
