@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.data.folder_layout import default_name_formatter
-from monai.data.utils import json_hashing
+from monai.data.utils import decollate_batch, json_hashing
 from monai.transforms import Compose, SaveImage, SaveImaged
 from monai.utils import ImageMetaKey
 
@@ -49,6 +49,7 @@ __all__ = [
     "case_output_paths",
     "failure_stage",
     "gather_items",
+    "per_case",
     "rank_and_world_size",
     "rank_file",
     "shard_items",
@@ -264,6 +265,31 @@ def gather_items(items: Sequence[Any]) -> list[Any]:
     parts: list[Any] = [None] * world_size
     dist.all_gather_object(parts, list(items))
     return [item for part in parts for item in part]
+
+
+def per_case(value: Any) -> list[Any]:
+    """The cases of an engine's batch or output, one item each.
+
+    An evaluator that decollates (MONAI's default) holds a list of cases, which is returned as it is; one built
+    with ``decollate=False`` holds one dictionary of batched values (its ``MetaTensor`` values marked ``is_batch``
+    by the collation), which is split along its first axis (MONAI's ``decollate_batch``), so that the batch is not
+    taken for one case, nor its batch axis for the classes. Any other dictionary is one case.
+
+    Args:
+        value: ``engine.state.batch`` or ``engine.state.output``.
+
+    Example::
+
+        >>> batch = MetaTensor(torch.zeros(2, 3, 4))
+        >>> batch.is_batch = True
+        >>> [tuple(case["pred"].shape) for case in per_case({"pred": batch})]
+        [(3, 4), (3, 4)]
+    """
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, Mapping) and any(getattr(v, "is_batch", False) for v in value.values()):
+        return decollate_batch(value, detach=False)
+    return [value]
 
 
 def case_name(meta: Mapping[str, Any]) -> str:

@@ -8,13 +8,14 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.metrics import compute_confusion_matrix_metric
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open
-from ..data.cases import case_name, gather_items
+from ..data.cases import case_name, gather_items, per_case
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -25,8 +26,20 @@ __all__ = ["CaseMetricsWriter"]
 logger = logging.getLogger(__name__)
 
 
-def _default_batch_transform(batch: list[dict]) -> list[dict]:
-    return [case["image"].meta for case in batch]
+def _image_meta(case: Any) -> Mapping:
+    """A case's image metadata: that of ``"image"``, else of its first entry that names a file."""
+    values = [case["image"]] if isinstance(case, Mapping) and "image" in case else []
+    values += list(case.values()) if isinstance(case, Mapping) else []
+    for value in values:
+        meta = getattr(value, "meta", None)
+        if meta is not None and ImageMetaKey.FILENAME_OR_OBJ in meta:
+            return meta
+    return {}
+
+
+def _default_batch_transform(batch: Any) -> list[Mapping]:
+    # decollated or not (an evaluator's decollate=False), whatever the image's key
+    return [_image_meta(case) for case in per_case(batch)]
 
 
 class CaseMetricsWriter:
@@ -88,6 +101,9 @@ class CaseMetricsWriter:
         del self._cases[mark:]
 
     def attach(self, engine: Engine) -> None:
+        # attached twice, each case was recorded twice against one row of metrics
+        if engine.has_event_handler(self._collect_cases, Events.ITERATION_COMPLETED):
+            return
         engine.add_event_handler(Events.EPOCH_STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_cases)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)

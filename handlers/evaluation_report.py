@@ -28,7 +28,7 @@ import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
-from ..data.cases import CASE_NAME_KEY, case_name, gather_items
+from ..data.cases import CASE_NAME_KEY, case_name, gather_items, per_case
 from ..data.medical_io import parse_series_reference
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
@@ -160,6 +160,8 @@ class EvaluationReport:
         del self._rows[mark:]
 
     def attach(self, engine: Engine) -> None:
+        if engine.has_event_handler(self._cases, Events.ITERATION_COMPLETED):
+            return
         engine.add_event_handler(Events.EPOCH_STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._cases)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._write_volumes)
@@ -198,8 +200,7 @@ class EvaluationReport:
         return [self.save_dir / name for name in names]
 
     def _cases(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        batches = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+        outputs, batches = per_case(engine.state.output), per_case(engine.state.batch)
         metas = self.batch_transform(engine.state.batch)
         for meta, output, batch in zip(metas, outputs, batches):
             case = str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, ""))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from monai.utils import min_version, optional_import
 
-from ..data.cases import gather_items
+from ..data.cases import gather_items, per_case
 from ..data.plan import load_plan, save_plan
 from ..transforms.label import keep_largest_component
 from .checkpoint import _is_main_process
@@ -86,8 +86,7 @@ class PostprocessingSelector:
         self.plain, self.largest = [], []
 
     def collect(self, engine: Engine) -> None:
-        outputs = engine.state.output
-        for item in outputs if isinstance(outputs, list) else [outputs]:
+        for item in per_case(engine.state.output):
             pred = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu()) > 0.5
             label = np.asarray(torch.as_tensor(item[self.label_key]).detach().cpu()) > 0.5
             classes = range(1, pred.shape[0])

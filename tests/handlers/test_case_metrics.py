@@ -51,6 +51,33 @@ def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path):
     assert summary["dice_class1"]["cases"] == "1"
 
 
+@pytest.mark.parametrize("layout", ["collated", "other image key", "attached twice"])
+def test_cases_are_named_from_collated_batches_any_image_key_and_one_attachment(tmp_path, layout):
+    # an evaluator built with decollate=False holds one dictionary per batch (iterated as its keys, a TypeError), an
+    # image under another key had raised KeyError, and a writer attached twice recorded each case twice (IndexError)
+    key = "img" if layout == "other image key" else "image"
+    files = ["a.png", "b.png", "c.png"]
+    if layout == "collated":
+        batch = {key: MetaTensor(torch.zeros(3, 1, 2, 2), meta={"filename_or_obj": files})}
+        batch[key].is_batch = True
+        batches = [batch]
+    else:
+        batches = [[{key: MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f})}] for f in files]
+    engine = Engine(lambda e, batch: None)
+    writer = CaseMetricsWriter(tmp_path)
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _set_details(e):
+        e.state.metric_details = {"dice": torch.tensor([[0.5], [0.25], [1.0]])}
+
+    writer.attach(engine)
+    if layout == "attached twice":
+        writer.attach(engine)
+    engine.run(batches, max_epochs=1)
+    rows = _read(tmp_path / "metrics_per_case.csv")
+    assert [(r["case"], float(r["dice"])) for r in rows] == [("a.png", 0.5), ("b.png", 0.25), ("c.png", 1.0)]
+
+
 def test_a_run_without_cases_replaces_the_tables_of_the_previous_run(tmp_path):
     details = {"dice": torch.tensor([[0.5]])}
     for cases, run_details in ((["a.png"], details), ([], {})):

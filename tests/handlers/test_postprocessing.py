@@ -4,6 +4,7 @@ import json
 from types import SimpleNamespace
 
 import torch
+from monai.data import MetaTensor
 from monai_unets.handlers import PostprocessingSelector, choose_keep_largest
 
 from tests.distributed import run_in_two_processes
@@ -31,6 +32,26 @@ def test_keeps_the_largest_component_only_where_validation_dice_rises(tmp_path):
     engine.state.best_metric_epoch = 3
     selector.decide(engine)
     assert json.loads(plan_file.read_text())["postprocessing"] == {"keep_largest": [1]}
+
+
+def test_a_collated_output_is_scored_case_by_case(tmp_path):
+    # an evaluator built with decollate=False holds one dictionary of batched tensors: its batch axis had been taken
+    # for the classes, and the keep-largest choice made from the wrong values
+    label = torch.zeros(2, 10, 10, 4, dtype=torch.int64)
+    label[:, :4, :4] = 1
+    pred = label.clone()
+    pred[:, 8:, 4:6, :1] = 1  # a spurious island in both cases: removing it helps
+    onehot = [_onehot(p, 2) for p in pred], [_onehot(t, 2) for t in label]
+    decollated, collated = PostprocessingSelector(tmp_path / "a.json"), PostprocessingSelector(tmp_path / "b.json")
+    decollated.collect(
+        SimpleNamespace(state=SimpleNamespace(output=[{"pred": p, "label": t} for p, t in zip(*onehot)]))
+    )
+    # MONAI's collation marks a batch's MetaTensors, and the network's output keeps the mark
+    batched = {"pred": MetaTensor(torch.stack(onehot[0])), "label": MetaTensor(torch.stack(onehot[1]))}
+    batched["pred"].is_batch = batched["label"].is_batch = True
+    collated.collect(SimpleNamespace(state=SimpleNamespace(output=batched)))
+    assert collated.plain == decollated.plain and collated.largest == decollated.largest
+    assert len(collated.plain) == 2 and collated.largest == [[1.0], [1.0]]
 
 
 def test_choice_ignores_classes_absent_everywhere():
