@@ -13,6 +13,7 @@ slice orders are handled the same way. highdicom and pydicom are only needed whe
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,8 @@ _SLICE_TOLERANCE = 0.25
 # Label maps whose largest value is at most this have the values present found by one comparison each, below
 # which that is faster than counting every value of the map
 _FEW_LABELS = 8
+# the longest text of a DICOM long string (LO): a segment label
+_LONG_STRING = 64
 # Without these a slice cannot be placed in space, so no frame of the SEG could be matched to it.
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 # The identifiers a SEG references its source by (type 1): nothing can stand in for them.
@@ -243,17 +246,22 @@ def write_dicom_seg(
     types = property_types or {}
     descriptions = []
     for number, value in enumerate(segment_values, start=1):
-        category, kind = _segment_terms(str(labels[value]), types.get(value))
-        descriptions.append(
-            hd.seg.SegmentDescription(
-                segment_number=number,
-                segment_label=str(labels[value]),
-                segmented_property_category=property_category or category,
-                segmented_property_type=kind,
-                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                algorithm_identification=algorithm,
-            )
+        name = str(labels[value])
+        category, kind = _segment_terms(name, types.get(value))
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            # a label is a long string (LO) of at most 64 characters; a longer name is whole in the description
+            segment_label=name[:_LONG_STRING],
+            segmented_property_category=property_category or category,
+            segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
         )
+        if len(name) > _LONG_STRING:
+            description.SegmentDescription = name
+        descriptions.append(description)
+    texts = [str(labels[value]) for value in segment_values] + [algorithm_name, series_description, version]
+    character_set = _character_set(datasets[0], texts)
     # a label map of segment numbers (1..n, in the order of segment_values): highdicom then checks it with one
     # max() instead of building and summing a mask per segment over the whole series
     if segment_values == list(range(1, len(segment_values) + 1)) and frames.dtype in (np.uint8, np.uint16):
@@ -281,8 +289,10 @@ def write_dicom_seg(
             series_description=series_description,
             # an all-empty SEG must keep its frames; saying so up front spares highdicom's warning
             omit_empty_frames=bool(present),
-            specific_character_set=_character_set(datasets[0]),
+            **({"specific_character_set": character_set} if _takes_character_set() else {}),
         )
+        if character_set is not None and not _takes_character_set():
+            seg.SpecificCharacterSet = character_set
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # a source header highdicom cannot use
         raise DicomSegError(
             f"no DICOM SEG written for {source}: its headers do not allow one ({type(error).__name__}: {error})."
@@ -293,21 +303,42 @@ def write_dicom_seg(
     return output_path
 
 
-def _character_set(source: Dataset) -> str | Sequence[str] | None:
-    """The SEG's SpecificCharacterSet: the source's where highdicom lists it, else UTF-8 (ISO_IR 192), which holds
-    the text of every character set.
+def _character_set(source: Dataset, texts: Sequence[str] = ()) -> str | Sequence[str] | None:
+    """The SEG's SpecificCharacterSet: the source's where highdicom lists it and it holds ``texts`` (what the SEG
+    writes of its own: segment labels, names), else UTF-8 (ISO_IR 192), which holds the text of every character set.
 
     highdicom copies the source's value and refuses one it does not list, such as the Japanese and Korean code
     extensions written with an empty first value (``\\ISO 2022 IR 87``, as DICOM's own examples write them) or
-    ``ISO_IR 6``: every study of such a site had no SEG. The texts the SEG copies are decoded from the source's
-    character set either way.
+    ``ISO_IR 6``: every study of such a site had no SEG. A class named "Tumör" for a source without a character set
+    (ASCII) had been written in another encoding than the SEG declared. The texts the SEG copies are decoded from
+    the source's character set either way.
     """
     import highdicom as hd
+    from pydicom.charset import python_encoding
 
     value = source.get("SpecificCharacterSet")
     values = [value] if isinstance(value, str) else list(value or [])
-    listed = {member.value for member in hd.SpecificCharacterSetValues}
-    return value if all(v in listed for v in values) else "ISO_IR 192"
+    # highdicom before 0.28 lists none, and takes any
+    listed = getattr(hd, "SpecificCharacterSetValues", None)
+    if listed is not None and not all(v in {member.value for member in listed} for v in values):
+        return "ISO_IR 192"
+    if all(text.isascii() for text in texts):
+        return value
+    # one character set, whose Python codec holds the texts (code extensions switch sets: UTF-8 instead)
+    codec = python_encoding.get(values[0]) if len(values) == 1 else None
+    try:
+        for text in texts:
+            text.encode(codec or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "ISO_IR 192"
+    return value
+
+
+def _takes_character_set() -> bool:
+    """Whether this highdicom's SOP classes take ``specific_character_set`` (from 0.28; earlier ones set none)."""
+    import highdicom as hd
+
+    return "specific_character_set" in inspect.signature(hd.base.SOPClass.__init__).parameters
 
 
 def _segment_terms(name: str, kind: Code | None) -> tuple[Code, Code]:
@@ -351,8 +382,10 @@ def _cache_iod_lookups() -> None:
     only (the tables are the standard's, fixed in the package), so each is computed once. A highdicom without that
     internal function is left as it is.
     """
-    from highdicom import _standard_utils
-
+    try:
+        from highdicom import _standard_utils
+    except ImportError:  # highdicom before 0.28
+        return
     lookup = getattr(_standard_utils, "is_attribute_in_iod", None)
     if lookup is None:
         return

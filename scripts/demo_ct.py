@@ -159,8 +159,13 @@ def write_dicom_series(
         >>> series.folder, len(series.sop_uids)  # doctest: +SKIP
         (PosixPath('ct'), 2)
     """
+    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    # a DICOM file with its preamble and file meta: pydicom 3's argument, pydicom 2's (which 3 no longer takes)
+    file_format = {"enforce_file_format": True} if int(pydicom.__version__.split(".")[0]) >= 3 else {}
+    file_format = file_format or {"write_like_original": False}
 
     volume = np.asarray(volume)
     if volume.ndim != 3:
@@ -210,7 +215,7 @@ def write_dicom_series(
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = int(rescale_intercept), 1, "HU"
         ds.PixelData = pixels.astype("<i2").tobytes()
-        ds.save_as(folder / name_of(k), enforce_file_format=True)
+        ds.save_as(folder / name_of(k), **file_format)
         sop_uids.append(ds.SOPInstanceUID)
     return WrittenDicomSeries(folder, study_uid, series_uid, sop_uids)
 

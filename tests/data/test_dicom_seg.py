@@ -405,6 +405,28 @@ def test_a_source_of_any_character_set_gets_its_seg_with_its_names(seg_source, c
     assert seg.SpecificCharacterSet == ("ISO_IR 100" if charset == "ISO_IR 100" else "ISO_IR 192")
 
 
+@pytest.mark.parametrize("charset", [None, "ISO_IR 100", "ISO_IR 144"])
+def test_class_names_of_any_script_and_length_are_written_as_the_seg_declares(seg_source, charset, tmp_path):
+    # "Tumör" for a source without a character set had been written in Latin-1 under no declared set, and a name
+    # over 64 characters exceeded its value representation (LO), both without an error
+    source, label_map = seg_source
+    folder = tmp_path / "ct"
+    shutil.copytree(source, folder)
+    if charset is not None:
+        _edit_slices(folder, lambda k, ds: setattr(ds, "SpecificCharacterSet", charset))
+    long_name = "pancreas parenchyma including head, uncinate process, neck, body and tail"
+    labels = {1: "Tumör", 2: long_name}
+    path = write_dicom_seg(label_map, folder, tmp_path / "seg.dcm", labels)
+    seg = pydicom.dcmread(path)
+    # Latin-1 holds "Tumör"; ASCII and Cyrillic do not
+    assert seg.SpecificCharacterSet == ("ISO_IR 100" if charset == "ISO_IR 100" else "ISO_IR 192")
+    first, second = seg.SegmentSequence
+    assert first.SegmentLabel == "Tumör"
+    assert second.SegmentLabel == long_name[:64] and second.SegmentDescription == long_name
+    raw = path.read_bytes()
+    assert ("Tumör".encode("latin-1" if charset == "ISO_IR 100" else "utf-8")) in raw
+
+
 def _edit_slices(folder, edit):
     for path in sorted(folder.iterdir()):
         ds = pydicom.dcmread(path)
