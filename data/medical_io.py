@@ -1952,6 +1952,9 @@ class MedicalImageReader(ImageReader):
             try:
                 image = _read_unwrapped(path)
                 if image is None:
+                    if path.suffix.lower() in (".mha", ".mhd") and path.suffix != path.suffix.lower():
+                        # ITK's MetaImage reader knows its files by a lower-case suffix only (PACS exports: .MHA)
+                        kwargs = {"imageio": itk.MetaImageIO.New(), **kwargs}
                     with _ITK_LOCK:
                         image = self.itk_reader.read(str(path), **kwargs)
             except Exception:

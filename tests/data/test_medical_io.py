@@ -617,6 +617,16 @@ def test_detached_and_compressed_metaimage_and_nrrd_files_are_read(formats, tmp_
     assert torch.equal(_load(tmp_path / "packed.mha"), reference)
 
 
+def test_files_with_upper_case_suffixes_are_read_as_lower_case_ones(formats, tmp_path):
+    # ITK knows a MetaImage by ".mha"/".mhd" only: an exported "CT.MHA" was listed as a case and then failed with
+    # ITK's "Could not create IO object"
+    reference = _load(formats["nrrd"])
+    for name in ("CT.MHA", "CT.NRRD", "DETACHED.MHD"):
+        _write_sitk(_phantom(), tmp_path / name.lower())
+        (tmp_path / name.lower()).rename(tmp_path / name)
+        assert torch.equal(_load(tmp_path / name), reference), name
+
+
 @pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
 def test_a_nifti_cut_off_after_its_header_is_called_truncated_and_named(name, tmp_path):
     # nibabel's "Expected 131072 bytes, got 48 bytes from " named no file for a .nii.gz, and said nothing of a cut
