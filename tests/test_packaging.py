@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def _source_files() -> set[str]:
         if top in SUBPACKAGES and (path.endswith(".py") or top == "bundles"):
             expected.add(f"monai_unets/{path}")
     return expected
+
+
+def _copy_of_the_source(folder: Path) -> list[str]:
+    """Copies the checkout's files, tracked or new but not ignored (no build outputs), to ``folder``; their names."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    for name in files:
+        if (REPO_ROOT / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, folder / name)
+    return files
 
 
 def test_no_init_at_repository_root():
@@ -64,6 +81,24 @@ def test_wheel_holds_every_module_and_bundle_file(tmp_path):
     assert not stray, f"files in the wheel that the source tree does not map: {stray}"
 
 
+@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs a git checkout to list the tracked files")
+def test_sdist_holds_the_test_suite_and_the_docs(tmp_path):
+    # it had held setuptools' default tests/test*.py alone, without the suites' folders and conftest files, and
+    # not the failure catalogue the README links to
+    # from a copy of the source files alone: the checkout's egg-info (an editable install's) lists files of its own
+    source = tmp_path / "source"
+    files = _copy_of_the_source(source)
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", build, str(tmp_path)], cwd=source, check=True, capture_output=True)
+    (sdist,) = tmp_path.glob("monai_unets-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    wanted = {name for name in files if name.split("/", 1)[0] in ("tests", "docs") or name == "conftest.py"}
+    missing = sorted(wanted - names)
+    assert not missing, f"not in the sdist: {missing}"
+    assert not [name for name in names if "__pycache__" in name]
+
+
 # .ci/run runs the whole default suite from a clone in such a folder; this check is for other checkouts
 @pytest.mark.slow
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="needs a git checkout to list the files")
@@ -71,17 +106,7 @@ def test_suite_runs_in_a_folder_named_monai_unets(tmp_path):
     # a test file run as the README's test command runs it, in a copy of the checkout named like the project
     # (a folder name that is not importable)
     clone = tmp_path / "monai-unets"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    for rel in files:
-        if (REPO_ROOT / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / rel, clone / rel)
+    _copy_of_the_source(clone)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/networks/test_losses.py"],
         cwd=clone,
