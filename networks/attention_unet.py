@@ -102,7 +102,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
             raise ValueError(f"num_gates must be >= 1, got {num_gates}.")
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
-        self._state_size_rule(2 ** (len(channels) - 1))
+        self._state_size_rule(2 ** (len(channels) - 1), in_channels)
         f = list(channels)
         pool = Pool[Pool.MAX, spatial_dims]
 

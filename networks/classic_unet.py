@@ -103,7 +103,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
         self.valid = padding == "valid"
         self.deep_supervision = deep_supervision
         self.depth = len(channels) - 1
-        self._state_size_rule(self._min_input_size())
+        self._state_size_rule(self._min_input_size(), in_channels)
         f = list(channels)
         pad = 0 if self.valid else 1
 

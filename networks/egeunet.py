@@ -111,7 +111,7 @@ class EGEUNet(MinimumInputSize, nn.Module):
             )
         self.spatial_dims = spatial_dims
         # five 2x poolings: the coarsest level needs at least one voxel
-        self._state_size_rule(2**5, " (five 2x poolings)")
+        self._state_size_rule(2**5, in_channels, " (five 2x poolings)")
         self.bridge = bridge
         self.deep_supervision = deep_supervision
         conv = Conv[Conv.CONV, spatial_dims]

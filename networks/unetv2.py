@@ -18,7 +18,7 @@ from .blocks.conv_encoder import UNetV2ConvEncoder
 from .blocks.groupnorm import accurate_group_norms
 from .blocks.pvt import PVT_V2_VARIANTS, PVTv2Encoder
 from .blocks.sdi import SDISkip
-from .blocks.utils import check_network_arguments, input_rank_rule, linear_interp_mode
+from .blocks.utils import channels_rule, check_network_arguments, input_rank_rule, linear_interp_mode
 
 __all__ = ["UNetV2", "UnetV2", "warn_if_random_encoder"]
 
@@ -113,6 +113,8 @@ class UNetV2(nn.Module):
         self.spatial_dims = spatial_dims
         self.deep_supervision = deep_supervision
         self.rank_rule = input_rank_rule("UNetV2", spatial_dims)
+        self.expected_channels = in_channels
+        self.channels_rule = channels_rule("UNetV2", in_channels)
 
         if isinstance(encoder, nn.Module):
             if pretrained is not None:
@@ -163,6 +165,8 @@ class UNetV2(nn.Module):
         # in words, where the encoder's first layer would name its own expectations
         if x.dim() != self.spatial_dims + 2:
             raise ValueError(self.rank_rule + "; got shape " + str(list(x.shape)))
+        if x.shape[1] != self.expected_channels:
+            raise ValueError(self.channels_rule + str(list(x.shape)))
         size: List[int] = list(x.shape[2:])  # noqa: UP006
         skips = self.skip(self.encoder(x))
         all_heads = self.training and self.deep_supervision

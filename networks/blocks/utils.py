@@ -124,6 +124,17 @@ def input_rank_rule(name: str, spatial_dims: int) -> str:
     return f"{name} ({spatial_dims}D) takes inputs of shape (batch, channels, {axes})"
 
 
+def channels_rule(name: str, in_channels: int) -> str:
+    """The start of a network's error for an input of other channels than it was built for (its shape follows).
+
+    Example::
+
+        >>> channels_rule("EGEUNet", 3) + "[1, 1, 64, 64]"
+        'EGEUNet was built for 3 input channels (in_channels); got shape [1, 1, 64, 64]'
+    """
+    return f"{name} was built for {in_channels} input channels (in_channels); got shape "
+
+
 def _coarsest_voxels(size: List[int], scale: int) -> int:  # noqa: UP006
     """Voxels of the coarsest maps of an input of spatial ``size``, each side divided by ``scale`` (rounded down)."""
     voxels = 1
@@ -149,9 +160,12 @@ class MinimumInputSize:
         'EGEUNet needs every spatial size >= 32 (five 2x poolings); got [16, 64]'
     """
 
-    def _state_size_rule(self, min_size: int, reason: str = "") -> None:
+    def _state_size_rule(self, min_size: int, in_channels: int, reason: str = "") -> None:
         name = type(self).__name__
         self.min_size = min_size
+        # an image of other channels (RGB into a grey network) had failed in the first convolution's own words
+        self.expected_channels = in_channels
+        self.channels_rule = channels_rule(name, in_channels)
         self.size_rule = f"{name} needs every spatial size >= {min_size}{reason}"
         self.rank_rule = input_rank_rule(name, self.spatial_dims)
         self.coarsest_scale = 0
@@ -179,6 +193,8 @@ class MinimumInputSize:
     def _shape_problem(self, shape: List[int]) -> str:  # noqa: UP006
         if len(shape) != self.spatial_dims + 2:
             return self.rank_rule + "; got shape " + str(shape)
+        if shape[1] != self.expected_channels:
+            return self.channels_rule + str(shape)
         problem = self._size_problem(shape[2:])
         if problem or not self.training or self.batch_norm_scale == 0:
             return problem

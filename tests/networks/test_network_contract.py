@@ -118,6 +118,21 @@ def test_deep_supervision_output_contract(cls, kwargs, spatial_dims):
     assert isinstance(single, torch.Tensor) and single.shape == shape
 
 
+@pytest.mark.parametrize("cls, kwargs", _configs())
+def test_an_input_of_other_channels_is_refused_in_words(cls, kwargs):
+    # an RGB image into a network built for one channel had failed inside its first convolution, in torch's words
+    net = _build(cls, kwargs, 2).eval()
+    x = torch.zeros(1, IN_CHANNELS + 1, *SIZES[2])
+    with pytest.raises(ValueError) as raised, torch.no_grad():
+        net(x)
+    assert str(raised.value) == (
+        f"{cls.__name__} was built for {IN_CHANNELS} input channels (in_channels); got shape {list(x.shape)}"
+    )
+    # TorchScript raises it as its own error, with the same words
+    with pytest.raises((ValueError, torch.jit.Error), match="was built for 2 input channels"), torch.no_grad():
+        torch.jit.script(net)(x)
+
+
 def _types(net: nn.Module) -> set[type]:
     return {type(m) for m in net.modules()}
 
