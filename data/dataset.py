@@ -177,7 +177,9 @@ class SkipFailedCasesDataset(IterableDataset):
     For inference and evaluation over many files: a corrupt, truncated or missing image is logged as an error
     that names its file and the reason, and recorded in ``failures`` (and in ``failure_log``, a CSV with
     ``case,file,error`` columns), while every other case is processed as usual. Cases keep their order with
-    one worker; with several DataLoader workers they are sharded across workers.
+    one worker; with several DataLoader workers they are sharded across workers. ``failures`` is the list of the
+    process that iterates: with DataLoader workers each worker fills its own copy and the dataset's stays empty,
+    so read ``failure_log``, which every worker appends to.
 
     Because it skips cases, the dataset has no length; MONAI's engines then run one pass over it.
 
