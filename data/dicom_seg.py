@@ -590,6 +590,10 @@ def _fill_optional_attributes(datasets: Sequence[Dataset], offsets: Sequence[flo
                 setattr(ds, keyword, value)
         if ds.get("SliceThickness") in (None, ""):
             ds.SliceThickness = round(step, 6)
+        # one slice has no neighbour to measure the step to: highdicom then wrote 1 mm, where the reader (and so the
+        # NIfTI of the same prediction) takes the slice's thickness
+        if len(offsets) == 1 and "SharedFunctionalGroupsSequence" not in ds and "SpacingBetweenSlices" not in ds:
+            ds.SpacingBetweenSlices = ds.SliceThickness
         # highdicom copies an enhanced image's shared Pixel Measures into the SEG, where a SEG placed in a frame of
         # reference must have SliceThickness: without it the SEG cannot be read back
         for shared in ds.get("SharedFunctionalGroupsSequence") or []:

@@ -206,6 +206,17 @@ def test_plain_array_uses_the_reader_geometry_and_absent_labels_keep_their_segme
     np.testing.assert_array_equal(seg.get_volume(combine_segments=True).array.max(), 2)
 
 
+def test_a_single_slice_has_its_thickness_as_the_seg_s_slice_spacing(tmp_path):
+    # with no neighbour to measure the step to, the SEG had said 1 mm between slices where the NIfTI of the same
+    # prediction (the reader) takes the slice's thickness
+    write_ct_series(tmp_path / "ct", shape=(1, 12, 10))
+    image = load(tmp_path / "ct", reader=MedicalImageReader())
+    assert float(image.pixdim[2]) == pytest.approx(2.5)
+    seg = pydicom.dcmread(write_dicom_seg(label_map_of(image), tmp_path / "ct", tmp_path / "seg.dcm", LABELS))
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SpacingBetweenSlices) == float(measures.SliceThickness) == pytest.approx(2.5)
+
+
 @pytest.mark.parametrize("values", [(2, 5), (3, 12), (7, 200)])
 def test_the_segments_are_the_labels_few_or_many_values(tmp_path, values):
     # few classes are found by comparisons, many by counting: both find the values present, gaps included, and
