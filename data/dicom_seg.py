@@ -67,16 +67,17 @@ _DEFAULTS_WHEN_MISSING = {
     "ReferringPhysicianName": "",
     "Modality": "OT",
 }
-# DICOM's segmentation property types by category (PS3.16 CID 7191-7198), with the keyword of the category's code
+# DICOM's segmentation property types by category (PS3.16 CID 7191-7198), with the category's SNOMED CT code
+# (value, meaning): pydicom 2 cannot look some of them up by keyword ("AnatomicalStructure" has two values there)
 _CATEGORY_CIDS = {
-    7191: "Tissue",
-    7192: "AnatomicalStructure",
-    7193: "PhysicalObject",
-    7194: "MorphologicallyAbnormalStructure",
-    7195: "Function",
-    7196: "SpatialAndRelationalConcept",
-    7197: "BodySubstance",
-    7198: "Substance",
+    7191: ("85756007", "Tissue"),
+    7192: ("91723000", "Anatomical Structure"),
+    7193: ("260787004", "Physical object"),
+    7194: ("49755003", "Morphologically Abnormal Structure"),
+    7195: ("246464006", "Function"),
+    7196: ("309825002", "Spatial and Relational Concept"),
+    7197: ("91720002", "Body Substance"),
+    7198: ("105590001", "Substance"),
 }
 # label names (lower case, without separators) whose DICOM property type goes by another keyword
 _TERM_SYNONYMS = {
@@ -349,15 +350,17 @@ def _segment_terms(name: str, kind: Code | None) -> tuple[Code, Code]:
     Names match the terms' keywords whatever their case and separators ("Pancreas", "left kidney" and
     "left_kidney" match ``LeftKidney``); "tumour", "tumor" and "cancer" are a "Neoplasm".
     """
-    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
 
     words = [word for word in re.split(r"[^0-9A-Za-z]+", name) if word]
     keyword = _TERM_SYNONYMS.get("".join(words).lower(), "".join(words)).lower()
-    for cid, category in _CATEGORY_CIDS.items():
+    for cid, (value, meaning) in _CATEGORY_CIDS.items():
         terms = _property_types(cid)
         if kind is not None and any(kind == code for code in terms.values()) or kind is None and keyword in terms:
-            return getattr(codes.SCT, category), kind or terms[keyword]
-    return codes.SCT.Tissue, kind or codes.SCT.Tissue
+            return Code(value, "SCT", meaning), kind or terms[keyword]
+    value, meaning = _CATEGORY_CIDS[7191]
+    tissue = Code(value, "SCT", meaning)
+    return tissue, kind or tissue
 
 
 @functools.cache
@@ -365,12 +368,14 @@ def _property_types(cid: int) -> dict[str, Code]:
     """The codes of a DICOM context group by lower-case keyword; empty where this pydicom does not know it."""
     from pydicom.sr.codedict import codes
 
-    try:
-        collection = getattr(codes, f"cid{cid}")
-        keywords = [keyword for keyword in dir(collection) if keyword[:1].isupper()]
-        return {keyword.lower(): getattr(collection, keyword) for keyword in keywords}
-    except AttributeError:
-        return {}
+    collection = getattr(codes, f"cid{cid}", None)
+    terms = {}
+    for keyword in dir(collection) if collection is not None else ():
+        # pydicom 2 lists a few keywords of a group that it then cannot look up: those are left out, not the group
+        code = getattr(collection, keyword, None) if keyword[:1].isupper() else None
+        if code is not None:
+            terms[keyword.lower()] = code
+    return terms
 
 
 @functools.cache
