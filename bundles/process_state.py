@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..handlers.errors import _ClosedPipeQuietStream
+from ..handlers.errors import undo_quiet_closed_stdout
 
 __all__ = ["restore_process_state", "save_process_state"]
 
@@ -27,9 +27,9 @@ class _ProcessState:
 
 
 # the process's own settings, from before the first run not yet ended: a run whose initialize or run failed (and
-# whose finalize was never called) leaves it here, and the next run's finalize gives the process those back, not the
-# failed run's
-_saved: list[_ProcessState] = []
+# whose finalize was never called) leaves them here, and the next run's finalize gives the process those back, not
+# the failed run's
+_saved: _ProcessState | None = None
 
 
 def _process_ends_with_the_run() -> bool:
@@ -59,17 +59,16 @@ def save_process_state() -> None:
         >>> save_process_state()
         >>> restore_process_state()
     """
-    if _saved or _process_ends_with_the_run():
+    global _saved
+    if _saved is not None or _process_ends_with_the_run():
         return
-    _saved.append(
-        _ProcessState(
-            excepthook=sys.excepthook,
-            thread_excepthook=threading.excepthook,
-            record_factory=logging.getLogRecordFactory(),
-            logging_disabled=logging.root.manager.disable,
-            torch_threads=torch.get_num_threads(),
-            gc_frozen=gc.get_freeze_count() > 0,
-        )
+    _saved = _ProcessState(
+        excepthook=sys.excepthook,
+        thread_excepthook=threading.excepthook,
+        record_factory=logging.getLogRecordFactory(),
+        logging_disabled=logging.root.manager.disable,
+        torch_threads=torch.get_num_threads(),
+        gc_frozen=gc.get_freeze_count() > 0,
     )
 
 
@@ -86,9 +85,10 @@ def restore_process_state() -> None:
 
         >>> restore_process_state()  # nothing noted: nothing to do
     """
-    if not _saved:
+    global _saved
+    state, _saved = _saved, None
+    if state is None:
         return
-    state = _saved.pop()
     if getattr(sys.excepthook, "reports_errors", False):
         sys.excepthook = state.excepthook
     if getattr(threading.excepthook, "reports_errors", False):
@@ -96,12 +96,7 @@ def restore_process_state() -> None:
     if getattr(logging.getLogRecordFactory(), "strips_tracebacks", False):
         logging.setLogRecordFactory(state.record_factory)
     logging.disable(state.logging_disabled)
-    while isinstance(sys.stdout, _ClosedPipeQuietStream):
-        wrapper, sys.stdout = sys.stdout, sys.stdout.stream
-        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-            for handler in getattr(logger, "handlers", ()):
-                if isinstance(handler, logging.StreamHandler) and handler.stream is wrapper:
-                    handler.stream = sys.stdout
+    undo_quiet_closed_stdout()
     torch.set_num_threads(state.torch_threads)
     if not state.gc_frozen:
         gc.unfreeze()

@@ -335,6 +335,7 @@ def _character_set(source: Dataset, texts: Sequence[str] = ()) -> str | Sequence
     return value
 
 
+@functools.cache
 def _takes_character_set() -> bool:
     """Whether this highdicom's SOP classes take ``specific_character_set`` (from 0.28; earlier ones set none)."""
     import highdicom as hd

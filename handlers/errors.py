@@ -399,13 +399,31 @@ def quiet_closed_stdout() -> None:
     quiet = _ClosedPipeQuietStream(stdout)
     # what an earlier line left in the buffer, if its reader has gone already
     quiet.flush()
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for logger in loggers:
+    _point_stream_handlers(stdout, quiet)
+    sys.stdout = quiet
+
+
+def undo_quiet_closed_stdout() -> None:
+    """Takes off standard output what :func:`quiet_closed_stdout` put on: the stream it wraps is standard output
+    again, and the log handlers it was given write to that stream, for a process that goes on after a bundle run.
+
+    Example::
+
+        >>> undo_quiet_closed_stdout()  # doctest: +SKIP
+    """
+    while isinstance(sys.stdout, _ClosedPipeQuietStream):
+        quiet = sys.stdout
+        sys.stdout = quiet.stream
+        _point_stream_handlers(quiet, quiet.stream)
+
+
+def _point_stream_handlers(old: TextIO, new: TextIO) -> None:
+    """Points every log handler that writes to the stream ``old`` at ``new``."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
         # placeholders of loggers not yet made have no handlers
         for handler in getattr(logger, "handlers", ()):
-            if isinstance(handler, logging.StreamHandler) and handler.stream is stdout:
-                handler.stream = quiet
-    sys.stdout = quiet
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.stream = new
 
 
 def _saved_traceback(path: Path, kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> str:
