@@ -48,6 +48,7 @@ __all__ = [
     "case_output_names",
     "case_output_paths",
     "failure_stage",
+    "file_meta",
     "gather_items",
     "per_case",
     "rank_and_world_size",
@@ -290,6 +291,27 @@ def per_case(value: Any) -> list[Any]:
     if isinstance(value, Mapping) and any(getattr(v, "is_batch", False) for v in value.values()):
         return decollate_batch(value, detach=False)
     return [value]
+
+
+def file_meta(case: Any) -> Mapping[str, Any]:
+    """The metadata that names a case's file: that of its ``"image"``, else of its first entry whose metadata has a
+    ``filename_or_obj``; empty where none has (a failed case's record). A collated case's entries are lists.
+
+    Args:
+        case: a case of an engine's batch (a dictionary of its entries).
+
+    Example::
+
+        >>> file_meta({"img": MetaTensor(torch.zeros(1, 2), meta={"filename_or_obj": "a.png"})})["filename_or_obj"]
+        'a.png'
+    """
+    if not isinstance(case, Mapping):
+        return {}
+    for value in ([case["image"]] if "image" in case else []) + list(case.values()):
+        meta = getattr(value, "meta", None)
+        if meta is not None and ImageMetaKey.FILENAME_OR_OBJ in meta:
+            return meta
+    return {}
 
 
 def case_name(meta: Mapping[str, Any]) -> str:

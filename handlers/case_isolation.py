@@ -25,6 +25,7 @@ from ..data.cases import (
     FAILURE_KEY,
     case_output_paths,
     failure_stage,
+    file_meta,
     gather_items,
     rank_and_world_size,
     rank_file,
@@ -118,19 +119,17 @@ def _batch_cases(batch: Any) -> list[tuple[str, str, int]]:
     """``(name, file, index)`` of each case of a batch, collated or decollated into a list of cases."""
     if isinstance(batch, (list, tuple)) and all(isinstance(item, dict) for item in batch):
         return [case for item in batch for case in _batch_cases(item)] or [("?", "?", -1)]
-    for value in batch.values() if isinstance(batch, dict) else []:
-        meta = getattr(value, "meta", None)
-        if meta is None or "filename_or_obj" not in meta:
-            continue
-        columns = [
-            meta["filename_or_obj"],
-            meta.get(CASE_NAME_KEY, meta["filename_or_obj"]),
-            meta.get(CASE_INDEX_KEY, -1),
-        ]
-        columns = [c.tolist() if hasattr(c, "tolist") else c for c in columns]
-        files, names, indices = [c if isinstance(c, (list, tuple)) else [c] for c in columns]
-        return [(str(n), str(f), int(i)) for n, f, i in zip(names, files, indices)]
-    return [("?", "?", -1)]
+    meta = file_meta(batch)
+    if not meta:
+        return [("?", "?", -1)]
+    columns = [
+        meta["filename_or_obj"],
+        meta.get(CASE_NAME_KEY, meta["filename_or_obj"]),
+        meta.get(CASE_INDEX_KEY, -1),
+    ]
+    columns = [c.tolist() if hasattr(c, "tolist") else c for c in columns]
+    files, names, indices = [c if isinstance(c, (list, tuple)) else [c] for c in columns]
+    return [(str(n), str(f), int(i)) for n, f, i in zip(names, files, indices)]
 
 
 class CaseIsolationHandler:

@@ -15,7 +15,7 @@ from monai.metrics import compute_confusion_matrix_metric
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open
-from ..data.cases import case_name, gather_items, per_case
+from ..data.cases import case_name, file_meta, gather_items, per_case
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -26,20 +26,9 @@ __all__ = ["CaseMetricsWriter"]
 logger = logging.getLogger(__name__)
 
 
-def _image_meta(case: Any) -> Mapping:
-    """A case's image metadata: that of ``"image"``, else of its first entry that names a file."""
-    values = [case["image"]] if isinstance(case, Mapping) and "image" in case else []
-    values += list(case.values()) if isinstance(case, Mapping) else []
-    for value in values:
-        meta = getattr(value, "meta", None)
-        if meta is not None and ImageMetaKey.FILENAME_OR_OBJ in meta:
-            return meta
-    return {}
-
-
 def _default_batch_transform(batch: Any) -> list[Mapping]:
     # decollated or not (an evaluator's decollate=False), whatever the image's key
-    return [_image_meta(case) for case in per_case(batch)]
+    return [file_meta(case) for case in per_case(batch)]
 
 
 class CaseMetricsWriter:
