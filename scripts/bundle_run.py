@@ -268,9 +268,10 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str 
 
     A SIGTERM or SIGHUP sent to this process is passed on to the bundle process, which would otherwise keep
     running and writing after the command had been stopped. Ctrl-C reaches both processes from the terminal; this
-    one then waits for the bundle process to stop (passing the interrupt on after ``grace_s`` seconds if it did
-    not get it). A bundle process ended by a signal (SIGKILL from the system's out-of-memory killer) is reported
-    in one line and gives 128 + the signal's number, as a shell does.
+    one then waits for the bundle process to stop, passing the interrupt on after ``grace_s`` seconds if it did
+    not get it, or at a second interrupt, which the first one's message invites. A bundle process ended by a
+    signal (SIGKILL from the system's out-of-memory killer) is reported in one line and gives 128 + the signal's
+    number, as a shell does.
 
     Where standard output is a pipe, the bundle process writes into this process, which passes its output on: a
     reader that stops early (``| head``) then ends the output, never the run, and the bundle process never writes
@@ -312,6 +313,14 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str 
                 interrupts += 1
                 if interrupts > 1:  # a second interrupt: passed on at once
                     child.send_signal(signal.SIGINT)
+                else:
+                    # two interrupts sent before this process handled the first count as one (the system keeps one
+                    # pending signal of a kind): the user learns when a second one will count
+                    print(
+                        f"interrupted: the bundle process has {grace_s:g} s to stop; interrupt again to stop it now",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGINT)
                 interrupts = 2

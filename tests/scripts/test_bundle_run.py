@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -178,8 +179,11 @@ def _wrapped_child(tmp_path, body: str, grace_s: float = 10.0) -> tuple[subproce
     file, returned with that file once it is there."""
     marker = tmp_path / "child.pid"
     child = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n{body}"
+    # interrupts as a terminal's foreground job takes them: a shell's background job (a test run started with `&`)
+    # ignores SIGINT, and its processes with it
     wrapper = (
-        "import sys; from monai_unets.scripts.bundle_run import run_bundle_process; "
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from monai_unets.scripts.bundle_run import run_bundle_process; "
         f"sys.exit(run_bundle_process([sys.executable, '-c', {child!r}], grace_s={grace_s}))"
     )
     process = subprocess.Popen([sys.executable, "-c", wrapper], stderr=subprocess.PIPE, text=True)
@@ -208,12 +212,15 @@ def test_a_second_interrupt_is_passed_on_and_the_command_ends_with_the_bundle_pr
         f"try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n    open({str(done)!r}, 'w').write('stopped')\n"
         "    raise\n"
     )
-    process, marker = _wrapped_child(tmp_path, body, grace_s=60)
+    process, marker = _wrapped_child(tmp_path, body, grace_s=600)
     process.send_signal(signal.SIGINT)
-    time.sleep(1)
+    # the second interrupt once the first has been handled: two pending ones would be one signal
+    assert select.select([process.stderr], [], [], 120)[0], "no word of the first interrupt"
+    first_said = process.stderr.readline()
+    assert first_said.startswith("interrupted: the bundle process has 600 s to stop"), first_said
     assert process.poll() is None  # the bundle process has its grace period to stop on its own
     process.send_signal(signal.SIGINT)
-    status = process.wait(timeout=60)
+    status = process.wait(timeout=120)
     assert done.read_text() == "stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(int(marker.read_text()), 0)
