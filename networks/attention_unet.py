@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks.attention import AttentionGate, SelfAttentionBlock
 from .blocks.groupnorm import accurate_group_norms
-from .blocks.utils import MinimumInputSize, check_network_arguments, resize_to
+from .blocks.utils import MinimumInputSize, check_network_arguments, he_normal_init, resize_to
 
 __all__ = ["AttentionGateUNet", "AttentionGateUnet"]
 
@@ -131,7 +131,7 @@ class AttentionGateUNet(MinimumInputSize, nn.Module):
             self.head = UnetOutBlock(spatial_dims, out_channels * (len(f) - 1), out_channels)
         else:
             self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
-        self.apply(_kaiming_init)
+        self.apply(he_normal_init)
         accurate_group_norms(self)
         self._state_norm_rules(2 ** (len(channels) - 1))
 
@@ -197,14 +197,6 @@ class _UpConcat(nn.Module):
         if self.head is not None:
             side = self.head(x)
         return x, side
-
-
-def _kaiming_init(module: nn.Module) -> None:
-    """He (fan-in) initialisation of the convs, as in the published code."""
-    if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-        nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 AttentionGateUnet = AttentionGateUNet

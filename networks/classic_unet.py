@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import List, Optional, Tuple, Union
 
@@ -13,7 +12,7 @@ from torch import nn
 
 from .blocks.conv import PADDING_MODES, center_crop_to, match_size
 from .blocks.groupnorm import accurate_group_norms
-from .blocks.utils import MinimumInputSize, check_network_arguments, resize_to
+from .blocks.utils import MinimumInputSize, check_network_arguments, he_normal_init, resize_to
 
 __all__ = ["ClassicUNet", "ClassicUnet"]
 
@@ -133,7 +132,7 @@ class ClassicUNet(MinimumInputSize, nn.Module):
             for i in reversed(range(len(f) - 1))
         )
         self.head = UnetOutBlock(spatial_dims, f[0], out_channels)
-        self.apply(_he_init)
+        self.apply(he_normal_init)
         accurate_group_norms(self)
         if not self.valid:  # valid convolutions shrink the coarsest maps further: the size rule covers them
             self._state_norm_rules(2**self.depth)
@@ -233,18 +232,6 @@ def _valid_output_length(size: int, depth: int, trim: int = 4) -> int:
             return 0
         size = 2 * size - trim
     return max(size, 0)
-
-
-def _he_init(module: nn.Module) -> None:
-    """The paper's initialisation: Gaussian weights with std sqrt(2 / fan-in), zero biases."""
-    if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-        fan_in = module.weight.shape[1] * math.prod(module.kernel_size)
-        if isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            # transposed conv weights are (in, out, *k): each output sums over in * prod(k) / stride**d inputs
-            fan_in = module.weight.shape[0] * math.prod(module.kernel_size) // math.prod(module.stride)
-        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_in))
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 ClassicUnet = ClassicUNet

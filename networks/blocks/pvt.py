@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Dict, List, Tuple
 
 import torch
+from monai.networks.layers import DropPath
 from torch import nn
 
 from ...handlers.checkpoint import read_checkpoint
@@ -316,22 +317,6 @@ class _MixFFN(nn.Module):
         return self.drop(self.fc2(x))
 
 
-class _DropPath(nn.Module):
-    """Per-sample stochastic depth on a residual branch (TorchScript-friendly)."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        shape = [x.shape[0]] + [1] * (x.dim() - 1)
-        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * mask / keep
-
-
 class _PVTv2Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), both with stochastic depth."""
 
@@ -350,7 +335,7 @@ class _PVTv2Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = _SRAttention(dim, num_heads, qkv_bias, attn_drop, drop, sr_ratio)
-        self.drop_path = _DropPath(drop_path)
+        self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = _MixFFN(dim, int(dim * mlp_ratio), drop)
 

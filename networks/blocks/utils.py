@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import List, Optional
 
@@ -53,6 +54,31 @@ def check_network_arguments(
     for name, value in switches.items():
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}.")
+
+
+def he_normal_init(module: nn.Module) -> None:
+    """He (fan-in) initialisation of a convolution, for ``network.apply``: Gaussian weights with standard deviation
+    sqrt(2 / fan-in) and zero biases, as the U-Net and Attention U-Net papers' code initialises them; other modules
+    are left alone. A transposed convolution's fan-in is the inputs each output sums over, ``in * prod(kernel) /
+    prod(stride)``, where its weight's layout ``(in, out, *kernel)`` would give torch's ``kaiming_normal_`` another.
+
+    Args:
+        module: any module; only 2D and 3D (transposed) convolutions are initialised.
+
+    Example::
+
+        >>> conv = nn.Conv2d(32, 64, 3)
+        >>> he_normal_init(conv)
+        >>> round(float(conv.weight.std() / (2 / (32 * 3 * 3)) ** 0.5), 1), float(conv.bias.abs().sum())
+        (1.0, 0.0)
+    """
+    if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        fan_in = module.weight.shape[1] * math.prod(module.kernel_size)
+        if isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            fan_in = module.weight.shape[0] * math.prod(module.kernel_size) // math.prod(module.stride)
+        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_in))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def act_layer(act: str | tuple | None) -> nn.Module:
