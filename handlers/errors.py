@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.metadata
 import logging
 import math
 import os
@@ -237,8 +238,44 @@ _HINTS: dict[str, str] = {
     "PermissionError": "check that this account may read the inputs (dataset_dir, input_dir) and write the output "
     "folders (output_dir, ckpt_dir).",
     "FileExistsError": "a folder to write to (output_dir, ckpt_dir) is an existing file: give another path.",
-    "ModuleNotFoundError": "install the missing package (pip install monai-unets brings every dependency).",
 }
+
+# MONAI's optional imports (OptionalImportError) name the module in their message only
+_NO_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+def _missing_module(error: BaseException) -> str | None:
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return error.name
+    match = _NO_MODULE.search(str(error)) if isinstance(error, ImportError) else None
+    return match.group(1) if match else None
+
+
+def _install_hint(module: str) -> str:
+    """What to install for a missing ``module``: the extra of monai-unets that brings it (``onnx``, ``mlflow``),
+    which ``pip install monai-unets`` leaves out, else the package's own dependencies.
+
+    Args:
+        module: the module an import did not find (``onnxruntime``, ``mlflow.tracking``).
+
+    Example::
+
+        >>> _install_hint("onnxruntime")
+        "pip install 'monai-unets[onnx]' (an optional feature's packages)."
+    """
+    top = module.partition(".")[0].lower().replace("-", "_")
+    try:
+        requirements = importlib.metadata.requires("monai-unets") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was not installed
+        requirements = []
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r"extra == \"([^\"]+)\"", marker)
+        package = re.split(r"[^A-Za-z0-9_.-]", name.strip(), maxsplit=1)[0].lower().replace("-", "_")
+        # a distribution named after its module, or after it and a variant (module mlflow, mlflow-skinny)
+        if extra and extra.group(1) != "test" and (package == top or package.startswith(top + "_")):
+            return f"pip install 'monai-unets[{extra.group(1)}]' (an optional feature's packages)."
+    return "install the missing package (pip install monai-unets brings every required one)."
 
 
 # what torch.distributed raises in a process whose collective was cut off by another process of the job that
@@ -282,6 +319,10 @@ def explain(error: BaseException) -> str:
         )
     text = itk_error_reason(str(cause)) or one_line(str(cause)) or "(no message)"
     hint = _HINTS.get(type(cause).__name__, "")
+    missing = _missing_module(cause)
+    if missing is not None:
+        text = one_line(str(cause).strip().partition("\n")[0])  # MONAI's adds a link and the import's traceback
+        hint = "" if "pip install" in text else _install_hint(missing)
     link = _dangling_link(cause)
     if link is not None:
         hint = (

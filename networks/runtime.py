@@ -79,10 +79,12 @@ def _import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:
-        raise ImportError(
-            "the ONNX Runtime path needs the onnxruntime package: pip install 'monai-unets[onnx]' "
-            "(or onnxruntime-gpu for CUDA)"
-        ) from error
+        # this message, not the import's, is what a bundle's last line shows: the package is an optional extra
+        raise ModuleNotFoundError(
+            f"the ONNX Runtime path needs the onnxruntime package ({error}): pip install 'monai-unets[onnx]' "
+            "(or onnxruntime-gpu for CUDA)",
+            name="onnxruntime",
+        ) from None
     return onnxruntime
 
 

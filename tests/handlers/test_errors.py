@@ -56,6 +56,29 @@ def test_explain_gives_a_message_of_many_lines_in_one_line_cut_at_its_end():
     assert line.endswith(" ...") and len(line) < 600
 
 
+def test_a_missing_package_of_an_optional_feature_is_named_with_its_extra():
+    # `pip install monai-unets` leaves the extras out: its hint had sent a user without mlflow or onnx back to it
+    from monai.utils import OptionalImportError, optional_import
+
+    missing, _ = optional_import("a_module_not_installed")
+    with pytest.raises(OptionalImportError) as raised:
+        missing.start_run
+    # what MONAI's MLFlowHandler raises without mlflow (installed here with the test extra)
+    line = explain(OptionalImportError(str(raised.value).replace("a_module_not_installed", "mlflow.tracking")))
+    # MONAI's message: its first line, without the link and the import's traceback that follow it
+    assert line == (
+        "OptionalImportError: import mlflow.tracking (No module named 'mlflow.tracking'). -- "
+        "pip install 'monai-unets[mlflow]' (an optional feature's packages)."
+    )
+    wrapped = RuntimeError("Failed to evaluate ConfigExpression")
+    wrapped.__cause__ = ModuleNotFoundError("No module named 'onnxscript'", name="onnxscript")
+    assert explain(wrapped).endswith("-- pip install 'monai-unets[onnx]' (an optional feature's packages).")
+    # a required package: installing the project again brings it
+    assert explain(ModuleNotFoundError("No module named 'highdicom'", name="highdicom")).endswith(
+        "-- install the missing package (pip install monai-unets brings every required one)."
+    )
+
+
 def test_an_uncaught_error_prints_one_last_line_and_logs_the_traceback(tmp_path):
     log = tmp_path / "logs" / "error.log"
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(log)], capture_output=True, text=True)

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from monai_unets.data.dataset import one_line
+from monai_unets.handlers.errors import explain
 from monai_unets.networks import (
     EGEUNet,
     MissingOnnxModelError,
@@ -201,8 +202,14 @@ def test_missing_onnxruntime_is_a_clear_error(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
-    with pytest.raises(ImportError, match=r"pip install 'monai-unets\[onnx\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'monai-unets\[onnx\]'") as raised:
         OnnxRuntimeNetwork(tmp_path / "model.onnx")
+    # a bundle's last line, under MONAI's config wrapper, is this message: the import's own had been given, with a
+    # hint that `pip install monai-unets` brings it, which the optional extra's package it does not
+    wrapper = RuntimeError("Failed to evaluate ConfigExpression")
+    wrapper.__cause__ = raised.value
+    said = explain(wrapper)
+    assert "pip install 'monai-unets[onnx]'" in said and "brings every" not in said, said
 
 
 _REUSE_PROBE = """
