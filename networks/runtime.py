@@ -104,8 +104,9 @@ class OnnxRuntimeNetwork(nn.Module):
         num_threads: intra-op threads; default: ``torch.get_num_threads()``, so one setting governs both runtimes.
         weights: the weights file the model should have been exported from (the bundle's ``models/model.pt``).
             An export from other weights (``model.pt`` trained again since) is refused, one that records no weights
-            (an older export, or MONAI's own ``onnx_export``) is run with a warning; nothing is compared when the
-            file does not exist.
+            (an older export, or MONAI's own ``onnx_export``) is run with a warning. A file that does not exist is
+            refused, but for one in the model's own folder (an export shipped without its weights), which runs
+            unchecked with a warning.
 
     Example::
 
@@ -147,10 +148,24 @@ class OnnxRuntimeNetwork(nn.Module):
         # fixed sizes of the export (an int per axis; a name where the export left the axis free)
         self.input_shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
         self.path = path
-        if weights is not None and Path(weights).is_file():
+        if weights is not None:
             self._check_weights(Path(weights))
 
     def _check_weights(self, weights: Path) -> None:
+        if not weights.is_file():
+            if weights.absolute().parent != self.path.absolute().parent:
+                # weights named elsewhere (a mistyped --model_file) had turned the check off without a word
+                raise FileNotFoundError(
+                    f"{weights}: no weights file there, to check that {self.path} was exported from them; give "
+                    "the file it was exported from."
+                )
+            # an export shipped without its weights (models/model.onnx alone)
+            warnings.warn(
+                f"{self.path}: no {weights.name} beside it, so it runs unchecked against the weights it was "
+                "exported from.",
+                stacklevel=3,
+            )
+            return
         recorded = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_FINGERPRINT_KEY)
         if recorded is None:
             warnings.warn(

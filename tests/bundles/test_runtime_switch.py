@@ -200,9 +200,16 @@ def test_onnx_runtime_refuses_an_export_of_earlier_weights(tmp_path):
     assert message.startswith(f"{tmp_path / 'models' / 'model.onnx'}: exported from other weights than ")
     assert "export it again with python -m monai_unets.bundles.export onnx_export" in message
     assert "or run with --runtime torch" in message
-    # an ONNX model deployed without its weights file runs as it is: nothing to compare it with
+    # an ONNX model deployed without its weights file runs as it is, saying that nothing was compared
     (tmp_path / "models" / "model.pt").unlink()
-    assert isinstance(parser.get_parsed_content("network", lazy=False), OnnxRuntimeNetwork)
+    with pytest.warns(UserWarning, match="no model.pt beside it, so it runs unchecked"):
+        assert isinstance(parser.get_parsed_content("network", lazy=False), OnnxRuntimeNetwork)
+    # a model_file named elsewhere that is not there (a typo) stops the run, as with runtime torch: it had run the
+    # export's weights without a word
+    parser["model_file"] = str(tmp_path / "elsewhere" / "my_new_weights.pt")
+    with pytest.raises(RuntimeError) as raised:
+        parser.get_parsed_content("network", lazy=False)
+    assert str(raised.value.__cause__).startswith(f"{tmp_path / 'elsewhere' / 'my_new_weights.pt'}: no weights file")
 
 
 def test_onnx_runtime_warns_about_an_export_that_records_no_weights(tmp_path):
