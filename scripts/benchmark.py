@@ -61,6 +61,7 @@ from monai_unets.networks import (
     OnnxRuntimeNetwork,
     count_macs,
     count_parameters,
+    cpu_bf16_default,
     input_shape_problem,
     reuse_freed_memory,
 )
@@ -154,10 +155,16 @@ def _load_average() -> list[float]:
 
 
 def machine_description() -> dict:
-    """CPU model, logical CPUs, torch threads, load average, GPU and library versions of this machine."""
+    """CPU model, logical CPUs and those this process may use, the instruction set PyTorch's kernels use and whether
+    the CPU has bfloat16 tiles (AMX: the CT bundles' bf16 default), torch threads, load average, GPU and library
+    versions of this machine."""
     description = {
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
+        # a CPU affinity (taskset, a container's cpuset) leaves fewer to this process; the figures depend on them
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_tiles": cpu_bf16_default("cpu"),
         "torch_threads": torch.get_num_threads(),
         "load_average_1_5_15min": _load_average(),
         "platform": platform.platform(),
@@ -521,13 +528,15 @@ def benchmark_sliding_window(
     sw_batch_size: int | None = None,
     repeats: int = 1,
     amp: bool | None = None,
+    bf16: bool | None = None,
 ) -> dict:
     """Run the bundle's sliding-window inference on a random volume and measure it.
 
-    The network, window size, overlap and window batch come from the bundle's ``inference.yaml`` (random weights:
-    speed does not depend on them); the volume is random, of ``shape`` voxels, one channel, as the network sees
-    it after preprocessing. Peak memory is the process's peak resident size (and the CUDA allocator's peak on a
-    GPU), measured around the inference alone.
+    The network, window size, overlap, window batch and autocast come from the bundle's ``inference.yaml``
+    (random weights: speed does not depend on them); the volume is random, of ``shape`` voxels, one channel, as
+    the network sees it after preprocessing. Peak memory is the process's peak resident size during the inference
+    (and the CUDA allocator's peak on a GPU): it includes what the process held before, which an earlier row's
+    inference may leave it (``rss_before_mib``; the bundles keep freed memory for reuse).
 
     Args:
         bundle: name of a shipped bundle whose inference config has ``network_def`` and ``window_inferer`` (or
@@ -539,6 +548,8 @@ def benchmark_sliding_window(
         sw_batch_size: windows per forward pass (default: the bundle's).
         repeats: timed runs (the median is reported); one untimed warm-up run comes first on a GPU.
         amp: float16 autocast on a GPU (default: the bundle's ``amp``); ignored on the CPU.
+        bf16: bfloat16 autocast on the CPU (default: the bundle's ``bf16``, on a CPU with AMX tiles for the
+            Attention U-Net); ignored on a GPU.
 
     Returns:
         the settings and figures: seconds, windows, peak resident memory (MiB) and, on CUDA, peak GPU memory.
@@ -564,7 +575,13 @@ def benchmark_sliding_window(
     on_cuda = torch.device(device).type == "cuda"
     # the evaluator's float16 autocast (the bundle's `amp`, on by default on a GPU)
     amp = on_cuda and bool(parser.get_parsed_content("amp") if amp is None else amp)
-    autocast = torch.autocast("cuda", enabled=amp) if on_cuda else contextlib.nullcontext()
+    # on the CPU, the bfloat16 autocast the bundle's inferer wraps its sliding window in
+    bundle_bf16 = "bf16" in parser and bool(parser.get_parsed_content("bf16"))
+    bf16 = not on_cuda and (bundle_bf16 if bf16 is None else bool(bf16))
+    if on_cuda:
+        autocast = torch.autocast("cuda", enabled=amp)
+    else:
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     if on_cuda:
         with torch.inference_mode(), autocast:
             inferer(volume[..., : min(shape[-1], 2 * inferer.roi_size[-1])], network)
@@ -592,6 +609,7 @@ def benchmark_sliding_window(
         "device": device,
         "stitch_device": str(stitch_device or device),
         "amp": amp,
+        "bf16": bf16,
         "threads": torch.get_num_threads(),
         "windows": int(torch.tensor(scan).prod()),
         "seconds": round(times[len(times) // 2], 3),
@@ -625,7 +643,13 @@ def sliding_window_section(options: BenchmarkOptions) -> BenchmarkSection:
         )
         for bundle in bundles
     ]
-    return BenchmarkSection("Sliding-window inference of the CT bundles", rows)
+    notes = []
+    if len(rows) > 1:
+        notes.append(
+            "peak_rss_mib is the process's peak during each row, which includes what earlier rows left it "
+            "(rss_before_mib): a bundle's own peak comes from a run of that bundle alone (--bundle NAME)"
+        )
+    return BenchmarkSection("Sliding-window inference of the CT bundles", rows, notes)
 
 
 def _load_section(spec: str) -> Callable[[BenchmarkOptions], BenchmarkSection] | None:

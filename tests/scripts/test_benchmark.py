@@ -19,6 +19,32 @@ def test_reports_windows_time_and_memory():
     # 96-voxel windows every 48 voxels: 2 along the first axis, 1 along the others
     assert result["windows"] == 2
     assert result["amp"] is False  # float16 autocast only on a GPU
+    assert result["bf16"] is False  # the bundle's bf16: off for EGE-UNet
+
+
+def test_the_sliding_window_runs_in_the_bundles_cpu_autocast(monkeypatch):
+    # the Attention U-Net bundle runs in bfloat16 on a CPU with AMX tiles: its figure had been float32's
+    entered = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type, *args, **kwargs):
+        entered.append((device_type, kwargs.get("dtype"), kwargs.get("enabled", True)))
+        return real_autocast(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    result = benchmark_sliding_window("egeunet3d_pancreas_ct", shape=(96, 96, 40), bf16=True)
+    assert result["bf16"] is True and ("cpu", torch.bfloat16, True) in entered
+    assert result["output_shape"] == [1, 3, 96, 96, 40]
+
+
+def test_the_machine_description_names_the_usable_cpus_and_instruction_set(monkeypatch):
+    # what the figures depend on beyond the model name: `taskset -c 0` had been reported as all logical CPUs
+    if hasattr(benchmark.os, "sched_getaffinity"):
+        monkeypatch.setattr(benchmark.os, "sched_getaffinity", lambda pid: {0})
+    machine = benchmark.machine_description()
+    assert machine["usable_cpus"] == (1 if hasattr(benchmark.os, "sched_getaffinity") else machine["logical_cpus"])
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(machine["cpu_bf16_tiles"], bool)
 
 
 def test_quick_suite_writes_markdown_and_json(tmp_path):
