@@ -37,12 +37,11 @@ from .checks import (
     border_filling_labels,
     check_cases,
     empty_labels,
-    find_bad_cases,
     load_datalist,
     scan_cases,
 )
 from .datalist import IMAGE_SUFFIXES, list_cases, split_cases, warn_repeated, warn_trained_on
-from .dataset import SkipFailedCasesDataset, describe_error, files_at_fault
+from .dataset import describe_error, files_at_fault
 from .dicom_seg import DicomSegError, write_dicom_seg
 from .plan import (
     DEFAULT_PLAN,
@@ -87,7 +86,6 @@ __all__ = [
     "check_cases",
     "border_filling_labels",
     "empty_labels",
-    "find_bad_cases",
     "load_datalist",
     "scan_cases",
     "DEFAULT_PLAN",
@@ -96,7 +94,6 @@ __all__ = [
     "PlanMismatchError",
     "DicomSegError",
     "MultiScaleBatch",
-    "SkipFailedCasesDataset",
     "atomic_open",
     "atomic_path",
     "cached_dataset",

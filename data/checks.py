@@ -5,7 +5,7 @@
 - :class:`CheckCased`: after ``LoadImaged`` + ``EnsureChannelFirstd``, each case against what the bundle takes:
   spatial dimensions, channel count, NaN/Inf voxels, image/label shape and affine agreement, label values within
   the classes. Errors name the file and the problem.
-- :func:`find_bad_cases` / :func:`check_cases`: every case of a dataset read and checked up front, so that
+- :func:`scan_cases` / :func:`check_cases`: every case of a dataset read and checked up front, so that
   training stops before its first epoch with the full list of bad cases (or trains on the others), with a
   warning counting the labels without foreground, and a refusal when every training label is one
   (:func:`scan_cases`, :func:`empty_labels`), and a warning counting the 2D masks whose foreground covers nearly
@@ -55,7 +55,6 @@ __all__ = [
     "check_cases",
     "declared_labels",
     "empty_labels",
-    "find_bad_cases",
     "load_datalist",
     "scan_cases",
 ]
@@ -178,7 +177,7 @@ def load_datalist(
 
     The same result as ``monai.data.load_decathlon_datalist(datalist, True, key, base_dir)``, but every problem
     with the file is a :class:`DataCheckError` naming it, instead of a ``JSONDecodeError`` or ``KeyError`` without
-    a file name. Missing image files are not checked here but by :func:`find_bad_cases`, per case. An nnU-Net raw
+    a file name. Missing image files are not checked here but by :func:`scan_cases`, per case. An nnU-Net raw
     dataset (its ``dataset.json`` has ``channel_names`` and ``file_ending`` but no lists) gives the cases of its
     folders: ``imagesTr`` with ``labelsTr`` for ``training``, ``imagesTs`` for ``test``.
 
@@ -1001,37 +1000,6 @@ def scan_cases(
     return CaseScan(bad, empty, border_filling, num_classes, classes if num_classes else {})
 
 
-def find_bad_cases(
-    cases: Sequence[dict],
-    loader: Callable | Sequence[Callable],
-    keys: Sequence[str] = ("image", "label"),
-    num_workers: int = 1,
-    on_result: Callable[[dict, BadCase | None], None] | None = None,
-) -> list[tuple[int, BadCase]]:
-    """Reads and checks every case; returns ``(index, problem)`` of each case that cannot be used (see
-    :func:`scan_cases`, which also finds the labels without foreground).
-
-    Args:
-        cases: case dictionaries (paths).
-        loader: the transforms that read and check a case (the bundle's loading steps ending with
-            :class:`CheckCased`), or a list of them.
-        keys: keys each case must have, with existing files.
-        num_workers: threads reading cases at once.
-        on_result: called with each case and its problem (``None`` when fine), in order, as they are checked.
-
-    Example::
-
-        >>> from monai.transforms import EnsureChannelFirstd
-        >>> keys = ["image", "label"]
-        >>> loading = [LoadImaged(keys), EnsureChannelFirstd(keys), CheckCased(keys, num_classes=3)]
-        >>> cases = [{"image": "images/case_7.nii.gz", "label": "labels/case_7.nii.gz"}]
-        >>> for _, problem in find_bad_cases(cases, loading):  # doctest: +SKIP
-        ...     print(problem)
-        labels/case_7.nii.gz: label values 3 are not classes 0..2 (num_classes 3); relabel the file or set num_classes.
-    """
-    return scan_cases(cases, loader, keys, num_workers, on_result).bad
-
-
 #: what :func:`empty_labels` calls the groups of :func:`check_cases`, in order
 _GROUP_NAMES = ("training", "validation")
 #: label files :func:`empty_labels` and :func:`border_filling_labels` name as examples
@@ -1213,7 +1181,7 @@ def check_cases(
 
     Args:
         groups: lists of cases, e.g. ``[training_cases, validation_cases]``.
-        loader: the transforms that read and check one case (see :func:`find_bad_cases`).
+        loader: the transforms that read and check one case (see :func:`scan_cases`).
         policy: ``"error"`` stops with one message listing every bad case and its reason; ``"skip"`` logs each
             bad case as a warning and returns the groups without them.
         keys: keys each case must have, with existing files.

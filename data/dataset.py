@@ -1,32 +1,20 @@
-"""A dataset for batch jobs in which one unreadable case must not stop the others."""
+"""How a case that fails is reported: the file at fault and the reason in one line (``failures.csv``, the logs, the
+last line of a run)."""
 
 from __future__ import annotations
 
-import csv
-import logging
 import os
 import re
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai.data import IterableDataset
-from monai.transforms import apply_transform
-from torch.utils.data import get_worker_info
-
-from .atomic import TEXT_ERRORS
-
 __all__ = [
     "REASON_LENGTH",
-    "SkipFailedCasesDataset",
     "describe_error",
     "files_at_fault",
     "itk_error_reason",
     "one_line",
 ]
-
-logger = logging.getLogger(__name__)
-
 
 # the layer that MONAI's apply_transform puts around a failing transform's exception
 _MONAI_WRAPPER = re.compile(r"applying transform ")
@@ -169,74 +157,3 @@ def itk_error_reason(message: str) -> str | None:
     nrrd_stack = [match.group(1) for match in map(_NRRD_STACK_LINE.match, lines) if match]
     details = [line for line in lines if not _NRRD_STACK_LINE.match(line)] + nrrd_stack[-1:]
     return one_line("\n".join(details)) or None
-
-
-class SkipFailedCasesDataset(IterableDataset):
-    """Applies ``transform`` to each case; a case whose transform raises is reported and skipped.
-
-    For inference and evaluation over many files: a corrupt, truncated or missing image is logged as an error
-    that names its file and the reason, and recorded in ``failures`` (and in ``failure_log``, a CSV with
-    ``case,file,error`` columns), while every other case is processed as usual. Cases keep their order with
-    one worker; with several DataLoader workers they are sharded across workers. ``failures`` is the list of the
-    process that iterates: with DataLoader workers each worker fills its own copy and the dataset's stays empty,
-    so read ``failure_log``, which every worker appends to.
-
-    Because it skips cases, the dataset has no length; MONAI's engines then run one pass over it.
-
-    Args:
-        data: case dictionaries.
-        transform: the preprocessing to apply to each case.
-        source_key: key of the file that names a case in messages.
-        failure_log: CSV file to write failures to; created (empty, with a header) when the dataset is
-            built, so a run without failures leaves an empty report rather than a stale one.
-
-    Example::
-
-        >>> ds = SkipFailedCasesDataset([{"image": "missing.png"}], LoadImaged("image"))  # doctest: +SKIP
-        >>> list(ds)  # doctest: +SKIP
-        []
-    """
-
-    def __init__(
-        self,
-        data: Sequence[dict],
-        transform: Callable | None = None,
-        source_key: str = "image",
-        failure_log: str | os.PathLike | None = None,
-    ) -> None:
-        super().__init__(data=data, transform=transform)
-        self.source_key = source_key
-        self.failure_log = Path(failure_log) if failure_log else None
-        self.failures: list[dict[str, str]] = []
-        if self.failure_log is not None:
-            self.failure_log.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.failure_log, "w", newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
-                csv.writer(f).writerow(["case", "file", "error"])
-
-    def __iter__(self):
-        info = get_worker_info()
-        num_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        for index, case in enumerate(self.data):
-            if index % num_workers != worker:
-                continue
-            try:
-                item = apply_transform(self.transform, case) if self.transform is not None else case
-            except Exception as error:  # noqa: BLE001 - any failure of one case must leave the others running
-                self._report(index, case, error)
-                continue
-            yield item
-
-    def _report(self, index: int, case: dict, error: Exception) -> None:
-        source = (
-            files_at_fault(case.get(self.source_key, f"case {index}"), error)
-            if isinstance(case, dict)
-            else f"case {index}"
-        )
-        reason = describe_error(error, source)
-        logger.error("skipped %s: %s", source, reason)
-        record = {"case": str(index), "file": source, "error": reason}
-        self.failures.append(record)
-        if self.failure_log is not None:
-            # one short append per failure: safe enough across DataLoader worker processes
-            with open(self.failure_log, "a", newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
-                csv.writer(f).writerow([record["case"], record["file"], record["error"]])

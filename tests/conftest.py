@@ -59,3 +59,13 @@ def run_with_closed_stdout(command: Sequence[str], **kwargs) -> subprocess.Compl
         return subprocess.run(list(command), stdout=write, stderr=subprocess.PIPE, text=True, **kwargs)
     finally:
         os.close(write)
+
+
+def processed_cases(cases: Sequence[dict], transform) -> tuple[list, list[dict]]:
+    """The items of the cases that ``transform`` processed and the failure records of the others, in order, as a
+    bundle's :class:`~monai_unets.data.CaseDataset` gives them to its evaluator."""
+    from monai_unets.data import FAILURE_KEY, CaseDataset
+
+    dataset = CaseDataset(list(cases), transform)
+    items = [dataset[i] for i in range(len(dataset))]
+    return [i for i in items if FAILURE_KEY not in i], [i[FAILURE_KEY] for i in items if FAILURE_KEY in i]

@@ -30,10 +30,8 @@ from monai.inferers import SimpleInferer
 from monai_unets.bundles import bundle_dir
 from monai_unets.data import (
     DEFAULT_PLAN,
-    SkipFailedCasesDataset,
     atomic_open,
     border_filling_labels,
-    find_bad_cases,
     list_cases,
     load_datalist,
     save_plan,
@@ -46,6 +44,8 @@ from monai_unets.networks import EnsembleInferer, OnnxRuntimeNetwork, PVTv2Encod
 from monai_unets.networks.runtime import WEIGHTS_FINGERPRINT_KEY
 from monai_unets.scripts import cli
 from PIL import Image
+
+from tests.conftest import processed_cases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = REPO_ROOT / "docs" / "failure-catalogue.md"
@@ -127,7 +127,7 @@ def _mask(size=(24, 32)) -> np.ndarray:
 
 def _check(bundle: str, case: dict, **overrides) -> str:
     """What the pre-flight check of training (and check-data) reports for one case."""
-    bad = find_bad_cases([case], _component(bundle, "load_transforms", **overrides))
+    bad = scan_cases([case], _component(bundle, "load_transforms", **overrides)).bad
     return str(bad[0][1]) if bad else "accepted"
 
 
@@ -358,19 +358,18 @@ def _inference_failure(root: Path, bundle: str, name: str, content: bytes | None
     cases = list_cases(root, input_dir=folder, volumes=bundle == CT)
     if content is None:
         cases.append({"image": str(folder / name)})
-    dataset = SkipFailedCasesDataset(cases, _component(bundle, "preprocessing", ("inference.yaml",)))
-    processed = list(dataset)
+    processed, failures = processed_cases(cases, _component(bundle, "preprocessing", ("inference.yaml",)))
     assert len(processed) == 1, "the good case must go on"
-    return "; ".join(f"{Path(f['file']).name}: {f['error']}" for f in dataset.failures)
+    return "; ".join(f"{Path(f['file']).name}: {f['error']}" for f in failures)
 
 
 def _evaluation_failure(root: Path, image: np.ndarray, label: np.ndarray) -> str:
     case = {"image": _nifti(root / "img.nii.gz", image), "label": _nifti(root / "lab.nii.gz", label)}
     good = {"image": _nifti(root / "ok.nii.gz", _volume()), "label": _nifti(root / "ok_l.nii.gz", _labels())}
     transform = _component(CT, "validate#preprocessing", ("train.yaml", "evaluate.yaml"))
-    dataset = SkipFailedCasesDataset([case, good], transform)
-    assert len(list(dataset)) == 1, "the good case must go on"
-    return dataset.failures[0]["error"]
+    processed, failures = processed_cases([case, good], transform)
+    assert len(processed) == 1, "the good case must go on"
+    return failures[0]["error"]
 
 
 def _cli(*args: str) -> str:

@@ -21,7 +21,6 @@ from monai_unets.data import (
     absent_classes,
     atomic_open,
     check_cases,
-    find_bad_cases,
     load_datalist,
     scan_cases,
 )
@@ -69,7 +68,7 @@ def test_a_case_of_one_file_per_channel_names_its_files_and_not_a_4d_file(tmp_pa
     second = str(tmp_path / "a_t2.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), second)
     case["image"] = [case["image"], second]
-    [(index, problem)] = find_bad_cases([case], _loading())
+    [(index, problem)] = scan_cases([case], _loading()).bad
     assert problem.file == f"{case['image'][0]}, {second}"
     assert (
         problem.problem.startswith("a case of 2 image files, one per channel") and "takes 1 channel" in problem.problem
@@ -100,7 +99,7 @@ def test_a_case_of_one_file_per_channel_names_the_file_at_fault(tmp_path):
     }
     two_channels = [LoadImaged(KEYS, image_only=True), EnsureChannelFirstd(KEYS), CheckCased(KEYS, 3, 2, 2)]
     cases = [{**case, "image": [case["image"], second]} for second in files.values()]
-    problems = [problem for _, problem in find_bad_cases(cases, two_channels)]
+    problems = [problem for _, problem in scan_cases(cases, two_channels).bad]
     assert problems[0].file == files["truncated"] and problems[0].problem.startswith("cannot read the image file: ")
     assert problems[1].file == files["nan"] and problems[1].problem.startswith("has 1 NaN and 0 infinite voxels")
     # each file reads alone, but they do not make one image: the fault is the case's
@@ -112,7 +111,7 @@ def test_a_case_of_one_file_per_channel_names_the_file_at_fault(tmp_path):
         "[0. 0. 1. 0.] [0. 0. 0. 1.]]."
     )
     # the bundle's own reading (one channel): the unreadable file is named, not the case's first
-    [(_, problem)] = find_bad_cases(cases[:1], _loading())
+    [(_, problem)] = scan_cases(cases[:1], _loading()).bad
     assert problem.file == files["truncated"]
 
 
@@ -124,7 +123,7 @@ def test_nan_replaced_in_a_case_of_one_file_per_channel_names_the_files_place(tm
     case["image"] = [case["image"], _second_channel(tmp_path, "nan.nii.gz", nan)]
     loading = [LoadImaged(KEYS, image_only=True), EnsureChannelFirstd(KEYS), CheckCased(KEYS, 3, 2, 2, "replace")]
     with caplog.at_level(logging.WARNING):
-        assert find_bad_cases([case], loading) == []
+        assert scan_cases([case], loading).bad == []
     assert f"image file 2 of 2 of the case of {case['image'][0]} (one file per channel): replaced 1 NaN" in caplog.text
 
 
@@ -429,7 +428,7 @@ def test_an_unreadable_label_is_named_and_not_its_image(tmp_path):
     case = _case(tmp_path, "a")
     label = tmp_path / "a_label.nii.gz"
     label.write_bytes(label.read_bytes()[:60])  # an interrupted copy
-    [(_, problem)] = find_bad_cases([case], _loading())
+    [(_, problem)] = scan_cases([case], _loading()).bad
     assert problem.file == str(label)
     assert problem.problem.startswith("cannot read the label file: ")
 

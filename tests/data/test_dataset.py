@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import csv
-
 import numpy as np
-from monai.data import DataLoader
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
-from monai_unets.data import SkipFailedCasesDataset, describe_error
+from monai_unets.data import describe_error
 from monai_unets.data.dataset import REASON_LENGTH, itk_error_reason, one_line
 from PIL import Image
+
+from tests.conftest import processed_cases
 
 
 def _cases(tmp_path):
@@ -34,49 +33,16 @@ def _transform():
     )
 
 
-def test_bad_cases_are_reported_and_good_ones_processed(tmp_path):
+def test_bad_cases_are_reported_in_one_line_naming_their_file(tmp_path):
     cases, good, bad = _cases(tmp_path)
-    log = tmp_path / "report" / "failures.csv"
-    ds = SkipFailedCasesDataset(cases, _transform(), failure_log=log)
-    items = list(ds)
+    items, failures = processed_cases(cases, _transform())
     assert [item["image"].meta["filename_or_obj"] for item in items] == good
-    assert [f["file"] for f in ds.failures] == bad
-    with open(log, newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [r["file"] for r in rows] == bad
-    reasons = {r["file"]: r["error"] for r in rows}
+    assert [f["file"] for f in failures] == bad
+    reasons = {f["file"]: f["error"] for f in failures}
     # one line each, naming what is wrong rather than MONAI's reader-fallback dump
     assert all("\n" not in r and "Traceback" not in r for r in reasons.values())
     assert "cannot identify image file" in reasons[bad[0]]
     assert reasons[bad[1]].startswith("FileNotFoundError")
-
-
-def test_worker_processes_share_the_work(tmp_path):
-    cases, good, bad = _cases(tmp_path)
-    log = tmp_path / "failures.csv"
-    loader = DataLoader(SkipFailedCasesDataset(cases, _transform(), failure_log=log), batch_size=1, num_workers=2)
-    seen = sorted(str(batch["image"].meta["filename_or_obj"][0]) for batch in loader)
-    assert seen == sorted(good)
-    with open(log, newline="") as f:
-        assert sorted(r["file"] for r in csv.DictReader(f)) == sorted(bad)
-
-
-def test_failure_log_starts_empty_on_every_run(tmp_path):
-    log = tmp_path / "failures.csv"
-    log.write_text("stale\n")
-    SkipFailedCasesDataset([], None, failure_log=log)
-    assert log.read_text().strip() == "case,file,error"
-
-
-def test_a_bad_case_whose_name_is_not_utf8_is_reported_escaped(tmp_path):
-    # bytes of an old Latin-1 archive, held by Python as surrogates
-    corrupt = tmp_path / "bad_\udce9.png"
-    corrupt.write_bytes(b"this is not a png")
-    log = tmp_path / "failures.csv"
-    ds = SkipFailedCasesDataset([{"image": str(corrupt)}], _transform(), failure_log=log)
-    assert list(ds) == []
-    with open(log, newline="", encoding="utf-8") as f:
-        assert [r["file"] for r in csv.DictReader(f)] == [str(tmp_path / "bad_\\udce9.png")]
 
 
 def test_describe_error_walks_to_the_cause():

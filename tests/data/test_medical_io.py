@@ -29,7 +29,7 @@ from monai.transforms import (
     SaveImaged,
     Spacingd,
 )
-from monai_unets.data import SkipFailedCasesDataset, case_output_names
+from monai_unets.data import case_output_names
 from monai_unets.data.dicom_seg import write_dicom_seg
 from monai_unets.data.medical_io import (
     MedicalImageReader,
@@ -40,6 +40,7 @@ from monai_unets.data.medical_io import (
 )
 from monai_unets.scripts.demo_ct import write_dicom_series
 
+from tests.conftest import processed_cases
 from tests.geometry import assert_same_world, write_enhanced_ct
 
 # The phantom, in LPS (DICOM/ITK) terms: a sagittal stack whose axes run to P, I and L, i.e. neither RAS nor
@@ -642,16 +643,16 @@ def test_a_nifti_cut_off_after_its_header_is_called_truncated_and_named(name, tm
 def test_a_bad_case_is_skipped_with_its_file_named(formats, tmp_path):
     (tmp_path / "empty").mkdir()
     load = Compose([LoadImaged("image", reader=MedicalImageReader(), image_only=True), EnsureChannelFirstd("image")])
-    ds = SkipFailedCasesDataset([{"image": str(tmp_path / "empty")}, {"image": str(formats["mha"])}], load)
-    assert len(list(ds)) == 1
-    assert ds.failures[0]["file"] == str(tmp_path / "empty") and "holds no DICOM file" in ds.failures[0]["error"]
+    processed, [failure] = processed_cases([{"image": str(tmp_path / "empty")}, {"image": str(formats["mha"])}], load)
+    assert len(processed) == 1
+    assert failure["file"] == str(tmp_path / "empty") and "holds no DICOM file" in failure["error"]
 
 
 def test_the_failure_report_of_a_multi_series_folder_lists_every_series(two_series):
     load = LoadImaged("image", reader=MedicalImageReader(), image_only=True)
-    ds = SkipFailedCasesDataset([{"image": str(two_series)}], load)
-    assert list(ds) == []
-    assert "arterial" in ds.failures[0]["error"] and "venous" in ds.failures[0]["error"]
+    processed, [failure] = processed_cases([{"image": str(two_series)}], load)
+    assert processed == []
+    assert "arterial" in failure["error"] and "venous" in failure["error"]
 
 
 def test_list_medical_cases(formats, tmp_path, monkeypatch):

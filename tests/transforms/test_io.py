@@ -21,6 +21,8 @@ from monai_unets.transforms.io import Image2DReader, SaveDicomSeg, SaveDicomSegd
 from monai_unets.transforms.label import BinarizeLabel
 from PIL import Image, TiffImagePlugin
 
+from tests.conftest import processed_cases
+
 LABELS = {1: "pancreas", 2: "tumour"}
 
 
@@ -457,14 +459,11 @@ def test_a_damaged_image_is_named_without_asking_the_other_readers(name, content
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01binary"], ids=["empty, refused at once", "binary, handed on"])
 def test_a_file_pil_cannot_identify_is_named_by_its_path_once(content, tmp_path):
-    from monai_unets.data import SkipFailedCasesDataset
-
     # PIL named the file object it was given: "cannot identify image file <_io.BufferedReader name='...'>"
     (tmp_path / "x.png").write_bytes(content)
     load = LoadImaged("image", reader=Image2DReader(channels=3), image_only=True)
-    dataset = SkipFailedCasesDataset([{"image": str(tmp_path / "x.png")}], load)
-    assert list(dataset) == []
-    [failure] = dataset.failures
+    processed, [failure] = processed_cases([{"image": str(tmp_path / "x.png")}], load)
+    assert processed == []
     assert failure["file"] == str(tmp_path / "x.png")
     assert failure["error"] == "UnidentifiedImageError: cannot identify the image file (not an image PIL reads)."
     with pytest.raises(Exception) as raised:
@@ -711,7 +710,6 @@ def test_a_palette_mask_whose_colours_tell_another_background_is_refused(name, w
 def test_the_2d_bundles_evaluate_a_palette_label_by_its_indices(tmp_path):
     from monai.bundle import ConfigParser
     from monai_unets.bundles import bundle_dir
-    from monai_unets.data import SkipFailedCasesDataset
 
     Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(tmp_path / "image.png")
     voc = _palette_mask(tmp_path / "voc.png", _lesion(value=1), _VOC)
@@ -720,10 +718,10 @@ def test_the_2d_bundles_evaluate_a_palette_label_by_its_indices(tmp_path):
     for bundle in ("egeunet_skin_lesion", "unetv2_polyp"):
         parser = ConfigParser()
         parser.read_config([str(bundle_dir(bundle) / "configs" / name) for name in ("train.yaml", "evaluate.yaml")])
-        dataset = SkipFailedCasesDataset(cases, parser.get_parsed_content("validate#preprocessing"))
-        (evaluated,) = list(dataset)  # the palette label read by index; the one its colours contradict fails
+        # the palette label read by index; the one its colours contradict fails
+        (evaluated,), (failure,) = processed_cases(cases, parser.get_parsed_content("validate#preprocessing"))
         np.testing.assert_array_equal(evaluated["label"][0].numpy().T, _lesion(value=1), err_msg=bundle)
-        assert "white.png: palette mask whose lowest index, 0, is shown brighter" in dataset.failures[0]["error"]
+        assert "white.png: palette mask whose lowest index, 0, is shown brighter" in failure["error"]
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".gif", ".png", ".webp"])
