@@ -17,6 +17,7 @@ from .checks import load_datalist
 from .medical_io import (
     SPECIAL_FILES,
     _series_cases,
+    has_suffix,
     is_special_file,
     list_medical_cases,
     output_folder_inside,
@@ -34,11 +35,6 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".ti
 
 # ISIC 2017 ships a superpixel map beside each image (ISIC_<id>_superpixels.png): images, but none to segment
 _SUPERPIXEL_MAP = re.compile(r"_superpixels\.png$", re.IGNORECASE)
-
-
-def _has_image_suffix(path: Path, suffixes: Sequence[str]) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in suffixes)
 
 
 def list_cases(
@@ -104,7 +100,7 @@ def list_cases(
                 special.append(path.name)
             elif _SUPERPIXEL_MAP.search(path.name):
                 superpixels.append(path.name)
-            elif _has_image_suffix(path, suffixes):
+            elif has_suffix(path, suffixes):
                 files.append(path)
             else:
                 skipped.append(path.name)

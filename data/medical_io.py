@@ -65,6 +65,7 @@ __all__ = [
     "VALUES_PER_VOXEL",
     "DicomSeries",
     "MedicalImageReader",
+    "has_suffix",
     "is_dicom_file",
     "list_medical_cases",
     "parse_series_reference",
@@ -194,7 +195,18 @@ def _nibabel_reports_held(path: str | os.PathLike) -> Iterator[None]:
         logger.handle(record)
 
 
-def _has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
+def has_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> bool:
+    """Whether the name of ``path`` ends with one of ``suffixes`` (lower case), in any case: ``CT.NII.GZ`` too.
+
+    Args:
+        path: a file's path.
+        suffixes: lower-case suffixes with their dot (``.nii.gz``).
+
+    Example::
+
+        >>> has_suffix("/data/CT_01.NII.GZ", NIFTI_SUFFIXES)
+        True
+    """
     name = Path(path).name.lower()
     return any(name.endswith(s) for s in suffixes)
 
@@ -256,7 +268,7 @@ def is_dicom_file(path: Any) -> bool:
     """
     if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
         return False
-    if _has_suffix(path, DICOM_SUFFIXES):
+    if has_suffix(path, DICOM_SUFFIXES):
         return True
     try:
         return bool(pydicom.misc.is_dicom(path))
@@ -1895,7 +1907,7 @@ class MedicalImageReader(ImageReader):
         for name in names:
             path, uid = parse_series_reference(name)
             if not (
-                uid is not None or Path(path).is_dir() or _has_suffix(path, MEDICAL_SUFFIXES) or is_dicom_file(path)
+                uid is not None or Path(path).is_dir() or has_suffix(path, MEDICAL_SUFFIXES) or is_dicom_file(path)
             ):
                 return False
         return bool(names)
@@ -1931,7 +1943,7 @@ class MedicalImageReader(ImageReader):
         if path.is_file():
             _refuse_empty(path)
             _check_signature(path)
-        if _has_suffix(path, NIFTI_SUFFIXES):
+        if has_suffix(path, NIFTI_SUFFIXES):
             # nibabel's affine of the header as written (the sform where it has one). MONAI's reader "corrects" a
             # header whose pixdim differs from the sform's voxel sizes by putting the qform in the sform's place,
             # or the identity in place of a singular affine: outputs then lay elsewhere (95 mm on one test
@@ -1947,7 +1959,7 @@ class MedicalImageReader(ImageReader):
             return image
         if is_dicom_file(path):
             return self._read_dicom_file(path, **kwargs)
-        if _has_suffix(path, ITK_SUFFIXES):
+        if has_suffix(path, ITK_SUFFIXES):
             compressed = _check_data_file(path)
             try:
                 image = _read_unwrapped(path)
@@ -2430,7 +2442,7 @@ def _list_folder(
                 cases.extend({"image": image} for image in _series_cases(path, split_series))
         elif is_special_file(path):
             special.append(path.name)
-        elif _has_suffix(path, suffixes) or (lists_dicom and (is_dicom_file(path) or not _can_read(path))):
+        elif has_suffix(path, suffixes) or (lists_dicom and (is_dicom_file(path) or not _can_read(path))):
             # a file that cannot be read may be a DICOM study named without a suffix: its own case, failing in
             # reading, rather than skipped as no volume file with an exit status of 0
             if is_dicom_file(path):
@@ -2497,7 +2509,7 @@ def _holds_studies(folder: Path, suffixes: Sequence[str]) -> bool:
     files = [path for path in entries if path.is_file()]
     if any(is_dicom_file(path) for path in files if path.name.lower() not in HARMLESS_FILES):
         return False
-    return any(_has_suffix(path, suffixes) for path in files) or any(path.is_dir() for path in entries)
+    return any(has_suffix(path, suffixes) for path in files) or any(path.is_dir() for path in entries)
 
 
 def _dicom_image_series(path: Path) -> tuple[str | None, str | None]:
