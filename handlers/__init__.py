@@ -23,7 +23,7 @@ from .checkpoint import (
     weights_fingerprint,
 )
 from .errors import SettingError, check_settings, explain, report_errors
-from .evaluation_report import EvaluationReport, case_file_stem, write_report
+from .evaluation_report import EvaluationReport, write_report
 from .gradient_clipping import GradientClipping
 from .metrics_saver import AtomicMetricsSaver
 from .overlap_metrics import EmptyAwareDiceMetric, EmptyAwareMeanIoU
@@ -67,7 +67,6 @@ __all__ = [
     "SpacedHausdorffDistanceMetric",
     "SpacedSurfaceDiceMetric",
     "TrainingTimeLimit",
-    "case_file_stem",
     "choose_keep_largest",
     "format_duration",
     "label_map",

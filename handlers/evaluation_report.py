@@ -28,8 +28,7 @@ import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
-from ..data.cases import CASE_NAME_KEY, case_name, gather_items, per_case
-from ..data.medical_io import parse_series_reference
+from ..data.cases import CASE_NAME_KEY, case_name, case_output_names, gather_items, per_case
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
 
@@ -37,7 +36,7 @@ Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 idist, _ = optional_import("ignite.distributed")
 
-__all__ = ["EvaluationReport", "case_file_stem", "write_report"]
+__all__ = ["EvaluationReport", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,25 +44,6 @@ REPORT_NAME = "report.html"
 VOLUMES_NAME = "volumes_per_case.csv"
 RUN_INFO_NAME = "run.json"
 OVERLAY_DIR = "overlays"
-
-
-def case_file_stem(case: str) -> str:
-    """A file-name stem for a case path: the file name without extensions, or the DICOM folder and series.
-
-    Args:
-        case: an image path, or a DICOM series reference ``<folder>::<SeriesInstanceUID>``. A file name loses
-            everything from its first dot (``ct.v2.nii.gz`` -> ``ct``); a series gives its folder's name and the
-            last two parts of its UID. A name that comes to nothing gives ``"case"``. Stems are not made unique:
-            two cases may share one.
-
-    Example::
-
-        >>> case_file_stem("/data/imagesTs/ct_001.nii.gz"), case_file_stem("/data/study::1.2.840.10008.77")
-        ('ct_001', 'study_10008.77')
-    """
-    path, series_uid = parse_series_reference(case)
-    stem = Path(path.rstrip("/\\")).name.split(".")[0] or "case"
-    return f"{stem}_{'.'.join(series_uid.split('.')[-2:])}" if series_uid else stem
 
 
 def _read_picture(path: Path) -> bytes | None:
@@ -157,6 +137,8 @@ class EvaluationReport:
 
     def roll_back_case(self, mark: int) -> None:
         """Forgets the cases recorded after ``mark`` (:meth:`case_mark`): one that failed in a later handler."""
+        for row in self._rows[mark:]:
+            self._stems.discard(Path(row["overlay"]).stem)
         del self._rows[mark:]
 
     def attach(self, engine: Engine) -> None:
@@ -181,7 +163,8 @@ class EvaluationReport:
     def _overlay_name(self, case: str, name: str | None) -> str:
         if name:  # the case's output name (CaseDataset): unique over the job, and its masks' name too
             return f"{OVERLAY_DIR}/{name}.png"
-        stem = case_file_stem(case)
+        # the name the case's masks get from a bundle (CaseDataset), here without the job's other cases to compare
+        stem = case_output_names([case])[0]
         # names must not collide, within this process or with another rank's
         if stem in self._stems or idist.get_world_size() > 1:
             stem = f"{stem}_{hashlib.sha1(os.fsencode(case)).hexdigest()[:8]}"
@@ -226,6 +209,7 @@ class EvaluationReport:
                 except (ValueError, OSError) as error:
                     # a picture is a convenience: its failure must not lose the case's metrics
                     logger.warning("no overlay for %s: %s", case, error)
+                    row["overlay"] = ""
             self._rows.append(row)
 
     def _write_volumes(self, _engine: Engine) -> None:

@@ -17,7 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai_unets.data import CASE_NAME_KEY
-from monai_unets.handlers import CaseMetricsWriter, EvaluationReport, case_file_stem, write_report
+from monai_unets.handlers import CaseMetricsWriter, EvaluationReport, evaluation_report, write_report
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -249,11 +249,6 @@ def test_a_run_without_cases_reports_none_of_the_previous_run(eval_dir: Path):
     assert [row[1] for row in page.tables["failures"][1:]] == ["/data/imagesTs/a.nii.gz", "/data/imagesTs/b.nii.gz"]
 
 
-def test_case_file_stem():
-    assert case_file_stem("/data/a/ct_01.nii.gz") == "ct_01"
-    assert case_file_stem("/data/study1/::1.2.3.4") == "study1_3.4"
-
-
 def _case(value: float, name: str, affine: torch.Tensor) -> tuple[dict, dict]:
     labels = torch.zeros(10, 10, 10, dtype=torch.long)
     labels[2:6, 2:6, 2:6] = 1  # 64 voxels of 0.01 ml: 0.64 ml
@@ -302,6 +297,40 @@ def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
     info = json.loads((save_dir / "run.json").read_text())
     assert info["settings"] == {"device": "cpu"}
     assert (save_dir / "report.html").is_file()
+
+
+def test_cases_without_output_names_get_overlays_named_as_a_bundle_names_their_masks(tmp_path: Path):
+    # an evaluator of the user's own, not a bundle's CaseDataset: the overlay had been named after the file name up to
+    # its first dot (ct.v2 -> ct), and with a character file systems refuse (x:y) as it is
+    rows = _report_rows(tmp_path / "eval", ["/data/a/ct.v2.nii.gz", "/data/b/x:y.nii.gz"])
+    assert [r["overlay"] for r in rows] == ["overlays/ct.v2.png", "overlays/x_y.png"]
+
+
+def test_a_case_whose_overlay_cannot_be_written_names_none(tmp_path: Path, monkeypatch):
+    # its row had named the overlay that was never written, and the report linked to it
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluation_report, "atomic_path", full_disk)
+    [row] = _report_rows(tmp_path / "eval", ["/data/a/ct.nii.gz"])
+    assert row["overlay"] == "" and not (tmp_path / "eval" / "overlays").exists()
+
+
+def test_a_case_rolled_back_leaves_its_overlay_name_to_the_next_case(tmp_path: Path):
+    # a case that failed in a later handler is forgotten (CaseIsolationHandler): its name had still been taken, and
+    # the next case of that name got a digest in its overlay's name
+    affine = torch.eye(4)
+    cases = [_case(1.0, f"/data/{folder}/ct.nii.gz", affine) for folder in ("a", "b")]
+    engine = Engine(lambda engine, batch: [cases[engine.state.iteration - 1][1]])
+    save_dir = tmp_path / "eval"
+    save_dir.mkdir()
+    _write_csv(save_dir / "metrics_per_case.csv", [{"case": "/data/b/ct.nii.gz", "val_mean_dice": "0.5"}])
+    report = EvaluationReport(save_dir, class_names=["pancreas", "tumour"])
+    report.attach(engine)
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=1), lambda _: report.roll_back_case(0))
+    engine.run([[batch] for batch, _ in cases])
+    with open(save_dir / "volumes_per_case.csv", newline="", encoding="utf-8") as f:
+        assert [(r["case"], r["overlay"]) for r in csv.DictReader(f)] == [("/data/b/ct.nii.gz", "overlays/ct.png")]
 
 
 def test_cases_whose_names_are_not_utf8_get_their_overlays_and_rows(tmp_path: Path):
