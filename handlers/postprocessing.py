@@ -18,12 +18,27 @@ from .checkpoint import _is_main_process
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["PostprocessingSelector", "choose_keep_largest"]
+__all__ = ["PostprocessingSelector", "binary_dice", "choose_keep_largest"]
 
 
-def _dice(pred: np.ndarray, label: np.ndarray) -> float:
-    total = pred.sum() + label.sum()
-    return float("nan") if total == 0 else 2.0 * float(np.logical_and(pred, label).sum()) / float(total)
+def binary_dice(pred: np.ndarray, label: np.ndarray) -> float:
+    """Dice of two masks; NaN where both are empty (nnU-Net's convention, which leaves such cases out of a mean).
+
+    MONAI's ``compute_dice`` gives an empty reference NaN (``ignore_empty=True``) or 1 whatever the prediction:
+    here a prediction in a case without the class scores 0.
+
+    Args:
+        pred: the predicted mask (bool, or 0/1).
+        label: the reference mask, of the same shape.
+
+    Example::
+
+        >>> binary_dice(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])), binary_dice(np.zeros(3), np.zeros(3))
+        (0.6666666666666666, nan)
+    """
+    pred, label = np.asarray(pred, dtype=bool), np.asarray(label, dtype=bool)
+    total = int(pred.sum()) + int(label.sum())
+    return float("nan") if total == 0 else 2.0 * int(np.logical_and(pred, label).sum()) / total
 
 
 def choose_keep_largest(
@@ -90,8 +105,8 @@ class PostprocessingSelector:
             pred = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu()) > 0.5
             label = np.asarray(torch.as_tensor(item[self.label_key]).detach().cpu()) > 0.5
             classes = range(1, pred.shape[0])
-            self.plain.append([_dice(pred[c], label[c]) for c in classes])
-            self.largest.append([_dice(keep_largest_component(pred[c]), label[c]) for c in classes])
+            self.plain.append([binary_dice(pred[c], label[c]) for c in classes])
+            self.largest.append([binary_dice(keep_largest_component(pred[c]), label[c]) for c in classes])
 
     def decide(self, engine: Engine) -> None:
         # every validation, on every process, before anything is compared: a collective that only some processes

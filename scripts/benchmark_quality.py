@@ -36,6 +36,7 @@ import torch
 
 from ..data.atomic import atomic_open
 from ..data.cases import case_output_names
+from ..handlers.postprocessing import binary_dice
 from .cli import path_option, run_tool
 
 __all__ = ["add_arguments", "dice_per_class", "hold_out", "main", "run", "train_baseline", "train_bundle"]
@@ -51,12 +52,7 @@ def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) 
         >>> dice_per_class(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
         [0.6666666666666666, 0.6666666666666666]
     """
-    scores = []
-    for c in range(1, num_classes):
-        p, t = prediction == c, label == c
-        total = int(p.sum() + t.sum())
-        scores.append(float("nan") if total == 0 else 2.0 * int((p & t).sum()) / total)
-    return scores
+    return [binary_dice(prediction == c, label == c) for c in range(1, num_classes)]
 
 
 def hold_out(dataset_dir: str | os.PathLike, num_test: int, output: str | os.PathLike) -> Path:
