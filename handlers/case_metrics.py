@@ -15,11 +15,10 @@ from monai.metrics import compute_confusion_matrix_metric
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open
-from ..data.cases import case_name, file_meta, gather_items, per_case
+from ..data.cases import case_name, file_meta, gather_items, per_case, rank_and_world_size
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
-idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = ["CaseMetricsWriter"]
 
@@ -127,7 +126,7 @@ class CaseMetricsWriter:
         # MONAI's metrics gather their details from every process rank by rank; the case names follow suit (not with
         # MONAI's string_list_all_gather, which gives a process without cases one case named "")
         cases = gather_items(self._cases)
-        if idist.get_rank() != 0:
+        if rank_and_world_size()[0] != 0:
             return
         if not columns:
             # the tables are still written, empty, so that none of an earlier run in save_dir passes for this run's

@@ -28,13 +28,12 @@ import numpy as np
 from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
-from ..data.cases import CASE_NAME_KEY, case_name, case_output_names, gather_items, per_case
+from ..data.cases import CASE_NAME_KEY, case_name, case_output_names, gather_items, per_case, rank_and_world_size
 from .case_metrics import _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
-idist, _ = optional_import("ignite.distributed")
 
 __all__ = ["EvaluationReport", "write_report"]
 
@@ -166,7 +165,7 @@ class EvaluationReport:
         # the name the case's masks get from a bundle (CaseDataset), here without the job's other cases to compare
         stem = case_output_names([case])[0]
         # names must not collide, within this process or with another rank's
-        if stem in self._stems or idist.get_world_size() > 1:
+        if stem in self._stems or rank_and_world_size()[1] > 1:
             stem = f"{stem}_{hashlib.sha1(os.fsencode(case)).hexdigest()[:8]}"
         self._stems.add(stem)
         return f"{OVERLAY_DIR}/{stem}.png"
@@ -214,7 +213,7 @@ class EvaluationReport:
 
     def _write_volumes(self, _engine: Engine) -> None:
         rows = gather_items(self._rows)
-        if idist.get_rank() != 0:
+        if rank_and_world_size()[0] != 0:
             return
         # a run without any case still writes the table (its header), so that an earlier run's rows are gone
         header = list(rows[0]) if rows else ["case", "name", "overlay"]
@@ -225,7 +224,7 @@ class EvaluationReport:
         )
 
     def _write_report(self, _engine: Engine) -> None:
-        if idist.get_rank() != 0:
+        if rank_and_world_size()[0] != 0:
             return
         argv = list(sys.argv)
         if argv and Path(argv[0]).parts[-2:] == ("bundle", "__main__.py"):
@@ -249,7 +248,7 @@ class EvaluationReport:
         Args:
             failures: how many cases failed in the run (all processes).
         """
-        if failures and self.report and idist.get_rank() == 0:
+        if failures and self.report and rank_and_world_size()[0] == 0:
             write_report(self.save_dir, num_extreme_cases=self.num_extreme_cases)
 
 
