@@ -20,7 +20,11 @@ from ..data.cases import case_name, file_meta, gather_items, per_case, rank_and_
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["CaseMetricsWriter"]
+__all__ = ["PER_CASE_NAME", "SUMMARY_NAME", "CaseMetricsWriter"]
+
+#: the tables an evaluation writes into its folder, which the report and the quick start read
+PER_CASE_NAME = "metrics_per_case.csv"
+SUMMARY_NAME = "metrics_summary.csv"
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ class CaseMetricsWriter:
     def run_output_paths(self) -> list[Path]:
         """The tables written when the evaluation ends, for :class:`~monai_unets.handlers.CaseIsolationHandler` to
         remove an earlier run's when this one starts."""
-        return [self.save_dir / "metrics_per_case.csv", self.save_dir / "metrics_summary.csv"]
+        return [self.save_dir / PER_CASE_NAME, self.save_dir / SUMMARY_NAME]
 
     def case_mark(self) -> int:
         """How many cases are recorded, for :class:`~monai_unets.handlers.CaseIsolationHandler` to roll back to."""

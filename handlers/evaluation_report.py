@@ -29,7 +29,8 @@ from monai.utils import ImageMetaKey, min_version, optional_import
 
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
 from ..data.cases import CASE_NAME_KEY, case_name, case_output_names, gather_items, per_case, rank_and_world_size
-from .case_metrics import _default_batch_transform
+from ..data.medical_io import RUN_MARKER
+from .case_metrics import PER_CASE_NAME, SUMMARY_NAME, _default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -500,7 +501,7 @@ def write_report(
         PosixPath('bundle/eval/report.html')
     """
     folder = Path(eval_dir)
-    per_case_file = folder / "metrics_per_case.csv"
+    per_case_file = folder / PER_CASE_NAME
     if not per_case_file.is_file():
         unfinished = sorted(folder.glob("failures.rank*.csv"))
         if unfinished:
@@ -510,9 +511,9 @@ def write_report(
             )
         raise FileNotFoundError(f"{per_case_file}: no per-case metrics; is {folder} an evaluation folder?")
     cases = _read_csv(per_case_file)
-    summary = _read_csv(folder / "metrics_summary.csv")
+    summary = _read_csv(folder / SUMMARY_NAME)
     volumes = _read_csv(folder / VOLUMES_NAME)
-    failures = _read_csv(folder / "failures.csv")
+    failures = _read_csv(folder / RUN_MARKER)
     info_file = folder / RUN_INFO_NAME
     info = _read_run_info(info_file)
     log_dir = log_dir or info.get("log_dir")

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from monai_unets.bundles import bundle_dir
+from monai_unets.handlers.case_metrics import PER_CASE_NAME, SUMMARY_NAME
 
 from .bundle_run import bundle_command, run_bundle_process
 from .cli import at_least, device_option, path_option, run_tool
@@ -106,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
     )
 
     print("\n== results")
-    with open(eval_dir / "metrics_summary.csv", newline="") as f:
+    with open(eval_dir / SUMMARY_NAME, newline="") as f:
         for row in csv.DictReader(f):
             mean, std = float(row["mean"]), float(row["std"])
             print(f"{row['metric']:<20} mean {mean:.4f}  (std {std:.4f}, {row['cases']} cases)")
     print(f"\nweights:       {bundle / 'models' / 'model.pt'}")
     print(f"training logs: {bundle / 'logs'}  (tensorboard --logdir {bundle / 'logs'})")
     print(f"test masks:    {predictions}  (one PNG per test image, at the image's size)")
-    print(f"metrics:       {eval_dir / 'metrics_per_case.csv'} and {eval_dir / 'metrics_summary.csv'}")
+    print(f"metrics:       {eval_dir / PER_CASE_NAME} and {eval_dir / SUMMARY_NAME}")
     print(f"report:        {eval_dir / 'report.html'}  (figures, best and worst cases with their overlays)")
     return 0
 
