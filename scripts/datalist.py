@@ -19,6 +19,7 @@ __all__ = [
     "add_output_argument",
     "add_split_arguments",
     "format_counts",
+    "pair_by_key",
     "split_by_count",
     "split_train_val_test",
     "warn_unpaired",
@@ -309,6 +310,32 @@ def format_counts(splits: Mapping[str, Sequence[Any]]) -> str:
         'training 2, validation 1, test 1'
     """
     return ", ".join(f"{key} {len(splits[key])}" for key in SPLIT_KEYS)
+
+
+def pair_by_key(
+    images: Mapping[str, Path], masks: Mapping[str, Path], dataset: str | None = None
+) -> tuple[list[LabelledImage], list[Path], list[Path]]:
+    """The images and masks of one key paired, and the files of either kind whose key the other kind lacks.
+
+    Args:
+        images: key (an ISIC id, a file stem) -> image file.
+        masks: key -> mask file.
+        dataset: the ``dataset`` of each pair.
+
+    Returns:
+        the pairs sorted by key; the images without mask and the masks without image, each sorted by file name.
+
+    Example::
+
+        >>> pairs, lone_images, lone_masks = pair_by_key({"a": Path("a.jpg"), "b": Path("b.jpg")}, {"a": Path("a.png")})
+        >>> [p.id for p in pairs], [p.name for p in lone_images], lone_masks
+        (['a'], ['b.jpg'], [])
+    """
+    pairs = [LabelledImage(key, images[key], masks[key], dataset) for key in sorted(images.keys() & masks.keys())]
+    by_name = lambda path: path.name  # noqa: E731
+    lone_images = sorted((images[key] for key in images.keys() - masks.keys()), key=by_name)
+    lone_masks = sorted((masks[key] for key in masks.keys() - images.keys()), key=by_name)
+    return pairs, lone_images, lone_masks
 
 
 def warn_unpaired(paths: Sequence[Path], what: str) -> None:

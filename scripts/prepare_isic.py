@@ -29,6 +29,7 @@ from .datalist import (
     add_output_argument,
     add_split_arguments,
     format_counts,
+    pair_by_key,
     split_train_val_test,
     warn_unpaired,
     write_datalist,
@@ -133,11 +134,7 @@ def find_isic_pairs(image_dirs: Sequence[PathLike], mask_dirs: Sequence[PathLike
         raise ValueError("Give at least one image folder and one mask folder.")
     images = _index_folders(image_dirs, _IMAGE_NAME, "image")
     masks = _index_folders(mask_dirs, _MASK_NAME, "mask")
-    found = IsicPairs(
-        pairs=[LabelledImage(isic_id, images[isic_id], masks[isic_id]) for isic_id in sorted(images.keys() & masks)],
-        images_without_mask=sorted((images[i] for i in images.keys() - masks), key=lambda path: path.name),
-        masks_without_image=sorted((masks[i] for i in masks.keys() - images), key=lambda path: path.name),
-    )
+    found = IsicPairs(*pair_by_key(images, masks))
     if not found.pairs:
         raise ValueError(
             f"No image in {', '.join(map(str, image_dirs))} has a mask in {', '.join(map(str, mask_dirs))} "

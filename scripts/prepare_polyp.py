@@ -35,6 +35,7 @@ from .datalist import (
     add_output_argument,
     add_split_arguments,
     format_counts,
+    pair_by_key,
     split_by_count,
     warn_unpaired,
     write_datalist,
@@ -154,15 +155,7 @@ def _index_images(folder: Path, dataset: str, kind: str) -> dict[str, Path]:
 def _pair(dataset: str, folder: Path, image_dir: Path, mask_dir: Path) -> PolypPairs:
     images = _index_images(image_dir, dataset, "image")
     masks = _index_images(mask_dir, dataset, "mask")
-    found = PolypPairs(
-        dataset=dataset,
-        folder=folder,
-        image_dir=image_dir,
-        mask_dir=mask_dir,
-        pairs=[LabelledImage(key, images[key], masks[key], dataset) for key in sorted(images.keys() & masks)],
-        images_without_mask=sorted((images[key] for key in images.keys() - masks), key=lambda path: path.name),
-        masks_without_image=sorted((masks[key] for key in masks.keys() - images), key=lambda path: path.name),
-    )
+    found = PolypPairs(dataset, folder, image_dir, mask_dir, *pair_by_key(images, masks, dataset))
     if not found.pairs:
         raise ValueError(
             f"No {found.name} image in {image_dir} has a mask of the same name in {mask_dir} (folder {folder})."
