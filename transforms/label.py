@@ -13,6 +13,7 @@ from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tenso
 from scipy import ndimage
 
 __all__ = [
+    "KeepLargestComponent",
     "KeepLargestComponentd",
     "KeepLargestComponentD",
     "KeepLargestComponentDict",
@@ -372,13 +373,67 @@ def keep_largest_component(mask: NdarrayOrTensor) -> np.ndarray:
     return kept
 
 
-class KeepLargestComponentd(MapTransform):
+class KeepLargestComponent(Transform):
     """In a label map (1, ...) of class indices, keep only the largest connected component of chosen classes.
 
     Voxels of a chosen class outside its largest component become background (0), as in nnU-Net's
     post-processing; which classes gain from it is decided on validation data and recorded in the plan
     (``postprocessing.keep_largest``, see :class:`monai_unets.handlers.PostprocessingSelector`). An empty
-    ``applied_labels`` leaves the label map unchanged. The meta data are kept.
+    ``applied_labels`` leaves the label map unchanged. Components touch at edges and corners (MONAI's
+    ``connectivity=None``); metadata are kept.
+
+    MONAI's ``KeepLargestConnectedComponent`` labels the components of the whole map: 0.54-0.58 s per 512 x 512 x
+    300 CT where labelling within the class's bounding box takes 0.02 s (the CT bundles' docs), with the same maps.
+    It also refuses a batch or a one-hot map, whose items or classes would be joined into one component search.
+
+    Args:
+        applied_labels: the class values to process.
+
+    Example::
+
+        >>> KeepLargestComponent([1])(torch.tensor([[1, 1, 0, 1, 2]]))
+        tensor([[1, 1, 0, 0, 2]])
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, applied_labels: Sequence[int] = ()) -> None:
+        self.applied_labels = [int(v) for v in applied_labels or ()]
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """
+        Args:
+            img: a label map of class indices, ``(1, ...)``.
+
+        Raises:
+            ValueError: ``img`` is no single label map (its first axis is not 1, or it has no spatial axis).
+        """
+        if not self.applied_labels:
+            return img
+        labels = torch.as_tensor(img)
+        if labels.dim() < 2 or labels.shape[0] != 1:
+            raise ValueError(
+                f"KeepLargestComponent takes one label map of class indices (1, ...), got shape "
+                f"{tuple(labels.shape)}: apply it to each item of a batch (after decollate_batch) and to the argmax "
+                "of class channels."
+            )
+        values = np.asarray(labels.detach().cpu())
+        out = None
+        for value in self.applied_labels:
+            # only the class's bounding box can change: the whole map is not copied or relabelled
+            outside = _outside_largest(values == value)
+            if outside is None or not outside[1].any():
+                continue
+            box, dropped = outside
+            if out is None:
+                out = labels.clone()
+            plain = out.as_tensor() if isinstance(out, MetaTensor) else out
+            plain[box][torch.from_numpy(dropped).to(plain.device)] = 0
+        return img if out is None else convert_to_dst_type(out, img)[0]
+
+
+class KeepLargestComponentd(MapTransform):
+    """Dictionary version of :class:`KeepLargestComponent`.
 
     Args:
         keys: the label maps.
@@ -391,40 +446,21 @@ class KeepLargestComponentd(MapTransform):
         tensor([[1, 1, 0, 0, 2]])
     """
 
-    backend = [TransformBackends.TORCH]
+    backend = KeepLargestComponent.backend
 
     def __init__(
         self, keys: KeysCollection, applied_labels: Sequence[int] = (), allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.applied_labels = [int(v) for v in applied_labels or ()]
+        self.transform = KeepLargestComponent(applied_labels)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
-        if not self.applied_labels:
-            return d
         for key in self.key_iterator(d):
-            labels = torch.as_tensor(d[key])
-            if labels.dim() < 2 or labels.shape[0] != 1:
-                # a batch or a one-hot map would have its items or classes joined into one component search
-                raise ValueError(
-                    f"KeepLargestComponentd takes one label map of class indices (1, ...), got {key!r} of shape "
-                    f"{tuple(labels.shape)}: apply it to each item of a batch (after decollate_batch) and to the "
-                    "argmax of class channels."
-                )
-            values = np.asarray(labels.detach().cpu())
-            out = None
-            for value in self.applied_labels:
-                # only the class's bounding box can change: the whole map is not copied or relabelled
-                outside = _outside_largest(values == value)
-                if outside is None or not outside[1].any():
-                    continue
-                box, dropped = outside
-                if out is None:
-                    out = labels.clone()
-                plain = out.as_tensor() if isinstance(out, MetaTensor) else out
-                plain[box][torch.from_numpy(dropped).to(plain.device)] = 0
-            d[key] = d[key] if out is None else convert_to_dst_type(out, d[key])[0]
+            try:
+                d[key] = self.transform(d[key])
+            except ValueError as error:
+                raise ValueError(f"{key!r}: {error}") from None
         return d
 
 
