@@ -51,7 +51,8 @@ def test_quick_suite_writes_markdown_and_json(tmp_path):
     threads = torch.get_num_threads()
     try:
         status = main(
-            ["benchmark", "--quick", "--threads", "1", "--sections", "networks", "runtimes", "--networks", "EGEUNet"]
+            # the 2D network only: the 3D one's paths (about 35 s more) are checked in tests/networks/test_egeunet.py
+            ["benchmark", "--quick", "--threads", "1", "--sections", "networks", "runtimes", "--networks", "EGEUNet 2D"]
             # glibc's own settings: reusing freed blocks is process-wide, and this is the test process
             + ["--default-allocator", "--output-dir", str(tmp_path)]
         )
@@ -63,13 +64,10 @@ def test_quick_suite_writes_markdown_and_json(tmp_path):
     assert {"cpu", "torch_threads", "load_average_1_5_15min", "load_average_after", "torch", "monai"} <= set(machine)
     assert machine["freed_memory_reused"] is False
     networks, runtimes = report["sections"]
-    # the 2D and the 3D EGE-UNet of the model table, each beside MONAI's three networks
-    assert [(r["config"], r["input"]) for r in networks["rows"]] == [
-        ("2D, 3 -> 1", "1x3x32x32"),
-        ("3D, 1 -> 1", "1x1x32x32x32"),
-    ]
+    # the 2D EGE-UNet of the model table, beside MONAI's three networks
+    assert [(r["config"], r["input"]) for r in networks["rows"]] == [("2D, 3 -> 1", "1x3x32x32")]
     for row in networks["rows"]:
-        assert row["parameters"] in (53_374, 105_150) and row["GMACs"] > 0
+        assert row["parameters"] == 53_374 and row["GMACs"] > 0
         # every figure measured (their values are not asserted: shared machines are noisy)
         timed = [
             "latency_ms",
@@ -79,7 +77,7 @@ def test_quick_suite_writes_markdown_and_json(tmp_path):
         ]
         assert all(row[key] is not None for key in timed), row
     paths = {(r["config"], r["runtime"]): r for r in runtimes["rows"]}
-    for config in ("2D, 3 -> 1", "3D, 1 -> 1"):
+    for config in ("2D, 3 -> 1",):
         for name in ("eager", "eager, inference mode", "channels_last", "TorchScript (frozen)", "ONNX Runtime"):
             row = paths[(config, name)]
             assert "error" not in row, row
