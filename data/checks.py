@@ -172,7 +172,7 @@ def load_datalist(
     base_dir: str | os.PathLike | None = None,
     required: bool = True,
     labelled: bool = False,
-):
+) -> list[dict]:
     """The list ``key`` of a MONAI datalist JSON, with paths made absolute against ``base_dir``.
 
     The same result as ``monai.data.load_decathlon_datalist(datalist, True, key, base_dir)``, but every problem

@@ -580,6 +580,8 @@ class BestModelSaver:
             )
 
     def state_dict(self) -> dict[str, Any]:
+        """The best score and its epoch, with the validation cases' fingerprint and the plan and input size the
+        weights are bound to, for the training checkpoint."""
         state: dict[str, Any] = {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
         cases = _cases_fingerprint(self._engine)
         if cases is not None:
@@ -594,6 +596,8 @@ class BestModelSaver:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Takes the best score of a resumed training, unless it was of other validation cases (then this run's first
+        validation sets it)."""
         if _same_cases(state.get("validation_cases"), self._engine) is False:
             logger.warning(
                 "the best score so far (%.4f, epoch %d) is of other validation cases than this run's, so it is not "
@@ -966,6 +970,7 @@ class TrainingCheckpoint:
                 obj.save_unvalidated()
 
     def save(self, engine: Engine) -> None:
+        """Writes the checkpoint (on the first process of a job only)."""
         if not _is_main_process():
             return
         for obj in self.save_dict.values():
@@ -981,6 +986,7 @@ class TrainingCheckpoint:
         save_atomic(state, self.checkpoint_path)
 
     def load(self, engine: Engine) -> None:
+        """Resumes from the checkpoint when there is one and resuming is on."""
         self._first_epoch = int(engine.state.epoch)
         if not self.resume:
             return

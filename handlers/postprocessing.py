@@ -98,9 +98,11 @@ class PostprocessingSelector:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.decide)
 
     def reset(self, engine: Engine | None = None) -> None:
+        """Forgets the cases of the last validation (at each validation's start)."""
         self.plain, self.largest = [], []
 
     def collect(self, engine: Engine) -> None:
+        """Scores each case of the evaluator's output as it is and with only its largest components kept."""
         for item in per_case(engine.state.output):
             pred = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu()) > 0.5
             label = np.asarray(torch.as_tensor(item[self.label_key]).detach().cpu()) > 0.5
@@ -109,6 +111,7 @@ class PostprocessingSelector:
             self.largest.append([binary_dice(keep_largest_component(pred[c]), label[c]) for c in classes])
 
     def decide(self, engine: Engine) -> None:
+        """Chooses the classes to post-process from the cases of all processes and records them in the plan."""
         # every validation, on every process, before anything is compared: a collective that only some processes
         # reach hangs the job, and the decision is to rest on all the job's cases, as in a one-process run
         plain, largest = gather_items(self.plain), gather_items(self.largest)

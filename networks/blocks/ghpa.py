@@ -14,7 +14,20 @@ from .utils import act_layer, linear_interp_mode, norm_layer
 
 
 def split_sizes(channels: int, groups: int) -> list[int]:
-    """Sizes of ``torch.tensor_split(x, groups, dim=1)`` for ``channels`` channels (the first groups get the extra)."""
+    """Sizes of ``torch.tensor_split(x, groups, dim=1)`` for ``channels`` channels (the first groups get the extra).
+
+    Args:
+        channels: the channels split.
+        groups: the number of groups, at most ``channels``.
+
+    Raises:
+        ValueError: more groups than channels, which would leave a group empty.
+
+    Example::
+
+        >>> split_sizes(10, 4)
+        [3, 3, 2, 2]
+    """
     if channels < groups:
         raise ValueError(f"{channels} channels cannot be split into {groups} non-empty groups.")
     base, extra = divmod(channels, groups)

@@ -131,6 +131,18 @@ def export_grouped_norms(norms: list[ChannelLayerNorm], x: torch.Tensor) -> torc
     For norms of equal width (and eps), all groups are normalised by the same few nodes on ``x`` viewed as
     (N, groups, width, voxels), instead of one graph of a dozen nodes per group; the scales and shifts are then
     one multiply and one add. Other norms are applied group by group.
+
+    Args:
+        norms: the norms, in the order of their channel groups.
+        x: the feature maps, whose channels are the groups' channels one after the other.
+
+    Example::
+
+        >>> norms = [ChannelLayerNorm(4), ChannelLayerNorm(4)]
+        >>> x = torch.randn(1, 8, 5, 5)
+        >>> grouped = export_grouped_norms(norms, x)
+        >>> torch.allclose(grouped, torch.cat([norms[0](x[:, :4]), norms[1](x[:, 4:])], 1), atol=1e-5)
+        True
     """
     widths = [int(norm.weight.shape[0]) for norm in norms]
     eps = norms[0].eps

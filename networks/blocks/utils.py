@@ -84,6 +84,9 @@ def he_normal_init(module: nn.Module) -> None:
 def act_layer(act: str | tuple | None) -> nn.Module:
     """MONAI's ``get_act_layer(act)``, or ``nn.Identity()`` for ``act`` ``None`` (no activation).
 
+    Args:
+        act: a MONAI activation name or ``(name, arguments)``, or ``None``.
+
     Example::
 
         >>> act_layer(None), act_layer("relu")
@@ -95,6 +98,11 @@ def act_layer(act: str | tuple | None) -> nn.Module:
 def norm_layer(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
     """MONAI's ``get_norm_layer(norm, spatial_dims, channels)``, or ``nn.Identity()`` for ``norm`` ``None``.
 
+    Args:
+        norm: a MONAI norm name or ``(name, arguments)``, or ``None``.
+        spatial_dims: 1, 2 or 3.
+        channels: the channels normalised.
+
     Example::
 
         >>> norm_layer(None, 2, 8)
@@ -104,7 +112,19 @@ def norm_layer(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn
 
 
 def linear_interp_mode(spatial_dims: int) -> str:
-    """The (multi-)linear interpolation mode of ``F.interpolate`` for 1, 2 or 3 spatial dimensions."""
+    """The (multi-)linear interpolation mode of ``F.interpolate`` for 1, 2 or 3 spatial dimensions.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+
+    Raises:
+        ValueError: any other number.
+
+    Example::
+
+        >>> linear_interp_mode(3)
+        'trilinear'
+    """
     if spatial_dims == 1:
         return "linear"
     if spatial_dims == 2:
@@ -115,7 +135,18 @@ def linear_interp_mode(spatial_dims: int) -> str:
 
 
 def resize_to(x: torch.Tensor, size: List[int], align_corners: bool = True) -> torch.Tensor:  # noqa: UP006
-    """Resize ``x`` (N, C, *spatial) to ``size`` with (bi/tri)linear interpolation; a no-op when sizes match."""
+    """Resize ``x`` (N, C, *spatial) to ``size`` with (bi/tri)linear interpolation; a no-op when sizes match.
+
+    Args:
+        x: the feature maps.
+        size: the spatial size wanted.
+        align_corners: ``F.interpolate``'s argument.
+
+    Example::
+
+        >>> resize_to(torch.ones(1, 2, 4, 4), [8, 6]).shape
+        torch.Size([1, 2, 8, 6])
+    """
     if x.shape[2:] == size:
         return x
     return F.interpolate(x, size=size, mode=linear_interp_mode(x.dim() - 2), align_corners=align_corners)
@@ -123,6 +154,9 @@ def resize_to(x: torch.Tensor, size: List[int], align_corners: bool = True) -> t
 
 def is_pointwise_conv(module: nn.Module) -> bool:
     """Whether ``module`` is a plain 1x1 convolution (one group, stride 1, no padding): a matrix product per voxel.
+
+    Args:
+        module: any module.
 
     Example::
 
@@ -141,6 +175,10 @@ def is_pointwise_conv(module: nn.Module) -> bool:
 def input_rank_rule(name: str, spatial_dims: int) -> str:
     """The sentence a network's error for an input of the wrong rank starts with (the shape it takes).
 
+    Args:
+        name: the network's class name.
+        spatial_dims: 2 or 3.
+
     Example::
 
         >>> input_rank_rule("EGEUNet", 3)
@@ -152,6 +190,10 @@ def input_rank_rule(name: str, spatial_dims: int) -> str:
 
 def channels_rule(name: str, in_channels: int) -> str:
     """The start of a network's error for an input of other channels than it was built for (its shape follows).
+
+    Args:
+        name: the network's class name.
+        in_channels: the input channels it was built for.
 
     Example::
 
