@@ -495,7 +495,8 @@ def _filename(value: object, key: Hashable) -> str:
 
 
 class CheckCased(MapTransform):
-    """Checks a loaded case against what a bundle takes; errors name the file and the problem.
+    """Checks a loaded case against what a bundle takes; errors name the file and the problem. A dictionary
+    transform only: it checks a case's image and label against each other.
 
     Goes after ``LoadImaged`` and ``EnsureChannelFirstd`` (channel-first images with their metadata):
 

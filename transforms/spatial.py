@@ -550,7 +550,8 @@ def _interpolated_labels(
 
 class InvertArgmaxd(MapTransform):
     """``Invertd`` of class scores followed by :class:`~monai_unets.transforms.ArgmaxLabeld`, interpolating the
-    scores only where two classes meet.
+    scores only where two classes meet. A dictionary transform only, as ``Invertd``: the inversion reads the
+    transforms recorded on another key of the case (its image).
 
     Inverting a whole CT's class probabilities writes C float volumes of the study's size, most of whose voxels
     lie where all neighbours agree on the class; linear interpolation between scores that share their highest

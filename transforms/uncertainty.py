@@ -58,7 +58,8 @@ class SaveProbabilityMapsd(SaveImaged):
     (:func:`~monai_unets.data.case_output_name`), and each file appears whole or not at all. Voxels outside the
     region the network saw (zeros after ``Invertd`` undoes a crop) count as background with probability 1. With TTA
     or an ensemble (``EnsembleInferer``) the probabilities are the members' average, and the entropy covers their
-    disagreement too. The data pass through unchanged.
+    disagreement too. The data pass through unchanged. A dictionary transform only, as MONAI's ``SaveImaged`` it
+    extends: the case's metadata name its files.
 
     Args:
         keys: the probability maps (C, X, Y, Z) with their meta data.
