@@ -52,6 +52,10 @@ class CaseMetricsWriter:
     writes the files. Confusion-matrix handlers store raw TP/FP/TN/FN counts as details; name them in
     ``confusion_metrics`` to get their per-case metric (sensitivity, specificity, ...) instead.
 
+    MONAI's ``MetricsSaver(metric_details=...)`` writes a table per metric, rows named by image file, with the raw
+    confusion counts: one image scored against two labels gives two rows of one name there, and a reader joins the
+    tables by that name. This writer's one table is what the evaluation report and the quick start read.
+
     Args:
         save_dir: folder of the two CSV files.
         confusion_metrics: metric handler name -> confusion-matrix metric name, e.g.
