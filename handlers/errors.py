@@ -91,7 +91,12 @@ def _one_of(*choices: str) -> tuple[Callable[[object], bool], str]:
 # an on/off setting: a real bool, so that a string like "false" from a config is not taken as true
 _SWITCH: tuple[Callable[[object], bool], str] = (lambda v: isinstance(v, bool), "True or False")
 
+
 #: setting name -> (test, what it must be). A bundle config checks the settings it has with :func:`check_settings`.
+def _distance(v: object) -> bool:
+    return _number(0)(v) and v != math.inf
+
+
 SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "max_epochs": (_integer(1), "an integer >= 1"),
     "val_interval": (_integer(1), "an integer >= 1"),
@@ -112,6 +117,11 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "patch_size": (_sizes, "a list of integers >= 1, e.g. [96, 96, 96]"),
     "image_size": (_sizes, "a list of integers >= 1, e.g. [256, 256]"),
     "pixdim": (_spacings, "a list of spacings in mm > 0, e.g. [1.5, 1.5, 2.0]"),
+    # the surface Dice's tolerance: one for every class, or one per class (checked against num_classes)
+    "nsd_tolerance_mm": (
+        lambda v: _distance(v) or (isinstance(v, (list, tuple)) and bool(v) and all(map(_distance, v))),
+        "a distance in mm >= 0, or a list of one per class (without the background), e.g. 2.0 or [2.0, 1.0]",
+    ),
     # the names of label values 1, 2, ... (the DICOM SEG's segments, MONAI Label's labels): one each, told apart
     "class_names": (_names, "a list of distinct names, e.g. ['pancreas', 'tumour']"),
     "amp": _SWITCH,
@@ -177,6 +187,15 @@ def check_settings(settings: Mapping[str, object]) -> None:
             raise SettingError(f"{name} must be {wanted}, got {value!r}.")
     if "num_classes" in settings and "class_names" in settings:
         _check_classes(settings["num_classes"], settings["class_names"])
+    tolerances = settings.get("nsd_tolerance_mm")
+    if isinstance(tolerances, (list, tuple)) and "num_classes" in settings:
+        named = settings["num_classes"] - 1
+        if len(tolerances) != named:
+            raise SettingError(
+                f"nsd_tolerance_mm {list(tolerances)!r} has {len(tolerances)} value(s) for the {named} classes of "
+                f"num_classes {settings['num_classes']} (the background has none): give {named}, or one number for "
+                "every class."
+            )
 
 
 def _check_classes(num_classes: int, class_names: Sequence[str]) -> None:

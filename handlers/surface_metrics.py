@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -99,8 +100,8 @@ class SpacedSurfaceDiceMetric(_SpacingFromAffine, SurfaceDiceMetric):
     Labels without an affine fall back to voxel units, as for :class:`SpacedHausdorffDistanceMetric`.
 
     Args:
-        class_thresholds: one per class scored (the background left out unless ``include_background``): the distance
-            in mm within which a boundary voxel counts as matched; finite and >= 0.
+        class_thresholds: the distance in mm within which a boundary voxel counts as matched, finite and >= 0: one
+            per class scored (the background left out unless ``include_background``), or one number for every class.
         include_background: score the first channel too (MONAI's default ``False``).
         distance_metric: ``"euclidean"`` (the default), ``"chessboard"`` or ``"taxicab"``.
         reduction: how :meth:`aggregate` combines cases and classes (MONAI's ``"mean"``, ``"mean_batch"``, ...).
@@ -113,3 +114,16 @@ class SpacedSurfaceDiceMetric(_SpacingFromAffine, SurfaceDiceMetric):
 
         >>> metric = SpacedSurfaceDiceMetric(class_thresholds=[2.0, 2.0], include_background=False)
     """
+
+    def __init__(self, class_thresholds: float | Sequence[float], *args: Any, **kwargs: Any) -> None:
+        # one number: MONAI's metric takes a list of the scored classes' length, known once a case comes
+        self.every_class = None
+        if isinstance(class_thresholds, (int, float)) and not isinstance(class_thresholds, bool):
+            self.every_class = float(class_thresholds)
+            class_thresholds = [self.every_class]
+        super().__init__(list(class_thresholds), *args, **kwargs)
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if self.every_class is not None:
+            self.class_thresholds = [self.every_class] * (y_pred.shape[1] - (0 if self.include_background else 1))
+        return super()._compute_tensor(y_pred, y, **kwargs)

@@ -873,6 +873,24 @@ def test_every_switch_is_checked_at_start(name, config):
         parser[key] = False
 
 
+@pytest.mark.parametrize("name", [n for n in BUNDLES if bundle_spatial_dims(n) == 3])
+def test_the_surface_dice_tolerance_is_one_number_or_one_per_class_checked_at_start(name):
+    # a number had failed every case after its inference, a list of the wrong length too, each in MONAI's words
+    parser = ConfigParser()
+    parser.read_config([str(_configs(bundle_dir(name)) / c) for c in ("train.yaml", "evaluate.yaml")])
+    for tolerance in (1.0, [1.0, 3.0]):
+        parser["nsd_tolerance_mm"] = tolerance
+        check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+    parser["nsd_tolerance_mm"] = [1.0]
+    with pytest.raises(SettingError, match=r"^nsd_tolerance_mm \[1.0\] has 1 value\(s\) for the 2 classes"):
+        check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+    parser["nsd_tolerance_mm"] = "2mm"
+    with pytest.raises(SettingError, match="^nsd_tolerance_mm must be a distance in mm >= 0"):
+        check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+    # recorded with the evaluation's settings (run.json, the report)
+    assert parser["evaluation_report"]["settings"]["nsd_tolerance_mm"] == "@nsd_tolerance_mm"
+
+
 @pytest.mark.parametrize("name", BUNDLES)
 def test_served_inference_reuses_freed_memory(name, monkeypatch):
     # MONAI Label's bundle app parses `inferer` (with `preprocessing` and `postprocessing`) but never `initialize`

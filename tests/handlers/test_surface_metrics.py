@@ -42,6 +42,15 @@ def test_surface_dice_tolerance_in_millimetres():
     assert SpacedSurfaceDiceMetric([2.0], include_background=False)(pred, label).item() < 1.0
 
 
+def test_one_surface_dice_tolerance_is_every_class_s():
+    # `--nsd_tolerance_mm 1.0`: every case had failed with "object of type 'float' has no len()"
+    pred, label = _pair()
+    three = torch.cat([pred, pred[:, 1:]], dim=1), torch.cat([label, label[:, 1:]], dim=1)  # two classes scored
+    expected = SpacedSurfaceDiceMetric([2.0, 2.0], include_background=False)(*three)
+    torch.testing.assert_close(SpacedSurfaceDiceMetric(2.0, include_background=False)(*three), expected)
+    assert SpacedSurfaceDiceMetric(5, include_background=False)(pred, label).item() == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize(
     "metric",
     [
