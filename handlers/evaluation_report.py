@@ -221,7 +221,7 @@ class EvaluationReport:
         _write_csv(
             self.save_dir / VOLUMES_NAME,
             header,
-            [[f"{r[k]:.3f}" if isinstance(r[k], float) else r[k] for k in header] for r in rows],
+            [[_size_text(r[k], k) if isinstance(r[k], float) else r[k] for k in header] for r in rows],
         )
 
     def _write_report(self, _engine: Engine) -> None:
@@ -426,6 +426,22 @@ def _number(text: str | None, digits: int = 4) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _size_text(value: float, column: str) -> str:
+    # pixels are counts; millilitres to the mm^3, so that a structure of one small voxel (0.00025 ml on a 0.5 x 0.5 x
+    # 1 mm grid) is not written as the 0.000 of an absent one
+    return f"{value:.0f}" if column.endswith("_px") else f"{value:.6f}"
+
+
+def _size(text: str | None, column: str) -> str:
+    value = _float(text)
+    if math.isnan(value):
+        return "n/a"
+    if column.endswith("_px"):
+        return f"{value:.0f}"
+    # hundredths of a ml, but a structure smaller than that with its own digits rather than as 0.00, an absent one
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
+
+
 def _figure(title: str, png: bytes, figure_id: str) -> str:
     return f'<figure id="{figure_id}"><img alt="{html.escape(title)}" src="{_png_data_uri(png)}"></figure>'
 
@@ -611,7 +627,7 @@ def write_report(
         rows.append(
             [html.escape(case[c]) for c in identity]
             + [_number(case[m]) for m in metrics]
-            + [_number(sizes.get(c), 2) for c in size_columns]
+            + [_size(sizes.get(c), c) for c in size_columns]
             + [link]
         )
     # one column per metric, class and volume is wider than a page: the table scrolls in its own box, not the page

@@ -299,6 +299,23 @@ def test_handler_writes_overlays_volumes_run_info_and_report(tmp_path: Path):
     assert (save_dir / "report.html").is_file()
 
 
+def test_a_structure_of_one_small_voxel_keeps_its_size(tmp_path: Path):
+    # one tumour voxel of 0.5 x 0.5 x 1 mm had been written 0.000 ml, as an absent tumour is
+    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    batch, output = _case(1.0, "/data/a/ct.nii.gz", affine)
+    engine = Engine(lambda engine, batch: [output])
+    save_dir = tmp_path / "eval"
+    save_dir.mkdir()
+    _write_csv(save_dir / "metrics_per_case.csv", [{"case": "/data/a/ct.nii.gz", "val_mean_dice": "0.5"}])
+    EvaluationReport(save_dir, class_names=["pancreas", "tumour"]).attach(engine)
+    engine.run([[batch]])
+    with open(save_dir / "volumes_per_case.csv", newline="", encoding="utf-8") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["tumour_true_ml"] == "0.000250" and row["pancreas_true_ml"] == "0.015750"
+    every_case = _parse((save_dir / "report.html").read_text()).tables["cases"]
+    assert "0.00025" in every_case[1] and "0.02" in every_case[1], every_case
+
+
 def test_cases_without_output_names_get_overlays_named_as_a_bundle_names_their_masks(tmp_path: Path):
     # an evaluator of the user's own, not a bundle's CaseDataset: the overlay had been named after the file name up to
     # its first dot (ct.v2 -> ct), and with a character file systems refuse (x:y) as it is
