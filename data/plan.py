@@ -311,12 +311,7 @@ def fingerprint_dataset(
             raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare ({where})")
     else:
         labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
-    if sorted(labels) != list(range(len(labels))):
-        gaps = ", ".join(f"{value} -> {k}" for k, value in enumerate(sorted(labels)) if value != k)
-        raise ValueError(
-            f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}; relabel the files and "
-            f"the datalist's 'labels' ({gaps})"
-        )
+    _check_no_gaps(labels, datalist)
     absent = [f"{value} ({name})" for value, name in sorted(labels.items()) if value and not counts.get(value)]
     if absent:
         warnings.warn(
@@ -823,6 +818,16 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
     return base
 
 
+def _check_no_gaps(labels: Mapping[int, str], datalist: str | os.PathLike) -> None:
+    # a network's output channels are the label values 0..K-1: a value past a gap has no channel
+    if sorted(labels) != list(range(len(labels))):
+        gaps = ", ".join(f"{value} -> {k}" for k, value in enumerate(sorted(labels)) if value != k)
+        raise ValueError(
+            f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}; relabel the files and "
+            f"the datalist's 'labels' ({gaps})"
+        )
+
+
 def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLike) -> dict[str, Any]:
     """The plan a CT bundle trains or evaluates a dataset with: ``plan_file`` (``monai-unets plan``'s), else
     :data:`DEFAULT_PLAN`, the pancreas CT recipe, where the dataset's ``dataset.json`` does not show it to be
@@ -834,7 +839,8 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     default recipe clips intensities to a soft-tissue window in Hounsfield units, crops the body at -500 HU and
     trains the default plan's classes, so such a dataset would train for hours on preprocessing made for other
     data. The classes take the names the dataset.json gives
-    them. A datalist that cannot be read is left to :func:`~monai_unets.data.load_datalist` to name.
+    them; label values with a gap (0, 1, 3), which no network's classes 0..K-1 hold, stop the run in either case. A
+    datalist that cannot be read is left to :func:`~monai_unets.data.load_datalist` to name.
 
     Args:
         plan_file: the dataset's plan file (it need not exist).
@@ -842,8 +848,8 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
 
     Raises:
         ValueError: the plan file, or without one the default plan, has another number of classes than the labels
-            the dataset.json declares (or, without one, another modality); the plan file is not a valid plan (see
-            :func:`load_plan`).
+            the dataset.json declares (or, without one, another modality); the declared label values have a gap;
+            the plan file is not a valid plan (see :func:`load_plan`).
 
     Example::
 
@@ -862,6 +868,9 @@ def dataset_plan(plan_file: str | os.PathLike | None, datalist: str | os.PathLik
     if not isinstance(content, dict):
         return plan
     labels = declared_labels(content, datalist)
+    if labels is not None:
+        # with or without a plan, a class past the gap would fail each case after its inference
+        _check_no_gaps(labels, datalist)
     if planned:
         if labels is not None and len(labels) != plan["num_classes"]:
             # a plan made before the dataset's labels changed: trained, it has outputs for classes no label holds

@@ -492,6 +492,19 @@ def test_without_a_plan_the_default_plan_is_refused_for_other_data(tmp_path):
     assert dataset_plan(plan_file, datalist)["spacing"] == [1.0, 1.0, 1.0]
 
 
+def test_label_values_with_a_gap_are_refused_before_any_case(tmp_path):
+    # {0, 1, 3} without a plan: the declared name of 3 had been dropped for the default plan's, and each case then
+    # failed after its inference, told to set num_classes, which cannot help
+    root = _small_ct(tmp_path)
+    datalist, plan_file = root / "dataset.json", root / "plan.json"
+    _edit_dataset(root, lambda dataset: dataset.update(labels={"0": "background", "1": "pancreas", "3": "cancer"}))
+    for plan in (None, DEFAULT_PLAN):
+        if plan is not None:
+            save_plan(plan, plan_file)
+        with pytest.raises(ValueError, match=r"label values must be 0..K-1 without gaps, got \[0, 1, 3\].*\(3 -> 2\)"):
+            dataset_plan(plan_file, datalist)
+
+
 def test_a_plan_made_before_the_labels_changed_is_refused(tmp_path):
     # two classes merged into one after planning: training had gone on with an output and a name for the class no
     # label holds any more, without a word
