@@ -211,7 +211,9 @@ class Image2DReader(PILReader):
     the others listed under ``get_data`` (such as a palette mask whose indices and colours tell different
     backgrounds, see :func:`image_pixels`) with ``ValueError``. So is a missing, empty or text file (an HTML error
     page, a Git LFS pointer), which none of its readers reads: it is reported at once, not after each of them has
-    tried it, and a DICOM file, which the others read as a volume or with its colours rescaled.
+    tried it, and a DICOM file, which the others read as a volume or with its colours rescaled. So, too, is a file
+    that starts as a JPEG, PNG, GIF or WebP file does but whose header PIL cannot read (a copy cut short): PIL is
+    the reader of those formats, and each of the others had failed on it in turn, with a log line each.
 
     Args:
         channels: 3 (RGB images) or 1 (grey images and masks, without channel axis).
@@ -304,6 +306,12 @@ class Image2DReader(PILReader):
                             f"({', '.join(IMAGE_SUFFIXES)}): save the image as PNG or TIFF."
                         )
                     )
+                kind = next((k for signature, k in _PIL_SIGNATURES.items() if header.startswith(signature)), None)
+                if kind is not None and (kind != "WebP" or header[8:12] == b"WEBP"):
+                    # PIL is the reader of these formats; handed on, each other reader failed on it in turn, with a
+                    # log line each and libjpeg's own words on the console (an interrupted copy: the header, then zeros)
+                    damaged = f"{name}: cannot read its header (it starts as a {kind} file does); the file is damaged."
+                    return _Refused(OSError(damaged))
                 if not header.startswith(_TIFF_SIGNATURES):
                     raise unknown from None
                 image = None  # PIL opens no float or 32-bit RGB TIFF, nor 16-bit grey with alpha; ITK does
@@ -364,6 +372,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: while every binary format that one of them takes by content (DICOM, TIFF, PNG, BMP, JPEG, HDF5, MRC, NumPy) has
 #: zero bytes in its header
 _TEXT_PROBE = 1024
+#: the start of files of the formats PIL reads and no other reader of LoadImage reads better
+_PIL_SIGNATURES = {b"\xff\xd8\xff": "JPEG", _PNG_SIGNATURE: "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"RIFF": "WebP"}
 #: classic TIFF and BigTIFF, little and big endian
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: PIL mode of the images read by ITK, by their samples a pixel

@@ -442,6 +442,10 @@ def _flipped(content: bytes) -> bytes:
         ("flipped.png", _flipped(_encoded("PNG")), r"cannot decode its pixel data \(unrecognized data stream"),
         # an APP segment longer than the file: PIL knows the format, then cannot read its header
         ("header.jpg", b"\xff\xd8\xff\xe0\x7f\xff" + bytes(300), r"cannot read its header \(Truncated File Read"),
+        # a JPEG's or a PNG's first bytes and then zeros, as an interrupted copy leaves: each of LoadImage's other
+        # readers had tried it, with a log line each and libjpeg's own words on the console
+        ("zeros.jpg", b"\xff\xd8\xff\xe0" + bytes(2000), r"cannot read its header \(it starts as a JPEG file does\)"),
+        ("zeros.png", b"\x89PNG\r\n\x1a\n" + bytes(2000), r"cannot read its header \(it starts as a PNG file does\)"),
     ],
 )
 def test_a_damaged_image_is_named_without_asking_the_other_readers(name, content, problem, tmp_path, monkeypatch):
