@@ -168,7 +168,23 @@ def test_the_inferer_gives_the_network_plain_tensors(name, tmp_path):
 
     inferer = _parser(name, tmp_path).get_parsed_content("inferer")
     inferer(MetaTensor(torch.rand(1, 3, 32, 32)), network)
-    assert seen == [torch.Tensor]
+    # and in evaluation, which had given it the MetaTensors
+    evaluation = ConfigParser()
+    evaluation.read_config([str(bundle_dir(name) / "configs" / c) for c in ("train.yaml", "evaluate.yaml")])
+    evaluation.get_parsed_content("validate#inferer")(MetaTensor(torch.rand(1, 3, 32, 32)), network)
+    assert seen == [torch.Tensor, torch.Tensor]
+
+
+def test_evaluation_runs_the_ege_unet_on_the_threads_inference_does():
+    # one thread by default: on busy cores evaluation with torch's default (one per core) took 5x as long
+    evaluation = ConfigParser()
+    configs = bundle_dir("egeunet_skin_lesion") / "configs"
+    evaluation.read_config([str(configs / c) for c in ("train.yaml", "evaluate.yaml")])
+    inference = _parser("egeunet_skin_lesion", ".")
+    assert evaluation["cpu_threads"] == inference["cpu_threads"] == 1
+    assert evaluation["settings"]["cpu_threads"] == "@cpu_threads"
+    [step] = [s for s in inference["initialize"] if "set_num_threads" in s]
+    assert step in evaluation["initialize"]
 
 
 @pytest.mark.slow
