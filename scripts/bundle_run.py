@@ -28,6 +28,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,6 +67,9 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
 }
 
 # command -> what a bundle process stopped by a signal leaves, said with the signal
+# prctl's option that sends the calling process a signal when its parent ends (linux/prctl.h)
+_PR_SET_PDEATHSIG = 1
+
 _STOPPED: dict[str, str] = {
     "train": "the training goes on after its last saved epoch when the same command runs again.",
     "infer": "the cases it had not finished have no outputs from this run (files an earlier run wrote for them are "
@@ -263,11 +267,32 @@ def _pass_on(source: IO[bytes], fd: int) -> None:
                 point_at_null_device(fd)
 
 
+def _ends_with_this_process() -> Callable[[], None] | None:
+    """What the bundle process runs before its program on Linux: it is sent SIGTERM when this process ends without
+    passing a signal on (SIGKILL, the out-of-memory killer), where it had gone on writing, holding its output
+    folder's lock against a run started again. Elsewhere ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def end_with_parent() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # this process ended before the setting was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return end_with_parent
+
+
 def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str = "infer") -> int:
     """Runs ``command`` (the bundle process) to its end and gives its exit status, that of a shell for a signal.
 
     A SIGTERM or SIGHUP sent to this process is passed on to the bundle process, which would otherwise keep
-    running and writing after the command had been stopped. Ctrl-C reaches both processes from the terminal; this
+    running and writing after the command had been stopped; on Linux it is sent SIGTERM when this process ends
+    without passing a signal on (SIGKILL). Ctrl-C reaches both processes from the terminal; this
     one then waits for the bundle process to stop, passing the interrupt on after ``grace_s`` seconds if it did
     not get it, or at a second interrupt, which the first one's message invites. A bundle process ended by a
     signal (SIGKILL from the system's out-of-memory killer) is reported in one line and gives 128 + the signal's
@@ -290,13 +315,14 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str 
         0
     """
     passing_on = None
+    ending = _ends_with_this_process()
     if _stdout_is_a_pipe():
         sys.stdout.flush()
-        child = subprocess.Popen(list(command), stdout=subprocess.PIPE)
+        child = subprocess.Popen(list(command), stdout=subprocess.PIPE, preexec_fn=ending)
         passing_on = threading.Thread(target=_pass_on, args=(child.stdout, sys.stdout.fileno()), daemon=True)
         passing_on.start()
     else:
-        child = subprocess.Popen(list(command))
+        child = subprocess.Popen(list(command), preexec_fn=ending)
     # signal handlers can only be set from the main thread (not from a notebook's or a server's worker)
     main_thread = threading.current_thread() is threading.main_thread()
     passed_on = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None and main_thread]

@@ -204,6 +204,26 @@ def test_a_stop_signal_reaches_the_bundle_process(tmp_path):
         os.kill(pid, 0)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent's end reaches a child on Linux only")
+def test_a_killed_command_takes_its_bundle_process_with_it(tmp_path):
+    # `kill -9` of `monai-unets infer`: the bundle process had gone on writing, holding the output folder's lock
+    # against the run started again
+    process, marker = _wrapped_child(tmp_path, "time.sleep(120)")
+    pid = int(marker.read_text())
+    process.kill()
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the bundle process outlived its killed command")
+
+
 def test_a_second_interrupt_is_passed_on_and_the_command_ends_with_the_bundle_process(tmp_path):
     # interrupts sent to the command alone (a job runner's, a notebook's): the second had ended the command with a
     # traceback while the bundle process, orphaned, went on with the whole batch
