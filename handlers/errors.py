@@ -92,11 +92,11 @@ def _one_of(*choices: str) -> tuple[Callable[[object], bool], str]:
 _SWITCH: tuple[Callable[[object], bool], str] = (lambda v: isinstance(v, bool), "True or False")
 
 
-#: setting name -> (test, what it must be). A bundle config checks the settings it has with :func:`check_settings`.
 def _distance(v: object) -> bool:
     return _number(0)(v) and v != math.inf
 
 
+#: setting name -> (test, what it must be). A bundle config checks the settings it has with :func:`check_settings`.
 SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "max_epochs": (_integer(1), "an integer >= 1"),
     "val_interval": (_integer(1), "an integer >= 1"),

@@ -161,8 +161,8 @@ def machine_description() -> dict:
     description = {
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
-        # a CPU affinity (taskset, a container's cpuset) leaves fewer to this process; the figures depend on them
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        # fewer than logical_cpus under taskset or a container's cpuset; the figures depend on them
+        "usable_cpus": _usable_cpus(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bf16_tiles": cpu_bf16_default("cpu"),
         "torch_threads": torch.get_num_threads(),
@@ -207,6 +207,11 @@ def _reset_peak_rss() -> bool:
     except OSError:
         return False
     return True
+
+
+def _usable_cpus() -> int:
+    # the CPUs this process may run on, which a CPU affinity (taskset, a container's cpuset) restricts
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _peak_rss_mib() -> float:
