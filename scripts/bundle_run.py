@@ -66,10 +66,10 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
     "evaluate": ("train.yaml", "evaluate.yaml"),
 }
 
-# command -> what a bundle process stopped by a signal leaves, said with the signal
 # prctl's option that sends the calling process a signal when its parent ends (linux/prctl.h)
 _PR_SET_PDEATHSIG = 1
 
+# command -> what a bundle process stopped by a signal leaves, said with the signal
 _STOPPED: dict[str, str] = {
     "train": "the training goes on after its last saved epoch when the same command runs again.",
     "infer": "the cases it had not finished have no outputs from this run (files an earlier run wrote for them are "

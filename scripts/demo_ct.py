@@ -164,8 +164,8 @@ def write_dicom_series(
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     # a DICOM file with its preamble and file meta: pydicom 3's argument, pydicom 2's (which 3 no longer takes)
-    file_format = {"enforce_file_format": True} if int(pydicom.__version__.split(".")[0]) >= 3 else {}
-    file_format = file_format or {"write_like_original": False}
+    pydicom_3 = int(pydicom.__version__.split(".")[0]) >= 3
+    file_format = {"enforce_file_format": True} if pydicom_3 else {"write_like_original": False}
 
     volume = np.asarray(volume)
     if volume.ndim != 3:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from monai_unets.bundles import bundle_dir
 from monai_unets.handlers.case_metrics import PER_CASE_NAME, SUMMARY_NAME
+from monai_unets.handlers.evaluation_report import REPORT_NAME
 
 from .bundle_run import bundle_command, run_bundle_process
 from .cli import at_least, device_option, path_option, run_tool
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training logs: {bundle / 'logs'}  (tensorboard --logdir {bundle / 'logs'})")
     print(f"test masks:    {predictions}  (one PNG per test image, at the image's size)")
     print(f"metrics:       {eval_dir / PER_CASE_NAME} and {eval_dir / SUMMARY_NAME}")
-    print(f"report:        {eval_dir / 'report.html'}  (figures, best and worst cases with their overlays)")
+    print(f"report:        {eval_dir / REPORT_NAME}  (figures, best and worst cases with their overlays)")
     return 0
 
 
