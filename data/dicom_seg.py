@@ -207,21 +207,7 @@ def write_dicom_seg(
     values, voxel_affine = _as_label_volume(label_map, affine, source, planes, rows, columns)
     frames = _frames_on_source_slices(values, voxel_affine, planes, rows, columns, source)
 
-    # counting small non-negative integers is much faster than np.unique's sort of a whole CT
-    top = int(frames.max()) if frames.size and frames.dtype in (np.uint8, np.uint16) else None
-    if top is not None and top <= _FEW_LABELS:
-        # the maximum is present; each value below it takes one vectorised comparison (on a 512 x 512 x 300 map of
-        # 2 classes 0.015 s, against 0.16 s to count every value)
-        found = [value for value in range(1, top) if (frames == value).any()] + [top]
-    elif frames.dtype == np.uint8:
-        # torch counts uint8 as it is, where np.bincount first copies it to 8-byte integers (25x slower on a
-        # 512 x 512 x 300 map); torch has no uint16 bincount
-        found = torch.bincount(torch.from_numpy(frames).ravel()).nonzero().ravel().tolist()
-    elif frames.dtype == np.uint16:
-        found = np.flatnonzero(np.bincount(frames.ravel()))
-    else:
-        found = np.unique(frames)
-    present = [int(v) for v in found if v != 0]
+    present = _present_values(frames)
     unknown = sorted(set(present) - {int(k) for k in labels})
     if unknown:
         raise DicomSegError(f"label map holds values {unknown} that have no name in labels={dict(labels)}.")
@@ -234,44 +220,19 @@ def write_dicom_seg(
 
     # imported here: highdicom takes 0.3 s to import, which a program that writes no SEG should not pay
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     _cache_iod_lookups()
 
     from monai_unets import __version__
 
     version = algorithm_version or __version__
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=version
+    names = [str(labels[value]) for value in segment_values]
+    descriptions = _segment_descriptions(
+        segment_values, names, algorithm_name, version, property_category, property_types
     )
-    types = property_types or {}
-    descriptions = []
-    for number, value in enumerate(segment_values, start=1):
-        name = str(labels[value])
-        category, kind = _segment_terms(name, types.get(value))
-        description = hd.seg.SegmentDescription(
-            segment_number=number,
-            # a label is a long string (LO) of at most 64 characters; a longer name is whole in the description
-            segment_label=name[:_LONG_STRING],
-            segmented_property_category=property_category or category,
-            segmented_property_type=kind,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-        )
-        if len(name) > _LONG_STRING:
-            description.SegmentDescription = name
-        descriptions.append(description)
-    texts = [str(labels[value]) for value in segment_values] + [algorithm_name, series_description, version]
+    texts = names + [algorithm_name, series_description, version]
     character_set = _character_set(datasets[0], texts)
-    # a label map of segment numbers (1..n, in the order of segment_values): highdicom then checks it with one
-    # max() instead of building and summing a mask per segment over the whole series
-    if segment_values == list(range(1, len(segment_values) + 1)) and frames.dtype in (np.uint8, np.uint16):
-        # labels 1..n: the values are the segment numbers already; renumbering a CT's frames takes 0.08 s
-        segment_frames = frames
-    else:
-        numbering = np.zeros(max(segment_values) + 1, dtype=np.uint8 if len(segment_values) < 256 else np.uint16)
-        numbering[segment_values] = np.arange(1, len(segment_values) + 1)
-        segment_frames = numbering[frames]
+    segment_frames = _segment_numbers(frames, segment_values)
     try:
         seg = hd.seg.Segmentation(
             source_images=datasets,
@@ -302,6 +263,70 @@ def write_dicom_seg(
     with atomic_path(output_path) as temporary:
         seg.save_as(temporary)
     return output_path
+
+
+def _present_values(frames: np.ndarray) -> list[int]:
+    """The non-zero values of a label map, in increasing order."""
+    # counting small non-negative integers is much faster than np.unique's sort of a whole CT
+    top = int(frames.max()) if frames.size and frames.dtype in (np.uint8, np.uint16) else None
+    if top is not None and top <= _FEW_LABELS:
+        # the maximum is present; each value below it takes one vectorised comparison (on a 512 x 512 x 300 map of
+        # 2 classes 0.015 s, against 0.16 s to count every value)
+        found = [value for value in range(1, top) if (frames == value).any()] + [top]
+    elif frames.dtype == np.uint8:
+        # torch counts uint8 as it is, where np.bincount first copies it to 8-byte integers (25x slower on a
+        # 512 x 512 x 300 map); torch has no uint16 bincount
+        found = torch.bincount(torch.from_numpy(frames).ravel()).nonzero().ravel().tolist()
+    elif frames.dtype == np.uint16:
+        found = np.flatnonzero(np.bincount(frames.ravel()))
+    else:
+        found = np.unique(frames)
+    return [int(v) for v in found if v != 0]
+
+
+def _segment_descriptions(
+    segment_values: Sequence[int],
+    names: Sequence[str],
+    algorithm_name: str,
+    version: str,
+    property_category: Code | None,
+    property_types: Mapping[int, Code] | None,
+) -> list[Any]:
+    """One highdicom segment description per label value, numbered 1..n in the order of ``segment_values``."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=version
+    )
+    types = property_types or {}
+    descriptions = []
+    for number, (value, name) in enumerate(zip(segment_values, names), start=1):
+        category, kind = _segment_terms(name, types.get(value))
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            # a label is a long string (LO) of at most 64 characters; a longer name is whole in the description
+            segment_label=name[:_LONG_STRING],
+            segmented_property_category=property_category or category,
+            segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        if len(name) > _LONG_STRING:
+            description.SegmentDescription = name
+        descriptions.append(description)
+    return descriptions
+
+
+def _segment_numbers(frames: np.ndarray, segment_values: Sequence[int]) -> np.ndarray:
+    """The frames as a label map of segment numbers (1..n, in the order of ``segment_values``): highdicom then
+    checks it with one max() instead of building and summing a mask per segment over the whole series."""
+    if list(segment_values) == list(range(1, len(segment_values) + 1)) and frames.dtype in (np.uint8, np.uint16):
+        # labels 1..n: the values are the segment numbers already; renumbering a CT's frames takes 0.08 s
+        return frames
+    numbering = np.zeros(max(segment_values) + 1, dtype=np.uint8 if len(segment_values) < 256 else np.uint16)
+    numbering[list(segment_values)] = np.arange(1, len(segment_values) + 1)
+    return numbering[frames]
 
 
 def _character_set(source: Dataset, texts: Sequence[str] = ()) -> str | Sequence[str] | None:
