@@ -487,6 +487,94 @@ pre { background: #f6f6f6; padding: 0.8em; white-space: pre-wrap; word-break: br
 """
 
 
+def _summary_section(summary: list[dict[str, str]]) -> str:
+    rows = [
+        [html.escape(r["metric"])]
+        + [_number(r[k]) for k in ("mean", "std", "median", "min", "max")]
+        + [html.escape(r["cases"])]
+        for r in summary
+    ]
+    return "<h2>Summary</h2>" + _table("summary", ["metric", "mean", "std", "median", "min", "max", "cases"], rows)
+
+
+def _curves_section(log_dir: str | os.PathLike | None) -> str:
+    curves = _training_curves(Path(log_dir)) if log_dir and Path(log_dir).is_dir() else {}
+    folder = html.escape(str(log_dir))
+    if not curves:
+        return f'<h2>Training curves</h2><p class="note">No TensorBoard logs found (log folder: {folder}).</p>'
+    return f'<h2>Training curves</h2><p class="note">From the TensorBoard logs in {folder}.</p>' + _figure(
+        "training curves", _curves_figure(curves), "curves"
+    )
+
+
+def _extreme_cases_section(
+    folder: Path,
+    cases: list[dict[str, str]],
+    metrics: Sequence[str],
+    volumes: list[dict[str, str]],
+    volume_by_case: Mapping[str, dict[str, str]],
+    num_extreme_cases: int,
+) -> str:
+    """The best and worst cases by the first metric over all classes (the key metric of the bundles, not one
+    class's column), with their overlays."""
+    key = next(iter(_metric_groups(metrics)))
+    ranked = sorted((c for c in cases if not math.isnan(_float(c[key]))), key=lambda c: _float(c[key]))
+    # the best take the middle case of an odd count, so that no case is shown as both
+    best, worst = min(num_extreme_cases, (len(ranked) + 1) // 2), min(num_extreme_cases, len(ranked) // 2)
+    names = [c.rsplit("_true_", 1)[0] for c in (volumes[0] if volumes else {}) if "_true_" in c]
+    parts = [f"<h2>Best and worst cases by {html.escape(key)}</h2>"]
+    if names:
+        parts.append(_legend_html(names))
+    for title, chosen, section_id in (("Best", ranked[::-1][:best], "best"), ("Worst", ranked[:worst], "worst")):
+        if not chosen:
+            continue
+        items = []
+        for case in chosen:
+            overlay = volume_by_case.get(_case_key(case), {}).get("overlay", "")
+            # the CSV holds a name that is not UTF-8 escaped: the file has its own bytes
+            picture = _read_picture(folder / from_text_safe(overlay)) if overlay else None
+            image = (
+                f'<img alt="overlay" src="{_png_data_uri(picture)}">'
+                if picture is not None
+                else '<p class="note">no overlay</p>'
+            )
+            items.append(
+                f'<div class="case"><b>{html.escape(case.get("name") or Path(case["case"]).name)}</b><br>'
+                f"{html.escape(key)} = {_number(case[key])}<br>{image}</div>"
+            )
+        parts.append(f'<h3>{title}</h3><div class="cases" id="{section_id}">{"".join(items)}</div>')
+    return "".join(parts)
+
+
+def _sizes_section(volumes: list[dict[str, str]], size_columns: Sequence[str]) -> str:
+    unit = "ml" if size_columns[0].endswith("_ml") else "px"
+    pairs = [
+        (c[: -len(f"_true_{unit}")], c, c.replace("_true_", "_pred_"))
+        for c in size_columns
+        if c.endswith(f"_true_{unit}")
+    ]
+    return (
+        ("<h2>Label volumes</h2>" if unit == "ml" else "<h2>Label areas (pixels)</h2>")
+        + '<p class="note">Predicted against true size per case'
+        + (" in millilitres." if unit == "ml" else "; 2D images carry no physical size.")
+        + "</p>"
+        + _figure("label volumes", _volume_figure(volumes, pairs, unit), "volumes")
+    )
+
+
+def _configuration_section(info: Mapping[str, Any]) -> str:
+    if not info:
+        return f'<h2>Configuration</h2><p class="note">No {RUN_INFO_NAME} in this folder.</p>'
+    settings = info.get("settings", {})
+    return (
+        "<h2>Configuration</h2>"
+        + _table("settings", ["setting", "value"], [[html.escape(k), html.escape(v)] for k, v in settings.items()])
+        + f"<p>Command:</p><pre>{html.escape(info.get('command', ''))}</pre>"
+        + f"<p>Run in:</p><pre>{html.escape(info.get('working_dir', ''))}</pre>"
+        + f'<p class="note">Finished {html.escape(info.get("finished", ""))}.</p>'
+    )
+
+
 def write_report(
     eval_dir: str | os.PathLike,
     log_dir: str | os.PathLike | None = None,
@@ -539,84 +627,21 @@ def write_report(
     volume_by_case = {_case_key(row): row for row in volumes}
     target = Path(output) if output else folder / REPORT_NAME
 
-    parts = [f"<h1>Evaluation report: {html.escape(str(folder.resolve()))}</h1>"]
-    parts.append(
+    size_columns = [c for c in (volumes[0] if volumes else {}) if c.endswith(("_ml", "_px"))]
+    parts = [
+        f"<h1>Evaluation report: {html.escape(str(folder.resolve()))}</h1>",
         f'<p id="counts">{len(cases)} cases evaluated, {len(failures)} failed. '
-        f"Written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>"
-    )
-    parts.append("<h2>Summary</h2>")
-    parts.append(
-        _table(
-            "summary",
-            ["metric", "mean", "std", "median", "min", "max", "cases"],
-            [
-                [html.escape(r["metric"])]
-                + [_number(r[k]) for k in ("mean", "std", "median", "min", "max")]
-                + [html.escape(r["cases"])]
-                for r in summary
-            ],
-        )  # fmt: skip
-    )
+        f"Written {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>",
+        _summary_section(summary),
+    ]
     if cases and metrics:
         parts.append("<h2>Metric distribution per class</h2>")
         parts.append(_figure("metric distribution", _distribution_figure(cases, _metric_groups(metrics)), "dist"))
-
-    parts.append("<h2>Training curves</h2>")
-    curves = _training_curves(Path(log_dir)) if log_dir and Path(log_dir).is_dir() else {}
-    if curves:
-        parts.append(f'<p class="note">From the TensorBoard logs in {html.escape(str(log_dir))}.</p>')
-        parts.append(_figure("training curves", _curves_figure(curves), "curves"))
-    else:
-        parts.append(f'<p class="note">No TensorBoard logs found (log folder: {html.escape(str(log_dir))}).</p>')
-
+    parts.append(_curves_section(log_dir))
     if cases and metrics:
-        # the first metric over all classes (the key metric of the bundles), not one class's column
-        key = next(iter(_metric_groups(metrics)))
-        ranked = sorted((c for c in cases if not math.isnan(_float(c[key]))), key=lambda c: _float(c[key]))
-        # the best take the middle case of an odd count, so that no case is shown as both
-        best, worst = min(num_extreme_cases, (len(ranked) + 1) // 2), min(num_extreme_cases, len(ranked) // 2)
-        names = [c.rsplit("_true_", 1)[0] for c in (volumes[0] if volumes else {}) if "_true_" in c]
-        parts.append(f"<h2>Best and worst cases by {html.escape(key)}</h2>")
-        if names:
-            parts.append(_legend_html(names))
-        for title, chosen, section_id in (
-            ("Best", ranked[::-1][:best], "best"),
-            ("Worst", ranked[:worst], "worst"),
-        ):
-            if not chosen:
-                continue
-            items = []
-            for case in chosen:
-                overlay = volume_by_case.get(_case_key(case), {}).get("overlay", "")
-                # the CSV holds a name that is not UTF-8 escaped: the file has its own bytes
-                picture = _read_picture(folder / from_text_safe(overlay)) if overlay else None
-                image = (
-                    f'<img alt="overlay" src="{_png_data_uri(picture)}">'
-                    if picture is not None
-                    else '<p class="note">no overlay</p>'
-                )
-                items.append(
-                    f'<div class="case"><b>{html.escape(case.get("name") or Path(case["case"]).name)}</b><br>'
-                    f"{html.escape(key)} = {_number(case[key])}<br>{image}</div>"
-                )
-            parts.append(f'<h3>{title}</h3><div class="cases" id="{section_id}">{"".join(items)}</div>')
-
-    size_columns = [c for c in (volumes[0] if volumes else {}) if c.endswith(("_ml", "_px"))]
+        parts.append(_extreme_cases_section(folder, cases, metrics, volumes, volume_by_case, num_extreme_cases))
     if size_columns:
-        unit = "ml" if size_columns[0].endswith("_ml") else "px"
-        pairs = [
-            (c[: -len(f"_true_{unit}")], c, c.replace("_true_", "_pred_"))
-            for c in size_columns
-            if c.endswith(f"_true_{unit}")
-        ]
-        parts.append("<h2>Label volumes</h2>" if unit == "ml" else "<h2>Label areas (pixels)</h2>")
-        parts.append(
-            '<p class="note">Predicted against true size per case'
-            + (" in millilitres." if unit == "ml" else "; 2D images carry no physical size.")
-            + "</p>"
-        )
-        parts.append(_figure("label volumes", _volume_figure(volumes, pairs, unit), "volumes"))
-
+        parts.append(_sizes_section(volumes, size_columns))
     parts.append("<h2>Every case</h2>")
     header = identity + metrics + size_columns + ["overlay"]
     rows = []
@@ -632,24 +657,12 @@ def write_report(
         )
     # one column per metric, class and volume is wider than a page: the table scrolls in its own box, not the page
     parts.append(f'<div class="wide">{_table("cases", header, rows)}</div>')
-
     if failures:
         parts.append("<h2>Cases that failed</h2>")
         columns = ["case", "file", "stage", "error"]
         # a case fails at any stage (reading, the network, a writer, the metrics): the stage says which
         parts.append(_table("failures", columns, [[html.escape(f.get(c) or "") for c in columns] for f in failures]))
-
-    parts.append("<h2>Configuration</h2>")
-    if info:
-        settings = info.get("settings", {})
-        parts.append(
-            _table("settings", ["setting", "value"], [[html.escape(k), html.escape(v)] for k, v in settings.items()])
-        )
-        parts.append(f"<p>Command:</p><pre>{html.escape(info.get('command', ''))}</pre>")
-        parts.append(f"<p>Run in:</p><pre>{html.escape(info.get('working_dir', ''))}</pre>")
-        parts.append(f'<p class="note">Finished {html.escape(info.get("finished", ""))}.</p>')
-    else:
-        parts.append(f'<p class="note">No {RUN_INFO_NAME} in this folder.</p>')
+    parts.append(_configuration_section(info))
 
     document = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Evaluation report</title>'
