@@ -215,6 +215,75 @@ def _label_values(label: np.ndarray, label_path: str) -> tuple[np.ndarray, np.nd
     return values.astype(np.int64), counts
 
 
+def _check_plannable(
+    case: Mapping[str, Any], image: np.ndarray, label: np.ndarray, channels: int | None, declared: bool
+) -> None:
+    """Raises ValueError naming the case's files where its image cannot enter the plan: another number of channels
+    than ``channels`` (the dataset's declared count where ``declared``, else its first case's), voxels that are not
+    finite in float32, or one constant value under a label."""
+    from .checks import _all_finite, _constant_image_problem
+
+    files = _file_names(case["image"])
+    if channels is not None and image.shape[0] != channels:
+        expected = "the dataset declares" if declared else "the dataset's first case has"
+        raise ValueError(f"{files}: the image has {image.shape[0]} channel(s); {expected} {channels}")
+    # as the bundles take it, in float32: in the statistics, NaN, infinite voxels or values beyond float32's
+    # range made a normalisation of NaN or of infinite std, which trained NaN weights
+    voxels = torch.from_numpy(image.astype(np.float32, copy=False)) if image.dtype.kind == "f" else None
+    if voxels is not None and not _all_finite(voxels):
+        bad = int((~torch.isfinite(voxels)).sum())
+        raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
+    if image.size and image.min() == image.max() and bool((label > 0).any()):
+        # its one value would stretch the intensity window every image is normalised with
+        raise ValueError(f"{files}: {_constant_image_problem(float(image.min()))}")
+
+
+def _planned_labels(
+    meta: Mapping[str, Any], datalist: Path, counts: Mapping[int, int], first_file: Mapping[int, str], num_cases: int
+) -> dict[int, str]:
+    """The dataset's classes: those its ``labels`` declare (every value found must be one), else the values found,
+    named ``class<k>``; a declared class that no label holds is warned of."""
+    from .checks import declared_labels
+
+    labels = declared_labels(meta, datalist)
+    if labels is not None:
+        unknown = sorted(set(counts) - set(labels))
+        if unknown:
+            where = "; ".join(f"{value} first in {first_file[value]}" for value in unknown[:5])
+            raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare ({where})")
+    else:
+        labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
+    _check_no_gaps(labels, datalist)
+    absent = [f"{value} ({name})" for value, name in sorted(labels.items()) if value and not counts.get(value)]
+    if absent:
+        warnings.warn(
+            f"{datalist}: declared class {', '.join(absent)} appears in none of the {num_cases} training labels; "
+            "a bundle trained on them never learns it.",
+            stacklevel=3,
+        )
+    return labels
+
+
+def _planned_modality(declared: str | None, minimum: float, low_percentile: float, datalist: Path) -> str:
+    """ "CT" or "MR": the declared modality where there is one (warning where the intensities look like the other),
+    else the one the intensities suggest."""
+    detected = detect_modality(minimum, low_percentile)
+    if declared is None:
+        return detected
+    # MSD names MR sequences (T1w, FLAIR, ADC, ...); all but CT get per-image normalisation
+    modality = "CT" if _is_ct_name(declared) else "MR"
+    if modality != detected:
+        # the declaration is followed: intensities can resemble the other modality's (an MR with negative
+        # values, a CT cropped to the body or stored without its rescale)
+        warnings.warn(
+            f"{datalist}: its modality {declared!r} is planned as {modality}, but the intensities look like "
+            f"{detected} (minimum {minimum:g}, 0.5th percentile {low_percentile:g}); if the images are "
+            f"{detected}, declare that modality and plan again.",
+            stacklevel=3,
+        )
+    return modality
+
+
 def fingerprint_dataset(
     datalist: str | os.PathLike, dataset_dir: str | os.PathLike | None = None, key: str = "training", seed: int = 0
 ) -> dict[str, Any]:
@@ -240,7 +309,7 @@ def fingerprint_dataset(
         >>> fingerprint["modality"], fingerprint["labels"]  # doctest: +SKIP
         ('CT', {'0': 'background', '1': 'pancreas', '2': 'cancer'})
     """
-    from .checks import _all_finite, _constant_image_problem, declared_labels, load_datalist
+    from .checks import load_datalist
 
     datalist = Path(datalist)
     if not datalist.is_file():
@@ -266,20 +335,7 @@ def fingerprint_dataset(
         try:
             image, label, spacing = _read_labelled_case(case)
             values, n = _label_values(label, case["label"])
-            if channels is not None and image.shape[0] != channels:
-                files = _file_names(case["image"])
-                expected = "the dataset declares" if declared_channels else "the dataset's first case has"
-                raise ValueError(f"{files}: the image has {image.shape[0]} channel(s); {expected} {channels}")
-            # as the bundles take it, in float32: in the statistics, NaN, infinite voxels or values beyond float32's
-            # range made a normalisation of NaN or of infinite std, which trained NaN weights
-            voxels = torch.from_numpy(image.astype(np.float32, copy=False)) if image.dtype.kind == "f" else None
-            if voxels is not None and not _all_finite(voxels):
-                bad = int((~torch.isfinite(voxels)).sum())
-                files = _file_names(case["image"])
-                raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
-            if image.size and image.min() == image.max() and bool((label > 0).any()):
-                # its one value would stretch the intensity window every image is normalised with
-                raise ValueError(f"{_file_names(case['image'])}: {_constant_image_problem(float(image.min()))}")
+            _check_plannable(case, image, label, channels, declared_channels is not None)
         except ValueError as error:
             failures.append(str(error))
             continue
@@ -303,41 +359,12 @@ def fingerprint_dataset(
             + "\n  ".join(failures)
         )
 
-    labels = declared_labels(meta, datalist)
-    if labels is not None:
-        unknown = sorted(set(counts) - set(labels))
-        if unknown:
-            where = "; ".join(f"{value} first in {first_file[value]}" for value in unknown[:5])
-            raise ValueError(f"labels of {datalist} hold values {unknown} that its 'labels' do not declare ({where})")
-    else:
-        labels = {v: ("background" if v == 0 else f"class{v}") for v in sorted(counts)}
-    _check_no_gaps(labels, datalist)
-    absent = [f"{value} ({name})" for value, name in sorted(labels.items()) if value and not counts.get(value)]
-    if absent:
-        warnings.warn(
-            f"{datalist}: declared class {', '.join(absent)} appears in none of the {len(cases)} training labels; "
-            "a bundle trained on them never learns it.",
-            stacklevel=2,
-        )
+    labels = _planned_labels(meta, datalist, counts, first_file, len(cases))
     total = sum(counts.values())
     whole_all = np.concatenate(whole)
     fg_all = np.concatenate(foreground) if foreground else whole_all
     low_percentile = float(np.percentile(whole_all, 0.5))
-    detected = detect_modality(minimum, low_percentile)
-    if declared is None:
-        modality = detected
-    else:
-        # MSD names MR sequences (T1w, FLAIR, ADC, ...); all but CT get per-image normalisation
-        modality = "CT" if _is_ct_name(declared) else "MR"
-        if modality != detected:
-            # the declaration is followed: intensities can resemble the other modality's (an MR with negative
-            # values, a CT cropped to the body or stored without its rescale)
-            warnings.warn(
-                f"{datalist}: its modality {declared!r} is planned as {modality}, but the intensities look like "
-                f"{detected} (minimum {minimum:g}, 0.5th percentile {low_percentile:g}); if the images are "
-                f"{detected}, declare that modality and plan again.",
-                stacklevel=2,
-            )
+    modality = _planned_modality(declared, minimum, low_percentile, datalist)
     intensity = {
         "mean": float(fg_all.mean()),
         "std": float(fg_all.std()),
