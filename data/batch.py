@@ -15,7 +15,6 @@ __all__ = ["MultiScaleBatch"]
 
 # Modes that interpolate linearly; the name given is replaced by the one matching the number of spatial dims.
 _LINEAR_MODES = {"linear", "bilinear", "trilinear"}
-_LINEAR_BY_DIMS = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:
@@ -118,9 +117,12 @@ class MultiScaleBatch:
     def _resize(self, tensor: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
         spatial_dims = tensor.ndim - 2
         if mode in _LINEAR_MODES:
-            mode = _LINEAR_BY_DIMS[spatial_dims]
+            # imported here: the networks package imports this one's
+            from ..networks.blocks.utils import linear_interp_mode
+
+            mode = linear_interp_mode(spatial_dims)
         options: dict[str, Any] = {}
-        if mode in _LINEAR_BY_DIMS.values() or mode == "bicubic":
+        if mode in _LINEAR_MODES or mode == "bicubic":
             options["align_corners"] = self.align_corners
         # interpolate works on floating point only; nearest modes give back the exact input values.
         source = tensor if tensor.is_floating_point() else tensor.float()
