@@ -47,7 +47,7 @@ pydicom, _ = optional_import("pydicom")
 itk, _ = optional_import("itk")
 nib, _ = optional_import("nibabel")
 # ISA-L's deflate reads the gzip streams of .nii.gz files in about half zlib's time and writes them in a small
-# fraction of it (README, "Speed on CPU"); Python's own gzip and zlib where its wheels are not installed
+# fraction of it (README, "3D studies"); Python's own gzip and zlib where its wheels are not installed
 _igzip, _has_isal = optional_import("isal.igzip")
 _isal_zlib, _ = optional_import("isal.isal_zlib")
 GZIP: Any = _igzip if _has_isal else gzip

@@ -296,10 +296,10 @@ def reuse_freed_memory(block_mib: int = 256, keep_mib: int = 1024) -> bool:
     glibc's allocator gives every block above 32 MiB (and, until its threshold has adapted, above 128 KiB) its own
     memory mapping and unmaps it when freed, and gives the free top of its heap back to the system, so that the
     next window of a sliding window, or the next training step, faults fresh pages in again: on a 2-core CPU, 4
-    million page faults took half of a 3D EGE-UNet's sliding window over a CT (README, "Speed on CPU"). Raising glibc's
-    mmap and trim thresholds keeps those blocks for reuse, as the caching allocators that PyTorch's CPU tuning
-    guides suggest (jemalloc, tcmalloc) do. The price is a process that keeps more of its peak heap: 8-21% more
-    peak resident memory in the CT bundles' runs.
+    million page faults took half of a 3D EGE-UNet's sliding window over a CT (docs/performance.md, "Speed on
+    CPU"). Raising glibc's mmap and trim thresholds keeps those blocks for reuse, as the caching allocators that
+    PyTorch's CPU tuning guides suggest (jemalloc, tcmalloc) do. The price is a process that keeps more of its
+    peak heap: 8-21% more peak resident memory in the CT bundles' runs.
 
     Nothing changes with another C library, or where the user set the allocator already (``MALLOC_*``
     variables, ``glibc.malloc`` tunables, or a jemalloc, tcmalloc or mimalloc in ``LD_PRELOAD``). Processes
