@@ -34,7 +34,7 @@ from .atomic import shortened_name
 from .checks import CASE_ID_KEY
 from .datalist import IMAGE_SUFFIXES
 from .dataset import describe_error, files_at_fault
-from .medical_io import MEDICAL_SUFFIXES, parse_series_reference
+from .medical_io import LISTING_PROBLEM_KEY, MEDICAL_SUFFIXES, parse_series_reference
 
 __all__ = [
     "CACHE_MODES",
@@ -613,8 +613,9 @@ class CaseDataset(torch.utils.data.Dataset):
     Every case gets a unique output name (:func:`case_output_names`, over all cases, before sharding), stored
     with its index in the metadata of each ``MetaTensor`` of the item (:data:`CASE_NAME_KEY`,
     :data:`CASE_INDEX_KEY`) for the writers (:func:`case_output_name`) and the reports. A case whose
-    ``transform`` raises (unreadable file, failed check, wrong dimensions) yields ``{FAILURE_KEY: {"case",
-    "file", "stage", "error", "index"}}`` instead of data; :class:`monai_unets.handlers.CaseIsolationHandler`
+    ``transform`` raises (unreadable file, failed check, wrong dimensions), or whose listing found it cannot be run
+    (:data:`~monai_unets.data.medical_io.LISTING_PROBLEM_KEY`), yields ``{FAILURE_KEY: {"case", "file", "stage",
+    "error", "index"}}`` instead of data; :class:`monai_unets.handlers.CaseIsolationHandler`
     records it and the next case follows. Use ``batch_size=1``.
 
     Args:
@@ -655,6 +656,7 @@ class CaseDataset(torch.utils.data.Dataset):
         self.indices = indices
         self.names = [names[i] for i in indices]
         self.entries = [entries[i] for i in indices]
+        self.problems = [data[i].get(LISTING_PROBLEM_KEY) for i in indices]
         self.dataset = cached_dataset([data[i] for i in indices], transform, cache, cache_dir, lazy=True)
 
     def __len__(self) -> int:
@@ -662,10 +664,13 @@ class CaseDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, position: int) -> Any:
         name, index = self.names[position], self.indices[position]
+        problem = self.problems[position]
         try:
+            if problem:
+                raise ValueError(problem)
             item = self.dataset[position]
         except Exception as error:  # noqa: BLE001 - one failing case must leave the others running
-            stage = failure_stage(error, "preprocessing")
+            stage = "listing" if problem else failure_stage(error, "preprocessing")
             file = files_at_fault(self.entries[position], error)
             reason = describe_error(error, file)
             logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)

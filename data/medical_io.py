@@ -31,7 +31,7 @@ import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -59,6 +59,7 @@ COMPRESSED_DATA_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzi
 
 __all__ = [
     "HARMLESS_FILES",
+    "LISTING_PROBLEM_KEY",
     "MEDICAL_SUFFIXES",
     "ORIENTATION_TOLERANCE",
     "SERIES_SEPARATOR",
@@ -95,6 +96,9 @@ ORIENTATION_TOLERANCE = 1e-3
 
 # Files that DICOM exports and file browsers put beside the slices; they are skipped with a warning.
 # Any other file of a series folder must be a DICOM image, or reading the folder fails.
+#: Key of a case dictionary that says why the case cannot be run although its files can be read (a DICOM series
+#: whose slices lie in several folders, each listed as a case): a batch job reports the case as failed, unread.
+LISTING_PROBLEM_KEY = "listing_problem"
 HARMLESS_FILES: frozenset[str] = frozenset({"dicomdir", "thumbs.db", "desktop.ini", "lockfile", "version"})
 
 # The SOP classes of DICOM Segmentation objects (SEG; inference runs write the first beside their label maps) and
@@ -473,6 +477,18 @@ def _check_signature(path: Path) -> None:
     raise ValueError(f"{path} is not {kind}: it holds {found or 'something else'}; rename or convert it.")
 
 
+#: suffixes of DICOM files besides :data:`DICOM_SUFFIXES` (Siemens' ``.IMA``, older exports' ``.img`` and ``.dc3``)
+_DICOM_LIKE_SUFFIXES = (*DICOM_SUFFIXES, ".ima", ".img", ".dc3", ".dic")
+
+
+def _named_as_document(path: Path) -> bool:
+    """Whether the name of a file in a DICOM folder says it is something else (``readme.txt``, ``report.pdf``):
+    a suffix of letters that no DICOM file has. A damaged slice keeps its name (``IM0001``, ``1.2.840...5``,
+    ``x.dcm``) and so still fails its series rather than being left out of it."""
+    suffix = path.suffix.lower()
+    return suffix[1:].isalpha() and suffix not in _DICOM_LIKE_SUFFIXES
+
+
 def _read_header(path: Path, folder: Path) -> Any:
     """The pydicom header of ``path`` (pixel data deferred), or a ValueError that names the file."""
     _refuse_empty(path)
@@ -523,7 +539,8 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
     in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning, and so are DICOM objects that are
     no images by their SOP class (segmentations, RT doses and structure sets, reports), localizer images (ImageType
     LOCALIZER) among a series' slices, and beside other series, series of localizers and secondary captures of one
-    image or in colour (a dose report page, a screenshot); any other file must be a DICOM image. Series come sorted
+    image or in colour (a dose report page, a screenshot), and files whose suffix of letters no DICOM file has
+    (``readme.txt``, ``report.pdf``); any other file must be a DICOM image. Series come sorted
     by SeriesNumber then UID; the files of a series are sorted by their position along the slice normal (else by
     InstanceNumber, else by name). Geometry is checked later, when the series is read (``validate_dicom_series``),
     so one broken series does not prevent listing the others.
@@ -576,6 +593,10 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
             header = _read_header(path, folder)
         except ValueError:
             if any(is_dicom_file(f) for f in files):
+                if _named_as_document(path):
+                    # an export's readme.txt or report.pdf: no slice, whatever it holds, where it failed the series
+                    note(f"skipping {path}: not a DICOM file, as its name says.")
+                    continue
                 raise
             # a folder of other files read as a series (MONAI Label gives an unknown study id an empty path, which
             # MONAI makes the working folder "."): its first file had been named as a stray among DICOM slices
@@ -2385,20 +2406,55 @@ def list_medical_cases(
             "for a study; to run the dataset's test list, give the folder as dataset_dir instead of input_dir.",
             stacklevel=2,
         )
-    cases = _list_folder(folder, split_series, suffixes, output_dir)
+    series: dict[str, tuple[str, frozenset[str]]] = {}
+    cases = _list_folder(folder, split_series, suffixes, output_dir, series)
     if not cases:
         raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
+    _mark_split_series(cases, series)
     return cases
 
 
+def _mark_split_series(cases: list[dict], series: Mapping[str, tuple[str, frozenset[str]]]) -> None:
+    """Marks the cases whose DICOM series (``series``: image -> SeriesInstanceUID and SOPInstanceUIDs) has other
+    slices in another case's folder, with a :data:`LISTING_PROBLEM_KEY` that names the folders.
+
+    A CD writer splits a long series over folders (``IMAGES/0001``, ``IMAGES/0002``): each folder alone is a
+    regular stack, and its label map covered part of the volume, the run reporting success. Folders that hold the
+    same slices (a copy of the series) are no split series.
+    """
+    images_of: dict[str, list[str]] = {}
+    for case in cases:
+        if case["image"] in series:
+            images_of.setdefault(series[case["image"]][0], []).append(case["image"])
+    for uid, images in images_of.items():
+        if len({series[image][1] for image in images}) < 2:
+            continue
+        parts = ", ".join(f"{parse_series_reference(image)[0]} ({len(series[image][1])} slices)" for image in images)
+        problem = (
+            f"DICOM series {uid} has its slices in {len(images)} folders: {parts}; each folder alone is part of the "
+            "volume. Copy the slices into one folder and give that."
+        )
+        for case in cases:
+            if case["image"] in images:
+                case[LISTING_PROBLEM_KEY] = problem
+
+
 def _list_folder(
-    folder: Path, split_series: bool, suffixes: Sequence[str], output_dir: str | os.PathLike | None
+    folder: Path,
+    split_series: bool,
+    suffixes: Sequence[str],
+    output_dir: str | os.PathLike | None,
+    series: dict[str, tuple[str, frozenset[str]]],
 ) -> list[dict]:
-    """The cases of one folder of ``list_medical_cases``, its study subfolders' in their place; may be none."""
+    """The cases of one folder of ``list_medical_cases``, its study subfolders' in their place; may be none.
+
+    ``series`` receives the SeriesInstanceUID and SOPInstanceUIDs of each case that is one DICOM series, by its
+    image.
+    """
     outputs = output_folder_inside(folder, output_dir)
     here = folder.resolve()
     cases: list[dict] = []
-    loose_dicom: dict[str, list[str]] = {}  # SeriesInstanceUID -> the cases' paths of its slices
+    loose_dicom: dict[str, list[tuple[str, Any]]] = {}  # SeriesInstanceUID -> the paths and headers of its slices
     skipped: list[str] = []
     not_images: list[str] = []
     special: list[str] = []
@@ -2432,27 +2488,27 @@ def _list_folder(
             elif _holds_studies(path, suffixes):
                 # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies; one without
                 # any (the output folder's parent inside the input folder) adds none
-                cases.extend(_list_folder(path, split_series, suffixes, output_dir))
+                cases.extend(_list_folder(path, split_series, suffixes, output_dir, series))
             elif _holds_only(path, detached()):
                 # the voxels of the .nhdr/.mhd headers beside it (data/ct.raw): no series, and no failed case
                 data_folders.append(path.name)
             elif (what := _auxiliary_series_folder(path)) is not None:
                 auxiliary.append((path, what))
             else:
-                cases.extend({"image": image} for image in _series_cases(path, split_series))
+                cases.extend({"image": image} for image in _series_cases(path, split_series, series))
         elif is_special_file(path):
             special.append(path.name)
         elif has_suffix(path, suffixes) or (lists_dicom and (is_dicom_file(path) or not _can_read(path))):
             # a file that cannot be read may be a DICOM study named without a suffix: its own case, failing in
             # reading, rather than skipped as no volume file with an exit status of 0
             if is_dicom_file(path):
-                other, uid = _dicom_image_series(path)
+                other, uid, header = _dicom_image_series(path)
                 if other is not None:
                     # a DICOMDIR, report or segmentation beside the images (an earlier run's SEG copied back too)
                     not_images.append(f"{path.name} ({other})")
                     continue
                 if uid is not None:
-                    loose_dicom.setdefault(uid, []).append(str(path))
+                    loose_dicom.setdefault(uid, []).append((str(path), header))
             cases.append({"image": str(path)})
         else:
             skipped.append(path.name)
@@ -2467,13 +2523,22 @@ def _list_folder(
     warn_skipped(folder, special, SPECIAL_FILES)
     if auxiliary and not cases:
         # alone, a folder is read as what it holds, and the reader says why it is no volume
-        cases = [{"image": image} for path, _ in auxiliary for image in _series_cases(path, split_series)]
+        cases = [{"image": image} for path, _ in auxiliary for image in _series_cases(path, split_series, series)]
     else:
         # the study's other series folders beside them: its volumes
         warn_skipped(folder, [f"{path.name} ({what})" for path, what in auxiliary], "series that are no volumes")
+    # series of scouts or screenshots among the loose slices of a flat export: skipped beside the study's volumes,
+    # as the reader skips them beside the slices of one series folder, where each had been a case that failed
+    loose_auxiliary = _auxiliary_loose_series(loose_dicom)
+    auxiliary_files = {path for uid in loose_auxiliary for path, _ in loose_dicom[uid]}
+    if any(case["image"] not in auxiliary_files for case in cases):
+        for uid in loose_auxiliary:
+            del loose_dicom[uid]
+        cases = [case for case in cases if case["image"] not in auxiliary_files]
+        warn_skipped(folder, [f"{uid} ({what})" for uid, what in loose_auxiliary.items()], "series that are no volumes")
     # slices of one series lying directly in the folder (a flat export, or a series folder given as input_dir):
     # one case for the series, read from this folder, in place of one case per slice
-    series_of = {path: uid for uid, paths in loose_dicom.items() if len(paths) > 1 for path in paths}
+    series_of = {path: uid for uid, members in loose_dicom.items() if len(members) > 1 for path, _ in members}
     if series_of:
         listed, cases, placed = cases, [], set()
         for case in listed:
@@ -2482,7 +2547,10 @@ def _list_folder(
                 cases.append(case)
             elif uid not in placed:  # where the series' first slice was
                 placed.add(uid)
-                cases.append({"image": series_reference(os.path.abspath(folder), uid)})
+                reference = series_reference(os.path.abspath(folder), uid)
+                instances = (str(header.get("SOPInstanceUID", path)) for path, header in loose_dicom[uid])
+                series[reference] = (uid, frozenset(instances))
+                cases.append({"image": reference})
     return cases
 
 
@@ -2512,24 +2580,46 @@ def _holds_studies(folder: Path, suffixes: Sequence[str]) -> bool:
     return any(has_suffix(path, suffixes) for path in files) or any(path.is_dir() for path in entries)
 
 
-def _dicom_image_series(path: Path) -> tuple[str | None, str | None]:
-    """What a DICOM file of an input folder is: ``(None, SeriesInstanceUID)`` for an image (the UID ``None`` unless
-    it is a single-frame image), ``(kind, None)`` for an object that is no image (``_is_image``), e.g.
-    ``"Segmentation Storage"``.
+def _dicom_image_series(path: Path) -> tuple[str | None, str | None, Any]:
+    """What a DICOM file of an input folder is: ``(None, SeriesInstanceUID, header)`` for an image (the UID ``None``
+    unless it is a single-frame image), ``(kind, None, header)`` for an object that is no image (``_is_image``),
+    e.g. ``"Segmentation Storage"``. The header holds the tags that tell these, and scouts and screenshots apart.
 
-    Unreadable files count as images without a series: the reader reports them when the case is loaded.
+    Unreadable files count as images without a series (and header): the reader reports them when the case is loaded.
     """
-    tags = ["SOPClassUID", "SeriesInstanceUID", "NumberOfFrames", "Rows", "Columns", "Modality"]
+    tags = [
+        "SOPClassUID",
+        "SeriesInstanceUID",
+        "NumberOfFrames",
+        "Rows",
+        "Columns",
+        "Modality",
+        "ImageType",
+        "PhotometricInterpretation",
+        "SOPInstanceUID",
+    ]
     try:
         header = _dcmread(path, stop_before_pixels=True, specific_tags=tags)
     except Exception:  # noqa: BLE001 - unreadable: the reader reports it when the case is loaded
-        return None, None
+        return None, None, None
     if not _is_image(header):
-        return _object_kind(header), None
+        return _object_kind(header), None, header
     if int(header.get("NumberOfFrames") or 1) > 1:
-        return None, None
+        return None, None, header
     uid = header.get("SeriesInstanceUID")
-    return None, str(uid) if uid else None
+    return None, str(uid) if uid else None, header
+
+
+def _auxiliary_loose_series(loose: Mapping[str, Sequence[tuple[str, Any]]]) -> dict[str, str]:
+    """The series among ``loose`` (SeriesInstanceUID -> the paths and headers of its files) that are one of
+    :data:`_AUXILIARY_SERIES` (localizers, screenshots, report pages), each with what it is."""
+    found = {}
+    for uid, members in loose.items():
+        headers = [header for _, header in members]
+        what = next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(headers)), None)
+        if what is not None:
+            found[uid] = what
+    return found
 
 
 #: the most files a series folder may hold to be looked at as scouts, a report or screenshots
@@ -2562,7 +2652,11 @@ def _auxiliary_series_folder(folder: Path) -> str | None:
     return next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(images)), None)
 
 
-def _series_cases(folder: Path, split_series: bool) -> list[str]:
+def _series_cases(
+    folder: Path, split_series: bool, listed: dict[str, tuple[str, frozenset[str]]] | None = None
+) -> list[str]:
+    """The cases of a DICOM series folder: the folder, or with ``split_series`` one series reference per series
+    where it holds several; ``listed``, where given, receives the SeriesInstanceUID and SOPInstanceUIDs of each."""
     if not split_series:
         return [str(folder)]
     try:
@@ -2572,4 +2666,8 @@ def _series_cases(folder: Path, split_series: bool) -> list[str]:
     except (OSError, ValueError) as error:
         logger.warning("listing %s as one case: %s", folder, error)
         return [str(folder)]
-    return [str(folder)] if len(series) == 1 else [s.reference for s in series]
+    images = [str(folder)] if len(series) == 1 else [s.reference for s in series]
+    for image, one in zip(images, series) if listed is not None else ():
+        instances = (str(header.get("SOPInstanceUID", path)) for path, header in zip(one.files, one.headers or []))
+        listed[image] = (one.series_uid, frozenset(instances))
+    return images

@@ -612,6 +612,39 @@ def _dose_page_beside_its_series(root: Path) -> str:
     return "; ".join(m for m in shown if "skipping" in m)
 
 
+def _series_split_over_folders(root: Path) -> str:
+    """The failure of each folder of a series that a CD writer split over two folders, beside a whole series."""
+    import shutil
+
+    import pydicom
+
+    series = _dicom_series(root)
+    files = sorted(series.iterdir())
+    for part, chunk in (("0001", files[:3]), ("0002", files[3:])):
+        (root / "in" / "IMAGES" / part).mkdir(parents=True)
+        for path in chunk:
+            shutil.move(path, root / "in" / "IMAGES" / part / path.name)
+    series.rmdir()
+    _dicom_series(root)
+    cases = list_cases(root, input_dir=root / "in", volumes=True)
+    processed, failures = processed_cases(cases, _component(CT, "preprocessing", ("inference.yaml",)))
+    assert len(processed) == 1 and len(failures) == 2, "the whole series must go on"
+    uid = str(pydicom.dcmread(min((root / "in" / "IMAGES" / "0001").iterdir())).SeriesInstanceUID)
+    return failures[0]["error"].replace(str(root), "<root>").replace(uid, "<uid>")
+
+
+def _document_in_a_flat_export(root: Path) -> str:
+    """The warning of reading a series folder that holds an export's readme.txt beside the slices."""
+    series = _dicom_series(root)
+    (series / "readme.txt").write_text("exported by a PACS")
+    [case] = list_medical_cases(root / "in", split_series=True)
+    with pytest.warns(UserWarning) as warned:
+        image = _component(CT, "preprocessing", ("inference.yaml",))(case)["image"]
+    assert image.shape[-1] > 2
+    shown = [str(w.message).replace(str(root), "<root>") for w in warned]
+    return "; ".join(m for m in shown if "skipping" in m)
+
+
 def _kill_mid_save(root: Path) -> str:
     path = root / "model.pt"
     torch.save({"w": torch.ones(2)}, path)
@@ -1817,6 +1850,21 @@ CATALOGUE: list[Fault] = [
         _dose_page_beside_its_series,
         "skipping secondary capture series <uid> in <root>/in/study: screenshots or report pages, not volumes.",
         "the secondary capture series is skipped with a warning; the CT series is the folder's one study",
+    ),
+    Fault(
+        "inference",
+        "a DICOM series split over two folders (IMAGES/0001, IMAGES/0002), as CD writers store long series",
+        _series_split_over_folders,
+        "DICOM series <uid> has its slices in 2 folders: <root>/in/IMAGES/0001 (3 slices), <root>/in/IMAGES/0002 "
+        "(3 slices); each folder alone is part of the volume.",
+        "each folder is a failed case, unread (no label map of part of the volume); the other studies are processed",
+    ),
+    Fault(
+        "inference",
+        "an export's readme.txt (or another file whose suffix no DICOM file has) among a series' slices",
+        _document_in_a_flat_export,
+        "skipping <root>/in/study/readme.txt: not a DICOM file, as its name says.",
+        "skipped with a warning; a file named as a slice may be (IM0017, 1.2.840...5, x.dcm) still fails its series",
     ),
     Fault(
         "inference",

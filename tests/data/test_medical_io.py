@@ -30,8 +30,10 @@ from monai.transforms import (
     Spacingd,
 )
 from monai_unets.data import case_output_names
+from monai_unets.data.cases import FAILURE_KEY, CaseDataset
 from monai_unets.data.dicom_seg import write_dicom_seg
 from monai_unets.data.medical_io import (
+    LISTING_PROBLEM_KEY,
     MedicalImageReader,
     list_medical_cases,
     parse_series_reference,
@@ -499,8 +501,12 @@ def test_non_dicom_files_in_a_series_folder(formats, tmp_path):
     (folder / "DICOMDIR").write_bytes(b"not really")
     with pytest.warns(UserWarning, match="skipping"):
         assert _load(folder).shape[1:] == (16, 20, 24)
+    # a document is named as one, and left out; a file that may be a damaged slice fails the series
     (folder / "notes.txt").write_text("scanned on Monday")
-    _load_error(folder, ValueError, f"{folder / 'notes.txt'} is not a DICOM file")
+    with pytest.warns(UserWarning, match=r"notes\.txt: not a DICOM file, as its name says"):
+        assert _load(folder).shape[1:] == (16, 20, 24)
+    (folder / "IM0017").write_text("scanned on Monday")
+    _load_error(folder, ValueError, f"{folder / 'IM0017'} is not a DICOM file")
 
 
 def test_a_folder_without_any_dicom_file_is_no_series_folder(tmp_path, monkeypatch):
@@ -803,6 +809,17 @@ def _add_scout(folder: Path, localizer: bool) -> Path:
     return folder / "SCOUT.dcm"
 
 
+def _add_scout_series(folder: Path) -> str:
+    """Two scouts of a series of their own (SCOUT1.dcm, SCOUT2.dcm) in ``folder``, beside its series; their UID."""
+    scouts = pydicom.uid.generate_uid()
+    for name in ("SCOUT1.dcm", "SCOUT2.dcm"):
+        ds = pydicom.dcmread(_add_scout(folder, localizer=True))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = scouts, pydicom.uid.generate_uid()
+        ds.save_as(folder / name)
+    (folder / "SCOUT.dcm").unlink()
+    return scouts
+
+
 def test_a_localizer_in_the_series_is_skipped_and_another_odd_slice_is_named(formats, tmp_path):
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "ct"))
     _add_scout(folder, localizer=True)
@@ -826,12 +843,7 @@ def test_a_localizer_in_the_series_is_skipped_and_another_odd_slice_is_named(for
 def test_a_localizer_series_beside_the_volume_is_skipped(formats, tmp_path):
     # exports often give the scouts a series of their own, in the study's folder beside the volume they planned
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "ct"))
-    scouts = pydicom.uid.generate_uid()
-    for name in ("SCOUT1.dcm", "SCOUT2.dcm"):
-        ds = pydicom.dcmread(_add_scout(folder, localizer=True))
-        ds.SeriesInstanceUID, ds.SOPInstanceUID = scouts, pydicom.uid.generate_uid()
-        ds.save_as(folder / name)
-    (folder / "SCOUT.dcm").unlink()
+    scouts = _add_scout_series(folder)
     with pytest.warns(UserWarning, match=rf"skipping localizer series {scouts} in .*ct: scout images, not volumes"):
         [series] = split_dicom_series(folder)
     assert len(series.files) == 16 and not any("SCOUT" in f for f in series.files)
@@ -881,6 +893,56 @@ def test_a_dose_page_or_screenshot_beside_the_volume_is_skipped(formats, tmp_pat
         _secondary_capture(formats["dicom"], folder / f"VOL{k}.dcm", volume)
     with pytest.warns(UserWarning, match="skipping secondary capture series"):
         assert [len(s.files) for s in split_dicom_series(folder)] == [16, 3]
+
+
+def test_a_flat_export_lists_its_volumes_without_scouts_dose_pages_or_documents(formats, tmp_path):
+    # a PACS export of every file of a study in one folder, given as the input folder: its scouts and dose page had
+    # each been a case that failed ("has no series", "is a colour DICOM image"), and a readme.txt beside the slices
+    # had failed every series, the run exiting 1 for a folder whose one volume was readable
+    flat = Path(shutil.copytree(formats["dicom"], tmp_path / "EXPORT"))
+    scouts = _add_scout_series(flat)
+    dose = pydicom.uid.generate_uid()
+    _secondary_capture(formats["dicom"], flat / "DOSE.dcm", dose, colour=True)
+    (flat / "readme.txt").write_text("exported by a PACS\n")
+    with pytest.warns(UserWarning) as warned:
+        cases = list_medical_cases(flat, split_series=True)
+    said = " ".join(str(w.message) for w in warned)
+    assert f"{scouts} (localizer series)" in said and f"{dose} (secondary capture series)" in said
+    assert [c["image"] for c in cases] == [series_reference(flat, str(ARTERIAL))]
+    with pytest.warns(UserWarning, match=r"skipping .*readme\.txt: not a DICOM file, as its name says"):
+        image = _load(cases[0]["image"])
+    np.testing.assert_array_equal(image.numpy(), _load(formats["dicom"]).numpy())
+    # a damaged slice keeps a name no document has: it still fails the series, as leaving it out could lose a slice
+    (flat / "IM9999").write_bytes(b"not a slice" * 20)
+    _load_error(flat, ValueError, r"IM9999 is not a DICOM file")
+
+
+def test_a_series_split_over_folders_fails_rather_than_giving_part_volumes(formats, tmp_path):
+    # CD writers split a long series over folders: each folder alone is a regular stack, and each had been a case
+    # whose label map covered part of the volume, the run reporting success
+    images = tmp_path / "in" / "IMAGES"
+    files = sorted(formats["dicom"].iterdir())
+    for part, chunk in (("0001", files[:8]), ("0002", files[8:])):
+        (images / part).mkdir(parents=True)
+        for path in chunk:
+            shutil.copy(path, images / part / path.name)
+    other = Path(_write_series(_phantom(), tmp_path / "in" / "other", series_uid=VENOUS))
+    cases = list_medical_cases(tmp_path / "in", split_series=True)
+    assert [c["image"] for c in cases] == [str(images / "0001"), str(images / "0002"), str(other)]
+    problems = [c.get(LISTING_PROBLEM_KEY) for c in cases]
+    assert problems[2] is None
+    assert problems[0] == problems[1]
+    assert re.fullmatch(
+        rf"DICOM series {ARTERIAL} has its slices in 2 folders: .*0001 \(8 slices\), .*0002 \(8 slices\); .*",
+        problems[0],
+    )
+    # a batch job reports them as failed cases, unread, and runs the others
+    dataset = CaseDataset(cases, LoadImaged("image", reader=MedicalImageReader()))
+    assert [dataset[i].get(FAILURE_KEY, {}).get("stage") for i in range(3)] == ["listing", "listing", None]
+    # a copy of a whole series in a second folder is no split series
+    shutil.rmtree(images)
+    shutil.copytree(other, tmp_path / "in" / "copy")
+    assert not [c for c in list_medical_cases(tmp_path / "in", split_series=True) if LISTING_PROBLEM_KEY in c]
 
 
 def _dicomdir(path: Path) -> None:
