@@ -647,13 +647,20 @@ def _relative(value: Any, root: str) -> Any:
     return value
 
 
-def _digest(cases: Sequence[Any], located: bool = False, sized: bool = True) -> str:
+def _digest(cases: Sequence[Any], located: bool = False, sized: bool = True, labels: bool = True) -> str:
     """A digest of ``cases`` (their files, in any order), the same wherever the dataset lies: its files are taken
     relative to the folder that holds them all, so a dataset moved, mounted elsewhere or reached through a link is
     the same one; with their sizes (``sized``), so that another dataset whose files have the same names (one made
-    again, another export) is not. ``located``: of the paths as they are, without sizes; ``sized=False``: relative
-    paths alone (the digests checkpoints recorded before)."""
-    sizes = [[_file_size(path) for path in _paths(case)] if sized and not located else [] for case in cases]
+    again, another export) is not, and with the contents of their label files (``labels``), so that a label
+    corrected in place (MONAI Label's annotators save over it, often at the same size) makes another training.
+    ``located``: of the paths as they are, without sizes; ``sized=False``: relative paths alone; ``labels=False``:
+    relative paths and sizes (the digests checkpoints recorded before)."""
+    sizes = [
+        [_file_size(path) for path in _paths(case)] + (_label_contents(case) if labels else [])
+        if sized and not located
+        else []
+        for case in cases
+    ]
     if not located:
         folders = [os.path.dirname(path) for path in _paths(list(cases))]
         if folders:
@@ -673,6 +680,30 @@ def _file_size(path: str) -> int | None:
         return None
 
 
+def _label_contents(case: Any) -> list[str | None]:
+    """Digests of the contents of a case's label files (``label``; small, unlike images)."""
+    label = case.get("label") if isinstance(case, Mapping) else None
+    return [_content_digest(path) for path in _paths(label)]
+
+
+def _content_digest(path: str) -> str | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # a file gone since is left to the run to name
+    return _file_content_digest(path, stat.st_size, stat.st_mtime_ns) if os.path.isfile(path) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _file_content_digest(path: str, size: int, mtime_ns: int) -> str:
+    # keyed by the file's size and time too: each checkpoint of a training digests its labels, read once
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _cases_fingerprint(engine: Engine | None) -> str | None:
     """A digest of an engine's cases as listed (:func:`_listed_cases`, before the data check skips any), with the
     sizes of their files; ``None`` when it has none."""
@@ -686,7 +717,8 @@ def _same_cases(recorded: str | None, engine: Engine | None) -> bool | None:
     cases = _listed_cases(engine)
     if recorded is None or cases is None:
         return None
-    return recorded in (_digest(cases), _digest(cases, sized=False), _digest(cases, located=True))
+    earlier = (_digest(cases, labels=False), _digest(cases, sized=False), _digest(cases, located=True))
+    return recorded in (_digest(cases), *earlier)
 
 
 def trained_cases(model_files: Sequence[str | os.PathLike]) -> list[dict[str, str]]:

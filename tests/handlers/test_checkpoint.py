@@ -538,7 +538,10 @@ def _case_trainer(
     cases = [{"image": torch.full((3,), float(ord(name))), "label": torch.ones(1), "name": name} for name in names]
     if folder is not None:  # the files a datalist names, as absolute paths
         cases = [{**case, "file": str(folder / "imagesTr" / f"{case['name']}.nii.gz")} for case in cases]
-    checked = CheckedCases([case for case in cases if case["name"] not in skipped], listed=cases)
+    listed = cases
+    if folder is not None and (folder / "labelsTr").is_dir():  # the label files the datalist names, read elsewhere
+        listed = [{**case, "label": str(folder / "labelsTr" / f"{case['name']}.nii.gz")} for case in cases]
+    checked = CheckedCases([case for case in cases if case["name"] not in skipped], listed=listed)
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
         max_epochs=max_epochs,
@@ -613,15 +616,35 @@ def test_another_dataset_whose_files_have_the_same_names_is_another_training(tmp
     assert epochs == [1, 2]
 
 
-@pytest.mark.parametrize("recorded", [{"located": True}, {"sized": False}])
+def test_a_label_corrected_in_place_makes_another_training(tmp_path):
+    # MONAI Label's annotator saves a corrected label over the old one, at the same size for an uncompressed
+    # NIfTI: the next /train had taken its cases for those of the finished training and done nothing
+    for folder in ("imagesTr", "labelsTr"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        for name in ("a", "b"):
+            (tmp_path / "data" / folder / f"{name}.nii.gz").write_bytes(b"x" * 100)
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=tmp_path / "data")
+    trainer.run()
+    assert epochs == [1]
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=tmp_path / "data")
+    trainer.run()
+    assert epochs == []  # the same cases: nothing left to do
+    (tmp_path / "data" / "labelsTr" / "b.nii.gz").write_bytes(b"y" * 100)
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=tmp_path / "data")
+    trainer.run()
+    assert epochs == [1]
+
+
+@pytest.mark.parametrize("recorded", [{"located": True}, {"sized": False}, {"labels": False}])
 def test_a_checkpoint_of_an_earlier_version_s_digest_of_its_cases_still_resumes(tmp_path, recorded):
     # earlier versions recorded the digest of the absolute paths, then of the relative paths without the files'
     # sizes: their trainings go on after an update
     from monai_unets.handlers.checkpoint import _digest
 
-    (tmp_path / "data" / "imagesTr").mkdir(parents=True)
-    for name in ("a", "b"):
-        (tmp_path / "data" / "imagesTr" / f"{name}.nii.gz").write_bytes(b"x")
+    for folder in ("imagesTr", "labelsTr"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        for name in ("a", "b"):
+            (tmp_path / "data" / folder / f"{name}.nii.gz").write_bytes(b"x")
     trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=tmp_path / "data")
     trainer.run()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
