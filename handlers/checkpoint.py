@@ -19,10 +19,12 @@ import json
 import logging
 import math
 import os
+import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.utils import min_version, optional_import
 
@@ -781,6 +783,27 @@ def _training_record(model_file: str | os.PathLike, key: str, unknown: str) -> A
     return state.get(key) if isinstance(state, Mapping) else None
 
 
+def _reseed_for_epoch(engine: Engine, epoch: int) -> None:
+    """Seeds the random draws of a training resumed after ``epoch`` (shuffling, and augmentation in the loader's
+    workers or in this process) from the run's seed and that epoch.
+
+    The run seeded them at its start as a fresh run does, so a resumed run drew its first epochs' shuffles, crops
+    and flips again for its later ones. It draws others now, reproducibly, though not those of the uninterrupted run,
+    whose random states a checkpoint does not hold (they live in the loader's worker processes too).
+    """
+    from monai.data.utils import set_rnd
+
+    seed = (torch.initial_seed() + epoch) % 2**32
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    loader = getattr(engine, "data_loader", None) or getattr(engine.state, "dataloader", None)
+    dataset = getattr(loader, "dataset", None)
+    if dataset is not None:
+        # MONAI's DataLoader seeded the transforms of a loader without workers when it was made
+        set_rnd(dataset, seed)
+
+
 def _recorded_cases(state: Mapping[str, Any]) -> str | None:
     """The digest of the training cases a checkpoint records (:func:`_cases_fingerprint`), if any."""
     trainer = state.get("trainer")
@@ -1094,4 +1117,5 @@ class TrainingCheckpoint:
                 engine.state.max_epochs,
             )
         else:
+            _reseed_for_epoch(engine, epoch)
             logger.info("resumed from %s after epoch %d of %d", path, epoch, engine.state.max_epochs)

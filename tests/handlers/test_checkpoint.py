@@ -15,6 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
+from monai.transforms import Randomizable, Transform
 from monai_unets.bundles import bundle_dir
 from monai_unets.data import CheckedCases
 from monai_unets.handlers import (
@@ -28,6 +29,18 @@ from monai_unets.handlers import (
 from monai_unets.networks import AttentionGateUNet, EGEUNet
 
 from monai_unets import load_plan
+
+
+def _mse_trainer(net: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, max_epochs: int) -> SupervisedTrainer:
+    """A CPU trainer of ``net`` on ``loader`` with a mean squared error."""
+    return SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        network=net,
+        optimizer=optimizer,
+        loss_function=torch.nn.MSELoss(),
+    )
 
 
 def _trainer(
@@ -45,14 +58,7 @@ def _trainer(
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     data = [{"image": torch.rand(2, 3), "label": torch.rand(2, 1)} for _ in range(batches)]
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=max_epochs,
-        train_data_loader=data,
-        network=net,
-        optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(),
-    )
+    trainer = _mse_trainer(net, optimizer, data, max_epochs)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: scheduler.step())
     saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score", plan=plan, plan_file=tmp_path / "plan.json")
     checkpoint = TrainingCheckpoint(
@@ -542,14 +548,7 @@ def _case_trainer(
     if folder is not None and (folder / "labelsTr").is_dir():  # the label files the datalist names, read elsewhere
         listed = [{**case, "label": str(folder / "labelsTr" / f"{case['name']}.nii.gz")} for case in cases]
     checked = CheckedCases([case for case in cases if case["name"] not in skipped], listed=listed)
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=max_epochs,
-        train_data_loader=DataLoader(Dataset(checked), batch_size=2),
-        network=net,
-        optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(),
-    )
+    trainer = _mse_trainer(net, optimizer, DataLoader(Dataset(checked), batch_size=2), max_epochs)
     saver = BestModelSaver(tmp_path / "model.pt", net, metric_name="score")
     if validation:
         validator = Engine(lambda engine, batch: None)
@@ -614,6 +613,44 @@ def test_another_dataset_whose_files_have_the_same_names_is_another_training(tmp
     trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=tmp_path / "again")
     trainer.run()
     assert epochs == [1, 2]
+
+
+class _RecordDraws(Randomizable, Transform):
+    """Records one draw of its random state per case, as an augmentation draws its flips and crops."""
+
+    def __init__(self, draws: list[float]) -> None:
+        self.draws = draws
+
+    def randomize(self, data=None) -> None:
+        self.draws.append(float(self.R.random_sample()))
+
+    def __call__(self, data):
+        self.randomize()
+        return data
+
+
+def _drawing_run(folder: Path, epochs: list[int]) -> list[float]:
+    """The draws of a training run once per entry of ``epochs`` (its max_epochs), each run resuming the last, seeded
+    at each start as a bundle's initialize seeds it."""
+    draws: list[float] = []
+    for max_epochs in epochs:
+        torch.manual_seed(42)
+        net = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        cases = [{"image": torch.ones(3), "label": torch.ones(1)} for _ in range(4)]
+        loader = DataLoader(Dataset(cases, _RecordDraws(draws)), batch_size=2, shuffle=True)
+        trainer = _mse_trainer(net, optimizer, loader, max_epochs)
+        TrainingCheckpoint(folder / "checkpoint.pt", {"model": net, "optimizer": optimizer}).attach(trainer)
+        trainer.run()
+    return draws
+
+
+def test_a_resumed_training_draws_new_augmentations_reproducibly(tmp_path):
+    # a resumed run was seeded as a fresh one: its epochs drew the first epochs' shuffles and flips again
+    interrupted = _drawing_run(tmp_path / "a", [1, 2])
+    assert len(interrupted) == 8
+    assert interrupted[4:] != interrupted[:4]
+    assert _drawing_run(tmp_path / "b", [1, 2]) == interrupted
 
 
 def test_a_label_corrected_in_place_makes_another_training(tmp_path):
