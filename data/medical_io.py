@@ -699,6 +699,10 @@ def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None
     return all_series[0]
 
 
+#: how far slices may lie off a regular grid for the rounding of positions written to 0.1 mm, in mm
+_POSITION_ROUNDING_MM = 0.1 + 1e-6
+
+
 def _check_stack(
     positions: np.ndarray,
     labels: Sequence[str],
@@ -730,15 +734,18 @@ def _check_stack(
     off_grid = float(np.abs(positions - grid).max())
     spread = (float(gaps.max()) - float(gaps.min())) / median
     # positions written with few decimals make gaps differ (0.625 mm slices written to 0.01 mm: gaps of 0.62 and
-    # 0.63 mm, a 1.6% spread) while every slice stays within a few percent of a slice of its place on the grid
-    if spread > spacing_tolerance and off_grid > 0.05 * median:
+    # 0.63 mm, a 1.6% spread) while every slice stays within a few percent of a slice of its place on the grid, or
+    # within the rounding of positions written to 0.1 mm: each up to 0.05 mm off, the grid through the first and
+    # last slice up to 0.05 mm more (for thin slices, more than 5% of a slice)
+    allowed = max(0.05 * median, _POSITION_ROUNDING_MM)
+    if spread > spacing_tolerance and off_grid > allowed:
         raise ValueError(
             f"{where} has inconsistent slice spacing: gaps from {gaps.min():.4g} to {gaps.max():.4g} mm "
             f"(median {median:.4g} mm, spread {spread:.1%} > {spacing_tolerance:.1%}; slices up to {off_grid:.3g} mm "
             "off a regular grid)."
         )
     # small uneven gaps can add up
-    if off_grid > 0.05 * median:
+    if off_grid > allowed:
         warnings.warn(
             f"{where}: slice gaps vary ({gaps.min():.4g} to {gaps.max():.4g} mm), so some slices lie up to "
             f"{off_grid:.3g} mm ({off_grid / median:.0%} of a slice) off the regular grid the volume and its label "
@@ -787,15 +794,16 @@ def validate_dicom_series(series: DicomSeries, missing_factor: float = 1.5, spac
     PixelSpacing; orientation, pixel spacing and image size agree; positions projected on the slice normal
     (the cross product of the orientation's row and column directions) have no duplicate, no gap larger than
     ``missing_factor`` times the median spacing (a missing slice), a relative spread of gaps within
-    ``spacing_tolerance`` unless every slice lies within 5% of a slice of the regular grid (gaps that differ by
-    the rounding of positions in the headers), and lie on a line along the normal (no gantry tilt). A series of
-    one file may be multi-frame; its per-frame positions, where the file has them, are checked the same way.
+    ``spacing_tolerance`` unless every slice lies within 5% of a slice, or 0.1 mm, of the regular grid (gaps that
+    differ by the rounding of positions in the headers), and lie on a line along the normal (no gantry tilt). A
+    series of one file may be multi-frame; its per-frame positions, where the file has them, are checked the same
+    way.
 
     Args:
         series: a series from ``split_dicom_series``.
         missing_factor: a gap larger than this many median spacings means missing slices.
         spacing_tolerance: largest accepted ``(max gap - min gap) / median gap`` where some slice lies more than
-            5% of a slice off the regular grid.
+            5% of a slice and 0.1 mm off the regular grid.
 
     Raises:
         ValueError: the series is not a regular volume; the message names the folder and the slices at fault.
