@@ -2241,12 +2241,18 @@ def _check_nifti_dims(path: Path) -> None:
     try:
         with nib.openers.ImageOpener(str(path)) as stored:
             head = stored.read(540)
-    except zlib.error as error:  # damaged within the first block that gzip decompresses
+    except (zlib.error, EOFError) as error:  # damaged, or cut short, within the first block gzip decompresses
         raise _damaged_compressed(path, error) from None
-    except (OSError, EOFError):
+    except OSError:
         return
     for order in "<>":
         size = int(np.frombuffer(head, f"{order}i4", 1)[0]) if len(head) >= 4 else 0
+        if size in (348, 540) and len(head) < size:
+            # nibabel had said it "cannot work out the file type"
+            raise ValueError(
+                f"{path}: the NIfTI header is cut short: {len(head)} of its {size} bytes; the file is cut short (an "
+                "interrupted copy or download) or damaged."
+            )
         if size == 348 and len(head) >= 348:
             dims = np.frombuffer(head, f"{order}i2", 8, 40)
         elif size == 540 and len(head) >= 540:

@@ -636,16 +636,32 @@ def test_files_with_upper_case_suffixes_are_read_as_lower_case_ones(formats, tmp
         assert torch.equal(_load(tmp_path / name), reference), name
 
 
+def _cut_nifti(path: Path, shape: tuple[int, ...], keep: int) -> Path:
+    """The first ``keep`` bytes of a NIfTI of zeros of ``shape`` (``full.nii`` beside ``path``) as ``path``, gzip-
+    compressed for a ``.gz``."""
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)), str(path.parent / "full.nii"))
+    head = (path.parent / "full.nii").read_bytes()[:keep]
+    path.write_bytes(gzip.compress(head) if path.name.endswith(".gz") else head)
+    return path
+
+
 @pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
 def test_a_nifti_cut_off_after_its_header_is_called_truncated_and_named(name, tmp_path):
     # nibabel's "Expected 131072 bytes, got 48 bytes from " named no file for a .nii.gz, and said nothing of a cut
-    nib.save(nib.Nifti1Image(np.zeros((64, 64, 16), np.int16), np.eye(4)), str(tmp_path / "full.nii"))
-    head = (tmp_path / "full.nii").read_bytes()[:400]
-    (tmp_path / name).write_bytes(gzip.compress(head) if name.endswith(".gz") else head)
-    message = _load_error(tmp_path / name, ValueError)
+    message = _load_error(_cut_nifti(tmp_path / name, (64, 64, 16), 400), ValueError)
     assert message == (
         f"{tmp_path / name}: the image data is truncated: 48 of 131072 bytes (64 x 64 x 16 voxels of int16)."
     )
+
+
+@pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
+def test_a_nifti_cut_off_in_its_header_or_gzip_stream_is_called_cut_short(name, tmp_path):
+    # nibabel had said it "cannot work out the file type" of a header cut short, and of a gzip stream ended early
+    message = _load_error(_cut_nifti(tmp_path / name, (4, 4, 4), 300), ValueError)
+    assert message.startswith(f"{tmp_path / name}: the NIfTI header is cut short: 300 of its 348 bytes;"), message
+    if name.endswith(".gz"):
+        (tmp_path / name).write_bytes(gzip.compress((tmp_path / "full.nii").read_bytes())[:40])
+        _load_error(tmp_path / name, ValueError, "its compressed image data end early or are damaged")
 
 
 def test_a_bad_case_is_skipped_with_its_file_named(formats, tmp_path):
