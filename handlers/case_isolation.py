@@ -247,7 +247,11 @@ class CaseIsolationHandler:
             self._own_log.unlink(missing_ok=True)
             if rank_and_world_size()[0] == 0:
                 release_folder(self.failure_log.parent, RUN_LOCK)
-            raise ValueError(f"CaseIsolationHandler isolates single cases: use batch_size=1, not {batch_size}.")
+            raise ValueError(
+                f"a batch job reads, runs and writes each case on its own: its DataLoader's batch_size (a bundle's "
+                f"dataloader#batch_size) must be 1, not {batch_size}; a sliding window's sw_batch_size sets how many "
+                "windows run at once."
+            )
         self._attached = True
         engine._process_function = self._guarded(engine._process_function)
         engine.add_event_handler(Events.STARTED, self._wrap_handlers)

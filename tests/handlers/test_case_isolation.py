@@ -181,7 +181,7 @@ def test_batches_of_several_cases_are_refused(tmp_path):
     evaluator = SupervisedEvaluator(
         device="cpu", val_data_loader=DataLoader([{"image": torch.zeros(1, 4, 4)}] * 2, batch_size=2), network=None
     )
-    with pytest.raises(ValueError, match="batch_size=1"):
+    with pytest.raises(ValueError, match=r"dataloader#batch_size\) must be 1, not 2"):
         CaseIsolationHandler(tmp_path / "failures.csv").attach(evaluator)
     # refused before any case, the run leaves no report, and the folder to the next run
     assert list(tmp_path.iterdir()) == []
