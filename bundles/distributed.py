@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..data.atomic import hold_folder
+from ..data.atomic import hold_folder, naming_holder
 from ..data.cases import rank_and_world_size
 
 __all__ = [
@@ -93,7 +93,7 @@ def hold_folder_for_job(
     if not held:
         end_process_group()
         if rank == 0:
-            raise refusal
+            raise naming_holder(refusal, folder, lock_name)
         raise SystemExit(1)  # rank 0 says why
     return result
 

@@ -113,7 +113,40 @@ def hold_folder(folder: str | os.PathLike, lock_name: str) -> bool:
             break
         handle.close()
     _FOLDER_LOCKS[key] = (handle, os.getpid())
+    # the holder, for the message of a process refused (a MONAI Label server's failed training holds it on)
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
     return True
+
+
+def folder_holder(folder: str | os.PathLike, lock_name: str) -> str | None:
+    """The process holding ``folder`` by :func:`hold_folder` (``lock_name``), as its lock file records it: its
+    number and, where the system shows it, its command line; ``None`` when the file names none.
+
+    Example::
+
+        >>> folder_holder("bundle/models", ".training.lock")  # doctest: +SKIP
+        'process 4242 (python -m monai.bundle run --config_file configs/train.yaml)'
+    """
+    try:
+        pid = int((Path(folder) / lock_name).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    if len(command) > 160:
+        command = command[:157] + "..."
+    return f"process {pid}" + (f" ({command})" if command else "")
+
+
+def naming_holder(error: Exception, folder: str | os.PathLike, lock_name: str) -> Exception:
+    """``error`` (an exception that takes its message alone) saying which process holds ``folder``, where its lock
+    file records one (:func:`folder_holder`)."""
+    holder = folder_holder(folder, lock_name)
+    return type(error)(f"{error} It is held by {holder}.") if holder else error
 
 
 def _names_open_file(path: Path, handle: IO) -> bool:

@@ -29,7 +29,7 @@ import torch
 from monai.utils import min_version, optional_import
 
 from ..bundles.distributed import hold_folder_for_job
-from ..data.atomic import atomic_open, companion_name, hold_folder, release_folder
+from ..data.atomic import atomic_open, companion_name, hold_folder, naming_holder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
@@ -841,7 +841,7 @@ def _training_running(checkpoint_path: Path) -> _TrainingRunningError:
 def _lock_folder(checkpoint_path: Path) -> None:
     """Holds the checkpoint's folder (its :func:`_lock_name`) for this process's training, or raises CheckpointError."""
     if not hold_folder(checkpoint_path.parent, _lock_name(checkpoint_path)):
-        raise _training_running(checkpoint_path)
+        raise naming_holder(_training_running(checkpoint_path), checkpoint_path.parent, _lock_name(checkpoint_path))
 
 
 def hold_training(checkpoint_path: str | os.PathLike, log_dir: str | os.PathLike | None = None) -> None:

@@ -540,9 +540,14 @@ def test_a_training_refused_for_a_running_one_writes_nothing_into_its_folders(tm
     assert not logs.exists()
     assert list(models.iterdir()) == []
     assert "Traceback" not in result.stderr and "full traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"ERROR: {models}: another training is running with this folder for its checkpoint checkpoint.pt and "
-        "weights; wait for it to end, or give this one another bundle folder (--bundle_root) or --ckpt_dir."
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"ERROR: {models}: another training is running with this folder for its checkpoint checkpoint.pt and "
+            "weights; wait for it to end, or give this one another bundle folder (--bundle_root) or --ckpt_dir. It is "
+            f"held by process {os.getpid()} ("
+        )
     )
 
 
