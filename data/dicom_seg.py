@@ -130,7 +130,7 @@ def write_dicom_seg(
     algorithm_version: str | None = None,
     property_category: Code | None = None,
     property_types: Mapping[int, Code] | None = None,
-    series_description: str = "Segmentation",
+    series_description: str | None = None,
     series_number: int = 300,
     source_series_uid: str | None = None,
     source_headers: tuple[list[Dataset], list[Any]] | None = None,
@@ -167,7 +167,9 @@ def write_dicom_seg(
             whose DICOM list holds its property type, else SCT "Tissue".
         property_types: segmented property type code per label value; a label missing here gets the type DICOM
             lists under its name, else SCT "Tissue".
-        series_description: description of the new SEG series.
+        series_description: description of the new SEG series; ``None``: "Segmentation of" the source series'
+            description "by" ``algorithm_name``, shortened to DICOM's 64 characters, so that in a PACS the SEGs of a
+            study's series (thin, thick, another phase) tell which series each segments.
         series_number: series number of the new SEG series.
         source_series_uid: SeriesInstanceUID to use when the ``source`` folder holds more than one series.
         source_headers: what :func:`read_seg_source` gave for ``source`` and ``source_series_uid``, when it was read
@@ -226,6 +228,8 @@ def write_dicom_seg(
     from monai_unets import __version__
 
     version = algorithm_version or __version__
+    if series_description is None:
+        series_description = _seg_description(str(datasets[0].get("SeriesDescription") or ""), algorithm_name)
     names = [str(labels[value]) for value in segment_values]
     descriptions = _segment_descriptions(
         segment_values, names, algorithm_name, version, property_category, property_types
@@ -263,6 +267,18 @@ def write_dicom_seg(
     with atomic_path(output_path) as temporary:
         seg.save_as(temporary)
     return output_path
+
+
+def _seg_description(source: str, algorithm_name: str) -> str:
+    """The description of a SEG series: what it segments and by what, within a long string's 64 characters."""
+    by = f" by {algorithm_name}"
+    if not source.strip():
+        return f"Segmentation{by}"[:_LONG_STRING]
+    room = _LONG_STRING - len("Segmentation of ") - len(by)
+    if room < 8:  # a long model name: the source series is what tells the SEGs of a study apart
+        return f"Segmentation of {source.strip()}"[:_LONG_STRING]
+    shown = source.strip() if len(source.strip()) <= room else source.strip()[: room - 3] + "..."
+    return f"Segmentation of {shown}{by}"
 
 
 def _present_values(frames: np.ndarray) -> list[int]:

@@ -365,6 +365,26 @@ def seg_source(tmp_path_factory):
     return folder, label_map_of(load(folder))
 
 
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("AX 1.25mm ARTERIAL", "Segmentation of AX 1.25mm ARTERIAL by net"),
+        ("", "Segmentation by net"),
+        ("x" * 60, "Segmentation of " + "x" * 38 + "... by net"),
+    ],
+)
+def test_the_seg_series_says_which_series_it_segments(seg_source, source, expected, tmp_path):
+    # every SEG had been "Segmentation": in a PACS, those of a study's thin, thick and other phases looked the same
+    folder = tmp_path / "ct"
+    shutil.copytree(seg_source[0], folder)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = source
+        ds.save_as(path)
+    seg = segread(write_dicom_seg(seg_source[1], folder, tmp_path / "seg.dcm", LABELS, algorithm_name="net"))
+    assert seg.SeriesDescription == expected and len(expected) <= 64
+
+
 @pytest.mark.parametrize("keyword", OPTIONAL)
 def test_source_without_an_optional_attribute_still_gets_its_seg(seg_source, keyword, tmp_path):
     source, label_map = seg_source
