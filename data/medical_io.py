@@ -602,9 +602,14 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
             # MONAI makes the working folder "."): its first file had been named as a stray among DICOM slices
             where = "" if folder.is_absolute() else f" ({folder.resolve()})"
             shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            served = (
+                " (a MONAI Label server reads its working folder for a study id it does not know: is the id right?)"
+                if str(folder) == "."
+                else ""
+            )
             raise ValueError(
                 f"{folder}{where} is no DICOM series folder: none of its {len(files)} files is DICOM ({shown}); "
-                "give an image file or a folder of one series' DICOM slices."
+                f"give an image file or a folder of one series' DICOM slices{served}."
             ) from None
         if not _is_image(header):
             # a segmentation, structure set or report exported with its study, or an earlier run's SEG copied back

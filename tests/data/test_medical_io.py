@@ -520,7 +520,8 @@ def test_a_folder_without_any_dicom_file_is_no_series_folder(tmp_path, monkeypat
     message = _load_error(Path("."), ValueError)
     assert message == (
         f". ({tmp_path}) is no DICOM series folder: none of its 4 files is DICOM (mark_bad, notes.txt, run.log, ...); "
-        "give an image file or a folder of one series' DICOM slices."
+        "give an image file or a folder of one series' DICOM slices (a MONAI Label server reads its working folder "
+        "for a study id it does not know: is the id right?)."
     )
 
 
