@@ -524,11 +524,19 @@ def _is_screen_capture(headers: Sequence[Any]) -> bool:
     return captures and (len(headers) == 1 or not all(_is_greyscale(h) for h in headers))
 
 
+def _is_one_position(headers: Sequence[Any]) -> bool:
+    """Images that all lie at one slice position: a contrast study's bolus tracking, one slice over time."""
+    positions = [_position_along_normal(h) for h in headers]
+    known = [p for p in positions if p is not None]
+    return len(headers) > 1 and len(known) == len(positions) and max(known) - min(known) < 1e-3
+
+
 #: Series that are not a study's volume, skipped with a warning when other series share their folder (alone, a
 #: folder is read as what it holds): what tells them, and how the warning names them and says why
 _AUXILIARY_SERIES: tuple[tuple[Callable[[Sequence[Any]], bool], tuple[str, str]], ...] = (
     (lambda headers: all(_is_localizer(h) for h in headers), ("localizer series", "scout images, not volumes")),
     (_is_screen_capture, ("secondary capture series", "screenshots or report pages, not volumes")),
+    (_is_one_position, ("series of one slice position", "images over time at one place (bolus tracking), not volumes")),
 )
 
 
@@ -538,9 +546,10 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
     Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the files
     in ``HARMLESS_FILES`` (DICOMDIR, Thumbs.db, ...) are skipped with a warning, and so are DICOM objects that are
     no images by their SOP class (segmentations, RT doses and structure sets, reports), localizer images (ImageType
-    LOCALIZER) among a series' slices, and beside other series, series of localizers and secondary captures of one
-    image or in colour (a dose report page, a screenshot), and files whose suffix of letters no DICOM file has
-    (``readme.txt``, ``report.pdf``); any other file must be a DICOM image. Series come sorted
+    LOCALIZER) among a series' slices, and beside other series, series of localizers, secondary captures of one
+    image or in colour (a dose report page, a screenshot) and series of one slice position (bolus tracking), and
+    files whose suffix of letters no DICOM file has (``readme.txt``, ``report.pdf``); any other file must be a DICOM
+    image. Series come sorted
     by SeriesNumber then UID; the files of a series are sorted by their position along the slice normal (else by
     InstanceNumber, else by name). Geometry is checked later, when the series is read (``validate_dicom_series``),
     so one broken series does not prevent listing the others.
@@ -2484,7 +2493,7 @@ def _list_folder(
     detached = functools.cache(lambda: _detached_data_files(folder))
     data_folders: list[str] = []
     no_files: list[str] = []
-    auxiliary: list[tuple[Path, str]] = []  # series folders of scouts, reports or screenshots, and what they hold
+    auxiliary: list[tuple[Path, str]] = []  # series folders of scouts, reports, screenshots..., and what they hold
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
             continue
@@ -2616,6 +2625,8 @@ def _dicom_image_series(path: Path) -> tuple[str | None, str | None, Any]:
         "ImageType",
         "PhotometricInterpretation",
         "SOPInstanceUID",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
     ]
     try:
         header = _dcmread(path, stop_before_pixels=True, specific_tags=tags)
@@ -2641,8 +2652,8 @@ def _auxiliary_loose_series(loose: Mapping[str, Sequence[tuple[str, Any]]]) -> d
     return found
 
 
-#: the most files a series folder may hold to be looked at as scouts, a report or screenshots
-_AUXILIARY_MAX_FILES = 8
+#: the most files a series folder may hold to be looked at as scouts, a report, screenshots or bolus tracking
+_AUXILIARY_MAX_FILES = 32
 
 
 def _auxiliary_series_folder(folder: Path) -> str | None:
@@ -2655,7 +2666,16 @@ def _auxiliary_series_folder(folder: Path) -> str | None:
     files = [path for path in folder.iterdir() if not path.name.startswith(".")]
     if not files or len(files) > _AUXILIARY_MAX_FILES or not all(path.is_file() for path in files):
         return None
-    tags = ["SOPClassUID", "ImageType", "PhotometricInterpretation", "Rows", "Columns", "Modality"]
+    tags = [
+        "SOPClassUID",
+        "ImageType",
+        "PhotometricInterpretation",
+        "Rows",
+        "Columns",
+        "Modality",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+    ]
     headers = []
     for path in files:
         if path.name.lower() in HARMLESS_FILES:

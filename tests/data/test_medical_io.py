@@ -910,6 +910,9 @@ def test_a_dose_page_or_screenshot_beside_the_volume_is_skipped(formats, tmp_pat
     volume = pydicom.uid.generate_uid()
     for k in range(3):
         _secondary_capture(formats["dicom"], folder / f"VOL{k}.dcm", volume)
+        ds = pydicom.dcmread(folder / f"VOL{k}.dcm")
+        ds.ImagePositionPatient = pydicom.dcmread(_slice_file(formats["dicom"], k + 1)).ImagePositionPatient
+        ds.save_as(folder / f"VOL{k}.dcm")
     with pytest.warns(UserWarning, match="skipping secondary capture series"):
         assert [len(s.files) for s in split_dicom_series(folder)] == [16, 3]
 
@@ -962,6 +965,26 @@ def test_a_series_split_over_folders_fails_rather_than_giving_part_volumes(forma
     shutil.rmtree(images)
     shutil.copytree(other, tmp_path / "in" / "copy")
     assert not [c for c in list_medical_cases(tmp_path / "in", split_series=True) if LISTING_PROBLEM_KEY in c]
+
+
+def test_a_bolus_tracking_series_beside_the_volume_is_skipped(formats, tmp_path):
+    # a contrast study's bolus tracking (one slice position over time) had failed as duplicate positions, beside the
+    # volume in a flat export and as a study's series folder, the run exiting 1 for a normal exam
+    study = tmp_path / "in" / "STUDY"
+    volume = Path(shutil.copytree(formats["dicom"], study / "SE2"))
+    tracking = pydicom.uid.generate_uid()
+    (study / "SE1").mkdir()
+    for k in range(12):
+        ds = pydicom.dcmread(_slice_file(volume, 3))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = tracking, pydicom.uid.generate_uid(), k + 1
+        ds.save_as(study / "SE1" / f"BT{k:02d}.dcm")
+    with pytest.warns(UserWarning, match=r"SE1 \(series of one slice position\)"):
+        assert list_medical_cases(tmp_path / "in", split_series=True) == [{"image": str(volume)}]
+    for path in (study / "SE1").iterdir():
+        shutil.move(path, volume / path.name)
+    with pytest.warns(UserWarning, match=rf"skipping series of one slice position {tracking} in .*SE2: images over"):
+        [series] = split_dicom_series(volume)
+    assert len(series.files) == 16
 
 
 def _dicomdir(path: Path) -> None:
