@@ -23,7 +23,7 @@ from typing import Any
 
 from monai.bundle import onnx_export as monai_onnx_export
 from monai.bundle.scripts import update_kwargs
-from monai.utils import optional_import
+from monai.utils import optional_import, pytorch_after
 
 from ..data.atomic import atomic_path
 from ..handlers.checkpoint import weights_fingerprint
@@ -56,6 +56,10 @@ def onnx_export(net_id: str | None = None, args_file: str | None = None, **kwarg
             raise ValueError(f"onnx_export needs --{required}.")
     # before the export's minutes: an unreadable weights file is named at once
     fingerprint = weights_fingerprint(args["ckpt_file"], args.get("key_in_ckpt") or "")
+    if args.get("use_trace") is None and not pytorch_after(2, 9):
+        # before torch 2.9 MONAI scripts the network unless it traces it, and torch 2.8's TorchScript exporter
+        # cannot export the scripted aten::is_grad_enabled; the export is for one input size, as a trace is
+        args["use_trace"] = True
     with atomic_path(args["filepath"]) as temporary, _naming(str(temporary), str(args["filepath"])):
         monai_onnx_export(**{**args, "filepath": str(temporary)})
         model = onnx.load(str(temporary))

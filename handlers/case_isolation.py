@@ -36,7 +36,9 @@ from ..data.medical_io import OutputFolderError
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 Metric, _ = optional_import("ignite.metrics", "0.4.11", min_version, "Metric")
-ProgressBar, _ = optional_import("ignite.handlers", "0.4.11", min_version, "ProgressBar")
+ProgressBar, _has_progress_bar = optional_import("ignite.handlers", "0.4.11", min_version, "ProgressBar")
+if not _has_progress_bar:  # ignite before 0.5 has it in ignite.contrib.handlers only (0.5 in both)
+    ProgressBar, _ = optional_import("ignite.contrib.handlers", "0.4.11", min_version, "ProgressBar")
 idist, _ = optional_import("ignite", "0.4.11", min_version, "distributed")
 
 __all__ = ["FAILURE_COLUMNS", "CaseIsolationHandler"]
