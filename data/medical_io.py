@@ -2643,13 +2643,13 @@ def _dicom_image_series(path: Path) -> tuple[str | None, str | None, Any]:
 def _auxiliary_loose_series(loose: Mapping[str, Sequence[tuple[str, Any]]]) -> dict[str, str]:
     """The series among ``loose`` (SeriesInstanceUID -> the paths and headers of its files) that are one of
     :data:`_AUXILIARY_SERIES` (localizers, screenshots, report pages), each with what it is."""
-    found = {}
-    for uid, members in loose.items():
-        headers = [header for _, header in members]
-        what = next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(headers)), None)
-        if what is not None:
-            found[uid] = what
-    return found
+    kinds = {uid: _auxiliary_kind([header for _, header in members]) for uid, members in loose.items()}
+    return {uid: kind for uid, kind in kinds.items() if kind is not None}
+
+
+def _auxiliary_kind(headers: Sequence[Any]) -> str | None:
+    """What a series of ``headers`` is where it is one of :data:`_AUXILIARY_SERIES` (``"localizer series"``, ...)."""
+    return next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(headers)), None)
 
 
 #: the most files a series folder may hold to be looked at as scouts, a report, screenshots or bolus tracking
@@ -2688,7 +2688,7 @@ def _auxiliary_series_folder(folder: Path) -> str | None:
     if not images:
         kinds = sorted({_object_kind(header) for header in headers})
         return f"DICOM objects that are no images: {', '.join(kinds)}" if kinds else None
-    return next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(images)), None)
+    return _auxiliary_kind(images)
 
 
 def _series_cases(
