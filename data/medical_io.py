@@ -520,15 +520,33 @@ def _position_along_normal(header: Any) -> float | None:
 def _is_screen_capture(headers: Sequence[Any]) -> bool:
     """A secondary capture series that holds no volume: one image (a dose report page, a screenshot) or colour
     images (photographs of a screen), as exported with a CT study."""
-    captures = all("Secondary Capture" in getattr(_sop_class(h), "name", "") for h in headers)
+    captures = all(_is_secondary_capture(h) for h in headers)
     return captures and (len(headers) == 1 or not all(_is_greyscale(h) for h in headers))
+
+
+def _is_secondary_capture(header: Any) -> bool:
+    return "Secondary Capture" in getattr(_sop_class(header), "name", "")
 
 
 def _is_one_position(headers: Sequence[Any]) -> bool:
     """Images that all lie at one slice position: a contrast study's bolus tracking, one slice over time."""
+    return len(headers) > 1 and _at_one_position(headers)
+
+
+def _at_one_position(headers: Sequence[Any]) -> bool:
     positions = [_position_along_normal(h) for h in headers]
     known = [p for p in positions if p is not None]
-    return len(headers) > 1 and len(known) == len(positions) and max(known) - min(known) < 1e-3
+    return len(known) == len(positions) and max(known, default=0.0) - min(known, default=0.0) < 1e-3
+
+
+def _may_be_auxiliary(headers: Sequence[Any]) -> bool:
+    """Whether the first images of a series, ``headers``, leave it possible that the whole series is one of
+    :data:`_AUXILIARY_SERIES`: what each of them asks of every image holds for these."""
+    return (
+        all(_is_localizer(h) for h in headers)
+        or all(_is_secondary_capture(h) for h in headers)
+        or _at_one_position(headers)
+    )
 
 
 #: Series that are not a study's volume, skipped with a warning when other series share their folder (alone, a
@@ -2652,19 +2670,16 @@ def _auxiliary_kind(headers: Sequence[Any]) -> str | None:
     return next((what[0] for is_auxiliary, what in _AUXILIARY_SERIES if is_auxiliary(headers)), None)
 
 
-#: the most files a series folder may hold to be looked at as scouts, a report, screenshots or bolus tracking
-_AUXILIARY_MAX_FILES = 32
-
-
 def _auxiliary_series_folder(folder: Path) -> str | None:
     """What a series folder of few files holds where it is no volume: DICOM objects that are no images (a dose
     report), or one of :data:`_AUXILIARY_SERIES` (localizers, a screenshot); ``None`` for any other folder.
 
     A study exported as one folder per series puts its scouts and dose pages in folders of their own, which the
-    listing skips beside the study's volumes, as the reader skips them beside the slices of one folder.
+    listing skips beside the study's volumes, as the reader skips them beside the slices of one folder. A volume's
+    folder is told after the first of its images at two slice positions: its other files are not read here.
     """
     files = [path for path in folder.iterdir() if not path.name.startswith(".")]
-    if not files or len(files) > _AUXILIARY_MAX_FILES or not all(path.is_file() for path in files):
+    if not files or not all(path.is_file() for path in files):
         return None
     tags = [
         "SOPClassUID",
@@ -2676,15 +2691,20 @@ def _auxiliary_series_folder(folder: Path) -> str | None:
         "ImagePositionPatient",
         "ImageOrientationPatient",
     ]
-    headers = []
+    headers, images = [], []
     for path in files:
         if path.name.lower() in HARMLESS_FILES:
             continue
         try:
-            headers.append(_dcmread(path, stop_before_pixels=True, specific_tags=tags))
+            header = _dcmread(path, stop_before_pixels=True, specific_tags=tags)
         except Exception:  # noqa: BLE001 - not DICOM, or unreadable: the reader reports it when the case is loaded
             return None
-    images = [header for header in headers if _is_image(header)]
+        headers.append(header)
+        if _is_image(header):
+            images.append(header)
+            # bolus tracking runs to dozens of images, so no count of files tells it from a volume
+            if not _may_be_auxiliary(images):
+                return None
     if not images:
         kinds = sorted({_object_kind(header) for header in headers})
         return f"DICOM objects that are no images: {', '.join(kinds)}" if kinds else None

@@ -974,7 +974,7 @@ def test_a_bolus_tracking_series_beside_the_volume_is_skipped(formats, tmp_path)
     volume = Path(shutil.copytree(formats["dicom"], study / "SE2"))
     tracking = pydicom.uid.generate_uid()
     (study / "SE1").mkdir()
-    for k in range(12):
+    for k in range(40):  # one image a second or two, over a minute or so: more than a series folder of scouts holds
         ds = pydicom.dcmread(_slice_file(volume, 3))
         ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = tracking, pydicom.uid.generate_uid(), k + 1
         ds.save_as(study / "SE1" / f"BT{k:02d}.dcm")
@@ -985,6 +985,19 @@ def test_a_bolus_tracking_series_beside_the_volume_is_skipped(formats, tmp_path)
     with pytest.warns(UserWarning, match=rf"skipping series of one slice position {tracking} in .*SE2: images over"):
         [series] = split_dicom_series(volume)
     assert len(series.files) == 16
+
+
+def test_a_volume_series_folder_is_told_from_auxiliary_series_by_its_first_images(formats, tmp_path, monkeypatch):
+    # the listing reads a study's series folders to skip scouts and bolus tracking (of any number of images): a
+    # volume's folder of hundreds of slices is told by its first two, the rest left for the reader
+    from monai_unets.data import medical_io
+
+    volume = Path(shutil.copytree(formats["dicom"], tmp_path / "in" / "STUDY" / "SE2"))
+    reads = []
+    real = medical_io._dcmread
+    monkeypatch.setattr(medical_io, "_dcmread", lambda path, **kwargs: reads.append(path) or real(path, **kwargs))
+    assert list_medical_cases(tmp_path / "in") == [{"image": str(volume)}]
+    assert len(reads) == 2
 
 
 def _dicomdir(path: Path) -> None:
