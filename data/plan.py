@@ -598,8 +598,9 @@ def record_classes_in_metadata(metadata_file: str | os.PathLike, class_names: Se
     The metadata describes the weights in the bundle's ``models/model.pt``: MONAI Label names the classes of a served
     bundle by its ``network_data_format`` (``outputs`` ``pred`` ``channel_def``), and MONAI's ``verify_net_in_out``
     checks the network's output channels against ``num_channels``. A training of other classes (another dataset,
-    ``--num_classes`` with ``--class_names``) therefore writes its classes there with its weights. The file is
-    rewritten, atomically, only where its classes differ; its other entries are kept.
+    ``--num_classes`` with ``--class_names``) therefore writes its classes there with its weights, and so their
+    descriptions for people (``label_classes``, ``pred_classes``). The file is rewritten, atomically, only where its
+    classes differ; its other entries are kept.
 
     Args:
         metadata_file: the bundle's ``configs/metadata.json``.
@@ -614,12 +615,21 @@ def record_classes_in_metadata(metadata_file: str | os.PathLike, class_names: Se
         True
     """
     channels = {"0": "background", **class_labels(class_names)}
+    described = {
+        "label_classes": ", ".join(f"{value} {name}" for value, name in channels.items()),
+        "pred_classes": f"{len(channels)} channels of logits: {', '.join(channels.values())}",
+    }
 
     def change(metadata: dict) -> bool:
         output = next(iter(metadata["network_data_format"]["outputs"].values()))
-        if output.get("channel_def") == channels and output.get("num_channels") == len(channels):
+        if (
+            output.get("channel_def") == channels
+            and output.get("num_channels") == len(channels)
+            and all(metadata.get(key) == value for key, value in described.items())
+        ):
             return False
         output["channel_def"], output["num_channels"] = channels, len(channels)
+        metadata.update(described)
         return True
 
     return _rewrite_metadata(metadata_file, change)
@@ -630,8 +640,9 @@ def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int
 
     A bundle planned for another dataset (an MR, a multi-modal MR of several channels) trains weights that take
     its images: the metadata of ``models/model.pt`` then says so, for MONAI's ``verify_net_in_out`` (which builds
-    its test input from ``num_channels``) and for the model zoo's readers. The file is rewritten, atomically, only
-    where the input differs; its other entries are kept.
+    its test input from ``num_channels``) and for the model zoo's readers, and so does its description for people
+    (``image_classes``). The file is rewritten, atomically, only where the input differs; its other entries are
+    kept.
 
     Args:
         metadata_file: the bundle's ``configs/metadata.json``.
@@ -655,11 +666,20 @@ def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int
         else {str(c): f"image channel {c}" for c in range(in_channels)},
     }
 
+    image_classes = (
+        f"{'single channel CT or MR' if in_channels == 1 else f'{in_channels} channels of {modality}'}, normalised as "
+        "the dataset's plan says (CT: clipped to the foreground's 0.5-99.5 percentiles and z-scored; MR: z-scored per "
+        "image)"
+    )
+
     def change(metadata: dict) -> bool:
         image = next(iter(metadata["network_data_format"]["inputs"].values()))
-        if all(image.get(key) == value for key, value in described.items()):
+        if all(image.get(key) == value for key, value in described.items()) and (
+            metadata.get("image_classes") == image_classes
+        ):
             return False
         image.update(described)
+        metadata["image_classes"] = image_classes
         return True
 
     return _rewrite_metadata(metadata_file, change)

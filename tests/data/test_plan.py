@@ -22,6 +22,7 @@ from monai_unets.data.plan import (
     plan_dataset,
     plan_file_of,
     record_classes_in_metadata,
+    record_inputs_in_metadata,
     save_plan,
     weights_plan_file,
 )
@@ -533,16 +534,34 @@ def test_recording_classes_in_metadata_sets_the_output_classes_and_keeps_the_res
     output = after["network_data_format"]["outputs"]["pred"]
     assert output["channel_def"] == {"0": "background", "1": "liver", "2": "lesion", "3": "cyst"}
     assert output["num_channels"] == 4
+    # the descriptions for people too, which had kept naming the pancreas
+    assert after["label_classes"] == "0 background, 1 liver, 2 lesion, 3 cyst"
+    assert after["pred_classes"] == "4 channels of logits: background, liver, lesion, cyst"
     # as MONAI Label's bundle app reads a served bundle's labels
     assert {v.lower(): int(k) for k, v in output["channel_def"].items() if v.lower() != "background"} == {
         "liver": 1,
         "lesion": 2,
         "cyst": 3,
     }
-    del output["channel_def"], output["num_channels"]
+    del output["channel_def"], output["num_channels"], after["label_classes"], after["pred_classes"]
     shipped_output = before["network_data_format"]["outputs"]["pred"]
-    del shipped_output["channel_def"], shipped_output["num_channels"]
+    del shipped_output["channel_def"], shipped_output["num_channels"], before["label_classes"], before["pred_classes"]
     assert after == before
+
+
+def test_recording_inputs_in_metadata_describes_the_channels(tmp_path):
+    from monai_unets.bundles import bundle_dir
+
+    shipped = bundle_dir("egeunet3d_pancreas_ct") / "configs" / "metadata.json"
+    metadata_file = tmp_path / "metadata.json"
+    metadata_file.write_bytes(shipped.read_bytes())
+    assert not record_inputs_in_metadata(metadata_file, 1, "CT")
+    assert metadata_file.read_bytes() == shipped.read_bytes()
+    assert record_inputs_in_metadata(metadata_file, 4, "MR")
+    after = json.loads(metadata_file.read_text())
+    assert after["network_data_format"]["inputs"]["image"]["num_channels"] == 4
+    # the description for people had kept saying a single channel
+    assert after["image_classes"].startswith("4 channels of MR, normalised as the dataset's plan says")
 
 
 def test_planning_refuses_fractional_labels_and_names_the_file_of_an_undeclared_value(tmp_path):
