@@ -208,17 +208,28 @@ def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[s
     )
 
 
+#: entries that hold a network's weights in a checkpoint of more: this project's training checkpoints ("model"), and
+#: the ``{"state_dict": ..., "epoch": ...}`` that many training scripts write
+_WEIGHTS_ENTRIES = ("model", "state_dict")
+
+#: what a network wrapped for data-parallel training (DistributedDataParallel, DataParallel) puts before each name
+_PARALLEL_PREFIX = "module."
+
+
 def _weights_of(path: str | os.PathLike, map_location: Any = "cpu", key: str = "") -> Mapping[str, Any]:
-    # a training checkpoint keeps the network's weights under "model"; ``key`` names another entry
+    # ``key`` names the entry of the weights where the file holds more
     state = read_checkpoint(path, map_location)
     if key:
         if not isinstance(state, Mapping) or key not in state:
             raise CheckpointError(f"{path}: has no entry {key!r} of network weights.")
         state = state[key]
-    elif isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-        state = state["model"]
+    elif isinstance(state, Mapping):
+        state = next((state[k] for k in _WEIGHTS_ENTRIES if isinstance(state.get(k), Mapping)), state)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of network weights.")
+    if state and all(isinstance(name, str) and name.startswith(_PARALLEL_PREFIX) for name in state):
+        # saved from the wrapper rather than the network it wraps: the same weights
+        state = {name[len(_PARALLEL_PREFIX) :]: value for name, value in state.items()}
     return state
 
 
@@ -366,6 +377,9 @@ def load_weights(
 ) -> None:
     """Loads a state dict (``model.pt``; also a ``{"model": ...}`` training checkpoint) into ``network``, strictly.
 
+    A checkpoint of the form ``{"state_dict": ..., "epoch": ...}`` is read too, and so are weights saved from a
+    data-parallel wrapper (names beginning ``module.``).
+
     Args:
         path: the weights file.
         network: the network to load into.
@@ -376,7 +390,8 @@ def load_weights(
     Raises:
         CheckpointError: the file is missing or unreadable, or its keys or shapes do not fit the network; the
             message names the file and the keys, or, when the output layer differs only in its output channels, the
-            number of classes the weights were trained for and the ``num_classes`` of this run.
+            number of classes the weights were trained for and the ``num_classes`` of this run. Also where a weight
+            is NaN or infinite.
 
     Example::
 
@@ -396,6 +411,15 @@ def load_weights(
                 "first."
             )
         raise CheckpointError(problem)
+    weights = [v for v in state.values() if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+    bad = sum(int((~torch.isfinite(v)).sum()) for v in weights)
+    if bad:
+        # a network of NaN weights outputs NaN, which every class's argmax turns into background: empty label maps,
+        # each case reported as done
+        raise CheckpointError(
+            f"{path}: {bad} of {sum(v.numel() for v in weights)} weights are NaN or infinite (a training that "
+            "diverged, or a damaged file): no output of these weights would mean anything."
+        )
     module.load_state_dict(state)
 
 

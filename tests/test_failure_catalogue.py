@@ -1574,6 +1574,18 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "inference, evaluation",
+        "model.pt whose weights are NaN (a training that diverged elsewhere)",
+        lambda r: _raised(
+            lambda: load_weights(
+                _weights(r, {**_tiny_network().state_dict(), "0.bias": torch.full((4,), float("nan"))}),
+                _tiny_network(),
+            )
+        ),
+        "model.pt: 4 of 117 weights are NaN or infinite (a training that diverged, or a damaged file)",
+        "the run stops before the first case, where every label map had been empty",
+    ),
+    Fault(
+        "inference, evaluation",
         "model.pt holds a tensor, not a state dict",
         lambda r: _raised(lambda: load_weights(_weights(r, torch.ones(3)), _tiny_network())),
         "holds a Tensor, not a state dict",

@@ -428,10 +428,27 @@ def test_weights_loader_loads_a_plain_state_dict_and_a_training_checkpoint(tmp_p
     source = torch.nn.Linear(3, 1)
     torch.save(source.state_dict(), tmp_path / "model.pt")
     torch.save({"model": source.state_dict(), "trainer": {"epoch": 1}}, tmp_path / "checkpoint.pt")
-    for name in ("model.pt", "checkpoint.pt"):
+    # as other training scripts write them: under "state_dict", and from a data-parallel wrapper ("module." names)
+    torch.save({"state_dict": source.state_dict(), "epoch": 3}, tmp_path / "lightning.pt")
+    torch.save(torch.nn.DataParallel(source).state_dict(), tmp_path / "parallel.pt")
+    for name in ("model.pt", "checkpoint.pt", "lightning.pt", "parallel.pt"):
         target = torch.nn.Linear(3, 1)
         WeightsLoader(tmp_path / name, target)(None)
         torch.testing.assert_close(target.weight, source.weight)
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path):
+    # loaded, NaN weights gave every case an empty label map, reported as done
+    source = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        source.weight[1, 2] = float("nan")
+        source.bias[0] = float("inf")
+    torch.save(source.state_dict(), tmp_path / "model.pt")
+    target = torch.nn.Linear(3, 2)
+    before = target.weight.detach().clone()
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(tmp_path / 'model.pt'))}: 2 of 8 weights are NaN or"):
+        load_weights(tmp_path / "model.pt", target)
+    torch.testing.assert_close(target.weight, before)
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
