@@ -2421,8 +2421,10 @@ def list_medical_cases(
     ``"<folder>::<SeriesInstanceUID>"``. A subfolder whose headers cannot be read stays one case, so that loading
     it reports the problem for that case alone. DICOM objects that are no images (a DICOMDIR, a segmentation such
     as an earlier run's SEG, an RT structure set or dose, a report: by their SOP class) and other files (pipes,
-    sockets and devices too) are skipped with a warning that names them. Paths keep the names they are listed
-    under (a symbolic link is not replaced by its target), so outputs are named after them.
+    sockets and devices too) are skipped with a warning that names them, and so are links to folders within
+    ``input_dir`` (listed where they lie), links to this folder, one above it or one listed already, and folders
+    more than :data:`MAX_FOLDER_DEPTH` levels down. Paths keep the names they are listed under (a symbolic link to
+    a file, or to a folder outside ``input_dir``, is not replaced by its target), so outputs are named after them.
 
     Args:
         input_dir: the folder to list.
@@ -2452,11 +2454,11 @@ def list_medical_cases(
             "for a study; to run the dataset's test list, give the folder as dataset_dir instead of input_dir.",
             stacklevel=2,
         )
-    series: dict[str, tuple[str, frozenset[str]]] = {}
-    cases = _list_folder(folder, split_series, suffixes, output_dir, series)
+    listing = _Listing(split_series, tuple(suffixes), output_dir, root=folder.resolve())
+    cases = _list_folder(folder, listing, depth=0)
     if not cases:
         raise FileNotFoundError(f"input folder {folder} has no image ({', '.join(suffixes)}) and no DICOM subfolder.")
-    _mark_split_series(cases, series)
+    _mark_split_series(cases, listing.series)
     return cases
 
 
@@ -2485,20 +2487,33 @@ def _mark_split_series(cases: list[dict], series: Mapping[str, tuple[str, frozen
                 case[LISTING_PROBLEM_KEY] = problem
 
 
-def _list_folder(
-    folder: Path,
-    split_series: bool,
-    suffixes: Sequence[str],
-    output_dir: str | os.PathLike | None,
-    series: dict[str, tuple[str, frozenset[str]]],
-) -> list[dict]:
-    """The cases of one folder of ``list_medical_cases``, its study subfolders' in their place; may be none.
+#: the most levels of folders below an input folder that are listed: a patient's studies lie a few levels down
+#: (PATIENT/STUDY/SERIES), and a tree of a thousand levels had stopped the whole batch (Python's recursion limit)
+MAX_FOLDER_DEPTH = 32
 
-    ``series`` receives the SeriesInstanceUID and SOPInstanceUIDs of each case that is one DICOM series, by its
-    image.
-    """
-    outputs = output_folder_inside(folder, output_dir)
+
+@dataclass
+class _Listing:
+    """What the folders of one ``list_medical_cases`` share."""
+
+    split_series: bool
+    suffixes: tuple[str, ...]
+    output_dir: str | os.PathLike | None
+    #: the input folder, resolved: links to folders within it are left for the folders they name
+    root: Path
+    #: each case that is one DICOM series, by its image -> its SeriesInstanceUID and SOPInstanceUIDs
+    series: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    #: the folders listed so far, resolved
+    listed: set[Path] = field(default_factory=set)
+
+
+def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
+    """The cases of one folder of ``list_medical_cases``, ``depth`` levels below its input folder, its study
+    subfolders' in their place; may be none."""
+    split_series, suffixes, series = listing.split_series, listing.suffixes, listing.series
+    outputs = output_folder_inside(folder, listing.output_dir)
     here = folder.resolve()
+    listing.listed.add(here)
     cases: list[dict] = []
     loose_dicom: dict[str, list[tuple[str, Any]]] = {}  # SeriesInstanceUID -> the paths and headers of its slices
     skipped: list[str] = []
@@ -2506,6 +2521,8 @@ def _list_folder(
     special: list[str] = []
     earlier_runs: list[str] = []
     loops: list[str] = []
+    inner_links: list[str] = []
+    too_deep: list[str] = []
     lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
     # read only where a subfolder is neither a set of studies nor a series: most folders have no header to parse
     detached = functools.cache(lambda: _detached_data_files(folder))
@@ -2522,19 +2539,28 @@ def _list_folder(
             cases.append({"image": str(path)})
         elif path.is_dir():
             if (target := path.resolve()) == here or target in here.parents:
-                # a link back to this folder or one above it: followed, it listed every study again, ~40 times
-                # (to the system's limit on nested links), and the studies around the input folder too
+                # a link back to this folder or one above it: followed, it listed every study again, ~40 times (to
+                # the system's limit on nested links), and the studies around the input folder too
                 loops.append(path.name)
+            elif path.is_symlink() and listing.root in target.parents:
+                # listed where it lies: two sibling folders linking to each other had each listed the other's
+                # studies, and their links', to that limit
+                inner_links.append(path.name)
+            elif target in listing.listed:
+                # a folder outside linked in twice, or linking to itself further down
+                loops.append(path.name)
+            elif depth >= MAX_FOLDER_DEPTH:
+                too_deep.append(path.name)
             elif (path / RUN_MARKER).is_file() or any(path.glob(RUN_PROGRESS_MARKER)):
                 # an earlier run's outputs under another name than this run's output folder: label maps, no studies
                 earlier_runs.append(path.name)
-            elif not _holds_visible_file(path):
+            elif not _holds_visible_file(path, MAX_FOLDER_DEPTH - depth):
                 # an empty folder, or one of hidden files only: macOS's __MACOSX/ of AppleDouble ._ files
                 no_files.append(path.name)
             elif _holds_studies(path, suffixes):
                 # a folder per patient or per set (p1/image.nii.gz, imagesTs/...): its own studies; one without
                 # any (the output folder's parent inside the input folder) adds none
-                cases.extend(_list_folder(path, split_series, suffixes, output_dir, series))
+                cases.extend(_list_folder(path, listing, depth + 1))
             elif _holds_only(path, detached()):
                 # the voxels of the .nhdr/.mhd headers beside it (data/ct.raw): no series, and no failed case
                 data_folders.append(path.name)
@@ -2563,7 +2589,9 @@ def _list_folder(
     warn_skipped(
         folder, earlier_runs, f"output folders of earlier runs, which hold a {RUN_MARKER} or {RUN_PROGRESS_MARKER}"
     )
-    warn_skipped(folder, loops, "links to this folder or a folder above it")
+    warn_skipped(folder, loops, "links to this folder, a folder above it or a folder listed already")
+    warn_skipped(folder, inner_links, "links to folders within the input folder, listed where they lie")
+    warn_skipped(folder, too_deep, f"folders more than {MAX_FOLDER_DEPTH} levels below the input folder")
     warn_skipped(folder, data_folders, "folders of the data files that headers beside them name")
     warn_skipped(folder, no_files, "folders without a file, hidden ones aside")
     warn_skipped(folder, special, SPECIAL_FILES)
@@ -2606,12 +2634,13 @@ def _holds_only(folder: Path, files: set[Path]) -> bool:
     return bool(entries) and all(entry in files for entry in entries)
 
 
-def _holds_visible_file(folder: Path) -> bool:
-    """Whether ``folder`` or a folder below it holds a file that is not hidden."""
-    for _, dirs, files in os.walk(folder):
+def _holds_visible_file(folder: Path, levels: int) -> bool:
+    """Whether ``folder`` or a folder up to ``levels`` levels below it holds a file that is not hidden."""
+    for top, dirs, files in os.walk(folder):
         if any(not name.startswith(".") for name in files):
             return True
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        below = len(Path(top).relative_to(folder).parts)
+        dirs[:] = [name for name in dirs if not name.startswith(".")] if below < levels else []
     return False
 
 

@@ -1831,7 +1831,7 @@ CATALOGUE: list[Fault] = [
         "inference",
         "a link in the input folder back to it (loop -> .)",
         lambda r: _listing_warning(r),
-        "skipping 1 entry (links to this folder or a folder above it)",
+        "skipping 1 entry (links to this folder, a folder above it or a folder listed already)",
         "the link is not followed: each study is listed once",
     ),
     Fault(

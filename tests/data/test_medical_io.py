@@ -1390,10 +1390,56 @@ def test_links_back_up_the_input_folder_are_not_followed(tmp_path):
     (inbox / "loop").symlink_to(".")
     (inbox / "p1" / "up").symlink_to("..")
     (inbox / "parent").symlink_to("..")
-    with pytest.warns(UserWarning, match="links to this folder or a folder above it"):
+    with pytest.warns(UserWarning, match="links to this folder, a folder above it or a folder listed already"):
         cases = list_medical_cases(inbox)
     # followed, the links had listed each study about 40 times and the studies around the input folder
     assert [c["image"] for c in cases] == [str(inbox / "a.nii.gz"), str(inbox / "p1" / "b.nii.gz")]
+
+
+def test_links_between_folders_list_each_study_once(tmp_path):
+    inbox, outside = tmp_path / "inbox", tmp_path / "archive"
+    for folder in (inbox / "a", inbox / "b", outside / "x"):
+        folder.mkdir(parents=True)
+        (folder / f"{folder.name}.nii.gz").touch()
+    # two sibling folders linking to each other had listed each other's studies ~40 times, links within links
+    (inbox / "a" / "to_b").symlink_to("../b")
+    (inbox / "b" / "to_a").symlink_to("../a")
+    # a folder outside, linked in twice, and linking back to itself through another link
+    (inbox / "x1").symlink_to(outside / "x")
+    (inbox / "x2").symlink_to(outside / "x")
+    (outside / "x" / "again").symlink_to(outside / "x")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cases = list_medical_cases(inbox)
+    assert [c["image"] for c in cases] == [
+        str(inbox / "a" / "a.nii.gz"),
+        str(inbox / "b" / "b.nii.gz"),
+        str(inbox / "x1" / "x.nii.gz"),
+    ]
+    said = " ".join(str(w.message) for w in caught)
+    assert "links to folders within the input folder, listed where they lie): to_b" in said
+    assert "links to folders within the input folder, listed where they lie): to_a" in said
+    assert "a folder above it or a folder listed already): x2" in said
+
+
+def test_folders_too_deep_are_skipped_and_the_others_listed(tmp_path):
+    from monai_unets.data.medical_io import MAX_FOLDER_DEPTH
+
+    (tmp_path / "a.nii.gz").touch()
+    deep = tmp_path / "d"
+    for level in range(1, 1100):  # beyond Python's recursion limit, which had stopped the whole batch
+        (deep / "d.nii.gz").parent.mkdir(parents=True, exist_ok=True)
+        if level == MAX_FOLDER_DEPTH:
+            (deep / "last.nii.gz").touch()
+        deep = deep / "d"
+    deep.mkdir()
+    (deep / "lost.nii.gz").touch()
+    with pytest.warns(UserWarning, match=rf"folders more than {MAX_FOLDER_DEPTH} levels below the input folder"):
+        cases = list_medical_cases(tmp_path)
+    assert [c["image"] for c in cases] == [
+        str(tmp_path / "a.nii.gz"),
+        str(tmp_path.joinpath(*["d"] * MAX_FOLDER_DEPTH, "last.nii.gz")),
+    ]
 
 
 def test_an_output_folder_deeper_inside_the_input_folder_is_left_out(tmp_path):
