@@ -259,6 +259,9 @@ def write_dicom_seg(
         )
         if character_set is not None and not _takes_character_set():
             seg.SpecificCharacterSet = character_set
+        # type 2 in the Content Identification macro: present, empty where no person made the content; highdicom
+        # writes it only when given a name, and validators flagged every SEG
+        seg.setdefault("ContentCreatorName", "")
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # a source header highdicom cannot use
         raise DicomSegError(
             f"no DICOM SEG written for {source}: its headers do not allow one ({type(error).__name__}: {error})."

@@ -385,6 +385,22 @@ def test_the_seg_series_says_which_series_it_segments(seg_source, source, expect
     assert seg.SeriesDescription == expected and len(expected) <= 64
 
 
+def test_the_seg_holds_every_type_1_and_2_attribute_of_its_modules(seg_source, tmp_path):
+    seg = pydicom.dcmread(write_dicom_seg(seg_source[1], seg_source[0], tmp_path / "seg.dcm", LABELS))
+    # Patient, General Study, General Series, Frame of Reference, General Equipment, Enhanced General Equipment,
+    # Segmentation Image (its Content Identification macro), Multi-frame Dimension and SOP Common modules
+    required = (
+        "PatientName PatientID PatientBirthDate PatientSex StudyInstanceUID StudyDate StudyTime ReferringPhysicianName "
+        "StudyID AccessionNumber Modality SeriesInstanceUID SeriesNumber FrameOfReferenceUID "
+        "PositionReferenceIndicator Manufacturer ManufacturerModelName DeviceSerialNumber SoftwareVersions "
+        "InstanceNumber ContentLabel ContentDescription ContentCreatorName ContentDate ContentTime ImageType "
+        "SegmentationType SegmentSequence DimensionOrganizationSequence DimensionIndexSequence SOPClassUID "
+        "SOPInstanceUID"
+    ).split()
+    assert [keyword for keyword in required if keyword not in seg] == []
+    assert seg.Modality == "SEG" and seg.ContentCreatorName == ""
+
+
 @pytest.mark.parametrize("keyword", OPTIONAL)
 def test_source_without_an_optional_attribute_still_gets_its_seg(seg_source, keyword, tmp_path):
     source, label_map = seg_source
