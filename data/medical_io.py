@@ -337,6 +337,9 @@ def series_reference(folder: str | os.PathLike, series_uid: str) -> str:
 def parse_series_reference(path: str | os.PathLike) -> tuple[str, str | None]:
     """Splits a series reference into ``(folder, series_uid)``; any other path gives ``(path, None)``.
 
+    A reference's UID is digits and dots, as DICOM's are; one of other characters (an anonymiser's) makes a
+    reference where the folder before it exists and no file is named as the whole path.
+
     Args:
         path: an image path or a series reference made by ``series_reference``.
 
@@ -349,8 +352,13 @@ def parse_series_reference(path: str | os.PathLike) -> tuple[str, str | None]:
     """
     text = f"{path}"
     folder, sep, uid = text.rpartition(SERIES_SEPARATOR)
-    # only digits and dots follow the separator in a reference; anything else is an ordinary (odd) path
-    if sep and folder and uid and all(c.isdigit() or c == "." for c in uid):
+    if not (sep and folder and uid) or "/" in uid or os.sep in uid:
+        return text, None
+    if all(c.isdigit() or c == "." for c in uid):
+        return folder, uid
+    # a UID of other characters (some anonymisers write 'ANON-SERIES-1') is read where it follows a folder that
+    # exists and no file is named so: such a flat export had failed as the path of no file
+    if os.path.isdir(folder) and not os.path.lexists(text):
         return folder, uid
     return text, None
 

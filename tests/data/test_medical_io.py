@@ -420,6 +420,26 @@ def test_series_reference_round_trip():
     assert parse_series_reference("/a/odd::name") == ("/a/odd::name", None)
 
 
+def test_a_flat_export_of_an_anonymised_series_uid_is_read(formats, tmp_path):
+    # an anonymiser's SeriesInstanceUID of letters: the flat export's reference had failed as "does not exist"
+    export = tmp_path / "in"
+    export.mkdir()
+    for path in sorted(formats["dicom"].iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = "ANON-SERIES-0001"
+        ds.save_as(export / path.stem, enforce_file_format=True)
+    [case] = list_medical_cases(export, split_series=True)
+    assert case["image"] == series_reference(export, "ANON-SERIES-0001")
+    loaded = LoadImage(reader=MedicalImageReader(), image_only=True)(case["image"])
+    reference = LoadImage(reader=MedicalImageReader(), image_only=True)(str(formats["dicom"]))
+    np.testing.assert_array_equal(np.asarray(loaded), np.asarray(reference))
+    np.testing.assert_allclose(loaded.affine, reference.affine)
+    # a file that is named so is that file, and a path whose folder does not exist no reference
+    (tmp_path / "x::name").touch()
+    assert parse_series_reference(tmp_path / "x::name") == (str(tmp_path / "x::name"), None)
+    assert parse_series_reference(tmp_path / "none" / "x::name") == (str(tmp_path / "none" / "x::name"), None)
+
+
 def test_missing_middle_slice_names_the_folder_and_the_gap(formats, tmp_path):
     folder = Path(shutil.copytree(formats["dicom"], tmp_path / "gap"))
     _slice_file(folder, 8).unlink()
