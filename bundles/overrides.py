@@ -25,6 +25,7 @@ __all__ = [
     "expand_path",
     "literal_path",
     "parse_overrides",
+    "override_argument",
     "path_argument",
 ]
 
@@ -127,6 +128,27 @@ def path_argument(key: str, value: str) -> str:
     if text.startswith("-") or _as_read(text) != text:
         return repr(text)
     return text
+
+
+def override_argument(key: str, value: str) -> str:
+    """The command-line text that gives the config key ``key`` the value ``value`` as the user means it.
+
+    ``None`` becomes the expression ``$None``: ``python -m monai.bundle run`` leaves out every override whose value
+    reads as ``None``, so ``--cpu_threads None`` had kept the config's own value, silently. The value of a path key
+    is a path, passed as typed (:func:`path_argument`: a folder named ``None`` too); other values unchanged.
+
+    Args:
+        key: the override key.
+        value: its value as the user wrote it.
+
+    Example::
+
+        >>> print(override_argument("cpu_threads", "None"), override_argument("output_dir", "2024"))
+        $None '2024'
+    """
+    if value == "None" and not _is_path_key(key):
+        return "$None"
+    return path_argument(key, value)
 
 
 def _path_problem(key: str, value: str, config_files: Sequence[str | Path]) -> str | None:
@@ -385,7 +407,8 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
         argv: the command line; default ``sys.argv``.
 
     Raises:
-        SystemExit: an override key the configs do not have; the message names the closest one they have.
+        SystemExit: an override key the configs do not have; the message names the closest one they have. Also an
+            override of ``None``, which the run would leave out (``$None`` is kept).
 
     Example::
 
@@ -406,6 +429,11 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
             return
         config_files = _config_files(values["config_file"])
         for key, value in pairs:
+            if value == "None" and not _is_path_key(key):
+                raise ValueError(
+                    f"--{key} None: python -m monai.bundle run leaves out an override of None, so the config's own "
+                    f"value would stay; give it as --{key} '$None' (the monai-unets commands do this themselves)."
+                )
             problem = _path_problem(key, value, config_files)
             if problem:
                 given = _shell_word(path_argument(key, expand_path(key, value)))

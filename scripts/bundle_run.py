@@ -48,6 +48,7 @@ from monai_unets.bundles.overrides import (
     check_overrides,
     expand_path,
     literal_path,
+    override_argument,
     parse_overrides,
     path_argument,
 )
@@ -178,7 +179,7 @@ def bundle_command(
     command += ["--bundle_root", path_argument("bundle_root", str(bundle))]
     pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
     for key, value in pairs:
-        command += [f"--{key}", path_argument(key, str(value))]
+        command += [f"--{key}", override_argument(key, str(value))]
     return command
 
 

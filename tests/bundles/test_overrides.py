@@ -119,6 +119,27 @@ def test_a_plain_monai_bundle_run_stops_on_a_typo(tmp_path):
     assert last == "python -m monai.bundle run: error: unknown key 'max_epoch' (train.yaml); did you mean 'max_epochs'?"
 
 
+def test_an_override_of_none_reaches_the_config(tmp_path):
+    import fire
+
+    # MONAI's run leaves out an override that reads as None: --cpu_threads None had kept the config's 1, and a
+    # threshold set to None had stayed, merging a multi-class mask's classes
+    overrides = {"cpu_threads": "None", "postprocessing#transforms#2#threshold": "None", "output_dir": "None"}
+    command = bundle_command(Path("b"), ["inference.yaml"], overrides)
+    received = fire.Fire(lambda **kwargs: kwargs, command=command[command.index("run") + 1 :])
+    parser = ConfigParser(ConfigParser.load_config_files(str(bundle_dir(SKIN) / "configs" / "inference.yaml")))
+    parser.update({k: v for k, v in received.items() if k not in ("meta_file", "config_file", "logging_file")})
+    assert parser.get_parsed_content("cpu_threads") is None
+    assert parser.get_parsed_content("postprocessing#transforms#2#threshold") is None
+    assert parser.get_parsed_content("output_dir") == "None"  # a path: a folder of that name
+    # a plain run would drop it: it stops, saying how to give it
+    configs = bundle_dir(SKIN) / "configs"
+    argv = [MONAI_RUN, "run", "--config_file", str(configs / "inference.yaml"), "--cpu_threads", "None"]
+    with pytest.raises(SystemExit, match=r"--cpu_threads None: python -m monai.bundle run leaves out an override of"):
+        check_command_line(argv)
+    check_command_line(argv[:-1] + ["$None"])
+
+
 FOLDERS = ["2024", "1e3", "out,x", "-scans", '"quoted"', "True", "None", "[1]", "/data/ct 1", "res#1", "@eaDir",
            "$out", "%out", "a@::b", "it's #\\", "ct é 中文 😀 @x %y"]  # fmt: skip
 
