@@ -584,10 +584,18 @@ class CheckCased(MapTransform):
                 "by a datalist: an nnU-Net dataset's dataset.json given as dataset_dir, not its image folder as "
                 "input_dir)"
             )
+            # the 3D bundles take the channels of their dataset's plan: one without a plan (the recipe's single CT
+            # channel) had been told to split a multi-modal case, losing its channels
+            unplanned = (
+                "; a dataset of several co-registered channels (MR sequences) is planned first, `monai-unets plan "
+                "--dataset-dir <dataset>`, which gives the bundle its channels"
+                if wanted == 1 and self.spatial_dims == 3
+                else ""
+            )
             if files:
                 raise error(
                     f"a case of {shape[0]} image files, one per channel (shape {shape}); this bundle takes "
-                    f"{wanted} channel{'s' if wanted > 1 else ''}: {whole_case}."
+                    f"{wanted} channel{'s' if wanted > 1 else ''}: {whole_case}{unplanned}."
                 )
             example = ", e.g. greyscale scans" if wanted == 1 else ""
             if meta.get(VALUES_PER_VOXEL) == shape[0]:
@@ -604,8 +612,8 @@ class CheckCased(MapTransform):
                 )
             if wanted == 1:
                 raise error(
-                    f"has {shape[0]} channels (shape {shape}); this bundle takes 1. A 4D file (several volumes or "
-                    "time points) must be split into single volumes."
+                    f"has {shape[0]} channels (shape {shape}); this bundle takes 1. A 4D file of several volumes or "
+                    f"time points must be split into single volumes{unplanned}."
                 )
             raise error(
                 f"has {shape[0]} channel{'s' if shape[0] > 1 else ''} (shape {shape}); this bundle takes "

@@ -195,8 +195,13 @@ def test_a_file_of_several_values_per_voxel_is_named_as_such_and_a_4d_file_as_4d
         with pytest.raises(DataCheckError, match=r"holds 3 values per voxel \(colour or vector components\)") as raised:
             check(load({"image": str(tmp_path / name)}))
         assert "4D file" not in str(raised.value)
-    with pytest.raises(DataCheckError, match="A 4D file .* must be split into single volumes"):
+    with pytest.raises(DataCheckError, match="A 4D file .* must be split into single volumes") as raised:
         check(load({"image": str(tmp_path / "4d.nii.gz")}))
+    # or, MR sequences of one case, planned: told only to split them, a user had lost their channels
+    assert str(raised.value).endswith(
+        "a dataset of several co-registered channels (MR sequences) is planned first, `monai-unets plan --dataset-dir "
+        "<dataset>`, which gives the bundle its channels."
+    )
 
 
 def test_nan_policy_replace_uses_the_finite_extremes(caplog):
