@@ -203,8 +203,9 @@ def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[s
     parts = [listed("missing keys", missing), listed("unexpected keys", unexpected), listed("other shapes", shapes)]
     return (
         f"{path}: does not fit the network {type(module).__name__}: {'; '.join(p for p in parts if p)}. It was "
-        "saved from another network or other settings (out_channels, features, spatial_dims); use the weights "
-        "trained with this bundle's configuration."
+        "saved from another network or other settings (spatial_dims, in_channels, out_channels, or the widths, "
+        "channels: a training given --network_def#channels); run with the settings it was trained with, or use "
+        "weights trained with this bundle's configuration."
     )
 
 

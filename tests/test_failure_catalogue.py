@@ -1563,13 +1563,15 @@ CATALOGUE: list[Fault] = [
     ),
     Fault(
         "inference, evaluation",
-        "model.pt with other shapes (other features)",
+        "model.pt with other shapes (trained with other widths, --network_def#channels)",
         lambda r: _raised(
             lambda: load_weights(
                 _weights(r, {**_tiny_network().state_dict(), "0.weight": torch.ones(4, 3, 5, 5)}), _tiny_network()
             )
         ),
-        "other shapes (0.weight (4, 3, 5, 5) instead of (4, 3, 3, 3))",
+        "other shapes (0.weight (4, 3, 5, 5) instead of (4, 3, 3, 3)). It was saved from another network or other "
+        "settings (spatial_dims, in_channels, out_channels, or the widths, channels: a training given "
+        "--network_def#channels); run with the settings it was trained with",
         "the run stops before the first case",
     ),
     Fault(
