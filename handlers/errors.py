@@ -124,6 +124,8 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     # the names of label values 1, 2, ... (the DICOM SEG's segments, MONAI Label's labels): one each, told apart
     "class_names": (_names, "a list of distinct names, e.g. ['pancreas', 'tumour']"),
+    # a bundle of one class from end to end (binarised masks, a sigmoid, 0/255 PNGs): num_classes must be 1
+    "binary_task": _SWITCH,
     "amp": _SWITCH,
     "bf16": _SWITCH,
     "channels_last": _SWITCH,
@@ -159,7 +161,8 @@ def check_settings(settings: Mapping[str, object]) -> None:
 
     Settings given together are also checked against each other: ``class_names`` names the label values 1 to
     ``num_classes - 1`` (0 is the background), so a ``num_classes`` changed without as many ``class_names``, or
-    the other way round, is refused with both values.
+    the other way round, is refused with both values; a bundle whose ``binary_task`` is true takes ``num_classes``
+    1 only.
 
     Args:
         settings: name -> value, e.g. ``{"max_epochs": "@max_epochs", ...}`` in a bundle config.
@@ -187,6 +190,13 @@ def check_settings(settings: Mapping[str, object]) -> None:
             raise SettingError(f"{name} must be {wanted}, got {value!r}.")
     if "num_classes" in settings and "class_names" in settings:
         _check_classes(settings["num_classes"], settings["class_names"])
+    if settings.get("binary_task") and settings.get("num_classes", 1) != 1:
+        # the network alone would take more classes, and the run failed at its first step or case instead
+        raise SettingError(
+            f"num_classes must be 1 in this bundle, got {settings['num_classes']!r}: it segments one class (its "
+            "masks are binarised, its output is a sigmoid thresholded into 0/255 masks); a task of several classes "
+            "needs a config of its own (the bundle's docs/README.md, Known limits)."
+        )
     tolerances = settings.get("nsd_tolerance_mm")
     if isinstance(tolerances, (list, tuple)) and "num_classes" in settings:
         named = settings["num_classes"] - 1

@@ -198,6 +198,23 @@ def test_inference_settings_of_the_2d_bundles_are_checked_at_start():
     check_settings({"cpu_threads": None, "runtime": "onnx"})
 
 
+@pytest.mark.parametrize("bundle", ["egeunet_skin_lesion", "unetv2_polyp"])
+@pytest.mark.parametrize("config", ["train.yaml", "inference.yaml"])
+def test_the_2d_bundles_take_one_class_only(bundle, config):
+    from monai.bundle import ConfigParser
+    from monai_unets.bundles import bundle_dir
+    from monai_unets.handlers.errors import SettingError, check_settings
+
+    # binary from end to end: --num_classes 3 had failed every case of an inference, a training at its first step
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir(bundle) / "configs" / config))
+    check_settings(parser.get_parsed_content("settings"))
+    parser["num_classes"] = 3
+    with pytest.raises(SettingError, match=r"^num_classes must be 1 in this bundle, got 3: it segments one class"):
+        check_settings(parser.get_parsed_content("settings", instantiate=True, lazy=False))
+    check_settings({"num_classes": 3})  # a bundle of several classes
+
+
 @pytest.mark.parametrize("bundle", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_a_ct_training_checks_max_minutes_with_its_settings(bundle):
     from monai.bundle import ConfigParser
