@@ -870,8 +870,8 @@ def _check_no_gaps(labels: Mapping[int, str], datalist: str | os.PathLike) -> No
     if sorted(labels) != list(range(len(labels))):
         gaps = ", ".join(f"{value} -> {k}" for k, value in enumerate(sorted(labels)) if value != k)
         raise ValueError(
-            f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}; relabel the files and "
-            f"the datalist's 'labels' ({gaps})"
+            f"label values must be 0..K-1 without gaps, got {sorted(labels)} in {datalist}; relabel the files "
+            f"({gaps}), and the 'labels' of a dataset.json that names them"
         )
 
 

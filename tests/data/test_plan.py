@@ -643,6 +643,7 @@ def test_planning_labels_with_a_gap_says_how_to_relabel(tmp_path):
         values = np.asarray(label.dataobj)
         nib.save(nib.Nifti1Image(np.where(values == 2, 3, values).astype(np.uint8), label.affine), path)
     with pytest.raises(
-        ValueError, match=r"got \[0, 1, 3\] in .*; relabel the files and the datalist's 'labels' \(3 -> 2\)"
+        ValueError,
+        match=r"got \[0, 1, 3\] in .*; relabel the files \(3 -> 2\), and the 'labels' of a dataset.json",
     ):
         plan_dataset(root, device="cpu")
