@@ -1235,8 +1235,15 @@ def _stored_pixels(series: DicomSeries) -> np.ndarray | None:
     signed = int(first.get("PixelRepresentation") or 0) == 1
     dtype = np.dtype(f"{'<' if syntax.is_little_endian else '>'}{'i' if signed else 'u'}{allocated // 8}")
     rows, columns = int(first.Rows), int(first.Columns)
-    volume = np.empty((len(series.files), rows, columns), dtype=dtype.newbyteorder("="))
     size = rows * columns * dtype.itemsize
+    for path, header in zip(series.files, series.headers):
+        # a file too short for the declared slice is refused before the volume's memory is taken
+        element = _pixel_element(header)
+        if element is not None:
+            stored = os.path.getsize(path) - element.value_tell if element.value is None else len(element.value)
+            _check_length(path, stored, size, f"{rows} x {columns}")
+    _check_memory(series.folder, (len(series.files), rows, columns), dtype)
+    volume = np.empty((len(series.files), rows, columns), dtype=dtype.newbyteorder("="))
     for index, (path, header) in enumerate(zip(series.files, series.headers)):
         element = _pixel_element(header)
         if element is None:
@@ -1843,6 +1850,8 @@ class _NiftiReader(NibabelReader):
     """
 
     def _get_array_data(self, img: Any, filename: str) -> Any:
+        if nib.is_proxy(img.dataobj):
+            _check_nifti_size(filename, img.shape, img.get_data_dtype(), img.dataobj.offset)
         try:
             # a proxy of the file's voxels; an image reoriented by as_closest_canonical holds an array already
             if not self.to_gpu and str(filename).lower().endswith(".gz") and nib.is_proxy(img.dataobj):
@@ -1850,16 +1859,56 @@ class _NiftiReader(NibabelReader):
             return super()._get_array_data(img, filename)
         except COMPRESSED_DATA_ERRORS as error:
             raise _damaged_compressed(filename, error) from None
+        except MemoryError:
+            raise ValueError(
+                f"{filename}: its {_voxels_text(img.shape, img.get_data_dtype(), memory=True)} do not fit in memory."
+            ) from None
         except OSError as error:
             short = _SHORT_READ.search(str(error))
             if short is None:
                 raise
             expected, read = short.groups()
-            size = " x ".join(str(s) for s in img.shape)
             raise ValueError(
-                f"{filename}: the image data is truncated: {read} of {expected} bytes ({size} voxels of "
-                f"{img.get_data_dtype()})."
+                f"{filename}: the image data is truncated: {read} of {expected} bytes "
+                f"({_voxels_text(img.shape, img.get_data_dtype())})."
             ) from None
+
+
+def _voxels_text(shape: Sequence[int], dtype: Any, memory: bool = False) -> str:
+    text = f"{' x '.join(str(n) for n in shape)} voxels of {np.dtype(dtype)}"
+    return f"{text}, {math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize / 2**30:,.1f} GiB" if memory else text
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes, where the system says."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(path: str | os.PathLike, shape: Sequence[int], dtype: Any) -> None:
+    """Refuses voxels that a header declares and that no machine of this memory can hold, before any memory is
+    taken for them: a header of a few bytes declaring 32767^3 voxels had failed with an empty ``MemoryError``."""
+    memory = _physical_memory()
+    if memory is not None and math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize > memory:
+        raise ValueError(
+            f"{path}: its header declares {_voxels_text(shape, dtype, memory=True)}, more than this machine's "
+            f"{memory / 2**30:.3g} GiB of memory: a damaged header, or an image far larger than a scan."
+        )
+
+
+def _check_nifti_size(path: str | os.PathLike, shape: Sequence[int], dtype: Any, offset: int) -> None:
+    """Refuses the voxels of a NIfTI header that an uncompressed file cannot hold, or no machine of this memory can,
+    before any memory is taken for them (nibabel takes it all, then reads)."""
+    if str(path).lower().endswith(".nii"):
+        size = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+        stored = max(os.path.getsize(path) - int(offset), 0)
+        if stored < size:
+            raise ValueError(
+                f"{path}: the image data is truncated: {stored} of {size} bytes ({_voxels_text(shape, dtype)})."
+            )
+    _check_memory(path, shape, dtype)
 
 
 def _damaged_compressed(path: str | os.PathLike, error: BaseException) -> ValueError:

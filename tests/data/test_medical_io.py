@@ -675,6 +675,46 @@ def test_a_nifti_cut_off_after_its_header_is_called_truncated_and_named(name, tm
     )
 
 
+def test_a_header_declaring_more_voxels_than_memory_is_refused_before_they_are_read(formats, tmp_path, monkeypatch):
+    from monai_unets.data import medical_io
+
+    # a header of a few bytes declaring 32767^3 voxels had failed with an empty MemoryError, and a compressed bomb
+    # (4 GiB of zeros in a few MB) took the machine's memory before failing alike
+    header = nib.Nifti1Header()
+    header.set_data_shape((32767, 32767, 32767))
+    header.set_data_dtype(np.int16)
+    raw = header.binaryblock + bytes(4 + 1024)
+    (tmp_path / "huge.nii").write_bytes(raw)
+    (tmp_path / "huge.nii.gz").write_bytes(gzip.compress(raw))
+    _load_error(
+        tmp_path / "huge.nii", ValueError, r"huge.nii: the image data is truncated: \d+ of 70362301923326 bytes"
+    )
+    monkeypatch.setattr(medical_io, "_physical_memory", lambda: 16 * 2**30)
+    assert _load_error(tmp_path / "huge.nii.gz") == (
+        f"{tmp_path / 'huge.nii.gz'}: its header declares 32767 x 32767 x 32767 voxels of int16, 65,530.0 GiB, more "
+        "than this machine's 16 GiB of memory: a damaged header, or an image far larger than a scan."
+    )
+    # what fits the machine but not its free memory now is named too
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), np.eye(4)), tmp_path / "small.nii.gz")
+
+    def no_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(medical_io, "_checked_gzip_data", no_memory)
+    assert _load_error(tmp_path / "small.nii.gz") == (
+        f"{tmp_path / 'small.nii.gz'}: its 8 x 8 x 4 voxels of int16, 0.0 GiB do not fit in memory."
+    )
+    # a DICOM series whose headers declare slices of 65535 x 65535 pixels: refused before 128 GiB are asked for
+    series = Path(shutil.copytree(formats["dicom"], tmp_path / "giant"))
+    for path in series.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Rows = ds.Columns = 65535
+        ds.save_as(path)
+    _load_error(
+        series, ValueError, r"the pixel data of .*giant.* is truncated: \d+ of 8589672450 bytes \(65535 x 65535\)"
+    )
+
+
 @pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
 def test_a_nifti_cut_off_in_its_header_or_gzip_stream_is_called_cut_short(name, tmp_path):
     # nibabel had said it "cannot work out the file type" of a header cut short, and of a gzip stream ended early
