@@ -213,6 +213,20 @@ def test_a_third_value_that_half_the_maximum_drops_is_refused_with_its_pixel_cou
     assert float(BinarizeLabel()(_named(uncertain)).sum()) == (uncertain > 0).sum()
 
 
+def test_a_darker_region_apart_from_the_lesion_is_refused_whatever_its_share():
+    # a 120-pixel patch of 60 beside a lesion of 2,400 pixels of 255 (under 10% of the foreground) had been erased
+    mask = np.zeros((80, 100), dtype=np.uint8)
+    mask[10:50, 10:70] = 255
+    mask[60:70, 80:92] = 60
+    with pytest.raises(ValueError, match=r"two.png: a region of 120 pixels of mask values 60 lies apart from the"):
+        BinarizeLabel()(_named(mask, "/masks/two.png"))
+    # touching the lesion, such a value cannot be told from an edge; a few pixels apart are noise, and kept so
+    mask[60:70, 80:92] = 0
+    mask[50:52, 10:70] = 60
+    mask[70:73, 90:93] = 60
+    assert float(BinarizeLabel()(_named(mask)).sum()) == 2400
+
+
 @pytest.mark.parametrize("radius", [2, 3, 5, 10, 25])
 @pytest.mark.parametrize("resample", ["BILINEAR", "BICUBIC", "LANCZOS", "BOX"])
 def test_a_resized_0_255_mask_with_many_edge_values_is_not_taken_for_classes(radius, resample):
