@@ -15,9 +15,11 @@ from monai.data import partition_dataset
 
 from .checks import load_datalist
 from .medical_io import (
+    HIDDEN_IMAGES,
     SPECIAL_FILES,
     _series_cases,
     has_suffix,
+    is_hidden_image,
     is_special_file,
     list_medical_cases,
     output_folder_inside,
@@ -89,9 +91,10 @@ def list_cases(
         if not folder.is_dir():
             raise FileNotFoundError(f"input folder {folder} does not exist or is not a folder.")
         outputs = output_folder_inside(folder, output_dir)
-        files, skipped, special, superpixels = [], [], [], []
+        files, skipped, special, superpixels, hidden = [], [], [], [], []
         for path in sorted(folder.iterdir()):
             if path.name.startswith("."):
+                hidden.extend([path.name] if is_hidden_image(path, suffixes) else [])
                 continue
             if path.is_dir():
                 if outputs is None or path.resolve() != outputs:
@@ -106,6 +109,7 @@ def list_cases(
                 skipped.append(path.name)
         warn_skipped(folder, skipped, f"subfolders and files that are not 2D images: {', '.join(suffixes)}")
         warn_skipped(folder, special, SPECIAL_FILES)
+        warn_skipped(folder, hidden, HIDDEN_IMAGES)
         warn_skipped(folder, superpixels, "ISIC superpixel maps, not images to segment")
         if not files:
             raise FileNotFoundError(f"input folder {folder} has no image file ({', '.join(suffixes)}).")

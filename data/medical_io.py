@@ -68,6 +68,7 @@ __all__ = [
     "MedicalImageReader",
     "has_suffix",
     "is_dicom_file",
+    "is_hidden_image",
     "list_medical_cases",
     "parse_series_reference",
     "select_dicom_series",
@@ -254,6 +255,27 @@ RUN_MARKER = "failures.csv"
 RUN_PROGRESS_MARKER = "failures.rank*.csv"
 #: the warn_skipped reason for pipes, sockets and devices: reading one named like an image would wait forever
 SPECIAL_FILES = "not regular files: a pipe, socket or device is never read"
+#: the warn_skipped reason for hidden files named as images (:func:`is_hidden_image`)
+HIDDEN_IMAGES = "hidden files, whose names begin with a dot: rename them to have them read"
+
+
+def is_hidden_image(path: Path, suffixes: Sequence[str]) -> bool:
+    """Whether a hidden entry of an input folder is a file named as an image, ``.case.nii.gz``: left out of a run,
+    with a warning, where it had been left out without one.
+
+    macOS's ``._`` companions (AppleDouble files, the metadata of a copied file) and ``.DS_Store`` are no images,
+    and are left out without a word.
+
+    Args:
+        path: an entry of an input folder.
+        suffixes: the file name endings of images.
+
+    Example::
+
+        >>> is_hidden_image(Path("/data/in/._case.nii.gz"), [".nii.gz"])
+        False
+    """
+    return path.is_file() and not path.name.startswith("._") and has_suffix(path, suffixes)
 
 
 def is_dicom_file(path: Any) -> bool:
@@ -2580,6 +2602,7 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
     loops: list[str] = []
     inner_links: list[str] = []
     too_deep: list[str] = []
+    hidden: list[str] = []
     lists_dicom = any(suffix in suffixes for suffix in DICOM_SUFFIXES)
     # read only where a subfolder is neither a set of studies nor a series: most folders have no header to parse
     detached = functools.cache(lambda: _detached_data_files(folder))
@@ -2588,6 +2611,7 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
     auxiliary: list[tuple[Path, str]] = []  # series folders of scouts, reports, screenshots..., and what they hold
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or (outputs is not None and path.resolve() == outputs):
+            hidden.extend([path.name] if is_hidden_image(path, suffixes) else [])
             continue
         path = Path(os.path.abspath(path))
         if path.is_dir() and not _can_list(path):
@@ -2652,6 +2676,7 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
     warn_skipped(folder, data_folders, "folders of the data files that headers beside them name")
     warn_skipped(folder, no_files, "folders without a file, hidden ones aside")
     warn_skipped(folder, special, SPECIAL_FILES)
+    warn_skipped(folder, hidden, HIDDEN_IMAGES)
     if auxiliary and not cases:
         # alone, a folder is read as what it holds, and the reader says why it is no volume
         cases = [{"image": image} for path, _ in auxiliary for image in _series_cases(path, split_series, series)]

@@ -11,7 +11,7 @@ from monai_unets.data.checks import DataCheckError
 
 
 def test_folder_lists_images_sorted_and_names_what_it_skips(tmp_path):
-    for name in ["b.jpg", "a.PNG", "d.webp", "c.nii.gz", "notes.txt", ".hidden.png"]:
+    for name in ["b.jpg", "a.PNG", "d.webp", "c.nii.gz", "notes.txt", ".hidden.png", "._b.jpg", ".DS_Store"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "folder.png").mkdir()
     with pytest.warns(UserWarning, match="skipping 3 entries") as caught:
@@ -19,6 +19,13 @@ def test_folder_lists_images_sorted_and_names_what_it_skips(tmp_path):
     assert [c["image"] for c in cases] == [str(tmp_path / n) for n in ["a.PNG", "b.jpg", "d.webp"]]
     message = str(caught[0].message)
     assert all(name in message for name in ("c.nii.gz", "notes.txt", "folder.png")) and ".hidden" not in message
+    # a hidden image is named apart (it had been left out without a word); macOS's own hidden files are not
+    said = " ".join(str(w.message) for w in caught)
+    assert (
+        "skipping 1 entry (hidden files, whose names begin with a dot: rename them to have them read): .hidden.png"
+        in said
+    )
+    assert "._b.jpg" not in said and ".DS_Store" not in said
 
 
 def test_a_linked_image_keeps_its_own_name(tmp_path):

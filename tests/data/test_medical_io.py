@@ -1111,10 +1111,17 @@ def test_empty_folders_and_macos_archive_metadata_are_no_cases(formats, tmp_path
     (inbox / "__MACOSX" / "Task09_Spleen" / "imagesTs" / "._spleen_1.nii.gz").write_bytes(b"\x00\x05\x16\x07")
     (inbox / "empty_patient").mkdir()
     shutil.copy(formats["nifti"], inbox / "spleen_1.nii.gz")
-    with pytest.warns(
-        UserWarning, match=r"skipping 2 entries \(folders without a file, hidden ones aside\): __MACOSX, empty"
-    ):
+    (inbox / "._spleen_1.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    shutil.copy(formats["nifti"], inbox / ".spleen_2.nii.gz")  # hidden, but an image: named
+    with pytest.warns(UserWarning) as caught:
         assert list_medical_cases(inbox) == [{"image": str(inbox / "spleen_1.nii.gz")}]
+    said = [str(w.message) for w in caught]
+    assert any("skipping 2 entries (folders without a file, hidden ones aside): __MACOSX, empty" in m for m in said)
+    assert any(
+        "skipping 1 entry (hidden files, whose names begin with a dot: " in m and m.endswith(": .spleen_2.nii.gz.")
+        for m in said
+    )
+    assert not any("._spleen" in m for m in said)
 
 
 def _strip_file_format(path: Path) -> None:
