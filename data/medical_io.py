@@ -163,6 +163,35 @@ if not _nvimgcodec_requested():
     warnings.filterwarnings("ignore", message=_NVIMGCODEC_NOTICES[1], category=UserWarning)
 
 
+class _FirstOfEachFilter(logging.Filter):
+    """Lets each distinct message of a logger through once.
+
+    pydicom logs a header's problem at every read of it, naming no file: a series of 40 slices with an unknown
+    SpecificCharacterSet gave 369 identical lines, which buried the run's own warnings that name the file.
+    """
+
+    #: the most distinct messages remembered; past it they are forgotten and may show again
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[int, str]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.getMessage())
+        with self._lock:
+            if key in self._seen:
+                return False
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            self._seen.add(key)
+        return True
+
+
+logging.getLogger("pydicom").addFilter(_FirstOfEachFilter())
+
+
 class _HeldRecords(logging.Filter):
     """Holds back the records that one thread logs, for them to be passed on or dropped later."""
 
