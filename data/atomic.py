@@ -28,7 +28,7 @@ from monai.utils import MetaKeys, convert_data_type
 from nibabel.openers import Opener
 from nibabel.spatialimages import HeaderDataError
 
-from .medical_io import GZIP, _fortran_ordered
+from .medical_io import GZIP, fortran_ordered
 
 __all__ = [
     "PARTIAL_PREFIX",
@@ -612,7 +612,7 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
         **kwargs: Any,
     ) -> nib.Nifti1Image:
         image = super().create_backend_obj(data_array, affine=affine, dtype=dtype, **kwargs)
-        data = _fortran_ordered(np.asanyarray(image.dataobj))
+        data = fortran_ordered(np.asanyarray(image.dataobj))
         return _ChunkedNifti1Image(
             data, image.affine, image.header, extra=image.extra, form_codes=form_codes, study=study
         )
@@ -652,10 +652,10 @@ class AtomicPILWriter(_AtomicWrite, PILWriter):
             resample: resample the data to ``spatial_shape``.
             options: resampling options of MONAI's ``set_metadata``.
         """
-        from ..transforms.io import EXIF_ORIENTATION_KEY, _orientation_exif
+        from ..transforms.io import EXIF_ORIENTATION_KEY, orientation_exif
 
         super().set_metadata(meta_dict, resample=resample, **options)
-        self.exif = _orientation_exif(int((meta_dict or {}).get(EXIF_ORIENTATION_KEY, 1)))
+        self.exif = orientation_exif(int((meta_dict or {}).get(EXIF_ORIENTATION_KEY, 1)))
 
     def write(self, filename: str | os.PathLike, verbose: bool = False, **kwargs: Any) -> None:
         """MONAI's ``write``, atomic, with the image's EXIF orientation where it has one.

@@ -35,7 +35,7 @@ from monai.data import MetaTensor, load_decathlon_datalist
 from monai.transforms import Compose, LoadImaged, MapTransform, apply_transform
 
 from .dataset import describe_error, files_at_fault
-from .medical_io import VALUES_PER_VOXEL, _corners, parse_series_reference
+from .medical_io import VALUES_PER_VOXEL, grid_corners, parse_series_reference
 
 __all__ = [
     "BAD_CASE_POLICIES",
@@ -414,7 +414,7 @@ def _nnunet_cases(path: Path, content: dict, key: str, required: bool = True) ->
     return cases
 
 
-def _all_finite(values: torch.Tensor) -> bool:
+def all_finite(values: torch.Tensor) -> bool:
     """Whether every value is finite.
 
     A NaN or an infinity carries through a sum, so one reduction screens a whole CT (about 40x faster than
@@ -632,7 +632,7 @@ class CheckCased(MapTransform):
             # the pipeline casts to float32 after this check (inference keeps the stored type up to here): a value
             # beyond float32's range became infinite there and spread NaN through the resampling, unchecked
             image = image.to(torch.float32)
-        if _all_finite(image):
+        if all_finite(image):
             return self._scalable(image, error)
         finite = torch.isfinite(image)
         # voxels, not values: a grey image repeated into RGB has each bad pixel in three channels
@@ -671,7 +671,7 @@ class CheckCased(MapTransform):
 
     def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
         name = _filename(label, self.label_key)
-        if not _all_finite(label):
+        if not all_finite(label):
             raise DataCheckError(name, "label has NaN or infinite values.")
         if image is not None:
             image_name = _filename(image, self.image_key)
@@ -729,7 +729,9 @@ class CheckCased(MapTransform):
         affine = label_affine @ ornt.inv_ornt_aff(transform, shape)
         if reordered_shape != tuple(image.shape[1:]):
             return label
-        distance = np.linalg.norm(_corners(affine, reordered_shape) - _corners(image_affine, reordered_shape), axis=1)
+        distance = np.linalg.norm(
+            grid_corners(affine, reordered_shape) - grid_corners(image_affine, reordered_shape), axis=1
+        )
         if distance.max() > self.affine_tolerance:
             return label
         values = ornt.apply_orientation(np.moveaxis(np.asarray(label), 0, -1), np.vstack([transform, [[dims, 1]]]))
@@ -744,8 +746,8 @@ class CheckCased(MapTransform):
             return
         shape = tuple(image.shape[1:])
         distance = np.linalg.norm(
-            _corners(np.asarray(label_affine, dtype=np.float64), shape)
-            - _corners(np.asarray(image_affine, dtype=np.float64), shape),
+            grid_corners(np.asarray(label_affine, dtype=np.float64), shape)
+            - grid_corners(np.asarray(image_affine, dtype=np.float64), shape),
             axis=1,
         ).max()
         if distance > self.affine_tolerance:
@@ -859,10 +861,10 @@ def _constant_image(image: object, key: Hashable) -> BadCase | None:
     low, high = torch.aminmax(image)
     if bool(low != high):
         return None
-    return BadCase(_filename(image, key), _constant_image_problem(float(low)))
+    return BadCase(_filename(image, key), constant_image_problem(float(low)))
 
 
-def _constant_image_problem(value: float) -> str:
+def constant_image_problem(value: float) -> str:
     """What is wrong with an image of one ``value`` everywhere under a label with foreground (:func:`scan_cases`,
     :func:`~monai_unets.data.fingerprint_dataset`)."""
     return (

@@ -17,12 +17,12 @@ from .checks import load_datalist
 from .medical_io import (
     HIDDEN_IMAGES,
     SPECIAL_FILES,
-    _series_cases,
     has_suffix,
     is_hidden_image,
     is_special_file,
     list_medical_cases,
     output_folder_inside,
+    series_cases,
     warn_skipped,
 )
 
@@ -126,7 +126,7 @@ def list_cases(
         image = case["image"]
         # a folder that cannot be read as series stays one case, which fails alone when it is read, as in input_dir
         folder = isinstance(image, str) and Path(image).is_dir()
-        references = _series_cases(Path(image), split_series=True) if folder else []
+        references = series_cases(Path(image), split_series=True) if folder else []
         if len(references) > 1:
             expanded.extend({**case, "image": reference} for reference in references)
         else:

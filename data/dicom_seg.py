@@ -26,7 +26,7 @@ import torch
 from monai.config import NdarrayOrTensor
 
 from .atomic import atomic_path
-from .medical_io import ORIENTATION_TOLERANCE, _c_ordered, _check_single_dicom, _frame_group, select_dicom_series
+from .medical_io import ORIENTATION_TOLERANCE, c_ordered, check_single_dicom, frame_group, select_dicom_series
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -526,7 +526,7 @@ def _read_file(path: Path) -> tuple[list[Dataset], list[_Plane]]:
     state no frame positions a SEG frame could be placed on.
     """
     try:
-        header = _check_single_dicom(path)
+        header = check_single_dicom(path)
     except ValueError as error:
         raise DicomSegError(f"no DICOM SEG written: {error}") from error
     where = f"the DICOM file {path}"
@@ -570,7 +570,7 @@ def _planes_of_frames(header: Dataset, frames: int, where: str) -> list[_Plane]:
     for number, item in enumerate(per_frame, start=1):
         values = {}
         for group, keyword in groups.items():
-            holder = _frame_group(header, item, group)
+            holder = frame_group(header, item, group)
             value = holder.get(keyword) if holder is not None else None
             if value is None:
                 raise DicomSegError(
@@ -785,7 +785,7 @@ def _frames_on_source_slices(
     # slice at a time (3x faster on a CT), and without the columns on either side of the labels
     reader_layout = [((slice(0, cols, 1), slice(0, rows, 1), s), True) for s in range(len(planes))]
     if values.flags.c_contiguous and values.shape == (cols, rows, len(planes)) and parts == reader_layout:
-        return _c_ordered(values.T)
+        return c_ordered(values.T)
     frames = np.empty((len(planes), rows, cols), dtype=values.dtype)
     for s, (index, transposed) in enumerate(parts):
         frames[s] = values[index].T if transposed else values[index]

@@ -1133,7 +1133,7 @@ def _check_photometric(path: str | os.PathLike, header: Any) -> None:
         )
 
 
-def _check_single_dicom(path: Path) -> Any:
+def check_single_dicom(path: Path) -> Any:
     """The header (pixel data deferred) of a lone ``.dcm`` file, which must be a readable DICOM image whose
     uncompressed pixel data, if any, is whole; errors name the file."""
     _refuse_empty(path)
@@ -1437,7 +1437,7 @@ def _colours_without_rescale(files: Sequence[str], headers: Sequence[Any]) -> It
         yield copies
 
 
-def _frame_group(header: Any, frame: Any, group: str) -> Any:
+def frame_group(header: Any, frame: Any, group: str) -> Any:
     """The item of functional group ``group`` (e.g. ``PlanePositionSequence``) that holds for one frame of an
     enhanced multi-frame file: the frame's own where the frame has the group, else the shared one; ``None``
     where that has none."""
@@ -1453,7 +1453,7 @@ def _frame_rescales(header: Any) -> list[tuple[float, float]] | None:
     frames = header.get("PerFrameFunctionalGroupsSequence")
     if not frames or not _is_greyscale(header):
         return None
-    groups = [_frame_group(header, frame, "PixelValueTransformationSequence") for frame in frames]
+    groups = [frame_group(header, frame, "PixelValueTransformationSequence") for frame in frames]
     return None if any(group is None for group in groups) else [_rescale_of(group) for group in groups]
 
 
@@ -1583,7 +1583,7 @@ class _SeriesVolume:
         """The values as ``ITKReader.get_data`` gives them: ``(x, y, z)`` in C order, components last."""
         if self.volume.ndim > 3:
             return np.ascontiguousarray(np.moveaxis(self.volume.T, 0, -1))
-        return _c_ordered(self.volume.T)
+        return c_ordered(self.volume.T)
 
     def itk_image(self) -> Any:
         """The volume as an ITK image (a view of ``volume``) with the same geometry and tags."""
@@ -2158,7 +2158,7 @@ class MedicalImageReader(ImageReader):
     def _read_dicom_file(self, path: Path, **kwargs) -> Any:
         """A single DICOM file, one slice or a multi-frame volume (its frames in order along the slice normal, with
         each frame's own rescale)."""
-        header = _check_single_dicom(path)
+        header = check_single_dicom(path)
         order = _validate_multiframe(header, str(path), self.missing_factor, self.spacing_tolerance)
         with _frames_in_order(path, header, order) as (source, header):
             rescales = _frame_rescales(header)
@@ -2248,7 +2248,7 @@ class MedicalImageReader(ImageReader):
                 array = array.astype(array.dtype.newbyteorder("="), order="K")
             # NIfTI stores volumes in Fortran order, as ITK's arrays come: LoadImage's one strided copy to C order
             # took 1.6 s of a 512 x 512 x 300 CT's 3.2 s
-            return _c_ordered(array), meta
+            return c_ordered(array), meta
         if not any(is_nifti):
             if isinstance(img, _ChannelImages):
                 with _ITK_LOCK:
@@ -2261,7 +2261,7 @@ class MedicalImageReader(ImageReader):
                 # a colour DICOM (series, multi-frame or single file) or a vector NRRD/MHA read by ITK: its values
                 # come as channels, as those of the files read without ITK do
                 meta[VALUES_PER_VOXEL] = components
-            return _c_ordered(array), meta
+            return c_ordered(array), meta
         raise ValueError("cannot stack NIfTI images with images of other formats in one item; convert them first.")
 
     @staticmethod
@@ -2278,7 +2278,9 @@ class MedicalImageReader(ImageReader):
             if _spatial_shape(image) != shape or np.array_equal(affine, affines[0]):
                 placed.append(image)  # another shape: MONAI's stacking says so
                 continue
-            distance = float(np.linalg.norm(_corners(affine, shape) - _corners(affines[0], shape), axis=1).max())
+            distance = float(
+                np.linalg.norm(grid_corners(affine, shape) - grid_corners(affines[0], shape), axis=1).max()
+            )
             if distance > CHANNEL_AFFINE_TOLERANCE:
                 raise ValueError(
                     f"{name} is placed up to {distance:.3g} mm away from {images.names[0]}, the "
@@ -2327,7 +2329,7 @@ _NIFTI_UNIT_MM = {1: 1000.0, 3: 1e-3}
 _NIFTI_MM = 2
 
 
-def _corners(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def grid_corners(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """The world positions of the corner voxels of a grid of ``shape`` placed by ``affine``, one per row."""
     corners = np.array(list(product(*[(0, max(s - 1, 0)) for s in shape])), dtype=np.float64)
     return corners @ affine[: len(shape), : len(shape)].T + affine[: len(shape), -1]
@@ -2453,7 +2455,7 @@ def _check_nifti_geometry(image: Any, path: Path, tolerance: float = 1e-3) -> No
             )
 
 
-def _c_ordered(array: np.ndarray) -> np.ndarray:
+def c_ordered(array: np.ndarray) -> np.ndarray:
     """``array`` in C order: a Fortran-ordered volume is copied block by block, other arrays are returned as they are.
 
     ITK gives an ``(x, y, z)`` volume as the transpose of its ``(z, y, x)`` buffer, and MONAI's ``LoadImage`` makes
@@ -2468,7 +2470,7 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
 
     Example::
 
-        >>> _c_ordered(np.zeros((4, 3, 2)).T).flags.c_contiguous
+        >>> c_ordered(np.zeros((4, 3, 2)).T).flags.c_contiguous
         True
     """
     if array.ndim != 3 or array.flags.c_contiguous or not array.flags.f_contiguous:
@@ -2490,22 +2492,22 @@ def _c_ordered(array: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fortran_ordered(array: np.ndarray) -> np.ndarray:
+def fortran_ordered(array: np.ndarray) -> np.ndarray:
     """A C-ordered 3D ``array`` in Fortran order (first axis fastest, as NIfTI stores it), copied block by block.
 
-    The transposing copy of :func:`_c_ordered`, the other way round; other arrays are returned as they are.
+    The transposing copy of :func:`c_ordered`, the other way round; other arrays are returned as they are.
 
     Args:
         array: e.g. a label map about to be written to NIfTI.
 
     Example::
 
-        >>> _fortran_ordered(np.zeros((4, 3, 2))).flags.f_contiguous
+        >>> fortran_ordered(np.zeros((4, 3, 2))).flags.f_contiguous
         True
     """
     if array.ndim != 3 or array.flags.f_contiguous or not array.flags.c_contiguous:
         return array
-    return _c_ordered(array.T).T
+    return c_ordered(array.T).T
 
 
 def list_medical_cases(
@@ -2677,7 +2679,7 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
             elif (what := _auxiliary_series_folder(path)) is not None:
                 auxiliary.append((path, what))
             else:
-                cases.extend({"image": image} for image in _series_cases(path, split_series, series))
+                cases.extend({"image": image} for image in series_cases(path, split_series, series))
         elif is_special_file(path):
             special.append(path.name)
         elif has_suffix(path, suffixes) or (lists_dicom and (is_dicom_file(path) or not _can_read(path))):
@@ -2708,7 +2710,7 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
     warn_skipped(folder, hidden, HIDDEN_IMAGES)
     if auxiliary and not cases:
         # alone, a folder is read as what it holds, and the reader says why it is no volume
-        cases = [{"image": image} for path, _ in auxiliary for image in _series_cases(path, split_series, series)]
+        cases = [{"image": image} for path, _ in auxiliary for image in series_cases(path, split_series, series)]
     else:
         # the study's other series folders beside them: its volumes
         warn_skipped(folder, [f"{path.name} ({what})" for path, what in auxiliary], "series that are no volumes")
@@ -2851,7 +2853,7 @@ def _auxiliary_series_folder(folder: Path) -> str | None:
     return _auxiliary_kind(images)
 
 
-def _series_cases(
+def series_cases(
     folder: Path, split_series: bool, listed: dict[str, tuple[str, frozenset[str]]] | None = None
 ) -> list[str]:
     """The cases of a DICOM series folder: the folder, or with ``split_series`` one series reference per series

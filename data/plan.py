@@ -221,7 +221,7 @@ def _check_plannable(
     """Raises ValueError naming the case's files where its image cannot enter the plan: another number of channels
     than ``channels`` (the dataset's declared count where ``declared``, else its first case's), voxels that are not
     finite in float32, or one constant value under a label."""
-    from .checks import _all_finite, _constant_image_problem
+    from .checks import all_finite, constant_image_problem
 
     files = _file_names(case["image"])
     if channels is not None and image.shape[0] != channels:
@@ -230,12 +230,12 @@ def _check_plannable(
     # as the bundles take it, in float32: in the statistics, NaN, infinite voxels or values beyond float32's
     # range made a normalisation of NaN or of infinite std, which trained NaN weights
     voxels = torch.from_numpy(image.astype(np.float32, copy=False)) if image.dtype.kind == "f" else None
-    if voxels is not None and not _all_finite(voxels):
+    if voxels is not None and not all_finite(voxels):
         bad = int((~torch.isfinite(voxels)).sum())
         raise ValueError(f"{files}: {bad} voxels are NaN, infinite or beyond float32's range; fix the file")
     if image.size and image.min() == image.max() and bool((label > 0).any()):
         # its one value would stretch the intensity window every image is normalised with
-        raise ValueError(f"{files}: {_constant_image_problem(float(image.min()))}")
+        raise ValueError(f"{files}: {constant_image_problem(float(image.min()))}")
 
 
 def _planned_labels(

@@ -13,7 +13,7 @@ from monai.utils import min_version, optional_import
 
 from ..data.cases import failure_stage
 from ..data.dataset import describe_error
-from .case_isolation import _batch_cases
+from .case_isolation import batch_cases
 
 if TYPE_CHECKING:
     from .case_isolation import CaseIsolationHandler
@@ -114,6 +114,6 @@ class BackgroundPostprocessing:
         except Exception as error:  # noqa: BLE001 - a failing case must leave the others running
             stage, reason = failure_stage(error, "postprocessing"), describe_error(error)
             if self.case_isolation is None:
-                name, file, _ = _batch_cases(batch)[0]
+                name, file, _ = batch_cases(batch)[0]
                 raise RuntimeError(f"case {name} ({file}) failed in {stage}: {reason}") from error
             self.case_isolation.record_failure(batch, stage, reason)

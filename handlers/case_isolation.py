@@ -117,10 +117,10 @@ def _case_records(owner: Any) -> Any:
     return _CumulativeRecords(metric_fn) if isinstance(metric_fn, Cumulative) else None
 
 
-def _batch_cases(batch: Any) -> list[tuple[str, str, int]]:
+def batch_cases(batch: Any) -> list[tuple[str, str, int]]:
     """``(name, file, index)`` of each case of a batch, collated or decollated into a list of cases."""
     if isinstance(batch, (list, tuple)) and all(isinstance(item, dict) for item in batch):
-        return [case for item in batch for case in _batch_cases(item)] or [("?", "?", -1)]
+        return [case for item in batch for case in batch_cases(item)] or [("?", "?", -1)]
     meta = file_meta(batch)
     if not meta:
         return [("?", "?", -1)]
@@ -401,7 +401,7 @@ class CaseIsolationHandler:
             records.roll_back_case(mark)
 
     def _record_error(self, batch: Any, stage: str, reason: str, current: bool = True) -> None:
-        for name, file, index in _batch_cases(batch):
+        for name, file, index in batch_cases(batch):
             logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)
             self._record({"case": name, "file": file, "stage": stage, "error": reason, "index": index}, current)
 

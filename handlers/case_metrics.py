@@ -29,8 +29,13 @@ SUMMARY_NAME = "metrics_summary.csv"
 logger = logging.getLogger(__name__)
 
 
-def _default_batch_transform(batch: Any) -> list[Mapping]:
-    # decollated or not (an evaluator's decollate=False), whatever the image's key
+def default_batch_transform(batch: Any) -> list[Mapping]:
+    """The file metadata of each case of an engine's batch, decollated or not (an evaluator's ``decollate=False``),
+    whatever the image's key: what the per-case tables name their rows by.
+
+    Args:
+        batch: an engine's ``state.batch``.
+    """
     return [file_meta(case) for case in per_case(batch)]
 
 
@@ -75,7 +80,7 @@ class CaseMetricsWriter:
         save_dir: str | os.PathLike,
         confusion_metrics: Mapping[str, str] | None = None,
         class_names: Sequence[str] | None = None,
-        batch_transform: Callable = _default_batch_transform,
+        batch_transform: Callable = default_batch_transform,
     ) -> None:
         self.save_dir = Path(save_dir)
         self.confusion_metrics = dict(confusion_metrics or {})

@@ -83,7 +83,8 @@ def _unwrap(obj: Any) -> Any:
     return obj.module if isinstance(obj, torch.nn.Module) and hasattr(obj, "module") else obj
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
+    """Whether this process is the first of its job (rank 0), or alone: the one that writes the job's files."""
     return rank_and_world_size()[0] == 0
 
 
@@ -543,7 +544,7 @@ class BestModelSaver:
         if math.isnan(score) or score <= self.best_metric:
             return
         self.best_metric, self.best_metric_epoch = score, int(engine.state.epoch)
-        if _is_main_process():
+        if is_main_process():
             self._save()
             logger.info("saved %s (%s %.4f at epoch %d)", self.save_path, name, score, self.best_metric_epoch)
 
@@ -598,7 +599,7 @@ class BestModelSaver:
     def save_unvalidated(self) -> None:
         """Saves the weights as they are, for a training that validated no case at all (no validation cases): else
         it would end without a weights file, or with one of an earlier training."""
-        if _is_main_process():
+        if is_main_process():
             self._save()
             logger.warning(
                 "no validation case was scored in this training, so %s holds the weights of its last epoch, "
@@ -1025,7 +1026,7 @@ class TrainingCheckpoint:
     def _lock(self, engine: Engine) -> None:
         # one training per checkpoint folder: two at once (a second command in the same bundle) each kept their own
         # best score and overwrote each other's model file, so the better weights could be lost
-        if _is_main_process():
+        if is_main_process():
             _lock_folder(self.checkpoint_path)
 
     def _save_when_completed(self, engine: Engine) -> None:
@@ -1051,7 +1052,7 @@ class TrainingCheckpoint:
 
     def save(self, engine: Engine) -> None:
         """Writes the checkpoint (on the first process of a job only)."""
-        if not _is_main_process():
+        if not is_main_process():
             return
         for obj in self.save_dict.values():
             if isinstance(obj, torch.nn.Module):

@@ -30,7 +30,7 @@ from monai.utils import ImageMetaKey, min_version, optional_import
 from ..data.atomic import atomic_open, atomic_path, from_text_safe
 from ..data.cases import CASE_NAME_KEY, case_name, case_output_names, gather_items, per_case, rank_and_world_size
 from ..data.medical_io import RUN_MARKER
-from .case_metrics import PER_CASE_NAME, SUMMARY_NAME, _default_batch_transform
+from .case_metrics import PER_CASE_NAME, SUMMARY_NAME, default_batch_transform
 from .overlays import PREDICTION_COLORS, TRUTH_COLORS, label_map, label_volumes, render_overlay
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -116,7 +116,7 @@ class EvaluationReport:
         overlays: bool = True,
         report: bool = True,
         num_extreme_cases: int = 3,
-        batch_transform: Callable = _default_batch_transform,
+        batch_transform: Callable = default_batch_transform,
         image_key: str = "image",
     ) -> None:
         self.save_dir = Path(save_dir)

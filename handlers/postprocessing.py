@@ -13,7 +13,7 @@ from monai.utils import min_version, optional_import
 from ..data.cases import gather_items, per_case
 from ..data.plan import load_plan, save_plan
 from ..transforms.label import keep_largest_component
-from .checkpoint import _is_main_process
+from .checkpoint import is_main_process
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -116,7 +116,7 @@ class PostprocessingSelector:
         # reach hangs the job, and the decision is to rest on all the job's cases, as in a one-process run
         plain, largest = gather_items(self.plain), gather_items(self.largest)
         # the process that wrote the weights and their plan: another one could read the plan before that write
-        if not plain or engine.state.best_metric_epoch != engine.state.epoch or not _is_main_process():
+        if not plain or engine.state.best_metric_epoch != engine.state.epoch or not is_main_process():
             return
         values = list(range(1, len(plain[0]) + 1))
         plan = load_plan(self.plan_file)

@@ -162,7 +162,7 @@ def machine_description() -> dict:
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
         # fewer than logical_cpus under taskset or a container's cpuset; the figures depend on them
-        "usable_cpus": _usable_cpus(),
+        "usable_cpus": usable_cpus(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bf16_tiles": cpu_bf16_default("cpu"),
         "torch_threads": torch.get_num_threads(),
@@ -209,12 +209,13 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def _usable_cpus() -> int:
-    # the CPUs this process may run on, which a CPU affinity (taskset, a container's cpuset) restricts
+def usable_cpus() -> int:
+    """The number of CPUs this process may run on, which a CPU affinity (taskset, a container's cpuset) restricts."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
+    """The peak resident memory of this process so far, in MiB."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -319,7 +320,7 @@ def network_section(options: BenchmarkOptions) -> BenchmarkSection:
         _reset_peak_rss()
         candidates["ours"]()
         peak = torch.cuda.max_memory_allocated() if on_cuda else None
-        peak_rss = _peak_rss_mib()
+        peak_rss = peak_rss_mib()
         infer_times = paired_times(candidates, repeats)
         # training: each network's own step (forward, a mean over its outputs, backward, SGD step)
         steps = {}
@@ -593,7 +594,7 @@ def benchmark_sliding_window(
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     _reset_peak_rss()
-    rss_before = _peak_rss_mib()
+    rss_before = peak_rss_mib()
     times = []
     with torch.inference_mode(), autocast:
         for _ in range(repeats):
@@ -618,7 +619,7 @@ def benchmark_sliding_window(
         "threads": torch.get_num_threads(),
         "windows": int(torch.tensor(scan).prod()),
         "seconds": round(times[len(times) // 2], 3),
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         "rss_before_mib": round(rss_before, 1),
         "output_shape": list(output.shape),
     }

@@ -366,7 +366,7 @@ def _child(job: dict) -> int:
     network_so_far = [n for _, n in finished]
     # this process's own peak (VmHWM): ru_maxrss would also count the benchmark process it was forked from,
     # which held the phantom
-    from .benchmark import _peak_rss_mib, _usable_cpus
+    from .benchmark import peak_rss_mib, usable_cpus
 
     result = {
         "threads": torch.get_num_threads(),
@@ -384,8 +384,8 @@ def _child(job: dict) -> int:
             "rest_of_main": main_cpu - cpu.get("network", 0.0),
             "workers": workers.ru_utime + workers.ru_stime,
         },
-        "cores": _usable_cpus(),
-        "peak_rss_mib": _peak_rss_mib(),
+        "cores": usable_cpus(),
+        "peak_rss_mib": peak_rss_mib(),
         # DataLoader workers read and preprocess in their own processes
         "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }

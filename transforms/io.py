@@ -593,7 +593,7 @@ def _turn_of(orientation: int | None) -> int:
     return orientation if orientation in _EXIF_TURNS else 1
 
 
-def _orientation_exif(orientation: int) -> Image.Exif | None:
+def orientation_exif(orientation: int) -> Image.Exif | None:
     """An EXIF block that holds ``orientation`` alone, for a file written for an image of that orientation; ``None``
     for orientation 1, which needs none."""
     if orientation == 1:

@@ -158,7 +158,7 @@ def test_frames_in_the_readers_layout_are_copied_in_one_transposition(tmp_path, 
     from monai_unets.data import dicom_seg
 
     transposed = []
-    monkeypatch.setattr(dicom_seg, "_c_ordered", lambda array: transposed.append(array.shape) or array.copy())
+    monkeypatch.setattr(dicom_seg, "c_ordered", lambda array: transposed.append(array.shape) or array.copy())
     write_ct_series(tmp_path / "ct", ORIENTATIONS[orientation])
     image = load(tmp_path / "ct", "ITKReader")
     if reorient:

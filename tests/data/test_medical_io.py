@@ -217,12 +217,12 @@ def test_c_ordered_copies_fortran_volumes_block_by_block(dtype, monkeypatch):
 
     monkeypatch.setattr(medical_io, "_TRANSPOSE_BLOCK", (4, 5, 3))
     volume = np.arange(9 * 11 * 7).reshape(7, 11, 9).astype(dtype).T  # (9, 11, 7), Fortran order
-    copied = medical_io._c_ordered(volume)
+    copied = medical_io.c_ordered(volume)
     assert copied.flags.c_contiguous and copied.dtype == dtype
     np.testing.assert_array_equal(copied, volume)
     # arrays in C order already, of another rank or with gaps are left as they are
     for other in (np.ascontiguousarray(volume), volume[..., 0], volume[::2]):
-        assert medical_io._c_ordered(other) is other
+        assert medical_io.c_ordered(other) is other
 
 
 @pytest.mark.parametrize("labelled", [(3, 5), (0, 7), (6, 7), (0, 1), None])
@@ -236,7 +236,7 @@ def test_c_ordered_label_maps_are_copied_between_their_first_and_last_labelled_s
     if labelled is not None:
         labels[labelled[0] : labelled[1]] = rng.integers(0, 3, (labelled[1] - labelled[0], 11, 9)).astype(dtype)
         labels[labelled[0], 0, 0] = labels[labelled[1] - 1, 10, 8] = 1  # the end slabs hold a label
-    copied = medical_io._c_ordered(labels.T)
+    copied = medical_io.c_ordered(labels.T)
     assert copied.flags.c_contiguous and copied.dtype == dtype
     np.testing.assert_array_equal(copied, labels.T)
 
