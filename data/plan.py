@@ -635,8 +635,11 @@ def record_classes_in_metadata(metadata_file: str | os.PathLike, class_names: Se
     return _rewrite_metadata(metadata_file, change)
 
 
-def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int, modality: str) -> bool:
-    """Sets the input of a 3D bundle's ``metadata.json`` to images of ``in_channels`` channels of ``modality``.
+def record_inputs_in_metadata(
+    metadata_file: str | os.PathLike, in_channels: int, modality: str, patch_size: Sequence[int] | None = None
+) -> bool:
+    """Sets the input of a 3D bundle's ``metadata.json`` to images of ``in_channels`` channels of ``modality``, and
+    the ``spatial_shape`` of its input and output patches to ``patch_size``.
 
     A bundle planned for another dataset (an MR, a multi-modal MR of several channels) trains weights that take
     its images: the metadata of ``models/model.pt`` then says so, for MONAI's ``verify_net_in_out`` (which builds
@@ -648,6 +651,7 @@ def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int
         metadata_file: the bundle's ``configs/metadata.json``.
         in_channels: the images' channels (the plan's ``in_channels``).
         modality: the plan's ``modality``: ``"CT"`` (Hounsfield units) or another (MR and others: magnitudes).
+        patch_size: the plan's ``patch_size``, which the weights were trained on; ``None`` leaves the shapes.
 
     Returns:
         whether the file was changed.
@@ -672,14 +676,24 @@ def record_inputs_in_metadata(metadata_file: str | os.PathLike, in_channels: int
         "image)"
     )
 
+    shape = None if patch_size is None else [int(n) for n in patch_size]
+
     def change(metadata: dict) -> bool:
         image = next(iter(metadata["network_data_format"]["inputs"].values()))
-        if all(image.get(key) == value for key, value in described.items()) and (
-            metadata.get("image_classes") == image_classes
+        patches = [
+            *metadata["network_data_format"]["inputs"].values(),
+            *metadata["network_data_format"]["outputs"].values(),
+        ]
+        if (
+            all(image.get(key) == value for key, value in described.items())
+            and metadata.get("image_classes") == image_classes
+            and (shape is None or all(patch.get("spatial_shape") == shape for patch in patches))
         ):
             return False
         image.update(described)
         metadata["image_classes"] = image_classes
+        for patch in patches if shape is not None else []:
+            patch["spatial_shape"] = shape
         return True
 
     return _rewrite_metadata(metadata_file, change)

@@ -565,10 +565,13 @@ class BestModelSaver:
                     "(MONAI Label names the served classes from it; restart a running server).",
                 )
                 channels, modality = int(self.plan.get("in_channels", 1)), str(self.plan.get("modality", "CT"))
+                patch = self.plan.get("patch_size")
                 self._record(
-                    lambda: record_inputs_in_metadata(self.metadata_file, channels, modality),
+                    lambda: record_inputs_in_metadata(self.metadata_file, channels, modality, patch),
                     "inputs",
-                    f"its input is now {channels} channel(s) of {modality}, as {self.save_path} was trained.",
+                    f"its input is now {channels} channel(s) of {modality}"
+                    + (f" in patches of {' x '.join(map(str, patch))}" if patch else "")
+                    + f", as {self.save_path} was trained.",
                 )
         if self.input_size is not None and self.metadata_file is not None:
             self._record(

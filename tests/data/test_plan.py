@@ -562,6 +562,11 @@ def test_recording_inputs_in_metadata_describes_the_channels(tmp_path):
     assert after["network_data_format"]["inputs"]["image"]["num_channels"] == 4
     # the description for people had kept saying a single channel
     assert after["image_classes"].startswith("4 channels of MR, normalised as the dataset's plan says")
+    # and the patch shapes the recipe's 96^3, whatever patches the plan trained on
+    assert record_inputs_in_metadata(metadata_file, 4, "MR", (64, 64, 48))
+    shapes = json.loads(metadata_file.read_text())["network_data_format"]
+    assert shapes["inputs"]["image"]["spatial_shape"] == shapes["outputs"]["pred"]["spatial_shape"] == [64, 64, 48]
+    assert not record_inputs_in_metadata(metadata_file, 4, "MR", [64, 64, 48])
 
 
 def test_planning_refuses_fractional_labels_and_names_the_file_of_an_undeclared_value(tmp_path):
