@@ -187,8 +187,8 @@ def _refuse_low_regions(label: torch.Tensor, threshold: float, name: str, one_cl
     nonzero = (label != 0).cpu().numpy()
     regions, count = ndimage.label(nonzero, structure=np.ones((3,) * nonzero.ndim))
     sizes = np.bincount(regions.ravel(), minlength=count + 1)
-    foreground = np.unique(regions[(label > threshold).cpu().numpy()])
-    apart = [k for k in range(1, count + 1) if sizes[k] >= _DROPPED_PIXELS and k not in set(foreground.tolist())]
+    foreground = set(np.unique(regions[(label > threshold).cpu().numpy()]).tolist())
+    apart = [k for k in range(1, count + 1) if sizes[k] >= _DROPPED_PIXELS and k not in foreground]
     if not apart:
         return
     largest = max(apart, key=lambda k: sizes[k])
