@@ -115,6 +115,8 @@ def resolve_bundle(bundle: str, workdir: str | None = None, copy: bool = True) -
     if (path / "configs" / "metadata.json").is_file() and not (shipped and workdir):
         if workdir:
             logger.warning("%s is a bundle folder and runs in place; --workdir %s is for shipped ones", path, workdir)
+        if shipped:  # the copy an earlier command made under the bundle's name, reused after an upgrade too
+            _warn_on_version_change(path.resolve(), bundle_dir(bundle))
         return path.resolve()
     if not shipped:
         if path.exists():
@@ -147,7 +149,10 @@ def _version(bundle: Path) -> str:
 def _warn_on_version_change(copy: Path, shipped: Path) -> None:
     if _version(copy) != _version(shipped):
         logger.warning(
-            "the bundle copy in %s is version %s, the installed bundle is %s; give another --workdir for a fresh copy",
+            "the bundle copy in %s is version %s, the installed bundle is %s: this run uses the copy's configs. For "
+            "the installed version give another --workdir for a fresh copy, and copy into its models/ the weights "
+            "to keep (model.pt with its plan.json, checkpoint.pt to resume); the changelog in its "
+            "configs/metadata.json says what changed.",
             copy,
             _version(copy),
             _version(shipped),

@@ -49,6 +49,24 @@ def test_workdir_is_taken_though_a_folder_of_the_bundles_name_is_in_the_current_
     assert resolve_bundle(SKIN) == default
 
 
+def test_a_copy_of_an_earlier_version_says_so_however_it_is_reached(tmp_path, monkeypatch, caplog):
+    import json
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    copy = resolve_bundle(SKIN)
+    metadata = copy / "configs" / "metadata.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "version": "0.0.1"}))
+    shipped = json.loads((bundle_dir(SKIN) / "configs" / "metadata.json").read_text())["version"]
+    said = f"the bundle copy in {copy} is version 0.0.1, the installed bundle is {shipped}: this run uses the copy's"
+    # by name after an upgrade, the copy in ./<name> (the README's way) had been reused without a word
+    for workdir in (None, str(copy)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert resolve_bundle(SKIN, workdir) == copy
+        assert said in caplog.text and "copy into its models/ the weights to keep" in caplog.text
+
+
 def test_bad_bundle_arguments_are_errors(tmp_path):
     with pytest.raises(ValueError, match="no bundle folder or shipped bundle named 'nope'"):
         resolve_bundle("nope")
