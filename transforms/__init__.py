@@ -13,6 +13,7 @@ from .intensity import (
     ScaleByBitDepthd,
     ScaleByBitDepthDict,
     normalised_background,
+    padding_value,
 )
 from .io import Image2DReader, SaveDicomSeg, SaveDicomSegD, SaveDicomSegd, SaveDicomSegDict, image_pixels
 from .label import (
@@ -64,6 +65,7 @@ __all__ = [
     "ScaleByBitDepthd",
     "ScaleByBitDepthDict",
     "normalised_background",
+    "padding_value",
     "SaveProbabilityMapsd",
     "SaveProbabilityMapsD",
     "SaveProbabilityMapsDict",

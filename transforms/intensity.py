@@ -83,6 +83,30 @@ def normalised_background(normalization: Mapping[str, Any]) -> float:
     return float(normalizer(torch.tensor([normalizer.clip[0]]))[0])
 
 
+def padding_value(plan: Mapping[str, Any], normalization: Mapping[str, Any] | None = None) -> float:
+    """The value a normalised volume thinner or narrower than the patch is padded with, for weights of ``plan``.
+
+    Weights are run padded as they were trained: the plan that a training saves with them records its value
+    (``background_value``); a plan without one (a dataset's plan before training, or one saved before it was
+    recorded) gets what the normalisation makes of the outside of the body (:func:`normalised_background`).
+
+    Args:
+        plan: a bundle plan.
+        normalization: the normalisation to use in place of the plan's where it records no value (a training's
+            override).
+
+    Example::
+
+        >>> padding_value({"background_value": 0.0, "normalization": {"scheme": "zscore_nonzero"}})
+        0.0
+        >>> padding_value({"normalization": {"scheme": "ct", "clip": [-100, 200], "mean": 50, "std": 50}})
+        -3.0
+    """
+    if plan.get("background_value") is not None:
+        return float(plan["background_value"])
+    return normalised_background(normalization if normalization is not None else plan["normalization"])
+
+
 class PlannedNormalize(Transform):
     """Normalise intensities as a plan's ``normalization`` entry says.
 

@@ -24,6 +24,7 @@ from monai_unets.bundles import BUNDLES_DIR, bundle_dir, bundle_spatial_dims, li
 from monai_unets.data import cached_dataset, case_output_paths
 from monai_unets.handlers.errors import SettingError, check_settings, explain
 from monai_unets.scripts.demo_ct import generate_demo_ct
+from monai_unets.transforms import normalised_background
 
 from monai_unets import load_plan, save_plan
 from tests.bundles.conftest import BUNDLE_CASES
@@ -173,6 +174,23 @@ def test_training_patch_follows_the_plan_and_the_device(name, device, patch, as_
 
 
 @pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
+@pytest.mark.parametrize("recorded", [0.0, None])
+def test_inference_and_evaluation_pad_as_the_plan_of_the_weights_records(name, recorded, tmp_path):
+    models = tmp_path / "models"
+    plan = {**load_plan(None), "background_value": recorded}
+    save_plan(plan, models / "plan.json")
+    torch.save({}, models / "model.pt")
+    air = normalised_background(plan["normalization"])
+    for configs in (["inference.yaml"], ["train.yaml", "evaluate.yaml"]):
+        parser = ConfigParser()
+        parser.read_config([str(_configs(bundle_dir(name)) / c) for c in configs])
+        parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tmp_path), "ensemble": True})
+        parser["model_files"] = [str(models / "model.pt")]
+        key = "window_inferer#cval" if configs == ["inference.yaml"] else "background_value"
+        assert parser.get_parsed_content(key) == (air if recorded is None else recorded)
+
+
+@pytest.mark.parametrize("name", ["attention_unet_pancreas_ct", "egeunet3d_pancreas_ct"])
 def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were_trained_with(name, tmp_path):
     # the dataset's spacing had been written beside weights trained with --pixdim, and inference and evaluation
     # resampled every study to it without a word
@@ -192,6 +210,9 @@ def test_the_plan_beside_the_weights_holds_the_preprocessing_overrides_they_were
     assert saver.plan["num_classes"] == 4
     assert saver.plan["labels"] == {"1": "organ", "2": "lesion", "3": "cyst"}
     assert saver.plan["class_names"] == ["organ", "lesion", "cyst"]
+    # and the padding of volumes smaller than the patch (the normalised air, -140 / 90): weights trained before it
+    # was recorded padded with 0, which inference could not tell
+    assert saver.plan["background_value"] == pytest.approx(-140.0 / 90.0)
     # the bundle's own weights file, the one MONAI Label serves: their classes go into the bundle's metadata too
     assert saver.metadata_file == os.path.join(str(tmp_path), "configs", "metadata.json")
     for other in ({"ckpt_dir": str(tmp_path / "elsewhere")}, {"num_folds": 5, "fold": 1}):
