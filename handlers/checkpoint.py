@@ -1081,10 +1081,18 @@ class TrainingCheckpoint:
         if _same_cases(_recorded_cases(state), engine) is False:
             # another training, not the interrupted one: MONAI Label trains again once more images are labelled,
             # and its best score came from other validation cases
+            trainer = state.get("trainer") if isinstance(state, Mapping) else None
+            # a checkpoint of an earlier version that recorded no images knew its cases by their absolute paths only
+            by_path = isinstance(trainer, Mapping) and "images" not in trainer
             logger.warning(
-                "%s is of a training on other cases: this one starts at epoch 1 (from the weights the run loaded, "
-                "if any) and overwrites it.",
+                "%s is of a training on other cases%s: this one starts at epoch 1 (from the weights the run loaded, "
+                "if any) and overwrites it, and its first validation replaces the best weights.",
                 self.checkpoint_path,
+                " or paths (written by an earlier version, which knew its cases by their absolute paths only: a "
+                "dataset moved, mounted elsewhere or reached through a link is another to it; to go on with that "
+                "training, run it once from the dataset's old path, or keep a copy of models/)"
+                if by_path
+                else "",
             )
             return
         self._restore(engine, state, self.checkpoint_path)

@@ -615,6 +615,28 @@ def test_a_dataset_moved_or_reached_through_a_link_is_the_same_training(tmp_path
     assert epochs == [1, 2]
 
 
+def test_a_checkpoint_of_an_earlier_version_that_knew_absolute_paths_says_why_it_is_not_resumed(tmp_path, caplog):
+    from monai_unets.handlers.checkpoint import _digest, _listed_cases
+
+    trainer, *_ = _case_trainer(tmp_path, ["a", "b"], max_epochs=1, folder=Path("/data/Task07"))
+    trainer.run()
+    # as versions that recorded no images wrote it: the digest of the absolute paths
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state["trainer"]["cases"] = _digest(_listed_cases(trainer), located=True)
+    del state["trainer"]["images"]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    trainer, _, _, epochs = _case_trainer(tmp_path, ["a", "b"], max_epochs=2, folder=Path("/workspace/data/Task07"))
+    with caplog.at_level("WARNING"):
+        trainer.run()
+    # the dataset moved: the same cases to the user, "other cases" had been all the message said
+    assert epochs == [1, 2]
+    assert (
+        "is of a training on other cases or paths (written by an earlier version, which knew its cases by their "
+        in (caplog.text)
+    )
+    assert "run it once from the dataset's old path, or keep a copy of models/" in caplog.text
+
+
 def test_another_dataset_whose_files_have_the_same_names_is_another_training(tmp_path):
     # a dataset made again (or exported anew) under the same names had resumed the training of the first one, whose
     # best score then kept its weights as model.pt
