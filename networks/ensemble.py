@@ -188,7 +188,7 @@ def model_files(
 def served_model_files(folder: str | os.PathLike, default: str = "model.pt") -> list[str]:
     """The model files a bundle offers in MONAI Label (its ``model_filename`` option): ``default`` first, the weights
     a request runs when it chooses none, then the other ``.pt`` files of ``folder`` (cross-validation folds), shortest
-    name first, as MONAI Label's bundle app lists them.
+    name first, as MONAI Label's bundle app lists them; training checkpoints (``checkpoint*.pt``) are no model.
 
     The CT bundles give this list as their ``displayable_configs`` option, so that the app passes each request's
     choice into the config, whose plan then follows the chosen weights (:func:`served_model_file`).
@@ -202,14 +202,23 @@ def served_model_files(folder: str | os.PathLike, default: str = "model.pt") -> 
         >>> served_model_files("models")  # with model.pt, model_fold0.pt and model_fold1.pt there  # doctest: +SKIP
         ['model.pt', 'model_fold0.pt', 'model_fold1.pt']
     """
-    names = sorted((p.name for p in Path(folder).glob("*.pt") if p.name != default), key=lambda name: (len(name), name))
+    names = sorted(
+        (p.name for p in Path(folder).glob("*.pt") if p.name != default and not _is_checkpoint(p.name)),
+        key=lambda name: (len(name), name),
+    )
     return [default, *names] if (Path(folder) / default).is_file() else names
+
+
+def _is_checkpoint(name: str) -> bool:
+    # a training's checkpoint (checkpoint.pt, checkpoint_fold<k>.pt) holds its network's weights among the
+    # optimizer's state: offered and chosen, it had been served as if it were a model
+    return name.startswith("checkpoint") and name.endswith(".pt")
 
 
 def served_model_file(folder: str | os.PathLike, choice: str | Sequence[str] | None, default: str = "model.pt") -> str:
     """The model file a MONAI Label request runs, by the app's rule: the name chosen (a string) in ``folder``;
-    ``default`` there for a request that chose none (it gets the offered list, whose first is ``default``) and for a
-    name that is no file there.
+    ``default`` there for a request that chose none (it gets the offered list, whose first is ``default``), for a
+    name that is no file there and for a training checkpoint.
 
     Args:
         folder: the bundle's ``models/``.
@@ -223,7 +232,7 @@ def served_model_file(folder: str | os.PathLike, choice: str | Sequence[str] | N
         >>> served_model_file("models", ["model.pt", "model_fold0.pt"])
         'models/model.pt'
     """
-    path = os.path.join(folder, choice) if isinstance(choice, str) and choice else ""
+    path = os.path.join(folder, choice) if isinstance(choice, str) and choice and not _is_checkpoint(choice) else ""
     return path if os.path.isfile(path) else os.path.join(folder, default)
 
 

@@ -191,3 +191,14 @@ def test_model_files_of_an_ensemble_setting():
     assert model_files("m", "fold1.pt") == ["m/fold1.pt"]
     assert model_files("m", []) == model_files("m", None) == ["m/model.pt"]
     assert model_files("m", [], "model_fold2.pt") == ["m/model_fold2.pt"]
+
+
+def test_a_training_checkpoint_is_no_served_model(tmp_path):
+    from monai_unets.networks import served_model_file, served_model_files
+
+    for name in ("model.pt", "model_fold0.pt", "checkpoint.pt", "checkpoint_fold0.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    # MONAI Label's model_filename option had offered checkpoint.pt, and served it when chosen
+    assert served_model_files(tmp_path) == ["model.pt", "model_fold0.pt"]
+    assert served_model_file(tmp_path, "checkpoint.pt") == str(tmp_path / "model.pt")
+    assert served_model_file(tmp_path, "model_fold0.pt") == str(tmp_path / "model_fold0.pt")
