@@ -274,14 +274,16 @@ def write_dicom_seg(
 
 def _seg_description(source: str, algorithm_name: str) -> str:
     """The description of a SEG series: what it segments and by what, within a long string's 64 characters."""
-    by = f" by {algorithm_name}"
-    if not source.strip():
-        return f"Segmentation{by}"[:_LONG_STRING]
-    room = _LONG_STRING - len("Segmentation of ") - len(by)
-    if room < 8:  # a long model name: the source series is what tells the SEGs of a study apart
-        return f"Segmentation of {source.strip()}"[:_LONG_STRING]
-    shown = source.strip() if len(source.strip()) <= room else source.strip()[: room - 3] + "..."
-    return f"Segmentation of {shown}{by}"
+    source = source.strip()
+    if not source:
+        return f"Segmentation by {algorithm_name}"[:_LONG_STRING]
+    described = f"Segmentation of {source} by {algorithm_name}"
+    if len(described) <= _LONG_STRING:
+        return described
+    # the source series is what tells the SEGs of a study apart (the model is named in the segments): a long model
+    # name had cut 'AX 1.25mm ARTERIAL' to 'AX 1....'
+    alone = f"Segmentation of {source}"
+    return alone if len(alone) <= _LONG_STRING else alone[: _LONG_STRING - 3] + "..."
 
 
 def _present_values(frames: np.ndarray) -> list[int]:

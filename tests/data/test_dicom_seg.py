@@ -366,14 +366,16 @@ def seg_source(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "source, expected",
+    "source, expected, model",
     [
-        ("AX 1.25mm ARTERIAL", "Segmentation of AX 1.25mm ARTERIAL by net"),
-        ("", "Segmentation by net"),
-        ("x" * 60, "Segmentation of " + "x" * 38 + "... by net"),
+        ("AX 1.25mm ARTERIAL", "Segmentation of AX 1.25mm ARTERIAL by net", "net"),
+        ("", "Segmentation by net", "net"),
+        ("x" * 60, "Segmentation of " + "x" * 45 + "...", "net"),
+        # the bundles' model names are long: the source series stays whole, where it had been cut to 'AX 1....'
+        ("AX 1.25mm ARTERIAL", "Segmentation of AX 1.25mm ARTERIAL", "EGE-UNet 3D pancreas CT segmentation"),
     ],
 )
-def test_the_seg_series_says_which_series_it_segments(seg_source, source, expected, tmp_path):
+def test_the_seg_series_says_which_series_it_segments(seg_source, source, expected, model, tmp_path):
     # every SEG had been "Segmentation": in a PACS, those of a study's thin, thick and other phases looked the same
     folder = tmp_path / "ct"
     shutil.copytree(seg_source[0], folder)
@@ -381,7 +383,7 @@ def test_the_seg_series_says_which_series_it_segments(seg_source, source, expect
         ds = pydicom.dcmread(path)
         ds.SeriesDescription = source
         ds.save_as(path)
-    seg = segread(write_dicom_seg(seg_source[1], folder, tmp_path / "seg.dcm", LABELS, algorithm_name="net"))
+    seg = segread(write_dicom_seg(seg_source[1], folder, tmp_path / "seg.dcm", LABELS, algorithm_name=model))
     assert seg.SeriesDescription == expected and len(expected) <= 64
 
 
