@@ -617,7 +617,7 @@ _AUXILIARY_SERIES: tuple[tuple[Callable[[Sequence[Any]], bool], tuple[str, str]]
 )
 
 
-def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[DicomSeries]:
+def split_dicom_series(folder: str | os.PathLike, warn: bool = True, warn_subfolders: bool = True) -> list[DicomSeries]:
     """Groups the DICOM files of ``folder`` by SeriesInstanceUID, reading headers only.
 
     Files directly in ``folder`` are considered (subfolders are ignored, with a warning). Hidden files and the files
@@ -635,6 +635,8 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
         folder: a folder of DICOM files.
         warn: give the warnings about skipped files; ``False`` where the reader gives them when it reads the
             folder (in another process, with DataLoader workers, where they would show twice).
+        warn_subfolders: say that the folder's subfolders are ignored; ``False`` where one series of the folder is
+            read by its reference, whose listing made the subfolders cases of their own.
 
     Returns:
         the series of the folder; use ``DicomSeries.reference`` as the image of one case per series.
@@ -669,7 +671,7 @@ def split_dicom_series(folder: str | os.PathLike, warn: bool = True) -> list[Dic
     if not files:
         hint = f" (it has subfolders {', '.join(subfolders)}; point to the series folder itself)" if subfolders else ""
         raise FileNotFoundError(f"DICOM folder {folder} holds no DICOM file{hint}.")
-    if subfolders:
+    if subfolders and warn_subfolders:
         note(f"ignoring subfolders of DICOM folder {folder}: {', '.join(subfolders)}.")
 
     groups: dict[str, list[tuple[Path, Any]]] = {}
@@ -773,7 +775,7 @@ def select_dicom_series(folder: str | os.PathLike, series_uid: str | None = None
         ['/data/study/IM0001.dcm']
     """
     folder = Path(folder)
-    all_series = split_dicom_series(folder, warn)
+    all_series = split_dicom_series(folder, warn, warn_subfolders=series_uid is None)
     # one line, so that a batch job's failure report keeps the whole listing
     listing = "; ".join(s.summary() for s in all_series)
     if series_uid is not None:

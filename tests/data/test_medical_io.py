@@ -1697,3 +1697,17 @@ def test_pydicom_gives_each_of_its_messages_once(caplog):
         log.warning("another message (once test)")
     assert caplog.text.count("ISO_IR 999 (once test)") == 1
     assert "another message (once test)" in caplog.text
+
+
+def test_a_flat_series_read_by_its_reference_says_nothing_of_the_subfolders_listed_beside_it(formats, tmp_path):
+    # the listing makes a flat export's subfolders cases of their own: reading its series had warned that they were
+    # ignored, though the run processed them
+    export = Path(shutil.copytree(formats["dicom"], tmp_path / "in"))
+    uid = str(pydicom.dcmread(next(export.iterdir()), stop_before_pixels=True).SeriesInstanceUID)
+    (export / "sub").mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _load(series_reference(export, uid))
+    assert not [w for w in caught if "ignoring subfolders" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"ignoring subfolders of DICOM folder .*in: sub"):
+        _load(export)
