@@ -550,8 +550,8 @@ def test_served_inference_preprocesses_with_the_plan_of_the_chosen_model_file(bu
     for name in ("model.pt", "model_fold0.pt", "checkpoint.pt"):
         torch.save({}, tmp_path / "models" / name)
     server = _ServedBundle(bundle, tmp_path)
-    # the bundle's own weights first: what a request that chooses none runs
-    assert server.options["model_filename"] == ["model.pt", "checkpoint.pt", "model_fold0.pt"]
+    # the bundle's own weights first: what a request that chooses none runs; a training's checkpoint is no model
+    assert server.options["model_filename"] == ["model.pt", "model_fold0.pt"]
 
     def spacing(**request):
         data = {"image": str(study)}
@@ -561,8 +561,9 @@ def test_served_inference_preprocesses_with_the_plan_of_the_chosen_model_file(bu
 
     assert spacing(model_filename="model_fold0.pt") == [2.0, 2.0, 4.0]
     assert spacing() == [1.0, 1.0, 2.0]
-    # a name that is no file there: the app runs models/model.pt
+    # a name that is no file there, or a checkpoint's: the app runs models/model.pt
     assert spacing(model_filename="model_fold7.pt") == [1.0, 1.0, 2.0]
+    assert spacing(model_filename="checkpoint.pt") == [1.0, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("bundle", ["egeunet3d_pancreas_ct", "attention_unet_pancreas_ct"])
