@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,16 +109,20 @@ def check_finite_weights(network: torch.nn.Module, saving: str | os.PathLike, ep
 
         >>> check_finite_weights(torch.nn.Linear(2, 2), "models/model.pt", 3)
     """
-    weights = [p for p in _unwrap(network).parameters() if p.is_floating_point() or p.is_complex()]
-    bad = sum(int((~torch.isfinite(p.detach())).sum()) for p in weights)
+    bad, total = _non_finite(_unwrap(network).parameters())
     if bad:
-        total = sum(p.numel() for p in weights)
         raise TrainingDivergedError(
             f"the training diverged by {'its last epoch' if epoch is None else f'epoch {epoch}'}: {bad} of {total} "
             f"weights are NaN or infinite, so {saving} was "
             "not written (the files of earlier epochs are kept). Lower --learning_rate, or check the data and the "
             "plan's normalisation (monai-unets check-data, monai-unets plan)."
         )
+
+
+def _non_finite(values: Iterable[Any]) -> tuple[int, int]:
+    """How many of the floating-point weights among ``values`` are NaN or infinite, and how many there are."""
+    weights = [v.detach() for v in values if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
+    return sum(int((~torch.isfinite(v)).sum()) for v in weights), sum(v.numel() for v in weights)
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -413,13 +417,12 @@ def load_weights(
                 "first."
             )
         raise CheckpointError(problem)
-    weights = [v for v in state.values() if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())]
-    bad = sum(int((~torch.isfinite(v)).sum()) for v in weights)
+    bad, total = _non_finite(state.values())
     if bad:
         # a network of NaN weights outputs NaN, which every class's argmax turns into background: empty label maps,
         # each case reported as done
         raise CheckpointError(
-            f"{path}: {bad} of {sum(v.numel() for v in weights)} weights are NaN or infinite (a training that "
+            f"{path}: {bad} of {total} weights are NaN or infinite (a training that "
             "diverged, or a damaged file): no output of these weights would mean anything."
         )
     module.load_state_dict(state)
