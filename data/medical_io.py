@@ -1927,9 +1927,13 @@ class _NiftiReader(NibabelReader):
             ) from None
 
 
+def _byte_count(shape: Sequence[int], dtype: Any) -> int:
+    return math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+
+
 def _voxels_text(shape: Sequence[int], dtype: Any, memory: bool = False) -> str:
     text = f"{' x '.join(str(n) for n in shape)} voxels of {np.dtype(dtype)}"
-    return f"{text}, {math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize / 2**30:,.1f} GiB" if memory else text
+    return f"{text}, {_byte_count(shape, dtype) / 2**30:,.1f} GiB" if memory else text
 
 
 def _physical_memory() -> int | None:
@@ -1944,7 +1948,7 @@ def _check_memory(path: str | os.PathLike, shape: Sequence[int], dtype: Any) -> 
     """Refuses voxels that a header declares and that no machine of this memory can hold, before any memory is
     taken for them: a header of a few bytes declaring 32767^3 voxels had failed with an empty ``MemoryError``."""
     memory = _physical_memory()
-    if memory is not None and math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize > memory:
+    if memory is not None and _byte_count(shape, dtype) > memory:
         raise ValueError(
             f"{path}: its header declares {_voxels_text(shape, dtype, memory=True)}, more than this machine's "
             f"{memory / 2**30:.3g} GiB of memory: a damaged header, or an image far larger than a scan."
@@ -1955,7 +1959,7 @@ def _check_nifti_size(path: str | os.PathLike, shape: Sequence[int], dtype: Any,
     """Refuses the voxels of a NIfTI header that an uncompressed file cannot hold, or no machine of this memory can,
     before any memory is taken for them (nibabel takes it all, then reads)."""
     if str(path).lower().endswith(".nii"):
-        size = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+        size = _byte_count(shape, dtype)
         stored = max(os.path.getsize(path) - int(offset), 0)
         if stored < size:
             raise ValueError(
