@@ -160,7 +160,10 @@ def read_checkpoint(
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint does not exist; train the bundle first or set the path to it.")
+        raise CheckpointError(
+            f"{path}: checkpoint does not exist; train the bundle first, or give the path of trained weights "
+            "(--model_file of the 2D bundles, --model_files of the CT bundles)."
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets one message naming it

@@ -451,6 +451,12 @@ def test_weights_that_are_not_finite_are_refused(tmp_path):
     torch.testing.assert_close(target.weight, before)
 
 
+def test_missing_weights_name_the_settings_that_give_their_path(tmp_path):
+    with pytest.raises(CheckpointError, match=r"model.pt: checkpoint does not exist") as raised:
+        load_weights(tmp_path / "model.pt", torch.nn.Linear(3, 2))
+    assert "--model_file of the 2D bundles, --model_files of the CT bundles" in str(raised.value)
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="flock: POSIX only")
 def test_a_second_training_with_the_same_folder_is_refused(tmp_path):
     import fcntl
