@@ -172,7 +172,7 @@ def case_output_names(sources: Sequence[str | os.PathLike], case_ids: Sequence[s
         reasons = [
             reason
             for reason, applies in (
-                ("characters that file systems refuse", _UNSAFE.search(base)),
+                ("characters that file systems refuse, or control characters", _UNSAFE.search(base)),
                 ("the output name of another input", i in shared),
                 ("a name too long for the file system", i in shortened),
             )

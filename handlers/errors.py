@@ -38,6 +38,8 @@ __all__ = [
     "escape_unencodable_output",
     "explain",
     "point_at_null_device",
+    "printable",
+    "printable_records",
     "quiet_closed_stdout",
     "report_errors",
     "root_cause",
@@ -387,6 +389,62 @@ def _without_traceback(factory: Callable[..., logging.LogRecord]) -> Callable[..
     return make
 
 
+# control characters (C0 but tab, DEL, C1) and the bidirectional overrides: in a file name they move a terminal's
+# cursor, colour or clear its screen, start a new line that reads as the run's own, or show the name's end reversed
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``, ``\\n``), for a terminal or a log.
+
+    Args:
+        text: a message, or a name from the file system that it holds.
+        keep: control characters to leave as they are (``"\\n"`` for a message of several lines).
+
+    Example::
+
+        >>> printable("scan\\x1b[2J\\n.png")
+        'scan\\\\x1b[2J\\\\n.png'
+    """
+    return _CONTROLS.sub(lambda m: m[0] if m[0] in keep else m[0].encode("unicode_escape").decode(), text)
+
+
+def _printable_value(value: object) -> object:
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    text = str(value)
+    return printable(text) if _CONTROLS.search(text) else value
+
+
+def printable_records(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """A log record factory whose records give control characters as escapes (see :func:`printable`).
+
+    Values logged (``%s`` arguments: file names, errors) escape every one, line breaks included, so that a name
+    cannot write a line of its own; a message's own text keeps its line breaks.
+
+    Args:
+        factory: the factory to wrap (``logging.getLogRecordFactory()``).
+
+    Example::
+
+        >>> logging.setLogRecordFactory(printable_records(logging.getLogRecordFactory()))  # doctest: +SKIP
+    """
+    if getattr(factory, "escapes_controls", False):
+        return factory
+
+    def make(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs) -> logging.LogRecord:
+        if isinstance(msg, str) and _CONTROLS.search(msg):
+            msg = printable(msg, keep="\n")
+        if isinstance(args, tuple):
+            args = tuple(_printable_value(a) for a in args)
+        elif isinstance(args, Mapping):
+            args = {k: _printable_value(v) for k, v in args.items()}
+        return factory(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs)
+
+    make.escapes_controls = True  # type: ignore[attr-defined]
+    return make
+
+
 def escape_unencodable_output() -> None:
     """Makes standard output and error escape what their encoding cannot hold instead of failing on it.
 
@@ -578,7 +636,8 @@ def report_errors(log_file: str | os.PathLike) -> None:
         skip_log = seen or isinstance(root_cause(error), OutputFolderError)
         where = "" if skip_log else _saved_traceback(path, kind, error, tb) + "\n"
         reported.extend(_chain(error))
-        print(f"{where}{prefix}: {explain(error)}", file=sys.stderr, flush=True)
+        message = printable(explain(error), keep="\n")
+        print(f"{where}{prefix}: {message}", file=sys.stderr, flush=True)
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
@@ -605,4 +664,4 @@ def report_errors(log_file: str | os.PathLike) -> None:
     quiet_closed_stdout()
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "strips_tracebacks", False):
-        logging.setLogRecordFactory(_without_traceback(factory))
+        logging.setLogRecordFactory(_without_traceback(printable_records(factory)))

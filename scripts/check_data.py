@@ -28,7 +28,7 @@ from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
 from monai_unets.bundles.overrides import literal_path
 from monai_unets.data import absent_classes, border_filling_labels, empty_labels, scan_cases
-from monai_unets.handlers.errors import check_settings, explain
+from monai_unets.handlers.errors import check_settings, explain, printable
 
 from .cli import key_value, path_option, run_tool
 
@@ -95,17 +95,17 @@ def run(args: argparse.Namespace) -> int:
 
     def report(case: dict, problem: object) -> None:
         if problem is not None:
-            print(f"BAD  {problem}", flush=True)
+            print(f"BAD  {printable(str(problem))}", flush=True)
 
     scan = scan_cases(cases, loading, num_workers=num_workers, on_result=report)
     warning, refusal = empty_labels(groups, scan)
     if refusal:
-        print(f"BAD  {refusal}", flush=True)
+        print(f"BAD  {printable(refusal)}", flush=True)
     elif warning:
-        print(f"WARNING  {warning}", flush=True)
+        print(f"WARNING  {printable(warning)}", flush=True)
     for warning in (border_filling_labels(groups, scan), absent_classes(groups, scan, class_names)):
         if warning:
-            print(f"WARNING  {warning}", flush=True)
+            print(f"WARNING  {printable(warning)}", flush=True)
     if scan.bad:
         print(f"{len(scan.bad)} of {len(cases)} cases are bad (listed above); training would stop on them.")
         return 1

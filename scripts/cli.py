@@ -20,7 +20,7 @@ from types import ModuleType
 
 import monai_unets
 
-from ..handlers.errors import escape_unencodable_output, quiet_closed_stdout
+from ..handlers.errors import escape_unencodable_output, printable, printable_records, quiet_closed_stdout
 
 __all__ = [
     "COMMANDS",
@@ -195,6 +195,7 @@ def _configure_logging() -> None:
     quiet_closed_stdout()
     # Progress and warnings go to stderr so that stdout holds only the tools' summaries.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.setLogRecordFactory(printable_records(logging.getLogRecordFactory()))
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -210,11 +211,11 @@ def _invoke(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except UsageError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as error:
         # Bad folders, files or options are user errors: a one-line message, not a traceback.
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {printable(str(error))}", file=sys.stderr)
         return 1
 
 

@@ -85,7 +85,9 @@ def test_the_warning_says_why_each_input_was_renamed(caplog):
     with caplog.at_level(logging.WARNING):
         names = case_output_names(sources)
     renamed = dict(entry.split(" -> ") for entry in caplog.text.strip().split(": ", 1)[1].split("; "))
-    assert renamed["/in/tab\there.png"] == "tab_here (it had characters that file systems refuse)"
+    assert renamed["/in/tab\there.png"] == (
+        "tab_here (it had characters that file systems refuse, or control characters)"
+    )
     assert renamed["/in/a.jpg"] == "a_jpg (it had the output name of another input)"
     assert renamed[sources[3]] == f"{names[3]} (it had a name too long for the file system)"
 

@@ -125,6 +125,32 @@ def test_a_name_that_is_not_utf8_reaches_the_screen_and_the_log_escaped(tmp_path
     assert "ValueError: /in/bad_\\udce9.png: not an image" in log.read_text(encoding="utf-8")
 
 
+def test_control_characters_of_a_name_reach_the_screen_escaped(tmp_path):
+    # a name's escape sequence had coloured or cleared the terminal, and its line break had written a line that
+    # read as the run's own summary
+    script = (
+        "import logging, sys\n"
+        "from monai_unets.handlers import report_errors\n"
+        "report_errors(sys.argv[1])\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
+        "name = '/in/a\\x1b[2J\\nINFO 9 ok, 0 failed\\u202egnp.png'\n"
+        "logging.error('case %s failed:\\n  %s', name, ValueError(name + ': not an image'))\n"
+        "raise ValueError(name + ': not an image')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "error.log")], capture_output=True, text=True)
+    assert result.returncode == 1
+    name = "/in/a\\x1b[2J\\nINFO 9 ok, 0 failed\\u202egnp.png"
+    # the message's own line break stays; the names' are escaped
+    assert result.stdout.splitlines() == [
+        f"ERROR case {name} failed:",
+        f"  {name}: not an image",
+    ]
+    # the last line is one line, as every error's (explain)
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ERROR: ValueError: /in/a\\x1b[2J INFO 9 ok, 0 failed\\u202egnp.png: not an image"
+    )
+
+
 def test_refusing_the_input_folder_as_output_writes_no_log_there(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     script = (

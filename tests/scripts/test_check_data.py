@@ -94,6 +94,18 @@ def test_check_data_counts_masks_drawn_dark_on_light(tmp_path, capsys):
     assert status == 0 and "WARNING" not in out
 
 
+def test_check_data_prints_control_characters_of_names_escaped(tmp_path, capsys):
+    # a mask named with a terminal's escape sequence and a line break had cleared the screen and begun a line
+    bad = _lesion()
+    bad[16:24, 20:28] = 60  # a second region drawn darker, apart from the lesion: refused
+    name = "x\x1b[2J\nok"
+    status, out = _check_masks(tmp_path, capsys, {name: bad, "lesion": _lesion()}, [name], ["lesion"])
+    assert status == 1
+    assert "\x1b" not in out
+    bad_lines = [line for line in out.splitlines() if line.startswith("BAD")]
+    assert len(bad_lines) == 1 and bad_lines[0].startswith(f"BAD  {tmp_path}/x\\x1b[2J\\nok.png: ")
+
+
 def test_check_data_reads_folders_as_typed(tmp_path, capsys, monkeypatch):
     # '#', '@', '$' and '%' had been read by MONAI's config parser: skin#2 became skin::2, @x a reference
     monkeypatch.setenv("HOME", str(tmp_path))
