@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 from monai.utils import min_version, optional_import
 
 from ..bundles.distributed import hold_folder_for_job
-from ..data.atomic import atomic_open, companion_name, hold_folder, naming_holder, release_folder
+from ..data.atomic import atomic_open, atomic_path, companion_name, hold_folder, naming_holder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
@@ -216,6 +217,10 @@ def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[s
         "weights trained with this bundle's configuration."
     )
 
+
+#: folder beside the weights (``models/previous``) where a training that does not go on with the one before keeps
+#: that one's weights, plan and checkpoint before it replaces them
+PREVIOUS_FOLDER = "previous"
 
 #: entries that hold a network's weights in a checkpoint of more: this project's training checkpoints ("model"), and
 #: the ``{"state_dict": ..., "epoch": ...}`` that many training scripts write
@@ -1076,13 +1081,38 @@ class TrainingCheckpoint:
         save_atomic(state, self.checkpoint_path)
 
     def load(self, engine: Engine) -> None:
-        """Resumes from the checkpoint when there is one and resuming is on."""
+        """Resumes from the checkpoint when there is one and resuming is on; a training that does not resume keeps
+        the weights it will replace (:meth:`_keep_replaced`)."""
         self._first_epoch = int(engine.state.epoch)
+        if not self._resumed(engine) and is_main_process():
+            self._keep_replaced()
+
+    def _keep_replaced(self) -> None:
+        # the first validation of a training that does not go on with the one before overwrites that one's best
+        # weights: a dataset given by mistake, or --resume False, had lost a long training's model for good
+        saver = next((obj for obj in self.save_dict.values() if isinstance(obj, BestModelSaver)), None)
+        if saver is None or not saver.save_path.is_file():
+            return
+        files = [Path(f) for f in (saver.save_path, saver.plan_file, self.checkpoint_path) if f and Path(f).is_file()]
+        folder = saver.save_path.parent / PREVIOUS_FOLDER
+        for path in files:
+            with atomic_path(folder / path.name) as temporary:
+                shutil.copyfile(path, temporary)
+        logger.warning(
+            "this training replaces the weights of another (%s); they are kept in %s with their %s, until another "
+            "training replaces the weights again (run them as other weights: --model_file, or --model_files of the CT "
+            "bundles, %s).",
+            saver.save_path,
+            folder,
+            "plan and checkpoint" if len(files) == 3 else "checkpoint" if self.checkpoint_path in files else "files",
+            folder / saver.save_path.name,
+        )
+
+    def _resumed(self, engine: Engine) -> bool:
         if not self.resume:
-            return
+            return False
         if not self.checkpoint_path.is_file():
-            self._resume_earlier(engine)
-            return
+            return self._resume_earlier(engine)
         state = read_checkpoint(self.checkpoint_path)
         if _same_cases(_recorded_cases(state), engine) is False:
             # another training, not the interrupted one: MONAI Label trains again once more images are labelled,
@@ -1096,14 +1126,15 @@ class TrainingCheckpoint:
                 self.checkpoint_path,
                 " or paths (written by an earlier version, which knew its cases by their absolute paths only: a "
                 "dataset moved, mounted elsewhere or reached through a link is another to it; to go on with that "
-                "training, run it once from the dataset's old path, or keep a copy of models/)"
+                "training, run it once from the dataset's old path)"
                 if by_path
                 else "",
             )
-            return
+            return False
         self._restore(engine, state, self.checkpoint_path)
+        return True
 
-    def _resume_earlier(self, engine: Engine) -> None:
+    def _resume_earlier(self, engine: Engine) -> bool:
         for path in self.earlier:
             if not path.is_file():
                 continue
@@ -1117,7 +1148,8 @@ class TrainingCheckpoint:
                     self.checkpoint_path,
                 )
                 self._restore(engine, state, path)
-                return
+                return True
+        return False
 
     def _restore(self, engine: Engine, state: Mapping[str, Any], path: Path) -> None:
         missing = [name for name in [*self.save_dict, "trainer"] if name not in state]

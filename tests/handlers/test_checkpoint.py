@@ -557,7 +557,15 @@ def test_trainings_of_other_checkpoints_in_one_folder_run_side_by_side(tmp_path)
 
 
 def _case_trainer(
-    tmp_path, names, max_epochs=2, checkpoint="checkpoint.pt", earlier=(), skipped=(), validation=(), folder=None
+    tmp_path,
+    names,
+    max_epochs=2,
+    checkpoint="checkpoint.pt",
+    earlier=(),
+    skipped=(),
+    validation=(),
+    folder=None,
+    resume=True,
 ):
     """A trainer over a dataset of named cases (what a bundle's datalist gives, less those the data check ``skipped``),
     checkpointed with its best saver, which is attached to a validator of the ``validation`` cases when given."""
@@ -578,7 +586,8 @@ def _case_trainer(
         validator.data_loader = DataLoader(Dataset([{"name": name} for name in validation]))
         saver.attach(validator)
     state = {"model": net, "optimizer": optimizer, "best_model": saver}
-    TrainingCheckpoint(tmp_path / checkpoint, state, earlier=[tmp_path / name for name in earlier]).attach(trainer)
+    earlier = [tmp_path / name for name in earlier]
+    TrainingCheckpoint(tmp_path / checkpoint, state, resume=resume, earlier=earlier).attach(trainer)
     epochs: list[int] = []
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
     return trainer, net, saver, epochs
@@ -605,6 +614,28 @@ def test_a_finished_training_resumes_only_on_its_own_cases_and_another_one_start
     assert epochs == [1, 2]
     assert "checkpoint.pt is of a training on other cases: this one starts at epoch 1" in caplog.text
     assert saver.best_metric == 0.9  # not replaced by the other training's best score
+
+
+def test_a_training_that_does_not_go_on_with_the_one_before_keeps_its_weights(tmp_path, caplog):
+    # the first validation of another training (a dataset given by mistake, --resume False) had replaced the best
+    # model.pt of a long one for good
+    def files(folder):
+        return {name: (folder / name).read_bytes() for name in ("model.pt", "checkpoint.pt")}
+
+    _case_trainer(tmp_path, ["a", "b"], max_epochs=1)[0].run()
+    _case_trainer(tmp_path, ["a", "b"], max_epochs=2)[0].run()  # goes on with it: nothing to keep
+    assert not (tmp_path / "previous").exists()
+    before = files(tmp_path)
+    with caplog.at_level("WARNING"):
+        _case_trainer(tmp_path, ["a", "c"], max_epochs=1)[0].run()
+    assert files(tmp_path / "previous") == before != files(tmp_path)
+    assert (
+        f"this training replaces the weights of another ({tmp_path / 'model.pt'}); they are kept in "
+        f"{tmp_path / 'previous'} with their checkpoint" in caplog.text
+    )
+    before = files(tmp_path)
+    _case_trainer(tmp_path, ["a", "c"], max_epochs=1, resume=False)[0].run()
+    assert files(tmp_path / "previous") == before
 
 
 def test_a_dataset_moved_or_reached_through_a_link_is_the_same_training(tmp_path):
@@ -640,7 +671,7 @@ def test_a_checkpoint_of_an_earlier_version_that_knew_absolute_paths_says_why_it
         "is of a training on other cases or paths (written by an earlier version, which knew its cases by their "
         in (caplog.text)
     )
-    assert "run it once from the dataset's old path, or keep a copy of models/" in caplog.text
+    assert "run it once from the dataset's old path)" in caplog.text
 
 
 def test_another_dataset_whose_files_have_the_same_names_is_another_training(tmp_path):
