@@ -2623,6 +2623,12 @@ class _Listing:
     listed: set[Path] = field(default_factory=set)
 
 
+def _walked(folder: Path, root: Path) -> bool:
+    """Whether the listing of ``root`` (resolved) reaches the resolved ``folder`` without links: it lies within
+    ``root``, and in no hidden folder (a data versioning tool's ``.store/p1``, which a link ``p1`` shows)."""
+    return root in folder.parents and not any(part.startswith(".") for part in folder.relative_to(root).parts)
+
+
 def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
     """The cases of one folder of ``list_medical_cases``, ``depth`` levels below its input folder, its study
     subfolders' in their place; may be none."""
@@ -2660,7 +2666,7 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
                 # a link back to this folder or one above it: followed, it listed every study again, ~40 times (to
                 # the system's limit on nested links), and the studies around the input folder too
                 loops.append(path.name)
-            elif path.is_symlink() and listing.root in target.parents:
+            elif path.is_symlink() and _walked(target, listing.root):
                 # listed where it lies: two sibling folders linking to each other had each listed the other's
                 # studies, and their links', to that limit
                 inner_links.append(path.name)
@@ -2685,6 +2691,8 @@ def _list_folder(folder: Path, listing: _Listing, depth: int) -> list[dict]:
             elif (what := _auxiliary_series_folder(path)) is not None:
                 auxiliary.append((path, what))
             else:
+                # a series folder linked in twice is one case too
+                listing.listed.add(target)
                 cases.extend({"image": image} for image in series_cases(path, split_series, series))
         elif is_special_file(path):
             special.append(path.name)

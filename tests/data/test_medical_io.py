@@ -1475,18 +1475,28 @@ def test_links_between_folders_list_each_study_once(tmp_path):
     (inbox / "x1").symlink_to(outside / "x")
     (inbox / "x2").symlink_to(outside / "x")
     (outside / "x" / "again").symlink_to(outside / "x")
+    # a study in a hidden folder, which the listing does not walk, shown by a link (a data versioning tool's store)
+    (inbox / ".store" / "p").mkdir(parents=True)
+    (inbox / ".store" / "p" / "p.nii.gz").touch()
+    (inbox / "p").symlink_to(".store/p")
+    # a DICOM series folder outside, linked in twice
+    _write_series(np.zeros((4, 4, 3), np.int16), outside / "series")
+    (inbox / "s1").symlink_to(outside / "series")
+    (inbox / "s2").symlink_to(outside / "series")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cases = list_medical_cases(inbox)
     assert [c["image"] for c in cases] == [
         str(inbox / "a" / "a.nii.gz"),
         str(inbox / "b" / "b.nii.gz"),
+        str(inbox / "p" / "p.nii.gz"),
+        str(inbox / "s1"),
         str(inbox / "x1" / "x.nii.gz"),
     ]
     said = " ".join(str(w.message) for w in caught)
     assert "links to folders within the input folder, listed where they lie): to_b" in said
     assert "links to folders within the input folder, listed where they lie): to_a" in said
-    assert "a folder above it or a folder listed already): x2" in said
+    assert "a folder above it or a folder listed already): s2, x2" in said
 
 
 def test_folders_too_deep_are_skipped_and_the_others_listed(tmp_path):
