@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from monai.bundle import onnx_export as monai_onnx_export
 from monai.bundle.scripts import update_kwargs
 from monai.utils import optional_import, pytorch_after
 
 from ..data.atomic import atomic_path
-from ..handlers.checkpoint import weights_fingerprint
+from ..handlers.checkpoint import read_weights, weights_fingerprint
 from ..handlers.errors import explain
 from ..networks.runtime import WEIGHTS_FINGERPRINT_KEY
 
@@ -54,14 +57,24 @@ def onnx_export(net_id: str | None = None, args_file: str | None = None, **kwarg
     for required in ("filepath", "ckpt_file", "config_file"):
         if not args.get(required):
             raise ValueError(f"onnx_export needs --{required}.")
-    # before the export's minutes: an unreadable weights file is named at once
-    fingerprint = weights_fingerprint(args["ckpt_file"], args.get("key_in_ckpt") or "")
+    # before the export's minutes: an unreadable weights file, or one of NaN weights, is named at once
+    key = args.get("key_in_ckpt") or ""
+    state = read_weights(args["ckpt_file"], key=key)
+    fingerprint = weights_fingerprint(args["ckpt_file"], key)
     if args.get("use_trace") is None and not pytorch_after(2, 9):
         # before torch 2.9 MONAI scripts the network unless it traces it, and torch 2.8's TorchScript exporter
         # cannot export the scripted aten::is_grad_enabled; the export is for one input size, as a trace is
         args["use_trace"] = True
-    with atomic_path(args["filepath"]) as temporary, _naming(str(temporary), str(args["filepath"])):
-        monai_onnx_export(**{**args, "filepath": str(temporary)})
+    with (
+        atomic_path(args["filepath"]) as temporary,
+        _naming(str(temporary), str(args["filepath"])),
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        # MONAI's export loads a plain state dict or one entry of a checkpoint: the weights as inference reads them
+        # (a "state_dict" entry, data-parallel "module." names) had failed it with every key missing
+        plain = os.path.join(folder, "model.pt")
+        torch.save(dict(state), plain)
+        monai_onnx_export(**{**args, "filepath": str(temporary), "ckpt_file": plain, "key_in_ckpt": ""})
         model = onnx.load(str(temporary))
         model.metadata_props.add(key=WEIGHTS_FINGERPRINT_KEY, value=fingerprint)
         onnx.save(model, str(temporary))

@@ -56,6 +56,7 @@ __all__ = [
     "hold_training",
     "load_weights",
     "read_checkpoint",
+    "read_weights",
     "release_training",
     "run_training",
     "save_atomic",
@@ -247,6 +248,37 @@ def _weights_of(path: str | os.PathLike, map_location: Any = "cpu", key: str = "
     return state
 
 
+def read_weights(path: str | os.PathLike, map_location: Any = "cpu", key: str = "") -> Mapping[str, Any]:
+    """The network weights a file holds, as a plain state dict, refused where one of them is NaN or infinite.
+
+    The file is a state dict (``model.pt``), or a checkpoint holding one under ``key``, ``"model"`` (this project's
+    training checkpoints) or ``"state_dict"`` (many training scripts'); names saved from a data-parallel wrapper
+    (``module.``) are given without that prefix.
+
+    Args:
+        path: the weights file.
+        map_location: ``torch.load``'s ``map_location``.
+        key: the checkpoint's entry holding the weights (MONAI's ``key_in_ckpt``); default: found as above.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, holds no state dict, or a weight is NaN or infinite.
+
+    Example::
+
+        >>> state = read_weights("models/model.pt")  # doctest: +SKIP
+    """
+    state = _weights_of(path, map_location, key)
+    bad, total = _non_finite(state.values())
+    if bad:
+        # a network of NaN weights outputs NaN, which every class's argmax turns into background: empty label maps,
+        # each case reported as done
+        raise CheckpointError(
+            f"{path}: {bad} of {total} weights are NaN or infinite (a training that "
+            "diverged, or a damaged file): no output of these weights would mean anything."
+        )
+    return state
+
+
 def weights_fingerprint(path: str | os.PathLike, key: str = "") -> str:
     """The SHA-256 of the network weights in a checkpoint: names, dtypes, shapes and values, in name order.
 
@@ -411,7 +443,7 @@ def load_weights(
 
         >>> load_weights("models/model.pt", network)  # doctest: +SKIP
     """
-    state = _weights_of(path, map_location)
+    state = read_weights(path, map_location)
     module = _unwrap(network)
     problem = _mismatch(path, module, state)
     if problem:
@@ -425,14 +457,6 @@ def load_weights(
                 "first."
             )
         raise CheckpointError(problem)
-    bad, total = _non_finite(state.values())
-    if bad:
-        # a network of NaN weights outputs NaN, which every class's argmax turns into background: empty label maps,
-        # each case reported as done
-        raise CheckpointError(
-            f"{path}: {bad} of {total} weights are NaN or infinite (a training that "
-            "diverged, or a damaged file): no output of these weights would mean anything."
-        )
     module.load_state_dict(state)
 
 

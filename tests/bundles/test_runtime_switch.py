@@ -131,6 +131,40 @@ def test_the_export_command_says_a_mistake_in_one_line(tmp_path, capsys):
     assert "Traceback" not in said and not (tmp_path / "model.onnx").exists()
 
 
+def test_the_export_command_takes_the_checkpoints_inference_takes_and_refuses_nan_weights(tmp_path, capsys):
+    import numpy as np
+    import onnxruntime
+    from monai_unets.bundles.export import main
+
+    configs = bundle_dir("egeunet_skin_lesion") / "configs"
+    net = _parser("egeunet_skin_lesion", tmp_path).get_parsed_content("network_def").eval()
+
+    def export(weights: str) -> int:
+        command = ["onnx_export", "network_def", "--filepath", str(tmp_path / "model.onnx"), "--ckpt_file"]
+        command += [str(tmp_path / weights), "--config_file", str(configs / "inference.yaml")]
+        return main(command + ["--input_shape", "[1, 3, 64, 64]"])
+
+    # another script's checkpoint of a data-parallel network, which inference loads: the export had failed on it,
+    # every key missing
+    torch.save({"state_dict": torch.nn.DataParallel(net).state_dict(), "epoch": 3}, tmp_path / "other.pt")
+    assert export("other.pt") == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(image).numpy()
+    exported = session.run(None, {session.get_inputs()[0].name: image.numpy()})[0]
+    np.testing.assert_allclose(exported, expected, atol=1e-4)
+    # NaN weights had been exported, and their ONNX runtime gave every case an empty mask, reported as done
+    (tmp_path / "model.onnx").unlink()
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("nan")
+    torch.save(net.state_dict(), tmp_path / "nan.pt")
+    assert export("nan.pt") == 1
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.startswith(f"onnx_export: error: {tmp_path / 'nan.pt'}: 1 of ") and "NaN or infinite" in said
+    assert not (tmp_path / "model.onnx").exists()
+
+
 def test_unknown_runtime_is_a_clear_error(tmp_path):
     parser = _parser("egeunet_skin_lesion", tmp_path, runtime="onxx")
     with pytest.raises(RuntimeError) as raised:
