@@ -181,14 +181,23 @@ def _lossless_threshold(label: torch.Tensor, name: str) -> float:
 
 def _refuse_low_regions(label: torch.Tensor, threshold: float, name: str, one_class: str) -> None:
     """Refuses a mask where a region of non-zero values at or below ``threshold`` lies apart from every value above
-    it: a second lesion or class drawn in a darker value (or colour), which thresholding would erase. Smoothed
-    edges touch the foreground they smooth; a region of at least :data:`_DROPPED_PIXELS` pixels apart is no edge,
-    whatever its share of the mask (a 120-pixel patch beside a lesion of 2,400 had been erased without a word)."""
-    nonzero = (label != 0).cpu().numpy()
+    it and holds at least :data:`_DROPPED_PIXELS` pixels of its highest value: a second lesion or class drawn in a
+    darker value (or colour), which thresholding would erase, whatever its share of the mask (a 120-pixel patch
+    beside a lesion of 2,400 had been erased without a word). Smoothed edges touch the foreground they smooth; a
+    small spot blurred below the threshold peaks in a few pixels, and is read as background, as a soft mask's
+    values below one half are."""
+    values = label.cpu().numpy()
+    nonzero = values != 0
     regions, count = ndimage.label(nonzero, structure=np.ones((3,) * nonzero.ndim))
     sizes = np.bincount(regions.ravel(), minlength=count + 1)
-    foreground = set(np.unique(regions[(label > threshold).cpu().numpy()]).tolist())
-    apart = [k for k in range(1, count + 1) if sizes[k] >= _DROPPED_PIXELS and k not in foreground]
+    foreground = set(np.unique(regions[values > threshold]).tolist())
+    apart = [
+        k
+        for k in range(1, count + 1)
+        if sizes[k] >= _DROPPED_PIXELS
+        and k not in foreground
+        and _peak_pixels(values[regions == k]) >= _DROPPED_PIXELS
+    ]
     if not apart:
         return
     largest = max(apart, key=lambda k: sizes[k])
@@ -198,6 +207,10 @@ def _refuse_low_regions(label: torch.Tensor, threshold: float, name: str, one_cl
         f"(values above half the maximum, {threshold:g}) and would be read as background: a second lesion or class "
         f"drawn in another value; {one_class}: relabel the mask."
     )
+
+
+def _peak_pixels(values: np.ndarray) -> int:
+    return int((values == values.max()).sum())
 
 
 def _lossy_threshold(label: torch.Tensor, name: str) -> float:

@@ -227,6 +227,24 @@ def test_a_darker_region_apart_from_the_lesion_is_refused_whatever_its_share():
     assert float(BinarizeLabel()(_named(mask)).sum()) == 2400
 
 
+def test_a_small_spot_blurred_below_half_the_maximum_is_read_as_background_not_refused():
+    from PIL import Image, ImageFilter
+
+    # a 7 x 7 spot of 255 beside the lesion, the whole mask blurred: the spot's halo peaks at 93 over 605 pixels of
+    # many values, and had been refused as a second lesion drawn darker
+    mask = np.zeros((128, 160), dtype=np.uint8)
+    mask[30:90, 20:90] = 255
+    mask[20:27, 130:137] = 255
+    blurred = np.asarray(Image.fromarray(mask).filter(ImageFilter.GaussianBlur(4)))
+    assert 0 < blurred[20:27, 130:137].max() <= 127
+    found = BinarizeLabel()(_named(blurred)).numpy().astype(bool)
+    np.testing.assert_array_equal(found, blurred > 127.5)
+    # the same spot drawn in a darker value and blurred keeps a plateau of that value: refused
+    mask[10:30, 120:150] = 90
+    with pytest.raises(ValueError, match=r"a region of \d+ pixels of mask values .* lies apart from the"):
+        BinarizeLabel()(_named(np.asarray(Image.fromarray(mask).filter(ImageFilter.GaussianBlur(1)))))
+
+
 @pytest.mark.parametrize("radius", [2, 3, 5, 10, 25])
 @pytest.mark.parametrize("resample", ["BILINEAR", "BICUBIC", "LANCZOS", "BOX"])
 def test_a_resized_0_255_mask_with_many_edge_values_is_not_taken_for_classes(radius, resample):
