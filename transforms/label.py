@@ -194,9 +194,7 @@ def _refuse_low_regions(label: torch.Tensor, threshold: float, name: str, one_cl
     apart = [
         k
         for k in range(1, count + 1)
-        if sizes[k] >= _DROPPED_PIXELS
-        and k not in foreground
-        and _peak_pixels(values[regions == k]) >= _DROPPED_PIXELS
+        if sizes[k] >= _DROPPED_PIXELS and k not in foreground and _peak_pixels(values[regions == k]) >= _DROPPED_PIXELS
     ]
     if not apart:
         return
