@@ -587,8 +587,9 @@ class CheckCased(MapTransform):
             # the 3D bundles take the channels of their dataset's plan: one without a plan (the recipe's single CT
             # channel) had been told to split a multi-modal case, losing its channels
             unplanned = (
-                "; a dataset of several co-registered channels (MR sequences) is planned first, `monai-unets plan "
-                "--dataset-dir <dataset>`, which gives the bundle its channels"
+                "; for data of several co-registered channels (MR sequences), plan the dataset, `monai-unets plan "
+                "--dataset-dir <dataset>`, which gives the bundle its channels, and train on it: weights take the "
+                "channels they were trained with"
                 if wanted == 1 and self.spatial_dims == 3
                 else ""
             )

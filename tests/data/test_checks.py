@@ -199,8 +199,9 @@ def test_a_file_of_several_values_per_voxel_is_named_as_such_and_a_4d_file_as_4d
         check(load({"image": str(tmp_path / "4d.nii.gz")}))
     # or, MR sequences of one case, planned: told only to split them, a user had lost their channels
     assert str(raised.value).endswith(
-        "a dataset of several co-registered channels (MR sequences) is planned first, `monai-unets plan --dataset-dir "
-        "<dataset>`, which gives the bundle its channels."
+        "for data of several co-registered channels (MR sequences), plan the dataset, `monai-unets plan --dataset-dir "
+        "<dataset>`, which gives the bundle its channels, and train on it: weights take the channels they were trained "
+        "with."
     )
 
 
