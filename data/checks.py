@@ -452,6 +452,17 @@ def _label_map_values(image: torch.Tensor) -> list[float] | None:
     return [float(v) for v in values]
 
 
+def _same_grid_advice(dims: int) -> str:
+    """What a label of another grid than its image's needs."""
+    if dims == 2:
+        return "a mask must have its image's size: resize it with nearest-neighbour interpolation, or draw it anew"
+    return (
+        "they must be on the same voxel grid: export the label on its image's grid (3D Slicer crops a .seg.nrrd to "
+        "its segments' extent unless exported as a label map of the image), or resample it onto that grid with "
+        "nearest-neighbour interpolation"
+    )
+
+
 def _turned_hint(label: torch.Tensor, image: torch.Tensor) -> str:
     """Why a 2D label may have its image's size turned: drawn on the image as a viewer shows a photograph whose EXIF
     orientation turns it a quarter (orientations 5 to 8), where the pixels are read as stored."""
@@ -510,7 +521,11 @@ class CheckCased(MapTransform):
     - a 2D label has its image's EXIF orientation, where another one would leave unknown whether it follows the
       stored pixels or the displayed image (a turn that keeps the shape: 180 degrees, a mirroring, a square image);
     - with ``num_classes > 1``, label values are integers in ``0 .. num_classes - 1`` (a binary bundle,
-      ``num_classes`` 1, takes masks of any two levels and binarizes them).
+      ``num_classes`` 1, takes masks of any two levels and binarizes them);
+    - segments named in the label's header have the values of the classes of the same names.
+
+    A label that passes is given its image's affine, from which it differs by less than ``affine_tolerance``: both
+    are then resampled alike (rounding differences of two headers had moved label voxels on half-voxel ties).
 
     Args:
         keys: the image key and, optionally, the label key (a missing label is fine: inference).
@@ -519,6 +534,9 @@ class CheckCased(MapTransform):
         num_classes: output classes of the bundle (background included); ``None`` skips the label value check.
         nan_policy: ``"error"`` or ``"replace"``.
         affine_tolerance: largest distance in mm between where the image and the label put a corner voxel.
+        class_names: the names of classes 1, 2, ...: a label whose header names its segments (3D Slicer's
+            ``.seg.nrrd``: ``Segment<i>_Name``, ``Segment<i>_LabelValue``) with another value for one of these names
+            is refused; ``None`` skips the check.
 
     Raises:
         DataCheckError: the first problem found, with the file's path; for an image read from several files, one
@@ -538,6 +556,7 @@ class CheckCased(MapTransform):
         num_classes: int | None = None,
         nan_policy: str = "error",
         affine_tolerance: float = 0.01,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys=True)
         if len(self.keys) not in (1, 2):
@@ -549,13 +568,14 @@ class CheckCased(MapTransform):
         self.num_classes = num_classes
         self.nan_policy = _choice("nan_policy", nan_policy, NAN_POLICIES)
         self.affine_tolerance = affine_tolerance
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         if self.image_key in d:
             d[self.image_key] = self._check_image(d[self.image_key])
         if self.label_key is not None and self.label_key in d:
-            d[self.label_key] = self._check_label(d[self.label_key], d.get(self.image_key))
+            d[self.label_key] = self.check_label(d[self.label_key], d.get(self.image_key))
         return d
 
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -670,7 +690,24 @@ class CheckCased(MapTransform):
             "within the image's."
         )
 
-    def _check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
+    def check_label(self, label: torch.Tensor, image: torch.Tensor | None) -> torch.Tensor:
+        """Checks a channel-first label against its channel-first image (``None``: the label alone).
+
+        Args:
+            label: the label as loaded, with its metadata.
+            image: its image, with its metadata.
+
+        Returns:
+            the label, in its image's voxel order and with its image's affine where it passes.
+
+        Raises:
+            DataCheckError: the first problem found, naming the label's file.
+
+        Example::
+
+            >>> CheckCased().check_label(MetaTensor(torch.zeros(1, 4, 4)), MetaTensor(torch.zeros(3, 4, 4))).shape
+            torch.Size([1, 4, 4])
+        """
         name = _filename(label, self.label_key)
         if not all_finite(label):
             raise DataCheckError(name, "label has NaN or infinite values.")
@@ -681,14 +718,19 @@ class CheckCased(MapTransform):
                 raise DataCheckError(
                     name,
                     f"label has spatial shape {tuple(label.shape[1:])} but its image {image_name} has "
-                    f"{tuple(image.shape[1:])}; they must be on the same voxel grid{_turned_hint(label, image)}.",
+                    f"{tuple(image.shape[1:])}; {_same_grid_advice(label.ndim - 1)}{_turned_hint(label, image)}.",
                 )
             if label.shape[0] != 1:
-                raise DataCheckError(name, f"label has {label.shape[0]} channels; it must be a single label map.")
+                raise DataCheckError(
+                    name,
+                    f"label has {label.shape[0]} channels; it must be a single label map of class values (a one-hot "
+                    "label, or 3D Slicer's .seg.nrrd of overlapping segments in layers: merge them into one map).",
+                )
             problem = _orientation_problem(label, image, image_name)
             if problem:
                 raise DataCheckError(name, problem)
-            self._check_affines(name, label, image_name, image)
+            label = self._check_affines(name, label, image_name, image)
+        self._check_segment_names(name, label)
         if self.num_classes is not None and self.num_classes > 1:
             bad = (label < 0) | (label >= self.num_classes) | (label != torch.round(label))
             if bool(bad.any()):
@@ -741,10 +783,33 @@ class CheckCased(MapTransform):
         meta["affine"] = torch.as_tensor(np.asarray(image.affine), dtype=torch.float64)
         return MetaTensor(torch.as_tensor(np.ascontiguousarray(np.moveaxis(values, -1, 0))), meta=meta)
 
-    def _check_affines(self, name: str, label: torch.Tensor, image_name: str, image: torch.Tensor) -> None:
+    def _check_segment_names(self, name: str, label: torch.Tensor) -> None:
+        # 3D Slicer numbers segments in the order they were made: a tumour drawn before the pancreas is value 1,
+        # and trained as the pancreas, without a word
+        if not self.class_names:
+            return
+        meta = getattr(label, "meta", {})
+        classes = {n.strip().casefold(): k for k, n in enumerate(self.class_names, start=1)}
+        swapped = []
+        for key, segment in meta.items():
+            match = re.fullmatch(r"Segment(\d+)_Name", str(key))
+            value = str(meta.get(f"Segment{match[1]}_LabelValue", "")).strip() if match else ""
+            wanted = classes.get(str(segment).strip().casefold())
+            if wanted is not None and value.isdigit() and int(value) != wanted:
+                swapped.append(f"{str(segment).strip()} is {value}, class {wanted} here")
+        if swapped:
+            listed = ", ".join(f"{k} {n}" for k, n in enumerate(self.class_names, start=1))
+            raise DataCheckError(
+                name,
+                f"its segments have other values than the classes of their names ({'; '.join(swapped)}; classes: "
+                f"{listed}); renumber the segments (3D Slicer numbers them in the order they were made) or "
+                "relabel the file.",
+            )
+
+    def _check_affines(self, name: str, label: torch.Tensor, image_name: str, image: torch.Tensor) -> torch.Tensor:
         label_affine, image_affine = getattr(label, "affine", None), getattr(image, "affine", None)
         if label_affine is None or image_affine is None:
-            return
+            return label
         shape = tuple(image.shape[1:])
         distance = np.linalg.norm(
             grid_corners(np.asarray(label_affine, dtype=np.float64), shape)
@@ -757,6 +822,9 @@ class CheckCased(MapTransform):
                 f"label is placed up to {distance:.3g} mm away from its image {image_name} (affines differ; "
                 f"tolerance {self.affine_tolerance} mm); resample the label onto the image's grid or fix its header.",
             )
+        if isinstance(label, MetaTensor):
+            label.affine = torch.as_tensor(np.asarray(image_affine), dtype=torch.float64)
+        return label
 
 
 CheckCaseD = CheckCaseDict = CheckCased

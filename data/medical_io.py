@@ -109,6 +109,8 @@ _SEGMENTATION_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
     "1.2.840.10008.5.1.4.1.1.66.8": "Heightmap Segmentation Storage",
 }
+# RT Structure Set Storage: a clinic's contours of structures, in patient coordinates
+_RTSTRUCT_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 # Storage classes of images whose names do not say "Image Storage": parametric maps (float ADC or T1 values, which
 # the reader reads as stored) and 3D ultrasound volumes. Other named non-image classes are skipped (see _is_image).
 _IMAGE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.6.2"})
@@ -1102,6 +1104,13 @@ def _without_image_data(path: Path, header: Any) -> str:
         return (
             f"{path} is a DICOM {kind} object, not an image; DICOM SEG labels are not supported either: convert "
             "the segmentation to NIfTI (e.g. with highdicom or dcmqi's segimage2itkimage)"
+        )
+    if _sop_class(header) == _RTSTRUCT_CLASS:
+        # the usual form of a clinic's contours, given as a label
+        return (
+            f"{path} is a DICOM {kind} object, not an image; RT structure set labels are not supported either: "
+            "rasterise the contours onto their image's grid and save a label map (NIfTI), e.g. with 3D Slicer's "
+            "SlicerRT or rt-utils"
         )
     return f"{path} is a DICOM {kind} object, not an image"
 

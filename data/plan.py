@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_open, companion_name
+from .checks import CheckCased, DataCheckError
 
 __all__ = [
     "DEFAULT_PLAN",
@@ -104,7 +105,7 @@ def _read_case(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Image (C, X, Y, Z) and label (X, Y, Z) in RAS orientation, and the voxel spacing (mm); the image from one
     file or, given several, one channel from each."""
-    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
+    from monai.transforms import EnsureChannelFirstd, LoadImaged, Orientationd
 
     from .dataset import describe_error
     from .medical_io import MedicalImageReader
@@ -125,7 +126,15 @@ def _read_case(
     # labels given, as MONAI warns on every run where its changed default is left to apply: None names the axes by
     # the image's space (RAS, or LPS), as the bundles' ResampleSpacingd does
     orient = Orientationd(list(paths), axcodes="RAS", labels=None)
-    data = Compose([EnsureChannelFirstd(list(paths)), orient])(data)
+    data = EnsureChannelFirstd(list(paths))(data)
+    if label_path:
+        # the label checks of training: a label off its image's grid, or of several channels (one-hot, a layered
+        # segmentation), had been planned from, its first channel taken as the label
+        try:
+            data["label"] = CheckCased(["image", "label"]).check_label(data["label"], data["image"])
+        except DataCheckError as error:
+            raise ValueError(str(error)) from error
+    data = orient(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]
     label = None

@@ -304,6 +304,63 @@ def test_a_label_of_the_image_grid_stored_in_another_voxel_order_is_taken_in_the
         CheckCased(KEYS, 3, 1, num_classes=3)(case)
 
 
+def test_a_label_within_the_tolerance_takes_its_image_s_affine(tmp_path):
+    # two headers of one grid, rounded otherwise (NRRD and NIfTI: 5e-8 mm), had resampled apart on half-voxel ties
+    image_affine = np.diag([1.2, 1.2, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), image_affine), tmp_path / "image.nii.gz")
+    label_affine = image_affine.copy()
+    label_affine[:3, 3] += 5e-5
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), label_affine), tmp_path / "label.nii.gz")
+    files = {"image": str(tmp_path / "image.nii.gz"), "label": str(tmp_path / "label.nii.gz")}
+    case = EnsureChannelFirstd(KEYS)(LoadImaged(KEYS, image_only=True)(files))
+    assert not torch.equal(case["label"].affine, case["image"].affine)
+    checked = CheckCased(KEYS, 3, 1, num_classes=2)(case)
+    assert torch.equal(checked["label"].affine.to(torch.float64), checked["image"].affine.to(torch.float64))
+
+
+def _segmentation(path, names_and_values):
+    import SimpleITK as sitk
+
+    values = np.zeros((4, 8, 8), np.uint8)
+    values[1, 2:4, 2:4], values[2, 5:7, 5:7] = 1, 2
+    image = sitk.GetImageFromArray(values)
+    for k, (name, value) in enumerate(names_and_values):
+        image.SetMetaData(f"Segment{k}_Name", name)
+        image.SetMetaData(f"Segment{k}_LabelValue", str(value))
+    sitk.WriteImage(image, str(path))
+    from monai_unets.data.medical_io import MedicalImageReader
+
+    label = LoadImaged("label", reader=MedicalImageReader(), image_only=True)({"label": str(path)})["label"]
+    return EnsureChannelFirstd("label")({"label": label})["label"]
+
+
+def test_segments_named_as_classes_of_other_values_are_refused(tmp_path):
+    check = CheckCased(KEYS, 3, 1, num_classes=3, class_names=["pancreas", "tumour"])
+    # 3D Slicer numbers segments in the order they were made: the tumour drawn first had been trained as pancreas
+    swapped = _segmentation(tmp_path / "swapped.seg.nrrd", [("Tumour", 1), ("Pancreas", 2)])
+    with pytest.raises(DataCheckError, match=r"swapped.seg.nrrd: its segments have other values than the classes of "):
+        check.check_label(swapped, None)
+    with pytest.raises(DataCheckError, match=r"\(Tumour is 1, class 2 here; Pancreas is 2, class 1 here; classes: 1 "):
+        check.check_label(swapped, None)
+    # the classes' own values, or names that are no class's, pass
+    check.check_label(_segmentation(tmp_path / "ok.seg.nrrd", [("pancreas", 1), ("tumour", 2)]), None)
+    check.check_label(_segmentation(tmp_path / "other.seg.nrrd", [("Segment_1", 2), ("Segment_2", 1)]), None)
+
+
+def test_a_label_of_another_grid_is_told_how_to_bring_it_to_the_image_s(tmp_path):
+    image = MetaTensor(torch.zeros(1, 8, 8, 4), meta={"filename_or_obj": "ct.nii.gz"})
+    cropped = MetaTensor(torch.zeros(1, 3, 4, 2), meta={"filename_or_obj": "seg.seg.nrrd"})
+    with pytest.raises(DataCheckError, match=r"3D Slicer crops a .seg.nrrd to its segments' extent unless exported"):
+        CheckCased(KEYS).check_label(cropped, image)
+    layered = MetaTensor(torch.zeros(2, 8, 8, 4), meta={"filename_or_obj": "seg.seg.nrrd"})
+    with pytest.raises(DataCheckError, match=r"label has 2 channels; it must be a single label map of class values"):
+        CheckCased(KEYS).check_label(layered, image)
+    photo = MetaTensor(torch.zeros(3, 60, 80), meta={"filename_or_obj": "a.png"})
+    mask = MetaTensor(torch.zeros(1, 30, 40), meta={"filename_or_obj": "a_mask.png"})
+    with pytest.raises(DataCheckError, match=r"a mask must have its image's size: resize it with nearest-neighbour"):
+        CheckCased(KEYS).check_label(mask, photo)
+
+
 def test_load_datalist_resolves_paths_against_the_dataset_folder(tmp_path):
     (tmp_path / "lists").mkdir()
     datalist = tmp_path / "lists" / "d.json"

@@ -1410,6 +1410,8 @@ def test_dicom_objects_that_are_no_images_are_skipped_beside_the_images(formats,
     alone.mkdir()
     shutil.copy(tmp_path / "rtstruct.dcm", alone / "RS.dcm")
     _load_error(alone, ValueError, r"holds no image, only DICOM objects of other kinds: RS\.dcm \(RT Structure Set")
+    # given as a label, a structure set is told how to become one
+    _load_error(alone / "RS.dcm", ValueError, "RT Structure Set Storage object, not an image; RT structure set labels")
 
 
 def _load_image_notices(env: dict) -> str:

@@ -626,6 +626,24 @@ def test_planning_refuses_images_of_nan_or_absurd_values_and_normalisations_not_
         PlannedNormalize({"scheme": "ct", "clip": [19.0, 1e30], "mean": 1.98e29, "std": float("inf")})
 
 
+def test_planning_refuses_the_labels_training_refuses(tmp_path):
+    # a one-hot label had been planned from, its background channel taken as the label (the clip window went from
+    # [35, 140] to [-1018, 134]); a label off its image's grid had been planned from as if it lay on it
+    root = _small_ct(tmp_path)
+    path = sorted((root / "labelsTr").glob("*.nii.gz"))[1]
+    image = nib.load(path)
+    values = np.asarray(image.dataobj).astype(np.uint8)
+    one_hot = np.stack([values == k for k in range(3)], axis=-1).astype(np.uint8)
+    nib.save(nib.Nifti1Image(one_hot, image.affine), path)
+    with pytest.raises(ValueError, match=rf"{path}: label has 3 channels; it must be a single label map"):
+        plan_dataset(root, device="cpu")
+    shifted = image.affine.copy()
+    shifted[0, 3] += 60.0  # ITK-SNAP's file of no qform or sform code, placed by pixdim alone
+    nib.save(nib.Nifti1Image(values, shifted), path)
+    with pytest.raises(ValueError, match=rf"{path}: label is placed up to 60 mm away from its image"):
+        plan_dataset(root, device="cpu")
+
+
 def test_planning_refuses_an_image_of_one_value_under_a_drawn_label(tmp_path):
     # a black series of a failed export took its one value into the statistics: the clip window went from the
     # organs' [19, 142] to [-1024, 139]
