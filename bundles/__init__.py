@@ -99,7 +99,10 @@ def bundle_metadata(root: str | os.PathLike) -> dict[str, Any]:
 
 
 def input_size(
-    root: str | os.PathLike, default: Sequence[int], model_file: str | os.PathLike | None = None
+    root: str | os.PathLike,
+    default: Sequence[int],
+    model_file: str | os.PathLike | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> list[int]:
     """The size a 2D bundle's weights were trained at, as their training recorded it; else a guess, with a warning.
 
@@ -117,6 +120,9 @@ def input_size(
         root: the bundle folder.
         default: the size of weights whose size is not recorded.
         model_file: the weights the bundle runs with; default: its own ``models/model.pt``.
+        metadata: the metadata the config was given (``@_meta_``), taken where ``root`` holds none: a TorchScript
+            file's own, run from its embedded configs as MONAI Deploy runs it, whose export recorded the size
+            (:func:`~monai_unets.bundles.export.ckpt_export`).
 
     Example::
 
@@ -128,7 +134,7 @@ def input_size(
 
     own = os.path.join(root, "models", "model.pt")
     weights = own if model_file is None else os.fspath(model_file)
-    metadata = bundle_metadata(root)
+    metadata = bundle_metadata(root) or dict(metadata or {})
     size = [int(v) for v in default]
     if os.path.abspath(weights) == os.path.abspath(own):
         try:

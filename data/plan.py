@@ -53,6 +53,7 @@ __all__ = [
     "choose_target_spacing",
     "dataset_plan",
     "detect_modality",
+    "EXPORTED_PLAN_KEY",
     "ensemble_plan",
     "find_plan_of",
     "fingerprint_dataset",
@@ -851,13 +852,18 @@ def load_plan(path: str | os.PathLike | None, default: Mapping[str, Any] | None 
         >>> load_plan("/no/such/plan.json")["spacing"]
         [1.5, 1.5, 2.0]
     """
-    base = copy.deepcopy(dict(default if default is not None else DEFAULT_PLAN))
     if path is None or not Path(path).is_file():
-        return base
+        return copy.deepcopy(dict(default if default is not None else DEFAULT_PLAN))
     try:
         plan = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"plan {path} is not valid JSON: {error}") from error
+    return _checked_plan(plan, path, default)
+
+
+def _checked_plan(plan: Any, path: str | os.PathLike, default: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A plan's content completed from ``default`` and checked as :func:`load_plan` does; ``path`` names it."""
+    base = copy.deepcopy(dict(default if default is not None else DEFAULT_PLAN))
     if not isinstance(plan, dict):
         raise ValueError(f"plan {path} must hold a JSON object")
     base.update(plan)
@@ -1119,7 +1125,16 @@ def weights_plan_file(weights: str | os.PathLike, dataset_dir: str | os.PathLike
     return None
 
 
-def ensemble_plan(weights: Sequence[str | os.PathLike], dataset_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+#: key of ``metadata.json`` where an export (``python -m monai_unets.bundles.export``) records the plan of the
+#: weights it exports: a TorchScript model run as MONAI Deploy runs it has its metadata, not the plan file
+EXPORTED_PLAN_KEY = "monai_unets_plan"
+
+
+def ensemble_plan(
+    weights: Sequence[str | os.PathLike],
+    dataset_dir: str | os.PathLike | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The plan of one model file or of an ensemble: each member's plan (:func:`weights_plan_file`), which must
     agree.
 
@@ -1131,6 +1146,9 @@ def ensemble_plan(weights: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
     Args:
         weights: the model files, at least one.
         dataset_dir: the dataset of the run, whose ``plan.json`` a member without a plan of its own is given.
+        metadata: the bundle's metadata (``@_meta_``): where the one model file does not exist (a TorchScript model
+            exported with its plan, run from its embedded configs as MONAI Deploy runs it), the plan its export
+            recorded (:data:`EXPORTED_PLAN_KEY`).
 
     Raises:
         MissingModelError: a member of an ensemble of several model files does not exist (a single model file
@@ -1154,6 +1172,9 @@ def ensemble_plan(weights: Sequence[str | os.PathLike], dataset_dir: str | os.Pa
                 + (f" (nor {', '.join(missing[1:])})" if missing[1:] else "")
                 + "; train that fold first, or leave it out of the ensemble."
             )
+    exported = (metadata or {}).get(EXPORTED_PLAN_KEY)
+    if len(weights) == 1 and not Path(weights[0]).is_file() and exported is not None:
+        return _checked_plan(exported, f"{EXPORTED_PLAN_KEY} of the model's metadata")
     sources = [weights_plan_file(w, dataset_dir) for w in weights]
     plans = [load_plan(source) for source in sources]
     first = plans[0]
