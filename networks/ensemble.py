@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,9 @@ def served_model_files(folder: str | os.PathLike, default: str = "model.pt") -> 
 
 def _is_checkpoint(name: str) -> bool:
     # a training's checkpoint (checkpoint.pt, checkpoint_fold<k>.pt) holds its network's weights among the
-    # optimizer's state: offered and chosen, it had been served as if it were a model
-    return name.startswith("checkpoint") and name.endswith(".pt")
+    # optimizer's state: offered and chosen, it had been served as if it were a model; other names are weights a
+    # user put there (checkpoint_best.pt), offered as such
+    return re.fullmatch(r"checkpoint(_fold\d+)?\.pt", name) is not None
 
 
 def served_model_file(folder: str | os.PathLike, choice: str | Sequence[str] | None, default: str = "model.pt") -> str:

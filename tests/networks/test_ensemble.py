@@ -196,9 +196,11 @@ def test_model_files_of_an_ensemble_setting():
 def test_a_training_checkpoint_is_no_served_model(tmp_path):
     from monai_unets.networks import served_model_file, served_model_files
 
-    for name in ("model.pt", "model_fold0.pt", "checkpoint.pt", "checkpoint_fold0.pt"):
+    for name in ("model.pt", "model_fold0.pt", "checkpoint.pt", "checkpoint_fold0.pt", "checkpoint_best.pt"):
         (tmp_path / name).write_bytes(b"x")
-    # MONAI Label's model_filename option had offered checkpoint.pt, and served it when chosen
-    assert served_model_files(tmp_path) == ["model.pt", "model_fold0.pt"]
+    # MONAI Label's model_filename option had offered checkpoint.pt, and served it when chosen; weights a user named
+    # otherwise are offered
+    assert served_model_files(tmp_path) == ["model.pt", "model_fold0.pt", "checkpoint_best.pt"]
+    assert served_model_file(tmp_path, "checkpoint_best.pt") == str(tmp_path / "checkpoint_best.pt")
     assert served_model_file(tmp_path, "checkpoint.pt") == str(tmp_path / "model.pt")
     assert served_model_file(tmp_path, "model_fold0.pt") == str(tmp_path / "model_fold0.pt")
