@@ -151,8 +151,8 @@ def _warn_on_version_change(copy: Path, shipped: Path) -> None:
         logger.warning(
             "the bundle copy in %s is version %s, the installed bundle is %s: this run uses the copy's configs. For "
             "the installed version give another --workdir for a fresh copy, and copy into its models/ the weights "
-            "to keep (model.pt with its plan.json, checkpoint.pt to resume); the changelog in its "
-            "configs/metadata.json says what changed.",
+            "to keep (model.pt, in the 3D bundles with its plan.json, and checkpoint.pt to resume); the changelog "
+            "in its configs/metadata.json says what changed.",
             copy,
             _version(copy),
             _version(shipped),
