@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -211,12 +212,25 @@ def _mismatch(path: str | os.PathLike, module: torch.nn.Module, state: Mapping[s
         return f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})" if items else ""
 
     parts = [listed("missing keys", missing), listed("unexpected keys", unexpected), listed("other shapes", shapes)]
+    widths = ", ".join(f"--network_def#{name}" for name in _width_arguments(module)) or "the network's arguments"
     return (
         f"{path}: does not fit the network {type(module).__name__}: {'; '.join(p for p in parts if p)}. It was "
-        "saved from another network or other settings (spatial_dims, in_channels, out_channels, or the widths, "
-        "channels: a training given --network_def#channels); run with the settings it was trained with, or use "
-        "weights trained with this bundle's configuration."
+        "saved from another network or other settings (spatial_dims, in_channels, out_channels, or the widths: a "
+        f"training given {widths}); run with the settings it was trained with, or use weights trained with this "
+        "bundle's configuration."
     )
+
+
+#: arguments of the networks that set the widths of their layers
+_WIDTHS = ("channels", "features", "encoder", "decoder_channels")
+
+
+def _width_arguments(module: torch.nn.Module) -> list[str]:
+    try:
+        parameters = inspect.signature(type(module).__init__).parameters
+    except (TypeError, ValueError):
+        return []
+    return [name for name in _WIDTHS if name in parameters]
 
 
 #: folder beside the weights (``models/previous``) where a training that does not go on with the one before keeps

@@ -1570,8 +1570,8 @@ CATALOGUE: list[Fault] = [
             )
         ),
         "other shapes (0.weight (4, 3, 5, 5) instead of (4, 3, 3, 3)). It was saved from another network or other "
-        "settings (spatial_dims, in_channels, out_channels, or the widths, channels: a training given "
-        "--network_def#channels); run with the settings it was trained with",
+        "settings (spatial_dims, in_channels, out_channels, or the widths: a training given the network's "
+        "arguments); run with the settings it was trained with",
         "the run stops before the first case",
     ),
     Fault(

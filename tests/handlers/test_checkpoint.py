@@ -243,6 +243,18 @@ def test_a_checkpoint_of_another_network_names_the_file_and_keys(tmp_path):
         checkpoint.load(trainer)
 
 
+def test_weights_of_other_widths_name_the_arguments_that_set_them(tmp_path):
+    from monai_unets.networks import UNetV2
+
+    torch.save(EGEUNet(2, 3, 1, channels=[4, 8, 12, 16, 20, 24]).state_dict(), tmp_path / "ege.pt")
+    with pytest.raises(CheckpointError, match=r"the widths: a training given --network_def#channels\)"):
+        load_weights(tmp_path / "ege.pt", EGEUNet(2, 3, 1))
+    # UNetV2's widths are its encoder's and decoder_channels, not only channels
+    torch.save(UNetV2(2, 3, 1, encoder="pvt_v2_b0", decoder_channels=16).state_dict(), tmp_path / "v2.pt")
+    with pytest.raises(CheckpointError, match=r"--network_def#encoder, --network_def#decoder_channels\)"):
+        load_weights(tmp_path / "v2.pt", UNetV2(2, 3, 1, encoder="pvt_v2_b0", decoder_channels=32))
+
+
 def test_weights_of_another_number_of_classes_name_the_classes_not_the_shapes(tmp_path):
     # in EGE-UNet the class maps gate the bridges, so 107 shapes differ, not only the output layer's
     torch.save(EGEUNet(2, 3, 1).state_dict(), tmp_path / "model.pt")
