@@ -713,6 +713,13 @@ def test_a_header_declaring_more_voxels_than_memory_is_refused_before_they_are_r
     _load_error(
         series, ValueError, r"the pixel data of .*giant.* is truncated: \d+ of 8589672450 bytes \(65535 x 65535\)"
     )
+    # a NRRD header alike: ITK's "Failed to allocate memory" had named no file
+    nrrd = b"NRRD0004\ntype: short\ndimension: 3\nsizes: 32767 32767 32767\nencoding: raw\nendian: little\n\n"
+    (tmp_path / "huge.nrrd").write_bytes(nrrd + bytes(16))
+    assert _load_error(tmp_path / "huge.nrrd") == (
+        f"{tmp_path / 'huge.nrrd'}: its header declares 32767 x 32767 x 32767 voxels of int16, 65,530.0 GiB, more "
+        "than this machine's 16 GiB of memory: a damaged header, or an image far larger than a scan."
+    )
 
 
 @pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
