@@ -40,6 +40,9 @@ WEIGHTS_FINGERPRINT_KEY = "monai_unets.weights_sha256"
 
 #: The export that records that fingerprint, as the bundles' docs/README.md give it.
 EXPORT_COMMAND = "python -m monai_unets.bundles.export onnx_export (docs/README.md)"
+# the weights an export ships beside (models/model.onnx with models/model.pt): the only ones whose absence is an
+# export given alone rather than a path given wrong
+_SHIPPED_WEIGHTS = "model.pt"
 
 # torch.compile's mode for ``runtime: compile`` per device type; torch's default elsewhere
 _COMPILE_MODE = {"cuda": "reduce-overhead"}
@@ -153,8 +156,8 @@ class OnnxRuntimeNetwork(nn.Module):
 
     def _check_weights(self, weights: Path) -> None:
         if not weights.is_file():
-            if weights.absolute().parent != self.path.absolute().parent:
-                # weights named elsewhere (a mistyped --model_file) had turned the check off without a word
+            if weights.absolute().parent != self.path.absolute().parent or weights.name != _SHIPPED_WEIGHTS:
+                # weights named otherwise (a mistyped --model_file, in models/ too) had turned the check off
                 raise FileNotFoundError(
                     f"{weights}: no weights file there, to check that {self.path} was exported from them; give "
                     "the file it was exported from."

@@ -260,6 +260,11 @@ def test_onnx_runtime_refuses_an_export_of_earlier_weights(tmp_path):
     with pytest.raises(RuntimeError) as raised:
         parser.get_parsed_content("network", lazy=False)
     assert str(raised.value.__cause__).startswith(f"{tmp_path / 'elsewhere' / 'my_new_weights.pt'}: no weights file")
+    # and so does one mistyped beside the export
+    parser["model_file"] = str(tmp_path / "models" / "modle.pt")
+    with pytest.raises(RuntimeError) as raised:
+        parser.get_parsed_content("network", lazy=False)
+    assert str(raised.value.__cause__).startswith(f"{tmp_path / 'models' / 'modle.pt'}: no weights file")
 
 
 def test_onnx_runtime_warns_about_an_export_that_records_no_weights(tmp_path):
