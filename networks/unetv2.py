@@ -160,6 +160,9 @@ class UNetV2(nn.Module):
             UnetOutBlock(spatial_dims, c, out_channels) for _ in range(4 if deep_supervision else 1)
         )
         accurate_group_norms(self)
+        # batch norm (the conv encoder) has one value per channel at the coarsest level, 1/32 of the input, for a
+        # training batch of one image of at most 32 per side: torch's own error names no size nor remedy
+        self.batch_norm_encoder = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.encoder.modules())
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:  # noqa: UP006,UP007
         # in words, where the encoder's first layer would name its own expectations
@@ -168,6 +171,12 @@ class UNetV2(nn.Module):
         if x.shape[1] != self.expected_channels:
             raise ValueError(self.channels_rule + str(list(x.shape)))
         size: List[int] = list(x.shape[2:])  # noqa: UP006
+        if self.training and self.batch_norm_encoder and x.shape[0] == 1 and max(size) <= 32:
+            raise ValueError(
+                "UNetV2's conv encoder trains with batch norm, which needs more than one value per channel at its "
+                "coarsest level (1/32 of the input): a batch of one image of " + str(size) + " has one there; "
+                "train with batches of 2 or more, or images larger than 32 on a side"
+            )
         skips = self.skip(self.encoder(x))
         all_heads = self.training and self.deep_supervision
 

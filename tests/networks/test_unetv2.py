@@ -176,6 +176,16 @@ def test_conv_encoder_any_size(spatial_dims, size):
     assert len(outs) == 4 and all(o.shape == (2, 3, *size) for o in outs)
 
 
+def test_a_training_batch_of_one_small_image_names_the_batch_norm_rule():
+    # torch's "Expected more than 1 value per channel when training" had named no size and no remedy
+    net = UNetV2(3, 1, 2, encoder="conv").train()
+    with pytest.raises(ValueError, match=r"a batch of one image of \[32, 32, 20\] has one there; train with batches"):
+        net(torch.randn(1, 1, 32, 32, 20))
+    assert net(torch.randn(2, 1, 32, 32, 20))[0].shape == (2, 2, 32, 32, 20)
+    assert net(torch.randn(1, 1, 64, 16, 16))[0].shape == (1, 2, 64, 16, 16)
+    assert net.eval()(torch.randn(1, 1, 32, 32, 20)).shape == (1, 2, 32, 32, 20)
+
+
 def test_conv_encoder_strides():
     enc = UNetV2ConvEncoder(3, 2, (8, 16, 24, 32))
     feats = enc(torch.randn(1, 2, 64, 40, 33))
