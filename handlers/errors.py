@@ -143,7 +143,7 @@ SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     # network's argument (UNetV2's pretrained)
     "pretrained_encoder": (
         lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.path.isfile(v)),
-        "the path of a local PVTv2 weights file (pvt_v2_b2.pth, from https://github.com/whai362/PVT), "
+        "the path of an existing local PVTv2 weights file (pvt_v2_b2.pth, from https://github.com/whai362/PVT), "
         "or None for a randomly initialised encoder",
     ),
     # None: no time limit (only max_epochs)

@@ -1503,7 +1503,7 @@ CATALOGUE: list[Fault] = [
         "training (unetv2_polyp)",
         "--pretrained_encoder naming no file",
         lambda r: _setting("unetv2_polyp", "pretrained_encoder", str(r / "pvt_v2_b2.pth")),
-        "pretrained_encoder must be the path of a local PVTv2 weights file (pvt_v2_b2.pth, from "
+        "pretrained_encoder must be the path of an existing local PVTv2 weights file (pvt_v2_b2.pth, from "
         "https://github.com/whai362/PVT), or None for a randomly initialised encoder",
         _STOP_SETTING,
     ),
