@@ -94,7 +94,10 @@ def test_layout_and_model_zoo_rules(name):
 @pytest.mark.parametrize("name", BUNDLES)
 def test_verify_metadata(name):
     schema = SCHEMA_DIR / "meta_schema_20240725.json"
-    assert schema.is_file(), f"the official schema is expected at {schema}"
+    assert schema.is_file(), (
+        f"the official schema is expected at {schema}: download it from the URL of metadata.json's 'schema' there, or "
+        "set MONAI_UNETS_SCHEMA_DIR to its folder"
+    )
     verify_metadata(meta_file=str(_configs(bundle_dir(name)) / "metadata.json"), filepath=str(schema))
 
 
