@@ -14,6 +14,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -154,7 +155,14 @@ def _load(module_name: str) -> ModuleType:
 
 
 def _summary(module: ModuleType) -> str:
-    return (module.__doc__ or "").strip().partition("\n")[0]
+    return _plain(module.__doc__ or "").strip().partition("\n")[0]
+
+
+def _plain(text: str) -> str:
+    """A docstring as a terminal shows help: its reStructuredText marks (``code``, :mod:`name`, ``Example::``)
+    left out."""
+    text = re.sub(r":(?:mod|func|class|meth|data|attr):`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "`").replace("::\n", ":\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         subparser = subparsers.add_parser(
             name,
             help=_summary(module),
-            description=module.__doc__,
+            description=_plain(module.__doc__ or ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
             allow_abbrev=not overrides,
         )

@@ -3,8 +3,8 @@
 Per-case metrics, one overlay PNG per case, label volumes and an HTML report go to ``--eval_dir`` (default: the
 bundle's ``eval/``).
 
-Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; see
-``monai-unets evaluate --help`` and :mod:`monai_unets.scripts.bundle_run`.
+Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; the bundle's
+``docs/README.md`` lists its settings, and :mod:`monai_unets.scripts.bundle_run` says how they are passed on.
 
 Example::
 

@@ -3,8 +3,8 @@
 Predictions of the datalist's test cases, or of every image in ``--input_dir``, go to ``--output_dir`` (default: the
 bundle's ``eval/``); unreadable inputs are listed in ``failures.csv`` there.
 
-Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; see
-``monai-unets infer --help`` and :mod:`monai_unets.scripts.bundle_run`.
+Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; the bundle's
+``docs/README.md`` lists its settings, and :mod:`monai_unets.scripts.bundle_run` says how they are passed on.
 
 Example::
 

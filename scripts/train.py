@@ -2,8 +2,8 @@
 
 Weights go to the bundle's ``models/model.pt`` (best validation Dice), TensorBoard logs to ``logs/``.
 
-Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; see
-``monai-unets train --help`` and :mod:`monai_unets.scripts.bundle_run`.
+Every other ``--KEY VALUE`` is a config override, checked against the bundle's configs; the bundle's
+``docs/README.md`` lists its settings, and :mod:`monai_unets.scripts.bundle_run` says how they are passed on.
 
 Example::
 

@@ -177,3 +177,15 @@ def test_every_path_argument_expands_a_tilde_and_refuses_an_empty_path() -> None
                 paths.append((command, action.dest, action.type))
     assert len(paths) >= 25
     assert [(command, name) for command, name, kind in paths if kind is not path_option] == []
+
+
+def test_help_shows_docstrings_without_their_markup(capsys):
+    # the help had shown ``code``, :mod:`names` and ``Example::`` as written for Sphinx
+    for command in ("train", "infer", "evaluate", "plan", "check-data"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert "``" not in shown and ":mod:" not in shown and "::\n" not in shown, command
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "``" not in capsys.readouterr().out
