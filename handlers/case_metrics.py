@@ -160,13 +160,9 @@ class CaseMetricsWriter:
                 stats = _summary([v for v in columns[name] if not math.isnan(v)])
                 writer.writerow([name] + [f"{v:.6f}" for v in stats[:-1]] + [int(stats[-1])])
                 lines.append(f"{name:<24}" + "".join(f"{v:9.4f}" for v in stats[:-1]) + f"{int(stats[-1]):7d}")
-        logger.info(
-            "per-case metrics of %d cases:\n%s\nwritten to %s and %s",
-            len(cases),
-            "\n".join(lines),
-            per_case,
-            summary,
-        )
+        # the table in the message, whose line breaks stay: a logged value's are escaped (printable_records)
+        table = "\n".join(lines).replace("%", "%%")
+        logger.info(f"per-case metrics of %d cases:\n{table}\nwritten to %s and %s", len(cases), per_case, summary)
 
 
 def _summary(values: list[float]) -> tuple[float, ...]:

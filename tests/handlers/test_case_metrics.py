@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import csv
+import logging
 
 import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai_unets.handlers import CaseMetricsWriter
+from monai_unets.handlers.errors import printable_records
 
 from tests.distributed import run_in_two_processes
 
@@ -20,7 +22,7 @@ def _read(path):
         return list(csv.DictReader(f))
 
 
-def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path):
+def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path, caplog):
     dice = torch.tensor([[0.5, 1.0], [0.25, float("nan")]])  # two cases, two classes, one class absent
     # TP, FP, TN, FN for each case and class
     confusion = torch.tensor([[[8.0, 2.0, 88.0, 2.0]], [[0.0, 0.0, 90.0, 10.0]]])
@@ -47,6 +49,16 @@ def test_per_case_rows_with_classes_and_confusion_metrics(tmp_path):
 
     summary = {r["metric"]: r for r in _read(tmp_path / "metrics_summary.csv")}
     assert float(summary["dice"]["mean"]) == pytest.approx(0.5)
+    # the log's table keeps its lines where logged values have their line breaks escaped (report_errors' records)
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(printable_records(factory))
+    try:
+        with caplog.at_level(logging.INFO):
+            engine.run(_batches(["a.png", "b.png"]), max_epochs=1)
+    finally:
+        logging.setLogRecordFactory(factory)
+    logged = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("per-case metrics"))
+    assert logged.splitlines()[1].split() == ["metric", "mean", "std", "median", "min", "max", "cases"]
     assert float(summary["dice"]["median"]) == pytest.approx(0.5)
     assert summary["dice_class1"]["cases"] == "1"
 
