@@ -334,9 +334,20 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str 
     passed_on = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None and main_thread]
     previous = {s: signal.signal(s, lambda number, _frame: child.send_signal(number)) for s in passed_on}
     interrupts = 0
+    announce = False
     try:
         while True:
             try:
+                if announce:
+                    # two interrupts sent before this process handled the first count as one (the system keeps one
+                    # pending signal of a kind): the user learns when a second one will count. Said here, where a
+                    # second interrupt during the saying is caught as one, not in the handler of the first
+                    announce = False
+                    print(
+                        f"interrupted: the bundle process has {grace_s:g} s to stop; interrupt again to stop it now",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 # after an interrupt the bundle process has grace_s to stop on its own (a terminal's Ctrl-C reaches it
                 # too); this process waits for it to end in any case, so that no run goes on unseen
                 status = child.wait(timeout=grace_s if interrupts == 1 else None)
@@ -346,13 +357,7 @@ def run_bundle_process(command: Sequence[str], grace_s: float = 10.0, task: str 
                 if interrupts > 1:  # a second interrupt: passed on at once
                     child.send_signal(signal.SIGINT)
                 else:
-                    # two interrupts sent before this process handled the first count as one (the system keeps one
-                    # pending signal of a kind): the user learns when a second one will count
-                    print(
-                        f"interrupted: the bundle process has {grace_s:g} s to stop; interrupt again to stop it now",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    announce = True
             except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGINT)
                 interrupts = 2
