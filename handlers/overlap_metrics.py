@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from monai.metrics import DiceMetric, MeanIoU
 
+from .metric_reduction import NanWithoutValues
+
 __all__ = ["EmptyAwareDiceMetric", "EmptyAwareMeanIoU"]
 
 
@@ -40,7 +42,7 @@ class _ScoresFalsePositives:
         return masks.reshape(*masks.shape[:2], -1).bool().any(-1)
 
 
-class EmptyAwareDiceMetric(_ScoresFalsePositives, DiceMetric):
+class EmptyAwareDiceMetric(NanWithoutValues, _ScoresFalsePositives, DiceMetric):
     """MONAI's ``DiceMetric`` in which a class predicted where the reference has none scores 0, not NaN.
 
     NaN (left out of the means) remains where both the prediction and the reference lack the class. The
@@ -72,7 +74,7 @@ class EmptyAwareDiceMetric(_ScoresFalsePositives, DiceMetric):
         super().__init__(*args, **{**kwargs, "ignore_empty": True})
 
 
-class EmptyAwareMeanIoU(_ScoresFalsePositives, MeanIoU):
+class EmptyAwareMeanIoU(NanWithoutValues, _ScoresFalsePositives, MeanIoU):
     """MONAI's ``MeanIoU`` in which a class predicted where the reference has none scores 0, not NaN.
 
     NaN (left out of the means) remains where both the prediction and the reference lack the class. The

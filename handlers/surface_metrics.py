@@ -12,6 +12,7 @@ from monai.data.utils import affine_to_spacing
 from monai.metrics import HausdorffDistanceMetric, SurfaceDiceMetric
 
 from ..data.cases import case_name
+from .metric_reduction import NanWithoutValues
 
 __all__ = ["SpacedHausdorffDistanceMetric", "SpacedSurfaceDiceMetric", "voxel_spacing"]
 
@@ -68,7 +69,7 @@ class _SpacingFromAffine:
         return scores
 
 
-class SpacedHausdorffDistanceMetric(_SpacingFromAffine, HausdorffDistanceMetric):
+class SpacedHausdorffDistanceMetric(NanWithoutValues, _SpacingFromAffine, HausdorffDistanceMetric):
     """MONAI's Hausdorff distance computed in millimetres, with each case's spacing read from the label's affine.
 
     The plain metric measures distances in voxels unless it is called with ``spacing``, which MONAI's metric
@@ -93,7 +94,7 @@ class SpacedHausdorffDistanceMetric(_SpacingFromAffine, HausdorffDistanceMetric)
     """
 
 
-class SpacedSurfaceDiceMetric(_SpacingFromAffine, SurfaceDiceMetric):
+class SpacedSurfaceDiceMetric(NanWithoutValues, _SpacingFromAffine, SurfaceDiceMetric):
     """MONAI's normalized surface Dice (NSD) with tolerances in millimetres, using each case's voxel spacing.
 
     Arguments are those of :class:`monai.metrics.SurfaceDiceMetric`; ``class_thresholds`` are then millimetres.
