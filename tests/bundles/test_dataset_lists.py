@@ -60,6 +60,21 @@ def test_evaluating_a_test_list_without_labels_stops_naming_the_datalist(bundle,
 
 
 @pytest.mark.parametrize("bundle", BUNDLES_CT)
+def test_a_ct_validation_list_without_labels_is_named_before_any_case_is_read(bundle, tmp_path, caplog):
+    # an unlabelled validation entry had failed in reading with MONAI's "Key `label` of transform `LoadImaged` was
+    # missing", where a 2D test list says which cases have no label first
+    cases = [{"image": f"imagesTr/{n}.nii.gz", "label": f"labelsTr/{n}.nii.gz"} for n in ("a", "b", "c")]
+    datalist = _datalist(tmp_path, training=cases, validation=[cases[0], {"image": "imagesTr/v.nii.gz"}])
+    with caplog.at_level("WARNING"):
+        _parse(bundle, ["train.yaml"], "listed_validation", dataset_dir=str(tmp_path), datalist=datalist)
+    assert "1 of the 2 cases of 'validation' have no 'label'" in caplog.text
+    datalist = _datalist(tmp_path, training=cases, validation=[{"image": "imagesTr/v.nii.gz"}])
+    with pytest.raises(Exception) as raised:
+        _parse(bundle, ["train.yaml"], "listed_validation", dataset_dir=str(tmp_path), datalist=datalist)
+    assert explain(raised.value).startswith(f"{datalist}: 1 of the 1 cases of 'validation' have no 'label'")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES_CT)
 def test_a_dataset_of_other_labels_without_a_plan_stops_before_the_default_recipe(bundle, tmp_path):
     generate_demo_ct(tmp_path, num_cases=2, num_test=0, shape=(24, 24, 8))
     assert _parse(bundle, ["train.yaml"], "num_classes", dataset_dir=str(tmp_path)) == 3
