@@ -394,19 +394,29 @@ def _without_traceback(factory: Callable[..., logging.LogRecord]) -> Callable[..
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def printable(text: str, keep: str = "") -> str:
+def printable(text: str, keep: str = "", indented: bool = False) -> str:
     """``text`` with its control characters written as escapes (``\\x1b``, ``\\n``), for a terminal or a log.
 
     Args:
         text: a message, or a name from the file system that it holds.
-        keep: control characters to leave as they are (``"\\n"`` for a message of several lines).
+        keep: control characters to leave as they are (``"\\n"`` for a log's format string of several lines).
+        indented: leave a line break followed by two spaces, the form in which an error message lists its items
+            on lines of their own; any other line break (one in a file name) is escaped.
 
     Example::
 
         >>> printable("scan\\x1b[2J\\n.png")
         'scan\\\\x1b[2J\\\\n.png'
+        >>> print(printable("2 cases cannot be read:\\n  a\\nINFO.png: empty", indented=True))
+        2 cases cannot be read:
+          a\\nINFO.png: empty
     """
-    return _CONTROLS.sub(lambda m: m[0] if m[0] in keep else m[0].encode("unicode_escape").decode(), text)
+
+    def escaped(match: re.Match) -> str:
+        kept = match[0] in keep or (indented and match[0] == "\n" and text.startswith("  ", match.end()))
+        return match[0] if kept else match[0].encode("unicode_escape").decode()
+
+    return _CONTROLS.sub(escaped, text)
 
 
 def _printable_value(value: object) -> object:
@@ -636,7 +646,7 @@ def report_errors(log_file: str | os.PathLike) -> None:
         skip_log = seen or isinstance(root_cause(error), OutputFolderError)
         where = "" if skip_log else _saved_traceback(path, kind, error, tb) + "\n"
         reported.extend(_chain(error))
-        message = printable(explain(error), keep="\n")
+        message = printable(explain(error), indented=True)
         print(f"{where}{prefix}: {message}", file=sys.stderr, flush=True)
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:

@@ -219,11 +219,11 @@ def _invoke(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except UsageError as error:
-        print(f"{parser.prog}: error: {printable(str(error))}", file=sys.stderr)
+        print(f"{parser.prog}: error: {printable(str(error), indented=True)}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as error:
         # Bad folders, files or options are user errors: a one-line message, not a traceback.
-        print(f"{parser.prog}: error: {printable(str(error))}", file=sys.stderr)
+        print(f"{parser.prog}: error: {printable(str(error), indented=True)}", file=sys.stderr)
         return 1
 
 

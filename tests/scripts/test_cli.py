@@ -189,3 +189,10 @@ def test_help_shows_docstrings_without_their_markup(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "``" not in capsys.readouterr().out
+
+
+def test_an_error_naming_a_path_with_a_line_break_stays_on_its_line(capsys):
+    # the name's line break had begun a line that read as the tool's own
+    assert main(["plan", "--dataset-dir", "/no/such\nINFO: 9 ok, 0 failed"]) == 1
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "/no/such\\nINFO: 9 ok, 0 failed" in said
