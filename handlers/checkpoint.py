@@ -31,7 +31,7 @@ import torch
 from monai.utils import min_version, optional_import
 
 from ..bundles.distributed import hold_folder_for_job
-from ..data.atomic import atomic_open, atomic_path, companion_name, hold_folder, naming_holder, release_folder
+from ..data.atomic import atomic_open, companion_name, hold_folder, naming_holder, release_folder
 from ..data.cases import rank_and_world_size
 from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
@@ -1013,6 +1013,32 @@ def run_training(trainer: Engine, checkpoint_path: str | os.PathLike, log_dir: s
         raise
 
 
+def _replace_folder(folder: Path, files: Sequence[Path]) -> None:
+    """Makes ``folder`` hold copies of ``files`` and nothing else, all of them or, on an error, none: the weights,
+    plan and checkpoint of one training, never one file of a training beside another's (a disk filling up halfway
+    had left a model.pt beside the checkpoint of the training before, whose image size it then ran at)."""
+    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    replaced = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        partial.mkdir(parents=True)
+        for path in files:
+            shutil.copyfile(path, partial / path.name)
+        if folder.is_dir():
+            folder.rename(replaced)
+        partial.rename(folder)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if replaced.is_dir() and not folder.exists():
+            replaced.rename(folder)
+        raise OSError(
+            error.errno,
+            f"{folder}: the weights this training replaces could not be kept there ({error.strerror}); give the "
+            "training another --ckpt_dir, or free the space",
+        ) from error
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
 class TrainingCheckpoint:
     """Saves everything training needs to go on after every ``interval`` epochs; resumes from it at start.
 
@@ -1133,9 +1159,7 @@ class TrainingCheckpoint:
             return
         files = [Path(f) for f in (saver.save_path, saver.plan_file, self.checkpoint_path) if f and Path(f).is_file()]
         folder = saver.save_path.parent / PREVIOUS_FOLDER
-        for path in files:
-            with atomic_path(folder / path.name) as temporary:
-                shutil.copyfile(path, temporary)
+        _replace_folder(folder, files)
         logger.warning(
             "this training replaces the weights of another (%s); they are kept in %s with their %s, until another "
             "training replaces the weights again (run them as other weights: --model_file, or --model_files of the CT "

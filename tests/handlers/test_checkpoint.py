@@ -650,6 +650,29 @@ def test_a_training_that_does_not_go_on_with_the_one_before_keeps_its_weights(tm
     assert files(tmp_path / "previous") == before
 
 
+def test_weights_kept_from_a_training_are_kept_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    from monai_unets.handlers import checkpoint
+
+    _case_trainer(tmp_path, ["a", "b"], max_epochs=1)[0].run()
+    _case_trainer(tmp_path, ["a", "c"], max_epochs=1)[0].run()
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "previous").iterdir()}
+    copy = shutil.copyfile
+
+    def disk_full_at_the_checkpoint(source, target):
+        if Path(source).name == "checkpoint.pt":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return copy(source, target)
+
+    # a disk filling up halfway had left one training's model.pt beside the checkpoint of the one before
+    monkeypatch.setattr(checkpoint.shutil, "copyfile", disk_full_at_the_checkpoint)
+    with pytest.raises(OSError, match=r"previous: the weights this training replaces could not be kept there"):
+        _case_trainer(tmp_path, ["a", "d"], max_epochs=1)[0].run()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "previous").iterdir()} == kept
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".previous")) == []
+
+
 def test_a_dataset_moved_or_reached_through_a_link_is_the_same_training(tmp_path):
     # the same files under another mount point had started the training anew, its first validation replacing the
     # best model.pt of the interrupted one
