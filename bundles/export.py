@@ -26,12 +26,14 @@ Example::
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,14 +107,27 @@ def ckpt_export(net_id: str | None = None, args_file: str | None = None, **kwarg
 
     args = _arguments("ckpt_export", args_file, net_id, kwargs, ("meta_file",))
     metadata = json.loads(Path(args["meta_file"]).read_text(encoding="utf-8"))
+    image = next(iter(metadata.get("network_data_format", {}).get("inputs", {}).values()), None)
+    dims = len(image.get("spatial_shape", [])) if isinstance(image, dict) else 0
     plan = find_plan_of(args["ckpt_file"])
     if plan is not None:
         metadata[EXPORTED_PLAN_KEY] = load_plan(plan)
-    image = next(iter(metadata.get("network_data_format", {}).get("inputs", {}).values()), None)
-    if isinstance(image, dict) and len(image.get("spatial_shape", [])) == 2:
-        # the bundle folder of the metadata, which records the size of its own weights
+    elif dims == 3:
+        warnings.warn(
+            f"{args['ckpt_file']} has no plan file beside it (plan.json): the export records none, and the model "
+            "run from its own configs (MONAI Deploy) preprocesses with the bundle's original pancreas CT recipe. "
+            "Copy the plan.json of the training that made the weights beside them, and export again.",
+            stacklevel=2,
+        )
+    if dims == 2:
+        # the size given for the export, else the one recorded for the weights (the metadata's bundle folder
+        # records its own weights' size)
+        given = args.get("image_size")
+        given = ast.literal_eval(given) if isinstance(given, str) else given
         root = Path(args["meta_file"]).resolve().parent.parent
-        image["spatial_shape"] = input_size(root, image["spatial_shape"], args["ckpt_file"])
+        image["spatial_shape"] = (
+            [int(v) for v in given] if given else input_size(root, image["spatial_shape"], args["ckpt_file"])
+        )
     with _exporting(args, monai_ckpt_export) as (_, exported), tempfile.TemporaryDirectory() as folder:
         meta_file = os.path.join(folder, "metadata.json")
         Path(meta_file).write_text(json.dumps(metadata, indent=4), encoding="utf-8")
@@ -126,6 +141,8 @@ def _arguments(
     for required in ("filepath", "ckpt_file", "config_file", *needed):
         if not args.get(required):
             raise ValueError(f"{command} needs --{required}.")
+    if not Path(args["ckpt_file"]).is_file():
+        raise FileNotFoundError(f"{args['ckpt_file']}: the weights to export (--ckpt_file) do not exist.")
     return args
 
 

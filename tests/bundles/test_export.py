@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai_unets.bundles import bundle_dir
@@ -92,3 +93,20 @@ def test_the_export_refuses_weights_of_nan_naming_them(tmp_path, capsys):
     said = capsys.readouterr().err.strip().splitlines()[-1]
     assert said.startswith(f"ckpt_export: error: {tmp_path / 'model.pt'}: 1 of ") and "NaN or infinite" in said
     assert not (tmp_path / "model.ts").exists()
+
+
+def test_an_export_says_what_it_cannot_record(tmp_path, capsys):
+    # CT weights without their plan: the model would run with the original recipe from its own configs
+    _trained_elsewhere("egeunet3d_pancreas_ct", tmp_path)
+    with pytest.warns(UserWarning, match=r"runs/model.pt has no plan file beside it \(plan.json\): the export"):
+        _export("egeunet3d_pancreas_ct", tmp_path / "runs" / "model.pt", tmp_path / "model.ts")
+    # a 2D export for a size given on its command line records that size
+    configs = bundle_dir("egeunet_skin_lesion") / "configs"
+    command = ["ckpt_export", "network_def", "--filepath", str(tmp_path / "skin.ts"), "--meta_file"]
+    command += [str(configs / "metadata.json"), "--config_file", str(configs / "inference.yaml")]
+    torch.save(_network("egeunet_skin_lesion").state_dict(), tmp_path / "skin.pt")
+    assert main([*command, "--ckpt_file", str(tmp_path / "skin.pt"), "--image_size", "[96, 96]"]) == 0
+    assert _deployed(tmp_path / "skin.ts", tmp_path / "app").get_parsed_content("image_size") == [96, 96]
+    # weights that are not there are named as the export's --ckpt_file
+    assert main([*command, "--ckpt_file", str(tmp_path / "none.pt")]) == 1
+    assert "none.pt: the weights to export (--ckpt_file) do not exist." in capsys.readouterr().err
