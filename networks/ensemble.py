@@ -234,8 +234,9 @@ def served_model_file(folder: str | os.PathLike, choice: str | Sequence[str] | N
         >>> served_model_file("models", ["model.pt", "model_fold0.pt"])
         'models/model.pt'
     """
-    path = os.path.join(folder, choice) if isinstance(choice, str) and choice and not _is_checkpoint(choice) else ""
-    return path if os.path.isfile(path) else os.path.join(folder, default)
+    # only a name the list offers: a request naming previous/checkpoint.pt, or a path out of the folder, had been run
+    offered = isinstance(choice, str) and choice in served_model_files(folder, default)
+    return os.path.join(folder, choice if offered else default)
 
 
 def load_models(inferer: Inferer, network: nn.Module) -> None:

@@ -202,5 +202,11 @@ def test_a_training_checkpoint_is_no_served_model(tmp_path):
     # otherwise are offered
     assert served_model_files(tmp_path) == ["model.pt", "model_fold0.pt", "checkpoint_best.pt"]
     assert served_model_file(tmp_path, "checkpoint_best.pt") == str(tmp_path / "checkpoint_best.pt")
+    # names out of the list are not run: a training's kept checkpoint, a path out of the folder
+    (tmp_path / "previous").mkdir()
+    (tmp_path / "previous" / "checkpoint.pt").write_bytes(b"x")
+    (tmp_path.parent / "elsewhere.pt").write_bytes(b"x")
+    for name in ("previous/checkpoint.pt", "../elsewhere.pt", str(tmp_path.parent / "elsewhere.pt")):
+        assert served_model_file(tmp_path, name) == str(tmp_path / "model.pt")
     assert served_model_file(tmp_path, "checkpoint.pt") == str(tmp_path / "model.pt")
     assert served_model_file(tmp_path, "model_fold0.pt") == str(tmp_path / "model_fold0.pt")
