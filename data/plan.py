@@ -96,6 +96,10 @@ _MIN_PATCH_SIDE = 32
 _SHAPE_TOLERANCE = 0.1
 
 
+#: distance (mm) within which planning takes a label to lie on its image (see _read_case)
+_PLANNING_AFFINE_TOLERANCE = 1.0
+
+
 def _file_names(path: str | Sequence[str]) -> str:
     """An image's file, or its channel files joined, as messages name them."""
     return path if isinstance(path, str) else ", ".join(path)
@@ -130,9 +134,12 @@ def _read_case(
     data = EnsureChannelFirstd(list(paths))(data)
     if label_path:
         # the label checks of training: a label off its image's grid, or of several channels (one-hot, a layered
-        # segmentation), had been planned from, its first channel taken as the label
+        # segmentation), had been planned from, its first channel taken as the label. Placed within a millimetre,
+        # a label measures its image's intensities as well: the drift of headers that a training's
+        # --affine_tolerance allows is not refused here, which no setting of planning could allow
         try:
-            data["label"] = CheckCased(["image", "label"]).check_label(data["label"], data["image"])
+            check = CheckCased(["image", "label"], affine_tolerance=_PLANNING_AFFINE_TOLERANCE)
+            data["label"] = check.check_label(data["label"], data["image"])
         except DataCheckError as error:
             raise ValueError(str(error)) from error
     data = orient(data)

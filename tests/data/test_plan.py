@@ -642,6 +642,10 @@ def test_planning_refuses_the_labels_training_refuses(tmp_path):
     nib.save(nib.Nifti1Image(values, shifted), path)
     with pytest.raises(ValueError, match=rf"{path}: label is placed up to 60 mm away from its image"):
         plan_dataset(root, device="cpu")
+    # header drift that a training's --affine_tolerance may allow is planned from
+    shifted[0, 3] -= 60.0 - 0.05
+    nib.save(nib.Nifti1Image(values, shifted), path)
+    assert plan_dataset(root, device="cpu")["num_classes"] == 3
 
 
 def test_planning_refuses_an_image_of_one_value_under_a_drawn_label(tmp_path):
