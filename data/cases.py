@@ -70,8 +70,9 @@ CACHE_MODES = ("none", "memory", "disk")
 _SUFFIXES = tuple(sorted({s.lower() for s in IMAGE_SUFFIXES + MEDICAL_SUFFIXES}, key=len, reverse=True))
 #: renamed inputs the warning of case_output_names names
 _RENAMES_SHOWN = 5
-# characters that some file systems refuse in a name (Windows, SMB shares), and control characters
-_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+# characters that some file systems refuse in a name (Windows, SMB shares), and control characters (the
+# bidirectional overrides too, which show a name's end reversed)
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 # longest output name in bytes: 255, the limit of common file systems, less room for what the writers add
 # ("_uncertainty.nii.gz" is 19 bytes) and for the suffix a repeated name takes ("_2")
 _NAME_BYTES = 255 - 32

@@ -32,6 +32,7 @@ from ..data.cases import (
 )
 from ..data.dataset import describe_error
 from ..data.medical_io import OutputFolderError
+from .errors import printable
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
@@ -403,7 +404,10 @@ class CaseIsolationHandler:
     def _record_error(self, batch: Any, stage: str, reason: str, current: bool = True) -> None:
         for name, file, index in batch_cases(batch):
             logger.error("case %s (%s) failed in %s: %s", name, file, stage, reason)
-            self._record({"case": name, "file": file, "stage": stage, "error": reason, "index": index}, current)
+            # the file column names the file exactly; the error, read on a terminal (cat failures.csv), has the
+            # control characters of the names it holds escaped, as the log's lines have
+            error = printable(reason, indented=True)
+            self._record({"case": name, "file": file, "stage": stage, "error": error, "index": index}, current)
 
     def record_failure(self, batch: Any, stage: str, reason: str) -> None:
         """Report a case that failed outside the iteration it was read in (postprocessed in the background).

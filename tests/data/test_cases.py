@@ -78,6 +78,8 @@ def test_names_are_unique_without_regard_to_the_unicode_form_of_their_letters():
 def test_series_of_one_folder_are_named_by_uid_and_unsafe_characters_replaced():
     names = case_output_names(["/in/study::1.2.3", "/in/study::1.2.4", "/in/we:ird*.nii.gz"])
     assert names == ["study_1.2.3", "study_1.2.4", "we_ird_"]
+    # a right-to-left override shows "rlo\u202egpj.exe" as "rloexe.jpg": kept, the output had looked like another
+    assert case_output_names(["/in/rlo\u202egpj.exe.png", "/in/c\x9b2J.png"]) == ["rlo_gpj.exe", "c_2J"]
 
 
 def test_the_warning_says_why_each_input_was_renamed(caplog):

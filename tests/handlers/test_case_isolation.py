@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.data import DataLoader
+from monai.data import DataLoader, MetaTensor
 from monai.engines import SupervisedEvaluator
 from monai.handlers import MeanDice, from_engine
 from monai.transforms import (
@@ -577,3 +577,13 @@ def test_a_process_whose_every_case_failed_leaves_the_other_processes_cases_scor
     # MONAI's report, as the bundles write it (its delimiter differs between MONAI versions)
     name, value = (tmp_path / "eval" / "metrics.csv").read_text().strip().replace("\t", ",").split(",")
     assert name == "dice" and float(value) == pytest.approx(np.mean(dice), abs=1e-6)
+
+
+def test_the_error_column_escapes_control_characters_and_the_file_column_names_the_file(tmp_path):
+    # `cat failures.csv` had run a name's escape sequence, held in the error text
+    name = str(tmp_path / "x\x1b[2J.png")
+    isolation = CaseIsolationHandler(tmp_path / "failures.csv")
+    batch = {"image": MetaTensor(torch.zeros(1, 1, 2, 2), meta={"filename_or_obj": [name]})}
+    isolation.record_failure(batch, "writing", f"{name}: cannot be written")
+    (row,) = _rows(tmp_path / "failures.rank0.csv")
+    assert row["file"] == name and row["error"] == f"{tmp_path}/x\\x1b[2J.png: cannot be written"
