@@ -1824,11 +1824,11 @@ def _read_unwrapped(path: Path) -> _SeriesVolume | None:
     except RuntimeError:
         return None  # ITK's reader says what is wrong with the header
     # the header's voxels against the machine's memory before ITK takes it (its "Failed to allocate memory" named no
-    # file): the component type's size from an image of one voxel
-    components = reader.GetNumberOfComponents()
-    one = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), components)
-    shape = (*reversed(reader.GetSize()), *((components,) if components > 1 else ()))
-    _check_memory(path, shape, sitk.GetArrayViewFromImage(one).dtype)
+    # file): the type and components of a voxel from an image of one voxel (a complex value is one component)
+    vector = sitk.GetPixelIDValueAsString(reader.GetPixelID()).startswith("vector")
+    extra = (reader.GetNumberOfComponents(),) if vector else ()
+    one = sitk.GetArrayViewFromImage(sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), *extra))
+    _check_memory(path, (*reversed(reader.GetSize()), *((one.size,) if one.size > 1 else ())), one.dtype)
     if reader.GetDimension() != 3 or reader.GetPixelID() in {getattr(sitk, f"sitk{n}") for n in _ITK_WRAPPED_PIXELS}:
         return None
     image = reader.Execute()
