@@ -625,6 +625,8 @@ def test_the_weights_that_run_are_preprocessed_with_their_own_plan(name, config,
     assert parser.get_parsed_content(f"{handlers}#{index}#load_path") == str(other)
 
 
+# two folds trained end to end (~45 s): the fold and ensemble rules have faster tests in tests/data/test_plan.py
+@pytest.mark.slow
 def test_each_fold_keeps_its_plan_and_an_ensemble_of_other_plans_is_refused(tmp_path):
     """Two folds trained with the dataset re-planned between them: each fold's plan survives the other's training,
     evaluation of fold 0 reads fold 0's plan, and an ensemble of both is refused naming both plan files."""
@@ -1234,6 +1236,8 @@ def test_served_inference_writes_no_file_on_the_server(name, tmp_path):
     assert served and case_output_paths(served, "case") == []
 
 
+# a multi-channel training and inference end to end (~30 s); the channel checks have faster tests
+@pytest.mark.slow
 def test_a_multi_modal_mr_dataset_trains_and_infers_with_all_its_channels(tmp_path):
     """A dataset of two MR channels in MSD's 4D NIfTI, planned, trained and inferred: the network takes both
     channels, the label map has the study's grid, the metadata says what the weights take, and a study of one
