@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_open, companion_name
-from .checks import CheckCased, DataCheckError
+from .checks import CheckCased
 
 __all__ = [
     "DEFAULT_PLAN",
@@ -137,11 +137,8 @@ def _read_case(
         # segmentation), had been planned from, its first channel taken as the label. Placed within a millimetre,
         # a label measures its image's intensities as well: the drift of headers that a training's
         # --affine_tolerance allows is not refused here, which no setting of planning could allow
-        try:
-            check = CheckCased(["image", "label"], affine_tolerance=_PLANNING_AFFINE_TOLERANCE)
-            data["label"] = check.check_label(data["label"], data["image"])
-        except DataCheckError as error:
-            raise ValueError(str(error)) from error
+        check = CheckCased(["image", "label"], affine_tolerance=_PLANNING_AFFINE_TOLERANCE)
+        data["label"] = check.check_label(data["label"], data["image"])
     data = orient(data)
     image = data["image"]
     spacing = np.asarray(image.pixdim, dtype=float)[:3]
